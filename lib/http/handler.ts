@@ -1,0 +1,86 @@
+/**
+ * The contract between the engine and any application: a {@link Handler}
+ * takes a {@link ServerRequest} and returns a {@link Reply}. No web `Request`
+ * objects on this path; the fetch adapter builds them only when asked.
+ */
+import type { HeaderFields } from "./headers.ts";
+
+/** A byte range of an open file; the engine streams it and closes the file. */
+export class FileBody {
+  constructor(
+    readonly file: Deno.FsFile,
+    readonly start: number,
+    readonly length: number,
+  ) {}
+}
+
+/**
+ * What a reply carries. Strings are UTF-8 encoded. Streams and iterables are
+ * sent with chunked coding unless the reply has a `content-length` header.
+ */
+export type ReplyBody =
+  | string
+  | Uint8Array
+  | ReadableStream<Uint8Array>
+  | AsyncIterable<Uint8Array>
+  | FileBody
+  | null
+  | undefined;
+
+/** Reply header fields: a record or a list of pairs (for repeated names). */
+export type ReplyHeaders =
+  | Readonly<Record<string, string>>
+  | ReadonlyArray<readonly [string, string]>;
+
+/** A response. The engine adds Date, Content-Length or chunking, and Connection. */
+export interface Reply {
+  readonly status: number;
+  readonly headers?: ReplyHeaders;
+  readonly body?: ReplyBody;
+}
+
+/**
+ * The request body, read lazily. The first read sends `100 Continue` when the
+ * client asked for it; a handler that answers without reading never does.
+ */
+export interface RequestBody {
+  /** Content-Length, 0 when there is no body, null when chunked. */
+  readonly length: number | null;
+  /** True once every byte of the body has been read. */
+  readonly consumed: boolean;
+  /** Whole body. Over `maxBytes` (default and ceiling: `limits.maxBodyBytes`): HttpError 413. */
+  bytes(maxBytes?: number): Promise<Uint8Array>;
+  /** Whole body as UTF-8; invalid UTF-8: HttpError 400. */
+  text(maxBytes?: number): Promise<string>;
+  /** Whole body parsed as JSON; malformed: HttpError 400. */
+  json(maxBytes?: number): Promise<unknown>;
+  /** The body piece by piece as it arrives; each piece is the caller's to keep. */
+  chunks(maxBytes?: number): AsyncIterable<Uint8Array>;
+  /** The body as a web stream (for the fetch adapter). */
+  stream(maxBytes?: number): ReadableStream<Uint8Array>;
+}
+
+/** One parsed request, as handed to a {@link Handler}. */
+export interface ServerRequest {
+  /** Method token as sent (methods are case-sensitive). */
+  readonly method: string;
+  /** Request target exactly as sent. */
+  readonly target: string;
+  /** Path part of the target, still percent-encoded; "*" for asterisk-form. */
+  readonly path: string;
+  /** Query after "?", without it; "" when absent. */
+  readonly query: string;
+  readonly version: "HTTP/1.0" | "HTTP/1.1";
+  readonly headers: HeaderFields;
+  /** Host header, or the authority of an absolute-form target. */
+  readonly host: string;
+  readonly remoteAddr: Deno.NetAddr;
+  /** True on a TLS connection. */
+  readonly secure: boolean;
+  readonly body: RequestBody;
+  /** `performance.now()` when the head was complete. */
+  readonly startTime: number;
+}
+
+/** The application, seen from the engine. */
+export type Handler = (req: ServerRequest) => Reply | Promise<Reply>;

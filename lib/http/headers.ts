@@ -1,0 +1,54 @@
+/** Request header fields as parsed: names lower-cased, values as sent. */
+export class HeaderFields {
+  readonly #names: string[];
+  readonly #values: string[];
+
+  /** `names` must already be lower case; both arrays are kept, not copied. */
+  constructor(names: string[] = [], values: string[] = []) {
+    this.#names = names;
+    this.#values = values;
+  }
+
+  /** Number of field lines. */
+  get size(): number {
+    return this.#names.length;
+  }
+
+  /** The first value of `name` (any case), or undefined. */
+  get(name: string): string | undefined {
+    const names = this.#names;
+    for (let i = 0; i < names.length; i++) {
+      if (names[i] === name) return this.#values[i];
+    }
+    const lower = name.toLowerCase();
+    if (lower === name) return undefined;
+    return this.get(lower);
+  }
+
+  /** Every value of `name`, joined by ", " as RFC 9110 §5.3 allows, or undefined. */
+  getJoined(name: string): string | undefined {
+    name = name.toLowerCase();
+    let out: string | undefined;
+    for (let i = 0; i < this.#names.length; i++) {
+      if (this.#names[i] === name) {
+        out = out === undefined ? this.#values[i] : `${out}, ${this.#values[i]}`;
+      }
+    }
+    return out;
+  }
+
+  has(name: string): boolean {
+    return this.get(name) !== undefined;
+  }
+
+  /** Field lines in arrival order, as [lower-case name, value]. */
+  *entries(): IterableIterator<[string, string]> {
+    for (let i = 0; i < this.#names.length; i++) {
+      yield [this.#names[i], this.#values[i]];
+    }
+  }
+
+  [Symbol.iterator](): IterableIterator<[string, string]> {
+    return this.entries();
+  }
+}
