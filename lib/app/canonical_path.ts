@@ -1,0 +1,127 @@
+/**
+ * The one canonical form of a request path. The router, the middleware and the
+ * static handler all call {@link canonicalPath}, so a path means the same thing
+ * to every layer: decoded once, and refused (never repaired) when it holds
+ * anything a file system or a later decoder could read differently.
+ */
+import { HttpError, STATUS } from "../http/errors.ts";
+
+const SLASH = 0x2f;
+const DOT = 0x2e;
+const SPACE = 0x20;
+const PERCENT = 0x25;
+const BACKSLASH = 0x5c;
+const DEL = 0x7f;
+
+// Windows device names: opening `nul.txt` or `COM1` there reaches a device,
+// not a file, whatever the folder (CVE-2007-1342 style, Werkzeug 3.1.4-3.1.6).
+const DEVICE_NAMES = new Set([
+  "CON",
+  "PRN",
+  "AUX",
+  "NUL",
+  "CONIN$",
+  "CONOUT$",
+  "CLOCK$",
+  ..."0123456789\u00b9\u00b2\u00b3".split("").flatMap((d) => [
+    `COM${d}`,
+    `LPT${d}`,
+  ]),
+]);
+
+function refuse(what: string): HttpError {
+  const message = `Cannot accept path: ${what}`;
+  return new HttpError(STATUS.BadRequest, message, { expose: message });
+}
+
+/**
+ * Percent-decodes a raw request path once and checks it is safe to map onto
+ * files: starts with "/", no NUL or control characters, no backslash, no
+ * encoded "/", no "." or ".." segment, no empty segment ("//"), no segment
+ * ending in "." or space and no Windows device name (`CON`, `nul.txt`).
+ * A trailing "/" is kept. Fast path: a path without "%" is only checked.
+ *
+ * @throws {HttpError} 400 for any of the above, a malformed escape or bytes
+ *   that are not UTF-8 (including overlong forms such as `%c0%ae`).
+ */
+export function canonicalPath(rawPath: string): string {
+  if (rawPath.charCodeAt(0) !== SLASH) throw refuse("must start with /");
+  let hasPercent = false;
+  for (let i = 0; i < rawPath.length; i++) {
+    const c = rawPath.charCodeAt(i);
+    if (c === PERCENT) {
+      hasPercent = true;
+      // "%2f" would let one segment hold a "/" that a later decode splits;
+      // checked before decoding because afterwards it looks like any "/".
+      const next = rawPath.charCodeAt(i + 1);
+      const last = rawPath.charCodeAt(i + 2) | 0x20;
+      if (next === 0x32 && last === 0x66) throw refuse("encoded slash");
+    } else if (c > 0x7e) {
+      // RFC 3986 targets are ASCII; a client sending raw bytes is not a browser.
+      throw refuse("raw non-ASCII character");
+    }
+  }
+  let path = rawPath;
+  if (hasPercent) {
+    try {
+      // Strict UTF-8: rejects overlong forms, surrogates and stray bytes.
+      path = decodeURIComponent(rawPath);
+    } catch {
+      throw refuse("malformed percent-encoding or not UTF-8");
+    }
+  }
+  checkSegments(path);
+  return path;
+}
+
+/** Throws unless every segment of a decoded path is a plain, portable name. */
+function checkSegments(path: string): void {
+  let start = 1; // first character of the current segment
+  for (let i = 1; i <= path.length; i++) {
+    const c = i < path.length ? path.charCodeAt(i) : SLASH;
+    if (c === SLASH) {
+      if (i === start) {
+        if (i === path.length) return; // trailing "/" (or the root "/")
+        throw refuse("empty segment");
+      }
+      checkSegment(path, start, i);
+      start = i + 1;
+    } else if (c < SPACE || c === DEL || (c >= 0x80 && c <= 0x9f)) {
+      throw refuse("control character");
+    } else if (c === BACKSLASH) {
+      throw refuse("backslash"); // a separator on Windows
+    }
+  }
+}
+
+/** Checks path[start, end), a non-empty segment. */
+function checkSegment(path: string, start: number, end: number): void {
+  const last = path.charCodeAt(end - 1);
+  if (last === DOT) {
+    // "." and "..", and "name." which Windows opens as "name".
+    throw refuse(
+      end - start <= 2 && path.charCodeAt(start) === DOT
+        ? "dot segment"
+        : "segment ends in a dot",
+    );
+  }
+  if (last === SPACE) throw refuse("segment ends in a space");
+  const len = end - start;
+  if (len < 3) return;
+  // Device names count with any extension: "nul.txt", "COM1.tar.gz".
+  let stem = end;
+  for (let i = start; i < end; i++) {
+    if (path.charCodeAt(i) === DOT) {
+      stem = i;
+      break;
+    }
+  }
+  if (stem - start > 7) return;
+  const name = path.slice(start, stem).trimEnd().toUpperCase();
+  if (DEVICE_NAMES.has(name)) throw refuse("reserved device name");
+}
+
+/** True when any segment starts with "." (`/.env`, `/a/.git/config`). */
+export function isDotPath(path: string): boolean {
+  return path.charCodeAt(0) === DOT || path.includes("/.");
+}
