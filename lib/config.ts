@@ -137,3 +137,303 @@ export const DEFAULT_APP: AppConfig = Object.freeze({
   trustProxy: [],
   metricsPublic: false,
 });
+
+/** Everything the command line sets. */
+export interface CliOptions {
+  readonly server: ServerConfig;
+  readonly app: AppConfig;
+  readonly logFormat: "text" | "json";
+  readonly quiet: boolean;
+  readonly help: boolean;
+  /** Engine threads sharing the port with reusePort; 1 runs in the main thread. */
+  readonly workers: number;
+}
+
+/** A bad command line; main prints `message` and exits with code 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** Flag name -> [value name or "" for a switch, default shown in --help, help text]. */
+export const FLAGS: Readonly<
+  Record<string, readonly [string, string, string]>
+> = {
+  host: ["ADDR", "127.0.0.1", "address to listen on"],
+  port: ["N", "8080", "port to listen on; 0 picks a free one"],
+  root: ["DIR", "resources", "folder served as the static site"],
+  "max-conns": ["N", "4096", "connections handled at once"],
+  "max-queue": ["N", "1024", "connections waiting for a slot; past it: 503"],
+  "max-body": ["SIZE", "1m", "largest request body (413)"],
+  "max-head": ["SIZE", "16k", "largest request line + headers (431)"],
+  "max-headers": ["N", "100", "most header lines (431)"],
+  "max-target": ["SIZE", "8k", "longest request target (414)"],
+  "max-requests": ["N", "10000", "requests per connection before it is closed"],
+  "head-timeout": ["TIME", "10s", "time to send a whole head (408)"],
+  "keepalive-timeout": ["TIME", "5s", "idle time between requests (close)"],
+  "body-timeout": ["TIME", "30s", "longest gap while sending a body (408)"],
+  "write-timeout": [
+    "TIME",
+    "30s",
+    "longest stall of a client that stopped reading (close)",
+  ],
+  "queue-timeout": ["TIME", "10s", "longest wait for a connection slot (503)"],
+  "shutdown-timeout": [
+    "TIME",
+    "10s",
+    "time in-flight requests get on SIGINT/SIGTERM",
+  ],
+  cert: ["FILE", "", "PEM certificate chain: serve HTTPS (with --key)"],
+  key: ["FILE", "", "PEM private key for --cert"],
+  workers: ["N", "1", "engine threads sharing the port (needs --unstable-net)"],
+  dotfiles: ["allow|deny", "deny", "serve dotfiles and dot-folders"],
+  "allow-ext": [
+    "LIST",
+    "web types",
+    "file extensions served, e.g. html,txt,png,jpg,jpeg (else 403)",
+  ],
+  "cache-control": ["VALUE", "no-cache", "Cache-Control for static files"],
+  "list-dirs": ["", "off", "HTML listing of folders without index.html"],
+  spa: ["", "off", "serve index.html for unknown paths (single-page apps)"],
+  attachment: [
+    "",
+    "off",
+    "send non-HTML files as downloads (Content-Disposition)",
+  ],
+  directory: ["DIR", "", "enable GET/POST /files/{name} on this folder"],
+  uploads: ["DIR", "resources/uploads", "folder for POST /upload"],
+  "upload-max": ["SIZE", "1m", "largest upload (413)"],
+  "upload-quota": ["SIZE", "100m", "total size of the uploads folder (507)"],
+  "rate-limit": [
+    "N/TIME",
+    "off",
+    "requests per client per window, e.g. 100/10s (429)",
+  ],
+  "trust-proxy": ["LIST", "", "peers whose X-Forwarded-For is believed"],
+  "allowed-hosts": ["LIST", "loopback names", "Host values accepted (421)"],
+  "metrics-public": ["", "off", "serve /metrics beyond loopback"],
+  cors: ["ORIGIN", "", "Access-Control-Allow-Origin for API routes"],
+  "log-format": ["text|json", "text", "log line format"],
+  quiet: ["", "off", "no access log lines"],
+  help: ["", "", "print this help"],
+};
+
+/** "16k", "1m", "512" -> bytes (binary units). */
+export function parseSize(text: string, flag: string): number {
+  const m = /^(\d+)([kmg]?)i?b?$/i.exec(text.trim());
+  if (m === null) {
+    throw new UsageError(
+      `--${flag}: "${text}" is not a size (try 512, 16k, 1m)`,
+    );
+  }
+  const unit = {
+    "": 1,
+    k: 1024,
+    m: 1024 ** 2,
+    g: 1024 ** 3,
+  }[m[2].toLowerCase() as "" | "k" | "m" | "g"];
+  return Number(m[1]) * unit;
+}
+
+/** "10s", "500ms", "2m", "10" (seconds) -> milliseconds. */
+export function parseDuration(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
+  if (m === null) {
+    throw new UsageError(
+      `--${flag}: "${text}" is not a duration (try 500ms, 10s, 2m)`,
+    );
+  }
+  const unit = { ms: 1, s: 1000, m: 60_000 }[(m[2] ?? "s") as "ms" | "s" | "m"];
+  return Math.round(Number(m[1]) * unit);
+}
+
+function parseCount(text: string, flag: string, min: number): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < min) {
+    throw new UsageError(
+      `--${flag}: "${text}" is not a whole number of at least ${min}`,
+    );
+  }
+  return n;
+}
+
+function parseList(text: string): string[] {
+  return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+}
+
+/**
+ * Parses the command line. Also takes the seeds' positional form
+ * `[port] [host] [max-conns]`. Throws {@link UsageError} on anything wrong.
+ */
+export function parseFlags(args: readonly string[]): CliOptions {
+  const values: Record<string, string | boolean> = {};
+  const positional: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") {
+      positional.push(...args.slice(i + 1));
+      break;
+    }
+    if (arg === "-h") {
+      values.help = true;
+      continue;
+    }
+    if (!arg.startsWith("--")) {
+      positional.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf("=");
+    const name = arg.slice(2, eq === -1 ? undefined : eq);
+    const spec = FLAGS[name];
+    if (spec === undefined) {
+      throw new UsageError(`unknown option --${name} (see --help)`);
+    }
+    if (spec[0] === "") {
+      if (eq !== -1) throw new UsageError(`--${name} takes no value`);
+      values[name] = true;
+      continue;
+    }
+    const value = eq === -1 ? args[++i] : arg.slice(eq + 1);
+    if (value === undefined) {
+      throw new UsageError(`--${name} needs a value (${spec[0]})`);
+    }
+    values[name] = value;
+  }
+  if (positional.length > 3) {
+    throw new UsageError(`too many arguments: ${positional.join(" ")}`);
+  }
+  const [posPort, posHost, posConns] = positional;
+  const str = (name: string): string | undefined =>
+    values[name] as string | undefined;
+  const flag = (name: string): boolean => values[name] === true;
+
+  const portText = str("port") ?? posPort;
+  const port = portText === undefined
+    ? DEFAULT_CONFIG.port
+    : parseCount(portText, "port", 0);
+  if (port > 65535) {
+    throw new UsageError(`--port: ${port} is not a port (0-65535)`);
+  }
+  const hostname = str("host") ?? posHost ?? DEFAULT_CONFIG.hostname;
+
+  const L = DEFAULT_LIMITS;
+  const size = (name: string, d: number) =>
+    str(name) === undefined ? d : parseSize(str(name)!, name);
+  const time = (name: string, d: number) =>
+    str(name) === undefined ? d : parseDuration(str(name)!, name);
+  const count = (name: string, d: number, min = 1) =>
+    str(name) === undefined ? d : parseCount(str(name)!, name, min);
+  const maxConnsText = str("max-conns") ?? posConns;
+  const limits: Limits = Object.freeze({
+    ...L,
+    maxConns: maxConnsText === undefined
+      ? L.maxConns
+      : parseCount(maxConnsText, "max-conns", 1),
+    maxQueue: count("max-queue", L.maxQueue, 0),
+    maxBodyBytes: size("max-body", L.maxBodyBytes),
+    maxHeadBytes: size("max-head", L.maxHeadBytes),
+    maxHeaderCount: count("max-headers", L.maxHeaderCount),
+    maxTargetBytes: size("max-target", L.maxTargetBytes),
+    maxRequestsPerConnection: count("max-requests", L.maxRequestsPerConnection),
+    headTimeoutMs: time("head-timeout", L.headTimeoutMs),
+    keepAliveTimeoutMs: time("keepalive-timeout", L.keepAliveTimeoutMs),
+    bodyTimeoutMs: time("body-timeout", L.bodyTimeoutMs),
+    writeTimeoutMs: time("write-timeout", L.writeTimeoutMs),
+    queueTimeoutMs: time("queue-timeout", L.queueTimeoutMs),
+    shutdownTimeoutMs: time("shutdown-timeout", L.shutdownTimeoutMs),
+  });
+
+  const cert = str("cert");
+  const key = str("key");
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new UsageError("--cert and --key go together");
+  }
+
+  const dotfiles = str("dotfiles") ?? "deny";
+  if (dotfiles !== "allow" && dotfiles !== "deny") {
+    throw new UsageError(`--dotfiles: "${dotfiles}" is not allow or deny`);
+  }
+  const logFormat = str("log-format") ?? "text";
+  if (logFormat !== "text" && logFormat !== "json") {
+    throw new UsageError(`--log-format: "${logFormat}" is not text or json`);
+  }
+
+  let rateLimit: AppConfig["rateLimit"];
+  const rate = str("rate-limit");
+  if (rate !== undefined) {
+    const m = /^(\d+)\/(.+)$/.exec(rate);
+    if (m === null) {
+      throw new UsageError(
+        `--rate-limit: "${rate}" is not N/TIME (try 100/10s)`,
+      );
+    }
+    rateLimit = {
+      limit: parseCount(m[1], "rate-limit", 1),
+      windowMs: parseDuration(m[2], "rate-limit"),
+    };
+    if (rateLimit.windowMs <= 0) {
+      throw new UsageError("--rate-limit: the window must be longer than 0");
+    }
+  }
+
+  const root = str("root") ?? DEFAULT_STATIC.root;
+  const app: AppConfig = Object.freeze({
+    static: Object.freeze({
+      root,
+      dotfiles,
+      allowExt: str("allow-ext") === undefined
+        ? null
+        : parseList(str("allow-ext")!).map((e) =>
+          e.replace(/^\./, "").toLowerCase()
+        ),
+      cacheControl: str("cache-control") ?? DEFAULT_STATIC.cacheControl,
+      listDirs: flag("list-dirs"),
+      spa: flag("spa"),
+      attachment: flag("attachment"),
+    }),
+    directory: str("directory"),
+    uploads: str("uploads") ?? DEFAULT_APP.uploads,
+    uploadMaxBytes: size("upload-max", DEFAULT_APP.uploadMaxBytes),
+    uploadQuotaBytes: size("upload-quota", DEFAULT_APP.uploadQuotaBytes),
+    rateLimit,
+    trustProxy: str("trust-proxy") === undefined
+      ? []
+      : parseList(str("trust-proxy")!),
+    allowedHosts: str("allowed-hosts") === undefined
+      ? undefined
+      : parseList(str("allowed-hosts")!),
+    metricsPublic: flag("metrics-public"),
+    cors: str("cors"),
+  });
+
+  return {
+    server: Object.freeze({
+      hostname,
+      port,
+      limits,
+      cert,
+      key,
+      accessLog: !flag("quiet"),
+    }),
+    app,
+    logFormat,
+    quiet: flag("quiet"),
+    help: flag("help"),
+    workers: count("workers", 1),
+  };
+}
+
+/** The --help text, built from {@link FLAGS}. */
+export function helpText(): string {
+  const lines = [
+    "Spindle: a safe, fast HTTP/1.1 server for a folder and a small API.",
+    "",
+    "Usage: spindle [options] [port] [host] [max-conns]",
+    "",
+    "Options (SIZE: 512, 16k, 1m; TIME: 500ms, 10s, 2m):",
+  ];
+  for (const [name, [value, def, text]] of Object.entries(FLAGS)) {
+    const left = `  --${name}${value === "" ? "" : ` ${value}`}`;
+    lines.push(`${left.padEnd(30)} ${text}${def === "" ? "" : ` [${def}]`}`);
+  }
+  return lines.join("\n");
+}

@@ -44,7 +44,33 @@ export const STATUS = {
 
 export type Status = typeof STATUS[keyof typeof STATUS];
 /** A status the server may answer with when something went wrong. */
-export type ErrorStatus = Extract<Status, 400 | 401 | 403 | 404 | 405 | 406 | 408 | 409 | 411 | 412 | 413 | 414 | 415 | 416 | 417 | 421 | 422 | 429 | 431 | 500 | 501 | 503 | 505 | 507>;
+export type ErrorStatus = Extract<
+  Status,
+  | 400
+  | 401
+  | 403
+  | 404
+  | 405
+  | 406
+  | 408
+  | 409
+  | 411
+  | 412
+  | 413
+  | 414
+  | 415
+  | 416
+  | 417
+  | 421
+  | 422
+  | 429
+  | 431
+  | 500
+  | 501
+  | 503
+  | 505
+  | 507
+>;
 
 /** Reason phrases (RFC 9110 §15); unknown codes fall back to a class name. */
 export const STATUS_TEXT: Readonly<Record<number, string>> = {
@@ -92,7 +118,14 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = {
 
 /** The reason phrase for any status code. */
 export function reasonPhrase(status: number): string {
-  return STATUS_TEXT[status] ?? ["Informational", "Success", "Redirection", "Client Error", "Server Error"][Math.floor(status / 100) - 1] ?? "Unknown";
+  return STATUS_TEXT[status] ??
+    [
+      "Informational",
+      "Success",
+      "Redirection",
+      "Client Error",
+      "Server Error",
+    ][Math.floor(status / 100) - 1] ?? "Unknown";
 }
 
 export interface HttpErrorOptions extends ErrorOptions {
@@ -124,7 +157,10 @@ export class HttpError extends Error {
 /** A malformed request: 400 with the message shown, then close. */
 export function badRequest(what: string): HttpError {
   const message = `Cannot parse request: ${what}`;
-  return new HttpError(STATUS.BadRequest, message, { expose: message, close: true });
+  return new HttpError(STATUS.BadRequest, message, {
+    expose: message,
+    close: true,
+  });
 }
 
 /** An error reply's body and its media type. */
@@ -156,7 +192,8 @@ export function renderError(
       const text = escapeHtml(message);
       return {
         contentType: "text/html; charset=utf-8",
-        body: `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>${status} ${reason}</title></head>\n<body><h1>${status} ${reason}</h1>\n<p>${text}</p></body></html>\n`,
+        body:
+          `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>${status} ${reason}</title></head>\n<body><h1>${status} ${reason}</h1>\n<p>${text}</p></body></html>\n`,
       };
     }
   }

@@ -31,7 +31,9 @@ export class HeaderFields {
     let out: string | undefined;
     for (let i = 0; i < this.#names.length; i++) {
       if (this.#names[i] === name) {
-        out = out === undefined ? this.#values[i] : `${out}, ${this.#values[i]}`;
+        out = out === undefined
+          ? this.#values[i]
+          : `${out}, ${this.#values[i]}`;
       }
     }
     return out;

@@ -1,0 +1,433 @@
+/**
+ * Bytes -> {@link RequestHead}, strictly by RFC 9112. No I/O here: the
+ * connection finds the end of a head with `findHeadEnd()` as bytes arrive,
+ * then `parseHead()` reads it in one pass over the buffer.
+ */
+import type { Limits } from "../config.ts";
+import { badRequest, HttpError, STATUS } from "./errors.ts";
+import { HeaderFields } from "./headers.ts";
+
+export const CR = 0x0d;
+export const LF = 0x0a;
+export const SP = 0x20;
+export const HTAB = 0x09;
+export const COLON = 0x3a;
+export const SLASH = 0x2f;
+export const QUESTION = 0x3f;
+export const STAR = 0x2a;
+
+/** 1 where a byte may appear in a token (RFC 9110 §5.6.2). */
+export const TOKEN = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~") TOKEN[c.charCodeAt(0)] = 1;
+for (let c = 0x30; c <= 0x39; c++) TOKEN[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) TOKEN[c] = TOKEN[c | 0x20] = 1;
+
+/** 1 where a byte may appear in a field value: HTAB, SP, VCHAR, obs-text (§5.5). */
+export const FIELD_VALUE = new Uint8Array(256);
+FIELD_VALUE[HTAB] = 1;
+for (let c = 0x20; c <= 0x7e; c++) FIELD_VALUE[c] = 1;
+for (let c = 0x80; c <= 0xff; c++) FIELD_VALUE[c] = 1;
+
+/** 1 where a byte may appear in a request target: visible ASCII but "#" (§3.2). */
+const TARGET = new Uint8Array(256);
+for (let c = 0x21; c <= 0x7e; c++) TARGET[c] = 1;
+TARGET[0x23] = 0; // a fragment is never sent (RFC 9110 §4.2.5)
+
+/** 1 where a byte may appear in a Host value: reg-name, IP literal, port. */
+const HOST = new Uint8Array(256);
+for (const c of "-._~!$&'()*+,;=:[]%") HOST[c.charCodeAt(0)] = 1;
+for (let c = 0x30; c <= 0x39; c++) HOST[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) HOST[c] = HOST[c | 0x20] = 1;
+
+/** Methods we know (RFC 9110 §9, RFC 5789); others get 501. */
+const KNOWN_METHODS = new Set([
+  "GET",
+  "HEAD",
+  "POST",
+  "PUT",
+  "DELETE",
+  "OPTIONS",
+  "TRACE",
+  "PATCH",
+  "CONNECT",
+]);
+
+/** A parsed request line and header section. */
+export interface RequestHead {
+  readonly method: string;
+  readonly target: string;
+  /** Path of the target, still percent-encoded; "*" for asterisk-form. */
+  readonly path: string;
+  /** Query without "?"; "" when absent. */
+  readonly query: string;
+  /** 0 for HTTP/1.0; 1 for HTTP/1.1 and any higher 1.x (RFC 9110 §2.5). */
+  readonly minor: 0 | 1;
+  readonly headers: HeaderFields;
+  /** Host field value, or the authority of an absolute-form target. */
+  readonly host: string;
+  /** Content-Length, or -1 when absent. */
+  readonly contentLength: number;
+  readonly chunked: boolean;
+  /** What the request asks for the connection; the server may still close. */
+  readonly keepAlive: boolean;
+  /** `Expect: 100-continue` on an HTTP/1.1 request. */
+  readonly expectContinue: boolean;
+}
+
+/**
+ * Index just past the blank line that ends a head, or -1 if it has not
+ * arrived. Also stops at a bare LF LF so the parser can refuse it. Pass the
+ * previous `end - 3` (or the head's start) as `from` to resume, not rescan.
+ */
+export function findHeadEnd(
+  buf: Uint8Array,
+  from: number,
+  end: number,
+): number {
+  let i = buf.indexOf(LF, from);
+  while (i !== -1 && i < end) {
+    const next = buf[i + 1];
+    if (i + 1 < end && next === LF) return i + 2;
+    if (i + 2 < end && next === CR && buf[i + 2] === LF) return i + 3;
+    i = buf.indexOf(LF, i + 1);
+  }
+  return -1;
+}
+
+/** Latin-1 text of `buf[start..end)`; header bytes are opaque octets (§5.5). */
+export function latin1(buf: Uint8Array, start: number, end: number): string {
+  if (end - start < 4096) {
+    return String.fromCharCode.apply(
+      null,
+      buf.subarray(start, end) as unknown as number[],
+    );
+  }
+  let s = "";
+  for (let i = start; i < end; i += 4096) {
+    s += latin1(buf, i, Math.min(i + 4096, end));
+  }
+  return s;
+}
+
+function methodName(buf: Uint8Array, start: number, end: number): string {
+  // The common methods without building a string from bytes.
+  const len = end - start;
+  const c = buf[start];
+  if (
+    len === 3 && c === 0x47 && buf[start + 1] === 0x45 &&
+    buf[start + 2] === 0x54
+  ) return "GET";
+  if (
+    len === 4 && buf[start + 1] === 0x4f && buf[start + 2] === 0x53 &&
+    buf[start + 3] === 0x54
+  ) {
+    if (c === 0x50) return "POST";
+  }
+  if (
+    len === 4 && c === 0x48 && buf[start + 1] === 0x45 &&
+    buf[start + 2] === 0x41 && buf[start + 3] === 0x44
+  ) return "HEAD";
+  return latin1(buf, start, end);
+}
+
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
+/**
+ * Parses the head in `buf[start..end)`, where `end` is what `findHeadEnd()`
+ * returned. Throws {@link HttpError} for anything RFC 9112 does not allow.
+ * Folds header names to lower case in place.
+ */
+export function parseHead(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  limits: Limits,
+): RequestHead {
+  // Request line: method SP request-target SP HTTP-version CRLF (§3).
+  let i = start;
+  while (TOKEN[buf[i]] === 1) i++;
+  if (i === start || buf[i] !== SP) throw badRequest("malformed method");
+  const method = methodName(buf, start, i);
+
+  const targetStart = ++i;
+  while (TARGET[buf[i]] === 1) i++;
+  const targetEnd = i;
+  if (targetEnd - targetStart > limits.maxTargetBytes) {
+    throw new HttpError(STATUS.URITooLong, "Request target too long", {
+      close: true,
+    });
+  }
+  if (targetEnd === targetStart) throw badRequest("missing request target");
+  if (buf[i] !== SP) {
+    throw badRequest(
+      buf[i] === CR || buf[i] === LF
+        ? "missing HTTP version"
+        : "invalid byte in request target",
+    );
+  }
+  i++;
+  // "HTTP/" DIGIT "." DIGIT, then CRLF; no more, no less.
+  if (
+    buf[i] !== 0x48 || buf[i + 1] !== 0x54 || buf[i + 2] !== 0x54 ||
+    buf[i + 3] !== 0x50 || buf[i + 4] !== SLASH || !isDigit(buf[i + 5]) ||
+    buf[i + 6] !== 0x2e || !isDigit(buf[i + 7])
+  ) throw badRequest("malformed HTTP version");
+  if (buf[i + 8] !== CR || buf[i + 9] !== LF) {
+    throw badRequest(
+      buf[i + 8] === LF ? "bare LF in request line" : "malformed HTTP version",
+    );
+  }
+  const major = buf[i + 5] - 0x30;
+  if (major !== 1) {
+    throw new HttpError(
+      STATUS.HTTPVersionNotSupported,
+      `HTTP/${major}.${buf[i + 7] - 0x30} is not supported`,
+      { expose: "Only HTTP/1.0 and HTTP/1.1 are supported", close: true },
+    );
+  }
+  const minor = buf[i + 7] === 0x30 ? 0 : 1;
+  i += 10;
+
+  // Header fields (§5): field-name ":" OWS field-value OWS CRLF.
+  const names: string[] = [];
+  const values: string[] = [];
+  let host: string | undefined;
+  let hostCount = 0;
+  let contentLength = -1;
+  let transferEncoding: string | undefined;
+  let connection: string | undefined;
+  let expect: string | undefined;
+  while (i < end) {
+    const line = i;
+    if (buf[i] === CR) {
+      if (buf[i + 1] !== LF) throw badRequest("bare CR in header section");
+      i += 2;
+      break;
+    }
+    for (let c = buf[i]; TOKEN[c] === 1; c = buf[++i]) {
+      if (c <= 0x5a && c >= 0x41) buf[i] = c | 0x20; // fold A-Z while we look
+    }
+    // Also refuses "Name :" and obs-fold (a line starting with SP or HTAB).
+    if (i === line || buf[i] !== COLON) {
+      throw badRequest(
+        buf[i] === LF ? "bare LF in header section" : "malformed field name",
+      );
+    }
+    const nameEnd = i++;
+    while (buf[i] === SP || buf[i] === HTAB) i++;
+    const valueStart = i;
+    while (FIELD_VALUE[buf[i]] === 1) i++;
+    let valueEnd = i;
+    if (buf[i] !== CR || buf[i + 1] !== LF) {
+      throw badRequest(
+        buf[i] === LF
+          ? "bare LF in header section"
+          : buf[i] === CR
+          ? "bare CR in header section"
+          : "control byte in field value",
+      );
+    }
+    i += 2;
+    while (
+      valueEnd > valueStart &&
+      (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HTAB)
+    ) valueEnd--;
+    if (names.length === limits.maxHeaderCount) {
+      throw new HttpError(
+        STATUS.RequestHeaderFieldsTooLarge,
+        "Too many header fields",
+        { close: true },
+      );
+    }
+    const name = latin1(buf, line, nameEnd);
+    const value = latin1(buf, valueStart, valueEnd);
+    names.push(name);
+    values.push(value);
+    switch (name) {
+      case "host":
+        hostCount++;
+        host = value;
+        break;
+      case "content-length":
+        contentLength = mergeContentLength(contentLength, value, limits);
+        break;
+      case "transfer-encoding":
+        transferEncoding = transferEncoding === undefined
+          ? value
+          : `${transferEncoding}, ${value}`;
+        break;
+      case "connection":
+        connection = connection === undefined
+          ? value
+          : `${connection}, ${value}`;
+        break;
+      case "expect":
+        expect = value;
+        break;
+    }
+  }
+
+  const target = latin1(buf, targetStart, targetEnd);
+  let path: string;
+  let query = "";
+  const first = buf[targetStart];
+  if (first === SLASH) {
+    // origin-form, the common case (§3.2.1)
+    const q = target.indexOf("?");
+    path = q === -1 ? target : target.slice(0, q);
+    if (q !== -1) query = target.slice(q + 1);
+  } else if (first === STAR && targetEnd - targetStart === 1) {
+    if (method !== "OPTIONS") {
+      throw badRequest("asterisk-form is only for OPTIONS");
+    }
+    path = "*";
+  } else if (method === "CONNECT") {
+    throw new HttpError(STATUS.NotImplemented, "CONNECT is not supported", {
+      expose: "CONNECT is not supported",
+      close: true,
+    });
+  } else {
+    // absolute-form (§3.2.2): its authority replaces Host.
+    const m = /^https?:\/\/([^/?]*)([^?]*)(?:\?(.*))?$/i.exec(target);
+    if (m === null || m[1] === "") throw badRequest("malformed request target");
+    host = m[1];
+    path = m[2] === "" ? "/" : m[2];
+    query = m[3] ?? "";
+  }
+
+  if (!KNOWN_METHODS.has(method) || method === "CONNECT") {
+    throw new HttpError(
+      STATUS.NotImplemented,
+      `Method ${method} is not implemented`,
+      {
+        expose: `Method ${method} is not implemented`,
+        close: true,
+      },
+    );
+  }
+
+  if (minor === 1 && hostCount !== 1) {
+    throw badRequest(
+      hostCount === 0 ? "missing Host header" : "more than one Host header",
+    );
+  }
+  if (hostCount > 1) throw badRequest("more than one Host header");
+  host ??= "";
+  for (let k = 0; k < host.length; k++) {
+    if (HOST[host.charCodeAt(k)] !== 1) throw badRequest("invalid Host header");
+  }
+
+  // Message body framing (§6.1, §6.3).
+  let chunked = false;
+  if (transferEncoding !== undefined) {
+    if (contentLength !== -1) {
+      throw badRequest("both Content-Length and Transfer-Encoding");
+    }
+    if (minor === 0) {
+      throw badRequest("Transfer-Encoding in an HTTP/1.0 request");
+    }
+    const codings = transferEncoding.toLowerCase().split(",");
+    for (let k = 0; k < codings.length; k++) {
+      const coding = codings[k].trim();
+      const last = k === codings.length - 1;
+      if (coding === "chunked") {
+        if (!last) throw badRequest("chunked is not the final transfer coding");
+      } else if (coding === "" || !isToken(coding)) {
+        throw badRequest("malformed Transfer-Encoding");
+      } else {
+        throw new HttpError(
+          STATUS.NotImplemented,
+          `Transfer coding ${coding} is not implemented`,
+          {
+            expose: "Only the chunked transfer coding is supported",
+            close: true,
+          },
+        );
+      }
+    }
+    chunked = true;
+  }
+
+  let keepAlive = minor === 1;
+  if (connection !== undefined) {
+    const options = connection.toLowerCase();
+    if (hasToken(options, "close")) keepAlive = false;
+    else if (minor === 0 && hasToken(options, "keep-alive")) keepAlive = true;
+  }
+
+  let expectContinue = false;
+  if (expect !== undefined) {
+    if (expect.toLowerCase() !== "100-continue") {
+      throw new HttpError(
+        STATUS.ExpectationFailed,
+        `Unsupported expectation: ${expect}`,
+        {
+          expose: "Only Expect: 100-continue is supported",
+          close: true,
+        },
+      );
+    }
+    expectContinue = minor === 1; // HTTP/1.0 clients never wait (RFC 9110 §10.1.1)
+  }
+
+  return {
+    method,
+    target,
+    path,
+    query,
+    minor,
+    headers: new HeaderFields(names, values),
+    host,
+    contentLength,
+    chunked,
+    keepAlive,
+    expectContinue,
+  };
+}
+
+function mergeContentLength(
+  prev: number,
+  value: string,
+  limits: Limits,
+): number {
+  if (value.length === 0) throw badRequest("empty Content-Length");
+  let n = 0;
+  for (let k = 0; k < value.length; k++) {
+    const c = value.charCodeAt(k);
+    if (!isDigit(c)) throw badRequest("malformed Content-Length");
+    n = n * 10 + (c - 0x30);
+  }
+  // A length that disagrees with an earlier one is how smuggling starts (§6.3).
+  if (prev !== -1 && prev !== n) {
+    throw badRequest("conflicting Content-Length values");
+  }
+  if (n > limits.maxBodyBytes) {
+    throw new HttpError(
+      STATUS.ContentTooLarge,
+      `Body of ${value} bytes is over the limit`,
+      {
+        expose: `Request body is larger than ${limits.maxBodyBytes} bytes`,
+        close: true,
+      },
+    );
+  }
+  return n;
+}
+
+function isToken(s: string): boolean {
+  for (let k = 0; k < s.length; k++) {
+    if (TOKEN[s.charCodeAt(k)] !== 1) return false;
+  }
+  return true;
+}
+
+/** True when the comma-separated `list` holds `token` (already lower case). */
+function hasToken(list: string, token: string): boolean {
+  if (list === token) return true;
+  for (const part of list.split(",")) {
+    if (part.trim() === token) return true;
+  }
+  return false;
+}
