@@ -1,0 +1,146 @@
+/**
+ * Spindle's command line: flags -> config -> serve(). Nothing else.
+ * Exit codes: 0 after a clean shutdown, 1 when the server cannot start,
+ * 2 for a bad command line.
+ */
+import { getLogger } from "@logtape/logtape";
+import {
+  type CliOptions,
+  helpText,
+  parseFlags,
+  UsageError,
+} from "./lib/config.ts";
+import { createApp } from "./lib/app/routes.ts";
+import { serve, type Server } from "./lib/http/server.ts";
+import { EngineStats } from "./lib/http/stats.ts";
+import {
+  inWorker,
+  runAsWorker,
+  startWorkers,
+  type WorkerPool,
+} from "./lib/http/workers.ts";
+import { setupLogging, stopLogging } from "./lib/log.ts";
+
+const log = getLogger(["spindle", "server"]);
+
+/** Runs the server until SIGINT or SIGTERM; returns the exit code. */
+export async function main(args: readonly string[]): Promise<number> {
+  let opts: CliOptions;
+  try {
+    opts = parseFlags(args);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`spindle: ${err.message}`);
+    return 2;
+  }
+  if (opts.help) {
+    console.log(helpText());
+    return 0;
+  }
+  await setupLogging({ format: opts.logFormat, quiet: opts.quiet });
+  let onSignal!: () => void;
+  const stop = new Promise<void>((r) => onSignal = r);
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  try {
+    return await run(opts, args, stop);
+  } finally {
+    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    await stopLogging();
+  }
+}
+
+/**
+ * Serves until `stop` resolves, then shuts down gracefully. In the main
+ * thread it also starts `--workers` - 1 engine workers on the same port.
+ */
+async function run(
+  opts: CliOptions,
+  args: readonly string[],
+  stop: Promise<void>,
+  listening?: (port: number) => void,
+): Promise<number> {
+  let server: Server;
+  try {
+    const cert = opts.server.cert === undefined
+      ? undefined
+      : await Deno.readTextFile(opts.server.cert);
+    const key = opts.server.key === undefined
+      ? undefined
+      : await Deno.readTextFile(opts.server.key);
+    const stats = new EngineStats();
+    let port = opts.server.port;
+    const handler = createApp(opts.app, {
+      stats,
+      hostname: opts.server.hostname,
+      port: () => port,
+    });
+    server = serve({
+      ...opts.server,
+      cert,
+      key,
+      stats,
+      reusePort: opts.workers > 1,
+    }, handler);
+    port = server.port;
+  } catch (err) {
+    const why = err instanceof Deno.errors.AddrInUse
+      ? `port ${opts.server.port} is already in use`
+      : err instanceof Error
+      ? err.message
+      : String(err);
+    log.fatal("Cannot start: {why}", { why });
+    return 1;
+  }
+
+  let pool: WorkerPool | undefined;
+  if (listening !== undefined) {
+    listening(server.port);
+  } else {
+    const scheme = opts.server.cert === undefined ? "http" : "https";
+    const host = server.addr.hostname.includes(":")
+      ? `[${server.addr.hostname}]`
+      : server.addr.hostname;
+    const url = `${scheme}://${host}:${server.port}/`;
+    log.info("Listening on {url}", {
+      event: "listening",
+      url,
+      port: server.port,
+      workers: opts.workers,
+    });
+    if (opts.workers > 1) {
+      try {
+        pool = await startWorkers(new URL(import.meta.url), opts.workers - 1, [
+          ...args,
+          "--port",
+          String(server.port),
+        ]);
+      } catch (err) {
+        log.fatal("Cannot start workers: {error}", { error: err });
+        await server.shutdown();
+        return 1;
+      }
+    }
+  }
+
+  await Promise.race([stop, server.finished]);
+  await Promise.all([server.shutdown(), pool?.shutdown()]);
+  if (listening === undefined) log.info("Stopped", { event: "stopped" });
+  return 0;
+}
+
+if (import.meta.main) {
+  if (inWorker()) {
+    runAsWorker(async (args, stop, listening) => {
+      const opts = parseFlags(args);
+      await setupLogging({ format: opts.logFormat, quiet: opts.quiet });
+      try {
+        return await run(opts, args, stop, listening);
+      } finally {
+        await stopLogging();
+      }
+    });
+  } else {
+    Deno.exit(await main(Deno.args));
+  }
+}
