@@ -1,0 +1,185 @@
+/**
+ * Clients for the memory cases, run inside the runner: many idle keep-alive
+ * connections, and slow readers of a large file.
+ */
+import { buildRequests, ResponseScanner } from "./load.ts";
+
+const IDLE_BUFFER_BYTES = 4096;
+const CONNECT_BATCH = 100;
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let off = 0; off < bytes.length;) {
+    off += await conn.write(bytes.subarray(off));
+  }
+}
+
+/** Reads until one whole response arrived; false if the server closed first. */
+async function readOneResponse(conn: Deno.Conn): Promise<boolean> {
+  const buf = new Uint8Array(IDLE_BUFFER_BYTES);
+  const scanner = new ResponseScanner();
+  let end = 0;
+  while (scanner.responses === 0) {
+    const n = await conn.read(buf.subarray(end));
+    if (n === null) return false;
+    const used = scanner.scan(buf, 0, end + n);
+    buf.copyWithin(0, used, end + n);
+    end = end + n - used;
+    if (end === buf.length) throw new Error("Response head too large");
+  }
+  return scanner.errorStatuses === 0;
+}
+
+/** Connections that each got one response and now sit idle. */
+export class IdleConnections implements AsyncDisposable {
+  readonly #conns: Deno.Conn[] = [];
+  readonly #request: Uint8Array;
+  readonly #hostname: string;
+  readonly #port: number;
+
+  private constructor(hostname: string, port: number, path: string) {
+    this.#hostname = hostname;
+    this.#port = port;
+    this.#request = buildRequests(hostname, port, path, 1);
+  }
+
+  /** Opens `count` connections, each sending one request and reading its response. */
+  static async open(
+    hostname: string,
+    port: number,
+    path: string,
+    count: number,
+  ): Promise<IdleConnections> {
+    const idle = new IdleConnections(hostname, port, path);
+    try {
+      for (let done = 0; done < count; done += CONNECT_BATCH) {
+        const batch = Math.min(CONNECT_BATCH, count - done);
+        await Promise.all(
+          Array.from({ length: batch }, () => idle.#openOne()),
+        );
+      }
+    } catch (err) {
+      await idle[Symbol.asyncDispose]();
+      throw err;
+    }
+    return idle;
+  }
+
+  async #openOne(): Promise<void> {
+    const conn = await Deno.connect({
+      hostname: this.#hostname,
+      port: this.#port,
+    });
+    this.#conns.push(conn);
+    await writeAll(conn, this.#request);
+    if (!(await readOneResponse(conn))) {
+      throw new Error("Server refused or closed a fresh connection");
+    }
+  }
+
+  get count(): number {
+    return this.#conns.length;
+  }
+
+  /** Sends one more request on every connection; returns how many answered. */
+  async countAlive(): Promise<number> {
+    let alive = 0;
+    for (let i = 0; i < this.#conns.length; i += CONNECT_BATCH) {
+      const batch = this.#conns.slice(i, i + CONNECT_BATCH);
+      const answers = await Promise.all(batch.map(async (conn) => {
+        try {
+          await writeAll(conn, this.#request);
+          return await readOneResponse(conn);
+        } catch {
+          return false;
+        }
+      }));
+      alive += answers.filter(Boolean).length;
+    }
+    return alive;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    for (const conn of this.#conns) {
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+    }
+    this.#conns.length = 0;
+    return Promise.resolve();
+  }
+}
+
+/** How a slow reader behaves. */
+export interface SlowReadOptions {
+  readonly hostname: string;
+  readonly port: number;
+  readonly path: string;
+  /** Reading speed while not pausing, in bytes per second. */
+  readonly bytesPerSec: number;
+  /** Total time before the client closes, in milliseconds. */
+  readonly durationMs: number;
+  /** After each `readMs` of reading, the client stops reading for `pauseMs`. */
+  readonly readMs: number;
+  readonly pauseMs: number;
+}
+
+/** What one slow reader saw. */
+export interface SlowReadResult {
+  readonly bytes: number;
+  /** Status code from the response head, or 0 if no head arrived. */
+  readonly status: number;
+  readonly error?: string;
+}
+
+const SLOW_CHUNK_BYTES = 64 * 1024;
+const STATUS_LINE = /^HTTP\/1\.[01] (\d{3}) /;
+
+/** Downloads slowly for a while, then closes mid-body. */
+export async function slowRead(opts: SlowReadOptions): Promise<SlowReadResult> {
+  const buf = new Uint8Array(SLOW_CHUNK_BYTES);
+  let bytes = 0;
+  let status = 0;
+  let conn: Deno.Conn | undefined;
+  try {
+    conn = await Deno.connect({ hostname: opts.hostname, port: opts.port });
+    await writeAll(conn, buildRequests(opts.hostname, opts.port, opts.path, 1));
+    const started = performance.now();
+    let readTimeMs = 0; // time spent in reading phases, for the rate limit
+    let phaseStart = started;
+    while (true) {
+      const now = performance.now();
+      if (now - started >= opts.durationMs) break;
+      if (now - phaseStart >= opts.readMs) {
+        readTimeMs += now - phaseStart;
+        await sleep(Math.min(opts.pauseMs, opts.durationMs - (now - started)));
+        phaseStart = performance.now();
+        continue;
+      }
+      // Ahead of the allowed rate: wait until we are not.
+      const allowed = (readTimeMs + (now - phaseStart)) / 1000 *
+        opts.bytesPerSec;
+      if (bytes >= allowed) {
+        await sleep(Math.max(1, (bytes - allowed) / opts.bytesPerSec * 1000));
+        continue;
+      }
+      const n = await conn.read(buf);
+      if (n === null) break;
+      if (status === 0) {
+        const head = new TextDecoder().decode(buf.subarray(0, Math.min(n, 16)));
+        status = Number(STATUS_LINE.exec(head)?.[1] ?? -1);
+      }
+      bytes += n;
+    }
+    return { bytes, status };
+  } catch (err) {
+    return { bytes, status, error: (err as Error).message };
+  } finally {
+    try {
+      conn?.close();
+    } catch { /* already closed */ }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

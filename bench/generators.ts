@@ -1,0 +1,174 @@
+/**
+ * Load generators behind one signature: wrk (preferred, with a Lua script
+ * for pipelining and exact totals) or bench/load.ts in its own process.
+ * Both run pinned to the load cores so servers keep theirs.
+ */
+import { join } from "node:path";
+import type { LoadOptions, LoadResult } from "./load.ts";
+import { pinned } from "./procs.ts";
+
+/** Runs one fixed-duration load against a server. */
+export type Generator = (opts: LoadOptions) => Promise<LoadResult>;
+
+const LOAD_TS = new URL("./load.ts", import.meta.url).pathname;
+const WRK_MARK = "BENCH_JSON ";
+
+/** `wrk --version` first line, or null when wrk is not installed. */
+export async function wrkVersion(): Promise<string | null> {
+  try {
+    const out = await new Deno.Command("wrk", { args: ["--version"] })
+      .output();
+    const text = new TextDecoder().decode(out.stdout) +
+      new TextDecoder().decode(out.stderr);
+    return /^wrk\s+(\S+)/m.exec(text)?.[1] ?? text.split("\n")[0];
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The Lua script wrk runs: `pipeline` requests per write (wrk counts the
+ * requests in the buffer and waits for as many responses), and a `done`
+ * hook that prints exact totals instead of wrk's rounded "1.23MB".
+ */
+export function wrkScript(path: string, pipeline: number): string {
+  return `local path = ${JSON.stringify(path)}
+local depth = ${pipeline}
+init = function(args)
+  local r = {}
+  for i = 1, depth do r[i] = wrk.format("GET", path) end
+  req = table.concat(r)
+end
+request = function() return req end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '${WRK_MARK}{"requests":%d,"bytes":%d,"durationUs":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\\n',
+    summary.requests, summary.bytes, summary.duration,
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+`;
+}
+
+interface WrkTotals {
+  requests: number;
+  bytes: number;
+  durationUs: number;
+  connect: number;
+  read: number;
+  write: number;
+  status: number;
+  timeout: number;
+}
+
+/** Parses wrk's output: the `done` hook's JSON, else "Requests/sec". */
+export function parseWrkOutput(text: string): LoadResult {
+  const mark = text.split("\n").find((l) => l.startsWith(WRK_MARK));
+  if (mark) {
+    const t = JSON.parse(mark.slice(WRK_MARK.length)) as WrkTotals;
+    const seconds = t.durationUs / 1e6;
+    return {
+      requests: t.requests,
+      bytes: t.bytes,
+      durationMs: t.durationUs / 1000,
+      requestsPerSec: t.requests / seconds,
+      bytesPerSec: t.bytes / seconds,
+      errorStatuses: t.status,
+      socketErrors: t.connect + t.read + t.write + t.timeout,
+      connects: Number.NaN,
+      firstError: t.connect + t.read + t.write + t.timeout > 0
+        ? `connect ${t.connect}, read ${t.read}, write ${t.write}, timeout ${t.timeout}`
+        : undefined,
+    };
+  }
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(text);
+  const transfer = /Transfer\/sec:\s+([\d.]+)([KMGT]?B)/.exec(text);
+  if (!rps) throw new Error(`Cannot parse wrk output:\n${text}`);
+  const unit = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
+  const bytesPerSec = transfer
+    ? Number(transfer[1]) * unit[transfer[2] as keyof typeof unit]
+    : Number.NaN;
+  const requestsPerSec = Number(rps[1]);
+  return {
+    requests: Number.NaN,
+    bytes: Number.NaN,
+    durationMs: Number.NaN,
+    requestsPerSec,
+    bytesPerSec,
+    errorStatuses: Number(
+      /Non-2xx or 3xx responses:\s+(\d+)/.exec(text)?.[1] ?? 0,
+    ),
+    socketErrors: 0,
+    connects: Number.NaN,
+  };
+}
+
+/** A generator running wrk with one thread on the load cores. */
+export function wrkGenerator(
+  tempDir: string,
+  loadCpus: string | null,
+): Generator {
+  let scripts = 0;
+  return async (opts) => {
+    const script = join(tempDir, `wrk_${scripts++}.lua`);
+    await Deno.writeTextFile(script, wrkScript(opts.path, opts.pipeline));
+    const seconds = Math.max(1, Math.round(opts.durationMs / 1000));
+    const argv = [
+      ...pinned(loadCpus),
+      "wrk",
+      "-t1",
+      `-c${opts.connections}`,
+      `-d${seconds}s`,
+      "--timeout",
+      "5s",
+      "-s",
+      script,
+      `http://${opts.hostname}:${opts.port}${opts.path}`,
+    ];
+    const out = await new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    if (!out.success) {
+      throw new Error(
+        `wrk failed: ${text}${new TextDecoder().decode(out.stderr)}`,
+      );
+    }
+    return parseWrkOutput(text);
+  };
+}
+
+/** A generator running bench/load.ts in its own process on the load cores. */
+export function denoGenerator(loadCpus: string | null): Generator {
+  return async (opts) => {
+    const argv = [
+      ...pinned(loadCpus),
+      Deno.execPath(),
+      "run",
+      "--allow-net",
+      LOAD_TS,
+      `http://${opts.hostname}:${opts.port}${opts.path}`,
+      "-c",
+      `${opts.connections}`,
+      "-d",
+      `${opts.durationMs / 1000}`,
+      "-p",
+      `${opts.pipeline}`,
+      "--json",
+    ];
+    const out = await new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    if (!out.success) {
+      throw new Error(
+        `load.ts failed: ${text}${new TextDecoder().decode(out.stderr)}`,
+      );
+    }
+    return JSON.parse(text.trim().split("\n").at(-1)!) as LoadResult;
+  };
+}
