@@ -1,0 +1,173 @@
+import assert from "node:assert/strict";
+import {
+  DEFAULT_LIMITS,
+  helpText,
+  parseDuration,
+  parseFlags,
+  parseSize,
+  UsageError,
+} from "../lib/config.ts";
+
+Deno.test("parseFlags() gives the documented defaults for no arguments", () => {
+  const o = parseFlags([]);
+  assert.equal(o.server.hostname, "127.0.0.1");
+  assert.equal(o.server.port, 8080);
+  assert.deepEqual(o.server.limits, DEFAULT_LIMITS);
+  assert.equal(o.app.static.root, "resources");
+  assert.equal(o.app.static.dotfiles, "deny");
+  assert.equal(o.app.uploads, "resources/uploads");
+  assert.equal(o.app.rateLimit, undefined);
+  assert.equal(o.logFormat, "text");
+  assert.equal(o.workers, 1);
+  assert.equal(o.server.accessLog, true);
+});
+
+Deno.test("parseFlags() takes the seeds' positional [port] [host] [max-conns]", () => {
+  const o = parseFlags(["9000", "0.0.0.0", "16"]);
+  assert.equal(o.server.port, 9000);
+  assert.equal(o.server.hostname, "0.0.0.0");
+  assert.equal(o.server.limits.maxConns, 16);
+});
+
+Deno.test("parseFlags() lets a flag win over a positional value", () => {
+  assert.equal(parseFlags(["9000", "--port", "0"]).server.port, 0);
+  assert.equal(parseFlags(["--port=1234"]).server.port, 1234);
+});
+
+Deno.test("parseFlags() maps every limit and timeout flag", () => {
+  const o = parseFlags([
+    "--max-body=2m",
+    "--max-head=8k",
+    "--max-headers=50",
+    "--max-target=4k",
+    "--max-requests=10",
+    "--max-queue=0",
+    "--head-timeout=500ms",
+    "--keepalive-timeout=2s",
+    "--body-timeout=1m",
+    "--write-timeout=3",
+    "--queue-timeout=250ms",
+    "--shutdown-timeout=1.5s",
+  ]);
+  const l = o.server.limits;
+  assert.equal(l.maxBodyBytes, 2 * 1024 * 1024);
+  assert.equal(l.maxHeadBytes, 8192);
+  assert.equal(l.maxHeaderCount, 50);
+  assert.equal(l.maxTargetBytes, 4096);
+  assert.equal(l.maxRequestsPerConnection, 10);
+  assert.equal(l.maxQueue, 0);
+  assert.equal(l.headTimeoutMs, 500);
+  assert.equal(l.keepAliveTimeoutMs, 2000);
+  assert.equal(l.bodyTimeoutMs, 60_000);
+  assert.equal(l.writeTimeoutMs, 3000);
+  assert.equal(l.queueTimeoutMs, 250);
+  assert.equal(l.shutdownTimeoutMs, 1500);
+});
+
+Deno.test("parseFlags() maps the static and app flags", () => {
+  const o = parseFlags([
+    "--root",
+    "site",
+    "--dotfiles",
+    "allow",
+    "--allow-ext",
+    "html,.TXT,png",
+    "--list-dirs",
+    "--spa",
+    "--attachment",
+    "--cache-control",
+    "max-age=60",
+    "--directory",
+    "/tmp/files",
+    "--rate-limit",
+    "100/10s",
+    "--trust-proxy",
+    "10.0.0.1, 10.0.0.2",
+    "--allowed-hosts",
+    "example.com",
+    "--metrics-public",
+    "--cors",
+    "*",
+    "--quiet",
+    "--log-format",
+    "json",
+    "--workers",
+    "2",
+  ]);
+  assert.deepEqual(o.app.static, {
+    root: "site",
+    dotfiles: "allow",
+    allowExt: ["html", "txt", "png"],
+    cacheControl: "max-age=60",
+    listDirs: true,
+    spa: true,
+    attachment: true,
+  });
+  assert.equal(o.app.directory, "/tmp/files");
+  assert.deepEqual(o.app.rateLimit, { limit: 100, windowMs: 10_000 });
+  assert.deepEqual(o.app.trustProxy, ["10.0.0.1", "10.0.0.2"]);
+  assert.deepEqual(o.app.allowedHosts, ["example.com"]);
+  assert.equal(o.app.metricsPublic, true);
+  assert.equal(o.app.cors, "*");
+  assert.equal(o.quiet, true);
+  assert.equal(o.server.accessLog, false);
+  assert.equal(o.logFormat, "json");
+  assert.equal(o.workers, 2);
+});
+
+const bad: [args: string[], message: RegExp][] = [
+  [["--nope"], /unknown option --nope/],
+  [["--port"], /--port needs a value/],
+  [["--port", "http"], /--port: "http" is not a whole number/],
+  [["--port", "70000"], /not a port/],
+  [["--max-body", "lots"], /not a size/],
+  [["--head-timeout", "soon"], /not a duration/],
+  [["--cert", "c.pem"], /--cert and --key go together/],
+  [["--dotfiles", "maybe"], /not allow or deny/],
+  [["--log-format", "xml"], /not text or json/],
+  [["--rate-limit", "100"], /not N\/TIME/],
+  [["--rate-limit", "0/10s"], /at least 1/],
+  [["--spa=yes"], /takes no value/],
+  [["--max-conns", "0"], /at least 1/],
+  [["1", "2", "3", "4"], /too many arguments/],
+];
+for (const [args, message] of bad) {
+  Deno.test(`parseFlags() refuses ${args.join(" ")}`, () => {
+    assert.throws(() => parseFlags(args), (err: unknown) => {
+      assert.ok(err instanceof UsageError);
+      assert.match(err.message, message);
+      return true;
+    });
+  });
+}
+
+Deno.test("parseSize() and parseDuration() read their units", () => {
+  assert.equal(parseSize("512", "x"), 512);
+  assert.equal(parseSize("16k", "x"), 16384);
+  assert.equal(parseSize("1MiB", "x"), 1048576);
+  assert.equal(parseSize("2g", "x"), 2 * 1024 ** 3);
+  assert.equal(parseDuration("10", "x"), 10_000);
+  assert.equal(parseDuration("250ms", "x"), 250);
+  assert.equal(parseDuration("2m", "x"), 120_000);
+});
+
+Deno.test("helpText() lists every flag with its default", () => {
+  const text = helpText();
+  for (
+    const flag of [
+      "--host",
+      "--port",
+      "--max-conns",
+      "--head-timeout",
+      "--cert",
+      "--quiet",
+      "--rate-limit",
+    ]
+  ) {
+    assert.ok(text.includes(flag), flag);
+  }
+  assert.match(
+    text,
+    /--port N\s+port to listen on; 0 picks a free one \[8080\]/,
+  );
+});
