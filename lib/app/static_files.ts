@@ -1,0 +1,787 @@
+/**
+ * GET/HEAD for the files under a root folder: canonical paths only, no way
+ * out of the root (not even through a symlink), conditional requests, byte
+ * ranges, precompressed and on-the-fly compression, index files, listings,
+ * a custom 404 page and a single-page-app fallback.
+ */
+import { basename, resolve } from "node:path";
+import type { StaticConfig } from "../config.ts";
+import { HttpError, STATUS } from "../http/errors.ts";
+import {
+  FileBody,
+  type Handler,
+  type Reply,
+  type ServerRequest,
+} from "../http/handler.ts";
+import { canonicalPath, isDotPath } from "./canonical_path.ts";
+import {
+  evaluatePreconditions,
+  httpDate,
+  ifRangeHolds,
+  type Validators,
+} from "./conditional.ts";
+import {
+  type ListingEntry,
+  renderListing,
+  sortEntries,
+} from "./dir_listing.ts";
+import { negotiateEncoding } from "./encoding.ts";
+import {
+  type ByteRange,
+  contentRange,
+  type MultipartLayout,
+  multipartLayout,
+  parseRange,
+} from "./ranges.ts";
+import { ByteLru } from "./static_cache.ts";
+import { type Coding, compressBytes, ON_THE_FLY } from "./static_compress.ts";
+import {
+  contentTypeOf,
+  DEFAULT_EXTENSIONS,
+  extensionOf,
+  isCompressible,
+  mediaTypeOf,
+} from "./static_mime.ts";
+
+/** Sizes and thresholds of the static handler; tests shrink them. */
+export interface StaticTuning {
+  /** Files up to this size are served from memory. Larger ones stream. */
+  readonly maxCachedFileBytes: number;
+  /** Total bytes of file contents kept in memory. */
+  readonly fileCacheBytes: number;
+  /** Smaller files are not compressed on the fly: the headers outweigh the gain. */
+  readonly minCompressBytes: number;
+  /** Larger files are not compressed on the fly (sidecars still count). */
+  readonly maxCompressBytes: number;
+  /** Total bytes of compressed forms kept in memory. */
+  readonly compressedCacheBytes: number;
+  /** How long a look for `x.br` / `x.gz` beside `x` is trusted. */
+  readonly sidecarTtlMs: number;
+  /** A listing shows at most this many entries. */
+  readonly maxListingEntries: number;
+  /** Read size for multipart replies from large files. */
+  readonly readChunkBytes: number;
+}
+
+export const DEFAULT_TUNING: StaticTuning = Object.freeze({
+  maxCachedFileBytes: 64 * 1024, // most pages, styles and icons
+  fileCacheBytes: 16 * 1024 * 1024,
+  minCompressBytes: 1024, // as Hono's compress and nginx's gzip_min_length
+  maxCompressBytes: 4 * 1024 * 1024, // brotli runs on the main thread
+  compressedCacheBytes: 32 * 1024 * 1024,
+  sidecarTtlMs: 1000,
+  maxListingEntries: 10_000,
+  readChunkBytes: 256 * 1024,
+});
+
+/** Methods a static path answers; the rest get 405 with this Allow. */
+const ALLOW = "GET, HEAD, OPTIONS";
+
+/** A regular file found under the root. */
+interface FoundFile {
+  readonly kind: "file";
+  /** Real path, symlinks resolved, inside the real root. */
+  readonly real: string;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly ino: number | null;
+}
+
+interface FoundDir {
+  readonly kind: "dir";
+  readonly real: string;
+}
+
+/** Cached file contents with what they were read under. */
+interface CachedFile {
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly ino: number | null;
+  readonly bytes: Uint8Array;
+}
+
+/** A precompressed file beside the original. */
+interface Sidecar {
+  readonly path: string;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly ino: number | null;
+}
+
+interface SidecarLook {
+  readonly checkedAt: number;
+  readonly found: Partial<Record<Coding, Sidecar>>;
+}
+
+/** One way of sending the file: which coding, its bytes or a file to stream. */
+interface Representation {
+  readonly coding: Coding | "identity";
+  readonly validators: Validators;
+  readonly size: number;
+  /** Bytes in memory, or the file to stream (with the size and mtime it must still have). */
+  readonly source: Uint8Array | {
+    readonly path: string;
+    readonly mtimeMs: number;
+    readonly ino: number | null;
+  };
+}
+
+/** The file changed between stat and read; the request is tried once more. */
+class FileChanged extends Error {
+  override name = "FileChanged";
+}
+
+/** Sidecar suffix of each coding. */
+const SIDECAR_SUFFIX: Record<Coding, string> = { br: ".br", gzip: ".gz" };
+const ALL_CODINGS: readonly Coding[] = ["br", "gzip"];
+
+const encoder = new TextEncoder();
+
+/**
+ * A handler serving `config.root`. It canonicalises the raw `req.path` with
+ * {@link canonicalPath}, so it must be given the request path as sent. It
+ * throws {@link HttpError} for every error status: 400 bad path, 403
+ * extension not allowed, 404, 405 (with Allow), 406, 412, 416 (with
+ * `Content-Range: bytes *\/N`).
+ */
+export function staticFiles(
+  config: StaticConfig,
+  tuning: Partial<StaticTuning> = {},
+): Handler {
+  const site = new StaticSite(config, { ...DEFAULT_TUNING, ...tuning });
+  return (req) => site.handle(req);
+}
+
+class StaticSite {
+  readonly #config: StaticConfig;
+  readonly #tuning: StaticTuning;
+  readonly #root: string;
+  readonly #allowExt: ReadonlySet<string>;
+  #realRoot: string | undefined;
+  readonly #files: ByteLru<CachedFile>;
+  /** Compressed forms; null marks "compression did not make it smaller". */
+  readonly #compressed: ByteLru<Uint8Array | null>;
+  readonly #compressing = new Map<string, Promise<Uint8Array | null>>();
+  readonly #sidecars = new Map<string, SidecarLook>();
+
+  constructor(config: StaticConfig, tuning: StaticTuning) {
+    this.#config = config;
+    this.#tuning = tuning;
+    this.#root = resolve(config.root);
+    this.#allowExt = new Set(
+      (config.allowExt ?? DEFAULT_EXTENSIONS).map((e) =>
+        e.toLowerCase().replace(/^\./, "")
+      ),
+    );
+    this.#files = new ByteLru(tuning.fileCacheBytes);
+    this.#compressed = new ByteLru(tuning.compressedCacheBytes);
+  }
+
+  async handle(req: ServerRequest): Promise<Reply> {
+    const method = req.method;
+    if (method !== "GET" && method !== "HEAD") {
+      if (method === "OPTIONS") {
+        return { status: STATUS.NoContent, headers: { allow: ALLOW } };
+      }
+      throw new HttpError(
+        STATUS.MethodNotAllowed,
+        `Method ${method} not allowed on static files`,
+        {
+          headers: { allow: ALLOW },
+        },
+      );
+    }
+    const path = canonicalPath(req.path);
+    try {
+      return await this.#serve(req, path);
+    } catch (err) {
+      if (!(err instanceof FileChanged)) throw err;
+      // One more try sees the file as it is now; a file rewritten twice
+      // during one request is busy, not missing.
+      try {
+        return await this.#serve(req, path);
+      } catch (again) {
+        if (!(again instanceof FileChanged)) throw again;
+        throw new HttpError(
+          STATUS.ServiceUnavailable,
+          "File changed twice while being read",
+          {
+            headers: { "retry-after": "1" },
+          },
+        );
+      }
+    }
+  }
+
+  async #serve(req: ServerRequest, path: string): Promise<Reply> {
+    const found = await this.#find(path);
+    if (found === null) return this.#notFound(req, path);
+    if (found.kind === "file") return this.#sendFile(req, found, path);
+    if (!path.endsWith("/")) {
+      // Built from the raw path, which canonicalPath() proved starts with one
+      // "/" and holds no backslash: never "//evil.com/" (CVE-2021-28861).
+      const query = req.query === "" ? "" : `?${req.query}`;
+      return {
+        status: STATUS.MovedPermanently,
+        headers: { location: `${req.path}/${query}` },
+      };
+    }
+    const index = await this.#find(`${path}index.html`);
+    if (index?.kind === "file") {
+      return this.#sendFile(req, index, `${path}index.html`);
+    }
+    if (this.#config.listDirs) return this.#listing(req, found.real, path);
+    return this.#notFound(req, path);
+  }
+
+  /** The real root, resolved once it exists. */
+  async #getRealRoot(): Promise<string | null> {
+    if (this.#realRoot !== undefined) return this.#realRoot;
+    try {
+      this.#realRoot = await Deno.realPath(this.#root);
+    } catch {
+      return null; // no root (yet): everything is 404
+    }
+    return this.#realRoot;
+  }
+
+  /** Looks up a canonical path; null when it is not servable (treated as 404). */
+  async #find(path: string): Promise<FoundFile | FoundDir | null> {
+    const deny = this.#config.dotfiles !== "allow";
+    if (deny && isDotPath(path)) return null;
+    const realRoot = await this.#getRealRoot();
+    if (realRoot === null) return null;
+    let real: string;
+    let info: Deno.FileInfo;
+    try {
+      // canonicalPath() left no "." or ".." segment, so this join stays under
+      // the root lexically; realPath() then follows symlinks for the real check.
+      real = await Deno.realPath(this.#root + path);
+      if (real !== realRoot) {
+        const prefix = realRoot.endsWith("/") ? realRoot : `${realRoot}/`;
+        if (!real.startsWith(prefix)) return null; // a symlink out of the root
+        // A symlink inside the root may still point at ".env".
+        if (deny && isDotPath(real.slice(prefix.length - 1))) return null;
+      }
+      info = await Deno.stat(real);
+    } catch (err) {
+      return missing(err);
+    }
+    if (info.isDirectory) return { kind: "dir", real };
+    // Not sockets, FIFOs or devices: opening a FIFO would hang the request.
+    if (!info.isFile) return null;
+    return {
+      kind: "file",
+      real,
+      size: info.size,
+      mtimeMs: mtimeOf(info),
+      ino: info.ino,
+    };
+  }
+
+  async #sendFile(
+    req: ServerRequest,
+    file: FoundFile,
+    urlPath: string,
+  ): Promise<Reply> {
+    const name = basename(file.real);
+    const ext = extensionOf(name);
+    if (!this.#allowExt.has(ext)) {
+      throw new HttpError(STATUS.Forbidden, `Extension not served: ${name}`, {
+        expose: "This type of file is not served",
+      });
+    }
+    const type = mediaTypeOf(name);
+    const compressible = isCompressible(type);
+    const headers = req.headers;
+    const acceptEncoding = headers.getJoined("accept-encoding");
+    const identity: Validators = {
+      etag: etagOf(file.size, file.mtimeMs),
+      lastModifiedMs: file.mtimeMs,
+    };
+
+    // Which codings could we send? Only look when the client takes one.
+    let available: readonly Coding[] = [];
+    let sidecars: Partial<Record<Coding, Sidecar>> = {};
+    if (
+      compressible &&
+      negotiateEncoding(acceptEncoding, ALL_CODINGS) !== "identity"
+    ) {
+      sidecars = await this.#findSidecars(file);
+      const onTheFly = file.size >= this.#tuning.minCompressBytes &&
+        file.size <= this.#tuning.maxCompressBytes;
+      available = ALL_CODINGS.filter((c) =>
+        sidecars[c] !== undefined || (onTheFly && ON_THE_FLY.includes(c))
+      );
+    }
+    let coding = negotiateEncoding(acceptEncoding, available);
+    if (coding === null) {
+      throw new HttpError(
+        STATUS.NotAcceptable,
+        "No acceptable content coding",
+        {
+          expose: "None of the content codings in Accept-Encoding is available",
+        },
+      );
+    }
+
+    // Ranges are of the identity form only: a range of a compressed body that
+    // is made anew each time would not be stable across requests.
+    let ranges: ReturnType<typeof parseRange> = null;
+    const range = req.method === "GET" ? headers.get("range") : undefined;
+    if (
+      range !== undefined &&
+      (coding === "identity" || negotiateEncoding(acceptEncoding, []) !== null)
+    ) {
+      ranges = parseRange(range, file.size);
+      if (ranges !== null && !ifRangeHolds(headers, identity)) ranges = null;
+      if (ranges !== null) coding = "identity";
+    }
+
+    const rep = await this.#represent(
+      file,
+      coding as Coding | "identity",
+      sidecars,
+    );
+    const out: [string, string][] = [];
+    if (!(ranges !== null && ranges !== "unsatisfiable" && ranges.length > 1)) {
+      out.push(["content-type", contentTypeOf(type)]);
+    }
+    if (rep.coding !== "identity") out.push(["content-encoding", rep.coding]);
+    if (compressible) out.push(["vary", "Accept-Encoding"]);
+    out.push(
+      ["etag", rep.validators.etag],
+      ["last-modified", httpDate(rep.validators.lastModifiedMs)],
+      ["cache-control", this.#config.cacheControl],
+    );
+
+    const verdict = evaluatePreconditions(req.method, headers, rep.validators);
+    if (verdict === 412) {
+      throw new HttpError(STATUS.PreconditionFailed, "Precondition failed", {
+        expose:
+          "A precondition (If-Match or If-Unmodified-Since) does not hold",
+      });
+    }
+    if (verdict === 304) {
+      return {
+        status: STATUS.NotModified,
+        headers: out.filter(([n]) => NOT_MODIFIED_FIELDS.has(n)),
+      };
+    }
+
+    out.push(["accept-ranges", "bytes"]);
+    if (this.#config.attachment && type !== "text/html") {
+      out.push([
+        "content-disposition",
+        contentDisposition(basename(urlPath) || name),
+      ]);
+    }
+    const head = req.method === "HEAD";
+
+    if (ranges === "unsatisfiable") {
+      throw new HttpError(
+        STATUS.RangeNotSatisfiable,
+        `Range not satisfiable: ${range}`,
+        {
+          expose: "Range not satisfiable",
+          headers: { "content-range": `bytes */${file.size}` },
+        },
+      );
+    }
+    if (ranges === null) {
+      out.push(["content-length", String(rep.size)]);
+      return {
+        status: STATUS.OK,
+        headers: out,
+        body: head ? null : await this.#body(rep, 0, rep.size),
+      };
+    }
+    if (ranges.length === 1) {
+      const [r] = ranges;
+      const length = r.end - r.start + 1;
+      out.push(["content-range", contentRange(r, file.size)], [
+        "content-length",
+        String(length),
+      ]);
+      return {
+        status: STATUS.PartialContent,
+        headers: out,
+        body: head ? null : await this.#body(rep, r.start, length),
+      };
+    }
+    const layout = multipartLayout(ranges, file.size, contentTypeOf(type));
+    out.push(["content-type", layout.contentType], [
+      "content-length",
+      String(layout.length),
+    ]);
+    let body: Reply["body"] = null;
+    if (!head) {
+      body = rep.source instanceof Uint8Array
+        ? joinParts(rep.source, ranges, layout)
+        : streamParts(
+          rep.source.path,
+          ranges,
+          layout,
+          this.#tuning.readChunkBytes,
+        );
+    }
+    return { status: STATUS.PartialContent, headers: out, body };
+  }
+
+  /** Picks the bytes or file behind a coding; falls back to identity when compression does not pay. */
+  async #represent(
+    file: FoundFile,
+    coding: Coding | "identity",
+    sidecars: Partial<Record<Coding, Sidecar>>,
+  ): Promise<Representation> {
+    const { maxCachedFileBytes } = this.#tuning;
+    if (coding !== "identity") {
+      const sidecar = sidecars[coding];
+      if (sidecar !== undefined) {
+        return {
+          coding,
+          validators: {
+            etag: etagOf(sidecar.size, sidecar.mtimeMs, coding),
+            lastModifiedMs: sidecar.mtimeMs,
+          },
+          size: sidecar.size,
+          source: sidecar.size <= maxCachedFileBytes
+            ? await this.#readCached(sidecar.path, sidecar)
+            : sidecar,
+        };
+      }
+      const bytes = await this.#compress(file, coding);
+      if (bytes !== null) {
+        return {
+          coding,
+          validators: {
+            etag: etagOf(file.size, file.mtimeMs, coding),
+            lastModifiedMs: file.mtimeMs,
+          },
+          size: bytes.length,
+          source: bytes,
+        };
+      }
+    }
+    return {
+      coding: "identity",
+      validators: {
+        etag: etagOf(file.size, file.mtimeMs),
+        lastModifiedMs: file.mtimeMs,
+      },
+      size: file.size,
+      source: file.size <= maxCachedFileBytes
+        ? await this.#readCached(file.real, file)
+        : { path: file.real, ...file },
+    };
+  }
+
+  /** The body for `length` bytes from `start` of a representation. */
+  async #body(
+    rep: Representation,
+    start: number,
+    length: number,
+  ): Promise<Reply["body"]> {
+    if (rep.source instanceof Uint8Array) {
+      return rep.source.subarray(start, start + length);
+    }
+    const file = await Deno.open(rep.source.path);
+    try {
+      const info = await file.stat();
+      if (info.size !== rep.size || mtimeOf(info) !== rep.source.mtimeMs) {
+        throw new FileChanged(rep.source.path);
+      }
+    } catch (err) {
+      file.close();
+      throw err;
+    }
+    return new FileBody(file, start, length); // the engine closes it
+  }
+
+  /** Small file contents from memory, read (once) when missing or stale. */
+  async #readCached(
+    path: string,
+    expect: {
+      readonly size: number;
+      readonly mtimeMs: number;
+      readonly ino: number | null;
+    },
+  ): Promise<Uint8Array> {
+    const hit = this.#files.get(path);
+    if (
+      hit !== undefined && hit.size === expect.size &&
+      hit.mtimeMs === expect.mtimeMs && hit.ino === expect.ino
+    ) {
+      return hit.bytes;
+    }
+    const bytes = await readWhole(path, expect);
+    this.#files.set(path, {
+      size: expect.size,
+      mtimeMs: expect.mtimeMs,
+      ino: expect.ino,
+      bytes,
+    }, bytes.length + 128);
+    return bytes;
+  }
+
+  /** The file compressed with `coding`, made once per version; null when not smaller. */
+  #compress(file: FoundFile, coding: Coding): Promise<Uint8Array | null> {
+    const key = `${coding}\0${file.real}\0${etagOf(file.size, file.mtimeMs)}`;
+    const hit = this.#compressed.get(key);
+    if (hit !== undefined) return Promise.resolve(hit);
+    let pending = this.#compressing.get(key);
+    if (pending === undefined) {
+      pending = (async () => {
+        const source = file.size <= this.#tuning.maxCachedFileBytes
+          ? await this.#readCached(file.real, file)
+          : await readWhole(file.real, file);
+        const packed = await compressBytes(source, coding);
+        const result = packed.length < source.length ? packed : null;
+        this.#compressed.set(key, result, (result?.length ?? 0) + 128);
+        return result;
+      })().finally(() => this.#compressing.delete(key));
+      this.#compressing.set(key, pending);
+    }
+    return pending;
+  }
+
+  /** `x.br` and `x.gz` beside `x`: regular files (not symlinks), not older than `x`. */
+  async #findSidecars(
+    file: FoundFile,
+  ): Promise<Partial<Record<Coding, Sidecar>>> {
+    const now = Date.now();
+    let look = this.#sidecars.get(file.real);
+    if (
+      look === undefined || now - look.checkedAt >= this.#tuning.sidecarTtlMs
+    ) {
+      const found: Partial<Record<Coding, Sidecar>> = {};
+      await Promise.all(ALL_CODINGS.map(async (coding) => {
+        const path = file.real + SIDECAR_SUFFIX[coding];
+        try {
+          const info = await Deno.lstat(path);
+          if (info.isFile) {
+            found[coding] = {
+              path,
+              size: info.size,
+              mtimeMs: mtimeOf(info),
+              ino: info.ino,
+            };
+          }
+        } catch {
+          // none
+        }
+      }));
+      if (this.#sidecars.size >= 4096) this.#sidecars.clear(); // bounded, and cheap to refill
+      look = { checkedAt: now, found };
+      this.#sidecars.set(file.real, look);
+    }
+    const fresh: Partial<Record<Coding, Sidecar>> = {};
+    for (const coding of ALL_CODINGS) {
+      const sidecar = look.found[coding];
+      // An older sidecar was made from an older file: sending it would undo the edit.
+      if (sidecar !== undefined && sidecar.mtimeMs >= file.mtimeMs) {
+        fresh[coding] = sidecar;
+      }
+    }
+    return fresh;
+  }
+
+  async #notFound(req: ServerRequest, path: string): Promise<Reply> {
+    const html = acceptsHtml(req);
+    if (html && this.#config.spa) {
+      const index = await this.#find("/index.html");
+      if (index?.kind === "file") {
+        return this.#sendFile(req, index, "/index.html");
+      }
+    }
+    if (html) {
+      const page = await this.#find("/404.html");
+      if (
+        page?.kind === "file" && page.size <= this.#tuning.maxCachedFileBytes
+      ) {
+        const bytes = await this.#readCached(page.real, page);
+        return {
+          status: STATUS.NotFound,
+          headers: {
+            "content-type": "text/html; charset=utf-8",
+            "content-length": String(bytes.length),
+            "cache-control": "no-cache",
+          },
+          body: req.method === "HEAD" ? null : bytes,
+        };
+      }
+    }
+    throw new HttpError(STATUS.NotFound, `No file for ${path}`, {
+      expose: "File not found",
+    });
+  }
+
+  async #listing(
+    req: ServerRequest,
+    dir: string,
+    path: string,
+  ): Promise<Reply> {
+    const deny = this.#config.dotfiles !== "allow";
+    const names: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(dir)) {
+        if (deny && entry.name.startsWith(".")) continue;
+        names.push(entry.name);
+        if (names.length >= this.#tuning.maxListingEntries) break;
+      }
+    } catch (err) {
+      missing(err);
+      return this.#notFound(req, path);
+    }
+    const entries: ListingEntry[] = [];
+    // A few stats at a time: a huge folder must not open thousands at once.
+    for (let i = 0; i < names.length; i += 64) {
+      await Promise.all(
+        names.slice(i, i + 64).map(async (name) => {
+          try {
+            const info = await Deno.stat(`${dir}/${name}`);
+            if (
+              !info.isDirectory && !this.#allowExt.has(extensionOf(name))
+            ) return;
+            if (!info.isDirectory && !info.isFile) return;
+            entries.push({
+              name,
+              isDirectory: info.isDirectory,
+              size: info.size,
+              mtimeMs: mtimeOf(info),
+            });
+          } catch {
+            // a dangling symlink or a race with a delete: not listed
+          }
+        }),
+      );
+    }
+    const bytes = encoder.encode(renderListing(path, sortEntries(entries)));
+    return {
+      status: STATUS.OK,
+      headers: {
+        "content-type": "text/html; charset=utf-8",
+        "content-length": String(bytes.length),
+        "cache-control": "no-cache",
+      },
+      body: req.method === "HEAD" ? null : bytes,
+    };
+  }
+}
+
+/** Fields a 304 carries (RFC 9110 §15.4.5). */
+const NOT_MODIFIED_FIELDS = new Set([
+  "etag",
+  "last-modified",
+  "cache-control",
+  "vary",
+  "content-location",
+]);
+
+/** Maps a file system error to "not there" (null); 403 for EACCES; rethrows the rest. */
+function missing(err: unknown): null {
+  if (err instanceof Deno.errors.PermissionDenied) {
+    throw new HttpError(
+      STATUS.Forbidden,
+      "Permission denied by the file system",
+      { cause: err },
+    );
+  }
+  // NotFound, NotADirectory, FilesystemLoop, NotCapable (outside --allow-read),
+  // ENAMETOOLONG: to the client each is just a file that is not there.
+  if (err instanceof Error && (err.name in Deno.errors || "code" in err)) {
+    return null;
+  }
+  throw err;
+}
+
+function mtimeOf(info: Deno.FileInfo): number {
+  return Math.floor(info.mtime?.getTime() ?? 0);
+}
+
+/** Strong ETag from size and mtime; a coding gets its own tag. */
+function etagOf(size: number, mtimeMs: number, coding?: Coding): string {
+  const suffix = coding === undefined ? "" : `-${coding}`;
+  return `"${size.toString(16)}-${mtimeMs.toString(16)}${suffix}"`;
+}
+
+function acceptsHtml(req: ServerRequest): boolean {
+  return req.headers.getJoined("accept")?.includes("text/html") ?? false;
+}
+
+/** Reads a whole file, checking it is still the version that was stat'ed. */
+async function readWhole(
+  path: string,
+  expect: { readonly size: number; readonly mtimeMs: number },
+): Promise<Uint8Array> {
+  using file = await Deno.open(path);
+  const info = await file.stat();
+  if (info.size !== expect.size || mtimeOf(info) !== expect.mtimeMs) {
+    throw new FileChanged(path);
+  }
+  const bytes = new Uint8Array(expect.size);
+  for (let off = 0; off < bytes.length;) {
+    const n = await file.read(bytes.subarray(off));
+    if (n === null) throw new FileChanged(path);
+    off += n;
+  }
+  return bytes;
+}
+
+/** A multipart/byteranges body from bytes in memory. */
+function joinParts(
+  bytes: Uint8Array,
+  ranges: readonly ByteRange[],
+  layout: MultipartLayout,
+): Uint8Array {
+  const out = new Uint8Array(layout.length);
+  let off = 0;
+  ranges.forEach((r, i) => {
+    out.set(layout.heads[i], off);
+    off += layout.heads[i].length;
+    out.set(bytes.subarray(r.start, r.end + 1), off);
+    off += r.end - r.start + 1;
+  });
+  out.set(layout.tail, off);
+  return out;
+}
+
+/**
+ * A multipart/byteranges body read from a file. The file is opened only when
+ * the engine starts reading and closed when it stops, however it stops.
+ */
+async function* streamParts(
+  path: string,
+  ranges: readonly ByteRange[],
+  layout: MultipartLayout,
+  chunkBytes: number,
+): AsyncGenerator<Uint8Array> {
+  using file = await Deno.open(path);
+  for (let i = 0; i < ranges.length; i++) {
+    yield layout.heads[i];
+    await file.seek(ranges[i].start, Deno.SeekMode.Start);
+    for (let left = ranges[i].end - ranges[i].start + 1; left > 0;) {
+      const buf = new Uint8Array(Math.min(chunkBytes, left));
+      const n = await file.read(buf);
+      // Shorter than its Content-Length promised: fail so the engine closes.
+      if (n === null) throw new Error(`File shrank while being sent: ${path}`);
+      yield n === buf.length ? buf : buf.subarray(0, n);
+      left -= n;
+    }
+  }
+  yield layout.tail;
+}
+
+/**
+ * `attachment; filename="..."; filename*=UTF-8''...` (RFC 6266): an ASCII
+ * fallback for old clients, the exact name percent-encoded for the rest.
+ */
+export function contentDisposition(name: string): string {
+  const fallback = name.replace(/[^\x20-\x7e]|["\\%]/g, "_");
+  // RFC 8187 attr-char: encodeURIComponent also leaves '()* unencoded.
+  const encoded = encodeURIComponent(name).replace(
+    /['()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+  return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
+}
