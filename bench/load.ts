@@ -270,7 +270,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   async function drive(): Promise<void> {
     const buf = new Uint8Array(READ_BUFFER_BYTES);
     while (!stopped) {
-      let conn: Deno.Conn;
+      let conn: Deno.TcpConn;
       try {
         conn = await Deno.connect({ hostname: opts.hostname, port: opts.port });
       } catch (err) {
@@ -284,6 +284,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
         return;
       }
       connects++;
+      conn.setNoDelay(true);
       open.add(conn);
       const scanner = new ResponseScanner();
       let end = 0;
