@@ -1,0 +1,109 @@
+/**
+ * Who the client is: the socket peer, or the address a trusted reverse proxy
+ * put in X-Forwarded-For. Rate limiting and metrics key on this address.
+ */
+import ipaddr from "ipaddr.js";
+
+/** Decides whether a peer address is one of our reverse proxies. */
+export type ProxyTrust = (addr: string) => boolean;
+
+/** Trusts nobody: X-Forwarded-For is ignored. */
+export const TRUST_NONE: ProxyTrust = () => false;
+
+type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
+
+/** Parses an address strictly: dotted-quad IPv4 or IPv6, else undefined. */
+function parseAddr(text: string): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
+  // ipaddr.isValid() also takes "1.2" and "0x7f.1"; forwarded addresses and
+  // config entries in those forms are mistakes, not addresses.
+  if (ipaddr.IPv4.isValidFourPartDecimal(text)) return ipaddr.IPv4.parse(text);
+  const zone = text.indexOf("%"); // fe80::1%eth0: the zone is not the address
+  const bare = zone === -1 ? text : text.slice(0, zone);
+  if (!ipaddr.IPv6.isValid(bare)) return undefined;
+  // "::ffff:10.0.0.1" from a dual-stack socket is the IPv4 peer 10.0.0.1.
+  return ipaddr.process(bare);
+}
+
+/**
+ * Builds the trust test for `--trust-proxy`: each entry is an address
+ * (`10.0.0.1`, `::1`), a CIDR range (`10.0.0.0/8`, `fd00::/8`) or `loopback`.
+ *
+ * @throws {TypeError} for an entry that is none of these (a config mistake).
+ */
+export function trustProxy(entries: readonly string[]): ProxyTrust {
+  if (entries.length === 0) return TRUST_NONE;
+  const ranges: Range[] = [];
+  let loopback = false;
+  for (const raw of entries) {
+    const entry = raw.trim();
+    if (entry === "loopback") {
+      loopback = true;
+    } else if (entry.includes("/")) {
+      const [addr, bits] = entry.split("/");
+      const parsed = parseAddr(addr);
+      const n = Number(bits);
+      const max = parsed?.kind() === "ipv4" ? 32 : 128;
+      if (!parsed || !/^\d{1,3}$/.test(bits) || n > max) {
+        throw new TypeError(`Cannot read trusted proxy range: ${entry}`);
+      }
+      ranges.push([parsed, n]);
+    } else {
+      const parsed = parseAddr(entry);
+      if (!parsed) throw new TypeError(`Cannot read trusted proxy: ${entry}`);
+      ranges.push([parsed, parsed.kind() === "ipv4" ? 32 : 128]);
+    }
+  }
+  return (text) => {
+    const addr = parseAddr(text);
+    if (!addr) return false;
+    if (loopback && addr.range() === "loopback") return true;
+    for (const [base, bits] of ranges) {
+      if (base.kind() === addr.kind() && addr.match(base, bits)) return true;
+    }
+    return false;
+  };
+}
+
+/**
+ * The client's address. With a trusted peer, walks X-Forwarded-For from the
+ * right (the entry our proxy appended) past further trusted proxies; the
+ * first untrusted entry is the client. Entries left of it were written by the
+ * client and are never believed. A malformed entry stops the walk at the last
+ * good hop, so a forged header cannot pick an arbitrary key.
+ */
+export function clientAddress(
+  peer: string,
+  forwardedFor: string | undefined,
+  trusted: ProxyTrust,
+): string {
+  if (forwardedFor === undefined || !trusted(peer)) return peer;
+  let client = peer;
+  const hops = forwardedFor.split(",");
+  for (let i = hops.length - 1; i >= 0; i--) {
+    const hop = hops[i].trim();
+    const addr = parseAddr(hop);
+    if (!addr) break;
+    client = addr.toString();
+    if (!trusted(client)) break;
+  }
+  return client;
+}
+
+/**
+ * The key a client is counted under: IPv4 as is, IPv6 by its /64 prefix,
+ * because one host commonly holds a whole /64 and could rotate through it.
+ */
+export function clientKey(addr: string): string {
+  const parsed = parseAddr(addr);
+  if (!parsed) return addr;
+  if (parsed.kind() === "ipv4") return parsed.toString();
+  const parts = (parsed as ipaddr.IPv6).parts;
+  return `${parts[0].toString(16)}:${parts[1].toString(16)}:${
+    parts[2].toString(16)
+  }:${parts[3].toString(16)}::/64`;
+}
+
+/** True for 127.0.0.0/8, ::1 and their IPv4-mapped forms. */
+export function isLoopback(addr: string): boolean {
+  return parseAddr(addr)?.range() === "loopback";
+}

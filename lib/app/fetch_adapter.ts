@@ -1,0 +1,150 @@
+/**
+ * Web-standard apps (`(Request) => Response`, as Hono, itty-router or a
+ * plain `Deno.serve` handler are written) on our engine. A web `Request` is
+ * built only here, per request; the body stays a stream both ways.
+ */
+import { HttpError, STATUS } from "../http/errors.ts";
+import type { Handler, Reply, ServerRequest } from "../http/handler.ts";
+import { serve, type ServeOptions, type Server } from "../http/server.ts";
+
+/** What the fetch handler gets besides the request (like `Deno.ServeHandlerInfo`). */
+export interface FetchInfo {
+  readonly remoteAddr: Deno.NetAddr;
+  /** True on a TLS connection. */
+  readonly secure: boolean;
+}
+
+/** A web-standard handler; Hono's `app.fetch` fits. */
+export type FetchHandler = (
+  request: Request,
+  info: FetchInfo,
+) => Response | Promise<Response>;
+
+const NO_BODY_METHODS = new Set(["GET", "HEAD"]);
+
+/** Builds the web Request: URL from Host and path, headers as sent, body as a stream. */
+export function toRequest(req: ServerRequest): Request {
+  const scheme = req.secure ? "https" : "http";
+  // Concatenate, never resolve: `new URL("//evil/x", base)` would change the host.
+  const host = req.host === "" ? "localhost" : req.host;
+  let url: URL;
+  const headers = new Headers();
+  try {
+    url = new URL(
+      `${scheme}://${host}${req.path}${
+        req.query === "" ? "" : "?" + req.query
+      }`,
+    );
+    for (const [name, value] of req.headers) headers.append(name, value);
+  } catch (err) {
+    throw new HttpError(STATUS.BadRequest, "Cannot build a web Request", {
+      expose: "Request target or headers are not valid for this app",
+      cause: err,
+    });
+  }
+  const hasBody = !NO_BODY_METHODS.has(req.method) && req.body.length !== 0;
+  return new Request(url, {
+    method: req.method,
+    headers,
+    body: hasBody ? req.body.stream() : null,
+    // @ts-ignore: `duplex` is required by the fetch spec for stream bodies, not yet typed
+    duplex: "half",
+  });
+}
+
+/** Reads ahead to see if a body is already complete (a string or bytes Response). */
+async function wholeIfReady(
+  body: ReadableStream<Uint8Array>,
+): Promise<Uint8Array | ReadableStream<Uint8Array>> {
+  const reader = body.getReader();
+  const first = await reader.read();
+  if (first.done) {
+    reader.releaseLock();
+    return new Uint8Array(0);
+  }
+  // A Response made from a string has every byte queued already; a live
+  // stream does not. Peek once, without waiting on a slow producer.
+  const pending = reader.read();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const next = await Promise.race([
+    pending,
+    new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), 0);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (next?.done) return first.value;
+  let held: ReadableStreamReadResult<Uint8Array> | undefined = next;
+  let nextRead: Promise<ReadableStreamReadResult<Uint8Array>> | undefined = next
+    ? undefined
+    : pending;
+  let sentFirst = false;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!sentFirst) {
+        sentFirst = true;
+        controller.enqueue(first.value);
+        return;
+      }
+      const result = held ?? await (nextRead ?? reader.read());
+      held = undefined;
+      nextRead = undefined;
+      if (result.done) controller.close();
+      else controller.enqueue(result.value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** Turns a web Response into a Reply: status, every header, body as a stream. */
+export async function toReply(
+  response: Response,
+  method: string,
+): Promise<Reply> {
+  const headers: [string, string][] = [];
+  for (const [name, value] of response.headers) {
+    if (name !== "set-cookie") headers.push([name, value]);
+  }
+  // Iteration already yields each set-cookie apart; getSetCookie() says so outright.
+  for (const cookie of response.headers.getSetCookie()) {
+    headers.push(["set-cookie", cookie]);
+  }
+  const body = response.body;
+  const status = response.status;
+  if (body === null || method === "HEAD" || status === 204 || status === 304) {
+    await body?.cancel();
+    return { status, headers, body: null };
+  }
+  if (response.headers.has("content-length")) return { status, headers, body };
+  // No length given: if the body turns out complete, send it with one.
+  return { status, headers, body: await wholeIfReady(body) };
+}
+
+/**
+ * Wraps a web-standard fetch handler as an engine {@link Handler}.
+ *
+ * @example
+ * ```ts
+ * import { fromFetch } from "./fetch_adapter.ts";
+ * const handler = fromFetch((req) => Response.json({ path: new URL(req.url).pathname }));
+ * ```
+ */
+export function fromFetch(fetch: FetchHandler): Handler {
+  return async (req) => {
+    const response = await fetch(toRequest(req), {
+      remoteAddr: req.remoteAddr,
+      secure: req.secure,
+    });
+    return await toReply(response, req.method);
+  };
+}
+
+/** Serves a web-standard app (`{ fetch }`, e.g. a Hono app) on our engine. */
+export function serveFetch(
+  options: ServeOptions & { readonly fetch: FetchHandler },
+): Server {
+  const { fetch, ...config } = options;
+  return serve(config, fromFetch(fetch));
+}

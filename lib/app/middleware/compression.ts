@@ -1,0 +1,88 @@
+/**
+ * gzip for dynamic replies. Only whole bodies (strings and bytes) are
+ * compressed, buffered so the reply keeps a Content-Length; streams, files,
+ * ranges and replies that already have a Content-Encoding pass untouched.
+ */
+import { negotiateEncoding } from "../encoding.ts";
+import type { AppRequest } from "../request.ts";
+import { replyHeader, withHeaders } from "../response.ts";
+import type { Middleware } from "../router.ts";
+import { compressBytes } from "../static_compress.ts";
+import type { Reply } from "../../http/handler.ts";
+
+export interface CompressionOptions {
+  /**
+   * Smallest body worth compressing, in bytes. Below ~1 KiB the gzip header
+   * and lost Content-Length reuse cost more than they save (Hono's threshold).
+   */
+  readonly minBytes?: number;
+}
+
+const DEFAULT_MIN_BYTES = 1024;
+const encoder = new TextEncoder();
+
+/** True for media types that compress well: text, JSON, XML, JS, SVG. */
+export function isCompressible(contentType: string | undefined): boolean {
+  if (contentType === undefined) return false;
+  const type = contentType.split(";", 1)[0].trim().toLowerCase();
+  return type.startsWith("text/") || type.endsWith("+json") ||
+    type.endsWith("+xml") || type === "application/json" ||
+    type === "application/javascript" || type === "application/xml" ||
+    type === "image/svg+xml" || type === "application/wasm";
+}
+
+/** The body as bytes when it is whole (string or bytes), else undefined. */
+function wholeBody(reply: Reply): Uint8Array | undefined {
+  const body = reply.body;
+  if (typeof body === "string") return encoder.encode(body);
+  if (body instanceof Uint8Array) return body;
+  return undefined;
+}
+
+/** A strong ETag names the identity bytes; the gzip bytes need their own. */
+function gzipEtag(etag: string): string {
+  return etag.endsWith('"') ? `${etag.slice(0, -1)}-gzip"` : etag;
+}
+
+/** `reply` gzipped for `req` if it qualifies and the client accepts gzip. */
+export async function compressReply(
+  req: AppRequest,
+  reply: Reply,
+  minBytes = DEFAULT_MIN_BYTES,
+): Promise<Reply> {
+  const status = reply.status;
+  if (status < 200 || status === 204 || status === 206 || status === 304) {
+    return reply;
+  }
+  if (
+    replyHeader(reply, "content-encoding") !== undefined ||
+    replyHeader(reply, "content-range") !== undefined ||
+    /\bno-transform\b/i.test(replyHeader(reply, "cache-control") ?? "") ||
+    !isCompressible(replyHeader(reply, "content-type"))
+  ) return reply;
+  const bytes = wholeBody(reply);
+  if (bytes === undefined || bytes.length < minBytes) return reply;
+  // The reply depends on Accept-Encoding whether or not this client gets gzip.
+  const priorVary = replyHeader(reply, "vary");
+  const vary = priorVary === undefined
+    ? "Accept-Encoding"
+    : `${priorVary}, Accept-Encoding`;
+  if (negotiateEncoding(req.header("accept-encoding"), ["gzip"]) !== "gzip") {
+    return withHeaders(reply, { vary });
+  }
+  const gzipped = await compressBytes(bytes, "gzip");
+  const headers: Record<string, string> = {
+    "content-encoding": "gzip",
+    "content-length": String(gzipped.length),
+    vary,
+  };
+  const etag = replyHeader(reply, "etag");
+  if (etag !== undefined) headers.etag = gzipEtag(etag);
+  return withHeaders({ ...reply, body: gzipped }, headers);
+}
+
+/** Middleware form of {@link compressReply}. */
+export function compression(options: CompressionOptions = {}): Middleware {
+  const minBytes = options.minBytes ?? DEFAULT_MIN_BYTES;
+  return async (req, next) => compressReply(req, await next(), minBytes);
+}

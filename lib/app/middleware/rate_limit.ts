@@ -1,0 +1,220 @@
+/**
+ * Per-client rate limiting with a sliding window counter: each client keeps
+ * the count of the current and the previous fixed window, and the previous
+ * one counts in proportion to how much of it the sliding window still
+ * covers. O(1) memory per client, whatever the limit; idle clients are
+ * swept and the table has a hard cap, so a flood of addresses cannot grow it.
+ */
+import { HttpError, STATUS } from "../../http/errors.ts";
+import { clientKey } from "../client_addr.ts";
+import type { AppRequest } from "../request.ts";
+import { errorWithHeaders, withHeaders } from "../response.ts";
+import type { Middleware } from "../router.ts";
+
+/** A request budget: `limit` requests per `windowMs`. */
+export interface RateLimitPolicy {
+  readonly limit: number;
+  readonly windowMs: number;
+}
+
+export interface RateLimitOptions extends RateLimitPolicy {
+  /** Clients tracked at once; past it the least recently seen is dropped. */
+  readonly maxEntries?: number;
+  /** Clock in ms (tests inject one). */
+  readonly now?: () => number;
+  /** Called once per refused request (metrics). */
+  readonly onLimited?: (req: AppRequest) => void;
+}
+
+/** The verdict on one request. */
+export interface RateDecision {
+  readonly allowed: boolean;
+  readonly limit: number;
+  /** Requests left in the sliding window after this one. */
+  readonly remaining: number;
+  /** Seconds until the current window ends and its older half stops counting. */
+  readonly resetSeconds: number;
+  /** Seconds until a refused client may try again; 0 when allowed. */
+  readonly retryAfterSeconds: number;
+}
+
+interface Counter {
+  windowStart: number;
+  previous: number;
+  current: number;
+}
+
+// 10k clients x ~100 bytes is about 1 MB: fine on any box, bounded on all.
+const DEFAULT_MAX_ENTRIES = 10_000;
+
+/**
+ * Parses `--rate-limit` values such as `100/10s`, `5/1m`, `20/500ms`.
+ *
+ * @throws {TypeError} when the text is not `<count>/<number><ms|s|m|h>`.
+ */
+export function parseRateLimit(text: string): RateLimitPolicy {
+  const m = /^(\d+)\/(\d+)(ms|s|m|h)$/.exec(text.trim());
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) {
+    throw new TypeError(
+      `Cannot read rate limit "${text}": expected like 100/10s`,
+    );
+  }
+  return {
+    limit: Number(m[1]),
+    windowMs: Number(m[2]) * unit[m[3] as keyof typeof unit],
+  };
+}
+
+/** The counting table, separate from HTTP so window edges test with numbers alone. */
+export class RateLimiter {
+  readonly limit: number;
+  readonly windowMs: number;
+  readonly maxEntries: number;
+  readonly #now: () => number;
+  readonly #counters = new Map<string, Counter>();
+  #lastSweep = -Infinity;
+
+  constructor(options: RateLimitOptions) {
+    if (!(options.limit >= 1 && options.windowMs >= 1)) {
+      throw new TypeError("Rate limit needs limit >= 1 and windowMs >= 1");
+    }
+    this.limit = options.limit;
+    this.windowMs = options.windowMs;
+    this.maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Clients tracked now. */
+  get size(): number {
+    return this.#counters.size;
+  }
+
+  /** Counts one request from `key` if the budget allows it. */
+  hit(key: string): RateDecision {
+    const now = this.#now();
+    const w = this.windowMs;
+    const windowStart = Math.floor(now / w) * w;
+    if (now - this.#lastSweep >= w) this.#sweep(windowStart);
+    let counter = this.#counters.get(key);
+    if (counter === undefined) {
+      if (this.#counters.size >= this.maxEntries) this.#evictOldest();
+      counter = { windowStart, previous: 0, current: 0 };
+      this.#counters.set(key, counter);
+    } else if (counter.windowStart !== windowStart) {
+      counter.previous = counter.windowStart === windowStart - w
+        ? counter.current
+        : 0;
+      counter.current = 0;
+      counter.windowStart = windowStart;
+      // Re-insert so Map order is roughly least recently seen first.
+      this.#counters.delete(key);
+      this.#counters.set(key, counter);
+    }
+    const elapsed = now - windowStart;
+    const used = counter.previous * ((w - elapsed) / w) + counter.current;
+    const resetSeconds = Math.max(1, Math.ceil((w - elapsed) / 1000));
+    if (used + 1 > this.limit) {
+      return {
+        allowed: false,
+        limit: this.limit,
+        remaining: 0,
+        resetSeconds,
+        retryAfterSeconds: Math.max(
+          1,
+          Math.ceil(this.#waitMs(counter, elapsed) / 1000),
+        ),
+      };
+    }
+    counter.current++;
+    return {
+      allowed: true,
+      limit: this.limit,
+      remaining: Math.max(0, Math.floor(this.limit - used - 1)),
+      resetSeconds,
+      retryAfterSeconds: 0,
+    };
+  }
+
+  /** Time from now until one more request fits the sliding window. */
+  #waitMs(counter: Counter, elapsed: number): number {
+    const w = this.windowMs;
+    const room = this.limit - 1 - counter.current; // for the previous window's share
+    // Still in this window: wait until previous * (w - t) / w <= room.
+    if (room >= 0 && counter.previous > 0) {
+      const t = w * (1 - room / counter.previous);
+      if (t < w) return Math.max(t - elapsed, 0);
+    }
+    // Next window: this window's count becomes the fading previous one.
+    const t = counter.current > this.limit - 1
+      ? w * (1 - (this.limit - 1) / counter.current)
+      : 0;
+    return w - elapsed + t;
+  }
+
+  /** Drops clients whose counts no longer matter: both windows are over. */
+  #sweep(windowStart: number): void {
+    this.#lastSweep = this.#now();
+    for (const [key, counter] of this.#counters) {
+      if (counter.windowStart < windowStart - this.windowMs) {
+        this.#counters.delete(key);
+      }
+    }
+  }
+
+  #evictOldest(): void {
+    const oldest = this.#counters.keys().next();
+    if (!oldest.done) this.#counters.delete(oldest.value);
+  }
+}
+
+/** The RateLimit header fields (IETF draft, widely used `RateLimit-*` form). */
+function rateHeaders(
+  d: RateDecision,
+  windowMs: number,
+): Record<string, string> {
+  return {
+    "ratelimit-limit": String(d.limit),
+    "ratelimit-remaining": String(d.remaining),
+    "ratelimit-reset": String(d.resetSeconds),
+    "ratelimit-policy": `${d.limit};w=${Math.ceil(windowMs / 1000)}`,
+  };
+}
+
+/**
+ * Refuses a client over its budget with 429, `Retry-After` and the RateLimit
+ * fields; allowed replies carry the RateLimit fields too. Clients are keyed
+ * by `req.client` (trust-proxy aware), IPv6 by /64.
+ */
+export function rateLimit(options: RateLimitOptions | RateLimiter): Middleware {
+  const limiter = options instanceof RateLimiter
+    ? options
+    : new RateLimiter(options);
+  const onLimited = options instanceof RateLimiter
+    ? undefined
+    : options.onLimited;
+  return async (req, next) => {
+    const decision = limiter.hit(clientKey(req.client));
+    const headers = rateHeaders(decision, limiter.windowMs);
+    if (!decision.allowed) {
+      onLimited?.(req);
+      throw new HttpError(
+        STATUS.TooManyRequests,
+        `Rate limit hit by ${req.client}`,
+        {
+          expose:
+            `Too many requests: try again in ${decision.retryAfterSeconds} s`,
+          headers: {
+            ...headers,
+            "retry-after": String(decision.retryAfterSeconds),
+          },
+        },
+      );
+    }
+    try {
+      return withHeaders(await next(), headers);
+    } catch (err) {
+      throw err instanceof HttpError ? errorWithHeaders(err, headers) : err;
+    }
+  };
+}

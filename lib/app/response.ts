@@ -1,0 +1,147 @@
+/**
+ * Reply builders for handlers: `json`, `text`, `html`, `bytes`, `stream`,
+ * `redirect`, and the header helpers middleware uses to read and extend a
+ * {@link Reply} without caring whether its headers are a record or pairs.
+ */
+import { HttpError } from "../http/errors.ts";
+import type { Reply, ReplyHeaders } from "../http/handler.ts";
+
+/** Status and extra headers for a reply builder. */
+export interface ReplyInit {
+  readonly status?: number;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+const JSON_TYPE = "application/json";
+const TEXT_TYPE = "text/plain; charset=utf-8";
+const HTML_TYPE = "text/html; charset=utf-8";
+const BYTES_TYPE = "application/octet-stream";
+
+function build(
+  contentType: string,
+  body: Reply["body"],
+  init: ReplyInit | undefined,
+): Reply {
+  return {
+    status: init?.status ?? 200,
+    headers: { "content-type": contentType, ...lowerKeys(init?.headers) },
+    body,
+  };
+}
+
+function lowerKeys(
+  headers: Readonly<Record<string, string>> | undefined,
+): Record<string, string> | undefined {
+  if (headers === undefined) return undefined;
+  const out: Record<string, string> = {};
+  for (const name in headers) out[name.toLowerCase()] = headers[name];
+  return out;
+}
+
+/** A JSON reply; `value` goes through `JSON.stringify` and gets a final newline. */
+export function json(value: unknown, init?: ReplyInit): Reply {
+  return build(JSON_TYPE, (JSON.stringify(value) ?? "null") + "\n", init);
+}
+
+/** A `text/plain; charset=utf-8` reply. */
+export function text(body: string, init?: ReplyInit): Reply {
+  return build(TEXT_TYPE, body, init);
+}
+
+/** A `text/html; charset=utf-8` reply; the caller escapes what it interpolates. */
+export function html(body: string, init?: ReplyInit): Reply {
+  return build(HTML_TYPE, body, init);
+}
+
+/** A binary reply, `application/octet-stream` unless `contentType` says otherwise. */
+export function bytes(
+  body: Uint8Array,
+  init?: ReplyInit & { readonly contentType?: string },
+): Reply {
+  return build(init?.contentType ?? BYTES_TYPE, body, init);
+}
+
+/** A streamed reply, sent chunked unless `init.headers` has a content-length. */
+export function stream(
+  body: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
+  init?: ReplyInit & { readonly contentType?: string },
+): Reply {
+  return build(init?.contentType ?? BYTES_TYPE, body, init);
+}
+
+/** A redirect (302 unless told) to `location`, with an empty body. */
+export function redirect(
+  location: string,
+  status: 301 | 302 | 303 | 307 | 308 = 302,
+): Reply {
+  // A raw CR or LF would split the header: refuse rather than encode.
+  if (/[\r\n]/.test(location)) throw new TypeError("Location holds CR or LF");
+  return { status, headers: { location }, body: null };
+}
+
+/** The first value of header `name` (lower case) in a reply, or undefined. */
+export function replyHeader(reply: Reply, name: string): string | undefined {
+  const headers = reply.headers;
+  if (headers === undefined) return undefined;
+  if (isPairs(headers)) {
+    for (const [key, value] of headers) {
+      if (key.toLowerCase() === name) return value;
+    }
+    return undefined;
+  }
+  if (name in headers) return headers[name];
+  for (const key in headers) {
+    if (key.toLowerCase() === name) return headers[key];
+  }
+  return undefined;
+}
+
+/**
+ * A copy of `reply` with `extra` headers set; a name present in both takes
+ * the value from `extra` (names compared case-insensitively). Repeated names
+ * in a pair list (set-cookie) survive unless `extra` names them.
+ */
+export function withHeaders(
+  reply: Reply,
+  extra: Readonly<Record<string, string>>,
+): Reply {
+  const headers = reply.headers;
+  if (headers === undefined) return { ...reply, headers: extra };
+  const replaced = new Set(Object.keys(extra).map((k) => k.toLowerCase()));
+  const pairs: [string, string][] = [];
+  for (const [name, value] of headerPairs(headers)) {
+    if (!replaced.has(name.toLowerCase())) pairs.push([name, value]);
+  }
+  for (const name in extra) pairs.push([name, extra[name]]);
+  return { ...reply, headers: pairs };
+}
+
+/** The header fields of a reply as pairs, whatever their shape. */
+export function headerPairs(
+  headers: ReplyHeaders | undefined,
+): ReadonlyArray<readonly [string, string]> {
+  if (headers === undefined) return [];
+  return isPairs(headers) ? headers : Object.entries(headers);
+}
+
+function isPairs(
+  headers: ReplyHeaders,
+): headers is ReadonlyArray<readonly [string, string]> {
+  return Array.isArray(headers);
+}
+
+/**
+ * A copy of `err` that also carries `extra` headers (its own win), so
+ * middleware can add RateLimit or CORS fields to an error a later layer threw.
+ */
+export function errorWithHeaders(
+  err: HttpError,
+  extra: Readonly<Record<string, string>>,
+): HttpError {
+  return new HttpError(err.status, err.message, {
+    expose: err.expose,
+    close: err.close,
+    headers: { ...extra, ...err.headers },
+    cause: err.cause,
+  });
+}

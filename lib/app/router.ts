@@ -1,0 +1,437 @@
+/**
+ * Method + path -> handler + params. Static paths are one Map lookup; only
+ * templates with `{name}`, `:name` or a `{*rest}` tail are compared segment by
+ * segment. Matching runs on the canonical path (decoded once by
+ * `canonicalPath()`), so params arrive decoded and are never decoded again.
+ */
+import {
+  HttpError,
+  reasonPhrase,
+  renderError,
+  STATUS,
+} from "../http/errors.ts";
+import type { Handler, Reply, ServerRequest } from "../http/handler.ts";
+import { canonicalPath } from "./canonical_path.ts";
+import type { ProxyTrust } from "./client_addr.ts";
+import {
+  AppRequest,
+  mediaType,
+  mediaTypeMatches,
+  NO_PARAMS,
+  type Params,
+  type RouteContract,
+} from "./request.ts";
+
+/** A route's handler: gets the app request, returns (or throws) a reply. */
+export type AppHandler = (req: AppRequest) => Reply | Promise<Reply>;
+/** Runs the rest of the chain. */
+export type Next = () => Promise<Reply>;
+/** Wraps everything after it: may answer early, or change the reply `next()` gives. */
+export type Middleware = (
+  req: AppRequest,
+  next: Next,
+) => Reply | Promise<Reply>;
+
+/** Per-route options: the request contract and route-only middleware. */
+export interface RouteOptions extends RouteContract {
+  /** Middleware for this route only, after the contract check. */
+  readonly use?: readonly Middleware[];
+}
+
+interface Route {
+  readonly template: string;
+  readonly handler: AppHandler;
+  readonly contract: RouteContract;
+  readonly use: readonly Middleware[];
+}
+
+/** Every route under one template, by method; `any` answers every method. */
+interface Entry {
+  readonly template: string;
+  readonly byMethod: Map<string, Route>;
+  any: Route | undefined;
+  /** Some route here wants JSON errors: so do its 405s. */
+  jsonErrors: boolean;
+}
+
+type Segment =
+  | { readonly kind: "literal"; readonly text: string }
+  | { readonly kind: "param"; readonly name: string }
+  | { readonly kind: "tail"; readonly name: string };
+
+interface PatternEntry extends Entry {
+  readonly segments: readonly Segment[];
+}
+
+/** Result of {@link Router.match}. */
+export type Match =
+  | { readonly kind: "route"; readonly route: Route; readonly params: Params }
+  /** The path exists, not for this method: 405 (or 204 for OPTIONS). */
+  | {
+    readonly kind: "method";
+    readonly template: string;
+    readonly allow: string;
+    readonly jsonErrors: boolean;
+  }
+  | { readonly kind: "none" };
+
+const NONE: Match = Object.freeze({ kind: "none" });
+const ALL_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
+
+/** Splits a template into segments; throws on a malformed one. */
+function compile(template: string): Segment[] | null {
+  if (template.charCodeAt(0) !== 0x2f) {
+    throw new TypeError(`Route must start with "/": ${template}`);
+  }
+  const parts = template.slice(1).split("/");
+  if (!parts.some((p) => p.startsWith(":") || p.startsWith("{"))) return null;
+  const names = new Set<string>();
+  return parts.map((part, i): Segment => {
+    let kind: "param" | "tail" = "param";
+    let name: string;
+    if (part.startsWith("{*") && part.endsWith("}")) {
+      if (i !== parts.length - 1) {
+        throw new TypeError(`Route tail must come last: ${template}`);
+      }
+      kind = "tail";
+      name = part.slice(2, -1);
+    } else if (part.startsWith("{") && part.endsWith("}")) {
+      name = part.slice(1, -1);
+    } else if (part.startsWith(":")) {
+      name = part.slice(1);
+    } else {
+      if (part.includes("{")) {
+        throw new TypeError(`Malformed route: ${template}`);
+      }
+      return { kind: "literal", text: part };
+    }
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || names.has(name)) {
+      throw new TypeError(`Bad or repeated param "${name}" in ${template}`);
+    }
+    names.add(name);
+    return { kind, name };
+  });
+}
+
+/** Params for `path` if it fits `segments`, else null. */
+function matchSegments(
+  segments: readonly Segment[],
+  path: string,
+): Params | null {
+  const params: Record<string, string> = {};
+  let pos = 1; // just past the leading "/"
+  for (let i = 0; i < segments.length; i++) {
+    const seg = segments[i];
+    if (seg.kind === "tail") {
+      params[seg.name] = path.slice(pos);
+      return params;
+    }
+    if (pos > path.length) return null; // path ran out
+    let end = path.indexOf("/", pos);
+    if (end === -1) end = path.length;
+    if (seg.kind === "literal") {
+      if (end - pos !== seg.text.length || !path.startsWith(seg.text, pos)) {
+        return null;
+      }
+    } else {
+      if (end === pos) return null; // a param is never empty
+      params[seg.name] = path.slice(pos, end);
+    }
+    pos = end + 1;
+  }
+  return pos === path.length + 1 ? params : null;
+}
+
+function allowOf(entries: readonly Entry[]): string {
+  const methods = new Set<string>();
+  for (const entry of entries) {
+    if (entry.any) return ALL_METHODS;
+    for (const method of entry.byMethod.keys()) methods.add(method);
+  }
+  if (methods.has("GET")) methods.add("HEAD");
+  methods.add("OPTIONS");
+  return [...methods].join(", ");
+}
+
+function findRoute(entry: Entry, method: string): Route | undefined {
+  return entry.byMethod.get(method) ??
+    (method === "HEAD" ? entry.byMethod.get("GET") : undefined) ?? entry.any;
+}
+
+/** Options for {@link Router.handler}. */
+export interface HandlerOptions {
+  /** Which peers' X-Forwarded-For is believed; default: none. */
+  readonly trustProxy?: ProxyTrust;
+}
+
+/**
+ * Routes, middleware and a fallback, turned into one engine {@link Handler}.
+ * Unknown path: the fallback, else 404. Known path, other method: 405 with
+ * `Allow`. HEAD runs the GET route; OPTIONS answers 204 with `Allow`.
+ *
+ * @example
+ * ```ts
+ * import { Router } from "./router.ts";
+ * import { text } from "./response.ts";
+ * const router = new Router().get("/hello/{name}", (req) => text(`Hi ${req.params.name}`));
+ * const match = router.match("GET", "/hello/ana");
+ * if (match.kind !== "route") throw new Error("no route");
+ * ```
+ */
+export class Router {
+  readonly #exact = new Map<string, Entry>();
+  readonly #patterns: PatternEntry[] = [];
+  readonly #templates = new Map<string, Entry>();
+  readonly #use: Middleware[] = [];
+  #fallback: AppHandler | undefined;
+  #fallbackName = "fallback";
+
+  /** Adds middleware around every request (routes, 404s, the fallback), in order. */
+  use(...middleware: Middleware[]): this {
+    this.#use.push(...middleware);
+    return this;
+  }
+
+  get(template: string, handler: AppHandler, options?: RouteOptions): this {
+    return this.route(template, { ...options, methods: ["GET"] }, handler);
+  }
+  post(template: string, handler: AppHandler, options?: RouteOptions): this {
+    return this.route(template, { ...options, methods: ["POST"] }, handler);
+  }
+  put(template: string, handler: AppHandler, options?: RouteOptions): this {
+    return this.route(template, { ...options, methods: ["PUT"] }, handler);
+  }
+  patch(template: string, handler: AppHandler, options?: RouteOptions): this {
+    return this.route(template, { ...options, methods: ["PATCH"] }, handler);
+  }
+  delete(template: string, handler: AppHandler, options?: RouteOptions): this {
+    return this.route(template, { ...options, methods: ["DELETE"] }, handler);
+  }
+  options(template: string, handler: AppHandler, options?: RouteOptions): this {
+    return this.route(template, { ...options, methods: ["OPTIONS"] }, handler);
+  }
+  /** A route for every method (unless `options.methods` names some). */
+  all(template: string, handler: AppHandler, options?: RouteOptions): this {
+    return this.route(template, options ?? {}, handler);
+  }
+
+  /** Registers `handler` for `options.methods` (all when absent) on `template`. */
+  route(template: string, options: RouteOptions, handler: AppHandler): this {
+    let entry = this.#templates.get(template);
+    if (!entry) {
+      const segments = compile(template);
+      const fresh: Entry = {
+        template,
+        byMethod: new Map(),
+        any: undefined,
+        jsonErrors: false,
+      };
+      if (segments === null) {
+        this.#exact.set(template, fresh);
+        entry = fresh;
+      } else {
+        const pattern: PatternEntry = { ...fresh, segments };
+        this.#patterns.push(pattern);
+        entry = pattern;
+      }
+      this.#templates.set(template, entry);
+    }
+    const { use = [], ...contract } = options;
+    const route: Route = { template, handler, contract, use };
+    if (contract.methods === undefined) {
+      if (entry.any) throw new TypeError(`Route registered twice: ${template}`);
+      entry.any = route;
+    }
+    for (const method of contract.methods ?? []) {
+      if (entry.byMethod.has(method)) {
+        throw new TypeError(`Route registered twice: ${method} ${template}`);
+      }
+      entry.byMethod.set(method, route);
+    }
+    if (contract.jsonErrors) entry.jsonErrors = true;
+    return this;
+  }
+
+  /** Answers every path no route has (static files, say); `name` labels it in metrics. */
+  fallback(handler: AppHandler, name = "fallback"): this {
+    this.#fallback = handler;
+    this.#fallbackName = name;
+    return this;
+  }
+
+  /** Finds the route for a canonical path. */
+  match(method: string, path: string): Match {
+    const exact = this.#exact.get(path);
+    if (exact !== undefined) {
+      const route = findRoute(exact, method); // most requests end here
+      if (route !== undefined) {
+        return { kind: "route", route, params: NO_PARAMS };
+      }
+    }
+    return this.#matchPattern(method, path, exact);
+  }
+
+  #matchPattern(method: string, path: string, exact: Entry | undefined): Match {
+    const seen: Entry[] = exact ? [exact] : [];
+    for (const entry of this.#patterns) {
+      const params = matchSegments(entry.segments, path);
+      if (params === null) continue;
+      const route = findRoute(entry, method);
+      if (route !== undefined) return { kind: "route", route, params };
+      seen.push(entry);
+    }
+    if (seen.length === 0) return NONE;
+    return {
+      kind: "method",
+      template: seen[0].template,
+      allow: allowOf(seen),
+      jsonErrors: seen.some((e) => e.jsonErrors),
+    };
+  }
+
+  /** The engine handler for this router. Add routes first: it reads them live. */
+  handler(options: HandlerOptions = {}): Handler {
+    const trust = options.trustProxy;
+    return (raw) => this.#dispatch(raw, trust);
+  }
+
+  async #dispatch(
+    raw: ServerRequest,
+    trust: ProxyTrust | undefined,
+  ): Promise<Reply> {
+    let path = raw.path;
+    let refused: HttpError | undefined;
+    try {
+      path = canonicalPath(path);
+    } catch (err) {
+      if (!(err instanceof HttpError)) throw err;
+      refused = err; // still runs the middleware: host guard, limits, metrics
+    }
+    const req = new AppRequest(raw, path, trust);
+    const match = refused ? NONE : this.match(raw.method, path);
+    let jsonErrors = false;
+    if (match.kind === "route") {
+      req.route = match.route.template;
+      req.matched = "route";
+      req.params = match.params;
+      req.contract = match.route.contract;
+      jsonErrors = match.route.contract.jsonErrors === true;
+    } else if (match.kind === "method") {
+      req.route = match.template;
+      req.matched = "method";
+      jsonErrors = match.jsonErrors;
+    } else if (this.#fallback && !refused) {
+      req.route = this.#fallbackName;
+      req.matched = "fallback";
+    }
+    const terminal = () => this.#answer(req, match, refused);
+    try {
+      return await runChain(this.#use, req, terminal);
+    } catch (err) {
+      if (jsonErrors && err instanceof HttpError) return jsonError(req, err);
+      throw err;
+    }
+  }
+
+  async #answer(
+    req: AppRequest,
+    match: Match,
+    refused: HttpError | undefined,
+  ): Promise<Reply> {
+    if (refused) throw refused;
+    if (match.kind === "route") {
+      checkContract(req, match.route.contract);
+      const { handler, use } = match.route;
+      if (use.length === 0) return await handler(req);
+      return await runChain(use, req, async () => await handler(req));
+    }
+    if (match.kind === "method") {
+      if (req.method === "OPTIONS") return allowReply(match.allow);
+      throw new HttpError(
+        STATUS.MethodNotAllowed,
+        `${req.method} not allowed on ${match.template}`,
+        {
+          expose: `Method ${req.method} is not allowed here`,
+          headers: { allow: match.allow },
+        },
+      );
+    }
+    if (this.#fallback) return await this.#fallback(req);
+    throw new HttpError(STATUS.NotFound, `No route for ${req.path}`);
+  }
+}
+
+function allowReply(allow: string): Reply {
+  return { status: STATUS.NoContent, headers: { allow }, body: null };
+}
+
+/** Calls `chain[0]`, whose `next` calls `chain[1]`, ..., then `last`. */
+export function runChain(
+  chain: readonly Middleware[],
+  req: AppRequest,
+  last: Next,
+): Promise<Reply> {
+  const step = async (i: number): Promise<Reply> => {
+    if (i === chain.length) return await last();
+    return await chain[i](req, () => step(i + 1));
+  };
+  return step(0);
+}
+
+/**
+ * Enforces a route's contract from the head alone: a declared Content-Length
+ * over the limit is 413 and a media type outside the list is 415, before any
+ * body byte is read, so `Expect: 100-continue` never earns a `100`.
+ */
+export function checkContract(req: AppRequest, contract: RouteContract): void {
+  const { maxBodyBytes, contentType } = contract;
+  const length = req.raw.body.length;
+  if (maxBodyBytes !== undefined && length !== null && length > maxBodyBytes) {
+    throw new HttpError(
+      STATUS.ContentTooLarge,
+      "Declared body over the route limit",
+      {
+        expose: `Request body is larger than ${maxBodyBytes} bytes`,
+        close: true, // not worth reading a body we refused just to keep the connection
+      },
+    );
+  }
+  if (contentType !== undefined) {
+    const type = mediaType(req.header("content-type"));
+    const accepted = typeof contentType === "string"
+      ? [contentType]
+      : contentType;
+    if (!accepted.some((pattern) => mediaTypeMatches(type, pattern))) {
+      const message = `Content-Type must be ${accepted.join(" or ")}`;
+      throw new HttpError(STATUS.UnsupportedMediaType, message, {
+        expose: message,
+      });
+    }
+  }
+}
+
+/**
+ * The one app-level error renderer: API routes answer JSON even to `*\/*`
+ * or no Accept at all. A client that names HTML or JSON gets what the engine
+ * would pick, so the error is rethrown to it.
+ */
+function jsonError(req: AppRequest, err: HttpError): Reply {
+  const accept = req.header("accept");
+  if (
+    accept !== undefined &&
+    (accept.includes("text/html") || accept.includes("json"))
+  ) {
+    throw err;
+  }
+  const { contentType, body } = renderError(
+    err.status,
+    err.expose ?? reasonPhrase(err.status),
+    "application/json",
+  );
+  const headers: Record<string, string> = {
+    ...err.headers,
+    "content-type": contentType,
+  };
+  if (err.close) headers.connection = "close";
+  return { status: err.status, headers, body };
+}
