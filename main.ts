@@ -125,7 +125,6 @@ async function run(
 
   await Promise.race([stop, server.finished]);
   await Promise.all([server.shutdown(), pool?.shutdown()]);
-  if (listening === undefined) log.info("Stopped", { event: "stopped" });
   return 0;
 }
 

@@ -26,6 +26,8 @@ export async function setupLogging(opts: LogOptions): Promise<void> {
       timestamp: "date-time-tz",
       level: "ABBR",
       category: ".",
+      // Strings as they are (`GET /x`, not `"GET" "/x"`); control bytes escaped.
+      value: "bare",
     });
   const level: LogLevel = "info";
   await configure({
