@@ -1,0 +1,170 @@
+/** The command line as a user runs it: a real `deno run main.ts` process. */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const PERMS = [
+  "--unstable-net",
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+];
+
+interface Running {
+  child: Deno.ChildProcess;
+  port: number;
+  /** Every stdout line so far, and a promise of the rest when the process ends. */
+  lines: string[];
+  done: Promise<string[]>;
+}
+
+/** Starts main.ts and waits for its listening line. */
+async function start(args: string[], cwd?: string): Promise<Running> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...PERMS, MAIN, ...args],
+    cwd,
+    stdout: "piped",
+    stderr: "null",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const lines: string[] = [];
+  let port = 0;
+  let gotPort!: (p: number) => void;
+  const portKnown = new Promise<number>((r) => gotPort = r);
+  const done = (async () => {
+    let rest = "";
+    for await (
+      const text of child.stdout.pipeThrough(new TextDecoderStream())
+    ) {
+      rest += text;
+      let nl;
+      while ((nl = rest.indexOf("\n")) !== -1) {
+        const line = rest.slice(0, nl);
+        rest = rest.slice(nl + 1);
+        lines.push(line);
+        const m = /Listening on https?:\/\/[^:]+:(\d+)\/|"port":(\d+)/.exec(
+          line,
+        );
+        if (m && port === 0) gotPort(port = Number(m[1] ?? m[2]));
+      }
+    }
+    gotPort(0);
+    return lines;
+  })();
+  port = await portKnown;
+  return { child, port, lines, done };
+}
+
+async function stop(r: Running): Promise<number> {
+  r.child.kill("SIGTERM");
+  const { code } = await r.child.status;
+  await r.done;
+  return code;
+}
+
+Deno.test("main prints one listening line with the real port, serves, and exits 0 on SIGTERM", async () => {
+  const root = await Deno.makeTempDir();
+  await Deno.writeTextFile(join(root, "index.html"), "<h1>main</h1>");
+  const r = await start(["--port", "0", "--root", root]);
+  try {
+    assert.ok(r.port > 0, r.lines.join("\n"));
+    assert.equal(r.lines.filter((l) => l.includes("Listening on")).length, 1);
+    const res = await fetch(`http://127.0.0.1:${r.port}/`);
+    assert.equal(await res.text(), "<h1>main</h1>");
+  } finally {
+    assert.equal(await stop(r), 0);
+    await Deno.remove(root, { recursive: true });
+  }
+  assert.ok(
+    r.lines.some((l) => /spindle\.access: 127\.0\.0\.1 "GET \/" 200 /.test(l)),
+    r.lines.join("\n"),
+  );
+});
+
+Deno.test("main --log-format json prints JSON event lines", async () => {
+  const r = await start(["--port", "0", "--log-format", "json", "--quiet"]);
+  const code = await stop(r);
+  assert.equal(code, 0);
+  const events = r.lines.map((l) => JSON.parse(l));
+  const listening = events.find((e) => e.properties?.event === "listening");
+  assert.ok(listening, r.lines.join("\n"));
+  assert.equal(listening.properties.port, r.port);
+  assert.equal(listening.properties.url, `http://127.0.0.1:${r.port}/`);
+});
+
+Deno.test("main takes the seeds' positional [port] [host] [max-conns]", async () => {
+  const r = await start(["0", "127.0.0.1", "8", "--quiet"]);
+  try {
+    const res = await fetch(`http://127.0.0.1:${r.port}/health`);
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+  } finally {
+    assert.equal(await stop(r), 0);
+  }
+});
+
+async function run(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...PERMS, MAIN, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return {
+    code: out.code,
+    stdout: dec.decode(out.stdout),
+    stderr: dec.decode(out.stderr),
+  };
+}
+
+Deno.test("main --help prints every flag and exits 0", async () => {
+  const { code, stdout } = await run(["--help"]);
+  assert.equal(code, 0);
+  assert.match(stdout, /--max-conns N/);
+  assert.match(stdout, /--shutdown-timeout TIME/);
+});
+
+Deno.test("main exits 2 with a clear message for a bad flag", async () => {
+  const { code, stderr } = await run(["--port", "eighty"]);
+  assert.equal(code, 2);
+  assert.match(stderr, /^spindle: --port: "eighty" is not a whole number/);
+  const unknown = await run(["--frobnicate"]);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown option --frobnicate/);
+});
+
+Deno.test("main exits 1 and says why when the port is taken", async () => {
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { code, stdout } = await run(["--port", String(taken.addr.port)]);
+  assert.equal(code, 1);
+  assert.match(stdout, /Cannot start: port \d+ is already in use/);
+});
+
+Deno.test("main --workers 2 serves from two engines on one port and stops both on SIGTERM", async () => {
+  const r = await start([
+    "--port",
+    "0",
+    "--workers",
+    "2",
+    "--log-format",
+    "json",
+  ]);
+  try {
+    // Fresh connections spread over the engines; each answers on its own.
+    for (let i = 0; i < 20; i++) {
+      const res = await fetch(`http://127.0.0.1:${r.port}/health`, {
+        headers: { connection: "close" },
+      });
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    }
+  } finally {
+    assert.equal(await stop(r), 0);
+  }
+  // The main engine and the worker each log their own shutdown.
+  const stopped = r.lines.filter((l) => l.includes('"message":"Stopped"'));
+  assert.equal(stopped.length, 2, r.lines.join("\n"));
+});
