@@ -289,9 +289,10 @@ export function parseHead(
       close: true,
     });
   } else {
-    // absolute-form (§3.2.2): its authority replaces Host.
+    // absolute-form (§3.2.2): its authority replaces Host, which must still be valid (§3.2).
     const m = /^https?:\/\/([^/?]*)([^?]*)(?:\?(.*))?$/i.exec(target);
     if (m === null || m[1] === "") throw badRequest("malformed request target");
+    if (host !== undefined) checkHost(host);
     host = m[1];
     path = m[2] === "" ? "/" : m[2];
     query = m[3] ?? "";
@@ -315,9 +316,7 @@ export function parseHead(
   }
   if (hostCount > 1) throw badRequest("more than one Host header");
   host ??= "";
-  for (let k = 0; k < host.length; k++) {
-    if (HOST[host.charCodeAt(k)] !== 1) throw badRequest("invalid Host header");
-  }
+  checkHost(host);
 
   // Message body framing (§6.1, §6.3).
   let chunked = false;
@@ -330,7 +329,9 @@ export function parseHead(
     }
     const codings = transferEncoding.toLowerCase().split(",");
     for (let k = 0; k < codings.length; k++) {
-      const coding = codings[k].trim();
+      // Trim OWS only: String#trim() also eats NBSP, and "chunked\xa0" is
+      // a coding another server may not call chunked (request smuggling).
+      const coding = trimOws(codings[k]);
       const last = k === codings.length - 1;
       if (coding === "chunked") {
         if (!last) throw badRequest("chunked is not the final transfer coding");
@@ -416,6 +417,25 @@ function mergeContentLength(
   return n;
 }
 
+function checkHost(host: string): void {
+  for (let k = 0; k < host.length; k++) {
+    if (HOST[host.charCodeAt(k)] !== 1) throw badRequest("invalid Host header");
+  }
+}
+
+/** `s` without leading and trailing SP and HTAB (OWS, RFC 9110 §5.6.3). */
+function trimOws(s: string): string {
+  let a = 0;
+  let b = s.length;
+  while (a < b && (s.charCodeAt(a) === SP || s.charCodeAt(a) === HTAB)) a++;
+  while (
+    b > a && (s.charCodeAt(b - 1) === SP || s.charCodeAt(b - 1) === HTAB)
+  ) {
+    b--;
+  }
+  return a === 0 && b === s.length ? s : s.slice(a, b);
+}
+
 function isToken(s: string): boolean {
   for (let k = 0; k < s.length; k++) {
     if (TOKEN[s.charCodeAt(k)] !== 1) return false;
@@ -427,7 +447,7 @@ function isToken(s: string): boolean {
 function hasToken(list: string, token: string): boolean {
   if (list === token) return true;
   for (const part of list.split(",")) {
-    if (part.trim() === token) return true;
+    if (trimOws(part) === token) return true;
   }
   return false;
 }
