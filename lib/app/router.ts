@@ -84,7 +84,7 @@ function compile(template: string): Segment[] | null {
     throw new TypeError(`Route must start with "/": ${template}`);
   }
   const parts = template.slice(1).split("/");
-  if (!parts.some((p) => p.startsWith(":") || p.startsWith("{"))) return null;
+  if (!/[{}]|\/:/.test(template)) return null;
   const names = new Set<string>();
   return parts.map((part, i): Segment => {
     let kind: "param" | "tail" = "param";
@@ -100,7 +100,7 @@ function compile(template: string): Segment[] | null {
     } else if (part.startsWith(":")) {
       name = part.slice(1);
     } else {
-      if (part.includes("{")) {
+      if (/[{}]/.test(part)) {
         throw new TypeError(`Malformed route: ${template}`);
       }
       return { kind: "literal", text: part };
@@ -122,11 +122,11 @@ function matchSegments(
   let pos = 1; // just past the leading "/"
   for (let i = 0; i < segments.length; i++) {
     const seg = segments[i];
+    if (pos > path.length) return null; // path ran out
     if (seg.kind === "tail") {
       params[seg.name] = path.slice(pos);
       return params;
     }
-    if (pos > path.length) return null; // path ran out
     let end = path.indexOf("/", pos);
     if (end === -1) end = path.length;
     if (seg.kind === "literal") {

@@ -1,0 +1,207 @@
+import assert from "node:assert/strict";
+import { text } from "../lib/app/response.ts";
+import { Router } from "../lib/app/router.ts";
+import { trustProxy } from "../lib/app/client_addr.ts";
+import {
+  parseRateLimit,
+  rateLimit,
+  RateLimiter,
+} from "../lib/app/middleware/rate_limit.ts";
+import { call, fake } from "./fixtures/app_request.ts";
+
+/** A limiter on a clock the test moves by hand. */
+function limiter(limit: number, windowMs: number, maxEntries?: number) {
+  const clock = { now: 0 };
+  const rl = new RateLimiter({
+    limit,
+    windowMs,
+    maxEntries,
+    now: () => clock.now,
+  });
+  return { rl, clock };
+}
+
+const policies: [text: string, limit: number, windowMs: number][] = [
+  ["100/10s", 100, 10_000],
+  ["5/1m", 5, 60_000],
+  ["20/500ms", 20, 500],
+  ["1/2h", 1, 7_200_000],
+];
+for (const [input, limit, windowMs] of policies) {
+  Deno.test(`parseRateLimit() reads ${input}`, () => {
+    assert.deepEqual(parseRateLimit(input), { limit, windowMs });
+  });
+}
+
+Deno.test("parseRateLimit() refuses malformed values", () => {
+  for (
+    const bad of [
+      "100",
+      "0/10s",
+      "10/0s",
+      "10/10",
+      "ten/10s",
+      "10/10d",
+      "-1/1s",
+    ]
+  ) {
+    assert.throws(() => parseRateLimit(bad), TypeError, bad);
+  }
+});
+
+Deno.test("RateLimiter.hit() allows `limit` requests in a window, then refuses", () => {
+  const { rl } = limiter(3, 10_000);
+  const seen = [1, 2, 3, 4].map(() => rl.hit("a"));
+  assert.deepEqual(seen.map((d) => d.allowed), [true, true, true, false]);
+  assert.deepEqual(seen.map((d) => d.remaining), [2, 1, 0, 0]);
+  assert.equal(rl.hit("b").allowed, true, "clients are counted apart");
+});
+
+Deno.test("RateLimiter.hit() slides: the previous window counts by how much of it is still covered", () => {
+  const { rl, clock } = limiter(2, 10_000);
+  clock.now = 0;
+  assert.ok(rl.hit("a").allowed && rl.hit("a").allowed);
+  // Next window starts at 10 s; its first half still sees 2 * 0.5 = 1 or more.
+  clock.now = 10_000;
+  assert.equal(
+    rl.hit("a").allowed,
+    false,
+    "at the edge the old window still counts whole",
+  );
+  clock.now = 14_999;
+  assert.equal(rl.hit("a").allowed, false, "2 * 0.5001 + 1 > 2");
+  clock.now = 15_000;
+  assert.equal(rl.hit("a").allowed, true, "2 * 0.5 + 1 = 2 fits");
+  assert.equal(rl.hit("a").allowed, false);
+  // Two windows later nothing is remembered.
+  clock.now = 30_000;
+  assert.equal(rl.hit("a").remaining, 1);
+});
+
+Deno.test("RateLimiter.hit() tells a refused client exactly when the next request fits", () => {
+  const { rl, clock } = limiter(2, 10_000);
+  rl.hit("a");
+  rl.hit("a");
+  clock.now = 1_000;
+  const refused = rl.hit("a");
+  // Fits again at 15 s (see the sliding test): 14 s from now.
+  assert.equal(refused.retryAfterSeconds, 14);
+  clock.now = 1_000 + 13_999;
+  assert.equal(rl.hit("a").allowed, false);
+  clock.now = 1_000 + 14_000;
+  assert.equal(rl.hit("a").allowed, true);
+  clock.now = 16_000;
+  const again = rl.hit("a"); // previous 2 * 0.4 + current 1 = 1.8: no room
+  assert.equal(again.allowed, false);
+  assert.equal(again.retryAfterSeconds, 4); // at 20 s: previous 1 * 1 + 0 = 1
+  clock.now = 20_000;
+  assert.equal(rl.hit("a").allowed, true);
+});
+
+Deno.test("RateLimiter.hit() does not count refused requests", () => {
+  const { rl, clock } = limiter(1, 1_000);
+  rl.hit("a");
+  for (let i = 0; i < 50; i++) assert.equal(rl.hit("a").allowed, false);
+  clock.now = 2_000; // previous window held 1, not 51: fully forgotten by now
+  assert.equal(rl.hit("a").allowed, true);
+});
+
+Deno.test("RateLimiter keeps at most maxEntries clients under an address flood", () => {
+  const { rl } = limiter(5, 10_000, 100);
+  for (let i = 0; i < 10_000; i++) rl.hit(`10.0.${i >> 8}.${i & 255}`);
+  assert.equal(rl.size, 100);
+  // The newest clients are the ones kept.
+  assert.equal(rl.hit("10.0.39.15").remaining, 3);
+});
+
+Deno.test("RateLimiter sweeps clients idle for two windows", () => {
+  const { rl, clock } = limiter(5, 1_000);
+  for (let i = 0; i < 50; i++) rl.hit(`c${i}`);
+  assert.equal(rl.size, 50);
+  clock.now = 1_500;
+  rl.hit("fresh");
+  assert.equal(rl.size, 51, "one window on, their counts still matter");
+  clock.now = 3_000; // windows 1-2 s and earlier no longer count for anyone
+  rl.hit("fresher");
+  assert.equal(rl.size, 1);
+});
+
+Deno.test("rateLimit() answers 429 with Retry-After and RateLimit fields, and counts it", async () => {
+  const clock = { now: 0 };
+  const limited: string[] = [];
+  const router = new Router()
+    .use(
+      rateLimit({
+        limit: 2,
+        windowMs: 10_000,
+        now: () => clock.now,
+        onLimited: (r) => limited.push(r.client),
+      }),
+    )
+    .get("/x", () => text("ok"));
+  const handler = router.handler();
+  const first = await call(handler, fake("GET", "/x").req);
+  assert.equal(first.status, 200);
+  assert.equal(first.headers.get("ratelimit-limit"), "2");
+  assert.equal(first.headers.get("ratelimit-remaining"), "1");
+  assert.equal(first.headers.get("ratelimit-reset"), "10");
+  assert.equal(first.headers.get("ratelimit-policy"), "2;w=10");
+  await call(handler, fake("GET", "/x").req);
+  const third = await call(handler, fake("GET", "/x").req);
+  assert.equal(third.status, 429);
+  // Both requests fall out of the sliding window by half at 15 s.
+  assert.equal(third.headers.get("retry-after"), "15");
+  assert.equal(third.headers.get("ratelimit-remaining"), "0");
+  assert.match(third.text, /try again in 15 s/);
+  assert.deepEqual(limited, ["127.0.0.1"]);
+});
+
+Deno.test("rateLimit() keeps its fields on errors thrown further in", async () => {
+  const router = new Router().use(rateLimit({ limit: 5, windowMs: 1000 }));
+  const a = await call(router.handler(), fake("GET", "/missing").req);
+  assert.equal(a.status, 404);
+  assert.equal(a.headers.get("ratelimit-remaining"), "4");
+});
+
+Deno.test("rateLimit() keys on X-Forwarded-For only behind a trusted proxy", async () => {
+  const router = new Router().use(rateLimit({ limit: 1, windowMs: 60_000 }))
+    .get("/", () => text("ok"));
+  const trusted = router.handler({ trustProxy: trustProxy(["127.0.0.1"]) });
+  const untrusted = router.handler();
+  const from = (xff: string) =>
+    fake("GET", "/", { headers: { "x-forwarded-for": xff } }).req;
+  assert.equal((await call(trusted, from("1.1.1.1"))).status, 200);
+  assert.equal(
+    (await call(trusted, from("2.2.2.2"))).status,
+    200,
+    "another client, own budget",
+  );
+  assert.equal((await call(trusted, from("1.1.1.1"))).status, 429);
+  // Without trust, the header is ignored: every request is 127.0.0.1.
+  assert.equal((await call(untrusted, from("3.3.3.3"))).status, 200);
+  assert.equal((await call(untrusted, from("4.4.4.4"))).status, 429);
+});
+
+Deno.test("rateLimit() counts a whole IPv6 /64 as one client", async () => {
+  const router = new Router().use(rateLimit({ limit: 1, windowMs: 60_000 }))
+    .get("/", () => text("ok"));
+  const handler = router.handler();
+  const a = await call(
+    handler,
+    fake("GET", "/", { peer: "2001:db8:0:1::1" }).req,
+  );
+  const b = await call(
+    handler,
+    fake("GET", "/", { peer: "2001:db8:0:1::ffff" }).req,
+  );
+  const c = await call(
+    handler,
+    fake("GET", "/", { peer: "2001:db8:0:2::1" }).req,
+  );
+  assert.deepEqual([a.status, b.status, c.status], [200, 429, 200]);
+});
+
+Deno.test("RateLimiter refuses a zero budget", () => {
+  assert.throws(() => new RateLimiter({ limit: 0, windowMs: 1000 }), TypeError);
+  assert.throws(() => new RateLimiter({ limit: 1, windowMs: 0 }), TypeError);
+});

@@ -1,0 +1,314 @@
+import assert from "node:assert/strict";
+import { HttpError } from "../lib/http/errors.ts";
+import { NO_PARAMS } from "../lib/app/request.ts";
+import { json, text } from "../lib/app/response.ts";
+import { type Middleware, Router } from "../lib/app/router.ts";
+import { call, fake } from "./fixtures/app_request.ts";
+
+function demo(): Router {
+  return new Router()
+    .get("/", () => text("home"))
+    .get("/users/me", () => text("me"))
+    .get("/users/{id}", (req) => json(req.params))
+    .put("/users/:id", (req) => json({ put: req.params.id }))
+    .get("/users/{id}/posts/{post}", (req) => json(req.params))
+    .get("/files/{*rest}", (req) => json(req.params))
+    .post("/echo", () => text("posted"))
+    .delete("/echo", () => text("deleted"));
+}
+
+const matches: [
+  method: string,
+  path: string,
+  template: string | null,
+  params: Record<string, string>,
+][] = [
+  ["GET", "/", "/", {}],
+  ["GET", "/users/me", "/users/me", {}], // static beats the {id} pattern
+  ["GET", "/users/42", "/users/{id}", { id: "42" }],
+  ["PUT", "/users/42", "/users/:id", { id: "42" }],
+  ["GET", "/users/7/posts/x.y", "/users/{id}/posts/{post}", {
+    id: "7",
+    post: "x.y",
+  }],
+  ["GET", "/files/a/b/c.txt", "/files/{*rest}", { rest: "a/b/c.txt" }],
+  ["GET", "/files/", "/files/{*rest}", { rest: "" }],
+  ["HEAD", "/users/42", "/users/{id}", { id: "42" }], // HEAD runs GET
+  ["GET", "/users/", null, {}], // a param is never empty
+  ["GET", "/users/42/", null, {}], // no trailing-slash guessing
+  ["GET", "/users/42/posts", null, {}],
+  ["GET", "/files", null, {}], // the tail needs its "/"
+  ["GET", "/nope", null, {}],
+];
+for (const [method, path, template, params] of matches) {
+  Deno.test(`Router.match() finds ${template ?? "nothing"} for ${method} ${path}`, () => {
+    const m = demo().match(method, path);
+    if (template === null) {
+      assert.equal(m.kind, "none");
+      return;
+    }
+    assert.equal(m.kind, "route");
+    if (m.kind !== "route") return;
+    assert.equal(m.route.template, template);
+    assert.deepEqual({ ...m.params }, params);
+  });
+}
+
+Deno.test("Router.match() shares one frozen params object on the static fast path", () => {
+  const m = demo().match("GET", "/users/me");
+  assert.equal(m.kind === "route" && m.params, NO_PARAMS);
+  assert.ok(Object.isFrozen(NO_PARAMS));
+});
+
+Deno.test("Router.match() reports the path's methods when only the method is wrong", () => {
+  const m = demo().match("PATCH", "/users/42");
+  assert.equal(m.kind, "method");
+  if (m.kind !== "method") return;
+  // Both templates that fit the path contribute: GET (so HEAD) and PUT.
+  assert.equal(m.allow, "GET, PUT, HEAD, OPTIONS");
+});
+
+Deno.test("Router.match() takes the first pattern with this method, not just the first that fits", () => {
+  const router = new Router()
+    .get("/a/{x}", () => text("get"))
+    .post("/{*rest}", () => text("post"));
+  const m = router.match("POST", "/a/b");
+  assert.equal(m.kind === "route" && m.route.template, "/{*rest}");
+});
+
+const badTemplates = [
+  "no-slash",
+  "/a/{*rest}/b",
+  "/a/{x}/{x}",
+  "/a/{1x}",
+  "/a/b{x}",
+];
+for (const template of badTemplates) {
+  Deno.test(`Router.route() refuses the template ${template}`, () => {
+    assert.throws(() => new Router().get(template, () => text("")), TypeError);
+  });
+}
+
+Deno.test("Router.route() refuses the same method and template twice", () => {
+  const router = new Router().get("/x", () => text(""));
+  assert.throws(() => router.get("/x", () => text("")), /registered twice/);
+  assert.throws(
+    () => router.all("/y", () => text("")).all("/y", () => text("")),
+    /twice/,
+  );
+});
+
+Deno.test("Router.handler() answers 405 with Allow for a known path and another method", async () => {
+  const a = await call(demo().handler(), fake("PATCH", "/echo").req);
+  assert.equal(a.status, 405);
+  assert.equal(a.headers.get("allow"), "POST, DELETE, OPTIONS");
+});
+
+Deno.test("Router.handler() answers OPTIONS with 204 and Allow", async () => {
+  const a = await call(demo().handler(), fake("OPTIONS", "/users/5").req);
+  assert.equal(a.status, 204);
+  assert.equal(a.headers.get("allow"), "GET, PUT, HEAD, OPTIONS");
+});
+
+Deno.test("Router.handler() runs the GET handler for HEAD", async () => {
+  const seen: string[] = [];
+  const router = new Router().get("/x", (req) => {
+    seen.push(req.method);
+    return text("body");
+  });
+  const a = await call(router.handler(), fake("HEAD", "/x").req);
+  assert.equal(a.status, 200);
+  assert.deepEqual(seen, ["HEAD"]);
+});
+
+Deno.test("Router.handler() answers 404 for an unknown path, or calls the fallback", async () => {
+  const router = demo();
+  assert.equal(
+    (await call(router.handler(), fake("GET", "/nope").req)).status,
+    404,
+  );
+  const routes: (string | undefined)[] = [];
+  router.use((req, next) => {
+    routes.push(req.route);
+    return next();
+  });
+  router.fallback((req) => text(`fallback ${req.path}`), "static");
+  const a = await call(router.handler(), fake("GET", "/nope").req);
+  assert.equal(a.text, "fallback /nope");
+  assert.deepEqual(routes, ["static"]);
+});
+
+Deno.test("Router.handler() decodes params once, from the canonical path", async () => {
+  const handler = demo().handler();
+  const table: [target: string, id: string][] = [
+    ["/users/a%20b", "a b"],
+    ["/users/%C3%A9", "é"],
+    ["/users/%2541", "%41"], // decoded once: not "A"
+  ];
+  for (const [target, id] of table) {
+    const a = await call(handler, fake("GET", target).req);
+    assert.equal(a.status, 200, target);
+    assert.deepEqual(JSON.parse(a.text), { id }, target);
+  }
+});
+
+Deno.test("Router.handler() answers 400 for paths canonicalPath() refuses, after middleware ran", async () => {
+  const seen: (string | undefined)[] = [];
+  const router = demo().use((req, next) => {
+    seen.push(req.route);
+    return next();
+  });
+  for (
+    const target of [
+      "/users/%2F",
+      "/files/../etc/passwd",
+      "/users/%ZZ",
+      "/files/a//b",
+    ]
+  ) {
+    const a = await call(router.handler(), fake("GET", target).req);
+    assert.equal(a.status, 400, target);
+  }
+  assert.deepEqual(seen, [undefined, undefined, undefined, undefined]);
+});
+
+Deno.test("Router.use() runs middleware in order, around the route, and lets one answer early", async () => {
+  const log: string[] = [];
+  const tag = (name: string): Middleware => async (req, next) => {
+    log.push(`${name}>`);
+    if (req.header("x-stop") === name) return text(`stopped by ${name}`);
+    const reply = await next();
+    log.push(`<${name}`);
+    return reply;
+  };
+  const router = new Router().use(tag("a"), tag("b")).get("/x", () => {
+    log.push("route");
+    return text("x");
+  }, { use: [tag("r")] });
+  await call(router.handler(), fake("GET", "/x").req);
+  assert.deepEqual(log, ["a>", "b>", "r>", "route", "<r", "<b", "<a"]);
+  log.length = 0;
+  const a = await call(
+    router.handler(),
+    fake("GET", "/x", { headers: { "x-stop": "b" } }).req,
+  );
+  assert.equal(a.text, "stopped by b");
+  assert.deepEqual(log, ["a>", "b>", "<a"]);
+});
+
+Deno.test("Router.handler() checks the contract from the head: 413 before reading, no 100 Continue", async () => {
+  let ran = false;
+  const router = new Router().post("/up", async (req) => {
+    ran = true;
+    return text(await req.text());
+  }, { maxBodyBytes: 8, contentType: "application/json" });
+  const f = fake("POST", "/up", {
+    headers: { "content-type": "application/json", expect: "100-continue" },
+    body: "x".repeat(9),
+  });
+  const a = await call(router.handler(), f.req);
+  assert.equal(a.status, 413);
+  assert.equal(a.error?.close, true);
+  assert.equal(f.continues(), 0);
+  assert.equal(f.body.started, false);
+  assert.equal(ran, false);
+});
+
+const mediaCases: [contentType: string | undefined, status: number][] = [
+  ["application/json", 200],
+  ["Application/JSON; charset=utf-8", 200],
+  ["application/ld+json", 200],
+  ["text/plain", 415],
+  [undefined, 415],
+  ["application/jsonx", 415],
+];
+for (const [contentType, status] of mediaCases) {
+  Deno.test(`Router.handler() answers ${status} for Content-Type ${contentType} on a JSON route`, async () => {
+    const router = new Router().post("/up", (req) => text(req.path), {
+      contentType: ["application/json", "application/*+json"],
+    });
+    const headers: Record<string, string> = { expect: "100-continue" };
+    if (contentType) headers["content-type"] = contentType;
+    const f = fake("POST", "/up", { headers, body: "{}" });
+    const a = await call(router.handler(), f.req);
+    assert.equal(a.status, status);
+    if (status === 415) assert.equal(f.continues(), 0);
+  });
+}
+
+Deno.test("Router.handler() enforces the route limit on a chunked body while reading", async () => {
+  const router = new Router().post(
+    "/up",
+    async (req) => text(await req.text()),
+    {
+      maxBodyBytes: 4,
+    },
+  );
+  const small = await call(
+    router.handler(),
+    fake("POST", "/up", { body: "abcd", chunked: true }).req,
+  );
+  assert.equal(small.text, "abcd");
+  const big = await call(
+    router.handler(),
+    fake("POST", "/up", { body: "abcde", chunked: true }).req,
+  );
+  assert.equal(big.status, 413);
+});
+
+Deno.test("Router.handler() renders JSON errors on jsonErrors routes unless the client names HTML or JSON", async () => {
+  const router = new Router().get("/api", () => {
+    throw new HttpError(409, "clash", {
+      expose: "It clashed",
+      headers: { "x-why": "test" },
+    });
+  }, { jsonErrors: true }).get("/page", () => {
+    throw new HttpError(409, "clash", { expose: "It clashed" });
+  });
+  const handler = router.handler();
+  for (const accept of [undefined, "*/*", "text/plain"]) {
+    const headers: Record<string, string> = accept ? { accept } : {};
+    const a = await call(handler, fake("GET", "/api", { headers }).req);
+    assert.equal(a.status, 409);
+    assert.equal(a.headers.get("content-type"), "application/json");
+    assert.equal(a.headers.get("x-why"), "test");
+    assert.deepEqual(JSON.parse(a.text), { error: "It clashed", status: 409 });
+  }
+  // Thrown on: the engine renders by Accept.
+  const html = await call(
+    handler,
+    fake("GET", "/api", { headers: { accept: "text/html" } }).req,
+  );
+  assert.ok(html.error);
+  const page = await call(handler, fake("GET", "/page").req);
+  assert.ok(page.error);
+  // 405s on a JSON route's path are JSON too.
+  const wrong = await call(handler, fake("DELETE", "/api").req);
+  assert.equal(wrong.headers.get("content-type"), "application/json");
+  assert.equal(wrong.headers.get("allow"), "GET, HEAD, OPTIONS");
+});
+
+Deno.test("Router.handler() marks a JSON error that must close the connection", async () => {
+  const router = new Router().post("/api", (req) => text(req.path), {
+    maxBodyBytes: 1,
+    jsonErrors: true,
+  });
+  const a = await call(
+    router.handler(),
+    fake("POST", "/api", { body: "xx" }).req,
+  );
+  assert.equal(a.status, 413);
+  assert.equal(a.headers.get("connection"), "close");
+});
+
+Deno.test("Router.all() answers every method, and the contract's methods narrow it", async () => {
+  const router = new Router()
+    .all("/any", (req) => text(req.method))
+    .route("/some", { methods: ["GET", "POST"] }, (req) => text(req.method));
+  const handler = router.handler();
+  assert.equal((await call(handler, fake("PATCH", "/any").req)).text, "PATCH");
+  assert.equal((await call(handler, fake("POST", "/some").req)).text, "POST");
+  const a = await call(handler, fake("PUT", "/some").req);
+  assert.equal(a.status, 405);
+  assert.equal(a.headers.get("allow"), "GET, POST, HEAD, OPTIONS");
+});
