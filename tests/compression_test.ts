@@ -1,0 +1,177 @@
+import assert from "node:assert/strict";
+import {
+  compression,
+  compressReply,
+  isCompressible,
+} from "../lib/app/middleware/compression.ts";
+import { AppRequest } from "../lib/app/request.ts";
+import { bytes, json, stream, text } from "../lib/app/response.ts";
+import { Router } from "../lib/app/router.ts";
+import type { Reply } from "../lib/http/handler.ts";
+import { fake, flatten } from "./fixtures/app_request.ts";
+
+const BIG = "spindle ".repeat(400); // 3200 bytes of very compressible text
+
+function request(acceptEncoding?: string, method = "GET"): AppRequest {
+  const headers: Record<string, string> = acceptEncoding === undefined
+    ? {}
+    : { "accept-encoding": acceptEncoding };
+  const { req } = fake(method, "/", { headers });
+  return new AppRequest(req, "/");
+}
+
+async function gunzip(data: Uint8Array): Promise<string> {
+  const stream = new Blob([data as Uint8Array<ArrayBuffer>]).stream()
+    .pipeThrough(new DecompressionStream("gzip"));
+  return await new Response(stream).text();
+}
+
+const negotiation: [acceptEncoding: string | undefined, gzipped: boolean][] = [
+  ["gzip", true],
+  ["GZIP", true],
+  ["x-gzip", true],
+  ["deflate, gzip;q=0.5", true],
+  ["br;q=1, gzip;q=0.1", true], // br is not on offer for dynamic replies
+  ["encoding-1, gzip, encoding-2", true],
+  ["*", true],
+  ["gzip;q=0", false],
+  ["*;q=0, identity", false],
+  ["identity", false],
+  ["invalid-encoding", false],
+  ["", false],
+  [undefined, false],
+  ["gzip;q=2", false], // malformed weight: the entry is dropped
+];
+for (const [accept, gzipped] of negotiation) {
+  Deno.test(`compressReply() ${gzipped ? "gzips" : "sends identity"} for Accept-Encoding ${JSON.stringify(accept)}`, async () => {
+    const a = await flatten(await compressReply(request(accept), text(BIG)));
+    assert.equal(a.headers.get("vary"), "Accept-Encoding");
+    if (!gzipped) {
+      assert.equal(a.headers.get("content-encoding"), undefined);
+      assert.equal(a.text, BIG);
+      return;
+    }
+    assert.equal(a.headers.get("content-encoding"), "gzip");
+    assert.equal(a.headers.get("content-length"), String(a.body.length));
+    assert.ok(a.body.length < BIG.length / 10);
+    assert.equal(await gunzip(a.body), BIG);
+  });
+}
+
+const untouched: [name: string, reply: Reply][] = [
+  ["a small body", text("tiny")],
+  ["an already encoded body", {
+    status: 200,
+    headers: { "content-type": "text/plain", "content-encoding": "br" },
+    body: BIG,
+  }],
+  ["a 206 range", {
+    status: 206,
+    headers: { "content-type": "text/plain", "content-range": "bytes 0-9/100" },
+    body: BIG,
+  }],
+  [
+    "a stream",
+    stream(ReadableStream.from([new TextEncoder().encode(BIG)]), {
+      contentType: "text/plain",
+    }),
+  ],
+  ["an image", bytes(new Uint8Array(4096), { contentType: "image/png" })],
+  ["no-transform", text(BIG, { headers: { "cache-control": "no-transform" } })],
+  ["a 204", {
+    status: 204,
+    headers: { "content-type": "text/plain" },
+    body: null,
+  }],
+  ["no content type", { status: 200, body: BIG }],
+];
+for (const [name, reply] of untouched) {
+  Deno.test(`compressReply() leaves ${name} alone`, async () => {
+    const out = await compressReply(request("gzip"), reply);
+    assert.equal(out, reply);
+  });
+}
+
+Deno.test("compressReply() gzips JSON and keeps other headers, adding to Vary", async () => {
+  const reply = json({ items: Array.from({ length: 600 }, (_, i) => i) }, {
+    headers: { vary: "Origin", "x-keep": "1" },
+  });
+  const a = await flatten(await compressReply(request("gzip"), reply));
+  assert.equal(a.headers.get("content-encoding"), "gzip");
+  assert.equal(a.headers.get("vary"), "Origin, Accept-Encoding");
+  assert.equal(a.headers.get("x-keep"), "1");
+  assert.equal(a.headers.get("content-type"), "application/json");
+});
+
+Deno.test("compressReply() gives the gzip bytes their own strong ETag", async () => {
+  const a = await flatten(
+    await compressReply(
+      request("gzip"),
+      text(BIG, { headers: { etag: '"v1"' } }),
+    ),
+  );
+  assert.equal(a.headers.get("etag"), '"v1-gzip"');
+});
+
+Deno.test("compressReply() compresses HEAD like GET, so the lengths agree", async () => {
+  const get = await flatten(
+    await compressReply(request("gzip", "GET"), text(BIG)),
+  );
+  const head = await flatten(
+    await compressReply(request("gzip", "HEAD"), text(BIG)),
+  );
+  assert.equal(
+    head.headers.get("content-length"),
+    get.headers.get("content-length"),
+  );
+});
+
+Deno.test("compression() honours minBytes, down to 0 for the echo route", async () => {
+  const router = new Router()
+    .use(compression())
+    .get("/small", () => text("abc"))
+    .get("/echo", () => text("abc"), { use: [compression({ minBytes: 0 })] });
+  const handler = router.handler();
+  const headers = { "accept-encoding": "gzip" };
+  const small = await flatten(
+    await handler(fake("GET", "/small", { headers }).req),
+  );
+  assert.equal(small.headers.get("content-encoding"), undefined);
+  const echo = await flatten(
+    await handler(fake("GET", "/echo", { headers }).req),
+  );
+  assert.equal(echo.headers.get("content-encoding"), "gzip");
+  assert.equal(await gunzip(echo.body), "abc");
+  assert.equal(
+    echo.headers.get("vary"),
+    "Accept-Encoding",
+    "the outer layer adds no second Vary",
+  );
+});
+
+Deno.test("isCompressible() takes text-like types only", () => {
+  for (
+    const t of [
+      "text/plain",
+      "text/html; charset=utf-8",
+      "application/json",
+      "application/problem+json",
+      "image/svg+xml",
+      "application/xml",
+      "application/javascript",
+    ]
+  ) {
+    assert.ok(isCompressible(t), t);
+  }
+  for (
+    const t of [
+      undefined,
+      "image/png",
+      "application/octet-stream",
+      "application/zip",
+      "video/mp4",
+    ]
+  ) {
+    assert.ok(!isCompressible(t), String(t));
+  }
+});

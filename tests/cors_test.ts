@@ -1,0 +1,106 @@
+import assert from "node:assert/strict";
+import { cors } from "../lib/app/middleware/cors.ts";
+import { json, text } from "../lib/app/response.ts";
+import { Router } from "../lib/app/router.ts";
+import { HttpError } from "../lib/http/errors.ts";
+import { call, fake } from "./fixtures/app_request.ts";
+
+function app(origins: string) {
+  return new Router()
+    .use(cors(origins))
+    .get("/api/items", () => json([1]))
+    .post("/api/items", () => json({ ok: true }, { status: 201 }))
+    .get("/api/fail", () => {
+      throw new HttpError(409, "clash");
+    })
+    .fallback(() => text("static file"))
+    .handler();
+}
+
+Deno.test("cors() echoes a listed origin with Vary: Origin", async () => {
+  const a = await call(
+    app("https://a.test, https://b.test"),
+    fake("GET", "/api/items", { headers: { origin: "https://b.test" } }).req,
+  );
+  assert.equal(a.headers.get("access-control-allow-origin"), "https://b.test");
+  assert.equal(a.headers.get("vary"), "Origin");
+  assert.match(
+    a.headers.get("access-control-expose-headers") ?? "",
+    /Location/,
+  );
+});
+
+Deno.test("cors() gives no grant to an unlisted origin, but still says it varies", async () => {
+  const a = await call(
+    app("https://a.test"),
+    fake("GET", "/api/items", { headers: { origin: "https://evil.test" } }).req,
+  );
+  assert.equal(a.headers.get("access-control-allow-origin"), undefined);
+  assert.equal(a.headers.get("vary"), "Origin");
+});
+
+Deno.test("cors() with * grants any origin without Vary", async () => {
+  const a = await call(
+    app("*"),
+    fake("GET", "/api/items", { headers: { origin: "https://x.test" } }).req,
+  );
+  assert.equal(a.headers.get("access-control-allow-origin"), "*");
+  assert.equal(a.headers.get("vary"), undefined);
+});
+
+Deno.test("cors() answers a preflight with the route's own methods", async () => {
+  const a = await call(
+    app("https://a.test"),
+    fake("OPTIONS", "/api/items", {
+      headers: {
+        origin: "https://a.test",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "Content-Type, X-Token",
+      },
+    }).req,
+  );
+  assert.equal(a.status, 204);
+  assert.equal(a.headers.get("access-control-allow-origin"), "https://a.test");
+  assert.equal(
+    a.headers.get("access-control-allow-methods"),
+    "GET, POST, HEAD, OPTIONS",
+  );
+  assert.equal(
+    a.headers.get("access-control-allow-headers"),
+    "Content-Type, X-Token",
+  );
+  assert.equal(a.headers.get("access-control-max-age"), "600");
+  assert.match(a.headers.get("vary") ?? "", /Access-Control-Request-Headers/);
+});
+
+Deno.test("cors() does not echo requested headers that are not a token list", async () => {
+  const a = await call(
+    app("*"),
+    fake("OPTIONS", "/api/items", {
+      headers: {
+        origin: "https://a.test",
+        "access-control-request-method": "GET",
+        "access-control-request-headers": "x-a, <script>",
+      },
+    }).req,
+  );
+  assert.equal(a.headers.get("access-control-allow-headers"), undefined);
+});
+
+Deno.test("cors() adds its fields to errors, so a page can read them", async () => {
+  const a = await call(
+    app("*"),
+    fake("GET", "/api/fail", { headers: { origin: "https://a.test" } }).req,
+  );
+  assert.equal(a.status, 409);
+  assert.equal(a.headers.get("access-control-allow-origin"), "*");
+});
+
+Deno.test("cors() leaves static files (the fallback) alone", async () => {
+  const a = await call(
+    app("*"),
+    fake("GET", "/index.html", { headers: { origin: "https://a.test" } }).req,
+  );
+  assert.equal(a.text, "static file");
+  assert.equal(a.headers.get("access-control-allow-origin"), undefined);
+});
