@@ -239,6 +239,7 @@ export class Connection implements ByteSource {
     if (headEnd - start > limits.maxHeadBytes) throw this.#headTooLarge();
     const head = parseHead(buf, start, headEnd, limits);
     this.#start = this.#scanFrom = headEnd;
+    this.#headStartedAt = 0;
     return head;
   }
 
@@ -292,6 +293,9 @@ export class Connection implements ByteSource {
           : limits.keepAliveTimeoutMs);
     } else {
       this.phase = Phase.Head;
+      // A head pipelined behind a slow request: its clock starts now, when we
+      // begin to wait for the rest, not when the request before it arrived.
+      if (this.#headStartedAt === 0) this.#headStartedAt = Date.now();
       this.deadline = this.#headStartedAt + limits.headTimeoutMs;
     }
     this.#makeRoom(limits.maxHeadBytes);

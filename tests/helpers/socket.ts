@@ -129,7 +129,9 @@ function indexOfBytes(hay: Uint8Array, needle: Uint8Array, from = 0): number {
  */
 export class ReplyReader {
   readonly conn: Deno.Conn;
-  #buf = new Uint8Array(0);
+  #store = new Uint8Array(0);
+  #start = 0;
+  #end = 0;
   #eof = false;
   /** Sizes of the socket reads so far (to see how the server wrote). */
   readonly reads: number[] = [];
@@ -146,12 +148,27 @@ export class ReplyReader {
   /** Reads once more from the socket; false at end of stream. */
   async fill(deadline: number): Promise<boolean> {
     if (this.#eof) return false;
-    const chunk = new Uint8Array(64 * 1024);
     const left = deadline - Date.now();
     if (left <= 0) throw new Error("Timed out reading a reply");
+    // Room for 64 KiB more, growing by doubling: no copy per read.
+    if (this.#store.length - this.#end < 64 * 1024) {
+      const size = Math.max(
+        this.#store.length * 2,
+        this.#end - this.#start + 64 * 1024,
+      );
+      const bigger = new Uint8Array(size);
+      bigger.set(this.#store.subarray(this.#start, this.#end));
+      this.#end -= this.#start;
+      this.#start = 0;
+      this.#store = bigger;
+    }
     let n: number | null;
     try {
-      n = await withTimeout(this.conn.read(chunk), left, "reading a reply");
+      n = await withTimeout(
+        this.conn.read(this.#store.subarray(this.#end, this.#end + 64 * 1024)),
+        left,
+        "reading a reply",
+      );
     } catch (err) {
       // A reset after the server's close counts as the end of the stream.
       if (err instanceof Deno.errors.ConnectionReset) n = null;
@@ -162,16 +179,17 @@ export class ReplyReader {
       return false;
     }
     this.reads.push(n);
-    const joined = new Uint8Array(this.#buf.length + n);
-    joined.set(this.#buf);
-    joined.set(chunk.subarray(0, n), this.#buf.length);
-    this.#buf = joined;
+    this.#end += n;
     return true;
   }
 
+  get #buf(): Uint8Array {
+    return this.#store.subarray(this.#start, this.#end);
+  }
+
   #take(n: number): Uint8Array {
-    const out = this.#buf.slice(0, n);
-    this.#buf = this.#buf.subarray(n);
+    const out = this.#store.slice(this.#start, this.#start + n);
+    this.#start += n;
     return out;
   }
 

@@ -1,0 +1,238 @@
+/**
+ * Deadlines over real sockets, with every timeout shrunk to a few hundred
+ * milliseconds: slow heads, silent and idle connections, stalled bodies and
+ * clients that stop reading. Plus slowhttptest against the real thing.
+ */
+import assert from "node:assert/strict";
+import type { Limits } from "../lib/config.ts";
+import type { Handler } from "../lib/http/handler.ts";
+import { serve } from "../lib/http/server.ts";
+import {
+  connect,
+  exchange,
+  get,
+  hasTool,
+  ReplyReader,
+  run,
+  send,
+  sleep,
+  trickle,
+  waitFor,
+} from "./helpers/socket.ts";
+
+const TIMEOUT_MS = 300;
+const TIMEOUTS: Partial<Limits> = {
+  headTimeoutMs: TIMEOUT_MS,
+  keepAliveTimeoutMs: TIMEOUT_MS,
+  bodyTimeoutMs: TIMEOUT_MS,
+  writeTimeoutMs: TIMEOUT_MS,
+};
+/** The sweeper ticks at a quarter of the smallest timeout; allow a few. */
+const SLACK_MS = 400;
+
+function start(handler: Handler, limits: Partial<Limits> = {}) {
+  return serve(
+    { port: 0, accessLog: false, limits: { ...TIMEOUTS, ...limits } },
+    handler,
+  );
+}
+
+const ok: Handler = () => ({ status: 200, body: "ok" });
+
+/** Milliseconds since `t0`. */
+function since(t0: number): number {
+  return performance.now() - t0;
+}
+
+Deno.test("Connection answers 408 and closes, when a head trickles in byte by byte", async () => {
+  await using server = start(ok);
+  using conn = await connect(server.port);
+  const t0 = performance.now();
+  // The trickle fails once the server closes; that is the point.
+  const slow = trickle(
+    conn,
+    "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + "a".repeat(100),
+    40,
+  )
+    .catch(() => {});
+  const reader = new ReplyReader(conn);
+  const reply = await reader.readReply();
+  const elapsed = since(t0);
+  assert.equal(reply.status, 408);
+  assert.equal(reply.headers.get("connection"), "close");
+  assert.ok(elapsed >= TIMEOUT_MS - 20, `408 too early: ${elapsed} ms`);
+  assert.ok(elapsed < TIMEOUT_MS + SLACK_MS, `408 too late: ${elapsed} ms`);
+  assert.equal(await reader.closed(), true);
+  conn.close();
+  await slow;
+  await waitFor(() => server.stats.active === 0, "active back to 0");
+});
+
+Deno.test("Connection closes without a reply, when a new connection sends nothing", async () => {
+  await using server = start(ok);
+  using conn = await connect(server.port);
+  const t0 = performance.now();
+  const rest = await new ReplyReader(conn).readUntilClose();
+  const elapsed = since(t0);
+  assert.equal(rest.length, 0);
+  assert.ok(elapsed >= TIMEOUT_MS - 20, `closed too early: ${elapsed} ms`);
+  assert.ok(elapsed < TIMEOUT_MS + SLACK_MS, `closed too late: ${elapsed} ms`);
+  await waitFor(() => server.stats.active === 0, "active back to 0");
+});
+
+Deno.test("Connection closes a kept-alive connection after keepAliveTimeoutMs idle", async () => {
+  await using server = start(ok, { keepAliveTimeoutMs: 250 });
+  using conn = await connect(server.port);
+  const reader = new ReplyReader(conn);
+  // Requests closer than the timeout keep it open well past one timeout.
+  for (let i = 0; i < 4; i++) {
+    await send(conn, get());
+    assert.equal((await reader.readReply()).status, 200);
+    await sleep(120);
+  }
+  const t0 = performance.now();
+  assert.equal(await reader.closed(), true);
+  const elapsed = since(t0);
+  assert.ok(elapsed >= 250 - 120 - 20, `closed too early: ${elapsed} ms`);
+  assert.ok(elapsed < 250 + SLACK_MS, `closed too late: ${elapsed} ms`);
+  assert.equal(server.stats.requests, 4);
+});
+
+Deno.test("Connection answers 408 and closes, when half a body arrives and then nothing", async () => {
+  let failure: unknown;
+  await using server = start(async (req) => {
+    try {
+      await req.body.bytes();
+    } catch (err) {
+      failure = err;
+      throw err;
+    }
+    return { status: 200 };
+  });
+  using conn = await connect(server.port);
+  await send(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n");
+  await send(conn, "x".repeat(50));
+  const t0 = performance.now();
+  const reader = new ReplyReader(conn);
+  const reply = await reader.readReply();
+  const elapsed = since(t0);
+  assert.equal(reply.status, 408);
+  assert.equal(reply.headers.get("connection"), "close");
+  assert.ok(elapsed >= TIMEOUT_MS - 20, `408 too early: ${elapsed} ms`);
+  assert.ok(elapsed < TIMEOUT_MS + SLACK_MS, `408 too late: ${elapsed} ms`);
+  assert.equal(await reader.closed(), true);
+  await waitFor(() => failure !== undefined, "the handler's read to fail");
+  await waitFor(() => server.stats.active === 0, "active back to 0");
+});
+
+Deno.test("Connection accepts a slow body whose gaps stay under bodyTimeoutMs", async () => {
+  await using server = start(async (req) => ({
+    status: 200,
+    body: String((await req.body.bytes()).length),
+  }));
+  using conn = await connect(server.port);
+  await send(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n");
+  for (let i = 0; i < 6; i++) {
+    await sleep(120); // 720 ms in all: over the timeout, no gap over it
+    await send(conn, "y".repeat(10));
+  }
+  const reply = await new ReplyReader(conn).readReply();
+  assert.equal(reply.status, 200);
+  assert.equal(reply.text, "60");
+});
+
+Deno.test("Connection times the next head from its own start, when it was pipelined behind a slow request", async () => {
+  await using server = start(async (req) => {
+    if (req.path === "/slow") await sleep(TIMEOUT_MS * 2);
+    return { status: 200, body: req.path };
+  });
+  using conn = await connect(server.port);
+  const reader = new ReplyReader(conn);
+  // The start of the second head arrives with the first request.
+  await send(conn, get("/slow") + "GET /next HTTP/1.1\r\nHo");
+  assert.equal((await reader.readReply()).text, "/slow");
+  await sleep(50);
+  await send(conn, "st: x\r\n\r\n");
+  const next = await reader.readReply();
+  assert.equal(next.status, 200, "not a 408 for the server's own delay");
+  assert.equal(next.text, "/next");
+});
+
+const stalledWrites: [name: string, handler: Handler][] = [
+  ["an endless stream", (req) => ({
+    status: 200,
+    body: req.path === "/small" ? "ok" : (async function* () {
+      const piece = new Uint8Array(256 * 1024);
+      for (;;) yield piece;
+    })(),
+  })],
+  ["32 MiB of bytes", (req) => ({
+    status: 200,
+    body: req.path === "/small" ? "ok" : new Uint8Array(32 * 1024 * 1024),
+  })],
+];
+for (const [name, handler] of stalledWrites) {
+  Deno.test(`Connection closes a client that never reads ${name}`, async () => {
+    await using server = start(handler);
+    using conn = await connect(server.port);
+    await send(conn, get());
+    // Never read: the server's writes stall once the socket buffers fill.
+    await waitFor(
+      () => server.stats.active === 0,
+      "the stalled connection closed",
+      3000,
+    );
+    assert.ok(server.stats.bytesOut > 0);
+    // And the server still answers someone else at once.
+    const reply = await exchange(server.port, get("/small"));
+    assert.equal(reply.status, 200);
+  });
+}
+
+Deno.test("Connection survives slowhttptest's slowloris and keeps answering", async () => {
+  if (!(await hasTool("slowhttptest", "-h"))) {
+    console.log("skipped: slowhttptest is not installed");
+    return;
+  }
+  await using server = start(ok, {
+    headTimeoutMs: 1000,
+    keepAliveTimeoutMs: 1000,
+  });
+  const attack = run("slowhttptest", [
+    "-H",
+    "-c",
+    "50",
+    "-r",
+    "50",
+    "-i",
+    "1",
+    "-l",
+    "4",
+    "-p",
+    "2",
+    "-u",
+    `http://127.0.0.1:${server.port}/`,
+  ], 15_000);
+  // Once the attack holds its connections, a normal request is still quick.
+  await waitFor(() => server.stats.active >= 40, "the attack to connect");
+  const t0 = performance.now();
+  const reply = await exchange(server.port, get("/", "Connection: close\r\n"));
+  assert.equal(reply.status, 200);
+  assert.ok(since(t0) < 500, `slow under attack: ${since(t0)} ms`);
+  // Each slow head is cut at headTimeoutMs, long before the attack ends.
+  await waitFor(
+    () => server.stats.active <= 1,
+    "the slow connections closed",
+    2500,
+  );
+  const result = await attack;
+  assert.equal(result.code, 0, result.stderr);
+  // deno-lint-ignore no-control-regex
+  const out = result.stdout.replace(/\x1b\[[0-9;]*[A-Za-z]/g, "");
+  // It gave up early: the server had closed every slow connection.
+  assert.match(out, /Exit status:\s*No open connections left/);
+  assert.doesNotMatch(out, /service available:\s*NO/);
+  assert.ok(server.stats.accepted >= 50);
+  await waitFor(() => server.stats.active === 0, "active back to 0");
+  assert.equal((await exchange(server.port, get())).status, 200);
+});
