@@ -96,7 +96,7 @@ export class BodyReader implements RequestBody {
       await this.#src.sendContinue();
     }
     const piece = this.#chunked
-      ? await this.#nextChunked()
+      ? await this.#nextChunked(limit)
       : await this.#nextFixed();
     if (piece !== null) {
       this.#received += piece.length;
@@ -128,7 +128,7 @@ export class BodyReader implements RequestBody {
     return n === into.length ? into : into.subarray(0, n);
   }
 
-  async #nextChunked(): Promise<Uint8Array | null> {
+  async #nextChunked(limit: number): Promise<Uint8Array | null> {
     if (this.#remaining === 0) {
       const size = await this.#readChunkSize();
       if (size === 0) {
@@ -136,6 +136,8 @@ export class BodyReader implements RequestBody {
         this.#done = true;
         return null;
       }
+      // Refuse a chunk that cannot fit now, not after waiting for its bytes.
+      if (this.#received + size > limit) throw tooLarge(limit);
       this.#remaining = size;
     }
     const piece = await this.#take(this.#remaining);
@@ -180,6 +182,7 @@ export class BodyReader implements RequestBody {
     );
     let i = 0;
     let size = 0;
+    let digits = 0; // significant ones: leading zeros are allowed, and harmless
     for (; i < line.length; i++) {
       const c = line[i];
       const digit = c >= 0x30 && c <= 0x39
@@ -188,7 +191,8 @@ export class BodyReader implements RequestBody {
         ? (c | 0x20) - 0x57
         : -1;
       if (digit === -1) break;
-      if (i === MAX_SIZE_DIGITS) throw tooLarge(this.#limits.maxBodyBytes);
+      if (size !== 0 || digit !== 0) digits++;
+      if (digits > MAX_SIZE_DIGITS) throw tooLarge(this.#limits.maxBodyBytes);
       size = size * 16 + digit;
     }
     if (i === 0) throw badRequest("malformed chunk size");
@@ -225,9 +229,11 @@ export class BodyReader implements RequestBody {
   async #readTrailers(): Promise<void> {
     let total = 0;
     for (;;) {
-      const max = this.#limits.maxTrailerBytes - total;
+      // A field line with its CRLF must fit in what is left; the empty
+      // line that ends the section always may (readLine's max is LF's index).
+      const left = this.#limits.maxTrailerBytes - total;
       const line = await this.#readLine(
-        Math.max(max, 0),
+        Math.max(left - 1, 1),
         "trailer section",
         431,
       );
