@@ -216,6 +216,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
           limits.keepAliveTimeoutMs,
           limits.bodyTimeoutMs,
           limits.writeTimeoutMs,
+          limits.queueTimeoutMs,
         ) / 4,
       ),
     ),
@@ -233,7 +234,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   let finishedResolve!: () => void;
   const finished = new Promise<void>((r) => finishedResolve = r);
 
-  async function shutdown(): Promise<void> {
+  function shutdown(): Promise<void> {
     if (shutdownPromise) return shutdownPromise;
     shutdownPromise = (async () => {
       stopping = true;

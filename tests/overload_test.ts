@@ -1,0 +1,182 @@
+/**
+ * The connection cap and its queue over real sockets, shrunk to two slots
+ * and one waiter: a full server answers 503 at once, a waiter is served
+ * when a slot frees or refused when it waits too long, and the counters
+ * tell the truth throughout.
+ */
+import assert from "node:assert/strict";
+import type { Limits } from "../lib/config.ts";
+import type { Handler } from "../lib/http/handler.ts";
+import { serve } from "../lib/http/server.ts";
+import {
+  connect,
+  get,
+  ReplyReader,
+  send,
+  sleep,
+  waitFor,
+} from "./helpers/socket.ts";
+
+const SMALL: Partial<Limits> = {
+  maxConns: 2,
+  maxQueue: 1,
+  shutdownTimeoutMs: 1000, // a failed test must not wait 10 s on a held handler
+};
+
+/** A handler whose "/hold" requests wait until `open()` is called. */
+function gate(): { handler: Handler; open: () => void } {
+  let open!: () => void;
+  const opened = new Promise<void>((r) => open = r);
+  return {
+    open,
+    handler: async (req) => {
+      if (req.path === "/hold") await opened;
+      return { status: 200, body: req.path };
+    },
+  };
+}
+
+function start(handler: Handler, limits: Partial<Limits> = {}) {
+  return serve(
+    { port: 0, accessLog: false, limits: { ...SMALL, ...limits } },
+    handler,
+  );
+}
+
+/** Asserts a 503 with Retry-After and Connection: close, then the close. */
+async function assertRefused(conn: Deno.Conn): Promise<void> {
+  const reader = new ReplyReader(conn);
+  const reply = await reader.readReply({ timeoutMs: 1000 });
+  assert.equal(reply.status, 503);
+  assert.equal(reply.reason, "Service Unavailable");
+  assert.match(reply.headers.get("retry-after") ?? "", /^\d+$/);
+  assert.equal(reply.headers.get("connection"), "close");
+  assert.ok(reply.text.length > 0, "a body says why");
+  assert.equal(await reader.closed(1000), true);
+}
+
+Deno.test("serve() answers 503 at once when slots and queue are full, and serves the waiter when a slot frees", async () => {
+  const { handler, open } = gate();
+  await using server = start(handler);
+  const stats = server.stats;
+  using a = await connect(server.port);
+  using b = await connect(server.port);
+  await send(a, get("/hold"));
+  await send(b, get("/hold"));
+  await waitFor(() => stats.active === 2, "two connections in handlers");
+
+  using c = await connect(server.port);
+  await send(c, get("/c"));
+  await waitFor(() => stats.queued === 1, "the third connection queued");
+  assert.equal(stats.active, 2);
+
+  using d = await connect(server.port);
+  await send(d, get("/d"));
+  const t0 = performance.now();
+  await assertRefused(d);
+  assert.ok(performance.now() - t0 < 500, "refused at once, not after a wait");
+  assert.equal(stats.rejected, 1);
+  assert.equal(stats.accepted, 4);
+  assert.equal(stats.queued, 1);
+
+  // Replies do not free a slot (the connections are kept alive)...
+  open();
+  const ra = new ReplyReader(a);
+  assert.equal((await ra.readReply()).text, "/hold");
+  assert.equal((await new ReplyReader(b).readReply()).text, "/hold");
+  await sleep(50);
+  assert.equal(stats.queued, 1, "still waiting while both slots are held");
+  // ...a closed connection does.
+  a.close();
+  const rc = await new ReplyReader(c).readReply();
+  assert.equal(rc.status, 200);
+  assert.equal(rc.text, "/c");
+  assert.equal(stats.queued, 0);
+  assert.equal(stats.active, 2);
+  assert.equal(stats.rejected, 1);
+  assert.equal(stats.requests, 3);
+});
+
+Deno.test("serve() answers 503 to a waiter past queueTimeoutMs", async () => {
+  const { handler, open } = gate();
+  await using server = start(handler, { queueTimeoutMs: 200 });
+  using _opened = { [Symbol.dispose]: open }; // else shutdown waits on /hold
+  using a = await connect(server.port);
+  using b = await connect(server.port);
+  await send(a, get("/hold"));
+  await send(b, get("/hold"));
+  await waitFor(() => server.stats.active === 2, "both slots busy");
+  using c = await connect(server.port);
+  await send(c, get("/c"));
+  const t0 = performance.now();
+  await waitFor(() => server.stats.queued === 1, "the waiter queued");
+  await assertRefused(c);
+  const waited = performance.now() - t0;
+  assert.ok(waited >= 180, `refused too early: ${waited} ms`);
+  assert.ok(waited < 200 + 400, `refused too late: ${waited} ms`);
+  assert.equal(server.stats.queued, 0);
+  assert.equal(server.stats.rejected, 1);
+});
+
+Deno.test("serve() refuses at once with a queue of 0", async () => {
+  const { handler, open } = gate();
+  await using server = start(handler, { maxConns: 1, maxQueue: 0 });
+  using a = await connect(server.port);
+  await send(a, get("/hold"));
+  await waitFor(() => server.stats.active === 1, "the slot busy");
+  using b = await connect(server.port);
+  await assertRefused(b); // even before it sends anything
+  assert.equal(server.stats.rejected, 1);
+  open();
+});
+
+Deno.test("serve() frees the slot of a waiter that left before its turn", async () => {
+  const { handler, open } = gate();
+  await using server = start(handler, { maxConns: 1, maxQueue: 1 });
+  using a = await connect(server.port);
+  await send(a, get("/hold"));
+  await waitFor(() => server.stats.active === 1, "the slot busy");
+  const gone = await connect(server.port);
+  await waitFor(() => server.stats.queued === 1, "the waiter queued");
+  gone.close();
+  open();
+  await new ReplyReader(a).readReply();
+  a.close();
+  // The waiter got the slot, found its client gone, and gave it back.
+  await waitFor(() => server.stats.active === 0, "every slot free");
+  using c = await connect(server.port);
+  await send(c, get("/c"));
+  assert.equal((await new ReplyReader(c).readReply()).text, "/c");
+  assert.equal(server.stats.rejected, 0);
+});
+
+Deno.test("serve() keeps answering 503s, not hanging, under a burst past the queue", async () => {
+  const { handler, open } = gate();
+  await using server = start(handler);
+  const held = await Promise.all([0, 1, 2].map(() => connect(server.port)));
+  try {
+    for (const conn of held) await send(conn, get("/hold"));
+    await waitFor(
+      () => server.stats.active === 2 && server.stats.queued === 1,
+      "slots and queue full",
+    );
+    const burst = await Promise.all(
+      Array.from({ length: 20 }, () => connect(server.port)),
+    );
+    try {
+      await Promise.all(burst.map((conn) => assertRefused(conn)));
+    } finally {
+      for (const conn of burst) conn.close();
+    }
+    assert.equal(server.stats.rejected, 20);
+    assert.equal(server.stats.accepted, 23);
+    open();
+    for (const conn of held.slice(0, 2)) {
+      assert.equal((await new ReplyReader(conn).readReply()).status, 200);
+    }
+  } finally {
+    for (const conn of held) conn.close();
+  }
+  await waitFor(() => server.stats.active === 0, "all slots free");
+  assert.equal(server.stats.queued, 0);
+});
