@@ -24,6 +24,7 @@ import {
   type ServerProcess,
   startDenoServer,
   startNginx,
+  treeCpuSeconds,
   treeRssBytes,
 } from "./procs.ts";
 
@@ -42,8 +43,8 @@ interface Settings {
 
 const FULL: Settings = {
   warmupMs: 2000,
-  measureMs: 8000,
-  rounds: 2,
+  measureMs: 5000,
+  rounds: 3,
   idleConns: 2000,
   memRounds: 2,
   slowClients: 10,
@@ -72,6 +73,8 @@ const IDLE_KEEP_ALIVE_MS = 120_000;
 /** Server fd limit: 2000 idle connections plus the engine's maxConns fit. */
 const WANTED_FD_LIMIT = 65_536;
 const LARGE_FILE_TARGET_BYTES = 100 * MIB;
+/** A server using less CPU than this was not the bottleneck of its run. */
+const SATURATED_CORES = 0.8;
 
 const BENCH_DIR = new URL(".", import.meta.url).pathname;
 const REPO_DIR = new URL("..", import.meta.url).pathname;
@@ -90,6 +93,15 @@ interface Row {
   readonly verdict: Verdict;
 }
 
+/** One line of the CPU-cost table: lower is better. */
+interface CpuRow {
+  readonly id: number;
+  readonly what: string;
+  readonly spindle: string;
+  readonly reference: string;
+  readonly ratio: string;
+}
+
 /** The runner's state shared by every case. */
 interface Bench {
   readonly settings: Settings;
@@ -103,6 +115,8 @@ interface Bench {
   readonly spindleStatic: boolean;
   readonly cpuProf: boolean;
   readonly rows: Row[];
+  /** Server CPU per unit of work, cases 1, 2, 4, 5. */
+  readonly cpuRows: CpuRow[];
   readonly details: string[];
   readonly notes: string[];
   readonly profiles: string[];
@@ -159,7 +173,12 @@ function clean(r: LoadResult): boolean {
 
 // ---- servers ----------------------------------------------------------
 
-function helloServer(bench: Bench, spindle: boolean, args: string[] = []) {
+function helloServer(
+  bench: Bench,
+  spindle: boolean,
+  args: string[] = [],
+  denoFlags: string[] = [],
+) {
   const useSpindle = spindle && bench.spindleEngine;
   const script = useSpindle ? "spindle_hello.ts" : "deno_serve_hello.ts";
   return () =>
@@ -168,6 +187,7 @@ function helloServer(bench: Bench, spindle: boolean, args: string[] = []) {
       join(SERVERS, script),
       useSpindle ? args : [],
       bench.placement,
+      denoFlags,
     );
 }
 
@@ -198,46 +218,103 @@ function nginxServer(bench: Bench) {
 
 type Load = Pick<LoadOptions, "path" | "connections" | "pipeline">;
 
+/** A load run plus the CPU time the server used during it. */
+interface Measured extends LoadResult {
+  readonly serverCpuSeconds: number;
+}
+
+/** Server CPU per unit of work: microseconds per request or per MiB. */
+function cpuPerUnit(r: Measured, perMiB: boolean): number {
+  const units = perMiB ? r.bytes / MIB : r.requests;
+  return r.serverCpuSeconds * 1e6 / units;
+}
+
 /** Warms both servers, then measures them alternately; the best run counts. */
 async function comparePair(
   bench: Bench,
-  label: string,
+  id: number,
+  what: string,
   reference: ServerProcess,
   spindle: ServerProcess,
   load: Load,
   metric: (r: LoadResult) => number,
-): Promise<{ reference: LoadResult; spindle: LoadResult }> {
+  perMiB = false,
+): Promise<{ reference: Measured; spindle: Measured }> {
   const { settings, generate } = bench;
-  const run = (server: ServerProcess, durationMs: number) =>
-    generate({ ...load, hostname: HOST, port: server.port, durationMs });
+  const run = async (
+    server: ServerProcess,
+    durationMs: number,
+  ): Promise<Measured> => {
+    const cpuBefore = await treeCpuSeconds(server.pid);
+    const result = await generate({
+      ...load,
+      hostname: HOST,
+      port: server.port,
+      durationMs,
+    });
+    const cpuAfter = await treeCpuSeconds(server.pid);
+    return { ...result, serverCpuSeconds: cpuAfter - cpuBefore };
+  };
   for (const server of [reference, spindle]) {
     await run(server, settings.warmupMs);
   }
-  const runs = new Map<ServerProcess, LoadResult[]>([[reference, []], [
-    spindle,
-    [],
-  ]]);
+  const runs = new Map<ServerProcess, Measured[]>([
+    [reference, []],
+    [spindle, []],
+  ]);
   for (let round = 0; round < settings.rounds; round++) {
     const order = round % 2 === 0 ? [reference, spindle] : [spindle, reference];
     for (const server of order) {
       const result = await run(server, settings.measureMs);
       runs.get(server)!.push(result);
+      const cpu = `server CPU ${
+        (result.serverCpuSeconds / (result.durationMs / 1000)).toFixed(2)
+      } cores, ${cpuPerUnit(result, perMiB).toFixed(1)} µs/${
+        perMiB ? "MiB" : "req"
+      }`;
+      const line = `${describeRun(result)}; ${cpu}`;
       bench.details.push(
-        `- ${label}, ${server.name}, round ${round + 1}: ${
-          describeRun(result)
-        }`,
+        `- ${id}, ${server.name}, round ${round + 1}: ${line}`,
       );
-      console.error(`  ${server.name}: ${describeRun(result)}`);
+      console.error(`  ${server.name}: ${line}`);
     }
   }
-  const best = (list: LoadResult[]) =>
+  const best = (list: Measured[]) =>
     list.reduce((a, b) =>
       (clean(b) && (!clean(a) || metric(b) > metric(a))) ? b : a
     );
-  return {
+  const leastCpu = (list: Measured[]) =>
+    Math.min(...list.filter(clean).map((r) => cpuPerUnit(r, perMiB)));
+  const cpuSpindle = leastCpu(runs.get(spindle)!);
+  const cpuReference = leastCpu(runs.get(reference)!);
+  const unit = perMiB ? "µs/MiB" : "µs/req";
+  bench.cpuRows.push({
+    id,
+    what,
+    spindle: `${cpuSpindle.toFixed(1)} ${unit}`,
+    reference: `${cpuReference.toFixed(1)} ${unit}`,
+    ratio: fmtRatio(cpuSpindle / cpuReference),
+  });
+  const pair = {
     reference: best(runs.get(reference)!),
     spindle: best(runs.get(spindle)!),
   };
+  for (
+    const [server, r] of [[reference, pair.reference], [
+      spindle,
+      pair.spindle,
+    ]] as const
+  ) {
+    const cores = r.serverCpuSeconds / (r.durationMs / 1000);
+    if (cores < SATURATED_CORES) {
+      bench.notes.push(
+        `Case ${id}: ${server.name} used only ${
+          cores.toFixed(2)
+        } cores in its best run, so the load generator or other processes limited its figure, not the server.`,
+      );
+    }
+  }
+  return pair;
 }
 
 function throughputRow(
@@ -262,99 +339,89 @@ function throughputRow(
   };
 }
 
-async function engineCases(bench: Bench, ids: Set<number>): Promise<void> {
-  if (!ids.has(1) && !ids.has(2)) return;
-  const reference = await start(helloServer(bench, false));
-  const spindle = await start(helloServer(bench, true));
-  try {
-    const rps = (r: LoadResult) => r.requestsPerSec;
-    if (ids.has(1)) {
-      console.error("1. engine hello, 64 keep-alive connections");
-      const pair = await comparePair(bench, "1", reference, spindle, {
-        path: "/",
-        connections: 64,
-        pipeline: 1,
-      }, rps);
-      bench.rows.push(throughputRow(
-        1,
-        'Engine "hello", 64 keep-alive conns (vs Deno.serve)',
-        pair,
-        rps,
-        fmtRps,
-        1.0,
-      ));
-    }
-    if (ids.has(2)) {
-      console.error("2. engine hello, 16 pipelined requests per write");
-      const pair = await comparePair(bench, "2", reference, spindle, {
-        path: "/",
-        connections: 16,
-        pipeline: 16,
-      }, rps);
-      bench.rows.push(throughputRow(
-        2,
-        'Engine "hello", 16 conns x 16 pipelined (vs Deno.serve)',
-        pair,
-        rps,
-        fmtRps,
-        1.0,
-      ));
-    }
-  } finally {
-    await stop(spindle);
-    await stop(reference);
-  }
+/** A throughput case: one load against a Spindle server and its reference. */
+interface ThroughputCase {
+  readonly id: number;
+  readonly what: string;
+  readonly load: Load;
+  /** Compare bytes/s rather than requests/s. */
+  readonly bytesPerSec: boolean;
+  readonly minRatio: number;
 }
 
-async function staticCases(bench: Bench, ids: Set<number>): Promise<void> {
-  if (!ids.has(4) && !ids.has(5)) return;
-  if (!bench.hasNginx) {
-    for (const id of [4, 5].filter((i) => ids.has(i))) {
-      bench.rows.push(
-        skipRow(id, "Static file (vs nginx)", "nginx is not installed"),
-      );
-    }
-    return;
-  }
-  const reference = await start(nginxServer(bench));
-  const spindle = await start(staticServer(bench));
+const ENGINE_CASES: readonly ThroughputCase[] = [
+  {
+    id: 1,
+    what: 'Engine "hello", 64 keep-alive conns (vs Deno.serve)',
+    load: { path: "/", connections: 64, pipeline: 1 },
+    bytesPerSec: false,
+    minRatio: 1.0,
+  },
+  {
+    id: 2,
+    what: 'Engine "hello", 16 conns x 16 pipelined (vs Deno.serve)',
+    load: { path: "/", connections: 16, pipeline: 16 },
+    bytesPerSec: false,
+    minRatio: 1.0,
+  },
+];
+
+const STATIC_CASES: readonly ThroughputCase[] = [
+  {
+    id: 4,
+    what: "Static 1 KiB file, 64 keep-alive conns (vs nginx)",
+    load: { path: `/${FILES.small}`, connections: 64, pipeline: 1 },
+    bytesPerSec: false,
+    minRatio: 0.9,
+  },
+  {
+    id: 5,
+    what: "Static 1 MiB file, 16 conns, bytes/s (vs nginx)",
+    load: { path: `/${FILES.medium}`, connections: 16, pipeline: 1 },
+    bytesPerSec: true,
+    minRatio: 0.8,
+  },
+];
+
+async function throughputCases(
+  bench: Bench,
+  cases: ThroughputCase[],
+  makeReference: () => Promise<ServerProcess>,
+  makeSpindle: () => Promise<ServerProcess>,
+): Promise<void> {
+  if (cases.length === 0) return;
+  const reference = await start(makeReference);
   try {
-    if (ids.has(4)) {
-      console.error("4. static 1 KiB file, 64 keep-alive connections");
-      const rps = (r: LoadResult) => r.requestsPerSec;
-      const pair = await comparePair(bench, "4", reference, spindle, {
-        path: `/${FILES.small}`,
-        connections: 64,
-        pipeline: 1,
-      }, rps);
-      bench.rows.push(throughputRow(
-        4,
-        "Static 1 KiB file, 64 keep-alive conns (vs nginx)",
-        pair,
-        rps,
-        fmtRps,
-        0.9,
-      ));
-    }
-    if (ids.has(5)) {
-      console.error("5. static 1 MiB file, throughput");
-      const bps = (r: LoadResult) => r.bytesPerSec;
-      const pair = await comparePair(bench, "5", reference, spindle, {
-        path: `/${FILES.medium}`,
-        connections: 16,
-        pipeline: 1,
-      }, bps);
-      bench.rows.push(throughputRow(
-        5,
-        "Static 1 MiB file, 16 conns, bytes/s (vs nginx)",
-        pair,
-        bps,
-        (n) => `${fmtBytes(n)}/s`,
-        0.8,
-      ));
+    const spindle = await start(makeSpindle);
+    try {
+      for (const c of cases) {
+        console.error(`${c.id}. ${c.what}`);
+        const metric = c.bytesPerSec
+          ? (r: LoadResult) => r.bytesPerSec
+          : (r: LoadResult) => r.requestsPerSec;
+        const pair = await comparePair(
+          bench,
+          c.id,
+          c.what,
+          reference,
+          spindle,
+          c.load,
+          metric,
+          c.bytesPerSec,
+        );
+        bench.rows.push(throughputRow(
+          c.id,
+          c.what,
+          pair,
+          metric,
+          c.bytesPerSec ? (n) => `${fmtBytes(n)}/s` : fmtRps,
+          c.minRatio,
+        ));
+      }
+    } finally {
+      await stop(spindle);
     }
   } finally {
-    await stop(spindle);
     await stop(reference);
   }
 }
@@ -590,49 +657,19 @@ async function largeFileCase(bench: Bench): Promise<void> {
 
 /** Extra runs of Spindle under --cpu-prof; the table's figures stay unprofiled. */
 async function profileCases(bench: Bench, ids: Set<number>): Promise<void> {
-  const cases: { id: number; label: string; static: boolean; load: Load }[] = [
-    {
-      id: 1,
-      label: "engine hello, 64 conns",
-      static: false,
-      load: { path: "/", connections: 64, pipeline: 1 },
-    },
-    {
-      id: 2,
-      label: "engine hello, 16x16 pipelined",
-      static: false,
-      load: { path: "/", connections: 16, pipeline: 16 },
-    },
-    {
-      id: 4,
-      label: "static 1 KiB, 64 conns",
-      static: true,
-      load: { path: `/${FILES.small}`, connections: 64, pipeline: 1 },
-    },
-    {
-      id: 5,
-      label: "static 1 MiB, 16 conns",
-      static: true,
-      load: { path: `/${FILES.medium}`, connections: 16, pipeline: 1 },
-    },
-  ];
-  for (const c of cases.filter((c) => ids.has(c.id))) {
+  const cases = [
+    ...ENGINE_CASES.map((c) => ({ ...c, static: false })),
+    ...STATIC_CASES.map((c) => ({ ...c, static: true })),
+  ].filter((c) => ids.has(c.id));
+  for (const c of cases) {
     const dir = join(bench.tempDir, `prof_${c.id}`);
     await Deno.mkdir(dir, { recursive: true });
     const flags = ["--cpu-prof", `--cpu-prof-dir=${dir}`];
-    console.error(`profiling Spindle: ${c.label}`);
+    console.error(`profiling Spindle: ${c.id}. ${c.what}`);
     const server = await start(
-      c.static ? staticServer(bench, flags) : () =>
-        startDenoServer(
-          "Spindle",
-          join(
-            SERVERS,
-            bench.spindleEngine ? "spindle_hello.ts" : "deno_serve_hello.ts",
-          ),
-          [],
-          bench.placement,
-          flags,
-        ),
+      c.static
+        ? staticServer(bench, flags)
+        : helloServer(bench, true, [], flags),
     );
     let result: LoadResult;
     try {
@@ -647,12 +684,17 @@ async function profileCases(bench: Bench, ids: Set<number>): Promise<void> {
     }
     const profile = await newestProfile(dir);
     const lines = [
-      `### ${c.id}. ${c.label} (profiled: ${describeRun(result)})`,
+      `### ${c.id}. ${c.what}`,
+      "",
+      `Profiled run: ${describeRun(result)}.`,
       "",
     ];
     if (!profile) lines.push("No profile was written.");
     else {
-      lines.push("| self | share of busy time | function |", "|---:|---:|---|");
+      lines.push(
+        "| Self time | Share of busy time | Function |",
+        "|---:|---:|---|",
+      );
       for (const spot of hotSpots(profile, 15)) {
         lines.push(
           `| ${spot.selfMs.toFixed(0)} ms | ${
@@ -709,6 +751,23 @@ function renderTable(rows: Row[]): string {
     );
   }
   return lines.join("\n");
+}
+
+function renderCpuTable(rows: CpuRow[]): string {
+  const lines = [
+    "| # | What | Spindle | Reference | Spindle / reference |",
+    "|---|---|---:|---:|---:|",
+  ];
+  for (const r of [...rows].sort((a, b) => a.id - b.id)) {
+    lines.push(
+      `| ${r.id} | ${r.what} | ${r.spindle} | ${r.reference} | ${r.ratio} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+function fmtLoad(load: number[]): string {
+  return load.map((n) => n.toFixed(2)).join(" ");
 }
 
 function usage(): string {
@@ -791,6 +850,7 @@ async function main(): Promise<void> {
     spindleStatic,
     cpuProf: values["cpu-prof"],
     rows: [],
+    cpuRows: [],
     details: [],
     notes: [],
     profiles: [],
@@ -823,11 +883,36 @@ async function main(): Promise<void> {
   };
   Deno.addSignalListener("SIGINT", onSignal);
   const started = Date.now();
+  const loadBefore = Deno.loadavg();
+  if (loadBefore[0] > 0.5) {
+    bench.notes.push(
+      `Other work was running: load average ${
+        fmtLoad(loadBefore)
+      } before the bench started. Throughput figures are noisy; the CPU-per-request table is steadier.`,
+    );
+  }
   try {
     await makeFiles(bench.root);
-    await engineCases(bench, ids);
+    await throughputCases(
+      bench,
+      ENGINE_CASES.filter((c) => ids.has(c.id)),
+      helloServer(bench, false),
+      helloServer(bench, true),
+    );
     if (ids.has(3)) await idleMemoryCase(bench, Number(fdSoft) || 1024);
-    await staticCases(bench, ids);
+    const staticCases = STATIC_CASES.filter((c) => ids.has(c.id));
+    if (!bench.hasNginx) {
+      for (const c of staticCases) {
+        bench.rows.push(skipRow(c.id, c.what, "nginx is not installed"));
+      }
+    } else {
+      await throughputCases(
+        bench,
+        staticCases,
+        nginxServer(bench),
+        staticServer(bench),
+      );
+    }
     if (ids.has(6)) await largeFileCase(bench);
     if (bench.cpuProf) await profileCases(bench, ids);
   } finally {
@@ -856,6 +941,9 @@ async function main(): Promise<void> {
         ? "servers pinned to core 0, load generator and runner to core 1"
         : "no core pinning"
     }`,
+    `- Load average: ${fmtLoad(loadBefore)} before, ${
+      fmtLoad(Deno.loadavg())
+    } after (1, 5, 15 min)`,
     `- Command: \`${command}\` (${values.quick ? "quick" : "full"}: warm-up ${
       settings.warmupMs / 1000
     } s, ${settings.rounds} x ${
@@ -866,6 +954,16 @@ async function main(): Promise<void> {
     "",
     table,
     "",
+    ...(bench.cpuRows.length
+      ? [
+        "## Server CPU per unit of work (lower is better)",
+        "",
+        "CPU time (user + system, from /proc/<pid>/stat) the server used during the least costly measured run, divided by the requests or MiB it served. Other load on the machine disturbs this much less than requests per second.",
+        "",
+        renderCpuTable(bench.cpuRows),
+        "",
+      ]
+      : []),
     ...(bench.notes.length
       ? ["## Notes", "", ...bench.notes.map((n) => `- ${n}`), ""]
       : []),
