@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
+import { ByteLru } from "../lib/app/static_cache.ts";
 import { contentDisposition, staticFiles } from "../lib/app/static_files.ts";
 import { FileBody } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
@@ -686,7 +687,46 @@ Deno.test("staticFiles() ignores a sidecar older than its file, or a symlinked o
   assert.equal(decoder.decode(brotliDecompressSync(b.body!)), APP_JS);
 });
 
+Deno.test("staticFiles() recovers when a sidecar vanishes between look and read", async () => {
+  await using own = await makeSite();
+  // Nothing from memory: the read must meet the missing file.
+  const h = staticFiles(own.config, {
+    ...TEST_TUNING,
+    maxCachedFileBytes: 16,
+    sidecarTtlMs: 60_000,
+  });
+  assert.equal(
+    (await ask(h, "GET", "/app.js", { "accept-encoding": "br" })).headers.get(
+      "content-encoding",
+    ),
+    "br",
+  );
+  await Deno.remove(`${own.root}/app.js.br`);
+  const a = await ask(h, "GET", "/app.js", { "accept-encoding": "br" });
+  assert.equal(a.status, 200);
+  assert.equal(decoder.decode(brotliDecompressSync(a.body!)), APP_JS);
+});
+
 // ---------------------------------------------------------------- caching
+
+Deno.test("ByteLru evicts the least recently used entries past its byte budget", () => {
+  const lru = new ByteLru<string>(10);
+  lru.set("a", "A", 4);
+  lru.set("b", "B", 4);
+  assert.equal(lru.get("a"), "A"); // "a" is now the newest
+  lru.set("c", "C", 4); // 12 > 10: evicts "b", the oldest
+  assert.equal(lru.get("b"), undefined);
+  assert.equal(lru.get("a"), "A");
+  assert.equal(lru.get("c"), "C");
+  assert.equal(lru.bytes, 8);
+  lru.set("huge", "H", 11); // bigger than the whole budget: not stored
+  assert.equal(lru.get("huge"), undefined);
+  assert.equal(lru.size, 2);
+  lru.set("a", "A2", 2); // replacing frees the old size
+  assert.equal(lru.bytes, 6);
+  lru.delete("c");
+  assert.equal(lru.bytes, 2);
+});
 
 Deno.test("staticFiles() serves small files from memory, revalidated by stat", async () => {
   await using own = await makeSite();

@@ -196,6 +196,7 @@ class StaticSite {
       return await this.#serve(req, path);
     } catch (err) {
       if (!(err instanceof FileChanged)) throw err;
+      this.#sidecars.clear(); // a sidecar may be what vanished
       // One more try sees the file as it is now; a file rewritten twice
       // during one request is busy, not missing.
       try {
@@ -485,7 +486,7 @@ class StaticSite {
     if (rep.source instanceof Uint8Array) {
       return rep.source.subarray(start, start + length);
     }
-    const file = await Deno.open(rep.source.path);
+    const file = await openFile(rep.source.path);
     try {
       const info = await file.stat();
       if (info.size !== rep.size || mtimeOf(info) !== rep.source.mtimeMs) {
@@ -709,12 +710,24 @@ function acceptsHtml(req: ServerRequest): boolean {
   return req.headers.getJoined("accept")?.includes("text/html") ?? false;
 }
 
+/** Opens a file found a moment ago; gone since: {@link FileChanged}, so the request is tried again. */
+async function openFile(path: string): Promise<Deno.FsFile> {
+  try {
+    return await Deno.open(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      throw new FileChanged(path, { cause: err });
+    }
+    throw err;
+  }
+}
+
 /** Reads a whole file, checking it is still the version that was stat'ed. */
 async function readWhole(
   path: string,
   expect: { readonly size: number; readonly mtimeMs: number },
 ): Promise<Uint8Array> {
-  using file = await Deno.open(path);
+  using file = await openFile(path);
   const info = await file.stat();
   if (info.size !== expect.size || mtimeOf(info) !== expect.mtimeMs) {
     throw new FileChanged(path);
