@@ -1,0 +1,386 @@
+/**
+ * The default app (createApp) over real sockets: every route, its error
+ * paths, and the middleware around them as main.ts wires them.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { captureLogs } from "./fixtures/engine_log.ts";
+import { INDEX_HTML, listDir, startApp } from "./fixtures/app_server.ts";
+import {
+  connect,
+  encoder,
+  exchange,
+  ReplyReader,
+  send,
+  sleep,
+  waitFor,
+} from "./helpers/socket.ts";
+
+async function gunzip(data: Uint8Array): Promise<string> {
+  const stream = new Blob([data as Uint8Array<ArrayBuffer>]).stream()
+    .pipeThrough(new DecompressionStream("gzip"));
+  return await new Response(stream).text();
+}
+
+function raw(method: string, target: string, headers = "", body = ""): string {
+  const length = body === "" && method === "GET"
+    ? ""
+    : `Content-Length: ${encoder.encode(body).length}\r\n`;
+  return `${method} ${target} HTTP/1.1\r\nHost: localhost\r\n${headers}${length}\r\n${body}`;
+}
+
+Deno.test("GET /echo/{text} answers text/plain with the decoded text", async () => {
+  await using app = await startApp();
+  const table: [target: string, body: string, type: string][] = [
+    ["/echo/abc", "abc", "text/plain"],
+    ["/echo/a%20b", "a b", "text/plain"],
+    ["/echo/%C3%A9t%C3%A9", "été", "text/plain; charset=utf-8"],
+  ];
+  for (const [target, body, type] of table) {
+    const reply = await exchange(app.port, raw("GET", target));
+    assert.equal(reply.status, 200, target);
+    assert.equal(reply.text, body);
+    assert.equal(reply.headers.get("content-type"), type);
+    assert.equal(
+      reply.headers.get("content-length"),
+      String(encoder.encode(body).length),
+    );
+  }
+});
+
+Deno.test("GET /echo/{text} gzips when accepted, however short", async () => {
+  await using app = await startApp();
+  const reply = await exchange(
+    app.port,
+    raw("GET", "/echo/abc", "Accept-Encoding: gzip\r\n"),
+  );
+  assert.equal(reply.headers.get("content-encoding"), "gzip");
+  assert.equal(reply.headers.get("content-length"), String(reply.body.length));
+  assert.equal(await gunzip(reply.body), "abc");
+  const head = await exchange(
+    app.port,
+    raw("HEAD", "/echo/abc", "Accept-Encoding: gzip\r\n"),
+    { head: true },
+  );
+  assert.equal(
+    head.headers.get("content-length"),
+    reply.headers.get("content-length"),
+  );
+  assert.equal(head.body.length, 0);
+});
+
+Deno.test("GET /user-agent answers the User-Agent value", async () => {
+  await using app = await startApp();
+  const reply = await exchange(
+    app.port,
+    raw("GET", "/user-agent", "User-Agent: spindle-test/1.0\r\n"),
+  );
+  assert.equal(reply.status, 200);
+  assert.equal(reply.text, "spindle-test/1.0");
+  assert.equal(reply.headers.get("content-type"), "text/plain");
+  const none = await exchange(app.port, raw("GET", "/user-agent"));
+  assert.equal(none.status, 200);
+  assert.equal(none.text, "");
+});
+
+Deno.test("POST /echo answers JSON with the query and the user agent", async () => {
+  await using app = await startApp();
+  const res = await fetch(`${app.origin}/echo?x=1&x=2&y=%20z&flag`, {
+    method: "POST",
+    headers: { "user-agent": "ua/2" },
+  });
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), {
+    query: { x: ["1", "2"], y: " z", flag: "" },
+    userAgent: "ua/2",
+  });
+});
+
+Deno.test("GET /files/{name} sends the file as octet-stream, 404 when missing", async () => {
+  await using app = await startApp();
+  const bytes = Uint8Array.from({ length: 300 }, (_, i) => i & 255);
+  await Deno.writeFile(join(app.directory, "blob.bin"), bytes);
+  const res = await fetch(`${app.origin}/files/blob.bin`);
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("content-type"), "application/octet-stream");
+  assert.deepEqual(await res.bytes(), bytes);
+  const missing = await fetch(`${app.origin}/files/nope.bin`);
+  assert.equal(missing.status, 404);
+  await missing.body?.cancel();
+  await Deno.mkdir(join(app.directory, "sub"));
+  const folder = await fetch(`${app.origin}/files/sub`);
+  assert.equal(folder.status, 404, "a folder is not a file");
+  await folder.body?.cancel();
+});
+
+Deno.test("POST /files/{name} stores the raw body, 201, replacing an older file", async () => {
+  await using app = await startApp();
+  for (const content of ["first version", "second"]) {
+    const res = await fetch(`${app.origin}/files/note.txt`, {
+      method: "POST",
+      body: content,
+    });
+    assert.equal(res.status, 201);
+    assert.equal(res.headers.get("location"), "/files/note.txt");
+    await res.body?.cancel();
+    assert.equal(
+      await Deno.readTextFile(join(app.directory, "note.txt")),
+      content,
+    );
+  }
+  assert.deepEqual(await listDir(app.directory), ["note.txt"]);
+});
+
+const badNames: [target: string, status: number][] = [
+  ["/files/a/b", 400], // a separator
+  ["/files/.hidden", 400],
+  ["/files/..", 400], // canonicalPath: dot segment
+  ["/files/%2e%2e", 400],
+  ["/files/a%2Fb", 400], // encoded slash
+  ["/files/a%5Cb", 400], // backslash
+  ["/files/a%00b", 400],
+  ["/files/", 404],
+];
+for (const [target, status] of badNames) {
+  Deno.test(`/files answers ${status} for ${target}, reading and writing nothing`, async () => {
+    await using app = await startApp();
+    for (const method of ["GET", "POST"]) {
+      const reply = await exchange(app.port, raw(method, target, "", "data"));
+      assert.equal(reply.status, status, `${method} ${target}`);
+    }
+    assert.deepEqual(await listDir(app.directory), []);
+  });
+}
+
+Deno.test("POST /files/{name} leaves no file when the client sends half and closes", async () => {
+  await using app = await startApp();
+  const conn = await connect(app.port);
+  await send(
+    conn,
+    "POST /files/part.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n",
+  );
+  await send(conn, "x".repeat(50_000));
+  await waitFor(
+    () => app.stats.bytesIn > 50_000,
+    "the server to read the first half",
+  );
+  await sleep(20); // the temp file exists now, half written
+  conn.close();
+  await waitFor(
+    () => app.stats.active === 0,
+    "the server to drop the connection",
+  );
+  assert.deepEqual(await listDir(app.directory), []);
+});
+
+Deno.test("/files routes do not exist without a directory", async () => {
+  await using app = await startApp({ app: { directory: undefined } });
+  assert.equal((await exchange(app.port, raw("GET", "/files/x"))).status, 404);
+  assert.notEqual(
+    (await exchange(app.port, raw("POST", "/files/x", "", "data"))).status,
+    201,
+  );
+});
+
+Deno.test("GET /health answers 200 while serving and 503 while draining", async () => {
+  await using app = await startApp();
+  const ok = await fetch(`${app.origin}/health`);
+  assert.equal(ok.status, 200);
+  assert.equal(ok.headers.get("cache-control"), "no-store");
+  assert.deepEqual(await ok.json(), { status: "ok" });
+  app.stats.draining = true;
+  const draining = await fetch(`${app.origin}/health`);
+  assert.equal(draining.status, 503);
+  assert.deepEqual(await draining.json(), { status: "draining" });
+  app.stats.draining = false;
+});
+
+Deno.test("GET /metrics answers Prometheus text to loopback with route templates", async () => {
+  await using app = await startApp();
+  await (await fetch(`${app.origin}/echo/one`)).body?.cancel();
+  await (await fetch(`${app.origin}/echo/two`)).body?.cancel();
+  await (await fetch(`${app.origin}/no-such-file`)).body?.cancel();
+  const res = await fetch(`${app.origin}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(
+    res.headers.get("content-type") ?? "",
+    /^text\/plain; version=0\.0\.4/,
+  );
+  const body = await res.text();
+  assert.match(
+    body,
+    /^spindle_http_requests_total\{route="\/echo\/\{text\}",status="2xx"\} 2$/m,
+  );
+  assert.match(
+    body,
+    /^spindle_http_requests_total\{route="static",status="4xx"\} 1$/m,
+  );
+  assert.doesNotMatch(body, /echo\/one/, "raw paths never become labels");
+  for (
+    const name of [
+      "spindle_received_bytes_total",
+      "spindle_sent_bytes_total",
+      "spindle_connections_active",
+      "spindle_connections_queued",
+      "spindle_connections_rejected_total",
+      "spindle_rate_limited_total",
+      "spindle_uptime_seconds",
+    ]
+  ) {
+    assert.match(body, new RegExp(`^${name} [0-9.]+$`, "m"), name);
+  }
+});
+
+Deno.test("GET /metrics refuses clients beyond loopback unless metricsPublic", async () => {
+  const viaProxy = { "x-forwarded-for": "203.0.113.7" };
+  {
+    await using app = await startApp({ app: { trustProxy: ["127.0.0.1"] } });
+    const res = await fetch(`${app.origin}/metrics`, { headers: viaProxy });
+    assert.equal(res.status, 403);
+    await res.body?.cancel();
+  }
+  {
+    await using app = await startApp({
+      app: { trustProxy: ["127.0.0.1"], metricsPublic: true },
+    });
+    const res = await fetch(`${app.origin}/metrics`, { headers: viaProxy });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+  }
+});
+
+Deno.test("the app answers 421 to a foreign Host on loopback, and logs it", async () => {
+  await using logs = await captureLogs();
+  await using app = await startApp();
+  const evil = await exchange(
+    app.port,
+    "GET / HTTP/1.1\r\nHost: rebind.evil.test\r\n\r\n",
+  );
+  assert.equal(evil.status, 421);
+  const refusals = logs.of("spindle", "app", "host");
+  assert.equal(refusals.length, 1);
+  assert.equal(refusals[0].properties.host, "rebind.evil.test");
+  const good = await exchange(
+    app.port,
+    `GET / HTTP/1.1\r\nHost: localhost:${app.port}\r\n\r\n`,
+  );
+  assert.equal(good.status, 200);
+  assert.equal(app.metrics.misdirected, 1);
+});
+
+Deno.test("the app takes any Host given allowedHosts: [*], and only listed ones otherwise", async () => {
+  {
+    await using app = await startApp({ app: { allowedHosts: ["*"] } });
+    assert.equal(
+      (await exchange(
+        app.port,
+        "GET / HTTP/1.1\r\nHost: anything.test\r\n\r\n",
+      )).status,
+      200,
+    );
+  }
+  {
+    await using app = await startApp({ app: { allowedHosts: ["site.test"] } });
+    assert.equal(
+      (await exchange(app.port, "GET / HTTP/1.1\r\nHost: site.test\r\n\r\n"))
+        .status,
+      200,
+    );
+    assert.equal(
+      (await exchange(app.port, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"))
+        .status,
+      421,
+    );
+  }
+});
+
+Deno.test("the app rate-limits per client with 429, Retry-After, and counts it", async () => {
+  const clock = { now: 1_000_000 };
+  await using app = await startApp({
+    app: { rateLimit: { limit: 2, windowMs: 10_000 } },
+    now: () => clock.now,
+  });
+  const statuses: number[] = [];
+  let last;
+  for (let i = 0; i < 3; i++) {
+    last = await exchange(app.port, raw("GET", "/echo/hi"));
+    statuses.push(last.status);
+  }
+  assert.deepEqual(statuses, [200, 200, 429]);
+  assert.equal(last?.headers.get("retry-after"), "15");
+  assert.equal(last?.headers.get("ratelimit-remaining"), "0");
+  assert.equal(app.metrics.rateLimited, 1);
+  clock.now += 15_000;
+  assert.equal((await exchange(app.port, raw("GET", "/echo/hi"))).status, 200);
+});
+
+Deno.test("the app answers CORS preflights on API routes when --cors is set", async () => {
+  await using app = await startApp({ app: { cors: "https://ui.test" } });
+  const reply = await exchange(
+    app.port,
+    raw(
+      "OPTIONS",
+      "/upload",
+      "Origin: https://ui.test\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n",
+    ),
+  );
+  assert.equal(reply.status, 204);
+  assert.equal(
+    reply.headers.get("access-control-allow-origin"),
+    "https://ui.test",
+  );
+  assert.equal(
+    reply.headers.get("access-control-allow-methods"),
+    "POST, OPTIONS",
+  );
+  assert.equal(
+    reply.headers.get("access-control-allow-headers"),
+    "content-type",
+  );
+});
+
+Deno.test("the app serves static files for other paths, and refuses bad paths with 400", async () => {
+  await using app = await startApp();
+  const home = await exchange(app.port, raw("GET", "/"));
+  assert.equal(home.status, 200);
+  assert.equal(home.text, INDEX_HTML);
+  assert.equal(
+    (await exchange(app.port, raw("GET", "/missing.html"))).status,
+    404,
+  );
+  for (const target of ["/%ZZ", "/a/../index.html", "/echo/%2F"]) {
+    assert.equal(
+      (await exchange(app.port, raw("GET", target))).status,
+      400,
+      target,
+    );
+  }
+});
+
+Deno.test("the app answers 405 with Allow, in JSON on API routes", async () => {
+  await using app = await startApp();
+  const reply = await exchange(app.port, raw("DELETE", "/health"));
+  assert.equal(reply.status, 405);
+  assert.equal(reply.headers.get("allow"), "GET, HEAD, OPTIONS");
+  assert.equal(reply.headers.get("content-type"), "application/json");
+  const options = await exchange(app.port, raw("OPTIONS", "/echo"));
+  assert.equal(options.status, 204);
+  assert.equal(options.headers.get("allow"), "POST, OPTIONS");
+});
+
+Deno.test("the app keeps a connection across routes and errors", async () => {
+  await using app = await startApp();
+  using conn = await connect(app.port);
+  const reader = new ReplyReader(conn);
+  const sequence: [string, number][] = [
+    [raw("GET", "/echo/a"), 200],
+    [raw("POST", "/upload", "Content-Type: application/json\r\n", "{bad"), 400],
+    [raw("GET", "/nope"), 404],
+    [raw("POST", "/upload", "Content-Type: application/json\r\n", "[1]"), 201],
+    [raw("GET", "/user-agent"), 200],
+  ];
+  for (const [request, status] of sequence) {
+    await send(conn, request);
+    assert.equal((await reader.readReply()).status, status);
+  }
+});
