@@ -415,13 +415,17 @@ Deno.test("Connection survives and stops the stream, when a client leaves mid-re
 Deno.test("Connection survives a client that resets while the handler runs", async () => {
   let release!: () => void;
   const released = new Promise<void>((r) => release = r);
+  let started = false;
   await using server = start(async (req) => {
-    if (req.path === "/slow") await released;
+    if (req.path === "/slow") {
+      started = true;
+      await released;
+    }
     return { status: 200, body: "late" };
   });
   const conn = await connect(server.port);
   await send(conn, get("/slow"));
-  await waitFor(() => server.stats.active === 1, "the request to start");
+  await waitFor(() => started, "the handler to start");
   conn.close();
   await sleep(20);
   release();

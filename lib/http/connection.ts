@@ -676,7 +676,8 @@ export class Connection implements ByteSource {
   /** Graceful shutdown: close now if idle, else after the reply in progress. */
   drain(): void {
     this.#draining = true;
-    if (this.phase === Phase.Idle) this.close();
+    // Lingering is idle too: the last reply is out, we only wait for the peer.
+    if (this.phase === Phase.Idle || this.phase === Phase.Linger) this.close();
   }
 
   #socketClosed = false;

@@ -92,6 +92,8 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   const connections = new Set<Connection>();
   const semaphore = new Semaphore(limits.maxConns, limits.maxQueue);
   const queued = new Map<Deno.Conn, { since: number; cancel: () => void }>();
+  /** Sockets being refused with 503; shutdown closes what is left of them. */
+  const refusing = new Set<Deno.Conn>();
   let stopping = false;
   let idleResolve: (() => void) | undefined;
 
@@ -145,6 +147,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     bytes.set(head);
     bytes.set(body, head.length);
     stats.bytesOut += bytes.length;
+    refusing.add(conn);
     (async () => {
       try {
         await conn.write(bytes);
@@ -164,6 +167,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       } catch {
         // the client left first
       } finally {
+        refusing.delete(conn);
         try {
           conn.close();
         } catch { /* closed */ }
@@ -257,6 +261,11 @@ export function serve(options: ServeOptions, handler: Handler): Server {
         ]);
         clearTimeout(timer);
         for (const c of connections) c.close();
+      }
+      for (const conn of refusing) {
+        try {
+          conn.close(); // its 503 is out; do not wait for the client to leave
+        } catch { /* closed */ }
       }
       clearInterval(sweeper);
       log.info("Stopped");

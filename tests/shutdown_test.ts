@@ -1,0 +1,304 @@
+/**
+ * Graceful shutdown over real sockets and through a real process: stop
+ * accepting, close idle connections at once, let requests in flight finish
+ * with Connection: close, force-close at shutdownTimeoutMs, exit 0 on SIGTERM.
+ */
+import assert from "node:assert/strict";
+import type { Limits } from "../lib/config.ts";
+import type { Handler } from "../lib/http/handler.ts";
+import { serve } from "../lib/http/server.ts";
+import {
+  connect,
+  decoder,
+  get,
+  ReplyReader,
+  send,
+  sleep,
+  waitFor,
+  withTimeout,
+} from "./helpers/socket.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+
+function start(handler: Handler, limits: Partial<Limits> = {}) {
+  return serve({ port: 0, accessLog: false, limits }, handler);
+}
+
+let slowStarted = false;
+const sleepy: Handler = async (req) => {
+  if (req.path === "/slow") {
+    slowStarted = true;
+    await sleep(300);
+  }
+  return { status: 200, body: req.path };
+};
+
+Deno.test("shutdown() refuses new connections", async () => {
+  await using server = start(sleepy);
+  const port = server.port;
+  await server.shutdown();
+  await assert.rejects(connect(port), Deno.errors.ConnectionRefused);
+  assert.equal(server.stats.draining, true);
+});
+
+Deno.test("shutdown() closes an idle kept-alive connection at once", async () => {
+  await using server = start(sleepy);
+  using conn = await connect(server.port);
+  const reader = new ReplyReader(conn);
+  await send(conn, get("/"));
+  await reader.readReply();
+  const t0 = performance.now();
+  await server.shutdown();
+  assert.ok(performance.now() - t0 < 200, "no wait for an idle connection");
+  assert.equal(await reader.closed(500), true);
+  assert.equal(server.stats.active, 0);
+});
+
+Deno.test("shutdown() closes a connection lingering after Connection: close at once", async () => {
+  await using server = start(sleepy);
+  using conn = await connect(server.port);
+  await send(conn, get("/", "Connection: close\r\n"));
+  const reader = new ReplyReader(conn);
+  await reader.readReply();
+  assert.equal(await reader.closed(), true); // the server's half is closed
+  // We keep our half open; the server must not wait on it.
+  const t0 = performance.now();
+  await server.shutdown();
+  const took = performance.now() - t0;
+  assert.ok(took < 500, `shutdown waited ${took} ms on a finished connection`);
+});
+
+Deno.test("shutdown() lets a request in flight finish with Connection: close", async () => {
+  await using server = start(sleepy);
+  using conn = await connect(server.port);
+  await send(conn, get("/slow"));
+  await waitFor(
+    () => server.stats.requests === 0 && slowStarted,
+    "the handler to start",
+  );
+  const t0 = performance.now();
+  let finished = false;
+  server.finished.then(() => finished = true);
+  const stopping = server.shutdown();
+  const reader = new ReplyReader(conn);
+  const reply = await reader.readReply();
+  assert.equal(reply.status, 200);
+  assert.equal(reply.text, "/slow");
+  assert.equal(reply.headers.get("connection"), "close");
+  assert.equal(await reader.closed(), true);
+  conn.close();
+  await stopping;
+  assert.equal(finished, true);
+  assert.ok(performance.now() - t0 >= 200, "it waited for the handler");
+  assert.equal(server.stats.active, 0);
+});
+
+Deno.test("shutdown() closes a request still running at shutdownTimeoutMs", async () => {
+  let open!: () => void;
+  const opened = new Promise<void>((r) => open = r);
+  let started = false;
+  let done = false;
+  await using server = start(async () => {
+    started = true;
+    await opened;
+    done = true;
+    return { status: 200, body: "too late" };
+  }, { shutdownTimeoutMs: 200 });
+  using _opened = { [Symbol.dispose]: open };
+  using conn = await connect(server.port);
+  await send(conn, get("/"));
+  await waitFor(() => started, "the handler to start");
+  const t0 = performance.now();
+  await server.shutdown();
+  const took = performance.now() - t0;
+  assert.ok(took >= 180 && took < 600, `shutdown took ${took} ms`);
+  assert.equal(await new ReplyReader(conn).closed(500), true, "no reply");
+  assert.equal(server.stats.active, 0);
+  open();
+  await waitFor(() => done, "the handler to return");
+});
+
+Deno.test("shutdown() returns the same promise twice and resolves finished", async () => {
+  await using server = start(sleepy);
+  const a = server.shutdown();
+  const b = server.shutdown();
+  assert.equal(a, b);
+  await withTimeout(server.finished, 1000, "finished");
+});
+
+Deno.test("shutdown() refuses a queued connection with 503 and finishes with it closed", async () => {
+  let open!: () => void;
+  const opened = new Promise<void>((r) => open = r);
+  let started = false;
+  await using server = start(async () => {
+    started = true;
+    await opened;
+    return { status: 200, body: "held" };
+  }, { maxConns: 1, maxQueue: 1 });
+  using _opened = { [Symbol.dispose]: open };
+  using held = await connect(server.port);
+  await send(held, get("/"));
+  await waitFor(() => started, "the handler to start");
+  using waiter = await connect(server.port);
+  await send(waiter, get("/"));
+  await waitFor(() => server.stats.queued === 1, "the waiter queued");
+  const stopping = server.shutdown();
+  const reader = new ReplyReader(waiter);
+  const refused = await reader.readReply({ timeoutMs: 1000 });
+  assert.equal(refused.status, 503);
+  assert.equal(refused.headers.get("connection"), "close");
+  open();
+  const reply = await new ReplyReader(held).readReply();
+  assert.equal(reply.headers.get("connection"), "close");
+  held.close();
+  // Our half of the refused socket stays open: finished must not wait on it,
+  // nor leave it open (the resource sanitizer checks).
+  await withTimeout(stopping, 500, "shutdown");
+  assert.equal(server.stats.queued, 0);
+  assert.equal(await reader.closed(), true);
+  // The server's socket is gone, not still reading: what we send is reset,
+  // so the write after it fails.
+  await send(waiter, "more");
+  await sleep(50);
+  await assert.rejects(
+    send(waiter, "more"),
+    (err) =>
+      err instanceof Deno.errors.BrokenPipe ||
+      err instanceof Deno.errors.ConnectionReset,
+  );
+});
+
+/** Lines of a child's stdout, as they come. */
+class Lines {
+  readonly #reader: ReadableStreamDefaultReader<string>;
+  #rest = "";
+  readonly all: string[] = [];
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.#reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  }
+
+  /** The next line matching `re`; fails at the end of output or after `ms`. */
+  async find(re: RegExp, ms = 10_000): Promise<string> {
+    const until = Date.now() + ms;
+    for (;;) {
+      const nl = this.#rest.indexOf("\n");
+      if (nl !== -1) {
+        const line = this.#rest.slice(0, nl);
+        this.#rest = this.#rest.slice(nl + 1);
+        this.all.push(line);
+        if (re.test(line)) return line;
+        continue;
+      }
+      const { value, done } = await withTimeout(
+        this.#reader.read(),
+        Math.max(until - Date.now(), 1),
+        `output matching ${re}`,
+      );
+      if (done) throw new Error(`Output ended without ${re}`);
+      this.#rest += value;
+    }
+  }
+
+  /** Reads the rest of the output. */
+  async drain(): Promise<void> {
+    for (;;) {
+      const { value, done } = await this.#reader.read();
+      if (done) break;
+      this.#rest += value;
+    }
+    this.all.push(...this.#rest.split("\n").filter((l) => l !== ""));
+  }
+}
+
+/** Spawns a Deno script with the repo's config; kill()s it when disposed. */
+function spawnDeno(script: string, args: string[]) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      `--config=${ROOT}deno.json`,
+      "--allow-net=127.0.0.1",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      script,
+      ...args,
+    ],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  return Object.assign(child, {
+    [Symbol.asyncDispose]: async () => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+      await child.stderr.cancel().catch(() => {});
+    },
+  });
+}
+
+Deno.test("a server process on SIGTERM finishes the request in flight and exits 0", async () => {
+  await using child = spawnDeno(`${ROOT}tests/fixtures/engine_server.ts`, [
+    "--port",
+    "0",
+    "--log-format",
+    "json",
+  ]);
+  const lines = new Lines(child.stdout);
+  const listening = JSON.parse(await lines.find(/"listening"/));
+  const port = listening.properties?.port ?? listening.port;
+  assert.ok(Number.isInteger(port) && port > 0, JSON.stringify(listening));
+
+  using conn = await connect(port);
+  await send(conn, get("/sleep?ms=300"));
+  await sleep(100); // the handler is asleep now
+  const t0 = performance.now();
+  child.kill("SIGTERM");
+  const reply = await new ReplyReader(conn).readReply();
+  assert.equal(reply.status, 200);
+  assert.equal(reply.text, "slept 300");
+  assert.equal(reply.headers.get("connection"), "close");
+  conn.close();
+  const status = await withTimeout(child.status, 5000, "the process to exit");
+  assert.equal(status.code, 0);
+  assert.ok(performance.now() - t0 < 2000, "exited soon after the reply");
+  await lines.drain();
+  // Every line is JSON; the access line and the stop are there.
+  const records = lines.all.map((l) => JSON.parse(l));
+  assert.ok(records.some((r) => /\/sleep\?ms=300/.test(JSON.stringify(r))));
+  assert.ok(records.some((r) => JSON.stringify(r).includes('"stopped"')));
+  await assert.rejects(connect(port), Deno.errors.ConnectionRefused);
+});
+
+Deno.test("main.ts on SIGTERM exits 0", async () => {
+  try {
+    await Deno.stat(`${ROOT}lib/app/routes.ts`);
+  } catch {
+    console.log(
+      "skipped: lib/app/routes.ts (needed by main.ts) is not there yet",
+    );
+    return;
+  }
+  await using child = spawnDeno(`${ROOT}main.ts`, [
+    "--port",
+    "0",
+    "--log-format",
+    "json",
+    "--root",
+    await Deno.makeTempDir(),
+  ]);
+  const lines = new Lines(child.stdout);
+  const listening = JSON.parse(await lines.find(/"listening"/));
+  const port = listening.properties?.port ?? listening.port;
+  using conn = await connect(port);
+  await send(conn, get("/"));
+  const reply = await new ReplyReader(conn).readReply();
+  assert.ok(reply.status > 0);
+  child.kill("SIGTERM");
+  const status = await withTimeout(child.status, 5000, "main.ts to exit");
+  assert.equal(status.code, 0, decoder.decode(new Uint8Array()));
+  await lines.drain();
+});
