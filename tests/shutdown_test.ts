@@ -9,7 +9,6 @@ import type { Handler } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
 import {
   connect,
-  decoder,
   get,
   ReplyReader,
   send,
@@ -273,32 +272,55 @@ Deno.test("a server process on SIGTERM finishes the request in flight and exits 
   await assert.rejects(connect(port), Deno.errors.ConnectionRefused);
 });
 
-Deno.test("main.ts on SIGTERM exits 0", async () => {
+Deno.test("main.ts on SIGTERM finishes an upload in flight and exits 0", async () => {
   try {
     await Deno.stat(`${ROOT}lib/app/routes.ts`);
   } catch {
-    console.log(
-      "skipped: lib/app/routes.ts (needed by main.ts) is not there yet",
-    );
+    console.log("skipped: lib/app/routes.ts (needed by main.ts) is not there");
     return;
   }
-  await using child = spawnDeno(`${ROOT}main.ts`, [
-    "--port",
-    "0",
-    "--log-format",
-    "json",
-    "--root",
-    await Deno.makeTempDir(),
-  ]);
-  const lines = new Lines(child.stdout);
-  const listening = JSON.parse(await lines.find(/"listening"/));
-  const port = listening.properties?.port ?? listening.port;
-  using conn = await connect(port);
-  await send(conn, get("/"));
-  const reply = await new ReplyReader(conn).readReply();
-  assert.ok(reply.status > 0);
-  child.kill("SIGTERM");
-  const status = await withTimeout(child.status, 5000, "main.ts to exit");
-  assert.equal(status.code, 0, decoder.decode(new Uint8Array()));
-  await lines.drain();
+  const dir = await Deno.makeTempDir();
+  try {
+    await using child = spawnDeno(`${ROOT}main.ts`, [
+      "--port",
+      "0",
+      "--log-format",
+      "json",
+      "--root",
+      dir,
+      "--directory",
+      dir,
+      "--uploads",
+      dir,
+    ]);
+    const lines = new Lines(child.stdout);
+    const listening = JSON.parse(await lines.find(/"listening"/));
+    const port = listening.properties?.port ?? listening.port;
+    assert.ok(Number.isInteger(port) && port > 0, JSON.stringify(listening));
+    using conn = await connect(port);
+    // Half the body now, SIGTERM, then the rest: the request is in flight.
+    await send(
+      conn,
+      "POST /files/a.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+        "Content-Type: application/octet-stream\r\nContent-Length: 10\r\n\r\n01234",
+    );
+    await sleep(100);
+    child.kill("SIGTERM");
+    await sleep(100);
+    await send(conn, "56789");
+    const reply = await new ReplyReader(conn).readReply();
+    assert.ok(
+      reply.status >= 200 && reply.status < 300,
+      reply.head + reply.text,
+    );
+    assert.equal(reply.headers.get("connection"), "close");
+    conn.close();
+    const status = await withTimeout(child.status, 5000, "main.ts to exit");
+    await lines.drain();
+    assert.equal(status.code, 0, lines.all.join("\n"));
+    assert.equal(await Deno.readTextFile(`${dir}/a.txt`), "0123456789");
+    for (const line of lines.all) JSON.parse(line); // JSON lines only
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
