@@ -175,3 +175,21 @@ Deno.test("isCompressible() takes text-like types only", () => {
     assert.ok(!isCompressible(t), String(t));
   }
 });
+
+Deno.test("compression() leaves the fallback (static files) to its own negotiation", async () => {
+  const handler = new Router()
+    .use(compression())
+    .get("/api", () => text(BIG))
+    .fallback(() => text(BIG, { headers: { etag: '"static-v1"' } }))
+    .handler();
+  const headers = { "accept-encoding": "gzip" };
+  const api = await flatten(
+    await handler(fake("GET", "/api", { headers }).req),
+  );
+  assert.equal(api.headers.get("content-encoding"), "gzip");
+  const file = await flatten(
+    await handler(fake("GET", "/page.txt", { headers }).req),
+  );
+  assert.equal(file.headers.get("content-encoding"), undefined);
+  assert.equal(file.headers.get("etag"), '"static-v1"');
+});

@@ -81,8 +81,17 @@ export async function compressReply(
   return withHeaders({ ...reply, body: gzipped }, headers);
 }
 
-/** Middleware form of {@link compressReply}. */
+/**
+ * Middleware form of {@link compressReply}, for routed replies only: the
+ * fallback (static files) negotiates its own codings and ETags, and a second
+ * pass would redo work it chose not to do and break its 304s.
+ */
 export function compression(options: CompressionOptions = {}): Middleware {
   const minBytes = options.minBytes ?? DEFAULT_MIN_BYTES;
-  return async (req, next) => compressReply(req, await next(), minBytes);
+  return async (req, next) => {
+    const reply = await next();
+    return req.matched === "fallback"
+      ? reply
+      : compressReply(req, reply, minBytes);
+  };
 }
