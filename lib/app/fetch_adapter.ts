@@ -127,8 +127,14 @@ export async function toReply(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fromFetch } from "./fetch_adapter.ts";
- * const handler = fromFetch((req) => Response.json({ path: new URL(req.url).pathname }));
+ * import { serve } from "../http/server.ts";
+ *
+ * const app = (req: Request) => Response.json({ path: new URL(req.url).pathname });
+ * await using server = serve({ port: 0, accessLog: false }, fromFetch(app));
+ * const res = await fetch(`http://127.0.0.1:${server.port}/a/b`);
+ * assert.deepEqual(await res.json(), { path: "/a/b" });
  * ```
  */
 export function fromFetch(fetch: FetchHandler): Handler {

@@ -171,17 +171,20 @@ export interface HandlerOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Router } from "./router.ts";
  * import { text } from "./response.ts";
- * const router = new Router().get("/hello/{name}", (req) => text(`Hi ${req.params.name}`));
+ *
+ * const router = new Router()
+ *   .get("/hello/{name}", (req) => text(`Hi ${req.params.name}`));
  * const match = router.match("GET", "/hello/ana");
- * if (match.kind !== "route") throw new Error("no route");
+ * assert.equal(match.kind === "route" && match.params.name, "ana");
+ * assert.equal(router.match("DELETE", "/hello/ana").kind, "method"); // 405
  * ```
  */
 export class Router {
   readonly #exact = new Map<string, Entry>();
   readonly #patterns: PatternEntry[] = [];
-  readonly #templates = new Map<string, Entry>();
   readonly #use: Middleware[] = [];
   #fallback: AppHandler | undefined;
   #fallbackName = "fallback";
@@ -217,7 +220,8 @@ export class Router {
 
   /** Registers `handler` for `options.methods` (all when absent) on `template`. */
   route(template: string, options: RouteOptions, handler: AppHandler): this {
-    let entry = this.#templates.get(template);
+    let entry: Entry | undefined = this.#exact.get(template) ??
+      this.#patterns.find((p) => p.template === template);
     if (!entry) {
       const segments = compile(template);
       const fresh: Entry = {
@@ -234,7 +238,6 @@ export class Router {
         this.#patterns.push(pattern);
         entry = pattern;
       }
-      this.#templates.set(template, entry);
     }
     const { use = [], ...contract } = options;
     const route: Route = { template, handler, contract, use };
