@@ -546,7 +546,11 @@ function startEcho(limits: Partial<Limits> = LIMITS) {
 Deno.test("serve() answers each refused head with its status and Connection: close, then closes", async () => {
   await using server = startEcho();
   for (const [name, raw, status] of rejected) {
-    const replies = await request(server.port, [raw]);
+    // halfClose false: the server must close on its own, not on our EOF.
+    const replies = await request(server.port, [raw], {
+      halfClose: false,
+      timeoutMs: 2000,
+    });
     assert.equal(replies.length, 1, `${name}: one reply`);
     const [reply] = replies;
     assert.equal(reply.status, status, name);
@@ -693,4 +697,30 @@ Deno.test("serve() ends an HTTP/1.0 exchange with Connection: close", async () =
   assert.equal(reply.status, 200);
   assert.equal(reply.headers.get("connection"), "close");
   assert.equal(reply.text, "GET /old ? host= HTTP/1.0 []");
+});
+
+Deno.test({
+  name:
+    "serve() closes a connection that sends only empty lines past headTimeoutMs",
+  // TODO(connection.ts): every read of nothing but CRLF empties the buffer, so
+  // #readHead() re-arms the idle deadline; "\r\n" every few seconds holds a
+  // connection (and a slot) forever. RFC 9112 §2.2 asks servers to skip at
+  // least one empty line, not any number. Un-ignore once fixed.
+  ignore: true,
+  fn: async () => {
+    await using server = startEcho({
+      ...LIMITS,
+      headTimeoutMs: 300,
+      keepAliveTimeoutMs: 300,
+    });
+    const started = performance.now();
+    // 2 s of empty lines, one every 100 ms.
+    await exchange(server.port, Array(20).fill("\r\n"), {
+      pauseMs: 100,
+      halfClose: false,
+      timeoutMs: 5000,
+    });
+    const ms = performance.now() - started;
+    assert.ok(ms < 1200, `closed after ${Math.round(ms)} ms`);
+  },
 });
