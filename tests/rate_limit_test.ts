@@ -2,11 +2,7 @@ import assert from "node:assert/strict";
 import { text } from "../lib/app/response.ts";
 import { Router } from "../lib/app/router.ts";
 import { trustProxy } from "../lib/app/client_addr.ts";
-import {
-  parseRateLimit,
-  rateLimit,
-  RateLimiter,
-} from "../lib/app/middleware/rate_limit.ts";
+import { rateLimit, RateLimiter } from "../lib/app/middleware/rate_limit.ts";
 import { call, fake } from "./fixtures/app_request.ts";
 
 /** A limiter on a clock the test moves by hand. */
@@ -20,34 +16,6 @@ function limiter(limit: number, windowMs: number, maxEntries?: number) {
   });
   return { rl, clock };
 }
-
-const policies: [text: string, limit: number, windowMs: number][] = [
-  ["100/10s", 100, 10_000],
-  ["5/1m", 5, 60_000],
-  ["20/500ms", 20, 500],
-  ["1/2h", 1, 7_200_000],
-];
-for (const [input, limit, windowMs] of policies) {
-  Deno.test(`parseRateLimit() reads ${input}`, () => {
-    assert.deepEqual(parseRateLimit(input), { limit, windowMs });
-  });
-}
-
-Deno.test("parseRateLimit() refuses malformed values", () => {
-  for (
-    const bad of [
-      "100",
-      "0/10s",
-      "10/0s",
-      "10/10",
-      "ten/10s",
-      "10/10d",
-      "-1/1s",
-    ]
-  ) {
-    assert.throws(() => parseRateLimit(bad), TypeError, bad);
-  }
-});
 
 Deno.test("RateLimiter.hit() allows `limit` requests in a window, then refuses", () => {
   const { rl } = limiter(3, 10_000);

@@ -47,25 +47,6 @@ interface Counter {
 // 10k clients x ~100 bytes is about 1 MB: fine on any box, bounded on all.
 const DEFAULT_MAX_ENTRIES = 10_000;
 
-/**
- * Parses `--rate-limit` values such as `100/10s`, `5/1m`, `20/500ms`.
- *
- * @throws {TypeError} when the text is not `<count>/<number><ms|s|m|h>`.
- */
-export function parseRateLimit(text: string): RateLimitPolicy {
-  const m = /^(\d+)\/(\d+)(ms|s|m|h)$/.exec(text.trim());
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) {
-    throw new TypeError(
-      `Cannot read rate limit "${text}": expected like 100/10s`,
-    );
-  }
-  return {
-    limit: Number(m[1]),
-    windowMs: Number(m[2]) * unit[m[3] as keyof typeof unit],
-  };
-}
-
 /** The counting table, separate from HTTP so window edges test with numbers alone. */
 export class RateLimiter {
   readonly limit: number;
