@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { gunzip } from "./fixtures/app_request.ts";
 import { startApp } from "./fixtures/app_server.ts";
 import {
   connect,
@@ -48,12 +49,6 @@ async function replyAlone(reader: ReplyReader): Promise<RawReply> {
   const reply = await reader.readReply();
   assert.equal(reader.buffered.length, 0, "no bytes after the reply");
   return reply;
-}
-
-async function gunzip(data: Uint8Array): Promise<string> {
-  const stream = new Blob([data as Uint8Array<ArrayBuffer>]).stream()
-    .pipeThrough(new DecompressionStream("gzip"));
-  return await new Response(stream).text();
 }
 
 function assertStatusLine(reply: RawReply, line: string): void {

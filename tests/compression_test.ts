@@ -8,7 +8,7 @@ import { AppRequest } from "../lib/app/request.ts";
 import { bytes, json, stream, text } from "../lib/app/response.ts";
 import { Router } from "../lib/app/router.ts";
 import type { Reply } from "../lib/http/handler.ts";
-import { fake, flatten } from "./fixtures/app_request.ts";
+import { fake, flatten, gunzip } from "./fixtures/app_request.ts";
 
 const BIG = "spindle ".repeat(400); // 3200 bytes of very compressible text
 
@@ -18,12 +18,6 @@ function request(acceptEncoding?: string, method = "GET"): AppRequest {
     : { "accept-encoding": acceptEncoding };
   const { req } = fake(method, "/", { headers });
   return new AppRequest(req, "/");
-}
-
-async function gunzip(data: Uint8Array): Promise<string> {
-  const stream = new Blob([data as Uint8Array<ArrayBuffer>]).stream()
-    .pipeThrough(new DecompressionStream("gzip"));
-  return await new Response(stream).text();
 }
 
 const negotiation: [acceptEncoding: string | undefined, gzipped: boolean][] = [

@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { gunzip } from "./fixtures/app_request.ts";
 import { captureLogs } from "./fixtures/engine_log.ts";
 import { INDEX_HTML, listDir, startApp } from "./fixtures/app_server.ts";
 import {
@@ -15,12 +16,6 @@ import {
   sleep,
   waitFor,
 } from "./helpers/socket.ts";
-
-async function gunzip(data: Uint8Array): Promise<string> {
-  const stream = new Blob([data as Uint8Array<ArrayBuffer>]).stream()
-    .pipeThrough(new DecompressionStream("gzip"));
-  return await new Response(stream).text();
-}
 
 function raw(method: string, target: string, headers = "", body = ""): string {
   const length = body === "" && method === "GET"
