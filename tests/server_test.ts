@@ -406,3 +406,33 @@ Deno.test("serve() logs no access record, when accessLog is false", async () => 
   await exchange(server.port, get());
   assert.equal(logs.of("spindle", "access").length, 0);
 });
+
+Deno.test("serve() throws RangeError for maxConns 0 and leaves no listener open", () => {
+  assert.throws(
+    () =>
+      serve(
+        { port: 0, accessLog: false, limits: { maxConns: 0 } },
+        () => ({ status: 200 }),
+      ),
+    RangeError,
+  );
+  // The resource sanitizer fails this test if the listener was left open.
+});
+
+Deno.test("serve() logs an access record for a request it could not parse", async () => {
+  await using logs = await captureLogs();
+  await using server = serve({ port: 0 }, () => ({ status: 200, body: "ok" }));
+  using conn = await connect(server.port);
+  const reader = new ReplyReader(conn);
+  await send(conn, get("/fine") + "GET /bad HTTP/1.1\r\nHost : x\r\n\r\n");
+  assert.equal((await reader.readReply()).status, 200);
+  const bad = await reader.readReply();
+  assert.equal(bad.status, 400);
+  assert.equal(bad.headers.get("connection"), "close");
+  const access = logs.of("spindle", "access").map((r) => r.properties);
+  assert.equal(access.length, 2);
+  assert.equal(access[0].target, "/fine");
+  assert.equal(access[1].status, 400);
+  assert.equal(access[1].client, "127.0.0.1");
+  assert.equal(access[1].bytes, bad.head.length + bad.body.length);
+});

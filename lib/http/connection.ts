@@ -205,8 +205,13 @@ export class Connection implements ByteSource {
       } catch (err) {
         if (this.#closed || !(err instanceof HttpError)) throw err;
         // A head we could not parse: answer, then close; never hunt for the next request.
-        await this.#writeReply(toErrorReply(err, undefined), undefined, false);
+        const reply = toErrorReply(err, undefined);
+        const startTime = performance.now();
+        await this.#writeReply(reply, undefined, false);
         this.#opts.stats.requests++;
+        if (this.#opts.accessLog) {
+          this.#logAccess("-", "-", reply.status, startTime);
+        }
         await this.#linger();
         return;
       }
@@ -406,7 +411,7 @@ export class Connection implements ByteSource {
     keep = await this.#writeReply(reply, head, keep);
     stats.requests++;
     if (this.#opts.accessLog) {
-      this.#logAccess(head, reply.status, req.startTime);
+      this.#logAccess(head.method, head.target, reply.status, req.startTime);
     }
     if (keep && drain) {
       try {
@@ -418,11 +423,16 @@ export class Connection implements ByteSource {
     return keep;
   }
 
-  #logAccess(head: RequestHead, status: number, startTime: number): void {
+  #logAccess(
+    method: string,
+    target: string,
+    status: number,
+    startTime: number,
+  ): void {
     accessLog.info('{client} "{method} {target}" {status} {bytes} {ms}ms', {
       client: this.remoteAddr.hostname,
-      method: head.method,
-      target: head.target,
+      method,
+      target,
       status,
       bytes: this.#sent,
       ms: Math.round((performance.now() - startTime) * 10) / 10,

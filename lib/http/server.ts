@@ -72,6 +72,8 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   });
   const config = { ...DEFAULT_CONFIG, ...options, limits };
   const stats = options.stats ?? new EngineStats();
+  // Before listening: a bad limit throws here, with no socket left open.
+  const semaphore = new Semaphore(limits.maxConns, limits.maxQueue);
   const secure = config.cert !== undefined && config.key !== undefined;
   const listener: Deno.Listener = secure
     ? Deno.listenTls(
@@ -90,7 +92,6 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     });
   const addr = listener.addr as Deno.NetAddr;
   const connections = new Set<Connection>();
-  const semaphore = new Semaphore(limits.maxConns, limits.maxQueue);
   const queued = new Map<Deno.Conn, { since: number; cancel: () => void }>();
   /** Sockets being refused with 503; shutdown closes what is left of them. */
   const refusing = new Set<Deno.Conn>();
