@@ -70,11 +70,18 @@ async function run(
       : await Deno.readTextFile(opts.server.key);
     const stats = new EngineStats();
     let port = opts.server.port;
-    const handler = createApp(opts.app, {
-      stats,
-      hostname: opts.server.hostname,
-      port: () => port,
-    });
+    let handler;
+    try {
+      handler = createApp(opts.app, {
+        stats,
+        hostname: opts.server.hostname,
+        port: () => port,
+      });
+    } catch (err) {
+      // A setting only the app can judge, such as a malformed --trust-proxy entry.
+      console.error(`spindle: ${err instanceof Error ? err.message : err}`);
+      return 2;
+    }
     server = serve({
       ...opts.server,
       cert,

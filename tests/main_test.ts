@@ -168,3 +168,14 @@ Deno.test("main --workers 2 serves from two engines on one port and stops both o
   const stopped = r.lines.filter((l) => l.includes('"message":"Stopped"'));
   assert.equal(stopped.length, 2, r.lines.join("\n"));
 });
+
+Deno.test("main exits 2 for a --trust-proxy entry that is not an address", async () => {
+  const { code, stderr } = await run([
+    "--port",
+    "0",
+    "--trust-proxy",
+    "not-an-ip",
+  ]);
+  assert.equal(code, 2);
+  assert.match(stderr, /^spindle: .*not-an-ip/);
+});
