@@ -485,3 +485,55 @@ Deno.test("Connection reads nothing past a reply's close into a new request", as
   assert.equal(decoder.decode(raw).match(/HTTP\/1\.1 200/g)?.length, 1);
   assert.equal(calls, 1);
 });
+
+/** A mixed batch: GETs with headers of many sizes, and POSTs with bodies. */
+function mixedRequests(n: number): { raw: string; expected: string[] } {
+  let raw = "";
+  const expected: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const pad = "p".repeat((i * 397) % 3000);
+    if (i % 5 === 2) {
+      const body = "b".repeat((i * 131) % 5000);
+      raw += `POST /${i} HTTP/1.1\r\nHost: x\r\nX-Pad: ${pad}\r\n` +
+        `Content-Length: ${body.length}\r\n\r\n${body}`;
+      expected.push(`POST /${i} [${body}]`);
+    } else {
+      raw += get(`/${i}`, `X-Pad: ${pad}\r\n`);
+      expected.push(`GET /${i} []`);
+    }
+  }
+  return { raw, expected };
+}
+
+Deno.test("Connection answers 300 pipelined requests of mixed sizes in order", async () => {
+  await using server = start(echo);
+  using conn = await connect(server.port);
+  const { raw, expected } = mixedRequests(300);
+  const writing = send(conn, raw); // ~0.5 MB: read replies while it goes
+  const reader = new ReplyReader(conn);
+  for (let i = 0; i < expected.length; i++) {
+    assert.equal((await reader.readReply()).text, expected[i], `reply ${i}`);
+  }
+  await writing;
+});
+
+Deno.test("Connection parses requests split at every kind of boundary", async () => {
+  await using server = start(echo);
+  using conn = await connect(server.port);
+  conn.setNoDelay(true);
+  const { raw, expected } = mixedRequests(20);
+  const bytes = encoder.encode(raw);
+  const reader = new ReplyReader(conn);
+  // Pieces of 1 to 3000 bytes, a pause between some.
+  let seed = 7;
+  for (let off = 0; off < bytes.length;) {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    const n = 1 + (seed % (seed % 3 === 0 ? 17 : 3000));
+    await send(conn, bytes.subarray(off, off + n));
+    off += n;
+    if (seed % 4 === 0) await sleep(1);
+  }
+  for (let i = 0; i < expected.length; i++) {
+    assert.equal((await reader.readReply()).text, expected[i], `reply ${i}`);
+  }
+});
