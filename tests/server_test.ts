@@ -5,7 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { HttpError, STATUS } from "../lib/http/errors.ts";
-import { FileBody, type Handler, type ReplyBody } from "../lib/http/handler.ts";
+import {
+  FileBody,
+  type Handler,
+  type Reply,
+  type ReplyBody,
+} from "../lib/http/handler.ts";
 import { dateHeader } from "../lib/http/response.ts";
 import { serve } from "../lib/http/server.ts";
 import { captureLogs } from "./fixtures/engine_log.ts";
@@ -130,7 +135,7 @@ Deno.test("serve() sends a FileBody range with its length and closes the file", 
 
 Deno.test("serve() answers HEAD with the GET headers and no body", async () => {
   const cancelled: string[] = [];
-  await using server = start((req) => {
+  await using server = start((req): Reply => {
     if (req.path === "/stream") {
       return {
         status: 200,
