@@ -236,3 +236,38 @@ Deno.test("Connection survives slowhttptest's slowloris and keeps answering", as
   await waitFor(() => server.stats.active === 0, "active back to 0");
   assert.equal((await exchange(server.port, get())).status, 200);
 });
+
+Deno.test("Connection closes a connection that sends only empty lines, at headTimeoutMs", async () => {
+  await using server = start(ok);
+  using conn = await connect(server.port);
+  const t0 = performance.now();
+  // One empty line every 100 ms would re-arm an idle timer forever.
+  const flood = (async () => {
+    for (let i = 0; i < 30; i++) {
+      await send(conn, "\r\n");
+      await sleep(100);
+    }
+  })().catch(() => {}); // fails once the server closes
+  const reader = new ReplyReader(conn);
+  await reader.readUntilClose(3000);
+  const elapsed = since(t0);
+  assert.ok(elapsed < TIMEOUT_MS + SLACK_MS, `closed after ${elapsed} ms`);
+  conn.close();
+  await flood;
+  await waitFor(() => server.stats.active === 0, "active back to 0");
+});
+
+Deno.test("Connection keeps a kept-alive connection whose request follows a stray empty line", async () => {
+  await using server = start(ok, { keepAliveTimeoutMs: 1000 });
+  using conn = await connect(server.port);
+  const reader = new ReplyReader(conn);
+  // Some clients send CRLF after a POST body (RFC 9112 §2.2).
+  await send(
+    conn,
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi\r\n",
+  );
+  assert.equal((await reader.readReply()).status, 200);
+  await sleep(TIMEOUT_MS + 100); // past headTimeoutMs, within keep-alive
+  await send(conn, get());
+  assert.equal((await reader.readReply()).status, 200);
+});

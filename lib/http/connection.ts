@@ -287,9 +287,10 @@ export class Connection implements ByteSource {
   }
 
   async #readHead(): Promise<boolean> {
-    const empty = this.#start === this.#end;
     const limits = this.#limits;
-    if (empty) {
+    // #headStartedAt is 0 until a byte of the next head arrives; skipped empty
+    // lines count, so "\r\n" now and then cannot re-arm the idle deadline.
+    if (this.#headStartedAt === 0 && this.#start === this.#end) {
       this.phase = Phase.Idle;
       // A new connection that sends nothing is a slowloris too.
       this.deadline = Date.now() +
@@ -306,7 +307,7 @@ export class Connection implements ByteSource {
     this.#makeRoom(limits.maxHeadBytes);
     const n = await this.#conn.read(this.#buf.subarray(this.#end));
     if (n === null || this.#closed) return false;
-    if (empty) this.#headStartedAt = Date.now();
+    if (this.#headStartedAt === 0) this.#headStartedAt = Date.now();
     this.#end += n;
     this.#opts.stats.bytesIn += n;
     return true;
