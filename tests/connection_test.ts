@@ -537,3 +537,22 @@ Deno.test("Connection parses requests split at every kind of boundary", async ()
     assert.equal((await reader.readReply()).text, expected[i], `reply ${i}`);
   }
 });
+
+Deno.test("serve() closes quietly, without a stray 408, when an unread body stalls after the reply", async () => {
+  await using server = serve(
+    {
+      port: 0,
+      accessLog: false,
+      limits: { bodyTimeoutMs: 200, headTimeoutMs: 200 },
+    },
+    () => ({ status: 200, body: "answered first" }),
+  );
+  using conn = await connect(server.port);
+  const reader = new ReplyReader(conn);
+  // 100 bytes announced, 10 sent: the reply goes out, then the drop of the rest stalls.
+  await send(conn, get("/", "Content-Length: 100\r\n") + "0123456789");
+  const reply = await reader.readReply();
+  assert.equal(reply.status, 200);
+  assert.equal(await reader.closed(2000), true);
+  assert.equal(reader.buffered.length, 0, "nothing after the 200");
+});

@@ -64,6 +64,8 @@ export interface ConnectionOptions {
   readonly accessLog: boolean;
   /** Called once when the socket is closed. */
   readonly onClose: (c: Connection) => void;
+  /** True while connections wait in the queue for a slot. */
+  readonly waiting: () => boolean;
 }
 
 class IncomingRequest implements ServerRequest {
@@ -164,6 +166,8 @@ export class Connection implements ByteSource {
   #requests = 0;
   #continuePending = false;
   #draining = false;
+  /** Dropping an unread body after its reply. */
+  #discarding = false;
   #closed = false;
   /** Bytes queued or written for the current reply (access log). */
   #sent = 0;
@@ -198,7 +202,13 @@ export class Connection implements ByteSource {
         head = this.#parseNext();
         while (head === undefined) {
           if (this.#outLen > 0) await this.#flush();
-          if (this.#draining && this.#start === this.#end) return;
+          if (this.#start === this.#end) {
+            // Idle between requests: give the slot up if shutting down or if
+            // a connection is waiting for one.
+            if (
+              this.#draining || (this.#requests > 0 && this.#opts.waiting())
+            ) return;
+          }
           if (!(await this.#readHead())) return;
           head = this.#parseNext();
         }
@@ -415,10 +425,14 @@ export class Connection implements ByteSource {
       this.#logAccess(head.method, head.target, reply.status, req.startTime);
     }
     if (keep && drain) {
+      // The reply is out: a stall now gets a quiet close, not a stray 408.
+      this.#discarding = true;
       try {
         await body.discard();
       } catch {
         return false;
+      } finally {
+        this.#discarding = false;
       }
     }
     return keep;
@@ -649,7 +663,7 @@ export class Connection implements ByteSource {
   expire(now: number): void {
     if (this.deadline === 0 || now < this.deadline || this.#closed) return;
     const phase = this.phase;
-    if (phase === Phase.Head || phase === Phase.Body) {
+    if (phase === Phase.Head || (phase === Phase.Body && !this.#discarding)) {
       log.warn("{what} timeout from {client}", {
         what: phase === Phase.Head ? "Head" : "Body",
         client: this.remoteAddr.hostname,
@@ -682,6 +696,15 @@ export class Connection implements ByteSource {
       });
     }
     this.close();
+  }
+
+  /**
+   * True between requests on a kept-alive connection (or while lingering
+   * after a last reply): closing it now loses the client nothing.
+   */
+  get reclaimable(): boolean {
+    return (this.phase === Phase.Idle && this.#requests > 0) ||
+      this.phase === Phase.Linger;
   }
 
   /** Graceful shutdown: close now if idle, else after the reply in progress. */

@@ -120,6 +120,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       secure,
       accessLog: config.accessLog ?? true,
       onClose,
+      waiting: () => semaphore.waiting > 0,
     });
     connections.add(c);
     stats.active++;
@@ -185,6 +186,13 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     }
     stats.queued++;
     queued.set(conn, { since: Date.now(), cancel: ticket.cancel });
+    // A slot held by an idle keep-alive connection is worth more to a waiting one.
+    for (const c of connections) {
+      if (c.reclaimable) {
+        c.close(); // hands its permit to the first waiter
+        break;
+      }
+    }
     ticket.granted.then((granted) => {
       if (!queued.delete(conn)) return;
       stats.queued--;
