@@ -91,6 +91,8 @@ interface Row {
   readonly ratio: string;
   readonly target: string;
   readonly verdict: Verdict;
+  /** Why the verdict may not hold, e.g. a run limited by something else. */
+  readonly caveat?: string;
 }
 
 /** One line of the CPU-cost table: lower is better. */
@@ -320,7 +322,7 @@ async function comparePair(
 function throughputRow(
   id: number,
   what: string,
-  pair: { reference: LoadResult; spindle: LoadResult },
+  pair: { reference: Measured; spindle: Measured },
   metric: (r: LoadResult) => number,
   fmt: (n: number) => string,
   minRatio: number,
@@ -328,6 +330,9 @@ function throughputRow(
   const ratio = metric(pair.spindle) / metric(pair.reference);
   const valid = clean(pair.spindle) && clean(pair.reference);
   const note = (r: LoadResult) => clean(r) ? "" : " (errors)";
+  const cores = (r: Measured) => r.serverCpuSeconds / (r.durationMs / 1000);
+  const saturated = cores(pair.spindle) >= SATURATED_CORES &&
+    cores(pair.reference) >= SATURATED_CORES;
   return {
     id,
     what,
@@ -336,6 +341,7 @@ function throughputRow(
     ratio: fmtRatio(ratio),
     target: `>= ${minRatio.toFixed(1)}x`,
     verdict: valid && ratio >= minRatio ? "pass" : "FAIL",
+    caveat: saturated ? undefined : "a server was not saturated, see notes",
   };
 }
 
@@ -745,7 +751,8 @@ function renderTable(rows: Row[]): string {
     "|---|---|---:|---:|---:|---|---|",
   ];
   for (const r of [...rows].sort((a, b) => a.id - b.id)) {
-    const verdict = r.verdict === "FAIL" ? "**FAIL**" : r.verdict;
+    const verdict = (r.verdict === "FAIL" ? "**FAIL**" : r.verdict) +
+      (r.caveat ? ` (${r.caveat})` : "");
     lines.push(
       `| ${r.id} | ${r.what} | ${r.spindle} | ${r.reference} | ${r.ratio} | ${r.target} | ${verdict} |`,
     );
