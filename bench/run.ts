@@ -898,30 +898,63 @@ async function main(): Promise<void> {
       } before the bench started. Throughput figures are noisy; the CPU-per-request table is steadier.`,
     );
   }
+  // A case that cannot run becomes a FAIL row; the others still run.
+  const attempt = async (
+    cases: { id: number; what: string }[],
+    body: () => Promise<void>,
+  ) => {
+    if (cases.length === 0) return;
+    try {
+      await body();
+    } catch (err) {
+      const message = (err as Error).message.split("\n")[0];
+      console.error(`  error: ${(err as Error).message}`);
+      for (const c of cases) {
+        if (bench.rows.some((r) => r.id === c.id)) continue;
+        bench.rows.push({ ...skipRow(c.id, c.what, "-"), verdict: "FAIL" });
+        bench.notes.push(`Case ${c.id} did not run: ${message}`);
+      }
+    }
+  };
   try {
     await makeFiles(bench.root);
-    await throughputCases(
-      bench,
-      ENGINE_CASES.filter((c) => ids.has(c.id)),
-      helloServer(bench, false),
-      helloServer(bench, true),
+    const engineCases = ENGINE_CASES.filter((c) => ids.has(c.id));
+    await attempt(engineCases, () =>
+      throughputCases(
+        bench,
+        engineCases,
+        helloServer(bench, false),
+        helloServer(bench, true),
+      ));
+    await attempt(
+      ids.has(3) ? [{ id: 3, what: "Memory per idle keep-alive conn" }] : [],
+      () => idleMemoryCase(bench, Number(fdSoft) || 1024),
     );
-    if (ids.has(3)) await idleMemoryCase(bench, Number(fdSoft) || 1024);
     const staticCases = STATIC_CASES.filter((c) => ids.has(c.id));
     if (!bench.hasNginx) {
       for (const c of staticCases) {
         bench.rows.push(skipRow(c.id, c.what, "nginx is not installed"));
       }
     } else {
-      await throughputCases(
-        bench,
-        staticCases,
-        nginxServer(bench),
-        staticServer(bench),
+      await attempt(staticCases, () =>
+        throughputCases(
+          bench,
+          staticCases,
+          nginxServer(bench),
+          staticServer(bench),
+        ));
+    }
+    await attempt(
+      ids.has(6)
+        ? [{ id: 6, what: "RSS added by slow clients on a 1 GiB file" }]
+        : [],
+      () => largeFileCase(bench),
+    );
+    if (bench.cpuProf) {
+      await profileCases(bench, ids).catch((err) =>
+        bench.notes.push(`Profiling failed: ${(err as Error).message}`)
       );
     }
-    if (ids.has(6)) await largeFileCase(bench);
-    if (bench.cpuProf) await profileCases(bench, ids);
   } finally {
     await stopAll();
     Deno.removeSignalListener("SIGINT", onSignal);
@@ -988,8 +1021,15 @@ async function main(): Promise<void> {
   ].join("\n");
   console.log(`\n${table}\n`);
   for (const note of bench.notes) console.log(`Note: ${note}`);
-  await Deno.writeTextFile(values.out, report);
-  console.log(`\nWritten to ${values.out}`);
+  try {
+    await Deno.writeTextFile(values.out, report);
+    console.log(`\nWritten to ${values.out}`);
+  } catch (err) {
+    console.log(
+      `\nCould not write ${values.out} (${(err as Error).message}):\n`,
+    );
+    console.log(report);
+  }
 }
 
 if (import.meta.main) await main();
