@@ -204,7 +204,7 @@ export class BodyReader implements RequestBody {
         const c = line[i];
         if (
           c !== 0x3b && c !== 0x3d && c !== 0x22 && c !== 0x5c &&
-          FIELD_VALUE[c] !== 1
+          FIELD_VALUE[c] === 0
         ) {
           throw badRequest("control byte in chunk extension");
         }
@@ -245,7 +245,7 @@ export class BodyReader implements RequestBody {
         throw badRequest("malformed trailer field");
       }
       for (i++; i < line.length; i++) {
-        if (FIELD_VALUE[line[i]] !== 1) {
+        if (FIELD_VALUE[line[i]] === 0) {
           throw badRequest("control byte in trailer field");
         }
       }

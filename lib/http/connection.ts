@@ -4,7 +4,7 @@
  * fields; the server's sweeper calls `expire()` when one has passed.
  */
 import { getLogger } from "@logtape/logtape";
-import type { Limits } from "../config.ts";
+import { DEFAULT_LIMITS, type Limits } from "../config.ts";
 import { BodyReader, type ByteSource } from "./body.ts";
 import { HttpError, reasonPhrase, renderError, STATUS } from "./errors.ts";
 import {
@@ -22,6 +22,21 @@ import type { EngineStats } from "./stats.ts";
 const log = getLogger(["spindle", "http"]);
 const accessLog = getLogger(["spindle", "access"]);
 const encoder = new TextEncoder();
+/** Strings that are their own UTF-8 encoding. */
+const ASCII = /^[\x00-\x7f]*$/;
+/** The body of every request without one; never reads. */
+const NO_BODY = new BodyReader(
+  {
+    buffered: () => new Uint8Array(0),
+    consume: () => {},
+    fill: () => Promise.resolve(false),
+    readDirect: () => Promise.resolve(null),
+    sendContinue: () => Promise.resolve(),
+  },
+  0,
+  false,
+  DEFAULT_LIMITS,
+);
 
 /** First read buffer; grows up to the head limit only when a head needs it. */
 const INITIAL_READ_BYTES = 4096;
@@ -97,7 +112,7 @@ class IncomingRequest implements ServerRequest {
     this.remoteAddr = remoteAddr;
     this.secure = secure;
     this.body = body;
-    this.startTime = performance.now();
+    this.startTime = Date.now();
   }
 }
 
@@ -216,7 +231,7 @@ export class Connection implements ByteSource {
         if (this.#closed || !(err instanceof HttpError)) throw err;
         // A head we could not parse: answer, then close; never hunt for the next request.
         const reply = toErrorReply(err, undefined);
-        const startTime = performance.now();
+        const startTime = Date.now();
         await this.#writeReply(reply, undefined, false);
         this.#opts.stats.requests++;
         if (this.#opts.accessLog) {
@@ -315,7 +330,9 @@ export class Connection implements ByteSource {
       this.deadline = this.#headStartedAt + limits.headTimeoutMs;
     }
     this.#makeRoom(limits.maxHeadBytes);
-    const n = await this.#conn.read(this.#buf.subarray(this.#end));
+    const n = await this.#conn.read(
+      this.#end === 0 ? this.#buf : this.#buf.subarray(this.#end),
+    );
     if (n === null || this.#closed) return false;
     if (this.#headStartedAt === 0) this.#headStartedAt = Date.now();
     this.#end += n;
@@ -343,7 +360,9 @@ export class Connection implements ByteSource {
     );
     this.phase = Phase.Body;
     this.deadline = Date.now() + this.#limits.bodyTimeoutMs;
-    const n = await this.#conn.read(this.#buf.subarray(this.#end));
+    const n = await this.#conn.read(
+      this.#end === 0 ? this.#buf : this.#buf.subarray(this.#end),
+    );
     this.phase = Phase.Handler;
     this.deadline = 0;
     if (n === null) return false;
@@ -375,7 +394,9 @@ export class Connection implements ByteSource {
     const limits = this.#limits;
     const stats = this.#opts.stats;
     this.#requests++;
-    const body = new BodyReader(this, head.contentLength, head.chunked, limits);
+    const body = head.contentLength <= 0 && !head.chunked
+      ? NO_BODY // most requests: no reader to build
+      : new BodyReader(this, head.contentLength, head.chunked, limits);
     this.#continuePending = head.expectContinue && !body.consumed;
     const req = new IncomingRequest(
       head,
@@ -450,7 +471,7 @@ export class Connection implements ByteSource {
       target,
       status,
       bytes: this.#sent,
-      ms: Math.round((performance.now() - startTime) * 10) / 10,
+      ms: Date.now() - startTime,
     });
   }
 
@@ -483,9 +504,14 @@ export class Connection implements ByteSource {
     let bytes: Uint8Array | undefined;
     let contentLength = -1;
     let chunked = false;
-    if (typeof body === "string") bytes = encoder.encode(body);
-    else if (body instanceof Uint8Array) bytes = body;
-    if (bytes !== undefined) contentLength = bytes.length;
+    // A short ASCII body rides in the head's text: one encode, one copy.
+    let asciiBody: string | undefined;
+    if (typeof body === "string") {
+      if (body.length <= COPY_BYTES && ASCII.test(body)) asciiBody = body;
+      else bytes = encoder.encode(body);
+    } else if (body instanceof Uint8Array) bytes = body;
+    if (asciiBody !== undefined) contentLength = asciiBody.length;
+    else if (bytes !== undefined) contentLength = bytes.length;
     else if (body instanceof FileBody) contentLength = body.length;
     else if (body === null || body === undefined) {
       contentLength = isHead && scan.contentLength !== -1
@@ -505,9 +531,15 @@ export class Connection implements ByteSource {
       close: !keep,
       keepAlive: keep && minor === 0,
     });
-    this.#queueText(headText);
+    this.#queueText(
+      asciiBody === undefined || isHead || bodiless
+        ? headText
+        : headText + asciiBody,
+    );
     if (isHead || bodiless) {
       cancelBody(body);
+    } else if (asciiBody !== undefined) {
+      // already queued with the head
     } else if (bytes !== undefined) {
       await this.#writeBytes(bytes);
     } else if (body instanceof FileBody) {
@@ -574,16 +606,17 @@ export class Connection implements ByteSource {
     const phase = this.phase;
     this.phase = Phase.Write;
     this.#writing = true;
-    try {
-      for (let off = 0; off < bytes.length;) {
-        this.deadline = Date.now() + this.#limits.writeTimeoutMs;
-        off += await this.#conn.write(bytes.subarray(off));
-      }
-    } finally {
-      this.#writing = false;
-      this.phase = phase;
-      this.deadline = 0;
+    const timeout = this.#limits.writeTimeoutMs;
+    this.deadline = Date.now() + timeout;
+    // Partial writes are rare; on a throw the connection is done anyway.
+    let off = await this.#conn.write(bytes);
+    while (off < bytes.length) {
+      this.deadline = Date.now() + timeout;
+      off += await this.#conn.write(bytes.subarray(off));
     }
+    this.#writing = false;
+    this.phase = phase;
+    this.deadline = 0;
     this.#opts.stats.bytesOut += bytes.length;
   }
 

@@ -78,7 +78,7 @@ export interface ServerRequest {
   /** True on a TLS connection. */
   readonly secure: boolean;
   readonly body: RequestBody;
-  /** `performance.now()` when the head was complete. */
+  /** `Date.now()` when the head was complete (a cheap clock; ms resolution). */
   readonly startTime: number;
 }
 

@@ -22,11 +22,16 @@ for (const c of "!#$%&'*+-.^_`|~") TOKEN[c.charCodeAt(0)] = 1;
 for (let c = 0x30; c <= 0x39; c++) TOKEN[c] = 1;
 for (let c = 0x41; c <= 0x5a; c++) TOKEN[c] = TOKEN[c | 0x20] = 1;
 
-/** 1 where a byte may appear in a field value: HTAB, SP, VCHAR, obs-text (§5.5). */
+/**
+ * Non-zero where a byte may appear in a field value (§5.5): 1 for HTAB, SP
+ * and VCHAR, 2 for obs-text, so a scan can tell whether a head is ASCII.
+ */
 export const FIELD_VALUE = new Uint8Array(256);
 FIELD_VALUE[HTAB] = 1;
 for (let c = 0x20; c <= 0x7e; c++) FIELD_VALUE[c] = 1;
-for (let c = 0x80; c <= 0xff; c++) FIELD_VALUE[c] = 1;
+for (let c = 0x80; c <= 0xff; c++) FIELD_VALUE[c] = 2;
+
+const ascii = new TextDecoder(); // ~10x faster than latin1() on ASCII
 
 /** 1 where a byte may appear in a request target: visible ASCII but "#" (§3.2). */
 const TARGET = new Uint8Array(256);
@@ -130,6 +135,9 @@ function methodName(buf: Uint8Array, start: number, end: number): string {
   return latin1(buf, start, end);
 }
 
+/** Offsets of each field's name and value, reused by every parse (no I/O between). */
+let fieldOffsets = new Int32Array(4 * 64);
+
 function isDigit(c: number): boolean {
   return c >= 0x30 && c <= 0x39;
 }
@@ -190,15 +198,10 @@ export function parseHead(
   const minor = buf[i + 7] === 0x30 ? 0 : 1;
   i += 10;
 
-  // Header fields (§5): field-name ":" OWS field-value OWS CRLF.
-  const names: string[] = [];
-  const values: string[] = [];
-  let host: string | undefined;
-  let hostCount = 0;
-  let contentLength = -1;
-  let transferEncoding: string | undefined;
-  let connection: string | undefined;
-  let expect: string | undefined;
+  // Header fields (§5): field-name ":" OWS field-value OWS CRLF. The scan
+  // only checks bytes and notes offsets; the head is decoded once, after.
+  let count = 0;
+  let high = 0; // 2 once an obs-text byte was seen
   while (i < end) {
     const line = i;
     if (buf[i] === CR) {
@@ -218,7 +221,9 @@ export function parseHead(
     const nameEnd = i++;
     while (buf[i] === SP || buf[i] === HTAB) i++;
     const valueStart = i;
-    while (FIELD_VALUE[buf[i]] === 1) i++;
+    for (let v = FIELD_VALUE[buf[i]]; v !== 0; v = FIELD_VALUE[buf[++i]]) {
+      high |= v;
+    }
     let valueEnd = i;
     if (buf[i] !== CR || buf[i + 1] !== LF) {
       throw badRequest(
@@ -234,17 +239,43 @@ export function parseHead(
       valueEnd > valueStart &&
       (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HTAB)
     ) valueEnd--;
-    if (names.length === limits.maxHeaderCount) {
+    if (count === limits.maxHeaderCount) {
       throw new HttpError(
         STATUS.RequestHeaderFieldsTooLarge,
         "Too many header fields",
         { close: true },
       );
     }
-    const name = latin1(buf, line, nameEnd);
-    const value = latin1(buf, valueStart, valueEnd);
-    names.push(name);
-    values.push(value);
+    const k = count++ * 4;
+    if (k + 4 > fieldOffsets.length) {
+      const bigger = new Int32Array(fieldOffsets.length * 2);
+      bigger.set(fieldOffsets);
+      fieldOffsets = bigger;
+    }
+    fieldOffsets[k] = line - start;
+    fieldOffsets[k + 1] = nameEnd - start;
+    fieldOffsets[k + 2] = valueStart - start;
+    fieldOffsets[k + 3] = valueEnd - start;
+  }
+
+  // UTF-8 decoding is Latin-1 decoding while every byte is ASCII.
+  const text = (high & 2) === 0
+    ? ascii.decode(buf.subarray(start, i))
+    : latin1(buf, start, i);
+  const names: string[] = new Array(count);
+  const values: string[] = new Array(count);
+  let host: string | undefined;
+  let hostCount = 0;
+  let contentLength = -1;
+  let transferEncoding: string | undefined;
+  let connection: string | undefined;
+  let expect: string | undefined;
+  for (let n = 0; n < count; n++) {
+    const k = n * 4;
+    const name = text.slice(fieldOffsets[k], fieldOffsets[k + 1]);
+    const value = text.slice(fieldOffsets[k + 2], fieldOffsets[k + 3]);
+    names[n] = name;
+    values[n] = value;
     switch (name) {
       case "host":
         hostCount++;
@@ -269,7 +300,7 @@ export function parseHead(
     }
   }
 
-  const target = latin1(buf, targetStart, targetEnd);
+  const target = text.slice(targetStart - start, targetEnd - start);
   let path: string;
   let query = "";
   const first = buf[targetStart];
