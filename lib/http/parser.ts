@@ -448,10 +448,15 @@ function mergeContentLength(
   return n;
 }
 
+/** The last Host that passed: a connection sends the same one again and again. */
+let goodHost = "";
+
 function checkHost(host: string): void {
+  if (host === goodHost) return;
   for (let k = 0; k < host.length; k++) {
     if (HOST[host.charCodeAt(k)] !== 1) throw badRequest("invalid Host header");
   }
+  goodHost = host;
 }
 
 /** `s` without leading and trailing SP and HTAB (OWS, RFC 9110 §5.6.3). */

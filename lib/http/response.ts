@@ -74,9 +74,16 @@ export function scanHeaders(headers: ReplyHeaders | undefined): HeaderScan {
   return scan;
 }
 
+/** Reply field names already found to be tokens; replies reuse a few names. */
+const goodNames = new Set<string>();
+
 function checkField(name: string, value: string): void {
-  if (name.length === 0 || /[^!#$%&'*+\-.^_`|~0-9A-Za-z]/.test(name)) {
-    throw new Error(`Invalid header name in reply: ${JSON.stringify(name)}`);
+  if (!goodNames.has(name)) {
+    if (name.length === 0 || /[^!#$%&'*+\-.^_`|~0-9A-Za-z]/.test(name)) {
+      throw new Error(`Invalid header name in reply: ${JSON.stringify(name)}`);
+    }
+    if (goodNames.size >= 1024) goodNames.clear(); // bounded, whatever handlers send
+    goodNames.add(name);
   }
   if (/[\r\n\0]/.test(value)) {
     throw new Error(`Invalid header value in reply for ${name}`);
