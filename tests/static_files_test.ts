@@ -95,6 +95,23 @@ Deno.test("staticFiles() serves a symlink that stays inside the root", async () 
   assert.equal(b.text, "<p>sub page</p>\n");
 });
 
+Deno.test("staticFiles() refuses a symlink re-pointed out of the root after it was served", async () => {
+  const link = `${site.root}/swap.txt`;
+  await Deno.symlink(`${site.root}/hello.txt`, link);
+  try {
+    const h = staticFiles(site.config, TEST_TUNING);
+    assert.equal((await ask(h, "GET", "/swap.txt")).text, HELLO);
+    // Same path, now naming a file outside: the remembered real path must not be reused.
+    await Deno.remove(link);
+    await Deno.symlink(`${site.base}/secret.txt`, link);
+    const after = await ask(h, "GET", "/swap.txt");
+    assert.equal(after.status, 404);
+    assert.ok(!after.text.includes(SECRET));
+  } finally {
+    await Deno.remove(link);
+  }
+});
+
 Deno.test("staticFiles() serves a root that is itself a symlink", async () => {
   const link = `${site.base}/root-link`;
   await Deno.symlink(site.root, link);

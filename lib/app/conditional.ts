@@ -154,5 +154,15 @@ export function ifRangeHolds(
 
 /** Formats a Last-Modified value (IMF-fixdate) from ms since the epoch. */
 export function httpDate(ms: number): string {
-  return new Date(ms).toUTCString();
+  // Files keep their mtime for many requests: format each second once.
+  const second = Math.floor(ms / 1000);
+  let text = httpDates.get(second);
+  if (text === undefined) {
+    text = new Date(second * 1000).toUTCString();
+    if (httpDates.size >= 4096) httpDates.clear();
+    httpDates.set(second, text);
+  }
+  return text;
 }
+
+const httpDates = new Map<number, string>();
