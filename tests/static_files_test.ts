@@ -112,6 +112,36 @@ Deno.test("staticFiles() refuses a symlink re-pointed out of the root after it w
   }
 });
 
+Deno.test("staticFiles() trusts a lookup for revalidateMs, then sees the edit", async () => {
+  const file = `${site.root}/window.txt`;
+  await Deno.writeTextFile(file, "first version\n");
+  try {
+    const h = staticFiles(site.config, { ...TEST_TUNING, revalidateMs: 300 });
+    assert.equal((await ask(h, "GET", "/window.txt")).text, "first version\n");
+    // A different size and mtime: a stat would see it at once.
+    await Deno.writeTextFile(file, "second, longer version\n");
+    await Deno.utime(file, new Date(), new Date(Date.now() + 5000));
+    assert.equal(
+      (await ask(h, "GET", "/window.txt")).text,
+      "first version\n",
+      "within the window",
+    );
+    await new Promise((r) => setTimeout(r, 350));
+    assert.equal(
+      (await ask(h, "GET", "/window.txt")).text,
+      "second, longer version\n",
+      "after it",
+    );
+    // A missing path is never remembered: a new file shows at once.
+    assert.equal((await ask(h, "GET", "/fresh.txt")).status, 404);
+    await Deno.writeTextFile(`${site.root}/fresh.txt`, "new\n");
+    assert.equal((await ask(h, "GET", "/fresh.txt")).text, "new\n");
+  } finally {
+    await Deno.remove(file);
+    await Deno.remove(`${site.root}/fresh.txt`).catch(() => {});
+  }
+});
+
 Deno.test("staticFiles() serves a root that is itself a symlink", async () => {
   const link = `${site.base}/root-link`;
   await Deno.symlink(site.root, link);

@@ -59,6 +59,12 @@ export interface StaticTuning {
   readonly sidecarTtlMs: number;
   /** A listing shows at most this many entries. */
   readonly maxListingEntries: number;
+  /**
+   * How long a found file's lookup (stat and checked real path) is trusted
+   * before it is made again, as nginx's open_file_cache_valid. An edit shows
+   * within this time; a missing path is always looked up afresh.
+   */
+  readonly revalidateMs: number;
   /** Read size for multipart replies from large files. */
   readonly readChunkBytes: number;
 }
@@ -71,8 +77,16 @@ export const DEFAULT_TUNING: StaticTuning = Object.freeze({
   compressedCacheBytes: 32 * 1024 * 1024,
   sidecarTtlMs: 1000,
   maxListingEntries: 10_000,
+  revalidateMs: 200, // a stat per file 5 times a second, not per request
   readChunkBytes: 256 * 1024,
 });
+
+/** A path whose real path was checked, the file it named, and when. */
+interface Resolved {
+  readonly real: string;
+  info: Deno.FileInfo;
+  checkedAt: number;
+}
 
 /** Checked real paths remembered; past it the memory starts afresh. */
 const MAX_RESOLVED = 10_000;
@@ -174,7 +188,7 @@ class StaticSite {
   readonly #compressing = new Map<string, Promise<Uint8Array | null>>();
   readonly #sidecars = new Map<string, SidecarLook>();
   /** Paths whose real path was checked, with the file they named then. */
-  readonly #resolved = new Map<string, { real: string; info: Deno.FileInfo }>();
+  readonly #resolved = new Map<string, Resolved>();
 
   constructor(config: StaticConfig, tuning: StaticTuning) {
     this.#config = config;
@@ -268,19 +282,31 @@ class StaticSite {
     // the root lexically. Sync calls on purpose: for a local file they take a
     // few µs, their async forms ~14 µs each in thread hand-offs.
     const joined = this.#root + path;
+    const known = this.#resolved.get(joined);
+    const now = Date.now();
     let info: Deno.FileInfo;
-    try {
-      info = Deno.statSync(joined); // follows symlinks
-    } catch (err) {
-      return missing(err);
+    if (
+      known !== undefined && now - known.checkedAt < this.#tuning.revalidateMs
+    ) {
+      info = known.info; // looked up a moment ago
+    } else {
+      try {
+        info = Deno.statSync(joined); // follows symlinks
+      } catch (err) {
+        if (known !== undefined) this.#resolved.delete(joined);
+        return missing(err);
+      }
     }
     // The real path was checked before for this very file (same device,
     // inode, size, mtime): a swapped symlink shows another inode and is
     // checked afresh. So realPath() runs once per file version, not per request.
-    const known = this.#resolved.get(joined);
     let real: string;
     if (known !== undefined && sameFile(known.info, info)) {
       real = known.real;
+      if (known.info !== info) {
+        known.info = info; // stat'ed afresh just now: trust it for another while
+        known.checkedAt = now;
+      }
     } else {
       try {
         real = Deno.realPathSync(joined);
@@ -296,7 +322,7 @@ class StaticSite {
         if (deny && isDotPath(real.slice(prefix.length - 1))) return null;
       }
       if (this.#resolved.size >= MAX_RESOLVED) this.#resolved.clear();
-      this.#resolved.set(joined, { real, info });
+      this.#resolved.set(joined, { real, info, checkedAt: now });
     }
     if (info.isDirectory) return { kind: "dir", real };
     // Not sockets, FIFOs or devices: opening a FIFO would hang the request.

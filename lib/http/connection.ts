@@ -97,6 +97,7 @@ class IncomingRequest implements ServerRequest {
   readonly startTime: number;
 
   constructor(
+    startTime: number,
     head: RequestHead,
     body: BodyReader,
     remoteAddr: Deno.NetAddr,
@@ -112,7 +113,7 @@ class IncomingRequest implements ServerRequest {
     this.remoteAddr = remoteAddr;
     this.secure = secure;
     this.body = body;
-    this.startTime = Date.now();
+    this.startTime = startTime;
   }
 }
 
@@ -187,6 +188,8 @@ export class Connection implements ByteSource {
   /** Bytes queued or written for the current reply (access log). */
   #sent = 0;
   phase: Phase = Phase.Idle;
+  /** `Date.now()` when the last read completed. */
+  #now = Date.now();
   /** `Date.now()` past which `expire()` acts; 0 for none. */
   deadline = 0;
 
@@ -334,7 +337,8 @@ export class Connection implements ByteSource {
       this.#end === 0 ? this.#buf : this.#buf.subarray(this.#end),
     );
     if (n === null || this.#closed) return false;
-    if (this.#headStartedAt === 0) this.#headStartedAt = Date.now();
+    this.#now = Date.now(); // one clock read serves this batch of requests
+    if (this.#headStartedAt === 0) this.#headStartedAt = this.#now;
     this.#end += n;
     this.#opts.stats.bytesIn += n;
     return true;
@@ -399,6 +403,7 @@ export class Connection implements ByteSource {
       : new BodyReader(this, head.contentLength, head.chunked, limits);
     this.#continuePending = head.expectContinue && !body.consumed;
     const req = new IncomingRequest(
+      this.#now,
       head,
       body,
       this.remoteAddr,
@@ -413,7 +418,10 @@ export class Connection implements ByteSource {
     } else {
       try {
         const r = this.#opts.handler(req);
-        reply = r instanceof Promise ? await r : r;
+        if (r instanceof Promise) {
+          reply = await r;
+          this.#now = Date.now(); // the Date header must not predate a slow handler
+        } else reply = r;
         if (
           reply === null || typeof reply !== "object" ||
           !Number.isInteger(reply.status)
@@ -525,7 +533,7 @@ export class Connection implements ByteSource {
       contentLength = -1;
       chunked = false;
     }
-    const headText = serializeHead(status, reply.headers, {
+    const headText = serializeHead(status, reply.headers, this.#now, {
       contentLength,
       chunked,
       close: !keep,
@@ -713,7 +721,7 @@ export class Connection implements ByteSource {
           undefined,
         );
         const bytes = encoder.encode(
-          serializeHead(reply.status, reply.headers, {
+          serializeHead(reply.status, reply.headers, now, {
             contentLength: encoder.encode(reply.body as string).length,
             chunked: false,
             close: true,

@@ -119,9 +119,10 @@ const OWNED = new Set([
 export function serializeHead(
   status: number,
   headers: ReplyHeaders | undefined,
+  now: number,
   framing: Framing,
 ): string {
-  let head = statusLine(status) + dateHeader();
+  let head = statusLine(status) + dateHeader(now);
   if (headers !== undefined) {
     forEachHeader(headers, (name, value) => {
       const c = name.charCodeAt(0) | 0x20;

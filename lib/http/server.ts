@@ -139,12 +139,14 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       undefined,
     );
     const body = encoder.encode(reply.body as string);
-    const head = encoder.encode(serializeHead(reply.status, reply.headers, {
-      contentLength: body.length,
-      chunked: false,
-      close: true,
-      keepAlive: false,
-    }));
+    const head = encoder.encode(
+      serializeHead(reply.status, reply.headers, Date.now(), {
+        contentLength: body.length,
+        chunked: false,
+        close: true,
+        keepAlive: false,
+      }),
+    );
     const bytes = new Uint8Array(head.length + body.length);
     bytes.set(head);
     bytes.set(body, head.length);
