@@ -134,10 +134,12 @@ const badNames: [target: string, status: number][] = [
   ["/files/a%2Fb", 400], // encoded slash
   ["/files/a%5Cb", 400], // backslash
   ["/files/a%00b", 400],
+  ["/files/" + "%C3%A9".repeat(128), 400], // 128 characters, 256 bytes
   ["/files/", 404],
 ];
 for (const [target, status] of badNames) {
-  Deno.test(`/files answers ${status} for ${target}, reading and writing nothing`, async () => {
+  const label = target.length > 40 ? `${target.slice(0, 30)}...` : target;
+  Deno.test(`/files answers ${status} for ${label}, reading and writing nothing`, async () => {
     await using app = await startApp();
     for (const method of ["GET", "POST"]) {
       const reply = await exchange(app.port, raw(method, target, "", "data"));
@@ -146,6 +148,34 @@ for (const [target, status] of badNames) {
     assert.deepEqual(await listDir(app.directory), []);
   });
 }
+
+Deno.test("POST /files/{name} answers 409 when a folder has the name, leaving it as it was", async () => {
+  await using app = await startApp();
+  await Deno.mkdir(join(app.directory, "sub"));
+  await Deno.writeTextFile(join(app.directory, "sub", "x"), "x");
+  const reply = await exchange(app.port, raw("POST", "/files/sub", "", "data"));
+  assert.equal(reply.status, 409);
+  assert.deepEqual(await listDir(app.directory), ["sub"]);
+  assert.deepEqual(await listDir(join(app.directory, "sub")), ["x"]);
+});
+
+Deno.test("GET /files/{name} answers 404 at once for a FIFO, never opening it", async () => {
+  await using app = await startApp();
+  const fifo = join(app.directory, "pipe");
+  const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+  assert.ok(made.success, "mkfifo");
+  try {
+    const res = await fetch(`${app.origin}/files/pipe`, {
+      signal: AbortSignal.timeout(2000),
+    });
+    assert.equal(res.status, 404);
+    await res.body?.cancel();
+  } catch (err) {
+    // Unblock the server's open() so the server can stop, then fail.
+    (await Deno.open(fifo, { write: true })).close();
+    throw err;
+  }
+});
 
 Deno.test("POST /files/{name} leaves no file when the client sends half and closes", async () => {
   await using app = await startApp();

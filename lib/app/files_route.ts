@@ -9,8 +9,10 @@ import { FileBody, type Reply } from "../http/handler.ts";
 import { writeAtomic } from "./atomic_write.ts";
 import type { AppHandler } from "./router.ts";
 
-/** Longest name most file systems take, in UTF-16 units (bytes checked by the OS). */
-const MAX_NAME_LENGTH = 255;
+/** Longest name most file systems take (NAME_MAX), in UTF-8 bytes. */
+const MAX_NAME_BYTES = 255;
+
+const encoder = new TextEncoder();
 
 /**
  * Checks a file name from the path: one segment, no separator, NUL, or dot
@@ -26,12 +28,31 @@ export function checkFileName(name: string): string {
   } else if (name === "." || name === "..") why = "is a dot segment";
   else if (name.startsWith(".")) why = "starts with a dot";
   else if (name.includes("\0")) why = "contains NUL";
-  else if (name.length > MAX_NAME_LENGTH) why = "is too long";
+  // NAME_MAX counts bytes, and the OS's ENAMETOOLONG would be a 500. A UTF-16
+  // unit is at most 3 bytes, so most names need no encoding to pass.
+  else if (
+    name.length > MAX_NAME_BYTES / 3 &&
+    encoder.encode(name).length > MAX_NAME_BYTES
+  ) why = "is too long";
   if (why !== undefined) {
     const message = `File name ${why}`;
     throw new HttpError(STATUS.BadRequest, message, { expose: message });
   }
   return name;
+}
+
+/** A file system error as the client sees it: 403, 404, or rethrown as is. */
+function notServed(err: unknown, name: string): unknown {
+  if (err instanceof Deno.errors.PermissionDenied) {
+    return new HttpError(STATUS.Forbidden, `Cannot read ${name}`, {
+      cause: err,
+    });
+  }
+  if (
+    err instanceof Deno.errors.NotFound ||
+    err instanceof Deno.errors.NotADirectory
+  ) return new HttpError(STATUS.NotFound, `No file ${name}`);
+  return err;
 }
 
 /** GET (and HEAD) /files/{*name}: the file as bytes, 404 when missing. */
@@ -41,20 +62,19 @@ export function getFile(
 ): AppHandler {
   return async (req): Promise<Reply> => {
     const name = checkFileName(req.params.name ?? "");
+    const path = join(dir, name);
     let file: Deno.FsFile;
     try {
-      file = await Deno.open(join(dir, name), { read: true });
-    } catch (err) {
-      if (
-        err instanceof Deno.errors.NotFound ||
-        err instanceof Deno.errors.NotADirectory
-      ) {
-        throw new HttpError(STATUS.NotFound, `No file ${name}`);
+      // Stat first: opening a FIFO for reading blocks until a writer comes.
+      if (!(await Deno.stat(path)).isFile) {
+        throw new HttpError(STATUS.NotFound, `${name} is not a file`);
       }
-      throw err;
+      file = await Deno.open(path, { read: true });
+    } catch (err) {
+      throw notServed(err, name);
     }
     try {
-      const info = await file.stat();
+      const info = await file.stat(); // the length of what we opened
       if (!info.isFile) {
         throw new HttpError(STATUS.NotFound, `${name} is not a file`);
       }
@@ -74,9 +94,16 @@ export function getFile(
 export function postFile(dir: string): AppHandler {
   return async (req): Promise<Reply> => {
     const name = checkFileName(req.params.name ?? "");
-    const { bytes } = await writeAtomic(dir, name, req.chunks(), {
-      replace: true,
-    });
+    let bytes: number;
+    try {
+      ({ bytes } = await writeAtomic(dir, name, req.chunks(), {
+        replace: true,
+      }));
+    } catch (err) {
+      if (!(err instanceof Deno.errors.IsADirectory)) throw err;
+      const message = "File name is taken by a folder";
+      throw new HttpError(STATUS.Conflict, message, { expose: message });
+    }
     return {
       status: STATUS.Created,
       headers: {
