@@ -4,10 +4,11 @@
  * ranges and replies that already have a Content-Encoding pass untouched.
  */
 import { negotiateEncoding } from "../encoding.ts";
-import type { AppRequest } from "../request.ts";
+import { type AppRequest, mediaType } from "../request.ts";
 import { replyHeader, withHeaders } from "../response.ts";
 import type { Middleware } from "../router.ts";
 import { compressBytes } from "../static_compress.ts";
+import { isCompressible as isCompressibleType } from "../static_mime.ts";
 import type { Reply } from "../../http/handler.ts";
 
 export interface CompressionOptions {
@@ -21,14 +22,10 @@ export interface CompressionOptions {
 const DEFAULT_MIN_BYTES = 1024;
 const encoder = new TextEncoder();
 
-/** True for media types that compress well: text, JSON, XML, JS, SVG. */
+/** True for a Content-Type worth compressing: the static handler's list. */
 export function isCompressible(contentType: string | undefined): boolean {
-  if (contentType === undefined) return false;
-  const type = contentType.split(";", 1)[0].trim().toLowerCase();
-  return type.startsWith("text/") || type.endsWith("+json") ||
-    type.endsWith("+xml") || type === "application/json" ||
-    type === "application/javascript" || type === "application/xml" ||
-    type === "image/svg+xml" || type === "application/wasm";
+  return contentType !== undefined &&
+    isCompressibleType(mediaType(contentType));
 }
 
 /** The body as bytes when it is whole (string or bytes), else undefined. */
