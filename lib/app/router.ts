@@ -298,10 +298,7 @@ export class Router {
     return (raw) => this.#dispatch(raw, trust);
   }
 
-  async #dispatch(
-    raw: ServerRequest,
-    trust: ProxyTrust | undefined,
-  ): Promise<Reply> {
+  #dispatch(raw: ServerRequest, trust: ProxyTrust | undefined): Promise<Reply> {
     let path = raw.path;
     let refused: HttpError | undefined;
     try {
@@ -327,26 +324,29 @@ export class Router {
       req.route = this.#fallbackName;
       req.matched = "fallback";
     }
-    const terminal = () => this.#answer(req, match, refused);
-    try {
-      return await runChain(this.#use, req, terminal);
-    } catch (err) {
-      if (jsonErrors && err instanceof HttpError) return jsonError(req, err);
+    const reply = runChain(
+      this.#use,
+      req,
+      () => this.#answer(req, match, refused),
+    );
+    if (!jsonErrors) return reply;
+    return reply.catch((err) => {
+      if (err instanceof HttpError) return jsonError(req, err);
       throw err;
-    }
+    });
   }
 
-  async #answer(
+  #answer(
     req: AppRequest,
     match: Match,
     refused: HttpError | undefined,
-  ): Promise<Reply> {
+  ): Reply | Promise<Reply> {
     if (refused) throw refused;
     if (match.kind === "route") {
       checkContract(req, match.route.contract);
       const { handler, use } = match.route;
-      if (use.length === 0) return await handler(req);
-      return await runChain(use, req, async () => await handler(req));
+      if (use.length === 0) return handler(req);
+      return runChain(use, req, () => handler(req));
     }
     if (match.kind === "method") {
       if (req.method === "OPTIONS") return allowReply(match.allow);
@@ -359,7 +359,7 @@ export class Router {
         },
       );
     }
-    if (this.#fallback) return await this.#fallback(req);
+    if (this.#fallback) return this.#fallback(req);
     throw new HttpError(STATUS.NotFound, `No route for ${req.path}`);
   }
 }
@@ -368,15 +368,23 @@ function allowReply(allow: string): Reply {
   return { status: STATUS.NoContent, headers: { allow }, body: null };
 }
 
-/** Calls `chain[0]`, whose `next` calls `chain[1]`, ..., then `last`. */
-export function runChain(
+/**
+ * Calls `chain[0]`, whose `next` calls `chain[1]`, ..., then `last`. No
+ * async frame per layer: a throw, early or late, becomes a rejection.
+ */
+function runChain(
   chain: readonly Middleware[],
   req: AppRequest,
-  last: Next,
+  last: () => Reply | Promise<Reply>,
 ): Promise<Reply> {
-  const step = async (i: number): Promise<Reply> => {
-    if (i === chain.length) return await last();
-    return await chain[i](req, () => step(i + 1));
+  const step = (i: number): Promise<Reply> => {
+    try {
+      return Promise.resolve(
+        i === chain.length ? last() : chain[i](req, () => step(i + 1)),
+      );
+    } catch (err) {
+      return Promise.reject(err);
+    }
   };
   return step(0);
 }
@@ -386,7 +394,7 @@ export function runChain(
  * over the limit is 413 and a media type outside the list is 415, before any
  * body byte is read, so `Expect: 100-continue` never earns a `100`.
  */
-export function checkContract(req: AppRequest, contract: RouteContract): void {
+function checkContract(req: AppRequest, contract: RouteContract): void {
   const { maxBodyBytes, contentType } = contract;
   const length = req.raw.body.length;
   if (maxBodyBytes !== undefined && length !== null && length > maxBodyBytes) {
