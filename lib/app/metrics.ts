@@ -144,16 +144,15 @@ export class AppMetrics {
 
   /** Middleware counting every request that reaches the app, errors included. */
   middleware(): Middleware {
-    return async (req, next) => {
+    return (req, next) => {
       const route = req.route ?? "none";
-      try {
-        const reply = await next();
+      return next().then((reply) => {
         this.record(route, reply.status);
         return reply;
-      } catch (err) {
+      }, (err) => {
         this.record(route, err instanceof HttpError ? err.status : 500);
         throw err;
-      }
+      });
     };
   }
 }
