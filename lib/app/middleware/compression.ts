@@ -85,10 +85,8 @@ export async function compressReply(
  */
 export function compression(options: CompressionOptions = {}): Middleware {
   const minBytes = options.minBytes ?? DEFAULT_MIN_BYTES;
-  return async (req, next) => {
-    const reply = await next();
-    return req.matched === "fallback"
-      ? reply
-      : compressReply(req, reply, minBytes);
-  };
+  return (req, next) =>
+    req.matched === "fallback"
+      ? next()
+      : next().then((reply) => compressReply(req, reply, minBytes));
 }

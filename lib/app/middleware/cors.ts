@@ -23,10 +23,7 @@ export function cors(origins: string): Middleware {
   const list = origins.split(",").map((o) => o.trim().replace(/\/$/, ""))
     .filter((o) => o !== "");
   const any = list.includes("*");
-  return async (req, next) => {
-    if (req.matched !== "route" && req.matched !== "method") {
-      return await next();
-    }
+  const routed: Middleware = async (req, next) => {
     const origin = req.header("origin");
     const allowed = origin !== undefined && (any || list.includes(origin));
     const fields: Record<string, string> = {};
@@ -62,4 +59,8 @@ export function cors(origins: string): Middleware {
     }
     return withHeaders(reply, fields);
   };
+  return (req, next) =>
+    req.matched === "route" || req.matched === "method"
+      ? routed(req, next)
+      : next();
 }
