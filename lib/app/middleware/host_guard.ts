@@ -111,8 +111,13 @@ export function hostGuard(options: HostGuardOptions): Middleware | null {
   if (list !== undefined && list.includes("*")) return null;
   const rules = list?.map(parseRule);
   const { port } = options;
+  // A client sends the same Host again and again: remember the last good one.
+  let goodHost: string | undefined;
+  let goodPort = 0;
   return (req, next) => {
-    if (!matchHost(req.host, rules, port())) {
+    const serverPort = port();
+    if (req.host === goodHost && serverPort === goodPort) return next();
+    if (!matchHost(req.host, rules, serverPort)) {
       options.onRefused?.();
       log.warn("Refused Host {host} from {client}", {
         host: req.host,
@@ -126,6 +131,8 @@ export function hostGuard(options: HostGuardOptions): Middleware | null {
         },
       );
     }
+    goodHost = req.host;
+    goodPort = serverPort;
     return next();
   };
 }
