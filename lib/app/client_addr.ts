@@ -12,6 +12,10 @@ export const TRUST_NONE: ProxyTrust = () => false;
 
 type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
 
+// An IPv4 address exactly as ipaddr.js prints it: no leading zeros.
+const OCTET = "(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
+const DOTTED_QUAD = new RegExp(`^${OCTET}(?:\\.${OCTET}){3}$`);
+
 /** Parses an address strictly: dotted-quad IPv4 or IPv6, else undefined. */
 function parseAddr(text: string): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
   // ipaddr.isValid() also takes "1.2" and "0x7f.1"; forwarded addresses and
@@ -94,6 +98,8 @@ export function clientAddress(
  * because one host commonly holds a whole /64 and could rotate through it.
  */
 export function clientKey(addr: string): string {
+  // Most keys are a peer's dotted quad, already canonical: no parse needed.
+  if (DOTTED_QUAD.test(addr)) return addr;
   const parsed = parseAddr(addr);
   if (!parsed) return addr;
   if (parsed.kind() === "ipv4") return parsed.toString();
