@@ -174,6 +174,18 @@ Deno.test("fromFetch() answers HEAD and 204 without a body", async () => {
   assert.equal(empty.body.length, 0);
 });
 
+Deno.test("fromFetch() answers HEAD with the length GET would send", async () => {
+  const app = () => new Response("hello");
+  await using server = serve({ port: 0, accessLog: false }, fromFetch(app));
+  using conn = await connect(server.port);
+  const reader = new ReplyReader(conn);
+  await send(conn, "HEAD / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  const head = await reader.readReply({ head: true });
+  assert.equal(head.headers.get("content-length"), "5");
+  await send(conn, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  assert.equal((await reader.readReply()).text, "hello", "no stray body bytes");
+});
+
 Deno.test("toRequest() never lets a path like //host change the URL's host", () => {
   const { req } = fake("GET", "//evil.test/x?y=1", { host: "good.test" });
   const request = toRequest(req);
@@ -198,7 +210,7 @@ Deno.test("toReply() streams a body that is still being produced", async () => {
     },
   });
   push("first ");
-  const reply = await toReply(new Response(body), "GET");
+  const reply = await toReply(new Response(body));
   assert.ok(
     reply.body instanceof ReadableStream,
     "not buffered: the rest is not here yet",

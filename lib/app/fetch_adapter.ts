@@ -99,10 +99,7 @@ async function wholeIfReady(
 }
 
 /** Turns a web Response into a Reply: status, every header, body as a stream. */
-export async function toReply(
-  response: Response,
-  method: string,
-): Promise<Reply> {
+export async function toReply(response: Response): Promise<Reply> {
   const headers: [string, string][] = [];
   for (const [name, value] of response.headers) {
     if (name !== "set-cookie") headers.push([name, value]);
@@ -113,10 +110,12 @@ export async function toReply(
   }
   const body = response.body;
   const status = response.status;
-  if (body === null || method === "HEAD" || status === 204 || status === 304) {
+  if (body === null || status === 204 || status === 304) {
     await body?.cancel();
     return { status, headers, body: null };
   }
+  // HEAD keeps its body: the engine drops it once it has the length GET
+  // would send (RFC 9110 §8.6: a HEAD reply's Content-Length must match).
   if (response.headers.has("content-length")) return { status, headers, body };
   // No length given: if the body turns out complete, send it with one.
   return { status, headers, body: await wholeIfReady(body) };
@@ -143,7 +142,7 @@ export function fromFetch(fetch: FetchHandler): Handler {
       remoteAddr: req.remoteAddr,
       secure: req.secure,
     });
-    return await toReply(response, req.method);
+    return await toReply(response);
   };
 }
 
