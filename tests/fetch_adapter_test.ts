@@ -221,3 +221,24 @@ Deno.test("toReply() streams a body that is still being produced", async () => {
   }, 10);
   assert.equal((await flatten(reply)).text, "first second");
 });
+
+Deno.test("toReply() hands over a stream at once when its first chunk is not here yet", async () => {
+  let push!: (text: string | null) => void;
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      push = (t) =>
+        t === null
+          ? controller.close()
+          : controller.enqueue(new TextEncoder().encode(t));
+    },
+  });
+  let pushed = false;
+  setTimeout(() => {
+    pushed = true;
+    push("late");
+    push(null);
+  }, 50);
+  const reply = await toReply(new Response(body)); // an event stream, idle
+  assert.equal(pushed, false, "the head must not wait for the first chunk");
+  assert.equal((await flatten(reply)).text, "late");
+});

@@ -52,43 +52,46 @@ export function toRequest(req: ServerRequest): Request {
   });
 }
 
-/** Reads ahead to see if a body is already complete (a string or bytes Response). */
-async function wholeIfReady(
-  body: ReadableStream<Uint8Array>,
-): Promise<Uint8Array | ReadableStream<Uint8Array>> {
-  const reader = body.getReader();
-  const first = await reader.read();
-  if (first.done) {
-    reader.releaseLock();
-    return new Uint8Array(0);
-  }
-  // A Response made from a string has every byte queued already; a live
-  // stream does not. Peek once, without waiting on a slow producer.
-  const pending = reader.read();
+/** `pending`'s result if it settles within this turn, else undefined. */
+async function readyNow<T>(pending: Promise<T>): Promise<T | undefined> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const next = await Promise.race([
+  const result = await Promise.race([
     pending,
     new Promise<undefined>((resolve) => {
       timer = setTimeout(() => resolve(undefined), 0);
     }),
   ]);
   clearTimeout(timer);
-  if (next?.done) return first.value;
-  let held: ReadableStreamReadResult<Uint8Array> | undefined = next;
-  let nextRead: Promise<ReadableStreamReadResult<Uint8Array>> | undefined = next
-    ? undefined
-    : pending;
-  let sentFirst = false;
+  return result;
+}
+
+/** The body whole if it is complete already (a string or bytes Response), else a stream. */
+async function wholeIfReady(
+  body: ReadableStream<Uint8Array>,
+): Promise<Uint8Array | ReadableStream<Uint8Array>> {
+  const reader = body.getReader();
+  const ready: Uint8Array[] = [];
+  let pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
+  // A Response made from a string has every byte queued already; a live
+  // stream does not. Look two reads ahead at most, never waiting on a slow
+  // producer: an event stream's head goes out before its first event.
+  while (ready.length < 2) {
+    pending = reader.read();
+    const result = await readyNow(pending);
+    if (result === undefined) break; // not here yet: the stream picks it up
+    pending = undefined;
+    if (result.done) {
+      reader.releaseLock();
+      return ready[0] ?? new Uint8Array(0);
+    }
+    ready.push(result.value);
+  }
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
-      if (!sentFirst) {
-        sentFirst = true;
-        controller.enqueue(first.value);
-        return;
-      }
-      const result = held ?? await (nextRead ?? reader.read());
-      held = undefined;
-      nextRead = undefined;
+      const chunk = ready.shift();
+      if (chunk !== undefined) return controller.enqueue(chunk);
+      const result = await (pending ?? reader.read());
+      pending = undefined;
       if (result.done) controller.close();
       else controller.enqueue(result.value);
     },
