@@ -20,7 +20,7 @@ const encoder = new TextEncoder();
  *
  * @throws {HttpError} 400 naming what is wrong; 404 for an empty name.
  */
-export function checkFileName(name: string): string {
+function checkFileName(name: string): string {
   if (name === "") throw new HttpError(STATUS.NotFound, "No file name given");
   let why: string | undefined;
   if (name.includes("/") || name.includes("\\")) {

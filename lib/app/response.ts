@@ -117,7 +117,7 @@ export function withHeaders(
 }
 
 /** The header fields of a reply as pairs, whatever their shape. */
-export function headerPairs(
+function headerPairs(
   headers: ReplyHeaders | undefined,
 ): ReadonlyArray<readonly [string, string]> {
   if (headers === undefined) return [];

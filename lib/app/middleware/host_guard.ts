@@ -11,7 +11,7 @@ import type { Middleware } from "../router.ts";
 const log = getLogger(["spindle", "app", "host"]);
 
 /** Names a loopback-bound server answers to by default. */
-export const LOOPBACK_HOSTS: readonly string[] = [
+const LOOPBACK_HOSTS: readonly string[] = [
   "localhost",
   "127.0.0.1",
   "[::1]",
