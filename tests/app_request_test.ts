@@ -150,7 +150,16 @@ for (const [name, peer, xff, trusted, client] of forwarded) {
 }
 
 Deno.test("trustProxy() refuses entries that are not addresses or ranges", () => {
-  for (const bad of ["nope", "10.0.0.0/33", "::/129", "1.2", "10.0.0.0/x"]) {
+  for (
+    const bad of [
+      "nope",
+      "10.0.0.0/33",
+      "::/129",
+      "1.2",
+      "10.0.0.0/x",
+      "10.0.0.0/8/9",
+    ]
+  ) {
     assert.throws(() => trustProxy([bad]), TypeError, bad);
   }
 });

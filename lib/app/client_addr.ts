@@ -43,11 +43,13 @@ export function trustProxy(entries: readonly string[]): ProxyTrust {
     if (entry === "loopback") {
       loopback = true;
     } else if (entry.includes("/")) {
-      const [addr, bits] = entry.split("/");
+      const [addr, bits, extra] = entry.split("/");
       const parsed = parseAddr(addr);
       const n = Number(bits);
       const max = parsed?.kind() === "ipv4" ? 32 : 128;
-      if (!parsed || !/^\d{1,3}$/.test(bits) || n > max) {
+      if (
+        !parsed || extra !== undefined || !/^\d{1,3}$/.test(bits) || n > max
+      ) {
         throw new TypeError(`Cannot read trusted proxy range: ${entry}`);
       }
       ranges.push([parsed, n]);
