@@ -107,21 +107,20 @@ export function withHeaders(
 ): Reply {
   const headers = reply.headers;
   if (headers === undefined) return { ...reply, headers: extra };
-  const replaced = new Set(Object.keys(extra).map((k) => k.toLowerCase()));
+  // A short list beats a Set for the few names middleware adds.
+  const replaced: string[] = [];
+  for (const name in extra) replaced.push(name.toLowerCase());
   const pairs: [string, string][] = [];
-  for (const [name, value] of headerPairs(headers)) {
-    if (!replaced.has(name.toLowerCase())) pairs.push([name, value]);
-  }
+  const keep = (name: string, value: string) => {
+    if (!replaced.includes(name.toLowerCase())) pairs.push([name, value]);
+  };
+  if (isPairs(headers)) {
+    for (const [name, value] of headers) {
+      keep(name, value);
+    }
+  } else for (const name in headers) keep(name, headers[name]);
   for (const name in extra) pairs.push([name, extra[name]]);
   return { ...reply, headers: pairs };
-}
-
-/** The header fields of a reply as pairs, whatever their shape. */
-function headerPairs(
-  headers: ReplyHeaders | undefined,
-): ReadonlyArray<readonly [string, string]> {
-  if (headers === undefined) return [];
-  return isPairs(headers) ? headers : Object.entries(headers);
 }
 
 function isPairs(
