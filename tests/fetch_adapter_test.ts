@@ -199,7 +199,8 @@ Deno.test("toRequest() answers 400 for a Host the URL parser refuses", () => {
   assert.throws(() => toRequest(req), { status: 400 });
 });
 
-Deno.test("toReply() streams a body that is still being produced", async () => {
+/** A body the test feeds by hand: `push(null)` ends it. */
+function liveBody() {
   let push!: (text: string | null) => void;
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
@@ -209,6 +210,11 @@ Deno.test("toReply() streams a body that is still being produced", async () => {
           : controller.enqueue(new TextEncoder().encode(t));
     },
   });
+  return { body, push };
+}
+
+Deno.test("toReply() streams a body that is still being produced", async () => {
+  const { body, push } = liveBody();
   push("first ");
   const reply = await toReply(new Response(body));
   assert.ok(
@@ -223,15 +229,7 @@ Deno.test("toReply() streams a body that is still being produced", async () => {
 });
 
 Deno.test("toReply() hands over a stream at once when its first chunk is not here yet", async () => {
-  let push!: (text: string | null) => void;
-  const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      push = (t) =>
-        t === null
-          ? controller.close()
-          : controller.enqueue(new TextEncoder().encode(t));
-    },
-  });
+  const { body, push } = liveBody();
   let pushed = false;
   setTimeout(() => {
     pushed = true;
