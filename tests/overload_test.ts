@@ -8,14 +8,7 @@ import assert from "node:assert/strict";
 import type { Limits } from "../lib/config.ts";
 import type { Handler } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
-import {
-  connect,
-  get,
-  ReplyReader,
-  send,
-  sleep,
-  waitFor,
-} from "./helpers/socket.ts";
+import { connect, get, ReplyReader, send, waitFor } from "./helpers/socket.ts";
 
 const SMALL: Partial<Limits> = {
   maxConns: 2,

@@ -13,7 +13,10 @@ Deno.test("README.md has at least one runnable ts example", () => {
 blocks.forEach((code, i) => {
   Deno.test(`README.md example ${i + 1} runs and exits 0`, async () => {
     // Beside README.md, so its "./lib/..." imports resolve as a reader's would.
-    const file = join(ROOT, `.readme_example_${i + 1}_${crypto.randomUUID().slice(0, 8)}.ts`);
+    const file = join(
+      ROOT,
+      `.readme_example_${i + 1}_${crypto.randomUUID().slice(0, 8)}.ts`,
+    );
     await Deno.writeTextFile(file, code);
     try {
       const out = await new Deno.Command(Deno.execPath(), {
@@ -23,7 +26,11 @@ blocks.forEach((code, i) => {
         stderr: "piped",
       }).output();
       const dec = new TextDecoder();
-      assert.equal(out.code, 0, `${dec.decode(out.stdout)}\n${dec.decode(out.stderr)}`);
+      assert.equal(
+        out.code,
+        0,
+        `${dec.decode(out.stdout)}\n${dec.decode(out.stderr)}`,
+      );
     } finally {
       await Deno.remove(file);
     }

@@ -6,7 +6,12 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { gunzip } from "./fixtures/app_request.ts";
 import { captureLogs } from "./fixtures/engine_log.ts";
-import { INDEX_HTML, listDir, startApp } from "./fixtures/app_server.ts";
+import {
+  canMountTmpfs,
+  INDEX_HTML,
+  listDir,
+  startApp,
+} from "./fixtures/app_server.ts";
 import {
   connect,
   encoder,
@@ -408,4 +413,31 @@ Deno.test("the app keeps a connection across routes and errors", async () => {
     await send(conn, request);
     assert.equal((await reader.readReply()).status, status);
   }
+});
+
+Deno.test({
+  name:
+    "POST /files/{name} answers 507 on a really full file system and leaves no partial file",
+  ignore: !(await canMountTmpfs()),
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const mounted = await new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "size=16k", "tmpfs", dir],
+    }).output();
+    assert.ok(mounted.success);
+    try {
+      await using app = await startApp({ app: { directory: dir } });
+      const big = "x".repeat(40_000); // more than the whole file system
+      const res = await fetch(`${app.origin}/files/big.bin`, {
+        method: "POST",
+        body: big,
+      });
+      assert.equal(res.status, 507);
+      assert.match(await res.text(), /Disk is full/);
+      assert.deepEqual(await listDir(dir), []);
+    } finally {
+      await new Deno.Command("umount", { args: [dir] }).output();
+      await Deno.remove(dir);
+    }
+  },
 });

@@ -145,13 +145,17 @@ Deno.test("serve() answers HEAD with the GET headers and no body", async () => {
     if (req.path === "/length") {
       return { status: 200, headers: { "content-length": "1234" } };
     }
+    if (req.path === "/unknown") return { status: 200 }; // no body, no length
     return { status: 200, headers: { "x-m": req.method }, body: "hello" };
   });
   using conn = await connect(server.port);
   const reader = new ReplyReader(conn);
   const head = (path: string) =>
     `HEAD ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`;
-  await send(conn, head("/") + head("/stream") + head("/length") + get("/"));
+  await send(
+    conn,
+    head("/") + head("/stream") + head("/length") + head("/unknown") + get("/"),
+  );
   const h = await reader.readReply({ head: true });
   assert.equal(h.status, 200);
   assert.equal(h.headers.get("content-length"), "5");
@@ -161,6 +165,10 @@ Deno.test("serve() answers HEAD with the GET headers and no body", async () => {
   // A handler may answer HEAD with only the length GET would have.
   const l = await reader.readReply({ head: true });
   assert.equal(l.headers.get("content-length"), "1234");
+  // No body and no length: no Content-Length at all, not a 0 GET would contradict.
+  const u = await reader.readReply({ head: true });
+  assert.equal(u.status, 200);
+  assert.equal(u.headers.get("content-length"), undefined);
   // The GET after both must be the next bytes: no body leaked from a HEAD.
   const g = await reader.readReply();
   assert.equal(g.headers.get("x-m"), "GET");

@@ -10,7 +10,7 @@ import {
   writePiece,
 } from "../lib/app/atomic_write.ts";
 import { parseJsonBytes, uploadName, UploadStore } from "../lib/app/uploads.ts";
-import { listDir, startApp } from "./fixtures/app_server.ts";
+import { canMountTmpfs, listDir, startApp } from "./fixtures/app_server.ts";
 import {
   connect,
   decoder,
@@ -182,29 +182,10 @@ Deno.test("UploadStore.save() answers 507 on ENOSPC and leaves nothing, not even
   assert.equal(store.usedBytes, 0);
 });
 
-/** True when this process may mount a tmpfs (root on Linux). */
-async function canMount(): Promise<boolean> {
-  if (Deno.build.os !== "linux" || Deno.uid() !== 0) return false;
-  const probe = await Deno.makeTempDir();
-  try {
-    const mount = await new Deno.Command("mount", {
-      args: ["-t", "tmpfs", "-o", "size=16k", "tmpfs", probe],
-      stderr: "null",
-    }).output();
-    if (!mount.success) return false;
-    await new Deno.Command("umount", { args: [probe] }).output();
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await Deno.remove(probe);
-  }
-}
-
 Deno.test({
   name:
     "UploadStore.save() answers 507 on a really full file system and leaves nothing",
-  ignore: !(await canMount()),
+  ignore: !(await canMountTmpfs()),
   async fn() {
     await using dir = await tempDir();
     const mounted = await new Deno.Command("mount", {

@@ -28,6 +28,12 @@ export interface AtomicWriteOptions {
 
 /** Prefix of temp files; the dot hides them from listings and static serving. */
 export const TEMP_PREFIX = ".tmp-";
+
+/** True for the OS saying the disk or the user's disk quota is full. */
+export function isDiskFull(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === "ENOSPC" || code === "EDQUOT";
+}
 /** Attempts at a fresh name when create-only publishing meets an existing one. */
 const NAME_ATTEMPTS = 8;
 

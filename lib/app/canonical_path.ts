@@ -108,6 +108,12 @@ function checkSegment(path: string, start: number, end: number): void {
   if (last === SPACE) throw refuse("segment ends in a space");
   const len = end - start;
   if (len < 3) return;
+  // Every device name starts with A, C, L, N or P: most segments stop here.
+  const first = path.charCodeAt(start) | 0x20;
+  if (
+    first !== 0x61 && first !== 0x63 && first !== 0x6c && first !== 0x6e &&
+    first !== 0x70
+  ) return;
   // Device names count with any extension: "nul.txt", "COM1.tar.gz".
   let stem = end;
   for (let i = start; i < end; i++) {

@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { HttpError, STATUS } from "../http/errors.ts";
 import { FileBody, type Reply } from "../http/handler.ts";
-import { writeAtomic } from "./atomic_write.ts";
+import { isDiskFull, writeAtomic } from "./atomic_write.ts";
 import type { AppHandler } from "./router.ts";
 
 /** Longest name most file systems take (NAME_MAX), in UTF-8 bytes. */
@@ -100,6 +100,11 @@ export function postFile(dir: string): AppHandler {
         replace: true,
       }));
     } catch (err) {
+      if (isDiskFull(err)) {
+        throw new HttpError(STATUS.InsufficientStorage, "Disk is full", {
+          expose: "Disk is full",
+        });
+      }
       if (!(err instanceof Deno.errors.IsADirectory)) throw err;
       const message = "File name is taken by a folder";
       throw new HttpError(STATUS.Conflict, message, { expose: message });

@@ -7,7 +7,12 @@
 import { join } from "node:path";
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Reply } from "../http/handler.ts";
-import { TEMP_PREFIX, writeAtomic, type WritePiece } from "./atomic_write.ts";
+import {
+  isDiskFull,
+  TEMP_PREFIX,
+  writeAtomic,
+  type WritePiece,
+} from "./atomic_write.ts";
 import type { AppRequest } from "./request.ts";
 import { json } from "./response.ts";
 import type { AppHandler } from "./router.ts";
@@ -37,12 +42,6 @@ export function uploadName(now: Date): string {
 
 function storageFull(what: string): HttpError {
   return new HttpError(STATUS.InsufficientStorage, what, { expose: what });
-}
-
-/** True for the OS saying the disk or the user's disk quota is full. */
-function isDiskFull(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === "ENOSPC" || code === "EDQUOT";
 }
 
 /** The uploads folder and its quota. One per process. */

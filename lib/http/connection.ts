@@ -23,7 +23,7 @@ const log = getLogger(["spindle", "http"]);
 const accessLog = getLogger(["spindle", "access"]);
 const encoder = new TextEncoder();
 /** Strings that are their own UTF-8 encoding. */
-const ASCII = /^[\x00-\x7f]*$/;
+const ASCII = /^[^\u0080-\uffff]*$/; // no char above 0x7f
 /** The body of every request without one; never reads. */
 const NO_BODY = new BodyReader(
   {
@@ -522,9 +522,9 @@ export class Connection implements ByteSource {
     else if (bytes !== undefined) contentLength = bytes.length;
     else if (body instanceof FileBody) contentLength = body.length;
     else if (body === null || body === undefined) {
-      contentLength = isHead && scan.contentLength !== -1
-        ? scan.contentLength
-        : 0;
+      // HEAD without a body: the handler's length if it gave one, else none,
+      // never a 0 that GET would contradict (RFC 9110 §8.6).
+      contentLength = isHead ? scan.contentLength : 0;
     } else if (scan.contentLength !== -1) contentLength = scan.contentLength;
     else if (minor === 1) chunked = true;
     else keep = false; // HTTP/1.0: the close marks the end
