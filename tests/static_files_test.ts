@@ -142,6 +142,21 @@ Deno.test("staticFiles() trusts a lookup for revalidateMs, then sees the edit", 
   }
 });
 
+Deno.test("staticFiles() looks a file up afresh once a read finds it changed, within revalidateMs too", async () => {
+  await using own = await makeSite();
+  const file = `${own.root}/edited.txt`;
+  // Streamed (over maxCachedFileBytes), so every request opens the file.
+  await Deno.writeTextFile(file, "a".repeat(3000));
+  const h = staticFiles(own.config, { ...TEST_TUNING, revalidateMs: 60_000 });
+  assert.equal((await ask(h, "GET", "/edited.txt")).text, "a".repeat(3000));
+  await Deno.writeTextFile(file, "b".repeat(4000));
+  const edited = await ask(h, "GET", "/edited.txt");
+  assert.equal(edited.status, 200);
+  assert.equal(edited.text, "b".repeat(4000));
+  await Deno.remove(file);
+  assert.equal((await ask(h, "GET", "/edited.txt")).status, 404);
+});
+
 Deno.test("staticFiles() serves a root that is itself a symlink", async () => {
   const link = `${site.base}/root-link`;
   await Deno.symlink(site.root, link);

@@ -222,6 +222,9 @@ class StaticSite {
       return await this.#serve(req, path);
     } catch (err) {
       if (!(err instanceof FileChanged)) throw err;
+      // The lookups behind the read are stale, whatever revalidateMs says:
+      // trusting them again would meet the same changed file (a 503).
+      this.#resolved.clear();
       this.#sidecars.clear(); // a sidecar may be what vanished
       // One more try sees the file as it is now; a file rewritten twice
       // during one request is busy, not missing.
