@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import { ByteLru } from "../lib/app/static_cache.ts";
-import { contentDisposition, staticFiles } from "../lib/app/static_files.ts";
+import {
+  contentDisposition,
+  staticFiles,
+  type StaticTuning,
+} from "../lib/app/static_files.ts";
 import { FileBody } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
 import { ask, fakeRequest } from "./fixtures/static_request.ts";
@@ -156,6 +160,49 @@ Deno.test("staticFiles() looks a file up afresh once a read finds it changed, wi
   await Deno.remove(file);
   assert.equal((await ask(h, "GET", "/edited.txt")).status, 404);
 });
+
+// Within revalidateMs a found file is opened without a new stat: the open
+// itself must prove it is the file that was checked, not a twin swapped in.
+const swaps: [
+  name: string,
+  tuning: Partial<StaticTuning>,
+  headers: Record<string, string>,
+][] = [
+  ["streamed whole", { maxCachedFileBytes: 4 }, {}],
+  ["streamed in parts", { maxCachedFileBytes: 4 }, { range: "bytes=0-1,4-5" }],
+  ["read into memory", { fileCacheBytes: 0 }, {}],
+];
+for (const [name, tuning, headers] of swaps) {
+  Deno.test(`staticFiles() never reads a twin swapped in under a found path (${name})`, async () => {
+    await using own = await makeSite();
+    const file = `${own.root}/twin.txt`;
+    const secret = `${own.base}/secret.txt`;
+    // Same size and mtime as the secret: only device and inode tell them apart.
+    await Deno.writeTextFile(file, "x".repeat(SECRET.length));
+    const { mtime } = await Deno.stat(secret);
+    await Deno.utime(file, mtime!, mtime!);
+    const h = staticFiles(own.config, {
+      ...TEST_TUNING,
+      revalidateMs: 60_000,
+      ...tuning,
+    });
+    const before = await ask(h, "GET", "/twin.txt", headers);
+    assert.ok(before.text.includes("xx"), `${before.status}`);
+    await Deno.remove(file);
+    await Deno.symlink(secret, file);
+    const after = await ask(h, "GET", "/twin.txt", headers).catch((
+      err: Error,
+    ) => err);
+    if (after instanceof Error) {
+      // Parts stream after the head went out: cut short is all that is left.
+      assert.ok(headers.range !== undefined, String(after));
+      assert.equal(after.name, "FileChanged");
+    } else {
+      assert.equal(after.status, 404);
+      assert.ok(!after.text.includes(SECRET));
+    }
+  });
+}
 
 Deno.test("staticFiles() serves a root that is itself a symlink", async () => {
   const link = `${site.base}/root-link`;

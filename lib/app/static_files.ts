@@ -81,60 +81,46 @@ export const DEFAULT_TUNING: StaticTuning = Object.freeze({
   readChunkBytes: 256 * 1024,
 });
 
-/** A path whose real path was checked, the file it named, and when. */
+/** One version of one file: an edit, a rename over it or a swap changes a field. */
+interface FileVersion {
+  readonly dev: number;
+  /** null where the platform has none (Windows): then never trusted by inode. */
+  readonly ino: number | null;
+  readonly size: number;
+  readonly mtimeMs: number;
+}
+
+/** A file to read, and the version it must still be when opened. */
+interface OnDisk extends FileVersion {
+  readonly path: string;
+}
+
+/** A file or folder found under the root; `path` is its real path, inside the real root. */
+interface Found extends OnDisk {
+  readonly kind: "file" | "dir";
+}
+
+/** A lookup (stat and checked real path) of one joined path, and when it was made. */
 interface Resolved {
-  readonly real: string;
-  info: Deno.FileInfo;
+  readonly found: Found;
   checkedAt: number;
 }
 
 /** Checked real paths remembered; past it the memory starts afresh. */
 const MAX_RESOLVED = 10_000;
 
-/** Same file, same version: device, inode, size and mtime all agree. */
-function sameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
-  return a.ino !== null && a.ino === b.ino && a.dev === b.dev &&
-    a.size === b.size && mtimeOf(a) === mtimeOf(b) &&
-    a.isFile === b.isFile;
-}
-
 /** Methods a static path answers; the rest get 405 with this Allow. */
 const ALLOW = "GET, HEAD, OPTIONS";
 
-/** A regular file found under the root. */
-interface FoundFile {
-  readonly kind: "file";
-  /** Real path, symlinks resolved, inside the real root. */
-  readonly real: string;
-  readonly size: number;
-  readonly mtimeMs: number;
-  readonly ino: number | null;
-}
-
-interface FoundDir {
-  readonly kind: "dir";
-  readonly real: string;
-}
-
-/** Cached file contents with what they were read under. */
-interface CachedFile {
-  readonly size: number;
-  readonly mtimeMs: number;
-  readonly ino: number | null;
+/** Cached file contents with the version they were read from. */
+interface CachedFile extends FileVersion {
   readonly bytes: Uint8Array;
 }
 
-/** A precompressed file beside the original. */
-interface Sidecar {
-  readonly path: string;
-  readonly size: number;
-  readonly mtimeMs: number;
-  readonly ino: number | null;
-}
-
+/** Precompressed files beside an original, as last looked for. */
 interface SidecarLook {
   readonly checkedAt: number;
-  readonly found: Partial<Record<Coding, Sidecar>>;
+  readonly found: Partial<Record<Coding, OnDisk>>;
 }
 
 /** One way of sending the file: which coding, its bytes or a file to stream. */
@@ -142,12 +128,7 @@ interface Representation {
   readonly coding: Coding | "identity";
   readonly validators: Validators;
   readonly size: number;
-  /** Bytes in memory, or the file to stream (with the size and mtime it must still have). */
-  readonly source: Uint8Array | {
-    readonly path: string;
-    readonly mtimeMs: number;
-    readonly ino: number | null;
-  };
+  readonly source: Uint8Array | OnDisk;
 }
 
 /** The file changed between stat and read; the request is tried once more. */
@@ -260,7 +241,7 @@ class StaticSite {
     if (index?.kind === "file") {
       return this.#sendFile(req, index, `${path}index.html`);
     }
-    if (this.#config.listDirs) return this.#listing(req, found.real, path);
+    if (this.#config.listDirs) return this.#listing(req, found.path, path);
     return this.#notFound(req, path);
   }
 
@@ -276,7 +257,7 @@ class StaticSite {
   }
 
   /** Looks up a canonical path; null when it is not servable (treated as 404). */
-  async #find(path: string): Promise<FoundFile | FoundDir | null> {
+  async #find(path: string): Promise<Found | null> {
     const deny = this.#config.dotfiles !== "allow";
     if (deny && isDotPath(path)) return null;
     const realRoot = await this.#getRealRoot();
@@ -287,64 +268,58 @@ class StaticSite {
     const joined = this.#root + path;
     const known = this.#resolved.get(joined);
     const now = Date.now();
-    let info: Deno.FileInfo;
     if (
       known !== undefined && now - known.checkedAt < this.#tuning.revalidateMs
     ) {
-      info = known.info; // looked up a moment ago
-    } else {
-      try {
-        info = Deno.statSync(joined); // follows symlinks
-      } catch (err) {
-        if (known !== undefined) this.#resolved.delete(joined);
-        return missing(err);
-      }
+      return known.found; // looked up a moment ago; opening it checks again
+    }
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.statSync(joined); // follows symlinks
+    } catch (err) {
+      if (known !== undefined) this.#resolved.delete(joined);
+      return missing(err);
     }
     // The real path was checked before for this very file (same device,
     // inode, size, mtime): a swapped symlink shows another inode and is
     // checked afresh. So realPath() runs once per file version, not per request.
-    let real: string;
-    if (known !== undefined && sameFile(known.info, info)) {
-      real = known.real;
-      if (known.info !== info) {
-        known.info = info; // stat'ed afresh just now: trust it for another while
-        known.checkedAt = now;
-      }
-    } else {
-      try {
-        real = Deno.realPathSync(joined);
-        // Stat the real path too: the link may have moved between the calls.
-        info = Deno.statSync(real);
-      } catch (err) {
-        return missing(err);
-      }
-      if (real !== realRoot) {
-        const prefix = realRoot.endsWith("/") ? realRoot : `${realRoot}/`;
-        if (!real.startsWith(prefix)) return null; // a symlink out of the root
-        // A symlink inside the root may still point at ".env".
-        if (deny && isDotPath(real.slice(prefix.length - 1))) return null;
-      }
-      if (this.#resolved.size >= MAX_RESOLVED) this.#resolved.clear();
-      this.#resolved.set(joined, { real, info, checkedAt: now });
+    if (
+      known !== undefined && info.ino !== null &&
+      kindOf(info) === known.found.kind && isVersion(info, known.found)
+    ) {
+      known.checkedAt = now; // stat'ed afresh just now: trust it for another while
+      return known.found;
     }
-    if (info.isDirectory) return { kind: "dir", real };
+    if (known !== undefined) this.#resolved.delete(joined);
+    let real: string;
+    try {
+      real = Deno.realPathSync(joined);
+      // Stat the real path too: the link may have moved between the calls.
+      info = Deno.statSync(real);
+    } catch (err) {
+      return missing(err);
+    }
+    if (real !== realRoot) {
+      const prefix = realRoot.endsWith("/") ? realRoot : `${realRoot}/`;
+      if (!real.startsWith(prefix)) return null; // a symlink out of the root
+      // A symlink inside the root may still point at ".env".
+      if (deny && isDotPath(real.slice(prefix.length - 1))) return null;
+    }
+    const kind = kindOf(info);
     // Not sockets, FIFOs or devices: opening a FIFO would hang the request.
-    if (!info.isFile) return null;
-    return {
-      kind: "file",
-      real,
-      size: info.size,
-      mtimeMs: mtimeOf(info),
-      ino: info.ino,
-    };
+    if (kind === null) return null;
+    const found: Found = { kind, path: real, ...versionOf(info) };
+    if (this.#resolved.size >= MAX_RESOLVED) this.#resolved.clear();
+    this.#resolved.set(joined, { found, checkedAt: now });
+    return found;
   }
 
   async #sendFile(
     req: ServerRequest,
-    file: FoundFile,
+    file: OnDisk,
     urlPath: string,
   ): Promise<Reply> {
-    const name = basename(file.real);
+    const name = basename(file.path);
     const ext = extensionOf(name);
     if (!this.#allowExt.has(ext)) {
       throw new HttpError(STATUS.Forbidden, `Extension not served: ${name}`, {
@@ -362,7 +337,7 @@ class StaticSite {
 
     // Which codings could we send? Only look when the client takes one.
     let available: readonly Coding[] = [];
-    let sidecars: Partial<Record<Coding, Sidecar>> = {};
+    let sidecars: Partial<Record<Coding, OnDisk>> = {};
     if (
       compressible &&
       negotiateEncoding(acceptEncoding, ALL_CODINGS) !== "identity"
@@ -479,7 +454,7 @@ class StaticSite {
       body = rep.source instanceof Uint8Array
         ? joinParts(rep.source, ranges, layout)
         : streamParts(
-          rep.source.path,
+          rep.source,
           ranges,
           layout,
           this.#tuning.readChunkBytes,
@@ -490,9 +465,9 @@ class StaticSite {
 
   /** Picks the bytes or file behind a coding; falls back to identity when compression does not pay. */
   async #represent(
-    file: FoundFile,
+    file: OnDisk,
     coding: Coding | "identity",
-    sidecars: Partial<Record<Coding, Sidecar>>,
+    sidecars: Partial<Record<Coding, OnDisk>>,
   ): Promise<Representation> {
     const { maxCachedFileBytes } = this.#tuning;
     if (coding !== "identity") {
@@ -506,7 +481,7 @@ class StaticSite {
           },
           size: sidecar.size,
           source: sidecar.size <= maxCachedFileBytes
-            ? await this.#readCached(sidecar.path, sidecar)
+            ? await this.#readCached(sidecar)
             : sidecar,
         };
       }
@@ -531,8 +506,8 @@ class StaticSite {
       },
       size: file.size,
       source: file.size <= maxCachedFileBytes
-        ? await this.#readCached(file.real, file)
-        : { path: file.real, ...file },
+        ? await this.#readCached(file)
+        : file,
     };
   }
 
@@ -545,56 +520,35 @@ class StaticSite {
     if (rep.source instanceof Uint8Array) {
       return rep.source.subarray(start, start + length);
     }
-    const file = await openFile(rep.source.path);
-    try {
-      const info = await file.stat();
-      if (info.size !== rep.size || mtimeOf(info) !== rep.source.mtimeMs) {
-        throw new FileChanged(rep.source.path);
-      }
-    } catch (err) {
-      file.close();
-      throw err;
-    }
-    return new FileBody(file, start, length); // the engine closes it
+    // The engine closes the file.
+    return new FileBody(await openChecked(rep.source), start, length);
   }
 
   /** Small file contents from memory, read (once) when missing or stale. */
-  async #readCached(
-    path: string,
-    expect: {
-      readonly size: number;
-      readonly mtimeMs: number;
-      readonly ino: number | null;
-    },
-  ): Promise<Uint8Array> {
-    const hit = this.#files.get(path);
-    if (
-      hit !== undefined && hit.size === expect.size &&
-      hit.mtimeMs === expect.mtimeMs && hit.ino === expect.ino
-    ) {
-      return hit.bytes;
-    }
-    const bytes = await readWhole(path, expect);
-    this.#files.set(path, {
-      size: expect.size,
-      mtimeMs: expect.mtimeMs,
-      ino: expect.ino,
-      bytes,
-    }, bytes.length + 128);
+  async #readCached(file: OnDisk): Promise<Uint8Array> {
+    const hit = this.#files.get(file.path);
+    if (hit !== undefined && sameVersion(hit, file)) return hit.bytes;
+    const bytes = await readWhole(file);
+    const { dev, ino, size, mtimeMs } = file;
+    this.#files.set(
+      file.path,
+      { dev, ino, size, mtimeMs, bytes },
+      bytes.length + 128,
+    );
     return bytes;
   }
 
   /** The file compressed with `coding`, made once per version; null when not smaller. */
-  #compress(file: FoundFile, coding: Coding): Promise<Uint8Array | null> {
-    const key = `${coding}\0${file.real}\0${etagOf(file.size, file.mtimeMs)}`;
+  #compress(file: OnDisk, coding: Coding): Promise<Uint8Array | null> {
+    const key = `${coding}\0${file.path}\0${etagOf(file.size, file.mtimeMs)}`;
     const hit = this.#compressed.get(key);
     if (hit !== undefined) return Promise.resolve(hit);
     let pending = this.#compressing.get(key);
     if (pending === undefined) {
       pending = (async () => {
         const source = file.size <= this.#tuning.maxCachedFileBytes
-          ? await this.#readCached(file.real, file)
-          : await readWhole(file.real, file);
+          ? await this.#readCached(file)
+          : await readWhole(file);
         const packed = await compressBytes(source, coding);
         const result = packed.length < source.length ? packed : null;
         this.#compressed.set(key, result, (result?.length ?? 0) + 128);
@@ -607,35 +561,28 @@ class StaticSite {
 
   /** `x.br` and `x.gz` beside `x`: regular files (not symlinks), not older than `x`. */
   async #findSidecars(
-    file: FoundFile,
-  ): Promise<Partial<Record<Coding, Sidecar>>> {
+    file: OnDisk,
+  ): Promise<Partial<Record<Coding, OnDisk>>> {
     const now = Date.now();
-    let look = this.#sidecars.get(file.real);
+    let look = this.#sidecars.get(file.path);
     if (
       look === undefined || now - look.checkedAt >= this.#tuning.sidecarTtlMs
     ) {
-      const found: Partial<Record<Coding, Sidecar>> = {};
+      const found: Partial<Record<Coding, OnDisk>> = {};
       await Promise.all(ALL_CODINGS.map(async (coding) => {
-        const path = file.real + SIDECAR_SUFFIX[coding];
+        const path = file.path + SIDECAR_SUFFIX[coding];
         try {
           const info = await Deno.lstat(path);
-          if (info.isFile) {
-            found[coding] = {
-              path,
-              size: info.size,
-              mtimeMs: mtimeOf(info),
-              ino: info.ino,
-            };
-          }
+          if (info.isFile) found[coding] = { path, ...versionOf(info) };
         } catch {
           // none
         }
       }));
       if (this.#sidecars.size >= 4096) this.#sidecars.clear(); // bounded, and cheap to refill
       look = { checkedAt: now, found };
-      this.#sidecars.set(file.real, look);
+      this.#sidecars.set(file.path, look);
     }
-    const fresh: Partial<Record<Coding, Sidecar>> = {};
+    const fresh: Partial<Record<Coding, OnDisk>> = {};
     for (const coding of ALL_CODINGS) {
       const sidecar = look.found[coding];
       // An older sidecar was made from an older file: sending it would undo the edit.
@@ -659,7 +606,7 @@ class StaticSite {
       if (
         page?.kind === "file" && page.size <= this.#tuning.maxCachedFileBytes
       ) {
-        const bytes = await this.#readCached(page.real, page);
+        const bytes = await this.#readCached(page);
         return {
           status: STATUS.NotFound,
           headers: {
@@ -759,6 +706,31 @@ function mtimeOf(info: Deno.FileInfo): number {
   return Math.floor(info.mtime?.getTime() ?? 0);
 }
 
+function versionOf(info: Deno.FileInfo): FileVersion {
+  return {
+    dev: info.dev,
+    ino: info.ino,
+    size: info.size,
+    mtimeMs: mtimeOf(info),
+  };
+}
+
+/** True when `info` describes the very version `v`: same device, inode, size and mtime. */
+function isVersion(info: Deno.FileInfo, v: FileVersion): boolean {
+  return info.ino === v.ino && info.dev === v.dev && info.size === v.size &&
+    mtimeOf(info) === v.mtimeMs;
+}
+
+function sameVersion(a: FileVersion, b: FileVersion): boolean {
+  return a.ino === b.ino && a.dev === b.dev && a.size === b.size &&
+    a.mtimeMs === b.mtimeMs;
+}
+
+/** What the static handler serves of a stat'ed path; null for FIFOs, sockets, devices. */
+function kindOf(info: Deno.FileInfo): Found["kind"] | null {
+  return info.isFile ? "file" : info.isDirectory ? "dir" : null;
+}
+
 /** Strong ETag from size and mtime; a coding gets its own tag. */
 function etagOf(size: number, mtimeMs: number, coding?: Coding): string {
   if (coding === undefined) {
@@ -781,32 +753,38 @@ function acceptsHtml(req: ServerRequest): boolean {
   return req.headers.getJoined("accept")?.includes("text/html") ?? false;
 }
 
-/** Opens a file found a moment ago; gone since: {@link FileChanged}, so the request is tried again. */
-async function openFile(path: string): Promise<Deno.FsFile> {
+/**
+ * Opens a file found a moment ago and proves it is the version found. Gone or
+ * not that version (edited, renamed over, a symlink on its path re-pointed):
+ * {@link FileChanged}, so the request looks again rather than read a newcomer.
+ */
+async function openChecked(file: OnDisk): Promise<Deno.FsFile> {
+  let opened: Deno.FsFile;
   try {
-    return await Deno.open(path);
+    opened = await Deno.open(file.path);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) {
-      throw new FileChanged(path, { cause: err });
+      throw new FileChanged(file.path, { cause: err });
     }
     throw err;
   }
+  let same = false;
+  try {
+    same = isVersion(await opened.stat(), file);
+  } finally {
+    if (!same) opened.close();
+  }
+  if (!same) throw new FileChanged(file.path);
+  return opened;
 }
 
-/** Reads a whole file, checking it is still the version that was stat'ed. */
-async function readWhole(
-  path: string,
-  expect: { readonly size: number; readonly mtimeMs: number },
-): Promise<Uint8Array> {
-  using file = await openFile(path);
-  const info = await file.stat();
-  if (info.size !== expect.size || mtimeOf(info) !== expect.mtimeMs) {
-    throw new FileChanged(path);
-  }
-  const bytes = new Uint8Array(expect.size);
+/** Reads a whole file, checking it is still the version that was found. */
+async function readWhole(file: OnDisk): Promise<Uint8Array> {
+  using opened = await openChecked(file);
+  const bytes = new Uint8Array(file.size);
   for (let off = 0; off < bytes.length;) {
-    const n = await file.read(bytes.subarray(off));
-    if (n === null) throw new FileChanged(path);
+    const n = await opened.read(bytes.subarray(off));
+    if (n === null) throw new FileChanged(file.path);
     off += n;
   }
   return bytes;
@@ -835,12 +813,13 @@ function joinParts(
  * the engine starts reading and closed when it stops, however it stops.
  */
 async function* streamParts(
-  path: string,
+  source: OnDisk,
   ranges: readonly ByteRange[],
   layout: MultipartLayout,
   chunkBytes: number,
 ): AsyncGenerator<Uint8Array> {
-  using file = await Deno.open(path);
+  // Checked like every other read; a change found here cuts the reply short.
+  using file = await openChecked(source);
   for (let i = 0; i < ranges.length; i++) {
     yield layout.heads[i];
     await file.seek(ranges[i].start, Deno.SeekMode.Start);
@@ -848,7 +827,9 @@ async function* streamParts(
       const buf = new Uint8Array(Math.min(chunkBytes, left));
       const n = await file.read(buf);
       // Shorter than its Content-Length promised: fail so the engine closes.
-      if (n === null) throw new Error(`File shrank while being sent: ${path}`);
+      if (n === null) {
+        throw new Error(`File shrank while being sent: ${source.path}`);
+      }
       yield n === buf.length ? buf : buf.subarray(0, n);
       left -= n;
     }
