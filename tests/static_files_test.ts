@@ -204,6 +204,43 @@ for (const [name, tuning, headers] of swaps) {
   });
 }
 
+// Within revalidateMs the path is opened as found; whatever it became since,
+// the fresh lookup that follows answers, never a 500.
+const breaks: [name: string, target: string, wreck: (root: string) => void][] =
+  [
+    ["a symlink loop", "/gone/page.txt", (root) => {
+      Deno.removeSync(`${root}/gone/page.txt`);
+      Deno.symlinkSync(`${root}/gone/page.txt`, `${root}/gone/page.txt`);
+    }],
+    ["a file in place of its folder", "/gone/page.txt", (root) => {
+      Deno.removeSync(`${root}/gone`, { recursive: true });
+      Deno.writeTextFileSync(`${root}/gone`, "now a file\n");
+    }],
+  ];
+for (const [name, target, wreck] of breaks) {
+  Deno.test(`staticFiles() answers 404 for a found file turned into ${name}`, async () => {
+    await using own = await makeSite();
+    await Deno.mkdir(`${own.root}/gone`);
+    await Deno.writeTextFile(`${own.root}/gone/page.txt`, "c".repeat(3000));
+    // Streamed, and read into memory (nothing kept): both open the path.
+    const handlers = [{ maxCachedFileBytes: 4 }, { fileCacheBytes: 0 }].map(
+      (tuning) =>
+        staticFiles(own.config, {
+          ...TEST_TUNING,
+          revalidateMs: 60_000,
+          ...tuning,
+        }),
+    );
+    for (const h of handlers) {
+      assert.equal((await ask(h, "GET", target)).status, 200);
+    }
+    wreck(own.root);
+    for (const h of handlers) {
+      assert.equal((await ask(h, "GET", target)).status, 404);
+    }
+  });
+}
+
 Deno.test("staticFiles() serves a root that is itself a symlink", async () => {
   const link = `${site.base}/root-link`;
   await Deno.symlink(site.root, link);

@@ -763,10 +763,9 @@ async function openChecked(file: OnDisk): Promise<Deno.FsFile> {
   try {
     opened = await Deno.open(file.path);
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) {
-      throw new FileChanged(file.path, { cause: err });
-    }
-    throw err;
+    missing(err); // EACCES: 403; an error not from the file system: rethrown
+    // Gone, a loop, a file where a folder was: a fresh lookup will say which.
+    throw new FileChanged(file.path, { cause: err });
   }
   let same = false;
   try {
