@@ -253,6 +253,24 @@ Deno.test("staticFiles() serves a root that is itself a symlink", async () => {
   }
 });
 
+Deno.test("staticFiles() follows a root symlink re-pointed at another folder", async () => {
+  await using own = await makeSite();
+  const next = `${own.base}/next`;
+  await Deno.mkdir(next);
+  await Deno.writeTextFile(`${next}/hello.txt`, "next release\n");
+  await Deno.symlink(`${own.root}/hello.txt`, `${next}/old.txt`);
+  const link = `${own.base}/current`;
+  await Deno.symlink(own.root, link);
+  const h = staticFiles({ ...own.config, root: link }, TEST_TUNING);
+  assert.equal((await ask(h, "GET", "/hello.txt")).text, HELLO);
+  // A deploy: a new link renamed over the old one.
+  await Deno.symlink(next, `${link}.new`);
+  await Deno.rename(`${link}.new`, link);
+  assert.equal((await ask(h, "GET", "/hello.txt")).text, "next release\n");
+  // The old root is outside now, like any other folder.
+  assert.equal((await ask(h, "GET", "/old.txt")).status, 404);
+});
+
 Deno.test("staticFiles() answers 404 for everything when the root is missing", async () => {
   const h = staticFiles({ ...site.config, root: `${site.base}/no-such-root` });
   assert.equal((await ask(h, "GET", "/")).status, 404);

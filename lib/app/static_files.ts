@@ -162,7 +162,6 @@ class StaticSite {
   readonly #tuning: StaticTuning;
   readonly #root: string;
   readonly #allowExt: ReadonlySet<string>;
-  #realRoot: string | undefined;
   readonly #files: ByteLru<CachedFile>;
   /** Compressed forms; null marks "compression did not make it smaller". */
   readonly #compressed: ByteLru<Uint8Array | null>;
@@ -224,8 +223,8 @@ class StaticSite {
     }
   }
 
-  async #serve(req: ServerRequest, path: string): Promise<Reply> {
-    const found = await this.#find(path);
+  #serve(req: ServerRequest, path: string): Reply | Promise<Reply> {
+    const found = this.#find(path);
     if (found === null) return this.#notFound(req, path);
     if (found.kind === "file") return this.#sendFile(req, found, path);
     if (!path.endsWith("/")) {
@@ -237,7 +236,7 @@ class StaticSite {
         headers: { location: `${req.path}/${query}` },
       };
     }
-    const index = await this.#find(`${path}index.html`);
+    const index = this.#find(`${path}index.html`);
     if (index?.kind === "file") {
       return this.#sendFile(req, index, `${path}index.html`);
     }
@@ -245,23 +244,10 @@ class StaticSite {
     return this.#notFound(req, path);
   }
 
-  /** The real root, resolved once it exists. */
-  async #getRealRoot(): Promise<string | null> {
-    if (this.#realRoot !== undefined) return this.#realRoot;
-    try {
-      this.#realRoot = await Deno.realPath(this.#root);
-    } catch {
-      return null; // no root (yet): everything is 404
-    }
-    return this.#realRoot;
-  }
-
   /** Looks up a canonical path; null when it is not servable (treated as 404). */
-  async #find(path: string): Promise<Found | null> {
+  #find(path: string): Found | null {
     const deny = this.#config.dotfiles !== "allow";
     if (deny && isDotPath(path)) return null;
-    const realRoot = await this.#getRealRoot();
-    if (realRoot === null) return null;
     // canonicalPath() left no "." or ".." segment, so this join stays under
     // the root lexically. Sync calls on purpose: for a local file they take a
     // few µs, their async forms ~14 µs each in thread hand-offs.
@@ -291,8 +277,11 @@ class StaticSite {
       return known.found;
     }
     if (known !== undefined) this.#resolved.delete(joined);
+    let realRoot: string;
     let real: string;
     try {
+      // The root afresh too: a deploy may have re-pointed a root symlink.
+      realRoot = Deno.realPathSync(this.#root);
       real = Deno.realPathSync(joined);
       // Stat the real path too: the link may have moved between the calls.
       info = Deno.statSync(real);
@@ -596,13 +585,13 @@ class StaticSite {
   async #notFound(req: ServerRequest, path: string): Promise<Reply> {
     const html = acceptsHtml(req);
     if (html && this.#config.spa) {
-      const index = await this.#find("/index.html");
+      const index = this.#find("/index.html");
       if (index?.kind === "file") {
         return this.#sendFile(req, index, "/index.html");
       }
     }
     if (html) {
-      const page = await this.#find("/404.html");
+      const page = this.#find("/404.html");
       if (
         page?.kind === "file" && page.size <= this.#tuning.maxCachedFileBytes
       ) {
