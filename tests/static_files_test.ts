@@ -970,6 +970,26 @@ Deno.test("staticFiles() lists a folder without index.html only when asked", asy
   assert.equal(Number(head.headers.get("content-length")), a.body!.length);
 });
 
+Deno.test("staticFiles() lists only the symlinks it would serve", async () => {
+  const h = staticFiles({ ...site.config, listDirs: true }, TEST_TUNING);
+  const a = await ask(h, "GET", "/links/");
+  assert.equal(a.status, 200);
+  for (const name of ["in.txt", "subdir/"]) {
+    assert.ok(a.text.includes(`>${name}</a>`), `${name} missing`);
+  }
+  const refused = [
+    "out.txt", // out of the root: its size and date are not ours to show
+    "relative-out.txt",
+    "outdir/",
+    "env.txt", // a dotfile under another name
+    "dangling.txt",
+    "loop-a.txt",
+  ];
+  for (const name of refused) {
+    assert.ok(!a.text.includes(`>${name}</a>`), `${name} listed`);
+  }
+});
+
 Deno.test("staticFiles() uses 404.html for browsers, keeping status 404", async () => {
   const a = await ask(handler, "GET", "/missing", {
     accept: "text/html,application/xhtml+xml,*/*;q=0.8",

@@ -288,12 +288,7 @@ class StaticSite {
     } catch (err) {
       return missing(err);
     }
-    if (real !== realRoot) {
-      const prefix = realRoot.endsWith("/") ? realRoot : `${realRoot}/`;
-      if (!real.startsWith(prefix)) return null; // a symlink out of the root
-      // A symlink inside the root may still point at ".env".
-      if (deny && isDotPath(real.slice(prefix.length - 1))) return null;
-    }
+    if (!isServable(real, realRoot, deny)) return null;
     const kind = kindOf(info);
     // Not sockets, FIFOs or devices: opening a FIFO would hang the request.
     if (kind === null) return null;
@@ -618,12 +613,14 @@ class StaticSite {
     path: string,
   ): Promise<Reply> {
     const deny = this.#config.dotfiles !== "allow";
-    const names: string[] = [];
+    const listed: Deno.DirEntry[] = [];
+    let realRoot: string;
     try {
+      realRoot = await Deno.realPath(this.#root);
       for await (const entry of Deno.readDir(dir)) {
         if (deny && entry.name.startsWith(".")) continue;
-        names.push(entry.name);
-        if (names.length >= this.#tuning.maxListingEntries) break;
+        listed.push(entry);
+        if (listed.length >= this.#tuning.maxListingEntries) break;
       }
     } catch (err) {
       missing(err);
@@ -631,13 +628,22 @@ class StaticSite {
     }
     const entries: ListingEntry[] = [];
     // A few stats at a time: a huge folder must not open thousands at once.
-    for (let i = 0; i < names.length; i += 64) {
+    for (let i = 0; i < listed.length; i += 64) {
       await Promise.all(
-        names.slice(i, i + 64).map(async (name) => {
+        listed.slice(i, i + 64).map(async ({ name, isSymlink }) => {
           try {
-            const info = await Deno.stat(`${dir}/${name}`);
+            const full = `${dir}/${name}`;
+            const info = await Deno.stat(full);
+            // A link is listed only if it would be served, under the
+            // extension of what it points at, as #sendFile() checks it.
+            let served = name;
+            if (isSymlink) {
+              const real = await Deno.realPath(full);
+              if (!isServable(real, realRoot, deny)) return;
+              served = basename(real);
+            }
             if (
-              !info.isDirectory && !this.#allowExt.has(extensionOf(name))
+              !info.isDirectory && !this.#allowExt.has(extensionOf(served))
             ) return;
             if (!info.isDirectory && !info.isFile) return;
             entries.push({
@@ -689,6 +695,18 @@ function missing(err: unknown): null {
     return null;
   }
   throw err;
+}
+
+/**
+ * True when a real path may be served from under the real root: inside it
+ * (not a symlink out) and, when dotfiles are denied, with no dot segment
+ * below it (not a symlink inside pointing at ".env").
+ */
+function isServable(real: string, realRoot: string, deny: boolean): boolean {
+  if (real === realRoot) return true;
+  const prefix = realRoot.endsWith("/") ? realRoot : `${realRoot}/`;
+  return real.startsWith(prefix) &&
+    !(deny && isDotPath(real.slice(prefix.length - 1)));
 }
 
 function mtimeOf(info: Deno.FileInfo): number {
