@@ -790,6 +790,23 @@ Deno.test("staticFiles() compresses a file once and reuses it", async () => {
   assert.equal(c.body.buffer, d.body.buffer);
 });
 
+Deno.test("staticFiles() compresses a file renamed over with the same size and mtime afresh", async () => {
+  await using own = await makeSite();
+  const h = staticFiles(own.config, TEST_TUNING);
+  const ae = { "accept-encoding": "gzip" };
+  const first = await ask(h, "GET", "/big.txt", ae);
+  assert.equal(decoder.decode(gunzipSync(first.body!)), BIG_TEXT);
+  // New contents, same size and mtime: only the inode tells.
+  const next = BIG_TEXT.replaceAll("fox", "cat");
+  const { mtime } = await Deno.stat(`${own.root}/big.txt`);
+  await Deno.writeTextFile(`${own.root}/tmp.txt`, next);
+  await Deno.utime(`${own.root}/tmp.txt`, mtime!, mtime!);
+  await Deno.rename(`${own.root}/tmp.txt`, `${own.root}/big.txt`);
+  assert.equal((await ask(h, "GET", "/big.txt")).text, next, "identity");
+  const again = await ask(h, "GET", "/big.txt", ae);
+  assert.equal(decoder.decode(gunzipSync(again.body!)), next, "gzip");
+});
+
 Deno.test("staticFiles() does not compress small or incompressible files", async () => {
   for (const target of ["/hello.txt", "/logo.png", "/large.bin"]) {
     const a = await ask(handler, "GET", target, {

@@ -112,9 +112,9 @@ const MAX_RESOLVED = 10_000;
 /** Methods a static path answers; the rest get 405 with this Allow. */
 const ALLOW = "GET, HEAD, OPTIONS";
 
-/** Cached file contents with the version they were read from. */
-interface CachedFile extends FileVersion {
-  readonly bytes: Uint8Array;
+/** Something made from one version of a file: its contents, a compressed form. */
+interface Cached<T> extends FileVersion {
+  readonly bytes: T;
 }
 
 /** Precompressed files beside an original, as last looked for. */
@@ -162,10 +162,13 @@ class StaticSite {
   readonly #tuning: StaticTuning;
   readonly #root: string;
   readonly #allowExt: ReadonlySet<string>;
-  readonly #files: ByteLru<CachedFile>;
+  readonly #files: ByteLru<Cached<Uint8Array>>;
   /** Compressed forms; null marks "compression did not make it smaller". */
-  readonly #compressed: ByteLru<Uint8Array | null>;
-  readonly #compressing = new Map<string, Promise<Uint8Array | null>>();
+  readonly #compressed: ByteLru<Cached<Uint8Array | null>>;
+  readonly #compressing = new Map<
+    string,
+    Cached<Promise<Uint8Array | null>>
+  >();
   readonly #sidecars = new Map<string, SidecarLook>();
   /** Paths whose real path was checked, with the file they named then. */
   readonly #resolved = new Map<string, Resolved>();
@@ -524,23 +527,37 @@ class StaticSite {
 
   /** The file compressed with `coding`, made once per version; null when not smaller. */
   #compress(file: OnDisk, coding: Coding): Promise<Uint8Array | null> {
-    const key = `${coding}\0${file.path}\0${etagOf(file.size, file.mtimeMs)}`;
+    const key = `${coding}\0${file.path}`;
     const hit = this.#compressed.get(key);
-    if (hit !== undefined) return Promise.resolve(hit);
-    let pending = this.#compressing.get(key);
-    if (pending === undefined) {
-      pending = (async () => {
-        const source = file.size <= this.#tuning.maxCachedFileBytes
+    if (hit !== undefined && sameVersion(hit, file)) {
+      return Promise.resolve(hit.bytes);
+    }
+    const pending = this.#compressing.get(key);
+    if (pending !== undefined && sameVersion(pending, file)) {
+      return pending.bytes;
+    }
+    const { dev, ino, size, mtimeMs } = file;
+    const job: Cached<Promise<Uint8Array | null>> = {
+      dev,
+      ino,
+      size,
+      mtimeMs,
+      bytes: (async () => {
+        const source = size <= this.#tuning.maxCachedFileBytes
           ? await this.#readCached(file)
           : await readWhole(file);
         const packed = await compressBytes(source, coding);
-        const result = packed.length < source.length ? packed : null;
-        this.#compressed.set(key, result, (result?.length ?? 0) + 128);
-        return result;
-      })().finally(() => this.#compressing.delete(key));
-      this.#compressing.set(key, pending);
-    }
-    return pending;
+        const bytes = packed.length < source.length ? packed : null;
+        const cost = (bytes?.length ?? 0) + 128;
+        this.#compressed.set(key, { dev, ino, size, mtimeMs, bytes }, cost);
+        return bytes;
+      })().finally(() => {
+        // A newer version's job may have taken the key meanwhile.
+        if (this.#compressing.get(key) === job) this.#compressing.delete(key);
+      }),
+    };
+    this.#compressing.set(key, job);
+    return job.bytes;
   }
 
   /** `x.br` and `x.gz` beside `x`: regular files (not symlinks), not older than `x`. */
