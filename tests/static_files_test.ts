@@ -241,6 +241,35 @@ for (const [name, target, wreck] of breaks) {
   });
 }
 
+Deno.test("staticFiles() answers 404 for a FIFO, also one put where a found file was", async () => {
+  await using own = await makeSite();
+  const mkfifo = async (path: string) =>
+    assert.ok(
+      (await new Deno.Command("mkfifo", { args: [path] }).output())
+        .success,
+    );
+  await mkfifo(`${own.root}/pipe.txt`);
+  const file = `${own.root}/was-a-file.txt`;
+  await Deno.writeTextFile(file, "f".repeat(3000)); // streamed: opened per request
+  const h = staticFiles(own.config, { ...TEST_TUNING, revalidateMs: 60_000 });
+  assert.equal((await ask(h, "GET", "/was-a-file.txt")).status, 200);
+  await Deno.remove(file);
+  await mkfifo(file);
+  for (const fifo of [`${own.root}/pipe.txt`, file]) {
+    const target = fifo.slice(own.root.length);
+    const hung = Promise.withResolvers<"hung">();
+    const timer = setTimeout(() => hung.resolve("hung"), 2000);
+    const a = await Promise.race([ask(h, "GET", target), hung.promise]);
+    clearTimeout(timer);
+    if (a === "hung") {
+      // Unblock the handler's open() so the test can end, then fail.
+      (await Deno.open(fifo, { write: true })).close();
+      assert.fail(`${target}: opened a FIFO and waited for a writer`);
+    }
+    assert.equal(a.status, 404, target);
+  }
+});
+
 Deno.test("staticFiles() serves a root that is itself a symlink", async () => {
   const link = `${site.base}/root-link`;
   await Deno.symlink(site.root, link);

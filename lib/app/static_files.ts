@@ -783,22 +783,23 @@ function acceptsHtml(req: ServerRequest): boolean {
  * {@link FileChanged}, so the request looks again rather than read a newcomer.
  */
 async function openChecked(file: OnDisk): Promise<Deno.FsFile> {
-  let opened: Deno.FsFile;
+  let opened: Deno.FsFile | undefined;
   try {
-    opened = await Deno.open(file.path);
+    // Stat before open, even within revalidateMs: a FIFO put in the file's
+    // place would hold open() until some writer came along.
+    if (isVersion(Deno.statSync(file.path), file)) {
+      opened = await Deno.open(file.path);
+      // And after: the path may have changed between the two calls.
+      if (isVersion(await opened.stat(), file)) return opened;
+    }
   } catch (err) {
+    opened?.close();
     missing(err); // EACCES: 403; an error not from the file system: rethrown
     // Gone, a loop, a file where a folder was: a fresh lookup will say which.
     throw new FileChanged(file.path, { cause: err });
   }
-  let same = false;
-  try {
-    same = isVersion(await opened.stat(), file);
-  } finally {
-    if (!same) opened.close();
-  }
-  if (!same) throw new FileChanged(file.path);
-  return opened;
+  opened?.close();
+  throw new FileChanged(file.path);
 }
 
 /** Reads a whole file, checking it is still the version that was found. */
