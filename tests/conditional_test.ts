@@ -142,6 +142,9 @@ const ifRange: [name: string, value: string | undefined, holds: boolean][] = [
   ["later date", AFTER, false],
   ["earlier date", BEFORE, false],
   ["junk", "whenever", false],
+  // §13.1.5: neither one entity-tag nor one HTTP-date: false.
+  ["a tag with junk after it", `${V.etag} junk`, false],
+  ["a tag and a comma", `${V.etag},`, false],
 ];
 for (const [name, value, holds] of ifRange) {
   Deno.test(`ifRangeHolds() is ${holds} for If-Range ${name}`, () => {

@@ -142,10 +142,9 @@ export function ifRangeHolds(
   if (value === undefined) return true;
   const trimmed = value.trim();
   if (trimmed.startsWith('"') || trimmed.startsWith("W/")) {
-    const tags = parseEntityTags(trimmed);
-    if (tags === "*" || tags.length !== 1) return false;
+    // One strong entity-tag and nothing else: character for character ours.
     const own = ownTag(validators.etag);
-    return !tags[0].weak && !own.weak && tags[0].opaque === own.opaque;
+    return !own.weak && trimmed === own.opaque;
   }
   const date = parseHttpDate(trimmed);
   return !Number.isNaN(date) &&
