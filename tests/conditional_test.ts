@@ -59,6 +59,35 @@ const cases: [
   ["If-Modified-Since: asctime form", "GET", {
     "if-modified-since": "Mon Jan 15 12:00:00 2024",
   }, 304],
+  // RFC 9110 §13.1.3: not a valid HTTP-date (GMT, one of three forms) is
+  // ignored, never read as some other time.
+  ["If-Modified-Since: a zone other than GMT", "GET", {
+    "if-modified-since": "Mon, 15 Jan 2024 12:00:00 PST",
+  }, 200],
+  ["If-Modified-Since: GMT with an offset", "GET", {
+    "if-modified-since": "Mon, 15 Jan 2024 20:00:00 GMT+0800",
+  }, 200],
+  ["If-Modified-Since: junk before the date", "GET", {
+    "if-modified-since": `x ${SAME}`,
+  }, 200],
+  ["If-Modified-Since: 31 February", "GET", {
+    "if-modified-since": "Sat, 31 Feb 2024 12:00:00 GMT",
+  }, 200],
+  ["If-Modified-Since: hour 24", "GET", {
+    "if-modified-since": "Mon, 15 Jan 2024 24:00:00 GMT",
+  }, 200],
+  ["If-Modified-Since: no seconds", "GET", {
+    "if-modified-since": "Mon, 15 Jan 2024 12:01 GMT",
+  }, 200],
+  ["If-Modified-Since: lower-case month", "GET", {
+    "if-modified-since": "Mon, 15 jan 2024 12:00:00 GMT",
+  }, 200],
+  ["If-Modified-Since: RFC 850 year 94 is 1994", "GET", {
+    "if-modified-since": "Sunday, 06-Nov-94 08:49:37 GMT",
+  }, 200],
+  ["If-Modified-Since: asctime with a one-digit day", "GET", {
+    "if-modified-since": "Sat Feb  3 12:00:00 2024",
+  }, 304],
   ["If-Modified-Since on POST", "POST", { "if-modified-since": SAME }, 200],
   // §13.2.2 step 4: If-Modified-Since only counts without If-None-Match.
   ["If-None-Match mismatch beats If-Modified-Since", "GET", {
@@ -95,6 +124,10 @@ const cases: [
     { "if-unmodified-since": "soon" },
     200,
   ],
+  // 11:00 PST is 19:00 GMT, after the change: were it read as 11:00 GMT, 412.
+  ["If-Unmodified-Since: a zone other than GMT", "GET", {
+    "if-unmodified-since": "Mon, 15 Jan 2024 11:00:00 PST",
+  }, 200],
   // §13.2.2 step 2: If-Unmodified-Since only counts without If-Match.
   ["If-Match pass beats If-Unmodified-Since", "GET", {
     "if-match": V.etag,
@@ -145,6 +178,8 @@ const ifRange: [name: string, value: string | undefined, holds: boolean][] = [
   // §13.1.5: neither one entity-tag nor one HTTP-date: false.
   ["a tag with junk after it", `${V.etag} junk`, false],
   ["a tag and a comma", `${V.etag},`, false],
+  ["the date with junk before it", `x ${SAME}`, false],
+  ["the date with junk after it", `${SAME} x`, false],
 ];
 for (const [name, value, holds] of ifRange) {
   Deno.test(`ifRangeHolds() is ${holds} for If-Range ${name}`, () => {

@@ -65,13 +65,54 @@ function listMatches(value: string, etag: string, strong: boolean): boolean {
   return tags.some((t) => t.opaque === own.opaque && !(strong && t.weak));
 }
 
-/** An HTTP-date in ms, or NaN when the value is not one. */
+// RFC 9110 §5.6.7: the three forms of an HTTP-date, all GMT, case-sensitive.
+const IMF_FIXDATE =
+  /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d\d) ([A-Z][a-z]{2}) (\d{4}) (\d\d):(\d\d):(\d\d) GMT$/;
+const RFC850_DATE =
+  /^(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day, (\d\d)-([A-Z][a-z]{2})-(\d\d) (\d\d):(\d\d):(\d\d) GMT$/;
+const ASCTIME_DATE =
+  /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ([A-Z][a-z]{2}) ([ \d]\d) (\d\d):(\d\d):(\d\d) (\d{4})$/;
+const MONTHS = new Map(
+  "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(" ")
+    .map((name, i) => [name, i]),
+);
+
+/**
+ * An HTTP-date in ms, or NaN when the value is not one. Strict on purpose
+ * (§13.1.3: a recipient MUST ignore an invalid date): Date.parse would read
+ * "12:00 PST" as 12:00 GMT, roll "31 Feb" into March and skip leading junk.
+ */
 function parseHttpDate(value: string): number {
-  // Date.parse accepts IMF-fixdate, RFC 850 and asctime forms, and junk like
-  // "1" too; an HTTP-date always names a weekday or a month in letters.
-  if (!/[a-z]{3}/i.test(value)) return NaN;
-  // asctime has no zone; every HTTP-date is GMT, never the server's local time.
-  return Date.parse(/GMT|UTC|[+-]\d{4}/.test(value) ? value : `${value} GMT`);
+  let m = IMF_FIXDATE.exec(value);
+  if (m !== null) return utc(+m[3], m[2], +m[1], +m[4], +m[5], +m[6]);
+  m = ASCTIME_DATE.exec(value);
+  if (m !== null) return utc(+m[6], m[1], +m[2], +m[3], +m[4], +m[5]);
+  m = RFC850_DATE.exec(value);
+  if (m === null) return NaN;
+  // A two-digit year more than 50 years ahead is the last such year past.
+  const now = new Date().getUTCFullYear();
+  let year = now - (now % 100) + Number(m[3]);
+  if (year > now + 50) year -= 100;
+  return utc(year, m[2], +m[1], +m[4], +m[5], +m[6]);
+}
+
+/** ms since the epoch of a calendar date and time; NaN if there is no such. */
+function utc(
+  year: number,
+  monthName: string,
+  day: number,
+  hour: number,
+  minute: number,
+  second: number,
+): number {
+  const month = MONTHS.get(monthName);
+  if (month === undefined || hour > 23 || minute > 59 || second > 60) {
+    return NaN;
+  }
+  // Second 60 is a leap second: the last second of that minute will do.
+  const ms = Date.UTC(year, month, day, hour, minute, Math.min(second, 59));
+  // Date.UTC rolls 31 Feb over into March: a day that does not exist is no date.
+  return new Date(ms).getUTCDate() === day ? ms : NaN;
 }
 
 /** Seconds resolution, as Last-Modified carries. */
