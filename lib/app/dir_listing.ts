@@ -26,7 +26,7 @@ export function sortEntries(entries: ListingEntry[]): ListingEntry[] {
 }
 
 /** "1.5 KiB" style sizes. */
-export function formatSize(bytes: number): string {
+function formatSize(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
   const units = ["KiB", "MiB", "GiB", "TiB"];
   let value = bytes;

@@ -7,6 +7,7 @@ import { brotliCompress, brotliCompressSync, constants } from "node:zlib";
 /** Codings the static handler can make on the fly, best first. */
 export type Coding = "br" | "gzip";
 
+/** True when node:zlib brotli works in this runtime (it does in Deno 2.9). */
 function probeBrotli(): boolean {
   try {
     return brotliCompressSync(new Uint8Array([1, 2, 3])).length > 0;
@@ -15,11 +16,8 @@ function probeBrotli(): boolean {
   }
 }
 
-/** True when node:zlib brotli works in this runtime (it does in Deno 2.9). */
-export const HAS_BROTLI: boolean = probeBrotli();
-
 /** On-the-fly codings this runtime offers, best first. */
-export const ON_THE_FLY: readonly Coding[] = HAS_BROTLI
+export const ON_THE_FLY: readonly Coding[] = probeBrotli()
   ? ["br", "gzip"]
   : ["gzip"];
 

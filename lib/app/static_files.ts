@@ -32,6 +32,7 @@ import {
   type MultipartLayout,
   multipartLayout,
   parseRange,
+  type RangeResult,
 } from "./ranges.ts";
 import { ByteLru } from "./static_cache.ts";
 import { type Coding, compressBytes, ON_THE_FLY } from "./static_compress.ts";
@@ -69,7 +70,7 @@ export interface StaticTuning {
   readonly readChunkBytes: number;
 }
 
-export const DEFAULT_TUNING: StaticTuning = Object.freeze({
+const DEFAULT_TUNING: StaticTuning = Object.freeze({
   maxCachedFileBytes: 1024 * 1024, // pages, styles, scripts, most images
   fileCacheBytes: 64 * 1024 * 1024, // bounded: least recently used go first
   minCompressBytes: 1024, // as Hono's compress and nginx's gzip_min_length
@@ -349,7 +350,7 @@ class StaticSite {
 
     // Ranges are of the identity form only: a range of a compressed body that
     // is made anew each time would not be stable across requests.
-    let ranges: ReturnType<typeof parseRange> = null;
+    let ranges: RangeResult = null;
     const range = req.method === "GET" ? headers.get("range") : undefined;
     if (
       range !== undefined &&
