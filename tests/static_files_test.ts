@@ -938,6 +938,31 @@ Deno.test("ByteLru evicts the least recently used entries past its byte budget",
   assert.equal(lru.bytes, 2);
 });
 
+Deno.test("ByteLru stays within its budget under any mix of reads and writes", () => {
+  const lru = new ByteLru<number>(100);
+  const held = new Map<string, number>();
+  let seed = 7;
+  const random = (n: number) => (seed = (seed * 48271) % 2147483647) % n;
+  for (let i = 0; i < 5000; i++) {
+    const key = `k${random(40)}`;
+    if (random(3) === 0) {
+      const bytes = random(30) + 1;
+      lru.set(key, bytes, bytes);
+      held.set(key, bytes);
+    } else {
+      lru.get(key);
+    }
+    let sum = 0;
+    for (const [k, bytes] of held) {
+      if (lru.get(k) === undefined) held.delete(k);
+      else sum += bytes;
+    }
+    assert.ok(lru.bytes <= 100, `over budget: ${lru.bytes}`);
+    assert.equal(lru.bytes, sum, "bytes is the sum of what is held");
+    assert.equal(lru.size, held.size);
+  }
+});
+
 Deno.test("staticFiles() serves small files from memory, revalidated by stat", async () => {
   await using own = await makeSite();
   const h = staticFiles(own.config, TEST_TUNING);

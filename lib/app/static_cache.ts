@@ -1,7 +1,14 @@
-/** A least-recently-used cache bounded by the total byte size of its values. */
+/**
+ * A cache bounded by the total byte size of its values, evicting roughly the
+ * least recently used first: "second chance" (CLOCK), so a hit only marks its
+ * entry, where strict LRU would delete and re-insert it on every read.
+ */
 export class ByteLru<V> {
   readonly #maxBytes: number;
-  readonly #entries = new Map<string, { value: V; bytes: number }>();
+  readonly #entries = new Map<
+    string,
+    { value: V; bytes: number; used: boolean }
+  >();
   #bytes = 0;
 
   /** `maxBytes` bounds the sum of the sizes given to {@link set}. */
@@ -18,25 +25,35 @@ export class ByteLru<V> {
     return this.#entries.size;
   }
 
-  /** The value for `key`, now the most recently used; or undefined. */
+  /** The value for `key`, now marked as used; or undefined. */
   get(key: string): V | undefined {
     const entry = this.#entries.get(key);
     if (entry === undefined) return undefined;
-    this.#entries.delete(key); // Map keeps insertion order: re-insert = newest
-    this.#entries.set(key, entry);
+    entry.used = true;
     return entry.value;
   }
 
-  /** Stores a value of `bytes` size, evicting the oldest; too big: not stored. */
+  /**
+   * Stores a value of `bytes` size; too big: not stored. Past the budget the
+   * oldest entries go, except that one used since it was last passed over
+   * moves to the back once instead.
+   */
   set(key: string, value: V, bytes: number): void {
     this.delete(key);
     if (bytes > this.#maxBytes) return;
-    this.#entries.set(key, { value, bytes });
+    this.#entries.set(key, { value, bytes, used: false });
     this.#bytes += bytes;
+    // Map keeps insertion order: the first entries are the oldest. Each pass
+    // clears a mark, so this ends within two rounds of the map.
     for (const [oldest, entry] of this.#entries) {
       if (this.#bytes <= this.#maxBytes) break;
       this.#entries.delete(oldest);
-      this.#bytes -= entry.bytes;
+      if (entry.used) {
+        entry.used = false;
+        this.#entries.set(oldest, entry); // a second chance, at the back
+      } else {
+        this.#bytes -= entry.bytes;
+      }
     }
   }
 
