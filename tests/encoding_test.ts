@@ -46,3 +46,14 @@ for (const [ae, available, chosen] of cases) {
     assert.equal(negotiateEncoding(ae, available), chosen);
   });
 }
+
+Deno.test("negotiateEncoding() answers each value on its own when values take turns", () => {
+  // The last value parsed is remembered; asking again, in any order, must
+  // give the same answers as asking once.
+  for (let round = 0; round < 2; round++) {
+    for (const [ae, available, chosen] of [...cases, ...cases.toReversed()]) {
+      assert.equal(negotiateEncoding(ae, available), chosen, `${ae}`);
+      assert.equal(negotiateEncoding(ae, available), chosen, `${ae} again`);
+    }
+  }
+});

@@ -12,9 +12,22 @@ interface Weighted {
 // RFC 9110 §12.4.2: qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
 const QVALUE = /^(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$/;
 
+/** Accept-Encoding as parsed: its entries, and the weight of "*" if named. */
+interface Accepted {
+  readonly entries: readonly Weighted[];
+  readonly star: number | undefined;
+}
+
+// A client sends the same Accept-Encoding with every request: parse a value
+// once, not for each of the two or three questions a request asks of it.
+let lastValue = "";
+let lastAccepted: Accepted = { entries: [], star: undefined };
+
 /** Parses Accept-Encoding; entries with a malformed weight are dropped. */
-function parseAcceptEncoding(value: string): Weighted[] {
-  const out: Weighted[] = [];
+function parseAcceptEncoding(value: string): Accepted {
+  if (value === lastValue) return lastAccepted;
+  const entries: Weighted[] = [];
+  let star: number | undefined;
   for (const part of value.split(",")) {
     const [rawCoding, ...params] = part.split(";");
     let coding = rawCoding.trim().toLowerCase();
@@ -30,9 +43,24 @@ function parseAcceptEncoding(value: string): Weighted[] {
       if (!QVALUE.test(text)) ok = false;
       else q = Number(text);
     }
-    if (ok) out.push({ coding, q });
+    if (!ok) continue;
+    entries.push({ coding, q });
+    if (coding === "*") star = Math.max(star ?? 0, q);
   }
-  return out;
+  lastValue = value;
+  return lastAccepted = { entries, star };
+}
+
+/** The highest weight given to `coding` by name; undefined if not named. */
+function weightOf(
+  entries: readonly Weighted[],
+  coding: string,
+): number | undefined {
+  let q: number | undefined;
+  for (const entry of entries) {
+    if (entry.coding === coding) q = Math.max(q ?? 0, entry.q);
+  }
+  return q;
 }
 
 /**
@@ -50,29 +78,18 @@ export function negotiateEncoding(
 ): string | null {
   // No field: anything goes, but RFC 9110 §12.5.3 suggests no coding at all.
   if (acceptEncoding === undefined) return "identity";
-  const accepted = parseAcceptEncoding(acceptEncoding);
-  let star: number | undefined;
-  for (const { coding, q } of accepted) {
-    if (coding === "*") star = Math.max(star ?? 0, q);
-  }
-  const weightOf = (coding: string): number | undefined => {
-    let q: number | undefined;
-    for (const entry of accepted) {
-      if (entry.coding === coding) q = Math.max(q ?? 0, entry.q);
-    }
-    return q;
-  };
+  const { entries, star } = parseAcceptEncoding(acceptEncoding);
   let best: string | null = null;
   let bestQ = 0;
   for (const coding of available) {
     if (coding === "identity") continue;
-    const q = weightOf(coding) ?? star ?? 0;
+    const q = weightOf(entries, coding) ?? star ?? 0;
     if (q > bestQ) {
       best = coding;
       bestQ = q;
     }
   }
-  const identityQ = weightOf("identity");
+  const identityQ = weightOf(entries, "identity");
   // Identity is acceptable unless excluded by name or by "*;q=0"; unnamed,
   // it ranks below any coding the client named.
   if (identityQ !== undefined) {
