@@ -99,6 +99,22 @@ interface OnDisk extends FileVersion {
 /** A file or folder found under the root; `path` is its real path, inside the real root. */
 interface Found extends OnDisk {
   readonly kind: "file" | "dir";
+  /** What replies for this version share; made by the first one. */
+  meta?: FileMeta;
+}
+
+/** What every reply for one file version shares, worked out once. */
+interface FileMeta {
+  /** Base name of the real path: its extension picks the type. */
+  readonly name: string;
+  /** Its extension is in the allowed list. */
+  readonly allowed: boolean;
+  /** Media type, without parameters. */
+  readonly type: string;
+  readonly contentType: string;
+  readonly compressible: boolean;
+  /** Validators of each form made from this version. */
+  readonly validators: Readonly<Record<Coding | "identity", Validators>>;
 }
 
 /** A lookup (stat and checked real path) of one joined path, and when it was made. */
@@ -118,10 +134,21 @@ interface Cached<T> extends FileVersion {
   readonly bytes: T;
 }
 
+/** A precompressed file beside the original, with its own validators. */
+interface Sidecar extends OnDisk {
+  readonly validators: Validators;
+}
+
+type Sidecars = Partial<Record<Coding, Sidecar>>;
+
 /** Precompressed files beside an original, as last looked for. */
 interface SidecarLook {
   readonly checkedAt: number;
-  readonly found: Partial<Record<Coding, OnDisk>>;
+  readonly found: Sidecars;
+  /** The version of the original `fresh` was picked for. */
+  forFile: OnDisk;
+  /** Those not older than that version. */
+  fresh: Sidecars;
 }
 
 /** One way of sending the file: which coding, its bytes or a file to stream. */
@@ -140,6 +167,8 @@ class FileChanged extends Error {
 /** Sidecar suffix of each coding. */
 const SIDECAR_SUFFIX: Record<Coding, string> = { br: ".br", gzip: ".gz" };
 const ALL_CODINGS: readonly Coding[] = ["br", "gzip"];
+const NO_CODINGS: readonly Coding[] = [];
+const NO_SIDECARS: Sidecars = Object.freeze({});
 
 const encoder = new TextEncoder();
 
@@ -302,42 +331,66 @@ class StaticSite {
     return found;
   }
 
-  async #sendFile(
-    req: ServerRequest,
-    file: OnDisk,
-    urlPath: string,
-  ): Promise<Reply> {
+  /** Type, validators and policy of a file version: worked out once per version. */
+  #metaOf(file: Found): FileMeta {
+    if (file.meta !== undefined) return file.meta;
     const name = basename(file.path);
-    const ext = extensionOf(name);
-    if (!this.#allowExt.has(ext)) {
-      throw new HttpError(STATUS.Forbidden, `Extension not served: ${name}`, {
-        expose: "This type of file is not served",
-      });
-    }
     const type = mediaTypeOf(name);
     const compressible = isCompressible(type);
+    const { size, mtimeMs } = file;
+    const identity = { etag: etagOf(size, mtimeMs), lastModifiedMs: mtimeMs };
+    return file.meta = {
+      name,
+      allowed: this.#allowExt.has(extensionOf(name)),
+      type,
+      contentType: contentTypeOf(type),
+      compressible,
+      validators: {
+        identity,
+        br: { etag: etagOf(size, mtimeMs, "br"), lastModifiedMs: mtimeMs },
+        gzip: { etag: etagOf(size, mtimeMs, "gzip"), lastModifiedMs: mtimeMs },
+      },
+    };
+  }
+
+  async #sendFile(
+    req: ServerRequest,
+    file: Found,
+    urlPath: string,
+  ): Promise<Reply> {
+    const meta = this.#metaOf(file);
+    if (!meta.allowed) {
+      throw new HttpError(
+        STATUS.Forbidden,
+        `Extension not served: ${meta.name}`,
+        { expose: "This type of file is not served" },
+      );
+    }
     const headers = req.headers;
     const acceptEncoding = headers.getJoined("accept-encoding");
-    const identity: Validators = {
-      etag: etagOf(file.size, file.mtimeMs),
-      lastModifiedMs: file.mtimeMs,
-    };
 
     // Which codings could we send? Only look when the client takes one.
-    let available: readonly Coding[] = [];
-    let sidecars: Partial<Record<Coding, OnDisk>> = {};
+    let available: readonly Coding[] = NO_CODINGS;
+    let sidecars: Sidecars = NO_SIDECARS;
     if (
-      compressible &&
+      meta.compressible &&
       negotiateEncoding(acceptEncoding, ALL_CODINGS) !== "identity"
     ) {
       sidecars = await this.#findSidecars(file);
-      const onTheFly = file.size >= this.#tuning.minCompressBytes &&
-        file.size <= this.#tuning.maxCompressBytes;
-      available = ALL_CODINGS.filter((c) =>
-        sidecars[c] !== undefined || (onTheFly && ON_THE_FLY.includes(c))
-      );
+      const { minCompressBytes, maxCompressBytes } = this.#tuning;
+      const onTheFly = file.size >= minCompressBytes &&
+        file.size <= maxCompressBytes;
+      // Each coding, made on the fly or read from a sidecar.
+      available = onTheFly && ON_THE_FLY.length === ALL_CODINGS.length
+        ? ALL_CODINGS
+        : ALL_CODINGS.filter((c) =>
+          sidecars[c] !== undefined || (onTheFly && ON_THE_FLY.includes(c))
+        );
     }
-    let coding = negotiateEncoding(acceptEncoding, available);
+    let coding = negotiateEncoding(acceptEncoding, available) as
+      | Coding
+      | "identity"
+      | null;
     if (coding === null) {
       throw new HttpError(
         STATUS.NotAcceptable,
@@ -357,21 +410,19 @@ class StaticSite {
       (coding === "identity" || negotiateEncoding(acceptEncoding, []) !== null)
     ) {
       ranges = parseRange(range, file.size);
-      if (ranges !== null && !ifRangeHolds(headers, identity)) ranges = null;
+      if (
+        ranges !== null && !ifRangeHolds(headers, meta.validators.identity)
+      ) ranges = null;
       if (ranges !== null) coding = "identity";
     }
 
-    const rep = await this.#represent(
-      file,
-      coding as Coding | "identity",
-      sidecars,
-    );
+    const rep = await this.#represent(file, meta, coding, sidecars);
     const out: [string, string][] = [];
     if (!(ranges !== null && ranges !== "unsatisfiable" && ranges.length > 1)) {
-      out.push(["content-type", contentTypeOf(type)]);
+      out.push(["content-type", meta.contentType]);
     }
     if (rep.coding !== "identity") out.push(["content-encoding", rep.coding]);
-    if (compressible) out.push(["vary", "Accept-Encoding"]);
+    if (meta.compressible) out.push(["vary", "Accept-Encoding"]);
     out.push(
       ["etag", rep.validators.etag],
       ["last-modified", httpDate(rep.validators.lastModifiedMs)],
@@ -393,10 +444,10 @@ class StaticSite {
     }
 
     out.push(["accept-ranges", "bytes"]);
-    if (this.#config.attachment && type !== "text/html") {
+    if (this.#config.attachment && meta.type !== "text/html") {
       out.push([
         "content-disposition",
-        contentDisposition(basename(urlPath) || name),
+        contentDisposition(basename(urlPath) || meta.name),
       ]);
     }
     const head = req.method === "HEAD";
@@ -432,7 +483,7 @@ class StaticSite {
         body: head ? null : await this.#body(rep, r.start, length),
       };
     }
-    const layout = multipartLayout(ranges, file.size, contentTypeOf(type));
+    const layout = multipartLayout(ranges, file.size, meta.contentType);
     out.push(["content-type", layout.contentType], [
       "content-length",
       String(layout.length),
@@ -453,34 +504,26 @@ class StaticSite {
 
   /** Picks the bytes or file behind a coding; falls back to identity when compression does not pay. */
   async #represent(
-    file: OnDisk,
+    file: Found,
+    meta: FileMeta,
     coding: Coding | "identity",
-    sidecars: Partial<Record<Coding, OnDisk>>,
+    sidecars: Sidecars,
   ): Promise<Representation> {
-    const { maxCachedFileBytes } = this.#tuning;
     if (coding !== "identity") {
       const sidecar = sidecars[coding];
       if (sidecar !== undefined) {
         return {
           coding,
-          validators: {
-            etag: etagOf(sidecar.size, sidecar.mtimeMs, coding),
-            lastModifiedMs: sidecar.mtimeMs,
-          },
+          validators: sidecar.validators,
           size: sidecar.size,
-          source: sidecar.size <= maxCachedFileBytes
-            ? await this.#readCached(sidecar)
-            : sidecar,
+          source: await this.#source(sidecar),
         };
       }
       const bytes = await this.#compress(file, coding);
       if (bytes !== null) {
         return {
           coding,
-          validators: {
-            etag: etagOf(file.size, file.mtimeMs, coding),
-            lastModifiedMs: file.mtimeMs,
-          },
+          validators: meta.validators[coding],
           size: bytes.length,
           source: bytes,
         };
@@ -488,15 +531,17 @@ class StaticSite {
     }
     return {
       coding: "identity",
-      validators: {
-        etag: etagOf(file.size, file.mtimeMs),
-        lastModifiedMs: file.mtimeMs,
-      },
+      validators: meta.validators.identity,
       size: file.size,
-      source: file.size <= maxCachedFileBytes
-        ? await this.#readCached(file)
-        : file,
+      source: await this.#source(file),
     };
+  }
+
+  /** A small file's bytes from memory; a larger file is streamed from disk. */
+  #source(file: OnDisk): Uint8Array | OnDisk | Promise<Uint8Array> {
+    return file.size <= this.#tuning.maxCachedFileBytes
+      ? this.#readCached(file)
+      : file;
   }
 
   /** The body for `length` bytes from `start` of a representation. */
@@ -513,17 +558,16 @@ class StaticSite {
   }
 
   /** Small file contents from memory, read (once) when missing or stale. */
-  async #readCached(file: OnDisk): Promise<Uint8Array> {
+  #readCached(file: OnDisk): Uint8Array | Promise<Uint8Array> {
     const hit = this.#files.get(file.path);
+    // A hit is answered at once: no promise, no turn of the event loop.
     if (hit !== undefined && sameVersion(hit, file)) return hit.bytes;
-    const bytes = await readWhole(file);
-    const { dev, ino, size, mtimeMs } = file;
-    this.#files.set(
-      file.path,
-      { dev, ino, size, mtimeMs, bytes },
-      bytes.length + 128,
-    );
-    return bytes;
+    return readWhole(file).then((bytes) => {
+      const { dev, ino, size, mtimeMs } = file;
+      const cost = bytes.length + 128;
+      this.#files.set(file.path, { dev, ino, size, mtimeMs, bytes }, cost);
+      return bytes;
+    });
   }
 
   /** The file compressed with `coding`, made once per version; null when not smaller. */
@@ -562,36 +606,43 @@ class StaticSite {
   }
 
   /** `x.br` and `x.gz` beside `x`: regular files (not symlinks), not older than `x`. */
-  async #findSidecars(
-    file: OnDisk,
-  ): Promise<Partial<Record<Coding, OnDisk>>> {
-    const now = Date.now();
-    let look = this.#sidecars.get(file.path);
+  #findSidecars(file: OnDisk): Sidecars | Promise<Sidecars> {
+    const look = this.#sidecars.get(file.path);
     if (
-      look === undefined || now - look.checkedAt >= this.#tuning.sidecarTtlMs
-    ) {
-      const found: Partial<Record<Coding, OnDisk>> = {};
-      await Promise.all(ALL_CODINGS.map(async (coding) => {
-        const path = file.path + SIDECAR_SUFFIX[coding];
-        try {
-          const info = await Deno.lstat(path);
-          if (info.isFile) found[coding] = { path, ...versionOf(info) };
-        } catch {
-          // none
-        }
-      }));
-      if (this.#sidecars.size >= 4096) this.#sidecars.clear(); // bounded, and cheap to refill
-      look = { checkedAt: now, found };
-      this.#sidecars.set(file.path, look);
+      look === undefined ||
+      Date.now() - look.checkedAt >= this.#tuning.sidecarTtlMs
+    ) return this.#lookForSidecars(file);
+    if (look.forFile !== file) {
+      look.forFile = file;
+      look.fresh = freshSidecars(look.found, file);
     }
-    const fresh: Partial<Record<Coding, OnDisk>> = {};
-    for (const coding of ALL_CODINGS) {
-      const sidecar = look.found[coding];
-      // An older sidecar was made from an older file: sending it would undo the edit.
-      if (sidecar !== undefined && sidecar.mtimeMs >= file.mtimeMs) {
-        fresh[coding] = sidecar;
+    return look.fresh;
+  }
+
+  async #lookForSidecars(file: OnDisk): Promise<Sidecars> {
+    const checkedAt = Date.now();
+    const found: Sidecars = {};
+    await Promise.all(ALL_CODINGS.map(async (coding) => {
+      const path = file.path + SIDECAR_SUFFIX[coding];
+      try {
+        const info = await Deno.lstat(path);
+        if (!info.isFile) return;
+        const version = versionOf(info);
+        found[coding] = {
+          path,
+          ...version,
+          validators: {
+            etag: etagOf(version.size, version.mtimeMs, coding),
+            lastModifiedMs: version.mtimeMs,
+          },
+        };
+      } catch {
+        // none
       }
-    }
+    }));
+    if (this.#sidecars.size >= 4096) this.#sidecars.clear(); // bounded, and cheap to refill
+    const fresh = freshSidecars(found, file);
+    this.#sidecars.set(file.path, { checkedAt, found, forFile: file, fresh });
     return fresh;
   }
 
@@ -758,21 +809,21 @@ function kindOf(info: Deno.FileInfo): Found["kind"] | null {
 
 /** Strong ETag from size and mtime; a coding gets its own tag. */
 function etagOf(size: number, mtimeMs: number, coding?: Coding): string {
-  if (coding === undefined) {
-    // The identity tag of a file version is asked for on every request.
-    const known = identityTags.get(mtimeMs);
-    if (known !== undefined && known.size === size) return known.etag;
-  }
   const suffix = coding === undefined ? "" : `-${coding}`;
-  const etag = `"${size.toString(16)}-${mtimeMs.toString(16)}${suffix}"`;
-  if (coding === undefined) {
-    if (identityTags.size >= 4096) identityTags.clear();
-    identityTags.set(mtimeMs, { size, etag });
-  }
-  return etag;
+  return `"${size.toString(16)}-${mtimeMs.toString(16)}${suffix}"`;
 }
 
-const identityTags = new Map<number, { size: number; etag: string }>();
+/** Sidecars not older than `file`: an older one was made from an older file. */
+function freshSidecars(found: Sidecars, file: OnDisk): Sidecars {
+  const fresh: Sidecars = {};
+  for (const coding of ALL_CODINGS) {
+    const sidecar = found[coding];
+    if (sidecar !== undefined && sidecar.mtimeMs >= file.mtimeMs) {
+      fresh[coding] = sidecar;
+    }
+  }
+  return fresh;
+}
 
 function acceptsHtml(req: ServerRequest): boolean {
   return req.headers.getJoined("accept")?.includes("text/html") ?? false;
