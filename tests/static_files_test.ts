@@ -1061,6 +1061,22 @@ Deno.test("staticFiles() lists only the symlinks it would serve", async () => {
   }
 });
 
+Deno.test("staticFiles() never lists a folder swapped for a symlink out, within revalidateMs too", async () => {
+  await using own = await makeSite();
+  await Deno.mkdir(`${own.root}/docs`);
+  await Deno.writeTextFile(`${own.root}/docs/guide.txt`, "guide\n");
+  const h = staticFiles(
+    { ...own.config, listDirs: true },
+    { ...TEST_TUNING, revalidateMs: 60_000 },
+  );
+  assert.ok((await ask(h, "GET", "/docs/")).text.includes(">guide.txt</a>"));
+  await Deno.rename(`${own.root}/docs`, `${own.root}/docs-old`);
+  await Deno.symlink(`${own.base}/outside`, `${own.root}/docs`);
+  const a = await ask(h, "GET", "/docs/");
+  assert.equal(a.status, 404);
+  assert.ok(!a.text.includes("secret.txt"), "listed a folder outside the root");
+});
+
 Deno.test("staticFiles() uses 404.html for browsers, keeping status 404", async () => {
   const a = await ask(handler, "GET", "/missing", {
     accept: "text/html,application/xhtml+xml,*/*;q=0.8",

@@ -686,6 +686,9 @@ class StaticSite {
     let realRoot: string;
     try {
       realRoot = await Deno.realPath(this.#root);
+      // The folder may have been looked up within revalidateMs, and a folder
+      // on its path become a symlink out since: reading it would list that.
+      if (await Deno.realPath(dir) !== dir) throw new FileChanged(dir);
       for await (const entry of Deno.readDir(dir)) {
         if (deny && entry.name.startsWith(".")) continue;
         listed.push(entry);
