@@ -125,18 +125,7 @@ export function wrkGenerator(
       script,
       `http://${opts.hostname}:${opts.port}${opts.path}`,
     ];
-    const out = await new Deno.Command(argv[0], {
-      args: argv.slice(1),
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(out.stdout);
-    if (!out.success) {
-      throw new Error(
-        `wrk failed: ${text}${new TextDecoder().decode(out.stderr)}`,
-      );
-    }
-    return parseWrkOutput(text);
+    return parseWrkOutput(await runForStdout("wrk", argv));
   };
 }
 
@@ -158,17 +147,22 @@ export function denoGenerator(loadCpus: string | null): Generator {
       `${opts.pipeline}`,
       "--json",
     ];
-    const out = await new Deno.Command(argv[0], {
-      args: argv.slice(1),
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(out.stdout);
-    if (!out.success) {
-      throw new Error(
-        `load.ts failed: ${text}${new TextDecoder().decode(out.stderr)}`,
-      );
-    }
+    const text = await runForStdout("load.ts", argv);
     return JSON.parse(text.trim().split("\n").at(-1)!) as LoadResult;
   };
+}
+
+/** Runs `argv` and returns its stdout; throws with both outputs if it fails. */
+async function runForStdout(what: string, argv: string[]): Promise<string> {
+  const out = await new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  const text = dec.decode(out.stdout);
+  if (!out.success) {
+    throw new Error(`${what} failed: ${text}${dec.decode(out.stderr)}`);
+  }
+  return text;
 }
