@@ -282,12 +282,7 @@ export async function treeRssBytes(pid: number): Promise<number> {
     `for p in ${pid} $(cat /proc/${pid}/task/*/children 2>/dev/null); do
     grep -h '^VmRSS:' /proc/$p/status 2>/dev/null
   done`;
-  const out = await new Deno.Command("bash", {
-    args: ["-c", script],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
+  const text = await bashOutput(script);
   const kib = [...text.matchAll(/^VmRSS:\s+(\d+)\s+kB$/gm)].map((m) =>
     Number(m[1])
   );
@@ -305,12 +300,7 @@ export async function treeCpuSeconds(pid: number): Promise<number> {
   for p in ${pid} $(cat /proc/${pid}/task/*/children 2>/dev/null); do
     cat /proc/$p/stat 2>/dev/null; echo
   done`;
-  const out = await new Deno.Command("bash", {
-    args: ["-c", script],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  const lines = new TextDecoder().decode(out.stdout).split("\n");
+  const lines = (await bashOutput(script)).split("\n");
   const ticksPerSec = Number(lines[0].split(" ")[1]) || 100;
   let ticks = 0;
   for (const line of lines.slice(1)) {
@@ -319,4 +309,14 @@ export async function treeCpuSeconds(pid: number): Promise<number> {
     if (rest.length > 13) ticks += Number(rest[11]) + Number(rest[12]);
   }
   return ticks / ticksPerSec;
+}
+
+/** What a bash script prints on stdout (stderr dropped). */
+async function bashOutput(script: string): Promise<string> {
+  const out = await new Deno.Command("bash", {
+    args: ["-c", script],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return new TextDecoder().decode(out.stdout);
 }
