@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   DEFAULT_LIMITS,
+  FLAGS,
   helpText,
   parseDuration,
   parseFlags,
@@ -170,4 +171,16 @@ Deno.test("helpText() lists every flag with its default", () => {
     text,
     /--port N\s+port to listen on; 0 picks a free one \[8080\]/,
   );
+});
+
+Deno.test("helpText() shows each flag's real default: passing it changes nothing", () => {
+  const none = parseFlags([]);
+  // Defaults that are words ("off", "web types") or empty have no value to pass.
+  const literal = Object.entries(FLAGS).filter(([, [value, def]]) =>
+    value !== "" && def !== "" && !/^(off|web types|loopback names)$/.test(def)
+  );
+  assert.ok(literal.length >= 20, `only ${literal.length} flags checked`);
+  for (const [name, [, def]] of literal) {
+    assert.deepEqual(parseFlags([`--${name}`, def]), none, `--${name} ${def}`);
+  }
 });
