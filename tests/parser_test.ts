@@ -256,9 +256,10 @@ Deno.test("parseHead() reads the same head however it is cut", async () => {
   for (let a = 1; a < raw.length; a++) {
     for (const b of [a + 1, a + 7, raw.length - 1]) {
       const head = await new FakeSocket(cutAt(raw, [a, b])).readHead(LIMITS);
+      // `end` is an index into the socket's buffer, which differs by cut.
       assert.deepEqual(
-        { ...head, headers: [...head!.headers] },
-        { ...whole, headers: [...whole.headers] },
+        { ...head, end: 0, headers: [...head!.headers] },
+        { ...whole, end: 0, headers: [...whole.headers] },
         `cut at ${a}, ${b}`,
       );
     }

@@ -6,6 +6,7 @@
 import { getLogger } from "@logtape/logtape";
 import { DEFAULT_LIMITS, type Limits } from "../config.ts";
 import { BodyReader, type ByteSource } from "./body.ts";
+import { batchNow } from "./clock.ts";
 import { HttpError, reasonPhrase, renderError, STATUS } from "./errors.ts";
 import {
   FileBody,
@@ -16,14 +17,20 @@ import {
 } from "./handler.ts";
 import type { HeaderFields } from "./headers.ts";
 import { CR, findHeadEnd, LF, parseHead, type RequestHead } from "./parser.ts";
-import { scanHeaders, serializeHead } from "./response.ts";
+import {
+  encodeClosingReply,
+  type FieldScan,
+  isAscii,
+  OutBuffer,
+  writeFields,
+  writeFraming,
+} from "./response.ts";
 import type { EngineStats } from "./stats.ts";
 
 const log = getLogger(["spindle", "http"]);
 const accessLog = getLogger(["spindle", "access"]);
 const encoder = new TextEncoder();
-/** Strings that are their own UTF-8 encoding. */
-const ASCII = /^[^\u0080-\uffff]*$/; // no char above 0x7f
+const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
 /** The body of every request without one; never reads. */
 const NO_BODY = new BodyReader(
   {
@@ -176,8 +183,7 @@ export class Connection implements ByteSource {
   /** Where `findHeadEnd()` resumes. */
   #scanFrom = 0;
   #headStartedAt = 0;
-  #out: Uint8Array | undefined;
-  #outLen = 0;
+  #out = new OutBuffer();
   #writing = false;
   #requests = 0;
   #continuePending = false;
@@ -187,6 +193,14 @@ export class Connection implements ByteSource {
   #closed = false;
   /** Bytes queued or written for the current reply (access log). */
   #sent = 0;
+  /** The current request's body, its clock and the status it was sent. */
+  #body: BodyReader = NO_BODY;
+  #startTime = 0;
+  #status = 0;
+  /** The handler threw an HttpError that asks to close. */
+  #closeAfter = false;
+  /** The request body is unread but small: drop it after the reply. */
+  #dropBody = false;
   phase: Phase = Phase.Idle;
   /** `Date.now()` when the last read completed. */
   #now = Date.now();
@@ -214,12 +228,13 @@ export class Connection implements ByteSource {
   }
 
   async #loop(): Promise<void> {
+    const conn = this.#conn;
     for (;;) {
       let head: RequestHead | undefined;
       try {
         head = this.#parseNext();
         while (head === undefined) {
-          if (this.#outLen > 0) await this.#flush();
+          if (this.#out.len > 0) await this.#flush();
           if (this.#start === this.#end) {
             // Idle between requests: give the slot up if shutting down or if
             // a connection is waiting for one.
@@ -227,23 +242,45 @@ export class Connection implements ByteSource {
               this.#draining || (this.#requests > 0 && this.#opts.waiting())
             ) return;
           }
-          if (!(await this.#readHead())) return;
+          const n = await conn.read(this.#readSpace());
+          if (n === null || this.#closed) return;
+          this.#received(n);
           head = this.#parseNext();
         }
       } catch (err) {
         if (this.#closed || !(err instanceof HttpError)) throw err;
         // A head we could not parse: answer, then close; never hunt for the next request.
-        const reply = toErrorReply(err, undefined);
-        const startTime = Date.now();
-        await this.#writeReply(reply, undefined, false);
-        this.#opts.stats.requests++;
-        if (this.#opts.accessLog) {
-          this.#logAccess("-", "-", reply.status, startTime);
-        }
+        this.#startTime = Date.now();
+        this.#body = NO_BODY;
+        const done = this.#respond(undefined, toErrorReply(err, undefined));
+        if (typeof done !== "boolean") await done;
+        await this.#flush();
+        this.#finish("-", "-");
         await this.#linger();
         return;
       }
-      if (!(await this.#serve(head))) {
+      // The common request has no await of ours but the write: a synchronous
+      // handler and a small body make one buffered reply.
+      let reply = this.#dispatch(head);
+      if (reply instanceof Promise) reply = await reply;
+      if (this.#closed) return;
+      let keep = this.#respond(head, reply);
+      if (typeof keep !== "boolean") keep = await keep;
+      // Gather replies to pipelined requests into one write; flush before any wait.
+      if (
+        (!keep || this.#start === this.#end || this.#out.len >= GATHER_BYTES) &&
+        this.#out.len > 0
+      ) {
+        // #write() inlined: one promise layer less per reply.
+        const bytes = this.#takeOut();
+        const phase = this.#beginWrite(this.#now);
+        const n = await conn.write(bytes);
+        if (n < bytes.length) await this.#writeRest(bytes, n);
+        this.#endWrite(phase, bytes.length);
+      }
+      this.#finish(head.method, head.target);
+      if (keep && this.#dropBody) keep = await this.#discardBody();
+      if (!keep) {
         await this.#linger();
         return;
       }
@@ -263,15 +300,24 @@ export class Connection implements ByteSource {
     }
     this.#start = start;
     const limits = this.#limits;
-    const headEnd = findHeadEnd(buf, Math.max(this.#scanFrom, start), end);
-    if (headEnd === -1) {
-      this.#scanFrom = Math.max(start, end - 3);
-      if (end - start >= limits.maxHeadBytes) throw this.#headTooLarge();
-      return undefined;
+    let headEnd = end;
+    // The usual read ends with a blank line: then no head in it can be
+    // cut short, and the parse itself finds where the first one ends.
+    if (
+      end - start > limits.maxHeadBytes || buf[end - 1] !== LF ||
+      buf[end - 2] !== CR || buf[end - 3] !== LF || buf[end - 4] !== CR ||
+      end - start < 4
+    ) {
+      headEnd = findHeadEnd(buf, Math.max(this.#scanFrom, start), end);
+      if (headEnd === -1) {
+        this.#scanFrom = Math.max(start, end - 3);
+        if (end - start >= limits.maxHeadBytes) throw this.#headTooLarge();
+        return undefined;
+      }
+      if (headEnd - start > limits.maxHeadBytes) throw this.#headTooLarge();
     }
-    if (headEnd - start > limits.maxHeadBytes) throw this.#headTooLarge();
     const head = parseHead(buf, start, headEnd, limits);
-    this.#start = this.#scanFrom = headEnd;
+    this.#start = this.#scanFrom = head.end;
     this.#headStartedAt = 0;
     return head;
   }
@@ -314,14 +360,16 @@ export class Connection implements ByteSource {
     this.#start = 0;
   }
 
-  async #readHead(): Promise<boolean> {
+  /** Arms the head or idle deadline and returns where the next read goes. */
+  #readSpace(): Uint8Array {
     const limits = this.#limits;
     // #headStartedAt is 0 until a byte of the next head arrives; skipped empty
     // lines count, so "\r\n" now and then cannot re-arm the idle deadline.
+    // #now is the last read's clock: only synchronous work happened since.
     if (this.#headStartedAt === 0 && this.#start === this.#end) {
       this.phase = Phase.Idle;
       // A new connection that sends nothing is a slowloris too.
-      this.deadline = Date.now() +
+      this.deadline = this.#now +
         (this.#requests === 0
           ? limits.headTimeoutMs
           : limits.keepAliveTimeoutMs);
@@ -329,19 +377,19 @@ export class Connection implements ByteSource {
       this.phase = Phase.Head;
       // A head pipelined behind a slow request: its clock starts now, when we
       // begin to wait for the rest, not when the request before it arrived.
-      if (this.#headStartedAt === 0) this.#headStartedAt = Date.now();
+      if (this.#headStartedAt === 0) this.#headStartedAt = this.#now;
       this.deadline = this.#headStartedAt + limits.headTimeoutMs;
     }
     this.#makeRoom(limits.maxHeadBytes);
-    const n = await this.#conn.read(
-      this.#end === 0 ? this.#buf : this.#buf.subarray(this.#end),
-    );
-    if (n === null || this.#closed) return false;
-    this.#now = Date.now(); // one clock read serves this batch of requests
+    return this.#end === 0 ? this.#buf : this.#buf.subarray(this.#end);
+  }
+
+  /** Accounts for `n` bytes a read put at the end of the buffer. */
+  #received(n: number): void {
+    this.#now = batchNow(); // one clock read serves this batch of requests
     if (this.#headStartedAt === 0) this.#headStartedAt = this.#now;
     this.#end += n;
     this.#opts.stats.bytesIn += n;
-    return true;
   }
 
   // ByteSource, for the body reader.
@@ -357,7 +405,7 @@ export class Connection implements ByteSource {
   }
 
   async fill(): Promise<boolean> {
-    if (this.#outLen > 0) await this.#flush();
+    if (this.#out.len > 0) await this.#flush();
     this.#makeRoom(
       Math.max(this.#limits.maxTrailerBytes, this.#limits.maxChunkLineBytes) +
         2,
@@ -376,7 +424,7 @@ export class Connection implements ByteSource {
   }
 
   async readDirect(into: Uint8Array): Promise<number | null> {
-    if (this.#outLen > 0) await this.#flush();
+    if (this.#out.len > 0) await this.#flush();
     this.phase = Phase.Body;
     this.deadline = Date.now() + this.#limits.bodyTimeoutMs;
     const n = await this.#conn.read(into);
@@ -389,19 +437,27 @@ export class Connection implements ByteSource {
   async sendContinue(): Promise<void> {
     if (!this.#continuePending) return;
     this.#continuePending = false;
-    this.#queue(encoder.encode("HTTP/1.1 100 Continue\r\n\r\n"));
+    this.#out.bytes(CONTINUE);
     await this.#flush();
   }
 
-  /** Handles one request; true to keep the connection for another. */
-  async #serve(head: RequestHead): Promise<boolean> {
-    const limits = this.#limits;
-    const stats = this.#opts.stats;
+  /**
+   * Runs the handler. Returns its reply, or the error reply for what it
+   * threw, synchronously when the handler was synchronous.
+   */
+  #dispatch(head: RequestHead): Reply | Promise<Reply> {
     this.#requests++;
-    const body = head.contentLength <= 0 && !head.chunked
+    this.#closeAfter = false;
+    this.#startTime = this.#now;
+    const body = this.#body = head.contentLength <= 0 && !head.chunked
       ? NO_BODY // most requests: no reader to build
-      : new BodyReader(this, head.contentLength, head.chunked, limits);
+      : new BodyReader(this, head.contentLength, head.chunked, this.#limits);
     this.#continuePending = head.expectContinue && !body.consumed;
+    this.phase = Phase.Handler;
+    this.deadline = 0;
+    if (head.path === "*") {
+      return { status: STATUS.NoContent, headers: { allow: SERVER_ALLOW } }; // OPTIONS *
+    }
     const req = new IncomingRequest(
       this.#now,
       head,
@@ -409,118 +465,128 @@ export class Connection implements ByteSource {
       this.remoteAddr,
       this.#opts.secure,
     );
-    this.phase = Phase.Handler;
-    this.deadline = 0;
-    let reply: Reply;
-    let keep = head.keepAlive;
-    if (head.path === "*") {
-      reply = { status: STATUS.NoContent, headers: { allow: SERVER_ALLOW } }; // OPTIONS *
-    } else {
-      try {
-        const r = this.#opts.handler(req);
-        if (r instanceof Promise) {
-          reply = await r;
-          this.#now = Date.now(); // the Date header must not predate a slow handler
-        } else reply = r;
-        if (
-          reply === null || typeof reply !== "object" ||
-          !Number.isInteger(reply.status)
-        ) {
-          throw new TypeError("Handler returned no valid reply");
-        }
-      } catch (err) {
-        if (this.#closed) return false;
-        reply = toErrorReply(err, head.headers.get("accept"));
-        if (err instanceof HttpError && err.close) keep = false;
-      }
+    try {
+      const r = this.#opts.handler(req);
+      if (r instanceof Promise) return this.#settle(r, head);
+      return checkReply(r);
+    } catch (err) {
+      return this.#failed(err, head);
     }
-    if (this.#closed) return false;
-    if (this.#draining || this.#requests >= limits.maxRequestsPerConnection) {
-      keep = false;
+  }
+
+  async #settle(pending: Promise<Reply>, head: RequestHead): Promise<Reply> {
+    try {
+      const reply = checkReply(await pending);
+      this.#now = Date.now(); // the Date header must not predate a slow handler
+      return reply;
+    } catch (err) {
+      this.#now = Date.now();
+      return this.#failed(err, head);
     }
+  }
+
+  #failed(err: unknown, head: RequestHead): Reply {
+    if (err instanceof HttpError && err.close) this.#closeAfter = true;
+    if (this.#closed) return { status: STATUS.InternalServerError }; // never sent
+    return toErrorReply(err, head.headers.get("accept"));
+  }
+
+  /**
+   * Queues the reply and decides whether the connection may be kept.
+   * Synchronous for a reply that fits the output buffer; a big or streamed
+   * body is written by the returned promise.
+   */
+  #respond(
+    head: RequestHead | undefined,
+    reply: Reply,
+  ): boolean | Promise<boolean> {
+    let keep = head !== undefined && head.keepAlive && !this.#closeAfter &&
+      !this.#draining && this.#requests < this.#limits.maxRequestsPerConnection;
     // An unread body: drop a small one after replying, else close (RFC 9112 §9.3).
-    let drain = false;
+    const body = this.#body;
+    this.#dropBody = false;
     if (!body.consumed) {
       if (
         body.started || this.#continuePending || body.unread < 0 ||
         body.unread > DRAIN_BYTES
       ) keep = false;
-      else drain = true;
+      else this.#dropBody = true;
     }
     this.#continuePending = false;
-    keep = await this.#writeReply(reply, head, keep);
-    stats.requests++;
-    if (this.#opts.accessLog) {
-      this.#logAccess(head.method, head.target, reply.status, req.startTime);
-    }
-    if (keep && drain) {
-      // The reply is out: a stall now gets a quiet close, not a stray 408.
-      this.#discarding = true;
-      try {
-        await body.discard();
-      } catch {
-        return false;
-      } finally {
-        this.#discarding = false;
-      }
-    }
-    return keep;
+    return this.#queueReply(reply, head, keep);
   }
 
-  #logAccess(
-    method: string,
-    target: string,
-    status: number,
-    startTime: number,
-  ): void {
-    accessLog.info('{client} "{method} {target}" {status} {bytes} {ms}ms', {
-      client: this.remoteAddr.hostname,
-      method,
-      target,
-      status,
-      bytes: this.#sent,
-      ms: Date.now() - startTime,
-    });
+  #finish(method: string, target: string): void {
+    this.#opts.stats.requests++;
+    if (this.#opts.accessLog) {
+      accessLog.info('{client} "{method} {target}" {status} {bytes} {ms}ms', {
+        client: this.remoteAddr.hostname,
+        method,
+        target,
+        status: this.#status,
+        bytes: this.#sent,
+        ms: Date.now() - this.#startTime,
+      });
+    }
+  }
+
+  async #discardBody(): Promise<boolean> {
+    this.#discarding = true;
+    try {
+      await this.#body.discard();
+      this.#now = Date.now();
+      return true;
+    } catch {
+      return false;
+    } finally {
+      this.#discarding = false;
+    }
   }
 
   /**
-   * Writes a reply, framing its body. Returns whether the connection may
-   * be kept. `head` is undefined for a reply to an unparsable request.
+   * Queues the head of a reply, framing its body, and the body too when it
+   * is small. Returns whether the connection may be kept, or a promise of
+   * that when a big or streamed body is still to be written. `head` is
+   * undefined for a reply to an unparsable request.
    */
-  async #writeReply(
+  #queueReply(
     reply: Reply,
     head: RequestHead | undefined,
     keep: boolean,
-  ): Promise<boolean> {
+  ): boolean | Promise<boolean> {
+    const out = this.#out;
+    const mark = out.len;
     this.#sent = 0;
-    let scan;
+    let scan: FieldScan;
     try {
-      scan = scanHeaders(reply.headers);
-      if (reply.status < 200 || reply.status > 599) {
-        throw new RangeError(`Invalid reply status ${reply.status}`);
-      }
+      scan = writeFields(out, reply.status, reply.headers, this.#now);
     } catch (err) {
+      out.len = mark;
       cancelBody(reply.body);
       reply = toErrorReply(err, head?.headers.get("accept"));
-      scan = scanHeaders(reply.headers);
+      scan = writeFields(out, reply.status, reply.headers, this.#now);
     }
     if (scan.close) keep = false;
-    const status = reply.status;
-    const isHead = head?.method === "HEAD";
-    const minor = head?.minor ?? 1;
+    const status = this.#status = reply.status;
+    const isHead = head !== undefined && head.method === "HEAD";
+    const minor = head === undefined ? 1 : head.minor;
     const body: ReplyBody = reply.body;
     let bytes: Uint8Array | undefined;
+    let text: string | undefined; // an ASCII body, copied in after the head
     let contentLength = -1;
     let chunked = false;
-    // A short ASCII body rides in the head's text: one encode, one copy.
-    let asciiBody: string | undefined;
     if (typeof body === "string") {
-      if (body.length <= COPY_BYTES && ASCII.test(body)) asciiBody = body;
-      else bytes = encoder.encode(body);
-    } else if (body instanceof Uint8Array) bytes = body;
-    if (asciiBody !== undefined) contentLength = asciiBody.length;
-    else if (bytes !== undefined) contentLength = bytes.length;
-    else if (body instanceof FileBody) contentLength = body.length;
+      if (body.length <= COPY_BYTES && isAscii(body)) {
+        text = body;
+        contentLength = body.length;
+      } else {
+        bytes = encoder.encode(body);
+        contentLength = bytes.length;
+      }
+    } else if (body instanceof Uint8Array) {
+      bytes = body;
+      contentLength = bytes.length;
+    } else if (body instanceof FileBody) contentLength = body.length;
     else if (body === null || body === undefined) {
       // HEAD without a body: the handler's length if it gave one, else none,
       // never a 0 that GET would contradict (RFC 9110 §8.6).
@@ -533,101 +599,109 @@ export class Connection implements ByteSource {
       contentLength = -1;
       chunked = false;
     }
-    const headText = serializeHead(status, reply.headers, this.#now, {
-      contentLength,
-      chunked,
-      close: !keep,
-      keepAlive: keep && minor === 0,
-    });
-    this.#queueText(
-      asciiBody === undefined || isHead || bodiless
-        ? headText
-        : headText + asciiBody,
-    );
+    writeFraming(out, contentLength, chunked, !keep, keep && minor === 0);
     if (isHead || bodiless) {
       cancelBody(body);
-    } else if (asciiBody !== undefined) {
-      // already queued with the head
-    } else if (bytes !== undefined) {
-      await this.#writeBytes(bytes);
+    } else if (text !== undefined) {
+      out.text(text);
+    } else if (bytes !== undefined && bytes.length <= COPY_BYTES) {
+      out.bytes(bytes);
+    } else if (body !== null && body !== undefined) {
+      this.#sent += out.len - mark;
+      return this.#writeBody(body, chunked, contentLength, keep);
+    }
+    this.#sent += out.len - mark;
+    return keep;
+  }
+
+  /** Writes a body too big to gather: file, stream or big bytes. */
+  async #writeBody(
+    body: ReplyBody,
+    chunked: boolean,
+    contentLength: number,
+    keep: boolean,
+  ): Promise<boolean> {
+    if (body instanceof Uint8Array) {
+      await this.#writeBytes(body);
     } else if (body instanceof FileBody) {
       await this.#writeFile(body);
-    } else if (body !== null && body !== undefined) {
+    } else {
       await this.#writeStream(
         body as AsyncIterable<Uint8Array>,
         chunked,
         contentLength,
       );
     }
-    // Gather replies to pipelined requests into one write; flush before any wait.
-    if (!keep || this.#start === this.#end || this.#outLen >= GATHER_BYTES) {
-      await this.#flush();
-    }
+    this.#now = Date.now(); // deadlines after this reply start from its end
     return keep;
   }
 
-  #queueText(text: string): void {
-    let out = this.#out;
-    // Header text is ASCII or Latin-1: at most 3 bytes a char as UTF-8.
-    const need = this.#outLen + text.length * 3;
-    if (out === undefined || out.length < need) out = this.#growOut(need);
-    const { written } = encoder.encodeInto(text, out.subarray(this.#outLen));
-    this.#outLen += written;
-    this.#sent += written;
-  }
-
-  #queue(bytes: Uint8Array): void {
-    let out = this.#out;
-    const need = this.#outLen + bytes.length;
-    if (out === undefined || out.length < need) out = this.#growOut(need);
-    out.set(bytes, this.#outLen);
-    this.#outLen += bytes.length;
-    this.#sent += bytes.length;
-  }
-
-  #growOut(need: number): Uint8Array {
-    let size = this.#out?.length ?? 2048;
-    while (size < need) size *= 2;
-    const out = new Uint8Array(size);
-    if (this.#out !== undefined) out.set(this.#out.subarray(0, this.#outLen));
-    return this.#out = out;
-  }
-
   async #writeBytes(bytes: Uint8Array): Promise<void> {
-    if (bytes.length <= COPY_BYTES) return this.#queue(bytes);
+    if (bytes.length <= COPY_BYTES) {
+      this.#out.bytes(bytes);
+      this.#sent += bytes.length;
+      return;
+    }
     await this.#flush();
     await this.#write(bytes);
     this.#sent += bytes.length;
   }
 
-  /** Writes what is queued. Not async itself: one promise layer less per reply. */
+  #queueText(text: string): void {
+    const out = this.#out;
+    const before = out.len;
+    out.text(text);
+    this.#sent += out.len - before;
+  }
+
+  /** Writes what is queued. Not async itself: one promise layer less. */
   #flush(): Promise<void> | undefined {
-    if (this.#outLen === 0) return undefined;
-    const n = this.#outLen;
-    this.#outLen = 0;
-    const out = this.#out!;
+    if (this.#out.len === 0) return undefined;
+    return this.#write(this.#takeOut());
+  }
+
+  /** The queued bytes, now owned by the caller; the queue is empty after. */
+  #takeOut(): Uint8Array {
+    const out = this.#out;
+    const bytes = out.buf.subarray(0, out.len);
+    out.len = 0;
     // A big reply grew the buffer; do not keep it for an idle connection.
-    if (out.length > GATHER_BYTES * 2) this.#out = undefined;
-    return this.#write(out.subarray(0, n));
+    if (out.buf.length > GATHER_BYTES * 2) this.#out = new OutBuffer();
+    return bytes;
   }
 
   /** Writes every byte; `conn.write()` alone may stop part-way. */
   async #write(bytes: Uint8Array): Promise<void> {
+    const phase = this.#beginWrite(Date.now());
+    const n = await this.#conn.write(bytes);
+    if (n < bytes.length) await this.#writeRest(bytes, n);
+    this.#endWrite(phase, bytes.length);
+  }
+
+  /** Arms the write deadline; returns the phase to restore after. */
+  #beginWrite(now: number): Phase {
     const phase = this.phase;
     this.phase = Phase.Write;
     this.#writing = true;
-    const timeout = this.#limits.writeTimeoutMs;
-    this.deadline = Date.now() + timeout;
-    // Partial writes are rare; on a throw the connection is done anyway.
-    let off = await this.#conn.write(bytes);
+    this.deadline = now + this.#limits.writeTimeoutMs;
+    return phase;
+  }
+
+  /** After a partial write: the rest, each write re-arming the deadline. */
+  async #writeRest(bytes: Uint8Array, off: number): Promise<void> {
     while (off < bytes.length) {
-      this.deadline = Date.now() + timeout;
+      this.#now = Date.now();
+      this.deadline = this.#now + this.#limits.writeTimeoutMs;
       off += await this.#conn.write(bytes.subarray(off));
     }
+    this.#now = Date.now();
+  }
+
+  #endWrite(phase: Phase, bytes: number): void {
     this.#writing = false;
     this.phase = phase;
     this.deadline = 0;
-    this.#opts.stats.bytesOut += bytes.length;
+    this.#opts.stats.bytesOut += bytes;
   }
 
   async #writeFile(fb: FileBody): Promise<void> {
@@ -646,7 +720,7 @@ export class Connection implements ByteSource {
         await this.#writeBytes(
           n === piece.length ? piece : piece.subarray(0, n),
         );
-        if (this.#outLen > 0) await this.#flush(); // `piece` is reused
+        if (this.#out.len > 0) await this.#flush(); // `piece` is reused
       }
     } finally {
       try {
@@ -711,7 +785,7 @@ export class Connection implements ByteSource {
         what: phase === Phase.Head ? "Head" : "Body",
         client: this.remoteAddr.hostname,
       });
-      if (!this.#writing && this.#outLen === 0) {
+      if (!this.#writing && this.#out.len === 0) {
         const reply = toErrorReply(
           new HttpError(
             STATUS.RequestTimeout,
@@ -720,13 +794,11 @@ export class Connection implements ByteSource {
           ),
           undefined,
         );
-        const bytes = encoder.encode(
-          serializeHead(reply.status, reply.headers, now, {
-            contentLength: encoder.encode(reply.body as string).length,
-            chunked: false,
-            close: true,
-            keepAlive: false,
-          }) + reply.body,
+        const bytes = encodeClosingReply(
+          reply.status,
+          reply.headers,
+          reply.body as string,
+          now,
         );
         this.#closed = true;
         this.deadline = 0;
@@ -772,6 +844,17 @@ export class Connection implements ByteSource {
     }
     this.#opts.onClose(this);
   }
+}
+
+/** The handler's result, if it is a reply at all. */
+function checkReply(reply: Reply): Reply {
+  if (
+    reply === null || typeof reply !== "object" ||
+    !Number.isInteger(reply.status)
+  ) {
+    throw new TypeError("Handler returned no valid reply");
+  }
+  return reply;
 }
 
 function cancelBody(body: ReplyBody): void {

@@ -1,24 +1,80 @@
 /**
- * Status line and header fields -> text, the cached Date, and `writeAll()`.
- * The connection decides framing; this module only spells it.
+ * Status line and header fields -> bytes, straight into an {@link OutBuffer}:
+ * no intermediate string, no TextEncoder call for the ASCII that heads are
+ * made of. The connection decides framing; this module only spells it.
  */
 import { reasonPhrase } from "./errors.ts";
 import type { ReplyHeaders } from "./handler.ts";
+import { TOKEN } from "./parser.ts";
 
-const statusLines = new Map<number, string>();
+const encoder = new TextEncoder();
+const CR = 0x0d;
+const LF = 0x0a;
+const NUL = 0x00;
+const COLON = 0x3a;
+const SP = 0x20;
 
-/** "HTTP/1.1 200 OK\r\n", built once per status. */
-export function statusLine(status: number): string {
-  let line = statusLines.get(status);
-  if (line === undefined) {
-    line = `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n`;
-    statusLines.set(status, line);
+const EMPTY = new Uint8Array(0);
+const MIN_OUT_BYTES = 2048;
+
+/** Bytes queued for one write. Grows by doubling; `len` bytes are in use. */
+export class OutBuffer {
+  /** Allocated on first use: an idle connection may never reply. */
+  buf: Uint8Array = EMPTY;
+  len = 0;
+
+  /** Makes room for `n` more bytes and returns the (maybe new) buffer. */
+  reserve(n: number): Uint8Array {
+    const need = this.len + n;
+    if (need <= this.buf.length) return this.buf;
+    let size = Math.max(this.buf.length * 2, MIN_OUT_BYTES);
+    while (size < need) size *= 2;
+    const bigger = new Uint8Array(size);
+    bigger.set(this.buf.subarray(0, this.len));
+    return this.buf = bigger;
   }
-  return line;
+
+  bytes(bytes: Uint8Array): void {
+    this.reserve(bytes.length).set(bytes, this.len);
+    this.len += bytes.length;
+  }
+
+  /** `s` as UTF-8. ASCII is copied by hand: cheaper than a TextEncoder call. */
+  text(s: string): void {
+    const buf = this.reserve(s.length * 3); // at most 3 bytes per UTF-16 unit
+    let at = this.len;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) {
+        at += encoder.encodeInto(s.slice(i), buf.subarray(at)).written;
+        break;
+      }
+      buf[at++] = c;
+    }
+    this.len = at;
+  }
+}
+
+/** True when `s` is all ASCII, so its length is its UTF-8 byte count. */
+export function isAscii(s: string): boolean {
+  if (s.length > 64) return NON_ASCII.test(s) === false;
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false;
+  return true;
+}
+const NON_ASCII = /[\u0080-\uffff]/;
+
+const statusLines: (Uint8Array | undefined)[] = [];
+
+/** "HTTP/1.1 200 OK\r\n" as bytes, built once per status. */
+function statusLine(status: number): Uint8Array {
+  return statusLines[status] ??= encoder.encode(
+    `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n`,
+  );
 }
 
 let dateSecond = 0;
 let dateLine = "";
+let dateBytes = new Uint8Array(0);
 
 /** "Date: <IMF-fixdate>\r\n", rebuilt at most once a second (RFC 9110 §6.6.1). */
 export function dateHeader(now = Date.now()): string {
@@ -26,84 +82,17 @@ export function dateHeader(now = Date.now()): string {
   if (second !== dateSecond) {
     dateSecond = second;
     dateLine = `Date: ${new Date(second * 1000).toUTCString()}\r\n`;
+    dateBytes = encoder.encode(dateLine);
   }
   return dateLine;
 }
 
-/** How the engine frames a reply; it owns these fields, not the handler. */
-export interface Framing {
-  /** Content-Length to send, or -1 for none. */
-  readonly contentLength: number;
-  readonly chunked: boolean;
-  /** Send `Connection: close`. */
-  readonly close: boolean;
-  /** Send `Connection: keep-alive` (HTTP/1.0 clients that asked for it). */
-  readonly keepAlive: boolean;
-}
-
-/** What `serializeHead()` found among the handler's headers. */
-export interface HeaderScan {
-  /** Its content-length, or -1. */
+/** What {@link writeFields} found among the handler's fields. */
+export interface FieldScan {
+  /** The handler's content-length, or -1. */
   contentLength: number;
-  /** It asked to close the connection. */
+  /** The handler asked to close the connection. */
   close: boolean;
-}
-
-/**
- * Looks through reply headers for the fields the engine owns. Throws on a
- * CR, LF or NUL anywhere, which would split the response (CWE-113).
- */
-export function scanHeaders(headers: ReplyHeaders | undefined): HeaderScan {
-  const scan: HeaderScan = { contentLength: -1, close: false };
-  if (headers === undefined) return scan;
-  forEachHeader(headers, (name, value) => {
-    checkField(name, value);
-    const c = name.charCodeAt(0) | 0x20;
-    if (c !== 0x63) return; // only "content-length" and "connection" matter here
-    const lower = name.toLowerCase();
-    if (lower === "content-length") {
-      const n = Number(value);
-      if (value === "" || !Number.isSafeInteger(n) || n < 0) {
-        throw new Error(`Invalid content-length in reply: ${value}`);
-      }
-      scan.contentLength = n;
-    } else if (lower === "connection" && /(^|,)\s*close\s*(,|$)/i.test(value)) {
-      scan.close = true;
-    }
-  });
-  return scan;
-}
-
-/** Reply field names already found to be tokens; replies reuse a few names. */
-const goodNames = new Set<string>();
-
-function checkField(name: string, value: string): void {
-  if (!goodNames.has(name)) {
-    if (name.length === 0 || /[^!#$%&'*+\-.^_`|~0-9A-Za-z]/.test(name)) {
-      throw new Error(`Invalid header name in reply: ${JSON.stringify(name)}`);
-    }
-    if (goodNames.size >= 1024) goodNames.clear(); // bounded, whatever handlers send
-    goodNames.add(name);
-  }
-  if (/[\r\n\0]/.test(value)) {
-    throw new Error(`Invalid header value in reply for ${name}`);
-  }
-}
-
-function forEachHeader(
-  headers: ReplyHeaders,
-  fn: (name: string, value: string) => void,
-): void {
-  if (Array.isArray(headers)) {
-    for (
-      const [name, value] of headers as ReadonlyArray<readonly [string, string]>
-    ) {
-      fn(name, value);
-    }
-  } else {
-    const record = headers as Readonly<Record<string, string>>;
-    for (const name in record) fn(name, record[name]);
-  }
 }
 
 /** Fields the engine writes itself; a handler's copies are dropped. */
@@ -115,42 +104,162 @@ const OWNED = new Set([
   "keep-alive",
 ]);
 
-/** The whole head: status line, Date, the handler's fields, framing, CRLF. */
-export function serializeHead(
+/**
+ * Writes the status line, Date and the handler's fields, checking each one:
+ * a name must be a token and a value must hold no CR, LF or NUL, which
+ * would split the response (CWE-113). Throws on the first bad field; the
+ * caller drops what was written. Returns the fields the engine acts on.
+ */
+export function writeFields(
+  out: OutBuffer,
   status: number,
   headers: ReplyHeaders | undefined,
   now: number,
-  framing: Framing,
-): string {
-  let head = statusLine(status) + dateHeader(now);
-  if (headers !== undefined) {
-    forEachHeader(headers, (name, value) => {
-      const c = name.charCodeAt(0) | 0x20;
-      // content-length, connection, date, transfer-encoding, keep-alive
-      if (
-        (c === 0x63 || c === 0x64 || c === 0x74 || c === 0x6b) &&
-        OWNED.has(name.toLowerCase())
-      ) {
-        return;
-      }
-      head += `${name}: ${value}\r\n`;
-    });
+): FieldScan {
+  if (!Number.isInteger(status) || status < 200 || status > 599) {
+    throw new RangeError(`Invalid reply status ${status}`);
   }
-  if (framing.contentLength !== -1) {
-    head += `Content-Length: ${framing.contentLength}\r\n`;
+  out.bytes(statusLine(status));
+  dateHeader(now);
+  out.bytes(dateBytes);
+  const scan: FieldScan = { contentLength: -1, close: false };
+  if (headers === undefined || headers === null) return scan;
+  if (Array.isArray(headers)) {
+    for (const [name, value] of headers as ReadonlyArray<[string, string]>) {
+      writeField(out, name, value, scan);
+    }
+  } else {
+    const record = headers as Readonly<Record<string, string>>;
+    for (const name in record) writeField(out, name, record[name], scan);
   }
-  if (framing.chunked) head += "Transfer-Encoding: chunked\r\n";
-  if (framing.close) head += "Connection: close\r\n";
-  else if (framing.keepAlive) head += "Connection: keep-alive\r\n";
-  return head + "\r\n";
+  return scan;
 }
 
-/** Writes every byte; `conn.write()` alone may stop part-way. */
-export async function writeAll(
-  conn: Deno.Conn,
-  bytes: Uint8Array,
-): Promise<void> {
-  for (let off = 0; off < bytes.length;) {
-    off += await conn.write(bytes.subarray(off));
+function writeField(
+  out: OutBuffer,
+  name: string,
+  value: string,
+  scan: FieldScan,
+): void {
+  if (typeof value !== "string") value = String(value);
+  const n = name.length;
+  // Only these lengths can name a field the engine owns.
+  if (n === 14 || n === 17 || n === 10 || n === 4) {
+    const lower = name.toLowerCase();
+    if (OWNED.has(lower)) {
+      if (lower === "content-length") scan.contentLength = contentLength(value);
+      else if (lower === "connection" && /(^|,)\s*close\s*(,|$)/i.test(value)) {
+        scan.close = true;
+      }
+      checkValue(name, value);
+      return;
+    }
   }
+  const buf = out.reserve(n + value.length * 3 + 4);
+  let at = out.len;
+  for (let i = 0; i < n; i++) {
+    const c = name.charCodeAt(i);
+    if (c > 0xff || TOKEN[c] !== 1) throw badName(name);
+    buf[at++] = c;
+  }
+  if (n === 0) throw badName(name);
+  buf[at++] = COLON;
+  buf[at++] = SP;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 0x20 && (c === CR || c === LF || c === NUL)) throw badValue(name);
+    if (c >= 0x80) {
+      const rest = value.slice(i);
+      checkValue(name, rest);
+      at += encoder.encodeInto(rest, buf.subarray(at)).written;
+      break;
+    }
+    buf[at++] = c;
+  }
+  buf[at++] = CR;
+  buf[at++] = LF;
+  out.len = at;
+}
+
+function contentLength(value: string): number {
+  const n = Number(value);
+  if (value === "" || !Number.isSafeInteger(n) || n < 0) {
+    throw new Error(`Invalid content-length in reply: ${value}`);
+  }
+  return n;
+}
+
+function checkValue(name: string, value: string): void {
+  if (/[\r\n\0]/.test(value)) throw badValue(name);
+}
+
+function badName(name: string): Error {
+  return new Error(`Invalid header name in reply: ${JSON.stringify(name)}`);
+}
+
+function badValue(name: string): Error {
+  return new Error(`Invalid header value in reply for ${name}`);
+}
+
+const CONTENT_LENGTH = encoder.encode("Content-Length: ");
+const CHUNKED = encoder.encode("Transfer-Encoding: chunked\r\n");
+const CLOSE = encoder.encode("Connection: close\r\n");
+const KEEP_ALIVE = encoder.encode("Connection: keep-alive\r\n");
+
+/**
+ * Writes the framing fields the engine owns and the blank line that ends
+ * the head. `contentLength` -1 sends none.
+ */
+export function writeFraming(
+  out: OutBuffer,
+  contentLength: number,
+  chunked: boolean,
+  close: boolean,
+  keepAlive: boolean,
+): void {
+  if (contentLength !== -1) {
+    out.bytes(CONTENT_LENGTH);
+    writeDecimal(out, contentLength);
+    crlf(out);
+  }
+  if (chunked) out.bytes(CHUNKED);
+  if (close) out.bytes(CLOSE);
+  else if (keepAlive) out.bytes(KEEP_ALIVE);
+  crlf(out);
+}
+
+function crlf(out: OutBuffer): void {
+  const buf = out.reserve(2);
+  buf[out.len++] = CR;
+  buf[out.len++] = LF;
+}
+
+function writeDecimal(out: OutBuffer, n: number): void {
+  if (n < 10) {
+    out.reserve(1)[out.len++] = 0x30 + n;
+    return;
+  }
+  const digits = n.toString();
+  const buf = out.reserve(digits.length);
+  for (let i = 0; i < digits.length; i++) {
+    buf[out.len++] = digits.charCodeAt(i);
+  }
+}
+
+/**
+ * A whole small reply with `Connection: close` as bytes, for the server's
+ * own answers outside a connection's loop (503 on overload, 408).
+ */
+export function encodeClosingReply(
+  status: number,
+  headers: ReplyHeaders | undefined,
+  body: string,
+  now = Date.now(),
+): Uint8Array {
+  const out = new OutBuffer();
+  writeFields(out, status, headers, now);
+  const bytes = encoder.encode(body);
+  writeFraming(out, bytes.length, false, true, false);
+  out.bytes(bytes);
+  return out.buf.slice(0, out.len);
 }

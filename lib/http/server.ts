@@ -12,12 +12,11 @@ import {
 import { Connection, isDisconnect, toErrorReply } from "./connection.ts";
 import { HttpError, STATUS } from "./errors.ts";
 import type { Handler } from "./handler.ts";
-import { serializeHead } from "./response.ts";
+import { encodeClosingReply } from "./response.ts";
 import { Semaphore } from "./semaphore.ts";
 import { EngineStats } from "./stats.ts";
 
 const log = getLogger(["spindle", "server"]);
-const encoder = new TextEncoder();
 
 /** Options for {@link serve}: any part of {@link ServerConfig}, plus extras. */
 export interface ServeOptions extends Partial<Omit<ServerConfig, "limits">> {
@@ -138,18 +137,11 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       }),
       undefined,
     );
-    const body = encoder.encode(reply.body as string);
-    const head = encoder.encode(
-      serializeHead(reply.status, reply.headers, Date.now(), {
-        contentLength: body.length,
-        chunked: false,
-        close: true,
-        keepAlive: false,
-      }),
+    const bytes = encodeClosingReply(
+      reply.status,
+      reply.headers,
+      reply.body as string,
     );
-    const bytes = new Uint8Array(head.length + body.length);
-    bytes.set(head);
-    bytes.set(body, head.length);
     stats.bytesOut += bytes.length;
     refusing.add(conn);
     (async () => {
