@@ -660,14 +660,12 @@ export class Connection implements ByteSource {
     return this.#write(this.#takeOut());
   }
 
-  /** The queued bytes, now owned by the caller; the queue is empty after. */
+  /** The queued bytes, to write before anything else is queued. */
   #takeOut(): Uint8Array {
     const out = this.#out;
-    const bytes = out.buf.subarray(0, out.len);
-    out.len = 0;
     // A big reply grew the buffer; do not keep it for an idle connection.
     if (out.buf.length > GATHER_BYTES * 2) this.#out = new OutBuffer();
-    return bytes;
+    return out.take();
   }
 
   /** Writes every byte; `conn.write()` alone may stop part-way. */

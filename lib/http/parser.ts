@@ -342,7 +342,10 @@ export function parseHead(
     query = m[3] ?? "";
   }
 
-  if (!KNOWN_METHODS.has(method) || method === "CONNECT") {
+  if (
+    method !== "GET" && method !== "POST" && method !== "HEAD" && // interned
+    (!KNOWN_METHODS.has(method) || method === "CONNECT")
+  ) {
     throw new HttpError(
       STATUS.NotImplemented,
       `Method ${method} is not implemented`,

@@ -14,7 +14,7 @@ const NUL = 0x00;
 const COLON = 0x3a;
 const SP = 0x20;
 
-const EMPTY = new Uint8Array(0);
+const EMPTY: Uint8Array = new Uint8Array(0);
 const MIN_OUT_BYTES = 2048;
 
 /** Bytes queued for one write. Grows by doubling; `len` bytes are in use. */
@@ -22,6 +22,23 @@ export class OutBuffer {
   /** Allocated on first use: an idle connection may never reply. */
   buf: Uint8Array = EMPTY;
   len = 0;
+  /** The last view `take()` made, and of which buffer. */
+  #view = EMPTY;
+  #viewOf = EMPTY;
+
+  /**
+   * The queued bytes; the queue is empty after. Valid until the next byte
+   * is queued. Replies of one size in a row share one view object.
+   */
+  take(): Uint8Array {
+    let view = this.#view;
+    if (view.length !== this.len || this.#viewOf !== this.buf) {
+      view = this.#view = this.buf.subarray(0, this.len);
+      this.#viewOf = this.buf;
+    }
+    this.len = 0;
+    return view;
+  }
 
   /** Makes room for `n` more bytes and returns the (maybe new) buffer. */
   reserve(n: number): Uint8Array {
@@ -63,18 +80,10 @@ export function isAscii(s: string): boolean {
 }
 const NON_ASCII = /[\u0080-\uffff]/;
 
-const statusLines: (Uint8Array | undefined)[] = [];
-
-/** "HTTP/1.1 200 OK\r\n" as bytes, built once per status. */
-function statusLine(status: number): Uint8Array {
-  return statusLines[status] ??= encoder.encode(
-    `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n`,
-  );
-}
-
 let dateSecond = 0;
 let dateLine = "";
-let dateBytes = new Uint8Array(0);
+/** Status line and Date line as bytes, per status, for `dateSecond`. */
+let statusDateLines: (Uint8Array | undefined)[] = [];
 
 /** "Date: <IMF-fixdate>\r\n", rebuilt at most once a second (RFC 9110 §6.6.1). */
 export function dateHeader(now = Date.now()): string {
@@ -82,17 +91,30 @@ export function dateHeader(now = Date.now()): string {
   if (second !== dateSecond) {
     dateSecond = second;
     dateLine = `Date: ${new Date(second * 1000).toUTCString()}\r\n`;
-    dateBytes = encoder.encode(dateLine);
+    statusDateLines = [];
   }
   return dateLine;
 }
 
+/** "HTTP/1.1 200 OK\r\nDate: ...\r\n" as bytes, built once a second per status. */
+function statusAndDate(status: number, now: number): Uint8Array {
+  dateHeader(now);
+  return statusDateLines[status] ??= encoder.encode(
+    `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n${dateLine}`,
+  );
+}
+
+/** The last frozen header set and its bytes: a handler may reuse one. */
+let frozenHeaders: object | undefined;
+let frozenBytes = new Uint8Array(0);
+let frozenScan: FieldScan = { contentLength: -1, close: false };
+
 /** What {@link writeFields} found among the handler's fields. */
 export interface FieldScan {
   /** The handler's content-length, or -1. */
-  contentLength: number;
+  readonly contentLength: number;
   /** The handler asked to close the connection. */
-  close: boolean;
+  readonly close: boolean;
 }
 
 /** Fields the engine writes itself; a handler's copies are dropped. */
@@ -109,6 +131,8 @@ const OWNED = new Set([
  * a name must be a token and a value must hold no CR, LF or NUL, which
  * would split the response (CWE-113). Throws on the first bad field; the
  * caller drops what was written. Returns the fields the engine acts on.
+ * A frozen header set met twice in a row is copied as encoded the first
+ * time: it cannot have changed.
  */
 export function writeFields(
   out: OutBuffer,
@@ -119,11 +143,36 @@ export function writeFields(
   if (!Number.isInteger(status) || status < 200 || status > 599) {
     throw new RangeError(`Invalid reply status ${status}`);
   }
-  out.bytes(statusLine(status));
-  dateHeader(now);
-  out.bytes(dateBytes);
-  const scan: FieldScan = { contentLength: -1, close: false };
-  if (headers === undefined || headers === null) return scan;
+  out.bytes(statusAndDate(status, now));
+  if (headers === undefined || headers === null) return NO_FIELDS;
+  if (headers === frozenHeaders) {
+    out.bytes(frozenBytes);
+    return frozenScan;
+  }
+  // A frozen record of strings cannot change; a frozen list's pairs can.
+  if (Array.isArray(headers) || !Object.isFrozen(headers)) {
+    return writeEach(out, headers);
+  }
+  const from = out.len;
+  const scan = writeEach(out, headers);
+  if (!scan.allStrings) return scan;
+  frozenHeaders = headers;
+  frozenBytes = out.buf.slice(from, out.len);
+  frozenScan = scan;
+  return scan;
+}
+
+const NO_FIELDS: FieldScan = Object.freeze({ contentLength: -1, close: false });
+
+interface Scan {
+  contentLength: number;
+  close: boolean;
+  /** No value needed String(): nothing could render differently next time. */
+  allStrings: boolean;
+}
+
+function writeEach(out: OutBuffer, headers: ReplyHeaders): Scan {
+  const scan: Scan = { contentLength: -1, close: false, allStrings: true };
   if (Array.isArray(headers)) {
     for (const [name, value] of headers as ReadonlyArray<[string, string]>) {
       writeField(out, name, value, scan);
@@ -139,9 +188,12 @@ function writeField(
   out: OutBuffer,
   name: string,
   value: string,
-  scan: FieldScan,
+  scan: Scan,
 ): void {
-  if (typeof value !== "string") value = String(value);
+  if (typeof value !== "string") {
+    value = String(value);
+    scan.allStrings = false;
+  }
   const n = name.length;
   // Only these lengths can name a field the engine owns.
   if (n === 14 || n === 17 || n === 10 || n === 4) {
