@@ -246,6 +246,29 @@ Deno.test("parseHead() reads pipelined heads from one buffer in turn", () => {
   assert.equal(parseHead(buf, first, second, LIMITS).path, "/2");
 });
 
+Deno.test("parseHead() given the end of the data stops at the first blank line", () => {
+  // What the connection does when a read ends with a blank line.
+  const raw = `GET /1 HTTP/1.1\r\n${H}\r\nPOST /2 HTTP/1.1\r\n${H}` +
+    `Content-Length: 4\r\n\r\n\r\n\r\nGET /3 HTTP/1.1\r\n${H}\r\n`;
+  const buf = latin1Bytes(raw);
+  const first = parseHead(buf, 0, buf.length, LIMITS);
+  assert.equal(first.path, "/1");
+  assert.equal(first.end, findHeadEnd(buf, 0, buf.length));
+  const second = parseHead(buf, first.end, buf.length, LIMITS);
+  assert.equal(second.path, "/2");
+  assert.equal(second.contentLength, 4);
+  // The body is "\r\n\r\n": the third head starts after it.
+  const third = parseHead(buf, second.end + 4, buf.length, LIMITS);
+  assert.equal(third.path, "/3");
+  assert.equal(third.end, buf.length);
+  // A bad line before the blank line is refused as it would be anyway.
+  const bad = latin1Bytes(`GET / HTTP/1.1\r\n${H}X: a\nb\r\n\r\n`);
+  assert.throws(
+    () => parseHead(bad, 0, bad.length, LIMITS),
+    (e) => e instanceof HttpError && e.status === 400,
+  );
+});
+
 Deno.test("parseHead() reads the same head however it is cut", async () => {
   const raw = latin1Bytes(
     `\r\nPOST http://a.test/x?y HTTP/1.1\r\nHost: b\r\nX-A:  1 \r\n` +

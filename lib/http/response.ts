@@ -11,8 +11,6 @@ const encoder = new TextEncoder();
 const CR = 0x0d;
 const LF = 0x0a;
 const NUL = 0x00;
-const COLON = 0x3a;
-const SP = 0x20;
 
 const EMPTY: Uint8Array = new Uint8Array(0);
 const MIN_OUT_BYTES = 2048;
@@ -52,7 +50,7 @@ export class OutBuffer {
   }
 
   bytes(bytes: Uint8Array): void {
-    this.reserve(bytes.length).set(bytes, this.len);
+    copyBytes(this.reserve(bytes.length), this.len, bytes);
     this.len += bytes.length;
   }
 
@@ -70,6 +68,16 @@ export class OutBuffer {
     }
     this.len = at;
   }
+}
+
+/**
+ * `dst.set(src, at)`, but a loop for the short pieces heads are made of:
+ * the builtin's fixed cost is more than copying a few dozen bytes.
+ */
+function copyBytes(dst: Uint8Array, at: number, src: Uint8Array): void {
+  const n = src.length;
+  if (n > 48) dst.set(src, at);
+  else for (let i = 0; i < n; i++) dst[at + i] = src[i];
 }
 
 /** True when `s` is all ASCII, so its length is its UTF-8 byte count. */
@@ -184,6 +192,27 @@ function writeEach(out: OutBuffer, headers: ReplyHeaders): Scan {
   return scan;
 }
 
+/**
+ * "name: " as bytes for each field name seen, checked once; an empty array
+ * marks a name the engine owns. Bounded: handlers may invent names.
+ */
+const nameBytes = new Map<string, Uint8Array>();
+const OWNED_NAME = new Uint8Array(0);
+
+function learnName(name: string): Uint8Array {
+  if (name.length === 0) throw badName(name);
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c > 0xff || TOKEN[c] !== 1) throw badName(name);
+  }
+  const bytes = OWNED.has(name.toLowerCase())
+    ? OWNED_NAME
+    : encoder.encode(`${name}: `);
+  if (nameBytes.size >= 1024) nameBytes.clear();
+  nameBytes.set(name, bytes);
+  return bytes;
+}
+
 function writeField(
   out: OutBuffer,
   name: string,
@@ -194,29 +223,19 @@ function writeField(
     value = String(value);
     scan.allStrings = false;
   }
-  const n = name.length;
-  // Only these lengths can name a field the engine owns.
-  if (n === 14 || n === 17 || n === 10 || n === 4) {
+  const head = nameBytes.get(name) ?? learnName(name);
+  if (head === OWNED_NAME) {
     const lower = name.toLowerCase();
-    if (OWNED.has(lower)) {
-      if (lower === "content-length") scan.contentLength = contentLength(value);
-      else if (lower === "connection" && /(^|,)\s*close\s*(,|$)/i.test(value)) {
-        scan.close = true;
-      }
-      checkValue(name, value);
-      return;
+    if (lower === "content-length") scan.contentLength = contentLength(value);
+    else if (lower === "connection" && /(^|,)\s*close\s*(,|$)/i.test(value)) {
+      scan.close = true;
     }
+    checkValue(name, value);
+    return;
   }
-  const buf = out.reserve(n + value.length * 3 + 4);
-  let at = out.len;
-  for (let i = 0; i < n; i++) {
-    const c = name.charCodeAt(i);
-    if (c > 0xff || TOKEN[c] !== 1) throw badName(name);
-    buf[at++] = c;
-  }
-  if (n === 0) throw badName(name);
-  buf[at++] = COLON;
-  buf[at++] = SP;
+  const buf = out.reserve(head.length + value.length * 3 + 2);
+  copyBytes(buf, out.len, head);
+  let at = out.len + head.length;
   for (let i = 0; i < value.length; i++) {
     const c = value.charCodeAt(i);
     if (c < 0x20 && (c === CR || c === LF || c === NUL)) throw badValue(name);
@@ -235,7 +254,7 @@ function writeField(
 
 function contentLength(value: string): number {
   const n = Number(value);
-  if (value === "" || !Number.isSafeInteger(n) || n < 0) {
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) {
     throw new Error(`Invalid content-length in reply: ${value}`);
   }
   return n;
@@ -270,32 +289,25 @@ export function writeFraming(
   keepAlive: boolean,
 ): void {
   if (contentLength !== -1) {
-    out.bytes(CONTENT_LENGTH);
-    writeDecimal(out, contentLength);
-    crlf(out);
+    const digits = contentLength < 10 ? "" : contentLength.toString();
+    const buf = out.reserve(CONTENT_LENGTH.length + 17 + 4);
+    let at = out.len;
+    copyBytes(buf, at, CONTENT_LENGTH);
+    at += CONTENT_LENGTH.length;
+    if (contentLength < 10) buf[at++] = 0x30 + contentLength;
+    else {
+      for (let i = 0; i < digits.length; i++) buf[at++] = digits.charCodeAt(i);
+    }
+    buf[at++] = CR;
+    buf[at++] = LF;
+    out.len = at;
   }
   if (chunked) out.bytes(CHUNKED);
   if (close) out.bytes(CLOSE);
   else if (keepAlive) out.bytes(KEEP_ALIVE);
-  crlf(out);
-}
-
-function crlf(out: OutBuffer): void {
   const buf = out.reserve(2);
   buf[out.len++] = CR;
   buf[out.len++] = LF;
-}
-
-function writeDecimal(out: OutBuffer, n: number): void {
-  if (n < 10) {
-    out.reserve(1)[out.len++] = 0x30 + n;
-    return;
-  }
-  const digits = n.toString();
-  const buf = out.reserve(digits.length);
-  for (let i = 0; i < digits.length; i++) {
-    buf[out.len++] = digits.charCodeAt(i);
-  }
 }
 
 /**

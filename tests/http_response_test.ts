@@ -1,0 +1,170 @@
+/**
+ * The reply-head encoder (lib/http/response.ts) and the batch clock
+ * (lib/http/clock.ts), byte for byte. Over sockets, server_test.ts checks
+ * the same rules end to end.
+ */
+import assert from "node:assert/strict";
+import { batchNow } from "../lib/http/clock.ts";
+import type { ReplyHeaders } from "../lib/http/handler.ts";
+import {
+  encodeClosingReply,
+  isAscii,
+  OutBuffer,
+  writeFields,
+  writeFraming,
+} from "../lib/http/response.ts";
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+const NOW = Date.UTC(2024, 0, 2, 3, 4, 5);
+const DATE = "Date: Tue, 02 Jan 2024 03:04:05 GMT\r\n";
+
+function head(
+  status: number,
+  headers: ReplyHeaders | undefined,
+  framing: [number, boolean, boolean, boolean] = [5, false, false, false],
+): { text: string; contentLength: number; close: boolean } {
+  const out = new OutBuffer();
+  const scan = writeFields(out, status, headers, NOW);
+  writeFraming(out, ...framing);
+  return { text: decoder.decode(out.take()), ...scan };
+}
+
+Deno.test("writeFields() and writeFraming() spell a whole head", () => {
+  assert.equal(
+    head(200, { "content-type": "text/plain", "X-Id": "7" }).text,
+    `HTTP/1.1 200 OK\r\n${DATE}content-type: text/plain\r\nX-Id: 7\r\n` +
+      "Content-Length: 5\r\n\r\n",
+  );
+  assert.equal(
+    head(404, [["set-cookie", "a=1"], ["set-cookie", "b=2"]], [
+      1234567,
+      false,
+      true,
+      false,
+    ]).text,
+    `HTTP/1.1 404 Not Found\r\n${DATE}set-cookie: a=1\r\nset-cookie: b=2\r\n` +
+      "Content-Length: 1234567\r\nConnection: close\r\n\r\n",
+  );
+  assert.equal(
+    head(200, undefined, [-1, true, false, true]).text,
+    `HTTP/1.1 200 OK\r\n${DATE}Transfer-Encoding: chunked\r\n` +
+      "Connection: keep-alive\r\n\r\n",
+  );
+});
+
+Deno.test("writeFields() drops the fields the engine owns and reports them", () => {
+  const r = head(200, {
+    "Content-Length": "12",
+    "transfer-encoding": "gzip",
+    "Connection": "keep-alive, Close",
+    "date": "yesterday",
+    "keep-alive": "timeout=5",
+    "x-kept": "yes",
+  });
+  assert.equal(
+    r.text,
+    `HTTP/1.1 200 OK\r\n${DATE}x-kept: yes\r\nContent-Length: 5\r\n\r\n`,
+  );
+  assert.equal(r.contentLength, 12);
+  assert.equal(r.close, true);
+  assert.throws(() => head(200, { "content-length": "-1" }), /content-length/);
+  assert.throws(() => head(200, { "content-length": "1e3" }), /content-length/);
+});
+
+Deno.test("writeFields() refuses what would split or corrupt the head", () => {
+  for (const value of ["a\r\nx: y", "a\nb", "a\rb", "a\0b", "é\r\nx: y"]) {
+    assert.throws(() => head(200, { "x-a": value }), /header value/);
+  }
+  for (const name of ["", "x a", "x:a", "x\r\n", "é"]) {
+    assert.throws(() => head(200, { [name]: "1" }), /header name/);
+  }
+  for (const status of [99, 600, 200.5, NaN]) {
+    assert.throws(() => head(status, undefined), /status/);
+  }
+});
+
+Deno.test("writeFields() sends a value beyond ASCII as UTF-8", () => {
+  const out = new OutBuffer();
+  writeFields(out, 200, { "x-name": "Zoë ✓" }, NOW);
+  const bytes = out.take();
+  const line = encoder.encode("x-name: Zoë ✓\r\n");
+  const at = bytes.length - line.length;
+  assert.deepEqual([...bytes.subarray(at)], [...line]);
+});
+
+Deno.test("writeFields() reuses a frozen record's bytes and nothing else", () => {
+  const frozen = Object.freeze({ "x-a": "1" });
+  assert.match(head(200, frozen).text, /x-a: 1\r\n/);
+  assert.match(head(200, frozen).text, /x-a: 1\r\n/); // from the cache
+  // A frozen list's pairs can still change: never cached.
+  const pair: [string, string] = ["x-b", "1"];
+  const list = Object.freeze([pair]);
+  assert.match(head(200, list).text, /x-b: 1\r\n/);
+  pair[1] = "2";
+  assert.match(head(200, list).text, /x-b: 2\r\n/);
+  // A mutable record is read afresh each time.
+  const record: Record<string, string> = { "x-c": "1" };
+  assert.match(head(200, record).text, /x-c: 1\r\n/);
+  record["x-c"] = "2";
+  assert.match(head(200, record).text, /x-c: 2\r\n/);
+  // A frozen record holding a non-string renders it afresh each time.
+  let n = 0;
+  const counter = Object.freeze({
+    "x-d": { toString: () => `${++n}` } as unknown as string,
+  });
+  assert.match(head(200, counter).text, /x-d: 1\r\n/);
+  assert.match(head(200, counter).text, /x-d: 2\r\n/);
+  // A bad frozen record is refused every time, not cached.
+  const bad = Object.freeze({ "x-e": "a\nb" });
+  assert.throws(() => head(200, bad));
+  assert.throws(() => head(200, bad));
+});
+
+Deno.test("OutBuffer grows, and take() empties it", () => {
+  const out = new OutBuffer();
+  out.text("abc");
+  const first = out.take();
+  assert.equal(decoder.decode(first), "abc");
+  assert.equal(out.len, 0);
+  out.text("xyz");
+  assert.equal(out.take(), first, "same size: the same view object");
+  assert.equal(decoder.decode(first), "xyz");
+  const big = "é".repeat(5000);
+  out.text(big);
+  assert.equal(decoder.decode(out.take()), big);
+  out.bytes(new Uint8Array(100).fill(0x61));
+  out.bytes(Uint8Array.of(0x62));
+  assert.equal(decoder.decode(out.take()), "a".repeat(100) + "b");
+});
+
+Deno.test("isAscii() tells short and long strings apart", () => {
+  assert.equal(isAscii(""), true);
+  assert.equal(isAscii("hello"), true);
+  assert.equal(isAscii("hé"), false);
+  assert.equal(isAscii("a".repeat(100)), true);
+  assert.equal(isAscii("a".repeat(100) + "\u{1f600}"), false);
+  assert.equal(isAscii("\x7f"), true);
+  assert.equal(isAscii("\x80"), false);
+});
+
+Deno.test("encodeClosingReply() makes a whole reply that closes", () => {
+  const text = decoder.decode(
+    encodeClosingReply(503, { "retry-after": "1" }, "Busy ✓\n", NOW),
+  );
+  assert.equal(
+    text,
+    `HTTP/1.1 503 Service Unavailable\r\n${DATE}retry-after: 1\r\n` +
+      "Content-Length: 9\r\nConnection: close\r\n\r\nBusy ✓\n",
+  );
+});
+
+Deno.test("batchNow() is one reading per batch of work", async () => {
+  const a = batchNow();
+  const spin = Date.now() + 5;
+  while (Date.now() < spin) { /* let the real clock move on */ }
+  assert.equal(batchNow(), a, "same batch: same reading");
+  await new Promise((r) => setTimeout(r, 0));
+  const b = batchNow();
+  assert.ok(b >= a + 5, `a later batch reads the clock again: ${a} -> ${b}`);
+});
