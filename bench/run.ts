@@ -44,7 +44,7 @@ interface Settings {
 const FULL: Settings = {
   warmupMs: 2000,
   measureMs: 5000,
-  rounds: 3,
+  rounds: 5, // this machine's noise is +-10%: more rounds, less luck
   idleConns: 2000,
   memRounds: 2,
   slowClients: 10,
@@ -191,6 +191,57 @@ function helloServer(
       bench.placement,
       denoFlags,
     );
+}
+
+function bareLoopServer(bench: Bench) {
+  return () =>
+    startDenoServer(
+      "bare loop",
+      join(SERVERS, "bare_loop.ts"),
+      [],
+      bench.placement,
+      [],
+    );
+}
+
+/**
+ * Case 1's floor: a loop of `conn.read()` and `conn.write()` with no HTTP
+ * work, against Deno.serve in the same run. Reported as a note and a CPU
+ * row, not a verdict: it shows what any engine on Deno.listen starts from.
+ */
+async function floorCase(bench: Bench): Promise<void> {
+  const c = ENGINE_CASES[0];
+  const reference = await start(helloServer(bench, false));
+  try {
+    const bare = await start(bareLoopServer(bench));
+    try {
+      console.error("1. floor: a bare Deno.listen loop");
+      const pair = await comparePair(
+        bench,
+        c.id,
+        "Bare Deno.listen read/write loop, no HTTP (floor, vs Deno.serve)",
+        reference,
+        bare,
+        c.load,
+        (r) => r.requestsPerSec,
+      );
+      bench.notes.push(
+        `Case 1's floor, same run: a bare Deno.listen loop (one fixed reply per read, no parsing, no limits, no deadlines; bench/servers/bare_loop.ts) reached ${
+          fmtRps(pair.spindle.requestsPerSec)
+        }, ${
+          fmtRatio(
+            pair.spindle.requestsPerSec / pair.reference.requestsPerSec,
+          )
+        } Deno.serve's ${
+          fmtRps(pair.reference.requestsPerSec)
+        }. Spindle pays two async ops per request (read and write), as this loop does; Deno.serve pays one, with hyper parsing in Rust.`,
+      );
+    } finally {
+      await stop(bare);
+    }
+  } finally {
+    await stop(reference);
+  }
 }
 
 function staticServer(bench: Bench, denoFlags: string[] = []) {
@@ -926,6 +977,13 @@ async function main(): Promise<void> {
         helloServer(bench, false),
         helloServer(bench, true),
       ));
+    if (ids.has(1)) {
+      await floorCase(bench).catch((err) =>
+        bench.notes.push(
+          `Case 1's floor did not run: ${(err as Error).message}`,
+        )
+      );
+    }
     await attempt(
       ids.has(3) ? [{ id: 3, what: "Memory per idle keep-alive conn" }] : [],
       () => idleMemoryCase(bench, Number(fdSoft) || 1024),
