@@ -32,7 +32,11 @@ export type ReplyHeaders =
   | Readonly<Record<string, string>>
   | ReadonlyArray<readonly [string, string]>;
 
-/** A response. The engine adds Date, Content-Length or chunking, and Connection. */
+/**
+ * A response. The engine adds Date, Content-Length or chunking, and
+ * Connection. A reply may be reused for many requests; a frozen header
+ * record that comes back request after request is checked and encoded once.
+ */
 export interface Reply {
   readonly status: number;
   readonly headers?: ReplyHeaders;
