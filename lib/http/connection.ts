@@ -304,9 +304,9 @@ export class Connection implements ByteSource {
     // The usual read ends with a blank line: then no head in it can be
     // cut short, and the parse itself finds where the first one ends.
     if (
-      end - start > limits.maxHeadBytes || buf[end - 1] !== LF ||
-      buf[end - 2] !== CR || buf[end - 3] !== LF || buf[end - 4] !== CR ||
-      end - start < 4
+      end - start < 4 || end - start > limits.maxHeadBytes ||
+      buf[end - 1] !== LF || buf[end - 2] !== CR || buf[end - 3] !== LF ||
+      buf[end - 4] !== CR
     ) {
       headEnd = findHeadEnd(buf, Math.max(this.#scanFrom, start), end);
       if (headEnd === -1) {

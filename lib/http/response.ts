@@ -289,15 +289,12 @@ export function writeFraming(
   keepAlive: boolean,
 ): void {
   if (contentLength !== -1) {
-    const digits = contentLength < 10 ? "" : contentLength.toString();
-    const buf = out.reserve(CONTENT_LENGTH.length + 17 + 4);
+    const digits = contentLength.toString();
+    const buf = out.reserve(CONTENT_LENGTH.length + digits.length + 2);
     let at = out.len;
     copyBytes(buf, at, CONTENT_LENGTH);
     at += CONTENT_LENGTH.length;
-    if (contentLength < 10) buf[at++] = 0x30 + contentLength;
-    else {
-      for (let i = 0; i < digits.length; i++) buf[at++] = digits.charCodeAt(i);
-    }
+    for (let i = 0; i < digits.length; i++) buf[at++] = digits.charCodeAt(i);
     buf[at++] = CR;
     buf[at++] = LF;
     out.len = at;
