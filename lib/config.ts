@@ -15,6 +15,11 @@ export interface Limits {
   readonly maxBodyBytes: number;
   /** One chunk-size line with its extensions, in bytes. Over: 400. */
   readonly maxChunkLineBytes: number;
+  /**
+   * Chunk framing (size lines, extensions, CRLFs) beyond 16 bytes a chunk
+   * and 2 a data byte, counted over the body, in bytes. Over: 400, then close.
+   */
+  readonly maxChunkExcessBytes: number;
   /** All trailer fields of a chunked body, in bytes. Over: 431. */
   readonly maxTrailerBytes: number;
   /** Requests served on one connection before it is closed. */
@@ -43,6 +48,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxHeaderCount: 100, // Python's http.server and Go use 100 too
   maxBodyBytes: 1024 * 1024, // nginx's client_max_body_size default
   maxChunkLineBytes: 1024, // 16 hex digits plus room for honest extensions
+  maxChunkExcessBytes: 16 * 1024, // Go's figure: one-byte chunks pass, extension floods do not
   maxTrailerBytes: 8 * 1024,
   maxRequestsPerConnection: 10_000, // bounds the life of one connection
   maxConns: 4096, // well under a typical 65k fd limit, above any benchmark

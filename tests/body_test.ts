@@ -9,6 +9,7 @@ import { BodyReader } from "../lib/http/body.ts";
 import { HttpError } from "../lib/http/errors.ts";
 import type { Handler } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
+import { listDir, startApp } from "./fixtures/app_server.ts";
 import { cutAt, FakeSocket, readAll } from "./fixtures/byte_source.ts";
 import {
   exchange,
@@ -17,6 +18,7 @@ import {
   parseResponses,
   request,
 } from "./fixtures/raw_http.ts";
+import { hasTool, run } from "./helpers/socket.ts";
 
 const LIMITS: Limits = Object.freeze({
   ...DEFAULT_LIMITS,
@@ -169,7 +171,16 @@ const chunkedOk: [name: string, raw: string, body: string][] = [
     "5 ;a=1\r\nhello\r\n0\t;b\r\n\r\n",
     "hello",
   ],
-  ["obs-text in an extension", "5;x=caf\xe9\r\nhello\r\n0\r\n\r\n", "hello"],
+  [
+    "obs-text in a quoted extension value",
+    '5;x="caf\xe9"\r\nhello\r\n0\r\n\r\n',
+    "hello",
+  ],
+  [
+    "quoted-pairs and BWS around = in extensions",
+    '5;a = "\\"q\\\\";b\t=\tc ;d\r\nhello\r\n0;e="; \t"\r\n\r\n',
+    "hello",
+  ],
   ["trailers", "5\r\nhello\r\n0\r\nX-Sum: abc\r\nY:z\r\n\r\n", "hello"],
   ["a chunk holding CR LF", "4\r\n\r\n\r\n\r\n0\r\n\r\n", "\r\n\r\n"],
   [
@@ -239,6 +250,38 @@ const chunkedBad: [name: string, raw: string, status: number][] = [
   ["a bare LF after the size", "5\nhello\r\n0\r\n\r\n", 400],
   ["a bare CR after the size", "5\rhello\r\n0\r\n\r\n", 400],
   ["a bare LF after the last chunk", "5\r\nhello\r\n0\n\r\n", 400],
+  // RFC 9112 §7.1.1 as llhttp's strict mode reads it (issue #9).
+  ["an extension with no name", "2;\r\nab\r\n0\r\n\r\n", 400],
+  ["an extension that is only a value", "2;=x\r\nab\r\n0\r\n\r\n", 400],
+  ["an empty extension between two", "2;a;;b\r\nab\r\n0\r\n\r\n", 400],
+  [
+    "an unterminated quoted string",
+    '5;lovew3="abc";love="def; ghi\r\nhello\r\n0\r\n\r\n',
+    400,
+  ],
+  [
+    "a quoted string ending in a backslash",
+    '5;a="b\\\r\nhello\r\n0\r\n\r\n',
+    400,
+  ],
+  [
+    "a control byte in a quoted string",
+    '5;a="b\x01"\r\nhello\r\n0\r\n\r\n',
+    400,
+  ],
+  ["bytes after a quoted string", '5;a="b"c\r\nhello\r\n0\r\n\r\n', 400],
+  [
+    "a space after the size and nothing else",
+    "a \r\n0123456789\r\n0\r\n\r\n",
+    400,
+  ],
+  ["a tab after the last size", "5\r\nhello\r\n0\t\r\n\r\n", 400],
+  ["a space after an extension name", "5;a \r\nhello\r\n0\r\n\r\n", 400],
+  ["a space after an extension value", "5;a=1 \r\nhello\r\n0\r\n\r\n", 400],
+  ["an extension with = and no value", "5;a=\r\nhello\r\n0\r\n\r\n", 400],
+  ["two tokens as a value", "5;a=b c\r\nhello\r\n0\r\n\r\n", 400],
+  ["a comma between extensions", "5;a,b\r\nhello\r\n0\r\n\r\n", 400],
+  ["obs-text in a token value", "5;x=caf\xe9\r\nhello\r\n0\r\n\r\n", 400],
   ["NUL in an extension", "5;a\0b\r\nhello\r\n0\r\n\r\n", 400],
   ["DEL in an extension", "5;a\x7f\r\nhello\r\n0\r\n\r\n", 400],
   [
@@ -294,9 +337,102 @@ for (const [name, raw, status] of chunkedBad) {
   });
 }
 
+Deno.test("BodyReader answers the same for every bad chunked case cut at any byte", async () => {
+  for (const [name, raw, status] of chunkedBad) {
+    const bytes = latin1Bytes(raw);
+    for (let cut = 1; cut < bytes.length; cut++) {
+      const read = (body: BodyReader) =>
+        cut % 2 === 0 ? body.bytes() : Array.fromAsync(body.chunks());
+      const body = new BodyReader(
+        new FakeSocket(cutAt(bytes, [cut])),
+        -1,
+        true,
+        LIMITS,
+      );
+      await rejects(read(body), status, `${name} @${cut}`);
+    }
+  }
+});
+
+// Framing against data (issue #9): tiny chunks pass, piles of framing do not.
+
+/** `count` one-byte chunks, each size line carrying `ext`, then the last chunk. */
+function oneByteChunks(count: number, ext = ""): string {
+  return `1${ext}\r\nx\r\n`.repeat(count) + "0\r\n\r\n";
+}
+
+Deno.test("BodyReader takes a body of one-byte chunks up to maxBodyBytes", async () => {
+  const limits = { ...LIMITS, maxChunkExcessBytes: 0 };
+  const { body } = reader([oneByteChunks(64)], -1, true, limits);
+  assert.equal(latin1Text(await body.bytes()), "x".repeat(64));
+});
+
+Deno.test("BodyReader answers 400 once chunk framing outweighs the data past maxChunkExcessBytes", async () => {
+  // Each chunk: a 31-byte size line, 2 CRLFs, 1 byte of data; 16 bytes of
+  // framing are free per chunk and 2 per data byte: 17 bytes of excess.
+  const ext = `;e=${"v".repeat(27)}`;
+  const limits = { ...LIMITS, maxChunkExcessBytes: 3 * 17 };
+  const ok = reader([oneByteChunks(3, ext)], -1, true, limits);
+  assert.equal(latin1Text(await ok.body.bytes()), "xxx");
+  const over = reader([oneByteChunks(4, ext)], -1, true, limits);
+  await rejects(over.body.bytes(), 400);
+  // Padding the size with zeros is framing too.
+  const padded = `${"0".repeat(30)}1\r\nx\r\n`.repeat(4) + "0\r\n\r\n";
+  await rejects(reader([padded], -1, true, limits).body.bytes(), 400);
+  // Data pays framing back: a big chunk between flooded ones resets the count.
+  const mixed = `1${ext}\r\nx\r\n`.repeat(3) + `1a\r\n${"y".repeat(26)}\r\n` +
+    oneByteChunks(3, ext);
+  const paid = reader([mixed], -1, true, limits);
+  assert.equal((await paid.body.bytes()).length, 3 + 26 + 3);
+});
+
+Deno.test("BodyReader.next() makes one piece of all the chunks one read holds", async () => {
+  const limits = { ...LIMITS, maxBodyBytes: 4096 };
+  const raw = latin1Bytes(oneByteChunks(1000) + "NEXT");
+  // Two reads: the first holds 700 whole chunks and part of the next one.
+  const src = new FakeSocket(cutAt(raw, [700 * 6 + 3]));
+  const body = new BodyReader(src, -1, true, limits);
+  const sizes: number[] = [];
+  for await (const p of body.chunks()) sizes.push(p.length);
+  assert.deepEqual(sizes, [700, 300]);
+  assert.equal(await rest(src), "NEXT");
+});
+
 Deno.test("BodyReader checks the caller's maxBytes while de-chunking", async () => {
   const { body } = reader(["3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n"], -1, true);
   await rejects(body.bytes(5), 413);
+});
+
+Deno.test("BodyReader reads big chunks past the buffer and small ones through it, cut anywhere", async () => {
+  const limits = { ...LIMITS, maxBodyBytes: 64 * 1024 };
+  const big = "b".repeat(20_000);
+  const raw = latin1Bytes(
+    `4e20\r\n${big}\r\n3\r\nabc\r\n${"1\r\nz\r\n".repeat(9)}0\r\n\r\nNEXT`,
+  );
+  const want = big + "abc" + "z".repeat(9);
+  const cuts = [1, 5, 6, 100, 8192, 12_000, 20_006, 20_008, 20_013, 20_020];
+  for (const cut of cuts) {
+    for (const whole of [true, false]) {
+      const src = new FakeSocket(cutAt(raw, [cut, cut + 4000]));
+      const body = new BodyReader(src, -1, true, limits);
+      const got = whole
+        ? await body.bytes()
+        : new Uint8Array(await new Response(body.stream()).arrayBuffer());
+      assert.equal(latin1Text(got), want, `cut ${cut}, bytes() ${whole}`);
+      assert.equal(await rest(src), "NEXT", `cut ${cut}`);
+    }
+  }
+});
+
+Deno.test("BodyReader.bytes() grows one buffer for a chunked body and stops at the limit", async () => {
+  const limits = { ...LIMITS, maxBodyBytes: 40_000 };
+  const piece = "c".repeat(1000);
+  const raw = `3e8\r\n${piece}\r\n`.repeat(40) + "0\r\n\r\n";
+  const bytes = await reader([raw], -1, true, limits).body.bytes();
+  assert.equal(bytes.length, 40_000);
+  assert.ok(bytes.buffer.byteLength <= 40_000, "never past the limit");
+  const over = `3e8\r\n${piece}\r\n`.repeat(41) + "0\r\n\r\n";
+  await rejects(reader([over], -1, true, limits).body.bytes(), 413);
 });
 
 // The RequestBody helpers
@@ -329,7 +465,7 @@ Deno.test("BodyReader.stream() and chunks() give the same bytes as bytes()", asy
   for await (const p of reader([raw], -1, true).body.chunks()) {
     pieces.push(latin1Text(p));
   }
-  assert.deepEqual(pieces, ["abc", "defg"]);
+  assert.deepEqual(pieces, ["abcdefg"], "chunks read together, one piece");
 });
 
 Deno.test("BodyReader.stream() errors with the HttpError of a bad body", async () => {
@@ -447,6 +583,20 @@ for (const [name, body, status] of socketBad) {
   });
 }
 
+Deno.test("serve() answers 400 with Connection: close to a flood of chunk extensions", async () => {
+  await using server = startEcho({ ...LIMITS, maxChunkExcessBytes: 500 });
+  const flood = `1;${"e".repeat(28)}\r\nx\r\n`.repeat(60); // 16 bytes over each
+  const bytes = await exchange(
+    server.port,
+    [`POST / HTTP/1.1\r\n${H}${TE}\r\n${flood}`],
+    { halfClose: false, timeoutMs: 5000 },
+  );
+  const [reply] = parseResponses(bytes);
+  assert.equal(reply.status, 400);
+  assert.match(latin1Text(reply.body), /chunk framing outweighs the data/);
+  assert.equal(reply.headers.get("connection"), "close");
+});
+
 Deno.test("serve() answers 400 when the client stops mid-body", async () => {
   await using server = startEcho();
   const [reply] = await request(server.port, [
@@ -489,4 +639,123 @@ Deno.test("serve() answers 413 to Expect: 100-continue over the limit without 10
     { halfClose: false, timeoutMs: 2000 },
   );
   assert.deepEqual(replies.map((r) => r.status), [413]);
+});
+
+// Real clients and a real server process (issue #9)
+
+Deno.test({
+  name: "POST /upload stores what curl sends chunked, in its own chunk sizes",
+  ignore: !(await hasTool("curl")),
+  async fn() {
+    await using app = await startApp();
+    const dir = await Deno.makeTempDir({ prefix: "spindle-curl-" });
+    try {
+      const json = JSON.stringify({ items: "q".repeat(900_000) });
+      await Deno.writeTextFile(`${dir}/up.json`, json);
+      const out = await run("curl", [
+        ...["-s", "-o", "/dev/null", "-w", "%{http_code}"],
+        ...["-H", "Transfer-Encoding: chunked"],
+        ...["-H", "Content-Type: application/json"],
+        ...["--data-binary", `@${dir}/up.json`, `${app.origin}/upload`],
+      ], 30_000);
+      assert.equal(out.stdout, "201", out.stderr);
+      const [name] = await listDir(app.uploads);
+      assert.equal(await Deno.readTextFile(`${app.uploads}/${name}`), json);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** Peak resident memory of process `pid` so far (VmHWM), in bytes. */
+async function peakRssBytes(pid: number): Promise<number> {
+  // Deno wants --allow-all to read another process's /proc; cat does not.
+  const out = await new Deno.Command("cat", {
+    args: [`/proc/${pid}/status`],
+    stdout: "piped",
+  }).output();
+  const m = /^VmHWM:\s+(\d+) kB$/m.exec(new TextDecoder().decode(out.stdout));
+  if (m === null) throw new Error(`No VmHWM for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+/** A body of `bytes` (a JSON string) sent in one-byte chunks: 6 bytes of wire each. */
+function oneByteChunked(bytes: number): Uint8Array {
+  const body = `"${"x".repeat(bytes - 2)}"`;
+  const wire = new Uint8Array(bytes * 6 + 5);
+  for (let k = 0; k < bytes; k++) {
+    wire.set([0x31, CR_, LF_, body.charCodeAt(k), CR_, LF_], k * 6);
+  }
+  wire.set(latin1Bytes("0\r\n\r\n"), bytes * 6);
+  return wire;
+}
+const CR_ = 0x0d;
+const LF_ = 0x0a;
+
+Deno.test({
+  name:
+    "main.ts stores a 1 MB upload in a million one-byte chunks within bounded memory",
+  sanitizeOps: true,
+  sanitizeResources: true,
+  async fn() {
+    const MiB = 1024 * 1024;
+    const dir = await Deno.makeTempDir({ prefix: "spindle-flood-" });
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--unstable-net",
+        "--allow-net=127.0.0.1",
+        `--allow-read=${dir}`,
+        `--allow-write=${dir}`,
+        new URL("../main.ts", import.meta.url).pathname,
+        ...["--port", "0", "--root", dir, "--uploads", `${dir}/up`],
+        ...["--max-body", "1m", "--upload-max", "1m", "--quiet"],
+        ...["--log-format", "json"],
+      ],
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const lines = child.stdout.pipeThrough(new TextDecoderStream())
+      .getReader();
+    try {
+      let first = "";
+      while (!first.includes("\n")) {
+        const { value, done } = await lines.read();
+        if (done) throw new Error(`server exited: ${first}`);
+        first += value;
+      }
+      const port = JSON.parse(first.split("\n")[0]).properties.port as number;
+      // Warm up: the first request loads the app's code.
+      const warm = parseResponses(
+        await exchange(port, [
+          "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        ]),
+      );
+      assert.equal(warm[0].status, 200);
+      const before = await peakRssBytes(child.pid);
+      const body = oneByteChunked(1_000_000);
+      const replies = parseResponses(
+        await exchange(port, [
+          `POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\n${TE}` +
+          "Content-Type: application/json\r\nConnection: close\r\n\r\n",
+          body,
+        ], { timeoutMs: 60_000 }),
+      );
+      assert.equal(replies[0].status, 201, replies[0].text);
+      const grown = (await peakRssBytes(child.pid)) - before;
+      // Before coalescing: +525 MiB (a Uint8Array per chunk). Now ~15 MiB:
+      // the body once, its text and JSON, the code those paths compile.
+      assert.ok(
+        grown < 32 * MiB,
+        `peak RSS grew ${(grown / MiB).toFixed(0)} MiB`,
+      );
+      const [file] = await Array.fromAsync(Deno.readDir(`${dir}/up`));
+      assert.equal((await Deno.stat(`${dir}/up/${file.name}`)).size, 1_000_000);
+    } finally {
+      child.kill("SIGTERM");
+      await child.status;
+      await lines.cancel();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
