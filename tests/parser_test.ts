@@ -7,6 +7,7 @@ import { DEFAULT_LIMITS, type Limits } from "../lib/config.ts";
 import { HttpError } from "../lib/http/errors.ts";
 import type { Handler } from "../lib/http/handler.ts";
 import {
+  checkHeadSoFar,
   findHeadEnd,
   parseHead,
   type RequestHead,
@@ -553,6 +554,129 @@ for (const [name, raw, status] of rejected) {
   });
 }
 
+// checkHeadSoFar(): a head refused as soon as its bytes prove it bad (issue #9)
+
+/** Heads with no blank line yet, and the status their bytes so far earn. */
+const early: [name: string, partial: string, status: number][] = [
+  ["HTTP/5.6", "GET / HTTP/5.6\r\n", 505],
+  ["an unknown method", "BREW / HTTP/1.1\r\n", 501],
+  [
+    "a Content-Length past any number",
+    `POST / HTTP/1.1\r\nContent-Length: ${"9".repeat(30)}\r\n`,
+    413,
+  ],
+  [
+    "a Content-Length over maxBodyBytes",
+    "PUT / HTTP/1.1\r\nContent-Length: 101\r\n",
+    413,
+  ],
+  [
+    "a second, different Content-Length",
+    "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n",
+    400,
+  ],
+  [
+    "Content-Length with Transfer-Encoding",
+    "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n",
+    400,
+  ],
+  ["a bare CR in a field value", `GET / HTTP/1.1\r\n${H}X: a\rb`, 400],
+  ["a bare CR after the request line", "GET / HTTP/1.1\rH", 400],
+  ["a bare CR before the blank line", `GET / HTTP/1.1\r\n${H}\rX`, 400],
+  ["a bare LF after the request line", "GET / HTTP/1.1\nHost: a\n", 400],
+  [
+    "obs-fold: a field line starting with a space",
+    `GET / HTTP/1.1\r\n${H} x`,
+    400,
+  ],
+  ["a tab before the first field", "GET / HTTP/1.1\r\n\tHost: a", 400],
+  ["a space before a colon", "GET / HTTP/1.1\r\nHost : a\r\n", 400],
+  ["a control byte in a field value", "GET / HTTP/1.1\r\nX: a\x01\r\n", 400],
+  ["two Host fields", `GET / HTTP/1.1\r\n${H}${H}`, 400],
+  [
+    "one field past maxHeaderCount",
+    `GET / HTTP/1.1\r\n${"X: y\r\n".repeat(9)}`,
+    431,
+  ],
+];
+
+/**
+ * Feeds `raw` to `checkHeadSoFar()` as reads ending at each of `ends`, the
+ * way the connection resumes; returns the error, or undefined.
+ */
+function feed(raw: Uint8Array, ends: readonly number[]): unknown {
+  let from = 0;
+  for (const end of ends) {
+    try {
+      checkHeadSoFar(raw, 0, from, end, LIMITS);
+    } catch (err) {
+      return err;
+    }
+    from = Math.max(0, end - 3);
+  }
+  return undefined;
+}
+
+for (const [name, partial, status] of early) {
+  Deno.test(`checkHeadSoFar() answers ${status} before the blank line for ${name}`, () => {
+    const raw = latin1Bytes(partial);
+    assert.equal(findHeadEnd(raw, 0, raw.length), -1, "no end of head yet");
+    // All at once, then one byte per read, then cut in two anywhere.
+    const feeds = [[raw.length], Array.from(raw, (_, k) => k + 1)];
+    for (let cut = 1; cut < raw.length; cut++) feeds.push([cut, raw.length]);
+    for (const ends of feeds) {
+      const err = feed(raw, ends);
+      assert.ok(err instanceof HttpError, `${ends.length} reads: ${err}`);
+      assert.equal(err.status, status, err.message);
+      assert.equal(err.close, true);
+    }
+  });
+}
+
+/** Heads that are fine: none may be refused early, however they arrive. */
+const fine = [
+  // Host comes last: a missing Host is only known at the blank line.
+  "POST /a?b HTTP/1.1\r\nContent-Length: 5\r\nX-A:  1 \r\nHost: a.test\r\n\r\n",
+  "GET http://a.test/x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+  "PUT / HTTP/1.0\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+  `POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n`,
+  "OPTIONS * HTTP/1.1\r\nHost: a\r\nX: caf\xe9\tend\r\n\r\n",
+];
+
+Deno.test("checkHeadSoFar() refuses no good head early, however it is cut", () => {
+  for (const text of fine) {
+    const raw = latin1Bytes(text);
+    const end = findHeadEnd(raw, 0, raw.length);
+    const feeds = [Array.from({ length: end - 1 }, (_, k) => k + 1)];
+    for (let a = 1; a < end - 1; a++) feeds.push([a, end - 1], [a, a + 1]);
+    for (const ends of feeds) {
+      const err = feed(raw, ends);
+      assert.equal(err, undefined, `${JSON.stringify(text)} ${ends}: ${err}`);
+    }
+  }
+});
+
+Deno.test("checkHeadSoFar() refuses every refused head early, with parseHead()'s status", () => {
+  const late: string[] = [];
+  for (const [name, raw, status] of rejected) {
+    const bytes = latin1Bytes(raw);
+    const end = findHeadEnd(bytes, 0, bytes.length);
+    assert.notEqual(end, -1, name);
+    const err = feed(bytes, Array.from({ length: end - 1 }, (_, k) => k + 1));
+    if (err === undefined) {
+      late.push(name);
+      continue;
+    }
+    assert.ok(err instanceof HttpError, `${name}: ${err}`);
+    assert.equal(err.status, status, `${name}: ${err.message}`);
+  }
+  // Only what the blank line itself decides waits for it.
+  assert.deepEqual(late, [
+    "a bare LF ending the head",
+    "HTTP/1.1 without Host",
+  ]);
+});
+
 // Over a socket: the engine answers, closes, and reads heads in pieces.
 
 /** Echoes what the engine parsed: method, path, query, host, body. */
@@ -593,6 +717,26 @@ Deno.test("serve() closes after a refused head without waiting for the client", 
     { halfClose: false, timeoutMs: 1500 },
   );
   assert.equal(parseResponses(bytes)[0].status, 400);
+});
+
+Deno.test("serve() answers a head that is already bad without waiting for its end", async () => {
+  // A long head timeout: an answer can only come from the bytes so far.
+  await using server = startEcho({ ...LIMITS, headTimeoutMs: 60_000 });
+  for (const [name, partial, status] of early) {
+    for (
+      const pieces of [[partial], [partial.slice(0, -1), partial.slice(-1)]]
+    ) {
+      const bytes = await exchange(server.port, pieces, {
+        halfClose: false,
+        pauseMs: 5,
+        timeoutMs: 5000,
+      });
+      const replies = parseResponses(bytes);
+      assert.equal(replies.length, 1, name);
+      assert.equal(replies[0].status, status, name);
+      assert.equal(replies[0].headers.get("connection"), "close", name);
+    }
+  }
 });
 
 Deno.test("serve() does not answer bytes that follow a refused head", async () => {

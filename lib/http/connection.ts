@@ -16,7 +16,14 @@ import {
   type ServerRequest,
 } from "./handler.ts";
 import type { HeaderFields } from "./headers.ts";
-import { CR, findHeadEnd, LF, parseHead, type RequestHead } from "./parser.ts";
+import {
+  checkHeadSoFar,
+  CR,
+  findHeadEnd,
+  LF,
+  parseHead,
+  type RequestHead,
+} from "./parser.ts";
 import {
   encodeClosingReply,
   type FieldScan,
@@ -308,8 +315,11 @@ export class Connection implements ByteSource {
       buf[end - 1] !== LF || buf[end - 2] !== CR || buf[end - 3] !== LF ||
       buf[end - 4] !== CR
     ) {
-      headEnd = findHeadEnd(buf, Math.max(this.#scanFrom, start), end);
+      const from = Math.max(this.#scanFrom, start);
+      headEnd = findHeadEnd(buf, from, end);
       if (headEnd === -1) {
+        // Refuse a head as soon as a line proves it bad, not at its end.
+        checkHeadSoFar(buf, start, from, end, limits);
         this.#scanFrom = Math.max(start, end - 3);
         if (end - start >= limits.maxHeadBytes) throw this.#headTooLarge();
         return undefined;

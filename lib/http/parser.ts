@@ -154,13 +154,15 @@ function isDigit(c: number): boolean {
  * returned, or any later index when a blank line is known to come before
  * it: the parse stops at the first blank line, and `head.end` says where.
  * Throws {@link HttpError} for anything RFC 9112 does not allow. Folds
- * header names to lower case in place.
+ * header names to lower case in place. With `complete` false, `end` is
+ * just past a line of a head still arriving: what is missing is not judged.
  */
 export function parseHead(
   buf: Uint8Array,
   start: number,
   end: number,
   limits: Limits,
+  complete = true,
 ): RequestHead {
   // Request line: method SP request-target SP HTTP-version CRLF (§3).
   let i = start;
@@ -356,12 +358,10 @@ export function parseHead(
     );
   }
 
-  if (minor === 1 && hostCount !== 1) {
-    throw badRequest(
-      hostCount === 0 ? "missing Host header" : "more than one Host header",
-    );
-  }
   if (hostCount > 1) throw badRequest("more than one Host header");
+  if (hostCount === 0 && minor === 1 && complete) {
+    throw badRequest("missing Host header");
+  }
   if (badHost) throw badRequest("invalid Host header");
   host ??= "";
 
@@ -434,6 +434,38 @@ export function parseHead(
     keepAlive,
     expectContinue,
   };
+}
+
+/**
+ * Throws what {@link parseHead} will throw for the head that starts at
+ * `buf[start]` as soon as the bytes in `[start, end)` prove it, before its
+ * blank line arrives: every whole line is parsed, and the line still
+ * arriving is checked for a bare CR or a leading space or tab (obs-fold).
+ * Bytes before `from` were checked by the previous call; pass where it
+ * stopped less 3, as for `findHeadEnd()`. Call only while no head end is
+ * in `[start, end)`. Folds header names to lower case in place.
+ */
+export function checkHeadSoFar(
+  buf: Uint8Array,
+  start: number,
+  from: number,
+  end: number,
+  limits: Limits,
+): void {
+  let lineEnd = -1; // just past the last LF that arrived
+  for (let k = Math.max(from, start); k < end; k++) {
+    const c = buf[k];
+    if (c === LF) lineEnd = k + 1;
+    else if (c === CR && k + 1 < end && buf[k + 1] !== LF) {
+      throw badRequest("bare CR in request head");
+    }
+  }
+  if (lineEnd === -1) return;
+  const next = buf[lineEnd];
+  if (lineEnd < end && (next === SP || next === HTAB)) {
+    throw badRequest("whitespace at the start of a header line");
+  }
+  parseHead(buf, start, lineEnd, limits, false);
 }
 
 function mergeContentLength(
