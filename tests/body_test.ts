@@ -759,3 +759,23 @@ Deno.test({
     }
   },
 });
+Deno.test("POST /upload stores a fetch() stream of 20,000 four-byte writes", async () => {
+  await using app = await startApp();
+  const piece = new TextEncoder().encode('"a",');
+  let left = 20_000;
+  const body = new ReadableStream<Uint8Array>({
+    start: (c) => c.enqueue(new TextEncoder().encode("[")),
+    pull(c) {
+      if (left-- > 0) return c.enqueue(piece);
+      c.enqueue(new TextEncoder().encode('"z"]'));
+      c.close();
+    },
+  });
+  const res = await fetch(`${app.origin}/upload`, {
+    method: "POST",
+    body,
+    headers: { "content-type": "application/json" },
+  });
+  assert.equal(res.status, 201, await res.clone().text());
+  assert.equal((await res.json()).bytes, 1 + 20_000 * 4 + 4);
+});
