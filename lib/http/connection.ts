@@ -599,7 +599,14 @@ export class Connection implements ByteSource {
       contentLength = -1;
       chunked = false;
     }
-    writeFraming(out, contentLength, chunked, !keep, keep && minor === 0);
+    writeFraming(
+      out,
+      contentLength,
+      chunked,
+      !keep,
+      keep && minor === 0,
+      this.#limits.keepAliveTimeoutMs,
+    );
     if (isHead || bodiless) {
       cancelBody(body);
     } else if (text !== undefined) {
