@@ -563,3 +563,17 @@ Deno.test("main --log-format combined: stdout holds access lines alone, the rest
   assert.equal(f[9], "ua \\x221\\x22");
   assert.match(stderr, /spindle\.server: Stopped/);
 });
+
+Deno.test("the default app: a refused Host is one warning with the Host cut to 256 characters", async () => {
+  await using logs = await captureLogs();
+  await using app = await startApp();
+  const host = "a".repeat(5000) + ".example";
+  const reply = await exchange(
+    app.port,
+    `GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`,
+  );
+  assert.equal(reply.status, 421);
+  const loud = logs.records.filter((r) => r.level !== "info");
+  assert.equal(loud.length, 1);
+  assert.equal(loud[0].properties.host, "a".repeat(256) + "...");
+});

@@ -472,6 +472,14 @@ function putJson(
 }
 
 /**
+ * Client-chosen text for a LogTape record, cut to `max` characters then
+ * "...". LogTape escapes control bytes itself; the length is ours to bound.
+ */
+export function clipForLog(text: string, max = MAX_REASON_CHARS): string {
+  return text.length > max ? `${text.slice(0, max)}...` : text;
+}
+
+/**
  * The first line of an unparsable request as sent, for the log: Latin-1,
  * cut at CR, LF or `max` bytes.
  */

@@ -5,7 +5,12 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { DEFAULT_LIMITS, type Limits } from "../config.ts";
-import { accessLog, NO_REPLY_STATUS, rawRequestLine } from "./access_log.ts";
+import {
+  accessLog,
+  clipForLog,
+  NO_REPLY_STATUS,
+  rawRequestLine,
+} from "./access_log.ts";
 import { BodyReader, type ByteSource } from "./body.ts";
 import { batchNow } from "./clock.ts";
 import { HttpError, reasonPhrase, renderError, STATUS } from "./errors.ts";
@@ -583,10 +588,10 @@ export class Connection implements ByteSource {
       log.warn("Refused {request} from {client}: {status} {reason}", {
         client: this.remoteAddr.hostname,
         request: typeof request === "string"
-          ? bounded(request)
-          : `${bounded(request.method)} ${bounded(request.target)}`,
+          ? clipForLog(request)
+          : `${clipForLog(request.method)} ${clipForLog(request.target)}`,
         status,
-        reason: bounded(why ?? reasonPhrase(status)),
+        reason: clipForLog(why ?? reasonPhrase(status)),
       });
     }
   }
@@ -902,11 +907,6 @@ export class Connection implements ByteSource {
     }
     this.#opts.onClose(this);
   }
-}
-
-/** Client-chosen text for a log record, cut to a length a line can hold. */
-function bounded(s: string): string {
-  return s.length > 256 ? `${s.slice(0, 256)}...` : s;
 }
 
 /** The handler's result, if it is a reply at all. */
