@@ -144,11 +144,15 @@ export const DEFAULT_APP: AppConfig = Object.freeze({
   metricsPublic: false,
 });
 
+/** `--log-format`: LogTape's text or JSON lines, or nginx's and Apache's access log formats. */
+export type LogFormat = "text" | "json" | "common" | "combined";
+const LOG_FORMATS: readonly string[] = ["text", "json", "common", "combined"];
+
 /** Everything the command line sets. */
 export interface CliOptions {
   readonly server: ServerConfig;
   readonly app: AppConfig;
-  readonly logFormat: "text" | "json";
+  readonly logFormat: LogFormat;
   readonly quiet: boolean;
   readonly help: boolean;
   /** Engine threads sharing the port with reusePort; 1 runs in the main thread. */
@@ -218,7 +222,11 @@ export const FLAGS: Readonly<
   "allowed-hosts": ["LIST", "loopback names", "Host values accepted (421)"],
   "metrics-public": ["", "off", "serve /metrics beyond loopback"],
   cors: ["ORIGIN", "", "Access-Control-Allow-Origin for API routes"],
-  "log-format": ["text|json", "text", "log line format"],
+  "log-format": [
+    "text|json|common|combined",
+    "text",
+    "log line format; common and combined: access lines alone on stdout",
+  ],
   quiet: ["", "off", "no access log lines"],
   help: ["", "", "print this help"],
 };
@@ -358,9 +366,11 @@ export function parseFlags(args: readonly string[]): CliOptions {
   if (dotfiles !== "allow" && dotfiles !== "deny") {
     throw new UsageError(`--dotfiles: "${dotfiles}" is not allow or deny`);
   }
-  const logFormat = str("log-format") ?? "text";
-  if (logFormat !== "text" && logFormat !== "json") {
-    throw new UsageError(`--log-format: "${logFormat}" is not text or json`);
+  const logFormat = (str("log-format") ?? "text") as LogFormat;
+  if (!LOG_FORMATS.includes(logFormat)) {
+    throw new UsageError(
+      `--log-format: "${logFormat}" is not text, json, common or combined`,
+    );
   }
 
   let rateLimit: AppConfig["rateLimit"];

@@ -116,6 +116,12 @@ Deno.test("parseFlags() maps the static and app flags", () => {
   assert.equal(o.workers, 2);
 });
 
+Deno.test("parseFlags() takes every --log-format", () => {
+  for (const format of ["text", "json", "common", "combined"]) {
+    assert.equal(parseFlags(["--log-format", format]).logFormat, format);
+  }
+});
+
 const bad: [args: string[], message: RegExp][] = [
   [["--nope"], /unknown option --nope/],
   [["--port"], /--port needs a value/],
@@ -125,7 +131,7 @@ const bad: [args: string[], message: RegExp][] = [
   [["--head-timeout", "soon"], /not a duration/],
   [["--cert", "c.pem"], /--cert and --key go together/],
   [["--dotfiles", "maybe"], /not allow or deny/],
-  [["--log-format", "xml"], /not text or json/],
+  [["--log-format", "xml"], /not text, json, common or combined/],
   [["--rate-limit", "100"], /not N\/TIME/],
   [["--rate-limit", "0/10s"], /at least 1/],
   [["--spa=yes"], /takes no value/],

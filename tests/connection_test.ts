@@ -82,6 +82,11 @@ for (const [name, request, replyConnection, kept] of keepAlive) {
     assert.equal(reply.status, 200);
     assert.equal(reply.text, "ok");
     assert.equal(reply.headers.get("connection"), replyConnection);
+    // A kept connection says how long it stays open idle; a closing one does not.
+    assert.equal(
+      reply.headers.get("keep-alive"),
+      kept ? "timeout=5" : undefined,
+    );
     if (kept) {
       await send(conn, get());
       assert.equal((await reader.readReply()).status, 200);
@@ -93,6 +98,16 @@ for (const [name, request, replyConnection, kept] of keepAlive) {
     }
   });
 }
+
+Deno.test("Connection says Keep-Alive: timeout=N in whole seconds of keepAliveTimeoutMs, nothing under a second", async () => {
+  for (const [ms, field] of [[2500, "timeout=2"], [500, undefined]] as const) {
+    await using server = start(() => ({ status: 200, body: "ok" }), {
+      keepAliveTimeoutMs: ms,
+    });
+    const reply = await exchange(server.port, get());
+    assert.equal(reply.headers.get("keep-alive"), field, `${ms} ms`);
+  }
+});
 
 Deno.test("Connection ends an HTTP/1.0 stream reply with the close", async () => {
   await using server = start(() => ({

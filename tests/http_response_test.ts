@@ -53,6 +53,28 @@ Deno.test("writeFields() and writeFraming() spell a whole head", () => {
   );
 });
 
+Deno.test("writeFraming() adds Keep-Alive: timeout=N to a kept connection only", () => {
+  const frame = (close: boolean, keepAlive: boolean, idleMs: number) => {
+    const out = new OutBuffer();
+    writeFraming(out, 2, false, close, keepAlive, idleMs);
+    return decoder.decode(out.take());
+  };
+  assert.equal(
+    frame(false, false, 5000),
+    "Content-Length: 2\r\nKeep-Alive: timeout=5\r\n\r\n",
+  );
+  assert.equal(
+    frame(false, true, 75_999),
+    "Content-Length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=75\r\n\r\n",
+  );
+  assert.equal(
+    frame(true, false, 5000),
+    "Content-Length: 2\r\nConnection: close\r\n\r\n",
+  );
+  assert.equal(frame(false, false, 999), "Content-Length: 2\r\n\r\n");
+  assert.equal(frame(false, false, 0), "Content-Length: 2\r\n\r\n");
+});
+
 Deno.test("writeFields() drops the fields the engine owns and reports them", () => {
   const r = head(200, {
     "Content-Length": "12",

@@ -76,7 +76,9 @@ Deno.test("main prints one listening line with the real port, serves, and exits 
     await Deno.remove(root, { recursive: true });
   }
   assert.ok(
-    r.lines.some((l) => /spindle\.access: 127\.0\.0\.1 "GET \/" 200 /.test(l)),
+    r.lines.some((l) =>
+      /spindle\.access: 127\.0\.0\.1 "GET \/ HTTP\/1\.1" 200 /.test(l)
+    ),
     r.lines.join("\n"),
   );
 });

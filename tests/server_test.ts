@@ -383,7 +383,7 @@ Deno.test("serve() closes, when a stream is longer than its content-length", asy
   assert.equal((await reader.readUntilClose()).length, 0);
 });
 
-Deno.test("serve() logs one access record per request with client, method, target, status, bytes and duration", async () => {
+Deno.test("serve() logs one access line per request with client, method, target, version, status, bytes and duration", async () => {
   await using logs = await captureLogs();
   await using server = serve(
     { port: 0 },
@@ -401,20 +401,23 @@ Deno.test("serve() logs one access record per request with client, method, targe
   );
   const ok = await reader.readReply();
   const missing = await reader.readReply();
-  const access = logs.of("spindle", "access");
-  assert.equal(access.length, 2);
-  const [a, b] = access.map((r) => r.properties);
+  await waitFor(() => logs.access().length === 2, "two access lines");
+  const [a, b] = logs.access();
   assert.equal(a.client, "127.0.0.1");
   assert.equal(a.method, "GET");
   assert.equal(a.target, "/a?b=1");
+  assert.equal(a.version, "HTTP/1.1");
   assert.equal(a.status, 200);
   assert.equal(a.bytes, ok.head.length + ok.body.length);
-  assert.equal(typeof a.ms, "number");
-  assert.ok((a.ms as number) >= 0);
+  assert.equal(a.aborted, false);
+  assert.equal(a.error, null);
+  assert.ok(Number.isInteger(a.ms) && a.ms >= 0);
   assert.equal(b.method, "POST");
   assert.equal(b.status, 404);
   assert.equal(b.bytes, missing.head.length + missing.body.length);
-  assert.equal(logs.of("spindle", "access").length, 2, "no extra records");
+  assert.equal(b.error, "no such thing", "the reason travels with the line");
+  // A client's 404 is its access line, not a warning.
+  assert.deepEqual(logs.records.filter((r) => r.level !== "info"), []);
 });
 
 Deno.test("serve() logs no access record, when accessLog is false", async () => {
@@ -423,7 +426,7 @@ Deno.test("serve() logs no access record, when accessLog is false", async () => 
     status: 200,
   }));
   await exchange(server.port, get());
-  assert.equal(logs.of("spindle", "access").length, 0);
+  assert.equal(logs.access().length, 0);
 });
 
 Deno.test("serve() throws RangeError for maxConns 0 and leaves no listener open", () => {
@@ -448,10 +451,14 @@ Deno.test("serve() logs an access record for a request it could not parse", asyn
   const bad = await reader.readReply();
   assert.equal(bad.status, 400);
   assert.equal(bad.headers.get("connection"), "close");
-  const access = logs.of("spindle", "access").map((r) => r.properties);
-  assert.equal(access.length, 2);
+  await waitFor(() => logs.access().length === 2, "two access lines");
+  const access = logs.access();
   assert.equal(access[0].target, "/fine");
   assert.equal(access[1].status, 400);
   assert.equal(access[1].client, "127.0.0.1");
+  assert.equal(access[1].method, null);
+  assert.equal(access[1].request, "GET /bad HTTP/1.1", "the line as sent");
+  assert.match(access[1].error ?? "", /malformed field name/);
   assert.equal(access[1].bytes, bad.head.length + bad.body.length);
+  assert.deepEqual(logs.records.filter((r) => r.level !== "info"), []);
 });

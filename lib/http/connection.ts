@@ -5,6 +5,12 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { DEFAULT_LIMITS, type Limits } from "../config.ts";
+import {
+  accessLog,
+  clipForLog,
+  NO_REPLY_STATUS,
+  rawRequestLine,
+} from "./access_log.ts";
 import { BodyReader, type ByteSource } from "./body.ts";
 import { batchNow } from "./clock.ts";
 import { HttpError, reasonPhrase, renderError, STATUS } from "./errors.ts";
@@ -35,7 +41,6 @@ import {
 import type { EngineStats } from "./stats.ts";
 
 const log = getLogger(["spindle", "http"]);
-const accessLog = getLogger(["spindle", "access"]);
 const encoder = new TextEncoder();
 const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
 /** The body of every request without one; never reads. */
@@ -143,8 +148,22 @@ export function isDisconnect(err: unknown): boolean {
 }
 
 /**
+ * Statuses that are logged as a warning besides the access line: a
+ * timeout, a limit crossed, a full server. Any other 4xx (a bot's 404, a
+ * malformed request) is only its access line; see {@link toErrorReply}.
+ */
+function isLimitStatus(status: number): boolean {
+  return status === 408 || status === 413 || status === 414 ||
+    status === 429 || status === 431 || status === 503 || status === 507;
+}
+
+/**
  * The one place an error becomes a reply. HttpErrors show their status and
  * exposed text; anything else is logged with its stack and shows a bare 500.
+ * An HttpError is logged only when the server failed (a 5xx other than 501,
+ * 503 and 505, which answer the client's request or a full server): a
+ * client's mistake is part of its access line, and a limit's warning is
+ * written once the reply is out (`Connection`, server's refusal).
  */
 export function toErrorReply(err: unknown, accept: string | undefined): Reply {
   let status: number = STATUS.InternalServerError;
@@ -154,16 +173,16 @@ export function toErrorReply(err: unknown, accept: string | undefined): Reply {
     status = err.status;
     message = err.expose ?? reasonPhrase(status);
     extra = err.headers;
-    if (status >= 500) {
-      log.error("{status} {message}", {
+    if (
+      status >= 500 && !isLimitStatus(status) && status !== 501 &&
+      status !== 505
+    ) {
+      log.error("{status} {reason}", {
         status,
-        message: err.message,
+        reason: err.message,
         error: err,
       });
-    } else {log.warn("Rejected request: {status} {message}", {
-        status,
-        message: err.message,
-      });}
+    }
   } else {
     log.error("Unhandled error: {error}", { error: err });
   }
@@ -198,8 +217,15 @@ export class Connection implements ByteSource {
   /** Dropping an unread body after its reply. */
   #discarding = false;
   #closed = false;
-  /** Bytes queued or written for the current reply (access log). */
-  #sent = 0;
+  // Bytes out, for the access log: the client received `#wrote` bytes
+  // in whole writes, plus `#partial` of the write in progress. The current
+  // reply starts at `#replyAt` in that count.
+  #wrote = 0;
+  #partial = 0;
+  #replyAt = 0;
+  /** The request between dispatch and its access line, and why it was refused. */
+  #current: RequestHead | undefined;
+  #why: string | undefined;
   /** The current request's body, its clock and the status it was sent. */
   #body: BodyReader = NO_BODY;
   #startTime = 0;
@@ -230,6 +256,8 @@ export class Connection implements ByteSource {
         log.error("Connection failed: {error}", { error: err });
       }
     } finally {
+      // A reply cut short, or none at all: still one access line.
+      if (this.#current !== undefined) this.#finish(this.#current, true);
       this.close();
     }
   }
@@ -259,10 +287,10 @@ export class Connection implements ByteSource {
         // A head we could not parse: answer, then close; never hunt for the next request.
         this.#startTime = Date.now();
         this.#body = NO_BODY;
-        const done = this.#respond(undefined, toErrorReply(err, undefined));
+        const done = this.#respond(undefined, this.#errorReply(err, undefined));
         if (typeof done !== "boolean") await done;
         await this.#flush();
-        this.#finish("-", "-");
+        this.#finish(undefined, false);
         await this.#linger();
         return;
       }
@@ -285,7 +313,7 @@ export class Connection implements ByteSource {
         if (n < bytes.length) await this.#writeRest(bytes, n);
         this.#endWrite(phase, bytes.length);
       }
-      this.#finish(head.method, head.target);
+      this.#finish(head, false);
       if (keep && this.#dropBody) keep = await this.#discardBody();
       if (!keep) {
         await this.#linger();
@@ -457,6 +485,7 @@ export class Connection implements ByteSource {
    */
   #dispatch(head: RequestHead): Reply | Promise<Reply> {
     this.#requests++;
+    this.#current = head;
     this.#closeAfter = false;
     this.#startTime = this.#now;
     const body = this.#body = head.contentLength <= 0 && !head.chunked
@@ -498,7 +527,13 @@ export class Connection implements ByteSource {
   #failed(err: unknown, head: RequestHead): Reply {
     if (err instanceof HttpError && err.close) this.#closeAfter = true;
     if (this.#closed) return { status: STATUS.InternalServerError }; // never sent
-    return toErrorReply(err, head.headers.get("accept"));
+    return this.#errorReply(err, head.headers.get("accept"));
+  }
+
+  /** {@link toErrorReply}, noting an HttpError's message for the log lines. */
+  #errorReply(err: unknown, accept: string | undefined): Reply {
+    if (err instanceof HttpError) this.#why = err.message;
+    return toErrorReply(err, accept);
   }
 
   /**
@@ -526,16 +561,47 @@ export class Connection implements ByteSource {
     return this.#queueReply(reply, head, keep);
   }
 
-  #finish(method: string, target: string): void {
+  /**
+   * The request is done: one access line, and a warning if a limit refused
+   * it. `head` is undefined for a request that could not be parsed; then
+   * its first line is logged as sent. `aborted`: the reply did not complete
+   * (its bytes are those the socket took) or never began.
+   */
+  #finish(head: RequestHead | undefined, aborted: boolean): void {
+    this.#current = undefined;
     this.#opts.stats.requests++;
-    if (this.#opts.accessLog) {
-      accessLog.info('{client} "{method} {target}" {status} {bytes} {ms}ms', {
+    let status = this.#status;
+    this.#status = 0;
+    let bytes = aborted
+      ? this.#wrote + this.#partial - this.#replyAt
+      : this.#wrote + this.#out.len - this.#replyAt;
+    if (status === 0) {
+      status = NO_REPLY_STATUS;
+      bytes = 0;
+    } else if (bytes < 0) bytes = 0;
+    const why = this.#why;
+    this.#why = undefined;
+    const sink = this.#opts.accessLog ? accessLog() : undefined;
+    if (sink === undefined && !isLimitStatus(status)) return;
+    const request = head ??
+      rawRequestLine(this.#buf, this.#start, this.#end);
+    sink?.append(
+      this.remoteAddr.hostname,
+      request,
+      status,
+      bytes,
+      this.#startTime,
+      aborted,
+      why,
+    );
+    if (isLimitStatus(status)) {
+      log.warn("Refused {request} from {client}: {status} {reason}", {
         client: this.remoteAddr.hostname,
-        method,
-        target,
-        status: this.#status,
-        bytes: this.#sent,
-        ms: Date.now() - this.#startTime,
+        request: typeof request === "string"
+          ? clipForLog(request)
+          : `${clipForLog(request.method)} ${clipForLog(request.target)}`,
+        status,
+        reason: clipForLog(why ?? reasonPhrase(status)),
       });
     }
   }
@@ -566,7 +632,7 @@ export class Connection implements ByteSource {
   ): boolean | Promise<boolean> {
     const out = this.#out;
     const mark = out.len;
-    this.#sent = 0;
+    this.#replyAt = this.#wrote + mark;
     let scan: FieldScan;
     try {
       scan = writeFields(out, reply.status, reply.headers, this.#now);
@@ -609,7 +675,14 @@ export class Connection implements ByteSource {
       contentLength = -1;
       chunked = false;
     }
-    writeFraming(out, contentLength, chunked, !keep, keep && minor === 0);
+    writeFraming(
+      out,
+      contentLength,
+      chunked,
+      !keep,
+      keep && minor === 0,
+      this.#limits.keepAliveTimeoutMs,
+    );
     if (isHead || bodiless) {
       cancelBody(body);
     } else if (text !== undefined) {
@@ -617,10 +690,8 @@ export class Connection implements ByteSource {
     } else if (bytes !== undefined && bytes.length <= COPY_BYTES) {
       out.bytes(bytes);
     } else if (body !== null && body !== undefined) {
-      this.#sent += out.len - mark;
       return this.#writeBody(body, chunked, contentLength, keep);
     }
-    this.#sent += out.len - mark;
     return keep;
   }
 
@@ -649,19 +720,10 @@ export class Connection implements ByteSource {
   async #writeBytes(bytes: Uint8Array): Promise<void> {
     if (bytes.length <= COPY_BYTES) {
       this.#out.bytes(bytes);
-      this.#sent += bytes.length;
       return;
     }
     await this.#flush();
     await this.#write(bytes);
-    this.#sent += bytes.length;
-  }
-
-  #queueText(text: string): void {
-    const out = this.#out;
-    const before = out.len;
-    out.text(text);
-    this.#sent += out.len - before;
   }
 
   /** Writes what is queued. Not async itself: one promise layer less. */
@@ -698,6 +760,7 @@ export class Connection implements ByteSource {
   /** After a partial write: the rest, each write re-arming the deadline. */
   async #writeRest(bytes: Uint8Array, off: number): Promise<void> {
     while (off < bytes.length) {
+      this.#partial = off;
       this.#now = Date.now();
       this.deadline = this.#now + this.#limits.writeTimeoutMs;
       off += await this.#conn.write(bytes.subarray(off));
@@ -710,6 +773,8 @@ export class Connection implements ByteSource {
     this.phase = phase;
     this.deadline = 0;
     this.#opts.stats.bytesOut += bytes;
+    this.#wrote += bytes;
+    this.#partial = 0;
   }
 
   async #writeFile(fb: FileBody): Promise<void> {
@@ -754,15 +819,15 @@ export class Connection implements ByteSource {
       if (contentLength !== -1 && sent > contentLength) {
         throw new Error("Reply stream is longer than its content-length");
       }
-      if (chunked) this.#queueText(chunk.length.toString(16) + "\r\n");
+      if (chunked) this.#out.text(chunk.length.toString(16) + "\r\n");
       await this.#writeBytes(chunk);
-      if (chunked) this.#queueText("\r\n");
+      if (chunked) this.#out.text("\r\n");
       await this.#flush();
     }
     if (contentLength !== -1 && sent !== contentLength) {
       throw new Error("Reply stream is shorter than its content-length");
     }
-    if (chunked) this.#queueText("0\r\n\r\n");
+    if (chunked) this.#out.text("0\r\n\r\n");
   }
 
   /** Closes our side, then reads and drops what the client still sends, briefly. */

@@ -277,9 +277,32 @@ const CHUNKED = encoder.encode("Transfer-Encoding: chunked\r\n");
 const CLOSE = encoder.encode("Connection: close\r\n");
 const KEEP_ALIVE = encoder.encode("Connection: keep-alive\r\n");
 
+/** "Keep-Alive: timeout=N" as bytes, for the last idle timeout asked for. */
+let keepAliveMs = -1;
+let keepAliveTimeout = EMPTY;
+
+/**
+ * `Keep-Alive: timeout=N\r\n`, N the idle timeout in whole seconds, encoded
+ * once per timeout. Under a second: nothing, as there is no way to say it.
+ */
+export function keepAliveField(idleMs: number): Uint8Array {
+  if (idleMs !== keepAliveMs) {
+    keepAliveMs = idleMs;
+    const seconds = Math.floor(idleMs / 1000);
+    keepAliveTimeout = seconds >= 1
+      ? encoder.encode(`Keep-Alive: timeout=${seconds}\r\n`)
+      : EMPTY;
+  }
+  return keepAliveTimeout;
+}
+
 /**
  * Writes the framing fields the engine owns and the blank line that ends
- * the head. `contentLength` -1 sends none.
+ * the head. `contentLength` -1 sends none. `keepAlive` asks for an explicit
+ * `Connection: keep-alive` (HTTP/1.0). A connection kept open also says how
+ * long it stays open idle, `idleMs`, so a client closes an idle socket
+ * before the server does instead of racing it (RFC 9112 §9.3, and the
+ * `Keep-Alive` hint Node's and .NET's clients read); 0 says nothing.
  */
 export function writeFraming(
   out: OutBuffer,
@@ -287,6 +310,7 @@ export function writeFraming(
   chunked: boolean,
   close: boolean,
   keepAlive: boolean,
+  idleMs = 0,
 ): void {
   if (contentLength !== -1) {
     const digits = contentLength.toString();
@@ -301,7 +325,10 @@ export function writeFraming(
   }
   if (chunked) out.bytes(CHUNKED);
   if (close) out.bytes(CLOSE);
-  else if (keepAlive) out.bytes(KEEP_ALIVE);
+  else {
+    if (keepAlive) out.bytes(KEEP_ALIVE);
+    if (idleMs !== 0) out.bytes(keepAliveField(idleMs));
+  }
   const buf = out.reserve(2);
   buf[out.len++] = CR;
   buf[out.len++] = LF;

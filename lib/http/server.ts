@@ -129,6 +129,10 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   /** 503 with Retry-After, then close: never a silent drop. */
   function refuse(conn: Deno.Conn, why: string): void {
     stats.rejected++;
+    log.warn("Refused a connection from {client}: 503 {reason}", {
+      client: (conn.remoteAddr as Deno.NetAddr).hostname,
+      reason: why,
+    });
     const reply = toErrorReply(
       new HttpError(STATUS.ServiceUnavailable, why, {
         expose: "Server is busy, try again shortly",

@@ -4,6 +4,7 @@
  * re-resolves to 127.0.0.1 still sends `Host: evil.example`, and gets 421.
  */
 import { getLogger } from "@logtape/logtape";
+import { clipForLog } from "../../http/access_log.ts";
 import { HttpError, STATUS } from "../../http/errors.ts";
 import { isLoopback } from "../client_addr.ts";
 import type { Middleware } from "../router.ts";
@@ -120,7 +121,7 @@ export function hostGuard(options: HostGuardOptions): Middleware | null {
     if (!matchHost(req.host, rules, serverPort)) {
       options.onRefused?.();
       log.warn("Refused Host {host} from {client}", {
-        host: req.host,
+        host: clipForLog(req.host), // a client's text: bounded in the log
         client: req.client,
       });
       throw new HttpError(
