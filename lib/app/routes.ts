@@ -7,6 +7,7 @@ import type { AppConfig } from "../config.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Handler } from "../http/handler.ts";
 import type { EngineStats } from "../http/stats.ts";
+import { removeDeadTempFiles } from "./atomic_write.ts";
 import {
   forwardedBeyondLoopback,
   isLoopback,
@@ -113,6 +114,10 @@ export function createApp(
     dir: config.uploads,
     quotaBytes: config.uploadQuotaBytes,
   });
+  // Writes cut short by a crash left temp files; this engine has none yet.
+  for (const dir of new Set([config.uploads, config.directory])) {
+    if (dir !== undefined) removeDeadTempFiles(dir);
+  }
   let location = servedAt(config.uploads, config.static.root);
   if (location === undefined) {
     // Not under the static root: serve stored uploads here, read-only.
