@@ -10,6 +10,7 @@ import { type Coding, Compressor } from "../lib/app/static_compress.ts";
 import { staticFiles } from "../lib/app/static_files.ts";
 import { DEFAULT_STATIC } from "../lib/config.ts";
 import { serve } from "../lib/http/server.ts";
+import { captureLogs } from "./fixtures/engine_log.ts";
 import { ask } from "./fixtures/static_request.ts";
 import { BIG_TEXT, makeSite } from "./fixtures/static_site.ts";
 import {
@@ -136,6 +137,30 @@ Deno.test("staticFiles() sends identity with Vary while every compression slot i
   assert.equal(decode("gzip", later.body!), BIG_TEXT);
   assert.notEqual(later.headers.get("etag"), plain.headers.get("etag"));
 });
+
+const broken: [name: string, source: string][] = [
+  [
+    "fails a job",
+    "onmessage = () => postMessage({ type: 'failed', message: 'no' });",
+  ],
+  ["dies", "onmessage = () => { throw new Error('worker died'); };"],
+];
+for (const [name, source] of broken) {
+  Deno.test(`staticFiles() sends identity, not a 500, when a compression worker ${name}`, async () => {
+    await using logs = await captureLogs();
+    await using site = await makeSite();
+    const compressor = new Compressor(1, 5000, source);
+    const h = staticFiles(site.config, {}, { compressor });
+    const a = await ask(h, "GET", "/big.txt", { "accept-encoding": "br" });
+    assert.equal(a.status, 200);
+    assert.equal(a.headers.get("content-encoding"), undefined);
+    assert.equal(a.text, BIG_TEXT);
+    assert.ok(
+      logs.records.some((r) => /Compression/.test(String(r.message.join("")))),
+      "the failure is logged",
+    );
+  });
+}
 
 Deno.test("staticFiles() answers other clients while clients cycle codings over large files", async () => {
   const FILES = 8;

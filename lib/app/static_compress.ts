@@ -51,10 +51,12 @@ const IDLE_WORKER_MS = 5000;
 // than gzip -9. Off the event loop now, but the core is shared all the same.
 const BROTLI_QUALITY = 5;
 
-/** The worker's program; made once, on first use. */
-let workerUrl: string | undefined;
-
 const log = getLogger(["spindle", "app", "static"]);
+
+/** A compression worker failed a job or died; the caller sends identity. */
+export class CompressionFailed extends Error {
+  override name = "CompressionFailed";
+}
 
 /**
  * Runs compression jobs in worker threads, at most `maxJobs` at once; a job
@@ -64,6 +66,9 @@ const log = getLogger(["spindle", "app", "static"]);
 export class Compressor {
   readonly maxJobs: number;
   readonly #idleMs: number;
+  readonly #source: string;
+  /** A blob: URL of the worker's program, made on first use. */
+  #url: string | undefined;
   /** Started workers waiting for a job. */
   readonly #idle: Worker[] = [];
   #running = 0;
@@ -73,9 +78,15 @@ export class Compressor {
   /** A worker failed to start or crashed: compression is off from then on. */
   #broken = false;
 
-  constructor(maxJobs: number, idleMs = IDLE_WORKER_MS) {
+  /** `source` is the workers' program; tests pass a broken one. */
+  constructor(
+    maxJobs: number,
+    idleMs = IDLE_WORKER_MS,
+    source = WORKER_SOURCE,
+  ) {
     this.maxJobs = maxJobs;
     this.#idleMs = idleMs;
+    this.#source = source;
   }
 
   /** Jobs running now. */
@@ -101,7 +112,7 @@ export class Compressor {
   /**
    * Compresses what `load()` gives off the event loop. Returns undefined at
    * once, calling nothing, when `maxJobs` jobs are running. Rejects with
-   * what `load()` threw, or an Error if the worker failed.
+   * what `load()` threw, or {@link CompressionFailed} (logged here).
    */
   tryRun(
     coding: Coding,
@@ -133,12 +144,13 @@ export class Compressor {
         };
         worker.onerror = (e) => this.#fail(worker, e);
         this.#idle.push(worker);
-        if (reply.type === "done") resolve(reply.bytes);
-        else reject(new Error(`Compression failed: ${reply.message}`));
+        if (reply.type === "done") return resolve(reply.bytes);
+        log.warning("Compression failed: {why}", { why: reply.message });
+        reject(new CompressionFailed(reply.message));
       };
       worker.onerror = (e) => {
         this.#fail(worker, e);
-        reject(new Error(`Compression worker failed: ${e.message}`));
+        reject(new CompressionFailed(e.message));
       };
       // The bytes are copied, not moved: they may be the file cache's.
       const job: CompressJob = {
@@ -152,12 +164,12 @@ export class Compressor {
   }
 
   #start(): Worker {
-    workerUrl ??= URL.createObjectURL(
-      new Blob([WORKER_SOURCE], { type: "text/javascript" }),
+    this.#url ??= URL.createObjectURL(
+      new Blob([this.#source], { type: "text/javascript" }),
     );
     // Starting a worker holds the event loop ~15 ms: idle ones are kept a while.
     this.#workers++;
-    return new Worker(workerUrl, { type: "module", name: "spindle-compress" });
+    return new Worker(this.#url, { type: "module", name: "spindle-compress" });
   }
 
   /** Stops an idle worker; one given a job meanwhile is not idle. */

@@ -37,6 +37,7 @@ import {
 import { ByteLru } from "./static_cache.ts";
 import {
   type Coding,
+  CompressionFailed,
   type Compressor,
   ON_THE_FLY,
   sharedCompressor,
@@ -642,8 +643,10 @@ class StaticSite {
           return bytes;
         },
         (err) => {
-          if (err instanceof FileChanged) throw err; // the request looks again
-          return null; // the worker failed (and said so in the log): identity
+          // The worker failed, and said so in the log: identity, not a 500.
+          // Anything else (the file changed, EACCES) is the request's to answer.
+          if (err instanceof CompressionFailed) return null;
+          throw err;
         },
       ).finally(() => {
         // A newer version's job may have taken the key meanwhile.
