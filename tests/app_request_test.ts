@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   clientAddress,
   clientKey,
+  forwardedBeyondLoopback,
   isLoopback,
   trustProxy,
 } from "../lib/app/client_addr.ts";
@@ -183,6 +184,65 @@ Deno.test("isLoopback() knows 127/8 and ::1 only", () => {
     !isLoopback("10.0.0.1") && !isLoopback("::2") && !isLoopback("localhost"),
   );
 });
+
+const forwardedCases: [
+  name: string,
+  forwardedFor: string | undefined,
+  forwarded: string | undefined,
+  beyond: string | undefined,
+][] = [
+  ["no header", undefined, undefined, undefined],
+  ["X-Forwarded-For on loopback", "127.0.0.1", undefined, undefined],
+  [
+    "X-Forwarded-For of two loopback hops",
+    "::1, 127.0.0.2",
+    undefined,
+    undefined,
+  ],
+  ["X-Forwarded-For from afar", "203.0.113.7", undefined, "203.0.113.7"],
+  [
+    "a far hop behind a loopback one",
+    "127.0.0.1, 10.0.0.9",
+    undefined,
+    "10.0.0.9",
+  ],
+  ["a far hop with a port", "198.51.100.1:5678", undefined, "198.51.100.1"],
+  ["X-Forwarded-For garbage", "unknown", undefined, "unknown"],
+  ["an empty X-Forwarded-For", "", undefined, "(empty)"],
+  ["Forwarded from loopback", undefined, "for=127.0.0.1;proto=http", undefined],
+  [
+    "Forwarded IPv6 loopback, quoted, with port",
+    undefined,
+    'for="[::1]:4711"',
+    undefined,
+  ],
+  [
+    "Forwarded from afar",
+    undefined,
+    "for=192.0.2.60;proto=http;by=127.0.0.1",
+    "192.0.2.60",
+  ],
+  [
+    "Forwarded, second element from afar",
+    undefined,
+    'for=127.0.0.1, For="[2001:db8:cafe::17]:4711"',
+    "2001:db8:cafe::17",
+  ],
+  ["Forwarded obfuscated", undefined, "for=_hidden", "_hidden"],
+  ["Forwarded unknown", undefined, "for=unknown", "unknown"],
+  [
+    "Forwarded without for",
+    undefined,
+    "proto=https;host=example.com",
+    undefined,
+  ],
+  ["both, only Forwarded far", "127.0.0.1", "for=192.0.2.1", "192.0.2.1"],
+];
+for (const [name, xff, fwd, beyond] of forwardedCases) {
+  Deno.test(`forwardedBeyondLoopback() gives ${beyond} for ${name}`, () => {
+    assert.equal(forwardedBeyondLoopback(xff, fwd), beyond);
+  });
+}
 
 Deno.test("mediaType() and mediaTypeMatches() read Content-Type values", () => {
   assert.equal(

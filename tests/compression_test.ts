@@ -143,6 +143,27 @@ Deno.test("compression() honours minBytes, down to 0 for the echo route", async 
   );
 });
 
+Deno.test("compressReply() sends a body past maxBytes as it is: gzip would hold the event loop", async () => {
+  const big = "spindle ".repeat(10_000); // 80,000 bytes
+  const reply = text(big);
+  assert.equal(await compressReply(request("gzip"), reply), reply);
+  const under = await flatten(
+    await compressReply(request("gzip"), text(big), 1024, 128 * 1024),
+  );
+  assert.equal(under.headers.get("content-encoding"), "gzip");
+  const handler = new Router()
+    .use(compression({ maxBytes: 1000 }))
+    .get("/big", () => text(BIG))
+    .handler();
+  const a = await flatten(
+    await handler(
+      fake("GET", "/big", { headers: { "accept-encoding": "gzip" } }).req,
+    ),
+  );
+  assert.equal(a.headers.get("content-encoding"), undefined);
+  assert.equal(a.text, BIG);
+});
+
 Deno.test("isCompressible() takes text-like types only", () => {
   for (
     const t of [

@@ -18,6 +18,7 @@ const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 const NOW = Date.UTC(2024, 0, 2, 3, 4, 5);
 const DATE = "Date: Tue, 02 Jan 2024 03:04:05 GMT\r\n";
+const NOSNIFF = "X-Content-Type-Options: nosniff\r\n";
 
 function head(
   status: number,
@@ -33,7 +34,7 @@ function head(
 Deno.test("writeFields() and writeFraming() spell a whole head", () => {
   assert.equal(
     head(200, { "content-type": "text/plain", "X-Id": "7" }).text,
-    `HTTP/1.1 200 OK\r\n${DATE}content-type: text/plain\r\nX-Id: 7\r\n` +
+    `HTTP/1.1 200 OK\r\n${DATE}${NOSNIFF}content-type: text/plain\r\nX-Id: 7\r\n` +
       "Content-Length: 5\r\n\r\n",
   );
   assert.equal(
@@ -43,12 +44,12 @@ Deno.test("writeFields() and writeFraming() spell a whole head", () => {
       true,
       false,
     ]).text,
-    `HTTP/1.1 404 Not Found\r\n${DATE}set-cookie: a=1\r\nset-cookie: b=2\r\n` +
+    `HTTP/1.1 404 Not Found\r\n${DATE}${NOSNIFF}set-cookie: a=1\r\nset-cookie: b=2\r\n` +
       "Content-Length: 1234567\r\nConnection: close\r\n\r\n",
   );
   assert.equal(
     head(200, undefined, [-1, true, false, true]).text,
-    `HTTP/1.1 200 OK\r\n${DATE}Transfer-Encoding: chunked\r\n` +
+    `HTTP/1.1 200 OK\r\n${DATE}${NOSNIFF}Transfer-Encoding: chunked\r\n` +
       "Connection: keep-alive\r\n\r\n",
   );
 });
@@ -82,11 +83,12 @@ Deno.test("writeFields() drops the fields the engine owns and reports them", () 
     "Connection": "keep-alive, Close",
     "date": "yesterday",
     "keep-alive": "timeout=5",
+    "x-content-type-options": "none", // the engine always sends nosniff
     "x-kept": "yes",
   });
   assert.equal(
     r.text,
-    `HTTP/1.1 200 OK\r\n${DATE}x-kept: yes\r\nContent-Length: 5\r\n\r\n`,
+    `HTTP/1.1 200 OK\r\n${DATE}${NOSNIFF}x-kept: yes\r\nContent-Length: 5\r\n\r\n`,
   );
   assert.equal(r.contentLength, 12);
   assert.equal(r.close, true);
@@ -176,7 +178,7 @@ Deno.test("encodeClosingReply() makes a whole reply that closes", () => {
   );
   assert.equal(
     text,
-    `HTTP/1.1 503 Service Unavailable\r\n${DATE}retry-after: 1\r\n` +
+    `HTTP/1.1 503 Service Unavailable\r\n${DATE}${NOSNIFF}retry-after: 1\r\n` +
       "Content-Length: 9\r\nConnection: close\r\n\r\nBusy ✓\n",
   );
 });

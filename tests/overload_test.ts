@@ -44,6 +44,7 @@ async function assertRefused(conn: Deno.Conn): Promise<void> {
   assert.equal(reply.reason, "Service Unavailable");
   assert.match(reply.headers.get("retry-after") ?? "", /^\d+$/);
   assert.equal(reply.headers.get("connection"), "close");
+  assert.equal(reply.headers.get("x-content-type-options"), "nosniff");
   assert.ok(reply.text.length > 0, "a body says why");
   assert.equal(await reader.closed(1000), true);
 }

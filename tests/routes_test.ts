@@ -279,6 +279,38 @@ Deno.test("GET /metrics refuses clients beyond loopback unless metricsPublic", a
   }
 });
 
+Deno.test("GET /metrics refuses a loopback proxy's far clients, unless metricsPublic", async () => {
+  // No --trust-proxy: the peer (a proxy on loopback) is the client, yet its
+  // headers say who asked. Each header form is refused on its own.
+  const table: [headers: Record<string, string>, status: number][] = [
+    [{}, 200],
+    [{ "x-forwarded-for": "127.0.0.1" }, 200],
+    [{ forwarded: 'for="[::1]"' }, 200],
+    [{ "x-forwarded-for": "203.0.113.7" }, 403],
+    [{ "x-forwarded-for": "127.0.0.1, 203.0.113.7" }, 403],
+    [{ forwarded: "for=192.0.2.60;proto=https" }, 403],
+    [{ forwarded: "for=unknown" }, 403],
+  ];
+  {
+    await using app = await startApp();
+    for (const [headers, status] of table) {
+      const res = await fetch(`${app.origin}/metrics`, { headers });
+      assert.equal(res.status, status, JSON.stringify(headers));
+      if (status === 403) {
+        assert.match(await res.text(), /loopback clients only/);
+      } else await res.body?.cancel();
+    }
+  }
+  {
+    await using app = await startApp({ app: { metricsPublic: true } });
+    for (const [headers] of table) {
+      const res = await fetch(`${app.origin}/metrics`, { headers });
+      assert.equal(res.status, 200, JSON.stringify(headers));
+      await res.body?.cancel();
+    }
+  }
+});
+
 Deno.test("the app answers 421 to a foreign Host on loopback, and logs it", async () => {
   await using logs = await captureLogs();
   await using app = await startApp();

@@ -321,6 +321,43 @@ for (const [name, handler, status, text] of failures) {
   });
 }
 
+const nosniffCases: [name: string, raw: string, status: number][] = [
+  ["a handler's reply", get("/ok"), 200],
+  ["a handler that sets nosniff itself", get("/own"), 200],
+  ["a handler's HttpError", get("/missing"), 404],
+  ["a handler that throws", get("/throw"), 500],
+  ["a head the parser refuses", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400],
+  [
+    "an unknown transfer coding",
+    "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+    501,
+  ],
+];
+for (const [name, raw, status] of nosniffCases) {
+  Deno.test(`serve() sends X-Content-Type-Options: nosniff once, on ${name}`, async () => {
+    await using server = start((req) => {
+      if (req.path === "/ok") return { status: 200, body: "ok" };
+      if (req.path === "/own") {
+        return {
+          status: 200,
+          headers: { "X-Content-Type-Options": "sniff-away" },
+          body: "ok",
+        };
+      }
+      if (req.path === "/missing") throw new HttpError(STATUS.NotFound, "no");
+      throw new Error("boom");
+    });
+    const reply = await exchange(server.port, raw);
+    assert.equal(reply.status, status);
+    assert.deepEqual(
+      reply.fields.filter(([n]) =>
+        n.toLowerCase() === "x-content-type-options"
+      ),
+      [["X-Content-Type-Options", "nosniff"]],
+    );
+  });
+}
+
 Deno.test("serve() renders an HttpError as JSON or HTML by Accept", async () => {
   await using server = start(() => {
     throw new HttpError(STATUS.TooManyRequests, "slow down", {

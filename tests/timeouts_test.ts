@@ -60,6 +60,7 @@ Deno.test("Connection answers 408 and closes, when a head trickles in byte by by
   const elapsed = since(t0);
   assert.equal(reply.status, 408);
   assert.equal(reply.headers.get("connection"), "close");
+  assert.equal(reply.headers.get("x-content-type-options"), "nosniff");
   assert.ok(elapsed >= TIMEOUT_MS - 20, `408 too early: ${elapsed} ms`);
   assert.ok(elapsed < TIMEOUT_MS + SLACK_MS, `408 too late: ${elapsed} ms`);
   assert.equal(await reader.closed(), true);

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  removeDeadTempFiles,
   TEMP_PREFIX,
   writeAtomic,
   writePiece,
@@ -205,22 +206,92 @@ Deno.test({
   },
 });
 
-Deno.test("UploadStore.ready() sweeps stale temp files and does not count fresh ones", async () => {
+/** A writeAtomic() held mid-write until `release()`: a live writer. */
+function heldWrite(dir: string): {
+  done: Promise<unknown>;
+  writing: Promise<void>;
+  release: () => void;
+} {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => release = r);
+  let started!: () => void;
+  const writing = new Promise<void>((r) => started = r);
+  const done = writeAtomic(dir, "held.json", encoder.encode("{}"), {
+    replace: false,
+    write: async (file, piece) => {
+      started();
+      await gate;
+      await writePiece(file, piece);
+    },
+  });
+  return { done, writing, release };
+}
+
+Deno.test("writeAtomic() names its temp file after its process and holds a lock on it", async () => {
   await using dir = await tempDir();
-  const stale = join(dir.path, `${TEMP_PREFIX}crashed`);
-  const fresh = join(dir.path, `${TEMP_PREFIX}in-flight`);
-  await Deno.writeTextFile(stale, "partial");
-  await Deno.writeTextFile(fresh, "partial");
-  const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
-  await Deno.utime(stale, twoHoursAgo, twoHoursAgo);
+  const held = heldWrite(dir.path);
+  await held.writing;
+  const [temp] = await listDir(dir.path);
+  assert.match(temp, new RegExp(`^\\${TEMP_PREFIX}${Deno.pid}-[0-9a-f]{16}$`));
+  using other = await Deno.open(join(dir.path, temp), { read: true });
+  assert.equal(await other.tryLock(true), false, "the writer holds it");
+  held.release();
+  await held.done;
+  assert.deepEqual(await listDir(dir.path), ["held.json"]);
+});
+
+Deno.test("removeDeadTempFiles() removes temp files nobody holds and keeps a live writer's", async () => {
+  await using dir = await tempDir();
+  const held = heldWrite(dir.path);
+  await held.writing;
+  const [live] = await listDir(dir.path);
+  // Left by writers that died: nobody holds a lock on them, however young.
+  await Deno.writeTextFile(
+    join(dir.path, `${TEMP_PREFIX}999999-0badc0de`),
+    "{",
+  );
+  await Deno.writeTextFile(join(dir.path, `${TEMP_PREFIX}old-style`), "[1,");
+  await Deno.writeTextFile(join(dir.path, "kept.json"), "[]");
+  await Deno.mkdir(join(dir.path, `${TEMP_PREFIX}a-folder`));
+  assert.equal(removeDeadTempFiles(dir.path), 2);
+  assert.deepEqual(
+    await listDir(dir.path),
+    [`${TEMP_PREFIX}a-folder`, live, "kept.json"].sort(),
+  );
+  held.release();
+  await held.done;
+  assert.equal(removeDeadTempFiles(join(dir.path, "missing")), 0);
+});
+
+Deno.test("UploadStore.ready() does not count temp files", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(join(dir.path, `${TEMP_PREFIX}1-00`), "partial");
   await Deno.writeTextFile(join(dir.path, "kept.json"), "[]");
   const store = new UploadStore({ dir: dir.path, quotaBytes: 100 });
   await store.ready();
-  assert.deepEqual(await listDir(dir.path), [
-    `${TEMP_PREFIX}in-flight`,
-    "kept.json",
-  ]);
   assert.equal(store.usedBytes, 2);
+});
+
+Deno.test("UploadStore counts the folder again when the quota looks full, at most once a second", async () => {
+  await using dir = await tempDir();
+  let now = Date.UTC(2026, 10, 21);
+  const store = new UploadStore({
+    dir: dir.path,
+    quotaBytes: 10,
+    now: () => new Date(now),
+  });
+  const first = await store.save(encoder.encode("12345678"));
+  // Room freed on disk, behind the store's back: the next save counts again.
+  await Deno.remove(join(dir.path, first.file));
+  const second = await store.save(encoder.encode("12345678"));
+  assert.equal(store.usedBytes, 8);
+  await assert.rejects(store.save(encoder.encode("12345")), { status: 507 });
+  // Still full when counted a moment ago: no count, whatever the disk holds.
+  await Deno.remove(join(dir.path, second.file));
+  await assert.rejects(store.save(encoder.encode("12345")), { status: 507 });
+  now += 1000;
+  await store.save(encoder.encode("12345"));
+  assert.equal(store.usedBytes, 5);
 });
 
 Deno.test("parseJsonBytes() accepts any JSON value and names what is wrong", () => {
@@ -400,4 +471,143 @@ Deno.test("POST /upload answers 507 past the quota for a chunked body, keeping w
     status: 507,
   });
   assert.equal((await listDir(app.uploads)).length, 1);
+});
+
+Deno.test("POST /upload stores again once files are deleted from a full folder, without a restart", async () => {
+  await using app = await startApp({ app: { uploadQuotaBytes: 24 } });
+  const post = (body: string) =>
+    fetch(`${app.origin}/upload`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+    });
+  for (const body of ['{"a":12345}', '{"b":12345}']) { // 11 bytes each
+    const res = await post(body);
+    assert.equal(res.status, 201);
+    await res.body?.cancel();
+  }
+  for (const name of await listDir(app.uploads)) {
+    await Deno.remove(join(app.uploads, name)); // an operator clears the folder
+  }
+  const again = await post('{"d":12345}');
+  assert.equal(again.status, 201);
+  await again.body?.cancel();
+  assert.equal((await listDir(app.uploads)).length, 1);
+});
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/** main.ts in its own process, with the serve task's narrow permissions. */
+interface MainProcess extends AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  readonly port: number;
+  /** Every stdout line so far. */
+  readonly lines: string[];
+}
+
+async function startMain(root: string, uploads: string): Promise<MainProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--unstable-net",
+      "--allow-net=127.0.0.1",
+      `--allow-read=${root}`,
+      `--allow-write=${uploads}`,
+      MAIN,
+      ...["--port", "0", "--root", root, "--quiet"],
+      // POST /files streams its body into a temp file there: a slow client
+      // holds one open for as long as the test needs.
+      ...["--uploads", uploads, "--directory", uploads],
+    ],
+    stdout: "piped",
+    stderr: "null",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const lines: string[] = [];
+  let listening!: (port: number) => void;
+  const port = new Promise<number>((r) => listening = r);
+  const read = (async () => {
+    let rest = "";
+    for await (
+      const text of child.stdout.pipeThrough(new TextDecoderStream())
+    ) {
+      rest += text;
+      for (
+        let nl;
+        (nl = rest.indexOf("\n")) !== -1;
+        rest = rest.slice(nl + 1)
+      ) {
+        lines.push(rest.slice(0, nl));
+        const m = /Listening on http:\/\/[^:]+:(\d+)\//.exec(rest.slice(0, nl));
+        if (m) listening(Number(m[1]));
+      }
+    }
+    listening(0);
+  })();
+  return {
+    child,
+    port: await port,
+    lines,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await child.status;
+      await read;
+    },
+  };
+}
+
+/** Resolves once `dir` holds a name matching `pattern`; fails after WAIT_MS. */
+async function waitForName(dir: string, pattern: RegExp): Promise<string> {
+  let found: string | undefined;
+  const until = Date.now() + 5000;
+  while (
+    (found = (await listDir(dir)).find((n) => pattern.test(n))) === undefined
+  ) {
+    if (Date.now() > until) throw new Error(`Timed out waiting for ${pattern}`);
+    await sleep(10);
+  }
+  return found;
+}
+
+Deno.test("a server killed mid-upload leaves a temp file that the next start removes, and a live writer's stays", async () => {
+  await using dir = await tempDir();
+  const root = join(dir.path, "site");
+  const uploads = join(root, "uploads");
+  await Deno.mkdir(uploads, { recursive: true });
+  let dead: string;
+  {
+    await using killed = await startMain(root, uploads);
+    assert.ok(killed.port > 0, killed.lines.join("\n"));
+    using conn = await connect(killed.port);
+    await send(
+      conn,
+      "POST /files/big.json HTTP/1.1\r\nHost: localhost\r\n" +
+        'Content-Length: 1000\r\n\r\n{"a":',
+    );
+    dead = await waitForName(
+      uploads,
+      new RegExp(`^\\.tmp-${killed.child.pid}-`),
+    );
+    killed.child.kill("SIGKILL");
+    assert.equal((await killed.child.status).signal, "SIGKILL");
+  }
+  // A writer still at work in another process (this one) shares the folder.
+  const held = heldWrite(uploads);
+  await held.writing;
+  const live = await waitForName(uploads, new RegExp(`^\\.tmp-${Deno.pid}-`));
+  assert.deepEqual(await listDir(uploads), [dead, live].sort());
+  {
+    await using next = await startMain(root, uploads);
+    assert.ok(next.port > 0, next.lines.join("\n"));
+    assert.deepEqual(await listDir(uploads), [live]);
+    assert.ok(
+      next.lines.some((l) => /Removed 1 temp files/.test(l)),
+      next.lines.join("\n"),
+    );
+  }
+  held.release();
+  await held.done;
+  assert.deepEqual(await listDir(uploads), ["held.json"]);
 });

@@ -3,8 +3,18 @@
  * fsync it, then publish it under its name in one step (rename, or link for
  * create-only). On any error, a client that went away included, the temp
  * file is removed: readers see the whole file or none, never a part.
+ *
+ * A process killed mid-write cannot remove its temp file, so each one is
+ * named `.tmp-<pid>-<random>` and held under an exclusive lock (flock) for
+ * as long as it exists. The kernel drops the lock when the process dies,
+ * however it dies: a temp file nobody holds belongs to a dead writer, and
+ * {@link removeDeadTempFiles} removes it. A live writer in another process
+ * or another engine thread of this one keeps its lock, and its file.
  */
+import { getLogger } from "@logtape/logtape";
 import { join } from "node:path";
+
+const log = getLogger(["spindle", "app", "files"]);
 
 /** Writes one piece to an open file; tests swap it to fail like a full disk. */
 export type WritePiece = (
@@ -28,6 +38,15 @@ export interface AtomicWriteOptions {
 
 /** Prefix of temp files; the dot hides them from listings and static serving. */
 export const TEMP_PREFIX = ".tmp-";
+
+/**
+ * Where locks are not to be had (some network file systems), a temp file
+ * older than this is taken for a crash leftover, not an upload in flight.
+ */
+const STALE_TEMP_MS = 60 * 60 * 1000;
+
+/** Attempts at a temp file that a sweep in another process did not take. */
+const TEMP_ATTEMPTS = 4;
 
 /** True for the OS saying the disk or the user's disk quota is full. */
 export function isDiskFull(err: unknown): boolean {
@@ -56,36 +75,125 @@ export async function writeAtomic(
   options: AtomicWriteOptions,
 ): Promise<{ name: string; bytes: number }> {
   const write = options.write ?? writePiece;
-  const temp = join(dir, `${TEMP_PREFIX}${randomHex(8)}`);
-  // createNew: never reuse (or follow a planted symlink at) an existing path.
-  const file = await Deno.open(temp, {
-    write: true,
-    createNew: true,
-    mode: 0o644,
-  });
+  const { file, temp } = await createTemp(dir);
   let bytes = 0;
   try {
-    try {
-      if (data instanceof Uint8Array) {
-        await write(file, data);
-        bytes = data.length;
-      } else {
-        for await (const piece of data) {
-          await write(file, piece);
-          bytes += piece.length;
-        }
+    if (data instanceof Uint8Array) {
+      await write(file, data);
+      bytes = data.length;
+    } else {
+      for await (const piece of data) {
+        await write(file, piece);
+        bytes += piece.length;
       }
-      await file.sync(); // the data is on disk before the name points at it
-    } finally {
-      file.close();
     }
+    await file.sync(); // the data is on disk before the name points at it
     const final = await publish(dir, temp, name, options.replace);
     await syncDir(dir); // and the new name survives a power cut
     return { name: final, bytes };
   } catch (err) {
     await removeQuietly(temp);
     throw err;
+  } finally {
+    // Only now: the lock tells a sweep the temp name is ours until it is gone.
+    file.close();
   }
+}
+
+/** A new temp file in `dir`, opened and locked: see the module comment. */
+async function createTemp(
+  dir: string,
+): Promise<{ file: Deno.FsFile; temp: string }> {
+  for (let attempt = 1;; attempt++) {
+    const temp = join(dir, `${TEMP_PREFIX}${Deno.pid}-${randomHex(8)}`);
+    // createNew: never reuse (or follow a planted symlink at) an existing path.
+    const file = await Deno.open(temp, {
+      write: true,
+      createNew: true,
+      mode: 0o644,
+    });
+    try {
+      if (holdTemp(file, temp)) return { file, temp };
+    } catch (err) {
+      file.close();
+      throw err;
+    }
+    // A sweep starting in another process took the file for a dead one's,
+    // between our open and our lock: it has removed it or is about to.
+    file.close();
+    if (attempt === TEMP_ATTEMPTS) {
+      throw new Error(`Cannot keep a temp file in ${dir}`);
+    }
+  }
+}
+
+/**
+ * Locks a new temp file; false when a sweep got to it first. Without locks
+ * (the file system has none) the file is kept all the same: sweeps then go
+ * by age alone.
+ */
+function holdTemp(file: Deno.FsFile, temp: string): boolean {
+  try {
+    if (!file.tryLockSync(true)) return false;
+  } catch {
+    return true;
+  }
+  // Locked, but a sweep may have locked, removed and let go of it before.
+  try {
+    const named = Deno.lstatSync(temp);
+    const held = file.statSync();
+    return named.ino === held.ino && named.dev === held.dev;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
+/**
+ * Removes the temp files in `dir` that no live writer holds: those of a
+ * process that died mid-write (SIGKILL, a power cut). Where locks are not
+ * supported, removes those older than an hour. Synchronous on purpose: it
+ * runs once at start, before the first request. Returns how many went;
+ * errors (no folder, no permission) count as none removed.
+ */
+export function removeDeadTempFiles(dir: string): number {
+  let removed = 0;
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch {
+    return 0; // no folder yet, or not ours to read: nothing to sweep
+  }
+  for (const entry of entries) {
+    if (!entry.isFile || !entry.name.startsWith(TEMP_PREFIX)) continue;
+    const path = join(dir, entry.name);
+    let file: Deno.FsFile | undefined;
+    try {
+      file = Deno.openSync(path, { read: true });
+      let dead: boolean;
+      try {
+        dead = file.tryLockSync(true); // the lock is free: its writer is gone
+      } catch {
+        const mtime = file.statSync().mtime?.getTime() ?? 0;
+        dead = Date.now() - mtime > STALE_TEMP_MS;
+      }
+      if (dead) {
+        Deno.removeSync(path); // still locked by us: no writer can take it now
+        removed++;
+      }
+    } catch {
+      // gone meanwhile, or not ours to remove
+    } finally {
+      file?.close();
+    }
+  }
+  if (removed > 0) {
+    log.info("Removed {removed} temp files of writes cut short in {dir}", {
+      removed,
+      dir,
+    });
+  }
+  return removed;
 }
 
 async function publish(

@@ -115,3 +115,54 @@ export function clientKey(addr: string): string {
 export function isLoopback(addr: string): boolean {
   return parseAddr(addr)?.range() === "loopback";
 }
+
+/** One proxy-written address: unquoted, without `[...]` or a port. */
+function hostOfNode(node: string): string {
+  let text = node.trim();
+  if (text.startsWith('"') && text.endsWith('"') && text.length >= 2) {
+    text = text.slice(1, -1);
+  }
+  if (text.startsWith("[")) {
+    const close = text.indexOf("]");
+    return close === -1 ? text : text.slice(1, close); // "[::1]:8080"
+  }
+  const colon = text.indexOf(":");
+  // One colon is "1.2.3.4:5678"; more are a bare IPv6 address.
+  return colon !== -1 && colon === text.lastIndexOf(":")
+    ? text.slice(0, colon)
+    : text;
+}
+
+/**
+ * The first client named by X-Forwarded-For or Forwarded (RFC 7239 `for=`)
+ * that is not loopback; an entry that is not an address (`unknown`,
+ * `_hidden`, garbage) counts as not loopback. Undefined when every named
+ * client is loopback or neither header is there.
+ *
+ * Whether or not the proxy is trusted: a proxy on loopback makes its
+ * clients' peer address loopback, and these headers are all that tells them
+ * apart. A client that talks to us directly could forge them only to be
+ * refused.
+ */
+export function forwardedBeyondLoopback(
+  forwardedFor: string | undefined,
+  forwarded: string | undefined,
+): string | undefined {
+  const named: string[] = [];
+  if (forwardedFor !== undefined) named.push(...forwardedFor.split(","));
+  if (forwarded !== undefined) {
+    for (const element of forwarded.split(",")) {
+      for (const pair of element.split(";")) {
+        const eq = pair.indexOf("=");
+        if (eq !== -1 && pair.slice(0, eq).trim().toLowerCase() === "for") {
+          named.push(pair.slice(eq + 1));
+        }
+      }
+    }
+  }
+  for (const node of named) {
+    const host = hostOfNode(node);
+    if (!isLoopback(host)) return host === "" ? "(empty)" : host;
+  }
+  return undefined;
+}

@@ -7,7 +7,12 @@ import type { AppConfig } from "../config.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Handler } from "../http/handler.ts";
 import type { EngineStats } from "../http/stats.ts";
-import { isLoopback, trustProxy } from "./client_addr.ts";
+import { removeDeadTempFiles } from "./atomic_write.ts";
+import {
+  forwardedBeyondLoopback,
+  isLoopback,
+  trustProxy,
+} from "./client_addr.ts";
 import { getFile, postFile } from "./files_route.ts";
 import { AppMetrics, METRICS_TYPE } from "./metrics.ts";
 import { compression } from "./middleware/compression.ts";
@@ -109,6 +114,10 @@ export function createApp(
     dir: config.uploads,
     quotaBytes: config.uploadQuotaBytes,
   });
+  // Writes cut short by a crash left temp files; this engine has none yet.
+  for (const dir of new Set([config.uploads, config.directory])) {
+    if (dir !== undefined) removeDeadTempFiles(dir);
+  }
   let location = servedAt(config.uploads, config.static.root);
   if (location === undefined) {
     // Not under the static root: serve stored uploads here, read-only.
@@ -133,14 +142,21 @@ export function createApp(
   }, { jsonErrors: true });
 
   router.get("/metrics", (req) => {
-    if (!config.metricsPublic && !isLoopback(req.client)) {
-      throw new HttpError(
-        STATUS.Forbidden,
-        `Metrics refused to ${req.client}`,
-        {
+    if (!config.metricsPublic) {
+      // A reverse proxy on loopback makes every client's peer loopback: its
+      // forwarding headers name who really asked. TODO(#9): so would a PROXY
+      // protocol header, once the engine reads one.
+      const refused = isLoopback(req.client)
+        ? forwardedBeyondLoopback(
+          req.raw.headers.getJoined("x-forwarded-for"),
+          req.raw.headers.getJoined("forwarded"),
+        )
+        : req.client;
+      if (refused !== undefined) {
+        throw new HttpError(STATUS.Forbidden, `Metrics refused to ${refused}`, {
           expose: "Metrics are served to loopback clients only",
-        },
-      );
+        });
+      }
     }
     return text(metrics.render(server.stats), {
       headers: { "content-type": METRICS_TYPE, "cache-control": "no-store" },

@@ -35,7 +35,13 @@ import {
   type RangeResult,
 } from "./ranges.ts";
 import { ByteLru } from "./static_cache.ts";
-import { type Coding, compressBytes, ON_THE_FLY } from "./static_compress.ts";
+import {
+  type Coding,
+  CompressionFailed,
+  type Compressor,
+  ON_THE_FLY,
+  sharedCompressor,
+} from "./static_compress.ts";
 import {
   contentTypeOf,
   DEFAULT_EXTENSIONS,
@@ -54,6 +60,11 @@ export interface StaticTuning {
   readonly minCompressBytes: number;
   /** Larger files are not compressed on the fly (sidecars still count). */
   readonly maxCompressBytes: number;
+  /**
+   * Files compressed on the fly at once, each in a worker thread. A request
+   * that would start one more is sent the file uncompressed.
+   */
+  readonly maxCompressions: number;
   /** Total bytes of compressed forms kept in memory. */
   readonly compressedCacheBytes: number;
   /** How long a look for `x.br` / `x.gz` beside `x` is trusted. */
@@ -74,7 +85,11 @@ const DEFAULT_TUNING: StaticTuning = Object.freeze({
   maxCachedFileBytes: 1024 * 1024, // pages, styles, scripts, most images
   fileCacheBytes: 64 * 1024 * 1024, // bounded: least recently used go first
   minCompressBytes: 1024, // as Hono's compress and nginx's gzip_min_length
-  maxCompressBytes: 4 * 1024 * 1024, // brotli runs on the main thread
+  // A job holds the whole file, and its gzip takes ~120 ms of a core at 4 MiB.
+  maxCompressBytes: 4 * 1024 * 1024,
+  // One or two, and never every core: the event loop keeps one to itself, so
+  // clients cycling codings over many large files cannot slow the others.
+  maxCompressions: Math.max(1, Math.min(2, navigator.hardwareConcurrency - 1)),
   compressedCacheBytes: 32 * 1024 * 1024,
   sidecarTtlMs: 1000,
   maxListingEntries: 10_000,
@@ -182,9 +197,19 @@ const encoder = new TextEncoder();
 export function staticFiles(
   config: StaticConfig,
   tuning: Partial<StaticTuning> = {},
+  hooks: StaticHooks = {},
 ): Handler {
-  const site = new StaticSite(config, { ...DEFAULT_TUNING, ...tuning });
+  const full = { ...DEFAULT_TUNING, ...tuning };
+  const compressor = hooks.compressor ??
+    sharedCompressor(full.maxCompressions);
+  const site = new StaticSite(config, full, compressor);
   return (req) => site.handle(req);
+}
+
+/** What tests and embedders may hand the static handler. */
+export interface StaticHooks {
+  /** Runs on-the-fly compression; by default the thread's shared one. */
+  readonly compressor?: Compressor;
 }
 
 class StaticSite {
@@ -199,13 +224,19 @@ class StaticSite {
     string,
     Cached<Promise<Uint8Array | null>>
   >();
+  readonly #compressor: Compressor;
   readonly #sidecars = new Map<string, SidecarLook>();
   /** Paths whose real path was checked, with the file they named then. */
   readonly #resolved = new Map<string, Resolved>();
 
-  constructor(config: StaticConfig, tuning: StaticTuning) {
+  constructor(
+    config: StaticConfig,
+    tuning: StaticTuning,
+    compressor: Compressor,
+  ) {
     this.#config = config;
     this.#tuning = tuning;
+    this.#compressor = compressor;
     this.#root = resolve(config.root);
     this.#allowExt = new Set(
       (config.allowExt ?? DEFAULT_EXTENSIONS).map((e) =>
@@ -502,7 +533,10 @@ class StaticSite {
     return { status: STATUS.PartialContent, headers: out, body };
   }
 
-  /** Picks the bytes or file behind a coding; falls back to identity when compression does not pay. */
+  /**
+   * Picks the bytes or file behind a coding; falls back to identity when
+   * compression does not pay or is busy making other files.
+   */
   async #represent(
     file: Found,
     meta: FileMeta,
@@ -570,33 +604,51 @@ class StaticSite {
     });
   }
 
-  /** The file compressed with `coding`, made once per version; null when not smaller. */
-  #compress(file: OnDisk, coding: Coding): Promise<Uint8Array | null> {
+  /**
+   * The file compressed with `coding`, made once per version in a worker
+   * thread. Null when that is not smaller, or when every compression slot
+   * is taken (identity now; a later request finds a slot). A request for a
+   * form being made waits for it: that costs no more work.
+   */
+  #compress(
+    file: OnDisk,
+    coding: Coding,
+  ): Uint8Array | null | Promise<Uint8Array | null> {
     const key = `${coding}\0${file.path}`;
     const hit = this.#compressed.get(key);
-    if (hit !== undefined && sameVersion(hit, file)) {
-      return Promise.resolve(hit.bytes);
-    }
+    if (hit !== undefined && sameVersion(hit, file)) return hit.bytes;
     const pending = this.#compressing.get(key);
     if (pending !== undefined && sameVersion(pending, file)) {
       return pending.bytes;
     }
     const { dev, ino, size, mtimeMs } = file;
+    const packing = this.#compressor.tryRun(
+      coding,
+      () =>
+        size <= this.#tuning.maxCachedFileBytes
+          ? this.#readCached(file)
+          : readWhole(file),
+    );
+    if (packing === undefined) return null;
     const job: Cached<Promise<Uint8Array | null>> = {
       dev,
       ino,
       size,
       mtimeMs,
-      bytes: (async () => {
-        const source = size <= this.#tuning.maxCachedFileBytes
-          ? await this.#readCached(file)
-          : await readWhole(file);
-        const packed = await compressBytes(source, coding);
-        const bytes = packed.length < source.length ? packed : null;
-        const cost = (bytes?.length ?? 0) + 128;
-        this.#compressed.set(key, { dev, ino, size, mtimeMs, bytes }, cost);
-        return bytes;
-      })().finally(() => {
+      bytes: packing.then(
+        (packed) => {
+          const bytes = packed.length < size ? packed : null;
+          const cost = (bytes?.length ?? 0) + 128;
+          this.#compressed.set(key, { dev, ino, size, mtimeMs, bytes }, cost);
+          return bytes;
+        },
+        (err) => {
+          // The worker failed, and said so in the log: identity, not a 500.
+          // Anything else (the file changed, EACCES) is the request's to answer.
+          if (err instanceof CompressionFailed) return null;
+          throw err;
+        },
+      ).finally(() => {
         // A newer version's job may have taken the key meanwhile.
         if (this.#compressing.get(key) === job) this.#compressing.delete(key);
       }),

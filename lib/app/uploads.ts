@@ -1,8 +1,10 @@
 /**
  * POST /upload: a JSON document stored as `<UTC time>-<random>.json`, written
  * crash-safe (temp file, fsync, link), within a per-upload limit (413) and a
- * quota on the whole folder (507). The folder's size is scanned once, then
- * tracked in memory, with bytes of uploads in flight reserved up front.
+ * quota on the whole folder (507). The folder's size is counted once, then
+ * tracked in memory, with bytes of uploads in flight reserved up front; when
+ * the quota looks full it is counted again, since files may have been
+ * deleted on disk meanwhile.
  */
 import { join } from "node:path";
 import { HttpError, STATUS } from "../http/errors.ts";
@@ -22,14 +24,17 @@ export interface UploadOptions {
   readonly dir: string;
   /** Total bytes the folder may hold. Over: 507. */
   readonly quotaBytes: number;
-  /** Clock for file names (tests inject one). */
+  /** Clock for file names and recounts (tests inject one). */
   readonly now?: () => Date;
   /** Piece writer (tests inject a failing one). */
   readonly write?: WritePiece;
 }
 
-/** A temp file older than this is a crash leftover, not an upload in flight. */
-const STALE_TEMP_MS = 60 * 60 * 1000;
+/**
+ * A full folder is counted again at most this often: the count is a stat per
+ * file, and a client posting to a full quota must not cause one per request.
+ */
+const RECOUNT_FULL_MS = 1000;
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
@@ -44,7 +49,7 @@ function storageFull(what: string): HttpError {
   return new HttpError(STATUS.InsufficientStorage, what, { expose: what });
 }
 
-/** The uploads folder and its quota. One per process. */
+/** The uploads folder and its quota. One per engine. */
 export class UploadStore {
   readonly dir: string;
   readonly quotaBytes: number;
@@ -53,7 +58,12 @@ export class UploadStore {
   #used = 0;
   /** Bytes of uploads being written now, counted against the quota. */
   #reserved = 0;
+  /** Bytes stored since the count in progress began. */
+  #storedSinceCount = 0;
   #ready: Promise<void> | undefined;
+  #recount: Promise<void> | undefined;
+  /** When a count last found the folder full, in ms since the epoch. */
+  #foundFullAt = -Infinity;
 
   constructor(options: UploadOptions) {
     this.dir = options.dir;
@@ -67,41 +77,53 @@ export class UploadStore {
     return this.#used;
   }
 
-  /** Scans the folder once (creating it if missing); later calls share the scan. */
+  /** Counts the folder once (creating it if missing); later calls share the count. */
   ready(): Promise<void> {
-    return this.#ready ??= this.#scan().catch((err) => {
-      this.#ready = undefined; // let the next upload try again
-      throw err;
-    });
+    return this.#ready ??= Deno.mkdir(this.dir, { recursive: true })
+      .then(() => this.#count())
+      .catch((err) => {
+        this.#ready = undefined; // let the next upload try again
+        throw err;
+      });
   }
 
-  async #scan(): Promise<void> {
-    await Deno.mkdir(this.dir, { recursive: true });
+  async #count(): Promise<void> {
+    this.#storedSinceCount = 0;
     let used = 0;
     for await (const entry of Deno.readDir(this.dir)) {
-      if (!entry.isFile) continue;
-      const path = join(this.dir, entry.name);
-      let info: Deno.FileInfo;
+      if (!entry.isFile || entry.name.startsWith(TEMP_PREFIX)) continue;
       try {
-        info = await Deno.stat(path);
+        used += (await Deno.stat(join(this.dir, entry.name))).size;
       } catch {
-        continue; // removed while we looked
+        // removed while we looked
       }
-      if (entry.name.startsWith(TEMP_PREFIX)) {
-        const age = Date.now() - (info.mtime?.getTime() ?? 0);
-        if (age > STALE_TEMP_MS) await Deno.remove(path).catch(() => {});
-        continue;
-      }
-      used += info.size;
     }
-    this.#used = used;
+    // An upload stored during the count may or may not have been seen by it:
+    // count it again rather than miss it. Too much is put right by the next
+    // count; too little would let the folder grow past its quota.
+    this.#used = used + this.#storedSinceCount;
   }
 
-  /** Throws 507 unless `bytes` more fit the quota (with uploads in flight). */
-  checkRoom(bytes: number): void {
-    if (this.#used + this.#reserved + bytes > this.quotaBytes) {
-      throw storageFull("Upload quota is full");
+  #fits(bytes: number): boolean {
+    return this.#used + this.#reserved + bytes <= this.quotaBytes;
+  }
+
+  /**
+   * Throws 507 unless `bytes` more fit the quota (with uploads in flight).
+   * When they seem not to, the folder is counted again first, at most once
+   * a second while it stays full: files deleted on disk free their room.
+   */
+  async checkRoom(bytes: number): Promise<void> {
+    await this.ready();
+    if (this.#fits(bytes)) return;
+    if (this.#now().getTime() - this.#foundFullAt >= RECOUNT_FULL_MS) {
+      await (this.#recount ??= this.#count().finally(() => {
+        this.#recount = undefined;
+      }));
+      if (this.#fits(bytes)) return;
+      this.#foundFullAt = this.#now().getTime();
     }
+    throw storageFull("Upload quota is full");
   }
 
   /**
@@ -111,8 +133,9 @@ export class UploadStore {
    * @throws {HttpError} 507 when the quota or the disk is full.
    */
   async save(data: Uint8Array): Promise<{ file: string; bytes: number }> {
-    await this.ready();
-    this.checkRoom(data.length);
+    await this.checkRoom(data.length);
+    // Another upload may have taken the room while this one waited for a count.
+    if (!this.#fits(data.length)) throw storageFull("Upload quota is full");
     this.#reserved += data.length;
     try {
       const { name } = await writeAtomic(
@@ -125,6 +148,7 @@ export class UploadStore {
         },
       );
       this.#used += data.length;
+      this.#storedSinceCount += data.length;
       return { file: name, bytes: data.length };
     } catch (err) {
       if (isDiskFull(err)) throw storageFull("Disk is full");
@@ -166,9 +190,8 @@ export function uploadHandler(
   locationPrefix: string,
 ): AppHandler {
   return async (req: AppRequest): Promise<Reply> => {
-    await store.ready();
     const declared = req.raw.body.length;
-    if (declared !== null) store.checkRoom(declared);
+    await store.checkRoom(declared ?? 0);
     const bytes = await req.bytes();
     parseJsonBytes(bytes); // validate only: the client's bytes are stored as sent
     const saved = await store.save(bytes);

@@ -104,11 +104,18 @@ export function dateHeader(now = Date.now()): string {
   return dateLine;
 }
 
-/** "HTTP/1.1 200 OK\r\nDate: ...\r\n" as bytes, built once a second per status. */
+/**
+ * On every reply: a browser must not guess a script or a page out of a
+ * text file or an upload (MIME sniffing). Written with the status line, so
+ * it costs no more than the Date line it shares bytes with.
+ */
+const NOSNIFF = "X-Content-Type-Options: nosniff\r\n";
+
+/** "HTTP/1.1 200 OK\r\nDate: ...\r\n" and nosniff as bytes, built once a second per status. */
 function statusAndDate(status: number, now: number): Uint8Array {
   dateHeader(now);
   return statusDateLines[status] ??= encoder.encode(
-    `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n${dateLine}`,
+    `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n${dateLine}${NOSNIFF}`,
   );
 }
 
@@ -132,6 +139,7 @@ const OWNED = new Set([
   "connection",
   "date",
   "keep-alive",
+  "x-content-type-options", // always nosniff; a second copy would be ambiguous
 ]);
 
 /**
