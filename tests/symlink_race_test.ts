@@ -53,6 +53,8 @@ interface Ask {
   readonly body: string;
   /** A listing: compared by the names it links to. */
   readonly listing?: boolean;
+  /** A HEAD: compared by Content-Length, which differs outside. */
+  readonly head?: boolean;
 }
 
 interface Tally {
@@ -82,7 +84,8 @@ async function makeFolders(base: string) {
       make(OUTSIDE),
     );
   };
-  const small = (m: string) => text(m, 200);
+  // Outside a little longer: a HEAD showing its size is caught too.
+  const small = (m: string) => text(m, m === OUTSIDE ? 300 : 200);
   const page = (m: string) => `<!doctype html><title>${m}</title><p>${m}</p>\n`;
   const appJs = (m: string) => `// ${text(m, 4096)}`;
   await both("e/f.txt", small);
@@ -105,6 +108,12 @@ async function makeFolders(base: string) {
   const insideNames = [...Deno.readDirSync(`${root}/e`)].map((e) => e.name)
     .sort().join(" ");
   const asks: Ask[] = [
+    {
+      name: "HEAD (size and dates only)",
+      target: "/e/f.txt",
+      head: true,
+      body: "200",
+    },
     {
       name: "small file (memory cache)",
       target: "/e/f.txt",
@@ -194,19 +203,23 @@ async function client(
         reader = new ReplyReader(conn);
       }
       const head = ask.post === undefined
-        ? `GET ${ask.target} HTTP/1.1\r\n`
+        ? `${ask.head ? "HEAD" : "GET"} ${ask.target} HTTP/1.1\r\n`
         : `POST ${ask.target} HTTP/1.1\r\nContent-Length: ${ask.post.length}\r\n`;
       await send(
         conn,
         `${head}Host: localhost\r\n${ask.headers ?? ""}\r\n${ask.post ?? ""}`,
       );
       // Generous: under a burst a request may wait out a folder's change.
-      const reply = await reader.readReply({ timeoutMs: 30_000 });
+      const reply = await reader.readReply({
+        timeoutMs: 30_000,
+        head: ask.head,
+      });
       const got = decode(reply.body, reply.headers.get("content-encoding"));
-      const shown = ask.listing ? listed(got) : got;
+      const length = reply.headers.get("content-length");
+      const shown = ask.listing ? listed(got) : ask.head ? length : got;
       if (shown === ask.body && reply.status === ask.status) tally.inside++;
       else if (
-        got.includes(OUTSIDE) ||
+        got.includes(OUTSIDE) || (ask.head === true && length === "300") ||
         // Any other set of names is another folder's listing, or this one
         // filtered by stats that went through a swapped symlink.
         (ask.listing === true && reply.status === 200)

@@ -39,14 +39,19 @@ export type Look =
   /** A symlink or a non-folder where a folder was, or the target is a symlink. */
   | { readonly kind: "changed" }
   /** A folder on the path changed too recently to tell; look again at `untilMs`. */
-  | { readonly kind: "unsettled"; readonly untilMs: number };
+  | {
+    readonly kind: "unsettled";
+    readonly info: Deno.FileInfo;
+    readonly untilMs: number;
+  };
 
 const CHANGED: Look = Object.freeze({ kind: "changed" });
 
 /**
  * Looks at `real`, a real path under `realRoot`, and proves that every walk
  * of that path made since `sinceMs` went through the same plain folders.
- * `info` is the lstat of `real` itself (a symlink there is "changed").
+ * `info` is the lstat of `real` itself (a symlink there is "changed"); it is
+ * proved to come from under the root only when the look is "ok".
  *
  * `ownFolderMayChange`: when the caller compares what it opened by inode
  * with `info`, the folder holding `real` may change freely (a swap of `real`
@@ -81,7 +86,9 @@ export function lookBeneath(
     mayChange = false;
     if (atRoot) break;
   }
-  return untilMs === 0 ? { kind: "ok", info } : { kind: "unsettled", untilMs };
+  return untilMs === 0
+    ? { kind: "ok", info }
+    : { kind: "unsettled", info, untilMs };
 }
 
 /**

@@ -14,7 +14,12 @@ import {
   type ServerRequest,
 } from "../http/handler.ts";
 import { canonicalPath, isDotPath } from "./canonical_path.ts";
-import { isBeneath, lookBeneath, openBeneath } from "./open_beneath.ts";
+import {
+  isBeneath,
+  type Look,
+  lookBeneath,
+  openBeneath,
+} from "./open_beneath.ts";
 import {
   evaluatePreconditions,
   httpDate,
@@ -105,6 +110,12 @@ interface OnDisk extends FileVersion {
 /** A file or folder found under the root; `path` is its real path, inside the real root. */
 interface Found extends OnDisk {
   readonly kind: "file" | "dir";
+  /**
+   * False when a folder on the path changed too recently to prove the lookup
+   * did not go through a symlink swapped in and out (see lookBeneath()):
+   * size and dates must not be sent before an open proves the file.
+   */
+  readonly proven: boolean;
   /** What replies for this version share; made by the first one. */
   meta?: FileMeta;
 }
@@ -318,18 +329,21 @@ class StaticSite {
     if (known !== undefined) this.#resolved.delete(joined);
     let realRoot: string;
     let real: string;
+    let look: Look;
     try {
       // The root afresh too: a deploy may have re-pointed a root symlink.
       realRoot = Deno.realPathSync(this.#root);
       real = Deno.realPathSync(joined);
       if (!isBeneath(real, realRoot, deny)) return null;
-      // lstat: a symlink swapped in since realPath() is not followed. This
-      // lookup may still be fooled by a folder swapped meanwhile; every open
-      // proves what it opened (openBeneath), so a wrong lookup costs a retry.
-      info = Deno.lstatSync(real);
+      // realPath() walks the path one part at a time: a folder may have been
+      // a symlink out for part of it. Prove the stat came from under the
+      // root, as every open does, or mark the lookup unproven.
+      look = lookBeneath(realRoot, real, now, true);
     } catch (err) {
       return missing(err);
     }
+    if (look.kind === "changed") return null;
+    info = look.info;
     const kind = kindOf(info);
     // Not sockets, FIFOs or devices (or a symlink swapped in): opening a FIFO
     // would hang the request.
@@ -341,8 +355,10 @@ class StaticSite {
       path: real,
       root: realRoot,
       strictLinks,
+      proven: look.kind === "ok",
       ...versionOf(info),
     };
+    if (!found.proven) return found; // looked up afresh next time
     if (this.#resolved.size >= MAX_RESOLVED) this.#resolved.clear();
     this.#resolved.set(joined, { found, checkedAt: now });
     return found;
@@ -375,6 +391,16 @@ class StaticSite {
     file: Found,
     urlPath: string,
   ): Promise<Reply> {
+    // Size and dates go out in headers before (or without) any read: a
+    // lookup not yet proven under the root is proven by an open first (which
+    // waits out the folder that changed), unless the memory cache holds this
+    // very version, read through a proven open.
+    if (!file.proven) {
+      const hit = this.#files.get(file.path);
+      if (hit === undefined || !sameVersion(hit, file)) {
+        (await openChecked(file)).close();
+      }
+    }
     const meta = this.#metaOf(file);
     if (!meta.allowed) {
       throw new HttpError(
