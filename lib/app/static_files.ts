@@ -665,10 +665,19 @@ class StaticSite {
   async #lookForSidecars(file: OnDisk): Promise<Sidecars> {
     const checkedAt = Date.now();
     const found: Sidecars = {};
+    let unsettled = false;
     await Promise.all(ALL_CODINGS.map(async (coding) => {
       const path = file.path + SIDECAR_SUFFIX[coding];
       try {
-        const info = await Deno.lstat(path);
+        await Deno.lstat(path); // most files have none: off the main thread
+        // Its size and date go out in headers, maybe before any read: prove
+        // it lies under the root (a symlink is "changed": not a sidecar).
+        const look = lookBeneath(file.root, path, checkedAt, true);
+        if (look.kind !== "ok") {
+          unsettled ||= look.kind === "unsettled";
+          return;
+        }
+        const info = look.info;
         if (!info.isFile) return;
         if (file.strictLinks && (info.nlink ?? 1) > 1) return;
         const version = versionOf(info);
@@ -686,8 +695,9 @@ class StaticSite {
         // none
       }
     }));
-    if (this.#sidecars.size >= 4096) this.#sidecars.clear(); // bounded, and cheap to refill
     const fresh = freshSidecars(found, file);
+    if (unsettled) return fresh; // not remembered: looked for afresh next time
+    if (this.#sidecars.size >= 4096) this.#sidecars.clear(); // bounded, and cheap to refill
     this.#sidecars.set(file.path, { checkedAt, found, forFile: file, fresh });
     return fresh;
   }
