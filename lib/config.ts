@@ -100,6 +100,11 @@ export interface StaticConfig {
   readonly spa: boolean;
   /** Send non-HTML files as attachments (`Content-Disposition`). */
   readonly attachment: boolean;
+  /**
+   * 404 for regular files with more than one name (hard links): a hard link
+   * inside the root to a file outside looks like any file to a path check.
+   */
+  readonly strictLinks: boolean;
 }
 
 /** The default application's settings (issue: application layer). */
@@ -133,6 +138,7 @@ export const DEFAULT_STATIC: StaticConfig = Object.freeze({
   listDirs: false,
   spa: false,
   attachment: false,
+  strictLinks: false, // hard links are common (deploy tools, package caches)
 });
 
 export const DEFAULT_APP: AppConfig = Object.freeze({
@@ -209,6 +215,7 @@ export const FLAGS: Readonly<
     "off",
     "send non-HTML files as downloads (Content-Disposition)",
   ],
+  "strict-links": ["", "off", "404 for files with more than one hard link"],
   directory: ["DIR", "", "enable GET/POST /files/{name} on this folder"],
   uploads: ["DIR", "resources/uploads", "folder for POST /upload"],
   "upload-max": ["SIZE", "1m", "largest upload (413)"],
@@ -405,6 +412,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
       listDirs: flag("list-dirs"),
       spa: flag("spa"),
       attachment: flag("attachment"),
+      strictLinks: flag("strict-links"),
     }),
     directory: str("directory"),
     uploads: str("uploads") ?? DEFAULT_APP.uploads,

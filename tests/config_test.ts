@@ -87,6 +87,7 @@ Deno.test("parseFlags() maps the static and app flags", () => {
     "--allowed-hosts",
     "example.com",
     "--metrics-public",
+    "--strict-links",
     "--cors",
     "*",
     "--quiet",
@@ -103,6 +104,7 @@ Deno.test("parseFlags() maps the static and app flags", () => {
     listDirs: true,
     spa: true,
     attachment: true,
+    strictLinks: true,
   });
   assert.equal(o.app.directory, "/tmp/files");
   assert.deepEqual(o.app.rateLimit, { limit: 100, windowMs: 10_000 });

@@ -116,6 +116,33 @@ Deno.test("staticFiles() refuses a symlink re-pointed out of the root after it w
   }
 });
 
+Deno.test("staticFiles() serves a hard link to a file outside the root, but 404 under strictLinks", async () => {
+  await using own = await makeSite();
+  await Deno.link(`${own.base}/secret.txt`, `${own.root}/twin.txt`);
+  await Deno.link(`${own.base}/secret.txt`, `${own.root}/nolist/twin.txt`);
+  // A second name is a name like any other to a path check (issue #9 point
+  // 13); the README's security model says so.
+  const loose = staticFiles(own.config, TEST_TUNING);
+  assert.equal((await ask(loose, "GET", "/twin.txt")).text, SECRET);
+  const strict = staticFiles(
+    { ...own.config, strictLinks: true, listDirs: true },
+    TEST_TUNING,
+  );
+  for (const target of ["/twin.txt", "/nolist/twin.txt"]) {
+    const a = await ask(strict, "GET", target);
+    assert.equal(a.status, 404, target);
+    assert.ok(!a.text.includes(SECRET), target);
+  }
+  const listing = await ask(strict, "GET", "/nolist/");
+  assert.equal(listing.status, 200);
+  assert.ok(
+    !listing.text.includes("twin.txt"),
+    "listed a file it would not serve",
+  );
+  assert.ok(listing.text.includes(">file2.txt</a>"));
+  assert.equal((await ask(strict, "GET", "/hello.txt")).text, HELLO);
+});
+
 Deno.test("staticFiles() trusts a lookup for revalidateMs, then sees the edit", async () => {
   const file = `${site.root}/window.txt`;
   await Deno.writeTextFile(file, "first version\n");

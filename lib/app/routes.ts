@@ -106,7 +106,10 @@ export function createApp(
   router.get("/user-agent", (req) => plain(req.header("user-agent") ?? ""));
 
   if (config.directory !== undefined) {
-    router.get("/files/{*name}", getFile(config.directory));
+    router.get(
+      "/files/{*name}",
+      getFile(config.directory, { strictLinks: config.static.strictLinks }),
+    );
     router.post("/files/{*name}", postFile(config.directory));
   }
 
@@ -122,7 +125,13 @@ export function createApp(
   if (location === undefined) {
     // Not under the static root: serve stored uploads here, read-only.
     location = "/uploads/";
-    router.get("/uploads/{*name}", getFile(config.uploads, "application/json"));
+    router.get(
+      "/uploads/{*name}",
+      getFile(config.uploads, {
+        contentType: "application/json",
+        strictLinks: config.static.strictLinks,
+      }),
+    );
   }
   router.post("/upload", uploadHandler(store, location), {
     contentType: JSON_TYPES,

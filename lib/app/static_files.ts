@@ -15,6 +15,12 @@ import {
 } from "../http/handler.ts";
 import { canonicalPath, isDotPath } from "./canonical_path.ts";
 import {
+  isBeneath,
+  type Look,
+  lookBeneath,
+  openBeneath,
+} from "./open_beneath.ts";
+import {
   evaluatePreconditions,
   httpDate,
   ifRangeHolds,
@@ -108,12 +114,23 @@ interface FileVersion {
 
 /** A file to read, and the version it must still be when opened. */
 interface OnDisk extends FileVersion {
+  /** Its real path, under `root`. */
   readonly path: string;
+  /** The real root it was found under: what is opened must lie under it. */
+  readonly root: string;
+  /** Refuse it when it has more than one name (`--strict-links`). */
+  readonly strictLinks: boolean;
 }
 
 /** A file or folder found under the root; `path` is its real path, inside the real root. */
 interface Found extends OnDisk {
   readonly kind: "file" | "dir";
+  /**
+   * False when a folder on the path changed too recently to prove the lookup
+   * did not go through a symlink swapped in and out (see lookBeneath()):
+   * size and dates must not be sent before an open proves the file.
+   */
+  readonly proven: boolean;
   /** What replies for this version share; made by the first one. */
   meta?: FileMeta;
 }
@@ -304,7 +321,7 @@ class StaticSite {
     if (index?.kind === "file") {
       return this.#sendFile(req, index, `${path}index.html`);
     }
-    if (this.#config.listDirs) return this.#listing(req, found.path, path);
+    if (this.#config.listDirs) return this.#listing(req, found, path);
     return this.#notFound(req, path);
   }
 
@@ -343,20 +360,36 @@ class StaticSite {
     if (known !== undefined) this.#resolved.delete(joined);
     let realRoot: string;
     let real: string;
+    let look: Look;
     try {
       // The root afresh too: a deploy may have re-pointed a root symlink.
       realRoot = Deno.realPathSync(this.#root);
       real = Deno.realPathSync(joined);
-      // Stat the real path too: the link may have moved between the calls.
-      info = Deno.statSync(real);
+      if (!isBeneath(real, realRoot, deny)) return null;
+      // realPath() walks the path one part at a time: a folder may have been
+      // a symlink out for part of it. Prove the stat came from under the
+      // root, as every open does, or mark the lookup unproven.
+      look = lookBeneath(realRoot, real, now, true);
     } catch (err) {
       return missing(err);
     }
-    if (!isServable(real, realRoot, deny)) return null;
+    if (look.kind === "changed") return null;
+    info = look.info;
     const kind = kindOf(info);
-    // Not sockets, FIFOs or devices: opening a FIFO would hang the request.
+    // Not sockets, FIFOs or devices (or a symlink swapped in): opening a FIFO
+    // would hang the request.
     if (kind === null) return null;
-    const found: Found = { kind, path: real, ...versionOf(info) };
+    const { strictLinks } = this.#config;
+    if (strictLinks && kind === "file" && (info.nlink ?? 1) > 1) return null;
+    const found: Found = {
+      kind,
+      path: real,
+      root: realRoot,
+      strictLinks,
+      proven: look.kind === "ok",
+      ...versionOf(info),
+    };
+    if (!found.proven) return found; // looked up afresh next time
     if (this.#resolved.size >= MAX_RESOLVED) this.#resolved.clear();
     this.#resolved.set(joined, { found, checkedAt: now });
     return found;
@@ -389,6 +422,16 @@ class StaticSite {
     file: Found,
     urlPath: string,
   ): Promise<Reply> {
+    // Size and dates go out in headers before (or without) any read: a
+    // lookup not yet proven under the root is proven by an open first (which
+    // waits out the folder that changed), unless the memory cache holds this
+    // very version, read through a proven open.
+    if (!file.proven) {
+      const hit = this.#files.get(file.path);
+      if (hit === undefined || !sameVersion(hit, file)) {
+        (await openChecked(file)).close();
+      }
+    }
     const meta = this.#metaOf(file);
     if (!meta.allowed) {
       throw new HttpError(
@@ -674,14 +717,26 @@ class StaticSite {
   async #lookForSidecars(file: OnDisk): Promise<Sidecars> {
     const checkedAt = Date.now();
     const found: Sidecars = {};
+    let unsettled = false;
     await Promise.all(ALL_CODINGS.map(async (coding) => {
       const path = file.path + SIDECAR_SUFFIX[coding];
       try {
-        const info = await Deno.lstat(path);
+        await Deno.lstat(path); // most files have none: off the main thread
+        // Its size and date go out in headers, maybe before any read: prove
+        // it lies under the root (a symlink is "changed": not a sidecar).
+        const look = lookBeneath(file.root, path, checkedAt, true);
+        if (look.kind !== "ok") {
+          unsettled ||= look.kind === "unsettled";
+          return;
+        }
+        const info = look.info;
         if (!info.isFile) return;
+        if (file.strictLinks && (info.nlink ?? 1) > 1) return;
         const version = versionOf(info);
         found[coding] = {
           path,
+          root: file.root,
+          strictLinks: file.strictLinks,
           ...version,
           validators: {
             etag: etagOf(version.size, version.mtimeMs, coding),
@@ -692,8 +747,9 @@ class StaticSite {
         // none
       }
     }));
-    if (this.#sidecars.size >= 4096) this.#sidecars.clear(); // bounded, and cheap to refill
     const fresh = freshSidecars(found, file);
+    if (unsettled) return fresh; // not remembered: looked for afresh next time
+    if (this.#sidecars.size >= 4096) this.#sidecars.clear(); // bounded, and cheap to refill
     this.#sidecars.set(file.path, { checkedAt, found, forFile: file, fresh });
     return fresh;
   }
@@ -730,46 +786,98 @@ class StaticSite {
 
   async #listing(
     req: ServerRequest,
-    dir: string,
+    dir: Found,
     path: string,
   ): Promise<Reply> {
-    const deny = this.#config.dotfiles !== "allow";
-    const listed: Deno.DirEntry[] = [];
-    let realRoot: string;
-    try {
-      realRoot = await Deno.realPath(this.#root);
-      // The folder may have been looked up within revalidateMs, and a folder
-      // on its path become a symlink out since: reading it would list that.
-      if (await Deno.realPath(dir) !== dir) throw new FileChanged(dir);
-      for await (const entry of Deno.readDir(dir)) {
-        if (deny && entry.name.startsWith(".")) continue;
-        listed.push(entry);
-        if (listed.length >= this.#tuning.maxListingEntries) break;
+    let entries: ListingEntry[];
+    for (let attempt = 1;; attempt++) {
+      // Taken before the read: every walk of the path after it is proved.
+      const sinceMs = Date.now();
+      let untilMs: number;
+      try {
+        const read = await this.#readListing(dir, sinceMs);
+        // The read went by path, so prove the folder read is this one, under
+        // the root, and that no folder above it changed meanwhile (one
+        // swapped for a symlink out and back), as openBeneath() does.
+        const look = lookBeneath(dir.root, dir.path, sinceMs, false);
+        if (
+          look.kind === "changed" ||
+          (look.kind === "ok" && !isSameNode(look.info, dir))
+        ) throw new FileChanged(dir.path);
+        untilMs = Math.max(
+          read.untilMs,
+          look.kind === "unsettled" ? look.untilMs : 0,
+        );
+        entries = read.entries;
+      } catch (err) {
+        if (err instanceof FileChanged) throw err;
+        missing(err);
+        return this.#notFound(req, path);
       }
-    } catch (err) {
-      missing(err);
-      return this.#notFound(req, path);
+      if (untilMs === 0) break;
+      if (attempt === 2) throw new FileChanged(dir.path);
+      // A folder on the path changed within the last second: wait until a
+      // look can tell, then read again.
+      await new Promise((r) => setTimeout(r, untilMs - Date.now()));
+    }
+    const bytes = encoder.encode(renderListing(path, sortEntries(entries)));
+    return {
+      status: STATUS.OK,
+      headers: {
+        "content-type": "text/html; charset=utf-8",
+        "content-length": String(bytes.length),
+        "cache-control": "no-cache",
+      },
+      body: req.method === "HEAD" ? null : bytes,
+    };
+  }
+
+  /**
+   * The rows of a folder's listing, read by path: the caller proves which
+   * folder that was. `untilMs` is non-zero when a symlink's target could
+   * not be told apart from one swapped in (see lookBeneath()).
+   */
+  async #readListing(
+    dir: Found,
+    sinceMs: number,
+  ): Promise<{ entries: ListingEntry[]; untilMs: number }> {
+    const deny = this.#config.dotfiles !== "allow";
+    const names: string[] = [];
+    for await (const entry of Deno.readDir(dir.path)) {
+      if (deny && entry.name.startsWith(".")) continue;
+      names.push(entry.name);
+      if (names.length >= this.#tuning.maxListingEntries) break;
     }
     const entries: ListingEntry[] = [];
+    let untilMs = 0;
     // A few stats at a time: a huge folder must not open thousands at once.
-    for (let i = 0; i < listed.length; i += 64) {
+    for (let i = 0; i < names.length; i += 64) {
       await Promise.all(
-        listed.slice(i, i + 64).map(async ({ name, isSymlink }) => {
+        names.slice(i, i + 64).map(async (name) => {
           try {
-            const full = `${dir}/${name}`;
-            const info = await Deno.stat(full);
-            // A link is listed only if it would be served, under the
-            // extension of what it points at, as #sendFile() checks it.
+            const full = `${dir.path}/${name}`;
+            // lstat: an entry swapped for a symlink since the read is seen.
+            let info = await Deno.lstat(full);
+            // A link is listed only if it would be served, under the extension
+            // of what it points at, as #find() and #sendFile() see it.
             let served = name;
-            if (isSymlink) {
+            if (info.isSymlink) {
               const real = await Deno.realPath(full);
-              if (!isServable(real, realRoot, deny)) return;
+              if (!isBeneath(real, dir.root, deny)) return;
+              const look = lookBeneath(dir.root, real, sinceMs, true);
+              if (look.kind === "unsettled") {
+                untilMs = Math.max(untilMs, look.untilMs);
+              }
+              if (look.kind !== "ok") return;
+              info = look.info;
               served = basename(real);
             }
+            if (!info.isDirectory && !info.isFile) return;
             if (
               !info.isDirectory && !this.#allowExt.has(extensionOf(served))
             ) return;
-            if (!info.isDirectory && !info.isFile) return;
+            // Files --strict-links would not serve are not listed either.
+            if (dir.strictLinks && info.isFile && (info.nlink ?? 1) > 1) return;
             entries.push({
               name,
               isDirectory: info.isDirectory,
@@ -782,16 +890,7 @@ class StaticSite {
         }),
       );
     }
-    const bytes = encoder.encode(renderListing(path, sortEntries(entries)));
-    return {
-      status: STATUS.OK,
-      headers: {
-        "content-type": "text/html; charset=utf-8",
-        "content-length": String(bytes.length),
-        "cache-control": "no-cache",
-      },
-      body: req.method === "HEAD" ? null : bytes,
-    };
+    return { entries, untilMs };
   }
 }
 
@@ -821,18 +920,6 @@ function missing(err: unknown): null {
   throw err;
 }
 
-/**
- * True when a real path may be served from under the real root: inside it
- * (not a symlink out) and, when dotfiles are denied, with no dot segment
- * below it (not a symlink inside pointing at ".env").
- */
-function isServable(real: string, realRoot: string, deny: boolean): boolean {
-  if (real === realRoot) return true;
-  const prefix = realRoot.endsWith("/") ? realRoot : `${realRoot}/`;
-  return real.startsWith(prefix) &&
-    !(deny && isDotPath(real.slice(prefix.length - 1)));
-}
-
 function mtimeOf(info: Deno.FileInfo): number {
   return Math.floor(info.mtime?.getTime() ?? 0);
 }
@@ -850,6 +937,11 @@ function versionOf(info: Deno.FileInfo): FileVersion {
 function isVersion(info: Deno.FileInfo, v: FileVersion): boolean {
   return info.ino === v.ino && info.dev === v.dev && info.size === v.size &&
     mtimeOf(info) === v.mtimeMs;
+}
+
+/** Same device and inode: the same file or folder, whatever it holds now. */
+function isSameNode(info: Deno.FileInfo, v: FileVersion): boolean {
+  return info.ino === v.ino && info.dev === v.dev;
 }
 
 function sameVersion(a: FileVersion, b: FileVersion): boolean {
@@ -885,28 +977,29 @@ function acceptsHtml(req: ServerRequest): boolean {
 }
 
 /**
- * Opens a file found a moment ago and proves it is the version found. Gone or
- * not that version (edited, renamed over, a symlink on its path re-pointed):
- * {@link FileChanged}, so the request looks again rather than read a newcomer.
+ * Opens a file found a moment ago and proves it is the version found, under
+ * the root it was found under (see openBeneath()). Gone, not that version
+ * (edited, renamed over) or not provably under the root (a folder on its path
+ * swapped for a symlink): {@link FileChanged}, so the request looks again
+ * rather than read a newcomer. This is the one place static bytes leave the
+ * disk: streamed bodies, the memory cache, sidecars and compression sources.
  */
 async function openChecked(file: OnDisk): Promise<Deno.FsFile> {
-  let opened: Deno.FsFile | undefined;
+  let opened;
   try {
-    // Stat before open, even within revalidateMs: a FIFO put in the file's
-    // place would hold open() until some writer came along.
-    if (isVersion(Deno.statSync(file.path), file)) {
-      opened = await Deno.open(file.path);
-      // And after: the path may have changed between the two calls.
-      if (isVersion(await opened.stat(), file)) return opened;
-    }
+    // The version is checked before the open too, even within revalidateMs:
+    // a FIFO put in the file's place would hold open() until a writer came.
+    opened = await openBeneath(file.root, file.path, {
+      accept: (info) => isVersion(info, file),
+      strictLinks: file.strictLinks,
+    });
   } catch (err) {
-    opened?.close();
     missing(err); // EACCES: 403; an error not from the file system: rethrown
     // Gone, a loop, a file where a folder was: a fresh lookup will say which.
     throw new FileChanged(file.path, { cause: err });
   }
-  opened?.close();
-  throw new FileChanged(file.path);
+  if (opened === null) throw new FileChanged(file.path);
+  return opened.file;
 }
 
 /** Reads a whole file, checking it is still the version that was found. */
