@@ -4,7 +4,7 @@
  * every byte, and its fail-fast position.
  */
 import assert from "node:assert/strict";
-import { isUtf8, Utf8Validator } from "../lib/http/ws/utf8.ts";
+import { isUtf8, Utf8Text, Utf8Validator } from "../lib/http/ws/utf8.ts";
 import { hex, SEQUENCES } from "./fixtures/utf8_sequences.ts";
 
 Deno.test("Utf8Validator agrees with Autobahn 6.x on every sequence, whole", () => {
@@ -82,4 +82,29 @@ Deno.test("Utf8Validator checks long ASCII runs word by word at any alignment", 
       view[at] = saved;
     }
   }
+});
+
+Deno.test("Utf8Text decodes text split at every byte, and in one-byte pieces", () => {
+  const text = "aé€😀 κόσμε\ufeff z 🎉";
+  const bytes = new TextEncoder().encode(text);
+  const t = new Utf8Text();
+  for (let cut = 0; cut <= bytes.length; cut++) {
+    assert.ok(t.write(bytes.subarray(0, cut)));
+    assert.ok(t.write(bytes.subarray(cut)));
+    assert.equal(t.finish(), text, `cut at ${cut}`);
+  }
+  for (let i = 0; i < bytes.length; i++) {
+    assert.ok(t.write(bytes.subarray(i, i + 1)));
+  }
+  assert.equal(t.finish(), text, "byte by byte");
+});
+
+Deno.test("Utf8Text refuses bad bytes at once and text cut inside a character at the end", () => {
+  const t = new Utf8Text();
+  assert.equal(t.write(hex("68 eda080")), false);
+  t.reset();
+  assert.ok(t.write(hex("68 e282")));
+  assert.equal(t.finish(), undefined);
+  assert.ok(t.write(hex("e282ac")), "finish() started over");
+  assert.equal(t.finish(), "€");
 });

@@ -352,18 +352,18 @@ export function encodeFrame(
 }
 
 const encoder = new TextEncoder();
-/** Up to this many UTF-16 units, text is encoded straight after its header. */
-const DIRECT_TEXT_UNITS = 16 * 1024;
+/** Up to this many UTF-16 units, text gets room for 3 bytes each at once. */
+const SHORT_TEXT_UNITS = 1024;
 
 /** One unmasked text frame for `text`, encoded to UTF-8 once. */
 export function encodeTextFrame(text: string): Uint8Array {
-  if (text.length > DIRECT_TEXT_UNITS) {
-    return encodeFrame(OPCODE.Text, encoder.encode(text));
-  }
   // Encode after room for the largest header, then put the real header
-  // just before the payload: one allocation, one copy.
-  const out = new Uint8Array(10 + text.length * 3);
-  const { written } = encoder.encodeInto(text, out.subarray(10));
+  // just before the payload: one allocation. Long text is tried
+  // at one byte per unit (most text is ASCII) before encoding it apart.
+  const room = text.length <= SHORT_TEXT_UNITS ? text.length * 3 : text.length;
+  const out = new Uint8Array(10 + room);
+  const { read, written } = encoder.encodeInto(text, out.subarray(10));
+  if (read < text.length) return encodeFrame(OPCODE.Text, encoder.encode(text));
   const start = 10 - frameHeadSize(written);
   writeFrameHead(out, start, OPCODE.Text, written);
   return out.subarray(start, 10 + written);

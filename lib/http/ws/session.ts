@@ -28,7 +28,7 @@ import {
   parseClosePayload,
   WsError,
 } from "./frame.ts";
-import { Utf8Validator } from "./utf8.ts";
+import { Utf8Text } from "./utf8.ts";
 
 /** What happened on the connection, in order. */
 export type WsEvent =
@@ -113,11 +113,11 @@ export class WsSession {
   #msgOpcode = 0;
   #msgCompressed = false;
   #msgWireBytes = 0;
+  /** A binary message's payload so far (copies: the read buffer is reused). */
   #msgPieces: Uint8Array[] = [];
   #msgBytes = 0;
-  /** A whole message's payload in one piece of the caller's buffer: no copy. */
-  #msgDirect: Uint8Array | undefined;
-  readonly #utf8 = new Utf8Validator();
+  /** A text message, checked and decoded as it arrives. */
+  readonly #text = new Utf8Text();
 
   // Idle: anything heard since the last check; a ping already sent for it.
   #heard = false;
@@ -410,7 +410,7 @@ export class WsSession {
       this.#msgCompressed = rsv1;
       this.#msgWireBytes = 0;
       this.#msgBytes = 0;
-      this.#utf8.reset();
+      this.#text.reset();
       if (rsv1) this.#inflater!.begin(this.#limits.wsMaxMessageBytes);
     }
     this.#msgWireBytes += length;
@@ -428,29 +428,25 @@ export class WsSession {
       this.#controlLen += bytes.length;
       return;
     }
-    const pieces = this.#msgPieces;
-    const before = pieces.length;
+    const isText = this.#msgOpcode === OPCODE.Text;
     if (this.#msgCompressed) {
-      this.#msgBytes += this.#inflater!.write(bytes, pieces);
-    } else if (
-      pieces.length === 0 && this.#frameFin &&
-      bytes.length === this.#frameLength
-    ) {
-      // The whole message in one read: deliver from the caller's buffer.
-      this.#msgDirect = bytes;
-      this.#msgBytes = bytes.length;
-      this.#checkText(bytes);
-      return;
+      const out = isText ? [] : this.#msgPieces;
+      const before = out.length;
+      this.#msgBytes += this.#inflater!.write(bytes, out);
+      if (isText) {
+        for (let i = before; i < out.length; i++) this.#addText(out[i]);
+      }
+    } else if (isText) {
+      this.#addText(bytes);
     } else {
-      pieces.push(bytes.slice());
+      this.#msgPieces.push(bytes.slice());
       this.#msgBytes += bytes.length;
     }
-    for (let i = before; i < pieces.length; i++) this.#checkText(pieces[i]);
   }
 
   /** Text is checked as it arrives, so bad UTF-8 fails at once (1007). */
-  #checkText(bytes: Uint8Array): void {
-    if (this.#msgOpcode === OPCODE.Text && !this.#utf8.write(bytes)) {
+  #addText(bytes: Uint8Array): void {
+    if (!this.#text.write(bytes)) {
       throw new WsError(CLOSE.InvalidPayload, "Text message is not UTF-8");
     }
   }
@@ -460,32 +456,28 @@ export class WsSession {
     const opcode = this.#frameOpcode;
     if (opcode >= 8) return this.#controlEnd(opcode);
     if (!this.#frameFin) return false;
-    const pieces = this.#msgPieces;
+    const isText = this.#msgOpcode === OPCODE.Text;
     if (this.#msgCompressed) {
-      const before = pieces.length;
-      this.#msgBytes += this.#inflater!.end(pieces);
-      for (let i = before; i < pieces.length; i++) this.#checkText(pieces[i]);
+      const out = isText ? [] : this.#msgPieces;
+      const before = out.length;
+      this.#msgBytes += this.#inflater!.end(out);
+      if (isText) {
+        for (let i = before; i < out.length; i++) this.#addText(out[i]);
+      }
     }
-    const msgOpcode = this.#msgOpcode;
-    const direct = this.#msgDirect;
     this.#msgOpcode = 0;
-    this.#msgDirect = undefined;
-    this.#msgPieces = [];
-    if (msgOpcode === OPCODE.Text) {
-      if (!this.#utf8.complete) {
+    if (isText) {
+      const data = this.#text.finish();
+      if (data === undefined) {
         throw new WsError(
           CLOSE.InvalidPayload,
           "Text message ends inside a UTF-8 sequence",
         );
       }
-      const data = direct !== undefined
-        ? decoder.decode(direct)
-        : decoder.decode(joinBytes(pieces, this.#msgBytes));
       this.#emit({ type: "text", data });
     } else {
-      const data = direct !== undefined
-        ? direct.slice()
-        : joinBytes(pieces, this.#msgBytes);
+      const data = joinBytes(this.#msgPieces, this.#msgBytes);
+      this.#msgPieces = [];
       this.#emit({ type: "binary", data });
     }
     return this.#state === "closed";

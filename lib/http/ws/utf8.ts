@@ -150,3 +150,67 @@ export function isUtf8(bytes: Uint8Array): boolean {
   const v = new Utf8Validator();
   return v.write(bytes) && v.complete;
 }
+
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+
+/** Bytes in the UTF-8 sequence that `lead` starts (1 for ASCII). */
+function sequenceLength(lead: number): number {
+  return lead < 0x80 ? 1 : lead < 0xe0 ? 2 : lead < 0xf0 ? 3 : 4;
+}
+
+/** How many bytes at the end of valid UTF-8 `bytes[start..]` are a character cut short. */
+function cutTail(bytes: Uint8Array, start: number): number {
+  for (let k = 1; k <= 3 && bytes.length - k >= start; k++) {
+    const b = bytes[bytes.length - k];
+    if ((b & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    return k < sequenceLength(b) ? k : 0;
+  }
+  return 0;
+}
+
+/**
+ * A text message built piece by piece: each piece is checked, then its
+ * whole characters are decoded at once, so a message split across reads or
+ * frames is never copied together first. A character cut between pieces
+ * waits (at most 3 bytes) for the rest.
+ */
+export class Utf8Text {
+  readonly #validator = new Utf8Validator();
+  #text = "";
+  readonly #carry = new Uint8Array(4);
+  #carryLen = 0;
+
+  /** Adds the next bytes (not kept); false at the first that cannot be UTF-8. */
+  write(bytes: Uint8Array): boolean {
+    if (!this.#validator.write(bytes)) return false;
+    let start = 0;
+    if (this.#carryLen > 0) {
+      const need = sequenceLength(this.#carry[0]);
+      while (this.#carryLen < need && start < bytes.length) {
+        this.#carry[this.#carryLen++] = bytes[start++];
+      }
+      if (this.#carryLen < need) return true;
+      this.#text += decoder.decode(this.#carry.subarray(0, need));
+      this.#carryLen = 0;
+    }
+    const end = bytes.length - cutTail(bytes, start);
+    if (end > start) this.#text += decoder.decode(bytes.subarray(start, end));
+    for (let i = end; i < bytes.length; i++) {
+      this.#carry[this.#carryLen++] = bytes[i];
+    }
+    return true;
+  }
+
+  /** The whole text, or undefined when it ends inside a character; then starts over. */
+  finish(): string | undefined {
+    const text = this.#validator.complete ? this.#text : undefined;
+    this.reset();
+    return text;
+  }
+
+  reset(): void {
+    this.#validator.reset();
+    this.#text = "";
+    this.#carryLen = 0;
+  }
+}
