@@ -28,6 +28,14 @@ export interface DeflateParams {
   readonly clientMaxWindowBits: number;
 }
 
+/** zlib's own default level: a fair ratio for the CPU. */
+export const DEFAULT_DEFLATE_LEVEL = 6;
+/**
+ * Messages shorter than this go uncompressed by default: deflating them
+ * costs more CPU than the bytes it saves (ws uses the same threshold).
+ */
+export const DEFAULT_DEFLATE_MIN_BYTES = 1024;
+
 /** The 4 bytes a sync flush ends with; stripped on send, put back on receive (§7.2.1, §7.2.2). */
 const TAIL = new Uint8Array([0x00, 0x00, 0xff, 0xff]);
 const Z_SYNC_FLUSH = zlib.constants.Z_SYNC_FLUSH;

@@ -9,7 +9,12 @@ import { createHash } from "node:crypto";
 import { HttpError, STATUS } from "../errors.ts";
 import type { HeaderFields } from "../headers.ts";
 import { TOKEN } from "../parser.ts";
-import { deflateAvailable, type DeflateParams } from "./deflate.ts";
+import {
+  DEFAULT_DEFLATE_LEVEL,
+  DEFAULT_DEFLATE_MIN_BYTES,
+  deflateAvailable,
+  type DeflateParams,
+} from "./deflate.ts";
 
 /** RFC 6455 §1.3: appended to the key before hashing. */
 const ACCEPT_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -62,11 +67,6 @@ export interface Upgrade {
   readonly deflateLevel: number;
   readonly deflateMinBytes: number;
 }
-
-const DEFAULT_LEVEL = 6; // zlib's own default: a fair ratio for the CPU
-// Deflating a short message costs more CPU than the bytes it saves (ws
-// uses the same threshold).
-const DEFAULT_MIN_BYTES = 1024;
 
 function field(
   headers: HeaderFields | Headers,
@@ -163,8 +163,8 @@ export function acceptUpgrade(
   if (protocol !== "") out.push(["Sec-WebSocket-Protocol", protocol]);
 
   let deflate: DeflateParams | null = null;
-  const dopts = opts.compression === true ? {} : opts.compression;
-  if (dopts && deflateAvailable()) {
+  const dopts = opts.compression === true ? {} : opts.compression || undefined;
+  if (dopts !== undefined && deflateAvailable()) {
     const offers = field(headers, "sec-websocket-extensions");
     const agreed = offers === undefined
       ? null
@@ -178,10 +178,8 @@ export function acceptUpgrade(
     headers: out,
     protocol,
     deflate,
-    deflateLevel: dopts ? dopts.level ?? DEFAULT_LEVEL : DEFAULT_LEVEL,
-    deflateMinBytes: dopts
-      ? dopts.minBytes ?? DEFAULT_MIN_BYTES
-      : DEFAULT_MIN_BYTES,
+    deflateLevel: dopts?.level ?? DEFAULT_DEFLATE_LEVEL,
+    deflateMinBytes: dopts?.minBytes ?? DEFAULT_DEFLATE_MIN_BYTES,
   };
 }
 

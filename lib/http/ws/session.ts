@@ -10,6 +10,8 @@
  */
 import type { Limits } from "../../config.ts";
 import {
+  DEFAULT_DEFLATE_LEVEL,
+  DEFAULT_DEFLATE_MIN_BYTES,
   type DeflateParams,
   joinBytes,
   MessageDeflater,
@@ -135,14 +137,14 @@ export class WsSession {
       this.#deflater = new MessageDeflater(
         deflate.serverMaxWindowBits,
         deflate.serverNoContextTakeover,
-        opts.deflateLevel ?? 6,
+        opts.deflateLevel ?? DEFAULT_DEFLATE_LEVEL,
       );
       this.#inflater = new MessageInflater(
         deflate.clientMaxWindowBits,
         deflate.clientNoContextTakeover,
       );
     }
-    this.#deflateMinBytes = opts.deflateMinBytes ?? 1024;
+    this.#deflateMinBytes = opts.deflateMinBytes ?? DEFAULT_DEFLATE_MIN_BYTES;
     this.#sink = {
       frameStart: (fin, rsv1, opcode, length) =>
         this.#frameStart(fin, rsv1, opcode, length),
@@ -300,11 +302,14 @@ export class WsSession {
   }
 
   /**
-   * The connection is gone or given up on (end of stream, socket error,
-   * close or write timeout): state "closed", and a close event with 1006
-   * unless one was already reported. Pending output is dropped.
+   * The connection is gone or given up on before the session closed (end
+   * of stream, socket error, close or write timeout): state "closed", a
+   * close event with 1006, and pending output dropped, for the engine
+   * closes the socket without writing more. Does nothing once closed, so
+   * a reply to the peer's close still goes out after its end of stream.
    */
   abort(reason = "Connection lost"): void {
+    if (this.#state === "closed") return;
     this.#out = [];
     this.#outBytes = 0;
     this.#closeWith(CLOSE.Abnormal, reason, false);
