@@ -233,3 +233,36 @@ Deno.test({
     await server.connections[0].done;
   },
 });
+
+Deno.test("the web-API-shaped ServerWebSocket serves Deno's WebSocket: open, echo, close", async () => {
+  const serverLog: string[] = [];
+  await using server = startEchoServer({
+    limits: LIMITS,
+    app(ws) {
+      ws.binaryType = "arraybuffer";
+      ws.onopen = () => serverLog.push(`open ${ws.url}`);
+      ws.onmessage = (e) => {
+        if (e.data === "bye") ws.close(4002, "server says bye");
+        else ws.send(e.data);
+      };
+      ws.onclose = (e) => serverLog.push(`close ${e.code} ${e.wasClean}`);
+    },
+  });
+  const ws = await connect(`ws://127.0.0.1:${server.port}/room?id=1`);
+  assert.equal(await roundTrip(ws, "κόσμε"), "κόσμε");
+  const bytes = new Uint8Array([1, 2, 3, 250]);
+  assert.deepEqual(
+    new Uint8Array(await roundTrip(ws, bytes) as ArrayBuffer),
+    bytes,
+  );
+  const closing = closed(ws);
+  ws.send("bye");
+  const event = await closing;
+  assert.equal(event.code, 4002);
+  assert.equal(event.reason, "server says bye");
+  await server.connections[0].done;
+  assert.deepEqual(serverLog, [
+    `open ws://127.0.0.1:${server.port}/room?id=1`,
+    "close 4002 true",
+  ]);
+});
