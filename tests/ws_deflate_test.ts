@@ -11,7 +11,8 @@ import {
   MessageInflater,
 } from "../lib/http/ws/deflate.ts";
 import { CLOSE, WsError } from "../lib/http/ws/frame.ts";
-import { concat, decoder, encoder } from "./fixtures/ws_frames.ts";
+import { decoder, encoder } from "./fixtures/ws_frames.ts";
+import { concat } from "./helpers/socket.ts";
 
 const MAX = 1 << 20;
 
@@ -25,7 +26,7 @@ function inflate(
   inflater.begin(max);
   for (const p of pieces) inflater.write(p, out);
   inflater.end(out);
-  return concat(...out);
+  return concat(out);
 }
 
 const bytes = (...b: number[]) => new Uint8Array(b);
@@ -160,11 +161,11 @@ Deno.test("a small server window (8 bits, run as 9) is read by a peer with a 256
   // Repeats at distances 200 and 300: only the first may be referenced.
   const unit = crypto.getRandomValues(new Uint8Array(200));
   const far = crypto.getRandomValues(new Uint8Array(300));
-  const data = concat(unit, unit, unit, far, far, far);
+  const data = concat([unit, unit, unit, far, far, far]);
   for (const bits of [8, 9, 10, 15]) {
     const c = new MessageDeflater(bits, true, 6).compress(data);
     // The peer inflates with exactly the window it agreed to.
-    const back = zlib.inflateRawSync(concat(c, bytes(0, 0, 0xff, 0xff)), {
+    const back = zlib.inflateRawSync(concat([c, bytes(0, 0, 0xff, 0xff)]), {
       windowBits: bits,
       finishFlush: zlib.constants.Z_SYNC_FLUSH,
     });
@@ -216,7 +217,9 @@ Deno.test("MessageInflater goes on after a final block, on a fresh window", () =
   const final = bytes(0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00);
   const hello = bytes(0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00);
   // "Hello" twice in one message: the second block starts a new stream.
-  const both = inflate(new MessageInflater(15, false), [concat(final, hello)]);
+  const both = inflate(new MessageInflater(15, false), [
+    concat([final, hello]),
+  ]);
   assert.equal(decoder.decode(both), "HelloHello");
   // A reference back past the final block cannot be honoured: 1007, not lost data.
   const inflater = new MessageInflater(15, false);

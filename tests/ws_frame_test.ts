@@ -23,11 +23,13 @@ import {
   clientFrame,
   type ClientFrameOptions,
   closePayload,
-  concat,
   decoder,
   encoder,
+  INVALID_CLOSE_CODES,
   readServerFrames,
+  VALID_CLOSE_CODES,
 } from "./fixtures/ws_frames.ts";
+import { concat } from "./helpers/socket.ts";
 
 const OPTS: FrameParserOptions = {
   maxFrameBytes: 1 << 20,
@@ -59,7 +61,7 @@ class Recorder implements FrameSink {
     this.#parts.push(bytes.slice());
   }
   frameEnd() {
-    this.#cur!.payload = concat(...this.#parts);
+    this.#cur!.payload = concat(this.#parts);
     this.frames.push(this.#cur!);
     return false;
   }
@@ -123,7 +125,7 @@ Deno.test("FrameParser reads a frame cut at every byte, header and payload", () 
     clientFrame(OPCODE.Binary, new Uint8Array(200).fill(3), { width: 64 }),
     clientFrame(OPCODE.Text, ""),
   ];
-  const stream = concat(...frames);
+  const stream = concat(frames);
   const whole = parseIn(stream).frames;
   assert.equal(whole.length, frames.length);
   for (let cut = 1; cut < stream.length; cut++) {
@@ -250,7 +252,7 @@ Deno.test("FrameParser stops when frameEnd() returns true", () => {
     frameEnd: () => true,
   };
   parser.parse(
-    concat(clientFrame(OPCODE.Close), clientFrame(OPCODE.Text, "after")),
+    concat([clientFrame(OPCODE.Close), clientFrame(OPCODE.Text, "after")]),
     sink,
   );
   assert.deepEqual(seen, [OPCODE.Close]);
@@ -308,45 +310,11 @@ Deno.test("encodeTextFrame() encodes short and long text, multi-byte included", 
   }
 });
 
-// Autobahn 7.7 (valid) and 7.9 (invalid) close codes, plus the IANA ones.
-const VALID_CODES = [
-  1000,
-  1001,
-  1002,
-  1003,
-  1007,
-  1008,
-  1009,
-  1010,
-  1011,
-  1012,
-  1013,
-  1014,
-  3000,
-  3999,
-  4000,
-  4999,
-];
-const INVALID_CODES = [
-  0,
-  999,
-  1004,
-  1005,
-  1006,
-  1015,
-  1016,
-  1100,
-  2000,
-  2999,
-  5000,
-  65535,
-];
-
 Deno.test("isValidCloseCode() accepts Autobahn 7.7's codes and refuses 7.9's", () => {
-  for (const code of VALID_CODES) {
+  for (const code of VALID_CLOSE_CODES) {
     assert.ok(isValidCloseCode(code), String(code));
   }
-  for (const code of INVALID_CODES) {
+  for (const code of INVALID_CLOSE_CODES) {
     assert.equal(isValidCloseCode(code), false, String(code));
   }
 });
@@ -367,7 +335,7 @@ Deno.test("parseClosePayload() reads code and reason; refuses 1 byte, bad codes 
   assert.throws(() => parseClosePayload(new Uint8Array([0x03])), {
     code: 1002,
   });
-  for (const code of INVALID_CODES) {
+  for (const code of INVALID_CLOSE_CODES) {
     assert.throws(
       () => parseClosePayload(closePayload(code)),
       { code: 1002 },
@@ -375,10 +343,10 @@ Deno.test("parseClosePayload() reads code and reason; refuses 1 byte, bad codes 
     );
   }
   // Autobahn 7.5.1: a reason that is not UTF-8
-  const bad = concat(
+  const bad = concat([
     closePayload(1000),
     new Uint8Array([0xce, 0xba, 0xed, 0xa0, 0x80]),
-  );
+  ]);
   assert.throws(() => parseClosePayload(bad), { code: 1007 });
 });
 
