@@ -1,10 +1,12 @@
 /**
  * One server-side WebSocket connection as a protocol machine with no I/O
  * (RFC 6455, RFC 7692). The engine feeds it the bytes it reads with
- * `receive()`, writes what `takeOutput()` returns, and keeps three timers
- * for it: idle (`checkIdle()`), close (`abort()` once `state` has been
+ * `receive()`, writes what `takeOutput()` returns (calling `written()`),
+ * and keeps three timers for it: idle (`checkIdle()` every
+ * `limits.wsIdleTimeoutMs`), close (`abort()` once `state` has been
  * "closing" for `limits.wsCloseTimeoutMs`) and write (`abort()` when a
- * write makes no progress for `limits.writeTimeoutMs`).
+ * write makes no progress for `limits.writeTimeoutMs`). Once `state` is
+ * "closed" it writes what is left and closes the socket, FIN first.
  *
  * The app sees {@link WsEvent}s through `onEvent` and sends with `send()`.
  */
