@@ -284,7 +284,8 @@ export class MessageInflater {
       // a sender use one and go on (its example adds a 0x00 after it), so
       // what follows starts a fresh stream. That stream has an empty
       // window: a later reference into the old one fails (1007), never
-      // silently.
+      // silently. The loop ends: a fresh zlib stream with input and room
+      // for output always reads some of it or fails.
       input = input.subarray(input.length - pump.leftover);
       pump.reset();
     }
