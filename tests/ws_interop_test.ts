@@ -1,7 +1,7 @@
 /**
  * The WebSocket session against real clients over real sockets: Deno's
- * own `WebSocket` and Python's `websockets` (Debian python3-websockets),
- * with and without permessage-deflate. The server is test scaffolding
+ * own `WebSocket`, Python's `websockets` (Debian python3-websockets) with
+ * and without permessage-deflate, and headless Chromium with it. The server is test scaffolding
  * (tests/fixtures/ws_echo_server.ts) until the engine serves WebSockets.
  */
 import assert from "node:assert/strict";
@@ -265,4 +265,102 @@ Deno.test("the web-API-shaped ServerWebSocket serves Deno's WebSocket: open, ech
     `open ws://127.0.0.1:${server.port}/room?id=1`,
     "close 4002 true",
   ]);
+});
+
+const CHROMIUM = "/usr/bin/chromium";
+function chromiumMissing(): string | undefined {
+  try {
+    Deno.statSync(CHROMIUM);
+    return undefined;
+  } catch {
+    return `${CHROMIUM} not found`;
+  }
+}
+const chromiumSkip = chromiumMissing();
+if (chromiumSkip !== undefined) {
+  console.log(`ws_interop_test: Chromium case skipped: ${chromiumSkip}`);
+}
+
+Deno.test({
+  name:
+    "headless Chromium negotiates permessage-deflate and exchanges compressed text and binary",
+  ignore: chromiumSkip !== undefined,
+  async fn() {
+    await using server = startEchoServer({
+      limits: LIMITS,
+      upgrade: { compression: true },
+    });
+    // The page reports back over the socket what it received, then closes.
+    const page = `<!doctype html><script>
+      const ws = new WebSocket("ws://127.0.0.1:${server.port}/");
+      ws.binaryType = "arraybuffer";
+      const text = "κόσμε ".repeat(2000);
+      const bytes = new Uint8Array(3000).map((_, i) => i % 251);
+      const got = [];
+      ws.onopen = () => { ws.send(text); ws.send(bytes); };
+      ws.onmessage = (e) => {
+        got.push(typeof e.data === "string"
+          ? e.data === text
+          : new Uint8Array(e.data).every((b, i) => b === i % 251) && e.data.byteLength === 3000);
+        if (got.length === 2) {
+          ws.send("report " + got.join(" ") + " " + ws.extensions);
+          ws.close(1000, "done");
+        }
+      };
+    </script>`;
+    const ac = new AbortController();
+    const http = Deno.serve(
+      { port: 0, hostname: "127.0.0.1", signal: ac.signal, onListen() {} },
+      () =>
+        new Response(page, {
+          headers: { "content-type": "text/html; charset=utf-8" },
+        }),
+    );
+    const profile = await Deno.makeTempDir({ prefix: "spindle_ws_chromium_" });
+    const browser = new Deno.Command(CHROMIUM, {
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-dev-shm-usage",
+        `--user-data-dir=${profile}`,
+        `http://127.0.0.1:${http.addr.port}/`,
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    try {
+      await withTimeout(
+        (async () => {
+          while (server.connections.length === 0) {
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+          await server.connections[0].done;
+        })(),
+        60_000,
+        "Chromium's WebSocket session",
+      );
+      const [conn] = server.connections;
+      assert.equal(conn.extensions, "permessage-deflate");
+      const texts = conn.events.filter((e) => e.type === "text").map((e) =>
+        (e as { data: string }).data
+      );
+      assert.equal(texts.at(-1), "report true true permessage-deflate");
+      assert.deepEqual(conn.events.at(-1), {
+        type: "close",
+        code: 1000,
+        reason: "done",
+        wasClean: true,
+      });
+    } finally {
+      browser.kill();
+      await browser.status;
+      ac.abort();
+      await http.finished;
+      await Deno.remove(profile, { recursive: true });
+    }
+  },
 });
