@@ -350,3 +350,14 @@ Deno.test("acceptUpgrade() negotiates compression only when the app allows it an
     "no offer, no compression",
   );
 });
+
+Deno.test("acceptUpgrade() answers 403 to a browser from an origin the app did not allow", () => {
+  const opts = { origins: ["https://app.example"] };
+  acceptUpgrade(head({}, [["origin", "https://app.example"]]), opts);
+  acceptUpgrade(head(), opts); // no Origin: not a browser
+  acceptUpgrade(head({}, [["origin", "https://evil.example"]])); // no list: any
+  assert.throws(
+    () => acceptUpgrade(head({}, [["origin", "https://evil.example"]]), opts),
+    { name: "HttpError", status: 403 },
+  );
+});

@@ -3,7 +3,8 @@
  * request's head, computes `Sec-WebSocket-Accept`, picks a subprotocol and
  * negotiates permessage-deflate (RFC 7692 §7.1). No I/O here: it reads
  * header fields and returns what the 101 reply carries, or throws an
- * {@link HttpError} (400, or 426 for a version other than 13).
+ * {@link HttpError} (400; 403 for an origin not allowed; 426 for a
+ * version other than 13).
  */
 import { createHash } from "node:crypto";
 import { HttpError, STATUS } from "../errors.ts";
@@ -44,6 +45,13 @@ export interface UpgradeOptions {
   readonly protocols?: readonly string[];
   /** Negotiate permessage-deflate when the client offers it. Default: off. */
   readonly compression?: boolean | DeflateOptions;
+  /**
+   * Origins allowed to connect, as browsers send them
+   * (`https://example.com`); others get 403. Unset: any. Browsers send
+   * cookies with a WebSocket upgrade from any site, so an app that trusts
+   * cookies should set this (cross-site WebSocket hijacking).
+   */
+  readonly origins?: readonly string[];
 }
 
 /** The request head fields the handshake reads. */
@@ -118,8 +126,9 @@ export function isUpgradeRequest(headers: HeaderFields | Headers): boolean {
 
 /**
  * Checks a WebSocket upgrade request and agrees on its terms. Throws
- * HttpError 400 for a request that is not a valid upgrade, and 426 with
- * `Sec-WebSocket-Version: 13` for another protocol version.
+ * HttpError 400 for a request that is not a valid upgrade, 403 for an
+ * origin not in `opts.origins`, and 426 with `Sec-WebSocket-Version: 13`
+ * for another protocol version.
  */
 export function acceptUpgrade(
   head: UpgradeHead,
@@ -149,6 +158,15 @@ export function acceptUpgrade(
   const key = field(headers, "sec-websocket-key")?.trim();
   if (key === undefined || !KEY_PATTERN.test(key)) {
     throw refuse("Sec-WebSocket-Key is not 16 bytes of base64");
+  }
+  if (opts.origins !== undefined) {
+    const origin = field(headers, "origin");
+    // No Origin: not a browser, so no ambient cookies to abuse.
+    if (origin !== undefined && !opts.origins.includes(origin)) {
+      const message =
+        `Cannot upgrade to WebSocket: origin ${origin} is not allowed`;
+      throw new HttpError(STATUS.Forbidden, message, { expose: message });
+    }
   }
 
   const out: [string, string][] = [
