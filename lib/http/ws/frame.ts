@@ -103,7 +103,7 @@ export class FrameParser {
   #headLen = 0;
   /** Payload bytes of the current frame not yet seen. */
   #left = 0;
-  /** Mask key of the current frame (4 bytes), or all zero when unmasked. */
+  /** Mask key of the current frame, when it is masked. */
   readonly #mask = new Uint8Array(4);
   #masked = false;
   /** Offset in the mask of the next payload byte. */
