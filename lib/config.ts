@@ -40,6 +40,17 @@ export interface Limits {
   readonly shutdownTimeoutMs: number;
   /** Time a connection may wait in the queue for a slot. Over: 503, then close. */
   readonly queueTimeoutMs: number;
+  // WebSocket (issue #15); close codes are RFC 6455 §7.4.1's.
+  /** One WebSocket message, on the wire and again after inflating. Over: close 1009. */
+  readonly wsMaxMessageBytes: number;
+  /** One WebSocket frame's payload, refused from its header. Over: close 1009. */
+  readonly wsMaxFrameBytes: number;
+  /** Bytes sent to a WebSocket peer and not yet written. A send past it: the connection is dropped (1006). */
+  readonly wsMaxQueuedBytes: number;
+  /** Time a WebSocket may go without a byte from the peer before a ping; as long again: close 1001. */
+  readonly wsIdleTimeoutMs: number;
+  /** Time the peer gets to answer our close frame. Over: the connection is dropped (1006). */
+  readonly wsCloseTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -59,6 +70,11 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   writeTimeoutMs: 30_000,
   shutdownTimeoutMs: 10_000,
   queueTimeoutMs: 10_000,
+  wsMaxMessageBytes: 1024 * 1024, // as maxBodyBytes: a message is a body by another name
+  wsMaxFrameBytes: 1024 * 1024, // a frame never needs to be bigger than a message
+  wsMaxQueuedBytes: 1024 * 1024, // a few messages for a slow reader; a stopped one costs 1 MiB, not all memory
+  wsIdleTimeoutMs: 30_000, // pings keep proxies that cut idle links at 60 s (nginx) from doing so
+  wsCloseTimeoutMs: 5_000, // a live peer answers a close at once
 });
 
 /** What `serve()` needs besides a handler. */
