@@ -8,7 +8,6 @@ import assert from "node:assert/strict";
 import { DEFAULT_LIMITS, type Limits } from "../lib/config.ts";
 import {
   ERROR,
-  errorName,
   FRAME,
   type FrameInit,
   MAX_STREAM_ID,
@@ -18,23 +17,12 @@ import {
 import { INDEX } from "../lib/http/h2/hpack.ts";
 import type { H2Event } from "../lib/http/h2/session.ts";
 import { OutBuffer } from "../lib/http/response.ts";
-import { FakeClient, get } from "./helpers/h2.ts";
+import { assertGoaway, FakeClient, get } from "./helpers/h2.ts";
 
 const limits = (over: Partial<Limits>): Limits => ({
   ...DEFAULT_LIMITS,
   ...over,
 });
-
-function assertGoaway(c: FakeClient, code: number): void {
-  const g = c.goaway();
-  assert.ok(g !== undefined, "no GOAWAY sent");
-  assert.equal(
-    errorName(g.code),
-    errorName(code),
-    new TextDecoder().decode(g.debug),
-  );
-  assert.equal(c.session.finished, true);
-}
 
 /**
  * An engine that answers each request at once with 204, as a fast handler

@@ -18,7 +18,7 @@ import {
 } from "../lib/http/h2/frames.ts";
 import { H2Session } from "../lib/http/h2/session.ts";
 import { concat } from "./helpers/bytes.ts";
-import { FakeClient, get, type OutFrame } from "./helpers/h2.ts";
+import { assertGoaway, FakeClient, get, type OutFrame } from "./helpers/h2.ts";
 
 const text = new TextEncoder();
 const limits = (over: Partial<Limits>): Limits => ({
@@ -35,18 +35,6 @@ function post(path: string, length?: number): [string, string][] {
   ];
   if (length !== undefined) fields.push(["content-length", String(length)]);
   return fields;
-}
-
-/** Asserts the session ended the connection with GOAWAY `code`. */
-function assertGoaway(c: FakeClient, code: number): void {
-  const g = c.goaway();
-  assert.ok(g !== undefined, "no GOAWAY sent");
-  assert.equal(
-    errorName(g.code),
-    errorName(code),
-    new TextDecoder().decode(g.debug),
-  );
-  assert.equal(c.session.finished, true);
 }
 
 function rstOf(c: FakeClient, streamId: number): number | undefined {

@@ -3,10 +3,12 @@
  * (honest or not) sends, feeds them to an {@link H2Session}, and reads the
  * session's output back as frames with their header blocks decoded.
  */
+import assert from "node:assert/strict";
 import { DEFAULT_LIMITS, type Limits } from "../../lib/config.ts";
 import {
   CLIENT_PREFACE,
   encodeFrame,
+  errorName,
   FRAME,
   type Frame,
   FRAME_HEADER_BYTES,
@@ -171,4 +173,16 @@ export class FakeClient {
     this.read();
     return this.framesOf(FRAME.GOAWAY)[0];
   }
+}
+
+/** Asserts the session ended the connection with GOAWAY `code`. */
+export function assertGoaway(c: FakeClient, code: number): void {
+  const g = c.goaway();
+  assert.ok(g !== undefined, "no GOAWAY sent");
+  assert.equal(
+    errorName(g.code),
+    errorName(code),
+    new TextDecoder().decode(g.debug),
+  );
+  assert.equal(c.session.finished, true);
 }
