@@ -12,8 +12,9 @@ function missing(tool: string): string | undefined {
   try {
     Deno.statSync(tool);
     return undefined;
-  } catch {
-    return `${tool} not found`;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return `${tool} not found`;
+    throw err; // no --allow-read: say so, do not skip
   }
 }
 

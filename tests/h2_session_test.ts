@@ -829,3 +829,26 @@ Deno.test("H2Session frees a stream once its reply ends, and counts it in active
   c.session.sendData(1, text.encode("ok"), true);
   assert.equal(c.session.activeStreams, 0);
 });
+
+Deno.test("H2Session resets a stream whose HEADERS or PRIORITY make it depend on itself, and stays in step", () => {
+  const c = new FakeClient();
+  const h = c.headers(1, get("/", [["x-a", "1"]]));
+  c.send(
+    {
+      ...h,
+      priority: { dependency: 1, exclusive: false, weight: 16 },
+    } as typeof h,
+  );
+  assert.equal(rstOf(c, 1), ERROR.PROTOCOL_ERROR);
+  c.send({
+    type: FRAME.PRIORITY,
+    streamId: 1,
+    priority: { dependency: 1, exclusive: false, weight: 1 },
+  });
+  c.send(c.headers(3, get("/", [["x-a", "1"]]))); // the client's table has x-a; so does ours
+  assert.deepEqual(
+    c.eventsOf("request").map((e) => e.head.headers.get("x-a")),
+    ["1"],
+  );
+  assert.equal(c.session.finished, false);
+});

@@ -237,7 +237,7 @@ export class H2Session {
   #block = EMPTY;
   #blockLen = 0;
   #continuations = 0;
-  /** Why the request in the block is malformed before it is even decoded. */
+  /** A stream error the HEADERS frame showed, answered once its block is decoded. */
   #blockError: string | undefined;
 
   // Stream ids.
@@ -811,10 +811,10 @@ export class H2Session {
     this.#blockEndStream = f.endStream;
     this.#blockLen = 0;
     this.#continuations = 0;
-    // §5.3.1 of RFC 7540: a stream cannot depend on itself. The block is
+    // A stream cannot depend on itself (RFC 7540 §5.3.1). The block is
     // decoded all the same, to keep the table in step (§4.3).
     this.#blockError = f.priority?.dependency === f.streamId
-      ? "stream depends on itself"
+      ? "Stream depends on itself"
       : undefined;
     if (f.endHeaders) {
       // The common case: the whole block in one frame, decoded in place.
@@ -878,6 +878,12 @@ export class H2Session {
       this.#limits.h2MaxHeaderListBytes,
     );
     if (end - start > 4096) this.#block = EMPTY; // do not keep a big buffer for one big block
+    if (this.#blockError !== undefined) {
+      // §5.3.1 of RFC 7540: a stream error, on a stream now past idle.
+      if (id > this.#lastClientId) this.#lastClientId = id;
+      this.#streamError(id, ERROR.PROTOCOL_ERROR, this.#blockError);
+      return;
+    }
     if (id > this.#lastClientId) return this.#openStream(id, list, endStream);
     const stream = this.#streams.get(id);
     if (stream !== undefined && stream.remoteOpen) {
@@ -928,7 +934,6 @@ export class H2Session {
     if (this.#cheap > 0) this.#cheap--; // a request is work worth a cheap frame
     let head: H2RequestHead;
     try {
-      if (this.#blockError !== undefined) throw badRequest(this.#blockError);
       head = checkRequest(list, this.#limits);
       // §8.1.1: the DATA frames (none) must add up to Content-Length.
       if (endStream && head.contentLength > 0) {
