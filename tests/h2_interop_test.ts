@@ -69,6 +69,36 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "nghttp gets 413 for a body past maxBodyBytes, then RST_STREAM NO_ERROR stops its upload",
+  ignore: missing(NGHTTP) !== undefined,
+  async fn() {
+    await using server = startH2c();
+    const body = await Deno.makeTempFile({ prefix: "spindle_h2_" });
+    try {
+      await Deno.writeFile(body, new Uint8Array(2_000_000));
+      const r = await run(NGHTTP, [
+        "-v",
+        "-d",
+        body,
+        `http://127.0.0.1:${server.port}/up`,
+      ]);
+      assert.equal(r.code, 0, r.err + r.out);
+      assert.match(r.out, /recv \(stream_id=13\) :status: 413/);
+      assert.match(r.out, /Request body is larger than 1048576 bytes/);
+      // curl 7.88 calls this stop an error when its upload is cut short
+      // (curl/curl#22987); RFC 9113 §8.1 asks for it, as httpd and Go do.
+      assert.match(
+        r.out,
+        /recv RST_STREAM frame <length=4, flags=0x00, stream_id=13>\s+\(error_code=NO_ERROR/,
+      );
+    } finally {
+      await Deno.remove(body);
+    }
+  },
+});
+
+Deno.test({
   name: "h2load -n 1000 -c 4 -m 10: every request succeeds",
   ignore: missing(H2LOAD) !== undefined,
   async fn() {
@@ -146,20 +176,6 @@ Deno.test({
     ], body);
     assert.equal(post.code, 0, post.err);
     assert.equal(post.out, new TextDecoder().decode(body));
-    const big = await run(CURL, [
-      "-s",
-      "--http2-prior-knowledge",
-      "-H",
-      "content-length: 2000000",
-      "-o",
-      "/dev/null",
-      "-w",
-      "%{http_code}",
-      "--data-binary",
-      "x",
-      `${url}/up`,
-    ]);
-    assert.equal(big.out, "413");
   },
 });
 
