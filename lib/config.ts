@@ -51,6 +51,33 @@ export interface Limits {
   readonly wsIdleTimeoutMs: number;
   /** Time the peer gets to answer our close frame. Over: the connection is dropped (1006). */
   readonly wsCloseTimeoutMs: number;
+
+  // HTTP/2 (RFC 9113). The ones with a SETTINGS name are advertised in our
+  // first SETTINGS frame and enforced whether or not the client honours them.
+  /** Streams in flight on one connection, counting reset ones whose handler still runs (SETTINGS_MAX_CONCURRENT_STREAMS). Over: RST_STREAM REFUSED_STREAM. */
+  readonly h2MaxConcurrentStreams: number;
+  /** Decoded request or trailer fields, counted as RFC 9113 §6.5.2 does: name + value + 32 bytes each (SETTINGS_MAX_HEADER_LIST_SIZE). Over: 431. */
+  readonly h2MaxHeaderListBytes: number;
+  /** One compressed header block: a HEADERS frame and its CONTINUATIONs. Over: GOAWAY ENHANCE_YOUR_CALM. */
+  readonly h2MaxHeaderBlockBytes: number;
+  /** CONTINUATION frames after one HEADERS frame (CVE-2024-27316). Over: GOAWAY ENHANCE_YOUR_CALM. */
+  readonly h2MaxContinuationFrames: number;
+  /** Largest frame payload a client may send (SETTINGS_MAX_FRAME_SIZE; 16384 to 16777215). Over: GOAWAY FRAME_SIZE_ERROR. */
+  readonly h2MaxFrameBytes: number;
+  /** HPACK dynamic table for request fields (SETTINGS_HEADER_TABLE_SIZE); our reply encoder uses no more. Over: GOAWAY COMPRESSION_ERROR. */
+  readonly h2HeaderTableBytes: number;
+  /** Request body one stream may have sent and the handler not yet read (SETTINGS_INITIAL_WINDOW_SIZE). Over: RST_STREAM FLOW_CONTROL_ERROR. */
+  readonly h2StreamWindowBytes: number;
+  /** Request body all streams of a connection may have sent and not yet had read. Over: GOAWAY FLOW_CONTROL_ERROR. */
+  readonly h2ConnectionWindowBytes: number;
+  /** Streams reset by the client or refused before their reply ended, less one per reply sent in full (rapid reset, CVE-2023-44487). Over: GOAWAY ENHANCE_YOUR_CALM. */
+  readonly h2MaxResetStreams: number;
+  /** Frames that cost work but carry no request or body (PING, SETTINGS, PRIORITY, WINDOW_UPDATE, empty DATA, unknown types), less one per request and per KiB of body moved (CVE-2019-9512/9515/9518). Over: GOAWAY ENHANCE_YOUR_CALM. */
+  readonly h2MaxCheapFrames: number;
+  /** PING and SETTINGS acks and RST_STREAMs queued and not yet taken for writing (a client that sends but does not read). Over: GOAWAY ENHANCE_YOUR_CALM. */
+  readonly h2MaxQueuedControlFrames: number;
+  /** Reply bytes framed but not yet taken for writing. Past it a stream's DATA waits: backpressure, no status. */
+  readonly h2MaxQueuedOutputBytes: number;
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -75,6 +102,19 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   wsMaxQueuedBytes: 1024 * 1024, // a few messages for a slow reader; a stopped one costs 1 MiB, not all memory
   wsIdleTimeoutMs: 30_000, // pings keep proxies that cut idle links at 60 s (nginx) from doing so
   wsCloseTimeoutMs: 5_000, // a live peer answers a close at once
+
+  h2MaxConcurrentStreams: 100, // RFC 9113 §6.5.2 asks for at least 100; h2o and Apache use 100
+  h2MaxHeaderListBytes: 20 * 1024, // a 16 KiB HTTP/1.1 head plus 32 bytes for each of its 100 fields
+  h2MaxHeaderBlockBytes: 40 * 1024, // HPACK only shrinks a list; twice the list still gets 431, not GOAWAY
+  h2MaxContinuationFrames: 8, // a 40 KiB block fills 3 frames of the smallest size; nghttp2 allows 8
+  h2MaxFrameBytes: 16_384, // the RFC's default and floor; larger frames only help uploads a little
+  h2HeaderTableBytes: 4096, // the RFC's default: every client's encoder starts there
+  h2StreamWindowBytes: 256 * 1024, // 4x the RFC's 64 KiB so uploads are not held to 64 KiB per round trip
+  h2ConnectionWindowBytes: 1024 * 1024, // unread request bodies a connection may hold in memory
+  h2MaxResetStreams: 200, // a browser cancels some requests; an attacker cancels all of them
+  h2MaxCheapFrames: 1000, // an idle connection closes after keepAliveTimeoutMs long before honest pings reach it
+  h2MaxQueuedControlFrames: 1000, // nghttp2's max_outbound_ack; 17 KiB of queued acks
+  h2MaxQueuedOutputBytes: 256 * 1024, // the piece size the engine streams files in
 });
 
 /** What `serve()` needs besides a handler. */
