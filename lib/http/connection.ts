@@ -114,6 +114,7 @@ class IncomingRequest implements ServerRequest {
   readonly secure: boolean;
   readonly body: BodyReader;
   readonly startTime: number;
+  user: string | undefined = undefined;
 
   constructor(
     startTime: number,
@@ -226,6 +227,8 @@ export class Connection implements ByteSource {
   /** The request between dispatch and its access line, and why it was refused. */
   #current: RequestHead | undefined;
   #why: string | undefined;
+  /** The handler's view of the current request, for the user it signed in. */
+  #incoming: IncomingRequest | undefined;
   /** The current request's body, its clock and the status it was sent. */
   #body: BodyReader = NO_BODY;
   #startTime = 0;
@@ -497,7 +500,7 @@ export class Connection implements ByteSource {
     if (head.path === "*") {
       return { status: STATUS.NoContent, headers: { allow: SERVER_ALLOW } }; // OPTIONS *
     }
-    const req = new IncomingRequest(
+    const req = this.#incoming = new IncomingRequest(
       this.#now,
       head,
       body,
@@ -581,6 +584,8 @@ export class Connection implements ByteSource {
     } else if (bytes < 0) bytes = 0;
     const why = this.#why;
     this.#why = undefined;
+    const user = this.#incoming?.user;
+    this.#incoming = undefined;
     const sink = this.#opts.accessLog ? accessLog() : undefined;
     if (sink === undefined && !isLimitStatus(status)) return;
     const request = head ??
@@ -593,6 +598,7 @@ export class Connection implements ByteSource {
       this.#startTime,
       aborted,
       why,
+      user,
     );
     if (isLimitStatus(status)) {
       log.warn("Refused {request} from {client}: {status} {reason}", {
