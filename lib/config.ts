@@ -78,6 +78,15 @@ export interface Limits {
   readonly h2MaxQueuedControlFrames: number;
   /** Reply bytes framed but not yet taken for writing. Past it a stream's DATA waits: backpressure, no status. */
   readonly h2MaxQueuedOutputBytes: number;
+
+  // Passwords (issue #13).
+  /** Failed password checks per client in {@link authFailureWindowMs}. Over: 429. */
+  readonly maxAuthFailures: number;
+  readonly authFailureWindowMs: number;
+  /** Password checks (one slow KDF run each) at once. Past it, they queue. */
+  readonly maxPasswordChecks: number;
+  /** Password checks waiting for a slot. Past it: 503 with Retry-After. */
+  readonly maxPasswordQueue: number;
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -115,6 +124,15 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   h2MaxCheapFrames: 1000, // an idle connection closes after keepAliveTimeoutMs long before honest pings reach it
   h2MaxQueuedControlFrames: 1000, // nghttp2's max_outbound_ack; 17 KiB of queued acks
   h2MaxQueuedOutputBytes: 256 * 1024, // the piece size the engine streams files in
+
+  // Ten typos in five minutes is a person; more is a script guessing, and
+  // 10 guesses per 5 minutes is under 3,000 a day per client (IPv6 per /64).
+  maxAuthFailures: 10,
+  authFailureWindowMs: 5 * 60_000,
+  // Each check keeps a core busy ~140 ms: two at once leave the event loop
+  // room on a small box, and a guessing flood waits instead of piling up.
+  maxPasswordChecks: 2,
+  maxPasswordQueue: 64, // ~5 s of checks queued at most; past it 503 beats a hang
 });
 
 /** What `serve()` needs besides a handler. */
@@ -184,6 +202,34 @@ export interface AppConfig {
   readonly metricsPublic: boolean;
   /** Access-Control-Allow-Origin for API routes; unset: no CORS. */
   readonly cors?: string;
+  /** HTTP Basic authentication; unset: no passwords asked. */
+  readonly auth?: AppAuth;
+}
+
+/** Where a password is needed (`--auth-paths`). */
+export interface AuthRule {
+  /** A decoded path prefix, matched by whole segments; "/" is every path. */
+  readonly prefix: string;
+  /** Only methods that change things: all but GET, HEAD, OPTIONS and TRACE. */
+  readonly writeOnly: boolean;
+}
+
+/** Passwords for the app: who (checked by `verify`) and where. */
+export interface AppAuth {
+  /** Resolves to the user name for a good pair, else undefined (lib/app/credentials.ts). */
+  readonly credentials: {
+    verify(user: Uint8Array, password: Uint8Array): Promise<string | undefined>;
+  };
+  readonly rules: readonly AuthRule[];
+}
+
+/** The password flags as given; main reads the file and hashes the pairs. */
+export interface AuthFlags {
+  /** `--auth USER:PASSWORD` values. */
+  readonly pairs: readonly string[];
+  /** `--auth-file`: one `user:hash` a line. */
+  readonly file?: string;
+  readonly rules: readonly AuthRule[];
 }
 
 export const DEFAULT_STATIC: StaticConfig = Object.freeze({
@@ -219,6 +265,8 @@ export interface CliOptions {
   readonly help: boolean;
   /** Engine threads sharing the port with reusePort; 1 runs in the main thread. */
   readonly workers: number;
+  /** `--auth`, `--auth-file`, `--auth-paths`; unset: no passwords. */
+  readonly auth?: AuthFlags;
 }
 
 /** A bad command line; main prints `message` and exits with code 2. */
@@ -285,6 +333,26 @@ export const FLAGS: Readonly<
   "allowed-hosts": ["LIST", "loopback names", "Host values accepted (421)"],
   "metrics-public": ["", "off", "serve /metrics beyond loopback"],
   cors: ["ORIGIN", "", "Access-Control-Allow-Origin for API routes"],
+  auth: [
+    "USER:PASSWORD",
+    "",
+    "ask for this password (repeatable; others on the host can read argv: prefer --auth-file)",
+  ],
+  "auth-file": [
+    "FILE",
+    "",
+    "user:hash lines, each made by `spindle hash-password USER`",
+  ],
+  "auth-paths": [
+    "LIST",
+    "",
+    "where a password is needed: path prefixes, write:PREFIX for writes only (default: everything)",
+  ],
+  "auth-insecure": [
+    "",
+    "off",
+    "allow passwords over plain HTTP on a non-loopback address",
+  ],
   "log-format": [
     "text|json|common|combined",
     "text",
@@ -344,6 +412,7 @@ function parseList(text: string): string[] {
 export function parseFlags(args: readonly string[]): CliOptions {
   const values: Record<string, string | boolean> = {};
   const positional: string[] = [];
+  const authPairs: string[] = []; // --auth is the one repeatable flag
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--") {
@@ -373,6 +442,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
     if (value === undefined) {
       throw new UsageError(`--${name} needs a value (${spec[0]})`);
     }
+    if (name === "auth") authPairs.push(value);
     values[name] = value;
   }
   if (positional.length > 3) {
@@ -485,6 +555,23 @@ export function parseFlags(args: readonly string[]): CliOptions {
     cors: str("cors"),
   });
 
+  const auth = parseAuthFlags(
+    authPairs,
+    str("auth-file"),
+    str("auth-paths"),
+    flag("auth-insecure"),
+  );
+  if (
+    auth !== undefined && cert === undefined && !isLoopbackHost(hostname) &&
+    !flag("auth-insecure")
+  ) {
+    throw new UsageError(
+      `--auth on ${hostname} over plain HTTP would send passwords across the network in clear text. ` +
+        "Serve HTTPS (--cert, --key), listen on 127.0.0.1, or add --auth-insecure " +
+        "if a TLS proxy on this machine or a trusted private network carries the traffic",
+    );
+  }
+
   return {
     server: Object.freeze({
       hostname,
@@ -499,7 +586,68 @@ export function parseFlags(args: readonly string[]): CliOptions {
     quiet: flag("quiet"),
     help: flag("help"),
     workers: count("workers", 1),
+    auth,
   };
+}
+
+/** True for a bind address only this machine can reach. */
+function isLoopbackHost(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "::1" ||
+    hostname === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
+}
+
+/**
+ * `--auth-paths` entries: `/prefix` (every method) or `write:/prefix`
+ * (methods that change things). A prefix is a decoded path as the router
+ * sees it: no `//`, no `.` or `..` segment, no `%` escape, no control byte.
+ */
+export function parseAuthRules(text: string): AuthRule[] {
+  const rules = parseList(text).map((entry): AuthRule => {
+    const writeOnly = entry.startsWith("write:");
+    const prefix = writeOnly ? entry.slice(6) : entry;
+    if (
+      // deno-lint-ignore no-control-regex
+      !prefix.startsWith("/") || /\/\/|%|\\|[\x00-\x1f\x7f]/.test(prefix) ||
+      /\/\.\.?(\/|$)/.test(prefix)
+    ) {
+      throw new UsageError(
+        `--auth-paths: "${entry}" is not /PREFIX or write:/PREFIX`,
+      );
+    }
+    return { prefix, writeOnly };
+  });
+  if (rules.length === 0) throw new UsageError("--auth-paths: empty list");
+  return rules;
+}
+
+function parseAuthFlags(
+  pairs: readonly string[],
+  file: string | undefined,
+  paths: string | undefined,
+  insecure: boolean,
+): AuthFlags | undefined {
+  if (pairs.length === 0 && file === undefined) {
+    if (paths !== undefined || insecure) {
+      throw new UsageError(
+        `--${
+          paths !== undefined ? "auth-paths" : "auth-insecure"
+        } needs --auth or --auth-file`,
+      );
+    }
+    return undefined;
+  }
+  for (const pair of pairs) {
+    if (pair.indexOf(":") < 1 || pair.endsWith(":")) {
+      throw new UsageError("--auth takes USER:PASSWORD");
+    }
+  }
+  return Object.freeze({
+    pairs: Object.freeze([...pairs]),
+    file,
+    rules: paths === undefined
+      ? [{ prefix: "/", writeOnly: false }]
+      : parseAuthRules(paths),
+  });
 }
 
 /** The --help text, built from {@link FLAGS}. */
