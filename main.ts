@@ -82,7 +82,10 @@ async function run(
       // Reads the file (unreadable: cannot start, as a bad cert) and hashes
       // each --auth password, ~140 ms a pair.
       try {
-        const credentials = await loadCredentials(opts.auth);
+        const credentials = await loadCredentials({
+          ...opts.auth,
+          servedRoot: opts.app.static.root,
+        });
         app = { ...app, auth: { credentials, rules: opts.auth.rules } };
       } catch (err) {
         if (!(err instanceof CredentialsError)) throw err;

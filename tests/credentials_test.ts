@@ -246,6 +246,24 @@ Deno.test("loadCredentials() joins --auth pairs and an --auth-file; a user in bo
       loadCredentials({ pairs: [], file: join(dir, "missing") }),
       Deno.errors.NotFound,
     );
+    // Inside the served folder, the file would be a download away.
+    const root = join(dir, "site");
+    await Deno.mkdir(root);
+    const served = join(root, "users");
+    await Deno.copyFile(file, served);
+    await assert.rejects(
+      loadCredentials({ pairs: [], file: served, servedRoot: root }),
+      /users is inside the served folder .*site: clients could download it/,
+    );
+    await Deno.symlink(served, join(dir, "link"));
+    await assert.rejects(
+      loadCredentials({ pairs: [], file: join(dir, "link"), servedRoot: root }),
+      /inside the served folder/,
+    );
+    assert.equal(
+      (await loadCredentials({ pairs: [], file, servedRoot: root })).size,
+      1,
+    );
     await Deno.writeTextFile(file, "# nobody yet\n");
     await assert.rejects(loadCredentials({ pairs: [], file }), /no users/);
   } finally {

@@ -6,6 +6,7 @@
  * and hash in base64). Plain passwords are never stored, in a file or in
  * memory.
  */
+import { isAbsolute, relative } from "node:path";
 
 /** The one hash scheme accepted, the first field of a hash. */
 export const HASH_SCHEME = "pbkdf2-sha256";
@@ -273,6 +274,24 @@ export interface CredentialSources {
   readonly pairs: readonly string[];
   /** Path of a file of `user:hash` lines. */
   readonly file?: string;
+  /** The static root: an auth file inside it would be served, so is refused. */
+  readonly servedRoot?: string;
+}
+
+/** Throws unless `file` lies outside `root` (both resolved through symlinks). */
+async function checkNotServed(file: string, root: string): Promise<void> {
+  let realRoot: string;
+  try {
+    realRoot = await Deno.realPath(root);
+  } catch {
+    return; // no root yet: nothing is served from it
+  }
+  const rel = relative(realRoot, await Deno.realPath(file));
+  if (rel !== "" && !rel.startsWith("..") && !isAbsolute(rel)) {
+    throw new CredentialsError(
+      `${file} is inside the served folder ${root}: clients could download it; keep it elsewhere`,
+    );
+  }
 }
 
 /**
@@ -287,6 +306,9 @@ export async function loadCredentials(
   sources: CredentialSources,
   iterations = DEFAULT_ITERATIONS,
 ): Promise<Credentials> {
+  if (sources.file !== undefined && sources.servedRoot !== undefined) {
+    await checkNotServed(sources.file, sources.servedRoot);
+  }
   const users = sources.file === undefined
     ? new Map<string, PasswordHash>()
     : parseAuthFile(await Deno.readTextFile(sources.file), sources.file);
