@@ -87,6 +87,14 @@ export interface Limits {
   readonly maxPasswordChecks: number;
   /** Password checks waiting for a slot. Past it: 503 with Retry-After. */
   readonly maxPasswordQueue: number;
+
+  // Form uploads (multipart/form-data, issue #13); files stream to disk.
+  /** Parts in one form. Over: 413. */
+  readonly maxFormParts: number;
+  /** One part's header section, in bytes. Over: 413. */
+  readonly maxPartHeadBytes: number;
+  /** A form's plain (non-file) fields together, held in memory, in bytes. Over: 413. */
+  readonly maxFormFieldBytes: number;
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -133,6 +141,10 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   // room on a small box, and a guessing flood waits instead of piling up.
   maxPasswordChecks: 2,
   maxPasswordQueue: 64, // ~5 s of checks queued at most; past it 503 beats a hang
+
+  maxFormParts: 1000, // Go's multipartmaxparts: a real form has tens; more is parser-cost abuse
+  maxPartHeadBytes: 8 * 1024, // a 255-byte name escaped three ways and a long type fit 10 times over
+  maxFormFieldBytes: 1024 * 1024, // text fields are read into memory, files are not
 });
 
 /** What `serve()` needs besides a handler. */
