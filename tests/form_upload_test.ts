@@ -17,6 +17,7 @@ import { Router } from "../lib/app/router.ts";
 import { HttpError, STATUS } from "../lib/http/errors.ts";
 import { serve } from "../lib/http/server.ts";
 import { listDir } from "./fixtures/app_server.ts";
+import { concat } from "./helpers/bytes.ts";
 import {
   connect,
   encoder,
@@ -66,13 +67,7 @@ function formBody(parts: FormPart[], close = true): Uint8Array {
     out.push(encoder.encode("\r\n"));
   }
   if (close) out.push(encoder.encode(`--${BOUNDARY}--\r\n`));
-  const all = new Uint8Array(out.reduce((n, b) => n + b.length, 0));
-  let at = 0;
-  for (const b of out) {
-    all.set(b, at);
-    at += b.length;
-  }
-  return all;
+  return concat(out);
 }
 
 /** The body in pieces of `size` bytes, as the engine would hand them out. */
@@ -344,6 +339,23 @@ Deno.test("saveForm() answers 507 past the quota or on a full disk, and gives th
     );
     assert.equal(quota.used, 600);
     assert.deepEqual(await listDir(dir), ["a.bin"]);
+  });
+});
+
+Deno.test("saveForm() answers 400 for a plain field that is not UTF-8, split or not", async () => {
+  await withDir(async (dir) => {
+    const body = formBody([{
+      name: "a",
+      data: Uint8Array.of(0x61, 0xc3, 0x28),
+    }]);
+    await rejectsWith(
+      saveForm(piecesOf(body, 1), TYPE, options(dir)),
+      400,
+      /a field is not UTF-8/,
+    );
+    const split = formBody([{ name: "a", data: "\u00e9t\u00e9" }]);
+    const saved = await saveForm(piecesOf(split, 1), TYPE, options(dir));
+    assert.deepEqual(saved.fields, [["a", "\u00e9t\u00e9"]]);
   });
 });
 

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { HttpError } from "../lib/http/errors.ts";
+import { concat } from "./helpers/bytes.ts";
 import {
   boundaryOf,
   type MultipartLimits,
@@ -76,16 +77,6 @@ function parse(
   assert.equal(done, 1, "one done event");
   assert.equal(parser.done, true);
   return parts;
-}
-
-function concat(pieces: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of pieces) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** A form as a browser writes it. */

@@ -55,8 +55,6 @@ export interface SavedForm {
   readonly fields: [name: string, value: string][];
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
-
 function conflict(message: string): HttpError {
   return new HttpError(STATUS.Conflict, message, { expose: message });
 }
@@ -133,9 +131,20 @@ export async function saveForm(
       }
       const { name: field, filename, contentType: type } = event.part;
       if (filename === undefined) {
-        const pieces: Uint8Array[] = [];
-        for await (const piece of fieldData()) pieces.push(piece.slice());
-        fields.push([field, decodeField(pieces)]);
+        // UTF-8, the only charset forms are sent in; decoded as it comes.
+        const decoder = new TextDecoder("utf-8", { fatal: true });
+        let value = "";
+        try {
+          for await (const piece of fieldData()) {
+            value += decoder.decode(piece, { stream: true });
+          }
+          value += decoder.decode();
+        } catch (err) {
+          if (!(err instanceof TypeError)) throw err;
+          const message = "Cannot parse form: a field is not UTF-8";
+          throw new HttpError(STATUS.BadRequest, message, { expose: message });
+        }
+        fields.push([field, value]);
       } else if (filename === "") {
         // A file input left empty: browsers send the part with no content.
         if (!(await partData().next()).done) {
@@ -199,23 +208,5 @@ export async function saveForm(
       }
       yield event.bytes;
     }
-  }
-}
-
-/** A plain field's bytes as text: UTF-8, the only charset forms are sent in. */
-function decodeField(pieces: Uint8Array[]): string {
-  let total = 0;
-  for (const p of pieces) total += p.length;
-  const all = new Uint8Array(total);
-  let at = 0;
-  for (const p of pieces) {
-    all.set(p, at);
-    at += p.length;
-  }
-  try {
-    return utf8.decode(all);
-  } catch {
-    const message = "Cannot parse form: a field is not UTF-8";
-    throw new HttpError(STATUS.BadRequest, message, { expose: message });
   }
 }
