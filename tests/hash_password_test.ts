@@ -73,9 +73,12 @@ Deno.test("main with an --auth-file from hash-password asks for the password and
   const dir = await Deno.makeTempDir();
   try {
     const made = await spindle(["hash-password", "alice"], "s3cret\n");
+    // Outside the served folder, or main refuses to start.
     const file = join(dir, "users");
     await Deno.writeTextFile(file, `# made by hash-password\n${made.stdout}`);
-    await Deno.writeTextFile(join(dir, "index.html"), "<h1>private</h1>");
+    const root = join(dir, "site");
+    await Deno.mkdir(root);
+    await Deno.writeTextFile(join(root, "index.html"), "<h1>private</h1>");
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
@@ -84,7 +87,7 @@ Deno.test("main with an --auth-file from hash-password asks for the password and
         "--port",
         "0",
         "--root",
-        dir,
+        root,
         "--auth-file",
         file,
       ],
@@ -132,7 +135,11 @@ Deno.test("main with an --auth-file from hash-password asks for the password and
         /spindle\.access: 127\.0\.0\.1 alice "GET \/ HTTP\/1\.1" 200 /,
       );
     } finally {
-      child.kill("SIGTERM");
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // ended already: the assertion that failed says why
+      }
       await child.status;
       await reader.cancel();
     }
@@ -159,7 +166,7 @@ Deno.test("main refuses --auth on a public address over plain HTTP, with exit 2 
   assert.ok(!stderr.includes("a:pw"));
 });
 
-Deno.test("main exits 2 naming the line for an auth file with a plain password, 1 for a missing file", async () => {
+Deno.test("main exits 2 for an auth file with a plain password (naming the line) or inside the served folder, 1 for a missing file", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const file = join(dir, "users");
@@ -171,6 +178,20 @@ Deno.test("main exits 2 naming the line for an auth file with a plain password, 
       /users line 2: not a pbkdf2-sha256 hash \(make one with: spindle hash-password USER\)/,
     );
     assert.ok(!plain.stderr.includes("hunter2"));
+    await Deno.writeTextFile(file, "# nobody yet\n");
+    const served = await spindle([
+      "--port",
+      "0",
+      "--root",
+      dir,
+      "--auth-file",
+      file,
+    ]);
+    assert.equal(served.code, 2);
+    assert.match(
+      served.stderr,
+      /users is inside the served folder .*: clients could download it/,
+    );
     const missing = await spindle([
       "--port",
       "0",
