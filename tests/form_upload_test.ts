@@ -157,6 +157,18 @@ Deno.test("saveForm() refuses a taken name with 409 and stores nothing of the fo
     await saveForm(piecesOf(body), TYPE, options(dir, { overwrite: true }));
     assert.equal(await Deno.readTextFile(join(dir, "taken.txt")), "new");
     assert.deepEqual(await listDir(dir), ["new.txt", "taken.txt"]);
+    // A folder or a symlink by that name is never replaced, even with overwrite.
+    await Deno.mkdir(join(dir, "folder"));
+    await Deno.symlink("/etc/passwd", join(dir, "link"));
+    for (const filename of ["folder", "link"]) {
+      const onto = formBody([{ name: "a", filename, data: "x" }]);
+      await rejectsWith(
+        saveForm(piecesOf(onto), TYPE, options(dir, { overwrite: true })),
+        409,
+        new RegExp(`Something other than a file is named ${filename}`),
+      );
+    }
+    assert.equal((await Deno.lstat(join(dir, "link"))).isSymlink, true);
   });
 });
 

@@ -59,12 +59,12 @@ function conflict(message: string): HttpError {
   return new HttpError(STATUS.Conflict, message, { expose: message });
 }
 
-async function exists(path: string): Promise<boolean> {
+/** What is at `path` now (a symlink as itself), or undefined. */
+async function lstatOrNone(path: string): Promise<Deno.FileInfo | undefined> {
   try {
-    await Deno.lstat(path);
-    return true;
+    return await Deno.lstat(path);
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
+    if (err instanceof Deno.errors.NotFound) return undefined;
     throw err;
   }
 }
@@ -158,8 +158,14 @@ export async function saveForm(
           throw conflict(`Two files named ${name} in one form`);
         }
         names.add(name);
-        if (!options.overwrite && await exists(join(dir, name))) {
-          throw conflict(`A file named ${name} exists already`);
+        // Checked before any data is read; link() settles a race later.
+        const there = await lstatOrNone(join(dir, name));
+        if (there !== undefined && !(options.overwrite && there.isFile)) {
+          throw conflict(
+            there.isFile
+              ? `A file named ${name} exists already`
+              : `Something other than a file is named ${name}`,
+          );
         }
         const saved = await writeAtomic(dir, name, partData(), {
           replace: options.overwrite,

@@ -69,7 +69,6 @@ interface Cached {
 
 /** True when `path` is `prefix` or lies under it, by whole segments. */
 function under(path: string, prefix: string): boolean {
-  if (prefix === "/") return true;
   return path.startsWith(prefix) &&
     (path.length === prefix.length || path.charCodeAt(prefix.length) === 0x2f);
 }
@@ -86,24 +85,32 @@ function foldPath(path: string): string {
     : path.normalize("NFC").toLowerCase();
 }
 
-/** Normalises a rule's prefix: folded, no trailing "/" (but "/" itself). */
-function rulePrefix(prefix: string): string {
-  const folded = foldPath(prefix);
-  return folded.length > 1 && folded.endsWith("/")
-    ? folded.slice(0, -1)
-    : folded;
+/** Rules ready for {@link needsAuth}: prefixes folded, without a trailing "/" (but "/"). */
+export function compileAuthRules(rules: readonly AuthRule[]): AuthRule[] {
+  return rules.map(({ prefix, writeOnly }) => {
+    const folded = foldPath(prefix);
+    return {
+      prefix: folded.length > 1 && folded.endsWith("/")
+        ? folded.slice(0, -1)
+        : folded,
+      writeOnly,
+    };
+  });
 }
 
-/** True when a request needs a password under `rules`. */
+/** True when a request needs a password under rules from {@link compileAuthRules}. */
 export function needsAuth(
   rules: readonly AuthRule[],
   method: string,
   path: string,
 ): boolean {
-  const folded = foldPath(path);
   const write = !SAFE_METHODS.has(method);
+  let folded: string | undefined;
   for (const rule of rules) {
-    if ((write || !rule.writeOnly) && under(folded, rule.prefix)) return true;
+    if (rule.writeOnly && !write) continue;
+    if (rule.prefix === "/") return true; // the default: no folding needed
+    folded ??= foldPath(path);
+    if (under(folded, rule.prefix)) return true;
   }
   return false;
 }
@@ -115,10 +122,7 @@ export function needsAuth(
  * the failure limit; 503 when too many checks wait.
  */
 export function basicAuth(options: AuthOptions): Middleware {
-  const rules = (options.rules ?? AUTH_EVERYTHING).map((r) => ({
-    prefix: rulePrefix(r.prefix),
-    writeOnly: r.writeOnly,
-  }));
+  const rules = compileAuthRules(options.rules ?? AUTH_EVERYTHING);
   const now = options.now ?? Date.now;
   const cacheMs = options.cacheMs ?? CACHE_MS;
   const maxCacheEntries = options.maxCacheEntries ?? CACHE_ENTRIES;
