@@ -401,12 +401,18 @@ Deno.test("the default app with --auth: the access line shows the user name, nev
     401,
   );
   assert.equal(await status(`${app.origin}/health`), 401);
-  await waitFor(() => logs.access().length === 3, "three access lines");
+  // Signed in, then refused by a later layer: the line still names the user.
+  assert.equal(
+    await status(`${app.origin}/missing.txt`, { authorization }),
+    404,
+  );
+  await waitFor(() => logs.access().length === 4, "four access lines");
   const lines = logs.access();
   assert.deepEqual(lines.map((l) => [l.status, l.user]), [
     [200, "alice"],
     [401, null],
     [401, null],
+    [404, "alice"],
   ]);
   const everything = JSON.stringify(lines) +
     logs.records.map((r) => JSON.stringify(r.properties) + r.message.join(""))
