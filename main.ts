@@ -10,6 +10,7 @@ import {
   parseFlags,
   UsageError,
 } from "./lib/config.ts";
+import { isLoopback, trustProxy } from "./lib/app/client_addr.ts";
 import { createApp } from "./lib/app/routes.ts";
 import { serve, type Server } from "./lib/http/server.ts";
 import { EngineStats } from "./lib/http/stats.ts";
@@ -71,7 +72,11 @@ async function run(
     const stats = new EngineStats();
     let port = opts.server.port;
     let handler;
+    let exemptPeer: (hostname: string) => boolean;
     try {
+      // Trusted proxies carry many clients on few connections: no per-address cap.
+      const trusted = trustProxy(opts.app.trustProxy);
+      exemptPeer = (hostname) => isLoopback(hostname) || trusted(hostname);
       handler = createApp(opts.app, {
         stats,
         hostname: opts.server.hostname,
@@ -88,6 +93,7 @@ async function run(
       key,
       stats,
       reusePort: opts.workers > 1,
+      exemptPeer,
     }, handler);
     port = server.port;
   } catch (err) {
