@@ -97,7 +97,12 @@ Deno.test("DescriptorBudget learns the limit from the first EMFILE", () => {
   b.open = 968;
   assert.equal(b.full, false);
   b.open = 2000;
-  assert.equal(b.learn(), 968, "a later EMFILE never raises the cap");
+  assert.equal(b.learn(), 968, "a later EMFILE never moves the cap");
+  b.open = 500;
+  assert.equal(b.learn(), 968, "nor lowers it");
+  const known = budget({ maxOpenFiles: 4096, fdReserve: 128 });
+  known.open = 3000;
+  assert.equal(known.learn(), 3968, "a known limit stays");
 });
 
 Deno.test("readOpenFileLimit() reads the soft limit with every permission, and is 0 without", async () => {

@@ -159,16 +159,32 @@ export class DescriptorBudget {
   }
 
   /**
-   * The kernel said EMFILE with `open` sockets held: everything else the
-   * process holds is what is left, so from now on keep the reserve below
-   * this count. Returns the new cap.
+   * The kernel said EMFILE with `open` sockets held. With the limit unknown,
+   * everything else the process holds is what is left: keep the reserve
+   * below this count from now on. A known limit is never lowered: EMFILE
+   * then means sockets closed a moment ago still hold their descriptor,
+   * which the reserve covers once they are gone. Returns the cap.
    */
   learn(): number {
-    const cap = Math.max(1, this.open - this.#reserve);
-    if (cap < this.#cap) {
-      this.#cap = cap;
-      this.#busyAt = cap * this.#busyPercent / 100;
+    if (this.#cap === Infinity) {
+      this.#cap = Math.max(1, this.open - this.#reserve);
+      this.#busyAt = this.#cap * this.#busyPercent / 100;
     }
     return this.#cap;
   }
+}
+
+/**
+ * Sets up Deno's signal handling now. Deno does it lazily, about half a
+ * second after start, and needs two descriptors for it; if a flood has
+ * taken every descriptor by then, Deno 2.9.6 panics (ext/signals unwraps
+ * the EMFILE). Registering a listener makes it happen at once.
+ */
+export function primeSignalHandling(): void {
+  if (Deno.build.os === "windows") return;
+  const noop = () => {};
+  try {
+    Deno.addSignalListener("SIGWINCH", noop);
+    Deno.removeSignalListener("SIGWINCH", noop);
+  } catch { /* not allowed here (a worker): then not ours to prepare */ }
 }

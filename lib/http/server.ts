@@ -9,7 +9,12 @@ import {
   type Limits,
   type ServerConfig,
 } from "../config.ts";
-import { AddressCounts, DescriptorBudget, isLoopback } from "./admission.ts";
+import {
+  AddressCounts,
+  DescriptorBudget,
+  isLoopback,
+  primeSignalHandling,
+} from "./admission.ts";
 import { Connection, isDisconnect, Phase, toErrorReply } from "./connection.ts";
 import { timeoutsOf } from "./deadlines.ts";
 import { HttpError, STATUS } from "./errors.ts";
@@ -52,6 +57,8 @@ export interface Server extends AsyncDisposable {
 const RETRY_AFTER_S = "1";
 /** Longest a refused client gets to read its reply before the close. */
 const REFUSE_LINGER_MS = 1000;
+/** Longest the accept loop waits for descriptors to come back. */
+const ROOM_WAIT_MS = 50;
 
 /** A socket the engine holds, and the address it is counted under. */
 interface Client {
@@ -60,7 +67,9 @@ interface Client {
   readonly key: string | undefined;
   closed: boolean;
   /** Its slot was given back: it only lingers now. */
-  released?: boolean;
+  slotFreed?: boolean;
+  /** No longer counted against the descriptor budget. */
+  fdFreed?: boolean;
 }
 
 /**
@@ -103,6 +112,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     config.exemptPeer ?? isLoopback,
   );
   const fds = new DescriptorBudget(limits);
+  primeSignalHandling();
   const busyConns = limits.maxConns * limits.busyPercent / 100;
   const connections = new Map<Connection, Client>();
   const queued = new Map<Client, { since: number; cancel: () => void }>();
@@ -112,6 +122,10 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   const yielding = new Set<Connection>();
   /** Connections closed to make room since the sweeper last logged them. */
   const evicted = { silent: 0, idle: 0 };
+  /** Accepts that failed with EMFILE since the sweeper last logged them. */
+  let emfile = 0;
+  /** Wakes the accept loop once the descriptor budget has room again. */
+  let roomFreed: (() => void) | undefined;
   let stopping = false;
   let idleResolve: (() => void) | undefined;
 
@@ -120,10 +134,9 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     return connections.size + queued.size >= busyConns || fds.busy;
   }
 
-  /** Closes a socket the engine holds and stops counting it (idempotent). */
+  /** Closes a socket the engine holds and stops counting its address (idempotent). */
   function closeClient(client: Client): void {
     if (client.closed) return;
-    client.closed = true;
     try {
       client.socket.close();
     } catch { /* closed by the peer's reset */ }
@@ -131,9 +144,22 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   }
 
   function forget(client: Client): void {
+    if (client.closed) return;
     client.closed = true;
     perAddress.remove(client.key);
+  }
+
+  /**
+   * Stops counting a socket's descriptor. Call once nothing waits on the
+   * socket: closing it with a read pending frees the descriptor only when
+   * that read is cancelled, a turn of the event loop later, and a flood of
+   * closes would otherwise run the process out while we count room.
+   */
+  function freeFd(client: Client): void {
+    if (client.fdFreed) return;
+    client.fdFreed = true;
     fds.open--;
+    if (!fds.full) roomFreed?.();
   }
 
   function onClose(c: Connection): void {
@@ -143,15 +169,15 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     yielding.delete(c);
     forget(client);
     stats.active--;
-    if (!client.released) semaphore.release();
+    if (!client.slotFreed) semaphore.release();
     if (connections.size === 0) idleResolve?.();
   }
 
   /** A lingering connection's reply is out: its slot can serve a waiter now. */
   function onLinger(c: Connection): void {
     const client = connections.get(c);
-    if (client === undefined || client.released) return;
-    client.released = true;
+    if (client === undefined || client.slotFreed) return;
+    client.slotFreed = true;
     yielding.delete(c);
     semaphore.release();
   }
@@ -185,7 +211,8 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     });
     connections.set(c, client);
     stats.active++;
-    c.run(); // never rejects: run() catches everything
+    // run() never rejects; once it ends, no read is pending on the socket.
+    c.run().finally(() => freeFd(client));
   }
 
   /**
@@ -202,6 +229,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     stats.rejected++;
     if (!linger && tls !== undefined) {
       closeClient(client); // a reply would need a TLS handshake first
+      freeFd(client);
       return;
     }
     const reply = toErrorReply(
@@ -226,6 +254,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       socket.write(bytes).catch(() => {}).finally(() => {
         refusing.delete(client);
         closeClient(client);
+        freeFd(client);
       });
       return;
     }
@@ -245,6 +274,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
         clearTimeout(timer);
         refusing.delete(client);
         closeClient(client);
+        freeFd(client);
       }
     })();
   }
@@ -350,8 +380,25 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     admit(client);
   }
 
+  /**
+   * Past the budget, waits for the sockets just closed to give their
+   * descriptors back before accepting more: a burst of accepts would
+   * otherwise outrun the closes made room for it and meet EMFILE. The
+   * kernel's backlog holds the newcomers meanwhile.
+   */
+  async function waitForRoom(): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await new Promise<void>((resolve) => {
+      roomFreed = resolve;
+      timer = setTimeout(resolve, ROOM_WAIT_MS);
+    });
+    clearTimeout(timer);
+    roomFreed = undefined;
+  }
+
   async function acceptLoop(): Promise<void> {
     for (;;) {
+      if (fds.full && !stopping) await waitForRoom();
       let conn: Deno.TcpConn;
       try {
         conn = await listener.accept();
@@ -359,19 +406,24 @@ export function serve(options: ServeOptions, handler: Handler): Server {
         if (stopping || err instanceof Deno.errors.BadResource) return;
         if (isDisconnect(err)) continue;
         if ((err as { code?: string }).code === "EMFILE") {
-          // The limit was unknown (or files took more than the reserve):
-          // learn it, and keep the reserve free from now on.
+          // The limit was unknown: learn it, and keep the reserve free from
+          // now on. Known, it was closed sockets not yet gone: make room.
+          const known = fds.cap !== Infinity;
           const cap = fds.learn();
-          log.error(
-            "Out of file descriptors with {open} sockets open; from now on at most {cap} (set --max-fds to say so up front)",
-            { open: fds.open, cap },
-          );
+          if (!known) {
+            log.error(
+              "Out of file descriptors with {open} sockets open; from now on at most {cap} (set --max-fds to say so up front)",
+              { open: fds.open, cap },
+            );
+          }
+          emfile++;
           evict();
+          await new Promise((r) => setTimeout(r, 10));
         } else {
           log.error("Accept failed: {error}", { error: err });
+          // Wait rather than spin (darkhttpd does the same).
+          await new Promise((r) => setTimeout(r, 100));
         }
-        // Wait rather than spin (darkhttpd does the same).
-        await new Promise((r) => setTimeout(r, 100));
         continue;
       }
       accepted(conn);
@@ -407,6 +459,12 @@ export function serve(options: ServeOptions, handler: Handler): Server {
         { ...evicted },
       );
       evicted.silent = evicted.idle = 0;
+    }
+    if (emfile > 0) {
+      log.warn("Accept failed {count} times: out of file descriptors", {
+        count: emfile,
+      });
+      emfile = 0;
     }
     for (const [, q] of queued) {
       if (now - q.since > limits.queueTimeoutMs) q.cancel();
