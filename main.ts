@@ -93,6 +93,7 @@ async function run(
       key,
       stats,
       reusePort: opts.workers > 1,
+      descriptorShare: 1 / opts.workers, // the engines share one process
       exemptPeer,
     }, handler);
     port = server.port;

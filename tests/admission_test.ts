@@ -69,8 +69,16 @@ Deno.test("AddressCounts counts per address, not the exempt, and not at all with
   assert.equal(new AddressCounts(0, () => false).add("10.0.0.1"), undefined);
 });
 
-function budget(limits: Partial<Limits>, limit = 0): DescriptorBudget {
-  return new DescriptorBudget({ ...DEFAULT_LIMITS, ...limits }, () => limit);
+function budget(
+  limits: Partial<Limits>,
+  limit = 0,
+  share = 1,
+): DescriptorBudget {
+  return new DescriptorBudget(
+    { ...DEFAULT_LIMITS, ...limits },
+    share,
+    () => limit,
+  );
 }
 
 Deno.test("DescriptorBudget keeps the reserve below the limit, and at least 3/4 for sockets", () => {
@@ -78,6 +86,7 @@ Deno.test("DescriptorBudget keeps the reserve below the limit, and at least 3/4 
   assert.equal(budget({ maxOpenFiles: 256, fdReserve: 128 }).cap, 192);
   assert.equal(budget({ fdReserve: 128 }, 1000).cap, 872, "read limit");
   assert.equal(budget({}).cap, Infinity, "unknown limit");
+  assert.equal(budget({ fdReserve: 100 }, 4000, 1 / 4).cap, 900, "a quarter");
   const b = budget({ maxOpenFiles: 100, fdReserve: 20, busyPercent: 50 });
   b.open = 39;
   assert.equal(b.busy, false);

@@ -132,8 +132,17 @@ export class DescriptorBudget {
   readonly #reserve: number;
   readonly #busyPercent: number;
 
-  constructor(limits: Limits, readLimit: () => number = readOpenFileLimit) {
-    const limit = limits.maxOpenFiles > 0 ? limits.maxOpenFiles : readLimit();
+  /**
+   * `share`: the part of the process's descriptors this engine may use,
+   * 1/N when N engines (worker threads) run in one process.
+   */
+  constructor(
+    limits: Limits,
+    share = 1,
+    readLimit: () => number = readOpenFileLimit,
+  ) {
+    const whole = limits.maxOpenFiles > 0 ? limits.maxOpenFiles : readLimit();
+    const limit = Math.floor(whole * share);
     // A small limit must not be all reserve: keep at least 3/4 for sockets.
     this.#reserve = limit > 0
       ? Math.min(limits.fdReserve, Math.floor(limit / 4))

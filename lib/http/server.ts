@@ -35,6 +35,11 @@ export interface ServeOptions extends Partial<Omit<ServerConfig, "limits">> {
   readonly stats?: EngineStats;
   /** Called once listening, with the bound address. */
   readonly onListen?: (addr: Deno.NetAddr) => void;
+  /**
+   * The part of the process's descriptors this engine may hold: 1/N when N
+   * engines share the process (workers). Default 1.
+   */
+  readonly descriptorShare?: number;
 }
 
 /** A running server. */
@@ -111,7 +116,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     limits.maxConnsPerIp,
     config.exemptPeer ?? isLoopback,
   );
-  const fds = new DescriptorBudget(limits);
+  const fds = new DescriptorBudget(limits, options.descriptorShare);
   primeSignalHandling();
   const busyConns = limits.maxConns * limits.busyPercent / 100;
   const connections = new Map<Connection, Client>();
