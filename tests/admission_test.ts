@@ -14,6 +14,7 @@ import {
 } from "../lib/http/admission.ts";
 import type { Handler } from "../lib/http/handler.ts";
 import { serve, type ServeOptions } from "../lib/http/server.ts";
+import { gate } from "./helpers/gate.ts";
 import {
   connect,
   get,
@@ -134,19 +135,6 @@ Deno.test("readOpenFileLimit() reads the soft limit with every permission, and i
   const narrow = await limited("--allow-read");
   assert.equal(narrow.stdout.trim(), "0", narrow.stderr);
 });
-
-/** A handler whose "/hold" requests wait until `open()` is called. */
-function gate(): { handler: Handler; open: () => void } {
-  let open!: () => void;
-  const opened = new Promise<void>((r) => open = r);
-  return {
-    open,
-    handler: async (req) => {
-      if (req.path === "/hold") await opened;
-      return { status: 200, body: req.path };
-    },
-  };
-}
 
 function start(
   handler: Handler,

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import type { Limits } from "../lib/config.ts";
 import type { Handler } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
+import { gate } from "./helpers/gate.ts";
 import {
   connect,
   get,
@@ -22,19 +23,6 @@ const SMALL: Partial<Limits> = {
   maxQueue: 1,
   shutdownTimeoutMs: 1000, // a failed test must not wait 10 s on a held handler
 };
-
-/** A handler whose "/hold" requests wait until `open()` is called. */
-function gate(): { handler: Handler; open: () => void } {
-  let open!: () => void;
-  const opened = new Promise<void>((r) => open = r);
-  return {
-    open,
-    handler: async (req) => {
-      if (req.path === "/hold") await opened;
-      return { status: 200, body: req.path };
-    },
-  };
-}
 
 function start(handler: Handler, limits: Partial<Limits> = {}) {
   return serve(

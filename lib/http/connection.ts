@@ -466,19 +466,15 @@ export class Connection implements ByteSource {
       this.#bodyBytes = this.#bodyWaitedMs = 0;
     }
     const t = this.#opts.timeouts;
-    const bytes = this.#bodyBytes;
-    const waited = this.#bodyWaitedMs;
     this.phase = Phase.Body;
-    this.deadline = now +
-      Math.min(
-        t.bodyGapMs,
-        rateBudgetMs(t.graceMs, t.bodyMsPerByte, bytes, waited),
-      );
-    this.busyDeadline = now +
-      Math.min(
-        t.bodyGapBusyMs,
-        rateBudgetMs(t.graceBusyMs, t.bodyMsPerByte, bytes, waited),
-      );
+    this.#armWait(
+      now,
+      t.bodyGapMs,
+      t.bodyGapBusyMs,
+      t.bodyMsPerByte,
+      this.#bodyBytes,
+      this.#bodyWaitedMs,
+    );
     return now;
   }
 
@@ -754,17 +750,35 @@ export class Connection implements ByteSource {
    */
   #armWrite(now: number): void {
     const t = this.#opts.timeouts;
-    const bytes = this.#sendBytes;
-    const waited = this.#sendWaitedMs;
+    this.#armWait(
+      now,
+      t.writeGapMs,
+      t.writeGapBusyMs,
+      t.sendMsPerByte,
+      this.#sendBytes,
+      this.#sendWaitedMs,
+    );
+  }
+
+  /**
+   * Arms both deadlines of a wait on the client: the gap allowed, or sooner
+   * once `bytes` moved in `waitedMs` of waiting fall under the minimum rate.
+   */
+  #armWait(
+    now: number,
+    gapMs: number,
+    gapBusyMs: number,
+    msPerByte: number,
+    bytes: number,
+    waitedMs: number,
+  ): void {
+    const t = this.#opts.timeouts;
     this.deadline = now +
-      Math.min(
-        t.writeGapMs,
-        rateBudgetMs(t.graceMs, t.sendMsPerByte, bytes, waited),
-      );
+      Math.min(gapMs, rateBudgetMs(t.graceMs, msPerByte, bytes, waitedMs));
     this.busyDeadline = now +
       Math.min(
-        t.writeGapBusyMs,
-        rateBudgetMs(t.graceBusyMs, t.sendMsPerByte, bytes, waited),
+        gapBusyMs,
+        rateBudgetMs(t.graceBusyMs, msPerByte, bytes, waitedMs),
       );
   }
 
