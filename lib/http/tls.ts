@@ -57,17 +57,18 @@ function rawStream(
   onWritten: () => void,
 ): Duplex {
   let reading = false;
+  // One buffer for every read; each push gets a copy of just what came
+  // (TLS records are small: cheaper than a fresh 16 KiB buffer per read).
+  let buf = first?.buf ?? new Uint8Array(RAW_READ_BYTES);
   const stream: Duplex = new Duplex({
     read() {
       if (reading) return;
       reading = true;
-      let buf: Uint8Array;
       let done: Promise<number | null>;
       if (first !== undefined) {
         ({ buf, done } = first); // already counted by its reader
         first = undefined;
       } else {
-        buf = new Uint8Array(RAW_READ_BYTES);
         done = conn.read(buf).then((n) => {
           if (n !== null) onBytes(n);
           return n;
@@ -75,7 +76,7 @@ function rawStream(
       }
       done.then((n) => {
         reading = false;
-        stream.push(n === null ? null : buf.subarray(0, n));
+        stream.push(n === null ? null : buf.slice(0, n));
       }, (err) => stream.destroy(toDenoError(err)));
     },
     write(chunk: Uint8Array, _encoding, done) {
