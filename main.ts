@@ -14,6 +14,7 @@ import {
 } from "./lib/config.ts";
 import { CredentialsError, loadCredentials } from "./lib/app/credentials.ts";
 import { hashPasswordCommand } from "./lib/hash_password.ts";
+import { isLoopback, trustProxy } from "./lib/app/client_addr.ts";
 import { createApp } from "./lib/app/routes.ts";
 import { serve, type Server } from "./lib/http/server.ts";
 import { EngineStats } from "./lib/http/stats.ts";
@@ -94,7 +95,11 @@ async function run(
       }
     }
     let handler;
+    let exemptPeer: (hostname: string) => boolean;
     try {
+      // Trusted proxies carry many clients on few connections: no per-address cap.
+      const trusted = trustProxy(opts.app.trustProxy);
+      exemptPeer = (hostname) => isLoopback(hostname) || trusted(hostname);
       handler = createApp(app, {
         stats,
         hostname: opts.server.hostname,
@@ -112,6 +117,8 @@ async function run(
       key,
       stats,
       reusePort: opts.workers > 1,
+      descriptorShare: 1 / opts.workers, // the engines share one process
+      exemptPeer,
     }, handler);
     port = server.port;
   } catch (err) {

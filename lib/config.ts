@@ -40,6 +40,53 @@ export interface Limits {
   readonly shutdownTimeoutMs: number;
   /** Time a connection may wait in the queue for a slot. Over: 503, then close. */
   readonly queueTimeoutMs: number;
+  /**
+   * Connections open at once from one client address (IPv6: one /64),
+   * handled, queued or in a TLS handshake; 0: no cap. Loopback and trusted
+   * proxies are exempt. Over: 429 with Retry-After, then close.
+   */
+  readonly maxConnsPerIp: number;
+  /**
+   * Slowest a request body may arrive, in bytes per second, once
+   * `minRateGraceMs` of waiting is spent; 0: no minimum. Slower: 408, then close.
+   */
+  readonly minBodyBytesPerSec: number;
+  /**
+   * Slowest a client may take a reply, in bytes per second, once
+   * `minRateGraceMs` of waiting is spent; 0: no minimum. Slower: close.
+   */
+  readonly minSendBytesPerSec: number;
+  /**
+   * Time a body or a reply may keep us waiting before its minimum rate
+   * applies; each byte moved then buys 1/rate seconds more (Apache's MinRate).
+   */
+  readonly minRateGraceMs: number;
+  /**
+   * Percent of `maxConns`, or of the descriptor budget, in use past which
+   * the server is busy: head, handshake, body and write deadlines and the
+   * rate grace are then divided by `busyTimeoutDivisor`, and so is the
+   * keep-alive idle time of replies sent meanwhile.
+   */
+  readonly busyPercent: number;
+  /** How much deadlines shrink while the server is busy. */
+  readonly busyTimeoutDivisor: number;
+  /**
+   * A kept-alive connection idle this long may be closed early for a
+   * newcomer when the queue is full or descriptors run short (oldest first).
+   */
+  readonly reclaimIdleMs: number;
+  /**
+   * Descriptors the process may open; 0: the soft limit from
+   * /proc/self/limits when readable (not with narrow --allow-read), else
+   * learnt at the first "Too many open files".
+   */
+  readonly maxOpenFiles: number;
+  /**
+   * Descriptors kept free for files, logs and refusals. A connection past
+   * the budget closes the oldest silent one, or gets 503 at once.
+   */
+  readonly fdReserve: number;
+
   // WebSocket (issue #15); close codes are RFC 6455 §7.4.1's.
   /** One WebSocket message, on the wire and again after inflating. Over: close 1009. */
   readonly wsMaxMessageBytes: number;
@@ -114,6 +161,21 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   writeTimeoutMs: 30_000,
   shutdownTimeoutMs: 10_000,
   queueTimeoutMs: 10_000,
+  // A browser opens 6 per host: 256 is 40 browsers behind one NAT address,
+  // and one address cannot hold more than 1/16 of maxConns.
+  maxConnsPerIp: 256,
+  minBodyBytesPerSec: 500, // Apache mod_reqtimeout's MinRate
+  // 8 kbit/s: slower than any real link; a slow reader cannot hold a slot for days.
+  minSendBytesPerSec: 1024,
+  minRateGraceMs: 10_000, // as headTimeoutMs: a slow start, not a slow transfer
+  busyPercent: 75, // a quarter of the slots left: time to be strict
+  busyTimeoutDivisor: 4, // 10 s heads become 2.5 s: still minutes for a real client's RTT
+  // A client about to reuse a connection does so within an RTT of its last
+  // reply; after a second it is parked in a pool, the least likely to race.
+  reclaimIdleMs: 1000,
+  maxOpenFiles: 0,
+  fdReserve: 128, // files being served, Deno's own, the log: well over what they use
+
   wsMaxMessageBytes: 1024 * 1024, // as maxBodyBytes: a message is a body by another name
   wsMaxFrameBytes: 1024 * 1024, // a frame never needs to be bigger than a message
   wsMaxQueuedBytes: 1024 * 1024, // a few messages for a slow reader; a stopped one costs 1 MiB, not all memory
@@ -161,6 +223,11 @@ export interface ServerConfig {
   readonly reusePort?: boolean;
   /** Log one access line per request. */
   readonly accessLog?: boolean;
+  /**
+   * Peer addresses exempt from `maxConnsPerIp`, such as trusted reverse
+   * proxies (whose clients the engine cannot see); unset: loopback.
+   */
+  readonly exemptPeer?: (hostname: string) => boolean;
 }
 
 export const DEFAULT_CONFIG: ServerConfig = Object.freeze({
@@ -309,6 +376,32 @@ export const FLAGS: Readonly<
     "longest stall of a client that stopped reading (close)",
   ],
   "queue-timeout": ["TIME", "10s", "longest wait for a connection slot (503)"],
+  "max-conns-per-ip": [
+    "N",
+    "256",
+    "connections from one address, 0: no cap (429; loopback exempt)",
+  ],
+  "min-body-rate": [
+    "SIZE",
+    "500",
+    "slowest request body per second after the grace (408); 0: off",
+  ],
+  "min-send-rate": [
+    "SIZE",
+    "1k",
+    "slowest a client may read a reply per second (close); 0: off",
+  ],
+  "rate-grace": [
+    "TIME",
+    "10s",
+    "waiting allowed before the minimum rates apply",
+  ],
+  "max-fds": [
+    "N",
+    "auto",
+    "descriptor limit to stay under (503 past it, less --fd-reserve)",
+  ],
+  "fd-reserve": ["N", "128", "descriptors kept free for files and refusals"],
   "shutdown-timeout": [
     "TIME",
     "10s",
@@ -499,6 +592,14 @@ export function parseFlags(args: readonly string[]): CliOptions {
     writeTimeoutMs: time("write-timeout", L.writeTimeoutMs),
     queueTimeoutMs: time("queue-timeout", L.queueTimeoutMs),
     shutdownTimeoutMs: time("shutdown-timeout", L.shutdownTimeoutMs),
+    maxConnsPerIp: count("max-conns-per-ip", L.maxConnsPerIp, 0),
+    minBodyBytesPerSec: size("min-body-rate", L.minBodyBytesPerSec),
+    minSendBytesPerSec: size("min-send-rate", L.minSendBytesPerSec),
+    minRateGraceMs: time("rate-grace", L.minRateGraceMs),
+    maxOpenFiles: str("max-fds") === "auto"
+      ? 0
+      : count("max-fds", L.maxOpenFiles, 0),
+    fdReserve: count("fd-reserve", L.fdReserve, 0),
   });
 
   const cert = str("cert");
