@@ -744,7 +744,7 @@ export class Connection implements ByteSource {
       chunked,
       !keep,
       keep && minor === 0,
-      this.#limits.keepAliveTimeoutMs,
+      this.#keepAliveMs,
     );
     if (isHead || bodiless) {
       cancelBody(body);
