@@ -146,14 +146,14 @@ export function spawnTree(
     },
     async stop() {
       await stdin.close().catch(() => {});
-      const timer = timeout(STOP_TIMEOUT_MS);
-      const outcome = await Promise.race([holder.status, timer.done]);
-      timer.cancel();
       const group = await pid;
-      if (outcome === "late" || (group > 0 && await groupAlive(group))) {
-        if (group > 0) await bash(`kill -KILL -- -${group} 2>/dev/null`);
-        await holder.status;
+      if (!(group > 0)) return void await holder.status;
+      // The holder sent SIGTERM: wait for every process of the group.
+      if (!(await groupGone(group, STOP_TIMEOUT_MS))) {
+        await bash(`kill -KILL -- -${group} 2>/dev/null`);
+        await groupGone(group, STOP_TIMEOUT_MS);
       }
+      await holder.status;
     },
   };
 }
@@ -220,21 +220,20 @@ async function accepts(port: number): Promise<boolean> {
   }
 }
 
-function timeout(ms: number): { done: Promise<"late">; cancel(): void } {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const done = new Promise<"late">((r) => {
-    timer = setTimeout(() => r("late"), ms);
-  });
-  return { done, cancel: () => clearTimeout(timer) };
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-async function groupAlive(pgid: number): Promise<boolean> {
-  return (await bash(`kill -0 -- -${pgid} 2>/dev/null && echo yes`)).trim() ===
-    "yes";
+/** Waits until no process is left in group `pgid`; false if some outlived `ms`. */
+async function groupGone(pgid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (true) {
+    const alive = (await bash(`kill -0 -- -${pgid} 2>/dev/null && echo yes`))
+      .trim() === "yes";
+    if (!alive) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(POLL_MS);
+  }
 }
 
 /** The pid and every descendant of it, parents first. */
