@@ -30,7 +30,6 @@ import type { Placement } from "./procs.ts";
 import { freePort, spawnTree, treeRssBytes } from "./procs.ts";
 import {
   fmtBytes,
-  fmtCpuPair,
   fmtMs,
   fmtRatio,
   fmtRps,
@@ -118,16 +117,25 @@ function logCheck(spec: ServerSpec, runs: readonly Measured[]): string[] {
   ];
 }
 
+/**
+ * Sides whose server was not the bottleneck (below SATURATED_CORES of its
+ * core): the client or the kernel set the pace, so the ratio says less.
+ */
 function saturation(
-  spec: ServerSpec,
-  runs: readonly Measured[],
+  sides: readonly (readonly [ServerSpec, readonly Measured[]])[],
 ): string[] {
-  const used = median(runs.map(cores));
-  return used >= SATURATED_CORES ? [] : [
-    `${spec.name} used ${
-      used.toFixed(2)
-    } of its core: something else (the client, the kernel) set the pace`,
-  ];
+  const idle = sides
+    .map(([spec, runs]) => [spec.name, median(runs.map(cores))] as const)
+    .filter(([, used]) => used < SATURATED_CORES);
+  return idle.length
+    ? [
+      `not saturated: ${
+        idle.map(([name, used]) => `${name} ${used.toFixed(2)} cores`).join(
+          ", ",
+        )
+      }`,
+    ]
+    : [];
 }
 
 /** What a paired case compares, and what it is held to. */
@@ -195,11 +203,11 @@ function pairedRow(
     reference: fmt(median(b.map(metric))),
     value: summary.median,
     valueText: fmtSummary(summary),
-    cpu: fmtCpuPair(
-      medianCpu(a, !!c.perMiB),
-      medianCpu(b, !!c.perMiB),
-      c.perMiB ? "µs/MiB" : "µs/req",
-    ),
+    cpu: {
+      spindle: medianCpu(a, !!c.perMiB),
+      reference: medianCpu(b, !!c.perMiB),
+      unit: c.perMiB ? "µs/MiB" : "µs/req",
+    },
     target: c.target,
     problems: [
       ...errorsOf(c.spindle.name, a),
@@ -207,7 +215,7 @@ function pairedRow(
       ...logCheck(c.spindle, a),
       ...logCheck(c.reference, b),
     ],
-    caveats: [...saturation(c.spindle, a), ...saturation(c.reference, b)],
+    caveats: saturation([[c.spindle, a], [c.reference, b]]),
     chartLabel: `${c.id} ${c.short ?? c.title}`,
     chartText: `${
       fmtRatio(summary.median)
@@ -273,14 +281,18 @@ function engineCase(id: number): BenchCase {
             } = ${fmtSummary(floorVsDeno)}`,
             value: vsDeno.median,
             valueText: fmtSummary(vsDeno),
-            cpu: fmtCpuPair(
-              medianCpu(engine, false),
-              medianCpu(deno, false),
-              "µs/req",
-            ),
+            cpu: {
+              spindle: medianCpu(engine, false),
+              reference: medianCpu(deno, false),
+              unit: "µs/req",
+            },
             target: rateTarget,
             problems,
-            caveats: saturation(specs[0], engine),
+            caveats: saturation([
+              [specs[0], engine],
+              [specs[1], deno],
+              [specs[2], floor],
+            ]),
             chartLabel: `${id}a Engine alone (vs Deno.serve)`,
             chartText: `${
               fmtRatio(vsDeno.median)
@@ -293,11 +305,11 @@ function engineCase(id: number): BenchCase {
             reference: `${medianCpu(floor, false).toFixed(2)} µs/req`,
             value: cpuVsFloor.median,
             valueText: fmtSummary(cpuVsFloor),
-            cpu: fmtCpuPair(
-              medianCpu(engine, false),
-              medianCpu(floor, false),
-              "µs/req",
-            ),
+            cpu: {
+              spindle: medianCpu(engine, false),
+              reference: medianCpu(floor, false),
+              unit: "µs/req",
+            },
             target: cpuTarget,
             problems,
             caveats: [],
@@ -349,7 +361,11 @@ function manyConnsCase(id: number, connections: number): BenchCase {
             }`,
             value: summary.median,
             valueText: `${fmtSummary(summary)} p99`,
-            cpu: fmtCpuPair(medianCpu(a, false), medianCpu(b, false), "µs/req"),
+            cpu: {
+              spindle: medianCpu(a, false),
+              reference: medianCpu(b, false),
+              unit: "µs/req",
+            },
             target,
             problems: [...errorsOf(spindle.name, a), ...logCheck(spindle, a)],
             caveats: errorsOf(reference.name, b),
@@ -412,7 +428,11 @@ function idleHeldCase(id: number): BenchCase {
           reference: `${fmtRps(median(b.map(rps)))} (none held)`,
           value: summary.median,
           valueText: fmtSummary(summary),
-          cpu: fmtCpuPair(medianCpu(a, false), medianCpu(b, false), "µs/req"),
+          cpu: {
+            spindle: medianCpu(a, false),
+            reference: medianCpu(b, false),
+            unit: "µs/req",
+          },
           target,
           problems: [
             ...errorsOf(spindle.name, [...a, ...b]),
@@ -472,7 +492,11 @@ function workersCase(id: number, conns: readonly number[]): BenchCase {
           const title =
             `Default app --workers 2, wrk -t2, ${c} conns (vs deno serve --parallel, 2 workers)`;
           const common = {
-            cpu: fmtCpuPair(medianCpu(a, false), medianCpu(b, false), "µs/req"),
+            cpu: {
+              spindle: medianCpu(a, false),
+              reference: medianCpu(b, false),
+              unit: "µs/req",
+            },
             problems: [...errorsOf(spindle.name, a), ...logCheck(spindle, a)],
             caveats: errorsOf(reference.name, b),
           };
@@ -555,7 +579,7 @@ function idleMemoryCase(id: number): BenchCase {
         reference: `${(median(perConn[1]) / KIB).toFixed(1)} KiB/conn`,
         value: kib,
         valueText: `${kib.toFixed(1)} KiB`,
-        cpu: "-",
+        cpu: null,
         target,
         problems,
         caveats: [],
@@ -648,7 +672,7 @@ function startupCase(id: number): BenchCase {
         reference: `${median(times[1]).toFixed(0)} ms (${range(times[1])})`,
         value: ms,
         valueText: `${ms.toFixed(0)} ms`,
-        cpu: "-",
+        cpu: null,
         target,
         problems: [],
         caveats: [],
@@ -764,7 +788,7 @@ function slowReadersCase(id: number): BenchCase {
         reference: n ? `+${fmtBytes(n.added)}` : "nginx missing",
         value: mib,
         valueText: `${mib.toFixed(1)} MiB`,
-        cpu: "-",
+        cpu: null,
         target,
         problems: s.ok ? [] : ["a slow reader failed, or the server stopped"],
         caveats: [],

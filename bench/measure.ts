@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import type { Generator, GeneratorResult } from "./generators.ts";
 import {
+  bash,
   freePort,
   type Launch,
   type Placement,
@@ -99,6 +100,14 @@ export async function startSpec(
     placement.serverCpus !== null,
   );
   bench.running.add(server);
+  const cmdline = (await bash(
+    `tr '\\0' ' ' < /proc/${server.enginePid}/cmdline`,
+  )).trim();
+  bench.details.push(
+    `- Started ${spec.name}: \`${
+      launch.argv.join(" ")
+    }\`; engine pid ${server.enginePid} (\`${cmdline}\`), cores ${server.cpusAllowed}`,
+  );
   if (
     placement.serverCpus !== null && server.cpusAllowed !== placement.serverCpus
   ) {

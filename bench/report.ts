@@ -5,6 +5,14 @@
 import type { ChartBar } from "./chart.ts";
 import type { RatioSummary, Target } from "./stats.ts";
 
+/** Spindle's and the reference's CPU per unit of work. */
+export interface CpuPair {
+  readonly spindle: number;
+  readonly reference: number;
+  /** "µs/req" or "µs/MiB". */
+  readonly unit: string;
+}
+
 /** One line of the results table. */
 export interface Row {
   /** Case number, with a letter when a case gives several rows ("3b"). */
@@ -18,8 +26,8 @@ export interface Row {
   readonly value: number;
   /** `value` as shown, with its spread, e.g. "0.41x (0.38-0.44)". */
   readonly valueText: string;
-  /** Server CPU per request (or MiB), Spindle's then the reference's. */
-  readonly cpu: string;
+  /** Median server CPU per request (or MiB), in µs; null where not measured. */
+  readonly cpu: CpuPair | null;
   readonly target: Target;
   /** What fails the row besides the target: errors, a missing access log. */
   readonly problems: readonly string[];
@@ -47,7 +55,7 @@ export function failedRow(id: string, title: string, why: string): Row {
     reference: "-",
     value: Number.NaN,
     valueText: "-",
-    cpu: "-",
+    cpu: null,
     target: { text: "-", holds: () => false, score: () => Number.NaN },
     problems: [why],
     caveats: [],
@@ -85,13 +93,10 @@ export function fmtSummary(s: RatioSummary): string {
 }
 
 /** "9.4 / 7.2 µs/req": Spindle's then the reference's median CPU per unit. */
-export function fmtCpuPair(
-  spindle: number,
-  reference: number,
-  unit: string,
-): string {
+export function fmtCpuPair(cpu: CpuPair | null): string {
+  if (cpu === null) return "-";
   const f = (n: number) => Number.isNaN(n) ? "n/a" : n.toFixed(n < 10 ? 2 : 1);
-  return `${f(spindle)} / ${f(reference)} ${unit}`;
+  return `${f(cpu.spindle)} / ${f(cpu.reference)} ${cpu.unit}`;
 }
 
 function cell(text: string): string {
@@ -110,9 +115,11 @@ export function renderTable(rows: readonly Row[]): string {
     lines.push(
       `| ${r.id} | ${cell(r.title)} | ${cell(r.spindle)} | ${
         cell(r.reference)
-      } | ${cell(r.valueText)} | ${cell(r.target.text)} | ${cell(r.cpu)} | ${
-        verdict === "FAIL" ? "**FAIL**" : "pass"
-      }${why.length ? ` (${cell(why.join("; "))})` : ""} |`,
+      } | ${cell(r.valueText)} | ${cell(r.target.text)} | ${
+        cell(fmtCpuPair(r.cpu))
+      } | ${verdict === "FAIL" ? "**FAIL**" : "pass"}${
+        why.length ? ` (${cell(why.join("; "))})` : ""
+      } |`,
     );
   }
   return lines.join("\n");
@@ -126,4 +133,43 @@ export function chartBars(rows: readonly Row[]): ChartBar[] {
     text: r.chartText,
     pass: verdictOf(r) === "pass",
   }));
+}
+
+/**
+ * Where a request's CPU goes, layer by layer, from the rows of one run: the
+ * bare Deno.listen loop (row 3b's reference), the engine alone (3b), the
+ * default app with --quiet (2) and with its access log (1), against
+ * Deno.serve (1's reference). A saturated core serves 1 / (CPU per
+ * request), so a throughput target is a CPU budget: Deno.serve's cost over
+ * the target ratio. Null unless all those rows were measured.
+ */
+export function cpuLadder(rows: readonly Row[]): string | null {
+  const cpu = (id: string) => rows.find((r) => r.id === id)?.cpu ?? null;
+  const [app, quiet, engine] = [cpu("1"), cpu("2"), cpu("3b")];
+  if (!app || !quiet || !engine) return null;
+  const values = [
+    engine.reference,
+    engine.spindle,
+    quiet.spindle,
+    app.spindle,
+    app.reference,
+  ];
+  if (values.some((n) => !Number.isFinite(n))) return null;
+  const [floor, bare, noLog, withLog, deno] = values;
+  const us = (n: number) => `${n.toFixed(2)} µs`;
+  const step = (n: number, from: number) =>
+    `${us(n)} (${n >= from ? "+" : ""}${(n - from).toFixed(2)}`;
+  return `CPU per request, layer by layer (medians of this run): the bare Deno.listen loop ${
+    us(floor)
+  }; the engine alone ${
+    step(bare, floor)
+  }: parsing, limits, reply); the default app with --quiet ${
+    step(noLog, bare)
+  }: router, middleware, handler); with its access log ${
+    step(withLog, noLog)
+  }: the log). Deno.serve's hello costs ${
+    us(deno)
+  }. On one saturated core, case 1's 0.9x target leaves ${
+    us(deno / 0.9)
+  } per request, case 2's 1.0x leaves ${us(deno)}.`;
 }

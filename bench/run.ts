@@ -20,6 +20,7 @@ import { type Bench, type Settings, stopServer } from "./measure.ts";
 import { bash, nginxVersion, type Placement } from "./procs.ts";
 import {
   chartBars,
+  cpuLadder,
   failedRow,
   renderTable,
   type Row,
@@ -236,6 +237,8 @@ async function main(): Promise<void> {
     await Deno.remove(tempDir, { recursive: true }).catch(() => {});
   }
 
+  const ladder = cpuLadder(rows);
+  if (ladder) bench.notes.push(ladder);
   const command = ["deno task bench", ...Deno.args].join(" ");
   const chartFile = values.out.replace(/(\.md)?$/, ".svg");
   const chartName = chartFile.slice(chartFile.lastIndexOf("/") + 1);

@@ -26,7 +26,12 @@ import {
   treeCpuSeconds,
   treePids,
 } from "../bench/procs.ts";
-import { renderTable, verdictOf } from "../bench/report.ts";
+import {
+  cpuLadder,
+  renderTable,
+  type Row,
+  verdictOf,
+} from "../bench/report.ts";
 import { selectCases } from "../bench/run.ts";
 import {
   atLeast,
@@ -494,7 +499,7 @@ Deno.test("renderTable() fails a row with a problem even when its figure meets t
     reference: "1 req/s",
     value: 2,
     valueText: "2.00x",
-    cpu: "-",
+    cpu: null,
     target: atLeast(1),
     problems: [],
     caveats: [],
@@ -507,6 +512,35 @@ Deno.test("renderTable() fails a row with a problem even when its figure meets t
   const table = renderTable([row, failed]);
   assert.match(table, /a \\\| b/, "a | in a cell is escaped");
   assert.match(table, /\*\*FAIL\*\* \(Spindle: 3 socket errors\)/);
+});
+
+Deno.test("cpuLadder() splits a request's CPU into floor, engine, app and log, with the budget a target leaves", () => {
+  const row = (id: string, spindle: number, reference: number): Row => ({
+    id,
+    title: id,
+    spindle: "",
+    reference: "",
+    value: 1,
+    valueText: "",
+    cpu: { spindle, reference, unit: "µs/req" },
+    target: atLeast(1),
+    problems: [],
+    caveats: [],
+    chartLabel: id,
+    chartText: "",
+  });
+  const rows = [row("1", 20, 7.2), row("2", 10, 7), row("3b", 7.8, 6.9)];
+  const note = cpuLadder(rows)!;
+  assert.match(note, /bare Deno\.listen loop 6\.90 µs/);
+  assert.match(note, /engine alone 7\.80 µs \(\+0\.90: parsing/);
+  assert.match(note, /--quiet 10\.00 µs \(\+2\.20: router/);
+  assert.match(note, /access log 20\.00 µs \(\+10\.00: the log\)/);
+  assert.match(note, /0\.9x target leaves 8\.00 µs/);
+  assert.equal(cpuLadder(rows.slice(1)), null, "case 1 missing");
+  assert.equal(
+    cpuLadder([...rows.slice(0, 2), { ...rows[2], cpu: null }]),
+    null,
+  );
 });
 
 Deno.test("CASES have unique numbers and names, and every case runs or says why not", () => {
