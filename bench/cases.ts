@@ -876,7 +876,7 @@ async function profile(
   const lines = [
     `### ${id}. ${title}`,
     "",
-    `Profiled run (main.ts under --cpu-prof): ${
+    `Profiled run (the engine process started directly under --cpu-prof): ${
       fmtRps(result.requestsPerSec)
     }.`,
     "",
