@@ -83,6 +83,8 @@ const HELD_FLAGS = ["--max-conns", "8192", "--keepalive-timeout", "2m"];
 const LARGE_FILE_MAX_ADDED_BYTES = 100 * MIB;
 const IDLE_MAX_BYTES_PER_CONN = 8 * KIB;
 const START_MAX_MS = 200;
+/** Time for a server to close thousands of sockets the client just closed. */
+const SETTLE_MS = 500;
 
 function hello(connections: number, pipeline = 1, threads = 1): Load {
   return { path: "/echo/hello", connections, pipeline, threads };
@@ -401,7 +403,7 @@ function idleHeldCase(id: number): BenchCase {
           server,
           load,
           around: async (run) => {
-            await using holder = await IdleHolder.open({
+            const holder = await IdleHolder.open({
               hostname: HOST,
               port: server.port,
               path: "/echo/hello",
@@ -409,9 +411,14 @@ function idleHeldCase(id: number): BenchCase {
               cpus: bench.pinned.loadCpus,
               fdLimit: bench.pinned.fdLimit,
             });
-            const result = await run();
-            alive.push(await holder.alive());
-            return result;
+            try {
+              const result = await run();
+              alive.push(await holder.alive());
+              return result;
+            } finally {
+              await holder[Symbol.asyncDispose]();
+              await sleep(SETTLE_MS); // the server closes its ends before the next run
+            }
           },
         };
         const [a, b] = await measureSides(bench, `${id} idle-held`, [
@@ -827,7 +834,7 @@ async function largeFileMemory(bench: Bench, spec: ServerSpec) {
           pauseMs: 1000,
         })),
     );
-    await sleep(500); // the server notices the closes
+    await sleep(SETTLE_MS); // the server notices the closes
     sampling = false;
     await sampler;
     const after = await measureOnce(bench, server, warm, bench.pinned, 1000);
