@@ -90,6 +90,10 @@ function hello(connections: number, pipeline = 1, threads = 1): Load {
   return { path: "/echo/hello", connections, pipeline, threads };
 }
 
+function file(name: string, connections: number): Load {
+  return { path: `/${name}`, connections, pipeline: 1, threads: 1 };
+}
+
 const rps = (r: Measured) => r.requestsPerSec;
 const bps = (r: Measured) => r.bytesPerSec;
 const p99 = (r: Measured) => r.latencyP99Us;
@@ -810,7 +814,7 @@ async function largeFileMemory(bench: Bench, spec: ServerSpec) {
   const { settings } = bench;
   const server = await startSpec(bench, spec, bench.pinned);
   try {
-    const warm = { ...hello(8), path: `/${FILES.small.name}` };
+    const warm = file(FILES.small.name, 8);
     await measureOnce(bench, server, warm, bench.pinned, 1000);
     await sleep(500);
     const baseline = await steadyRss(server.enginePid);
@@ -948,12 +952,7 @@ export const CASES: readonly BenchCase[] = [
     short: "Static 1 KiB (vs nginx)",
     spindle: defaultApp({ benchRoot: true }),
     reference: nginx(),
-    load: {
-      path: `/${FILES.small.name}`,
-      connections: 64,
-      pipeline: 1,
-      threads: 1,
-    },
+    load: file(FILES.small.name, 64),
     target: atLeast(1),
     needs: ["nginx"],
   }),
@@ -965,12 +964,7 @@ export const CASES: readonly BenchCase[] = [
     short: "Static 8 MiB (vs nginx)",
     spindle: defaultApp({ benchRoot: true }),
     reference: nginx(),
-    load: {
-      path: `/${FILES.big.name}`,
-      connections: 16,
-      pipeline: 1,
-      threads: 1,
-    },
+    load: file(FILES.big.name, 16),
     perMiB: true,
     target: atLeast(0.9),
     needs: ["nginx"],

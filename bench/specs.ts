@@ -29,20 +29,19 @@ export interface AppOptions {
 export function defaultApp(opts: AppOptions = {}): ServerSpec {
   const name = opts.name ?? "Spindle";
   const flags = opts.flags ?? [];
+  // What a user types after `deno task serve`.
+  const userArgs = (bench: Bench, port: number) => [
+    "--port",
+    `${port}`,
+    ...(opts.benchRoot ? ["--root", bench.root] : []),
+    ...flags,
+  ];
   return {
     name,
     logsAccess: !flags.includes("--quiet"),
     launch: (bench, port, logFile) => ({
       name,
-      argv: [
-        Deno.execPath(),
-        "task",
-        "serve",
-        "--port",
-        `${port}`,
-        ...(opts.benchRoot ? ["--root", bench.root] : []),
-        ...flags,
-      ],
+      argv: [Deno.execPath(), "task", "serve", ...userArgs(bench, port)],
       cwd: REPO_DIR,
       port,
       logFile,
@@ -57,10 +56,7 @@ export function defaultApp(opts: AppOptions = {}): ServerSpec {
         `--cpu-prof-dir=${dir}`,
         ...DENO_PERMISSIONS,
         join(REPO_DIR, "main.ts"),
-        "--port",
-        `${port}`,
-        ...(opts.benchRoot ? ["--root", bench.root] : []),
-        ...flags,
+        ...userArgs(bench, port),
       ],
       cwd: REPO_DIR,
       port,
