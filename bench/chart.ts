@@ -16,8 +16,9 @@ export interface ChartBar {
   readonly pass: boolean;
 }
 
-const WIDTH = 980;
-const LABEL_WIDTH = 360;
+/** Width of a character of the 12 px labels, a little above the average. */
+const CHAR_WIDTH = 7;
+const MIN_WIDTH = 760;
 const BAR_WIDTH = 300;
 const ROW_HEIGHT = 24;
 const BAR_HEIGHT = 14;
@@ -49,11 +50,20 @@ export function barLength(score: number): number {
 /** The whole chart as an SVG document. */
 export function renderChart(title: string, bars: readonly ChartBar[]): string {
   const height = TOP + bars.length * ROW_HEIGHT + BOTTOM;
-  const x0 = LABEL_WIDTH;
+  // Sized to the longest label and text, so neither is cut off.
+  const texts = bars.map((b) =>
+    Number.isNaN(b.score) ? `${b.text} (not measured)` : b.text
+  );
+  const longest = (list: string[]) => Math.max(0, ...list.map((t) => t.length));
+  const x0 = 20 + CHAR_WIDTH * longest(bars.map((b) => b.label));
+  const width = Math.max(
+    MIN_WIDTH,
+    x0 + BAR_WIDTH + 28 + CHAR_WIDTH * longest(texts),
+  );
   const targetX = x0 + barLength(1);
   const out: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" style="${FONT}">`,
-    `<rect width="${WIDTH}" height="${height}" fill="#ffffff"/>`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" style="${FONT}">`,
+    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
     `<text x="12" y="22" font-size="15" font-weight="bold">${
       escapeXml(title)
     }</text>`,
@@ -85,13 +95,10 @@ export function renderChart(title: string, bars: readonly ChartBar[]): string {
         } ${mid}L${tip} ${mid + BAR_HEIGHT / 2 + 2}Z" fill="${color}"/>`,
       );
     }
-    const text = Number.isNaN(bar.score)
-      ? `${bar.text} (not measured)`
-      : bar.text;
     out.push(
       `<text x="${x0 + BAR_WIDTH + 16}" y="${mid + 4}" font-size="12" fill="${
         Number.isNaN(bar.score) ? "#777" : color
-      }">${escapeXml(text)}</text>`,
+      }">${escapeXml(texts[i])}</text>`,
     );
   }
   const axisY = TOP + bars.length * ROW_HEIGHT;

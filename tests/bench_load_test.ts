@@ -491,6 +491,21 @@ Deno.test("renderChart() draws a bar per measured row, an arrow past the scale, 
   assert.match(svg, /did not run \(not measured\)/);
 });
 
+Deno.test("renderChart() widens to fit the longest label and text", () => {
+  const widthOf = (svg: string) => Number(/width="(\d+)"/.exec(svg)![1]);
+  const bar = { label: "1 a", score: 1, text: "1.0x", pass: true };
+  const narrow = widthOf(renderChart("t", [bar]));
+  const wide = widthOf(
+    renderChart("t", [bar, { ...bar, text: "x".repeat(200) }]),
+  );
+  assert.ok(wide >= narrow + 150 * 6, `${narrow} -> ${wide}`);
+  const svg = renderChart("t", [{ ...bar, label: "y".repeat(80) }]);
+  const labelX = Number(
+    /<text x="(\d+)"[^>]*text-anchor="end">y/.exec(svg)![1],
+  );
+  assert.ok(labelX >= 80 * 6, `label ends at ${labelX}, starts off the left`);
+});
+
 Deno.test("renderTable() fails a row with a problem even when its figure meets the target", () => {
   const row = {
     id: "1",
