@@ -501,7 +501,7 @@ function workersCase(id: number, conns: readonly number[]): BenchCase {
           const rate = summarizePaired(a.map(rps), b.map(rps));
           const latency = summarizePaired(a.map(p99), b.map(p99));
           const title =
-            `Default app --workers 2, wrk -t2, ${c} conns (vs deno serve --parallel, 2 workers)`;
+            `Default app --workers 2, wrk -t2, ${c} conns, nothing pinned (vs deno serve --parallel, 2 workers)`;
           const common = {
             cpu: {
               spindle: medianCpu(a, false),

@@ -259,7 +259,7 @@ async function main(): Promise<void> {
         : "bench/load.ts (no latency figures)"
     }; ${
       pin
-        ? "each server tree pinned to core 0, load generator and runner to core 1 (case 9: nothing pinned)"
+        ? "each server tree pinned to core 0, load generator and runner to core 1 (unless a case says nothing is pinned)"
         : "no core pinning"
     }`,
     `- Method: warm-up ${
