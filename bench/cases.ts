@@ -78,7 +78,11 @@ export const FILES = {
 const SATURATED_CORES = 0.8;
 /** An access line is longer than this; fewer bytes per request: no log. */
 const MIN_LOG_BYTES_PER_REQ = 20;
-/** Idle connections held need this many more server slots than the default. */
+/**
+ * Flags for the cases holding thousands of idle connections: room above the
+ * default --max-conns (4096), and an idle timeout longer than the case (the
+ * default 5 s would close them mid-run).
+ */
 const HELD_FLAGS = ["--max-conns", "8192", "--keepalive-timeout", "2m"];
 const LARGE_FILE_MAX_ADDED_BYTES = 100 * MIB;
 const IDLE_MAX_BYTES_PER_CONN = 8 * KIB;
@@ -433,8 +437,9 @@ function idleHeldCase(id: number): BenchCase {
         const lost = alive.filter((n) => n < count);
         return [{
           id: `${id}`,
-          title:
-            `Default app /echo/hello, 16 active conns, ${count} idle conns held (vs none held)`,
+          title: `Default app ${
+            HELD_FLAGS.join(" ")
+          } /echo/hello, 16 active conns, ${count} idle conns held (vs none held)`,
           spindle: fmtRps(median(a.map(rps))),
           reference: `${fmtRps(median(b.map(rps)))} (none held)`,
           value: summary.median,
@@ -585,7 +590,9 @@ function idleMemoryCase(id: number): BenchCase {
       const kib = median(perConn[0]) / KIB;
       return [{
         id: `${id}`,
-        title: `Default app, memory per idle keep-alive conn, ${count} held`,
+        title: `Default app ${
+          HELD_FLAGS.join(" ")
+        }, memory per idle keep-alive conn, ${count} held (vs Deno.serve)`,
         spindle: `${kib.toFixed(1)} KiB/conn`,
         reference: `${(median(perConn[1]) / KIB).toFixed(1)} KiB/conn`,
         value: kib,
