@@ -6,6 +6,7 @@ import {
   staticFiles,
   type StaticTuning,
 } from "../lib/app/static_files.ts";
+import { WEB_EXTENSIONS } from "../lib/config.ts";
 import { FileBody } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
 import { ask, fakeRequest } from "./fixtures/static_request.ts";
@@ -336,12 +337,12 @@ Deno.test("staticFiles() answers 404 for everything when the root is missing", a
 // ---------------------------------------------------------------- dotfiles
 
 const dotfiles: [target: string, deny: number, allow: number][] = [
-  ["/.env", 404, 403], // allowed, but ".env" has no served extension
-  ["/.git/config", 404, 403],
+  ["/.env", 404, 200],
+  ["/.git/config", 404, 200],
   ["/.git/", 404, 404],
   ["/.well-known/security.txt", 404, 200],
   ["/nolist/.hidden.txt", 404, 200],
-  ["/links/env.txt", 404, 403], // a symlink to a dotfile is a dotfile
+  ["/links/env.txt", 404, 200], // a symlink to a dotfile is a dotfile
 ];
 for (const [target, deny, allow] of dotfiles) {
   Deno.test(`staticFiles() answers ${deny} (deny) / ${allow} (allow) for ${target}`, async () => {
@@ -458,9 +459,19 @@ for (const [target, type] of types) {
   });
 }
 
+Deno.test("staticFiles() serves every file by default, octet-stream when the type is unknown", async () => {
+  const key = await ask(handler, "GET", "/secret.key");
+  assert.equal(key.status, 200);
+  const noext = await ask(handler, "GET", "/noext");
+  assert.equal(noext.status, 200);
+  assert.equal(noext.headers.get("content-type"), "application/octet-stream");
+});
+
 Deno.test("staticFiles() answers 403 for extensions outside the list", async () => {
-  assert.equal((await ask(handler, "GET", "/secret.key")).status, 403);
-  assert.equal((await ask(handler, "GET", "/noext")).status, 403);
+  const web = staticFiles({ ...site.config, allowExt: WEB_EXTENSIONS });
+  assert.equal((await ask(web, "GET", "/secret.key")).status, 403);
+  assert.equal((await ask(web, "GET", "/noext")).status, 403);
+  assert.equal((await ask(web, "GET", "/style.css")).status, 200);
   const seeds = staticFiles({
     ...site.config,
     allowExt: ["html", "txt", "png", "jpg", "jpeg"],
@@ -1028,7 +1039,10 @@ Deno.test("staticFiles() streams files above the cache threshold", async () => {
 
 Deno.test("staticFiles() lists a folder without index.html only when asked", async () => {
   assert.equal((await ask(handler, "GET", "/nolist/")).status, 404);
-  const h = staticFiles({ ...site.config, listDirs: true }, TEST_TUNING);
+  const h = staticFiles(
+    { ...site.config, listDirs: true, allowExt: WEB_EXTENSIONS },
+    TEST_TUNING,
+  );
   const a = await ask(h, "GET", "/nolist/");
   assert.equal(a.status, 200);
   assert.equal(a.headers.get("content-type"), "text/html; charset=utf-8");
@@ -1131,7 +1145,10 @@ Deno.test("staticFiles() uses 404.html for browsers, keeping status 404", async 
 });
 
 Deno.test("staticFiles() falls back to index.html for SPA routes", async () => {
-  const h = staticFiles({ ...site.config, spa: true }, TEST_TUNING);
+  const h = staticFiles(
+    { ...site.config, spa: true, allowExt: WEB_EXTENSIONS },
+    TEST_TUNING,
+  );
   const a = await ask(h, "GET", "/app/users/42", { accept: "text/html" });
   assert.equal(a.status, 200);
   assert.match(a.text, /<p>home<\/p>/);

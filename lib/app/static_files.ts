@@ -41,6 +41,7 @@ import {
   type RangeResult,
 } from "./ranges.ts";
 import { ByteLru } from "./static_cache.ts";
+import { withFixedHeaders } from "./static_headers.ts";
 import {
   type Coding,
   CompressionFailed,
@@ -50,7 +51,6 @@ import {
 } from "./static_compress.ts";
 import {
   contentTypeOf,
-  DEFAULT_EXTENSIONS,
   extensionOf,
   isCompressible,
   mediaTypeOf,
@@ -220,7 +220,7 @@ export function staticFiles(
   const compressor = hooks.compressor ??
     sharedCompressor(full.maxCompressions);
   const site = new StaticSite(config, full, compressor);
-  return (req) => site.handle(req);
+  return withFixedHeaders((req) => site.handle(req), config.headers);
 }
 
 /** What tests and embedders may hand the static handler. */
@@ -233,7 +233,8 @@ class StaticSite {
   readonly #config: StaticConfig;
   readonly #tuning: StaticTuning;
   readonly #root: string;
-  readonly #allowExt: ReadonlySet<string>;
+  /** Extensions served; null: every file. */
+  readonly #allowExt: ReadonlySet<string> | null;
   readonly #files: ByteLru<Cached<Uint8Array>>;
   /** Compressed forms; null marks "compression did not make it smaller". */
   readonly #compressed: ByteLru<Cached<Uint8Array | null>>;
@@ -255,10 +256,8 @@ class StaticSite {
     this.#tuning = tuning;
     this.#compressor = compressor;
     this.#root = resolve(config.root);
-    this.#allowExt = new Set(
-      (config.allowExt ?? DEFAULT_EXTENSIONS).map((e) =>
-        e.toLowerCase().replace(/^\./, "")
-      ),
+    this.#allowExt = config.allowExt === null ? null : new Set(
+      config.allowExt.map((e) => e.toLowerCase().replace(/^\./, "")),
     );
     this.#files = new ByteLru(tuning.fileCacheBytes);
     this.#compressed = new ByteLru(tuning.compressedCacheBytes);
@@ -395,6 +394,11 @@ class StaticSite {
     return found;
   }
 
+  /** True when the extension policy serves a file of this (real) name. */
+  #serves(name: string): boolean {
+    return this.#allowExt === null || this.#allowExt.has(extensionOf(name));
+  }
+
   /** Type, validators and policy of a file version: worked out once per version. */
   #metaOf(file: Found): FileMeta {
     if (file.meta !== undefined) return file.meta;
@@ -405,7 +409,7 @@ class StaticSite {
     const identity = { etag: etagOf(size, mtimeMs), lastModifiedMs: mtimeMs };
     return file.meta = {
       name,
-      allowed: this.#allowExt.has(extensionOf(name)),
+      allowed: this.#serves(name),
       type,
       contentType: contentTypeOf(type),
       compressible,
@@ -873,9 +877,7 @@ class StaticSite {
               served = basename(real);
             }
             if (!info.isDirectory && !info.isFile) return;
-            if (
-              !info.isDirectory && !this.#allowExt.has(extensionOf(served))
-            ) return;
+            if (!info.isDirectory && !this.#serves(served)) return;
             // Files --strict-links would not serve are not listed either.
             if (dir.strictLinks && info.isFile && (info.nlink ?? 1) > 1) return;
             entries.push({
