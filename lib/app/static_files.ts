@@ -27,8 +27,11 @@ import {
   type Validators,
 } from "./conditional.ts";
 import {
+  filterEntries,
   type ListingEntry,
+  parseView,
   renderListing,
+  renderListingJson,
   sortEntries,
 } from "./dir_listing.ts";
 import { negotiateEncoding } from "./encoding.ts";
@@ -793,7 +796,10 @@ class StaticSite {
     dir: Found,
     path: string,
   ): Promise<Reply> {
+    // Checked before the folder is read: a bad query costs no I/O.
+    const view = parseView(req.query, req.headers.getJoined("accept"));
     let entries: ListingEntry[];
+    let truncated: boolean;
     for (let attempt = 1;; attempt++) {
       // Taken before the read: every walk of the path after it is proved.
       const sinceMs = Date.now();
@@ -813,6 +819,7 @@ class StaticSite {
           look.kind === "unsettled" ? look.untilMs : 0,
         );
         entries = read.entries;
+        truncated = read.truncated;
       } catch (err) {
         if (err instanceof FileChanged) throw err;
         missing(err);
@@ -824,13 +831,23 @@ class StaticSite {
       // look can tell, then read again.
       await new Promise((r) => setTimeout(r, untilMs - Date.now()));
     }
-    const bytes = encoder.encode(renderListing(path, sortEntries(entries)));
+    const shown = sortEntries(filterEntries(entries, view.filter), view);
+    const json = view.format === "json";
+    const bytes = encoder.encode(
+      json
+        ? renderListingJson(path, shown, truncated)
+        : renderListing(path, shown, view, {
+          archive: this.#config.archiveMaxBytes > 0,
+          truncated,
+        }),
+    );
     return {
       status: STATUS.OK,
       headers: {
-        "content-type": "text/html; charset=utf-8",
+        "content-type": json ? "application/json" : "text/html; charset=utf-8",
         "content-length": String(bytes.length),
         "cache-control": "no-cache",
+        vary: "Accept",
       },
       body: req.method === "HEAD" ? null : bytes,
     };
@@ -844,13 +861,17 @@ class StaticSite {
   async #readListing(
     dir: Found,
     sinceMs: number,
-  ): Promise<{ entries: ListingEntry[]; untilMs: number }> {
+  ): Promise<{ entries: ListingEntry[]; untilMs: number; truncated: boolean }> {
     const deny = this.#config.dotfiles !== "allow";
     const names: string[] = [];
+    let truncated = false;
     for await (const entry of Deno.readDir(dir.path)) {
       if (deny && entry.name.startsWith(".")) continue;
+      if (names.length >= this.#tuning.maxListingEntries) {
+        truncated = true;
+        break;
+      }
       names.push(entry.name);
-      if (names.length >= this.#tuning.maxListingEntries) break;
     }
     const entries: ListingEntry[] = [];
     let untilMs = 0;
@@ -892,7 +913,7 @@ class StaticSite {
         }),
       );
     }
-    return { entries, untilMs };
+    return { entries, untilMs, truncated };
   }
 }
 
