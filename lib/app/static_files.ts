@@ -36,6 +36,12 @@ import {
 } from "./dir_listing.ts";
 import { negotiateEncoding } from "./encoding.ts";
 import {
+  type ArchivePolicy,
+  isServableName,
+  walkFolder,
+  zipFolder,
+} from "./folder_archive.ts";
+import {
   type ByteRange,
   contentRange,
   type MultipartLayout,
@@ -86,8 +92,15 @@ export interface StaticTuning {
    * within this time; a missing path is always looked up afresh.
    */
   readonly revalidateMs: number;
-  /** Read size for multipart replies from large files. */
+  /** Read size for multipart replies from large files and archives. */
   readonly readChunkBytes: number;
+  /**
+   * Files and folders one `.zip` may hold. The walk keeps ~300 bytes an
+   * entry until the archive ends (a 30 MiB bound). Over: 413.
+   */
+  readonly maxArchiveEntries: number;
+  /** Files this big or bigger get Zip64 records in an archive (tests lower it). */
+  readonly zip64FromBytes: number;
 }
 
 const DEFAULT_TUNING: StaticTuning = Object.freeze({
@@ -104,6 +117,8 @@ const DEFAULT_TUNING: StaticTuning = Object.freeze({
   maxListingEntries: 10_000,
   revalidateMs: 200, // a stat per file 5 times a second, not per request
   readChunkBytes: 256 * 1024,
+  maxArchiveEntries: 100_000,
+  zip64FromBytes: 0xffffffff, // the format's own 32-bit limit
 });
 
 /** One version of one file: an edit, a rename over it or a swap changes a field. */
@@ -310,6 +325,10 @@ class StaticSite {
     const found = this.#find(path);
     if (found === null) return this.#notFound(req, path);
     if (found.kind === "file") return this.#sendFile(req, found, path);
+    if (path.endsWith("/") && req.query !== "") {
+      const download = new URLSearchParams(req.query).get("download");
+      if (download !== null) return this.#archive(req, found, path, download);
+    }
     if (!path.endsWith("/")) {
       // Built from the raw path, which canonicalPath() proved starts with one
       // "/" and holds no backslash: never "//evil.com/" (CVE-2021-28861).
@@ -853,6 +872,55 @@ class StaticSite {
     };
   }
 
+  /** `?download=zip` on a folder: the folder as one streamed zip. */
+  async #archive(
+    req: ServerRequest,
+    dir: Found,
+    path: string,
+    download: string,
+  ): Promise<Reply> {
+    const { listDirs, archiveMaxBytes } = this.#config;
+    if (!listDirs || archiveMaxBytes === 0) {
+      throw new HttpError(STATUS.NotFound, "Folder archives are off", {
+        expose: "Folder archives are not enabled on this server",
+      });
+    }
+    if (download !== "zip") {
+      const message = `Unknown download format "${download}": use zip`;
+      throw new HttpError(STATUS.BadRequest, message, { expose: message });
+    }
+    const policy: ArchivePolicy = {
+      root: dir.root,
+      denyDots: this.#config.dotfiles !== "allow",
+      strictLinks: dir.strictLinks,
+      serves: (name) => this.#serves(name),
+      maxBytes: archiveMaxBytes,
+      maxEntries: this.#tuning.maxArchiveEntries,
+      chunkBytes: this.#tuning.readChunkBytes,
+      zip64FromBytes: this.#tuning.zip64FromBytes,
+    };
+    const top = path === "/"
+      ? basename(dir.root) || "site"
+      : basename(path.slice(0, -1));
+    let walk;
+    try {
+      walk = await walkFolder(dir.path, top, policy);
+    } catch (err) {
+      if (err instanceof HttpError) throw err;
+      missing(err);
+      return this.#notFound(req, path);
+    }
+    return {
+      status: STATUS.OK,
+      headers: {
+        "content-type": "application/zip",
+        "content-disposition": contentDisposition(`${top}.zip`),
+        "cache-control": "no-store",
+      },
+      body: req.method === "HEAD" ? null : zipFolder(walk, policy),
+    };
+  }
+
   /**
    * The rows of a folder's listing, read by path: the caller proves which
    * folder that was. `untilMs` is non-zero when a symlink's target could
@@ -867,6 +935,8 @@ class StaticSite {
     let truncated = false;
     for await (const entry of Deno.readDir(dir.path)) {
       if (deny && entry.name.startsWith(".")) continue;
+      // A name no URL can reach (a backslash, a control byte) is not served.
+      if (!isServableName(entry.name)) continue;
       if (names.length >= this.#tuning.maxListingEntries) {
         truncated = true;
         break;
