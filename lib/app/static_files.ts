@@ -36,6 +36,14 @@ import {
 } from "./dir_listing.ts";
 import { negotiateEncoding } from "./encoding.ts";
 import {
+  LIVE_RELOAD_BYTES,
+  LIVE_RELOAD_PATH,
+  LiveReload,
+  liveReloadTail,
+  type LiveReloadTuning,
+  withLiveReload,
+} from "./live_reload.ts";
+import {
   type ArchivePolicy,
   isServableName,
   walkFolder,
@@ -237,7 +245,7 @@ export function staticFiles(
   const full = { ...DEFAULT_TUNING, ...tuning };
   const compressor = hooks.compressor ??
     sharedCompressor(full.maxCompressions);
-  const site = new StaticSite(config, full, compressor);
+  const site = new StaticSite(config, full, compressor, hooks);
   return withFixedHeaders((req) => site.handle(req), config.headers);
 }
 
@@ -245,6 +253,13 @@ export function staticFiles(
 export interface StaticHooks {
   /** Runs on-the-fly compression; by default the thread's shared one. */
   readonly compressor?: Compressor;
+  /**
+   * Aborts when the server drains: with `watch`, the watcher stops and the
+   * pages' event streams end, so shutdown does not wait for open tabs.
+   */
+  readonly signal?: AbortSignal;
+  /** Timings of `watch`; tests shrink them. */
+  readonly liveReload?: Partial<LiveReloadTuning>;
 }
 
 class StaticSite {
@@ -264,11 +279,14 @@ class StaticSite {
   readonly #sidecars = new Map<string, SidecarLook>();
   /** Paths whose real path was checked, with the file they named then. */
   readonly #resolved = new Map<string, Resolved>();
+  /** The watcher and pages of `--watch`; undefined when off. */
+  readonly #live: LiveReload | undefined;
 
   constructor(
     config: StaticConfig,
     tuning: StaticTuning,
     compressor: Compressor,
+    hooks: StaticHooks,
   ) {
     this.#config = config;
     this.#tuning = tuning;
@@ -279,6 +297,13 @@ class StaticSite {
     );
     this.#files = new ByteLru(tuning.fileCacheBytes);
     this.#compressed = new ByteLru(tuning.compressedCacheBytes);
+    this.#live = config.watch
+      ? new LiveReload(this.#root, {
+        denyDots: config.dotfiles !== "allow",
+        signal: hooks.signal,
+        tuning: hooks.liveReload,
+      })
+      : undefined;
   }
 
   async handle(req: ServerRequest): Promise<Reply> {
@@ -296,6 +321,9 @@ class StaticSite {
       );
     }
     const path = canonicalPath(req.path);
+    if (this.#live !== undefined && path === LIVE_RELOAD_PATH) {
+      return this.#live.events(req);
+    }
     try {
       return await this.#serve(req, path);
     } catch (err) {
@@ -466,6 +494,9 @@ class StaticSite {
         { expose: "This type of file is not served" },
       );
     }
+    if (this.#live !== undefined && meta.type === "text/html") {
+      return this.#sendLive(req, file, meta);
+    }
     const headers = req.headers;
     const acceptEncoding = headers.getJoined("accept-encoding");
 
@@ -530,12 +561,7 @@ class StaticSite {
     );
 
     const verdict = evaluatePreconditions(req.method, headers, rep.validators);
-    if (verdict === 412) {
-      throw new HttpError(STATUS.PreconditionFailed, "Precondition failed", {
-        expose:
-          "A precondition (If-Match or If-Unmodified-Since) does not hold",
-      });
-    }
+    if (verdict === 412) throw preconditionFailed();
     if (verdict === 304) {
       return {
         status: STATUS.NotModified,
@@ -600,6 +626,47 @@ class StaticSite {
         );
     }
     return { status: STATUS.PartialContent, headers: out, body };
+  }
+
+  /**
+   * An HTML page with the live-reload script after it (`--watch`): its own
+   * ETag, so no cache mixes it up with the page as stored; always identity
+   * (no sidecar or compressed form holds the script) and always whole (no
+   * Accept-Ranges: a range of it would not be a range of the file).
+   */
+  async #sendLive(
+    req: ServerRequest,
+    file: Found,
+    meta: FileMeta,
+  ): Promise<Reply> {
+    const validators: Validators = {
+      etag: etagOf(file.size, file.mtimeMs, "live"),
+      lastModifiedMs: file.mtimeMs,
+    };
+    const out: [string, string][] = [
+      ["content-type", meta.contentType],
+      ["etag", validators.etag],
+      ["last-modified", httpDate(file.mtimeMs)],
+      ["cache-control", this.#config.cacheControl],
+    ];
+    const verdict = evaluatePreconditions(req.method, req.headers, validators);
+    if (verdict === 412) throw preconditionFailed();
+    if (verdict === 304) {
+      return {
+        status: STATUS.NotModified,
+        headers: out.filter(([n]) => NOT_MODIFIED_FIELDS.has(n)),
+      };
+    }
+    out.push(["content-length", String(file.size + LIVE_RELOAD_BYTES)]);
+    if (req.method === "HEAD") return { status: STATUS.OK, headers: out };
+    const source = await this.#source(file);
+    return {
+      status: STATUS.OK,
+      headers: out,
+      body: source instanceof Uint8Array
+        ? withLiveReload(source)
+        : streamThenTail(source, this.#tuning.readChunkBytes, liveReloadTail()),
+    };
   }
 
   /**
@@ -793,7 +860,8 @@ class StaticSite {
       if (
         page?.kind === "file" && page.size <= this.#tuning.maxCachedFileBytes
       ) {
-        const bytes = await this.#readCached(page);
+        let bytes = await this.#readCached(page);
+        if (this.#live !== undefined) bytes = withLiveReload(bytes);
         return {
           status: STATUS.NotFound,
           headers: {
@@ -852,7 +920,7 @@ class StaticSite {
     }
     const shown = sortEntries(filterEntries(entries, view.filter), view);
     const json = view.format === "json";
-    const bytes = encoder.encode(
+    let bytes: Uint8Array = encoder.encode(
       json
         ? renderListingJson(path, shown, truncated)
         : renderListing(path, shown, view, {
@@ -860,6 +928,8 @@ class StaticSite {
           truncated,
         }),
     );
+    // A listing is a page too: a file added or removed reloads it.
+    if (!json && this.#live !== undefined) bytes = withLiveReload(bytes);
     return {
       status: STATUS.OK,
       headers: {
@@ -1047,9 +1117,13 @@ function kindOf(info: Deno.FileInfo): Found["kind"] | null {
   return info.isFile ? "file" : info.isDirectory ? "dir" : null;
 }
 
-/** Strong ETag from size and mtime; a coding gets its own tag. */
-function etagOf(size: number, mtimeMs: number, coding?: Coding): string {
-  const suffix = coding === undefined ? "" : `-${coding}`;
+/** Strong ETag from size and mtime; a coding or the live-reload form gets its own tag. */
+function etagOf(
+  size: number,
+  mtimeMs: number,
+  form?: Coding | "live",
+): string {
+  const suffix = form === undefined ? "" : `-${form}`;
   return `"${size.toString(16)}-${mtimeMs.toString(16)}${suffix}"`;
 }
 
@@ -1105,6 +1179,32 @@ async function readWhole(file: OnDisk): Promise<Uint8Array> {
     off += n;
   }
   return bytes;
+}
+
+function preconditionFailed(): HttpError {
+  return new HttpError(STATUS.PreconditionFailed, "Precondition failed", {
+    expose: "A precondition (If-Match or If-Unmodified-Since) does not hold",
+  });
+}
+
+/** A whole file read from disk, then `tail`; opened when the engine starts reading. */
+async function* streamThenTail(
+  source: OnDisk,
+  chunkBytes: number,
+  tail: Uint8Array,
+): AsyncGenerator<Uint8Array> {
+  using file = await openChecked(source);
+  for (let left = source.size; left > 0;) {
+    const buf = new Uint8Array(Math.min(chunkBytes, left));
+    const n = await file.read(buf);
+    // Shorter than its Content-Length promised: fail so the engine closes.
+    if (n === null) {
+      throw new Error(`File shrank while being sent: ${source.path}`);
+    }
+    yield n === buf.length ? buf : buf.subarray(0, n);
+    left -= n;
+  }
+  yield tail;
 }
 
 /** A multipart/byteranges body from bytes in memory. */
