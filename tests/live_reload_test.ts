@@ -8,6 +8,7 @@ import { LIVE_RELOAD_PATH } from "../lib/app/live_reload.ts";
 import { staticFiles } from "../lib/app/static_files.ts";
 import { DEFAULT_STATIC } from "../lib/config.ts";
 import { serve } from "../lib/http/server.ts";
+import { EngineStats } from "../lib/http/stats.ts";
 import { startApp } from "./fixtures/app_server.ts";
 
 const PAGE =
@@ -34,20 +35,17 @@ async function makeRoot(): Promise<string> {
 }
 
 function startWatching(root: string, watch = true) {
-  const drain = new AbortController();
+  // As the app does: the engine's drain signal stops the watcher.
+  const stats = new EngineStats();
   const handler = staticFiles(
     { ...DEFAULT_STATIC, root, watch, listDirs: true },
     { revalidateMs: 0, maxCachedFileBytes: 64 },
-    { signal: drain.signal, liveReload: { debounceMs: 50 } },
+    { signal: stats.drainSignal, liveReload: { debounceMs: 50 } },
   );
-  const server = serve({ port: 0, accessLog: false }, handler);
+  const server = serve({ port: 0, accessLog: false, stats }, handler);
   return {
-    server,
     base: `http://127.0.0.1:${server.port}`,
-    async [Symbol.asyncDispose]() {
-      drain.abort();
-      await server.shutdown();
-    },
+    [Symbol.asyncDispose]: () => server.shutdown(),
   };
 }
 
