@@ -29,6 +29,8 @@ export class Browser implements AsyncDisposable {
   readonly #child: Deno.ChildProcess;
   readonly #profile: string;
   readonly #socket: WebSocket;
+  /** Ends when Chromium's stderr closes: awaited, so no read outlives the test. */
+  readonly #stderrDrained: Promise<void>;
   readonly #pending = new Map<number, (m: Message) => void>();
   readonly #waiters: { method: string; resolve: (m: Message) => void }[] = [];
   #nextId = 1;
@@ -38,7 +40,9 @@ export class Browser implements AsyncDisposable {
     child: Deno.ChildProcess,
     profile: string,
     socket: WebSocket,
+    stderrDrained: Promise<void>,
   ) {
+    this.#stderrDrained = stderrDrained;
     this.#child = child;
     this.#profile = profile;
     this.#socket = socket;
@@ -87,7 +91,7 @@ export class Browser implements AsyncDisposable {
       seen += value;
       url = /DevTools listening on (ws:\/\/\S+)/.exec(seen)?.[1];
     }
-    (async () => {
+    const drained = (async () => {
       while (!(await reader.read()).done) { /* keep the pipe flowing */ }
     })();
     const socket = new WebSocket(url);
@@ -95,7 +99,7 @@ export class Browser implements AsyncDisposable {
       socket.onopen = resolve;
       socket.onerror = reject;
     });
-    const browser = new Browser(child, profile, socket);
+    const browser = new Browser(child, profile, socket, drained);
     const target = await browser.#send("Target.createTarget", {
       url: "about:blank",
     }, false);
@@ -170,6 +174,7 @@ export class Browser implements AsyncDisposable {
       this.#child.kill();
     } catch { /* exited */ }
     await this.#child.status;
+    await this.#stderrDrained;
     await Deno.remove(this.#profile, { recursive: true }).catch(() => {});
   }
 }
