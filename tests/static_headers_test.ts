@@ -111,6 +111,8 @@ Deno.test("every file type is served by default; --allow-ext web answers 403 and
   for (const [name] of TYPES) {
     await Deno.writeTextFile(join(app.root, "dl", name), name);
   }
+  // A name no URL can reach is not listed: its link could only be a 400.
+  await Deno.writeTextFile(join(app.root, "dl", "back\\slash.txt"), "x");
   const listing = await get(`${app.origin}/dl/?format=json`);
   const listed = (JSON.parse(listing.body).entries as { name: string }[])
     .map((e) => e.name);
@@ -121,6 +123,7 @@ Deno.test("every file type is served by default; --allow-ext web answers 403 and
     assert.equal(res.body, name);
     assert.ok(listed.includes(name), `${name} not listed`);
   }
+  assert.deepEqual(listed.sort(), TYPES.map(([n]) => n).sort());
   await using web = await startApp({
     static: { listDirs: true, allowExt: WEB_EXTENSIONS },
   });

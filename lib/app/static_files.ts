@@ -1194,17 +1194,25 @@ async function* streamThenTail(
   tail: Uint8Array,
 ): AsyncGenerator<Uint8Array> {
   using file = await openChecked(source);
-  for (let left = source.size; left > 0;) {
+  yield* readPieces(file, source.size, chunkBytes, source.path);
+  yield tail;
+}
+
+/** `length` bytes of an open file from where it stands, piece by piece. */
+async function* readPieces(
+  file: Deno.FsFile,
+  length: number,
+  chunkBytes: number,
+  path: string,
+): AsyncGenerator<Uint8Array> {
+  for (let left = length; left > 0;) {
     const buf = new Uint8Array(Math.min(chunkBytes, left));
     const n = await file.read(buf);
     // Shorter than its Content-Length promised: fail so the engine closes.
-    if (n === null) {
-      throw new Error(`File shrank while being sent: ${source.path}`);
-    }
+    if (n === null) throw new Error(`File shrank while being sent: ${path}`);
     yield n === buf.length ? buf : buf.subarray(0, n);
     left -= n;
   }
-  yield tail;
 }
 
 /** A multipart/byteranges body from bytes in memory. */
@@ -1240,16 +1248,8 @@ async function* streamParts(
   for (let i = 0; i < ranges.length; i++) {
     yield layout.heads[i];
     await file.seek(ranges[i].start, Deno.SeekMode.Start);
-    for (let left = ranges[i].end - ranges[i].start + 1; left > 0;) {
-      const buf = new Uint8Array(Math.min(chunkBytes, left));
-      const n = await file.read(buf);
-      // Shorter than its Content-Length promised: fail so the engine closes.
-      if (n === null) {
-        throw new Error(`File shrank while being sent: ${source.path}`);
-      }
-      yield n === buf.length ? buf : buf.subarray(0, n);
-      left -= n;
-    }
+    const length = ranges[i].end - ranges[i].start + 1;
+    yield* readPieces(file, length, chunkBytes, source.path);
   }
   yield layout.tail;
 }

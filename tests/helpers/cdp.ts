@@ -5,6 +5,19 @@
 
 export const CHROMIUM = "/usr/bin/chromium";
 
+/** Headless, offline and quiet: no sandbox (root in CI), no update or sync traffic. */
+export const CHROMIUM_FLAGS: readonly string[] = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--disable-dev-shm-usage",
+];
+
 /** Why Chromium cannot run here, or undefined. */
 export function chromiumMissing(): string | undefined {
   try {
@@ -63,15 +76,7 @@ export class Browser implements AsyncDisposable {
     const profile = await Deno.makeTempDir({ prefix: "spindle_cdp_" });
     const child = new Deno.Command(CHROMIUM, {
       args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
+        ...CHROMIUM_FLAGS,
         "--remote-debugging-port=0",
         `--user-data-dir=${profile}`,
         "about:blank",
