@@ -1,15 +1,20 @@
 /**
  * Spindle's command line: flags -> config -> serve(). Nothing else.
  * Exit codes: 0 after a clean shutdown, 1 when the server cannot start,
- * 2 for a bad command line.
+ * 2 for a bad command line. `spindle hash-password [USER]` hashes a
+ * password for `--auth-file` instead.
  */
 import { getLogger } from "@logtape/logtape";
 import {
+  type AppConfig,
   type CliOptions,
   helpText,
   parseFlags,
   UsageError,
 } from "./lib/config.ts";
+import { CredentialsError, loadCredentials } from "./lib/app/credentials.ts";
+import { hashPasswordCommand } from "./lib/hash_password.ts";
+import { isLoopback, trustProxy } from "./lib/app/client_addr.ts";
 import { createApp } from "./lib/app/routes.ts";
 import { serve, type Server } from "./lib/http/server.ts";
 import { EngineStats } from "./lib/http/stats.ts";
@@ -25,6 +30,9 @@ const log = getLogger(["spindle", "server"]);
 
 /** Runs the server until SIGINT or SIGTERM; returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
+  if (args[0] === "hash-password") {
+    return await hashPasswordCommand(args.slice(1));
+  }
   let opts: CliOptions;
   try {
     opts = parseFlags(args);
@@ -70,12 +78,33 @@ async function run(
       : await Deno.readTextFile(opts.server.key);
     const stats = new EngineStats();
     let port = opts.server.port;
+    let app: AppConfig = opts.app;
+    if (opts.auth !== undefined) {
+      // Reads the file (unreadable: cannot start, as a bad cert) and hashes
+      // each --auth password, ~140 ms a pair.
+      try {
+        const credentials = await loadCredentials({
+          ...opts.auth,
+          servedRoot: opts.app.static.root,
+        });
+        app = { ...app, auth: { credentials, rules: opts.auth.rules } };
+      } catch (err) {
+        if (!(err instanceof CredentialsError)) throw err;
+        console.error(`spindle: ${err.message}`);
+        return 2;
+      }
+    }
     let handler;
+    let exemptPeer: (hostname: string) => boolean;
     try {
-      handler = createApp(opts.app, {
+      // Trusted proxies carry many clients on few connections: no per-address cap.
+      const trusted = trustProxy(opts.app.trustProxy);
+      exemptPeer = (hostname) => isLoopback(hostname) || trusted(hostname);
+      handler = createApp(app, {
         stats,
         hostname: opts.server.hostname,
         port: () => port,
+        limits: opts.server.limits,
       });
     } catch (err) {
       // A setting only the app can judge, such as a malformed --trust-proxy entry.
@@ -88,6 +117,8 @@ async function run(
       key,
       stats,
       reusePort: opts.workers > 1,
+      descriptorShare: 1 / opts.workers, // the engines share one process
+      exemptPeer,
     }, handler);
     port = server.port;
   } catch (err) {

@@ -155,6 +155,17 @@ const bad: [args: string[], message: RegExp][] = [
   [["--header", 'ETag: "x"'], /etag is worked out/],
   [["--header", "X-A: a\x01b"], /control byte/],
   [["--archive-max", "huge"], /not a size/],
+  [["--auth", "alice"], /--auth takes USER:PASSWORD/],
+  [["--auth", ":pw"], /--auth takes USER:PASSWORD/],
+  [["--auth", "alice:"], /--auth takes USER:PASSWORD/],
+  [["--auth-paths", "/upload"], /--auth-paths needs --auth or --auth-file/],
+  [["--auth-insecure"], /--auth-insecure needs --auth or --auth-file/],
+  [["--auth", "a:b", "--auth-paths", "upload"], /"upload" is not \/PREFIX/],
+  [["--auth", "a:b", "--auth-paths", "/a/../b"], /is not \/PREFIX/],
+  [["--auth", "a:b", "--auth-paths", "/a//b"], /is not \/PREFIX/],
+  [["--auth", "a:b", "--auth-paths", "/a%2Fb"], /is not \/PREFIX/],
+  [["--auth", "a:b", "--auth-paths", "read:/a"], /is not \/PREFIX/],
+  [["--auth", "a:b", "--auth-paths", ","], /empty list/],
 ];
 for (const [args, message] of bad) {
   Deno.test(`parseFlags() refuses ${args.join(" ")}`, () => {
@@ -236,4 +247,69 @@ Deno.test("helpText() shows each flag's real default: passing it changes nothing
   for (const [name, [, def]] of literal) {
     assert.deepEqual(parseFlags([`--${name}`, def]), none, `--${name} ${def}`);
   }
+});
+
+Deno.test("parseFlags() collects repeated --auth, --auth-file and --auth-paths rules", () => {
+  const o = parseFlags([
+    "--auth",
+    "alice:pw:with:colons",
+    "--auth=bob:x",
+    "--auth-file",
+    "users.txt",
+    "--auth-paths",
+    "write:/, /private/",
+  ]);
+  assert.deepEqual(o.auth, {
+    pairs: ["alice:pw:with:colons", "bob:x"],
+    file: "users.txt",
+    rules: [
+      { prefix: "/", writeOnly: true },
+      { prefix: "/private/", writeOnly: false },
+    ],
+  });
+  assert.deepEqual(parseFlags(["--auth-file", "u"]).auth?.rules, [
+    { prefix: "/", writeOnly: false },
+  ]);
+  assert.equal(parseFlags([]).auth, undefined);
+});
+
+Deno.test("parseFlags() refuses passwords over plain HTTP on a non-loopback address, saying why", () => {
+  for (const host of ["0.0.0.0", "::", "192.168.1.10", "example.com"]) {
+    assert.throws(
+      () => parseFlags(["--auth", "a:b", "--host", host]),
+      (err: unknown) => {
+        assert.ok(err instanceof UsageError);
+        assert.match(
+          err.message,
+          /would send passwords across the network in clear text/,
+        );
+        assert.match(err.message, /--cert/);
+        assert.match(err.message, /--auth-insecure/);
+        assert.ok(!err.message.includes("a:b"));
+        return true;
+      },
+      host,
+    );
+  }
+  // Loopback, TLS, or an explicit --auth-insecure: allowed.
+  for (const host of ["127.0.0.1", "127.1.2.3", "::1", "localhost"]) {
+    assert.ok(parseFlags(["--auth", "a:b", "--host", host]).auth, host);
+  }
+  assert.ok(
+    parseFlags([
+      "--auth-file",
+      "u",
+      "--host",
+      "0.0.0.0",
+      "--cert",
+      "c.pem",
+      "--key",
+      "k.pem",
+    ]).auth,
+  );
+  assert.ok(
+    parseFlags(["--auth", "a:b", "--host", "0.0.0.0", "--auth-insecure"]).auth,
+  );
+  // Without passwords, a public address needs nothing.
+  assert.equal(parseFlags(["--host", "0.0.0.0"]).auth, undefined);
 });

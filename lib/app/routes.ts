@@ -3,7 +3,7 @@
  * them, and static files for every other path.
  */
 import { isAbsolute, relative, resolve } from "node:path";
-import type { AppConfig } from "../config.ts";
+import { type AppConfig, DEFAULT_LIMITS, type Limits } from "../config.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Handler } from "../http/handler.ts";
 import type { EngineStats } from "../http/stats.ts";
@@ -15,6 +15,7 @@ import {
 } from "./client_addr.ts";
 import { getFile, postFile } from "./files_route.ts";
 import { AppMetrics, METRICS_TYPE } from "./metrics.ts";
+import { basicAuth } from "./middleware/auth.ts";
 import { compression } from "./middleware/compression.ts";
 import { cors } from "./middleware/cors.ts";
 import { hostGuard } from "./middleware/host_guard.ts";
@@ -32,6 +33,8 @@ export interface ServerInfo {
   readonly hostname: string;
   /** The bound port; a function because port 0 is known only once bound. */
   port(): number;
+  /** The server's limits (the app's own are there too); default: the defaults. */
+  readonly limits?: Limits;
 }
 
 /** Hooks for tests: a clock for the rate limiter and the app's counters. */
@@ -66,7 +69,8 @@ function servedAt(dir: string, root: string): string | undefined {
  * /files/{name} (only with `config.directory`), POST /upload, GET /health,
  * GET /metrics; everything else goes to static files under
  * `config.static.root`. Middleware, outermost first: metrics, Host guard,
- * rate limit (if set), CORS (if set), gzip for dynamic replies of 1 KiB+.
+ * rate limit (if set), CORS (if set), passwords (if set), gzip for dynamic
+ * replies of 1 KiB+.
  */
 export function createApp(
   config: AppConfig,
@@ -90,6 +94,18 @@ export function createApp(
     }));
   }
   if (config.cors !== undefined) router.use(cors(config.cors));
+  if (config.auth !== undefined) {
+    const limits = server.limits ?? DEFAULT_LIMITS;
+    router.use(basicAuth({
+      credentials: config.auth.credentials,
+      rules: config.auth.rules,
+      maxFailures: limits.maxAuthFailures,
+      failureWindowMs: limits.authFailureWindowMs,
+      maxChecks: limits.maxPasswordChecks,
+      maxCheckQueue: limits.maxPasswordQueue,
+      now: hooks.now,
+    }));
+  }
   router.use(compression());
 
   router.get("/echo/{text}", (req) => plain(req.params.text), {
