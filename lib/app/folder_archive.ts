@@ -113,6 +113,17 @@ export async function walkFolder(
     if (seen.has(key)) continue;
     seen.add(key);
     const read = await readFolder(folder.real, policy);
+    if (read === null && entries.length === 0) {
+      // The folder asked for: as a listing would, say so rather than send an empty zip.
+      throw new HttpError(
+        STATUS.ServiceUnavailable,
+        `Folder changed while being read: ${folder.real}`,
+        {
+          expose: "This folder is changing; try again",
+          headers: { "retry-after": "1" },
+        },
+      );
+    }
     if (read === null) continue; // not provably under the root: left out
     add({
       name: folder.name,
