@@ -243,7 +243,7 @@ export interface StaticConfig {
   readonly root: string;
   /** "deny" answers 404 for any dot segment (`.env`, `.git/`); "allow" serves them. */
   readonly dotfiles: "deny" | "allow";
-  /** File extensions served (lower case, no dot); null serves the default web set. */
+  /** File extensions served (lower case, no dot; "" for none); null serves every file. */
   readonly allowExt: readonly string[] | null;
   /** Cache-Control for files. */
   readonly cacheControl: string;
@@ -258,6 +258,15 @@ export interface StaticConfig {
    * inside the root to a file outside looks like any file to a path check.
    */
   readonly strictLinks: boolean;
+  /** Header fields added to every static reply, replacing any of the same name (`--header`). */
+  readonly headers: readonly (readonly [name: string, value: string])[];
+  /**
+   * Largest folder a listing offers as one `.zip`, in bytes of file contents;
+   * 0: no archives. Over: 413, before a byte is sent.
+   */
+  readonly archiveMaxBytes: number;
+  /** Reload open pages when a file under the root changes (`--watch`). */
+  readonly watch: boolean;
 }
 
 /** The default application's settings (issue: application layer). */
@@ -279,7 +288,7 @@ export interface AppConfig {
   readonly allowedHosts?: readonly string[];
   /** Serve /metrics to any client, not just loopback. */
   readonly metricsPublic: boolean;
-  /** Access-Control-Allow-Origin for API routes; unset: no CORS. */
+  /** Access-Control-Allow-Origin for API routes and static files; unset: no CORS. */
   readonly cors?: string;
   /** HTTP Basic authentication; unset: no passwords asked. */
   readonly auth?: AppAuth;
@@ -320,6 +329,11 @@ export const DEFAULT_STATIC: StaticConfig = Object.freeze({
   spa: false,
   attachment: false,
   strictLinks: false, // hard links are common (deploy tools, package caches)
+  headers: [],
+  // A DVD's worth: a folder of photos or a build fits; a disk of films does
+  // not. Each archive reads that much from disk and holds a connection.
+  archiveMaxBytes: 4 * 1024 ** 3,
+  watch: false,
 });
 
 export const DEFAULT_APP: AppConfig = Object.freeze({
@@ -413,11 +427,22 @@ export const FLAGS: Readonly<
   dotfiles: ["allow|deny", "deny", "serve dotfiles and dot-folders"],
   "allow-ext": [
     "LIST",
-    "web types",
-    "file extensions served, e.g. html,txt,png,jpg,jpeg (else 403)",
+    "all",
+    "file extensions served, e.g. html,txt,png,jpg,jpeg (else 403); web: the web types",
   ],
   "cache-control": ["VALUE", "no-cache", "Cache-Control for static files"],
   "list-dirs": ["", "off", "HTML listing of folders without index.html"],
+  "archive-max": [
+    "SIZE",
+    "4g",
+    "largest folder a listing sends as one .zip (413); 0: no archives",
+  ],
+  header: [
+    "'NAME: VALUE'",
+    "",
+    "header on every static reply (repeatable)",
+  ],
+  watch: ["", "off", "reload open pages when a file under the root changes"],
   spa: ["", "off", "serve index.html for unknown paths (single-page apps)"],
   attachment: [
     "",
@@ -437,7 +462,11 @@ export const FLAGS: Readonly<
   "trust-proxy": ["LIST", "", "peers whose X-Forwarded-For is believed"],
   "allowed-hosts": ["LIST", "loopback names", "Host values accepted (421)"],
   "metrics-public": ["", "off", "serve /metrics beyond loopback"],
-  cors: ["ORIGIN", "", "Access-Control-Allow-Origin for API routes"],
+  cors: [
+    "[ORIGIN]",
+    "",
+    "CORS for API routes and static files; alone: any origin (*)",
+  ],
   auth: [
     "USER:PASSWORD",
     "",
@@ -506,6 +535,124 @@ function parseCount(text: string, flag: string, min: number): number {
   return n;
 }
 
+/**
+ * `--allow-ext web`: the files a web site is made of. Anything else (`.env`,
+ * `.sqlite`, `.key`, `.ts`, no extension) is then 403, so a stray secret in
+ * the root is not one guess away. Not the default: every peer serves every
+ * file, and a folder shared for downloads holds `.mkv`, `.iso`, `.exe`.
+ */
+export const WEB_EXTENSIONS: readonly string[] = Object.freeze([
+  "html",
+  "htm",
+  "css",
+  "js",
+  "mjs",
+  "json",
+  "txt",
+  "md",
+  "xml",
+  "svg",
+  "png",
+  "jpg",
+  "jpeg",
+  "gif",
+  "webp",
+  "avif",
+  "ico",
+  "bmp",
+  "woff",
+  "woff2",
+  "ttf",
+  "otf",
+  "eot",
+  "pdf",
+  "mp3",
+  "mp4",
+  "webm",
+  "ogg",
+  "oga",
+  "ogv",
+  "wav",
+  "flac",
+  "m4a",
+  "wasm",
+  "map",
+  "csv",
+  "tsv",
+  "zip",
+  "gz",
+  "br",
+  "tar",
+  "tgz",
+  "bin",
+  "webmanifest",
+  "rss",
+  "atom",
+  "vtt",
+  "ics",
+  "epub",
+]);
+
+/** Flags that may be given more than once; each value counts. */
+const REPEATABLE: ReadonlySet<string> = new Set(["header"]);
+
+/** `*`, or an origin list such as `https://a.example,http://localhost:5173`. */
+function isOrigin(word: string | undefined): boolean {
+  return word !== undefined &&
+    (word === "*" || /^[a-z][a-z0-9+.-]*:\/\//i.test(word));
+}
+
+/**
+ * Reply fields the server works out for each reply: a fixed value would
+ * break the framing (Content-Length, Transfer-Encoding, Connection) or lie
+ * about one file's bytes (Content-Type, ETag, Content-Encoding).
+ */
+const COMPUTED_FIELDS: ReadonlySet<string> = new Set([
+  "content-length",
+  "transfer-encoding",
+  "connection",
+  "keep-alive",
+  "upgrade",
+  "te",
+  "trailer",
+  "date",
+  "content-type",
+  "content-encoding",
+  "content-range",
+  "etag",
+  "last-modified",
+]);
+
+/** `--header "Name: value"` -> [lower-case name, value]. */
+export function parseHeaderFlag(text: string): [string, string] {
+  const colon = text.indexOf(":");
+  const name = text.slice(0, colon).trim().toLowerCase();
+  const value = text.slice(colon + 1).trim();
+  if (colon === -1 || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name)) {
+    throw new UsageError(
+      `--header: "${text}" is not NAME: VALUE (try --header "X-Frame-Options: DENY")`,
+    );
+  }
+  // deno-lint-ignore no-control-regex
+  if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) {
+    throw new UsageError(`--header: the value of ${name} holds a control byte`);
+  }
+  if (COMPUTED_FIELDS.has(name)) {
+    throw new UsageError(
+      `--header: ${name} is worked out for each reply and cannot be fixed`,
+    );
+  }
+  return [name, value];
+}
+
+/** `--allow-ext`: "all" (every file), "web" (the web types) or a list. */
+function parseExtensions(text: string): string[] | null {
+  const word = text.trim().toLowerCase();
+  if (word === "all") return null;
+  if (word === "web") return [...WEB_EXTENSIONS];
+  return parseList(text).map((e) => e.replace(/^\./, "").toLowerCase());
+}
+
 function parseList(text: string): string[] {
   return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
 }
@@ -516,6 +663,7 @@ function parseList(text: string): string[] {
  */
 export function parseFlags(args: readonly string[]): CliOptions {
   const values: Record<string, string | boolean> = {};
+  const repeated: Record<string, string[]> = {};
   const positional: string[] = [];
   const authPairs: string[] = []; // --auth is the one repeatable flag
   for (let i = 0; i < args.length; i++) {
@@ -543,10 +691,17 @@ export function parseFlags(args: readonly string[]): CliOptions {
       values[name] = true;
       continue;
     }
+    // "[ORIGIN]": the value is optional; the next word is it only if it
+    // looks like one, so `--cors 8080` still reads 8080 as the port.
+    if (spec[0].startsWith("[") && eq === -1 && !isOrigin(args[i + 1])) {
+      values[name] = true;
+      continue;
+    }
     const value = eq === -1 ? args[++i] : arg.slice(eq + 1);
     if (value === undefined) {
       throw new UsageError(`--${name} needs a value (${spec[0]})`);
     }
+    if (REPEATABLE.has(name)) (repeated[name] ??= []).push(value);
     if (name === "auth") authPairs.push(value);
     values[name] = value;
   }
@@ -643,15 +798,16 @@ export function parseFlags(args: readonly string[]): CliOptions {
       root,
       dotfiles,
       allowExt: str("allow-ext") === undefined
-        ? null
-        : parseList(str("allow-ext")!).map((e) =>
-          e.replace(/^\./, "").toLowerCase()
-        ),
+        ? DEFAULT_STATIC.allowExt
+        : parseExtensions(str("allow-ext")!),
       cacheControl: str("cache-control") ?? DEFAULT_STATIC.cacheControl,
       listDirs: flag("list-dirs"),
       spa: flag("spa"),
       attachment: flag("attachment"),
       strictLinks: flag("strict-links"),
+      headers: (repeated.header ?? []).map(parseHeaderFlag),
+      archiveMaxBytes: size("archive-max", DEFAULT_STATIC.archiveMaxBytes),
+      watch: flag("watch"),
     }),
     directory: str("directory"),
     uploads: str("uploads") ?? DEFAULT_APP.uploads,
@@ -665,7 +821,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
       ? undefined
       : parseList(str("allowed-hosts")!),
     metricsPublic: flag("metrics-public"),
-    cors: str("cors"),
+    cors: values.cors === true ? "*" : str("cors"),
   });
 
   const auth = parseAuthFlags(

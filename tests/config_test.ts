@@ -88,6 +88,13 @@ Deno.test("parseFlags() maps the static and app flags", () => {
     "example.com",
     "--metrics-public",
     "--strict-links",
+    "--header",
+    "X-Frame-Options: DENY",
+    "--header",
+    "Vary: Origin",
+    "--archive-max",
+    "1g",
+    "--watch",
     "--cors",
     "*",
     "--quiet",
@@ -105,6 +112,9 @@ Deno.test("parseFlags() maps the static and app flags", () => {
     spa: true,
     attachment: true,
     strictLinks: true,
+    headers: [["x-frame-options", "DENY"], ["vary", "Origin"]],
+    archiveMaxBytes: 1024 ** 3,
+    watch: true,
   });
   assert.equal(o.app.directory, "/tmp/files");
   assert.deepEqual(o.app.rateLimit, { limit: 100, windowMs: 10_000 });
@@ -139,6 +149,12 @@ const bad: [args: string[], message: RegExp][] = [
   [["--spa=yes"], /takes no value/],
   [["--max-conns", "0"], /at least 1/],
   [["1", "2", "3", "4"], /too many arguments/],
+  [["--header", "X-Nothing"], /is not NAME: VALUE/],
+  [["--header", "Bad Name: 1"], /is not NAME: VALUE/],
+  [["--header", "Content-Length: 5"], /content-length is worked out/],
+  [["--header", 'ETag: "x"'], /etag is worked out/],
+  [["--header", "X-A: a\x01b"], /control byte/],
+  [["--archive-max", "huge"], /not a size/],
   [["--auth", "alice"], /--auth takes USER:PASSWORD/],
   [["--auth", ":pw"], /--auth takes USER:PASSWORD/],
   [["--auth", "alice:"], /--auth takes USER:PASSWORD/],
@@ -160,6 +176,35 @@ for (const [args, message] of bad) {
     });
   });
 }
+
+Deno.test("parseFlags() serves every file by default; --allow-ext takes all, web or a list", () => {
+  assert.equal(parseFlags([]).app.static.allowExt, null);
+  assert.equal(parseFlags(["--allow-ext", "all"]).app.static.allowExt, null);
+  const web = parseFlags(["--allow-ext", "web"]).app.static.allowExt!;
+  assert.ok(web.includes("html") && web.includes("woff2"));
+  assert.ok(!web.includes("exe") && !web.includes("mkv"));
+  assert.deepEqual(
+    parseFlags(["--allow-ext", "html,txt,png,jpg,jpeg"]).app.static.allowExt,
+    ["html", "txt", "png", "jpg", "jpeg"],
+  );
+});
+
+Deno.test("parseFlags() takes --cors alone as any origin, and a value only when it is one", () => {
+  assert.equal(parseFlags(["--cors"]).app.cors, "*");
+  assert.equal(parseFlags(["--cors", "--watch"]).app.cors, "*");
+  const port = parseFlags(["--cors", "9000"]);
+  assert.equal(port.app.cors, "*");
+  assert.equal(port.server.port, 9000);
+  assert.equal(
+    parseFlags(["--cors", "https://a.test,http://localhost:5173"]).app.cors,
+    "https://a.test,http://localhost:5173",
+  );
+  assert.equal(
+    parseFlags(["--cors=https://b.test"]).app.cors,
+    "https://b.test",
+  );
+  assert.equal(parseFlags([]).app.cors, undefined);
+});
 
 Deno.test("parseSize() and parseDuration() read their units", () => {
   assert.equal(parseSize("512", "x"), 512);

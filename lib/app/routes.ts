@@ -188,7 +188,10 @@ export function createApp(
     });
   });
 
-  const statics = staticFiles(config.static);
+  // Draining ends --watch's event streams, which would hold shutdown.
+  const statics = staticFiles(config.static, {}, {
+    signal: server.stats.drainSignal,
+  });
   router.fallback((req) => statics(req.raw), "static");
   return router.handler({ trustProxy: trustProxy(config.trustProxy) });
 }

@@ -1,7 +1,7 @@
 /**
- * CORS for the API routes, off unless configured (`--cors`). Preflights are
- * answered from the router's own `Allow`, so CORS never offers a method the
- * route would refuse. Static files (the fallback) get no CORS fields.
+ * CORS for the API routes and static files, off unless configured (`--cors`).
+ * Preflights are answered from the route's own `Allow` (the static handler's
+ * for files), so CORS never offers a method the path would refuse.
  */
 import { HttpError } from "../../http/errors.ts";
 import { errorWithHeaders, replyHeader, withHeaders } from "../response.ts";
@@ -14,7 +14,8 @@ const HEADER_LIST =
   /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:\s*,\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*$/;
 
 /**
- * Adds CORS fields to replies of routed requests whose Origin is allowed.
+ * Adds CORS fields to every reply (routes, static files, errors) whose
+ * request's Origin is allowed.
  * `origins` is `*` or a comma-separated list of origins
  * (`https://app.example, http://localhost:5173`); a listed origin is echoed
  * back with `Vary: Origin`.
@@ -23,7 +24,7 @@ export function cors(origins: string): Middleware {
   const list = origins.split(",").map((o) => o.trim().replace(/\/$/, ""))
     .filter((o) => o !== "");
   const any = list.includes("*");
-  const routed: Middleware = async (req, next) => {
+  return async (req, next) => {
     const origin = req.header("origin");
     const allowed = origin !== undefined && (any || list.includes(origin));
     const fields: Record<string, string> = {};
@@ -31,7 +32,9 @@ export function cors(origins: string): Middleware {
     if (allowed) {
       fields["access-control-allow-origin"] = any ? "*" : origin;
       fields["access-control-expose-headers"] =
-        "Location, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy";
+        "Location, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy, " +
+        // What a script reading files needs: resumed and ranged reads, names of downloads.
+        "Content-Range, Accept-Ranges, ETag, Content-Disposition";
     }
     const preflight = req.method === "OPTIONS" && allowed &&
       req.header("access-control-request-method") !== undefined;
@@ -59,8 +62,4 @@ export function cors(origins: string): Middleware {
     }
     return withHeaders(reply, fields);
   };
-  return (req, next) =>
-    req.matched === "route" || req.matched === "method"
-      ? routed(req, next)
-      : next();
 }
