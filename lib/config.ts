@@ -147,6 +147,8 @@ export interface CliOptions {
   readonly help: boolean;
   /** Engine threads sharing the port with reusePort; 1 runs in the main thread. */
   readonly workers: number;
+  /** Print a QR code of the network URL at start. */
+  readonly qr: boolean;
 }
 
 /** A bad command line; main prints `message` and exits with code 2. */
@@ -214,6 +216,7 @@ export const FLAGS: Readonly<
   cors: ["ORIGIN", "", "Access-Control-Allow-Origin for API routes"],
   "log-format": ["text|json", "text", "log line format"],
   quiet: ["", "off", "no access log lines"],
+  qr: ["", "off", "print a QR code of the network URL, for a phone"],
   help: ["", "", "print this help"],
 };
 
@@ -261,8 +264,10 @@ function parseList(text: string): string[] {
 }
 
 /**
- * Parses the command line. Also takes the seeds' positional form
- * `[port] [host] [max-conns]`. Throws {@link UsageError} on anything wrong.
+ * Parses the command line. Also takes `DIR` (a first positional argument that
+ * is not a number) and the seeds' positional form `[port] [host] [max-conns]`.
+ * A leading `--` is skipped: `deno task serve -- --port 8081` passes it on.
+ * Throws {@link UsageError} on anything wrong.
  */
 export function parseFlags(args: readonly string[]): CliOptions {
   const values: Record<string, string | boolean> = {};
@@ -270,6 +275,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--") {
+      if (i === 0) continue;
       positional.push(...args.slice(i + 1));
       break;
     }
@@ -298,6 +304,10 @@ export function parseFlags(args: readonly string[]): CliOptions {
     }
     values[name] = value;
   }
+  // `spindle DIR`, as `http-server DIR`; a number is the seeds' port.
+  const posRoot = positional.length > 0 && !/^\d+$/.test(positional[0])
+    ? positional.shift()
+    : undefined;
   if (positional.length > 3) {
     throw new UsageError(`too many arguments: ${positional.join(" ")}`);
   }
@@ -375,7 +385,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
     }
   }
 
-  const root = str("root") ?? DEFAULT_STATIC.root;
+  const root = str("root") ?? posRoot ?? DEFAULT_STATIC.root;
   const app: AppConfig = Object.freeze({
     static: Object.freeze({
       root,
@@ -419,6 +429,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
     quiet: flag("quiet"),
     help: flag("help"),
     workers: count("workers", 1),
+    qr: flag("qr"),
   };
 }
 
@@ -427,7 +438,7 @@ export function helpText(): string {
   const lines = [
     "Spindle: a safe, fast HTTP/1.1 server for a folder and a small API.",
     "",
-    "Usage: spindle [options] [port] [host] [max-conns]",
+    "Usage: spindle [options] [DIR] [port] [host] [max-conns]",
     "",
     "Options (SIZE: 512, 16k, 1m; TIME: 500ms, 10s, 2m):",
   ];
