@@ -4,6 +4,15 @@
  * 2 for a bad command line.
  */
 import { getLogger } from "@logtape/logtape";
+import { basename, dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  bracketHost,
+  checkAccess,
+  describeAccess,
+  isWildcard,
+  planAccess,
+} from "./lib/access.ts";
 import {
   type CliOptions,
   helpText,
@@ -20,8 +29,22 @@ import {
   type WorkerPool,
 } from "./lib/http/workers.ts";
 import { setupLogging, stopLogging } from "./lib/log.ts";
+import {
+  listInterfaces,
+  networkUrl,
+  qrLines,
+  serverUrls,
+  startLines,
+} from "./lib/startup.ts";
 
 const log = getLogger(["spindle", "server"]);
+
+/** The folder holding main.ts and lib/, which --workers threads load. */
+const PROGRAM_DIR = dirname(fileURLToPath(import.meta.url));
+
+/** A `deno compile` binary runs its code from a virtual deno-compile-* folder. */
+const COMPILED = PROGRAM_DIR.includes("deno-compile-") ||
+  !/^deno(\.exe)?$/i.test(basename(Deno.execPath()));
 
 /** Runs the server until SIGINT or SIGTERM; returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
@@ -36,6 +59,23 @@ export async function main(args: readonly string[]): Promise<number> {
   if (opts.help) {
     console.log(helpText());
     return 0;
+  }
+  // Every folder, file and permission the flags need, checked before the
+  // first request: a gap is one line and exit 2, never a 404 or 500 later.
+  let problem: string | undefined;
+  try {
+    problem = checkAccess(planAccess(opts, PROGRAM_DIR), {
+      args,
+      compiled: COMPILED,
+    });
+  } catch (err) {
+    problem = `cannot check the folders: ${
+      err instanceof Error ? err.message : err
+    }`;
+  }
+  if (problem !== undefined) {
+    console.error(`spindle: ${problem}`);
+    return 2;
   }
   await setupLogging({ format: opts.logFormat, quiet: opts.quiet });
   let onSignal!: () => void;
@@ -105,15 +145,48 @@ async function run(
     listening(server.port);
   } else {
     const scheme = opts.server.cert === undefined ? "http" : "https";
-    const host = server.addr.hostname.includes(":")
-      ? `[${server.addr.hostname}]`
-      : server.addr.hostname;
-    const url = `${scheme}://${host}:${server.port}/`;
+    const url = `${scheme}://${
+      bracketHost(server.addr.hostname)
+    }:${server.port}/`;
+    const interfaces = listInterfaces();
+    const urls = serverUrls(
+      scheme,
+      server.addr.hostname,
+      server.port,
+      interfaces,
+    );
+    const root = resolve(opts.app.static.root);
+    const { reads, writes } = describeAccess(
+      planAccess(opts, PROGRAM_DIR),
+    );
+    const json = opts.logFormat === "json";
+    // Printed before the log line: LogTape writes asynchronously, and these
+    // lines must not land in the middle of the access log.
+    const say = json ? console.error : console.log;
+    if (!json) {
+      for (
+        const line of startLines({
+          root,
+          urls,
+          unlisted: isWildcard(server.addr.hostname) &&
+            interfaces === undefined,
+          reads,
+          writes,
+        })
+      ) say(line);
+    }
+    if (opts.qr) {
+      for (const line of await qrLines(networkUrl(urls))) say(line);
+    }
     log.info("Listening on {url}", {
       event: "listening",
       url,
       port: server.port,
       workers: opts.workers,
+      urls,
+      root,
+      reads,
+      writes,
     });
     if (opts.workers > 1) {
       try {

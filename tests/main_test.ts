@@ -69,6 +69,13 @@ Deno.test("main prints one listening line with the real port, serves, and exits 
   try {
     assert.ok(r.port > 0, r.lines.join("\n"));
     assert.equal(r.lines.filter((l) => l.includes("Listening on")).length, 1);
+    // Started by hand with a bare --allow-read, it says so.
+    assert.ok(
+      r.lines.includes(
+        "May read any file (Deno's --allow-read names no paths)",
+      ),
+      r.lines.join("\n"),
+    );
     const res = await fetch(`http://127.0.0.1:${r.port}/`);
     assert.equal(await res.text(), "<h1>main</h1>");
   } finally {
