@@ -4,15 +4,9 @@
  * 2 for a bad command line.
  */
 import { getLogger } from "@logtape/logtape";
-import { basename, dirname, resolve } from "node:path";
+import { basename, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import {
-  bracketHost,
-  checkAccess,
-  describeAccess,
-  isWildcard,
-  planAccess,
-} from "./lib/access.ts";
+import { bracketHost, checkAccess, planAccess } from "./lib/access.ts";
 import {
   type CliOptions,
   helpText,
@@ -29,13 +23,7 @@ import {
   type WorkerPool,
 } from "./lib/http/workers.ts";
 import { setupLogging, stopLogging } from "./lib/log.ts";
-import {
-  listInterfaces,
-  networkUrl,
-  qrLines,
-  serverUrls,
-  startLines,
-} from "./lib/startup.ts";
+import { printStart } from "./lib/startup.ts";
 
 const log = getLogger(["spindle", "server"]);
 
@@ -148,45 +136,18 @@ async function run(
     const url = `${scheme}://${
       bracketHost(server.addr.hostname)
     }:${server.port}/`;
-    const interfaces = listInterfaces();
-    const urls = serverUrls(
-      scheme,
+    const start = await printStart(
+      opts,
       server.addr.hostname,
       server.port,
-      interfaces,
-    );
-    const root = resolve(opts.app.static.root);
-    const { reads, writes } = describeAccess(
       planAccess(opts, PROGRAM_DIR),
     );
-    const json = opts.logFormat === "json";
-    // Printed before the log line: LogTape writes asynchronously, and these
-    // lines must not land in the middle of the access log.
-    const say = json ? console.error : console.log;
-    if (!json) {
-      for (
-        const line of startLines({
-          root,
-          urls,
-          unlisted: isWildcard(server.addr.hostname) &&
-            interfaces === undefined,
-          reads,
-          writes,
-        })
-      ) say(line);
-    }
-    if (opts.qr) {
-      for (const line of await qrLines(networkUrl(urls))) say(line);
-    }
     log.info("Listening on {url}", {
       event: "listening",
       url,
       port: server.port,
       workers: opts.workers,
-      urls,
-      root,
-      reads,
-      writes,
+      ...start,
     });
     if (opts.workers > 1) {
       try {

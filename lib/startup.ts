@@ -3,7 +3,14 @@
  * serves, what it may read and write, how to stop it; and with --qr, a QR
  * code of the network URL for a phone.
  */
-import { bracketHost, isWildcard } from "./access.ts";
+import { resolve } from "node:path";
+import {
+  type AccessPlan,
+  bracketHost,
+  describeAccess,
+  isWildcard,
+} from "./access.ts";
+import type { CliOptions } from "./config.ts";
 
 /** An interface address, as Deno.networkInterfaces() lists it. */
 export interface Address {
@@ -91,10 +98,51 @@ export async function qrLines(url: string | undefined): Promise<string[]> {
       "--qr: no network address to show: bound to loopback only; add --host 0.0.0.0 to open it from a phone",
     ];
   }
-  // Loaded only for --qr, so a plain start does not pay for it.
-  const { renderUnicodeCompact } = await import("uqr");
-  return [
-    `Scan to open ${url}`,
-    ...renderUnicodeCompact(url, { border: 1 }).split("\n"),
-  ];
+  let render: (text: string, options: { border: number }) => string;
+  try {
+    // Loaded only for --qr, so a plain start does not pay for it.
+    render = (await import("uqr")).renderUnicodeCompact;
+  } catch (err) {
+    return [`--qr: cannot load the QR code package: ${err}`];
+  }
+  return [`Scan to open ${url}`, ...render(url, { border: 1 }).split("\n")];
+}
+
+/** What the listening event carries besides the URL. */
+export interface StartEvent {
+  readonly urls: readonly string[];
+  readonly root: string;
+  readonly reads: string;
+  readonly writes: string;
+}
+
+/**
+ * Prints the start lines for a person, and the QR code with --qr. With JSON
+ * logs stdout stays JSON: no start lines, the QR code on stderr. Call it
+ * before the first log line: LogTape writes asynchronously, and these lines
+ * must not land in the middle of the log.
+ */
+export async function printStart(
+  opts: CliOptions,
+  hostname: string,
+  port: number,
+  plan: AccessPlan,
+): Promise<StartEvent> {
+  const scheme = opts.server.cert === undefined ? "http" : "https";
+  const interfaces = listInterfaces();
+  const urls = serverUrls(scheme, hostname, port, interfaces);
+  const root = resolve(opts.app.static.root);
+  const { reads, writes } = describeAccess(plan);
+  const json = opts.logFormat === "json";
+  const say = json ? console.error : console.log;
+  if (!json) {
+    const unlisted = isWildcard(hostname) && interfaces === undefined;
+    for (const line of startLines({ root, urls, unlisted, reads, writes })) {
+      say(line);
+    }
+  }
+  if (opts.qr) {
+    for (const line of await qrLines(networkUrl(urls))) say(line);
+  }
+  return { urls, root, reads, writes };
 }

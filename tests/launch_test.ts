@@ -355,6 +355,59 @@ Deno.test({
   },
 });
 
+/** Every `deno task serve ...` command in README.md's sh blocks and comments. */
+function readmeServeCommands(): string[] {
+  const readme = Deno.readTextFileSync(join(ROOT, "README.md"));
+  const blocks = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]);
+  const commands: string[] = [];
+  for (const line of blocks.join("\n").split("\n")) {
+    const m = /(?:^|# after: )((?:mkdir -p \S+ && )?deno task serve\b[^#]*)/
+      .exec(
+        line,
+      );
+    if (m) commands.push(m[1].trim());
+  }
+  return commands;
+}
+
+Deno.test("the README's deno task serve commands work as written", async () => {
+  const commands = readmeServeCommands();
+  assert.ok(commands.length >= 3, commands.join("\n"));
+  await using home = await makeSite(); // stands for ~, and for /tmp/files
+  await Deno.mkdir(join(home.dir, "site"));
+  await Deno.writeTextFile(join(home.dir, "site", "index.html"), "<h1>~</h1>");
+  for (const command of commands) {
+    // Port 0: other servers may hold 8080 on a shared machine. `exec`, so
+    // the SIGTERM that ends the test reaches deno task, not just sh.
+    const line = `${
+      command.replaceAll("/tmp/files", join(home.dir, "files"))
+        .replace("deno task", "exec deno task")
+    } --port 0`;
+    await using server = await spawnServer(["sh", "-c", line], {
+      env: { HOME: home.dir },
+    });
+    await assertListening(server);
+    const [status, body] = await get(server.port, "/");
+    assert.equal(status, 200, line);
+    assert.equal(body, command.includes("~/site") ? "<h1>~</h1>" : body, line);
+    if (command.includes("--directory")) {
+      const res = await fetch(
+        `http://127.0.0.1:${server.port}/files/notes.txt`,
+        {
+          method: "POST",
+          body: "notes",
+        },
+      );
+      assert.equal(res.status, 201, line);
+      await res.body?.cancel();
+      assert.deepEqual(await get(server.port, "/files/notes.txt"), [
+        200,
+        "notes",
+      ]);
+    }
+  }
+});
+
 const TEST_ONLY = ["fast-check", "hono", "pure-rand"];
 
 Deno.test("deno.json's npm imports are exact versions, each in deno.lock, none test-only", async () => {
