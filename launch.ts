@@ -85,8 +85,10 @@ export async function launch(args: readonly string[]): Promise<number> {
       // Already gone: its status is on the way.
     }
   };
-  const listeners = FORWARDED.map((s) => [s, forward(s)] as const);
-  for (const [s, f] of listeners) Deno.addSignalListener(s, f);
+  // Kept until exit: deno task forwards a Ctrl-C the launcher also got from
+  // the terminal, and a copy arriving after the engine ended must not kill
+  // the launcher with 130.
+  for (const s of FORWARDED) Deno.addSignalListener(s, forward(s));
   // `deno task` killed on its own (SIGKILL, or a SIGTERM sent to it alone by
   // `docker stop` or kill) would leave the engine holding the port: when our
   // parent is gone, stop the engine as SIGTERM would.
@@ -100,7 +102,6 @@ export async function launch(args: readonly string[]): Promise<number> {
     return (await child.status).code;
   } finally {
     clearInterval(orphaned);
-    for (const [s, f] of listeners) Deno.removeSignalListener(s, f);
   }
 }
 

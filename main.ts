@@ -69,11 +69,13 @@ export async function main(args: readonly string[]): Promise<number> {
   let onSignal!: () => void;
   const stop = new Promise<void>((r) => onSignal = r);
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  // The listeners stay until the process exits: Ctrl-C reaches the engine
+  // from the terminal and again through deno task and the launcher, and a
+  // late copy must not kill it with 130 while it flushes the log.
   for (const s of signals) Deno.addSignalListener(s, onSignal);
   try {
     return await run(opts, args, stop);
   } finally {
-    for (const s of signals) Deno.removeSignalListener(s, onSignal);
     await stopLogging();
   }
 }

@@ -337,6 +337,31 @@ Deno.test("deno task killed alone: the launcher sees its parent gone and stops t
   await assert.rejects(cmdlineOf(engine), Deno.errors.NotFound);
 });
 
+Deno.test("Ctrl-C arriving again and again while the engine stops still ends in exit code 0", async () => {
+  // A terminal's Ctrl-C reaches each process, and deno task and the launcher
+  // pass it on: copies land while the engine and the launcher shut down.
+  const server = await spawnServer([...launcherCommand(), "--port", "0"]);
+  await assertListening(server);
+  const engine = await findEngine(server.child.pid);
+  let exited = false;
+  const status = server.child.status.finally(() => exited = true);
+  let sent = 0;
+  while (!exited) {
+    for (const pid of [engine, server.child.pid]) {
+      try {
+        Deno.kill(pid, "SIGINT");
+        sent++;
+      } catch {
+        // that one is gone already
+      }
+    }
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  assert.ok(sent > 2);
+  assert.equal((await status).code, 0);
+  assert.match((await server.done).stdout, /spindle\.server: Stopped/);
+});
+
 const setsid = await runToEnd(["sh", "-c", "command -v setsid"]).catch(() =>
   undefined
 );
