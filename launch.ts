@@ -10,8 +10,6 @@
  * (it resolves links in the folders' paths); no net, no write, and it never
  * reads a request. It imports no npm package, to start in milliseconds.
  */
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { permissionFlags, planAccess, UngrantablePath } from "./lib/access.ts";
 import {
   type CliOptions,
@@ -20,7 +18,9 @@ import {
   UsageError,
 } from "./lib/config.ts";
 
-const HERE = dirname(fileURLToPath(import.meta.url));
+/** The folder holding launch.ts, main.ts and deno.json. No node:path: see lib/access.ts. */
+const HERE = decodeURIComponent(new URL(".", import.meta.url).pathname)
+  .replace(/\/$/, "");
 
 /** Signals the engine must see too: Ctrl-C, a service manager, a closed terminal. */
 const FORWARDED: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
@@ -45,12 +45,12 @@ export function engineArgs(
     "run",
     "--no-prompt", // a missing permission throws; it never waits for a "y"
     "--unstable-net", // reusePort for --workers
-    `--config=${join(HERE, "deno.json")}`,
+    `--config=${HERE}/deno.json`,
     // The serve path's own lockfile: pinned, and without test-only packages.
-    `--lock=${join(HERE, "deno.lock")}`,
+    `--lock=${HERE}/deno.lock`,
     "--frozen",
     ...permissionFlags(planAccess(opts, HERE), realPath),
-    join(HERE, "main.ts"),
+    `${HERE}/main.ts`,
     ...args,
   ];
 }

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { join, resolve } from "node:path";
 import {
+  absolutePath,
   type AccessPlan,
   bracketHost,
   permissionFlags,
@@ -132,6 +133,15 @@ Deno.test("permissionFlags() grants exactly the plan, links' targets included", 
 Deno.test("permissionFlags() refuses a path with a comma: Deno would split it", () => {
   const plan = planAccess(parseFlags(["--root", "/tmp/a,b"]), "/app");
   assert.throws(() => permissionFlags(plan, same), UngrantablePath);
+});
+
+Deno.test("absolutePath() resolves as node:path's resolve() does", () => {
+  for (
+    const path of ["site", "./a/../b/", "/srv//www/.", "../..", "/", "a/./b"]
+  ) {
+    assert.equal(absolutePath(path), resolve(path), path);
+  }
+  assert.equal(absolutePath("x", "/"), "/x");
 });
 
 Deno.test("shellQuote() and bracketHost() write what a shell and a URL read back", () => {
