@@ -360,6 +360,8 @@ export interface CliOptions {
   readonly workers: number;
   /** `--auth`, `--auth-file`, `--auth-paths`; unset: no passwords. */
   readonly auth?: AuthFlags;
+  /** Print a QR code of the network URL at start. */
+  readonly qr: boolean;
 }
 
 /** A bad command line; main prints `message` and exits with code 2. */
@@ -493,6 +495,7 @@ export const FLAGS: Readonly<
     "log line format; common and combined: access lines alone on stdout",
   ],
   quiet: ["", "off", "no access log lines"],
+  qr: ["", "off", "print a QR code of the network URL, for a phone"],
   help: ["", "", "print this help"],
 };
 
@@ -658,8 +661,10 @@ function parseList(text: string): string[] {
 }
 
 /**
- * Parses the command line. Also takes the seeds' positional form
- * `[port] [host] [max-conns]`. Throws {@link UsageError} on anything wrong.
+ * Parses the command line. Also takes `DIR` (a first positional argument that
+ * is not a number) and the seeds' positional form `[port] [host] [max-conns]`.
+ * A leading `--` is skipped: `deno task serve -- --port 8081` passes it on.
+ * Throws {@link UsageError} on anything wrong.
  */
 export function parseFlags(args: readonly string[]): CliOptions {
   const values: Record<string, string | boolean> = {};
@@ -669,6 +674,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--") {
+      if (i === 0) continue;
       positional.push(...args.slice(i + 1));
       break;
     }
@@ -705,6 +711,10 @@ export function parseFlags(args: readonly string[]): CliOptions {
     if (name === "auth") authPairs.push(value);
     values[name] = value;
   }
+  // `spindle DIR`, as `http-server DIR`; a number is the seeds' port.
+  const posRoot = positional.length > 0 && !/^\d+$/.test(positional[0])
+    ? positional.shift()
+    : undefined;
   if (positional.length > 3) {
     throw new UsageError(`too many arguments: ${positional.join(" ")}`);
   }
@@ -792,7 +802,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
     }
   }
 
-  const root = str("root") ?? DEFAULT_STATIC.root;
+  const root = str("root") ?? posRoot ?? DEFAULT_STATIC.root;
   const app: AppConfig = Object.freeze({
     static: Object.freeze({
       root,
@@ -856,6 +866,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
     help: flag("help"),
     workers: count("workers", 1),
     auth,
+    qr: flag("qr"),
   };
 }
 
@@ -924,7 +935,7 @@ export function helpText(): string {
   const lines = [
     "Spindle: a safe, fast HTTP/1.1 server for a folder and a small API.",
     "",
-    "Usage: spindle [options] [port] [host] [max-conns]",
+    "Usage: spindle [options] [DIR] [port] [host] [max-conns]",
     "",
     "Options (SIZE: 512, 16k, 1m; TIME: 500ms, 10s, 2m):",
   ];

@@ -20,6 +20,7 @@ Deno.test("parseFlags() gives the documented defaults for no arguments", () => {
   assert.equal(o.app.rateLimit, undefined);
   assert.equal(o.logFormat, "text");
   assert.equal(o.workers, 1);
+  assert.equal(o.qr, false);
   assert.equal(o.server.accessLog, true);
 });
 
@@ -28,6 +29,26 @@ Deno.test("parseFlags() takes the seeds' positional [port] [host] [max-conns]", 
   assert.equal(o.server.port, 9000);
   assert.equal(o.server.hostname, "0.0.0.0");
   assert.equal(o.server.limits.maxConns, 16);
+});
+
+Deno.test("parseFlags() takes a first positional that is not a number as the folder to serve", () => {
+  const o = parseFlags(["./site", "9000", "0.0.0.0"]);
+  assert.equal(o.app.static.root, "./site");
+  assert.equal(o.server.port, 9000);
+  assert.equal(o.server.hostname, "0.0.0.0");
+  assert.equal(parseFlags(["/srv/www"]).app.static.root, "/srv/www");
+  // A number stays the seeds' port; --root wins over the positional folder.
+  assert.equal(parseFlags(["8081"]).app.static.root, "resources");
+  assert.equal(parseFlags(["a", "--root", "b"]).app.static.root, "b");
+  assert.throws(() => parseFlags(["a", "1", "h", "2", "3"]), UsageError);
+});
+
+Deno.test("parseFlags() skips a leading --, as `deno task serve -- --port 8081` passes it", () => {
+  const o = parseFlags(["--", "--port", "8081", "--qr"]);
+  assert.equal(o.server.port, 8081);
+  assert.equal(o.qr, true);
+  // Later, -- still ends the options: what follows is positional.
+  assert.equal(parseFlags(["--port", "1", "--", "--x"]).app.static.root, "--x");
 });
 
 Deno.test("parseFlags() lets a flag win over a positional value", () => {

@@ -46,14 +46,16 @@ export interface AppHooks {
 const JSON_TYPES = ["application/json", "application/*+json"];
 
 /** `text/plain` as CodeCrafters expects it; a charset only when the text needs one. */
-function plain(body: string) {
+function plain(body: string, headers?: Readonly<Record<string, string>>) {
   // deno-lint-ignore no-control-regex
   const ascii = /^[\x00-\x7f]*$/.test(body);
-  return text(
-    body,
-    ascii ? { headers: { "content-type": "text/plain" } } : undefined,
-  );
+  return text(body, {
+    headers: ascii ? { "content-type": "text/plain", ...headers } : headers,
+  });
 }
+
+/** The reply depends on this header: no shared cache may give it to another client. */
+const VARY_USER_AGENT = Object.freeze({ vary: "User-Agent" });
 
 /** The URL path a folder is served under by the static root, or undefined. */
 function servedAt(dir: string, root: string): string | undefined {
@@ -119,7 +121,10 @@ export function createApp(
     }
     return json({ query, userAgent: req.header("user-agent") ?? null });
   }, { jsonErrors: true });
-  router.get("/user-agent", (req) => plain(req.header("user-agent") ?? ""));
+  router.get(
+    "/user-agent",
+    (req) => plain(req.header("user-agent") ?? "", VARY_USER_AGENT),
+  );
 
   if (config.directory !== undefined) {
     router.get(
