@@ -87,6 +87,7 @@ export function planAccess(
   add("--directory", opts.app.directory, "folder", true);
   add("--cert", opts.server.cert, "file");
   add("--key", opts.server.key, "file");
+  add("--auth-file", opts.auth?.file, "file");
   const { hostname, port } = opts.server;
   const host = bracketHost(hostname);
   return {

@@ -89,6 +89,17 @@ Deno.test("planAccess() grants the host alone for port 0, and the code for --wor
   );
 });
 
+Deno.test("planAccess() grants read access to --auth-file, so the engine can load it", () => {
+  const plan = planAccess(parseFlags(["--auth-file", "users.txt"]), "/app");
+  assert.deepEqual(plan.needs.find((n) => n.flag === "--auth-file"), {
+    path: resolve("users.txt"),
+    flag: "--auth-file",
+    kind: "file",
+    write: false,
+    create: false,
+  });
+});
+
 Deno.test("permissionFlags() grants exactly the plan, links' targets included", () => {
   const plan: AccessPlan = {
     needs: [
