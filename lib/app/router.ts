@@ -11,6 +11,7 @@ import {
   STATUS,
 } from "../http/errors.ts";
 import type { Handler, Reply, ServerRequest } from "../http/handler.ts";
+import { isUpgradeRequest } from "../http/ws/handshake.ts";
 import { canonicalPath } from "./canonical_path.ts";
 import type { ProxyTrust } from "./client_addr.ts";
 import {
@@ -21,6 +22,7 @@ import {
   type Params,
   type RouteContract,
 } from "./request.ts";
+import { type WsHandler, wsRoute, type WsRouteOptions } from "./websocket.ts";
 
 /** A route's handler: gets the app request, returns (or throws) a reply. */
 export type AppHandler = (req: AppRequest) => Reply | Promise<Reply>;
@@ -45,11 +47,15 @@ interface Route {
   readonly use: readonly Middleware[];
 }
 
-/** Every route under one template, by method; `any` answers every method. */
+/**
+ * Every route under one template, by method; `any` answers every method,
+ * `ws` a WebSocket upgrade (GET with `Upgrade: websocket`).
+ */
 interface Entry {
   readonly template: string;
   readonly byMethod: Map<string, Route>;
   any: Route | undefined;
+  ws: Route | undefined;
   /** Some route here wants JSON errors: so do its 405s. */
   jsonErrors: boolean;
 }
@@ -73,6 +79,8 @@ export type Match =
     readonly allow: string;
     readonly jsonErrors: boolean;
   }
+  /** The path has a WebSocket route only, and this is no upgrade: 426. */
+  | { readonly kind: "upgrade"; readonly template: string }
   | { readonly kind: "none" };
 
 const NONE: Match = Object.freeze({ kind: "none" });
@@ -153,7 +161,12 @@ function allowOf(entries: readonly Entry[]): string {
   return [...methods].join(", ");
 }
 
-function findRoute(entry: Entry, method: string): Route | undefined {
+function findRoute(
+  entry: Entry,
+  method: string,
+  upgrade: boolean,
+): Route | undefined {
+  if (upgrade && entry.ws !== undefined) return entry.ws;
   return entry.byMethod.get(method) ??
     (method === "HEAD" ? entry.byMethod.get("GET") : undefined) ?? entry.any;
 }
@@ -186,6 +199,8 @@ export class Router {
   readonly #exact = new Map<string, Entry>();
   readonly #patterns: PatternEntry[] = [];
   readonly #use: Middleware[] = [];
+  /** Some route is a WebSocket one: requests are checked for an upgrade. */
+  #hasWs = false;
   #fallback: AppHandler | undefined;
   #fallbackName = "fallback";
 
@@ -218,27 +233,56 @@ export class Router {
     return this.route(template, options ?? {}, handler);
   }
 
+  /**
+   * A WebSocket route: a GET with `Upgrade: websocket` on `template` gets
+   * 101 and `handler` gets the socket. Other requests to the path go to
+   * its other routes as if this one were not there; with none, 426 with
+   * `Upgrade: websocket`. A bad handshake is 400 (403 for an origin not in
+   * `options.origins`, 426 for a version other than 13).
+   */
+  ws(
+    template: string,
+    handler: WsHandler,
+    options: WsRouteOptions & { readonly use?: readonly Middleware[] } = {},
+  ): this {
+    const entry = this.#entry(template);
+    if (entry.ws) throw new TypeError(`Route registered twice: WS ${template}`);
+    const { use = [], ...upgrade } = options;
+    entry.ws = {
+      template,
+      handler: wsRoute(handler, upgrade),
+      contract: { methods: ["GET"] },
+      use,
+    };
+    this.#hasWs = true;
+    return this;
+  }
+
+  /** The entry for `template`, made on first use; throws on a malformed one. */
+  #entry(template: string): Entry {
+    const entry: Entry | undefined = this.#exact.get(template) ??
+      this.#patterns.find((p) => p.template === template);
+    if (entry) return entry;
+    const segments = compile(template);
+    const fresh: Entry = {
+      template,
+      byMethod: new Map(),
+      any: undefined,
+      ws: undefined,
+      jsonErrors: false,
+    };
+    if (segments === null) {
+      this.#exact.set(template, fresh);
+      return fresh;
+    }
+    const pattern: PatternEntry = { ...fresh, segments };
+    this.#patterns.push(pattern);
+    return pattern;
+  }
+
   /** Registers `handler` for `options.methods` (all when absent) on `template`. */
   route(template: string, options: RouteOptions, handler: AppHandler): this {
-    let entry: Entry | undefined = this.#exact.get(template) ??
-      this.#patterns.find((p) => p.template === template);
-    if (!entry) {
-      const segments = compile(template);
-      const fresh: Entry = {
-        template,
-        byMethod: new Map(),
-        any: undefined,
-        jsonErrors: false,
-      };
-      if (segments === null) {
-        this.#exact.set(template, fresh);
-        entry = fresh;
-      } else {
-        const pattern: PatternEntry = { ...fresh, segments };
-        this.#patterns.push(pattern);
-        entry = pattern;
-      }
-    }
+    const entry = this.#entry(template);
     const { use = [], ...contract } = options;
     const route: Route = { template, handler, contract, use };
     if (contract.methods === undefined) {
@@ -262,28 +306,39 @@ export class Router {
     return this;
   }
 
-  /** Finds the route for a canonical path. */
-  match(method: string, path: string): Match {
+  /**
+   * Finds the route for a canonical path. `upgrade`: the request is a
+   * WebSocket upgrade (a GET with `Upgrade: websocket`).
+   */
+  match(method: string, path: string, upgrade = false): Match {
     const exact = this.#exact.get(path);
     if (exact !== undefined) {
-      const route = findRoute(exact, method); // most requests end here
+      const route = findRoute(exact, method, upgrade); // most requests end here
       if (route !== undefined) {
         return { kind: "route", route, params: NO_PARAMS };
       }
     }
-    return this.#matchPattern(method, path, exact);
+    return this.#matchPattern(method, path, exact, upgrade);
   }
 
-  #matchPattern(method: string, path: string, exact: Entry | undefined): Match {
+  #matchPattern(
+    method: string,
+    path: string,
+    exact: Entry | undefined,
+    upgrade: boolean,
+  ): Match {
     const seen: Entry[] = exact ? [exact] : [];
     for (const entry of this.#patterns) {
       const params = matchSegments(entry.segments, path);
       if (params === null) continue;
-      const route = findRoute(entry, method);
+      const route = findRoute(entry, method, upgrade);
       if (route !== undefined) return { kind: "route", route, params };
       seen.push(entry);
     }
     if (seen.length === 0) return NONE;
+    if (seen.every((e) => e.byMethod.size === 0 && e.any === undefined)) {
+      return { kind: "upgrade", template: seen[0].template }; // WebSocket only
+    }
     return {
       kind: "method",
       template: seen[0].template,
@@ -308,7 +363,10 @@ export class Router {
       refused = err; // still runs the middleware: host guard, limits, metrics
     }
     const req = new AppRequest(raw, path, trust);
-    const match = refused ? NONE : this.match(raw.method, path);
+    // Only apps with WebSocket routes pay for looking at Upgrade.
+    const upgrade = this.#hasWs && raw.method === "GET" &&
+      raw.headers.get("upgrade") !== undefined && isUpgradeRequest(raw.headers);
+    const match = refused ? NONE : this.match(raw.method, path, upgrade);
     let jsonErrors = false;
     if (match.kind === "route") {
       req.route = match.route.template;
@@ -320,6 +378,9 @@ export class Router {
       req.route = match.template;
       req.matched = "method";
       jsonErrors = match.jsonErrors;
+    } else if (match.kind === "upgrade") {
+      req.route = match.template;
+      req.matched = "method";
     } else if (this.#fallback && !refused) {
       req.route = this.#fallbackName;
       req.matched = "fallback";
@@ -356,6 +417,17 @@ export class Router {
         {
           expose: `Method ${req.method} is not allowed here`,
           headers: { allow: match.allow },
+        },
+      );
+    }
+    if (match.kind === "upgrade") {
+      // RFC 9110 §15.5.22: a 426 names the protocol to switch to.
+      throw new HttpError(
+        STATUS.UpgradeRequired,
+        `${req.method} without a WebSocket upgrade on ${match.template}`,
+        {
+          expose: "This path speaks WebSocket only",
+          headers: { upgrade: "websocket" },
         },
       );
     }

@@ -1,0 +1,349 @@
+/**
+ * WebSocket on the engine: `upgradeWebSocket()` turns an upgrade request
+ * into a 101 reply and a web-API-shaped socket, and {@link WsConnection}
+ * serves the socket once the engine has written that 101. It is the I/O
+ * around the sans-I/O {@link WsSession}: reads go to `receive()`, the
+ * session's output is written with backpressure, and the three timers the
+ * session asks for (idle ping, close, write) run off the engine's sweeper.
+ */
+import { getLogger } from "@logtape/logtape";
+import type { Limits } from "../config.ts";
+import { isDisconnect } from "./connection.ts";
+import { HttpError, STATUS } from "./errors.ts";
+import type { Reply, ServerRequest, Takeover } from "./handler.ts";
+import type { Socket } from "./socket.ts";
+import { CLOSE } from "./ws/frame.ts";
+import { acceptUpgrade, type UpgradeOptions } from "./ws/handshake.ts";
+import { WsSession } from "./ws/session.ts";
+import { ServerWebSocket } from "./ws/socket.ts";
+
+const log = getLogger(["spindle", "ws"]);
+
+/**
+ * What an idle socket reads into: most messages of a chat or a dashboard
+ * fit, and 10,000 idle sockets hold 10 MiB, not the 160 MiB of a big buffer each.
+ */
+const SMALL_READ_BYTES = 1024;
+/** A read that filled its buffer is followed by one into a big, shared one. */
+const BIG_READ_BYTES = 16 * 1024;
+/** Big buffers kept for reuse; more are made while many sockets are busy at once. */
+const POOL_MAX = 64;
+/** After our last frame: what we read and drop while the peer closes its side. */
+const LINGER_BYTES = 1024 * 1024;
+
+const pool: Uint8Array[] = [];
+
+/** A web-API-shaped socket and the 101 reply that hands the connection to it. */
+export interface WebSocketUpgrade {
+  /** Opens ("open" event) once the engine has written the reply. */
+  readonly socket: ServerWebSocket;
+  /** Return it from the handler: status 101 with the handshake's fields. */
+  readonly reply: Reply & { readonly upgrade: WsConnection };
+}
+
+/**
+ * Accepts a WebSocket upgrade request (RFC 6455 §4.2). Throws HttpError
+ * 400 for a request that is not a valid upgrade (or has a body), 403 for
+ * an origin not in `opts.origins`, 426 for a version other than 13. The
+ * socket's session is held to `req.limits`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serve } from "./server.ts";
+ * import { upgradeWebSocket } from "./ws_connection.ts";
+ *
+ * await using server = serve({ port: 0, accessLog: false }, (req) => {
+ *   const { socket, reply } = upgradeWebSocket(req);
+ *   socket.onmessage = (e) => socket.send(`got ${e.data}`);
+ *   return reply;
+ * });
+ * const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`);
+ * await new Promise((resolve) => ws.onopen = resolve);
+ * ws.send("hi");
+ * const answer = await new Promise((resolve) => ws.onmessage = (e) => resolve(e.data));
+ * assert.equal(answer, "got hi");
+ * const closed = new Promise((resolve) => ws.onclose = resolve);
+ * ws.close();
+ * await closed;
+ * ```
+ */
+export function upgradeWebSocket(
+  req: ServerRequest,
+  opts: UpgradeOptions = {},
+): WebSocketUpgrade {
+  if (req.body.length !== 0) {
+    const message = "Cannot upgrade to WebSocket: the request has a body";
+    throw new HttpError(STATUS.BadRequest, message, { expose: message });
+  }
+  const upgrade = acceptUpgrade(req, opts);
+  const limits = req.limits;
+  const session = new WsSession(limits, upgrade);
+  const query = req.query === "" ? "" : `?${req.query}`;
+  const socket = new ServerWebSocket(session, {
+    url: `${req.secure ? "wss" : "ws"}://${req.host}${req.path}${query}`,
+    protocol: upgrade.protocol,
+    extensions: upgrade.headers.find(([name]) =>
+      name === "Sec-WebSocket-Extensions"
+    )?.[1] ?? "",
+    maxBacklogBytes: limits.wsMaxMessageBytes,
+  });
+  const takeover = new WsConnection(session, limits, {
+    client: req.remoteAddr.hostname,
+    onOpen: () => socket.opened(),
+    backlog: () => socket.backlog(),
+  });
+  return {
+    socket,
+    reply: { status: 101, headers: upgrade.headers, upgrade: takeover },
+  };
+}
+
+/** What {@link WsConnection} needs besides its session. */
+export interface WsConnectionOptions {
+  /** The peer's address, for log lines. */
+  readonly client: string;
+  /** Called once the 101 is written, before any frame is read. */
+  readonly onOpen?: () => void;
+  /** A promise while the app has more messages waiting than it wants: reading pauses until it settles. */
+  readonly backlog?: () => Promise<void> | undefined;
+}
+
+/**
+ * Serves one WebSocket after the 101: the engine's {@link Takeover}. The
+ * socket is closed FIN first after a clean close, at once after a failure
+ * or a timeout: write (the peer stopped reading), close (the peer did not
+ * answer our close frame) or idle (no answer to a ping).
+ */
+export class WsConnection implements Takeover {
+  readonly #session: WsSession;
+  readonly #limits: Limits;
+  readonly #opts: WsConnectionOptions;
+  #conn: Socket | undefined;
+  /** Our own small read buffer, made when the socket first waits. */
+  #small: Uint8Array | undefined;
+  /** Inside `session.receive()`: output is written after it returns. */
+  #receiving = false;
+  /** A write is scheduled or in progress. */
+  #writing: Promise<void> | undefined;
+  #flushQueued = false;
+  /** `Date.now()` when the write in progress began or last progressed; 0 when none. */
+  #writeSince = 0;
+  /** `Date.now()` when the sweeper first saw the session closing; 0 before. */
+  #closingSince = 0;
+  /** When `checkIdle()` runs next. */
+  #idleAt = 0;
+  /** After our last frame: close the socket at this time; 0 before. */
+  #lingerUntil = 0;
+  #draining = false;
+  #socketClosed = false;
+
+  constructor(session: WsSession, limits: Limits, opts: WsConnectionOptions) {
+    this.#session = session;
+    this.#limits = limits;
+    this.#opts = opts;
+    // The app's handler (the ServerWebSocket's) runs first; then, if the
+    // session was dropped outside a read (a send to a peer that does not
+    // read), the pending read is ended by closing the socket.
+    const app = session.onEvent;
+    session.onEvent = (event) => {
+      try {
+        app(event);
+      } finally {
+        if (event.type === "close" && !this.#receiving) this.#closeSocket();
+      }
+    };
+    session.onOutput = () => this.#queueFlush();
+  }
+
+  async run(socket: Socket, head: Uint8Array): Promise<void> {
+    this.#conn = socket;
+    const session = this.#session;
+    this.#idleAt = Date.now() + this.#limits.wsIdleTimeoutMs;
+    try {
+      this.#opts.onOpen?.();
+      if (this.#draining) this.drain();
+      if (head.length > 0) this.#receive(head);
+      await this.#readLoop(socket);
+    } catch (err) {
+      if (!isDisconnect(err) && !this.#socketClosed) {
+        log.error("WebSocket connection failed: {error}", { error: err });
+      }
+      session.abort();
+    }
+    try {
+      // What is left is our close frame, or the reply to the peer's.
+      await this.#flushAll();
+      if (this.#socketClosed) return;
+      await socket.closeWrite();
+      // FIN first, then wait for the peer's: closing with unread bytes
+      // would send a reset, and the peer could lose our close frame.
+      this.#lingerUntil = Date.now() + this.#limits.wsCloseTimeoutMs;
+      const scratch = this.#small ?? new Uint8Array(SMALL_READ_BYTES);
+      for (let total = 0; total < LINGER_BYTES;) {
+        const n = await socket.read(scratch);
+        if (n === null) break;
+        total += n;
+      }
+    } catch {
+      // the peer is gone, which is what we wanted
+    } finally {
+      session.dispose();
+      this.#closeSocket();
+    }
+  }
+
+  async #readLoop(socket: Socket): Promise<void> {
+    const session = this.#session;
+    let big = false;
+    while (session.state !== "closed") {
+      const backlog = this.#opts.backlog?.();
+      if (backlog !== undefined) {
+        await backlog;
+        continue;
+      }
+      const buf: Uint8Array = big
+        ? pool.pop() ?? new Uint8Array(BIG_READ_BYTES)
+        : this.#small ??= new Uint8Array(SMALL_READ_BYTES);
+      const n = await socket.read(buf);
+      if (n === null) {
+        session.abort();
+        return;
+      }
+      // The session copies what it keeps: the buffer is free once it returns.
+      this.#receive(buf.subarray(0, n));
+      if (big && pool.length < POOL_MAX) pool.push(buf);
+      big = n === buf.length;
+    }
+  }
+
+  /** Feeds bytes to the session, then writes what it queued in reply. */
+  #receive(bytes: Uint8Array): void {
+    this.#receiving = true;
+    try {
+      this.#session.receive(bytes);
+    } catch (err) {
+      // The session already failed the connection with 1011.
+      log.error("WebSocket handler failed: {error}", { error: err });
+    } finally {
+      this.#receiving = false;
+    }
+    if (this.#session.hasOutput) this.#flush();
+  }
+
+  /**
+   * Output queued outside a read (a timer, another socket's message) is
+   * written at the end of this turn's microtasks: sends made together go
+   * in one write.
+   */
+  #queueFlush(): void {
+    if (this.#receiving || this.#flushQueued || this.#writing) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => {
+      this.#flushQueued = false;
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
+    if (this.#writing !== undefined || this.#conn === undefined) return;
+    this.#writing = this.#writeQueued(this.#conn).finally(() => {
+      this.#writing = undefined;
+    });
+  }
+
+  /** Writes until the session has no output; a failed write drops the connection. */
+  async #writeQueued(conn: Socket): Promise<void> {
+    const session = this.#session;
+    try {
+      for (let out; (out = session.takeOutput()) !== null;) {
+        for (let off = 0; off < out.length;) {
+          this.#writeSince = Date.now();
+          const n = await conn.write(off === 0 ? out : out.subarray(off));
+          off += n;
+          session.written(n);
+        }
+      }
+    } catch {
+      session.abort("Write failed");
+      this.#closeSocket();
+    } finally {
+      this.#writeSince = 0;
+    }
+  }
+
+  /** Writes everything queued, including output queued while writing. */
+  async #flushAll(): Promise<void> {
+    while (!this.#socketClosed) {
+      if (this.#writing === undefined) {
+        if (!this.#session.hasOutput) return;
+        this.#flush();
+      }
+      await this.#writing;
+    }
+  }
+
+  expire(now: number): void {
+    if (this.#conn === undefined || this.#socketClosed) return;
+    const limits = this.#limits;
+    if (
+      this.#writeSince !== 0 && now - this.#writeSince >= limits.writeTimeoutMs
+    ) {
+      log.warn("WebSocket write stalled to {client}", {
+        client: this.#opts.client,
+      });
+      return this.#abort("Write timeout");
+    }
+    if (this.#lingerUntil !== 0) {
+      if (now >= this.#lingerUntil) this.#closeSocket();
+      return;
+    }
+    if (this.#session.state === "closing") {
+      if (this.#closingSince === 0) this.#closingSince = now;
+      else if (now - this.#closingSince >= limits.wsCloseTimeoutMs) {
+        return this.#abort("Close timeout");
+      }
+    }
+    if (now >= this.#idleAt) {
+      this.#idleAt = now + limits.wsIdleTimeoutMs;
+      this.#session.checkIdle();
+    }
+  }
+
+  /** Graceful shutdown: close 1001, then the peer's answer or the close timeout. */
+  drain(): void {
+    this.#draining = true;
+    if (this.#conn === undefined) return; // run() starts with it
+    this.#session.close(CLOSE.GoingAway, "Server is shutting down");
+  }
+
+  /**
+   * Closes with 1011 for an app that failed (a WebSocket route's handler
+   * that threw after the socket opened); the error goes to the log.
+   */
+  fail(err: unknown): void {
+    log.error("WebSocket handler failed: {error}", { error: err });
+    this.#session.close(CLOSE.InternalError, "Internal error");
+  }
+
+  cancel(): void {
+    this.#session.abort("Upgrade cancelled");
+    this.#session.dispose();
+  }
+
+  #abort(reason: string): void {
+    this.#session.abort(reason);
+    this.#closeSocket();
+  }
+
+  /** Closes the socket at once; a pending read or write then fails and run() ends. */
+  #closeSocket(): void {
+    if (this.#socketClosed || this.#conn === undefined) return;
+    this.#socketClosed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed by the peer's reset
+    }
+  }
+}
