@@ -991,3 +991,27 @@ Deno.test("a handler may send and close from inside an event", () => {
   h.feed(close(1000));
   assert.deepEqual(h.summary(), ["text:one", "text:bye", "close:1000"]);
 });
+
+Deno.test("WsSession delivers a big one-frame binary message whole however the reads split it, and a fragmented one too", () => {
+  const payload = new Uint8Array(300_000).map((_, i) => (i * 31) & 0xff);
+  const frame = clientFrame(OPCODE.Binary, payload);
+  for (const pieceBytes of [1000, 64 * 1024, 100_000, frame.length]) {
+    const h = new Harness();
+    for (let off = 0; off < frame.length; off += pieceBytes) {
+      h.feed(frame.subarray(off, off + pieceBytes));
+    }
+    assert.equal(h.events.length, 1, `pieces of ${pieceBytes}`);
+    const e = h.events[0];
+    assert.ok(e.type === "binary");
+    assert.deepEqual(e.data, payload, `pieces of ${pieceBytes}`);
+  }
+  // Fragments: the message size is not known up front.
+  const h = new Harness();
+  h.feed(
+    clientFrame(OPCODE.Binary, payload.subarray(0, 100_000), { fin: false }),
+    clientFrame(OPCODE.Continuation, payload.subarray(100_000)),
+  );
+  const e = h.events[0];
+  assert.ok(e.type === "binary");
+  assert.deepEqual(e.data, payload);
+});

@@ -25,7 +25,7 @@ const log = getLogger(["spindle", "ws"]);
  */
 const SMALL_READ_BYTES = 1024;
 /** A read that filled its buffer is followed by one into a big, shared one. */
-const BIG_READ_BYTES = 16 * 1024;
+const BIG_READ_BYTES = 64 * 1024;
 /** Big buffers kept for reuse; more are made while many sockets are busy at once. */
 const POOL_MAX = 64;
 /** After our last frame: what we read and drop while the peer closes its side. */
