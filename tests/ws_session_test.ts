@@ -1015,3 +1015,29 @@ Deno.test("WsSession delivers a big one-frame binary message whole however the r
   assert.ok(e.type === "binary");
   assert.deepEqual(e.data, payload);
 });
+
+Deno.test("WsSession.payloadSpace() lets the rest of a big message be read straight into it, unmasked there", () => {
+  const payload = new Uint8Array(300_000).map((_, i) => (i * 7) & 0xff);
+  const frame = clientFrame(OPCODE.Binary, payload);
+  const h = new Harness();
+  assert.equal(h.session.payloadSpace(), undefined, "no message yet");
+  h.feed(frame.subarray(0, 20_000));
+  assert.equal(h.session.payloadSpace(), undefined, "under a quarter: pieces");
+  let off = 100_000;
+  h.feed(frame.subarray(20_000, off));
+  for (let space; (space = h.session.payloadSpace()) !== undefined;) {
+    assert.equal(space.length, frame.length - off, "exactly the rest");
+    const n = Math.min(space.length, 65_536); // one socket read
+    space.set(frame.subarray(off, off + n)); // what read() would do
+    off += n;
+    h.session.receivedInPlace(n);
+  }
+  assert.equal(off, frame.length);
+  assert.equal(h.events.length, 1);
+  const e = h.events[0];
+  assert.ok(e.type === "binary");
+  assert.deepEqual(e.data, payload);
+  // The next message is read as usual.
+  h.feed(clientFrame(OPCODE.Text, "after"));
+  assert.deepEqual(h.events[1], { type: "text", data: "after" });
+});

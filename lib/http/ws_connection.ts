@@ -163,7 +163,7 @@ export class WsConnection implements Takeover {
     try {
       this.#opts.onOpen?.();
       if (this.#draining) this.drain();
-      if (head.length > 0) this.#receive(head);
+      if (head.length > 0) this.#receive(head, -1);
       await this.#readLoop(socket);
     } catch (err) {
       if (!isDisconnect(err) && !this.#socketClosed) {
@@ -202,6 +202,18 @@ export class WsConnection implements Takeover {
         await backlog;
         continue;
       }
+      // The rest of a big message goes straight into the buffer it is
+      // delivered in.
+      const space = session.payloadSpace();
+      if (space !== undefined) {
+        const n = await socket.read(space);
+        if (n === null) {
+          session.abort();
+          return;
+        }
+        this.#receive(space, n);
+        continue;
+      }
       const buf: Uint8Array = big
         ? pool.pop() ?? new Uint8Array(BIG_READ_BYTES)
         : this.#small ??= new Uint8Array(SMALL_READ_BYTES);
@@ -211,17 +223,21 @@ export class WsConnection implements Takeover {
         return;
       }
       // The session copies what it keeps: the buffer is free once it returns.
-      this.#receive(buf.subarray(0, n));
+      this.#receive(buf.subarray(0, n), -1);
       if (big && pool.length < POOL_MAX) pool.push(buf);
       big = n === buf.length;
     }
   }
 
-  /** Feeds bytes to the session, then writes what it queued in reply. */
-  #receive(bytes: Uint8Array): void {
+  /**
+   * Feeds bytes to the session, then writes what it queued in reply. With
+   * `inPlace` >= 0, that many bytes were read into `payloadSpace()`.
+   */
+  #receive(bytes: Uint8Array, inPlace: number): void {
     this.#receiving = true;
     try {
-      this.#session.receive(bytes);
+      if (inPlace < 0) this.#session.receive(bytes);
+      else this.#session.receivedInPlace(inPlace);
     } catch (err) {
       // The session already failed the connection with 1011.
       log.error("WebSocket handler failed: {error}", { error: err });

@@ -217,9 +217,38 @@ export class WsSession {
   receive(bytes: Uint8Array): void {
     if (this.#state === "closed") return;
     this.#heard = true;
+    this.#parse(bytes, false);
+  }
+
+  /**
+   * Where the engine may read next straight into the message: the rest of
+   * a big one-frame binary message's payload, inside the buffer it will be
+   * delivered in (no copy from a read buffer), or undefined. Read at most
+   * its length, then call `receivedInPlace()` with the bytes read.
+   */
+  payloadSpace(): Uint8Array | undefined {
+    const whole = this.#msgWhole;
+    if (whole === undefined || this.#state === "closed") return undefined;
+    const left = this.#parser.payloadLeft;
+    if (left === 0) return undefined;
+    return whole.subarray(this.#msgBytes, this.#msgBytes + left);
+  }
+
+  /** `n` bytes were read into the start of `payloadSpace()`; as `receive()` for them. */
+  receivedInPlace(n: number): void {
+    const whole = this.#msgWhole;
+    if (whole === undefined || this.#state === "closed") return;
+    this.#heard = true;
+    const bytes = whole.subarray(this.#msgBytes, this.#msgBytes + n);
+    this.#msgBytes += n;
+    this.#parse(bytes, true);
+  }
+
+  #parse(bytes: Uint8Array, inPlace: boolean): void {
     let bug: unknown;
     try {
-      this.#parser.parse(bytes, this.#sink);
+      if (inPlace) this.#parser.parsePayloadInPlace(bytes, this.#sink);
+      else this.#parser.parse(bytes, this.#sink);
     } catch (err) {
       if (err instanceof WsError) {
         this.#fail(err.code, err.message);
