@@ -51,16 +51,21 @@ function start(handler: Handler, limits: Partial<Limits> = {}) {
   return serve({ port: 0, accessLog: false, limits }, handler);
 }
 
-/** Resolves with the close event's code once `ws` has closed. */
-function closeCode(ws: ServerWebSocket): Promise<number> {
+/** Resolves with the close event once `ws` has closed. */
+function closeEvent(ws: ServerWebSocket): Promise<CloseEvent> {
   if (ws.readyState === ws.CLOSED) throw new Error("closed already");
   return withTimeout(
     new Promise((resolve) =>
-      ws.addEventListener("close", (e) => resolve((e as CloseEvent).code))
+      ws.addEventListener("close", (e) => resolve(e as CloseEvent))
     ),
     10_000,
     "the server socket's close event",
   );
+}
+
+/** Resolves with the close event's code once `ws` has closed. */
+async function closeCode(ws: ServerWebSocket): Promise<number> {
+  return (await closeEvent(ws)).code;
 }
 
 Deno.test("upgradeWebSocket() answers 101 with the handshake's fields and reads the frames sent with the request", async () => {
@@ -205,7 +210,7 @@ Deno.test("a client that sends but never reads stops being read: echo replies qu
     wsMaxQueuedBytes: 256 * 1024,
   });
   using ws = await RawWs.open(server.port);
-  const closed = closeCode(seen[0]);
+  const closed = closeEvent(seen[0]);
   const message = clientFrame(OPCODE.Binary, new Uint8Array(60 * 1024));
   let sent = 0;
   // 256 MiB would take the server seconds to echo; it stops reading long before.
@@ -219,7 +224,10 @@ Deno.test("a client that sends but never reads stops being read: echo replies qu
       // the server dropped us
     }
   })();
-  assert.equal(await closed, 1006);
+  const event = await closed;
+  assert.equal(event.code, 1006);
+  // Not the queue limit: replies never passed it, as reading had stopped.
+  assert.equal(event.reason, "Write timeout");
   await withTimeout(writing, 10_000, "the client's writes end");
   assert.ok(
     sent < 256 << 20,

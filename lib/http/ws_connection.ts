@@ -202,6 +202,13 @@ export class WsConnection implements Takeover {
         await backlog;
         continue;
       }
+      // Replies the peer has not taken yet: read no more requests for
+      // them (an echo of a client that never reads would grow forever).
+      if (session.bufferedAmount > this.#limits.wsMaxQueuedBytes / 2) {
+        this.#flush();
+        await this.#writing;
+        continue;
+      }
       // The rest of a big message goes straight into the buffer it is
       // delivered in.
       const space = session.payloadSpace();
