@@ -192,6 +192,44 @@ export function denoGenerator(): Generator {
   };
 }
 
+const WS_LOAD_TS = new URL("./ws_load.ts", import.meta.url).pathname;
+
+/**
+ * A generator running bench/ws_load.ts in its own process: WebSocket
+ * messages of `messageBytes` echoed, `pipeline` in flight per socket;
+ * "requests" are messages. No latency figures.
+ */
+export function wsGenerator(messageBytes: number, binary: boolean): Generator {
+  return async (opts) => {
+    const argv = withFdLimit(opts.fdLimit, [
+      ...pinned(opts.cpus),
+      Deno.execPath(),
+      "run",
+      "--allow-net",
+      WS_LOAD_TS,
+      `ws://${opts.hostname}:${opts.port}${opts.path}`,
+      "-c",
+      `${opts.connections}`,
+      "-d",
+      `${opts.durationMs / 1000}`,
+      "-s",
+      `${messageBytes}`,
+      "-p",
+      `${opts.pipeline}`,
+      ...(binary ? ["--binary"] : []),
+      "--json",
+    ]);
+    const text = await runForStdout("ws_load.ts", argv);
+    const result = JSON.parse(text.trim().split("\n").at(-1)!) as LoadResult;
+    return {
+      ...result,
+      latencyP50Us: Number.NaN,
+      latencyP99Us: Number.NaN,
+      latencyMaxUs: Number.NaN,
+    };
+  };
+}
+
 /** Runs `argv` and returns its stdout; throws with both outputs if it fails. */
 async function runForStdout(what: string, argv: string[]): Promise<string> {
   const out = await new Deno.Command(argv[0], {

@@ -124,8 +124,10 @@ export class WsConnection implements Takeover {
   #small: Uint8Array | undefined;
   /** Inside `session.receive()`: output is written after it returns. */
   #receiving = false;
-  /** A write is scheduled or in progress. */
-  #writing: Promise<void> | undefined;
+  /** A write is in progress; what the session queues meanwhile follows it. */
+  #writing = false;
+  #writesDonePromise: Promise<void> | undefined;
+  #writesDoneResolve: (() => void) | undefined;
   #flushQueued = false;
   /** `Date.now()` when the write in progress began or last progressed; 0 when none. */
   #writeSince = 0;
@@ -206,7 +208,7 @@ export class WsConnection implements Takeover {
       // them (an echo of a client that never reads would grow forever).
       if (session.bufferedAmount > this.#limits.wsMaxQueuedBytes / 2) {
         this.#flush();
-        await this.#writing;
+        await this.#writesDone();
         continue;
       }
       // The rest of a big message goes straight into the buffer it is
@@ -268,41 +270,70 @@ export class WsConnection implements Takeover {
     });
   }
 
+  /**
+   * Starts writing the session's output unless a write is in progress
+   * (it takes the rest when done). Plain callbacks, not an async loop:
+   * the common write is one small frame, and each promise layer costs.
+   */
   #flush(): void {
-    if (this.#writing !== undefined || this.#conn === undefined) return;
-    this.#writing = this.#writeQueued(this.#conn).finally(() => {
-      this.#writing = undefined;
-    });
+    if (this.#writing || this.#conn === undefined) return;
+    const out = this.#session.takeOutput();
+    if (out === null) return;
+    this.#writing = true;
+    this.#write(out);
   }
 
-  /** Writes until the session has no output; a failed write drops the connection. */
-  async #writeQueued(conn: Socket): Promise<void> {
+  #write(out: Uint8Array): void {
+    this.#writeSince = Date.now();
+    this.#conn!.write(out).then(
+      (n) => this.#wrote(out, n),
+      () => this.#writeFailed(),
+    );
+  }
+
+  #wrote(out: Uint8Array, n: number): void {
     const session = this.#session;
-    try {
-      for (let out; (out = session.takeOutput()) !== null;) {
-        for (let off = 0; off < out.length;) {
-          this.#writeSince = Date.now();
-          const n = await conn.write(off === 0 ? out : out.subarray(off));
-          off += n;
-          session.written(n);
-        }
-      }
-    } catch {
-      session.abort("Write failed");
-      this.#closeSocket();
-    } finally {
-      this.#writeSince = 0;
-    }
+    session.written(n);
+    if (n < out.length) return this.#write(out.subarray(n));
+    const next = session.takeOutput();
+    if (next !== null) return this.#write(next);
+    this.#writing = false;
+    this.#writeSince = 0;
+    this.#wakeWriteWaiters();
+  }
+
+  /** A failed write drops the connection. */
+  #writeFailed(): void {
+    this.#writing = false;
+    this.#writeSince = 0;
+    this.#session.abort("Write failed");
+    this.#closeSocket();
+    this.#wakeWriteWaiters();
+  }
+
+  /** Settles once no write is in progress (at once if none is). */
+  #writesDone(): Promise<void> {
+    if (!this.#writing) return Promise.resolve();
+    return this.#writesDonePromise ??= new Promise((resolve) =>
+      this.#writesDoneResolve = resolve
+    );
+  }
+
+  #wakeWriteWaiters(): void {
+    const resolve = this.#writesDoneResolve;
+    if (resolve === undefined) return;
+    this.#writesDonePromise = this.#writesDoneResolve = undefined;
+    resolve();
   }
 
   /** Writes everything queued, including output queued while writing. */
   async #flushAll(): Promise<void> {
     while (!this.#socketClosed) {
-      if (this.#writing === undefined) {
+      if (!this.#writing) {
         if (!this.#session.hasOutput) return;
         this.#flush();
       }
-      await this.#writing;
+      await this.#writesDone();
     }
   }
 

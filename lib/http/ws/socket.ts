@@ -259,11 +259,24 @@ export class ServerWebSocket extends EventTarget {
     }
   }
 
+  /** Listeners were added: events go through dispatchEvent() too. */
+  #listened = false;
+
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    this.#listened = true;
+    super.addEventListener(type, listener, options);
+  }
+
   #fire<E extends Event>(event: E, handler: Handler<E>): void {
     try {
       handler?.call(this, event);
     } finally {
-      this.dispatchEvent(event);
+      // Most apps set on* handlers only: no dispatch to nobody per message.
+      if (this.#listened) this.dispatchEvent(event);
     }
   }
 }
