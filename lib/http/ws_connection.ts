@@ -21,9 +21,9 @@ const log = getLogger(["spindle", "ws"]);
 
 /**
  * What an idle socket reads into: most messages of a chat or a dashboard
- * fit, and 10,000 idle sockets hold 10 MiB, not the 160 MiB of a big buffer each.
+ * fit, and 10,000 idle sockets hold 5 MiB, not the 640 MiB of a big buffer each.
  */
-const SMALL_READ_BYTES = 1024;
+const SMALL_READ_BYTES = 512;
 /** A read that filled its buffer is followed by one into a big, shared one. */
 const BIG_READ_BYTES = 64 * 1024;
 /** Big buffers kept for reuse; more are made while many sockets are busy at once. */

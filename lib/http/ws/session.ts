@@ -112,7 +112,9 @@ export class WsSession {
   #frameFin = false;
   #frameLength = 0;
   /** The payload of a control frame (at most 125 bytes) as it arrives. */
-  readonly #control = new Uint8Array(MAX_CONTROL_PAYLOAD);
+  // Made at the first control frame: an idle socket that is never pinged
+  // keeps no 125 bytes (and their ArrayBuffer) for it.
+  #control: Uint8Array | undefined;
   #controlLen = 0;
 
   // The message being read: opcode of its first frame (0: none yet).
@@ -465,7 +467,10 @@ export class WsSession {
 
   #framePayload(bytes: Uint8Array): void {
     if (this.#frameOpcode >= 8) {
-      this.#control.set(bytes, this.#controlLen);
+      (this.#control ??= new Uint8Array(MAX_CONTROL_PAYLOAD)).set(
+        bytes,
+        this.#controlLen,
+      );
       this.#controlLen += bytes.length;
       return;
     }
@@ -554,7 +559,8 @@ export class WsSession {
   }
 
   #controlEnd(opcode: number): boolean {
-    const payload = this.#control.slice(0, this.#controlLen);
+    const payload = this.#control?.slice(0, this.#controlLen) ??
+      new Uint8Array(0);
     if (opcode === OPCODE.Ping) {
       // RFC 6455 §5.5.3: a pong carries the ping's payload. None once we
       // sent a close: nothing follows a close frame.
