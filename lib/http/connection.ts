@@ -61,6 +61,8 @@ const NO_BODY = new BodyReader(
   DEFAULT_LIMITS,
 );
 
+/** The read buffer of a connection handed over after a 101. */
+const NO_BYTES = new Uint8Array(0);
 /** First read buffer; grows up to the head limit only when a head needs it. */
 const INITIAL_READ_BYTES = 4096;
 /** Output is gathered up to this size before a write (pipelined replies). */
@@ -402,25 +404,30 @@ export class Connection implements ByteSource {
    * Writes the 101 and hands the socket over with the bytes read past the
    * request head. The connection stays counted until the takeover is done.
    */
-  async #runTakeover(): Promise<void> {
+  #runTakeover(): Promise<void> {
     const takeover = this.#takeover!;
-    try {
-      await this.#flush();
-    } catch (err) {
-      takeover.cancel();
-      throw err;
-    }
+    // Not async: an idle WebSocket would keep this frame suspended for good.
+    return (this.#flush() ?? Promise.resolve()).then(
+      () => this.#handOver(takeover),
+      (err) => {
+        takeover.cancel();
+        throw err;
+      },
+    );
+  }
+
+  #handOver(takeover: Takeover): Promise<void> {
     this.#finish(this.#current!, false);
     const rest = this.#buf.slice(this.#start, this.#end);
     // The takeover reads into its own buffer: an idle WebSocket keeps none of these.
-    this.#buf = new Uint8Array(0);
+    this.#buf = NO_BYTES;
     this.#out = new OutBuffer();
     this.#start = this.#end = this.#scanFrom = 0;
     this.#body = NO_BODY;
     this.phase = Phase.Upgraded;
     this.deadline = this.busyDeadline = 0;
     if (this.#draining) takeover.drain();
-    await takeover.run(this.#conn, rest);
+    return takeover.run(this.#conn, rest);
   }
 
   /** The next complete head in the buffer, or undefined if more bytes are needed. */

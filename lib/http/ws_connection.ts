@@ -122,6 +122,10 @@ export class WsConnection implements Takeover {
   #conn: Socket | undefined;
   /** Our own small read buffer, made when the socket first waits. */
   #small: Uint8Array | undefined;
+  /** The last read filled its buffer: the next one takes a big shared one. */
+  #big = false;
+  /** Ends run()'s reading part; set by run(). */
+  #readsDone: () => void = () => {};
   /** Inside `session.receive()`: output is written after it returns. */
   #receiving = false;
   /** A write is in progress; what the session queues meanwhile follows it. */
@@ -158,21 +162,79 @@ export class WsConnection implements Takeover {
     session.onOutput = () => this.#queueFlush();
   }
 
-  async run(socket: Socket, head: Uint8Array): Promise<void> {
+  run(socket: Socket, head: Uint8Array): Promise<void> {
     this.#conn = socket;
-    const session = this.#session;
     this.#idleAt = Date.now() + this.#limits.wsIdleTimeoutMs;
+    const reading = new Promise<void>((resolve) => this.#readsDone = resolve);
     try {
       this.#opts.onOpen?.();
       if (this.#draining) this.drain();
       if (head.length > 0) this.#receive(head, -1);
-      await this.#readLoop(socket);
+      this.#readNext();
     } catch (err) {
-      if (!isDisconnect(err) && !this.#socketClosed) {
-        log.error("WebSocket connection failed: {error}", { error: err });
-      }
-      session.abort();
+      this.#readFailed(err);
     }
+    return reading.then(() => this.#finish(socket));
+  }
+
+  /**
+   * Starts the next read, or ends reading once the session is closed.
+   * Callbacks, not an async loop: an idle socket then holds one pending
+   * read, not a chain of suspended async frames (~2 KiB of heap).
+   */
+  #readNext(): void {
+    const session = this.#session;
+    if (session.state === "closed") return this.#readsDone();
+    const backlog = this.#opts.backlog?.();
+    if (backlog !== undefined) {
+      backlog.then(() => this.#readNext());
+      return;
+    }
+    // Replies the peer has not taken yet: read no more requests for them
+    // (an echo of a client that never reads would grow forever).
+    if (session.bufferedAmount > this.#limits.wsMaxQueuedBytes / 2) {
+      this.#flush();
+      this.#writesDone().then(() => this.#readNext());
+      return;
+    }
+    // The rest of a big message goes straight into the buffer it is
+    // delivered in.
+    const space = session.payloadSpace();
+    const buf = space ??
+      (this.#big
+        ? pool.pop() ?? new Uint8Array(BIG_READ_BYTES)
+        : this.#small ??= new Uint8Array(SMALL_READ_BYTES));
+    this.#conn!.read(buf).then(
+      (n) => this.#onRead(buf, n, space !== undefined),
+      (err) => this.#readFailed(err),
+    );
+  }
+
+  #onRead(buf: Uint8Array, n: number | null, inPlace: boolean): void {
+    if (n === null) {
+      this.#session.abort();
+      return this.#readsDone();
+    }
+    if (inPlace) this.#receive(buf, n);
+    else {
+      // The session copies what it keeps: the buffer is free once it returns.
+      this.#receive(buf.subarray(0, n), -1);
+      if (buf !== this.#small && pool.length < POOL_MAX) pool.push(buf);
+      this.#big = n === buf.length;
+    }
+    this.#readNext();
+  }
+
+  #readFailed(err: unknown): void {
+    if (!isDisconnect(err) && !this.#socketClosed) {
+      log.error("WebSocket connection failed: {error}", { error: err });
+    }
+    this.#session.abort();
+    this.#readsDone();
+  }
+
+  /** After the last read: our last frames, FIN, then the peer's close. */
+  async #finish(socket: Socket): Promise<void> {
     try {
       // What is left is our close frame, or the reply to the peer's.
       await this.#flushAll();
@@ -190,51 +252,8 @@ export class WsConnection implements Takeover {
     } catch {
       // the peer is gone, which is what we wanted
     } finally {
-      session.dispose();
+      this.#session.dispose();
       this.#closeSocket();
-    }
-  }
-
-  async #readLoop(socket: Socket): Promise<void> {
-    const session = this.#session;
-    let big = false;
-    while (session.state !== "closed") {
-      const backlog = this.#opts.backlog?.();
-      if (backlog !== undefined) {
-        await backlog;
-        continue;
-      }
-      // Replies the peer has not taken yet: read no more requests for
-      // them (an echo of a client that never reads would grow forever).
-      if (session.bufferedAmount > this.#limits.wsMaxQueuedBytes / 2) {
-        this.#flush();
-        await this.#writesDone();
-        continue;
-      }
-      // The rest of a big message goes straight into the buffer it is
-      // delivered in.
-      const space = session.payloadSpace();
-      if (space !== undefined) {
-        const n = await socket.read(space);
-        if (n === null) {
-          session.abort();
-          return;
-        }
-        this.#receive(space, n);
-        continue;
-      }
-      const buf: Uint8Array = big
-        ? pool.pop() ?? new Uint8Array(BIG_READ_BYTES)
-        : this.#small ??= new Uint8Array(SMALL_READ_BYTES);
-      const n = await socket.read(buf);
-      if (n === null) {
-        session.abort();
-        return;
-      }
-      // The session copies what it keeps: the buffer is free once it returns.
-      this.#receive(buf.subarray(0, n), -1);
-      if (big && pool.length < POOL_MAX) pool.push(buf);
-      big = n === buf.length;
     }
   }
 
