@@ -165,31 +165,7 @@ export function wrkGenerator(tempDir: string): Generator {
 
 /** A generator running bench/load.ts in its own process (no latency figures). */
 export function denoGenerator(): Generator {
-  return async (opts) => {
-    const argv = withFdLimit(opts.fdLimit, [
-      ...pinned(opts.cpus),
-      Deno.execPath(),
-      "run",
-      "--allow-net",
-      LOAD_TS,
-      `http://${opts.hostname}:${opts.port}${opts.path}`,
-      "-c",
-      `${opts.connections}`,
-      "-d",
-      `${opts.durationMs / 1000}`,
-      "-p",
-      `${opts.pipeline}`,
-      "--json",
-    ]);
-    const text = await runForStdout("load.ts", argv);
-    const result = JSON.parse(text.trim().split("\n").at(-1)!) as LoadResult;
-    return {
-      ...result,
-      latencyP50Us: Number.NaN,
-      latencyP99Us: Number.NaN,
-      latencyMaxUs: Number.NaN,
-    };
-  };
+  return scriptGenerator(LOAD_TS, "http", () => []);
 }
 
 const WS_LOAD_TS = new URL("./ws_load.ts", import.meta.url).pathname;
@@ -200,26 +176,41 @@ const WS_LOAD_TS = new URL("./ws_load.ts", import.meta.url).pathname;
  * "requests" are messages. No latency figures.
  */
 export function wsGenerator(messageBytes: number, binary: boolean): Generator {
+  return scriptGenerator(WS_LOAD_TS, "ws", () => [
+    "-s",
+    `${messageBytes}`,
+    ...(binary ? ["--binary"] : []),
+  ]);
+}
+
+/**
+ * Runs one of our load scripts (`-c`, `-d`, `-p`, `--json` and `extra`
+ * flags) pinned to the load cores; its last line is the LoadResult.
+ */
+function scriptGenerator(
+  script: string,
+  scheme: "http" | "ws",
+  extra: () => string[],
+): Generator {
   return async (opts) => {
     const argv = withFdLimit(opts.fdLimit, [
       ...pinned(opts.cpus),
       Deno.execPath(),
       "run",
       "--allow-net",
-      WS_LOAD_TS,
-      `ws://${opts.hostname}:${opts.port}${opts.path}`,
+      script,
+      `${scheme}://${opts.hostname}:${opts.port}${opts.path}`,
       "-c",
       `${opts.connections}`,
       "-d",
       `${opts.durationMs / 1000}`,
-      "-s",
-      `${messageBytes}`,
       "-p",
       `${opts.pipeline}`,
-      ...(binary ? ["--binary"] : []),
+      ...extra(),
       "--json",
     ]);
-    const text = await runForStdout("ws_load.ts", argv);
+    const name = script.slice(script.lastIndexOf("/") + 1);
+    const text = await runForStdout(name, argv);
     const result = JSON.parse(text.trim().split("\n").at(-1)!) as LoadResult;
     return {
       ...result,

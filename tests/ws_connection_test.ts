@@ -22,6 +22,7 @@ import {
   withTimeout,
 } from "./helpers/socket.ts";
 import { RawWs, upgradeRequest, WS_ACCEPT } from "./helpers/ws_raw.ts";
+import { certificate } from "./helpers/cert.ts";
 
 /** Echoes every message; "close:<code>" closes with that code; "flood" sends until dropped. */
 function echoApp(seen: ServerWebSocket[] = []): Handler {
@@ -294,4 +295,34 @@ Deno.test("a WebSocket's url is ws:// with the Host, path and query", async () =
   assert.equal(seen[0].url, "ws://localhost/room?id=7");
   await ws.send(clientFrame(OPCODE.Text, "x"));
   assert.equal(decoder.decode((await ws.frame()).payload), "x");
+});
+
+Deno.test("a WebSocket over TLS: wss:// url, small and big messages echoed, clean close", async () => {
+  const pem = await certificate();
+  if (pem === undefined) return; // certificate() said why
+  const seen: ServerWebSocket[] = [];
+  await using server = serve({
+    port: 0,
+    accessLog: false,
+    cert: pem.cert,
+    key: pem.key,
+  }, echoApp(seen));
+  using ws = await RawWs.open(
+    server.port,
+    upgradeRequest("/tls"),
+    new Uint8Array(0),
+    (port) =>
+      Deno.connectTls({ hostname: "localhost", port, caCerts: [pem.cert] }),
+  );
+  assert.equal(ws.reply.status, 101);
+  assert.equal(seen[0].url, "wss://localhost/tls");
+  await ws.send(clientFrame(OPCODE.Text, "over tls"));
+  assert.equal(decoder.decode((await ws.frame()).payload), "over tls");
+  // Big enough that its rest is read straight into the message's buffer.
+  const big = new Uint8Array(300_000).map((_, i) => i & 0xff);
+  await ws.send(clientFrame(OPCODE.Binary, big));
+  assert.deepEqual((await ws.frame()).payload, big);
+  await ws.send(clientFrame(OPCODE.Close, closePayload(1000)));
+  assert.deepEqual(await ws.closeFrame(), [1000, ""]);
+  assert.equal(await ws.ended(), true);
 });

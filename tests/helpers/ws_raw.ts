@@ -33,7 +33,7 @@ export function upgradeRequest(path = "/echo", extra = ""): string {
 
 /** One raw WebSocket connection after its handshake. */
 export class RawWs implements Disposable {
-  readonly conn: Deno.TcpConn;
+  readonly conn: Deno.Conn;
   /** The server's answer to the handshake (101 unless refused). */
   readonly reply: RawReply;
   readonly #frames = new ServerFrameReader();
@@ -41,22 +41,24 @@ export class RawWs implements Disposable {
   #eof = false;
   readonly #buf = new Uint8Array(64 * 1024);
 
-  private constructor(conn: Deno.TcpConn, reply: RawReply, rest: Uint8Array) {
+  private constructor(conn: Deno.Conn, reply: RawReply, rest: Uint8Array) {
     this.conn = conn;
     this.reply = reply;
     if (rest.length > 0) this.#frames.push(rest);
   }
 
   /**
-   * Connects and sends `request` (an upgrade) followed by `after` in the
-   * same write, then reads the answer's head.
+   * Connects (with `dial`, plain TCP by default) and sends `request` (an
+   * upgrade) followed by `after` in the same write, then reads the
+   * answer's head.
    */
   static async open(
     port: number,
     request = upgradeRequest(),
     after: Uint8Array = new Uint8Array(0),
+    dial: (port: number) => Promise<Deno.Conn> = connect,
   ): Promise<RawWs> {
-    const conn = await connect(port);
+    const conn = await dial(port);
     try {
       const head = new TextEncoder().encode(request);
       const bytes = new Uint8Array(head.length + after.length);
