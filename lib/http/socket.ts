@@ -17,3 +17,18 @@ export interface Socket {
   /** Closes the socket at once; throws `BadResource` if already closed. */
   close(): void;
 }
+
+/**
+ * An accepted TCP socket before any TLS: a `Deno.TcpConn`, or one whose
+ * PROXY header was read off (`proxied_conn.ts`).
+ */
+export type RawConn = Pick<
+  Deno.TcpConn,
+  | "remoteAddr"
+  | "localAddr"
+  | "read"
+  | "write"
+  | "closeWrite"
+  | "close"
+  | "setNoDelay"
+>;
