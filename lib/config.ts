@@ -142,6 +142,27 @@ export interface Limits {
   readonly maxPartHeadBytes: number;
   /** A form's plain (non-file) fields together, held in memory, in bytes. Over: 413. */
   readonly maxFormFieldBytes: number;
+
+  // Many machines (issue #12).
+  /**
+   * A PROXY header from a trusted load balancer, in bytes (a v1 line is 107
+   * at most whatever this says). Over: close, no reply (the peer is a proxy,
+   * not a client). Its wait is bounded by `headTimeoutMs`.
+   */
+  readonly maxProxyHeaderBytes: number;
+  /**
+   * After SIGINT/SIGTERM, time requests are still accepted and served while
+   * `/health` answers 503 and every reply says `Connection: close`, so a load
+   * balancer takes the instance out before its listener closes. Then
+   * `shutdownTimeoutMs` runs.
+   */
+  readonly drainDelayMs: number;
+  /**
+   * One rate-limit check against a shared store (Redis). Over: the store
+   * counts as unreachable; the local limiter decides, or 503 with
+   * `--rate-limit-fail closed`.
+   */
+  readonly rateStoreTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -207,6 +228,14 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxFormParts: 1000, // Go's multipartmaxparts: a real form has tens; more is parser-cost abuse
   maxPartHeadBytes: 8 * 1024, // a 255-byte name escaped three ways and a long type fit 10 times over
   maxFormFieldBytes: 1024 * 1024, // text fields are read into memory, files are not
+
+  // Two UNIX addresses (232 bytes with the fixed part) and HAProxy's TLVs
+  // (ALPN, authority, unique id, SSL details) fit several times over.
+  maxProxyHeaderBytes: 2048,
+  drainDelayMs: 0, // alone, stop at once; behind a balancer, set it above its check interval x fall
+  // A check is one round trip on a LAN (~0.2 ms); 50 ms is a stalled store,
+  // and is what a request pays at most before the local limiter decides.
+  rateStoreTimeoutMs: 50,
 });
 
 /** What `serve()` needs besides a handler. */
@@ -228,6 +257,12 @@ export interface ServerConfig {
    * proxies (whose clients the engine cannot see); unset: loopback.
    */
   readonly exemptPeer?: (hostname: string) => boolean;
+  /**
+   * Peers (load balancers) whose connections must start with a PROXY
+   * header, v1 or v2; the client it names is the connection's remote
+   * address. Unset: no PROXY headers are read.
+   */
+  readonly proxyProtocolFrom?: (hostname: string) => boolean;
 }
 
 export const DEFAULT_CONFIG: ServerConfig = Object.freeze({
@@ -272,7 +307,14 @@ export interface AppConfig {
   /** Total bytes the uploads folder may hold. Over: 507. */
   readonly uploadQuotaBytes: number;
   /** Requests per client per window; unset: no rate limit. */
-  readonly rateLimit?: { readonly limit: number; readonly windowMs: number };
+  readonly rateLimit?: {
+    readonly limit: number;
+    readonly windowMs: number;
+    /** `redis://HOST:PORT` keeps the counts there, shared by instances; unset: in memory. */
+    readonly store?: string;
+    /** The store unreachable: count locally ("open") or answer 503 ("closed"). */
+    readonly fail?: "open" | "closed";
+  };
   /** Peers whose X-Forwarded-For is believed. */
   readonly trustProxy: readonly string[];
   /** Host header values accepted; unset: loopback names when bound to loopback, else any. */
@@ -346,6 +388,8 @@ export interface CliOptions {
   readonly workers: number;
   /** `--auth`, `--auth-file`, `--auth-paths`; unset: no passwords. */
   readonly auth?: AuthFlags;
+  /** `--proxy-protocol`: `--trust-proxy` peers start with a PROXY header. */
+  readonly proxyProtocol: boolean;
 }
 
 /** A bad command line; main prints `message` and exits with code 2. */
@@ -407,6 +451,11 @@ export const FLAGS: Readonly<
     "10s",
     "time in-flight requests get on SIGINT/SIGTERM",
   ],
+  "drain-delay": [
+    "TIME",
+    "0",
+    "on SIGINT/SIGTERM, serve this long more with /health 503 (behind a load balancer)",
+  ],
   cert: ["FILE", "", "PEM certificate chain: serve HTTPS (with --key)"],
   key: ["FILE", "", "PEM private key for --cert"],
   workers: ["N", "1", "engine threads sharing the port (needs --unstable-net)"],
@@ -434,7 +483,22 @@ export const FLAGS: Readonly<
     "off",
     "requests per client per window, e.g. 100/10s (429)",
   ],
+  "rate-limit-store": [
+    "URL",
+    "off",
+    "keep --rate-limit counts in redis://HOST:PORT, shared by every instance",
+  ],
+  "rate-limit-fail": [
+    "open|closed",
+    "open",
+    "store unreachable: count in this process (open) or answer 503 (closed)",
+  ],
   "trust-proxy": ["LIST", "", "peers whose X-Forwarded-For is believed"],
+  "proxy-protocol": [
+    "",
+    "off",
+    "--trust-proxy peers start each connection with a PROXY header (v1 or v2)",
+  ],
   "allowed-hosts": ["LIST", "loopback names", "Host values accepted (421)"],
   "metrics-public": ["", "off", "serve /metrics beyond loopback"],
   cors: ["ORIGIN", "", "Access-Control-Allow-Origin for API routes"],
@@ -592,6 +656,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
     writeTimeoutMs: time("write-timeout", L.writeTimeoutMs),
     queueTimeoutMs: time("queue-timeout", L.queueTimeoutMs),
     shutdownTimeoutMs: time("shutdown-timeout", L.shutdownTimeoutMs),
+    drainDelayMs: time("drain-delay", L.drainDelayMs),
     maxConnsPerIp: count("max-conns-per-ip", L.maxConnsPerIp, 0),
     minBodyBytesPerSec: size("min-body-rate", L.minBodyBytesPerSec),
     minSendBytesPerSec: size("min-send-rate", L.minSendBytesPerSec),
@@ -636,6 +701,26 @@ export function parseFlags(args: readonly string[]): CliOptions {
       throw new UsageError("--rate-limit: the window must be longer than 0");
     }
   }
+  const store = str("rate-limit-store");
+  const fail = str("rate-limit-fail") ?? "open";
+  if (fail !== "open" && fail !== "closed") {
+    throw new UsageError(`--rate-limit-fail: "${fail}" is not open or closed`);
+  }
+  // Failing open is what happens without a store too; closed needs one.
+  if (fail === "closed" && store === undefined) {
+    throw new UsageError("--rate-limit-fail closed needs --rate-limit-store");
+  }
+  if (store !== undefined) {
+    if (rateLimit === undefined) {
+      throw new UsageError("--rate-limit-store needs --rate-limit");
+    }
+    if (!isRedisUrl(store)) {
+      throw new UsageError(
+        `--rate-limit-store: "${store}" is not redis://HOST:PORT`,
+      );
+    }
+    rateLimit = { ...rateLimit, store, fail };
+  }
 
   const root = str("root") ?? DEFAULT_STATIC.root;
   const app: AppConfig = Object.freeze({
@@ -667,6 +752,13 @@ export function parseFlags(args: readonly string[]): CliOptions {
     metricsPublic: flag("metrics-public"),
     cors: str("cors"),
   });
+
+  const proxyProtocol = flag("proxy-protocol");
+  if (proxyProtocol && app.trustProxy.length === 0) {
+    throw new UsageError(
+      "--proxy-protocol needs --trust-proxy: the load balancers whose PROXY headers are believed",
+    );
+  }
 
   const auth = parseAuthFlags(
     authPairs,
@@ -700,7 +792,20 @@ export function parseFlags(args: readonly string[]): CliOptions {
     help: flag("help"),
     workers: count("workers", 1),
     auth,
+    proxyProtocol,
   };
+}
+
+/** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. */
+function isRedisUrl(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return (url.protocol === "redis:" || url.protocol === "rediss:") &&
+      url.hostname !== "" && /^(\/\d*)?$/.test(url.pathname) &&
+      url.search === "" && url.hash === "";
+  } catch {
+    return false;
+  }
 }
 
 /** True for a bind address only this machine can reach. */

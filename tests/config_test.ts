@@ -118,6 +118,37 @@ Deno.test("parseFlags() maps the static and app flags", () => {
   assert.equal(o.workers, 2);
 });
 
+Deno.test("parseFlags() reads the many-machines flags", () => {
+  const o = parseFlags([
+    "--rate-limit",
+    "100/10s",
+    "--rate-limit-store",
+    "redis://:secret@10.0.0.5:6379/2",
+    "--rate-limit-fail",
+    "closed",
+    "--trust-proxy",
+    "10.0.0.1",
+    "--proxy-protocol",
+    "--drain-delay",
+    "3s",
+  ]);
+  assert.deepEqual(o.app.rateLimit, {
+    limit: 100,
+    windowMs: 10_000,
+    store: "redis://:secret@10.0.0.5:6379/2",
+    fail: "closed",
+  });
+  assert.equal(o.proxyProtocol, true);
+  assert.equal(o.server.limits.drainDelayMs, 3000);
+  assert.equal(parseFlags([]).proxyProtocol, false);
+  assert.equal(parseFlags([]).server.limits.drainDelayMs, 0);
+  assert.equal(
+    parseFlags(["--rate-limit", "1/1s", "--rate-limit-store", "redis://r:1"])
+      .app.rateLimit?.fail,
+    "open",
+  );
+});
+
 Deno.test("parseFlags() takes every --log-format", () => {
   for (const format of ["text", "json", "common", "combined"]) {
     assert.equal(parseFlags(["--log-format", format]).logFormat, format);
@@ -150,6 +181,26 @@ const bad: [args: string[], message: RegExp][] = [
   [["--auth", "a:b", "--auth-paths", "/a%2Fb"], /is not \/PREFIX/],
   [["--auth", "a:b", "--auth-paths", "read:/a"], /is not \/PREFIX/],
   [["--auth", "a:b", "--auth-paths", ","], /empty list/],
+  [["--proxy-protocol"], /--proxy-protocol needs --trust-proxy/],
+  [["--rate-limit-store", "redis://r:6379"], /needs --rate-limit$/],
+  [
+    ["--rate-limit", "1/1s", "--rate-limit-fail", "closed"],
+    /needs --rate-limit-store/,
+  ],
+  [["--rate-limit", "1/1s", "--rate-limit-fail", "shut"], /not open or closed/],
+  [
+    ["--rate-limit", "1/1s", "--rate-limit-store", "r:6379"],
+    /not redis:\/\/HOST:PORT/,
+  ],
+  [
+    ["--rate-limit", "1/1s", "--rate-limit-store", "http://r:6379"],
+    /not redis:/,
+  ],
+  [
+    ["--rate-limit", "1/1s", "--rate-limit-store", "redis://r:6379/x"],
+    /not redis:/,
+  ],
+  [["--drain-delay", "soon"], /not a duration/],
 ];
 for (const [args, message] of bad) {
   Deno.test(`parseFlags() refuses ${args.join(" ")}`, () => {

@@ -20,6 +20,7 @@ import { compression } from "./middleware/compression.ts";
 import { cors } from "./middleware/cors.ts";
 import { hostGuard } from "./middleware/host_guard.ts";
 import { rateLimit } from "./middleware/rate_limit.ts";
+import type { RateLimitStore } from "./rate_limit_store.ts";
 import { json, text } from "./response.ts";
 import { Router } from "./router.ts";
 import { staticFiles } from "./static_files.ts";
@@ -35,6 +36,11 @@ export interface ServerInfo {
   port(): number;
   /** The server's limits (the app's own are there too); default: the defaults. */
   readonly limits?: Limits;
+  /**
+   * Where `config.rateLimit` counts: shared by instances (Redis) or by
+   * workers; unset: this engine's memory. Built for the same policy.
+   */
+  readonly rateLimitStore?: RateLimitStore;
 }
 
 /** Hooks for tests: a clock for the rate limiter and the app's counters. */
@@ -87,11 +93,12 @@ export function createApp(
   });
   if (guard) router.use(guard);
   if (config.rateLimit) {
-    router.use(rateLimit({
-      ...config.rateLimit,
-      now: hooks.now,
-      onLimited: () => metrics.rateLimited++,
-    }));
+    const onLimited = () => metrics.rateLimited++;
+    router.use(
+      server.rateLimitStore
+        ? rateLimit(server.rateLimitStore, onLimited)
+        : rateLimit({ ...config.rateLimit, now: hooks.now, onLimited }),
+    );
   }
   if (config.cors !== undefined) router.use(cors(config.cors));
   if (config.auth !== undefined) {
@@ -169,8 +176,9 @@ export function createApp(
   router.get("/metrics", (req) => {
     if (!config.metricsPublic) {
       // A reverse proxy on loopback makes every client's peer loopback: its
-      // forwarding headers name who really asked. TODO(#9): so would a PROXY
-      // protocol header, once the engine reads one.
+      // forwarding headers name who really asked. (With --proxy-protocol the
+      // engine has already put the client the PROXY header names in
+      // req.client, loopback only for a local client or a health check.)
       const refused = isLoopback(req.client)
         ? forwardedBeyondLoopback(
           req.raw.headers.getJoined("x-forwarded-for"),

@@ -19,9 +19,10 @@ import { Connection, isDisconnect, Phase, toErrorReply } from "./connection.ts";
 import { timeoutsOf } from "./deadlines.ts";
 import { HttpError, STATUS } from "./errors.ts";
 import type { Handler } from "./handler.ts";
+import { ProxyHeaderReader } from "./proxied_conn.ts";
 import { encodeClosingReply } from "./response.ts";
 import { Semaphore } from "./semaphore.ts";
-import type { Socket } from "./socket.ts";
+import type { RawConn, Socket } from "./socket.ts";
 import { tlsSettings, TlsSocket } from "./tls.ts";
 import { EngineStats } from "./stats.ts";
 
@@ -53,7 +54,8 @@ export interface Server extends AsyncDisposable {
   readonly finished: Promise<void>;
   /**
    * Stops accepting, closes idle connections, lets requests in flight
-   * finish within `limits.shutdownTimeoutMs`, then closes the rest.
+   * finish within `limits.shutdownTimeoutMs`, then closes the rest. With
+   * `limits.drainDelayMs`, first serves on that long with /health at 503.
    */
   shutdown(): Promise<void>;
 }
@@ -117,6 +119,9 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     config.exemptPeer ?? isLoopback,
   );
   const fds = new DescriptorBudget(limits, options.descriptorShare);
+  const proxyHeaders = config.proxyProtocolFrom === undefined
+    ? undefined
+    : new ProxyHeaderReader(limits, config.proxyProtocolFrom);
   primeSignalHandling();
   const busyConns = limits.maxConns * limits.busyPercent / 100;
   const connections = new Map<Connection, Client>();
@@ -163,6 +168,10 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   function freeFd(client: Client): void {
     if (client.fdFreed) return;
     client.fdFreed = true;
+    fdClosed();
+  }
+
+  function fdClosed(): void {
     fds.open--;
     if (!fds.full) roomFreed?.();
   }
@@ -188,6 +197,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   }
 
   function keepAliveMs(c: Connection, idleNext: boolean): number {
+    if (stats.draining) return 0; // the drain delay: a balancer opens anew elsewhere
     // A waiter not yet promised a slot gets this one: the reply says
     // Connection: close, so the client never reuses what we then close.
     if (idleNext && semaphore.waiting > yielding.size) {
@@ -354,11 +364,22 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     });
   }
 
-  /** Counts a new socket and decides: serve, queue, or refuse. */
+  /** Counts a new socket; a trusted proxy's must first say whose it is. */
   function accepted(conn: Deno.TcpConn): void {
     stats.accepted++;
     fds.open++;
     conn.setNoDelay(true);
+    if (proxyHeaders?.expects(conn)) {
+      // Before TLS and before the per-address count: the PROXY header names
+      // the client, and each proxied connection carries just that one.
+      proxyHeaders.read(conn).then((c) => c ? admitSocket(c) : fdClosed());
+      return;
+    }
+    admitSocket(conn);
+  }
+
+  /** Decides for a new socket: serve, queue, or refuse. */
+  function admitSocket(conn: RawConn): void {
     const client: Client = {
       socket: tls === undefined ? conn : new TlsSocket(conn, tls),
       key: perAddress.add((conn.remoteAddr as Deno.NetAddr).hostname),
@@ -489,8 +510,18 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   function shutdown(): Promise<void> {
     if (shutdownPromise) return shutdownPromise;
     shutdownPromise = (async () => {
-      stopping = true;
       stats.draining = true;
+      if (limits.drainDelayMs > 0) {
+        // Behind a load balancer: /health says 503 and each reply closes
+        // its connection, while requests are still served, until the
+        // balancer's checks have taken us out. Closing the listener at once
+        // would refuse connections it still sends.
+        log.info("Draining for {ms} ms before the listener closes", {
+          ms: limits.drainDelayMs,
+        });
+        await new Promise((r) => setTimeout(r, limits.drainDelayMs));
+      }
+      stopping = true;
       log.info("Shutting down: {active} connections open", {
         active: connections.size,
       });
@@ -498,6 +529,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
         listener.close();
       } catch { /* closed */ }
       await accepting;
+      proxyHeaders?.closeAll();
       for (const [, q] of queued) q.cancel();
       const idle = new Promise<void>((r) => idleResolve = r);
       for (const c of connections.keys()) c.drain();
