@@ -10,6 +10,7 @@ import type { Limits } from "../lib/config.ts";
 import type { Handler } from "../lib/http/handler.ts";
 import { V2_SIGNATURE } from "../lib/http/proxy_protocol.ts";
 import { serve, type ServeOptions } from "../lib/http/server.ts";
+import { captureLogs } from "./fixtures/engine_log.ts";
 import { certificate } from "./helpers/cert.ts";
 import {
   concat,
@@ -215,4 +216,28 @@ Deno.test("serve() shutdown closes connections still waiting for their PROXY hea
   await sleep(20); // accepted and waiting
   await withTimeout(server.shutdown(), WAIT_MS, "shutdown");
   await closedWithoutReply(conn);
+});
+
+Deno.test("serve() logs the PROXY client in access lines, and a bad header with its peer", async () => {
+  await using logs = await captureLogs();
+  await using server = serve({
+    port: 0,
+    proxyProtocolFrom: () => true,
+  }, whoAsked);
+  using good = await connect(server.port);
+  await send(good, V1 + get("/hello"));
+  await readReply(good);
+  using bad = await connect(server.port);
+  await send(bad, "PROXY TCP4 nowhere\r\n");
+  await closedWithoutReply(bad);
+  assert.deepEqual(
+    logs.access().map((a) => `${a.client} ${a.target} ${a.status}`),
+    ["203.0.113.7 /hello 200"],
+  );
+  const warnings = logs.of("spindle", "server").filter((r) =>
+    r.level === "warning"
+  );
+  assert.equal(warnings.length, 1);
+  assert.equal(warnings[0].properties.peer, "127.0.0.1");
+  assert.match(String(warnings[0].properties.reason), /^Cannot read PROXY/);
 });

@@ -103,6 +103,7 @@ export class RedisRateLimitStore implements RateLimitStore {
   readonly #client: RedisClient;
   readonly #prefix: string;
   readonly #now: (() => number) | undefined;
+  readonly #timeoutMs: number;
 
   private constructor(client: RedisClient, options: RedisStoreOptions) {
     this.#client = client;
@@ -110,6 +111,7 @@ export class RedisRateLimitStore implements RateLimitStore {
     this.windowMs = options.windowMs;
     this.#prefix = options.prefix ?? "spindle:rl:";
     this.#now = options.now;
+    this.#timeoutMs = options.timeoutMs;
   }
 
   /**
@@ -125,7 +127,6 @@ export class RedisRateLimitStore implements RateLimitStore {
       url: options.url,
       // Fail a check at once while disconnected, rather than queue it.
       disableOfflineQueue: true,
-      commandOptions: { timeout: options.timeoutMs },
       socket: {
         connectTimeout: Math.max(options.timeoutMs, 1000),
         reconnectStrategy: (tries: number) =>
@@ -149,7 +150,27 @@ export class RedisRateLimitStore implements RateLimitStore {
     return this.#client.isReady;
   }
 
+  /** Rejects after `timeoutMs`: a stalled Redis (connected, not answering) fails the check. */
   async hit(key: string): Promise<RateDecision> {
+    const check = this.#check(key);
+    check.catch(() => {}); // a late failure after the timeout is not news
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await Promise.race([
+        check,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`no answer in ${this.#timeoutMs} ms`)),
+            this.#timeoutMs,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #check(key: string): Promise<RateDecision> {
     const command = {
       keys: [this.#prefix + key],
       arguments: [
