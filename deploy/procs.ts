@@ -47,15 +47,20 @@ export class Proc {
   readonly #done: Promise<void>;
   #exited = false;
 
-  constructor(name: string, cmd: string, args: string[], cwd?: string) {
+  constructor(
+    name: string,
+    cmd: string,
+    args: string[],
+    options: { cwd?: string; env?: Record<string, string> } = {},
+  ) {
     this.name = name;
     this.child = new Deno.Command(cmd, {
       args,
-      cwd,
+      cwd: options.cwd,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-      env: { NO_COLOR: "1" },
+      env: { NO_COLOR: "1", ...options.env },
     }).spawn();
     this.#done = Promise.all([
       this.#collect(this.child.stdout),
@@ -135,9 +140,8 @@ export class Proc {
     } catch { /* exited */ }
   }
 
-  /** Sends `signal` and waits for the exit; SIGKILL after `ms`. Returns the exit code. */
-  async stop(signal: Deno.Signal = "SIGTERM", ms = WAIT_MS): Promise<number> {
-    this.signal(signal);
+  /** Waits for the process to end on its own; SIGKILL after `ms`. Returns the exit code. */
+  async exited(ms = WAIT_MS): Promise<number> {
     const timer = setTimeout(() => this.signal("SIGKILL"), ms);
     try {
       const { code } = await this.child.status;
@@ -146,6 +150,12 @@ export class Proc {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** Sends `signal` and waits for the exit; SIGKILL after `ms`. Returns the exit code. */
+  async stop(signal: Deno.Signal = "SIGTERM", ms = WAIT_MS): Promise<number> {
+    this.signal(signal);
+    return await this.exited(ms);
   }
 }
 
@@ -239,7 +249,7 @@ export async function startSpindle(
   name: string,
   args: string[],
 ): Promise<Proc> {
-  const proc = new Proc(name, Deno.execPath(), args, REPO);
+  const proc = new Proc(name, Deno.execPath(), args, { cwd: REPO });
   await proc.waitForLine(/Listening on|"event":"listening"/);
   return proc;
 }

@@ -376,6 +376,22 @@ Deno.test("the app rate-limits per client with 429, Retry-After, and counts it",
   assert.equal((await exchange(app.port, raw("GET", "/echo/hi"))).status, 200);
 });
 
+Deno.test("the app never counts or refuses /health against the rate limit (load balancer checks)", async () => {
+  const clock = { now: 1_000_000 };
+  await using app = await startApp({
+    app: { rateLimit: { limit: 1, windowMs: 10_000 } },
+    now: () => clock.now,
+  });
+  for (let i = 0; i < 5; i++) {
+    const reply = await exchange(app.port, raw("GET", "/health"));
+    assert.equal(reply.status, 200, `check ${i}`);
+    assert.equal(reply.headers.get("ratelimit-limit"), undefined);
+  }
+  assert.equal((await exchange(app.port, raw("GET", "/echo/a"))).status, 200);
+  assert.equal((await exchange(app.port, raw("GET", "/echo/a"))).status, 429);
+  assert.equal((await exchange(app.port, raw("GET", "/health"))).status, 200);
+});
+
 Deno.test("the app answers CORS preflights on API routes when --cors is set", async () => {
   await using app = await startApp({ app: { cors: "https://ui.test" } });
   const reply = await exchange(

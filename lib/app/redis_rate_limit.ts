@@ -61,7 +61,9 @@ return {allowed, previous, current, elapsed}
 `;
 const SCRIPT_SHA1 = createHash("sha1").update(SCRIPT).digest("hex");
 
-/** After a failed check, one request a second tries Redis again. */
+/** Failed checks in a row that make an outage: one slow answer is not one. */
+const FAILURES_FOR_OUTAGE = 3;
+/** During an outage, one request a second tries Redis again. */
 const RETRY_MS = 1000;
 /** Longest the start waits for a first connection before serving without it. */
 const CONNECT_WAIT_MS = 2000;
@@ -226,6 +228,8 @@ export class FailoverStore implements RateLimitStore {
   #downSince = 0;
   #retryAt = 0;
   #probing = false;
+  /** Failed checks in a row. */
+  #failures = 0;
   /** Requests decided without the remote in this outage. */
   #fellBack = 0;
 
@@ -275,14 +279,18 @@ export class FailoverStore implements RateLimitStore {
     return this.#fallBack(key);
   }
 
-  /** Takes the remote for unreachable now (logged once per outage). */
-  unreachable(err: unknown): void {
+  /**
+   * Counts a failed check; the third in a row (or `now`) starts an outage,
+   * logged once: until then the remote is asked again at each request.
+   */
+  unreachable(err: unknown, now = false): void {
     this.#probing = false;
-    const now = this.#now();
-    this.#retryAt = now + RETRY_MS;
+    this.#failures++;
+    if (!now && !this.#down && this.#failures < FAILURES_FOR_OUTAGE) return;
+    this.#retryAt = this.#now() + RETRY_MS;
     if (!this.#down) {
       this.#down = true;
-      this.#downSince = now;
+      this.#downSince = this.#now();
       this.#fellBack = 0;
       log.error(
         "Rate limit store {store} unreachable ({error}): {action} until it answers again",
@@ -299,6 +307,7 @@ export class FailoverStore implements RateLimitStore {
 
   #reachable(): void {
     this.#probing = false;
+    this.#failures = 0;
     if (!this.#down) return;
     this.#down = false;
     log.warn(
@@ -350,7 +359,7 @@ export async function connectRateLimitStore(
     mode: options.mode,
     label: redactUrl(url),
   });
-  if (!remote.ready) store.unreachable("no connection at start");
+  if (!remote.ready) store.unreachable("no connection at start", true);
   return store;
 }
 

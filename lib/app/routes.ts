@@ -94,10 +94,14 @@ export function createApp(
   if (guard) router.use(guard);
   if (config.rateLimit) {
     const onLimited = () => metrics.rateLimited++;
+    // A load balancer checks /health every second or two, from one address,
+    // on every instance: counted against a shared limit, its checks would
+    // soon be refused and take the whole fleet out.
+    const limits = { onLimited, exemptPaths: ["/health"] };
     router.use(
       server.rateLimitStore
-        ? rateLimit(server.rateLimitStore, onLimited)
-        : rateLimit({ ...config.rateLimit, now: hooks.now, onLimited }),
+        ? rateLimit(server.rateLimitStore, limits)
+        : rateLimit({ ...config.rateLimit, now: hooks.now, onLimited }, limits),
     );
   }
   if (config.cors !== undefined) router.use(cors(config.cors));

@@ -134,6 +134,14 @@ function rateHeaders(
   };
 }
 
+/** What else `rateLimit()` does besides counting. */
+export interface RateLimitHooks {
+  /** Called once per refused request (metrics); for a store, as options carry their own. */
+  readonly onLimited?: (req: AppRequest) => void;
+  /** Canonical paths neither counted nor refused, such as a load balancer's health check. */
+  readonly exemptPaths?: readonly string[];
+}
+
 /**
  * Refuses a client over its budget with 429, `Retry-After` and the RateLimit
  * fields; allowed replies carry the RateLimit fields too. Clients are keyed
@@ -142,13 +150,15 @@ function rateHeaders(
  */
 export function rateLimit(
   options: RateLimitOptions | RateLimitStore,
-  onLimitedHook?: (req: AppRequest) => void,
+  hooks: RateLimitHooks = {},
 ): Middleware {
   const limiter: RateLimitStore = "hit" in options
     ? options
     : new RateLimiter(options);
-  const onLimited = "hit" in options ? onLimitedHook : options.onLimited;
+  const onLimited = "hit" in options ? hooks.onLimited : options.onLimited;
+  const exempt = new Set(hooks.exemptPaths);
   return async (req, next) => {
+    if (exempt.size > 0 && exempt.has(req.path)) return await next();
     let decision = limiter.hit(clientKey(req.client));
     if (decision instanceof Promise) decision = await decision; // a store across the network
     const headers = rateHeaders(decision, limiter.windowMs);
