@@ -311,6 +311,25 @@ Deno.test("GET /metrics refuses a loopback proxy's far clients, unless metricsPu
   }
 });
 
+Deno.test("GET /metrics judges the client a PROXY header names (a balancer on loopback)", async () => {
+  // HAProxy on this machine: every connection comes from loopback, and the
+  // PROXY header says who is behind it.
+  await using app = await startApp({
+    app: { trustProxy: ["loopback"] },
+    serve: { proxyProtocolFrom: () => true },
+  });
+  const table: [header: string, status: number][] = [
+    ["PROXY TCP4 203.0.113.9 127.0.0.1 5000 80\r\n", 403],
+    ["PROXY TCP6 2001:db8::9 ::1 5000 80\r\n", 403],
+    ["PROXY TCP4 127.0.0.1 127.0.0.1 5000 80\r\n", 200], // a local client
+    ["PROXY UNKNOWN\r\n", 200], // the balancer's own connection
+  ];
+  for (const [header, status] of table) {
+    const reply = await exchange(app.port, header + raw("GET", "/metrics"));
+    assert.equal(reply.status, status, header);
+  }
+});
+
 Deno.test("the app answers 421 to a foreign Host on loopback, and logs it", async () => {
   await using logs = await captureLogs();
   await using app = await startApp();
