@@ -8,20 +8,11 @@ import {
   readIpv6Text,
   V2_SIGNATURE,
 } from "../lib/http/proxy_protocol.ts";
+import { concat } from "./helpers/bytes.ts";
 
 const encoder = new TextEncoder();
 const MAX = 4096;
 const HTTP = encoder.encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 /** A version 2 header: command nibble, family/transport byte, address block, TLVs. */
 function v2(
@@ -30,7 +21,7 @@ function v2(
   body: number[] = [],
   version = 2,
 ): Uint8Array {
-  return concat(
+  return concat([
     V2_SIGNATURE,
     new Uint8Array([
       (version << 4) | command,
@@ -39,7 +30,7 @@ function v2(
       body.length & 0xff,
     ]),
     new Uint8Array(body),
-  );
+  ]);
 }
 
 function tlv(type: number, value: number[]): number[] {
@@ -198,7 +189,7 @@ function check(header: ProxyHeader | undefined, g: Good): void {
 
 for (const g of good) {
   Deno.test(`parseProxyHeader() reads ${g.name}, split at every byte`, () => {
-    const buf = concat(g.bytes, HTTP);
+    const buf = concat([g.bytes, HTTP]);
     for (let cut = 0; cut < g.bytes.length; cut++) {
       assert.equal(parseProxyHeader(buf, cut, MAX), undefined, `cut ${cut}`);
     }
@@ -261,7 +252,7 @@ const bad: [name: string, bytes: Uint8Array][] = [
 
 for (const [name, bytes] of bad) {
   Deno.test(`parseProxyHeader() refuses ${name}, at no byte a header`, () => {
-    const buf = concat(bytes, HTTP);
+    const buf = concat([bytes, HTTP]);
     for (let end = 0; end < bytes.length; end++) {
       try {
         assert.equal(parseProxyHeader(buf, end, MAX), undefined, `end ${end}`);
@@ -308,12 +299,12 @@ Deno.test("parseProxyHeader() answers any bytes with a header, undefined or Prox
     v1("PROXY TCP4 "),
     v1("PROXY TCP6 "),
     V2_SIGNATURE,
-    concat(V2_SIGNATURE, new Uint8Array([0x21, 0x11])),
-    concat(V2_SIGNATURE, new Uint8Array([0x21, 0x21, 0x00])),
+    concat([V2_SIGNATURE, new Uint8Array([0x21, 0x11])]),
+    concat([V2_SIGNATURE, new Uint8Array([0x21, 0x21, 0x00])]),
   );
   fc.assert(
     fc.property(starts, fc.uint8Array({ maxLength: 120 }), (start, tail) => {
-      const buf = concat(start, tail);
+      const buf = concat([start, tail]);
       try {
         const header = parseProxyHeader(buf, buf.length, 256);
         if (header !== undefined) {
