@@ -41,6 +41,8 @@ export interface FleetOptions {
   /** Requests each probe sends from its one address. */
   readonly probeRequests: number;
   readonly drainDelayMs: number;
+  /** `--rate-limit-store-timeout`: past it a check counts as failed. */
+  readonly storeTimeoutMs: number;
   /** HAProxy's health check interval; one failed check takes an instance out. */
   readonly checkInterMs: number;
   /** Progress lines. */
@@ -58,6 +60,7 @@ export const FLEET_DEFAULTS: FleetOptions = {
   // Above the check interval by far: the instance is out long before its
   // listener closes, even when a check waits on a busy machine.
   drainDelayMs: 1500,
+  storeTimeoutMs: 200, // Spindle's default
   checkInterMs: 100,
   log: (line) => console.log(line),
 };
@@ -280,6 +283,8 @@ export async function runFleet(
       `${o.limit}/${o.windowSeconds}s`,
       "--rate-limit-store",
       redis!.url,
+      "--rate-limit-store-timeout",
+      `${o.storeTimeoutMs}ms`,
       "--drain-delay",
       `${o.drainDelayMs}ms`,
       "--log-format",
