@@ -256,6 +256,34 @@ Deno.test("Router.handler() enforces the route limit on a chunked body while rea
   assert.equal(big.status, 413);
 });
 
+Deno.test("Router.handler({ maxBodyBytes }) holds routes without a limit, and the fallback, to it; a route's own limit wins", async () => {
+  const router = new Router()
+    .post("/plain", async (req) => text(await req.text()))
+    .post("/big", async (req) => text(String((await req.bytes()).length)), {
+      maxBodyBytes: 16,
+    })
+    .fallback(async (req) => text(String((await req.bytes()).length)));
+  const handler = router.handler({ maxBodyBytes: 4 });
+  const cases: [
+    path: string,
+    body: string,
+    chunked: boolean,
+    status: number,
+  ][] = [
+    ["/plain", "abcd", false, 200],
+    ["/plain", "abcde", false, 413], // from Content-Length, before reading
+    ["/plain", "abcde", true, 413], // while reading
+    ["/big", "x".repeat(16), false, 200],
+    ["/big", "x".repeat(17), true, 413],
+    ["/elsewhere", "abcde", true, 413],
+  ];
+  for (const [path, body, chunked, status] of cases) {
+    const f = fake("POST", path, { body, chunked });
+    const a = await call(handler, f.req);
+    assert.equal(a.status, status, `${path} ${body.length} ${chunked}`);
+  }
+});
+
 Deno.test("Router.handler() renders JSON errors on jsonErrors routes unless the client names HTML or JSON", async () => {
   const router = new Router().get("/api", () => {
     throw new HttpError(409, "clash", {

@@ -142,17 +142,22 @@ export class AppMetrics {
     return out.join("\n") + "\n";
   }
 
-  /** Middleware counting every request that reaches the app, errors included. */
+  /**
+   * Middleware counting every request that reaches the app, errors
+   * included, under its route as it stands once answered (a fallback may
+   * name what it was: `upload-files` for form uploads).
+   */
   middleware(): Middleware {
-    return (req, next) => {
-      const route = req.route ?? "none";
-      return next().then((reply) => {
-        this.record(route, reply.status);
+    return (req, next) =>
+      next().then((reply) => {
+        this.record(req.route ?? "none", reply.status);
         return reply;
       }, (err) => {
-        this.record(route, err instanceof HttpError ? err.status : 500);
+        this.record(
+          req.route ?? "none",
+          err instanceof HttpError ? err.status : 500,
+        );
         throw err;
       });
-    };
   }
 }

@@ -162,6 +162,12 @@ function findRoute(entry: Entry, method: string): Route | undefined {
 export interface HandlerOptions {
   /** Which peers' X-Forwarded-For is believed; default: none. */
   readonly trustProxy?: ProxyTrust;
+  /**
+   * Body limit of routes that set none, and of the fallback; default: the
+   * engine's. Lower than the engine's when one route needs a larger one
+   * (the engine must then allow that much). Over: 413.
+   */
+  readonly maxBodyBytes?: number;
 }
 
 /**
@@ -294,11 +300,15 @@ export class Router {
 
   /** The engine handler for this router. Add routes first: it reads them live. */
   handler(options: HandlerOptions = {}): Handler {
-    const trust = options.trustProxy;
-    return (raw) => this.#dispatch(raw, trust);
+    const { trustProxy, maxBodyBytes } = options;
+    return (raw) => this.#dispatch(raw, trustProxy, maxBodyBytes);
   }
 
-  #dispatch(raw: ServerRequest, trust: ProxyTrust | undefined): Promise<Reply> {
+  #dispatch(
+    raw: ServerRequest,
+    trust: ProxyTrust | undefined,
+    maxBodyBytes: number | undefined,
+  ): Promise<Reply> {
     let path = raw.path;
     let refused: HttpError | undefined;
     try {
@@ -307,7 +317,7 @@ export class Router {
       if (!(err instanceof HttpError)) throw err;
       refused = err; // still runs the middleware: host guard, limits, metrics
     }
-    const req = new AppRequest(raw, path, trust);
+    const req = new AppRequest(raw, path, trust, maxBodyBytes);
     const match = refused ? NONE : this.match(raw.method, path);
     let jsonErrors = false;
     if (match.kind === "route") {
@@ -395,7 +405,8 @@ function runChain(
  * body byte is read, so `Expect: 100-continue` never earns a `100`.
  */
 function checkContract(req: AppRequest, contract: RouteContract): void {
-  const { maxBodyBytes, contentType } = contract;
+  const { contentType } = contract;
+  const maxBodyBytes = req.maxBodyBytes;
   const length = req.raw.body.length;
   if (maxBodyBytes !== undefined && length !== null && length > maxBodyBytes) {
     throw new HttpError(
