@@ -18,7 +18,7 @@ import {
 import { CredentialsError, loadCredentials } from "./lib/app/credentials.ts";
 import { hashPasswordCommand } from "./lib/hash_password.ts";
 import { isLoopback, trustProxy } from "./lib/app/client_addr.ts";
-import { createApp } from "./lib/app/routes.ts";
+import { createApp, engineLimits } from "./lib/app/routes.ts";
 import { serve, type Server } from "./lib/http/server.ts";
 import { EngineStats } from "./lib/http/stats.ts";
 import {
@@ -143,6 +143,7 @@ async function run(
     }
     server = serve({
       ...opts.server,
+      limits: engineLimits(app, opts.server.limits), // form uploads may be larger
       cert,
       key,
       stats,

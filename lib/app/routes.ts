@@ -3,7 +3,12 @@
  * them, and static files for every other path.
  */
 import { isAbsolute, relative, resolve } from "node:path";
-import { type AppConfig, DEFAULT_LIMITS, type Limits } from "../config.ts";
+import {
+  type AppConfig,
+  DEFAULT_LIMITS,
+  type Limits,
+  uploadFilesDir,
+} from "../config.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Handler } from "../http/handler.ts";
 import type { EngineStats } from "../http/stats.ts";
@@ -14,6 +19,7 @@ import {
   trustProxy,
 } from "./client_addr.ts";
 import { getFile, postFile } from "./files_route.ts";
+import { FolderUploads } from "./folder_upload.ts";
 import { AppMetrics, METRICS_TYPE } from "./metrics.ts";
 import { basicAuth } from "./middleware/auth.ts";
 import { compression } from "./middleware/compression.ts";
@@ -22,7 +28,8 @@ import { hostGuard } from "./middleware/host_guard.ts";
 import { rateLimit } from "./middleware/rate_limit.ts";
 import { json, text } from "./response.ts";
 import { Router } from "./router.ts";
-import { staticFiles } from "./static_files.ts";
+import { isBeneath } from "./open_beneath.ts";
+import { extensionPolicy, staticFiles } from "./static_files.ts";
 import { uploadHandler, UploadStore } from "./uploads.ts";
 
 /** What the app needs to know about the server it runs in. */
@@ -65,12 +72,62 @@ function servedAt(dir: string, root: string): string | undefined {
 }
 
 /**
+ * The limits to run the engine with for this app: form uploads
+ * (`--upload-files`) need bodies up to `maxFormBytes`, so the engine's
+ * body limit is raised to that, and the app holds every other route to
+ * `maxBodyBytes` itself (createApp()).
+ */
+export function engineLimits(config: AppConfig, limits: Limits): Limits {
+  if (
+    config.uploadFiles === undefined ||
+    limits.maxFormBytes <= limits.maxBodyBytes
+  ) return limits;
+  return Object.freeze({ ...limits, maxBodyBytes: limits.maxFormBytes });
+}
+
+/**
+ * Checks the upload folder at start: it must be a folder inside the root,
+ * and writable by this process (Deno's permissions, the second wall).
+ *
+ * @throws {Error} saying what is wrong and how to fix it (main exits 2).
+ */
+function checkUploadFolder(root: string, dir: string): void {
+  let real: string;
+  try {
+    real = Deno.realPathSync(dir);
+    if (!Deno.statSync(real).isDirectory) {
+      throw new Error(`--upload-files: ${dir} is not a folder`);
+    }
+    if (!isBeneath(real, Deno.realPathSync(root), true)) {
+      throw new Error(
+        `--upload-files: ${dir} leads out of the root (${root}) or into a dot folder`,
+      );
+    }
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+    throw new Error(
+      `--upload-files: ${dir} does not exist; create it: mkdir -p '${dir}'`,
+    );
+  }
+  for (const path of new Set([dir, real])) {
+    if (
+      Deno.permissions.querySync({ name: "write", path }).state !== "granted"
+    ) {
+      throw new Error(
+        `--upload-files: no write permission for ${path}: run Deno with --allow-write=${path}`,
+      );
+    }
+  }
+}
+
+/**
  * Builds the default app as an engine handler.
  *
  * Routes: GET /echo/{text}, POST /echo, GET /user-agent, GET|POST
  * /files/{name} (only with `config.directory`), POST /upload, GET /health,
  * GET /metrics; everything else goes to static files under
- * `config.static.root`. Middleware, outermost first: metrics, Host guard,
+ * `config.static.root`, and POSTs to its folders are form uploads with
+ * `config.uploadFiles` (run the engine with {@link engineLimits}). Middleware, outermost first: metrics, Host guard,
  * rate limit (if set), CORS (if set), passwords (if set), gzip for dynamic
  * replies of 1 KiB+.
  */
@@ -96,8 +153,8 @@ export function createApp(
     }));
   }
   if (config.cors !== undefined) router.use(cors(config.cors));
+  const limits = server.limits ?? DEFAULT_LIMITS;
   if (config.auth !== undefined) {
-    const limits = server.limits ?? DEFAULT_LIMITS;
     router.use(basicAuth({
       credentials: config.auth.credentials,
       rules: config.auth.rules,
@@ -193,10 +250,54 @@ export function createApp(
     });
   });
 
+  const upload = config.uploadFiles;
+  let uploads: FolderUploads | undefined;
+  let staticConfig = config.static;
+  if (upload !== undefined) {
+    const root = config.static.root;
+    checkUploadFolder(root, uploadFilesDir(root, upload.path));
+    uploads = new FolderUploads({
+      root,
+      upload,
+      limits,
+      cors: config.cors,
+      serves: extensionPolicy(config.static.allowExt),
+    });
+    staticConfig = {
+      ...staticConfig,
+      uploads: {
+        path: upload.path,
+        maxBytes: limits.maxFormBytes,
+        overwrite: upload.overwrite,
+      },
+    };
+  }
+
   // Draining ends --watch's event streams, which would hold shutdown.
-  const statics = staticFiles(config.static, {}, {
+  const statics = staticFiles(staticConfig, {}, {
     signal: server.stats.drainSignal,
   });
-  router.fallback((req) => statics(req.raw), "static");
-  return router.handler({ trustProxy: trustProxy(config.trustProxy) });
+  router.fallback((req) => {
+    const method = req.method;
+    if (uploads === undefined || method === "GET" || method === "HEAD") {
+      return statics(req.raw);
+    }
+    if (method === "POST") return uploads.post(req);
+    // An upload folder answers POST too: say so in Allow.
+    const allow = uploads.allowOn(req.path);
+    if (allow === undefined) return statics(req.raw);
+    if (method === "OPTIONS") {
+      return { status: STATUS.NoContent, headers: { allow } };
+    }
+    throw new HttpError(
+      STATUS.MethodNotAllowed,
+      `Method ${method} not allowed on an upload folder`,
+      { headers: { allow } },
+    );
+  }, "static");
+  return router.handler({
+    trustProxy: trustProxy(config.trustProxy),
+    // The engine may allow more, for form uploads: every other body stays under this.
+    maxBodyBytes: limits.maxBodyBytes,
+  });
 }
