@@ -11,6 +11,13 @@ import type { AppConfig, Limits, UploadFilesConfig } from "../lib/config.ts";
 import { listDir, startApp } from "./fixtures/app_server.ts";
 import { startMain } from "./fixtures/main_server.ts";
 import {
+  cmdlineOf,
+  findEngine,
+  launcherCommand,
+  permissionsOf,
+  spawnServer,
+} from "./fixtures/serve_process.ts";
+import {
   concat,
   connect,
   encoder,
@@ -704,23 +711,17 @@ Deno.test("main.ts exits 2 when the upload folder is missing, outside the root, 
   const base = await Deno.makeTempDir({ prefix: "spindle-upload-main-" });
   try {
     const site = join(base, "site");
-    await Deno.mkdir(join(site, "inbox"), { recursive: true });
+    const inbox = join(site, "inbox");
+    await Deno.mkdir(inbox, { recursive: true });
     await Deno.symlink(base, join(site, "up"));
+    const all = [`--allow-read=${base}`, `--allow-write=${base}`];
     const table: [perms: string[], path: string, message: RegExp][] = [
+      [all, "=/nope", /nope \(--upload-files\) does not exist.*mkdir -p/],
+      [all, "=/up", /--upload-files: .*up leads out of the root/],
       [
-        [`--allow-read=${base}`, `--allow-write=${base}`],
-        "=/nope",
-        /does not exist; create it: mkdir -p/,
-      ],
-      [
-        [`--allow-read=${base}`, `--allow-write=${base}`],
-        "=/up",
-        /leads out of the root/,
-      ],
-      [
-        [`--allow-read=${site}`],
+        [`--allow-read=${base}`, `--allow-write=${join(site, "json")}`],
         "=/inbox",
-        /no write permission for .*inbox: run Deno with --allow-write=/,
+        /no write permission for .*inbox \(--upload-files\)/,
       ],
     ];
     for (const [perms, path, message] of table) {
@@ -731,13 +732,53 @@ Deno.test("main.ts exits 2 when the upload folder is missing, outside the root, 
         "0",
         `--upload-files${path}`,
         "--uploads",
-        join(site, "inbox"),
+        join(site, "json"),
       ]);
       assert.equal(code, 2, stderr);
-      assert.match(stderr, /^spindle: --upload-files: /);
+      assert.match(stderr, /^spindle: /);
       assert.match(stderr, message);
     }
   } finally {
     await Deno.remove(base, { recursive: true });
+  }
+});
+
+Deno.test("deno task serve --upload-files=/inbox: the engine may write to the upload folder and nowhere else", async () => {
+  const site = await Deno.realPath(
+    await Deno.makeTempDir({ prefix: "spindle-upload-site-" }),
+  );
+  try {
+    const inbox = join(site, "inbox");
+    const uploads = join(site, "json");
+    await Deno.mkdir(inbox);
+    await using server = await spawnServer([
+      ...launcherCommand(),
+      site,
+      "--list-dirs",
+      "--upload-files=/inbox",
+      "--uploads",
+      uploads,
+      "--port",
+      "0",
+    ]);
+    assert.notEqual(server.port, 0, "listening");
+    const perms = permissionsOf(
+      await cmdlineOf(await findEngine(server.child.pid)),
+    );
+    assert.deepEqual(perms.get("write"), [uploads, inbox].join(","));
+    assert.ok(
+      server.lines.some((l) => l.startsWith("May write ") && l.includes(inbox)),
+      server.lines.join("\n"),
+    );
+    const form = new FormData();
+    form.append("file", new Blob(["hi"]), "hi.txt");
+    const res = await fetch(`http://127.0.0.1:${server.port}/inbox/`, {
+      method: "POST",
+      body: form,
+    });
+    assert.equal(res.status, 201, await res.text());
+    assert.equal(await Deno.readTextFile(join(inbox, "hi.txt")), "hi");
+  } finally {
+    await Deno.remove(site, { recursive: true });
   }
 });

@@ -86,8 +86,9 @@ export function engineLimits(config: AppConfig, limits: Limits): Limits {
 }
 
 /**
- * Checks the upload folder at start: it must be a folder inside the root,
- * and writable by this process (Deno's permissions, the second wall).
+ * Checks the upload folder at start: a folder inside the root, by its real
+ * path (a link to a folder elsewhere would let uploads out). Deno's write
+ * permission for it is checked with every other folder (lib/access.ts).
  *
  * @throws {Error} saying what is wrong and how to fix it (main exits 2).
  */
@@ -95,28 +96,19 @@ function checkUploadFolder(root: string, dir: string): void {
   let real: string;
   try {
     real = Deno.realPathSync(dir);
-    if (!Deno.statSync(real).isDirectory) {
-      throw new Error(`--upload-files: ${dir} is not a folder`);
-    }
-    if (!isBeneath(real, Deno.realPathSync(root), true)) {
-      throw new Error(
-        `--upload-files: ${dir} leads out of the root (${root}) or into a dot folder`,
-      );
-    }
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
     throw new Error(
       `--upload-files: ${dir} does not exist; create it: mkdir -p '${dir}'`,
     );
   }
-  for (const path of new Set([dir, real])) {
-    if (
-      Deno.permissions.querySync({ name: "write", path }).state !== "granted"
-    ) {
-      throw new Error(
-        `--upload-files: no write permission for ${path}: run Deno with --allow-write=${path}`,
-      );
-    }
+  if (!Deno.statSync(real).isDirectory) {
+    throw new Error(`--upload-files: ${dir} is not a folder`);
+  }
+  if (!isBeneath(real, Deno.realPathSync(root), true)) {
+    throw new Error(
+      `--upload-files: ${dir} leads out of the root (${root}) or into a dot folder`,
+    );
   }
 }
 
