@@ -1061,7 +1061,8 @@ export function helpText(): string {
     "Options (SIZE: 512, 16k, 1m; TIME: 500ms, 10s, 2m):",
   ];
   for (const [name, [value, def, text]] of Object.entries(FLAGS)) {
-    const left = `  --${name}${value === "" ? "" : ` ${value}`}`;
+    const sep = value === "" || value.startsWith("[=") ? "" : " ";
+    const left = `  --${name}${sep}${value}`;
     lines.push(`${left.padEnd(30)} ${text}${def === "" ? "" : ` [${def}]`}`);
   }
   return lines.join("\n");
