@@ -65,6 +65,19 @@ function postForm(target: string, body: Uint8Array, extra = ""): Uint8Array {
   ]);
 }
 
+/** The same POST with the form in one chunk: no length declared up front. */
+function postChunked(target: string, body: Uint8Array): Uint8Array {
+  return concat([
+    encoder.encode(
+      `POST ${target} HTTP/1.1\r\nHost: localhost\r\nContent-Type: ${FORM_TYPE}\r\nTransfer-Encoding: chunked\r\n\r\n${
+        body.length.toString(16)
+      }\r\n`,
+    ),
+    body,
+    encoder.encode("\r\n0\r\n\r\n"),
+  ]);
+}
+
 interface UploadAppOptions {
   readonly upload?: Partial<UploadFilesConfig>;
   readonly app?: Partial<AppConfig>;
@@ -280,18 +293,7 @@ Deno.test("the quota: 507 from the declared length before the body is read, and 
     { filename: "a.bin", data: new Uint8Array(3000) },
     { filename: "b.bin", data: new Uint8Array(3000) },
   ]);
-  const chunked = await exchange(
-    app.port,
-    concat([
-      encoder.encode(
-        `POST /q/ HTTP/1.1\r\nHost: localhost\r\nContent-Type: ${FORM_TYPE}\r\nTransfer-Encoding: chunked\r\n\r\n${
-          big.length.toString(16)
-        }\r\n`,
-      ),
-      big,
-      encoder.encode("\r\n0\r\n\r\n"),
-    ]),
-  );
+  const chunked = await exchange(app.port, postChunked("/q/", big));
   assert.equal(chunked.status, 507, chunked.text);
   assert.match(chunked.text, /Upload quota is full/);
   assert.deepEqual(await listDir(join(app.root, "q")), ["old.bin"]);
@@ -341,18 +343,7 @@ Deno.test("past --upload-files-max: 413 from the declared length, or while a chu
   const declared = await exchange(app.port, postForm("/cap/", big));
   assert.equal(declared.status, 413, declared.text);
   assert.equal(declared.headers.get("connection"), "close");
-  const chunked = await exchange(
-    app.port,
-    concat([
-      encoder.encode(
-        `POST /cap/ HTTP/1.1\r\nHost: localhost\r\nContent-Type: ${FORM_TYPE}\r\nTransfer-Encoding: chunked\r\n\r\n${
-          big.length.toString(16)
-        }\r\n`,
-      ),
-      big,
-      encoder.encode("\r\n0\r\n\r\n"),
-    ]),
-  );
+  const chunked = await exchange(app.port, postChunked("/cap/", big));
   assert.equal(chunked.status, 413, chunked.text);
   assert.deepEqual(await listDir(join(app.root, "cap")), []);
 });
