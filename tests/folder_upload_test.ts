@@ -468,6 +468,19 @@ Deno.test("CSRF: a form posted from another site's page is 403; this server's pa
     ),
   );
   assert.equal(evil.status, 403);
+  // Without --cors, no origin but this server's, not even an empty one.
+  await using none = await uploadApp({ folders: ["c"] });
+  for (const origin of ["", "http://evil.example"]) {
+    const reply = await exchange(
+      none.port,
+      postForm(
+        "/c/",
+        formBody([{ filename: "x.txt", data: "x" }]),
+        `Origin: ${origin}\r\n`,
+      ),
+    );
+    assert.equal(reply.status, 403, JSON.stringify(origin));
+  }
 });
 
 Deno.test("a browser's form post gets 303 back to the listing, its query kept; an empty form is 400", async () => {

@@ -84,7 +84,8 @@ export class FolderUploads {
     this.#dir = uploadFilesDir(options.root, options.upload.path);
     this.#limits = options.limits;
     this.#origins = (options.cors ?? "").split(",")
-      .map((o) => o.trim().replace(/\/$/, "")).filter((o) => o !== "*");
+      .map((o) => o.trim().replace(/\/$/, ""))
+      .filter((o) => o !== "" && o !== "*");
     this.#serves = options.serves;
     this.#quota = options.upload.quotaBytes === 0
       ? undefined
