@@ -4,8 +4,10 @@
  * route would refuse. Static files (the fallback) get no CORS fields.
  */
 import { HttpError } from "../../http/errors.ts";
+import type { Reply } from "../../http/handler.ts";
+import type { AppRequest } from "../request.ts";
 import { errorWithHeaders, replyHeader, withHeaders } from "../response.ts";
-import type { Middleware } from "../router.ts";
+import { afterNext, type Middleware, type Next } from "../router.ts";
 
 /** How long a browser may cache a preflight answer, in seconds. */
 const PREFLIGHT_MAX_AGE_S = 600;
@@ -13,54 +15,91 @@ const PREFLIGHT_MAX_AGE_S = 600;
 const HEADER_LIST =
   /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:\s*,\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*$/;
 
+const EXPOSED =
+  "Location, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy";
+
+/** `fields` added to `reply`, its own Vary kept in front. */
+function withFields(
+  reply: Reply,
+  fields: Readonly<Record<string, string>>,
+): Reply {
+  const vary = replyHeader(reply, "vary");
+  if (vary !== undefined && fields.vary !== undefined) {
+    fields = { ...fields, vary: `${vary}, ${fields.vary}` };
+  }
+  return withHeaders(reply, fields);
+}
+
 /**
  * Adds CORS fields to replies of routed requests whose Origin is allowed.
  * `origins` is `*` or a comma-separated list of origins
  * (`https://app.example, http://localhost:5173`); a listed origin is echoed
- * back with `Vary: Origin`.
+ * back with `Vary: Origin`. A request the fields would not change (no
+ * Origin, with `*`) passes through untouched.
  */
 export function cors(origins: string): Middleware {
   const list = origins.split(",").map((o) => o.trim().replace(/\/$/, ""))
     .filter((o) => o !== "");
   const any = list.includes("*");
-  const routed: Middleware = async (req, next) => {
+  // The fields of a request that is not a preflight, made once where they can be.
+  const refused: Readonly<Record<string, string>> | undefined = any
+    ? undefined
+    : Object.freeze({ vary: "Origin" });
+  const grantAny = Object.freeze({
+    "access-control-allow-origin": "*",
+    "access-control-expose-headers": EXPOSED,
+  });
+  const layer = (req: AppRequest, next: Next) => {
     const origin = req.header("origin");
     const allowed = origin !== undefined && (any || list.includes(origin));
-    const fields: Record<string, string> = {};
-    if (!any) fields.vary = "Origin";
-    if (allowed) {
-      fields["access-control-allow-origin"] = any ? "*" : origin;
-      fields["access-control-expose-headers"] =
-        "Location, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy";
-    }
-    const preflight = req.method === "OPTIONS" && allowed &&
-      req.header("access-control-request-method") !== undefined;
-    let reply;
-    try {
-      reply = await next();
-    } catch (err) {
+    const fields = !allowed ? refused : any ? grantAny : {
+      vary: "Origin",
+      "access-control-allow-origin": origin,
+      "access-control-expose-headers": EXPOSED,
+    };
+    if (fields === undefined) return next();
+    const onError = (_req: AppRequest, err: unknown): never => {
       throw err instanceof HttpError ? errorWithHeaders(err, fields) : err;
+    };
+    if (
+      allowed && req.method === "OPTIONS" &&
+      req.header("access-control-request-method") !== undefined
+    ) {
+      return afterNext(
+        req,
+        next,
+        (req, reply) =>
+          withFields(reply, preflightFields(req, reply, fields, any)),
+        onError,
+      );
     }
-    if (preflight) {
-      const allow = replyHeader(reply, "allow");
-      if (allow !== undefined) fields["access-control-allow-methods"] = allow;
-      const asked = req.header("access-control-request-headers");
-      if (asked !== undefined && HEADER_LIST.test(asked.trim())) {
-        fields["access-control-allow-headers"] = asked.trim();
-      }
-      fields["access-control-max-age"] = String(PREFLIGHT_MAX_AGE_S);
-      fields.vary = any
-        ? "Access-Control-Request-Method, Access-Control-Request-Headers"
-        : "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
-    }
-    const vary = replyHeader(reply, "vary");
-    if (vary !== undefined && fields.vary !== undefined) {
-      fields.vary = `${vary}, ${fields.vary}`;
-    }
-    return withHeaders(reply, fields);
+    return afterNext(
+      req,
+      next,
+      (_req, reply) => withFields(reply, fields),
+      onError,
+    );
   };
-  return (req, next) =>
-    req.matched === "route" || req.matched === "method"
-      ? routed(req, next)
-      : next();
+  return Object.assign(layer, { routesOnly: true });
+}
+
+/** The grant plus what a preflight answers: the route's methods, the asked headers. */
+function preflightFields(
+  req: AppRequest,
+  reply: Reply,
+  granted: Readonly<Record<string, string>>,
+  any: boolean,
+): Record<string, string> {
+  const fields: Record<string, string> = { ...granted };
+  const allow = replyHeader(reply, "allow");
+  if (allow !== undefined) fields["access-control-allow-methods"] = allow;
+  const asked = req.header("access-control-request-headers");
+  if (asked !== undefined && HEADER_LIST.test(asked.trim())) {
+    fields["access-control-allow-headers"] = asked.trim();
+  }
+  fields["access-control-max-age"] = String(PREFLIGHT_MAX_AGE_S);
+  fields.vary = any
+    ? "Access-Control-Request-Method, Access-Control-Request-Headers"
+    : "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
+  return fields;
 }
