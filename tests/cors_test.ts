@@ -104,3 +104,17 @@ Deno.test("cors() leaves static files (the fallback) alone", async () => {
   assert.equal(a.text, "static file");
   assert.equal(a.headers.get("access-control-allow-origin"), undefined);
 });
+
+Deno.test("cors() with * leaves a request without Origin as it is, synchronously", () => {
+  const reply = text("x");
+  const handler = new Router().use(cors("*")).get("/x", () => reply).handler();
+  assert.equal(handler(fake("GET", "/x").req), reply);
+  const listed = new Router().use(cors("https://a.test")).get("/x", () => reply)
+    .handler()(fake("GET", "/x").req);
+  assert.ok(!(listed instanceof Promise));
+  assert.equal(
+    (listed.headers as Record<string, string>).vary,
+    "Origin",
+    "a list still says the reply varies",
+  );
+});
