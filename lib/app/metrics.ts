@@ -5,9 +5,7 @@
  */
 import { HttpError } from "../http/errors.ts";
 import type { EngineStats } from "../http/stats.ts";
-import type { Reply } from "../http/handler.ts";
-import type { AppRequest } from "./request.ts";
-import { afterNext, type Middleware } from "./router.ts";
+import type { Middleware } from "./chain.ts";
 
 /** Prometheus text exposition media type. */
 export const METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -156,17 +154,16 @@ export class AppMetrics {
 
   /** Middleware counting every request that reaches the app, errors included. */
   middleware(): Middleware {
-    const counted = (req: AppRequest, reply: Reply) => {
-      this.record(req.route ?? "none", reply.status);
-      return reply;
+    return {
+      after: (req, reply) => {
+        this.record(req.route ?? "none", reply.status);
+        return reply;
+      },
+      error: (req, err) => {
+        const status = err instanceof HttpError ? err.status : 500;
+        this.record(req.route ?? "none", status);
+        throw err;
+      },
     };
-    const failed = (req: AppRequest, err: unknown): never => {
-      this.record(
-        req.route ?? "none",
-        err instanceof HttpError ? err.status : 500,
-      );
-      throw err;
-    };
-    return (req, next) => afterNext(req, next, counted, failed);
   }
 }

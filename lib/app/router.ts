@@ -12,6 +12,7 @@ import {
 } from "../http/errors.ts";
 import type { Handler, Reply, ServerRequest } from "../http/handler.ts";
 import { canonicalPath } from "./canonical_path.ts";
+import { compose, LAST, type Middleware, type Run } from "./chain.ts";
 import type { ProxyTrust } from "./client_addr.ts";
 import {
   AppRequest,
@@ -24,49 +25,13 @@ import {
 
 /** A route's handler: gets the app request, returns (or throws) a reply. */
 export type AppHandler = (req: AppRequest) => Reply | Promise<Reply>;
-/**
- * Runs the rest of the chain. A reply when everything after it answered
- * synchronously, else a promise; a sync throw is the chain's error. Use
- * {@link afterNext} to handle both without adding a promise layer.
- */
-export type Next = () => Reply | Promise<Reply>;
-/** Wraps everything after it: may answer early, or change the reply `next()` gives. */
-export interface Middleware {
-  (req: AppRequest, next: Next): Reply | Promise<Reply>;
-  /**
-   * Only for requests a route path matched: the router leaves it out of
-   * the chain for the fallback (static files) and for 404s.
-   */
-  readonly routesOnly?: boolean;
-}
-
-/**
- * Calls `next()` and passes its reply to `onReply`, or what it threw to
- * `onError` (rethrown when there is none): at once when the rest of the
- * chain was synchronous, when it settles otherwise. `req` is handed back so
- * the callbacks can be made once, not per request.
- */
-export function afterNext(
-  req: AppRequest,
-  next: Next,
-  onReply: (req: AppRequest, reply: Reply) => Reply | Promise<Reply>,
-  onError?: (req: AppRequest, err: unknown) => Reply | Promise<Reply>,
-): Reply | Promise<Reply> {
-  let reply: Reply | Promise<Reply>;
-  try {
-    reply = next();
-  } catch (err) {
-    if (onError === undefined) throw err;
-    return onError(req, err);
-  }
-  if (reply instanceof Promise) {
-    return reply.then(
-      (r) => onReply(req, r),
-      onError && ((err) => onError(req, err)),
-    );
-  }
-  return onReply(req, reply);
-}
+export { afterNext } from "./chain.ts";
+export type {
+  Middleware,
+  MiddlewareFn,
+  MiddlewareHooks,
+  Next,
+} from "./chain.ts";
 
 /** Per-route options: the request contract and route-only middleware. */
 export interface RouteOptions extends RouteContract {
@@ -82,28 +47,6 @@ interface Route {
   readonly run: Run;
   /** What {@link Router.match} answers for this route on an exact path; set once, on registration. */
   hit: Match;
-}
-
-/** A composed middleware chain; `last` runs what the chain wraps. */
-type Run = (req: AppRequest, last: Next) => Reply | Promise<Reply>;
-/** The empty chain. */
-const LAST: Run = (_req, last) => last();
-
-/**
- * Composes `chain` once into one function, so a request costs one closure
- * per layer and no promise: a synchronous chain stays synchronous, which
- * lets the engine answer without awaiting anything.
- */
-function compose(chain: readonly Middleware[]): Run {
-  let run = LAST;
-  for (let i = chain.length - 1; i >= 0; i--) {
-    const layer = chain[i];
-    const inner = run;
-    run = inner === LAST
-      ? (req, last) => layer(req, last)
-      : (req, last) => layer(req, () => inner(req, last));
-  }
-  return run;
 }
 
 /** The chains a request may take: the whole one, and one without `routesOnly` layers. */
@@ -278,7 +221,11 @@ export class Router {
   #fallback: AppHandler | undefined;
   #fallbackName = "fallback";
 
-  /** Adds middleware around every request (routes, 404s, the fallback), in order. */
+  /**
+   * Adds middleware around every request (routes, 404s, the fallback), in
+   * order; a `routesOnly` one only around routed requests. Takes effect
+   * from the next request, on handlers made before too.
+   */
   use(...middleware: Middleware[]): this {
     this.#use.push(...middleware);
     this.#chains = undefined;

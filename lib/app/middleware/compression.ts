@@ -8,7 +8,7 @@ import { gzipSync } from "node:zlib";
 import { negotiateEncoding } from "../encoding.ts";
 import { type AppRequest, mediaType } from "../request.ts";
 import { headerValue, mergeHeaders, withHeaders } from "../response.ts";
-import { afterNext, type Middleware, type Next } from "../router.ts";
+import type { Middleware } from "../chain.ts";
 import { isCompressible as isCompressibleType } from "../static_mime.ts";
 import type { Reply, ReplyHeaders } from "../../http/handler.ts";
 
@@ -182,8 +182,8 @@ export function compressReply(
 export function compression(options: CompressionOptions = {}): Middleware {
   const minBytes = options.minBytes ?? DEFAULT_MIN_BYTES;
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
-  const compress = (req: AppRequest, reply: Reply) =>
-    compressReply(req, reply, minBytes, maxBytes);
-  const layer = (req: AppRequest, next: Next) => afterNext(req, next, compress);
-  return Object.assign(layer, { routesOnly: true });
+  return {
+    after: (req, reply) => compressReply(req, reply, minBytes, maxBytes),
+    routesOnly: true,
+  };
 }

@@ -7,7 +7,7 @@ import { HttpError } from "../../http/errors.ts";
 import type { Reply } from "../../http/handler.ts";
 import type { AppRequest } from "../request.ts";
 import { errorWithHeaders, replyHeader, withHeaders } from "../response.ts";
-import { afterNext, type Middleware, type Next } from "../router.ts";
+import type { Middleware } from "../chain.ts";
 
 /** How long a browser may cache a preflight answer, in seconds. */
 const PREFLIGHT_MAX_AGE_S = 600;
@@ -49,38 +49,36 @@ export function cors(origins: string): Middleware {
     "access-control-allow-origin": "*",
     "access-control-expose-headers": EXPOSED,
   });
-  const layer = (req: AppRequest, next: Next) => {
+  /** The fields for `req`'s Origin; undefined when there are none to add. */
+  const fieldsFor = (req: AppRequest) => {
     const origin = req.header("origin");
-    const allowed = origin !== undefined && (any || list.includes(origin));
-    const fields = !allowed ? refused : any ? grantAny : {
+    if (origin === undefined || !(any || list.includes(origin))) return refused;
+    if (any) return grantAny;
+    return {
       vary: "Origin",
       "access-control-allow-origin": origin,
       "access-control-expose-headers": EXPOSED,
     };
-    if (fields === undefined) return next();
-    const onError = (_req: AppRequest, err: unknown): never => {
-      throw err instanceof HttpError ? errorWithHeaders(err, fields) : err;
-    };
-    if (
-      allowed && req.method === "OPTIONS" &&
-      req.header("access-control-request-method") !== undefined
-    ) {
-      return afterNext(
-        req,
-        next,
-        (req, reply) =>
-          withFields(reply, preflightFields(req, reply, fields, any)),
-        onError,
-      );
-    }
-    return afterNext(
-      req,
-      next,
-      (_req, reply) => withFields(reply, fields),
-      onError,
-    );
   };
-  return Object.assign(layer, { routesOnly: true });
+  return {
+    after: (req, reply) => {
+      const fields = fieldsFor(req);
+      if (fields === undefined) return reply;
+      const preflight = fields !== refused && req.method === "OPTIONS" &&
+        req.header("access-control-request-method") !== undefined;
+      return withFields(
+        reply,
+        preflight ? preflightFields(req, reply, fields, any) : fields,
+      );
+    },
+    error: (req, err) => {
+      const fields = fieldsFor(req);
+      throw err instanceof HttpError && fields !== undefined
+        ? errorWithHeaders(err, fields)
+        : err;
+    },
+    routesOnly: true,
+  };
 }
 
 /** The grant plus what a preflight answers: the route's methods, the asked headers. */

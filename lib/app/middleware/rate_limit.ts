@@ -9,7 +9,7 @@ import { HttpError, STATUS } from "../../http/errors.ts";
 import { clientKey } from "../client_addr.ts";
 import type { AppRequest } from "../request.ts";
 import { errorWithHeaders, withHeaders } from "../response.ts";
-import { afterNext, type Middleware } from "../router.ts";
+import { afterNext, type Middleware } from "../chain.ts";
 
 /** A request budget: `limit` requests per `windowMs`. */
 export interface RateLimitPolicy {
