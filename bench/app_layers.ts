@@ -8,15 +8,17 @@
  *   deno bench --allow-read --allow-write --allow-env --unstable-net bench/app_layers.ts
  *
  * or, for a table of CPU time per request that holds on a busy machine
- * (rounds, then a word picking rows besides the first; both optional):
+ * (`--rows WORD` runs the rows named so and those they add to; `--alone`
+ * only the named rows, for `--cpu-prof`):
  *
- *   deno run --allow-read --allow-write --allow-env --unstable-net bench/app_layers.ts 30
+ *   deno run --allow-read --allow-write --allow-env --unstable-net bench/app_layers.ts --rounds 30
  *
  * Each bench serves {@link REQUESTS} keep-alive requests on one connection,
  * so the time Deno prints divided by REQUESTS is the cost of one request.
- * A layer's cost is the difference between its row and the row above.
+ * A layer's cost is the difference between its row and the row it adds to.
  */
 import { cpuUsage } from "node:process";
+import { parseArgs } from "node:util";
 import { DEFAULT_APP, DEFAULT_LIMITS, DEFAULT_STATIC } from "../lib/config.ts";
 import { AccessLog, setAccessLog } from "../lib/http/access_log.ts";
 import { Connection } from "../lib/http/connection.ts";
@@ -265,11 +267,27 @@ if (import.meta.main) {
   // deno run: interleaved rounds, the median of each row, in CPU ns per
   // request: steadier than Deno.bench's wall-clock mean when other work
   // shares the cores.
-  // Optional arguments: rounds, then a word that picks the rows to run.
-  const rounds = Number(Deno.args[0] ?? 30);
-  const rows = cases.filter((c, i) =>
-    i === 0 || c.name.includes(Deno.args[1] ?? "")
-  );
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      rounds: { type: "string", default: "30" },
+      rows: { type: "string", default: "" },
+      alone: { type: "boolean", default: false },
+    },
+  });
+  const rounds = Number(values.rounds);
+  // --rows WORD picks rows by name, with the rows they add to unless --alone
+  // (for a --cpu-prof of one row).
+  const picked = new Set(cases.filter((c) => c.name.includes(values.rows)));
+  if (!values.alone) {
+    for (const row of [...picked].reverse()) {
+      for (let c = row; c.over !== undefined;) {
+        c = cases.find((b) => b.name === c.over)!;
+        picked.add(c);
+      }
+    }
+  }
+  const rows = cases.filter((c) => picked.has(c));
   const times = rows.map(() => [] as number[]);
   for (let r = 0; r < rounds; r++) {
     for (let i = 0; i < rows.length; i++) {

@@ -271,3 +271,25 @@ Deno.test("compressReply() keeps a frozen header record shared and frozen", () =
   });
   assert.equal(headers.vary, undefined, "the handler's record is not changed");
 });
+
+Deno.test("compressReply() gzips a repeated text once, with one frozen set of fields", async () => {
+  const headers: Readonly<Record<string, string>> = Object.freeze({
+    "content-type": "text/plain",
+    etag: '"v7"',
+  });
+  const make = () => ({ status: 200, headers, body: `${BIG}!` });
+  const one = compressReply(request("gzip"), make(), 0);
+  const two = compressReply(request("gzip"), make(), 0);
+  assert.equal(one.body, two.body, "the same bytes");
+  assert.equal(one.headers, two.headers, "the same fields");
+  assert.ok(Object.isFrozen(two.headers));
+  const a = await flatten(two);
+  assert.equal(await gunzip(a.body), `${BIG}!`);
+  assert.equal(a.headers.get("content-length"), String(a.body.length));
+  assert.equal(a.headers.get("etag"), '"v7-gzip"');
+  assert.equal(a.headers.get("vary"), "Accept-Encoding");
+  // Other text, or the same text under other fields, is gzipped anew.
+  const other = await flatten(compressReply(request("gzip"), text("abc"), 0));
+  assert.equal(await gunzip(other.body), "abc");
+  assert.equal(other.headers.get("etag"), undefined);
+});

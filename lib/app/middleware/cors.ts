@@ -31,6 +31,32 @@ function withFields(
 }
 
 /**
+ * Merged fields of a frozen reply record and one of our frozen field sets
+ * (there are a few per configuration): made once, frozen, so the engine
+ * encodes them once too.
+ */
+const merged = new WeakMap<object, Map<object, Reply["headers"]>>();
+
+function withConstantFields(
+  reply: Reply,
+  fields: Readonly<Record<string, string>>,
+): Reply {
+  const headers = reply.headers;
+  if (
+    headers === undefined || Array.isArray(headers) ||
+    !Object.isFrozen(headers)
+  ) return withFields(reply, fields);
+  let byFields = merged.get(headers);
+  if (byFields === undefined) merged.set(headers, byFields = new Map());
+  let out = byFields.get(fields);
+  if (out === undefined) {
+    out = Object.freeze(withFields(reply, fields).headers);
+    byFields.set(fields, out);
+  }
+  return { ...reply, headers: out };
+}
+
+/**
  * Adds CORS fields to replies of routed requests whose Origin is allowed.
  * `origins` is `*` or a comma-separated list of origins
  * (`https://app.example, http://localhost:5173`); a listed origin is echoed
@@ -49,16 +75,20 @@ export function cors(origins: string): Middleware {
     "access-control-allow-origin": "*",
     "access-control-expose-headers": EXPOSED,
   });
-  /** The fields for `req`'s Origin; undefined when there are none to add. */
-  const fieldsFor = (req: AppRequest) => {
-    const origin = req.header("origin");
-    if (origin === undefined || !(any || list.includes(origin))) return refused;
-    if (any) return grantAny;
-    return {
+  const grants = new Map(list.map((origin) => [
+    origin,
+    Object.freeze({
       vary: "Origin",
       "access-control-allow-origin": origin,
       "access-control-expose-headers": EXPOSED,
-    };
+    }),
+  ]));
+  /** The fields for `req`'s Origin; undefined when there are none to add. */
+  const fieldsFor = (req: AppRequest) => {
+    const origin = req.header("origin");
+    if (origin === undefined) return refused;
+    if (any) return grantAny;
+    return grants.get(origin) ?? refused;
   };
   return {
     after: (req, reply) => {
@@ -66,10 +96,9 @@ export function cors(origins: string): Middleware {
       if (fields === undefined) return reply;
       const preflight = fields !== refused && req.method === "OPTIONS" &&
         req.header("access-control-request-method") !== undefined;
-      return withFields(
-        reply,
-        preflight ? preflightFields(req, reply, fields, any) : fields,
-      );
+      return preflight
+        ? withFields(reply, preflightFields(req, reply, fields, any))
+        : withConstantFields(reply, fields);
     },
     error: (req, err) => {
       const fields = fieldsFor(req);
