@@ -1,15 +1,23 @@
 /**
  * Spindle's command line: flags -> config -> serve(). Nothing else.
  * Exit codes: 0 after a clean shutdown, 1 when the server cannot start,
- * 2 for a bad command line.
+ * 2 for a bad command line. `spindle hash-password [USER]` hashes a
+ * password for `--auth-file` instead.
  */
 import { getLogger } from "@logtape/logtape";
+import { basename, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { bracketHost, checkAccess, planAccess } from "./lib/access.ts";
 import {
+  type AppConfig,
   type CliOptions,
   helpText,
   parseFlags,
   UsageError,
 } from "./lib/config.ts";
+import { CredentialsError, loadCredentials } from "./lib/app/credentials.ts";
+import { hashPasswordCommand } from "./lib/hash_password.ts";
+import { isLoopback, trustProxy } from "./lib/app/client_addr.ts";
 import { createApp } from "./lib/app/routes.ts";
 import { serve, type Server } from "./lib/http/server.ts";
 import { EngineStats } from "./lib/http/stats.ts";
@@ -20,11 +28,22 @@ import {
   type WorkerPool,
 } from "./lib/http/workers.ts";
 import { setupLogging, stopLogging } from "./lib/log.ts";
+import { printStart } from "./lib/startup.ts";
 
 const log = getLogger(["spindle", "server"]);
 
+/** The folder holding main.ts and lib/, which --workers threads load. */
+const PROGRAM_DIR = dirname(fileURLToPath(import.meta.url));
+
+/** A `deno compile` binary runs its code from a virtual deno-compile-* folder. */
+const COMPILED = PROGRAM_DIR.includes("deno-compile-") ||
+  !/^deno(\.exe)?$/i.test(basename(Deno.execPath()));
+
 /** Runs the server until SIGINT or SIGTERM; returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
+  if (args[0] === "hash-password") {
+    return await hashPasswordCommand(args.slice(1));
+  }
   let opts: CliOptions;
   try {
     opts = parseFlags(args);
@@ -37,15 +56,34 @@ export async function main(args: readonly string[]): Promise<number> {
     console.log(helpText());
     return 0;
   }
+  // Every folder, file and permission the flags need, checked before the
+  // first request: a gap is one line and exit 2, never a 404 or 500 later.
+  let problem: string | undefined;
+  try {
+    problem = checkAccess(planAccess(opts, PROGRAM_DIR), {
+      args,
+      compiled: COMPILED,
+    });
+  } catch (err) {
+    problem = `cannot check the folders: ${
+      err instanceof Error ? err.message : err
+    }`;
+  }
+  if (problem !== undefined) {
+    console.error(`spindle: ${problem}`);
+    return 2;
+  }
   await setupLogging({ format: opts.logFormat, quiet: opts.quiet });
   let onSignal!: () => void;
   const stop = new Promise<void>((r) => onSignal = r);
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  // The listeners stay until the process exits: Ctrl-C reaches the engine
+  // from the terminal and again through deno task and the launcher, and a
+  // late copy must not kill it with 130 while it flushes the log.
   for (const s of signals) Deno.addSignalListener(s, onSignal);
   try {
     return await run(opts, args, stop);
   } finally {
-    for (const s of signals) Deno.removeSignalListener(s, onSignal);
     await stopLogging();
   }
 }
@@ -70,12 +108,33 @@ async function run(
       : await Deno.readTextFile(opts.server.key);
     const stats = new EngineStats();
     let port = opts.server.port;
+    let app: AppConfig = opts.app;
+    if (opts.auth !== undefined) {
+      // Reads the file (unreadable: cannot start, as a bad cert) and hashes
+      // each --auth password, ~140 ms a pair.
+      try {
+        const credentials = await loadCredentials({
+          ...opts.auth,
+          servedRoot: opts.app.static.root,
+        });
+        app = { ...app, auth: { credentials, rules: opts.auth.rules } };
+      } catch (err) {
+        if (!(err instanceof CredentialsError)) throw err;
+        console.error(`spindle: ${err.message}`);
+        return 2;
+      }
+    }
     let handler;
+    let exemptPeer: (hostname: string) => boolean;
     try {
-      handler = createApp(opts.app, {
+      // Trusted proxies carry many clients on few connections: no per-address cap.
+      const trusted = trustProxy(opts.app.trustProxy);
+      exemptPeer = (hostname) => isLoopback(hostname) || trusted(hostname);
+      handler = createApp(app, {
         stats,
         hostname: opts.server.hostname,
         port: () => port,
+        limits: opts.server.limits,
       });
     } catch (err) {
       // A setting only the app can judge, such as a malformed --trust-proxy entry.
@@ -88,6 +147,8 @@ async function run(
       key,
       stats,
       reusePort: opts.workers > 1,
+      descriptorShare: 1 / opts.workers, // the engines share one process
+      exemptPeer,
     }, handler);
     port = server.port;
   } catch (err) {
@@ -105,15 +166,21 @@ async function run(
     listening(server.port);
   } else {
     const scheme = opts.server.cert === undefined ? "http" : "https";
-    const host = server.addr.hostname.includes(":")
-      ? `[${server.addr.hostname}]`
-      : server.addr.hostname;
-    const url = `${scheme}://${host}:${server.port}/`;
+    const url = `${scheme}://${
+      bracketHost(server.addr.hostname)
+    }:${server.port}/`;
+    const start = await printStart(
+      opts,
+      server.addr.hostname,
+      server.port,
+      planAccess(opts, PROGRAM_DIR),
+    );
     log.info("Listening on {url}", {
       event: "listening",
       url,
       port: server.port,
       workers: opts.workers,
+      ...start,
     });
     if (opts.workers > 1) {
       try {

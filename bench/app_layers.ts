@@ -22,6 +22,7 @@ import { parseArgs } from "node:util";
 import { DEFAULT_APP, DEFAULT_LIMITS, DEFAULT_STATIC } from "../lib/config.ts";
 import { AccessLog, setAccessLog } from "../lib/http/access_log.ts";
 import { Connection } from "../lib/http/connection.ts";
+import { timeoutsOf } from "../lib/http/deadlines.ts";
 import type { Handler, Reply } from "../lib/http/handler.ts";
 import { EngineStats } from "../lib/http/stats.ts";
 import { AppMetrics } from "../lib/app/metrics.ts";
@@ -78,6 +79,7 @@ class FakeConn {
 }
 
 const stats = new EngineStats();
+const TIMEOUTS = timeoutsOf(DEFAULT_LIMITS);
 
 /** Serves `count` copies of `request` through `handler` on one fake connection. */
 export async function serveFake(
@@ -94,7 +96,8 @@ export async function serveFake(
     secure: false,
     accessLog,
     onClose: () => {},
-    waiting: () => false,
+    timeouts: TIMEOUTS,
+    keepAliveMs: () => TIMEOUTS.keepAliveMs,
   });
   await c.run();
   return conn.sent;

@@ -40,6 +40,108 @@ export interface Limits {
   readonly shutdownTimeoutMs: number;
   /** Time a connection may wait in the queue for a slot. Over: 503, then close. */
   readonly queueTimeoutMs: number;
+  /**
+   * Connections open at once from one client address (IPv6: one /64),
+   * handled, queued or in a TLS handshake; 0: no cap. Loopback and trusted
+   * proxies are exempt. Over: 429 with Retry-After, then close.
+   */
+  readonly maxConnsPerIp: number;
+  /**
+   * Slowest a request body may arrive, in bytes per second, once
+   * `minRateGraceMs` of waiting is spent; 0: no minimum. Slower: 408, then close.
+   */
+  readonly minBodyBytesPerSec: number;
+  /**
+   * Slowest a client may take a reply, in bytes per second, once
+   * `minRateGraceMs` of waiting is spent; 0: no minimum. Slower: close.
+   */
+  readonly minSendBytesPerSec: number;
+  /**
+   * Time a body or a reply may keep us waiting before its minimum rate
+   * applies; each byte moved then buys 1/rate seconds more (Apache's MinRate).
+   */
+  readonly minRateGraceMs: number;
+  /**
+   * Percent of `maxConns`, or of the descriptor budget, in use past which
+   * the server is busy: head, handshake, body and write deadlines and the
+   * rate grace are then divided by `busyTimeoutDivisor`, and so is the
+   * keep-alive idle time of replies sent meanwhile.
+   */
+  readonly busyPercent: number;
+  /** How much deadlines shrink while the server is busy. */
+  readonly busyTimeoutDivisor: number;
+  /**
+   * A kept-alive connection idle this long may be closed early for a
+   * newcomer when the queue is full or descriptors run short (oldest first).
+   */
+  readonly reclaimIdleMs: number;
+  /**
+   * Descriptors the process may open; 0: the soft limit from
+   * /proc/self/limits when readable (not with narrow --allow-read), else
+   * learnt at the first "Too many open files".
+   */
+  readonly maxOpenFiles: number;
+  /**
+   * Descriptors kept free for files, logs and refusals. A connection past
+   * the budget closes the oldest silent one, or gets 503 at once.
+   */
+  readonly fdReserve: number;
+
+  // WebSocket (issue #15); close codes are RFC 6455 §7.4.1's.
+  /** One WebSocket message, on the wire and again after inflating. Over: close 1009. */
+  readonly wsMaxMessageBytes: number;
+  /** One WebSocket frame's payload, refused from its header. Over: close 1009. */
+  readonly wsMaxFrameBytes: number;
+  /** Bytes sent to a WebSocket peer and not yet written. A send past it: the connection is dropped (1006). */
+  readonly wsMaxQueuedBytes: number;
+  /** Time a WebSocket may go without a byte from the peer before a ping; as long again: close 1001. */
+  readonly wsIdleTimeoutMs: number;
+  /** Time the peer gets to answer our close frame. Over: the connection is dropped (1006). */
+  readonly wsCloseTimeoutMs: number;
+
+  // HTTP/2 (RFC 9113). The ones with a SETTINGS name are advertised in our
+  // first SETTINGS frame and enforced whether or not the client honours them.
+  /** Streams in flight on one connection, counting reset ones whose handler still runs (SETTINGS_MAX_CONCURRENT_STREAMS). Over: RST_STREAM REFUSED_STREAM. */
+  readonly h2MaxConcurrentStreams: number;
+  /** Decoded request or trailer fields, counted as RFC 9113 §6.5.2 does: name + value + 32 bytes each (SETTINGS_MAX_HEADER_LIST_SIZE). Over: 431. */
+  readonly h2MaxHeaderListBytes: number;
+  /** One compressed header block: a HEADERS frame and its CONTINUATIONs. Over: GOAWAY ENHANCE_YOUR_CALM. */
+  readonly h2MaxHeaderBlockBytes: number;
+  /** CONTINUATION frames after one HEADERS frame (CVE-2024-27316). Over: GOAWAY ENHANCE_YOUR_CALM. */
+  readonly h2MaxContinuationFrames: number;
+  /** Largest frame payload a client may send (SETTINGS_MAX_FRAME_SIZE; 16384 to 16777215). Over: GOAWAY FRAME_SIZE_ERROR. */
+  readonly h2MaxFrameBytes: number;
+  /** HPACK dynamic table for request fields (SETTINGS_HEADER_TABLE_SIZE); our reply encoder uses no more. Over: GOAWAY COMPRESSION_ERROR. */
+  readonly h2HeaderTableBytes: number;
+  /** Request body one stream may have sent and the handler not yet read (SETTINGS_INITIAL_WINDOW_SIZE). Over: RST_STREAM FLOW_CONTROL_ERROR. */
+  readonly h2StreamWindowBytes: number;
+  /** Request body all streams of a connection may have sent and not yet had read. Over: GOAWAY FLOW_CONTROL_ERROR. */
+  readonly h2ConnectionWindowBytes: number;
+  /** Streams reset by the client or refused before their reply ended, less one per reply sent in full (rapid reset, CVE-2023-44487). Over: GOAWAY ENHANCE_YOUR_CALM. */
+  readonly h2MaxResetStreams: number;
+  /** Frames that cost work but carry no request or body (PING, SETTINGS, PRIORITY, WINDOW_UPDATE, empty DATA, unknown types), less one per request and per KiB of body moved (CVE-2019-9512/9515/9518). Over: GOAWAY ENHANCE_YOUR_CALM. */
+  readonly h2MaxCheapFrames: number;
+  /** PING and SETTINGS acks and RST_STREAMs queued and not yet taken for writing (a client that sends but does not read). Over: GOAWAY ENHANCE_YOUR_CALM. */
+  readonly h2MaxQueuedControlFrames: number;
+  /** Reply bytes framed but not yet taken for writing. Past it a stream's DATA waits: backpressure, no status. */
+  readonly h2MaxQueuedOutputBytes: number;
+
+  // Passwords (issue #13).
+  /** Failed password checks per client in {@link authFailureWindowMs}. Over: 429. */
+  readonly maxAuthFailures: number;
+  readonly authFailureWindowMs: number;
+  /** Password checks (one slow KDF run each) at once. Past it, they queue. */
+  readonly maxPasswordChecks: number;
+  /** Password checks waiting for a slot. Past it: 503 with Retry-After. */
+  readonly maxPasswordQueue: number;
+
+  // Form uploads (multipart/form-data, issue #13); files stream to disk.
+  /** Parts in one form. Over: 413. */
+  readonly maxFormParts: number;
+  /** One part's header section, in bytes. Over: 413. */
+  readonly maxPartHeadBytes: number;
+  /** A form's plain (non-file) fields together, held in memory, in bytes. Over: 413. */
+  readonly maxFormFieldBytes: number;
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -59,6 +161,52 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   writeTimeoutMs: 30_000,
   shutdownTimeoutMs: 10_000,
   queueTimeoutMs: 10_000,
+  // A browser opens 6 per host: 256 is 40 browsers behind one NAT address,
+  // and one address cannot hold more than 1/16 of maxConns.
+  maxConnsPerIp: 256,
+  minBodyBytesPerSec: 500, // Apache mod_reqtimeout's MinRate
+  // 8 kbit/s: slower than any real link; a slow reader cannot hold a slot for days.
+  minSendBytesPerSec: 1024,
+  minRateGraceMs: 10_000, // as headTimeoutMs: a slow start, not a slow transfer
+  busyPercent: 75, // a quarter of the slots left: time to be strict
+  busyTimeoutDivisor: 4, // 10 s heads become 2.5 s: still minutes for a real client's RTT
+  // A client about to reuse a connection does so within an RTT of its last
+  // reply; after a second it is parked in a pool, the least likely to race.
+  reclaimIdleMs: 1000,
+  maxOpenFiles: 0,
+  fdReserve: 128, // files being served, Deno's own, the log: well over what they use
+
+  wsMaxMessageBytes: 1024 * 1024, // as maxBodyBytes: a message is a body by another name
+  wsMaxFrameBytes: 1024 * 1024, // a frame never needs to be bigger than a message
+  wsMaxQueuedBytes: 1024 * 1024, // a few messages for a slow reader; a stopped one costs 1 MiB, not all memory
+  wsIdleTimeoutMs: 30_000, // pings keep proxies that cut idle links at 60 s (nginx) from doing so
+  wsCloseTimeoutMs: 5_000, // a live peer answers a close at once
+
+  h2MaxConcurrentStreams: 100, // RFC 9113 §6.5.2 asks for at least 100; h2o and Apache use 100
+  h2MaxHeaderListBytes: 20 * 1024, // a 16 KiB HTTP/1.1 head plus 32 bytes for each of its 100 fields
+  h2MaxHeaderBlockBytes: 40 * 1024, // HPACK only shrinks a list; twice the list still gets 431, not GOAWAY
+  h2MaxContinuationFrames: 8, // a 40 KiB block fills 3 frames of the smallest size; nghttp2 allows 8
+  h2MaxFrameBytes: 16_384, // the RFC's default and floor; larger frames only help uploads a little
+  h2HeaderTableBytes: 4096, // the RFC's default: every client's encoder starts there
+  h2StreamWindowBytes: 256 * 1024, // 4x the RFC's 64 KiB so uploads are not held to 64 KiB per round trip
+  h2ConnectionWindowBytes: 1024 * 1024, // unread request bodies a connection may hold in memory
+  h2MaxResetStreams: 200, // a browser cancels some requests; an attacker cancels all of them
+  h2MaxCheapFrames: 1000, // an idle connection closes after keepAliveTimeoutMs long before honest pings reach it
+  h2MaxQueuedControlFrames: 1000, // nghttp2's max_outbound_ack; 17 KiB of queued acks
+  h2MaxQueuedOutputBytes: 256 * 1024, // the piece size the engine streams files in
+
+  // Ten typos in five minutes is a person; more is a script guessing, and
+  // 10 guesses per 5 minutes is under 3,000 a day per client (IPv6 per /64).
+  maxAuthFailures: 10,
+  authFailureWindowMs: 5 * 60_000,
+  // Each check keeps a core busy ~140 ms: two at once leave the event loop
+  // room on a small box, and a guessing flood waits instead of piling up.
+  maxPasswordChecks: 2,
+  maxPasswordQueue: 64, // ~5 s of checks queued at most; past it 503 beats a hang
+
+  maxFormParts: 1000, // Go's multipartmaxparts: a real form has tens; more is parser-cost abuse
+  maxPartHeadBytes: 8 * 1024, // a 255-byte name escaped three ways and a long type fit 10 times over
+  maxFormFieldBytes: 1024 * 1024, // text fields are read into memory, files are not
 });
 
 /** What `serve()` needs besides a handler. */
@@ -75,6 +223,11 @@ export interface ServerConfig {
   readonly reusePort?: boolean;
   /** Log one access line per request. */
   readonly accessLog?: boolean;
+  /**
+   * Peer addresses exempt from `maxConnsPerIp`, such as trusted reverse
+   * proxies (whose clients the engine cannot see); unset: loopback.
+   */
+  readonly exemptPeer?: (hostname: string) => boolean;
 }
 
 export const DEFAULT_CONFIG: ServerConfig = Object.freeze({
@@ -90,7 +243,7 @@ export interface StaticConfig {
   readonly root: string;
   /** "deny" answers 404 for any dot segment (`.env`, `.git/`); "allow" serves them. */
   readonly dotfiles: "deny" | "allow";
-  /** File extensions served (lower case, no dot); null serves the default web set. */
+  /** File extensions served (lower case, no dot; "" for none); null serves every file. */
   readonly allowExt: readonly string[] | null;
   /** Cache-Control for files. */
   readonly cacheControl: string;
@@ -100,6 +253,20 @@ export interface StaticConfig {
   readonly spa: boolean;
   /** Send non-HTML files as attachments (`Content-Disposition`). */
   readonly attachment: boolean;
+  /**
+   * 404 for regular files with more than one name (hard links): a hard link
+   * inside the root to a file outside looks like any file to a path check.
+   */
+  readonly strictLinks: boolean;
+  /** Header fields added to every static reply, replacing any of the same name (`--header`). */
+  readonly headers: readonly (readonly [name: string, value: string])[];
+  /**
+   * Largest folder a listing offers as one `.zip`, in bytes of file contents;
+   * 0: no archives. Over: 413, before a byte is sent.
+   */
+  readonly archiveMaxBytes: number;
+  /** Reload open pages when a file under the root changes (`--watch`). */
+  readonly watch: boolean;
 }
 
 /** The default application's settings (issue: application layer). */
@@ -121,8 +288,36 @@ export interface AppConfig {
   readonly allowedHosts?: readonly string[];
   /** Serve /metrics to any client, not just loopback. */
   readonly metricsPublic: boolean;
-  /** Access-Control-Allow-Origin for API routes; unset: no CORS. */
+  /** Access-Control-Allow-Origin for API routes and static files; unset: no CORS. */
   readonly cors?: string;
+  /** HTTP Basic authentication; unset: no passwords asked. */
+  readonly auth?: AppAuth;
+}
+
+/** Where a password is needed (`--auth-paths`). */
+export interface AuthRule {
+  /** A decoded path prefix, matched by whole segments; "/" is every path. */
+  readonly prefix: string;
+  /** Only methods that change things: all but GET, HEAD, OPTIONS and TRACE. */
+  readonly writeOnly: boolean;
+}
+
+/** Passwords for the app: who (checked by `verify`) and where. */
+export interface AppAuth {
+  /** Resolves to the user name for a good pair, else undefined (lib/app/credentials.ts). */
+  readonly credentials: {
+    verify(user: Uint8Array, password: Uint8Array): Promise<string | undefined>;
+  };
+  readonly rules: readonly AuthRule[];
+}
+
+/** The password flags as given; main reads the file and hashes the pairs. */
+export interface AuthFlags {
+  /** `--auth USER:PASSWORD` values. */
+  readonly pairs: readonly string[];
+  /** `--auth-file`: one `user:hash` a line. */
+  readonly file?: string;
+  readonly rules: readonly AuthRule[];
 }
 
 export const DEFAULT_STATIC: StaticConfig = Object.freeze({
@@ -133,6 +328,12 @@ export const DEFAULT_STATIC: StaticConfig = Object.freeze({
   listDirs: false,
   spa: false,
   attachment: false,
+  strictLinks: false, // hard links are common (deploy tools, package caches)
+  headers: [],
+  // A DVD's worth: a folder of photos or a build fits; a disk of films does
+  // not. Each archive reads that much from disk and holds a connection.
+  archiveMaxBytes: 4 * 1024 ** 3,
+  watch: false,
 });
 
 export const DEFAULT_APP: AppConfig = Object.freeze({
@@ -157,6 +358,10 @@ export interface CliOptions {
   readonly help: boolean;
   /** Engine threads sharing the port with reusePort; 1 runs in the main thread. */
   readonly workers: number;
+  /** `--auth`, `--auth-file`, `--auth-paths`; unset: no passwords. */
+  readonly auth?: AuthFlags;
+  /** Print a QR code of the network URL at start. */
+  readonly qr: boolean;
 }
 
 /** A bad command line; main prints `message` and exits with code 2. */
@@ -187,6 +392,32 @@ export const FLAGS: Readonly<
     "longest stall of a client that stopped reading (close)",
   ],
   "queue-timeout": ["TIME", "10s", "longest wait for a connection slot (503)"],
+  "max-conns-per-ip": [
+    "N",
+    "256",
+    "connections from one address, 0: no cap (429; loopback exempt)",
+  ],
+  "min-body-rate": [
+    "SIZE",
+    "500",
+    "slowest request body per second after the grace (408); 0: off",
+  ],
+  "min-send-rate": [
+    "SIZE",
+    "1k",
+    "slowest a client may read a reply per second (close); 0: off",
+  ],
+  "rate-grace": [
+    "TIME",
+    "10s",
+    "waiting allowed before the minimum rates apply",
+  ],
+  "max-fds": [
+    "N",
+    "auto",
+    "descriptor limit to stay under (503 past it, less --fd-reserve)",
+  ],
+  "fd-reserve": ["N", "128", "descriptors kept free for files and refusals"],
   "shutdown-timeout": [
     "TIME",
     "10s",
@@ -198,17 +429,29 @@ export const FLAGS: Readonly<
   dotfiles: ["allow|deny", "deny", "serve dotfiles and dot-folders"],
   "allow-ext": [
     "LIST",
-    "web types",
-    "file extensions served, e.g. html,txt,png,jpg,jpeg (else 403)",
+    "all",
+    "file extensions served, e.g. html,txt,png,jpg,jpeg (else 403); web: the web types",
   ],
   "cache-control": ["VALUE", "no-cache", "Cache-Control for static files"],
   "list-dirs": ["", "off", "HTML listing of folders without index.html"],
+  "archive-max": [
+    "SIZE",
+    "4g",
+    "largest folder a listing sends as one .zip (413); 0: no archives",
+  ],
+  header: [
+    "'NAME: VALUE'",
+    "",
+    "header on every static reply (repeatable)",
+  ],
+  watch: ["", "off", "reload open pages when a file under the root changes"],
   spa: ["", "off", "serve index.html for unknown paths (single-page apps)"],
   attachment: [
     "",
     "off",
     "send non-HTML files as downloads (Content-Disposition)",
   ],
+  "strict-links": ["", "off", "404 for files with more than one hard link"],
   directory: ["DIR", "", "enable GET/POST /files/{name} on this folder"],
   uploads: ["DIR", "resources/uploads", "folder for POST /upload"],
   "upload-max": ["SIZE", "1m", "largest upload (413)"],
@@ -221,13 +464,38 @@ export const FLAGS: Readonly<
   "trust-proxy": ["LIST", "", "peers whose X-Forwarded-For is believed"],
   "allowed-hosts": ["LIST", "loopback names", "Host values accepted (421)"],
   "metrics-public": ["", "off", "serve /metrics beyond loopback"],
-  cors: ["ORIGIN", "", "Access-Control-Allow-Origin for API routes"],
+  cors: [
+    "[ORIGIN]",
+    "",
+    "CORS for API routes and static files; alone: any origin (*)",
+  ],
+  auth: [
+    "USER:PASSWORD",
+    "",
+    "ask for this password (repeatable; others on the host can read argv: prefer --auth-file)",
+  ],
+  "auth-file": [
+    "FILE",
+    "",
+    "user:hash lines, each made by `spindle hash-password USER`",
+  ],
+  "auth-paths": [
+    "LIST",
+    "",
+    "where a password is needed: path prefixes, write:PREFIX for writes only (default: everything)",
+  ],
+  "auth-insecure": [
+    "",
+    "off",
+    "allow passwords over plain HTTP on a non-loopback address",
+  ],
   "log-format": [
     "text|json|common|combined",
     "text",
     "log line format; common and combined: access lines alone on stdout",
   ],
   quiet: ["", "off", "no access log lines"],
+  qr: ["", "off", "print a QR code of the network URL, for a phone"],
   help: ["", "", "print this help"],
 };
 
@@ -270,20 +538,143 @@ function parseCount(text: string, flag: string, min: number): number {
   return n;
 }
 
+/**
+ * `--allow-ext web`: the files a web site is made of. Anything else (`.env`,
+ * `.sqlite`, `.key`, `.ts`, no extension) is then 403, so a stray secret in
+ * the root is not one guess away. Not the default: every peer serves every
+ * file, and a folder shared for downloads holds `.mkv`, `.iso`, `.exe`.
+ */
+export const WEB_EXTENSIONS: readonly string[] = Object.freeze([
+  "html",
+  "htm",
+  "css",
+  "js",
+  "mjs",
+  "json",
+  "txt",
+  "md",
+  "xml",
+  "svg",
+  "png",
+  "jpg",
+  "jpeg",
+  "gif",
+  "webp",
+  "avif",
+  "ico",
+  "bmp",
+  "woff",
+  "woff2",
+  "ttf",
+  "otf",
+  "eot",
+  "pdf",
+  "mp3",
+  "mp4",
+  "webm",
+  "ogg",
+  "oga",
+  "ogv",
+  "wav",
+  "flac",
+  "m4a",
+  "wasm",
+  "map",
+  "csv",
+  "tsv",
+  "zip",
+  "gz",
+  "br",
+  "tar",
+  "tgz",
+  "bin",
+  "webmanifest",
+  "rss",
+  "atom",
+  "vtt",
+  "ics",
+  "epub",
+]);
+
+/** Flags that may be given more than once; each value counts. */
+const REPEATABLE: ReadonlySet<string> = new Set(["header"]);
+
+/** `*`, or an origin list such as `https://a.example,http://localhost:5173`. */
+function isOrigin(word: string | undefined): boolean {
+  return word !== undefined &&
+    (word === "*" || /^[a-z][a-z0-9+.-]*:\/\//i.test(word));
+}
+
+/**
+ * Reply fields the server works out for each reply: a fixed value would
+ * break the framing (Content-Length, Transfer-Encoding, Connection) or lie
+ * about one file's bytes (Content-Type, ETag, Content-Encoding).
+ */
+const COMPUTED_FIELDS: ReadonlySet<string> = new Set([
+  "content-length",
+  "transfer-encoding",
+  "connection",
+  "keep-alive",
+  "upgrade",
+  "te",
+  "trailer",
+  "date",
+  "content-type",
+  "content-encoding",
+  "content-range",
+  "etag",
+  "last-modified",
+]);
+
+/** `--header "Name: value"` -> [lower-case name, value]. */
+export function parseHeaderFlag(text: string): [string, string] {
+  const colon = text.indexOf(":");
+  const name = text.slice(0, colon).trim().toLowerCase();
+  const value = text.slice(colon + 1).trim();
+  if (colon === -1 || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name)) {
+    throw new UsageError(
+      `--header: "${text}" is not NAME: VALUE (try --header "X-Frame-Options: DENY")`,
+    );
+  }
+  // deno-lint-ignore no-control-regex
+  if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) {
+    throw new UsageError(`--header: the value of ${name} holds a control byte`);
+  }
+  if (COMPUTED_FIELDS.has(name)) {
+    throw new UsageError(
+      `--header: ${name} is worked out for each reply and cannot be fixed`,
+    );
+  }
+  return [name, value];
+}
+
+/** `--allow-ext`: "all" (every file), "web" (the web types) or a list. */
+function parseExtensions(text: string): string[] | null {
+  const word = text.trim().toLowerCase();
+  if (word === "all") return null;
+  if (word === "web") return [...WEB_EXTENSIONS];
+  return parseList(text).map((e) => e.replace(/^\./, "").toLowerCase());
+}
+
 function parseList(text: string): string[] {
   return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
 }
 
 /**
- * Parses the command line. Also takes the seeds' positional form
- * `[port] [host] [max-conns]`. Throws {@link UsageError} on anything wrong.
+ * Parses the command line. Also takes `DIR` (a first positional argument that
+ * is not a number) and the seeds' positional form `[port] [host] [max-conns]`.
+ * A leading `--` is skipped: `deno task serve -- --port 8081` passes it on.
+ * Throws {@link UsageError} on anything wrong.
  */
 export function parseFlags(args: readonly string[]): CliOptions {
   const values: Record<string, string | boolean> = {};
+  const repeated: Record<string, string[]> = {};
   const positional: string[] = [];
+  const authPairs: string[] = []; // --auth is the one repeatable flag
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--") {
+      if (i === 0) continue;
       positional.push(...args.slice(i + 1));
       break;
     }
@@ -306,12 +697,24 @@ export function parseFlags(args: readonly string[]): CliOptions {
       values[name] = true;
       continue;
     }
+    // "[ORIGIN]": the value is optional; the next word is it only if it
+    // looks like one, so `--cors 8080` still reads 8080 as the port.
+    if (spec[0].startsWith("[") && eq === -1 && !isOrigin(args[i + 1])) {
+      values[name] = true;
+      continue;
+    }
     const value = eq === -1 ? args[++i] : arg.slice(eq + 1);
     if (value === undefined) {
       throw new UsageError(`--${name} needs a value (${spec[0]})`);
     }
+    if (REPEATABLE.has(name)) (repeated[name] ??= []).push(value);
+    if (name === "auth") authPairs.push(value);
     values[name] = value;
   }
+  // `spindle DIR`, as `http-server DIR`; a number is the seeds' port.
+  const posRoot = positional.length > 0 && !/^\d+$/.test(positional[0])
+    ? positional.shift()
+    : undefined;
   if (positional.length > 3) {
     throw new UsageError(`too many arguments: ${positional.join(" ")}`);
   }
@@ -354,6 +757,14 @@ export function parseFlags(args: readonly string[]): CliOptions {
     writeTimeoutMs: time("write-timeout", L.writeTimeoutMs),
     queueTimeoutMs: time("queue-timeout", L.queueTimeoutMs),
     shutdownTimeoutMs: time("shutdown-timeout", L.shutdownTimeoutMs),
+    maxConnsPerIp: count("max-conns-per-ip", L.maxConnsPerIp, 0),
+    minBodyBytesPerSec: size("min-body-rate", L.minBodyBytesPerSec),
+    minSendBytesPerSec: size("min-send-rate", L.minSendBytesPerSec),
+    minRateGraceMs: time("rate-grace", L.minRateGraceMs),
+    maxOpenFiles: str("max-fds") === "auto"
+      ? 0
+      : count("max-fds", L.maxOpenFiles, 0),
+    fdReserve: count("fd-reserve", L.fdReserve, 0),
   });
 
   const cert = str("cert");
@@ -391,20 +802,22 @@ export function parseFlags(args: readonly string[]): CliOptions {
     }
   }
 
-  const root = str("root") ?? DEFAULT_STATIC.root;
+  const root = str("root") ?? posRoot ?? DEFAULT_STATIC.root;
   const app: AppConfig = Object.freeze({
     static: Object.freeze({
       root,
       dotfiles,
       allowExt: str("allow-ext") === undefined
-        ? null
-        : parseList(str("allow-ext")!).map((e) =>
-          e.replace(/^\./, "").toLowerCase()
-        ),
+        ? DEFAULT_STATIC.allowExt
+        : parseExtensions(str("allow-ext")!),
       cacheControl: str("cache-control") ?? DEFAULT_STATIC.cacheControl,
       listDirs: flag("list-dirs"),
       spa: flag("spa"),
       attachment: flag("attachment"),
+      strictLinks: flag("strict-links"),
+      headers: (repeated.header ?? []).map(parseHeaderFlag),
+      archiveMaxBytes: size("archive-max", DEFAULT_STATIC.archiveMaxBytes),
+      watch: flag("watch"),
     }),
     directory: str("directory"),
     uploads: str("uploads") ?? DEFAULT_APP.uploads,
@@ -418,8 +831,25 @@ export function parseFlags(args: readonly string[]): CliOptions {
       ? undefined
       : parseList(str("allowed-hosts")!),
     metricsPublic: flag("metrics-public"),
-    cors: str("cors"),
+    cors: values.cors === true ? "*" : str("cors"),
   });
+
+  const auth = parseAuthFlags(
+    authPairs,
+    str("auth-file"),
+    str("auth-paths"),
+    flag("auth-insecure"),
+  );
+  if (
+    auth !== undefined && cert === undefined && !isLoopbackHost(hostname) &&
+    !flag("auth-insecure")
+  ) {
+    throw new UsageError(
+      `--auth on ${hostname} over plain HTTP would send passwords across the network in clear text. ` +
+        "Serve HTTPS (--cert, --key), listen on 127.0.0.1, or add --auth-insecure " +
+        "if a TLS proxy on this machine or a trusted private network carries the traffic",
+    );
+  }
 
   return {
     server: Object.freeze({
@@ -435,7 +865,69 @@ export function parseFlags(args: readonly string[]): CliOptions {
     quiet: flag("quiet"),
     help: flag("help"),
     workers: count("workers", 1),
+    auth,
+    qr: flag("qr"),
   };
+}
+
+/** True for a bind address only this machine can reach. */
+function isLoopbackHost(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "::1" ||
+    hostname === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
+}
+
+/**
+ * `--auth-paths` entries: `/prefix` (every method) or `write:/prefix`
+ * (methods that change things). A prefix is a decoded path as the router
+ * sees it: no `//`, no `.` or `..` segment, no `%` escape, no control byte.
+ */
+export function parseAuthRules(text: string): AuthRule[] {
+  const rules = parseList(text).map((entry): AuthRule => {
+    const writeOnly = entry.startsWith("write:");
+    const prefix = writeOnly ? entry.slice(6) : entry;
+    if (
+      // deno-lint-ignore no-control-regex
+      !prefix.startsWith("/") || /\/\/|%|\\|[\x00-\x1f\x7f]/.test(prefix) ||
+      /\/\.\.?(\/|$)/.test(prefix)
+    ) {
+      throw new UsageError(
+        `--auth-paths: "${entry}" is not /PREFIX or write:/PREFIX`,
+      );
+    }
+    return { prefix, writeOnly };
+  });
+  if (rules.length === 0) throw new UsageError("--auth-paths: empty list");
+  return rules;
+}
+
+function parseAuthFlags(
+  pairs: readonly string[],
+  file: string | undefined,
+  paths: string | undefined,
+  insecure: boolean,
+): AuthFlags | undefined {
+  if (pairs.length === 0 && file === undefined) {
+    if (paths !== undefined || insecure) {
+      throw new UsageError(
+        `--${
+          paths !== undefined ? "auth-paths" : "auth-insecure"
+        } needs --auth or --auth-file`,
+      );
+    }
+    return undefined;
+  }
+  for (const pair of pairs) {
+    if (pair.indexOf(":") < 1 || pair.endsWith(":")) {
+      throw new UsageError("--auth takes USER:PASSWORD");
+    }
+  }
+  return Object.freeze({
+    pairs: Object.freeze([...pairs]),
+    file,
+    rules: paths === undefined
+      ? [{ prefix: "/", writeOnly: false }]
+      : parseAuthRules(paths),
+  });
 }
 
 /** The --help text, built from {@link FLAGS}. */
@@ -443,7 +935,7 @@ export function helpText(): string {
   const lines = [
     "Spindle: a safe, fast HTTP/1.1 server for a folder and a small API.",
     "",
-    "Usage: spindle [options] [port] [host] [max-conns]",
+    "Usage: spindle [options] [DIR] [port] [host] [max-conns]",
     "",
     "Options (SIZE: 512, 16k, 1m; TIME: 500ms, 10s, 2m):",
   ];

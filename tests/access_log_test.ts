@@ -115,6 +115,7 @@ Deno.test("AccessLog json line: a JSON parser reads every field as a field", () 
   assert.ok(Number.isInteger(ms) && ms >= 0);
   assert.deepEqual(rest, {
     client: "::1",
+    user: null,
     method: "GET",
     target: "/a?b=1",
     version: "HTTP/1.1",

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { canonicalPath, isDotPath } from "../lib/app/canonical_path.ts";
+import {
+  canonicalPath,
+  checkFileName,
+  isDotPath,
+} from "../lib/app/canonical_path.ts";
 import { HttpError } from "../lib/http/errors.ts";
 
 const accepted: [raw: string, decoded: string][] = [
@@ -152,5 +156,62 @@ const dotPaths: [string, boolean][] = [
 for (const [path, dot] of dotPaths) {
   Deno.test(`isDotPath() is ${dot} for ${path}`, () => {
     assert.equal(isDotPath(path), dot);
+  });
+}
+
+const goodFileNames: [string, string][] = [
+  ["notes.txt", "notes.txt"],
+  ["My Photo (1).JPG", "My Photo (1).JPG"],
+  ["\u00e9t\u00e9 \u{1f600}.png", "\u00e9t\u00e9 \u{1f600}.png"],
+  ["e\u0301te\u0301.txt", "\u00e9t\u00e9.txt"], // NFD from macOS becomes NFC
+  ["100%.txt", "100%.txt"],
+  ["a%41.txt", "a%41.txt"], // never decoded: stored as sent
+  ["console.log", "console.log"],
+  ["x".repeat(255), "x".repeat(255)],
+];
+for (const [raw, want] of goodFileNames) {
+  Deno.test(`checkFileName() takes ${JSON.stringify(raw.slice(0, 40))}`, () => {
+    assert.equal(checkFileName(raw), want);
+  });
+}
+
+const badFileNames: [string, string, RegExp][] = [
+  ["empty", "", /empty/],
+  ["a parent traversal", "../etc/passwd", /path separator/],
+  ["a dot-dot", "..", /starts with a dot/],
+  ["a dot", ".", /starts with a dot/],
+  ["a dotfile", ".env", /starts with a dot/],
+  ["a folder", "a/b.txt", /path separator/],
+  ["a Windows path", "C:\\Users\\me\\a.txt", /path separator/],
+  ["a drive or NTFS stream", "a.txt:stream", /path separator/],
+  ["an encoded slash", "..%2Fetc%2Fpasswd", /encoded separator/],
+  ["an encoded backslash", "a%5cb", /encoded separator/],
+  ["an encoded NUL", "a.php%00.jpg", /encoded separator/],
+  ["a NUL", "a.php\0.jpg", /control character/],
+  ["a line feed", "a\nb", /control character/],
+  ["a C1 control", "a\u0085b", /control character/],
+  ["a bidi override", "photo\u202egpj.exe", /bidirectional/],
+  ["a trailing dot", "a.txt.", /ends in a dot/],
+  ["a trailing space", "a.txt ", /ends in a space/],
+  ["a device name", "NUL", /reserved device name/],
+  ["a device name with an extension", "com1.txt", /reserved device name/],
+  ["a device name in lower case", "aux", /reserved device name/],
+  ["a device name with two extensions", "con.txt.bak", /reserved device name/],
+  ["a name of 256 bytes", "x".repeat(256), /longer than 255 bytes/],
+  [
+    "a name of 86 emoji (344 bytes)",
+    "\u{1f600}".repeat(86),
+    /longer than 255 bytes/,
+  ],
+];
+for (const [what, raw, message] of badFileNames) {
+  Deno.test(`checkFileName() answers 400 for ${what}`, () => {
+    assert.throws(() => checkFileName(raw), (err: unknown) => {
+      assert.ok(err instanceof HttpError);
+      assert.equal(err.status, 400);
+      assert.match(err.expose ?? "", /^Cannot accept file name: /);
+      assert.match(err.expose ?? "", message);
+      return true;
+    });
   });
 }

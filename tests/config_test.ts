@@ -20,6 +20,7 @@ Deno.test("parseFlags() gives the documented defaults for no arguments", () => {
   assert.equal(o.app.rateLimit, undefined);
   assert.equal(o.logFormat, "text");
   assert.equal(o.workers, 1);
+  assert.equal(o.qr, false);
   assert.equal(o.server.accessLog, true);
 });
 
@@ -28,6 +29,26 @@ Deno.test("parseFlags() takes the seeds' positional [port] [host] [max-conns]", 
   assert.equal(o.server.port, 9000);
   assert.equal(o.server.hostname, "0.0.0.0");
   assert.equal(o.server.limits.maxConns, 16);
+});
+
+Deno.test("parseFlags() takes a first positional that is not a number as the folder to serve", () => {
+  const o = parseFlags(["./site", "9000", "0.0.0.0"]);
+  assert.equal(o.app.static.root, "./site");
+  assert.equal(o.server.port, 9000);
+  assert.equal(o.server.hostname, "0.0.0.0");
+  assert.equal(parseFlags(["/srv/www"]).app.static.root, "/srv/www");
+  // A number stays the seeds' port; --root wins over the positional folder.
+  assert.equal(parseFlags(["8081"]).app.static.root, "resources");
+  assert.equal(parseFlags(["a", "--root", "b"]).app.static.root, "b");
+  assert.throws(() => parseFlags(["a", "1", "h", "2", "3"]), UsageError);
+});
+
+Deno.test("parseFlags() skips a leading --, as `deno task serve -- --port 8081` passes it", () => {
+  const o = parseFlags(["--", "--port", "8081", "--qr"]);
+  assert.equal(o.server.port, 8081);
+  assert.equal(o.qr, true);
+  // Later, -- still ends the options: what follows is positional.
+  assert.equal(parseFlags(["--port", "1", "--", "--x"]).app.static.root, "--x");
 });
 
 Deno.test("parseFlags() lets a flag win over a positional value", () => {
@@ -87,6 +108,14 @@ Deno.test("parseFlags() maps the static and app flags", () => {
     "--allowed-hosts",
     "example.com",
     "--metrics-public",
+    "--strict-links",
+    "--header",
+    "X-Frame-Options: DENY",
+    "--header",
+    "Vary: Origin",
+    "--archive-max",
+    "1g",
+    "--watch",
     "--cors",
     "*",
     "--quiet",
@@ -103,6 +132,10 @@ Deno.test("parseFlags() maps the static and app flags", () => {
     listDirs: true,
     spa: true,
     attachment: true,
+    strictLinks: true,
+    headers: [["x-frame-options", "DENY"], ["vary", "Origin"]],
+    archiveMaxBytes: 1024 ** 3,
+    watch: true,
   });
   assert.equal(o.app.directory, "/tmp/files");
   assert.deepEqual(o.app.rateLimit, { limit: 100, windowMs: 10_000 });
@@ -137,6 +170,23 @@ const bad: [args: string[], message: RegExp][] = [
   [["--spa=yes"], /takes no value/],
   [["--max-conns", "0"], /at least 1/],
   [["1", "2", "3", "4"], /too many arguments/],
+  [["--header", "X-Nothing"], /is not NAME: VALUE/],
+  [["--header", "Bad Name: 1"], /is not NAME: VALUE/],
+  [["--header", "Content-Length: 5"], /content-length is worked out/],
+  [["--header", 'ETag: "x"'], /etag is worked out/],
+  [["--header", "X-A: a\x01b"], /control byte/],
+  [["--archive-max", "huge"], /not a size/],
+  [["--auth", "alice"], /--auth takes USER:PASSWORD/],
+  [["--auth", ":pw"], /--auth takes USER:PASSWORD/],
+  [["--auth", "alice:"], /--auth takes USER:PASSWORD/],
+  [["--auth-paths", "/upload"], /--auth-paths needs --auth or --auth-file/],
+  [["--auth-insecure"], /--auth-insecure needs --auth or --auth-file/],
+  [["--auth", "a:b", "--auth-paths", "upload"], /"upload" is not \/PREFIX/],
+  [["--auth", "a:b", "--auth-paths", "/a/../b"], /is not \/PREFIX/],
+  [["--auth", "a:b", "--auth-paths", "/a//b"], /is not \/PREFIX/],
+  [["--auth", "a:b", "--auth-paths", "/a%2Fb"], /is not \/PREFIX/],
+  [["--auth", "a:b", "--auth-paths", "read:/a"], /is not \/PREFIX/],
+  [["--auth", "a:b", "--auth-paths", ","], /empty list/],
 ];
 for (const [args, message] of bad) {
   Deno.test(`parseFlags() refuses ${args.join(" ")}`, () => {
@@ -147,6 +197,35 @@ for (const [args, message] of bad) {
     });
   });
 }
+
+Deno.test("parseFlags() serves every file by default; --allow-ext takes all, web or a list", () => {
+  assert.equal(parseFlags([]).app.static.allowExt, null);
+  assert.equal(parseFlags(["--allow-ext", "all"]).app.static.allowExt, null);
+  const web = parseFlags(["--allow-ext", "web"]).app.static.allowExt!;
+  assert.ok(web.includes("html") && web.includes("woff2"));
+  assert.ok(!web.includes("exe") && !web.includes("mkv"));
+  assert.deepEqual(
+    parseFlags(["--allow-ext", "html,txt,png,jpg,jpeg"]).app.static.allowExt,
+    ["html", "txt", "png", "jpg", "jpeg"],
+  );
+});
+
+Deno.test("parseFlags() takes --cors alone as any origin, and a value only when it is one", () => {
+  assert.equal(parseFlags(["--cors"]).app.cors, "*");
+  assert.equal(parseFlags(["--cors", "--watch"]).app.cors, "*");
+  const port = parseFlags(["--cors", "9000"]);
+  assert.equal(port.app.cors, "*");
+  assert.equal(port.server.port, 9000);
+  assert.equal(
+    parseFlags(["--cors", "https://a.test,http://localhost:5173"]).app.cors,
+    "https://a.test,http://localhost:5173",
+  );
+  assert.equal(
+    parseFlags(["--cors=https://b.test"]).app.cors,
+    "https://b.test",
+  );
+  assert.equal(parseFlags([]).app.cors, undefined);
+});
 
 Deno.test("parseSize() and parseDuration() read their units", () => {
   assert.equal(parseSize("512", "x"), 512);
@@ -189,4 +268,69 @@ Deno.test("helpText() shows each flag's real default: passing it changes nothing
   for (const [name, [, def]] of literal) {
     assert.deepEqual(parseFlags([`--${name}`, def]), none, `--${name} ${def}`);
   }
+});
+
+Deno.test("parseFlags() collects repeated --auth, --auth-file and --auth-paths rules", () => {
+  const o = parseFlags([
+    "--auth",
+    "alice:pw:with:colons",
+    "--auth=bob:x",
+    "--auth-file",
+    "users.txt",
+    "--auth-paths",
+    "write:/, /private/",
+  ]);
+  assert.deepEqual(o.auth, {
+    pairs: ["alice:pw:with:colons", "bob:x"],
+    file: "users.txt",
+    rules: [
+      { prefix: "/", writeOnly: true },
+      { prefix: "/private/", writeOnly: false },
+    ],
+  });
+  assert.deepEqual(parseFlags(["--auth-file", "u"]).auth?.rules, [
+    { prefix: "/", writeOnly: false },
+  ]);
+  assert.equal(parseFlags([]).auth, undefined);
+});
+
+Deno.test("parseFlags() refuses passwords over plain HTTP on a non-loopback address, saying why", () => {
+  for (const host of ["0.0.0.0", "::", "192.168.1.10", "example.com"]) {
+    assert.throws(
+      () => parseFlags(["--auth", "a:b", "--host", host]),
+      (err: unknown) => {
+        assert.ok(err instanceof UsageError);
+        assert.match(
+          err.message,
+          /would send passwords across the network in clear text/,
+        );
+        assert.match(err.message, /--cert/);
+        assert.match(err.message, /--auth-insecure/);
+        assert.ok(!err.message.includes("a:b"));
+        return true;
+      },
+      host,
+    );
+  }
+  // Loopback, TLS, or an explicit --auth-insecure: allowed.
+  for (const host of ["127.0.0.1", "127.1.2.3", "::1", "localhost"]) {
+    assert.ok(parseFlags(["--auth", "a:b", "--host", host]).auth, host);
+  }
+  assert.ok(
+    parseFlags([
+      "--auth-file",
+      "u",
+      "--host",
+      "0.0.0.0",
+      "--cert",
+      "c.pem",
+      "--key",
+      "k.pem",
+    ]).auth,
+  );
+  assert.ok(
+    parseFlags(["--auth", "a:b", "--host", "0.0.0.0", "--auth-insecure"]).auth,
+  );
+  // Without passwords, a public address needs nothing.
+  assert.equal(parseFlags(["--host", "0.0.0.0"]).auth, undefined);
 });

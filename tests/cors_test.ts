@@ -97,13 +97,17 @@ Deno.test("cors() adds its fields to errors, so a page can read them", async () 
   assert.equal(a.headers.get("access-control-allow-origin"), "*");
 });
 
-Deno.test("cors() leaves static files (the fallback) alone", async () => {
+Deno.test("cors() covers static files (the fallback) too", async () => {
   const a = await call(
     app("*"),
     fake("GET", "/index.html", { headers: { origin: "https://a.test" } }).req,
   );
   assert.equal(a.text, "static file");
-  assert.equal(a.headers.get("access-control-allow-origin"), undefined);
+  assert.equal(a.headers.get("access-control-allow-origin"), "*");
+  assert.match(
+    a.headers.get("access-control-expose-headers")!,
+    /Content-Range/,
+  );
 });
 
 Deno.test("cors() with * leaves a request without Origin as it is, synchronously", () => {

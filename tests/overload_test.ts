@@ -8,26 +8,21 @@ import assert from "node:assert/strict";
 import type { Limits } from "../lib/config.ts";
 import type { Handler } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
-import { connect, get, ReplyReader, send, waitFor } from "./helpers/socket.ts";
+import { gate } from "./helpers/gate.ts";
+import {
+  connect,
+  get,
+  ReplyReader,
+  send,
+  sleep,
+  waitFor,
+} from "./helpers/socket.ts";
 
 const SMALL: Partial<Limits> = {
   maxConns: 2,
   maxQueue: 1,
   shutdownTimeoutMs: 1000, // a failed test must not wait 10 s on a held handler
 };
-
-/** A handler whose "/hold" requests wait until `open()` is called. */
-function gate(): { handler: Handler; open: () => void } {
-  let open!: () => void;
-  const opened = new Promise<void>((r) => open = r);
-  return {
-    open,
-    handler: async (req) => {
-      if (req.path === "/hold") await opened;
-      return { status: 200, body: req.path };
-    },
-  };
-}
 
 function start(handler: Handler, limits: Partial<Limits> = {}) {
   return serve(
@@ -73,17 +68,20 @@ Deno.test("serve() answers 503 at once when slots and queue are full, and serves
   assert.equal(stats.accepted, 4);
   assert.equal(stats.queued, 1);
 
-  // Once replied, a kept-alive connection that goes idle gives its slot to the waiter.
+  // Once replied, one of the two gives its slot to the waiter, and says so
+  // in its reply (Connection: close); the other stays kept-alive.
   open();
   const ra = new ReplyReader(a);
   const rb = new ReplyReader(b);
-  assert.equal((await ra.readReply()).text, "/hold");
-  assert.equal((await rb.readReply()).text, "/hold");
+  const replies = [await ra.readReply(), await rb.readReply()];
+  assert.deepEqual(replies.map((r) => r.text), ["/hold", "/hold"]);
   const rc = await new ReplyReader(c).readReply({ timeoutMs: 1000 });
   assert.equal(rc.status, 200);
   assert.equal(rc.text, "/c");
-  const closed = [await ra.closed(1000), await rb.closed(50)];
-  assert.ok(closed.includes(true), "an idle connection gave up its slot");
+  const closing = replies.map((r) => r.headers.get("connection") === "close");
+  assert.equal(closing.filter(Boolean).length, 1, "exactly one gave way");
+  const gaveWay = closing[0] ? ra : rb;
+  assert.equal(await gaveWay.closed(1000), true);
   assert.equal(stats.queued, 0);
   assert.equal(stats.rejected, 1);
   assert.equal(stats.requests, 3);
@@ -173,7 +171,7 @@ Deno.test("serve() keeps answering 503s, not hanging, under a burst past the que
   assert.equal(server.stats.queued, 0);
 });
 
-Deno.test("serve() closes an idle keep-alive connection to serve one that would wait", async () => {
+Deno.test("serve() keeps an idle kept-alive connection for a waiter the queue holds: its next request is answered, with Connection: close", async () => {
   await using server = start(() => ({ status: 200, body: "ok" }), {
     maxConns: 1,
     maxQueue: 1,
@@ -182,15 +180,87 @@ Deno.test("serve() closes an idle keep-alive connection to serve one that would 
   using a = await connect(server.port);
   const ra = new ReplyReader(a);
   await send(a, get("/a"));
-  assert.equal((await ra.readReply()).status, 200);
-  // B: would have to wait; A's idle slot is reclaimed for it instead.
+  assert.equal((await ra.readReply()).headers.get("connection"), undefined);
+  // B waits in the queue; A is not closed under a client that may be reusing it.
   using b = await connect(server.port);
-  const rb = new ReplyReader(b);
   await send(b, get("/b"));
-  const reply = await rb.readReply({ timeoutMs: 1000 });
+  await waitFor(() => server.stats.queued === 1, "B queued");
+  // A reuses its connection: answered, and told that the connection ends.
+  await send(a, get("/a2"));
+  const again = await ra.readReply();
+  assert.equal(again.status, 200);
+  assert.equal(again.headers.get("connection"), "close");
+  assert.equal(await ra.closed(1000), true);
+  // Its slot went to B.
+  const reply = await new ReplyReader(b).readReply({ timeoutMs: 1000 });
   assert.equal(reply.status, 200);
-  assert.equal(await ra.closed(1000), true, "the idle connection was closed");
   assert.equal(server.stats.rejected, 0);
+});
+
+Deno.test("serve() gives a waiter the slot of an idle connection when its keep-alive time ends", async () => {
+  await using server = start(() => ({ status: 200, body: "ok" }), {
+    maxConns: 1,
+    maxQueue: 1,
+    keepAliveTimeoutMs: 1200, // a quarter while busy: 300 ms
+  });
+  using a = await connect(server.port);
+  const ra = new ReplyReader(a);
+  await send(a, get("/a"));
+  await ra.readReply();
+  const t0 = performance.now();
+  using b = await connect(server.port);
+  await send(b, get("/b"));
+  const reply = await new ReplyReader(b).readReply({ timeoutMs: 2000 });
+  assert.equal(reply.status, 200);
+  assert.ok(performance.now() - t0 >= 200, "A was not closed at once");
+  assert.equal(await ra.closed(1000), true);
+});
+
+const evictions: [
+  name: string,
+  prepare: (port: number) => Promise<Deno.Conn>,
+][] = [
+  ["a silent connection", (port) => connect(port)],
+  ["a connection idle past reclaimIdleMs", async (port) => {
+    const conn = await connect(port);
+    await send(conn, get("/a"));
+    await new ReplyReader(conn).readReply();
+    await sleep(150);
+    return conn;
+  }],
+];
+for (const [name, prepare] of evictions) {
+  Deno.test(`serve() closes ${name} for a newcomer the full queue cannot hold`, async () => {
+    await using server = start(() => ({ status: 200, body: "ok" }), {
+      maxConns: 1,
+      maxQueue: 0,
+      reclaimIdleMs: 100,
+    });
+    using a = await prepare(server.port);
+    await waitFor(() => server.stats.active === 1, "A holds the slot");
+    using b = await connect(server.port);
+    await send(b, get("/b"));
+    assert.equal((await new ReplyReader(b).readReply()).status, 200);
+    assert.equal(await new ReplyReader(a).closed(1000), true);
+    assert.equal(server.stats.rejected, 0);
+  });
+}
+
+Deno.test("serve() refuses a newcomer rather than close a connection that has just replied", async () => {
+  await using server = start(() => ({ status: 200, body: "ok" }), {
+    maxConns: 1,
+    maxQueue: 0,
+    reclaimIdleMs: 5000,
+  });
+  using a = await connect(server.port);
+  const ra = new ReplyReader(a);
+  await send(a, get("/a"));
+  await ra.readReply();
+  using b = await connect(server.port);
+  await assertRefused(b);
+  // A is still open and still served.
+  await send(a, get("/a2"));
+  assert.equal((await ra.readReply()).status, 200);
 });
 
 Deno.test("serve() does not reclaim a connection whose request is in flight", async () => {

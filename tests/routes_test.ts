@@ -82,6 +82,8 @@ Deno.test("GET /user-agent answers the User-Agent value", async () => {
   assert.equal(reply.status, 200);
   assert.equal(reply.text, "spindle-test/1.0");
   assert.equal(reply.headers.get("content-type"), "text/plain");
+  // The answer differs by client: no shared cache may hand it to another one.
+  assert.equal(reply.headers.get("vary"), "User-Agent");
   const none = await exchange(app.port, raw("GET", "/user-agent"));
   assert.equal(none.status, 200);
   assert.equal(none.text, "");

@@ -12,6 +12,9 @@ const SPACE = 0x20;
 const PERCENT = 0x25;
 const BACKSLASH = 0x5c;
 const DEL = 0x7f;
+const COLON = 0x3a;
+const WINDOWS = Deno.build.os === "windows";
+const WINDOWS_RESERVED = '<>"|?*';
 
 // Windows device names: opening `nul.txt` or `COM1` there reaches a device,
 // not a file, whatever the folder (CVE-2007-1342 style, Werkzeug 3.1.4-3.1.6).
@@ -29,8 +32,8 @@ const DEVICE_NAMES = new Set([
   ]),
 ]);
 
-function refuse(what: string): HttpError {
-  const message = `Cannot accept path: ${what}`;
+function refuse(what: string, subject = "path"): HttpError {
+  const message = `Cannot accept ${subject}: ${what}`;
   return new HttpError(STATUS.BadRequest, message, { expose: message });
 }
 
@@ -94,8 +97,13 @@ function checkSegments(path: string): void {
   }
 }
 
-/** Checks path[start, end), a non-empty segment. */
-function checkSegment(path: string, start: number, end: number): void {
+/** Checks path[start, end), a non-empty segment; `subject` names it in errors. */
+function checkSegment(
+  path: string,
+  start: number,
+  end: number,
+  subject = "path",
+): void {
   const last = path.charCodeAt(end - 1);
   if (last === DOT) {
     // "." and "..", and "name." which Windows opens as "name".
@@ -103,9 +111,10 @@ function checkSegment(path: string, start: number, end: number): void {
       end - start <= 2 && path.charCodeAt(start) === DOT
         ? "dot segment"
         : "segment ends in a dot",
+      subject,
     );
   }
-  if (last === SPACE) throw refuse("segment ends in a space");
+  if (last === SPACE) throw refuse("segment ends in a space", subject);
   const len = end - start;
   if (len < 3) return;
   // Every device name starts with A, C, L, N or P: most segments stop here.
@@ -124,7 +133,53 @@ function checkSegment(path: string, start: number, end: number): void {
   }
   if (stem - start > 7) return;
   const name = path.slice(start, stem).trimEnd().toUpperCase();
-  if (DEVICE_NAMES.has(name)) throw refuse("reserved device name");
+  if (DEVICE_NAMES.has(name)) throw refuse("reserved device name", subject);
+}
+
+/** A file name's bytes on disk: ext4, APFS, NTFS and most others stop at 255. */
+const MAX_NAME_BYTES = 255;
+const encoder = new TextEncoder();
+
+/**
+ * Checks a file name from a client (an upload form's `filename`) by the
+ * rules URL segments follow, so the stored file can be served back by its
+ * name: Unicode NFC first, then refused when empty, longer than 255 UTF-8
+ * bytes, holding a separator (`/`, `\\`, and `:` for Windows drives and
+ * streams), an encoded separator or NUL (`%2F`, `%5C`, `%00`), a control
+ * or bidi-override character (a name that displays as another), starting
+ * with a dot (dotfiles, `.`, `..`), ending in a dot or space, or a Windows
+ * device name (`CON`, `nul.txt`). On Windows `<>"|?*` are refused too.
+ *
+ * @returns the name in NFC, as it should be stored.
+ * @throws {HttpError} 400 naming the rule broken.
+ */
+export function checkFileName(raw: string): string {
+  const subject = "file name";
+  const name = raw.normalize("NFC");
+  if (name === "") throw refuse("empty", subject);
+  if (encoder.encode(name).length > MAX_NAME_BYTES) {
+    throw refuse(`longer than ${MAX_NAME_BYTES} bytes`, subject);
+  }
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c === SLASH || c === BACKSLASH || c === COLON) {
+      throw refuse("path separator", subject);
+    }
+    if (c < SPACE || c === DEL || (c >= 0x80 && c <= 0x9f)) {
+      throw refuse("control character", subject);
+    }
+    // Bidi embeddings, overrides and isolates: "gpj.exe" shown as "exe.jpg".
+    if ((c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069)) {
+      throw refuse("bidirectional control character", subject);
+    }
+    if (WINDOWS && WINDOWS_RESERVED.includes(name[i])) {
+      throw refuse("character Windows does not allow", subject);
+    }
+  }
+  if (/%(?:2f|5c|00)/i.test(name)) throw refuse("encoded separator", subject);
+  if (name.charCodeAt(0) === DOT) throw refuse("starts with a dot", subject);
+  checkSegment(name, 0, name.length, subject);
+  return name;
 }
 
 /** True when any segment starts with "." (`/.env`, `/a/.git/config`). */

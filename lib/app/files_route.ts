@@ -2,11 +2,14 @@
  * GET and POST /files/{name}: raw files in one flat folder (`--directory`),
  * as in the CodeCrafters HTTP server course. Names are single plain segments;
  * a write goes through a temp file and a rename, so readers never see half.
+ * A read is contained as a static file's is: a symlink is followed only to a
+ * file under the folder, proved after the open (openBeneath()).
  */
 import { join } from "node:path";
 import { HttpError, STATUS } from "../http/errors.ts";
 import { FileBody, type Reply } from "../http/handler.ts";
 import { isDiskFull, writeAtomic } from "./atomic_write.ts";
+import { isBeneath, openBeneath } from "./open_beneath.ts";
 import type { AppHandler } from "./router.ts";
 
 /** Longest name most file systems take (NAME_MAX), in UTF-8 bytes. */
@@ -48,45 +51,58 @@ function notServed(err: unknown, name: string): unknown {
       cause: err,
     });
   }
+  // NotCapable: a symlink to a place outside --allow-read (issue #9, was a
+  // 500); a loop or a file where a folder was: all just not there.
   if (
     err instanceof Deno.errors.NotFound ||
-    err instanceof Deno.errors.NotADirectory
-  ) return new HttpError(STATUS.NotFound, `No file ${name}`);
+    err instanceof Deno.errors.NotADirectory ||
+    err instanceof Deno.errors.NotCapable ||
+    err instanceof Deno.errors.FilesystemLoop
+  ) return new HttpError(STATUS.NotFound, `No file ${name}`, { cause: err });
   return err;
 }
 
-/** GET (and HEAD) /files/{*name}: the file as bytes, 404 when missing. */
+export interface GetFileOptions {
+  /** Content-Type of every reply; default `application/octet-stream`. */
+  readonly contentType?: string;
+  /** 404 for a file with more than one name (`--strict-links`). */
+  readonly strictLinks?: boolean;
+}
+
+/** GET (and HEAD) /files/{*name}: the file as bytes, 404 when missing or not under `dir`. */
 export function getFile(
   dir: string,
-  contentType = "application/octet-stream",
+  options: GetFileOptions = {},
 ): AppHandler {
+  const contentType = options.contentType ?? "application/octet-stream";
+  const strictLinks = options.strictLinks ?? false;
   return async (req): Promise<Reply> => {
     const name = checkFileName(req.params.name ?? "");
-    const path = join(dir, name);
-    let file: Deno.FsFile;
+    let opened;
     try {
-      // Stat first: opening a FIFO for reading blocks until a writer comes.
-      if (!(await Deno.stat(path)).isFile) {
-        throw new HttpError(STATUS.NotFound, `${name} is not a file`);
-      }
-      file = await Deno.open(path, { read: true });
+      // The folder's real path afresh, as the static root's: a deploy may
+      // re-point it. A symlink in it is followed only to a file under it,
+      // with no dot segment on the way (temp files stay private).
+      const realDir = await Deno.realPath(dir);
+      const real = await Deno.realPath(join(dir, name));
+      opened = isBeneath(real, realDir, true)
+        ? await openBeneath(realDir, real, { strictLinks })
+        : null;
     } catch (err) {
       throw notServed(err, name);
     }
-    try {
-      const info = await file.stat(); // the length of what we opened
-      if (!info.isFile) {
-        throw new HttpError(STATUS.NotFound, `${name} is not a file`);
-      }
-      return {
-        status: STATUS.OK,
-        headers: { "content-type": contentType },
-        body: new FileBody(file, 0, info.size), // the engine closes it
-      };
-    } catch (err) {
-      file.close();
-      throw err;
+    if (opened === null) {
+      throw new HttpError(
+        STATUS.NotFound,
+        `${name} is not a file under the folder`,
+      );
     }
+    return {
+      status: STATUS.OK,
+      headers: { "content-type": contentType },
+      // The length of what was opened; the engine closes it.
+      body: new FileBody(opened.file, 0, opened.info.size),
+    };
   };
 }
 

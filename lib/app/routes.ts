@@ -3,7 +3,7 @@
  * them, and static files for every other path.
  */
 import { isAbsolute, relative, resolve } from "node:path";
-import type { AppConfig } from "../config.ts";
+import { type AppConfig, DEFAULT_LIMITS, type Limits } from "../config.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Handler, Reply } from "../http/handler.ts";
 import { isAscii } from "../http/response.ts";
@@ -16,6 +16,7 @@ import {
 } from "./client_addr.ts";
 import { getFile, postFile } from "./files_route.ts";
 import { AppMetrics, METRICS_TYPE } from "./metrics.ts";
+import { basicAuth } from "./middleware/auth.ts";
 import { compression } from "./middleware/compression.ts";
 import { cors } from "./middleware/cors.ts";
 import { hostGuard } from "./middleware/host_guard.ts";
@@ -33,6 +34,8 @@ export interface ServerInfo {
   readonly hostname: string;
   /** The bound port; a function because port 0 is known only once bound. */
   port(): number;
+  /** The server's limits (the app's own are there too); default: the defaults. */
+  readonly limits?: Limits;
 }
 
 /** Hooks for tests: a clock for the rate limiter and the app's counters. */
@@ -52,10 +55,21 @@ const ECHO_ASCII = Object.freeze({
 });
 
 /** `text/plain` as CodeCrafters expects it; a charset only when the text needs one. */
-function plain(body: string, ascii = PLAIN_ASCII): Reply {
-  if (!isAscii(body)) return text(body);
+function plain(
+  body: string,
+  ascii = PLAIN_ASCII,
+  other?: Readonly<Record<string, string>>,
+): Reply {
+  if (!isAscii(body)) return text(body, other && { headers: other });
   return { status: STATUS.OK, headers: ascii, body };
 }
+
+/** The reply depends on this header: no shared cache may give it to another client. */
+const VARY_USER_AGENT = Object.freeze({ vary: "User-Agent" });
+const USER_AGENT_ASCII = Object.freeze({
+  "content-type": "text/plain",
+  ...VARY_USER_AGENT,
+});
 
 /** The two answers of /health, made once. */
 const HEALTHY = Object.freeze(
@@ -84,7 +98,8 @@ function servedAt(dir: string, root: string): string | undefined {
  * /files/{name} (only with `config.directory`), POST /upload, GET /health,
  * GET /metrics; everything else goes to static files under
  * `config.static.root`. Middleware, outermost first: metrics, Host guard,
- * rate limit (if set), CORS (if set), gzip for dynamic replies of 1 KiB+.
+ * rate limit (if set), CORS (if set), passwords (if set), gzip for dynamic
+ * replies of 1 KiB+.
  */
 export function createApp(
   config: AppConfig,
@@ -108,6 +123,18 @@ export function createApp(
     }));
   }
   if (config.cors !== undefined) router.use(cors(config.cors));
+  if (config.auth !== undefined) {
+    const limits = server.limits ?? DEFAULT_LIMITS;
+    router.use(basicAuth({
+      credentials: config.auth.credentials,
+      rules: config.auth.rules,
+      maxFailures: limits.maxAuthFailures,
+      failureWindowMs: limits.authFailureWindowMs,
+      maxChecks: limits.maxPasswordChecks,
+      maxCheckQueue: limits.maxPasswordQueue,
+      now: hooks.now,
+    }));
+  }
   router.use(compression());
 
   router.get("/echo/{text}", (req) => plain(req.params.text, ECHO_ASCII), {
@@ -121,10 +148,17 @@ export function createApp(
     }
     return json({ query, userAgent: req.header("user-agent") ?? null });
   }, { jsonErrors: true });
-  router.get("/user-agent", (req) => plain(req.header("user-agent") ?? ""));
+  router.get(
+    "/user-agent",
+    (req) =>
+      plain(req.header("user-agent") ?? "", USER_AGENT_ASCII, VARY_USER_AGENT),
+  );
 
   if (config.directory !== undefined) {
-    router.get("/files/{*name}", getFile(config.directory));
+    router.get(
+      "/files/{*name}",
+      getFile(config.directory, { strictLinks: config.static.strictLinks }),
+    );
     router.post("/files/{*name}", postFile(config.directory));
   }
 
@@ -140,7 +174,13 @@ export function createApp(
   if (location === undefined) {
     // Not under the static root: serve stored uploads here, read-only.
     location = "/uploads/";
-    router.get("/uploads/{*name}", getFile(config.uploads, "application/json"));
+    router.get(
+      "/uploads/{*name}",
+      getFile(config.uploads, {
+        contentType: "application/json",
+        strictLinks: config.static.strictLinks,
+      }),
+    );
   }
   router.post("/upload", uploadHandler(store, location), {
     contentType: JSON_TYPES,
@@ -176,7 +216,10 @@ export function createApp(
     });
   });
 
-  const statics = staticFiles(config.static);
+  // Draining ends --watch's event streams, which would hold shutdown.
+  const statics = staticFiles(config.static, {}, {
+    signal: server.stats.drainSignal,
+  });
   router.fallback((req) => statics(req.raw), "static");
   return router.handler({ trustProxy: trustProxy(config.trustProxy) });
 }

@@ -15,17 +15,40 @@ import {
 } from "../http/handler.ts";
 import { canonicalPath, isDotPath } from "./canonical_path.ts";
 import {
+  isBeneath,
+  type Look,
+  lookBeneath,
+  openBeneath,
+} from "./open_beneath.ts";
+import {
   evaluatePreconditions,
   httpDate,
   ifRangeHolds,
   type Validators,
 } from "./conditional.ts";
 import {
+  filterEntries,
   type ListingEntry,
+  parseView,
   renderListing,
+  renderListingJson,
   sortEntries,
 } from "./dir_listing.ts";
 import { negotiateEncoding } from "./encoding.ts";
+import {
+  LIVE_RELOAD_BYTES,
+  LIVE_RELOAD_PATH,
+  LiveReload,
+  liveReloadTail,
+  type LiveReloadTuning,
+  withLiveReload,
+} from "./live_reload.ts";
+import {
+  type ArchivePolicy,
+  isServableName,
+  walkFolder,
+  zipFolder,
+} from "./folder_archive.ts";
 import {
   type ByteRange,
   contentRange,
@@ -35,6 +58,7 @@ import {
   type RangeResult,
 } from "./ranges.ts";
 import { ByteLru } from "./static_cache.ts";
+import { withFixedHeaders } from "./static_headers.ts";
 import {
   type Coding,
   CompressionFailed,
@@ -44,7 +68,6 @@ import {
 } from "./static_compress.ts";
 import {
   contentTypeOf,
-  DEFAULT_EXTENSIONS,
   extensionOf,
   isCompressible,
   mediaTypeOf,
@@ -77,8 +100,15 @@ export interface StaticTuning {
    * within this time; a missing path is always looked up afresh.
    */
   readonly revalidateMs: number;
-  /** Read size for multipart replies from large files. */
+  /** Read size for multipart replies from large files and archives. */
   readonly readChunkBytes: number;
+  /**
+   * Files and folders one `.zip` may hold. The walk keeps ~300 bytes an
+   * entry until the archive ends (a 30 MiB bound). Over: 413.
+   */
+  readonly maxArchiveEntries: number;
+  /** Files this big or bigger get Zip64 records in an archive (tests lower it). */
+  readonly zip64FromBytes: number;
 }
 
 const DEFAULT_TUNING: StaticTuning = Object.freeze({
@@ -95,6 +125,8 @@ const DEFAULT_TUNING: StaticTuning = Object.freeze({
   maxListingEntries: 10_000,
   revalidateMs: 200, // a stat per file 5 times a second, not per request
   readChunkBytes: 256 * 1024,
+  maxArchiveEntries: 100_000,
+  zip64FromBytes: 0xffffffff, // the format's own 32-bit limit
 });
 
 /** One version of one file: an edit, a rename over it or a swap changes a field. */
@@ -108,12 +140,23 @@ interface FileVersion {
 
 /** A file to read, and the version it must still be when opened. */
 interface OnDisk extends FileVersion {
+  /** Its real path, under `root`. */
   readonly path: string;
+  /** The real root it was found under: what is opened must lie under it. */
+  readonly root: string;
+  /** Refuse it when it has more than one name (`--strict-links`). */
+  readonly strictLinks: boolean;
 }
 
 /** A file or folder found under the root; `path` is its real path, inside the real root. */
 interface Found extends OnDisk {
   readonly kind: "file" | "dir";
+  /**
+   * False when a folder on the path changed too recently to prove the lookup
+   * did not go through a symlink swapped in and out (see lookBeneath()):
+   * size and dates must not be sent before an open proves the file.
+   */
+  readonly proven: boolean;
   /** What replies for this version share; made by the first one. */
   meta?: FileMeta;
 }
@@ -202,21 +245,29 @@ export function staticFiles(
   const full = { ...DEFAULT_TUNING, ...tuning };
   const compressor = hooks.compressor ??
     sharedCompressor(full.maxCompressions);
-  const site = new StaticSite(config, full, compressor);
-  return (req) => site.handle(req);
+  const site = new StaticSite(config, full, compressor, hooks);
+  return withFixedHeaders((req) => site.handle(req), config.headers);
 }
 
 /** What tests and embedders may hand the static handler. */
 export interface StaticHooks {
   /** Runs on-the-fly compression; by default the thread's shared one. */
   readonly compressor?: Compressor;
+  /**
+   * Aborts when the server drains: with `watch`, the watcher stops and the
+   * pages' event streams end, so shutdown does not wait for open tabs.
+   */
+  readonly signal?: AbortSignal;
+  /** Timings of `watch`; tests shrink them. */
+  readonly liveReload?: Partial<LiveReloadTuning>;
 }
 
 class StaticSite {
   readonly #config: StaticConfig;
   readonly #tuning: StaticTuning;
   readonly #root: string;
-  readonly #allowExt: ReadonlySet<string>;
+  /** Extensions served; null: every file. */
+  readonly #allowExt: ReadonlySet<string> | null;
   readonly #files: ByteLru<Cached<Uint8Array>>;
   /** Compressed forms; null marks "compression did not make it smaller". */
   readonly #compressed: ByteLru<Cached<Uint8Array | null>>;
@@ -228,23 +279,31 @@ class StaticSite {
   readonly #sidecars = new Map<string, SidecarLook>();
   /** Paths whose real path was checked, with the file they named then. */
   readonly #resolved = new Map<string, Resolved>();
+  /** The watcher and pages of `--watch`; undefined when off. */
+  readonly #live: LiveReload | undefined;
 
   constructor(
     config: StaticConfig,
     tuning: StaticTuning,
     compressor: Compressor,
+    hooks: StaticHooks,
   ) {
     this.#config = config;
     this.#tuning = tuning;
     this.#compressor = compressor;
     this.#root = resolve(config.root);
-    this.#allowExt = new Set(
-      (config.allowExt ?? DEFAULT_EXTENSIONS).map((e) =>
-        e.toLowerCase().replace(/^\./, "")
-      ),
+    this.#allowExt = config.allowExt === null ? null : new Set(
+      config.allowExt.map((e) => e.toLowerCase().replace(/^\./, "")),
     );
     this.#files = new ByteLru(tuning.fileCacheBytes);
     this.#compressed = new ByteLru(tuning.compressedCacheBytes);
+    this.#live = config.watch
+      ? new LiveReload(this.#root, {
+        denyDots: config.dotfiles !== "allow",
+        signal: hooks.signal,
+        tuning: hooks.liveReload,
+      })
+      : undefined;
   }
 
   async handle(req: ServerRequest): Promise<Reply> {
@@ -262,6 +321,9 @@ class StaticSite {
       );
     }
     const path = canonicalPath(req.path);
+    if (this.#live !== undefined && path === LIVE_RELOAD_PATH) {
+      return this.#live.events(req);
+    }
     try {
       return await this.#serve(req, path);
     } catch (err) {
@@ -291,6 +353,10 @@ class StaticSite {
     const found = this.#find(path);
     if (found === null) return this.#notFound(req, path);
     if (found.kind === "file") return this.#sendFile(req, found, path);
+    if (path.endsWith("/") && req.query !== "") {
+      const download = new URLSearchParams(req.query).get("download");
+      if (download !== null) return this.#archive(req, found, path, download);
+    }
     if (!path.endsWith("/")) {
       // Built from the raw path, which canonicalPath() proved starts with one
       // "/" and holds no backslash: never "//evil.com/" (CVE-2021-28861).
@@ -304,7 +370,7 @@ class StaticSite {
     if (index?.kind === "file") {
       return this.#sendFile(req, index, `${path}index.html`);
     }
-    if (this.#config.listDirs) return this.#listing(req, found.path, path);
+    if (this.#config.listDirs) return this.#listing(req, found, path);
     return this.#notFound(req, path);
   }
 
@@ -343,23 +409,44 @@ class StaticSite {
     if (known !== undefined) this.#resolved.delete(joined);
     let realRoot: string;
     let real: string;
+    let look: Look;
     try {
       // The root afresh too: a deploy may have re-pointed a root symlink.
       realRoot = Deno.realPathSync(this.#root);
       real = Deno.realPathSync(joined);
-      // Stat the real path too: the link may have moved between the calls.
-      info = Deno.statSync(real);
+      if (!isBeneath(real, realRoot, deny)) return null;
+      // realPath() walks the path one part at a time: a folder may have been
+      // a symlink out for part of it. Prove the stat came from under the
+      // root, as every open does, or mark the lookup unproven.
+      look = lookBeneath(realRoot, real, now, true);
     } catch (err) {
       return missing(err);
     }
-    if (!isServable(real, realRoot, deny)) return null;
+    if (look.kind === "changed") return null;
+    info = look.info;
     const kind = kindOf(info);
-    // Not sockets, FIFOs or devices: opening a FIFO would hang the request.
+    // Not sockets, FIFOs or devices (or a symlink swapped in): opening a FIFO
+    // would hang the request.
     if (kind === null) return null;
-    const found: Found = { kind, path: real, ...versionOf(info) };
+    const { strictLinks } = this.#config;
+    if (strictLinks && kind === "file" && (info.nlink ?? 1) > 1) return null;
+    const found: Found = {
+      kind,
+      path: real,
+      root: realRoot,
+      strictLinks,
+      proven: look.kind === "ok",
+      ...versionOf(info),
+    };
+    if (!found.proven) return found; // looked up afresh next time
     if (this.#resolved.size >= MAX_RESOLVED) this.#resolved.clear();
     this.#resolved.set(joined, { found, checkedAt: now });
     return found;
+  }
+
+  /** True when the extension policy serves a file of this (real) name. */
+  #serves(name: string): boolean {
+    return this.#allowExt === null || this.#allowExt.has(extensionOf(name));
   }
 
   /** Type, validators and policy of a file version: worked out once per version. */
@@ -372,7 +459,7 @@ class StaticSite {
     const identity = { etag: etagOf(size, mtimeMs), lastModifiedMs: mtimeMs };
     return file.meta = {
       name,
-      allowed: this.#allowExt.has(extensionOf(name)),
+      allowed: this.#serves(name),
       type,
       contentType: contentTypeOf(type),
       compressible,
@@ -389,6 +476,16 @@ class StaticSite {
     file: Found,
     urlPath: string,
   ): Promise<Reply> {
+    // Size and dates go out in headers before (or without) any read: a
+    // lookup not yet proven under the root is proven by an open first (which
+    // waits out the folder that changed), unless the memory cache holds this
+    // very version, read through a proven open.
+    if (!file.proven) {
+      const hit = this.#files.get(file.path);
+      if (hit === undefined || !sameVersion(hit, file)) {
+        (await openChecked(file)).close();
+      }
+    }
     const meta = this.#metaOf(file);
     if (!meta.allowed) {
       throw new HttpError(
@@ -396,6 +493,9 @@ class StaticSite {
         `Extension not served: ${meta.name}`,
         { expose: "This type of file is not served" },
       );
+    }
+    if (this.#live !== undefined && meta.type === "text/html") {
+      return this.#sendLive(req, file, meta);
     }
     const headers = req.headers;
     const acceptEncoding = headers.getJoined("accept-encoding");
@@ -461,12 +561,7 @@ class StaticSite {
     );
 
     const verdict = evaluatePreconditions(req.method, headers, rep.validators);
-    if (verdict === 412) {
-      throw new HttpError(STATUS.PreconditionFailed, "Precondition failed", {
-        expose:
-          "A precondition (If-Match or If-Unmodified-Since) does not hold",
-      });
-    }
+    if (verdict === 412) throw preconditionFailed();
     if (verdict === 304) {
       return {
         status: STATUS.NotModified,
@@ -531,6 +626,47 @@ class StaticSite {
         );
     }
     return { status: STATUS.PartialContent, headers: out, body };
+  }
+
+  /**
+   * An HTML page with the live-reload script after it (`--watch`): its own
+   * ETag, so no cache mixes it up with the page as stored; always identity
+   * (no sidecar or compressed form holds the script) and always whole (no
+   * Accept-Ranges: a range of it would not be a range of the file).
+   */
+  async #sendLive(
+    req: ServerRequest,
+    file: Found,
+    meta: FileMeta,
+  ): Promise<Reply> {
+    const validators: Validators = {
+      etag: etagOf(file.size, file.mtimeMs, "live"),
+      lastModifiedMs: file.mtimeMs,
+    };
+    const out: [string, string][] = [
+      ["content-type", meta.contentType],
+      ["etag", validators.etag],
+      ["last-modified", httpDate(file.mtimeMs)],
+      ["cache-control", this.#config.cacheControl],
+    ];
+    const verdict = evaluatePreconditions(req.method, req.headers, validators);
+    if (verdict === 412) throw preconditionFailed();
+    if (verdict === 304) {
+      return {
+        status: STATUS.NotModified,
+        headers: out.filter(([n]) => NOT_MODIFIED_FIELDS.has(n)),
+      };
+    }
+    out.push(["content-length", String(file.size + LIVE_RELOAD_BYTES)]);
+    if (req.method === "HEAD") return { status: STATUS.OK, headers: out };
+    const source = await this.#source(file);
+    return {
+      status: STATUS.OK,
+      headers: out,
+      body: source instanceof Uint8Array
+        ? withLiveReload(source)
+        : streamThenTail(source, this.#tuning.readChunkBytes, liveReloadTail()),
+    };
   }
 
   /**
@@ -674,14 +810,26 @@ class StaticSite {
   async #lookForSidecars(file: OnDisk): Promise<Sidecars> {
     const checkedAt = Date.now();
     const found: Sidecars = {};
+    let unsettled = false;
     await Promise.all(ALL_CODINGS.map(async (coding) => {
       const path = file.path + SIDECAR_SUFFIX[coding];
       try {
-        const info = await Deno.lstat(path);
+        await Deno.lstat(path); // most files have none: off the main thread
+        // Its size and date go out in headers, maybe before any read: prove
+        // it lies under the root (a symlink is "changed": not a sidecar).
+        const look = lookBeneath(file.root, path, checkedAt, true);
+        if (look.kind !== "ok") {
+          unsettled ||= look.kind === "unsettled";
+          return;
+        }
+        const info = look.info;
         if (!info.isFile) return;
+        if (file.strictLinks && (info.nlink ?? 1) > 1) return;
         const version = versionOf(info);
         found[coding] = {
           path,
+          root: file.root,
+          strictLinks: file.strictLinks,
           ...version,
           validators: {
             etag: etagOf(version.size, version.mtimeMs, coding),
@@ -692,8 +840,9 @@ class StaticSite {
         // none
       }
     }));
-    if (this.#sidecars.size >= 4096) this.#sidecars.clear(); // bounded, and cheap to refill
     const fresh = freshSidecars(found, file);
+    if (unsettled) return fresh; // not remembered: looked for afresh next time
+    if (this.#sidecars.size >= 4096) this.#sidecars.clear(); // bounded, and cheap to refill
     this.#sidecars.set(file.path, { checkedAt, found, forFile: file, fresh });
     return fresh;
   }
@@ -711,7 +860,8 @@ class StaticSite {
       if (
         page?.kind === "file" && page.size <= this.#tuning.maxCachedFileBytes
       ) {
-        const bytes = await this.#readCached(page);
+        let bytes = await this.#readCached(page);
+        if (this.#live !== undefined) bytes = withLiveReload(bytes);
         return {
           status: STATUS.NotFound,
           headers: {
@@ -730,46 +880,167 @@ class StaticSite {
 
   async #listing(
     req: ServerRequest,
-    dir: string,
+    dir: Found,
     path: string,
   ): Promise<Reply> {
-    const deny = this.#config.dotfiles !== "allow";
-    const listed: Deno.DirEntry[] = [];
-    let realRoot: string;
-    try {
-      realRoot = await Deno.realPath(this.#root);
-      // The folder may have been looked up within revalidateMs, and a folder
-      // on its path become a symlink out since: reading it would list that.
-      if (await Deno.realPath(dir) !== dir) throw new FileChanged(dir);
-      for await (const entry of Deno.readDir(dir)) {
-        if (deny && entry.name.startsWith(".")) continue;
-        listed.push(entry);
-        if (listed.length >= this.#tuning.maxListingEntries) break;
+    // Checked before the folder is read: a bad query costs no I/O.
+    const view = parseView(req.query, req.headers.getJoined("accept"));
+    let entries: ListingEntry[];
+    let truncated: boolean;
+    for (let attempt = 1;; attempt++) {
+      // Taken before the read: every walk of the path after it is proved.
+      const sinceMs = Date.now();
+      let untilMs: number;
+      try {
+        const read = await this.#readListing(dir, sinceMs);
+        // The read went by path, so prove the folder read is this one, under
+        // the root, and that no folder above it changed meanwhile (one
+        // swapped for a symlink out and back), as openBeneath() does.
+        const look = lookBeneath(dir.root, dir.path, sinceMs, false);
+        if (
+          look.kind === "changed" ||
+          (look.kind === "ok" && !isSameNode(look.info, dir))
+        ) throw new FileChanged(dir.path);
+        untilMs = Math.max(
+          read.untilMs,
+          look.kind === "unsettled" ? look.untilMs : 0,
+        );
+        entries = read.entries;
+        truncated = read.truncated;
+      } catch (err) {
+        if (err instanceof FileChanged) throw err;
+        missing(err);
+        return this.#notFound(req, path);
       }
+      if (untilMs === 0) break;
+      if (attempt === 2) throw new FileChanged(dir.path);
+      // A folder on the path changed within the last second: wait until a
+      // look can tell, then read again.
+      await new Promise((r) => setTimeout(r, untilMs - Date.now()));
+    }
+    const shown = sortEntries(filterEntries(entries, view.filter), view);
+    const json = view.format === "json";
+    let bytes: Uint8Array = encoder.encode(
+      json
+        ? renderListingJson(path, shown, truncated)
+        : renderListing(path, shown, view, {
+          archive: this.#config.archiveMaxBytes > 0,
+          truncated,
+        }),
+    );
+    // A listing is a page too: a file added or removed reloads it.
+    if (!json && this.#live !== undefined) bytes = withLiveReload(bytes);
+    return {
+      status: STATUS.OK,
+      headers: {
+        "content-type": json ? "application/json" : "text/html; charset=utf-8",
+        "content-length": String(bytes.length),
+        "cache-control": "no-cache",
+        vary: "Accept",
+      },
+      body: req.method === "HEAD" ? null : bytes,
+    };
+  }
+
+  /** `?download=zip` on a folder: the folder as one streamed zip. */
+  async #archive(
+    req: ServerRequest,
+    dir: Found,
+    path: string,
+    download: string,
+  ): Promise<Reply> {
+    const { listDirs, archiveMaxBytes } = this.#config;
+    if (!listDirs || archiveMaxBytes === 0) {
+      throw new HttpError(STATUS.NotFound, "Folder archives are off", {
+        expose: "Folder archives are not enabled on this server",
+      });
+    }
+    if (download !== "zip") {
+      const message = `Unknown download format "${download}": use zip`;
+      throw new HttpError(STATUS.BadRequest, message, { expose: message });
+    }
+    const policy: ArchivePolicy = {
+      root: dir.root,
+      denyDots: this.#config.dotfiles !== "allow",
+      strictLinks: dir.strictLinks,
+      serves: (name) => this.#serves(name),
+      maxBytes: archiveMaxBytes,
+      maxEntries: this.#tuning.maxArchiveEntries,
+      chunkBytes: this.#tuning.readChunkBytes,
+      zip64FromBytes: this.#tuning.zip64FromBytes,
+    };
+    const top = path === "/"
+      ? basename(dir.root) || "site"
+      : basename(path.slice(0, -1));
+    let walk;
+    try {
+      walk = await walkFolder(dir.path, top, policy);
     } catch (err) {
+      if (err instanceof HttpError) throw err;
       missing(err);
       return this.#notFound(req, path);
     }
+    return {
+      status: STATUS.OK,
+      headers: {
+        "content-type": "application/zip",
+        "content-disposition": contentDisposition(`${top}.zip`),
+        "cache-control": "no-store",
+      },
+      body: req.method === "HEAD" ? null : zipFolder(walk, policy),
+    };
+  }
+
+  /**
+   * The rows of a folder's listing, read by path: the caller proves which
+   * folder that was. `untilMs` is non-zero when a symlink's target could
+   * not be told apart from one swapped in (see lookBeneath()).
+   */
+  async #readListing(
+    dir: Found,
+    sinceMs: number,
+  ): Promise<{ entries: ListingEntry[]; untilMs: number; truncated: boolean }> {
+    const deny = this.#config.dotfiles !== "allow";
+    const names: string[] = [];
+    let truncated = false;
+    for await (const entry of Deno.readDir(dir.path)) {
+      if (deny && entry.name.startsWith(".")) continue;
+      // A name no URL can reach (a backslash, a control byte) is not served.
+      if (!isServableName(entry.name)) continue;
+      if (names.length >= this.#tuning.maxListingEntries) {
+        truncated = true;
+        break;
+      }
+      names.push(entry.name);
+    }
     const entries: ListingEntry[] = [];
+    let untilMs = 0;
     // A few stats at a time: a huge folder must not open thousands at once.
-    for (let i = 0; i < listed.length; i += 64) {
+    for (let i = 0; i < names.length; i += 64) {
       await Promise.all(
-        listed.slice(i, i + 64).map(async ({ name, isSymlink }) => {
+        names.slice(i, i + 64).map(async (name) => {
           try {
-            const full = `${dir}/${name}`;
-            const info = await Deno.stat(full);
-            // A link is listed only if it would be served, under the
-            // extension of what it points at, as #sendFile() checks it.
+            const full = `${dir.path}/${name}`;
+            // lstat: an entry swapped for a symlink since the read is seen.
+            let info = await Deno.lstat(full);
+            // A link is listed only if it would be served, under the extension
+            // of what it points at, as #find() and #sendFile() see it.
             let served = name;
-            if (isSymlink) {
+            if (info.isSymlink) {
               const real = await Deno.realPath(full);
-              if (!isServable(real, realRoot, deny)) return;
+              if (!isBeneath(real, dir.root, deny)) return;
+              const look = lookBeneath(dir.root, real, sinceMs, true);
+              if (look.kind === "unsettled") {
+                untilMs = Math.max(untilMs, look.untilMs);
+              }
+              if (look.kind !== "ok") return;
+              info = look.info;
               served = basename(real);
             }
-            if (
-              !info.isDirectory && !this.#allowExt.has(extensionOf(served))
-            ) return;
             if (!info.isDirectory && !info.isFile) return;
+            if (!info.isDirectory && !this.#serves(served)) return;
+            // Files --strict-links would not serve are not listed either.
+            if (dir.strictLinks && info.isFile && (info.nlink ?? 1) > 1) return;
             entries.push({
               name,
               isDirectory: info.isDirectory,
@@ -782,16 +1053,7 @@ class StaticSite {
         }),
       );
     }
-    const bytes = encoder.encode(renderListing(path, sortEntries(entries)));
-    return {
-      status: STATUS.OK,
-      headers: {
-        "content-type": "text/html; charset=utf-8",
-        "content-length": String(bytes.length),
-        "cache-control": "no-cache",
-      },
-      body: req.method === "HEAD" ? null : bytes,
-    };
+    return { entries, untilMs, truncated };
   }
 }
 
@@ -821,18 +1083,6 @@ function missing(err: unknown): null {
   throw err;
 }
 
-/**
- * True when a real path may be served from under the real root: inside it
- * (not a symlink out) and, when dotfiles are denied, with no dot segment
- * below it (not a symlink inside pointing at ".env").
- */
-function isServable(real: string, realRoot: string, deny: boolean): boolean {
-  if (real === realRoot) return true;
-  const prefix = realRoot.endsWith("/") ? realRoot : `${realRoot}/`;
-  return real.startsWith(prefix) &&
-    !(deny && isDotPath(real.slice(prefix.length - 1)));
-}
-
 function mtimeOf(info: Deno.FileInfo): number {
   return Math.floor(info.mtime?.getTime() ?? 0);
 }
@@ -852,6 +1102,11 @@ function isVersion(info: Deno.FileInfo, v: FileVersion): boolean {
     mtimeOf(info) === v.mtimeMs;
 }
 
+/** Same device and inode: the same file or folder, whatever it holds now. */
+function isSameNode(info: Deno.FileInfo, v: FileVersion): boolean {
+  return info.ino === v.ino && info.dev === v.dev;
+}
+
 function sameVersion(a: FileVersion, b: FileVersion): boolean {
   return a.ino === b.ino && a.dev === b.dev && a.size === b.size &&
     a.mtimeMs === b.mtimeMs;
@@ -862,9 +1117,13 @@ function kindOf(info: Deno.FileInfo): Found["kind"] | null {
   return info.isFile ? "file" : info.isDirectory ? "dir" : null;
 }
 
-/** Strong ETag from size and mtime; a coding gets its own tag. */
-function etagOf(size: number, mtimeMs: number, coding?: Coding): string {
-  const suffix = coding === undefined ? "" : `-${coding}`;
+/** Strong ETag from size and mtime; a coding or the live-reload form gets its own tag. */
+function etagOf(
+  size: number,
+  mtimeMs: number,
+  form?: Coding | "live",
+): string {
+  const suffix = form === undefined ? "" : `-${form}`;
   return `"${size.toString(16)}-${mtimeMs.toString(16)}${suffix}"`;
 }
 
@@ -885,28 +1144,29 @@ function acceptsHtml(req: ServerRequest): boolean {
 }
 
 /**
- * Opens a file found a moment ago and proves it is the version found. Gone or
- * not that version (edited, renamed over, a symlink on its path re-pointed):
- * {@link FileChanged}, so the request looks again rather than read a newcomer.
+ * Opens a file found a moment ago and proves it is the version found, under
+ * the root it was found under (see openBeneath()). Gone, not that version
+ * (edited, renamed over) or not provably under the root (a folder on its path
+ * swapped for a symlink): {@link FileChanged}, so the request looks again
+ * rather than read a newcomer. This is the one place static bytes leave the
+ * disk: streamed bodies, the memory cache, sidecars and compression sources.
  */
 async function openChecked(file: OnDisk): Promise<Deno.FsFile> {
-  let opened: Deno.FsFile | undefined;
+  let opened;
   try {
-    // Stat before open, even within revalidateMs: a FIFO put in the file's
-    // place would hold open() until some writer came along.
-    if (isVersion(Deno.statSync(file.path), file)) {
-      opened = await Deno.open(file.path);
-      // And after: the path may have changed between the two calls.
-      if (isVersion(await opened.stat(), file)) return opened;
-    }
+    // The version is checked before the open too, even within revalidateMs:
+    // a FIFO put in the file's place would hold open() until a writer came.
+    opened = await openBeneath(file.root, file.path, {
+      accept: (info) => isVersion(info, file),
+      strictLinks: file.strictLinks,
+    });
   } catch (err) {
-    opened?.close();
     missing(err); // EACCES: 403; an error not from the file system: rethrown
     // Gone, a loop, a file where a folder was: a fresh lookup will say which.
     throw new FileChanged(file.path, { cause: err });
   }
-  opened?.close();
-  throw new FileChanged(file.path);
+  if (opened === null) throw new FileChanged(file.path);
+  return opened.file;
 }
 
 /** Reads a whole file, checking it is still the version that was found. */
@@ -919,6 +1179,40 @@ async function readWhole(file: OnDisk): Promise<Uint8Array> {
     off += n;
   }
   return bytes;
+}
+
+function preconditionFailed(): HttpError {
+  return new HttpError(STATUS.PreconditionFailed, "Precondition failed", {
+    expose: "A precondition (If-Match or If-Unmodified-Since) does not hold",
+  });
+}
+
+/** A whole file read from disk, then `tail`; opened when the engine starts reading. */
+async function* streamThenTail(
+  source: OnDisk,
+  chunkBytes: number,
+  tail: Uint8Array,
+): AsyncGenerator<Uint8Array> {
+  using file = await openChecked(source);
+  yield* readPieces(file, source.size, chunkBytes, source.path);
+  yield tail;
+}
+
+/** `length` bytes of an open file from where it stands, piece by piece. */
+async function* readPieces(
+  file: Deno.FsFile,
+  length: number,
+  chunkBytes: number,
+  path: string,
+): AsyncGenerator<Uint8Array> {
+  for (let left = length; left > 0;) {
+    const buf = new Uint8Array(Math.min(chunkBytes, left));
+    const n = await file.read(buf);
+    // Shorter than its Content-Length promised: fail so the engine closes.
+    if (n === null) throw new Error(`File shrank while being sent: ${path}`);
+    yield n === buf.length ? buf : buf.subarray(0, n);
+    left -= n;
+  }
 }
 
 /** A multipart/byteranges body from bytes in memory. */
@@ -954,16 +1248,8 @@ async function* streamParts(
   for (let i = 0; i < ranges.length; i++) {
     yield layout.heads[i];
     await file.seek(ranges[i].start, Deno.SeekMode.Start);
-    for (let left = ranges[i].end - ranges[i].start + 1; left > 0;) {
-      const buf = new Uint8Array(Math.min(chunkBytes, left));
-      const n = await file.read(buf);
-      // Shorter than its Content-Length promised: fail so the engine closes.
-      if (n === null) {
-        throw new Error(`File shrank while being sent: ${source.path}`);
-      }
-      yield n === buf.length ? buf : buf.subarray(0, n);
-      left -= n;
-    }
+    const length = ranges[i].end - ranges[i].start + 1;
+    yield* readPieces(file, length, chunkBytes, source.path);
   }
   yield layout.tail;
 }

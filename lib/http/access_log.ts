@@ -42,9 +42,10 @@ const PIPE_BUF = 4096;
 const MAX_METHOD_CHARS = 32; // PROPFIND and friends fit; a 501 junk method does not
 const MAX_FIELD_CHARS = 2048; // target, user agent, referer, an unparsed request line
 const MAX_REASON_CHARS = 256; // an error's message may quote the request
+const MAX_USER_CHARS = 64; // a name from the server's own auth file; bounded all the same
 /** An escaped character takes at most 6 bytes (`\u00ff`). */
 const MAX_LINE_BYTES = 6 * (MAX_METHOD_CHARS + 3 * MAX_FIELD_CHARS +
-      2 * MAX_REASON_CHARS) + 512;
+      2 * MAX_REASON_CHARS + MAX_USER_CHARS) + 512;
 
 /** Status logged for a request whose client or server closed before any reply (nginx's 499). */
 export const NO_REPLY_STATUS = 499;
@@ -76,7 +77,8 @@ const JSON_LEVEL = encoder.encode('Z","level":"INFO","message":"');
 const JSON_LOGGER = encoder.encode(
   '","logger":"spindle.access","properties":{"client":"',
 );
-const K_METHOD = encoder.encode('","method":');
+const K_USER = encoder.encode('","user":');
+const K_METHOD = encoder.encode(',"method":');
 const K_TARGET = encoder.encode(',"target":');
 const K_VERSION = encoder.encode(',"version":');
 const K_STATUS = encoder.encode(',"status":');
@@ -125,7 +127,8 @@ export class AccessLog {
    * Appends one line. `request` is the parsed head, or for a request that
    * could not be parsed its first line as sent. `bytes` is what the client
    * received (head and body); `aborted` marks a reply cut short.
-   * `reason` is the error behind a rejection, if the engine saw one.
+   * `reason` is the error behind a rejection, if the engine saw one;
+   * `user` the name an auth layer signed the request in with.
    */
   append(
     client: string,
@@ -135,6 +138,7 @@ export class AccessLog {
     startTime: number,
     aborted: boolean,
     reason: string | undefined,
+    user?: string,
   ): void {
     if (this.#closed) return;
     const now = Date.now();
@@ -156,7 +160,7 @@ export class AccessLog {
         at = putBytes(b, at, this.#stamp);
         at = putMillis(b, at, now);
         at = putBytes(b, at, TEXT_LEVEL);
-        at = putRequestLine(b, at, client, head, raw);
+        at = putRequestLine(b, at, client, user, head, raw);
         at = putStatusBytes(b, at, status, bytes);
         b[at++] = SP;
         at = putInt(b, at, ms);
@@ -176,6 +180,7 @@ export class AccessLog {
           this.#stamp,
           now,
           client,
+          user,
           head,
           raw,
           status,
@@ -188,7 +193,7 @@ export class AccessLog {
         );
         break;
       default: // common, combined
-        at = putRequestLine(b, at, client, head, raw, this.#stamp);
+        at = putRequestLine(b, at, client, user ?? "-", head, raw, this.#stamp);
         at = putStatusBytes(b, at, status, bytes);
         if (this.format === "combined") {
           b[at++] = SP;
@@ -257,7 +262,7 @@ export class AccessLog {
     else if (this.format === "json") stamp = `${date}T${time}.`;
     else {
       // CLF: [10/Oct/2000:13:55:36 +0000], in UTC like every other line.
-      stamp = ` - - [${pad2(d.getUTCDate())}/${
+      stamp = ` [${pad2(d.getUTCDate())}/${
         MONTHS[d.getUTCMonth()]
       }/${d.getUTCFullYear()}:${time} +0000] "`;
     }
@@ -352,18 +357,26 @@ function putQuoted(b: Uint8Array, at: number, s: string | undefined): number {
 
 /**
  * `client "METHOD target HTTP/1.x"`, or `client "<line as sent>"` for a
- * request that could not be parsed. `stamp` goes between client and the
- * quote (CLF); without it a space and the quote do.
+ * request that could not be parsed; `client user "..."` when signed in.
+ * `stamp` goes between user and the quote (CLF, where `user` is `-` when
+ * none and CLF's ident `-` comes before it); without it a space and the
+ * quote do.
  */
 function putRequestLine(
   b: Uint8Array,
   at: number,
   client: string,
+  user: string | undefined,
   head: RequestHead | undefined,
   raw: string,
   stamp?: Uint8Array,
 ): number {
   at = putAscii(b, at, client);
+  if (stamp !== undefined) at = putAscii(b, at, " -"); // CLF's ident
+  if (user !== undefined) {
+    b[at++] = SP;
+    at = putEscaped(b, at, user, MAX_USER_CHARS, false);
+  }
   if (stamp === undefined) {
     b[at++] = SP;
     b[at++] = QUOTE;
@@ -416,6 +429,7 @@ function putJson(
   stamp: Uint8Array,
   now: number,
   client: string,
+  user: string | undefined,
   head: RequestHead | undefined,
   raw: string,
   status: number,
@@ -441,6 +455,8 @@ function putJson(
   at = putInt(b, at, status);
   at = putBytes(b, at, JSON_LOGGER);
   at = putEscaped(b, at, client, MAX_FIELD_CHARS, true);
+  at = putBytes(b, at, K_USER);
+  at = putJsonString(b, at, user, MAX_USER_CHARS);
   at = putBytes(b, at, K_METHOD);
   at = putJsonString(b, at, head?.method, MAX_METHOD_CHARS);
   at = putBytes(b, at, K_TARGET);

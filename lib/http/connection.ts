@@ -13,6 +13,7 @@ import {
 } from "./access_log.ts";
 import { BodyReader, type ByteSource } from "./body.ts";
 import { batchNow } from "./clock.ts";
+import { rateBudgetMs, type Timeouts } from "./deadlines.ts";
 import { HttpError, reasonPhrase, renderError, STATUS } from "./errors.ts";
 import {
   FileBody,
@@ -38,6 +39,7 @@ import {
   writeFields,
   writeFraming,
 } from "./response.ts";
+import type { Socket } from "./socket.ts";
 import type { EngineStats } from "./stats.ts";
 
 const log = getLogger(["spindle", "http"]);
@@ -98,8 +100,16 @@ export interface ConnectionOptions {
   readonly accessLog: boolean;
   /** Called once when the socket is closed. */
   readonly onClose: (c: Connection) => void;
-  /** True while connections wait in the queue for a slot. */
-  readonly waiting: () => boolean;
+  /** Called when the last reply is out and the connection only lingers. */
+  readonly onLinger?: (c: Connection) => void;
+  /** The server's timeouts, plain and busy. */
+  readonly timeouts: Timeouts;
+  /**
+   * Asked before a reply that would keep the connection: the idle time to
+   * allow after it, or 0 to close instead and hand the slot to a waiting
+   * connection. `idleNext`: no further request is already buffered.
+   */
+  readonly keepAliveMs: (c: Connection, idleNext: boolean) => number;
 }
 
 class IncomingRequest implements ServerRequest {
@@ -114,6 +124,7 @@ class IncomingRequest implements ServerRequest {
   readonly secure: boolean;
   readonly body: BodyReader;
   readonly startTime: number;
+  user: string | undefined = undefined;
 
   constructor(
     startTime: number,
@@ -199,7 +210,7 @@ export function toErrorReply(err: unknown, accept: string | undefined): Reply {
 }
 
 export class Connection implements ByteSource {
-  readonly #conn: Deno.Conn;
+  readonly #conn: Socket;
   readonly #opts: ConnectionOptions;
   readonly #limits: Limits;
   readonly remoteAddr: Deno.NetAddr;
@@ -226,6 +237,8 @@ export class Connection implements ByteSource {
   /** The request between dispatch and its access line, and why it was refused. */
   #current: RequestHead | undefined;
   #why: string | undefined;
+  /** The handler's view of the current request, for the user it signed in. */
+  #incoming: IncomingRequest | undefined;
   /** The current request's body, its clock and the status it was sent. */
   #body: BodyReader = NO_BODY;
   #startTime = 0;
@@ -239,11 +252,23 @@ export class Connection implements ByteSource {
   #now = Date.now();
   /** `Date.now()` past which `expire()` acts; 0 for none. */
   deadline = 0;
+  /** The same while the server is busy: tighter, never later. */
+  busyDeadline = 0;
+  /** Idle time allowed after the last reply. */
+  #keepAliveMs: number;
+  /** The body being timed: its request number, bytes and time waited on it. */
+  #rateRequest = 0;
+  #bodyBytes = 0;
+  #bodyWaitedMs = 0;
+  /** Bytes of the current reply written after waiting, and the time waited. */
+  #sendBytes = 0;
+  #sendWaitedMs = 0;
 
-  constructor(conn: Deno.Conn, opts: ConnectionOptions) {
+  constructor(conn: Socket, opts: ConnectionOptions) {
     this.#conn = conn;
     this.#opts = opts;
     this.#limits = opts.limits;
+    this.#keepAliveMs = opts.timeouts.keepAliveMs;
     this.remoteAddr = conn.remoteAddr as Deno.NetAddr;
   }
 
@@ -270,13 +295,11 @@ export class Connection implements ByteSource {
         head = this.#parseNext();
         while (head === undefined) {
           if (this.#out.len > 0) await this.#flush();
-          if (this.#start === this.#end) {
-            // Idle between requests: give the slot up if shutting down or if
-            // a connection is waiting for one.
-            if (
-              this.#draining || (this.#requests > 0 && this.#opts.waiting())
-            ) return;
-          }
+          // Idle between requests: give the slot up if shutting down. (A slot
+          // wanted by a waiting connection was given up by the last reply's
+          // Connection: close, never by closing here, which races with a
+          // client reusing the connection.)
+          if (this.#start === this.#end && this.#draining) return;
           const n = await conn.read(this.#readSpace());
           if (n === null || this.#closed) return;
           this.#received(n);
@@ -310,7 +333,7 @@ export class Connection implements ByteSource {
         const bytes = this.#takeOut();
         const phase = this.#beginWrite(this.#now);
         const n = await conn.write(bytes);
-        if (n < bytes.length) await this.#writeRest(bytes, n);
+        if (n < bytes.length) await this.#writeRest(bytes, n, this.#now);
         this.#endWrite(phase, bytes.length);
       }
       this.#finish(head, false);
@@ -404,19 +427,24 @@ export class Connection implements ByteSource {
     // #headStartedAt is 0 until a byte of the next head arrives; skipped empty
     // lines count, so "\r\n" now and then cannot re-arm the idle deadline.
     // #now is the last read's clock: only synchronous work happened since.
+    const t = this.#opts.timeouts;
     if (this.#headStartedAt === 0 && this.#start === this.#end) {
       this.phase = Phase.Idle;
-      // A new connection that sends nothing is a slowloris too.
-      this.deadline = this.#now +
-        (this.#requests === 0
-          ? limits.headTimeoutMs
-          : limits.keepAliveTimeoutMs);
+      if (this.#requests === 0) {
+        // A new connection that sends nothing (no TLS hello either) is a slowloris too.
+        this.deadline = this.#now + t.headMs;
+        this.busyDeadline = this.#now + t.headBusyMs;
+      } else {
+        // As announced with the last reply: never shortened afterwards.
+        this.deadline = this.busyDeadline = this.#now + this.#keepAliveMs;
+      }
     } else {
       this.phase = Phase.Head;
       // A head pipelined behind a slow request: its clock starts now, when we
       // begin to wait for the rest, not when the request before it arrived.
       if (this.#headStartedAt === 0) this.#headStartedAt = this.#now;
-      this.deadline = this.#headStartedAt + limits.headTimeoutMs;
+      this.deadline = this.#headStartedAt + t.headMs;
+      this.busyDeadline = this.#headStartedAt + t.headBusyMs;
     }
     this.#makeRoom(limits.maxHeadBytes);
     return this.#end === 0 ? this.#buf : this.#buf.subarray(this.#end);
@@ -448,13 +476,11 @@ export class Connection implements ByteSource {
       Math.max(this.#limits.maxTrailerBytes, this.#limits.maxChunkLineBytes) +
         2,
     );
-    this.phase = Phase.Body;
-    this.deadline = Date.now() + this.#limits.bodyTimeoutMs;
+    const since = this.#armBody();
     const n = await this.#conn.read(
       this.#end === 0 ? this.#buf : this.#buf.subarray(this.#end),
     );
-    this.phase = Phase.Handler;
-    this.deadline = 0;
+    this.#bodyRead(since, n);
     if (n === null) return false;
     this.#end += n;
     this.#opts.stats.bytesIn += n;
@@ -463,13 +489,41 @@ export class Connection implements ByteSource {
 
   async readDirect(into: Uint8Array): Promise<number | null> {
     if (this.#out.len > 0) await this.#flush();
-    this.phase = Phase.Body;
-    this.deadline = Date.now() + this.#limits.bodyTimeoutMs;
+    const since = this.#armBody();
     const n = await this.#conn.read(into);
-    this.phase = Phase.Handler;
-    this.deadline = 0;
+    this.#bodyRead(since, n);
     if (n !== null) this.#opts.stats.bytesIn += n;
     return n;
+  }
+
+  /**
+   * Arms the body deadline for one read: the gap allowed between two
+   * pieces, or sooner if the body is under its minimum rate. Returns the time.
+   */
+  #armBody(): number {
+    const now = Date.now();
+    if (this.#rateRequest !== this.#requests) {
+      this.#rateRequest = this.#requests; // a new body: a new budget
+      this.#bodyBytes = this.#bodyWaitedMs = 0;
+    }
+    const t = this.#opts.timeouts;
+    this.phase = Phase.Body;
+    this.#armWait(
+      now,
+      t.bodyGapMs,
+      t.bodyGapBusyMs,
+      t.bodyMsPerByte,
+      this.#bodyBytes,
+      this.#bodyWaitedMs,
+    );
+    return now;
+  }
+
+  #bodyRead(since: number, n: number | null): void {
+    this.phase = Phase.Handler;
+    this.deadline = this.busyDeadline = 0;
+    this.#bodyWaitedMs += Date.now() - since;
+    if (n !== null) this.#bodyBytes += n;
   }
 
   async sendContinue(): Promise<void> {
@@ -493,11 +547,11 @@ export class Connection implements ByteSource {
       : new BodyReader(this, head.contentLength, head.chunked, this.#limits);
     this.#continuePending = head.expectContinue && !body.consumed;
     this.phase = Phase.Handler;
-    this.deadline = 0;
+    this.deadline = this.busyDeadline = 0;
     if (head.path === "*") {
       return { status: STATUS.NoContent, headers: { allow: SERVER_ALLOW } }; // OPTIONS *
     }
-    const req = new IncomingRequest(
+    const req = this.#incoming = new IncomingRequest(
       this.#now,
       head,
       body,
@@ -558,6 +612,12 @@ export class Connection implements ByteSource {
       else this.#dropBody = true;
     }
     this.#continuePending = false;
+    this.#sendBytes = this.#sendWaitedMs = 0;
+    if (keep) {
+      const ms = this.#opts.keepAliveMs(this, this.#start === this.#end);
+      if (ms === 0) keep = false; // the slot goes to a waiting connection
+      else this.#keepAliveMs = ms;
+    }
     return this.#queueReply(reply, head, keep);
   }
 
@@ -581,6 +641,8 @@ export class Connection implements ByteSource {
     } else if (bytes < 0) bytes = 0;
     const why = this.#why;
     this.#why = undefined;
+    const user = this.#incoming?.user;
+    this.#incoming = undefined;
     const sink = this.#opts.accessLog ? accessLog() : undefined;
     if (sink === undefined && !isLimitStatus(status)) return;
     const request = head ??
@@ -593,6 +655,7 @@ export class Connection implements ByteSource {
       this.#startTime,
       aborted,
       why,
+      user,
     );
     if (isLimitStatus(status)) {
       log.warn("Refused {request} from {client}: {status} {reason}", {
@@ -681,7 +744,7 @@ export class Connection implements ByteSource {
       chunked,
       !keep,
       keep && minor === 0,
-      this.#limits.keepAliveTimeoutMs,
+      this.#keepAliveMs,
     );
     if (isHead || bodiless) {
       cancelBody(body);
@@ -742,9 +805,11 @@ export class Connection implements ByteSource {
 
   /** Writes every byte; `conn.write()` alone may stop part-way. */
   async #write(bytes: Uint8Array): Promise<void> {
-    const phase = this.#beginWrite(Date.now());
+    const since = Date.now();
+    const phase = this.#beginWrite(since);
     const n = await this.#conn.write(bytes);
-    if (n < bytes.length) await this.#writeRest(bytes, n);
+    if (n < bytes.length) await this.#writeRest(bytes, n, since);
+    else this.#countSent(since, n, Date.now());
     this.#endWrite(phase, bytes.length);
   }
 
@@ -753,25 +818,81 @@ export class Connection implements ByteSource {
     const phase = this.phase;
     this.phase = Phase.Write;
     this.#writing = true;
-    this.deadline = now + this.#limits.writeTimeoutMs;
+    this.#armWrite(now);
     return phase;
   }
 
-  /** After a partial write: the rest, each write re-arming the deadline. */
-  async #writeRest(bytes: Uint8Array, off: number): Promise<void> {
+  /**
+   * The write deadline: the stall allowed for one write, or sooner if the
+   * client takes this reply slower than its minimum rate.
+   */
+  #armWrite(now: number): void {
+    const t = this.#opts.timeouts;
+    this.#armWait(
+      now,
+      t.writeGapMs,
+      t.writeGapBusyMs,
+      t.sendMsPerByte,
+      this.#sendBytes,
+      this.#sendWaitedMs,
+    );
+  }
+
+  /**
+   * Arms both deadlines of a wait on the client: the gap allowed, or sooner
+   * once `bytes` moved in `waitedMs` of waiting fall under the minimum rate.
+   */
+  #armWait(
+    now: number,
+    gapMs: number,
+    gapBusyMs: number,
+    msPerByte: number,
+    bytes: number,
+    waitedMs: number,
+  ): void {
+    const t = this.#opts.timeouts;
+    this.deadline = now +
+      Math.min(gapMs, rateBudgetMs(t.graceMs, msPerByte, bytes, waitedMs));
+    this.busyDeadline = now +
+      Math.min(
+        gapBusyMs,
+        rateBudgetMs(t.graceBusyMs, msPerByte, bytes, waitedMs),
+      );
+  }
+
+  /** Accounts for a write of `n` bytes that waited from `since` to `now`. */
+  #countSent(since: number, n: number, now: number): void {
+    this.#sendWaitedMs += now - since;
+    this.#sendBytes += n;
+  }
+
+  /**
+   * After a partial write (the client reads slower than we write): the
+   * rest, each write re-arming the deadline and counting toward the rate.
+   */
+  async #writeRest(
+    bytes: Uint8Array,
+    off: number,
+    since: number,
+  ): Promise<void> {
+    let now = Date.now();
+    this.#countSent(since, off, now);
     while (off < bytes.length) {
       this.#partial = off;
-      this.#now = Date.now();
-      this.deadline = this.#now + this.#limits.writeTimeoutMs;
-      off += await this.#conn.write(bytes.subarray(off));
+      this.#armWrite(now);
+      const n = await this.#conn.write(bytes.subarray(off));
+      off += n;
+      const end = Date.now();
+      this.#countSent(now, n, end);
+      now = end;
     }
-    this.#now = Date.now();
+    this.#now = now;
   }
 
   #endWrite(phase: Phase, bytes: number): void {
     this.#writing = false;
     this.phase = phase;
-    this.deadline = 0;
+    this.deadline = this.busyDeadline = 0;
     this.#opts.stats.bytesOut += bytes;
     this.#wrote += bytes;
     this.#partial = 0;
@@ -837,7 +958,8 @@ export class Connection implements ByteSource {
       await this.#flush();
       await this.#conn.closeWrite();
       this.phase = Phase.Linger;
-      this.deadline = Date.now() + LINGER_MS;
+      this.deadline = this.busyDeadline = Date.now() + LINGER_MS;
+      this.#opts.onLinger?.(this);
       const scratch = this.#buf;
       for (let total = 0; total < LINGER_BYTES;) {
         const n = await this.#conn.read(scratch);
@@ -849,9 +971,13 @@ export class Connection implements ByteSource {
     }
   }
 
-  /** Called by the sweeper: acts if the deadline has passed. */
-  expire(now: number): void {
-    if (this.deadline === 0 || now < this.deadline || this.#closed) return;
+  /**
+   * Called by the sweeper: acts if the deadline has passed, or the busy
+   * deadline while the server is `busy`.
+   */
+  expire(now: number, busy = false): void {
+    const deadline = busy ? this.busyDeadline : this.deadline;
+    if (deadline === 0 || now < deadline || this.#closed) return;
     const phase = this.phase;
     if (phase === Phase.Head || (phase === Phase.Body && !this.#discarding)) {
       log.warn("{what} timeout from {client}", {
@@ -874,7 +1000,7 @@ export class Connection implements ByteSource {
           now,
         );
         this.#closed = true;
-        this.deadline = 0;
+        this.deadline = this.busyDeadline = 0;
         this.#conn.write(bytes).catch(() => {}).finally(() => this.close());
         return;
       }
@@ -895,6 +1021,17 @@ export class Connection implements ByteSource {
       this.phase === Phase.Linger;
   }
 
+  /** True until the client sends its first byte of HTTP. */
+  get silent(): boolean {
+    return this.#requests === 0 && this.phase === Phase.Idle &&
+      this.#headStartedAt === 0 && this.#end === 0;
+  }
+
+  /** `Date.now()` when an idle kept-alive connection went idle. */
+  get idleSince(): number {
+    return this.#now;
+  }
+
   /** Graceful shutdown: close now if idle, else after the reply in progress. */
   drain(): void {
     this.#draining = true;
@@ -909,7 +1046,7 @@ export class Connection implements ByteSource {
     this.#closed = true;
     if (this.#socketClosed) return;
     this.#socketClosed = true;
-    this.deadline = 0;
+    this.deadline = this.busyDeadline = 0;
     try {
       this.#conn.close();
     } catch {

@@ -33,6 +33,7 @@ export const STATUS = {
   ExpectationFailed: 417,
   MisdirectedRequest: 421,
   UnprocessableContent: 422,
+  UpgradeRequired: 426,
   TooManyRequests: 429,
   RequestHeaderFieldsTooLarge: 431,
   InternalServerError: 500,
@@ -63,6 +64,7 @@ export type ErrorStatus = Extract<
   | 417
   | 421
   | 422
+  | 426
   | 429
   | 431
   | 500
@@ -105,6 +107,7 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = {
   417: "Expectation Failed",
   421: "Misdirected Request",
   422: "Unprocessable Content",
+  426: "Upgrade Required",
   429: "Too Many Requests",
   431: "Request Header Fields Too Large",
   500: "Internal Server Error",

@@ -84,6 +84,11 @@ export interface ServerRequest {
   readonly body: RequestBody;
   /** `Date.now()` when the head was complete (a cheap clock; ms resolution). */
   readonly startTime: number;
+  /**
+   * The authenticated user, set by an auth layer; the access line shows it
+   * (CLF's `%u`). Never the password.
+   */
+  user?: string;
 }
 
 /** The application, seen from the engine. */

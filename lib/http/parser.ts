@@ -30,18 +30,18 @@ for (let c = 0x20; c <= 0x7e; c++) FIELD_VALUE[c] = 1;
 for (let c = 0x80; c <= 0xff; c++) FIELD_VALUE[c] = 1;
 
 /** 1 where a byte may appear in a request target: visible ASCII but "#" (§3.2). */
-const TARGET = new Uint8Array(256);
+export const TARGET = new Uint8Array(256);
 for (let c = 0x21; c <= 0x7e; c++) TARGET[c] = 1;
 TARGET[0x23] = 0; // a fragment is never sent (RFC 9110 §4.2.5)
 
 /** 1 where a byte may appear in a Host value: reg-name, IP literal, port. */
-const HOST = new Uint8Array(256);
+export const HOST = new Uint8Array(256);
 for (const c of "-._~!$&'()*+,;=:[]%") HOST[c.charCodeAt(0)] = 1;
 for (let c = 0x30; c <= 0x39; c++) HOST[c] = 1;
 for (let c = 0x41; c <= 0x5a; c++) HOST[c] = HOST[c | 0x20] = 1;
 
 /** Methods we know (RFC 9110 §9, RFC 5789); others get 501. */
-const KNOWN_METHODS = new Set([
+export const KNOWN_METHODS: ReadonlySet<string> = new Set([
   "GET",
   "HEAD",
   "POST",
@@ -468,7 +468,8 @@ export function checkHeadSoFar(
   parseHead(buf, start, lineEnd, limits, false);
 }
 
-function mergeContentLength(
+/** Folds one Content-Length value into `prev` (-1: none yet); throws 400 or 413. */
+export function mergeContentLength(
   prev: number,
   value: string,
   limits: Limits,
@@ -497,7 +498,8 @@ function mergeContentLength(
   return n;
 }
 
-function checkHost(host: string): void {
+/** Throws 400 unless every byte of `host` may appear in a Host value. */
+export function checkHost(host: string): void {
   for (let k = 0; k < host.length; k++) {
     if (HOST[host.charCodeAt(k)] !== 1) throw badRequest("invalid Host header");
   }

@@ -9,11 +9,20 @@ import {
   type Limits,
   type ServerConfig,
 } from "../config.ts";
-import { Connection, isDisconnect, toErrorReply } from "./connection.ts";
+import {
+  AddressCounts,
+  DescriptorBudget,
+  isLoopback,
+  primeSignalHandling,
+} from "./admission.ts";
+import { Connection, isDisconnect, Phase, toErrorReply } from "./connection.ts";
+import { timeoutsOf } from "./deadlines.ts";
 import { HttpError, STATUS } from "./errors.ts";
 import type { Handler } from "./handler.ts";
 import { encodeClosingReply } from "./response.ts";
 import { Semaphore } from "./semaphore.ts";
+import type { Socket } from "./socket.ts";
+import { tlsSettings, TlsSocket } from "./tls.ts";
 import { EngineStats } from "./stats.ts";
 
 const log = getLogger(["spindle", "server"]);
@@ -26,6 +35,11 @@ export interface ServeOptions extends Partial<Omit<ServerConfig, "limits">> {
   readonly stats?: EngineStats;
   /** Called once listening, with the bound address. */
   readonly onListen?: (addr: Deno.NetAddr) => void;
+  /**
+   * The part of the process's descriptors this engine may hold: 1/N when N
+   * engines share the process (workers). Default 1.
+   */
+  readonly descriptorShare?: number;
 }
 
 /** A running server. */
@@ -46,6 +60,22 @@ export interface Server extends AsyncDisposable {
 
 /** Seconds a refused client is told to wait. */
 const RETRY_AFTER_S = "1";
+/** Longest a refused client gets to read its reply before the close. */
+const REFUSE_LINGER_MS = 1000;
+/** Longest the accept loop waits for descriptors to come back. */
+const ROOM_WAIT_MS = 50;
+
+/** A socket the engine holds, and the address it is counted under. */
+interface Client {
+  readonly socket: Socket;
+  /** From AddressCounts.add(); undefined when not counted. */
+  readonly key: string | undefined;
+  closed: boolean;
+  /** Its slot was given back: it only lingers now. */
+  slotFreed?: boolean;
+  /** No longer counted against the descriptor budget. */
+  fdFreed?: boolean;
+}
 
 /**
  * Starts a server with `handler` on our own HTTP/1.1 engine.
@@ -71,71 +101,152 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   });
   const config = { ...DEFAULT_CONFIG, ...options, limits };
   const stats = options.stats ?? new EngineStats();
-  // Before listening: a bad limit throws here, with no socket left open.
+  // Before listening: a bad limit or certificate throws here, with no socket left open.
   const semaphore = new Semaphore(limits.maxConns, limits.maxQueue);
+  const timeouts = timeoutsOf(limits);
   const secure = config.cert !== undefined && config.key !== undefined;
-  const listener: Deno.Listener = secure
-    ? Deno.listenTls(
-      {
-        hostname: config.hostname,
-        port: config.port,
-        cert: config.cert!,
-        key: config.key!,
-        reusePort: config.reusePort,
-      } as Deno.ListenTlsOptions & Deno.TlsCertifiedKeyPem,
-    )
-    : Deno.listen({
-      hostname: config.hostname,
-      port: config.port,
-      reusePort: config.reusePort,
-    });
+  const tls = secure ? tlsSettings(config.cert!, config.key!) : undefined;
+  const listener = Deno.listen({
+    hostname: config.hostname,
+    port: config.port,
+    reusePort: config.reusePort,
+  });
   const addr = listener.addr as Deno.NetAddr;
-  const connections = new Set<Connection>();
-  const queued = new Map<Deno.Conn, { since: number; cancel: () => void }>();
-  /** Sockets being refused with 503; shutdown closes what is left of them. */
-  const refusing = new Set<Deno.Conn>();
+  const perAddress = new AddressCounts(
+    limits.maxConnsPerIp,
+    config.exemptPeer ?? isLoopback,
+  );
+  const fds = new DescriptorBudget(limits, options.descriptorShare);
+  primeSignalHandling();
+  const busyConns = limits.maxConns * limits.busyPercent / 100;
+  const connections = new Map<Connection, Client>();
+  const queued = new Map<Client, { since: number; cancel: () => void }>();
+  /** Sockets being refused; shutdown closes what is left of them. */
+  const refusing = new Set<Client>();
+  /** Connections whose last reply said close so a waiter gets their slot. */
+  const yielding = new Set<Connection>();
+  /** Connections closed to make room since the sweeper last logged them. */
+  const evicted = { silent: 0, idle: 0 };
+  /** Accepts that failed with EMFILE since the sweeper last logged them. */
+  let emfile = 0;
+  /** Wakes the accept loop once the descriptor budget has room again. */
+  let roomFreed: (() => void) | undefined;
   let stopping = false;
   let idleResolve: (() => void) | undefined;
 
-  function onClose(c: Connection): void {
-    if (connections.delete(c)) {
-      stats.active--;
-      semaphore.release();
-      if (connections.size === 0) idleResolve?.();
-    }
+  /** True past busyPercent of the slots or of the descriptor budget. */
+  function busy(): boolean {
+    return connections.size + queued.size >= busyConns || fds.busy;
   }
 
-  function start(conn: Deno.Conn): void {
+  /** Closes a socket the engine holds and stops counting its address (idempotent). */
+  function closeClient(client: Client): void {
+    if (client.closed) return;
+    try {
+      client.socket.close();
+    } catch { /* closed by the peer's reset */ }
+    forget(client);
+  }
+
+  function forget(client: Client): void {
+    if (client.closed) return;
+    client.closed = true;
+    perAddress.remove(client.key);
+  }
+
+  /**
+   * Stops counting a socket's descriptor. Call once nothing waits on the
+   * socket: closing it with a read pending frees the descriptor only when
+   * that read is cancelled, a turn of the event loop later, and a flood of
+   * closes would otherwise run the process out while we count room.
+   */
+  function freeFd(client: Client): void {
+    if (client.fdFreed) return;
+    client.fdFreed = true;
+    fds.open--;
+    if (!fds.full) roomFreed?.();
+  }
+
+  function onClose(c: Connection): void {
+    const client = connections.get(c);
+    if (client === undefined) return;
+    connections.delete(c);
+    yielding.delete(c);
+    forget(client);
+    stats.active--;
+    if (!client.slotFreed) semaphore.release();
+    if (connections.size === 0) idleResolve?.();
+  }
+
+  /** A lingering connection's reply is out: its slot can serve a waiter now. */
+  function onLinger(c: Connection): void {
+    const client = connections.get(c);
+    if (client === undefined || client.slotFreed) return;
+    client.slotFreed = true;
+    yielding.delete(c);
+    semaphore.release();
+  }
+
+  function keepAliveMs(c: Connection, idleNext: boolean): number {
+    // A waiter not yet promised a slot gets this one: the reply says
+    // Connection: close, so the client never reuses what we then close.
+    if (idleNext && semaphore.waiting > yielding.size) {
+      yielding.add(c);
+      return 0;
+    }
+    return busy() ? timeouts.keepAliveBusyMs : timeouts.keepAliveMs;
+  }
+
+  function start(client: Client): void {
     if (stopping) {
-      refuse(conn, "Server is shutting down");
+      refuse(client, STATUS.ServiceUnavailable, "Server is shutting down");
       semaphore.release();
       return;
     }
-    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-    const c = new Connection(conn, {
+    const c = new Connection(client.socket, {
       limits,
       handler,
       stats,
       secure,
       accessLog: config.accessLog ?? true,
       onClose,
-      waiting: () => semaphore.waiting > 0,
+      onLinger,
+      timeouts,
+      keepAliveMs,
     });
-    connections.add(c);
+    connections.set(c, client);
     stats.active++;
-    c.run(); // never rejects: run() catches everything
+    // run() never rejects; once it ends, no read is pending on the socket.
+    c.run().finally(() => freeFd(client));
   }
 
-  /** 503 with Retry-After, then close: never a silent drop. */
-  function refuse(conn: Deno.Conn, why: string): void {
+  /**
+   * 503 (or 429 for an address over its cap) with Retry-After, then close:
+   * never a silent drop. With `linger`, the client gets a moment to read the
+   * reply before the close; without (descriptors short), it is closed at once.
+   */
+  function refuse(
+    client: Client,
+    status: typeof STATUS.ServiceUnavailable | typeof STATUS.TooManyRequests,
+    why: string,
+    linger = true,
+  ): void {
     stats.rejected++;
-    log.warn("Refused a connection from {client}: 503 {reason}", {
-      client: (conn.remoteAddr as Deno.NetAddr).hostname,
+    if (!linger && tls !== undefined) {
+      closeClient(client); // a reply would need a TLS handshake first
+      freeFd(client);
+      return;
+    }
+    log.warn("Refused a connection from {client}: {status} {reason}", {
+      client: (client.socket.remoteAddr as Deno.NetAddr).hostname,
+      status,
       reason: why,
     });
     const reply = toErrorReply(
-      new HttpError(STATUS.ServiceUnavailable, why, {
-        expose: "Server is busy, try again shortly",
+      new HttpError(status, why, {
+        expose: status === STATUS.TooManyRequests
+          ? "Too many connections from your address, try again shortly"
+          : "Server is busy, try again shortly",
         headers: { "retry-after": RETRY_AFTER_S },
         close: true,
       }),
@@ -147,72 +258,185 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       reply.body as string,
     );
     stats.bytesOut += bytes.length;
-    refusing.add(conn);
+    const socket = client.socket;
+    refusing.add(client);
+    if (!linger) {
+      socket.write(bytes).catch(() => {}).finally(() => {
+        refusing.delete(client);
+        closeClient(client);
+        freeFd(client);
+      });
+      return;
+    }
+    // One deadline for all of it: a TLS client that never sends its hello
+    // never lets the write finish.
+    const timer = setTimeout(() => closeClient(client), REFUSE_LINGER_MS);
     (async () => {
       try {
-        await conn.write(bytes);
-        await conn.closeWrite();
+        await socket.write(bytes);
+        await socket.closeWrite();
         // Drop what the client sends until it closes, so it reads our reply, not a reset.
         const scratch = new Uint8Array(4096);
-        const timer = setTimeout(() => {
-          try {
-            conn.close();
-          } catch { /* closed */ }
-        }, 1000);
-        try {
-          while ((await conn.read(scratch)) !== null) { /* dropped */ }
-        } finally {
-          clearTimeout(timer);
-        }
+        while ((await socket.read(scratch)) !== null) { /* dropped */ }
       } catch {
-        // the client left first
+        // the client left first, or the deadline closed the socket
       } finally {
-        refusing.delete(conn);
-        try {
-          conn.close();
-        } catch { /* closed */ }
+        clearTimeout(timer);
+        refusing.delete(client);
+        closeClient(client);
+        freeFd(client);
       }
     })();
   }
 
-  function admit(conn: Deno.Conn): void {
-    stats.accepted++;
-    if (semaphore.tryAcquire()) return start(conn);
-    const ticket = stopping ? undefined : semaphore.enqueue();
-    if (ticket === undefined) {
-      return refuse(conn, "Connection limit and queue are full");
-    }
-    stats.queued++;
-    queued.set(conn, { since: Date.now(), cancel: ticket.cancel });
-    // A slot held by an idle keep-alive connection is worth more to a waiting one.
-    for (const c of connections) {
-      if (c.reclaimable) {
-        c.close(); // hands its permit to the first waiter
-        break;
+  /**
+   * Closes up to `count` connections to make room: those lingering after
+   * their last reply, then the oldest that have not sent a byte (a real
+   * client speaks within a round trip; a silent TLS socket never does), then
+   * the kept-alive connections idle longest, if idle for reclaimIdleMs.
+   * Returns how many it closed.
+   */
+  function evict(count = 1): number {
+    const now = Date.now();
+    const lingering: Connection[] = [];
+    const silent: Connection[] = [];
+    const idle: Connection[] = [];
+    for (const [c, client] of connections) {
+      if (c.phase === Phase.Linger) {
+        lingering.push(c);
+        if (lingering.length >= count) break;
+      } else if (silent.length < count) {
+        if (c.silent && client.socket.silent !== false) silent.push(c);
+        else if (c.reclaimable && now - c.idleSince >= limits.reclaimIdleMs) {
+          idle.push(c);
+        }
       }
     }
+    idle.sort((a, b) => a.idleSince - b.idleSince);
+    const victims = [...lingering, ...silent, ...idle].slice(0, count);
+    for (const c of victims) {
+      if (c.silent) evicted.silent++;
+      else if (c.phase !== Phase.Linger) evicted.idle++;
+      c.close();
+    }
+    return victims.length;
+  }
+
+  function admit(client: Client): void {
+    if (semaphore.tryAcquire()) return start(client);
+    let ticket = stopping ? undefined : semaphore.enqueue();
+    // The queue is full: a slot held by a silent or long-idle connection is
+    // worth more to a newcomer than a 503.
+    if (ticket === undefined && !stopping && evict() > 0) {
+      if (semaphore.tryAcquire()) return start(client);
+      ticket = semaphore.enqueue();
+    }
+    if (ticket === undefined) {
+      return refuse(
+        client,
+        STATUS.ServiceUnavailable,
+        "Connection limit and queue are full",
+      );
+    }
+    stats.queued++;
+    queued.set(client, { since: Date.now(), cancel: ticket.cancel });
     ticket.granted.then((granted) => {
-      if (!queued.delete(conn)) return;
+      if (!queued.delete(client)) return;
       stats.queued--;
-      if (granted) start(conn);
-      else refuse(conn, "Waited too long for a connection slot");
+      if (granted) start(client);
+      else {
+        refuse(
+          client,
+          STATUS.ServiceUnavailable,
+          "Waited too long for a connection slot",
+        );
+      }
     });
+  }
+
+  /** Counts a new socket and decides: serve, queue, or refuse. */
+  function accepted(conn: Deno.TcpConn): void {
+    stats.accepted++;
+    fds.open++;
+    conn.setNoDelay(true);
+    const client: Client = {
+      socket: tls === undefined ? conn : new TlsSocket(conn, tls),
+      key: perAddress.add((conn.remoteAddr as Deno.NetAddr).hostname),
+      closed: false,
+    };
+    if (stopping) {
+      return refuse(
+        client,
+        STATUS.ServiceUnavailable,
+        "Server is shutting down",
+      );
+    }
+    // Past the descriptor budget: make room, or refuse before the kernel does.
+    if (fds.full && evict() === 0) {
+      return refuse(
+        client,
+        STATUS.ServiceUnavailable,
+        "Out of file descriptors",
+        false,
+      );
+    }
+    if (perAddress.over(client.key)) {
+      return refuse(
+        client,
+        STATUS.TooManyRequests,
+        "Too many connections from one address",
+      );
+    }
+    admit(client);
+  }
+
+  /**
+   * Past the budget, waits for the sockets just closed to give their
+   * descriptors back before accepting more: a burst of accepts would
+   * otherwise outrun the closes made room for it and meet EMFILE. The
+   * kernel's backlog holds the newcomers meanwhile.
+   */
+  async function waitForRoom(): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await new Promise<void>((resolve) => {
+      roomFreed = resolve;
+      timer = setTimeout(resolve, ROOM_WAIT_MS);
+    });
+    clearTimeout(timer);
+    roomFreed = undefined;
   }
 
   async function acceptLoop(): Promise<void> {
     for (;;) {
-      let conn: Deno.Conn;
+      if (fds.full && !stopping) await waitForRoom();
+      let conn: Deno.TcpConn;
       try {
         conn = await listener.accept();
       } catch (err) {
         if (stopping || err instanceof Deno.errors.BadResource) return;
-        if (isDisconnect(err)) continue; // a TLS handshake that failed, say
-        // EMFILE and friends: wait rather than spin (darkhttpd does the same).
-        log.error("Accept failed: {error}", { error: err });
-        await new Promise((r) => setTimeout(r, 100));
+        if (isDisconnect(err)) continue;
+        if ((err as { code?: string }).code === "EMFILE") {
+          // The limit was unknown: learn it, and keep the reserve free from
+          // now on. Known, it was closed sockets not yet gone: make room.
+          const known = fds.cap !== Infinity;
+          const cap = fds.learn();
+          if (!known) {
+            log.error(
+              "Out of file descriptors with {open} sockets open; from now on at most {cap} (set --max-fds to say so up front)",
+              { open: fds.open, cap },
+            );
+          }
+          emfile++;
+          evict();
+          await new Promise((r) => setTimeout(r, 10));
+        } else {
+          log.error("Accept failed: {error}", { error: err });
+          // Wait rather than spin (darkhttpd does the same).
+          await new Promise((r) => setTimeout(r, 100));
+        }
         continue;
       }
-      admit(conn);
+      accepted(conn);
     }
   }
 
@@ -223,10 +447,11 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       1000,
       Math.floor(
         Math.min(
-          limits.headTimeoutMs,
+          timeouts.headBusyMs,
           limits.keepAliveTimeoutMs,
-          limits.bodyTimeoutMs,
-          limits.writeTimeoutMs,
+          timeouts.bodyGapBusyMs,
+          timeouts.writeGapBusyMs,
+          timeouts.graceBusyMs,
           limits.queueTimeoutMs,
         ) / 4,
       ),
@@ -234,7 +459,23 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   );
   const sweeper = setInterval(() => {
     const now = Date.now();
-    for (const c of connections) c.expire(now);
+    const strict = busy();
+    for (const c of connections.keys()) c.expire(now, strict);
+    // Past the descriptor budget (a limit just learnt): win the reserve back.
+    if (fds.full) evict(fds.open - fds.cap);
+    if (evicted.silent + evicted.idle > 0) {
+      log.warn(
+        "Closed {silent} silent and {idle} idle connections to make room",
+        { ...evicted },
+      );
+      evicted.silent = evicted.idle = 0;
+    }
+    if (emfile > 0) {
+      log.warn("Accept failed {count} times: out of file descriptors", {
+        count: emfile,
+      });
+      emfile = 0;
+    }
     for (const [, q] of queued) {
       if (now - q.since > limits.queueTimeoutMs) q.cancel();
     }
@@ -259,7 +500,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       await accepting;
       for (const [, q] of queued) q.cancel();
       const idle = new Promise<void>((r) => idleResolve = r);
-      for (const c of connections) c.drain();
+      for (const c of connections.keys()) c.drain();
       if (connections.size > 0) {
         let timer: ReturnType<typeof setTimeout> | undefined;
         await Promise.race([
@@ -267,13 +508,10 @@ export function serve(options: ServeOptions, handler: Handler): Server {
           new Promise((r) => timer = setTimeout(r, limits.shutdownTimeoutMs)),
         ]);
         clearTimeout(timer);
-        for (const c of connections) c.close();
+        for (const c of connections.keys()) c.close();
       }
-      for (const conn of refusing) {
-        try {
-          conn.close(); // its 503 is out; do not wait for the client to leave
-        } catch { /* closed */ }
-      }
+      // Their 503s are out; do not wait for the clients to leave.
+      for (const client of refusing) closeClient(client);
       clearInterval(sweeper);
       log.info("Stopped");
       finishedResolve();

@@ -1,7 +1,7 @@
 /**
- * CORS for the API routes, off unless configured (`--cors`). Preflights are
- * answered from the router's own `Allow`, so CORS never offers a method the
- * route would refuse. Static files (the fallback) get no CORS fields.
+ * CORS for the API routes and static files, off unless configured (`--cors`).
+ * Preflights are answered from the route's own `Allow` (the static handler's
+ * for files), so CORS never offers a method the path would refuse.
  */
 import { HttpError } from "../../http/errors.ts";
 import type { Reply } from "../../http/handler.ts";
@@ -16,7 +16,9 @@ const HEADER_LIST =
   /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:\s*,\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*$/;
 
 const EXPOSED =
-  "Location, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy";
+  "Location, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy, " +
+  // What a script reading files needs: resumed and ranged reads, names of downloads.
+  "Content-Range, Accept-Ranges, ETag, Content-Disposition";
 
 /** `fields` added to `reply`, its own Vary kept in front. */
 function withFields(
@@ -57,7 +59,8 @@ function withConstantFields(
 }
 
 /**
- * Adds CORS fields to replies of routed requests whose Origin is allowed.
+ * Adds CORS fields to every reply (routes, static files, errors) whose
+ * request's Origin is allowed.
  * `origins` is `*` or a comma-separated list of origins
  * (`https://app.example, http://localhost:5173`); a listed origin is echoed
  * back with `Vary: Origin`. A request the fields would not change (no
@@ -106,7 +109,6 @@ export function cors(origins: string): Middleware {
         ? errorWithHeaders(err, fields)
         : err;
     },
-    routesOnly: true,
   };
 }
 

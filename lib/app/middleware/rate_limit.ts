@@ -117,6 +117,15 @@ export class RateLimiter {
     };
   }
 
+  /**
+   * Takes back one request counted for `key` in the current window (a
+   * failed sign-in counted up front that turned out good).
+   */
+  forgive(key: string): void {
+    const counter = this.#counters.get(key);
+    if (counter !== undefined && counter.current > 0) counter.current--;
+  }
+
   /** Time from now until one more request fits the sliding window. */
   #waitMs(counter: Counter, elapsed: number): number {
     const w = this.windowMs;

@@ -1,0 +1,218 @@
+/**
+ * A multipart/form-data body streamed into a folder: each file part goes
+ * to disk as it arrives (temp file, fsync, link; lib/app/atomic_write.ts),
+ * never held whole; plain fields are kept in memory under a small limit.
+ * A form is stored whole or not at all: when a later part fails (a limit,
+ * a bad name, a client gone), the files already stored for it are removed.
+ */
+import { join } from "node:path";
+import { HttpError, STATUS } from "../http/errors.ts";
+import { isDiskFull, writeAtomic, type WritePiece } from "./atomic_write.ts";
+import { checkFileName } from "./canonical_path.ts";
+import {
+  boundaryOf,
+  type MultipartEvent,
+  type MultipartLimits,
+  MultipartParser,
+} from "./multipart.ts";
+
+/** Room for uploads, counted as the bytes arrive. */
+export interface UploadQuota {
+  /** Counts `bytes` more as stored. Throws HttpError 507 when they do not fit. */
+  reserve(bytes: number): void;
+  /** Gives back bytes reserved for files that were not stored after all. */
+  release(bytes: number): void;
+}
+
+export interface FormUploadOptions {
+  /** Folder the files go to; created when missing. */
+  readonly dir: string;
+  /** Parser limits: `maxPartBytes` is the largest file, `maxBytes` the whole body. */
+  readonly limits: MultipartLimits;
+  /** Plain (non-file) fields, all together, in bytes: they are held in memory. Over: 413. */
+  readonly maxFieldBytes: number;
+  /** Replace a file of the same name; else such a form gets 409. */
+  readonly overwrite: boolean;
+  readonly quota?: UploadQuota;
+  /** Piece writer (tests inject a failing one). */
+  readonly write?: WritePiece;
+}
+
+/** One stored file. */
+export interface SavedFile {
+  /** The form field it came in. */
+  readonly field: string;
+  /** Its name in the folder: the client's, checked and in NFC. */
+  readonly name: string;
+  readonly bytes: number;
+  /** As the client declared it; never trusted for serving. */
+  readonly contentType: string;
+}
+
+/** What a form held: the files stored, and the plain fields in order. */
+export interface SavedForm {
+  readonly files: SavedFile[];
+  readonly fields: [name: string, value: string][];
+}
+
+function conflict(message: string): HttpError {
+  return new HttpError(STATUS.Conflict, message, { expose: message });
+}
+
+/** What is at `path` now (a symlink as itself), or undefined. */
+async function lstatOrNone(path: string): Promise<Deno.FileInfo | undefined> {
+  try {
+    return await Deno.lstat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Reads a multipart/form-data body from `body` (the request's pieces) and
+ * stores its files in `options.dir` under the names the client gave,
+ * checked by `checkFileName()`. The media type and boundary are checked
+ * before the first piece is read.
+ *
+ * @throws {HttpError} 415 for another media type; 400 for a malformed form
+ *   or file name (or a body cut short); 409 for a name taken, or given twice
+ *   in the form; 413 past a limit; 507 when the quota or the disk is full.
+ *   Nothing of the form is left stored after a throw.
+ */
+export async function saveForm(
+  body: AsyncIterable<Uint8Array>,
+  contentType: string | undefined,
+  options: FormUploadOptions,
+): Promise<SavedForm> {
+  const parser = new MultipartParser(boundaryOf(contentType), options.limits);
+  const dir = options.dir;
+  await Deno.mkdir(dir, { recursive: true });
+  const source = body[Symbol.asyncIterator]();
+  let ended = false;
+
+  /** The next event, reading more of the body as the parser needs it. */
+  const nextEvent = async (): Promise<MultipartEvent | undefined> => {
+    for (;;) {
+      const event = parser.next();
+      if (event !== undefined) return event;
+      if (ended) return undefined;
+      const piece = await source.next();
+      if (piece.done) {
+        ended = true;
+        parser.end(); // 400 unless the final boundary came
+      } else parser.feed(piece.value);
+    }
+  };
+
+  let reserved = 0;
+  const quota = options.quota;
+  /** One part's data as it arrives, counted against the quota. */
+  async function* partData(): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      const event = await nextEvent();
+      if (event?.type === "end") return;
+      if (event?.type !== "data") throw new Error("Multipart part never ended");
+      quota?.reserve(event.bytes.length);
+      reserved += event.bytes.length;
+      yield event.bytes;
+    }
+  }
+
+  const files: SavedFile[] = [];
+  const fields: [string, string][] = [];
+  const names = new Set<string>();
+  let fieldBytes = 0;
+  try {
+    for (let event = await nextEvent(); event !== undefined;) {
+      if (event.type !== "part") { // "done": the epilogue is read and dropped
+        event = await nextEvent();
+        continue;
+      }
+      const { name: field, filename, contentType: type } = event.part;
+      if (filename === undefined) {
+        // UTF-8, the only charset forms are sent in; decoded as it comes.
+        const decoder = new TextDecoder("utf-8", { fatal: true });
+        let value = "";
+        try {
+          for await (const piece of fieldData()) {
+            value += decoder.decode(piece, { stream: true });
+          }
+          value += decoder.decode();
+        } catch (err) {
+          if (!(err instanceof TypeError)) throw err;
+          const message = "Cannot parse form: a field is not UTF-8";
+          throw new HttpError(STATUS.BadRequest, message, { expose: message });
+        }
+        fields.push([field, value]);
+      } else if (filename === "") {
+        // A file input left empty: browsers send the part with no content.
+        if (!(await partData().next()).done) {
+          throw new HttpError(STATUS.BadRequest, "File part without a name", {
+            expose: "Cannot accept file name: empty",
+          });
+        }
+      } else {
+        const name = checkFileName(filename);
+        if (names.has(name)) {
+          throw conflict(`Two files named ${name} in one form`);
+        }
+        names.add(name);
+        // Checked before any data is read; link() settles a race later.
+        const there = await lstatOrNone(join(dir, name));
+        if (there !== undefined && !(options.overwrite && there.isFile)) {
+          throw conflict(
+            there.isFile
+              ? `A file named ${name} exists already`
+              : `Something other than a file is named ${name}`,
+          );
+        }
+        const saved = await writeAtomic(dir, name, partData(), {
+          replace: options.overwrite,
+          write: options.write,
+        });
+        files.push({ field, name, bytes: saved.bytes, contentType: type });
+      }
+      event = await nextEvent();
+    }
+    return { files, fields };
+  } catch (err) {
+    // Not stored after all: remove what this form published, give its room back.
+    await Promise.all(
+      files.map((f) => Deno.remove(join(dir, f.name)).catch(() => {})),
+    );
+    quota?.release(reserved);
+    if (err instanceof Deno.errors.AlreadyExists) {
+      throw conflict("A file of that name appeared while uploading");
+    }
+    if (isDiskFull(err)) {
+      const message = "Disk is full";
+      throw new HttpError(STATUS.InsufficientStorage, message, {
+        expose: message,
+      });
+    }
+    throw err;
+  }
+
+  /** A plain field's data, under the limit on all fields together. */
+  async function* fieldData(): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      const event = await nextEvent();
+      if (event?.type === "end") return;
+      if (event?.type !== "data") throw new Error("Multipart part never ended");
+      fieldBytes += event.bytes.length;
+      if (fieldBytes > options.maxFieldBytes) {
+        throw new HttpError(
+          STATUS.ContentTooLarge,
+          "Form fields over the limit",
+          {
+            expose:
+              `Form is too large: fields of more than ${options.maxFieldBytes} bytes`,
+            close: true,
+          },
+        );
+      }
+      yield event.bytes;
+    }
+  }
+}

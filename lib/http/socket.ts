@@ -1,0 +1,19 @@
+/**
+ * What the engine needs of a client socket: a `Deno.Conn` as accepted, or
+ * the TLS session the engine runs over one (`tls.ts`).
+ */
+export interface Socket {
+  readonly remoteAddr: Deno.Addr;
+  /**
+   * False once the client has sent anything; undefined when the socket
+   * cannot tell (then the connection's own count decides).
+   */
+  readonly silent?: boolean;
+  read(into: Uint8Array): Promise<number | null>;
+  /** May take only part of `bytes`; resolves with how much it took. */
+  write(bytes: Uint8Array): Promise<number>;
+  /** Ends our side; the client may still send. */
+  closeWrite(): Promise<void>;
+  /** Closes the socket at once; throws `BadResource` if already closed. */
+  close(): void;
+}

@@ -1,0 +1,528 @@
+/**
+ * One server-side WebSocket connection as a protocol machine with no I/O
+ * (RFC 6455, RFC 7692). The engine feeds it the bytes it reads with
+ * `receive()`, writes what `takeOutput()` returns (calling `written()`),
+ * and keeps three timers for it: idle (`checkIdle()` every
+ * `limits.wsIdleTimeoutMs`), close (`abort()` once `state` has been
+ * "closing" for `limits.wsCloseTimeoutMs`) and write (`abort()` when a
+ * write makes no progress for `limits.writeTimeoutMs`). Once `state` is
+ * "closed" it writes what is left and closes the socket, FIN first.
+ *
+ * The app sees {@link WsEvent}s through `onEvent` and sends with `send()`.
+ */
+import type { Limits } from "../../config.ts";
+import {
+  DEFAULT_DEFLATE_LEVEL,
+  DEFAULT_DEFLATE_MIN_BYTES,
+  type DeflateParams,
+  joinBytes,
+  MessageDeflater,
+  MessageInflater,
+} from "./deflate.ts";
+import {
+  CLOSE,
+  encodeCloseFrame,
+  encodeFrame,
+  encodeTextFrame,
+  FrameParser,
+  type FrameSink,
+  MAX_CLOSE_REASON_BYTES,
+  MAX_CONTROL_PAYLOAD,
+  OPCODE,
+  parseClosePayload,
+  WsError,
+} from "./frame.ts";
+import { Utf8Text } from "./utf8.ts";
+
+/** What happened on the connection, in order. */
+export type WsEvent =
+  | { readonly type: "text"; readonly data: string }
+  | { readonly type: "binary"; readonly data: Uint8Array }
+  | { readonly type: "ping"; readonly data: Uint8Array }
+  | { readonly type: "pong"; readonly data: Uint8Array }
+  | {
+    readonly type: "close";
+    /** The peer's code on a clean close; ours (1002, 1007, 1009...) or 1006 otherwise. */
+    readonly code: number;
+    readonly reason: string;
+    /** True when both sides exchanged close frames. */
+    readonly wasClean: boolean;
+  };
+
+/**
+ * "open": messages flow. "closing": we sent a close frame and wait for the
+ * peer's (the engine enforces `wsCloseTimeoutMs`). "closed": the engine
+ * writes what output is left, then closes the socket.
+ */
+export type WsState = "open" | "closing" | "closed";
+
+/** What the handshake agreed that the session needs (an `Upgrade` fits). */
+export interface WsSessionOptions {
+  /** permessage-deflate as agreed, or null. */
+  readonly deflate?: DeflateParams | null;
+  /** zlib level for what we send (0..9). */
+  readonly deflateLevel?: number;
+  /** Messages shorter than this many bytes are sent uncompressed. */
+  readonly deflateMinBytes?: number;
+}
+
+/** What `checkIdle()` did. */
+export type IdleAction = "none" | "ping" | "close";
+
+/** Output pieces are joined up to this size, so many small frames go in one write. */
+const JOIN_OUTPUT_BYTES = 64 * 1024;
+const EMPTY = new Uint8Array(0);
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+const noop = () => {};
+
+/**
+ * A server-side WebSocket protocol machine. `receive()` takes bytes as
+ * read (and unmasks them in place). Events go to `onEvent` once the call
+ * that caused them has updated the session, so a handler may `send()` or
+ * `close()` freely. What `onEvent` throws fails the connection with 1011
+ * and is thrown again by the call that dispatched it.
+ */
+export class WsSession {
+  /** Receives every event, in order, at the end of the call that caused it. */
+  onEvent: (event: WsEvent) => void = noop;
+  /** Called when output goes from none to some: the engine should write. */
+  onOutput: () => void = noop;
+
+  readonly #limits: Limits;
+  readonly #parser: FrameParser;
+  readonly #sink: FrameSink;
+  readonly #deflater: MessageDeflater | undefined;
+  readonly #inflater: MessageInflater | undefined;
+  readonly #deflateMinBytes: number;
+  #state: WsState = "open";
+  #closeReported = false;
+  #events: WsEvent[] = [];
+  #dispatching = false;
+
+  // Output: frames not yet taken, and bytes taken but not yet written.
+  #out: Uint8Array[] = [];
+  #outBytes = 0;
+  #inFlight = 0;
+
+  // The frame being read.
+  #frameOpcode = 0;
+  #frameFin = false;
+  #frameLength = 0;
+  /** The payload of a control frame (at most 125 bytes) as it arrives. */
+  readonly #control = new Uint8Array(MAX_CONTROL_PAYLOAD);
+  #controlLen = 0;
+
+  // The message being read: opcode of its first frame (0: none yet).
+  #msgOpcode = 0;
+  #msgCompressed = false;
+  #msgWireBytes = 0;
+  /** A binary message's payload so far (copies: the read buffer is reused). */
+  #msgPieces: Uint8Array[] = [];
+  #msgBytes = 0;
+  /** A text message, checked and decoded as it arrives. */
+  readonly #text = new Utf8Text();
+
+  // Idle: anything heard since the last check; a ping already sent for it.
+  #heard = false;
+  #pinged = false;
+
+  constructor(limits: Limits, opts: WsSessionOptions = {}) {
+    this.#limits = limits;
+    const deflate = opts.deflate ?? null;
+    this.#parser = new FrameParser({
+      maxFrameBytes: limits.wsMaxFrameBytes,
+      requireMask: true,
+      allowRsv1: deflate !== null,
+    });
+    if (deflate !== null) {
+      this.#deflater = new MessageDeflater(
+        deflate.serverMaxWindowBits,
+        deflate.serverNoContextTakeover,
+        opts.deflateLevel ?? DEFAULT_DEFLATE_LEVEL,
+      );
+      this.#inflater = new MessageInflater(
+        deflate.clientMaxWindowBits,
+        deflate.clientNoContextTakeover,
+      );
+    }
+    this.#deflateMinBytes = opts.deflateMinBytes ?? DEFAULT_DEFLATE_MIN_BYTES;
+    this.#sink = {
+      frameStart: (fin, rsv1, opcode, length) =>
+        this.#frameStart(fin, rsv1, opcode, length),
+      framePayload: (bytes) => this.#framePayload(bytes),
+      frameEnd: () => this.#frameEnd(),
+    };
+  }
+
+  get state(): WsState {
+    return this.#state;
+  }
+
+  /** Bytes queued or being written, as the web API's `bufferedAmount`. */
+  get bufferedAmount(): number {
+    return this.#outBytes + this.#inFlight;
+  }
+
+  /** Bytes waiting for `takeOutput()`. */
+  get hasOutput(): boolean {
+    return this.#outBytes > 0;
+  }
+
+  /**
+   * Takes the next bytes to write, small frames joined into one buffer, or
+   * null when there are none. Call `written()` once they are written.
+   */
+  takeOutput(): Uint8Array | null {
+    const out = this.#out;
+    if (out.length === 0) return null;
+    let count = 1;
+    let bytes = out[0].length;
+    while (
+      count < out.length && bytes + out[count].length <= JOIN_OUTPUT_BYTES
+    ) {
+      bytes += out[count++].length;
+    }
+    let chunk: Uint8Array;
+    if (count === 1) {
+      chunk = out[0];
+    } else {
+      chunk = new Uint8Array(bytes);
+      let off = 0;
+      for (let i = 0; i < count; i++) {
+        chunk.set(out[i], off);
+        off += out[i].length;
+      }
+    }
+    this.#out = count === out.length ? [] : out.slice(count);
+    this.#outBytes -= bytes;
+    this.#inFlight += bytes;
+    return chunk;
+  }
+
+  /** `n` bytes from `takeOutput()` reached the socket. */
+  written(n: number): void {
+    this.#inFlight = Math.max(0, this.#inFlight - n);
+  }
+
+  /**
+   * Feeds bytes read from the socket; they are unmasked in place. Events
+   * go to `onEvent`; replies (pong, close) are queued as output. Bytes
+   * after the close handshake or a failure are ignored.
+   */
+  receive(bytes: Uint8Array): void {
+    if (this.#state === "closed") return;
+    this.#heard = true;
+    let bug: unknown;
+    try {
+      this.#parser.parse(bytes, this.#sink);
+    } catch (err) {
+      if (err instanceof WsError) {
+        this.#fail(err.code, err.message);
+      } else {
+        this.#fail(CLOSE.InternalError, "Internal error");
+        bug = err;
+      }
+    }
+    this.#dispatch();
+    if (bug !== undefined) throw bug;
+  }
+
+  /**
+   * Sends one text or binary message; strings go as text. Returns false
+   * when the session is no longer open (the message is dropped, as the
+   * web API does). A send that finds more than `wsMaxQueuedBytes` already
+   * waiting drops the connection: the peer is not reading.
+   */
+  send(data: string | Uint8Array): boolean {
+    if (this.#state !== "open") return false;
+    if (this.bufferedAmount > this.#limits.wsMaxQueuedBytes) {
+      this.abort(
+        `Outbound queue over ${this.#limits.wsMaxQueuedBytes} bytes: the peer is not reading`,
+      );
+      return false;
+    }
+    let frame: Uint8Array;
+    if (typeof data === "string") {
+      // UTF-16 units * 3 bound the UTF-8 size: most short texts skip encoding twice.
+      if (
+        this.#deflater === undefined ||
+        data.length * 3 < this.#deflateMinBytes
+      ) {
+        frame = encodeTextFrame(data);
+      } else {
+        frame = this.#frame(OPCODE.Text, encoder.encode(data));
+      }
+    } else {
+      frame = this.#frame(OPCODE.Binary, data);
+    }
+    this.#enqueue(frame);
+    return true;
+  }
+
+  /** Sends a ping (at most 125 bytes); false when not open. */
+  ping(data: Uint8Array = EMPTY): boolean {
+    if (data.length > MAX_CONTROL_PAYLOAD) {
+      throw new RangeError(`Ping payload is ${data.length} bytes; at most 125`);
+    }
+    if (this.#state !== "open") return false;
+    this.#enqueue(encodeFrame(OPCODE.Ping, data));
+    return true;
+  }
+
+  /**
+   * Starts the closing handshake: queues a close frame and waits for the
+   * peer's (state "closing"). Throws RangeError for a code that may not be
+   * sent or a reason over 123 bytes. Does nothing unless open.
+   */
+  close(code: number = CLOSE.Normal, reason = ""): void {
+    if (this.#state !== "open") return;
+    const frame = encodeCloseFrame(code, reason);
+    this.#state = "closing";
+    this.#enqueue(frame);
+  }
+
+  /**
+   * The engine's idle timer, every `wsIdleTimeoutMs`: nothing heard since
+   * the last call sends a ping; nothing heard after that ping starts a
+   * close with 1001.
+   */
+  checkIdle(): IdleAction {
+    if (this.#heard) {
+      this.#heard = false;
+      this.#pinged = false;
+      return "none";
+    }
+    if (this.#state !== "open") return "none";
+    if (!this.#pinged) {
+      this.#pinged = true;
+      this.ping();
+      return "ping";
+    }
+    this.close(CLOSE.GoingAway, "Idle timeout");
+    return "close";
+  }
+
+  /**
+   * The connection is gone or given up on before the session closed (end
+   * of stream, socket error, close or write timeout): state "closed", a
+   * close event with 1006, and pending output dropped, for the engine
+   * closes the socket without writing more. Does nothing once closed, so
+   * a reply to the peer's close still goes out after its end of stream.
+   */
+  abort(reason = "Connection lost"): void {
+    if (this.#state === "closed") return;
+    this.#out = [];
+    this.#outBytes = 0;
+    this.#closeWith(CLOSE.Abnormal, reason, false);
+    this.#dispatch();
+  }
+
+  /** Frees zlib state; call once the socket is closed. */
+  dispose(): void {
+    this.#deflater?.close();
+    this.#inflater?.close();
+  }
+
+  #frame(opcode: number, payload: Uint8Array): Uint8Array {
+    const deflater = this.#deflater;
+    if (deflater !== undefined && payload.length >= this.#deflateMinBytes) {
+      return encodeFrame(opcode, deflater.compress(payload), true, true);
+    }
+    return encodeFrame(opcode, payload);
+  }
+
+  #enqueue(frame: Uint8Array): void {
+    const wasEmpty = this.#outBytes === 0;
+    this.#out.push(frame);
+    this.#outBytes += frame.length;
+    if (wasEmpty) this.onOutput();
+  }
+
+  #emit(event: WsEvent): void {
+    this.#events.push(event);
+  }
+
+  /**
+   * Hands queued events to `onEvent`. After a handler throws, only a close
+   * event still goes out (the failure's own, 1011), then the error is
+   * thrown. Events a handler causes join the same loop.
+   */
+  #dispatch(): void {
+    if (this.#dispatching || this.#events.length === 0) return;
+    this.#dispatching = true;
+    let failed = false;
+    let failure: unknown;
+    try {
+      const events = this.#events;
+      for (let i = 0; i < events.length; i++) {
+        const event = events[i];
+        if (failed && event.type !== "close") continue;
+        try {
+          this.onEvent(event);
+        } catch (err) {
+          if (!failed) {
+            failed = true;
+            failure = err;
+            this.#fail(CLOSE.InternalError, "Internal error in the app");
+          }
+        }
+      }
+    } finally {
+      this.#events = [];
+      this.#dispatching = false;
+    }
+    if (failed) throw failure;
+  }
+
+  /** Fails the connection (RFC 6455 §7.1.7): a close frame with `code` if we can, then closed. */
+  #fail(code: number, reason: string): void {
+    if (this.#state === "open") {
+      // Reasons are our own short messages; cut to the 123 bytes a close allows.
+      this.#enqueue(encodeCloseFrame(code, truncateReason(reason)));
+    }
+    this.#closeWith(code, reason, false);
+  }
+
+  #closeWith(code: number, reason: string, wasClean: boolean): void {
+    this.#state = "closed";
+    this.#msgPieces = [];
+    if (this.#closeReported) return;
+    this.#closeReported = true;
+    this.#emit({ type: "close", code, reason, wasClean });
+  }
+
+  // --- frames, as the parser reports them ---
+
+  #frameStart(fin: boolean, rsv1: boolean, opcode: number, length: number) {
+    this.#frameOpcode = opcode;
+    this.#frameFin = fin;
+    this.#frameLength = length;
+    if (opcode >= 8) {
+      this.#controlLen = 0;
+      return;
+    }
+    if (opcode === OPCODE.Continuation) {
+      if (this.#msgOpcode === 0) {
+        throw new WsError(CLOSE.ProtocolError, "Continuation with no message");
+      }
+    } else {
+      if (this.#msgOpcode !== 0) {
+        throw new WsError(
+          CLOSE.ProtocolError,
+          "New message before the last one ended",
+        );
+      }
+      this.#msgOpcode = opcode;
+      this.#msgCompressed = rsv1;
+      this.#msgWireBytes = 0;
+      this.#msgBytes = 0;
+      this.#text.reset();
+      if (rsv1) this.#inflater!.begin(this.#limits.wsMaxMessageBytes);
+    }
+    this.#msgWireBytes += length;
+    if (this.#msgWireBytes > this.#limits.wsMaxMessageBytes) {
+      throw new WsError(
+        CLOSE.MessageTooBig,
+        `Message over the ${this.#limits.wsMaxMessageBytes}-byte limit`,
+      );
+    }
+  }
+
+  #framePayload(bytes: Uint8Array): void {
+    if (this.#frameOpcode >= 8) {
+      this.#control.set(bytes, this.#controlLen);
+      this.#controlLen += bytes.length;
+      return;
+    }
+    const isText = this.#msgOpcode === OPCODE.Text;
+    if (this.#msgCompressed) {
+      const out = isText ? [] : this.#msgPieces;
+      const before = out.length;
+      this.#msgBytes += this.#inflater!.write(bytes, out);
+      if (isText) {
+        for (let i = before; i < out.length; i++) this.#addText(out[i]);
+      }
+    } else if (isText) {
+      this.#addText(bytes);
+    } else {
+      this.#msgPieces.push(bytes.slice());
+      this.#msgBytes += bytes.length;
+    }
+  }
+
+  /** Text is checked as it arrives, so bad UTF-8 fails at once (1007). */
+  #addText(bytes: Uint8Array): void {
+    if (!this.#text.write(bytes)) {
+      throw new WsError(CLOSE.InvalidPayload, "Text message is not UTF-8");
+    }
+  }
+
+  /** Returns true to stop the parser (the connection is closed). */
+  #frameEnd(): boolean {
+    const opcode = this.#frameOpcode;
+    if (opcode >= 8) return this.#controlEnd(opcode);
+    if (!this.#frameFin) return false;
+    const isText = this.#msgOpcode === OPCODE.Text;
+    if (this.#msgCompressed) {
+      const out = isText ? [] : this.#msgPieces;
+      const before = out.length;
+      this.#msgBytes += this.#inflater!.end(out);
+      if (isText) {
+        for (let i = before; i < out.length; i++) this.#addText(out[i]);
+      }
+    }
+    this.#msgOpcode = 0;
+    if (isText) {
+      const data = this.#text.finish();
+      if (data === undefined) {
+        throw new WsError(
+          CLOSE.InvalidPayload,
+          "Text message ends inside a UTF-8 sequence",
+        );
+      }
+      this.#emit({ type: "text", data });
+    } else {
+      const data = joinBytes(this.#msgPieces, this.#msgBytes);
+      this.#msgPieces = [];
+      this.#emit({ type: "binary", data });
+    }
+    return this.#state === "closed";
+  }
+
+  #controlEnd(opcode: number): boolean {
+    const payload = this.#control.slice(0, this.#controlLen);
+    if (opcode === OPCODE.Ping) {
+      // RFC 6455 §5.5.3: a pong carries the ping's payload. None once we
+      // sent a close: nothing follows a close frame.
+      if (this.#state === "open") {
+        this.#enqueue(encodeFrame(OPCODE.Pong, payload));
+      }
+      this.#emit({ type: "ping", data: payload });
+    } else if (opcode === OPCODE.Pong) {
+      this.#emit({ type: "pong", data: payload });
+    } else {
+      const { code, reason } = parseClosePayload(payload);
+      if (this.#state === "open") {
+        // §5.5.1: answer with a close, echoing the code; 1000 for none.
+        this.#enqueue(
+          encodeCloseFrame(
+            code === CLOSE.NoStatus ? CLOSE.Normal : code,
+            truncateReason(reason),
+          ),
+        );
+      }
+      this.#closeWith(code, reason, true);
+    }
+    return this.#state === "closed";
+  }
+}
+
+/** `reason` cut to at most 123 bytes of UTF-8, on a character boundary. */
+function truncateReason(reason: string): string {
+  if (reason.length * 3 <= MAX_CLOSE_REASON_BYTES) return reason;
+  // encodeInto() stops before a character that would not fit whole.
+  const buf = new Uint8Array(MAX_CLOSE_REASON_BYTES);
+  const { written } = encoder.encodeInto(reason, buf);
+  return decoder.decode(buf.subarray(0, written));
+}

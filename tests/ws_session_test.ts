@@ -1,0 +1,993 @@
+/**
+ * The session as a protocol machine, with byte arrays alone. Autobahn's
+ * server categories as tables (1 framing, 2 pings, 3 reserved bits, 4
+ * opcodes, 5 fragmentation, 6 UTF-8, 7 close handling, 9 limits, 12/13
+ * compression), the abuse list of issue #15, a conversation split at every
+ * byte, and what the engine relies on: output, backpressure, idle pings,
+ * the close handshake both ways, and a throwing app.
+ */
+import assert from "node:assert/strict";
+import zlib from "node:zlib";
+import { DEFAULT_LIMITS, type Limits } from "../lib/config.ts";
+import {
+  type DeflateParams,
+  MessageDeflater,
+  MessageInflater,
+} from "../lib/http/ws/deflate.ts";
+import { OPCODE } from "../lib/http/ws/frame.ts";
+import {
+  type WsEvent,
+  WsSession,
+  type WsSessionOptions,
+} from "../lib/http/ws/session.ts";
+import {
+  clientFrame,
+  type ClientFrameOptions,
+  closePayload,
+  decoder,
+  encoder,
+  INVALID_CLOSE_CODES,
+  readClose,
+  type ServerFrame,
+  ServerFrameReader,
+  VALID_CLOSE_CODES,
+} from "./fixtures/ws_frames.ts";
+import { concat } from "./helpers/socket.ts";
+import { hex, SEQUENCES } from "./fixtures/utf8_sequences.ts";
+
+const LIMITS: Limits = Object.freeze({
+  ...DEFAULT_LIMITS,
+  wsMaxMessageBytes: 1 << 20,
+  wsMaxFrameBytes: 1 << 20,
+  wsMaxQueuedBytes: 1 << 20,
+});
+
+/** A session with its events and a reader for its output. */
+class Harness {
+  readonly session: WsSession;
+  readonly events: WsEvent[] = [];
+  readonly #reader = new ServerFrameReader();
+  outputCalls = 0;
+
+  constructor(limits: Partial<Limits> = {}, opts: WsSessionOptions = {}) {
+    this.session = new WsSession({ ...LIMITS, ...limits }, opts);
+    this.session.onEvent = (e) => this.events.push(e);
+    this.session.onOutput = () => this.outputCalls++;
+  }
+
+  /** Feeds bytes (each piece a fresh copy: the session unmasks in place). */
+  feed(...pieces: Uint8Array[]): this {
+    for (const p of pieces) this.session.receive(p.slice());
+    return this;
+  }
+
+  /** Every frame written so far, reading and acknowledging all output. */
+  frames(): ServerFrame[] {
+    for (let out; (out = this.session.takeOutput()) !== null;) {
+      this.#reader.push(out);
+      this.session.written(out.length);
+    }
+    return this.#reader.frames;
+  }
+
+  /** [type, data] of each event, text and binary sizes for big ones. */
+  summary(): string[] {
+    return this.events.map(describe);
+  }
+
+  /** The code of the last close frame we sent, or undefined. */
+  sentClose(): number | undefined {
+    const close = this.frames().findLast((f) => f.opcode === OPCODE.Close);
+    return close === undefined ? undefined : readClose(close.payload)[0];
+  }
+}
+
+function describe(e: WsEvent): string {
+  switch (e.type) {
+    case "text":
+      return e.data.length > 40 ? `text(${e.data.length})` : `text:${e.data}`;
+    case "binary":
+      return `binary(${e.data.length})`;
+    case "ping":
+    case "pong":
+      return `${e.type}:${decoder.decode(e.data)}`;
+    case "close":
+      return `close:${e.code}${e.wasClean ? "" : "!"}`;
+  }
+}
+
+const text = (s: string, o?: ClientFrameOptions) =>
+  clientFrame(OPCODE.Text, s, o);
+const binary = (b: Uint8Array, o?: ClientFrameOptions) =>
+  clientFrame(OPCODE.Binary, b, o);
+const cont = (s: string | Uint8Array, o?: ClientFrameOptions) =>
+  clientFrame(OPCODE.Continuation, s, o);
+const ping = (s = "", o?: ClientFrameOptions) => clientFrame(OPCODE.Ping, s, o);
+const pong = (s = "", o?: ClientFrameOptions) => clientFrame(OPCODE.Pong, s, o);
+const close = (code?: number, reason = "") =>
+  clientFrame(
+    OPCODE.Close,
+    code === undefined ? new Uint8Array(0) : closePayload(code, reason),
+  );
+
+/** Splits `bytes` into pieces of `size`. */
+function chop(bytes: Uint8Array, size: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < bytes.length; i += size) {
+    out.push(bytes.subarray(i, i + size));
+  }
+  return out;
+}
+
+/** Opcodes of the frames sent, pong and close with their payload. */
+function sent(h: Harness): string[] {
+  return h.frames().map((f) => {
+    if (f.opcode === OPCODE.Pong) return `pong:${decoder.decode(f.payload)}`;
+    if (f.opcode === OPCODE.Close) return `close:${readClose(f.payload)[0]}`;
+    if (f.opcode === OPCODE.Ping) return "ping";
+    return `op${f.opcode}`;
+  });
+}
+
+// ---- 1.x framing ----
+
+const FRAME_SIZES = [0, 125, 126, 127, 128, 65535, 65536];
+
+Deno.test("Autobahn 1.1/1.2: text and binary messages of each length encoding", () => {
+  for (const size of FRAME_SIZES) {
+    const h = new Harness();
+    const t = "*".repeat(size);
+    const b = new Uint8Array(size).fill(0xfe);
+    h.feed(text(t), binary(b));
+    assert.equal(h.events.length, 2);
+    assert.deepEqual(h.events[0], { type: "text", data: t }, `text ${size}`);
+    assert.deepEqual(
+      h.events[1],
+      { type: "binary", data: b },
+      `binary ${size}`,
+    );
+  }
+});
+
+Deno.test("Autobahn 1.1.8/1.2.8: a 64 KiB message in chops of 997 bytes", () => {
+  const h = new Harness();
+  const t = "*".repeat(65536);
+  h.feed(...chop(text(t), 997));
+  assert.deepEqual(h.events, [{ type: "text", data: t }]);
+  const b = new Uint8Array(65536).map((_, i) => i);
+  h.feed(...chop(binary(b), 997));
+  assert.deepEqual(h.events[1], { type: "binary", data: b });
+});
+
+Deno.test("binary messages are the app's to keep, not views of the read buffer", () => {
+  const h = new Harness();
+  const buf = binary(new Uint8Array([1, 2, 3]));
+  h.session.receive(buf);
+  const data = (h.events[0] as { data: Uint8Array }).data;
+  buf.fill(0);
+  assert.deepEqual(data, new Uint8Array([1, 2, 3]));
+});
+
+// ---- 2.x pings ----
+
+Deno.test("Autobahn 2.x: pings are answered with pongs carrying their payload", () => {
+  const h = new Harness();
+  h.feed(ping()); // 2.1
+  h.feed(ping("Hello, world!")); // 2.2
+  h.feed(clientFrame(OPCODE.Ping, new Uint8Array([0, 0xff, 0xfe, 0xfd]))); // 2.3
+  h.feed(ping("*".repeat(125))); // 2.4
+  h.feed(...chop(ping("*".repeat(125)), 1)); // 2.6: one byte at a time
+  h.feed(pong(), pong("unsolicited")); // 2.7, 2.8: no answer
+  h.feed(pong("x"), ping("y")); // 2.9
+  for (let i = 0; i < 10; i++) h.feed(ping(`p${i}`)); // 2.10
+  const frames = h.frames();
+  assert.ok(frames.every((f) => f.opcode === OPCODE.Pong));
+  assert.deepEqual(frames.map((f) => f.payload.length).slice(0, 5), [
+    0,
+    13,
+    4,
+    125,
+    125,
+  ]);
+  assert.deepEqual(frames[2].payload, new Uint8Array([0, 0xff, 0xfe, 0xfd]));
+  assert.equal(decoder.decode(frames[5].payload), "y");
+  assert.equal(frames.length, 16);
+  assert.equal(h.session.state, "open");
+  assert.deepEqual(h.summary().slice(5, 8), [
+    "pong:",
+    "pong:unsolicited",
+    "pong:x",
+  ]);
+});
+
+Deno.test("Autobahn 2.5: a ping of 126 bytes fails the connection with 1002", () => {
+  const h = new Harness().feed(ping("*".repeat(126)));
+  assert.deepEqual(sent(h), ["close:1002"]);
+  assert.equal(h.session.state, "closed");
+  assert.deepEqual(h.summary(), ["close:1002!"]);
+});
+
+// ---- 3.x reserved bits, 4.x opcodes ----
+
+/** [case, frame that breaks the protocol]. Each is sent after a good text and before a ping. */
+const PROTOCOL_ERRORS: [string, Uint8Array][] = [
+  ["3.1 RSV1 on text", text("x", { rsv1: true })],
+  ["3.2 RSV2 on text", text("x", { rsv2: true })],
+  ["3.3 RSV1+RSV2", text("x", { rsv1: true, rsv2: true })],
+  ["3.4 RSV3", text("x", { rsv3: true })],
+  [
+    "3.5 RSV1+RSV3 on binary",
+    binary(new Uint8Array(1), { rsv1: true, rsv3: true }),
+  ],
+  ["3.6 RSV2+RSV3 on ping", ping("x", { rsv2: true, rsv3: true })],
+  [
+    "3.7 all RSV on close",
+    clientFrame(OPCODE.Close, closePayload(1000), {
+      rsv1: true,
+      rsv2: true,
+      rsv3: true,
+    }),
+  ],
+  ["4.1.1 opcode 3", clientFrame(3)],
+  ["4.1.2 opcode 4 with payload", clientFrame(4, "reserved")],
+  ["4.1.3 opcode 5", clientFrame(5, "x")],
+  ["4.1.4 opcode 6", clientFrame(6, "x")],
+  ["4.1.5 opcode 7", clientFrame(7, "x")],
+  ["4.2.1 opcode 11", clientFrame(0xb)],
+  ["4.2.2 opcode 12", clientFrame(0xc, "x")],
+  ["4.2.3 opcode 13", clientFrame(0xd, "x")],
+  ["4.2.4 opcode 14", clientFrame(0xe, "x")],
+  ["4.2.5 opcode 15", clientFrame(0xf, "x")],
+  ["5.1 fragmented ping", concat([ping("a", { fin: false }), cont("b")])],
+  ["5.2 fragmented pong", concat([pong("a", { fin: false }), cont("b")])],
+  ["5.9 continuation first", concat([cont("a", { fin: false }), text("b")])],
+  ["5.12 continuation with fin first", concat([cont("a"), text("b")])],
+  [
+    "5.18 text while a text is open",
+    concat([text("a", { fin: false }), text("b")]),
+  ],
+  [
+    "abuse: length 2^63",
+    binary(new Uint8Array(0), { length: 2n ** 63n, width: 64 }),
+  ],
+  ["abuse: unmasked frame", text("x", { mask: false })],
+  ["abuse: ping of 126 bytes", ping("p".repeat(126))],
+  [
+    "abuse: fragmented close",
+    clientFrame(OPCODE.Close, closePayload(1000), { fin: false }),
+  ],
+];
+
+for (const [name, bad] of PROTOCOL_ERRORS) {
+  Deno.test(`Autobahn ${name}: the good message before it arrives, then close 1002 and no pong`, () => {
+    const whole = new Harness().feed(
+      concat([text("Hello"), bad, ping("after")]),
+    );
+    const split = new Harness().feed(text("Hello"), bad, ping("after"));
+    for (const h of [whole, split]) {
+      assert.deepEqual(h.summary(), ["text:Hello", "close:1002!"]);
+      assert.deepEqual(sent(h), ["close:1002"]);
+      assert.equal(h.session.state, "closed");
+    }
+  });
+}
+
+// ---- 5.x fragmentation ----
+
+Deno.test("Autobahn 5.3-5.8: fragmented text with pings in between, whole or chopped", () => {
+  const frags = [
+    text("frag1 ", { fin: false }),
+    ping("a"),
+    cont("frag2 ", { fin: false }),
+    pong("b"),
+    cont("frag3"),
+  ];
+  for (const size of [1, 3, 1000]) {
+    const h = new Harness().feed(...chop(concat(frags), size));
+    assert.deepEqual(h.summary(), [
+      "ping:a",
+      "pong:b",
+      "text:frag1 frag2 frag3",
+    ], `chops of ${size}`);
+    assert.deepEqual(sent(h), ["pong:a"]);
+  }
+});
+
+Deno.test("Autobahn 5.19: the pong for a ping between fragments goes out before the message ends", () => {
+  const h = new Harness().feed(
+    text("a", { fin: false }),
+    cont("b", { fin: false }),
+    ping("mid"),
+  );
+  assert.deepEqual(sent(h), ["pong:mid"]);
+  assert.deepEqual(h.summary(), ["ping:mid"]);
+  h.feed(cont("c", { fin: false }), cont("d"));
+  assert.deepEqual(h.summary(), ["ping:mid", "text:abcd"]);
+});
+
+Deno.test("Autobahn 5.15-5.17: a continuation after a whole message fails with 1002", () => {
+  const h = new Harness().feed(
+    text("a", { fin: false }),
+    cont("b"),
+    cont("c", { fin: false }),
+  );
+  assert.deepEqual(h.summary(), ["text:ab", "close:1002!"]);
+});
+
+Deno.test("empty fragments and empty messages are delivered (Autobahn 6.1)", () => {
+  const h = new Harness().feed(
+    text(""),
+    text("", { fin: false }),
+    cont("", { fin: false }),
+    cont(""),
+    text("", { fin: false }),
+    cont("middle", { fin: false }),
+    cont(""),
+    binary(new Uint8Array(0)),
+  );
+  assert.deepEqual(h.summary(), ["text:", "text:", "text:middle", "binary(0)"]);
+});
+
+// ---- 6.x UTF-8 ----
+
+Deno.test("Autobahn 6.x: each sequence as one text message, valid echoed and invalid failed with 1007", () => {
+  for (const [category, h16, valid] of SEQUENCES) {
+    const bytes = hex(h16);
+    const h = new Harness().feed(clientFrame(OPCODE.Text, bytes));
+    if (valid) {
+      assert.deepEqual(h.events, [{
+        type: "text",
+        data: decoder.decode(bytes),
+      }], `${category} ${h16}`);
+    } else {
+      assert.deepEqual(h.summary(), ["close:1007!"], `${category} ${h16}`);
+      assert.equal(h.sentClose(), 1007);
+    }
+  }
+});
+
+Deno.test("Autobahn 6.2/6.3: the same sequences fragmented at every byte, one frame per byte", () => {
+  for (const [category, h16, valid] of SEQUENCES) {
+    const bytes = hex(h16);
+    if (bytes.length < 2) continue;
+    const frames = [];
+    for (let i = 0; i < bytes.length; i++) {
+      const op = i === 0 ? OPCODE.Text : OPCODE.Continuation;
+      frames.push(
+        clientFrame(op, bytes.subarray(i, i + 1), {
+          fin: i === bytes.length - 1,
+        }),
+      );
+    }
+    const h = new Harness().feed(...frames);
+    assert.deepEqual(
+      h.summary(),
+      valid
+        ? [describe({ type: "text", data: decoder.decode(bytes) })]
+        : ["close:1007!"],
+      `${category} ${h16}`,
+    );
+  }
+});
+
+Deno.test("Autobahn 6.4.1/6.4.2: bad UTF-8 in the second fragment fails before the third arrives", () => {
+  // κόσμε, then F4 90 80 80 (past U+10FFFF), then "edited".
+  const h = new Harness().feed(
+    text("κόσμε", { fin: false }),
+    cont(hex("f4908080"), { fin: false }),
+  );
+  assert.deepEqual(h.summary(), ["close:1007!"]);
+  assert.equal(h.sentClose(), 1007);
+  h.feed(cont("edited"));
+  assert.equal(h.events.length, 1, "nothing after the failure");
+});
+
+Deno.test("Autobahn 6.4.3/6.4.4: bad UTF-8 fails as soon as its chop arrives, mid-frame", () => {
+  const payload = concat([
+    encoder.encode("κόσμε"),
+    hex("f4908080"),
+    encoder.encode("edited"),
+  ]);
+  const frame = clientFrame(OPCODE.Text, payload);
+  const badAt = frame.length - payload.length + encoder.encode("κόσμε").length +
+    1;
+  const h = new Harness();
+  h.feed(frame.subarray(0, badAt));
+  assert.deepEqual(
+    h.summary(),
+    [],
+    "nothing wrong yet: F4 may start a valid sequence",
+  );
+  h.feed(frame.subarray(badAt, badAt + 1));
+  assert.deepEqual(
+    h.summary(),
+    ["close:1007!"],
+    "0x90 after 0xF4 fails at once",
+  );
+});
+
+Deno.test("a text message ending inside a sequence fails with 1007 at its last frame", () => {
+  const h = new Harness().feed(text("ab", { fin: false }), cont(hex("e282")));
+  assert.deepEqual(h.summary(), ["close:1007!"]);
+});
+
+Deno.test("a byte-order mark in a text message is kept", () => {
+  const h = new Harness().feed(clientFrame(OPCODE.Text, hex("efbbbf68")));
+  assert.deepEqual(h.events, [{ type: "text", data: "\ufeffh" }]);
+});
+
+// ---- 7.x close handling ----
+
+Deno.test("Autobahn 7.1.1: a message then a close: echo, then a clean close echoing the code", () => {
+  const h = new Harness().feed(text("Hello"), close(1000));
+  assert.deepEqual(h.summary(), ["text:Hello", "close:1000"]);
+  assert.deepEqual(sent(h), ["close:1000"]);
+  assert.equal(h.session.state, "closed");
+});
+
+Deno.test("Autobahn 7.1.2-7.1.5: nothing after the peer's close is read", () => {
+  const h = new Harness().feed(
+    text("frag", { fin: false }),
+    close(1000),
+    close(1000), // 7.1.2
+    ping("late"), // 7.1.3
+    text("late"), // 7.1.4
+    cont("rest"), // 7.1.5
+  );
+  assert.deepEqual(h.summary(), ["close:1000"]);
+  assert.deepEqual(sent(h), ["close:1000"]);
+});
+
+Deno.test("Autobahn 7.1.6: a big message, a text, a close and a ping in one read", () => {
+  const big = "BAsd7&jh23".repeat(26215);
+  const h = new Harness().feed(
+    concat([text(big), text("Hello World!"), close(1000), ping()]),
+  );
+  assert.deepEqual(h.summary(), [
+    `text(${big.length})`,
+    "text:Hello World!",
+    "close:1000",
+  ]);
+  assert.deepEqual(sent(h), ["close:1000"]);
+});
+
+/** [case, close frame, events, close code we send]. */
+const CLOSES: [string, Uint8Array, string, number | undefined][] = [
+  ["7.3.1 empty close", close(), "close:1005", 1000],
+  [
+    "7.3.2 close of 1 byte",
+    clientFrame(OPCODE.Close, new Uint8Array([0x03])),
+    "close:1002!",
+    1002,
+  ],
+  ["7.3.3 code only", close(1000), "close:1000", 1000],
+  ["7.3.4 code and reason", close(1000, "Hello World!"), "close:1000", 1000],
+  [
+    "7.3.5 reason of 123 bytes",
+    close(1000, "*".repeat(123)),
+    "close:1000",
+    1000,
+  ],
+  [
+    "7.3.6 payload of 126 bytes",
+    clientFrame(OPCODE.Close, closePayload(1000, "*".repeat(124))),
+    "close:1002!",
+    1002,
+  ],
+  [
+    "7.5.1 reason not UTF-8",
+    clientFrame(
+      OPCODE.Close,
+      concat([
+        closePayload(1000),
+        hex("cebae1bdb9cf83cebcceb5eda080656469746564"),
+      ]),
+    ),
+    "close:1007!",
+    1007,
+  ],
+  ...VALID_CLOSE_CODES.map((
+    code,
+  ): [string, Uint8Array, string, number] => [
+    `7.7 valid code ${code}`,
+    close(code),
+    `close:${code}`,
+    code,
+  ]),
+  ...INVALID_CLOSE_CODES.map((
+    code,
+  ): [string, Uint8Array, string, number] => [
+    `7.9/7.13 invalid code ${code}`,
+    close(code),
+    "close:1002!",
+    1002,
+  ]),
+];
+
+for (const [name, frame, event, reply] of CLOSES) {
+  Deno.test(`Autobahn ${name}: ${event}, we send ${reply}`, () => {
+    const h = new Harness().feed(frame);
+    assert.deepEqual(h.summary(), [event]);
+    assert.equal(h.sentClose(), reply);
+    assert.equal(h.session.state, "closed");
+  });
+}
+
+Deno.test("a close frame's reason reaches the app", () => {
+  const h = new Harness().feed(close(4001, "bye κόσμε"));
+  assert.deepEqual(h.events, [{
+    type: "close",
+    code: 4001,
+    reason: "bye κόσμε",
+    wasClean: true,
+  }]);
+});
+
+Deno.test("close() starts the handshake: closing until the peer's close, then closed and clean", () => {
+  const h = new Harness();
+  h.session.close(4000, "done");
+  assert.equal(h.session.state, "closing");
+  assert.deepEqual(sent(h), ["close:4000"]);
+  assert.equal(h.session.send("late"), false, "nothing is sent after a close");
+  h.feed(text("in flight"), ping("no answer"));
+  assert.deepEqual(sent(h), ["close:4000"], "no pong once closing");
+  h.feed(close(4000));
+  assert.equal(h.session.state, "closed");
+  assert.deepEqual(h.summary(), [
+    "text:in flight",
+    "ping:no answer",
+    "close:4000",
+  ]);
+  assert.deepEqual(sent(h), ["close:4000"], "our close is not sent twice");
+  h.session.close(); // no-op once closed
+  assert.throws(() => new Harness().session.close(1005), RangeError);
+  assert.throws(
+    () => new Harness().session.close(1000, "r".repeat(124)),
+    RangeError,
+  );
+});
+
+Deno.test("abort() reports 1006 once: the engine's close timeout, a lost connection", () => {
+  const h = new Harness();
+  h.session.close();
+  h.session.abort("Close timeout");
+  h.session.abort("again");
+  assert.deepEqual(h.events, [{
+    type: "close",
+    code: 1006,
+    reason: "Close timeout",
+    wasClean: false,
+  }]);
+  const clean = new Harness().feed(close(1000));
+  // The peer sent its close and its end of stream in one go: our reply
+  // is still written, and no second close event comes.
+  clean.session.abort();
+  assert.deepEqual(clean.summary(), ["close:1000"]);
+  assert.equal(clean.sentClose(), 1000);
+});
+
+// ---- 9.x limits ----
+
+Deno.test("Autobahn 9.1/9.2: messages up to the limit in frames of every size, chopped reads", () => {
+  const size = 4 << 20;
+  const limits = { wsMaxMessageBytes: size, wsMaxFrameBytes: size };
+  const t = "x".repeat(size);
+  const b = new Uint8Array(size).map((_, i) => i * 13);
+  for (const frameSize of [64, 4096, 65536, size]) {
+    const frames = [];
+    for (let off = 0; off < size; off += frameSize) {
+      const op = off === 0 ? OPCODE.Binary : OPCODE.Continuation;
+      frames.push(
+        clientFrame(op, b.subarray(off, off + frameSize), {
+          fin: off + frameSize >= size,
+        }),
+      );
+    }
+    const h = new Harness(limits).feed(...chop(concat(frames), 65536));
+    assert.deepEqual(
+      h.events,
+      [{ type: "binary", data: b }],
+      `frames of ${frameSize}`,
+    );
+  }
+  const h = new Harness(limits).feed(...chop(text(t), 1 << 20));
+  assert.equal((h.events[0] as { data: string }).data, t);
+});
+
+Deno.test("a message over wsMaxMessageBytes fails with 1009 at the frame that crosses it", () => {
+  const h = new Harness({ wsMaxMessageBytes: 1000 });
+  h.feed(binary(new Uint8Array(1000)));
+  assert.deepEqual(h.summary(), ["binary(1000)"]);
+  h.feed(binary(new Uint8Array(600), { fin: false }));
+  // Only the header of the crossing frame: refused before its payload comes.
+  h.feed(clientFrame(OPCODE.Continuation, new Uint8Array(0), { length: 401 }));
+  assert.deepEqual(h.summary(), ["binary(1000)", "close:1009!"]);
+  assert.equal(h.sentClose(), 1009);
+});
+
+Deno.test("a frame over wsMaxFrameBytes fails with 1009 from its header", () => {
+  const h = new Harness({ wsMaxFrameBytes: 100 });
+  h.feed(
+    clientFrame(OPCODE.Text, new Uint8Array(0), {
+      length: 2n ** 40n,
+      width: 64,
+    }),
+  );
+  assert.deepEqual(h.summary(), ["close:1009!"]);
+});
+
+// ---- 12.x / 13.x compression ----
+
+const DEFLATE: DeflateParams = {
+  serverNoContextTakeover: false,
+  clientNoContextTakeover: false,
+  serverMaxWindowBits: 15,
+  clientMaxWindowBits: 15,
+};
+
+/** Client-side compression of one message, as a browser would. */
+class ClientDeflate {
+  readonly #deflater: MessageDeflater;
+  constructor(params: DeflateParams) {
+    this.#deflater = new MessageDeflater(
+      params.clientMaxWindowBits,
+      params.clientNoContextTakeover,
+      6,
+    );
+  }
+  /** A compressed message in frames of `fragment` compressed bytes (0: one frame). */
+  frames(
+    opcode: number,
+    data: Uint8Array | string,
+    fragment = 0,
+  ): Uint8Array[] {
+    const raw = typeof data === "string" ? encoder.encode(data) : data;
+    const c = this.#deflater.compress(raw);
+    const size = fragment || c.length || 1;
+    const out: Uint8Array[] = [];
+    for (let off = 0; off === 0 || off < c.length; off += size) {
+      out.push(
+        clientFrame(
+          off === 0 ? opcode : OPCODE.Continuation,
+          c.subarray(off, off + size),
+          {
+            fin: off + size >= c.length,
+            rsv1: off === 0,
+          },
+        ),
+      );
+    }
+    return out;
+  }
+  close(): void {
+    this.#deflater.close();
+  }
+}
+
+/** Reads the server's messages back, inflating those with RSV1. */
+function serverMessages(
+  frames: ServerFrame[],
+  params: DeflateParams,
+): (string | Uint8Array)[] {
+  const inflater = new MessageInflater(
+    params.serverMaxWindowBits,
+    params.serverNoContextTakeover,
+  );
+  const out: (string | Uint8Array)[] = [];
+  for (const f of frames) {
+    if (f.opcode !== OPCODE.Text && f.opcode !== OPCODE.Binary) continue;
+    let data = f.payload;
+    if (f.rsv1) {
+      const pieces: Uint8Array[] = [];
+      inflater.begin(1 << 30);
+      inflater.write(data, pieces);
+      inflater.end(pieces);
+      data = concat(pieces);
+    }
+    out.push(f.opcode === OPCODE.Text ? decoder.decode(data) : data);
+  }
+  inflater.close();
+  return out;
+}
+
+const JSON_DATA = JSON.stringify(
+  Array.from(
+    { length: 3000 },
+    (_, i) => ({ id: i, name: `item ${i}`, tags: ["a", "b"], ok: i % 2 === 0 }),
+  ),
+);
+
+/** Autobahn 13.x's parameter sets: (no context takeover, window bits), both ways. */
+const PARAM_SETS: [string, DeflateParams][] = [
+  ["13.1 defaults", DEFLATE],
+  ["13.2 no context takeover", {
+    ...DEFLATE,
+    serverNoContextTakeover: true,
+    clientNoContextTakeover: true,
+  }],
+  ["13.3 window 8", {
+    ...DEFLATE,
+    serverMaxWindowBits: 8,
+    clientMaxWindowBits: 8,
+  }],
+  ["13.4 window 15", DEFLATE],
+  ["13.5 window 8, no takeover", {
+    serverNoContextTakeover: true,
+    clientNoContextTakeover: true,
+    serverMaxWindowBits: 8,
+    clientMaxWindowBits: 8,
+  }],
+  ["13.6 window 15, no takeover", {
+    ...DEFLATE,
+    serverNoContextTakeover: true,
+    clientNoContextTakeover: true,
+  }],
+  ["mixed: client window 9, server no takeover", {
+    ...DEFLATE,
+    clientMaxWindowBits: 9,
+    serverNoContextTakeover: true,
+  }],
+];
+
+// Autobahn 12.x's sizes and fragment sizes, fewer messages each.
+const COMPRESSED_SIZES: [number, number][] = [
+  [16, 0],
+  [64, 0],
+  [1024, 0],
+  [16384, 0],
+  [131072, 0],
+  [8192, 256],
+  [131072, 1024],
+  [131072, 32768],
+];
+
+for (const [name, params] of PARAM_SETS) {
+  Deno.test(`Autobahn ${name}: compressed messages echo through the session, fragmented or not`, () => {
+    const h = new Harness({}, { deflate: params, deflateMinBytes: 64 });
+    h.session.onEvent = (e) => {
+      h.events.push(e);
+      if (e.type === "text" || e.type === "binary") h.session.send(e.data);
+    };
+    const client = new ClientDeflate(params);
+    const sentMessages: (string | Uint8Array)[] = [];
+    let at = 0;
+    for (const [size, fragment] of COMPRESSED_SIZES) {
+      for (let k = 0; k < 3; k++) {
+        const piece = JSON_DATA.slice(at % 50_000, at % 50_000 + size).padEnd(
+          size,
+          "#",
+        );
+        at += size;
+        const message = k === 1 ? encoder.encode(piece) : piece;
+        sentMessages.push(message);
+        h.feed(
+          ...client.frames(
+            typeof message === "string" ? OPCODE.Text : OPCODE.Binary,
+            message,
+            fragment,
+          ),
+        );
+      }
+    }
+    client.close();
+    assert.deepEqual(
+      h.events.map((e) => (e as { data: unknown }).data),
+      sentMessages,
+    );
+    const frames = h.frames();
+    assert.deepEqual(serverMessages(frames, params), sentMessages);
+    // Small messages go as they are; big ones compressed.
+    assert.equal(frames[0].rsv1, false, "16 bytes: not worth deflating");
+    assert.ok(frames.at(-1)!.rsv1, "128 KiB: deflated");
+    const wire = frames.reduce((n, f) => n + f.payload.length, 0);
+    const plain = sentMessages.reduce((n, m) => n + m.length, 0);
+    assert.ok(wire < plain / 2, `compressed ${wire} of ${plain} bytes`);
+    h.session.dispose();
+  });
+}
+
+Deno.test("a compressed frame without compression negotiated fails with 1002", () => {
+  const client = new ClientDeflate(DEFLATE);
+  const h = new Harness().feed(...client.frames(OPCODE.Text, "Hello"));
+  client.close();
+  assert.deepEqual(h.summary(), ["close:1002!"]);
+});
+
+Deno.test("abuse: a decompression bomb fails with 1009 before it is inflated whole", () => {
+  // 64 MiB of zeros deflate to ~64 KiB: well under the wire limit.
+  const bomb = zlib.deflateRawSync(new Uint8Array(64 << 20), {
+    finishFlush: zlib.constants.Z_SYNC_FLUSH,
+  });
+  const payload = new Uint8Array(bomb.subarray(0, bomb.length - 4));
+  assert.ok(payload.length < LIMITS.wsMaxMessageBytes);
+  const h = new Harness({}, { deflate: DEFLATE });
+  h.feed(clientFrame(OPCODE.Binary, payload, { rsv1: true }));
+  assert.deepEqual(h.summary(), ["close:1009!"]);
+  assert.equal(h.sentClose(), 1009);
+  h.session.dispose();
+});
+
+Deno.test("compressed text that inflates to bad UTF-8 fails with 1007", () => {
+  const c = new MessageDeflater(15, true, 6).compress(
+    hex("cebae1bdb9cf83cebcceb5eda080"),
+  );
+  const h = new Harness({}, { deflate: DEFLATE }).feed(
+    clientFrame(OPCODE.Text, c, { rsv1: true }),
+  );
+  assert.deepEqual(h.summary(), ["close:1007!"]);
+  h.session.dispose();
+});
+
+Deno.test("compressed data that is not deflate fails with 1007", () => {
+  const h = new Harness({}, { deflate: DEFLATE }).feed(
+    clientFrame(OPCODE.Binary, new Uint8Array([0xff, 0xff, 0xff]), {
+      rsv1: true,
+    }),
+  );
+  assert.deepEqual(h.summary(), ["close:1007!"]);
+  h.session.dispose();
+});
+
+// ---- a whole conversation split at every byte ----
+
+Deno.test("a conversation gives the same events and output whether read whole or split at any byte", () => {
+  const client = new ClientDeflate(DEFLATE);
+  const stream = concat([
+    text("Hel", { fin: false }),
+    ping("p"),
+    cont("lo"),
+    binary(new Uint8Array([1, 2, 3])),
+    ...client.frames(OPCODE.Text, "compressed ".repeat(20), 7),
+    clientFrame(OPCODE.Text, new Uint8Array(200).fill(0x61), { width: 64 }),
+    close(1000, "bye"),
+  ]);
+  client.close();
+  const run = (pieces: Uint8Array[]) => {
+    const h = new Harness({}, { deflate: DEFLATE });
+    h.feed(...pieces);
+    const result = { events: h.summary(), sent: sent(h) };
+    h.session.dispose();
+    return result;
+  };
+  const whole = run([stream]);
+  assert.deepEqual(whole.events, [
+    "ping:p",
+    "text:Hello",
+    "binary(3)",
+    `text(${"compressed ".length * 20})`,
+    "text(200)",
+    "close:1000",
+  ]);
+  assert.deepEqual(whole.sent, ["pong:p", "close:1000"]);
+  for (let cut = 1; cut < stream.length; cut++) {
+    assert.deepEqual(
+      run([stream.subarray(0, cut), stream.subarray(cut)]),
+      whole,
+      `cut at ${cut}`,
+    );
+  }
+  assert.deepEqual(run(chop(stream, 1)), whole, "byte by byte");
+});
+
+// ---- sending, output and backpressure ----
+
+Deno.test("send() frames text and binary; small frames leave in one write", () => {
+  const h = new Harness();
+  assert.equal(h.session.send("Hello"), true);
+  assert.equal(h.session.send(new Uint8Array([1, 2])), true);
+  assert.equal(h.outputCalls, 1, "onOutput once, when output appeared");
+  const out = h.session.takeOutput()!;
+  assert.equal(h.session.takeOutput(), null, "both frames came in one buffer");
+  assert.equal(
+    h.session.bufferedAmount,
+    out.length,
+    "taken but not yet written",
+  );
+  h.session.written(out.length);
+  assert.equal(h.session.bufferedAmount, 0);
+  const frames = new ServerFrameReader().push(out);
+  assert.deepEqual(frames.map((f) => f.opcode), [OPCODE.Text, OPCODE.Binary]);
+  assert.equal(decoder.decode(frames[0].payload), "Hello");
+});
+
+Deno.test("send() copies the app's bytes", () => {
+  const h = new Harness();
+  const data = new Uint8Array([7, 7, 7]);
+  h.session.send(data);
+  data.fill(0);
+  assert.deepEqual(h.frames()[0].payload, new Uint8Array([7, 7, 7]));
+});
+
+Deno.test("takeOutput() returns big frames one at a time", () => {
+  const h = new Harness();
+  h.session.send(new Uint8Array(100_000));
+  h.session.send(new Uint8Array(100_000));
+  const first = h.session.takeOutput()!;
+  assert.equal(first.length, 100_000 + 10);
+  assert.equal(h.session.takeOutput()!.length, 100_000 + 10);
+});
+
+Deno.test("a send that finds more than wsMaxQueuedBytes waiting drops the connection (1006)", () => {
+  const h = new Harness({ wsMaxQueuedBytes: 10_000 });
+  for (let i = 0; i < 9; i++) {
+    assert.equal(h.session.send(new Uint8Array(1000)), true);
+  }
+  // The engine took it all but the peer reads nothing: no written() comes.
+  while (h.session.takeOutput() !== null);
+  assert.equal(
+    h.session.send(new Uint8Array(1000)),
+    true,
+    "9,036 bytes waiting: one more goes",
+  );
+  assert.equal(h.session.send(new Uint8Array(1000)), false);
+  assert.equal(h.session.state, "closed");
+  assert.deepEqual(h.summary(), ["close:1006!"]);
+  assert.equal(
+    h.session.takeOutput(),
+    null,
+    "nothing more is queued for a peer that does not read",
+  );
+});
+
+Deno.test("bufferedAmount falls as writes complete, so a paced sender never trips the limit", () => {
+  const h = new Harness({ wsMaxQueuedBytes: 10_000 });
+  for (let i = 0; i < 100; i++) {
+    assert.equal(h.session.send(new Uint8Array(1000)), true);
+    const out = h.session.takeOutput()!;
+    h.session.written(out.length);
+  }
+  assert.equal(h.session.state, "open");
+});
+
+// ---- idle ----
+
+Deno.test("checkIdle(): a ping after one quiet period, close 1001 after a second", () => {
+  const h = new Harness();
+  h.feed(text("hi"));
+  assert.equal(
+    h.session.checkIdle(),
+    "none",
+    "heard something since the last check",
+  );
+  assert.equal(h.session.checkIdle(), "ping");
+  assert.deepEqual(sent(h), ["ping"]);
+  h.feed(pong());
+  assert.equal(h.session.checkIdle(), "none", "the pong counts");
+  assert.equal(h.session.checkIdle(), "ping");
+  assert.equal(h.session.checkIdle(), "close");
+  assert.equal(h.session.state, "closing");
+  assert.deepEqual(sent(h), ["ping", "ping", "close:1001"]);
+});
+
+// ---- the app ----
+
+Deno.test("a handler that throws fails the connection with 1011 and the error reaches the engine", () => {
+  const h = new Harness();
+  const seen: string[] = [];
+  h.session.onEvent = (e) => {
+    seen.push(describe(e));
+    if (e.type === "text") throw new Error("app bug");
+  };
+  assert.throws(
+    () => h.session.receive(concat([text("boom"), text("never")])),
+    /app bug/,
+  );
+  assert.deepEqual(seen, ["text:boom", "close:1011!"]);
+  assert.equal(h.sentClose(), 1011);
+});
+
+Deno.test("a handler may send and close from inside an event", () => {
+  const h = new Harness();
+  h.session.onEvent = (e) => {
+    h.events.push(e);
+    if (e.type === "text") {
+      h.session.send(`echo ${e.data}`);
+      if (e.data === "bye") h.session.close(1000, "as asked");
+    }
+  };
+  h.feed(concat([text("one"), text("bye")]));
+  assert.deepEqual(sent(h), ["op1", "op1", "close:1000"]);
+  assert.equal(h.session.state, "closing");
+  h.feed(close(1000));
+  assert.deepEqual(h.summary(), ["text:one", "text:bye", "close:1000"]);
+});

@@ -1,0 +1,155 @@
+/**
+ * The web-API-shaped WebSocket over a session, with byte arrays alone:
+ * the open event, messages by binaryType, send() of every data type in
+ * order (Blobs included), close() as the web API checks it, and how a
+ * failed connection ends (error, then close).
+ */
+import assert from "node:assert/strict";
+import { DEFAULT_LIMITS } from "../lib/config.ts";
+import { OPCODE } from "../lib/http/ws/frame.ts";
+import { WsSession } from "../lib/http/ws/session.ts";
+import { ServerWebSocket } from "../lib/http/ws/socket.ts";
+import {
+  clientFrame,
+  closePayload,
+  decoder,
+  readClose,
+  readServerFrames,
+} from "./fixtures/ws_frames.ts";
+
+function make(): { ws: ServerWebSocket; session: WsSession; log: string[] } {
+  const session = new WsSession(DEFAULT_LIMITS);
+  const ws = new ServerWebSocket(session, {
+    url: "ws://localhost/chat",
+    protocol: "chat",
+    extensions: "",
+  });
+  const log: string[] = [];
+  ws.onopen = () => log.push("open");
+  ws.onmessage = (e) =>
+    log.push(
+      `message:${
+        typeof e.data === "string" ? e.data : e.data.constructor.name
+      }`,
+    );
+  ws.onerror = () => log.push("error");
+  ws.onclose = (e) => log.push(`close:${e.code}:${e.reason}:${e.wasClean}`);
+  return { ws, session, log };
+}
+
+/** Everything the session has queued, as frames. */
+function drain(session: WsSession) {
+  const frames = [];
+  for (let out; (out = session.takeOutput()) !== null;) {
+    frames.push(...readServerFrames(out));
+    session.written(out.length);
+  }
+  return frames;
+}
+
+Deno.test("ServerWebSocket opens when the engine says so, not before", () => {
+  const { ws, log } = make();
+  assert.equal(ws.readyState, ServerWebSocket.CONNECTING);
+  assert.throws(() => ws.send("early"), { name: "InvalidStateError" });
+  ws.opened();
+  ws.opened();
+  assert.equal(ws.readyState, ws.OPEN);
+  assert.deepEqual(log, ["open"]);
+  assert.equal(ws.protocol, "chat");
+  assert.equal(ws.url, "ws://localhost/chat");
+});
+
+Deno.test("ServerWebSocket delivers text as strings and binary as Blob or ArrayBuffer", async () => {
+  const { ws, session, log } = make();
+  ws.opened();
+  const seen: unknown[] = [];
+  ws.addEventListener("message", (e) => seen.push((e as MessageEvent).data));
+  session.receive(clientFrame(OPCODE.Text, "hi"));
+  session.receive(clientFrame(OPCODE.Binary, new Uint8Array([1, 2])));
+  ws.binaryType = "arraybuffer";
+  session.receive(clientFrame(OPCODE.Binary, new Uint8Array([3, 4])));
+  assert.deepEqual(log, [
+    "open",
+    "message:hi",
+    "message:Blob",
+    "message:ArrayBuffer",
+  ]);
+  assert.equal(seen[0], "hi", "listeners get the same events");
+  assert.deepEqual(
+    new Uint8Array(await (seen[1] as Blob).arrayBuffer()),
+    new Uint8Array([1, 2]),
+  );
+  assert.deepEqual(
+    new Uint8Array(seen[2] as ArrayBuffer),
+    new Uint8Array([3, 4]),
+  );
+});
+
+Deno.test("ServerWebSocket.send() takes strings, buffers, views and Blobs, in order", async () => {
+  const { ws, session } = make();
+  ws.opened();
+  const bytes = new Uint8Array([9, 8, 7, 6]);
+  ws.send("text");
+  ws.send(bytes.buffer);
+  ws.send(bytes.subarray(1, 3));
+  ws.send(new Blob([new Uint8Array([5])]));
+  ws.send("after the blob");
+  assert.equal(ws.bufferedAmount > 0, true);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  const frames = drain(session);
+  assert.deepEqual(frames.map((f) => f.opcode), [1, 2, 2, 2, 1]);
+  assert.equal(decoder.decode(frames[0].payload), "text");
+  assert.deepEqual(frames[1].payload, bytes);
+  assert.deepEqual(frames[2].payload, new Uint8Array([8, 7]));
+  assert.deepEqual(frames[3].payload, new Uint8Array([5]));
+  assert.equal(decoder.decode(frames[4].payload), "after the blob");
+  assert.equal(ws.bufferedAmount, 0);
+});
+
+Deno.test("ServerWebSocket.close() checks code and reason as the web API does", () => {
+  const { ws, session, log } = make();
+  ws.opened();
+  assert.throws(() => ws.close(1001), { name: "InvalidAccessError" });
+  assert.throws(() => ws.close(2999), { name: "InvalidAccessError" });
+  assert.throws(() => ws.close(1000, "r".repeat(124)), { name: "SyntaxError" });
+  ws.close(4000, "done");
+  assert.equal(ws.readyState, ws.CLOSING);
+  ws.close(4001); // no-op once closing
+  ws.send("dropped");
+  const frames = drain(session);
+  assert.deepEqual(frames.map((f) => f.opcode), [OPCODE.Close]);
+  assert.deepEqual(readClose(frames[0].payload), [4000, "done"]);
+  session.receive(clientFrame(OPCODE.Close, closePayload(4000, "ok")));
+  assert.equal(ws.readyState, ws.CLOSED);
+  assert.deepEqual(log, ["open", "close:4000:ok:true"]);
+});
+
+Deno.test("ServerWebSocket reports a failed connection as error, then close", () => {
+  const { ws, session, log } = make();
+  ws.opened();
+  session.receive(clientFrame(OPCODE.Text, "x", { mask: false }));
+  assert.deepEqual(log, [
+    "open",
+    "error",
+    "close:1002:Client frame is not masked:false",
+  ]);
+  assert.equal(ws.readyState, ws.CLOSED);
+});
+
+Deno.test("an onmessage handler that throws fails the connection with 1011", () => {
+  const { ws, session, log } = make();
+  ws.opened();
+  ws.onmessage = () => {
+    throw new Error("handler bug");
+  };
+  assert.throws(
+    () => session.receive(clientFrame(OPCODE.Text, "x")),
+    /handler bug/,
+  );
+  assert.deepEqual(log, [
+    "open",
+    "error",
+    "close:1011:Internal error in the app:false",
+  ]);
+  assert.deepEqual(readClose(drain(session)[0].payload)[0], 1011);
+});
