@@ -428,7 +428,8 @@ export class Router {
     if (refused) throw refused;
     if (match.kind === "route") {
       const { handler, contract, run } = match.route;
-      if (contract.maxBodyBytes !== undefined || contract.contentType) {
+      // The route's limit, or the router's for routes that set none.
+      if (req.maxBodyBytes !== undefined || contract.contentType) {
         checkContract(req, contract);
       }
       if (run === LAST) return handler(req);
