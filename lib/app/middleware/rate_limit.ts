@@ -7,15 +7,16 @@
  */
 import { HttpError, STATUS } from "../../http/errors.ts";
 import { clientKey } from "../client_addr.ts";
+import type { Reply } from "../../http/handler.ts";
 import type { AppRequest } from "../request.ts";
 import { errorWithHeaders, withHeaders } from "../response.ts";
+import { afterNext, type Middleware, type Next } from "../chain.ts";
 import {
   type RateDecision,
   type RateLimitPolicy,
   type RateLimitStore,
   slidingWindow,
 } from "../rate_limit_store.ts";
-import type { Middleware } from "../router.ts";
 
 export type { RateDecision, RateLimitPolicy, RateLimitStore };
 
@@ -124,13 +125,13 @@ export class RateLimiter implements RateLimitStore {
 /** The RateLimit header fields (IETF draft, widely used `RateLimit-*` form). */
 function rateHeaders(
   d: RateDecision,
-  windowMs: number,
+  policy: string,
 ): Record<string, string> {
   return {
     "ratelimit-limit": String(d.limit),
     "ratelimit-remaining": String(d.remaining),
     "ratelimit-reset": String(d.resetSeconds),
-    "ratelimit-policy": `${d.limit};w=${Math.ceil(windowMs / 1000)}`,
+    "ratelimit-policy": policy,
   };
 }
 
@@ -146,7 +147,8 @@ export interface RateLimitHooks {
  * Refuses a client over its budget with 429, `Retry-After` and the RateLimit
  * fields; allowed replies carry the RateLimit fields too. Clients are keyed
  * by `req.client` (trust-proxy aware), IPv6 by /64. Counts in this engine's
- * memory, or in `store` (shared by instances or workers).
+ * memory, or in a store (shared by instances or workers); a store across
+ * the network makes the check asynchronous, the in-memory one stays not.
  */
 export function rateLimit(
   options: RateLimitOptions | RateLimitStore,
@@ -157,11 +159,13 @@ export function rateLimit(
     : new RateLimiter(options);
   const onLimited = "hit" in options ? hooks.onLimited : options.onLimited;
   const exempt = new Set(hooks.exemptPaths);
-  return async (req, next) => {
-    if (exempt.size > 0 && exempt.has(req.path)) return await next();
-    let decision = limiter.hit(clientKey(req.client));
-    if (decision instanceof Promise) decision = await decision; // a store across the network
-    const headers = rateHeaders(decision, limiter.windowMs);
+  const policy = `${limiter.limit};w=${Math.ceil(limiter.windowMs / 1000)}`;
+  const decide = (
+    req: AppRequest,
+    next: Next,
+    decision: RateDecision,
+  ): Reply | Promise<Reply> => {
+    const headers = rateHeaders(decision, policy);
     if (!decision.allowed) {
       onLimited?.(req);
       throw new HttpError(
@@ -177,10 +181,20 @@ export function rateLimit(
         },
       );
     }
-    try {
-      return withHeaders(await next(), headers);
-    } catch (err) {
-      throw err instanceof HttpError ? errorWithHeaders(err, headers) : err;
-    }
+    return afterNext(
+      req,
+      next,
+      (_req, reply) => withHeaders(reply, headers),
+      (_req, err) => {
+        throw err instanceof HttpError ? errorWithHeaders(err, headers) : err;
+      },
+    );
+  };
+  return (req, next) => {
+    if (exempt.size > 0 && exempt.has(req.path)) return next();
+    const decision = limiter.hit(clientKey(req.client));
+    return decision instanceof Promise
+      ? decision.then((d) => decide(req, next, d))
+      : decide(req, next, decision);
   };
 }
