@@ -219,6 +219,10 @@ export interface ServerConfig {
   /** PEM certificate chain and key; both set means HTTPS. */
   readonly cert?: string;
   readonly key?: string;
+  /** HTTP/2 on TLS, chosen by ALPN (`--http2 on|off`); default on. */
+  readonly http2?: boolean;
+  /** HTTP/2 with prior knowledge on plain TCP (`--h2c`), beside HTTP/1.1; default off. */
+  readonly h2c?: boolean;
   /** Share the port with other processes or workers (Linux, `--unstable-net`). */
   readonly reusePort?: boolean;
   /** Log one access line per request. */

@@ -51,14 +51,16 @@ const scratch = new Uint8Array(CHUNK_BYTES);
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-function tooLarge(maxBytes: number): HttpError {
+/** 413 for a body past `maxBytes`; the connection closes after the reply. */
+export function tooLarge(maxBytes: number): HttpError {
   return new HttpError(STATUS.ContentTooLarge, "Request body over the limit", {
     expose: `Request body is larger than ${maxBytes} bytes`,
     close: true,
   });
 }
 
-function endedEarly(): HttpError {
+/** 400 for a body the client stopped sending part-way. */
+export function endedEarly(): HttpError {
   return new HttpError(
     STATUS.BadRequest,
     "Client closed the connection mid-body",
@@ -516,49 +518,19 @@ export class BodyReader implements RequestBody {
   }
 
   async text(maxBytes?: number): Promise<string> {
-    const bytes = await this.bytes(maxBytes);
-    try {
-      return decoder.decode(bytes);
-    } catch {
-      throw new HttpError(STATUS.BadRequest, "Body is not valid UTF-8", {
-        expose: "Request body is not valid UTF-8",
-      });
-    }
+    return bodyText(await this.bytes(maxBytes));
   }
 
   async json(maxBytes?: number): Promise<unknown> {
-    const text = await this.text(maxBytes);
-    try {
-      return JSON.parse(text);
-    } catch (err) {
-      throw new HttpError(STATUS.BadRequest, "Body is not valid JSON", {
-        expose: `Request body is not valid JSON: ${(err as Error).message}`,
-      });
-    }
+    return bodyJson(await this.text(maxBytes));
   }
 
-  async *chunks(maxBytes?: number): AsyncGenerator<Uint8Array> {
-    for (
-      let p = await this.next(maxBytes);
-      p !== null;
-      p = await this.next(maxBytes)
-    ) {
-      yield p;
-    }
+  chunks(maxBytes?: number): AsyncGenerator<Uint8Array> {
+    return piecesOf(() => this.next(maxBytes));
   }
 
   stream(maxBytes?: number): ReadableStream<Uint8Array> {
-    return new ReadableStream<Uint8Array>({
-      pull: async (controller) => {
-        try {
-          const piece = await this.next(maxBytes);
-          if (piece === null) controller.close();
-          else controller.enqueue(piece);
-        } catch (err) {
-          controller.error(err);
-        }
-      },
-    }, { highWaterMark: 0 });
+    return streamOf(() => this.next(maxBytes));
   }
 
   /** Reads and drops the rest of the body (to keep the connection). */
@@ -567,4 +539,50 @@ export class BodyReader implements RequestBody {
       // dropped
     }
   }
+}
+
+/** A whole body as UTF-8; invalid UTF-8: HttpError 400. */
+export function bodyText(bytes: Uint8Array): string {
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    throw new HttpError(STATUS.BadRequest, "Body is not valid UTF-8", {
+      expose: "Request body is not valid UTF-8",
+    });
+  }
+}
+
+/** A whole body's text parsed as JSON; malformed: HttpError 400. */
+export function bodyJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new HttpError(STATUS.BadRequest, "Body is not valid JSON", {
+      expose: `Request body is not valid JSON: ${(err as Error).message}`,
+    });
+  }
+}
+
+/** The pieces `next()` returns until it returns null. */
+export async function* piecesOf(
+  next: () => Promise<Uint8Array | null>,
+): AsyncGenerator<Uint8Array> {
+  for (let p = await next(); p !== null; p = await next()) yield p;
+}
+
+/** The pieces `next()` returns as a web stream, pulled one at a time. */
+export function streamOf(
+  next: () => Promise<Uint8Array | null>,
+): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    pull: async (controller) => {
+      try {
+        const piece = await next();
+        if (piece === null) controller.close();
+        else controller.enqueue(piece);
+      } catch (err) {
+        controller.error(err);
+      }
+    },
+  }, { highWaterMark: 0 });
 }

@@ -335,6 +335,11 @@ export class H2Session {
     return this.#out.len;
   }
 
+  /** Bytes the client lets us send on the connection, all streams together. */
+  get connectionSendWindow(): number {
+    return this.#connSendWindow;
+  }
+
   /**
    * Bytes `sendData()` could frame now for `streamId` by the flow-control
    * windows alone; 0 or less while the client keeps the window shut.
@@ -378,8 +383,8 @@ export class H2Session {
   }
 
   /**
-   * Sends a reply head: `:status`, `date`, `fields` and, unless -1,
-   * `content-length`. A 1xx status may come before the final one.
+   * Sends a reply head: `:status`, `date`, `fields` and, when 0 or more,
+   * `content-length` (`NO_LENGTH`: none, the handler's dropped too). A 1xx status may come before the final one.
    * Throws if the stream is closed or reset (the client went away) or a
    * field is invalid (nothing is sent then).
    */
