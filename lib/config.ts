@@ -429,6 +429,16 @@ export const FLAGS: Readonly<
   ],
   cert: ["FILE", "", "PEM certificate chain: serve HTTPS (with --key)"],
   key: ["FILE", "", "PEM private key for --cert"],
+  http2: [
+    "on|off",
+    "on",
+    "HTTP/2 over TLS, chosen by ALPN; off: HTTP/1.1 only",
+  ],
+  h2c: [
+    "",
+    "off",
+    "HTTP/2 with prior knowledge on plain HTTP, beside HTTP/1.1 (for proxies)",
+  ],
   workers: ["N", "1", "engine threads sharing the port (needs --unstable-net)"],
   dotfiles: ["allow|deny", "deny", "serve dotfiles and dot-folders"],
   "allow-ext": [
@@ -771,10 +781,19 @@ export function parseFlags(args: readonly string[]): CliOptions {
     fdReserve: count("fd-reserve", L.fdReserve, 0),
   });
 
+  const http2 = str("http2") ?? "on";
+  if (http2 !== "on" && http2 !== "off") {
+    throw new UsageError(`--http2: "${http2}" is not on or off`);
+  }
   const cert = str("cert");
   const key = str("key");
   if ((cert === undefined) !== (key === undefined)) {
     throw new UsageError("--cert and --key go together");
+  }
+  if (flag("h2c") && cert !== undefined) {
+    throw new UsageError(
+      "--h2c is HTTP/2 on plain HTTP; with --cert, HTTP/2 is chosen by ALPN (--http2)",
+    );
   }
 
   const dotfiles = str("dotfiles") ?? "deny";
@@ -862,6 +881,8 @@ export function parseFlags(args: readonly string[]): CliOptions {
       limits,
       cert,
       key,
+      http2: http2 === "on",
+      h2c: flag("h2c"),
       accessLog: !flag("quiet"),
     }),
     app,
