@@ -460,3 +460,39 @@ Deno.test("h2c: a preface split across reads is still HTTP/2", async () => {
   const r = await c.request("/split");
   assert.equal(r.text, "HTTP/2 GET /split  localhost");
 });
+
+Deno.test("a text reply held back by a shut window is sent intact after other replies", async () => {
+  await using server = h2c((req) => ({
+    status: 200,
+    body: req.path.slice(1).repeat(5000),
+  }));
+  // Stream windows of 1000 bytes, grown only when we say.
+  await using c = await H2Client.connect(server.port, {
+    settings: [[SETTING.INITIAL_WINDOW_SIZE, 1000]],
+  });
+  const ids: number[] = [];
+  for (const path of ["/a", "/b", "/c"]) {
+    const id = c.nextStream();
+    ids.push(id);
+    await c.send(c.headers(id, [
+      [":method", "GET"],
+      [":scheme", "http"],
+      [":path", path],
+      [":authority", "localhost"],
+    ]));
+  }
+  for (const id of ids) {
+    await c.until((f) => f.type === FRAME.DATA && streamOf(f) === id);
+  }
+  await c.send(
+    ...ids.map((id) => ({
+      type: FRAME.WINDOW_UPDATE,
+      streamId: id,
+      increment: 4000,
+    } as const)),
+  );
+  const texts = await Promise.all(
+    ids.map(async (id) => (await c.reply(id)).text),
+  );
+  assert.deepEqual(texts, ["a", "b", "c"].map((x) => x.repeat(5000)));
+});

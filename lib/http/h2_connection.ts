@@ -51,6 +51,8 @@ const log = getLogger(["spindle", "http"]);
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 
+/** Where small text bodies are encoded; reused by every reply (no await in between). */
+const SCRATCH = new Uint8Array(16 * 1024);
 /** Each socket read takes up to this much: many small frames per read. */
 const READ_BYTES = 64 * 1024;
 /** File bodies are read in pieces of this size, as over HTTP/1.1. */
@@ -444,7 +446,10 @@ export class H2Connection {
     let length = -1; // -1: the handler's content-length, if any
     let declared = -1; // a stream's announced length, checked as it is sent
     if (typeof body === "string") {
-      data = encoder.encode(body);
+      // Small text is encoded into a shared buffer: framing copies it out.
+      data = body.length * 3 <= SCRATCH.length
+        ? SCRATCH.subarray(0, encoder.encodeInto(body, SCRATCH).written)
+        : encoder.encode(body);
       length = data.length;
     } else if (body instanceof Uint8Array) {
       data = body;
@@ -482,7 +487,14 @@ export class H2Connection {
       cancelBody(body);
       return undefined;
     }
-    if (data !== undefined) return this.#send(ex, data, true);
+    if (data !== undefined) {
+      const waiting = this.#send(ex, data, true);
+      // What the windows left of a shared buffer must outlive this turn.
+      if (waiting !== undefined && data.buffer === SCRATCH.buffer) {
+        ex.pending = ex.pending.slice();
+      }
+      return waiting;
+    }
     if (body instanceof FileBody) return this.#sendFile(ex, body);
     return this.#sendStream(
       ex,
