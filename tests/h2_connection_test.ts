@@ -18,7 +18,7 @@ import {
   streamOf,
 } from "./helpers/h2_client.ts";
 import { captureLogs } from "./fixtures/engine_log.ts";
-import { exchange, get } from "./helpers/socket.ts";
+import { exchange, get, withTimeout } from "./helpers/socket.ts";
 
 const text = new TextEncoder();
 
@@ -495,4 +495,33 @@ Deno.test("a text reply held back by a shut window is sent intact after other re
     ids.map(async (id) => (await c.reply(id)).text),
   );
   assert.deepEqual(texts, ["a", "b", "c"].map((x) => x.repeat(5000)));
+});
+
+Deno.test("a client that resets an event stream cancels it at once, though it waits for its next event", async () => {
+  let cancelled!: () => void;
+  const cancel = new Promise<void>((r) => cancelled = r);
+  await using server = h2c((req) =>
+    req.path !== "/events" ? { status: 204 } : {
+      status: 200,
+      headers: { "content-type": "text/event-stream" },
+      body: new ReadableStream<Uint8Array>({
+        start(c) {
+          c.enqueue(text.encode("data: first\n\n"));
+        },
+        cancel: () => cancelled(),
+      }),
+    }
+  );
+  await using c = await H2Client.connect(server.port);
+  const id = c.nextStream();
+  await c.send(c.headers(id, [
+    [":method", "GET"],
+    [":scheme", "http"],
+    [":path", "/events"],
+    [":authority", "localhost"],
+  ]));
+  await c.until((f) => f.type === FRAME.DATA && streamOf(f) === id);
+  await c.send({ type: FRAME.RST_STREAM, streamId: id, code: ERROR.CANCEL });
+  await withTimeout(cancel, 10_000, "the event stream to be cancelled");
+  assert.equal((await c.request("/after")).status, 204);
 });

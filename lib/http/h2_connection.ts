@@ -592,15 +592,26 @@ export class H2Connection {
     body: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
     declared: number,
   ): Promise<void> {
-    const it = body instanceof ReadableStream
-      ? body.values()
-      : body[Symbol.asyncIterator]();
-    // A reset must end a body that waits for its next piece (an event stream).
-    ex.stop = () => void it.return?.()?.catch(() => {});
+    // A reset must end a body that waits for its next piece (an event
+    // stream): a stream's reader can be cancelled mid-read, an iterator
+    // only asked to return once its pending piece comes.
+    let next: () => Promise<IteratorResult<Uint8Array>>;
+    let stop: () => Promise<unknown> | undefined;
+    if (body instanceof ReadableStream) {
+      const reader = body.getReader();
+      next = () =>
+        reader.read() as Promise<IteratorResult<Uint8Array, undefined>>;
+      stop = () => reader.cancel();
+    } else {
+      const it = body[Symbol.asyncIterator]();
+      next = () => it.next();
+      stop = () => it.return?.();
+    }
+    ex.stop = () => void stop()?.catch(() => {});
     let sent = 0;
     try {
       for (;;) {
-        const { value: chunk, done } = await it.next();
+        const { value: chunk, done } = await next();
         if (done) break;
         if (ex.gone) throw new StreamGone();
         if (!(chunk instanceof Uint8Array)) {
@@ -615,7 +626,7 @@ export class H2Connection {
       }
     } catch (err) {
       ex.stop = undefined;
-      await it.return?.()?.catch(() => {});
+      await stop()?.catch(() => {});
       throw err;
     }
     ex.stop = undefined;
