@@ -12,6 +12,7 @@ import { serve, type ServeOptions } from "../lib/http/server.ts";
 import { certificate } from "./helpers/cert.ts";
 import {
   ERROR,
+  type Fields,
   FRAME,
   H2Client,
   SETTING,
@@ -21,6 +22,16 @@ import { captureLogs } from "./fixtures/engine_log.ts";
 import { exchange, get, withTimeout } from "./helpers/socket.ts";
 
 const text = new TextEncoder();
+
+/** A request's pseudo-header fields over h2c. */
+function head(path: string, method = "GET"): Fields {
+  return [
+    [":method", method],
+    [":scheme", "http"],
+    [":path", path],
+    [":authority", "localhost"],
+  ];
+}
 
 function h2c(
   handler: Handler,
@@ -178,13 +189,7 @@ Deno.test("an HTTP/2 request with expect: 100-continue gets 100 once the handler
   await using c = await H2Client.connect(server.port);
   const id = c.nextStream();
   await c.send(
-    c.headers(id, [
-      [":method", "POST"],
-      [":scheme", "http"],
-      [":path", "/up"],
-      [":authority", "localhost"],
-      ["expect", "100-continue"],
-    ], false),
+    c.headers(id, [...head("/up", "POST"), ["expect", "100-continue"]], false),
   );
   const first = await c.until((f) => streamOf(f) === id && !!f.fields);
   assert.deepEqual(first.fields?.[0], [":status", "100"]);
@@ -347,22 +352,12 @@ Deno.test("a client that resets a stream while its handler runs: the handler's s
   );
   await using c = await H2Client.connect(server.port);
   const id = c.nextStream();
-  await c.send(c.headers(id, [
-    [":method", "GET"],
-    [":scheme", "http"],
-    [":path", "/slow"],
-    [":authority", "localhost"],
-  ]));
+  await c.send(c.headers(id, head("/slow")));
   await running;
   await c.send({ type: FRAME.RST_STREAM, streamId: id, code: ERROR.CANCEL });
   // Its handler still runs: a new stream is refused, not served.
   const next = c.nextStream();
-  await c.send(c.headers(next, [
-    [":method", "GET"],
-    [":scheme", "http"],
-    [":path", "/next"],
-    [":authority", "localhost"],
-  ]));
+  await c.send(c.headers(next, head("/next")));
   const refused = await c.until((f) =>
     f.type === FRAME.RST_STREAM && f.streamId === next
   );
@@ -394,12 +389,7 @@ Deno.test("graceful shutdown: GOAWAY names the last stream, which still gets its
   });
   await using c = await H2Client.connect(server.port);
   const id = c.nextStream();
-  await c.send(c.headers(id, [
-    [":method", "GET"],
-    [":scheme", "http"],
-    [":path", "/slow"],
-    [":authority", "localhost"],
-  ]));
+  await c.send(c.headers(id, head("/slow")));
   await running;
   const stopping = server.shutdown();
   const goaway = await c.goaway();
@@ -430,12 +420,7 @@ Deno.test("an HTTP/2 body that stops arriving gets 408 on its stream after bodyT
   await using c = await H2Client.connect(server.port);
   const id = c.nextStream();
   await c.send(
-    c.headers(id, [
-      [":method", "POST"],
-      [":scheme", "http"],
-      [":path", "/up"],
-      [":authority", "localhost"],
-    ], false),
+    c.headers(id, head("/up", "POST"), false),
     c.data(id, "part", false),
   );
   const r = await c.reply(id);
@@ -474,12 +459,7 @@ Deno.test("a text reply held back by a shut window is sent intact after other re
   for (const path of ["/a", "/b", "/c"]) {
     const id = c.nextStream();
     ids.push(id);
-    await c.send(c.headers(id, [
-      [":method", "GET"],
-      [":scheme", "http"],
-      [":path", path],
-      [":authority", "localhost"],
-    ]));
+    await c.send(c.headers(id, head(path)));
   }
   for (const id of ids) {
     await c.until((f) => f.type === FRAME.DATA && streamOf(f) === id);
@@ -514,12 +494,7 @@ Deno.test("a client that resets an event stream cancels it at once, though it wa
   );
   await using c = await H2Client.connect(server.port);
   const id = c.nextStream();
-  await c.send(c.headers(id, [
-    [":method", "GET"],
-    [":scheme", "http"],
-    [":path", "/events"],
-    [":authority", "localhost"],
-  ]));
+  await c.send(c.headers(id, head("/events")));
   await c.until((f) => f.type === FRAME.DATA && streamOf(f) === id);
   await c.send({ type: FRAME.RST_STREAM, streamId: id, code: ERROR.CANCEL });
   await withTimeout(cancel, 10_000, "the event stream to be cancelled");

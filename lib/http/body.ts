@@ -173,8 +173,37 @@ const enum Chunked {
   Trailers,
 }
 
+/**
+ * What a request body reader builds on its `next()` and `bytes()`: the
+ * text, JSON, piece-by-piece and web-stream reads, the same for HTTP/1.1
+ * and HTTP/2 bodies.
+ */
+export abstract class PieceReader implements RequestBody {
+  abstract readonly length: number | null;
+  abstract readonly consumed: boolean;
+  /** The next piece of the body (the caller's to keep), or null at its end. */
+  abstract next(maxBytes?: number): Promise<Uint8Array | null>;
+  abstract bytes(maxBytes?: number): Promise<Uint8Array>;
+
+  async text(maxBytes?: number): Promise<string> {
+    return bodyText(await this.bytes(maxBytes));
+  }
+
+  async json(maxBytes?: number): Promise<unknown> {
+    return bodyJson(await this.text(maxBytes));
+  }
+
+  chunks(maxBytes?: number): AsyncGenerator<Uint8Array> {
+    return piecesOf(() => this.next(maxBytes));
+  }
+
+  stream(maxBytes?: number): ReadableStream<Uint8Array> {
+    return streamOf(() => this.next(maxBytes));
+  }
+}
+
 /** The body of one request; `length` 0 means there is none. */
-export class BodyReader implements RequestBody {
+export class BodyReader extends PieceReader {
   readonly length: number | null;
   readonly #src: ByteSource;
   readonly #limits: Limits;
@@ -195,6 +224,7 @@ export class BodyReader implements RequestBody {
     chunked: boolean,
     limits: Limits,
   ) {
+    super();
     this.#src = src;
     this.#limits = limits;
     this.#chunked = chunked;
@@ -517,22 +547,6 @@ export class BodyReader implements RequestBody {
     }
   }
 
-  async text(maxBytes?: number): Promise<string> {
-    return bodyText(await this.bytes(maxBytes));
-  }
-
-  async json(maxBytes?: number): Promise<unknown> {
-    return bodyJson(await this.text(maxBytes));
-  }
-
-  chunks(maxBytes?: number): AsyncGenerator<Uint8Array> {
-    return piecesOf(() => this.next(maxBytes));
-  }
-
-  stream(maxBytes?: number): ReadableStream<Uint8Array> {
-    return streamOf(() => this.next(maxBytes));
-  }
-
   /** Reads and drops the rest of the body (to keep the connection). */
   async discard(): Promise<void> {
     while ((await this.next(Infinity)) !== null) {
@@ -542,7 +556,7 @@ export class BodyReader implements RequestBody {
 }
 
 /** A whole body as UTF-8; invalid UTF-8: HttpError 400. */
-export function bodyText(bytes: Uint8Array): string {
+function bodyText(bytes: Uint8Array): string {
   try {
     return decoder.decode(bytes);
   } catch {
@@ -553,7 +567,7 @@ export function bodyText(bytes: Uint8Array): string {
 }
 
 /** A whole body's text parsed as JSON; malformed: HttpError 400. */
-export function bodyJson(text: string): unknown {
+function bodyJson(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch (err) {
@@ -564,14 +578,14 @@ export function bodyJson(text: string): unknown {
 }
 
 /** The pieces `next()` returns until it returns null. */
-export async function* piecesOf(
+async function* piecesOf(
   next: () => Promise<Uint8Array | null>,
 ): AsyncGenerator<Uint8Array> {
   for (let p = await next(); p !== null; p = await next()) yield p;
 }
 
 /** The pieces `next()` returns as a web stream, pulled one at a time. */
-export function streamOf(
+function streamOf(
   next: () => Promise<Uint8Array | null>,
 ): ReadableStream<Uint8Array> {
   return new ReadableStream<Uint8Array>({

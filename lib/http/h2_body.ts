@@ -1,14 +1,13 @@
 /**
  * An HTTP/2 stream's request body, with the API of the HTTP/1.1
- * {@link BodyReader}: DATA frames push pieces in, the handler reads them
+ * `BodyReader` (both are a {@link PieceReader}): DATA frames push pieces in, the handler reads them
  * out, and each piece read gives the client that much flow-control window
  * back. Until the handler reads, the client can send no more than the
  * stream's window (h2StreamWindowBytes): an unread body costs bounded
  * memory, never the whole upload.
  */
 import type { Limits } from "../config.ts";
-import { bodyJson, bodyText, piecesOf, streamOf, tooLarge } from "./body.ts";
-import type { RequestBody } from "./handler.ts";
+import { PieceReader, tooLarge } from "./body.ts";
 
 /** What a body needs from its connection. */
 export interface H2BodyHost {
@@ -23,7 +22,7 @@ export interface H2BodyHost {
 const EMPTY = new Uint8Array(0);
 
 /** The body of one stream; `length` is its Content-Length, or null when the client sent none. */
-export class H2Body implements RequestBody {
+export class H2Body extends PieceReader {
   readonly length: number | null;
   readonly #host: H2BodyHost;
   readonly #limits: Limits;
@@ -47,6 +46,7 @@ export class H2Body implements RequestBody {
     expectContinue: boolean,
     limits: Limits,
   ) {
+    super();
     this.#host = host;
     this.#limits = limits;
     this.length = contentLength === -1 ? (ended ? 0 : null) : contentLength;
@@ -145,21 +145,5 @@ export class H2Body implements RequestBody {
       at += p.length;
     }
     return out;
-  }
-
-  async text(maxBytes?: number): Promise<string> {
-    return bodyText(await this.bytes(maxBytes));
-  }
-
-  async json(maxBytes?: number): Promise<unknown> {
-    return bodyJson(await this.text(maxBytes));
-  }
-
-  chunks(maxBytes?: number): AsyncGenerator<Uint8Array> {
-    return piecesOf(() => this.next(maxBytes));
-  }
-
-  stream(maxBytes?: number): ReadableStream<Uint8Array> {
-    return streamOf(() => this.next(maxBytes));
   }
 }

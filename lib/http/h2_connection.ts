@@ -323,7 +323,9 @@ export class H2Connection {
     let reply: Reply | Promise<Reply>;
     try {
       const r = this.#opts.handler(req);
-      reply = r instanceof Promise ? this.#settle(ex, r) : checkReply(r);
+      reply = r instanceof Promise
+        ? r.then(checkReply).catch((err) => this.#errorReply(ex, err))
+        : checkReply(r);
     } catch (err) {
       reply = this.#errorReply(ex, err);
     }
@@ -388,17 +390,6 @@ export class H2Connection {
     const fail = ex.fail;
     ex.wake = ex.fail = undefined;
     fail?.(new StreamGone());
-  }
-
-  async #settle(ex: Exchange, pending: Promise<Reply>): Promise<Reply> {
-    try {
-      const reply = checkReply(await pending);
-      this.#now = Date.now(); // the date field must not predate a slow handler
-      return reply;
-    } catch (err) {
-      this.#now = Date.now();
-      return this.#errorReply(ex, err);
-    }
   }
 
   /** {@link toErrorReply}, noting an HttpError's message for the log lines. */
@@ -770,14 +761,16 @@ export class H2Connection {
     const t = this.#opts.timeouts;
     let since = Date.now();
     for (let off = 0; off < bytes.length;) {
-      const budget = rateBudgetMs(
-        t.graceMs,
-        t.sendMsPerByte,
-        this.#sendBytes,
-        this.#sendWaitedMs,
-      );
-      this.#writeBy = since + Math.min(t.writeGapMs, budget);
-      this.#writeByBusy = since + Math.min(t.writeGapBusyMs, budget);
+      const budget = (grace: number) =>
+        rateBudgetMs(
+          grace,
+          t.sendMsPerByte,
+          this.#sendBytes,
+          this.#sendWaitedMs,
+        );
+      this.#writeBy = since + Math.min(t.writeGapMs, budget(t.graceMs));
+      this.#writeByBusy = since +
+        Math.min(t.writeGapBusyMs, budget(t.graceBusyMs));
       this.#arm();
       const n = await this.#socket.write(bytes.subarray(off));
       off += n;
@@ -853,37 +846,42 @@ export class H2Connection {
     }
     for (const ex of this.#waiting) {
       if (ex.stalledSince !== 0) {
-        const budget = rateBudgetMs(
-          t.graceMs,
-          t.sendMsPerByte,
-          ex.sentBytes,
-          ex.stalledMs,
-        );
-        plain = Math.min(
-          plain,
-          ex.stalledSince + Math.min(t.writeGapMs, budget),
-        );
-        busy = Math.min(
-          busy,
-          ex.stalledSince + Math.min(t.writeGapBusyMs, budget),
-        );
+        plain = Math.min(plain, this.#stallDeadline(ex, false));
+        busy = Math.min(busy, this.#stallDeadline(ex, true));
       }
       if (ex.bodySince !== 0) {
-        const budget = rateBudgetMs(
-          t.graceMs,
-          t.bodyMsPerByte,
-          ex.bodyBytes,
-          ex.bodyWaitedMs,
-        );
-        plain = Math.min(plain, ex.bodySince + Math.min(t.bodyGapMs, budget));
-        busy = Math.min(
-          busy,
-          ex.bodySince + Math.min(t.bodyGapBusyMs, budget),
-        );
+        plain = Math.min(plain, this.#bodyDeadline(ex, false));
+        busy = Math.min(busy, this.#bodyDeadline(ex, true));
       }
     }
     this.deadline = plain === Infinity ? 0 : plain;
     this.busyDeadline = busy === Infinity ? 0 : busy;
+  }
+
+  /** When `ex`'s shut window has waited too long: writeTimeoutMs, or sooner under the minimum send rate. */
+  #stallDeadline(ex: Exchange, busy: boolean): number {
+    const t = this.#opts.timeouts;
+    const budget = rateBudgetMs(
+      busy ? t.graceBusyMs : t.graceMs,
+      t.sendMsPerByte,
+      ex.sentBytes,
+      ex.stalledMs,
+    );
+    return ex.stalledSince +
+      Math.min(busy ? t.writeGapBusyMs : t.writeGapMs, budget);
+  }
+
+  /** When `ex`'s body read has waited too long: bodyTimeoutMs, or sooner under the minimum body rate. */
+  #bodyDeadline(ex: Exchange, busy: boolean): number {
+    const t = this.#opts.timeouts;
+    const budget = rateBudgetMs(
+      busy ? t.graceBusyMs : t.graceMs,
+      t.bodyMsPerByte,
+      ex.bodyBytes,
+      ex.bodyWaitedMs,
+    );
+    return ex.bodySince +
+      Math.min(busy ? t.bodyGapBusyMs : t.bodyGapMs, budget);
   }
 
   /**
@@ -916,38 +914,20 @@ export class H2Connection {
       return this.#flush();
     }
     for (const ex of [...this.#waiting]) {
-      if (ex.stalledSince !== 0) {
-        const budget = rateBudgetMs(
-          t.graceMs,
-          t.sendMsPerByte,
-          ex.sentBytes,
-          ex.stalledMs,
-        );
-        const gap = busy ? t.writeGapBusyMs : t.writeGapMs;
-        if (now >= ex.stalledSince + Math.min(gap, budget)) {
-          this.#stalled(ex);
-          if (this.#closed || session.finished) break;
-        }
+      if (ex.stalledSince !== 0 && now >= this.#stallDeadline(ex, busy)) {
+        this.#stalled(ex);
+        if (this.#closed || session.finished) break;
       }
-      if (ex.bodySince !== 0) {
-        const budget = rateBudgetMs(
-          t.graceMs,
-          t.bodyMsPerByte,
-          ex.bodyBytes,
-          ex.bodyWaitedMs,
+      if (ex.bodySince !== 0 && now >= this.#bodyDeadline(ex, busy)) {
+        log.warn("Body timeout from {client}", { client });
+        // The handler's read throws; its error reply is a 408 on the stream.
+        ex.req?.body.fail(
+          new HttpError(
+            STATUS.RequestTimeout,
+            "Timed out waiting for the request body",
+          ),
         );
-        const gap = busy ? t.bodyGapBusyMs : t.bodyGapMs;
-        if (now >= ex.bodySince + Math.min(gap, budget)) {
-          log.warn("Body timeout from {client}", { client });
-          // The handler's read throws; its error reply is a 408 on the stream.
-          ex.req?.body.fail(
-            new HttpError(
-              STATUS.RequestTimeout,
-              "Timed out waiting for the request body",
-            ),
-          );
-          this.#bodyWaiting(ex, false);
-        }
+        this.#bodyWaiting(ex, false);
       }
     }
     this.#flush();

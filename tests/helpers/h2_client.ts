@@ -12,18 +12,13 @@ import {
   ERROR,
   errorName,
   FRAME,
-  type Frame,
-  FRAME_HEADER_BYTES,
   type FrameInit,
-  frameLength,
   MAX_WINDOW,
-  parseFrame,
   SETTING,
 } from "../../lib/http/h2/frames.ts";
-import { HpackDecoder, HpackEncoder, INDEX } from "../../lib/http/h2/hpack.ts";
-import { OutBuffer } from "../../lib/http/response.ts";
+import { HpackDecoder, HpackEncoder } from "../../lib/http/h2/hpack.ts";
 import { concat } from "./bytes.ts";
-import type { Fields, OutFrame } from "./h2.ts";
+import { encodeBlock, type Fields, FrameReader, type OutFrame } from "./h2.ts";
 
 export type { Fields, OutFrame } from "./h2.ts";
 export { ERROR, FRAME, SETTING };
@@ -69,8 +64,7 @@ export class H2Client implements AsyncDisposable {
   /** True once the server closed the connection (or it failed). */
   closed = false;
   #nextId = 1;
-  #pending = new Uint8Array(0);
-  #block: Uint8Array[] = [];
+  readonly #reader = new FrameReader(this.decoder);
   #waiters: (() => void)[] = [];
   readonly #reading: Promise<void>;
   readonly #ackSettings: boolean;
@@ -159,12 +153,7 @@ export class H2Client implements AsyncDisposable {
 
   /** A header block for `fields` with this client's HPACK table. */
   block(fields: Fields): Uint8Array {
-    const out = new OutBuffer();
-    this.encoder.beginBlock(out);
-    for (const [name, value] of fields) {
-      this.encoder.writeField(out, name, value, INDEX);
-    }
-    return out.buf.slice(0, out.len);
+    return encodeBlock(this.encoder, fields);
   }
 
   headers(streamId: number, fields: Fields, endStream = true): FrameInit {
@@ -385,25 +374,8 @@ export class H2Client implements AsyncDisposable {
   }
 
   #take(bytes: Uint8Array): void {
-    const all = concat([this.#pending, bytes]);
-    let at = 0;
-    for (;;) {
-      const frame = parseFrame(all, at, all.length, 1 << 24) as Frame | null;
-      if (frame === null) break;
-      at += FRAME_HEADER_BYTES + frameLength(all, at);
-      let out: OutFrame = frame;
-      if (frame.type === FRAME.HEADERS || frame.type === FRAME.CONTINUATION) {
-        this.#block.push(frame.fragment);
-        if (frame.endHeaders) {
-          const block = concat(this.#block);
-          this.#block = [];
-          const list = this.decoder.decode(block, 0, block.length, Infinity);
-          out = {
-            ...frame,
-            fields: list.names.map((n, i) => [n, list.values[i]]),
-          };
-        }
-      } else if (frame.type === FRAME.WINDOW_UPDATE) {
+    for (const frame of this.#reader.read(bytes)) {
+      if (frame.type === FRAME.WINDOW_UPDATE) {
         const id = frame.streamId;
         this.#credit.set(id, (this.#credit.get(id) ?? 0) + frame.increment);
       } else if (frame.type === FRAME.SETTINGS && !frame.ack) {
@@ -412,13 +384,11 @@ export class H2Client implements AsyncDisposable {
             this.#initialWindow = value;
           }
         }
-      }
-      if (
-        frame.type === FRAME.SETTINGS && !frame.ack && this.#ackSettings
-      ) {
-        this.send({ type: FRAME.SETTINGS, ack: true, settings: [] }).catch(
-          () => {},
-        );
+        if (this.#ackSettings) {
+          this.send({ type: FRAME.SETTINGS, ack: true, settings: [] }).catch(
+            () => {},
+          );
+        }
       } else if (
         frame.type === FRAME.DATA && this.#creditData && frame.flowLength > 0
       ) {
@@ -428,9 +398,8 @@ export class H2Client implements AsyncDisposable {
           { type: FRAME.WINDOW_UPDATE, streamId: frame.streamId, increment },
         ).catch(() => {});
       }
-      this.frames.push(out);
+      this.frames.push(frame);
     }
-    this.#pending = all.slice(at);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
