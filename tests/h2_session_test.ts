@@ -853,3 +853,28 @@ Deno.test("H2Session resets a stream whose HEADERS or PRIORITY make it depend on
   );
   assert.equal(c.session.finished, false);
 });
+
+Deno.test("H2Session.trimBuffers() lets go of what a big reply grew; bytes taken stay valid", () => {
+  const c = new FakeClient({
+    ...DEFAULT_LIMITS,
+    h2MaxQueuedOutputBytes: 1 << 20,
+  });
+  c.send(
+    { type: FRAME.WINDOW_UPDATE, streamId: 0, increment: 1 << 20 },
+    {
+      type: FRAME.SETTINGS,
+      ack: false,
+      settings: [[SETTING.INITIAL_WINDOW_SIZE, 1 << 20]],
+    },
+    c.headers(1, get()),
+  );
+  c.read();
+  c.session.sendHeaders(1, 200, undefined, false);
+  const body = new Uint8Array(600_000).fill(7);
+  assert.equal(c.session.sendData(1, body, true), body.length);
+  const out = c.session.takeOutput();
+  assert.ok(c.session.bufferBytes > 600_000);
+  c.session.trimBuffers();
+  assert.ok(c.session.bufferBytes < 64 * 1024, `${c.session.bufferBytes}`);
+  assert.ok(out.length > 600_000 && out[out.length - 1] === 7);
+});

@@ -53,8 +53,8 @@ const EMPTY = new Uint8Array(0);
 
 /** Where small text bodies are encoded; reused by every reply (no await in between). */
 const SCRATCH = new Uint8Array(16 * 1024);
-/** Each socket read takes up to this much: many small frames per read. */
-const READ_BYTES = 64 * 1024;
+/** Each socket read takes up to this much: a TLS record, or many small frames. */
+const READ_BYTES = 16 * 1024;
 /** File bodies are read in pieces of this size, as over HTTP/1.1. */
 const FILE_PIECE_BYTES = 256 * 1024;
 /** After the last GOAWAY: how long we read and drop what the client still sends. */
@@ -752,6 +752,7 @@ export class H2Connection {
     } finally {
       this.#writing = false;
     }
+    if (this.#exchanges.size === 0) session.trimBuffers(); // idle: keep little
     this.#finishIfDone();
     this.#arm();
   }

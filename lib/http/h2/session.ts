@@ -184,6 +184,8 @@ class Stream {
 
 /** Closed streams remembered, to tell "closed" from "never opened" (§5.1). */
 const CLOSED_MEMORY = 64;
+/** Buffers past this size are dropped by `trimBuffers()`. */
+const TRIM_BYTES = 16 * 1024;
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
 
@@ -348,6 +350,25 @@ export class H2Session {
     const stream = this.#streams.get(streamId);
     if (stream === undefined || !stream.localOpen) return 0;
     return Math.min(stream.sendWindow, this.#connSendWindow);
+  }
+
+  /** Bytes the session's own buffers hold (their capacity), for tests and metrics. */
+  get bufferBytes(): number {
+    return this.#out.buf.length + this.#spare.buf.length + this.#in.length +
+      this.#block.length;
+  }
+
+  /**
+   * Lets go of buffers a burst grew (output queues, a partial frame), so an
+   * idle connection keeps a few KiB rather than what its biggest reply
+   * needed. Bytes already taken stay valid; call it when nothing is queued.
+   */
+  trimBuffers(): void {
+    if (this.#out.len === 0 && this.#out.buf.length > TRIM_BYTES) {
+      this.#out = new OutBuffer();
+    }
+    if (this.#spare.buf.length > TRIM_BYTES) this.#spare = new OutBuffer();
+    if (this.#inLen === 0 && this.#in.length > TRIM_BYTES) this.#in = EMPTY;
   }
 
   /**
