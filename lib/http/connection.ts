@@ -325,6 +325,7 @@ export class Connection implements ByteSource {
             this.#sniffing = false;
             if (other !== null) {
               this.#handedOver = true;
+              this.#buf = this.#out.buf = new Uint8Array(0); // its own now
               return await other;
             }
           }

@@ -53,8 +53,10 @@ const EMPTY = new Uint8Array(0);
 
 /** Where small text bodies are encoded; reused by every reply (no await in between). */
 const SCRATCH = new Uint8Array(16 * 1024);
-/** Each socket read takes up to this much: a TLS record, or many small frames. */
-const READ_BYTES = 16 * 1024;
+/** First read buffer: an idle connection holds no more. */
+const READ_BYTES = 4 * 1024;
+/** A read that fills its buffer gets one this big next: a TLS record, or many frames. */
+const BUSY_READ_BYTES = 16 * 1024;
 /** File bodies are read in pieces of this size, as over HTTP/1.1. */
 const FILE_PIECE_BYTES = 256 * 1024;
 /** After the last GOAWAY: how long we read and drop what the client still sends. */
@@ -235,13 +237,19 @@ export class H2Connection {
       const first = this.#first;
       this.#first = EMPTY;
       this.#received(first);
-      const buf = new Uint8Array(READ_BYTES);
+      let buf = new Uint8Array(READ_BYTES);
       while (!this.#closed) {
         this.#arm();
         const n = await this.#socket.read(buf);
         if (n === null || this.#closed) break;
         if (this.#lingering) continue; // the GOAWAY is out: dropped
         this.#received(buf.subarray(0, n));
+        // Grow for a busy connection; shrink again once it idles.
+        if (n === buf.length && n < BUSY_READ_BYTES) {
+          buf = new Uint8Array(BUSY_READ_BYTES);
+        } else if (buf.length > READ_BYTES && this.#exchanges.size === 0) {
+          buf = new Uint8Array(READ_BYTES);
+        }
       }
     } catch (err) {
       if (!isDisconnect(err) && !this.#closed) {
