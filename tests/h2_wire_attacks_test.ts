@@ -54,6 +54,32 @@ Deno.test("rapid reset over a socket: streams opened and cancelled at once end i
   await waitFor(() => server.stats.active === 0, "the connection to close");
 });
 
+Deno.test("a stream reset in the same write as its request never reaches a handler; its line says 499", async () => {
+  await using logs = await captureLogs();
+  let calls = 0;
+  await using server = serve({
+    port: 0,
+    h2c: true,
+    accessLog: true,
+  }, () => {
+    calls++;
+    return { status: 200, body: "x" };
+  });
+  await using c = await H2Client.connect(server.port);
+  const id = c.nextStream();
+  // One small write: one segment, one read on loopback.
+  await c.send(c.headers(id, GET), {
+    type: FRAME.RST_STREAM,
+    streamId: id,
+    code: ERROR.CANCEL,
+  });
+  assert.equal((await c.request("/next")).status, 200);
+  assert.equal(calls, 1); // /next only
+  const [reset] = logs.access();
+  assert.equal(reset.status, 499);
+  assert.equal(reset.aborted, true);
+});
+
 const floods: [string, (c: H2Client) => FrameInit[]][] = [
   ["PING", () => [{ type: FRAME.PING, ack: false, data: new Uint8Array(8) }]],
   ["SETTINGS", () => [{ type: FRAME.SETTINGS, ack: false, settings: [] }]],

@@ -311,6 +311,11 @@ export class H2Connection {
     this.#exchanges.set(id, ex);
     this.#requests++;
     this.phase = Phase.Handler;
+    if (!this.#session.isSendable(id)) {
+      // Reset in the same read (rapid reset, CVE-2023-44487): no handler runs.
+      ex.why = "Client reset the stream";
+      return this.#end(ex, true);
+    }
     const head = e.head;
     const body = e.endStream
       ? noBody ??= new H2Body(NO_HOST, -1, true, false, this.#opts.limits)

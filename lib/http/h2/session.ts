@@ -337,6 +337,15 @@ export class H2Session {
     return this.#out.len;
   }
 
+  /**
+   * True while we may still send on `streamId`: false once it ended, or
+   * the client reset it (perhaps in the same read as its request).
+   */
+  isSendable(streamId: number): boolean {
+    return this.#error === undefined &&
+      this.#streams.get(streamId)?.localOpen === true;
+  }
+
   /** Bytes the client lets us send on the connection, all streams together. */
   get connectionSendWindow(): number {
     return this.#connSendWindow;
