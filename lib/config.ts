@@ -22,7 +22,7 @@ export interface Limits {
   readonly maxChunkExcessBytes: number;
   /** All trailer fields of a chunked body, in bytes. Over: 431. */
   readonly maxTrailerBytes: number;
-  /** Requests served on one connection before it is closed. */
+  /** Requests served on one connection before it is closed (HTTP/2: streams, then a graceful GOAWAY). */
   readonly maxRequestsPerConnection: number;
   /** Connections handled at once. Past it, connections wait in the queue. */
   readonly maxConns: number;
