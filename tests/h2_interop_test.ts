@@ -1,8 +1,9 @@
 /**
  * H2Session against HTTP/2 clients no one here wrote: nghttp and h2load
  * (Debian nghttp2-client), curl and Node's http2 client, over plain TCP
- * with prior knowledge (h2c). The socket adapter is test scaffolding
- * (tests/fixtures/h2c_server.ts) until the engine speaks HTTP/2 itself.
+ * with prior knowledge (h2c), through a bare socket adapter
+ * (tests/fixtures/h2c_server.ts): the session alone. The engine faces the
+ * same clients in tests/h2_engine_interop_test.ts.
  * Each test is ignored, with its reason, when its tool is missing.
  */
 import assert from "node:assert/strict";
