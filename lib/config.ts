@@ -22,7 +22,7 @@ export interface Limits {
   readonly maxChunkExcessBytes: number;
   /** All trailer fields of a chunked body, in bytes. Over: 431. */
   readonly maxTrailerBytes: number;
-  /** Requests served on one connection before it is closed. */
+  /** Requests served on one connection before it is closed (HTTP/2: streams, then a graceful GOAWAY). */
   readonly maxRequestsPerConnection: number;
   /** Connections handled at once. Past it, connections wait in the queue. */
   readonly maxConns: number;
@@ -259,6 +259,10 @@ export interface ServerConfig {
   /** PEM certificate chain and key; both set means HTTPS. */
   readonly cert?: string;
   readonly key?: string;
+  /** HTTP/2 on TLS, chosen by ALPN (`--http2 on|off`); default on. */
+  readonly http2?: boolean;
+  /** HTTP/2 with prior knowledge on plain TCP (`--h2c`), beside HTTP/1.1; default off. */
+  readonly h2c?: boolean;
   /** Share the port with other processes or workers (Linux, `--unstable-net`). */
   readonly reusePort?: boolean;
   /** Log one access line per request. */
@@ -529,6 +533,16 @@ export const FLAGS: Readonly<
   ],
   cert: ["FILE", "", "PEM certificate chain: serve HTTPS (with --key)"],
   key: ["FILE", "", "PEM private key for --cert"],
+  http2: [
+    "on|off",
+    "on",
+    "HTTP/2 over TLS, chosen by ALPN; off: HTTP/1.1 only",
+  ],
+  h2c: [
+    "",
+    "off",
+    "HTTP/2 with prior knowledge on plain HTTP, beside HTTP/1.1 (for proxies)",
+  ],
   workers: ["N", "1", "engine threads sharing the port (needs --unstable-net)"],
   dotfiles: ["allow|deny", "deny", "serve dotfiles and dot-folders"],
   "allow-ext": [
@@ -920,10 +934,19 @@ export function parseFlags(args: readonly string[]): CliOptions {
     maxFormBytes: size("upload-files-max", L.maxFormBytes),
   });
 
+  const http2 = str("http2") ?? "on";
+  if (http2 !== "on" && http2 !== "off") {
+    throw new UsageError(`--http2: "${http2}" is not on or off`);
+  }
   const cert = str("cert");
   const key = str("key");
   if ((cert === undefined) !== (key === undefined)) {
     throw new UsageError("--cert and --key go together");
+  }
+  if (flag("h2c") && cert !== undefined) {
+    throw new UsageError(
+      "--h2c is HTTP/2 on plain HTTP; with --cert, HTTP/2 is chosen by ALPN (--http2)",
+    );
   }
 
   const dotfiles = str("dotfiles") ?? "deny";
@@ -1043,6 +1066,8 @@ export function parseFlags(args: readonly string[]): CliOptions {
       limits,
       cert,
       key,
+      http2: http2 === "on",
+      h2c: flag("h2c"),
       accessLog: !flag("quiet"),
     }),
     app,

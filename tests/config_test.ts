@@ -186,6 +186,14 @@ Deno.test("parseFlags() takes every --log-format", () => {
   }
 });
 
+Deno.test("parseFlags() turns HTTP/2 on TLS off with --http2 off, and h2c on with --h2c", () => {
+  const none = parseFlags([]).server;
+  assert.equal(none.http2, true);
+  assert.equal(none.h2c, false);
+  assert.equal(parseFlags(["--http2", "off"]).server.http2, false);
+  assert.equal(parseFlags(["--h2c"]).server.h2c, true);
+});
+
 const bad: [args: string[], message: RegExp][] = [
   [["--nope"], /unknown option --nope/],
   [["--port"], /--port needs a value/],
@@ -195,6 +203,11 @@ const bad: [args: string[], message: RegExp][] = [
   [["--head-timeout", "soon"], /not a duration/],
   [["--cert", "c.pem"], /--cert and --key go together/],
   [["--dotfiles", "maybe"], /not allow or deny/],
+  [["--http2", "yes"], /--http2: "yes" is not on or off/],
+  [
+    ["--h2c", "--cert", "c.pem", "--key", "k.pem"],
+    /--h2c is HTTP\/2 on plain HTTP/,
+  ],
   [["--log-format", "xml"], /not text, json, common or combined/],
   [["--rate-limit", "100"], /not N\/TIME/],
   [["--rate-limit", "0/10s"], /at least 1/],

@@ -16,6 +16,8 @@ import {
   primeSignalHandling,
 } from "./admission.ts";
 import { Connection, isDisconnect, Phase, toErrorReply } from "./connection.ts";
+import { detectH2, H2Connection } from "./h2_connection.ts";
+import { H2Session } from "./h2/session.ts";
 import { timeoutsOf } from "./deadlines.ts";
 import { HttpError, STATUS } from "./errors.ts";
 import type { Handler } from "./handler.ts";
@@ -67,6 +69,9 @@ const REFUSE_LINGER_MS = 1000;
 /** Longest the accept loop waits for descriptors to come back. */
 const ROOM_WAIT_MS = 50;
 
+/** An HTTP/1.1 connection, or one that turned out to speak HTTP/2. */
+type AnyConnection = Connection | H2Connection;
+
 /** A socket the engine holds, and the address it is counted under. */
 interface Client {
   readonly socket: Socket;
@@ -107,7 +112,16 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   const semaphore = new Semaphore(limits.maxConns, limits.maxQueue);
   const timeouts = timeoutsOf(limits);
   const secure = config.cert !== undefined && config.key !== undefined;
-  const tls = secure ? tlsSettings(config.cert!, config.key!) : undefined;
+  // HTTP/2 by ALPN on TLS unless turned off; on plain TCP only by prior knowledge (--h2c).
+  const h2 = secure ? config.http2 !== false : config.h2c === true;
+  const tls = secure
+    ? tlsSettings(
+      config.cert!,
+      config.key!,
+      h2 ? ["h2", "http/1.1"] : ["http/1.1"],
+    )
+    : undefined;
+  if (h2) new H2Session(limits); // a bad HTTP/2 limit throws now, not per client
   const listener = Deno.listen({
     hostname: config.hostname,
     port: config.port,
@@ -124,12 +138,12 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     : new ProxyHeaderReader(limits, config.proxyProtocolFrom);
   primeSignalHandling();
   const busyConns = limits.maxConns * limits.busyPercent / 100;
-  const connections = new Map<Connection, Client>();
+  const connections = new Map<AnyConnection, Client>();
   const queued = new Map<Client, { since: number; cancel: () => void }>();
   /** Sockets being refused; shutdown closes what is left of them. */
   const refusing = new Set<Client>();
   /** Connections whose last reply said close so a waiter gets their slot. */
-  const yielding = new Set<Connection>();
+  const yielding = new Set<AnyConnection>();
   /** Connections closed to make room since the sweeper last logged them. */
   const evicted = { silent: 0, idle: 0 };
   /** Accepts that failed with EMFILE since the sweeper last logged them. */
@@ -176,7 +190,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     if (!fds.full) roomFreed?.();
   }
 
-  function onClose(c: Connection): void {
+  function onClose(c: AnyConnection): void {
     const client = connections.get(c);
     if (client === undefined) return;
     connections.delete(c);
@@ -185,6 +199,32 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     stats.active--;
     if (!client.slotFreed) semaphore.release();
     if (connections.size === 0) idleResolve?.();
+  }
+
+  /** A connection that speaks HTTP/2 goes on as an H2Connection, in the same slot. */
+  function upgrade(
+    c: Connection,
+    socket: Socket,
+    first: Uint8Array,
+  ): Promise<void> | "more" | null {
+    const protocol = detectH2(socket, first);
+    const client = connections.get(c);
+    if (protocol !== "h2") return protocol;
+    if (client === undefined) return null; // closed meanwhile
+    const h = new H2Connection(socket, first, {
+      limits,
+      handler,
+      stats,
+      secure,
+      accessLog: config.accessLog ?? true,
+      timeouts,
+      onClose,
+    });
+    connections.delete(c);
+    connections.set(h, client);
+    const running = h.run(); // reads `first` before its first await
+    if (stopping) h.drain();
+    return running;
   }
 
   /** A lingering connection's reply is out: its slot can serve a waiter now. */
@@ -223,6 +263,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       onLinger,
       timeouts,
       keepAliveMs,
+      upgrade: h2 ? upgrade : undefined,
     });
     connections.set(c, client);
     stats.active++;
@@ -308,9 +349,9 @@ export function serve(options: ServeOptions, handler: Handler): Server {
    */
   function evict(count = 1): number {
     const now = Date.now();
-    const lingering: Connection[] = [];
-    const silent: Connection[] = [];
-    const idle: Connection[] = [];
+    const lingering: AnyConnection[] = [];
+    const silent: AnyConnection[] = [];
+    const idle: AnyConnection[] = [];
     for (const [c, client] of connections) {
       if (c.phase === Phase.Linger) {
         lingering.push(c);

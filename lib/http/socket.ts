@@ -9,6 +9,8 @@ export interface Socket {
    * cannot tell (then the connection's own count decides).
    */
   readonly silent?: boolean;
+  /** The protocol TLS's ALPN settled on, once the handshake is done; undefined without. */
+  readonly alpnProtocol?: string;
   read(into: Uint8Array): Promise<number | null>;
   /** May take only part of `bytes`; resolves with how much it took. */
   write(bytes: Uint8Array): Promise<number>;
