@@ -32,6 +32,7 @@ const POOL_MAX = 64;
 const LINGER_BYTES = 1024 * 1024;
 
 const pool: Uint8Array[] = [];
+const NO_BYTES = new Uint8Array(0);
 
 /** A web-API-shaped socket and the 101 reply that hands the connection to it. */
 export interface WebSocketUpgrade {
@@ -200,17 +201,24 @@ export class WsConnection implements Takeover {
     // The rest of a big message goes straight into the buffer it is
     // delivered in.
     const space = session.payloadSpace();
-    const buf = space ??
+    const buf = this.#readBuf = space ??
       (this.#big
         ? pool.pop() ?? new Uint8Array(BIG_READ_BYTES)
         : this.#small ??= new Uint8Array(SMALL_READ_BYTES));
-    this.#conn!.read(buf).then(
-      (n) => this.#onRead(buf, n, space !== undefined),
-      (err) => this.#readFailed(err),
-    );
+    this.#readInPlace = space !== undefined;
+    this.#conn!.read(buf).then(this.#onRead, this.#onReadError);
   }
 
-  #onRead(buf: Uint8Array, n: number | null, inPlace: boolean): void {
+  // The read in progress; its callbacks are made once, not per read.
+  #readBuf: Uint8Array = NO_BYTES;
+  #readInPlace = false;
+  readonly #onRead = (n: number | null) => this.#readDone(n);
+  readonly #onReadError = (err: unknown) => this.#readFailed(err);
+
+  #readDone(n: number | null): void {
+    const buf = this.#readBuf;
+    const inPlace = this.#readInPlace;
+    this.#readBuf = NO_BYTES;
     if (n === null) {
       this.#session.abort();
       return this.#readsDone();
@@ -304,13 +312,18 @@ export class WsConnection implements Takeover {
 
   #write(out: Uint8Array): void {
     this.#writeSince = Date.now();
-    this.#conn!.write(out).then(
-      (n) => this.#wrote(out, n),
-      () => this.#writeFailed(),
-    );
+    this.#writeBuf = out;
+    this.#conn!.write(out).then(this.#onWrote, this.#onWriteError);
   }
 
-  #wrote(out: Uint8Array, n: number): void {
+  // The write in progress; its callbacks are made once, not per write.
+  #writeBuf: Uint8Array = NO_BYTES;
+  readonly #onWrote = (n: number) => this.#wrote(n);
+  readonly #onWriteError = () => this.#writeFailed();
+
+  #wrote(n: number): void {
+    const out = this.#writeBuf;
+    this.#writeBuf = NO_BYTES;
     const session = this.#session;
     session.written(n);
     if (n < out.length) return this.#write(out.subarray(n));
@@ -323,6 +336,7 @@ export class WsConnection implements Takeover {
 
   /** A failed write drops the connection. */
   #writeFailed(): void {
+    this.#writeBuf = NO_BYTES;
     this.#writing = false;
     this.#writeSince = 0;
     this.#session.abort("Write failed");
