@@ -22,7 +22,7 @@ import type { Handler } from "./handler.ts";
 import { encodeClosingReply } from "./response.ts";
 import { Semaphore } from "./semaphore.ts";
 import type { Socket } from "./socket.ts";
-import { tlsSettings, TlsSocket } from "./tls.ts";
+import { listenTls, TlsCertificate, TlsSocket } from "./tls.ts";
 import { EngineStats } from "./stats.ts";
 
 const log = getLogger(["spindle", "server"]);
@@ -40,13 +40,26 @@ export interface ServeOptions extends Partial<Omit<ServerConfig, "limits">> {
    * engines share the process (workers). Default 1.
    */
   readonly descriptorShare?: number;
+  /**
+   * The certificate to serve HTTPS with, instead of `cert` and `key`: keep
+   * it to replace the pair while the server runs.
+   */
+  readonly certificate?: TlsCertificate;
 }
 
 /** A running server. */
 export interface Server extends AsyncDisposable {
-  /** The bound address; `port` is the real one when 0 was asked. */
+  /**
+   * The bound address; `port` is the real one when 0 was asked. Over TLS
+   * both are known once `ready` resolves.
+   */
   readonly addr: Deno.NetAddr;
   readonly port: number;
+  /**
+   * Resolves once the server listens: at once for plain HTTP, after a turn
+   * of the event loop for TLS. Rejects as `Deno.listen` throws (`AddrInUse`).
+   */
+  readonly ready: Promise<void>;
   readonly stats: EngineStats;
   readonly limits: Limits;
   /** Resolves when the server has stopped and every connection is closed. */
@@ -64,6 +77,13 @@ const RETRY_AFTER_S = "1";
 const REFUSE_LINGER_MS = 1000;
 /** Longest the accept loop waits for descriptors to come back. */
 const ROOM_WAIT_MS = 50;
+/**
+ * node's TLS listener's queue: an accept burst takes at most about this
+ * many descriptors before the engine can close one, so the budget keeps as
+ * many free. nginx and node use 511; 128 costs a 1 s SYN retry only to a
+ * client arriving in a burst of more than 128 at once.
+ */
+const NODE_BACKLOG = 128;
 
 /** A socket the engine holds, and the address it is counted under. */
 interface Client {
@@ -90,6 +110,7 @@ interface Client {
  *   headers: { "content-type": "text/plain" },
  *   body: "hello",
  * }));
+ * await server.ready;
  * const res = await fetch(`http://127.0.0.1:${server.port}/`);
  * assert.equal(await res.text(), "hello");
  * ```
@@ -104,19 +125,45 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   // Before listening: a bad limit or certificate throws here, with no socket left open.
   const semaphore = new Semaphore(limits.maxConns, limits.maxQueue);
   const timeouts = timeoutsOf(limits);
-  const secure = config.cert !== undefined && config.key !== undefined;
-  const tls = secure ? tlsSettings(config.cert!, config.key!) : undefined;
-  const listener = Deno.listen({
+  const certificate = options.certificate ??
+    (config.cert !== undefined && config.key !== undefined
+      ? new TlsCertificate(config.cert, config.key)
+      : undefined);
+  const secure = certificate !== undefined;
+  const where = {
     hostname: config.hostname,
     port: config.port,
     reusePort: config.reusePort,
-  });
-  const addr = listener.addr as Deno.NetAddr;
+  };
+  // TLS clients come from node's listener when the descriptor limit is
+  // known with room for its whole queue (it stops for good at one EMFILE,
+  // tls.ts); plain clients, and TLS ones otherwise, from Deno's.
+  const share = options.descriptorShare;
+  const nodeFds = certificate === undefined
+    ? undefined
+    : new DescriptorBudget(limits, share, undefined, NODE_BACKLOG);
+  const fast = nodeFds !== undefined && nodeFds.cap !== Infinity &&
+    nodeFds.cap >= NODE_BACKLOG;
+  const fds = fast ? nodeFds : new DescriptorBudget(limits, share);
+  const listener = !fast ? Deno.listen(where) : listenTls(
+    { ...where, backlog: NODE_BACKLOG },
+    (raw) => {
+      if (stopping) return void raw.destroy();
+      accepted(new TlsSocket(raw, certificate!), raw.remoteAddress ?? "");
+    },
+    acceptFailed,
+    () => {
+      log.warn("TLS listener stalled out of file descriptors; listening again");
+      evict();
+    },
+  );
+  let addr: Deno.NetAddr = "addr" in listener
+    ? listener.addr
+    : { transport: "tcp", hostname: config.hostname, port: 0 };
   const perAddress = new AddressCounts(
     limits.maxConnsPerIp,
     config.exemptPeer ?? isLoopback,
   );
-  const fds = new DescriptorBudget(limits, options.descriptorShare);
   primeSignalHandling();
   const busyConns = limits.maxConns * limits.busyPercent / 100;
   const connections = new Map<Connection, Client>();
@@ -232,7 +279,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     linger = true,
   ): void {
     stats.rejected++;
-    if (!linger && tls !== undefined) {
+    if (!linger && secure) {
       closeClient(client); // a reply would need a TLS handshake first
       freeFd(client);
       return;
@@ -355,13 +402,12 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   }
 
   /** Counts a new socket and decides: serve, queue, or refuse. */
-  function accepted(conn: Deno.TcpConn): void {
+  function accepted(socket: Socket, hostname: string): void {
     stats.accepted++;
     fds.open++;
-    conn.setNoDelay(true);
     const client: Client = {
-      socket: tls === undefined ? conn : new TlsSocket(conn, tls),
-      key: perAddress.add((conn.remoteAddr as Deno.NetAddr).hostname),
+      socket,
+      key: perAddress.add(hostname),
       closed: false,
     };
     if (stopping) {
@@ -406,7 +452,31 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     roomFreed = undefined;
   }
 
-  async function acceptLoop(): Promise<void> {
+  /**
+   * An accept that failed: past the descriptor limit, learns it and makes
+   * room. Returns how long to wait before accepting again, in ms.
+   */
+  function acceptFailed(err: Error): number {
+    if ((err as { code?: string }).code === "EMFILE") {
+      // The limit was unknown: learn it, and keep the reserve free from
+      // now on. Known, it was closed sockets not yet gone: make room.
+      const known = fds.cap !== Infinity;
+      const cap = fds.learn();
+      if (!known) {
+        log.error(
+          "Out of file descriptors with {open} sockets open; from now on at most {cap} (set --max-fds to say so up front)",
+          { open: fds.open, cap },
+        );
+      }
+      emfile++;
+      evict();
+      return 10;
+    }
+    log.error("Accept failed: {error}", { error: err });
+    return 100; // wait rather than spin (darkhttpd does the same)
+  }
+
+  async function acceptLoop(listener: Deno.TcpListener): Promise<void> {
     for (;;) {
       if (fds.full && !stopping) await waitForRoom();
       let conn: Deno.TcpConn;
@@ -415,31 +485,20 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       } catch (err) {
         if (stopping || err instanceof Deno.errors.BadResource) return;
         if (isDisconnect(err)) continue;
-        if ((err as { code?: string }).code === "EMFILE") {
-          // The limit was unknown: learn it, and keep the reserve free from
-          // now on. Known, it was closed sockets not yet gone: make room.
-          const known = fds.cap !== Infinity;
-          const cap = fds.learn();
-          if (!known) {
-            log.error(
-              "Out of file descriptors with {open} sockets open; from now on at most {cap} (set --max-fds to say so up front)",
-              { open: fds.open, cap },
-            );
-          }
-          emfile++;
-          evict();
-          await new Promise((r) => setTimeout(r, 10));
-        } else {
-          log.error("Accept failed: {error}", { error: err });
-          // Wait rather than spin (darkhttpd does the same).
-          await new Promise((r) => setTimeout(r, 100));
-        }
+        const waitMs = acceptFailed(err as Error);
+        await new Promise((r) => setTimeout(r, waitMs));
         continue;
       }
-      accepted(conn);
+      conn.setNoDelay(true);
+      accepted(
+        certificate === undefined ? conn : new TlsSocket(conn, certificate),
+        (conn.remoteAddr as Deno.NetAddr).hostname,
+      );
     }
   }
 
+  /** When the sweeper last had the TLS listener checked. */
+  let lastWatch = Date.now();
   // One sweeper for every deadline: cheaper than a timer per read.
   const tick = Math.max(
     10,
@@ -479,9 +538,26 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     for (const [, q] of queued) {
       if (now - q.since > limits.queueTimeoutMs) q.cancel();
     }
+    if ("watch" in listener && now - lastWatch >= 1000) {
+      lastWatch = now;
+      listener.watch(fds.open > 0);
+    }
   }, tick);
 
-  const accepting = acceptLoop();
+  let ready: Promise<void>;
+  let accepting: Promise<void>;
+  if ("accept" in listener) {
+    accepting = acceptLoop(listener);
+    ready = Promise.resolve();
+  } else {
+    accepting = Promise.resolve();
+    ready = listener.ready.then((bound) => {
+      addr = bound;
+    }, (err: unknown) => {
+      clearInterval(sweeper);
+      throw err;
+    });
+  }
   let shutdownPromise: Promise<void> | undefined;
   let finishedResolve!: () => void;
   const finished = new Promise<void>((r) => finishedResolve = r);
@@ -520,14 +596,23 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   }
 
   const server: Server = {
-    addr,
-    port: addr.port,
+    get addr() {
+      return addr;
+    },
+    get port() {
+      return addr.port;
+    },
+    ready,
     stats,
     limits,
     finished,
     shutdown,
     [Symbol.asyncDispose]: shutdown,
   };
-  options.onListen?.(addr);
+  const onListen = options.onListen;
+  if (onListen !== undefined) {
+    if (secure) ready.then(() => onListen(addr), () => {});
+    else onListen(addr);
+  }
   return server;
 }
