@@ -14,6 +14,7 @@ import {
 } from "./lib/config.ts";
 import { CredentialsError, loadCredentials } from "./lib/app/credentials.ts";
 import { hashPasswordCommand } from "./lib/hash_password.ts";
+import { Https, loadHttps, startRedirect } from "./lib/https.ts";
 import { isLoopback, trustProxy } from "./lib/app/client_addr.ts";
 import { createApp } from "./lib/app/routes.ts";
 import { serve, type Server } from "./lib/http/server.ts";
@@ -23,6 +24,7 @@ import {
   runAsWorker,
   startWorkers,
   type WorkerPool,
+  type WorkerTls,
 } from "./lib/http/workers.ts";
 import { setupLogging, stopLogging } from "./lib/log.ts";
 
@@ -60,22 +62,25 @@ export async function main(args: readonly string[]): Promise<number> {
 
 /**
  * Serves until `stop` resolves, then shuts down gracefully. In the main
- * thread it also starts `--workers` - 1 engine workers on the same port.
+ * thread it also starts `--workers` - 1 engine workers on the same port,
+ * and reloads the certificate on SIGHUP; a worker (`listening` set) takes
+ * its certificate from the main thread (`tls`).
  */
 async function run(
   opts: CliOptions,
   args: readonly string[],
   stop: Promise<void>,
   listening?: (port: number) => void,
+  tls?: WorkerTls,
 ): Promise<number> {
   let server: Server;
+  let https: Https | undefined;
   try {
-    const cert = opts.server.cert === undefined
-      ? undefined
-      : await Deno.readTextFile(opts.server.cert);
-    const key = opts.server.key === undefined
-      ? undefined
-      : await Deno.readTextFile(opts.server.key);
+    if (tls === undefined) https = await loadHttps(opts);
+    else {
+      const h = https = new Https(tls.certificate);
+      tls.onCertificate((pair) => h.certificate.replace(pair.cert, pair.key));
+    }
     const stats = new EngineStats();
     let port = opts.server.port;
     let app: AppConfig = opts.app;
@@ -113,13 +118,15 @@ async function run(
     }
     server = serve({
       ...opts.server,
-      cert,
-      key,
+      cert: undefined,
+      key: undefined,
+      certificate: https?.certificate,
       stats,
       reusePort: opts.workers > 1,
       descriptorShare: 1 / opts.workers, // the engines share one process
       exemptPeer,
     }, handler);
+    await server.ready;
     port = server.port;
   } catch (err) {
     const why = err instanceof Deno.errors.AddrInUse
@@ -132,10 +139,16 @@ async function run(
   }
 
   let pool: WorkerPool | undefined;
+  let redirect: Server | undefined;
+  const reload = () => {
+    https?.reload().then((pair) => {
+      if (pair !== undefined) pool?.setCertificate(pair);
+    });
+  };
   if (listening !== undefined) {
     listening(server.port);
   } else {
-    const scheme = opts.server.cert === undefined ? "http" : "https";
+    const scheme = https === undefined ? "http" : "https";
     const host = server.addr.hostname.includes(":")
       ? `[${server.addr.hostname}]`
       : server.addr.hostname;
@@ -148,31 +161,58 @@ async function run(
     });
     if (opts.workers > 1) {
       try {
-        pool = await startWorkers(new URL(import.meta.url), opts.workers - 1, [
-          ...args,
-          "--port",
-          String(server.port),
-        ]);
+        pool = await startWorkers(
+          new URL(import.meta.url),
+          opts.workers - 1,
+          [...args, "--port", String(server.port)],
+          https?.pair,
+        );
       } catch (err) {
         log.fatal("Cannot start workers: {error}", { error: err });
         await server.shutdown();
         return 1;
       }
     }
+    try {
+      redirect = startRedirect(opts, server.port);
+    } catch (err) {
+      log.fatal("Cannot start the --redirect-http listener: {why}", {
+        why: err instanceof Deno.errors.AddrInUse
+          ? `port ${opts.tls?.redirectPort} is already in use`
+          : err instanceof Error
+          ? err.message
+          : String(err),
+      });
+      await Promise.all([server.shutdown(), pool?.shutdown()]);
+      return 1;
+    }
+    // SIGHUP rereads --cert and --key; so does a change to either file.
+    if (https !== undefined) {
+      Deno.addSignalListener("SIGHUP", reload);
+      https.watch((pair) => pool?.setCertificate(pair));
+    }
   }
 
   await Promise.race([stop, server.finished]);
-  await Promise.all([server.shutdown(), pool?.shutdown()]);
+  if (https !== undefined && listening === undefined) {
+    Deno.removeSignalListener("SIGHUP", reload);
+  }
+  https?.close();
+  await Promise.all([
+    server.shutdown(),
+    redirect?.shutdown(),
+    pool?.shutdown(),
+  ]);
   return 0;
 }
 
 if (import.meta.main) {
   if (inWorker()) {
-    runAsWorker(async (args, stop, listening) => {
+    runAsWorker(async (args, stop, listening, tls) => {
       const opts = parseFlags(args);
       await setupLogging({ format: opts.logFormat, quiet: opts.quiet });
       try {
-        return await run(opts, args, stop, listening);
+        return await run(opts, args, stop, listening, tls);
       } finally {
         await stopLogging();
       }

@@ -19,6 +19,7 @@ import { basicAuth } from "./middleware/auth.ts";
 import { compression } from "./middleware/compression.ts";
 import { cors } from "./middleware/cors.ts";
 import { hostGuard } from "./middleware/host_guard.ts";
+import { hsts } from "./middleware/hsts.ts";
 import { rateLimit } from "./middleware/rate_limit.ts";
 import { json, text } from "./response.ts";
 import { Router } from "./router.ts";
@@ -68,7 +69,7 @@ function servedAt(dir: string, root: string): string | undefined {
  * Routes: GET /echo/{text}, POST /echo, GET /user-agent, GET|POST
  * /files/{name} (only with `config.directory`), POST /upload, GET /health,
  * GET /metrics; everything else goes to static files under
- * `config.static.root`. Middleware, outermost first: metrics, Host guard,
+ * `config.static.root`. Middleware, outermost first: metrics, HSTS (if set), Host guard,
  * rate limit (if set), CORS (if set), passwords (if set), gzip for dynamic
  * replies of 1 KiB+.
  */
@@ -79,6 +80,7 @@ export function createApp(
 ): Handler {
   const metrics = hooks.metrics ?? new AppMetrics();
   const router = new Router().use(metrics.middleware());
+  if (config.hstsMaxAgeS !== undefined) router.use(hsts(config.hstsMaxAgeS));
   const guard = hostGuard({
     allowedHosts: config.allowedHosts,
     hostname: server.hostname,
