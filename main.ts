@@ -140,70 +140,73 @@ async function run(
 
   let pool: WorkerPool | undefined;
   let redirect: Server | undefined;
+  // SIGHUP rereads --cert and --key, and so does a change to either file;
+  // the main thread does it for every engine.
   const reload = () => {
     https?.reload().then((pair) => {
       if (pair !== undefined) pool?.setCertificate(pair);
     });
   };
-  if (listening !== undefined) {
-    listening(server.port);
-  } else {
-    const scheme = https === undefined ? "http" : "https";
-    const host = server.addr.hostname.includes(":")
-      ? `[${server.addr.hostname}]`
-      : server.addr.hostname;
-    const url = `${scheme}://${host}:${server.port}/`;
-    log.info("Listening on {url}", {
-      event: "listening",
-      url,
-      port: server.port,
-      workers: opts.workers,
-    });
-    if (opts.workers > 1) {
+  const reloads = https !== undefined && listening === undefined;
+  if (reloads) {
+    Deno.addSignalListener("SIGHUP", reload);
+    https!.watch((pair) => pool?.setCertificate(pair));
+  }
+  try {
+    if (listening !== undefined) {
+      listening(server.port);
+    } else {
+      const scheme = https === undefined ? "http" : "https";
+      const host = server.addr.hostname.includes(":")
+        ? `[${server.addr.hostname}]`
+        : server.addr.hostname;
+      const url = `${scheme}://${host}:${server.port}/`;
+      log.info("Listening on {url}", {
+        event: "listening",
+        url,
+        port: server.port,
+        workers: opts.workers,
+      });
+      if (opts.workers > 1) {
+        try {
+          pool = await startWorkers(
+            new URL(import.meta.url),
+            opts.workers - 1,
+            [...args, "--port", String(server.port)],
+            https?.pair,
+          );
+        } catch (err) {
+          log.fatal("Cannot start workers: {error}", { error: err });
+          await server.shutdown();
+          return 1;
+        }
+      }
       try {
-        pool = await startWorkers(
-          new URL(import.meta.url),
-          opts.workers - 1,
-          [...args, "--port", String(server.port)],
-          https?.pair,
-        );
+        redirect = startRedirect(opts, server.port);
       } catch (err) {
-        log.fatal("Cannot start workers: {error}", { error: err });
-        await server.shutdown();
+        log.fatal("Cannot start the --redirect-http listener: {why}", {
+          why: err instanceof Deno.errors.AddrInUse
+            ? `port ${opts.tls?.redirectPort} is already in use`
+            : err instanceof Error
+            ? err.message
+            : String(err),
+        });
+        await Promise.all([server.shutdown(), pool?.shutdown()]);
         return 1;
       }
     }
-    try {
-      redirect = startRedirect(opts, server.port);
-    } catch (err) {
-      log.fatal("Cannot start the --redirect-http listener: {why}", {
-        why: err instanceof Deno.errors.AddrInUse
-          ? `port ${opts.tls?.redirectPort} is already in use`
-          : err instanceof Error
-          ? err.message
-          : String(err),
-      });
-      await Promise.all([server.shutdown(), pool?.shutdown()]);
-      return 1;
-    }
-    // SIGHUP rereads --cert and --key; so does a change to either file.
-    if (https !== undefined) {
-      Deno.addSignalListener("SIGHUP", reload);
-      https.watch((pair) => pool?.setCertificate(pair));
-    }
-  }
 
-  await Promise.race([stop, server.finished]);
-  if (https !== undefined && listening === undefined) {
-    Deno.removeSignalListener("SIGHUP", reload);
+    await Promise.race([stop, server.finished]);
+    await Promise.all([
+      server.shutdown(),
+      redirect?.shutdown(),
+      pool?.shutdown(),
+    ]);
+    return 0;
+  } finally {
+    if (reloads) Deno.removeSignalListener("SIGHUP", reload);
+    https?.close();
   }
-  https?.close();
-  await Promise.all([
-    server.shutdown(),
-    redirect?.shutdown(),
-    pool?.shutdown(),
-  ]);
-  return 0;
 }
 
 if (import.meta.main) {

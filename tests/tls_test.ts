@@ -207,6 +207,19 @@ for (const [transport] of TRANSPORTS) {
     assert.equal(await new ReplyReader(silent).closed(2000), true);
   });
 
+  Deno.test(`${transport}: serve() over TLS closes a client that starts a handshake and stalls, at the head deadline`, async () => {
+    const pem = await certificate();
+    if (pem === undefined) return;
+    await using server = await start(pem, whoAmI, { headTimeoutMs: 300 });
+    using stalled = await connect(server.port);
+    // The first bytes of a ClientHello record, then nothing.
+    await stalled.write(new Uint8Array([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]));
+    const t0 = performance.now();
+    assert.equal(await new ReplyReader(stalled).closed(3000), true);
+    assert.ok(performance.now() - t0 >= 200, "closed before the deadline");
+    await waitFor(() => server.stats.active === 0, "the engine to drop it");
+  });
+
   Deno.test(`${transport}: serve() over TLS negotiates http/1.1 by ALPN`, async () => {
     const pem = await certificate();
     if (pem === undefined) return;
