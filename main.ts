@@ -5,6 +5,9 @@
  * password for `--auth-file` instead.
  */
 import { getLogger } from "@logtape/logtape";
+import { basename, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { bracketHost, checkAccess, planAccess } from "./lib/access.ts";
 import {
   type AppConfig,
   type CliOptions,
@@ -16,7 +19,7 @@ import { CredentialsError, loadCredentials } from "./lib/app/credentials.ts";
 import { hashPasswordCommand } from "./lib/hash_password.ts";
 import { Https, loadHttps, startRedirect } from "./lib/https.ts";
 import { isLoopback, trustProxy } from "./lib/app/client_addr.ts";
-import { createApp } from "./lib/app/routes.ts";
+import { createApp, engineLimits } from "./lib/app/routes.ts";
 import { serve, type Server } from "./lib/http/server.ts";
 import { EngineStats } from "./lib/http/stats.ts";
 import {
@@ -27,8 +30,16 @@ import {
   type WorkerTls,
 } from "./lib/http/workers.ts";
 import { setupLogging, stopLogging } from "./lib/log.ts";
+import { printStart } from "./lib/startup.ts";
 
 const log = getLogger(["spindle", "server"]);
+
+/** The folder holding main.ts and lib/, which --workers threads load. */
+const PROGRAM_DIR = dirname(fileURLToPath(import.meta.url));
+
+/** A `deno compile` binary runs its code from a virtual deno-compile-* folder. */
+const COMPILED = PROGRAM_DIR.includes("deno-compile-") ||
+  !/^deno(\.exe)?$/i.test(basename(Deno.execPath()));
 
 /** Runs the server until SIGINT or SIGTERM; returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
@@ -47,15 +58,34 @@ export async function main(args: readonly string[]): Promise<number> {
     console.log(helpText());
     return 0;
   }
+  // Every folder, file and permission the flags need, checked before the
+  // first request: a gap is one line and exit 2, never a 404 or 500 later.
+  let problem: string | undefined;
+  try {
+    problem = checkAccess(planAccess(opts, PROGRAM_DIR), {
+      args,
+      compiled: COMPILED,
+    });
+  } catch (err) {
+    problem = `cannot check the folders: ${
+      err instanceof Error ? err.message : err
+    }`;
+  }
+  if (problem !== undefined) {
+    console.error(`spindle: ${problem}`);
+    return 2;
+  }
   await setupLogging({ format: opts.logFormat, quiet: opts.quiet });
   let onSignal!: () => void;
   const stop = new Promise<void>((r) => onSignal = r);
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  // The listeners stay until the process exits: Ctrl-C reaches the engine
+  // from the terminal and again through deno task and the launcher, and a
+  // late copy must not kill it with 130 while it flushes the log.
   for (const s of signals) Deno.addSignalListener(s, onSignal);
   try {
     return await run(opts, args, stop);
   } finally {
-    for (const s of signals) Deno.removeSignalListener(s, onSignal);
     await stopLogging();
   }
 }
@@ -63,7 +93,7 @@ export async function main(args: readonly string[]): Promise<number> {
 /**
  * Serves until `stop` resolves, then shuts down gracefully. In the main
  * thread it also starts `--workers` - 1 engine workers on the same port,
- * and reloads the certificate on SIGHUP; a worker (`listening` set) takes
+ * and rereads the certificate on SIGHUP; a worker (`listening` set) takes
  * its certificate from the main thread (`tls`).
  */
 async function run(
@@ -118,6 +148,7 @@ async function run(
     }
     server = serve({
       ...opts.server,
+      limits: engineLimits(app, opts.server.limits), // form uploads may be larger
       cert: undefined,
       key: undefined,
       certificate: https?.certificate,
@@ -157,15 +188,21 @@ async function run(
       listening(server.port);
     } else {
       const scheme = https === undefined ? "http" : "https";
-      const host = server.addr.hostname.includes(":")
-        ? `[${server.addr.hostname}]`
-        : server.addr.hostname;
-      const url = `${scheme}://${host}:${server.port}/`;
+      const url = `${scheme}://${
+        bracketHost(server.addr.hostname)
+      }:${server.port}/`;
+      const start = await printStart(
+        opts,
+        server.addr.hostname,
+        server.port,
+        planAccess(opts, PROGRAM_DIR),
+      );
       log.info("Listening on {url}", {
         event: "listening",
         url,
         port: server.port,
         workers: opts.workers,
+        ...start,
       });
       if (opts.workers > 1) {
         try {

@@ -142,6 +142,11 @@ export interface Limits {
   readonly maxPartHeadBytes: number;
   /** A form's plain (non-file) fields together, held in memory, in bytes. Over: 413. */
   readonly maxFormFieldBytes: number;
+  /**
+   * One form upload's body, and so each file in it (`--upload-files-max`),
+   * in bytes; streamed to disk, never held. Over: 413.
+   */
+  readonly maxFormBytes: number;
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -207,6 +212,10 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxFormParts: 1000, // Go's multipartmaxparts: a real form has tens; more is parser-cost abuse
   maxPartHeadBytes: 8 * 1024, // a 255-byte name escaped three ways and a long type fit 10 times over
   maxFormFieldBytes: 1024 * 1024, // text fields are read into memory, files are not
+  // A few minutes of a phone's 4K video, or hundreds of photos in one form:
+  // files stream to disk, so the cost is disk and time, which the folder's
+  // quota bounds; larger is one flag away.
+  maxFormBytes: 1024 ** 3,
 });
 
 /** What `serve()` needs besides a handler. */
@@ -243,7 +252,7 @@ export interface StaticConfig {
   readonly root: string;
   /** "deny" answers 404 for any dot segment (`.env`, `.git/`); "allow" serves them. */
   readonly dotfiles: "deny" | "allow";
-  /** File extensions served (lower case, no dot); null serves the default web set. */
+  /** File extensions served (lower case, no dot; "" for none); null serves every file. */
   readonly allowExt: readonly string[] | null;
   /** Cache-Control for files. */
   readonly cacheControl: string;
@@ -258,6 +267,30 @@ export interface StaticConfig {
    * inside the root to a file outside looks like any file to a path check.
    */
   readonly strictLinks: boolean;
+  /** Header fields added to every static reply, replacing any of the same name (`--header`). */
+  readonly headers: readonly (readonly [name: string, value: string])[];
+  /**
+   * Largest folder a listing offers as one `.zip`, in bytes of file contents;
+   * 0: no archives. Over: 413, before a byte is sent.
+   */
+  readonly archiveMaxBytes: number;
+  /** Reload open pages when a file under the root changes (`--watch`). */
+  readonly watch: boolean;
+  /**
+   * Folders that take form uploads (`--upload-files`): their listings offer
+   * an upload form, and their pages and images run sandboxed. Unset: none.
+   */
+  readonly uploads?: StaticUploads;
+}
+
+/** What the static layer shows and guards of `--upload-files`. */
+export interface StaticUploads {
+  /** The upload folder as a canonical URL path ending in "/"; folders below it too. */
+  readonly path: string;
+  /** Largest form, in bytes (shown on the form, and checked before sending). */
+  readonly maxBytes: number;
+  /** A file of the same name is replaced. */
+  readonly overwrite: boolean;
 }
 
 /** The default application's settings (issue: application layer). */
@@ -279,12 +312,41 @@ export interface AppConfig {
   readonly allowedHosts?: readonly string[];
   /** Serve /metrics to any client, not just loopback. */
   readonly metricsPublic: boolean;
-  /** Access-Control-Allow-Origin for API routes; unset: no CORS. */
+  /** Access-Control-Allow-Origin for API routes and static files; unset: no CORS. */
   readonly cors?: string;
   /** HTTP Basic authentication; unset: no passwords asked. */
   readonly auth?: AppAuth;
   /** Strict-Transport-Security max-age on HTTPS replies, in seconds; unset: none. */
   readonly hstsMaxAgeS?: number;
+  /** Uploads from browsers and `curl -F` into folders of the static root; unset: none. */
+  readonly uploadFiles?: UploadFilesConfig;
+}
+
+/** Where and how form uploads are stored (`--upload-files`). */
+export interface UploadFilesConfig {
+  /**
+   * The folder uploads may go to, and every folder below it, as a canonical
+   * URL path ending in "/": "/" is the whole static root, "/inbox/" one folder.
+   */
+  readonly path: string;
+  /** Total bytes that folder and those below it may hold; 0: the disk alone. Over: 507. */
+  readonly quotaBytes: number;
+  /** Replace a file of the same name; else 409. */
+  readonly overwrite: boolean;
+}
+
+/**
+ * Room an upload folder gets: a phone's worth of photos and videos. A full
+ * disk hurts every program on the machine, so uploads stop well before that
+ * unless `--upload-files-quota` says more (or 0).
+ */
+export const DEFAULT_UPLOAD_FILES_QUOTA = 10 * 1024 ** 3;
+
+/** The file system path of an upload folder: the root joined with its URL path. */
+export function uploadFilesDir(root: string, urlPath: string): string {
+  return urlPath === "/"
+    ? root
+    : `${root.replace(/\/+$/, "")}${urlPath.slice(0, -1)}`;
 }
 
 /** Where a password is needed (`--auth-paths`). */
@@ -322,6 +384,11 @@ export const DEFAULT_STATIC: StaticConfig = Object.freeze({
   spa: false,
   attachment: false,
   strictLinks: false, // hard links are common (deploy tools, package caches)
+  headers: [],
+  // A DVD's worth: a folder of photos or a build fits; a disk of films does
+  // not. Each archive reads that much from disk and holds a connection.
+  archiveMaxBytes: 4 * 1024 ** 3,
+  watch: false,
 });
 
 export const DEFAULT_APP: AppConfig = Object.freeze({
@@ -363,6 +430,8 @@ export interface CliOptions {
   readonly auth?: AuthFlags;
   /** HTTPS: set with `--cert`/`--key` or `--tls`; unset: plain HTTP. */
   readonly tls?: TlsFlags;
+  /** Print a QR code of the network URL at start. */
+  readonly qr: boolean;
 }
 
 /** A bad command line; main prints `message` and exits with code 2. */
@@ -450,11 +519,22 @@ export const FLAGS: Readonly<
   dotfiles: ["allow|deny", "deny", "serve dotfiles and dot-folders"],
   "allow-ext": [
     "LIST",
-    "web types",
-    "file extensions served, e.g. html,txt,png,jpg,jpeg (else 403)",
+    "all",
+    "file extensions served, e.g. html,txt,png,jpg,jpeg (else 403); web: the web types",
   ],
   "cache-control": ["VALUE", "no-cache", "Cache-Control for static files"],
   "list-dirs": ["", "off", "HTML listing of folders without index.html"],
+  "archive-max": [
+    "SIZE",
+    "4g",
+    "largest folder a listing sends as one .zip (413); 0: no archives",
+  ],
+  header: [
+    "'NAME: VALUE'",
+    "",
+    "header on every static reply (repeatable)",
+  ],
+  watch: ["", "off", "reload open pages when a file under the root changes"],
   spa: ["", "off", "serve index.html for unknown paths (single-page apps)"],
   attachment: [
     "",
@@ -466,6 +546,26 @@ export const FLAGS: Readonly<
   uploads: ["DIR", "resources/uploads", "folder for POST /upload"],
   "upload-max": ["SIZE", "1m", "largest upload (413)"],
   "upload-quota": ["SIZE", "100m", "total size of the uploads folder (507)"],
+  "upload-files": [
+    "[=PATH]",
+    "off",
+    "uploads from the browser and curl -F into folders of the root (=PATH: only that folder, e.g. =/inbox, and those below)",
+  ],
+  "upload-files-max": [
+    "SIZE",
+    "1g",
+    "largest form upload, all its files together (413)",
+  ],
+  "upload-files-quota": [
+    "SIZE",
+    "10g",
+    "total size of the upload folder (507); 0: the disk alone",
+  ],
+  overwrite: [
+    "",
+    "off",
+    "form uploads may replace a file of the same name (else 409)",
+  ],
   "rate-limit": [
     "N/TIME",
     "off",
@@ -474,7 +574,11 @@ export const FLAGS: Readonly<
   "trust-proxy": ["LIST", "", "peers whose X-Forwarded-For is believed"],
   "allowed-hosts": ["LIST", "loopback names", "Host values accepted (421)"],
   "metrics-public": ["", "off", "serve /metrics beyond loopback"],
-  cors: ["ORIGIN", "", "Access-Control-Allow-Origin for API routes"],
+  cors: [
+    "[ORIGIN]",
+    "",
+    "CORS for API routes and static files; alone: any origin (*)",
+  ],
   auth: [
     "USER:PASSWORD",
     "",
@@ -501,6 +605,7 @@ export const FLAGS: Readonly<
     "log line format; common and combined: access lines alone on stdout",
   ],
   quiet: ["", "off", "no access log lines"],
+  qr: ["", "off", "print a QR code of the network URL, for a phone"],
   help: ["", "", "print this help"],
 };
 
@@ -545,21 +650,143 @@ function parseCount(text: string, flag: string, min: number): number {
   return n;
 }
 
+/**
+ * `--allow-ext web`: the files a web site is made of. Anything else (`.env`,
+ * `.sqlite`, `.key`, `.ts`, no extension) is then 403, so a stray secret in
+ * the root is not one guess away. Not the default: every peer serves every
+ * file, and a folder shared for downloads holds `.mkv`, `.iso`, `.exe`.
+ */
+export const WEB_EXTENSIONS: readonly string[] = Object.freeze([
+  "html",
+  "htm",
+  "css",
+  "js",
+  "mjs",
+  "json",
+  "txt",
+  "md",
+  "xml",
+  "svg",
+  "png",
+  "jpg",
+  "jpeg",
+  "gif",
+  "webp",
+  "avif",
+  "ico",
+  "bmp",
+  "woff",
+  "woff2",
+  "ttf",
+  "otf",
+  "eot",
+  "pdf",
+  "mp3",
+  "mp4",
+  "webm",
+  "ogg",
+  "oga",
+  "ogv",
+  "wav",
+  "flac",
+  "m4a",
+  "wasm",
+  "map",
+  "csv",
+  "tsv",
+  "zip",
+  "gz",
+  "br",
+  "tar",
+  "tgz",
+  "bin",
+  "webmanifest",
+  "rss",
+  "atom",
+  "vtt",
+  "ics",
+  "epub",
+]);
+
+/** Flags that may be given more than once; each value counts. */
+const REPEATABLE: ReadonlySet<string> = new Set(["header"]);
+
+/** `*`, or an origin list such as `https://a.example,http://localhost:5173`. */
+function isOrigin(word: string | undefined): boolean {
+  return word !== undefined &&
+    (word === "*" || /^[a-z][a-z0-9+.-]*:\/\//i.test(word));
+}
+
+/**
+ * Reply fields the server works out for each reply: a fixed value would
+ * break the framing (Content-Length, Transfer-Encoding, Connection) or lie
+ * about one file's bytes (Content-Type, ETag, Content-Encoding).
+ */
+const COMPUTED_FIELDS: ReadonlySet<string> = new Set([
+  "content-length",
+  "transfer-encoding",
+  "connection",
+  "keep-alive",
+  "upgrade",
+  "te",
+  "trailer",
+  "date",
+  "content-type",
+  "content-encoding",
+  "content-range",
+  "etag",
+  "last-modified",
+]);
+
+/** `--header "Name: value"` -> [lower-case name, value]. */
+export function parseHeaderFlag(text: string): [string, string] {
+  const colon = text.indexOf(":");
+  const name = text.slice(0, colon).trim().toLowerCase();
+  const value = text.slice(colon + 1).trim();
+  if (colon === -1 || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name)) {
+    throw new UsageError(
+      `--header: "${text}" is not NAME: VALUE (try --header "X-Frame-Options: DENY")`,
+    );
+  }
+  // deno-lint-ignore no-control-regex
+  if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) {
+    throw new UsageError(`--header: the value of ${name} holds a control byte`);
+  }
+  if (COMPUTED_FIELDS.has(name)) {
+    throw new UsageError(
+      `--header: ${name} is worked out for each reply and cannot be fixed`,
+    );
+  }
+  return [name, value];
+}
+
+/** `--allow-ext`: "all" (every file), "web" (the web types) or a list. */
+function parseExtensions(text: string): string[] | null {
+  const word = text.trim().toLowerCase();
+  if (word === "all") return null;
+  if (word === "web") return [...WEB_EXTENSIONS];
+  return parseList(text).map((e) => e.replace(/^\./, "").toLowerCase());
+}
+
 function parseList(text: string): string[] {
   return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
 }
 
 /**
- * Parses the command line. Also takes the seeds' positional form
- * `[port] [host] [max-conns]`. Throws {@link UsageError} on anything wrong.
+ * Parses the command line. Also takes `DIR` (a first positional argument that
+ * is not a number) and the seeds' positional form `[port] [host] [max-conns]`.
+ * A leading `--` is skipped: `deno task serve -- --port 8081` passes it on.
+ * Throws {@link UsageError} on anything wrong.
  */
 export function parseFlags(args: readonly string[]): CliOptions {
   const values: Record<string, string | boolean> = {};
+  const repeated: Record<string, string[]> = {};
   const positional: string[] = [];
   const authPairs: string[] = []; // --auth is the one repeatable flag
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--") {
+      if (i === 0) continue;
       positional.push(...args.slice(i + 1));
       break;
     }
@@ -582,18 +809,30 @@ export function parseFlags(args: readonly string[]): CliOptions {
       values[name] = true;
       continue;
     }
-    if (spec[0].startsWith("[")) {
-      // An optional value, only as --name=value: "--hsts 8080" stays two arguments.
-      values[name] = eq === -1 ? true : arg.slice(eq + 1);
+    // "[=PATH]": a value only after "=", so `--upload-files 8080` or a
+    // folder to serve after it is never taken for the PATH.
+    if (spec[0].startsWith("[=") && eq === -1) {
+      values[name] = true;
+      continue;
+    }
+    // "[ORIGIN]": the value is optional; the next word is it only if it
+    // looks like one, so `--cors 8080` still reads 8080 as the port.
+    if (spec[0].startsWith("[") && eq === -1 && !isOrigin(args[i + 1])) {
+      values[name] = true;
       continue;
     }
     const value = eq === -1 ? args[++i] : arg.slice(eq + 1);
     if (value === undefined) {
       throw new UsageError(`--${name} needs a value (${spec[0]})`);
     }
+    if (REPEATABLE.has(name)) (repeated[name] ??= []).push(value);
     if (name === "auth") authPairs.push(value);
     values[name] = value;
   }
+  // `spindle DIR`, as `http-server DIR`; a number is the seeds' port.
+  const posRoot = positional.length > 0 && !/^\d+$/.test(positional[0])
+    ? positional.shift()
+    : undefined;
   if (positional.length > 3) {
     throw new UsageError(`too many arguments: ${positional.join(" ")}`);
   }
@@ -644,6 +883,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
       ? 0
       : count("max-fds", L.maxOpenFiles, 0),
     fdReserve: count("fd-reserve", L.fdReserve, 0),
+    maxFormBytes: size("upload-files-max", L.maxFormBytes),
   });
 
   const cert = str("cert");
@@ -699,21 +939,22 @@ export function parseFlags(args: readonly string[]): CliOptions {
     }
   }
 
-  const root = str("root") ?? DEFAULT_STATIC.root;
+  const root = str("root") ?? posRoot ?? DEFAULT_STATIC.root;
   const app: AppConfig = Object.freeze({
     static: Object.freeze({
       root,
       dotfiles,
       allowExt: str("allow-ext") === undefined
-        ? null
-        : parseList(str("allow-ext")!).map((e) =>
-          e.replace(/^\./, "").toLowerCase()
-        ),
+        ? DEFAULT_STATIC.allowExt
+        : parseExtensions(str("allow-ext")!),
       cacheControl: str("cache-control") ?? DEFAULT_STATIC.cacheControl,
       listDirs: flag("list-dirs"),
       spa: flag("spa"),
       attachment: flag("attachment"),
       strictLinks: flag("strict-links"),
+      headers: (repeated.header ?? []).map(parseHeaderFlag),
+      archiveMaxBytes: size("archive-max", DEFAULT_STATIC.archiveMaxBytes),
+      watch: flag("watch"),
     }),
     directory: str("directory"),
     uploads: str("uploads") ?? DEFAULT_APP.uploads,
@@ -727,8 +968,13 @@ export function parseFlags(args: readonly string[]): CliOptions {
       ? undefined
       : parseList(str("allowed-hosts")!),
     metricsPublic: flag("metrics-public"),
-    cors: str("cors"),
+    cors: values.cors === true ? "*" : str("cors"),
     hstsMaxAgeS,
+    uploadFiles: parseUploadFiles(
+      values["upload-files"] as string | true | undefined,
+      str("upload-files-quota"),
+      flag("overwrite"),
+    ),
   });
 
   const auth = parseAuthFlags(
@@ -764,7 +1010,44 @@ export function parseFlags(args: readonly string[]): CliOptions {
     workers: count("workers", 1),
     auth,
     tls,
+    qr: flag("qr"),
   };
+}
+
+/**
+ * `--upload-files[=PATH]` and the flags that go with it. PATH is a folder
+ * of the root as a URL path (`inbox`, `/inbox/`, `photos/2026`): no dot
+ * folders, no `.` or `..`, no `%` escapes, no backslash or control byte.
+ */
+function parseUploadFiles(
+  value: string | true | undefined,
+  quota: string | undefined,
+  overwrite: boolean,
+): UploadFilesConfig | undefined {
+  // --upload-files-quota and -max alone are limits waiting for uploads to
+  // be on, as --archive-max waits for --list-dirs; --overwrite says more.
+  if (value === undefined) {
+    if (overwrite) throw new UsageError("--overwrite needs --upload-files");
+    return undefined;
+  }
+  let path = value === true ? "/" : value.trim();
+  if (!path.startsWith("/")) path = `/${path}`;
+  if (!path.endsWith("/")) path += "/";
+  if (
+    // deno-lint-ignore no-control-regex
+    /\/\/|%|\\|[\x00-\x1f\x7f]/.test(path) || /\/\./.test(path)
+  ) {
+    throw new UsageError(
+      `--upload-files: "${value}" is not a folder of the root such as =/inbox (no dot folders, no .., no escapes)`,
+    );
+  }
+  return Object.freeze({
+    path,
+    quotaBytes: quota === undefined
+      ? DEFAULT_UPLOAD_FILES_QUOTA
+      : parseSize(quota, "upload-files-quota"),
+    overwrite,
+  });
 }
 
 function parseTlsFlags(
@@ -876,12 +1159,12 @@ export function helpText(): string {
   const lines = [
     "Spindle: a safe, fast HTTP/1.1 server for a folder and a small API.",
     "",
-    "Usage: spindle [options] [port] [host] [max-conns]",
+    "Usage: spindle [options] [DIR] [port] [host] [max-conns]",
     "",
     "Options (SIZE: 512, 16k, 1m; TIME: 500ms, 10s, 2m):",
   ];
   for (const [name, [value, def, text]] of Object.entries(FLAGS)) {
-    const sep = value === "" || value.startsWith("[") ? "" : " ";
+    const sep = value === "" || value.startsWith("[=") ? "" : " ";
     const left = `  --${name}${sep}${value}`;
     lines.push(`${left.padEnd(30)} ${text}${def === "" ? "" : ` [${def}]`}`);
   }

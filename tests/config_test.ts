@@ -20,6 +20,7 @@ Deno.test("parseFlags() gives the documented defaults for no arguments", () => {
   assert.equal(o.app.rateLimit, undefined);
   assert.equal(o.logFormat, "text");
   assert.equal(o.workers, 1);
+  assert.equal(o.qr, false);
   assert.equal(o.server.accessLog, true);
 });
 
@@ -28,6 +29,26 @@ Deno.test("parseFlags() takes the seeds' positional [port] [host] [max-conns]", 
   assert.equal(o.server.port, 9000);
   assert.equal(o.server.hostname, "0.0.0.0");
   assert.equal(o.server.limits.maxConns, 16);
+});
+
+Deno.test("parseFlags() takes a first positional that is not a number as the folder to serve", () => {
+  const o = parseFlags(["./site", "9000", "0.0.0.0"]);
+  assert.equal(o.app.static.root, "./site");
+  assert.equal(o.server.port, 9000);
+  assert.equal(o.server.hostname, "0.0.0.0");
+  assert.equal(parseFlags(["/srv/www"]).app.static.root, "/srv/www");
+  // A number stays the seeds' port; --root wins over the positional folder.
+  assert.equal(parseFlags(["8081"]).app.static.root, "resources");
+  assert.equal(parseFlags(["a", "--root", "b"]).app.static.root, "b");
+  assert.throws(() => parseFlags(["a", "1", "h", "2", "3"]), UsageError);
+});
+
+Deno.test("parseFlags() skips a leading --, as `deno task serve -- --port 8081` passes it", () => {
+  const o = parseFlags(["--", "--port", "8081", "--qr"]);
+  assert.equal(o.server.port, 8081);
+  assert.equal(o.qr, true);
+  // Later, -- still ends the options: what follows is positional.
+  assert.equal(parseFlags(["--port", "1", "--", "--x"]).app.static.root, "--x");
 });
 
 Deno.test("parseFlags() lets a flag win over a positional value", () => {
@@ -88,6 +109,13 @@ Deno.test("parseFlags() maps the static and app flags", () => {
     "example.com",
     "--metrics-public",
     "--strict-links",
+    "--header",
+    "X-Frame-Options: DENY",
+    "--header",
+    "Vary: Origin",
+    "--archive-max",
+    "1g",
+    "--watch",
     "--cors",
     "*",
     "--quiet",
@@ -105,6 +133,9 @@ Deno.test("parseFlags() maps the static and app flags", () => {
     spa: true,
     attachment: true,
     strictLinks: true,
+    headers: [["x-frame-options", "DENY"], ["vary", "Origin"]],
+    archiveMaxBytes: 1024 ** 3,
+    watch: true,
   });
   assert.equal(o.app.directory, "/tmp/files");
   assert.deepEqual(o.app.rateLimit, { limit: 100, windowMs: 10_000 });
@@ -139,6 +170,12 @@ const bad: [args: string[], message: RegExp][] = [
   [["--spa=yes"], /takes no value/],
   [["--max-conns", "0"], /at least 1/],
   [["1", "2", "3", "4"], /too many arguments/],
+  [["--header", "X-Nothing"], /is not NAME: VALUE/],
+  [["--header", "Bad Name: 1"], /is not NAME: VALUE/],
+  [["--header", "Content-Length: 5"], /content-length is worked out/],
+  [["--header", 'ETag: "x"'], /etag is worked out/],
+  [["--header", "X-A: a\x01b"], /control byte/],
+  [["--archive-max", "huge"], /not a size/],
   [["--auth", "alice"], /--auth takes USER:PASSWORD/],
   [["--auth", ":pw"], /--auth takes USER:PASSWORD/],
   [["--auth", "alice:"], /--auth takes USER:PASSWORD/],
@@ -209,6 +246,35 @@ Deno.test("parseFlags() reads the HTTPS flags", () => {
     parseFlags(["--auth", "a:b", "--host", "0.0.0.0", "--tls", "self-signed"])
       .auth,
   );
+});
+
+Deno.test("parseFlags() serves every file by default; --allow-ext takes all, web or a list", () => {
+  assert.equal(parseFlags([]).app.static.allowExt, null);
+  assert.equal(parseFlags(["--allow-ext", "all"]).app.static.allowExt, null);
+  const web = parseFlags(["--allow-ext", "web"]).app.static.allowExt!;
+  assert.ok(web.includes("html") && web.includes("woff2"));
+  assert.ok(!web.includes("exe") && !web.includes("mkv"));
+  assert.deepEqual(
+    parseFlags(["--allow-ext", "html,txt,png,jpg,jpeg"]).app.static.allowExt,
+    ["html", "txt", "png", "jpg", "jpeg"],
+  );
+});
+
+Deno.test("parseFlags() takes --cors alone as any origin, and a value only when it is one", () => {
+  assert.equal(parseFlags(["--cors"]).app.cors, "*");
+  assert.equal(parseFlags(["--cors", "--watch"]).app.cors, "*");
+  const port = parseFlags(["--cors", "9000"]);
+  assert.equal(port.app.cors, "*");
+  assert.equal(port.server.port, 9000);
+  assert.equal(
+    parseFlags(["--cors", "https://a.test,http://localhost:5173"]).app.cors,
+    "https://a.test,http://localhost:5173",
+  );
+  assert.equal(
+    parseFlags(["--cors=https://b.test"]).app.cors,
+    "https://b.test",
+  );
+  assert.equal(parseFlags([]).app.cors, undefined);
 });
 
 Deno.test("parseSize() and parseDuration() read their units", () => {
@@ -319,4 +385,68 @@ Deno.test("parseFlags() refuses passwords over plain HTTP on a non-loopback addr
   );
   // Without passwords, a public address needs nothing.
   assert.equal(parseFlags(["--host", "0.0.0.0"]).auth, undefined);
+});
+
+Deno.test("parseFlags() maps --upload-files[=PATH], --upload-files-max, --upload-files-quota and --overwrite", () => {
+  assert.equal(parseFlags([]).app.uploadFiles, undefined);
+  const whole = parseFlags(["--upload-files"]);
+  assert.deepEqual(whole.app.uploadFiles, {
+    path: "/",
+    quotaBytes: 10 * 1024 ** 3,
+    overwrite: false,
+  });
+  assert.equal(whole.server.limits.maxFormBytes, 1024 ** 3);
+  for (const value of ["inbox", "/inbox", "/inbox/", "inbox/"]) {
+    assert.equal(
+      parseFlags([`--upload-files=${value}`]).app.uploadFiles?.path,
+      "/inbox/",
+      value,
+    );
+  }
+  assert.equal(
+    parseFlags(["--upload-files=photos/2026"]).app.uploadFiles?.path,
+    "/photos/2026/",
+  );
+  const o = parseFlags([
+    "--upload-files",
+    "--upload-files-max",
+    "4g",
+    "--upload-files-quota=0",
+    "--overwrite",
+  ]);
+  assert.equal(o.server.limits.maxFormBytes, 4 * 1024 ** 3);
+  assert.equal(o.app.uploadFiles?.quotaBytes, 0);
+  assert.equal(o.app.uploadFiles?.overwrite, true);
+  // The value comes only after "=": a port or a folder after it stays what it was.
+  const p = parseFlags(["--upload-files", "9000"]);
+  assert.equal(p.server.port, 9000);
+  assert.equal(p.app.uploadFiles?.path, "/");
+});
+
+Deno.test("parseFlags() refuses an --upload-files PATH that is not a plain folder of the root, and --overwrite alone", () => {
+  for (
+    const bad of [
+      "../up",
+      "/a/../b",
+      "/.git",
+      "a/.ssh/keys",
+      "a//b",
+      "%2e%2e",
+      "a\\b",
+      "a\x00b",
+    ]
+  ) {
+    assert.throws(
+      () => parseFlags([`--upload-files=${bad}`]),
+      (err: unknown) =>
+        err instanceof UsageError &&
+        /--upload-files: .* is not a folder of the root/.test(err.message),
+      bad,
+    );
+  }
+  assert.throws(
+    () => parseFlags(["--overwrite"]),
+    /--overwrite needs --upload-files/,
+  );
+  assert.throws(() => parseFlags(["--upload-files-max", "lots"]), UsageError);
 });

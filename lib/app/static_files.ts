@@ -5,7 +5,7 @@
  * a custom 404 page and a single-page-app fallback.
  */
 import { basename, resolve } from "node:path";
-import type { StaticConfig } from "../config.ts";
+import { type StaticConfig, uploadFilesDir } from "../config.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
 import {
   FileBody,
@@ -27,11 +27,28 @@ import {
   type Validators,
 } from "./conditional.ts";
 import {
+  filterEntries,
   type ListingEntry,
+  parseView,
   renderListing,
+  renderListingJson,
   sortEntries,
 } from "./dir_listing.ts";
 import { negotiateEncoding } from "./encoding.ts";
+import {
+  LIVE_RELOAD_BYTES,
+  LIVE_RELOAD_PATH,
+  LiveReload,
+  liveReloadTail,
+  type LiveReloadTuning,
+  withLiveReload,
+} from "./live_reload.ts";
+import {
+  type ArchivePolicy,
+  isServableName,
+  walkFolder,
+  zipFolder,
+} from "./folder_archive.ts";
 import {
   type ByteRange,
   contentRange,
@@ -41,6 +58,7 @@ import {
   type RangeResult,
 } from "./ranges.ts";
 import { ByteLru } from "./static_cache.ts";
+import { withFixedHeaders } from "./static_headers.ts";
 import {
   type Coding,
   CompressionFailed,
@@ -50,7 +68,6 @@ import {
 } from "./static_compress.ts";
 import {
   contentTypeOf,
-  DEFAULT_EXTENSIONS,
   extensionOf,
   isCompressible,
   mediaTypeOf,
@@ -83,8 +100,15 @@ export interface StaticTuning {
    * within this time; a missing path is always looked up afresh.
    */
   readonly revalidateMs: number;
-  /** Read size for multipart replies from large files. */
+  /** Read size for multipart replies from large files and archives. */
   readonly readChunkBytes: number;
+  /**
+   * Files and folders one `.zip` may hold. The walk keeps ~300 bytes an
+   * entry until the archive ends (a 30 MiB bound). Over: 413.
+   */
+  readonly maxArchiveEntries: number;
+  /** Files this big or bigger get Zip64 records in an archive (tests lower it). */
+  readonly zip64FromBytes: number;
 }
 
 const DEFAULT_TUNING: StaticTuning = Object.freeze({
@@ -101,6 +125,8 @@ const DEFAULT_TUNING: StaticTuning = Object.freeze({
   maxListingEntries: 10_000,
   revalidateMs: 200, // a stat per file 5 times a second, not per request
   readChunkBytes: 256 * 1024,
+  maxArchiveEntries: 100_000,
+  zip64FromBytes: 0xffffffff, // the format's own 32-bit limit
 });
 
 /** One version of one file: an edit, a rename over it or a swap changes a field. */
@@ -157,6 +183,20 @@ interface Resolved {
 
 /** Checked real paths remembered; past it the memory starts afresh. */
 const MAX_RESOLVED = 10_000;
+
+/**
+ * Types a browser runs as a document with scripts: HTML, XHTML, SVG, XML
+ * (which may pull in XSLT).
+ */
+const ACTIVE_TYPES: ReadonlySet<string> = new Set([
+  "text/html",
+  "application/xhtml+xml",
+  "image/svg+xml",
+  "text/xml",
+  "application/xml",
+]);
+/** CSP for those in an upload folder: no scripts, no forms, an origin of its own. */
+const SANDBOX: [string, string] = ["content-security-policy", "sandbox"];
 
 /** Methods a static path answers; the rest get 405 with this Allow. */
 const ALLOW = "GET, HEAD, OPTIONS";
@@ -219,21 +259,43 @@ export function staticFiles(
   const full = { ...DEFAULT_TUNING, ...tuning };
   const compressor = hooks.compressor ??
     sharedCompressor(full.maxCompressions);
-  const site = new StaticSite(config, full, compressor);
-  return (req) => site.handle(req);
+  const site = new StaticSite(config, full, compressor, hooks);
+  return withFixedHeaders((req) => site.handle(req), config.headers);
+}
+
+/**
+ * `allowExt` as a test on file names: true for every name when null, else
+ * for names whose extension (lower case, no dot) is listed.
+ */
+export function extensionPolicy(
+  allowExt: readonly string[] | null,
+): (name: string) => boolean {
+  if (allowExt === null) return () => true;
+  const allowed = new Set(
+    allowExt.map((e) => e.toLowerCase().replace(/^\./, "")),
+  );
+  return (name) => allowed.has(extensionOf(name));
 }
 
 /** What tests and embedders may hand the static handler. */
 export interface StaticHooks {
   /** Runs on-the-fly compression; by default the thread's shared one. */
   readonly compressor?: Compressor;
+  /**
+   * Aborts when the server drains: with `watch`, the watcher stops and the
+   * pages' event streams end, so shutdown does not wait for open tabs.
+   */
+  readonly signal?: AbortSignal;
+  /** Timings of `watch`; tests shrink them. */
+  readonly liveReload?: Partial<LiveReloadTuning>;
 }
 
 class StaticSite {
   readonly #config: StaticConfig;
   readonly #tuning: StaticTuning;
   readonly #root: string;
-  readonly #allowExt: ReadonlySet<string>;
+  /** True when the extension policy serves a file of this (real) name. */
+  readonly #serves: (name: string) => boolean;
   readonly #files: ByteLru<Cached<Uint8Array>>;
   /** Compressed forms; null marks "compression did not make it smaller". */
   readonly #compressed: ByteLru<Cached<Uint8Array | null>>;
@@ -245,23 +307,29 @@ class StaticSite {
   readonly #sidecars = new Map<string, SidecarLook>();
   /** Paths whose real path was checked, with the file they named then. */
   readonly #resolved = new Map<string, Resolved>();
+  /** The watcher and pages of `--watch`; undefined when off. */
+  readonly #live: LiveReload | undefined;
 
   constructor(
     config: StaticConfig,
     tuning: StaticTuning,
     compressor: Compressor,
+    hooks: StaticHooks,
   ) {
     this.#config = config;
     this.#tuning = tuning;
     this.#compressor = compressor;
     this.#root = resolve(config.root);
-    this.#allowExt = new Set(
-      (config.allowExt ?? DEFAULT_EXTENSIONS).map((e) =>
-        e.toLowerCase().replace(/^\./, "")
-      ),
-    );
+    this.#serves = extensionPolicy(config.allowExt);
     this.#files = new ByteLru(tuning.fileCacheBytes);
     this.#compressed = new ByteLru(tuning.compressedCacheBytes);
+    this.#live = config.watch
+      ? new LiveReload(this.#root, {
+        denyDots: config.dotfiles !== "allow",
+        signal: hooks.signal,
+        tuning: hooks.liveReload,
+      })
+      : undefined;
   }
 
   async handle(req: ServerRequest): Promise<Reply> {
@@ -279,6 +347,9 @@ class StaticSite {
       );
     }
     const path = canonicalPath(req.path);
+    if (this.#live !== undefined && path === LIVE_RELOAD_PATH) {
+      return this.#live.events(req);
+    }
     try {
       return await this.#serve(req, path);
     } catch (err) {
@@ -308,6 +379,10 @@ class StaticSite {
     const found = this.#find(path);
     if (found === null) return this.#notFound(req, path);
     if (found.kind === "file") return this.#sendFile(req, found, path);
+    if (path.endsWith("/") && req.query !== "") {
+      const download = new URLSearchParams(req.query).get("download");
+      if (download !== null) return this.#archive(req, found, path, download);
+    }
     if (!path.endsWith("/")) {
       // Built from the raw path, which canonicalPath() proved starts with one
       // "/" and holds no backslash: never "//evil.com/" (CVE-2021-28861).
@@ -395,6 +470,21 @@ class StaticSite {
     return found;
   }
 
+  /**
+   * True when a real path lies in the upload folder (`--upload-files`),
+   * itself resolved afresh: a deploy may re-point a link to it.
+   */
+  #takesUploads(real: string): boolean {
+    const uploads = this.#config.uploads;
+    if (uploads === undefined) return false;
+    try {
+      const dir = Deno.realPathSync(uploadFilesDir(this.#root, uploads.path));
+      return isBeneath(real, dir, true);
+    } catch {
+      return false; // the folder is gone: nothing takes uploads
+    }
+  }
+
   /** Type, validators and policy of a file version: worked out once per version. */
   #metaOf(file: Found): FileMeta {
     if (file.meta !== undefined) return file.meta;
@@ -405,7 +495,7 @@ class StaticSite {
     const identity = { etag: etagOf(size, mtimeMs), lastModifiedMs: mtimeMs };
     return file.meta = {
       name,
-      allowed: this.#allowExt.has(extensionOf(name)),
+      allowed: this.#serves(name),
       type,
       contentType: contentTypeOf(type),
       compressible,
@@ -439,6 +529,14 @@ class StaticSite {
         `Extension not served: ${meta.name}`,
         { expose: "This type of file is not served" },
       );
+    }
+    // Anyone who may upload may have written this page or image: it runs in
+    // a sandbox, as a page of no origin, so its scripts cannot act for the
+    // visitor here (read other files, upload in their name).
+    const sandbox = ACTIVE_TYPES.has(meta.type) &&
+      this.#takesUploads(file.path);
+    if (this.#live !== undefined && meta.type === "text/html") {
+      return this.#sendLive(req, file, meta, sandbox);
     }
     const headers = req.headers;
     const acceptEncoding = headers.getJoined("accept-encoding");
@@ -502,14 +600,10 @@ class StaticSite {
       ["last-modified", httpDate(rep.validators.lastModifiedMs)],
       ["cache-control", this.#config.cacheControl],
     );
+    if (sandbox) out.push(SANDBOX);
 
     const verdict = evaluatePreconditions(req.method, headers, rep.validators);
-    if (verdict === 412) {
-      throw new HttpError(STATUS.PreconditionFailed, "Precondition failed", {
-        expose:
-          "A precondition (If-Match or If-Unmodified-Since) does not hold",
-      });
-    }
+    if (verdict === 412) throw preconditionFailed();
     if (verdict === 304) {
       return {
         status: STATUS.NotModified,
@@ -574,6 +668,49 @@ class StaticSite {
         );
     }
     return { status: STATUS.PartialContent, headers: out, body };
+  }
+
+  /**
+   * An HTML page with the live-reload script after it (`--watch`): its own
+   * ETag, so no cache mixes it up with the page as stored; always identity
+   * (no sidecar or compressed form holds the script) and always whole (no
+   * Accept-Ranges: a range of it would not be a range of the file).
+   */
+  async #sendLive(
+    req: ServerRequest,
+    file: Found,
+    meta: FileMeta,
+    sandbox: boolean,
+  ): Promise<Reply> {
+    const validators: Validators = {
+      etag: etagOf(file.size, file.mtimeMs, "live"),
+      lastModifiedMs: file.mtimeMs,
+    };
+    const out: [string, string][] = [
+      ["content-type", meta.contentType],
+      ["etag", validators.etag],
+      ["last-modified", httpDate(file.mtimeMs)],
+      ["cache-control", this.#config.cacheControl],
+    ];
+    if (sandbox) out.push(SANDBOX);
+    const verdict = evaluatePreconditions(req.method, req.headers, validators);
+    if (verdict === 412) throw preconditionFailed();
+    if (verdict === 304) {
+      return {
+        status: STATUS.NotModified,
+        headers: out.filter(([n]) => NOT_MODIFIED_FIELDS.has(n)),
+      };
+    }
+    out.push(["content-length", String(file.size + LIVE_RELOAD_BYTES)]);
+    if (req.method === "HEAD") return { status: STATUS.OK, headers: out };
+    const source = await this.#source(file);
+    return {
+      status: STATUS.OK,
+      headers: out,
+      body: source instanceof Uint8Array
+        ? withLiveReload(source)
+        : streamThenTail(source, this.#tuning.readChunkBytes, liveReloadTail()),
+    };
   }
 
   /**
@@ -767,7 +904,8 @@ class StaticSite {
       if (
         page?.kind === "file" && page.size <= this.#tuning.maxCachedFileBytes
       ) {
-        const bytes = await this.#readCached(page);
+        let bytes = await this.#readCached(page);
+        if (this.#live !== undefined) bytes = withLiveReload(bytes);
         return {
           status: STATUS.NotFound,
           headers: {
@@ -789,7 +927,10 @@ class StaticSite {
     dir: Found,
     path: string,
   ): Promise<Reply> {
+    // Checked before the folder is read: a bad query costs no I/O.
+    const view = parseView(req.query, req.headers.getJoined("accept"));
     let entries: ListingEntry[];
+    let truncated: boolean;
     for (let attempt = 1;; attempt++) {
       // Taken before the read: every walk of the path after it is proved.
       const sinceMs = Date.now();
@@ -809,6 +950,7 @@ class StaticSite {
           look.kind === "unsettled" ? look.untilMs : 0,
         );
         entries = read.entries;
+        truncated = read.truncated;
       } catch (err) {
         if (err instanceof FileChanged) throw err;
         missing(err);
@@ -820,15 +962,79 @@ class StaticSite {
       // look can tell, then read again.
       await new Promise((r) => setTimeout(r, untilMs - Date.now()));
     }
-    const bytes = encoder.encode(renderListing(path, sortEntries(entries)));
+    const shown = sortEntries(filterEntries(entries, view.filter), view);
+    const json = view.format === "json";
+    let bytes: Uint8Array = encoder.encode(
+      json
+        ? renderListingJson(path, shown, truncated)
+        : renderListing(path, shown, view, {
+          archive: this.#config.archiveMaxBytes > 0,
+          truncated,
+          upload: this.#takesUploads(dir.path)
+            ? this.#config.uploads
+            : undefined,
+        }),
+    );
+    // A listing is a page too: a file added or removed reloads it.
+    if (!json && this.#live !== undefined) bytes = withLiveReload(bytes);
     return {
       status: STATUS.OK,
       headers: {
-        "content-type": "text/html; charset=utf-8",
+        "content-type": json ? "application/json" : "text/html; charset=utf-8",
         "content-length": String(bytes.length),
         "cache-control": "no-cache",
+        vary: "Accept",
       },
       body: req.method === "HEAD" ? null : bytes,
+    };
+  }
+
+  /** `?download=zip` on a folder: the folder as one streamed zip. */
+  async #archive(
+    req: ServerRequest,
+    dir: Found,
+    path: string,
+    download: string,
+  ): Promise<Reply> {
+    const { listDirs, archiveMaxBytes } = this.#config;
+    if (!listDirs || archiveMaxBytes === 0) {
+      throw new HttpError(STATUS.NotFound, "Folder archives are off", {
+        expose: "Folder archives are not enabled on this server",
+      });
+    }
+    if (download !== "zip") {
+      const message = `Unknown download format "${download}": use zip`;
+      throw new HttpError(STATUS.BadRequest, message, { expose: message });
+    }
+    const policy: ArchivePolicy = {
+      root: dir.root,
+      denyDots: this.#config.dotfiles !== "allow",
+      strictLinks: dir.strictLinks,
+      serves: (name) => this.#serves(name),
+      maxBytes: archiveMaxBytes,
+      maxEntries: this.#tuning.maxArchiveEntries,
+      chunkBytes: this.#tuning.readChunkBytes,
+      zip64FromBytes: this.#tuning.zip64FromBytes,
+    };
+    const top = path === "/"
+      ? basename(dir.root) || "site"
+      : basename(path.slice(0, -1));
+    let walk;
+    try {
+      walk = await walkFolder(dir.path, top, policy);
+    } catch (err) {
+      if (err instanceof HttpError) throw err;
+      missing(err);
+      return this.#notFound(req, path);
+    }
+    return {
+      status: STATUS.OK,
+      headers: {
+        "content-type": "application/zip",
+        "content-disposition": contentDisposition(`${top}.zip`),
+        "cache-control": "no-store",
+      },
+      body: req.method === "HEAD" ? null : zipFolder(walk, policy),
     };
   }
 
@@ -840,13 +1046,19 @@ class StaticSite {
   async #readListing(
     dir: Found,
     sinceMs: number,
-  ): Promise<{ entries: ListingEntry[]; untilMs: number }> {
+  ): Promise<{ entries: ListingEntry[]; untilMs: number; truncated: boolean }> {
     const deny = this.#config.dotfiles !== "allow";
     const names: string[] = [];
+    let truncated = false;
     for await (const entry of Deno.readDir(dir.path)) {
       if (deny && entry.name.startsWith(".")) continue;
+      // A name no URL can reach (a backslash, a control byte) is not served.
+      if (!isServableName(entry.name)) continue;
+      if (names.length >= this.#tuning.maxListingEntries) {
+        truncated = true;
+        break;
+      }
       names.push(entry.name);
-      if (names.length >= this.#tuning.maxListingEntries) break;
     }
     const entries: ListingEntry[] = [];
     let untilMs = 0;
@@ -873,9 +1085,7 @@ class StaticSite {
               served = basename(real);
             }
             if (!info.isDirectory && !info.isFile) return;
-            if (
-              !info.isDirectory && !this.#allowExt.has(extensionOf(served))
-            ) return;
+            if (!info.isDirectory && !this.#serves(served)) return;
             // Files --strict-links would not serve are not listed either.
             if (dir.strictLinks && info.isFile && (info.nlink ?? 1) > 1) return;
             entries.push({
@@ -890,7 +1100,7 @@ class StaticSite {
         }),
       );
     }
-    return { entries, untilMs };
+    return { entries, untilMs, truncated };
   }
 }
 
@@ -954,9 +1164,13 @@ function kindOf(info: Deno.FileInfo): Found["kind"] | null {
   return info.isFile ? "file" : info.isDirectory ? "dir" : null;
 }
 
-/** Strong ETag from size and mtime; a coding gets its own tag. */
-function etagOf(size: number, mtimeMs: number, coding?: Coding): string {
-  const suffix = coding === undefined ? "" : `-${coding}`;
+/** Strong ETag from size and mtime; a coding or the live-reload form gets its own tag. */
+function etagOf(
+  size: number,
+  mtimeMs: number,
+  form?: Coding | "live",
+): string {
+  const suffix = form === undefined ? "" : `-${form}`;
   return `"${size.toString(16)}-${mtimeMs.toString(16)}${suffix}"`;
 }
 
@@ -1014,6 +1228,40 @@ async function readWhole(file: OnDisk): Promise<Uint8Array> {
   return bytes;
 }
 
+function preconditionFailed(): HttpError {
+  return new HttpError(STATUS.PreconditionFailed, "Precondition failed", {
+    expose: "A precondition (If-Match or If-Unmodified-Since) does not hold",
+  });
+}
+
+/** A whole file read from disk, then `tail`; opened when the engine starts reading. */
+async function* streamThenTail(
+  source: OnDisk,
+  chunkBytes: number,
+  tail: Uint8Array,
+): AsyncGenerator<Uint8Array> {
+  using file = await openChecked(source);
+  yield* readPieces(file, source.size, chunkBytes, source.path);
+  yield tail;
+}
+
+/** `length` bytes of an open file from where it stands, piece by piece. */
+async function* readPieces(
+  file: Deno.FsFile,
+  length: number,
+  chunkBytes: number,
+  path: string,
+): AsyncGenerator<Uint8Array> {
+  for (let left = length; left > 0;) {
+    const buf = new Uint8Array(Math.min(chunkBytes, left));
+    const n = await file.read(buf);
+    // Shorter than its Content-Length promised: fail so the engine closes.
+    if (n === null) throw new Error(`File shrank while being sent: ${path}`);
+    yield n === buf.length ? buf : buf.subarray(0, n);
+    left -= n;
+  }
+}
+
 /** A multipart/byteranges body from bytes in memory. */
 function joinParts(
   bytes: Uint8Array,
@@ -1047,16 +1295,8 @@ async function* streamParts(
   for (let i = 0; i < ranges.length; i++) {
     yield layout.heads[i];
     await file.seek(ranges[i].start, Deno.SeekMode.Start);
-    for (let left = ranges[i].end - ranges[i].start + 1; left > 0;) {
-      const buf = new Uint8Array(Math.min(chunkBytes, left));
-      const n = await file.read(buf);
-      // Shorter than its Content-Length promised: fail so the engine closes.
-      if (n === null) {
-        throw new Error(`File shrank while being sent: ${source.path}`);
-      }
-      yield n === buf.length ? buf : buf.subarray(0, n);
-      left -= n;
-    }
+    const length = ranges[i].end - ranges[i].start + 1;
+    yield* readPieces(file, length, chunkBytes, source.path);
   }
   yield layout.tail;
 }

@@ -4,63 +4,6 @@
  */
 import mime from "mime";
 
-/**
- * Extensions served when `allowExt` is null: the files a web site is made of.
- * Anything else (`.env`, `.sqlite`, `.key`, `.ts`, no extension) is 403, so a
- * stray secret in the root is not one guess away.
- */
-export const DEFAULT_EXTENSIONS: readonly string[] = Object.freeze([
-  "html",
-  "htm",
-  "css",
-  "js",
-  "mjs",
-  "json",
-  "txt",
-  "md",
-  "xml",
-  "svg",
-  "png",
-  "jpg",
-  "jpeg",
-  "gif",
-  "webp",
-  "avif",
-  "ico",
-  "bmp",
-  "woff",
-  "woff2",
-  "ttf",
-  "otf",
-  "eot",
-  "pdf",
-  "mp3",
-  "mp4",
-  "webm",
-  "ogg",
-  "oga",
-  "ogv",
-  "wav",
-  "flac",
-  "m4a",
-  "wasm",
-  "map",
-  "csv",
-  "tsv",
-  "zip",
-  "gz",
-  "br",
-  "tar",
-  "tgz",
-  "bin",
-  "webmanifest",
-  "rss",
-  "atom",
-  "vtt",
-  "ics",
-  "epub",
-]);
-
 // Types whose text is best read as UTF-8 when no charset is given.
 const TEXT_TYPES = new Set([
   "application/javascript",

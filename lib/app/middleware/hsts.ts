@@ -6,20 +6,20 @@
  * certificate errors, so a self-signed certificate does not pin a name.
  */
 import { HttpError } from "../../http/errors.ts";
+import type { MiddlewareHooks } from "../chain.ts";
 import { errorWithHeaders, withHeaders } from "../response.ts";
-import type { Middleware } from "../router.ts";
 
 /** Adds `Strict-Transport-Security: max-age=maxAgeS` to every HTTPS reply, errors too. */
-export function hsts(maxAgeS: number): Middleware {
+export function hsts(maxAgeS: number): MiddlewareHooks {
   const fields = Object.freeze({
     "strict-transport-security": `max-age=${maxAgeS}`,
   });
-  return async (req, next) => {
-    if (!req.raw.secure) return next();
-    try {
-      return withHeaders(await next(), fields);
-    } catch (err) {
-      throw err instanceof HttpError ? errorWithHeaders(err, fields) : err;
-    }
+  return {
+    after: (req, reply) => req.raw.secure ? withHeaders(reply, fields) : reply,
+    error: (req, err) => {
+      throw req.raw.secure && err instanceof HttpError
+        ? errorWithHeaders(err, fields)
+        : err;
+    },
   };
 }
