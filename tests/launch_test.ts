@@ -40,6 +40,42 @@ async function get(port: number, path: string): Promise<[number, string]> {
   return [res.status, await res.text()];
 }
 
+/** GET over HTTPS trusting `ca` (a PEM certificate), or any certificate. */
+async function getTls(
+  port: number,
+  path: string,
+  ca?: string,
+): Promise<[number, string]> {
+  const client = Deno.createHttpClient(
+    ca === undefined ? {} : { caCerts: [ca] },
+  );
+  try {
+    if (ca === undefined) {
+      // A certificate made in memory: nothing to trust it by; see it answer.
+      const { default: tls } = await import("node:tls");
+      return await new Promise((resolve, reject) => {
+        const s = tls.connect(
+          { host: "127.0.0.1", port, rejectUnauthorized: false },
+          () =>
+            s.end(
+              `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`,
+            ),
+        );
+        let text = "";
+        s.on("data", (d) => text += d);
+        s.on("end", () => {
+          resolve([Number(text.split(" ")[1]), text.split("\r\n\r\n")[1]]);
+        });
+        s.on("error", reject);
+      });
+    }
+    const res = await fetch(`https://localhost:${port}${path}`, { client });
+    return [res.status, await res.text()];
+  } finally {
+    client.close();
+  }
+}
+
 /** Fails with what the process printed when it ended before listening. */
 async function assertListening(server: Running): Promise<void> {
   if (server.port === 0) {
@@ -419,6 +455,7 @@ Deno.test("the README's deno task serve commands work as written", async () => {
     const line = `${
       command.replaceAll("/tmp/files", join(home.dir, "files"))
         .replace("deno task", "exec deno task")
+        .replace(/--redirect-http \d+/, "--redirect-http 0")
     } --port 0`;
     await using server = await spawnServer(["sh", "-c", line], {
       env: { HOME: home.dir },
@@ -432,6 +469,15 @@ Deno.test("the README's deno task serve commands work as written", async () => {
       });
       await res.body?.cancel();
       assert.equal(res.status, 200, line);
+      continue;
+    }
+    if (command.includes("--tls")) {
+      // HTTPS; with --tls-save, trusted by the saved certificate, as the README's curl does.
+      const saved = /--tls-save ~\/(\S+)/.exec(command)?.[1];
+      const ca = saved === undefined
+        ? undefined
+        : await Deno.readTextFile(join(home.dir, saved, "cert.pem"));
+      assert.equal((await getTls(server.port, "/", ca))[0], 200, line);
       continue;
     }
     const [status, body] = await get(server.port, "/");
