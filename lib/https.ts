@@ -19,6 +19,10 @@ const log = getLogger(["spindle", "tls"]);
 /** File changes settle this long before a reload: certbot writes the chain, then the key. */
 const SETTLE_MS = 500;
 
+function reason(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 /** A PEM certificate chain and its PEM key. */
 export interface PemPair {
   readonly cert: string;
@@ -72,7 +76,7 @@ export class Https {
         {
           cert: files.cert,
           key: files.key,
-          why: err instanceof Error ? err.message : String(err),
+          why: reason(err),
         },
       );
       return undefined;
@@ -117,7 +121,7 @@ export class Https {
             {
               cert: files.cert,
               key: files.key,
-              why: err instanceof Error ? err.message : String(err),
+              why: reason(err),
             },
           );
           return;

@@ -1,7 +1,7 @@
 /** `--hsts`: Strict-Transport-Security on every HTTPS reply, never on plain HTTP. */
 import assert from "node:assert/strict";
 import { startApp } from "./fixtures/app_server.ts";
-import { certificate } from "./helpers/cert.ts";
+import { certificate, tlsConnect } from "./helpers/cert.ts";
 import { get, ReplyReader, send } from "./helpers/socket.ts";
 
 Deno.test("hsts() adds Strict-Transport-Security to HTTPS replies, errors included", async () => {
@@ -11,11 +11,7 @@ Deno.test("hsts() adds Strict-Transport-Security to HTTPS replies, errors includ
     app: { hstsMaxAgeS: 600 },
     serve: { cert: pem.cert, key: pem.key },
   });
-  using conn = await Deno.connectTls({
-    hostname: "localhost",
-    port: app.port,
-    caCerts: [pem.cert],
-  });
+  using conn = await tlsConnect(app.port, pem.cert);
   const reader = new ReplyReader(conn);
   for (const [path, status] of [["/", 200], ["/missing", 404]] as const) {
     await send(conn, get(path));
@@ -41,11 +37,7 @@ Deno.test("no Strict-Transport-Security over HTTPS unless asked", async () => {
   const pem = await certificate();
   if (pem === undefined) return;
   await using app = await startApp({ serve: { cert: pem.cert, key: pem.key } });
-  using conn = await Deno.connectTls({
-    hostname: "localhost",
-    port: app.port,
-    caCerts: [pem.cert],
-  });
+  using conn = await tlsConnect(app.port, pem.cert);
   await send(conn, get("/"));
   const reply = await new ReplyReader(conn).readReply();
   assert.equal(reply.status, 200);

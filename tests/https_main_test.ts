@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { join } from "node:path";
 import { makeSelfSigned, type PemPair } from "../lib/self_signed.ts";
+import { tlsConnect } from "./helpers/cert.ts";
 import {
   get,
   hasTool,
@@ -36,8 +37,12 @@ interface Main extends AsyncDisposable {
   readonly port: number;
 }
 
-async function startMain(args: string[]): Promise<Main> {
-  const child = new Deno.Command(Deno.execPath(), {
+/** `deno run main.ts --port 0 ...args` with what the HTTPS flags need. */
+function mainCommand(
+  args: string[],
+  stderr: "inherit" | "piped" = "piped",
+): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "--unstable-net",
@@ -46,13 +51,20 @@ async function startMain(args: string[]): Promise<Main> {
       "--allow-write",
       "--allow-sys=networkInterfaces",
       MAIN,
-      ...["--port", "0", "--quiet", "--log-format", "json", ...args],
+      ...["--port", "0", ...args],
     ],
     stdin: "null",
     stdout: "piped",
-    stderr: "inherit",
+    stderr,
     env: { NO_COLOR: "1" },
-  }).spawn();
+  });
+}
+
+async function startMain(args: string[]): Promise<Main> {
+  const child = mainCommand(
+    ["--quiet", "--log-format", "json", ...args],
+    "inherit",
+  ).spawn();
   const lines: LogLine[] = [];
   let wake = () => {};
   const reading = (async () => {
@@ -136,6 +148,52 @@ async function handshake(
 
 function fingerprintOf(pair: PemPair): string {
   return new X509Certificate(pair.cert).fingerprint256;
+}
+
+/** Two pairs for localhost, `a` in `cert` and `key` of a fresh folder. */
+interface TwoPairs extends AsyncDisposable {
+  readonly tmp: string;
+  readonly a: PemPair;
+  readonly b: PemPair;
+  readonly cert: string;
+  readonly key: string;
+  /** main's flags: its folders in `tmp`, then `--cert` and `--key`. */
+  readonly args: string[];
+}
+
+async function twoPairs(): Promise<TwoPairs> {
+  const tmp = await Deno.makeTempDir();
+  const names = { dns: ["localhost"], ips: ["127.0.0.1"] };
+  const [a, b] = await Promise.all([
+    makeSelfSigned(names),
+    makeSelfSigned(names),
+  ]);
+  const cert = join(tmp, "cert.pem");
+  const key = join(tmp, "key.pem");
+  await Deno.writeTextFile(cert, a.cert);
+  await Deno.writeTextFile(key, a.key);
+  return {
+    tmp,
+    a,
+    b,
+    cert,
+    key,
+    args: [
+      ...["--root", tmp, "--uploads", join(tmp, "uploads")],
+      ...["--cert", cert, "--key", key],
+    ],
+    [Symbol.asyncDispose]: () => Deno.remove(tmp, { recursive: true }),
+  };
+}
+
+/** Waits for main's line saying it now presents `pair`. */
+function presents(main: Main, pair: PemPair): Promise<LogLine> {
+  return main.line(
+    (l) =>
+      l.properties.event === "certificate" &&
+      l.properties.fingerprint === fingerprintOf(pair),
+    "the new certificate",
+  );
 }
 
 Deno.test({
@@ -250,12 +308,8 @@ for (const [transport, extra] of TRANSPORTS) {
       `main rereads --cert and --key on SIGHUP (${transport}): new handshakes get the new pair, a kept-alive connection goes on, a bad pair is logged and the current one kept`,
     ignore: !tools,
     fn: async () => {
-      const tmp = await Deno.makeTempDir();
-      const names = { dns: ["localhost"], ips: ["127.0.0.1"] };
-      const [a, b] = await Promise.all([
-        makeSelfSigned(names),
-        makeSelfSigned(names),
-      ]);
+      await using pairs = await twoPairs();
+      const { a, b, tmp } = pairs;
       // certbot's layout: live/ holds links, renewal points them at new
       // files. The links' targets never change, so only SIGHUP tells.
       const write = async (name: string, pair: PemPair) => {
@@ -273,60 +327,37 @@ for (const [transport, extra] of TRANSPORTS) {
       await write("b", b);
       await write("bad", { cert: b.cert, key: a.key });
       await link("a");
-      try {
-        await using main = await startMain([
-          "--root",
-          tmp,
-          "--uploads",
-          join(tmp, "uploads"),
-          "--cert",
-          join(tmp, "cert.pem"),
-          "--key",
-          join(tmp, "key.pem"),
-          ...extra,
-        ]);
-        assert.equal(
-          (await handshake(main.port)).fingerprint,
-          fingerprintOf(a),
-        );
-        using kept = await Deno.connectTls({
-          hostname: "localhost",
-          port: main.port,
-          caCerts: [a.cert],
-        });
-        const reader = new ReplyReader(kept);
-        await send(kept, get("/health"));
-        assert.equal((await reader.readReply()).status, 200);
+      await using main = await startMain([...pairs.args, ...extra]);
+      assert.equal(
+        (await handshake(main.port)).fingerprint,
+        fingerprintOf(a),
+      );
+      using kept = await tlsConnect(main.port, a.cert);
+      const reader = new ReplyReader(kept);
+      await send(kept, get("/health"));
+      assert.equal((await reader.readReply()).status, 200);
 
-        await link("b");
-        main.child.kill("SIGHUP");
-        await main.line(
-          (l) =>
-            l.properties.event === "certificate" &&
-            l.properties.fingerprint === fingerprintOf(b),
-          "the new certificate",
-        );
-        assert.equal(
-          (await handshake(main.port)).fingerprint,
-          fingerprintOf(b),
-        );
-        await send(kept, get("/health"));
-        assert.equal((await reader.readReply()).status, 200, "kept-alive");
+      await link("b");
+      main.child.kill("SIGHUP");
+      await presents(main, b);
+      assert.equal(
+        (await handshake(main.port)).fingerprint,
+        fingerprintOf(b),
+      );
+      await send(kept, get("/health"));
+      assert.equal((await reader.readReply()).status, 200, "kept-alive");
 
-        await link("bad");
-        main.child.kill("SIGHUP");
-        const kept2 = await main.line(
-          (l) => /Kept the current certificate/.test(l.message),
-          "the refusal",
-        );
-        assert.match(kept2.message, /does not belong to the certificate/);
-        assert.equal(
-          (await handshake(main.port)).fingerprint,
-          fingerprintOf(b),
-        );
-      } finally {
-        await Deno.remove(tmp, { recursive: true });
-      }
+      await link("bad");
+      main.child.kill("SIGHUP");
+      const kept2 = await main.line(
+        (l) => /Kept the current certificate/.test(l.message),
+        "the refusal",
+      );
+      assert.match(kept2.message, /does not belong to the certificate/);
+      assert.equal(
+        (await handshake(main.port)).fingerprint,
+        fingerprintOf(b),
+      );
     },
   });
 }
@@ -336,41 +367,15 @@ Deno.test({
     "main rereads --cert and --key when they change on disk, without a signal",
   ignore: !tools,
   fn: async () => {
-    const tmp = await Deno.makeTempDir();
-    const names = { dns: ["localhost"], ips: ["127.0.0.1"] };
-    const [a, b] = await Promise.all([
-      makeSelfSigned(names),
-      makeSelfSigned(names),
-    ]);
-    const cert = join(tmp, "cert.pem");
-    const key = join(tmp, "key.pem");
-    await Deno.writeTextFile(cert, a.cert);
-    await Deno.writeTextFile(key, a.key);
-    try {
-      await using main = await startMain([
-        "--root",
-        tmp,
-        "--uploads",
-        join(tmp, "uploads"),
-        "--cert",
-        cert,
-        "--key",
-        key,
-      ]);
-      assert.equal((await handshake(main.port)).fingerprint, fingerprintOf(a));
-      // Written in place, key then chain, as an editor or a script would.
-      await Deno.writeTextFile(key, b.key);
-      await Deno.writeTextFile(cert, b.cert);
-      await main.line(
-        (l) =>
-          l.properties.event === "certificate" &&
-          l.properties.fingerprint === fingerprintOf(b),
-        "the new certificate",
-      );
-      assert.equal((await handshake(main.port)).fingerprint, fingerprintOf(b));
-    } finally {
-      await Deno.remove(tmp, { recursive: true });
-    }
+    await using pairs = await twoPairs();
+    const { a, b } = pairs;
+    await using main = await startMain(pairs.args);
+    assert.equal((await handshake(main.port)).fingerprint, fingerprintOf(a));
+    // Written in place, key then chain, as an editor or a script would.
+    await Deno.writeTextFile(pairs.key, b.key);
+    await Deno.writeTextFile(pairs.cert, b.cert);
+    await presents(main, b);
+    assert.equal((await handshake(main.port)).fingerprint, fingerprintOf(b));
   },
 });
 
@@ -379,88 +384,45 @@ Deno.test({
     "main --workers 2 over HTTPS: every engine presents the pair, and the new one after SIGHUP",
   ignore: !tools,
   fn: async () => {
-    const tmp = await Deno.makeTempDir();
-    const names = { dns: ["localhost"], ips: ["127.0.0.1"] };
-    const [a, b] = await Promise.all([
-      makeSelfSigned(names),
-      makeSelfSigned(names),
-    ]);
-    const cert = join(tmp, "cert.pem");
-    const key = join(tmp, "key.pem");
-    await Deno.writeTextFile(cert, a.cert);
-    await Deno.writeTextFile(key, a.key);
-    try {
-      await using main = await startMain([
-        "--root",
-        tmp,
-        "--uploads",
-        join(tmp, "uploads"),
-        "--cert",
-        cert,
-        "--key",
-        key,
-        "--workers",
-        "2",
-      ]);
-      // The kernel spreads connections over both engines (reusePort).
-      const seen = async () =>
-        new Set(
-          await Promise.all(
-            Array.from(
-              { length: 8 },
-              async () => (await handshake(main.port)).fingerprint,
-            ),
+    await using pairs = await twoPairs();
+    const { a, b, tmp } = pairs;
+    await using main = await startMain([...pairs.args, "--workers", "2"]);
+    // The kernel spreads connections over both engines (reusePort).
+    const seen = async () =>
+      new Set(
+        await Promise.all(
+          Array.from(
+            { length: 8 },
+            async () => (await handshake(main.port)).fingerprint,
           ),
-        );
-      assert.deepEqual(await seen(), new Set([fingerprintOf(a)]));
-      // A symlink-free rename: the watcher may see it too; either reloads once.
-      await Deno.writeTextFile(join(tmp, "cert.new"), b.cert);
-      await Deno.writeTextFile(join(tmp, "key.new"), b.key);
-      await Deno.rename(join(tmp, "key.new"), key);
-      await Deno.rename(join(tmp, "cert.new"), cert);
-      main.child.kill("SIGHUP");
-      await main.line(
-        (l) =>
-          l.properties.event === "certificate" &&
-          l.properties.fingerprint === fingerprintOf(b),
-        "the new certificate",
+        ),
       );
-      // The worker gets the pair by message, a moment after the main thread.
-      const deadline = Date.now() + 10_000;
-      let now = await seen();
-      while (now.has(fingerprintOf(a)) && Date.now() < deadline) {
-        now = await seen();
-      }
-      assert.deepEqual(now, new Set([fingerprintOf(b)]));
-    } finally {
-      await Deno.remove(tmp, { recursive: true });
+    assert.deepEqual(await seen(), new Set([fingerprintOf(a)]));
+    // Renamed into place: the watcher may see it too; either reloads once.
+    await Deno.writeTextFile(join(tmp, "cert.new"), b.cert);
+    await Deno.writeTextFile(join(tmp, "key.new"), b.key);
+    await Deno.rename(join(tmp, "key.new"), pairs.key);
+    await Deno.rename(join(tmp, "cert.new"), pairs.cert);
+    main.child.kill("SIGHUP");
+    await presents(main, b);
+    // The worker gets the pair by message, a moment after the main thread.
+    const deadline = Date.now() + 10_000;
+    let now = await seen();
+    while (now.has(fingerprintOf(a)) && Date.now() < deadline) {
+      now = await seen();
     }
+    assert.deepEqual(now, new Set([fingerprintOf(b)]));
   },
 });
 
 Deno.test("main exits 1, saying why, when the --redirect-http port is taken", async () => {
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--unstable-net",
-      "--allow-net=127.0.0.1",
-      "--allow-read",
-      "--allow-write",
-      "--allow-sys=networkInterfaces",
-      MAIN,
-      "--port",
-      "0",
-      "--tls",
-      "self-signed",
-      "--redirect-http",
-      String(taken.addr.port),
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
+  const out = await mainCommand([
+    "--tls",
+    "self-signed",
+    "--redirect-http",
+    String(taken.addr.port),
+  ]).output();
   const text = new TextDecoder().decode(out.stdout);
   assert.equal(out.code, 1, text);
   assert.match(

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import type { Limits } from "../lib/config.ts";
 import type { Handler } from "../lib/http/handler.ts";
 import { serve, type Server } from "../lib/http/server.ts";
-import { certificate, type Pem } from "./helpers/cert.ts";
+import { certificate, type Pem, tlsConnect } from "./helpers/cert.ts";
 import {
   connect,
   get,
@@ -65,11 +65,7 @@ for (const [transport] of TRANSPORTS) {
     const pem = await certificate();
     if (pem === undefined) return;
     await using server = await start(pem, whoAmI);
-    using conn = await Deno.connectTls({
-      hostname: "localhost",
-      port: server.port,
-      caCerts: [pem.cert],
-    });
+    using conn = await tlsConnect(server.port, pem.cert);
     const reader = new ReplyReader(conn);
     for (const path of ["/a", "/b", "/c"]) {
       await send(conn, get(path));
@@ -90,11 +86,7 @@ for (const [transport] of TRANSPORTS) {
       status: 200,
       body: req.path === "/big" ? big : req.path,
     }));
-    using conn = await Deno.connectTls({
-      hostname: "localhost",
-      port: server.port,
-      caCerts: [pem.cert],
-    });
+    using conn = await tlsConnect(server.port, pem.cert);
     await send(conn, get("/1") + get("/big") + get("/2"));
     const reader = new ReplyReader(conn);
     assert.equal((await reader.readReply()).text, "/1");
@@ -141,11 +133,7 @@ for (const [transport] of TRANSPORTS) {
     assert.doesNotMatch(new TextDecoder().decode(rest), /HTTP\/1\.1 200/);
     await waitFor(() => server.stats.active === 0, "the connection closed");
     // And a real client is still served.
-    using tls = await Deno.connectTls({
-      hostname: "localhost",
-      port: server.port,
-      caCerts: [pem.cert],
-    });
+    using tls = await tlsConnect(server.port, pem.cert);
     await send(tls, get("/ok"));
     assert.equal((await new ReplyReader(tls).readReply()).text, "secure /ok");
   });
@@ -157,21 +145,13 @@ for (const [transport] of TRANSPORTS) {
       status: 200,
       body: req.path === "/big" ? new Uint8Array(16 * 1024 * 1024) : "ok",
     }));
-    const conn = await Deno.connectTls({
-      hostname: "localhost",
-      port: server.port,
-      caCerts: [pem.cert],
-    });
+    const conn = await tlsConnect(server.port, pem.cert);
     await send(conn, get("/big"));
     const reader = new ReplyReader(conn);
     await reader.fill(Date.now() + 5000);
     conn.close();
     await waitFor(() => server.stats.active === 0, "the connection closed");
-    using again = await Deno.connectTls({
-      hostname: "localhost",
-      port: server.port,
-      caCerts: [pem.cert],
-    });
+    using again = await tlsConnect(server.port, pem.cert);
     await send(again, get("/"));
     assert.equal((await new ReplyReader(again).readReply()).text, "ok");
   });
@@ -180,11 +160,7 @@ for (const [transport] of TRANSPORTS) {
     const pem = await certificate();
     if (pem === undefined) return;
     await using server = await start(pem, whoAmI, { keepAliveTimeoutMs: 300 });
-    using conn = await Deno.connectTls({
-      hostname: "localhost",
-      port: server.port,
-      caCerts: [pem.cert],
-    });
+    using conn = await tlsConnect(server.port, pem.cert);
     const reader = new ReplyReader(conn);
     await send(conn, get("/"));
     await reader.readReply();
