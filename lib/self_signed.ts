@@ -2,12 +2,11 @@
  * `--tls self-signed`: a certificate made at start for this machine's own
  * names, and `--tls-save DIR`, which keeps it so that a browser's exception
  * survives restarts. ECDSA P-256 keys from WebCrypto; the X.509 structure
- * from @peculiar/asn1-x509. main.ts imports this module only when asked.
+ * from @peculiar/asn1-x509, loaded only when a certificate is made (~80 ms):
+ * reusing a saved one reads it with node's X509Certificate alone.
  */
+import { X509Certificate } from "node:crypto";
 import { join } from "node:path";
-import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
-import * as x509 from "@peculiar/asn1-x509";
-import { ECDSASigValue } from "@peculiar/asn1-ecc";
 import { parseCertificate } from "./http/tls.ts";
 
 /** The names a certificate is made for. */
@@ -96,38 +95,12 @@ function positiveInteger(bytes: Uint8Array): ArrayBuffer {
   return out.buffer;
 }
 
-function extension(
-  id: string,
-  critical: boolean,
-  value: unknown,
-): x509.Extension {
-  return new x509.Extension({
-    extnID: id,
-    critical,
-    extnValue: new OctetString(AsnConvert.serialize(value)),
-  });
-}
-
 function pem(label: string, der: ArrayBuffer): string {
   const b64 = btoa(String.fromCharCode(...new Uint8Array(der)));
   const lines = b64.match(/.{1,64}/g) ?? [];
   return `-----BEGIN ${label}-----\n${
     lines.join("\n")
   }\n-----END ${label}-----\n`;
-}
-
-function name(): x509.Name {
-  const rdn = (type: string, value: string) =>
-    new x509.RelativeDistinguishedName([
-      new x509.AttributeTypeAndValue({
-        type,
-        value: new x509.AttributeValue({ utf8String: value }),
-      }),
-    ]);
-  return new x509.Name([
-    rdn(OID_ORGANIZATION, ORGANIZATION),
-    rdn(OID_COMMON_NAME, "localhost"),
-  ]);
 }
 
 /**
@@ -139,6 +112,30 @@ export async function makeSelfSigned(
   names: CertNames,
   now = new Date(),
 ): Promise<PemPair> {
+  const [{ AsnConvert, OctetString }, x509, { ECDSASigValue }] = await Promise
+    .all([
+      import("@peculiar/asn1-schema"),
+      import("@peculiar/asn1-x509"),
+      import("@peculiar/asn1-ecc"),
+    ]);
+  const extension = (id: string, critical: boolean, value: unknown) =>
+    new x509.Extension({
+      extnID: id,
+      critical,
+      extnValue: new OctetString(AsnConvert.serialize(value)),
+    });
+  const rdn = (type: string, value: string) =>
+    new x509.RelativeDistinguishedName([
+      new x509.AttributeTypeAndValue({
+        type,
+        value: new x509.AttributeValue({ utf8String: value }),
+      }),
+    ]);
+  const name = () =>
+    new x509.Name([
+      rdn(OID_ORGANIZATION, ORGANIZATION),
+      rdn(OID_COMMON_NAME, "localhost"),
+    ]);
   const keys = await crypto.subtle.generateKey(EC_P256, true, [
     "sign",
     "verify",
@@ -211,15 +208,6 @@ export async function makeSelfSigned(
   };
 }
 
-/** The DER of the first certificate in a PEM text. */
-function firstDer(text: string): ArrayBuffer {
-  const m = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/
-    .exec(text);
-  if (m === null) throw new Error("no PEM certificate");
-  return Uint8Array.from(atob(m[1].replace(/\s+/g, "")), (c) => c.charCodeAt(0))
-    .buffer;
-}
-
 /** Why a saved pair cannot be used for `names` at `now`; undefined if it can. */
 export function staleReason(
   pair: PemPair,
@@ -231,18 +219,14 @@ export function staleReason(
   if (info.validTo.getTime() - now.getTime() < RENEW_DAYS * DAY_MS) {
     return `it expires ${info.validTo.toISOString().slice(0, 10)}`;
   }
-  const cert = AsnConvert.parse(firstDer(pair.cert), x509.Certificate);
+  // node writes them "DNS:localhost, IP Address:::1".
   const has = new Set<string>();
-  for (const ext of cert.tbsCertificate.extensions ?? []) {
-    if (ext.extnID !== x509.id_ce_subjectAltName) continue;
-    const alt = AsnConvert.parse(ext.extnValue, x509.SubjectAlternativeName);
-    for (const n of alt) {
-      if (n.dNSName !== undefined) has.add(n.dNSName.toLowerCase());
-      const ip = n.iPAddress === undefined
-        ? undefined
-        : canonicalIp(n.iPAddress);
-      if (ip !== undefined) has.add(ip);
-    }
+  for (const entry of info.altNames.split(", ")) {
+    if (entry.startsWith("DNS:")) has.add(entry.slice(4).toLowerCase());
+    const ip = entry.startsWith("IP Address:")
+      ? canonicalIp(entry.slice(11))
+      : undefined;
+    if (ip !== undefined) has.add(ip);
   }
   const missing = [...names.dns, ...names.ips].filter((n) => !has.has(n));
   return missing.length > 0
@@ -252,12 +236,8 @@ export function staleReason(
 
 /** True when the certificate's subject carries our mark. */
 function madeByUs(certPem: string): boolean {
-  const cert = AsnConvert.parse(firstDer(certPem), x509.Certificate);
-  return cert.tbsCertificate.subject.some((rdn) =>
-    rdn.some((atv) =>
-      atv.type === OID_ORGANIZATION && atv.value.toString() === ORGANIZATION
-    )
-  );
+  return new X509Certificate(certPem).subject.split("\n")
+    .includes(`O=${ORGANIZATION}`);
 }
 
 /** What {@link selfSigned} did. */
