@@ -6,6 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { openFileLimit, withFileLimit } from "../launch.ts";
+import { parseFlags } from "../lib/config.ts";
 import {
   cachedPackages,
   childrenOf,
@@ -414,6 +416,39 @@ Deno.test({
     assert.equal(code, 0);
     assert.equal(stdout.match(/spindle\.server: Stopped/g)?.length, 1, stdout);
   },
+});
+
+Deno.test("withFileLimit() puts --max-fds first, after a leading --, so the user's own wins", () => {
+  assert.deepEqual(withFileLimit(["--port", "0"], 1024), [
+    "--max-fds=1024",
+    "--port",
+    "0",
+  ]);
+  assert.deepEqual(withFileLimit(["--", "--port", "0"], 1024), [
+    "--",
+    "--max-fds=1024",
+    "--port",
+    "0",
+  ]);
+  assert.deepEqual(withFileLimit(["8080"], undefined), ["8080"]);
+  const mine = parseFlags(withFileLimit(["--max-fds", "300"], 1024));
+  assert.equal(mine.server.limits.maxOpenFiles, 300);
+  assert.equal(
+    parseFlags(withFileLimit(["--", "8081"], 1024)).server.port,
+    8081,
+  );
+});
+
+Deno.test("deno task serve tells the engine the descriptor limit it inherits (ulimit -n)", async () => {
+  const limit = await openFileLimit();
+  if (limit === undefined) {
+    console.log("skipped: ulimit -n is unlimited or unknown here");
+    return;
+  }
+  await using server = await spawnServer([...TASK, "--port", "0"]);
+  await assertListening(server);
+  const cmdline = await cmdlineOf(await findEngine(server.child.pid));
+  assert.ok(cmdline.includes(`--max-fds=${limit}`), cmdline.join(" "));
 });
 
 /** Every `deno task serve ...` command in README.md's sh blocks and comments. */

@@ -4,6 +4,7 @@
  * clients that do not speak TLS at all.
  */
 import assert from "node:assert/strict";
+import nodeTls from "node:tls";
 import type { Limits } from "../lib/config.ts";
 import type { Handler } from "../lib/http/handler.ts";
 import { serve, type Server } from "../lib/http/server.ts";
@@ -194,6 +195,34 @@ for (const [transport] of TRANSPORTS) {
     assert.equal(await new ReplyReader(stalled).closed(3000), true);
     assert.ok(performance.now() - t0 >= 200, "closed before the deadline");
     await waitFor(() => server.stats.active === 0, "the engine to drop it");
+  });
+
+  Deno.test(`${transport}: serve() over TLS answers a client that sends its request and then closes its side`, async () => {
+    const pem = await certificate();
+    if (pem === undefined) return;
+    // A handler that takes a moment: the client's FIN is in by the time it answers.
+    await using server = await start(pem, async (req) => {
+      await new Promise((r) => setTimeout(r, 50));
+      return whoAmI(req);
+    });
+    // node's client: end() sends the request, close_notify and FIN at once,
+    // as `printf 'GET ...' | openssl s_client` does.
+    const text = await new Promise<string>((resolve, reject) => {
+      const socket = nodeTls.connect(
+        {
+          host: "127.0.0.1",
+          port: server.port,
+          servername: "localhost",
+          ca: pem.cert,
+        },
+        () => socket.end(get("/half")),
+      );
+      let got = "";
+      socket.on("data", (d) => got += d);
+      socket.on("close", () => resolve(got));
+      socket.on("error", reject);
+    });
+    assert.match(text, /^HTTP\/1\.1 200 [\s\S]*secure \/half$/);
   });
 
   Deno.test(`${transport}: serve() over TLS negotiates http/1.1 by ALPN`, async () => {

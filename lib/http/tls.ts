@@ -5,7 +5,8 @@
  * Two transports carry a session. Fastest: node's own listener
  * ({@link listenTls}) and a `tls.TLSSocket` on each accepted `net.Socket`;
  * in Deno 2.9.6 both run natively (a libuv-style TCP handle with rustls on
- * it), at about half the CPU per HTTPS request of the other. Robust: a
+ * it), at about three quarters of the CPU per HTTPS request of the other
+ * (keep-alive "hello", wrk -c64, paired runs). Robust: a
  * `Deno.TcpConn` from `Deno.listen`, its bytes handed to TLS through a JS
  * stream. node's listener in Deno 2.9.6 stops accepting for good after one
  * accept fails with EMFILE, so the engine takes it only when it knows the
@@ -207,7 +208,12 @@ export function listenTls(
   }
 
   function listen(port: number): Promise<Deno.NetAddr> {
-    const s = net.createServer({ noDelay: true }, accepted);
+    // Half-open: a client may send its request, then its FIN, and still
+    // read the reply (node would end our side at once otherwise).
+    const s = net.createServer(
+      { noDelay: true, allowHalfOpen: true },
+      accepted,
+    );
     server = s;
     return new Promise((resolve, reject) => {
       let listening = false;
