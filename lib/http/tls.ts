@@ -185,6 +185,8 @@ export function listenTls(
   let probe: { socket: net.Socket; since: number } | undefined;
   /** Sockets were held since the last good probe: descriptors could have run out. */
   let suspect = false;
+  /** False once a probe was not allowed to connect (a narrower net grant). */
+  let probing = true;
   let relistening = false;
 
   function accepted(raw: net.Socket): void {
@@ -260,10 +262,22 @@ export function listenTls(
         endProbe();
         onStall();
         relisten();
-      } else if (quiet && (holding || suspect)) {
-        const socket = net.connect({ host: bound.hostname, port: bound.port });
-        socket.on("error", () => {}); // out of descriptors too: times out
-        probe = { socket, since: Date.now() };
+      } else if (quiet && (holding || suspect) && probing) {
+        // The address as asked, not as bound: Deno's net grant names it.
+        const socket = net.connect({
+          host: options.hostname,
+          port: bound.port,
+        });
+        const mine = { socket, since: Date.now() };
+        socket.on("error", (err: Error) => {
+          if ((err as { code?: string }).code === "EMFILE") return; // times out: a stall
+          // Refused or not allowed says nothing about a stall: no probe then.
+          if (err.name === "NotCapable" || err.name === "PermissionDenied") {
+            probing = false;
+          }
+          if (probe === mine) endProbe();
+        });
+        probe = mine;
       }
     },
     close() {
