@@ -20,6 +20,7 @@ import { hashPasswordCommand } from "./lib/hash_password.ts";
 import { Https, loadHttps, startRedirect } from "./lib/https.ts";
 import { isLoopback, trustProxy } from "./lib/app/client_addr.ts";
 import { createApp, engineLimits } from "./lib/app/routes.ts";
+import type { RateLimitStore } from "./lib/app/rate_limit_store.ts";
 import { serve, type Server } from "./lib/http/server.ts";
 import { EngineStats } from "./lib/http/stats.ts";
 import {
@@ -105,6 +106,8 @@ async function run(
 ): Promise<number> {
   let server: Server;
   let https: Https | undefined;
+  let rateLimitStore: RateLimitStore | undefined;
+  let proxyProtocolFrom: ((hostname: string) => boolean) | undefined;
   try {
     if (tls === undefined) https = await loadHttps(opts);
     else {
@@ -129,23 +132,40 @@ async function run(
         return 2;
       }
     }
+    const rate = opts.app.rateLimit;
+    if (rate?.store !== undefined) {
+      // Loaded only now: a server without a shared store never pays for the client.
+      const { connectRateLimitStore } = await import(
+        "./lib/app/redis_rate_limit.ts"
+      );
+      rateLimitStore = await connectRateLimitStore(rate, rate.store, {
+        mode: rate.fail ?? "open",
+        timeoutMs: opts.server.limits.rateStoreTimeoutMs,
+      });
+    }
     let handler;
     let exemptPeer: (hostname: string) => boolean;
+    let trusted: (hostname: string) => boolean;
     try {
-      // Trusted proxies carry many clients on few connections: no per-address cap.
-      const trusted = trustProxy(opts.app.trustProxy);
+      // Trusted proxies carry many clients on few connections: no per-address
+      // cap. (With --proxy-protocol each connection is one client's, and
+      // the cap counts that client.)
+      trusted = trustProxy(opts.app.trustProxy);
       exemptPeer = (hostname) => isLoopback(hostname) || trusted(hostname);
       handler = createApp(app, {
         stats,
         hostname: opts.server.hostname,
         port: () => port,
         limits: opts.server.limits,
+        rateLimitStore,
       });
     } catch (err) {
       // A setting only the app can judge, such as a malformed --trust-proxy entry.
       console.error(`spindle: ${err instanceof Error ? err.message : err}`);
+      await rateLimitStore?.close?.();
       return 2;
     }
+    if (opts.proxyProtocol) proxyProtocolFrom = trusted;
     server = serve({
       ...opts.server,
       limits: engineLimits(app, opts.server.limits), // form uploads may be larger
@@ -156,6 +176,7 @@ async function run(
       reusePort: opts.workers > 1,
       descriptorShare: 1 / opts.workers, // the engines share one process
       exemptPeer,
+      proxyProtocolFrom,
     }, handler);
     await server.ready;
     port = server.port;
@@ -166,6 +187,7 @@ async function run(
       ? err.message
       : String(err);
     log.fatal("Cannot start: {why}", { why });
+    await rateLimitStore?.close?.();
     return 1;
   }
 
@@ -219,7 +241,7 @@ async function run(
         }
       }
       try {
-        redirect = startRedirect(opts, server.port);
+        redirect = startRedirect(opts, server.port, proxyProtocolFrom);
       } catch (err) {
         log.fatal("Cannot start the --redirect-http listener: {why}", {
           why: err instanceof Deno.errors.AddrInUse
@@ -243,6 +265,7 @@ async function run(
   } finally {
     if (reloads) Deno.removeSignalListener("SIGHUP", reload);
     https?.close();
+    await rateLimitStore?.close?.();
   }
 }
 

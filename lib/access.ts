@@ -47,6 +47,8 @@ export interface AccessPlan {
    * `host` when a port is picked at start.
    */
   readonly net: string;
+  /** `host:port`s the engine connects to: the `--rate-limit-store`. */
+  readonly connect?: readonly string[];
   /** Bound to every interface, or --qr: the start lines list the addresses. */
   readonly networkInterfaces: boolean;
   /** Spindle's own code, which --workers threads load (Deno checks read for it). */
@@ -102,11 +104,13 @@ export function planAccess(
   const { hostname, port } = opts.server;
   const host = bracketHost(hostname);
   const redirect = opts.tls?.redirectPort;
+  const store = opts.app.rateLimit?.store;
   // Port 0: the kernel picks one, and --workers threads bind it after.
   const ports = redirect === undefined ? [port] : [port, redirect];
   return {
     needs,
     net: ports.includes(0) ? host : ports.map((p) => `${host}:${p}`).join(","),
+    connect: store === undefined ? [] : [storeAddress(store)],
     // A self-signed certificate names the machine's own addresses.
     networkInterfaces: isWildcard(hostname) || opts.qr ||
       opts.tls?.selfSigned === true,
@@ -114,6 +118,12 @@ export function planAccess(
       ? [`${programDir}/main.ts`, `${programDir}/lib`]
       : [],
   };
+}
+
+/** `redis://user:pw@host:6380/1` -> `host:6380` (Redis's port 6379 when none is given). */
+export function storeAddress(url: string): string {
+  const u = new URL(url);
+  return `${u.hostname}:${u.port === "" ? "6379" : u.port}`;
 }
 
 /** Thrown for a path Deno's permission flags cannot name. */
@@ -148,7 +158,8 @@ export function permissionFlags(
     }
   }
   for (const path of plan.program) read.add(path);
-  const flags = [`--allow-net=${plan.net}`, `--allow-read=${[...read]}`];
+  const net = [plan.net, ...plan.connect ?? []];
+  const flags = [`--allow-net=${net}`, `--allow-read=${[...read]}`];
   if (write.size > 0) flags.push(`--allow-write=${[...write]}`);
   if (plan.networkInterfaces) flags.push("--allow-sys=networkInterfaces");
   return flags;
@@ -302,9 +313,18 @@ export function checkAccess(
   plan: AccessPlan,
   ctx: StartContext,
 ): string | undefined {
-  const net = Deno.permissions.querySync({ name: "net", host: plan.net });
-  if (net.state !== "granted") {
-    return `no net permission to listen on ${plan.net}: ${grantAdvice(ctx)}`;
+  // One query an address: Deno's query takes no list (--redirect-http adds one).
+  for (const host of plan.net.split(",")) {
+    if (Deno.permissions.querySync({ name: "net", host }).state !== "granted") {
+      return `no net permission to listen on ${host}: ${grantAdvice(ctx)}`;
+    }
+  }
+  for (const host of plan.connect ?? []) {
+    if (Deno.permissions.querySync({ name: "net", host }).state !== "granted") {
+      return `no net permission to reach the rate-limit store at ${host}: ${
+        grantAdvice(ctx)
+      }`;
+    }
   }
   for (const need of plan.needs) {
     const problem = checkNeed(need, ctx);

@@ -233,11 +233,14 @@ export async function loadHttps(opts: CliOptions): Promise<Https | undefined> {
 
 /**
  * `--redirect-http PORT`: a plain listener on the same address whose every
- * answer is 308 to the HTTPS URL. `httpsPort` is the HTTPS server's bound port.
+ * answer is 308 to the HTTPS URL. `httpsPort` is the HTTPS server's bound
+ * port; `proxyProtocolFrom` the peers that start with a PROXY header
+ * (`--proxy-protocol`), as on the HTTPS port.
  */
 export function startRedirect(
   opts: CliOptions,
   httpsPort: number,
+  proxyProtocolFrom?: (hostname: string) => boolean,
 ): Server | undefined {
   const port = opts.tls?.redirectPort;
   if (port === undefined) return undefined;
@@ -248,6 +251,7 @@ export function startRedirect(
       port,
       limits: opts.server.limits,
       accessLog: opts.server.accessLog,
+      proxyProtocolFrom,
     },
     httpsRedirect({
       httpsPort: () => httpsPort,

@@ -12,6 +12,7 @@ import {
   permissionFlags,
   planAccess,
   shellQuote,
+  storeAddress,
   UngrantablePath,
 } from "../lib/access.ts";
 import { parseFlags } from "../lib/config.ts";
@@ -118,6 +119,24 @@ Deno.test("planAccess() grants HTTPS its needs: --tls-save read and write, the a
   );
   assert.equal(files.net, "127.0.0.1");
   assert.equal(files.networkInterfaces, false);
+});
+
+Deno.test("planAccess() lets the engine reach the --rate-limit-store, and nothing else", () => {
+  const plan = planAccess(
+    parseFlags([
+      "--rate-limit",
+      "10/1s",
+      "--rate-limit-store",
+      "redis://:pw@10.0.0.5/2",
+    ]),
+    "/app",
+  );
+  assert.deepEqual(plan.connect, ["10.0.0.5:6379"]);
+  assert.deepEqual(permissionFlags(plan, same).slice(0, 1), [
+    "--allow-net=127.0.0.1:8080,10.0.0.5:6379",
+  ]);
+  assert.deepEqual(planAccess(parseFlags([]), "/app").connect, []);
+  assert.equal(storeAddress("redis://[::1]:6380"), "[::1]:6380");
 });
 
 Deno.test("planAccess() grants read access to --auth-file, so the engine can load it", () => {
@@ -285,6 +304,23 @@ Deno.test("main.ts without net permission for its address exits 2", async () => 
   assert.match(
     stderr,
     /^spindle: no net permission to listen on 127\.0\.0\.1:8080: /,
+  );
+});
+
+Deno.test("main.ts without net permission for its --redirect-http port exits 2, naming it", async () => {
+  const { code, stderr } = await engine(
+    [
+      "--allow-net=127.0.0.1:8443",
+      "--allow-sys=networkInterfaces",
+      "--allow-read=resources",
+      "--allow-write=resources/uploads",
+    ],
+    ["--tls", "self-signed", "--port", "8443", "--redirect-http", "8081"],
+  );
+  assert.equal(code, 2);
+  assert.match(
+    stderr,
+    /^spindle: no net permission to listen on 127\.0\.0\.1:8081: /,
   );
 });
 

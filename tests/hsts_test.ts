@@ -2,7 +2,9 @@
 import assert from "node:assert/strict";
 import { startApp } from "./fixtures/app_server.ts";
 import { certificate, tlsConnect } from "./helpers/cert.ts";
+import { H2Client } from "./helpers/h2_client.ts";
 import { get, ReplyReader, send } from "./helpers/socket.ts";
+import { TRANSPORTS } from "./helpers/tls_server.ts";
 
 Deno.test("hsts() adds Strict-Transport-Security to HTTPS replies, errors included", async () => {
   const pem = await certificate();
@@ -24,6 +26,28 @@ Deno.test("hsts() adds Strict-Transport-Security to HTTPS replies, errors includ
     );
   }
 });
+
+for (const [transport, limits] of TRANSPORTS) {
+  Deno.test(`${transport}: hsts() adds Strict-Transport-Security to HTTP/2 replies, errors included`, async () => {
+    const pem = await certificate();
+    if (pem === undefined) return;
+    await using app = await startApp({
+      app: { hstsMaxAgeS: 600 },
+      serve: { cert: pem.cert, key: pem.key, limits },
+    });
+    await using h2 = await H2Client.connect(app.port, { caCert: pem.cert });
+    assert.equal(h2.alpn, "h2");
+    for (const [path, status] of [["/", 200], ["/missing", 404]] as const) {
+      const reply = await h2.request(path);
+      assert.equal(reply.status, status);
+      assert.equal(
+        reply.headers.get("strict-transport-security"),
+        "max-age=600",
+        path,
+      );
+    }
+  });
+}
 
 Deno.test("hsts() adds nothing over plain HTTP", async () => {
   await using app = await startApp({ app: { hstsMaxAgeS: 600 } });

@@ -198,7 +198,7 @@ function presents(main: Main, pair: PemPair): Promise<LogLine> {
 
 Deno.test({
   name:
-    "main --tls self-signed --tls-save: the printed fingerprint is served, curl --cacert trusts it, --redirect-http answers 308, HSTS only over HTTPS, and a restart reuses it",
+    "main --tls self-signed --tls-save: the printed fingerprint is served with ALPN h2, curl --cacert trusts it over HTTP/2, --redirect-http answers 308, HSTS only over HTTPS, and a restart reuses it",
   ignore: !tools,
   fn: async () => {
     const tmp = await Deno.makeTempDir();
@@ -232,7 +232,7 @@ Deno.test({
         assert.match(cert.message, /saved in/);
         assert.deepEqual(await handshake(main.port), {
           fingerprint,
-          alpn: "http/1.1",
+          alpn: "h2",
         });
         const https = await run("curl", [
           "-si",
@@ -241,7 +241,7 @@ Deno.test({
           `https://localhost:${main.port}/health`,
         ]);
         assert.equal(https.code, 0, https.stderr);
-        assert.match(https.stdout, /^HTTP\/1\.1 200 /);
+        assert.match(https.stdout, /^HTTP\/2 200 /, "curl takes h2 by ALPN");
         assert.match(https.stdout, /strict-transport-security: max-age=600/i);
         const insecure = await run("curl", [
           "-sk",

@@ -4,7 +4,17 @@ import {
   httpsRedirect,
   type HttpsRedirectOptions,
 } from "../lib/app/https_redirect.ts";
+import { parseFlags } from "../lib/config.ts";
+import { startRedirect } from "../lib/https.ts";
 import { call, fake } from "./fixtures/app_request.ts";
+import {
+  connect,
+  get,
+  readReply,
+  ReplyReader,
+  send,
+  WAIT_MS,
+} from "./helpers/socket.ts";
 
 const LOOPBACK: HttpsRedirectOptions = {
   httpsPort: () => 8443,
@@ -102,3 +112,31 @@ for (const [name, opts, method, target, host, status, location] of cases) {
     assert.equal(answer.headers.get("location"), location);
   });
 }
+
+Deno.test("startRedirect() reads a trusted peer's PROXY header first, as the HTTPS port does (--proxy-protocol)", async () => {
+  const opts = parseFlags([
+    "--tls",
+    "self-signed",
+    "--redirect-http",
+    "0",
+    "--trust-proxy",
+    "127.0.0.1",
+    "--proxy-protocol",
+    "--quiet",
+  ]);
+  await using redirect = startRedirect(opts, 8443, () => true)!;
+  await redirect.ready;
+  {
+    using conn = await connect(redirect.port);
+    await send(conn, "PROXY TCP4 203.0.113.7 127.0.0.1 40000 80\r\n" + get());
+    const reply = await readReply(conn);
+    assert.equal(reply.status, 308);
+    assert.equal(reply.headers.get("location"), "https://localhost:8443/");
+  }
+  {
+    using conn = await connect(redirect.port);
+    await send(conn, get());
+    const reply = await new ReplyReader(conn).closed(WAIT_MS);
+    assert.equal(reply, true, "no header: closed without a reply");
+  }
+});

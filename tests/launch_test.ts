@@ -22,6 +22,7 @@ import {
   seedDenoDir,
   spawnServer,
 } from "./fixtures/serve_process.ts";
+import { certificate } from "./helpers/cert.ts";
 
 const DENO = Deno.execPath();
 const TASK = [DENO, "task", "serve"];
@@ -37,8 +38,14 @@ async function makeSite(): Promise<AsyncDisposable & { dir: string }> {
   };
 }
 
-async function get(port: number, path: string): Promise<[number, string]> {
-  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+async function get(
+  port: number,
+  path: string,
+  tls?: Deno.HttpClient,
+): Promise<[number, string]> {
+  const res = tls === undefined
+    ? await fetch(`http://127.0.0.1:${port}${path}`)
+    : await fetch(`https://localhost:${port}${path}`, { client: tls });
   return [res.status, await res.text()];
 }
 
@@ -48,34 +55,27 @@ async function getTls(
   path: string,
   ca?: string,
 ): Promise<[number, string]> {
-  const client = Deno.createHttpClient(
-    ca === undefined ? {} : { caCerts: [ca] },
-  );
-  try {
-    if (ca === undefined) {
-      // A certificate made in memory: nothing to trust it by; see it answer.
-      const { default: tls } = await import("node:tls");
-      return await new Promise((resolve, reject) => {
-        const s = tls.connect(
-          { host: "127.0.0.1", port, rejectUnauthorized: false },
-          () =>
-            s.end(
-              `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`,
-            ),
-        );
-        let text = "";
-        s.on("data", (d) => text += d);
-        s.on("end", () => {
-          resolve([Number(text.split(" ")[1]), text.split("\r\n\r\n")[1]]);
-        });
-        s.on("error", reject);
-      });
-    }
-    const res = await fetch(`https://localhost:${port}${path}`, { client });
-    return [res.status, await res.text()];
-  } finally {
-    client.close();
+  if (ca !== undefined) {
+    using client = Deno.createHttpClient({ caCerts: [ca] });
+    return await get(port, path, client);
   }
+  // A certificate made in memory: nothing to trust it by; see it answer.
+  const { default: tls } = await import("node:tls");
+  return await new Promise((resolve, reject) => {
+    const s = tls.connect(
+      { host: "127.0.0.1", port, rejectUnauthorized: false },
+      () =>
+        s.end(
+          `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`,
+        ),
+    );
+    let text = "";
+    s.on("data", (d) => text += d);
+    s.on("end", () => {
+      resolve([Number(text.split(" ")[1]), text.split("\r\n\r\n")[1]]);
+    });
+    s.on("error", reject);
+  });
 }
 
 /** Fails with what the process printed when it ended before listening. */
@@ -484,6 +484,12 @@ Deno.test("the README's deno task serve commands work as written", async () => {
   const hashed = await hash.output();
   assert.ok(hashed.success);
   await Deno.writeFile(join(home.dir, "users.txt"), hashed.stdout);
+  // The HTTPS section's ~/cert.pem and ~/key.pem.
+  const pem = await certificate();
+  assert.ok(pem !== undefined, "openssl makes the README's certificate");
+  await Deno.writeTextFile(join(home.dir, "cert.pem"), pem.cert);
+  await Deno.writeTextFile(join(home.dir, "key.pem"), pem.key);
+  using tls = Deno.createHttpClient({ caCerts: [pem.cert] });
   for (const command of commands) {
     // Port 0: other servers may hold 8080 on a shared machine. `exec`, so
     // the SIGTERM that ends the test reaches deno task, not just sh.
@@ -515,7 +521,11 @@ Deno.test("the README's deno task serve commands work as written", async () => {
       assert.equal((await getTls(server.port, "/", ca))[0], 200, line);
       continue;
     }
-    const [status, body] = await get(server.port, "/");
+    const [status, body] = await get(
+      server.port,
+      "/",
+      command.includes("--cert") ? tls : undefined,
+    );
     assert.equal(status, 200, line);
     assert.equal(body, command.includes("~/site") ? "<h1>~</h1>" : body, line);
     if (command.includes("--directory")) {

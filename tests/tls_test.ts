@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import nodeTls from "node:tls";
 import type { Limits } from "../lib/config.ts";
 import type { Handler } from "../lib/http/handler.ts";
-import { serve, type Server } from "../lib/http/server.ts";
 import { certificate, type Pem, tlsConnect } from "./helpers/cert.ts";
+import { startTls, TRANSPORTS } from "./helpers/tls_server.ts";
 import {
   connect,
   get,
@@ -19,40 +19,6 @@ import {
   waitFor,
 } from "./helpers/socket.ts";
 
-/**
- * The two ways the engine carries TLS (lib/http/tls.ts): node's listener
- * when the descriptor limit is known (here: given), else Deno's. node's
- * binds a turn later, so `port` is 0 until `ready`: the test checks which
- * one it got.
- */
-const TRANSPORTS: [name: string, limits: Partial<Limits>][] = [
-  ["Deno's socket", {}],
-  ["node's socket", { maxOpenFiles: 8192 }],
-];
-
-async function startOn(
-  transport: string,
-  pem: Pem,
-  handler: Handler,
-  limits: Partial<Limits> = {},
-): Promise<Server> {
-  const base = TRANSPORTS.find(([name]) => name === transport)![1];
-  const server = serve(
-    {
-      port: 0,
-      accessLog: false,
-      cert: pem.cert,
-      key: pem.key,
-      limits: { ...base, ...limits },
-    },
-    handler,
-  );
-  const boundAtOnce = server.port !== 0;
-  await server.ready;
-  assert.equal(boundAtOnce, transport === "Deno's socket", "transport");
-  return server;
-}
-
 const whoAmI: Handler = (req) => ({
   status: 200,
   body: `${req.secure ? "secure" : "plain"} ${req.path}`,
@@ -60,7 +26,7 @@ const whoAmI: Handler = (req) => ({
 
 for (const [transport] of TRANSPORTS) {
   const start = (pem: Pem, handler: Handler, limits?: Partial<Limits>) =>
-    startOn(transport, pem, handler, limits);
+    startTls(transport, pem, handler, limits);
 
   Deno.test(`${transport}: serve() speaks HTTPS with keep-alive, and req.secure is true`, async () => {
     const pem = await certificate();
@@ -225,22 +191,32 @@ for (const [transport] of TRANSPORTS) {
     assert.match(text, /^HTTP\/1\.1 200 [\s\S]*secure \/half$/);
   });
 
-  Deno.test(`${transport}: serve() over TLS negotiates http/1.1 by ALPN`, async () => {
+  Deno.test(`${transport}: serve() over TLS negotiates h2 by ALPN, and http/1.1 with a client that offers only it or with http2 off`, async () => {
     const pem = await certificate();
     if (pem === undefined) return;
-    await using server = await start(pem, whoAmI);
-    using conn = await Deno.connectTls({
-      hostname: "localhost",
-      port: server.port,
-      caCerts: [pem.cert],
-      alpnProtocols: ["h2", "http/1.1"],
-    });
-    const info = await conn.handshake();
-    assert.equal(info.alpnProtocol, "http/1.1");
-    await send(conn, get("/alpn"));
-    assert.equal(
-      (await new ReplyReader(conn).readReply()).text,
-      "secure /alpn",
-    );
+    const cases: [offered: string[], http2: boolean, chosen: string][] = [
+      [["h2", "http/1.1"], true, "h2"],
+      [["http/1.1"], true, "http/1.1"], // h2 itself: tests/h2_connection_test.ts
+      [["h2", "http/1.1"], false, "http/1.1"],
+    ];
+    for (const [offered, http2, chosen] of cases) {
+      await using server = await startTls(transport, pem, whoAmI, {}, {
+        http2,
+      });
+      using conn = await Deno.connectTls({
+        hostname: "localhost",
+        port: server.port,
+        caCerts: [pem.cert],
+        alpnProtocols: offered,
+      });
+      const info = await conn.handshake();
+      assert.equal(info.alpnProtocol, chosen, `${offered} with http2 ${http2}`);
+      if (chosen !== "http/1.1") continue;
+      await send(conn, get("/alpn"));
+      assert.equal(
+        (await new ReplyReader(conn).readReply()).text,
+        "secure /alpn",
+      );
+    }
   });
 }

@@ -28,6 +28,7 @@ import { cors } from "./middleware/cors.ts";
 import { hostGuard } from "./middleware/host_guard.ts";
 import { hsts } from "./middleware/hsts.ts";
 import { rateLimit } from "./middleware/rate_limit.ts";
+import type { RateLimitStore } from "./rate_limit_store.ts";
 import { json, text } from "./response.ts";
 import { Router } from "./router.ts";
 import { isBeneath } from "./open_beneath.ts";
@@ -44,6 +45,11 @@ export interface ServerInfo {
   port(): number;
   /** The server's limits (the app's own are there too); default: the defaults. */
   readonly limits?: Limits;
+  /**
+   * Where `config.rateLimit` counts: shared by instances (Redis) or by
+   * workers; unset: this engine's memory. Built for the same policy.
+   */
+  readonly rateLimitStore?: RateLimitStore;
 }
 
 /** Hooks for tests: a clock for the rate limiter and the app's counters. */
@@ -167,11 +173,16 @@ export function createApp(
   });
   if (guard) router.use(guard);
   if (config.rateLimit) {
-    router.use(rateLimit({
-      ...config.rateLimit,
-      now: hooks.now,
-      onLimited: () => metrics.rateLimited++,
-    }));
+    const onLimited = () => metrics.rateLimited++;
+    // A load balancer checks /health every second or two, from one address,
+    // on every instance: counted against a shared limit, its checks would
+    // soon be refused and take the whole fleet out.
+    const limits = { onLimited, exemptPaths: ["/health"] };
+    router.use(
+      server.rateLimitStore
+        ? rateLimit(server.rateLimitStore, limits)
+        : rateLimit({ ...config.rateLimit, now: hooks.now, onLimited }, limits),
+    );
   }
   if (config.cors !== undefined) router.use(cors(config.cors));
   const limits = server.limits ?? DEFAULT_LIMITS;
@@ -248,8 +259,9 @@ export function createApp(
   router.get("/metrics", (req) => {
     if (!config.metricsPublic) {
       // A reverse proxy on loopback makes every client's peer loopback: its
-      // forwarding headers name who really asked. TODO(#9): so would a PROXY
-      // protocol header, once the engine reads one.
+      // forwarding headers name who really asked. (With --proxy-protocol the
+      // engine has already put the client the PROXY header names in
+      // req.client, loopback only for a local client or a health check.)
       const refused = isLoopback(req.client)
         ? forwardedBeyondLoopback(
           req.raw.headers.getJoined("x-forwarded-for"),

@@ -3,6 +3,7 @@
  * and 503 reply, the deadline sweeper, and graceful shutdown.
  */
 import { getLogger } from "@logtape/logtape";
+import type net from "node:net";
 import {
   DEFAULT_CONFIG,
   DEFAULT_LIMITS,
@@ -16,12 +17,15 @@ import {
   primeSignalHandling,
 } from "./admission.ts";
 import { Connection, isDisconnect, Phase, toErrorReply } from "./connection.ts";
+import { detectH2, H2Connection } from "./h2_connection.ts";
+import { H2Session } from "./h2/session.ts";
 import { timeoutsOf } from "./deadlines.ts";
 import { HttpError, STATUS } from "./errors.ts";
 import type { Handler } from "./handler.ts";
+import { ProxyHeaderReader } from "./proxied_conn.ts";
 import { encodeClosingReply } from "./response.ts";
 import { Semaphore } from "./semaphore.ts";
-import type { Socket } from "./socket.ts";
+import type { RawConn, Socket } from "./socket.ts";
 import { listenTls, TlsCertificate, TlsSocket } from "./tls.ts";
 import { EngineStats } from "./stats.ts";
 
@@ -66,7 +70,8 @@ export interface Server extends AsyncDisposable {
   readonly finished: Promise<void>;
   /**
    * Stops accepting, closes idle connections, lets requests in flight
-   * finish within `limits.shutdownTimeoutMs`, then closes the rest.
+   * finish within `limits.shutdownTimeoutMs`, then closes the rest. With
+   * `limits.drainDelayMs`, first serves on that long with /health at 503.
    */
   shutdown(): Promise<void>;
 }
@@ -84,6 +89,9 @@ const ROOM_WAIT_MS = 50;
  * client arriving in a burst of more than 128 at once.
  */
 const NODE_BACKLOG = 128;
+
+/** An HTTP/1.1 connection, or one that turned out to speak HTTP/2. */
+type AnyConnection = Connection | H2Connection;
 
 /** A socket the engine holds, and the address it is counted under. */
 interface Client {
@@ -130,6 +138,15 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       ? new TlsCertificate(config.cert, config.key)
       : undefined);
   const secure = certificate !== undefined;
+  // HTTP/2 by ALPN on TLS unless turned off; on plain TCP only by prior knowledge (--h2c).
+  const h2 = secure ? config.http2 !== false : config.h2c === true;
+  const tlsOptions = {
+    alpnProtocols: h2 ? ["h2", "http/1.1"] : ["http/1.1"],
+  };
+  if (h2) new H2Session(limits); // a bad HTTP/2 limit throws now, not per client
+  const proxyHeaders = config.proxyProtocolFrom === undefined
+    ? undefined
+    : new ProxyHeaderReader(limits, config.proxyProtocolFrom);
   const where = {
     hostname: config.hostname,
     port: config.port,
@@ -147,10 +164,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   const fds = fast ? nodeFds : new DescriptorBudget(limits, share);
   const listener = !fast ? Deno.listen(where) : listenTls(
     { ...where, backlog: NODE_BACKLOG },
-    (raw) => {
-      if (stopping) return void raw.destroy();
-      accepted(new TlsSocket(raw, certificate!), raw.remoteAddress ?? "");
-    },
+    acceptedNode,
     acceptFailed,
     () => {
       log.warn("TLS listener stalled out of file descriptors; listening again");
@@ -166,12 +180,12 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   );
   primeSignalHandling();
   const busyConns = limits.maxConns * limits.busyPercent / 100;
-  const connections = new Map<Connection, Client>();
+  const connections = new Map<AnyConnection, Client>();
   const queued = new Map<Client, { since: number; cancel: () => void }>();
   /** Sockets being refused; shutdown closes what is left of them. */
   const refusing = new Set<Client>();
   /** Connections whose last reply said close so a waiter gets their slot. */
-  const yielding = new Set<Connection>();
+  const yielding = new Set<AnyConnection>();
   /** Connections closed to make room since the sweeper last logged them. */
   const evicted = { silent: 0, idle: 0 };
   /** Accepts that failed with EMFILE since the sweeper last logged them. */
@@ -210,11 +224,15 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   function freeFd(client: Client): void {
     if (client.fdFreed) return;
     client.fdFreed = true;
+    fdClosed();
+  }
+
+  function fdClosed(): void {
     fds.open--;
     if (!fds.full) roomFreed?.();
   }
 
-  function onClose(c: Connection): void {
+  function onClose(c: AnyConnection): void {
     const client = connections.get(c);
     if (client === undefined) return;
     connections.delete(c);
@@ -223,6 +241,32 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     stats.active--;
     if (!client.slotFreed) semaphore.release();
     if (connections.size === 0) idleResolve?.();
+  }
+
+  /** A connection that speaks HTTP/2 goes on as an H2Connection, in the same slot. */
+  function upgrade(
+    c: Connection,
+    socket: Socket,
+    first: Uint8Array,
+  ): Promise<void> | "more" | null {
+    const protocol = detectH2(socket, first);
+    const client = connections.get(c);
+    if (protocol !== "h2") return protocol;
+    if (client === undefined) return null; // closed meanwhile
+    const h = new H2Connection(socket, first, {
+      limits,
+      handler,
+      stats,
+      secure,
+      accessLog: config.accessLog ?? true,
+      timeouts,
+      onClose,
+    });
+    connections.delete(c);
+    connections.set(h, client);
+    const running = h.run(); // reads `first` before its first await
+    if (stopping) h.drain();
+    return running;
   }
 
   /** A lingering connection's reply is out: its slot can serve a waiter now. */
@@ -235,6 +279,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   }
 
   function keepAliveMs(c: Connection, idleNext: boolean): number {
+    if (stats.draining) return 0; // the drain delay: a balancer opens anew elsewhere
     // A waiter not yet promised a slot gets this one: the reply says
     // Connection: close, so the client never reuses what we then close.
     if (idleNext && semaphore.waiting > yielding.size) {
@@ -260,6 +305,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       onLinger,
       timeouts,
       keepAliveMs,
+      upgrade: h2 ? upgrade : undefined,
     });
     connections.set(c, client);
     stats.active++;
@@ -345,9 +391,9 @@ export function serve(options: ServeOptions, handler: Handler): Server {
    */
   function evict(count = 1): number {
     const now = Date.now();
-    const lingering: Connection[] = [];
-    const silent: Connection[] = [];
-    const idle: Connection[] = [];
+    const lingering: AnyConnection[] = [];
+    const silent: AnyConnection[] = [];
+    const idle: AnyConnection[] = [];
     for (const [c, client] of connections) {
       if (c.phase === Phase.Linger) {
         lingering.push(c);
@@ -401,10 +447,51 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     });
   }
 
-  /** Counts a new socket and decides: serve, queue, or refuse. */
-  function accepted(socket: Socket, hostname: string): void {
+  /**
+   * Counts a socket from Deno's listener; a trusted proxy's must first say
+   * whose it is. Before TLS and before the per-address count: the PROXY
+   * header names the client, and each proxied connection carries just that one.
+   */
+  function acceptedConn(conn: Deno.TcpConn): void {
     stats.accepted++;
     fds.open++;
+    conn.setNoDelay(true);
+    const serveConn = (c: RawConn) =>
+      admitSocket(
+        certificate === undefined
+          ? c
+          : new TlsSocket(c, certificate, tlsOptions),
+        c.remoteAddr.hostname,
+      );
+    if (proxyHeaders?.expects(conn.remoteAddr.hostname)) {
+      proxyHeaders.read(conn).then((c) => c ? serveConn(c) : fdClosed());
+      return;
+    }
+    serveConn(conn);
+  }
+
+  /** {@link acceptedConn} for a TLS client from node's listener. */
+  function acceptedNode(raw: net.Socket): void {
+    if (stopping) return void raw.destroy();
+    stats.accepted++;
+    fds.open++;
+    const peer = raw.remoteAddress ?? "";
+    if (proxyHeaders?.expects(peer)) {
+      proxyHeaders.readNode(raw).then((proxied) =>
+        proxied
+          ? admitSocket(
+            new TlsSocket(raw, certificate!, { ...tlsOptions, proxied }),
+            proxied.remoteAddr.hostname,
+          )
+          : fdClosed()
+      );
+      return;
+    }
+    admitSocket(new TlsSocket(raw, certificate!, tlsOptions), peer);
+  }
+
+  /** Decides for a new socket: serve, queue, or refuse. */
+  function admitSocket(socket: Socket, hostname: string): void {
     const client: Client = {
       socket,
       key: perAddress.add(hostname),
@@ -489,11 +576,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
         await new Promise((r) => setTimeout(r, waitMs));
         continue;
       }
-      conn.setNoDelay(true);
-      accepted(
-        certificate === undefined ? conn : new TlsSocket(conn, certificate),
-        (conn.remoteAddr as Deno.NetAddr).hostname,
-      );
+      acceptedConn(conn);
     }
   }
 
@@ -565,8 +648,18 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   function shutdown(): Promise<void> {
     if (shutdownPromise) return shutdownPromise;
     shutdownPromise = (async () => {
-      stopping = true;
       stats.draining = true;
+      if (limits.drainDelayMs > 0) {
+        // Behind a load balancer: /health says 503 and each reply closes
+        // its connection, while requests are still served, until the
+        // balancer's checks have taken us out. Closing the listener at once
+        // would refuse connections it still sends.
+        log.info("Draining for {ms} ms before the listener closes", {
+          ms: limits.drainDelayMs,
+        });
+        await new Promise((r) => setTimeout(r, limits.drainDelayMs));
+      }
+      stopping = true;
       log.info("Shutting down: {active} connections open", {
         active: connections.size,
       });
@@ -574,6 +667,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
         listener.close();
       } catch { /* closed */ }
       await accepting;
+      proxyHeaders?.closeAll();
       for (const [, q] of queued) q.cancel();
       const idle = new Promise<void>((r) => idleResolve = r);
       for (const c of connections.keys()) c.drain();

@@ -22,7 +22,8 @@ import { createPrivateKey, X509Certificate } from "node:crypto";
 import net from "node:net";
 import { Duplex } from "node:stream";
 import tls from "node:tls";
-import type { Socket } from "./socket.ts";
+import type { ProxiedPeer } from "./proxied_conn.ts";
+import type { RawConn, Socket } from "./socket.ts";
 
 /** Decrypted bytes buffered before reading from the client pauses. */
 const HIGH_WATER_BYTES = 64 * 1024;
@@ -90,18 +91,11 @@ function errorText(err: unknown): string {
  * sessions already open keep theirs.
  */
 export class TlsCertificate {
-  /** ALPN protocols offered, in order of preference. */
-  readonly alpnProtocols: readonly string[];
   #context!: tls.SecureContext;
   #info!: CertificateInfo;
 
   /** Throws {@link CertificateError} for a pair that cannot be served. */
-  constructor(
-    cert: string,
-    key: string,
-    alpnProtocols: readonly string[] = ["http/1.1"],
-  ) {
-    this.alpnProtocols = Object.freeze([...alpnProtocols]);
+  constructor(cert: string, key: string) {
     this.replace(cert, key);
   }
 
@@ -319,11 +313,12 @@ function toDenoError(err: unknown): Error {
 }
 
 /**
- * A `Deno.TcpConn` as a node stream, for `tls.TLSSocket` to run over.
- * `onBytes` counts what the client sent; `onWritten` follows each write.
+ * A socket from `Deno.listen` (its PROXY header read off or not) as a node
+ * stream, for `tls.TLSSocket` to run over. `onBytes` counts what the
+ * client sent; `onWritten` follows each write.
  */
 function connStream(
-  conn: Deno.TcpConn,
+  conn: RawConn,
   onBytes: (n: number) => void,
   onWritten: () => void,
 ): Duplex {
@@ -363,10 +358,21 @@ function connStream(
   return stream;
 }
 
-async function writeAll(conn: Deno.TcpConn, bytes: Uint8Array): Promise<void> {
+async function writeAll(conn: RawConn, bytes: Uint8Array): Promise<void> {
   for (let off = 0; off < bytes.length;) {
     off += await conn.write(bytes.subarray(off));
   }
+}
+
+/** How the server's TLS sessions are set up, besides the certificate. */
+export interface TlsSocketOptions {
+  /** ALPN protocols offered, in order of preference; default http/1.1 alone. */
+  readonly alpnProtocols?: readonly string[];
+  /**
+   * For node's socket whose PROXY header was read off (proxied_conn.ts):
+   * the client it named. A Deno socket's is read off into a ProxiedConn.
+   */
+  readonly proxied?: ProxiedPeer;
 }
 
 /**
@@ -376,10 +382,12 @@ async function writeAll(conn: Deno.TcpConn, bytes: Uint8Array): Promise<void> {
  */
 export class TlsSocket implements Socket {
   readonly remoteAddr: Deno.NetAddr;
-  readonly #raw: net.Socket | Deno.TcpConn;
+  readonly #raw: net.Socket | RawConn;
   readonly #tls: tls.TLSSocket;
   /** Bytes the client sent, before decryption (Deno transport). */
   #rawBytesIn = 0;
+  /** Bytes of node's socket that were its PROXY header, not the client's. */
+  readonly #headerBytes: number;
   /** Set while closing over a Deno socket: the close_notify is out. */
   #afterWrite: (() => void) | undefined;
   /** Decrypted bytes not yet read: chunks, and the offset in the first. */
@@ -395,11 +403,16 @@ export class TlsSocket implements Socket {
   #writes = 0;
 
   /** Starts the handshake on `raw` with the pair `certificate` holds now. */
-  constructor(raw: net.Socket | Deno.TcpConn, certificate: TlsCertificate) {
+  constructor(
+    raw: net.Socket | RawConn,
+    certificate: TlsCertificate,
+    options: TlsSocketOptions = {},
+  ) {
     this.#raw = raw;
+    this.#headerBytes = options.proxied?.headerBytes ?? 0;
     let transport: net.Socket | Duplex;
     if (raw instanceof net.Socket) {
-      this.remoteAddr = {
+      this.remoteAddr = options.proxied?.remoteAddr ?? {
         transport: "tcp",
         hostname: raw.remoteAddress ?? "",
         port: raw.remotePort ?? 0,
@@ -419,7 +432,7 @@ export class TlsSocket implements Socket {
     const socket = new tls.TLSSocket(transport, {
       isServer: true,
       secureContext: certificate.context,
-      ALPNProtocols: [...certificate.alpnProtocols],
+      ALPNProtocols: [...options.alpnProtocols ?? ["http/1.1"]],
     });
     this.#tls = socket;
     socket.on("secure", () => this.#secure = true);
@@ -451,7 +464,10 @@ export class TlsSocket implements Socket {
   /** True until the client sends a byte, even of its TLS hello. */
   get silent(): boolean {
     const raw = this.#raw;
-    return (raw instanceof net.Socket ? raw.bytesRead : this.#rawBytesIn) === 0;
+    const bytesIn = raw instanceof net.Socket
+      ? raw.bytesRead - this.#headerBytes
+      : this.#rawBytesIn;
+    return bytesIn === 0;
   }
 
   /** The protocol ALPN settled on, or undefined before the handshake or without ALPN. */
