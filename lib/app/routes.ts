@@ -26,6 +26,7 @@ import { basicAuth } from "./middleware/auth.ts";
 import { compression } from "./middleware/compression.ts";
 import { cors } from "./middleware/cors.ts";
 import { hostGuard } from "./middleware/host_guard.ts";
+import { hsts } from "./middleware/hsts.ts";
 import { rateLimit } from "./middleware/rate_limit.ts";
 import type { RateLimitStore } from "./rate_limit_store.ts";
 import { json, text } from "./response.ts";
@@ -157,7 +158,7 @@ function checkUploadFolder(root: string, dir: string): void {
  * /files/{name} (only with `config.directory`), POST /upload, GET /health,
  * GET /metrics; everything else goes to static files under
  * `config.static.root`, and POSTs to its folders are form uploads with
- * `config.uploadFiles` (run the engine with {@link engineLimits}). Middleware, outermost first: metrics, Host guard,
+ * `config.uploadFiles` (run the engine with {@link engineLimits}). Middleware, outermost first: metrics, HSTS (if set), Host guard,
  * rate limit (if set), CORS (if set), passwords (if set), gzip for dynamic
  * replies of 1 KiB+.
  */
@@ -168,6 +169,7 @@ export function createApp(
 ): Handler {
   const metrics = hooks.metrics ?? new AppMetrics();
   const router = new Router().use(metrics.middleware());
+  if (config.hstsMaxAgeS !== undefined) router.use(hsts(config.hstsMaxAgeS));
   const guard = hostGuard({
     allowedHosts: config.allowedHosts,
     hostname: server.hostname,
