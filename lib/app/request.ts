@@ -24,7 +24,7 @@ export interface RouteContract {
   readonly maxBodyBytes?: number;
   /** Media types accepted (`application/json`, `text/*`), no parameters. Else: 415. */
   readonly contentType?: string | readonly string[];
-  /** Errors are rendered as JSON unless the client prefers HTML (API routes). */
+  /** Errors are rendered as JSON unless the client names HTML or JSON (API routes). */
   readonly jsonErrors?: boolean;
 }
 

@@ -4,12 +4,7 @@
  * segment. Matching runs on the canonical path (decoded once by
  * `canonicalPath()`), so params arrive decoded and are never decoded again.
  */
-import {
-  HttpError,
-  reasonPhrase,
-  renderError,
-  STATUS,
-} from "../http/errors.ts";
+import { HttpError, STATUS } from "../http/errors.ts";
 import type { Handler, Reply, ServerRequest } from "../http/handler.ts";
 import { canonicalPath } from "./canonical_path.ts";
 import { compose, LAST, type Middleware, type Run } from "./chain.ts";
@@ -183,6 +178,15 @@ function findRoute(entry: Entry, method: string): Route | undefined {
     (method === "HEAD" ? entry.byMethod.get("GET") : undefined) ?? entry.any;
 }
 
+/**
+ * Turns what the middleware, a route or the fallback threw into a reply, or
+ * throws it on to the engine; see {@link Router.onError}.
+ */
+export type ErrorHandler = (
+  err: unknown,
+  req: AppRequest,
+) => Reply | Promise<Reply>;
+
 /** Options for {@link Router.handler}. */
 export interface HandlerOptions {
   /** Which peers' X-Forwarded-For is believed; default: none. */
@@ -226,6 +230,7 @@ export class Router {
   #chains: Chains | undefined;
   #fallback: AppHandler | undefined;
   #fallbackName = "fallback";
+  #onError: ErrorHandler | undefined;
 
   /**
    * Adds middleware around every request (routes, 404s, the fallback), in
@@ -311,6 +316,18 @@ export class Router {
   fallback(handler: AppHandler, name = "fallback"): this {
     this.#fallback = handler;
     this.#fallbackName = name;
+    return this;
+  }
+
+  /**
+   * Replaces how errors become replies, as Hono's `app.onError`: `handler`
+   * gets what the middleware, a route or the fallback threw (outside every
+   * layer, as the engine would) and returns the reply, or throws to leave
+   * it to the engine. Unset, the engine renders every error: by Accept,
+   * JSON on `jsonErrors` routes, with one log line and one set of headers.
+   */
+  onError(handler: ErrorHandler): this {
+    this.#onError = handler;
     return this;
   }
 
@@ -406,16 +423,18 @@ export class Router {
       req.route = this.#fallbackName;
       req.matched = "fallback";
     }
+    if (jsonErrors) preferJsonErrors(raw);
     const last = () => this.#answer(req, match, refused);
-    if (!jsonErrors) return run(req, last);
+    const onError = this.#onError;
+    if (onError === undefined) return run(req, last);
     let reply: Reply | Promise<Reply>;
     try {
       reply = run(req, last);
     } catch (err) {
-      return jsonError(req, err);
+      return onError(err, req);
     }
     if (reply instanceof Promise) {
-      return reply.catch((err) => jsonError(req, err));
+      return reply.catch((err) => onError(err, req));
     }
     return reply;
   }
@@ -489,28 +508,15 @@ function checkContract(req: AppRequest, contract: RouteContract): void {
 }
 
 /**
- * The one app-level error renderer: API routes answer JSON even to `*\/*`
- * or no Accept at all. A client that names HTML or JSON gets what the engine
- * would pick, so the error is rethrown to it, as is anything but an HttpError.
+ * API routes answer errors in JSON even to `*\/*` or no Accept at all; a
+ * client that names HTML or JSON gets what it named. Said on the engine's
+ * request, as the engine renders every error: each gets the same log line
+ * and headers whichever route threw it.
  */
-function jsonError(req: AppRequest, err: unknown): Reply {
-  if (!(err instanceof HttpError)) throw err;
-  const accept = req.header("accept");
+function preferJsonErrors(raw: ServerRequest): void {
+  const accept = raw.headers.get("accept");
   if (
-    accept !== undefined &&
-    (accept.includes("text/html") || accept.includes("json"))
-  ) {
-    throw err;
-  }
-  const { contentType, body } = renderError(
-    err.status,
-    err.expose ?? reasonPhrase(err.status),
-    "application/json",
-  );
-  const headers: Record<string, string> = {
-    ...err.headers,
-    "content-type": contentType,
-  };
-  if (err.close) headers.connection = "close";
-  return { status: err.status, headers, body };
+    accept === undefined ||
+    !(accept.includes("text/html") || accept.includes("json"))
+  ) raw.errorAccept = "application/json";
 }

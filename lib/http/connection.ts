@@ -136,6 +136,7 @@ class IncomingRequest implements ServerRequest {
   readonly body: BodyReader;
   readonly startTime: number;
   user: string | undefined = undefined;
+  errorAccept: string | undefined = undefined;
 
   constructor(
     startTime: number,
@@ -607,7 +608,10 @@ export class Connection implements ByteSource {
   #failed(err: unknown, head: RequestHead): Reply {
     if (err instanceof HttpError && err.close) this.#closeAfter = true;
     if (this.#closed) return { status: STATUS.InternalServerError }; // never sent
-    return this.#errorReply(err, head.headers.get("accept"));
+    return this.#errorReply(
+      err,
+      this.#incoming?.errorAccept ?? head.headers.get("accept"),
+    );
   }
 
   /** {@link toErrorReply}, noting an HttpError's message for the log lines. */
