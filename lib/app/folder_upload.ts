@@ -22,7 +22,7 @@ import { FolderQuota } from "./folder_quota.ts";
 import { type SavedFile, saveForm } from "./form_upload.ts";
 import { isBeneath } from "./open_beneath.ts";
 import type { AppRequest } from "./request.ts";
-import { json } from "./response.ts";
+import { json } from "./replies.ts";
 
 /** Methods an upload folder answers. */
 export const UPLOAD_ALLOW = "GET, HEAD, OPTIONS, POST";

@@ -208,7 +208,7 @@ export interface HandlerOptions {
  * ```ts
  * import assert from "node:assert/strict";
  * import { Router } from "./router.ts";
- * import { text } from "./response.ts";
+ * import { text } from "./replies.ts";
  *
  * const router = new Router()
  *   .get("/hello/{name}", (req) => text(`Hi ${req.params.name}`));

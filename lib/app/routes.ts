@@ -28,7 +28,7 @@ import { cors } from "./middleware/cors.ts";
 import { hostGuard } from "./middleware/host_guard.ts";
 import { rateLimit } from "./middleware/rate_limit.ts";
 import type { RateLimitStore } from "./rate_limit_store.ts";
-import { json, text } from "./response.ts";
+import { json, text } from "./replies.ts";
 import { Router } from "./router.ts";
 import { isBeneath } from "./open_beneath.ts";
 import { extensionPolicy, staticFiles } from "./static_files.ts";

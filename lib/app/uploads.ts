@@ -8,7 +8,7 @@ import type { Reply } from "../http/handler.ts";
 import { isDiskFull, writeAtomic, type WritePiece } from "./atomic_write.ts";
 import { FolderQuota } from "./folder_quota.ts";
 import type { AppRequest } from "./request.ts";
-import { json } from "./response.ts";
+import { json } from "./replies.ts";
 import type { AppHandler } from "./router.ts";
 
 export interface UploadOptions {
