@@ -11,7 +11,7 @@ import {
   isJsonType,
   mediaType,
   mediaTypeMatches,
-} from "../lib/app/request.ts";
+} from "../lib/app/app_request.ts";
 import { HttpError } from "../lib/http/errors.ts";
 import { fake } from "./fixtures/app_request.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { HttpError } from "../lib/http/errors.ts";
-import { AppRequest, NO_PARAMS } from "../lib/app/request.ts";
+import { AppRequest, NO_PARAMS } from "../lib/app/app_request.ts";
 import { json, text } from "../lib/app/replies.ts";
 import { afterNext, type Middleware, Router } from "../lib/app/router.ts";
 import type { Reply } from "../lib/http/handler.ts";

@@ -21,7 +21,7 @@ import { encodeSegment } from "./dir_listing.ts";
 import { FolderQuota } from "./folder_quota.ts";
 import { type SavedFile, saveForm } from "./form_upload.ts";
 import { isBeneath } from "./open_beneath.ts";
-import type { AppRequest } from "./request.ts";
+import type { AppRequest } from "./app_request.ts";
 import { json } from "./replies.ts";
 
 /** Methods an upload folder answers. */

@@ -16,7 +16,7 @@ import {
   NO_PARAMS,
   type Params,
   type RouteContract,
-} from "./request.ts";
+} from "./app_request.ts";
 
 /** A route's handler: gets the app request, returns (or throws) a reply. */
 export type AppHandler = (req: AppRequest) => Reply | Promise<Reply>;

@@ -7,7 +7,7 @@ import { HttpError, STATUS } from "../http/errors.ts";
 import type { Reply } from "../http/handler.ts";
 import { isDiskFull, writeAtomic, type WritePiece } from "./atomic_write.ts";
 import { FolderQuota } from "./folder_quota.ts";
-import type { AppRequest } from "./request.ts";
+import type { AppRequest } from "./app_request.ts";
 import { json } from "./replies.ts";
 import type { AppHandler } from "./router.ts";
 

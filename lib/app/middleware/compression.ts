@@ -6,7 +6,7 @@
  */
 import { gzipSync } from "node:zlib";
 import { negotiateEncoding } from "../encoding.ts";
-import { type AppRequest, mediaType } from "../request.ts";
+import { type AppRequest, mediaType } from "../app_request.ts";
 import { headerValue, mergeHeaders } from "../replies.ts";
 import type { Middleware } from "../chain.ts";
 import { isCompressible as isCompressibleType } from "../static_mime.ts";

@@ -5,7 +5,7 @@
  */
 import { HttpError } from "../../http/errors.ts";
 import type { Reply } from "../../http/handler.ts";
-import type { AppRequest } from "../request.ts";
+import type { AppRequest } from "../app_request.ts";
 import { errorWithHeaders, replyHeader, withHeaders } from "../replies.ts";
 import type { Middleware } from "../chain.ts";
 
