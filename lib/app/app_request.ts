@@ -8,6 +8,7 @@ import type { ServerRequest } from "../http/handler.ts";
 import type { HeaderFields } from "../http/headers.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
 import { clientAddress, type ProxyTrust, TRUST_NONE } from "./client_addr.ts";
+import { isJsonType, mediaType } from "./media_types.ts";
 
 /** Route params; one shared frozen object when a route has none. */
 export type Params = Readonly<Record<string, string>>;
@@ -26,33 +27,6 @@ export interface RouteContract {
   readonly contentType?: string | readonly string[];
   /** Errors are rendered as JSON unless the client names HTML or JSON (API routes). */
   readonly jsonErrors?: boolean;
-}
-
-/** The media type of a Content-Type value, lower case, without parameters. */
-export function mediaType(contentType: string | undefined): string {
-  if (contentType === undefined) return "";
-  const semi = contentType.indexOf(";");
-  return (semi === -1 ? contentType : contentType.slice(0, semi)).trim()
-    .toLowerCase();
-}
-
-/**
- * True when `type` (from {@link mediaType}) matches `pattern`: exact
- * (`application/json`) or with one `*` (`text/*`, `application/*+json`).
- */
-export function mediaTypeMatches(type: string, pattern: string): boolean {
-  const star = pattern.indexOf("*");
-  if (star === -1) return type === pattern;
-  const head = pattern.slice(0, star);
-  const tail = pattern.slice(star + 1);
-  return type.length > head.length + tail.length && type.startsWith(head) &&
-    type.endsWith(tail);
-}
-
-/** True for `application/json` and any `+json` type (RFC 6839). */
-export function isJsonType(type: string): boolean {
-  return type === "application/json" ||
-    (type.endsWith("+json") && type.indexOf("/") > 0);
 }
 
 /** One request inside the application. Built once per request by the router. */

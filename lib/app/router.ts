@@ -11,12 +11,11 @@ import { compose, LAST, type Middleware, type Run } from "./chain.ts";
 import type { ProxyTrust } from "./client_addr.ts";
 import {
   AppRequest,
-  mediaType,
-  mediaTypeMatches,
   NO_PARAMS,
   type Params,
   type RouteContract,
 } from "./app_request.ts";
+import { mediaType, mediaTypeMatches } from "./media_types.ts";
 
 /** A route's handler: gets the app request, returns (or throws) a reply. */
 export type AppHandler = (req: AppRequest) => Reply | Promise<Reply>;

@@ -71,7 +71,7 @@ import {
   extensionOf,
   isCompressible,
   mediaTypeOf,
-} from "./static_mime.ts";
+} from "./media_types.ts";
 
 /** Sizes and thresholds of the static handler; tests shrink them. */
 export interface StaticTuning {

@@ -6,10 +6,13 @@
  */
 import { gzipSync } from "node:zlib";
 import { negotiateEncoding } from "../encoding.ts";
-import { type AppRequest, mediaType } from "../app_request.ts";
+import type { AppRequest } from "../app_request.ts";
 import { headerValue, mergeHeaders } from "../replies.ts";
 import type { Middleware } from "../chain.ts";
-import { isCompressible as isCompressibleType } from "../static_mime.ts";
+import {
+  isCompressible as isCompressibleType,
+  mediaType,
+} from "../media_types.ts";
 import type { Reply, ReplyHeaders } from "../../http/handler.ts";
 
 export interface CompressionOptions {
