@@ -65,7 +65,7 @@ import {
   type Compressor,
   ON_THE_FLY,
   sharedCompressor,
-} from "./static_compress.ts";
+} from "./compress.ts";
 import {
   contentTypeOf,
   extensionOf,
