@@ -19,6 +19,7 @@ import { removeDeadTempFiles } from "./atomic_write.ts";
 import { isDotPath } from "./canonical_path.ts";
 import { encodeSegment } from "./dir_listing.ts";
 import { FolderQuota } from "./folder_quota.ts";
+import { readFault } from "./fs_errors.ts";
 import { type SavedFile, saveForm } from "./form_upload.ts";
 import { isBeneath } from "./open_beneath.ts";
 import type { AppRequest } from "./app_request.ts";
@@ -53,18 +54,11 @@ function refuse(status: 403 | 404 | 405, message: string, expose: string) {
   });
 }
 
-/** An HttpError for a file system error met while finding a folder; rethrows the rest. */
+/** A file system error met while finding a folder (see readFault()): 403 or 404. */
 function notThere(err: unknown, path: string): HttpError {
-  if (
-    err instanceof Deno.errors.PermissionDenied ||
-    err instanceof Deno.errors.NotCapable
-  ) {
-    return refuse(403, `Cannot reach ${path}`, "This folder is not readable");
-  }
-  if (err instanceof Error && (err.name in Deno.errors || "code" in err)) {
-    return refuse(404, `No folder for ${path}`, "Folder not found");
-  }
-  throw err;
+  return readFault(err) === "denied"
+    ? refuse(403, `Cannot reach ${path}`, "This folder is not readable")
+    : refuse(404, `No folder for ${path}`, "Folder not found");
 }
 
 /** The POST handler of upload folders. One per engine. */

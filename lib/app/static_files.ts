@@ -35,6 +35,7 @@ import {
   sortEntries,
 } from "./dir_listing.ts";
 import { negotiateEncoding } from "./encoding.ts";
+import { missingOrThrow } from "./fs_errors.ts";
 import {
   LIVE_RELOAD_BYTES,
   LIVE_RELOAD_PATH,
@@ -420,7 +421,7 @@ class StaticSite {
       info = Deno.statSync(joined); // follows symlinks
     } catch (err) {
       if (known !== undefined) this.#resolved.delete(joined);
-      return missing(err);
+      return missingOrThrow(err);
     }
     // The real path was checked before for this very file (same device,
     // inode, size, mtime): a swapped symlink shows another inode and is
@@ -446,7 +447,7 @@ class StaticSite {
       // root, as every open does, or mark the lookup unproven.
       look = lookBeneath(realRoot, real, now, true);
     } catch (err) {
-      return missing(err);
+      return missingOrThrow(err);
     }
     if (look.kind === "changed") return null;
     info = look.info;
@@ -953,7 +954,7 @@ class StaticSite {
         truncated = read.truncated;
       } catch (err) {
         if (err instanceof FileChanged) throw err;
-        missing(err);
+        missingOrThrow(err);
         return this.#notFound(req, path);
       }
       if (untilMs === 0) break;
@@ -1024,7 +1025,7 @@ class StaticSite {
       walk = await walkFolder(dir.path, top, policy);
     } catch (err) {
       if (err instanceof HttpError) throw err;
-      missing(err);
+      missingOrThrow(err);
       return this.#notFound(req, path);
     }
     return {
@@ -1113,23 +1114,6 @@ const NOT_MODIFIED_FIELDS = new Set([
   "content-location",
 ]);
 
-/** Maps a file system error to "not there" (null); 403 for EACCES; rethrows the rest. */
-function missing(err: unknown): null {
-  if (err instanceof Deno.errors.PermissionDenied) {
-    throw new HttpError(
-      STATUS.Forbidden,
-      "Permission denied by the file system",
-      { cause: err },
-    );
-  }
-  // NotFound, NotADirectory, FilesystemLoop, NotCapable (outside --allow-read),
-  // ENAMETOOLONG: to the client each is just a file that is not there.
-  if (err instanceof Error && (err.name in Deno.errors || "code" in err)) {
-    return null;
-  }
-  throw err;
-}
-
 function mtimeOf(info: Deno.FileInfo): number {
   return Math.floor(info.mtime?.getTime() ?? 0);
 }
@@ -1208,7 +1192,7 @@ async function openChecked(file: OnDisk): Promise<Deno.FsFile> {
       strictLinks: file.strictLinks,
     });
   } catch (err) {
-    missing(err); // EACCES: 403; an error not from the file system: rethrown
+    missingOrThrow(err); // EACCES: 403; an error not from the file system: rethrown
     // Gone, a loop, a file where a folder was: a fresh lookup will say which.
     throw new FileChanged(file.path, { cause: err });
   }

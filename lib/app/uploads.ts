@@ -5,8 +5,9 @@
  */
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Reply } from "../http/handler.ts";
-import { isDiskFull, writeAtomic, type WritePiece } from "./atomic_write.ts";
+import { writeAtomic, type WritePiece } from "./atomic_write.ts";
 import { FolderQuota } from "./folder_quota.ts";
+import { diskFull, isDiskFull } from "./fs_errors.ts";
 import type { AppRequest } from "./app_request.ts";
 import { json } from "./replies.ts";
 import type { AppHandler } from "./router.ts";
@@ -92,12 +93,7 @@ export class UploadStore {
       return { file: name, bytes: data.length };
     } catch (err) {
       this.#quota.release(data.length);
-      if (isDiskFull(err)) {
-        throw new HttpError(STATUS.InsufficientStorage, "Disk is full", {
-          expose: "Disk is full",
-        });
-      }
-      throw err;
+      throw isDiskFull(err) ? diskFull(err) : err;
     }
   }
 }
