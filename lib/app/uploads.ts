@@ -3,7 +3,8 @@
  * crash-safe (temp file, fsync, link), within a per-upload limit (413) and a
  * quota on the whole folder (507, lib/app/folder_quota.ts).
  */
-import { HttpError, STATUS } from "../http/errors.ts";
+import { parseJsonBytes } from "../http/body.ts";
+import { STATUS } from "../http/errors.ts";
 import type { Reply } from "../http/handler.ts";
 import { writeAtomic, type WritePiece } from "./atomic_write.ts";
 import { FolderQuota } from "./folder_quota.ts";
@@ -22,8 +23,6 @@ export interface UploadOptions {
   /** Piece writer (tests inject a failing one). */
   readonly write?: WritePiece;
 }
-
-const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** `20261121T120000.123Z-1a2b3c4d.json`: sorts by time, unguessable, portable. */
 export function uploadName(now: Date): string {
@@ -98,25 +97,6 @@ export class UploadStore {
   }
 }
 
-/** Parses bytes as UTF-8 JSON; anything else is a 400 naming what failed. */
-export function parseJsonBytes(bytes: Uint8Array): unknown {
-  let text: string;
-  try {
-    text = decoder.decode(bytes);
-  } catch {
-    throw new HttpError(STATUS.BadRequest, "Upload is not UTF-8", {
-      expose: "Request body is not valid UTF-8",
-    });
-  }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new HttpError(STATUS.BadRequest, "Upload is not valid JSON", {
-      expose: `Request body is not valid JSON: ${(err as Error).message}`,
-    });
-  }
-}
-
 /**
  * The POST /upload handler. The route's contract has already checked the
  * media type and a declared length; a declared length past the quota is
@@ -132,7 +112,9 @@ export function uploadHandler(
     const declared = req.raw.body.length;
     await store.checkRoom(declared ?? 0);
     const bytes = await req.bytes();
-    parseJsonBytes(bytes); // validate only: the client's bytes are stored as sent
+    // The body reader's parse, on the bytes the route's limit let in:
+    // validate only, the client's bytes are stored as sent.
+    parseJsonBytes(bytes);
     const saved = await store.save(bytes);
     return json(saved, {
       status: STATUS.Created,
