@@ -2,7 +2,7 @@
  * What a folder under the static root answers when it has no index.html:
  * its listing (HTML or JSON, `--list-dirs`), or with `?download=zip` the
  * whole folder as one streamed zip (`--archive-max`). Both show what the
- * static handler would serve.
+ * static handler would serve, read through lib/app/folder_entries.ts.
  */
 import { basename } from "node:path";
 import type { StaticConfig } from "../config.ts";
@@ -16,16 +16,11 @@ import {
   renderListingJson,
   sortEntries,
 } from "./dir_listing.ts";
-import { FileChanged, mtimeOf, sameNode } from "./file_version.ts";
-import {
-  type ArchivePolicy,
-  isServableName,
-  walkFolder,
-  zipFolder,
-} from "./folder_archive.ts";
+import { FileChanged, mtimeOf } from "./file_version.ts";
+import { type ArchivePolicy, walkFolder, zipFolder } from "./folder_archive.ts";
+import { readFolder } from "./folder_entries.ts";
 import { missingOrThrow } from "./fs_errors.ts";
 import { withLiveReload } from "./live_reload.ts";
-import { isBeneath, lookBeneath } from "./open_beneath.ts";
 import { contentDisposition } from "./replies.ts";
 import type { Found } from "./static_lookup.ts";
 
@@ -78,49 +73,33 @@ export class StaticFolders {
     dir: Found,
     path: string,
   ): Promise<Reply | null> {
-    const { config, liveReload } = this.#options;
+    const { config, tuning, liveReload } = this.#options;
     // Checked before the folder is read: a bad query costs no I/O.
     const view = parseView(req.query, req.headers.getJoined("accept"));
-    let entries: ListingEntry[];
-    let truncated: boolean;
-    for (let attempt = 1;; attempt++) {
-      // Taken before the read: every walk of the path after it is proved.
-      const sinceMs = Date.now();
-      let untilMs: number;
-      try {
-        const read = await this.#readListing(dir, sinceMs);
-        // The read went by path, so prove the folder read is this one, under
-        // the root, and that no folder above it changed meanwhile (one
-        // swapped for a symlink out and back), as openBeneath() does.
-        const look = lookBeneath(dir.root, dir.path, sinceMs, false);
-        if (
-          look.kind === "changed" ||
-          (look.kind === "ok" && !sameNode(look.info, dir))
-        ) throw new FileChanged(dir.path);
-        untilMs = Math.max(
-          read.untilMs,
-          look.kind === "unsettled" ? look.untilMs : 0,
-        );
-        entries = read.entries;
-        truncated = read.truncated;
-      } catch (err) {
-        if (err instanceof FileChanged) throw err;
-        return missingOrThrow(err);
-      }
-      if (untilMs === 0) break;
-      if (attempt === 2) throw new FileChanged(dir.path);
-      // A folder on the path changed within the last second: wait until a
-      // look can tell, then read again.
-      await new Promise((r) => setTimeout(r, untilMs - Date.now()));
+    let read;
+    try {
+      read = await readFolder(dir.path, this.#policy(dir), {
+        maxEntries: tuning.maxListingEntries,
+        node: dir, // the folder found, not one put in its place since
+      });
+    } catch (err) {
+      return missingOrThrow(err);
     }
+    if (read === null) throw new FileChanged(dir.path);
+    const entries = read.entries.map((e): ListingEntry => ({
+      name: e.name,
+      isDirectory: e.info.isDirectory,
+      size: e.info.size,
+      mtimeMs: mtimeOf(e.info),
+    }));
     const shown = sortEntries(filterEntries(entries, view.filter), view);
     const json = view.format === "json";
     let bytes: Uint8Array = encoder.encode(
       json
-        ? renderListingJson(path, shown, truncated)
+        ? renderListingJson(path, shown, read.truncated)
         : renderListing(path, shown, view, {
           archive: config.archiveMaxBytes > 0,
-          truncated: truncated,
+          truncated: read.truncated,
           upload: this.#options.takesUploads(dir.path)
             ? config.uploads
             : undefined,
@@ -189,71 +168,6 @@ export class StaticFolders {
       },
       body: req.method === "HEAD" ? null : zipFolder(walk, policy),
     };
-  }
-
-  /**
-   * The rows of a folder's listing, read by path: the caller proves which
-   * folder that was. `untilMs` is non-zero when a symlink's target could
-   * not be told apart from one swapped in (see lookBeneath()).
-   */
-  async #readListing(
-    dir: Found,
-    sinceMs: number,
-  ): Promise<{ entries: ListingEntry[]; untilMs: number; truncated: boolean }> {
-    const deny = this.#options.config.dotfiles !== "allow";
-    const names: string[] = [];
-    let truncated = false;
-    for await (const entry of Deno.readDir(dir.path)) {
-      if (deny && entry.name.startsWith(".")) continue;
-      // A name no URL can reach (a backslash, a control byte) is not served.
-      if (!isServableName(entry.name)) continue;
-      if (names.length >= this.#options.tuning.maxListingEntries) {
-        truncated = true;
-        break;
-      }
-      names.push(entry.name);
-    }
-    const entries: ListingEntry[] = [];
-    let untilMs = 0;
-    // A few stats at a time: a huge folder must not open thousands at once.
-    for (let i = 0; i < names.length; i += 64) {
-      await Promise.all(
-        names.slice(i, i + 64).map(async (name) => {
-          try {
-            const full = `${dir.path}/${name}`;
-            // lstat: an entry swapped for a symlink since the read is seen.
-            let info = await Deno.lstat(full);
-            // A link is listed only if it would be served, under the extension
-            // of what it points at, as #find() and #sendFile() see it.
-            let served = name;
-            if (info.isSymlink) {
-              const real = await Deno.realPath(full);
-              if (!isBeneath(real, dir.root, deny)) return;
-              const look = lookBeneath(dir.root, real, sinceMs, true);
-              if (look.kind === "unsettled") {
-                untilMs = Math.max(untilMs, look.untilMs);
-              }
-              if (look.kind !== "ok") return;
-              info = look.info;
-              served = basename(real);
-            }
-            if (!info.isDirectory && !info.isFile) return;
-            if (!info.isDirectory && !this.#options.serves(served)) return;
-            // Files --strict-links would not serve are not listed either.
-            if (dir.strictLinks && info.isFile && (info.nlink ?? 1) > 1) return;
-            entries.push({
-              name,
-              isDirectory: info.isDirectory,
-              size: info.size,
-              mtimeMs: mtimeOf(info),
-            });
-          } catch {
-            // a dangling symlink or a race with a delete: not listed
-          }
-        }),
-      );
-    }
-    return { entries, untilMs, truncated };
   }
 
   #policy(dir: Found) {
