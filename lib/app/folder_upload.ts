@@ -61,6 +61,33 @@ function notThere(err: unknown, path: string): HttpError {
     : refuse(404, `No folder for ${path}`, "Folder not found");
 }
 
+/**
+ * Checks the upload folder at start: a folder inside the root, by its real
+ * path (a link to a folder elsewhere would let uploads out). Deno's write
+ * permission for it is checked with every other folder (lib/access.ts).
+ *
+ * @throws {Error} saying what is wrong and how to fix it (main exits 2).
+ */
+export function checkUploadFolder(root: string, dir: string): void {
+  let real: string;
+  try {
+    real = Deno.realPathSync(dir);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+    throw new Error(
+      `--upload-files: ${dir} does not exist; create it: mkdir -p '${dir}'`,
+    );
+  }
+  if (!Deno.statSync(real).isDirectory) {
+    throw new Error(`--upload-files: ${dir} is not a folder`);
+  }
+  if (!isBeneath(real, Deno.realPathSync(root), true)) {
+    throw new Error(
+      `--upload-files: ${dir} leads out of the root (${root}) or into a dot folder`,
+    );
+  }
+}
+
 /** The POST handler of upload folders. One per engine. */
 export class FolderUploads {
   readonly #root: string;
