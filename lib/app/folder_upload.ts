@@ -20,7 +20,7 @@ import { isDotPath } from "./canonical_path.ts";
 import { encodeSegment } from "./dir_listing.ts";
 import { FolderQuota } from "./folder_quota.ts";
 import { readFault } from "./fs_errors.ts";
-import { type SavedFile, saveForm } from "./form_upload.ts";
+import { type SavedFile, saveForm } from "./save_form.ts";
 import { isBeneath } from "./open_beneath.ts";
 import type { AppRequest } from "./app_request.ts";
 import { json } from "./replies.ts";

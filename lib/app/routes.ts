@@ -32,7 +32,7 @@ import type { RateLimitStore } from "./rate_limit_store.ts";
 import { json, text } from "./replies.ts";
 import { Router } from "./router.ts";
 import { extensionPolicy, staticFiles } from "./static_files.ts";
-import { uploadHandler, UploadStore } from "./uploads.ts";
+import { uploadHandler, UploadStore } from "./upload_route.ts";
 
 /** What the app needs to know about the server it runs in. */
 export interface ServerInfo {

@@ -12,7 +12,7 @@ import {
   writeAtomic,
   writePiece,
 } from "../lib/app/atomic_write.ts";
-import { uploadName, UploadStore } from "../lib/app/uploads.ts";
+import { uploadName, UploadStore } from "../lib/app/upload_route.ts";
 import { canMountTmpfs, listDir, startApp } from "./fixtures/app_server.ts";
 import {
   connect,
