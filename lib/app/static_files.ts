@@ -352,14 +352,8 @@ class StaticSite {
     );
     if (sandbox) out.push(SANDBOX);
 
-    const verdict = evaluatePreconditions(req.method, headers, rep.validators);
-    if (verdict === 412) throw preconditionFailed();
-    if (verdict === 304) {
-      return {
-        status: STATUS.NotModified,
-        headers: out.filter(([n]) => NOT_MODIFIED_FIELDS.has(n)),
-      };
-    }
+    const notModified = checkPreconditions(req, rep.validators, out);
+    if (notModified !== undefined) return notModified;
 
     out.push(["accept-ranges", "bytes"]);
     if (this.#config.attachment && meta.type !== "text/html") {
@@ -443,14 +437,8 @@ class StaticSite {
       ["cache-control", this.#config.cacheControl],
     ];
     if (sandbox) out.push(SANDBOX);
-    const verdict = evaluatePreconditions(req.method, req.headers, validators);
-    if (verdict === 412) throw preconditionFailed();
-    if (verdict === 304) {
-      return {
-        status: STATUS.NotModified,
-        headers: out.filter(([n]) => NOT_MODIFIED_FIELDS.has(n)),
-      };
-    }
+    const notModified = checkPreconditions(req, validators, out);
+    if (notModified !== undefined) return notModified;
     out.push(["content-length", String(file.size + LIVE_RELOAD_BYTES)]);
     if (req.method === "HEAD") return { status: STATUS.OK, headers: out };
     const source = await this.#reps.source(file);
@@ -508,8 +496,26 @@ function acceptsHtml(req: ServerRequest): boolean {
   return req.headers.getJoined("accept")?.includes("text/html") ?? false;
 }
 
-function preconditionFailed(): HttpError {
-  return new HttpError(STATUS.PreconditionFailed, "Precondition failed", {
-    expose: "A precondition (If-Match or If-Unmodified-Since) does not hold",
-  });
+/**
+ * The 304 (with the fields of `out` it carries) when the client's copy is
+ * current; undefined when the request goes on.
+ *
+ * @throws {HttpError} 412 when If-Match or If-Unmodified-Since does not hold.
+ */
+function checkPreconditions(
+  req: ServerRequest,
+  validators: Validators,
+  out: readonly [string, string][],
+): Reply | undefined {
+  const verdict = evaluatePreconditions(req.method, req.headers, validators);
+  if (verdict === 412) {
+    throw new HttpError(STATUS.PreconditionFailed, "Precondition failed", {
+      expose: "A precondition (If-Match or If-Unmodified-Since) does not hold",
+    });
+  }
+  if (verdict !== 304) return undefined;
+  return {
+    status: STATUS.NotModified,
+    headers: out.filter(([n]) => NOT_MODIFIED_FIELDS.has(n)),
+  };
 }
