@@ -25,11 +25,15 @@ export interface Route {
   hit: Match;
 }
 
-/** Every route under one template, by method; `any` answers every method. */
+/**
+ * Every route under one template, by method; `any` answers every method,
+ * `ws` a WebSocket upgrade (GET with `Upgrade: websocket`).
+ */
 interface Entry {
   readonly template: string;
   readonly byMethod: Map<string, Route>;
   any: Route | undefined;
+  ws: Route | undefined;
   /** Some route here wants JSON errors: so do its 405s. */
   jsonErrors: boolean;
 }
@@ -57,6 +61,8 @@ export type Match =
     readonly allow: string;
     readonly jsonErrors: boolean;
   }
+  /** The path has a WebSocket route only, and this is no upgrade: 426. */
+  | { readonly kind: "upgrade"; readonly template: string }
   | { readonly kind: "none" };
 
 /** What {@link RouteTable.match} answers for a path no route has. */
@@ -149,7 +155,12 @@ function allowOf(entries: readonly Entry[]): string {
   return [...methods].join(", ");
 }
 
-function findRoute(entry: Entry, method: string): Route | undefined {
+function findRoute(
+  entry: Entry,
+  method: string,
+  upgrade: boolean,
+): Route | undefined {
+  if (upgrade && entry.ws !== undefined) return entry.ws;
   return entry.byMethod.get(method) ??
     (method === "HEAD" ? entry.byMethod.get("GET") : undefined) ?? entry.any;
 }
@@ -170,29 +181,8 @@ export class RouteTable {
    * registered twice.
    */
   add(route: Route, methods: readonly string[] | undefined): void {
+    const entry = this.#entry(route);
     const template = route.template;
-    let entry: Entry | undefined = this.#exact.get(template) ??
-      this.#patterns.find((p) => p.template === template);
-    if (!entry) {
-      const segments = compile(template);
-      const fresh: Entry = {
-        template,
-        byMethod: new Map(),
-        any: undefined,
-        jsonErrors: false,
-      };
-      if (segments === null) {
-        this.#exact.set(template, fresh);
-        (this.#exactByLength[template.length] ??= []).push(fresh);
-        entry = fresh;
-      } else {
-        const [prefix, skip] = literalPrefix(segments);
-        const pattern: PatternEntry = { ...fresh, segments, prefix, skip };
-        this.#patterns.push(pattern);
-        entry = pattern;
-      }
-    }
-    route.hit = Object.freeze({ kind: "route", route, params: NO_PARAMS });
     if (methods === undefined) {
       if (entry.any) throw new TypeError(`Route registered twice: ${template}`);
       entry.any = route;
@@ -206,14 +196,52 @@ export class RouteTable {
     if (route.contract.jsonErrors) entry.jsonErrors = true;
   }
 
-  /** Finds the route for a canonical path. */
-  match(method: string, path: string): Match {
+  /** Registers `route` for a WebSocket upgrade on its template; see add(). */
+  addUpgrade(route: Route): void {
+    const entry = this.#entry(route);
+    if (entry.ws) {
+      throw new TypeError(`Route registered twice: WS ${route.template}`);
+    }
+    entry.ws = route;
+  }
+
+  /** The entry for a route's template, made on first use; sets `route.hit`. */
+  #entry(route: Route): Entry {
+    route.hit = Object.freeze({ kind: "route", route, params: NO_PARAMS });
+    const template = route.template;
+    const entry: Entry | undefined = this.#exact.get(template) ??
+      this.#patterns.find((p) => p.template === template);
+    if (entry) return entry;
+    const segments = compile(template);
+    const fresh: Entry = {
+      template,
+      byMethod: new Map(),
+      any: undefined,
+      ws: undefined,
+      jsonErrors: false,
+    };
+    if (segments === null) {
+      this.#exact.set(template, fresh);
+      (this.#exactByLength[template.length] ??= []).push(fresh);
+      return fresh;
+    }
+    const [prefix, skip] = literalPrefix(segments);
+    const pattern: PatternEntry = { ...fresh, segments, prefix, skip };
+    this.#patterns.push(pattern);
+    return pattern;
+  }
+
+  /**
+   * Finds the route for a canonical path. `upgrade`: the request is a
+   * WebSocket upgrade (a GET with `Upgrade: websocket`).
+   */
+  match(method: string, path: string, upgrade = false): Match {
     const exact = this.#findExact(path);
     if (exact !== undefined) {
-      const route = findRoute(exact, method); // most requests end here
+      const route = findRoute(exact, method, upgrade); // most requests end here
       if (route !== undefined) return route.hit;
     }
-    return this.#matchPattern(method, path, exact);
+    return this.#matchPattern(method, path, exact, upgrade);
   }
 
   #findExact(path: string): Entry | undefined {
@@ -232,20 +260,28 @@ export class RouteTable {
     return undefined;
   }
 
-  #matchPattern(method: string, path: string, exact: Entry | undefined): Match {
+  #matchPattern(
+    method: string,
+    path: string,
+    exact: Entry | undefined,
+    upgrade: boolean,
+  ): Match {
     let seen: Entry[] | undefined; // paths that match under other methods
     const patterns = this.#patterns;
     for (let i = 0; i < patterns.length; i++) {
       const entry = patterns[i];
       const params = matchSegments(entry, path);
       if (params === null) continue;
-      const route = findRoute(entry, method);
+      const route = findRoute(entry, method, upgrade);
       if (route !== undefined) return { kind: "route", route, params };
       (seen ??= exact ? [exact] : []).push(entry);
     }
     if (seen === undefined) {
       if (exact === undefined) return NO_MATCH;
       seen = [exact];
+    }
+    if (seen.every((e) => e.byMethod.size === 0 && e.any === undefined)) {
+      return { kind: "upgrade", template: seen[0].template }; // WebSocket only
     }
     return {
       kind: "method",

@@ -6,6 +6,7 @@
  */
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Handler, Reply, ServerRequest } from "../http/handler.ts";
+import { isUpgradeRequest } from "../http/ws/handshake.ts";
 import { canonicalPath } from "./canonical_path.ts";
 import { compose, LAST, type Middleware, type Run } from "./chain.ts";
 import type { ProxyTrust } from "./client_addr.ts";
@@ -15,7 +16,8 @@ import {
   checkContract,
   type RouteContract,
 } from "./app_request.ts";
-import { type Match, NO_MATCH, RouteTable } from "./route_table.ts";
+import { type Match, NO_MATCH, type Route, RouteTable } from "./route_table.ts";
+import { type WsHandler, wsRoute, type WsRouteOptions } from "./websocket.ts";
 
 export type { AppHandler } from "./app_request.ts";
 export type { Match } from "./route_table.ts";
@@ -86,6 +88,8 @@ export class Router {
   #fallback: AppHandler | undefined;
   #fallbackName = "fallback";
   #onError: ErrorHandler | undefined;
+  /** Some route is a WebSocket one: requests are checked for an upgrade. */
+  #hasWs = false;
 
   /**
    * Adds middleware around every request (routes, 404s, the fallback), in
@@ -124,13 +128,30 @@ export class Router {
   /** Registers `handler` for `options.methods` (all when absent) on `template`. */
   route(template: string, options: RouteOptions, handler: AppHandler): this {
     const { use = [], ...contract } = options;
-    this.#table.add({
-      template,
-      handler,
-      contract,
-      run: compose(use),
-      hit: NO_MATCH,
-    }, contract.methods);
+    this.#table.add(
+      newRoute(template, handler, contract, use),
+      contract.methods,
+    );
+    return this;
+  }
+
+  /**
+   * A WebSocket route: a GET with `Upgrade: websocket` on `template` gets
+   * 101 and `handler` gets the socket. Other requests to the path go to
+   * its other routes as if this one were not there; with none, 426 with
+   * `Upgrade: websocket`. A bad handshake is 400 (403 for an origin not in
+   * `options.origins`, 426 for a version other than 13).
+   */
+  ws(
+    template: string,
+    handler: WsHandler,
+    options: WsRouteOptions & { readonly use?: readonly Middleware[] } = {},
+  ): this {
+    const { use = [], ...upgrade } = options;
+    this.#table.addUpgrade(
+      newRoute(template, wsRoute(handler, upgrade), { methods: ["GET"] }, use),
+    );
+    this.#hasWs = true;
     return this;
   }
 
@@ -153,9 +174,12 @@ export class Router {
     return this;
   }
 
-  /** Finds the route for a canonical path. */
-  match(method: string, path: string): Match {
-    return this.#table.match(method, path);
+  /**
+   * Finds the route for a canonical path. `upgrade`: the request is a
+   * WebSocket upgrade (a GET with `Upgrade: websocket`).
+   */
+  match(method: string, path: string, upgrade = false): Match {
+    return this.#table.match(method, path, upgrade);
   }
 
   /** The engine handler for this router. Add routes first: it reads them live. */
@@ -178,7 +202,12 @@ export class Router {
       refused = err; // still runs the middleware: host guard, limits, metrics
     }
     const req = new AppRequest(raw, path, trust, maxBodyBytes);
-    const match = refused ? NO_MATCH : this.#table.match(raw.method, path);
+    // Only apps with WebSocket routes pay for looking at Upgrade.
+    const upgrade = this.#hasWs && raw.method === "GET" &&
+      raw.headers.get("upgrade") !== undefined && isUpgradeRequest(raw.headers);
+    const match = refused
+      ? NO_MATCH
+      : this.#table.match(raw.method, path, upgrade);
     const chains = this.#chains ??= {
       routed: compose(this.#use),
       other: compose(this.#use.filter((m) => m.routesOnly !== true)),
@@ -196,6 +225,10 @@ export class Router {
       req.route = match.template;
       req.matched = "method";
       jsonErrors = match.jsonErrors;
+      run = chains.routed;
+    } else if (match.kind === "upgrade") {
+      req.route = match.template;
+      req.matched = "method";
       run = chains.routed;
     } else if (this.#fallback && !refused) {
       req.route = this.#fallbackName;
@@ -243,9 +276,30 @@ export class Router {
         },
       );
     }
+    if (match.kind === "upgrade") {
+      // RFC 9110 §15.5.22: a 426 names the protocol to switch to.
+      throw new HttpError(
+        STATUS.UpgradeRequired,
+        `${req.method} without a WebSocket upgrade on ${match.template}`,
+        {
+          expose: "This path speaks WebSocket only",
+          headers: { upgrade: "websocket" },
+        },
+      );
+    }
     if (this.#fallback) return this.#fallback(req);
     throw new HttpError(STATUS.NotFound, `No route for ${req.path}`);
   }
+}
+
+/** A route with its middleware composed; the table makes its exact-path match. */
+function newRoute(
+  template: string,
+  handler: AppHandler,
+  contract: RouteContract,
+  use: readonly Middleware[],
+): Route {
+  return { template, handler, contract, run: compose(use), hit: NO_MATCH };
 }
 
 function allowReply(allow: string): Reply {

@@ -101,6 +101,7 @@ class H2Request implements ServerRequest {
   readonly secure: boolean;
   readonly body: H2Body;
   readonly startTime: number;
+  readonly limits: Limits;
   user: string | undefined = undefined;
   errorAccept: string | undefined = undefined;
 
@@ -110,6 +111,7 @@ class H2Request implements ServerRequest {
     remoteAddr: Deno.NetAddr,
     secure: boolean,
     startTime: number,
+    limits: Limits,
   ) {
     this.method = head.method;
     this.target = head.target;
@@ -121,6 +123,7 @@ class H2Request implements ServerRequest {
     this.secure = secure;
     this.body = body;
     this.startTime = startTime;
+    this.limits = limits;
   }
 
   get version(): "HTTP/2" {
@@ -327,6 +330,7 @@ export class H2Connection {
       this.remoteAddr,
       this.#opts.secure,
       now,
+      this.#opts.limits,
     );
     if (head.path === "*") {
       return this.#reply(ex, {
