@@ -670,7 +670,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       } catch { /* closed */ }
       await accepting;
       proxyHeaders?.closeAll();
-      for (const [, q] of queued) q.cancel();
+      semaphore.cancelAll(); // each queued client is refused with 503
       const idle = new Promise<void>((r) => idleResolve = r);
       for (const c of connections.keys()) c.drain();
       if (connections.size > 0) {
