@@ -7,7 +7,7 @@
  */
 import { HttpError } from "../../http/errors.ts";
 import type { MiddlewareHooks } from "../chain.ts";
-import { errorWithHeaders, withHeaders } from "../response.ts";
+import { errorWithHeaders, withHeaders } from "../replies.ts";
 
 /** Adds `Strict-Transport-Security: max-age=maxAgeS` to every HTTPS reply, errors too. */
 export function hsts(maxAgeS: number): MiddlewareHooks {
