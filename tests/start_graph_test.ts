@@ -76,9 +76,11 @@ const ON_DEMAND = [
   "lib/app/redis_rate_limit.ts", // --rate-limit-store redis://
   "npm:@redis/client",
   "npm:uqr", // --qr
+  "lib/http/ws_connection.ts", // the first WebSocket upgrade
+  "lib/http/ws/handshake.ts",
 ];
 
-Deno.test("a plain start does not load the code of HTTPS, Redis, QR codes or hash-password", async () => {
+Deno.test("a plain start does not load the code of HTTPS, WebSocket, Redis, QR codes or hash-password", async () => {
   const graph = await graphOf("main.ts");
   const loaded = staticClosure(graph, "main.ts");
   assert.ok(loaded.has("lib/http/server.ts"), "the walk reached the engine");
