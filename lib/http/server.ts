@@ -62,6 +62,8 @@ export interface Server extends AsyncDisposable {
 const RETRY_AFTER_S = "1";
 /** Longest a refused client gets to read its reply before the close. */
 const REFUSE_LINGER_MS = 1000;
+/** Listen queue asked for; the kernel caps it (net.core.somaxconn, 4096 by default). */
+const MAX_BACKLOG = 65_535;
 /** Longest the accept loop waits for descriptors to come back. */
 const ROOM_WAIT_MS = 50;
 
@@ -110,6 +112,10 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     hostname: config.hostname,
     port: config.port,
     reusePort: config.reusePort,
+    // A burst of clients must wait in the kernel's queue, not be dropped to
+    // retry a second later. We accept all we can (and refuse past our caps
+    // with a reply), so ask for as long a queue as the kernel allows.
+    tcpBacklog: MAX_BACKLOG,
   });
   const addr = listener.addr as Deno.NetAddr;
   const perAddress = new AddressCounts(
