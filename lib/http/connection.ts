@@ -1,7 +1,8 @@
 /**
  * One client socket: read, parse, dispatch, write, keep-alive. The only
  * place an error becomes a reply (`toErrorReply`). Deadlines are plain
- * fields; the server's sweeper calls `expire()` when one has passed.
+ * fields, filed in the server's wheel, which calls `expire()` when one has
+ * passed.
  */
 import { getLogger } from "@logtape/logtape";
 import { DEFAULT_LIMITS, type Limits } from "../config.ts";
@@ -13,7 +14,12 @@ import {
 } from "./access_log.ts";
 import { BodyReader, type ByteSource } from "./body.ts";
 import { batchNow } from "./clock.ts";
-import { rateBudgetMs, type Timeouts } from "./deadlines.ts";
+import {
+  type DeadlineWheel,
+  rateBudgetMs,
+  type Timeouts,
+  WheelEntry,
+} from "./deadlines.ts";
 import { HttpError, reasonPhrase, renderError, STATUS } from "./errors.ts";
 import {
   FileBody,
@@ -104,6 +110,8 @@ export interface ConnectionOptions {
   readonly onLinger?: (c: Connection) => void;
   /** The server's timeouts, plain and busy. */
   readonly timeouts: Timeouts;
+  /** Where the connection files its deadlines. */
+  readonly wheel: DeadlineWheel;
   /**
    * Asked before a reply that would keep the connection: the idle time to
    * allow after it, or 0 to close instead and hand the slot to a waiting
@@ -254,6 +262,7 @@ export class Connection implements ByteSource {
   deadline = 0;
   /** The same while the server is busy: tighter, never later. */
   busyDeadline = 0;
+  readonly #timer: WheelEntry<Connection> = new WheelEntry(this);
   /** Idle time allowed after the last reply. */
   #keepAliveMs: number;
   /** The body being timed: its request number, bytes and time waited on it. */
@@ -432,19 +441,21 @@ export class Connection implements ByteSource {
       this.phase = Phase.Idle;
       if (this.#requests === 0) {
         // A new connection that sends nothing (no TLS hello either) is a slowloris too.
-        this.deadline = this.#now + t.headMs;
-        this.busyDeadline = this.#now + t.headBusyMs;
+        this.#arm(this.#now + t.headMs, this.#now + t.headBusyMs);
       } else {
         // As announced with the last reply: never shortened afterwards.
-        this.deadline = this.busyDeadline = this.#now + this.#keepAliveMs;
+        const at = this.#now + this.#keepAliveMs;
+        this.#arm(at, at);
       }
     } else {
       this.phase = Phase.Head;
       // A head pipelined behind a slow request: its clock starts now, when we
       // begin to wait for the rest, not when the request before it arrived.
       if (this.#headStartedAt === 0) this.#headStartedAt = this.#now;
-      this.deadline = this.#headStartedAt + t.headMs;
-      this.busyDeadline = this.#headStartedAt + t.headBusyMs;
+      this.#arm(
+        this.#headStartedAt + t.headMs,
+        this.#headStartedAt + t.headBusyMs,
+      );
     }
     this.#makeRoom(limits.maxHeadBytes);
     return this.#end === 0 ? this.#buf : this.#buf.subarray(this.#end);
@@ -851,13 +862,15 @@ export class Connection implements ByteSource {
     waitedMs: number,
   ): void {
     const t = this.#opts.timeouts;
-    this.deadline = now +
-      Math.min(gapMs, rateBudgetMs(t.graceMs, msPerByte, bytes, waitedMs));
-    this.busyDeadline = now +
-      Math.min(
-        gapBusyMs,
-        rateBudgetMs(t.graceBusyMs, msPerByte, bytes, waitedMs),
-      );
+    this.#arm(
+      now +
+        Math.min(gapMs, rateBudgetMs(t.graceMs, msPerByte, bytes, waitedMs)),
+      now +
+        Math.min(
+          gapBusyMs,
+          rateBudgetMs(t.graceBusyMs, msPerByte, bytes, waitedMs),
+        ),
+    );
   }
 
   /** Accounts for a write of `n` bytes that waited from `since` to `now`. */
@@ -958,7 +971,8 @@ export class Connection implements ByteSource {
       await this.#flush();
       await this.#conn.closeWrite();
       this.phase = Phase.Linger;
-      this.deadline = this.busyDeadline = Date.now() + LINGER_MS;
+      const at = Date.now() + LINGER_MS;
+      this.#arm(at, at);
       this.#opts.onLinger?.(this);
       const scratch = this.#buf;
       for (let total = 0; total < LINGER_BYTES;) {
@@ -971,8 +985,15 @@ export class Connection implements ByteSource {
     }
   }
 
+  /** Sets both deadlines (the busy one never later) and files them. */
+  #arm(deadline: number, busyDeadline: number): void {
+    this.deadline = deadline;
+    this.busyDeadline = busyDeadline;
+    this.#opts.wheel.arm(this.#timer, busyDeadline);
+  }
+
   /**
-   * Called by the sweeper: acts if the deadline has passed, or the busy
+   * Called by the wheel: acts if the deadline has passed, or the busy
    * deadline while the server is `busy`.
    */
   expire(now: number, busy = false): void {
@@ -1047,6 +1068,7 @@ export class Connection implements ByteSource {
     if (this.#socketClosed) return;
     this.#socketClosed = true;
     this.deadline = this.busyDeadline = 0;
+    this.#opts.wheel.remove(this.#timer);
     try {
       this.#conn.close();
     } catch {

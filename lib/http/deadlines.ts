@@ -61,3 +61,162 @@ export function rateBudgetMs(
   if (msPerByte === 0) return Infinity;
   return graceMs + bytes * msPerByte - waitedMs;
 }
+
+/** What a {@link DeadlineWheel} times. */
+export interface Expiring {
+  /** `Date.now()` past which `expire()` acts; 0 for none. */
+  readonly deadline: number;
+  /** The same while the server is busy: never later than `deadline`. */
+  readonly busyDeadline: number;
+  /** Acts on the deadline that applies if it has passed. */
+  expire(now: number, busy: boolean): void;
+}
+
+/** One owner's place in a {@link DeadlineWheel}; made once per owner. */
+export class WheelEntry<T extends Expiring = Expiring> {
+  readonly owner: T;
+  /** Any deadline after this is visited in time; Infinity while not filed. */
+  from = Infinity;
+  /** The tick it is filed under, and its place in that slot's list; -1 if none. */
+  tick = -1;
+  index = -1;
+
+  constructor(owner: T) {
+    this.owner = owner;
+  }
+}
+
+/** More slots than this and a long timeout just takes a few laps. */
+const MAX_SLOTS = 4096;
+
+/**
+ * Deadlines filed in a hashed timer wheel: a ring of slots, one per tick,
+ * each holding the entries due in that tick. Filing and removing cost O(1)
+ * and no allocation; a tick visits only the entries due in it, so 5,000
+ * idle connections cost nothing until their time comes. Filing is lazy: a
+ * deadline that moves later leaves its entry where it is (the common case:
+ * every request pushes its connection's deadline on), and the visit finds
+ * it early and files it again under the new time.
+ */
+export class DeadlineWheel {
+  readonly tickMs: number;
+  readonly #slots: WheelEntry[][];
+  #spare: WheelEntry[] = [];
+  /** The next tick to visit. */
+  #next: number;
+  #size = 0;
+
+  /**
+   * `horizonMs`: the longest usual deadline, to size the ring so it is
+   * visited in one lap; a later one waits for its lap.
+   */
+  constructor(tickMs: number, horizonMs: number, now = Date.now()) {
+    if (!(tickMs > 0)) throw new RangeError("tickMs must be above 0");
+    this.tickMs = tickMs;
+    const slots = Math.min(MAX_SLOTS, Math.ceil(horizonMs / tickMs) + 2);
+    this.#slots = Array.from({ length: Math.max(2, slots) }, () => []);
+    this.#next = Math.floor(now / tickMs);
+  }
+
+  /** Entries filed. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /**
+   * Makes sure `entry` is visited once `Date.now()` reaches `at`, within a
+   * tick. Nothing to do when it is already filed as soon: the hot path.
+   */
+  arm(entry: WheelEntry, at: number): void {
+    if (at > entry.from) return;
+    this.#file(entry, Math.ceil(at / this.tickMs));
+  }
+
+  /** Takes `entry` out of the wheel (its owner closed). */
+  remove(entry: WheelEntry): void {
+    if (entry.tick !== -1) this.#unlink(entry);
+  }
+
+  /**
+   * Visits the ticks up to `now`: an owner whose deadline (the busy one
+   * when `busy`) has passed is expired, one whose deadline moved later is
+   * filed again, one without a deadline leaves the wheel until it arms
+   * one. Returns how many entries it looked at.
+   */
+  advance(now: number, busy: boolean): number {
+    const nowTick = Math.floor(now / this.tickMs);
+    const first = this.#next;
+    if (nowTick < first) return 0;
+    // Late by more than a lap: each slot once is enough, since every due
+    // entry is taken whatever its lap.
+    const last = Math.min(nowTick, first + this.#slots.length - 1);
+    this.#next = nowTick + 1;
+    let visited = 0;
+    for (let t = first; t <= last; t++) {
+      const s = t % this.#slots.length;
+      const list = this.#slots[s];
+      if (list.length === 0) continue;
+      this.#slots[s] = this.#spare; // what callbacks file lands in the new list
+      for (let i = 0; i < list.length; i++) {
+        const entry = list[i];
+        if (entry.tick > nowTick) {
+          this.#push(entry, entry.tick); // a later lap
+          continue;
+        }
+        visited++;
+        this.#size--;
+        entry.tick = entry.index = -1;
+        entry.from = Infinity;
+        this.#due(entry, now, busy);
+      }
+      list.length = 0;
+      this.#spare = list;
+    }
+    return visited;
+  }
+
+  /**
+   * Visits every entry now, as if each were due: when the server turns
+   * busy, deadlines filed by their plain time may have a busy one past.
+   */
+  visitAll(now: number, busy: boolean): number {
+    const all = this.#slots.flat();
+    for (const entry of all) this.#unlink(entry);
+    for (const entry of all) this.#due(entry, now, busy);
+    return all.length;
+  }
+
+  #due(entry: WheelEntry, now: number, busy: boolean): void {
+    const owner = entry.owner;
+    const deadline = busy ? owner.busyDeadline : owner.deadline;
+    if (deadline === 0) return;
+    if (deadline <= now) owner.expire(now, busy);
+    else this.#file(entry, Math.ceil(deadline / this.tickMs));
+  }
+
+  #file(entry: WheelEntry, tick: number): void {
+    if (entry.tick !== -1) this.#unlink(entry);
+    this.#push(entry, Math.max(tick, this.#next));
+    this.#size++;
+  }
+
+  #push(entry: WheelEntry, tick: number): void {
+    const list = this.#slots[tick % this.#slots.length];
+    entry.tick = tick;
+    entry.index = list.length;
+    entry.from = (tick - 1) * this.tickMs;
+    list.push(entry);
+  }
+
+  #unlink(entry: WheelEntry): void {
+    const list = this.#slots[entry.tick % this.#slots.length];
+    const last = list.pop()!;
+    if (last !== entry) {
+      list[entry.index] = last;
+      last.index = entry.index;
+    }
+    entry.tick = entry.index = -1;
+    entry.from = Infinity;
+    this.#size--;
+  }
+}

@@ -16,7 +16,7 @@ import {
   primeSignalHandling,
 } from "./admission.ts";
 import { Connection, isDisconnect, Phase, toErrorReply } from "./connection.ts";
-import { timeoutsOf } from "./deadlines.ts";
+import { DeadlineWheel, timeoutsOf } from "./deadlines.ts";
 import { HttpError, STATUS } from "./errors.ts";
 import type { Handler } from "./handler.ts";
 import { encodeClosingReply } from "./response.ts";
@@ -218,6 +218,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       onClose,
       onLinger,
       timeouts,
+      wheel,
       keepAliveMs,
     });
     connections.set(c, client);
@@ -446,7 +447,8 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     }
   }
 
-  // One sweeper for every deadline: cheaper than a timer per read.
+  // One timer for every deadline: cheaper than a timer per read. Each tick
+  // visits only the connections due in it (a wheel, not a scan).
   const tick = Math.max(
     10,
     Math.min(
@@ -463,10 +465,24 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       ),
     ),
   );
+  const wheel = new DeadlineWheel(
+    tick,
+    Math.max(
+      timeouts.headMs,
+      timeouts.keepAliveMs,
+      timeouts.bodyGapMs,
+      timeouts.writeGapMs,
+      timeouts.graceMs,
+    ),
+  );
+  let wasBusy = false;
   const sweeper = setInterval(() => {
     const now = Date.now();
     const strict = busy();
-    for (const c of connections.keys()) c.expire(now, strict);
+    // Turning busy: deadlines filed by their plain time may have a busy one past.
+    if (strict && !wasBusy) wheel.visitAll(now, true);
+    wasBusy = strict;
+    wheel.advance(now, strict);
     // Past the descriptor budget (a limit just learnt): win the reserve back.
     if (fds.full) evict(fds.open - fds.cap);
     if (evicted.silent + evicted.idle > 0) {
