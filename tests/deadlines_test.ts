@@ -9,8 +9,8 @@ import { DEFAULT_LIMITS, type Limits } from "../lib/config.ts";
 import {
   DeadlineWheel,
   rateBudgetMs,
+  Timed,
   timeoutsOf,
-  WheelEntry,
 } from "../lib/http/deadlines.ts";
 import { FileBody, type Handler, type Reply } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
@@ -283,16 +283,15 @@ Deno.test("serve() gives a reply sent while busy a shorter keep-alive time", asy
 });
 
 /** An owner for the wheel that records when it was expired. */
-class Owner {
+class Owner extends Timed {
   deadline = 0;
   busyDeadline = 0;
   readonly expired: number[] = [];
-  readonly entry: WheelEntry<Owner> = new WheelEntry(this);
 
   set(wheel: DeadlineWheel, deadline: number, busyDeadline = deadline): void {
     this.deadline = deadline;
     this.busyDeadline = busyDeadline;
-    wheel.arm(this.entry, busyDeadline);
+    wheel.arm(this, busyDeadline);
   }
 
   expire(now: number, busy: boolean): void {
@@ -334,10 +333,10 @@ Deno.test("DeadlineWheel files a later deadline lazily: no move on arm, re-filed
   const wheel = new DeadlineWheel(100, 1000, 0);
   const a = new Owner();
   a.set(wheel, 300);
-  const tick = a.entry.tick;
+  const tick = a.wheelTick;
   a.set(wheel, 350); // same tick
   a.set(wheel, 900); // later: stays where it is
-  assert.equal(a.entry.tick, tick);
+  assert.equal(a.wheelTick, tick);
   assert.equal(wheel.advance(300, false), 1); // visited, not expired: re-filed
   assert.deepEqual(a.expired, []);
   assert.equal(wheel.size, 1);
@@ -373,8 +372,8 @@ Deno.test("DeadlineWheel remove() takes an owner out, and the others keep their 
   const wheel = new DeadlineWheel(100, 1000, 0);
   const owners = [0, 1, 2].map(() => new Owner());
   for (const o of owners) o.set(wheel, 300);
-  wheel.remove(owners[0].entry);
-  wheel.remove(owners[0].entry); // twice is harmless
+  wheel.remove(owners[0]);
+  wheel.remove(owners[0]); // twice is harmless
   assert.equal(wheel.size, 2);
   wheel.advance(300, false);
   assert.deepEqual(owners.map((o) => o.expired.length), [0, 1, 1]);

@@ -1,7 +1,8 @@
 /**
  * Many connections at once: a burst larger than the kernel's default
  * listen queue (511 in Deno) waits in the queue while the server is busy,
- * instead of being dropped to retry a second later.
+ * instead of being dropped to retry a second later; and thousands of idle
+ * kept-alive connections cost little memory each.
  */
 import assert from "node:assert/strict";
 import {
@@ -9,6 +10,7 @@ import {
   get,
   ReplyReader,
   send,
+  sleep,
   waitFor,
   withTimeout,
 } from "./helpers/socket.ts";
@@ -52,7 +54,7 @@ Deno.test({
   const conns: Deno.TcpConn[] = [];
   try {
     worker.postMessage({ flag });
-    await waitFor(() => messages.length > 0, "the worker's port");
+    await waitFor(() => messages.length > 0, "the worker's port", 30_000);
     const port = messages[0].port as number;
     const blocker = await connect(port);
     conns.push(blocker);
@@ -82,5 +84,74 @@ Deno.test({
     await waitFor(() => messages.some((m) => m.stopped), "shutdown", 10_000)
       .catch(() => {});
     worker.terminate();
+  }
+});
+
+/** Idle connections held for the memory test. */
+const IDLE = 2000;
+
+/** Resident memory of process `pid` in KiB, as ps reports it. */
+async function rssKiB(pid: number): Promise<number> {
+  const out = await new Deno.Command("ps", {
+    args: ["-o", "rss=", "-p", String(pid)],
+  }).output();
+  return Number(new TextDecoder().decode(out.stdout).trim());
+}
+
+/** Opens `count` connections, each answered once and then left idle. */
+async function openIdle(port: number, count: number): Promise<Deno.Conn[]> {
+  const conns: Deno.Conn[] = [];
+  for (let done = 0; done < count; done += 100) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(100, count - done) }, async () => {
+        const conn = await connect(port);
+        conns.push(conn);
+        await send(conn, get("/"));
+        const reply = await new ReplyReader(conn).readReply();
+        assert.equal(reply.status, 200);
+        return conn;
+      }),
+    );
+    assert.equal(batch.length, Math.min(100, count - done));
+  }
+  return conns;
+}
+
+Deno.test({
+  name:
+    "serve() holds 2000 idle kept-alive connections at under 12 KiB each (a 4 KiB read buffer and a 2 KiB output buffer each made it 15 to 18)",
+  ignore: fds < 2 * IDLE + 200, // needs ulimit -n 4200
+}, async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      `--config=${new URL("../deno.json", import.meta.url).pathname}`,
+      "--allow-net=127.0.0.1",
+      new URL("./fixtures/limits_server.ts", import.meta.url).pathname,
+      "--limits",
+      JSON.stringify({ keepAliveTimeoutMs: 120_000, maxConns: 2 * IDLE }),
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const conns: Deno.Conn[] = [];
+  try {
+    const first = await withTimeout(lines.read(), 20_000, "the port");
+    const port = JSON.parse(first.value ?? "{}").port as number;
+    // Warm up (code compiled, pools filled), then settle.
+    for (const conn of await openIdle(port, 200)) conn.close();
+    await sleep(500);
+    const before = await rssKiB(child.pid);
+    conns.push(...await openIdle(port, IDLE));
+    await sleep(500);
+    const perConn = (await rssKiB(child.pid) - before) / IDLE;
+    assert.ok(perConn < 12, `${perConn.toFixed(1)} KiB per idle connection`);
+  } finally {
+    for (const conn of conns) conn.close();
+    child.kill("SIGKILL");
+    await child.status;
+    await lines.cancel();
   }
 });

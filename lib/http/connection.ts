@@ -13,12 +13,13 @@ import {
   rawRequestLine,
 } from "./access_log.ts";
 import { BodyReader, type ByteSource } from "./body.ts";
+import { BufferPool } from "./buffers.ts";
 import { batchNow } from "./clock.ts";
 import {
   type DeadlineWheel,
   rateBudgetMs,
+  Timed,
   type Timeouts,
-  WheelEntry,
 } from "./deadlines.ts";
 import { HttpError, reasonPhrase, renderError, STATUS } from "./errors.ts";
 import {
@@ -65,8 +66,25 @@ const NO_BODY = new BodyReader(
   DEFAULT_LIMITS,
 );
 
-/** First read buffer; grows up to the head limit only when a head needs it. */
-const INITIAL_READ_BYTES = 4096;
+/**
+ * Each connection's own read buffer, all a waiting one holds. Room for the
+ * heads of curl, wrk and most API clients (under 200 bytes)...
+ */
+const OWN_READ_BYTES = 512;
+/**
+ * ...and, once a client's head or pipelined batch did not fit, room for
+ * the heads of browsers (500 to 1500 bytes with cookies) for the rest of
+ * the connection. A longer one borrows a work buffer.
+ */
+const OWN_MAX_READ_BYTES = 2048;
+/**
+ * Lent from a pool to a connection that needs more room (a long head, a
+ * big pipelined batch, a body read through the buffer) and given back
+ * when it next waits. Grows past this only for a head limit above it.
+ */
+const WORK_READ_BYTES = 16 * 1024;
+/** Work buffers kept for lending: 4 MiB at most. Exported for tests. */
+export const readBuffers = new BufferPool(WORK_READ_BYTES, 256);
 /** Output is gathered up to this size before a write (pipelined replies). */
 const GATHER_BYTES = 64 * 1024;
 /** Bodies up to this size are copied next to the head: one write, one packet. */
@@ -106,6 +124,8 @@ export interface ConnectionOptions {
   readonly accessLog: boolean;
   /** Called once when the socket is closed. */
   readonly onClose: (c: Connection) => void;
+  /** Called once `run()` is over: nothing waits on the socket any more. */
+  readonly onEnd?: (c: Connection) => void;
   /** Called when the last reply is out and the connection only lingers. */
   readonly onLinger?: (c: Connection) => void;
   /** The server's timeouts, plain and busy. */
@@ -217,12 +237,14 @@ export function toErrorReply(err: unknown, accept: string | undefined): Reply {
   };
 }
 
-export class Connection implements ByteSource {
+export class Connection extends Timed implements ByteSource {
   readonly #conn: Socket;
   readonly #opts: ConnectionOptions;
   readonly #limits: Limits;
   readonly remoteAddr: Deno.NetAddr;
-  #buf: Uint8Array = new Uint8Array(INITIAL_READ_BYTES);
+  #own = new Uint8Array(OWN_READ_BYTES);
+  /** The read buffer: `#own`, or one lent while the connection works. */
+  #buf: Uint8Array = this.#own;
   #start = 0;
   #end = 0;
   /** Where `findHeadEnd()` resumes. */
@@ -262,7 +284,6 @@ export class Connection implements ByteSource {
   deadline = 0;
   /** The same while the server is busy: tighter, never later. */
   busyDeadline = 0;
-  readonly #timer: WheelEntry<Connection> = new WheelEntry(this);
   /** Idle time allowed after the last reply. */
   #keepAliveMs: number;
   /** The body being timed: its request number, bytes and time waited on it. */
@@ -273,18 +294,84 @@ export class Connection implements ByteSource {
   #sendBytes = 0;
   #sendWaitedMs = 0;
 
-  constructor(conn: Socket, opts: ConnectionOptions) {
+  /** The server's own record of this connection, for its callbacks. */
+  readonly tag: unknown;
+
+  constructor(conn: Socket, opts: ConnectionOptions, tag?: unknown) {
+    super();
     this.#conn = conn;
+    this.tag = tag;
     this.#opts = opts;
     this.#limits = opts.limits;
     this.#keepAliveMs = opts.timeouts.keepAliveMs;
     this.remoteAddr = conn.remoteAddr as Deno.NetAddr;
   }
 
-  /** Serves requests until the client or the server ends the connection. */
+  /**
+   * Serves requests until the client or the server ends the connection.
+   * One async frame for the whole connection: an idle one holds little.
+   */
   async run(): Promise<void> {
     try {
-      await this.#loop();
+      const conn = this.#conn;
+      for (;;) {
+        let head: RequestHead | undefined;
+        try {
+          head = this.#parseNext();
+          while (head === undefined) {
+            if (this.#out.len > 0) await this.#flush();
+            // Idle between requests: give the slot up if shutting down. (A slot
+            // wanted by a waiting connection was given up by the last reply's
+            // Connection: close, never by closing here, which races with a
+            // client reusing the connection.)
+            if (this.#start === this.#end && this.#draining) return;
+            const n = await conn.read(this.#readSpace());
+            if (n === null || this.#closed) return;
+            this.#received(n);
+            head = this.#parseNext();
+          }
+        } catch (err) {
+          if (this.#closed || !(err instanceof HttpError)) throw err;
+          // A head we could not parse: answer, then close; never hunt for the next request.
+          this.#startTime = Date.now();
+          this.#body = NO_BODY;
+          const done = this.#respond(
+            undefined,
+            this.#errorReply(err, undefined),
+          );
+          if (typeof done !== "boolean") await done;
+          await this.#flush();
+          this.#finish(undefined, false);
+          await this.#linger();
+          return;
+        }
+        // The common request has no await of ours but the write: a synchronous
+        // handler and a small body make one buffered reply.
+        let reply = this.#dispatch(head);
+        if (reply instanceof Promise) reply = await reply;
+        if (this.#closed) return;
+        let keep = this.#respond(head, reply);
+        if (typeof keep !== "boolean") keep = await keep;
+        // Gather replies to pipelined requests into one write; flush before any wait.
+        if (
+          (!keep || this.#start === this.#end ||
+            this.#out.len >= GATHER_BYTES) &&
+          this.#out.len > 0
+        ) {
+          // #write() inlined: one promise layer less per reply.
+          const bytes = this.#takeOut();
+          const phase = this.#beginWrite(this.#now);
+          const n = await conn.write(bytes);
+          if (n < bytes.length) await this.#writeRest(bytes, n, this.#now);
+          this.#endWrite(phase, bytes.length);
+        }
+        this.#finish(head, false);
+        if (keep && this.#dropBody) keep = await this.#discardBody();
+        if (!keep) {
+          await this.#linger();
+          return;
+        }
+      }
     } catch (err) {
       if (!isDisconnect(err) && !this.#closed) {
         log.error("Connection failed: {error}", { error: err });
@@ -293,64 +380,7 @@ export class Connection implements ByteSource {
       // A reply cut short, or none at all: still one access line.
       if (this.#current !== undefined) this.#finish(this.#current, true);
       this.close();
-    }
-  }
-
-  async #loop(): Promise<void> {
-    const conn = this.#conn;
-    for (;;) {
-      let head: RequestHead | undefined;
-      try {
-        head = this.#parseNext();
-        while (head === undefined) {
-          if (this.#out.len > 0) await this.#flush();
-          // Idle between requests: give the slot up if shutting down. (A slot
-          // wanted by a waiting connection was given up by the last reply's
-          // Connection: close, never by closing here, which races with a
-          // client reusing the connection.)
-          if (this.#start === this.#end && this.#draining) return;
-          const n = await conn.read(this.#readSpace());
-          if (n === null || this.#closed) return;
-          this.#received(n);
-          head = this.#parseNext();
-        }
-      } catch (err) {
-        if (this.#closed || !(err instanceof HttpError)) throw err;
-        // A head we could not parse: answer, then close; never hunt for the next request.
-        this.#startTime = Date.now();
-        this.#body = NO_BODY;
-        const done = this.#respond(undefined, this.#errorReply(err, undefined));
-        if (typeof done !== "boolean") await done;
-        await this.#flush();
-        this.#finish(undefined, false);
-        await this.#linger();
-        return;
-      }
-      // The common request has no await of ours but the write: a synchronous
-      // handler and a small body make one buffered reply.
-      let reply = this.#dispatch(head);
-      if (reply instanceof Promise) reply = await reply;
-      if (this.#closed) return;
-      let keep = this.#respond(head, reply);
-      if (typeof keep !== "boolean") keep = await keep;
-      // Gather replies to pipelined requests into one write; flush before any wait.
-      if (
-        (!keep || this.#start === this.#end || this.#out.len >= GATHER_BYTES) &&
-        this.#out.len > 0
-      ) {
-        // #write() inlined: one promise layer less per reply.
-        const bytes = this.#takeOut();
-        const phase = this.#beginWrite(this.#now);
-        const n = await conn.write(bytes);
-        if (n < bytes.length) await this.#writeRest(bytes, n, this.#now);
-        this.#endWrite(phase, bytes.length);
-      }
-      this.#finish(head, false);
-      if (keep && this.#dropBody) keep = await this.#discardBody();
-      if (!keep) {
-        await this.#linger();
-        return;
-      }
+      this.#opts.onEnd?.(this); // no read is pending any more
     }
   }
 
@@ -421,13 +451,30 @@ export class Connection implements ByteSource {
     if (this.#start > 0 && this.#buf.length - used >= 512) {
       this.#buf.copyWithin(0, this.#start, this.#end);
     } else {
-      const bigger = new Uint8Array(Math.max(this.#buf.length * 2, 1024));
-      bigger.set(this.#buf.subarray(this.#start, this.#end));
+      const old = this.#buf;
+      const lent = old !== this.#own;
+      let bigger: Uint8Array;
+      if (lent) bigger = new Uint8Array(old.length * 2); // a head limit above it
+      else if (old.length < OWN_MAX_READ_BYTES) {
+        bigger = this.#own = new Uint8Array(OWN_MAX_READ_BYTES);
+      } else bigger = readBuffers.take();
+      bigger.set(old.subarray(this.#start, this.#end));
+      if (lent) readBuffers.give(old);
       this.#buf = bigger;
     }
     this.#scanFrom -= this.#start;
     this.#end = used;
     this.#start = 0;
+  }
+
+  /** Moves what is buffered to a lent buffer. */
+  #lend(): void {
+    const lent = readBuffers.take();
+    lent.set(this.#own.subarray(this.#start, this.#end));
+    this.#end -= this.#start;
+    this.#scanFrom = Math.max(0, this.#scanFrom - this.#start);
+    this.#start = 0;
+    this.#buf = lent;
   }
 
   /** Arms the head or idle deadline and returns where the next read goes. */
@@ -439,6 +486,12 @@ export class Connection implements ByteSource {
     const t = this.#opts.timeouts;
     if (this.#headStartedAt === 0 && this.#start === this.#end) {
       this.phase = Phase.Idle;
+      // Waiting holds no more than the pending read needs.
+      if (this.#buf !== this.#own) {
+        readBuffers.give(this.#buf);
+        this.#buf = this.#own;
+      }
+      this.#out.release();
       if (this.#requests === 0) {
         // A new connection that sends nothing (no TLS hello either) is a slowloris too.
         this.#arm(this.#now + t.headMs, this.#now + t.headBusyMs);
@@ -483,6 +536,7 @@ export class Connection implements ByteSource {
 
   async fill(): Promise<boolean> {
     if (this.#out.len > 0) await this.#flush();
+    if (this.#buf === this.#own) this.#lend(); // a body: room for many pieces per read
     this.#makeRoom(
       Math.max(this.#limits.maxTrailerBytes, this.#limits.maxChunkLineBytes) +
         2,
@@ -989,7 +1043,7 @@ export class Connection implements ByteSource {
   #arm(deadline: number, busyDeadline: number): void {
     this.deadline = deadline;
     this.busyDeadline = busyDeadline;
-    this.#opts.wheel.arm(this.#timer, busyDeadline);
+    this.#opts.wheel.arm(this, busyDeadline);
   }
 
   /**
@@ -1068,7 +1122,7 @@ export class Connection implements ByteSource {
     if (this.#socketClosed) return;
     this.#socketClosed = true;
     this.deadline = this.busyDeadline = 0;
-    this.#opts.wheel.remove(this.#timer);
+    this.#opts.wheel.remove(this);
     try {
       this.#conn.close();
     } catch {

@@ -62,28 +62,22 @@ export function rateBudgetMs(
   return graceMs + bytes * msPerByte - waitedMs;
 }
 
-/** What a {@link DeadlineWheel} times. */
-export interface Expiring {
+/**
+ * What a {@link DeadlineWheel} times: its deadlines, what to do past them,
+ * and (in the base class, so no object per owner) its place in the wheel.
+ */
+export abstract class Timed {
   /** `Date.now()` past which `expire()` acts; 0 for none. */
-  readonly deadline: number;
+  abstract readonly deadline: number;
   /** The same while the server is busy: never later than `deadline`. */
-  readonly busyDeadline: number;
+  abstract readonly busyDeadline: number;
   /** Acts on the deadline that applies if it has passed. */
-  expire(now: number, busy: boolean): void;
-}
-
-/** One owner's place in a {@link DeadlineWheel}; made once per owner. */
-export class WheelEntry<T extends Expiring = Expiring> {
-  readonly owner: T;
+  abstract expire(now: number, busy: boolean): void;
   /** Any deadline after this is visited in time; Infinity while not filed. */
-  from = Infinity;
+  wheelFrom = Infinity;
   /** The tick it is filed under, and its place in that slot's list; -1 if none. */
-  tick = -1;
-  index = -1;
-
-  constructor(owner: T) {
-    this.owner = owner;
-  }
+  wheelTick = -1;
+  wheelIndex = -1;
 }
 
 /** More slots than this and a long timeout just takes a few laps. */
@@ -100,8 +94,8 @@ const MAX_SLOTS = 4096;
  */
 export class DeadlineWheel {
   readonly tickMs: number;
-  readonly #slots: WheelEntry[][];
-  #spare: WheelEntry[] = [];
+  readonly #slots: Timed[][];
+  #spare: Timed[] = [];
   /** The next tick to visit. */
   #next: number;
   #size = 0;
@@ -127,14 +121,14 @@ export class DeadlineWheel {
    * Makes sure `entry` is visited once `Date.now()` reaches `at`, within a
    * tick. Nothing to do when it is already filed as soon: the hot path.
    */
-  arm(entry: WheelEntry, at: number): void {
-    if (at > entry.from) return;
+  arm(entry: Timed, at: number): void {
+    if (at > entry.wheelFrom) return;
     this.#file(entry, Math.ceil(at / this.tickMs));
   }
 
   /** Takes `entry` out of the wheel (its owner closed). */
-  remove(entry: WheelEntry): void {
-    if (entry.tick !== -1) this.#unlink(entry);
+  remove(entry: Timed): void {
+    if (entry.wheelTick !== -1) this.#unlink(entry);
   }
 
   /**
@@ -159,14 +153,14 @@ export class DeadlineWheel {
       this.#slots[s] = this.#spare; // what callbacks file lands in the new list
       for (let i = 0; i < list.length; i++) {
         const entry = list[i];
-        if (entry.tick > nowTick) {
-          this.#push(entry, entry.tick); // a later lap
+        if (entry.wheelTick > nowTick) {
+          this.#push(entry, entry.wheelTick); // a later lap
           continue;
         }
         visited++;
         this.#size--;
-        entry.tick = entry.index = -1;
-        entry.from = Infinity;
+        entry.wheelTick = entry.wheelIndex = -1;
+        entry.wheelFrom = Infinity;
         this.#due(entry, now, busy);
       }
       list.length = 0;
@@ -186,37 +180,36 @@ export class DeadlineWheel {
     return all.length;
   }
 
-  #due(entry: WheelEntry, now: number, busy: boolean): void {
-    const owner = entry.owner;
-    const deadline = busy ? owner.busyDeadline : owner.deadline;
+  #due(entry: Timed, now: number, busy: boolean): void {
+    const deadline = busy ? entry.busyDeadline : entry.deadline;
     if (deadline === 0) return;
-    if (deadline <= now) owner.expire(now, busy);
+    if (deadline <= now) entry.expire(now, busy);
     else this.#file(entry, Math.ceil(deadline / this.tickMs));
   }
 
-  #file(entry: WheelEntry, tick: number): void {
-    if (entry.tick !== -1) this.#unlink(entry);
+  #file(entry: Timed, tick: number): void {
+    if (entry.wheelTick !== -1) this.#unlink(entry);
     this.#push(entry, Math.max(tick, this.#next));
     this.#size++;
   }
 
-  #push(entry: WheelEntry, tick: number): void {
+  #push(entry: Timed, tick: number): void {
     const list = this.#slots[tick % this.#slots.length];
-    entry.tick = tick;
-    entry.index = list.length;
-    entry.from = (tick - 1) * this.tickMs;
+    entry.wheelTick = tick;
+    entry.wheelIndex = list.length;
+    entry.wheelFrom = (tick - 1) * this.tickMs;
     list.push(entry);
   }
 
-  #unlink(entry: WheelEntry): void {
-    const list = this.#slots[entry.tick % this.#slots.length];
+  #unlink(entry: Timed): void {
+    const list = this.#slots[entry.wheelTick % this.#slots.length];
     const last = list.pop()!;
     if (last !== entry) {
-      list[entry.index] = last;
-      last.index = entry.index;
+      list[entry.wheelIndex] = last;
+      last.wheelIndex = entry.wheelIndex;
     }
-    entry.tick = entry.index = -1;
-    entry.from = Infinity;
+    entry.wheelTick = entry.wheelIndex = -1;
+    entry.wheelFrom = Infinity;
     this.#size--;
   }
 }

@@ -3,6 +3,7 @@
  * no intermediate string, no TextEncoder call for the ASCII that heads are
  * made of. The connection decides framing; this module only spells it.
  */
+import { BufferPool } from "./buffers.ts";
 import { reasonPhrase } from "./errors.ts";
 import type { ReplyHeaders } from "./handler.ts";
 import { TOKEN } from "./parser.ts";
@@ -14,6 +15,11 @@ const NUL = 0x00;
 
 const EMPTY: Uint8Array = new Uint8Array(0);
 const MIN_OUT_BYTES = 2048;
+/**
+ * First buffers of idle connections: 512 of them (1 MiB) cover the replies
+ * being written at once; more waiting connections hold none.
+ */
+const outPool = new BufferPool(MIN_OUT_BYTES, 512);
 
 /** Bytes queued for one write. Grows by doubling; `len` bytes are in use. */
 export class OutBuffer {
@@ -38,10 +44,23 @@ export class OutBuffer {
     return view;
   }
 
+  /**
+   * Gives the buffer back while nothing is queued (the connection waits
+   * for its client); the next `reserve()` takes one again.
+   */
+  release(): void {
+    if (this.len !== 0 || this.buf === EMPTY) return;
+    outPool.give(this.buf);
+    this.buf = this.#view = this.#viewOf = EMPTY;
+  }
+
   /** Makes room for `n` more bytes and returns the (maybe new) buffer. */
   reserve(n: number): Uint8Array {
     const need = this.len + n;
     if (need <= this.buf.length) return this.buf;
+    if (this.buf === EMPTY && need <= MIN_OUT_BYTES) {
+      return this.buf = outPool.take();
+    }
     let size = Math.max(this.buf.length * 2, MIN_OUT_BYTES);
     while (size < need) size *= 2;
     const bigger = new Uint8Array(size);

@@ -15,7 +15,13 @@ import {
   isLoopback,
   primeSignalHandling,
 } from "./admission.ts";
-import { Connection, isDisconnect, Phase, toErrorReply } from "./connection.ts";
+import {
+  Connection,
+  type ConnectionOptions,
+  isDisconnect,
+  Phase,
+  toErrorReply,
+} from "./connection.ts";
 import { DeadlineWheel, timeoutsOf } from "./deadlines.ts";
 import { HttpError, STATUS } from "./errors.ts";
 import type { Handler } from "./handler.ts";
@@ -209,22 +215,10 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       semaphore.release();
       return;
     }
-    const c = new Connection(client.socket, {
-      limits,
-      handler,
-      stats,
-      secure,
-      accessLog: config.accessLog ?? true,
-      onClose,
-      onLinger,
-      timeouts,
-      wheel,
-      keepAliveMs,
-    });
+    const c = new Connection(client.socket, connOptions, client);
     connections.set(c, client);
     stats.active++;
-    // run() never rejects; once it ends, no read is pending on the socket.
-    c.run().finally(() => freeFd(client));
+    c.run(); // never rejects; onEnd frees the descriptor
   }
 
   /**
@@ -475,6 +469,20 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       timeouts.graceMs,
     ),
   );
+  /** One for every connection: an idle connection holds as little as it can. */
+  const connOptions: ConnectionOptions = {
+    limits,
+    handler,
+    stats,
+    secure,
+    accessLog: config.accessLog ?? true,
+    onClose,
+    onLinger,
+    onEnd: (c) => freeFd(c.tag as Client),
+    timeouts,
+    wheel,
+    keepAliveMs,
+  };
   let wasBusy = false;
   const sweeper = setInterval(() => {
     const now = Date.now();

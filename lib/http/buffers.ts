@@ -1,0 +1,37 @@
+/**
+ * Buffers lent to connections while they work and given back when they
+ * wait, so a connection idle on keep-alive holds only what its pending
+ * read needs. Bounded: past `max` kept, a returned buffer is left to the
+ * garbage collector.
+ */
+export class BufferPool {
+  /** Length of every buffer the pool lends and keeps. */
+  readonly size: number;
+  readonly #max: number;
+  readonly #free: Uint8Array[] = [];
+
+  constructor(size: number, max: number) {
+    this.size = size;
+    this.#max = max;
+  }
+
+  /** A buffer of `size` bytes, holding whatever its last user left. */
+  take(): Uint8Array {
+    return this.#free.pop() ?? new Uint8Array(this.size);
+  }
+
+  /**
+   * Takes `buf` back for the next `take()`. Only buffers of `size` bytes
+   * are kept, and only when nothing will read or write them any more.
+   */
+  give(buf: Uint8Array): void {
+    if (buf.length === this.size && this.#free.length < this.#max) {
+      this.#free.push(buf);
+    }
+  }
+
+  /** Buffers kept, ready to lend. */
+  get free(): number {
+    return this.#free.length;
+  }
+}
