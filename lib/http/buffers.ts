@@ -9,6 +9,7 @@ export class BufferPool {
   readonly size: number;
   readonly #max: number;
   readonly #free: Uint8Array[] = [];
+  #lent = 0;
 
   constructor(size: number, max: number) {
     this.size = size;
@@ -17,6 +18,7 @@ export class BufferPool {
 
   /** A buffer of `size` bytes, holding whatever its last user left. */
   take(): Uint8Array {
+    this.#lent++;
     return this.#free.pop() ?? new Uint8Array(this.size);
   }
 
@@ -25,9 +27,14 @@ export class BufferPool {
    * are kept, and only when nothing will read or write them any more.
    */
   give(buf: Uint8Array): void {
-    if (buf.length === this.size && this.#free.length < this.#max) {
-      this.#free.push(buf);
-    }
+    if (buf.length !== this.size) return;
+    this.#lent--;
+    if (this.#free.length < this.#max) this.#free.push(buf);
+  }
+
+  /** Buffers taken and not given back yet. */
+  get lent(): number {
+    return this.#lent;
   }
 
   /** Buffers kept, ready to lend. */

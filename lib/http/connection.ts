@@ -89,8 +89,19 @@ export const readBuffers = new BufferPool(WORK_READ_BYTES, 256);
 const GATHER_BYTES = 64 * 1024;
 /** Bodies up to this size are copied next to the head: one write, one packet. */
 const COPY_BYTES = 16 * 1024;
-/** File bodies are read and written in pieces of this size. */
-const FILE_PIECE_BYTES = 256 * 1024;
+/**
+ * File bodies are read and written in pieces of this size: 4 reads per
+ * MiB, each a trip to Deno's file thread and back.
+ */
+const FILE_PIECE_BYTES = 512 * 1024;
+/**
+ * A second piece per reply, read while the first is written, for clients
+ * that keep up, while fewer than this many pieces are out in all (32 MiB).
+ * A slow client gets one piece: reading ahead of it only holds memory.
+ */
+const READ_AHEAD_PIECES = 64;
+/** Pieces kept for the next file replies: 8 MiB at most. Exported for tests. */
+export const filePieces = new BufferPool(FILE_PIECE_BYTES, 16);
 /** An unread body up to this size is read and dropped to keep the connection. */
 const DRAIN_BYTES = 64 * 1024;
 /** After a reply with close: how long and how much we read and drop (lingering close). */
@@ -290,6 +301,8 @@ export class Connection extends Timed implements ByteSource {
   #rateRequest = 0;
   #bodyBytes = 0;
   #bodyWaitedMs = 0;
+  /** Writes that had to wait for the client to read (partial writes). */
+  #stalls = 0;
   /** Bytes of the current reply written after waiting, and the time waited. */
   #sendBytes = 0;
   #sendWaitedMs = 0;
@@ -944,6 +957,7 @@ export class Connection extends Timed implements ByteSource {
   ): Promise<void> {
     let now = Date.now();
     this.#countSent(since, off, now);
+    this.#stalls++;
     while (off < bytes.length) {
       this.#partial = off;
       this.#armWrite(now);
@@ -966,29 +980,53 @@ export class Connection extends Timed implements ByteSource {
   }
 
   async #writeFile(fb: FileBody): Promise<void> {
+    const file = fb.file;
+    let left = fb.length;
+    let piece = filePieces.take();
+    let spare: Uint8Array | undefined;
+    let reading: Promise<number | null> | undefined;
+    const read = (into: Uint8Array) =>
+      file.read(into.subarray(0, Math.min(left, into.length)));
     try {
-      if (fb.start !== 0) await fb.file.seek(fb.start, Deno.SeekMode.Start);
-      let left = fb.length;
-      const piece = new Uint8Array(Math.min(left, FILE_PIECE_BYTES));
-      while (left > 0) {
-        const n = await fb.file.read(
-          piece.subarray(0, Math.min(left, piece.length)),
-        );
+      if (fb.start !== 0) await file.seek(fb.start, Deno.SeekMode.Start);
+      if (left > 0) reading = read(piece);
+      let keepsUp = true;
+      while (reading !== undefined) {
+        const n = await reading;
+        reading = undefined;
         if (n === null) {
           throw new Error("File ended before its announced length");
         }
         left -= n;
-        await this.#writeBytes(
-          n === piece.length ? piece : piece.subarray(0, n),
-        );
-        if (this.#out.len > 0) await this.#flush(); // `piece` is reused
+        const bytes = n === piece.length ? piece : piece.subarray(0, n);
+        if (
+          left > 0 && keepsUp &&
+          (spare !== undefined || filePieces.lent < READ_AHEAD_PIECES)
+        ) {
+          spare ??= filePieces.take();
+          [piece, spare] = [spare, piece];
+          reading = read(piece); // the next piece, while this one is written
+        }
+        const stalls = this.#stalls;
+        await this.#writeBytes(bytes);
+        if (this.#out.len > 0) await this.#flush(); // `bytes` is reused
+        keepsUp = this.#stalls === stalls;
+        if (!keepsUp && spare !== undefined) {
+          filePieces.give(spare); // a slow client: one piece is enough
+          spare = undefined;
+        }
+        if (left > 0 && reading === undefined) reading = read(piece);
       }
     } finally {
+      // A read still running fills its piece: let it end before the reuse.
+      if (reading !== undefined) await reading.catch(() => null);
       try {
-        fb.file.close();
+        file.close();
       } catch {
         // already closed
       }
+      filePieces.give(piece);
+      if (spare !== undefined) filePieces.give(spare);
     }
   }
 
