@@ -427,3 +427,25 @@ Deno.test("DeadlineWheel files a deadline already past for the next tick", () =>
   wheel.advance(600, false);
   assert.deepEqual(a.expired, [600]);
 });
+
+Deno.test("DeadlineWheel copes with an owner whose expiry removes another due in the same tick", () => {
+  const wheel = new DeadlineWheel(100, 1000, 0);
+  const owners = [0, 1, 2].map(() => new Owner());
+  for (const o of owners) o.set(wheel, 300);
+  const first = owners[0];
+  const expire = first.expire.bind(first);
+  // Closing the first takes the last out of the wheel (as a close would).
+  first.expire = (now, busy) => {
+    expire(now, busy);
+    owners[2].deadline = owners[2].busyDeadline = 0;
+    wheel.remove(owners[2]);
+  };
+  const late = new Owner();
+  wheel.advance(300, false);
+  late.set(wheel, 400); // filed into the ring after the visit
+  assert.deepEqual(owners.map((o) => o.expired.length), [1, 1, 0]);
+  assert.equal(wheel.size, 1);
+  wheel.advance(400, false);
+  assert.deepEqual(late.expired, [400]);
+  assert.equal(wheel.size, 0);
+});

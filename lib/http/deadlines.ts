@@ -153,6 +153,7 @@ export class DeadlineWheel {
       this.#slots[s] = this.#spare; // what callbacks file lands in the new list
       for (let i = 0; i < list.length; i++) {
         const entry = list[i];
+        if (entry.wheelTick === -1) continue; // removed by a callback meanwhile
         if (entry.wheelTick > nowTick) {
           this.#push(entry, entry.wheelTick); // a later lap
           continue;
@@ -203,10 +204,13 @@ export class DeadlineWheel {
 
   #unlink(entry: Timed): void {
     const list = this.#slots[entry.wheelTick % this.#slots.length];
-    const last = list.pop()!;
-    if (last !== entry) {
-      list[entry.wheelIndex] = last;
-      last.wheelIndex = entry.wheelIndex;
+    // Not there when its slot is being visited: the visit skips it.
+    if (list[entry.wheelIndex] === entry) {
+      const last = list.pop()!;
+      if (last !== entry) {
+        list[entry.wheelIndex] = last;
+        last.wheelIndex = entry.wheelIndex;
+      }
     }
     entry.wheelTick = entry.wheelIndex = -1;
     entry.wheelFrom = Infinity;
