@@ -5,6 +5,9 @@
  * password for `--auth-file` instead.
  */
 import { getLogger } from "@logtape/logtape";
+import { basename, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { bracketHost, checkAccess, planAccess } from "./lib/access.ts";
 import {
   type AppConfig,
   type CliOptions,
@@ -14,8 +17,10 @@ import {
 } from "./lib/config.ts";
 import { CredentialsError, loadCredentials } from "./lib/app/credentials.ts";
 import { hashPasswordCommand } from "./lib/hash_password.ts";
+import { Https, loadHttps, startRedirect } from "./lib/https.ts";
 import { isLoopback, trustProxy } from "./lib/app/client_addr.ts";
-import { createApp } from "./lib/app/routes.ts";
+import { createApp, engineLimits } from "./lib/app/routes.ts";
+import type { RateLimitStore } from "./lib/app/rate_limit_store.ts";
 import { serve, type Server } from "./lib/http/server.ts";
 import { EngineStats } from "./lib/http/stats.ts";
 import {
@@ -23,10 +28,19 @@ import {
   runAsWorker,
   startWorkers,
   type WorkerPool,
+  type WorkerTls,
 } from "./lib/http/workers.ts";
 import { setupLogging, stopLogging } from "./lib/log.ts";
+import { printStart } from "./lib/startup.ts";
 
 const log = getLogger(["spindle", "server"]);
+
+/** The folder holding main.ts and lib/, which --workers threads load. */
+const PROGRAM_DIR = dirname(fileURLToPath(import.meta.url));
+
+/** A `deno compile` binary runs its code from a virtual deno-compile-* folder. */
+const COMPILED = PROGRAM_DIR.includes("deno-compile-") ||
+  !/^deno(\.exe)?$/i.test(basename(Deno.execPath()));
 
 /** Runs the server until SIGINT or SIGTERM; returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
@@ -45,37 +59,61 @@ export async function main(args: readonly string[]): Promise<number> {
     console.log(helpText());
     return 0;
   }
+  // Every folder, file and permission the flags need, checked before the
+  // first request: a gap is one line and exit 2, never a 404 or 500 later.
+  let problem: string | undefined;
+  try {
+    problem = checkAccess(planAccess(opts, PROGRAM_DIR), {
+      args,
+      compiled: COMPILED,
+    });
+  } catch (err) {
+    problem = `cannot check the folders: ${
+      err instanceof Error ? err.message : err
+    }`;
+  }
+  if (problem !== undefined) {
+    console.error(`spindle: ${problem}`);
+    return 2;
+  }
   await setupLogging({ format: opts.logFormat, quiet: opts.quiet });
   let onSignal!: () => void;
   const stop = new Promise<void>((r) => onSignal = r);
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  // The listeners stay until the process exits: Ctrl-C reaches the engine
+  // from the terminal and again through deno task and the launcher, and a
+  // late copy must not kill it with 130 while it flushes the log.
   for (const s of signals) Deno.addSignalListener(s, onSignal);
   try {
     return await run(opts, args, stop);
   } finally {
-    for (const s of signals) Deno.removeSignalListener(s, onSignal);
     await stopLogging();
   }
 }
 
 /**
  * Serves until `stop` resolves, then shuts down gracefully. In the main
- * thread it also starts `--workers` - 1 engine workers on the same port.
+ * thread it also starts `--workers` - 1 engine workers on the same port,
+ * and rereads the certificate on SIGHUP; a worker (`listening` set) takes
+ * its certificate from the main thread (`tls`).
  */
 async function run(
   opts: CliOptions,
   args: readonly string[],
   stop: Promise<void>,
   listening?: (port: number) => void,
+  tls?: WorkerTls,
 ): Promise<number> {
   let server: Server;
+  let https: Https | undefined;
+  let rateLimitStore: RateLimitStore | undefined;
+  let proxyProtocolFrom: ((hostname: string) => boolean) | undefined;
   try {
-    const cert = opts.server.cert === undefined
-      ? undefined
-      : await Deno.readTextFile(opts.server.cert);
-    const key = opts.server.key === undefined
-      ? undefined
-      : await Deno.readTextFile(opts.server.key);
+    if (tls === undefined) https = await loadHttps(opts);
+    else {
+      const h = https = new Https(tls.certificate);
+      tls.onCertificate((pair) => h.certificate.replace(pair.cert, pair.key));
+    }
     const stats = new EngineStats();
     let port = opts.server.port;
     let app: AppConfig = opts.app;
@@ -94,32 +132,53 @@ async function run(
         return 2;
       }
     }
+    const rate = opts.app.rateLimit;
+    if (rate?.store !== undefined) {
+      // Loaded only now: a server without a shared store never pays for the client.
+      const { connectRateLimitStore } = await import(
+        "./lib/app/redis_rate_limit.ts"
+      );
+      rateLimitStore = await connectRateLimitStore(rate, rate.store, {
+        mode: rate.fail ?? "open",
+        timeoutMs: opts.server.limits.rateStoreTimeoutMs,
+      });
+    }
     let handler;
     let exemptPeer: (hostname: string) => boolean;
+    let trusted: (hostname: string) => boolean;
     try {
-      // Trusted proxies carry many clients on few connections: no per-address cap.
-      const trusted = trustProxy(opts.app.trustProxy);
+      // Trusted proxies carry many clients on few connections: no per-address
+      // cap. (With --proxy-protocol each connection is one client's, and
+      // the cap counts that client.)
+      trusted = trustProxy(opts.app.trustProxy);
       exemptPeer = (hostname) => isLoopback(hostname) || trusted(hostname);
       handler = createApp(app, {
         stats,
         hostname: opts.server.hostname,
         port: () => port,
         limits: opts.server.limits,
+        rateLimitStore,
       });
     } catch (err) {
       // A setting only the app can judge, such as a malformed --trust-proxy entry.
       console.error(`spindle: ${err instanceof Error ? err.message : err}`);
+      await rateLimitStore?.close?.();
       return 2;
     }
+    if (opts.proxyProtocol) proxyProtocolFrom = trusted;
     server = serve({
       ...opts.server,
-      cert,
-      key,
+      limits: engineLimits(app, opts.server.limits), // form uploads may be larger
+      cert: undefined,
+      key: undefined,
+      certificate: https?.certificate,
       stats,
       reusePort: opts.workers > 1,
       descriptorShare: 1 / opts.workers, // the engines share one process
       exemptPeer,
+      proxyProtocolFrom,
     }, handler);
+    await server.ready;
     port = server.port;
   } catch (err) {
     const why = err instanceof Deno.errors.AddrInUse
@@ -128,51 +187,95 @@ async function run(
       ? err.message
       : String(err);
     log.fatal("Cannot start: {why}", { why });
+    await rateLimitStore?.close?.();
     return 1;
   }
 
   let pool: WorkerPool | undefined;
-  if (listening !== undefined) {
-    listening(server.port);
-  } else {
-    const scheme = opts.server.cert === undefined ? "http" : "https";
-    const host = server.addr.hostname.includes(":")
-      ? `[${server.addr.hostname}]`
-      : server.addr.hostname;
-    const url = `${scheme}://${host}:${server.port}/`;
-    log.info("Listening on {url}", {
-      event: "listening",
-      url,
-      port: server.port,
-      workers: opts.workers,
+  let redirect: Server | undefined;
+  // SIGHUP rereads --cert and --key, and so does a change to either file;
+  // the main thread does it for every engine.
+  const reload = () => {
+    https?.reload().then((pair) => {
+      if (pair !== undefined) pool?.setCertificate(pair);
     });
-    if (opts.workers > 1) {
+  };
+  const reloads = https !== undefined && listening === undefined;
+  if (reloads) {
+    Deno.addSignalListener("SIGHUP", reload);
+    https!.watch((pair) => pool?.setCertificate(pair));
+  }
+  try {
+    if (listening !== undefined) {
+      listening(server.port);
+    } else {
+      const scheme = https === undefined ? "http" : "https";
+      const url = `${scheme}://${
+        bracketHost(server.addr.hostname)
+      }:${server.port}/`;
+      const start = await printStart(
+        opts,
+        server.addr.hostname,
+        server.port,
+        planAccess(opts, PROGRAM_DIR),
+      );
+      log.info("Listening on {url}", {
+        event: "listening",
+        url,
+        port: server.port,
+        workers: opts.workers,
+        ...start,
+      });
+      if (opts.workers > 1) {
+        try {
+          pool = await startWorkers(
+            new URL(import.meta.url),
+            opts.workers - 1,
+            [...args, "--port", String(server.port)],
+            https?.pair,
+          );
+        } catch (err) {
+          log.fatal("Cannot start workers: {error}", { error: err });
+          await server.shutdown();
+          return 1;
+        }
+      }
       try {
-        pool = await startWorkers(new URL(import.meta.url), opts.workers - 1, [
-          ...args,
-          "--port",
-          String(server.port),
-        ]);
+        redirect = startRedirect(opts, server.port, proxyProtocolFrom);
       } catch (err) {
-        log.fatal("Cannot start workers: {error}", { error: err });
-        await server.shutdown();
+        log.fatal("Cannot start the --redirect-http listener: {why}", {
+          why: err instanceof Deno.errors.AddrInUse
+            ? `port ${opts.tls?.redirectPort} is already in use`
+            : err instanceof Error
+            ? err.message
+            : String(err),
+        });
+        await Promise.all([server.shutdown(), pool?.shutdown()]);
         return 1;
       }
     }
-  }
 
-  await Promise.race([stop, server.finished]);
-  await Promise.all([server.shutdown(), pool?.shutdown()]);
-  return 0;
+    await Promise.race([stop, server.finished]);
+    await Promise.all([
+      server.shutdown(),
+      redirect?.shutdown(),
+      pool?.shutdown(),
+    ]);
+    return 0;
+  } finally {
+    if (reloads) Deno.removeSignalListener("SIGHUP", reload);
+    https?.close();
+    await rateLimitStore?.close?.();
+  }
 }
 
 if (import.meta.main) {
   if (inWorker()) {
-    runAsWorker(async (args, stop, listening) => {
+    runAsWorker(async (args, stop, listening, tls) => {
       const opts = parseFlags(args);
       await setupLogging({ format: opts.logFormat, quiet: opts.quiet });
       try {
-        return await run(opts, args, stop, listening);
+        return await run(opts, args, stop, listening, tls);
       } finally {
         await stopLogging();
       }

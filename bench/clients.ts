@@ -1,8 +1,17 @@
 /**
- * Clients for the memory cases, run inside the runner: many idle keep-alive
- * connections, and slow readers of a large file.
+ * Clients for the bench's connection and memory cases: many idle keep-alive
+ * connections (held in a subprocess with its own fd limit, so thousands fit
+ * whatever the runner's limit), and slow readers of a large file.
+ *
+ * CLI (the holder): `deno run --allow-net bench/clients.ts hold HOST PORT
+ * PATH COUNT` prints `{"held":N}` once every connection got its answer,
+ * then answers each `check` line on stdin with `{"alive":N}`, and closes
+ * everything at the end of stdin. `hold-ws` holds WebSockets instead (a
+ * check sends each one message).
  */
 import { buildRequests, ResponseScanner } from "./load.ts";
+import { pinned, withFdLimit } from "./procs.ts";
+import { IdleWebSockets } from "./ws_load.ts";
 
 const IDLE_BUFFER_BYTES = 4096;
 const CONNECT_BATCH = 100;
@@ -182,4 +191,144 @@ export async function slowRead(opts: SlowReadOptions): Promise<SlowReadResult> {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Where and how many idle connections an {@link IdleHolder} opens. */
+export interface HoldOptions {
+  readonly hostname: string;
+  readonly port: number;
+  readonly path: string;
+  readonly count: number;
+  /** Hold WebSockets (upgraded on `path`) rather than keep-alive connections. */
+  readonly websocket?: boolean;
+  /** Cores for the holder process (taskset syntax), or null for any. */
+  readonly cpus: string | null;
+  readonly fdLimit: number;
+}
+
+const HOLDER_SCRIPT = new URL(import.meta.url).pathname;
+
+/** Idle keep-alive connections held open by a subprocess, for the runner. */
+export class IdleHolder implements AsyncDisposable {
+  #count = 0;
+  readonly #child: Deno.ChildProcess;
+  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #lines: AsyncIterator<string>;
+
+  private constructor(
+    child: Deno.ChildProcess,
+    lines: AsyncIterator<string>,
+  ) {
+    this.#child = child;
+    this.#stdin = child.stdin.getWriter();
+    this.#lines = lines;
+  }
+
+  /** Opens the connections; throws if any could not be opened and answered. */
+  static async open(opts: HoldOptions): Promise<IdleHolder> {
+    const argv = withFdLimit(opts.fdLimit, [
+      ...pinned(opts.cpus),
+      Deno.execPath(),
+      "run",
+      "--allow-net",
+      HOLDER_SCRIPT,
+      opts.websocket ? "hold-ws" : "hold",
+      opts.hostname,
+      `${opts.port}`,
+      opts.path,
+      `${opts.count}`,
+    ]);
+    const child = new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const lines = child.stdout.pipeThrough(new TextDecoderStream())
+      .pipeThrough(new LineStream())[Symbol.asyncIterator]();
+    const holder = new IdleHolder(child, lines);
+    const first = await holder.#reply();
+    if (typeof first.held !== "number") {
+      await holder[Symbol.asyncDispose]();
+      throw new Error(
+        `Cannot hold idle connections: ${first.error ?? "no answer"}`,
+      );
+    }
+    holder.#count = first.held;
+    return holder;
+  }
+
+  /** Connections held. */
+  get count(): number {
+    return this.#count;
+  }
+
+  async #reply(): Promise<{ held?: number; alive?: number; error?: string }> {
+    const next = await this.#lines.next();
+    return next.done ? {} : JSON.parse(next.value);
+  }
+
+  /** Sends one more request on every connection; returns how many answered. */
+  async alive(): Promise<number> {
+    await this.#stdin.write(new TextEncoder().encode("check\n"));
+    return (await this.#reply()).alive ?? 0;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#stdin.close().catch(() => {});
+    // Read to the end, so the pipe closes with the child.
+    while (!(await this.#lines.next()).done) { /* discard */ }
+    await this.#child.status;
+  }
+}
+
+/** Splits a text stream into lines. */
+class LineStream extends TransformStream<string, string> {
+  constructor() {
+    let rest = "";
+    super({
+      transform(chunk, out) {
+        const parts = (rest + chunk).split("\n");
+        rest = parts.pop()!;
+        for (const line of parts) out.enqueue(line);
+      },
+      flush(out) {
+        if (rest) out.enqueue(rest);
+      },
+    });
+  }
+}
+
+async function holdCli(args: string[], websocket: boolean): Promise<void> {
+  const [hostname, port, path, count] = args;
+  let idle: IdleConnections | IdleWebSockets;
+  try {
+    idle = await (websocket ? IdleWebSockets : IdleConnections).open(
+      hostname,
+      Number(port),
+      path,
+      Number(count),
+    );
+  } catch (err) {
+    console.log(JSON.stringify({ error: (err as Error).message }));
+    Deno.exit(1);
+  }
+  console.log(JSON.stringify({ held: idle.count }));
+  const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream())
+    .pipeThrough(new LineStream());
+  for await (const line of lines) {
+    if (line.trim() === "check") {
+      console.log(JSON.stringify({ alive: await idle.countAlive() }));
+    }
+  }
+  await idle[Symbol.asyncDispose]();
+}
+
+if (import.meta.main) {
+  const mode = Deno.args[0];
+  if ((mode !== "hold" && mode !== "hold-ws") || Deno.args.length !== 5) {
+    console.error("Usage: clients.ts hold|hold-ws HOST PORT PATH COUNT");
+    Deno.exit(2);
+  }
+  await holdCli(Deno.args.slice(1), mode === "hold-ws");
 }

@@ -1,14 +1,32 @@
 /**
  * Load generators behind one signature: wrk (preferred, with a Lua script
- * for pipelining and exact totals) or bench/load.ts in its own process.
- * Both run pinned to the load cores so servers keep theirs.
+ * for pipelining, exact totals and latency percentiles) or bench/load.ts in
+ * its own process. Both run pinned to the load cores, when given, with the
+ * fd limit raised so a thousand connections fit.
  */
 import { join } from "node:path";
 import type { LoadOptions, LoadResult } from "./load.ts";
-import { pinned } from "./procs.ts";
+import { pinned, withFdLimit } from "./procs.ts";
+
+/** One load run: what to send, and where the generator runs. */
+export interface GeneratorOptions extends LoadOptions {
+  /** Generator threads (wrk -t); bench/load.ts runs one. */
+  readonly threads: number;
+  /** Cores for the generator (taskset syntax), or null for any. */
+  readonly cpus: string | null;
+  readonly fdLimit: number;
+}
+
+/** A load run's totals plus latency, where the generator measures it. */
+export interface GeneratorResult extends LoadResult {
+  /** Response time percentiles over the run, in microseconds; NaN if unknown. */
+  readonly latencyP50Us: number;
+  readonly latencyP99Us: number;
+  readonly latencyMaxUs: number;
+}
 
 /** Runs one fixed-duration load against a server. */
-export type Generator = (opts: LoadOptions) => Promise<LoadResult>;
+export type Generator = (opts: GeneratorOptions) => Promise<GeneratorResult>;
 
 const LOAD_TS = new URL("./load.ts", import.meta.url).pathname;
 const WRK_MARK = "BENCH_JSON ";
@@ -43,9 +61,10 @@ request = function() return req end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    '${WRK_MARK}{"requests":%d,"bytes":%d,"durationUs":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\\n',
+    '${WRK_MARK}{"requests":%d,"bytes":%d,"durationUs":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"p50":%d,"p99":%d,"max":%d}\\n',
     summary.requests, summary.bytes, summary.duration,
-    e.connect, e.read, e.write, e.status, e.timeout))
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
 end
 `;
 }
@@ -59,10 +78,22 @@ interface WrkTotals {
   write: number;
   status: number;
   timeout: number;
+  p50?: number;
+  p99?: number;
+  max?: number;
+}
+
+/**
+ * A latency from wrk's `done` hook, or NaN where wrk has none: no responses,
+ * or 0, which its percentile lookup returns when the histogram misses the
+ * rank (it keeps no sample past --timeout).
+ */
+function latency(t: WrkTotals, us: number | undefined): number {
+  return t.requests > 0 && us !== undefined && us > 0 ? us : Number.NaN;
 }
 
 /** Parses wrk's output: the `done` hook's JSON, else "Requests/sec". */
-export function parseWrkOutput(text: string): LoadResult {
+export function parseWrkOutput(text: string): GeneratorResult {
   const mark = text.split("\n").find((l) => l.startsWith(WRK_MARK));
   if (mark) {
     const t = JSON.parse(mark.slice(WRK_MARK.length)) as WrkTotals;
@@ -79,6 +110,9 @@ export function parseWrkOutput(text: string): LoadResult {
       firstError: t.connect + t.read + t.write + t.timeout > 0
         ? `connect ${t.connect}, read ${t.read}, write ${t.write}, timeout ${t.timeout}`
         : undefined,
+      latencyP50Us: latency(t, t.p50),
+      latencyP99Us: latency(t, t.p99),
+      latencyMaxUs: latency(t, t.max),
     };
   }
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(text);
@@ -100,23 +134,23 @@ export function parseWrkOutput(text: string): LoadResult {
     ),
     socketErrors: 0,
     connects: Number.NaN,
+    latencyP50Us: Number.NaN,
+    latencyP99Us: Number.NaN,
+    latencyMaxUs: Number.NaN,
   };
 }
 
-/** A generator running wrk with one thread on the load cores. */
-export function wrkGenerator(
-  tempDir: string,
-  loadCpus: string | null,
-): Generator {
+/** A generator running wrk on the given cores. */
+export function wrkGenerator(tempDir: string): Generator {
   let scripts = 0;
   return async (opts) => {
     const script = join(tempDir, `wrk_${scripts++}.lua`);
     await Deno.writeTextFile(script, wrkScript(opts.path, opts.pipeline));
     const seconds = Math.max(1, Math.round(opts.durationMs / 1000));
-    const argv = [
-      ...pinned(loadCpus),
+    const argv = withFdLimit(opts.fdLimit, [
+      ...pinned(opts.cpus),
       "wrk",
-      "-t1",
+      `-t${opts.threads}`,
       `-c${opts.connections}`,
       `-d${seconds}s`,
       "--timeout",
@@ -124,31 +158,150 @@ export function wrkGenerator(
       "-s",
       script,
       `http://${opts.hostname}:${opts.port}${opts.path}`,
-    ];
+    ]);
     return parseWrkOutput(await runForStdout("wrk", argv));
   };
 }
 
-/** A generator running bench/load.ts in its own process on the load cores. */
-export function denoGenerator(loadCpus: string | null): Generator {
+/** A generator running bench/load.ts in its own process (no latency figures). */
+export function denoGenerator(): Generator {
+  return scriptGenerator(LOAD_TS, "http", () => []);
+}
+
+const WS_LOAD_TS = new URL("./ws_load.ts", import.meta.url).pathname;
+
+/**
+ * A generator running bench/ws_load.ts in its own process: WebSocket
+ * messages of `messageBytes` echoed, `pipeline` in flight per socket;
+ * "requests" are messages. No latency figures.
+ */
+export function wsGenerator(messageBytes: number, binary: boolean): Generator {
+  return scriptGenerator(WS_LOAD_TS, "ws", () => [
+    "-s",
+    `${messageBytes}`,
+    ...(binary ? ["--binary"] : []),
+  ]);
+}
+
+/**
+ * Runs one of our load scripts (`-c`, `-d`, `-p`, `--json` and `extra`
+ * flags) pinned to the load cores; its last line is the LoadResult.
+ */
+function scriptGenerator(
+  script: string,
+  scheme: "http" | "ws",
+  extra: () => string[],
+): Generator {
   return async (opts) => {
-    const argv = [
-      ...pinned(loadCpus),
+    const argv = withFdLimit(opts.fdLimit, [
+      ...pinned(opts.cpus),
       Deno.execPath(),
       "run",
       "--allow-net",
-      LOAD_TS,
-      `http://${opts.hostname}:${opts.port}${opts.path}`,
+      script,
+      `${scheme}://${opts.hostname}:${opts.port}${opts.path}`,
       "-c",
       `${opts.connections}`,
       "-d",
       `${opts.durationMs / 1000}`,
       "-p",
       `${opts.pipeline}`,
+      ...extra(),
       "--json",
+    ]);
+    const name = script.slice(script.lastIndexOf("/") + 1);
+    const text = await runForStdout(name, argv);
+    const result = JSON.parse(text.trim().split("\n").at(-1)!) as LoadResult;
+    return {
+      ...result,
+      latencyP50Us: Number.NaN,
+      latencyP99Us: Number.NaN,
+      latencyMaxUs: Number.NaN,
+    };
+  };
+}
+
+/**
+ * Parses h2load's summary and, when given, its per-request log (start µs,
+ * status, µs to the end of the response; status -1 for a failed stream)
+ * for the latency percentiles h2load itself does not print.
+ */
+export function parseH2loadOutput(
+  text: string,
+  log = "",
+): GeneratorResult {
+  const finished = /finished in ([\d.]+)(us|ms|s),/.exec(text);
+  const counts =
+    /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/
+      .exec(text);
+  const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/
+    .exec(text);
+  const traffic = /traffic: \S+ \((\d+)\) total/.exec(text);
+  if (!finished || !counts || !codes) {
+    throw new Error(`Cannot parse h2load output:\n${text}`);
+  }
+  const durationMs = Number(finished[1]) *
+    { us: 0.001, ms: 1, s: 1000 }[finished[2] as "us" | "ms" | "s"];
+  const done = Number(counts[3]);
+  const failed = Number(counts[5]) + Number(counts[6]) + Number(counts[7]);
+  const bytes = traffic ? Number(traffic[1]) : Number.NaN;
+  const latencies = log.split("\n").flatMap((line) => {
+    const [, status, us] = line.split("\t");
+    return status !== undefined && Number(status) > 0 ? [Number(us)] : [];
+  }).sort((a, b) => a - b);
+  const rank = (p: number) =>
+    latencies.length === 0 ? Number.NaN : latencies[
+      Math.min(latencies.length - 1, Math.floor(p * latencies.length))
     ];
-    const text = await runForStdout("load.ts", argv);
-    return JSON.parse(text.trim().split("\n").at(-1)!) as LoadResult;
+  return {
+    requests: done,
+    bytes,
+    durationMs,
+    requestsPerSec: done / (durationMs / 1000),
+    bytesPerSec: bytes / (durationMs / 1000),
+    errorStatuses: Number(codes[3]) + Number(codes[4]),
+    socketErrors: failed,
+    connects: Number.NaN,
+    firstError: failed > 0
+      ? `${counts[5]} failed, ${counts[6]} errored, ${counts[7]} timeout`
+      : undefined,
+    latencyP50Us: rank(0.5),
+    latencyP99Us: rank(0.99),
+    latencyMaxUs: latencies.length === 0 ? Number.NaN : latencies.at(-1)!,
+  };
+}
+
+/**
+ * A generator running h2load (HTTP/2, TLS with ALPN h2 for https): each
+ * of `connections` carries `pipeline` concurrent streams (`-m`), for the
+ * run's duration (`-D`), asking for no compression.
+ */
+export function h2loadGenerator(
+  scheme: "https" | "http" = "https",
+): Generator {
+  return async (opts) => {
+    const log = await Deno.makeTempFile({ prefix: "h2load_", suffix: ".tsv" });
+    const seconds = Math.max(1, Math.round(opts.durationMs / 1000));
+    const argv = withFdLimit(opts.fdLimit, [
+      ...pinned(opts.cpus),
+      "h2load",
+      `-t${opts.threads}`,
+      `-c${opts.connections}`,
+      `-m${opts.pipeline}`,
+      `-D${seconds}`,
+      `--log-file=${log}`,
+      // h2load asks for gzip by default; wrk asks for nothing. Neither
+      // reference compresses, and the HTTP/1.1 cases do not either.
+      "-H",
+      "accept-encoding: identity",
+      `${scheme}://${opts.hostname}:${opts.port}${opts.path}`,
+    ]);
+    const text = await runForStdout("h2load", argv);
+    try {
+      return parseH2loadOutput(text, await Deno.readTextFile(log));
+    } finally {
+      await Deno.remove(log).catch(() => {});
+    }
   };
 }
 

@@ -1,20 +1,15 @@
 /**
- * Server subprocesses for the bench: start one pinned to a core, learn its
- * port, read its RSS, stop it. Deno servers print `{"port":N}` and exit when
- * their stdin closes; nginx gets a config written to a temp dir.
+ * Server processes for the bench. Each server runs as a whole process tree
+ * (`deno task serve` starts a launcher that starts the engine) in its own
+ * process group, pinned with `taskset` (children inherit it), with a raised
+ * fd limit and its stdout appended to a log file, as a user redirects it.
+ * A small bash wrapper holds the group: when the runner closes the
+ * wrapper's stdin, or dies, the whole group gets SIGTERM.
+ *
+ * The engine is the process in the tree that holds the listening socket;
+ * its CPU time and RSS are what the bench reports.
  */
-import { join } from "node:path";
-
-/** A running server, as the runner sees it. */
-export interface ServerProcess {
-  readonly name: string;
-  readonly pid: number;
-  readonly port: number;
-  /** Last lines the server wrote to stderr, for error reports. */
-  stderrTail(): string;
-  /** Stops the server and waits for it; kills it if it lingers. */
-  stop(): Promise<void>;
-}
+import { listeningInodes, statTicks } from "./stats.ts";
 
 /** How servers and load generators are placed on the machine. */
 export interface Placement {
@@ -22,13 +17,46 @@ export interface Placement {
   readonly serverCpus: string | null;
   /** Core list for load generators, or null for no pinning. */
   readonly loadCpus: string | null;
-  /** File descriptor limit set for servers before exec. */
+  /** File descriptor limit set for servers and load generators. */
   readonly fdLimit: number;
 }
 
+/** What to run for one server. */
+export interface Launch {
+  readonly name: string;
+  /** Command and arguments; the port is already in them. */
+  readonly argv: readonly string[];
+  readonly port: number;
+  /** Where the tree's stdout is appended (the access log of Spindle). */
+  readonly logFile: string;
+  /** Where access lines go, when not to stdout (nginx's access.log). */
+  readonly accessLog?: string;
+  readonly cwd?: string;
+  readonly env?: Record<string, string>;
+}
+
+/** A running server, as the runner sees it. */
+export interface ServerProcess {
+  readonly name: string;
+  /** Root of the tree: the command that was started (also its group id). */
+  readonly pid: number;
+  /** The process listening on the port: the engine, nginx's master. */
+  readonly enginePid: number;
+  readonly port: number;
+  /** The file access lines go to. */
+  readonly accessLog: string;
+  /** Cores the engine may run on, from /proc (shows the pinning held). */
+  readonly cpusAllowed: string;
+  /** Last lines the tree wrote to stderr, for error reports. */
+  stderrTail(): Promise<string>;
+  /** Stops the whole tree and waits for it; kills it if it lingers. */
+  stop(): Promise<void>;
+}
+
 const START_TIMEOUT_MS = 30_000;
-const STOP_TIMEOUT_MS = 5_000;
+const STOP_TIMEOUT_MS = 10_000;
 const STDERR_TAIL_BYTES = 4096;
+const POLL_MS = 20;
 
 /** The argv prefix that pins a command to `cpus` (empty when not pinning). */
 export function pinned(cpus: string | null): string[] {
@@ -36,133 +64,241 @@ export function pinned(cpus: string | null): string[] {
 }
 
 /** Wraps argv so the process gets `fdLimit` descriptors; exec keeps the pid. */
-function withFdLimit(fdLimit: number, argv: string[]): string[] {
+export function withFdLimit(
+  fdLimit: number,
+  argv: readonly string[],
+): string[] {
   return ["bash", "-c", `ulimit -n ${fdLimit} && exec "$@"`, "bash", ...argv];
 }
 
-/** Keeps the last few KiB of a stream; reading it stops the pipe filling up. */
-function tailOf(stream: ReadableStream<Uint8Array>): () => string {
-  let tail = "";
-  const decoder = new TextDecoder();
-  (async () => {
-    for await (const chunk of stream) {
-      tail = (tail + decoder.decode(chunk, { stream: true })).slice(
-        -STDERR_TAIL_BYTES,
-      );
-    }
-  })().catch(() => {});
-  return () => tail;
+/**
+ * The group holder: starts "$@" in a new session (so its pid is its group
+ * id), stdout appended to $2 (O_APPEND: the runner may truncate it between
+ * rounds), stderr to $2.err, and prints the pid. On EOF of its stdin (the
+ * runner closed it, or died) it sends SIGTERM to the group, as it does when
+ * a signal ends it (Ctrl-C reaches the holder, not the group). It exits
+ * when the tree's root does.
+ */
+const HOLDER = `ulimit -n "$1" || exit 1
+exec 3<&0
+log="$2"
+shift 2
+setsid "$@" >>"$log" 2>>"$log.err" </dev/null &
+child=$!
+trap 'kill -TERM -- "-$child" 2>/dev/null; exit 143' INT TERM HUP
+echo "$child"
+# A background job's stdin is /dev/null unless redirected: read fd 3.
+(read -r _ <&3; kill -TERM -- "-$child" 2>/dev/null) &
+wait "$child"
+`;
+
+/** A process tree started by {@link spawnTree}. */
+export interface Tree {
+  /** Pid of the tree's root, which is also its process group id. */
+  readonly pid: Promise<number>;
+  /** True once the root has exited. */
+  exited(): boolean;
+  /** Last lines the tree wrote to stderr. */
+  stderrTail(): Promise<string>;
+  /** SIGTERM to the group; SIGKILL to what is left after a while. */
+  stop(): Promise<void>;
 }
 
-/** Reads stdout until the `{"port":N}` line, then drains the rest. */
-async function readPort(
-  stream: ReadableStream<Uint8Array>,
-  status: Promise<Deno.CommandStatus>,
-): Promise<number> {
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const giveUp = new Promise<null>((r) => {
-    timer = setTimeout(() => r(null), START_TIMEOUT_MS);
-  });
-  const exited = status.then(() => null);
-  try {
-    while (true) {
-      const read = await Promise.race([reader.read(), giveUp, exited]);
-      if (read === null || read.done) break;
-      text += read.value;
-      const line = text.split("\n").find((l) => l.startsWith('{"port":'));
-      if (line) return (JSON.parse(line) as { port: number }).port;
-    }
-  } finally {
-    clearTimeout(timer);
-    // Keep draining so a chatty server never blocks on a full pipe.
-    (async () => {
-      while (!(await reader.read()).done) { /* discard */ }
-    })().catch(() => {});
-  }
-  throw new Error(`no port line on stdout: ${text.slice(-500)}`);
-}
-
-/** Starts a Deno server script pinned to the server cores. */
-export async function startDenoServer(
-  name: string,
-  script: string,
-  args: string[],
+/** Starts `launch` in its own process group, pinned when `pin`, and returns at once. */
+export function spawnTree(
+  launch: Launch,
   placement: Placement,
-  denoFlags: string[] = [],
-): Promise<ServerProcess> {
-  const argv = withFdLimit(placement.fdLimit, [
-    ...pinned(placement.serverCpus),
-    Deno.execPath(),
-    "run",
-    "--allow-net",
-    "--allow-read",
-    "--allow-write",
-    "--allow-env",
-    "--allow-sys",
-    "--unstable-net",
-    ...denoFlags,
-    script,
-    ...args,
-  ]);
-  const child = new Deno.Command(argv[0], {
-    args: argv.slice(1),
+  pin: boolean,
+): Tree {
+  const argv = [
+    ...(pin ? pinned(placement.serverCpus) : []),
+    ...launch.argv,
+  ];
+  const holder = new Deno.Command("bash", {
+    args: [
+      "-c",
+      HOLDER,
+      "holder",
+      `${placement.fdLimit}`,
+      launch.logFile,
+      ...argv,
+    ],
+    cwd: launch.cwd,
+    env: { NO_COLOR: "1", ...launch.env },
     stdin: "piped",
     stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
+    stderr: "inherit",
   }).spawn();
-  const stderrTail = tailOf(child.stderr);
-  const stdin = child.stdin.getWriter();
-  let port: number;
-  try {
-    port = await readPort(child.stdout, child.status);
-  } catch (err) {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already gone */ }
-    await child.status;
-    throw new Error(
-      `${name} failed to start: ${(err as Error).message}\n${stderrTail()}`,
-    );
-  }
+  const stdin = holder.stdin.getWriter();
+  const pid = firstLine(holder.stdout).then(Number);
+  let exited = false;
+  holder.status.then(() => exited = true);
+  const errFile = `${launch.logFile}.err`;
   return {
-    name,
-    pid: child.pid,
-    port,
-    stderrTail,
+    pid,
+    exited: () => exited,
+    async stderrTail() {
+      try {
+        return (await Deno.readTextFile(errFile)).slice(-STDERR_TAIL_BYTES);
+      } catch {
+        return "";
+      }
+    },
     async stop() {
       await stdin.close().catch(() => {});
-      await stopChild(child, null);
+      const group = await pid;
+      if (!(group > 0)) return void await holder.status;
+      // The holder sent SIGTERM: wait for every process of the group.
+      if (!(await groupGone(group, STOP_TIMEOUT_MS))) {
+        await bash(`kill -KILL -- -${group} 2>/dev/null`);
+        await groupGone(group, STOP_TIMEOUT_MS);
+      }
+      await holder.status;
     },
   };
 }
 
-async function stopChild(
-  child: Deno.ChildProcess,
-  signal: Deno.Signal | null,
-): Promise<void> {
-  if (signal !== null) {
-    try {
-      child.kill(signal);
-    } catch { /* already gone */ }
+/** Starts a server tree, waits until its port accepts, finds the engine. */
+export async function startServer(
+  launch: Launch,
+  placement: Placement,
+  pin = true,
+): Promise<ServerProcess> {
+  const tree = spawnTree(launch, placement, pin);
+  const pid = await tree.pid;
+  const fail = async (why: string): Promise<never> => {
+    const tail = await tree.stderrTail();
+    await tree.stop();
+    throw new Error(`${launch.name} failed to start: ${why}\n${tail}`);
+  };
+  if (!Number.isInteger(pid) || pid <= 0) {
+    return fail("no pid from the holder");
   }
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<"late">((r) => {
-    timer = setTimeout(() => r("late"), STOP_TIMEOUT_MS);
-  });
-  const outcome = await Promise.race([child.status, late]);
-  clearTimeout(timer);
-  if (outcome === "late") {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already gone */ }
-    await child.status;
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (!(await accepts(launch.port))) {
+    if (tree.exited()) return fail("it exited");
+    if (Date.now() > deadline) {
+      return fail(`port ${launch.port} never accepted`);
+    }
+    await sleep(POLL_MS);
+  }
+  const enginePid = await listenerPid(pid, launch.port);
+  if (enginePid === null) {
+    return fail(`no process of the tree listens on port ${launch.port}`);
+  }
+  const cpusAllowed = (await bash(
+    `grep '^Cpus_allowed_list:' /proc/${enginePid}/status | cut -f2`,
+  )).trim();
+  return {
+    name: launch.name,
+    pid,
+    enginePid,
+    port: launch.port,
+    accessLog: launch.accessLog ?? launch.logFile,
+    cpusAllowed,
+    stderrTail: () => tree.stderrTail(),
+    stop: () => tree.stop(),
+  };
+}
+
+async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
+  let text = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of stream) {
+    text += decoder.decode(chunk, { stream: true });
+    if (text.includes("\n")) break;
+  }
+  return text.split("\n")[0].trim();
+}
+
+async function accepts(port: number): Promise<boolean> {
+  try {
+    (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+    return true;
+  } catch {
+    return false;
   }
 }
 
-/** Asks the kernel for a free loopback port (nginx needs one in its config). */
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Waits until no process is left in group `pgid`; false if some outlived `ms`. */
+async function groupGone(pgid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (true) {
+    const alive = (await bash(`kill -0 -- -${pgid} 2>/dev/null && echo yes`))
+      .trim() === "yes";
+    if (!alive) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(POLL_MS);
+  }
+}
+
+/** The pid and every descendant of it, parents first. */
+export async function treePids(pid: number): Promise<number[]> {
+  const text = await bash(`set -- ${pid}
+  while [ $# -gt 0 ]; do
+    p=$1; shift
+    echo "$p"
+    set -- "$@" $(cat /proc/$p/task/*/children 2>/dev/null)
+  done`);
+  return text.split("\n").filter((l) => l.trim()).map(Number);
+}
+
+/** The first process of the tree under `root` holding a socket listening on `port`. */
+export async function listenerPid(
+  root: number,
+  port: number,
+): Promise<number | null> {
+  const inodes = listeningInodes(
+    await bash("cat /proc/net/tcp /proc/net/tcp6 2>/dev/null"),
+    port,
+  );
+  if (inodes.length === 0) return null;
+  for (const pid of await treePids(root)) {
+    const fds = await bash(`ls -l /proc/${pid}/fd 2>/dev/null`);
+    if (inodes.some((inode) => fds.includes(`socket:[${inode}]`))) return pid;
+  }
+  return null;
+}
+
+/**
+ * Resident set size of a process and its descendants, in bytes, summed from
+ * VmRSS in /proc/<pid>/status. Read through `bash`, since Deno 2 wants
+ * --allow-all to read another process's /proc.
+ */
+export async function treeRssBytes(pid: number): Promise<number> {
+  const pids = await treePids(pid);
+  const text = await bash(
+    pids.map((p) => `grep -h '^VmRSS:' /proc/${p}/status 2>/dev/null`).join(
+      "\n",
+    ),
+  );
+  const kib = [...text.matchAll(/^VmRSS:\s+(\d+)\s+kB$/gm)].map((m) =>
+    Number(m[1])
+  );
+  if (kib.length === 0) throw new Error(`No VmRSS for pid ${pid}`);
+  return kib.reduce((a, b) => a + b, 0) * 1024;
+}
+
+/**
+ * CPU time (user + system, every thread) used so far by a process and its
+ * descendants, in seconds, from /proc/<pid>/stat.
+ */
+export async function treeCpuSeconds(pid: number): Promise<number> {
+  const pids = await treePids(pid);
+  const lines = (await bash(
+    `getconf CLK_TCK\n${
+      pids.map((p) => `cat /proc/${p}/stat 2>/dev/null; echo`).join("\n")
+    }`,
+  )).split("\n");
+  const ticksPerSec = Number(lines[0]) || 100;
+  return statTicks(lines.slice(1)) / ticksPerSec;
+}
+
+/** Asks the kernel for a free loopback port (servers get it on their command line). */
 export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
@@ -183,20 +319,26 @@ export async function nginxVersion(): Promise<string | null> {
   }
 }
 
-/** The nginx config the static cases use: 1 worker, sendfile, no access log. */
+/**
+ * nginx as it is shipped for a static site: 1 worker (the bench gives each
+ * server one core), sendfile, the access log on but buffered (64 KiB), and
+ * open_file_cache on, so it does not open and stat a file per request.
+ */
 export function nginxConfig(
   dir: string,
   root: string,
   port: number,
   runAsRoot: boolean,
+  tls?: NginxTls,
 ): string {
-  const temp = (what: string) => `${what}_temp_path ${join(dir, what)};`;
+  const temp = (what: string) => `${what}_temp_path ${dir}/${what};`;
   return `${runAsRoot ? "user root root;\n" : ""}worker_processes 1;
-pid ${join(dir, "nginx.pid")};
-error_log ${join(dir, "error.log")} warn;
-events { worker_connections 8192; }
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 16384; }
 http {
-  access_log off;
+  access_log ${dir}/access.log combined buffer=64k;
+  open_file_cache max=10000 inactive=60s;
   sendfile on;
   tcp_nopush on;
   keepalive_requests 10000000;
@@ -209,110 +351,34 @@ http {
   types { text/plain txt; application/octet-stream bin; }
   default_type application/octet-stream;
   server {
-    listen 127.0.0.1:${port};
+    listen 127.0.0.1:${port}${tls === undefined ? "" : tlsListen(tls)};
     root ${root};
   }
 }
 `;
 }
 
-/** Starts nginx with a fresh config in `dir` serving `root`. */
-export async function startNginx(
-  dir: string,
-  root: string,
-  placement: Placement,
-): Promise<ServerProcess> {
-  await Deno.mkdir(dir, { recursive: true });
-  const port = freePort();
-  const conf = join(dir, "nginx.conf");
-  await Deno.writeTextFile(
-    conf,
-    nginxConfig(dir, root, port, Deno.uid() === 0),
-  );
-  const argv = withFdLimit(placement.fdLimit, [
-    ...pinned(placement.serverCpus),
-    "nginx",
-    "-p",
-    dir,
-    "-e",
-    join(dir, "error.log"),
-    "-c",
-    conf,
-    "-g",
-    "daemon off;",
-  ]);
-  const child = new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const stderrTail = tailOf(child.stderr);
-  const server: ServerProcess = {
-    name: "nginx",
-    pid: child.pid,
-    port,
-    stderrTail,
-    stop: () => stopChild(child, "SIGQUIT"),
-  };
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return server;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  await server.stop();
-  let log = "";
-  try {
-    log = await Deno.readTextFile(join(dir, "error.log"));
-  } catch { /* no log written */ }
-  throw new Error(`nginx did not start: ${stderrTail()}\n${log}`);
+/** HTTPS with HTTP/2 for {@link nginxConfig}. */
+export interface NginxTls {
+  readonly cert: string;
+  readonly key: string;
+  /** `nginx -v`'s version: `http2 on;` exists from 1.25.1, before it `listen ... http2`. */
+  readonly version: string;
 }
 
-/**
- * Resident set size of a process and its children (nginx: master and
- * workers), in bytes, summed from VmRSS in /proc/<pid>/status. Read through
- * `bash`, since Deno 2 wants --allow-all to read another process's /proc.
- */
-export async function treeRssBytes(pid: number): Promise<number> {
-  const script =
-    `for p in ${pid} $(cat /proc/${pid}/task/*/children 2>/dev/null); do
-    grep -h '^VmRSS:' /proc/$p/status 2>/dev/null
-  done`;
-  const text = await bashOutput(script);
-  const kib = [...text.matchAll(/^VmRSS:\s+(\d+)\s+kB$/gm)].map((m) =>
-    Number(m[1])
-  );
-  if (kib.length === 0) throw new Error(`No VmRSS for pid ${pid}`);
-  return kib.reduce((a, b) => a + b, 0) * 1024;
-}
-
-/**
- * CPU time (user + system) used so far by a process and its children, in
- * seconds, from /proc/<pid>/stat. Per request, it is a figure that other
- * load on the machine disturbs far less than requests per second.
- */
-export async function treeCpuSeconds(pid: number): Promise<number> {
-  const script = `echo "tck $(getconf CLK_TCK)"
-  for p in ${pid} $(cat /proc/${pid}/task/*/children 2>/dev/null); do
-    cat /proc/$p/stat 2>/dev/null; echo
-  done`;
-  const lines = (await bashOutput(script)).split("\n");
-  const ticksPerSec = Number(lines[0].split(" ")[1]) || 100;
-  let ticks = 0;
-  for (const line of lines.slice(1)) {
-    // Fields after "(comm)": state is 3rd, utime 14th and stime 15th overall.
-    const rest = line.slice(line.lastIndexOf(")") + 2).split(" ");
-    if (rest.length > 13) ticks += Number(rest[11]) + Number(rest[12]);
-  }
-  return ticks / ticksPerSec;
+/** The rest of the listen line, and the TLS directives after it. */
+function tlsListen(tls: NginxTls): string {
+  const [major, minor, patch] = tls.version.replace(/^nginx\//, "").split(".")
+    .map(Number);
+  const modern = major > 1 || minor > 25 || (minor === 25 && patch >= 1);
+  return `${modern ? " ssl;\n    http2 on" : " ssl http2"};
+    ssl_certificate ${tls.cert};
+    ssl_certificate_key ${tls.key};
+    ssl_session_cache shared:SSL:1m`;
 }
 
 /** What a bash script prints on stdout (stderr dropped). */
-async function bashOutput(script: string): Promise<string> {
+export async function bash(script: string): Promise<string> {
   const out = await new Deno.Command("bash", {
     args: ["-c", script],
     stdout: "piped",

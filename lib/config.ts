@@ -22,7 +22,7 @@ export interface Limits {
   readonly maxChunkExcessBytes: number;
   /** All trailer fields of a chunked body, in bytes. Over: 431. */
   readonly maxTrailerBytes: number;
-  /** Requests served on one connection before it is closed. */
+  /** Requests served on one connection before it is closed (HTTP/2: streams, then a graceful GOAWAY). */
   readonly maxRequestsPerConnection: number;
   /** Connections handled at once. Past it, connections wait in the queue. */
   readonly maxConns: number;
@@ -142,6 +142,32 @@ export interface Limits {
   readonly maxPartHeadBytes: number;
   /** A form's plain (non-file) fields together, held in memory, in bytes. Over: 413. */
   readonly maxFormFieldBytes: number;
+  /**
+   * One form upload's body, and so each file in it (`--upload-files-max`),
+   * in bytes; streamed to disk, never held. Over: 413.
+   */
+  readonly maxFormBytes: number;
+
+  // Many machines (issue #12).
+  /**
+   * A PROXY header from a trusted load balancer, in bytes (a v1 line is 107
+   * at most whatever this says). Over: close, no reply (the peer is a proxy,
+   * not a client). Its wait is bounded by `headTimeoutMs`.
+   */
+  readonly maxProxyHeaderBytes: number;
+  /**
+   * After SIGINT/SIGTERM, time requests are still accepted and served while
+   * `/health` answers 503 and every reply says `Connection: close`, so a load
+   * balancer takes the instance out before its listener closes. Then
+   * `shutdownTimeoutMs` runs.
+   */
+  readonly drainDelayMs: number;
+  /**
+   * One rate-limit check against a shared store (Redis). Over: this
+   * request is decided by the local limiter (or 503 with `--rate-limit-fail
+   * closed`); three such failures in a row take the store for unreachable.
+   */
+  readonly rateStoreTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -207,6 +233,20 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxFormParts: 1000, // Go's multipartmaxparts: a real form has tens; more is parser-cost abuse
   maxPartHeadBytes: 8 * 1024, // a 255-byte name escaped three ways and a long type fit 10 times over
   maxFormFieldBytes: 1024 * 1024, // text fields are read into memory, files are not
+  // A few minutes of a phone's 4K video, or hundreds of photos in one form:
+  // files stream to disk, so the cost is disk and time, which the folder's
+  // quota bounds; larger is one flag away.
+  maxFormBytes: 1024 ** 3,
+
+  // Two UNIX addresses (232 bytes with the fixed part) and HAProxy's TLVs
+  // (ALPN, authority, unique id, SSL details) fit several times over.
+  maxProxyHeaderBytes: 2048,
+  drainDelayMs: 0, // alone, stop at once; behind a balancer, set it above its check interval x fall
+  // A check is one round trip on a LAN (~0.2 ms), but the timer also waits
+  // on this process's own event loop: under 4,700 req/s on a busy 2-core
+  // machine, 50 ms fired for healthy checks and let the limit leak (each
+  // instance counting alone). 200 ms is still a stalled store.
+  rateStoreTimeoutMs: 200,
 });
 
 /** What `serve()` needs besides a handler. */
@@ -219,6 +259,10 @@ export interface ServerConfig {
   /** PEM certificate chain and key; both set means HTTPS. */
   readonly cert?: string;
   readonly key?: string;
+  /** HTTP/2 on TLS, chosen by ALPN (`--http2 on|off`); default on. */
+  readonly http2?: boolean;
+  /** HTTP/2 with prior knowledge on plain TCP (`--h2c`), beside HTTP/1.1; default off. */
+  readonly h2c?: boolean;
   /** Share the port with other processes or workers (Linux, `--unstable-net`). */
   readonly reusePort?: boolean;
   /** Log one access line per request. */
@@ -228,6 +272,12 @@ export interface ServerConfig {
    * proxies (whose clients the engine cannot see); unset: loopback.
    */
   readonly exemptPeer?: (hostname: string) => boolean;
+  /**
+   * Peers (load balancers) whose connections must start with a PROXY
+   * header, v1 or v2; the client it names is the connection's remote
+   * address. Unset: no PROXY headers are read.
+   */
+  readonly proxyProtocolFrom?: (hostname: string) => boolean;
 }
 
 export const DEFAULT_CONFIG: ServerConfig = Object.freeze({
@@ -243,7 +293,7 @@ export interface StaticConfig {
   readonly root: string;
   /** "deny" answers 404 for any dot segment (`.env`, `.git/`); "allow" serves them. */
   readonly dotfiles: "deny" | "allow";
-  /** File extensions served (lower case, no dot); null serves the default web set. */
+  /** File extensions served (lower case, no dot; "" for none); null serves every file. */
   readonly allowExt: readonly string[] | null;
   /** Cache-Control for files. */
   readonly cacheControl: string;
@@ -258,6 +308,30 @@ export interface StaticConfig {
    * inside the root to a file outside looks like any file to a path check.
    */
   readonly strictLinks: boolean;
+  /** Header fields added to every static reply, replacing any of the same name (`--header`). */
+  readonly headers: readonly (readonly [name: string, value: string])[];
+  /**
+   * Largest folder a listing offers as one `.zip`, in bytes of file contents;
+   * 0: no archives. Over: 413, before a byte is sent.
+   */
+  readonly archiveMaxBytes: number;
+  /** Reload open pages when a file under the root changes (`--watch`). */
+  readonly watch: boolean;
+  /**
+   * Folders that take form uploads (`--upload-files`): their listings offer
+   * an upload form, and their pages and images run sandboxed. Unset: none.
+   */
+  readonly uploads?: StaticUploads;
+}
+
+/** What the static layer shows and guards of `--upload-files`. */
+export interface StaticUploads {
+  /** The upload folder as a canonical URL path ending in "/"; folders below it too. */
+  readonly path: string;
+  /** Largest form, in bytes (shown on the form, and checked before sending). */
+  readonly maxBytes: number;
+  /** A file of the same name is replaced. */
+  readonly overwrite: boolean;
 }
 
 /** The default application's settings (issue: application layer). */
@@ -272,17 +346,55 @@ export interface AppConfig {
   /** Total bytes the uploads folder may hold. Over: 507. */
   readonly uploadQuotaBytes: number;
   /** Requests per client per window; unset: no rate limit. */
-  readonly rateLimit?: { readonly limit: number; readonly windowMs: number };
+  readonly rateLimit?: {
+    readonly limit: number;
+    readonly windowMs: number;
+    /** `redis://HOST:PORT` keeps the counts there, shared by instances; unset: in memory. */
+    readonly store?: string;
+    /** The store unreachable: count locally ("open") or answer 503 ("closed"). */
+    readonly fail?: "open" | "closed";
+  };
   /** Peers whose X-Forwarded-For is believed. */
   readonly trustProxy: readonly string[];
   /** Host header values accepted; unset: loopback names when bound to loopback, else any. */
   readonly allowedHosts?: readonly string[];
   /** Serve /metrics to any client, not just loopback. */
   readonly metricsPublic: boolean;
-  /** Access-Control-Allow-Origin for API routes; unset: no CORS. */
+  /** Access-Control-Allow-Origin for API routes and static files; unset: no CORS. */
   readonly cors?: string;
   /** HTTP Basic authentication; unset: no passwords asked. */
   readonly auth?: AppAuth;
+  /** Strict-Transport-Security max-age on HTTPS replies, in seconds; unset: none. */
+  readonly hstsMaxAgeS?: number;
+  /** Uploads from browsers and `curl -F` into folders of the static root; unset: none. */
+  readonly uploadFiles?: UploadFilesConfig;
+}
+
+/** Where and how form uploads are stored (`--upload-files`). */
+export interface UploadFilesConfig {
+  /**
+   * The folder uploads may go to, and every folder below it, as a canonical
+   * URL path ending in "/": "/" is the whole static root, "/inbox/" one folder.
+   */
+  readonly path: string;
+  /** Total bytes that folder and those below it may hold; 0: the disk alone. Over: 507. */
+  readonly quotaBytes: number;
+  /** Replace a file of the same name; else 409. */
+  readonly overwrite: boolean;
+}
+
+/**
+ * Room an upload folder gets: a phone's worth of photos and videos. A full
+ * disk hurts every program on the machine, so uploads stop well before that
+ * unless `--upload-files-quota` says more (or 0).
+ */
+export const DEFAULT_UPLOAD_FILES_QUOTA = 10 * 1024 ** 3;
+
+/** The file system path of an upload folder: the root joined with its URL path. */
+export function uploadFilesDir(root: string, urlPath: string): string {
+  return urlPath === "/"
+    ? root
+    : `${root.replace(/\/+$/, "")}${urlPath.slice(0, -1)}`;
 }
 
 /** Where a password is needed (`--auth-paths`). */
@@ -320,6 +432,11 @@ export const DEFAULT_STATIC: StaticConfig = Object.freeze({
   spa: false,
   attachment: false,
   strictLinks: false, // hard links are common (deploy tools, package caches)
+  headers: [],
+  // A DVD's worth: a folder of photos or a build fits; a disk of films does
+  // not. Each archive reads that much from disk and holds a connection.
+  archiveMaxBytes: 4 * 1024 ** 3,
+  watch: false,
 });
 
 export const DEFAULT_APP: AppConfig = Object.freeze({
@@ -335,6 +452,19 @@ export const DEFAULT_APP: AppConfig = Object.freeze({
 export type LogFormat = "text" | "json" | "common" | "combined";
 const LOG_FORMATS: readonly string[] = ["text", "json", "common", "combined"];
 
+/** HTTPS flags besides the --cert and --key paths (issue #14). */
+export interface TlsFlags {
+  /** `--tls self-signed`: a certificate made at start. */
+  readonly selfSigned: boolean;
+  /** `--tls-save DIR`: keep the self-signed pair there, and reuse it. */
+  readonly saveDir?: string;
+  /** `--redirect-http PORT`: a plain HTTP listener answering 308 to HTTPS. */
+  readonly redirectPort?: number;
+}
+
+/** Strict-Transport-Security's max-age when `--hsts` names none: a year, as Caddy and nginx guides use. */
+export const DEFAULT_HSTS_MAX_AGE_S = 365 * 24 * 60 * 60;
+
 /** Everything the command line sets. */
 export interface CliOptions {
   readonly server: ServerConfig;
@@ -346,6 +476,12 @@ export interface CliOptions {
   readonly workers: number;
   /** `--auth`, `--auth-file`, `--auth-paths`; unset: no passwords. */
   readonly auth?: AuthFlags;
+  /** HTTPS: set with `--cert`/`--key` or `--tls`; unset: plain HTTP. */
+  readonly tls?: TlsFlags;
+  /** Print a QR code of the network URL at start. */
+  readonly qr: boolean;
+  /** `--proxy-protocol`: `--trust-proxy` peers start with a PROXY header. */
+  readonly proxyProtocol: boolean;
 }
 
 /** A bad command line; main prints `message` and exits with code 2. */
@@ -407,17 +543,63 @@ export const FLAGS: Readonly<
     "10s",
     "time in-flight requests get on SIGINT/SIGTERM",
   ],
+  "drain-delay": [
+    "TIME",
+    "0",
+    "on SIGINT/SIGTERM, serve this long more with /health 503 (behind a load balancer)",
+  ],
   cert: ["FILE", "", "PEM certificate chain: serve HTTPS (with --key)"],
-  key: ["FILE", "", "PEM private key for --cert"],
+  key: ["FILE", "", "PEM private key for --cert (both reread on SIGHUP)"],
+  tls: [
+    "self-signed",
+    "",
+    "serve HTTPS with a certificate made at start for this machine",
+  ],
+  "tls-save": [
+    "DIR",
+    "",
+    "keep the self-signed certificate in DIR and reuse it on the next start",
+  ],
+  "redirect-http": [
+    "PORT",
+    "",
+    "also listen for plain HTTP on PORT and answer 308 to the HTTPS URL",
+  ],
+  hsts: [
+    "[=TIME]",
+    "",
+    "Strict-Transport-Security on HTTPS replies; max-age 1 year, or TIME (--hsts=1d)",
+  ],
+  http2: [
+    "on|off",
+    "on",
+    "HTTP/2 over TLS, chosen by ALPN; off: HTTP/1.1 only",
+  ],
+  h2c: [
+    "",
+    "off",
+    "HTTP/2 with prior knowledge on plain HTTP, beside HTTP/1.1 (for proxies)",
+  ],
   workers: ["N", "1", "engine threads sharing the port (needs --unstable-net)"],
   dotfiles: ["allow|deny", "deny", "serve dotfiles and dot-folders"],
   "allow-ext": [
     "LIST",
-    "web types",
-    "file extensions served, e.g. html,txt,png,jpg,jpeg (else 403)",
+    "all",
+    "file extensions served, e.g. html,txt,png,jpg,jpeg (else 403); web: the web types",
   ],
   "cache-control": ["VALUE", "no-cache", "Cache-Control for static files"],
   "list-dirs": ["", "off", "HTML listing of folders without index.html"],
+  "archive-max": [
+    "SIZE",
+    "4g",
+    "largest folder a listing sends as one .zip (413); 0: no archives",
+  ],
+  header: [
+    "'NAME: VALUE'",
+    "",
+    "header on every static reply (repeatable)",
+  ],
+  watch: ["", "off", "reload open pages when a file under the root changes"],
   spa: ["", "off", "serve index.html for unknown paths (single-page apps)"],
   attachment: [
     "",
@@ -429,15 +611,59 @@ export const FLAGS: Readonly<
   uploads: ["DIR", "resources/uploads", "folder for POST /upload"],
   "upload-max": ["SIZE", "1m", "largest upload (413)"],
   "upload-quota": ["SIZE", "100m", "total size of the uploads folder (507)"],
+  "upload-files": [
+    "[=PATH]",
+    "off",
+    "uploads from the browser and curl -F into folders of the root (=PATH: only that folder, e.g. =/inbox, and those below)",
+  ],
+  "upload-files-max": [
+    "SIZE",
+    "1g",
+    "largest form upload, all its files together (413)",
+  ],
+  "upload-files-quota": [
+    "SIZE",
+    "10g",
+    "total size of the upload folder (507); 0: the disk alone",
+  ],
+  overwrite: [
+    "",
+    "off",
+    "form uploads may replace a file of the same name (else 409)",
+  ],
   "rate-limit": [
     "N/TIME",
     "off",
     "requests per client per window, e.g. 100/10s (429)",
   ],
+  "rate-limit-store": [
+    "URL",
+    "off",
+    "keep --rate-limit counts in redis://HOST:PORT, shared by every instance",
+  ],
+  "rate-limit-store-timeout": [
+    "TIME",
+    "200ms",
+    "longest wait for the store; past it the request is decided as if unreachable",
+  ],
+  "rate-limit-fail": [
+    "open|closed",
+    "open",
+    "store unreachable: count in this process (open) or answer 503 (closed)",
+  ],
   "trust-proxy": ["LIST", "", "peers whose X-Forwarded-For is believed"],
+  "proxy-protocol": [
+    "",
+    "off",
+    "--trust-proxy peers start each connection with a PROXY header (v1 or v2)",
+  ],
   "allowed-hosts": ["LIST", "loopback names", "Host values accepted (421)"],
   "metrics-public": ["", "off", "serve /metrics beyond loopback"],
-  cors: ["ORIGIN", "", "Access-Control-Allow-Origin for API routes"],
+  cors: [
+    "[ORIGIN]",
+    "",
+    "CORS for API routes and static files; alone: any origin (*)",
+  ],
   auth: [
     "USER:PASSWORD",
     "",
@@ -464,6 +690,7 @@ export const FLAGS: Readonly<
     "log line format; common and combined: access lines alone on stdout",
   ],
   quiet: ["", "off", "no access log lines"],
+  qr: ["", "off", "print a QR code of the network URL, for a phone"],
   help: ["", "", "print this help"],
 };
 
@@ -484,15 +711,17 @@ export function parseSize(text: string, flag: string): number {
   return Number(m[1]) * unit;
 }
 
-/** "10s", "500ms", "2m", "10" (seconds) -> milliseconds. */
+/** "10s", "500ms", "2m", "1d", "10" (seconds) -> milliseconds. */
 export function parseDuration(text: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
   if (m === null) {
     throw new UsageError(
       `--${flag}: "${text}" is not a duration (try 500ms, 10s, 2m)`,
     );
   }
-  const unit = { ms: 1, s: 1000, m: 60_000 }[(m[2] ?? "s") as "ms" | "s" | "m"];
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
+    (m[2] ?? "s") as "ms" | "s" | "m" | "h" | "d"
+  ];
   return Math.round(Number(m[1]) * unit);
 }
 
@@ -506,21 +735,143 @@ function parseCount(text: string, flag: string, min: number): number {
   return n;
 }
 
+/**
+ * `--allow-ext web`: the files a web site is made of. Anything else (`.env`,
+ * `.sqlite`, `.key`, `.ts`, no extension) is then 403, so a stray secret in
+ * the root is not one guess away. Not the default: every peer serves every
+ * file, and a folder shared for downloads holds `.mkv`, `.iso`, `.exe`.
+ */
+export const WEB_EXTENSIONS: readonly string[] = Object.freeze([
+  "html",
+  "htm",
+  "css",
+  "js",
+  "mjs",
+  "json",
+  "txt",
+  "md",
+  "xml",
+  "svg",
+  "png",
+  "jpg",
+  "jpeg",
+  "gif",
+  "webp",
+  "avif",
+  "ico",
+  "bmp",
+  "woff",
+  "woff2",
+  "ttf",
+  "otf",
+  "eot",
+  "pdf",
+  "mp3",
+  "mp4",
+  "webm",
+  "ogg",
+  "oga",
+  "ogv",
+  "wav",
+  "flac",
+  "m4a",
+  "wasm",
+  "map",
+  "csv",
+  "tsv",
+  "zip",
+  "gz",
+  "br",
+  "tar",
+  "tgz",
+  "bin",
+  "webmanifest",
+  "rss",
+  "atom",
+  "vtt",
+  "ics",
+  "epub",
+]);
+
+/** Flags that may be given more than once; each value counts. */
+const REPEATABLE: ReadonlySet<string> = new Set(["header"]);
+
+/** `*`, or an origin list such as `https://a.example,http://localhost:5173`. */
+function isOrigin(word: string | undefined): boolean {
+  return word !== undefined &&
+    (word === "*" || /^[a-z][a-z0-9+.-]*:\/\//i.test(word));
+}
+
+/**
+ * Reply fields the server works out for each reply: a fixed value would
+ * break the framing (Content-Length, Transfer-Encoding, Connection) or lie
+ * about one file's bytes (Content-Type, ETag, Content-Encoding).
+ */
+const COMPUTED_FIELDS: ReadonlySet<string> = new Set([
+  "content-length",
+  "transfer-encoding",
+  "connection",
+  "keep-alive",
+  "upgrade",
+  "te",
+  "trailer",
+  "date",
+  "content-type",
+  "content-encoding",
+  "content-range",
+  "etag",
+  "last-modified",
+]);
+
+/** `--header "Name: value"` -> [lower-case name, value]. */
+export function parseHeaderFlag(text: string): [string, string] {
+  const colon = text.indexOf(":");
+  const name = text.slice(0, colon).trim().toLowerCase();
+  const value = text.slice(colon + 1).trim();
+  if (colon === -1 || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name)) {
+    throw new UsageError(
+      `--header: "${text}" is not NAME: VALUE (try --header "X-Frame-Options: DENY")`,
+    );
+  }
+  // deno-lint-ignore no-control-regex
+  if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) {
+    throw new UsageError(`--header: the value of ${name} holds a control byte`);
+  }
+  if (COMPUTED_FIELDS.has(name)) {
+    throw new UsageError(
+      `--header: ${name} is worked out for each reply and cannot be fixed`,
+    );
+  }
+  return [name, value];
+}
+
+/** `--allow-ext`: "all" (every file), "web" (the web types) or a list. */
+function parseExtensions(text: string): string[] | null {
+  const word = text.trim().toLowerCase();
+  if (word === "all") return null;
+  if (word === "web") return [...WEB_EXTENSIONS];
+  return parseList(text).map((e) => e.replace(/^\./, "").toLowerCase());
+}
+
 function parseList(text: string): string[] {
   return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
 }
 
 /**
- * Parses the command line. Also takes the seeds' positional form
- * `[port] [host] [max-conns]`. Throws {@link UsageError} on anything wrong.
+ * Parses the command line. Also takes `DIR` (a first positional argument that
+ * is not a number) and the seeds' positional form `[port] [host] [max-conns]`.
+ * A leading `--` is skipped: `deno task serve -- --port 8081` passes it on.
+ * Throws {@link UsageError} on anything wrong.
  */
 export function parseFlags(args: readonly string[]): CliOptions {
   const values: Record<string, string | boolean> = {};
+  const repeated: Record<string, string[]> = {};
   const positional: string[] = [];
   const authPairs: string[] = []; // --auth is the one repeatable flag
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--") {
+      if (i === 0) continue;
       positional.push(...args.slice(i + 1));
       break;
     }
@@ -543,13 +894,30 @@ export function parseFlags(args: readonly string[]): CliOptions {
       values[name] = true;
       continue;
     }
+    // "[=PATH]": a value only after "=", so `--upload-files 8080` or a
+    // folder to serve after it is never taken for the PATH.
+    if (spec[0].startsWith("[=") && eq === -1) {
+      values[name] = true;
+      continue;
+    }
+    // "[ORIGIN]": the value is optional; the next word is it only if it
+    // looks like one, so `--cors 8080` still reads 8080 as the port.
+    if (spec[0].startsWith("[") && eq === -1 && !isOrigin(args[i + 1])) {
+      values[name] = true;
+      continue;
+    }
     const value = eq === -1 ? args[++i] : arg.slice(eq + 1);
     if (value === undefined) {
       throw new UsageError(`--${name} needs a value (${spec[0]})`);
     }
+    if (REPEATABLE.has(name)) (repeated[name] ??= []).push(value);
     if (name === "auth") authPairs.push(value);
     values[name] = value;
   }
+  // `spindle DIR`, as `http-server DIR`; a number is the seeds' port.
+  const posRoot = positional.length > 0 && !/^\d+$/.test(positional[0])
+    ? positional.shift()
+    : undefined;
   if (positional.length > 3) {
     throw new UsageError(`too many arguments: ${positional.join(" ")}`);
   }
@@ -592,6 +960,8 @@ export function parseFlags(args: readonly string[]): CliOptions {
     writeTimeoutMs: time("write-timeout", L.writeTimeoutMs),
     queueTimeoutMs: time("queue-timeout", L.queueTimeoutMs),
     shutdownTimeoutMs: time("shutdown-timeout", L.shutdownTimeoutMs),
+    drainDelayMs: time("drain-delay", L.drainDelayMs),
+    rateStoreTimeoutMs: time("rate-limit-store-timeout", L.rateStoreTimeoutMs),
     maxConnsPerIp: count("max-conns-per-ip", L.maxConnsPerIp, 0),
     minBodyBytesPerSec: size("min-body-rate", L.minBodyBytesPerSec),
     minSendBytesPerSec: size("min-send-rate", L.minSendBytesPerSec),
@@ -600,12 +970,40 @@ export function parseFlags(args: readonly string[]): CliOptions {
       ? 0
       : count("max-fds", L.maxOpenFiles, 0),
     fdReserve: count("fd-reserve", L.fdReserve, 0),
+    maxFormBytes: size("upload-files-max", L.maxFormBytes),
   });
 
+  const http2 = str("http2") ?? "on";
+  if (http2 !== "on" && http2 !== "off") {
+    throw new UsageError(`--http2: "${http2}" is not on or off`);
+  }
   const cert = str("cert");
   const key = str("key");
   if ((cert === undefined) !== (key === undefined)) {
     throw new UsageError("--cert and --key go together");
+  }
+  const tls = parseTlsFlags(
+    cert !== undefined,
+    str("tls"),
+    str("tls-save"),
+    str("redirect-http"),
+    port,
+  );
+  const hsts = values.hsts;
+  if (hsts !== undefined && tls === undefined) {
+    throw new UsageError(
+      "--hsts needs HTTPS (--cert and --key, or --tls self-signed)",
+    );
+  }
+  const hstsMaxAgeS = hsts === undefined
+    ? undefined
+    : hsts === true
+    ? DEFAULT_HSTS_MAX_AGE_S
+    : Math.floor(parseDuration(hsts as string, "hsts") / 1000);
+  if (flag("h2c") && tls !== undefined) {
+    throw new UsageError(
+      "--h2c is HTTP/2 on plain HTTP; with HTTPS, HTTP/2 is chosen by ALPN (--http2)",
+    );
   }
 
   const dotfiles = str("dotfiles") ?? "deny";
@@ -636,22 +1034,43 @@ export function parseFlags(args: readonly string[]): CliOptions {
       throw new UsageError("--rate-limit: the window must be longer than 0");
     }
   }
+  const store = str("rate-limit-store");
+  const fail = str("rate-limit-fail") ?? "open";
+  if (fail !== "open" && fail !== "closed") {
+    throw new UsageError(`--rate-limit-fail: "${fail}" is not open or closed`);
+  }
+  // Failing open is what happens without a store too; closed needs one.
+  if (fail === "closed" && store === undefined) {
+    throw new UsageError("--rate-limit-fail closed needs --rate-limit-store");
+  }
+  if (store !== undefined) {
+    if (rateLimit === undefined) {
+      throw new UsageError("--rate-limit-store needs --rate-limit");
+    }
+    if (!isRedisUrl(store)) {
+      throw new UsageError(
+        `--rate-limit-store: "${store}" is not redis://HOST:PORT`,
+      );
+    }
+    rateLimit = { ...rateLimit, store, fail };
+  }
 
-  const root = str("root") ?? DEFAULT_STATIC.root;
+  const root = str("root") ?? posRoot ?? DEFAULT_STATIC.root;
   const app: AppConfig = Object.freeze({
     static: Object.freeze({
       root,
       dotfiles,
       allowExt: str("allow-ext") === undefined
-        ? null
-        : parseList(str("allow-ext")!).map((e) =>
-          e.replace(/^\./, "").toLowerCase()
-        ),
+        ? DEFAULT_STATIC.allowExt
+        : parseExtensions(str("allow-ext")!),
       cacheControl: str("cache-control") ?? DEFAULT_STATIC.cacheControl,
       listDirs: flag("list-dirs"),
       spa: flag("spa"),
       attachment: flag("attachment"),
       strictLinks: flag("strict-links"),
+      headers: (repeated.header ?? []).map(parseHeaderFlag),
+      archiveMaxBytes: size("archive-max", DEFAULT_STATIC.archiveMaxBytes),
+      watch: flag("watch"),
     }),
     directory: str("directory"),
     uploads: str("uploads") ?? DEFAULT_APP.uploads,
@@ -665,8 +1084,21 @@ export function parseFlags(args: readonly string[]): CliOptions {
       ? undefined
       : parseList(str("allowed-hosts")!),
     metricsPublic: flag("metrics-public"),
-    cors: str("cors"),
+    cors: values.cors === true ? "*" : str("cors"),
+    hstsMaxAgeS,
+    uploadFiles: parseUploadFiles(
+      values["upload-files"] as string | true | undefined,
+      str("upload-files-quota"),
+      flag("overwrite"),
+    ),
   });
+
+  const proxyProtocol = flag("proxy-protocol");
+  if (proxyProtocol && app.trustProxy.length === 0) {
+    throw new UsageError(
+      "--proxy-protocol needs --trust-proxy: the load balancers whose PROXY headers are believed",
+    );
+  }
 
   const auth = parseAuthFlags(
     authPairs,
@@ -675,12 +1107,12 @@ export function parseFlags(args: readonly string[]): CliOptions {
     flag("auth-insecure"),
   );
   if (
-    auth !== undefined && cert === undefined && !isLoopbackHost(hostname) &&
+    auth !== undefined && tls === undefined && !isLoopbackHost(hostname) &&
     !flag("auth-insecure")
   ) {
     throw new UsageError(
       `--auth on ${hostname} over plain HTTP would send passwords across the network in clear text. ` +
-        "Serve HTTPS (--cert, --key), listen on 127.0.0.1, or add --auth-insecure " +
+        "Serve HTTPS (--cert and --key, or --tls self-signed), listen on 127.0.0.1, or add --auth-insecure " +
         "if a TLS proxy on this machine or a trusted private network carries the traffic",
     );
   }
@@ -692,6 +1124,8 @@ export function parseFlags(args: readonly string[]): CliOptions {
       limits,
       cert,
       key,
+      http2: http2 === "on",
+      h2c: flag("h2c"),
       accessLog: !flag("quiet"),
     }),
     app,
@@ -700,7 +1134,102 @@ export function parseFlags(args: readonly string[]): CliOptions {
     help: flag("help"),
     workers: count("workers", 1),
     auth,
+    tls,
+    qr: flag("qr"),
+    proxyProtocol,
   };
+}
+
+/**
+ * `--upload-files[=PATH]` and the flags that go with it. PATH is a folder
+ * of the root as a URL path (`inbox`, `/inbox/`, `photos/2026`): no dot
+ * folders, no `.` or `..`, no `%` escapes, no backslash or control byte.
+ */
+function parseUploadFiles(
+  value: string | true | undefined,
+  quota: string | undefined,
+  overwrite: boolean,
+): UploadFilesConfig | undefined {
+  // --upload-files-quota and -max alone are limits waiting for uploads to
+  // be on, as --archive-max waits for --list-dirs; --overwrite says more.
+  if (value === undefined) {
+    if (overwrite) throw new UsageError("--overwrite needs --upload-files");
+    return undefined;
+  }
+  let path = value === true ? "/" : value.trim();
+  if (!path.startsWith("/")) path = `/${path}`;
+  if (!path.endsWith("/")) path += "/";
+  if (
+    // deno-lint-ignore no-control-regex
+    /\/\/|%|\\|[\x00-\x1f\x7f]/.test(path) || /\/\./.test(path)
+  ) {
+    throw new UsageError(
+      `--upload-files: "${value}" is not a folder of the root such as =/inbox (no dot folders, no .., no escapes)`,
+    );
+  }
+  return Object.freeze({
+    path,
+    quotaBytes: quota === undefined
+      ? DEFAULT_UPLOAD_FILES_QUOTA
+      : parseSize(quota, "upload-files-quota"),
+    overwrite,
+  });
+}
+
+function parseTlsFlags(
+  certs: boolean,
+  mode: string | undefined,
+  saveDir: string | undefined,
+  redirect: string | undefined,
+  httpsPort: number,
+): TlsFlags | undefined {
+  if (mode !== undefined && mode !== "self-signed") {
+    throw new UsageError(`--tls: "${mode}" is not self-signed`);
+  }
+  const selfSigned = mode === "self-signed";
+  if (selfSigned && certs) {
+    throw new UsageError(
+      "--tls self-signed and --cert/--key both give a certificate: choose one",
+    );
+  }
+  if (saveDir !== undefined && !selfSigned) {
+    throw new UsageError("--tls-save needs --tls self-signed");
+  }
+  if (!selfSigned && !certs) {
+    if (redirect !== undefined) {
+      throw new UsageError(
+        "--redirect-http needs HTTPS (--cert and --key, or --tls self-signed)",
+      );
+    }
+    return undefined;
+  }
+  let redirectPort: number | undefined;
+  if (redirect !== undefined) {
+    redirectPort = parseCount(redirect, "redirect-http", 0);
+    if (redirectPort > 65535) {
+      throw new UsageError(
+        `--redirect-http: ${redirectPort} is not a port (0-65535)`,
+      );
+    }
+    if (redirectPort === httpsPort && redirectPort !== 0) {
+      throw new UsageError(
+        `--redirect-http: port ${redirectPort} is the HTTPS port; give another`,
+      );
+    }
+  }
+  return Object.freeze({ selfSigned, saveDir, redirectPort });
+}
+
+/** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. */
+function isRedisUrl(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return (url.protocol === "redis:" || url.protocol === "rediss:") &&
+      url.hostname !== "" && /^(\/\d*)?$/.test(url.pathname) &&
+      url.search === "" && url.hash === "";
+  } catch {
+    return false;
+  }
 }
 
 /** True for a bind address only this machine can reach. */
@@ -768,12 +1297,13 @@ export function helpText(): string {
   const lines = [
     "Spindle: a safe, fast HTTP/1.1 server for a folder and a small API.",
     "",
-    "Usage: spindle [options] [port] [host] [max-conns]",
+    "Usage: spindle [options] [DIR] [port] [host] [max-conns]",
     "",
     "Options (SIZE: 512, 16k, 1m; TIME: 500ms, 10s, 2m):",
   ];
   for (const [name, [value, def, text]] of Object.entries(FLAGS)) {
-    const left = `  --${name}${value === "" ? "" : ` ${value}`}`;
+    const sep = value === "" || value.startsWith("[=") ? "" : " ";
+    const left = `  --${name}${sep}${value}`;
     lines.push(`${left.padEnd(30)} ${text}${def === "" ? "" : ` [${def}]`}`);
   }
   return lines.join("\n");

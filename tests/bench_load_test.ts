@@ -1,14 +1,55 @@
 /**
- * bench/load.ts is the fallback load generator: if it miscounts, the bench
- * reports nonsense. These tests hold its counting to what a tiny server
- * really wrote.
+ * The bench's own logic: if it miscounts, it reports nonsense. bench/load.ts
+ * (the fallback load generator) is held to what a tiny server really wrote;
+ * the runner's rounds, paired ratios, CPU accounting over a process tree,
+ * report and SVG chart are held to known inputs and real processes.
  */
 import assert from "node:assert/strict";
+import {
+  barLength,
+  escapeXml,
+  MAX_SCORE,
+  renderChart,
+} from "../bench/chart.ts";
+import { CASES } from "../bench/cases.ts";
+import { parseH2loadOutput, parseWrkOutput } from "../bench/generators.ts";
 import {
   ResponseScanner,
   runLoad,
   UncountableResponseError,
 } from "../bench/load.ts";
+import {
+  bash,
+  freePort,
+  listenerPid,
+  nginxConfig,
+  spawnTree,
+  treeCpuSeconds,
+  treePids,
+} from "../bench/procs.ts";
+import {
+  cpuLadder,
+  renderTable,
+  type Row,
+  verdictOf,
+} from "../bench/report.ts";
+import { selectCases } from "../bench/run.ts";
+import { FrameCounter, maskedFrame, runWsLoad } from "../bench/ws_load.ts";
+import { serve } from "../lib/http/server.ts";
+import { FrameParser } from "../lib/http/ws/frame.ts";
+import { upgradeWebSocket } from "../lib/http/ws_connection.ts";
+import { concat as concatBytes } from "./helpers/socket.ts";
+import {
+  atLeast,
+  atMost,
+  cpuMicrosPerUnit,
+  listeningInodes,
+  median,
+  pairedRatios,
+  roundOrder,
+  statTicks,
+  summarizePaired,
+} from "../bench/stats.ts";
 
 const encoder = new TextEncoder();
 
@@ -291,4 +332,428 @@ Deno.test("runLoad() reports a socket error, when the server closes mid-response
   assert.equal(result.requests, 0);
   assert.ok(result.socketErrors > 0);
   assert.match(result.firstError ?? "", /closed/);
+});
+
+// ---- the runner's own logic: rounds, ratios, CPU, processes, chart ----
+
+Deno.test("median() takes the middle value, the mean of two for an even count, NaN for none", () => {
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  assert.equal(median([5]), 5);
+  assert.ok(Number.isNaN(median([])));
+  assert.equal(median([Number.NaN, 7, 1, 9]), 7, "NaN (no figure) is left out");
+});
+
+Deno.test("roundOrder() alternates two sides and rotates three, each first as often", () => {
+  assert.deepEqual(roundOrder(2, 0), [0, 1]);
+  assert.deepEqual(roundOrder(2, 1), [1, 0]);
+  assert.deepEqual(roundOrder(2, 2), [0, 1]);
+  assert.deepEqual(roundOrder(3, 1), [1, 2, 0]);
+  for (const sides of [2, 3]) {
+    const first = new Array(sides).fill(0);
+    for (let round = 0; round < sides * 4; round++) {
+      const order = roundOrder(sides, round);
+      assert.deepEqual([...order].sort(), [...Array(sides).keys()]);
+      first[order[0]]++;
+    }
+    assert.ok(first.every((n) => n === 4), `${sides} sides: ${first}`);
+  }
+});
+
+Deno.test("summarizePaired() is the median of per-round ratios, not the ratio of medians or of bests", () => {
+  // Round 2 was slow for both servers (the machine was busy): pairing
+  // cancels it; comparing the best or the median of each side does not.
+  const spindle = [100, 50, 110];
+  const reference = [125, 60, 100];
+  const s = summarizePaired(spindle, reference);
+  assert.deepEqual(s.ratios, [0.8, 50 / 60, 1.1]);
+  assert.equal(s.median, 50 / 60);
+  assert.equal(s.low, 0.8);
+  assert.equal(s.high, 1.1);
+  assert.notEqual(s.median, median(spindle) / median(reference));
+  assert.notEqual(s.median, Math.max(...spindle) / Math.max(...reference));
+  assert.throws(() => pairedRatios([1, 2], [1]), RangeError);
+});
+
+Deno.test("summarizePaired() leaves out a round with no reference figure", () => {
+  const s = summarizePaired([1, 2, 3], [0, 2, 3]);
+  assert.equal(s.ratios.length, 3);
+  assert.equal(s.median, 1);
+});
+
+Deno.test("cpuMicrosPerUnit() divides CPU seconds by the work done, NaN for none", () => {
+  assert.equal(cpuMicrosPerUnit(0.5, 100_000), 5);
+  assert.ok(Number.isNaN(cpuMicrosPerUnit(0.5, 0)));
+});
+
+const STAT_LINES = [
+  // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ...
+  "4242 (deno) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 40 0 0 20 0 9 0 100 0 0",
+  "4243 (a (tricky) name) R 4242 4242 4242 0 -1 4194560 10 0 0 0 7 3 0 0 20 0 1 0 101 0",
+  "",
+  "garbage",
+];
+
+Deno.test("statTicks() sums utime and stime, counting fields after the last ')'", () => {
+  assert.equal(statTicks(STAT_LINES.slice(0, 1)), 290);
+  assert.equal(statTicks(STAT_LINES.slice(1, 2)), 10);
+  assert.equal(statTicks(STAT_LINES), 300, "blank and broken lines count 0");
+});
+
+const PROC_NET_TCP =
+  `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 222 1 0000000000000000 20 4 30 10 -1
+   2: 00000000:1F91 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 333 1 0000000000000000 100 0 0 10 0
+   0: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 444 1 0000000000000000 100 0 0 10 0
+`;
+
+Deno.test("listeningInodes() keeps LISTEN sockets on the port, IPv4 and IPv6", () => {
+  assert.deepEqual(listeningInodes(PROC_NET_TCP, 8080), ["111", "444"]);
+  assert.deepEqual(listeningInodes(PROC_NET_TCP, 8081), ["333"]);
+  assert.deepEqual(listeningInodes(PROC_NET_TCP, 80), []);
+});
+
+Deno.test("atLeast() and atMost() judge a figure and score the share of the target reached", () => {
+  const rate = atLeast(0.9);
+  assert.equal(rate.text, ">= 0.9x");
+  assert.ok(rate.holds(0.9) && !rate.holds(0.89));
+  assert.equal(rate.score(0.45), 0.5);
+  const memory = atMost(8, "<= 8.0 KiB/conn");
+  assert.ok(memory.holds(8) && !memory.holds(8.1));
+  assert.equal(memory.score(16), 0.5, "twice the allowed size: half way");
+  assert.equal(memory.score(4), 2);
+  assert.ok(!rate.holds(Number.NaN) && !memory.holds(Number.NaN));
+});
+
+Deno.test("parseWrkOutput() reads totals and latency from the done hook; a 0 percentile is unknown", () => {
+  const r = parseWrkOutput(
+    'noise\nBENCH_JSON {"requests":1000,"bytes":50000,"durationUs":2000000,"connect":0,"read":1,"write":0,"status":3,"timeout":2,"p50":450,"p99":0,"max":9000}\n',
+  );
+  assert.equal(r.requestsPerSec, 500);
+  assert.equal(r.bytesPerSec, 25_000);
+  assert.equal(r.errorStatuses, 3);
+  assert.equal(r.socketErrors, 3);
+  assert.equal(r.latencyP50Us, 450);
+  assert.ok(Number.isNaN(r.latencyP99Us));
+  assert.equal(r.latencyMaxUs, 9000);
+});
+
+Deno.test("parseH2loadOutput() reads totals, errors and, from the request log, latency", () => {
+  const r = parseH2loadOutput(
+    `finished in 2.00s, 500.00 req/s, 25.00KB/s
+requests: 1000 total, 1004 started, 1000 done, 997 succeeded, 3 failed, 2 errored, 1 timeout
+status codes: 990 2xx, 0 3xx, 7 4xx, 0 5xx
+traffic: 48.83KB (50000) total, 9.77KB (10000) headers (space savings 90.00%), 4.88KB (5000) data
+`,
+    "1\t200\t300\n2\t200\t100\n3\t-1\t5\n4\t404\t200\n",
+  );
+  assert.equal(r.requests, 1000);
+  assert.equal(r.durationMs, 2000);
+  assert.equal(r.requestsPerSec, 500);
+  assert.equal(r.bytesPerSec, 25_000);
+  assert.equal(r.errorStatuses, 7);
+  assert.equal(r.socketErrors, 6);
+  assert.equal(r.latencyP50Us, 200); // the failed stream (-1) is left out
+  assert.equal(r.latencyMaxUs, 300);
+  const none = parseH2loadOutput(
+    `finished in 430us, 0.00 req/s, 0B/s
+requests: 100 total, 0 started, 0 done, 0 succeeded, 100 failed, 100 errored, 0 timeout
+status codes: 0 2xx, 0 3xx, 0 4xx, 0 5xx
+`,
+  );
+  assert.equal(none.durationMs, 0.43);
+  assert.equal(none.socketErrors, 200);
+  assert.ok(Number.isNaN(none.latencyP99Us));
+  assert.throws(() => parseH2loadOutput("no such output"), /Cannot parse/);
+});
+
+Deno.test("nginxConfig() turns HTTP/2 on as the installed nginx spells it", () => {
+  const tls = { cert: "/c.pem", key: "/k.pem" };
+  const old = nginxConfig("/d", "/r", 8443, false, {
+    ...tls,
+    version: "nginx/1.22.1",
+  });
+  assert.match(old, /listen 127\.0\.0\.1:8443 ssl http2;/);
+  assert.match(old, /ssl_certificate \/c\.pem;/);
+  const fresh = nginxConfig("/d", "/r", 8443, false, {
+    ...tls,
+    version: "nginx/1.25.1",
+  });
+  assert.match(fresh, /listen 127\.0\.0\.1:8443 ssl;\s+http2 on;/);
+  assert.match(nginxConfig("/d", "/r", 80, false), /listen 127\.0\.0\.1:80;/);
+});
+
+Deno.test("escapeXml() escapes what would break SVG text or attributes", () => {
+  assert.equal(
+    escapeXml(`a<b>&"c'`),
+    "a&lt;b&gt;&amp;&quot;c&#39;",
+  );
+});
+
+Deno.test("barLength() is proportional up to the cap, 0 for nothing measured", () => {
+  const one = barLength(1);
+  assert.ok(one > 0);
+  assert.equal(barLength(2), 2 * one);
+  assert.equal(barLength(MAX_SCORE), MAX_SCORE * one);
+  assert.equal(barLength(MAX_SCORE * 10), barLength(MAX_SCORE));
+  assert.equal(barLength(Number.NaN), 0);
+  assert.equal(barLength(-1), 0);
+});
+
+/** Tags of an SVG document open and close in order (a small well-formedness check). */
+function assertBalanced(svg: string): void {
+  const stack: string[] = [];
+  for (
+    const [tag, close, name, selfClose] of svg.matchAll(
+      /<(\/?)([a-z]+)[^>]*?(\/?)>/g,
+    )
+  ) {
+    if (selfClose) continue;
+    if (close) assert.equal(stack.pop(), name, `unbalanced at ${tag}`);
+    else stack.push(name);
+  }
+  assert.deepEqual(stack, []);
+  assert.doesNotMatch(svg.replace(/&(lt|gt|amp|quot|#39);/g, ""), /&/);
+}
+
+Deno.test("renderChart() draws a bar per measured row, an arrow past the scale, and escapes text", () => {
+  const svg = renderChart("Title <1>", [
+    {
+      label: "1 a & b",
+      score: 0.5,
+      text: "0.45x, target >= 0.9x",
+      pass: false,
+    },
+    { label: "2 c", score: 1.2, text: "1.2x", pass: true },
+    { label: "3 d", score: 7, text: "21x", pass: true },
+    { label: "4 e", score: Number.NaN, text: "did not run", pass: false },
+  ]);
+  assertBalanced(svg);
+  assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  assert.match(svg, /Title &lt;1&gt;/);
+  assert.match(svg, /1 a &amp; b/);
+  assert.match(svg, /target &gt;= 0.9x/);
+  // Background plus three bars; the fourth row was not measured.
+  assert.equal(svg.match(/<rect /g)?.length, 4);
+  assert.match(svg, new RegExp(`width="${barLength(0.5)}"[^>]*fill="#c62828"`));
+  assert.match(svg, new RegExp(`width="${barLength(1.2)}"[^>]*fill="#2e7d32"`));
+  assert.equal(svg.match(/<path /g)?.length, 1, "one arrow, for the 7x bar");
+  assert.match(svg, /did not run \(not measured\)/);
+});
+
+Deno.test("renderChart() widens to fit the longest label and text", () => {
+  const widthOf = (svg: string) => Number(/width="(\d+)"/.exec(svg)![1]);
+  const bar = { label: "1 a", score: 1, text: "1.0x", pass: true };
+  const narrow = widthOf(renderChart("t", [bar]));
+  const wide = widthOf(
+    renderChart("t", [bar, { ...bar, text: "x".repeat(200) }]),
+  );
+  assert.ok(wide >= narrow + 150 * 6, `${narrow} -> ${wide}`);
+  const svg = renderChart("t", [{ ...bar, label: "y".repeat(80) }]);
+  const labelX = Number(
+    /<text x="(\d+)"[^>]*text-anchor="end">y/.exec(svg)![1],
+  );
+  assert.ok(labelX >= 80 * 6, `label ends at ${labelX}, starts off the left`);
+});
+
+Deno.test("renderTable() fails a row with a problem even when its figure meets the target", () => {
+  const row = {
+    id: "1",
+    title: "a | b",
+    spindle: "1 req/s",
+    reference: "1 req/s",
+    value: 2,
+    valueText: "2.00x",
+    cpu: null,
+    target: atLeast(1),
+    problems: [],
+    caveats: [],
+    chartLabel: "1",
+    chartText: "",
+  };
+  assert.equal(verdictOf(row), "pass");
+  const failed = { ...row, problems: ["Spindle: 3 socket errors"] };
+  assert.equal(verdictOf(failed), "FAIL");
+  const table = renderTable([row, failed]);
+  assert.match(table, /a \\\| b/, "a | in a cell is escaped");
+  assert.match(table, /\*\*FAIL\*\* \(Spindle: 3 socket errors\)/);
+});
+
+Deno.test("cpuLadder() splits a request's CPU into floor, engine, app and log, with the budget a target leaves", () => {
+  const row = (id: string, spindle: number, reference: number): Row => ({
+    id,
+    title: id,
+    spindle: "",
+    reference: "",
+    value: 1,
+    valueText: "",
+    cpu: { spindle, reference, unit: "µs/req" },
+    target: atLeast(1),
+    problems: [],
+    caveats: [],
+    chartLabel: id,
+    chartText: "",
+  });
+  const rows = [row("1", 20, 7.2), row("2", 10, 7), row("3b", 7.8, 6.9)];
+  const note = cpuLadder(rows)!;
+  assert.match(note, /bare Deno\.listen loop 6\.90 µs/);
+  assert.match(note, /engine alone 7\.80 µs \(\+0\.90: parsing/);
+  assert.match(note, /--quiet 10\.00 µs \(\+2\.20: router/);
+  assert.match(note, /access log 20\.00 µs \(\+10\.00: the log\)/);
+  assert.match(note, /0\.9x target leaves 8\.00 µs/);
+  assert.equal(cpuLadder(rows.slice(1)), null, "case 1 missing");
+  assert.equal(
+    cpuLadder([...rows.slice(0, 2), { ...rows[2], cpu: null }]),
+    null,
+  );
+});
+
+Deno.test("CASES have unique numbers and names, and every case runs or says why not", () => {
+  assert.equal(new Set(CASES.map((c) => c.id)).size, CASES.length);
+  assert.equal(new Set(CASES.map((c) => c.name)).size, CASES.length);
+  for (const c of CASES) assert.ok(c.run || c.pending, c.name);
+  assert.deepEqual(
+    selectCases(CASES, "3,static-8m").map((c) => c.id),
+    [3, 6],
+  );
+  assert.equal(selectCases(CASES, undefined).length, CASES.length);
+  assert.throws(() => selectCases(CASES, "1,nope"), /Unknown case: nope/);
+});
+
+/** Runs `deno eval` of `code` under bash (not exec'd: a tree of two). */
+function busyTree(code: string) {
+  const logFile = Deno.makeTempFileSync({ suffix: ".log" });
+  const tree = spawnTree(
+    {
+      name: "busy",
+      argv: ["bash", "-c", '"$@"; true', "bash", Deno.execPath(), "eval", code],
+      port: 0,
+      logFile,
+    },
+    { serverCpus: null, loadCpus: null, fdLimit: 1024 },
+    false,
+  );
+  return { tree, logFile };
+}
+
+async function waitForFile(path: string, text: string): Promise<void> {
+  while (!(await Deno.readTextFile(path)).includes(text)) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+Deno.test("treeCpuSeconds() counts the CPU of a grandchild, and stop() ends the whole group", async () => {
+  // The grandchild burns 0.3 s of its own CPU time, says so, then idles.
+  const { tree, logFile } = busyTree(
+    `import process from "node:process";
+    while (process.cpuUsage().user < 300_000) {}
+    console.log("burnt");
+    setInterval(() => {}, 1000);`,
+  );
+  try {
+    const root = await tree.pid;
+    await waitForFile(logFile, "burnt");
+    const pids = await treePids(root);
+    assert.equal(pids.length, 2, `${pids}`);
+    assert.equal(pids[0], root);
+    const seconds = await treeCpuSeconds(root);
+    assert.ok(seconds >= 0.29, `${seconds} s`);
+    assert.ok(
+      seconds >= await treeCpuSeconds(pids[1]),
+      "the tree holds at least its grandchild",
+    );
+    await tree.stop();
+    assert.equal(
+      (await bash(`kill -0 ${pids[1]} 2>/dev/null || echo gone`)).trim(),
+      "gone",
+    );
+  } finally {
+    await tree.stop();
+    await Deno.remove(logFile);
+    await Deno.remove(`${logFile}.err`).catch(() => {});
+  }
+});
+
+Deno.test("listenerPid() finds the process of the tree that listens, not its parent", async () => {
+  const port = freePort();
+  const { tree, logFile } = busyTree(
+    `Deno.listen({ hostname: "127.0.0.1", port: ${port} });
+    console.log("listening");
+    setInterval(() => {}, 1000);`,
+  );
+  try {
+    const root = await tree.pid;
+    await waitForFile(logFile, "listening");
+    const pids = await treePids(root);
+    assert.equal(await listenerPid(root, port), pids[1]);
+    assert.equal(await listenerPid(root, freePort()), null);
+  } finally {
+    await tree.stop();
+    await Deno.remove(logFile);
+    await Deno.remove(`${logFile}.err`).catch(() => {});
+  }
+});
+
+Deno.test("FrameCounter counts server messages split at any byte, skipping pings and noting a close", () => {
+  const frames = [
+    Uint8Array.of(0x81, 3, 0x61, 0x62, 0x63), // text "abc"
+    Uint8Array.of(0x89, 0), // ping
+    Uint8Array.of(0x82, 126, 0x01, 0x00, ...new Uint8Array(256)), // 256-byte binary
+    Uint8Array.of(0x01, 1, 0x61), // a first fragment: not a message yet
+    Uint8Array.of(0x80, 1, 0x62), // its last: one message
+    Uint8Array.of(0x88, 2, 0x03, 0xe8), // close 1000
+  ];
+  const wire = concatBytes(frames);
+  for (let cut = 1; cut < wire.length; cut++) {
+    const counter = new FrameCounter();
+    counter.push(wire.subarray(0, cut), cut);
+    counter.push(wire.subarray(cut), wire.length - cut);
+    assert.equal(counter.messages, 3, `cut at ${cut}`);
+    assert.equal(counter.closed, true, `cut at ${cut}`);
+  }
+});
+
+Deno.test("maskedFrame() builds client frames the engine's parser reads back", () => {
+  for (const size of [5, 300, 70_000]) {
+    const payload = new Uint8Array(size).map((_, i) => i & 0xff);
+    const frame = maskedFrame(0x2, payload);
+    const seen: Uint8Array[] = [];
+    new FrameParser({
+      maxFrameBytes: 1 << 20,
+      requireMask: true,
+      allowRsv1: false,
+    })
+      .parse(frame, {
+        frameStart: () => {},
+        framePayload: (bytes) => void seen.push(bytes.slice()),
+        frameEnd: () => false,
+      });
+    assert.deepEqual(concatBytes(seen), payload, `${size} bytes`);
+  }
+});
+
+Deno.test("runWsLoad() counts echoed messages from the engine's WebSocket, with no errors", async () => {
+  await using server = serve({ port: 0, accessLog: false }, (req) => {
+    const { socket, reply } = upgradeWebSocket(req);
+    socket.onmessage = (e) => socket.send(e.data);
+    return reply;
+  });
+  const result = await runWsLoad({
+    hostname: "127.0.0.1",
+    port: server.port,
+    path: "/echo",
+    connections: 4,
+    durationMs: 300,
+    messageBytes: 32,
+    depth: 4,
+    binary: false,
+  });
+  assert.equal(result.socketErrors, 0, result.firstError);
+  assert.equal(result.connects, 4);
+  assert.ok(result.requests > 0, "messages echoed");
+  assert.ok(
+    result.bytes >= result.requests * 34,
+    "each echo is a 34-byte frame",
+  );
 });

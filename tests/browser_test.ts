@@ -8,6 +8,7 @@ import { staticFiles } from "../lib/app/static_files.ts";
 import { DEFAULT_STATIC } from "../lib/config.ts";
 import type { Handler } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
+import { CHROMIUM_FLAGS } from "./helpers/cdp.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const RESOURCES = fileURLToPath(new URL("../resources", import.meta.url));
@@ -50,15 +51,7 @@ function recording(inner: Handler, seen: Seen): Handler {
 async function chromium(profile: string, args: string[]): Promise<string> {
   const out = await new Deno.Command(CHROMIUM, {
     args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--disable-dev-shm-usage",
+      ...CHROMIUM_FLAGS,
       "--hide-scrollbars",
       `--user-data-dir=${profile}`,
       ...args,

@@ -14,7 +14,7 @@ if (why !== undefined) console.log(`compile_test: skipped: ${why}`);
 
 Deno.test({
   name:
-    "deno task compile builds a binary that serves resources/ and cannot read outside it",
+    "deno task compile builds a binary that serves resources/, cannot read outside it, and says so at start",
   ignore: why !== undefined,
   async fn() {
     const root = new URL("..", import.meta.url).pathname;
@@ -75,6 +75,18 @@ Deno.test({
         await child.stdout.cancel().catch(() => {});
         await child.stderr.cancel();
       }
+      // Its permissions are baked in: another folder is refused at start.
+      const outside = await new Deno.Command(out, {
+        args: ["/etc", "--port", "0"],
+        cwd: site,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(outside.code, 2);
+      assert.match(
+        new TextDecoder().decode(outside.stderr),
+        /^spindle: no read permission for \/etc \(--root\): this binary's permissions were fixed when it was built/,
+      );
     } finally {
       await Deno.remove(tmp, { recursive: true });
     }

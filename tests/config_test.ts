@@ -20,6 +20,7 @@ Deno.test("parseFlags() gives the documented defaults for no arguments", () => {
   assert.equal(o.app.rateLimit, undefined);
   assert.equal(o.logFormat, "text");
   assert.equal(o.workers, 1);
+  assert.equal(o.qr, false);
   assert.equal(o.server.accessLog, true);
 });
 
@@ -28,6 +29,26 @@ Deno.test("parseFlags() takes the seeds' positional [port] [host] [max-conns]", 
   assert.equal(o.server.port, 9000);
   assert.equal(o.server.hostname, "0.0.0.0");
   assert.equal(o.server.limits.maxConns, 16);
+});
+
+Deno.test("parseFlags() takes a first positional that is not a number as the folder to serve", () => {
+  const o = parseFlags(["./site", "9000", "0.0.0.0"]);
+  assert.equal(o.app.static.root, "./site");
+  assert.equal(o.server.port, 9000);
+  assert.equal(o.server.hostname, "0.0.0.0");
+  assert.equal(parseFlags(["/srv/www"]).app.static.root, "/srv/www");
+  // A number stays the seeds' port; --root wins over the positional folder.
+  assert.equal(parseFlags(["8081"]).app.static.root, "resources");
+  assert.equal(parseFlags(["a", "--root", "b"]).app.static.root, "b");
+  assert.throws(() => parseFlags(["a", "1", "h", "2", "3"]), UsageError);
+});
+
+Deno.test("parseFlags() skips a leading --, as `deno task serve -- --port 8081` passes it", () => {
+  const o = parseFlags(["--", "--port", "8081", "--qr"]);
+  assert.equal(o.server.port, 8081);
+  assert.equal(o.qr, true);
+  // Later, -- still ends the options: what follows is positional.
+  assert.equal(parseFlags(["--port", "1", "--", "--x"]).app.static.root, "--x");
 });
 
 Deno.test("parseFlags() lets a flag win over a positional value", () => {
@@ -88,6 +109,13 @@ Deno.test("parseFlags() maps the static and app flags", () => {
     "example.com",
     "--metrics-public",
     "--strict-links",
+    "--header",
+    "X-Frame-Options: DENY",
+    "--header",
+    "Vary: Origin",
+    "--archive-max",
+    "1g",
+    "--watch",
     "--cors",
     "*",
     "--quiet",
@@ -105,6 +133,9 @@ Deno.test("parseFlags() maps the static and app flags", () => {
     spa: true,
     attachment: true,
     strictLinks: true,
+    headers: [["x-frame-options", "DENY"], ["vary", "Origin"]],
+    archiveMaxBytes: 1024 ** 3,
+    watch: true,
   });
   assert.equal(o.app.directory, "/tmp/files");
   assert.deepEqual(o.app.rateLimit, { limit: 100, windowMs: 10_000 });
@@ -118,10 +149,49 @@ Deno.test("parseFlags() maps the static and app flags", () => {
   assert.equal(o.workers, 2);
 });
 
+Deno.test("parseFlags() reads the many-machines flags", () => {
+  const o = parseFlags([
+    "--rate-limit",
+    "100/10s",
+    "--rate-limit-store",
+    "redis://:secret@10.0.0.5:6379/2",
+    "--rate-limit-fail",
+    "closed",
+    "--trust-proxy",
+    "10.0.0.1",
+    "--proxy-protocol",
+    "--drain-delay",
+    "3s",
+  ]);
+  assert.deepEqual(o.app.rateLimit, {
+    limit: 100,
+    windowMs: 10_000,
+    store: "redis://:secret@10.0.0.5:6379/2",
+    fail: "closed",
+  });
+  assert.equal(o.proxyProtocol, true);
+  assert.equal(o.server.limits.drainDelayMs, 3000);
+  assert.equal(parseFlags([]).proxyProtocol, false);
+  assert.equal(parseFlags([]).server.limits.drainDelayMs, 0);
+  assert.equal(
+    parseFlags(["--rate-limit", "1/1s", "--rate-limit-store", "redis://r:1"])
+      .app.rateLimit?.fail,
+    "open",
+  );
+});
+
 Deno.test("parseFlags() takes every --log-format", () => {
   for (const format of ["text", "json", "common", "combined"]) {
     assert.equal(parseFlags(["--log-format", format]).logFormat, format);
   }
+});
+
+Deno.test("parseFlags() turns HTTP/2 on TLS off with --http2 off, and h2c on with --h2c", () => {
+  const none = parseFlags([]).server;
+  assert.equal(none.http2, true);
+  assert.equal(none.h2c, false);
+  assert.equal(parseFlags(["--http2", "off"]).server.http2, false);
+  assert.equal(parseFlags(["--h2c"]).server.h2c, true);
 });
 
 const bad: [args: string[], message: RegExp][] = [
@@ -133,12 +203,23 @@ const bad: [args: string[], message: RegExp][] = [
   [["--head-timeout", "soon"], /not a duration/],
   [["--cert", "c.pem"], /--cert and --key go together/],
   [["--dotfiles", "maybe"], /not allow or deny/],
+  [["--http2", "yes"], /--http2: "yes" is not on or off/],
+  [
+    ["--h2c", "--cert", "c.pem", "--key", "k.pem"],
+    /--h2c is HTTP\/2 on plain HTTP/,
+  ],
   [["--log-format", "xml"], /not text, json, common or combined/],
   [["--rate-limit", "100"], /not N\/TIME/],
   [["--rate-limit", "0/10s"], /at least 1/],
   [["--spa=yes"], /takes no value/],
   [["--max-conns", "0"], /at least 1/],
   [["1", "2", "3", "4"], /too many arguments/],
+  [["--header", "X-Nothing"], /is not NAME: VALUE/],
+  [["--header", "Bad Name: 1"], /is not NAME: VALUE/],
+  [["--header", "Content-Length: 5"], /content-length is worked out/],
+  [["--header", 'ETag: "x"'], /etag is worked out/],
+  [["--header", "X-A: a\x01b"], /control byte/],
+  [["--archive-max", "huge"], /not a size/],
   [["--auth", "alice"], /--auth takes USER:PASSWORD/],
   [["--auth", ":pw"], /--auth takes USER:PASSWORD/],
   [["--auth", "alice:"], /--auth takes USER:PASSWORD/],
@@ -150,6 +231,41 @@ const bad: [args: string[], message: RegExp][] = [
   [["--auth", "a:b", "--auth-paths", "/a%2Fb"], /is not \/PREFIX/],
   [["--auth", "a:b", "--auth-paths", "read:/a"], /is not \/PREFIX/],
   [["--auth", "a:b", "--auth-paths", ","], /empty list/],
+  [["--tls", "acme"], /--tls: "acme" is not self-signed/],
+  [["--tls", "self-signed", "--cert", "c", "--key", "k"], /choose one/],
+  [["--tls-save", "d"], /--tls-save needs --tls self-signed/],
+  [["--redirect-http", "8080"], /--redirect-http needs HTTPS/],
+  [["--hsts"], /--hsts needs HTTPS/],
+  [["--tls", "self-signed", "--redirect-http", "99999"], /not a port/],
+  [
+    ["--tls", "self-signed", "--port", "8443", "--redirect-http", "8443"],
+    /is the HTTPS port/,
+  ],
+  [["--tls", "self-signed", "--hsts=soon"], /--hsts: "soon" is not a duration/],
+  [
+    ["--h2c", "--tls", "self-signed"],
+    /--h2c is HTTP\/2 on plain HTTP; with HTTPS/,
+  ],
+  [["--proxy-protocol"], /--proxy-protocol needs --trust-proxy/],
+  [["--rate-limit-store", "redis://r:6379"], /needs --rate-limit$/],
+  [
+    ["--rate-limit", "1/1s", "--rate-limit-fail", "closed"],
+    /needs --rate-limit-store/,
+  ],
+  [["--rate-limit", "1/1s", "--rate-limit-fail", "shut"], /not open or closed/],
+  [
+    ["--rate-limit", "1/1s", "--rate-limit-store", "r:6379"],
+    /not redis:\/\/HOST:PORT/,
+  ],
+  [
+    ["--rate-limit", "1/1s", "--rate-limit-store", "http://r:6379"],
+    /not redis:/,
+  ],
+  [
+    ["--rate-limit", "1/1s", "--rate-limit-store", "redis://r:6379/x"],
+    /not redis:/,
+  ],
+  [["--drain-delay", "soon"], /not a duration/],
 ];
 for (const [args, message] of bad) {
   Deno.test(`parseFlags() refuses ${args.join(" ")}`, () => {
@@ -161,6 +277,74 @@ for (const [args, message] of bad) {
   });
 }
 
+Deno.test("parseFlags() reads the HTTPS flags", () => {
+  const o = parseFlags([
+    "--tls",
+    "self-signed",
+    "--tls-save",
+    ".tls",
+    "--redirect-http",
+    "8080",
+    "--port",
+    "8443",
+    "--hsts",
+  ]);
+  assert.deepEqual(o.tls, {
+    selfSigned: true,
+    saveDir: ".tls",
+    redirectPort: 8080,
+  });
+  assert.equal(o.app.hstsMaxAgeS, 365 * 24 * 3600);
+  assert.equal(o.server.cert, undefined);
+  const files = parseFlags(["--cert", "c", "--key", "k", "--hsts=1d"]);
+  assert.deepEqual(files.tls, {
+    selfSigned: false,
+    saveDir: undefined,
+    redirectPort: undefined,
+  });
+  assert.equal(files.app.hstsMaxAgeS, 86400);
+  // "--hsts 8080" is the switch and a positional port, never max-age=8080.
+  const positional = parseFlags(["--tls", "self-signed", "--hsts", "8081"]);
+  assert.equal(positional.server.port, 8081);
+  assert.equal(positional.app.hstsMaxAgeS, 365 * 24 * 3600);
+  assert.equal(parseFlags([]).tls, undefined);
+  assert.equal(parseFlags([]).app.hstsMaxAgeS, undefined);
+  // --tls self-signed is HTTPS: passwords may cross the network.
+  assert.ok(
+    parseFlags(["--auth", "a:b", "--host", "0.0.0.0", "--tls", "self-signed"])
+      .auth,
+  );
+});
+
+Deno.test("parseFlags() serves every file by default; --allow-ext takes all, web or a list", () => {
+  assert.equal(parseFlags([]).app.static.allowExt, null);
+  assert.equal(parseFlags(["--allow-ext", "all"]).app.static.allowExt, null);
+  const web = parseFlags(["--allow-ext", "web"]).app.static.allowExt!;
+  assert.ok(web.includes("html") && web.includes("woff2"));
+  assert.ok(!web.includes("exe") && !web.includes("mkv"));
+  assert.deepEqual(
+    parseFlags(["--allow-ext", "html,txt,png,jpg,jpeg"]).app.static.allowExt,
+    ["html", "txt", "png", "jpg", "jpeg"],
+  );
+});
+
+Deno.test("parseFlags() takes --cors alone as any origin, and a value only when it is one", () => {
+  assert.equal(parseFlags(["--cors"]).app.cors, "*");
+  assert.equal(parseFlags(["--cors", "--watch"]).app.cors, "*");
+  const port = parseFlags(["--cors", "9000"]);
+  assert.equal(port.app.cors, "*");
+  assert.equal(port.server.port, 9000);
+  assert.equal(
+    parseFlags(["--cors", "https://a.test,http://localhost:5173"]).app.cors,
+    "https://a.test,http://localhost:5173",
+  );
+  assert.equal(
+    parseFlags(["--cors=https://b.test"]).app.cors,
+    "https://b.test",
+  );
+  assert.equal(parseFlags([]).app.cors, undefined);
+});
+
 Deno.test("parseSize() and parseDuration() read their units", () => {
   assert.equal(parseSize("512", "x"), 512);
   assert.equal(parseSize("16k", "x"), 16384);
@@ -169,6 +353,8 @@ Deno.test("parseSize() and parseDuration() read their units", () => {
   assert.equal(parseDuration("10", "x"), 10_000);
   assert.equal(parseDuration("250ms", "x"), 250);
   assert.equal(parseDuration("2m", "x"), 120_000);
+  assert.equal(parseDuration("2h", "x"), 7_200_000);
+  assert.equal(parseDuration("1d", "x"), 86_400_000);
 });
 
 Deno.test("helpText() lists every flag with its default", () => {
@@ -267,4 +453,68 @@ Deno.test("parseFlags() refuses passwords over plain HTTP on a non-loopback addr
   );
   // Without passwords, a public address needs nothing.
   assert.equal(parseFlags(["--host", "0.0.0.0"]).auth, undefined);
+});
+
+Deno.test("parseFlags() maps --upload-files[=PATH], --upload-files-max, --upload-files-quota and --overwrite", () => {
+  assert.equal(parseFlags([]).app.uploadFiles, undefined);
+  const whole = parseFlags(["--upload-files"]);
+  assert.deepEqual(whole.app.uploadFiles, {
+    path: "/",
+    quotaBytes: 10 * 1024 ** 3,
+    overwrite: false,
+  });
+  assert.equal(whole.server.limits.maxFormBytes, 1024 ** 3);
+  for (const value of ["inbox", "/inbox", "/inbox/", "inbox/"]) {
+    assert.equal(
+      parseFlags([`--upload-files=${value}`]).app.uploadFiles?.path,
+      "/inbox/",
+      value,
+    );
+  }
+  assert.equal(
+    parseFlags(["--upload-files=photos/2026"]).app.uploadFiles?.path,
+    "/photos/2026/",
+  );
+  const o = parseFlags([
+    "--upload-files",
+    "--upload-files-max",
+    "4g",
+    "--upload-files-quota=0",
+    "--overwrite",
+  ]);
+  assert.equal(o.server.limits.maxFormBytes, 4 * 1024 ** 3);
+  assert.equal(o.app.uploadFiles?.quotaBytes, 0);
+  assert.equal(o.app.uploadFiles?.overwrite, true);
+  // The value comes only after "=": a port or a folder after it stays what it was.
+  const p = parseFlags(["--upload-files", "9000"]);
+  assert.equal(p.server.port, 9000);
+  assert.equal(p.app.uploadFiles?.path, "/");
+});
+
+Deno.test("parseFlags() refuses an --upload-files PATH that is not a plain folder of the root, and --overwrite alone", () => {
+  for (
+    const bad of [
+      "../up",
+      "/a/../b",
+      "/.git",
+      "a/.ssh/keys",
+      "a//b",
+      "%2e%2e",
+      "a\\b",
+      "a\x00b",
+    ]
+  ) {
+    assert.throws(
+      () => parseFlags([`--upload-files=${bad}`]),
+      (err: unknown) =>
+        err instanceof UsageError &&
+        /--upload-files: .* is not a folder of the root/.test(err.message),
+      bad,
+    );
+  }
+  assert.throws(
+    () => parseFlags(["--overwrite"]),
+    /--overwrite needs --upload-files/,
+  );
+  assert.throws(() => parseFlags(["--upload-files-max", "lots"]), UsageError);
 });

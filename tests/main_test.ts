@@ -1,6 +1,12 @@
 /** The command line as a user runs it: a real `deno run main.ts` process. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import {
+  type Finished,
+  type Running,
+  runToEnd,
+  spawnServer,
+} from "./fixtures/serve_process.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const PERMS = [
@@ -10,56 +16,16 @@ const PERMS = [
   "--allow-write",
 ];
 
-interface Running {
-  child: Deno.ChildProcess;
-  port: number;
-  /** Every stdout line so far, and a promise of the rest when the process ends. */
-  lines: string[];
-  done: Promise<string[]>;
-}
-
 /** Starts main.ts and waits for its listening line. */
-async function start(args: string[], cwd?: string): Promise<Running> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...PERMS, MAIN, ...args],
+function start(args: string[], cwd?: string): Promise<Running> {
+  return spawnServer([Deno.execPath(), "run", ...PERMS, MAIN, ...args], {
     cwd,
-    stdout: "piped",
-    stderr: "null",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const lines: string[] = [];
-  let port = 0;
-  let gotPort!: (p: number) => void;
-  const portKnown = new Promise<number>((r) => gotPort = r);
-  const done = (async () => {
-    let rest = "";
-    for await (
-      const text of child.stdout.pipeThrough(new TextDecoderStream())
-    ) {
-      rest += text;
-      let nl;
-      while ((nl = rest.indexOf("\n")) !== -1) {
-        const line = rest.slice(0, nl);
-        rest = rest.slice(nl + 1);
-        lines.push(line);
-        const m = /Listening on https?:\/\/[^:]+:(\d+)\/|"port":(\d+)/.exec(
-          line,
-        );
-        if (m && port === 0) gotPort(port = Number(m[1] ?? m[2]));
-      }
-    }
-    gotPort(0);
-    return lines;
-  })();
-  port = await portKnown;
-  return { child, port, lines, done };
+  });
 }
 
 async function stop(r: Running): Promise<number> {
   r.child.kill("SIGTERM");
-  const { code } = await r.child.status;
-  await r.done;
-  return code;
+  return (await r.done).code;
 }
 
 Deno.test("main prints one listening line with the real port, serves, and exits 0 on SIGTERM", async () => {
@@ -69,6 +35,13 @@ Deno.test("main prints one listening line with the real port, serves, and exits 
   try {
     assert.ok(r.port > 0, r.lines.join("\n"));
     assert.equal(r.lines.filter((l) => l.includes("Listening on")).length, 1);
+    // Started by hand with a bare --allow-read, it says so.
+    assert.ok(
+      r.lines.includes(
+        "May read any file (Deno's --allow-read names no paths)",
+      ),
+      r.lines.join("\n"),
+    );
     const res = await fetch(`http://127.0.0.1:${r.port}/`);
     assert.equal(await res.text(), "<h1>main</h1>");
   } finally {
@@ -105,21 +78,8 @@ Deno.test("main takes the seeds' positional [port] [host] [max-conns]", async ()
   }
 });
 
-async function run(
-  args: string[],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...PERMS, MAIN, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return {
-    code: out.code,
-    stdout: dec.decode(out.stdout),
-    stderr: dec.decode(out.stderr),
-  };
+function run(args: string[]): Promise<Finished> {
+  return runToEnd([Deno.execPath(), "run", ...PERMS, MAIN, ...args]);
 }
 
 Deno.test("main --help prints every flag and exits 0", async () => {

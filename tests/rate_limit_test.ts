@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { text } from "../lib/app/response.ts";
+import { text } from "../lib/app/replies.ts";
 import { Router } from "../lib/app/router.ts";
 import { trustProxy } from "../lib/app/client_addr.ts";
 import { rateLimit, RateLimiter } from "../lib/app/middleware/rate_limit.ts";
@@ -172,4 +172,15 @@ Deno.test("rateLimit() counts a whole IPv6 /64 as one client", async () => {
 Deno.test("RateLimiter refuses a zero budget", () => {
   assert.throws(() => new RateLimiter({ limit: 0, windowMs: 1000 }), TypeError);
   assert.throws(() => new RateLimiter({ limit: 1, windowMs: 0 }), TypeError);
+});
+
+Deno.test("rateLimit() keeps a synchronous chain synchronous, refusals included", () => {
+  const handler = new Router()
+    .use(rateLimit({ limit: 1, windowMs: 60_000 }))
+    .get("/x", () => text("ok"))
+    .handler();
+  const first = handler(fake("GET", "/x").req);
+  assert.ok(!(first instanceof Promise));
+  assert.equal(first.status, 200);
+  assert.throws(() => handler(fake("GET", "/x").req), { status: 429 });
 });

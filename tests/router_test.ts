@@ -1,9 +1,14 @@
 import assert from "node:assert/strict";
 import { HttpError } from "../lib/http/errors.ts";
-import { NO_PARAMS } from "../lib/app/request.ts";
-import { json, text } from "../lib/app/response.ts";
-import { type Middleware, Router } from "../lib/app/router.ts";
+import { AppRequest, NO_PARAMS } from "../lib/app/app_request.ts";
+import { json, text } from "../lib/app/replies.ts";
+import { afterNext, type Middleware, Router } from "../lib/app/router.ts";
+import type { Reply } from "../lib/http/handler.ts";
+import { serve } from "../lib/http/server.ts";
 import { call, fake } from "./fixtures/app_request.ts";
+import { captureLogs } from "./fixtures/engine_log.ts";
+import { H2Client } from "./helpers/h2_client.ts";
+import { connect, readReply, send, waitFor } from "./helpers/socket.ts";
 
 function demo(): Router {
   return new Router()
@@ -256,49 +261,174 @@ Deno.test("Router.handler() enforces the route limit on a chunked body while rea
   assert.equal(big.status, 413);
 });
 
-Deno.test("Router.handler() renders JSON errors on jsonErrors routes unless the client names HTML or JSON", async () => {
-  const router = new Router().get("/api", () => {
-    throw new HttpError(409, "clash", {
-      expose: "It clashed",
-      headers: { "x-why": "test" },
-    });
-  }, { jsonErrors: true }).get("/page", () => {
-    throw new HttpError(409, "clash", { expose: "It clashed" });
-  });
-  const handler = router.handler();
-  for (const accept of [undefined, "*/*", "text/plain"]) {
-    const headers: Record<string, string> = accept ? { accept } : {};
-    const a = await call(handler, fake("GET", "/api", { headers }).req);
-    assert.equal(a.status, 409);
-    assert.equal(a.headers.get("content-type"), "application/json");
-    assert.equal(a.headers.get("x-why"), "test");
-    assert.deepEqual(JSON.parse(a.text), { error: "It clashed", status: 409 });
+Deno.test("Router.handler({ maxBodyBytes }) holds routes without a limit, and the fallback, to it; a route's own limit wins", async () => {
+  const router = new Router()
+    .post("/plain", async (req) => text(await req.text()))
+    .post("/big", async (req) => text(String((await req.bytes()).length)), {
+      maxBodyBytes: 16,
+    })
+    .fallback(async (req) => text(String((await req.bytes()).length)));
+  const handler = router.handler({ maxBodyBytes: 4 });
+  const cases: [
+    path: string,
+    body: string,
+    chunked: boolean,
+    status: number,
+  ][] = [
+    ["/plain", "abcd", false, 200],
+    ["/plain", "abcde", false, 413], // from Content-Length, before reading
+    ["/plain", "abcde", true, 413], // while reading
+    ["/big", "x".repeat(16), false, 200],
+    ["/big", "x".repeat(17), true, 413],
+    ["/elsewhere", "abcde", true, 413],
+  ];
+  for (const [path, body, chunked, status] of cases) {
+    const f = fake("POST", path, { body, chunked });
+    const a = await call(handler, f.req);
+    assert.equal(a.status, status, `${path} ${body.length} ${chunked}`);
   }
-  // Thrown on: the engine renders by Accept.
-  const html = await call(
-    handler,
-    fake("GET", "/api", { headers: { accept: "text/html" } }).req,
-  );
-  assert.ok(html.error);
-  const page = await call(handler, fake("GET", "/page").req);
-  assert.ok(page.error);
-  // 405s on a JSON route's path are JSON too.
-  const wrong = await call(handler, fake("DELETE", "/api").req);
-  assert.equal(wrong.headers.get("content-type"), "application/json");
-  assert.equal(wrong.headers.get("allow"), "GET, HEAD, OPTIONS");
 });
 
-Deno.test("Router.handler() marks a JSON error that must close the connection", async () => {
-  const router = new Router().post("/api", (req) => text(req.path), {
-    maxBodyBytes: 1,
-    jsonErrors: true,
+/** A router whose errors show how the engine renders them: one JSON route, one plain. */
+function errorRouter(): Router {
+  return new Router()
+    .get("/api", () => {
+      throw new HttpError(409, "clash", {
+        expose: "It clashed",
+        headers: { "x-why": "test" },
+      });
+    }, { jsonErrors: true })
+    .post("/api", (req) => text(req.path), {
+      maxBodyBytes: 1,
+      jsonErrors: true,
+    })
+    .get("/broken", () => {
+      throw new HttpError(500, "disk on fire");
+    }, { jsonErrors: true })
+    .get("/page", () => {
+      throw new HttpError(409, "clash", { expose: "It clashed" });
+    });
+}
+
+Deno.test("Router.handler() has the engine render JSON errors on jsonErrors routes unless the client names HTML or JSON", async () => {
+  await using logs = await captureLogs();
+  await using server = serve({ port: 0 }, errorRouter().handler());
+  const url = (path: string) => `http://127.0.0.1:${server.port}${path}`;
+  for (const accept of [undefined, "*/*", "text/plain"]) {
+    const headers: Record<string, string> = accept ? { accept } : {};
+    const res = await fetch(url("/api"), { headers });
+    assert.equal(res.status, 409);
+    assert.equal(res.headers.get("content-type"), "application/json");
+    assert.equal(res.headers.get("x-why"), "test");
+    assert.equal(res.headers.get("cache-control"), "no-store"); // as every error
+    assert.deepEqual(await res.json(), { error: "It clashed", status: 409 });
+  }
+  const html = await fetch(url("/api"), { headers: { accept: "text/html" } });
+  assert.match(html.headers.get("content-type")!, /^text\/html/);
+  assert.match(await html.text(), /<p>It clashed<\/p>/);
+  const page = await fetch(url("/page"));
+  assert.match(page.headers.get("content-type")!, /^text\/plain/);
+  assert.equal(await page.text(), "It clashed\n");
+  // 405s on a JSON route's path are JSON too.
+  const wrong = await fetch(url("/api"), { method: "DELETE" });
+  assert.equal(wrong.headers.get("content-type"), "application/json");
+  assert.equal(wrong.headers.get("allow"), "GET, POST, HEAD, OPTIONS");
+  await wrong.body?.cancel();
+  // One log path: the access line says why on either route, and a server
+  // failure on a JSON route is logged as on any other.
+  const broken = await fetch(url("/broken"));
+  assert.deepEqual(await broken.json(), {
+    error: "Internal Server Error",
+    status: 500,
   });
-  const a = await call(
-    router.handler(),
-    fake("POST", "/api", { body: "xx" }).req,
+  await waitFor(() => logs.access().length === 7, "seven access lines");
+  const why = logs.access().map((l) => l.error);
+  assert.deepEqual(why, [
+    "clash",
+    "clash",
+    "clash",
+    "clash",
+    "clash",
+    "DELETE not allowed on /api",
+    "disk on fire",
+  ]);
+  const errors = logs.of("spindle", "http").filter((r) => r.level === "error");
+  assert.equal(errors.length, 1, "the 500 is logged");
+  assert.equal(errors[0].properties.reason, "disk on fire");
+});
+
+Deno.test("Router.handler() closes the connection after a JSON error that says so", async () => {
+  await using server = serve(
+    { port: 0, accessLog: false },
+    errorRouter().handler(),
   );
-  assert.equal(a.status, 413);
-  assert.equal(a.headers.get("connection"), "close");
+  using conn = await connect(server.port);
+  await send(
+    conn,
+    "POST /api HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nxx",
+  );
+  const reply = await readReply(conn);
+  assert.equal(reply.status, 413);
+  assert.equal(reply.headers.get("content-type"), "application/json");
+  assert.equal(reply.headers.get("connection"), "close");
+  assert.equal(JSON.parse(reply.text).status, 413);
+});
+
+Deno.test("Router.handler() has JSON errors rendered over HTTP/2 too", async () => {
+  await using server = serve(
+    { port: 0, h2c: true, accessLog: false },
+    errorRouter().handler(),
+  );
+  await using c = await H2Client.connect(server.port);
+  const r = await c.request("/api");
+  assert.equal(r.status, 409);
+  assert.equal(r.headers.get("content-type"), "application/json");
+  assert.deepEqual(JSON.parse(r.text), { error: "It clashed", status: 409 });
+  const big = await c.request("/api", {
+    body: "xx",
+    fields: [["content-length", "2"]],
+  });
+  assert.equal(big.status, 413);
+  assert.equal(big.headers.get("connection"), undefined, "none in HTTP/2");
+  assert.equal(JSON.parse(big.text).status, 413);
+});
+
+Deno.test("Router.onError() turns what layers, routes and the fallback throw into replies", async () => {
+  const seen: string[] = [];
+  const router = new Router()
+    .use((req, next) => {
+      if (req.path === "/layer") throw new HttpError(429, "slow down");
+      return next();
+    })
+    .get("/sync", () => {
+      throw new HttpError(409, "sync clash");
+    })
+    .get("/async", () => Promise.reject(new Error("async bug")))
+    .get("/engine", () => {
+      throw new HttpError(422, "left to the engine");
+    })
+    .fallback(() => {
+      throw new HttpError(404, "no such thing");
+    })
+    .onError((err, req) => {
+      seen.push(`${req.path} ${(err as Error).message}`);
+      if (req.path === "/engine") throw err;
+      return json({ oops: (err as Error).message }, { status: 599 });
+    });
+  const handler = router.handler();
+  for (const path of ["/layer", "/sync", "/async", "/elsewhere"]) {
+    const a = await call(handler, fake("GET", path).req);
+    assert.equal(a.status, 599, path);
+    assert.equal(JSON.parse(a.text).oops, seen.at(-1)!.slice(path.length + 1));
+  }
+  assert.equal((await call(handler, fake("GET", "/engine").req)).status, 422);
+  assert.deepEqual(seen, [
+    "/layer slow down",
+    "/sync sync clash",
+    "/async async bug",
+    "/elsewhere no such thing",
+    "/engine left to the engine",
+  ]);
 });
 
 Deno.test("Router.all() answers every method, and the contract's methods narrow it", async () => {
@@ -311,4 +441,252 @@ Deno.test("Router.all() answers every method, and the contract's methods narrow 
   const a = await call(handler, fake("PUT", "/some").req);
   assert.equal(a.status, 405);
   assert.equal(a.headers.get("allow"), "GET, POST, HEAD, OPTIONS");
+});
+
+const UPGRADE = {
+  upgrade: "websocket",
+  connection: "Upgrade",
+  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+  "sec-websocket-version": "13",
+};
+
+Deno.test("Router.ws() takes a WebSocket upgrade, with the route's params, and leaves other requests to the path's routes", async () => {
+  const seen: string[] = [];
+  const router = new Router()
+    .post("/echo", () => text("posted"))
+    .ws("/echo", () => {})
+    .ws("/rooms/{room}", (ws, req) => {
+      seen.push(`${req.params.room} ${ws.url}`);
+    });
+  const handler = router.handler();
+  const room = await call(
+    handler,
+    fake("GET", "/rooms/blue?x=1", { headers: UPGRADE }).req,
+  );
+  assert.equal(room.status, 101);
+  assert.equal(
+    room.headers.get("sec-websocket-accept"),
+    "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+  );
+  assert.deepEqual(seen, ["blue ws://localhost/rooms/blue?x=1"]);
+  assert.equal(
+    (await call(handler, fake("GET", "/echo", { headers: UPGRADE }).req))
+      .status,
+    101,
+  );
+  // No upgrade: the path answers as its HTTP routes say (GET /echo was 405).
+  const plain = await call(handler, fake("GET", "/echo").req);
+  assert.equal(plain.status, 405);
+  assert.equal(plain.headers.get("allow"), "POST, OPTIONS");
+  assert.equal(
+    (await call(handler, fake("POST", "/echo", { headers: UPGRADE }).req))
+      .text,
+    "posted",
+  );
+});
+
+Deno.test("Router.ws() answers 426 with Upgrade: websocket to a plain request on a WebSocket-only path", async () => {
+  const router = new Router().ws("/live", () => {}).fallback(() =>
+    text("static")
+  );
+  const a = await call(router.handler(), fake("GET", "/live").req);
+  assert.equal(a.status, 426);
+  assert.equal(a.headers.get("upgrade"), "websocket");
+  assert.equal(
+    (await call(router.handler(), fake("GET", "/other").req)).text,
+    "static",
+  );
+});
+
+Deno.test("Router.ws() refuses a bad handshake (400), an origin not allowed (403), and a handler that throws (500, socket never opened)", async () => {
+  const thrown: string[] = [];
+  const router = new Router()
+    .ws("/ws", () => {}, { origins: ["https://app.example"] })
+    .ws("/broken", (ws) => {
+      ws.onclose = () => thrown.push("closed before open");
+      throw new Error("handler bug");
+    });
+  const handler = router.handler();
+  const badKey = { ...UPGRADE, "sec-websocket-key": "short" };
+  assert.equal(
+    (await call(handler, fake("GET", "/ws", { headers: badKey }).req)).status,
+    400,
+  );
+  const origin = { ...UPGRADE, origin: "https://evil.example" };
+  assert.equal(
+    (await call(handler, fake("GET", "/ws", { headers: origin }).req)).status,
+    403,
+  );
+  const ok = { ...UPGRADE, origin: "https://app.example" };
+  assert.equal(
+    (await call(handler, fake("GET", "/ws", { headers: ok }).req)).status,
+    101,
+  );
+  await assert.rejects(
+    call(handler, fake("GET", "/broken", { headers: UPGRADE }).req),
+    /handler bug/,
+  );
+  assert.deepEqual(thrown, ["closed before open"]);
+});
+
+Deno.test("Router.ws() refuses the same template twice", () => {
+  assert.throws(
+    () => new Router().ws("/a", () => {}).ws("/a", () => {}),
+    /twice/,
+  );
+});
+
+Deno.test("Router.match() tells apart static paths of one length", () => {
+  const templates = ["/ab", "/cb", "/ac", "/a", "/abc"];
+  const router = new Router();
+  for (const t of templates) router.get(t, () => text(t));
+  for (const t of templates) {
+    const m = router.match("GET", t);
+    assert.equal(m.kind === "route" && m.route.template, t);
+  }
+  for (const path of ["/bb", "/aa", "/b", "/abd"]) {
+    assert.equal(router.match("GET", path).kind, "none", path);
+  }
+  // Past eight of one length the Map answers; the result is the same.
+  const many = new Router();
+  for (let i = 0; i < 20; i++) {
+    many.get(`/p${i % 10}${i >= 10 ? "x" : "y"}`, () => text(""));
+  }
+  for (let i = 0; i < 20; i++) {
+    const path = `/p${i % 10}${i >= 10 ? "x" : "y"}`;
+    const m = many.match("GET", path);
+    assert.equal(m.kind === "route" && m.route.template, path);
+  }
+  assert.equal(many.match("GET", "/p0z").kind, "none");
+});
+
+Deno.test("Router.handler() answers synchronously when the handler and every layer are", () => {
+  const handler = new Router()
+    .use((_req, next) => next())
+    .use((req, next) => afterNext(req, next, (_req, reply) => reply))
+    .get("/x/{id}", (req) => text(req.params.id), {
+      use: [(_req, next) => next()],
+    })
+    .handler();
+  const reply = handler(fake("GET", "/x/7").req);
+  assert.ok(!(reply instanceof Promise), "no promise for a synchronous chain");
+  assert.equal((reply as Reply).body, "7");
+});
+
+Deno.test("Router.handler() throws at once what a synchronous chain throws", () => {
+  const handler = new Router()
+    .use((req, next) => afterNext(req, next, (_req, reply) => reply))
+    .get("/x", () => {
+      throw new HttpError(409, "clash");
+    })
+    .handler();
+  assert.throws(() => handler(fake("GET", "/x").req), { status: 409 });
+  // A JSON route throws it on the same way, having told the engine to
+  // render it as JSON.
+  const f = fake("GET", "/x");
+  const json = new Router()
+    .get("/x", () => {
+      throw new HttpError(409, "clash");
+    }, { jsonErrors: true })
+    .handler();
+  assert.throws(() => json(f.req), { status: 409 });
+  assert.equal(f.req.errorAccept, "application/json");
+});
+
+Deno.test("afterNext() hands over replies and errors, synchronous or not", async () => {
+  const r = new AppRequest(fake("GET", "/").req, "/");
+  const seen: string[] = [];
+  const onReply = (_req: unknown, reply: Reply) => {
+    seen.push(`reply ${reply.status}`);
+    return { ...reply, status: reply.status + 1 };
+  };
+  const onError = (_req: unknown, err: unknown) => {
+    seen.push(`error ${(err as Error).message}`);
+    return { status: 500 };
+  };
+  const sync = afterNext(r, () => ({ status: 200 }), onReply, onError);
+  assert.equal((sync as Reply).status, 201);
+  const later = afterNext(
+    r,
+    () => Promise.resolve({ status: 300 }),
+    onReply,
+    onError,
+  );
+  assert.ok(later instanceof Promise);
+  assert.equal((await later).status, 301);
+  const thrown = afterNext(
+    r,
+    () => {
+      throw new Error("now");
+    },
+    onReply,
+    onError,
+  );
+  assert.equal((thrown as Reply).status, 500);
+  const rejected = await afterNext(
+    r,
+    () => Promise.reject(new Error("later")),
+    onReply,
+    onError,
+  );
+  assert.equal(rejected.status, 500);
+  assert.throws(
+    () =>
+      afterNext(r, () => {
+        throw new Error("no handler");
+      }, onReply),
+    /no handler/,
+  );
+  assert.deepEqual(seen, [
+    "reply 200",
+    "reply 300",
+    "error now",
+    "error later",
+  ]);
+});
+
+Deno.test("Router.use() leaves routesOnly middleware out for the fallback and 404s", async () => {
+  const ran: string[] = [];
+  // Both kinds of middleware: a function around next(), and hooks.
+  const tag = (name: string, routesOnly: boolean): Middleware =>
+    routesOnly
+      ? {
+        before: (req) => {
+          ran.push(`${name} ${req.matched}`);
+          return undefined;
+        },
+        routesOnly,
+      }
+      : (req, next) => {
+        ran.push(`${name} ${req.matched}`);
+        return next();
+      };
+  const router = new Router()
+    .use(tag("all", false), tag("routes", true))
+    .get("/api", () => text("api"));
+  const noFallback = router.handler();
+  assert.equal((await call(noFallback, fake("GET", "/nope").req)).status, 404);
+  assert.equal((await call(noFallback, fake("POST", "/api").req)).status, 405);
+  router.fallback(() => text("file"), "static");
+  const handler = router.handler();
+  await call(handler, fake("GET", "/api").req);
+  await call(handler, fake("GET", "/page.html").req);
+  assert.deepEqual(ran, [
+    "all none",
+    "all method",
+    "routes method",
+    "all route",
+    "routes route",
+    "all fallback",
+  ]);
+});
+
+Deno.test("Router.use() reaches a handler made before it, from the next request on", async () => {
+  const router = new Router().get("/x", () => text("x"));
+  const handler = router.handler();
+  assert.equal((await call(handler, fake("GET", "/x").req)).text, "x");
+  router.use((req, next) =>
+    afterNext(req, next, (_req, reply) => ({ ...reply, body: "wrapped" }))
+  );
+  assert.equal((await call(handler, fake("GET", "/x").req)).text, "wrapped");
 });

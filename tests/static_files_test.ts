@@ -1,11 +1,9 @@
 import assert from "node:assert/strict";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
+import { contentDisposition } from "../lib/app/replies.ts";
 import { ByteLru } from "../lib/app/static_cache.ts";
-import {
-  contentDisposition,
-  staticFiles,
-  type StaticTuning,
-} from "../lib/app/static_files.ts";
+import { staticFiles, type StaticTuning } from "../lib/app/static_files.ts";
+import { WEB_EXTENSIONS } from "../lib/config.ts";
 import { FileBody } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
 import { ask, fakeRequest } from "./fixtures/static_request.ts";
@@ -139,7 +137,7 @@ Deno.test("staticFiles() serves a hard link to a file outside the root, but 404 
     !listing.text.includes("twin.txt"),
     "listed a file it would not serve",
   );
-  assert.ok(listing.text.includes(">file2.txt</a>"));
+  assert.ok(listing.text.includes(">file2.txt</span></a>"));
   assert.equal((await ask(strict, "GET", "/hello.txt")).text, HELLO);
 });
 
@@ -336,12 +334,12 @@ Deno.test("staticFiles() answers 404 for everything when the root is missing", a
 // ---------------------------------------------------------------- dotfiles
 
 const dotfiles: [target: string, deny: number, allow: number][] = [
-  ["/.env", 404, 403], // allowed, but ".env" has no served extension
-  ["/.git/config", 404, 403],
+  ["/.env", 404, 200],
+  ["/.git/config", 404, 200],
   ["/.git/", 404, 404],
   ["/.well-known/security.txt", 404, 200],
   ["/nolist/.hidden.txt", 404, 200],
-  ["/links/env.txt", 404, 403], // a symlink to a dotfile is a dotfile
+  ["/links/env.txt", 404, 200], // a symlink to a dotfile is a dotfile
 ];
 for (const [target, deny, allow] of dotfiles) {
   Deno.test(`staticFiles() answers ${deny} (deny) / ${allow} (allow) for ${target}`, async () => {
@@ -458,9 +456,19 @@ for (const [target, type] of types) {
   });
 }
 
+Deno.test("staticFiles() serves every file by default, octet-stream when the type is unknown", async () => {
+  const key = await ask(handler, "GET", "/secret.key");
+  assert.equal(key.status, 200);
+  const noext = await ask(handler, "GET", "/noext");
+  assert.equal(noext.status, 200);
+  assert.equal(noext.headers.get("content-type"), "application/octet-stream");
+});
+
 Deno.test("staticFiles() answers 403 for extensions outside the list", async () => {
-  assert.equal((await ask(handler, "GET", "/secret.key")).status, 403);
-  assert.equal((await ask(handler, "GET", "/noext")).status, 403);
+  const web = staticFiles({ ...site.config, allowExt: WEB_EXTENSIONS });
+  assert.equal((await ask(web, "GET", "/secret.key")).status, 403);
+  assert.equal((await ask(web, "GET", "/noext")).status, 403);
+  assert.equal((await ask(web, "GET", "/style.css")).status, 200);
   const seeds = staticFiles({
     ...site.config,
     allowExt: ["html", "txt", "png", "jpg", "jpeg"],
@@ -1028,17 +1036,24 @@ Deno.test("staticFiles() streams files above the cache threshold", async () => {
 
 Deno.test("staticFiles() lists a folder without index.html only when asked", async () => {
   assert.equal((await ask(handler, "GET", "/nolist/")).status, 404);
-  const h = staticFiles({ ...site.config, listDirs: true }, TEST_TUNING);
+  const h = staticFiles(
+    { ...site.config, listDirs: true, allowExt: WEB_EXTENSIONS },
+    TEST_TUNING,
+  );
   const a = await ask(h, "GET", "/nolist/");
   assert.equal(a.status, 200);
   assert.equal(a.headers.get("content-type"), "text/html; charset=utf-8");
   const html = a.text;
-  assert.ok(!html.includes("<script>"), "names are escaped");
-  assert.ok(
-    html.includes('<a href="./%3Cscript%3E.txt">&lt;script&gt;.txt</a>'),
+  assert.ok(!html.includes("<script>.txt"), "names are escaped");
+  assert.match(
+    html,
+    /<a href="\.\/%3Cscript%3E\.txt">.*<span>&lt;script&gt;\.txt<\/span><\/a>/,
   );
-  assert.ok(html.includes('<a href="./a%26b.txt">a&amp;b.txt</a>'));
-  assert.ok(!html.includes(".hidden"), "dotfiles hidden");
+  assert.match(
+    html,
+    /<a href="\.\/a%26b\.txt">.*<span>a&amp;b\.txt<\/span><\/a>/,
+  );
+  assert.ok(!html.includes(".hidden.txt"), "dotfiles hidden");
   assert.ok(!html.includes("secret.key"), "files that would be 403 are hidden");
   const order = [
     "folder-a/",
@@ -1048,14 +1063,14 @@ Deno.test("staticFiles() lists a folder without index.html only when asked", asy
     "file2.txt",
     "file10.txt",
   ]
-    .map((name) => html.indexOf(`>${name}</a>`));
+    .map((name) => html.indexOf(`>${name}</span></a>`));
   assert.ok(order.every((i) => i > 0), String(order));
   assert.deepEqual(
     order,
     [...order].sort((x, y) => x - y),
     "folders first, natural order",
   );
-  assert.ok(html.includes('<a href="../">../</a>'));
+  assert.match(html, /<a href="\.\.\/">.*<span>\.\.\/<\/span><\/a>/);
   assert.ok(html.includes("2 B"));
   const allow = staticFiles({
     ...site.config,
@@ -1073,7 +1088,7 @@ Deno.test("staticFiles() lists only the symlinks it would serve", async () => {
   const a = await ask(h, "GET", "/links/");
   assert.equal(a.status, 200);
   for (const name of ["in.txt", "subdir/"]) {
-    assert.ok(a.text.includes(`>${name}</a>`), `${name} missing`);
+    assert.ok(a.text.includes(`>${name}</span></a>`), `${name} missing`);
   }
   const refused = [
     "out.txt", // out of the root: its size and date are not ours to show
@@ -1084,7 +1099,7 @@ Deno.test("staticFiles() lists only the symlinks it would serve", async () => {
     "loop-a.txt",
   ];
   for (const name of refused) {
-    assert.ok(!a.text.includes(`>${name}</a>`), `${name} listed`);
+    assert.ok(!a.text.includes(`>${name}</span></a>`), `${name} listed`);
   }
 });
 
@@ -1096,7 +1111,9 @@ Deno.test("staticFiles() never lists a folder swapped for a symlink out, within 
     { ...own.config, listDirs: true },
     { ...TEST_TUNING, revalidateMs: 60_000 },
   );
-  assert.ok((await ask(h, "GET", "/docs/")).text.includes(">guide.txt</a>"));
+  assert.ok(
+    (await ask(h, "GET", "/docs/")).text.includes(">guide.txt</span></a>"),
+  );
   await Deno.rename(`${own.root}/docs`, `${own.root}/docs-old`);
   await Deno.symlink(`${own.base}/outside`, `${own.root}/docs`);
   const a = await ask(h, "GET", "/docs/");
@@ -1131,7 +1148,10 @@ Deno.test("staticFiles() uses 404.html for browsers, keeping status 404", async 
 });
 
 Deno.test("staticFiles() falls back to index.html for SPA routes", async () => {
-  const h = staticFiles({ ...site.config, spa: true }, TEST_TUNING);
+  const h = staticFiles(
+    { ...site.config, spa: true, allowExt: WEB_EXTENSIONS },
+    TEST_TUNING,
+  );
   const a = await ask(h, "GET", "/app/users/42", { accept: "text/html" });
   assert.equal(a.status, 200);
   assert.match(a.text, /<p>home<\/p>/);

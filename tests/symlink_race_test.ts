@@ -55,6 +55,8 @@ interface Ask {
   readonly listing?: boolean;
   /** A HEAD: compared by Content-Length, which differs outside. */
   readonly head?: boolean;
+  /** A zip: compared by the names of its entries. */
+  readonly archive?: boolean;
 }
 
 interface Tally {
@@ -67,6 +69,39 @@ interface Tally {
 function listed(body: string): string {
   return [...body.matchAll(/href="\.\/([^"]+)"/g)].map((m) => m[1]).sort()
     .join(" ");
+}
+
+/** Names of the entries in a zip's local headers ("PK\3\4"), sorted. */
+function zipped(body: Uint8Array): string {
+  const names: string[] = [];
+  const view = new DataView(body.buffer, body.byteOffset, body.length);
+  for (let at = 0; at + 30 <= body.length;) {
+    if (view.getUint32(at, true) !== 0x04034b50) break;
+    const nameLength = view.getUint16(at + 26, true);
+    const extraLength = view.getUint16(at + 28, true);
+    const name = new TextDecoder().decode(
+      body.subarray(at + 30, at + 30 + nameLength),
+    );
+    names.push(name);
+    at += 30 + nameLength + extraLength;
+    if (name.endsWith("/")) continue;
+    // Stored with a data descriptor: the next entry starts after it.
+    const next = body.indexOf(0x50, at);
+    let found = -1;
+    for (
+      let i = next;
+      i !== -1 && i + 4 <= body.length;
+      i = body.indexOf(0x50, i + 1)
+    ) {
+      if (view.getUint32(i, true) === 0x08074b50) {
+        found = i;
+        break;
+      }
+    }
+    if (found === -1) break;
+    at = found + 16;
+  }
+  return names.sort().join(" ");
 }
 
 /** Each name inside the root has a twin outside with OUTSIDE in it. */
@@ -139,6 +174,13 @@ async function makeFolders(base: string) {
       body: text("inside", 8 * 1024),
     },
     { name: "folder listing", target: "/e/", body: insideNames, listing: true },
+    {
+      name: "folder zip (every entry opened)",
+      target: "/e/?download=zip",
+      body: ["e/", ...insideNames.split(" ").map((n) => `e/${n}`)].sort()
+        .join(" "),
+      archive: true,
+    },
     { name: "file swapped itself", target: "/f.txt", body: small("inside") },
     {
       name: "404.html",
@@ -216,13 +258,20 @@ async function client(
       });
       const got = decode(reply.body, reply.headers.get("content-encoding"));
       const length = reply.headers.get("content-length");
-      const shown = ask.listing ? listed(got) : ask.head ? length : got;
+      const shown = ask.listing
+        ? listed(got)
+        : ask.archive
+        ? zipped(reply.body)
+        : ask.head
+        ? length
+        : got;
       if (shown === ask.body && reply.status === ask.status) tally.inside++;
       else if (
         got.includes(OUTSIDE) || (ask.head === true && length === "300") ||
         // Any other set of names is another folder's listing, or this one
         // filtered by stats that went through a swapped symlink.
-        (ask.listing === true && reply.status === 200)
+        (ask.listing === true && reply.status === 200) ||
+        (ask.archive === true && (shown ?? "").includes("outside-only"))
       ) tally.outside++;
       else {
         const key = `${reply.status} ${got.slice(0, 30)}`;

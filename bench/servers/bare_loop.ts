@@ -1,19 +1,19 @@
 /**
  * The floor for any engine on `Deno.listen`: one fixed reply per read, no
  * HTTP parsing, no limits, no deadlines. Correct only for a client that
- * sends one small request and waits (case 1's load). Not a server: a
- * measure of what `conn.read()` and `conn.write()` alone cost.
- * Prints `{"port":N}` and exits when stdin closes.
+ * sends one small request and waits (the engine case's load). Not a server:
+ * a measure of what `conn.read()` and `conn.write()` alone cost. Listens on
+ * 127.0.0.1 and the port given as the first argument; stops on SIGTERM.
  */
-import { announcePort, stdinClosed } from "./stdin_eof.ts";
-
 const REPLY = new TextEncoder().encode(
   "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n" +
     "date: Sat, 21 Nov 2026 10:00:00 GMT\r\n\r\nhello",
 );
 
-const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-announcePort((listener.addr as Deno.NetAddr).port);
+const listener = Deno.listen({
+  hostname: "127.0.0.1",
+  port: Number(Deno.args[0] ?? 0),
+});
 
 async function answer(conn: Deno.TcpConn): Promise<void> {
   conn.setNoDelay(true);
@@ -33,10 +33,4 @@ async function answer(conn: Deno.TcpConn): Promise<void> {
   }
 }
 
-(async () => {
-  for await (const conn of listener) answer(conn as Deno.TcpConn);
-})().catch(() => {});
-
-await stdinClosed();
-listener.close();
-Deno.exit(0);
+for await (const conn of listener) answer(conn as Deno.TcpConn);

@@ -1,15 +1,10 @@
 /**
- * Reference server for the engine cases: `Deno.serve` answering "hello".
- * Prints `{"port":N}` and exits when stdin closes.
+ * Reference server: `Deno.serve` answering "hello" to any path, on
+ * 127.0.0.1 and the port given as the first argument. Stops on SIGTERM.
  */
-import { announcePort, stdinClosed } from "./stdin_eof.ts";
+const port = Number(Deno.args[0] ?? 0);
 
-const server = Deno.serve({
-  hostname: "127.0.0.1",
-  port: 0,
-  onListen: ({ port }) => announcePort(port),
-}, () => new Response("hello", { headers: { "content-type": "text/plain" } }));
-
-await stdinClosed();
-await server.shutdown();
-Deno.exit(0);
+Deno.serve(
+  { hostname: "127.0.0.1", port, onListen() {} },
+  () => new Response("hello", { headers: { "content-type": "text/plain" } }),
+);

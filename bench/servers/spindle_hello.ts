@@ -1,23 +1,10 @@
 /**
- * Spindle's engine answering "hello", access log off. Prints `{"port":N}`
- * and exits when stdin closes.
- *
- * `--keep-alive-ms N` raises the idle timeout so the idle-connection memory
- * case measures held connections, not ones the engine already closed.
+ * Spindle's engine alone: a fixed "hello" reply, no router, access log off.
+ * Listens on 127.0.0.1 and the port given as the first argument; exits on
+ * SIGTERM (through Deno.exit, so a --cpu-prof profile gets written).
  */
-import { parseArgs } from "node:util";
-import { DEFAULT_LIMITS } from "../../lib/config.ts";
 import type { Reply } from "../../lib/http/handler.ts";
 import { serve } from "../../lib/http/server.ts";
-import { announcePort, stdinClosed } from "./stdin_eof.ts";
-
-const { values } = parseArgs({
-  args: Deno.args,
-  options: { "keep-alive-ms": { type: "string" } },
-});
-const keepAliveTimeoutMs = Number(
-  values["keep-alive-ms"] ?? DEFAULT_LIMITS.keepAliveTimeoutMs,
-);
 
 const HELLO: Reply = Object.freeze({
   status: 200,
@@ -25,14 +12,10 @@ const HELLO: Reply = Object.freeze({
   body: "hello",
 });
 
-const server = serve({
+serve({
   hostname: "127.0.0.1",
-  port: 0,
+  port: Number(Deno.args[0] ?? 0),
   accessLog: false,
-  limits: { keepAliveTimeoutMs },
 }, () => HELLO);
-announcePort(server.port);
 
-await stdinClosed();
-await server.shutdown();
-Deno.exit(0);
+Deno.addSignalListener("SIGTERM", () => Deno.exit(0));

@@ -1,36 +1,33 @@
 /**
- * Method + path -> handler + params. Static paths are one Map lookup; only
- * templates with `{name}`, `:name` or a `{*rest}` tail are compared segment by
- * segment. Matching runs on the canonical path (decoded once by
- * `canonicalPath()`), so params arrive decoded and are never decoded again.
+ * Routes, middleware and a fallback as one engine handler: the public API
+ * (`new Router().get(...)`), and dispatch: canonical path, match (in
+ * route_table.ts), contract check, the middleware chain, the route. Errors
+ * go to the engine, which renders them all, or to `onError()`.
  */
-import {
-  HttpError,
-  reasonPhrase,
-  renderError,
-  STATUS,
-} from "../http/errors.ts";
+import { HttpError, STATUS } from "../http/errors.ts";
 import type { Handler, Reply, ServerRequest } from "../http/handler.ts";
+import { isUpgradeRequest } from "../http/ws/handshake.ts";
 import { canonicalPath } from "./canonical_path.ts";
+import { compose, LAST, type Middleware, type Run } from "./chain.ts";
 import type { ProxyTrust } from "./client_addr.ts";
 import {
+  type AppHandler,
   AppRequest,
-  mediaType,
-  mediaTypeMatches,
-  NO_PARAMS,
-  type Params,
+  checkContract,
   type RouteContract,
-} from "./request.ts";
+} from "./app_request.ts";
+import { type Match, NO_MATCH, type Route, RouteTable } from "./route_table.ts";
+import { type WsHandler, wsRoute, type WsRouteOptions } from "./websocket.ts";
 
-/** A route's handler: gets the app request, returns (or throws) a reply. */
-export type AppHandler = (req: AppRequest) => Reply | Promise<Reply>;
-/** Runs the rest of the chain. */
-export type Next = () => Promise<Reply>;
-/** Wraps everything after it: may answer early, or change the reply `next()` gives. */
-export type Middleware = (
-  req: AppRequest,
-  next: Next,
-) => Reply | Promise<Reply>;
+export type { AppHandler } from "./app_request.ts";
+export type { Match } from "./route_table.ts";
+export { afterNext } from "./chain.ts";
+export type {
+  Middleware,
+  MiddlewareFn,
+  MiddlewareHooks,
+  Next,
+} from "./chain.ts";
 
 /** Per-route options: the request contract and route-only middleware. */
 export interface RouteOptions extends RouteContract {
@@ -38,130 +35,31 @@ export interface RouteOptions extends RouteContract {
   readonly use?: readonly Middleware[];
 }
 
-interface Route {
-  readonly template: string;
-  readonly handler: AppHandler;
-  readonly contract: RouteContract;
-  readonly use: readonly Middleware[];
+/** The chains a request may take: the whole one, and one without `routesOnly` layers. */
+interface Chains {
+  readonly routed: Run;
+  readonly other: Run;
 }
 
-/** Every route under one template, by method; `any` answers every method. */
-interface Entry {
-  readonly template: string;
-  readonly byMethod: Map<string, Route>;
-  any: Route | undefined;
-  /** Some route here wants JSON errors: so do its 405s. */
-  jsonErrors: boolean;
-}
-
-type Segment =
-  | { readonly kind: "literal"; readonly text: string }
-  | { readonly kind: "param"; readonly name: string }
-  | { readonly kind: "tail"; readonly name: string };
-
-interface PatternEntry extends Entry {
-  readonly segments: readonly Segment[];
-}
-
-/** Result of {@link Router.match}. */
-export type Match =
-  | { readonly kind: "route"; readonly route: Route; readonly params: Params }
-  /** The path exists, not for this method: 405 (or 204 for OPTIONS). */
-  | {
-    readonly kind: "method";
-    readonly template: string;
-    readonly allow: string;
-    readonly jsonErrors: boolean;
-  }
-  | { readonly kind: "none" };
-
-const NONE: Match = Object.freeze({ kind: "none" });
-const ALL_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
-
-/** Splits a template into segments; throws on a malformed one. */
-function compile(template: string): Segment[] | null {
-  if (template.charCodeAt(0) !== 0x2f) {
-    throw new TypeError(`Route must start with "/": ${template}`);
-  }
-  const parts = template.slice(1).split("/");
-  if (!/[{}]|\/:/.test(template)) return null;
-  const names = new Set<string>();
-  return parts.map((part, i): Segment => {
-    let kind: "param" | "tail" = "param";
-    let name: string;
-    if (part.startsWith("{*") && part.endsWith("}")) {
-      if (i !== parts.length - 1) {
-        throw new TypeError(`Route tail must come last: ${template}`);
-      }
-      kind = "tail";
-      name = part.slice(2, -1);
-    } else if (part.startsWith("{") && part.endsWith("}")) {
-      name = part.slice(1, -1);
-    } else if (part.startsWith(":")) {
-      name = part.slice(1);
-    } else {
-      if (/[{}]/.test(part)) {
-        throw new TypeError(`Malformed route: ${template}`);
-      }
-      return { kind: "literal", text: part };
-    }
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || names.has(name)) {
-      throw new TypeError(`Bad or repeated param "${name}" in ${template}`);
-    }
-    names.add(name);
-    return { kind, name };
-  });
-}
-
-/** Params for `path` if it fits `segments`, else null. */
-function matchSegments(
-  segments: readonly Segment[],
-  path: string,
-): Params | null {
-  const params: Record<string, string> = {};
-  let pos = 1; // just past the leading "/"
-  for (let i = 0; i < segments.length; i++) {
-    const seg = segments[i];
-    if (pos > path.length) return null; // path ran out
-    if (seg.kind === "tail") {
-      params[seg.name] = path.slice(pos);
-      return params;
-    }
-    let end = path.indexOf("/", pos);
-    if (end === -1) end = path.length;
-    if (seg.kind === "literal") {
-      if (end - pos !== seg.text.length || !path.startsWith(seg.text, pos)) {
-        return null;
-      }
-    } else {
-      if (end === pos) return null; // a param is never empty
-      params[seg.name] = path.slice(pos, end);
-    }
-    pos = end + 1;
-  }
-  return pos === path.length + 1 ? params : null;
-}
-
-function allowOf(entries: readonly Entry[]): string {
-  const methods = new Set<string>();
-  for (const entry of entries) {
-    if (entry.any) return ALL_METHODS;
-    for (const method of entry.byMethod.keys()) methods.add(method);
-  }
-  if (methods.has("GET")) methods.add("HEAD");
-  methods.add("OPTIONS");
-  return [...methods].join(", ");
-}
-
-function findRoute(entry: Entry, method: string): Route | undefined {
-  return entry.byMethod.get(method) ??
-    (method === "HEAD" ? entry.byMethod.get("GET") : undefined) ?? entry.any;
-}
+/**
+ * Turns what the middleware, a route or the fallback threw into a reply, or
+ * throws it on to the engine; see {@link Router.onError}.
+ */
+export type ErrorHandler = (
+  err: unknown,
+  req: AppRequest,
+) => Reply | Promise<Reply>;
 
 /** Options for {@link Router.handler}. */
 export interface HandlerOptions {
   /** Which peers' X-Forwarded-For is believed; default: none. */
   readonly trustProxy?: ProxyTrust;
+  /**
+   * Body limit of routes that set none, and of the fallback; default: the
+   * engine's. Lower than the engine's when one route needs a larger one
+   * (the engine must then allow that much). Over: 413.
+   */
+  readonly maxBodyBytes?: number;
 }
 
 /**
@@ -173,7 +71,7 @@ export interface HandlerOptions {
  * ```ts
  * import assert from "node:assert/strict";
  * import { Router } from "./router.ts";
- * import { text } from "./response.ts";
+ * import { text } from "./replies.ts";
  *
  * const router = new Router()
  *   .get("/hello/{name}", (req) => text(`Hi ${req.params.name}`));
@@ -183,15 +81,24 @@ export interface HandlerOptions {
  * ```
  */
 export class Router {
-  readonly #exact = new Map<string, Entry>();
-  readonly #patterns: PatternEntry[] = [];
+  readonly #table = new RouteTable();
   readonly #use: Middleware[] = [];
+  /** `#use` composed; undefined after a change, rebuilt by the next request. */
+  #chains: Chains | undefined;
   #fallback: AppHandler | undefined;
   #fallbackName = "fallback";
+  #onError: ErrorHandler | undefined;
+  /** Some route is a WebSocket one: requests are checked for an upgrade. */
+  #hasWs = false;
 
-  /** Adds middleware around every request (routes, 404s, the fallback), in order. */
+  /**
+   * Adds middleware around every request (routes, 404s, the fallback), in
+   * order; a `routesOnly` one only around routed requests. Takes effect
+   * from the next request, on handlers made before too.
+   */
   use(...middleware: Middleware[]): this {
     this.#use.push(...middleware);
+    this.#chains = undefined;
     return this;
   }
 
@@ -220,38 +127,31 @@ export class Router {
 
   /** Registers `handler` for `options.methods` (all when absent) on `template`. */
   route(template: string, options: RouteOptions, handler: AppHandler): this {
-    let entry: Entry | undefined = this.#exact.get(template) ??
-      this.#patterns.find((p) => p.template === template);
-    if (!entry) {
-      const segments = compile(template);
-      const fresh: Entry = {
-        template,
-        byMethod: new Map(),
-        any: undefined,
-        jsonErrors: false,
-      };
-      if (segments === null) {
-        this.#exact.set(template, fresh);
-        entry = fresh;
-      } else {
-        const pattern: PatternEntry = { ...fresh, segments };
-        this.#patterns.push(pattern);
-        entry = pattern;
-      }
-    }
     const { use = [], ...contract } = options;
-    const route: Route = { template, handler, contract, use };
-    if (contract.methods === undefined) {
-      if (entry.any) throw new TypeError(`Route registered twice: ${template}`);
-      entry.any = route;
-    }
-    for (const method of contract.methods ?? []) {
-      if (entry.byMethod.has(method)) {
-        throw new TypeError(`Route registered twice: ${method} ${template}`);
-      }
-      entry.byMethod.set(method, route);
-    }
-    if (contract.jsonErrors) entry.jsonErrors = true;
+    this.#table.add(
+      newRoute(template, handler, contract, use),
+      contract.methods,
+    );
+    return this;
+  }
+
+  /**
+   * A WebSocket route: a GET with `Upgrade: websocket` on `template` gets
+   * 101 and `handler` gets the socket. Other requests to the path go to
+   * its other routes as if this one were not there; with none, 426 with
+   * `Upgrade: websocket`. A bad handshake is 400 (403 for an origin not in
+   * `options.origins`, 426 for a version other than 13).
+   */
+  ws(
+    template: string,
+    handler: WsHandler,
+    options: WsRouteOptions & { readonly use?: readonly Middleware[] } = {},
+  ): this {
+    const { use = [], ...upgrade } = options;
+    this.#table.addUpgrade(
+      newRoute(template, wsRoute(handler, upgrade), { methods: ["GET"] }, use),
+    );
+    this.#hasWs = true;
     return this;
   }
 
@@ -262,43 +162,37 @@ export class Router {
     return this;
   }
 
-  /** Finds the route for a canonical path. */
-  match(method: string, path: string): Match {
-    const exact = this.#exact.get(path);
-    if (exact !== undefined) {
-      const route = findRoute(exact, method); // most requests end here
-      if (route !== undefined) {
-        return { kind: "route", route, params: NO_PARAMS };
-      }
-    }
-    return this.#matchPattern(method, path, exact);
+  /**
+   * Replaces how errors become replies, as Hono's `app.onError`: `handler`
+   * gets what the middleware, a route or the fallback threw (outside every
+   * layer, as the engine would) and returns the reply, or throws to leave
+   * it to the engine. Unset, the engine renders every error: by Accept,
+   * JSON on `jsonErrors` routes, with one log line and one set of headers.
+   */
+  onError(handler: ErrorHandler): this {
+    this.#onError = handler;
+    return this;
   }
 
-  #matchPattern(method: string, path: string, exact: Entry | undefined): Match {
-    const seen: Entry[] = exact ? [exact] : [];
-    for (const entry of this.#patterns) {
-      const params = matchSegments(entry.segments, path);
-      if (params === null) continue;
-      const route = findRoute(entry, method);
-      if (route !== undefined) return { kind: "route", route, params };
-      seen.push(entry);
-    }
-    if (seen.length === 0) return NONE;
-    return {
-      kind: "method",
-      template: seen[0].template,
-      allow: allowOf(seen),
-      jsonErrors: seen.some((e) => e.jsonErrors),
-    };
+  /**
+   * Finds the route for a canonical path. `upgrade`: the request is a
+   * WebSocket upgrade (a GET with `Upgrade: websocket`).
+   */
+  match(method: string, path: string, upgrade = false): Match {
+    return this.#table.match(method, path, upgrade);
   }
 
   /** The engine handler for this router. Add routes first: it reads them live. */
   handler(options: HandlerOptions = {}): Handler {
-    const trust = options.trustProxy;
-    return (raw) => this.#dispatch(raw, trust);
+    const { trustProxy, maxBodyBytes } = options;
+    return (raw) => this.#dispatch(raw, trustProxy, maxBodyBytes);
   }
 
-  #dispatch(raw: ServerRequest, trust: ProxyTrust | undefined): Promise<Reply> {
+  #dispatch(
+    raw: ServerRequest,
+    trust: ProxyTrust | undefined,
+    maxBodyBytes: number | undefined,
+  ): Reply | Promise<Reply> {
     let path = raw.path;
     let refused: HttpError | undefined;
     try {
@@ -307,8 +201,18 @@ export class Router {
       if (!(err instanceof HttpError)) throw err;
       refused = err; // still runs the middleware: host guard, limits, metrics
     }
-    const req = new AppRequest(raw, path, trust);
-    const match = refused ? NONE : this.match(raw.method, path);
+    const req = new AppRequest(raw, path, trust, maxBodyBytes);
+    // Only apps with WebSocket routes pay for looking at Upgrade.
+    const upgrade = this.#hasWs && raw.method === "GET" &&
+      raw.headers.get("upgrade") !== undefined && isUpgradeRequest(raw.headers);
+    const match = refused
+      ? NO_MATCH
+      : this.#table.match(raw.method, path, upgrade);
+    const chains = this.#chains ??= {
+      routed: compose(this.#use),
+      other: compose(this.#use.filter((m) => m.routesOnly !== true)),
+    };
+    let run = chains.other;
     let jsonErrors = false;
     if (match.kind === "route") {
       req.route = match.route.template;
@@ -316,24 +220,34 @@ export class Router {
       req.params = match.params;
       req.contract = match.route.contract;
       jsonErrors = match.route.contract.jsonErrors === true;
+      run = chains.routed;
     } else if (match.kind === "method") {
       req.route = match.template;
       req.matched = "method";
       jsonErrors = match.jsonErrors;
+      run = chains.routed;
+    } else if (match.kind === "upgrade") {
+      req.route = match.template;
+      req.matched = "method";
+      run = chains.routed;
     } else if (this.#fallback && !refused) {
       req.route = this.#fallbackName;
       req.matched = "fallback";
     }
-    const reply = runChain(
-      this.#use,
-      req,
-      () => this.#answer(req, match, refused),
-    );
-    if (!jsonErrors) return reply;
-    return reply.catch((err) => {
-      if (err instanceof HttpError) return jsonError(req, err);
-      throw err;
-    });
+    if (jsonErrors) preferJsonErrors(raw);
+    const last = () => this.#answer(req, match, refused);
+    const onError = this.#onError;
+    if (onError === undefined) return run(req, last);
+    let reply: Reply | Promise<Reply>;
+    try {
+      reply = run(req, last);
+    } catch (err) {
+      return onError(err, req);
+    }
+    if (reply instanceof Promise) {
+      return reply.catch((err) => onError(err, req));
+    }
+    return reply;
   }
 
   #answer(
@@ -343,10 +257,13 @@ export class Router {
   ): Reply | Promise<Reply> {
     if (refused) throw refused;
     if (match.kind === "route") {
-      checkContract(req, match.route.contract);
-      const { handler, use } = match.route;
-      if (use.length === 0) return handler(req);
-      return runChain(use, req, () => handler(req));
+      const { handler, contract, run } = match.route;
+      // The route's limit, or the router's for routes that set none.
+      if (req.maxBodyBytes !== undefined || contract.contentType) {
+        checkContract(req, contract);
+      }
+      if (run === LAST) return handler(req);
+      return run(req, () => handler(req));
     }
     if (match.kind === "method") {
       if (req.method === "OPTIONS") return allowReply(match.allow);
@@ -359,9 +276,30 @@ export class Router {
         },
       );
     }
+    if (match.kind === "upgrade") {
+      // RFC 9110 §15.5.22: a 426 names the protocol to switch to.
+      throw new HttpError(
+        STATUS.UpgradeRequired,
+        `${req.method} without a WebSocket upgrade on ${match.template}`,
+        {
+          expose: "This path speaks WebSocket only",
+          headers: { upgrade: "websocket" },
+        },
+      );
+    }
     if (this.#fallback) return this.#fallback(req);
     throw new HttpError(STATUS.NotFound, `No route for ${req.path}`);
   }
+}
+
+/** A route with its middleware composed; the table makes its exact-path match. */
+function newRoute(
+  template: string,
+  handler: AppHandler,
+  contract: RouteContract,
+  use: readonly Middleware[],
+): Route {
+  return { template, handler, contract, run: compose(use), hit: NO_MATCH };
 }
 
 function allowReply(allow: string): Reply {
@@ -369,80 +307,15 @@ function allowReply(allow: string): Reply {
 }
 
 /**
- * Calls `chain[0]`, whose `next` calls `chain[1]`, ..., then `last`. No
- * async frame per layer: a throw, early or late, becomes a rejection.
+ * API routes answer errors in JSON even to `*\/*` or no Accept at all; a
+ * client that names HTML or JSON gets what it named. Said on the engine's
+ * request, as the engine renders every error: each gets the same log line
+ * and headers whichever route threw it.
  */
-function runChain(
-  chain: readonly Middleware[],
-  req: AppRequest,
-  last: () => Reply | Promise<Reply>,
-): Promise<Reply> {
-  const step = (i: number): Promise<Reply> => {
-    try {
-      return Promise.resolve(
-        i === chain.length ? last() : chain[i](req, () => step(i + 1)),
-      );
-    } catch (err) {
-      return Promise.reject(err);
-    }
-  };
-  return step(0);
-}
-
-/**
- * Enforces a route's contract from the head alone: a declared Content-Length
- * over the limit is 413 and a media type outside the list is 415, before any
- * body byte is read, so `Expect: 100-continue` never earns a `100`.
- */
-function checkContract(req: AppRequest, contract: RouteContract): void {
-  const { maxBodyBytes, contentType } = contract;
-  const length = req.raw.body.length;
-  if (maxBodyBytes !== undefined && length !== null && length > maxBodyBytes) {
-    throw new HttpError(
-      STATUS.ContentTooLarge,
-      "Declared body over the route limit",
-      {
-        expose: `Request body is larger than ${maxBodyBytes} bytes`,
-        close: true, // not worth reading a body we refused just to keep the connection
-      },
-    );
-  }
-  if (contentType !== undefined) {
-    const type = mediaType(req.header("content-type"));
-    const accepted = typeof contentType === "string"
-      ? [contentType]
-      : contentType;
-    if (!accepted.some((pattern) => mediaTypeMatches(type, pattern))) {
-      const message = `Content-Type must be ${accepted.join(" or ")}`;
-      throw new HttpError(STATUS.UnsupportedMediaType, message, {
-        expose: message,
-      });
-    }
-  }
-}
-
-/**
- * The one app-level error renderer: API routes answer JSON even to `*\/*`
- * or no Accept at all. A client that names HTML or JSON gets what the engine
- * would pick, so the error is rethrown to it.
- */
-function jsonError(req: AppRequest, err: HttpError): Reply {
-  const accept = req.header("accept");
+function preferJsonErrors(raw: ServerRequest): void {
+  const accept = raw.headers.get("accept");
   if (
-    accept !== undefined &&
-    (accept.includes("text/html") || accept.includes("json"))
-  ) {
-    throw err;
-  }
-  const { contentType, body } = renderError(
-    err.status,
-    err.expose ?? reasonPhrase(err.status),
-    "application/json",
-  );
-  const headers: Record<string, string> = {
-    ...err.headers,
-    "content-type": contentType,
-  };
-  if (err.close) headers.connection = "close";
-  return { status: err.status, headers, body };
+    accept === undefined ||
+    !(accept.includes("text/html") || accept.includes("json"))
+  ) raw.errorAccept = "application/json";
 }

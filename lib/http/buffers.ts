@@ -32,6 +32,11 @@ export class BufferPool {
     if (this.#free.length < this.#max) this.#free.push(buf);
   }
 
+  /** `buf`, once lent, now belongs to someone else for good: no longer counted. */
+  forget(buf: Uint8Array): void {
+    if (buf.length === this.size) this.#lent--;
+  }
+
   /** Buffers taken and not given back yet. */
   get lent(): number {
     return this.#lent;

@@ -28,6 +28,7 @@ import {
   type Reply,
   type ReplyBody,
   type ServerRequest,
+  type Takeover,
 } from "./handler.ts";
 import type { HeaderFields } from "./headers.ts";
 import {
@@ -45,6 +46,7 @@ import {
   OutBuffer,
   writeFields,
   writeFraming,
+  writeSwitchingHead,
 } from "./response.ts";
 import type { Socket } from "./socket.ts";
 import type { EngineStats } from "./stats.ts";
@@ -66,6 +68,8 @@ const NO_BODY = new BodyReader(
   DEFAULT_LIMITS,
 );
 
+/** The read buffer of a connection handed over after a 101. */
+const NO_BYTES = new Uint8Array(0);
 /**
  * Each connection's own read buffer, all a waiting one holds. Room for the
  * heads of curl, wrk and most API clients (under 200 bytes)...
@@ -122,6 +126,8 @@ export const enum Phase {
   Write,
   /** Closing: reading and dropping what the client still sends. */
   Linger,
+  /** Switched protocols (101): a {@link Takeover} owns the socket and its deadlines. */
+  Upgraded,
 }
 
 /** Methods the server answers `OPTIONS *` with. */
@@ -149,6 +155,17 @@ export interface ConnectionOptions {
    * connection. `idleNext`: no further request is already buffered.
    */
   readonly keepAliveMs: (c: Connection, idleNext: boolean) => number;
+  /**
+   * Another protocol on this socket (HTTP/2), asked with the bytes read
+   * before the first request: null for HTTP/1.1, "more" to read more
+   * first, or the promise of the connection that took the socket and these
+   * bytes over. This one then ends with it, leaving the socket to it.
+   */
+  readonly upgrade?: (
+    c: Connection,
+    socket: Socket,
+    first: Uint8Array,
+  ) => Promise<void> | "more" | null;
 }
 
 class IncomingRequest implements ServerRequest {
@@ -163,7 +180,9 @@ class IncomingRequest implements ServerRequest {
   readonly secure: boolean;
   readonly body: BodyReader;
   readonly startTime: number;
+  readonly limits: Limits;
   user: string | undefined = undefined;
+  errorAccept: string | undefined = undefined;
 
   constructor(
     startTime: number,
@@ -171,6 +190,7 @@ class IncomingRequest implements ServerRequest {
     body: BodyReader,
     remoteAddr: Deno.NetAddr,
     secure: boolean,
+    limits: Limits,
   ) {
     this.method = head.method;
     this.target = head.target;
@@ -183,6 +203,7 @@ class IncomingRequest implements ServerRequest {
     this.secure = secure;
     this.body = body;
     this.startTime = startTime;
+    this.limits = limits;
   }
 }
 
@@ -202,7 +223,7 @@ export function isDisconnect(err: unknown): boolean {
  * timeout, a limit crossed, a full server. Any other 4xx (a bot's 404, a
  * malformed request) is only its access line; see {@link toErrorReply}.
  */
-function isLimitStatus(status: number): boolean {
+export function isLimitStatus(status: number): boolean {
   return status === 408 || status === 413 || status === 414 ||
     status === 429 || status === 431 || status === 503 || status === 507;
 }
@@ -269,6 +290,10 @@ export class Connection extends Timed implements ByteSource {
   /** Dropping an unread body after its reply. */
   #discarding = false;
   #closed = false;
+  /** Asking `opts.upgrade` about each read until the first request. */
+  #sniffing: boolean;
+  /** Another protocol took the socket: closing is its job. */
+  #handedOver = false;
   // Bytes out, for the access log: the client received `#wrote` bytes
   // in whole writes, plus `#partial` of the write in progress. The current
   // reply starts at `#replyAt` in that count.
@@ -306,6 +331,8 @@ export class Connection extends Timed implements ByteSource {
   /** Bytes of the current reply written after waiting, and the time waited. */
   #sendBytes = 0;
   #sendWaitedMs = 0;
+  /** What owns the socket once a 101 is queued (phase Upgraded once it is written). */
+  #takeover: Takeover | undefined;
 
   /** The server's own record of this connection, for its callbacks. */
   readonly tag: unknown;
@@ -318,6 +345,7 @@ export class Connection extends Timed implements ByteSource {
     this.#limits = opts.limits;
     this.#keepAliveMs = opts.timeouts.keepAliveMs;
     this.remoteAddr = conn.remoteAddr as Deno.NetAddr;
+    this.#sniffing = opts.upgrade !== undefined;
   }
 
   /**
@@ -327,8 +355,11 @@ export class Connection extends Timed implements ByteSource {
   async run(): Promise<void> {
     try {
       const conn = this.#conn;
+      // Out here, and cleared before the takeover's wait below: it may
+      // last for hours, and must not keep the last request alive.
+      let head: RequestHead | undefined;
+      let reply: Reply | Promise<Reply> | undefined;
       for (;;) {
-        let head: RequestHead | undefined;
         try {
           head = this.#parseNext();
           while (head === undefined) {
@@ -341,6 +372,12 @@ export class Connection extends Timed implements ByteSource {
             const n = await conn.read(this.#readSpace());
             if (n === null || this.#closed) return;
             this.#received(n);
+            if (this.#sniffing) {
+              const other = this.#opts.upgrade!(this, conn, this.buffered());
+              if (other === "more") continue;
+              this.#sniffing = false;
+              if (other !== null) return await this.#handedTo(other);
+            }
             head = this.#parseNext();
           }
         } catch (err) {
@@ -360,9 +397,16 @@ export class Connection extends Timed implements ByteSource {
         }
         // The common request has no await of ours but the write: a synchronous
         // handler and a small body make one buffered reply.
-        let reply = this.#dispatch(head);
+        reply = this.#dispatch(head);
         if (reply instanceof Promise) reply = await reply;
-        if (this.#closed) return;
+        if (this.#closed) {
+          reply.upgrade?.cancel();
+          return;
+        }
+        if (reply.upgrade !== undefined) {
+          reply = this.#switchProtocols(head, reply);
+          if (reply.upgrade !== undefined) break; // hands the socket over below
+        }
         let keep = this.#respond(head, reply);
         if (typeof keep !== "boolean") keep = await keep;
         // Gather replies to pipelined requests into one write; flush before any wait.
@@ -385,6 +429,8 @@ export class Connection extends Timed implements ByteSource {
           return;
         }
       }
+      head = reply = undefined;
+      await this.#runTakeover();
     } catch (err) {
       if (!isDisconnect(err) && !this.#closed) {
         log.error("Connection failed: {error}", { error: err });
@@ -395,6 +441,87 @@ export class Connection extends Timed implements ByteSource {
       this.close();
       this.#opts.onEnd?.(this); // no read is pending any more
     }
+  }
+
+  /**
+   * Queues the 101 head of a reply with an upgrade, whose takeover `run()`
+   * then starts. Returns the reply, or an error reply (the takeover
+   * cancelled, the connection to close) for a request that cannot switch.
+   */
+  #switchProtocols(head: RequestHead, reply: Reply): Reply {
+    const takeover = reply.upgrade!;
+    const out = this.#out;
+    const mark = out.len;
+    try {
+      if (reply.status !== 101) {
+        throw new TypeError(
+          `A reply with an upgrade has status ${reply.status}, not 101`,
+        );
+      }
+      // RFC 9110 §7.8: no upgrade on HTTP/1.0; and unread body bytes would
+      // be taken for the new protocol's.
+      if (head.minor !== 1 || !this.#body.consumed) {
+        throw new TypeError(
+          "Only an HTTP/1.1 request with no body left can switch protocols",
+        );
+      }
+      this.#replyAt = this.#wrote + mark;
+      writeSwitchingHead(out, reply.headers);
+    } catch (err) {
+      out.len = mark;
+      takeover.cancel();
+      this.#closeAfter = true;
+      return this.#failed(err, head);
+    }
+    this.#status = 101;
+    this.#takeover = takeover;
+    return reply;
+  }
+
+  /**
+   * Writes the 101 and hands the socket over with the bytes read past the
+   * request head. The connection stays counted until the takeover is done.
+   */
+  #runTakeover(): Promise<void> {
+    const takeover = this.#takeover!;
+    // Not async: an idle WebSocket would keep this frame suspended for good.
+    return (this.#flush() ?? Promise.resolve()).then(
+      () => this.#handOver(takeover),
+      (err) => {
+        takeover.cancel();
+        throw err;
+      },
+    );
+  }
+
+  #handOver(takeover: Takeover): Promise<void> {
+    this.#finish(this.#current!, false);
+    const rest = this.#buf.slice(this.#start, this.#end);
+    // The takeover reads into its own buffer: an idle WebSocket keeps none of these.
+    if (this.#buf !== this.#own) readBuffers.give(this.#buf);
+    this.#buf = this.#own = NO_BYTES;
+    this.#out.release();
+    this.#start = this.#end = this.#scanFrom = 0;
+    this.#body = NO_BODY;
+    this.phase = Phase.Upgraded;
+    this.#arm(this.#now, this.#now); // visited each tick from now on: expire()
+    if (this.#draining) takeover.drain();
+    return takeover.run(this.#conn, rest);
+  }
+
+  /**
+   * Another protocol took the socket and the bytes read so far (a view of
+   * the read buffer, its own now): this connection leaves the wheel and
+   * waits for it to end.
+   */
+  #handedTo(other: Promise<void>): Promise<void> {
+    this.#handedOver = true;
+    if (this.#buf !== this.#own) readBuffers.forget(this.#buf);
+    this.#buf = this.#own = NO_BYTES;
+    this.#out.release();
+    this.deadline = this.busyDeadline = 0;
+    this.#opts.wheel.remove(this);
+    return other;
   }
 
   /** The next complete head in the buffer, or undefined if more bytes are needed. */
@@ -635,6 +762,7 @@ export class Connection extends Timed implements ByteSource {
       body,
       this.remoteAddr,
       this.#opts.secure,
+      this.#limits,
     );
     try {
       const r = this.#opts.handler(req);
@@ -659,7 +787,10 @@ export class Connection extends Timed implements ByteSource {
   #failed(err: unknown, head: RequestHead): Reply {
     if (err instanceof HttpError && err.close) this.#closeAfter = true;
     if (this.#closed) return { status: STATUS.InternalServerError }; // never sent
-    return this.#errorReply(err, head.headers.get("accept"));
+    return this.#errorReply(
+      err,
+      this.#incoming?.errorAccept ?? head.headers.get("accept"),
+    );
   }
 
   /** {@link toErrorReply}, noting an HttpError's message for the log lines. */
@@ -1089,6 +1220,12 @@ export class Connection extends Timed implements ByteSource {
    * deadline while the server is `busy`.
    */
   expire(now: number, busy = false): void {
+    if (this.phase === Phase.Upgraded) {
+      // The takeover keeps its own times; it asked to be called every tick.
+      this.#takeover!.expire(now);
+      if (!this.#closed) this.#arm(now, now);
+      return;
+    }
     const deadline = busy ? this.busyDeadline : this.deadline;
     if (deadline === 0 || now < deadline || this.#closed) return;
     const phase = this.phase;
@@ -1148,6 +1285,7 @@ export class Connection extends Timed implements ByteSource {
   /** Graceful shutdown: close now if idle, else after the reply in progress. */
   drain(): void {
     this.#draining = true;
+    if (this.phase === Phase.Upgraded) return this.#takeover!.drain();
     // Lingering is idle too: the last reply is out, we only wait for the peer.
     if (this.phase === Phase.Idle || this.phase === Phase.Linger) this.close();
   }
@@ -1157,7 +1295,7 @@ export class Connection extends Timed implements ByteSource {
   /** Closes the socket at once (idempotent). */
   close(): void {
     this.#closed = true;
-    if (this.#socketClosed) return;
+    if (this.#socketClosed || this.#handedOver) return;
     this.#socketClosed = true;
     this.deadline = this.busyDeadline = 0;
     this.#opts.wheel.remove(this);
@@ -1171,7 +1309,7 @@ export class Connection extends Timed implements ByteSource {
 }
 
 /** The handler's result, if it is a reply at all. */
-function checkReply(reply: Reply): Reply {
+export function checkReply(reply: Reply): Reply {
   if (
     reply === null || typeof reply !== "object" ||
     !Number.isInteger(reply.status)
@@ -1181,7 +1319,8 @@ function checkReply(reply: Reply): Reply {
   return reply;
 }
 
-function cancelBody(body: ReplyBody): void {
+/** Releases a reply body that will not be sent: cancels a stream, closes a file. */
+export function cancelBody(body: ReplyBody): void {
   if (body instanceof ReadableStream) body.cancel().catch(() => {});
   else if (body instanceof FileBody) {
     try {

@@ -3,6 +3,7 @@
  * and 503 reply, the deadline sweeper, and graceful shutdown.
  */
 import { getLogger } from "@logtape/logtape";
+import type net from "node:net";
 import {
   DEFAULT_CONFIG,
   DEFAULT_LIMITS,
@@ -22,13 +23,16 @@ import {
   Phase,
   toErrorReply,
 } from "./connection.ts";
+import { detectH2, H2Connection } from "./h2_connection.ts";
+import { H2Session } from "./h2/session.ts";
 import { DeadlineWheel, timeoutsOf } from "./deadlines.ts";
 import { HttpError, STATUS } from "./errors.ts";
 import type { Handler } from "./handler.ts";
+import { ProxyHeaderReader } from "./proxied_conn.ts";
 import { encodeClosingReply } from "./response.ts";
 import { Semaphore } from "./semaphore.ts";
-import type { Socket } from "./socket.ts";
-import { tlsSettings, TlsSocket } from "./tls.ts";
+import type { RawConn, Socket } from "./socket.ts";
+import { listenTls, TlsCertificate, TlsSocket } from "./tls.ts";
 import { EngineStats } from "./stats.ts";
 
 const log = getLogger(["spindle", "server"]);
@@ -46,20 +50,34 @@ export interface ServeOptions extends Partial<Omit<ServerConfig, "limits">> {
    * engines share the process (workers). Default 1.
    */
   readonly descriptorShare?: number;
+  /**
+   * The certificate to serve HTTPS with, instead of `cert` and `key`: keep
+   * it to replace the pair while the server runs.
+   */
+  readonly certificate?: TlsCertificate;
 }
 
 /** A running server. */
 export interface Server extends AsyncDisposable {
-  /** The bound address; `port` is the real one when 0 was asked. */
+  /**
+   * The bound address; `port` is the real one when 0 was asked. Over TLS
+   * both are known once `ready` resolves.
+   */
   readonly addr: Deno.NetAddr;
   readonly port: number;
+  /**
+   * Resolves once the server listens: at once for plain HTTP, after a turn
+   * of the event loop for TLS. Rejects as `Deno.listen` throws (`AddrInUse`).
+   */
+  readonly ready: Promise<void>;
   readonly stats: EngineStats;
   readonly limits: Limits;
   /** Resolves when the server has stopped and every connection is closed. */
   readonly finished: Promise<void>;
   /**
    * Stops accepting, closes idle connections, lets requests in flight
-   * finish within `limits.shutdownTimeoutMs`, then closes the rest.
+   * finish within `limits.shutdownTimeoutMs`, then closes the rest. With
+   * `limits.drainDelayMs`, first serves on that long with /health at 503.
    */
   shutdown(): Promise<void>;
 }
@@ -72,6 +90,16 @@ const REFUSE_LINGER_MS = 1000;
 const MAX_BACKLOG = 65_535;
 /** Longest the accept loop waits for descriptors to come back. */
 const ROOM_WAIT_MS = 50;
+/**
+ * node's TLS listener's queue: an accept burst takes at most about this
+ * many descriptors before the engine can close one, so the budget keeps as
+ * many free. nginx and node use 511; 128 costs a 1 s SYN retry only to a
+ * client arriving in a burst of more than 128 at once.
+ */
+const NODE_BACKLOG = 128;
+
+/** An HTTP/1.1 connection, or one that turned out to speak HTTP/2. */
+type AnyConnection = Connection | H2Connection;
 
 /** A socket the engine holds, and the address it is counted under. */
 interface Client {
@@ -98,6 +126,7 @@ interface Client {
  *   headers: { "content-type": "text/plain" },
  *   body: "hello",
  * }));
+ * await server.ready;
  * const res = await fetch(`http://127.0.0.1:${server.port}/`);
  * assert.equal(await res.text(), "hello");
  * ```
@@ -112,31 +141,68 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   // Before listening: a bad limit or certificate throws here, with no socket left open.
   const semaphore = new Semaphore(limits.maxConns, limits.maxQueue);
   const timeouts = timeoutsOf(limits);
-  const secure = config.cert !== undefined && config.key !== undefined;
-  const tls = secure ? tlsSettings(config.cert!, config.key!) : undefined;
-  const listener = Deno.listen({
+  const certificate = options.certificate ??
+    (config.cert !== undefined && config.key !== undefined
+      ? new TlsCertificate(config.cert, config.key)
+      : undefined);
+  const secure = certificate !== undefined;
+  // HTTP/2 by ALPN on TLS unless turned off; on plain TCP only by prior knowledge (--h2c).
+  const h2 = secure ? config.http2 !== false : config.h2c === true;
+  const tlsOptions = {
+    alpnProtocols: h2 ? ["h2", "http/1.1"] : ["http/1.1"],
+  };
+  if (h2) new H2Session(limits); // a bad HTTP/2 limit throws now, not per client
+  const proxyHeaders = config.proxyProtocolFrom === undefined
+    ? undefined
+    : new ProxyHeaderReader(limits, config.proxyProtocolFrom);
+  const where = {
     hostname: config.hostname,
     port: config.port,
     reusePort: config.reusePort,
+  };
+  // TLS clients come from node's listener when the descriptor limit is
+  // known with room for its whole queue (it stops for good at one EMFILE,
+  // tls.ts); plain clients, and TLS ones otherwise, from Deno's.
+  const share = options.descriptorShare;
+  const nodeFds = certificate === undefined
+    ? undefined
+    : new DescriptorBudget(limits, share, undefined, NODE_BACKLOG);
+  const fast = nodeFds !== undefined && nodeFds.cap !== Infinity &&
+    nodeFds.cap >= NODE_BACKLOG;
+  const fds = fast ? nodeFds : new DescriptorBudget(limits, share);
+  const listener = !fast
     // A burst of clients must wait in the kernel's queue, not be dropped to
     // retry a second later. We accept all we can (and refuse past our caps
     // with a reply), so ask for as long a queue as the kernel allows.
-    tcpBacklog: MAX_BACKLOG,
-  });
-  const addr = listener.addr as Deno.NetAddr;
+    ? Deno.listen({ ...where, tcpBacklog: MAX_BACKLOG })
+    : listenTls(
+      { ...where, backlog: NODE_BACKLOG },
+      acceptedNode,
+      acceptFailed,
+      () => {
+        log.warn(
+          "TLS listener stalled out of file descriptors; listening again",
+        );
+        evict();
+      },
+    );
+  let addr: Deno.NetAddr = "addr" in listener
+    ? listener.addr
+    : { transport: "tcp", hostname: config.hostname, port: 0 };
   const perAddress = new AddressCounts(
     limits.maxConnsPerIp,
     config.exemptPeer ?? isLoopback,
   );
-  const fds = new DescriptorBudget(limits, options.descriptorShare);
   primeSignalHandling();
   const busyConns = limits.maxConns * limits.busyPercent / 100;
-  const connections = new Map<Connection, Client>();
+  const connections = new Map<AnyConnection, Client>();
   const queued = new Map<Client, { since: number; cancel: () => void }>();
   /** Sockets being refused; shutdown closes what is left of them. */
   const refusing = new Set<Client>();
   /** Connections whose last reply said close so a waiter gets their slot. */
-  const yielding = new Set<Connection>();
+  const yielding = new Set<AnyConnection>();
+  /** HTTP/2 connections: visited every tick, not filed in the wheel. */
+  const h2Conns = new Set<H2Connection>();
   /** Connections closed to make room since the sweeper last logged them. */
   const evicted = { silent: 0, idle: 0 };
   /** Accepts that failed with EMFILE since the sweeper last logged them. */
@@ -175,19 +241,51 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   function freeFd(client: Client): void {
     if (client.fdFreed) return;
     client.fdFreed = true;
+    fdClosed();
+  }
+
+  function fdClosed(): void {
     fds.open--;
     if (!fds.full) roomFreed?.();
   }
 
-  function onClose(c: Connection): void {
+  function onClose(c: AnyConnection): void {
     const client = connections.get(c);
     if (client === undefined) return;
     connections.delete(c);
     yielding.delete(c);
+    if (c instanceof H2Connection) h2Conns.delete(c);
     forget(client);
     stats.active--;
     if (!client.slotFreed) semaphore.release();
     if (connections.size === 0) idleResolve?.();
+  }
+
+  /** A connection that speaks HTTP/2 goes on as an H2Connection, in the same slot. */
+  function upgrade(
+    c: Connection,
+    socket: Socket,
+    first: Uint8Array,
+  ): Promise<void> | "more" | null {
+    const protocol = detectH2(socket, first);
+    const client = connections.get(c);
+    if (protocol !== "h2") return protocol;
+    if (client === undefined) return null; // closed meanwhile
+    const h = new H2Connection(socket, first, {
+      limits,
+      handler,
+      stats,
+      secure,
+      accessLog: config.accessLog ?? true,
+      timeouts,
+      onClose,
+    });
+    connections.delete(c);
+    connections.set(h, client);
+    h2Conns.add(h);
+    const running = h.run(); // reads `first` before its first await
+    if (stopping) h.drain();
+    return running;
   }
 
   /** A lingering connection's reply is out: its slot can serve a waiter now. */
@@ -200,6 +298,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   }
 
   function keepAliveMs(c: Connection, idleNext: boolean): number {
+    if (stats.draining) return 0; // the drain delay: a balancer opens anew elsewhere
     // A waiter not yet promised a slot gets this one: the reply says
     // Connection: close, so the client never reuses what we then close.
     if (idleNext && semaphore.waiting > yielding.size) {
@@ -233,7 +332,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     linger = true,
   ): void {
     stats.rejected++;
-    if (!linger && tls !== undefined) {
+    if (!linger && secure) {
       closeClient(client); // a reply would need a TLS handshake first
       freeFd(client);
       return;
@@ -299,9 +398,9 @@ export function serve(options: ServeOptions, handler: Handler): Server {
    */
   function evict(count = 1): number {
     const now = Date.now();
-    const lingering: Connection[] = [];
-    const silent: Connection[] = [];
-    const idle: Connection[] = [];
+    const lingering: AnyConnection[] = [];
+    const silent: AnyConnection[] = [];
+    const idle: AnyConnection[] = [];
     for (const [c, client] of connections) {
       if (c.phase === Phase.Linger) {
         lingering.push(c);
@@ -355,14 +454,54 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     });
   }
 
-  /** Counts a new socket and decides: serve, queue, or refuse. */
-  function accepted(conn: Deno.TcpConn): void {
+  /**
+   * Counts a socket from Deno's listener; a trusted proxy's must first say
+   * whose it is. Before TLS and before the per-address count: the PROXY
+   * header names the client, and each proxied connection carries just that one.
+   */
+  function acceptedConn(conn: Deno.TcpConn): void {
     stats.accepted++;
     fds.open++;
     conn.setNoDelay(true);
+    const serveConn = (c: RawConn) =>
+      admitSocket(
+        certificate === undefined
+          ? c
+          : new TlsSocket(c, certificate, tlsOptions),
+        c.remoteAddr.hostname,
+      );
+    if (proxyHeaders?.expects(conn.remoteAddr.hostname)) {
+      proxyHeaders.read(conn).then((c) => c ? serveConn(c) : fdClosed());
+      return;
+    }
+    serveConn(conn);
+  }
+
+  /** {@link acceptedConn} for a TLS client from node's listener. */
+  function acceptedNode(raw: net.Socket): void {
+    if (stopping) return void raw.destroy();
+    stats.accepted++;
+    fds.open++;
+    const peer = raw.remoteAddress ?? "";
+    if (proxyHeaders?.expects(peer)) {
+      proxyHeaders.readNode(raw).then((proxied) =>
+        proxied
+          ? admitSocket(
+            new TlsSocket(raw, certificate!, { ...tlsOptions, proxied }),
+            proxied.remoteAddr.hostname,
+          )
+          : fdClosed()
+      );
+      return;
+    }
+    admitSocket(new TlsSocket(raw, certificate!, tlsOptions), peer);
+  }
+
+  /** Decides for a new socket: serve, queue, or refuse. */
+  function admitSocket(socket: Socket, hostname: string): void {
     const client: Client = {
-      socket: tls === undefined ? conn : new TlsSocket(conn, tls),
-      key: perAddress.add((conn.remoteAddr as Deno.NetAddr).hostname),
+      socket,
+      key: perAddress.add(hostname),
       closed: false,
     };
     if (stopping) {
@@ -407,7 +546,31 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     roomFreed = undefined;
   }
 
-  async function acceptLoop(): Promise<void> {
+  /**
+   * An accept that failed: past the descriptor limit, learns it and makes
+   * room. Returns how long to wait before accepting again, in ms.
+   */
+  function acceptFailed(err: Error): number {
+    if ((err as { code?: string }).code === "EMFILE") {
+      // The limit was unknown: learn it, and keep the reserve free from
+      // now on. Known, it was closed sockets not yet gone: make room.
+      const known = fds.cap !== Infinity;
+      const cap = fds.learn();
+      if (!known) {
+        log.error(
+          "Out of file descriptors with {open} sockets open; from now on at most {cap} (set --max-fds to say so up front)",
+          { open: fds.open, cap },
+        );
+      }
+      emfile++;
+      evict();
+      return 10;
+    }
+    log.error("Accept failed: {error}", { error: err });
+    return 100; // wait rather than spin (darkhttpd does the same)
+  }
+
+  async function acceptLoop(listener: Deno.TcpListener): Promise<void> {
     for (;;) {
       if (fds.full && !stopping) await waitForRoom();
       let conn: Deno.TcpConn;
@@ -416,31 +579,16 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       } catch (err) {
         if (stopping || err instanceof Deno.errors.BadResource) return;
         if (isDisconnect(err)) continue;
-        if ((err as { code?: string }).code === "EMFILE") {
-          // The limit was unknown: learn it, and keep the reserve free from
-          // now on. Known, it was closed sockets not yet gone: make room.
-          const known = fds.cap !== Infinity;
-          const cap = fds.learn();
-          if (!known) {
-            log.error(
-              "Out of file descriptors with {open} sockets open; from now on at most {cap} (set --max-fds to say so up front)",
-              { open: fds.open, cap },
-            );
-          }
-          emfile++;
-          evict();
-          await new Promise((r) => setTimeout(r, 10));
-        } else {
-          log.error("Accept failed: {error}", { error: err });
-          // Wait rather than spin (darkhttpd does the same).
-          await new Promise((r) => setTimeout(r, 100));
-        }
+        const waitMs = acceptFailed(err as Error);
+        await new Promise((r) => setTimeout(r, waitMs));
         continue;
       }
-      accepted(conn);
+      acceptedConn(conn);
     }
   }
 
+  /** When the sweeper last had the TLS listener checked. */
+  let lastWatch = Date.now();
   // One timer for every deadline: cheaper than a timer per read. Each tick
   // visits only the connections due in it (a wheel, not a scan).
   const tick = Math.max(
@@ -455,6 +603,8 @@ export function serve(options: ServeOptions, handler: Handler): Server {
           timeouts.writeGapBusyMs,
           timeouts.graceBusyMs,
           limits.queueTimeoutMs,
+          limits.wsIdleTimeoutMs,
+          limits.wsCloseTimeoutMs,
         ) / 4,
       ),
     ),
@@ -482,6 +632,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     timeouts,
     wheel,
     keepAliveMs,
+    upgrade: h2 ? upgrade : undefined,
   };
   let wasBusy = false;
   const sweeper = setInterval(() => {
@@ -491,6 +642,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     if (strict && !wasBusy) wheel.visitAll(now, true);
     wasBusy = strict;
     wheel.advance(now, strict);
+    for (const h of h2Conns) h.expire(now, strict); // few: each multiplexes
     // Past the descriptor budget (a limit just learnt): win the reserve back.
     if (fds.full) evict(fds.open - fds.cap);
     if (evicted.silent + evicted.idle > 0) {
@@ -509,9 +661,26 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     for (const [, q] of queued) {
       if (now - q.since > limits.queueTimeoutMs) q.cancel();
     }
+    if ("watch" in listener && now - lastWatch >= 1000) {
+      lastWatch = now;
+      listener.watch(fds.open > 0);
+    }
   }, tick);
 
-  const accepting = acceptLoop();
+  let ready: Promise<void>;
+  let accepting: Promise<void>;
+  if ("accept" in listener) {
+    accepting = acceptLoop(listener);
+    ready = Promise.resolve();
+  } else {
+    accepting = Promise.resolve();
+    ready = listener.ready.then((bound) => {
+      addr = bound;
+    }, (err: unknown) => {
+      clearInterval(sweeper);
+      throw err;
+    });
+  }
   let shutdownPromise: Promise<void> | undefined;
   let finishedResolve!: () => void;
   const finished = new Promise<void>((r) => finishedResolve = r);
@@ -519,8 +688,18 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   function shutdown(): Promise<void> {
     if (shutdownPromise) return shutdownPromise;
     shutdownPromise = (async () => {
-      stopping = true;
       stats.draining = true;
+      if (limits.drainDelayMs > 0) {
+        // Behind a load balancer: /health says 503 and each reply closes
+        // its connection, while requests are still served, until the
+        // balancer's checks have taken us out. Closing the listener at once
+        // would refuse connections it still sends.
+        log.info("Draining for {ms} ms before the listener closes", {
+          ms: limits.drainDelayMs,
+        });
+        await new Promise((r) => setTimeout(r, limits.drainDelayMs));
+      }
+      stopping = true;
       log.info("Shutting down: {active} connections open", {
         active: connections.size,
       });
@@ -528,7 +707,8 @@ export function serve(options: ServeOptions, handler: Handler): Server {
         listener.close();
       } catch { /* closed */ }
       await accepting;
-      for (const [, q] of queued) q.cancel();
+      proxyHeaders?.closeAll();
+      semaphore.cancelAll(); // each queued client is refused with 503
       const idle = new Promise<void>((r) => idleResolve = r);
       for (const c of connections.keys()) c.drain();
       if (connections.size > 0) {
@@ -550,14 +730,23 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   }
 
   const server: Server = {
-    addr,
-    port: addr.port,
+    get addr() {
+      return addr;
+    },
+    get port() {
+      return addr.port;
+    },
+    ready,
     stats,
     limits,
     finished,
     shutdown,
     [Symbol.asyncDispose]: shutdown,
   };
-  options.onListen?.(addr);
+  const onListen = options.onListen;
+  if (onListen !== undefined) {
+    if (secure) ready.then(() => onListen(addr), () => {});
+    else onListen(addr);
+  }
   return server;
 }

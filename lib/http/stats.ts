@@ -1,4 +1,8 @@
-/** Counters the engine keeps for health and metrics; plain fields, no locking needed. */
+/**
+ * Counters the engine keeps for health and metrics; plain fields, no
+ * locking needed. `draining` also tells the app, by a signal, that
+ * shutdown began.
+ */
 export class EngineStats {
   /** `Date.now()` when the server started. */
   readonly startedAt: number = Date.now();
@@ -15,6 +19,24 @@ export class EngineStats {
   /** Bytes read from and written to client sockets. */
   bytesIn = 0;
   bytesOut = 0;
+  #drain = new AbortController();
+
   /** True once shutdown began: health checks should answer 503. */
-  draining = false;
+  get draining(): boolean {
+    return this.#drain.signal.aborted;
+  }
+  /** Set by the server when shutdown begins; true aborts {@link drainSignal}. */
+  set draining(on: boolean) {
+    if (on) this.#drain.abort();
+    else if (this.#drain.signal.aborted) this.#drain = new AbortController();
+  }
+
+  /**
+   * Aborts when shutdown begins: replies that never end on their own (an
+   * event stream) end on it, so a drain does not wait `shutdownTimeoutMs`
+   * for them.
+   */
+  get drainSignal(): AbortSignal {
+    return this.#drain.signal;
+  }
 }

@@ -1,0 +1,1178 @@
+/**
+ * Every case of `deno task bench`, one entry each, in the order they run.
+ * Most are `paired()`: Spindle and a reference measured in alternating
+ * rounds, the figure being the median of the per-round ratios, with each
+ * server's CPU per request beside it. Adding such a case is one entry.
+ */
+import { IdleHolder, slowRead } from "./clients.ts";
+import { hotSpots, newestProfile } from "./cpu_profile.ts";
+import {
+  type Bench,
+  clean,
+  cores,
+  cpuPerUnit,
+  HOST,
+  KIB,
+  type Load,
+  type Measured,
+  measureOnce,
+  measureSides,
+  medianCpu,
+  MIB,
+  type ServerSpec,
+  type Side,
+  sleep,
+  startSpec,
+  stopServer,
+  withServers,
+} from "./measure.ts";
+import type { Placement } from "./procs.ts";
+import { freePort, spawnTree, treeRssBytes } from "./procs.ts";
+import {
+  fmtBytes,
+  fmtMs,
+  fmtRatio,
+  fmtRps,
+  fmtSummary,
+  type Row,
+} from "./report.ts";
+import {
+  atLeast,
+  atMost,
+  median,
+  roundOrder,
+  summarizePaired,
+  type Target,
+} from "./stats.ts";
+import {
+  bareLoop,
+  defaultApp,
+  denoServeHello,
+  denoServeParallel,
+  denoServeTls,
+  denoServeWs,
+  engineHello,
+  nginx,
+} from "./specs.ts";
+import { h2loadGenerator, wsGenerator } from "./generators.ts";
+
+/** One case: a number and a name for `--only`, and what it measures. */
+export interface BenchCase {
+  readonly id: number;
+  readonly name: string;
+  readonly title: string;
+  /** Tools it cannot run without. */
+  readonly needs?: readonly ("wrk" | "nginx" | "h2load")[];
+  /** Not measured yet, and why: a place kept for a coming case. */
+  readonly pending?: string;
+  readonly run?: (bench: Bench) => Promise<Row[]>;
+}
+
+/** The bench's files: names and sizes. */
+export const FILES = {
+  small: { name: "1k.bin", bytes: KIB },
+  // Eight times the static handler's 1 MiB memory-cache limit: read from disk.
+  big: { name: "8m.bin", bytes: 8 * MIB },
+  // Sparse: a GiB that costs no disk, for the slow readers.
+  huge: { name: "1g.bin", bytes: 1024 * MIB },
+} as const;
+
+/** Pinned cases: a server using less CPU than this was not their bottleneck. */
+const SATURATED_CORES = 0.8;
+/** An access line is longer than this; fewer bytes per request: no log. */
+const MIN_LOG_BYTES_PER_REQ = 20;
+/**
+ * Flags for the cases holding thousands of idle connections: room above the
+ * default --max-conns (4096), and an idle timeout longer than the case (the
+ * default 5 s would close them mid-run).
+ */
+const HELD_FLAGS = ["--max-conns", "8192", "--keepalive-timeout", "2m"];
+const LARGE_FILE_MAX_ADDED_BYTES = 100 * MIB;
+const IDLE_MAX_BYTES_PER_CONN = 8 * KIB;
+const START_MAX_MS = 200;
+/** Time for a server to close thousands of sockets the client just closed. */
+const SETTLE_MS = 500;
+
+function hello(connections: number, pipeline = 1, threads = 1): Load {
+  return { path: "/echo/hello", connections, pipeline, threads };
+}
+
+function file(name: string, connections: number): Load {
+  return { path: `/${name}`, connections, pipeline: 1, threads: 1 };
+}
+
+/** HTTP/2 cases: few connections, many streams each, as browsers and proxies use h2. */
+const H2_CONNS = 4;
+const H2_STREAMS = 32;
+const H2LOAD = h2loadGenerator();
+/**
+ * h2load never reopens a connection the server ends with GOAWAY, so the
+ * default 10,000 streams per connection would end a run early: lifted, as
+ * the bench's nginx lifts keepalive_requests.
+ */
+const H2_FLAGS = ["--max-requests", "10000000"];
+
+/** `load` sent by h2load over TLS, `streams` at once on each connection. */
+function h2(load: Load, streams: number): Load {
+  return { ...load, pipeline: streams, generate: H2LOAD };
+}
+
+const rps = (r: Measured) => r.requestsPerSec;
+const bps = (r: Measured) => r.bytesPerSec;
+const p99 = (r: Measured) => r.latencyP99Us;
+
+/** Errors over a side's runs, as a problem line, or nothing. */
+function errorsOf(name: string, runs: readonly Measured[]): string[] {
+  const bad = runs.filter((r) => !clean(r));
+  if (bad.length === 0) return [];
+  const statuses = runs.reduce((n, r) => n + r.errorStatuses, 0);
+  const sockets = runs.reduce((n, r) => n + r.socketErrors, 0);
+  const first = bad.find((r) => r.firstError)?.firstError;
+  return [
+    `${name}: ${statuses} bad statuses, ${sockets} socket errors${
+      first ? ` (${first})` : ""
+    }`,
+  ];
+}
+
+/** The access-log check: a server that should log wrote about a line per request. */
+function logCheck(spec: ServerSpec, runs: readonly Measured[]): string[] {
+  if (!spec.logsAccess) return [];
+  const perReq = median(runs.map((r) => r.logBytes / r.requests));
+  return perReq >= MIN_LOG_BYTES_PER_REQ ? [] : [
+    `${spec.name}'s access log grew by only ${
+      perReq.toFixed(1)
+    } B/req: not written?`,
+  ];
+}
+
+/**
+ * Sides whose server was not the bottleneck (below SATURATED_CORES of its
+ * core): the client or the kernel set the pace, so the ratio says less.
+ */
+function saturation(
+  sides: readonly (readonly [ServerSpec, readonly Measured[]])[],
+): string[] {
+  const idle = sides
+    .map(([spec, runs]) => [spec.name, median(runs.map(cores))] as const)
+    .filter(([, used]) => used < SATURATED_CORES);
+  return idle.length
+    ? [
+      `not saturated: ${
+        idle.map(([name, used]) => `${name} ${used.toFixed(2)} cores`).join(
+          ", ",
+        )
+      }`,
+    ]
+    : [];
+}
+
+/** What a paired case compares, and what it is held to. */
+interface PairedCase {
+  readonly id: number;
+  readonly name: string;
+  readonly title: string;
+  /** Chart label; the title when absent. */
+  readonly short?: string;
+  readonly spindle: ServerSpec;
+  readonly reference: ServerSpec;
+  readonly load: Load;
+  /** Compare bytes/s rather than requests/s (and CPU per MiB). */
+  readonly perMiB?: boolean;
+  readonly target: Target;
+  readonly needs?: readonly ("wrk" | "nginx" | "h2load")[];
+}
+
+/**
+ * A throughput case: Spindle and the reference (each pinned to the server
+ * core) measured in alternating rounds; the figure is the median of the
+ * per-round ratios Spindle / reference.
+ */
+function paired(c: PairedCase): BenchCase {
+  return {
+    id: c.id,
+    name: c.name,
+    title: c.title,
+    needs: c.needs,
+    run: (bench) =>
+      withServers(
+        bench,
+        [c.spindle, c.reference],
+        bench.pinned,
+        async ([spindle, reference]) => {
+          const [a, b] = await measureSides(
+            bench,
+            `${c.id} ${c.name}`,
+            [
+              { label: c.spindle.name, server: spindle, load: c.load },
+              { label: c.reference.name, server: reference, load: c.load },
+            ],
+            bench.pinned,
+            c.perMiB,
+          );
+          await profile(bench, c.id, c.title, c.spindle, c.load);
+          return [pairedRow(c, a, b)];
+        },
+      ),
+  };
+}
+
+function pairedRow(
+  c: PairedCase,
+  a: readonly Measured[],
+  b: readonly Measured[],
+): Row {
+  const metric = c.perMiB ? bps : rps;
+  const fmt = c.perMiB ? (n: number) => `${fmtBytes(n)}/s` : fmtRps;
+  const summary = summarizePaired(a.map(metric), b.map(metric));
+  return {
+    id: `${c.id}`,
+    title: c.title,
+    spindle: fmt(median(a.map(metric))),
+    reference: fmt(median(b.map(metric))),
+    value: summary.median,
+    valueText: fmtSummary(summary),
+    cpu: {
+      spindle: medianCpu(a, !!c.perMiB),
+      reference: medianCpu(b, !!c.perMiB),
+      unit: c.perMiB ? "µs/MiB" : "µs/req",
+    },
+    target: c.target,
+    problems: [
+      ...errorsOf(c.spindle.name, a),
+      ...errorsOf(c.reference.name, b),
+      ...logCheck(c.spindle, a),
+      ...logCheck(c.reference, b),
+    ],
+    caveats: saturation([[c.spindle, a], [c.reference, b]]),
+    chartLabel: `${c.id} ${c.short ?? c.title}`,
+    chartText: `${
+      fmtRatio(summary.median)
+    } ${c.reference.name}, target ${c.target.text}`,
+  };
+}
+
+/**
+ * The engine alone against Deno.serve, with the floor measured in the same
+ * rounds: a bare Deno.listen loop doing no HTTP work. The engine's CPU per
+ * request is held to within 5% of the floor's; its rate to Deno.serve's,
+ * or to what the floor allows when the floor itself is below Deno.serve.
+ */
+function engineCase(id: number): BenchCase {
+  const title = "Engine alone, fixed reply, 64 conns";
+  const load = { path: "/", connections: 64, pipeline: 1, threads: 1 };
+  const specs = [engineHello(), denoServeHello(), bareLoop()];
+  return {
+    id,
+    name: "engine",
+    title,
+    run: (bench) =>
+      withServers(bench, specs, bench.pinned, async (servers) => {
+        const [engine, deno, floor] = await measureSides(
+          bench,
+          `${id} engine`,
+          servers.map((server, i) => ({
+            label: specs[i].name,
+            server,
+            load,
+          })),
+          bench.pinned,
+        );
+        await profile(bench, id, title, specs[0], load);
+        const vsDeno = summarizePaired(engine.map(rps), deno.map(rps));
+        const floorVsDeno = summarizePaired(floor.map(rps), deno.map(rps));
+        const cpuVsFloor = summarizePaired(
+          engine.map((r) => cpuPerUnit(r, false)),
+          floor.map((r) => cpuPerUnit(r, false)),
+        );
+        // The engine may cost 5% more than the floor: that is where its
+        // rate target stops when the floor is below Deno.serve.
+        const allowed = Math.min(1, floorVsDeno.median / 1.05);
+        const rateTarget = allowed >= 1 ? atLeast(1) : atLeast(
+          allowed,
+          `>= ${allowed.toFixed(2)}x (floor ${
+            fmtRatio(floorVsDeno.median)
+          } / 1.05)`,
+        );
+        const cpuTarget = atMost(1.05, "<= 1.05x the floor");
+        const problems = [
+          ...errorsOf("engine", engine),
+          ...errorsOf("Deno.serve", deno),
+          ...errorsOf("bare loop", floor),
+        ];
+        return [
+          {
+            id: `${id}a`,
+            title: `${title} (vs Deno.serve)`,
+            spindle: fmtRps(median(engine.map(rps))),
+            reference: `${fmtRps(median(deno.map(rps)))}; floor ${
+              fmtRps(median(floor.map(rps)))
+            } = ${fmtSummary(floorVsDeno)}`,
+            value: vsDeno.median,
+            valueText: fmtSummary(vsDeno),
+            cpu: {
+              spindle: medianCpu(engine, false),
+              reference: medianCpu(deno, false),
+              unit: "µs/req",
+            },
+            target: rateTarget,
+            problems,
+            caveats: saturation([
+              [specs[0], engine],
+              [specs[1], deno],
+              [specs[2], floor],
+            ]),
+            chartLabel: `${id}a Engine alone (vs Deno.serve)`,
+            chartText: `${
+              fmtRatio(vsDeno.median)
+            } Deno.serve, target ${rateTarget.text}`,
+          },
+          {
+            id: `${id}b`,
+            title: `${title}: CPU per request (vs the bare Deno.listen loop)`,
+            spindle: `${medianCpu(engine, false).toFixed(2)} µs/req`,
+            reference: `${medianCpu(floor, false).toFixed(2)} µs/req`,
+            value: cpuVsFloor.median,
+            valueText: fmtSummary(cpuVsFloor),
+            cpu: {
+              spindle: medianCpu(engine, false),
+              reference: medianCpu(floor, false),
+              unit: "µs/req",
+            },
+            target: cpuTarget,
+            problems,
+            caveats: [],
+            chartLabel: `${id}b Engine CPU/request (vs floor)`,
+            chartText: `${
+              fmtRatio(cpuVsFloor.median)
+            } the floor's CPU, target ${cpuTarget.text}`,
+          },
+        ];
+      }),
+  };
+}
+
+/**
+ * Many connections at once: no errors, and a p99 latency within twice
+ * Deno.serve's (the median of per-round p99 ratios).
+ */
+function manyConnsCase(id: number, connections: number): BenchCase {
+  const title =
+    `Default app /echo/hello, ${connections} conns, access log on (vs Deno.serve)`;
+  const spindle = defaultApp();
+  const reference = denoServeHello();
+  const load = hello(connections);
+  const target = atMost(2, "<= 2.0x p99, 0 errors");
+  return {
+    id,
+    name: `conns-${connections}`,
+    title,
+    needs: ["wrk"],
+    run: (bench) =>
+      withServers(
+        bench,
+        [spindle, reference],
+        bench.pinned,
+        async ([s, r]) => {
+          const [a, b] = await measureSides(bench, `${id} conns`, [
+            { label: spindle.name, server: s, load },
+            { label: reference.name, server: r, load },
+          ], bench.pinned);
+          const summary = summarizePaired(a.map(p99), b.map(p99));
+          return [{
+            id: `${id}`,
+            title,
+            spindle: `p99 ${fmtMs(median(a.map(p99)))}, ${
+              fmtRps(median(a.map(rps)))
+            }`,
+            reference: `p99 ${fmtMs(median(b.map(p99)))}, ${
+              fmtRps(median(b.map(rps)))
+            }`,
+            value: summary.median,
+            valueText: `${fmtSummary(summary)} p99`,
+            cpu: {
+              spindle: medianCpu(a, false),
+              reference: medianCpu(b, false),
+              unit: "µs/req",
+            },
+            target,
+            problems: [...errorsOf(spindle.name, a), ...logCheck(spindle, a)],
+            caveats: errorsOf(reference.name, b),
+            chartLabel: `${id} ${connections} conns: p99 latency`,
+            chartText: `p99 ${
+              fmtRatio(summary.median)
+            } Deno.serve's, target ${target.text}`,
+          }];
+        },
+      ),
+  };
+}
+
+/**
+ * Idle connections must not slow the busy ones: 16 active connections'
+ * rate with `idleConns` idle keep-alive connections held, against the same
+ * server's rate with none held, in alternating rounds.
+ */
+function idleHeldCase(id: number): BenchCase {
+  const spindle = defaultApp({ flags: HELD_FLAGS });
+  const load = hello(16);
+  const target = atLeast(0.9);
+  return {
+    id,
+    name: "idle-held",
+    title: "Default app, 16 active conns with idle keep-alive conns held",
+    run: (bench) =>
+      withServers(bench, [spindle], bench.pinned, async ([server]) => {
+        const count = heldCount(bench, id);
+        const alive: number[] = [];
+        const held: Side = {
+          label: `${count} held`,
+          server,
+          load,
+          around: async (run) => {
+            const holder = await IdleHolder.open({
+              hostname: HOST,
+              port: server.port,
+              path: "/echo/hello",
+              count,
+              cpus: bench.pinned.loadCpus,
+              fdLimit: bench.pinned.fdLimit,
+            });
+            try {
+              const result = await run();
+              alive.push(await holder.alive());
+              return result;
+            } finally {
+              await holder[Symbol.asyncDispose]();
+              await sleep(SETTLE_MS); // the server closes its ends before the next run
+            }
+          },
+        };
+        const [a, b] = await measureSides(bench, `${id} idle-held`, [
+          held,
+          { label: "none held", server, load },
+        ], bench.pinned);
+        const summary = summarizePaired(a.map(rps), b.map(rps));
+        const lost = alive.filter((n) => n < count);
+        return [{
+          id: `${id}`,
+          title: `Default app ${
+            HELD_FLAGS.join(" ")
+          } /echo/hello, 16 active conns, ${count} idle conns held (vs none held)`,
+          spindle: fmtRps(median(a.map(rps))),
+          reference: `${fmtRps(median(b.map(rps)))} (none held)`,
+          value: summary.median,
+          valueText: fmtSummary(summary),
+          cpu: {
+            spindle: medianCpu(a, false),
+            reference: medianCpu(b, false),
+            unit: "µs/req",
+          },
+          target,
+          problems: [
+            ...errorsOf(spindle.name, [...a, ...b]),
+            ...(lost.length
+              ? [
+                `idle conns still open at the end of a round: ${
+                  lost.join(", ")
+                } of ${count}`,
+              ]
+              : []),
+          ],
+          caveats: [],
+          chartLabel: `${id} ${count} idle conns held`,
+          chartText: `${
+            fmtRatio(summary.median)
+          } the rate with none held, target ${target.text}`,
+        }];
+      }),
+  };
+}
+
+/** Idle connections to hold: the setting, within the fd limit. */
+function heldCount(bench: Bench, id: number): number {
+  const room = bench.pinned.fdLimit - 1024;
+  if (room >= bench.settings.idleConns) return bench.settings.idleConns;
+  bench.notes.push(
+    `Case ${id} held ${room} idle connections, not ${bench.settings.idleConns}: the fd limit is ${bench.pinned.fdLimit}.`,
+  );
+  return Math.max(1, room);
+}
+
+/**
+ * `--workers 2` against `deno serve --parallel` with 2 workers, nothing
+ * pinned (servers and wrk -t2 share both cores), at each connection count:
+ * requests per second and p99 latency, as paired ratios.
+ */
+function workersCase(id: number, conns: readonly number[]): BenchCase {
+  const spindle = defaultApp({ flags: ["--workers", "2"] });
+  const reference = denoServeParallel(2);
+  return {
+    id,
+    name: "workers",
+    title: "--workers 2 vs deno serve --parallel",
+    needs: ["wrk"],
+    run: (bench) =>
+      withServers(bench, [spindle, reference], bench.spread, async ([s, r]) => {
+        const rows: Row[] = [];
+        let letter = 0;
+        for (const c of conns) {
+          const load = hello(c, 1, 2);
+          const [a, b] = await measureSides(bench, `${id} workers c${c}`, [
+            { label: spindle.name, server: s, load },
+            { label: reference.name, server: r, load },
+          ], bench.spread);
+          const rate = summarizePaired(a.map(rps), b.map(rps));
+          const latency = summarizePaired(a.map(p99), b.map(p99));
+          const title =
+            `Default app --workers 2, wrk -t2, ${c} conns, nothing pinned (vs deno serve --parallel, 2 workers)`;
+          const common = {
+            cpu: {
+              spindle: medianCpu(a, false),
+              reference: medianCpu(b, false),
+              unit: "µs/req",
+            },
+            problems: [...errorsOf(spindle.name, a), ...logCheck(spindle, a)],
+            caveats: errorsOf(reference.name, b),
+          };
+          const rateTarget = atLeast(1);
+          const p99Target = atMost(1, "<= 1.0x p99");
+          rows.push({
+            id: `${id}${String.fromCharCode(97 + letter++)}`,
+            title: `${title}: requests/s`,
+            spindle: fmtRps(median(a.map(rps))),
+            reference: fmtRps(median(b.map(rps))),
+            value: rate.median,
+            valueText: fmtSummary(rate),
+            target: rateTarget,
+            chartLabel: `${id} --workers 2, c${c}: req/s`,
+            chartText: `${
+              fmtRatio(rate.median)
+            } deno serve --parallel, target ${rateTarget.text}`,
+            ...common,
+          }, {
+            id: `${id}${String.fromCharCode(97 + letter++)}`,
+            title: `${title}: p99 latency`,
+            spindle: `p99 ${fmtMs(median(a.map(p99)))}`,
+            reference: `p99 ${fmtMs(median(b.map(p99)))}`,
+            value: latency.median,
+            valueText: `${fmtSummary(latency)} p99`,
+            target: p99Target,
+            chartLabel: `${id} --workers 2, c${c}: p99`,
+            chartText: `p99 ${
+              fmtRatio(latency.median)
+            } deno serve --parallel's, target ${p99Target.text}`,
+            ...common,
+          });
+        }
+        return rows;
+      }),
+  };
+}
+
+/**
+ * Memory per idle keep-alive connection: the engine's RSS before and after
+ * `idleConns` connections were opened (each answered once, then idle).
+ * Rounds alternate Spindle and Deno.serve, each on a fresh server.
+ */
+function idleMemoryCase(id: number): BenchCase {
+  const spindle = defaultApp({ flags: HELD_FLAGS });
+  const reference = denoServeHello();
+  const target = atMost(IDLE_MAX_BYTES_PER_CONN / KIB, "<= 8.0 KiB/conn");
+  return {
+    id,
+    name: "idle-memory",
+    title: "Memory per idle keep-alive conn",
+    run: async (bench) => {
+      const count = heldCount(bench, id);
+      const perConn: number[][] = [[], []];
+      const problems: string[] = [];
+      for (let round = 0; round < bench.settings.memRounds; round++) {
+        for (const i of roundOrder(2, round)) {
+          const spec = [spindle, reference][i];
+          const m = await idleMemory(bench, spec, count);
+          perConn[i].push(m.perConn);
+          const line = `${id} idle-memory, round ${round + 1}, ${spec.name}: ${
+            fmtBytes(m.perConn)
+          }/conn (engine RSS ${fmtBytes(m.before)} -> ${
+            fmtBytes(m.after)
+          }, ${m.alive}/${count} still open)`;
+          bench.details.push(`- ${line}`);
+          console.error(`  ${line}`);
+          if (m.alive < count) {
+            problems.push(
+              `${spec.name}: ${m.alive} of ${count} idle conns still open at the end`,
+            );
+          }
+        }
+      }
+      const kib = median(perConn[0]) / KIB;
+      return [{
+        id: `${id}`,
+        title: `Default app ${
+          HELD_FLAGS.join(" ")
+        }, memory per idle keep-alive conn, ${count} held (vs Deno.serve)`,
+        spindle: `${kib.toFixed(1)} KiB/conn`,
+        reference: `${(median(perConn[1]) / KIB).toFixed(1)} KiB/conn`,
+        value: kib,
+        valueText: `${kib.toFixed(1)} KiB`,
+        cpu: null,
+        target,
+        problems,
+        caveats: [],
+        chartLabel: `${id} Memory per idle conn`,
+        chartText: `${kib.toFixed(1)} KiB/conn, target ${target.text}`,
+      }];
+    },
+  };
+}
+
+/** RSS of a process tree: median of three samples, to step over a GC blip. */
+async function steadyRss(pid: number): Promise<number> {
+  const samples: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    samples.push(await treeRssBytes(pid));
+    await sleep(100);
+  }
+  return median(samples);
+}
+
+async function idleMemory(
+  bench: Bench,
+  spec: ServerSpec,
+  count: number,
+  websocket = false,
+): Promise<{ perConn: number; before: number; after: number; alive: number }> {
+  const server = await startSpec(bench, spec, bench.pinned);
+  try {
+    await measureOnce(
+      bench,
+      server,
+      websocket ? WS_SMALL : hello(64),
+      bench.pinned,
+      1000,
+    );
+    await sleep(500);
+    const before = await steadyRss(server.enginePid);
+    await using holder = await IdleHolder.open({
+      hostname: HOST,
+      port: server.port,
+      path: websocket ? "/echo" : "/echo/hello",
+      websocket,
+      count,
+      cpus: bench.pinned.loadCpus,
+      fdLimit: bench.pinned.fdLimit,
+    });
+    await sleep(1000);
+    const after = await steadyRss(server.enginePid);
+    const alive = await holder.alive();
+    return { perConn: (after - before) / holder.count, before, after, alive };
+  } finally {
+    await stopServer(bench, server);
+  }
+}
+
+/** WebSocket echo: many sockets, one small text message in flight each. */
+const WS_SMALL: Load = {
+  path: "/echo",
+  connections: 256,
+  pipeline: 1,
+  threads: 1,
+  generate: wsGenerator(32, false),
+};
+/** WebSocket echo: one socket, one large binary message in flight. */
+const WS_LARGE: Load = {
+  path: "/echo",
+  connections: 1,
+  pipeline: 1,
+  threads: 1,
+  generate: wsGenerator(256 * KIB, true),
+};
+
+/**
+ * WebSocket echo against `Deno.serve` with `Deno.upgradeWebSocket`: the
+ * default app's WebSocket /echo (its access log has one line per socket,
+ * not per message, so it is not checked), messages per second with many
+ * sockets and small messages, bytes per second with one socket and large
+ * ones, and memory per idle WebSocket.
+ */
+function wsEchoCase(id: number): BenchCase {
+  const spindle: ServerSpec = { ...defaultApp(), logsAccess: false };
+  const reference = denoServeWs();
+  const parts = [
+    paired({
+      id,
+      name: "ws-echo",
+      title:
+        "Default app WebSocket /echo, 256 sockets, 32-byte text messages, one in flight each (vs Deno.serve + Deno.upgradeWebSocket)",
+      short: "WebSocket echo, 256 sockets x 32 B",
+      spindle,
+      reference,
+      load: WS_SMALL,
+      target: atLeast(1),
+    }),
+    paired({
+      id,
+      name: "ws-echo",
+      title:
+        "Default app WebSocket /echo, one socket, 256 KiB binary messages, bytes/s (vs Deno.serve + Deno.upgradeWebSocket)",
+      short: "WebSocket echo, 1 socket x 256 KiB",
+      spindle,
+      reference,
+      load: WS_LARGE,
+      perMiB: true,
+      target: atLeast(1),
+    }),
+  ];
+  return {
+    id,
+    name: "ws-echo",
+    title: "WebSocket echo (vs Deno.serve + Deno.upgradeWebSocket)",
+    run: async (bench) => {
+      const rows: Row[] = [];
+      for (const [i, part] of parts.entries()) {
+        const letter = String.fromCharCode(97 + i);
+        for (const row of await part.run!(bench)) {
+          rows.push({
+            ...row,
+            id: `${id}${letter}`,
+            chartLabel: row.chartLabel.replace(`${id} `, `${id}${letter} `),
+            cpu: row.cpu && {
+              ...row.cpu,
+              unit: row.cpu.unit.replace("/req", "/msg"),
+            },
+          });
+        }
+      }
+      // Room for the held sockets above the default --max-conns.
+      const held: ServerSpec = {
+        ...defaultApp({ flags: HELD_FLAGS }),
+        logsAccess: false,
+      };
+      rows.push(await wsIdleMemoryRow(bench, `${id}c`, held, reference));
+      return rows;
+    },
+  };
+}
+
+/** Memory per idle WebSocket, Spindle's against Deno.serve's, in alternating fresh servers. */
+async function wsIdleMemoryRow(
+  bench: Bench,
+  id: string,
+  spindle: ServerSpec,
+  reference: ServerSpec,
+): Promise<Row> {
+  const count = heldCount(bench, Number.parseInt(id));
+  const perConn: number[][] = [[], []];
+  const problems: string[] = [];
+  for (let round = 0; round < bench.settings.memRounds; round++) {
+    for (const i of roundOrder(2, round)) {
+      const spec = [spindle, reference][i];
+      const m = await idleMemory(bench, spec, count, true);
+      perConn[i].push(m.perConn);
+      const line = `${id} ws idle memory, round ${round + 1}, ${spec.name}: ${
+        fmtBytes(m.perConn)
+      }/socket (engine RSS ${fmtBytes(m.before)} -> ${
+        fmtBytes(m.after)
+      }, ${m.alive}/${count} still answer)`;
+      bench.details.push(`- ${line}`);
+      console.error(`  ${line}`);
+      if (m.alive < count) {
+        problems.push(
+          `${spec.name}: ${m.alive} of ${count} idle WebSockets still answer`,
+        );
+      }
+    }
+  }
+  const ours = median(perConn[0]);
+  const theirs = median(perConn[1]);
+  const ratio = ours / theirs;
+  const target = atMost(1, "<= 1.0x Deno.serve's");
+  return {
+    id,
+    title: `Default app ${
+      HELD_FLAGS.join(" ")
+    }, memory per idle WebSocket on /echo, ${count} held (vs Deno.serve + Deno.upgradeWebSocket)`,
+    spindle: `${(ours / KIB).toFixed(1)} KiB/socket`,
+    reference: `${(theirs / KIB).toFixed(1)} KiB/socket`,
+    value: ratio,
+    valueText: fmtRatio(ratio),
+    cpu: null,
+    target,
+    problems,
+    caveats: [],
+    chartLabel: `${id} Memory per idle WebSocket`,
+    chartText: `${fmtRatio(ratio)} Deno.serve's, target ${target.text}`,
+  };
+}
+
+/**
+ * Start-up: from spawning the command to the first 200 on `/`, with a warm
+ * module cache (one untimed start each first). `deno task serve` includes
+ * whatever the task runs (a launcher); the reference is `deno run` of a
+ * Deno.serve hello. Runs alternate.
+ */
+function startupCase(id: number): BenchCase {
+  const spindle = defaultApp();
+  const reference = denoServeHello();
+  const target = atMost(START_MAX_MS, `<= ${START_MAX_MS} ms`);
+  return {
+    id,
+    name: "startup",
+    title: "Start to first answer",
+    run: async (bench) => {
+      const times: number[][] = [[], []];
+      const specs = [spindle, reference];
+      for (const spec of specs) await timeStart(bench, spec); // warm caches
+      for (let run = 0; run < bench.settings.startRuns; run++) {
+        for (const i of roundOrder(2, run)) {
+          const ms = await timeStart(bench, specs[i]);
+          times[i].push(ms);
+          bench.details.push(
+            `- ${id} startup, run ${run + 1}, ${specs[i].name}: ${
+              ms.toFixed(1)
+            } ms`,
+          );
+        }
+      }
+      const ms = median(times[0]);
+      const range = (t: number[]) =>
+        `${Math.min(...t).toFixed(0)}-${Math.max(...t).toFixed(0)}`;
+      console.error(
+        `  ${id} startup: Spindle ${ms.toFixed(0)} ms, Deno.serve ${
+          median(times[1]).toFixed(0)
+        } ms`,
+      );
+      return [{
+        id: `${id}`,
+        title:
+          "Start to first answer: `deno task serve` (vs `deno run` of a Deno.serve hello)",
+        spindle: `${ms.toFixed(0)} ms (${range(times[0])})`,
+        reference: `${median(times[1]).toFixed(0)} ms (${range(times[1])})`,
+        value: ms,
+        valueText: `${ms.toFixed(0)} ms`,
+        cpu: null,
+        target,
+        problems: [],
+        caveats: [],
+        chartLabel: `${id} Start to first answer`,
+        chartText: `${ms.toFixed(0)} ms, target ${target.text}`,
+      }];
+    },
+  };
+}
+
+/** Milliseconds from spawning `spec` to its first 200 on `/`. */
+async function timeStart(bench: Bench, spec: ServerSpec): Promise<number> {
+  const { port, launch } = launchFresh(bench, spec);
+  const started = performance.now();
+  const tree = spawnTree(launch, bench.pinned, true);
+  try {
+    const deadline = started + 30_000;
+    while (performance.now() < deadline) {
+      if (await firstAnswer(port) === 200) return performance.now() - started;
+      if (tree.exited()) break;
+      await sleep(2);
+    }
+    throw new Error(
+      `${spec.name} did not answer 200 on / ${
+        tree.exited() ? "before it exited" : "in time"
+      }: ${await tree.stderrTail()}`,
+    );
+  } finally {
+    await tree.stop();
+  }
+}
+
+let starts = 0;
+
+function launchFresh(bench: Bench, spec: ServerSpec) {
+  const port = freePort();
+  const logFile = `${bench.tempDir}/start_${starts++}.log`;
+  return { port, launch: spec.launch(bench, port, logFile) };
+}
+
+/** Status of `GET /`, or 0 when nothing listens yet. */
+async function firstAnswer(port: number): Promise<number> {
+  let conn: Deno.TcpConn;
+  try {
+    conn = await Deno.connect({ hostname: HOST, port });
+  } catch {
+    return 0;
+  }
+  try {
+    await conn.write(
+      new TextEncoder().encode(
+        `GET / HTTP/1.1\r\nHost: ${HOST}:${port}\r\nConnection: close\r\n\r\n`,
+      ),
+    );
+    const buf = new Uint8Array(64);
+    let text = "";
+    while (text.length < 12) {
+      const n = await conn.read(buf);
+      if (n === null) return 0;
+      text += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    return Number(text.slice(9, 12));
+  } catch {
+    return 0;
+  } finally {
+    conn.close();
+  }
+}
+
+/**
+ * Slow readers of a large file: the RSS a server adds while ten clients
+ * read a 1 GiB file at a trickle and pause, then leave mid-body.
+ */
+function slowReadersCase(id: number): BenchCase {
+  const target = atMost(
+    LARGE_FILE_MAX_ADDED_BYTES / MIB,
+    `< ${LARGE_FILE_MAX_ADDED_BYTES / MIB} MiB added`,
+  );
+  return {
+    id,
+    name: "slow-readers",
+    title: "RSS added by slow readers of a 1 GiB file",
+    run: async (bench) => {
+      const results = [];
+      const specs = [defaultApp({ benchRoot: true })];
+      if (bench.tools.nginx) specs.push(nginx());
+      for (const spec of specs) {
+        const m = await largeFileMemory(bench, spec);
+        const got = m.clients.reduce((n, c) => n + c.bytes, 0);
+        const bad = m.clients.filter((c) => c.status !== 200 || c.error);
+        const line = `${id} slow-readers, ${spec.name}: +${
+          fmtBytes(m.added)
+        } RSS (baseline ${fmtBytes(m.baseline)}, peak ${
+          fmtBytes(m.peak)
+        }); clients read ${fmtBytes(got)}; ${bad.length} clients failed${
+          bad[0]
+            ? ` (status ${bad[0].status}${
+              bad[0].error ? `, ${bad[0].error}` : ""
+            })`
+            : ""
+        }; server ${m.aliveAfter ? "answered" : "did NOT answer"} afterwards`;
+        bench.details.push(`- ${line}`);
+        console.error(`  ${line}`);
+        results.push({ ...m, ok: bad.length === 0 && m.aliveAfter });
+      }
+      const [s, n] = results;
+      const mib = s.added / MIB;
+      return [{
+        id: `${id}`,
+        title:
+          `Default app, RSS added by ${bench.settings.slowClients} slow readers of a 1 GiB file (nginx shown)`,
+        spindle: `+${fmtBytes(s.added)}`,
+        reference: n ? `+${fmtBytes(n.added)}` : "nginx missing",
+        value: mib,
+        valueText: `${mib.toFixed(1)} MiB`,
+        cpu: null,
+        target,
+        problems: s.ok ? [] : ["a slow reader failed, or the server stopped"],
+        caveats: [],
+        chartLabel: `${id} Slow readers of 1 GiB: RSS`,
+        chartText: `+${fmtBytes(s.added)}, target ${target.text}`,
+      }];
+    },
+  };
+}
+
+async function largeFileMemory(bench: Bench, spec: ServerSpec) {
+  const { settings } = bench;
+  const server = await startSpec(bench, spec, bench.pinned);
+  try {
+    const warm = file(FILES.small.name, 8);
+    await measureOnce(bench, server, warm, bench.pinned, 1000);
+    await sleep(500);
+    const baseline = await steadyRss(server.enginePid);
+    let peak = baseline;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        peak = Math.max(peak, await treeRssBytes(server.enginePid));
+        await sleep(100);
+      }
+    })();
+    const clients = await Promise.all(
+      Array.from({ length: settings.slowClients }, () =>
+        slowRead({
+          hostname: HOST,
+          port: server.port,
+          path: `/${FILES.huge.name}`,
+          bytesPerSec: settings.slowBytesPerSec,
+          durationMs: settings.slowMs,
+          readMs: 2000,
+          pauseMs: 1000,
+        })),
+    );
+    await sleep(SETTLE_MS); // the server notices the closes
+    sampling = false;
+    await sampler;
+    const after = await measureOnce(bench, server, warm, bench.pinned, 1000);
+    return {
+      added: peak - baseline,
+      baseline,
+      peak,
+      clients,
+      aliveAfter: clean(after),
+    };
+  } finally {
+    await stopServer(bench, server);
+  }
+}
+
+/**
+ * An extra run of Spindle's side under --cpu-prof (when asked for), its hot
+ * spots added to the report. The table's figures stay unprofiled.
+ */
+async function profile(
+  bench: Bench,
+  id: number,
+  title: string,
+  spec: ServerSpec,
+  load: Load,
+  placement: Placement = bench.pinned,
+): Promise<void> {
+  if (!bench.cpuProf || !spec.profiled) return;
+  const dir = `${bench.tempDir}/prof_${id}`;
+  await Deno.mkdir(dir, { recursive: true });
+  console.error(`  profiling ${spec.name}: ${id}. ${title}`);
+  const server = await startSpec(bench, spec, placement, dir);
+  let result: Measured;
+  try {
+    result = await measureOnce(
+      bench,
+      server,
+      load,
+      placement,
+      bench.settings.measureMs,
+    );
+  } finally {
+    await stopServer(bench, server);
+  }
+  const found = await newestProfile(dir);
+  const lines = [
+    `### ${id}. ${title}`,
+    "",
+    `Profiled run (the engine process started directly under --cpu-prof): ${
+      fmtRps(result.requestsPerSec)
+    }.`,
+    "",
+  ];
+  if (!found) lines.push("No profile was written.");
+  else {
+    lines.push(
+      "| Self time | Share of busy time | Function |",
+      "|---:|---:|---|",
+    );
+    for (const spot of hotSpots(found, 15)) {
+      lines.push(
+        `| ${spot.selfMs.toFixed(0)} ms | ${
+          (spot.share * 100).toFixed(1)
+        }% | \`${spot.where}\` |`,
+      );
+    }
+  }
+  bench.profiles.push(lines.join("\n"));
+}
+
+/** The case list, in run order. Numbers are stable: `--only` uses them. */
+export const CASES: readonly BenchCase[] = [
+  paired({
+    id: 1,
+    name: "app",
+    title:
+      "Default app /echo/hello, 64 conns, access log on (vs Deno.serve hello)",
+    short: "Default app, access log on",
+    spindle: defaultApp(),
+    reference: denoServeHello(),
+    load: hello(64),
+    target: atLeast(0.9),
+  }),
+  paired({
+    id: 2,
+    name: "app-quiet",
+    title: "Default app /echo/hello, 64 conns, --quiet (vs Deno.serve hello)",
+    short: "Default app, --quiet",
+    spindle: defaultApp({ flags: ["--quiet"] }),
+    reference: denoServeHello(),
+    load: hello(64),
+    target: atLeast(1),
+  }),
+  engineCase(3),
+  paired({
+    id: 4,
+    name: "pipelined",
+    title:
+      "Default app /echo/hello, 16 conns x 16 pipelined, access log on (vs Deno.serve hello)",
+    short: "Default app, 16 pipelined",
+    spindle: defaultApp(),
+    reference: denoServeHello(),
+    load: hello(16, 16),
+    target: atLeast(3),
+  }),
+  paired({
+    id: 5,
+    name: "static-1k",
+    title:
+      "Default app, static 1 KiB file, 64 conns, access log on (vs nginx: log buffered, open_file_cache)",
+    short: "Static 1 KiB (vs nginx)",
+    spindle: defaultApp({ benchRoot: true }),
+    reference: nginx(),
+    load: file(FILES.small.name, 64),
+    target: atLeast(1),
+    needs: ["nginx"],
+  }),
+  paired({
+    id: 6,
+    name: "static-8m",
+    title:
+      "Default app, static 8 MiB file (past the memory cache), 16 conns, bytes/s (vs nginx, sendfile)",
+    short: "Static 8 MiB (vs nginx)",
+    spindle: defaultApp({ benchRoot: true }),
+    reference: nginx(),
+    load: file(FILES.big.name, 16),
+    perMiB: true,
+    target: atLeast(0.9),
+    needs: ["nginx"],
+  }),
+  manyConnsCase(7, 1000),
+  idleHeldCase(8),
+  workersCase(9, [128, 1000]),
+  idleMemoryCase(10),
+  startupCase(11),
+  slowReadersCase(12),
+  // Coming cases: each becomes a paired() entry once its server side exists.
+  paired({
+    id: 13,
+    name: "h2",
+    title:
+      "HTTP/2 over TLS, default app /echo/hello, h2load 4 conns x 32 streams, access log on, --max-requests lifted (vs Deno.serve over TLS)",
+    short: "HTTP/2 /echo/hello (vs Deno.serve TLS)",
+    spindle: defaultApp({ tls: true, flags: H2_FLAGS }),
+    reference: denoServeTls(),
+    load: h2(hello(H2_CONNS), H2_STREAMS),
+    target: atLeast(1),
+    needs: ["h2load"],
+  }),
+  paired({
+    id: 14,
+    name: "h2-static",
+    title:
+      "HTTP/2 over TLS, static 1 KiB file, h2load 4 conns x 32 streams, access log on, --max-requests lifted (vs nginx, http2)",
+    short: "HTTP/2 static 1 KiB (vs nginx h2)",
+    spindle: defaultApp({ tls: true, benchRoot: true, flags: H2_FLAGS }),
+    reference: nginx(true),
+    load: h2(file(FILES.small.name, H2_CONNS), H2_STREAMS),
+    target: atLeast(0.8),
+    needs: ["h2load", "nginx"],
+  }),
+  wsEchoCase(15),
+  {
+    id: 16,
+    name: "workers-limits",
+    title: "--workers 2: cost per request of limits shared across workers",
+    pending: "the workers do not share limits yet",
+  },
+];
