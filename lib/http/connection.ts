@@ -48,6 +48,7 @@ import {
   writeFraming,
   writeSwitchingHead,
 } from "./response.ts";
+import { dropUntilClosed, LINGER_MS } from "./linger.ts";
 import type { Socket } from "./socket.ts";
 import type { EngineStats } from "./stats.ts";
 
@@ -108,9 +109,6 @@ const READ_AHEAD_PIECES = 64;
 export const filePieces = new BufferPool(FILE_PIECE_BYTES, 16);
 /** An unread body up to this size is read and dropped to keep the connection. */
 const DRAIN_BYTES = 64 * 1024;
-/** After a reply with close: how long and how much we read and drop (lingering close). */
-const LINGER_MS = 2000;
-const LINGER_BYTES = 1024 * 1024;
 
 /** What the connection is waiting for; the deadline's meaning depends on it. */
 export const enum Phase {
@@ -1197,12 +1195,7 @@ export class Connection extends Timed implements ByteSource {
       const at = Date.now() + LINGER_MS;
       this.#arm(at, at);
       this.#opts.onLinger?.(this);
-      const scratch = this.#buf;
-      for (let total = 0; total < LINGER_BYTES;) {
-        const n = await this.#conn.read(scratch);
-        if (n === null) break;
-        total += n;
-      }
+      await dropUntilClosed(this.#conn, this.#buf);
     } catch {
       // the peer is gone, which is what we wanted
     }

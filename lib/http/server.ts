@@ -28,6 +28,7 @@ import { H2Session } from "./h2/session.ts";
 import { DeadlineWheel, timeoutsOf } from "./deadlines.ts";
 import { HttpError, STATUS } from "./errors.ts";
 import type { Handler } from "./handler.ts";
+import { dropUntilClosed, LINGER_MS } from "./linger.ts";
 import { ProxyHeaderReader } from "./proxied_conn.ts";
 import { encodeClosingReply } from "./response.ts";
 import { Semaphore } from "./semaphore.ts";
@@ -84,8 +85,6 @@ export interface Server extends AsyncDisposable {
 
 /** Seconds a refused client is told to wait. */
 const RETRY_AFTER_S = "1";
-/** Longest a refused client gets to read its reply before the close. */
-const REFUSE_LINGER_MS = 1000;
 /** Listen queue asked for; the kernel caps it (net.core.somaxconn, 4096 by default). */
 const MAX_BACKLOG = 65_535;
 /** Longest the accept loop waits for descriptors to come back. */
@@ -370,14 +369,12 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     }
     // One deadline for all of it: a TLS client that never sends its hello
     // never lets the write finish.
-    const timer = setTimeout(() => closeClient(client), REFUSE_LINGER_MS);
+    const timer = setTimeout(() => closeClient(client), LINGER_MS);
     (async () => {
       try {
         await socket.write(bytes);
         await socket.closeWrite();
-        // Drop what the client sends until it closes, so it reads our reply, not a reset.
-        const scratch = new Uint8Array(4096);
-        while ((await socket.read(scratch)) !== null) { /* dropped */ }
+        await dropUntilClosed(socket, new Uint8Array(4096));
       } catch {
         // the client left first, or the deadline closed the socket
       } finally {
