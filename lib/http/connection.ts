@@ -40,8 +40,11 @@ import {
   type RequestHead,
 } from "./parser.ts";
 import {
+  BODY_ABSENT,
+  BODY_STREAMED,
   encodeClosingReply,
   type FieldScan,
+  frameReply,
   isAscii,
   OutBuffer,
   writeFields,
@@ -912,55 +915,57 @@ export class Connection extends Timed implements ByteSource {
       reply = toErrorReply(err, head?.headers.get("accept"));
       scan = writeFields(out, reply.status, reply.headers, this.#now);
     }
-    if (scan.close) keep = false;
     const status = this.#status = reply.status;
     const isHead = head !== undefined && head.method === "HEAD";
     const minor = head === undefined ? 1 : head.minor;
     const body: ReplyBody = reply.body;
     let bytes: Uint8Array | undefined;
     let text: string | undefined; // an ASCII body, copied in after the head
-    let contentLength = -1;
-    let chunked = false;
+    let bodyLength: number;
     if (typeof body === "string") {
       if (body.length <= COPY_BYTES && isAscii(body)) {
         text = body;
-        contentLength = body.length;
+        bodyLength = body.length;
       } else {
         bytes = encoder.encode(body);
-        contentLength = bytes.length;
+        bodyLength = bytes.length;
       }
     } else if (body instanceof Uint8Array) {
       bytes = body;
-      contentLength = bytes.length;
-    } else if (body instanceof FileBody) contentLength = body.length;
-    else if (body === null || body === undefined) {
-      // HEAD without a body: the handler's length if it gave one, else none,
-      // never a 0 that GET would contradict (RFC 9110 §8.6).
-      contentLength = isHead ? scan.contentLength : 0;
-    } else if (scan.contentLength !== -1) contentLength = scan.contentLength;
-    else if (minor === 1) chunked = true;
-    else keep = false; // HTTP/1.0: the close marks the end
-    const bodiless = status === 204 || status === 304;
-    if (bodiless) {
-      contentLength = -1;
-      chunked = false;
-    }
+      bodyLength = bytes.length;
+    } else if (body instanceof FileBody) bodyLength = body.length;
+    else if (body === null || body === undefined) bodyLength = BODY_ABSENT;
+    else bodyLength = BODY_STREAMED;
+    const framing = frameReply(
+      status,
+      isHead,
+      minor,
+      bodyLength,
+      scan.contentLength,
+      keep && !scan.close,
+    );
+    keep = framing.keep;
     writeFraming(
       out,
-      contentLength,
-      chunked,
+      framing.contentLength,
+      framing.chunked,
       !keep,
       keep && minor === 0,
       this.#keepAliveMs,
     );
-    if (isHead || bodiless) {
+    if (!framing.sendBody) {
       cancelBody(body);
     } else if (text !== undefined) {
       out.text(text);
     } else if (bytes !== undefined && bytes.length <= COPY_BYTES) {
       out.bytes(bytes);
     } else if (body !== null && body !== undefined) {
-      return this.#writeBody(body, chunked, contentLength, keep);
+      return this.#writeBody(
+        body,
+        framing.chunked,
+        framing.contentLength,
+        keep,
+      );
     }
     return keep;
   }
