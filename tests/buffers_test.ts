@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { BufferPool } from "../lib/http/buffers.ts";
-import { filePieces, readBuffers } from "../lib/http/connection.ts";
+import { filePieces } from "../lib/http/connection.ts";
+import { readBuffers } from "../lib/http/read_buffer.ts";
 import { FileBody } from "../lib/http/handler.ts";
 import { OutBuffer } from "../lib/http/response.ts";
 import { serve } from "../lib/http/server.ts";

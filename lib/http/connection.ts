@@ -52,6 +52,7 @@ import {
   writeSwitchingHead,
 } from "./response.ts";
 import { dropUntilClosed, LINGER_MS } from "./linger.ts";
+import { ReadBuffer } from "./read_buffer.ts";
 import type { Socket } from "./socket.ts";
 import type { EngineStats } from "./stats.ts";
 
@@ -72,27 +73,6 @@ const NO_BODY = new BodyReader(
   DEFAULT_LIMITS,
 );
 
-/** The read buffer of a connection handed over after a 101. */
-const NO_BYTES = new Uint8Array(0);
-/**
- * Each connection's own read buffer, all a waiting one holds. Room for the
- * heads of curl, wrk and most API clients (under 200 bytes)...
- */
-const OWN_READ_BYTES = 512;
-/**
- * ...and, once a client's head or pipelined batch did not fit, room for
- * the heads of browsers (500 to 1500 bytes with cookies) for the rest of
- * the connection. A longer one borrows a work buffer.
- */
-const OWN_MAX_READ_BYTES = 2048;
-/**
- * Lent from a pool to a connection that needs more room (a long head, a
- * big pipelined batch, a body read through the buffer) and given back
- * when it next waits. Grows past this only for a head limit above it.
- */
-const WORK_READ_BYTES = 16 * 1024;
-/** Work buffers kept for lending: 4 MiB at most. Exported for tests. */
-export const readBuffers = new BufferPool(WORK_READ_BYTES, 256);
 /** Output is gathered up to this size before a write (pipelined replies). */
 const GATHER_BYTES = 64 * 1024;
 /** Bodies up to this size are copied next to the head: one write, one packet. */
@@ -275,13 +255,7 @@ export class Connection extends Timed implements ByteSource {
   readonly #opts: ConnectionOptions;
   readonly #limits: Limits;
   readonly remoteAddr: Deno.NetAddr;
-  #own = new Uint8Array(OWN_READ_BYTES);
-  /** The read buffer: `#own`, or one lent while the connection works. */
-  #buf: Uint8Array = this.#own;
-  #start = 0;
-  #end = 0;
-  /** Where `findHeadEnd()` resumes. */
-  #scanFrom = 0;
+  readonly #in = new ReadBuffer();
   #headStartedAt = 0;
   #out = new OutBuffer();
   #writing = false;
@@ -369,7 +343,7 @@ export class Connection extends Timed implements ByteSource {
             // wanted by a waiting connection was given up by the last reply's
             // Connection: close, never by closing here, which races with a
             // client reusing the connection.)
-            if (this.#start === this.#end && this.#draining) return;
+            if (this.#in.empty && this.#draining) return;
             const n = await conn.read(this.#readSpace());
             if (n === null || this.#closed) return;
             this.#received(n);
@@ -412,7 +386,7 @@ export class Connection extends Timed implements ByteSource {
         if (typeof keep !== "boolean") keep = await keep;
         // Gather replies to pipelined requests into one write; flush before any wait.
         if (
-          (!keep || this.#start === this.#end ||
+          (!keep || this.#in.empty ||
             this.#out.len >= GATHER_BYTES) &&
           this.#out.len > 0
         ) {
@@ -497,12 +471,10 @@ export class Connection extends Timed implements ByteSource {
 
   #handOver(takeover: Takeover): Promise<void> {
     this.#finish(this.#current!, false);
-    const rest = this.#buf.slice(this.#start, this.#end);
+    const rest = this.#in.buffered().slice();
     // The takeover reads into its own buffer: an idle WebSocket keeps none of these.
-    if (this.#buf !== this.#own) readBuffers.give(this.#buf);
-    this.#buf = this.#own = NO_BYTES;
+    this.#in.release(false);
     this.#out.release();
-    this.#start = this.#end = this.#scanFrom = 0;
     this.#body = NO_BODY;
     this.phase = Phase.Upgraded;
     this.#arm(this.#now, this.#now); // visited each tick from now on: expire()
@@ -517,8 +489,7 @@ export class Connection extends Timed implements ByteSource {
    */
   #handedTo(other: Promise<void>): Promise<void> {
     this.#handedOver = true;
-    if (this.#buf !== this.#own) readBuffers.forget(this.#buf);
-    this.#buf = this.#own = NO_BYTES;
+    this.#in.release(true);
     this.#out.release();
     this.deadline = this.busyDeadline = 0;
     this.#opts.wheel.remove(this);
@@ -527,16 +498,17 @@ export class Connection extends Timed implements ByteSource {
 
   /** The next complete head in the buffer, or undefined if more bytes are needed. */
   #parseNext(): RequestHead | undefined {
-    const buf = this.#buf;
-    let start = this.#start;
-    const end = this.#end;
+    const rb = this.#in;
+    const buf = rb.buf;
+    let start = rb.start;
+    const end = rb.end;
     // RFC 9112 §2.2: ignore empty lines before a request line.
     while (start < end && (buf[start] === CR || buf[start] === LF)) start++;
     if (start === end) {
-      this.#start = this.#end = this.#scanFrom = 0;
+      rb.clear();
       return undefined;
     }
-    this.#start = start;
+    rb.start = start;
     const limits = this.#limits;
     let headEnd = end;
     // The usual read ends with a blank line: then no head in it can be
@@ -546,30 +518,29 @@ export class Connection extends Timed implements ByteSource {
       buf[end - 1] !== LF || buf[end - 2] !== CR || buf[end - 3] !== LF ||
       buf[end - 4] !== CR
     ) {
-      const from = Math.max(this.#scanFrom, start);
+      const from = Math.max(rb.scanFrom, start);
       headEnd = findHeadEnd(buf, from, end);
       if (headEnd === -1) {
         // Refuse a head as soon as a line proves it bad, not at its end.
         checkHeadSoFar(buf, start, from, end, limits);
-        this.#scanFrom = Math.max(start, end - 3);
+        rb.scanFrom = Math.max(start, end - 3);
         if (end - start >= limits.maxHeadBytes) throw this.#headTooLarge();
         return undefined;
       }
       if (headEnd - start > limits.maxHeadBytes) throw this.#headTooLarge();
     }
     const head = parseHead(buf, start, headEnd, limits);
-    this.#start = this.#scanFrom = head.end;
+    rb.start = rb.scanFrom = head.end;
     this.#headStartedAt = 0;
     return head;
   }
 
   #headTooLarge(): HttpError {
-    const buf = this.#buf;
-    const lf = buf.indexOf(LF, this.#start);
+    const { buf, start, end } = this.#in;
+    const lf = buf.indexOf(LF, start);
     // No end of the request line yet: it is the target that is too long.
     if (
-      (lf === -1 || lf >= this.#end) &&
-      this.#end - this.#start > this.#limits.maxTargetBytes
+      (lf === -1 || lf >= end) && end - start > this.#limits.maxTargetBytes
     ) {
       return new HttpError(STATUS.URITooLong, "Request line too long", {
         close: true,
@@ -582,42 +553,6 @@ export class Connection extends Timed implements ByteSource {
     );
   }
 
-  /** Makes room at the end of the read buffer, compacting or growing it. */
-  #makeRoom(maxBytes: number): void {
-    const used = this.#end - this.#start;
-    if (
-      this.#buf.length - this.#end >= 512 ||
-      (this.#end < this.#buf.length && used >= maxBytes)
-    ) return;
-    if (this.#start > 0 && this.#buf.length - used >= 512) {
-      this.#buf.copyWithin(0, this.#start, this.#end);
-    } else {
-      const old = this.#buf;
-      const lent = old !== this.#own;
-      let bigger: Uint8Array;
-      if (lent) bigger = new Uint8Array(old.length * 2); // a head limit above it
-      else if (old.length < OWN_MAX_READ_BYTES) {
-        bigger = this.#own = new Uint8Array(OWN_MAX_READ_BYTES);
-      } else bigger = readBuffers.take();
-      bigger.set(old.subarray(this.#start, this.#end));
-      if (lent) readBuffers.give(old);
-      this.#buf = bigger;
-    }
-    this.#scanFrom -= this.#start;
-    this.#end = used;
-    this.#start = 0;
-  }
-
-  /** Moves what is buffered to a lent buffer. */
-  #lend(): void {
-    const lent = readBuffers.take();
-    lent.set(this.#own.subarray(this.#start, this.#end));
-    this.#end -= this.#start;
-    this.#scanFrom = Math.max(0, this.#scanFrom - this.#start);
-    this.#start = 0;
-    this.#buf = lent;
-  }
-
   /** Arms the head or idle deadline and returns where the next read goes. */
   #readSpace(): Uint8Array {
     const limits = this.#limits;
@@ -625,13 +560,10 @@ export class Connection extends Timed implements ByteSource {
     // lines count, so "\r\n" now and then cannot re-arm the idle deadline.
     // #now is the last read's clock: only synchronous work happened since.
     const t = this.#opts.timeouts;
-    if (this.#headStartedAt === 0 && this.#start === this.#end) {
+    if (this.#headStartedAt === 0 && this.#in.empty) {
       this.phase = Phase.Idle;
       // Waiting holds no more than the pending read needs.
-      if (this.#buf !== this.#own) {
-        readBuffers.give(this.#buf);
-        this.#buf = this.#own;
-      }
+      this.#in.giveBack();
       this.#out.release();
       if (this.#requests === 0) {
         // A new connection that sends nothing (no TLS hello either) is a slowloris too.
@@ -651,44 +583,40 @@ export class Connection extends Timed implements ByteSource {
         this.#headStartedAt + t.headBusyMs,
       );
     }
-    this.#makeRoom(limits.maxHeadBytes);
-    return this.#end === 0 ? this.#buf : this.#buf.subarray(this.#end);
+    return this.#in.space(limits.maxHeadBytes);
   }
 
   /** Accounts for `n` bytes a read put at the end of the buffer. */
   #received(n: number): void {
     this.#now = batchNow(); // one clock read serves this batch of requests
     if (this.#headStartedAt === 0) this.#headStartedAt = this.#now;
-    this.#end += n;
+    this.#in.received(n);
     this.#opts.stats.bytesIn += n;
   }
 
   // ByteSource, for the body reader.
 
   buffered(): Uint8Array {
-    return this.#buf.subarray(this.#start, this.#end);
+    return this.#in.buffered();
   }
 
   consume(n: number): void {
-    this.#start += n;
-    if (this.#start === this.#end) this.#start = this.#end = this.#scanFrom = 0;
-    else this.#scanFrom = this.#start;
+    this.#in.consume(n);
   }
 
   async fill(): Promise<boolean> {
     if (this.#out.len > 0) await this.#flush();
-    if (this.#buf === this.#own) this.#lend(); // a body: room for many pieces per read
-    this.#makeRoom(
+    const rb = this.#in;
+    rb.lend(); // a body: room for many pieces per read
+    const into = rb.space(
       Math.max(this.#limits.maxTrailerBytes, this.#limits.maxChunkLineBytes) +
         2,
     );
     const since = this.#armBody();
-    const n = await this.#conn.read(
-      this.#end === 0 ? this.#buf : this.#buf.subarray(this.#end),
-    );
+    const n = await this.#conn.read(into);
     this.#bodyRead(since, n);
     if (n === null) return false;
-    this.#end += n;
+    rb.received(n);
     this.#opts.stats.bytesIn += n;
     return true;
   }
@@ -824,7 +752,7 @@ export class Connection extends Timed implements ByteSource {
     this.#continuePending = false;
     this.#sendBytes = this.#sendWaitedMs = 0;
     if (keep) {
-      const ms = this.#opts.keepAliveMs(this, this.#start === this.#end);
+      const ms = this.#opts.keepAliveMs(this, this.#in.empty);
       if (ms === 0) keep = false; // the slot goes to a waiting connection
       else this.#keepAliveMs = ms;
     }
@@ -856,7 +784,7 @@ export class Connection extends Timed implements ByteSource {
     const sink = this.#opts.accessLog ? accessLog() : undefined;
     if (sink === undefined && !isLimitStatus(status)) return;
     const request = head ??
-      rawRequestLine(this.#buf, this.#start, this.#end);
+      rawRequestLine(this.#in.buf, this.#in.start, this.#in.end);
     sink?.append(
       this.remoteAddr.hostname,
       request,
@@ -1200,7 +1128,7 @@ export class Connection extends Timed implements ByteSource {
       const at = Date.now() + LINGER_MS;
       this.#arm(at, at);
       this.#opts.onLinger?.(this);
-      await dropUntilClosed(this.#conn, this.#buf);
+      await dropUntilClosed(this.#conn, this.#in.buf);
     } catch {
       // the peer is gone, which is what we wanted
     }
@@ -1272,7 +1200,7 @@ export class Connection extends Timed implements ByteSource {
   /** True until the client sends its first byte of HTTP. */
   get silent(): boolean {
     return this.#requests === 0 && this.phase === Phase.Idle &&
-      this.#headStartedAt === 0 && this.#end === 0;
+      this.#headStartedAt === 0 && this.#in.end === 0;
   }
 
   /** `Date.now()` when an idle kept-alive connection went idle. */
