@@ -93,6 +93,30 @@ export const filePieces = new BufferPool(FILE_PIECE_BYTES, 16);
 /** An unread body up to this size is read and dropped to keep the connection. */
 const DRAIN_BYTES = 64 * 1024;
 
+/**
+ * A connection's life. Named states, each left by one method (llhttp style):
+ *
+ *   Sniffing --first bytes not HTTP/2----------> Open
+ *   Sniffing --HTTP/2 preface (#handedTo)------> HandedOver  (it closes the socket)
+ *   Open     --deadline with a 408 to send-----> Closing     (the 408 is written)
+ *   Sniffing | Open | Closing --close()--------> Closed
+ *
+ * Sniffing only with an `upgrade` option, else a connection starts Open.
+ * While Sniffing or Open, {@link Phase} says what it waits on. Beside
+ * them, and independent of them: a write in flight (`#writing`: a streamed
+ * reply may be written while its request body is read), a shutdown's
+ * drain asked for (`#draining`), a `100 Continue` owed (`#continuePending`).
+ */
+const enum Life {
+  Sniffing,
+  Open,
+  /** Serving is over; the socket stays open for a last reply. */
+  Closing,
+  Closed,
+  /** Another connection owns the socket. */
+  HandedOver,
+}
+
 /** What the connection is waiting for; the deadline's meaning depends on it. */
 export const enum Phase {
   /** Between requests, nothing received. Deadline: close quietly. */
@@ -103,6 +127,8 @@ export const enum Phase {
   Handler,
   /** Waiting for body bytes. Deadline: 408 and close. */
   Body,
+  /** Reading and dropping a small unread body after its reply. Deadline: close. */
+  Discard,
   /** Waiting for a write to progress. Deadline: close. */
   Write,
   /** Closing: reading and dropping what the client still sends. */
@@ -262,13 +288,7 @@ export class Connection extends Timed implements ByteSource {
   #requests = 0;
   #continuePending = false;
   #draining = false;
-  /** Dropping an unread body after its reply. */
-  #discarding = false;
-  #closed = false;
-  /** Asking `opts.upgrade` about each read until the first request. */
-  #sniffing: boolean;
-  /** Another protocol took the socket: closing is its job. */
-  #handedOver = false;
+  #life: Life;
   // Bytes out, for the access log: the client received `#wrote` bytes
   // in whole writes, plus `#partial` of the write in progress. The current
   // reply starts at `#replyAt` in that count.
@@ -320,7 +340,8 @@ export class Connection extends Timed implements ByteSource {
     this.#limits = opts.limits;
     this.#keepAliveMs = opts.timeouts.keepAliveMs;
     this.remoteAddr = conn.remoteAddr as Deno.NetAddr;
-    this.#sniffing = opts.upgrade !== undefined;
+    // Asking `opts.upgrade` about each read until the first request.
+    this.#life = opts.upgrade !== undefined ? Life.Sniffing : Life.Open;
   }
 
   /**
@@ -345,18 +366,20 @@ export class Connection extends Timed implements ByteSource {
             // client reusing the connection.)
             if (this.#in.empty && this.#draining) return;
             const n = await conn.read(this.#readSpace());
-            if (n === null || this.#closed) return;
+            if (n === null || this.#life >= Life.Closing) return;
             this.#received(n);
-            if (this.#sniffing) {
+            if (this.#life === Life.Sniffing) {
               const other = this.#opts.upgrade!(this, conn, this.buffered());
               if (other === "more") continue;
-              this.#sniffing = false;
+              this.#life = Life.Open;
               if (other !== null) return await this.#handedTo(other);
             }
             head = this.#parseNext();
           }
         } catch (err) {
-          if (this.#closed || !(err instanceof HttpError)) throw err;
+          if (this.#life >= Life.Closing || !(err instanceof HttpError)) {
+            throw err;
+          }
           // A head we could not parse: answer, then close; never hunt for the next request.
           this.#startTime = Date.now();
           this.#body = NO_BODY;
@@ -374,7 +397,7 @@ export class Connection extends Timed implements ByteSource {
         // handler and a small body make one buffered reply.
         reply = this.#dispatch(head);
         if (reply instanceof Promise) reply = await reply;
-        if (this.#closed) {
+        if (this.#life >= Life.Closing) {
           reply.upgrade?.cancel();
           return;
         }
@@ -407,7 +430,7 @@ export class Connection extends Timed implements ByteSource {
       head = reply = undefined;
       await this.#runTakeover();
     } catch (err) {
-      if (!isDisconnect(err) && !this.#closed) {
+      if (!isDisconnect(err) && this.#life < Life.Closing) {
         log.error("Connection failed: {error}", { error: err });
       }
     } finally {
@@ -488,7 +511,7 @@ export class Connection extends Timed implements ByteSource {
    * waits for it to end.
    */
   #handedTo(other: Promise<void>): Promise<void> {
-    this.#handedOver = true;
+    this.#life = Life.HandedOver;
     this.#in.release(true);
     this.#out.release();
     this.deadline = this.busyDeadline = 0;
@@ -641,7 +664,7 @@ export class Connection extends Timed implements ByteSource {
       this.#bodyBytes = this.#bodyWaitedMs = 0;
     }
     const t = this.#opts.timeouts;
-    this.phase = Phase.Body;
+    if (this.phase !== Phase.Discard) this.phase = Phase.Body;
     this.#armWait(
       now,
       t.bodyGapMs,
@@ -654,7 +677,7 @@ export class Connection extends Timed implements ByteSource {
   }
 
   #bodyRead(since: number, n: number | null): void {
-    this.phase = Phase.Handler;
+    if (this.phase !== Phase.Discard) this.phase = Phase.Handler;
     this.deadline = this.busyDeadline = 0;
     this.#bodyWaitedMs += Date.now() - since;
     if (n !== null) this.#bodyBytes += n;
@@ -715,7 +738,9 @@ export class Connection extends Timed implements ByteSource {
 
   #failed(err: unknown, head: RequestHead): Reply {
     if (err instanceof HttpError && err.close) this.#closeAfter = true;
-    if (this.#closed) return { status: STATUS.InternalServerError }; // never sent
+    if (this.#life >= Life.Closing) {
+      return { status: STATUS.InternalServerError }; // never sent
+    }
     return this.#errorReply(
       err,
       this.#incoming?.errorAccept ?? head.headers.get("accept"),
@@ -808,7 +833,7 @@ export class Connection extends Timed implements ByteSource {
   }
 
   async #discardBody(): Promise<boolean> {
-    this.#discarding = true;
+    this.phase = Phase.Discard;
     try {
       await this.#body.discard();
       this.#now = Date.now();
@@ -816,7 +841,7 @@ export class Connection extends Timed implements ByteSource {
     } catch {
       return false;
     } finally {
-      this.#discarding = false;
+      this.phase = Phase.Handler;
     }
   }
 
@@ -1120,7 +1145,7 @@ export class Connection extends Timed implements ByteSource {
 
   /** Closes our side, then reads and drops what the client still sends, briefly. */
   async #linger(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#life >= Life.Closing) return;
     try {
       await this.#flush();
       await this.#conn.closeWrite();
@@ -1149,13 +1174,13 @@ export class Connection extends Timed implements ByteSource {
     if (this.phase === Phase.Upgraded) {
       // The takeover keeps its own times; it asked to be called every tick.
       this.#takeover!.expire(now);
-      if (!this.#closed) this.#arm(now, now);
+      if (this.#life < Life.Closing) this.#arm(now, now);
       return;
     }
     const deadline = busy ? this.busyDeadline : this.deadline;
-    if (deadline === 0 || now < deadline || this.#closed) return;
+    if (deadline === 0 || now < deadline || this.#life >= Life.Closing) return;
     const phase = this.phase;
-    if (phase === Phase.Head || (phase === Phase.Body && !this.#discarding)) {
+    if (phase === Phase.Head || phase === Phase.Body) {
       log.warn("{what} timeout from {client}", {
         what: phase === Phase.Head ? "Head" : "Body",
         client: this.remoteAddr.hostname,
@@ -1175,7 +1200,7 @@ export class Connection extends Timed implements ByteSource {
           reply.body as string,
           now,
         );
-        this.#closed = true;
+        this.#life = Life.Closing;
         this.deadline = this.busyDeadline = 0;
         this.#conn.write(bytes).catch(() => {}).finally(() => this.close());
         return;
@@ -1216,13 +1241,11 @@ export class Connection extends Timed implements ByteSource {
     if (this.phase === Phase.Idle || this.phase === Phase.Linger) this.close();
   }
 
-  #socketClosed = false;
-
   /** Closes the socket at once (idempotent). */
   close(): void {
-    this.#closed = true;
-    if (this.#socketClosed || this.#handedOver) return;
-    this.#socketClosed = true;
+    const life = this.#life;
+    if (life === Life.Closed || life === Life.HandedOver) return;
+    this.#life = Life.Closed;
     this.deadline = this.busyDeadline = 0;
     this.#opts.wheel.remove(this);
     try {
