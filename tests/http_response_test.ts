@@ -200,14 +200,7 @@ const S = BODY_STREAMED;
 const A = BODY_ABSENT;
 const framings: [
   name: string,
-  args: [
-    status: number,
-    isHead: boolean,
-    minor: number,
-    bodyLength: number,
-    fieldLength: number,
-    keep: boolean,
-  ],
+  args: Parameters<typeof frameReply>, // status, isHead, minor, bodyLength, fieldLength, keep
   want: [contentLength: number, chunked: boolean, keep: boolean, body: boolean],
 ][] = [
   ["a known body", [200, false, 1, 5, -1, true], [5, false, true, true]],
