@@ -106,6 +106,7 @@ const DRAIN_BYTES = 64 * 1024;
  * them, and independent of them: a write in flight (`#writing`: a streamed
  * reply may be written while its request body is read), a shutdown's
  * drain asked for (`#draining`), a `100 Continue` owed (`#continuePending`).
+ * Ordered: from Closing on, nothing more is served (`>= Life.Closing`).
  */
 const enum Life {
   Sniffing,
