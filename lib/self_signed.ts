@@ -112,12 +112,8 @@ export async function makeSelfSigned(
   names: CertNames,
   now = new Date(),
 ): Promise<PemPair> {
-  const [{ AsnConvert, OctetString }, x509, { ECDSASigValue }] = await Promise
-    .all([
-      import("@peculiar/asn1-schema"),
-      import("@peculiar/asn1-x509"),
-      import("@peculiar/asn1-ecc"),
-    ]);
+  const { schema: { AsnConvert, OctetString }, x509, ecc: { ECDSASigValue } } =
+    await import("./npm/asn1.ts");
   const extension = (id: string, critical: boolean, value: unknown) =>
     new x509.Extension({
       extnID: id,

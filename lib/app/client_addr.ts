@@ -2,7 +2,7 @@
  * Who the client is: the socket peer, or the address a trusted reverse proxy
  * put in X-Forwarded-For. Rate limiting and metrics key on this address.
  */
-import ipaddr from "ipaddr.js";
+import ipaddr from "../npm/ipaddr.ts";
 
 /** Decides whether a peer address is one of our reverse proxies. */
 export type ProxyTrust = (addr: string) => boolean;

@@ -3,7 +3,7 @@
  * place an error becomes a reply (`toErrorReply`). Deadlines are plain
  * fields; the server's sweeper calls `expire()` when one has passed.
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../npm/logtape.ts";
 import { DEFAULT_LIMITS, type Limits } from "../config.ts";
 import {
   accessLog,

@@ -2,7 +2,7 @@
  * The accept loop: TCP or TLS listener, the connection cap with its queue
  * and 503 reply, the deadline sweeper, and graceful shutdown.
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../npm/logtape.ts";
 import type net from "node:net";
 import {
   DEFAULT_CONFIG,
