@@ -378,12 +378,3 @@ function acceptOffer(
     response: response.join("; "),
   };
 }
-
-const encoder = new TextEncoder();
-
-/** The whole `101 Switching Protocols` head for an accepted upgrade, as bytes. */
-export function encodeUpgradeReply(upgrade: Upgrade): Uint8Array {
-  let head = "HTTP/1.1 101 Switching Protocols\r\n";
-  for (const [name, value] of upgrade.headers) head += `${name}: ${value}\r\n`;
-  return encoder.encode(head + "\r\n");
-}
