@@ -27,13 +27,12 @@ export {
   type ReplyHeaders,
   type RequestBody,
   type ServerRequest,
-  type Takeover,
 } from "./lib/http/handler.ts";
 export type { HeaderFields } from "./lib/http/headers.ts";
-export type { Socket } from "./lib/http/socket.ts";
 export type { EngineStats } from "./lib/http/stats.ts";
 export {
   DEFAULT_LIMITS,
+  DEFAULT_STATIC,
   type Limits,
   type ServerConfig,
   type StaticConfig,
@@ -58,8 +57,10 @@ export {
   type AppHandler,
   type ErrorHandler,
   type HandlerOptions,
-  type Match,
   type Middleware,
+  type MiddlewareFn,
+  type MiddlewareHooks,
+  type Next,
   type RouteOptions,
   Router,
 } from "./lib/app/router.ts";
@@ -76,8 +77,14 @@ export {
   text,
   withHeaders,
 } from "./lib/app/replies.ts";
+export type { ProxyTrust } from "./lib/app/client_addr.ts";
+export type {
+  DeflateOptions,
+  UpgradeOptions,
+} from "./lib/http/ws/handshake.ts";
 export type {
   ServerWebSocket,
+  WsEventHandler,
   WsHandler,
   WsMessage,
   WsRouteOptions,
@@ -90,6 +97,8 @@ export {
   serveFetch,
   upgradeWebSocket,
 } from "./lib/app/fetch_adapter.ts";
+export type { FolderTuning } from "./lib/app/static_folders.ts";
+export type { RepresentationTuning } from "./lib/app/static_representations.ts";
 export {
   staticFiles,
   type StaticHooks,
@@ -97,5 +106,11 @@ export {
 } from "./lib/app/static_files.ts";
 export {
   rateLimit,
+  type RateLimitHooks,
   type RateLimitOptions,
 } from "./lib/app/middleware/rate_limit.ts";
+export type {
+  RateDecision,
+  RateLimitPolicy,
+  RateLimitStore,
+} from "./lib/app/rate_limit_store.ts";

@@ -129,6 +129,7 @@ export interface Limits {
   // Passwords (issue #13).
   /** Failed password checks per client in {@link authFailureWindowMs}. Over: 429. */
   readonly maxAuthFailures: number;
+  /** The window of {@link maxAuthFailures}, in milliseconds. */
   readonly authFailureWindowMs: number;
   /** Password checks (one slow KDF run each) at once. Past it, they queue. */
   readonly maxPasswordChecks: number;
@@ -170,6 +171,7 @@ export interface Limits {
   readonly rateStoreTimeoutMs: number;
 }
 
+/** The limits a server gets unless told otherwise; each says why it is what it is. */
 export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxTargetBytes: 8 * 1024, // nginx's default line buffer; longer URLs are abuse
   maxHeadBytes: 16 * 1024, // big cookies fit; a header flood does not
@@ -255,9 +257,11 @@ export interface ServerConfig {
   readonly hostname: string;
   /** TCP port; 0 asks the kernel for a free one. */
   readonly port: number;
+  /** Hard limits and timeouts; see {@link Limits}. */
   readonly limits: Limits;
   /** PEM certificate chain and key; both set means HTTPS. */
   readonly cert?: string;
+  /** PEM private key for `cert`. */
   readonly key?: string;
   /** HTTP/2 on TLS, chosen by ALPN (`--http2 on|off`); default on. */
   readonly http2?: boolean;
@@ -423,6 +427,7 @@ export interface AuthFlags {
   readonly rules: readonly AuthRule[];
 }
 
+/** What `deno task serve` serves: `resources/`, no listings, no uploads. Spread it and set `root` to serve another folder. */
 export const DEFAULT_STATIC: StaticConfig = Object.freeze({
   root: "resources",
   dotfiles: "deny",

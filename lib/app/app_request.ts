@@ -36,6 +36,7 @@ export type AppHandler = (req: AppRequest) => Reply | Promise<Reply>;
 export class AppRequest {
   /** The engine's request, for anything not wrapped here. */
   readonly raw: ServerRequest;
+  /** The request method, as sent. */
   readonly method: string;
   /** Canonical path: decoded once by `canonicalPath()`; params come from it. */
   readonly path: string;

@@ -19,6 +19,7 @@ export {
 
 /** What the fetch handler gets besides the request (like `Deno.ServeHandlerInfo`). */
 export interface FetchInfo {
+  /** The client's address, as in {@link ServerRequest.remoteAddr}. */
   readonly remoteAddr: Deno.NetAddr;
   /** True on a TLS connection. */
   readonly secure: boolean;

@@ -8,13 +8,17 @@
 
 /** A request budget: `limit` requests per `windowMs`. */
 export interface RateLimitPolicy {
+  /** Requests allowed per client in one window. */
   readonly limit: number;
+  /** The window, in milliseconds. */
   readonly windowMs: number;
 }
 
 /** The verdict on one request. */
 export interface RateDecision {
+  /** True when the request is within the budget; false: answer 429. */
   readonly allowed: boolean;
+  /** The budget per window, for `RateLimit-Limit`. */
   readonly limit: number;
   /** Requests left in the sliding window after this one. */
   readonly remaining: number;

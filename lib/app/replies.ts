@@ -9,7 +9,9 @@ import type { Reply, ReplyHeaders } from "../http/handler.ts";
 
 /** Status and extra headers for a reply builder. */
 export interface ReplyInit {
+  /** The status; default 200. */
   readonly status?: number;
+  /** Header fields, added to the content-type (which one named here replaces). */
   readonly headers?: Readonly<Record<string, string>>;
 }
 

@@ -102,21 +102,27 @@ export class Router {
     return this;
   }
 
+  /** Adds a GET route (HEAD runs it too and drops the body). */
   get(template: string, handler: AppHandler, options?: RouteOptions): this {
     return this.route(template, { ...options, methods: ["GET"] }, handler);
   }
+  /** Adds a POST route. */
   post(template: string, handler: AppHandler, options?: RouteOptions): this {
     return this.route(template, { ...options, methods: ["POST"] }, handler);
   }
+  /** Adds a PUT route. */
   put(template: string, handler: AppHandler, options?: RouteOptions): this {
     return this.route(template, { ...options, methods: ["PUT"] }, handler);
   }
+  /** Adds a PATCH route. */
   patch(template: string, handler: AppHandler, options?: RouteOptions): this {
     return this.route(template, { ...options, methods: ["PATCH"] }, handler);
   }
+  /** Adds a DELETE route. */
   delete(template: string, handler: AppHandler, options?: RouteOptions): this {
     return this.route(template, { ...options, methods: ["DELETE"] }, handler);
   }
+  /** Adds an OPTIONS route (without one, OPTIONS gets 204 with Allow). */
   options(template: string, handler: AppHandler, options?: RouteOptions): this {
     return this.route(template, { ...options, methods: ["OPTIONS"] }, handler);
   }
@@ -176,7 +182,10 @@ export class Router {
 
   /**
    * Finds the route for a canonical path. `upgrade`: the request is a
-   * WebSocket upgrade (a GET with `Upgrade: websocket`).
+   * WebSocket upgrade (a GET with `Upgrade: websocket`). The router's own
+   * dispatch, not part of the package's API.
+   *
+   * @ignore
    */
   match(method: string, path: string, upgrade = false): Match {
     return this.#table.match(method, path, upgrade);

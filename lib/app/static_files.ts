@@ -134,14 +134,23 @@ export function extensionPolicy(
 
 /** What tests and embedders may hand the static handler. */
 export interface StaticHooks {
-  /** Runs on-the-fly compression; by default the thread's shared one. */
+  /**
+   * Runs on-the-fly compression; by default the thread's shared one. For
+   * tests, not part of the package's API.
+   *
+   * @ignore
+   */
   readonly compressor?: Compressor;
   /**
    * Aborts when the server drains: with `watch`, the watcher stops and the
    * pages' event streams end, so shutdown does not wait for open tabs.
    */
   readonly signal?: AbortSignal;
-  /** Timings of `watch`; tests shrink them. */
+  /**
+   * Timings of `watch`; tests shrink them. Not part of the package's API.
+   *
+   * @ignore
+   */
   readonly liveReload?: Partial<LiveReloadTuning>;
 }
 

@@ -9,7 +9,11 @@ import type { ServerWebSocket } from "../http/ws/socket.ts";
 import { upgradeWebSocket } from "../http/ws_connection.ts";
 import type { AppRequest } from "./app_request.ts";
 
-export type { ServerWebSocket, WsMessage } from "../http/ws/socket.ts";
+export type {
+  ServerWebSocket,
+  WsEventHandler,
+  WsMessage,
+} from "../http/ws/socket.ts";
 
 /**
  * A WebSocket route's handler. It runs before the 101 is written: set

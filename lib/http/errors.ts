@@ -43,6 +43,7 @@ export const STATUS = {
   InsufficientStorage: 507,
 } as const;
 
+/** Any status in {@link STATUS}. */
 export type Status = typeof STATUS[keyof typeof STATUS];
 /** A status the server may answer with when something went wrong. */
 export type ErrorStatus = Extract<
@@ -131,6 +132,7 @@ export function reasonPhrase(status: number): string {
     ][Math.floor(status / 100) - 1] ?? "Unknown";
 }
 
+/** Options of an {@link HttpError}: what the client sees besides the status. */
 export interface HttpErrorOptions extends ErrorOptions {
   /** Text safe to show the client; otherwise the reason phrase is shown. */
   expose?: string;
@@ -142,12 +144,18 @@ export interface HttpErrorOptions extends ErrorOptions {
 
 /** A failure that maps to one HTTP status. `message` is for the log. */
 export class HttpError extends Error {
+  /** Always "HttpError", so a log line says what was thrown. */
   override name = "HttpError";
+  /** The status the client gets. */
   readonly status: ErrorStatus;
+  /** Text safe to show the client; undefined: the reason phrase is shown. */
   readonly expose: string | undefined;
+  /** Extra reply headers, such as `Allow` or `Retry-After`. */
   readonly headers: Readonly<Record<string, string>> | undefined;
+  /** True: the connection closes after the reply. */
   readonly close: boolean;
 
+  /** An error answered with `status`; `message` goes to the log, never to the client. */
   constructor(status: ErrorStatus, message: string, opts?: HttpErrorOptions) {
     super(message, opts);
     this.status = status;

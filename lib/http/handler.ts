@@ -9,6 +9,7 @@ import type { Socket } from "./socket.ts";
 
 /** A byte range of an open file; the engine streams it and closes the file. */
 export class FileBody {
+  /** `length` bytes of `file` from `start`; the engine closes `file` once sent. */
   constructor(
     readonly file: Deno.FsFile,
     readonly start: number,
@@ -40,14 +41,20 @@ export type ReplyHeaders =
  * record that comes back request after request is checked and encoded once.
  */
 export interface Reply {
+  /** The status code, 100 to 599. */
   readonly status: number;
+  /** Header fields; the engine adds Date, the framing and Connection. */
   readonly headers?: ReplyHeaders;
+  /** The body; none for HEAD, 204 and 304 whatever is given. */
   readonly body?: ReplyBody;
   /**
    * With status 101: what takes the connection over once the engine has
    * written `101 Switching Protocols` with `headers` and `Connection:
    * Upgrade` (a WebSocket). Only on an HTTP/1.1 request whose body was
    * read; otherwise the engine answers 500 and calls `cancel()`.
+   * The engine's plumbing for `router.ws()`, not part of the package's API.
+   *
+   * @ignore
    */
   readonly upgrade?: Takeover;
 }
@@ -105,12 +112,15 @@ export interface ServerRequest {
   readonly query: string;
   /** "HTTP/2" on an HTTP/2 stream (TLS with ALPN h2, or `--h2c`). */
   readonly version: "HTTP/1.0" | "HTTP/1.1" | "HTTP/2";
+  /** The header fields, names in lower case. */
   readonly headers: HeaderFields;
   /** Host header, the authority of an absolute-form target, or HTTP/2's `:authority`. */
   readonly host: string;
+  /** The client's address: the TCP peer, or the client a trusted PROXY protocol header names. */
   readonly remoteAddr: Deno.NetAddr;
   /** True on a TLS connection. */
   readonly secure: boolean;
+  /** The body, read on demand. */
   readonly body: RequestBody;
   /** `Date.now()` when the head was complete (a cheap clock; ms resolution). */
   readonly startTime: number;

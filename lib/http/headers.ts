@@ -39,6 +39,7 @@ export class HeaderFields {
     return out;
   }
 
+  /** True when a field of this name (any case) was sent. */
   has(name: string): boolean {
     return this.get(name) !== undefined;
   }
@@ -50,6 +51,7 @@ export class HeaderFields {
     }
   }
 
+  /** Field lines in arrival order, as [lower-case name, value]. */
   [Symbol.iterator](): IterableIterator<[string, string]> {
     return this.entries();
   }

@@ -58,13 +58,16 @@ export interface Server extends AsyncDisposable {
    * both are known once `ready` resolves.
    */
   readonly addr: Deno.NetAddr;
+  /** The bound port: the real one when 0 was asked. */
   readonly port: number;
   /**
    * Resolves once the server listens: at once for plain HTTP, after a turn
    * of the event loop for TLS. Rejects as `Deno.listen` throws (`AddrInUse`).
    */
   readonly ready: Promise<void>;
+  /** Counters of connections, requests and bytes. */
   readonly stats: EngineStats;
+  /** The limits in force: the defaults with `limits` applied. */
   readonly limits: Limits;
   /** Resolves when the server has stopped and every connection is closed. */
   readonly finished: Promise<void>;

@@ -18,6 +18,7 @@ export class EngineStats {
   requests = 0;
   /** Bytes read from and written to client sockets. */
   bytesIn = 0;
+  /** Bytes written to client sockets. */
   bytesOut = 0;
   #drain = new AbortController();
 

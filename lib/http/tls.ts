@@ -34,6 +34,7 @@ const RAW_READ_BYTES = 16 * 1024;
 
 /** A certificate and key that cannot be served, and why. */
 export class CertificateError extends Error {
+  /** Always "CertificateError". */
   override name = "CertificateError";
 }
 
@@ -43,7 +44,9 @@ export interface CertificateInfo {
   readonly fingerprint: string;
   /** Subject alternative names, as node prints them (`DNS:localhost, IP Address:...`). */
   readonly altNames: string;
+  /** Not valid before this date. */
   readonly validFrom: Date;
+  /** Not valid after this date. */
   readonly validTo: Date;
 }
 
@@ -99,10 +102,12 @@ export class TlsCertificate {
     this.replace(cert, key);
   }
 
+  /** The pair as a node `SecureContext`, for new handshakes. */
   get context(): tls.SecureContext {
     return this.#context;
   }
 
+  /** What the certificate in force says: names, dates, fingerprint. */
   get info(): CertificateInfo {
     return this.#info;
   }

@@ -20,6 +20,7 @@ import {
 
 export type { RateDecision, RateLimitPolicy, RateLimitStore };
 
+/** Options for {@link rateLimit}: the budget per client, and how clients are told apart. */
 export interface RateLimitOptions extends RateLimitPolicy {
   /** Clients tracked at once; past it the least recently seen is dropped. */
   readonly maxEntries?: number;
