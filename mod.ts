@@ -46,6 +46,11 @@ export {
   type Status,
 } from "./lib/http/errors.ts";
 export {
+  type CertNames,
+  makeSelfSigned,
+  type PemPair,
+} from "./lib/self_signed.ts";
+export {
   CertificateError,
   type CertificateInfo,
   TlsCertificate,

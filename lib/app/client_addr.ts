@@ -4,7 +4,26 @@
  */
 import ipaddr from "../npm/ipaddr.ts";
 
-/** Decides whether a peer address is one of our reverse proxies. */
+/**
+ * Decides whether a peer address is one of our reverse proxies.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type ProxyTrust, Router, serve, text } from "@spindle/server";
+ *
+ * const fromLoopback: ProxyTrust = (addr) => addr === "127.0.0.1" || addr === "::1";
+ * const app = new Router().get("/who", (req) => text(req.client));
+ * await using server = serve(
+ *   { port: 0, accessLog: false },
+ *   app.handler({ trustProxy: fromLoopback }),
+ * );
+ * const res = await fetch(`http://127.0.0.1:${server.port}/who`, {
+ *   headers: { "x-forwarded-for": "198.51.100.4" },
+ * });
+ * assert.equal(await res.text(), "198.51.100.4");
+ * ```
+ */
 export type ProxyTrust = (addr: string) => boolean;
 
 /** Trusts nobody: X-Forwarded-For is ignored. */

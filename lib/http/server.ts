@@ -31,7 +31,23 @@ import { EngineStats } from "./stats.ts";
 
 const log = getLogger(["spindle", "server"]);
 
-/** Options for {@link serve}: any part of {@link ServerConfig}, plus extras. */
+/**
+ * Options for {@link serve}: any part of {@link ServerConfig}, plus extras.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serve, type ServeOptions } from "@spindle/server";
+ *
+ * const options: ServeOptions = {
+ *   port: 0, // any free port
+ *   accessLog: false,
+ *   limits: { maxBodyBytes: 64 * 1024 },
+ * };
+ * await using server = serve(options, () => ({ status: 204 }));
+ * assert.equal(server.limits.maxBodyBytes, 64 * 1024);
+ * ```
+ */
 export interface ServeOptions extends Partial<Omit<ServerConfig, "limits">> {
   /** Limits to change; the rest keep their defaults. */
   readonly limits?: Partial<Limits>;
@@ -51,7 +67,25 @@ export interface ServeOptions extends Partial<Omit<ServerConfig, "limits">> {
   readonly certificate?: TlsCertificate;
 }
 
-/** A running server. */
+/**
+ * A running server.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serve, type Server } from "@spindle/server";
+ *
+ * const server: Server = serve({ port: 0, accessLog: false }, () => ({
+ *   status: 200,
+ *   body: "up",
+ * }));
+ * await server.ready;
+ * const res = await fetch(`http://127.0.0.1:${server.port}/`);
+ * assert.equal(await res.text(), "up");
+ * await server.shutdown(); // or `await using`, as the other examples do
+ * await server.finished;
+ * ```
+ */
 export interface Server extends AsyncDisposable {
   /**
    * The bound address; `port` is the real one when 0 was asked. Over TLS
@@ -114,7 +148,7 @@ interface Client {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { serve } from "./server.ts";
+ * import { serve } from "@spindle/server";
  *
  * await using server = serve({ port: 0, accessLog: false }, () => ({
  *   status: 200,

@@ -14,7 +14,20 @@ const OPEN = 1;
 const CLOSING = 2;
 const CLOSED = 3;
 
-/** An `on*` event handler of a {@link ServerWebSocket}, or null for none. */
+/**
+ * An `on*` event handler of a {@link ServerWebSocket}, or null for none.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { WsEventHandler } from "@spindle/server";
+ *
+ * const log: string[] = [];
+ * const onmessage: WsEventHandler<MessageEvent> = (e) => log.push(String(e.data));
+ * onmessage?.call(undefined as never, new MessageEvent("message", { data: "hi" }));
+ * assert.deepEqual(log, ["hi"]);
+ * ```
+ */
 export type WsEventHandler<E extends Event> =
   | ((this: ServerWebSocket, ev: E) => unknown)
   | null;
@@ -35,7 +48,28 @@ export interface ServerWebSocketInit {
   readonly maxBacklogBytes?: number;
 }
 
-/** A message as the iterator yields it: text as a string, binary as bytes. */
+/**
+ * A message as the iterator yields it: text as a string, binary as bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Router, serve, type WsMessage } from "@spindle/server";
+ *
+ * const size = (m: WsMessage) => typeof m === "string" ? m.length : m.byteLength;
+ * const app = new Router().ws("/size", async (ws) => {
+ *   for await (const message of ws) ws.send(String(size(message)));
+ * });
+ * await using server = serve({ port: 0, accessLog: false }, app.handler());
+ * const ws = new WebSocket(`ws://127.0.0.1:${server.port}/size`);
+ * const reply = new Promise((resolve) => ws.onmessage = (e) => resolve(e.data));
+ * ws.onopen = () => ws.send(new Uint8Array(3));
+ * assert.equal(await reply, "3");
+ * const closed = new Promise((resolve) => ws.onclose = resolve);
+ * ws.close();
+ * await closed;
+ * ```
+ */
 export type WsMessage = string | Uint8Array;
 
 const encoder = new TextEncoder();
@@ -44,6 +78,25 @@ const encoder = new TextEncoder();
  * A server-side WebSocket with the web API's shape. Events are
  * dispatched to `on*` handlers first, then to listeners. What an `on*`
  * handler throws fails the connection with 1011 and reaches the engine.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Router, serve, type ServerWebSocket } from "@spindle/server";
+ *
+ * function echo(ws: ServerWebSocket) {
+ *   ws.onmessage = (e) => ws.send(`echo: ${e.data}`);
+ * }
+ * const app = new Router().ws("/echo", echo);
+ * await using server = serve({ port: 0, accessLog: false }, app.handler());
+ * const ws = new WebSocket(`ws://127.0.0.1:${server.port}/echo`);
+ * const reply = new Promise((resolve) => ws.onmessage = (e) => resolve(e.data));
+ * ws.onopen = () => ws.send("hi");
+ * assert.equal(await reply, "echo: hi");
+ * const closed = new Promise((resolve) => ws.onclose = resolve);
+ * ws.close();
+ * await closed;
+ * ```
  */
 export class ServerWebSocket extends EventTarget {
   /** readyState before the handshake ends (never seen by a handler). */
