@@ -26,6 +26,22 @@ function specifiers(source: string): string[] {
   return [...found].map((m) => m[1] ?? m[2]);
 }
 
+/** Runs `deno ...args` in the repo; its exit code and all it printed. */
+async function deno(
+  ...args: string[]
+): Promise<{ code: number; stdout: string; text: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  const stdout = dec.decode(out.stdout);
+  return { code: out.code, stdout, text: stdout + dec.decode(out.stderr) };
+}
+
 Deno.test("deno.json names the package, its version and its entry point", () => {
   assert.equal(config.name, "@spindle/server");
   assert.match(config.version, /^\d+\.\d+\.\d+$/);
@@ -128,12 +144,9 @@ for (const [how, spec, deno] of projects) {
 async function publicSymbols(): Promise<
   { name: string; file: string; examples: number }[]
 > {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["doc", "--json", "mod.ts"],
-    cwd: ROOT,
-    stdout: "piped",
-  }).output();
-  const doc = JSON.parse(new TextDecoder().decode(out.stdout));
+  const { code, stdout, text } = await deno("doc", "--json", "mod.ts");
+  assert.equal(code, 0, text);
+  const doc = JSON.parse(stdout);
   const mod = doc.nodes[pathToFileURL(join(ROOT, "mod.ts")).href];
   return mod.symbols.map((s: {
     name: string;
@@ -150,13 +163,8 @@ async function publicSymbols(): Promise<
 }
 
 Deno.test("deno doc --lint mod.ts finds nothing to fix", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["doc", "--lint", "mod.ts"],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const { code, text } = await deno("doc", "--lint", "mod.ts");
+  assert.equal(code, 0, text);
 });
 
 Deno.test("every export of mod.ts has an @example, and deno test --doc runs them all", async () => {
@@ -167,28 +175,20 @@ Deno.test("every export of mod.ts has an @example, and deno test --doc runs them
     [],
   );
   const files = [...new Set(symbols.map((s) => s.file))].sort();
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "test",
-      "--doc",
-      "--sanitize-ops",
-      "--sanitize-resources",
-      "--allow-net",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-sys",
-      "mod.ts",
-      ...files,
-    ],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout) +
-    new TextDecoder().decode(out.stderr);
-  assert.equal(out.code, 0, text);
+  const { code, text } = await deno(
+    "test",
+    "--doc",
+    "--sanitize-ops",
+    "--sanitize-resources",
+    "--allow-net",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-sys",
+    "mod.ts",
+    ...files,
+  );
+  assert.equal(code, 0, text);
   const passed = Number(text.match(/ok \| (\d+) passed \| 0 failed/)?.[1]);
   // Each example is a test; mod.ts's module example is one more.
   const examples = symbols.reduce((n, s) => n + s.examples, 0);
@@ -207,16 +207,8 @@ Deno.test({
     "deno publish --dry-run passes and would publish only mod.ts, lib/, README.md and deno.json",
   ignore: noLicense !== undefined,
   async fn() {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["publish", "--dry-run", "--allow-dirty"],
-      cwd: ROOT,
-      env: { NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(out.stdout) +
-      new TextDecoder().decode(out.stderr);
-    assert.equal(out.code, 0, text);
+    const { code, text } = await deno("publish", "--dry-run", "--allow-dirty");
+    assert.equal(code, 0, text);
     const files = [...text.matchAll(/file:\/\/\S+/g)].map((m) =>
       relative(ROOT, new URL(m[0]).pathname)
     );
