@@ -6,7 +6,7 @@
  */
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Handler, Reply, ServerRequest } from "../http/handler.ts";
-import { isUpgradeRequest } from "../http/ws/handshake.ts";
+import { isUpgradeRequest } from "../http/ws/upgrade_request.ts";
 import { canonicalPath } from "./canonical_path.ts";
 import { compose, LAST, type Middleware, type Run } from "./chain.ts";
 import type { ProxyTrust } from "./client_addr.ts";

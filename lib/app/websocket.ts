@@ -6,7 +6,6 @@
 import type { Reply } from "../http/handler.ts";
 import type { UpgradeOptions } from "../http/ws/handshake.ts";
 import type { ServerWebSocket } from "../http/ws/socket.ts";
-import { upgradeWebSocket } from "../http/ws_connection.ts";
 import type { AppRequest } from "./app_request.ts";
 
 export type {
@@ -62,12 +61,21 @@ export type WsHandler = (
  */
 export type WsRouteOptions = UpgradeOptions;
 
+/**
+ * The WebSocket code, loaded at the first upgrade: an app that has a
+ * WebSocket route but no client for it yet starts without it.
+ */
+let wsCode: Promise<typeof import("../http/ws_connection.ts")> | undefined;
+
 /** The app handler behind `router.ws()`: upgrade, then hand the socket to `handler`. */
 export function wsRoute(
   handler: WsHandler,
   options: WsRouteOptions = {},
-): (req: AppRequest) => Reply {
-  return (req) => {
+): (req: AppRequest) => Promise<Reply> {
+  return async (req) => {
+    const { upgradeWebSocket } = await (wsCode ??= import(
+      "../http/ws_connection.ts"
+    ));
     const { socket, reply } = upgradeWebSocket(req.raw, options);
     let done;
     try {

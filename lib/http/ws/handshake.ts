@@ -16,6 +16,9 @@ import {
   deflateAvailable,
   type DeflateParams,
 } from "./deflate.ts";
+import { field, isUpgradeRequest, listOf } from "./upgrade_request.ts";
+
+export { isUpgradeRequest };
 
 /** RFC 6455 §1.3: appended to the key before hashing. */
 const ACCEPT_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -102,26 +105,6 @@ export interface Upgrade {
   readonly deflateMinBytes: number;
 }
 
-function field(
-  headers: HeaderFields | Headers,
-  name: string,
-): string | undefined {
-  return headers instanceof Headers
-    ? headers.get(name) ?? undefined
-    : headers.getJoined(name);
-}
-
-/** A comma-separated list (RFC 9110 §5.6.1), trimmed, empty elements dropped. */
-function listOf(value: string | undefined): string[] {
-  if (value === undefined) return [];
-  const out: string[] = [];
-  for (const part of value.split(",")) {
-    const item = part.trim();
-    if (item !== "") out.push(item);
-  }
-  return out;
-}
-
 function isToken(s: string): boolean {
   if (s === "") return false;
   for (let i = 0; i < s.length; i++) {
@@ -141,13 +124,6 @@ export function acceptKey(key: string): string {
   // node:crypto hashes synchronously in ~1.5 µs; WebCrypto's digest() is a
   // promise that took ~54 µs in Deno 2.9.6 (busy machine).
   return createHash("sha1").update(key + ACCEPT_GUID).digest("base64");
-}
-
-/** True when the request asks for a WebSocket (`Upgrade: websocket`), valid or not. */
-export function isUpgradeRequest(headers: HeaderFields | Headers): boolean {
-  return listOf(field(headers, "upgrade")).some((p) =>
-    p.toLowerCase() === "websocket"
-  );
 }
 
 /**
