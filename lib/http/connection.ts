@@ -4,7 +4,7 @@
  * fields, filed in the server's wheel, which calls `expire()` when one has
  * passed.
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../npm/logtape.ts";
 import { DEFAULT_LIMITS, type Limits } from "../config.ts";
 import {
   accessLog,

@@ -8,7 +8,7 @@
  * the HTTP/1.1 engine's `toErrorReply`, and each stream writes one access
  * line. Deadlines are the server's: the sweeper calls `expire()`.
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../npm/logtape.ts";
 import type { Limits } from "../config.ts";
 import { accessLog, clipForLog, NO_REPLY_STATUS } from "./access_log.ts";
 import { batchNow } from "./clock.ts";

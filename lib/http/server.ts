@@ -2,7 +2,7 @@
  * The accept loop: TCP or TLS listener, the connection cap with its queue
  * and 503 reply, the deadline sweeper, and graceful shutdown.
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../npm/logtape.ts";
 import type net from "node:net";
 import {
   DEFAULT_CONFIG,
@@ -38,7 +38,23 @@ import { EngineStats } from "./stats.ts";
 
 const log = getLogger(["spindle", "server"]);
 
-/** Options for {@link serve}: any part of {@link ServerConfig}, plus extras. */
+/**
+ * Options for {@link serve}: any part of {@link ServerConfig}, plus extras.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serve, type ServeOptions } from "@spindle/server";
+ *
+ * const options: ServeOptions = {
+ *   port: 0, // any free port
+ *   accessLog: false,
+ *   limits: { maxBodyBytes: 64 * 1024 },
+ * };
+ * await using server = serve(options, () => ({ status: 204 }));
+ * assert.equal(server.limits.maxBodyBytes, 64 * 1024);
+ * ```
+ */
 export interface ServeOptions extends Partial<Omit<ServerConfig, "limits">> {
   /** Limits to change; the rest keep their defaults. */
   readonly limits?: Partial<Limits>;
@@ -58,20 +74,41 @@ export interface ServeOptions extends Partial<Omit<ServerConfig, "limits">> {
   readonly certificate?: TlsCertificate;
 }
 
-/** A running server. */
+/**
+ * A running server.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serve, type Server } from "@spindle/server";
+ *
+ * const server: Server = serve({ port: 0, accessLog: false }, () => ({
+ *   status: 200,
+ *   body: "up",
+ * }));
+ * await server.ready;
+ * const res = await fetch(`http://127.0.0.1:${server.port}/`);
+ * assert.equal(await res.text(), "up");
+ * await server.shutdown(); // or `await using`, as the other examples do
+ * await server.finished;
+ * ```
+ */
 export interface Server extends AsyncDisposable {
   /**
    * The bound address; `port` is the real one when 0 was asked. Over TLS
    * both are known once `ready` resolves.
    */
   readonly addr: Deno.NetAddr;
+  /** The bound port: the real one when 0 was asked. */
   readonly port: number;
   /**
    * Resolves once the server listens: at once for plain HTTP, after a turn
    * of the event loop for TLS. Rejects as `Deno.listen` throws (`AddrInUse`).
    */
   readonly ready: Promise<void>;
+  /** Counters of connections, requests and bytes. */
   readonly stats: EngineStats;
+  /** The limits in force: the defaults with `limits` applied. */
   readonly limits: Limits;
   /** Resolves when the server has stopped and every connection is closed. */
   readonly finished: Promise<void>;
@@ -118,7 +155,7 @@ interface Client {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { serve } from "./server.ts";
+ * import { serve } from "@spindle/server";
  *
  * await using server = serve({ port: 0, accessLog: false }, () => ({
  *   status: 200,

@@ -51,10 +51,16 @@ const CODES = new Uint32Array(257);
   }
 }
 
-/** The code of `symbol` (0-256) and its length: for tests against Appendix B. */
-export function huffmanCode(symbol: number): [code: number, bits: number] {
-  return [CODES[symbol], CODE_BITS[symbol]];
-}
+/**
+ * Internals, for tests only: the code table, to check it against RFC 7541
+ * Appendix B. Not part of the package's API.
+ */
+export const _internals = {
+  /** The code of `symbol` (0-256) and its length in bits. */
+  huffmanCode(symbol: number): [code: number, bits: number] {
+    return [CODES[symbol], CODE_BITS[symbol]];
+  },
+};
 
 // Decoding: the code tree's 256 inner nodes are the states. For each state
 // and each 4-bit nibble, DECODE holds the state reached, the symbol emitted

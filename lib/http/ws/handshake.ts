@@ -26,7 +26,19 @@ const ACCEPT_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /** 16 bytes in canonical base64: 21 free characters, one with 2 bits, "==". */
 const KEY_PATTERN = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
 
-/** What the app allows for permessage-deflate. */
+/**
+ * What the app allows for permessage-deflate.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { DeflateOptions, WsRouteOptions } from "@spindle/server";
+ *
+ * const deflate: DeflateOptions = { serverNoContextTakeover: true, level: 1 };
+ * const options: WsRouteOptions = { compression: deflate };
+ * assert.equal(options.compression, deflate);
+ * ```
+ */
 export interface DeflateOptions {
   /** Empty the server's window after each message: less memory, worse ratio. */
   readonly serverNoContextTakeover?: boolean;
@@ -42,7 +54,21 @@ export interface DeflateOptions {
   readonly minBytes?: number;
 }
 
-/** What the app accepts in the handshake. */
+/**
+ * What the app accepts in the handshake.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { UpgradeOptions } from "@spindle/server";
+ *
+ * const options: UpgradeOptions = {
+ *   protocols: ["chat.v2", "chat.v1"], // ours, most preferred first
+ *   origins: ["https://app.example"], // other browser pages get 403
+ * };
+ * assert.equal(options.protocols?.[0], "chat.v2");
+ * ```
+ */
 export interface UpgradeOptions {
   /** Subprotocols the app speaks, most preferred first; the first the client also offers wins. */
   readonly protocols?: readonly string[];
@@ -353,13 +379,4 @@ function acceptOffer(
     },
     response: response.join("; "),
   };
-}
-
-const encoder = new TextEncoder();
-
-/** The whole `101 Switching Protocols` head for an accepted upgrade, as bytes. */
-export function encodeUpgradeReply(upgrade: Upgrade): Uint8Array {
-  let head = "HTTP/1.1 101 Switching Protocols\r\n";
-  for (const [name, value] of upgrade.headers) head += `${name}: ${value}\r\n`;
-  return encoder.encode(head + "\r\n");
 }
