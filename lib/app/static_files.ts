@@ -350,20 +350,19 @@ class StaticSite {
       if (ranges !== null) coding = "identity";
     }
 
-    const rep = await this.#reps.represent(file, meta, coding, offer.sidecars);
+    let rep = this.#reps.represent(file, meta, coding, offer.sidecars);
+    if (rep instanceof Promise) rep = await rep;
     if (ranges === null && !sandbox && !this.#config.attachment) {
       // The whole file, its usual fields: one frozen record per version,
       // which the engine copies as bytes.
       const fields = this.#wholeFields(rep, meta);
       const notModified = checkPreconditions(req, rep.validators, fields);
       if (notModified !== undefined) return notModified;
-      return {
-        status: STATUS.OK,
-        headers: fields,
-        body: req.method === "HEAD"
-          ? null
-          : await this.#reps.body(rep, 0, rep.size),
-      };
+      let body = req.method === "HEAD"
+        ? null
+        : this.#reps.body(rep, 0, rep.size);
+      if (body instanceof Promise) body = await body;
+      return { status: STATUS.OK, headers: fields, body };
     }
     const out: [string, string][] = [];
     if (!(ranges !== null && ranges !== "unsatisfiable" && ranges.length > 1)) {
