@@ -1,5 +1,5 @@
 /**
- * HTTPS over real sockets with a certificate made for the test by openssl:
+ * HTTPS over real sockets with the test certificate (tests/fixtures/):
  * raw TLS and curl, keep-alive over TLS, `req.secure`, big replies, and
  * clients that do not speak TLS at all.
  */
@@ -11,7 +11,7 @@ import { certificate, type Pem } from "./helpers/cert.ts";
 import {
   connect,
   get,
-  hasTool,
+  lacks,
   ReplyReader,
   run,
   send,
@@ -32,7 +32,6 @@ const whoAmI: Handler = (req) => ({
 
 Deno.test("serve() speaks HTTPS with keep-alive, and req.secure is true", async () => {
   const pem = await certificate();
-  if (pem === undefined) return;
   await using server = start(pem, whoAmI);
   using conn = await Deno.connectTls({
     hostname: "localhost",
@@ -52,7 +51,6 @@ Deno.test("serve() speaks HTTPS with keep-alive, and req.secure is true", async 
 
 Deno.test("serve() over TLS answers pipelined requests and a 4 MiB reply intact", async () => {
   const pem = await certificate();
-  if (pem === undefined) return;
   const big = new Uint8Array(4 * 1024 * 1024);
   for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
   await using server = start(pem, (req) => ({
@@ -73,13 +71,11 @@ Deno.test("serve() over TLS answers pipelined requests and a 4 MiB reply intact"
   assert.equal((await reader.readReply()).text, "/2");
 });
 
-Deno.test("serve() over TLS works with curl --cacert and reuses the connection", async () => {
+Deno.test({
+  name: "serve() over TLS works with curl --cacert and reuses the connection",
+  ignore: await lacks("curl"),
+}, async () => {
   const pem = await certificate();
-  if (pem === undefined) return;
-  if (!(await hasTool("curl"))) {
-    console.log("skipped: curl is not installed");
-    return;
-  }
   await using server = start(pem, whoAmI);
   const url = `https://localhost:${server.port}`;
   const out = await run("curl", [
@@ -100,7 +96,6 @@ Deno.test("serve() over TLS works with curl --cacert and reuses the connection",
 
 Deno.test("serve() over TLS survives clients that do not speak TLS", async () => {
   const pem = await certificate();
-  if (pem === undefined) return;
   await using server = start(pem, whoAmI, { headTimeoutMs: 300 });
   // Plain HTTP to the TLS port: the handshake fails and the socket closes.
   using plain = await connect(server.port);
@@ -121,7 +116,6 @@ Deno.test("serve() over TLS survives clients that do not speak TLS", async () =>
 
 Deno.test("serve() over TLS survives a client that leaves mid-reply", async () => {
   const pem = await certificate();
-  if (pem === undefined) return;
   await using server = start(pem, (req) => ({
     status: 200,
     body: req.path === "/big" ? new Uint8Array(16 * 1024 * 1024) : "ok",
@@ -147,7 +141,6 @@ Deno.test("serve() over TLS survives a client that leaves mid-reply", async () =
 
 Deno.test("serve() over TLS closes a kept-alive connection after keepAliveTimeoutMs idle", async () => {
   const pem = await certificate();
-  if (pem === undefined) return;
   await using server = start(pem, whoAmI, { keepAliveTimeoutMs: 300 });
   using conn = await Deno.connectTls({
     hostname: "localhost",
@@ -169,7 +162,6 @@ Deno.test("serve() over TLS closes a kept-alive connection after keepAliveTimeou
 // node:tls over that socket (lib/http/tls.ts), so closing really closes.
 Deno.test("serve() over TLS closes the socket of a client that never starts a handshake", async () => {
   const pem = await certificate();
-  if (pem === undefined) return;
   await using server = start(pem, whoAmI, { headTimeoutMs: 300 });
   using silent = await connect(server.port);
   await waitFor(() => server.stats.active === 0, "the engine to drop it");
@@ -178,7 +170,6 @@ Deno.test("serve() over TLS closes the socket of a client that never starts a ha
 
 Deno.test("serve() over TLS negotiates http/1.1 by ALPN", async () => {
   const pem = await certificate();
-  if (pem === undefined) return;
   await using server = start(pem, whoAmI);
   using conn = await Deno.connectTls({
     hostname: "localhost",

@@ -368,7 +368,7 @@ export async function run(
   }
 }
 
-/** True when `cmd` runs (`cmd --version` or `-V` exits). */
+/** True when `cmd` runs (`cmd --version`, or `cmd arg`, exits). */
 export async function hasTool(
   cmd: string,
   arg = "--version",
@@ -380,4 +380,22 @@ export async function hasTool(
   } catch {
     return false;
   }
+}
+
+const lacking = new Map<string, Promise<boolean>>();
+
+/**
+ * For `Deno.test({ ignore })`: true when `cmd` does not run here, and then
+ * prints once why, so the test shows as ignored with its reason.
+ */
+export function lacks(cmd: string, arg = "--version"): Promise<boolean> {
+  let known = lacking.get(cmd);
+  if (known === undefined) {
+    known = hasTool(cmd, arg).then((has) => {
+      if (!has) console.log(`skipped: ${cmd} is not installed`);
+      return !has;
+    });
+    lacking.set(cmd, known);
+  }
+  return known;
 }
