@@ -18,7 +18,7 @@ import { gate } from "./helpers/gate.ts";
 import {
   connect,
   get,
-  hasTool,
+  lacks,
   ReplyReader,
   run,
   send,
@@ -115,11 +115,11 @@ Deno.test("DescriptorBudget learns the limit from the first EMFILE", () => {
   assert.equal(known.learn(), 3968, "a known limit stays");
 });
 
-Deno.test("readOpenFileLimit() reads the soft limit with every permission, and is 0 without", async () => {
-  if (!(await hasTool("prlimit"))) {
-    console.log("skipped: prlimit is not installed");
-    return;
-  }
+Deno.test({
+  name:
+    "readOpenFileLimit() reads the soft limit with every permission, and is 0 without",
+  ignore: await lacks("prlimit"),
+}, async () => {
   const script = new URL("./fixtures/fd_limit.ts", import.meta.url).pathname;
   const limited = (flag: string) =>
     run("prlimit", [

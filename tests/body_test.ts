@@ -18,7 +18,7 @@ import {
   parseResponses,
   request,
 } from "./fixtures/raw_http.ts";
-import { hasTool, run } from "./helpers/socket.ts";
+import { lacks, run } from "./helpers/socket.ts";
 
 const LIMITS: Limits = Object.freeze({
   ...DEFAULT_LIMITS,
@@ -645,7 +645,7 @@ Deno.test("serve() answers 413 to Expect: 100-continue over the limit without 10
 
 Deno.test({
   name: "POST /upload stores what curl sends chunked, in its own chunk sizes",
-  ignore: !(await hasTool("curl")),
+  ignore: await lacks("curl"),
   async fn() {
     await using app = await startApp();
     const dir = await Deno.makeTempDir({ prefix: "spindle-curl-" });

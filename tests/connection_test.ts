@@ -14,7 +14,7 @@ import {
   encoder,
   exchange,
   get,
-  hasTool,
+  lacks,
   ReplyReader,
   run,
   send,
@@ -447,11 +447,11 @@ Deno.test("Connection survives a client that resets while the handler runs", asy
   await assertRecovered(server);
 });
 
-Deno.test("Connection keeps one connection for two curl requests and speaks HTTP/1.0 to curl -0", async () => {
-  if (!(await hasTool("curl"))) {
-    console.log("skipped: curl is not installed");
-    return;
-  }
+Deno.test({
+  name:
+    "Connection keeps one connection for two curl requests and speaks HTTP/1.0 to curl -0",
+  ignore: await lacks("curl"),
+}, async () => {
   await using server = start((req) => ({
     status: 200,
     body: `${req.version} ${req.path}\n`,

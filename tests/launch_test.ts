@@ -365,6 +365,7 @@ Deno.test("Ctrl-C arriving again and again while the engine stops still ends in 
 const setsid = await runToEnd(["sh", "-c", "command -v setsid"]).catch(() =>
   undefined
 );
+if (setsid?.code !== 0) console.log("skipped: setsid is not installed");
 Deno.test({
   name:
     "Ctrl-C (SIGINT to the whole process group) stops deno task serve cleanly, exit 0",

@@ -11,7 +11,7 @@ import {
   connect,
   exchange,
   get,
-  hasTool,
+  lacks,
   ReplyReader,
   run,
   send,
@@ -190,11 +190,10 @@ for (const [name, handler] of stalledWrites) {
   });
 }
 
-Deno.test("Connection survives slowhttptest's slowloris and keeps answering", async () => {
-  if (!(await hasTool("slowhttptest", "-h"))) {
-    console.log("skipped: slowhttptest is not installed");
-    return;
-  }
+Deno.test({
+  name: "Connection survives slowhttptest's slowloris and keeps answering",
+  ignore: await lacks("slowhttptest", "-h"),
+}, async () => {
   await using server = start(ok, {
     headTimeoutMs: 1000,
     keepAliveTimeoutMs: 1000,
