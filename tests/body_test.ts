@@ -25,6 +25,10 @@ const LIMITS: Limits = Object.freeze({
   maxBodyBytes: 64,
   maxChunkLineBytes: 32,
   maxTrailerBytes: 48,
+  // Far past every wait here (5 s): a close a test waits for is the
+  // server's own answer, never one of these running out.
+  headTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 60_000,
 });
 
 /** A reader over `pieces` (Latin-1 text), as the connection would make it. */
@@ -574,7 +578,7 @@ for (const [name, body, status] of socketBad) {
     const bytes = await exchangeBytes(
       server.port,
       [`POST / HTTP/1.1\r\n${H}${TE}\r\n${body}`],
-      { halfClose: false, timeoutMs: 2000 },
+      { halfClose: false },
     );
     const replies = await parseReplies(bytes);
     assert.equal(replies.length, 1);
@@ -636,7 +640,7 @@ Deno.test("serve() answers 413 to Expect: 100-continue over the limit without 10
   const replies = await exchangeReplies(
     server.port,
     [`PUT / HTTP/1.1\r\n${H}Expect: 100-continue\r\nContent-Length: 65\r\n\r\n`],
-    { halfClose: false, timeoutMs: 2000 },
+    { halfClose: false },
   );
   assert.deepEqual(replies.map((r) => r.status), [413]);
 });
