@@ -19,6 +19,7 @@ import { CredentialsError, loadCredentials } from "./lib/app/credentials.ts";
 import { hashPasswordCommand } from "./lib/hash_password.ts";
 import { isLoopback, trustProxy } from "./lib/app/client_addr.ts";
 import { createApp, engineLimits } from "./lib/app/routes.ts";
+import type { RateLimitStore } from "./lib/app/rate_limit_store.ts";
 import { serve, type Server } from "./lib/http/server.ts";
 import { EngineStats } from "./lib/http/stats.ts";
 import {
@@ -99,6 +100,7 @@ async function run(
   listening?: (port: number) => void,
 ): Promise<number> {
   let server: Server;
+  let rateLimitStore: RateLimitStore | undefined;
   try {
     const cert = opts.server.cert === undefined
       ? undefined
@@ -124,21 +126,37 @@ async function run(
         return 2;
       }
     }
+    const rate = opts.app.rateLimit;
+    if (rate?.store !== undefined) {
+      // Loaded only now: a server without a shared store never pays for the client.
+      const { connectRateLimitStore } = await import(
+        "./lib/app/redis_rate_limit.ts"
+      );
+      rateLimitStore = await connectRateLimitStore(rate, rate.store, {
+        mode: rate.fail ?? "open",
+        timeoutMs: opts.server.limits.rateStoreTimeoutMs,
+      });
+    }
     let handler;
     let exemptPeer: (hostname: string) => boolean;
+    let trusted: (hostname: string) => boolean;
     try {
-      // Trusted proxies carry many clients on few connections: no per-address cap.
-      const trusted = trustProxy(opts.app.trustProxy);
+      // Trusted proxies carry many clients on few connections: no per-address
+      // cap. (With --proxy-protocol each connection is one client's, and
+      // the cap counts that client.)
+      trusted = trustProxy(opts.app.trustProxy);
       exemptPeer = (hostname) => isLoopback(hostname) || trusted(hostname);
       handler = createApp(app, {
         stats,
         hostname: opts.server.hostname,
         port: () => port,
         limits: opts.server.limits,
+        rateLimitStore,
       });
     } catch (err) {
       // A setting only the app can judge, such as a malformed --trust-proxy entry.
       console.error(`spindle: ${err instanceof Error ? err.message : err}`);
+      await rateLimitStore?.close?.();
       return 2;
     }
     server = serve({
@@ -150,6 +168,7 @@ async function run(
       reusePort: opts.workers > 1,
       descriptorShare: 1 / opts.workers, // the engines share one process
       exemptPeer,
+      proxyProtocolFrom: opts.proxyProtocol ? trusted : undefined,
     }, handler);
     port = server.port;
   } catch (err) {
@@ -159,6 +178,7 @@ async function run(
       ? err.message
       : String(err);
     log.fatal("Cannot start: {why}", { why });
+    await rateLimitStore?.close?.();
     return 1;
   }
 
@@ -193,6 +213,7 @@ async function run(
       } catch (err) {
         log.fatal("Cannot start workers: {error}", { error: err });
         await server.shutdown();
+        await rateLimitStore?.close?.();
         return 1;
       }
     }
@@ -200,6 +221,7 @@ async function run(
 
   await Promise.race([stop, server.finished]);
   await Promise.all([server.shutdown(), pool?.shutdown()]);
+  await rateLimitStore?.close?.();
   return 0;
 }
 

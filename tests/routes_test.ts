@@ -4,7 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { gunzip } from "./fixtures/app_request.ts";
+import { DEFAULT_APP, DEFAULT_STATIC } from "../lib/config.ts";
+import { createApp } from "../lib/app/routes.ts";
+import type { Reply } from "../lib/http/handler.ts";
+import { EngineStats } from "../lib/http/stats.ts";
+import { fake, gunzip } from "./fixtures/app_request.ts";
 import { captureLogs } from "./fixtures/engine_log.ts";
 import {
   canMountTmpfs,
@@ -316,6 +320,25 @@ Deno.test("GET /metrics refuses a loopback proxy's far clients, unless metricsPu
   }
 });
 
+Deno.test("GET /metrics judges the client a PROXY header names (a balancer on loopback)", async () => {
+  // HAProxy on this machine: every connection comes from loopback, and the
+  // PROXY header says who is behind it.
+  await using app = await startApp({
+    app: { trustProxy: ["loopback"] },
+    serve: { proxyProtocolFrom: () => true },
+  });
+  const table: [header: string, status: number][] = [
+    ["PROXY TCP4 203.0.113.9 127.0.0.1 5000 80\r\n", 403],
+    ["PROXY TCP6 2001:db8::9 ::1 5000 80\r\n", 403],
+    ["PROXY TCP4 127.0.0.1 127.0.0.1 5000 80\r\n", 200], // a local client
+    ["PROXY UNKNOWN\r\n", 200], // the balancer's own connection
+  ];
+  for (const [header, status] of table) {
+    const reply = await exchange(app.port, header + raw("GET", "/metrics"));
+    assert.equal(reply.status, status, header);
+  }
+});
+
 Deno.test("the app answers 421 to a foreign Host on loopback, and logs it", async () => {
   await using logs = await captureLogs();
   await using app = await startApp();
@@ -379,6 +402,22 @@ Deno.test("the app rate-limits per client with 429, Retry-After, and counts it",
   assert.equal(app.metrics.rateLimited, 1);
   clock.now += 15_000;
   assert.equal((await exchange(app.port, raw("GET", "/echo/hi"))).status, 200);
+});
+
+Deno.test("the app never counts or refuses /health against the rate limit (load balancer checks)", async () => {
+  const clock = { now: 1_000_000 };
+  await using app = await startApp({
+    app: { rateLimit: { limit: 1, windowMs: 10_000 } },
+    now: () => clock.now,
+  });
+  for (let i = 0; i < 5; i++) {
+    const reply = await exchange(app.port, raw("GET", "/health"));
+    assert.equal(reply.status, 200, `check ${i}`);
+    assert.equal(reply.headers.get("ratelimit-limit"), undefined);
+  }
+  assert.equal((await exchange(app.port, raw("GET", "/echo/a"))).status, 200);
+  assert.equal((await exchange(app.port, raw("GET", "/echo/a"))).status, 429);
+  assert.equal((await exchange(app.port, raw("GET", "/health"))).status, 200);
 });
 
 Deno.test("the app answers CORS preflights on API routes when --cors is set", async () => {
@@ -477,4 +516,31 @@ Deno.test({
       await Deno.remove(dir);
     }
   },
+});
+
+Deno.test("createApp() answers /echo, /user-agent and /health synchronously, with frozen constant fields", async () => {
+  const base = await Deno.makeTempDir({ prefix: "spindle-app-" });
+  try {
+    const stats = new EngineStats();
+    const handler = createApp({
+      ...DEFAULT_APP,
+      static: { ...DEFAULT_STATIC, root: base },
+      uploads: join(base, "uploads"),
+    }, { stats, hostname: "127.0.0.1", port: () => 8080 });
+    for (const target of ["/echo/abc", "/user-agent", "/health"]) {
+      const reply = handler(fake("GET", target).req);
+      assert.ok(!(reply instanceof Promise), `${target}: no promise`);
+      assert.equal(reply.status, 200, target);
+      // A frozen record the engine meets again is copied as encoded bytes.
+      assert.ok(Object.isFrozen(reply.headers), `${target}: frozen fields`);
+    }
+    const health = handler(fake("GET", "/health").req) as Reply;
+    assert.equal(health.body, '{"status":"ok"}\n');
+    stats.draining = true;
+    const draining = handler(fake("GET", "/health").req) as Reply;
+    assert.equal(draining.status, 503);
+    assert.equal(draining.body, '{"status":"draining"}\n');
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
 });

@@ -5,7 +5,7 @@
  */
 import { HttpError } from "../http/errors.ts";
 import type { EngineStats } from "../http/stats.ts";
-import type { Middleware } from "./router.ts";
+import type { Middleware } from "./chain.ts";
 
 /** Prometheus text exposition media type. */
 export const METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -20,7 +20,10 @@ function label(value: string): string {
 /** The application's counters; the engine's live in {@link EngineStats}. */
 export class AppMetrics {
   /** Route label -> counts per status class (index 0 is 1xx). */
-  readonly #requests = new Map<string, number[]>();
+  readonly #requests = new Map<string, Float64Array>();
+  // Requests come in runs for one route: the last one skips the Map.
+  #lastRoute: string | undefined;
+  #lastCounts: Float64Array = new Float64Array(CLASSES.length);
   /** Requests refused by the rate limiter. */
   rateLimited = 0;
   /** Requests refused by the Host guard. */
@@ -28,13 +31,20 @@ export class AppMetrics {
 
   /** Counts one answered request. */
   record(route: string, status: number): void {
-    let counts = this.#requests.get(route);
-    if (counts === undefined) {
-      counts = [0, 0, 0, 0, 0];
-      this.#requests.set(route, counts);
+    let counts = this.#lastCounts;
+    if (route !== this.#lastRoute) {
+      counts = this.#requests.get(route) ?? this.#add(route);
+      this.#lastRoute = route;
+      this.#lastCounts = counts;
     }
-    const cls = Math.floor(status / 100) - 1;
+    const cls = (status / 100 | 0) - 1;
     if (cls >= 0 && cls < 5) counts[cls]++;
+  }
+
+  #add(route: string): Float64Array {
+    const counts = new Float64Array(CLASSES.length);
+    this.#requests.set(route, counts);
+    return counts;
   }
 
   /** Count for one route and class ("2xx"), for tests and health checks. */
@@ -148,16 +158,16 @@ export class AppMetrics {
    * name what it was: `upload-files` for form uploads).
    */
   middleware(): Middleware {
-    return (req, next) =>
-      next().then((reply) => {
+    return {
+      after: (req, reply) => {
         this.record(req.route ?? "none", reply.status);
         return reply;
-      }, (err) => {
-        this.record(
-          req.route ?? "none",
-          err instanceof HttpError ? err.status : 500,
-        );
+      },
+      error: (req, err) => {
+        const status = err instanceof HttpError ? err.status : 500;
+        this.record(req.route ?? "none", status);
         throw err;
-      });
+      },
+    };
   }
 }

@@ -10,7 +10,8 @@ import {
   uploadFilesDir,
 } from "../config.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
-import type { Handler } from "../http/handler.ts";
+import type { Handler, Reply } from "../http/handler.ts";
+import { isAscii } from "../http/response.ts";
 import type { EngineStats } from "../http/stats.ts";
 import { removeDeadTempFiles } from "./atomic_write.ts";
 import {
@@ -26,6 +27,7 @@ import { compression } from "./middleware/compression.ts";
 import { cors } from "./middleware/cors.ts";
 import { hostGuard } from "./middleware/host_guard.ts";
 import { rateLimit } from "./middleware/rate_limit.ts";
+import type { RateLimitStore } from "./rate_limit_store.ts";
 import { json, text } from "./response.ts";
 import { Router } from "./router.ts";
 import { isBeneath } from "./open_beneath.ts";
@@ -42,6 +44,11 @@ export interface ServerInfo {
   port(): number;
   /** The server's limits (the app's own are there too); default: the defaults. */
   readonly limits?: Limits;
+  /**
+   * Where `config.rateLimit` counts: shared by instances (Redis) or by
+   * workers; unset: this engine's memory. Built for the same policy.
+   */
+  readonly rateLimitStore?: RateLimitStore;
 }
 
 /** Hooks for tests: a clock for the rate limiter and the app's counters. */
@@ -52,17 +59,43 @@ export interface AppHooks {
 
 const JSON_TYPES = ["application/json", "application/*+json"];
 
+/** `text/plain` without a charset, frozen: the engine copies its encoded bytes. */
+const PLAIN_ASCII = Object.freeze({ "content-type": "text/plain" });
+/** The same for /echo, which is gzipped when asked whatever its size. */
+const ECHO_ASCII = Object.freeze({
+  "content-type": "text/plain",
+  vary: "Accept-Encoding",
+});
+
 /** `text/plain` as CodeCrafters expects it; a charset only when the text needs one. */
-function plain(body: string, headers?: Readonly<Record<string, string>>) {
-  // deno-lint-ignore no-control-regex
-  const ascii = /^[\x00-\x7f]*$/.test(body);
-  return text(body, {
-    headers: ascii ? { "content-type": "text/plain", ...headers } : headers,
-  });
+function plain(
+  body: string,
+  ascii = PLAIN_ASCII,
+  other?: Readonly<Record<string, string>>,
+): Reply {
+  if (!isAscii(body)) return text(body, other && { headers: other });
+  return { status: STATUS.OK, headers: ascii, body };
 }
 
 /** The reply depends on this header: no shared cache may give it to another client. */
 const VARY_USER_AGENT = Object.freeze({ vary: "User-Agent" });
+const USER_AGENT_ASCII = Object.freeze({
+  "content-type": "text/plain",
+  ...VARY_USER_AGENT,
+});
+
+/** The two answers of /health, made once. */
+const HEALTHY = Object.freeze(
+  json({ status: "ok" }, { headers: { "cache-control": "no-store" } }),
+);
+const DRAINING = Object.freeze(
+  json({ status: "draining" }, {
+    status: STATUS.ServiceUnavailable,
+    headers: { "cache-control": "no-store" },
+  }),
+);
+Object.freeze(HEALTHY.headers);
+Object.freeze(DRAINING.headers);
 
 /** The URL path a folder is served under by the static root, or undefined. */
 function servedAt(dir: string, root: string): string | undefined {
@@ -138,11 +171,16 @@ export function createApp(
   });
   if (guard) router.use(guard);
   if (config.rateLimit) {
-    router.use(rateLimit({
-      ...config.rateLimit,
-      now: hooks.now,
-      onLimited: () => metrics.rateLimited++,
-    }));
+    const onLimited = () => metrics.rateLimited++;
+    // A load balancer checks /health every second or two, from one address,
+    // on every instance: counted against a shared limit, its checks would
+    // soon be refused and take the whole fleet out.
+    const limits = { onLimited, exemptPaths: ["/health"] };
+    router.use(
+      server.rateLimitStore
+        ? rateLimit(server.rateLimitStore, limits)
+        : rateLimit({ ...config.rateLimit, now: hooks.now, onLimited }, limits),
+    );
   }
   if (config.cors !== undefined) router.use(cors(config.cors));
   const limits = server.limits ?? DEFAULT_LIMITS;
@@ -159,7 +197,7 @@ export function createApp(
   }
   router.use(compression());
 
-  router.get("/echo/{text}", (req) => plain(req.params.text), {
+  router.get("/echo/{text}", (req) => plain(req.params.text, ECHO_ASCII), {
     use: [compression({ minBytes: 0 })], // CodeCrafters gzips even "abc"
   });
   router.post("/echo", (req) => {
@@ -172,7 +210,8 @@ export function createApp(
   }, { jsonErrors: true });
   router.get(
     "/user-agent",
-    (req) => plain(req.header("user-agent") ?? "", VARY_USER_AGENT),
+    (req) =>
+      plain(req.header("user-agent") ?? "", USER_AGENT_ASCII, VARY_USER_AGENT),
   );
 
   if (config.directory !== undefined) {
@@ -209,22 +248,18 @@ export function createApp(
     jsonErrors: true,
   });
 
-  router.get("/health", () => {
-    const draining = server.stats.draining;
-    return json(
-      { status: draining ? "draining" : "ok" },
-      {
-        status: draining ? STATUS.ServiceUnavailable : STATUS.OK,
-        headers: { "cache-control": "no-store" },
-      },
-    );
-  }, { jsonErrors: true });
+  router.get(
+    "/health",
+    () => server.stats.draining ? DRAINING : HEALTHY,
+    { jsonErrors: true },
+  );
 
   router.get("/metrics", (req) => {
     if (!config.metricsPublic) {
       // A reverse proxy on loopback makes every client's peer loopback: its
-      // forwarding headers name who really asked. TODO(#9): so would a PROXY
-      // protocol header, once the engine reads one.
+      // forwarding headers name who really asked. (With --proxy-protocol the
+      // engine has already put the client the PROXY header names in
+      // req.client, loopback only for a local client or a health check.)
       const refused = isLoopback(req.client)
         ? forwardedBeyondLoopback(
           req.raw.headers.getJoined("x-forwarded-for"),

@@ -16,12 +16,15 @@ import {
   primeSignalHandling,
 } from "./admission.ts";
 import { Connection, isDisconnect, Phase, toErrorReply } from "./connection.ts";
+import { detectH2, H2Connection } from "./h2_connection.ts";
+import { H2Session } from "./h2/session.ts";
 import { timeoutsOf } from "./deadlines.ts";
 import { HttpError, STATUS } from "./errors.ts";
 import type { Handler } from "./handler.ts";
+import { ProxyHeaderReader } from "./proxied_conn.ts";
 import { encodeClosingReply } from "./response.ts";
 import { Semaphore } from "./semaphore.ts";
-import type { Socket } from "./socket.ts";
+import type { RawConn, Socket } from "./socket.ts";
 import { tlsSettings, TlsSocket } from "./tls.ts";
 import { EngineStats } from "./stats.ts";
 
@@ -53,7 +56,8 @@ export interface Server extends AsyncDisposable {
   readonly finished: Promise<void>;
   /**
    * Stops accepting, closes idle connections, lets requests in flight
-   * finish within `limits.shutdownTimeoutMs`, then closes the rest.
+   * finish within `limits.shutdownTimeoutMs`, then closes the rest. With
+   * `limits.drainDelayMs`, first serves on that long with /health at 503.
    */
   shutdown(): Promise<void>;
 }
@@ -64,6 +68,9 @@ const RETRY_AFTER_S = "1";
 const REFUSE_LINGER_MS = 1000;
 /** Longest the accept loop waits for descriptors to come back. */
 const ROOM_WAIT_MS = 50;
+
+/** An HTTP/1.1 connection, or one that turned out to speak HTTP/2. */
+type AnyConnection = Connection | H2Connection;
 
 /** A socket the engine holds, and the address it is counted under. */
 interface Client {
@@ -105,7 +112,16 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   const semaphore = new Semaphore(limits.maxConns, limits.maxQueue);
   const timeouts = timeoutsOf(limits);
   const secure = config.cert !== undefined && config.key !== undefined;
-  const tls = secure ? tlsSettings(config.cert!, config.key!) : undefined;
+  // HTTP/2 by ALPN on TLS unless turned off; on plain TCP only by prior knowledge (--h2c).
+  const h2 = secure ? config.http2 !== false : config.h2c === true;
+  const tls = secure
+    ? tlsSettings(
+      config.cert!,
+      config.key!,
+      h2 ? ["h2", "http/1.1"] : ["http/1.1"],
+    )
+    : undefined;
+  if (h2) new H2Session(limits); // a bad HTTP/2 limit throws now, not per client
   const listener = Deno.listen({
     hostname: config.hostname,
     port: config.port,
@@ -117,14 +133,17 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     config.exemptPeer ?? isLoopback,
   );
   const fds = new DescriptorBudget(limits, options.descriptorShare);
+  const proxyHeaders = config.proxyProtocolFrom === undefined
+    ? undefined
+    : new ProxyHeaderReader(limits, config.proxyProtocolFrom);
   primeSignalHandling();
   const busyConns = limits.maxConns * limits.busyPercent / 100;
-  const connections = new Map<Connection, Client>();
+  const connections = new Map<AnyConnection, Client>();
   const queued = new Map<Client, { since: number; cancel: () => void }>();
   /** Sockets being refused; shutdown closes what is left of them. */
   const refusing = new Set<Client>();
   /** Connections whose last reply said close so a waiter gets their slot. */
-  const yielding = new Set<Connection>();
+  const yielding = new Set<AnyConnection>();
   /** Connections closed to make room since the sweeper last logged them. */
   const evicted = { silent: 0, idle: 0 };
   /** Accepts that failed with EMFILE since the sweeper last logged them. */
@@ -163,11 +182,15 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   function freeFd(client: Client): void {
     if (client.fdFreed) return;
     client.fdFreed = true;
+    fdClosed();
+  }
+
+  function fdClosed(): void {
     fds.open--;
     if (!fds.full) roomFreed?.();
   }
 
-  function onClose(c: Connection): void {
+  function onClose(c: AnyConnection): void {
     const client = connections.get(c);
     if (client === undefined) return;
     connections.delete(c);
@@ -176,6 +199,32 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     stats.active--;
     if (!client.slotFreed) semaphore.release();
     if (connections.size === 0) idleResolve?.();
+  }
+
+  /** A connection that speaks HTTP/2 goes on as an H2Connection, in the same slot. */
+  function upgrade(
+    c: Connection,
+    socket: Socket,
+    first: Uint8Array,
+  ): Promise<void> | "more" | null {
+    const protocol = detectH2(socket, first);
+    const client = connections.get(c);
+    if (protocol !== "h2") return protocol;
+    if (client === undefined) return null; // closed meanwhile
+    const h = new H2Connection(socket, first, {
+      limits,
+      handler,
+      stats,
+      secure,
+      accessLog: config.accessLog ?? true,
+      timeouts,
+      onClose,
+    });
+    connections.delete(c);
+    connections.set(h, client);
+    const running = h.run(); // reads `first` before its first await
+    if (stopping) h.drain();
+    return running;
   }
 
   /** A lingering connection's reply is out: its slot can serve a waiter now. */
@@ -188,6 +237,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   }
 
   function keepAliveMs(c: Connection, idleNext: boolean): number {
+    if (stats.draining) return 0; // the drain delay: a balancer opens anew elsewhere
     // A waiter not yet promised a slot gets this one: the reply says
     // Connection: close, so the client never reuses what we then close.
     if (idleNext && semaphore.waiting > yielding.size) {
@@ -213,6 +263,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       onLinger,
       timeouts,
       keepAliveMs,
+      upgrade: h2 ? upgrade : undefined,
     });
     connections.set(c, client);
     stats.active++;
@@ -298,9 +349,9 @@ export function serve(options: ServeOptions, handler: Handler): Server {
    */
   function evict(count = 1): number {
     const now = Date.now();
-    const lingering: Connection[] = [];
-    const silent: Connection[] = [];
-    const idle: Connection[] = [];
+    const lingering: AnyConnection[] = [];
+    const silent: AnyConnection[] = [];
+    const idle: AnyConnection[] = [];
     for (const [c, client] of connections) {
       if (c.phase === Phase.Linger) {
         lingering.push(c);
@@ -354,11 +405,22 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     });
   }
 
-  /** Counts a new socket and decides: serve, queue, or refuse. */
+  /** Counts a new socket; a trusted proxy's must first say whose it is. */
   function accepted(conn: Deno.TcpConn): void {
     stats.accepted++;
     fds.open++;
     conn.setNoDelay(true);
+    if (proxyHeaders?.expects(conn)) {
+      // Before TLS and before the per-address count: the PROXY header names
+      // the client, and each proxied connection carries just that one.
+      proxyHeaders.read(conn).then((c) => c ? admitSocket(c) : fdClosed());
+      return;
+    }
+    admitSocket(conn);
+  }
+
+  /** Decides for a new socket: serve, queue, or refuse. */
+  function admitSocket(conn: RawConn): void {
     const client: Client = {
       socket: tls === undefined ? conn : new TlsSocket(conn, tls),
       key: perAddress.add((conn.remoteAddr as Deno.NetAddr).hostname),
@@ -489,8 +551,18 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   function shutdown(): Promise<void> {
     if (shutdownPromise) return shutdownPromise;
     shutdownPromise = (async () => {
-      stopping = true;
       stats.draining = true;
+      if (limits.drainDelayMs > 0) {
+        // Behind a load balancer: /health says 503 and each reply closes
+        // its connection, while requests are still served, until the
+        // balancer's checks have taken us out. Closing the listener at once
+        // would refuse connections it still sends.
+        log.info("Draining for {ms} ms before the listener closes", {
+          ms: limits.drainDelayMs,
+        });
+        await new Promise((r) => setTimeout(r, limits.drainDelayMs));
+      }
+      stopping = true;
       log.info("Shutting down: {active} connections open", {
         active: connections.size,
       });
@@ -498,6 +570,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
         listener.close();
       } catch { /* closed */ }
       await accepting;
+      proxyHeaders?.closeAll();
       for (const [, q] of queued) q.cancel();
       const idle = new Promise<void>((r) => idleResolve = r);
       for (const c of connections.keys()) c.drain();

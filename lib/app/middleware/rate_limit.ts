@@ -7,15 +7,18 @@
  */
 import { HttpError, STATUS } from "../../http/errors.ts";
 import { clientKey } from "../client_addr.ts";
+import type { Reply } from "../../http/handler.ts";
 import type { AppRequest } from "../request.ts";
 import { errorWithHeaders, withHeaders } from "../response.ts";
-import type { Middleware } from "../router.ts";
+import { afterNext, type Middleware, type Next } from "../chain.ts";
+import {
+  type RateDecision,
+  type RateLimitPolicy,
+  type RateLimitStore,
+  slidingWindow,
+} from "../rate_limit_store.ts";
 
-/** A request budget: `limit` requests per `windowMs`. */
-export interface RateLimitPolicy {
-  readonly limit: number;
-  readonly windowMs: number;
-}
+export type { RateDecision, RateLimitPolicy, RateLimitStore };
 
 export interface RateLimitOptions extends RateLimitPolicy {
   /** Clients tracked at once; past it the least recently seen is dropped. */
@@ -24,18 +27,6 @@ export interface RateLimitOptions extends RateLimitPolicy {
   readonly now?: () => number;
   /** Called once per refused request (metrics). */
   readonly onLimited?: (req: AppRequest) => void;
-}
-
-/** The verdict on one request. */
-export interface RateDecision {
-  readonly allowed: boolean;
-  readonly limit: number;
-  /** Requests left in the sliding window after this one. */
-  readonly remaining: number;
-  /** Seconds until the current window ends and its older half stops counting. */
-  readonly resetSeconds: number;
-  /** Seconds until a refused client may try again; 0 when allowed. */
-  readonly retryAfterSeconds: number;
 }
 
 interface Counter {
@@ -47,8 +38,12 @@ interface Counter {
 // 10k clients x ~100 bytes is about 1 MB: fine on any box, bounded on all.
 const DEFAULT_MAX_ENTRIES = 10_000;
 
-/** The counting table, separate from HTTP so window edges test with numbers alone. */
-export class RateLimiter {
+/**
+ * The counting table in this engine's memory, separate from HTTP so window
+ * edges test with numbers alone. The default store, and the fallback of a
+ * shared one.
+ */
+export class RateLimiter implements RateLimitStore {
   readonly limit: number;
   readonly windowMs: number;
   readonly maxEntries: number;
@@ -92,29 +87,14 @@ export class RateLimiter {
       this.#counters.delete(key);
       this.#counters.set(key, counter);
     }
-    const elapsed = now - windowStart;
-    const used = counter.previous * ((w - elapsed) / w) + counter.current;
-    const resetSeconds = Math.max(1, Math.ceil((w - elapsed) / 1000));
-    if (used + 1 > this.limit) {
-      return {
-        allowed: false,
-        limit: this.limit,
-        remaining: 0,
-        resetSeconds,
-        retryAfterSeconds: Math.max(
-          1,
-          Math.ceil(this.#waitMs(counter, elapsed) / 1000),
-        ),
-      };
-    }
-    counter.current++;
-    return {
-      allowed: true,
-      limit: this.limit,
-      remaining: Math.max(0, Math.floor(this.limit - used - 1)),
-      resetSeconds,
-      retryAfterSeconds: 0,
-    };
+    const decision = slidingWindow(
+      this,
+      counter.previous,
+      counter.current,
+      now - windowStart,
+    );
+    if (decision.allowed) counter.current++;
+    return decision;
   }
 
   /**
@@ -124,22 +104,6 @@ export class RateLimiter {
   forgive(key: string): void {
     const counter = this.#counters.get(key);
     if (counter !== undefined && counter.current > 0) counter.current--;
-  }
-
-  /** Time from now until one more request fits the sliding window. */
-  #waitMs(counter: Counter, elapsed: number): number {
-    const w = this.windowMs;
-    const room = this.limit - 1 - counter.current; // for the previous window's share
-    // Still in this window: wait until previous * (w - t) / w <= room.
-    if (room >= 0 && counter.previous > 0) {
-      const t = w * (1 - room / counter.previous);
-      if (t < w) return Math.max(t - elapsed, 0);
-    }
-    // Next window: this window's count becomes the fading previous one.
-    const t = counter.current > this.limit - 1
-      ? w * (1 - (this.limit - 1) / counter.current)
-      : 0;
-    return w - elapsed + t;
   }
 
   /** Drops clients whose counts no longer matter: both windows are over. */
@@ -161,31 +125,47 @@ export class RateLimiter {
 /** The RateLimit header fields (IETF draft, widely used `RateLimit-*` form). */
 function rateHeaders(
   d: RateDecision,
-  windowMs: number,
+  policy: string,
 ): Record<string, string> {
   return {
     "ratelimit-limit": String(d.limit),
     "ratelimit-remaining": String(d.remaining),
     "ratelimit-reset": String(d.resetSeconds),
-    "ratelimit-policy": `${d.limit};w=${Math.ceil(windowMs / 1000)}`,
+    "ratelimit-policy": policy,
   };
+}
+
+/** What else `rateLimit()` does besides counting. */
+export interface RateLimitHooks {
+  /** Called once per refused request (metrics); for a store, as options carry their own. */
+  readonly onLimited?: (req: AppRequest) => void;
+  /** Canonical paths neither counted nor refused, such as a load balancer's health check. */
+  readonly exemptPaths?: readonly string[];
 }
 
 /**
  * Refuses a client over its budget with 429, `Retry-After` and the RateLimit
  * fields; allowed replies carry the RateLimit fields too. Clients are keyed
- * by `req.client` (trust-proxy aware), IPv6 by /64.
+ * by `req.client` (trust-proxy aware), IPv6 by /64. Counts in this engine's
+ * memory, or in a store (shared by instances or workers); a store across
+ * the network makes the check asynchronous, the in-memory one stays not.
  */
-export function rateLimit(options: RateLimitOptions | RateLimiter): Middleware {
-  const limiter = options instanceof RateLimiter
+export function rateLimit(
+  options: RateLimitOptions | RateLimitStore,
+  hooks: RateLimitHooks = {},
+): Middleware {
+  const limiter: RateLimitStore = "hit" in options
     ? options
     : new RateLimiter(options);
-  const onLimited = options instanceof RateLimiter
-    ? undefined
-    : options.onLimited;
-  return async (req, next) => {
-    const decision = limiter.hit(clientKey(req.client));
-    const headers = rateHeaders(decision, limiter.windowMs);
+  const onLimited = "hit" in options ? hooks.onLimited : options.onLimited;
+  const exempt = new Set(hooks.exemptPaths);
+  const policy = `${limiter.limit};w=${Math.ceil(limiter.windowMs / 1000)}`;
+  const decide = (
+    req: AppRequest,
+    next: Next,
+    decision: RateDecision,
+  ): Reply | Promise<Reply> => {
+    const headers = rateHeaders(decision, policy);
     if (!decision.allowed) {
       onLimited?.(req);
       throw new HttpError(
@@ -201,10 +181,20 @@ export function rateLimit(options: RateLimitOptions | RateLimiter): Middleware {
         },
       );
     }
-    try {
-      return withHeaders(await next(), headers);
-    } catch (err) {
-      throw err instanceof HttpError ? errorWithHeaders(err, headers) : err;
-    }
+    return afterNext(
+      req,
+      next,
+      (_req, reply) => withHeaders(reply, headers),
+      (_req, err) => {
+        throw err instanceof HttpError ? errorWithHeaders(err, headers) : err;
+      },
+    );
+  };
+  return (req, next) => {
+    if (exempt.size > 0 && exempt.has(req.path)) return next();
+    const decision = limiter.hit(clientKey(req.client));
+    return decision instanceof Promise
+      ? decision.then((d) => decide(req, next, d))
+      : decide(req, next, decision);
   };
 }
