@@ -55,6 +55,39 @@ export function engineArgs(
   ];
 }
 
+/**
+ * The soft limit on open files the engine inherits, from the shell: Deno
+ * lets nothing short of -A read /proc/self/limits, so the engine cannot
+ * learn it itself before it runs out. Undefined when unknown or unlimited.
+ */
+export async function openFileLimit(): Promise<number | undefined> {
+  try {
+    const out = await new Deno.Command("sh", {
+      args: ["-c", "ulimit -n"],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const n = Number(new TextDecoder().decode(out.stdout).trim());
+    return out.success && Number.isSafeInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `args` with `--max-fds=limit` in front, after a leading `--`: a
+ * `--max-fds` the user gave comes later and wins.
+ */
+export function withFileLimit(
+  args: readonly string[],
+  limit: number | undefined,
+): string[] {
+  if (limit === undefined) return [...args];
+  const lead = args[0] === "--" ? 1 : 0;
+  return [...args.slice(0, lead), `--max-fds=${limit}`, ...args.slice(lead)];
+}
+
 /** Runs the engine until it exits; returns its exit code. */
 export async function launch(args: readonly string[]): Promise<number> {
   let engine: string[];
@@ -64,7 +97,9 @@ export async function launch(args: readonly string[]): Promise<number> {
       console.log(helpText());
       return 0;
     }
-    engine = engineArgs(opts, args);
+    // Known up front, the descriptor budget holds from the first socket,
+    // and HTTPS may use node's faster listener (lib/http/tls.ts).
+    engine = engineArgs(opts, withFileLimit(args, await openFileLimit()));
   } catch (err) {
     if (!(err instanceof UsageError || err instanceof UngrantablePath)) {
       throw err;

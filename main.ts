@@ -17,6 +17,7 @@ import {
 } from "./lib/config.ts";
 import { CredentialsError, loadCredentials } from "./lib/app/credentials.ts";
 import { hashPasswordCommand } from "./lib/hash_password.ts";
+import { Https, loadHttps, startRedirect } from "./lib/https.ts";
 import { isLoopback, trustProxy } from "./lib/app/client_addr.ts";
 import { createApp, engineLimits } from "./lib/app/routes.ts";
 import type { RateLimitStore } from "./lib/app/rate_limit_store.ts";
@@ -27,6 +28,7 @@ import {
   runAsWorker,
   startWorkers,
   type WorkerPool,
+  type WorkerTls,
 } from "./lib/http/workers.ts";
 import { setupLogging, stopLogging } from "./lib/log.ts";
 import { printStart } from "./lib/startup.ts";
@@ -91,23 +93,27 @@ export async function main(args: readonly string[]): Promise<number> {
 
 /**
  * Serves until `stop` resolves, then shuts down gracefully. In the main
- * thread it also starts `--workers` - 1 engine workers on the same port.
+ * thread it also starts `--workers` - 1 engine workers on the same port,
+ * and rereads the certificate on SIGHUP; a worker (`listening` set) takes
+ * its certificate from the main thread (`tls`).
  */
 async function run(
   opts: CliOptions,
   args: readonly string[],
   stop: Promise<void>,
   listening?: (port: number) => void,
+  tls?: WorkerTls,
 ): Promise<number> {
   let server: Server;
+  let https: Https | undefined;
   let rateLimitStore: RateLimitStore | undefined;
+  let proxyProtocolFrom: ((hostname: string) => boolean) | undefined;
   try {
-    const cert = opts.server.cert === undefined
-      ? undefined
-      : await Deno.readTextFile(opts.server.cert);
-    const key = opts.server.key === undefined
-      ? undefined
-      : await Deno.readTextFile(opts.server.key);
+    if (tls === undefined) https = await loadHttps(opts);
+    else {
+      const h = https = new Https(tls.certificate);
+      tls.onCertificate((pair) => h.certificate.replace(pair.cert, pair.key));
+    }
     const stats = new EngineStats();
     let port = opts.server.port;
     let app: AppConfig = opts.app;
@@ -159,17 +165,20 @@ async function run(
       await rateLimitStore?.close?.();
       return 2;
     }
+    if (opts.proxyProtocol) proxyProtocolFrom = trusted;
     server = serve({
       ...opts.server,
       limits: engineLimits(app, opts.server.limits), // form uploads may be larger
-      cert,
-      key,
+      cert: undefined,
+      key: undefined,
+      certificate: https?.certificate,
       stats,
       reusePort: opts.workers > 1,
       descriptorShare: 1 / opts.workers, // the engines share one process
       exemptPeer,
-      proxyProtocolFrom: opts.proxyProtocol ? trusted : undefined,
+      proxyProtocolFrom,
     }, handler);
+    await server.ready;
     port = server.port;
   } catch (err) {
     const why = err instanceof Deno.errors.AddrInUse
@@ -183,55 +192,90 @@ async function run(
   }
 
   let pool: WorkerPool | undefined;
-  if (listening !== undefined) {
-    listening(server.port);
-  } else {
-    const scheme = opts.server.cert === undefined ? "http" : "https";
-    const url = `${scheme}://${
-      bracketHost(server.addr.hostname)
-    }:${server.port}/`;
-    const start = await printStart(
-      opts,
-      server.addr.hostname,
-      server.port,
-      planAccess(opts, PROGRAM_DIR),
-    );
-    log.info("Listening on {url}", {
-      event: "listening",
-      url,
-      port: server.port,
-      workers: opts.workers,
-      ...start,
+  let redirect: Server | undefined;
+  // SIGHUP rereads --cert and --key, and so does a change to either file;
+  // the main thread does it for every engine.
+  const reload = () => {
+    https?.reload().then((pair) => {
+      if (pair !== undefined) pool?.setCertificate(pair);
     });
-    if (opts.workers > 1) {
+  };
+  const reloads = https !== undefined && listening === undefined;
+  if (reloads) {
+    Deno.addSignalListener("SIGHUP", reload);
+    https!.watch((pair) => pool?.setCertificate(pair));
+  }
+  try {
+    if (listening !== undefined) {
+      listening(server.port);
+    } else {
+      const scheme = https === undefined ? "http" : "https";
+      const url = `${scheme}://${
+        bracketHost(server.addr.hostname)
+      }:${server.port}/`;
+      const start = await printStart(
+        opts,
+        server.addr.hostname,
+        server.port,
+        planAccess(opts, PROGRAM_DIR),
+      );
+      log.info("Listening on {url}", {
+        event: "listening",
+        url,
+        port: server.port,
+        workers: opts.workers,
+        ...start,
+      });
+      if (opts.workers > 1) {
+        try {
+          pool = await startWorkers(
+            new URL(import.meta.url),
+            opts.workers - 1,
+            [...args, "--port", String(server.port)],
+            https?.pair,
+          );
+        } catch (err) {
+          log.fatal("Cannot start workers: {error}", { error: err });
+          await server.shutdown();
+          return 1;
+        }
+      }
       try {
-        pool = await startWorkers(new URL(import.meta.url), opts.workers - 1, [
-          ...args,
-          "--port",
-          String(server.port),
-        ]);
+        redirect = startRedirect(opts, server.port, proxyProtocolFrom);
       } catch (err) {
-        log.fatal("Cannot start workers: {error}", { error: err });
-        await server.shutdown();
-        await rateLimitStore?.close?.();
+        log.fatal("Cannot start the --redirect-http listener: {why}", {
+          why: err instanceof Deno.errors.AddrInUse
+            ? `port ${opts.tls?.redirectPort} is already in use`
+            : err instanceof Error
+            ? err.message
+            : String(err),
+        });
+        await Promise.all([server.shutdown(), pool?.shutdown()]);
         return 1;
       }
     }
-  }
 
-  await Promise.race([stop, server.finished]);
-  await Promise.all([server.shutdown(), pool?.shutdown()]);
-  await rateLimitStore?.close?.();
-  return 0;
+    await Promise.race([stop, server.finished]);
+    await Promise.all([
+      server.shutdown(),
+      redirect?.shutdown(),
+      pool?.shutdown(),
+    ]);
+    return 0;
+  } finally {
+    if (reloads) Deno.removeSignalListener("SIGHUP", reload);
+    https?.close();
+    await rateLimitStore?.close?.();
+  }
 }
 
 if (import.meta.main) {
   if (inWorker()) {
-    runAsWorker(async (args, stop, listening) => {
+    runAsWorker(async (args, stop, listening, tls) => {
       const opts = parseFlags(args);
       await setupLogging({ format: opts.logFormat, quiet: opts.quiet });
       try {
-        return await run(opts, args, stop, listening);
+        return await run(opts, args, stop, listening, tls);
       } finally {
         await stopLogging();
       }

@@ -4,9 +4,21 @@
  * `--unstable-net`). The kernel spreads new connections across them.
  */
 
+/** A PEM certificate chain and key, as the main thread hands them on. */
+export interface WorkerCertificate {
+  readonly cert: string;
+  readonly key: string;
+}
+
 /** Messages between the main thread and an engine worker. */
 export type WorkerMessage =
-  | { readonly type: "start"; readonly args: readonly string[] }
+  | {
+    readonly type: "start";
+    readonly args: readonly string[];
+    /** The HTTPS pair: workers never read or make their own. */
+    readonly certificate?: WorkerCertificate;
+  }
+  | { readonly type: "certificate"; readonly certificate: WorkerCertificate }
   | { readonly type: "listening"; readonly port: number }
   | { readonly type: "failed"; readonly message: string }
   | { readonly type: "shutdown" }
@@ -15,6 +27,8 @@ export type WorkerMessage =
 /** Extra engine threads started by {@link startWorkers}. */
 export interface WorkerPool {
   readonly size: number;
+  /** Hands every worker a new HTTPS pair for its next handshakes. */
+  setCertificate(certificate: WorkerCertificate): void;
   /** Asks every worker to shut down gracefully and waits for all of them. */
   shutdown(): Promise<void>;
 }
@@ -28,6 +42,7 @@ export async function startWorkers(
   entry: URL,
   count: number,
   args: readonly string[],
+  certificate?: WorkerCertificate,
 ): Promise<WorkerPool> {
   const workers: Worker[] = [];
   const stopped: Promise<void>[] = [];
@@ -51,7 +66,9 @@ export async function startWorkers(
           reject(new Error(e.message));
           onStopped();
         };
-        worker.postMessage({ type: "start", args } satisfies WorkerMessage);
+        worker.postMessage(
+          { type: "start", args, certificate } satisfies WorkerMessage,
+        );
       });
     }
   } catch (err) {
@@ -60,6 +77,13 @@ export async function startWorkers(
   }
   return {
     size: workers.length,
+    setCertificate(certificate) {
+      for (const w of workers) {
+        w.postMessage(
+          { type: "certificate", certificate } satisfies WorkerMessage,
+        );
+      }
+    },
     async shutdown() {
       for (const w of workers) {
         w.postMessage({ type: "shutdown" } satisfies WorkerMessage);
@@ -68,6 +92,13 @@ export async function startWorkers(
       for (const w of workers) w.terminate();
     },
   };
+}
+
+/** The HTTPS pair a worker was given, and a way to hear of the next one. */
+export interface WorkerTls {
+  readonly certificate: WorkerCertificate;
+  /** `replace` is called with each new pair the main thread sends. */
+  onCertificate(replace: (certificate: WorkerCertificate) => void): void;
 }
 
 /**
@@ -79,6 +110,7 @@ export function runAsWorker(
     args: readonly string[],
     stop: Promise<void>,
     listening: (port: number) => void,
+    tls: WorkerTls | undefined,
   ) => Promise<number>,
 ): void {
   const scope = globalThis as unknown as {
@@ -87,13 +119,20 @@ export function runAsWorker(
   };
   let requestStop!: () => void;
   const stop = new Promise<void>((r) => requestStop = r);
+  let replace: ((certificate: WorkerCertificate) => void) | undefined;
   scope.onmessage = (e) => {
     if (e.data.type === "shutdown") return requestStop();
+    if (e.data.type === "certificate") return replace?.(e.data.certificate);
     if (e.data.type !== "start") return;
+    const certificate = e.data.certificate;
     serveUntilStopped(
       e.data.args,
       stop,
       (port) => scope.postMessage({ type: "listening", port }),
+      certificate === undefined ? undefined : {
+        certificate,
+        onCertificate: (fn) => replace = fn,
+      },
     )
       .then((code) => {
         scope.postMessage(

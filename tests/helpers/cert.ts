@@ -29,3 +29,8 @@ export async function certificate(): Promise<Pem> {
   };
   return pem;
 }
+
+/** A TLS connection to localhost:`port` that trusts `cert` (PEM) alone. */
+export function tlsConnect(port: number, cert: string): Promise<Deno.TlsConn> {
+  return Deno.connectTls({ hostname: "localhost", port, caCerts: [cert] });
+}
