@@ -145,7 +145,7 @@ Deno.test("shutdown() returns the same promise twice and resolves finished", asy
   const a = server.shutdown();
   const b = server.shutdown();
   assert.equal(a, b);
-  await withTimeout(server.finished, 1000, "finished");
+  await withTimeout(server.finished, 5000, "finished");
 });
 
 Deno.test("shutdown() refuses a queued connection with 503 and finishes with it closed", async () => {
