@@ -83,7 +83,7 @@ Deno.test({
       stderr: "piped",
     }).spawn();
     try {
-      for (const until = Date.now() + 5000;;) {
+      for (const until = Date.now() + 15_000;;) {
         try {
           (await Deno.connect({ hostname: "127.0.0.1", port })).close();
           break;

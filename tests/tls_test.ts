@@ -17,6 +17,7 @@ import {
   run,
   send,
   waitFor,
+  withTimeout,
 } from "./helpers/socket.ts";
 
 const whoAmI: Handler = (req) => ({
@@ -157,9 +158,11 @@ for (const [transport] of TRANSPORTS) {
 
   Deno.test(`${transport}: serve() over TLS answers a client that sends its request and then closes its side`, async () => {
     const pem = await certificate();
-    // A handler that takes a moment: the client's FIN is in by the time it answers.
+    // The handler answers once the client has sent its FIN (node's
+    // "finish"): the FIN is in before the reply goes out.
+    const finished = Promise.withResolvers<void>();
     await using server = await start(pem, async (req) => {
-      await new Promise((r) => setTimeout(r, 50));
+      await withTimeout(finished.promise, 10_000, "the client's FIN");
       return whoAmI(req);
     });
     // node's client: end() sends the request, close_notify and FIN at once,
@@ -175,6 +178,7 @@ for (const [transport] of TRANSPORTS) {
         () => socket.end(get("/half")),
       );
       let got = "";
+      socket.on("finish", () => finished.resolve());
       socket.on("data", (d) => got += d);
       socket.on("close", () => resolve(got));
       socket.on("error", reject);
