@@ -22,7 +22,7 @@ import {
   streamOf,
 } from "./helpers/h2_client.ts";
 import { captureLogs } from "./fixtures/engine_log.ts";
-import { exchange, get, withTimeout } from "./helpers/socket.ts";
+import { exchange, get, waitFor, withTimeout } from "./helpers/socket.ts";
 
 const text = new TextEncoder();
 
@@ -463,9 +463,10 @@ Deno.test("h2c: a preface split across reads is still HTTP/2", async () => {
   await using server = h2c(echo);
   await using c = await H2Client.connect(server.port, { preface: false });
   const preface = text.encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-  for (const piece of [preface.subarray(0, 3), preface.subarray(3, 18)]) {
-    await c.send(piece);
-    await new Promise((r) => setTimeout(r, 20)); // separate reads (the test passes either way)
+  for (const end of [3, 18]) {
+    await c.send(preface.subarray(end === 3 ? 0 : 3, end));
+    // The server has read this piece before the next is sent: separate reads.
+    await waitFor(() => server.stats.bytesIn >= end, `${end} bytes read`);
   }
   await c.send(preface.subarray(18), {
     type: FRAME.SETTINGS,
