@@ -532,7 +532,8 @@ Deno.test("the README's deno task serve commands work as written", async () => {
       command.includes("--cert") ? tls : undefined,
     );
     assert.equal(status, 200, line);
-    assert.equal(body, command.includes("~/site") ? "<h1>~</h1>" : body, line);
+    // The README's own site; the others serve resources/, checked elsewhere.
+    if (command.includes("~/site")) assert.equal(body, "<h1>~</h1>", line);
     if (command.includes("--directory")) {
       const res = await fetch(
         `http://127.0.0.1:${server.port}/files/notes.txt`,
