@@ -16,8 +16,7 @@ import {
   UsageError,
 } from "./lib/config.ts";
 import { CredentialsError, loadCredentials } from "./lib/app/credentials.ts";
-import { hashPasswordCommand } from "./lib/hash_password.ts";
-import { Https, loadHttps, startRedirect } from "./lib/https.ts";
+import type { Https } from "./lib/https.ts";
 import { isLoopback, trustProxy } from "./lib/app/client_addr.ts";
 import { createApp, engineLimits } from "./lib/app/routes.ts";
 import type { RateLimitStore } from "./lib/app/rate_limit_store.ts";
@@ -45,6 +44,7 @@ const COMPILED = PROGRAM_DIR.includes("deno-compile-") ||
 /** Runs the server until SIGINT or SIGTERM; returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
   if (args[0] === "hash-password") {
+    const { hashPasswordCommand } = await import("./lib/hash_password.ts");
     return await hashPasswordCommand(args.slice(1));
   }
   let opts: CliOptions;
@@ -106,12 +106,17 @@ async function run(
 ): Promise<number> {
   let server: Server;
   let https: Https | undefined;
+  /** lib/https.ts, loaded only for HTTPS: a plain start never pays for it. */
+  let httpsCode: typeof import("./lib/https.ts") | undefined;
   let rateLimitStore: RateLimitStore | undefined;
   let proxyProtocolFrom: ((hostname: string) => boolean) | undefined;
   try {
-    if (tls === undefined) https = await loadHttps(opts);
+    if (opts.tls !== undefined || tls !== undefined) {
+      httpsCode = await import("./lib/https.ts");
+    }
+    if (tls === undefined) https = await httpsCode?.loadHttps(opts);
     else {
-      const h = https = new Https(tls.certificate);
+      const h = https = new httpsCode!.Https(tls.certificate);
       tls.onCertificate((pair) => h.certificate.replace(pair.cert, pair.key));
     }
     const stats = new EngineStats();
@@ -246,7 +251,11 @@ async function run(
         }
       }
       try {
-        redirect = startRedirect(opts, server.port, proxyProtocolFrom);
+        redirect = httpsCode?.startRedirect(
+          opts,
+          server.port,
+          proxyProtocolFrom,
+        );
       } catch (err) {
         log.fatal("Cannot start the --redirect-http listener: {why}", {
           why: err instanceof Deno.errors.AddrInUse

@@ -3,7 +3,30 @@
  * enforces lives in {@link Limits}, so a test can shrink one to reach it.
  */
 
-/** Hard limits. Each one names the status a client gets for crossing it. */
+/**
+ * Hard limits. Each one names the status a client gets for crossing it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Limits, serve } from "@spindle/server";
+ *
+ * const limits: Partial<Limits> = {
+ *   maxBodyBytes: 1024, // a larger body gets 413
+ *   headTimeoutMs: 5_000, // a slower head gets 408
+ * };
+ * await using server = serve(
+ *   { port: 0, accessLog: false, limits },
+ *   async (req) => ({ status: 200, body: await req.body.text() }),
+ * );
+ * const res = await fetch(`http://127.0.0.1:${server.port}/`, {
+ *   method: "POST",
+ *   body: "x".repeat(2048),
+ * });
+ * assert.equal(res.status, 413);
+ * await res.body?.cancel();
+ * ```
+ */
 export interface Limits {
   /** Request target (path and query), in bytes. Over: 414. */
   readonly maxTargetBytes: number;
@@ -129,6 +152,7 @@ export interface Limits {
   // Passwords (issue #13).
   /** Failed password checks per client in {@link authFailureWindowMs}. Over: 429. */
   readonly maxAuthFailures: number;
+  /** The window of {@link maxAuthFailures}, in milliseconds. */
   readonly authFailureWindowMs: number;
   /** Password checks (one slow KDF run each) at once. Past it, they queue. */
   readonly maxPasswordChecks: number;
@@ -170,6 +194,23 @@ export interface Limits {
   readonly rateStoreTimeoutMs: number;
 }
 
+/**
+ * The limits a server gets unless told otherwise; each says why it is what it is.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_LIMITS, serve } from "@spindle/server";
+ *
+ * await using server = serve({
+ *   port: 0,
+ *   accessLog: false,
+ *   limits: { maxBodyBytes: DEFAULT_LIMITS.maxBodyBytes / 4 }, // the rest as they are
+ * }, () => ({ status: 204 }));
+ * assert.equal(server.limits.maxBodyBytes, DEFAULT_LIMITS.maxBodyBytes / 4);
+ * assert.equal(server.limits.maxHeadBytes, DEFAULT_LIMITS.maxHeadBytes);
+ * ```
+ */
 export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxTargetBytes: 8 * 1024, // nginx's default line buffer; longer URLs are abuse
   maxHeadBytes: 16 * 1024, // big cookies fit; a header flood does not
@@ -249,15 +290,29 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   rateStoreTimeoutMs: 200,
 });
 
-/** What `serve()` needs besides a handler. */
+/**
+ * What `serve()` needs besides a handler.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serve, type ServerConfig } from "@spindle/server";
+ *
+ * const config: Partial<ServerConfig> = { hostname: "127.0.0.1", port: 0, accessLog: false };
+ * await using server = serve(config, () => ({ status: 204 }));
+ * assert.equal(server.addr.hostname, "127.0.0.1");
+ * ```
+ */
 export interface ServerConfig {
   /** Address to bind; `127.0.0.1` keeps a fresh server off the network. */
   readonly hostname: string;
   /** TCP port; 0 asks the kernel for a free one. */
   readonly port: number;
+  /** Hard limits and timeouts; see {@link Limits}. */
   readonly limits: Limits;
   /** PEM certificate chain and key; both set means HTTPS. */
   readonly cert?: string;
+  /** PEM private key for `cert`. */
   readonly key?: string;
   /** HTTP/2 on TLS, chosen by ALPN (`--http2 on|off`); default on. */
   readonly http2?: boolean;
@@ -287,7 +342,23 @@ export const DEFAULT_CONFIG: ServerConfig = Object.freeze({
   accessLog: true,
 });
 
-/** How the static site is served (issue: static files). */
+/**
+ * How the static site is served (issue: static files).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_STATIC, type StaticConfig } from "@spindle/server";
+ *
+ * const site: StaticConfig = {
+ *   ...DEFAULT_STATIC,
+ *   root: "public",
+ *   listDirs: true, // folders without index.html get a listing
+ *   headers: [["x-frame-options", "DENY"]],
+ * };
+ * assert.equal(site.dotfiles, "deny");
+ * ```
+ */
 export interface StaticConfig {
   /** Folder served at "/". */
   readonly root: string;
@@ -324,7 +395,19 @@ export interface StaticConfig {
   readonly uploads?: StaticUploads;
 }
 
-/** What the static layer shows and guards of `--upload-files`. */
+/**
+ * What the static layer shows and guards of `--upload-files`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_STATIC, type StaticConfig, type StaticUploads } from "@spindle/server";
+ *
+ * const uploads: StaticUploads = { path: "/inbox/", maxBytes: 1 << 30, overwrite: false };
+ * const site: StaticConfig = { ...DEFAULT_STATIC, listDirs: true, uploads };
+ * assert.equal(site.uploads?.path, "/inbox/");
+ * ```
+ */
 export interface StaticUploads {
   /** The upload folder as a canonical URL path ending in "/"; folders below it too. */
   readonly path: string;
@@ -423,6 +506,27 @@ export interface AuthFlags {
   readonly rules: readonly AuthRule[];
 }
 
+/**
+ * What `deno task serve` serves: `resources/`, no listings, no uploads. Spread it and set `root` to serve another folder.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_STATIC, serve, staticFiles } from "@spindle/server";
+ *
+ * const root = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${root}/index.html`, "<h1>hi</h1>");
+ * {
+ *   await using server = serve(
+ *     { port: 0, accessLog: false },
+ *     staticFiles({ ...DEFAULT_STATIC, root }),
+ *   );
+ *   const res = await fetch(`http://127.0.0.1:${server.port}/`);
+ *   assert.equal(await res.text(), "<h1>hi</h1>");
+ * }
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
 export const DEFAULT_STATIC: StaticConfig = Object.freeze({
   root: "resources",
   dotfiles: "deny",

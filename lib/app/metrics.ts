@@ -47,7 +47,7 @@ export class AppMetrics {
     return counts;
   }
 
-  /** Count for one route and class ("2xx"), for tests and health checks. */
+  /** Count for one route and class ("2xx"); only tests read it. */
   requests(route: string, statusClass: typeof CLASSES[number]): number {
     return this.#requests.get(route)?.[CLASSES.indexOf(statusClass)] ?? 0;
   }

@@ -2,6 +2,19 @@
  * Counters the engine keeps for health and metrics; plain fields, no
  * locking needed. `draining` also tells the app, by a signal, that
  * shutdown began.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serve } from "@spindle/server";
+ *
+ * await using server = serve({ port: 0, accessLog: false }, () => ({
+ *   status: 204,
+ * }));
+ * await (await fetch(`http://127.0.0.1:${server.port}/`)).body?.cancel();
+ * assert.equal(server.stats.requests, 1);
+ * assert.equal(server.stats.draining, false);
+ * ```
  */
 export class EngineStats {
   /** `Date.now()` when the server started. */
@@ -16,8 +29,9 @@ export class EngineStats {
   rejected = 0;
   /** Requests answered (any status). */
   requests = 0;
-  /** Bytes read from and written to client sockets. */
+  /** Bytes read from client sockets. */
   bytesIn = 0;
+  /** Bytes written to client sockets. */
   bytesOut = 0;
   #drain = new AbortController();
 
