@@ -195,28 +195,23 @@ Deno.test("every export of mod.ts has an @example, and deno test --doc runs them
   assert.ok(passed >= examples + 1, `${passed} ran, ${examples} examples`);
 });
 
-// JSR refuses a package without a license, and which one is the owner's
-// call: until deno.json names one, `deno publish --dry-run` stops there.
-const noLicense = config.license === undefined
-  ? "deno.json has no license yet (JSR requires one; the owner chooses it)"
-  : undefined;
-if (noLicense) console.log(`package_test: publish check skipped: ${noLicense}`);
-
 Deno.test({
   name:
-    "deno publish --dry-run passes and would publish only mod.ts, lib/, README.md and deno.json",
-  ignore: noLicense !== undefined,
+    "deno publish --dry-run passes and would publish only mod.ts, lib/, README.md, LICENSE and deno.json",
   async fn() {
     const { code, text } = await deno("publish", "--dry-run", "--allow-dirty");
     assert.equal(code, 0, text);
     const files = [...text.matchAll(/file:\/\/\S+/g)].map((m) =>
       relative(ROOT, new URL(m[0]).pathname)
     );
-    assert.ok(files.includes("mod.ts") && files.includes("README.md"));
+    assert.ok(
+      ["mod.ts", "README.md", "LICENSE"].every((f) => files.includes(f)),
+      files.join(" "),
+    );
     assert.deepEqual(
       files.filter((f) =>
         !f.startsWith("lib/") &&
-        !["mod.ts", "README.md", "deno.json"].includes(f)
+        !["mod.ts", "README.md", "LICENSE", "deno.json"].includes(f)
       ),
       [],
     );
