@@ -233,12 +233,17 @@ async function run(
       });
       if (opts.workers > 1) {
         try {
+          const given = https?.pair;
           pool = await startWorkers(
             new URL(import.meta.url),
             opts.workers - 1,
             [...args, "--port", String(server.port)],
-            https?.pair,
+            given,
           );
+          // A reload while they started found no pool to tell.
+          if (https !== undefined && https.pair !== given) {
+            pool.setCertificate(https.pair);
+          }
         } catch (err) {
           log.fatal("Cannot start workers: {error}", { error: err });
           await server.shutdown();

@@ -9,7 +9,7 @@ import { certificate, type Pem } from "./helpers/cert.ts";
 import {
   connect,
   get,
-  hasTool,
+  lacks,
   ReplyReader,
   run,
   sleep,
@@ -18,10 +18,8 @@ import {
 } from "./helpers/socket.ts";
 import { startApp } from "./fixtures/app_server.ts";
 
-const slowhttptest = await hasTool("slowhttptest", "-h");
-if (!slowhttptest) console.log("attacks_test: slowhttptest is not installed");
-const prlimit = await hasTool("prlimit");
-if (!prlimit) console.log("attacks_test: prlimit is not installed");
+const noSlowhttptest = await lacks("slowhttptest", "-h");
+const noPrlimit = await lacks("prlimit");
 
 /** What a normal client saw: latencies of the requests served, and failures. */
 interface Seen {
@@ -71,7 +69,7 @@ function p99(ms: number[]): number {
 Deno.test({
   name:
     "a normal client keeps p99 under 1 s and loses no request during slowhttptest's slow-body attack on /upload",
-  ignore: !slowhttptest,
+  ignore: noSlowhttptest,
   fn: async () => {
     // The issue's attack (5,300 slow bodies at 1,000/s against 4,096 slots)
     // at the same proportions against 64 slots, with every other default.
@@ -199,10 +197,9 @@ for (const [name, limits] of fdLimits) {
   Deno.test({
     name:
       `other TLS clients are served while 300 silent sockets flood a server of 256 descriptors, ${name}`,
-    ignore: !prlimit,
+    ignore: noPrlimit,
     fn: async () => {
       const pem = await certificate();
-      if (pem === undefined) return;
       await using server = await startTlsServer(pem, limits);
       const port = server.port;
       let flood: Awaited<ReturnType<typeof silentFlood>> | undefined;
@@ -235,10 +232,9 @@ for (const [name, limits] of fdLimits) {
 Deno.test({
   name:
     "node's TLS listener, stalled by EMFILE, listens afresh and serves TLS clients again",
-  ignore: !prlimit,
+  ignore: noPrlimit,
   fn: async () => {
     const pem = await certificate();
-    if (pem === undefined) return;
     // A limit above the real one (256): the budget cannot keep EMFILE away,
     // and node's listener in Deno 2.9.6 stops accepting at the first one.
     await using server = await startTlsServer(pem, { maxOpenFiles: 4096 });

@@ -637,8 +637,11 @@ function busyTree(code: string) {
   return { tree, logFile };
 }
 
+/** Resolves once `path` holds `text`; fails after 30 s (a busy machine starts Deno slowly). */
 async function waitForFile(path: string, text: string): Promise<void> {
+  const until = Date.now() + 30_000;
   while (!(await Deno.readTextFile(path)).includes(text)) {
+    if (Date.now() > until) throw new Error(`Timed out waiting for ${text}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }

@@ -12,19 +12,23 @@ import { serve } from "../lib/http/server.ts";
 import { listDir, startApp } from "./fixtures/app_server.ts";
 import { cutAt, FakeSocket, readAll } from "./fixtures/byte_source.ts";
 import {
-  exchange,
+  exchangeBytes,
+  exchangeReplies,
   latin1Bytes,
   latin1Text,
-  parseResponses,
-  request,
-} from "./fixtures/raw_http.ts";
-import { hasTool, run } from "./helpers/socket.ts";
+  parseReplies,
+} from "./helpers/socket.ts";
+import { lacks, run } from "./helpers/socket.ts";
 
 const LIMITS: Limits = Object.freeze({
   ...DEFAULT_LIMITS,
   maxBodyBytes: 64,
   maxChunkLineBytes: 32,
   maxTrailerBytes: 48,
+  // Far past every wait here (5 s): a close a test waits for is the
+  // server's own answer, never one of these running out.
+  headTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 60_000,
 });
 
 /** A reader over `pieces` (Latin-1 text), as the connection would make it. */
@@ -534,7 +538,7 @@ const SOCKET_WANT = [
 
 Deno.test("serve() reads a chunked body with extensions and trailers, then the next request", async () => {
   await using server = startEcho();
-  const replies = await request(server.port, [SOCKET_PAIR]);
+  const replies = await exchangeReplies(server.port, [SOCKET_PAIR]);
   assert.deepEqual(replies.map((r) => r.text), SOCKET_WANT);
 });
 
@@ -542,7 +546,7 @@ Deno.test("serve() reads bodies cut at any byte in two writes", async () => {
   await using server = startEcho();
   const bytes = latin1Bytes(SOCKET_PAIR);
   for (let cut = 1; cut < bytes.length; cut++) {
-    const replies = await request(server.port, cutAt(bytes, [cut]), {
+    const replies = await exchangeReplies(server.port, cutAt(bytes, [cut]), {
       pauseMs: 2,
     });
     assert.deepEqual(replies.map((r) => r.text), SOCKET_WANT, `cut ${cut}`);
@@ -553,7 +557,7 @@ Deno.test("serve() reads bodies sent one byte at a time", async () => {
   await using server = startEcho();
   const bytes = latin1Bytes(SOCKET_PAIR);
   const pieces = Array.from(bytes, (_, k) => bytes.subarray(k, k + 1));
-  const replies = await request(server.port, pieces, { pauseMs: 1 });
+  const replies = await exchangeReplies(server.port, pieces, { pauseMs: 1 });
   assert.deepEqual(replies.map((r) => r.text), SOCKET_WANT);
 });
 
@@ -571,12 +575,12 @@ const socketBad: [name: string, body: string, status: number][] = [
 for (const [name, body, status] of socketBad) {
   Deno.test(`serve() answers ${status} with Connection: close for ${name}`, async () => {
     await using server = startEcho();
-    const bytes = await exchange(
+    const bytes = await exchangeBytes(
       server.port,
       [`POST / HTTP/1.1\r\n${H}${TE}\r\n${body}`],
-      { halfClose: false, timeoutMs: 2000 },
+      { halfClose: false },
     );
-    const replies = parseResponses(bytes);
+    const replies = await parseReplies(bytes);
     assert.equal(replies.length, 1);
     assert.equal(replies[0].status, status);
     assert.equal(replies[0].headers.get("connection"), "close");
@@ -586,12 +590,12 @@ for (const [name, body, status] of socketBad) {
 Deno.test("serve() answers 400 with Connection: close to a flood of chunk extensions", async () => {
   await using server = startEcho({ ...LIMITS, maxChunkExcessBytes: 500 });
   const flood = `1;${"e".repeat(28)}\r\nx\r\n`.repeat(60); // 16 bytes over each
-  const bytes = await exchange(
+  const bytes = await exchangeBytes(
     server.port,
     [`POST / HTTP/1.1\r\n${H}${TE}\r\n${flood}`],
     { halfClose: false, timeoutMs: 5000 },
   );
-  const [reply] = parseResponses(bytes);
+  const [reply] = await parseReplies(bytes);
   assert.equal(reply.status, 400);
   assert.match(latin1Text(reply.body), /chunk framing outweighs the data/);
   assert.equal(reply.headers.get("connection"), "close");
@@ -599,7 +603,7 @@ Deno.test("serve() answers 400 with Connection: close to a flood of chunk extens
 
 Deno.test("serve() answers 400 when the client stops mid-body", async () => {
   await using server = startEcho();
-  const [reply] = await request(server.port, [
+  const [reply] = await exchangeReplies(server.port, [
     `POST / HTTP/1.1\r\n${H}Content-Length: 10\r\n\r\nabc`,
   ]);
   assert.equal(reply.status, 400);
@@ -627,16 +631,16 @@ Deno.test("serve() sends 100 Continue before the body of Expect: 100-continue", 
   const interim = await readUntil(conn, "\r\n\r\n");
   assert.equal(interim, "HTTP/1.1 100 Continue\r\n\r\n");
   await conn.write(latin1Bytes("ok"));
-  const final = parseResponses(latin1Bytes(await readUntil(conn, "]")));
+  const final = await parseReplies(latin1Bytes(await readUntil(conn, "]")));
   assert.equal(final[0].text, "PUT /e len=2 [ok]");
 });
 
 Deno.test("serve() answers 413 to Expect: 100-continue over the limit without 100", async () => {
   await using server = startEcho();
-  const replies = await request(
+  const replies = await exchangeReplies(
     server.port,
     [`PUT / HTTP/1.1\r\n${H}Expect: 100-continue\r\nContent-Length: 65\r\n\r\n`],
-    { halfClose: false, timeoutMs: 2000 },
+    { halfClose: false },
   );
   assert.deepEqual(replies.map((r) => r.status), [413]);
 });
@@ -645,7 +649,7 @@ Deno.test("serve() answers 413 to Expect: 100-continue over the limit without 10
 
 Deno.test({
   name: "POST /upload stores what curl sends chunked, in its own chunk sizes",
-  ignore: !(await hasTool("curl")),
+  ignore: await lacks("curl"),
   async fn() {
     await using app = await startApp();
     const dir = await Deno.makeTempDir({ prefix: "spindle-curl-" });
@@ -726,16 +730,16 @@ Deno.test({
       }
       const port = JSON.parse(first.split("\n")[0]).properties.port as number;
       // Warm up: the first request loads the app's code.
-      const warm = parseResponses(
-        await exchange(port, [
+      const warm = await parseReplies(
+        await exchangeBytes(port, [
           "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
         ]),
       );
       assert.equal(warm[0].status, 200);
       const before = await peakRssBytes(child.pid);
       const body = oneByteChunked(1_000_000);
-      const replies = parseResponses(
-        await exchange(port, [
+      const replies = await parseReplies(
+        await exchangeBytes(port, [
           `POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\n${TE}` +
           "Content-Type: application/json\r\nConnection: close\r\n\r\n",
           body,

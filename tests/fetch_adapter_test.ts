@@ -14,7 +14,13 @@ import {
 } from "../lib/app/fetch_adapter.ts";
 import { serve } from "../lib/http/server.ts";
 import { fake, flatten } from "./fixtures/app_request.ts";
-import { connect, ReplyReader, send, sleep } from "./helpers/socket.ts";
+import {
+  connect,
+  ReplyReader,
+  send,
+  sleep,
+  withTimeout,
+} from "./helpers/socket.ts";
 
 function honoApp(): Hono {
   const app = new Hono();
@@ -222,23 +228,23 @@ Deno.test("toReply() streams a body that is still being produced", async () => {
     reply.body instanceof ReadableStream,
     "not buffered: the rest is not here yet",
   );
-  setTimeout(() => {
-    push("second");
-    push(null);
-  }, 10);
-  assert.equal((await flatten(reply)).text, "first second");
+  const read = flatten(reply); // reading before the rest is made
+  push("second");
+  push(null);
+  assert.equal((await read).text, "first second");
 });
 
 Deno.test("toReply() hands over a stream at once when its first chunk is not here yet", async () => {
   const { body, push } = liveBody();
-  let pushed = false;
-  setTimeout(() => {
-    pushed = true;
-    push("late");
-    push(null);
-  }, 50);
-  const reply = await toReply(new Response(body)); // an event stream, idle
-  assert.equal(pushed, false, "the head must not wait for the first chunk");
+  // An event stream, idle: its first chunk comes only after toReply() is
+  // done, so waiting for it would never end.
+  const reply = await withTimeout(
+    toReply(new Response(body)),
+    5000,
+    "the head must not wait for the first chunk",
+  );
+  push("late");
+  push(null);
   assert.equal((await flatten(reply)).text, "late");
 });
 

@@ -22,7 +22,7 @@ import {
   connect,
   encoder,
   exchange,
-  hasTool,
+  lacks,
   readReply,
   readUntilClose,
   run,
@@ -113,7 +113,7 @@ async function uploadApp(opts: UploadAppOptions = {}) {
 Deno.test({
   name:
     "curl -F stores one file, then several, into the folder posted to: 201 with names and links, listed after",
-  ignore: !(await hasTool("curl")),
+  ignore: await lacks("curl"),
   async fn() {
     await using app = await uploadApp({ folders: ["photos"] });
     const src = await Deno.makeTempDir();

@@ -2,9 +2,9 @@
  * A real browser gets the default site over HTTP/2: `deno task serve` with
  * a certificate (ALPN offers h2), headless Chromium loading each page over
  * DevTools. Every response the page caused must have come over h2 with 200.
- * Once with the tests' certificate (Chromium told to accept any), once as
- * the issue puts it, `deno task serve --tls self-signed`, where Chromium
- * trusts exactly the key the server made (its SPKI hash), nothing else.
+ * Once with the tests' certificate (--cert, --key), once as the issue puts
+ * it, `deno task serve --tls self-signed`: one Chromium for both, trusting
+ * exactly those two keys (their SPKI hashes), nothing else.
  */
 import assert from "node:assert/strict";
 import { createHash, X509Certificate } from "node:crypto";
@@ -14,7 +14,7 @@ import { certificate } from "./helpers/cert.ts";
 import { spawnServer } from "./fixtures/serve_process.ts";
 
 const skip = chromiumMissing();
-const pem = skip === undefined ? await certificate() : undefined;
+const pem = await certificate();
 if (skip !== undefined) console.log(`h2_browser_test skipped: ${skip}`);
 
 const PAGES = ["/", "/about.html", "/contact.html"];
@@ -25,73 +25,46 @@ interface Seen {
   readonly protocol: string;
 }
 
+/**
+ * The base64 SHA-256 of a certificate's SubjectPublicKeyInfo: how Chromium
+ * names a key to trust. A wrong one fails the first page (checked by hand
+ * when this test was written).
+ */
+function spkiHash(certPem: string): string {
+  const spki = new X509Certificate(certPem).publicKey.export({
+    type: "spki",
+    format: "der",
+  });
+  return createHash("sha256").update(spki).digest("base64");
+}
+
 Deno.test({
   name:
-    "Chromium loads the default site from deno task serve over h2: every response h2 and 200",
-  ignore: skip !== undefined || pem === undefined,
-  async fn() {
-    const uploads = await Deno.makeTempDir({ prefix: "spindle_h2_uploads_" });
+    "Chromium loads the default site from deno task serve over h2, with the tests' certificate and with --tls self-signed: every response h2 and 200",
+  ignore: skip !== undefined,
+  async fn(t) {
+    const dir = await Deno.makeTempDir({ prefix: "spindle_h2_browser_" });
     try {
-      await using server = await spawnServer([
+      const [uploads, selfUploads, saved] = ["uploads", "self", "tls"].map(
+        (name) => join(dir, name),
+      );
+      await Deno.mkdir(uploads);
+      await Deno.mkdir(selfUploads);
+      await using given = await spawnServer([
         Deno.execPath(),
         "task",
         "serve",
         "--port",
         "0",
         "--cert",
-        pem!.certFile,
+        pem.certFile,
         "--key",
-        pem!.keyFile,
+        pem.keyFile,
         "--uploads",
         uploads,
       ]);
-      assert.notEqual(server.port, 0, "the server did not start");
-      await loadOverH2(server.port, ["--ignore-certificate-errors"]);
-    } finally {
-      await Deno.remove(uploads, { recursive: true });
-    }
-  },
-});
-
-/** Loads every page in headless Chromium; each response must be h2 and 200. */
-async function loadOverH2(port: number, flags: string[]): Promise<void> {
-  await using browser = await Browser.launch(flags);
-  const seen: Seen[] = [];
-  browser.on("Network.responseReceived", (params) => {
-    const r = params.response as {
-      url: string;
-      status: number;
-      protocol: string;
-    };
-    seen.push({ url: r.url, status: r.status, protocol: r.protocol });
-  });
-  await browser.send("Network.enable");
-  // No cache: each page load asks for every asset again.
-  await browser.send("Network.setCacheDisabled", { cacheDisabled: true });
-  const base = `https://localhost:${port}`;
-  for (const page of PAGES) {
-    await within(browser.goto(`${base}${page}`), 30_000, `load ${page}`);
-    const title = await browser.eval("document.title");
-    assert.match(String(title), /Spindle/, page);
-  }
-  const paths = seen.map((s) => new URL(s.url).pathname);
-  for (const asset of [...PAGES, "/style.css", "/logo.png"]) {
-    assert.ok(paths.includes(asset), `${asset} not loaded: ${paths}`);
-  }
-  const wrong = seen.filter((s) => s.protocol !== "h2" || s.status !== 200);
-  assert.deepEqual(wrong, [], "every response came over h2 with 200");
-}
-
-Deno.test({
-  name:
-    "Chromium loads the default site from deno task serve --tls self-signed over h2, trusting only the key it made",
-  ignore: skip !== undefined,
-  async fn() {
-    const dir = await Deno.makeTempDir({ prefix: "spindle_h2_self_" });
-    try {
-      const [uploads, saved] = [join(dir, "uploads"), join(dir, "tls")];
-      await Deno.mkdir(uploads);
-      await using server = await spawnServer([
+      assert.notEqual(given.port, 0, "the --cert server did not start");
+      await using made = await spawnServer([
         Deno.execPath(),
         "task",
         "serve",
@@ -102,22 +75,60 @@ Deno.test({
         "--tls-save",
         saved,
         "--uploads",
-        uploads,
+        selfUploads,
       ]);
-      assert.notEqual(server.port, 0, "the server did not start");
-      // The key the server made, as Chromium names a trusted key: the
-      // base64 SHA-256 of its SubjectPublicKeyInfo. A wrong one fails the
-      // first page (checked by hand when this test was written).
-      const cert = new X509Certificate(
-        await Deno.readTextFile(join(saved, "cert.pem")),
-      );
-      const spki = cert.publicKey.export({ type: "spki", format: "der" });
-      const hash = createHash("sha256").update(spki).digest("base64");
-      await loadOverH2(server.port, [
-        `--ignore-certificate-errors-spki-list=${hash}`,
+      assert.notEqual(made.port, 0, "the self-signed server did not start");
+      const keys = [
+        spkiHash(pem.cert),
+        spkiHash(await Deno.readTextFile(join(saved, "cert.pem"))),
+      ];
+      await using browser = await Browser.launch([
+        `--ignore-certificate-errors-spki-list=${keys.join(",")}`,
       ]);
+      const seen: Seen[] = [];
+      browser.on("Network.responseReceived", (params) => {
+        const r = params.response as {
+          url: string;
+          status: number;
+          protocol: string;
+        };
+        seen.push({ url: r.url, status: r.status, protocol: r.protocol });
+      });
+      await browser.send("Network.enable");
+      // No cache: each page load asks for every asset again.
+      await browser.send("Network.setCacheDisabled", { cacheDisabled: true });
+      await t.step("--cert and --key", async () => {
+        await loadOverH2(browser, seen, given.port);
+      });
+      await t.step("--tls self-signed", async () => {
+        await loadOverH2(browser, seen, made.port);
+      });
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
   },
 });
+
+/** Loads every page from localhost:`port`; each response must be h2 and 200. */
+async function loadOverH2(
+  browser: Browser,
+  seen: Seen[],
+  port: number,
+): Promise<void> {
+  const base = `https://localhost:${port}`;
+  const from = seen.length;
+  for (const page of PAGES) {
+    await within(browser.goto(`${base}${page}`), 30_000, `load ${page}`);
+    const title = await browser.eval("document.title");
+    assert.match(String(title), /Spindle/, page);
+  }
+  const mine = seen.slice(from);
+  const paths = mine.map((s) => new URL(s.url).pathname);
+  for (const asset of [...PAGES, "/style.css", "/logo.png"]) {
+    assert.ok(paths.includes(asset), `${asset} not loaded: ${paths}`);
+  }
+  const wrong = mine.filter((s) =>
+    !s.url.startsWith(`${base}/`) || s.protocol !== "h2" || s.status !== 200
+  );
+  assert.deepEqual(wrong, [], "every response came over h2 with 200");
+}

@@ -22,7 +22,7 @@ import {
   streamOf,
 } from "./helpers/h2_client.ts";
 import { captureLogs } from "./fixtures/engine_log.ts";
-import { exchange, get, withTimeout } from "./helpers/socket.ts";
+import { exchange, get, waitFor, withTimeout } from "./helpers/socket.ts";
 
 const text = new TextEncoder();
 
@@ -100,12 +100,11 @@ for (const [transport] of TRANSPORTS) {
   Deno.test({
     name:
       `${transport}: serve() over TLS offers h2 by ALPN, and only http/1.1 with http2: false`,
-    ignore: pem === undefined,
   }, async () => {
     {
       await using server = await startTls(transport, pem!, echo);
       await using c = await H2Client.connect(server.port, {
-        caCert: pem!.cert,
+        caCert: pem.cert,
       });
       assert.equal(c.alpn, "h2");
       const r = await c.request("/tls");
@@ -118,7 +117,7 @@ for (const [transport] of TRANSPORTS) {
       using conn = await Deno.connectTls({
         hostname: "localhost",
         port: server.port,
-        caCerts: [pem!.cert],
+        caCerts: [pem.cert],
         alpnProtocols: ["h2", "http/1.1"],
       });
       assert.equal((await conn.handshake()).alpnProtocol, "http/1.1");
@@ -128,14 +127,13 @@ for (const [transport] of TRANSPORTS) {
   Deno.test({
     name:
       `${transport}: serve() over TLS presents a replaced certificate to new h2 handshakes; open h2 connections keep theirs`,
-    ignore: pem === undefined,
   }, async () => {
-    const certificate = new TlsCertificate(pem!.cert, pem!.key);
+    const certificate = new TlsCertificate(pem.cert, pem.key);
     await using server = await startTls(transport, pem!, echo, {}, {
       certificate,
     });
     await using before = await H2Client.connect(server.port, {
-      caCert: pem!.cert,
+      caCert: pem.cert,
     });
     assert.equal((await before.request("/a")).status, 200);
     const next = await makeSelfSigned({ dns: ["localhost"], ips: [] });
@@ -153,7 +151,7 @@ for (const [transport] of TRANSPORTS) {
     using stale = await Deno.connectTls({
       hostname: "localhost",
       port: server.port,
-      caCerts: [pem!.cert],
+      caCerts: [pem.cert],
       alpnProtocols: ["h2"],
     });
     await assert.rejects(
@@ -465,9 +463,10 @@ Deno.test("h2c: a preface split across reads is still HTTP/2", async () => {
   await using server = h2c(echo);
   await using c = await H2Client.connect(server.port, { preface: false });
   const preface = text.encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-  for (const piece of [preface.subarray(0, 3), preface.subarray(3, 18)]) {
-    await c.send(piece);
-    await new Promise((r) => setTimeout(r, 20)); // separate reads (the test passes either way)
+  for (const end of [3, 18]) {
+    await c.send(preface.subarray(end === 3 ? 0 : 3, end));
+    // The server has read this piece before the next is sent: separate reads.
+    await waitFor(() => server.stats.bytesIn >= end, `${end} bytes read`);
   }
   await c.send(preface.subarray(18), {
     type: FRAME.SETTINGS,

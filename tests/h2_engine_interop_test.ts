@@ -28,13 +28,13 @@ const TOOL_MS = 60_000;
 
 /** The default app over TLS (ALPN h2), its folders made for the test. */
 function tlsApp() {
-  return startApp({ serve: { cert: pem!.cert, key: pem!.key } });
+  return startApp({ serve: { cert: pem.cert, key: pem.key } });
 }
 
 Deno.test({
   name:
     "nghttp gets the default app's pages over TLS with ALPN h2, frames well formed",
-  ignore: missing(NGHTTP) !== undefined || pem === undefined,
+  ignore: missing(NGHTTP) !== undefined,
   async fn() {
     await using app = await tlsApp();
     const r = await run(NGHTTP, [
@@ -53,7 +53,7 @@ Deno.test({
 Deno.test({
   name:
     "nghttp: :authority is the Host the guard checks (421 for another name)",
-  ignore: missing(NGHTTP) !== undefined || pem === undefined,
+  ignore: missing(NGHTTP) !== undefined,
   async fn() {
     await using app = await tlsApp();
     const r = await run(NGHTTP, [
@@ -69,7 +69,7 @@ Deno.test({
 Deno.test({
   name:
     "h2load -n 2000 -c 4 -m 32 over TLS: every request of the default app succeeds",
-  ignore: missing(H2LOAD) !== undefined || pem === undefined,
+  ignore: missing(H2LOAD) !== undefined,
   async fn() {
     await using app = await tlsApp();
     const r = await run(H2LOAD, [
@@ -116,7 +116,7 @@ Deno.test({
 Deno.test({
   name:
     "curl --http2: static page, gzip, JSON upload and a 404 page, all over h2",
-  ignore: missing(CURL) !== undefined || pem === undefined,
+  ignore: missing(CURL) !== undefined,
   async fn() {
     await using app = await tlsApp();
     const url = `https://localhost:${app.port}`;
@@ -125,7 +125,7 @@ Deno.test({
         "-s",
         "--http2",
         "--cacert",
-        pem!.certFile,
+        pem.certFile,
         "-w",
         "\n%{http_version} %{http_code}",
         ...args,
@@ -182,14 +182,14 @@ const NODE_CLIENT = `${NODE_H2_ASK}
 Deno.test({
   name:
     "Node's http2 client: 50 streams at once, an upload with trailers, and the file back",
-  ignore: missing(NODE) !== undefined || pem === undefined,
+  ignore: missing(NODE) !== undefined,
   async fn() {
     await using app = await tlsApp();
     const r = await run(NODE, [
       "-e",
       NODE_CLIENT,
       `https://localhost:${app.port}`,
-      pem!.certFile,
+      pem.certFile,
     ], TOOL_MS);
     assert.equal(r.code, 0, r.stderr);
     const [many, put, back] = r.stdout.trim().split("\n");

@@ -403,6 +403,7 @@ Deno.test("Ctrl-C arriving again and again while the engine stops still ends in 
 const setsid = await runToEnd(["sh", "-c", "command -v setsid"]).catch(() =>
   undefined
 );
+if (setsid?.code !== 0) console.log("skipped: setsid is not installed");
 Deno.test({
   name:
     "Ctrl-C (SIGINT to the whole process group) stops deno task serve cleanly, exit 0",
@@ -439,12 +440,17 @@ Deno.test("withFileLimit() puts --max-fds first, after a leading --, so the user
   );
 });
 
-Deno.test("deno task serve tells the engine the descriptor limit it inherits (ulimit -n)", async () => {
-  const limit = await openFileLimit();
-  if (limit === undefined) {
-    console.log("skipped: ulimit -n is unlimited or unknown here");
-    return;
-  }
+const fileLimit = await openFileLimit();
+if (fileLimit === undefined) {
+  console.log("skipped: ulimit -n is unlimited or unknown here");
+}
+
+Deno.test({
+  name:
+    "deno task serve tells the engine the descriptor limit it inherits (ulimit -n)",
+  ignore: fileLimit === undefined,
+}, async () => {
+  const limit = fileLimit;
   await using server = await spawnServer([...TASK, "--port", "0"]);
   await assertListening(server);
   const cmdline = await cmdlineOf(await findEngine(server.child.pid));
@@ -486,7 +492,6 @@ Deno.test("the README's deno task serve commands work as written", async () => {
   await Deno.writeFile(join(home.dir, "users.txt"), hashed.stdout);
   // The HTTPS section's ~/cert.pem and ~/key.pem.
   const pem = await certificate();
-  assert.ok(pem !== undefined, "openssl makes the README's certificate");
   await Deno.writeTextFile(join(home.dir, "cert.pem"), pem.cert);
   await Deno.writeTextFile(join(home.dir, "key.pem"), pem.key);
   using tls = Deno.createHttpClient({ caCerts: [pem.cert] });
@@ -527,7 +532,8 @@ Deno.test("the README's deno task serve commands work as written", async () => {
       command.includes("--cert") ? tls : undefined,
     );
     assert.equal(status, 200, line);
-    assert.equal(body, command.includes("~/site") ? "<h1>~</h1>" : body, line);
+    // The README's own site; the others serve resources/, checked elsewhere.
+    if (command.includes("~/site")) assert.equal(body, "<h1>~</h1>", line);
     if (command.includes("--directory")) {
       const res = await fetch(
         `http://127.0.0.1:${server.port}/files/notes.txt`,

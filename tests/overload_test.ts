@@ -22,6 +22,11 @@ const SMALL: Partial<Limits> = {
   maxConns: 2,
   maxQueue: 1,
   shutdownTimeoutMs: 1000, // a failed test must not wait 10 s on a held handler
+  // Far beyond every wait here (5 s), so what a test sees happen in time
+  // cannot be one of these ending instead.
+  headTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 60_000,
+  queueTimeoutMs: 60_000,
 };
 
 function start(handler: Handler, limits: Partial<Limits> = {}) {
@@ -34,14 +39,14 @@ function start(handler: Handler, limits: Partial<Limits> = {}) {
 /** Asserts a 503 with Retry-After and Connection: close, then the close. */
 async function assertRefused(conn: Deno.Conn): Promise<void> {
   const reader = new ReplyReader(conn);
-  const reply = await reader.readReply({ timeoutMs: 1000 });
+  const reply = await reader.readReply();
   assert.equal(reply.status, 503);
   assert.equal(reply.reason, "Service Unavailable");
   assert.match(reply.headers.get("retry-after") ?? "", /^\d+$/);
   assert.equal(reply.headers.get("connection"), "close");
   assert.equal(reply.headers.get("x-content-type-options"), "nosniff");
   assert.ok(reply.text.length > 0, "a body says why");
-  assert.equal(await reader.closed(1000), true);
+  assert.equal(await reader.closed(), true);
 }
 
 Deno.test("serve() answers 503 at once when slots and queue are full, and serves the waiter when a slot frees", async () => {
@@ -61,9 +66,7 @@ Deno.test("serve() answers 503 at once when slots and queue are full, and serves
 
   using d = await connect(server.port);
   await send(d, get("/d"));
-  const t0 = performance.now();
-  await assertRefused(d);
-  assert.ok(performance.now() - t0 < 500, "refused at once, not after a wait");
+  await assertRefused(d); // within 5 s: at once, not after the queue's minute
   assert.equal(stats.rejected, 1);
   assert.equal(stats.accepted, 4);
   assert.equal(stats.queued, 1);
@@ -75,13 +78,13 @@ Deno.test("serve() answers 503 at once when slots and queue are full, and serves
   const rb = new ReplyReader(b);
   const replies = [await ra.readReply(), await rb.readReply()];
   assert.deepEqual(replies.map((r) => r.text), ["/hold", "/hold"]);
-  const rc = await new ReplyReader(c).readReply({ timeoutMs: 1000 });
+  const rc = await new ReplyReader(c).readReply();
   assert.equal(rc.status, 200);
   assert.equal(rc.text, "/c");
   const closing = replies.map((r) => r.headers.get("connection") === "close");
   assert.equal(closing.filter(Boolean).length, 1, "exactly one gave way");
   const gaveWay = closing[0] ? ra : rb;
-  assert.equal(await gaveWay.closed(1000), true);
+  assert.equal(await gaveWay.closed(), true);
   assert.equal(stats.queued, 0);
   assert.equal(stats.rejected, 1);
   assert.equal(stats.requests, 3);
@@ -96,14 +99,13 @@ Deno.test("serve() answers 503 to a waiter past queueTimeoutMs", async () => {
   await send(a, get("/hold"));
   await send(b, get("/hold"));
   await waitFor(() => server.stats.active === 2, "both slots busy");
+  const t0 = performance.now(); // before the server can start its clock
   using c = await connect(server.port);
   await send(c, get("/c"));
-  const t0 = performance.now();
   await waitFor(() => server.stats.queued === 1, "the waiter queued");
   await assertRefused(c);
   const waited = performance.now() - t0;
   assert.ok(waited >= 180, `refused too early: ${waited} ms`);
-  assert.ok(waited < 200 + 400, `refused too late: ${waited} ms`);
   assert.equal(server.stats.queued, 0);
   assert.equal(server.stats.rejected, 1);
 });
@@ -190,9 +192,9 @@ Deno.test("serve() keeps an idle kept-alive connection for a waiter the queue ho
   const again = await ra.readReply();
   assert.equal(again.status, 200);
   assert.equal(again.headers.get("connection"), "close");
-  assert.equal(await ra.closed(1000), true);
+  assert.equal(await ra.closed(), true);
   // Its slot went to B.
-  const reply = await new ReplyReader(b).readReply({ timeoutMs: 1000 });
+  const reply = await new ReplyReader(b).readReply();
   assert.equal(reply.status, 200);
   assert.equal(server.stats.rejected, 0);
 });
@@ -201,7 +203,8 @@ Deno.test("serve() gives a waiter the slot of an idle connection when its keep-a
   await using server = start(() => ({ status: 200, body: "ok" }), {
     maxConns: 1,
     maxQueue: 1,
-    keepAliveTimeoutMs: 1200, // a quarter while busy: 300 ms
+    // A quarter while busy: 1 s, from when A went idle, a little before t0.
+    keepAliveTimeoutMs: 4000,
   });
   using a = await connect(server.port);
   const ra = new ReplyReader(a);
@@ -210,10 +213,10 @@ Deno.test("serve() gives a waiter the slot of an idle connection when its keep-a
   const t0 = performance.now();
   using b = await connect(server.port);
   await send(b, get("/b"));
-  const reply = await new ReplyReader(b).readReply({ timeoutMs: 2000 });
+  const reply = await new ReplyReader(b).readReply();
   assert.equal(reply.status, 200);
-  assert.ok(performance.now() - t0 >= 200, "A was not closed at once");
-  assert.equal(await ra.closed(1000), true);
+  assert.ok(performance.now() - t0 >= 500, "A was not closed at once");
+  assert.equal(await ra.closed(), true);
 });
 
 const evictions: [
@@ -241,7 +244,7 @@ for (const [name, prepare] of evictions) {
     using b = await connect(server.port);
     await send(b, get("/b"));
     assert.equal((await new ReplyReader(b).readReply()).status, 200);
-    assert.equal(await new ReplyReader(a).closed(1000), true);
+    assert.equal(await new ReplyReader(a).closed(), true);
     assert.equal(server.stats.rejected, 0);
   });
 }
@@ -277,5 +280,5 @@ Deno.test("serve() does not reclaim a connection whose request is in flight", as
   open();
   assert.equal((await ra.readReply()).text, "/hold");
   // A is idle now and B waits: A's slot goes to B.
-  assert.equal((await rb.readReply({ timeoutMs: 1000 })).text, "/b");
+  assert.equal((await rb.readReply()).text, "/b");
 });

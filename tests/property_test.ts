@@ -16,11 +16,12 @@ import { findHeadEnd, parseHead } from "../lib/http/parser.ts";
 import { serve } from "../lib/http/server.ts";
 import { cutAt, FakeSocket, readAll } from "./fixtures/byte_source.ts";
 import {
-  exchange,
+  exchangeBytes,
   latin1Bytes,
   latin1Text,
-  parseResponses,
-} from "./fixtures/raw_http.ts";
+  parseReplies,
+  waitFor,
+} from "./helpers/socket.ts";
 
 const LIMITS: Limits = Object.freeze({
   ...DEFAULT_LIMITS,
@@ -256,11 +257,11 @@ Deno.test("serve() gives the same replies to valid requests however they are cut
     { port: 0, accessLog: false, limits: LIMITS },
     mirror,
   );
-  const show = (raw: Uint8Array) =>
-    parseResponses(raw, (h) => h.get("x-method") === "HEAD").map((r) =>
-      `${r.status} ${r.headers.get("x-method")} ${
-        r.headers.get("x-host")
-      } ${r.text}`
+  const show = async (raw: Uint8Array) =>
+    (await parseReplies(raw, (h) => h.get("x-method") === "HEAD")).map((r) =>
+      `${r.status} ${r.headers.get("x-method")} ${r.headers.get("x-host")} ${
+        latin1Text(r.body)
+      }`
     );
   await fc.assert(
     fc.asyncProperty(
@@ -279,11 +280,11 @@ Deno.test("serve() gives the same replies to valid requests however they are cut
               r.want.method === "HEAD" ? "" : r.want.body
             }`
         );
-        const whole = show(await exchange(server.port, [bytes]));
+        const whole = await show(await exchangeBytes(server.port, [bytes]));
         assert.deepEqual(whole, want);
         const cut = rawCut % (bytes.length + 1);
-        const split = show(
-          await exchange(server.port, cutAt(bytes, [cut]), { pauseMs: 1 }),
+        const split = await show(
+          await exchangeBytes(server.port, cutAt(bytes, [cut]), { pauseMs: 1 }),
         );
         assert.deepEqual(split, want, `cut at ${cut}`);
       },
@@ -476,11 +477,12 @@ Deno.test("serve() answers any bytes with well-formed replies or a clean close",
       fc.asyncProperty(anyBytes, fc.nat(), async (bytes, rawCut) => {
         // Sometimes in two writes, to cross the read boundary too.
         const cut = rawCut % 3 === 0 ? rawCut % (bytes.length + 1) : 0;
-        const raw = await exchange(server.port, cutAt(bytes, [cut]), {
-          timeoutMs: 3000,
+        // The default wait (5 s): the server closes at our FIN at once,
+        // its own head timeout is 10 s.
+        const raw = await exchangeBytes(server.port, cutAt(bytes, [cut]), {
           pauseMs: cut === 0 ? 0 : 1,
         });
-        const replies = parseResponses(
+        const replies = await parseReplies(
           raw,
           (h) => h.get("x-method") === "HEAD",
         );
@@ -506,10 +508,7 @@ Deno.test("serve() answers any bytes with well-formed replies or a clean close",
       { numRuns: 300 },
     );
     // Every connection ends: none is left hanging on the server side.
-    for (let k = 0; k < 100 && server.stats.active > 0; k++) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    assert.equal(server.stats.active, 0);
+    await waitFor(() => server.stats.active === 0, "every connection closed");
   } finally {
     await reset();
   }

@@ -196,7 +196,8 @@ Deno.test({
     for (let i = 0; i < 3; i++) {
       assert.equal((await s.hit("a")).allowed, true, "fails open");
     }
-    assert.ok(Date.now() - started < 1000, "without waiting for Redis");
+    // Generous for a busy machine: a store that waited on Redis would hang.
+    assert.ok(Date.now() - started < 5000, "without waiting for Redis");
     assert.equal(s.down, true, "three failures in a row: an outage");
     await redis.restart(); // empty: the count starts again
     await until(async () => {
@@ -208,7 +209,8 @@ Deno.test({
     redis.pause(); // connected, but no answer: the timeout decides
     const before = Date.now();
     await s.hit("c");
-    assert.ok(Date.now() - before < 1000, `${Date.now() - before} ms`);
+    // timeoutMs is 50; without it the hit would wait on the stall forever.
+    assert.ok(Date.now() - before < 5000, `${Date.now() - before} ms`);
     await s.hit("c");
     await s.hit("c");
     assert.equal(s.down, true);

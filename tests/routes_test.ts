@@ -22,7 +22,6 @@ import {
   exchange,
   ReplyReader,
   send,
-  sleep,
   waitFor,
 } from "./helpers/socket.ts";
 
@@ -177,7 +176,7 @@ Deno.test("GET /files/{name} answers 404 at once for a FIFO, never opening it", 
   assert.ok(made.success, "mkfifo");
   try {
     const res = await fetch(`${app.origin}/files/pipe`, {
-      signal: AbortSignal.timeout(2000),
+      signal: AbortSignal.timeout(10_000), // else it would hang
     });
     assert.equal(res.status, 404);
     await res.body?.cancel();
@@ -196,11 +195,15 @@ Deno.test("POST /files/{name} leaves no file when the client sends half and clos
     "POST /files/part.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n",
   );
   await send(conn, "x".repeat(50_000));
-  await waitFor(
-    () => app.stats.bytesIn > 50_000,
-    "the server to read the first half",
-  );
-  await sleep(20); // the temp file exists now, half written
+  // The first half is on disk, in a temp file (atomic_write.ts's prefix).
+  const dir = app.directory;
+  const tempSize = () => {
+    const temp = [...Deno.readDirSync(dir)].find((e) =>
+      e.name.startsWith(".tmp-")
+    );
+    return temp === undefined ? -1 : Deno.statSync(join(dir, temp.name)).size;
+  };
+  await waitFor(() => tempSize() === 50_000, "the half-written temp file");
   conn.close();
   await waitFor(
     () => app.stats.active === 0,

@@ -19,7 +19,11 @@ import { connect, ReplyReader, send } from "./helpers/socket.ts";
 
 const SWAP_LOOP = new URL("./fixtures/swap_loop.ts", import.meta.url).pathname;
 
-/** Bursts of swapping, one per way of swapping (see swap_loop.ts). */
+/**
+ * Bursts of swapping, one per way of swapping (see swap_loop.ts). Each
+ * lasts BURST_MS and a minimum count of swaps however long that takes on
+ * a busy machine: 2 loop bursts of at least 60 cycles, 1 of 2000 exchanges.
+ */
 const BURSTS = 3;
 const BURST_MS = 700;
 /**

@@ -21,6 +21,7 @@ import {
   ReplyReader,
   send,
   sleep,
+  WAIT_MS,
   waitFor,
 } from "./helpers/socket.ts";
 
@@ -147,16 +148,19 @@ Deno.test("UploadStore reserves bytes of uploads in flight against the quota", a
   await using dir = await tempDir();
   let release!: () => void;
   const gate = new Promise<void>((r) => release = r);
+  let writing!: () => void;
+  const inWrite = new Promise<void>((r) => writing = r);
   const store = new UploadStore({
     dir: dir.path,
     quotaBytes: 10,
     write: async (file, piece) => {
+      writing();
       await gate; // hold the first upload mid-write
       await writePiece(file, piece);
     },
   });
   const first = store.save(encoder.encode("123456"));
-  await sleep(20);
+  await inWrite;
   await assert.rejects(store.save(encoder.encode("123456")), { status: 507 });
   release();
   await first;
@@ -381,18 +385,20 @@ Deno.test("POST /upload stores a chunked upload", async () => {
 Deno.test("POST /upload leaves no file when the client sends half the body and closes", async () => {
   await using app = await startApp();
   const body = JSON.stringify({ pad: "x".repeat(2000) });
+  let sent = 0;
   for (const chunked of [false, true]) {
     const conn = await connect(app.port);
     const framing = chunked
       ? "Transfer-Encoding: chunked\r\n"
       : `Content-Length: ${body.length}\r\n`;
-    await send(
-      conn,
-      uploadHead(`Content-Type: application/json\r\n${framing}`),
-    );
+    const head = uploadHead(`Content-Type: application/json\r\n${framing}`);
+    await send(conn, head);
     const half = body.slice(0, body.length >> 1);
-    await send(conn, chunked ? `${body.length.toString(16)}\r\n${half}` : half);
-    await sleep(20);
+    const part = chunked ? `${body.length.toString(16)}\r\n${half}` : half;
+    await send(conn, part);
+    // The server has read the half: the upload was under way.
+    sent += head.length + part.length;
+    await waitFor(() => app.stats.bytesIn >= sent, "the first half read");
     conn.close();
   }
   await waitFor(
@@ -594,7 +600,7 @@ async function startMain(root: string, uploads: string): Promise<MainProcess> {
 /** Resolves once `dir` holds a name matching `pattern`; fails after WAIT_MS. */
 async function waitForName(dir: string, pattern: RegExp): Promise<string> {
   let found: string | undefined;
-  const until = Date.now() + 5000;
+  const until = Date.now() + WAIT_MS;
   while (
     (found = (await listDir(dir)).find((n) => pattern.test(n))) === undefined
   ) {

@@ -78,8 +78,12 @@ function pageExchange(path: string): string {
   })()`;
 }
 
-async function inChromium(origin: string, path: string): Promise<unknown> {
-  await using browser = await Browser.launch();
+/** Loads `origin`'s page in `browser` and runs {@link pageExchange} on `path`. */
+async function inChromium(
+  browser: Browser,
+  origin: string,
+  path: string,
+): Promise<unknown> {
   await within(browser.goto(`${origin}/`), 30_000, "the page loads");
   return await within(
     browser.eval(pageExchange(path)),
@@ -167,22 +171,6 @@ for (const mode of ["plain", "deflate"] as const) {
   });
 }
 
-Deno.test({
-  name:
-    "the default app's WebSocket /echo serves headless Chromium with permessage-deflate",
-  ignore: chromiumSkip !== undefined,
-  async fn() {
-    await using app = await startApp();
-    assert.deepEqual(await inChromium(app.origin, "/echo"), {
-      extensions: ECHO_DEFLATE,
-      text: true,
-      binary: true,
-      large: true,
-      close: [4000, "bye", true],
-    });
-  },
-});
-
 /** A Hono app written for Deno.serve: `upgradeWebSocket` from `hono/deno`, a page, and our upgrade with compression. */
 function honoApp(events: string[] = []): Hono {
   const app = new Hono();
@@ -253,23 +241,37 @@ for (
 }
 
 Deno.test({
-  name: "a Hono app with hono/deno's upgradeWebSocket serves headless Chromium",
+  name:
+    "headless Chromium (one browser) talks WebSocket to the default app's /echo with permessage-deflate and to a Hono app's hono/deno upgradeWebSocket",
   ignore: chromiumSkip !== undefined,
-  async fn() {
-    const events: string[] = [];
-    await using server = serveFetch({
-      port: 0,
-      accessLog: false,
-      fetch: honoApp(events).fetch,
+  async fn(t) {
+    await using browser = await Browser.launch();
+    await t.step("the default app's /echo, compressed", async () => {
+      await using app = await startApp();
+      assert.deepEqual(await inChromium(browser, app.origin, "/echo"), {
+        extensions: ECHO_DEFLATE,
+        text: true,
+        binary: true,
+        large: true,
+        close: [4000, "bye", true],
+      });
     });
-    const origin = `http://127.0.0.1:${server.port}`;
-    assert.deepEqual(await inChromium(origin, "/ws"), {
-      extensions: "",
-      text: true,
-      binary: true,
-      large: true,
-      close: [4000, "bye", true],
+    await t.step("a Hono app's /ws (hono/deno)", async () => {
+      const events: string[] = [];
+      await using server = serveFetch({
+        port: 0,
+        accessLog: false,
+        fetch: honoApp(events).fetch,
+      });
+      const origin = `http://127.0.0.1:${server.port}`;
+      assert.deepEqual(await inChromium(browser, origin, "/ws"), {
+        extensions: "",
+        text: true,
+        binary: true,
+        large: true,
+        close: [4000, "bye", true],
+      });
+      assert.deepEqual(events, ["open", "close 4000"]);
     });
-    assert.deepEqual(events, ["open", "close 4000"]);
   },
 });

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { startEchoServer } from "./fixtures/ws_echo_server.ts";
 import { pythonMissing, runPython } from "./fixtures/ws_python.ts";
-import { CHROMIUM, CHROMIUM_FLAGS, chromiumMissing } from "./helpers/cdp.ts";
+import { Browser, chromiumMissing, within } from "./helpers/cdp.ts";
 import { withTimeout } from "./helpers/socket.ts";
 
 const pythonSkip = pythonMissing();
@@ -251,8 +251,10 @@ Deno.test({
       limits: LIMITS,
       upgrade: { compression: true },
     });
-    // The page reports back over the socket what it received, then closes.
-    const page = `<!doctype html><script>
+    await using browser = await Browser.launch();
+    // The page reports back over the socket what it received, then closes;
+    // the evaluation ends with the close.
+    const closed = browser.eval(`new Promise((resolve, reject) => {
       const ws = new WebSocket("ws://127.0.0.1:${server.port}/");
       ws.binaryType = "arraybuffer";
       const text = "κόσμε ".repeat(2000);
@@ -268,54 +270,26 @@ Deno.test({
           ws.close(1000, "done");
         }
       };
-    </script>`;
-    const ac = new AbortController();
-    const http = Deno.serve(
-      { port: 0, hostname: "127.0.0.1", signal: ac.signal, onListen() {} },
-      () =>
-        new Response(page, {
-          headers: { "content-type": "text/html; charset=utf-8" },
-        }),
+      ws.onerror = () => reject(new Error("WebSocket error"));
+      ws.onclose = (e) => resolve(e.code);
+    })`);
+    assert.equal(
+      await within(closed, 60_000, "Chromium's WebSocket session"),
+      1000,
     );
-    const profile = await Deno.makeTempDir({ prefix: "spindle_ws_chromium_" });
-    const browser = new Deno.Command(CHROMIUM, {
-      args: [
-        ...CHROMIUM_FLAGS,
-        `--user-data-dir=${profile}`,
-        `http://127.0.0.1:${http.addr.port}/`,
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    try {
-      await withTimeout(
-        (async () => {
-          while (server.connections.length === 0) {
-            await new Promise((resolve) => setTimeout(resolve, 20));
-          }
-          await server.connections[0].done;
-        })(),
-        60_000,
-        "Chromium's WebSocket session",
-      );
-      const [conn] = server.connections;
-      assert.equal(conn.extensions, "permessage-deflate");
-      const texts = conn.events.filter((e) => e.type === "text").map((e) =>
-        (e as { data: string }).data
-      );
-      assert.equal(texts.at(-1), "report true true permessage-deflate");
-      assert.deepEqual(conn.events.at(-1), {
-        type: "close",
-        code: 1000,
-        reason: "done",
-        wasClean: true,
-      });
-    } finally {
-      browser.kill();
-      await browser.status;
-      ac.abort();
-      await http.finished;
-      await Deno.remove(profile, { recursive: true });
-    }
+    assert.equal(server.connections.length, 1);
+    const [conn] = server.connections;
+    await within(conn.done, 60_000, "the server's side of the session");
+    assert.equal(conn.extensions, "permessage-deflate");
+    const texts = conn.events.filter((e) => e.type === "text").map((e) =>
+      (e as { data: string }).data
+    );
+    assert.equal(texts.at(-1), "report true true permessage-deflate");
+    assert.deepEqual(conn.events.at(-1), {
+      type: "close",
+      code: 1000,
+      reason: "done",
+      wasClean: true,
+    });
   },
 });

@@ -16,6 +16,7 @@ import {
   readClose,
   readServerFrames,
 } from "./fixtures/ws_frames.ts";
+import { waitFor } from "./helpers/socket.ts";
 
 function make(): { ws: ServerWebSocket; session: WsSession; log: string[] } {
   const session = new WsSession(DEFAULT_LIMITS);
@@ -95,8 +96,12 @@ Deno.test("ServerWebSocket.send() takes strings, buffers, views and Blobs, in or
   ws.send(new Blob([new Uint8Array([5])]));
   ws.send("after the blob");
   assert.equal(ws.bufferedAmount > 0, true);
-  await new Promise((resolve) => setTimeout(resolve, 0));
-  const frames = drain(session);
+  // The Blob is read asynchronously; the frames behind it wait for it.
+  const frames: ReturnType<typeof drain> = [];
+  await waitFor(() => {
+    frames.push(...drain(session));
+    return frames.length >= 5;
+  }, "five frames");
   assert.deepEqual(frames.map((f) => f.opcode), [1, 2, 2, 2, 1]);
   assert.equal(decoder.decode(frames[0].payload), "text");
   assert.deepEqual(frames[1].payload, bytes);

@@ -9,6 +9,8 @@ import { pythonMissing, unzipMissing, zipReport } from "./helpers/zip_check.ts";
 
 const noPython = pythonMissing();
 if (noPython !== undefined) console.log(`zip checks skipped: ${noPython}`);
+const noUnzip = unzipMissing();
+if (noUnzip !== undefined) console.log(`unzip check skipped: ${noUnzip}`);
 
 const encoder = new TextEncoder();
 
@@ -108,7 +110,7 @@ Deno.test({
 
 Deno.test({
   name: "Info-ZIP's unzip tests a ZipWriter zip, Zip64 included",
-  ignore: unzipMissing() !== undefined,
+  ignore: noUnzip !== undefined,
   async fn() {
     const bytes = build([["a/x.txt", "x".repeat(9000)], ["a/y.txt", "y"]], {
       folders: ["a"],

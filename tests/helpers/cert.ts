@@ -1,9 +1,10 @@
 /**
- * A self-signed certificate for localhost and 127.0.0.1, made by openssl
- * once per test file, for tests of the TLS engine.
+ * The test certificate for localhost and 127.0.0.1, committed under
+ * tests/fixtures/ so TLS tests run everywhere, openssl or not. Self-signed,
+ * valid 2000 to 2100, subjectAltName for both names (rustls checks names
+ * against it, never the CN) and CA:FALSE (rustls will not take a CA
+ * certificate as a server's own). The key is public: for tests only.
  */
-import assert from "node:assert/strict";
-import { hasTool, run } from "./socket.ts";
 
 export interface Pem {
   readonly cert: string;
@@ -12,51 +13,20 @@ export interface Pem {
   readonly keyFile: string;
 }
 
-async function makeCert(dir: string): Promise<Pem | undefined> {
-  if (!(await hasTool("openssl", "version"))) return undefined;
-  const out = await run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    `${dir}/k.pem`,
-    "-out",
-    `${dir}/c.pem`,
-    "-days",
-    "1",
-    "-subj",
-    "/CN=localhost",
-    // rustls checks names against subjectAltName, never the CN, and will
-    // not take a CA certificate (openssl's default) as the server's own.
-    "-addext",
-    "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    "-addext",
-    "basicConstraints=critical,CA:FALSE",
-  ], 20_000);
-  assert.equal(out.code, 0, out.stderr);
-  return {
-    cert: await Deno.readTextFile(`${dir}/c.pem`),
-    key: await Deno.readTextFile(`${dir}/k.pem`),
-    certFile: `${dir}/c.pem`,
-    keyFile: `${dir}/k.pem`,
-  };
-}
+const CERT_FILE = new URL("../fixtures/test_cert.pem", import.meta.url)
+  .pathname;
+const KEY_FILE = new URL("../fixtures/test_key.pem", import.meta.url).pathname;
 
 let pem: Pem | undefined;
-let pemDir: string | undefined;
 
-/** The test certificate, made once per file; undefined (and a note) without openssl. */
-export async function certificate(): Promise<Pem | undefined> {
-  if (pemDir === undefined) {
-    pemDir = await Deno.makeTempDir();
-    pem = await makeCert(pemDir);
-    globalThis.addEventListener("unload", () => {
-      Deno.removeSync(pemDir!, { recursive: true });
-    });
-  }
-  if (pem === undefined) console.log("skipped: openssl is not installed");
+/** The test certificate and key, as text and as the files they are read from. */
+export async function certificate(): Promise<Pem> {
+  pem ??= {
+    cert: await Deno.readTextFile(CERT_FILE),
+    key: await Deno.readTextFile(KEY_FILE),
+    certFile: CERT_FILE,
+    keyFile: KEY_FILE,
+  };
   return pem;
 }
 

@@ -1,7 +1,9 @@
 /**
- * Raw-socket helpers for tests over real connections: send bytes as they
- * are, read replies back with their framing (Content-Length, chunked, or
- * up to the close), and wait for a close. Every wait is bounded, so a
+ * The raw HTTP/1.1 test client, for tests over real connections: send bytes
+ * as they are (strings as Latin-1 where any octet must go through), read
+ * replies back with their framing (Content-Length, chunked, or up to a
+ * close the reply announced), and wait for a close. Replies are checked
+ * strictly, so a malformed one fails the test. Every wait is bounded, so a
  * server that hangs fails the test instead of hanging it.
  */
 
@@ -34,8 +36,11 @@ export interface RawReply {
 }
 
 export interface ReadReplyOptions {
-  /** The request was HEAD: the reply has no body whatever its headers say. */
-  readonly head?: boolean;
+  /**
+   * The request was HEAD: the reply has no body whatever its headers say.
+   * A function decides from the reply's headers.
+   */
+  readonly head?: boolean | ((headers: Map<string, string>) => boolean);
   /** Fail after this long; default {@link WAIT_MS}. */
   readonly timeoutMs?: number;
 }
@@ -78,6 +83,22 @@ export async function waitFor(
     if (Date.now() > until) throw new Error(`Timed out waiting for ${what}`);
     await sleep(10);
   }
+}
+
+/** Bytes of `text`, one byte per char (Latin-1), so tests can send any octet. */
+export function latin1Bytes(text: string): Uint8Array {
+  const out = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i) & 0xff;
+  return out;
+}
+
+/** Text of `bytes`, one char per byte. */
+export function latin1Text(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 4096) {
+    s += String.fromCharCode(...bytes.subarray(i, i + 4096));
+  }
+  return s;
 }
 
 /** Connects to 127.0.0.1:`port`. */
@@ -123,12 +144,27 @@ function indexOfBytes(hay: Uint8Array, needle: Uint8Array, from = 0): number {
   return -1;
 }
 
+/** Where a {@link ReplyReader} reads from: a connection, or bytes already read. */
+export interface ByteSource {
+  read(into: Uint8Array): Promise<number | null>;
+}
+
+/** A control byte other than HTAB (never allowed in a field value). */
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const STATUS_LINE = /^(HTTP\/1\.[01]) ([1-5]\d\d) ([\t -~]*)$/;
+
 /**
  * Reads replies off one connection. Bytes past one reply stay buffered for
- * the next, so pipelined replies can be read one by one.
+ * the next, so pipelined replies can be read one by one. Strict: a status
+ * line `HTTP/1.x NNN reason`, token field names, no control bytes in
+ * values, one framing (Content-Length or chunked, never both; no chunk
+ * extensions or trailers), and a body up to the close only when the reply
+ * says `Connection: close`. Anything else throws.
  */
 export class ReplyReader {
-  readonly conn: Deno.Conn;
+  readonly #source: ByteSource;
   #store = new Uint8Array(0);
   #start = 0;
   #end = 0;
@@ -136,8 +172,8 @@ export class ReplyReader {
   /** Sizes of the socket reads so far (to see how the server wrote). */
   readonly reads: number[] = [];
 
-  constructor(conn: Deno.Conn) {
-    this.conn = conn;
+  constructor(source: ByteSource) {
+    this.#source = source;
   }
 
   /** Bytes received and not yet taken by a read. */
@@ -165,7 +201,9 @@ export class ReplyReader {
     let n: number | null;
     try {
       n = await withTimeout(
-        this.conn.read(this.#store.subarray(this.#end, this.#end + 64 * 1024)),
+        this.#source.read(
+          this.#store.subarray(this.#end, this.#end + 64 * 1024),
+        ),
         left,
         "reading a reply",
       );
@@ -226,34 +264,54 @@ export class ReplyReader {
     }
     const head = decoder.decode(this.#take(end + 4));
     const lines = head.slice(0, -4).split("\r\n");
-    const m = /^(HTTP\/1\.[01]) (\d{3}) ?(.*)$/.exec(lines[0]);
-    if (m === null) throw new Error(`Bad status line: ${lines[0]}`);
+    const m = STATUS_LINE.exec(lines[0]);
+    if (m === null) {
+      throw new Error(`Bad status line: ${JSON.stringify(lines[0])}`);
+    }
     const status = Number(m[2]);
     const headers = new Map<string, string>();
     const fields: [string, string][] = [];
     for (const line of lines.slice(1)) {
       const colon = line.indexOf(":");
-      if (colon <= 0) throw new Error(`Bad header line: ${line}`);
-      const name = line.slice(0, colon);
+      const name = line.slice(0, Math.max(colon, 0));
       const value = line.slice(colon + 1).trim();
+      if (!TOKEN.test(name) || CONTROL.test(value)) {
+        throw new Error(`Bad header line: ${JSON.stringify(line)}`);
+      }
       fields.push([name, value]);
       const lower = name.toLowerCase();
       const prev = headers.get(lower);
       headers.set(lower, prev === undefined ? value : `${prev}, ${value}`);
     }
-    const chunked = /chunked/i.test(headers.get("transfer-encoding") ?? "");
+    const te = headers.get("transfer-encoding");
+    const cl = headers.get("content-length");
+    if (te !== undefined && cl !== undefined) {
+      throw new Error("Both Content-Length and Transfer-Encoding");
+    }
+    if (te !== undefined && te.toLowerCase() !== "chunked") {
+      throw new Error(`Transfer-Encoding ${te}`);
+    }
+    if (cl !== undefined && !/^\d+$/.test(cl)) {
+      throw new Error(`Content-Length ${cl}`);
+    }
+    const chunked = te !== undefined;
+    const head_ = typeof opts.head === "function"
+      ? opts.head(headers)
+      : opts.head;
     let body: Uint8Array;
-    if (opts.head || status < 200 || status === 204 || status === 304) {
+    if (head_ || status < 200 || status === 204 || status === 304) {
       body = new Uint8Array(0);
     } else if (chunked) {
       body = await this.#readChunked(deadline);
-    } else if (headers.has("content-length")) {
-      const n = Number(headers.get("content-length"));
+    } else if (cl !== undefined) {
+      const n = Number(cl);
       await this.#need(n, deadline, "a body");
       body = this.#take(n);
-    } else {
+    } else if (headers.get("connection")?.toLowerCase() === "close") {
       while (await this.fill(deadline)) { /* to the close */ }
       body = this.#take(this.#buf.length);
+    } else {
+      throw new Error(`No framing for status ${status}: ${head}`);
     }
     return {
       version: m[1],
@@ -272,8 +330,10 @@ export class ReplyReader {
     const pieces: Uint8Array[] = [];
     for (;;) {
       const line = await this.#line(deadline, "a chunk size");
-      const size = parseInt(line.split(";")[0], 16);
-      if (!Number.isFinite(size)) throw new Error(`Bad chunk size: ${line}`);
+      if (!/^[0-9a-f]+$/i.test(line)) {
+        throw new Error(`Bad chunk size: ${line}`);
+      }
+      const size = parseInt(line, 16);
       if (size === 0) break;
       await this.#need(size + 2, deadline, "a chunk");
       pieces.push(this.#take(size));
@@ -281,7 +341,8 @@ export class ReplyReader {
         throw new Error("Chunk not followed by CRLF");
       }
     }
-    while ((await this.#line(deadline, "trailers")) !== "") { /* dropped */ }
+    const after = await this.#line(deadline, "the end of a chunked body");
+    if (after !== "") throw new Error(`Trailer after the last chunk: ${after}`);
     return concat(pieces);
   }
 
@@ -339,6 +400,89 @@ export async function exchange(
   return await readReply(conn, opts);
 }
 
+/** Splits `bytes` into the replies in them, checked as {@link ReplyReader} does; nothing may be left over. */
+export async function parseReplies(
+  bytes: Uint8Array,
+  head?: ReadReplyOptions["head"],
+): Promise<RawReply[]> {
+  let rest: Uint8Array | null = bytes;
+  const reader = new ReplyReader({
+    read(into) {
+      if (rest === null || rest.length === 0) return Promise.resolve(null);
+      const n = Math.min(into.length, rest.length);
+      into.set(rest.subarray(0, n));
+      rest = rest.subarray(n);
+      return Promise.resolve(n);
+    },
+  });
+  const replies: RawReply[] = [];
+  while (
+    reader.buffered.length > 0 || await reader.fill(Date.now() + WAIT_MS)
+  ) {
+    replies.push(await reader.readReply({ head }));
+  }
+  return replies;
+}
+
+export interface ExchangeBytesOptions {
+  /** Pause between pieces, in ms; 0 writes them back to back. */
+  readonly pauseMs?: number;
+  /** Fail if the server has not closed by then; default {@link WAIT_MS}. */
+  readonly timeoutMs?: number;
+  /** Close our sending side after the last piece (default true). */
+  readonly halfClose?: boolean;
+}
+
+/** A peer that went away: the end of what a write can do, not a failure. */
+function isGone(err: unknown): boolean {
+  return err instanceof Deno.errors.BrokenPipe ||
+    err instanceof Deno.errors.ConnectionReset ||
+    err instanceof Deno.errors.NotConnected;
+}
+
+/**
+ * Connects, writes `pieces` in order (strings as Latin-1), and reads until
+ * the server closes; returns every byte it sent. A write the server refused
+ * (it had closed already) stops the writing, not the reading. Fails if the
+ * server has not closed within `timeoutMs`.
+ */
+export async function exchangeBytes(
+  port: number,
+  pieces: readonly (string | Uint8Array)[],
+  opts: ExchangeBytesOptions = {},
+): Promise<Uint8Array> {
+  const { pauseMs = 0, timeoutMs = WAIT_MS, halfClose = true } = opts;
+  using conn = await connect(port);
+  conn.setNoDelay(true);
+  const reading = new ReplyReader(conn).readUntilClose(timeoutMs);
+  // A stuck write must not outlive a failed read: closing ends it.
+  let failed = false;
+  reading.catch(() => {
+    failed = true;
+    conn.close();
+  });
+  try {
+    for (let k = 0; k < pieces.length; k++) {
+      const piece = pieces[k];
+      await send(conn, typeof piece === "string" ? latin1Bytes(piece) : piece);
+      if (pauseMs > 0 && k < pieces.length - 1) await sleep(pauseMs);
+    }
+    if (halfClose) await conn.closeWrite();
+  } catch (err) {
+    if (!failed && !isGone(err)) throw err;
+  }
+  return await reading;
+}
+
+/** {@link exchangeBytes}, then {@link parseReplies}. */
+export async function exchangeReplies(
+  port: number,
+  pieces: readonly (string | Uint8Array)[],
+  opts: ExchangeBytesOptions = {},
+): Promise<RawReply[]> {
+  return await parseReplies(await exchangeBytes(port, pieces, opts));
+}
+
 /** Starts `cmd` and collects its output; fails after `timeoutMs`. */
 export async function run(
   cmd: string,
@@ -382,7 +526,7 @@ export function missingTool(path: string): string | undefined {
   }
 }
 
-/** True when `cmd` runs (`cmd --version` or `-V` exits). */
+/** True when `cmd` runs (`cmd --version`, or `cmd arg`, exits). */
 export async function hasTool(
   cmd: string,
   arg = "--version",
@@ -394,4 +538,22 @@ export async function hasTool(
   } catch {
     return false;
   }
+}
+
+const lacking = new Map<string, Promise<boolean>>();
+
+/**
+ * For `Deno.test({ ignore })`: true when `cmd` does not run here, and then
+ * prints once why, so the test shows as ignored with its reason.
+ */
+export function lacks(cmd: string, arg = "--version"): Promise<boolean> {
+  let known = lacking.get(cmd);
+  if (known === undefined) {
+    known = hasTool(cmd, arg).then((has) => {
+      if (!has) console.log(`skipped: ${cmd} is not installed`);
+      return !has;
+    });
+    lacking.set(cmd, known);
+  }
+  return known;
 }
