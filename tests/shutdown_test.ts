@@ -1,6 +1,6 @@
 /**
  * Graceful shutdown over real sockets and through a real process: stop
- * accepting, close idle connections at once, let requests in flight finish
+ * accepting, close connections once idle for reclaimIdleMs, let requests in flight finish
  * with Connection: close, force-close at shutdownTimeoutMs, exit 0 on SIGTERM.
  */
 import assert from "node:assert/strict";
@@ -40,17 +40,50 @@ Deno.test("shutdown() refuses new connections", async () => {
   assert.equal(server.stats.draining, true);
 });
 
-Deno.test("shutdown() closes an idle kept-alive connection at once", async () => {
-  await using server = start(sleepy);
+Deno.test("shutdown() closes a kept-alive connection idle for reclaimIdleMs at once", async () => {
+  await using server = start(sleepy, { reclaimIdleMs: 50 });
+  using conn = await connect(server.port);
+  const reader = new ReplyReader(conn);
+  await send(conn, get("/"));
+  await reader.readReply();
+  await sleep(100);
+  const t0 = performance.now();
+  await server.shutdown();
+  assert.ok(performance.now() - t0 < 200, "no wait for an idle connection");
+  assert.equal(await reader.closed(500), true);
+  assert.equal(server.stats.active, 0);
+});
+
+Deno.test("shutdown() answers a request sent just after the last reply, with Connection: close", async () => {
+  // Closing a connection the moment its reply is out races with the
+  // client's next request on it: the client would see a reset.
+  await using server = start(sleepy, { reclaimIdleMs: 5_000 });
+  const conn = await connect(server.port);
+  const reader = new ReplyReader(conn);
+  await send(conn, get("/"));
+  await reader.readReply();
+  const stopped = server.shutdown();
+  await send(conn, get("/next"));
+  const reply = await reader.readReply();
+  assert.equal(reply.status, 200);
+  assert.equal(reply.text, "/next");
+  assert.equal(reply.headers.get("connection"), "close");
+  assert.equal(await reader.closed(500), true);
+  conn.close();
+  await stopped;
+});
+
+Deno.test("shutdown() closes a just-idle kept-alive connection once idle for reclaimIdleMs", async () => {
+  await using server = start(sleepy, { reclaimIdleMs: 300 });
   using conn = await connect(server.port);
   const reader = new ReplyReader(conn);
   await send(conn, get("/"));
   await reader.readReply();
   const t0 = performance.now();
   await server.shutdown();
-  assert.ok(performance.now() - t0 < 200, "no wait for an idle connection");
+  const took = performance.now() - t0;
+  assert.ok(took >= 250, `closed after ${took} ms, before reclaimIdleMs`);
   assert.equal(await reader.closed(500), true);
-  assert.equal(server.stats.active, 0);
 });
 
 Deno.test("shutdown() closes a connection lingering after Connection: close at once", async () => {

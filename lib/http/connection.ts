@@ -295,11 +295,10 @@ export class Connection implements ByteSource {
         head = this.#parseNext();
         while (head === undefined) {
           if (this.#out.len > 0) await this.#flush();
-          // Idle between requests: give the slot up if shutting down. (A slot
-          // wanted by a waiting connection was given up by the last reply's
-          // Connection: close, never by closing here, which races with a
-          // client reusing the connection.)
-          if (this.#start === this.#end && this.#draining) return;
+          // Idle between requests, also while draining: closing here would
+          // race with a client reusing the connection. A slot wanted by a
+          // waiting connection was given up by the last reply's Connection:
+          // close; a drain closes us once idle for reclaimIdleMs.
           const n = await conn.read(this.#readSpace());
           if (n === null || this.#closed) return;
           this.#received(n);
@@ -438,6 +437,7 @@ export class Connection implements ByteSource {
         // As announced with the last reply: never shortened afterwards.
         this.deadline = this.busyDeadline = this.#now + this.#keepAliveMs;
       }
+      if (this.#draining) this.#drainSoon();
     } else {
       this.phase = Phase.Head;
       // A head pipelined behind a slow request: its clock starts now, when we
@@ -1032,11 +1032,30 @@ export class Connection implements ByteSource {
     return this.#now;
   }
 
-  /** Graceful shutdown: close now if idle, else after the reply in progress. */
+  /**
+   * Graceful shutdown: the reply in progress, or to a request arriving
+   * soon, says Connection: close; a connection idle for `reclaimIdleMs`
+   * (at once if it already was) is closed by the sweeper. Closing a
+   * connection just back from a reply would race with the client's next
+   * request on it, which it then sees fail.
+   */
   drain(): void {
     this.#draining = true;
     // Lingering is idle too: the last reply is out, we only wait for the peer.
-    if (this.phase === Phase.Idle || this.phase === Phase.Linger) this.close();
+    if (this.phase === Phase.Linger) return this.close();
+    if (this.phase === Phase.Idle) {
+      if (Date.now() - this.#now >= this.#limits.reclaimIdleMs) this.close();
+      else this.#drainSoon();
+    }
+  }
+
+  /** An idle draining connection: closed once idle for reclaimIdleMs. */
+  #drainSoon(): void {
+    const at = this.#now + this.#limits.reclaimIdleMs;
+    if (this.deadline === 0 || at < this.deadline) this.deadline = at;
+    if (this.busyDeadline === 0 || at < this.busyDeadline) {
+      this.busyDeadline = at;
+    }
   }
 
   #socketClosed = false;
