@@ -20,6 +20,8 @@ import { compression } from "./middleware/compression.ts";
 import { cors } from "./middleware/cors.ts";
 import { hostGuard } from "./middleware/host_guard.ts";
 import { rateLimit } from "./middleware/rate_limit.ts";
+import type { RateStore } from "./middleware/rate_store.ts";
+import type { QuotaLedger } from "../shared/quota.ts";
 import { json, text } from "./response.ts";
 import { Router } from "./router.ts";
 import { staticFiles } from "./static_files.ts";
@@ -35,12 +37,25 @@ export interface ServerInfo {
   port(): number;
   /** The server's limits (the app's own are there too); default: the defaults. */
   readonly limits?: Limits;
+  /**
+   * True once the whole server shuts down, so /health says "draining";
+   * default: once this engine drains. An engine replaced by a reload
+   * drains while the server goes on.
+   */
+  stopping?(): boolean;
 }
 
-/** Hooks for tests: a clock for the rate limiter and the app's counters. */
+/**
+ * Where the app keeps its state, and a clock for tests. Each defaults to
+ * this engine's own; `--workers` engines pass ones in shared memory.
+ */
 export interface AppHooks {
   readonly now?: () => number;
   readonly metrics?: AppMetrics;
+  /** The rate limiter's counts. */
+  readonly rateStore?: RateStore;
+  /** The upload quota's counts. */
+  readonly quota?: QuotaLedger;
 }
 
 const JSON_TYPES = ["application/json", "application/*+json"];
@@ -92,6 +107,7 @@ export function createApp(
     router.use(rateLimit({
       ...config.rateLimit,
       now: hooks.now,
+      store: hooks.rateStore,
       onLimited: () => metrics.rateLimited++,
     }));
   }
@@ -137,6 +153,7 @@ export function createApp(
   const store = new UploadStore({
     dir: config.uploads,
     quotaBytes: config.uploadQuotaBytes,
+    ledger: hooks.quota,
   });
   // Writes cut short by a crash left temp files; this engine has none yet.
   for (const dir of new Set([config.uploads, config.directory])) {
@@ -161,7 +178,7 @@ export function createApp(
   });
 
   router.get("/health", () => {
-    const draining = server.stats.draining;
+    const draining = server.stopping?.() ?? server.stats.draining;
     return json(
       { status: draining ? "draining" : "ok" },
       {

@@ -4,7 +4,8 @@
  * quota on the whole folder (507). The folder's size is counted once, then
  * tracked in memory, with bytes of uploads in flight reserved up front; when
  * the quota looks full it is counted again, since files may have been
- * deleted on disk meanwhile.
+ * deleted on disk meanwhile. `--workers` engines share the counts (a
+ * {@link QuotaLedger} in shared memory), so the quota is the folder's.
  */
 import { join } from "node:path";
 import { HttpError, STATUS } from "../http/errors.ts";
@@ -15,6 +16,7 @@ import {
   writeAtomic,
   type WritePiece,
 } from "./atomic_write.ts";
+import { QuotaLedger } from "../shared/quota.ts";
 import type { AppRequest } from "./request.ts";
 import { json } from "./response.ts";
 import type { AppHandler } from "./router.ts";
@@ -28,6 +30,11 @@ export interface UploadOptions {
   readonly now?: () => Date;
   /** Piece writer (tests inject a failing one). */
   readonly write?: WritePiece;
+  /**
+   * The quota's counts; default: this engine's own. `--workers` engines
+   * share one, so the quota holds for the folder, not per engine.
+   */
+  readonly ledger?: QuotaLedger;
 }
 
 /**
@@ -49,19 +56,14 @@ function storageFull(what: string): HttpError {
   return new HttpError(STATUS.InsufficientStorage, what, { expose: what });
 }
 
-/** The uploads folder and its quota. One per engine. */
+/** The uploads folder and its quota. One per engine; engines may share a ledger. */
 export class UploadStore {
   readonly dir: string;
   readonly quotaBytes: number;
   readonly #now: () => Date;
   readonly #write: WritePiece | undefined;
-  #used = 0;
-  /** Bytes of uploads being written now, counted against the quota. */
-  #reserved = 0;
-  /** Bytes stored since the count in progress began. */
-  #storedSinceCount = 0;
+  readonly #ledger: QuotaLedger;
   #ready: Promise<void> | undefined;
-  #recount: Promise<void> | undefined;
   /** When a count last found the folder full, in ms since the epoch. */
   #foundFullAt = -Infinity;
 
@@ -70,25 +72,33 @@ export class UploadStore {
     this.quotaBytes = options.quotaBytes;
     this.#now = options.now ?? (() => new Date());
     this.#write = options.write;
+    this.#ledger = options.ledger ?? new QuotaLedger();
   }
 
   /** Bytes stored, once {@link ready} resolved. */
   get usedBytes(): number {
-    return this.#used;
+    return this.#ledger.usedBytes;
   }
 
-  /** Counts the folder once (creating it if missing); later calls share the count. */
+  /**
+   * Counts the folder once (creating it if missing); later calls share the
+   * count, and so do engines sharing the ledger.
+   */
   ready(): Promise<void> {
     return this.#ready ??= Deno.mkdir(this.dir, { recursive: true })
-      .then(() => this.#count())
+      .then(() => this.#ledger.counted ? undefined : this.#recount())
       .catch((err) => {
         this.#ready = undefined; // let the next upload try again
         throw err;
       });
   }
 
-  async #count(): Promise<void> {
-    this.#storedSinceCount = 0;
+  #recount(): Promise<void> {
+    return this.#ledger.recount(() => this.#count());
+  }
+
+  /** Bytes in the folder's files, temp files left out. */
+  async #count(): Promise<number> {
     let used = 0;
     for await (const entry of Deno.readDir(this.dir)) {
       if (!entry.isFile || entry.name.startsWith(TEMP_PREFIX)) continue;
@@ -98,14 +108,11 @@ export class UploadStore {
         // removed while we looked
       }
     }
-    // An upload stored during the count may or may not have been seen by it:
-    // count it again rather than miss it. Too much is put right by the next
-    // count; too little would let the folder grow past its quota.
-    this.#used = used + this.#storedSinceCount;
+    return used;
   }
 
   #fits(bytes: number): boolean {
-    return this.#used + this.#reserved + bytes <= this.quotaBytes;
+    return this.#ledger.committedBytes + bytes <= this.quotaBytes;
   }
 
   /**
@@ -117,9 +124,7 @@ export class UploadStore {
     await this.ready();
     if (this.#fits(bytes)) return;
     if (this.#now().getTime() - this.#foundFullAt >= RECOUNT_FULL_MS) {
-      await (this.#recount ??= this.#count().finally(() => {
-        this.#recount = undefined;
-      }));
+      await this.#recount();
       if (this.#fits(bytes)) return;
       this.#foundFullAt = this.#now().getTime();
     }
@@ -135,8 +140,10 @@ export class UploadStore {
   async save(data: Uint8Array): Promise<{ file: string; bytes: number }> {
     await this.checkRoom(data.length);
     // Another upload may have taken the room while this one waited for a count.
-    if (!this.#fits(data.length)) throw storageFull("Upload quota is full");
-    this.#reserved += data.length;
+    if (!this.#ledger.tryReserve(data.length, this.quotaBytes)) {
+      throw storageFull("Upload quota is full");
+    }
+    let stored = false;
     try {
       const { name } = await writeAtomic(
         this.dir,
@@ -147,14 +154,14 @@ export class UploadStore {
           write: this.#write,
         },
       );
-      this.#used += data.length;
-      this.#storedSinceCount += data.length;
+      this.#ledger.stored(data.length);
+      stored = true;
       return { file: name, bytes: data.length };
     } catch (err) {
       if (isDiskFull(err)) throw storageFull("Disk is full");
       throw err;
     } finally {
-      this.#reserved -= data.length;
+      if (!stored) this.#ledger.unreserve(data.length);
     }
   }
 }

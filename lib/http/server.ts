@@ -20,7 +20,7 @@ import { timeoutsOf } from "./deadlines.ts";
 import { HttpError, STATUS } from "./errors.ts";
 import type { Handler } from "./handler.ts";
 import { encodeClosingReply } from "./response.ts";
-import { Semaphore } from "./semaphore.ts";
+import { type ConnectionSlots, Semaphore } from "./semaphore.ts";
 import type { Socket } from "./socket.ts";
 import { tlsSettings, TlsSocket } from "./tls.ts";
 import { EngineStats } from "./stats.ts";
@@ -40,6 +40,11 @@ export interface ServeOptions extends Partial<Omit<ServerConfig, "limits">> {
    * engines share the process (workers). Default 1.
    */
   readonly descriptorShare?: number;
+  /**
+   * The `maxConns` cap and its queue; default: this engine's own. Engines
+   * sharing a port pass one cap counted across all of them.
+   */
+  readonly slots?: ConnectionSlots;
 }
 
 /** A running server. */
@@ -102,7 +107,8 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   const config = { ...DEFAULT_CONFIG, ...options, limits };
   const stats = options.stats ?? new EngineStats();
   // Before listening: a bad limit or certificate throws here, with no socket left open.
-  const semaphore = new Semaphore(limits.maxConns, limits.maxQueue);
+  const semaphore = options.slots ??
+    new Semaphore(limits.maxConns, limits.maxQueue);
   const timeouts = timeoutsOf(limits);
   const secure = config.cert !== undefined && config.key !== undefined;
   const tls = secure ? tlsSettings(config.cert!, config.key!) : undefined;
@@ -136,7 +142,9 @@ export function serve(options: ServeOptions, handler: Handler): Server {
 
   /** True past busyPercent of the slots or of the descriptor budget. */
   function busy(): boolean {
-    return connections.size + queued.size >= busyConns || fds.busy;
+    // A shared cap counts the other engines' connections too.
+    return Math.max(connections.size + queued.size, semaphore.inUse) >=
+        busyConns || fds.busy;
   }
 
   /** Closes a socket the engine holds and stops counting its address (idempotent). */

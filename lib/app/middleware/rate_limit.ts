@@ -2,14 +2,20 @@
  * Per-client rate limiting with a sliding window counter: each client keeps
  * the count of the current and the previous fixed window, and the previous
  * one counts in proportion to how much of it the sliding window still
- * covers. O(1) memory per client, whatever the limit; idle clients are
- * swept and the table has a hard cap, so a flood of addresses cannot grow it.
+ * covers. O(1) memory per client, whatever the limit. The counts live in a
+ * {@link RateStore}: this engine's memory (idle clients swept, a hard cap,
+ * so a flood of addresses cannot grow it), or a table every engine shares.
  */
 import { HttpError, STATUS } from "../../http/errors.ts";
 import { clientKey } from "../client_addr.ts";
 import type { AppRequest } from "../request.ts";
 import { errorWithHeaders, withHeaders } from "../response.ts";
 import type { Middleware } from "../router.ts";
+import {
+  MemoryRateStore,
+  type RateStore,
+  type WindowCounts,
+} from "./rate_store.ts";
 
 /** A request budget: `limit` requests per `windowMs`. */
 export interface RateLimitPolicy {
@@ -18,8 +24,16 @@ export interface RateLimitPolicy {
 }
 
 export interface RateLimitOptions extends RateLimitPolicy {
-  /** Clients tracked at once; past it the least recently seen is dropped. */
+  /**
+   * Clients tracked at once by the default store; past it the least
+   * recently seen is dropped.
+   */
   readonly maxEntries?: number;
+  /**
+   * Where the counts live; default: this engine's memory. `--workers`
+   * engines share one table (lib/shared/rate_table.ts).
+   */
+  readonly store?: RateStore;
   /** Clock in ms (tests inject one). */
   readonly now?: () => number;
   /** Called once per refused request (metrics). */
@@ -38,23 +52,12 @@ export interface RateDecision {
   readonly retryAfterSeconds: number;
 }
 
-interface Counter {
-  windowStart: number;
-  previous: number;
-  current: number;
-}
-
-// 10k clients x ~100 bytes is about 1 MB: fine on any box, bounded on all.
-const DEFAULT_MAX_ENTRIES = 10_000;
-
-/** The counting table, separate from HTTP so window edges test with numbers alone. */
+/** The counting, separate from HTTP so window edges test with numbers alone. */
 export class RateLimiter {
   readonly limit: number;
   readonly windowMs: number;
-  readonly maxEntries: number;
   readonly #now: () => number;
-  readonly #counters = new Map<string, Counter>();
-  #lastSweep = -Infinity;
+  readonly #store: RateStore;
 
   constructor(options: RateLimitOptions) {
     if (!(options.limit >= 1 && options.windowMs >= 1)) {
@@ -62,40 +65,27 @@ export class RateLimiter {
     }
     this.limit = options.limit;
     this.windowMs = options.windowMs;
-    this.maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
     this.#now = options.now ?? Date.now;
+    this.#store = options.store ?? new MemoryRateStore(options.maxEntries);
   }
 
   /** Clients tracked now. */
   get size(): number {
-    return this.#counters.size;
+    return this.#store.size;
   }
 
   /** Counts one request from `key` if the budget allows it. */
   hit(key: string): RateDecision {
     const now = this.#now();
     const w = this.windowMs;
-    const windowStart = Math.floor(now / w) * w;
-    if (now - this.#lastSweep >= w) this.#sweep(windowStart);
-    let counter = this.#counters.get(key);
-    if (counter === undefined) {
-      if (this.#counters.size >= this.maxEntries) this.#evictOldest();
-      counter = { windowStart, previous: 0, current: 0 };
-      this.#counters.set(key, counter);
-    } else if (counter.windowStart !== windowStart) {
-      counter.previous = counter.windowStart === windowStart - w
-        ? counter.current
-        : 0;
-      counter.current = 0;
-      counter.windowStart = windowStart;
-      // Re-insert so Map order is roughly least recently seen first.
-      this.#counters.delete(key);
-      this.#counters.set(key, counter);
-    }
-    const elapsed = now - windowStart;
-    const used = counter.previous * ((w - elapsed) / w) + counter.current;
+    const window = Math.floor(now / w);
+    const elapsed = now - window * w;
+    // The share of the previous window the sliding window still covers.
+    const carry = (w - elapsed) / w;
+    const counts = this.#store.take(key, window, carry, this.limit);
+    const used = counts.previous * carry + counts.current;
     const resetSeconds = Math.max(1, Math.ceil((w - elapsed) / 1000));
-    if (used + 1 > this.limit) {
+    if (!counts.taken) {
       return {
         allowed: false,
         limit: this.limit,
@@ -103,11 +93,10 @@ export class RateLimiter {
         resetSeconds,
         retryAfterSeconds: Math.max(
           1,
-          Math.ceil(this.#waitMs(counter, elapsed) / 1000),
+          Math.ceil(this.#waitMs(counts, elapsed) / 1000),
         ),
       };
     }
-    counter.current++;
     return {
       allowed: true,
       limit: this.limit,
@@ -122,12 +111,11 @@ export class RateLimiter {
    * failed sign-in counted up front that turned out good).
    */
   forgive(key: string): void {
-    const counter = this.#counters.get(key);
-    if (counter !== undefined && counter.current > 0) counter.current--;
+    this.#store.giveBack(key, Math.floor(this.#now() / this.windowMs));
   }
 
   /** Time from now until one more request fits the sliding window. */
-  #waitMs(counter: Counter, elapsed: number): number {
+  #waitMs(counter: WindowCounts, elapsed: number): number {
     const w = this.windowMs;
     const room = this.limit - 1 - counter.current; // for the previous window's share
     // Still in this window: wait until previous * (w - t) / w <= room.
@@ -140,21 +128,6 @@ export class RateLimiter {
       ? w * (1 - (this.limit - 1) / counter.current)
       : 0;
     return w - elapsed + t;
-  }
-
-  /** Drops clients whose counts no longer matter: both windows are over. */
-  #sweep(windowStart: number): void {
-    this.#lastSweep = this.#now();
-    for (const [key, counter] of this.#counters) {
-      if (counter.windowStart < windowStart - this.windowMs) {
-        this.#counters.delete(key);
-      }
-    }
-  }
-
-  #evictOldest(): void {
-    const oldest = this.#counters.keys().next();
-    if (!oldest.done) this.#counters.delete(oldest.value);
   }
 }
 
