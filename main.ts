@@ -3,6 +3,11 @@
  * Exit codes: 0 after a clean shutdown, 1 when the server cannot start,
  * 2 for a bad command line. `spindle hash-password [USER]` hashes a
  * password for `--auth-file` instead.
+ *
+ * SIGINT and SIGTERM drain and stop. SIGHUP reloads: fresh engines read
+ * the certificate, key and --auth-file again and take the port over from
+ * the old ones, which then drain. With `--workers N` (N > 1) every engine
+ * is a Worker and the main thread supervises them.
  */
 import { getLogger } from "@logtape/logtape";
 import { basename, dirname } from "node:path";
@@ -16,18 +21,26 @@ import {
   UsageError,
 } from "./lib/config.ts";
 import { CredentialsError, loadCredentials } from "./lib/app/credentials.ts";
+import { AppMetrics } from "./lib/app/metrics.ts";
 import { hashPasswordCommand } from "./lib/hash_password.ts";
 import { isLoopback, trustProxy } from "./lib/app/client_addr.ts";
 import { createApp } from "./lib/app/routes.ts";
+import type { Handler } from "./lib/http/handler.ts";
 import { serve, type Server } from "./lib/http/server.ts";
 import { EngineStats } from "./lib/http/stats.ts";
-import {
-  inWorker,
-  runAsWorker,
-  startWorkers,
-  type WorkerPool,
-} from "./lib/http/workers.ts";
+import { inWorker, runAsWorker, WorkerPool } from "./lib/http/workers.ts";
 import { setupLogging, stopLogging } from "./lib/log.ts";
+import { CounterTable } from "./lib/shared/counters.ts";
+import { QuotaLedger } from "./lib/shared/quota.ts";
+import { SharedRateTable } from "./lib/shared/rate_table.ts";
+import { SharedSlots } from "./lib/shared/slots.ts";
+import {
+  claimCell,
+  createSharedMemory,
+  type EngineShare,
+  releaseCell,
+  type SharedMemory,
+} from "./lib/shared/state.ts";
 import { printStart } from "./lib/startup.ts";
 
 const log = getLogger(["spindle", "server"]);
@@ -38,6 +51,17 @@ const PROGRAM_DIR = dirname(fileURLToPath(import.meta.url));
 /** A `deno compile` binary runs its code from a virtual deno-compile-* folder. */
 const COMPILED = PROGRAM_DIR.includes("deno-compile-") ||
   !/^deno(\.exe)?$/i.test(basename(Deno.execPath()));
+
+/** How often a worker compares its heap with `workerHeapBytes`. */
+const HEAP_CHECK_MS = 1000;
+
+/** Why an engine could not start, and the exit code that says so. */
+class StartFailure extends Error {
+  override name = "StartFailure";
+  constructor(message: string, readonly code: 1 | 2) {
+    super(message);
+  }
+}
 
 /** Runs the server until SIGINT or SIGTERM; returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
@@ -76,144 +100,429 @@ export async function main(args: readonly string[]): Promise<number> {
   await setupLogging({ format: opts.logFormat, quiet: opts.quiet });
   let onSignal!: () => void;
   const stop = new Promise<void>((r) => onSignal = r);
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   // The listeners stay until the process exits: Ctrl-C reaches the engine
   // from the terminal and again through deno task and the launcher, and a
   // late copy must not kill it with 130 while it flushes the log.
-  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  for (const s of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(s, onSignal);
+  }
+  const reloads = new Reloads();
+  Deno.addSignalListener("SIGHUP", () => reloads.request());
   try {
-    return await run(opts, args, stop);
+    return opts.workers > 1
+      ? await superviseWorkers(opts, args, stop, reloads)
+      : await serveHere(opts, stop, reloads);
   } finally {
     await stopLogging();
   }
 }
 
+/** SIGHUPs, for whoever can reload; one at a time, extra ones merged. */
+class Reloads {
+  #reload: (() => Promise<void>) | undefined;
+  #running: Promise<void> | undefined;
+  #again = false;
+
+  /** From now on, a SIGHUP runs `reload`. */
+  handle(reload: () => Promise<void>): void {
+    this.#reload = reload;
+  }
+
+  request(): void {
+    if (this.#reload === undefined) return; // still starting: nothing to reload yet
+    if (this.#running !== undefined) {
+      this.#again = true;
+      return;
+    }
+    this.#running = (async () => {
+      do {
+        this.#again = false;
+        await this.#reload!();
+      } while (this.#again);
+    })().finally(() => this.#running = undefined);
+  }
+
+  /** Resolves once no reload runs. */
+  async idle(): Promise<void> {
+    while (this.#running !== undefined) await this.#running;
+  }
+}
+
 /**
- * Serves until `stop` resolves, then shuts down gracefully. In the main
- * thread it also starts `--workers` - 1 engine workers on the same port.
+ * True with --unstable-net, which reusePort needs: without it, Deno ends
+ * the process (exit code 70) rather than throw. Its other APIs tell.
  */
-async function run(
+function canReusePort(): boolean {
+  return typeof (Deno as { listenDatagram?: unknown }).listenDatagram ===
+    "function";
+}
+
+/**
+ * The port the engines share: `port`, or the one the kernel picks for 0,
+ * checked free first unless taking over from another Spindle (engines bind
+ * it with reusePort, which would otherwise share it with anyone).
+ *
+ * @throws {Deno.errors.AddrInUse} when something already listens there.
+ */
+function claimPort(opts: CliOptions): number {
+  if (opts.takeover) return opts.server.port;
+  const probe = Deno.listen({
+    hostname: opts.server.hostname,
+    port: opts.server.port,
+  });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  return port;
+}
+
+function cannotStart(err: unknown): number {
+  if (err instanceof StartFailure) {
+    if (err.code === 2) console.error(`spindle: ${err.message}`);
+    else log.fatal("Cannot start: {why}", { why: err.message });
+    return err.code;
+  }
+  const why = err instanceof Deno.errors.AddrInUse
+    ? "port is already in use"
+    : err instanceof Error
+    ? err.message
+    : String(err);
+  log.fatal("Cannot start: {why}", { why });
+  return 1;
+}
+
+function portInUse(port: number): StartFailure {
+  return new StartFailure(`port ${port} is already in use`, 1);
+}
+
+/**
+ * Cells for `slots` engines: a reload runs a fresh engine beside each old
+ * one, and a few more let replacements start while old ones drain.
+ */
+function cellsFor(slots: number): number {
+  return 2 * slots + 2;
+}
+
+/** Shared memory sized for `opts`, with `slots` worker numbers. */
+function sharedFor(opts: CliOptions, slots: number): SharedMemory {
+  return createSharedMemory({
+    slots,
+    cells: cellsFor(slots),
+    rateClients: opts.app.rateLimit === undefined ? undefined : 10_000,
+  });
+}
+
+/**
+ * One engine, with the files its flags name read now: certificate and
+ * key, the --auth-file, the app built on `share`'s memory, listening on
+ * `port` (with reusePort when asked, to share it).
+ *
+ * @param stopping true once the whole server shuts down, not just this engine.
+ * @throws {StartFailure}
+ */
+async function startEngine(
   opts: CliOptions,
-  args: readonly string[],
-  stop: Promise<void>,
-  listening?: (port: number) => void,
-): Promise<number> {
-  let server: Server;
-  try {
-    const cert = opts.server.cert === undefined
-      ? undefined
-      : await Deno.readTextFile(opts.server.cert);
-    const key = opts.server.key === undefined
-      ? undefined
-      : await Deno.readTextFile(opts.server.key);
-    const stats = new EngineStats();
-    let port = opts.server.port;
-    let app: AppConfig = opts.app;
-    if (opts.auth !== undefined) {
-      // Reads the file (unreadable: cannot start, as a bad cert) and hashes
-      // each --auth password, ~140 ms a pair.
-      try {
-        const credentials = await loadCredentials({
-          ...opts.auth,
-          servedRoot: opts.app.static.root,
-        });
-        app = { ...app, auth: { credentials, rules: opts.auth.rules } };
-      } catch (err) {
-        if (!(err instanceof CredentialsError)) throw err;
-        console.error(`spindle: ${err.message}`);
-        return 2;
-      }
-    }
-    let handler;
-    let exemptPeer: (hostname: string) => boolean;
+  port: number,
+  share: EngineShare,
+  reusePort: boolean,
+  stopping: () => boolean,
+): Promise<Server> {
+  const read = async (path: string | undefined, flag: string) => {
+    if (path === undefined) return undefined;
     try {
-      // Trusted proxies carry many clients on few connections: no per-address cap.
-      const trusted = trustProxy(opts.app.trustProxy);
-      exemptPeer = (hostname) => isLoopback(hostname) || trusted(hostname);
-      handler = createApp(app, {
-        stats,
-        hostname: opts.server.hostname,
-        port: () => port,
-        limits: opts.server.limits,
-      });
+      return await Deno.readTextFile(path);
     } catch (err) {
-      // A setting only the app can judge, such as a malformed --trust-proxy entry.
-      console.error(`spindle: ${err instanceof Error ? err.message : err}`);
-      return 2;
+      throw new StartFailure(`${flag} ${path}: ${(err as Error).message}`, 1);
     }
-    server = serve({
+  };
+  const cert = await read(opts.server.cert, "--cert");
+  const key = await read(opts.server.key, "--key");
+  const { memory, cell } = share;
+  const table = new CounterTable(memory.counters);
+  const stats = new EngineStats(table.row(cell));
+  let app: AppConfig = opts.app;
+  if (opts.auth !== undefined) {
+    // Reads the file (unreadable: cannot start, as a bad cert) and hashes
+    // each --auth password, ~140 ms a pair.
+    try {
+      const credentials = await loadCredentials({
+        ...opts.auth,
+        servedRoot: opts.app.static.root,
+      });
+      app = { ...app, auth: { credentials, rules: opts.auth.rules } };
+    } catch (err) {
+      if (!(err instanceof CredentialsError)) throw err;
+      throw new StartFailure(err.message, 2);
+    }
+  }
+  let handler: Handler;
+  let exemptPeer: (hostname: string) => boolean;
+  try {
+    // Trusted proxies carry many clients on few connections: no per-address cap.
+    const trusted = trustProxy(opts.app.trustProxy);
+    exemptPeer = (hostname) => isLoopback(hostname) || trusted(hostname);
+    handler = createApp(app, {
+      stats,
+      hostname: opts.server.hostname,
+      port: () => port,
+      limits: opts.server.limits,
+      stopping,
+    }, {
+      metrics: new AppMetrics({ table, cell }),
+      rateStore: memory.rate && new SharedRateTable(memory.rate),
+      quota: new QuotaLedger(memory.quota, cell),
+    });
+  } catch (err) {
+    // A setting only the app can judge, such as a malformed --trust-proxy entry.
+    throw new StartFailure(err instanceof Error ? err.message : String(err), 2);
+  }
+  handler = await withTestHooks(handler);
+  const limits = opts.server.limits;
+  try {
+    return serve({
       ...opts.server,
+      port,
       cert,
       key,
       stats,
-      reusePort: opts.workers > 1,
-      descriptorShare: 1 / opts.workers, // the engines share one process
+      reusePort,
+      // The engines share one process's descriptors.
+      descriptorShare: 1 / opts.workers,
+      slots: new SharedSlots(
+        memory.slots,
+        cell,
+        limits.maxConns,
+        limits.maxQueue,
+      ),
       exemptPeer,
     }, handler);
-    port = server.port;
   } catch (err) {
-    const why = err instanceof Deno.errors.AddrInUse
-      ? `port ${opts.server.port} is already in use`
-      : err instanceof Error
-      ? err.message
-      : String(err);
-    log.fatal("Cannot start: {why}", { why });
-    return 1;
+    if (err instanceof Deno.errors.AddrInUse) throw portInUse(port);
+    throw new StartFailure(err instanceof Error ? err.message : String(err), 1);
   }
+}
 
-  let pool: WorkerPool | undefined;
-  if (listening !== undefined) {
-    listening(server.port);
-  } else {
-    const scheme = opts.server.cert === undefined ? "http" : "https";
-    const url = `${scheme}://${
-      bracketHost(server.addr.hostname)
-    }:${server.port}/`;
-    const start = await printStart(
+/**
+ * A test's handler wrapper (SPINDLE_TEST_HOOKS names its module), to make
+ * a worker crash on cue. Only with --allow-env for that variable, which
+ * the launcher never grants.
+ */
+async function withTestHooks(handler: Handler): Promise<Handler> {
+  const name = "SPINDLE_TEST_HOOKS";
+  const env = Deno.permissions.querySync({ name: "env", variable: name });
+  const module = env.state === "granted" ? Deno.env.get(name) : undefined;
+  if (module === undefined) return handler;
+  return (await import(module)).wrap(handler);
+}
+
+/** Prints the start lines and logs the listening event. */
+async function announce(
+  opts: CliOptions,
+  hostname: string,
+  port: number,
+): Promise<void> {
+  const scheme = opts.server.cert === undefined ? "http" : "https";
+  const url = `${scheme}://${bracketHost(hostname)}:${port}/`;
+  const start = await printStart(
+    opts,
+    hostname,
+    port,
+    planAccess(opts, PROGRAM_DIR),
+  );
+  log.info("Listening on {url}", {
+    event: "listening",
+    url,
+    port,
+    workers: opts.workers,
+    ...start,
+  });
+}
+
+/**
+ * `--workers 1`: the engine runs in the main thread. A reload starts a
+ * fresh engine here on the same port, then drains the old one.
+ */
+async function serveHere(
+  opts: CliOptions,
+  stop: Promise<void>,
+  reloads: Reloads,
+): Promise<number> {
+  const memory = sharedFor(opts, 1);
+  let stopping = false;
+  let cell = 0;
+  let port: number;
+  let engine: Server;
+  // reusePort lets a reload (and an upgrade) bind beside this engine; it
+  // needs --unstable-net, without which the engine runs and cannot reload.
+  const reusePort = canReusePort();
+  try {
+    port = claimPort(opts);
+    engine = await startEngine(
       opts,
-      server.addr.hostname,
-      server.port,
-      planAccess(opts, PROGRAM_DIR),
+      port,
+      claimCell(memory, cell, 1),
+      reusePort,
+      () => stopping,
     );
-    log.info("Listening on {url}", {
-      event: "listening",
-      url,
-      port: server.port,
-      workers: opts.workers,
-      ...start,
-    });
-    if (opts.workers > 1) {
-      try {
-        pool = await startWorkers(new URL(import.meta.url), opts.workers - 1, [
-          ...args,
-          "--port",
-          String(server.port),
-        ]);
-      } catch (err) {
-        log.fatal("Cannot start workers: {error}", { error: err });
-        await server.shutdown();
-        return 1;
-      }
+  } catch (err) {
+    if (err instanceof Deno.errors.AddrInUse) {
+      return cannotStart(portInUse(opts.server.port));
     }
+    return cannotStart(err);
   }
-
-  await Promise.race([stop, server.finished]);
-  await Promise.all([server.shutdown(), pool?.shutdown()]);
+  await announce(opts, engine.addr.hostname, engine.port);
+  reloads.handle(async () => {
+    if (!reusePort) {
+      log.error("Cannot reload: start Spindle with --unstable-net to reload");
+      return;
+    }
+    const next = 1 - cell;
+    let fresh: Server;
+    try {
+      fresh = await startEngine(
+        opts,
+        port,
+        claimCell(memory, next, 1),
+        true,
+        () => stopping,
+      );
+    } catch (err) {
+      releaseCell(memory, next, 1, false);
+      log.error("Reload failed, still serving as before: {why}", {
+        why: err instanceof Error ? err.message : String(err),
+      });
+      return;
+    }
+    const old = engine;
+    const oldCell = cell;
+    engine = fresh;
+    cell = next;
+    log.info("Reloaded: a fresh engine serves, the old one drains", {
+      event: "reloaded",
+    });
+    await old.shutdown();
+    releaseCell(memory, oldCell, 1, false);
+  });
+  await stop;
+  stopping = true;
+  await reloads.idle();
+  await engine.shutdown();
   return 0;
 }
 
-if (import.meta.main) {
-  if (inWorker()) {
-    runAsWorker(async (args, stop, listening) => {
-      const opts = parseFlags(args);
-      await setupLogging({ format: opts.logFormat, quiet: opts.quiet });
-      try {
-        return await run(opts, args, stop, listening);
-      } finally {
-        await stopLogging();
-      }
-    });
-  } else {
-    Deno.exit(await main(Deno.args));
+/**
+ * `--workers N`: N engine workers on one port, supervised from here: one
+ * that dies is replaced; SIGHUP replaces each in turn with a fresh one.
+ */
+async function superviseWorkers(
+  opts: CliOptions,
+  args: readonly string[],
+  stop: Promise<void>,
+  reloads: Reloads,
+): Promise<number> {
+  if (!canReusePort()) {
+    console.error(
+      "spindle: --workers needs Deno's --unstable-net (deno task serve passes it)",
+    );
+    return 2;
   }
+  let port: number;
+  try {
+    port = claimPort(opts);
+  } catch (err) {
+    if (err instanceof Deno.errors.AddrInUse) {
+      return cannotStart(portInUse(opts.server.port));
+    }
+    return cannotStart(err);
+  }
+  const memory = sharedFor(opts, opts.workers);
+  let pool: WorkerPool;
+  try {
+    pool = await WorkerPool.start({
+      entry: new URL(import.meta.url),
+      size: opts.workers,
+      // The port is known now, also when 0 was asked.
+      args: [...args, "--port", String(port)],
+      cells: cellsFor(opts.workers),
+      share: (cell, slot) => claimCell(memory, cell, slot),
+      release: (cell, slot, died) => releaseCell(memory, cell, slot, died),
+      stopTimeoutMs: opts.server.limits.shutdownTimeoutMs,
+    });
+  } catch (err) {
+    const failed = err as Error & { code?: number };
+    if (failed.code === 2) {
+      console.error(`spindle: ${failed.message}`);
+      return 2;
+    }
+    log.fatal("Cannot start workers: {error}", { error: failed.message });
+    return 1;
+  }
+  await announce(opts, opts.server.hostname, port);
+  reloads.handle(async () => {
+    const { reloaded, failures } = await pool.reload();
+    if (failures.length === 0) {
+      log.info("Reloaded: {count} fresh workers serve, the old ones drain", {
+        count: reloaded,
+        event: "reloaded",
+      });
+    } else {
+      log.error(
+        "Reload failed for {failed} of {count} workers, which keep their old settings: {why}",
+        {
+          failed: failures.length,
+          count: opts.workers,
+          why: failures.join("; "),
+        },
+      );
+    }
+  });
+  await stop;
+  await pool.shutdown();
+  return 0;
+}
+
+/** A worker's engine: starts on "start", drains on "shutdown" or "retire". */
+function serveInWorker(): void {
+  runAsWorker(async ({ args, share, stop, listening, exhausted }) => {
+    const opts = parseFlags(args);
+    await setupLogging({ format: opts.logFormat, quiet: opts.quiet });
+    let stopping = false;
+    try {
+      const engineShare = share as EngineShare;
+      let server: Server;
+      try {
+        server = await startEngine(
+          opts,
+          opts.server.port,
+          engineShare,
+          true,
+          () => stopping,
+        );
+      } catch (err) {
+        if (err instanceof StartFailure) {
+          throw Object.assign(new Error(err.message), { code: err.code });
+        }
+        throw err;
+      }
+      listening(server.port);
+      const budget = opts.server.limits.workerHeapBytes;
+      const watchdog = budget > 0
+        ? setInterval(() => {
+          const heap = Deno.memoryUsage().heapUsed;
+          if (heap > budget) exhausted(heap);
+        }, HEAP_CHECK_MS)
+        : undefined;
+      const { retire } = await stop;
+      clearInterval(watchdog);
+      stopping = !retire;
+      await server.shutdown();
+      return 0;
+    } finally {
+      await stopLogging();
+    }
+  });
+}
+
+if (import.meta.main) {
+  if (inWorker()) serveInWorker();
+  else Deno.exit(await main(Deno.args));
 }

@@ -72,7 +72,8 @@ export interface Limits {
   readonly busyTimeoutDivisor: number;
   /**
    * A kept-alive connection idle this long may be closed early for a
-   * newcomer when the queue is full or descriptors run short (oldest first).
+   * newcomer when the queue is full or descriptors run short (oldest first);
+   * draining (shutdown, reload), one is closed once idle this long.
    */
   readonly reclaimIdleMs: number;
   /**
@@ -86,6 +87,12 @@ export interface Limits {
    * the budget closes the oldest silent one, or gets 503 at once.
    */
   readonly fdReserve: number;
+  /**
+   * A `--workers` engine's JS heap, in bytes, past which a fresh worker
+   * takes its place and it drains (no request is cut); 0: never. V8 ends
+   * the whole process, every worker with it, at its own heap limit.
+   */
+  readonly workerHeapBytes: number;
 
   // WebSocket (issue #15); close codes are RFC 6455 §7.4.1's.
   /** One WebSocket message, on the wire and again after inflating. Over: close 1009. */
@@ -175,6 +182,9 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   reclaimIdleMs: 1000,
   maxOpenFiles: 0,
   fdReserve: 128, // files being served, Deno's own, the log: well over what they use
+  // Deno's V8 stops at about 4 GiB a heap: replaced at 1.5 GiB, a leaking
+  // worker goes long before the process would, with room for the fresh one.
+  workerHeapBytes: 1536 * 1024 * 1024,
 
   wsMaxMessageBytes: 1024 * 1024, // as maxBodyBytes: a message is a body by another name
   wsMaxFrameBytes: 1024 * 1024, // a frame never needs to be bigger than a message
@@ -358,6 +368,11 @@ export interface CliOptions {
   readonly help: boolean;
   /** Engine threads sharing the port with reusePort; 1 runs in the main thread. */
   readonly workers: number;
+  /**
+   * Share the port with the Spindle already listening on it (an upgrade);
+   * without it, a port in use is an error.
+   */
+  readonly takeover: boolean;
   /** `--auth`, `--auth-file`, `--auth-paths`; unset: no passwords. */
   readonly auth?: AuthFlags;
   /** Print a QR code of the network URL at start. */
@@ -425,7 +440,21 @@ export const FLAGS: Readonly<
   ],
   cert: ["FILE", "", "PEM certificate chain: serve HTTPS (with --key)"],
   key: ["FILE", "", "PEM private key for --cert"],
-  workers: ["N", "1", "engine threads sharing the port (needs --unstable-net)"],
+  workers: [
+    "N|auto",
+    "1",
+    "engine threads sharing the port and its limits; auto: one per CPU",
+  ],
+  "worker-heap": [
+    "SIZE",
+    "1536m",
+    "a worker whose JS heap passes this is replaced by a fresh one; 0: never",
+  ],
+  takeover: [
+    "",
+    "off",
+    "share the port with the Spindle already on it, which then gets SIGTERM (an upgrade)",
+  ],
   dotfiles: ["allow|deny", "deny", "serve dotfiles and dot-folders"],
   "allow-ext": [
     "LIST",
@@ -730,6 +759,11 @@ export function parseFlags(args: readonly string[]): CliOptions {
   if (port > 65535) {
     throw new UsageError(`--port: ${port} is not a port (0-65535)`);
   }
+  if (flag("takeover") && port === 0) {
+    throw new UsageError(
+      "--takeover needs the port of the Spindle to take over",
+    );
+  }
   const hostname = str("host") ?? posHost ?? DEFAULT_CONFIG.hostname;
 
   const L = DEFAULT_LIMITS;
@@ -765,6 +799,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
       ? 0
       : count("max-fds", L.maxOpenFiles, 0),
     fdReserve: count("fd-reserve", L.fdReserve, 0),
+    workerHeapBytes: size("worker-heap", L.workerHeapBytes),
   });
 
   const cert = str("cert");
@@ -864,7 +899,10 @@ export function parseFlags(args: readonly string[]): CliOptions {
     logFormat,
     quiet: flag("quiet"),
     help: flag("help"),
-    workers: count("workers", 1),
+    workers: str("workers") === "auto"
+      ? Math.max(1, navigator.hardwareConcurrency)
+      : count("workers", 1),
+    takeover: flag("takeover"),
     auth,
     qr: flag("qr"),
   };

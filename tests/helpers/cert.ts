@@ -12,7 +12,8 @@ export interface Pem {
   readonly keyFile: string;
 }
 
-async function makeCert(dir: string): Promise<Pem | undefined> {
+/** A fresh self-signed certificate in `dir`; undefined without openssl. */
+export async function makeCert(dir: string): Promise<Pem | undefined> {
   if (!(await hasTool("openssl", "version"))) return undefined;
   const out = await run("openssl", [
     "req",
