@@ -24,7 +24,7 @@ import { CredentialsError, loadCredentials } from "./lib/app/credentials.ts";
 import { AppMetrics } from "./lib/app/metrics.ts";
 import { hashPasswordCommand } from "./lib/hash_password.ts";
 import { isLoopback, trustProxy } from "./lib/app/client_addr.ts";
-import { createApp } from "./lib/app/routes.ts";
+import { createApp, engineLimits } from "./lib/app/routes.ts";
 import type { Handler } from "./lib/http/handler.ts";
 import { serve, type Server } from "./lib/http/server.ts";
 import { EngineStats } from "./lib/http/stats.ts";
@@ -270,17 +270,19 @@ async function startEngine(
       metrics: new AppMetrics({ table, cell }),
       rateStore: memory.rate && new SharedRateTable(memory.rate),
       quota: new QuotaLedger(memory.quota, cell),
+      formQuota: new QuotaLedger(memory.formQuota, cell),
     });
   } catch (err) {
     // A setting only the app can judge, such as a malformed --trust-proxy entry.
     throw new StartFailure(err instanceof Error ? err.message : String(err), 2);
   }
   handler = await withTestHooks(handler);
-  const limits = opts.server.limits;
+  const limits = engineLimits(app, opts.server.limits); // form uploads may be larger
   try {
     return serve({
       ...opts.server,
       port,
+      limits,
       cert,
       key,
       stats,

@@ -5,7 +5,7 @@
  * engine checks it at start, so a missing folder or permission is one line
  * and exit code 2, never a 404 or a 500 at request time.
  */
-import type { CliOptions } from "./config.ts";
+import { type CliOptions, uploadFilesDir } from "./config.ts";
 
 // No node:path here: the launcher imports this file, and node compatibility
 // costs ~15 ms of each start. Paths are POSIX, as --workers' reusePort is Linux.
@@ -85,6 +85,12 @@ export function planAccess(
   add("--root", opts.app.static.root, "folder");
   add("--uploads", opts.app.uploads, "folder", true, true);
   add("--directory", opts.app.directory, "folder", true);
+  // Form uploads write there and below, nowhere else; the folder must exist.
+  const upload = opts.app.uploadFiles;
+  if (upload !== undefined) {
+    const dir = uploadFilesDir(opts.app.static.root, upload.path);
+    add("--upload-files", dir, "folder", true);
+  }
   add("--cert", opts.server.cert, "file");
   add("--key", opts.server.key, "file");
   add("--auth-file", opts.auth?.file, "file");

@@ -149,6 +149,11 @@ export interface Limits {
   readonly maxPartHeadBytes: number;
   /** A form's plain (non-file) fields together, held in memory, in bytes. Over: 413. */
   readonly maxFormFieldBytes: number;
+  /**
+   * One form upload's body, and so each file in it (`--upload-files-max`),
+   * in bytes; streamed to disk, never held. Over: 413.
+   */
+  readonly maxFormBytes: number;
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -217,6 +222,10 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxFormParts: 1000, // Go's multipartmaxparts: a real form has tens; more is parser-cost abuse
   maxPartHeadBytes: 8 * 1024, // a 255-byte name escaped three ways and a long type fit 10 times over
   maxFormFieldBytes: 1024 * 1024, // text fields are read into memory, files are not
+  // A few minutes of a phone's 4K video, or hundreds of photos in one form:
+  // files stream to disk, so the cost is disk and time, which the folder's
+  // quota bounds; larger is one flag away.
+  maxFormBytes: 1024 ** 3,
 });
 
 /** What `serve()` needs besides a handler. */
@@ -277,6 +286,21 @@ export interface StaticConfig {
   readonly archiveMaxBytes: number;
   /** Reload open pages when a file under the root changes (`--watch`). */
   readonly watch: boolean;
+  /**
+   * Folders that take form uploads (`--upload-files`): their listings offer
+   * an upload form, and their pages and images run sandboxed. Unset: none.
+   */
+  readonly uploads?: StaticUploads;
+}
+
+/** What the static layer shows and guards of `--upload-files`. */
+export interface StaticUploads {
+  /** The upload folder as a canonical URL path ending in "/"; folders below it too. */
+  readonly path: string;
+  /** Largest form, in bytes (shown on the form, and checked before sending). */
+  readonly maxBytes: number;
+  /** A file of the same name is replaced. */
+  readonly overwrite: boolean;
 }
 
 /** The default application's settings (issue: application layer). */
@@ -302,6 +326,35 @@ export interface AppConfig {
   readonly cors?: string;
   /** HTTP Basic authentication; unset: no passwords asked. */
   readonly auth?: AppAuth;
+  /** Uploads from browsers and `curl -F` into folders of the static root; unset: none. */
+  readonly uploadFiles?: UploadFilesConfig;
+}
+
+/** Where and how form uploads are stored (`--upload-files`). */
+export interface UploadFilesConfig {
+  /**
+   * The folder uploads may go to, and every folder below it, as a canonical
+   * URL path ending in "/": "/" is the whole static root, "/inbox/" one folder.
+   */
+  readonly path: string;
+  /** Total bytes that folder and those below it may hold; 0: the disk alone. Over: 507. */
+  readonly quotaBytes: number;
+  /** Replace a file of the same name; else 409. */
+  readonly overwrite: boolean;
+}
+
+/**
+ * Room an upload folder gets: a phone's worth of photos and videos. A full
+ * disk hurts every program on the machine, so uploads stop well before that
+ * unless `--upload-files-quota` says more (or 0).
+ */
+export const DEFAULT_UPLOAD_FILES_QUOTA = 10 * 1024 ** 3;
+
+/** The file system path of an upload folder: the root joined with its URL path. */
+export function uploadFilesDir(root: string, urlPath: string): string {
+  return urlPath === "/"
+    ? root
+    : `${root.replace(/\/+$/, "")}${urlPath.slice(0, -1)}`;
 }
 
 /** Where a password is needed (`--auth-paths`). */
@@ -485,6 +538,26 @@ export const FLAGS: Readonly<
   uploads: ["DIR", "resources/uploads", "folder for POST /upload"],
   "upload-max": ["SIZE", "1m", "largest upload (413)"],
   "upload-quota": ["SIZE", "100m", "total size of the uploads folder (507)"],
+  "upload-files": [
+    "[=PATH]",
+    "off",
+    "uploads from the browser and curl -F into folders of the root (=PATH: only that folder, e.g. =/inbox, and those below)",
+  ],
+  "upload-files-max": [
+    "SIZE",
+    "1g",
+    "largest form upload, all its files together (413)",
+  ],
+  "upload-files-quota": [
+    "SIZE",
+    "10g",
+    "total size of the upload folder (507); 0: the disk alone",
+  ],
+  overwrite: [
+    "",
+    "off",
+    "form uploads may replace a file of the same name (else 409)",
+  ],
   "rate-limit": [
     "N/TIME",
     "off",
@@ -726,6 +799,12 @@ export function parseFlags(args: readonly string[]): CliOptions {
       values[name] = true;
       continue;
     }
+    // "[=PATH]": a value only after "=", so `--upload-files 8080` or a
+    // folder to serve after it is never taken for the PATH.
+    if (spec[0].startsWith("[=") && eq === -1) {
+      values[name] = true;
+      continue;
+    }
     // "[ORIGIN]": the value is optional; the next word is it only if it
     // looks like one, so `--cors 8080` still reads 8080 as the port.
     if (spec[0].startsWith("[") && eq === -1 && !isOrigin(args[i + 1])) {
@@ -800,6 +879,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
       : count("max-fds", L.maxOpenFiles, 0),
     fdReserve: count("fd-reserve", L.fdReserve, 0),
     workerHeapBytes: size("worker-heap", L.workerHeapBytes),
+    maxFormBytes: size("upload-files-max", L.maxFormBytes),
   });
 
   const cert = str("cert");
@@ -867,6 +947,11 @@ export function parseFlags(args: readonly string[]): CliOptions {
       : parseList(str("allowed-hosts")!),
     metricsPublic: flag("metrics-public"),
     cors: values.cors === true ? "*" : str("cors"),
+    uploadFiles: parseUploadFiles(
+      values["upload-files"] as string | true | undefined,
+      str("upload-files-quota"),
+      flag("overwrite"),
+    ),
   });
 
   const auth = parseAuthFlags(
@@ -906,6 +991,42 @@ export function parseFlags(args: readonly string[]): CliOptions {
     auth,
     qr: flag("qr"),
   };
+}
+
+/**
+ * `--upload-files[=PATH]` and the flags that go with it. PATH is a folder
+ * of the root as a URL path (`inbox`, `/inbox/`, `photos/2026`): no dot
+ * folders, no `.` or `..`, no `%` escapes, no backslash or control byte.
+ */
+function parseUploadFiles(
+  value: string | true | undefined,
+  quota: string | undefined,
+  overwrite: boolean,
+): UploadFilesConfig | undefined {
+  // --upload-files-quota and -max alone are limits waiting for uploads to
+  // be on, as --archive-max waits for --list-dirs; --overwrite says more.
+  if (value === undefined) {
+    if (overwrite) throw new UsageError("--overwrite needs --upload-files");
+    return undefined;
+  }
+  let path = value === true ? "/" : value.trim();
+  if (!path.startsWith("/")) path = `/${path}`;
+  if (!path.endsWith("/")) path += "/";
+  if (
+    // deno-lint-ignore no-control-regex
+    /\/\/|%|\\|[\x00-\x1f\x7f]/.test(path) || /\/\./.test(path)
+  ) {
+    throw new UsageError(
+      `--upload-files: "${value}" is not a folder of the root such as =/inbox (no dot folders, no .., no escapes)`,
+    );
+  }
+  return Object.freeze({
+    path,
+    quotaBytes: quota === undefined
+      ? DEFAULT_UPLOAD_FILES_QUOTA
+      : parseSize(quota, "upload-files-quota"),
+    overwrite,
+  });
 }
 
 /** True for a bind address only this machine can reach. */
@@ -978,7 +1099,8 @@ export function helpText(): string {
     "Options (SIZE: 512, 16k, 1m; TIME: 500ms, 10s, 2m):",
   ];
   for (const [name, [value, def, text]] of Object.entries(FLAGS)) {
-    const left = `  --${name}${value === "" ? "" : ` ${value}`}`;
+    const sep = value === "" || value.startsWith("[=") ? "" : " ";
+    const left = `  --${name}${sep}${value}`;
     lines.push(`${left.padEnd(30)} ${text}${def === "" ? "" : ` [${def}]`}`);
   }
   return lines.join("\n");

@@ -118,7 +118,9 @@ export interface StartEvent {
 
 /**
  * Prints the start lines for a person, and the QR code with --qr. With JSON
- * logs stdout stays JSON: no start lines, the QR code on stderr. Call it
+ * logs stdout stays JSON: no start lines, the QR code on stderr. With
+ * `common` or `combined` stdout holds access lines alone, so the start lines
+ * go to stderr with the other records. Call it
  * before the first log line: LogTape writes asynchronously, and these lines
  * must not land in the middle of the log.
  */
@@ -134,7 +136,9 @@ export async function printStart(
   const root = resolve(opts.app.static.root);
   const { reads, writes } = describeAccess(plan);
   const json = opts.logFormat === "json";
-  const say = json ? console.error : console.log;
+  const accessOnly = opts.logFormat === "common" ||
+    opts.logFormat === "combined";
+  const say = json || accessOnly ? console.error : console.log;
   if (!json) {
     const unlisted = isWildcard(hostname) && interfaces === undefined;
     for (const line of startLines({ root, urls, unlisted, reads, writes })) {

@@ -208,3 +208,88 @@ Deno.test("compression() leaves the fallback (static files) to its own negotiati
   assert.equal(file.headers.get("content-encoding"), undefined);
   assert.equal(file.headers.get("etag"), '"static-v1"');
 });
+
+Deno.test("compressReply() answers at once: no promise, gzip included", () => {
+  const plain = compressReply(request(), text(BIG));
+  assert.ok(!(plain instanceof Promise));
+  const gzipped = compressReply(request("gzip"), text(BIG));
+  assert.ok(!(gzipped instanceof Promise));
+  assert.equal(
+    (gzipped.headers as Record<string, string>)["content-encoding"],
+    "gzip",
+  );
+});
+
+// UTF-8 sizes worked out without encoding: 2-byte, 3-byte, 4-byte (a
+// surrogate pair) and a lone surrogate (sent as U+FFFD, 3 bytes).
+const sizes: [name: string, body: string, bytes: number][] = [
+  ["é", "é".repeat(300), 600],
+  ["€", "€".repeat(200), 600],
+  ["😀", "😀".repeat(150), 600],
+  ["a lone surrogate", "\ud800".repeat(200), 600],
+  ["ASCII", "a".repeat(600), 600],
+];
+for (const [name, body, bytes] of sizes) {
+  Deno.test(`compressReply() sizes ${name} text by its UTF-8 bytes`, async () => {
+    assert.equal(new TextEncoder().encode(body).length, bytes);
+    const gz = (min: number, max: number) =>
+      replyHeaderOf(compressReply(request("gzip"), text(body), min, max));
+    assert.equal(gz(bytes, bytes), "gzip", "exactly min and max");
+    assert.equal(gz(bytes + 1, 10_000), undefined, "one byte short of min");
+    assert.equal(gz(0, bytes - 1), undefined, "one byte past max");
+    const a = await flatten(compressReply(request("gzip"), text(body), 0));
+    assert.equal(await gunzip(a.body), body.replaceAll("\ud800", "\ufffd"));
+  });
+}
+
+function replyHeaderOf(reply: Reply): string | undefined {
+  const headers = reply.headers as Record<string, string> | undefined;
+  return headers?.["content-encoding"];
+}
+
+Deno.test("compression() adds Accept-Encoding to Vary once, when an inner layer already did", async () => {
+  const handler = new Router()
+    .use(compression())
+    .get("/echo", () => text(BIG), { use: [compression({ minBytes: 0 })] })
+    .handler();
+  const a = await flatten(await handler(fake("GET", "/echo").req));
+  assert.equal(a.headers.get("content-encoding"), undefined);
+  assert.equal(a.headers.get("vary"), "Accept-Encoding");
+});
+
+Deno.test("compressReply() keeps a frozen header record shared and frozen", () => {
+  const headers: Readonly<Record<string, string>> = Object.freeze({
+    "content-type": "text/plain",
+  });
+  const one = compressReply(request(), { status: 200, headers, body: BIG });
+  const two = compressReply(request(), { status: 200, headers, body: BIG });
+  assert.equal(one.headers, two.headers, "one record for every reply");
+  assert.ok(Object.isFrozen(one.headers));
+  assert.deepEqual(one.headers, {
+    "content-type": "text/plain",
+    vary: "Accept-Encoding",
+  });
+  assert.equal(headers.vary, undefined, "the handler's record is not changed");
+});
+
+Deno.test("compressReply() gzips a repeated text once, with one frozen set of fields", async () => {
+  const headers: Readonly<Record<string, string>> = Object.freeze({
+    "content-type": "text/plain",
+    etag: '"v7"',
+  });
+  const make = () => ({ status: 200, headers, body: `${BIG}!` });
+  const one = compressReply(request("gzip"), make(), 0);
+  const two = compressReply(request("gzip"), make(), 0);
+  assert.equal(one.body, two.body, "the same bytes");
+  assert.equal(one.headers, two.headers, "the same fields");
+  assert.ok(Object.isFrozen(two.headers));
+  const a = await flatten(two);
+  assert.equal(await gunzip(a.body), `${BIG}!`);
+  assert.equal(a.headers.get("content-length"), String(a.body.length));
+  assert.equal(a.headers.get("etag"), '"v7-gzip"');
+  assert.equal(a.headers.get("vary"), "Accept-Encoding");
+  // Other text, or the same text under other fields, is gzipped anew.
+  const other = await flatten(compressReply(request("gzip"), text("abc"), 0));
+  assert.equal(await gunzip(other.body), "abc");
+  assert.equal(other.headers.get("etag"), undefined);
+});

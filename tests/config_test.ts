@@ -334,3 +334,67 @@ Deno.test("parseFlags() refuses passwords over plain HTTP on a non-loopback addr
   // Without passwords, a public address needs nothing.
   assert.equal(parseFlags(["--host", "0.0.0.0"]).auth, undefined);
 });
+
+Deno.test("parseFlags() maps --upload-files[=PATH], --upload-files-max, --upload-files-quota and --overwrite", () => {
+  assert.equal(parseFlags([]).app.uploadFiles, undefined);
+  const whole = parseFlags(["--upload-files"]);
+  assert.deepEqual(whole.app.uploadFiles, {
+    path: "/",
+    quotaBytes: 10 * 1024 ** 3,
+    overwrite: false,
+  });
+  assert.equal(whole.server.limits.maxFormBytes, 1024 ** 3);
+  for (const value of ["inbox", "/inbox", "/inbox/", "inbox/"]) {
+    assert.equal(
+      parseFlags([`--upload-files=${value}`]).app.uploadFiles?.path,
+      "/inbox/",
+      value,
+    );
+  }
+  assert.equal(
+    parseFlags(["--upload-files=photos/2026"]).app.uploadFiles?.path,
+    "/photos/2026/",
+  );
+  const o = parseFlags([
+    "--upload-files",
+    "--upload-files-max",
+    "4g",
+    "--upload-files-quota=0",
+    "--overwrite",
+  ]);
+  assert.equal(o.server.limits.maxFormBytes, 4 * 1024 ** 3);
+  assert.equal(o.app.uploadFiles?.quotaBytes, 0);
+  assert.equal(o.app.uploadFiles?.overwrite, true);
+  // The value comes only after "=": a port or a folder after it stays what it was.
+  const p = parseFlags(["--upload-files", "9000"]);
+  assert.equal(p.server.port, 9000);
+  assert.equal(p.app.uploadFiles?.path, "/");
+});
+
+Deno.test("parseFlags() refuses an --upload-files PATH that is not a plain folder of the root, and --overwrite alone", () => {
+  for (
+    const bad of [
+      "../up",
+      "/a/../b",
+      "/.git",
+      "a/.ssh/keys",
+      "a//b",
+      "%2e%2e",
+      "a\\b",
+      "a\x00b",
+    ]
+  ) {
+    assert.throws(
+      () => parseFlags([`--upload-files=${bad}`]),
+      (err: unknown) =>
+        err instanceof UsageError &&
+        /--upload-files: .* is not a folder of the root/.test(err.message),
+      bad,
+    );
+  }
+  assert.throws(
+    () => parseFlags(["--overwrite"]),
+    /--overwrite needs --upload-files/,
+  );
+  assert.throws(() => parseFlags(["--upload-files-max", "lots"]), UsageError);
+});

@@ -3,6 +3,7 @@ import { cors } from "../lib/app/middleware/cors.ts";
 import { json, text } from "../lib/app/response.ts";
 import { Router } from "../lib/app/router.ts";
 import { HttpError } from "../lib/http/errors.ts";
+import type { Reply } from "../lib/http/handler.ts";
 import { call, fake } from "./fixtures/app_request.ts";
 
 function app(origins: string) {
@@ -106,5 +107,45 @@ Deno.test("cors() covers static files (the fallback) too", async () => {
   assert.match(
     a.headers.get("access-control-expose-headers")!,
     /Content-Range/,
+  );
+});
+
+Deno.test("cors() with * leaves a request without Origin as it is, synchronously", () => {
+  const reply = text("x");
+  const handler = new Router().use(cors("*")).get("/x", () => reply).handler();
+  assert.equal(handler(fake("GET", "/x").req), reply);
+  const listed = new Router().use(cors("https://a.test")).get("/x", () => reply)
+    .handler()(fake("GET", "/x").req);
+  assert.ok(!(listed instanceof Promise));
+  assert.equal(
+    (listed.headers as Record<string, string>).vary,
+    "Origin",
+    "a list still says the reply varies",
+  );
+});
+
+Deno.test("cors() merges its fields into a frozen record once, for each origin", () => {
+  const headers = Object.freeze({
+    "content-type": "text/plain",
+    vary: "Accept",
+  });
+  const handler = new Router()
+    .use(cors("https://a.test, https://b.test"))
+    .get("/x", () => ({ status: 200, headers, body: "x" }))
+    .handler();
+  const ask = (origin: string) =>
+    handler(fake("GET", "/x", { headers: { origin } }).req) as Reply;
+  const a1 = ask("https://a.test");
+  const a2 = ask("https://a.test");
+  const b = ask("https://b.test");
+  assert.equal(a1.headers, a2.headers);
+  assert.ok(Object.isFrozen(a1.headers));
+  assert.notEqual(a1.headers, b.headers);
+  const fields = a1.headers as Record<string, string>;
+  assert.equal(fields["access-control-allow-origin"], "https://a.test");
+  assert.equal(fields.vary, "Accept, Origin");
+  assert.equal(
+    (b.headers as Record<string, string>)["access-control-allow-origin"],
+    "https://b.test",
   );
 });

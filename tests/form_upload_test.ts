@@ -123,12 +123,14 @@ Deno.test("saveForm() stores each file under its checked name and returns the fi
         name: "report.pdf",
         bytes: 50_000,
         contentType: "application/octet-stream",
+        replaced: false,
       },
       {
         field: "b",
         name: "\u00e9t\u00e9.txt",
         bytes: BOUNDARY.length + 11,
         contentType: "application/octet-stream",
+        replaced: false,
       },
     ]);
     assert.deepEqual(await Deno.readFile(join(dir, "report.pdf")), big);
@@ -305,6 +307,10 @@ class Quota implements UploadQuota {
   release(bytes: number): void {
     this.used -= bytes;
   }
+  stored(): void {} // reserved bytes already count
+  freed(bytes: number): void {
+    this.used -= bytes;
+  }
 }
 
 Deno.test("saveForm() answers 507 past the quota or on a full disk, and gives the room back", async () => {
@@ -350,6 +356,34 @@ Deno.test("saveForm() answers 507 past the quota or on a full disk, and gives th
       /Disk is full/,
     );
     assert.equal(quota.used, 600);
+    assert.deepEqual(await listDir(dir), ["a.bin"]);
+  });
+});
+
+Deno.test("saveForm() counts a replaced file's bytes as freed, and a failed form's files too", async () => {
+  await withDir(async (dir) => {
+    const quota = new Quota(10_000);
+    const one = (size: number) =>
+      formBody([{ name: "a", filename: "a.bin", data: new Uint8Array(size) }]);
+    await saveForm(piecesOf(one(3000), 500), TYPE, options(dir, { quota }));
+    assert.equal(quota.used, 3000);
+    await saveForm(
+      piecesOf(one(1000), 500),
+      TYPE,
+      options(dir, { quota, overwrite: true }),
+    );
+    assert.equal(quota.used, 1000, "the 3000 bytes replaced are freed");
+    // A new file stored, then the form fails: its bytes are freed with it.
+    const failing = formBody([
+      { name: "b", filename: "b.bin", data: new Uint8Array(2000) },
+      { name: "c", filename: "../c.bin", data: "x" },
+    ]);
+    await rejectsWith(
+      saveForm(piecesOf(failing, 500), TYPE, options(dir, { quota })),
+      400,
+      /path separator/,
+    );
+    assert.equal(quota.used, 1000);
     assert.deepEqual(await listDir(dir), ["a.bin"]);
   });
 });
@@ -584,6 +618,7 @@ Deno.test("a test route stores what Deno's fetch sends with FormData, and an emp
         name: "crlf.txt",
         bytes: 4,
         contentType: "application/octet-stream",
+        replaced: false,
       }],
       fields: [["note", "n"]],
     });

@@ -401,6 +401,18 @@ Deno.test("the README's deno task serve commands work as written", async () => {
   await using home = await makeSite(); // stands for ~, and for /tmp/files
   await Deno.mkdir(join(home.dir, "site"));
   await Deno.writeTextFile(join(home.dir, "site", "index.html"), "<h1>~</h1>");
+  // The Passwords section's file, made as it says: hash-password from stdin.
+  const hash = new Deno.Command(Deno.execPath(), {
+    args: ["run", join(ROOT, "main.ts"), "hash-password", "alice"],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const writer = hash.stdin.getWriter();
+  await writer.write(new TextEncoder().encode("s3cret\n"));
+  await writer.close();
+  const hashed = await hash.output();
+  assert.ok(hashed.success);
+  await Deno.writeFile(join(home.dir, "users.txt"), hashed.stdout);
   for (const command of commands) {
     // Port 0: other servers may hold 8080 on a shared machine. `exec`, so
     // the SIGTERM that ends the test reaches deno task, not just sh.
@@ -412,6 +424,16 @@ Deno.test("the README's deno task serve commands work as written", async () => {
       env: { HOME: home.dir },
     });
     await assertListening(server);
+    if (command.includes("--auth")) {
+      // A password is asked for, and the README's user gets in.
+      assert.equal((await get(server.port, "/"))[0], 401, line);
+      const res = await fetch(`http://127.0.0.1:${server.port}/`, {
+        headers: { authorization: `Basic ${btoa("alice:s3cret")}` },
+      });
+      await res.body?.cancel();
+      assert.equal(res.status, 200, line);
+      continue;
+    }
     const [status, body] = await get(server.port, "/");
     assert.equal(status, 200, line);
     assert.equal(body, command.includes("~/site") ? "<h1>~</h1>" : body, line);

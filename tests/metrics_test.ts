@@ -77,3 +77,32 @@ Deno.test("AppMetrics.render() writes the Prometheus text format", () => {
   }
   assert.ok(out.endsWith("\n"));
 });
+
+Deno.test("AppMetrics.record() keeps each route's count when routes alternate", () => {
+  const metrics = new AppMetrics();
+  const routes = ["/a", "/b", "/a", "/a", "none", "/b", "/a"];
+  for (const route of routes) metrics.record(route, 200);
+  metrics.record("/b", 503);
+  metrics.record("/a", 99); // not a status class: not counted
+  assert.equal(metrics.requests("/a", "2xx"), 4);
+  assert.equal(metrics.requests("/b", "2xx"), 2);
+  assert.equal(metrics.requests("/b", "5xx"), 1);
+  assert.equal(metrics.requests("none", "2xx"), 1);
+  assert.equal(metrics.requests("", "2xx"), 0);
+});
+
+Deno.test("AppMetrics.middleware() counts a synchronous chain without making it async", () => {
+  const metrics = new AppMetrics();
+  const handler = new Router()
+    .use(metrics.middleware())
+    .get("/x", () => text("x"))
+    .get("/boom", () => {
+      throw new HttpError(409, "clash");
+    })
+    .handler();
+  const reply = handler(fake("GET", "/x").req);
+  assert.ok(!(reply instanceof Promise));
+  assert.throws(() => handler(fake("GET", "/boom").req), { status: 409 });
+  assert.equal(metrics.requests("/x", "2xx"), 1);
+  assert.equal(metrics.requests("/boom", "4xx"), 1);
+});

@@ -173,3 +173,14 @@ Deno.test("RateLimiter refuses a zero budget", () => {
   assert.throws(() => new RateLimiter({ limit: 0, windowMs: 1000 }), TypeError);
   assert.throws(() => new RateLimiter({ limit: 1, windowMs: 0 }), TypeError);
 });
+
+Deno.test("rateLimit() keeps a synchronous chain synchronous, refusals included", () => {
+  const handler = new Router()
+    .use(rateLimit({ limit: 1, windowMs: 60_000 }))
+    .get("/x", () => text("ok"))
+    .handler();
+  const first = handler(fake("GET", "/x").req);
+  assert.ok(!(first instanceof Promise));
+  assert.equal(first.status, 200);
+  assert.throws(() => handler(fake("GET", "/x").req), { status: 429 });
+});

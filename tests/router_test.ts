@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { HttpError } from "../lib/http/errors.ts";
-import { NO_PARAMS } from "../lib/app/request.ts";
+import { AppRequest, NO_PARAMS } from "../lib/app/request.ts";
 import { json, text } from "../lib/app/response.ts";
-import { type Middleware, Router } from "../lib/app/router.ts";
+import { afterNext, type Middleware, Router } from "../lib/app/router.ts";
+import type { Reply } from "../lib/http/handler.ts";
 import { call, fake } from "./fixtures/app_request.ts";
 
 function demo(): Router {
@@ -256,6 +257,34 @@ Deno.test("Router.handler() enforces the route limit on a chunked body while rea
   assert.equal(big.status, 413);
 });
 
+Deno.test("Router.handler({ maxBodyBytes }) holds routes without a limit, and the fallback, to it; a route's own limit wins", async () => {
+  const router = new Router()
+    .post("/plain", async (req) => text(await req.text()))
+    .post("/big", async (req) => text(String((await req.bytes()).length)), {
+      maxBodyBytes: 16,
+    })
+    .fallback(async (req) => text(String((await req.bytes()).length)));
+  const handler = router.handler({ maxBodyBytes: 4 });
+  const cases: [
+    path: string,
+    body: string,
+    chunked: boolean,
+    status: number,
+  ][] = [
+    ["/plain", "abcd", false, 200],
+    ["/plain", "abcde", false, 413], // from Content-Length, before reading
+    ["/plain", "abcde", true, 413], // while reading
+    ["/big", "x".repeat(16), false, 200],
+    ["/big", "x".repeat(17), true, 413],
+    ["/elsewhere", "abcde", true, 413],
+  ];
+  for (const [path, body, chunked, status] of cases) {
+    const f = fake("POST", path, { body, chunked });
+    const a = await call(handler, f.req);
+    assert.equal(a.status, status, `${path} ${body.length} ${chunked}`);
+  }
+});
+
 Deno.test("Router.handler() renders JSON errors on jsonErrors routes unless the client names HTML or JSON", async () => {
   const router = new Router().get("/api", () => {
     throw new HttpError(409, "clash", {
@@ -311,4 +340,157 @@ Deno.test("Router.all() answers every method, and the contract's methods narrow 
   const a = await call(handler, fake("PUT", "/some").req);
   assert.equal(a.status, 405);
   assert.equal(a.headers.get("allow"), "GET, POST, HEAD, OPTIONS");
+});
+
+Deno.test("Router.match() tells apart static paths of one length", () => {
+  const templates = ["/ab", "/cb", "/ac", "/a", "/abc"];
+  const router = new Router();
+  for (const t of templates) router.get(t, () => text(t));
+  for (const t of templates) {
+    const m = router.match("GET", t);
+    assert.equal(m.kind === "route" && m.route.template, t);
+  }
+  for (const path of ["/bb", "/aa", "/b", "/abd"]) {
+    assert.equal(router.match("GET", path).kind, "none", path);
+  }
+  // Past eight of one length the Map answers; the result is the same.
+  const many = new Router();
+  for (let i = 0; i < 20; i++) {
+    many.get(`/p${i % 10}${i >= 10 ? "x" : "y"}`, () => text(""));
+  }
+  for (let i = 0; i < 20; i++) {
+    const path = `/p${i % 10}${i >= 10 ? "x" : "y"}`;
+    const m = many.match("GET", path);
+    assert.equal(m.kind === "route" && m.route.template, path);
+  }
+  assert.equal(many.match("GET", "/p0z").kind, "none");
+});
+
+Deno.test("Router.handler() answers synchronously when the handler and every layer are", () => {
+  const handler = new Router()
+    .use((_req, next) => next())
+    .use((req, next) => afterNext(req, next, (_req, reply) => reply))
+    .get("/x/{id}", (req) => text(req.params.id), {
+      use: [(_req, next) => next()],
+    })
+    .handler();
+  const reply = handler(fake("GET", "/x/7").req);
+  assert.ok(!(reply instanceof Promise), "no promise for a synchronous chain");
+  assert.equal((reply as Reply).body, "7");
+});
+
+Deno.test("Router.handler() throws at once what a synchronous chain throws", () => {
+  const handler = new Router()
+    .use((req, next) => afterNext(req, next, (_req, reply) => reply))
+    .get("/x", () => {
+      throw new HttpError(409, "clash");
+    })
+    .handler();
+  assert.throws(() => handler(fake("GET", "/x").req), { status: 409 });
+  // A JSON route turns the same throw into a reply, still synchronously.
+  const json = new Router()
+    .get("/x", () => {
+      throw new HttpError(409, "clash");
+    }, { jsonErrors: true })
+    .handler()(fake("GET", "/x").req);
+  assert.ok(!(json instanceof Promise));
+  assert.equal((json as Reply).status, 409);
+});
+
+Deno.test("afterNext() hands over replies and errors, synchronous or not", async () => {
+  const r = new AppRequest(fake("GET", "/").req, "/");
+  const seen: string[] = [];
+  const onReply = (_req: unknown, reply: Reply) => {
+    seen.push(`reply ${reply.status}`);
+    return { ...reply, status: reply.status + 1 };
+  };
+  const onError = (_req: unknown, err: unknown) => {
+    seen.push(`error ${(err as Error).message}`);
+    return { status: 500 };
+  };
+  const sync = afterNext(r, () => ({ status: 200 }), onReply, onError);
+  assert.equal((sync as Reply).status, 201);
+  const later = afterNext(
+    r,
+    () => Promise.resolve({ status: 300 }),
+    onReply,
+    onError,
+  );
+  assert.ok(later instanceof Promise);
+  assert.equal((await later).status, 301);
+  const thrown = afterNext(
+    r,
+    () => {
+      throw new Error("now");
+    },
+    onReply,
+    onError,
+  );
+  assert.equal((thrown as Reply).status, 500);
+  const rejected = await afterNext(
+    r,
+    () => Promise.reject(new Error("later")),
+    onReply,
+    onError,
+  );
+  assert.equal(rejected.status, 500);
+  assert.throws(
+    () =>
+      afterNext(r, () => {
+        throw new Error("no handler");
+      }, onReply),
+    /no handler/,
+  );
+  assert.deepEqual(seen, [
+    "reply 200",
+    "reply 300",
+    "error now",
+    "error later",
+  ]);
+});
+
+Deno.test("Router.use() leaves routesOnly middleware out for the fallback and 404s", async () => {
+  const ran: string[] = [];
+  // Both kinds of middleware: a function around next(), and hooks.
+  const tag = (name: string, routesOnly: boolean): Middleware =>
+    routesOnly
+      ? {
+        before: (req) => {
+          ran.push(`${name} ${req.matched}`);
+          return undefined;
+        },
+        routesOnly,
+      }
+      : (req, next) => {
+        ran.push(`${name} ${req.matched}`);
+        return next();
+      };
+  const router = new Router()
+    .use(tag("all", false), tag("routes", true))
+    .get("/api", () => text("api"));
+  const noFallback = router.handler();
+  assert.equal((await call(noFallback, fake("GET", "/nope").req)).status, 404);
+  assert.equal((await call(noFallback, fake("POST", "/api").req)).status, 405);
+  router.fallback(() => text("file"), "static");
+  const handler = router.handler();
+  await call(handler, fake("GET", "/api").req);
+  await call(handler, fake("GET", "/page.html").req);
+  assert.deepEqual(ran, [
+    "all none",
+    "all method",
+    "routes method",
+    "all route",
+    "routes route",
+    "all fallback",
+  ]);
+});
+
+Deno.test("Router.use() reaches a handler made before it, from the next request on", async () => {
+  const router = new Router().get("/x", () => text("x"));
+  const handler = router.handler();
+  assert.equal((await call(handler, fake("GET", "/x").req)).text, "x");
+  router.use((req, next) =>
+    afterNext(req, next, (_req, reply) => ({ ...reply, body: "wrapped" }))
+  );
+  assert.equal((await call(handler, fake("GET", "/x").req)).text, "wrapped");
 });

@@ -4,7 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { gunzip } from "./fixtures/app_request.ts";
+import { DEFAULT_APP, DEFAULT_STATIC } from "../lib/config.ts";
+import { createApp } from "../lib/app/routes.ts";
+import type { Reply } from "../lib/http/handler.ts";
+import { EngineStats } from "../lib/http/stats.ts";
+import { fake, gunzip } from "./fixtures/app_request.ts";
 import { captureLogs } from "./fixtures/engine_log.ts";
 import {
   canMountTmpfs,
@@ -474,4 +478,31 @@ Deno.test({
       await Deno.remove(dir);
     }
   },
+});
+
+Deno.test("createApp() answers /echo, /user-agent and /health synchronously, with frozen constant fields", async () => {
+  const base = await Deno.makeTempDir({ prefix: "spindle-app-" });
+  try {
+    const stats = new EngineStats();
+    const handler = createApp({
+      ...DEFAULT_APP,
+      static: { ...DEFAULT_STATIC, root: base },
+      uploads: join(base, "uploads"),
+    }, { stats, hostname: "127.0.0.1", port: () => 8080 });
+    for (const target of ["/echo/abc", "/user-agent", "/health"]) {
+      const reply = handler(fake("GET", target).req);
+      assert.ok(!(reply instanceof Promise), `${target}: no promise`);
+      assert.equal(reply.status, 200, target);
+      // A frozen record the engine meets again is copied as encoded bytes.
+      assert.ok(Object.isFrozen(reply.headers), `${target}: frozen fields`);
+    }
+    const health = handler(fake("GET", "/health").req) as Reply;
+    assert.equal(health.body, '{"status":"ok"}\n');
+    stats.draining = true;
+    const draining = handler(fake("GET", "/health").req) as Reply;
+    assert.equal(draining.status, 503);
+    assert.equal(draining.body, '{"status":"draining"}\n');
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
 });

@@ -5,7 +5,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  FolderChanged,
   removeDeadTempFiles,
+  removeWritten,
   TEMP_PREFIX,
   writeAtomic,
   writePiece,
@@ -238,6 +240,53 @@ Deno.test("writeAtomic() names its temp file after its process and holds a lock 
   held.release();
   await held.done;
   assert.deepEqual(await listDir(dir.path), ["held.json"]);
+});
+
+Deno.test("writeAtomic() with beneath writes nothing through a folder that is a symlink out", async () => {
+  await using dir = await tempDir();
+  await using outside = await tempDir();
+  await Deno.mkdir(join(dir.path, "in"));
+  // The path the caller resolved before: now a symlink out (a swap won the race).
+  await Deno.symlink(outside.path, join(dir.path, "swapped"));
+  async function* data() {
+    yield encoder.encode("never written");
+  }
+  await assert.rejects(
+    writeAtomic(join(dir.path, "swapped"), "x.txt", data(), {
+      replace: false,
+      beneath: dir.path,
+    }),
+    FolderChanged,
+  );
+  assert.deepEqual(await listDir(outside.path), [], "no file, no temp file");
+  // A plain folder under it is proved and written.
+  const ok = await writeAtomic(join(dir.path, "in"), "x.txt", data(), {
+    replace: false,
+    beneath: dir.path,
+  });
+  assert.equal(ok.bytes, 13);
+  assert.deepEqual(await listDir(join(dir.path, "in")), ["x.txt"]);
+});
+
+Deno.test("removeWritten() removes only the very file written, not another of the same name", async () => {
+  await using dir = await tempDir();
+  const written = await writeAtomic(dir.path, "a.txt", encoder.encode("a"), {
+    replace: false,
+  });
+  // Someone else's file now has the name (as after a folder swap; ours
+  // lives on elsewhere, so its inode cannot be reused).
+  await Deno.rename(join(dir.path, "a.txt"), join(dir.path, "moved.txt"));
+  await Deno.writeTextFile(join(dir.path, "a.txt"), "theirs");
+  assert.equal(
+    await removeWritten(join(dir.path, "a.txt"), written.info),
+    false,
+  );
+  assert.equal(await Deno.readTextFile(join(dir.path, "a.txt")), "theirs");
+  const mine = await writeAtomic(dir.path, "b.txt", encoder.encode("b"), {
+    replace: false,
+  });
+  assert.equal(await removeWritten(join(dir.path, "b.txt"), mine.info), true);
+  assert.deepEqual(await listDir(dir.path), ["a.txt", "moved.txt"]);
 });
 
 Deno.test("removeDeadTempFiles() removes temp files nobody holds and keeps a live writer's", async () => {

@@ -13,6 +13,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { join } from "node:path";
+import { lookBeneath, sameInode } from "./open_beneath.ts";
 
 const log = getLogger(["spindle", "app", "files"]);
 
@@ -34,6 +35,28 @@ export interface AtomicWriteOptions {
   readonly replace: boolean;
   /** Called for each piece; the default writes it whole. */
   readonly write?: WritePiece;
+  /**
+   * A real folder the temp file must provably be created under, `dir`
+   * being a real path below it: the file is checked after the create as
+   * openBeneath() checks a read, so a folder on the path swapped for a
+   * symlink out is seen before a byte is written. Unproved:
+   * {@link FolderChanged}.
+   */
+  readonly beneath?: string;
+}
+
+/** What {@link writeAtomic} stored. */
+export interface Written {
+  /** The name it was published under. */
+  readonly name: string;
+  readonly bytes: number;
+  /** The file's fstat before publishing: its device and inode name it. */
+  readonly info: Deno.FileInfo;
+}
+
+/** A folder on the path changed while a write began; nothing was written. */
+export class FolderChanged extends Error {
+  override name = "FolderChanged";
 }
 
 /** Prefix of temp files; the dot hides them from listings and static serving. */
@@ -73,9 +96,11 @@ export async function writeAtomic(
   name: string | (() => string),
   data: Uint8Array | AsyncIterable<Uint8Array>,
   options: AtomicWriteOptions,
-): Promise<{ name: string; bytes: number }> {
+): Promise<Written> {
   const write = options.write ?? writePiece;
-  const { file, temp } = await createTemp(dir);
+  const { file, temp } = options.beneath === undefined
+    ? await createTemp(dir)
+    : await createTempBeneath(dir, options.beneath);
   let bytes = 0;
   try {
     if (data instanceof Uint8Array) {
@@ -88,9 +113,10 @@ export async function writeAtomic(
       }
     }
     await file.sync(); // the data is on disk before the name points at it
+    const info = await file.stat();
     const final = await publish(dir, temp, name, options.replace);
     await syncDir(dir); // and the new name survives a power cut
-    return { name: final, bytes };
+    return { name: final, bytes, info };
   } catch (err) {
     await removeQuietly(temp);
     throw err;
@@ -124,6 +150,63 @@ async function createTemp(
     if (attempt === TEMP_ATTEMPTS) {
       throw new Error(`Cannot keep a temp file in ${dir}`);
     }
+  }
+}
+
+/**
+ * {@link createTemp}, then the proof that the file made lies under
+ * `beneath` (see openBeneath() for the argument): its inode is the one a
+ * fresh lstat finds at its name, and every folder from the one holding it
+ * up to `beneath` is a plain folder that did not change since before the
+ * create. A folder that changed within the last second is waited out once.
+ */
+async function createTempBeneath(
+  dir: string,
+  beneath: string,
+): Promise<{ file: Deno.FsFile; temp: string }> {
+  for (let attempt = 1;; attempt++) {
+    const sinceMs = Date.now(); // before the create: its walk came after
+    const made = await createTemp(dir);
+    let untilMs = 0;
+    try {
+      const info = made.file.statSync();
+      const look = lookBeneath(beneath, made.temp, sinceMs, true);
+      if (look.kind === "ok" && sameInode(look.info, info)) return made;
+      if (look.kind === "unsettled") untilMs = look.untilMs;
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) {
+        made.file.close();
+        await removeQuietly(made.temp);
+        throw err;
+      }
+    }
+    // Made somewhere we cannot vouch for: gone before a byte is written. By
+    // path, as Deno has no unlinkat; a name 16 hex digits long is no one's.
+    made.file.close();
+    await removeQuietly(made.temp);
+    if (untilMs === 0 || attempt === 2) {
+      throw new FolderChanged(`Cannot prove a new file lies under ${beneath}`);
+    }
+    await new Promise((r) => setTimeout(r, untilMs - Date.now()));
+  }
+}
+
+/**
+ * Removes a file this module published, by path, only while the path
+ * still names that very file (device and inode): a folder swapped for a
+ * symlink meanwhile must not make it remove someone else's file of the
+ * same name. True when removed.
+ */
+export async function removeWritten(
+  path: string,
+  written: Deno.FileInfo,
+): Promise<boolean> {
+  try {
+    if (!sameInode(await Deno.lstat(path), written)) return false;
+    await Deno.remove(path);
+    return true;
+  } catch {
+    return false; // gone already, or not ours to remove
   }
 }
 

@@ -36,6 +36,13 @@ export interface ListingOptions {
   readonly archive: boolean;
   /** Rows left out past the listing limit. */
   readonly truncated: boolean;
+  /** Offer an upload form: the folder takes uploads (`--upload-files`). */
+  readonly upload?: {
+    /** Largest form, in bytes. */
+    readonly maxBytes: number;
+    /** A file of the same name is replaced (else refused). */
+    readonly overwrite: boolean;
+  };
 }
 
 const SORT_KEYS: readonly string[] = ["name", "size", "date"];
@@ -142,9 +149,12 @@ function formatDate(ms: number): string {
   return new Date(ms).toISOString().slice(0, 16).replace("T", " ");
 }
 
-// encodeURIComponent leaves !'()* alone; quote them too so a name can never
-// close the attribute or read as anything but a relative path.
-function hrefOf(name: string): string {
+/**
+ * A name as one URL path segment. encodeURIComponent leaves !'()* alone;
+ * they are quoted too, so a name can never close an attribute or read as
+ * anything but a relative path.
+ */
+export function encodeSegment(name: string): string {
   return encodeURIComponent(name).replace(
     /[!'()*]/g,
     (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
@@ -165,7 +175,7 @@ export function renderListingJson(
   entries: readonly ListingEntry[],
   truncated: boolean,
 ): string {
-  const base = urlPath.split("/").map(hrefOf).join("/");
+  const base = urlPath.split("/").map(encodeSegment).join("/");
   return JSON.stringify({
     path: urlPath,
     truncated,
@@ -174,7 +184,7 @@ export function renderListingJson(
       type: e.isDirectory ? "directory" : "file",
       size: e.isDirectory ? null : e.size,
       modified: e.mtimeMs === null ? null : new Date(e.mtimeMs).toISOString(),
-      href: `${base}${hrefOf(e.name)}${e.isDirectory ? "/" : ""}`,
+      href: `${base}${encodeSegment(e.name)}${e.isDirectory ? "/" : ""}`,
     })),
   }) + "\n";
 }
@@ -194,6 +204,8 @@ const ICONS: Record<string, string> = {
   archive:
     '<rect x="4" y="3" width="16" height="18" rx="2"/><path d="M12 3v2m0 2v2m0 2v2" fill="none"/><rect x="10.5" y="13" width="3" height="4" fill="none"/>',
   code: '<path d="M9 7l-5 5 5 5M15 7l5 5-5 5" fill="none"/>',
+  upload:
+    '<path d="M12 16V4M7 9l5-5 5 5M4 15v4a1 1 0 0 0 1 1h14a1 1 0 0 0 1-1v-4" fill="none"/>',
   text:
     '<path d="M6 3h8l5 5v12a1 1 0 0 1-1 1H6a1 1 0 0 1-1-1V4a1 1 0 0 1 1-1z"/><path d="M8 12h8M8 15h8M8 18h5" fill="none"/>',
 };
@@ -249,6 +261,14 @@ td.name a:hover{text-decoration:underline}
 .i{width:1.25em;height:1.25em;flex:none;fill:var(--icon);stroke:var(--paper);stroke-width:1.5;stroke-linejoin:round;stroke-linecap:round}
 .dir .i{fill:var(--folder)}
 .note{color:var(--muted)}
+.upload{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;margin:0 0 1rem;padding:.75rem;border:2px dashed var(--line);border-radius:8px}
+.upload.dragging{border-color:var(--link);background:var(--wash)}
+.upload .i{fill:none;stroke:var(--icon);stroke-width:2}
+.upload label{flex:1 1 16rem;display:flex;gap:.5rem;align-items:center;cursor:pointer}
+.upload input[type=file]{font:inherit;min-width:0;max-width:100%}
+.upload progress{flex:1 1 10rem;height:.75rem}
+.upload output{flex:1 1 100%;color:var(--muted);font-size:.9rem;overflow-wrap:anywhere}
+.upload output.error{color:#c62828}
 @media (max-width:36rem){body{padding:.5rem}.date{display:none}th,td{padding:.55rem .4rem}}
 `;
 
@@ -257,6 +277,43 @@ const SCRIPT = `
 const f=document.querySelector("#filter"),rows=[...document.querySelectorAll("tbody tr[data-name]")],c=document.querySelector("#shown");
 f.addEventListener("input",()=>{const q=f.value.toLowerCase();let n=0;for(const r of rows){const s=r.dataset.name.includes(q);r.hidden=!s;n+=s}c.textContent=n;const u=new URL(location.href);q?u.searchParams.set("q",f.value):u.searchParams.delete("q");history.replaceState(null,"",u)});
 `;
+
+// Uploads with a progress bar, and files dropped anywhere on the page. The
+// form alone posts the same files without JavaScript (303 back here).
+const UPLOAD_SCRIPT = `
+const up=document.querySelector("#upload");
+if(up){const input=up.querySelector("#files"),bar=up.querySelector("progress"),out=up.querySelector("output"),max=Number(up.dataset.max);
+const size=(n)=>{if(n<1024)return n+" B";const u=["KiB","MiB","GiB","TiB"];let i=-1;do{n/=1024;i++}while(n>=1024&&i<3);return(n<10?n.toFixed(1):Math.round(n))+" "+u[i]};
+const say=(t,bad)=>{out.textContent=t;out.classList.toggle("error",!!bad)};
+const send=(files)=>{if(!files||files.length===0)return say("Choose or drop files first",true);let total=0;const form=new FormData();for(const file of files){total+=file.size;form.append("file",file,file.name)}
+if(total>max)return say("Too large: "+size(total)+"; at most "+size(max)+" at once",true);
+const x=new XMLHttpRequest();x.open("POST",location.href);x.setRequestHeader("Accept","application/json");bar.hidden=false;bar.value=0;up.setAttribute("aria-busy","true");
+x.upload.onprogress=(e)=>{if(e.lengthComputable){bar.value=e.loaded/e.total;say("Uploading "+files.length+" file"+(files.length===1?"":"s")+": "+size(e.loaded)+" of "+size(e.total))}};
+const done=(t,bad)=>{bar.hidden=true;up.removeAttribute("aria-busy");say(t,bad)};
+x.onload=()=>{let r={};try{r=JSON.parse(x.responseText)}catch{}if(x.status>=200&&x.status<300){done("Stored "+r.files.map((f)=>f.name).join(", "));location.reload()}else done(r.error||"Upload failed: "+x.status,true)};
+x.onerror=()=>done("Upload failed: the connection was lost",true);x.send(form)};
+up.addEventListener("submit",(e)=>{e.preventDefault();send(input.files)});
+let depth=0;const drag=(on)=>up.classList.toggle("dragging",on);
+addEventListener("dragenter",(e)=>{if(e.dataTransfer.types.includes("Files")){depth++;drag(true)}});
+addEventListener("dragleave",()=>{if(--depth<=0){depth=0;drag(false)}});
+addEventListener("dragover",(e)=>{if(e.dataTransfer.types.includes("Files"))e.preventDefault()});
+addEventListener("drop",(e)=>{if(!e.dataTransfer.files.length)return;e.preventDefault();depth=0;drag(false);send(e.dataTransfer.files)})}
+`;
+
+/** The upload form: a plain multipart form, driven by UPLOAD_SCRIPT when it runs. */
+function uploadForm(upload: NonNullable<ListingOptions["upload"]>): string {
+  const rule = upload.overwrite
+    ? "a file of the same name is replaced"
+    : "a name already here is refused";
+  // No action: the form posts to this very URL, the folder's.
+  return `<form id="upload" class="upload" method="post" enctype="multipart/form-data" data-max="${upload.maxBytes}">` +
+    `<label><svg class="i" aria-hidden="true"><use href="#i-upload"/></svg><span>Drop files here or choose them:</span>` +
+    `<input id="files" type="file" name="file" multiple required></label>` +
+    `<button>Upload</button><progress max="1" value="0" hidden></progress>` +
+    `<output role="status" aria-live="polite">Up to ${
+      formatSize(upload.maxBytes)
+    } at once; ${rule}.</output></form>`;
+}
 
 /**
  * The HTML page listing the folder at `urlPath` (decoded, ending in "/").
@@ -317,7 +374,7 @@ export function renderListing(
     rows.push(
       `<tr${e.isDirectory ? ' class="dir"' : ""} data-name="${
         escapeHtml(e.name.toLowerCase())
-      }"><td class="name"><a href="./${hrefOf(e.name)}${slash}${
+      }"><td class="name"><a href="./${encodeSegment(e.name)}${slash}${
         e.isDirectory ? keepAttr : ""
       }">${iconOf(e)}<span>${escapeHtml(e.name)}${slash}</span></a></td>` +
         `<td class="size">${size}</td><td class="date">${date}</td></tr>`,
@@ -370,14 +427,16 @@ export function renderListing(
     plural(folders, "folder")
   }, ${plural(files, "file")}, ${
     formatSize(bytes)
-  }${filtered}</span></div>${note}
+  }${filtered}</span></div>${note}${
+    opts.upload === undefined ? "" : uploadForm(opts.upload)
+  }
 <table><thead><tr>${head("name", "Name", "name")}${
     head("size", "Size", "size")
   }${head("date", "Modified (UTC)", "date")}</tr></thead>
 <tbody>
 ${rows.join("\n")}
 </tbody></table>
-<script>${SCRIPT}</script>
+<script>${SCRIPT}${opts.upload === undefined ? "" : UPLOAD_SCRIPT}</script>
 </body></html>
 `;
 }

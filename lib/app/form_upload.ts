@@ -7,7 +7,13 @@
  */
 import { join } from "node:path";
 import { HttpError, STATUS } from "../http/errors.ts";
-import { isDiskFull, writeAtomic, type WritePiece } from "./atomic_write.ts";
+import {
+  FolderChanged,
+  isDiskFull,
+  removeWritten,
+  writeAtomic,
+  type WritePiece,
+} from "./atomic_write.ts";
 import { checkFileName } from "./canonical_path.ts";
 import {
   boundaryOf,
@@ -16,17 +22,31 @@ import {
   MultipartParser,
 } from "./multipart.ts";
 
-/** Room for uploads, counted as the bytes arrive. */
+/** Room for uploads, counted as the bytes arrive (lib/app/folder_quota.ts). */
 export interface UploadQuota {
-  /** Counts `bytes` more as stored. Throws HttpError 507 when they do not fit. */
-  reserve(bytes: number): void;
-  /** Gives back bytes reserved for files that were not stored after all. */
+  /**
+   * Counts `bytes` more as being written. Throws (or rejects with) HttpError
+   * 507 when they do not fit.
+   */
+  reserve(bytes: number): void | Promise<void>;
+  /** Gives back bytes reserved for a file that was not stored after all. */
   release(bytes: number): void;
+  /** Reserved bytes were stored under a name. */
+  stored(bytes: number): void;
+  /** A stored file went: replaced by an upload, or removed when its form failed. */
+  freed(bytes: number): void;
 }
 
 export interface FormUploadOptions {
-  /** Folder the files go to; created when missing. */
+  /** Folder the files go to; created when missing unless `create` is false. */
   readonly dir: string;
+  /** Make `dir` when it is missing (default: true). */
+  readonly create?: boolean;
+  /**
+   * A real folder each file must provably be created under (`dir` being a
+   * real path below it): see writeAtomic(). Unproved: 503.
+   */
+  readonly beneath?: string;
   /** Parser limits: `maxPartBytes` is the largest file, `maxBytes` the whole body. */
   readonly limits: MultipartLimits;
   /** Plain (non-file) fields, all together, in bytes: they are held in memory. Over: 413. */
@@ -34,6 +54,11 @@ export interface FormUploadOptions {
   /** Replace a file of the same name; else such a form gets 409. */
   readonly overwrite: boolean;
   readonly quota?: UploadQuota;
+  /**
+   * Called with each checked name before its data is read; throws an
+   * HttpError for a name this folder does not take (a type not served).
+   */
+  readonly checkName?: (name: string) => void;
   /** Piece writer (tests inject a failing one). */
   readonly write?: WritePiece;
 }
@@ -47,6 +72,8 @@ export interface SavedFile {
   readonly bytes: number;
   /** As the client declared it; never trusted for serving. */
   readonly contentType: string;
+  /** It replaced a file of the same name (`overwrite`). */
+  readonly replaced: boolean;
 }
 
 /** What a form held: the files stored, and the plain fields in order. */
@@ -87,7 +114,7 @@ export async function saveForm(
 ): Promise<SavedForm> {
   const parser = new MultipartParser(boundaryOf(contentType), options.limits);
   const dir = options.dir;
-  await Deno.mkdir(dir, { recursive: true });
+  if (options.create !== false) await Deno.mkdir(dir, { recursive: true });
   const source = body[Symbol.asyncIterator]();
   let ended = false;
 
@@ -105,6 +132,7 @@ export async function saveForm(
     }
   };
 
+  /** Bytes of the file being written, reserved against the quota. */
   let reserved = 0;
   const quota = options.quota;
   /** One part's data as it arrives, counted against the quota. */
@@ -113,13 +141,19 @@ export async function saveForm(
       const event = await nextEvent();
       if (event?.type === "end") return;
       if (event?.type !== "data") throw new Error("Multipart part never ended");
-      quota?.reserve(event.bytes.length);
-      reserved += event.bytes.length;
-      yield event.bytes;
+      const bytes = event.bytes;
+      if (quota !== undefined) {
+        const waited = quota.reserve(bytes.length);
+        if (waited !== undefined) await waited;
+        reserved += bytes.length;
+      }
+      yield bytes;
     }
   }
 
   const files: SavedFile[] = [];
+  /** What each stored file is (device, inode), for a safe removal. */
+  const written: Deno.FileInfo[] = [];
   const fields: [string, string][] = [];
   const names = new Set<string>();
   let fieldBytes = 0;
@@ -154,6 +188,7 @@ export async function saveForm(
         }
       } else {
         const name = checkFileName(filename);
+        options.checkName?.(name);
         if (names.has(name)) {
           throw conflict(`Two files named ${name} in one form`);
         }
@@ -170,18 +205,34 @@ export async function saveForm(
         const saved = await writeAtomic(dir, name, partData(), {
           replace: options.overwrite,
           write: options.write,
+          beneath: options.beneath,
         });
-        files.push({ field, name, bytes: saved.bytes, contentType: type });
+        quota?.stored(reserved);
+        reserved = 0;
+        const replaced = there !== undefined;
+        if (replaced) quota?.freed(there.size);
+        files.push({
+          field,
+          name,
+          bytes: saved.bytes,
+          contentType: type,
+          replaced,
+        });
+        written.push(saved.info);
       }
       event = await nextEvent();
     }
     return { files, fields };
   } catch (err) {
-    // Not stored after all: remove what this form published, give its room back.
-    await Promise.all(
-      files.map((f) => Deno.remove(join(dir, f.name)).catch(() => {})),
-    );
+    // Not stored after all: remove what this form published, give its room
+    // back. A file that replaced another stays: the one it replaced is gone.
     quota?.release(reserved);
+    await Promise.all(files.map(async (f, i) => {
+      if (f.replaced) return;
+      if (await removeWritten(join(dir, f.name), written[i])) {
+        quota?.freed(f.bytes);
+      }
+    }));
     if (err instanceof Deno.errors.AlreadyExists) {
       throw conflict("A file of that name appeared while uploading");
     }
@@ -189,6 +240,14 @@ export async function saveForm(
       const message = "Disk is full";
       throw new HttpError(STATUS.InsufficientStorage, message, {
         expose: message,
+      });
+    }
+    if (err instanceof FolderChanged) {
+      // A folder on the way was being swapped (an attack, or a deploy): try later.
+      throw new HttpError(STATUS.ServiceUnavailable, err.message, {
+        expose: "The folder changed while uploading; try again",
+        headers: { "retry-after": "1" },
+        close: true,
       });
     }
     throw err;

@@ -15,7 +15,7 @@ import {
   CounterTable,
   createCounterMemory,
 } from "../shared/counters.ts";
-import type { Middleware } from "./router.ts";
+import type { Middleware } from "./chain.ts";
 
 /** Prometheus text exposition media type. */
 export const METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -81,6 +81,9 @@ export class AppMetrics {
   readonly #shared: boolean;
   /** Route label -> its columns, one per status class (index 0 is 1xx). */
   readonly #routes = new Map<string, readonly number[]>();
+  // Requests come in runs for one route: the last one skips the Map.
+  #lastRoute: string | undefined;
+  #lastCols: readonly number[] = [];
   readonly #rateLimited: number;
   readonly #misdirected: number;
 
@@ -130,8 +133,13 @@ export class AppMetrics {
 
   /** Counts one answered request. */
   record(route: string, status: number): void {
-    const cols = this.#routes.get(route) ?? this.#columnsOf(route);
-    const cls = Math.floor(status / 100) - 1;
+    let cols = this.#lastCols;
+    if (route !== this.#lastRoute) {
+      cols = this.#routes.get(route) ?? this.#columnsOf(route);
+      this.#lastRoute = route;
+      this.#lastCols = cols;
+    }
+    const cls = (status / 100 | 0) - 1;
     if (cls >= 0 && cls < cols.length) this.#row[cols[cls]]++;
   }
 
@@ -240,17 +248,22 @@ export class AppMetrics {
     return out.join("\n") + "\n";
   }
 
-  /** Middleware counting every request that reaches the app, errors included. */
+  /**
+   * Middleware counting every request that reaches the app, errors
+   * included, under its route as it stands once answered (a fallback may
+   * name what it was: `upload-files` for form uploads).
+   */
   middleware(): Middleware {
-    return (req, next) => {
-      const route = req.route ?? "none";
-      return next().then((reply) => {
-        this.record(route, reply.status);
+    return {
+      after: (req, reply) => {
+        this.record(req.route ?? "none", reply.status);
         return reply;
-      }, (err) => {
-        this.record(route, err instanceof HttpError ? err.status : 500);
+      },
+      error: (req, err) => {
+        const status = err instanceof HttpError ? err.status : 500;
+        this.record(req.route ?? "none", status);
         throw err;
-      });
+      },
     };
   }
 }

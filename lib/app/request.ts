@@ -74,18 +74,22 @@ export class AppRequest {
   /** Contract of the matched route, or undefined. */
   contract: RouteContract | undefined;
   readonly #trust: ProxyTrust;
+  readonly #maxBodyBytes: number | undefined;
   #query: URLSearchParams | undefined;
   #client: string | undefined;
 
+  /** `maxBodyBytes`: the limit for routes that set none (default: the engine's). */
   constructor(
     raw: ServerRequest,
     path: string,
     trust: ProxyTrust = TRUST_NONE,
+    maxBodyBytes?: number,
   ) {
     this.raw = raw;
     this.method = raw.method;
     this.path = path;
     this.#trust = trust;
+    this.#maxBodyBytes = maxBodyBytes;
   }
 
   /** Query parameters, parsed on first use. */
@@ -117,9 +121,9 @@ export class AppRequest {
     );
   }
 
-  /** Body limit for this request: the route's, else the engine's. */
+  /** Body limit for this request: the route's, else the app's, else the engine's. */
   get maxBodyBytes(): number | undefined {
-    return this.contract?.maxBodyBytes;
+    return this.contract?.maxBodyBytes ?? this.#maxBodyBytes;
   }
 
   /** Whole body. Over the route's limit: 413. */

@@ -17,22 +17,30 @@ const TEXT_TYPE = "text/plain; charset=utf-8";
 const HTML_TYPE = "text/html; charset=utf-8";
 const BYTES_TYPE = "application/octet-stream";
 
+/** `{ "content-type": type }`, one frozen record per built-in type. */
+const TYPE_ONLY = new Map<string, Readonly<Record<string, string>>>(
+  [JSON_TYPE, TEXT_TYPE, HTML_TYPE, BYTES_TYPE].map((type) => [
+    type,
+    Object.freeze({ "content-type": type }),
+  ]),
+);
+
 function build(
   contentType: string,
   body: Reply["body"],
   init: ReplyInit | undefined,
 ): Reply {
-  return {
-    status: init?.status ?? 200,
-    headers: { "content-type": contentType, ...lowerKeys(init?.headers) },
-    body,
-  };
+  // A frozen record the engine sees again and again is copied as bytes it
+  // encoded the first time; middleware (compression) caches on it too.
+  const headers = init?.headers === undefined
+    ? TYPE_ONLY.get(contentType) ?? { "content-type": contentType }
+    : { "content-type": contentType, ...lowerKeys(init.headers) };
+  return { status: init?.status ?? 200, headers, body };
 }
 
 function lowerKeys(
-  headers: Readonly<Record<string, string>> | undefined,
-): Record<string, string> | undefined {
-  if (headers === undefined) return undefined;
+  headers: Readonly<Record<string, string>>,
+): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name in headers) out[name.toLowerCase()] = headers[name];
   return out;
@@ -81,7 +89,14 @@ export function redirect(
 
 /** The first value of header `name` (lower case) in a reply, or undefined. */
 export function replyHeader(reply: Reply, name: string): string | undefined {
-  const headers = reply.headers;
+  return headerValue(reply.headers, name);
+}
+
+/** The first value of field `name` (lower case) in reply headers, or undefined. */
+export function headerValue(
+  headers: ReplyHeaders | undefined,
+  name: string,
+): string | undefined {
   if (headers === undefined) return undefined;
   if (isPairs(headers)) {
     for (const [key, value] of headers) {
@@ -99,7 +114,8 @@ export function replyHeader(reply: Reply, name: string): string | undefined {
 /**
  * A copy of `reply` with `extra` headers set; a name present in both takes
  * the value from `extra` (names compared case-insensitively). Repeated names
- * in a pair list (set-cookie) survive unless `extra` names them.
+ * in a pair list (set-cookie) survive unless `extra` names them. A record
+ * stays a record, a pair list a list.
  */
 export function withHeaders(
   reply: Reply,
@@ -107,20 +123,31 @@ export function withHeaders(
 ): Reply {
   const headers = reply.headers;
   if (headers === undefined) return { ...reply, headers: extra };
+  return { ...reply, headers: mergeHeaders(headers, extra) };
+}
+
+/** `headers` with `extra` set, as {@link withHeaders} does; the inputs are not changed. */
+export function mergeHeaders(
+  headers: ReplyHeaders,
+  extra: Readonly<Record<string, string>>,
+): ReplyHeaders {
   // A short list beats a Set for the few names middleware adds.
   const replaced: string[] = [];
   for (const name in extra) replaced.push(name.toLowerCase());
-  const pairs: [string, string][] = [];
-  const keep = (name: string, value: string) => {
-    if (!replaced.includes(name.toLowerCase())) pairs.push([name, value]);
-  };
   if (isPairs(headers)) {
+    const pairs: [string, string][] = [];
     for (const [name, value] of headers) {
-      keep(name, value);
+      if (!replaced.includes(name.toLowerCase())) pairs.push([name, value]);
     }
-  } else for (const name in headers) keep(name, headers[name]);
-  for (const name in extra) pairs.push([name, extra[name]]);
-  return { ...reply, headers: pairs };
+    for (const name in extra) pairs.push([name, extra[name]]);
+    return pairs;
+  }
+  const out: Record<string, string> = {};
+  for (const name in headers) {
+    if (!replaced.includes(name.toLowerCase())) out[name] = headers[name];
+  }
+  for (const name in extra) out[name] = extra[name];
+  return out;
 }
 
 function isPairs(

@@ -3,9 +3,15 @@
  * them, and static files for every other path.
  */
 import { isAbsolute, relative, resolve } from "node:path";
-import { type AppConfig, DEFAULT_LIMITS, type Limits } from "../config.ts";
+import {
+  type AppConfig,
+  DEFAULT_LIMITS,
+  type Limits,
+  uploadFilesDir,
+} from "../config.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
-import type { Handler } from "../http/handler.ts";
+import type { Handler, Reply } from "../http/handler.ts";
+import { isAscii } from "../http/response.ts";
 import type { EngineStats } from "../http/stats.ts";
 import { removeDeadTempFiles } from "./atomic_write.ts";
 import {
@@ -14,6 +20,7 @@ import {
   trustProxy,
 } from "./client_addr.ts";
 import { getFile, postFile } from "./files_route.ts";
+import { FolderUploads } from "./folder_upload.ts";
 import { AppMetrics, METRICS_TYPE } from "./metrics.ts";
 import { basicAuth } from "./middleware/auth.ts";
 import { compression } from "./middleware/compression.ts";
@@ -24,7 +31,8 @@ import type { RateStore } from "./middleware/rate_store.ts";
 import type { QuotaLedger } from "../shared/quota.ts";
 import { json, text } from "./response.ts";
 import { Router } from "./router.ts";
-import { staticFiles } from "./static_files.ts";
+import { isBeneath } from "./open_beneath.ts";
+import { extensionPolicy, staticFiles } from "./static_files.ts";
 import { uploadHandler, UploadStore } from "./uploads.ts";
 
 /** What the app needs to know about the server it runs in. */
@@ -54,23 +62,51 @@ export interface AppHooks {
   readonly metrics?: AppMetrics;
   /** The rate limiter's counts. */
   readonly rateStore?: RateStore;
-  /** The upload quota's counts. */
+  /** The --upload-quota's counts (POST /upload). */
   readonly quota?: QuotaLedger;
+  /** The --upload-files-quota's counts (forms posted to folders). */
+  readonly formQuota?: QuotaLedger;
 }
 
 const JSON_TYPES = ["application/json", "application/*+json"];
 
+/** `text/plain` without a charset, frozen: the engine copies its encoded bytes. */
+const PLAIN_ASCII = Object.freeze({ "content-type": "text/plain" });
+/** The same for /echo, which is gzipped when asked whatever its size. */
+const ECHO_ASCII = Object.freeze({
+  "content-type": "text/plain",
+  vary: "Accept-Encoding",
+});
+
 /** `text/plain` as CodeCrafters expects it; a charset only when the text needs one. */
-function plain(body: string, headers?: Readonly<Record<string, string>>) {
-  // deno-lint-ignore no-control-regex
-  const ascii = /^[\x00-\x7f]*$/.test(body);
-  return text(body, {
-    headers: ascii ? { "content-type": "text/plain", ...headers } : headers,
-  });
+function plain(
+  body: string,
+  ascii = PLAIN_ASCII,
+  other?: Readonly<Record<string, string>>,
+): Reply {
+  if (!isAscii(body)) return text(body, other && { headers: other });
+  return { status: STATUS.OK, headers: ascii, body };
 }
 
 /** The reply depends on this header: no shared cache may give it to another client. */
 const VARY_USER_AGENT = Object.freeze({ vary: "User-Agent" });
+const USER_AGENT_ASCII = Object.freeze({
+  "content-type": "text/plain",
+  ...VARY_USER_AGENT,
+});
+
+/** The two answers of /health, made once. */
+const HEALTHY = Object.freeze(
+  json({ status: "ok" }, { headers: { "cache-control": "no-store" } }),
+);
+const DRAINING = Object.freeze(
+  json({ status: "draining" }, {
+    status: STATUS.ServiceUnavailable,
+    headers: { "cache-control": "no-store" },
+  }),
+);
+Object.freeze(HEALTHY.headers);
+Object.freeze(DRAINING.headers);
 
 /** The URL path a folder is served under by the static root, or undefined. */
 function servedAt(dir: string, root: string): string | undefined {
@@ -80,12 +116,54 @@ function servedAt(dir: string, root: string): string | undefined {
 }
 
 /**
+ * The limits to run the engine with for this app: form uploads
+ * (`--upload-files`) need bodies up to `maxFormBytes`, so the engine's
+ * body limit is raised to that, and the app holds every other route to
+ * `maxBodyBytes` itself (createApp()).
+ */
+export function engineLimits(config: AppConfig, limits: Limits): Limits {
+  if (
+    config.uploadFiles === undefined ||
+    limits.maxFormBytes <= limits.maxBodyBytes
+  ) return limits;
+  return Object.freeze({ ...limits, maxBodyBytes: limits.maxFormBytes });
+}
+
+/**
+ * Checks the upload folder at start: a folder inside the root, by its real
+ * path (a link to a folder elsewhere would let uploads out). Deno's write
+ * permission for it is checked with every other folder (lib/access.ts).
+ *
+ * @throws {Error} saying what is wrong and how to fix it (main exits 2).
+ */
+function checkUploadFolder(root: string, dir: string): void {
+  let real: string;
+  try {
+    real = Deno.realPathSync(dir);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+    throw new Error(
+      `--upload-files: ${dir} does not exist; create it: mkdir -p '${dir}'`,
+    );
+  }
+  if (!Deno.statSync(real).isDirectory) {
+    throw new Error(`--upload-files: ${dir} is not a folder`);
+  }
+  if (!isBeneath(real, Deno.realPathSync(root), true)) {
+    throw new Error(
+      `--upload-files: ${dir} leads out of the root (${root}) or into a dot folder`,
+    );
+  }
+}
+
+/**
  * Builds the default app as an engine handler.
  *
  * Routes: GET /echo/{text}, POST /echo, GET /user-agent, GET|POST
  * /files/{name} (only with `config.directory`), POST /upload, GET /health,
  * GET /metrics; everything else goes to static files under
- * `config.static.root`. Middleware, outermost first: metrics, Host guard,
+ * `config.static.root`, and POSTs to its folders are form uploads with
+ * `config.uploadFiles` (run the engine with {@link engineLimits}). Middleware, outermost first: metrics, Host guard,
  * rate limit (if set), CORS (if set), passwords (if set), gzip for dynamic
  * replies of 1 KiB+.
  */
@@ -112,8 +190,8 @@ export function createApp(
     }));
   }
   if (config.cors !== undefined) router.use(cors(config.cors));
+  const limits = server.limits ?? DEFAULT_LIMITS;
   if (config.auth !== undefined) {
-    const limits = server.limits ?? DEFAULT_LIMITS;
     router.use(basicAuth({
       credentials: config.auth.credentials,
       rules: config.auth.rules,
@@ -126,7 +204,7 @@ export function createApp(
   }
   router.use(compression());
 
-  router.get("/echo/{text}", (req) => plain(req.params.text), {
+  router.get("/echo/{text}", (req) => plain(req.params.text, ECHO_ASCII), {
     use: [compression({ minBytes: 0 })], // CodeCrafters gzips even "abc"
   });
   router.post("/echo", (req) => {
@@ -139,7 +217,8 @@ export function createApp(
   }, { jsonErrors: true });
   router.get(
     "/user-agent",
-    (req) => plain(req.header("user-agent") ?? "", VARY_USER_AGENT),
+    (req) =>
+      plain(req.header("user-agent") ?? "", USER_AGENT_ASCII, VARY_USER_AGENT),
   );
 
   if (config.directory !== undefined) {
@@ -177,16 +256,12 @@ export function createApp(
     jsonErrors: true,
   });
 
-  router.get("/health", () => {
-    const draining = server.stopping?.() ?? server.stats.draining;
-    return json(
-      { status: draining ? "draining" : "ok" },
-      {
-        status: draining ? STATUS.ServiceUnavailable : STATUS.OK,
-        headers: { "cache-control": "no-store" },
-      },
-    );
-  }, { jsonErrors: true });
+  const draining = server.stopping ?? (() => server.stats.draining);
+  router.get(
+    "/health",
+    () => draining() ? DRAINING : HEALTHY,
+    { jsonErrors: true },
+  );
 
   router.get("/metrics", (req) => {
     if (!config.metricsPublic) {
@@ -210,10 +285,55 @@ export function createApp(
     });
   });
 
+  const upload = config.uploadFiles;
+  let uploads: FolderUploads | undefined;
+  let staticConfig = config.static;
+  if (upload !== undefined) {
+    const root = config.static.root;
+    checkUploadFolder(root, uploadFilesDir(root, upload.path));
+    uploads = new FolderUploads({
+      root,
+      upload,
+      limits,
+      cors: config.cors,
+      serves: extensionPolicy(config.static.allowExt),
+      ledger: hooks.formQuota,
+    });
+    staticConfig = {
+      ...staticConfig,
+      uploads: {
+        path: upload.path,
+        maxBytes: limits.maxFormBytes,
+        overwrite: upload.overwrite,
+      },
+    };
+  }
+
   // Draining ends --watch's event streams, which would hold shutdown.
-  const statics = staticFiles(config.static, {}, {
+  const statics = staticFiles(staticConfig, {}, {
     signal: server.stats.drainSignal,
   });
-  router.fallback((req) => statics(req.raw), "static");
-  return router.handler({ trustProxy: trustProxy(config.trustProxy) });
+  router.fallback((req) => {
+    const method = req.method;
+    if (uploads === undefined || method === "GET" || method === "HEAD") {
+      return statics(req.raw);
+    }
+    if (method === "POST") return uploads.post(req);
+    // An upload folder answers POST too: say so in Allow.
+    const allow = uploads.allowOn(req.path);
+    if (allow === undefined) return statics(req.raw);
+    if (method === "OPTIONS") {
+      return { status: STATUS.NoContent, headers: { allow } };
+    }
+    throw new HttpError(
+      STATUS.MethodNotAllowed,
+      `Method ${method} not allowed on an upload folder`,
+      { headers: { allow } },
+    );
+  }, "static");
+  return router.handler({
+    trustProxy: trustProxy(config.trustProxy),
+    // The engine may allow more, for form uploads: every other body stays under this.
+    maxBodyBytes: limits.maxBodyBytes,
+  });
 }

@@ -5,7 +5,7 @@
  * a custom 404 page and a single-page-app fallback.
  */
 import { basename, resolve } from "node:path";
-import type { StaticConfig } from "../config.ts";
+import { type StaticConfig, uploadFilesDir } from "../config.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
 import {
   FileBody,
@@ -184,6 +184,20 @@ interface Resolved {
 /** Checked real paths remembered; past it the memory starts afresh. */
 const MAX_RESOLVED = 10_000;
 
+/**
+ * Types a browser runs as a document with scripts: HTML, XHTML, SVG, XML
+ * (which may pull in XSLT).
+ */
+const ACTIVE_TYPES: ReadonlySet<string> = new Set([
+  "text/html",
+  "application/xhtml+xml",
+  "image/svg+xml",
+  "text/xml",
+  "application/xml",
+]);
+/** CSP for those in an upload folder: no scripts, no forms, an origin of its own. */
+const SANDBOX: [string, string] = ["content-security-policy", "sandbox"];
+
 /** Methods a static path answers; the rest get 405 with this Allow. */
 const ALLOW = "GET, HEAD, OPTIONS";
 
@@ -249,6 +263,20 @@ export function staticFiles(
   return withFixedHeaders((req) => site.handle(req), config.headers);
 }
 
+/**
+ * `allowExt` as a test on file names: true for every name when null, else
+ * for names whose extension (lower case, no dot) is listed.
+ */
+export function extensionPolicy(
+  allowExt: readonly string[] | null,
+): (name: string) => boolean {
+  if (allowExt === null) return () => true;
+  const allowed = new Set(
+    allowExt.map((e) => e.toLowerCase().replace(/^\./, "")),
+  );
+  return (name) => allowed.has(extensionOf(name));
+}
+
 /** What tests and embedders may hand the static handler. */
 export interface StaticHooks {
   /** Runs on-the-fly compression; by default the thread's shared one. */
@@ -266,8 +294,8 @@ class StaticSite {
   readonly #config: StaticConfig;
   readonly #tuning: StaticTuning;
   readonly #root: string;
-  /** Extensions served; null: every file. */
-  readonly #allowExt: ReadonlySet<string> | null;
+  /** True when the extension policy serves a file of this (real) name. */
+  readonly #serves: (name: string) => boolean;
   readonly #files: ByteLru<Cached<Uint8Array>>;
   /** Compressed forms; null marks "compression did not make it smaller". */
   readonly #compressed: ByteLru<Cached<Uint8Array | null>>;
@@ -292,9 +320,7 @@ class StaticSite {
     this.#tuning = tuning;
     this.#compressor = compressor;
     this.#root = resolve(config.root);
-    this.#allowExt = config.allowExt === null ? null : new Set(
-      config.allowExt.map((e) => e.toLowerCase().replace(/^\./, "")),
-    );
+    this.#serves = extensionPolicy(config.allowExt);
     this.#files = new ByteLru(tuning.fileCacheBytes);
     this.#compressed = new ByteLru(tuning.compressedCacheBytes);
     this.#live = config.watch
@@ -444,9 +470,19 @@ class StaticSite {
     return found;
   }
 
-  /** True when the extension policy serves a file of this (real) name. */
-  #serves(name: string): boolean {
-    return this.#allowExt === null || this.#allowExt.has(extensionOf(name));
+  /**
+   * True when a real path lies in the upload folder (`--upload-files`),
+   * itself resolved afresh: a deploy may re-point a link to it.
+   */
+  #takesUploads(real: string): boolean {
+    const uploads = this.#config.uploads;
+    if (uploads === undefined) return false;
+    try {
+      const dir = Deno.realPathSync(uploadFilesDir(this.#root, uploads.path));
+      return isBeneath(real, dir, true);
+    } catch {
+      return false; // the folder is gone: nothing takes uploads
+    }
   }
 
   /** Type, validators and policy of a file version: worked out once per version. */
@@ -494,8 +530,13 @@ class StaticSite {
         { expose: "This type of file is not served" },
       );
     }
+    // Anyone who may upload may have written this page or image: it runs in
+    // a sandbox, as a page of no origin, so its scripts cannot act for the
+    // visitor here (read other files, upload in their name).
+    const sandbox = ACTIVE_TYPES.has(meta.type) &&
+      this.#takesUploads(file.path);
     if (this.#live !== undefined && meta.type === "text/html") {
-      return this.#sendLive(req, file, meta);
+      return this.#sendLive(req, file, meta, sandbox);
     }
     const headers = req.headers;
     const acceptEncoding = headers.getJoined("accept-encoding");
@@ -559,6 +600,7 @@ class StaticSite {
       ["last-modified", httpDate(rep.validators.lastModifiedMs)],
       ["cache-control", this.#config.cacheControl],
     );
+    if (sandbox) out.push(SANDBOX);
 
     const verdict = evaluatePreconditions(req.method, headers, rep.validators);
     if (verdict === 412) throw preconditionFailed();
@@ -638,6 +680,7 @@ class StaticSite {
     req: ServerRequest,
     file: Found,
     meta: FileMeta,
+    sandbox: boolean,
   ): Promise<Reply> {
     const validators: Validators = {
       etag: etagOf(file.size, file.mtimeMs, "live"),
@@ -649,6 +692,7 @@ class StaticSite {
       ["last-modified", httpDate(file.mtimeMs)],
       ["cache-control", this.#config.cacheControl],
     ];
+    if (sandbox) out.push(SANDBOX);
     const verdict = evaluatePreconditions(req.method, req.headers, validators);
     if (verdict === 412) throw preconditionFailed();
     if (verdict === 304) {
@@ -926,6 +970,9 @@ class StaticSite {
         : renderListing(path, shown, view, {
           archive: this.#config.archiveMaxBytes > 0,
           truncated,
+          upload: this.#takesUploads(dir.path)
+            ? this.#config.uploads
+            : undefined,
         }),
     );
     // A listing is a page too: a file added or removed reloads it.

@@ -1,22 +1,13 @@
 /**
  * POST /upload: a JSON document stored as `<UTC time>-<random>.json`, written
  * crash-safe (temp file, fsync, link), within a per-upload limit (413) and a
- * quota on the whole folder (507). The folder's size is counted once, then
- * tracked in memory, with bytes of uploads in flight reserved up front; when
- * the quota looks full it is counted again, since files may have been
- * deleted on disk meanwhile. `--workers` engines share the counts (a
- * {@link QuotaLedger} in shared memory), so the quota is the folder's.
+ * quota on the whole folder (507, lib/app/folder_quota.ts).
  */
-import { join } from "node:path";
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Reply } from "../http/handler.ts";
-import {
-  isDiskFull,
-  TEMP_PREFIX,
-  writeAtomic,
-  type WritePiece,
-} from "./atomic_write.ts";
-import { QuotaLedger } from "../shared/quota.ts";
+import { isDiskFull, writeAtomic, type WritePiece } from "./atomic_write.ts";
+import { FolderQuota } from "./folder_quota.ts";
+import type { QuotaLedger } from "../shared/quota.ts";
 import type { AppRequest } from "./request.ts";
 import { json } from "./response.ts";
 import type { AppHandler } from "./router.ts";
@@ -37,12 +28,6 @@ export interface UploadOptions {
   readonly ledger?: QuotaLedger;
 }
 
-/**
- * A full folder is counted again at most this often: the count is a stat per
- * file, and a client posting to a full quota must not cause one per request.
- */
-const RECOUNT_FULL_MS = 1000;
-
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** `20261121T120000.123Z-1a2b3c4d.json`: sorts by time, unguessable, portable. */
@@ -52,67 +37,35 @@ export function uploadName(now: Date): string {
   return `${stamp}-${rand.toString(16).padStart(8, "0")}.json`;
 }
 
-function storageFull(what: string): HttpError {
-  return new HttpError(STATUS.InsufficientStorage, what, { expose: what });
-}
-
-/** The uploads folder and its quota. One per engine; engines may share a ledger. */
+/** The uploads folder and its quota. One per engine. */
 export class UploadStore {
   readonly dir: string;
   readonly quotaBytes: number;
   readonly #now: () => Date;
   readonly #write: WritePiece | undefined;
-  readonly #ledger: QuotaLedger;
-  #ready: Promise<void> | undefined;
-  /** When a count last found the folder full, in ms since the epoch. */
-  #foundFullAt = -Infinity;
+  readonly #quota: FolderQuota;
 
   constructor(options: UploadOptions) {
     this.dir = options.dir;
     this.quotaBytes = options.quotaBytes;
-    this.#now = options.now ?? (() => new Date());
+    const now = this.#now = options.now ?? (() => new Date());
     this.#write = options.write;
-    this.#ledger = options.ledger ?? new QuotaLedger();
+    this.#quota = new FolderQuota({
+      dir: options.dir,
+      quotaBytes: options.quotaBytes,
+      now: () => now().getTime(),
+      ledger: options.ledger,
+    });
   }
 
   /** Bytes stored, once {@link ready} resolved. */
   get usedBytes(): number {
-    return this.#ledger.usedBytes;
+    return this.#quota.usedBytes;
   }
 
-  /**
-   * Counts the folder once (creating it if missing); later calls share the
-   * count, and so do engines sharing the ledger.
-   */
+  /** Counts the folder once (creating it if missing); later calls share the count. */
   ready(): Promise<void> {
-    return this.#ready ??= Deno.mkdir(this.dir, { recursive: true })
-      .then(() => this.#ledger.counted ? undefined : this.#recount())
-      .catch((err) => {
-        this.#ready = undefined; // let the next upload try again
-        throw err;
-      });
-  }
-
-  #recount(): Promise<void> {
-    return this.#ledger.recount(() => this.#count());
-  }
-
-  /** Bytes in the folder's files, temp files left out. */
-  async #count(): Promise<number> {
-    let used = 0;
-    for await (const entry of Deno.readDir(this.dir)) {
-      if (!entry.isFile || entry.name.startsWith(TEMP_PREFIX)) continue;
-      try {
-        used += (await Deno.stat(join(this.dir, entry.name))).size;
-      } catch {
-        // removed while we looked
-      }
-    }
-    return used;
-  }
-
-  #fits(bytes: number): boolean {
-    return this.#ledger.committedBytes + bytes <= this.quotaBytes;
+    return this.#quota.ready();
   }
 
   /**
@@ -120,15 +73,8 @@ export class UploadStore {
    * When they seem not to, the folder is counted again first, at most once
    * a second while it stays full: files deleted on disk free their room.
    */
-  async checkRoom(bytes: number): Promise<void> {
-    await this.ready();
-    if (this.#fits(bytes)) return;
-    if (this.#now().getTime() - this.#foundFullAt >= RECOUNT_FULL_MS) {
-      await this.#recount();
-      if (this.#fits(bytes)) return;
-      this.#foundFullAt = this.#now().getTime();
-    }
-    throw storageFull("Upload quota is full");
+  checkRoom(bytes: number): Promise<void> {
+    return this.#quota.check(bytes);
   }
 
   /**
@@ -138,12 +84,7 @@ export class UploadStore {
    * @throws {HttpError} 507 when the quota or the disk is full.
    */
   async save(data: Uint8Array): Promise<{ file: string; bytes: number }> {
-    await this.checkRoom(data.length);
-    // Another upload may have taken the room while this one waited for a count.
-    if (!this.#ledger.tryReserve(data.length, this.quotaBytes)) {
-      throw storageFull("Upload quota is full");
-    }
-    let stored = false;
+    await this.#quota.reserve(data.length);
     try {
       const { name } = await writeAtomic(
         this.dir,
@@ -154,14 +95,16 @@ export class UploadStore {
           write: this.#write,
         },
       );
-      this.#ledger.stored(data.length);
-      stored = true;
+      this.#quota.stored(data.length);
       return { file: name, bytes: data.length };
     } catch (err) {
-      if (isDiskFull(err)) throw storageFull("Disk is full");
+      this.#quota.release(data.length);
+      if (isDiskFull(err)) {
+        throw new HttpError(STATUS.InsufficientStorage, "Disk is full", {
+          expose: "Disk is full",
+        });
+      }
       throw err;
-    } finally {
-      if (!stored) this.#ledger.unreserve(data.length);
     }
   }
 }

@@ -109,6 +109,20 @@ export class QuotaLedger {
     Atomics.sub(this.#bytes, this.#mine, n);
   }
 
+  /** A stored file went (replaced, or removed): its bytes are free again. */
+  freed(bytes: number): void {
+    const b = this.#bytes;
+    for (;;) {
+      const used = Atomics.load(b, USED);
+      // Never below zero: a count that missed the file is put right later.
+      const gone = BigInt(bytes) < used ? BigInt(bytes) : used;
+      if (Atomics.compareExchange(b, USED, used, used - gone) === used) {
+        Atomics.sub(b, COMMITTED, gone);
+        return;
+      }
+    }
+  }
+
   /** A reserved upload failed: its room is free again. */
   unreserve(bytes: number): void {
     const n = BigInt(bytes);

@@ -2,7 +2,7 @@
  * Everything the `--workers` engines share, made once by the main thread
  * and handed to each engine with its cell (its part, free again once it
  * ends) and its slot (the worker number): the connection cap, the
- * counters behind `/metrics`, the upload quota and the rate limiter.
+ * counters behind `/metrics`, the upload quotas and the rate limiter.
  */
 import { ENGINE_COLUMNS, RESTARTS_COLUMN } from "../app/metrics.ts";
 import {
@@ -18,7 +18,10 @@ import { createSlotMemory, reclaimSlots, type SlotMemory } from "./slots.ts";
 export interface SharedMemory {
   readonly slots: SlotMemory;
   readonly counters: CounterMemory;
+  /** --upload-quota (POST /upload). */
   readonly quota: QuotaMemory;
+  /** --upload-files-quota (forms posted to folders). */
+  readonly formQuota: QuotaMemory;
   /** Only with a rate limit. */
   readonly rate?: RateMemory;
 }
@@ -49,6 +52,7 @@ export function createSharedMemory(sizes: SharedSizes): SharedMemory {
       [RESTARTS_COLUMN, "counter"],
     ]),
     quota: createQuotaMemory(sizes.cells),
+    formQuota: createQuotaMemory(sizes.cells),
     rate: sizes.rateClients === undefined
       ? undefined
       : createRateMemory(sizes.rateClients),
@@ -78,6 +82,7 @@ export function releaseCell(
 ): void {
   reclaimSlots(memory.slots, cell);
   reclaimQuota(memory.quota, cell);
+  reclaimQuota(memory.formQuota, cell);
   const table = new CounterTable(memory.counters);
   table.retire(cell);
   if (died) table.addToSlot(slot, table.column(RESTARTS_COLUMN));

@@ -7,7 +7,7 @@ import { getLogger } from "@logtape/logtape";
 import { clipForLog } from "../../http/access_log.ts";
 import { HttpError, STATUS } from "../../http/errors.ts";
 import { isLoopback } from "../client_addr.ts";
-import type { Middleware } from "../router.ts";
+import type { Middleware } from "../chain.ts";
 
 const log = getLogger(["spindle", "app", "host"]);
 
@@ -115,25 +115,27 @@ export function hostGuard(options: HostGuardOptions): Middleware | null {
   // A client sends the same Host again and again: remember the last good one.
   let goodHost: string | undefined;
   let goodPort = 0;
-  return (req, next) => {
-    const serverPort = port();
-    if (req.host === goodHost && serverPort === goodPort) return next();
-    if (!matchHost(req.host, rules, serverPort)) {
-      options.onRefused?.();
-      log.warn("Refused Host {host} from {client}", {
-        host: clipForLog(req.host), // a client's text: bounded in the log
-        client: req.client,
-      });
-      throw new HttpError(
-        STATUS.MisdirectedRequest,
-        `Host not served here: ${req.host}`,
-        {
-          expose: "This server does not answer to that Host",
-        },
-      );
-    }
-    goodHost = req.host;
-    goodPort = serverPort;
-    return next();
+  return {
+    before: (req) => {
+      const serverPort = port();
+      if (req.host === goodHost && serverPort === goodPort) return undefined;
+      if (!matchHost(req.host, rules, serverPort)) {
+        options.onRefused?.();
+        log.warn("Refused Host {host} from {client}", {
+          host: clipForLog(req.host), // a client's text: bounded in the log
+          client: req.client,
+        });
+        throw new HttpError(
+          STATUS.MisdirectedRequest,
+          `Host not served here: ${req.host}`,
+          {
+            expose: "This server does not answer to that Host",
+          },
+        );
+      }
+      goodHost = req.host;
+      goodPort = serverPort;
+      return undefined;
+    },
   };
 }

@@ -10,7 +10,7 @@ import { HttpError, STATUS } from "../../http/errors.ts";
 import { clientKey } from "../client_addr.ts";
 import type { AppRequest } from "../request.ts";
 import { errorWithHeaders, withHeaders } from "../response.ts";
-import type { Middleware } from "../router.ts";
+import { afterNext, type Middleware } from "../chain.ts";
 import {
   MemoryRateStore,
   type RateStore,
@@ -134,13 +134,13 @@ export class RateLimiter {
 /** The RateLimit header fields (IETF draft, widely used `RateLimit-*` form). */
 function rateHeaders(
   d: RateDecision,
-  windowMs: number,
+  policy: string,
 ): Record<string, string> {
   return {
     "ratelimit-limit": String(d.limit),
     "ratelimit-remaining": String(d.remaining),
     "ratelimit-reset": String(d.resetSeconds),
-    "ratelimit-policy": `${d.limit};w=${Math.ceil(windowMs / 1000)}`,
+    "ratelimit-policy": policy,
   };
 }
 
@@ -156,9 +156,10 @@ export function rateLimit(options: RateLimitOptions | RateLimiter): Middleware {
   const onLimited = options instanceof RateLimiter
     ? undefined
     : options.onLimited;
-  return async (req, next) => {
+  const policy = `${limiter.limit};w=${Math.ceil(limiter.windowMs / 1000)}`;
+  return (req, next) => {
     const decision = limiter.hit(clientKey(req.client));
-    const headers = rateHeaders(decision, limiter.windowMs);
+    const headers = rateHeaders(decision, policy);
     if (!decision.allowed) {
       onLimited?.(req);
       throw new HttpError(
@@ -174,10 +175,13 @@ export function rateLimit(options: RateLimitOptions | RateLimiter): Middleware {
         },
       );
     }
-    try {
-      return withHeaders(await next(), headers);
-    } catch (err) {
-      throw err instanceof HttpError ? errorWithHeaders(err, headers) : err;
-    }
+    return afterNext(
+      req,
+      next,
+      (_req, reply) => withHeaders(reply, headers),
+      (_req, err) => {
+        throw err instanceof HttpError ? errorWithHeaders(err, headers) : err;
+      },
+    );
   };
 }

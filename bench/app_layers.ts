@@ -1,0 +1,333 @@
+/**
+ * What each layer of the default app costs per request, in-process: the
+ * engine's own `Connection` over a fake socket (no syscalls, so the figures
+ * hold steady on a busy machine), with the handler growing one layer at a
+ * time: engine alone, router, each middleware, the whole default app, and
+ * the static fallback.
+ *
+ *   deno bench --allow-read --allow-write --allow-env --unstable-net bench/app_layers.ts
+ *
+ * or, for a table of CPU time per request that holds on a busy machine
+ * (`--rows WORD` runs the rows named so and those they add to; `--alone`
+ * only the named rows, for `--cpu-prof`):
+ *
+ *   deno run --allow-read --allow-write --allow-env --unstable-net bench/app_layers.ts --rounds 30
+ *
+ * Each bench serves {@link REQUESTS} keep-alive requests on one connection,
+ * so the time Deno prints divided by REQUESTS is the cost of one request.
+ * A layer's cost is the difference between its row and the row it adds to.
+ */
+import { cpuUsage } from "node:process";
+import { parseArgs } from "node:util";
+import { DEFAULT_APP, DEFAULT_LIMITS, DEFAULT_STATIC } from "../lib/config.ts";
+import { AccessLog, setAccessLog } from "../lib/http/access_log.ts";
+import { Connection } from "../lib/http/connection.ts";
+import { timeoutsOf } from "../lib/http/deadlines.ts";
+import type { Handler, Reply } from "../lib/http/handler.ts";
+import { EngineStats } from "../lib/http/stats.ts";
+import { AppMetrics } from "../lib/app/metrics.ts";
+import { compression } from "../lib/app/middleware/compression.ts";
+import { hostGuard } from "../lib/app/middleware/host_guard.ts";
+import { Router } from "../lib/app/router.ts";
+import { createApp } from "../lib/app/routes.ts";
+import { staticFiles } from "../lib/app/static_files.ts";
+
+/** Requests per bench iteration (one connection). */
+export const REQUESTS = 1000;
+const PORT = 8080;
+const encoder = new TextEncoder();
+
+/** The head wrk sends. */
+function wrkHead(path: string, extra = ""): Uint8Array {
+  return encoder.encode(
+    `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${PORT}\r\n${extra}\r\n`,
+  );
+}
+
+/** A socket that hands over one request per read, `count` times, then EOF. */
+class FakeConn {
+  readonly remoteAddr: Deno.NetAddr = {
+    transport: "tcp",
+    hostname: "127.0.0.1",
+    port: 40000,
+  };
+  readonly localAddr: Deno.NetAddr = {
+    transport: "tcp",
+    hostname: "127.0.0.1",
+    port: PORT,
+  };
+  #left: number;
+  sent = 0;
+
+  constructor(readonly request: Uint8Array, count: number) {
+    this.#left = count;
+  }
+  read(into: Uint8Array): Promise<number | null> {
+    if (this.#left === 0) return Promise.resolve(null);
+    this.#left--;
+    into.set(this.request);
+    return Promise.resolve(this.request.length);
+  }
+  write(bytes: Uint8Array): Promise<number> {
+    this.sent += bytes.length;
+    return Promise.resolve(bytes.length);
+  }
+  closeWrite(): Promise<void> {
+    return Promise.resolve();
+  }
+  close(): void {}
+}
+
+const stats = new EngineStats();
+const TIMEOUTS = timeoutsOf(DEFAULT_LIMITS);
+
+/** Serves `count` copies of `request` through `handler` on one fake connection. */
+export async function serveFake(
+  handler: Handler,
+  request: Uint8Array,
+  count = REQUESTS,
+  accessLog = false,
+): Promise<number> {
+  const conn = new FakeConn(request, count);
+  const c = new Connection(conn as unknown as Deno.Conn, {
+    limits: DEFAULT_LIMITS,
+    handler,
+    stats,
+    secure: false,
+    accessLog,
+    onClose: () => {},
+    timeouts: TIMEOUTS,
+    keepAliveMs: () => TIMEOUTS.keepAliveMs,
+  });
+  await c.run();
+  return conn.sent;
+}
+
+const HELLO: Reply = Object.freeze({
+  status: 200,
+  headers: Object.freeze({ "content-type": "text/plain" }),
+  body: "hello",
+});
+
+const server = {
+  stats,
+  hostname: "127.0.0.1",
+  port: () => PORT,
+};
+
+/** `text/plain` as the default app's echo route sends it. */
+const PLAIN = Object.freeze({ "content-type": "text/plain" });
+
+/** A router with the echo route and `layers` of the default app's middleware. */
+function routerWith(...layers: string[]): Handler {
+  const router = new Router();
+  if (layers.includes("metrics")) router.use(new AppMetrics().middleware());
+  if (layers.includes("host")) {
+    router.use(hostGuard({ hostname: "127.0.0.1", port: () => PORT })!);
+  }
+  if (layers.includes("compression")) router.use(compression());
+  router.get(
+    "/echo/{text}",
+    (req): Reply => ({ status: 200, headers: PLAIN, body: req.params.text }),
+    layers.includes("compression")
+      ? { use: [compression({ minBytes: 0 })] }
+      : undefined,
+  );
+  return router.handler();
+}
+
+const root = await Deno.makeTempDir({ prefix: "spindle_bench_" });
+// 1 KiB of text, as bench/run.ts's static case serves.
+await Deno.writeTextFile(`${root}/hello.txt`, "x".repeat(1023) + "\n");
+const staticConfig = { ...DEFAULT_STATIC, root };
+const appConfig = {
+  ...DEFAULT_APP,
+  static: staticConfig,
+  uploads: `${root}/uploads`,
+};
+const app = createApp(appConfig, server);
+const appRate = createApp({
+  ...appConfig,
+  rateLimit: { limit: 1e12, windowMs: 60_000 },
+}, server);
+const appCors = createApp({ ...appConfig, cors: "*" }, server);
+
+const ECHO = wrkHead("/echo/hello");
+const ECHO_GZIP = wrkHead("/echo/hello", "Accept-Encoding: gzip\r\n");
+const ECHO_ORIGIN = wrkHead("/echo/hello", "Origin: https://a.test\r\n");
+const FILE = wrkHead("/hello.txt");
+
+/** One row of the table: what it serves and the row its cost adds to. */
+interface Case {
+  readonly name: string;
+  readonly handler: Handler;
+  readonly request: Uint8Array;
+  /** The row this one adds a layer to. */
+  readonly over?: string;
+  /** With the access log on (to a sink that drops the lines). */
+  readonly accessLog?: boolean;
+}
+
+export const cases: readonly Case[] = [
+  { name: "engine alone (frozen reply)", handler: () => HELLO, request: ECHO },
+  {
+    name: "router, /echo/{text}",
+    handler: routerWith(),
+    request: ECHO,
+    over: "engine alone (frozen reply)",
+  },
+  {
+    name: "+ metrics",
+    handler: routerWith("metrics"),
+    request: ECHO,
+    over: "router, /echo/{text}",
+  },
+  {
+    name: "+ host guard",
+    handler: routerWith("metrics", "host"),
+    request: ECHO,
+    over: "+ metrics",
+  },
+  {
+    name: "+ compression (no Accept-Encoding)",
+    handler: routerWith("metrics", "host", "compression"),
+    request: ECHO,
+    over: "+ host guard",
+  },
+  {
+    name: "default app (createApp)",
+    handler: app,
+    request: ECHO,
+    over: "+ compression (no Accept-Encoding)",
+  },
+  {
+    name: "default app + access log",
+    handler: app,
+    request: ECHO,
+    accessLog: true,
+    over: "default app (createApp)",
+  },
+  {
+    name: "default app, Accept-Encoding: gzip",
+    handler: app,
+    request: ECHO_GZIP,
+    over: "default app (createApp)",
+  },
+  {
+    name: "default app + --rate-limit",
+    handler: appRate,
+    request: ECHO,
+    over: "default app (createApp)",
+  },
+  {
+    name: "default app + --cors '*', with Origin",
+    handler: appCors,
+    request: ECHO_ORIGIN,
+    over: "default app (createApp)",
+  },
+  {
+    name: "staticFiles() alone, 1 KiB file",
+    handler: staticFiles(staticConfig),
+    request: FILE,
+    over: "engine alone (frozen reply)",
+  },
+  {
+    name: "default app, static fallback",
+    handler: app,
+    request: FILE,
+    over: "staticFiles() alone, 1 KiB file",
+  },
+  {
+    name: "default app, static fallback + access log",
+    handler: app,
+    request: FILE,
+    accessLog: true,
+    over: "default app, static fallback",
+  },
+];
+
+// The access log writes to a sink that drops the bytes: its own cost only.
+const sink = new AccessLog({
+  format: "text",
+  output: { writeSync: (b) => b.length },
+});
+
+/** Serves `count` requests of one row. */
+function runCase(row: Case, count = REQUESTS): Promise<number> {
+  if (!row.accessLog) return serveFake(row.handler, row.request, count);
+  setAccessLog(sink);
+  return serveFake(row.handler, row.request, count, true).finally(() =>
+    setAccessLog(undefined)
+  );
+}
+
+for (const row of cases) {
+  // Warm caches (file lookups, encoded headers) and check there is a reply.
+  if (await runCase(row, 2) === 0) throw new Error(`${row.name}: no reply`);
+}
+
+if (import.meta.main) {
+  // deno run: interleaved rounds, the median of each row, in CPU ns per
+  // request: steadier than Deno.bench's wall-clock mean when other work
+  // shares the cores.
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      rounds: { type: "string", default: "30" },
+      rows: { type: "string", default: "" },
+      alone: { type: "boolean", default: false },
+    },
+  });
+  const rounds = Number(values.rounds);
+  // --rows WORD picks rows by name, with the rows they add to unless --alone
+  // (for a --cpu-prof of one row).
+  const picked = new Set(cases.filter((c) => c.name.includes(values.rows)));
+  if (!values.alone) {
+    for (const row of [...picked].reverse()) {
+      for (let c = row; c.over !== undefined;) {
+        c = cases.find((b) => b.name === c.over)!;
+        picked.add(c);
+      }
+    }
+  }
+  const rows = cases.filter((c) => picked.has(c));
+  const times = rows.map(() => [] as number[]);
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < rows.length; i++) {
+      const t = cpuUsage();
+      await runCase(rows[i]);
+      const used = cpuUsage(t);
+      times[i].push((used.user + used.system) * 1e3 / REQUESTS);
+    }
+  }
+  const medians = new Map<string, number>();
+  console.log("| Handler | CPU ns per request (median) | min | added |");
+  console.log("| --- | ---: | ---: | ---: |");
+  for (let i = 0; i < rows.length; i++) {
+    const sorted = times[i].sort((a, b) => a - b);
+    const median = sorted[sorted.length >> 1];
+    const { name, over } = rows[i];
+    medians.set(name, median);
+    const base = over === undefined ? undefined : medians.get(over);
+    const added = base === undefined ? "" : String(Math.round(median - base));
+    console.log(
+      `| ${name} | ${Math.round(median)} | ${
+        Math.round(sorted[0])
+      } | ${added} |`,
+    );
+  }
+} else {
+  for (const row of cases) {
+    Deno.bench({
+      name: row.name,
+      baseline: row.over === undefined,
+      fn: async () => {
+        await runCase(row);
+      },
+    });
+  }
+}
+
+globalThis.addEventListener("unload", () => {
+  Deno.removeSync(root, { recursive: true });
+});
