@@ -207,7 +207,9 @@ function sharedFor(opts: CliOptions, slots: number): SharedMemory {
   return createSharedMemory({
     slots,
     cells: cellsFor(slots),
+    // As many clients as the engine's own tables hold.
     rateClients: opts.app.rateLimit === undefined ? undefined : 10_000,
+    authClients: opts.auth === undefined ? undefined : 10_000,
   });
 }
 
@@ -269,6 +271,8 @@ async function startEngine(
     }, {
       metrics: new AppMetrics({ table, cell }),
       rateStore: memory.rate && new SharedRateTable(memory.rate),
+      authFailureStore: memory.authFailures &&
+        new SharedRateTable(memory.authFailures),
       quota: new QuotaLedger(memory.quota, cell),
       formQuota: new QuotaLedger(memory.formQuota, cell),
     });

@@ -216,6 +216,30 @@ Deno.test("main --workers 2 holds the uploads folder to one --upload-quota", asy
   }
 });
 
+Deno.test("main --workers 2 counts a client's failed passwords on every worker against one limit", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = join(dir, "users");
+  await Deno.writeTextFile(
+    file,
+    `ann:${await hashPassword("a-pass", 100_000)}\n`,
+  );
+  const r = await start(["--port", "0", "--workers", "2", "--auth-file", file]);
+  try {
+    const statuses: number[] = [];
+    for (let i = 0; i < 11; i++) {
+      const res = await ask(r.port, "/echo/hi", {
+        headers: { authorization: `Basic ${btoa(`ann:guess${i}`)}` },
+      });
+      statuses.push(res.status);
+    }
+    // 10 failures in 5 minutes per client (maxAuthFailures), not 10 per worker.
+    assert.deepEqual(statuses, [...Array(10).fill(401), 429]);
+  } finally {
+    assert.equal(await stop(r), 0);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 for (const workers of ["1", "2"]) {
   Deno.test(`main --workers ${workers} reads --auth-file again on SIGHUP, without a restart`, async () => {
     const dir = await Deno.makeTempDir();

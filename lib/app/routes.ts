@@ -62,6 +62,8 @@ export interface AppHooks {
   readonly metrics?: AppMetrics;
   /** The rate limiter's counts. */
   readonly rateStore?: RateStore;
+  /** Failed password checks per client. */
+  readonly authFailureStore?: RateStore;
   /** The --upload-quota's counts (POST /upload). */
   readonly quota?: QuotaLedger;
   /** The --upload-files-quota's counts (forms posted to folders). */
@@ -200,6 +202,7 @@ export function createApp(
       maxChecks: limits.maxPasswordChecks,
       maxCheckQueue: limits.maxPasswordQueue,
       now: hooks.now,
+      failureStore: hooks.authFailureStore,
     }));
   }
   router.use(compression());

@@ -2,7 +2,8 @@
  * Everything the `--workers` engines share, made once by the main thread
  * and handed to each engine with its cell (its part, free again once it
  * ends) and its slot (the worker number): the connection cap, the
- * counters behind `/metrics`, the upload quotas and the rate limiter.
+ * counters behind `/metrics`, the upload quotas, the rate limiter and
+ * the failed password checks.
  */
 import { ENGINE_COLUMNS, RESTARTS_COLUMN } from "../app/metrics.ts";
 import {
@@ -24,6 +25,8 @@ export interface SharedMemory {
   readonly formQuota: QuotaMemory;
   /** Only with a rate limit. */
   readonly rate?: RateMemory;
+  /** Failed password checks; only with passwords. */
+  readonly authFailures?: RateMemory;
 }
 
 /** One engine's part: the memory, its cell and its slot. */
@@ -41,6 +44,8 @@ export interface SharedSizes {
   readonly cells: number;
   /** Clients the rate limiter tracks; unset: no rate limit. */
   readonly rateClients?: number;
+  /** Clients whose failed password checks are tracked; unset: no passwords. */
+  readonly authClients?: number;
 }
 
 /** Memory for `sizes`; the engine's counters are the table's first columns. */
@@ -56,6 +61,9 @@ export function createSharedMemory(sizes: SharedSizes): SharedMemory {
     rate: sizes.rateClients === undefined
       ? undefined
       : createRateMemory(sizes.rateClients),
+    authFailures: sizes.authClients === undefined
+      ? undefined
+      : createRateMemory(sizes.authClients),
   };
 }
 

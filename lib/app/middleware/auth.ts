@@ -25,6 +25,7 @@ import { parseBasic } from "../credentials.ts";
 import type { AppRequest } from "../request.ts";
 import type { Middleware } from "../router.ts";
 import { RateLimiter } from "./rate_limit.ts";
+import type { RateStore } from "./rate_store.ts";
 
 /** Every path, every method: the default. */
 export const AUTH_EVERYTHING: readonly AuthRule[] = Object.freeze([
@@ -51,6 +52,11 @@ export interface AuthOptions {
   readonly maxCacheEntries?: number;
   /** Clock in ms (tests inject one). */
   readonly now?: () => number;
+  /**
+   * Where failed checks are counted; default: this engine's memory.
+   * `--workers` engines share one, so a guesser gets one budget.
+   */
+  readonly failureStore?: RateStore;
 }
 
 // A browser session pays one KDF run per 5 minutes; credentials are read
@@ -134,6 +140,7 @@ export function basicAuth(options: AuthOptions): Middleware {
     limit: options.maxFailures,
     windowMs: options.failureWindowMs,
     now,
+    store: options.failureStore,
   });
   const checks = new Semaphore(options.maxChecks, options.maxCheckQueue);
   // A per-process salt: guessing a password from a cache key needs it too.
