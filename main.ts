@@ -488,7 +488,7 @@ async function superviseWorkers(
 
 /** A worker's engine: starts on "start", drains on "shutdown" or "retire". */
 function serveInWorker(): void {
-  runAsWorker(async ({ args, share, stop, listening, exhausted }) => {
+  runAsWorker(async ({ args, share, stop, onClose, listening, exhausted }) => {
     const opts = parseFlags(args);
     await setupLogging({ format: opts.logFormat, quiet: opts.quiet });
     let stopping = false;
@@ -510,6 +510,7 @@ function serveInWorker(): void {
         throw err;
       }
       listening(server.port);
+      onClose(() => server.stopAccepting());
       const budget = opts.server.limits.workerHeapBytes;
       const watchdog = budget > 0
         ? setInterval(() => {

@@ -15,7 +15,12 @@ import {
   sleep,
   waitFor,
 } from "./helpers/socket.ts";
-import { type Running, spawnServer } from "./fixtures/serve_process.ts";
+import {
+  findEngine,
+  launcherCommand,
+  type Running,
+  spawnServer,
+} from "./fixtures/serve_process.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const HOOKS = new URL("./fixtures/engine_hooks.ts", import.meta.url).pathname;
@@ -27,6 +32,12 @@ const PERMS = [
   "--allow-env",
 ];
 const HAS_WRK = await hasTool("wrk", "-v");
+
+/** A port free now. */
+function freePort(): number {
+  using probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return (probe.addr as Deno.NetAddr).port;
+}
 
 /** main.ts with `args`, quiet, its output collected. */
 function start(args: string[], env?: Record<string, string>): Promise<Running> {
@@ -441,6 +452,40 @@ Deno.test({
     } finally {
       if (fresh) assert.equal(await stop(fresh), 0);
       else await stop(old);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "the launcher upgrades on SIGUSR2: a fresh engine takes the port, the old one drains, no request fails",
+  ignore: !HAS_WRK,
+  async fn() {
+    const port = freePort();
+    const r = await spawnServer([
+      ...launcherCommand(),
+      "--port",
+      String(port),
+      "--workers",
+      "2",
+      "--quiet",
+    ]);
+    try {
+      const before = await findEngine(r.child.pid);
+      const result = await wrk(port, 4, async () => {
+        r.child.kill("SIGUSR2");
+        await waitForLine(r, /Listening on/, 2);
+        // The old engine's two workers drain and stop.
+        await waitForLine(r, /Stopped/, 2);
+      });
+      assert.ok(result.requests > 0, result.output);
+      assert.equal(result.socketErrors, 0, result.output);
+      assert.equal(result.non2xx, 0, result.output);
+      const after = await findEngine(r.child.pid);
+      assert.notEqual(after, before, "a new engine process serves");
+      assert.equal((await ask(port, "/health")).status, 200);
+    } finally {
+      assert.equal(await stop(r), 0);
     }
   },
 });

@@ -40,6 +40,21 @@ Deno.test("shutdown() refuses new connections", async () => {
   assert.equal(server.stats.draining, true);
 });
 
+Deno.test("stopAccepting() refuses new connections and keeps serving the open ones", async () => {
+  await using server = start(sleepy);
+  using conn = await connect(server.port);
+  const reader = new ReplyReader(conn);
+  await send(conn, get("/"));
+  await reader.readReply();
+  await server.stopAccepting();
+  await assert.rejects(connect(server.port), Deno.errors.ConnectionRefused);
+  await send(conn, get("/again"));
+  const reply = await reader.readReply();
+  assert.equal(reply.text, "/again");
+  assert.notEqual(reply.headers.get("connection"), "close", "still kept alive");
+  assert.equal(server.stats.draining, false);
+});
+
 Deno.test("shutdown() closes a kept-alive connection idle for reclaimIdleMs at once", async () => {
   await using server = start(sleepy, { reclaimIdleMs: 50 });
   using conn = await connect(server.port);

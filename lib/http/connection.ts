@@ -250,6 +250,8 @@ export class Connection implements ByteSource {
   phase: Phase = Phase.Idle;
   /** `Date.now()` when the last read completed. */
   #now = Date.now();
+  /** `Date.now()` when it last began to wait for a request. */
+  #idleAt = this.#now;
   /** `Date.now()` past which `expire()` acts; 0 for none. */
   deadline = 0;
   /** The same while the server is busy: tighter, never later. */
@@ -429,6 +431,9 @@ export class Connection implements ByteSource {
     const t = this.#opts.timeouts;
     if (this.#headStartedAt === 0 && this.#start === this.#end) {
       this.phase = Phase.Idle;
+      // When the reply went out, not when its request came: a drain
+      // measures idleness from here.
+      this.#idleAt = batchNow();
       if (this.#requests === 0) {
         // A new connection that sends nothing (no TLS hello either) is a slowloris too.
         this.deadline = this.#now + t.headMs;
@@ -1044,14 +1049,14 @@ export class Connection implements ByteSource {
     // Lingering is idle too: the last reply is out, we only wait for the peer.
     if (this.phase === Phase.Linger) return this.close();
     if (this.phase === Phase.Idle) {
-      if (Date.now() - this.#now >= this.#limits.reclaimIdleMs) this.close();
+      if (Date.now() - this.#idleAt >= this.#limits.reclaimIdleMs) this.close();
       else this.#drainSoon();
     }
   }
 
   /** An idle draining connection: closed once idle for reclaimIdleMs. */
   #drainSoon(): void {
-    const at = this.#now + this.#limits.reclaimIdleMs;
+    const at = this.#idleAt + this.#limits.reclaimIdleMs;
     if (this.deadline === 0 || at < this.deadline) this.deadline = at;
     if (this.busyDeadline === 0 || at < this.busyDeadline) {
       this.busyDeadline = at;

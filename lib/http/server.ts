@@ -61,6 +61,12 @@ export interface Server extends AsyncDisposable {
    * finish within `limits.shutdownTimeoutMs`, then closes the rest.
    */
   shutdown(): Promise<void>;
+  /**
+   * Closes the listener and nothing else, as shutdown() does first.
+   * Engines sharing a port all call it before any drains: a client told
+   * Connection: close by one reconnects to a listener that stays.
+   */
+  stopAccepting(): Promise<void>;
 }
 
 /** Seconds a refused client is told to wait. */
@@ -494,6 +500,13 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   let finishedResolve!: () => void;
   const finished = new Promise<void>((r) => finishedResolve = r);
 
+  function stopAccepting(): Promise<void> {
+    try {
+      listener.close();
+    } catch { /* closed */ }
+    return accepting;
+  }
+
   function shutdown(): Promise<void> {
     if (shutdownPromise) return shutdownPromise;
     shutdownPromise = (async () => {
@@ -502,10 +515,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       log.info("Shutting down: {active} connections open", {
         active: connections.size,
       });
-      try {
-        listener.close();
-      } catch { /* closed */ }
-      await accepting;
+      await stopAccepting();
       for (const [, q] of queued) q.cancel();
       const idle = new Promise<void>((r) => idleResolve = r);
       for (const c of connections.keys()) c.drain();
@@ -534,6 +544,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     limits,
     finished,
     shutdown,
+    stopAccepting,
     [Symbol.asyncDispose]: shutdown,
   };
   options.onListen?.(addr);

@@ -23,6 +23,8 @@ export type ToWorker =
     /** What {@link PoolOptions.share} gave for this worker. */
     readonly share: unknown;
   }
+  /** Stop accepting (close the listener), before every worker drains. */
+  | { readonly type: "close" }
   /** Stop: the whole server is shutting down. */
   | { readonly type: "shutdown" }
   /** Stop: a fresh worker took this one's place (a reload). */
@@ -34,6 +36,8 @@ export type FromWorker =
   /** `code`: the exit code the failure calls for (2: a bad setting). */
   | { readonly type: "failed"; readonly message: string; readonly code: number }
   | { readonly type: "stopped" }
+  /** Its listener is closed ("close"). */
+  | { readonly type: "closed" }
   /** Its heap passed its budget: replace it before V8 aborts the process. */
   | { readonly type: "exhausted"; readonly heapBytes: number };
 
@@ -67,6 +71,8 @@ const FIRST_BACKOFF_MS = 100;
 /** The longest delay between replacements. */
 const MAX_BACKOFF_MS = 30_000;
 
+/** Longest wait for every listener to close before the drains begin anyway. */
+const CLOSE_TIMEOUT_MS = 2_000;
 /** Time past `stopTimeoutMs` a stopping worker gets before it is terminated. */
 const STOP_MARGIN_MS = 5_000;
 
@@ -83,6 +89,9 @@ class Incarnation {
   readonly listening: Promise<void>;
   /** Resolves once it ended, whatever the way. */
   readonly ended: Promise<void>;
+  /** Resolves once its listener is closed (or it ended). */
+  readonly closed: Promise<void>;
+  onClosed!: () => void;
   onListening!: () => void;
   onFailed!: (err: Error) => void;
   onEnded!: () => void;
@@ -98,6 +107,8 @@ class Incarnation {
     });
     this.listening.catch(() => {}); // reported through died()
     this.ended = new Promise((r) => this.onEnded = r);
+    this.closed = new Promise((r) => this.onClosed = r);
+    this.ended.then(() => this.onClosed());
   }
 }
 
@@ -187,6 +198,7 @@ export class WorkerPool {
         w.onListening();
       } else if (m.type === "failed") this.#died(w, m.message, m.code);
       else if (m.type === "stopped") this.#ended(w, false);
+      else if (m.type === "closed") w.onClosed();
       else if (m.type === "exhausted") this.#exhausted(w, m.heapBytes);
     };
     worker.onerror = (e) => {
@@ -398,7 +410,13 @@ export class WorkerPool {
     return { reloaded, failures };
   }
 
-  /** Stops every worker gracefully and waits for all of them. */
+  /**
+   * Stops every worker gracefully and waits for all of them. Every
+   * listener closes before any worker drains: a client whose connection
+   * one worker closes must not reconnect to another worker's listener just
+   * as it closes, which would reset the connection. (Another Spindle on the
+   * port, an upgrade, then takes the reconnections.)
+   */
   async shutdown(): Promise<void> {
     this.#closed = true;
     for (const timer of this.#pending.values()) {
@@ -410,6 +428,17 @@ export class WorkerPool {
       ...this.#starting.values(),
       ...this.#stopping,
     ];
+    for (const w of all) {
+      if (w.state !== "ended") {
+        w.worker.postMessage({ type: "close" } satisfies ToWorker);
+      }
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(all.map((w) => w.closed)),
+      new Promise((r) => timer = setTimeout(r, CLOSE_TIMEOUT_MS)),
+    ]);
+    clearTimeout(timer);
     await Promise.all(all.map((w) => this.#stop(w, "shutdown")));
   }
 }
@@ -420,6 +449,11 @@ export interface WorkerStart {
   readonly share: unknown;
   /** Resolves when the engine should stop; `retire` is true for a reload. */
   readonly stop: Promise<{ retire: boolean }>;
+  /**
+   * Call with the engine's `stopAccepting()` once listening: "close" runs
+   * it and reports back, before "shutdown" comes.
+   */
+  onClose(stopAccepting: () => Promise<void>): void;
   /** Call once listening. */
   listening(port: number): void;
   /** Call when the heap passed its budget: the supervisor replaces this worker. */
@@ -441,14 +475,29 @@ export function runAsWorker(
   };
   let requestStop!: (how: { retire: boolean }) => void;
   const stop = new Promise<{ retire: boolean }>((r) => requestStop = r);
+  let askedToClose = false;
+  let stopAccepting: (() => Promise<void>) | undefined;
+  const close = () => {
+    if (!askedToClose || stopAccepting === undefined) return;
+    stopAccepting().finally(() => scope.postMessage({ type: "closed" }));
+    stopAccepting = undefined;
+  };
   scope.onmessage = (e) => {
     const m = e.data;
     if (m.type === "shutdown") return requestStop({ retire: false });
     if (m.type === "retire") return requestStop({ retire: true });
+    if (m.type === "close") {
+      askedToClose = true;
+      return close();
+    }
     serveUntilStopped({
       args: m.args,
       share: m.share,
       stop,
+      onClose: (fn) => {
+        stopAccepting = fn;
+        close();
+      },
       listening: (port) => scope.postMessage({ type: "listening", port }),
       exhausted: (heapBytes) =>
         scope.postMessage({ type: "exhausted", heapBytes }),
