@@ -565,7 +565,7 @@ function workersLimitsCase(id: number): BenchCase {
     flags: [...flags, "--rate-limit", "1000000/1s"],
   });
   const plain = defaultApp({ name: "Spindle", flags });
-  const target = atLeast(0.95);
+  const target = atLeast(0.95, ">= 0.95x");
   return {
     id,
     name: "workers-limits",
