@@ -86,6 +86,8 @@ interface Client {
   slotFreed?: boolean;
   /** No longer counted against the descriptor budget. */
   fdFreed?: boolean;
+  /** Accepted once shutdown had begun. */
+  late?: boolean;
 }
 
 /**
@@ -212,7 +214,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   }
 
   function start(client: Client): void {
-    if (stopping) {
+    if (stopping && !client.late) {
       refuse(client, STATUS.ServiceUnavailable, "Server is shutting down");
       semaphore.release();
       return;
@@ -230,6 +232,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     });
     connections.set(c, client);
     stats.active++;
+    if (stopping) c.drain(); // one reply, with Connection: close
     // run() never rejects; once it ends, no read is pending on the socket.
     c.run().finally(() => freeFd(client));
   }
@@ -378,13 +381,9 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       key: perAddress.add((conn.remoteAddr as Deno.NetAddr).hostname),
       closed: false,
     };
-    if (stopping) {
-      return refuse(
-        client,
-        STATUS.ServiceUnavailable,
-        "Server is shutting down",
-      );
-    }
+    // Accepted as the listener closed: served once rather than refused,
+    // since its client may not retry (another engine may hold the port now).
+    if (stopping) client.late = true;
     // Past the descriptor budget: make room, or refuse before the kernel does.
     if (fds.full && evict() === 0) {
       return refuse(
