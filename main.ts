@@ -398,6 +398,12 @@ async function serveHere(
       });
       return;
     }
+    if (stopping) {
+      // SIGTERM came while it started: the old one is stopping already.
+      await fresh.shutdown();
+      releaseCell(memory, next, 1, false);
+      return;
+    }
     const old = engine;
     const oldCell = cell;
     engine = fresh;
@@ -410,8 +416,8 @@ async function serveHere(
   });
   await stop;
   stopping = true;
-  await reloads.idle();
-  await engine.shutdown();
+  // An engine a reload is replacing drains meanwhile, not after.
+  await Promise.all([engine.shutdown(), reloads.idle()]);
   return 0;
 }
 
