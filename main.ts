@@ -25,6 +25,7 @@ import { AppMetrics } from "./lib/app/metrics.ts";
 import { hashPasswordCommand } from "./lib/hash_password.ts";
 import { isLoopback, trustProxy } from "./lib/app/client_addr.ts";
 import { createApp, engineLimits } from "./lib/app/routes.ts";
+import type { RateLimitStore } from "./lib/app/rate_limit_store.ts";
 import type { Handler } from "./lib/http/handler.ts";
 import { serve, type Server } from "./lib/http/server.ts";
 import { EngineStats } from "./lib/http/stats.ts";
@@ -32,7 +33,7 @@ import { inWorker, runAsWorker, WorkerPool } from "./lib/http/workers.ts";
 import { setupLogging, stopLogging } from "./lib/log.ts";
 import { CounterTable } from "./lib/shared/counters.ts";
 import { QuotaLedger } from "./lib/shared/quota.ts";
-import { SharedRateTable } from "./lib/shared/rate_table.ts";
+import { SharedRateLimiter } from "./lib/shared/rate_table.ts";
 import { SharedSlots } from "./lib/shared/slots.ts";
 import {
   claimCell,
@@ -213,6 +214,13 @@ function sharedFor(opts: CliOptions, slots: number): SharedMemory {
   });
 }
 
+/** A running engine: its server, and what else it holds until it stops. */
+interface Engine {
+  readonly server: Server;
+  /** Drains and stops the server, then lets go of a rate limit store's connection. */
+  stop(): Promise<void>;
+}
+
 /**
  * One engine, with the files its flags name read now: certificate and
  * key, the --auth-file, the app built on `share`'s memory, listening on
@@ -227,6 +235,38 @@ async function startEngine(
   share: EngineShare,
   reusePort: boolean,
   stopping: () => boolean,
+): Promise<Engine> {
+  let rateLimitStore: RateLimitStore | undefined;
+  try {
+    const server = await startServer(
+      opts,
+      port,
+      share,
+      reusePort,
+      stopping,
+      (store) => rateLimitStore = store,
+    );
+    return {
+      server,
+      async stop() {
+        await server.shutdown();
+        await rateLimitStore?.close?.();
+      },
+    };
+  } catch (err) {
+    await rateLimitStore?.close?.();
+    throw err;
+  }
+}
+
+/** {@link startEngine}'s server; `storeOpened` hears of a store to close. */
+async function startServer(
+  opts: CliOptions,
+  port: number,
+  share: EngineShare,
+  reusePort: boolean,
+  stopping: () => boolean,
+  storeOpened: (store: RateLimitStore) => void,
 ): Promise<Server> {
   const read = async (path: string | undefined, flag: string) => {
     if (path === undefined) return undefined;
@@ -256,23 +296,47 @@ async function startEngine(
       throw new StartFailure(err.message, 2);
     }
   }
+  const rate = opts.app.rateLimit;
+  let rateLimitStore: RateLimitStore | undefined;
+  if (rate?.store !== undefined) {
+    // Shared by instances. Loaded only now: a server without one never pays for the client.
+    const { connectRateLimitStore } = await import(
+      "./lib/app/redis_rate_limit.ts"
+    );
+    rateLimitStore = await connectRateLimitStore(rate, rate.store, {
+      mode: rate.fail ?? "open",
+      timeoutMs: opts.server.limits.rateStoreTimeoutMs,
+    });
+    storeOpened(rateLimitStore);
+  } else if (rate !== undefined && memory.rate !== undefined) {
+    rateLimitStore = new SharedRateLimiter(rate, memory.rate); // by the workers
+  }
+  const limits0 = opts.server.limits;
   let handler: Handler;
   let exemptPeer: (hostname: string) => boolean;
+  let trusted: (hostname: string) => boolean;
   try {
-    // Trusted proxies carry many clients on few connections: no per-address cap.
-    const trusted = trustProxy(opts.app.trustProxy);
+    // Trusted proxies carry many clients on few connections: no per-address
+    // cap. (With --proxy-protocol each connection is one client's, and
+    // the cap counts that client.)
+    trusted = trustProxy(opts.app.trustProxy);
     exemptPeer = (hostname) => isLoopback(hostname) || trusted(hostname);
     handler = createApp(app, {
       stats,
       hostname: opts.server.hostname,
       port: () => port,
-      limits: opts.server.limits,
+      limits: limits0,
       stopping,
+      rateLimitStore,
     }, {
       metrics: new AppMetrics({ table, cell }),
-      rateStore: memory.rate && new SharedRateTable(memory.rate),
-      authFailureStore: memory.authFailures &&
-        new SharedRateTable(memory.authFailures),
+      authFailures: memory.authFailures && new SharedRateLimiter(
+        {
+          limit: limits0.maxAuthFailures,
+          windowMs: limits0.authFailureWindowMs,
+        },
+        memory.authFailures,
+      ),
       quota: new QuotaLedger(memory.quota, cell),
       formQuota: new QuotaLedger(memory.formQuota, cell),
     });
@@ -356,7 +420,7 @@ async function serveHere(
   let stopping = false;
   let cell = 0;
   let port: number;
-  let engine: Server;
+  let engine: Engine;
   // reusePort lets a reload (and an upgrade) bind beside this engine; it
   // needs --unstable-net, without which the engine runs and cannot reload.
   const reusePort = canReusePort();
@@ -375,14 +439,14 @@ async function serveHere(
     }
     return cannotStart(err);
   }
-  await announce(opts, engine.addr.hostname, engine.port);
+  await announce(opts, engine.server.addr.hostname, engine.server.port);
   reloads.handle(async () => {
     if (!reusePort) {
       log.error("Cannot reload: start Spindle with --unstable-net to reload");
       return;
     }
     const next = 1 - cell;
-    let fresh: Server;
+    let fresh: Engine;
     try {
       fresh = await startEngine(
         opts,
@@ -400,7 +464,7 @@ async function serveHere(
     }
     if (stopping) {
       // SIGTERM came while it started: the old one is stopping already.
-      await fresh.shutdown();
+      await fresh.stop();
       releaseCell(memory, next, 1, false);
       return;
     }
@@ -411,13 +475,13 @@ async function serveHere(
     log.info("Reloaded: a fresh engine serves, the old one drains", {
       event: "reloaded",
     });
-    await old.shutdown();
+    await old.stop();
     releaseCell(memory, oldCell, 1, false);
   });
   await stop;
   stopping = true;
   // An engine a reload is replacing drains meanwhile, not after.
-  await Promise.all([engine.shutdown(), reloads.idle()]);
+  await Promise.all([engine.stop(), reloads.idle()]);
   return 0;
 }
 
@@ -500,9 +564,9 @@ function serveInWorker(): void {
     let stopping = false;
     try {
       const engineShare = share as EngineShare;
-      let server: Server;
+      let engine: Engine;
       try {
-        server = await startEngine(
+        engine = await startEngine(
           opts,
           opts.server.port,
           engineShare,
@@ -515,8 +579,15 @@ function serveInWorker(): void {
         }
         throw err;
       }
+      const server = engine.server;
       listening(server.port);
-      onClose(() => server.stopAccepting());
+      // With --drain-delay the listener stays open through the delay (a
+      // balancer still sends connections), and each worker closes its own.
+      onClose(() =>
+        server.limits.drainDelayMs > 0
+          ? Promise.resolve()
+          : server.stopAccepting()
+      );
       const budget = opts.server.limits.workerHeapBytes;
       const watchdog = budget > 0
         ? setInterval(() => {
@@ -527,7 +598,7 @@ function serveInWorker(): void {
       const { retire } = await stop;
       clearInterval(watchdog);
       stopping = !retire;
-      await server.shutdown();
+      await engine.stop();
       return 0;
     } finally {
       await stopLogging();

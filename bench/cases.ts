@@ -49,9 +49,11 @@ import {
   defaultApp,
   denoServeHello,
   denoServeParallel,
+  denoServeTls,
   engineHello,
   nginx,
 } from "./specs.ts";
+import { h2loadGenerator } from "./generators.ts";
 
 /** One case: a number and a name for `--only`, and what it measures. */
 export interface BenchCase {
@@ -59,7 +61,7 @@ export interface BenchCase {
   readonly name: string;
   readonly title: string;
   /** Tools it cannot run without. */
-  readonly needs?: readonly ("wrk" | "nginx")[];
+  readonly needs?: readonly ("wrk" | "nginx" | "h2load")[];
   /** Not measured yet, and why: a place kept for a coming case. */
   readonly pending?: string;
   readonly run?: (bench: Bench) => Promise<Row[]>;
@@ -96,6 +98,22 @@ function hello(connections: number, pipeline = 1, threads = 1): Load {
 
 function file(name: string, connections: number): Load {
   return { path: `/${name}`, connections, pipeline: 1, threads: 1 };
+}
+
+/** HTTP/2 cases: few connections, many streams each, as browsers and proxies use h2. */
+const H2_CONNS = 4;
+const H2_STREAMS = 32;
+const H2LOAD = h2loadGenerator();
+/**
+ * h2load never reopens a connection the server ends with GOAWAY, so the
+ * default 10,000 streams per connection would end a run early: lifted, as
+ * the bench's nginx lifts keepalive_requests.
+ */
+const H2_FLAGS = ["--max-requests", "10000000"];
+
+/** `load` sent by h2load over TLS, `streams` at once on each connection. */
+function h2(load: Load, streams: number): Load {
+  return { ...load, pipeline: streams, generate: H2LOAD };
 }
 
 const rps = (r: Measured) => r.requestsPerSec;
@@ -161,7 +179,7 @@ interface PairedCase {
   /** Compare bytes/s rather than requests/s (and CPU per MiB). */
   readonly perMiB?: boolean;
   readonly target: Target;
-  readonly needs?: readonly ("wrk" | "nginx")[];
+  readonly needs?: readonly ("wrk" | "nginx" | "h2load")[];
 }
 
 /**
@@ -1039,19 +1057,30 @@ export const CASES: readonly BenchCase[] = [
   startupCase(11),
   slowReadersCase(12),
   // Coming cases: each becomes a paired() entry once its server side exists.
-  {
+  paired({
     id: 13,
     name: "h2",
-    title: "HTTP/2 hello over TLS, h2load (vs Deno.serve over TLS)",
-    pending:
-      "Spindle does not speak HTTP/2 yet; the entry needs an h2load Load.generate",
-  },
-  {
+    title:
+      "HTTP/2 over TLS, default app /echo/hello, h2load 4 conns x 32 streams, access log on, --max-requests lifted (vs Deno.serve over TLS)",
+    short: "HTTP/2 /echo/hello (vs Deno.serve TLS)",
+    spindle: defaultApp({ tls: true, flags: H2_FLAGS }),
+    reference: denoServeTls(),
+    load: h2(hello(H2_CONNS), H2_STREAMS),
+    target: atLeast(1),
+    needs: ["h2load"],
+  }),
+  paired({
     id: 14,
     name: "h2-static",
-    title: "HTTP/2 static 1 KiB over TLS, h2load (vs nginx, http2 on)",
-    pending: "as 13",
-  },
+    title:
+      "HTTP/2 over TLS, static 1 KiB file, h2load 4 conns x 32 streams, access log on, --max-requests lifted (vs nginx, http2)",
+    short: "HTTP/2 static 1 KiB (vs nginx h2)",
+    spindle: defaultApp({ tls: true, benchRoot: true, flags: H2_FLAGS }),
+    reference: nginx(true),
+    load: h2(file(FILES.small.name, H2_CONNS), H2_STREAMS),
+    target: atLeast(0.8),
+    needs: ["h2load", "nginx"],
+  }),
   {
     id: 15,
     name: "ws-echo",

@@ -192,6 +192,90 @@ export function denoGenerator(): Generator {
   };
 }
 
+/**
+ * Parses h2load's summary and, when given, its per-request log (start µs,
+ * status, µs to the end of the response; status -1 for a failed stream)
+ * for the latency percentiles h2load itself does not print.
+ */
+export function parseH2loadOutput(
+  text: string,
+  log = "",
+): GeneratorResult {
+  const finished = /finished in ([\d.]+)(us|ms|s),/.exec(text);
+  const counts =
+    /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/
+      .exec(text);
+  const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/
+    .exec(text);
+  const traffic = /traffic: \S+ \((\d+)\) total/.exec(text);
+  if (!finished || !counts || !codes) {
+    throw new Error(`Cannot parse h2load output:\n${text}`);
+  }
+  const durationMs = Number(finished[1]) *
+    { us: 0.001, ms: 1, s: 1000 }[finished[2] as "us" | "ms" | "s"];
+  const done = Number(counts[3]);
+  const failed = Number(counts[5]) + Number(counts[6]) + Number(counts[7]);
+  const bytes = traffic ? Number(traffic[1]) : Number.NaN;
+  const latencies = log.split("\n").flatMap((line) => {
+    const [, status, us] = line.split("\t");
+    return status !== undefined && Number(status) > 0 ? [Number(us)] : [];
+  }).sort((a, b) => a - b);
+  const rank = (p: number) =>
+    latencies.length === 0 ? Number.NaN : latencies[
+      Math.min(latencies.length - 1, Math.floor(p * latencies.length))
+    ];
+  return {
+    requests: done,
+    bytes,
+    durationMs,
+    requestsPerSec: done / (durationMs / 1000),
+    bytesPerSec: bytes / (durationMs / 1000),
+    errorStatuses: Number(codes[3]) + Number(codes[4]),
+    socketErrors: failed,
+    connects: Number.NaN,
+    firstError: failed > 0
+      ? `${counts[5]} failed, ${counts[6]} errored, ${counts[7]} timeout`
+      : undefined,
+    latencyP50Us: rank(0.5),
+    latencyP99Us: rank(0.99),
+    latencyMaxUs: latencies.length === 0 ? Number.NaN : latencies.at(-1)!,
+  };
+}
+
+/**
+ * A generator running h2load (HTTP/2, TLS with ALPN h2 for https): each
+ * of `connections` carries `pipeline` concurrent streams (`-m`), for the
+ * run's duration (`-D`), asking for no compression.
+ */
+export function h2loadGenerator(
+  scheme: "https" | "http" = "https",
+): Generator {
+  return async (opts) => {
+    const log = await Deno.makeTempFile({ prefix: "h2load_", suffix: ".tsv" });
+    const seconds = Math.max(1, Math.round(opts.durationMs / 1000));
+    const argv = withFdLimit(opts.fdLimit, [
+      ...pinned(opts.cpus),
+      "h2load",
+      `-t${opts.threads}`,
+      `-c${opts.connections}`,
+      `-m${opts.pipeline}`,
+      `-D${seconds}`,
+      `--log-file=${log}`,
+      // h2load asks for gzip by default; wrk asks for nothing. Neither
+      // reference compresses, and the HTTP/1.1 cases do not either.
+      "-H",
+      "accept-encoding: identity",
+      `${scheme}://${opts.hostname}:${opts.port}${opts.path}`,
+    ]);
+    const text = await runForStdout("h2load", argv);
+    try {
+      return parseH2loadOutput(text, await Deno.readTextFile(log));
+    } finally {
+      await Deno.remove(log).catch(() => {});
+    }
+  };
+}
+
 /** Runs `argv` and returns its stdout; throws with both outputs if it fails. */
 async function runForStdout(what: string, argv: string[]): Promise<string> {
   const out = await new Deno.Command(argv[0], {

@@ -44,7 +44,11 @@ export interface Bench {
   readonly tempDir: string;
   /** Folder of the static files cases serve. */
   readonly root: string;
-  readonly tools: { readonly wrk: boolean; readonly nginx: boolean };
+  readonly tools: {
+    readonly wrk: boolean;
+    readonly nginx: boolean;
+    readonly h2load: boolean;
+  };
   /** "Every run" lines of the report. */
   readonly details: string[];
   readonly notes: string[];

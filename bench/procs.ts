@@ -329,6 +329,7 @@ export function nginxConfig(
   root: string,
   port: number,
   runAsRoot: boolean,
+  tls?: NginxTls,
 ): string {
   const temp = (what: string) => `${what}_temp_path ${dir}/${what};`;
   return `${runAsRoot ? "user root root;\n" : ""}worker_processes 1;
@@ -350,11 +351,30 @@ http {
   types { text/plain txt; application/octet-stream bin; }
   default_type application/octet-stream;
   server {
-    listen 127.0.0.1:${port};
+    listen 127.0.0.1:${port}${tls === undefined ? "" : tlsListen(tls)};
     root ${root};
   }
 }
 `;
+}
+
+/** HTTPS with HTTP/2 for {@link nginxConfig}. */
+export interface NginxTls {
+  readonly cert: string;
+  readonly key: string;
+  /** `nginx -v`'s version: `http2 on;` exists from 1.25.1, before it `listen ... http2`. */
+  readonly version: string;
+}
+
+/** The rest of the listen line, and the TLS directives after it. */
+function tlsListen(tls: NginxTls): string {
+  const [major, minor, patch] = tls.version.replace(/^nginx\//, "").split(".")
+    .map(Number);
+  const modern = major > 1 || minor > 25 || (minor === 25 && patch >= 1);
+  return `${modern ? " ssl;\n    http2 on" : " ssl http2"};
+    ssl_certificate ${tls.cert};
+    ssl_certificate_key ${tls.key};
+    ssl_session_cache shared:SSL:1m`;
 }
 
 /** What a bash script prints on stdout (stderr dropped). */

@@ -167,7 +167,11 @@ async function main(): Promise<void> {
     generate: loadgen === "wrk" ? wrkGenerator(tempDir) : denoGenerator(),
     tempDir,
     root: join(tempDir, "root"),
-    tools: { wrk: loadgen === "wrk", nginx: nginx !== null },
+    tools: {
+      wrk: loadgen === "wrk",
+      nginx: nginx !== null,
+      h2load: (await bash("command -v h2load")).trim() !== "",
+    },
     details: [],
     notes: [],
     running: new Set(),

@@ -19,6 +19,49 @@ export interface AppOptions {
   readonly benchRoot?: boolean;
   /** Name in the table, "Spindle" by default. */
   readonly name?: string;
+  /** HTTPS with the bench's certificate (`--cert`, `--key`): HTTP/2 by ALPN. */
+  readonly tls?: boolean;
+}
+
+/** The bench's self-signed certificate for 127.0.0.1, made once per run. */
+export function benchCert(bench: Bench): { cert: string; key: string } {
+  const cert = join(bench.tempDir, "tls_cert.pem");
+  const key = join(bench.tempDir, "tls_key.pem");
+  try {
+    Deno.statSync(cert);
+  } catch {
+    const out = new Deno.Command("openssl", {
+      args: [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost",
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).outputSync();
+    if (!out.success) {
+      throw new Error(
+        `openssl could not make the bench certificate: ${
+          new TextDecoder().decode(out.stderr)
+        }`,
+      );
+    }
+  }
+  return { cert, key };
 }
 
 /**
@@ -34,6 +77,7 @@ export function defaultApp(opts: AppOptions = {}): ServerSpec {
     "--port",
     `${port}`,
     ...(opts.benchRoot ? ["--root", bench.root] : []),
+    ...(opts.tls ? tlsFlags(bench) : []),
     ...flags,
   ];
   return {
@@ -63,6 +107,11 @@ export function defaultApp(opts: AppOptions = {}): ServerSpec {
       logFile,
     }),
   };
+}
+
+function tlsFlags(bench: Bench): string[] {
+  const { cert, key } = benchCert(bench);
+  return ["--cert", cert, "--key", key];
 }
 
 const DENO_PERMISSIONS = [
@@ -128,6 +177,33 @@ export function denoServeHello(): ServerSpec {
   return denoScript("Deno.serve", "deno_serve_hello.ts", ["--allow-net"]);
 }
 
+/** `Deno.serve` over TLS answering "hello": HTTP/2 by ALPN (hyper's h2). */
+export function denoServeTls(): ServerSpec {
+  const name = "Deno.serve (TLS)";
+  return {
+    name,
+    logsAccess: false,
+    launch: (bench, port, logFile) => {
+      const { cert, key } = benchCert(bench);
+      return {
+        name,
+        argv: [
+          Deno.execPath(),
+          "run",
+          "--allow-net",
+          `--allow-read=${bench.tempDir}`,
+          join(SERVERS, "deno_serve_tls.ts"),
+          `${port}`,
+          cert,
+          key,
+        ],
+        port,
+        logFile,
+      };
+    },
+  };
+}
+
 /** `deno serve --parallel` with `workers` copies of a "hello" app. */
 export function denoServeParallel(workers: number): ServerSpec {
   const name = `deno serve --parallel (${workers})`;
@@ -154,10 +230,10 @@ export function denoServeParallel(workers: number): ServerSpec {
   };
 }
 
-/** nginx as shipped: see {@link nginxConfig}. */
-export function nginx(): ServerSpec {
+/** nginx as shipped: see {@link nginxConfig}; `tls`: HTTPS with HTTP/2. */
+export function nginx(tls = false): ServerSpec {
   return {
-    name: "nginx",
+    name: tls ? "nginx (h2)" : "nginx",
     // It logs, but through a 64 KiB buffer: a short run may show no growth.
     logsAccess: false,
     launch: (bench: Bench, port, logFile) => {
@@ -166,7 +242,15 @@ export function nginx(): ServerSpec {
       const conf = join(dir, "nginx.conf");
       Deno.writeTextFileSync(
         conf,
-        nginxConfig(dir, bench.root, port, Deno.uid() === 0),
+        nginxConfig(
+          dir,
+          bench.root,
+          port,
+          Deno.uid() === 0,
+          tls
+            ? { ...benchCert(bench), version: nginxVersionSync() }
+            : undefined,
+        ),
       );
       return {
         name: "nginx",
@@ -187,4 +271,14 @@ export function nginx(): ServerSpec {
       };
     },
   };
+}
+
+/** `nginx -v`, as "nginx/1.22.1". */
+function nginxVersionSync(): string {
+  const out = new Deno.Command("nginx", { args: ["-v"], stdout: "null" })
+    .outputSync();
+  return new TextDecoder().decode(out.stderr).trim().replace(
+    /^nginx version: /,
+    "",
+  );
 }

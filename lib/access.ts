@@ -44,6 +44,8 @@ export interface AccessPlan {
   readonly needs: readonly Need[];
   /** Deno's net grant: `host:port`, or `host` when the port is picked at start. */
   readonly net: string;
+  /** `host:port`s the engine connects to: the `--rate-limit-store`. */
+  readonly connect?: readonly string[];
   /** Bound to every interface, or --qr: the start lines list the addresses. */
   readonly networkInterfaces: boolean;
   /** Spindle's own code, which --workers threads load (Deno checks read for it). */
@@ -96,15 +98,23 @@ export function planAccess(
   add("--auth-file", opts.auth?.file, "file");
   const { hostname, port } = opts.server;
   const host = bracketHost(hostname);
+  const store = opts.app.rateLimit?.store;
   return {
     needs,
     // Port 0: the kernel picks one, and --workers threads bind it after.
     net: port === 0 ? host : `${host}:${port}`,
+    connect: store === undefined ? [] : [storeAddress(store)],
     networkInterfaces: isWildcard(hostname) || opts.qr,
     program: opts.workers > 1
       ? [`${programDir}/main.ts`, `${programDir}/lib`]
       : [],
   };
+}
+
+/** `redis://user:pw@host:6380/1` -> `host:6380` (Redis's port 6379 when none is given). */
+export function storeAddress(url: string): string {
+  const u = new URL(url);
+  return `${u.hostname}:${u.port === "" ? "6379" : u.port}`;
 }
 
 /** Thrown for a path Deno's permission flags cannot name. */
@@ -139,7 +149,8 @@ export function permissionFlags(
     }
   }
   for (const path of plan.program) read.add(path);
-  const flags = [`--allow-net=${plan.net}`, `--allow-read=${[...read]}`];
+  const net = [plan.net, ...plan.connect ?? []];
+  const flags = [`--allow-net=${net}`, `--allow-read=${[...read]}`];
   if (write.size > 0) flags.push(`--allow-write=${[...write]}`);
   if (plan.networkInterfaces) flags.push("--allow-sys=networkInterfaces");
   return flags;
@@ -296,6 +307,13 @@ export function checkAccess(
   const net = Deno.permissions.querySync({ name: "net", host: plan.net });
   if (net.state !== "granted") {
     return `no net permission to listen on ${plan.net}: ${grantAdvice(ctx)}`;
+  }
+  for (const host of plan.connect ?? []) {
+    if (Deno.permissions.querySync({ name: "net", host }).state !== "granted") {
+      return `no net permission to reach the rate-limit store at ${host}: ${
+        grantAdvice(ctx)
+      }`;
+    }
   }
   for (const need of plan.needs) {
     const problem = checkNeed(need, ctx);

@@ -22,7 +22,7 @@ export interface Limits {
   readonly maxChunkExcessBytes: number;
   /** All trailer fields of a chunked body, in bytes. Over: 431. */
   readonly maxTrailerBytes: number;
-  /** Requests served on one connection before it is closed. */
+  /** Requests served on one connection before it is closed (HTTP/2: streams, then a graceful GOAWAY). */
   readonly maxRequestsPerConnection: number;
   /** Connections handled at once. Past it, connections wait in the queue. */
   readonly maxConns: number;
@@ -154,6 +154,27 @@ export interface Limits {
    * in bytes; streamed to disk, never held. Over: 413.
    */
   readonly maxFormBytes: number;
+
+  // Many machines (issue #12).
+  /**
+   * A PROXY header from a trusted load balancer, in bytes (a v1 line is 107
+   * at most whatever this says). Over: close, no reply (the peer is a proxy,
+   * not a client). Its wait is bounded by `headTimeoutMs`.
+   */
+  readonly maxProxyHeaderBytes: number;
+  /**
+   * After SIGINT/SIGTERM, time requests are still accepted and served while
+   * `/health` answers 503 and every reply says `Connection: close`, so a load
+   * balancer takes the instance out before its listener closes. Then
+   * `shutdownTimeoutMs` runs.
+   */
+  readonly drainDelayMs: number;
+  /**
+   * One rate-limit check against a shared store (Redis). Over: this
+   * request is decided by the local limiter (or 503 with `--rate-limit-fail
+   * closed`); three such failures in a row take the store for unreachable.
+   */
+  readonly rateStoreTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -226,6 +247,16 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   // files stream to disk, so the cost is disk and time, which the folder's
   // quota bounds; larger is one flag away.
   maxFormBytes: 1024 ** 3,
+
+  // Two UNIX addresses (232 bytes with the fixed part) and HAProxy's TLVs
+  // (ALPN, authority, unique id, SSL details) fit several times over.
+  maxProxyHeaderBytes: 2048,
+  drainDelayMs: 0, // alone, stop at once; behind a balancer, set it above its check interval x fall
+  // A check is one round trip on a LAN (~0.2 ms), but the timer also waits
+  // on this process's own event loop: under 4,700 req/s on a busy 2-core
+  // machine, 50 ms fired for healthy checks and let the limit leak (each
+  // instance counting alone). 200 ms is still a stalled store.
+  rateStoreTimeoutMs: 200,
 });
 
 /** What `serve()` needs besides a handler. */
@@ -238,6 +269,10 @@ export interface ServerConfig {
   /** PEM certificate chain and key; both set means HTTPS. */
   readonly cert?: string;
   readonly key?: string;
+  /** HTTP/2 on TLS, chosen by ALPN (`--http2 on|off`); default on. */
+  readonly http2?: boolean;
+  /** HTTP/2 with prior knowledge on plain TCP (`--h2c`), beside HTTP/1.1; default off. */
+  readonly h2c?: boolean;
   /** Share the port with other processes or workers (Linux, `--unstable-net`). */
   readonly reusePort?: boolean;
   /** Log one access line per request. */
@@ -247,6 +282,12 @@ export interface ServerConfig {
    * proxies (whose clients the engine cannot see); unset: loopback.
    */
   readonly exemptPeer?: (hostname: string) => boolean;
+  /**
+   * Peers (load balancers) whose connections must start with a PROXY
+   * header, v1 or v2; the client it names is the connection's remote
+   * address. Unset: no PROXY headers are read.
+   */
+  readonly proxyProtocolFrom?: (hostname: string) => boolean;
 }
 
 export const DEFAULT_CONFIG: ServerConfig = Object.freeze({
@@ -315,7 +356,14 @@ export interface AppConfig {
   /** Total bytes the uploads folder may hold. Over: 507. */
   readonly uploadQuotaBytes: number;
   /** Requests per client per window; unset: no rate limit. */
-  readonly rateLimit?: { readonly limit: number; readonly windowMs: number };
+  readonly rateLimit?: {
+    readonly limit: number;
+    readonly windowMs: number;
+    /** `redis://HOST:PORT` keeps the counts there, shared by instances; unset: in memory. */
+    readonly store?: string;
+    /** The store unreachable: count locally ("open") or answer 503 ("closed"). */
+    readonly fail?: "open" | "closed";
+  };
   /** Peers whose X-Forwarded-For is believed. */
   readonly trustProxy: readonly string[];
   /** Host header values accepted; unset: loopback names when bound to loopback, else any. */
@@ -430,6 +478,8 @@ export interface CliOptions {
   readonly auth?: AuthFlags;
   /** Print a QR code of the network URL at start. */
   readonly qr: boolean;
+  /** `--proxy-protocol`: `--trust-proxy` peers start with a PROXY header. */
+  readonly proxyProtocol: boolean;
 }
 
 /** A bad command line; main prints `message` and exits with code 2. */
@@ -491,8 +541,23 @@ export const FLAGS: Readonly<
     "10s",
     "time in-flight requests get on SIGINT/SIGTERM",
   ],
+  "drain-delay": [
+    "TIME",
+    "0",
+    "on SIGINT/SIGTERM, serve this long more with /health 503 (behind a load balancer)",
+  ],
   cert: ["FILE", "", "PEM certificate chain: serve HTTPS (with --key)"],
   key: ["FILE", "", "PEM private key for --cert"],
+  http2: [
+    "on|off",
+    "on",
+    "HTTP/2 over TLS, chosen by ALPN; off: HTTP/1.1 only",
+  ],
+  h2c: [
+    "",
+    "off",
+    "HTTP/2 with prior knowledge on plain HTTP, beside HTTP/1.1 (for proxies)",
+  ],
   workers: [
     "N|auto",
     "1",
@@ -563,7 +628,27 @@ export const FLAGS: Readonly<
     "off",
     "requests per client per window, e.g. 100/10s (429)",
   ],
+  "rate-limit-store": [
+    "URL",
+    "off",
+    "keep --rate-limit counts in redis://HOST:PORT, shared by every instance",
+  ],
+  "rate-limit-store-timeout": [
+    "TIME",
+    "200ms",
+    "longest wait for the store; past it the request is decided as if unreachable",
+  ],
+  "rate-limit-fail": [
+    "open|closed",
+    "open",
+    "store unreachable: count in this process (open) or answer 503 (closed)",
+  ],
   "trust-proxy": ["LIST", "", "peers whose X-Forwarded-For is believed"],
+  "proxy-protocol": [
+    "",
+    "off",
+    "--trust-proxy peers start each connection with a PROXY header (v1 or v2)",
+  ],
   "allowed-hosts": ["LIST", "loopback names", "Host values accepted (421)"],
   "metrics-public": ["", "off", "serve /metrics beyond loopback"],
   cors: [
@@ -870,6 +955,8 @@ export function parseFlags(args: readonly string[]): CliOptions {
     writeTimeoutMs: time("write-timeout", L.writeTimeoutMs),
     queueTimeoutMs: time("queue-timeout", L.queueTimeoutMs),
     shutdownTimeoutMs: time("shutdown-timeout", L.shutdownTimeoutMs),
+    drainDelayMs: time("drain-delay", L.drainDelayMs),
+    rateStoreTimeoutMs: time("rate-limit-store-timeout", L.rateStoreTimeoutMs),
     maxConnsPerIp: count("max-conns-per-ip", L.maxConnsPerIp, 0),
     minBodyBytesPerSec: size("min-body-rate", L.minBodyBytesPerSec),
     minSendBytesPerSec: size("min-send-rate", L.minSendBytesPerSec),
@@ -882,10 +969,19 @@ export function parseFlags(args: readonly string[]): CliOptions {
     maxFormBytes: size("upload-files-max", L.maxFormBytes),
   });
 
+  const http2 = str("http2") ?? "on";
+  if (http2 !== "on" && http2 !== "off") {
+    throw new UsageError(`--http2: "${http2}" is not on or off`);
+  }
   const cert = str("cert");
   const key = str("key");
   if ((cert === undefined) !== (key === undefined)) {
     throw new UsageError("--cert and --key go together");
+  }
+  if (flag("h2c") && cert !== undefined) {
+    throw new UsageError(
+      "--h2c is HTTP/2 on plain HTTP; with --cert, HTTP/2 is chosen by ALPN (--http2)",
+    );
   }
 
   const dotfiles = str("dotfiles") ?? "deny";
@@ -915,6 +1011,26 @@ export function parseFlags(args: readonly string[]): CliOptions {
     if (rateLimit.windowMs <= 0) {
       throw new UsageError("--rate-limit: the window must be longer than 0");
     }
+  }
+  const store = str("rate-limit-store");
+  const fail = str("rate-limit-fail") ?? "open";
+  if (fail !== "open" && fail !== "closed") {
+    throw new UsageError(`--rate-limit-fail: "${fail}" is not open or closed`);
+  }
+  // Failing open is what happens without a store too; closed needs one.
+  if (fail === "closed" && store === undefined) {
+    throw new UsageError("--rate-limit-fail closed needs --rate-limit-store");
+  }
+  if (store !== undefined) {
+    if (rateLimit === undefined) {
+      throw new UsageError("--rate-limit-store needs --rate-limit");
+    }
+    if (!isRedisUrl(store)) {
+      throw new UsageError(
+        `--rate-limit-store: "${store}" is not redis://HOST:PORT`,
+      );
+    }
+    rateLimit = { ...rateLimit, store, fail };
   }
 
   const root = str("root") ?? posRoot ?? DEFAULT_STATIC.root;
@@ -954,6 +1070,13 @@ export function parseFlags(args: readonly string[]): CliOptions {
     ),
   });
 
+  const proxyProtocol = flag("proxy-protocol");
+  if (proxyProtocol && app.trustProxy.length === 0) {
+    throw new UsageError(
+      "--proxy-protocol needs --trust-proxy: the load balancers whose PROXY headers are believed",
+    );
+  }
+
   const auth = parseAuthFlags(
     authPairs,
     str("auth-file"),
@@ -978,6 +1101,8 @@ export function parseFlags(args: readonly string[]): CliOptions {
       limits,
       cert,
       key,
+      http2: http2 === "on",
+      h2c: flag("h2c"),
       accessLog: !flag("quiet"),
     }),
     app,
@@ -990,6 +1115,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
     takeover: flag("takeover"),
     auth,
     qr: flag("qr"),
+    proxyProtocol,
   };
 }
 
@@ -1027,6 +1153,18 @@ function parseUploadFiles(
       : parseSize(quota, "upload-files-quota"),
     overwrite,
   });
+}
+
+/** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. */
+function isRedisUrl(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return (url.protocol === "redis:" || url.protocol === "rediss:") &&
+      url.hostname !== "" && /^(\/\d*)?$/.test(url.pathname) &&
+      url.search === "" && url.hash === "";
+  } catch {
+    return false;
+  }
 }
 
 /** True for a bind address only this machine can reach. */

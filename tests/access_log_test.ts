@@ -152,6 +152,18 @@ Deno.test("AccessLog common and combined lines match the standard's regex", () =
   }
 });
 
+Deno.test("AccessLog shows an HTTP/2 stream's request as HTTP/2.0 in every format", () => {
+  const h2 = { ...head(GET_A), major: 2, minor: 0 };
+  for (const format of ["text", "common", "combined"] as const) {
+    using m = memoryLog({ format });
+    m.log.append("10.0.0.1", h2, 200, 5, Date.now(), false, undefined);
+    assert.match(m.text(), /"GET \/a\?b=1 HTTP\/2\.0"/, format);
+  }
+  using m = memoryLog({ format: "json" });
+  m.log.append("10.0.0.1", h2, 200, 5, Date.now(), false, undefined);
+  assert.equal(JSON.parse(m.text()).properties.version, "HTTP/2.0");
+});
+
 Deno.test("AccessLog combined line writes - for a missing referer and agent", () => {
   using m = memoryLog({ format: "combined" });
   m.log.append("1.2.3.4", head(get()), 304, 120, Date.now(), false, undefined);

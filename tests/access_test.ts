@@ -12,6 +12,7 @@ import {
   permissionFlags,
   planAccess,
   shellQuote,
+  storeAddress,
   UngrantablePath,
 } from "../lib/access.ts";
 import { parseFlags } from "../lib/config.ts";
@@ -87,6 +88,24 @@ Deno.test("planAccess() grants the host alone for port 0, and the code for --wor
     planAccess(parseFlags(["--qr"]), "/app").networkInterfaces,
     true,
   );
+});
+
+Deno.test("planAccess() lets the engine reach the --rate-limit-store, and nothing else", () => {
+  const plan = planAccess(
+    parseFlags([
+      "--rate-limit",
+      "10/1s",
+      "--rate-limit-store",
+      "redis://:pw@10.0.0.5/2",
+    ]),
+    "/app",
+  );
+  assert.deepEqual(plan.connect, ["10.0.0.5:6379"]);
+  assert.deepEqual(permissionFlags(plan, same).slice(0, 1), [
+    "--allow-net=127.0.0.1:8080,10.0.0.5:6379",
+  ]);
+  assert.deepEqual(planAccess(parseFlags([]), "/app").connect, []);
+  assert.equal(storeAddress("redis://[::1]:6380"), "[::1]:6380");
 });
 
 Deno.test("planAccess() grants read access to --auth-file, so the engine can load it", () => {

@@ -12,7 +12,7 @@ import {
   renderChart,
 } from "../bench/chart.ts";
 import { CASES } from "../bench/cases.ts";
-import { parseWrkOutput } from "../bench/generators.ts";
+import { parseH2loadOutput, parseWrkOutput } from "../bench/generators.ts";
 import {
   ResponseScanner,
   runLoad,
@@ -22,6 +22,7 @@ import {
   bash,
   freePort,
   listenerPid,
+  nginxConfig,
   spawnTree,
   treeCpuSeconds,
   treePids,
@@ -431,6 +432,51 @@ Deno.test("parseWrkOutput() reads totals and latency from the done hook; a 0 per
   assert.equal(r.latencyP50Us, 450);
   assert.ok(Number.isNaN(r.latencyP99Us));
   assert.equal(r.latencyMaxUs, 9000);
+});
+
+Deno.test("parseH2loadOutput() reads totals, errors and, from the request log, latency", () => {
+  const r = parseH2loadOutput(
+    `finished in 2.00s, 500.00 req/s, 25.00KB/s
+requests: 1000 total, 1004 started, 1000 done, 997 succeeded, 3 failed, 2 errored, 1 timeout
+status codes: 990 2xx, 0 3xx, 7 4xx, 0 5xx
+traffic: 48.83KB (50000) total, 9.77KB (10000) headers (space savings 90.00%), 4.88KB (5000) data
+`,
+    "1\t200\t300\n2\t200\t100\n3\t-1\t5\n4\t404\t200\n",
+  );
+  assert.equal(r.requests, 1000);
+  assert.equal(r.durationMs, 2000);
+  assert.equal(r.requestsPerSec, 500);
+  assert.equal(r.bytesPerSec, 25_000);
+  assert.equal(r.errorStatuses, 7);
+  assert.equal(r.socketErrors, 6);
+  assert.equal(r.latencyP50Us, 200); // the failed stream (-1) is left out
+  assert.equal(r.latencyMaxUs, 300);
+  const none = parseH2loadOutput(
+    `finished in 430us, 0.00 req/s, 0B/s
+requests: 100 total, 0 started, 0 done, 0 succeeded, 100 failed, 100 errored, 0 timeout
+status codes: 0 2xx, 0 3xx, 0 4xx, 0 5xx
+`,
+  );
+  assert.equal(none.durationMs, 0.43);
+  assert.equal(none.socketErrors, 200);
+  assert.ok(Number.isNaN(none.latencyP99Us));
+  assert.throws(() => parseH2loadOutput("no such output"), /Cannot parse/);
+});
+
+Deno.test("nginxConfig() turns HTTP/2 on as the installed nginx spells it", () => {
+  const tls = { cert: "/c.pem", key: "/k.pem" };
+  const old = nginxConfig("/d", "/r", 8443, false, {
+    ...tls,
+    version: "nginx/1.22.1",
+  });
+  assert.match(old, /listen 127\.0\.0\.1:8443 ssl http2;/);
+  assert.match(old, /ssl_certificate \/c\.pem;/);
+  const fresh = nginxConfig("/d", "/r", 8443, false, {
+    ...tls,
+    version: "nginx/1.25.1",
+  });
+  assert.match(fresh, /listen 127\.0\.0\.1:8443 ssl;\s+http2 on;/);
+  assert.match(nginxConfig("/d", "/r", 80, false), /listen 127\.0\.0\.1:80;/);
 });
 
 Deno.test("escapeXml() escapes what would break SVG text or attributes", () => {

@@ -149,10 +149,49 @@ Deno.test("parseFlags() maps the static and app flags", () => {
   assert.equal(o.workers, 2);
 });
 
+Deno.test("parseFlags() reads the many-machines flags", () => {
+  const o = parseFlags([
+    "--rate-limit",
+    "100/10s",
+    "--rate-limit-store",
+    "redis://:secret@10.0.0.5:6379/2",
+    "--rate-limit-fail",
+    "closed",
+    "--trust-proxy",
+    "10.0.0.1",
+    "--proxy-protocol",
+    "--drain-delay",
+    "3s",
+  ]);
+  assert.deepEqual(o.app.rateLimit, {
+    limit: 100,
+    windowMs: 10_000,
+    store: "redis://:secret@10.0.0.5:6379/2",
+    fail: "closed",
+  });
+  assert.equal(o.proxyProtocol, true);
+  assert.equal(o.server.limits.drainDelayMs, 3000);
+  assert.equal(parseFlags([]).proxyProtocol, false);
+  assert.equal(parseFlags([]).server.limits.drainDelayMs, 0);
+  assert.equal(
+    parseFlags(["--rate-limit", "1/1s", "--rate-limit-store", "redis://r:1"])
+      .app.rateLimit?.fail,
+    "open",
+  );
+});
+
 Deno.test("parseFlags() takes every --log-format", () => {
   for (const format of ["text", "json", "common", "combined"]) {
     assert.equal(parseFlags(["--log-format", format]).logFormat, format);
   }
+});
+
+Deno.test("parseFlags() turns HTTP/2 on TLS off with --http2 off, and h2c on with --h2c", () => {
+  const none = parseFlags([]).server;
+  assert.equal(none.http2, true);
+  assert.equal(none.h2c, false);
+  assert.equal(parseFlags(["--http2", "off"]).server.http2, false);
+  assert.equal(parseFlags(["--h2c"]).server.h2c, true);
 });
 
 const bad: [args: string[], message: RegExp][] = [
@@ -164,6 +203,11 @@ const bad: [args: string[], message: RegExp][] = [
   [["--head-timeout", "soon"], /not a duration/],
   [["--cert", "c.pem"], /--cert and --key go together/],
   [["--dotfiles", "maybe"], /not allow or deny/],
+  [["--http2", "yes"], /--http2: "yes" is not on or off/],
+  [
+    ["--h2c", "--cert", "c.pem", "--key", "k.pem"],
+    /--h2c is HTTP\/2 on plain HTTP/,
+  ],
   [["--log-format", "xml"], /not text, json, common or combined/],
   [["--rate-limit", "100"], /not N\/TIME/],
   [["--rate-limit", "0/10s"], /at least 1/],
@@ -187,6 +231,26 @@ const bad: [args: string[], message: RegExp][] = [
   [["--auth", "a:b", "--auth-paths", "/a%2Fb"], /is not \/PREFIX/],
   [["--auth", "a:b", "--auth-paths", "read:/a"], /is not \/PREFIX/],
   [["--auth", "a:b", "--auth-paths", ","], /empty list/],
+  [["--proxy-protocol"], /--proxy-protocol needs --trust-proxy/],
+  [["--rate-limit-store", "redis://r:6379"], /needs --rate-limit$/],
+  [
+    ["--rate-limit", "1/1s", "--rate-limit-fail", "closed"],
+    /needs --rate-limit-store/,
+  ],
+  [["--rate-limit", "1/1s", "--rate-limit-fail", "shut"], /not open or closed/],
+  [
+    ["--rate-limit", "1/1s", "--rate-limit-store", "r:6379"],
+    /not redis:\/\/HOST:PORT/,
+  ],
+  [
+    ["--rate-limit", "1/1s", "--rate-limit-store", "http://r:6379"],
+    /not redis:/,
+  ],
+  [
+    ["--rate-limit", "1/1s", "--rate-limit-store", "redis://r:6379/x"],
+    /not redis:/,
+  ],
+  [["--drain-delay", "soon"], /not a duration/],
 ];
 for (const [args, message] of bad) {
   Deno.test(`parseFlags() refuses ${args.join(" ")}`, () => {

@@ -318,6 +318,15 @@ Deno.test("DynamicTable keeps order across many wraps of its ring", () => {
   assert.deepEqual(tableOf(t).map((r) => r[1]), ["x", "9", "8", "7", "6", "5"]);
 });
 
+Deno.test("DynamicTable starts small and grows its ring as entries come, order kept", () => {
+  const t = new DynamicTable(4096);
+  for (let i = 0; i < 300; i++) t.add("n", String(i).padStart(3, "0")); // 36 each
+  assert.equal(t.length, Math.floor(4096 / 36));
+  const values = tableOf(t).map((r) => r[1]);
+  assert.equal(values[0], "299");
+  assert.equal(values.at(-1), String(300 - t.length).padStart(3, "0"));
+});
+
 Deno.test("HpackDecoder applies a size update at the start of a block", () => {
   const d = new HpackDecoder(4096);
   decodeAll(

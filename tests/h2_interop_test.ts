@@ -1,22 +1,17 @@
 /**
  * H2Session against HTTP/2 clients no one here wrote: nghttp and h2load
  * (Debian nghttp2-client), curl and Node's http2 client, over plain TCP
- * with prior knowledge (h2c). The socket adapter is test scaffolding
- * (tests/fixtures/h2c_server.ts) until the engine speaks HTTP/2 itself.
+ * with prior knowledge (h2c), through a bare socket adapter
+ * (tests/fixtures/h2c_server.ts): the session alone. The engine faces the
+ * same clients in tests/h2_engine_interop_test.ts.
  * Each test is ignored, with its reason, when its tool is missing.
  */
 import assert from "node:assert/strict";
 import { startH2c } from "./fixtures/h2c_server.ts";
+import { NODE_H2_ASK } from "./helpers/h2.ts";
+import { missingTool } from "./helpers/socket.ts";
 
-function missing(tool: string): string | undefined {
-  try {
-    Deno.statSync(tool);
-    return undefined;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return `${tool} not found`;
-    throw err; // no --allow-read: say so, do not skip
-  }
-}
+const missing = missingTool;
 
 const NGHTTP = "/usr/bin/nghttp";
 const H2LOAD = "/usr/bin/h2load";
@@ -179,23 +174,7 @@ Deno.test({
   },
 });
 
-const NODE_CLIENT = `
-const http2 = require("node:http2");
-const url = process.argv[1];
-const session = http2.connect(url);
-const ask = (headers, body) => new Promise((resolve, reject) => {
-  const req = session.request(headers, { endStream: body === undefined, waitForTrailers: body !== undefined });
-  let status = 0;
-  const chunks = [];
-  req.on("response", (h) => { status = h[":status"]; });
-  req.on("data", (c) => chunks.push(c));
-  req.on("end", () => resolve({ status, body: Buffer.concat(chunks).toString() }));
-  req.on("error", reject);
-  if (body !== undefined) {
-    req.on("wantTrailers", () => req.sendTrailers({ "x-sum": String(body.length) }));
-    req.end(body);
-  }
-});
+const NODE_CLIENT = `${NODE_H2_ASK}
 (async () => {
   const out = [];
   const many = [];

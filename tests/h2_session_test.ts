@@ -122,6 +122,7 @@ Deno.test("H2Session answers a GET: request event, then HEADERS and DATA the cli
     fields: [
       [":status", "200"],
       ["date", "Mon, 15 Jan 2024 12:00:00 GMT"],
+      ["x-content-type-options", "nosniff"],
       ["content-type", "text/plain"], // lower-cased; Connection dropped (§8.2.2)
       ["content-length", "5"],
     ],
@@ -242,8 +243,8 @@ Deno.test("H2Session splits a reply head longer than a frame into CONTINUATION f
   ]);
   assert.equal(frames[0].type === FRAME.HEADERS && frames[0].endStream, true);
   const last = frames[2] as OutFrame & { fields: [string, string][] };
-  assert.equal(last.fields.length, 2 + 40);
-  assert.equal(last.fields[41][1], "v".repeat(1000));
+  assert.equal(last.fields.length, 3 + 40);
+  assert.equal(last.fields[42][1], "v".repeat(1000));
 });
 
 Deno.test("H2Session reads a request head split over CONTINUATION frames", () => {
@@ -851,4 +852,29 @@ Deno.test("H2Session resets a stream whose HEADERS or PRIORITY make it depend on
     ["1"],
   );
   assert.equal(c.session.finished, false);
+});
+
+Deno.test("H2Session.trimBuffers() lets go of what a big reply grew; bytes taken stay valid", () => {
+  const c = new FakeClient({
+    ...DEFAULT_LIMITS,
+    h2MaxQueuedOutputBytes: 1 << 20,
+  });
+  c.send(
+    { type: FRAME.WINDOW_UPDATE, streamId: 0, increment: 1 << 20 },
+    {
+      type: FRAME.SETTINGS,
+      ack: false,
+      settings: [[SETTING.INITIAL_WINDOW_SIZE, 1 << 20]],
+    },
+    c.headers(1, get()),
+  );
+  c.read();
+  c.session.sendHeaders(1, 200, undefined, false);
+  const body = new Uint8Array(600_000).fill(7);
+  assert.equal(c.session.sendData(1, body, true), body.length);
+  const out = c.session.takeOutput();
+  assert.ok(c.session.bufferBytes > 600_000);
+  c.session.trimBuffers();
+  assert.ok(c.session.bufferBytes < 64 * 1024, `${c.session.bufferBytes}`);
+  assert.ok(out.length > 600_000 && out[out.length - 1] === 7);
 });

@@ -20,6 +20,7 @@ import {
   seedDenoDir,
   spawnServer,
 } from "./fixtures/serve_process.ts";
+import { certificate } from "./helpers/cert.ts";
 
 const DENO = Deno.execPath();
 const TASK = [DENO, "task", "serve"];
@@ -35,8 +36,14 @@ async function makeSite(): Promise<AsyncDisposable & { dir: string }> {
   };
 }
 
-async function get(port: number, path: string): Promise<[number, string]> {
-  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+async function get(
+  port: number,
+  path: string,
+  tls?: Deno.HttpClient,
+): Promise<[number, string]> {
+  const res = tls === undefined
+    ? await fetch(`http://127.0.0.1:${port}${path}`)
+    : await fetch(`https://localhost:${port}${path}`, { client: tls });
   return [res.status, await res.text()];
 }
 
@@ -413,6 +420,12 @@ Deno.test("the README's deno task serve commands work as written", async () => {
   const hashed = await hash.output();
   assert.ok(hashed.success);
   await Deno.writeFile(join(home.dir, "users.txt"), hashed.stdout);
+  // The HTTPS section's ~/cert.pem and ~/key.pem.
+  const pem = await certificate();
+  assert.ok(pem !== undefined, "openssl makes the README's certificate");
+  await Deno.writeTextFile(join(home.dir, "cert.pem"), pem.cert);
+  await Deno.writeTextFile(join(home.dir, "key.pem"), pem.key);
+  using tls = Deno.createHttpClient({ caCerts: [pem.cert] });
   for (const command of commands) {
     // Port 0: other servers may hold 8080 on a shared machine. `exec`, so
     // the SIGTERM that ends the test reaches deno task, not just sh.
@@ -434,7 +447,11 @@ Deno.test("the README's deno task serve commands work as written", async () => {
       assert.equal(res.status, 200, line);
       continue;
     }
-    const [status, body] = await get(server.port, "/");
+    const [status, body] = await get(
+      server.port,
+      "/",
+      command.includes("--cert") ? tls : undefined,
+    );
     assert.equal(status, 200, line);
     assert.equal(body, command.includes("~/site") ? "<h1>~</h1>" : body, line);
     if (command.includes("--directory")) {

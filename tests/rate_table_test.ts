@@ -1,11 +1,10 @@
 /** SharedRateTable: one rate limit budget per client over every engine. */
 import assert from "node:assert/strict";
-import { RateLimiter } from "../lib/app/middleware/rate_limit.ts";
 import {
   createRateMemory,
   hashKey,
   PROBE,
-  SharedRateTable,
+  SharedRateLimiter,
 } from "../lib/shared/rate_table.ts";
 import { inThreads } from "./helpers/threads.ts";
 
@@ -14,23 +13,18 @@ function twoEngines(limit: number, windowMs: number, clients = 100) {
   const memory = createRateMemory(clients);
   const clock = { now: 0 };
   const limiter = () =>
-    new RateLimiter({
-      limit,
-      windowMs,
-      now: () => clock.now,
-      store: new SharedRateTable(memory),
-    });
+    new SharedRateLimiter({ limit, windowMs }, memory, () => clock.now);
   return { a: limiter(), b: limiter(), clock, memory };
 }
 
-Deno.test("SharedRateTable gives a client one budget whichever engine it reaches", () => {
+Deno.test("SharedRateLimiter gives a client one budget whichever engine it reaches", () => {
   const { a, b } = twoEngines(3, 10_000);
   const seen = [a, b, a, b, a].map((l) => l.hit("10.0.0.1").allowed);
   assert.deepEqual(seen, [true, true, true, false, false]);
   assert.equal(b.hit("10.0.0.2").allowed, true, "clients are counted apart");
 });
 
-Deno.test("SharedRateTable slides as the memory store does", () => {
+Deno.test("SharedRateLimiter slides as the memory store does", () => {
   const { a, b, clock } = twoEngines(2, 10_000);
   assert.ok(a.hit("a").allowed && b.hit("a").allowed);
   clock.now = 14_999;
@@ -42,7 +36,7 @@ Deno.test("SharedRateTable slides as the memory store does", () => {
   assert.equal(a.hit("a").remaining, 1, "two windows later nothing is left");
 });
 
-Deno.test("SharedRateTable gives back a forgiven request to every engine", () => {
+Deno.test("SharedRateLimiter gives back a forgiven request to every engine", () => {
   const { a, b } = twoEngines(1, 10_000);
   assert.equal(a.hit("a").allowed, true);
   assert.equal(b.hit("a").allowed, false);
@@ -50,7 +44,7 @@ Deno.test("SharedRateTable gives back a forgiven request to every engine", () =>
   assert.equal(b.hit("a").allowed, true);
 });
 
-Deno.test("SharedRateTable never lets a client past its limit under an address flood", () => {
+Deno.test("SharedRateLimiter never lets a client past its limit under an address flood", () => {
   // Room for 16 clients; 2,000 of them each try limit + 3 times.
   const { a, b } = twoEngines(4, 10_000, 16);
   const allowed = new Map<string, number>();
@@ -66,7 +60,7 @@ Deno.test("SharedRateTable never lets a client past its limit under an address f
   for (const [key, n] of allowed) assert.ok(n <= 4, `${key} got ${n}`);
 });
 
-Deno.test("SharedRateTable takes over entries idle for two windows", () => {
+Deno.test("SharedRateLimiter takes over entries idle for two windows", () => {
   const { a, clock, memory } = twoEngines(1, 1_000, 64);
   const entries = memory.length / 6;
   for (let i = 0; i < 4 * entries; i++) a.hit(`c${i}`);

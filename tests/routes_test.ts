@@ -317,6 +317,25 @@ Deno.test("GET /metrics refuses a loopback proxy's far clients, unless metricsPu
   }
 });
 
+Deno.test("GET /metrics judges the client a PROXY header names (a balancer on loopback)", async () => {
+  // HAProxy on this machine: every connection comes from loopback, and the
+  // PROXY header says who is behind it.
+  await using app = await startApp({
+    app: { trustProxy: ["loopback"] },
+    serve: { proxyProtocolFrom: () => true },
+  });
+  const table: [header: string, status: number][] = [
+    ["PROXY TCP4 203.0.113.9 127.0.0.1 5000 80\r\n", 403],
+    ["PROXY TCP6 2001:db8::9 ::1 5000 80\r\n", 403],
+    ["PROXY TCP4 127.0.0.1 127.0.0.1 5000 80\r\n", 200], // a local client
+    ["PROXY UNKNOWN\r\n", 200], // the balancer's own connection
+  ];
+  for (const [header, status] of table) {
+    const reply = await exchange(app.port, header + raw("GET", "/metrics"));
+    assert.equal(reply.status, status, header);
+  }
+});
+
 Deno.test("the app answers 421 to a foreign Host on loopback, and logs it", async () => {
   await using logs = await captureLogs();
   await using app = await startApp();
@@ -380,6 +399,22 @@ Deno.test("the app rate-limits per client with 429, Retry-After, and counts it",
   assert.equal(app.metrics.rateLimited, 1);
   clock.now += 15_000;
   assert.equal((await exchange(app.port, raw("GET", "/echo/hi"))).status, 200);
+});
+
+Deno.test("the app never counts or refuses /health against the rate limit (load balancer checks)", async () => {
+  const clock = { now: 1_000_000 };
+  await using app = await startApp({
+    app: { rateLimit: { limit: 1, windowMs: 10_000 } },
+    now: () => clock.now,
+  });
+  for (let i = 0; i < 5; i++) {
+    const reply = await exchange(app.port, raw("GET", "/health"));
+    assert.equal(reply.status, 200, `check ${i}`);
+    assert.equal(reply.headers.get("ratelimit-limit"), undefined);
+  }
+  assert.equal((await exchange(app.port, raw("GET", "/echo/a"))).status, 200);
+  assert.equal((await exchange(app.port, raw("GET", "/echo/a"))).status, 429);
+  assert.equal((await exchange(app.port, raw("GET", "/health"))).status, 200);
 });
 
 Deno.test("the app answers CORS preflights on API routes when --cors is set", async () => {

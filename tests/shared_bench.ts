@@ -10,7 +10,10 @@ import { RateLimiter } from "../lib/app/middleware/rate_limit.ts";
 import { Semaphore } from "../lib/http/semaphore.ts";
 import { EngineStats } from "../lib/http/stats.ts";
 import { CounterTable, createCounterMemory } from "../lib/shared/counters.ts";
-import { createRateMemory, SharedRateTable } from "../lib/shared/rate_table.ts";
+import {
+  createRateMemory,
+  SharedRateLimiter,
+} from "../lib/shared/rate_table.ts";
 import { createSlotMemory, SharedSlots } from "../lib/shared/slots.ts";
 
 // 1,000 clients, each request from the next: every hit finds its key in
@@ -24,10 +27,7 @@ const client = () => CLIENTS[next = (next + 1) % CLIENTS.length];
 
 const policy = { limit: 1e9, windowMs: 60_000 };
 const memoryLimiter = new RateLimiter(policy);
-const sharedLimiter = new RateLimiter({
-  ...policy,
-  store: new SharedRateTable(createRateMemory(10_000)),
-});
+const sharedLimiter = new SharedRateLimiter(policy, createRateMemory(10_000));
 
 Deno.bench("rate limit: hit, this engine's Map", { group: "rate" }, () => {
   memoryLimiter.hit(client());

@@ -27,8 +27,9 @@ import { compression } from "./middleware/compression.ts";
 import { cors } from "./middleware/cors.ts";
 import { hostGuard } from "./middleware/host_guard.ts";
 import { rateLimit } from "./middleware/rate_limit.ts";
-import type { RateStore } from "./middleware/rate_store.ts";
+import type { RateLimitStore } from "./rate_limit_store.ts";
 import type { QuotaLedger } from "../shared/quota.ts";
+import type { FailureLimiter } from "./middleware/auth.ts";
 import { json, text } from "./response.ts";
 import { Router } from "./router.ts";
 import { isBeneath } from "./open_beneath.ts";
@@ -46,11 +47,17 @@ export interface ServerInfo {
   /** The server's limits (the app's own are there too); default: the defaults. */
   readonly limits?: Limits;
   /**
+  /**
    * True once the whole server shuts down, so /health says "draining";
    * default: once this engine drains. An engine replaced by a reload
    * drains while the server goes on.
    */
   stopping?(): boolean;
+  /**
+   * Where `config.rateLimit` counts: shared by instances (Redis) or by
+   * workers; unset: this engine's memory. Built for the same policy.
+   */
+  readonly rateLimitStore?: RateLimitStore;
 }
 
 /**
@@ -60,10 +67,8 @@ export interface ServerInfo {
 export interface AppHooks {
   readonly now?: () => number;
   readonly metrics?: AppMetrics;
-  /** The rate limiter's counts. */
-  readonly rateStore?: RateStore;
-  /** Failed password checks per client. */
-  readonly authFailureStore?: RateStore;
+  /** Failed password checks per client, shared by `--workers` engines. */
+  readonly authFailures?: FailureLimiter;
   /** The --upload-quota's counts (POST /upload). */
   readonly quota?: QuotaLedger;
   /** The --upload-files-quota's counts (forms posted to folders). */
@@ -184,12 +189,16 @@ export function createApp(
   });
   if (guard) router.use(guard);
   if (config.rateLimit) {
-    router.use(rateLimit({
-      ...config.rateLimit,
-      now: hooks.now,
-      store: hooks.rateStore,
-      onLimited: () => metrics.rateLimited++,
-    }));
+    const onLimited = () => metrics.rateLimited++;
+    // A load balancer checks /health every second or two, from one address,
+    // on every instance: counted against a shared limit, its checks would
+    // soon be refused and take the whole fleet out.
+    const limits = { onLimited, exemptPaths: ["/health"] };
+    router.use(
+      server.rateLimitStore
+        ? rateLimit(server.rateLimitStore, limits)
+        : rateLimit({ ...config.rateLimit, now: hooks.now, onLimited }, limits),
+    );
   }
   if (config.cors !== undefined) router.use(cors(config.cors));
   const limits = server.limits ?? DEFAULT_LIMITS;
@@ -202,7 +211,7 @@ export function createApp(
       maxChecks: limits.maxPasswordChecks,
       maxCheckQueue: limits.maxPasswordQueue,
       now: hooks.now,
-      failureStore: hooks.authFailureStore,
+      failures: hooks.authFailures,
     }));
   }
   router.use(compression());
@@ -269,8 +278,9 @@ export function createApp(
   router.get("/metrics", (req) => {
     if (!config.metricsPublic) {
       // A reverse proxy on loopback makes every client's peer loopback: its
-      // forwarding headers name who really asked. TODO(#9): so would a PROXY
-      // protocol header, once the engine reads one.
+      // forwarding headers name who really asked. (With --proxy-protocol the
+      // engine has already put the client the PROXY header names in
+      // req.client, loopback only for a local client or a health check.)
       const refused = isLoopback(req.client)
         ? forwardedBeyondLoopback(
           req.raw.headers.getJoined("x-forwarded-for"),

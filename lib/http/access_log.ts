@@ -5,7 +5,18 @@
  * write per line: a line costs well under a microsecond. Everything else
  * the server logs goes through LogTape (lib/log.ts).
  */
-import type { RequestHead } from "./parser.ts";
+import type { HeaderFields } from "./headers.ts";
+
+/** What a line shows of a parsed request: an HTTP/1.x head, or an HTTP/2 stream's. */
+export interface LoggedRequest {
+  readonly method: string;
+  readonly target: string;
+  readonly headers: HeaderFields;
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1 (and 0 for HTTP/2.0). */
+  readonly minor: number;
+  /** 2 for HTTP/2; absent for HTTP/1.x. */
+  readonly major?: number;
+}
 
 /** `text` and `json` match the LogTape lines; `common` and `combined` are nginx's and Apache's. */
 export type AccessFormat = "text" | "json" | "common" | "combined";
@@ -132,7 +143,7 @@ export class AccessLog {
    */
   append(
     client: string,
-    request: RequestHead | string,
+    request: LoggedRequest | string,
     status: number,
     bytes: number,
     startTime: number,
@@ -367,7 +378,7 @@ function putRequestLine(
   at: number,
   client: string,
   user: string | undefined,
-  head: RequestHead | undefined,
+  head: LoggedRequest | undefined,
   raw: string,
   stamp?: Uint8Array,
 ): number {
@@ -389,10 +400,18 @@ function putRequestLine(
     at = putEscaped(b, at, head.method, MAX_METHOD_CHARS, false);
     b[at++] = SP;
     at = putEscaped(b, at, head.target, MAX_FIELD_CHARS, false);
-    at = putAscii(b, at, head.minor === 1 ? " HTTP/1.1" : " HTTP/1.0");
+    at = putAscii(b, at, VERSION[versionOf(head)]);
   }
   b[at++] = QUOTE;
   return at;
+}
+
+const VERSION = [" HTTP/1.0", " HTTP/1.1", " HTTP/2.0"];
+const JSON_VERSION = ['"HTTP/1.0"', '"HTTP/1.1"', '"HTTP/2.0"'];
+
+/** 0, 1 or 2: the index of the request's version in {@link VERSION}. */
+function versionOf(head: LoggedRequest): number {
+  return head.major === 2 ? 2 : head.minor === 1 ? 1 : 0;
 }
 
 /** ` status bytes`. */
@@ -430,7 +449,7 @@ function putJson(
   now: number,
   client: string,
   user: string | undefined,
-  head: RequestHead | undefined,
+  head: LoggedRequest | undefined,
   raw: string,
   status: number,
   bytes: number,
@@ -463,7 +482,7 @@ function putJson(
   at = putJsonString(b, at, head?.target, MAX_FIELD_CHARS);
   at = putBytes(b, at, K_VERSION);
   if (head === undefined) at = putBytes(b, at, JSON_NULL);
-  else at = putAscii(b, at, head.minor === 1 ? '"HTTP/1.1"' : '"HTTP/1.0"');
+  else at = putAscii(b, at, JSON_VERSION[versionOf(head)]);
   at = putBytes(b, at, K_STATUS);
   at = putInt(b, at, status);
   at = putBytes(b, at, K_BYTES);

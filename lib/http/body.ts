@@ -51,14 +51,16 @@ const scratch = new Uint8Array(CHUNK_BYTES);
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-function tooLarge(maxBytes: number): HttpError {
+/** 413 for a body past `maxBytes`; the connection closes after the reply. */
+export function tooLarge(maxBytes: number): HttpError {
   return new HttpError(STATUS.ContentTooLarge, "Request body over the limit", {
     expose: `Request body is larger than ${maxBytes} bytes`,
     close: true,
   });
 }
 
-function endedEarly(): HttpError {
+/** 400 for a body the client stopped sending part-way. */
+export function endedEarly(): HttpError {
   return new HttpError(
     STATUS.BadRequest,
     "Client closed the connection mid-body",
@@ -171,8 +173,37 @@ const enum Chunked {
   Trailers,
 }
 
+/**
+ * What a request body reader builds on its `next()` and `bytes()`: the
+ * text, JSON, piece-by-piece and web-stream reads, the same for HTTP/1.1
+ * and HTTP/2 bodies.
+ */
+export abstract class PieceReader implements RequestBody {
+  abstract readonly length: number | null;
+  abstract readonly consumed: boolean;
+  /** The next piece of the body (the caller's to keep), or null at its end. */
+  abstract next(maxBytes?: number): Promise<Uint8Array | null>;
+  abstract bytes(maxBytes?: number): Promise<Uint8Array>;
+
+  async text(maxBytes?: number): Promise<string> {
+    return bodyText(await this.bytes(maxBytes));
+  }
+
+  async json(maxBytes?: number): Promise<unknown> {
+    return bodyJson(await this.text(maxBytes));
+  }
+
+  chunks(maxBytes?: number): AsyncGenerator<Uint8Array> {
+    return piecesOf(() => this.next(maxBytes));
+  }
+
+  stream(maxBytes?: number): ReadableStream<Uint8Array> {
+    return streamOf(() => this.next(maxBytes));
+  }
+}
+
 /** The body of one request; `length` 0 means there is none. */
-export class BodyReader implements RequestBody {
+export class BodyReader extends PieceReader {
   readonly length: number | null;
   readonly #src: ByteSource;
   readonly #limits: Limits;
@@ -193,6 +224,7 @@ export class BodyReader implements RequestBody {
     chunked: boolean,
     limits: Limits,
   ) {
+    super();
     this.#src = src;
     this.#limits = limits;
     this.#chunked = chunked;
@@ -515,56 +547,56 @@ export class BodyReader implements RequestBody {
     }
   }
 
-  async text(maxBytes?: number): Promise<string> {
-    const bytes = await this.bytes(maxBytes);
-    try {
-      return decoder.decode(bytes);
-    } catch {
-      throw new HttpError(STATUS.BadRequest, "Body is not valid UTF-8", {
-        expose: "Request body is not valid UTF-8",
-      });
-    }
-  }
-
-  async json(maxBytes?: number): Promise<unknown> {
-    const text = await this.text(maxBytes);
-    try {
-      return JSON.parse(text);
-    } catch (err) {
-      throw new HttpError(STATUS.BadRequest, "Body is not valid JSON", {
-        expose: `Request body is not valid JSON: ${(err as Error).message}`,
-      });
-    }
-  }
-
-  async *chunks(maxBytes?: number): AsyncGenerator<Uint8Array> {
-    for (
-      let p = await this.next(maxBytes);
-      p !== null;
-      p = await this.next(maxBytes)
-    ) {
-      yield p;
-    }
-  }
-
-  stream(maxBytes?: number): ReadableStream<Uint8Array> {
-    return new ReadableStream<Uint8Array>({
-      pull: async (controller) => {
-        try {
-          const piece = await this.next(maxBytes);
-          if (piece === null) controller.close();
-          else controller.enqueue(piece);
-        } catch (err) {
-          controller.error(err);
-        }
-      },
-    }, { highWaterMark: 0 });
-  }
-
   /** Reads and drops the rest of the body (to keep the connection). */
   async discard(): Promise<void> {
     while ((await this.next(Infinity)) !== null) {
       // dropped
     }
   }
+}
+
+/** A whole body as UTF-8; invalid UTF-8: HttpError 400. */
+function bodyText(bytes: Uint8Array): string {
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    throw new HttpError(STATUS.BadRequest, "Body is not valid UTF-8", {
+      expose: "Request body is not valid UTF-8",
+    });
+  }
+}
+
+/** A whole body's text parsed as JSON; malformed: HttpError 400. */
+function bodyJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new HttpError(STATUS.BadRequest, "Body is not valid JSON", {
+      expose: `Request body is not valid JSON: ${(err as Error).message}`,
+    });
+  }
+}
+
+/** The pieces `next()` returns until it returns null. */
+async function* piecesOf(
+  next: () => Promise<Uint8Array | null>,
+): AsyncGenerator<Uint8Array> {
+  for (let p = await next(); p !== null; p = await next()) yield p;
+}
+
+/** The pieces `next()` returns as a web stream, pulled one at a time. */
+function streamOf(
+  next: () => Promise<Uint8Array | null>,
+): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    pull: async (controller) => {
+      try {
+        const piece = await next();
+        if (piece === null) controller.close();
+        else controller.enqueue(piece);
+      } catch (err) {
+        controller.error(err);
+      }
+    },
+  }, { highWaterMark: 0 });
 }

@@ -110,6 +110,17 @@ export interface ConnectionOptions {
    * connection. `idleNext`: no further request is already buffered.
    */
   readonly keepAliveMs: (c: Connection, idleNext: boolean) => number;
+  /**
+   * Another protocol on this socket (HTTP/2), asked with the bytes read
+   * before the first request: null for HTTP/1.1, "more" to read more
+   * first, or the promise of the connection that took the socket and these
+   * bytes over. This one then ends with it, leaving the socket to it.
+   */
+  readonly upgrade?: (
+    c: Connection,
+    socket: Socket,
+    first: Uint8Array,
+  ) => Promise<void> | "more" | null;
 }
 
 class IncomingRequest implements ServerRequest {
@@ -163,7 +174,7 @@ export function isDisconnect(err: unknown): boolean {
  * timeout, a limit crossed, a full server. Any other 4xx (a bot's 404, a
  * malformed request) is only its access line; see {@link toErrorReply}.
  */
-function isLimitStatus(status: number): boolean {
+export function isLimitStatus(status: number): boolean {
   return status === 408 || status === 413 || status === 414 ||
     status === 429 || status === 431 || status === 503 || status === 507;
 }
@@ -228,6 +239,10 @@ export class Connection implements ByteSource {
   /** Dropping an unread body after its reply. */
   #discarding = false;
   #closed = false;
+  /** Asking `opts.upgrade` about each read until the first request. */
+  #sniffing: boolean;
+  /** Another protocol took the socket: closing is its job. */
+  #handedOver = false;
   // Bytes out, for the access log: the client received `#wrote` bytes
   // in whole writes, plus `#partial` of the write in progress. The current
   // reply starts at `#replyAt` in that count.
@@ -272,6 +287,7 @@ export class Connection implements ByteSource {
     this.#limits = opts.limits;
     this.#keepAliveMs = opts.timeouts.keepAliveMs;
     this.remoteAddr = conn.remoteAddr as Deno.NetAddr;
+    this.#sniffing = opts.upgrade !== undefined;
   }
 
   /** Serves requests until the client or the server ends the connection. */
@@ -304,6 +320,16 @@ export class Connection implements ByteSource {
           const n = await conn.read(this.#readSpace());
           if (n === null || this.#closed) return;
           this.#received(n);
+          if (this.#sniffing) {
+            const other = this.#opts.upgrade!(this, conn, this.buffered());
+            if (other === "more") continue;
+            this.#sniffing = false;
+            if (other !== null) {
+              this.#handedOver = true;
+              this.#buf = this.#out.buf = new Uint8Array(0); // its own now
+              return await other;
+            }
+          }
           head = this.#parseNext();
         }
       } catch (err) {
@@ -1068,7 +1094,7 @@ export class Connection implements ByteSource {
   /** Closes the socket at once (idempotent). */
   close(): void {
     this.#closed = true;
-    if (this.#socketClosed) return;
+    if (this.#socketClosed || this.#handedOver) return;
     this.#socketClosed = true;
     this.deadline = this.busyDeadline = 0;
     try {
@@ -1081,7 +1107,7 @@ export class Connection implements ByteSource {
 }
 
 /** The handler's result, if it is a reply at all. */
-function checkReply(reply: Reply): Reply {
+export function checkReply(reply: Reply): Reply {
   if (
     reply === null || typeof reply !== "object" ||
     !Number.isInteger(reply.status)
@@ -1091,7 +1117,8 @@ function checkReply(reply: Reply): Reply {
   return reply;
 }
 
-function cancelBody(body: ReplyBody): void {
+/** Releases a reply body that will not be sent: cancels a stream, closes a file. */
+export function cancelBody(body: ReplyBody): void {
   if (body instanceof ReadableStream) body.cancel().catch(() => {});
   else if (body instanceof FileBody) {
     try {

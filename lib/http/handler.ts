@@ -74,9 +74,10 @@ export interface ServerRequest {
   readonly path: string;
   /** Query after "?", without it; "" when absent. */
   readonly query: string;
-  readonly version: "HTTP/1.0" | "HTTP/1.1";
+  /** "HTTP/2" on an HTTP/2 stream (TLS with ALPN h2, or `--h2c`). */
+  readonly version: "HTTP/1.0" | "HTTP/1.1" | "HTTP/2";
   readonly headers: HeaderFields;
-  /** Host header, or the authority of an absolute-form target. */
+  /** Host header, the authority of an absolute-form target, or HTTP/2's `:authority`. */
   readonly host: string;
   readonly remoteAddr: Deno.NetAddr;
   /** True on a TLS connection. */

@@ -16,12 +16,15 @@ import {
   primeSignalHandling,
 } from "./admission.ts";
 import { Connection, isDisconnect, Phase, toErrorReply } from "./connection.ts";
+import { detectH2, H2Connection } from "./h2_connection.ts";
+import { H2Session } from "./h2/session.ts";
 import { timeoutsOf } from "./deadlines.ts";
 import { HttpError, STATUS } from "./errors.ts";
 import type { Handler } from "./handler.ts";
+import { ProxyHeaderReader } from "./proxied_conn.ts";
 import { encodeClosingReply } from "./response.ts";
 import { type ConnectionSlots, Semaphore } from "./semaphore.ts";
-import type { Socket } from "./socket.ts";
+import type { RawConn, Socket } from "./socket.ts";
 import { tlsSettings, TlsSocket } from "./tls.ts";
 import { EngineStats } from "./stats.ts";
 
@@ -58,7 +61,8 @@ export interface Server extends AsyncDisposable {
   readonly finished: Promise<void>;
   /**
    * Stops accepting, closes idle connections, lets requests in flight
-   * finish within `limits.shutdownTimeoutMs`, then closes the rest.
+   * finish within `limits.shutdownTimeoutMs`, then closes the rest. With
+   * `limits.drainDelayMs`, first serves on that long with /health at 503.
    */
   shutdown(): Promise<void>;
   /**
@@ -73,8 +77,15 @@ export interface Server extends AsyncDisposable {
 const RETRY_AFTER_S = "1";
 /** Longest a refused client gets to read its reply before the close. */
 const REFUSE_LINGER_MS = 1000;
+/** Time with no connection accepted after which the listen queue counts as empty. */
+const ACCEPT_QUIET_MS = 10;
+/** Longest stopAccepting() waits for a quiet queue before it closes anyway. */
+const ACCEPT_SETTLE_MS = 250;
 /** Longest the accept loop waits for descriptors to come back. */
 const ROOM_WAIT_MS = 50;
+
+/** An HTTP/1.1 connection, or one that turned out to speak HTTP/2. */
+type AnyConnection = Connection | H2Connection;
 
 /** A socket the engine holds, and the address it is counted under. */
 interface Client {
@@ -119,7 +130,16 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     new Semaphore(limits.maxConns, limits.maxQueue);
   const timeouts = timeoutsOf(limits);
   const secure = config.cert !== undefined && config.key !== undefined;
-  const tls = secure ? tlsSettings(config.cert!, config.key!) : undefined;
+  // HTTP/2 by ALPN on TLS unless turned off; on plain TCP only by prior knowledge (--h2c).
+  const h2 = secure ? config.http2 !== false : config.h2c === true;
+  const tls = secure
+    ? tlsSettings(
+      config.cert!,
+      config.key!,
+      h2 ? ["h2", "http/1.1"] : ["http/1.1"],
+    )
+    : undefined;
+  if (h2) new H2Session(limits); // a bad HTTP/2 limit throws now, not per client
   const listener = Deno.listen({
     hostname: config.hostname,
     port: config.port,
@@ -131,14 +151,17 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     config.exemptPeer ?? isLoopback,
   );
   const fds = new DescriptorBudget(limits, options.descriptorShare);
+  const proxyHeaders = config.proxyProtocolFrom === undefined
+    ? undefined
+    : new ProxyHeaderReader(limits, config.proxyProtocolFrom);
   primeSignalHandling();
   const busyConns = limits.maxConns * limits.busyPercent / 100;
-  const connections = new Map<Connection, Client>();
+  const connections = new Map<AnyConnection, Client>();
   const queued = new Map<Client, { since: number; cancel: () => void }>();
   /** Sockets being refused; shutdown closes what is left of them. */
   const refusing = new Set<Client>();
   /** Connections whose last reply said close so a waiter gets their slot. */
-  const yielding = new Set<Connection>();
+  const yielding = new Set<AnyConnection>();
   /** Connections closed to make room since the sweeper last logged them. */
   const evicted = { silent: 0, idle: 0 };
   /** Accepts that failed with EMFILE since the sweeper last logged them. */
@@ -179,11 +202,15 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   function freeFd(client: Client): void {
     if (client.fdFreed) return;
     client.fdFreed = true;
+    fdClosed();
+  }
+
+  function fdClosed(): void {
     fds.open--;
     if (!fds.full) roomFreed?.();
   }
 
-  function onClose(c: Connection): void {
+  function onClose(c: AnyConnection): void {
     const client = connections.get(c);
     if (client === undefined) return;
     connections.delete(c);
@@ -192,6 +219,32 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     stats.active--;
     if (!client.slotFreed) semaphore.release();
     if (connections.size === 0) idleResolve?.();
+  }
+
+  /** A connection that speaks HTTP/2 goes on as an H2Connection, in the same slot. */
+  function upgrade(
+    c: Connection,
+    socket: Socket,
+    first: Uint8Array,
+  ): Promise<void> | "more" | null {
+    const protocol = detectH2(socket, first);
+    const client = connections.get(c);
+    if (protocol !== "h2") return protocol;
+    if (client === undefined) return null; // closed meanwhile
+    const h = new H2Connection(socket, first, {
+      limits,
+      handler,
+      stats,
+      secure,
+      accessLog: config.accessLog ?? true,
+      timeouts,
+      onClose,
+    });
+    connections.delete(c);
+    connections.set(h, client);
+    const running = h.run(); // reads `first` before its first await
+    if (stopping) h.drain();
+    return running;
   }
 
   /** A lingering connection's reply is out: its slot can serve a waiter now. */
@@ -204,6 +257,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   }
 
   function keepAliveMs(c: Connection, idleNext: boolean): number {
+    if (stats.draining) return 0; // the drain delay: a balancer opens anew elsewhere
     // A waiter not yet promised a slot gets this one: the reply says
     // Connection: close, so the client never reuses what we then close.
     if (idleNext && semaphore.waiting > yielding.size) {
@@ -229,6 +283,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       onLinger,
       timeouts,
       keepAliveMs,
+      upgrade: h2 ? upgrade : undefined,
     });
     connections.set(c, client);
     stats.active++;
@@ -315,9 +370,9 @@ export function serve(options: ServeOptions, handler: Handler): Server {
    */
   function evict(count = 1): number {
     const now = Date.now();
-    const lingering: Connection[] = [];
-    const silent: Connection[] = [];
-    const idle: Connection[] = [];
+    const lingering: AnyConnection[] = [];
+    const silent: AnyConnection[] = [];
+    const idle: AnyConnection[] = [];
     for (const [c, client] of connections) {
       if (c.phase === Phase.Linger) {
         lingering.push(c);
@@ -371,11 +426,22 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     });
   }
 
-  /** Counts a new socket and decides: serve, queue, or refuse. */
+  /** Counts a new socket; a trusted proxy's must first say whose it is. */
   function accepted(conn: Deno.TcpConn): void {
     stats.accepted++;
     fds.open++;
     conn.setNoDelay(true);
+    if (proxyHeaders?.expects(conn)) {
+      // Before TLS and before the per-address count: the PROXY header names
+      // the client, and each proxied connection carries just that one.
+      proxyHeaders.read(conn).then((c) => c ? admitSocket(c) : fdClosed());
+      return;
+    }
+    admitSocket(conn);
+  }
+
+  /** Decides for a new socket: serve, queue, or refuse. */
+  function admitSocket(conn: RawConn): void {
     const client: Client = {
       socket: tls === undefined ? conn : new TlsSocket(conn, tls),
       key: perAddress.add((conn.remoteAddr as Deno.NetAddr).hostname),
@@ -449,6 +515,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
         }
         continue;
       }
+      lastAcceptAt = Date.now();
       accepted(conn);
     }
   }
@@ -494,27 +561,61 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     }
   }, tick);
 
+  /** When the last connection was accepted; stopAccepting() waits for a quiet queue. */
+  let lastAcceptAt = 0;
+  let closing = false;
   const accepting = acceptLoop();
   let shutdownPromise: Promise<void> | undefined;
   let finishedResolve!: () => void;
   const finished = new Promise<void>((r) => finishedResolve = r);
 
-  function stopAccepting(): Promise<void> {
-    try {
-      listener.close();
-    } catch { /* closed */ }
-    return accepting;
+  /**
+   * Takes what the kernel already queued, then closes the listener: the
+   * kernel resets every connection still queued on a closing listener
+   * (clients that another engine's drain just sent to reconnect, say).
+   * Resolves once the accept loop ended, when the socket is gone too.
+   */
+  async function stopAccepting(): Promise<void> {
+    if (!closing) {
+      closing = true;
+      const until = Date.now() + ACCEPT_SETTLE_MS;
+      // Quiet for a while: the queue is empty. Under a steady stream of
+      // new connections it never is; those then meet the close.
+      while (
+        Date.now() < until && Date.now() - lastAcceptAt < ACCEPT_QUIET_MS
+      ) {
+        await new Promise((r) => setTimeout(r, ACCEPT_QUIET_MS));
+      }
+      try {
+        listener.close();
+      } catch { /* closed */ }
+    }
+    await accepting;
   }
 
   function shutdown(): Promise<void> {
     if (shutdownPromise) return shutdownPromise;
     shutdownPromise = (async () => {
-      stopping = true;
-      stats.draining = true;
+      if (limits.drainDelayMs > 0) {
+        stats.draining = true;
+        // Behind a load balancer: /health says 503 and each reply closes
+        // its connection, while requests are still served, until the
+        // balancer's checks have taken us out. Closing the listener at once
+        // would refuse connections it still sends.
+        log.info("Draining for {ms} ms before the listener closes", {
+          ms: limits.drainDelayMs,
+        });
+        await new Promise((r) => setTimeout(r, limits.drainDelayMs));
+      }
       log.info("Shutting down: {active} connections open", {
         active: connections.size,
       });
       await stopAccepting();
+      // Only now do replies say Connection: close: a client sent away while
+      // the listener was open could reconnect to it and be reset.
+      stopping = true;
+      stats.draining = true;
+      proxyHeaders?.closeAll();
       for (const [, q] of queued) q.cancel();
       const idle = new Promise<void>((r) => idleResolve = r);
       for (const c of connections.keys()) c.drain();

@@ -9,6 +9,8 @@ export interface Socket {
    * cannot tell (then the connection's own count decides).
    */
   readonly silent?: boolean;
+  /** The protocol TLS's ALPN settled on, once the handshake is done; undefined without. */
+  readonly alpnProtocol?: string;
   read(into: Uint8Array): Promise<number | null>;
   /** May take only part of `bytes`; resolves with how much it took. */
   write(bytes: Uint8Array): Promise<number>;
@@ -17,3 +19,18 @@ export interface Socket {
   /** Closes the socket at once; throws `BadResource` if already closed. */
   close(): void;
 }
+
+/**
+ * An accepted TCP socket before any TLS: a `Deno.TcpConn`, or one whose
+ * PROXY header was read off (`proxied_conn.ts`).
+ */
+export type RawConn = Pick<
+  Deno.TcpConn,
+  | "remoteAddr"
+  | "localAddr"
+  | "read"
+  | "write"
+  | "closeWrite"
+  | "close"
+  | "setNoDelay"
+>;

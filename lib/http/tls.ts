@@ -12,7 +12,7 @@
 import { Buffer } from "node:buffer";
 import { Duplex } from "node:stream";
 import tls from "node:tls";
-import type { Socket } from "./socket.ts";
+import type { RawConn, Socket } from "./socket.ts";
 
 /** Decrypted bytes buffered before reading from the client pauses. */
 const HIGH_WATER_BYTES = 64 * 1024;
@@ -51,7 +51,7 @@ interface FirstRead {
  * `first` is a read made before the stream existed; it is delivered first.
  */
 function rawStream(
-  conn: Deno.TcpConn,
+  conn: RawConn,
   first: FirstRead | undefined,
   onBytes: (n: number) => void,
   onWritten: () => void,
@@ -101,7 +101,7 @@ function rawStream(
   return stream;
 }
 
-async function writeAll(conn: Deno.TcpConn, bytes: Uint8Array): Promise<void> {
+async function writeAll(conn: RawConn, bytes: Uint8Array): Promise<void> {
   for (let off = 0; off < bytes.length;) {
     off += await conn.write(bytes.subarray(off));
   }
@@ -137,7 +137,7 @@ function toDenoError(err: unknown): Error {
 export class TlsSocket implements Socket {
   readonly remoteAddr: Deno.NetAddr;
   readonly localAddr: Deno.NetAddr;
-  readonly #raw: Deno.TcpConn;
+  readonly #raw: RawConn;
   readonly #settings: TlsSettings;
   #tls: tls.TLSSocket | undefined;
   /** The read that waits for the client's first byte. */
@@ -158,7 +158,7 @@ export class TlsSocket implements Socket {
   /** Bytes received from the client before decryption. */
   rawBytesIn = 0;
 
-  constructor(raw: Deno.TcpConn, settings: TlsSettings) {
+  constructor(raw: RawConn, settings: TlsSettings) {
     this.#raw = raw;
     this.#settings = settings;
     this.remoteAddr = raw.remoteAddr;

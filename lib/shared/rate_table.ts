@@ -14,7 +14,19 @@
  *   them hold active clients (a flood of addresses), the key shares the
  *   home entry's budget with its owner rather than evicting anyone's count.
  */
-import type { RateStore, TakeResult } from "../app/middleware/rate_store.ts";
+import {
+  type RateDecision,
+  type RateLimitPolicy,
+  type RateLimitStore,
+  slidingWindow,
+} from "../app/rate_limit_store.ts";
+
+/** The counts a request found (before it), and whether it was counted. */
+export interface TakeResult {
+  readonly previous: number;
+  readonly current: number;
+  readonly taken: boolean;
+}
 
 // One entry, in Int32s: lock, two hash words, window number (wrapping),
 // previous window's count, current window's count.
@@ -69,7 +81,7 @@ function mix(h: number): number {
 }
 
 /** One engine's view of the shared rate table. */
-export class SharedRateTable implements RateStore {
+export class SharedRateTable {
   readonly #m: RateMemory;
   readonly #mask: number;
 
@@ -96,6 +108,13 @@ export class SharedRateTable implements RateStore {
     return n;
   }
 
+  /**
+   * In fixed window number `window` (time / window length, floored), counts
+   * one request from `key` if it fits: `previous * carry + current + 1 <=
+   * limit`, where `carry` is the share of the previous window still covered.
+   * Returns the counts from before this request. Check and count are one
+   * step under the entry's lock.
+   */
   take(key: string, window: number, carry: number, limit: number): TakeResult {
     const [a, b] = hashKey(key);
     const w = window | 0;
@@ -118,6 +137,7 @@ export class SharedRateTable implements RateStore {
     }
   }
 
+  /** Takes back one request counted for `key` in window `window` (or the one before). */
   giveBack(key: string, window: number): void {
     const [a, b] = hashKey(key);
     const e = this.#find(a, b);
@@ -189,5 +209,55 @@ export class SharedRateTable implements RateStore {
     for (let spins = 0; Atomics.compareExchange(m, e + LOCK, 0, 1) !== 0;) {
       if (++spins === LOCK_SPINS) return;
     }
+  }
+}
+
+/**
+ * A rate limit counted in the shared table: the store `--workers` engines
+ * use for `--rate-limit` and for failed password checks.
+ */
+export class SharedRateLimiter implements RateLimitStore {
+  readonly limit: number;
+  readonly windowMs: number;
+  readonly #table: SharedRateTable;
+  readonly #now: () => number;
+
+  constructor(
+    policy: RateLimitPolicy,
+    memory: RateMemory,
+    now: () => number = Date.now,
+  ) {
+    if (!(policy.limit >= 1 && policy.windowMs >= 1)) {
+      throw new TypeError("Rate limit needs limit >= 1 and windowMs >= 1");
+    }
+    this.limit = policy.limit;
+    this.windowMs = policy.windowMs;
+    this.#table = new SharedRateTable(memory);
+    this.#now = now;
+  }
+
+  /** Clients the table holds. */
+  get size(): number {
+    return this.#table.size;
+  }
+
+  hit(key: string): RateDecision {
+    const now = this.#now();
+    const w = this.windowMs;
+    const window = Math.floor(now / w);
+    const elapsed = now - window * w;
+    const counts = this.#table.take(key, window, (w - elapsed) / w, this.limit);
+    return slidingWindow(
+      this,
+      counts.previous,
+      counts.current,
+      elapsed,
+      counts.taken,
+    );
+  }
+
+  /** Takes back one request counted for `key` in the current window. */
+  forgive(key: string): void {
+    this.#table.giveBack(key, Math.floor(this.#now() / this.windowMs));
   }
 }

@@ -46,6 +46,7 @@ export class Browser implements AsyncDisposable {
   readonly #stderrDrained: Promise<void>;
   readonly #pending = new Map<number, (m: Message) => void>();
   readonly #waiters: { method: string; resolve: (m: Message) => void }[] = [];
+  readonly #listeners = new Map<string, ((m: Message) => void)[]>();
   #nextId = 1;
   #session = "";
 
@@ -66,19 +67,26 @@ export class Browser implements AsyncDisposable {
         this.#pending.delete(m.id);
         return;
       }
+      for (const listen of this.#listeners.get(m.method ?? "") ?? []) {
+        listen(m);
+      }
       const i = this.#waiters.findIndex((w) => w.method === m.method);
       if (i !== -1) this.#waiters.splice(i, 1)[0].resolve(m);
     };
   }
 
-  /** Starts Chromium offline and quiet, with one blank page attached. */
-  static async launch(): Promise<Browser> {
+  /**
+   * Starts Chromium offline and quiet, with one blank page attached;
+   * `extraArgs` go on its command line (e.g. `--ignore-certificate-errors`).
+   */
+  static async launch(extraArgs: readonly string[] = []): Promise<Browser> {
     const profile = await Deno.makeTempDir({ prefix: "spindle_cdp_" });
     const child = new Deno.Command(CHROMIUM, {
       args: [
         ...CHROMIUM_FLAGS,
         "--remote-debugging-port=0",
         `--user-data-dir=${profile}`,
+        ...extraArgs,
         "about:blank",
       ],
       stdin: "null",
@@ -141,6 +149,13 @@ export class Browser implements AsyncDisposable {
       });
       this.#socket.send(JSON.stringify(message));
     });
+  }
+
+  /** Calls `listen` with every event named `method` from now on. */
+  on(method: string, listen: (params: Record<string, unknown>) => void): void {
+    const list = this.#listeners.get(method) ?? [];
+    list.push((m) => listen(m.params ?? {}));
+    this.#listeners.set(method, list);
   }
 
   /** The next event named `method` from now on (register before causing it). */

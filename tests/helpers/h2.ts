@@ -53,8 +53,6 @@ export class FakeClient {
   readonly events: H2Event[] = [];
   /** Every frame the session wrote, in order (fill with `read()`). */
   readonly frames: OutFrame[] = [];
-  #pending = new Uint8Array(0);
-  #block: Uint8Array[] = [];
 
   /** Sends the preface and an empty SETTINGS unless `preface` is false. */
   constructor(limits: Limits = DEFAULT_LIMITS, preface = true) {
@@ -80,12 +78,7 @@ export class FakeClient {
 
   /** A header block for `fields`, encoded with the client's table. */
   block(fields: Fields): Uint8Array {
-    const out = new OutBuffer();
-    this.encoder.beginBlock(out);
-    for (const [name, value] of fields) {
-      this.encoder.writeField(out, name, value, INDEX);
-    }
-    return out.buf.slice(0, out.len);
+    return encodeBlock(this.encoder, fields);
   }
 
   /** A HEADERS frame carrying all of `fields`. */
@@ -119,33 +112,11 @@ export class FakeClient {
     };
   }
 
+  readonly #reader = new FrameReader(this.decoder);
+
   /** Parses what the session wrote since the last read. */
   read(): OutFrame[] {
-    const fresh: OutFrame[] = [];
-    const bytes = concat([this.#pending, this.session.takeOutput()]);
-    let at = 0;
-    for (;;) {
-      const frame = parseFrame(bytes, at, bytes.length, 1 << 24) as
-        | Frame
-        | null;
-      if (frame === null) break;
-      at += FRAME_HEADER_BYTES + frameLength(bytes, at);
-      let out: OutFrame = frame;
-      if (frame.type === FRAME.HEADERS || frame.type === FRAME.CONTINUATION) {
-        this.#block.push(frame.fragment);
-        if (frame.endHeaders) {
-          const block = concat(this.#block);
-          this.#block = [];
-          const list = this.decoder.decode(block, 0, block.length, Infinity);
-          out = {
-            ...frame,
-            fields: list.names.map((n, i) => [n, list.values[i]]),
-          };
-        }
-      }
-      fresh.push(out);
-    }
-    this.#pending = bytes.slice(at);
+    const fresh = this.#reader.read(this.session.takeOutput());
     this.frames.push(...fresh);
     return fresh;
   }
@@ -172,6 +143,80 @@ export class FakeClient {
   goaway(): Extract<OutFrame, { type: typeof FRAME.GOAWAY }> | undefined {
     this.read();
     return this.framesOf(FRAME.GOAWAY)[0];
+  }
+}
+
+/** A header block for `fields`, every field offered to `encoder`'s table. */
+export function encodeBlock(encoder: HpackEncoder, fields: Fields): Uint8Array {
+  const out = new OutBuffer();
+  encoder.beginBlock(out);
+  for (const [name, value] of fields) {
+    encoder.writeField(out, name, value, INDEX);
+  }
+  return out.buf.slice(0, out.len);
+}
+
+/**
+ * The start of a Node script (`node -e`) that asks an HTTP/2 server
+ * questions: `session`, connected to process.argv[1] (trusting the CA file
+ * in argv[2], if any), and `ask(headers, body?)`, which sends a body with
+ * trailers and resolves with `{ status, body }`.
+ */
+export const NODE_H2_ASK = `
+const http2 = require("node:http2");
+const [url, ca] = process.argv.slice(1);
+const session = http2.connect(url, ca ? { ca: require("node:fs").readFileSync(ca) } : {});
+const ask = (headers, body) => new Promise((resolve, reject) => {
+  const req = session.request(headers, { endStream: body === undefined, waitForTrailers: body !== undefined });
+  let status = 0;
+  const chunks = [];
+  req.on("response", (h) => { status = h[":status"]; });
+  req.on("data", (c) => chunks.push(c));
+  req.on("end", () => resolve({ status, body: Buffer.concat(chunks).toString() }));
+  req.on("error", reject);
+  if (body !== undefined) {
+    req.on("wantTrailers", () => req.sendTrailers({ "x-sum": String(body.length) }));
+    req.end(body);
+  }
+});
+`;
+
+/** A server's frames from its bytes as they come, any split; header blocks decoded. */
+export class FrameReader {
+  readonly #decoder: HpackDecoder;
+  #pending = new Uint8Array(0);
+  #block: Uint8Array[] = [];
+
+  constructor(decoder: HpackDecoder) {
+    this.#decoder = decoder;
+  }
+
+  /** The frames `bytes` completes; a partial one waits for the next call. */
+  read(bytes: Uint8Array): OutFrame[] {
+    const fresh: OutFrame[] = [];
+    const all = concat([this.#pending, bytes]);
+    let at = 0;
+    for (;;) {
+      const frame = parseFrame(all, at, all.length, 1 << 24) as Frame | null;
+      if (frame === null) break;
+      at += FRAME_HEADER_BYTES + frameLength(all, at);
+      let out: OutFrame = frame;
+      if (frame.type === FRAME.HEADERS || frame.type === FRAME.CONTINUATION) {
+        this.#block.push(frame.fragment);
+        if (frame.endHeaders) {
+          const block = concat(this.#block);
+          this.#block = [];
+          const list = this.#decoder.decode(block, 0, block.length, Infinity);
+          out = {
+            ...frame,
+            fields: list.names.map((n, i) => [n, list.values[i]]),
+          };
+        }
+      }
+      fresh.push(out);
+    }
+    this.#pending = all.slice(at);
+    return fresh;
   }
 }
 

@@ -368,6 +368,20 @@ export async function run(
   }
 }
 
+/**
+ * Why a test that runs the tool at `path` cannot run ("... not found"), or
+ * undefined. Without read permission it throws: say so, do not skip.
+ */
+export function missingTool(path: string): string | undefined {
+  try {
+    Deno.statSync(path);
+    return undefined;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return `${path} not found`;
+    throw err;
+  }
+}
+
 /** True when `cmd` runs (`cmd --version` or `-V` exits). */
 export async function hasTool(
   cmd: string,

@@ -24,8 +24,14 @@ import { clientKey } from "../client_addr.ts";
 import { parseBasic } from "../credentials.ts";
 import type { AppRequest } from "../request.ts";
 import type { Middleware } from "../router.ts";
-import { RateLimiter } from "./rate_limit.ts";
-import type { RateStore } from "./rate_store.ts";
+import { type RateDecision, RateLimiter } from "./rate_limit.ts";
+
+/** Counts failed checks per client: a {@link RateLimiter}, or one shared by `--workers`. */
+export interface FailureLimiter {
+  hit(key: string): RateDecision;
+  /** Takes back one failure counted for `key` (the check turned out good). */
+  forgive(key: string): void;
+}
 
 /** Every path, every method: the default. */
 export const AUTH_EVERYTHING: readonly AuthRule[] = Object.freeze([
@@ -53,10 +59,11 @@ export interface AuthOptions {
   /** Clock in ms (tests inject one). */
   readonly now?: () => number;
   /**
-   * Where failed checks are counted; default: this engine's memory.
-   * `--workers` engines share one, so a guesser gets one budget.
+   * Where failed checks are counted (for `maxFailures` in `failureWindowMs`);
+   * default: this engine's memory. `--workers` engines share one, so a
+   * guesser gets one budget.
    */
-  readonly failureStore?: RateStore;
+  readonly failures?: FailureLimiter;
 }
 
 // A browser session pays one KDF run per 5 minutes; credentials are read
@@ -136,11 +143,10 @@ export function basicAuth(options: AuthOptions): Middleware {
   const challenge = `Basic realm="${
     (options.realm ?? REALM).replace(/["\\]/g, "\\$&")
   }", charset="UTF-8"`;
-  const failures = new RateLimiter({
+  const failures: FailureLimiter = options.failures ?? new RateLimiter({
     limit: options.maxFailures,
     windowMs: options.failureWindowMs,
     now,
-    store: options.failureStore,
   });
   const checks = new Semaphore(options.maxChecks, options.maxCheckQueue);
   // A per-process salt: guessing a password from a cache key needs it too.

@@ -2,62 +2,54 @@
  * Per-client rate limiting with a sliding window counter: each client keeps
  * the count of the current and the previous fixed window, and the previous
  * one counts in proportion to how much of it the sliding window still
- * covers. O(1) memory per client, whatever the limit. The counts live in a
- * {@link RateStore}: this engine's memory (idle clients swept, a hard cap,
- * so a flood of addresses cannot grow it), or a table every engine shares.
+ * covers. O(1) memory per client, whatever the limit; idle clients are
+ * swept and the table has a hard cap, so a flood of addresses cannot grow it.
  */
 import { HttpError, STATUS } from "../../http/errors.ts";
 import { clientKey } from "../client_addr.ts";
+import type { Reply } from "../../http/handler.ts";
 import type { AppRequest } from "../request.ts";
 import { errorWithHeaders, withHeaders } from "../response.ts";
-import { afterNext, type Middleware } from "../chain.ts";
+import { afterNext, type Middleware, type Next } from "../chain.ts";
 import {
-  MemoryRateStore,
-  type RateStore,
-  type WindowCounts,
-} from "./rate_store.ts";
+  type RateDecision,
+  type RateLimitPolicy,
+  type RateLimitStore,
+  slidingWindow,
+} from "../rate_limit_store.ts";
 
-/** A request budget: `limit` requests per `windowMs`. */
-export interface RateLimitPolicy {
-  readonly limit: number;
-  readonly windowMs: number;
-}
+export type { RateDecision, RateLimitPolicy, RateLimitStore };
 
 export interface RateLimitOptions extends RateLimitPolicy {
-  /**
-   * Clients tracked at once by the default store; past it the least
-   * recently seen is dropped.
-   */
+  /** Clients tracked at once; past it the least recently seen is dropped. */
   readonly maxEntries?: number;
-  /**
-   * Where the counts live; default: this engine's memory. `--workers`
-   * engines share one table (lib/shared/rate_table.ts).
-   */
-  readonly store?: RateStore;
   /** Clock in ms (tests inject one). */
   readonly now?: () => number;
   /** Called once per refused request (metrics). */
   readonly onLimited?: (req: AppRequest) => void;
 }
 
-/** The verdict on one request. */
-export interface RateDecision {
-  readonly allowed: boolean;
-  readonly limit: number;
-  /** Requests left in the sliding window after this one. */
-  readonly remaining: number;
-  /** Seconds until the current window ends and its older half stops counting. */
-  readonly resetSeconds: number;
-  /** Seconds until a refused client may try again; 0 when allowed. */
-  readonly retryAfterSeconds: number;
+interface Counter {
+  windowStart: number;
+  previous: number;
+  current: number;
 }
 
-/** The counting, separate from HTTP so window edges test with numbers alone. */
-export class RateLimiter {
+// 10k clients x ~100 bytes is about 1 MB: fine on any box, bounded on all.
+const DEFAULT_MAX_ENTRIES = 10_000;
+
+/**
+ * The counting table in this engine's memory, separate from HTTP so window
+ * edges test with numbers alone. The default store, and the fallback of a
+ * shared one.
+ */
+export class RateLimiter implements RateLimitStore {
   readonly limit: number;
   readonly windowMs: number;
+  readonly maxEntries: number;
   readonly #now: () => number;
-  readonly #store: RateStore;
+  readonly #counters = new Map<string, Counter>();
+  #lastSweep = -Infinity;
 
   constructor(options: RateLimitOptions) {
     if (!(options.limit >= 1 && options.windowMs >= 1)) {
@@ -65,45 +57,44 @@ export class RateLimiter {
     }
     this.limit = options.limit;
     this.windowMs = options.windowMs;
+    this.maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
     this.#now = options.now ?? Date.now;
-    this.#store = options.store ?? new MemoryRateStore(options.maxEntries);
   }
 
   /** Clients tracked now. */
   get size(): number {
-    return this.#store.size;
+    return this.#counters.size;
   }
 
   /** Counts one request from `key` if the budget allows it. */
   hit(key: string): RateDecision {
     const now = this.#now();
     const w = this.windowMs;
-    const window = Math.floor(now / w);
-    const elapsed = now - window * w;
-    // The share of the previous window the sliding window still covers.
-    const carry = (w - elapsed) / w;
-    const counts = this.#store.take(key, window, carry, this.limit);
-    const used = counts.previous * carry + counts.current;
-    const resetSeconds = Math.max(1, Math.ceil((w - elapsed) / 1000));
-    if (!counts.taken) {
-      return {
-        allowed: false,
-        limit: this.limit,
-        remaining: 0,
-        resetSeconds,
-        retryAfterSeconds: Math.max(
-          1,
-          Math.ceil(this.#waitMs(counts, elapsed) / 1000),
-        ),
-      };
+    const windowStart = Math.floor(now / w) * w;
+    if (now - this.#lastSweep >= w) this.#sweep(windowStart);
+    let counter = this.#counters.get(key);
+    if (counter === undefined) {
+      if (this.#counters.size >= this.maxEntries) this.#evictOldest();
+      counter = { windowStart, previous: 0, current: 0 };
+      this.#counters.set(key, counter);
+    } else if (counter.windowStart !== windowStart) {
+      counter.previous = counter.windowStart === windowStart - w
+        ? counter.current
+        : 0;
+      counter.current = 0;
+      counter.windowStart = windowStart;
+      // Re-insert so Map order is roughly least recently seen first.
+      this.#counters.delete(key);
+      this.#counters.set(key, counter);
     }
-    return {
-      allowed: true,
-      limit: this.limit,
-      remaining: Math.max(0, Math.floor(this.limit - used - 1)),
-      resetSeconds,
-      retryAfterSeconds: 0,
-    };
+    const decision = slidingWindow(
+      this,
+      counter.previous,
+      counter.current,
+      now - windowStart,
+    );
+    if (decision.allowed) counter.current++;
+    return decision;
   }
 
   /**
@@ -111,23 +102,23 @@ export class RateLimiter {
    * failed sign-in counted up front that turned out good).
    */
   forgive(key: string): void {
-    this.#store.giveBack(key, Math.floor(this.#now() / this.windowMs));
+    const counter = this.#counters.get(key);
+    if (counter !== undefined && counter.current > 0) counter.current--;
   }
 
-  /** Time from now until one more request fits the sliding window. */
-  #waitMs(counter: WindowCounts, elapsed: number): number {
-    const w = this.windowMs;
-    const room = this.limit - 1 - counter.current; // for the previous window's share
-    // Still in this window: wait until previous * (w - t) / w <= room.
-    if (room >= 0 && counter.previous > 0) {
-      const t = w * (1 - room / counter.previous);
-      if (t < w) return Math.max(t - elapsed, 0);
+  /** Drops clients whose counts no longer matter: both windows are over. */
+  #sweep(windowStart: number): void {
+    this.#lastSweep = this.#now();
+    for (const [key, counter] of this.#counters) {
+      if (counter.windowStart < windowStart - this.windowMs) {
+        this.#counters.delete(key);
+      }
     }
-    // Next window: this window's count becomes the fading previous one.
-    const t = counter.current > this.limit - 1
-      ? w * (1 - (this.limit - 1) / counter.current)
-      : 0;
-    return w - elapsed + t;
+  }
+
+  #evictOldest(): void {
+    const oldest = this.#counters.keys().next();
+    if (!oldest.done) this.#counters.delete(oldest.value);
   }
 }
 
@@ -144,21 +135,36 @@ function rateHeaders(
   };
 }
 
+/** What else `rateLimit()` does besides counting. */
+export interface RateLimitHooks {
+  /** Called once per refused request (metrics); for a store, as options carry their own. */
+  readonly onLimited?: (req: AppRequest) => void;
+  /** Canonical paths neither counted nor refused, such as a load balancer's health check. */
+  readonly exemptPaths?: readonly string[];
+}
+
 /**
  * Refuses a client over its budget with 429, `Retry-After` and the RateLimit
  * fields; allowed replies carry the RateLimit fields too. Clients are keyed
- * by `req.client` (trust-proxy aware), IPv6 by /64.
+ * by `req.client` (trust-proxy aware), IPv6 by /64. Counts in this engine's
+ * memory, or in a store (shared by instances or workers); a store across
+ * the network makes the check asynchronous, the in-memory one stays not.
  */
-export function rateLimit(options: RateLimitOptions | RateLimiter): Middleware {
-  const limiter = options instanceof RateLimiter
+export function rateLimit(
+  options: RateLimitOptions | RateLimitStore,
+  hooks: RateLimitHooks = {},
+): Middleware {
+  const limiter: RateLimitStore = "hit" in options
     ? options
     : new RateLimiter(options);
-  const onLimited = options instanceof RateLimiter
-    ? undefined
-    : options.onLimited;
+  const onLimited = "hit" in options ? hooks.onLimited : options.onLimited;
+  const exempt = new Set(hooks.exemptPaths);
   const policy = `${limiter.limit};w=${Math.ceil(limiter.windowMs / 1000)}`;
-  return (req, next) => {
-    const decision = limiter.hit(clientKey(req.client));
+  const decide = (
+    req: AppRequest,
+    next: Next,
+    decision: RateDecision,
+  ): Reply | Promise<Reply> => {
     const headers = rateHeaders(decision, policy);
     if (!decision.allowed) {
       onLimited?.(req);
@@ -183,5 +189,12 @@ export function rateLimit(options: RateLimitOptions | RateLimiter): Middleware {
         throw err instanceof HttpError ? errorWithHeaders(err, headers) : err;
       },
     );
+  };
+  return (req, next) => {
+    if (exempt.size > 0 && exempt.has(req.path)) return next();
+    const decision = limiter.hit(clientKey(req.client));
+    return decision instanceof Promise
+      ? decision.then((d) => decide(req, next, d))
+      : decide(req, next, decision);
   };
 }

@@ -121,7 +121,7 @@ export class DynamicTable {
 
   constructor(maxBytes: number) {
     this.#maxBytes = maxBytes;
-    this.#grow(maxBytes);
+    this.#resize(MIN_SLOTS);
   }
 
   /** Entries held. */
@@ -151,6 +151,7 @@ export class DynamicTable {
     const size = name.length + value.length + ENTRY_OVERHEAD;
     this.#evictTo(this.#maxBytes - size);
     if (size > this.#maxBytes) return;
+    if (this.#count > this.#mask) this.#resize((this.#mask + 1) * 2);
     const slot = (this.#first + this.#count) & this.#mask;
     this.#names[slot] = name;
     this.#values[slot] = value;
@@ -162,7 +163,6 @@ export class DynamicTable {
   setMaxBytes(maxBytes: number): void {
     this.#maxBytes = maxBytes;
     this.#evictTo(maxBytes);
-    this.#grow(maxBytes);
   }
 
   /** Called with each entry as it is evicted. */
@@ -181,12 +181,12 @@ export class DynamicTable {
     }
   }
 
-  /** Makes the ring hold every entry `maxBytes` allows (32 octets at least each). */
-  #grow(maxBytes: number): void {
-    const need = Math.floor(maxBytes / ENTRY_OVERHEAD) + 1;
-    if (need <= this.#mask + 1) return;
-    let size = 8;
-    while (size < need) size *= 2;
+  /**
+   * Moves the ring into `size` slots (a power of two). It starts small and
+   * doubles when full: an idle connection's tables cost little, and the
+   * byte limit caps the entries (32 octets at least each).
+   */
+  #resize(size: number): void {
     const names: string[] = new Array(size).fill("");
     const values: string[] = new Array(size).fill("");
     for (let i = 0; i < this.#count; i++) {
@@ -199,6 +199,9 @@ export class DynamicTable {
     this.#first = 0;
   }
 }
+
+/** Slots a dynamic table starts with. */
+const MIN_SLOTS = 8;
 
 /** Octets of Huffman strings decode into; grows for a longer string. */
 let scratch = new Uint8Array(256);

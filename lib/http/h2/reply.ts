@@ -54,7 +54,14 @@ const DROPPED = new Set([
   "transfer-encoding",
   "upgrade",
   "date",
+  "x-content-type-options", // always nosniff, as over HTTP/1.1
 ]);
+
+/**
+ * `contentLength` for a reply that has no body and says no length (204,
+ * 304): a handler's content-length is dropped too. -1 keeps the handler's.
+ */
+export const NO_LENGTH = -2;
 
 /** Rules per name as a handler spells it, checked once; bounded: handlers may invent names. */
 const rules = new Map<string, NameRule>();
@@ -165,10 +172,11 @@ function httpDate(now: number): string {
 }
 
 /**
- * Writes the header block of a reply: `:status`, `date` (not for 1xx),
- * the handler's fields, and `content-length` when `contentLength` is not
- * -1 (a handler's own is then dropped). Throws before writing anything if
- * a field is invalid.
+ * Writes the header block of a reply: `:status`, `date` and
+ * `x-content-type-options: nosniff` (not for 1xx), the handler's fields,
+ * and `content-length` when `contentLength` is 0 or more (a handler's own
+ * is then dropped; see also {@link NO_LENGTH}). Throws before writing
+ * anything if a field is invalid.
  */
 export function writeReplyBlock(
   out: OutBuffer,
@@ -192,7 +200,11 @@ export function writeReplyBlock(
     STATUS_TEXT[status] ??= String(status),
     INDEX,
   );
-  if (status >= 200) hpack.writeField(out, "date", httpDate(now), INDEX);
+  if (status >= 200) {
+    hpack.writeField(out, "date", httpDate(now), INDEX);
+    // A browser must not guess a script out of a text file or an upload.
+    hpack.writeField(out, "x-content-type-options", "nosniff", INDEX);
+  }
   for (let i = 0; i < count; i++) {
     hpack.writeField(
       out,
@@ -201,7 +213,7 @@ export function writeReplyBlock(
       pendingPolicies[i],
     );
   }
-  if (contentLength !== -1) {
+  if (contentLength >= 0) {
     hpack.writeField(out, "content-length", String(contentLength), NO_INDEX);
   }
 }

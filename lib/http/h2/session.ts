@@ -184,6 +184,8 @@ class Stream {
 
 /** Closed streams remembered, to tell "closed" from "never opened" (§5.1). */
 const CLOSED_MEMORY = 64;
+/** Buffers past this size are dropped by `trimBuffers()`. */
+const TRIM_BYTES = 16 * 1024;
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
 
@@ -336,6 +338,20 @@ export class H2Session {
   }
 
   /**
+   * True while we may still send on `streamId`: false once it ended, or
+   * the client reset it (perhaps in the same read as its request).
+   */
+  isSendable(streamId: number): boolean {
+    return this.#error === undefined &&
+      this.#streams.get(streamId)?.localOpen === true;
+  }
+
+  /** Bytes the client lets us send on the connection, all streams together. */
+  get connectionSendWindow(): number {
+    return this.#connSendWindow;
+  }
+
+  /**
    * Bytes `sendData()` could frame now for `streamId` by the flow-control
    * windows alone; 0 or less while the client keeps the window shut.
    */
@@ -343,6 +359,25 @@ export class H2Session {
     const stream = this.#streams.get(streamId);
     if (stream === undefined || !stream.localOpen) return 0;
     return Math.min(stream.sendWindow, this.#connSendWindow);
+  }
+
+  /** Bytes the session's own buffers hold (their capacity), for tests and metrics. */
+  get bufferBytes(): number {
+    return this.#out.buf.length + this.#spare.buf.length + this.#in.length +
+      this.#block.length;
+  }
+
+  /**
+   * Lets go of buffers a burst grew (output queues, a partial frame), so an
+   * idle connection keeps a few KiB rather than what its biggest reply
+   * needed. Bytes already taken stay valid; call it when nothing is queued.
+   */
+  trimBuffers(): void {
+    if (this.#out.len === 0 && this.#out.buf.length > TRIM_BYTES) {
+      this.#out = new OutBuffer();
+    }
+    if (this.#spare.buf.length > TRIM_BYTES) this.#spare = new OutBuffer();
+    if (this.#inLen === 0 && this.#in.length > TRIM_BYTES) this.#in = EMPTY;
   }
 
   /**
@@ -378,8 +413,8 @@ export class H2Session {
   }
 
   /**
-   * Sends a reply head: `:status`, `date`, `fields` and, unless -1,
-   * `content-length`. A 1xx status may come before the final one.
+   * Sends a reply head: `:status`, `date`, `fields` and, when 0 or more,
+   * `content-length` (`NO_LENGTH`: none, the handler's dropped too). A 1xx status may come before the final one.
    * Throws if the stream is closed or reset (the client went away) or a
    * field is invalid (nothing is sent then).
    */
