@@ -364,6 +364,7 @@ async function startServer(
         limits.maxQueue,
       ),
       exemptPeer,
+      proxyProtocolFrom: opts.proxyProtocol ? trusted : undefined,
     }, handler);
   } catch (err) {
     if (err instanceof Deno.errors.AddrInUse) throw portInUse(port);

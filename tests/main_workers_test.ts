@@ -490,6 +490,65 @@ Deno.test({
   },
 });
 
+const HAS_SYSTEMD = await hasTool("systemd-analyze", "--version");
+
+/** A unit's ExecStart, continuation lines joined, split into words. */
+function execStart(unit: string): string[] {
+  const line = /^ExecStart=((?:.*\\\n)*.*)$/m.exec(unit)![1];
+  return line.replaceAll("\\\n", " ").trim().split(/\s+/);
+}
+
+Deno.test({
+  name:
+    "deploy/spindle.service passes systemd-analyze verify, and its ExecStart serves and reloads on SIGHUP",
+  ignore: !HAS_SYSTEMD,
+  async fn() {
+    const pem = await certificate();
+    if (pem === undefined) return;
+    const unitFile = new URL("../deploy/spindle.service", import.meta.url)
+      .pathname;
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.copyFile(unitFile, join(dir, "spindle.service"));
+      const verify = await new Deno.Command("systemd-analyze", {
+        args: ["verify", join(dir, "spindle.service")],
+        stderr: "piped",
+      }).output();
+      const errors = new TextDecoder().decode(verify.stderr).trim();
+      assert.equal(verify.code, 0, errors);
+      assert.equal(errors, "", "no line of it was ignored");
+      const port = freePort();
+      const root = new URL("..", import.meta.url).pathname;
+      const argv = execStart(await Deno.readTextFile(unitFile)).map((arg) =>
+        arg.replace("0.0.0.0", "127.0.0.1")
+          .replace("8443", String(port))
+          .replace("/var/lib/spindle", dir)
+          .replace("/etc/spindle/cert.pem", pem.certFile)
+          .replace("/etc/spindle/key.pem", pem.keyFile)
+          .replace("/opt/spindle/", root)
+      );
+      assert.deepEqual(argv.slice(0, 3), ["deno", "task", "serve"]);
+      const r = await spawnServer([Deno.execPath(), ...argv.slice(1)]);
+      try {
+        assert.equal(r.port, port, r.lines.join("\n"));
+        // ExecReload: SIGHUP to the main process, deno task.
+        r.child.kill("SIGHUP");
+        await waitForLine(r, /"event":"reloaded"/);
+        using conn = await Deno.connectTls({
+          hostname: "127.0.0.1",
+          port,
+          caCerts: [pem.cert],
+        });
+        await conn.handshake();
+      } finally {
+        assert.equal(await stop(r), 0);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 Deno.test("main --workers auto starts one worker per CPU", async () => {
   const r = await start([
     "--port",

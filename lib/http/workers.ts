@@ -346,7 +346,26 @@ export class WorkerPool {
     if (this.#closed) return void this.#stop(fresh, "shutdown");
     const old = this.#serving.get(slot);
     this.#serving.set(slot, fresh);
-    if (old !== undefined && old !== fresh) this.#stop(old, "retire");
+    if (old === undefined || old === fresh) return;
+    // Its listener closed first: once this resolves, only fresh workers
+    // take new connections (a reload's "Reloaded" means just that).
+    await this.#closeListeners([old]);
+    this.#stop(old, "retire");
+  }
+
+  /** Asks workers to stop accepting; resolves once they have (or 2 s passed). */
+  async #closeListeners(workers: readonly Incarnation[]): Promise<void> {
+    for (const w of workers) {
+      if (w.state !== "ended") {
+        w.worker.postMessage({ type: "close" } satisfies ToWorker);
+      }
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(workers.map((w) => w.closed)),
+      new Promise((r) => timer = setTimeout(r, CLOSE_TIMEOUT_MS)),
+    ]);
+    clearTimeout(timer);
   }
 
   /** Asks a worker to drain and stop; terminates it if it takes too long. */
@@ -428,17 +447,7 @@ export class WorkerPool {
       ...this.#starting.values(),
       ...this.#stopping,
     ];
-    for (const w of all) {
-      if (w.state !== "ended") {
-        w.worker.postMessage({ type: "close" } satisfies ToWorker);
-      }
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      Promise.all(all.map((w) => w.closed)),
-      new Promise((r) => timer = setTimeout(r, CLOSE_TIMEOUT_MS)),
-    ]);
-    clearTimeout(timer);
+    await this.#closeListeners(all);
     await Promise.all(all.map((w) => this.#stop(w, "shutdown")));
   }
 }
