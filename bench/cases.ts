@@ -50,10 +50,11 @@ import {
   denoServeHello,
   denoServeParallel,
   denoServeTls,
+  denoServeWs,
   engineHello,
   nginx,
 } from "./specs.ts";
-import { h2loadGenerator } from "./generators.ts";
+import { h2loadGenerator, wsGenerator } from "./generators.ts";
 
 /** One case: a number and a name for `--only`, and what it measures. */
 export interface BenchCase {
@@ -696,16 +697,24 @@ async function idleMemory(
   bench: Bench,
   spec: ServerSpec,
   count: number,
+  websocket = false,
 ): Promise<{ perConn: number; before: number; after: number; alive: number }> {
   const server = await startSpec(bench, spec, bench.pinned);
   try {
-    await measureOnce(bench, server, hello(64), bench.pinned, 1000);
+    await measureOnce(
+      bench,
+      server,
+      websocket ? WS_SMALL : hello(64),
+      bench.pinned,
+      1000,
+    );
     await sleep(500);
     const before = await steadyRss(server.enginePid);
     await using holder = await IdleHolder.open({
       hostname: HOST,
       port: server.port,
-      path: "/echo/hello",
+      path: websocket ? "/echo" : "/echo/hello",
+      websocket,
       count,
       cpus: bench.pinned.loadCpus,
       fdLimit: bench.pinned.fdLimit,
@@ -717,6 +726,140 @@ async function idleMemory(
   } finally {
     await stopServer(bench, server);
   }
+}
+
+/** WebSocket echo: many sockets, one small text message in flight each. */
+const WS_SMALL: Load = {
+  path: "/echo",
+  connections: 256,
+  pipeline: 1,
+  threads: 1,
+  generate: wsGenerator(32, false),
+};
+/** WebSocket echo: one socket, one large binary message in flight. */
+const WS_LARGE: Load = {
+  path: "/echo",
+  connections: 1,
+  pipeline: 1,
+  threads: 1,
+  generate: wsGenerator(256 * KIB, true),
+};
+
+/**
+ * WebSocket echo against `Deno.serve` with `Deno.upgradeWebSocket`: the
+ * default app's WebSocket /echo (its access log has one line per socket,
+ * not per message, so it is not checked), messages per second with many
+ * sockets and small messages, bytes per second with one socket and large
+ * ones, and memory per idle WebSocket.
+ */
+function wsEchoCase(id: number): BenchCase {
+  const spindle: ServerSpec = { ...defaultApp(), logsAccess: false };
+  const reference = denoServeWs();
+  const parts = [
+    paired({
+      id,
+      name: "ws-echo",
+      title:
+        "Default app WebSocket /echo, 256 sockets, 32-byte text messages, one in flight each (vs Deno.serve + Deno.upgradeWebSocket)",
+      short: "WebSocket echo, 256 sockets x 32 B",
+      spindle,
+      reference,
+      load: WS_SMALL,
+      target: atLeast(1),
+    }),
+    paired({
+      id,
+      name: "ws-echo",
+      title:
+        "Default app WebSocket /echo, one socket, 256 KiB binary messages, bytes/s (vs Deno.serve + Deno.upgradeWebSocket)",
+      short: "WebSocket echo, 1 socket x 256 KiB",
+      spindle,
+      reference,
+      load: WS_LARGE,
+      perMiB: true,
+      target: atLeast(1),
+    }),
+  ];
+  return {
+    id,
+    name: "ws-echo",
+    title: "WebSocket echo (vs Deno.serve + Deno.upgradeWebSocket)",
+    run: async (bench) => {
+      const rows: Row[] = [];
+      for (const [i, part] of parts.entries()) {
+        const letter = String.fromCharCode(97 + i);
+        for (const row of await part.run!(bench)) {
+          rows.push({
+            ...row,
+            id: `${id}${letter}`,
+            chartLabel: row.chartLabel.replace(`${id} `, `${id}${letter} `),
+            cpu: row.cpu && {
+              ...row.cpu,
+              unit: row.cpu.unit.replace("/req", "/msg"),
+            },
+          });
+        }
+      }
+      // Room for the held sockets above the default --max-conns.
+      const held: ServerSpec = {
+        ...defaultApp({ flags: HELD_FLAGS }),
+        logsAccess: false,
+      };
+      rows.push(await wsIdleMemoryRow(bench, `${id}c`, held, reference));
+      return rows;
+    },
+  };
+}
+
+/** Memory per idle WebSocket, Spindle's against Deno.serve's, in alternating fresh servers. */
+async function wsIdleMemoryRow(
+  bench: Bench,
+  id: string,
+  spindle: ServerSpec,
+  reference: ServerSpec,
+): Promise<Row> {
+  const count = heldCount(bench, Number.parseInt(id));
+  const perConn: number[][] = [[], []];
+  const problems: string[] = [];
+  for (let round = 0; round < bench.settings.memRounds; round++) {
+    for (const i of roundOrder(2, round)) {
+      const spec = [spindle, reference][i];
+      const m = await idleMemory(bench, spec, count, true);
+      perConn[i].push(m.perConn);
+      const line = `${id} ws idle memory, round ${round + 1}, ${spec.name}: ${
+        fmtBytes(m.perConn)
+      }/socket (engine RSS ${fmtBytes(m.before)} -> ${
+        fmtBytes(m.after)
+      }, ${m.alive}/${count} still answer)`;
+      bench.details.push(`- ${line}`);
+      console.error(`  ${line}`);
+      if (m.alive < count) {
+        problems.push(
+          `${spec.name}: ${m.alive} of ${count} idle WebSockets still answer`,
+        );
+      }
+    }
+  }
+  const ours = median(perConn[0]);
+  const theirs = median(perConn[1]);
+  const ratio = ours / theirs;
+  const target = atMost(1, "<= 1.0x Deno.serve's");
+  return {
+    id,
+    title: `Default app ${
+      HELD_FLAGS.join(" ")
+    }, memory per idle WebSocket on /echo, ${count} held (vs Deno.serve + Deno.upgradeWebSocket)`,
+    spindle: `${(ours / KIB).toFixed(1)} KiB/socket`,
+    reference: `${(theirs / KIB).toFixed(1)} KiB/socket`,
+    value: ratio,
+    valueText: fmtRatio(ratio),
+    cpu: null,
+    target,
+    problems,
+    caveats: [],
+    chartLabel: `${id} Memory per idle WebSocket`,
+    chartText: `${fmtRatio(ratio)} Deno.serve's, target ${target.text}`,
+  };
 }
 
 /**
@@ -1081,12 +1224,6 @@ export const CASES: readonly BenchCase[] = [
     target: atLeast(0.8),
     needs: ["h2load", "nginx"],
   }),
-  {
-    id: 15,
-    name: "ws-echo",
-    title: "WebSocket echo (vs Deno.serve + Deno.upgradeWebSocket)",
-    pending:
-      "Spindle has no WebSocket upgrade yet; the entry needs a WebSocket client Load.generate",
-  },
+  wsEchoCase(15),
   workersLimitsCase(16),
 ];

@@ -6,10 +6,12 @@
  * CLI (the holder): `deno run --allow-net bench/clients.ts hold HOST PORT
  * PATH COUNT` prints `{"held":N}` once every connection got its answer,
  * then answers each `check` line on stdin with `{"alive":N}`, and closes
- * everything at the end of stdin.
+ * everything at the end of stdin. `hold-ws` holds WebSockets instead (a
+ * check sends each one message).
  */
 import { buildRequests, ResponseScanner } from "./load.ts";
 import { pinned, withFdLimit } from "./procs.ts";
+import { IdleWebSockets } from "./ws_load.ts";
 
 const IDLE_BUFFER_BYTES = 4096;
 const CONNECT_BATCH = 100;
@@ -197,6 +199,8 @@ export interface HoldOptions {
   readonly port: number;
   readonly path: string;
   readonly count: number;
+  /** Hold WebSockets (upgraded on `path`) rather than keep-alive connections. */
+  readonly websocket?: boolean;
   /** Cores for the holder process (taskset syntax), or null for any. */
   readonly cpus: string | null;
   readonly fdLimit: number;
@@ -228,7 +232,7 @@ export class IdleHolder implements AsyncDisposable {
       "run",
       "--allow-net",
       HOLDER_SCRIPT,
-      "hold",
+      opts.websocket ? "hold-ws" : "hold",
       opts.hostname,
       `${opts.port}`,
       opts.path,
@@ -295,11 +299,11 @@ class LineStream extends TransformStream<string, string> {
   }
 }
 
-async function holdCli(args: string[]): Promise<void> {
+async function holdCli(args: string[], websocket: boolean): Promise<void> {
   const [hostname, port, path, count] = args;
-  let idle: IdleConnections;
+  let idle: IdleConnections | IdleWebSockets;
   try {
-    idle = await IdleConnections.open(
+    idle = await (websocket ? IdleWebSockets : IdleConnections).open(
       hostname,
       Number(port),
       path,
@@ -321,9 +325,10 @@ async function holdCli(args: string[]): Promise<void> {
 }
 
 if (import.meta.main) {
-  if (Deno.args[0] !== "hold" || Deno.args.length !== 5) {
-    console.error("Usage: clients.ts hold HOST PORT PATH COUNT");
+  const mode = Deno.args[0];
+  if ((mode !== "hold" && mode !== "hold-ws") || Deno.args.length !== 5) {
+    console.error("Usage: clients.ts hold|hold-ws HOST PORT PATH COUNT");
     Deno.exit(2);
   }
-  await holdCli(Deno.args.slice(1));
+  await holdCli(Deno.args.slice(1), mode === "hold-ws");
 }

@@ -165,23 +165,52 @@ export function wrkGenerator(tempDir: string): Generator {
 
 /** A generator running bench/load.ts in its own process (no latency figures). */
 export function denoGenerator(): Generator {
+  return scriptGenerator(LOAD_TS, "http", () => []);
+}
+
+const WS_LOAD_TS = new URL("./ws_load.ts", import.meta.url).pathname;
+
+/**
+ * A generator running bench/ws_load.ts in its own process: WebSocket
+ * messages of `messageBytes` echoed, `pipeline` in flight per socket;
+ * "requests" are messages. No latency figures.
+ */
+export function wsGenerator(messageBytes: number, binary: boolean): Generator {
+  return scriptGenerator(WS_LOAD_TS, "ws", () => [
+    "-s",
+    `${messageBytes}`,
+    ...(binary ? ["--binary"] : []),
+  ]);
+}
+
+/**
+ * Runs one of our load scripts (`-c`, `-d`, `-p`, `--json` and `extra`
+ * flags) pinned to the load cores; its last line is the LoadResult.
+ */
+function scriptGenerator(
+  script: string,
+  scheme: "http" | "ws",
+  extra: () => string[],
+): Generator {
   return async (opts) => {
     const argv = withFdLimit(opts.fdLimit, [
       ...pinned(opts.cpus),
       Deno.execPath(),
       "run",
       "--allow-net",
-      LOAD_TS,
-      `http://${opts.hostname}:${opts.port}${opts.path}`,
+      script,
+      `${scheme}://${opts.hostname}:${opts.port}${opts.path}`,
       "-c",
       `${opts.connections}`,
       "-d",
       `${opts.durationMs / 1000}`,
       "-p",
       `${opts.pipeline}`,
+      ...extra(),
       "--json",
     ]);
-    const text = await runForStdout("load.ts", argv);
+    const name = script.slice(script.lastIndexOf("/") + 1);
+    const text = await runForStdout(name, argv);
     const result = JSON.parse(text.trim().split("\n").at(-1)!) as LoadResult;
     return {
       ...result,

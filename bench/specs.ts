@@ -2,7 +2,8 @@
  * The servers the bench runs, each as a spec that turns a port and a log
  * file into a command line: Spindle's default app exactly as `deno task
  * serve` starts it, Spindle's engine alone, the bare `Deno.listen` floor,
- * `Deno.serve`, `deno serve --parallel` and nginx as shipped.
+ * `Deno.serve` (plain, and echoing WebSockets), `deno serve --parallel` and
+ * nginx as shipped.
  */
 import { join } from "node:path";
 import type { Bench, ServerSpec } from "./measure.ts";
@@ -175,6 +176,11 @@ export function bareLoop(): ServerSpec {
 /** `Deno.serve` answering "hello" (no access log: Deno.serve has none). */
 export function denoServeHello(): ServerSpec {
   return denoScript("Deno.serve", "deno_serve_hello.ts", ["--allow-net"]);
+}
+
+/** `Deno.serve` with `Deno.upgradeWebSocket`, echoing every message on any path. */
+export function denoServeWs(): ServerSpec {
+  return denoScript("Deno.serve", "deno_serve_ws.ts", ["--allow-net"]);
 }
 
 /** `Deno.serve` over TLS answering "hello": HTTP/2 by ALPN (hyper's h2). */

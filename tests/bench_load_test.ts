@@ -34,6 +34,11 @@ import {
   verdictOf,
 } from "../bench/report.ts";
 import { selectCases } from "../bench/run.ts";
+import { FrameCounter, maskedFrame, runWsLoad } from "../bench/ws_load.ts";
+import { serve } from "../lib/http/server.ts";
+import { FrameParser } from "../lib/http/ws/frame.ts";
+import { upgradeWebSocket } from "../lib/http/ws_connection.ts";
+import { concat as concatBytes } from "./helpers/socket.ts";
 import {
   atLeast,
   atMost,
@@ -688,4 +693,67 @@ Deno.test("listenerPid() finds the process of the tree that listens, not its par
     await Deno.remove(logFile);
     await Deno.remove(`${logFile}.err`).catch(() => {});
   }
+});
+
+Deno.test("FrameCounter counts server messages split at any byte, skipping pings and noting a close", () => {
+  const frames = [
+    Uint8Array.of(0x81, 3, 0x61, 0x62, 0x63), // text "abc"
+    Uint8Array.of(0x89, 0), // ping
+    Uint8Array.of(0x82, 126, 0x01, 0x00, ...new Uint8Array(256)), // 256-byte binary
+    Uint8Array.of(0x01, 1, 0x61), // a first fragment: not a message yet
+    Uint8Array.of(0x80, 1, 0x62), // its last: one message
+    Uint8Array.of(0x88, 2, 0x03, 0xe8), // close 1000
+  ];
+  const wire = concatBytes(frames);
+  for (let cut = 1; cut < wire.length; cut++) {
+    const counter = new FrameCounter();
+    counter.push(wire.subarray(0, cut), cut);
+    counter.push(wire.subarray(cut), wire.length - cut);
+    assert.equal(counter.messages, 3, `cut at ${cut}`);
+    assert.equal(counter.closed, true, `cut at ${cut}`);
+  }
+});
+
+Deno.test("maskedFrame() builds client frames the engine's parser reads back", () => {
+  for (const size of [5, 300, 70_000]) {
+    const payload = new Uint8Array(size).map((_, i) => i & 0xff);
+    const frame = maskedFrame(0x2, payload);
+    const seen: Uint8Array[] = [];
+    new FrameParser({
+      maxFrameBytes: 1 << 20,
+      requireMask: true,
+      allowRsv1: false,
+    })
+      .parse(frame, {
+        frameStart: () => {},
+        framePayload: (bytes) => void seen.push(bytes.slice()),
+        frameEnd: () => false,
+      });
+    assert.deepEqual(concatBytes(seen), payload, `${size} bytes`);
+  }
+});
+
+Deno.test("runWsLoad() counts echoed messages from the engine's WebSocket, with no errors", async () => {
+  await using server = serve({ port: 0, accessLog: false }, (req) => {
+    const { socket, reply } = upgradeWebSocket(req);
+    socket.onmessage = (e) => socket.send(e.data);
+    return reply;
+  });
+  const result = await runWsLoad({
+    hostname: "127.0.0.1",
+    port: server.port,
+    path: "/echo",
+    connections: 4,
+    durationMs: 300,
+    messageBytes: 32,
+    depth: 4,
+    binary: false,
+  });
+  assert.equal(result.socketErrors, 0, result.firstError);
+  assert.equal(result.connects, 4);
+  assert.ok(result.requests > 0, "messages echoed");
+  assert.ok(
+    result.bytes >= result.requests * 34,
+    "each echo is a 34-byte frame",
+  );
 });

@@ -1,6 +1,6 @@
 /**
  * fromFetch() and serveFetch(): a real Hono app from npm on our engine,
- * over real sockets.
+ * over real sockets; upgradeWebSocket() as Deno.upgradeWebSocket works.
  */
 import assert from "node:assert/strict";
 import { Hono } from "hono";
@@ -10,6 +10,7 @@ import {
   serveFetch,
   toReply,
   toRequest,
+  upgradeWebSocket,
 } from "../lib/app/fetch_adapter.ts";
 import { serve } from "../lib/http/server.ts";
 import { fake, flatten } from "./fixtures/app_request.ts";
@@ -239,4 +240,121 @@ Deno.test("toReply() hands over a stream at once when its first chunk is not her
   const reply = await toReply(new Response(body)); // an event stream, idle
   assert.equal(pushed, false, "the head must not wait for the first chunk");
   assert.equal((await flatten(reply)).text, "late");
+});
+
+const WS_HEADERS = {
+  upgrade: "websocket",
+  connection: "Upgrade",
+  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+  "sec-websocket-version": "13",
+};
+
+/** The engine reply fromFetch() makes of `app`'s answer to an upgrade request. */
+function upgradeCall(
+  app: (request: Request) => Response | Promise<Response>,
+  headers: Record<string, string> = WS_HEADERS,
+) {
+  return Promise.resolve(fromFetch(app)(fake("GET", "/ws", { headers }).req));
+}
+
+Deno.test("upgradeWebSocket() on a fetch-adapter request answers 101 as Deno's does; the reply hands the socket over", async () => {
+  let opened: { readyState: number; protocol: string } | undefined;
+  const reply = await upgradeCall((request) => {
+    const { socket, response } = upgradeWebSocket(request, {
+      protocol: "chat",
+    });
+    opened = socket;
+    const out = new Response(null, response); // middleware may rebuild it
+    out.headers.set("x-seen", "yes");
+    return out;
+  }, { ...WS_HEADERS, "sec-websocket-protocol": "chat, other" });
+  assert.equal(reply.status, 101);
+  assert.ok(reply.upgrade !== undefined, "the socket is handed over");
+  const fields = new Map(reply.headers as [string, string][]);
+  assert.equal(
+    fields.get("sec-websocket-accept"),
+    "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+  );
+  assert.equal(fields.get("sec-websocket-protocol"), "chat");
+  assert.equal(fields.get("x-seen"), "yes");
+  assert.equal(opened?.protocol, "chat");
+  assert.equal(opened?.readyState, 0, "open once the engine writes the 101");
+  reply.upgrade!.cancel();
+});
+
+Deno.test("fromFetch() closes an upgraded socket that never opens when the app answers otherwise or throws", async () => {
+  const closes: number[] = [];
+  const answered = await upgradeCall((request) => {
+    const { socket } = upgradeWebSocket(request);
+    socket.onclose = (e) => closes.push(e.code);
+    return new Response("not today", { status: 403 });
+  });
+  assert.equal(answered.status, 403);
+  assert.equal(answered.upgrade, undefined);
+  await assert.rejects(
+    upgradeCall((request) => {
+      const { socket } = upgradeWebSocket(request);
+      socket.onclose = (e) => closes.push(e.code);
+      throw new Error("app bug");
+    }),
+    /app bug/,
+  );
+  assert.deepEqual(closes, [1006, 1006]);
+});
+
+Deno.test("upgradeWebSocket() refuses a bad handshake with 400 and a second call for one request", async () => {
+  await assert.rejects(
+    upgradeCall((request) => upgradeWebSocket(request).response, {
+      ...WS_HEADERS,
+      "sec-websocket-key": "nope",
+    }),
+    { name: "HttpError", status: 400 },
+  );
+  await assert.rejects(
+    upgradeCall((request) => {
+      upgradeWebSocket(request);
+      return upgradeWebSocket(request).response;
+    }),
+    /called twice/,
+  );
+});
+
+Deno.test("a 101 response without upgradeWebSocket() is a 500, not a hung connection", async () => {
+  await using server = serveFetch({
+    port: 0,
+    accessLog: false,
+    fetch: () => new Response(null, { status: 101 }),
+  });
+  const res = await fetch(`http://127.0.0.1:${server.port}/`);
+  await res.body?.cancel();
+  assert.equal(res.status, 500);
+});
+
+Deno.test("upgradeWebSocket() leaves Deno.serve's requests to Deno.upgradeWebSocket, so one app runs on both", async () => {
+  fromFetch(() => new Response()); // routes Deno.upgradeWebSocket through ours
+  const app = (request: Request) => {
+    const { socket, response } = upgradeWebSocket(request);
+    socket.onmessage = (e) => socket.send(`deno: ${e.data}`);
+    return response;
+  };
+  const ac = new AbortController();
+  const server = Deno.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    signal: ac.signal,
+    onListen() {},
+  }, app);
+  try {
+    const ws = new WebSocket(`ws://127.0.0.1:${server.addr.port}/`);
+    await new Promise((resolve) => ws.onopen = resolve);
+    const got = new Promise((resolve) => ws.onmessage = (e) => resolve(e.data));
+    ws.send("hi");
+    assert.equal(await got, "deno: hi");
+    const closed = new Promise((resolve) => ws.onclose = resolve);
+    ws.close();
+    await closed;
+  } finally {
+    ac.abort();
+    await server.finished;
+  }
 });

@@ -342,6 +342,99 @@ Deno.test("Router.all() answers every method, and the contract's methods narrow 
   assert.equal(a.headers.get("allow"), "GET, POST, HEAD, OPTIONS");
 });
 
+const UPGRADE = {
+  upgrade: "websocket",
+  connection: "Upgrade",
+  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+  "sec-websocket-version": "13",
+};
+
+Deno.test("Router.ws() takes a WebSocket upgrade, with the route's params, and leaves other requests to the path's routes", async () => {
+  const seen: string[] = [];
+  const router = new Router()
+    .post("/echo", () => text("posted"))
+    .ws("/echo", () => {})
+    .ws("/rooms/{room}", (ws, req) => {
+      seen.push(`${req.params.room} ${ws.url}`);
+    });
+  const handler = router.handler();
+  const room = await call(
+    handler,
+    fake("GET", "/rooms/blue?x=1", { headers: UPGRADE }).req,
+  );
+  assert.equal(room.status, 101);
+  assert.equal(
+    room.headers.get("sec-websocket-accept"),
+    "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+  );
+  assert.deepEqual(seen, ["blue ws://localhost/rooms/blue?x=1"]);
+  assert.equal(
+    (await call(handler, fake("GET", "/echo", { headers: UPGRADE }).req))
+      .status,
+    101,
+  );
+  // No upgrade: the path answers as its HTTP routes say (GET /echo was 405).
+  const plain = await call(handler, fake("GET", "/echo").req);
+  assert.equal(plain.status, 405);
+  assert.equal(plain.headers.get("allow"), "POST, OPTIONS");
+  assert.equal(
+    (await call(handler, fake("POST", "/echo", { headers: UPGRADE }).req))
+      .text,
+    "posted",
+  );
+});
+
+Deno.test("Router.ws() answers 426 with Upgrade: websocket to a plain request on a WebSocket-only path", async () => {
+  const router = new Router().ws("/live", () => {}).fallback(() =>
+    text("static")
+  );
+  const a = await call(router.handler(), fake("GET", "/live").req);
+  assert.equal(a.status, 426);
+  assert.equal(a.headers.get("upgrade"), "websocket");
+  assert.equal(
+    (await call(router.handler(), fake("GET", "/other").req)).text,
+    "static",
+  );
+});
+
+Deno.test("Router.ws() refuses a bad handshake (400), an origin not allowed (403), and a handler that throws (500, socket never opened)", async () => {
+  const thrown: string[] = [];
+  const router = new Router()
+    .ws("/ws", () => {}, { origins: ["https://app.example"] })
+    .ws("/broken", (ws) => {
+      ws.onclose = () => thrown.push("closed before open");
+      throw new Error("handler bug");
+    });
+  const handler = router.handler();
+  const badKey = { ...UPGRADE, "sec-websocket-key": "short" };
+  assert.equal(
+    (await call(handler, fake("GET", "/ws", { headers: badKey }).req)).status,
+    400,
+  );
+  const origin = { ...UPGRADE, origin: "https://evil.example" };
+  assert.equal(
+    (await call(handler, fake("GET", "/ws", { headers: origin }).req)).status,
+    403,
+  );
+  const ok = { ...UPGRADE, origin: "https://app.example" };
+  assert.equal(
+    (await call(handler, fake("GET", "/ws", { headers: ok }).req)).status,
+    101,
+  );
+  await assert.rejects(
+    call(handler, fake("GET", "/broken", { headers: UPGRADE }).req),
+    /handler bug/,
+  );
+  assert.deepEqual(thrown, ["closed before open"]);
+});
+
+Deno.test("Router.ws() refuses the same template twice", () => {
+  assert.throws(
+    () => new Router().ws("/a", () => {}).ws("/a", () => {}),
+    /twice/,
+  );
+});
+
 Deno.test("Router.match() tells apart static paths of one length", () => {
   const templates = ["/ab", "/cb", "/ac", "/a", "/abc"];
   const router = new Router();

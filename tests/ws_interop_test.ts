@@ -1,31 +1,17 @@
 /**
- * The WebSocket session against real clients over real sockets: Deno's
- * own `WebSocket`, Python's `websockets` (Debian python3-websockets) with
- * and without permessage-deflate, and headless Chromium with it. The server is test scaffolding
- * (tests/fixtures/ws_echo_server.ts) until the engine serves WebSockets.
+ * The WebSocket session on the engine against real clients over real
+ * sockets: Deno's own `WebSocket`, Python's `websockets` (Debian
+ * python3-websockets) with and without permessage-deflate, and headless
+ * Chromium with it. The server (tests/fixtures/ws_echo_server.ts) records
+ * every session event; tests/ws_apps_test.ts drives the default app and a
+ * Hono app the same way.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { startEchoServer } from "./fixtures/ws_echo_server.ts";
+import { pythonMissing, runPython } from "./fixtures/ws_python.ts";
+import { CHROMIUM, CHROMIUM_FLAGS, chromiumMissing } from "./helpers/cdp.ts";
 import { withTimeout } from "./helpers/socket.ts";
 
-const PYTHON = "/usr/bin/python3";
-const CLIENT_PY = fileURLToPath(
-  new URL("./fixtures/ws_client.py", import.meta.url),
-);
-
-function pythonMissing(): string | undefined {
-  try {
-    const out = new Deno.Command(PYTHON, {
-      args: ["-c", "import websockets"],
-      stdout: "null",
-      stderr: "null",
-    }).outputSync();
-    return out.success ? undefined : "python3-websockets is not installed";
-  } catch {
-    return `${PYTHON} not found`;
-  }
-}
 const pythonSkip = pythonMissing();
 if (pythonSkip !== undefined) {
   console.log(`ws_interop_test: Python cases skipped: ${pythonSkip}`);
@@ -149,22 +135,6 @@ Deno.test("a plain GET to the WebSocket endpoint gets 400; version 8 gets 426", 
   assert.equal(old.headers.get("sec-websocket-version"), "13");
 });
 
-/** Runs the Python client against the server; returns what it printed. */
-async function runPython(
-  port: number,
-  mode: "deflate" | "plain",
-): Promise<Record<string, unknown>> {
-  const out = await new Deno.Command(PYTHON, {
-    args: [CLIENT_PY, `ws://127.0.0.1:${port}/`, mode],
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(60_000),
-  }).output();
-  const stderr = new TextDecoder().decode(out.stderr);
-  assert.equal(out.code, 0, stderr);
-  return JSON.parse(new TextDecoder().decode(out.stdout));
-}
-
 for (const mode of ["deflate", "plain"] as const) {
   Deno.test({
     name:
@@ -175,7 +145,7 @@ for (const mode of ["deflate", "plain"] as const) {
         limits: LIMITS,
         upgrade: { compression: true },
       });
-      const seen = await runPython(server.port, mode);
+      const seen = await runPython(`ws://127.0.0.1:${server.port}/`, mode);
       assert.deepEqual(seen, {
         extensions: mode === "deflate" ? "permessage-deflate" : null,
         text: "Hello, κόσμε",
@@ -223,7 +193,7 @@ Deno.test({
         },
       },
     });
-    const seen = await runPython(server.port, "deflate");
+    const seen = await runPython(`ws://127.0.0.1:${server.port}/`, "deflate");
     assert.equal(
       seen.extensions,
       "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10",
@@ -267,15 +237,6 @@ Deno.test("the web-API-shaped ServerWebSocket serves Deno's WebSocket: open, ech
   ]);
 });
 
-const CHROMIUM = "/usr/bin/chromium";
-function chromiumMissing(): string | undefined {
-  try {
-    Deno.statSync(CHROMIUM);
-    return undefined;
-  } catch {
-    return `${CHROMIUM} not found`;
-  }
-}
 const chromiumSkip = chromiumMissing();
 if (chromiumSkip !== undefined) {
   console.log(`ws_interop_test: Chromium case skipped: ${chromiumSkip}`);
@@ -319,13 +280,7 @@ Deno.test({
     const profile = await Deno.makeTempDir({ prefix: "spindle_ws_chromium_" });
     const browser = new Deno.Command(CHROMIUM, {
       args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-dev-shm-usage",
+        ...CHROMIUM_FLAGS,
         `--user-data-dir=${profile}`,
         `http://127.0.0.1:${http.addr.port}/`,
       ],

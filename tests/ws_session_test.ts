@@ -991,3 +991,53 @@ Deno.test("a handler may send and close from inside an event", () => {
   h.feed(close(1000));
   assert.deepEqual(h.summary(), ["text:one", "text:bye", "close:1000"]);
 });
+
+Deno.test("WsSession delivers a big one-frame binary message whole however the reads split it, and a fragmented one too", () => {
+  const payload = new Uint8Array(300_000).map((_, i) => (i * 31) & 0xff);
+  const frame = clientFrame(OPCODE.Binary, payload);
+  for (const pieceBytes of [1000, 64 * 1024, 100_000, frame.length]) {
+    const h = new Harness();
+    for (let off = 0; off < frame.length; off += pieceBytes) {
+      h.feed(frame.subarray(off, off + pieceBytes));
+    }
+    assert.equal(h.events.length, 1, `pieces of ${pieceBytes}`);
+    const e = h.events[0];
+    assert.ok(e.type === "binary");
+    assert.deepEqual(e.data, payload, `pieces of ${pieceBytes}`);
+  }
+  // Fragments: the message size is not known up front.
+  const h = new Harness();
+  h.feed(
+    clientFrame(OPCODE.Binary, payload.subarray(0, 100_000), { fin: false }),
+    clientFrame(OPCODE.Continuation, payload.subarray(100_000)),
+  );
+  const e = h.events[0];
+  assert.ok(e.type === "binary");
+  assert.deepEqual(e.data, payload);
+});
+
+Deno.test("WsSession.payloadSpace() lets the rest of a big message be read straight into it, unmasked there", () => {
+  const payload = new Uint8Array(300_000).map((_, i) => (i * 7) & 0xff);
+  const frame = clientFrame(OPCODE.Binary, payload);
+  const h = new Harness();
+  assert.equal(h.session.payloadSpace(), undefined, "no message yet");
+  h.feed(frame.subarray(0, 20_000));
+  assert.equal(h.session.payloadSpace(), undefined, "under a quarter: pieces");
+  let off = 100_000;
+  h.feed(frame.subarray(20_000, off));
+  for (let space; (space = h.session.payloadSpace()) !== undefined;) {
+    assert.equal(space.length, frame.length - off, "exactly the rest");
+    const n = Math.min(space.length, 65_536); // one socket read
+    space.set(frame.subarray(off, off + n)); // what read() would do
+    off += n;
+    h.session.receivedInPlace(n);
+  }
+  assert.equal(off, frame.length);
+  assert.equal(h.events.length, 1);
+  const e = h.events[0];
+  assert.ok(e.type === "binary");
+  assert.deepEqual(e.data, payload);
+  // The next message is read as usual.
+  h.feed(clientFrame(OPCODE.Text, "after"));
+  assert.deepEqual(h.events[1], { type: "text", data: "after" });
+});

@@ -153,3 +153,59 @@ Deno.test("an onmessage handler that throws fails the connection with 1011", () 
   ]);
   assert.deepEqual(readClose(drain(session)[0].payload)[0], 1011);
 });
+
+Deno.test("ServerWebSocket's iterator yields text and bytes in order, then ends at the close", async () => {
+  const { ws, session } = make();
+  ws.opened();
+  const seen: unknown[] = [];
+  const reading = (async () => {
+    for await (const message of ws) seen.push(message);
+  })();
+  assert.throws(() => ws[Symbol.asyncIterator](), TypeError, "one at a time");
+  session.receive(clientFrame(OPCODE.Text, "one"));
+  session.receive(clientFrame(OPCODE.Binary, new Uint8Array([1, 2])));
+  await Promise.resolve();
+  session.receive(clientFrame(OPCODE.Text, "three"));
+  session.receive(clientFrame(OPCODE.Close, closePayload(1000)));
+  await reading;
+  assert.deepEqual(seen, ["one", new Uint8Array([1, 2]), "three"]);
+});
+
+Deno.test("ServerWebSocket's backlog() holds the engine's reads while unread messages pass maxBacklogBytes", async () => {
+  const session = new WsSession(DEFAULT_LIMITS);
+  const ws = new ServerWebSocket(session, {
+    url: "ws://localhost/",
+    protocol: "",
+    extensions: "",
+    maxBacklogBytes: 10,
+  });
+  ws.opened();
+  const messages = ws[Symbol.asyncIterator]();
+  assert.equal(ws.backlog(), undefined, "nothing waits");
+  session.receive(clientFrame(OPCODE.Text, "12345678"));
+  assert.equal(ws.backlog(), undefined, "8 bytes are under 10");
+  session.receive(clientFrame(OPCODE.Text, "abcdefgh"));
+  const held = ws.backlog();
+  assert.ok(held instanceof Promise, "16 bytes wait: reads pause");
+  assert.equal(ws.backlog(), held, "one promise for one pause");
+  let resumed = false;
+  held.then(() => resumed = true);
+  assert.deepEqual(await messages.next(), { done: false, value: "12345678" });
+  await Promise.resolve();
+  assert.equal(resumed, true, "taking one message makes room");
+  assert.equal(ws.backlog(), undefined);
+  // Ending the iteration releases the engine too.
+  session.receive(clientFrame(OPCODE.Text, "abcdefghijkl"));
+  const again = ws.backlog();
+  assert.ok(again instanceof Promise);
+  await messages.return!();
+  await again;
+  assert.equal(ws.backlog(), undefined);
+});
+
+Deno.test("ServerWebSocket without an iterator never holds reads", () => {
+  const { ws, session } = make();
+  ws.opened();
+  session.receive(clientFrame(OPCODE.Text, "x".repeat(100_000)));
+  assert.equal(ws.backlog(), undefined);
+});

@@ -6,6 +6,16 @@
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Handler, Reply, ServerRequest } from "../http/handler.ts";
 import { serve, type ServeOptions, type Server } from "../http/server.ts";
+import {
+  routeDenoUpgrades,
+  takeUpgrade,
+  trackUpgrade,
+} from "./fetch_websocket.ts";
+
+export {
+  type FetchUpgradeOptions,
+  upgradeWebSocket,
+} from "./fetch_websocket.ts";
 
 /** What the fetch handler gets besides the request (like `Deno.ServeHandlerInfo`). */
 export interface FetchInfo {
@@ -125,7 +135,10 @@ export async function toReply(response: Response): Promise<Reply> {
 }
 
 /**
- * Wraps a web-standard fetch handler as an engine {@link Handler}.
+ * Wraps a web-standard fetch handler as an engine {@link Handler}. The app
+ * upgrades a WebSocket with this module's `upgradeWebSocket(request)`, or
+ * with `Deno.upgradeWebSocket`, which from the first call on accepts this
+ * adapter's requests too (as Hono's `hono/deno` helper calls it).
  *
  * @example
  * ```ts
@@ -140,11 +153,25 @@ export async function toReply(response: Response): Promise<Reply> {
  * ```
  */
 export function fromFetch(fetch: FetchHandler): Handler {
+  routeDenoUpgrades();
   return async (req) => {
-    const response = await fetch(toRequest(req), {
-      remoteAddr: req.remoteAddr,
-      secure: req.secure,
-    });
+    const request = toRequest(req);
+    const upgrading = req.headers.get("upgrade") !== undefined;
+    if (upgrading) trackUpgrade(request, req);
+    let response: Response;
+    try {
+      response = await fetch(request, {
+        remoteAddr: req.remoteAddr,
+        secure: req.secure,
+      });
+    } catch (err) {
+      if (upgrading) takeUpgrade(request, undefined); // a socket never to open
+      throw err;
+    }
+    if (upgrading) {
+      const reply = takeUpgrade(request, response);
+      if (reply !== undefined) return reply;
+    }
     return await toReply(response);
   };
 }

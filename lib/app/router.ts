@@ -11,6 +11,7 @@ import {
   STATUS,
 } from "../http/errors.ts";
 import type { Handler, Reply, ServerRequest } from "../http/handler.ts";
+import { isUpgradeRequest } from "../http/ws/handshake.ts";
 import { canonicalPath } from "./canonical_path.ts";
 import { compose, LAST, type Middleware, type Run } from "./chain.ts";
 import type { ProxyTrust } from "./client_addr.ts";
@@ -22,6 +23,7 @@ import {
   type Params,
   type RouteContract,
 } from "./request.ts";
+import { type WsHandler, wsRoute, type WsRouteOptions } from "./websocket.ts";
 
 /** A route's handler: gets the app request, returns (or throws) a reply. */
 export type AppHandler = (req: AppRequest) => Reply | Promise<Reply>;
@@ -55,11 +57,15 @@ interface Chains {
   readonly other: Run;
 }
 
-/** Every route under one template, by method; `any` answers every method. */
+/**
+ * Every route under one template, by method; `any` answers every method,
+ * `ws` a WebSocket upgrade (GET with `Upgrade: websocket`).
+ */
 interface Entry {
   readonly template: string;
   readonly byMethod: Map<string, Route>;
   any: Route | undefined;
+  ws: Route | undefined;
   /** Some route here wants JSON errors: so do its 405s. */
   jsonErrors: boolean;
 }
@@ -87,6 +93,8 @@ export type Match =
     readonly allow: string;
     readonly jsonErrors: boolean;
   }
+  /** The path has a WebSocket route only, and this is no upgrade: 426. */
+  | { readonly kind: "upgrade"; readonly template: string }
   | { readonly kind: "none" };
 
 const NONE: Match = Object.freeze({ kind: "none" });
@@ -178,7 +186,12 @@ function allowOf(entries: readonly Entry[]): string {
   return [...methods].join(", ");
 }
 
-function findRoute(entry: Entry, method: string): Route | undefined {
+function findRoute(
+  entry: Entry,
+  method: string,
+  upgrade: boolean,
+): Route | undefined {
+  if (upgrade && entry.ws !== undefined) return entry.ws;
   return entry.byMethod.get(method) ??
     (method === "HEAD" ? entry.byMethod.get("GET") : undefined) ?? entry.any;
 }
@@ -224,6 +237,8 @@ export class Router {
   readonly #use: Middleware[] = [];
   /** `#use` composed; undefined after a change, rebuilt by the next request. */
   #chains: Chains | undefined;
+  /** Some route is a WebSocket one: requests are checked for an upgrade. */
+  #hasWs = false;
   #fallback: AppHandler | undefined;
   #fallbackName = "fallback";
 
@@ -261,38 +276,57 @@ export class Router {
     return this.route(template, options ?? {}, handler);
   }
 
+  /**
+   * A WebSocket route: a GET with `Upgrade: websocket` on `template` gets
+   * 101 and `handler` gets the socket. Other requests to the path go to
+   * its other routes as if this one were not there; with none, 426 with
+   * `Upgrade: websocket`. A bad handshake is 400 (403 for an origin not in
+   * `options.origins`, 426 for a version other than 13).
+   */
+  ws(
+    template: string,
+    handler: WsHandler,
+    options: WsRouteOptions & { readonly use?: readonly Middleware[] } = {},
+  ): this {
+    const entry = this.#entry(template);
+    if (entry.ws) throw new TypeError(`Route registered twice: WS ${template}`);
+    const { use = [], ...upgrade } = options;
+    entry.ws = newRoute(template, wsRoute(handler, upgrade), {
+      methods: ["GET"],
+    }, use);
+    this.#hasWs = true;
+    return this;
+  }
+
+  /** The entry for `template`, made on first use; throws on a malformed one. */
+  #entry(template: string): Entry {
+    const entry: Entry | undefined = this.#exact.get(template) ??
+      this.#patterns.find((p) => p.template === template);
+    if (entry) return entry;
+    const segments = compile(template);
+    const fresh: Entry = {
+      template,
+      byMethod: new Map(),
+      any: undefined,
+      ws: undefined,
+      jsonErrors: false,
+    };
+    if (segments === null) {
+      this.#exact.set(template, fresh);
+      (this.#exactByLength[template.length] ??= []).push(fresh);
+      return fresh;
+    }
+    const [prefix, skip] = literalPrefix(segments);
+    const pattern: PatternEntry = { ...fresh, segments, prefix, skip };
+    this.#patterns.push(pattern);
+    return pattern;
+  }
+
   /** Registers `handler` for `options.methods` (all when absent) on `template`. */
   route(template: string, options: RouteOptions, handler: AppHandler): this {
-    let entry: Entry | undefined = this.#exact.get(template) ??
-      this.#patterns.find((p) => p.template === template);
-    if (!entry) {
-      const segments = compile(template);
-      const fresh: Entry = {
-        template,
-        byMethod: new Map(),
-        any: undefined,
-        jsonErrors: false,
-      };
-      if (segments === null) {
-        this.#exact.set(template, fresh);
-        (this.#exactByLength[template.length] ??= []).push(fresh);
-        entry = fresh;
-      } else {
-        const [prefix, skip] = literalPrefix(segments);
-        const pattern: PatternEntry = { ...fresh, segments, prefix, skip };
-        this.#patterns.push(pattern);
-        entry = pattern;
-      }
-    }
+    const entry = this.#entry(template);
     const { use = [], ...contract } = options;
-    const route: Route = {
-      template,
-      handler,
-      contract,
-      run: compose(use),
-      hit: NONE,
-    };
-    route.hit = Object.freeze({ kind: "route", route, params: NO_PARAMS });
+    const route = newRoute(template, handler, contract, use);
     if (contract.methods === undefined) {
       if (entry.any) throw new TypeError(`Route registered twice: ${template}`);
       entry.any = route;
@@ -314,14 +348,17 @@ export class Router {
     return this;
   }
 
-  /** Finds the route for a canonical path. */
-  match(method: string, path: string): Match {
+  /**
+   * Finds the route for a canonical path. `upgrade`: the request is a
+   * WebSocket upgrade (a GET with `Upgrade: websocket`).
+   */
+  match(method: string, path: string, upgrade = false): Match {
     const exact = this.#findExact(path);
     if (exact !== undefined) {
-      const route = findRoute(exact, method); // most requests end here
+      const route = findRoute(exact, method, upgrade); // most requests end here
       if (route !== undefined) return route.hit;
     }
-    return this.#matchPattern(method, path, exact);
+    return this.#matchPattern(method, path, exact, upgrade);
   }
 
   #findExact(path: string): Entry | undefined {
@@ -340,20 +377,28 @@ export class Router {
     return undefined;
   }
 
-  #matchPattern(method: string, path: string, exact: Entry | undefined): Match {
+  #matchPattern(
+    method: string,
+    path: string,
+    exact: Entry | undefined,
+    upgrade: boolean,
+  ): Match {
     let seen: Entry[] | undefined; // paths that match under other methods
     const patterns = this.#patterns;
     for (let i = 0; i < patterns.length; i++) {
       const entry = patterns[i];
       const params = matchSegments(entry, path);
       if (params === null) continue;
-      const route = findRoute(entry, method);
+      const route = findRoute(entry, method, upgrade);
       if (route !== undefined) return { kind: "route", route, params };
       (seen ??= exact ? [exact] : []).push(entry);
     }
     if (seen === undefined) {
       if (exact === undefined) return NONE;
       seen = [exact];
+    }
+    if (seen.every((e) => e.byMethod.size === 0 && e.any === undefined)) {
+      return { kind: "upgrade", template: seen[0].template }; // WebSocket only
     }
     return {
       kind: "method",
@@ -383,7 +428,10 @@ export class Router {
       refused = err; // still runs the middleware: host guard, limits, metrics
     }
     const req = new AppRequest(raw, path, trust, maxBodyBytes);
-    const match = refused ? NONE : this.match(raw.method, path);
+    // Only apps with WebSocket routes pay for looking at Upgrade.
+    const upgrade = this.#hasWs && raw.method === "GET" &&
+      raw.headers.get("upgrade") !== undefined && isUpgradeRequest(raw.headers);
+    const match = refused ? NONE : this.match(raw.method, path, upgrade);
     const chains = this.#chains ??= {
       routed: compose(this.#use),
       other: compose(this.#use.filter((m) => m.routesOnly !== true)),
@@ -401,6 +449,10 @@ export class Router {
       req.route = match.template;
       req.matched = "method";
       jsonErrors = match.jsonErrors;
+      run = chains.routed;
+    } else if (match.kind === "upgrade") {
+      req.route = match.template;
+      req.matched = "method";
       run = chains.routed;
     } else if (this.#fallback && !refused) {
       req.route = this.#fallbackName;
@@ -446,9 +498,38 @@ export class Router {
         },
       );
     }
+    if (match.kind === "upgrade") {
+      // RFC 9110 §15.5.22: a 426 names the protocol to switch to.
+      throw new HttpError(
+        STATUS.UpgradeRequired,
+        `${req.method} without a WebSocket upgrade on ${match.template}`,
+        {
+          expose: "This path speaks WebSocket only",
+          headers: { upgrade: "websocket" },
+        },
+      );
+    }
     if (this.#fallback) return this.#fallback(req);
     throw new HttpError(STATUS.NotFound, `No route for ${req.path}`);
   }
+}
+
+/** A route with its middleware composed and its exact-path match made once. */
+function newRoute(
+  template: string,
+  handler: AppHandler,
+  contract: RouteContract,
+  use: readonly Middleware[],
+): Route {
+  const route: Route = {
+    template,
+    handler,
+    contract,
+    run: compose(use),
+    hit: NONE,
+  };
+  route.hit = Object.freeze({ kind: "route", route, params: NO_PARAMS });
+  return route;
 }
 
 function allowReply(allow: string): Reply {

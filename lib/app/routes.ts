@@ -95,6 +95,11 @@ function plain(
   return { status: STATUS.OK, headers: ascii, body };
 }
 
+const ECHO_COMPRESSION = Object.freeze({
+  serverNoContextTakeover: true,
+  clientNoContextTakeover: true,
+});
+
 /** The reply depends on this header: no shared cache may give it to another client. */
 const VARY_USER_AGENT = Object.freeze({ vary: "User-Agent" });
 const USER_AGENT_ASCII = Object.freeze({
@@ -166,7 +171,7 @@ function checkUploadFolder(root: string, dir: string): void {
 /**
  * Builds the default app as an engine handler.
  *
- * Routes: GET /echo/{text}, POST /echo, GET /user-agent, GET|POST
+ * Routes: GET /echo/{text}, POST /echo, WebSocket /echo, GET /user-agent, GET|POST
  * /files/{name} (only with `config.directory`), POST /upload, GET /health,
  * GET /metrics; everything else goes to static files under
  * `config.static.root`, and POSTs to its folders are form uploads with
@@ -227,6 +232,13 @@ export function createApp(
     }
     return json({ query, userAgent: req.header("user-agent") ?? null });
   }, { jsonErrors: true });
+  // The same echo over WebSocket, for checking a deployment: every message
+  // comes back as it came. Compression without context takeover: zlib's
+  // ~300 KiB a socket is held only while a message is being (de)compressed.
+  router.ws("/echo", (ws) => {
+    ws.binaryType = "arraybuffer";
+    ws.onmessage = (e) => ws.send(e.data);
+  }, { compression: ECHO_COMPRESSION });
   router.get(
     "/user-agent",
     (req) =>

@@ -21,6 +21,7 @@ import {
   type Reply,
   type ReplyBody,
   type ServerRequest,
+  type Takeover,
 } from "./handler.ts";
 import type { HeaderFields } from "./headers.ts";
 import {
@@ -38,6 +39,7 @@ import {
   OutBuffer,
   writeFields,
   writeFraming,
+  writeSwitchingHead,
 } from "./response.ts";
 import type { Socket } from "./socket.ts";
 import type { EngineStats } from "./stats.ts";
@@ -59,6 +61,8 @@ const NO_BODY = new BodyReader(
   DEFAULT_LIMITS,
 );
 
+/** The read buffer of a connection handed over after a 101. */
+const NO_BYTES = new Uint8Array(0);
 /** First read buffer; grows up to the head limit only when a head needs it. */
 const INITIAL_READ_BYTES = 4096;
 /** Output is gathered up to this size before a write (pipelined replies). */
@@ -87,6 +91,8 @@ export const enum Phase {
   Write,
   /** Closing: reading and dropping what the client still sends. */
   Linger,
+  /** Switched protocols (101): a {@link Takeover} owns the socket and its deadlines. */
+  Upgraded,
 }
 
 /** Methods the server answers `OPTIONS *` with. */
@@ -135,6 +141,7 @@ class IncomingRequest implements ServerRequest {
   readonly secure: boolean;
   readonly body: BodyReader;
   readonly startTime: number;
+  readonly limits: Limits;
   user: string | undefined = undefined;
 
   constructor(
@@ -143,6 +150,7 @@ class IncomingRequest implements ServerRequest {
     body: BodyReader,
     remoteAddr: Deno.NetAddr,
     secure: boolean,
+    limits: Limits,
   ) {
     this.method = head.method;
     this.target = head.target;
@@ -155,6 +163,7 @@ class IncomingRequest implements ServerRequest {
     this.secure = secure;
     this.body = body;
     this.startTime = startTime;
+    this.limits = limits;
   }
 }
 
@@ -280,6 +289,8 @@ export class Connection implements ByteSource {
   /** Bytes of the current reply written after waiting, and the time waited. */
   #sendBytes = 0;
   #sendWaitedMs = 0;
+  /** What owns the socket once a 101 is queued (phase Upgraded once it is written). */
+  #takeover: Takeover | undefined;
 
   constructor(conn: Socket, opts: ConnectionOptions) {
     this.#conn = conn;
@@ -294,6 +305,8 @@ export class Connection implements ByteSource {
   async run(): Promise<void> {
     try {
       await this.#loop();
+      // Outside #loop, whose frame would keep the last request alive.
+      if (this.#takeover !== undefined) await this.#runTakeover();
     } catch (err) {
       if (!isDisconnect(err) && !this.#closed) {
         log.error("Connection failed: {error}", { error: err });
@@ -348,7 +361,14 @@ export class Connection implements ByteSource {
       // handler and a small body make one buffered reply.
       let reply = this.#dispatch(head);
       if (reply instanceof Promise) reply = await reply;
-      if (this.#closed) return;
+      if (this.#closed) {
+        reply.upgrade?.cancel();
+        return;
+      }
+      if (reply.upgrade !== undefined) {
+        reply = this.#switchProtocols(head, reply);
+        if (reply.upgrade !== undefined) return; // run() hands the socket over
+      }
       let keep = this.#respond(head, reply);
       if (typeof keep !== "boolean") keep = await keep;
       // Gather replies to pipelined requests into one write; flush before any wait.
@@ -370,6 +390,71 @@ export class Connection implements ByteSource {
         return;
       }
     }
+  }
+
+  /**
+   * Queues the 101 head of a reply with an upgrade, whose takeover `run()`
+   * then starts. Returns the reply, or an error reply (the takeover
+   * cancelled, the connection to close) for a request that cannot switch.
+   */
+  #switchProtocols(head: RequestHead, reply: Reply): Reply {
+    const takeover = reply.upgrade!;
+    const out = this.#out;
+    const mark = out.len;
+    try {
+      if (reply.status !== 101) {
+        throw new TypeError(
+          `A reply with an upgrade has status ${reply.status}, not 101`,
+        );
+      }
+      // RFC 9110 §7.8: no upgrade on HTTP/1.0; and unread body bytes would
+      // be taken for the new protocol's.
+      if (head.minor !== 1 || !this.#body.consumed) {
+        throw new TypeError(
+          "Only an HTTP/1.1 request with no body left can switch protocols",
+        );
+      }
+      this.#replyAt = this.#wrote + mark;
+      writeSwitchingHead(out, reply.headers);
+    } catch (err) {
+      out.len = mark;
+      takeover.cancel();
+      this.#closeAfter = true;
+      return this.#failed(err, head);
+    }
+    this.#status = 101;
+    this.#takeover = takeover;
+    return reply;
+  }
+
+  /**
+   * Writes the 101 and hands the socket over with the bytes read past the
+   * request head. The connection stays counted until the takeover is done.
+   */
+  #runTakeover(): Promise<void> {
+    const takeover = this.#takeover!;
+    // Not async: an idle WebSocket would keep this frame suspended for good.
+    return (this.#flush() ?? Promise.resolve()).then(
+      () => this.#handOver(takeover),
+      (err) => {
+        takeover.cancel();
+        throw err;
+      },
+    );
+  }
+
+  #handOver(takeover: Takeover): Promise<void> {
+    this.#finish(this.#current!, false);
+    const rest = this.#buf.slice(this.#start, this.#end);
+    // The takeover reads into its own buffer: an idle WebSocket keeps none of these.
+    this.#buf = NO_BYTES;
+    this.#out = new OutBuffer();
+    this.#start = this.#end = this.#scanFrom = 0;
+    this.#body = NO_BODY;
+    this.phase = Phase.Upgraded;
+    this.deadline = this.busyDeadline = 0;
+    if (this.#draining) takeover.drain();
+    return takeover.run(this.#conn, rest);
   }
 
   /** The next complete head in the buffer, or undefined if more bytes are needed. */
@@ -588,6 +673,7 @@ export class Connection implements ByteSource {
       body,
       this.remoteAddr,
       this.#opts.secure,
+      this.#limits,
     );
     try {
       const r = this.#opts.handler(req);
@@ -1007,6 +1093,7 @@ export class Connection implements ByteSource {
    * deadline while the server is `busy`.
    */
   expire(now: number, busy = false): void {
+    if (this.phase === Phase.Upgraded) return this.#takeover!.expire(now);
     const deadline = busy ? this.busyDeadline : this.deadline;
     if (deadline === 0 || now < deadline || this.#closed) return;
     const phase = this.phase;
@@ -1072,6 +1159,7 @@ export class Connection implements ByteSource {
    */
   drain(): void {
     this.#draining = true;
+    if (this.phase === Phase.Upgraded) return this.#takeover!.drain();
     // Lingering is idle too: the last reply is out, we only wait for the peer.
     if (this.phase === Phase.Linger) return this.close();
     if (this.phase === Phase.Idle) {

@@ -101,6 +101,7 @@ class H2Request implements ServerRequest {
   readonly secure: boolean;
   readonly body: H2Body;
   readonly startTime: number;
+  readonly limits: Limits;
   user: string | undefined = undefined;
 
   constructor(
@@ -109,6 +110,7 @@ class H2Request implements ServerRequest {
     remoteAddr: Deno.NetAddr,
     secure: boolean,
     startTime: number,
+    limits: Limits,
   ) {
     this.method = head.method;
     this.target = head.target;
@@ -120,6 +122,7 @@ class H2Request implements ServerRequest {
     this.secure = secure;
     this.body = body;
     this.startTime = startTime;
+    this.limits = limits;
   }
 
   get version(): "HTTP/2" {
@@ -326,6 +329,7 @@ export class H2Connection {
       this.remoteAddr,
       this.#opts.secure,
       now,
+      this.#opts.limits,
     );
     if (head.path === "*") {
       return this.#reply(ex, {

@@ -3,7 +3,9 @@
  * takes a {@link ServerRequest} and returns a {@link Reply}. No web `Request`
  * objects on this path; the fetch adapter builds them only when asked.
  */
+import type { Limits } from "../config.ts";
 import type { HeaderFields } from "./headers.ts";
+import type { Socket } from "./socket.ts";
 
 /** A byte range of an open file; the engine streams it and closes the file. */
 export class FileBody {
@@ -41,6 +43,33 @@ export interface Reply {
   readonly status: number;
   readonly headers?: ReplyHeaders;
   readonly body?: ReplyBody;
+  /**
+   * With status 101: what takes the connection over once the engine has
+   * written `101 Switching Protocols` with `headers` and `Connection:
+   * Upgrade` (a WebSocket). Only on an HTTP/1.1 request whose body was
+   * read; otherwise the engine answers 500 and calls `cancel()`.
+   */
+  readonly upgrade?: Takeover;
+}
+
+/**
+ * A protocol that takes a connection over after a 101 reply. The engine
+ * keeps the connection counted (its slot, its address) until `run()`
+ * settles, then closes the socket; meanwhile its deadline sweeper calls
+ * `expire()` and a graceful shutdown calls `drain()`.
+ */
+export interface Takeover {
+  /**
+   * Serves the socket. `head` holds the bytes the client sent after the
+   * request head (its first frames), the takeover's to keep.
+   */
+  run(socket: Socket, head: Uint8Array): Promise<void>;
+  /** The 101 never went out (the client left first): release what was set up. */
+  cancel(): void;
+  /** Called by the sweeper, about once per tick: act on a passed deadline. */
+  expire(now: number): void;
+  /** Graceful shutdown: end the protocol politely, then let `run()` settle. */
+  drain(): void;
 }
 
 /**
@@ -85,6 +114,8 @@ export interface ServerRequest {
   readonly body: RequestBody;
   /** `Date.now()` when the head was complete (a cheap clock; ms resolution). */
   readonly startTime: number;
+  /** The engine's limits (a WebSocket upgrade holds its session to them). */
+  readonly limits: Limits;
   /**
    * The authenticated user, set by an auth layer; the access line shows it
    * (CLF's `%u`). Never the password.

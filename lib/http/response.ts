@@ -342,6 +342,28 @@ export function writeFraming(
   buf[out.len++] = LF;
 }
 
+const SWITCHING = encoder.encode("HTTP/1.1 101 Switching Protocols\r\n");
+const CONNECTION_UPGRADE = encoder.encode("Connection: Upgrade\r\n");
+
+/**
+ * The whole head of a `101 Switching Protocols` reply: the status line, the
+ * handler's fields (checked as {@link writeFields} does; `Upgrade` among
+ * them), `Connection: Upgrade` and the blank line. No Date, no framing: a
+ * 1xx reply has no body (RFC 9110 §15.2), and the bytes after it are the
+ * new protocol's.
+ */
+export function writeSwitchingHead(
+  out: OutBuffer,
+  headers: ReplyHeaders | undefined,
+): void {
+  out.bytes(SWITCHING);
+  if (headers !== undefined && headers !== null) writeEach(out, headers);
+  out.bytes(CONNECTION_UPGRADE);
+  const buf = out.reserve(2);
+  buf[out.len++] = CR;
+  buf[out.len++] = LF;
+}
+
 /**
  * A whole small reply with `Connection: close` as bytes, for the server's
  * own answers outside a connection's loop (503 on overload, 408).

@@ -533,6 +533,8 @@ export function serve(options: ServeOptions, handler: Handler): Server {
           timeouts.writeGapBusyMs,
           timeouts.graceBusyMs,
           limits.queueTimeoutMs,
+          limits.wsIdleTimeoutMs,
+          limits.wsCloseTimeoutMs,
         ) / 4,
       ),
     ),

@@ -120,6 +120,30 @@ export class FrameParser {
     return !this.#inPayload && this.#headLen === 0;
   }
 
+  /** Payload bytes of the current frame not yet seen; 0 between frames. */
+  get payloadLeft(): number {
+    return this.#inPayload ? this.#left : 0;
+  }
+
+  /**
+   * Takes `bytes` as the next payload bytes of the current frame, read by
+   * the caller straight to where they belong (at most `payloadLeft`):
+   * unmasks them in place and calls `frameEnd` if they end the frame, but
+   * not `framePayload`. Throws RangeError past the frame's payload.
+   */
+  parsePayloadInPlace(bytes: Uint8Array, sink: FrameSink): void {
+    const n = bytes.length;
+    if (!this.#inPayload || n > this.#left) {
+      throw new RangeError("Bytes past the current frame's payload");
+    }
+    if (this.#masked) {
+      unmask(bytes, this.#mask, this.#maskPhase);
+      this.#maskPhase = (this.#maskPhase + n) & 3;
+    }
+    this.#left -= n;
+    if (this.#left === 0) this.#endFrame(sink);
+  }
+
   /** Parses `bytes` (mutated: payloads are unmasked in place) into `sink` calls. */
   parse(bytes: Uint8Array, sink: FrameSink): void {
     let off = 0;

@@ -69,6 +69,8 @@ export interface WsSessionOptions {
 /** What `checkIdle()` did. */
 export type IdleAction = "none" | "ping" | "close";
 
+/** Smaller messages are joined from their pieces once whole: few pieces, no gain. */
+const PRESIZE_MIN_BYTES = 64 * 1024;
 /** Output pieces are joined up to this size, so many small frames go in one write. */
 const JOIN_OUTPUT_BYTES = 64 * 1024;
 const EMPTY = new Uint8Array(0);
@@ -110,7 +112,9 @@ export class WsSession {
   #frameFin = false;
   #frameLength = 0;
   /** The payload of a control frame (at most 125 bytes) as it arrives. */
-  readonly #control = new Uint8Array(MAX_CONTROL_PAYLOAD);
+  // Made at the first control frame: an idle socket that is never pinged
+  // keeps no 125 bytes (and their ArrayBuffer) for it.
+  #control: Uint8Array | undefined;
   #controlLen = 0;
 
   // The message being read: opcode of its first frame (0: none yet).
@@ -119,6 +123,8 @@ export class WsSession {
   #msgWireBytes = 0;
   /** A binary message's payload so far (copies: the read buffer is reused). */
   #msgPieces: Uint8Array[] = [];
+  /** Or the whole of a one-frame binary message, filled as it arrives. */
+  #msgWhole: Uint8Array | undefined;
   #msgBytes = 0;
   /** A text message, checked and decoded as it arrives. */
   readonly #text = new Utf8Text();
@@ -213,9 +219,38 @@ export class WsSession {
   receive(bytes: Uint8Array): void {
     if (this.#state === "closed") return;
     this.#heard = true;
+    this.#parse(bytes, false);
+  }
+
+  /**
+   * Where the engine may read next straight into the message: the rest of
+   * a big one-frame binary message's payload, inside the buffer it will be
+   * delivered in (no copy from a read buffer), or undefined. Read at most
+   * its length, then call `receivedInPlace()` with the bytes read.
+   */
+  payloadSpace(): Uint8Array | undefined {
+    const whole = this.#msgWhole;
+    if (whole === undefined || this.#state === "closed") return undefined;
+    const left = this.#parser.payloadLeft;
+    if (left === 0) return undefined;
+    return whole.subarray(this.#msgBytes, this.#msgBytes + left);
+  }
+
+  /** `n` bytes were read into the start of `payloadSpace()`; as `receive()` for them. */
+  receivedInPlace(n: number): void {
+    const whole = this.#msgWhole;
+    if (whole === undefined || this.#state === "closed") return;
+    this.#heard = true;
+    const bytes = whole.subarray(this.#msgBytes, this.#msgBytes + n);
+    this.#msgBytes += n;
+    this.#parse(bytes, true);
+  }
+
+  #parse(bytes: Uint8Array, inPlace: boolean): void {
     let bug: unknown;
     try {
-      this.#parser.parse(bytes, this.#sink);
+      if (inPlace) this.#parser.parsePayloadInPlace(bytes, this.#sink);
+      else this.#parser.parse(bytes, this.#sink);
     } catch (err) {
       if (err instanceof WsError) {
         this.#fail(err.code, err.message);
@@ -387,6 +422,7 @@ export class WsSession {
   #closeWith(code: number, reason: string, wasClean: boolean): void {
     this.#state = "closed";
     this.#msgPieces = [];
+    this.#msgWhole = undefined;
     if (this.#closeReported) return;
     this.#closeReported = true;
     this.#emit({ type: "close", code, reason, wasClean });
@@ -431,7 +467,10 @@ export class WsSession {
 
   #framePayload(bytes: Uint8Array): void {
     if (this.#frameOpcode >= 8) {
-      this.#control.set(bytes, this.#controlLen);
+      (this.#control ??= new Uint8Array(MAX_CONTROL_PAYLOAD)).set(
+        bytes,
+        this.#controlLen,
+      );
       this.#controlLen += bytes.length;
       return;
     }
@@ -445,10 +484,38 @@ export class WsSession {
       }
     } else if (isText) {
       this.#addText(bytes);
+    } else if (this.#msgWhole !== undefined) {
+      this.#msgWhole.set(bytes, this.#msgBytes);
+      this.#msgBytes += bytes.length;
     } else {
       this.#msgPieces.push(bytes.slice());
       this.#msgBytes += bytes.length;
+      this.#presize();
     }
+  }
+
+  /**
+   * A one-frame binary message arriving over many reads: once a quarter of
+   * it is here, the rest is copied into one buffer of its announced size
+   * (one copy of each byte, not a slice and then a join). Not sooner, so
+   * a client that announces a big frame and sends little never makes us
+   * hold more than four times what it sent.
+   */
+  #presize(): void {
+    const length = this.#frameLength;
+    const got = this.#msgBytes;
+    if (
+      !this.#frameFin || this.#frameOpcode !== OPCODE.Binary ||
+      got >= length || got * 4 < length || length < PRESIZE_MIN_BYTES
+    ) return;
+    const whole = new Uint8Array(length);
+    let off = 0;
+    for (const piece of this.#msgPieces) {
+      whole.set(piece, off);
+      off += piece.length;
+    }
+    this.#msgPieces = [];
+    this.#msgWhole = whole;
   }
 
   /** Text is checked as it arrives, so bad UTF-8 fails at once (1007). */
@@ -483,15 +550,17 @@ export class WsSession {
       }
       this.#emit({ type: "text", data });
     } else {
-      const data = joinBytes(this.#msgPieces, this.#msgBytes);
+      const data = this.#msgWhole ?? joinBytes(this.#msgPieces, this.#msgBytes);
       this.#msgPieces = [];
+      this.#msgWhole = undefined;
       this.#emit({ type: "binary", data });
     }
     return this.#state === "closed";
   }
 
   #controlEnd(opcode: number): boolean {
-    const payload = this.#control.slice(0, this.#controlLen);
+    const payload = this.#control?.slice(0, this.#controlLen) ??
+      new Uint8Array(0);
     if (opcode === OPCODE.Ping) {
       // RFC 6455 §5.5.3: a pong carries the ping's payload. None once we
       // sent a close: nothing follows a close frame.

@@ -2,8 +2,9 @@
  * The app's view of a WebSocket: the web `WebSocket` shape that
  * `Deno.upgradeWebSocket()` hands a server (events and `on*` handlers,
  * `send()`, `close()`, `readyState`, `bufferedAmount`), over a
- * {@link WsSession}. No I/O here: the engine writes the session's output,
- * and calls `opened()` once the 101 reply is on the wire.
+ * {@link WsSession}, and messages as an async iterator. No I/O here: the
+ * engine writes the session's output, calls `opened()` once the 101 reply
+ * is on the wire, and pauses reading while `backlog()` says so.
  */
 import { MAX_CLOSE_REASON_BYTES } from "./frame.ts";
 import type { WsEvent, WsSession } from "./session.ts";
@@ -25,7 +26,16 @@ export interface ServerWebSocketInit {
   readonly protocol: string;
   /** The Sec-WebSocket-Extensions reply value, or "". */
   readonly extensions: string;
+  /**
+   * Messages the iterator may hold unread before `backlog()` asks the
+   * engine to stop reading, in bytes (at least one message is always
+   * taken). Default: no pause.
+   */
+  readonly maxBacklogBytes?: number;
 }
+
+/** A message as the iterator yields it: text as a string, binary as bytes. */
+export type WsMessage = string | Uint8Array;
 
 const encoder = new TextEncoder();
 
@@ -55,7 +65,14 @@ export class ServerWebSocket extends EventTarget {
   onclose: Handler<CloseEvent> = null;
 
   readonly #session: WsSession;
+  readonly #maxBacklogBytes: number;
   #readyState = CONNECTING;
+  // The iterator: messages not yet taken, their bytes, and who waits.
+  #inbox: WsMessage[] | undefined;
+  #inboxBytes = 0;
+  #wakeReader: (() => void) | undefined;
+  #roomMade: Promise<void> | undefined;
+  #makeRoom: (() => void) | undefined;
   /** Sends waiting behind a Blob being read, so messages keep their order. */
   #queue: Promise<void> | undefined;
   #queued = 0;
@@ -67,6 +84,7 @@ export class ServerWebSocket extends EventTarget {
     this.url = init.url;
     this.protocol = init.protocol;
     this.extensions = init.extensions;
+    this.#maxBacklogBytes = init.maxBacklogBytes ?? Infinity;
     session.onEvent = (e) => this.#onSessionEvent(e);
   }
 
@@ -77,6 +95,79 @@ export class ServerWebSocket extends EventTarget {
   /** Bytes queued for the peer and not yet written. */
   get bufferedAmount(): number {
     return this.#session.bufferedAmount;
+  }
+
+  /**
+   * Messages in order as they arrive, until the socket closes: text as
+   * strings, binary as bytes (whatever `binaryType` says). Messages that
+   * arrived before the iteration began are not seen, as with `onmessage`,
+   * so start it before the first `await`. While more than
+   * `maxBacklogBytes` wait unread, the engine stops reading (the peer is
+   * slowed by TCP). One iterator per socket; `break` stops it without
+   * closing the socket.
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<WsMessage> {
+    if (this.#inbox !== undefined) {
+      throw new TypeError("This WebSocket is being iterated already");
+    }
+    const inbox: WsMessage[] = this.#inbox = [];
+    const stop = (): IteratorResult<WsMessage> => {
+      if (this.#inbox === inbox) this.#inbox = undefined;
+      this.#inboxBytes = 0;
+      this.#roomFor();
+      return { done: true, value: undefined };
+    };
+    const iterator: AsyncIterableIterator<WsMessage> = {
+      next: async () => {
+        while (inbox.length === 0) {
+          if (this.#readyState === CLOSED || this.#inbox !== inbox) {
+            return stop();
+          }
+          await new Promise<void>((resolve) => this.#wakeReader = resolve);
+        }
+        const value = inbox.shift()!;
+        this.#inboxBytes -= sizeOf(value);
+        if (this.#inboxBytes <= this.#maxBacklogBytes) this.#roomFor();
+        return { done: false, value };
+      },
+      return: () => {
+        inbox.length = 0;
+        return Promise.resolve(stop());
+      },
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
+  }
+
+  /**
+   * For the engine: a promise while the iterator holds more than
+   * `maxBacklogBytes` unread; read no more until it settles.
+   */
+  backlog(): Promise<void> | undefined {
+    if (this.#inboxBytes <= this.#maxBacklogBytes) return undefined;
+    return this.#roomMade ??= new Promise<void>((resolve) =>
+      this.#makeRoom = resolve
+    );
+  }
+
+  #roomFor(): void {
+    const resolve = this.#makeRoom;
+    if (resolve === undefined) return;
+    this.#roomMade = this.#makeRoom = undefined;
+    resolve();
+  }
+
+  #toInbox(message: WsMessage): void {
+    if (this.#inbox === undefined) return;
+    this.#inbox.push(message);
+    this.#inboxBytes += sizeOf(message);
+    this.#wake();
+  }
+
+  #wake(): void {
+    const wake = this.#wakeReader;
+    this.#wakeReader = undefined;
+    wake?.();
   }
 
   /** For the engine: the 101 reply is written; fires "open". */
@@ -135,12 +226,14 @@ export class ServerWebSocket extends EventTarget {
   #onSessionEvent(e: WsEvent): void {
     switch (e.type) {
       case "text":
+        this.#toInbox(e.data);
         this.#fire(
           new MessageEvent("message", { data: e.data }),
           this.onmessage,
         );
         return;
       case "binary": {
+        this.#toInbox(e.data);
         const data = this.binaryType === "arraybuffer"
           ? toArrayBuffer(e.data)
           : new Blob([e.data as Uint8Array<ArrayBuffer>]);
@@ -149,6 +242,8 @@ export class ServerWebSocket extends EventTarget {
       }
       case "close":
         this.#readyState = CLOSED;
+        this.#wake(); // the iterator ends once its inbox is empty
+        this.#roomFor();
         // As browsers do: a connection that failed says so before it closes.
         if (!e.wasClean) this.#fire(new Event("error"), this.onerror);
         this.#fire(
@@ -164,13 +259,31 @@ export class ServerWebSocket extends EventTarget {
     }
   }
 
+  /** Listeners were added: events go through dispatchEvent() too. */
+  #listened = false;
+
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    this.#listened = true;
+    super.addEventListener(type, listener, options);
+  }
+
   #fire<E extends Event>(event: E, handler: Handler<E>): void {
     try {
       handler?.call(this, event);
     } finally {
-      this.dispatchEvent(event);
+      // Most apps set on* handlers only: no dispatch to nobody per message.
+      if (this.#listened) this.dispatchEvent(event);
     }
   }
+}
+
+/** A message's size for the backlog: bytes, or UTF-16 units of text. */
+function sizeOf(message: WsMessage): number {
+  return message.length;
 }
 
 function toPayload(

@@ -1,0 +1,436 @@
+/**
+ * WebSocket on the engine: `upgradeWebSocket()` turns an upgrade request
+ * into a 101 reply and a web-API-shaped socket, and {@link WsConnection}
+ * serves the socket once the engine has written that 101. It is the I/O
+ * around the sans-I/O {@link WsSession}: reads go to `receive()`, the
+ * session's output is written with backpressure, and the three timers the
+ * session asks for (idle ping, close, write) run off the engine's sweeper.
+ */
+import { getLogger } from "@logtape/logtape";
+import type { Limits } from "../config.ts";
+import { isDisconnect } from "./connection.ts";
+import { HttpError, STATUS } from "./errors.ts";
+import type { Reply, ServerRequest, Takeover } from "./handler.ts";
+import type { Socket } from "./socket.ts";
+import { CLOSE } from "./ws/frame.ts";
+import { acceptUpgrade, type UpgradeOptions } from "./ws/handshake.ts";
+import { WsSession } from "./ws/session.ts";
+import { ServerWebSocket } from "./ws/socket.ts";
+
+const log = getLogger(["spindle", "ws"]);
+
+/**
+ * What an idle socket reads into: most messages of a chat or a dashboard
+ * fit, and 10,000 idle sockets hold 5 MiB, not the 640 MiB of a big buffer each.
+ */
+const SMALL_READ_BYTES = 512;
+/** A read that filled its buffer is followed by one into a big, shared one. */
+const BIG_READ_BYTES = 64 * 1024;
+/** Big buffers kept for reuse; more are made while many sockets are busy at once. */
+const POOL_MAX = 64;
+/** After our last frame: what we read and drop while the peer closes its side. */
+const LINGER_BYTES = 1024 * 1024;
+
+const pool: Uint8Array[] = [];
+const NO_BYTES = new Uint8Array(0);
+
+/** A web-API-shaped socket and the 101 reply that hands the connection to it. */
+export interface WebSocketUpgrade {
+  /** Opens ("open" event) once the engine has written the reply. */
+  readonly socket: ServerWebSocket;
+  /** Return it from the handler: status 101 with the handshake's fields. */
+  readonly reply: Reply & { readonly upgrade: WsConnection };
+}
+
+/**
+ * Accepts a WebSocket upgrade request (RFC 6455 §4.2). Throws HttpError
+ * 400 for a request that is not a valid upgrade (or has a body), 403 for
+ * an origin not in `opts.origins`, 426 for a version other than 13. The
+ * socket's session is held to `req.limits`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serve } from "./server.ts";
+ * import { upgradeWebSocket } from "./ws_connection.ts";
+ *
+ * await using server = serve({ port: 0, accessLog: false }, (req) => {
+ *   const { socket, reply } = upgradeWebSocket(req);
+ *   socket.onmessage = (e) => socket.send(`got ${e.data}`);
+ *   return reply;
+ * });
+ * const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`);
+ * await new Promise((resolve) => ws.onopen = resolve);
+ * ws.send("hi");
+ * const answer = await new Promise((resolve) => ws.onmessage = (e) => resolve(e.data));
+ * assert.equal(answer, "got hi");
+ * const closed = new Promise((resolve) => ws.onclose = resolve);
+ * ws.close();
+ * await closed;
+ * ```
+ */
+export function upgradeWebSocket(
+  req: ServerRequest,
+  opts: UpgradeOptions = {},
+): WebSocketUpgrade {
+  if (req.body.length !== 0) {
+    const message = "Cannot upgrade to WebSocket: the request has a body";
+    throw new HttpError(STATUS.BadRequest, message, { expose: message });
+  }
+  const upgrade = acceptUpgrade(req, opts);
+  const limits = req.limits;
+  const session = new WsSession(limits, upgrade);
+  const query = req.query === "" ? "" : `?${req.query}`;
+  const socket = new ServerWebSocket(session, {
+    url: `${req.secure ? "wss" : "ws"}://${req.host}${req.path}${query}`,
+    protocol: upgrade.protocol,
+    extensions: upgrade.headers.find(([name]) =>
+      name === "Sec-WebSocket-Extensions"
+    )?.[1] ?? "",
+    maxBacklogBytes: limits.wsMaxMessageBytes,
+  });
+  const takeover = new WsConnection(session, limits, {
+    client: req.remoteAddr.hostname,
+    onOpen: () => socket.opened(),
+    backlog: () => socket.backlog(),
+  });
+  return {
+    socket,
+    reply: { status: 101, headers: upgrade.headers, upgrade: takeover },
+  };
+}
+
+/** What {@link WsConnection} needs besides its session. */
+export interface WsConnectionOptions {
+  /** The peer's address, for log lines. */
+  readonly client: string;
+  /** Called once the 101 is written, before any frame is read. */
+  readonly onOpen?: () => void;
+  /** A promise while the app has more messages waiting than it wants: reading pauses until it settles. */
+  readonly backlog?: () => Promise<void> | undefined;
+}
+
+/**
+ * Serves one WebSocket after the 101: the engine's {@link Takeover}. The
+ * socket is closed FIN first after a clean close, at once after a failure
+ * or a timeout: write (the peer stopped reading), close (the peer did not
+ * answer our close frame) or idle (no answer to a ping).
+ */
+export class WsConnection implements Takeover {
+  readonly #session: WsSession;
+  readonly #limits: Limits;
+  readonly #opts: WsConnectionOptions;
+  #conn: Socket | undefined;
+  /** Our own small read buffer, made when the socket first waits. */
+  #small: Uint8Array | undefined;
+  /** The last read filled its buffer: the next one takes a big shared one. */
+  #big = false;
+  /** Ends run()'s reading part; set by run(). */
+  #readsDone: () => void = () => {};
+  /** Inside `session.receive()`: output is written after it returns. */
+  #receiving = false;
+  /** A write is in progress; what the session queues meanwhile follows it. */
+  #writing = false;
+  #writesDonePromise: Promise<void> | undefined;
+  #writesDoneResolve: (() => void) | undefined;
+  #flushQueued = false;
+  /** `Date.now()` when the write in progress began or last progressed; 0 when none. */
+  #writeSince = 0;
+  /** `Date.now()` when the sweeper first saw the session closing; 0 before. */
+  #closingSince = 0;
+  /** When `checkIdle()` runs next. */
+  #idleAt = 0;
+  /** After our last frame: close the socket at this time; 0 before. */
+  #lingerUntil = 0;
+  #draining = false;
+  #socketClosed = false;
+
+  constructor(session: WsSession, limits: Limits, opts: WsConnectionOptions) {
+    this.#session = session;
+    this.#limits = limits;
+    this.#opts = opts;
+    // The app's handler (the ServerWebSocket's) runs first; then, if the
+    // session was dropped outside a read (a send to a peer that does not
+    // read), the pending read is ended by closing the socket.
+    const app = session.onEvent;
+    session.onEvent = (event) => {
+      try {
+        app(event);
+      } finally {
+        if (event.type === "close" && !this.#receiving) this.#closeSocket();
+      }
+    };
+    session.onOutput = () => this.#queueFlush();
+  }
+
+  run(socket: Socket, head: Uint8Array): Promise<void> {
+    this.#conn = socket;
+    this.#idleAt = Date.now() + this.#limits.wsIdleTimeoutMs;
+    const reading = new Promise<void>((resolve) => this.#readsDone = resolve);
+    try {
+      this.#opts.onOpen?.();
+      if (this.#draining) this.drain();
+      if (head.length > 0) this.#receive(head, -1);
+      this.#readNext();
+    } catch (err) {
+      this.#readFailed(err);
+    }
+    return reading.then(() => this.#finish(socket));
+  }
+
+  /**
+   * Starts the next read, or ends reading once the session is closed.
+   * Callbacks, not an async loop: an idle socket then holds one pending
+   * read, not a chain of suspended async frames (~2 KiB of heap).
+   */
+  #readNext(): void {
+    const session = this.#session;
+    if (session.state === "closed") return this.#readsDone();
+    const backlog = this.#opts.backlog?.();
+    if (backlog !== undefined) {
+      backlog.then(() => this.#readNext());
+      return;
+    }
+    // Replies the peer has not taken yet: read no more requests for them
+    // (an echo of a client that never reads would grow forever).
+    if (session.bufferedAmount > this.#limits.wsMaxQueuedBytes / 2) {
+      this.#flush();
+      this.#writesDone().then(() => this.#readNext());
+      return;
+    }
+    // The rest of a big message goes straight into the buffer it is
+    // delivered in.
+    const space = session.payloadSpace();
+    const buf = this.#readBuf = space ??
+      (this.#big
+        ? pool.pop() ?? new Uint8Array(BIG_READ_BYTES)
+        : this.#small ??= new Uint8Array(SMALL_READ_BYTES));
+    this.#readInPlace = space !== undefined;
+    this.#conn!.read(buf).then(this.#onRead, this.#onReadError);
+  }
+
+  // The read in progress; its callbacks are made once, not per read.
+  #readBuf: Uint8Array = NO_BYTES;
+  #readInPlace = false;
+  readonly #onRead = (n: number | null) => this.#readDone(n);
+  readonly #onReadError = (err: unknown) => this.#readFailed(err);
+
+  #readDone(n: number | null): void {
+    const buf = this.#readBuf;
+    const inPlace = this.#readInPlace;
+    this.#readBuf = NO_BYTES;
+    if (n === null) {
+      this.#session.abort();
+      return this.#readsDone();
+    }
+    if (inPlace) this.#receive(buf, n);
+    else {
+      // The session copies what it keeps: the buffer is free once it returns.
+      this.#receive(buf.subarray(0, n), -1);
+      if (buf !== this.#small && pool.length < POOL_MAX) pool.push(buf);
+      this.#big = n === buf.length;
+    }
+    this.#readNext();
+  }
+
+  #readFailed(err: unknown): void {
+    if (!isDisconnect(err) && !this.#socketClosed) {
+      log.error("WebSocket connection failed: {error}", { error: err });
+    }
+    this.#session.abort();
+    this.#readsDone();
+  }
+
+  /** After the last read: our last frames, FIN, then the peer's close. */
+  async #finish(socket: Socket): Promise<void> {
+    try {
+      // What is left is our close frame, or the reply to the peer's.
+      await this.#flushAll();
+      if (this.#socketClosed) return;
+      await socket.closeWrite();
+      // FIN first, then wait for the peer's: closing with unread bytes
+      // would send a reset, and the peer could lose our close frame.
+      this.#lingerUntil = Date.now() + this.#limits.wsCloseTimeoutMs;
+      const scratch = this.#small ?? new Uint8Array(SMALL_READ_BYTES);
+      for (let total = 0; total < LINGER_BYTES;) {
+        const n = await socket.read(scratch);
+        if (n === null) break;
+        total += n;
+      }
+    } catch {
+      // the peer is gone, which is what we wanted
+    } finally {
+      this.#session.dispose();
+      this.#closeSocket();
+    }
+  }
+
+  /**
+   * Feeds bytes to the session, then writes what it queued in reply. With
+   * `inPlace` >= 0, that many bytes were read into `payloadSpace()`.
+   */
+  #receive(bytes: Uint8Array, inPlace: number): void {
+    this.#receiving = true;
+    try {
+      if (inPlace < 0) this.#session.receive(bytes);
+      else this.#session.receivedInPlace(inPlace);
+    } catch (err) {
+      // The session already failed the connection with 1011.
+      log.error("WebSocket handler failed: {error}", { error: err });
+    } finally {
+      this.#receiving = false;
+    }
+    if (this.#session.hasOutput) this.#flush();
+  }
+
+  /**
+   * Output queued outside a read (a timer, another socket's message) is
+   * written at the end of this turn's microtasks: sends made together go
+   * in one write.
+   */
+  #queueFlush(): void {
+    if (this.#receiving || this.#flushQueued || this.#writing) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => {
+      this.#flushQueued = false;
+      this.#flush();
+    });
+  }
+
+  /**
+   * Starts writing the session's output unless a write is in progress
+   * (it takes the rest when done). Plain callbacks, not an async loop:
+   * the common write is one small frame, and each promise layer costs.
+   */
+  #flush(): void {
+    if (this.#writing || this.#conn === undefined) return;
+    const out = this.#session.takeOutput();
+    if (out === null) return;
+    this.#writing = true;
+    this.#write(out);
+  }
+
+  #write(out: Uint8Array): void {
+    this.#writeSince = Date.now();
+    this.#writeBuf = out;
+    this.#conn!.write(out).then(this.#onWrote, this.#onWriteError);
+  }
+
+  // The write in progress; its callbacks are made once, not per write.
+  #writeBuf: Uint8Array = NO_BYTES;
+  readonly #onWrote = (n: number) => this.#wrote(n);
+  readonly #onWriteError = () => this.#writeFailed();
+
+  #wrote(n: number): void {
+    const out = this.#writeBuf;
+    this.#writeBuf = NO_BYTES;
+    const session = this.#session;
+    session.written(n);
+    if (n < out.length) return this.#write(out.subarray(n));
+    const next = session.takeOutput();
+    if (next !== null) return this.#write(next);
+    this.#writing = false;
+    this.#writeSince = 0;
+    this.#wakeWriteWaiters();
+  }
+
+  /** A failed write drops the connection. */
+  #writeFailed(): void {
+    this.#writeBuf = NO_BYTES;
+    this.#writing = false;
+    this.#writeSince = 0;
+    this.#session.abort("Write failed");
+    this.#closeSocket();
+    this.#wakeWriteWaiters();
+  }
+
+  /** Settles once no write is in progress (at once if none is). */
+  #writesDone(): Promise<void> {
+    if (!this.#writing) return Promise.resolve();
+    return this.#writesDonePromise ??= new Promise((resolve) =>
+      this.#writesDoneResolve = resolve
+    );
+  }
+
+  #wakeWriteWaiters(): void {
+    const resolve = this.#writesDoneResolve;
+    if (resolve === undefined) return;
+    this.#writesDonePromise = this.#writesDoneResolve = undefined;
+    resolve();
+  }
+
+  /** Writes everything queued, including output queued while writing. */
+  async #flushAll(): Promise<void> {
+    while (!this.#socketClosed) {
+      if (!this.#writing) {
+        if (!this.#session.hasOutput) return;
+        this.#flush();
+      }
+      await this.#writesDone();
+    }
+  }
+
+  expire(now: number): void {
+    if (this.#conn === undefined || this.#socketClosed) return;
+    const limits = this.#limits;
+    if (
+      this.#writeSince !== 0 && now - this.#writeSince >= limits.writeTimeoutMs
+    ) {
+      log.warn("WebSocket write stalled to {client}", {
+        client: this.#opts.client,
+      });
+      return this.#abort("Write timeout");
+    }
+    if (this.#lingerUntil !== 0) {
+      if (now >= this.#lingerUntil) this.#closeSocket();
+      return;
+    }
+    if (this.#session.state === "closing") {
+      if (this.#closingSince === 0) this.#closingSince = now;
+      else if (now - this.#closingSince >= limits.wsCloseTimeoutMs) {
+        return this.#abort("Close timeout");
+      }
+    }
+    if (now >= this.#idleAt) {
+      this.#idleAt = now + limits.wsIdleTimeoutMs;
+      this.#session.checkIdle();
+    }
+  }
+
+  /** Graceful shutdown: close 1001, then the peer's answer or the close timeout. */
+  drain(): void {
+    this.#draining = true;
+    if (this.#conn === undefined) return; // run() starts with it
+    this.#session.close(CLOSE.GoingAway, "Server is shutting down");
+  }
+
+  /**
+   * Closes with 1011 for an app that failed (a WebSocket route's handler
+   * that threw after the socket opened); the error goes to the log.
+   */
+  fail(err: unknown): void {
+    log.error("WebSocket handler failed: {error}", { error: err });
+    this.#session.close(CLOSE.InternalError, "Internal error");
+  }
+
+  cancel(): void {
+    this.#session.abort("Upgrade cancelled");
+    this.#session.dispose();
+  }
+
+  #abort(reason: string): void {
+    this.#session.abort(reason);
+    this.#closeSocket();
+  }
+
+  /** Closes the socket at once; a pending read or write then fails and run() ends. */
+  #closeSocket(): void {
+    if (this.#socketClosed || this.#conn === undefined) return;
+    this.#socketClosed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed by the peer's reset
+    }
+  }
+}

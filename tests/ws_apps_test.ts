@@ -1,0 +1,275 @@
+/**
+ * WebSocket apps as users write them, from real clients no one here wrote:
+ * the default app's `/echo` and a Hono app (with `upgradeWebSocket` from
+ * `hono/deno`, unchanged, and with ours), each from headless Chromium,
+ * Deno's `WebSocket` and Python's `websockets`, with and without
+ * compression.
+ */
+import assert from "node:assert/strict";
+import { Hono } from "hono";
+import { upgradeWebSocket as honoUpgrade } from "hono/deno";
+import { serveFetch, upgradeWebSocket } from "../lib/app/fetch_adapter.ts";
+import { startApp } from "./fixtures/app_server.ts";
+import { pythonMissing, runPython } from "./fixtures/ws_python.ts";
+import { Browser, chromiumMissing, within } from "./helpers/cdp.ts";
+import { withTimeout } from "./helpers/socket.ts";
+
+const pythonSkip = pythonMissing();
+const chromiumSkip = chromiumMissing();
+for (
+  const [what, why] of [["Python", pythonSkip], ["Chromium", chromiumSkip]]
+) {
+  if (why !== undefined) {
+    console.log(
+      `ws_apps_test: ${what} cases skipped: ${why}`,
+    );
+  }
+}
+
+/** What the default /echo route agrees with a client that offers compression. */
+const ECHO_DEFLATE =
+  "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+/** Python's large message: "JSON-ish " this many times, under the 1 MiB default limit. */
+const PY_REPEAT = 100_000;
+
+/** What ws_client.py reports for a full exchange with an echo server. */
+function pythonSaw(extensions: string | null) {
+  return {
+    extensions,
+    text: "Hello, κόσμε",
+    binary: true,
+    fragmented: "frag1 frag2 frag3",
+    fragmented_binary: [1, 2, 3],
+    large: true,
+    large_len: "JSON-ish ".length * PY_REPEAT,
+    pong: true,
+    close_code: 4001,
+    close_reason: "asked to",
+  };
+}
+
+/**
+ * Run in the page: an echo exchange over `path` on the page's own host
+ * (text, binary, 512 KiB of text, then a close the client starts).
+ */
+function pageExchange(path: string): string {
+  return `(async () => {
+    const ws = new WebSocket("ws://" + location.host + ${JSON.stringify(path)});
+    ws.binaryType = "arraybuffer";
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = () => reject(new Error("WebSocket error"));
+    });
+    const next = () => new Promise((resolve) => ws.onmessage = (e) => resolve(e.data));
+    const out = { extensions: ws.extensions };
+    const text = "κόσμε ".repeat(2000);
+    let reply = next(); ws.send(text); out.text = (await reply) === text;
+    const bytes = new Uint8Array(3000).map((_, i) => i % 251);
+    reply = next(); ws.send(bytes);
+    const back = new Uint8Array(await reply);
+    out.binary = back.length === 3000 && back.every((b, i) => b === i % 251);
+    const large = "x".repeat(512 * 1024);
+    reply = next(); ws.send(large); out.large = (await reply) === large;
+    const closed = new Promise((resolve) => ws.onclose = resolve);
+    ws.close(4000, "bye");
+    const e = await closed;
+    out.close = [e.code, e.reason, e.wasClean];
+    return out;
+  })()`;
+}
+
+async function inChromium(origin: string, path: string): Promise<unknown> {
+  await using browser = await Browser.launch();
+  await within(browser.goto(`${origin}/`), 30_000, "the page loads");
+  return await within(
+    browser.eval(pageExchange(path)),
+    60_000,
+    "the page's WebSocket exchange",
+  );
+}
+
+/** Opens Deno's WebSocket client and resolves once it is open. */
+async function open(url: string): Promise<WebSocket> {
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  await withTimeout(
+    new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = () => reject(new Error("WebSocket error"));
+    }),
+    10_000,
+    "open",
+  );
+  return ws;
+}
+
+function roundTrip(ws: WebSocket, data: string | Uint8Array) {
+  return withTimeout(
+    new Promise<unknown>((resolve) => {
+      ws.onmessage = (e) => resolve(e.data);
+      ws.send(data);
+    }),
+    10_000,
+    "echo",
+  );
+}
+
+async function closeWith(ws: WebSocket, code: number): Promise<CloseEvent> {
+  const closed = new Promise<CloseEvent>((resolve) => ws.onclose = resolve);
+  ws.close(code, "bye");
+  return await withTimeout(closed, 10_000, "close");
+}
+
+Deno.test("the default app's WebSocket /echo echoes Deno's WebSocket: text, binary, 512 KiB, close", async () => {
+  await using app = await startApp();
+  const ws = await open(`ws://127.0.0.1:${app.port}/echo`);
+  assert.equal(await roundTrip(ws, "Hello, κόσμε"), "Hello, κόσμε");
+  const bytes = new Uint8Array(70_000).map((_, i) => i * 7);
+  assert.deepEqual(
+    new Uint8Array(await roundTrip(ws, bytes) as ArrayBuffer),
+    bytes,
+  );
+  const large = "y".repeat(512 * 1024);
+  assert.equal(await roundTrip(ws, large), large);
+  const closed = await closeWith(ws, 4000);
+  assert.equal(closed.code, 4000);
+  assert.equal(closed.wasClean, true);
+});
+
+Deno.test("the default app still answers a plain GET /echo as before (405), and a WebSocket handshake elsewhere as a plain request", async () => {
+  await using app = await startApp();
+  const plain = await fetch(`${app.origin}/echo`);
+  await plain.body?.cancel();
+  assert.equal(plain.status, 405);
+  assert.equal(plain.headers.get("allow"), "POST, OPTIONS");
+  const text = await fetch(`${app.origin}/echo/hi`, {
+    headers: { upgrade: "websocket", connection: "Upgrade" },
+  });
+  assert.equal(await text.text(), "hi");
+});
+
+for (const mode of ["plain", "deflate"] as const) {
+  Deno.test({
+    name:
+      `the default app's WebSocket /echo serves Python websockets (${mode}): text, binary, fragmented, large, ping, close`,
+    ignore: pythonSkip !== undefined,
+    async fn() {
+      await using app = await startApp();
+      const seen = await runPython(`ws://127.0.0.1:${app.port}/echo`, mode, [
+        "echo",
+        `repeat=${PY_REPEAT}`,
+      ]);
+      assert.deepEqual(
+        seen,
+        pythonSaw(mode === "deflate" ? ECHO_DEFLATE : null),
+      );
+    },
+  });
+}
+
+Deno.test({
+  name:
+    "the default app's WebSocket /echo serves headless Chromium with permessage-deflate",
+  ignore: chromiumSkip !== undefined,
+  async fn() {
+    await using app = await startApp();
+    assert.deepEqual(await inChromium(app.origin, "/echo"), {
+      extensions: ECHO_DEFLATE,
+      text: true,
+      binary: true,
+      large: true,
+      close: [4000, "bye", true],
+    });
+  },
+});
+
+/** A Hono app written for Deno.serve: `upgradeWebSocket` from `hono/deno`, a page, and our upgrade with compression. */
+function honoApp(events: string[] = []): Hono {
+  const app = new Hono();
+  app.get("/", (c) => c.html("<!doctype html><title>hono</title>"));
+  app.get(
+    "/ws",
+    honoUpgrade(() => ({
+      onOpen: () => events.push("open"),
+      onMessage: (e, ws) => ws.send(e.data as string | ArrayBuffer),
+      onClose: (e) => events.push(`close ${e.code}`),
+    })),
+  );
+  app.get("/ws-deflate", (c) => {
+    const { socket, response } = upgradeWebSocket(c.req.raw, {
+      compression: true,
+    });
+    socket.onmessage = (e) => socket.send(e.data);
+    return response;
+  });
+  return app;
+}
+
+Deno.test("a Hono app with hono/deno's upgradeWebSocket runs unchanged: Deno's WebSocket echoes and both sides see the close", async () => {
+  const events: string[] = [];
+  await using server = serveFetch({
+    port: 0,
+    accessLog: false,
+    fetch: honoApp(events).fetch,
+  });
+  const ws = await open(`ws://127.0.0.1:${server.port}/ws`);
+  assert.equal(await roundTrip(ws, "from Deno"), "from Deno");
+  const bytes = new Uint8Array([1, 2, 3, 250]);
+  assert.deepEqual(
+    new Uint8Array(await roundTrip(ws, bytes) as ArrayBuffer),
+    bytes,
+  );
+  assert.equal((await closeWith(ws, 4000)).code, 4000);
+  assert.deepEqual(events, ["open", "close 4000"]);
+  // Hono's plain routes are untouched.
+  const page = await fetch(`http://127.0.0.1:${server.port}/`);
+  assert.match(await page.text(), /<title>hono<\/title>/);
+});
+
+for (
+  const [path, mode, extensions] of [
+    ["/ws", "plain", null],
+    ["/ws-deflate", "deflate", "permessage-deflate"],
+  ] as const
+) {
+  Deno.test({
+    name:
+      `a Hono app serves Python websockets (${mode}) on ${path}: text, binary, fragmented, large, ping, close`,
+    ignore: pythonSkip !== undefined,
+    async fn() {
+      await using server = serveFetch({
+        port: 0,
+        accessLog: false,
+        fetch: honoApp().fetch,
+      });
+      const seen = await runPython(
+        `ws://127.0.0.1:${server.port}${path}`,
+        mode,
+        ["echo", `repeat=${PY_REPEAT}`],
+      );
+      assert.deepEqual(seen, pythonSaw(extensions));
+    },
+  });
+}
+
+Deno.test({
+  name: "a Hono app with hono/deno's upgradeWebSocket serves headless Chromium",
+  ignore: chromiumSkip !== undefined,
+  async fn() {
+    const events: string[] = [];
+    await using server = serveFetch({
+      port: 0,
+      accessLog: false,
+      fetch: honoApp(events).fetch,
+    });
+    const origin = `http://127.0.0.1:${server.port}`;
+    assert.deepEqual(await inChromium(origin, "/ws"), {
+      extensions: "",
+      text: true,
+      binary: true,
+      large: true,
+      close: [4000, "bye", true],
+    });
+    assert.deepEqual(events, ["open", "close 4000"]);
+  },
+});

@@ -1,0 +1,244 @@
+/**
+ * Abuse of the WebSocket endpoint over real sockets, against the default
+ * app's `/echo`: frames a client must not send (a 2^63 length, no mask, a
+ * ping of 126 bytes, a fragmented control frame), a decompression bomb,
+ * a client that sends but never reads, and 10,000 idle sockets held open
+ * against a real server process, with the memory each one costs.
+ */
+import assert from "node:assert/strict";
+import { OPCODE } from "../lib/http/ws/frame.ts";
+import { startApp } from "./fixtures/app_server.ts";
+import { startMain } from "./fixtures/main_server.ts";
+import { memoryOf } from "./fixtures/serve_process.ts";
+import {
+  clientFrame,
+  type ClientFrameOptions,
+  closePayload,
+  decoder,
+} from "./fixtures/ws_frames.ts";
+import { sleep, waitFor, withTimeout } from "./helpers/socket.ts";
+import { RawWs, upgradeRequest } from "./helpers/ws_raw.ts";
+
+const abuse: [
+  what: string,
+  opcode: number,
+  payload: Uint8Array,
+  opts: ClientFrameOptions,
+  code: number,
+][] = [
+  [
+    "a frame length of 2^63",
+    OPCODE.Binary,
+    new Uint8Array(0),
+    { length: 2n ** 63n, width: 64 },
+    1002,
+  ],
+  [
+    "a frame length of 2^63 - 1",
+    OPCODE.Binary,
+    new Uint8Array(0),
+    { length: 2n ** 63n - 1n, width: 64 },
+    1009,
+  ],
+  ["an unmasked frame", OPCODE.Text, new Uint8Array(3), { mask: false }, 1002],
+  ["a ping of 126 bytes", OPCODE.Ping, new Uint8Array(126), {}, 1002],
+  [
+    "a fragmented control frame",
+    OPCODE.Ping,
+    new Uint8Array(4),
+    { fin: false },
+    1002,
+  ],
+  ["an unknown opcode", 0x3, new Uint8Array(1), {}, 1002],
+  [
+    "a continuation with no message",
+    OPCODE.Continuation,
+    new Uint8Array(1),
+    {},
+    1002,
+  ],
+];
+
+for (const [what, opcode, payload, opts, code] of abuse) {
+  Deno.test(`WebSocket /echo answers ${what} with close ${code}, then closes`, async () => {
+    await using app = await startApp();
+    using ws = await RawWs.open(app.port);
+    assert.equal(ws.reply.status, 101);
+    await ws.send(clientFrame(opcode, payload, opts));
+    const [got] = await ws.closeFrame();
+    assert.equal(got, code);
+    assert.equal(await ws.ended(), true, "the server closes the socket");
+    await waitFor(() => app.stats.active === 0, "the slot given back");
+  });
+}
+
+/** Raw deflate of `mib` MiB of zeros, made piece by piece (the test never holds it inflated). */
+async function deflatedZeros(mib: number): Promise<Uint8Array> {
+  const zeros = new Uint8Array(1024 * 1024);
+  const stream = new CompressionStream("deflate-raw");
+  const writer = stream.writable.getWriter();
+  const writing = (async () => {
+    for (let i = 0; i < mib; i++) await writer.write(zeros);
+    await writer.close();
+  })();
+  const out = new Uint8Array(await new Response(stream.readable).arrayBuffer());
+  await writing;
+  return out;
+}
+
+Deno.test("WebSocket /echo stops inflating a decompression bomb at the message limit: close 1009", async () => {
+  await using app = await startApp();
+  using ws = await RawWs.open(
+    app.port,
+    upgradeRequest("/echo", "Sec-WebSocket-Extensions: permessage-deflate\r\n"),
+  );
+  assert.match(
+    ws.reply.headers.get("sec-websocket-extensions") ?? "",
+    /^permessage-deflate/,
+  );
+  // 256 MiB of zeros in ~256 KiB: under the 1 MiB wire limit, 256 times over once inflated.
+  const bomb = await deflatedZeros(256);
+  assert.ok(bomb.length < 1024 * 1024, `${bomb.length} bytes on the wire`);
+  const before = Deno.memoryUsage().rss;
+  await ws.send(clientFrame(OPCODE.Binary, bomb, { rsv1: true }));
+  const [code, reason] = await ws.closeFrame();
+  assert.equal(code, 1009);
+  assert.match(reason, /Inflated message is over the 1048576-byte limit/);
+  assert.ok(
+    Deno.memoryUsage().rss - before < 128 * 1024 * 1024,
+    "the bomb was never inflated whole",
+  );
+  assert.equal(await ws.ended(), true);
+});
+
+Deno.test("WebSocket /echo stops reading a client that sends but never reads, and drops it after writeTimeoutMs", async () => {
+  await using app = await startApp({
+    serve: { limits: { writeTimeoutMs: 1000 } },
+  });
+  using ws = await RawWs.open(app.port);
+  const message = clientFrame(OPCODE.Binary, new Uint8Array(512 * 1024));
+  let sent = 0;
+  const writing = (async () => {
+    try {
+      while (sent < 1024 << 20) {
+        await ws.send(message);
+        sent += message.length;
+      }
+    } catch {
+      // dropped by the server
+    }
+  })();
+  await waitFor(() => app.stats.active === 0, "the client dropped", 15_000);
+  ws.conn.close(); // ends a write still waiting on a full socket
+  await withTimeout(writing, 5000, "the client's writes end");
+  assert.ok(
+    sent < 1024 << 20,
+    `the server stopped reading after ${sent} bytes`,
+  );
+});
+
+const IDLE_SOCKETS = 10_000;
+
+/** The descriptors this process (and the server it starts) may open: `ulimit -n`. */
+function openFileLimit(): number {
+  const out = new Deno.Command("bash", { args: ["-c", "ulimit -n"] })
+    .outputSync();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  return text === "unlimited" ? Infinity : Number(text);
+}
+// Each side holds one descriptor per socket, plus its own.
+const fdShort = Deno.build.os !== "linux"
+  ? "not Linux (/proc is read for memory)"
+  : openFileLimit() < IDLE_SOCKETS + 500
+  ? `ulimit -n is ${openFileLimit()}, under ${IDLE_SOCKETS + 500}`
+  : undefined;
+if (fdShort !== undefined) {
+  console.log(`ws_attacks_test: the idle-sockets case is skipped: ${fdShort}`);
+}
+/** Generous: Deno.serve's own WebSocket costs ~20 KiB (bench case 15 compares). */
+const MAX_BYTES_PER_SOCKET = 48 * 1024;
+
+/** The median of three samples 100 ms apart: one GC does not decide. */
+async function steadyRss(pid: number): Promise<number> {
+  const samples: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    samples.push(await memoryOf(pid, "VmRSS"));
+    await sleep(100);
+  }
+  return samples.sort((a, b) => a - b)[1];
+}
+
+Deno.test({
+  name: `10,000 idle WebSockets on /echo of a real server process cost under ${
+    MAX_BYTES_PER_SOCKET / 1024
+  } KiB each, and all still answer`,
+  ignore: fdShort !== undefined,
+  async fn() {
+    const site = await Deno.makeTempDir({ prefix: "spindle_ws_idle_" });
+    const sockets: RawWs[] = [];
+    try {
+      await using main = await startMain(
+        [`--allow-read=${site}`],
+        ["--root", site, "--max-conns", String(IDLE_SOCKETS + 100)],
+      );
+      // Warm up: the code paths are compiled before the first measurement.
+      for (let i = 0; i < 50; i++) {
+        using ws = await RawWs.open(main.port);
+        await ws.send(clientFrame(OPCODE.Close, closePayload(1000)));
+        await ws.closeFrame();
+        await ws.ended();
+      }
+      await sleep(300);
+      const before = await steadyRss(main.pid);
+      for (let i = 0; i < IDLE_SOCKETS; i += 250) {
+        const batch = await withTimeout(
+          Promise.all(
+            Array.from(
+              { length: Math.min(250, IDLE_SOCKETS - i) },
+              () => RawWs.open(main.port),
+            ),
+          ),
+          30_000,
+          `sockets ${i}..${i + 250} open`,
+        );
+        sockets.push(...batch);
+      }
+      assert.ok(sockets.every((ws) => ws.reply.status === 101));
+      await sleep(500);
+      const after = await steadyRss(main.pid);
+      const perSocket = (after - before) / IDLE_SOCKETS;
+      console.log(
+        `  ${IDLE_SOCKETS} idle WebSockets: server RSS ${
+          (before / 2 ** 20).toFixed(1)
+        } -> ${(after / 2 ** 20).toFixed(1)} MiB, ${
+          (perSocket / 1024).toFixed(1)
+        } KiB each`,
+      );
+      assert.ok(
+        perSocket < MAX_BYTES_PER_SOCKET,
+        `${(perSocket / 1024).toFixed(1)} KiB per idle socket`,
+      );
+      // Every socket is still served: one message each, answered.
+      for (let i = 0; i < sockets.length; i += 500) {
+        const batch = sockets.slice(i, i + 500);
+        await Promise.all(
+          batch.map((ws) => ws.send(clientFrame(OPCODE.Text, "still?"))),
+        );
+        for (const ws of batch) {
+          assert.equal(
+            decoder.decode((await ws.frame(30_000)).payload),
+            "still?",
+          );
+        }
+      }
+      await Promise.all(
+        sockets.map((ws) =>
+          ws.send(clientFrame(OPCODE.Close, closePayload(1000)))
+        ),
+      );
+    } finally {
+      for (const ws of sockets) ws[Symbol.dispose]();
+      await Deno.remove(site, { recursive: true });
+    }
+  },
+});

@@ -1,0 +1,328 @@
+/**
+ * The engine's WebSocket handover over real sockets: the 101 and the bytes
+ * sent with it, the connection cap, graceful shutdown with 1001, the idle,
+ * close and write timers, backpressure, and requests that cannot switch.
+ */
+import assert from "node:assert/strict";
+import type { Limits } from "../lib/config.ts";
+import type { Handler } from "../lib/http/handler.ts";
+import { serve } from "../lib/http/server.ts";
+import type { ServerWebSocket } from "../lib/http/ws/socket.ts";
+import { upgradeWebSocket } from "../lib/http/ws_connection.ts";
+import { OPCODE } from "../lib/http/ws/frame.ts";
+import { clientFrame, closePayload } from "./fixtures/ws_frames.ts";
+import {
+  connect,
+  decoder,
+  get,
+  readReply,
+  ReplyReader,
+  send,
+  waitFor,
+  withTimeout,
+} from "./helpers/socket.ts";
+import { RawWs, upgradeRequest, WS_ACCEPT } from "./helpers/ws_raw.ts";
+import { certificate } from "./helpers/cert.ts";
+
+/** Echoes every message; "close:<code>" closes with that code; "flood" sends until dropped. */
+function echoApp(seen: ServerWebSocket[] = []): Handler {
+  return (req) => {
+    if (req.headers.get("upgrade") === undefined) {
+      return { status: 200, body: `plain ${req.path}` };
+    }
+    const { socket, reply } = upgradeWebSocket(req);
+    seen.push(socket);
+    socket.binaryType = "arraybuffer";
+    socket.onmessage = (e) => {
+      if (e.data === "flood") {
+        const chunk = new Uint8Array(256 * 1024);
+        const timer = setInterval(() => {
+          if (socket.readyState !== socket.OPEN) clearInterval(timer);
+          else socket.send(chunk);
+        }, 1);
+      } else if (typeof e.data === "string" && e.data.startsWith("close:")) {
+        socket.close(Number(e.data.slice(6)), "asked to");
+      } else socket.send(e.data);
+    };
+    return reply;
+  };
+}
+
+function start(handler: Handler, limits: Partial<Limits> = {}) {
+  return serve({ port: 0, accessLog: false, limits }, handler);
+}
+
+/** Resolves with the close event once `ws` has closed. */
+function closeEvent(ws: ServerWebSocket): Promise<CloseEvent> {
+  if (ws.readyState === ws.CLOSED) throw new Error("closed already");
+  return withTimeout(
+    new Promise((resolve) =>
+      ws.addEventListener("close", (e) => resolve(e as CloseEvent))
+    ),
+    10_000,
+    "the server socket's close event",
+  );
+}
+
+/** Resolves with the close event's code once `ws` has closed. */
+async function closeCode(ws: ServerWebSocket): Promise<number> {
+  return (await closeEvent(ws)).code;
+}
+
+Deno.test("upgradeWebSocket() answers 101 with the handshake's fields and reads the frames sent with the request", async () => {
+  await using server = start(echoApp());
+  using ws = await RawWs.open(
+    server.port,
+    upgradeRequest("/chat"),
+    clientFrame(OPCODE.Text, "sent with the handshake"),
+  );
+  assert.equal(ws.reply.status, 101);
+  assert.match(ws.reply.head, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+  assert.equal(ws.reply.headers.get("upgrade"), "websocket");
+  assert.equal(ws.reply.headers.get("connection"), "Upgrade");
+  assert.equal(ws.reply.headers.get("sec-websocket-accept"), WS_ACCEPT);
+  // A 1xx reply has no body: no framing fields (RFC 9110 §15.2).
+  assert.equal(ws.reply.headers.has("content-length"), false);
+  assert.equal(ws.reply.headers.has("transfer-encoding"), false);
+  const echo = await ws.frame();
+  assert.equal(echo.opcode, OPCODE.Text);
+  assert.equal(decoder.decode(echo.payload), "sent with the handshake");
+  await ws.send(clientFrame(OPCODE.Close, closePayload(1000)));
+  assert.deepEqual(await ws.closeFrame(), [1000, ""]);
+  assert.equal(await ws.ended(), true, "the server closes its side");
+  await waitFor(() => server.stats.active === 0, "the connection closed");
+});
+
+Deno.test("requests pipelined before an upgrade are answered first, in order", async () => {
+  await using server = start(echoApp());
+  using conn = await connect(server.port);
+  await send(conn, get("/first") + upgradeRequest("/ws"));
+  const reader = new ReplyReader(conn);
+  const first = await reader.readReply();
+  assert.equal(first.status, 200);
+  assert.equal(first.text, "plain /first");
+  assert.equal((await reader.readReply()).status, 101);
+});
+
+Deno.test("the connection cap counts a WebSocket until it closes", async () => {
+  const seen: ServerWebSocket[] = [];
+  await using server = start(echoApp(seen), { maxConns: 1, maxQueue: 4 });
+  using ws = await RawWs.open(server.port);
+  assert.equal(ws.reply.status, 101);
+  using waiter = await connect(server.port);
+  await send(waiter, get("/after"));
+  await waitFor(() => server.stats.queued === 1, "the next connection queued");
+  const answered = readReply(waiter, { timeoutMs: 10_000 });
+  const closed = closeCode(seen[0]);
+  await ws.send(clientFrame(OPCODE.Close, closePayload(1000)));
+  assert.equal(await closed, 1000);
+  assert.deepEqual(await ws.closeFrame(), [1000, ""]);
+  assert.equal(await ws.ended(), true);
+  assert.equal((await answered).text, "plain /after");
+});
+
+Deno.test("shutdown() closes a WebSocket with 1001 and waits for the peer's answer", async () => {
+  const seen: ServerWebSocket[] = [];
+  const server = start(echoApp(seen));
+  using ws = await RawWs.open(server.port);
+  const closed = closeCode(seen[0]);
+  const stopping = server.shutdown();
+  assert.deepEqual(await ws.closeFrame(), [1001, "Server is shutting down"]);
+  await ws.send(clientFrame(OPCODE.Close, closePayload(1001)));
+  assert.equal(await closed, 1001);
+  assert.equal(await ws.ended(), true);
+  await withTimeout(stopping, 5000, "shutdown");
+  assert.equal(server.stats.active, 0);
+});
+
+Deno.test("an idle WebSocket is pinged, closed with 1001 if it stays silent, and dropped if it does not answer the close", async () => {
+  const seen: ServerWebSocket[] = [];
+  await using server = start(echoApp(seen), {
+    wsIdleTimeoutMs: 100,
+    wsCloseTimeoutMs: 200,
+  });
+  using ws = await RawWs.open(server.port);
+  const closed = closeCode(seen[0]);
+  assert.equal((await ws.frame()).opcode, OPCODE.Ping);
+  assert.deepEqual(await ws.closeFrame(), [1001, "Idle timeout"]);
+  assert.equal(await ws.ended(), true);
+  assert.equal(await closed, 1006, "no answer to our close: dropped");
+});
+
+Deno.test("a WebSocket that answers pings stays open past many idle timeouts", async () => {
+  await using server = start(echoApp(), { wsIdleTimeoutMs: 60 });
+  using ws = await RawWs.open(server.port);
+  for (let i = 0; i < 4; i++) {
+    const ping = await ws.frame();
+    assert.equal(ping.opcode, OPCODE.Ping, `ping ${i}`);
+    await ws.send(clientFrame(OPCODE.Pong, ping.payload));
+  }
+  await ws.send(clientFrame(OPCODE.Text, "still here"));
+  let frame = await ws.frame();
+  while (frame.opcode === OPCODE.Ping) frame = await ws.frame();
+  assert.equal(decoder.decode(frame.payload), "still here");
+});
+
+Deno.test("a peer that does not answer our close frame is dropped after wsCloseTimeoutMs", async () => {
+  const seen: ServerWebSocket[] = [];
+  await using server = start(echoApp(seen), { wsCloseTimeoutMs: 200 });
+  using ws = await RawWs.open(server.port);
+  const closed = closeCode(seen[0]);
+  await ws.send(clientFrame(OPCODE.Text, "close:4000"));
+  assert.deepEqual(await ws.closeFrame(), [4000, "asked to"]);
+  assert.equal(await ws.ended(), true);
+  assert.equal(await closed, 1006);
+  await waitFor(() => server.stats.active === 0, "the slot given back");
+});
+
+Deno.test("a peer that stops reading is dropped after writeTimeoutMs", async () => {
+  const seen: ServerWebSocket[] = [];
+  await using server = start(echoApp(seen), {
+    writeTimeoutMs: 300,
+    wsMaxQueuedBytes: 64 << 20, // the write timeout acts first
+  });
+  using ws = await RawWs.open(server.port);
+  const closed = closeCode(seen[0]);
+  await ws.send(clientFrame(OPCODE.Text, "flood"));
+  // Never read: the kernel's buffers fill, the server's write stalls.
+  assert.equal(await closed, 1006);
+  await waitFor(() => server.stats.active === 0, "the slot given back");
+});
+
+Deno.test("a send past wsMaxQueuedBytes drops a peer that is not reading", async () => {
+  const seen: ServerWebSocket[] = [];
+  await using server = start(echoApp(seen), {
+    writeTimeoutMs: 60_000, // the queue limit acts first
+    wsMaxQueuedBytes: 1024 * 1024,
+  });
+  using ws = await RawWs.open(server.port);
+  const closed = closeCode(seen[0]);
+  await ws.send(clientFrame(OPCODE.Text, "flood"));
+  assert.equal(await closed, 1006);
+  assert.ok(seen[0].bufferedAmount <= 2 * 1024 * 1024, "queue stayed bounded");
+  await waitFor(() => server.stats.active === 0, "the slot given back");
+});
+
+Deno.test("a client that sends but never reads stops being read: echo replies queue to the limit, then the write timeout drops it", async () => {
+  const seen: ServerWebSocket[] = [];
+  await using server = start(echoApp(seen), {
+    writeTimeoutMs: 500,
+    wsMaxMessageBytes: 64 * 1024,
+    wsMaxQueuedBytes: 256 * 1024,
+  });
+  using ws = await RawWs.open(server.port);
+  const closed = closeEvent(seen[0]);
+  const message = clientFrame(OPCODE.Binary, new Uint8Array(60 * 1024));
+  let sent = 0;
+  // 256 MiB would take the server seconds to echo; it stops reading long before.
+  const writing = (async () => {
+    try {
+      while (sent < 256 << 20) {
+        await ws.send(message);
+        sent += message.length;
+      }
+    } catch {
+      // the server dropped us
+    }
+  })();
+  const event = await closed;
+  assert.equal(event.code, 1006);
+  // Not the queue limit: replies never passed it, as reading had stopped.
+  assert.equal(event.reason, "Write timeout");
+  await withTimeout(writing, 10_000, "the client's writes end");
+  assert.ok(
+    sent < 256 << 20,
+    `the server stopped reading (${sent} bytes sent)`,
+  );
+});
+
+const refusals: [string, string, number, RegExp][] = [
+  [
+    "HTTP/1.0",
+    upgradeRequest("/ws").replace("HTTP/1.1", "HTTP/1.0"),
+    400,
+    /HTTP\/1\.0 has no upgrade/,
+  ],
+  [
+    "a body",
+    upgradeRequest("/ws", "Content-Length: 3\r\n") + "abc",
+    400,
+    /the request has a body/,
+  ],
+  [
+    "version 8",
+    upgradeRequest("/ws").replace("Version: 13", "Version: 8"),
+    426,
+    /Sec-WebSocket-Version must be 13/,
+  ],
+  [
+    "no key",
+    upgradeRequest("/ws").replace(/Sec-WebSocket-Key: .*\r\n/, ""),
+    400,
+    /Sec-WebSocket-Key/,
+  ],
+];
+for (const [what, request, status, text] of refusals) {
+  Deno.test(`an upgrade request with ${what} is answered ${status}, not switched`, async () => {
+    await using server = start(echoApp());
+    using ws = await RawWs.open(server.port, request);
+    assert.equal(ws.reply.status, status);
+    assert.match(decoder.decode(ws.reply.body), text);
+    if (status === 426) {
+      assert.equal(ws.reply.headers.get("sec-websocket-version"), "13");
+    }
+  });
+}
+
+Deno.test("a reply with an upgrade but a status other than 101 is a 500, and the socket never opens", async () => {
+  let socket: ServerWebSocket | undefined;
+  await using server = start((req) => {
+    const upgrade = upgradeWebSocket(req);
+    socket = upgrade.socket;
+    return { ...upgrade.reply, status: 200 };
+  });
+  using ws = await RawWs.open(server.port);
+  assert.equal(ws.reply.status, 500);
+  assert.equal(ws.reply.headers.get("connection"), "close");
+  assert.equal(socket?.readyState, socket?.CLOSED);
+});
+
+Deno.test("a WebSocket's url is ws:// with the Host, path and query", async () => {
+  const seen: ServerWebSocket[] = [];
+  await using server = start(echoApp(seen));
+  using ws = await RawWs.open(server.port, upgradeRequest("/room?id=7"));
+  assert.equal(ws.reply.status, 101);
+  assert.equal(seen[0].url, "ws://localhost/room?id=7");
+  await ws.send(clientFrame(OPCODE.Text, "x"));
+  assert.equal(decoder.decode((await ws.frame()).payload), "x");
+});
+
+Deno.test("a WebSocket over TLS: wss:// url, small and big messages echoed, clean close", async () => {
+  const pem = await certificate();
+  if (pem === undefined) return; // certificate() said why
+  const seen: ServerWebSocket[] = [];
+  await using server = serve({
+    port: 0,
+    accessLog: false,
+    cert: pem.cert,
+    key: pem.key,
+  }, echoApp(seen));
+  using ws = await RawWs.open(
+    server.port,
+    upgradeRequest("/tls"),
+    new Uint8Array(0),
+    (port) =>
+      Deno.connectTls({ hostname: "localhost", port, caCerts: [pem.cert] }),
+  );
+  assert.equal(ws.reply.status, 101);
+  assert.equal(seen[0].url, "wss://localhost/tls");
+  await ws.send(clientFrame(OPCODE.Text, "over tls"));
+  assert.equal(decoder.decode((await ws.frame()).payload), "over tls");
+  // Big enough that its rest is read straight into the message's buffer.
+  const big = new Uint8Array(300_000).map((_, i) => i & 0xff);
+  await ws.send(clientFrame(OPCODE.Binary, big));
+  assert.deepEqual((await ws.frame()).payload, big);
+  await ws.send(clientFrame(OPCODE.Close, closePayload(1000)));
+  assert.deepEqual(await ws.closeFrame(), [1000, ""]);
+  assert.equal(await ws.ended(), true);
+});
