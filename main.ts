@@ -176,18 +176,17 @@ function claimPort(opts: CliOptions): number {
   return port;
 }
 
-function cannotStart(err: unknown): number {
+/** Says why the server cannot start (on `port`); the exit code to use. */
+function cannotStart(err: unknown, port: number): number {
+  if (err instanceof Deno.errors.AddrInUse) err = portInUse(port);
   if (err instanceof StartFailure) {
     if (err.code === 2) console.error(`spindle: ${err.message}`);
     else log.fatal("Cannot start: {why}", { why: err.message });
     return err.code;
   }
-  const why = err instanceof Deno.errors.AddrInUse
-    ? "port is already in use"
-    : err instanceof Error
-    ? err.message
-    : String(err);
-  log.fatal("Cannot start: {why}", { why });
+  log.fatal("Cannot start: {why}", {
+    why: err instanceof Error ? err.message : String(err),
+  });
   return 1;
 }
 
@@ -435,10 +434,7 @@ async function serveHere(
       () => stopping,
     );
   } catch (err) {
-    if (err instanceof Deno.errors.AddrInUse) {
-      return cannotStart(portInUse(opts.server.port));
-    }
-    return cannotStart(err);
+    return cannotStart(err, opts.server.port);
   }
   await announce(opts, engine.server.addr.hostname, engine.server.port);
   reloads.handle(async () => {
@@ -506,10 +502,7 @@ async function superviseWorkers(
   try {
     port = claimPort(opts);
   } catch (err) {
-    if (err instanceof Deno.errors.AddrInUse) {
-      return cannotStart(portInUse(opts.server.port));
-    }
-    return cannotStart(err);
+    return cannotStart(err, opts.server.port);
   }
   const memory = sharedFor(opts, opts.workers);
   let pool: WorkerPool;
