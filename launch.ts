@@ -59,6 +59,39 @@ export function engineArgs(
   ];
 }
 
+/**
+ * The soft limit on open files the engine inherits, from the shell: Deno
+ * lets nothing short of -A read /proc/self/limits, so the engine cannot
+ * learn it itself before it runs out. Undefined when unknown or unlimited.
+ */
+export async function openFileLimit(): Promise<number | undefined> {
+  try {
+    const out = await new Deno.Command("sh", {
+      args: ["-c", "ulimit -n"],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const n = Number(new TextDecoder().decode(out.stdout).trim());
+    return out.success && Number.isSafeInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `args` with `--max-fds=limit` in front, after a leading `--`: a
+ * `--max-fds` the user gave comes later and wins.
+ */
+export function withFileLimit(
+  args: readonly string[],
+  limit: number | undefined,
+): string[] {
+  if (limit === undefined) return [...args];
+  const lead = args[0] === "--" ? 1 : 0;
+  return [...args.slice(0, lead), `--max-fds=${limit}`, ...args.slice(lead)];
+}
+
 /** How the engine's output reaches the launcher's: inherited, or piped through it. */
 type Output = "inherit" | "piped";
 
@@ -117,6 +150,7 @@ function relay(
  */
 export async function launch(args: readonly string[]): Promise<number> {
   let opts: CliOptions;
+  let flags: string[];
   let first: string[];
   try {
     opts = parseFlags(args);
@@ -124,7 +158,11 @@ export async function launch(args: readonly string[]): Promise<number> {
       console.log(helpText());
       return 0;
     }
-    first = engineArgs(opts, args);
+    // Known up front, the descriptor budget holds from the first socket,
+    // and HTTPS may use node's faster listener (lib/http/tls.ts). An
+    // upgrade's engine gets the same: it inherits our limit too.
+    flags = withFileLimit(args, await openFileLimit());
+    first = engineArgs(opts, flags);
   } catch (err) {
     if (!(err instanceof UsageError || err instanceof UngrantablePath)) {
       throw err;
@@ -146,14 +184,14 @@ export async function launch(args: readonly string[]): Promise<number> {
   };
   async function upgrade(): Promise<void> {
     if (fresh !== undefined) return; // one at a time
-    if (opts.server.port === 0) {
+    if (opts.server.port === 0 || opts.tls?.redirectPort === 0) {
       console.error(
-        "spindle: cannot upgrade: --port 0 picked a port the launcher does not know; start with a fixed --port",
+        "spindle: cannot upgrade: port 0 picked a port the launcher does not know; start with a fixed --port (and --redirect-http)",
       );
       return;
     }
     const next = fresh = spawnEngine(
-      engineArgs(opts, [...args, "--takeover"]),
+      engineArgs(opts, [...flags, "--takeover"]),
       "piped",
     );
     // Text and JSON logs say it listens on stdout; common and combined on stderr.

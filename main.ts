@@ -4,9 +4,11 @@
  * 2 for a bad command line. `spindle hash-password [USER]` hashes a
  * password for `--auth-file` instead.
  *
- * SIGINT and SIGTERM drain and stop. SIGHUP reloads: fresh engines read
- * the certificate, key and --auth-file again and take the port over from
- * the old ones, which then drain. With `--workers N` (N > 1) every engine
+ * SIGINT and SIGTERM drain and stop. SIGHUP reloads: the main thread
+ * reads the certificate and key (or the --tls-save folder) again, and
+ * fresh engines, which read --auth-file again, take the port over from the
+ * old ones, which then drain. A change to --cert or --key on disk replaces
+ * just the pair, in every engine. With `--workers N` (N > 1) every engine
  * is a Worker and the main thread supervises them.
  */
 import { getLogger } from "@logtape/logtape";
@@ -23,12 +25,19 @@ import {
 import { CredentialsError, loadCredentials } from "./lib/app/credentials.ts";
 import { AppMetrics } from "./lib/app/metrics.ts";
 import { hashPasswordCommand } from "./lib/hash_password.ts";
+import {
+  type Https,
+  loadHttps,
+  logRedirect,
+  startRedirect,
+} from "./lib/https.ts";
 import { isLoopback, trustProxy } from "./lib/app/client_addr.ts";
 import { createApp, engineLimits } from "./lib/app/routes.ts";
 import type { RateLimitStore } from "./lib/app/rate_limit_store.ts";
 import type { Handler } from "./lib/http/handler.ts";
 import { serve, type Server } from "./lib/http/server.ts";
 import { EngineStats } from "./lib/http/stats.ts";
+import { TlsCertificate } from "./lib/http/tls.ts";
 import { inWorker, runAsWorker, WorkerPool } from "./lib/http/workers.ts";
 import { setupLogging, stopLogging } from "./lib/log.ts";
 import { CounterTable } from "./lib/shared/counters.ts";
@@ -158,22 +167,40 @@ function canReusePort(): boolean {
     "function";
 }
 
+/** The ports every engine listens on. */
+interface Ports {
+  readonly https: number;
+  /** `--redirect-http`'s, if asked. */
+  readonly redirect?: number;
+}
+
 /**
- * The port the engines share: `port`, or the one the kernel picks for 0,
- * checked free first unless taking over from another Spindle (engines bind
- * it with reusePort, which would otherwise share it with anyone).
+ * The ports the engines share: the flags', or the ones the kernel picks
+ * for 0, checked free first unless taking over from another Spindle
+ * (engines bind them with reusePort, which would otherwise share them with
+ * anyone). Both are held while the other is picked: never the same one.
  *
- * @throws {Deno.errors.AddrInUse} when something already listens there.
+ * @throws {Deno.errors.AddrInUse} when something already listens on the port.
+ * @throws {StartFailure} when something listens on the --redirect-http one.
  */
-function claimPort(opts: CliOptions): number {
-  if (opts.takeover) return opts.server.port;
-  const probe = Deno.listen({
-    hostname: opts.server.hostname,
-    port: opts.server.port,
-  });
-  const port = (probe.addr as Deno.NetAddr).port;
-  probe.close();
-  return port;
+function claimPorts(opts: CliOptions): Ports {
+  const redirect = opts.tls?.redirectPort;
+  if (opts.takeover) return { https: opts.server.port, redirect };
+  const hostname = opts.server.hostname;
+  using probe = Deno.listen({ hostname, port: opts.server.port });
+  if (redirect === undefined) return { https: probe.addr.port };
+  let other: Deno.TcpListener;
+  try {
+    other = Deno.listen({ hostname, port: redirect });
+  } catch (err) {
+    if (!(err instanceof Deno.errors.AddrInUse)) throw err;
+    throw new StartFailure(
+      `the --redirect-http listener: port ${redirect} is already in use`,
+      1,
+    );
+  }
+  using _ = other;
+  return { https: probe.addr.port, redirect: other.addr.port };
 }
 
 /** Says why the server cannot start (on `port`); the exit code to use. */
@@ -213,42 +240,56 @@ function sharedFor(opts: CliOptions, slots: number): SharedMemory {
   });
 }
 
-/** A running engine: its server, and what else it holds until it stops. */
+/** A running engine: its servers, and what else it holds until it stops. */
 interface Engine {
   readonly server: Server;
-  /** Drains and stops the server, then lets go of a rate limit store's connection. */
+  /** The `--redirect-http` listener, if asked. */
+  readonly redirect?: Server;
+  /** Closes its listeners and nothing else, as stop() does first. */
+  stopAccepting(): Promise<void>;
+  /** Drains and stops its servers, then lets go of a rate limit store's connection. */
   stop(): Promise<void>;
 }
 
+/** What an engine is started with besides the flags. */
+interface EngineSetup {
+  readonly ports: Ports;
+  /** Its part of the shared memory. */
+  readonly share: EngineShare;
+  /** Bind with reusePort, to share the ports. */
+  readonly reusePort: boolean;
+  /** True once the whole server shuts down, not just this engine. */
+  readonly stopping: () => boolean;
+  /** The HTTPS pair the main thread holds; unset: plain HTTP. */
+  readonly certificate?: TlsCertificate;
+}
+
 /**
- * One engine, with the files its flags name read now: certificate and
- * key, the --auth-file, the app built on `share`'s memory, listening on
- * `port` (with reusePort when asked, to share it).
+ * One engine, with the --auth-file read now, the app built on `share`'s
+ * memory, listening on the ports (with reusePort when asked, to share
+ * them); the certificate is the main thread's to read.
  *
- * @param stopping true once the whole server shuts down, not just this engine.
  * @throws {StartFailure}
  */
 async function startEngine(
   opts: CliOptions,
-  port: number,
-  share: EngineShare,
-  reusePort: boolean,
-  stopping: () => boolean,
+  setup: EngineSetup,
 ): Promise<Engine> {
   let rateLimitStore: RateLimitStore | undefined;
   try {
-    const server = await startServer(
+    const { server, redirect } = await startServers(
       opts,
-      port,
-      share,
-      reusePort,
-      stopping,
+      setup,
       (store) => rateLimitStore = store,
     );
     return {
       server,
+      redirect,
+      async stopAccepting() {
+        await Promise.all([server.stopAccepting(), redirect?.stopAccepting()]);
+      },
       async stop() {
-        await server.shutdown();
+        await Promise.all([server.shutdown(), redirect?.shutdown()]);
         await rateLimitStore?.close?.();
       },
     };
@@ -258,26 +299,15 @@ async function startEngine(
   }
 }
 
-/** {@link startEngine}'s server; `storeOpened` hears of a store to close. */
-async function startServer(
+/** {@link startEngine}'s servers; `storeOpened` hears of a store to close. */
+async function startServers(
   opts: CliOptions,
-  port: number,
-  share: EngineShare,
-  reusePort: boolean,
-  stopping: () => boolean,
+  setup: EngineSetup,
   storeOpened: (store: RateLimitStore) => void,
-): Promise<Server> {
-  const read = async (path: string | undefined, flag: string) => {
-    if (path === undefined) return undefined;
-    try {
-      return await Deno.readTextFile(path);
-    } catch (err) {
-      throw new StartFailure(`${flag} ${path}: ${(err as Error).message}`, 1);
-    }
-  };
-  const cert = await read(opts.server.cert, "--cert");
-  const key = await read(opts.server.key, "--key");
-  const { memory, cell } = share;
+): Promise<{ server: Server; redirect?: Server }> {
+  const { ports, reusePort, stopping } = setup;
+  const port = ports.https;
+  const { memory, cell } = setup.share;
   const table = new CounterTable(memory.counters);
   const stats = new EngineStats(table.row(cell));
   let app: AppConfig = opts.app;
@@ -345,17 +375,21 @@ async function startServer(
   }
   handler = await withTestHooks(handler);
   const limits = engineLimits(app, opts.server.limits); // form uploads may be larger
+  const proxyProtocolFrom = opts.proxyProtocol ? trusted : undefined;
+  // The engines share one process's descriptors.
+  const descriptorShare = 1 / opts.workers;
+  let server: Server;
   try {
-    return serve({
+    server = serve({
       ...opts.server,
       port,
       limits,
-      cert,
-      key,
+      cert: undefined,
+      key: undefined,
+      certificate: setup.certificate,
       stats,
       reusePort,
-      // The engines share one process's descriptors.
-      descriptorShare: 1 / opts.workers,
+      descriptorShare,
       slots: new SharedSlots(
         memory.slots,
         cell,
@@ -363,11 +397,33 @@ async function startServer(
         limits.maxQueue,
       ),
       exemptPeer,
-      proxyProtocolFrom: opts.proxyProtocol ? trusted : undefined,
+      proxyProtocolFrom,
     }, handler);
+    await server.ready; // node's TLS listener binds a turn later
   } catch (err) {
     if (err instanceof Deno.errors.AddrInUse) throw portInUse(port);
     throw new StartFailure(err instanceof Error ? err.message : String(err), 1);
+  }
+  try {
+    const redirect = startRedirect(opts, server.port, proxyProtocolFrom, {
+      port: ports.redirect,
+      reusePort,
+      descriptorShare,
+    });
+    await redirect?.ready;
+    return { server, redirect };
+  } catch (err) {
+    await server.shutdown();
+    throw new StartFailure(
+      `the --redirect-http listener: ${
+        err instanceof Deno.errors.AddrInUse
+          ? `port ${ports.redirect} is already in use`
+          : err instanceof Error
+          ? err.message
+          : String(err)
+      }`,
+      1,
+    );
   }
 }
 
@@ -384,13 +440,14 @@ async function withTestHooks(handler: Handler): Promise<Handler> {
   return (await import(module)).wrap(handler);
 }
 
-/** Prints the start lines and logs the listening event. */
+/** Prints the start lines and logs the listening event (and the redirect's). */
 async function announce(
   opts: CliOptions,
   hostname: string,
-  port: number,
+  ports: Ports,
 ): Promise<void> {
-  const scheme = opts.server.cert === undefined ? "http" : "https";
+  const port = ports.https;
+  const scheme = opts.tls === undefined ? "http" : "https";
   const url = `${scheme}://${bracketHost(hostname)}:${port}/`;
   const start = await printStart(
     opts,
@@ -405,11 +462,34 @@ async function announce(
     workers: opts.workers,
     ...start,
   });
+  if (ports.redirect !== undefined) logRedirect(hostname, ports.redirect, port);
+}
+
+/**
+ * The certificate for every engine: read or made once, here, so that all
+ * present the same pair (a self-signed one made per worker would differ)
+ * and a replacement worker gets the one current then. Undefined for plain
+ * HTTP. `onChange` hears of each new pair read because --cert or --key
+ * changed on disk, until `https.close()`.
+ *
+ * A change on disk replaces only the pair, in place, rather than starting
+ * fresh engines as SIGHUP does: it says nothing else changed, and fresh
+ * engines would drain every kept-alive connection for it, and fail over
+ * an --auth-file mid-edit; the same pair reaches workers by message.
+ */
+async function loadCertificate(
+  opts: CliOptions,
+  onChange: (pair: { cert: string; key: string }) => void,
+): Promise<Https | undefined> {
+  const https = await loadHttps(opts);
+  https?.watch(onChange);
+  return https;
 }
 
 /**
  * `--workers 1`: the engine runs in the main thread. A reload starts a
- * fresh engine here on the same port, then drains the old one.
+ * fresh engine here on the same port, then drains the old one; both
+ * present the one certificate the main thread holds.
  */
 async function serveHere(
   opts: CliOptions,
@@ -419,39 +499,43 @@ async function serveHere(
   const memory = sharedFor(opts, 1);
   let stopping = false;
   let cell = 0;
-  let port: number;
+  let ports: Ports;
   let engine: Engine;
+  let https: Https | undefined;
   // reusePort lets a reload (and an upgrade) bind beside this engine; it
   // needs --unstable-net, without which the engine runs and cannot reload.
   const reusePort = canReusePort();
+  const setup = (ports: Ports, cell: number): EngineSetup => ({
+    ports,
+    share: claimCell(memory, cell, 1),
+    reusePort,
+    stopping: () => stopping,
+    certificate: https?.certificate,
+  });
   try {
-    port = claimPort(opts);
-    engine = await startEngine(
-      opts,
-      port,
-      claimCell(memory, cell, 1),
-      reusePort,
-      () => stopping,
-    );
+    // The engines share its TlsCertificate: replaced in place, it is new for both.
+    https = await loadCertificate(opts, () => {});
+    ports = claimPorts(opts);
+    engine = await startEngine(opts, setup(ports, cell));
   } catch (err) {
+    https?.close();
     return cannotStart(err, opts.server.port);
   }
-  await announce(opts, engine.server.addr.hostname, engine.server.port);
+  await announce(opts, engine.server.addr.hostname, ports);
   reloads.handle(async () => {
+    await https?.reload(); // a bad pair is logged; the current one stays
     if (!reusePort) {
-      log.error("Cannot reload: start Spindle with --unstable-net to reload");
+      log.error(
+        https === undefined
+          ? "Cannot reload: start Spindle with --unstable-net to reload"
+          : "Reloaded the certificate alone: start Spindle with --unstable-net to reload the rest",
+      );
       return;
     }
     const next = 1 - cell;
     let fresh: Engine;
     try {
-      fresh = await startEngine(
-        opts,
-        port,
-        claimCell(memory, next, 1),
-        true,
-        () => stopping,
-      );
+      fresh = await startEngine(opts, setup(ports, next));
     } catch (err) {
       releaseCell(memory, next, 1, false);
       log.error("Reload failed, still serving as before: {why}", {
@@ -477,6 +561,7 @@ async function serveHere(
   });
   await stop;
   stopping = true;
+  https?.close();
   // An engine a reload is replacing drains meanwhile, not after.
   await Promise.all([engine.stop(), reloads.idle()]);
   return 0;
@@ -484,7 +569,8 @@ async function serveHere(
 
 /**
  * `--workers N`: N engine workers on one port, supervised from here: one
- * that dies is replaced; SIGHUP replaces each in turn with a fresh one.
+ * that dies is replaced; SIGHUP rereads the certificate, hands it to every
+ * worker, then replaces each in turn with a fresh one.
  */
 async function superviseWorkers(
   opts: CliOptions,
@@ -498,26 +584,35 @@ async function superviseWorkers(
     );
     return 2;
   }
-  let port: number;
+  let ports: Ports;
+  let https: Https | undefined;
+  let pool: WorkerPool | undefined;
   try {
-    port = claimPort(opts);
+    https = await loadCertificate(opts, (pair) => pool?.setCertificate(pair));
+    ports = claimPorts(opts);
   } catch (err) {
+    https?.close();
     return cannotStart(err, opts.server.port);
   }
   const memory = sharedFor(opts, opts.workers);
-  let pool: WorkerPool;
+  // The ports are known now, also when 0 was asked.
+  const portArgs = ["--port", String(ports.https)];
+  if (ports.redirect !== undefined) {
+    portArgs.push("--redirect-http", String(ports.redirect));
+  }
   try {
     pool = await WorkerPool.start({
       entry: new URL(import.meta.url),
       size: opts.workers,
-      // The port is known now, also when 0 was asked.
-      args: [...args, "--port", String(port)],
+      args: [...args, ...portArgs],
       cells: cellsFor(opts.workers),
       share: (cell, slot) => claimCell(memory, cell, slot),
       release: (cell, slot, died) => releaseCell(memory, cell, slot, died),
       stopTimeoutMs: opts.server.limits.shutdownTimeoutMs,
+      certificate: () => https?.pair,
     });
   } catch (err) {
+    https?.close();
     const failed = err as Error & { code?: number };
     if (failed.code === 2) {
       console.error(`spindle: ${failed.message}`);
@@ -526,9 +621,14 @@ async function superviseWorkers(
     log.fatal("Cannot start workers: {error}", { error: failed.message });
     return 1;
   }
-  await announce(opts, opts.server.hostname, port);
+  const workers = pool;
+  await announce(opts, opts.server.hostname, ports);
   reloads.handle(async () => {
-    const { reloaded, failures } = await pool.reload();
+    // Every worker gets it now: a slot whose fresh worker fails to start
+    // keeps its old one, which should not keep the old pair too.
+    const pair = await https?.reload();
+    if (pair !== undefined) workers.setCertificate(pair);
+    const { reloaded, failures } = await workers.reload();
     if (failures.length === 0) {
       log.info("Reloaded: {count} fresh workers serve, the old ones drain", {
         count: reloaded,
@@ -546,27 +646,40 @@ async function superviseWorkers(
     }
   });
   await stop;
-  await pool.shutdown();
+  https?.close();
+  await workers.shutdown();
   return 0;
 }
 
 /** A worker's engine: starts on "start", drains on "shutdown" or "retire". */
 function serveInWorker(): void {
-  runAsWorker(async ({ args, share, stop, onClose, listening, exhausted }) => {
+  runAsWorker(async (start) => {
+    const { args, stop, onClose, listening, exhausted } = start;
     const opts = parseFlags(args);
     await setupLogging({ format: opts.logFormat, quiet: opts.quiet });
     let stopping = false;
     try {
-      const engineShare = share as EngineShare;
+      // The main thread read or made the pair, and checked it.
+      const pair = start.certificate;
+      const certificate = pair && new TlsCertificate(pair.cert, pair.key);
+      start.onCertificate((next) => {
+        try {
+          certificate?.replace(next.cert, next.key);
+        } catch (err) {
+          log.error("Kept the current certificate: {why}", {
+            why: err instanceof Error ? err.message : String(err),
+          });
+        }
+      });
       let engine: Engine;
       try {
-        engine = await startEngine(
-          opts,
-          opts.server.port,
-          engineShare,
-          true,
-          () => stopping,
-        );
+        engine = await startEngine(opts, {
+          ports: { https: opts.server.port, redirect: opts.tls?.redirectPort },
+          share: start.share as EngineShare,
+          reusePort: true,
+          stopping: () => stopping,
+          certificate,
+        });
       } catch (err) {
         if (err instanceof StartFailure) {
           throw Object.assign(new Error(err.message), { code: err.code });
@@ -575,12 +688,12 @@ function serveInWorker(): void {
       }
       const server = engine.server;
       listening(server.port);
-      // With --drain-delay the listener stays open through the delay (a
+      // With --drain-delay the listeners stay open through the delay (a
       // balancer still sends connections), and each worker closes its own.
       onClose(() =>
         server.limits.drainDelayMs > 0
           ? Promise.resolve()
-          : server.stopAccepting()
+          : engine.stopAccepting()
       );
       const budget = opts.server.limits.workerHeapBytes;
       const watchdog = budget > 0

@@ -42,7 +42,10 @@ export interface Need {
 /** Everything the engine needs from the operating system and Deno. */
 export interface AccessPlan {
   readonly needs: readonly Need[];
-  /** Deno's net grant: `host:port`, or `host` when the port is picked at start. */
+  /**
+   * Deno's net grant: `host:port` (and `host:port` of `--redirect-http`), or
+   * `host` when a port is picked at start.
+   */
   readonly net: string;
   /** `host:port`s the engine connects to: the `--rate-limit-store`. */
   readonly connect?: readonly string[];
@@ -96,15 +99,21 @@ export function planAccess(
   add("--cert", opts.server.cert, "file");
   add("--key", opts.server.key, "file");
   add("--auth-file", opts.auth?.file, "file");
+  // The self-signed pair is written there and read back on the next start.
+  add("--tls-save", opts.tls?.saveDir, "folder", true, true);
   const { hostname, port } = opts.server;
   const host = bracketHost(hostname);
+  const redirect = opts.tls?.redirectPort;
   const store = opts.app.rateLimit?.store;
+  // Port 0: the kernel picks one, and --workers threads bind it after.
+  const ports = redirect === undefined ? [port] : [port, redirect];
   return {
     needs,
-    // Port 0: the kernel picks one, and --workers threads bind it after.
-    net: port === 0 ? host : `${host}:${port}`,
+    net: ports.includes(0) ? host : ports.map((p) => `${host}:${p}`).join(","),
     connect: store === undefined ? [] : [storeAddress(store)],
-    networkInterfaces: isWildcard(hostname) || opts.qr,
+    // A self-signed certificate names the machine's own addresses.
+    networkInterfaces: isWildcard(hostname) || opts.qr ||
+      opts.tls?.selfSigned === true,
     program: opts.workers > 1
       ? [`${programDir}/main.ts`, `${programDir}/lib`]
       : [],
@@ -304,9 +313,11 @@ export function checkAccess(
   plan: AccessPlan,
   ctx: StartContext,
 ): string | undefined {
-  const net = Deno.permissions.querySync({ name: "net", host: plan.net });
-  if (net.state !== "granted") {
-    return `no net permission to listen on ${plan.net}: ${grantAdvice(ctx)}`;
+  // One query an address: Deno's query takes no list (--redirect-http adds one).
+  for (const host of plan.net.split(",")) {
+    if (Deno.permissions.querySync({ name: "net", host }).state !== "granted") {
+      return `no net permission to listen on ${host}: ${grantAdvice(ctx)}`;
+    }
   }
   for (const host of plan.connect ?? []) {
     if (Deno.permissions.querySync({ name: "net", host }).state !== "granted") {

@@ -374,6 +374,8 @@ export interface AppConfig {
   readonly cors?: string;
   /** HTTP Basic authentication; unset: no passwords asked. */
   readonly auth?: AppAuth;
+  /** Strict-Transport-Security max-age on HTTPS replies, in seconds; unset: none. */
+  readonly hstsMaxAgeS?: number;
   /** Uploads from browsers and `curl -F` into folders of the static root; unset: none. */
   readonly uploadFiles?: UploadFilesConfig;
 }
@@ -460,6 +462,19 @@ export const DEFAULT_APP: AppConfig = Object.freeze({
 export type LogFormat = "text" | "json" | "common" | "combined";
 const LOG_FORMATS: readonly string[] = ["text", "json", "common", "combined"];
 
+/** HTTPS flags besides the --cert and --key paths (issue #14). */
+export interface TlsFlags {
+  /** `--tls self-signed`: a certificate made at start. */
+  readonly selfSigned: boolean;
+  /** `--tls-save DIR`: keep the self-signed pair there, and reuse it. */
+  readonly saveDir?: string;
+  /** `--redirect-http PORT`: a plain HTTP listener answering 308 to HTTPS. */
+  readonly redirectPort?: number;
+}
+
+/** Strict-Transport-Security's max-age when `--hsts` names none: a year, as Caddy and nginx guides use. */
+export const DEFAULT_HSTS_MAX_AGE_S = 365 * 24 * 60 * 60;
+
 /** Everything the command line sets. */
 export interface CliOptions {
   readonly server: ServerConfig;
@@ -476,6 +491,8 @@ export interface CliOptions {
   readonly takeover: boolean;
   /** `--auth`, `--auth-file`, `--auth-paths`; unset: no passwords. */
   readonly auth?: AuthFlags;
+  /** HTTPS: set with `--cert`/`--key` or `--tls`; unset: plain HTTP. */
+  readonly tls?: TlsFlags;
   /** Print a QR code of the network URL at start. */
   readonly qr: boolean;
   /** `--proxy-protocol`: `--trust-proxy` peers start with a PROXY header. */
@@ -547,7 +564,27 @@ export const FLAGS: Readonly<
     "on SIGINT/SIGTERM, serve this long more with /health 503 (behind a load balancer)",
   ],
   cert: ["FILE", "", "PEM certificate chain: serve HTTPS (with --key)"],
-  key: ["FILE", "", "PEM private key for --cert"],
+  key: ["FILE", "", "PEM private key for --cert (both reread on SIGHUP)"],
+  tls: [
+    "self-signed",
+    "",
+    "serve HTTPS with a certificate made at start for this machine",
+  ],
+  "tls-save": [
+    "DIR",
+    "",
+    "keep the self-signed certificate in DIR and reuse it on the next start",
+  ],
+  "redirect-http": [
+    "PORT",
+    "",
+    "also listen for plain HTTP on PORT and answer 308 to the HTTPS URL",
+  ],
+  hsts: [
+    "[=TIME]",
+    "",
+    "Strict-Transport-Security on HTTPS replies; max-age 1 year, or TIME (--hsts=1d)",
+  ],
   http2: [
     "on|off",
     "on",
@@ -703,15 +740,17 @@ export function parseSize(text: string, flag: string): number {
   return Number(m[1]) * unit;
 }
 
-/** "10s", "500ms", "2m", "10" (seconds) -> milliseconds. */
+/** "10s", "500ms", "2m", "1d", "10" (seconds) -> milliseconds. */
 export function parseDuration(text: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
   if (m === null) {
     throw new UsageError(
       `--${flag}: "${text}" is not a duration (try 500ms, 10s, 2m)`,
     );
   }
-  const unit = { ms: 1, s: 1000, m: 60_000 }[(m[2] ?? "s") as "ms" | "s" | "m"];
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
+    (m[2] ?? "s") as "ms" | "s" | "m" | "h" | "d"
+  ];
   return Math.round(Number(m[1]) * unit);
 }
 
@@ -978,9 +1017,32 @@ export function parseFlags(args: readonly string[]): CliOptions {
   if ((cert === undefined) !== (key === undefined)) {
     throw new UsageError("--cert and --key go together");
   }
-  if (flag("h2c") && cert !== undefined) {
+  const tls = parseTlsFlags(
+    cert !== undefined,
+    str("tls"),
+    str("tls-save"),
+    str("redirect-http"),
+    port,
+  );
+  if (flag("takeover") && tls?.redirectPort === 0) {
     throw new UsageError(
-      "--h2c is HTTP/2 on plain HTTP; with --cert, HTTP/2 is chosen by ALPN (--http2)",
+      "--takeover needs the --redirect-http port of the Spindle to take over",
+    );
+  }
+  const hsts = values.hsts;
+  if (hsts !== undefined && tls === undefined) {
+    throw new UsageError(
+      "--hsts needs HTTPS (--cert and --key, or --tls self-signed)",
+    );
+  }
+  const hstsMaxAgeS = hsts === undefined
+    ? undefined
+    : hsts === true
+    ? DEFAULT_HSTS_MAX_AGE_S
+    : Math.floor(parseDuration(hsts as string, "hsts") / 1000);
+  if (flag("h2c") && tls !== undefined) {
+    throw new UsageError(
+      "--h2c is HTTP/2 on plain HTTP; with HTTPS, HTTP/2 is chosen by ALPN (--http2)",
     );
   }
 
@@ -1063,6 +1125,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
       : parseList(str("allowed-hosts")!),
     metricsPublic: flag("metrics-public"),
     cors: values.cors === true ? "*" : str("cors"),
+    hstsMaxAgeS,
     uploadFiles: parseUploadFiles(
       values["upload-files"] as string | true | undefined,
       str("upload-files-quota"),
@@ -1084,12 +1147,12 @@ export function parseFlags(args: readonly string[]): CliOptions {
     flag("auth-insecure"),
   );
   if (
-    auth !== undefined && cert === undefined && !isLoopbackHost(hostname) &&
+    auth !== undefined && tls === undefined && !isLoopbackHost(hostname) &&
     !flag("auth-insecure")
   ) {
     throw new UsageError(
       `--auth on ${hostname} over plain HTTP would send passwords across the network in clear text. ` +
-        "Serve HTTPS (--cert, --key), listen on 127.0.0.1, or add --auth-insecure " +
+        "Serve HTTPS (--cert and --key, or --tls self-signed), listen on 127.0.0.1, or add --auth-insecure " +
         "if a TLS proxy on this machine or a trusted private network carries the traffic",
     );
   }
@@ -1114,6 +1177,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
       : count("workers", 1),
     takeover: flag("takeover"),
     auth,
+    tls,
     qr: flag("qr"),
     proxyProtocol,
   };
@@ -1153,6 +1217,50 @@ function parseUploadFiles(
       : parseSize(quota, "upload-files-quota"),
     overwrite,
   });
+}
+
+function parseTlsFlags(
+  certs: boolean,
+  mode: string | undefined,
+  saveDir: string | undefined,
+  redirect: string | undefined,
+  httpsPort: number,
+): TlsFlags | undefined {
+  if (mode !== undefined && mode !== "self-signed") {
+    throw new UsageError(`--tls: "${mode}" is not self-signed`);
+  }
+  const selfSigned = mode === "self-signed";
+  if (selfSigned && certs) {
+    throw new UsageError(
+      "--tls self-signed and --cert/--key both give a certificate: choose one",
+    );
+  }
+  if (saveDir !== undefined && !selfSigned) {
+    throw new UsageError("--tls-save needs --tls self-signed");
+  }
+  if (!selfSigned && !certs) {
+    if (redirect !== undefined) {
+      throw new UsageError(
+        "--redirect-http needs HTTPS (--cert and --key, or --tls self-signed)",
+      );
+    }
+    return undefined;
+  }
+  let redirectPort: number | undefined;
+  if (redirect !== undefined) {
+    redirectPort = parseCount(redirect, "redirect-http", 0);
+    if (redirectPort > 65535) {
+      throw new UsageError(
+        `--redirect-http: ${redirectPort} is not a port (0-65535)`,
+      );
+    }
+    if (redirectPort === httpsPort && redirectPort !== 0) {
+      throw new UsageError(
+        `--redirect-http: port ${redirectPort} is the HTTPS port; give another`,
+      );
+    }
+  }
+  return Object.freeze({ selfSigned, saveDir, redirectPort });
 }
 
 /** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. */

@@ -130,7 +130,7 @@ export async function printStart(
   port: number,
   plan: AccessPlan,
 ): Promise<StartEvent> {
-  const scheme = opts.server.cert === undefined ? "http" : "https";
+  const scheme = opts.tls === undefined ? "http" : "https";
   const interfaces = listInterfaces();
   const urls = serverUrls(scheme, hostname, port, interfaces);
   const root = resolve(opts.app.static.root);

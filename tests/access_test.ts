@@ -90,6 +90,37 @@ Deno.test("planAccess() grants the host alone for port 0, and the code for --wor
   );
 });
 
+Deno.test("planAccess() grants HTTPS its needs: --tls-save read and write, the addresses a self-signed certificate names, both ports", () => {
+  const plan = planAccess(
+    parseFlags([
+      "--tls",
+      "self-signed",
+      "--tls-save",
+      ".tls",
+      "--port",
+      "8443",
+      "--redirect-http",
+      "8080",
+    ]),
+    "/app",
+  );
+  assert.deepEqual(plan.needs.find((n) => n.flag === "--tls-save"), {
+    path: resolve(".tls"),
+    flag: "--tls-save",
+    kind: "folder",
+    write: true,
+    create: true,
+  });
+  assert.equal(plan.net, "127.0.0.1:8443,127.0.0.1:8080");
+  assert.equal(plan.networkInterfaces, true);
+  const files = planAccess(
+    parseFlags(["--cert", "c.pem", "--key", "k.pem", "--redirect-http", "0"]),
+    "/app",
+  );
+  assert.equal(files.net, "127.0.0.1");
+  assert.equal(files.networkInterfaces, false);
+});
+
 Deno.test("planAccess() lets the engine reach the --rate-limit-store, and nothing else", () => {
   const plan = planAccess(
     parseFlags([
@@ -273,6 +304,23 @@ Deno.test("main.ts without net permission for its address exits 2", async () => 
   assert.match(
     stderr,
     /^spindle: no net permission to listen on 127\.0\.0\.1:8080: /,
+  );
+});
+
+Deno.test("main.ts without net permission for its --redirect-http port exits 2, naming it", async () => {
+  const { code, stderr } = await engine(
+    [
+      "--allow-net=127.0.0.1:8443",
+      "--allow-sys=networkInterfaces",
+      "--allow-read=resources",
+      "--allow-write=resources/uploads",
+    ],
+    ["--tls", "self-signed", "--port", "8443", "--redirect-http", "8081"],
+  );
+  assert.equal(code, 2);
+  assert.match(
+    stderr,
+    /^spindle: no net permission to listen on 127\.0\.0\.1:8081: /,
   );
 });
 

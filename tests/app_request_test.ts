@@ -6,12 +6,12 @@ import {
   isLoopback,
   trustProxy,
 } from "../lib/app/client_addr.ts";
+import { AppRequest } from "../lib/app/app_request.ts";
 import {
-  AppRequest,
   isJsonType,
   mediaType,
   mediaTypeMatches,
-} from "../lib/app/request.ts";
+} from "../lib/app/media_types.ts";
 import { HttpError } from "../lib/http/errors.ts";
 import { fake } from "./fixtures/app_request.ts";
 

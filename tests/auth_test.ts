@@ -19,7 +19,7 @@ import {
   compileAuthRules,
   needsAuth,
 } from "../lib/app/middleware/auth.ts";
-import { text } from "../lib/app/response.ts";
+import { text } from "../lib/app/replies.ts";
 import { Router } from "../lib/app/router.ts";
 import { AccessLog, setAccessLog } from "../lib/http/access_log.ts";
 import { serve } from "../lib/http/server.ts";

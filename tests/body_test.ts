@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { DEFAULT_LIMITS, type Limits } from "../lib/config.ts";
-import { BodyReader } from "../lib/http/body.ts";
+import { BodyReader, parseJsonBytes } from "../lib/http/body.ts";
 import { HttpError } from "../lib/http/errors.ts";
 import type { Handler } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
@@ -778,4 +778,22 @@ Deno.test("POST /upload stores a fetch() stream of 20,000 four-byte writes", asy
   });
   assert.equal(res.status, 201, await res.clone().text());
   assert.equal((await res.json()).bytes, 1 + 20_000 * 4 + 4);
+});
+
+const encoder = new TextEncoder();
+
+Deno.test("parseJsonBytes() accepts any JSON value and names what is wrong", () => {
+  for (
+    const ok of ["{}", "[]", "1", '"s"', "null", ' {"a": [1, {"b": null}]} ']
+  ) {
+    parseJsonBytes(encoder.encode(ok));
+  }
+  for (const bad of ["", "{", "{'a':1}", "[1,]", "NaN"]) {
+    assert.throws(
+      () => parseJsonBytes(encoder.encode(bad)),
+      { status: 400 },
+      bad,
+    );
+  }
+  assert.throws(() => parseJsonBytes(Uint8Array.of(0x22, 0xff, 0x22)), /UTF-8/);
 });

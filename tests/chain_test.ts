@@ -5,7 +5,7 @@ import {
   type MiddlewareHooks,
   type Next,
 } from "../lib/app/chain.ts";
-import { AppRequest } from "../lib/app/request.ts";
+import { AppRequest } from "../lib/app/app_request.ts";
 import type { Reply } from "../lib/http/handler.ts";
 import { fake } from "./fixtures/app_request.ts";
 

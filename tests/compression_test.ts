@@ -4,8 +4,8 @@ import {
   compressReply,
   isCompressible,
 } from "../lib/app/middleware/compression.ts";
-import { AppRequest } from "../lib/app/request.ts";
-import { bytes, json, stream, text } from "../lib/app/response.ts";
+import { AppRequest } from "../lib/app/app_request.ts";
+import { bytes, json, stream, text } from "../lib/app/replies.ts";
 import { Router } from "../lib/app/router.ts";
 import type { Reply } from "../lib/http/handler.ts";
 import { fake, flatten, gunzip } from "./fixtures/app_request.ts";

@@ -231,6 +231,33 @@ const bad: [args: string[], message: RegExp][] = [
   [["--auth", "a:b", "--auth-paths", "/a%2Fb"], /is not \/PREFIX/],
   [["--auth", "a:b", "--auth-paths", "read:/a"], /is not \/PREFIX/],
   [["--auth", "a:b", "--auth-paths", ","], /empty list/],
+  [["--tls", "acme"], /--tls: "acme" is not self-signed/],
+  [["--tls", "self-signed", "--cert", "c", "--key", "k"], /choose one/],
+  [["--tls-save", "d"], /--tls-save needs --tls self-signed/],
+  [["--redirect-http", "8080"], /--redirect-http needs HTTPS/],
+  [["--hsts"], /--hsts needs HTTPS/],
+  [["--tls", "self-signed", "--redirect-http", "99999"], /not a port/],
+  [
+    ["--tls", "self-signed", "--port", "8443", "--redirect-http", "8443"],
+    /is the HTTPS port/,
+  ],
+  [["--tls", "self-signed", "--hsts=soon"], /--hsts: "soon" is not a duration/],
+  [
+    [
+      "--tls",
+      "self-signed",
+      "--port",
+      "8443",
+      "--redirect-http",
+      "0",
+      "--takeover",
+    ],
+    /--takeover needs the --redirect-http port/,
+  ],
+  [
+    ["--h2c", "--tls", "self-signed"],
+    /--h2c is HTTP\/2 on plain HTTP; with HTTPS/,
+  ],
   [["--proxy-protocol"], /--proxy-protocol needs --trust-proxy/],
   [["--rate-limit-store", "redis://r:6379"], /needs --rate-limit$/],
   [
@@ -261,6 +288,45 @@ for (const [args, message] of bad) {
     });
   });
 }
+
+Deno.test("parseFlags() reads the HTTPS flags", () => {
+  const o = parseFlags([
+    "--tls",
+    "self-signed",
+    "--tls-save",
+    ".tls",
+    "--redirect-http",
+    "8080",
+    "--port",
+    "8443",
+    "--hsts",
+  ]);
+  assert.deepEqual(o.tls, {
+    selfSigned: true,
+    saveDir: ".tls",
+    redirectPort: 8080,
+  });
+  assert.equal(o.app.hstsMaxAgeS, 365 * 24 * 3600);
+  assert.equal(o.server.cert, undefined);
+  const files = parseFlags(["--cert", "c", "--key", "k", "--hsts=1d"]);
+  assert.deepEqual(files.tls, {
+    selfSigned: false,
+    saveDir: undefined,
+    redirectPort: undefined,
+  });
+  assert.equal(files.app.hstsMaxAgeS, 86400);
+  // "--hsts 8080" is the switch and a positional port, never max-age=8080.
+  const positional = parseFlags(["--tls", "self-signed", "--hsts", "8081"]);
+  assert.equal(positional.server.port, 8081);
+  assert.equal(positional.app.hstsMaxAgeS, 365 * 24 * 3600);
+  assert.equal(parseFlags([]).tls, undefined);
+  assert.equal(parseFlags([]).app.hstsMaxAgeS, undefined);
+  // --tls self-signed is HTTPS: passwords may cross the network.
+  assert.ok(
+    parseFlags(["--auth", "a:b", "--host", "0.0.0.0", "--tls", "self-signed"])
+      .auth,
+  );
+});
 
 Deno.test("parseFlags() serves every file by default; --allow-ext takes all, web or a list", () => {
   assert.equal(parseFlags([]).app.static.allowExt, null);
@@ -299,6 +365,8 @@ Deno.test("parseSize() and parseDuration() read their units", () => {
   assert.equal(parseDuration("10", "x"), 10_000);
   assert.equal(parseDuration("250ms", "x"), 250);
   assert.equal(parseDuration("2m", "x"), 120_000);
+  assert.equal(parseDuration("2h", "x"), 7_200_000);
+  assert.equal(parseDuration("1d", "x"), 86_400_000);
 });
 
 Deno.test("helpText() lists every flag with its default", () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { cors } from "../lib/app/middleware/cors.ts";
-import { json, text } from "../lib/app/response.ts";
+import { json, text } from "../lib/app/replies.ts";
 import { Router } from "../lib/app/router.ts";
 import { HttpError } from "../lib/http/errors.ts";
 import type { Reply } from "../lib/http/handler.ts";

@@ -9,7 +9,10 @@ import { DEFAULT_LIMITS, type Limits } from "../lib/config.ts";
 import { HttpError } from "../lib/http/errors.ts";
 import { FileBody, type Handler } from "../lib/http/handler.ts";
 import { serve, type ServeOptions } from "../lib/http/server.ts";
+import { TlsCertificate } from "../lib/http/tls.ts";
+import { makeSelfSigned } from "../lib/self_signed.ts";
 import { certificate } from "./helpers/cert.ts";
+import { startTls, TRANSPORTS } from "./helpers/tls_server.ts";
 import {
   ERROR,
   type Fields,
@@ -93,43 +96,72 @@ Deno.test("serve() without h2c answers the HTTP/2 preface as HTTP/1.1 does: 505"
 
 const pem = await certificate();
 
-Deno.test({
-  name:
-    "serve() over TLS offers h2 by ALPN, and only http/1.1 with http2: false",
-  ignore: pem === undefined,
-}, async () => {
-  if (pem === undefined) return;
-  {
-    await using server = serve(
-      { port: 0, accessLog: false, cert: pem.cert, key: pem.key },
-      echo,
+for (const [transport] of TRANSPORTS) {
+  Deno.test({
+    name:
+      `${transport}: serve() over TLS offers h2 by ALPN, and only http/1.1 with http2: false`,
+    ignore: pem === undefined,
+  }, async () => {
+    {
+      await using server = await startTls(transport, pem!, echo);
+      await using c = await H2Client.connect(server.port, {
+        caCert: pem!.cert,
+      });
+      assert.equal(c.alpn, "h2");
+      const r = await c.request("/tls");
+      assert.equal(r.text, "HTTP/2 GET /tls  localhost");
+    }
+    {
+      await using server = await startTls(transport, pem!, echo, {}, {
+        http2: false,
+      });
+      using conn = await Deno.connectTls({
+        hostname: "localhost",
+        port: server.port,
+        caCerts: [pem!.cert],
+        alpnProtocols: ["h2", "http/1.1"],
+      });
+      assert.equal((await conn.handshake()).alpnProtocol, "http/1.1");
+    }
+  });
+
+  Deno.test({
+    name:
+      `${transport}: serve() over TLS presents a replaced certificate to new h2 handshakes; open h2 connections keep theirs`,
+    ignore: pem === undefined,
+  }, async () => {
+    const certificate = new TlsCertificate(pem!.cert, pem!.key);
+    await using server = await startTls(transport, pem!, echo, {}, {
+      certificate,
+    });
+    await using before = await H2Client.connect(server.port, {
+      caCert: pem!.cert,
+    });
+    assert.equal((await before.request("/a")).status, 200);
+    const next = await makeSelfSigned({ dns: ["localhost"], ips: [] });
+    certificate.replace(next.cert, next.key);
+    await using after = await H2Client.connect(server.port, {
+      caCert: next.cert,
+    });
+    assert.equal(after.alpn, "h2");
+    assert.equal((await after.request("/b")).text, "HTTP/2 GET /b  localhost");
+    assert.equal(
+      (await before.request("/c")).text,
+      "HTTP/2 GET /c  localhost",
+      "the open connection serves on",
     );
-    await using c = await H2Client.connect(server.port, { caCert: pem.cert });
-    assert.equal(c.alpn, "h2");
-    const r = await c.request("/tls");
-    assert.equal(r.text, "HTTP/2 GET /tls  localhost");
-  }
-  {
-    await using server = serve({
-      port: 0,
-      accessLog: false,
-      cert: pem.cert,
-      key: pem.key,
-      http2: false,
-    }, echo);
-    const conn = await Deno.connectTls({
+    using stale = await Deno.connectTls({
       hostname: "localhost",
       port: server.port,
-      caCerts: [pem.cert],
-      alpnProtocols: ["h2", "http/1.1"],
+      caCerts: [pem!.cert],
+      alpnProtocols: ["h2"],
     });
-    try {
-      assert.equal((await conn.handshake()).alpnProtocol, "http/1.1");
-    } finally {
-      conn.close();
-    }
-  }
-});
+    await assert.rejects(
+      stale.handshake(),
+      "the old certificate is no longer presented",
+    );
+  });
+}
 
 Deno.test("serve({h2c}) streams many requests at once on one connection, counted once", async () => {
   let release!: () => void;

@@ -5,7 +5,7 @@ import {
   isLoopbackBind,
   splitHost,
 } from "../lib/app/middleware/host_guard.ts";
-import { text } from "../lib/app/response.ts";
+import { text } from "../lib/app/replies.ts";
 import { Router } from "../lib/app/router.ts";
 import { call, fake } from "./fixtures/app_request.ts";
 

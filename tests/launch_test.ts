@@ -6,6 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { openFileLimit, withFileLimit } from "../launch.ts";
+import { parseFlags } from "../lib/config.ts";
 import {
   cachedPackages,
   childrenOf,
@@ -45,6 +47,35 @@ async function get(
     ? await fetch(`http://127.0.0.1:${port}${path}`)
     : await fetch(`https://localhost:${port}${path}`, { client: tls });
   return [res.status, await res.text()];
+}
+
+/** GET over HTTPS trusting `ca` (a PEM certificate), or any certificate. */
+async function getTls(
+  port: number,
+  path: string,
+  ca?: string,
+): Promise<[number, string]> {
+  if (ca !== undefined) {
+    using client = Deno.createHttpClient({ caCerts: [ca] });
+    return await get(port, path, client);
+  }
+  // A certificate made in memory: nothing to trust it by; see it answer.
+  const { default: tls } = await import("node:tls");
+  return await new Promise((resolve, reject) => {
+    const s = tls.connect(
+      { host: "127.0.0.1", port, rejectUnauthorized: false },
+      () =>
+        s.end(
+          `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`,
+        ),
+    );
+    let text = "";
+    s.on("data", (d) => text += d);
+    s.on("end", () => {
+      resolve([Number(text.split(" ")[1]), text.split("\r\n\r\n")[1]]);
+    });
+    s.on("error", reject);
+  });
 }
 
 /** Fails with what the process printed when it ended before listening. */
@@ -387,6 +418,39 @@ Deno.test({
   },
 });
 
+Deno.test("withFileLimit() puts --max-fds first, after a leading --, so the user's own wins", () => {
+  assert.deepEqual(withFileLimit(["--port", "0"], 1024), [
+    "--max-fds=1024",
+    "--port",
+    "0",
+  ]);
+  assert.deepEqual(withFileLimit(["--", "--port", "0"], 1024), [
+    "--",
+    "--max-fds=1024",
+    "--port",
+    "0",
+  ]);
+  assert.deepEqual(withFileLimit(["8080"], undefined), ["8080"]);
+  const mine = parseFlags(withFileLimit(["--max-fds", "300"], 1024));
+  assert.equal(mine.server.limits.maxOpenFiles, 300);
+  assert.equal(
+    parseFlags(withFileLimit(["--", "8081"], 1024)).server.port,
+    8081,
+  );
+});
+
+Deno.test("deno task serve tells the engine the descriptor limit it inherits (ulimit -n)", async () => {
+  const limit = await openFileLimit();
+  if (limit === undefined) {
+    console.log("skipped: ulimit -n is unlimited or unknown here");
+    return;
+  }
+  await using server = await spawnServer([...TASK, "--port", "0"]);
+  await assertListening(server);
+  const cmdline = await cmdlineOf(await findEngine(server.child.pid));
+  assert.ok(cmdline.includes(`--max-fds=${limit}`), cmdline.join(" "));
+});
+
 /** Every `deno task serve ...` command in README.md's sh blocks and comments. */
 function readmeServeCommands(): string[] {
   const readme = Deno.readTextFileSync(join(ROOT, "README.md"));
@@ -432,6 +496,7 @@ Deno.test("the README's deno task serve commands work as written", async () => {
     const line = `${
       command.replaceAll("/tmp/files", join(home.dir, "files"))
         .replace("deno task", "exec deno task")
+        .replace(/--redirect-http \d+/, "--redirect-http 0")
     } --port 0`;
     await using server = await spawnServer(["sh", "-c", line], {
       env: { HOME: home.dir },
@@ -445,6 +510,15 @@ Deno.test("the README's deno task serve commands work as written", async () => {
       });
       await res.body?.cancel();
       assert.equal(res.status, 200, line);
+      continue;
+    }
+    if (command.includes("--tls")) {
+      // HTTPS; with --tls-save, trusted by the saved certificate, as the README's curl does.
+      const saved = /--tls-save ~\/(\S+)/.exec(command)?.[1];
+      const ca = saved === undefined
+        ? undefined
+        : await Deno.readTextFile(join(home.dir, saved, "cert.pem"));
+      assert.equal((await getTls(server.port, "/", ca))[0], 200, line);
       continue;
     }
     const [status, body] = await get(

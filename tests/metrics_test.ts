@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { AppMetrics } from "../lib/app/metrics.ts";
-import { text } from "../lib/app/response.ts";
+import { text } from "../lib/app/replies.ts";
 import { Router } from "../lib/app/router.ts";
 import { HttpError } from "../lib/http/errors.ts";
 import { EngineStats } from "../lib/http/stats.ts";

@@ -1,7 +1,7 @@
 /**
  * `--proxy-protocol` in the engine, over real sockets: the client a PROXY
- * header names becomes the request's remote address (plain and TLS, v1 and
- * v2, header split or sent with the request), the per-address cap counts
+ * header names becomes the request's remote address (plain and TLS on both
+ * transports, v1 and v2, header split or sent with the request or hello), the per-address cap counts
  * it, and a trusted peer without a good header in time is closed while an
  * untrusted one's header is just a bad request.
  */
@@ -11,7 +11,8 @@ import type { Handler } from "../lib/http/handler.ts";
 import { V2_SIGNATURE } from "../lib/http/proxy_protocol.ts";
 import { serve, type ServeOptions } from "../lib/http/server.ts";
 import { captureLogs } from "./fixtures/engine_log.ts";
-import { certificate } from "./helpers/cert.ts";
+import { certificate, tlsConnect } from "./helpers/cert.ts";
+import { startTls, TRANSPORTS } from "./helpers/tls_server.ts";
 import {
   concat,
   connect,
@@ -22,6 +23,7 @@ import {
   send,
   sleep,
   WAIT_MS,
+  waitFor,
   withTimeout,
 } from "./helpers/socket.ts";
 
@@ -179,21 +181,152 @@ Deno.test("serve() answers 400 to a PROXY header from a peer it does not trust",
 
 const pem = await certificate();
 
-Deno.test({
-  name: "serve() reads the PROXY header before TLS, as HAProxy sends it",
-  ignore: pem === undefined, // certificate() printed why
-}, async () => {
-  if (pem === undefined) return;
-  await using server = start({}, { cert: pem.cert, key: pem.key });
-  const tcp = await connect(server.port);
-  await send(tcp, V1);
-  using tls = await Deno.startTls(tcp, {
-    hostname: "localhost",
-    caCerts: [pem.cert],
+/**
+ * A stand-in for HAProxy in TCP mode: takes a TLS client's first bytes (its
+ * hello) and sends them to `port` in one write behind `header`, so the
+ * server reads both at once; then relays both ways.
+ */
+function proxyRelay(
+  port: number,
+  header: Uint8Array,
+): AsyncDisposable & { port: number } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const relaying: Promise<unknown>[] = [];
+  const accepting = (async () => {
+    for await (const client of listener) {
+      const buf = new Uint8Array(16 * 1024);
+      const n = await client.read(buf);
+      const server = await connect(port);
+      conns.push(client, server);
+      await send(server, concat([header, buf.subarray(0, n ?? 0)]));
+      relaying.push(
+        client.readable.pipeTo(server.writable).catch(() => {}),
+        server.readable.pipeTo(client.writable).catch(() => {}),
+      );
+    }
+  })();
+  return {
+    port: listener.addr.port,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await accepting;
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed by its pipe */ }
+      }
+      await Promise.all(relaying);
+    },
+  };
+}
+
+for (const [transport] of TRANSPORTS) {
+  const startTlsProxied = (limits: Partial<Limits> = {}) =>
+    startTls(transport, pem!, whoAsked, limits, {
+      proxyProtocolFrom: () => true,
+    });
+  const tlsOver = (conn: Deno.TcpConn) =>
+    Deno.startTls(conn, { hostname: "localhost", caCerts: [pem!.cert] });
+
+  Deno.test({
+    name:
+      `${transport}: serve() reads the PROXY header before TLS, alone or in one segment with the hello`,
+    ignore: pem === undefined, // certificate() printed why
+  }, async () => {
+    await using server = await startTlsProxied();
+    {
+      const tcp = await connect(server.port);
+      await send(tcp, V1);
+      using tls = await tlsOver(tcp);
+      await send(tls, get());
+      assert.equal((await readReply(tls)).text, "203.0.113.7 40000");
+    }
+    {
+      await using relay = proxyRelay(server.port, v2From("198.51.100.20", 7));
+      using tls = await tlsConnect(relay.port, pem!.cert);
+      const reader = new ReplyReader(tls);
+      await send(tls, get() + get("/again"));
+      assert.equal((await reader.readReply()).text, "198.51.100.20 7");
+      assert.equal((await reader.readReply()).text, "198.51.100.20 7");
+    }
   });
-  await send(tls, get());
-  assert.equal((await readReply(tls)).text, "203.0.113.7 40000");
-});
+
+  Deno.test({
+    name:
+      `${transport}: serve() over TLS takes a v2 PROXY header sent one byte at a time, and a LOCAL one keeps the socket's address`,
+    ignore: pem === undefined,
+  }, async () => {
+    await using server = await startTlsProxied();
+    {
+      const tcp = await connect(server.port);
+      for (const b of v2From("198.51.100.20", 1234)) {
+        await tcp.write(Uint8Array.of(b));
+        await sleep(1);
+      }
+      using tls = await tlsOver(tcp);
+      await send(tls, get());
+      assert.equal((await readReply(tls)).text, "198.51.100.20 1234");
+    }
+    {
+      const tcp = await connect(server.port);
+      await send(tcp, concat([V2_SIGNATURE, Uint8Array.of(0x20, 0, 0, 0)]));
+      const local = tcp.localAddr.port;
+      using tls = await tlsOver(tcp);
+      await send(tls, get());
+      assert.equal((await readReply(tls)).text, `127.0.0.1 ${local}`);
+    }
+  });
+
+  Deno.test({
+    name:
+      `${transport}: serve() over TLS closes a trusted peer that sends its hello without a PROXY header, or none in time`,
+    ignore: pem === undefined,
+  }, async () => {
+    await using server = await startTlsProxied({ headTimeoutMs: 300 });
+    using hello = await connect(server.port);
+    // The first bytes of a ClientHello record: not a PROXY header.
+    await send(hello, Uint8Array.of(0x16, 0x03, 0x01, 0x02, 0x00, 0x01));
+    await closedWithoutReply(hello);
+    using partial = await connect(server.port);
+    await send(partial, "PROXY TCP4 203.0.113.7 ");
+    await closedWithoutReply(partial);
+    await waitFor(
+      () => server.stats.active === 0 && server.stats.accepted === 2,
+      "both counted, neither served",
+    );
+  });
+
+  Deno.test({
+    name:
+      `${transport}: serve() over TLS takes a proxied connection that sent only its header for silent, and closes it to make room`,
+    ignore: pem === undefined,
+  }, async () => {
+    await using server = await startTlsProxied({ maxConns: 1, maxQueue: 0 });
+    using quiet = await connect(server.port);
+    await send(quiet, V1);
+    await waitFor(() => server.stats.active === 1, "the header read");
+    const tcp = await connect(server.port);
+    await send(tcp, v2From("198.51.100.20", 5));
+    using tls = await tlsOver(tcp);
+    await send(tls, get());
+    assert.equal((await readReply(tls)).text, "198.51.100.20 5");
+    await closedWithoutReply(quiet);
+  });
+
+  Deno.test({
+    name:
+      `${transport}: serve() over TLS shutdown closes connections still waiting for their PROXY header`,
+    ignore: pem === undefined,
+  }, async () => {
+    const server = await startTlsProxied();
+    using conn = await connect(server.port);
+    await send(conn, "PROXY TCP4 ");
+    await waitFor(() => server.stats.accepted === 1, "accepted");
+    await withTimeout(server.shutdown(), WAIT_MS, "shutdown");
+    await closedWithoutReply(conn);
+  });
+}
 
 Deno.test("serve() counts the per-address cap against the proxied client", async () => {
   await using server = start({ maxConnsPerIp: 1 });

@@ -1,6 +1,6 @@
 /** QuotaLedger: one upload quota for the folder, whichever engine takes an upload. */
 import assert from "node:assert/strict";
-import { UploadStore } from "../lib/app/uploads.ts";
+import { UploadStore } from "../lib/app/upload_route.ts";
 import {
   createQuotaMemory,
   QuotaLedger,

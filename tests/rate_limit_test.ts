@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { text } from "../lib/app/response.ts";
+import { text } from "../lib/app/replies.ts";
 import { Router } from "../lib/app/router.ts";
 import { trustProxy } from "../lib/app/client_addr.ts";
 import { rateLimit, RateLimiter } from "../lib/app/middleware/rate_limit.ts";

@@ -1,10 +1,14 @@
 import assert from "node:assert/strict";
 import { HttpError } from "../lib/http/errors.ts";
-import { AppRequest, NO_PARAMS } from "../lib/app/request.ts";
-import { json, text } from "../lib/app/response.ts";
+import { AppRequest, NO_PARAMS } from "../lib/app/app_request.ts";
+import { json, text } from "../lib/app/replies.ts";
 import { afterNext, type Middleware, Router } from "../lib/app/router.ts";
 import type { Reply } from "../lib/http/handler.ts";
+import { serve } from "../lib/http/server.ts";
 import { call, fake } from "./fixtures/app_request.ts";
+import { captureLogs } from "./fixtures/engine_log.ts";
+import { H2Client } from "./helpers/h2_client.ts";
+import { connect, readReply, send, waitFor } from "./helpers/socket.ts";
 
 function demo(): Router {
   return new Router()
@@ -285,49 +289,146 @@ Deno.test("Router.handler({ maxBodyBytes }) holds routes without a limit, and th
   }
 });
 
-Deno.test("Router.handler() renders JSON errors on jsonErrors routes unless the client names HTML or JSON", async () => {
-  const router = new Router().get("/api", () => {
-    throw new HttpError(409, "clash", {
-      expose: "It clashed",
-      headers: { "x-why": "test" },
+/** A router whose errors show how the engine renders them: one JSON route, one plain. */
+function errorRouter(): Router {
+  return new Router()
+    .get("/api", () => {
+      throw new HttpError(409, "clash", {
+        expose: "It clashed",
+        headers: { "x-why": "test" },
+      });
+    }, { jsonErrors: true })
+    .post("/api", (req) => text(req.path), {
+      maxBodyBytes: 1,
+      jsonErrors: true,
+    })
+    .get("/broken", () => {
+      throw new HttpError(500, "disk on fire");
+    }, { jsonErrors: true })
+    .get("/page", () => {
+      throw new HttpError(409, "clash", { expose: "It clashed" });
     });
-  }, { jsonErrors: true }).get("/page", () => {
-    throw new HttpError(409, "clash", { expose: "It clashed" });
-  });
-  const handler = router.handler();
+}
+
+Deno.test("Router.handler() has the engine render JSON errors on jsonErrors routes unless the client names HTML or JSON", async () => {
+  await using logs = await captureLogs();
+  await using server = serve({ port: 0 }, errorRouter().handler());
+  const url = (path: string) => `http://127.0.0.1:${server.port}${path}`;
   for (const accept of [undefined, "*/*", "text/plain"]) {
     const headers: Record<string, string> = accept ? { accept } : {};
-    const a = await call(handler, fake("GET", "/api", { headers }).req);
-    assert.equal(a.status, 409);
-    assert.equal(a.headers.get("content-type"), "application/json");
-    assert.equal(a.headers.get("x-why"), "test");
-    assert.deepEqual(JSON.parse(a.text), { error: "It clashed", status: 409 });
+    const res = await fetch(url("/api"), { headers });
+    assert.equal(res.status, 409);
+    assert.equal(res.headers.get("content-type"), "application/json");
+    assert.equal(res.headers.get("x-why"), "test");
+    assert.equal(res.headers.get("cache-control"), "no-store"); // as every error
+    assert.deepEqual(await res.json(), { error: "It clashed", status: 409 });
   }
-  // Thrown on: the engine renders by Accept.
-  const html = await call(
-    handler,
-    fake("GET", "/api", { headers: { accept: "text/html" } }).req,
-  );
-  assert.ok(html.error);
-  const page = await call(handler, fake("GET", "/page").req);
-  assert.ok(page.error);
+  const html = await fetch(url("/api"), { headers: { accept: "text/html" } });
+  assert.match(html.headers.get("content-type")!, /^text\/html/);
+  assert.match(await html.text(), /<p>It clashed<\/p>/);
+  const page = await fetch(url("/page"));
+  assert.match(page.headers.get("content-type")!, /^text\/plain/);
+  assert.equal(await page.text(), "It clashed\n");
   // 405s on a JSON route's path are JSON too.
-  const wrong = await call(handler, fake("DELETE", "/api").req);
+  const wrong = await fetch(url("/api"), { method: "DELETE" });
   assert.equal(wrong.headers.get("content-type"), "application/json");
-  assert.equal(wrong.headers.get("allow"), "GET, HEAD, OPTIONS");
+  assert.equal(wrong.headers.get("allow"), "GET, POST, HEAD, OPTIONS");
+  await wrong.body?.cancel();
+  // One log path: the access line says why on either route, and a server
+  // failure on a JSON route is logged as on any other.
+  const broken = await fetch(url("/broken"));
+  assert.deepEqual(await broken.json(), {
+    error: "Internal Server Error",
+    status: 500,
+  });
+  await waitFor(() => logs.access().length === 7, "seven access lines");
+  const why = logs.access().map((l) => l.error);
+  assert.deepEqual(why, [
+    "clash",
+    "clash",
+    "clash",
+    "clash",
+    "clash",
+    "DELETE not allowed on /api",
+    "disk on fire",
+  ]);
+  const errors = logs.of("spindle", "http").filter((r) => r.level === "error");
+  assert.equal(errors.length, 1, "the 500 is logged");
+  assert.equal(errors[0].properties.reason, "disk on fire");
 });
 
-Deno.test("Router.handler() marks a JSON error that must close the connection", async () => {
-  const router = new Router().post("/api", (req) => text(req.path), {
-    maxBodyBytes: 1,
-    jsonErrors: true,
-  });
-  const a = await call(
-    router.handler(),
-    fake("POST", "/api", { body: "xx" }).req,
+Deno.test("Router.handler() closes the connection after a JSON error that says so", async () => {
+  await using server = serve(
+    { port: 0, accessLog: false },
+    errorRouter().handler(),
   );
-  assert.equal(a.status, 413);
-  assert.equal(a.headers.get("connection"), "close");
+  using conn = await connect(server.port);
+  await send(
+    conn,
+    "POST /api HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nxx",
+  );
+  const reply = await readReply(conn);
+  assert.equal(reply.status, 413);
+  assert.equal(reply.headers.get("content-type"), "application/json");
+  assert.equal(reply.headers.get("connection"), "close");
+  assert.equal(JSON.parse(reply.text).status, 413);
+});
+
+Deno.test("Router.handler() has JSON errors rendered over HTTP/2 too", async () => {
+  await using server = serve(
+    { port: 0, h2c: true, accessLog: false },
+    errorRouter().handler(),
+  );
+  await using c = await H2Client.connect(server.port);
+  const r = await c.request("/api");
+  assert.equal(r.status, 409);
+  assert.equal(r.headers.get("content-type"), "application/json");
+  assert.deepEqual(JSON.parse(r.text), { error: "It clashed", status: 409 });
+  const big = await c.request("/api", {
+    body: "xx",
+    fields: [["content-length", "2"]],
+  });
+  assert.equal(big.status, 413);
+  assert.equal(big.headers.get("connection"), undefined, "none in HTTP/2");
+  assert.equal(JSON.parse(big.text).status, 413);
+});
+
+Deno.test("Router.onError() turns what layers, routes and the fallback throw into replies", async () => {
+  const seen: string[] = [];
+  const router = new Router()
+    .use((req, next) => {
+      if (req.path === "/layer") throw new HttpError(429, "slow down");
+      return next();
+    })
+    .get("/sync", () => {
+      throw new HttpError(409, "sync clash");
+    })
+    .get("/async", () => Promise.reject(new Error("async bug")))
+    .get("/engine", () => {
+      throw new HttpError(422, "left to the engine");
+    })
+    .fallback(() => {
+      throw new HttpError(404, "no such thing");
+    })
+    .onError((err, req) => {
+      seen.push(`${req.path} ${(err as Error).message}`);
+      if (req.path === "/engine") throw err;
+      return json({ oops: (err as Error).message }, { status: 599 });
+    });
+  const handler = router.handler();
+  for (const path of ["/layer", "/sync", "/async", "/elsewhere"]) {
+    const a = await call(handler, fake("GET", path).req);
+    assert.equal(a.status, 599, path);
+    assert.equal(JSON.parse(a.text).oops, seen.at(-1)!.slice(path.length + 1));
+  }
+  assert.equal((await call(handler, fake("GET", "/engine").req)).status, 422);
+  assert.deepEqual(seen, [
+    "/layer slow down",
+    "/sync sync clash",
+    "/async async bug",
+    "/elsewhere no such thing",
+    "/engine left to the engine",
+  ]);
 });
 
 Deno.test("Router.all() answers every method, and the contract's methods narrow it", async () => {
@@ -480,14 +581,16 @@ Deno.test("Router.handler() throws at once what a synchronous chain throws", () 
     })
     .handler();
   assert.throws(() => handler(fake("GET", "/x").req), { status: 409 });
-  // A JSON route turns the same throw into a reply, still synchronously.
+  // A JSON route throws it on the same way, having told the engine to
+  // render it as JSON.
+  const f = fake("GET", "/x");
   const json = new Router()
     .get("/x", () => {
       throw new HttpError(409, "clash");
     }, { jsonErrors: true })
-    .handler()(fake("GET", "/x").req);
-  assert.ok(!(json instanceof Promise));
-  assert.equal((json as Reply).status, 409);
+    .handler();
+  assert.throws(() => json(f.req), { status: 409 });
+  assert.equal(f.req.errorAccept, "application/json");
 });
 
 Deno.test("afterNext() hands over replies and errors, synchronous or not", async () => {

@@ -1,11 +1,8 @@
 import assert from "node:assert/strict";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
+import { contentDisposition } from "../lib/app/replies.ts";
 import { ByteLru } from "../lib/app/static_cache.ts";
-import {
-  contentDisposition,
-  staticFiles,
-  type StaticTuning,
-} from "../lib/app/static_files.ts";
+import { staticFiles, type StaticTuning } from "../lib/app/static_files.ts";
 import { WEB_EXTENSIONS } from "../lib/config.ts";
 import { FileBody } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";

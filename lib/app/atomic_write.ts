@@ -71,11 +71,6 @@ const STALE_TEMP_MS = 60 * 60 * 1000;
 /** Attempts at a temp file that a sweep in another process did not take. */
 const TEMP_ATTEMPTS = 4;
 
-/** True for the OS saying the disk or the user's disk quota is full. */
-export function isDiskFull(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === "ENOSPC" || code === "EDQUOT";
-}
 /** Attempts at a fresh name when create-only publishing meets an existing one. */
 const NAME_ATTEMPTS = 8;
 

@@ -6,7 +6,7 @@
  * without awaiting anything.
  */
 import type { Reply } from "../http/handler.ts";
-import type { AppRequest } from "./request.ts";
+import type { AppRequest } from "./app_request.ts";
 
 /**
  * Runs the rest of the chain. A reply when everything after it answered

@@ -1,6 +1,6 @@
 /**
  * The program of a compression worker ({@link Compressor} in
- * static_compress.ts), as source text for a blob: URL. A worker loaded from
+ * compress.ts), as source text for a blob: URL. A worker loaded from
  * a file would need read permission for that file, which `deno task serve`
  * and the compiled binary do not grant (`--allow-read=resources`).
  */

@@ -6,7 +6,7 @@
  */
 import { HttpError, STATUS } from "../http/errors.ts";
 import { escapeHtml } from "../http/errors.ts";
-import { extensionOf } from "./static_mime.ts";
+import { extensionOf } from "./media_types.ts";
 
 /** One row of a listing. */
 export interface ListingEntry {

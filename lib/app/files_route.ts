@@ -8,7 +8,8 @@
 import { join } from "node:path";
 import { HttpError, STATUS } from "../http/errors.ts";
 import { FileBody, type Reply } from "../http/handler.ts";
-import { isDiskFull, writeAtomic } from "./atomic_write.ts";
+import { writeAtomic } from "./atomic_write.ts";
+import { diskFull, isDiskFull, readFault } from "./fs_errors.ts";
 import { isBeneath, openBeneath } from "./open_beneath.ts";
 import type { AppHandler } from "./router.ts";
 
@@ -44,22 +45,11 @@ function checkFileName(name: string): string {
   return name;
 }
 
-/** A file system error as the client sees it: 403, 404, or rethrown as is. */
-function notServed(err: unknown, name: string): unknown {
-  if (err instanceof Deno.errors.PermissionDenied) {
-    return new HttpError(STATUS.Forbidden, `Cannot read ${name}`, {
-      cause: err,
-    });
-  }
-  // NotCapable: a symlink to a place outside --allow-read (issue #9, was a
-  // 500); a loop or a file where a folder was: all just not there.
-  if (
-    err instanceof Deno.errors.NotFound ||
-    err instanceof Deno.errors.NotADirectory ||
-    err instanceof Deno.errors.NotCapable ||
-    err instanceof Deno.errors.FilesystemLoop
-  ) return new HttpError(STATUS.NotFound, `No file ${name}`, { cause: err });
-  return err;
+/** A file system error as the client sees it (see readFault()): 403 or 404. */
+function notServed(err: unknown, name: string): HttpError {
+  return readFault(err) === "denied"
+    ? new HttpError(STATUS.Forbidden, `Cannot read ${name}`, { cause: err })
+    : new HttpError(STATUS.NotFound, `No file ${name}`, { cause: err });
 }
 
 export interface GetFileOptions {
@@ -116,11 +106,7 @@ export function postFile(dir: string): AppHandler {
         replace: true,
       }));
     } catch (err) {
-      if (isDiskFull(err)) {
-        throw new HttpError(STATUS.InsufficientStorage, "Disk is full", {
-          expose: "Disk is full",
-        });
-      }
+      if (isDiskFull(err)) throw diskFull(err);
       if (!(err instanceof Deno.errors.IsADirectory)) throw err;
       const message = "File name is taken by a folder";
       throw new HttpError(STATUS.Conflict, message, { expose: message });

@@ -10,24 +10,16 @@
  * compressing on the event loop would slow every other client; stored, a
  * download runs at disk speed.
  */
-import { basename } from "node:path";
 import { crc32 } from "node:zlib";
 import { HttpError, STATUS } from "../http/errors.ts";
-import { canonicalPath } from "./canonical_path.ts";
 import { formatSize } from "./dir_listing.ts";
-import { isBeneath, lookBeneath, openBeneath } from "./open_beneath.ts";
+import { mtimeOf, readPieces } from "./file_version.ts";
+import { type FolderPolicy, readFolder } from "./folder_entries.ts";
+import { openBeneath } from "./open_beneath.ts";
 import { ZipWriter } from "./zip_stream.ts";
 
-/** What may go in an archive, as the static handler would serve it. */
-export interface ArchivePolicy {
-  /** The real root: every entry must lie under it. */
-  readonly root: string;
-  /** Leave out dotfiles and dot-folders. */
-  readonly denyDots: boolean;
-  /** Leave out files with more than one hard link. */
-  readonly strictLinks: boolean;
-  /** True for a (real) file name the extension policy serves. */
-  readonly serves: (name: string) => boolean;
+/** What may go in an archive: what the static handler would serve, within limits. */
+export interface ArchivePolicy extends FolderPolicy {
   /** Most bytes of file contents. Over: 413. */
   readonly maxBytes: number;
   /** Most entries (files and folders). Over: 413. */
@@ -53,16 +45,6 @@ export interface FolderWalk {
   readonly entries: readonly WalkEntry[];
   /** Bytes of file contents, as walked. */
   readonly bytes: number;
-}
-
-/** True for a name a URL can reach: the archive holds what the site serves. */
-export function isServableName(name: string): boolean {
-  try {
-    canonicalPath(`/${encodeURIComponent(name)}`);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function tooLarge(what: string, flag: string): HttpError {
@@ -131,9 +113,12 @@ export async function walkFolder(
       directory: true,
       mtimeMs: mtimeOf(info),
     }, 0);
+    const children = read.entries.sort((a, b) =>
+      a.name < b.name ? -1 : a.name > b.name ? 1 : 0
+    );
     // Pushed in reverse so the walk goes in name order, depth first.
-    for (let i = read.length - 1; i >= 0; i--) {
-      const child = read[i];
+    for (let i = children.length - 1; i >= 0; i--) {
+      const child = children[i];
       const name = `${folder.name}/${child.name}`;
       if (child.info.isDirectory) {
         stack.push({ real: child.real, name });
@@ -150,76 +135,6 @@ export async function walkFolder(
   // Folders were added when reached; put each before its contents in name order.
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return { entries, bytes };
-}
-
-interface Child {
-  readonly name: string;
-  /** Real path: the entry itself, or where its link leads (under the root). */
-  readonly real: string;
-  /** lstat of the entry, or stat of a link's target. */
-  readonly info: Deno.FileInfo;
-}
-
-/**
- * The servable entries of one folder, sorted by name; null when the read
- * cannot be proved to be of this folder under the root (a folder on its
- * path swapped for a symlink out while it was read).
- */
-async function readFolder(
-  real: string,
-  policy: ArchivePolicy,
-): Promise<Child[] | null> {
-  for (let attempt = 1;; attempt++) {
-    const sinceMs = Date.now();
-    const names: string[] = [];
-    for await (const entry of Deno.readDir(real)) {
-      if (policy.denyDots && entry.name.startsWith(".")) continue;
-      if (!isServableName(entry.name)) continue;
-      names.push(entry.name);
-    }
-    names.sort();
-    const children: Child[] = [];
-    let untilMs = 0;
-    for (const name of names) {
-      const path = `${real}/${name}`;
-      try {
-        let info = await Deno.lstat(path);
-        let target = path;
-        let served = name;
-        if (info.isSymlink) {
-          target = await Deno.realPath(path);
-          if (!isBeneath(target, policy.root, policy.denyDots)) continue;
-          const look = lookBeneath(policy.root, target, sinceMs, true);
-          if (look.kind === "unsettled") {
-            untilMs = Math.max(untilMs, look.untilMs);
-          }
-          if (look.kind !== "ok") continue;
-          info = look.info;
-          served = basename(target);
-        }
-        if (info.isFile) {
-          if (!policy.serves(served)) continue;
-          if (policy.strictLinks && (info.nlink ?? 1) > 1) continue;
-        } else if (!info.isDirectory) continue; // sockets, FIFOs, devices
-        children.push({ name, real: target, info });
-      } catch {
-        // gone since the read, or a dangling link: left out
-      }
-    }
-    // The read went by path: prove it read this folder, under the root.
-    const look = lookBeneath(policy.root, real, sinceMs, false);
-    if (look.kind === "changed") return null;
-    if (look.kind === "unsettled") untilMs = Math.max(untilMs, look.untilMs);
-    if (untilMs === 0) return children;
-    if (attempt === 2) return null;
-    // A folder on the path changed within the last second: read again once
-    // a look can tell.
-    await new Promise((r) => setTimeout(r, untilMs - Date.now()));
-  }
-}
-
-function mtimeOf(info: Deno.FileInfo): number {
-  return Math.floor(info.mtime?.getTime() ?? 0);
 }
 
 /**
@@ -314,13 +229,12 @@ async function* zipPieces(
     );
     let crc = 0;
     let sent = 0;
-    while (sent < size) {
-      const buf = reuse.subarray(0, Math.min(policy.chunkBytes, size - sent));
-      const n = await file.read(buf);
-      if (n === null) break; // shrank: the descriptor records what was sent
-      const piece = n === buf.length ? buf : buf.subarray(0, n);
+    // Shrunk since the walk: the descriptor records what was sent.
+    for await (
+      const piece of readPieces(file, size, policy.chunkBytes, reuse)
+    ) {
       crc = crc32(piece, crc);
-      sent += n;
+      sent += piece.length;
       yield piece;
     }
     total += sent;

@@ -20,10 +20,11 @@ import { isDotPath } from "./canonical_path.ts";
 import { encodeSegment } from "./dir_listing.ts";
 import { FolderQuota } from "./folder_quota.ts";
 import type { QuotaLedger } from "../shared/quota.ts";
-import { type SavedFile, saveForm } from "./form_upload.ts";
+import { readFault } from "./fs_errors.ts";
+import { type SavedFile, saveForm } from "./save_form.ts";
 import { isBeneath } from "./open_beneath.ts";
-import type { AppRequest } from "./request.ts";
-import { json } from "./response.ts";
+import type { AppRequest } from "./app_request.ts";
+import { json } from "./replies.ts";
 
 /** Methods an upload folder answers. */
 export const UPLOAD_ALLOW = "GET, HEAD, OPTIONS, POST";
@@ -56,18 +57,38 @@ function refuse(status: 403 | 404 | 405, message: string, expose: string) {
   });
 }
 
-/** An HttpError for a file system error met while finding a folder; rethrows the rest. */
+/** A file system error met while finding a folder (see readFault()): 403 or 404. */
 function notThere(err: unknown, path: string): HttpError {
-  if (
-    err instanceof Deno.errors.PermissionDenied ||
-    err instanceof Deno.errors.NotCapable
-  ) {
-    return refuse(403, `Cannot reach ${path}`, "This folder is not readable");
+  return readFault(err) === "denied"
+    ? refuse(403, `Cannot reach ${path}`, "This folder is not readable")
+    : refuse(404, `No folder for ${path}`, "Folder not found");
+}
+
+/**
+ * Checks the upload folder at start: a folder inside the root, by its real
+ * path (a link to a folder elsewhere would let uploads out). Deno's write
+ * permission for it is checked with every other folder (lib/access.ts).
+ *
+ * @throws {Error} saying what is wrong and how to fix it (main exits 2).
+ */
+export function checkUploadFolder(root: string, dir: string): void {
+  let real: string;
+  try {
+    real = Deno.realPathSync(dir);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+    throw new Error(
+      `--upload-files: ${dir} does not exist; create it: mkdir -p '${dir}'`,
+    );
   }
-  if (err instanceof Error && (err.name in Deno.errors || "code" in err)) {
-    return refuse(404, `No folder for ${path}`, "Folder not found");
+  if (!Deno.statSync(real).isDirectory) {
+    throw new Error(`--upload-files: ${dir} is not a folder`);
   }
-  throw err;
+  if (!isBeneath(real, Deno.realPathSync(root), true)) {
+    throw new Error(
+      `--upload-files: ${dir} leads out of the root (${root}) or into a dot folder`,
+    );
+  }
 }
 
 /** The POST handler of upload folders. One per engine. */

@@ -1,32 +1,26 @@
 /**
- * Method + path -> handler + params. Static paths are one Map lookup; only
- * templates with `{name}`, `:name` or a `{*rest}` tail are compared segment by
- * segment. Matching runs on the canonical path (decoded once by
- * `canonicalPath()`), so params arrive decoded and are never decoded again.
+ * Routes, middleware and a fallback as one engine handler: the public API
+ * (`new Router().get(...)`), and dispatch: canonical path, match (in
+ * route_table.ts), contract check, the middleware chain, the route. Errors
+ * go to the engine, which renders them all, or to `onError()`.
  */
-import {
-  HttpError,
-  reasonPhrase,
-  renderError,
-  STATUS,
-} from "../http/errors.ts";
+import { HttpError, STATUS } from "../http/errors.ts";
 import type { Handler, Reply, ServerRequest } from "../http/handler.ts";
 import { isUpgradeRequest } from "../http/ws/handshake.ts";
 import { canonicalPath } from "./canonical_path.ts";
 import { compose, LAST, type Middleware, type Run } from "./chain.ts";
 import type { ProxyTrust } from "./client_addr.ts";
 import {
+  type AppHandler,
   AppRequest,
-  mediaType,
-  mediaTypeMatches,
-  NO_PARAMS,
-  type Params,
+  checkContract,
   type RouteContract,
-} from "./request.ts";
+} from "./app_request.ts";
+import { type Match, NO_MATCH, type Route, RouteTable } from "./route_table.ts";
 import { type WsHandler, wsRoute, type WsRouteOptions } from "./websocket.ts";
 
-/** A route's handler: gets the app request, returns (or throws) a reply. */
-export type AppHandler = (req: AppRequest) => Reply | Promise<Reply>;
+export type { AppHandler } from "./app_request.ts";
+export type { Match } from "./route_table.ts";
 export { afterNext } from "./chain.ts";
 export type {
   Middleware,
@@ -41,16 +35,6 @@ export interface RouteOptions extends RouteContract {
   readonly use?: readonly Middleware[];
 }
 
-interface Route {
-  readonly template: string;
-  readonly handler: AppHandler;
-  readonly contract: RouteContract;
-  /** The route's own middleware, composed once. */
-  readonly run: Run;
-  /** What {@link Router.match} answers for this route on an exact path; set once, on registration. */
-  hit: Match;
-}
-
 /** The chains a request may take: the whole one, and one without `routesOnly` layers. */
 interface Chains {
   readonly routed: Run;
@@ -58,143 +42,13 @@ interface Chains {
 }
 
 /**
- * Every route under one template, by method; `any` answers every method,
- * `ws` a WebSocket upgrade (GET with `Upgrade: websocket`).
+ * Turns what the middleware, a route or the fallback threw into a reply, or
+ * throws it on to the engine; see {@link Router.onError}.
  */
-interface Entry {
-  readonly template: string;
-  readonly byMethod: Map<string, Route>;
-  any: Route | undefined;
-  ws: Route | undefined;
-  /** Some route here wants JSON errors: so do its 405s. */
-  jsonErrors: boolean;
-}
-
-type Segment =
-  | { readonly kind: "literal"; readonly text: string }
-  | { readonly kind: "param"; readonly name: string }
-  | { readonly kind: "tail"; readonly name: string };
-
-interface PatternEntry extends Entry {
-  readonly segments: readonly Segment[];
-  /** The literal start every match has ("/echo/" of "/echo/{text}"): checked first. */
-  readonly prefix: string;
-  /** Segments the prefix covers. */
-  readonly skip: number;
-}
-
-/** Result of {@link Router.match}. */
-export type Match =
-  | { readonly kind: "route"; readonly route: Route; readonly params: Params }
-  /** The path exists, not for this method: 405 (or 204 for OPTIONS). */
-  | {
-    readonly kind: "method";
-    readonly template: string;
-    readonly allow: string;
-    readonly jsonErrors: boolean;
-  }
-  /** The path has a WebSocket route only, and this is no upgrade: 426. */
-  | { readonly kind: "upgrade"; readonly template: string }
-  | { readonly kind: "none" };
-
-const NONE: Match = Object.freeze({ kind: "none" });
-const ALL_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
-
-/** Splits a template into segments; throws on a malformed one. */
-function compile(template: string): Segment[] | null {
-  if (template.charCodeAt(0) !== 0x2f) {
-    throw new TypeError(`Route must start with "/": ${template}`);
-  }
-  const parts = template.slice(1).split("/");
-  if (!/[{}]|\/:/.test(template)) return null;
-  const names = new Set<string>();
-  return parts.map((part, i): Segment => {
-    let kind: "param" | "tail" = "param";
-    let name: string;
-    if (part.startsWith("{*") && part.endsWith("}")) {
-      if (i !== parts.length - 1) {
-        throw new TypeError(`Route tail must come last: ${template}`);
-      }
-      kind = "tail";
-      name = part.slice(2, -1);
-    } else if (part.startsWith("{") && part.endsWith("}")) {
-      name = part.slice(1, -1);
-    } else if (part.startsWith(":")) {
-      name = part.slice(1);
-    } else {
-      if (/[{}]/.test(part)) {
-        throw new TypeError(`Malformed route: ${template}`);
-      }
-      return { kind: "literal", text: part };
-    }
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || names.has(name)) {
-      throw new TypeError(`Bad or repeated param "${name}" in ${template}`);
-    }
-    names.add(name);
-    return { kind, name };
-  });
-}
-
-/** The literal segments a template starts with, as one string ending in "/", and their count. */
-function literalPrefix(segments: readonly Segment[]): [string, number] {
-  let prefix = "/";
-  let i = 0;
-  while (i < segments.length - 1 && segments[i].kind === "literal") {
-    prefix += (segments[i] as { text: string }).text + "/";
-    i++;
-  }
-  return [prefix, i];
-}
-
-/** Params for `path` if it fits `entry`, else null. */
-function matchSegments(entry: PatternEntry, path: string): Params | null {
-  const prefix = entry.prefix;
-  if (!path.startsWith(prefix)) return null;
-  const segments = entry.segments;
-  const params: Record<string, string> = {};
-  let pos = prefix.length;
-  for (let i = entry.skip; i < segments.length; i++) {
-    const seg = segments[i];
-    if (pos > path.length) return null; // path ran out
-    if (seg.kind === "tail") {
-      params[seg.name] = path.slice(pos);
-      return params;
-    }
-    let end = path.indexOf("/", pos);
-    if (end === -1) end = path.length;
-    if (seg.kind === "literal") {
-      if (end - pos !== seg.text.length || !path.startsWith(seg.text, pos)) {
-        return null;
-      }
-    } else {
-      if (end === pos) return null; // a param is never empty
-      params[seg.name] = path.slice(pos, end);
-    }
-    pos = end + 1;
-  }
-  return pos === path.length + 1 ? params : null;
-}
-
-function allowOf(entries: readonly Entry[]): string {
-  const methods = new Set<string>();
-  for (const entry of entries) {
-    if (entry.any) return ALL_METHODS;
-    for (const method of entry.byMethod.keys()) methods.add(method);
-  }
-  if (methods.has("GET")) methods.add("HEAD");
-  methods.add("OPTIONS");
-  return [...methods].join(", ");
-}
-
-function findRoute(
-  entry: Entry,
-  method: string,
-  upgrade: boolean,
-): Route | undefined {
-  if (upgrade && entry.ws !== undefined) return entry.ws;
-  return entry.byMethod.get(method) ??
-    (method === "HEAD" ? entry.byMethod.get("GET") : undefined) ?? entry.any;
-}
+export type ErrorHandler = (
+  err: unknown,
+  req: AppRequest,
+) => Reply | Promise<Reply>;
 
 /** Options for {@link Router.handler}. */
 export interface HandlerOptions {
@@ -217,7 +71,7 @@ export interface HandlerOptions {
  * ```ts
  * import assert from "node:assert/strict";
  * import { Router } from "./router.ts";
- * import { text } from "./response.ts";
+ * import { text } from "./replies.ts";
  *
  * const router = new Router()
  *   .get("/hello/{name}", (req) => text(`Hi ${req.params.name}`));
@@ -227,20 +81,15 @@ export interface HandlerOptions {
  * ```
  */
 export class Router {
-  readonly #exact = new Map<string, Entry>();
-  /**
-   * The exact entries again, by path length: comparing a fresh path with
-   * the few of its length is ~7 ns, where a Map hashes it first (~45 ns).
-   */
-  readonly #exactByLength: Entry[][] = [];
-  readonly #patterns: PatternEntry[] = [];
+  readonly #table = new RouteTable();
   readonly #use: Middleware[] = [];
   /** `#use` composed; undefined after a change, rebuilt by the next request. */
   #chains: Chains | undefined;
-  /** Some route is a WebSocket one: requests are checked for an upgrade. */
-  #hasWs = false;
   #fallback: AppHandler | undefined;
   #fallbackName = "fallback";
+  #onError: ErrorHandler | undefined;
+  /** Some route is a WebSocket one: requests are checked for an upgrade. */
+  #hasWs = false;
 
   /**
    * Adds middleware around every request (routes, 404s, the fallback), in
@@ -276,6 +125,16 @@ export class Router {
     return this.route(template, options ?? {}, handler);
   }
 
+  /** Registers `handler` for `options.methods` (all when absent) on `template`. */
+  route(template: string, options: RouteOptions, handler: AppHandler): this {
+    const { use = [], ...contract } = options;
+    this.#table.add(
+      newRoute(template, handler, contract, use),
+      contract.methods,
+    );
+    return this;
+  }
+
   /**
    * A WebSocket route: a GET with `Upgrade: websocket` on `template` gets
    * 101 and `handler` gets the socket. Other requests to the path go to
@@ -288,56 +147,11 @@ export class Router {
     handler: WsHandler,
     options: WsRouteOptions & { readonly use?: readonly Middleware[] } = {},
   ): this {
-    const entry = this.#entry(template);
-    if (entry.ws) throw new TypeError(`Route registered twice: WS ${template}`);
     const { use = [], ...upgrade } = options;
-    entry.ws = newRoute(template, wsRoute(handler, upgrade), {
-      methods: ["GET"],
-    }, use);
+    this.#table.addUpgrade(
+      newRoute(template, wsRoute(handler, upgrade), { methods: ["GET"] }, use),
+    );
     this.#hasWs = true;
-    return this;
-  }
-
-  /** The entry for `template`, made on first use; throws on a malformed one. */
-  #entry(template: string): Entry {
-    const entry: Entry | undefined = this.#exact.get(template) ??
-      this.#patterns.find((p) => p.template === template);
-    if (entry) return entry;
-    const segments = compile(template);
-    const fresh: Entry = {
-      template,
-      byMethod: new Map(),
-      any: undefined,
-      ws: undefined,
-      jsonErrors: false,
-    };
-    if (segments === null) {
-      this.#exact.set(template, fresh);
-      (this.#exactByLength[template.length] ??= []).push(fresh);
-      return fresh;
-    }
-    const [prefix, skip] = literalPrefix(segments);
-    const pattern: PatternEntry = { ...fresh, segments, prefix, skip };
-    this.#patterns.push(pattern);
-    return pattern;
-  }
-
-  /** Registers `handler` for `options.methods` (all when absent) on `template`. */
-  route(template: string, options: RouteOptions, handler: AppHandler): this {
-    const entry = this.#entry(template);
-    const { use = [], ...contract } = options;
-    const route = newRoute(template, handler, contract, use);
-    if (contract.methods === undefined) {
-      if (entry.any) throw new TypeError(`Route registered twice: ${template}`);
-      entry.any = route;
-    }
-    for (const method of contract.methods ?? []) {
-      if (entry.byMethod.has(method)) {
-        throw new TypeError(`Route registered twice: ${method} ${template}`);
-      }
-      entry.byMethod.set(method, route);
-    }
-    if (contract.jsonErrors) entry.jsonErrors = true;
     return this;
   }
 
@@ -349,63 +163,23 @@ export class Router {
   }
 
   /**
+   * Replaces how errors become replies, as Hono's `app.onError`: `handler`
+   * gets what the middleware, a route or the fallback threw (outside every
+   * layer, as the engine would) and returns the reply, or throws to leave
+   * it to the engine. Unset, the engine renders every error: by Accept,
+   * JSON on `jsonErrors` routes, with one log line and one set of headers.
+   */
+  onError(handler: ErrorHandler): this {
+    this.#onError = handler;
+    return this;
+  }
+
+  /**
    * Finds the route for a canonical path. `upgrade`: the request is a
    * WebSocket upgrade (a GET with `Upgrade: websocket`).
    */
   match(method: string, path: string, upgrade = false): Match {
-    const exact = this.#findExact(path);
-    if (exact !== undefined) {
-      const route = findRoute(exact, method, upgrade); // most requests end here
-      if (route !== undefined) return route.hit;
-    }
-    return this.#matchPattern(method, path, exact, upgrade);
-  }
-
-  #findExact(path: string): Entry | undefined {
-    const same = this.#exactByLength[path.length];
-    if (same === undefined) return undefined;
-    if (same.length > 8) return this.#exact.get(path); // many of one length
-    // Most paths of one length differ in their last character: comparing
-    // that first skips most string compares (~40 ns each in the server).
-    const last = path.charCodeAt(path.length - 1);
-    for (let i = 0; i < same.length; i++) {
-      const template = same[i].template;
-      if (template.charCodeAt(path.length - 1) === last && template === path) {
-        return same[i];
-      }
-    }
-    return undefined;
-  }
-
-  #matchPattern(
-    method: string,
-    path: string,
-    exact: Entry | undefined,
-    upgrade: boolean,
-  ): Match {
-    let seen: Entry[] | undefined; // paths that match under other methods
-    const patterns = this.#patterns;
-    for (let i = 0; i < patterns.length; i++) {
-      const entry = patterns[i];
-      const params = matchSegments(entry, path);
-      if (params === null) continue;
-      const route = findRoute(entry, method, upgrade);
-      if (route !== undefined) return { kind: "route", route, params };
-      (seen ??= exact ? [exact] : []).push(entry);
-    }
-    if (seen === undefined) {
-      if (exact === undefined) return NONE;
-      seen = [exact];
-    }
-    if (seen.every((e) => e.byMethod.size === 0 && e.any === undefined)) {
-      return { kind: "upgrade", template: seen[0].template }; // WebSocket only
-    }
-    return {
-      kind: "method",
-      template: seen[0].template,
-      allow: allowOf(seen),
-      jsonErrors: seen.some((e) => e.jsonErrors),
-    };
+    return this.#table.match(method, path, upgrade);
   }
 
   /** The engine handler for this router. Add routes first: it reads them live. */
@@ -431,7 +205,9 @@ export class Router {
     // Only apps with WebSocket routes pay for looking at Upgrade.
     const upgrade = this.#hasWs && raw.method === "GET" &&
       raw.headers.get("upgrade") !== undefined && isUpgradeRequest(raw.headers);
-    const match = refused ? NONE : this.match(raw.method, path, upgrade);
+    const match = refused
+      ? NO_MATCH
+      : this.#table.match(raw.method, path, upgrade);
     const chains = this.#chains ??= {
       routed: compose(this.#use),
       other: compose(this.#use.filter((m) => m.routesOnly !== true)),
@@ -458,16 +234,18 @@ export class Router {
       req.route = this.#fallbackName;
       req.matched = "fallback";
     }
+    if (jsonErrors) preferJsonErrors(raw);
     const last = () => this.#answer(req, match, refused);
-    if (!jsonErrors) return run(req, last);
+    const onError = this.#onError;
+    if (onError === undefined) return run(req, last);
     let reply: Reply | Promise<Reply>;
     try {
       reply = run(req, last);
     } catch (err) {
-      return jsonError(req, err);
+      return onError(err, req);
     }
     if (reply instanceof Promise) {
-      return reply.catch((err) => jsonError(req, err));
+      return reply.catch((err) => onError(err, req));
     }
     return reply;
   }
@@ -514,22 +292,14 @@ export class Router {
   }
 }
 
-/** A route with its middleware composed and its exact-path match made once. */
+/** A route with its middleware composed; the table makes its exact-path match. */
 function newRoute(
   template: string,
   handler: AppHandler,
   contract: RouteContract,
   use: readonly Middleware[],
 ): Route {
-  const route: Route = {
-    template,
-    handler,
-    contract,
-    run: compose(use),
-    hit: NONE,
-  };
-  route.hit = Object.freeze({ kind: "route", route, params: NO_PARAMS });
-  return route;
+  return { template, handler, contract, run: compose(use), hit: NO_MATCH };
 }
 
 function allowReply(allow: string): Reply {
@@ -537,61 +307,15 @@ function allowReply(allow: string): Reply {
 }
 
 /**
- * Enforces a route's contract from the head alone: a declared Content-Length
- * over the limit is 413 and a media type outside the list is 415, before any
- * body byte is read, so `Expect: 100-continue` never earns a `100`.
+ * API routes answer errors in JSON even to `*\/*` or no Accept at all; a
+ * client that names HTML or JSON gets what it named. Said on the engine's
+ * request, as the engine renders every error: each gets the same log line
+ * and headers whichever route threw it.
  */
-function checkContract(req: AppRequest, contract: RouteContract): void {
-  const { contentType } = contract;
-  const maxBodyBytes = req.maxBodyBytes;
-  const length = req.raw.body.length;
-  if (maxBodyBytes !== undefined && length !== null && length > maxBodyBytes) {
-    throw new HttpError(
-      STATUS.ContentTooLarge,
-      "Declared body over the route limit",
-      {
-        expose: `Request body is larger than ${maxBodyBytes} bytes`,
-        close: true, // not worth reading a body we refused just to keep the connection
-      },
-    );
-  }
-  if (contentType !== undefined) {
-    const type = mediaType(req.header("content-type"));
-    const accepted = typeof contentType === "string"
-      ? [contentType]
-      : contentType;
-    if (!accepted.some((pattern) => mediaTypeMatches(type, pattern))) {
-      const message = `Content-Type must be ${accepted.join(" or ")}`;
-      throw new HttpError(STATUS.UnsupportedMediaType, message, {
-        expose: message,
-      });
-    }
-  }
-}
-
-/**
- * The one app-level error renderer: API routes answer JSON even to `*\/*`
- * or no Accept at all. A client that names HTML or JSON gets what the engine
- * would pick, so the error is rethrown to it, as is anything but an HttpError.
- */
-function jsonError(req: AppRequest, err: unknown): Reply {
-  if (!(err instanceof HttpError)) throw err;
-  const accept = req.header("accept");
+function preferJsonErrors(raw: ServerRequest): void {
+  const accept = raw.headers.get("accept");
   if (
-    accept !== undefined &&
-    (accept.includes("text/html") || accept.includes("json"))
-  ) {
-    throw err;
-  }
-  const { contentType, body } = renderError(
-    err.status,
-    err.expose ?? reasonPhrase(err.status),
-    "application/json",
-  );
-  const headers: Record<string, string> = {
-    ...err.headers,
-    "content-type": contentType,
-  };
-  if (err.close) headers.connection = "close";
-  return { status: err.status, headers, body };
+    accept === undefined ||
+    !(accept.includes("text/html") || accept.includes("json"))
+  ) raw.errorAccept = "application/json";
 }

@@ -13,6 +13,7 @@ import { HttpError, STATUS } from "../http/errors.ts";
 import type { Handler, Reply } from "../http/handler.ts";
 import { isAscii } from "../http/response.ts";
 import type { EngineStats } from "../http/stats.ts";
+import type { AppHandler, AppRequest } from "./app_request.ts";
 import { removeDeadTempFiles } from "./atomic_write.ts";
 import {
   forwardedBeyondLoopback,
@@ -20,21 +21,21 @@ import {
   trustProxy,
 } from "./client_addr.ts";
 import { getFile, postFile } from "./files_route.ts";
-import { FolderUploads } from "./folder_upload.ts";
+import { checkUploadFolder, FolderUploads } from "./folder_upload.ts";
 import { AppMetrics, METRICS_TYPE } from "./metrics.ts";
 import { basicAuth } from "./middleware/auth.ts";
 import { compression } from "./middleware/compression.ts";
 import { cors } from "./middleware/cors.ts";
 import { hostGuard } from "./middleware/host_guard.ts";
+import { hsts } from "./middleware/hsts.ts";
 import { rateLimit } from "./middleware/rate_limit.ts";
 import type { RateLimitStore } from "./rate_limit_store.ts";
 import type { QuotaLedger } from "../shared/quota.ts";
 import type { FailureLimiter } from "./middleware/auth.ts";
-import { json, text } from "./response.ts";
+import { json, text } from "./replies.ts";
 import { Router } from "./router.ts";
-import { isBeneath } from "./open_beneath.ts";
 import { extensionPolicy, staticFiles } from "./static_files.ts";
-import { uploadHandler, UploadStore } from "./uploads.ts";
+import { uploadHandler, UploadStore } from "./upload_route.ts";
 
 /** What the app needs to know about the server it runs in. */
 export interface ServerInfo {
@@ -46,7 +47,6 @@ export interface ServerInfo {
   port(): number;
   /** The server's limits (the app's own are there too); default: the defaults. */
   readonly limits?: Limits;
-  /**
   /**
    * True once the whole server shuts down, so /health says "draining";
    * default: once this engine drains. An engine replaced by a reload
@@ -141,31 +141,81 @@ export function engineLimits(config: AppConfig, limits: Limits): Limits {
   return Object.freeze({ ...limits, maxBodyBytes: limits.maxFormBytes });
 }
 
+/** POST /echo: the query and User-Agent back, as JSON. */
+function echoRequest(req: AppRequest): Reply {
+  const query: Record<string, string | string[]> = {};
+  for (const key of new Set(req.query.keys())) {
+    const all = req.query.getAll(key);
+    query[key] = all.length === 1 ? all[0] : all;
+  }
+  return json({ query, userAgent: req.header("user-agent") ?? null });
+}
+
+/** GET /user-agent: the User-Agent back, as text. */
+function userAgent(req: AppRequest): Reply {
+  return plain(
+    req.header("user-agent") ?? "",
+    USER_AGENT_ASCII,
+    VARY_USER_AGENT,
+  );
+}
+
+/** GET /metrics: loopback clients only unless `metricsPublic`. */
+function metricsRoute(
+  metrics: AppMetrics,
+  server: ServerInfo,
+  metricsPublic: boolean,
+): AppHandler {
+  return (req) => {
+    if (!metricsPublic) {
+      // A reverse proxy on loopback makes every client's peer loopback: its
+      // forwarding headers name who really asked. (With --proxy-protocol the
+      // engine has already put the client the PROXY header names in
+      // req.client, loopback only for a local client or a health check.)
+      const refused = isLoopback(req.client)
+        ? forwardedBeyondLoopback(
+          req.raw.headers.getJoined("x-forwarded-for"),
+          req.raw.headers.getJoined("forwarded"),
+        )
+        : req.client;
+      if (refused !== undefined) {
+        throw new HttpError(STATUS.Forbidden, `Metrics refused to ${refused}`, {
+          expose: "Metrics are served to loopback clients only",
+        });
+      }
+    }
+    return text(metrics.render(server.stats), {
+      headers: { "content-type": METRICS_TYPE, "cache-control": "no-store" },
+    });
+  };
+}
+
 /**
- * Checks the upload folder at start: a folder inside the root, by its real
- * path (a link to a folder elsewhere would let uploads out). Deno's write
- * permission for it is checked with every other folder (lib/access.ts).
- *
- * @throws {Error} saying what is wrong and how to fix it (main exits 2).
+ * Every path no route has: static files, and with `--upload-files` a POST
+ * to a folder (a form upload); the methods an upload folder answers in Allow.
  */
-function checkUploadFolder(root: string, dir: string): void {
-  let real: string;
-  try {
-    real = Deno.realPathSync(dir);
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-    throw new Error(
-      `--upload-files: ${dir} does not exist; create it: mkdir -p '${dir}'`,
+function staticOrUpload(
+  statics: Handler,
+  uploads: FolderUploads | undefined,
+): AppHandler {
+  return (req) => {
+    const method = req.method;
+    if (uploads === undefined || method === "GET" || method === "HEAD") {
+      return statics(req.raw);
+    }
+    if (method === "POST") return uploads.post(req);
+    // An upload folder answers POST too: say so in Allow.
+    const allow = uploads.allowOn(req.path);
+    if (allow === undefined) return statics(req.raw);
+    if (method === "OPTIONS") {
+      return { status: STATUS.NoContent, headers: { allow } };
+    }
+    throw new HttpError(
+      STATUS.MethodNotAllowed,
+      `Method ${method} not allowed on an upload folder`,
+      { headers: { allow } },
     );
-  }
-  if (!Deno.statSync(real).isDirectory) {
-    throw new Error(`--upload-files: ${dir} is not a folder`);
-  }
-  if (!isBeneath(real, Deno.realPathSync(root), true)) {
-    throw new Error(
-      `--upload-files: ${dir} leads out of the root (${root}) or into a dot folder`,
-    );
-  }
+  };
 }
 
 /**
@@ -175,7 +225,7 @@ function checkUploadFolder(root: string, dir: string): void {
  * /files/{name} (only with `config.directory`), POST /upload, GET /health,
  * GET /metrics; everything else goes to static files under
  * `config.static.root`, and POSTs to its folders are form uploads with
- * `config.uploadFiles` (run the engine with {@link engineLimits}). Middleware, outermost first: metrics, Host guard,
+ * `config.uploadFiles` (run the engine with {@link engineLimits}). Middleware, outermost first: metrics, HSTS (if set), Host guard,
  * rate limit (if set), CORS (if set), passwords (if set), gzip for dynamic
  * replies of 1 KiB+.
  */
@@ -186,6 +236,7 @@ export function createApp(
 ): Handler {
   const metrics = hooks.metrics ?? new AppMetrics();
   const router = new Router().use(metrics.middleware());
+  if (config.hstsMaxAgeS !== undefined) router.use(hsts(config.hstsMaxAgeS));
   const guard = hostGuard({
     allowedHosts: config.allowedHosts,
     hostname: server.hostname,
@@ -221,95 +272,6 @@ export function createApp(
   }
   router.use(compression());
 
-  router.get("/echo/{text}", (req) => plain(req.params.text, ECHO_ASCII), {
-    use: [compression({ minBytes: 0 })], // CodeCrafters gzips even "abc"
-  });
-  router.post("/echo", (req) => {
-    const query: Record<string, string | string[]> = {};
-    for (const key of new Set(req.query.keys())) {
-      const all = req.query.getAll(key);
-      query[key] = all.length === 1 ? all[0] : all;
-    }
-    return json({ query, userAgent: req.header("user-agent") ?? null });
-  }, { jsonErrors: true });
-  // The same echo over WebSocket, for checking a deployment: every message
-  // comes back as it came. Compression without context takeover: zlib's
-  // ~300 KiB a socket is held only while a message is being (de)compressed.
-  router.ws("/echo", (ws) => {
-    ws.binaryType = "arraybuffer";
-    ws.onmessage = (e) => ws.send(e.data);
-  }, { compression: ECHO_COMPRESSION });
-  router.get(
-    "/user-agent",
-    (req) =>
-      plain(req.header("user-agent") ?? "", USER_AGENT_ASCII, VARY_USER_AGENT),
-  );
-
-  if (config.directory !== undefined) {
-    router.get(
-      "/files/{*name}",
-      getFile(config.directory, { strictLinks: config.static.strictLinks }),
-    );
-    router.post("/files/{*name}", postFile(config.directory));
-  }
-
-  const store = new UploadStore({
-    dir: config.uploads,
-    quotaBytes: config.uploadQuotaBytes,
-    ledger: hooks.quota,
-  });
-  // Writes cut short by a crash left temp files; this engine has none yet.
-  for (const dir of new Set([config.uploads, config.directory])) {
-    if (dir !== undefined) removeDeadTempFiles(dir);
-  }
-  let location = servedAt(config.uploads, config.static.root);
-  if (location === undefined) {
-    // Not under the static root: serve stored uploads here, read-only.
-    location = "/uploads/";
-    router.get(
-      "/uploads/{*name}",
-      getFile(config.uploads, {
-        contentType: "application/json",
-        strictLinks: config.static.strictLinks,
-      }),
-    );
-  }
-  router.post("/upload", uploadHandler(store, location), {
-    contentType: JSON_TYPES,
-    maxBodyBytes: config.uploadMaxBytes,
-    jsonErrors: true,
-  });
-
-  const draining = server.stopping ?? (() => server.stats.draining);
-  router.get(
-    "/health",
-    () => draining() ? DRAINING : HEALTHY,
-    { jsonErrors: true },
-  );
-
-  router.get("/metrics", (req) => {
-    if (!config.metricsPublic) {
-      // A reverse proxy on loopback makes every client's peer loopback: its
-      // forwarding headers name who really asked. (With --proxy-protocol the
-      // engine has already put the client the PROXY header names in
-      // req.client, loopback only for a local client or a health check.)
-      const refused = isLoopback(req.client)
-        ? forwardedBeyondLoopback(
-          req.raw.headers.getJoined("x-forwarded-for"),
-          req.raw.headers.getJoined("forwarded"),
-        )
-        : req.client;
-      if (refused !== undefined) {
-        throw new HttpError(STATUS.Forbidden, `Metrics refused to ${refused}`, {
-          expose: "Metrics are served to loopback clients only",
-        });
-      }
-    }
-    return text(metrics.render(server.stats), {
-      headers: { "content-type": METRICS_TYPE, "cache-control": "no-store" },
-    });
-  });
-
   const upload = config.uploadFiles;
   let uploads: FolderUploads | undefined;
   let staticConfig = config.static;
@@ -333,29 +295,65 @@ export function createApp(
       },
     };
   }
+  const store = new UploadStore({
+    dir: config.uploads,
+    quotaBytes: config.uploadQuotaBytes,
+    ledger: hooks.quota,
+  });
+  // Writes cut short by a crash left temp files; this engine has none yet.
+  for (const dir of new Set([config.uploads, config.directory])) {
+    if (dir !== undefined) removeDeadTempFiles(dir);
+  }
+  // Stored uploads are static files when under the root; else /uploads/.
+  const uploadsAt = servedAt(config.uploads, config.static.root);
 
+  // The routes, then everything else: static files and form uploads.
+  router.get("/echo/{text}", (req) => plain(req.params.text, ECHO_ASCII), {
+    use: [compression({ minBytes: 0 })], // CodeCrafters gzips even "abc"
+  });
+  router.post("/echo", echoRequest, { jsonErrors: true });
+  // The same echo over WebSocket, for checking a deployment: every message
+  // comes back as it came. Compression without context takeover: zlib's
+  // ~300 KiB a socket is held only while a message is being (de)compressed.
+  router.ws("/echo", (ws) => {
+    ws.binaryType = "arraybuffer";
+    ws.onmessage = (e) => ws.send(e.data);
+  }, { compression: ECHO_COMPRESSION });
+  router.get("/user-agent", userAgent);
+  if (config.directory !== undefined) {
+    router.get(
+      "/files/{*name}",
+      getFile(config.directory, { strictLinks: config.static.strictLinks }),
+    );
+    router.post("/files/{*name}", postFile(config.directory));
+  }
+  if (uploadsAt === undefined) {
+    router.get(
+      "/uploads/{*name}",
+      getFile(config.uploads, {
+        contentType: "application/json",
+        strictLinks: config.static.strictLinks,
+      }),
+    );
+  }
+  router.post("/upload", uploadHandler(store, uploadsAt ?? "/uploads/"), {
+    contentType: JSON_TYPES,
+    maxBodyBytes: config.uploadMaxBytes,
+    jsonErrors: true,
+  });
+  const draining = server.stopping ?? (() => server.stats.draining);
+  router.get(
+    "/health",
+    () => draining() ? DRAINING : HEALTHY,
+    { jsonErrors: true },
+  );
+  router.get("/metrics", metricsRoute(metrics, server, config.metricsPublic));
   // Draining ends --watch's event streams, which would hold shutdown.
   const statics = staticFiles(staticConfig, {}, {
     signal: server.stats.drainSignal,
   });
-  router.fallback((req) => {
-    const method = req.method;
-    if (uploads === undefined || method === "GET" || method === "HEAD") {
-      return statics(req.raw);
-    }
-    if (method === "POST") return uploads.post(req);
-    // An upload folder answers POST too: say so in Allow.
-    const allow = uploads.allowOn(req.path);
-    if (allow === undefined) return statics(req.raw);
-    if (method === "OPTIONS") {
-      return { status: STATUS.NoContent, headers: { allow } };
-    }
-    throw new HttpError(
-      STATUS.MethodNotAllowed,
-      `Method ${method} not allowed on an upload folder`,
-      { headers: { allow } },
-    );
-  }, "static");
+  router.fallback(staticOrUpload(statics, uploads), "static");
+
   return router.handler({
     trustProxy: trustProxy(config.trustProxy),
     // The engine may allow more, for form uploads: every other body stays under this.

@@ -5,7 +5,7 @@
  */
 import { HttpError } from "../http/errors.ts";
 import type { Handler } from "../http/handler.ts";
-import { errorWithHeaders, replyHeader, withHeaders } from "./response.ts";
+import { errorWithHeaders, replyHeader, withHeaders } from "./replies.ts";
 
 /**
  * Wraps `inner` so each reply carries `fields` (lower-case names), replacing

@@ -7,7 +7,7 @@ import type { Reply } from "../http/handler.ts";
 import type { UpgradeOptions } from "../http/ws/handshake.ts";
 import type { ServerWebSocket } from "../http/ws/socket.ts";
 import { upgradeWebSocket } from "../http/ws_connection.ts";
-import type { AppRequest } from "./request.ts";
+import type { AppRequest } from "./app_request.ts";
 
 export type { ServerWebSocket, WsMessage } from "../http/ws/socket.ts";
 

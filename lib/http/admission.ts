@@ -134,12 +134,15 @@ export class DescriptorBudget {
 
   /**
    * `share`: the part of the process's descriptors this engine may use,
-   * 1/N when N engines (worker threads) run in one process.
+   * 1/N when N engines (worker threads) run in one process. `burst`:
+   * descriptors a listener may take before the engine sees them (node's
+   * accepts its whole queue at once), kept free besides the reserve.
    */
   constructor(
     limits: Limits,
     share = 1,
     readLimit: () => number = readOpenFileLimit,
+    burst = 0,
   ) {
     const whole = limits.maxOpenFiles > 0 ? limits.maxOpenFiles : readLimit();
     const limit = Math.floor(whole * share);
@@ -148,7 +151,7 @@ export class DescriptorBudget {
       ? Math.min(limits.fdReserve, Math.floor(limit / 4))
       : limits.fdReserve;
     this.#busyPercent = limits.busyPercent;
-    this.#cap = limit > 0 ? limit - this.#reserve : Infinity;
+    this.#cap = limit > 0 ? limit - this.#reserve - burst : Infinity;
     this.#busyAt = this.#cap * this.#busyPercent / 100;
   }
 

@@ -555,6 +555,15 @@ export class BodyReader extends PieceReader {
   }
 }
 
+/**
+ * A whole body, as bytes already read, parsed as UTF-8 JSON: what `json()`
+ * does, for a caller that keeps the bytes too. Not UTF-8 or not JSON:
+ * HttpError 400 naming what failed.
+ */
+export function parseJsonBytes(bytes: Uint8Array): unknown {
+  return bodyJson(bodyText(bytes));
+}
+
 /** A whole body as UTF-8; invalid UTF-8: HttpError 400. */
 function bodyText(bytes: Uint8Array): string {
   try {

@@ -143,6 +143,7 @@ class IncomingRequest implements ServerRequest {
   readonly startTime: number;
   readonly limits: Limits;
   user: string | undefined = undefined;
+  errorAccept: string | undefined = undefined;
 
   constructor(
     startTime: number,
@@ -698,7 +699,10 @@ export class Connection implements ByteSource {
   #failed(err: unknown, head: RequestHead): Reply {
     if (err instanceof HttpError && err.close) this.#closeAfter = true;
     if (this.#closed) return { status: STATUS.InternalServerError }; // never sent
-    return this.#errorReply(err, head.headers.get("accept"));
+    return this.#errorReply(
+      err,
+      this.#incoming?.errorAccept ?? head.headers.get("accept"),
+    );
   }
 
   /** {@link toErrorReply}, noting an HttpError's message for the log lines. */

@@ -103,6 +103,7 @@ class H2Request implements ServerRequest {
   readonly startTime: number;
   readonly limits: Limits;
   user: string | undefined = undefined;
+  errorAccept: string | undefined = undefined;
 
   constructor(
     head: H2RequestHead,
@@ -413,7 +414,11 @@ export class H2Connection {
   #errorReply(ex: Exchange, err: unknown): Reply {
     if (err instanceof HttpError) ex.why = err.message;
     if (ex.gone) return { status: STATUS.InternalServerError }; // never sent
-    return toErrorReply(err, ex.accept ?? ex.req?.headers.get("accept"));
+    const req = ex.req;
+    return toErrorReply(
+      err,
+      req?.errorAccept ?? ex.accept ?? req?.headers.get("accept"),
+    );
   }
 
   /** Sends a reply; ends the exchange once it is all framed, or failed. */

@@ -121,6 +121,12 @@ export interface ServerRequest {
    * (CLF's `%u`). Never the password.
    */
   user?: string;
+  /**
+   * The Accept value an error reply to this request is rendered for, in
+   * place of the client's: an API route sets `application/json`, so a
+   * client that names no type still gets JSON (`jsonErrors`).
+   */
+  errorAccept?: string;
 }
 
 /** The application, seen from the engine. */

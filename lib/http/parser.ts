@@ -14,7 +14,6 @@ export const SP = 0x20;
 export const HTAB = 0x09;
 export const COLON = 0x3a;
 export const SLASH = 0x2f;
-export const QUESTION = 0x3f;
 export const STAR = 0x2a;
 
 /** 1 where a byte may appear in a token (RFC 9110 §5.6.2). */

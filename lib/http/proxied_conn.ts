@@ -5,8 +5,12 @@
  * ahead of the client's hello), and the engine then sees a socket whose
  * `remoteAddr` is that client: the access log, the per-address cap, the
  * rate limiter and every rule keyed on the client use the real address.
+ * Both listeners are read from: Deno's (`Deno.TcpConn`) and, for TLS,
+ * node's (`net.Socket`, tls.ts).
  */
 import { getLogger } from "@logtape/logtape";
+import type { Buffer } from "node:buffer";
+import type net from "node:net";
 import type { Limits } from "../config.ts";
 import {
   parseProxyHeader,
@@ -68,6 +72,25 @@ export class ProxiedConn implements RawConn {
 }
 
 /**
+ * What a PROXY header said of a node socket, whose header was read off and
+ * the bytes after it put back: TLS then runs on the socket itself.
+ */
+export interface ProxiedPeer {
+  /** The client the header names (the socket's own peer for LOCAL and UNKNOWN). */
+  readonly remoteAddr: Deno.NetAddr;
+  /** Bytes the header took: the client's own start after them. */
+  readonly headerBytes: number;
+}
+
+/** An accepted socket, Deno's or node's, as the header reader reads it. */
+interface HeaderSource {
+  /** The socket's own peer: the load balancer. */
+  readonly peer: string;
+  read(into: Uint8Array): Promise<number | null>;
+  close(): void;
+}
+
+/**
  * Reads the PROXY header of each connection from a trusted peer, bounded
  * by `headTimeoutMs` and `maxProxyHeaderBytes`. A peer that is not trusted
  * is not asked for one: a header it sends is read as HTTP and refused with
@@ -77,7 +100,7 @@ export class ProxyHeaderReader {
   readonly #limits: Limits;
   readonly #from: (hostname: string) => boolean;
   /** Sockets whose header is awaited; shutdown closes them. */
-  readonly #pending = new Set<Deno.TcpConn>();
+  readonly #pending = new Set<HeaderSource>();
 
   /** `from`: the peers (load balancers) that must start with a header. */
   constructor(limits: Limits, from: (hostname: string) => boolean) {
@@ -85,9 +108,9 @@ export class ProxyHeaderReader {
     this.#from = from;
   }
 
-  /** True when `conn` comes from a peer that must send a PROXY header. */
-  expects(conn: Deno.TcpConn): boolean {
-    return this.#from(conn.remoteAddr.hostname);
+  /** True when a socket from `peer` must start with a PROXY header. */
+  expects(peer: string): boolean {
+    return this.#from(peer);
   }
 
   /** Sockets waiting for their header now. */
@@ -102,6 +125,43 @@ export class ProxyHeaderReader {
    * the peer gone, or {@link closeAll}. Never rejects.
    */
   async read(conn: Deno.TcpConn): Promise<ProxiedConn | undefined> {
+    const got = await this.#readHeader({
+      peer: conn.remoteAddr.hostname,
+      read: (into) => conn.read(into),
+      close: () => conn.close(),
+    });
+    return got && new ProxiedConn(conn, got.header, got.early);
+  }
+
+  /**
+   * {@link read} for a socket from node's listener: resolves with the
+   * client the header names, once the bytes after the header are put back
+   * in `raw` (the TLS session started on it next reads them first), or
+   * undefined once `raw` is destroyed. Never rejects.
+   */
+  async readNode(raw: net.Socket): Promise<ProxiedPeer | undefined> {
+    raw.on("error", () => {}); // a reset ends a read; never an unheard 'error'
+    const got = await this.#readHeader({
+      peer: raw.remoteAddress ?? "",
+      read: (into) => readNodeSocket(raw, into),
+      close: () => raw.destroy(),
+    });
+    if (got === undefined) return undefined;
+    if (got.early.length > 0) raw.unshift(got.early.slice());
+    return {
+      remoteAddr: got.header.source ?? {
+        transport: "tcp",
+        hostname: raw.remoteAddress ?? "",
+        port: raw.remotePort ?? 0,
+      },
+      headerBytes: got.header.length,
+    };
+  }
+
+  /** The header and the client's bytes read with it; undefined once `conn` is closed. */
+  async #readHeader(
+    conn: HeaderSource,
+  ): Promise<{ header: ProxyHeader; early: Uint8Array } | undefined> {
     const limits = this.#limits;
     // Large enough for any header the limit allows; bytes past the header
     // are the client's and are handed on.
@@ -119,11 +179,7 @@ export class ProxyHeaderReader {
       for (;;) {
         const header = parseProxyHeader(buf, end, limits.maxProxyHeaderBytes);
         if (header !== undefined) {
-          return new ProxiedConn(
-            conn,
-            header,
-            buf.subarray(header.length, end),
-          );
+          return { header, early: buf.subarray(header.length, end) };
         }
         if (end === buf.length) {
           throw new ProxyHeaderError("Cannot read PROXY header: too long");
@@ -145,7 +201,7 @@ export class ProxyHeaderReader {
     }
     if (why !== undefined) {
       log.warn("Closed a connection from {peer}: {reason}", {
-        peer: conn.remoteAddr.hostname,
+        peer: conn.peer,
         reason: why,
       });
     }
@@ -158,9 +214,53 @@ export class ProxyHeaderReader {
     for (const conn of this.#pending) this.#close(conn);
   }
 
-  #close(conn: Deno.TcpConn): void {
+  #close(conn: HeaderSource): void {
     try {
       conn.close();
     } catch { /* closed already */ }
   }
+}
+
+/**
+ * Reads what node's socket `raw` has, at most `into.length` bytes (the rest
+ * is put back); null once it ended or was destroyed. `raw` stays paused:
+ * nothing is read from it between calls.
+ */
+function readNodeSocket(
+  raw: net.Socket,
+  into: Uint8Array,
+): Promise<number | null> {
+  return new Promise((resolve, reject) => {
+    const stop = () => {
+      raw.off("readable", take);
+      raw.off("end", ended);
+      raw.off("close", ended);
+      raw.off("error", failed);
+    };
+    const ended = () => {
+      stop();
+      resolve(null);
+    };
+    const failed = (err: Error) => {
+      stop();
+      reject(err);
+    };
+    function take(): void {
+      const chunk = raw.read() as Buffer | null;
+      if (chunk === null) {
+        if (raw.destroyed || raw.readableEnded) ended();
+        return;
+      }
+      stop();
+      const n = Math.min(chunk.length, into.length);
+      into.set(chunk.subarray(0, n));
+      if (n < chunk.length) raw.unshift(chunk.subarray(n));
+      resolve(n);
+    }
+    raw.on("readable", take);
+    raw.once("end", ended);
+    raw.once("close", ended);
+    raw.once("error", failed);
+    take();
+  });
 }

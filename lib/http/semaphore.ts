@@ -39,11 +39,6 @@ export class Semaphore implements ConnectionSlots {
     this.#maxQueue = maxQueue;
   }
 
-  /** Permits not in use. */
-  get free(): number {
-    return this.#free;
-  }
-
   /** Waiters in the queue. */
   get waiting(): number {
     return this.#queue.length;

@@ -3,6 +3,7 @@
  * and 503 reply, the deadline sweeper, and graceful shutdown.
  */
 import { getLogger } from "@logtape/logtape";
+import type net from "node:net";
 import {
   DEFAULT_CONFIG,
   DEFAULT_LIMITS,
@@ -25,7 +26,7 @@ import { ProxyHeaderReader } from "./proxied_conn.ts";
 import { encodeClosingReply } from "./response.ts";
 import { type ConnectionSlots, Semaphore } from "./semaphore.ts";
 import type { RawConn, Socket } from "./socket.ts";
-import { tlsSettings, TlsSocket } from "./tls.ts";
+import { listenTls, TlsCertificate, TlsSocket } from "./tls.ts";
 import { EngineStats } from "./stats.ts";
 
 const log = getLogger(["spindle", "server"]);
@@ -48,13 +49,26 @@ export interface ServeOptions extends Partial<Omit<ServerConfig, "limits">> {
    * sharing a port pass one cap counted across all of them.
    */
   readonly slots?: ConnectionSlots;
+  /**
+   * The certificate to serve HTTPS with, instead of `cert` and `key`: keep
+   * it to replace the pair while the server runs.
+   */
+  readonly certificate?: TlsCertificate;
 }
 
 /** A running server. */
 export interface Server extends AsyncDisposable {
-  /** The bound address; `port` is the real one when 0 was asked. */
+  /**
+   * The bound address; `port` is the real one when 0 was asked. Over TLS
+   * both are known once `ready` resolves.
+   */
   readonly addr: Deno.NetAddr;
   readonly port: number;
+  /**
+   * Resolves once the server listens: at once for plain HTTP, after a turn
+   * of the event loop for TLS. Rejects as `Deno.listen` throws (`AddrInUse`).
+   */
+  readonly ready: Promise<void>;
   readonly stats: EngineStats;
   readonly limits: Limits;
   /** Resolves when the server has stopped and every connection is closed. */
@@ -83,6 +97,13 @@ const ACCEPT_QUIET_MS = 10;
 const ACCEPT_SETTLE_MS = 250;
 /** Longest the accept loop waits for descriptors to come back. */
 const ROOM_WAIT_MS = 50;
+/**
+ * node's TLS listener's queue: an accept burst takes at most about this
+ * many descriptors before the engine can close one, so the budget keeps as
+ * many free. nginx and node use 511; 128 costs a 1 s SYN retry only to a
+ * client arriving in a burst of more than 128 at once.
+ */
+const NODE_BACKLOG = 128;
 
 /** An HTTP/1.1 connection, or one that turned out to speak HTTP/2. */
 type AnyConnection = Connection | H2Connection;
@@ -114,6 +135,7 @@ interface Client {
  *   headers: { "content-type": "text/plain" },
  *   body: "hello",
  * }));
+ * await server.ready;
  * const res = await fetch(`http://127.0.0.1:${server.port}/`);
  * assert.equal(await res.text(), "hello");
  * ```
@@ -129,31 +151,51 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   const semaphore = options.slots ??
     new Semaphore(limits.maxConns, limits.maxQueue);
   const timeouts = timeoutsOf(limits);
-  const secure = config.cert !== undefined && config.key !== undefined;
+  const certificate = options.certificate ??
+    (config.cert !== undefined && config.key !== undefined
+      ? new TlsCertificate(config.cert, config.key)
+      : undefined);
+  const secure = certificate !== undefined;
   // HTTP/2 by ALPN on TLS unless turned off; on plain TCP only by prior knowledge (--h2c).
   const h2 = secure ? config.http2 !== false : config.h2c === true;
-  const tls = secure
-    ? tlsSettings(
-      config.cert!,
-      config.key!,
-      h2 ? ["h2", "http/1.1"] : ["http/1.1"],
-    )
-    : undefined;
+  const tlsOptions = {
+    alpnProtocols: h2 ? ["h2", "http/1.1"] : ["http/1.1"],
+  };
   if (h2) new H2Session(limits); // a bad HTTP/2 limit throws now, not per client
-  const listener = Deno.listen({
+  const proxyHeaders = config.proxyProtocolFrom === undefined
+    ? undefined
+    : new ProxyHeaderReader(limits, config.proxyProtocolFrom);
+  const where = {
     hostname: config.hostname,
     port: config.port,
     reusePort: config.reusePort,
-  });
-  const addr = listener.addr as Deno.NetAddr;
+  };
+  // TLS clients come from node's listener when the descriptor limit is
+  // known with room for its whole queue (it stops for good at one EMFILE,
+  // tls.ts); plain clients, and TLS ones otherwise, from Deno's.
+  const share = options.descriptorShare;
+  const nodeFds = certificate === undefined
+    ? undefined
+    : new DescriptorBudget(limits, share, undefined, NODE_BACKLOG);
+  const fast = nodeFds !== undefined && nodeFds.cap !== Infinity &&
+    nodeFds.cap >= NODE_BACKLOG;
+  const fds = fast ? nodeFds : new DescriptorBudget(limits, share);
+  const listener = !fast ? Deno.listen(where) : listenTls(
+    { ...where, backlog: NODE_BACKLOG },
+    acceptedNode,
+    acceptFailed,
+    () => {
+      log.warn("TLS listener stalled out of file descriptors; listening again");
+      evict();
+    },
+  );
+  let addr: Deno.NetAddr = "addr" in listener
+    ? listener.addr
+    : { transport: "tcp", hostname: config.hostname, port: 0 };
   const perAddress = new AddressCounts(
     limits.maxConnsPerIp,
     config.exemptPeer ?? isLoopback,
   );
-  const fds = new DescriptorBudget(limits, options.descriptorShare);
-  const proxyHeaders = config.proxyProtocolFrom === undefined
-    ? undefined
-    : new ProxyHeaderReader(limits, config.proxyProtocolFrom);
   primeSignalHandling();
   const busyConns = limits.maxConns * limits.busyPercent / 100;
   const connections = new Map<AnyConnection, Client>();
@@ -169,6 +211,8 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   /** Wakes the accept loop once the descriptor budget has room again. */
   let roomFreed: (() => void) | undefined;
   let stopping = false;
+  /** When the last connection was accepted; stopAccepting() waits for a quiet queue. */
+  let lastAcceptAt = 0;
   let idleResolve: (() => void) | undefined;
 
   /** True past busyPercent of the slots or of the descriptor budget. */
@@ -304,7 +348,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     linger = true,
   ): void {
     stats.rejected++;
-    if (!linger && tls !== undefined) {
+    if (!linger && secure) {
       closeClient(client); // a reply would need a TLS handshake first
       freeFd(client);
       return;
@@ -426,25 +470,58 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     });
   }
 
-  /** Counts a new socket; a trusted proxy's must first say whose it is. */
-  function accepted(conn: Deno.TcpConn): void {
+  /**
+   * Counts a socket from Deno's listener; a trusted proxy's must first say
+   * whose it is. Before TLS and before the per-address count: the PROXY
+   * header names the client, and each proxied connection carries just that one.
+   */
+  function acceptedConn(conn: Deno.TcpConn): void {
+    lastAcceptAt = Date.now();
     stats.accepted++;
     fds.open++;
     conn.setNoDelay(true);
-    if (proxyHeaders?.expects(conn)) {
-      // Before TLS and before the per-address count: the PROXY header names
-      // the client, and each proxied connection carries just that one.
-      proxyHeaders.read(conn).then((c) => c ? admitSocket(c) : fdClosed());
+    const serveConn = (c: RawConn) =>
+      admitSocket(
+        certificate === undefined
+          ? c
+          : new TlsSocket(c, certificate, tlsOptions),
+        c.remoteAddr.hostname,
+      );
+    if (proxyHeaders?.expects(conn.remoteAddr.hostname)) {
+      proxyHeaders.read(conn).then((c) => c ? serveConn(c) : fdClosed());
       return;
     }
-    admitSocket(conn);
+    serveConn(conn);
+  }
+
+  /**
+   * {@link acceptedConn} for a TLS client from node's listener. One accepted
+   * as the listener closes is served once, as on Deno's (admitSocket()).
+   */
+  function acceptedNode(raw: net.Socket): void {
+    lastAcceptAt = Date.now();
+    stats.accepted++;
+    fds.open++;
+    const peer = raw.remoteAddress ?? "";
+    if (proxyHeaders?.expects(peer)) {
+      proxyHeaders.readNode(raw).then((proxied) =>
+        proxied
+          ? admitSocket(
+            new TlsSocket(raw, certificate!, { ...tlsOptions, proxied }),
+            proxied.remoteAddr.hostname,
+          )
+          : fdClosed()
+      );
+      return;
+    }
+    admitSocket(new TlsSocket(raw, certificate!, tlsOptions), peer);
   }
 
   /** Decides for a new socket: serve, queue, or refuse. */
-  function admitSocket(conn: RawConn): void {
+  function admitSocket(socket: Socket, hostname: string): void {
     const client: Client = {
-      socket: tls === undefined ? conn : new TlsSocket(conn, tls),
-      key: perAddress.add((conn.remoteAddr as Deno.NetAddr).hostname),
+      socket,
+      key: perAddress.add(hostname),
       closed: false,
     };
     // Accepted as the listener closed: served once rather than refused,
@@ -485,7 +562,31 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     roomFreed = undefined;
   }
 
-  async function acceptLoop(): Promise<void> {
+  /**
+   * An accept that failed: past the descriptor limit, learns it and makes
+   * room. Returns how long to wait before accepting again, in ms.
+   */
+  function acceptFailed(err: Error): number {
+    if ((err as { code?: string }).code === "EMFILE") {
+      // The limit was unknown: learn it, and keep the reserve free from
+      // now on. Known, it was closed sockets not yet gone: make room.
+      const known = fds.cap !== Infinity;
+      const cap = fds.learn();
+      if (!known) {
+        log.error(
+          "Out of file descriptors with {open} sockets open; from now on at most {cap} (set --max-fds to say so up front)",
+          { open: fds.open, cap },
+        );
+      }
+      emfile++;
+      evict();
+      return 10;
+    }
+    log.error("Accept failed: {error}", { error: err });
+    return 100; // wait rather than spin (darkhttpd does the same)
+  }
+
+  async function acceptLoop(listener: Deno.TcpListener): Promise<void> {
     for (;;) {
       if (fds.full && !stopping) await waitForRoom();
       let conn: Deno.TcpConn;
@@ -494,32 +595,16 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       } catch (err) {
         if (stopping || err instanceof Deno.errors.BadResource) return;
         if (isDisconnect(err)) continue;
-        if ((err as { code?: string }).code === "EMFILE") {
-          // The limit was unknown: learn it, and keep the reserve free from
-          // now on. Known, it was closed sockets not yet gone: make room.
-          const known = fds.cap !== Infinity;
-          const cap = fds.learn();
-          if (!known) {
-            log.error(
-              "Out of file descriptors with {open} sockets open; from now on at most {cap} (set --max-fds to say so up front)",
-              { open: fds.open, cap },
-            );
-          }
-          emfile++;
-          evict();
-          await new Promise((r) => setTimeout(r, 10));
-        } else {
-          log.error("Accept failed: {error}", { error: err });
-          // Wait rather than spin (darkhttpd does the same).
-          await new Promise((r) => setTimeout(r, 100));
-        }
+        const waitMs = acceptFailed(err as Error);
+        await new Promise((r) => setTimeout(r, waitMs));
         continue;
       }
-      lastAcceptAt = Date.now();
-      accepted(conn);
+      acceptedConn(conn);
     }
   }
 
+  /** When the sweeper last had the TLS listener checked. */
+  let lastWatch = Date.now();
   // One sweeper for every deadline: cheaper than a timer per read.
   const tick = Math.max(
     10,
@@ -561,12 +646,27 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     for (const [, q] of queued) {
       if (now - q.since > limits.queueTimeoutMs) q.cancel();
     }
+    if ("watch" in listener && now - lastWatch >= 1000) {
+      lastWatch = now;
+      listener.watch(fds.open > 0);
+    }
   }, tick);
 
-  /** When the last connection was accepted; stopAccepting() waits for a quiet queue. */
-  let lastAcceptAt = 0;
   let closing = false;
-  const accepting = acceptLoop();
+  let ready: Promise<void>;
+  let accepting: Promise<void>;
+  if ("accept" in listener) {
+    accepting = acceptLoop(listener);
+    ready = Promise.resolve();
+  } else {
+    accepting = Promise.resolve();
+    ready = listener.ready.then((bound) => {
+      addr = bound;
+    }, (err: unknown) => {
+      clearInterval(sweeper);
+      throw err;
+    });
+  }
   let shutdownPromise: Promise<void> | undefined;
   let finishedResolve!: () => void;
   const finished = new Promise<void>((r) => finishedResolve = r);
@@ -576,10 +676,13 @@ export function serve(options: ServeOptions, handler: Handler): Server {
    * kernel resets every connection still queued on a closing listener
    * (clients that another engine's drain just sent to reconnect, say).
    * Resolves once the accept loop ended, when the socket is gone too.
+   * node's listener accepts by callback, as eagerly as Deno's loop: the
+   * same quiet spell tells its queue is empty.
    */
   async function stopAccepting(): Promise<void> {
     if (!closing) {
       closing = true;
+      await ready.catch(() => {}); // node's binds a turn later: close it bound
       const until = Date.now() + ACCEPT_SETTLE_MS;
       // Quiet for a while: the queue is empty. Under a steady stream of
       // new connections it never is; those then meet the close.
@@ -618,7 +721,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       stopping = true;
       stats.draining = true;
       proxyHeaders?.closeAll();
-      for (const [, q] of queued) q.cancel();
+      semaphore.cancelAll(); // each queued client is refused with 503
       const idle = new Promise<void>((r) => idleResolve = r);
       for (const c of connections.keys()) c.drain();
       if (connections.size > 0) {
@@ -640,8 +743,13 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   }
 
   const server: Server = {
-    addr,
-    port: addr.port,
+    get addr() {
+      return addr;
+    },
+    get port() {
+      return addr.port;
+    },
+    ready,
     stats,
     limits,
     finished,
@@ -649,6 +757,10 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     stopAccepting,
     [Symbol.asyncDispose]: shutdown,
   };
-  options.onListen?.(addr);
+  const onListen = options.onListen;
+  if (onListen !== undefined) {
+    if (secure) ready.then(() => onListen(addr), () => {});
+    else onListen(addr);
+  }
   return server;
 }

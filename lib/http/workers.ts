@@ -15,6 +15,12 @@ import { getLogger } from "@logtape/logtape";
 
 const log = getLogger(["spindle", "workers"]);
 
+/** A PEM certificate chain and key, as the main thread hands them on. */
+export interface WorkerCertificate {
+  readonly cert: string;
+  readonly key: string;
+}
+
 /** Messages from the main thread to an engine worker. */
 export type ToWorker =
   | {
@@ -22,7 +28,11 @@ export type ToWorker =
     readonly args: readonly string[];
     /** What {@link PoolOptions.share} gave for this worker. */
     readonly share: unknown;
+    /** The HTTPS pair: workers never read or make their own. */
+    readonly certificate?: WorkerCertificate;
   }
+  /** Present this pair from the next handshake on. */
+  | { readonly type: "certificate"; readonly certificate: WorkerCertificate }
   /** Stop accepting (close the listener), before every worker drains. */
   | { readonly type: "close" }
   /** Stop: the whole server is shutting down. */
@@ -60,6 +70,11 @@ export interface PoolOptions {
   release(cell: number, slot: number, died: boolean): void;
   /** Time a stopping worker gets to drain before it is terminated. */
   readonly stopTimeoutMs: number;
+  /**
+   * The HTTPS pair a worker starts with, asked at each start (a
+   * replacement gets the one current then); unset: plain HTTP.
+   */
+  certificate?(): WorkerCertificate | undefined;
 }
 
 /** Time a worker gets to start listening before it counts as failed. */
@@ -211,9 +226,29 @@ export class WorkerPool {
         type: "start",
         args: this.#opts.args,
         share: this.#opts.share(cell, slot),
+        certificate: this.#opts.certificate?.(),
       } satisfies ToWorker,
     );
     return w;
+  }
+
+  /**
+   * Hands every running worker a new HTTPS pair for its next handshakes,
+   * draining ones too; one starting gets it after its start message, and
+   * one spawned later asks {@link PoolOptions.certificate}.
+   */
+  setCertificate(certificate: WorkerCertificate): void {
+    const all = [
+      ...this.#serving.values(),
+      ...this.#starting.values(),
+      ...this.#stopping,
+    ];
+    for (const w of all) {
+      if (w.state === "ended") continue;
+      w.worker.postMessage(
+        { type: "certificate", certificate } satisfies ToWorker,
+      );
+    }
   }
 
   /** A worker is gone for good: give back its cell, then what it held. */
@@ -456,6 +491,13 @@ export class WorkerPool {
 export interface WorkerStart {
   readonly args: readonly string[];
   readonly share: unknown;
+  /** The HTTPS pair to serve (the main thread reads or makes it). */
+  readonly certificate?: WorkerCertificate;
+  /**
+   * `replace` gets each pair the main thread sends later, and at once one
+   * that came since the start message.
+   */
+  onCertificate(replace: (certificate: WorkerCertificate) => void): void;
   /** Resolves when the engine should stop; `retire` is true for a reload. */
   readonly stop: Promise<{ retire: boolean }>;
   /**
@@ -486,6 +528,9 @@ export function runAsWorker(
   const stop = new Promise<{ retire: boolean }>((r) => requestStop = r);
   let askedToClose = false;
   let stopAccepting: (() => Promise<void>) | undefined;
+  let replace: ((certificate: WorkerCertificate) => void) | undefined;
+  /** The pair the main thread sent last. */
+  let latest: WorkerCertificate | undefined;
   const close = () => {
     if (!askedToClose || stopAccepting === undefined) return;
     stopAccepting().finally(() => scope.postMessage({ type: "closed" }));
@@ -499,9 +544,19 @@ export function runAsWorker(
       askedToClose = true;
       return close();
     }
+    if (m.type === "certificate") {
+      latest = m.certificate;
+      return replace?.(m.certificate);
+    }
+    const first = latest = m.certificate;
     serveUntilStopped({
       args: m.args,
       share: m.share,
+      certificate: first,
+      onCertificate: (fn) => {
+        replace = fn;
+        if (latest !== undefined && latest !== first) fn(latest);
+      },
       stop,
       onClose: (fn) => {
         stopAccepting = fn;

@@ -60,3 +60,8 @@ export async function certificate(): Promise<Pem | undefined> {
   if (pem === undefined) console.log("skipped: openssl is not installed");
   return pem;
 }
+
+/** A TLS connection to localhost:`port` that trusts `cert` (PEM) alone. */
+export function tlsConnect(port: number, cert: string): Promise<Deno.TlsConn> {
+  return Deno.connectTls({ hostname: "localhost", port, caCerts: [cert] });
+}

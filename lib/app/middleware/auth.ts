@@ -22,7 +22,7 @@ import { HttpError, STATUS } from "../../http/errors.ts";
 import { Semaphore } from "../../http/semaphore.ts";
 import { clientKey } from "../client_addr.ts";
 import { parseBasic } from "../credentials.ts";
-import type { AppRequest } from "../request.ts";
+import type { AppRequest } from "../app_request.ts";
 import type { Middleware } from "../router.ts";
 import { type RateDecision, RateLimiter } from "./rate_limit.ts";
 

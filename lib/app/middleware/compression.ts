@@ -4,12 +4,15 @@
  * streams, files, ranges, larger bodies and replies that already have a
  * Content-Encoding pass untouched.
  */
-import { gzipSync } from "node:zlib";
+import { gzipBytes } from "../compress.ts";
 import { negotiateEncoding } from "../encoding.ts";
-import { type AppRequest, mediaType } from "../request.ts";
-import { headerValue, mergeHeaders } from "../response.ts";
+import type { AppRequest } from "../app_request.ts";
+import { headerValue, mergeHeaders } from "../replies.ts";
 import type { Middleware } from "../chain.ts";
-import { isCompressible as isCompressibleType } from "../static_mime.ts";
+import {
+  isCompressible as isCompressibleType,
+  mediaType,
+} from "../media_types.ts";
 import type { Reply, ReplyHeaders } from "../../http/handler.ts";
 
 export interface CompressionOptions {
@@ -132,12 +135,6 @@ function withLength(fields: ReplyHeaders, length: number): ReplyHeaders {
   return pairs.map(([name, v]): [string, string] =>
     name === "content-length" ? [name, value] : [name, v]
   );
-}
-
-/** gzip on this thread: under `maxBytes` (64 KiB) it takes ~2 ms at worst. */
-function gzipBytes(bytes: Uint8Array): Uint8Array {
-  const out = gzipSync(bytes);
-  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
 
 // The last text gzipped, with its gzip and the fields sent with it: a route

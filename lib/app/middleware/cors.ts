@@ -5,8 +5,8 @@
  */
 import { HttpError } from "../../http/errors.ts";
 import type { Reply } from "../../http/handler.ts";
-import type { AppRequest } from "../request.ts";
-import { errorWithHeaders, replyHeader, withHeaders } from "../response.ts";
+import type { AppRequest } from "../app_request.ts";
+import { errorWithHeaders, replyHeader, withHeaders } from "../replies.ts";
 import type { Middleware } from "../chain.ts";
 
 /** How long a browser may cache a preflight answer, in seconds. */

@@ -8,8 +8,8 @@
 import { HttpError, STATUS } from "../../http/errors.ts";
 import { clientKey } from "../client_addr.ts";
 import type { Reply } from "../../http/handler.ts";
-import type { AppRequest } from "../request.ts";
-import { errorWithHeaders, withHeaders } from "../response.ts";
+import type { AppRequest } from "../app_request.ts";
+import { errorWithHeaders, withHeaders } from "../replies.ts";
 import { afterNext, type Middleware, type Next } from "../chain.ts";
 import {
   type RateDecision,

@@ -4,10 +4,11 @@
  * address. Body reads go straight to the engine's reader, with the route's
  * own limit.
  */
-import type { ServerRequest } from "../http/handler.ts";
+import type { Reply, ServerRequest } from "../http/handler.ts";
 import type { HeaderFields } from "../http/headers.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
 import { clientAddress, type ProxyTrust, TRUST_NONE } from "./client_addr.ts";
+import { isJsonType, mediaType, mediaTypeMatches } from "./media_types.ts";
 
 /** Route params; one shared frozen object when a route has none. */
 export type Params = Readonly<Record<string, string>>;
@@ -24,36 +25,12 @@ export interface RouteContract {
   readonly maxBodyBytes?: number;
   /** Media types accepted (`application/json`, `text/*`), no parameters. Else: 415. */
   readonly contentType?: string | readonly string[];
-  /** Errors are rendered as JSON unless the client prefers HTML (API routes). */
+  /** Errors are rendered as JSON unless the client names HTML or JSON (API routes). */
   readonly jsonErrors?: boolean;
 }
 
-/** The media type of a Content-Type value, lower case, without parameters. */
-export function mediaType(contentType: string | undefined): string {
-  if (contentType === undefined) return "";
-  const semi = contentType.indexOf(";");
-  return (semi === -1 ? contentType : contentType.slice(0, semi)).trim()
-    .toLowerCase();
-}
-
-/**
- * True when `type` (from {@link mediaType}) matches `pattern`: exact
- * (`application/json`) or with one `*` (`text/*`, `application/*+json`).
- */
-export function mediaTypeMatches(type: string, pattern: string): boolean {
-  const star = pattern.indexOf("*");
-  if (star === -1) return type === pattern;
-  const head = pattern.slice(0, star);
-  const tail = pattern.slice(star + 1);
-  return type.length > head.length + tail.length && type.startsWith(head) &&
-    type.endsWith(tail);
-}
-
-/** True for `application/json` and any `+json` type (RFC 6839). */
-export function isJsonType(type: string): boolean {
-  return type === "application/json" ||
-    (type.endsWith("+json") && type.indexOf("/") > 0);
-}
+/** A route's handler: gets the app request, returns (or throws) a reply. */
+export type AppHandler = (req: AppRequest) => Reply | Promise<Reply>;
 
 /** One request inside the application. Built once per request by the router. */
 export class AppRequest {
@@ -163,5 +140,41 @@ export class AppRequest {
   /** The body as a web stream. */
   stream(): ReadableStream<Uint8Array> {
     return this.raw.body.stream(this.maxBodyBytes);
+  }
+}
+
+/**
+ * Enforces a route's contract from the head alone: a declared Content-Length
+ * over the limit is 413 and a media type outside the list is 415, before any
+ * body byte is read, so `Expect: 100-continue` never earns a `100`.
+ */
+export function checkContract(
+  req: AppRequest,
+  contract: RouteContract,
+): void {
+  const { contentType } = contract;
+  const maxBodyBytes = req.maxBodyBytes;
+  const length = req.raw.body.length;
+  if (maxBodyBytes !== undefined && length !== null && length > maxBodyBytes) {
+    throw new HttpError(
+      STATUS.ContentTooLarge,
+      "Declared body over the route limit",
+      {
+        expose: `Request body is larger than ${maxBodyBytes} bytes`,
+        close: true, // not worth reading a body we refused just to keep the connection
+      },
+    );
+  }
+  if (contentType !== undefined) {
+    const type = mediaType(req.header("content-type"));
+    const accepted = typeof contentType === "string"
+      ? [contentType]
+      : contentType;
+    if (!accepted.some((pattern) => mediaTypeMatches(type, pattern))) {
+      const message = `Content-Type must be ${accepted.join(" or ")}`;
+      throw new HttpError(STATUS.UnsupportedMediaType, message, {
+        expose: message,
+      });
+    }
   }
 }

@@ -9,12 +9,12 @@ import { join } from "node:path";
 import { HttpError, STATUS } from "../http/errors.ts";
 import {
   FolderChanged,
-  isDiskFull,
   removeWritten,
   writeAtomic,
   type WritePiece,
 } from "./atomic_write.ts";
 import { checkFileName } from "./canonical_path.ts";
+import { diskFull, isDiskFull } from "./fs_errors.ts";
 import {
   boundaryOf,
   type MultipartEvent,
@@ -236,12 +236,7 @@ export async function saveForm(
     if (err instanceof Deno.errors.AlreadyExists) {
       throw conflict("A file of that name appeared while uploading");
     }
-    if (isDiskFull(err)) {
-      const message = "Disk is full";
-      throw new HttpError(STATUS.InsufficientStorage, message, {
-        expose: message,
-      });
-    }
+    if (isDiskFull(err)) throw diskFull(err);
     if (err instanceof FolderChanged) {
       // A folder on the way was being swapped (an attack, or a deploy): try later.
       throw new HttpError(STATUS.ServiceUnavailable, err.message, {

@@ -1,6 +1,7 @@
 /**
- * Media types and the extension policy of the static handler: which files
- * are served, what Content-Type they get and which ones are worth compressing.
+ * Media types: what a file name's type is, the Content-Type it is sent
+ * with and whether it is worth compressing; the type a Content-Type field
+ * names, and whether it matches a route's list.
  */
 import mime from "mime";
 
@@ -55,4 +56,31 @@ function isTextType(type: string): boolean {
 /** True for media types that shrink under gzip or brotli. */
 export function isCompressible(type: string): boolean {
   return isTextType(type) || COMPRESSIBLE_TYPES.has(type);
+}
+
+/** The media type of a Content-Type value, lower case, without parameters. */
+export function mediaType(contentType: string | undefined): string {
+  if (contentType === undefined) return "";
+  const semi = contentType.indexOf(";");
+  return (semi === -1 ? contentType : contentType.slice(0, semi)).trim()
+    .toLowerCase();
+}
+
+/**
+ * True when `type` (from {@link mediaType}) matches `pattern`: exact
+ * (`application/json`) or with one `*` (`text/*`, `application/*+json`).
+ */
+export function mediaTypeMatches(type: string, pattern: string): boolean {
+  const star = pattern.indexOf("*");
+  if (star === -1) return type === pattern;
+  const head = pattern.slice(0, star);
+  const tail = pattern.slice(star + 1);
+  return type.length > head.length + tail.length && type.startsWith(head) &&
+    type.endsWith(tail);
+}
+
+/** True for `application/json` and any `+json` type (RFC 6839). */
+export function isJsonType(type: string): boolean {
+  return type === "application/json" ||
+    (type.endsWith("+json") && type.indexOf("/") > 0);
 }

@@ -9,7 +9,7 @@ import {
   stream,
   text,
   withHeaders,
-} from "../lib/app/response.ts";
+} from "../lib/app/replies.ts";
 import { HttpError } from "../lib/http/errors.ts";
 import { flatten } from "./fixtures/app_request.ts";
 

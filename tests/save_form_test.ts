@@ -10,9 +10,9 @@ import {
   type FormUploadOptions,
   saveForm,
   type UploadQuota,
-} from "../lib/app/form_upload.ts";
+} from "../lib/app/save_form.ts";
 import { TEMP_PREFIX, writePiece } from "../lib/app/atomic_write.ts";
-import { json } from "../lib/app/response.ts";
+import { json } from "../lib/app/replies.ts";
 import { Router } from "../lib/app/router.ts";
 import { HttpError, STATUS } from "../lib/http/errors.ts";
 import { serve } from "../lib/http/server.ts";

@@ -12,7 +12,7 @@ import {
   writeAtomic,
   writePiece,
 } from "../lib/app/atomic_write.ts";
-import { parseJsonBytes, uploadName, UploadStore } from "../lib/app/uploads.ts";
+import { uploadName, UploadStore } from "../lib/app/upload_route.ts";
 import { canMountTmpfs, listDir, startApp } from "./fixtures/app_server.ts";
 import {
   connect,
@@ -341,22 +341,6 @@ Deno.test("UploadStore counts the folder again when the quota looks full, at mos
   now += 1000;
   await store.save(encoder.encode("12345"));
   assert.equal(store.usedBytes, 5);
-});
-
-Deno.test("parseJsonBytes() accepts any JSON value and names what is wrong", () => {
-  for (
-    const ok of ["{}", "[]", "1", '"s"', "null", ' {"a": [1, {"b": null}]} ']
-  ) {
-    parseJsonBytes(encoder.encode(ok));
-  }
-  for (const bad of ["", "{", "{'a':1}", "[1,]", "NaN"]) {
-    assert.throws(
-      () => parseJsonBytes(encoder.encode(bad)),
-      { status: 400 },
-      bad,
-    );
-  }
-  assert.throws(() => parseJsonBytes(Uint8Array.of(0x22, 0xff, 0x22)), /UTF-8/);
 });
 
 // Over a real socket: the engine, the route contract and the store together.

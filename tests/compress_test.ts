@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
-import { type Coding, Compressor } from "../lib/app/static_compress.ts";
+import { type Coding, Compressor } from "../lib/app/compress.ts";
 import { staticFiles } from "../lib/app/static_files.ts";
 import { DEFAULT_STATIC } from "../lib/config.ts";
 import { serve } from "../lib/http/server.ts";

@@ -1,7 +1,8 @@
 /**
  * Reply builders for handlers: `json`, `text`, `html`, `bytes`, `stream`,
  * `redirect`, and the header helpers middleware uses to read and extend a
- * {@link Reply} without caring whether its headers are a record or pairs.
+ * {@link Reply} without caring whether its headers are a record or pairs,
+ * and `contentDisposition` for a download's name.
  */
 import { HttpError } from "../http/errors.ts";
 import type { Reply, ReplyHeaders } from "../http/handler.ts";
@@ -170,4 +171,18 @@ export function errorWithHeaders(
     headers: { ...extra, ...err.headers },
     cause: err.cause,
   });
+}
+
+/**
+ * `attachment; filename="..."; filename*=UTF-8''...` (RFC 6266): an ASCII
+ * fallback for old clients, the exact name percent-encoded for the rest.
+ */
+export function contentDisposition(name: string): string {
+  const fallback = name.replace(/[^\x20-\x7e]|["\\%]/g, "_");
+  // RFC 8187 attr-char: encodeURIComponent also leaves '()* unencoded.
+  const encoded = encodeURIComponent(name).replace(
+    /['()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+  return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
 }

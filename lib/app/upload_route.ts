@@ -3,13 +3,15 @@
  * crash-safe (temp file, fsync, link), within a per-upload limit (413) and a
  * quota on the whole folder (507, lib/app/folder_quota.ts).
  */
-import { HttpError, STATUS } from "../http/errors.ts";
+import { parseJsonBytes } from "../http/body.ts";
+import { STATUS } from "../http/errors.ts";
 import type { Reply } from "../http/handler.ts";
-import { isDiskFull, writeAtomic, type WritePiece } from "./atomic_write.ts";
+import { writeAtomic, type WritePiece } from "./atomic_write.ts";
 import { FolderQuota } from "./folder_quota.ts";
 import type { QuotaLedger } from "../shared/quota.ts";
-import type { AppRequest } from "./request.ts";
-import { json } from "./response.ts";
+import { diskFull, isDiskFull } from "./fs_errors.ts";
+import type { AppRequest } from "./app_request.ts";
+import { json } from "./replies.ts";
 import type { AppHandler } from "./router.ts";
 
 export interface UploadOptions {
@@ -27,8 +29,6 @@ export interface UploadOptions {
    */
   readonly ledger?: QuotaLedger;
 }
-
-const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** `20261121T120000.123Z-1a2b3c4d.json`: sorts by time, unguessable, portable. */
 export function uploadName(now: Date): string {
@@ -99,32 +99,8 @@ export class UploadStore {
       return { file: name, bytes: data.length };
     } catch (err) {
       this.#quota.release(data.length);
-      if (isDiskFull(err)) {
-        throw new HttpError(STATUS.InsufficientStorage, "Disk is full", {
-          expose: "Disk is full",
-        });
-      }
-      throw err;
+      throw isDiskFull(err) ? diskFull(err) : err;
     }
-  }
-}
-
-/** Parses bytes as UTF-8 JSON; anything else is a 400 naming what failed. */
-export function parseJsonBytes(bytes: Uint8Array): unknown {
-  let text: string;
-  try {
-    text = decoder.decode(bytes);
-  } catch {
-    throw new HttpError(STATUS.BadRequest, "Upload is not UTF-8", {
-      expose: "Request body is not valid UTF-8",
-    });
-  }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new HttpError(STATUS.BadRequest, "Upload is not valid JSON", {
-      expose: `Request body is not valid JSON: ${(err as Error).message}`,
-    });
   }
 }
 
@@ -143,7 +119,9 @@ export function uploadHandler(
     const declared = req.raw.body.length;
     await store.checkRoom(declared ?? 0);
     const bytes = await req.bytes();
-    parseJsonBytes(bytes); // validate only: the client's bytes are stored as sent
+    // The body reader's parse, on the bytes the route's limit let in:
+    // validate only, the client's bytes are stored as sent.
+    parseJsonBytes(bytes);
     const saved = await store.save(bytes);
     return json(saved, {
       status: STATUS.Created,
