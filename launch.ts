@@ -18,7 +18,7 @@ import {
   helpText,
   parseFlags,
   UsageError,
-} from "./lib/config.ts";
+} from "./lib/cli.ts";
 
 /** The folder holding launch.ts, main.ts and deno.json. No node:path: see lib/access.ts. */
 const HERE = decodeURIComponent(new URL(".", import.meta.url).pathname)

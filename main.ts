@@ -15,13 +15,13 @@ import { getLogger } from "@logtape/logtape";
 import { basename, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { bracketHost, checkAccess, planAccess } from "./lib/access.ts";
+import type { AppConfig } from "./lib/config.ts";
 import {
-  type AppConfig,
   type CliOptions,
   helpText,
   parseFlags,
   UsageError,
-} from "./lib/config.ts";
+} from "./lib/cli.ts";
 import { CredentialsError, loadCredentials } from "./lib/app/credentials.ts";
 import { AppMetrics } from "./lib/app/metrics.ts";
 import { hashPasswordCommand } from "./lib/hash_password.ts";

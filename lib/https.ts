@@ -5,7 +5,7 @@
  * `--redirect-http`. main.ts calls these; the engine knows none of them.
  */
 import { getLogger } from "@logtape/logtape";
-import type { CliOptions } from "./config.ts";
+import type { CliOptions } from "./cli.ts";
 import { httpsRedirect } from "./app/https_redirect.ts";
 import { serve, type Server } from "./http/server.ts";
 import {

@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
+import { DEFAULT_LIMITS } from "../lib/config.ts";
 import {
-  DEFAULT_LIMITS,
   FLAGS,
   helpText,
   parseDuration,
   parseFlags,
   parseSize,
   UsageError,
-} from "../lib/config.ts";
+} from "../lib/cli.ts";
 
 Deno.test("parseFlags() gives the documented defaults for no arguments", () => {
   const o = parseFlags([]);
