@@ -15,7 +15,7 @@ import { getLogger } from "@logtape/logtape";
 import { basename, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { bracketHost, checkAccess, planAccess } from "./lib/access.ts";
-import type { AppConfig } from "./lib/config.ts";
+import type { AppConfig } from "./lib/app/settings.ts";
 import {
   type CliOptions,
   helpText,

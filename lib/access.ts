@@ -6,7 +6,7 @@
  * and exit code 2, never a 404 or a 500 at request time.
  */
 import type { CliOptions } from "./cli.ts";
-import { uploadFilesDir } from "./config.ts";
+import { uploadFilesDir } from "./app/settings.ts";
 
 // No node:path here: the launcher imports this file, and node compatibility
 // costs ~15 ms of each start. Paths are POSIX, as --workers' reusePort is Linux.

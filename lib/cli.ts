@@ -7,15 +7,17 @@ import {
   type AppConfig,
   type AuthRule,
   DEFAULT_APP,
-  DEFAULT_CONFIG,
   DEFAULT_HSTS_MAX_AGE_S,
-  DEFAULT_LIMITS,
   DEFAULT_STATIC,
   DEFAULT_UPLOAD_FILES_QUOTA,
-  type Limits,
-  type ServerConfig,
   type UploadFilesConfig,
   WEB_EXTENSIONS,
+} from "./app/settings.ts";
+import {
+  DEFAULT_CONFIG,
+  DEFAULT_LIMITS,
+  type Limits,
+  type ServerConfig,
 } from "./config.ts";
 
 /** `--log-format`: LogTape's text or JSON lines, or nginx's and Apache's access log formats. */

@@ -8,11 +8,8 @@
  * listing; API clients get 201 with the stored names.
  */
 import { join } from "node:path";
-import {
-  type Limits,
-  type UploadFilesConfig,
-  uploadFilesDir,
-} from "../config.ts";
+import type { Limits } from "../config.ts";
+import { type UploadFilesConfig, uploadFilesDir } from "./settings.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Reply } from "../http/handler.ts";
 import { removeDeadTempFiles } from "./atomic_write.ts";

@@ -3,12 +3,8 @@
  * them, and static files for every other path.
  */
 import { isAbsolute, relative, resolve } from "node:path";
-import {
-  type AppConfig,
-  DEFAULT_LIMITS,
-  type Limits,
-  uploadFilesDir,
-} from "../config.ts";
+import { type AppConfig, uploadFilesDir } from "./settings.ts";
+import { DEFAULT_LIMITS, type Limits } from "../config.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Handler, Reply } from "../http/handler.ts";
 import { isAscii } from "../http/response.ts";

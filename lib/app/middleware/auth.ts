@@ -17,7 +17,7 @@
  *   and signed-in users, answered from the cache, do not wait behind it.
  */
 import { createHash } from "node:crypto";
-import type { AppAuth, AuthRule } from "../../config.ts";
+import type { AppAuth, AuthRule } from "../settings.ts";
 import { HttpError, STATUS } from "../../http/errors.ts";
 import { Semaphore } from "../../http/semaphore.ts";
 import { clientKey } from "../client_addr.ts";
