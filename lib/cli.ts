@@ -72,63 +72,157 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
-/** Flag name -> [value name or "" for a switch, default shown in --help, help text]. */
+/** `--log-format` unless given: LogTape's text lines, for a person at a terminal. */
+const DEFAULT_LOG_FORMAT: LogFormat = "text";
+/** `--http2` unless given: on, as `serve()` does for HTTPS. */
+const DEFAULT_HTTP2 = true;
+/** `--workers` unless given: the engine in the main thread, the cheapest start. */
+const DEFAULT_WORKERS = 1;
+/** `--rate-limit-fail` unless given: a store down counts here, as without a store. */
+const DEFAULT_RATE_LIMIT_FAIL = "open";
+
+/** The engine's defaults, which most flags change. */
+const L = DEFAULT_LIMITS;
+
+function onOff(on: boolean): string {
+  return on ? "on" : "off";
+}
+
+/**
+ * Bytes as a flag takes them, in the largest unit that divides them:
+ * 1048576 -> "1m", 1536 MiB -> "1536m", 500 -> "500". parseSize() reads it back.
+ */
+export function formatSize(bytes: number): string {
+  const units = [["g", 1024 ** 3], ["m", 1024 ** 2], ["k", 1024]] as const;
+  for (const [unit, n] of units) {
+    if (bytes !== 0 && bytes % n === 0) return `${bytes / n}${unit}`;
+  }
+  return String(bytes);
+}
+
+/**
+ * Milliseconds as a flag takes them, in the largest unit that divides them:
+ * 10000 -> "10s", 200 -> "200ms", 0 -> "0". parseDuration() reads it back.
+ */
+export function formatDuration(ms: number): string {
+  if (ms === 0) return "0";
+  const units = [
+    ["d", 86_400_000],
+    ["h", 3_600_000],
+    ["m", 60_000],
+    ["s", 1000],
+  ] as const;
+  for (const [unit, n] of units) {
+    if (ms % n === 0) return `${ms / n}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+/**
+ * Flag name -> [value name or "" for a switch, default shown in --help, help
+ * text]. A default comes from the default values, so --help cannot drift
+ * from them; a word ("off", "loopback names") stands where there is none.
+ */
 export const FLAGS: Readonly<
   Record<string, readonly [string, string, string]>
 > = {
-  host: ["ADDR", "127.0.0.1", "address to listen on"],
-  port: ["N", "8080", "port to listen on; 0 picks a free one"],
-  root: ["DIR", "resources", "folder served as the static site"],
-  "max-conns": ["N", "4096", "connections handled at once"],
-  "max-queue": ["N", "1024", "connections waiting for a slot; past it: 503"],
-  "max-body": ["SIZE", "1m", "largest request body (413)"],
-  "max-head": ["SIZE", "16k", "largest request line + headers (431)"],
-  "max-headers": ["N", "100", "most header lines (431)"],
-  "max-target": ["SIZE", "8k", "longest request target (414)"],
-  "max-requests": ["N", "10000", "requests per connection before it is closed"],
-  "head-timeout": ["TIME", "10s", "time to send a whole head (408)"],
-  "keepalive-timeout": ["TIME", "5s", "idle time between requests (close)"],
-  "body-timeout": ["TIME", "30s", "longest gap while sending a body (408)"],
+  host: ["ADDR", DEFAULT_CONFIG.hostname, "address to listen on"],
+  port: [
+    "N",
+    String(DEFAULT_CONFIG.port),
+    "port to listen on; 0 picks a free one",
+  ],
+  root: ["DIR", DEFAULT_STATIC.root, "folder served as the static site"],
+  "max-conns": ["N", String(L.maxConns), "connections handled at once"],
+  "max-queue": [
+    "N",
+    String(L.maxQueue),
+    "connections waiting for a slot; past it: 503",
+  ],
+  "max-body": [
+    "SIZE",
+    formatSize(L.maxBodyBytes),
+    "largest request body (413)",
+  ],
+  "max-head": [
+    "SIZE",
+    formatSize(L.maxHeadBytes),
+    "largest request line + headers (431)",
+  ],
+  "max-headers": ["N", String(L.maxHeaderCount), "most header lines (431)"],
+  "max-target": [
+    "SIZE",
+    formatSize(L.maxTargetBytes),
+    "longest request target (414)",
+  ],
+  "max-requests": [
+    "N",
+    String(L.maxRequestsPerConnection),
+    "requests per connection before it is closed",
+  ],
+  "head-timeout": [
+    "TIME",
+    formatDuration(L.headTimeoutMs),
+    "time to send a whole head (408)",
+  ],
+  "keepalive-timeout": [
+    "TIME",
+    formatDuration(L.keepAliveTimeoutMs),
+    "idle time between requests (close)",
+  ],
+  "body-timeout": [
+    "TIME",
+    formatDuration(L.bodyTimeoutMs),
+    "longest gap while sending a body (408)",
+  ],
   "write-timeout": [
     "TIME",
-    "30s",
+    formatDuration(L.writeTimeoutMs),
     "longest stall of a client that stopped reading (close)",
   ],
-  "queue-timeout": ["TIME", "10s", "longest wait for a connection slot (503)"],
+  "queue-timeout": [
+    "TIME",
+    formatDuration(L.queueTimeoutMs),
+    "longest wait for a connection slot (503)",
+  ],
   "max-conns-per-ip": [
     "N",
-    "256",
+    String(L.maxConnsPerIp),
     "connections from one address, 0: no cap (429; loopback exempt)",
   ],
   "min-body-rate": [
     "SIZE",
-    "500",
+    formatSize(L.minBodyBytesPerSec),
     "slowest request body per second after the grace (408); 0: off",
   ],
   "min-send-rate": [
     "SIZE",
-    "1k",
+    formatSize(L.minSendBytesPerSec),
     "slowest a client may read a reply per second (close); 0: off",
   ],
   "rate-grace": [
     "TIME",
-    "10s",
+    formatDuration(L.minRateGraceMs),
     "waiting allowed before the minimum rates apply",
   ],
   "max-fds": [
     "N",
-    "auto",
+    L.maxOpenFiles === 0 ? "auto" : String(L.maxOpenFiles),
     "descriptor limit to stay under (503 past it, less --fd-reserve)",
   ],
-  "fd-reserve": ["N", "128", "descriptors kept free for files and refusals"],
+  "fd-reserve": [
+    "N",
+    String(L.fdReserve),
+    "descriptors kept free for files and refusals",
+  ],
   "shutdown-timeout": [
     "TIME",
-    "10s",
+    formatDuration(L.shutdownTimeoutMs),
     "time in-flight requests get on SIGINT/SIGTERM",
   ],
   "drain-delay": [
     "TIME",
-    "0",
+    formatDuration(L.drainDelayMs),
     "on SIGINT/SIGTERM, serve this long more with /health 503 (behind a load balancer)",
   ],
   cert: ["FILE", "", "PEM certificate chain: serve HTTPS (with --key)"],
@@ -151,11 +245,13 @@ export const FLAGS: Readonly<
   hsts: [
     "[=TIME]",
     "",
-    "Strict-Transport-Security on HTTPS replies; max-age 1 year, or TIME (--hsts=1d)",
+    `Strict-Transport-Security on HTTPS replies; max-age ${
+      formatDuration(DEFAULT_HSTS_MAX_AGE_S * 1000)
+    }, or TIME (--hsts=1d)`,
   ],
   http2: [
     "on|off",
-    "on",
+    onOff(DEFAULT_HTTP2),
     "HTTP/2 over TLS, chosen by ALPN; off: HTTP/1.1 only",
   ],
   h2c: [
@@ -165,12 +261,12 @@ export const FLAGS: Readonly<
   ],
   workers: [
     "N|auto",
-    "1",
+    String(DEFAULT_WORKERS),
     "engine threads sharing the port and its limits; auto: one per CPU",
   ],
   "worker-heap": [
     "SIZE",
-    "1536m",
+    formatSize(L.workerHeapBytes),
     "a worker whose JS heap passes this is replaced by a fresh one; 0: never",
   ],
   takeover: [
@@ -178,17 +274,25 @@ export const FLAGS: Readonly<
     "off",
     "share the port with the Spindle already on it, which then gets SIGTERM (an upgrade)",
   ],
-  dotfiles: ["allow|deny", "deny", "serve dotfiles and dot-folders"],
+  dotfiles: [
+    "allow|deny",
+    DEFAULT_STATIC.dotfiles,
+    "serve dotfiles and dot-folders",
+  ],
   "allow-ext": [
     "LIST",
-    "all",
+    DEFAULT_STATIC.allowExt?.join(",") ?? "all",
     "file extensions served, e.g. html,txt,png,jpg,jpeg (else 403); web: the web types",
   ],
-  "cache-control": ["VALUE", "no-cache", "Cache-Control for static files"],
+  "cache-control": [
+    "VALUE",
+    DEFAULT_STATIC.cacheControl,
+    "Cache-Control for static files",
+  ],
   "list-dirs": ["", "off", "HTML listing of folders without index.html"],
   "archive-max": [
     "SIZE",
-    "4g",
+    formatSize(DEFAULT_STATIC.archiveMaxBytes),
     "largest folder a listing sends as one .zip (413); 0: no archives",
   ],
   header: [
@@ -205,9 +309,17 @@ export const FLAGS: Readonly<
   ],
   "strict-links": ["", "off", "404 for files with more than one hard link"],
   directory: ["DIR", "", "enable GET/POST /files/{name} on this folder"],
-  uploads: ["DIR", "resources/uploads", "folder for POST /upload"],
-  "upload-max": ["SIZE", "1m", "largest upload (413)"],
-  "upload-quota": ["SIZE", "100m", "total size of the uploads folder (507)"],
+  uploads: ["DIR", DEFAULT_APP.uploads, "folder for POST /upload"],
+  "upload-max": [
+    "SIZE",
+    formatSize(DEFAULT_APP.uploadMaxBytes),
+    "largest upload (413)",
+  ],
+  "upload-quota": [
+    "SIZE",
+    formatSize(DEFAULT_APP.uploadQuotaBytes),
+    "total size of the uploads folder (507)",
+  ],
   "upload-files": [
     "[=PATH]",
     "off",
@@ -215,12 +327,12 @@ export const FLAGS: Readonly<
   ],
   "upload-files-max": [
     "SIZE",
-    "1g",
+    formatSize(L.maxFormBytes),
     "largest form upload, all its files together (413)",
   ],
   "upload-files-quota": [
     "SIZE",
-    "10g",
+    formatSize(DEFAULT_UPLOAD_FILES_QUOTA),
     "total size of the upload folder (507); 0: the disk alone",
   ],
   overwrite: [
@@ -240,12 +352,12 @@ export const FLAGS: Readonly<
   ],
   "rate-limit-store-timeout": [
     "TIME",
-    "200ms",
+    formatDuration(L.rateStoreTimeoutMs),
     "longest wait for the store; past it the request is decided as if unreachable",
   ],
   "rate-limit-fail": [
     "open|closed",
-    "open",
+    DEFAULT_RATE_LIMIT_FAIL,
     "store unreachable: count in this process (open) or answer 503 (closed)",
   ],
   "trust-proxy": ["LIST", "", "peers whose X-Forwarded-For is believed"],
@@ -283,7 +395,7 @@ export const FLAGS: Readonly<
   ],
   "log-format": [
     "text|json|common|combined",
-    "text",
+    DEFAULT_LOG_FORMAT,
     "log line format; common and combined: access lines alone on stdout",
   ],
   quiet: ["", "off", "no access log lines"],
@@ -479,7 +591,6 @@ export function parseFlags(args: readonly string[]): CliOptions {
   }
   const hostname = str("host") ?? posHost ?? DEFAULT_CONFIG.hostname;
 
-  const L = DEFAULT_LIMITS;
   const size = (name: string, d: number) =>
     str(name) === undefined ? d : parseSize(str(name)!, name);
   const time = (name: string, d: number) =>
@@ -518,7 +629,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
     maxFormBytes: size("upload-files-max", L.maxFormBytes),
   });
 
-  const http2 = str("http2") ?? "on";
+  const http2 = str("http2") ?? onOff(DEFAULT_HTTP2);
   if (http2 !== "on" && http2 !== "off") {
     throw new UsageError(`--http2: "${http2}" is not on or off`);
   }
@@ -556,11 +667,11 @@ export function parseFlags(args: readonly string[]): CliOptions {
     );
   }
 
-  const dotfiles = str("dotfiles") ?? "deny";
+  const dotfiles = str("dotfiles") ?? DEFAULT_STATIC.dotfiles;
   if (dotfiles !== "allow" && dotfiles !== "deny") {
     throw new UsageError(`--dotfiles: "${dotfiles}" is not allow or deny`);
   }
-  const logFormat = (str("log-format") ?? "text") as LogFormat;
+  const logFormat = (str("log-format") ?? DEFAULT_LOG_FORMAT) as LogFormat;
   if (!LOG_FORMATS.includes(logFormat)) {
     throw new UsageError(
       `--log-format: "${logFormat}" is not text, json, common or combined`,
@@ -585,7 +696,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
     }
   }
   const store = str("rate-limit-store");
-  const fail = str("rate-limit-fail") ?? "open";
+  const fail = str("rate-limit-fail") ?? DEFAULT_RATE_LIMIT_FAIL;
   if (fail !== "open" && fail !== "closed") {
     throw new UsageError(`--rate-limit-fail: "${fail}" is not open or closed`);
   }
@@ -684,7 +795,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
     help: flag("help"),
     workers: str("workers") === "auto"
       ? Math.max(1, navigator.hardwareConcurrency)
-      : count("workers", 1),
+      : count("workers", DEFAULT_WORKERS),
     takeover: flag("takeover"),
     auth,
     tls,

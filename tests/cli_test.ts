@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { DEFAULT_LIMITS } from "../lib/config.ts";
 import {
   FLAGS,
+  formatDuration,
+  formatSize,
   helpText,
   parseDuration,
   parseFlags,
@@ -390,15 +392,62 @@ Deno.test("helpText() lists every flag with its default", () => {
   );
 });
 
-Deno.test("helpText() shows each flag's real default: passing it changes nothing", () => {
+Deno.test("helpText() shows each flag's real default: passing the one it shows changes nothing", () => {
   const none = parseFlags([]);
-  // Defaults that are words ("off", "web types") or empty have no value to pass.
-  const literal = Object.entries(FLAGS).filter(([, [value, def]]) =>
-    value !== "" && def !== "" && !/^(off|web types|loopback names)$/.test(def)
+  // "  --max-body SIZE   largest request body (413) [1m]": read from the
+  // help itself, so a default typed into it by hand and gone stale fails.
+  const shown = helpText().split("\n").flatMap((line) => {
+    const m = /^ {2}--([a-z0-9-]+).* \[([^\]]+)\]$/.exec(line);
+    return m === null ? [] : [{ name: m[1], value: FLAGS[m[1]][0], def: m[2] }];
+  });
+  // Switches are off unless given; some defaults are words, with no value to pass.
+  const literal = shown.filter(({ value, def }) =>
+    value !== "" && !/^(off|loopback names)$/.test(def)
   );
-  assert.ok(literal.length >= 20, `only ${literal.length} flags checked`);
-  for (const [name, [, def]] of literal) {
+  assert.ok(literal.length >= 35, `only ${literal.length} flags checked`);
+  for (const { name, def } of literal) {
     assert.deepEqual(parseFlags([`--${name}`, def]), none, `--${name} ${def}`);
+  }
+  assert.ok(
+    shown.some(({ name, def }) => name === "max-fds" && def === "auto"),
+    "--max-fds shows auto",
+  );
+  // --hsts alone: the max-age its help names.
+  const hsts = /max-age (\S+), or TIME/.exec(helpText());
+  assert.ok(hsts, "--hsts names its max-age");
+  assert.equal(
+    parseFlags(["--tls", "self-signed", "--hsts"]).app.hstsMaxAgeS,
+    parseDuration(hsts[1], "hsts") / 1000,
+  );
+});
+
+Deno.test("formatSize() and formatDuration() write the largest unit that divides, and parse back", () => {
+  const sizes: [number, string][] = [
+    [0, "0"],
+    [500, "500"],
+    [1024, "1k"],
+    [16 * 1024, "16k"],
+    [1024 ** 2, "1m"],
+    [1536 * 1024 ** 2, "1536m"],
+    [4 * 1024 ** 3, "4g"],
+    [1024 ** 3 + 1, String(1024 ** 3 + 1)],
+  ];
+  for (const [bytes, text] of sizes) {
+    assert.equal(formatSize(bytes), text);
+    assert.equal(parseSize(text, "x"), bytes);
+  }
+  const times: [number, string][] = [
+    [0, "0"],
+    [200, "200ms"],
+    [1500, "1500ms"],
+    [10_000, "10s"],
+    [5 * 60_000, "5m"],
+    [3_600_000, "1h"],
+    [365 * 86_400_000, "365d"],
+  ];
+  for (const [ms, text] of times) {
+    assert.equal(formatDuration(ms), text);
+    assert.equal(parseDuration(text, "x"), ms);
   }
 });
 
