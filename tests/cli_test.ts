@@ -579,3 +579,30 @@ Deno.test("parseFlags() refuses an --upload-files PATH that is not a plain folde
   );
   assert.throws(() => parseFlags(["--upload-files-max", "lots"]), UsageError);
 });
+
+Deno.test("README's flag table names flags that exist, with the defaults --help shows", async () => {
+  const readme = await Deno.readTextFile(
+    new URL("../README.md", import.meta.url),
+  );
+  const help = new Map(
+    helpText().split("\n").flatMap((line) => {
+      const m = /^ {2}--([a-z0-9-]+).* \[([^\]]+)\]$/.exec(line);
+      return m === null ? [] : [[m[1], m[2]] as const];
+    }),
+  );
+  // "| `--max-body SIZE` | `1m` | largest request body |"
+  const rows = readme.split("\n").flatMap((line) => {
+    const m = /^\| `--([a-z0-9-]+)(?:[^|\\]|\\.)*\| *(?:`([^`]*)` *|[^|]*)\|/
+      .exec(line);
+    return m === null ? [] : [{ name: m[1], def: m[2] }];
+  });
+  assert.ok(rows.length >= 60, `only ${rows.length} rows read`);
+  let compared = 0;
+  for (const { name, def } of rows) {
+    assert.ok(name in FLAGS, `README names --${name}, which is no flag`);
+    if (def === undefined) continue; // a word such as "off", or none
+    assert.equal(def, help.get(name), `README's default for --${name}`);
+    compared++;
+  }
+  assert.ok(compared >= 35, `only ${compared} defaults compared`);
+});
