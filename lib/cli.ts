@@ -739,7 +739,7 @@ export function parseFlags(args: readonly string[]): CliOptions {
     uploadQuotaBytes: size("upload-quota", DEFAULT_APP.uploadQuotaBytes),
     rateLimit,
     trustProxy: str("trust-proxy") === undefined
-      ? []
+      ? DEFAULT_APP.trustProxy
       : parseList(str("trust-proxy")!),
     allowedHosts: str("allowed-hosts") === undefined
       ? undefined

@@ -606,3 +606,36 @@ Deno.test("README's flag table names flags that exist, with the defaults --help 
   }
   assert.ok(compared >= 35, `only ${compared} defaults compared`);
 });
+
+Deno.test("README's limit tables show DEFAULT_LIMITS' values", async () => {
+  const readme = await Deno.readTextFile(
+    new URL("../README.md", import.meta.url),
+  );
+  const UNITS: Record<string, number> = {
+    "": 1,
+    "B/s": 1,
+    KiB: 1024,
+    "KiB/s": 1024,
+    MiB: 1024 ** 2,
+    GiB: 1024 ** 3,
+    ms: 1,
+    s: 1000,
+  };
+  let compared = 0;
+  for (const line of readme.split("\n")) {
+    // "| `maxHeadBytes` | 16 KiB | `431 ...` |"; "4096 + 1024" and the
+    // like name two limits at once and are left to a reader.
+    const m = /^\| `([a-zA-Z0-9]+)` +\| ([\d.]+)(?: ([A-Za-z/]+))? +\|/
+      .exec(line);
+    if (m === null || !(m[1] in DEFAULT_LIMITS)) continue;
+    const unit = UNITS[m[3] ?? ""];
+    assert.ok(unit !== undefined, `${m[1]}: unit ${m[3]}`);
+    assert.equal(
+      Number(m[2]) * unit,
+      DEFAULT_LIMITS[m[1] as keyof typeof DEFAULT_LIMITS],
+      `README's default for ${m[1]}`,
+    );
+    compared++;
+  }
+  assert.ok(compared >= 35, `only ${compared} limits compared`);
+});
