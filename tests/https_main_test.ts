@@ -439,3 +439,82 @@ Deno.test("main exits 1, saying why, when the --redirect-http port is taken", as
     ),
   );
 });
+
+/** A port free now. */
+function freePort(): number {
+  using probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return probe.addr.port;
+}
+
+/** `n` plain requests to `--redirect-http`'s port, each on its own connection: each Location. */
+async function redirects(port: number, n = 8): Promise<string[]> {
+  return await Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      const res = await fetch(`http://127.0.0.1:${port}/p${i}?q=1`, {
+        redirect: "manual",
+        headers: { connection: "close" },
+      });
+      await res.body?.cancel();
+      assert.equal(res.status, 308);
+      return res.headers.get("location") ?? "";
+    }),
+  );
+}
+
+Deno.test({
+  name:
+    "main --workers 2 --redirect-http: every worker answers 308, a SIGHUP hands the port over, and so does an upgrade (--takeover)",
+  ignore: !tools,
+  fn: async () => {
+    const tmp = await Deno.makeTempDir();
+    try {
+      const plainPort = freePort();
+      const args = [
+        ...["--root", tmp, "--uploads", join(tmp, "uploads")],
+        ...["--tls", "self-signed", "--tls-save", join(tmp, "tls")],
+        ...["--redirect-http", String(plainPort), "--workers", "2"],
+      ];
+      const expected = (port: number) =>
+        Array.from(
+          { length: 8 },
+          (_, i) => `https://127.0.0.1:${port}/p${i}?q=1`,
+        );
+      const first = await startMain(args);
+      const port = first.port;
+      try {
+        const said = await first.line(
+          (l) => l.properties.event === "redirecting",
+          "redirecting",
+        );
+        assert.equal(said.properties.port, plainPort);
+        assert.deepEqual(await redirects(plainPort), expected(port));
+
+        first.child.kill("SIGHUP");
+        await first.line((l) => l.properties.event === "reloaded", "reloaded");
+        assert.deepEqual(await redirects(plainPort), expected(port));
+
+        // An upgrade: a second Spindle binds both ports beside the first,
+        // which then stops; the second answers on both.
+        await using second = await startMain([
+          ...args,
+          ...["--port", String(port), "--takeover"],
+        ]);
+        assert.equal(second.port, port);
+        await first[Symbol.asyncDispose]();
+        assert.equal((await first.child.status).code, 0);
+        assert.deepEqual(await redirects(plainPort), expected(port));
+        const https = await run("curl", [
+          "-s",
+          "--cacert",
+          join(tmp, "tls", "cert.pem"),
+          `https://localhost:${port}/health`,
+        ]);
+        assert.equal(https.stdout.trim(), '{"status":"ok"}', https.stderr);
+      } finally {
+        await first[Symbol.asyncDispose]();
+      }
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
+});
