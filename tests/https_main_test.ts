@@ -518,3 +518,39 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "main --tls self-signed --tls-save rereads the folder on SIGHUP: a pair gone from it is made anew, saved and presented",
+  ignore: !tools,
+  fn: async () => {
+    const tmp = await Deno.makeTempDir();
+    try {
+      const save = join(tmp, "tls");
+      await using main = await startMain([
+        ...["--root", tmp, "--uploads", join(tmp, "uploads")],
+        ...["--tls", "self-signed", "--tls-save", save],
+      ]);
+      const first = (await main.line(
+        (l) => l.properties.event === "certificate",
+        "certificate",
+      )).properties.fingerprint;
+      assert.equal((await handshake(main.port)).fingerprint, first);
+      await Deno.remove(join(save, "cert.pem"));
+      await Deno.remove(join(save, "key.pem"));
+      main.child.kill("SIGHUP");
+      const next = (await main.line(
+        (l) =>
+          l.properties.event === "certificate" &&
+          l.properties.fingerprint !== first,
+        "a new certificate",
+      )).properties.fingerprint;
+      const saved = await Deno.readTextFile(join(save, "cert.pem"));
+      assert.equal(new X509Certificate(saved).fingerprint256, next);
+      await main.line((l) => l.properties.event === "reloaded", "reloaded");
+      assert.equal((await handshake(main.port)).fingerprint, next);
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
+});
