@@ -75,14 +75,19 @@ async function askSoon(port: number, path = "/"): Promise<string> {
   }
 }
 
-/** Asks until every id in `want` answered (connections spread by hash). */
+/**
+ * Asks until every id in `want` answered (connections spread by hash), for
+ * up to 30 s: a worker just started may take a while to listen on a busy
+ * machine (500 quick asks once missed a replacement).
+ */
 async function seeAll(
   port: number,
   want: (ids: Set<string>) => boolean,
   asker = ask,
 ) {
   const ids = new Set<string>();
-  for (let i = 0; i < 500 && !want(ids); i++) ids.add(await asker(port));
+  const until = Date.now() + 30_000;
+  while (!want(ids) && Date.now() < until) ids.add(await asker(port));
   return ids;
 }
 
