@@ -24,13 +24,7 @@ import {
 } from "./lib/cli.ts";
 import { CredentialsError, loadCredentials } from "./lib/app/credentials.ts";
 import { AppMetrics } from "./lib/app/metrics.ts";
-import { hashPasswordCommand } from "./lib/hash_password.ts";
-import {
-  type Https,
-  loadHttps,
-  logRedirect,
-  startRedirect,
-} from "./lib/https.ts";
+import type { Https } from "./lib/https.ts";
 import { isLoopback, trustProxy } from "./lib/app/client_addr.ts";
 import { createApp, engineLimits } from "./lib/app/routes.ts";
 import type { RateLimitStore } from "./lib/app/rate_limit_store.ts";
@@ -76,6 +70,7 @@ class StartFailure extends Error {
 /** Runs the server until SIGINT or SIGTERM; returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
   if (args[0] === "hash-password") {
+    const { hashPasswordCommand } = await import("./lib/hash_password.ts");
     return await hashPasswordCommand(args.slice(1));
   }
   let opts: CliOptions;
@@ -404,7 +399,9 @@ async function startServers(
     if (err instanceof Deno.errors.AddrInUse) throw portInUse(port);
     throw new StartFailure(err instanceof Error ? err.message : String(err), 1);
   }
+  if (ports.redirect === undefined) return { server };
   try {
+    const { startRedirect } = await httpsCode();
     const redirect = startRedirect(opts, server.port, proxyProtocolFrom, {
       port: ports.redirect,
       reusePort,
@@ -462,7 +459,14 @@ async function announce(
     workers: opts.workers,
     ...start,
   });
-  if (ports.redirect !== undefined) logRedirect(hostname, ports.redirect, port);
+  if (ports.redirect !== undefined) {
+    (await httpsCode()).logRedirect(hostname, ports.redirect, port);
+  }
+}
+
+/** lib/https.ts, loaded only for HTTPS: a plain start never pays for it. */
+function httpsCode(): Promise<typeof import("./lib/https.ts")> {
+  return import("./lib/https.ts");
 }
 
 /**
@@ -481,7 +485,8 @@ async function loadCertificate(
   opts: CliOptions,
   onChange: (pair: { cert: string; key: string }) => void,
 ): Promise<Https | undefined> {
-  const https = await loadHttps(opts);
+  if (opts.tls === undefined) return undefined;
+  const https = await (await httpsCode()).loadHttps(opts);
   https?.watch(onChange);
   return https;
 }

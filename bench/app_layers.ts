@@ -23,7 +23,7 @@ import { DEFAULT_APP, DEFAULT_STATIC } from "../lib/app/settings.ts";
 import { DEFAULT_LIMITS } from "../lib/config.ts";
 import { AccessLog, setAccessLog } from "../lib/http/access_log.ts";
 import { Connection } from "../lib/http/connection.ts";
-import { timeoutsOf } from "../lib/http/deadlines.ts";
+import { DeadlineWheel, timeoutsOf } from "../lib/http/deadlines.ts";
 import type { Handler, Reply } from "../lib/http/handler.ts";
 import { EngineStats } from "../lib/http/stats.ts";
 import { AppMetrics } from "../lib/app/metrics.ts";
@@ -81,6 +81,8 @@ class FakeConn {
 
 const stats = new EngineStats();
 const TIMEOUTS = timeoutsOf(DEFAULT_LIMITS);
+/** Never advanced: the fake connections finish long before any deadline. */
+const WHEEL = new DeadlineWheel(1000, TIMEOUTS.keepAliveMs);
 
 /** Serves `count` copies of `request` through `handler` on one fake connection. */
 export async function serveFake(
@@ -99,6 +101,7 @@ export async function serveFake(
     onClose: () => {},
     timeouts: TIMEOUTS,
     keepAliveMs: () => TIMEOUTS.keepAliveMs,
+    wheel: WHEEL,
   });
   await c.run();
   return conn.sent;

@@ -51,8 +51,10 @@ import {
   denoServeParallel,
   denoServeTls,
   denoServeWs,
+  engineDirect,
   engineHello,
   nginx,
+  relayHello,
 } from "./specs.ts";
 import { h2loadGenerator, wsGenerator } from "./generators.ts";
 
@@ -865,23 +867,28 @@ async function wsIdleMemoryRow(
 /**
  * Start-up: from spawning the command to the first 200 on `/`, with a warm
  * module cache (one untimed start each first). `deno task serve` includes
- * whatever the task runs (a launcher); the reference is `deno run` of a
- * Deno.serve hello. Runs alternate.
+ * whatever the task runs (a launcher); beside it, in the same alternating
+ * runs: the engine's main.ts started directly (no task, no launcher), the
+ * floor of a launcher (a bare Deno process starting a Deno.serve hello in
+ * a second one) and `deno run` of a Deno.serve hello, the reference.
  */
 function startupCase(id: number): BenchCase {
-  const spindle = defaultApp();
-  const reference = denoServeHello();
+  const specs = [
+    defaultApp(),
+    engineDirect(),
+    relayHello(),
+    denoServeHello(),
+  ];
   const target = atMost(START_MAX_MS, `<= ${START_MAX_MS} ms`);
   return {
     id,
     name: "startup",
     title: "Start to first answer",
     run: async (bench) => {
-      const times: number[][] = [[], []];
-      const specs = [spindle, reference];
+      const times: number[][] = specs.map(() => []);
       for (const spec of specs) await timeStart(bench, spec); // warm caches
       for (let run = 0; run < bench.settings.startRuns; run++) {
-        for (const i of roundOrder(2, run)) {
+        for (const i of roundOrder(specs.length, run)) {
           const ms = await timeStart(bench, specs[i]);
           times[i].push(ms);
           bench.details.push(
@@ -891,28 +898,36 @@ function startupCase(id: number): BenchCase {
           );
         }
       }
-      const ms = median(times[0]);
+      const [task, direct, relay, hello] = times.map(median);
       const range = (t: number[]) =>
         `${Math.min(...t).toFixed(0)}-${Math.max(...t).toFixed(0)}`;
+      const msAndRatio = (ms: number) =>
+        `${ms.toFixed(0)} ms = ${fmtRatio(ms / hello)}`;
       console.error(
-        `  ${id} startup: Spindle ${ms.toFixed(0)} ms, Deno.serve ${
-          median(times[1]).toFixed(0)
+        `  ${id} startup: deno task serve ${task.toFixed(0)} ms, main.ts ${
+          direct.toFixed(0)
+        } ms, 2 x deno run ${relay.toFixed(0)} ms, Deno.serve ${
+          hello.toFixed(0)
         } ms`,
       );
       return [{
         id: `${id}`,
         title:
           "Start to first answer: `deno task serve` (vs `deno run` of a Deno.serve hello)",
-        spindle: `${ms.toFixed(0)} ms (${range(times[0])})`,
-        reference: `${median(times[1]).toFixed(0)} ms (${range(times[1])})`,
-        value: ms,
-        valueText: `${ms.toFixed(0)} ms`,
+        spindle: `${task.toFixed(0)} ms (${range(times[0])}) = ${
+          fmtRatio(task / hello)
+        }; main.ts alone ${msAndRatio(direct)}`,
+        reference: `${hello.toFixed(0)} ms (${
+          range(times[3])
+        }); launcher floor (2 x deno run) ${msAndRatio(relay)}`,
+        value: task,
+        valueText: `${task.toFixed(0)} ms`,
         cpu: null,
         target,
         problems: [],
         caveats: [],
         chartLabel: `${id} Start to first answer`,
-        chartText: `${ms.toFixed(0)} ms, target ${target.text}`,
+        chartText: `${task.toFixed(0)} ms, target ${target.text}`,
       }];
     },
   };

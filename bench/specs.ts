@@ -110,6 +110,39 @@ export function defaultApp(opts: AppOptions = {}): ServerSpec {
   };
 }
 
+/**
+ * Spindle's engine started the way the launcher starts it (its lockfile,
+ * `--frozen`), but directly and with broad permissions: `deno task serve`
+ * without the task and the launcher.
+ */
+export function engineDirect(opts: AppOptions = {}): ServerSpec {
+  const name = opts.name ?? "Spindle main.ts";
+  const flags = opts.flags ?? [];
+  return {
+    name,
+    logsAccess: !flags.includes("--quiet"),
+    launch: (_bench, port, logFile) => ({
+      name,
+      argv: [
+        Deno.execPath(),
+        "run",
+        "--no-prompt",
+        `--config=${join(REPO_DIR, "deno.json")}`,
+        `--lock=${join(REPO_DIR, "deno.lock")}`,
+        "--frozen",
+        ...DENO_PERMISSIONS,
+        join(REPO_DIR, "main.ts"),
+        "--port",
+        `${port}`,
+        ...flags,
+      ],
+      cwd: REPO_DIR,
+      port,
+      logFile,
+    }),
+  };
+}
+
 function tlsFlags(bench: Bench): string[] {
   const { cert, key } = benchCert(bench);
   return ["--cert", cert, "--key", key];
@@ -176,6 +209,18 @@ export function bareLoop(): ServerSpec {
 /** `Deno.serve` answering "hello" (no access log: Deno.serve has none). */
 export function denoServeHello(): ServerSpec {
   return denoScript("Deno.serve", "deno_serve_hello.ts", ["--allow-net"]);
+}
+
+/**
+ * A launcher's floor: a bare Deno process starting the Deno.serve hello in
+ * a second one, as launch.ts starts main.ts.
+ */
+export function relayHello(): ServerSpec {
+  return denoScript("2 x deno run", "relay_hello.ts", [
+    "--allow-run",
+    "--allow-net",
+    "--allow-read",
+  ]);
 }
 
 /** `Deno.serve` with `Deno.upgradeWebSocket`, echoing every message on any path. */

@@ -6,7 +6,30 @@
  * are in lib/app/settings.ts, the command line in lib/cli.ts.
  */
 
-/** Hard limits. Each one names the status a client gets for crossing it. */
+/**
+ * Hard limits. Each one names the status a client gets for crossing it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Limits, serve } from "@spindle/server";
+ *
+ * const limits: Partial<Limits> = {
+ *   maxBodyBytes: 1024, // a larger body gets 413
+ *   headTimeoutMs: 5_000, // a slower head gets 408
+ * };
+ * await using server = serve(
+ *   { port: 0, accessLog: false, limits },
+ *   async (req) => ({ status: 200, body: await req.body.text() }),
+ * );
+ * const res = await fetch(`http://127.0.0.1:${server.port}/`, {
+ *   method: "POST",
+ *   body: "x".repeat(2048),
+ * });
+ * assert.equal(res.status, 413);
+ * await res.body?.cancel();
+ * ```
+ */
 export interface Limits {
   /** Request target (path and query), in bytes. Over: 414. */
   readonly maxTargetBytes: number;
@@ -139,6 +162,7 @@ export interface Limits {
   // Passwords (issue #13).
   /** Failed password checks per client in {@link authFailureWindowMs}. Over: 429. */
   readonly maxAuthFailures: number;
+  /** The window of {@link maxAuthFailures}, in milliseconds. */
   readonly authFailureWindowMs: number;
   /** Password checks (one slow KDF run each) at once. Past it, they queue. */
   readonly maxPasswordChecks: number;
@@ -180,6 +204,23 @@ export interface Limits {
   readonly rateStoreTimeoutMs: number;
 }
 
+/**
+ * The limits a server gets unless told otherwise; each says why it is what it is.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_LIMITS, serve } from "@spindle/server";
+ *
+ * await using server = serve({
+ *   port: 0,
+ *   accessLog: false,
+ *   limits: { maxBodyBytes: DEFAULT_LIMITS.maxBodyBytes / 4 }, // the rest as they are
+ * }, () => ({ status: 204 }));
+ * assert.equal(server.limits.maxBodyBytes, DEFAULT_LIMITS.maxBodyBytes / 4);
+ * assert.equal(server.limits.maxHeadBytes, DEFAULT_LIMITS.maxHeadBytes);
+ * ```
+ */
 export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxTargetBytes: 8 * 1024, // nginx's default line buffer; longer URLs are abuse
   maxHeadBytes: 16 * 1024, // big cookies fit; a header flood does not
@@ -262,15 +303,29 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   rateStoreTimeoutMs: 200,
 });
 
-/** What `serve()` needs besides a handler. */
+/**
+ * What `serve()` needs besides a handler.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serve, type ServerConfig } from "@spindle/server";
+ *
+ * const config: Partial<ServerConfig> = { hostname: "127.0.0.1", port: 0, accessLog: false };
+ * await using server = serve(config, () => ({ status: 204 }));
+ * assert.equal(server.addr.hostname, "127.0.0.1");
+ * ```
+ */
 export interface ServerConfig {
   /** Address to bind; `127.0.0.1` keeps a fresh server off the network. */
   readonly hostname: string;
   /** TCP port; 0 asks the kernel for a free one. */
   readonly port: number;
+  /** Hard limits and timeouts; see {@link Limits}. */
   readonly limits: Limits;
   /** PEM certificate chain and key; both set means HTTPS. */
   readonly cert?: string;
+  /** PEM private key for `cert`. */
   readonly key?: string;
   /** HTTP/2 on TLS, chosen by ALPN (`--http2 on|off`); default on. */
   readonly http2?: boolean;

@@ -4,7 +4,7 @@
  * files changing) without dropping a connection, and the plain listener of
  * `--redirect-http`. main.ts calls these; the engine knows none of them.
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "./npm/logtape.ts";
 import type { CliOptions } from "./cli.ts";
 import { httpsRedirect } from "./app/https_redirect.ts";
 import { serve, type Server } from "./http/server.ts";

@@ -10,7 +10,7 @@ import {
   type LogRecord,
   reset,
   type TextFormatter,
-} from "@logtape/logtape";
+} from "./npm/logtape.ts";
 import {
   type AccessFormat,
   AccessLog,

@@ -9,16 +9,42 @@ import { X509Certificate } from "node:crypto";
 import { join } from "node:path";
 import { parseCertificate } from "./http/tls.ts";
 
-/** The names a certificate is made for. */
+/**
+ * The names a certificate is made for.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type CertNames, makeSelfSigned } from "@spindle/server";
+ *
+ * const names: CertNames = { dns: ["localhost"], ips: ["127.0.0.1", "::1"] };
+ * const { cert } = await makeSelfSigned(names);
+ * assert.match(cert, /^-----BEGIN CERTIFICATE-----/);
+ * ```
+ */
 export interface CertNames {
+  /** DNS names, such as `localhost`. */
   readonly dns: readonly string[];
   /** IP addresses in canonical form (`::1`, never `0:0:...:1`). */
   readonly ips: readonly string[];
 }
 
-/** A PEM certificate and its PEM (PKCS #8) private key. */
+/**
+ * A PEM certificate and its PEM (PKCS #8) private key.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { makeSelfSigned, type PemPair } from "@spindle/server";
+ *
+ * const pair: PemPair = await makeSelfSigned({ dns: ["localhost"], ips: [] });
+ * assert.match(pair.key, /^-----BEGIN PRIVATE KEY-----/);
+ * ```
+ */
 export interface PemPair {
+  /** The certificate, PEM. */
   readonly cert: string;
+  /** Its private key, PEM (PKCS #8). */
   readonly key: string;
 }
 
@@ -107,17 +133,30 @@ function pem(label: string, der: ArrayBuffer): string {
  * Makes a self-signed server certificate for `names`: ECDSA P-256 with
  * SHA-256, valid for a year from an hour before `now`, not a CA (rustls
  * refuses a CA as a server's own certificate), for server authentication.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { makeSelfSigned, serve } from "@spindle/server";
+ *
+ * const { cert, key } = await makeSelfSigned({ dns: ["localhost"], ips: [] });
+ * await using server = serve(
+ *   { port: 0, accessLog: false, cert, key },
+ *   (req) => ({ status: 200, body: `secure: ${req.secure}` }),
+ * );
+ * await server.ready; // over TLS the port may be known a turn later
+ * const client = Deno.createHttpClient({ caCerts: [cert] });
+ * const res = await fetch(`https://localhost:${server.port}/`, { client });
+ * assert.equal(await res.text(), "secure: true");
+ * client.close();
+ * ```
  */
 export async function makeSelfSigned(
   names: CertNames,
-  now = new Date(),
+  now: Date = new Date(),
 ): Promise<PemPair> {
-  const [{ AsnConvert, OctetString }, x509, { ECDSASigValue }] = await Promise
-    .all([
-      import("@peculiar/asn1-schema"),
-      import("@peculiar/asn1-x509"),
-      import("@peculiar/asn1-ecc"),
-    ]);
+  const { schema: { AsnConvert, OctetString }, x509, ecc: { ECDSASigValue } } =
+    await import("./npm/asn1.ts");
   const extension = (id: string, critical: boolean, value: unknown) =>
     new x509.Extension({
       extnID: id,

@@ -101,7 +101,7 @@ export async function qrLines(url: string | undefined): Promise<string[]> {
   let render: (text: string, options: { border: number }) => string;
   try {
     // Loaded only for --qr, so a plain start does not pay for it.
-    render = (await import("uqr")).renderUnicodeCompact;
+    render = (await import("./npm/uqr.ts")).renderUnicodeCompact;
   } catch (err) {
     return [`--qr: cannot load the QR code package: ${err}`];
   }

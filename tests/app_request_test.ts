@@ -12,7 +12,7 @@ import {
   mediaType,
   mediaTypeMatches,
 } from "../lib/app/media_types.ts";
-import { HttpError } from "../lib/http/errors.ts";
+import type { HttpError } from "../lib/http/errors.ts";
 import { fake } from "./fixtures/app_request.ts";
 
 function appRequest(...args: Parameters<typeof fake>): AppRequest {

@@ -6,7 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { DEFAULT_LIMITS, type Limits } from "../lib/config.ts";
-import { rateBudgetMs, timeoutsOf } from "../lib/http/deadlines.ts";
+import {
+  DeadlineWheel,
+  rateBudgetMs,
+  Timed,
+  timeoutsOf,
+} from "../lib/http/deadlines.ts";
 import { FileBody, type Handler, type Reply } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
 import {
@@ -275,4 +280,172 @@ Deno.test("serve() gives a reply sent while busy a shorter keep-alive time", asy
   } finally {
     for (const conn of others) conn.close();
   }
+});
+
+/** An owner for the wheel that records when it was expired. */
+class Owner extends Timed {
+  deadline = 0;
+  busyDeadline = 0;
+  readonly expired: number[] = [];
+
+  set(wheel: DeadlineWheel, deadline: number, busyDeadline = deadline): void {
+    this.deadline = deadline;
+    this.busyDeadline = busyDeadline;
+    wheel.arm(this, busyDeadline);
+  }
+
+  expire(now: number, busy: boolean): void {
+    const deadline = busy ? this.busyDeadline : this.deadline;
+    if (deadline === 0 || now < deadline) return;
+    this.expired.push(now);
+    this.deadline = this.busyDeadline = 0;
+  }
+}
+
+Deno.test("DeadlineWheel expires an owner in the tick its deadline falls in, not before", () => {
+  const wheel = new DeadlineWheel(100, 1000, 0);
+  const a = new Owner();
+  a.set(wheel, 250);
+  wheel.advance(200, false);
+  assert.deepEqual(a.expired, []);
+  wheel.advance(300, false);
+  assert.deepEqual(a.expired, [300]);
+  assert.equal(wheel.size, 0);
+});
+
+Deno.test("DeadlineWheel visits only the due entries: 5000 idle owners cost nothing per tick", () => {
+  const wheel = new DeadlineWheel(100, 5000, 0);
+  const idle = Array.from({ length: 5000 }, () => new Owner());
+  for (const o of idle) o.set(wheel, 4000);
+  const busy = new Owner();
+  busy.set(wheel, 150);
+  let visited = 0;
+  for (let now = 100; now <= 3900; now += 100) {
+    visited += wheel.advance(now, false);
+  }
+  assert.equal(visited, 1);
+  assert.deepEqual(busy.expired, [200]);
+  assert.equal(wheel.advance(4000, false), 5000);
+  assert.ok(idle.every((o) => o.expired.length === 1));
+});
+
+Deno.test("DeadlineWheel files a later deadline lazily: no move on arm, re-filed when the old time comes", () => {
+  const wheel = new DeadlineWheel(100, 1000, 0);
+  const a = new Owner();
+  a.set(wheel, 300);
+  const tick = a.wheelTick;
+  a.set(wheel, 350); // same tick
+  a.set(wheel, 900); // later: stays where it is
+  assert.equal(a.wheelTick, tick);
+  assert.equal(wheel.advance(300, false), 1); // visited, not expired: re-filed
+  assert.deepEqual(a.expired, []);
+  assert.equal(wheel.size, 1);
+  wheel.advance(800, false);
+  assert.deepEqual(a.expired, []);
+  wheel.advance(900, false);
+  assert.deepEqual(a.expired, [900]);
+});
+
+Deno.test("DeadlineWheel moves an owner whose deadline comes sooner", () => {
+  const wheel = new DeadlineWheel(100, 1000, 0);
+  const a = new Owner();
+  a.set(wheel, 900);
+  a.set(wheel, 200);
+  wheel.advance(200, false);
+  assert.deepEqual(a.expired, [200]);
+  assert.equal(wheel.size, 0);
+});
+
+Deno.test("DeadlineWheel drops an owner whose deadline was cleared, until it arms again", () => {
+  const wheel = new DeadlineWheel(100, 1000, 0);
+  const a = new Owner();
+  a.set(wheel, 200);
+  a.deadline = a.busyDeadline = 0; // cleared on the hot path: no wheel call
+  wheel.advance(200, false);
+  assert.equal(wheel.size, 0);
+  a.set(wheel, 500);
+  wheel.advance(500, false);
+  assert.deepEqual(a.expired, [500]);
+});
+
+Deno.test("DeadlineWheel remove() takes an owner out, and the others keep their places", () => {
+  const wheel = new DeadlineWheel(100, 1000, 0);
+  const owners = [0, 1, 2].map(() => new Owner());
+  for (const o of owners) o.set(wheel, 300);
+  wheel.remove(owners[0]);
+  wheel.remove(owners[0]); // twice is harmless
+  assert.equal(wheel.size, 2);
+  wheel.advance(300, false);
+  assert.deepEqual(owners.map((o) => o.expired.length), [0, 1, 1]);
+});
+
+Deno.test("DeadlineWheel keeps a deadline past its ring for a later lap", () => {
+  const wheel = new DeadlineWheel(100, 500, 0); // a ring of 7 slots
+  const far = new Owner();
+  far.set(wheel, 2000);
+  for (let now = 100; now < 2000; now += 100) wheel.advance(now, false);
+  assert.deepEqual(far.expired, []);
+  wheel.advance(2000, false);
+  assert.deepEqual(far.expired, [2000]);
+});
+
+Deno.test("DeadlineWheel catches up after a long stall: everything due goes in one visit", () => {
+  const wheel = new DeadlineWheel(100, 500, 0);
+  const owners = [150, 700, 1900, 5000].map((at) => {
+    const o = new Owner();
+    o.set(wheel, at);
+    return o;
+  });
+  wheel.advance(3000, false); // no call for 30 ticks, several laps
+  assert.deepEqual(owners.map((o) => o.expired), [[3000], [3000], [3000], []]);
+  wheel.advance(5000, false);
+  assert.deepEqual(owners[3].expired, [5000]);
+});
+
+Deno.test("DeadlineWheel uses the busy deadline while busy, and visitAll() catches one filed by its plain time", () => {
+  const wheel = new DeadlineWheel(100, 1000, 0);
+  const a = new Owner();
+  a.set(wheel, 900, 300);
+  wheel.advance(300, false); // not busy: re-filed at 900
+  assert.deepEqual(a.expired, []);
+  wheel.advance(400, false);
+  assert.equal(wheel.visitAll(450, true), 1); // the server turns busy
+  assert.deepEqual(a.expired, [450]);
+  const b = new Owner();
+  b.set(wheel, 900, 600);
+  wheel.advance(600, true);
+  assert.deepEqual(b.expired, [600]);
+});
+
+Deno.test("DeadlineWheel files a deadline already past for the next tick", () => {
+  const wheel = new DeadlineWheel(100, 1000, 0);
+  wheel.advance(500, false);
+  const a = new Owner();
+  a.set(wheel, 100);
+  wheel.advance(599, false);
+  assert.deepEqual(a.expired, []);
+  wheel.advance(600, false);
+  assert.deepEqual(a.expired, [600]);
+});
+
+Deno.test("DeadlineWheel copes with an owner whose expiry removes another due in the same tick", () => {
+  const wheel = new DeadlineWheel(100, 1000, 0);
+  const owners = [0, 1, 2].map(() => new Owner());
+  for (const o of owners) o.set(wheel, 300);
+  const first = owners[0];
+  const expire = first.expire.bind(first);
+  // Closing the first takes the last out of the wheel (as a close would).
+  first.expire = (now, busy) => {
+    expire(now, busy);
+    owners[2].deadline = owners[2].busyDeadline = 0;
+    wheel.remove(owners[2]);
+  };
+  const late = new Owner();
+  wheel.advance(300, false);
+  late.set(wheel, 400); // filed into the ring after the visit
+  assert.deepEqual(owners.map((o) => o.expired.length), [1, 1, 0]);
+  assert.equal(wheel.size, 1);
+  wheel.advance(400, false);
+  assert.deepEqual(late.expired, [400]);
+  assert.equal(wheel.size, 0);
 });

@@ -7,7 +7,10 @@ import assert from "node:assert/strict";
 import { batchNow } from "../lib/http/clock.ts";
 import type { ReplyHeaders } from "../lib/http/handler.ts";
 import {
+  BODY_ABSENT,
+  BODY_STREAMED,
   encodeClosingReply,
+  frameReply,
   isAscii,
   OutBuffer,
   writeFields,
@@ -192,3 +195,76 @@ Deno.test("batchNow() is one reading per batch of work", async () => {
   const b = batchNow();
   assert.ok(b >= a + 5, `a later batch reads the clock again: ${a} -> ${b}`);
 });
+
+const S = BODY_STREAMED;
+const A = BODY_ABSENT;
+const framings: [
+  name: string,
+  args: Parameters<typeof frameReply>, // status, isHead, minor, bodyLength, fieldLength, keep
+  want: [contentLength: number, chunked: boolean, keep: boolean, body: boolean],
+][] = [
+  ["a known body", [200, false, 1, 5, -1, true], [5, false, true, true]],
+  ["a known body the handler sized", [200, false, 1, 5, 9, true], [
+    5,
+    false,
+    true,
+    true,
+  ]],
+  ["no body", [200, false, 1, A, -1, true], [0, false, true, true]],
+  ["no body to HEAD", [200, true, 1, A, -1, true], [-1, false, true, false]],
+  ["no body to HEAD, sized", [200, true, 1, A, 42, true], [
+    42,
+    false,
+    true,
+    false,
+  ]],
+  ["a known body to HEAD", [200, true, 1, 5, -1, true], [
+    5,
+    false,
+    true,
+    false,
+  ]],
+  ["a stream over HTTP/1.1", [200, false, 1, S, -1, true], [
+    -1,
+    true,
+    true,
+    true,
+  ]],
+  ["a sized stream", [200, false, 1, S, 7, true], [7, false, true, true]],
+  ["a stream over HTTP/1.0", [200, false, 0, S, -1, true], [
+    -1,
+    false,
+    false,
+    true,
+  ]],
+  ["a sized stream over HTTP/1.0", [200, false, 0, S, 7, true], [
+    7,
+    false,
+    true,
+    true,
+  ]],
+  ["204 with a body", [204, false, 1, 5, -1, true], [-1, false, true, false]],
+  ["304 with a stream", [304, false, 1, S, -1, true], [
+    -1,
+    false,
+    true,
+    false,
+  ]],
+  ["a close asked for", [200, false, 1, 5, -1, false], [5, false, false, true]],
+  ["a stream with a close asked for", [200, false, 1, S, -1, false], [
+    -1,
+    true,
+    false,
+    true,
+  ]],
+];
+for (const [name, args, [contentLength, chunked, keep, sendBody]] of framings) {
+  Deno.test(`frameReply() frames ${name}`, () => {
+    assert.deepEqual(frameReply(...args), {
+      contentLength,
+      chunked,
+      keep,
+      sendBody,
+    });
+  });
+}

@@ -10,13 +10,36 @@ import { HttpError, STATUS } from "../http/errors.ts";
 import { clientAddress, type ProxyTrust, TRUST_NONE } from "./client_addr.ts";
 import { isJsonType, mediaType, mediaTypeMatches } from "./media_types.ts";
 
-/** Route params; one shared frozen object when a route has none. */
+/**
+ * Route params; one shared frozen object when a route has none.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Params, Router, text } from "@spindle/server";
+ *
+ * const show = (params: Params) => `${params.owner}/${params.repo}`;
+ * const app = new Router().get("/{owner}/{repo}", (req) => text(show(req.params)));
+ * assert.equal(show({ owner: "denoland", repo: "deno" }), "denoland/deno");
+ * assert.equal(typeof app.handler(), "function");
+ * ```
+ */
 export type Params = Readonly<Record<string, string>>;
 export const NO_PARAMS: Params = Object.freeze({});
 
 /**
  * What a route accepts, checked from the head before any body byte is read
  * (so `Expect: 100-continue` gets the final status instead of `100`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { json, type RouteContract, Router } from "@spindle/server";
+ *
+ * const api: RouteContract = { jsonErrors: true, maxBodyBytes: 4096 };
+ * const app = new Router().put("/notes/{id}", (req) => json({ id: req.params.id }), api);
+ * assert.equal(typeof app.handler(), "function");
+ * ```
  */
 export interface RouteContract {
   /** Methods the route answers; `.get()` and friends set it themselves. */
@@ -29,13 +52,44 @@ export interface RouteContract {
   readonly jsonErrors?: boolean;
 }
 
-/** A route's handler: gets the app request, returns (or throws) a reply. */
+/**
+ * A route's handler: gets the app request, returns (or throws) a reply.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type AppHandler, Router, serve, text } from "@spindle/server";
+ *
+ * const greet: AppHandler = (req) => text(`hi ${req.params.name}`);
+ * const app = new Router().get("/hi/{name}", greet);
+ * await using server = serve({ port: 0, accessLog: false }, app.handler());
+ * const res = await fetch(`http://127.0.0.1:${server.port}/hi/Ada%20L`);
+ * assert.equal(await res.text(), "hi Ada L");
+ * ```
+ */
 export type AppHandler = (req: AppRequest) => Reply | Promise<Reply>;
 
-/** One request inside the application. Built once per request by the router. */
+/**
+ * One request inside the application. Built once per request by the router.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type AppRequest, json, Router, serve } from "@spindle/server";
+ *
+ * function describe(req: AppRequest) {
+ *   return { path: req.path, id: req.params.id, sort: req.query.get("sort") };
+ * }
+ * const app = new Router().get("/users/{id}", (req) => json(describe(req)));
+ * await using server = serve({ port: 0, accessLog: false }, app.handler());
+ * const res = await fetch(`http://127.0.0.1:${server.port}/users/7?sort=name`);
+ * assert.deepEqual(await res.json(), { path: "/users/7", id: "7", sort: "name" });
+ * ```
+ */
 export class AppRequest {
   /** The engine's request, for anything not wrapped here. */
   readonly raw: ServerRequest;
+  /** The request method, as sent. */
   readonly method: string;
   /** Canonical path: decoded once by `canonicalPath()`; params come from it. */
   readonly path: string;

@@ -11,7 +11,7 @@
  * {@link removeDeadTempFiles} removes it. A live writer in another process
  * or another engine thread of this one keeps its lock, and its file.
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../npm/logtape.ts";
 import { join } from "node:path";
 import { lookBeneath, sameInode } from "./open_beneath.ts";
 

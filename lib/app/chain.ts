@@ -12,10 +12,40 @@ import type { AppRequest } from "./app_request.ts";
  * Runs the rest of the chain. A reply when everything after it answered
  * synchronously, else a promise; a sync throw is the chain's error. Use
  * {@link afterNext} to handle both without adding a promise layer.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { afterNext, type Next, Router, serve, text, withHeaders } from "@spindle/server";
+ *
+ * const app = new Router()
+ *   .use((req, next: Next) => afterNext(req, next, (_req, reply) => withHeaders(reply, { "x-n": "1" })))
+ *   .get("/", () => text("ok"));
+ * await using server = serve({ port: 0, accessLog: false }, app.handler());
+ * const res = await fetch(`http://127.0.0.1:${server.port}/`);
+ * assert.equal(res.headers.get("x-n"), "1");
+ * await res.body?.cancel();
+ * ```
  */
 export type Next = () => Reply | Promise<Reply>;
 
-/** Wraps everything after it: may answer early, or change the reply `next()` gives. */
+/**
+ * Wraps everything after it: may answer early, or change the reply `next()` gives.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type MiddlewareFn, Router, serve, text } from "@spindle/server";
+ *
+ * const needsKey: MiddlewareFn = (req, next) =>
+ *   req.header("x-key") === "secret" ? next() : text("no key", { status: 401 });
+ * const app = new Router().use(needsKey).get("/", () => text("in"));
+ * await using server = serve({ port: 0, accessLog: false }, app.handler());
+ * const res = await fetch(`http://127.0.0.1:${server.port}/`);
+ * assert.equal(res.status, 401);
+ * await res.body?.cancel();
+ * ```
+ */
 export interface MiddlewareFn {
   (req: AppRequest, next: Next): Reply | Promise<Reply>;
   /** See {@link MiddlewareHooks.routesOnly}. */
@@ -26,6 +56,24 @@ export interface MiddlewareFn {
  * Middleware as synchronous hooks around the rest of the chain: the
  * cheapest kind, for work every request does (metrics, the Host check,
  * compression). Each hook is optional.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type MiddlewareHooks, Router, serve, text } from "@spindle/server";
+ *
+ * let seen = 0;
+ * const counter: MiddlewareHooks = {
+ *   before: () => {
+ *     seen++;
+ *     return undefined; // go on to the route
+ *   },
+ * };
+ * const app = new Router().use(counter).get("/", () => text("ok"));
+ * await using server = serve({ port: 0, accessLog: false }, app.handler());
+ * await (await fetch(`http://127.0.0.1:${server.port}/`)).body?.cancel();
+ * assert.equal(seen, 1);
+ * ```
  */
 export interface MiddlewareHooks {
   /** Before the rest: a reply answers early (the rest is skipped); a throw fails the request. */
@@ -41,7 +89,25 @@ export interface MiddlewareHooks {
   readonly routesOnly?: boolean;
 }
 
-/** A function around `next()`, or hooks. */
+/**
+ * A function around `next()`, or hooks.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Middleware, Router, serve, text, withHeaders } from "@spindle/server";
+ *
+ * const tagged: Middleware = {
+ *   after: (_req, reply) => withHeaders(reply, { "x-served-by": "spindle" }),
+ *   routesOnly: true, // not on the fallback or 404s
+ * };
+ * const app = new Router().use(tagged).get("/hi", () => text("hi"));
+ * await using server = serve({ port: 0, accessLog: false }, app.handler());
+ * const res = await fetch(`http://127.0.0.1:${server.port}/hi`);
+ * assert.equal(res.headers.get("x-served-by"), "spindle");
+ * await res.body?.cancel();
+ * ```
+ */
 export type Middleware = MiddlewareFn | MiddlewareHooks;
 
 /**
@@ -49,6 +115,26 @@ export type Middleware = MiddlewareFn | MiddlewareHooks;
  * `onError` (rethrown when there is none): at once when the rest of the
  * chain was synchronous, when it settles otherwise. `req` is handed back so
  * the callbacks can be made once, not per request.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { afterNext, type Middleware, Router, serve, text, withHeaders } from "@spindle/server";
+ *
+ * const timed: Middleware = (req, next) => {
+ *   const start = performance.now();
+ *   // Synchronous routes stay synchronous: no promise unless `next()` gives one.
+ *   return afterNext(req, next, (_req, reply) =>
+ *     withHeaders(reply, {
+ *       "server-timing": `app;dur=${(performance.now() - start).toFixed(3)}`,
+ *     }));
+ * };
+ * const app = new Router().use(timed).get("/", () => text("hi"));
+ * await using server = serve({ port: 0, accessLog: false }, app.handler());
+ * const res = await fetch(`http://127.0.0.1:${server.port}/`);
+ * assert.match(res.headers.get("server-timing") ?? "", /^app;dur=/);
+ * await res.body?.cancel();
+ * ```
  */
 export function afterNext(
   req: AppRequest,

@@ -2,9 +2,28 @@
  * Who the client is: the socket peer, or the address a trusted reverse proxy
  * put in X-Forwarded-For. Rate limiting and metrics key on this address.
  */
-import ipaddr from "ipaddr.js";
+import ipaddr from "../npm/ipaddr.ts";
 
-/** Decides whether a peer address is one of our reverse proxies. */
+/**
+ * Decides whether a peer address is one of our reverse proxies.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type ProxyTrust, Router, serve, text } from "@spindle/server";
+ *
+ * const fromLoopback: ProxyTrust = (addr) => addr === "127.0.0.1" || addr === "::1";
+ * const app = new Router().get("/who", (req) => text(req.client));
+ * await using server = serve(
+ *   { port: 0, accessLog: false },
+ *   app.handler({ trustProxy: fromLoopback }),
+ * );
+ * const res = await fetch(`http://127.0.0.1:${server.port}/who`, {
+ *   headers: { "x-forwarded-for": "198.51.100.4" },
+ * });
+ * assert.equal(await res.text(), "198.51.100.4");
+ * ```
+ */
 export type ProxyTrust = (addr: string) => boolean;
 
 /** Trusts nobody: X-Forwarded-For is ignored. */

@@ -6,7 +6,7 @@
  * files would stall every other client. Small dynamic replies (the
  * compression middleware) use {@link gzipBytes} on the calling thread.
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../npm/logtape.ts";
 import { brotliCompressSync, gzipSync } from "node:zlib";
 import {
   type CompressJob,

@@ -17,14 +17,46 @@ export {
   upgradeWebSocket,
 } from "./fetch_websocket.ts";
 
-/** What the fetch handler gets besides the request (like `Deno.ServeHandlerInfo`). */
+/**
+ * What the fetch handler gets besides the request (like `Deno.ServeHandlerInfo`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type FetchInfo, serveFetch } from "@spindle/server";
+ *
+ * const who = (info: FetchInfo) => info.remoteAddr.hostname;
+ * await using server = serveFetch({
+ *   port: 0,
+ *   accessLog: false,
+ *   fetch: (_request, info) => new Response(who(info)),
+ * });
+ * const res = await fetch(`http://127.0.0.1:${server.port}/`);
+ * assert.equal(await res.text(), "127.0.0.1");
+ * ```
+ */
 export interface FetchInfo {
+  /** The client's address, as in {@link ServerRequest.remoteAddr}. */
   readonly remoteAddr: Deno.NetAddr;
   /** True on a TLS connection. */
   readonly secure: boolean;
 }
 
-/** A web-standard handler; Hono's `app.fetch` fits. */
+/**
+ * A web-standard handler; Hono's `app.fetch` fits.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type FetchHandler, serveFetch } from "@spindle/server";
+ *
+ * const app: FetchHandler = (request, info) =>
+ *   Response.json({ url: new URL(request.url).pathname, secure: info.secure });
+ * await using server = serveFetch({ port: 0, accessLog: false, fetch: app });
+ * const res = await fetch(`http://127.0.0.1:${server.port}/x`);
+ * assert.deepEqual(await res.json(), { url: "/x", secure: false });
+ * ```
+ */
 export type FetchHandler = (
   request: Request,
   info: FetchInfo,
@@ -143,13 +175,12 @@ export async function toReply(response: Response): Promise<Reply> {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { fromFetch } from "./fetch_adapter.ts";
- * import { serve } from "../http/server.ts";
+ * import { fromFetch, serve } from "@spindle/server";
  *
- * const app = (req: Request) => Response.json({ path: new URL(req.url).pathname });
- * await using server = serve({ port: 0, accessLog: false }, fromFetch(app));
- * const res = await fetch(`http://127.0.0.1:${server.port}/a/b`);
- * assert.deepEqual(await res.json(), { path: "/a/b" });
+ * const handler = fromFetch((request) => new Response(`hi ${new URL(request.url).pathname}`));
+ * await using server = serve({ port: 0, accessLog: false }, handler);
+ * const res = await fetch(`http://127.0.0.1:${server.port}/there`);
+ * assert.equal(await res.text(), "hi /there");
  * ```
  */
 export function fromFetch(fetch: FetchHandler): Handler {
@@ -176,7 +207,23 @@ export function fromFetch(fetch: FetchHandler): Handler {
   };
 }
 
-/** Serves a web-standard app (`{ fetch }`, e.g. a Hono app) on our engine. */
+/**
+ * Serves a web-standard app (`{ fetch }`, e.g. a Hono app) on our engine.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serveFetch } from "@spindle/server";
+ *
+ * await using server = serveFetch({
+ *   port: 0,
+ *   accessLog: false,
+ *   fetch: async (request) => new Response(`got ${(await request.text()).length}`),
+ * });
+ * const res = await fetch(`http://127.0.0.1:${server.port}/`, { method: "POST", body: "12345" });
+ * assert.equal(await res.text(), "got 5");
+ * ```
+ */
 export function serveFetch(
   options: ServeOptions & { readonly fetch: FetchHandler },
 ): Server {

@@ -13,7 +13,28 @@ import {
   type WebSocketUpgrade,
 } from "../http/ws_connection.ts";
 
-/** `Deno.upgradeWebSocket`'s options, and ours. */
+/**
+ * `Deno.upgradeWebSocket`'s options, and ours.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type FetchUpgradeOptions, serveFetch, upgradeWebSocket } from "@spindle/server";
+ *
+ * const options: FetchUpgradeOptions = { protocol: "chat.v1", compression: true };
+ * await using server = serveFetch({
+ *   port: 0,
+ *   accessLog: false,
+ *   fetch: (request) => upgradeWebSocket(request, options).response,
+ * });
+ * const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`, ["chat.v1"]);
+ * await new Promise((resolve) => ws.onopen = resolve);
+ * assert.equal(ws.protocol, "chat.v1");
+ * const closed = new Promise((resolve) => ws.onclose = resolve);
+ * ws.close();
+ * await closed;
+ * ```
+ */
 export interface FetchUpgradeOptions extends UpgradeOptions {
   /** The subprotocol to agree, if the client offers it (as Deno's option). */
   readonly protocol?: string;
@@ -67,6 +88,29 @@ const denoUpgrade = Deno.upgradeWebSocket;
  * `Deno.upgradeWebSocket`, so one app runs on both. Throws HttpError 400
  * for a request that is not a valid upgrade (403 for an origin not in
  * `options.origins`, 426 for a version other than 13).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serveFetch, upgradeWebSocket } from "@spindle/server";
+ *
+ * await using server = serveFetch({
+ *   port: 0,
+ *   accessLog: false,
+ *   fetch: (request) => {
+ *     const { socket, response } = upgradeWebSocket(request);
+ *     socket.onmessage = (e) => socket.send(`echo: ${e.data}`);
+ *     return response;
+ *   },
+ * });
+ * const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`);
+ * const reply = new Promise((resolve) => ws.onmessage = (e) => resolve(e.data));
+ * ws.onopen = () => ws.send("hi");
+ * assert.equal(await reply, "echo: hi");
+ * const closed = new Promise((resolve) => ws.onclose = resolve);
+ * ws.close();
+ * await closed;
+ * ```
  */
 export function upgradeWebSocket(
   request: Request,

@@ -3,7 +3,7 @@
  * with and whether it is worth compressing; the type a Content-Type field
  * names, and whether it matches a route's list.
  */
-import mime from "mime";
+import mime from "../npm/mime.ts";
 
 // Types whose text is best read as UTF-8 when no charset is given.
 const TEXT_TYPES = new Set([

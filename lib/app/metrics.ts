@@ -143,7 +143,7 @@ export class AppMetrics {
     if (cls >= 0 && cls < cols.length) this.#row[cols[cls]]++;
   }
 
-  /** This engine's count for one route and class ("2xx"), for tests and health checks. */
+  /** This engine's count for one route and class ("2xx"); only tests read it. */
   requests(route: string, statusClass: typeof CLASSES[number]): number {
     const cols = this.#routes.get(route);
     return cols === undefined

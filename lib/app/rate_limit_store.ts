@@ -6,15 +6,47 @@
  * the same answer and the same RateLimit fields whichever store counts it.
  */
 
-/** A request budget: `limit` requests per `windowMs`. */
+/**
+ * A request budget: `limit` requests per `windowMs`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { RateLimitPolicy } from "@spindle/server";
+ *
+ * const perMinute: RateLimitPolicy = { limit: 60, windowMs: 60_000 };
+ * assert.equal(perMinute.windowMs / perMinute.limit, 1_000);
+ * ```
+ */
 export interface RateLimitPolicy {
+  /** Requests allowed per client in one window. */
   readonly limit: number;
+  /** The window, in milliseconds. */
   readonly windowMs: number;
 }
 
-/** The verdict on one request. */
+/**
+ * The verdict on one request.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { RateDecision } from "@spindle/server";
+ *
+ * const refused: RateDecision = {
+ *   allowed: false,
+ *   limit: 10,
+ *   remaining: 0,
+ *   resetSeconds: 4,
+ *   retryAfterSeconds: 4, // sent as Retry-After with the 429
+ * };
+ * assert.equal(refused.allowed, false);
+ * ```
+ */
 export interface RateDecision {
+  /** True when the request is within the budget; false: answer 429. */
   readonly allowed: boolean;
+  /** The budget per window, for `RateLimit-Limit`. */
   readonly limit: number;
   /** Requests left in the sliding window after this one. */
   readonly remaining: number;
@@ -24,7 +56,33 @@ export interface RateDecision {
   readonly retryAfterSeconds: number;
 }
 
-/** Counts requests per client key against one policy. */
+/**
+ * Counts requests per client key against one policy.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type RateDecision, rateLimit, type RateLimitStore, Router, serve, text } from "@spindle/server";
+ *
+ * // A store that allows every request: a shared store (Redis) has this shape.
+ * const everyone: RateLimitStore = {
+ *   limit: 10,
+ *   windowMs: 1_000,
+ *   hit: (): RateDecision => ({
+ *     allowed: true,
+ *     limit: 10,
+ *     remaining: 9,
+ *     resetSeconds: 1,
+ *     retryAfterSeconds: 0,
+ *   }),
+ * };
+ * const app = new Router().use(rateLimit(everyone)).get("/", () => text("ok"));
+ * await using server = serve({ port: 0, accessLog: false }, app.handler());
+ * const res = await fetch(`http://127.0.0.1:${server.port}/`);
+ * assert.equal(res.status, 200);
+ * await res.body?.cancel();
+ * ```
+ */
 export interface RateLimitStore extends RateLimitPolicy {
   /**
    * Counts one request from `key` if the budget allows it. A store across

@@ -12,7 +12,7 @@
  * says so once in the log); `--rate-limit-fail closed` answers 503 instead.
  */
 import { createHash } from "node:crypto";
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../npm/logtape.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
 import { RateLimiter } from "./middleware/rate_limit.ts";
 import {
@@ -124,7 +124,7 @@ export class RedisRateLimitStore implements RateLimitStore {
   static async connect(
     options: RedisStoreOptions,
   ): Promise<RedisRateLimitStore> {
-    const { createClient } = await import("@redis/client");
+    const { createClient } = await import("../npm/redis.ts");
     const client = createClient({
       url: options.url,
       // Fail a check at once while disconnected, rather than queue it.

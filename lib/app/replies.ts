@@ -7,9 +7,22 @@
 import { HttpError } from "../http/errors.ts";
 import type { Reply, ReplyHeaders } from "../http/handler.ts";
 
-/** Status and extra headers for a reply builder. */
+/**
+ * Status and extra headers for a reply builder.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { json, type ReplyInit } from "@spindle/server";
+ *
+ * const init: ReplyInit = { status: 202, headers: { "retry-after": "5" } };
+ * assert.equal(json({ queued: true }, init).status, 202);
+ * ```
+ */
 export interface ReplyInit {
+  /** The status; default 200. */
   readonly status?: number;
+  /** Header fields, added to the content-type (which one named here replaces). */
   readonly headers?: Readonly<Record<string, string>>;
 }
 
@@ -47,17 +60,51 @@ function lowerKeys(
   return out;
 }
 
-/** A JSON reply; `value` goes through `JSON.stringify` and gets a final newline. */
+/**
+ * A JSON reply; `value` goes through `JSON.stringify` and gets a final newline.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { json } from "@spindle/server";
+ *
+ * const reply = json({ ok: true }, { status: 201 });
+ * assert.equal(reply.status, 201);
+ * assert.equal(reply.body, '{"ok":true}\n');
+ * ```
+ */
 export function json(value: unknown, init?: ReplyInit): Reply {
   return build(JSON_TYPE, (JSON.stringify(value) ?? "null") + "\n", init);
 }
 
-/** A `text/plain; charset=utf-8` reply. */
+/**
+ * A `text/plain; charset=utf-8` reply.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { text } from "@spindle/server";
+ *
+ * const reply = text("hello");
+ * assert.deepEqual(reply.headers, { "content-type": "text/plain; charset=utf-8" });
+ * ```
+ */
 export function text(body: string, init?: ReplyInit): Reply {
   return build(TEXT_TYPE, body, init);
 }
 
-/** A `text/html; charset=utf-8` reply; the caller escapes what it interpolates. */
+/**
+ * A `text/html; charset=utf-8` reply; the caller escapes what it interpolates.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { html } from "@spindle/server";
+ *
+ * const reply = html("<h1>hi</h1>", { headers: { "cache-control": "no-store" } });
+ * assert.equal(reply.status, 200);
+ * ```
+ */
 export function html(body: string, init?: ReplyInit): Reply {
   return build(HTML_TYPE, body, init);
 }
@@ -78,7 +125,19 @@ export function stream(
   return build(init?.contentType ?? BYTES_TYPE, body, init);
 }
 
-/** A redirect (302 unless told) to `location`, with an empty body. */
+/**
+ * A redirect (302 unless told) to `location`, with an empty body.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { redirect } from "@spindle/server";
+ *
+ * const reply = redirect("/login", 303);
+ * assert.deepEqual([reply.status, reply.headers], [303, { location: "/login" }]);
+ * assert.throws(() => redirect("/a\r\nSet-Cookie: x=1")); // no header splitting
+ * ```
+ */
 export function redirect(
   location: string,
   status: 301 | 302 | 303 | 307 | 308 = 302,
@@ -117,6 +176,16 @@ export function headerValue(
  * the value from `extra` (names compared case-insensitively). Repeated names
  * in a pair list (set-cookie) survive unless `extra` names them. A record
  * stays a record, a pair list a list.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { text, withHeaders } from "@spindle/server";
+ *
+ * const reply = withHeaders(text("hi"), { "cache-control": "max-age=60" });
+ * assert.equal(reply.status, 200);
+ * assert.ok(JSON.stringify(reply.headers).includes("max-age=60"));
+ * ```
  */
 export function withHeaders(
   reply: Reply,

@@ -6,7 +6,7 @@
  */
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Handler, Reply, ServerRequest } from "../http/handler.ts";
-import { isUpgradeRequest } from "../http/ws/handshake.ts";
+import { isUpgradeRequest } from "../http/ws/upgrade_request.ts";
 import { canonicalPath } from "./canonical_path.ts";
 import { compose, LAST, type Middleware, type Run } from "./chain.ts";
 import type { ProxyTrust } from "./client_addr.ts";
@@ -29,7 +29,29 @@ export type {
   Next,
 } from "./chain.ts";
 
-/** Per-route options: the request contract and route-only middleware. */
+/**
+ * Per-route options: the request contract and route-only middleware.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { json, type RouteOptions, Router, serve } from "@spindle/server";
+ *
+ * const jsonOnly: RouteOptions = {
+ *   contentType: "application/json", // else 415, before the body is read
+ *   maxBodyBytes: 64 * 1024, // else 413, from Content-Length alone
+ * };
+ * const app = new Router().post("/items", async (req) => json(await req.json(), { status: 201 }), jsonOnly);
+ * await using server = serve({ port: 0, accessLog: false }, app.handler());
+ * const res = await fetch(`http://127.0.0.1:${server.port}/items`, {
+ *   method: "POST",
+ *   headers: { "content-type": "text/plain" },
+ *   body: "hi",
+ * });
+ * assert.equal(res.status, 415);
+ * await res.body?.cancel();
+ * ```
+ */
 export interface RouteOptions extends RouteContract {
   /** Middleware for this route only, after the contract check. */
   readonly use?: readonly Middleware[];
@@ -44,13 +66,50 @@ interface Chains {
 /**
  * Turns what the middleware, a route or the fallback threw into a reply, or
  * throws it on to the engine; see {@link Router.onError}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type ErrorHandler, HttpError, json, Router, serve } from "@spindle/server";
+ *
+ * const asJson: ErrorHandler = (err) =>
+ *   json({ error: err instanceof HttpError ? err.expose : "failed" }, {
+ *     status: err instanceof HttpError ? err.status : 500,
+ *   });
+ * const app = new Router().onError(asJson).get("/teapot", () => {
+ *   throw new HttpError(400, "bad pot", { expose: "no tea here" });
+ * });
+ * await using server = serve({ port: 0, accessLog: false }, app.handler());
+ * const res = await fetch(`http://127.0.0.1:${server.port}/teapot`);
+ * assert.equal(res.status, 400);
+ * assert.deepEqual(await res.json(), { error: "no tea here" });
+ * ```
  */
 export type ErrorHandler = (
   err: unknown,
   req: AppRequest,
 ) => Reply | Promise<Reply>;
 
-/** Options for {@link Router.handler}. */
+/**
+ * Options for {@link Router.handler}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type HandlerOptions, Router, serve, text } from "@spindle/server";
+ *
+ * const options: HandlerOptions = {
+ *   trustProxy: (addr) => addr === "127.0.0.1", // believe X-Forwarded-For from here
+ *   maxBodyBytes: 1024,
+ * };
+ * const app = new Router().get("/who", (req) => text(req.client));
+ * await using server = serve({ port: 0, accessLog: false }, app.handler(options));
+ * const res = await fetch(`http://127.0.0.1:${server.port}/who`, {
+ *   headers: { "x-forwarded-for": "203.0.113.9" },
+ * });
+ * assert.equal(await res.text(), "203.0.113.9");
+ * ```
+ */
 export interface HandlerOptions {
   /** Which peers' X-Forwarded-For is believed; default: none. */
   readonly trustProxy?: ProxyTrust;
@@ -70,14 +129,18 @@ export interface HandlerOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { Router } from "./router.ts";
- * import { text } from "./replies.ts";
+ * import { json, Router, serve, text } from "@spindle/server";
  *
- * const router = new Router()
- *   .get("/hello/{name}", (req) => text(`Hi ${req.params.name}`));
- * const match = router.match("GET", "/hello/ana");
- * assert.equal(match.kind === "route" && match.params.name, "ana");
- * assert.equal(router.match("DELETE", "/hello/ana").kind, "method"); // 405
+ * const app = new Router()
+ *   .get("/hello/{name}", (req) => text(`Hi ${req.params.name}`))
+ *   .post("/echo", async (req) => json(await req.json()));
+ * await using server = serve({ port: 0, accessLog: false }, app.handler());
+ * const base = `http://127.0.0.1:${server.port}`;
+ * assert.equal(await (await fetch(`${base}/hello/ana`)).text(), "Hi ana");
+ * const res = await fetch(`${base}/hello/ana`, { method: "DELETE" });
+ * assert.equal(res.status, 405); // the path exists, not for this method
+ * assert.equal(res.headers.get("allow"), "GET, HEAD, OPTIONS");
+ * await res.body?.cancel();
  * ```
  */
 export class Router {
@@ -102,21 +165,27 @@ export class Router {
     return this;
   }
 
+  /** Adds a GET route (HEAD runs it too and drops the body). */
   get(template: string, handler: AppHandler, options?: RouteOptions): this {
     return this.route(template, { ...options, methods: ["GET"] }, handler);
   }
+  /** Adds a POST route. */
   post(template: string, handler: AppHandler, options?: RouteOptions): this {
     return this.route(template, { ...options, methods: ["POST"] }, handler);
   }
+  /** Adds a PUT route. */
   put(template: string, handler: AppHandler, options?: RouteOptions): this {
     return this.route(template, { ...options, methods: ["PUT"] }, handler);
   }
+  /** Adds a PATCH route. */
   patch(template: string, handler: AppHandler, options?: RouteOptions): this {
     return this.route(template, { ...options, methods: ["PATCH"] }, handler);
   }
+  /** Adds a DELETE route. */
   delete(template: string, handler: AppHandler, options?: RouteOptions): this {
     return this.route(template, { ...options, methods: ["DELETE"] }, handler);
   }
+  /** Adds an OPTIONS route (without one, OPTIONS gets 204 with Allow). */
   options(template: string, handler: AppHandler, options?: RouteOptions): this {
     return this.route(template, { ...options, methods: ["OPTIONS"] }, handler);
   }
@@ -176,7 +245,10 @@ export class Router {
 
   /**
    * Finds the route for a canonical path. `upgrade`: the request is a
-   * WebSocket upgrade (a GET with `Upgrade: websocket`).
+   * WebSocket upgrade (a GET with `Upgrade: websocket`). The router's own
+   * dispatch, not part of the package's API.
+   *
+   * @ignore
    */
   match(method: string, path: string, upgrade = false): Match {
     return this.#table.match(method, path, upgrade);

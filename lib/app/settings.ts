@@ -4,7 +4,23 @@
  * engine's limits are in lib/config.ts.
  */
 
-/** How the static site is served (issue: static files). */
+/**
+ * How the static site is served (issue: static files).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_STATIC, type StaticConfig } from "@spindle/server";
+ *
+ * const site: StaticConfig = {
+ *   ...DEFAULT_STATIC,
+ *   root: "public",
+ *   listDirs: true, // folders without index.html get a listing
+ *   headers: [["x-frame-options", "DENY"]],
+ * };
+ * assert.equal(site.dotfiles, "deny");
+ * ```
+ */
 export interface StaticConfig {
   /** Folder served at "/". */
   readonly root: string;
@@ -41,7 +57,19 @@ export interface StaticConfig {
   readonly uploads?: StaticUploads;
 }
 
-/** What the static layer shows and guards of `--upload-files`. */
+/**
+ * What the static layer shows and guards of `--upload-files`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_STATIC, type StaticConfig, type StaticUploads } from "@spindle/server";
+ *
+ * const uploads: StaticUploads = { path: "/inbox/", maxBytes: 1 << 30, overwrite: false };
+ * const site: StaticConfig = { ...DEFAULT_STATIC, listDirs: true, uploads };
+ * assert.equal(site.uploads?.path, "/inbox/");
+ * ```
+ */
 export interface StaticUploads {
   /** The upload folder as a canonical URL path ending in "/"; folders below it too. */
   readonly path: string;
@@ -131,6 +159,27 @@ export interface AppAuth {
   readonly rules: readonly AuthRule[];
 }
 
+/**
+ * What `deno task serve` serves: `resources/`, no listings, no uploads. Spread it and set `root` to serve another folder.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_STATIC, serve, staticFiles } from "@spindle/server";
+ *
+ * const root = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${root}/index.html`, "<h1>hi</h1>");
+ * {
+ *   await using server = serve(
+ *     { port: 0, accessLog: false },
+ *     staticFiles({ ...DEFAULT_STATIC, root }),
+ *   );
+ *   const res = await fetch(`http://127.0.0.1:${server.port}/`);
+ *   assert.equal(await res.text(), "<h1>hi</h1>");
+ * }
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
 export const DEFAULT_STATIC: StaticConfig = Object.freeze({
   root: "resources",
   dotfiles: "deny",

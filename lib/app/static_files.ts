@@ -49,7 +49,22 @@ import {
   type RepresentationTuning,
 } from "./static_representations.ts";
 
-/** Sizes and thresholds of the static handler; tests shrink them. */
+/**
+ * Sizes and thresholds of the static handler; tests shrink them.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_STATIC, type StaticTuning, staticFiles } from "@spindle/server";
+ *
+ * const tuning: Partial<StaticTuning> = {
+ *   maxCachedFileBytes: 64 * 1024, // larger files stream from disk
+ *   revalidateMs: 0, // look every file up afresh
+ * };
+ * const handler = staticFiles({ ...DEFAULT_STATIC, root: "." }, tuning);
+ * assert.equal(typeof handler, "function");
+ * ```
+ */
 export interface StaticTuning extends RepresentationTuning, FolderTuning {
   /**
    * Files compressed on the fly at once, each in a worker thread. A request
@@ -105,6 +120,29 @@ const ALLOW = "GET, HEAD, OPTIONS";
  * throws {@link HttpError} for every error status: 400 bad path, 403
  * extension not allowed, 404, 405 (with Allow), 406, 412, 416 (with
  * `Content-Range: bytes *\/N`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_STATIC, serve, staticFiles } from "@spindle/server";
+ *
+ * const root = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${root}/hello.txt`, "hello");
+ * {
+ *   await using server = serve(
+ *     { port: 0, accessLog: false },
+ *     staticFiles({ ...DEFAULT_STATIC, root }),
+ *   );
+ *   const base = `http://127.0.0.1:${server.port}`;
+ *   const res = await fetch(`${base}/hello.txt`);
+ *   assert.equal(res.headers.get("content-type"), "text/plain; charset=utf-8");
+ *   assert.equal(await res.text(), "hello");
+ *   const bad = await fetch(`${base}/a%2Fb`);
+ *   assert.equal(bad.status, 400); // an encoded "/" is refused, never decoded
+ *   await bad.body?.cancel();
+ * }
+ * await Deno.remove(root, { recursive: true });
+ * ```
  */
 export function staticFiles(
   config: StaticConfig,
@@ -132,16 +170,39 @@ export function extensionPolicy(
   return (name) => allowed.has(extensionOf(name));
 }
 
-/** What tests and embedders may hand the static handler. */
+/**
+ * What tests and embedders may hand the static handler.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_STATIC, type StaticHooks, staticFiles } from "@spindle/server";
+ *
+ * const stop = new AbortController();
+ * const hooks: StaticHooks = { signal: stop.signal }; // ends --watch's streams
+ * const handler = staticFiles({ ...DEFAULT_STATIC, root: "." }, {}, hooks);
+ * stop.abort();
+ * assert.equal(typeof handler, "function");
+ * ```
+ */
 export interface StaticHooks {
-  /** Runs on-the-fly compression; by default the thread's shared one. */
+  /**
+   * Runs on-the-fly compression; by default the thread's shared one. For
+   * tests, not part of the package's API.
+   *
+   * @ignore
+   */
   readonly compressor?: Compressor;
   /**
    * Aborts when the server drains: with `watch`, the watcher stops and the
    * pages' event streams end, so shutdown does not wait for open tabs.
    */
   readonly signal?: AbortSignal;
-  /** Timings of `watch`; tests shrink them. */
+  /**
+   * Timings of `watch`; tests shrink them. Not part of the package's API.
+   *
+   * @ignore
+   */
   readonly liveReload?: Partial<LiveReloadTuning>;
 }
 

@@ -24,7 +24,18 @@ import { withLiveReload } from "./live_reload.ts";
 import { contentDisposition } from "./replies.ts";
 import type { Found } from "./static_lookup.ts";
 
-/** Sizes of folder replies; tests shrink them. */
+/**
+ * Sizes of folder replies; tests shrink them.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { FolderTuning } from "@spindle/server";
+ *
+ * const folders: Partial<FolderTuning> = { maxListingEntries: 500, maxArchiveEntries: 10_000 };
+ * assert.equal(folders.maxListingEntries, 500);
+ * ```
+ */
 export interface FolderTuning {
   /** A listing shows at most this many entries. */
   readonly maxListingEntries: number;

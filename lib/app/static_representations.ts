@@ -29,7 +29,21 @@ import { contentTypeOf, isCompressible, mediaTypeOf } from "./media_types.ts";
 import { lookBeneath } from "./open_beneath.ts";
 import type { Found } from "./static_lookup.ts";
 
-/** Sizes and thresholds of the representations; tests shrink them. */
+/**
+ * Sizes and thresholds of the representations; tests shrink them.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { RepresentationTuning } from "@spindle/server";
+ *
+ * const memory: Partial<RepresentationTuning> = {
+ *   fileCacheBytes: 16 * 1024 * 1024,
+ *   compressedCacheBytes: 8 * 1024 * 1024,
+ * };
+ * assert.ok(memory.fileCacheBytes! > memory.compressedCacheBytes!);
+ * ```
+ */
 export interface RepresentationTuning {
   /** Files up to this size are served from memory. Larger ones stream. */
   readonly maxCachedFileBytes: number;

@@ -6,31 +6,76 @@
 import type { Reply } from "../http/handler.ts";
 import type { UpgradeOptions } from "../http/ws/handshake.ts";
 import type { ServerWebSocket } from "../http/ws/socket.ts";
-import { upgradeWebSocket } from "../http/ws_connection.ts";
 import type { AppRequest } from "./app_request.ts";
 
-export type { ServerWebSocket, WsMessage } from "../http/ws/socket.ts";
+export type {
+  ServerWebSocket,
+  WsEventHandler,
+  WsMessage,
+} from "../http/ws/socket.ts";
 
 /**
  * A WebSocket route's handler. It runs before the 101 is written: set
  * `onmessage` (or start iterating) here; `send()` works from "open" on.
  * What it throws answers 500 instead of the 101; a promise it returns that
  * rejects closes the socket with 1011. Either error goes to the log.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Router, serve, type WsHandler } from "@spindle/server";
+ *
+ * const room: WsHandler = (ws, req) => {
+ *   ws.onmessage = (e) => ws.send(`${req.params.room}: ${e.data}`);
+ * };
+ * const app = new Router().ws("/chat/{room}", room);
+ * await using server = serve({ port: 0, accessLog: false }, app.handler());
+ * const ws = new WebSocket(`ws://127.0.0.1:${server.port}/chat/lobby`);
+ * const reply = new Promise((resolve) => ws.onmessage = (e) => resolve(e.data));
+ * ws.onopen = () => ws.send("hi");
+ * assert.equal(await reply, "lobby: hi");
+ * const closed = new Promise((resolve) => ws.onclose = resolve);
+ * ws.close();
+ * await closed;
+ * ```
  */
 export type WsHandler = (
   ws: ServerWebSocket,
   req: AppRequest,
 ) => void | Promise<void>;
 
-/** What a WebSocket route accepts: subprotocols, compression, origins. */
+/**
+ * What a WebSocket route accepts: subprotocols, compression, origins.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Router, type WsRouteOptions } from "@spindle/server";
+ *
+ * const options: WsRouteOptions = { protocols: ["chat.v1"], compression: true };
+ * const app = new Router().ws("/chat", (ws) => {
+ *   ws.onmessage = (e) => ws.send(e.data);
+ * }, options);
+ * assert.equal(typeof app.handler(), "function");
+ * ```
+ */
 export type WsRouteOptions = UpgradeOptions;
+
+/**
+ * The WebSocket code, loaded at the first upgrade: an app that has a
+ * WebSocket route but no client for it yet starts without it.
+ */
+let wsCode: Promise<typeof import("../http/ws_connection.ts")> | undefined;
 
 /** The app handler behind `router.ws()`: upgrade, then hand the socket to `handler`. */
 export function wsRoute(
   handler: WsHandler,
   options: WsRouteOptions = {},
-): (req: AppRequest) => Reply {
-  return (req) => {
+): (req: AppRequest) => Promise<Reply> {
+  return async (req) => {
+    const { upgradeWebSocket } = await (wsCode ??= import(
+      "../http/ws_connection.ts"
+    ));
     const { socket, reply } = upgradeWebSocket(req.raw, options);
     let done;
     try {

@@ -1,9 +1,10 @@
 /**
  * One client socket: read, parse, dispatch, write, keep-alive. The only
  * place an error becomes a reply (`toErrorReply`). Deadlines are plain
- * fields; the server's sweeper calls `expire()` when one has passed.
+ * fields, filed in the server's wheel, which calls `expire()` when one has
+ * passed.
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../npm/logtape.ts";
 import { DEFAULT_LIMITS, type Limits } from "../config.ts";
 import {
   accessLog,
@@ -12,8 +13,14 @@ import {
   rawRequestLine,
 } from "./access_log.ts";
 import { BodyReader, type ByteSource } from "./body.ts";
+import { BufferPool } from "./buffers.ts";
 import { batchNow } from "./clock.ts";
-import { rateBudgetMs, type Timeouts } from "./deadlines.ts";
+import {
+  type DeadlineWheel,
+  rateBudgetMs,
+  Timed,
+  type Timeouts,
+} from "./deadlines.ts";
 import { HttpError, reasonPhrase, renderError, STATUS } from "./errors.ts";
 import {
   FileBody,
@@ -33,14 +40,19 @@ import {
   type RequestHead,
 } from "./parser.ts";
 import {
+  BODY_ABSENT,
+  BODY_STREAMED,
   encodeClosingReply,
   type FieldScan,
+  frameReply,
   isAscii,
   OutBuffer,
   writeFields,
   writeFraming,
   writeSwitchingHead,
 } from "./response.ts";
+import { dropUntilClosed, LINGER_MS } from "./linger.ts";
+import { ReadBuffer } from "./read_buffer.ts";
 import type { Socket } from "./socket.ts";
 import type { EngineStats } from "./stats.ts";
 
@@ -61,21 +73,50 @@ const NO_BODY = new BodyReader(
   DEFAULT_LIMITS,
 );
 
-/** The read buffer of a connection handed over after a 101. */
-const NO_BYTES = new Uint8Array(0);
-/** First read buffer; grows up to the head limit only when a head needs it. */
-const INITIAL_READ_BYTES = 4096;
 /** Output is gathered up to this size before a write (pipelined replies). */
 const GATHER_BYTES = 64 * 1024;
 /** Bodies up to this size are copied next to the head: one write, one packet. */
 const COPY_BYTES = 16 * 1024;
-/** File bodies are read and written in pieces of this size. */
-const FILE_PIECE_BYTES = 256 * 1024;
+/**
+ * File bodies are read and written in pieces of this size: 4 reads per
+ * MiB, each a trip to Deno's file thread and back.
+ */
+const FILE_PIECE_BYTES = 512 * 1024;
+/**
+ * A second piece per reply, read while the first is written, for clients
+ * that keep up, while fewer than this many pieces are out in all (32 MiB).
+ * A slow client gets one piece: reading ahead of it only holds memory.
+ */
+const READ_AHEAD_PIECES = 64;
+/** Pieces kept for the next file replies: 8 MiB at most. Exported for tests. */
+export const filePieces = new BufferPool(FILE_PIECE_BYTES, 16);
 /** An unread body up to this size is read and dropped to keep the connection. */
 const DRAIN_BYTES = 64 * 1024;
-/** After a reply with close: how long and how much we read and drop (lingering close). */
-const LINGER_MS = 2000;
-const LINGER_BYTES = 1024 * 1024;
+
+/**
+ * A connection's life. Named states, each left by one method (llhttp style):
+ *
+ *   Sniffing --first bytes not HTTP/2----------> Open
+ *   Sniffing --HTTP/2 preface (#handedTo)------> HandedOver  (it closes the socket)
+ *   Open     --deadline with a 408 to send-----> Closing     (the 408 is written)
+ *   Sniffing | Open | Closing --close()--------> Closed
+ *
+ * Sniffing only with an `upgrade` option, else a connection starts Open.
+ * While Sniffing or Open, {@link Phase} says what it waits on. Beside
+ * them, and independent of them: a write in flight (`#writing`: a streamed
+ * reply may be written while its request body is read), a shutdown's
+ * drain asked for (`#draining`), a `100 Continue` owed (`#continuePending`).
+ * Ordered: from Closing on, nothing more is served (`>= Life.Closing`).
+ */
+const enum Life {
+  Sniffing,
+  Open,
+  /** Serving is over; the socket stays open for a last reply. */
+  Closing,
+  Closed,
+  /** Another connection owns the socket. */
+  HandedOver,
+}
 
 /** What the connection is waiting for; the deadline's meaning depends on it. */
 export const enum Phase {
@@ -87,6 +128,8 @@ export const enum Phase {
   Handler,
   /** Waiting for body bytes. Deadline: 408 and close. */
   Body,
+  /** Reading and dropping a small unread body after its reply. Deadline: close. */
+  Discard,
   /** Waiting for a write to progress. Deadline: close. */
   Write,
   /** Closing: reading and dropping what the client still sends. */
@@ -106,10 +149,14 @@ export interface ConnectionOptions {
   readonly accessLog: boolean;
   /** Called once when the socket is closed. */
   readonly onClose: (c: Connection) => void;
+  /** Called once `run()` is over: nothing waits on the socket any more. */
+  readonly onEnd?: (c: Connection) => void;
   /** Called when the last reply is out and the connection only lingers. */
   readonly onLinger?: (c: Connection) => void;
   /** The server's timeouts, plain and busy. */
   readonly timeouts: Timeouts;
+  /** Where the connection files its deadlines. */
+  readonly wheel: DeadlineWheel;
   /**
    * Asked before a reply that would keep the connection: the idle time to
    * allow after it, or 0 to close instead and hand the slot to a waiting
@@ -230,29 +277,21 @@ export function toErrorReply(err: unknown, accept: string | undefined): Reply {
   };
 }
 
-export class Connection implements ByteSource {
+export class Connection extends Timed implements ByteSource {
   readonly #conn: Socket;
   readonly #opts: ConnectionOptions;
   readonly #limits: Limits;
   readonly remoteAddr: Deno.NetAddr;
-  #buf: Uint8Array = new Uint8Array(INITIAL_READ_BYTES);
-  #start = 0;
-  #end = 0;
-  /** Where `findHeadEnd()` resumes. */
-  #scanFrom = 0;
+  readonly #in = new ReadBuffer();
   #headStartedAt = 0;
   #out = new OutBuffer();
   #writing = false;
   #requests = 0;
   #continuePending = false;
   #draining = false;
-  /** Dropping an unread body after its reply. */
-  #discarding = false;
-  #closed = false;
-  /** Asking `opts.upgrade` about each read until the first request. */
-  #sniffing: boolean;
-  /** Another protocol took the socket: closing is its job. */
-  #handedOver = false;
+  /** `Date.now()` when it last began to wait for a request. */
+  #idleAt = Date.now();
+  #life: Life;
   // Bytes out, for the access log: the client received `#wrote` bytes
   // in whole writes, plus `#partial` of the write in progress. The current
   // reply starts at `#replyAt` in that count.
@@ -275,8 +314,6 @@ export class Connection implements ByteSource {
   phase: Phase = Phase.Idle;
   /** `Date.now()` when the last read completed. */
   #now = Date.now();
-  /** `Date.now()` when it last began to wait for a request. */
-  #idleAt = this.#now;
   /** `Date.now()` past which `expire()` acts; 0 for none. */
   deadline = 0;
   /** The same while the server is busy: tighter, never later. */
@@ -287,109 +324,122 @@ export class Connection implements ByteSource {
   #rateRequest = 0;
   #bodyBytes = 0;
   #bodyWaitedMs = 0;
+  /** Writes that had to wait for the client to read (partial writes). */
+  #stalls = 0;
   /** Bytes of the current reply written after waiting, and the time waited. */
   #sendBytes = 0;
   #sendWaitedMs = 0;
   /** What owns the socket once a 101 is queued (phase Upgraded once it is written). */
   #takeover: Takeover | undefined;
 
-  constructor(conn: Socket, opts: ConnectionOptions) {
+  /** The server's own record of this connection, for its callbacks. */
+  readonly tag: unknown;
+
+  constructor(conn: Socket, opts: ConnectionOptions, tag?: unknown) {
+    super();
     this.#conn = conn;
+    this.tag = tag;
     this.#opts = opts;
     this.#limits = opts.limits;
     this.#keepAliveMs = opts.timeouts.keepAliveMs;
     this.remoteAddr = conn.remoteAddr as Deno.NetAddr;
-    this.#sniffing = opts.upgrade !== undefined;
+    // Asking `opts.upgrade` about each read until the first request.
+    this.#life = opts.upgrade !== undefined ? Life.Sniffing : Life.Open;
   }
 
-  /** Serves requests until the client or the server ends the connection. */
+  /**
+   * Serves requests until the client or the server ends the connection.
+   * One async frame for the whole connection: an idle one holds little.
+   */
   async run(): Promise<void> {
     try {
-      await this.#loop();
-      // Outside #loop, whose frame would keep the last request alive.
-      if (this.#takeover !== undefined) await this.#runTakeover();
+      const conn = this.#conn;
+      // Out here, and cleared before the takeover's wait below: it may
+      // last for hours, and must not keep the last request alive.
+      let head: RequestHead | undefined;
+      let reply: Reply | Promise<Reply> | undefined;
+      for (;;) {
+        try {
+          head = this.#parseNext();
+          while (head === undefined) {
+            if (this.#out.len > 0) await this.#flush();
+            // Idle between requests, also while draining: closing here would
+            // race with a client reusing the connection. A slot wanted by a
+            // waiting connection was given up by the last reply's Connection:
+            // close; a drain closes us once idle for reclaimIdleMs.
+            const n = await conn.read(this.#readSpace());
+            if (n === null || this.#life >= Life.Closing) return;
+            this.#received(n);
+            if (this.#life === Life.Sniffing) {
+              const other = this.#opts.upgrade!(this, conn, this.buffered());
+              if (other === "more") continue;
+              this.#life = Life.Open;
+              if (other !== null) return await this.#handedTo(other);
+            }
+            head = this.#parseNext();
+          }
+        } catch (err) {
+          if (this.#life >= Life.Closing || !(err instanceof HttpError)) {
+            throw err;
+          }
+          // A head we could not parse: answer, then close; never hunt for the next request.
+          this.#startTime = Date.now();
+          this.#body = NO_BODY;
+          const done = this.#respond(
+            undefined,
+            this.#errorReply(err, undefined),
+          );
+          if (typeof done !== "boolean") await done;
+          await this.#flush();
+          this.#finish(undefined, false);
+          await this.#linger();
+          return;
+        }
+        // The common request has no await of ours but the write: a synchronous
+        // handler and a small body make one buffered reply.
+        reply = this.#dispatch(head);
+        if (reply instanceof Promise) reply = await reply;
+        if (this.#life >= Life.Closing) {
+          reply.upgrade?.cancel();
+          return;
+        }
+        if (reply.upgrade !== undefined) {
+          reply = this.#switchProtocols(head, reply);
+          if (reply.upgrade !== undefined) break; // hands the socket over below
+        }
+        let keep = this.#respond(head, reply);
+        if (typeof keep !== "boolean") keep = await keep;
+        // Gather replies to pipelined requests into one write; flush before any wait.
+        if (
+          (!keep || this.#in.empty ||
+            this.#out.len >= GATHER_BYTES) &&
+          this.#out.len > 0
+        ) {
+          // #write() inlined: one promise layer less per reply.
+          const bytes = this.#takeOut();
+          const phase = this.#beginWrite(this.#now);
+          const n = await conn.write(bytes);
+          if (n < bytes.length) await this.#writeRest(bytes, n, this.#now);
+          this.#endWrite(phase, bytes.length);
+        }
+        this.#finish(head, false);
+        if (keep && this.#dropBody) keep = await this.#discardBody();
+        if (!keep) {
+          await this.#linger();
+          return;
+        }
+      }
+      head = reply = undefined;
+      await this.#runTakeover();
     } catch (err) {
-      if (!isDisconnect(err) && !this.#closed) {
+      if (!isDisconnect(err) && this.#life < Life.Closing) {
         log.error("Connection failed: {error}", { error: err });
       }
     } finally {
       // A reply cut short, or none at all: still one access line.
       if (this.#current !== undefined) this.#finish(this.#current, true);
       this.close();
-    }
-  }
-
-  async #loop(): Promise<void> {
-    const conn = this.#conn;
-    for (;;) {
-      let head: RequestHead | undefined;
-      try {
-        head = this.#parseNext();
-        while (head === undefined) {
-          if (this.#out.len > 0) await this.#flush();
-          // Idle between requests, also while draining: closing here would
-          // race with a client reusing the connection. A slot wanted by a
-          // waiting connection was given up by the last reply's Connection:
-          // close; a drain closes us once idle for reclaimIdleMs.
-          const n = await conn.read(this.#readSpace());
-          if (n === null || this.#closed) return;
-          this.#received(n);
-          if (this.#sniffing) {
-            const other = this.#opts.upgrade!(this, conn, this.buffered());
-            if (other === "more") continue;
-            this.#sniffing = false;
-            if (other !== null) {
-              this.#handedOver = true;
-              this.#buf = this.#out.buf = new Uint8Array(0); // its own now
-              return await other;
-            }
-          }
-          head = this.#parseNext();
-        }
-      } catch (err) {
-        if (this.#closed || !(err instanceof HttpError)) throw err;
-        // A head we could not parse: answer, then close; never hunt for the next request.
-        this.#startTime = Date.now();
-        this.#body = NO_BODY;
-        const done = this.#respond(undefined, this.#errorReply(err, undefined));
-        if (typeof done !== "boolean") await done;
-        await this.#flush();
-        this.#finish(undefined, false);
-        await this.#linger();
-        return;
-      }
-      // The common request has no await of ours but the write: a synchronous
-      // handler and a small body make one buffered reply.
-      let reply = this.#dispatch(head);
-      if (reply instanceof Promise) reply = await reply;
-      if (this.#closed) {
-        reply.upgrade?.cancel();
-        return;
-      }
-      if (reply.upgrade !== undefined) {
-        reply = this.#switchProtocols(head, reply);
-        if (reply.upgrade !== undefined) return; // run() hands the socket over
-      }
-      let keep = this.#respond(head, reply);
-      if (typeof keep !== "boolean") keep = await keep;
-      // Gather replies to pipelined requests into one write; flush before any wait.
-      if (
-        (!keep || this.#start === this.#end || this.#out.len >= GATHER_BYTES) &&
-        this.#out.len > 0
-      ) {
-        // #write() inlined: one promise layer less per reply.
-        const bytes = this.#takeOut();
-        const phase = this.#beginWrite(this.#now);
-        const n = await conn.write(bytes);
-        if (n < bytes.length) await this.#writeRest(bytes, n, this.#now);
-        this.#endWrite(phase, bytes.length);
-      }
-      this.#finish(head, false);
-      if (keep && this.#dropBody) keep = await this.#discardBody();
-      if (!keep) {
-        await this.#linger();
-        return;
-      }
+      this.#opts.onEnd?.(this); // no read is pending any more
     }
   }
 
@@ -446,30 +496,44 @@ export class Connection implements ByteSource {
 
   #handOver(takeover: Takeover): Promise<void> {
     this.#finish(this.#current!, false);
-    const rest = this.#buf.slice(this.#start, this.#end);
+    const rest = this.#in.buffered().slice();
     // The takeover reads into its own buffer: an idle WebSocket keeps none of these.
-    this.#buf = NO_BYTES;
-    this.#out = new OutBuffer();
-    this.#start = this.#end = this.#scanFrom = 0;
+    this.#in.release(false);
+    this.#out.release();
     this.#body = NO_BODY;
     this.phase = Phase.Upgraded;
-    this.deadline = this.busyDeadline = 0;
+    this.#arm(this.#now, this.#now); // visited each tick from now on: expire()
     if (this.#draining) takeover.drain();
     return takeover.run(this.#conn, rest);
   }
 
+  /**
+   * Another protocol took the socket and the bytes read so far (a view of
+   * the read buffer, its own now): this connection leaves the wheel and
+   * waits for it to end.
+   */
+  #handedTo(other: Promise<void>): Promise<void> {
+    this.#life = Life.HandedOver;
+    this.#in.release(true);
+    this.#out.release();
+    this.deadline = this.busyDeadline = 0;
+    this.#opts.wheel.remove(this);
+    return other;
+  }
+
   /** The next complete head in the buffer, or undefined if more bytes are needed. */
   #parseNext(): RequestHead | undefined {
-    const buf = this.#buf;
-    let start = this.#start;
-    const end = this.#end;
+    const rb = this.#in;
+    const buf = rb.buf;
+    let start = rb.start;
+    const end = rb.end;
     // RFC 9112 §2.2: ignore empty lines before a request line.
     while (start < end && (buf[start] === CR || buf[start] === LF)) start++;
     if (start === end) {
-      this.#start = this.#end = this.#scanFrom = 0;
+      rb.clear();
       return undefined;
     }
-    this.#start = start;
+    rb.start = start;
     const limits = this.#limits;
     let headEnd = end;
     // The usual read ends with a blank line: then no head in it can be
@@ -479,30 +543,29 @@ export class Connection implements ByteSource {
       buf[end - 1] !== LF || buf[end - 2] !== CR || buf[end - 3] !== LF ||
       buf[end - 4] !== CR
     ) {
-      const from = Math.max(this.#scanFrom, start);
+      const from = Math.max(rb.scanFrom, start);
       headEnd = findHeadEnd(buf, from, end);
       if (headEnd === -1) {
         // Refuse a head as soon as a line proves it bad, not at its end.
         checkHeadSoFar(buf, start, from, end, limits);
-        this.#scanFrom = Math.max(start, end - 3);
+        rb.scanFrom = Math.max(start, end - 3);
         if (end - start >= limits.maxHeadBytes) throw this.#headTooLarge();
         return undefined;
       }
       if (headEnd - start > limits.maxHeadBytes) throw this.#headTooLarge();
     }
     const head = parseHead(buf, start, headEnd, limits);
-    this.#start = this.#scanFrom = head.end;
+    rb.start = rb.scanFrom = head.end;
     this.#headStartedAt = 0;
     return head;
   }
 
   #headTooLarge(): HttpError {
-    const buf = this.#buf;
-    const lf = buf.indexOf(LF, this.#start);
+    const { buf, start, end } = this.#in;
+    const lf = buf.indexOf(LF, start);
     // No end of the request line yet: it is the target that is too long.
     if (
-      (lf === -1 || lf >= this.#end) &&
-      this.#end - this.#start > this.#limits.maxTargetBytes
+      (lf === -1 || lf >= end) && end - start > this.#limits.maxTargetBytes
     ) {
       return new HttpError(STATUS.URITooLong, "Request line too long", {
         close: true,
@@ -515,25 +578,6 @@ export class Connection implements ByteSource {
     );
   }
 
-  /** Makes room at the end of the read buffer, compacting or growing it. */
-  #makeRoom(maxBytes: number): void {
-    const used = this.#end - this.#start;
-    if (
-      this.#buf.length - this.#end >= 512 ||
-      (this.#end < this.#buf.length && used >= maxBytes)
-    ) return;
-    if (this.#start > 0 && this.#buf.length - used >= 512) {
-      this.#buf.copyWithin(0, this.#start, this.#end);
-    } else {
-      const bigger = new Uint8Array(Math.max(this.#buf.length * 2, 1024));
-      bigger.set(this.#buf.subarray(this.#start, this.#end));
-      this.#buf = bigger;
-    }
-    this.#scanFrom -= this.#start;
-    this.#end = used;
-    this.#start = 0;
-  }
-
   /** Arms the head or idle deadline and returns where the next read goes. */
   #readSpace(): Uint8Array {
     const limits = this.#limits;
@@ -541,18 +585,21 @@ export class Connection implements ByteSource {
     // lines count, so "\r\n" now and then cannot re-arm the idle deadline.
     // #now is the last read's clock: only synchronous work happened since.
     const t = this.#opts.timeouts;
-    if (this.#headStartedAt === 0 && this.#start === this.#end) {
+    if (this.#headStartedAt === 0 && this.#in.empty) {
       this.phase = Phase.Idle;
       // When the reply went out, not when its request came: a drain
       // measures idleness from here.
       this.#idleAt = batchNow();
+      // Waiting holds no more than the pending read needs.
+      this.#in.giveBack();
+      this.#out.release();
       if (this.#requests === 0) {
         // A new connection that sends nothing (no TLS hello either) is a slowloris too.
-        this.deadline = this.#now + t.headMs;
-        this.busyDeadline = this.#now + t.headBusyMs;
+        this.#arm(this.#now + t.headMs, this.#now + t.headBusyMs);
       } else {
         // As announced with the last reply: never shortened afterwards.
-        this.deadline = this.busyDeadline = this.#now + this.#keepAliveMs;
+        const at = this.#now + this.#keepAliveMs;
+        this.#arm(at, at);
       }
       if (this.#draining) this.#drainSoon();
     } else {
@@ -560,46 +607,45 @@ export class Connection implements ByteSource {
       // A head pipelined behind a slow request: its clock starts now, when we
       // begin to wait for the rest, not when the request before it arrived.
       if (this.#headStartedAt === 0) this.#headStartedAt = this.#now;
-      this.deadline = this.#headStartedAt + t.headMs;
-      this.busyDeadline = this.#headStartedAt + t.headBusyMs;
+      this.#arm(
+        this.#headStartedAt + t.headMs,
+        this.#headStartedAt + t.headBusyMs,
+      );
     }
-    this.#makeRoom(limits.maxHeadBytes);
-    return this.#end === 0 ? this.#buf : this.#buf.subarray(this.#end);
+    return this.#in.space(limits.maxHeadBytes);
   }
 
   /** Accounts for `n` bytes a read put at the end of the buffer. */
   #received(n: number): void {
     this.#now = batchNow(); // one clock read serves this batch of requests
     if (this.#headStartedAt === 0) this.#headStartedAt = this.#now;
-    this.#end += n;
+    this.#in.received(n);
     this.#opts.stats.bytesIn += n;
   }
 
   // ByteSource, for the body reader.
 
   buffered(): Uint8Array {
-    return this.#buf.subarray(this.#start, this.#end);
+    return this.#in.buffered();
   }
 
   consume(n: number): void {
-    this.#start += n;
-    if (this.#start === this.#end) this.#start = this.#end = this.#scanFrom = 0;
-    else this.#scanFrom = this.#start;
+    this.#in.consume(n);
   }
 
   async fill(): Promise<boolean> {
     if (this.#out.len > 0) await this.#flush();
-    this.#makeRoom(
+    const rb = this.#in;
+    rb.lend(); // a body: room for many pieces per read
+    const into = rb.space(
       Math.max(this.#limits.maxTrailerBytes, this.#limits.maxChunkLineBytes) +
         2,
     );
     const since = this.#armBody();
-    const n = await this.#conn.read(
-      this.#end === 0 ? this.#buf : this.#buf.subarray(this.#end),
-    );
+    const n = await this.#conn.read(into);
     this.#bodyRead(since, n);
     if (n === null) return false;
-    this.#end += n;
+    rb.received(n);
     this.#opts.stats.bytesIn += n;
     return true;
   }
@@ -624,7 +670,7 @@ export class Connection implements ByteSource {
       this.#bodyBytes = this.#bodyWaitedMs = 0;
     }
     const t = this.#opts.timeouts;
-    this.phase = Phase.Body;
+    if (this.phase !== Phase.Discard) this.phase = Phase.Body;
     this.#armWait(
       now,
       t.bodyGapMs,
@@ -637,7 +683,7 @@ export class Connection implements ByteSource {
   }
 
   #bodyRead(since: number, n: number | null): void {
-    this.phase = Phase.Handler;
+    if (this.phase !== Phase.Discard) this.phase = Phase.Handler;
     this.deadline = this.busyDeadline = 0;
     this.#bodyWaitedMs += Date.now() - since;
     if (n !== null) this.#bodyBytes += n;
@@ -698,7 +744,9 @@ export class Connection implements ByteSource {
 
   #failed(err: unknown, head: RequestHead): Reply {
     if (err instanceof HttpError && err.close) this.#closeAfter = true;
-    if (this.#closed) return { status: STATUS.InternalServerError }; // never sent
+    if (this.#life >= Life.Closing) {
+      return { status: STATUS.InternalServerError }; // never sent
+    }
     return this.#errorReply(
       err,
       this.#incoming?.errorAccept ?? head.headers.get("accept"),
@@ -735,7 +783,7 @@ export class Connection implements ByteSource {
     this.#continuePending = false;
     this.#sendBytes = this.#sendWaitedMs = 0;
     if (keep) {
-      const ms = this.#opts.keepAliveMs(this, this.#start === this.#end);
+      const ms = this.#opts.keepAliveMs(this, this.#in.empty);
       if (ms === 0) keep = false; // the slot goes to a waiting connection
       else this.#keepAliveMs = ms;
     }
@@ -767,7 +815,7 @@ export class Connection implements ByteSource {
     const sink = this.#opts.accessLog ? accessLog() : undefined;
     if (sink === undefined && !isLimitStatus(status)) return;
     const request = head ??
-      rawRequestLine(this.#buf, this.#start, this.#end);
+      rawRequestLine(this.#in.buf, this.#in.start, this.#in.end);
     sink?.append(
       this.remoteAddr.hostname,
       request,
@@ -791,7 +839,7 @@ export class Connection implements ByteSource {
   }
 
   async #discardBody(): Promise<boolean> {
-    this.#discarding = true;
+    this.phase = Phase.Discard;
     try {
       await this.#body.discard();
       this.#now = Date.now();
@@ -799,7 +847,7 @@ export class Connection implements ByteSource {
     } catch {
       return false;
     } finally {
-      this.#discarding = false;
+      this.phase = Phase.Handler;
     }
   }
 
@@ -826,55 +874,57 @@ export class Connection implements ByteSource {
       reply = toErrorReply(err, head?.headers.get("accept"));
       scan = writeFields(out, reply.status, reply.headers, this.#now);
     }
-    if (scan.close) keep = false;
     const status = this.#status = reply.status;
     const isHead = head !== undefined && head.method === "HEAD";
     const minor = head === undefined ? 1 : head.minor;
     const body: ReplyBody = reply.body;
     let bytes: Uint8Array | undefined;
     let text: string | undefined; // an ASCII body, copied in after the head
-    let contentLength = -1;
-    let chunked = false;
+    let bodyLength: number;
     if (typeof body === "string") {
       if (body.length <= COPY_BYTES && isAscii(body)) {
         text = body;
-        contentLength = body.length;
+        bodyLength = body.length;
       } else {
         bytes = encoder.encode(body);
-        contentLength = bytes.length;
+        bodyLength = bytes.length;
       }
     } else if (body instanceof Uint8Array) {
       bytes = body;
-      contentLength = bytes.length;
-    } else if (body instanceof FileBody) contentLength = body.length;
-    else if (body === null || body === undefined) {
-      // HEAD without a body: the handler's length if it gave one, else none,
-      // never a 0 that GET would contradict (RFC 9110 §8.6).
-      contentLength = isHead ? scan.contentLength : 0;
-    } else if (scan.contentLength !== -1) contentLength = scan.contentLength;
-    else if (minor === 1) chunked = true;
-    else keep = false; // HTTP/1.0: the close marks the end
-    const bodiless = status === 204 || status === 304;
-    if (bodiless) {
-      contentLength = -1;
-      chunked = false;
-    }
+      bodyLength = bytes.length;
+    } else if (body instanceof FileBody) bodyLength = body.length;
+    else if (body === null || body === undefined) bodyLength = BODY_ABSENT;
+    else bodyLength = BODY_STREAMED;
+    const framing = frameReply(
+      status,
+      isHead,
+      minor,
+      bodyLength,
+      scan.contentLength,
+      keep && !scan.close,
+    );
+    keep = framing.keep;
     writeFraming(
       out,
-      contentLength,
-      chunked,
+      framing.contentLength,
+      framing.chunked,
       !keep,
       keep && minor === 0,
       this.#keepAliveMs,
     );
-    if (isHead || bodiless) {
+    if (!framing.sendBody) {
       cancelBody(body);
     } else if (text !== undefined) {
       out.text(text);
     } else if (bytes !== undefined && bytes.length <= COPY_BYTES) {
       out.bytes(bytes);
     } else if (body !== null && body !== undefined) {
-      return this.#writeBody(body, chunked, contentLength, keep);
+      return this.#writeBody(
+        body,
+        framing.chunked,
+        framing.contentLength,
+        keep,
+      );
     }
     return keep;
   }
@@ -972,13 +1022,15 @@ export class Connection implements ByteSource {
     waitedMs: number,
   ): void {
     const t = this.#opts.timeouts;
-    this.deadline = now +
-      Math.min(gapMs, rateBudgetMs(t.graceMs, msPerByte, bytes, waitedMs));
-    this.busyDeadline = now +
-      Math.min(
-        gapBusyMs,
-        rateBudgetMs(t.graceBusyMs, msPerByte, bytes, waitedMs),
-      );
+    this.#arm(
+      now +
+        Math.min(gapMs, rateBudgetMs(t.graceMs, msPerByte, bytes, waitedMs)),
+      now +
+        Math.min(
+          gapBusyMs,
+          rateBudgetMs(t.graceBusyMs, msPerByte, bytes, waitedMs),
+        ),
+    );
   }
 
   /** Accounts for a write of `n` bytes that waited from `since` to `now`. */
@@ -998,6 +1050,7 @@ export class Connection implements ByteSource {
   ): Promise<void> {
     let now = Date.now();
     this.#countSent(since, off, now);
+    this.#stalls++;
     while (off < bytes.length) {
       this.#partial = off;
       this.#armWrite(now);
@@ -1020,29 +1073,53 @@ export class Connection implements ByteSource {
   }
 
   async #writeFile(fb: FileBody): Promise<void> {
+    const file = fb.file;
+    let left = fb.length;
+    let piece = filePieces.take();
+    let spare: Uint8Array | undefined;
+    let reading: Promise<number | null> | undefined;
+    const read = (into: Uint8Array) =>
+      file.read(into.subarray(0, Math.min(left, into.length)));
     try {
-      if (fb.start !== 0) await fb.file.seek(fb.start, Deno.SeekMode.Start);
-      let left = fb.length;
-      const piece = new Uint8Array(Math.min(left, FILE_PIECE_BYTES));
-      while (left > 0) {
-        const n = await fb.file.read(
-          piece.subarray(0, Math.min(left, piece.length)),
-        );
+      if (fb.start !== 0) await file.seek(fb.start, Deno.SeekMode.Start);
+      if (left > 0) reading = read(piece);
+      let keepsUp = true;
+      while (reading !== undefined) {
+        const n = await reading;
+        reading = undefined;
         if (n === null) {
           throw new Error("File ended before its announced length");
         }
         left -= n;
-        await this.#writeBytes(
-          n === piece.length ? piece : piece.subarray(0, n),
-        );
-        if (this.#out.len > 0) await this.#flush(); // `piece` is reused
+        const bytes = n === piece.length ? piece : piece.subarray(0, n);
+        if (
+          left > 0 && keepsUp &&
+          (spare !== undefined || filePieces.lent < READ_AHEAD_PIECES)
+        ) {
+          spare ??= filePieces.take();
+          [piece, spare] = [spare, piece];
+          reading = read(piece); // the next piece, while this one is written
+        }
+        const stalls = this.#stalls;
+        await this.#writeBytes(bytes);
+        if (this.#out.len > 0) await this.#flush(); // `bytes` is reused
+        keepsUp = this.#stalls === stalls;
+        if (!keepsUp && spare !== undefined) {
+          filePieces.give(spare); // a slow client: one piece is enough
+          spare = undefined;
+        }
+        if (left > 0 && reading === undefined) reading = read(piece);
       }
     } finally {
+      // A read still running fills its piece: let it end before the reuse.
+      if (reading !== undefined) await reading.catch(() => null);
       try {
-        fb.file.close();
+        file.close();
       } catch {
         // already closed
       }
+      filePieces.give(piece);
+      if (spare !== undefined) filePieces.give(spare);
     }
   }
 
@@ -1074,34 +1151,42 @@ export class Connection implements ByteSource {
 
   /** Closes our side, then reads and drops what the client still sends, briefly. */
   async #linger(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#life >= Life.Closing) return;
     try {
       await this.#flush();
       await this.#conn.closeWrite();
       this.phase = Phase.Linger;
-      this.deadline = this.busyDeadline = Date.now() + LINGER_MS;
+      const at = Date.now() + LINGER_MS;
+      this.#arm(at, at);
       this.#opts.onLinger?.(this);
-      const scratch = this.#buf;
-      for (let total = 0; total < LINGER_BYTES;) {
-        const n = await this.#conn.read(scratch);
-        if (n === null) break;
-        total += n;
-      }
+      await dropUntilClosed(this.#conn, this.#in.buf);
     } catch {
       // the peer is gone, which is what we wanted
     }
   }
 
+  /** Sets both deadlines (the busy one never later) and files them. */
+  #arm(deadline: number, busyDeadline: number): void {
+    this.deadline = deadline;
+    this.busyDeadline = busyDeadline;
+    this.#opts.wheel.arm(this, busyDeadline);
+  }
+
   /**
-   * Called by the sweeper: acts if the deadline has passed, or the busy
+   * Called by the wheel: acts if the deadline has passed, or the busy
    * deadline while the server is `busy`.
    */
   expire(now: number, busy = false): void {
-    if (this.phase === Phase.Upgraded) return this.#takeover!.expire(now);
+    if (this.phase === Phase.Upgraded) {
+      // The takeover keeps its own times; it asked to be called every tick.
+      this.#takeover!.expire(now);
+      if (this.#life < Life.Closing) this.#arm(now, now);
+      return;
+    }
     const deadline = busy ? this.busyDeadline : this.deadline;
-    if (deadline === 0 || now < deadline || this.#closed) return;
+    if (deadline === 0 || now < deadline || this.#life >= Life.Closing) return;
     const phase = this.phase;
-    if (phase === Phase.Head || (phase === Phase.Body && !this.#discarding)) {
+    if (phase === Phase.Head || phase === Phase.Body) {
       log.warn("{what} timeout from {client}", {
         what: phase === Phase.Head ? "Head" : "Body",
         client: this.remoteAddr.hostname,
@@ -1121,7 +1206,7 @@ export class Connection implements ByteSource {
           reply.body as string,
           now,
         );
-        this.#closed = true;
+        this.#life = Life.Closing;
         this.deadline = this.busyDeadline = 0;
         this.#conn.write(bytes).catch(() => {}).finally(() => this.close());
         return;
@@ -1146,7 +1231,7 @@ export class Connection implements ByteSource {
   /** True until the client sends its first byte of HTTP. */
   get silent(): boolean {
     return this.#requests === 0 && this.phase === Phase.Idle &&
-      this.#headStartedAt === 0 && this.#end === 0;
+      this.#headStartedAt === 0 && this.#in.end === 0;
   }
 
   /** `Date.now()` when an idle kept-alive connection went idle. */
@@ -1157,7 +1242,7 @@ export class Connection implements ByteSource {
   /**
    * Graceful shutdown: the reply in progress, or to a request arriving
    * soon, says Connection: close; a connection idle for `reclaimIdleMs`
-   * (at once if it already was) is closed by the sweeper. Closing a
+   * (at once if it already was) is closed by the wheel. Closing a
    * connection just back from a reply would race with the client's next
    * request on it, which it then sees fail.
    */
@@ -1175,20 +1260,19 @@ export class Connection implements ByteSource {
   /** An idle draining connection: closed once idle for reclaimIdleMs. */
   #drainSoon(): void {
     const at = this.#idleAt + this.#limits.reclaimIdleMs;
-    if (this.deadline === 0 || at < this.deadline) this.deadline = at;
-    if (this.busyDeadline === 0 || at < this.busyDeadline) {
-      this.busyDeadline = at;
-    }
+    this.#arm(
+      this.deadline === 0 ? at : Math.min(this.deadline, at),
+      this.busyDeadline === 0 ? at : Math.min(this.busyDeadline, at),
+    );
   }
-
-  #socketClosed = false;
 
   /** Closes the socket at once (idempotent). */
   close(): void {
-    this.#closed = true;
-    if (this.#socketClosed || this.#handedOver) return;
-    this.#socketClosed = true;
+    const life = this.#life;
+    if (life === Life.Closed || life === Life.HandedOver) return;
+    this.#life = Life.Closed;
     this.deadline = this.busyDeadline = 0;
+    this.#opts.wheel.remove(this);
     try {
       this.#conn.close();
     } catch {

@@ -3,7 +3,18 @@
  * {@link HttpError}; `renderError()` is the one place it becomes a reply body.
  */
 
-/** Every status the server or the default app produces on its own. */
+/**
+ * Every status the server or the default app produces on its own.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { STATUS } from "@spindle/server";
+ *
+ * assert.equal(STATUS.NotFound, 404);
+ * assert.equal(STATUS.TooManyRequests, 429);
+ * ```
+ */
 export const STATUS = {
   Continue: 100,
   OK: 200,
@@ -43,8 +54,31 @@ export const STATUS = {
   InsufficientStorage: 507,
 } as const;
 
+/**
+ * Any status in {@link STATUS}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { STATUS, type Status } from "@spindle/server";
+ *
+ * const ok: Status = STATUS.OK;
+ * assert.equal(ok, 200);
+ * ```
+ */
 export type Status = typeof STATUS[keyof typeof STATUS];
-/** A status the server may answer with when something went wrong. */
+/**
+ * A status the server may answer with when something went wrong.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type ErrorStatus, HttpError, STATUS } from "@spindle/server";
+ *
+ * const status: ErrorStatus = STATUS.NotFound;
+ * assert.equal(new HttpError(status, "no such page").status, 404);
+ * ```
+ */
 export type ErrorStatus = Extract<
   Status,
   | 400
@@ -131,6 +165,22 @@ export function reasonPhrase(status: number): string {
     ][Math.floor(status / 100) - 1] ?? "Unknown";
 }
 
+/**
+ * Options of an {@link HttpError}: what the client sees besides the status.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { HttpError, type HttpErrorOptions, STATUS } from "@spindle/server";
+ *
+ * const options: HttpErrorOptions = {
+ *   expose: "Slow down",
+ *   headers: { "retry-after": "10" },
+ * };
+ * const err = new HttpError(STATUS.TooManyRequests, "client over budget", options);
+ * assert.equal(err.headers?.["retry-after"], "10");
+ * ```
+ */
 export interface HttpErrorOptions extends ErrorOptions {
   /** Text safe to show the client; otherwise the reason phrase is shown. */
   expose?: string;
@@ -140,14 +190,37 @@ export interface HttpErrorOptions extends ErrorOptions {
   close?: boolean;
 }
 
-/** A failure that maps to one HTTP status. `message` is for the log. */
+/**
+ * A failure that maps to one HTTP status. `message` is for the log.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { HttpError, serve, STATUS } from "@spindle/server";
+ *
+ * await using server = serve({ port: 0, accessLog: false }, () => {
+ *   throw new HttpError(STATUS.NotFound, "no user 7 in the table", {
+ *     expose: "No such user", // the log gets the message, the client this
+ *   });
+ * });
+ * const res = await fetch(`http://127.0.0.1:${server.port}/users/7`);
+ * assert.equal(res.status, 404);
+ * assert.match(await res.text(), /No such user/);
+ * ```
+ */
 export class HttpError extends Error {
+  /** Always "HttpError", so a log line says what was thrown. */
   override name = "HttpError";
+  /** The status the client gets. */
   readonly status: ErrorStatus;
+  /** Text safe to show the client; undefined: the reason phrase is shown. */
   readonly expose: string | undefined;
+  /** Extra reply headers, such as `Allow` or `Retry-After`. */
   readonly headers: Readonly<Record<string, string>> | undefined;
+  /** True: the connection closes after the reply. */
   readonly close: boolean;
 
+  /** An error answered with `status`; `message` goes to the log, never to the client. */
   constructor(status: ErrorStatus, message: string, opts?: HttpErrorOptions) {
     super(message, opts);
     this.status = status;

@@ -8,7 +8,7 @@
  * the HTTP/1.1 engine's `toErrorReply`, and each stream writes one access
  * line. Deadlines are the server's: the sweeper calls `expire()`.
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../npm/logtape.ts";
 import type { Limits } from "../config.ts";
 import { accessLog, clipForLog, NO_REPLY_STATUS } from "./access_log.ts";
 import { batchNow } from "./clock.ts";
@@ -44,6 +44,7 @@ import {
   type ServerRequest,
 } from "./handler.ts";
 import type { HeaderFields } from "./headers.ts";
+import { LINGER_MS } from "./linger.ts";
 import type { Socket } from "./socket.ts";
 import type { EngineStats } from "./stats.ts";
 
@@ -59,8 +60,6 @@ const READ_BYTES = 4 * 1024;
 const BUSY_READ_BYTES = 16 * 1024;
 /** File bodies are read in pieces of this size, as over HTTP/1.1. */
 const FILE_PIECE_BYTES = 256 * 1024;
-/** After the last GOAWAY: how long we read and drop what the client still sends. */
-const LINGER_MS = 2000;
 
 /** What an {@link H2Connection} needs from its server. */
 export interface H2ConnectionOptions {

@@ -7,8 +7,27 @@ import type { Limits } from "../config.ts";
 import type { HeaderFields } from "./headers.ts";
 import type { Socket } from "./socket.ts";
 
-/** A byte range of an open file; the engine streams it and closes the file. */
+/**
+ * A byte range of an open file; the engine streams it and closes the file.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FileBody, serve } from "@spindle/server";
+ *
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeTextFile(path, "0123456789");
+ * await using server = serve({ port: 0, accessLog: false }, async () => ({
+ *   status: 200,
+ *   body: new FileBody(await Deno.open(path), 2, 3), // bytes 2, 3 and 4
+ * }));
+ * const res = await fetch(`http://127.0.0.1:${server.port}/`);
+ * assert.equal(await res.text(), "234");
+ * await Deno.remove(path);
+ * ```
+ */
 export class FileBody {
+  /** `length` bytes of `file` from `start`; the engine closes `file` once sent. */
   constructor(
     readonly file: Deno.FsFile,
     readonly start: number,
@@ -19,6 +38,20 @@ export class FileBody {
 /**
  * What a reply carries. Strings are UTF-8 encoded. Streams and iterables are
  * sent with chunked coding unless the reply has a `content-length` header.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { ReplyBody } from "@spindle/server";
+ *
+ * const bodies: ReplyBody[] = [
+ *   "text, sent as UTF-8",
+ *   new Uint8Array([1, 2, 3]),
+ *   ReadableStream.from([new Uint8Array([4])]), // sent chunked
+ *   null, // no body
+ * ];
+ * assert.equal(bodies.length, 4);
+ * ```
  */
 export type ReplyBody =
   | string
@@ -29,7 +62,19 @@ export type ReplyBody =
   | null
   | undefined;
 
-/** Reply header fields: a record or a list of pairs (for repeated names). */
+/**
+ * Reply header fields: a record or a list of pairs (for repeated names).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { ReplyHeaders } from "@spindle/server";
+ *
+ * const record: ReplyHeaders = { "cache-control": "no-store" };
+ * const pairs: ReplyHeaders = [["set-cookie", "a=1"], ["set-cookie", "b=2"]];
+ * assert.ok(Array.isArray(pairs) && !Array.isArray(record));
+ * ```
+ */
 export type ReplyHeaders =
   | Readonly<Record<string, string>>
   | ReadonlyArray<readonly [string, string]>;
@@ -38,16 +83,35 @@ export type ReplyHeaders =
  * A response. The engine adds Date, Content-Length or chunking, and
  * Connection. A reply may be reused for many requests; a frozen header
  * record that comes back request after request is checked and encoded once.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { Reply } from "@spindle/server";
+ *
+ * const created: Reply = {
+ *   status: 201,
+ *   headers: { "content-type": "text/plain; charset=utf-8" },
+ *   body: "made",
+ * };
+ * assert.equal(created.status, 201);
+ * ```
  */
 export interface Reply {
+  /** The status code, 100 to 599. */
   readonly status: number;
+  /** Header fields; the engine adds Date, the framing and Connection. */
   readonly headers?: ReplyHeaders;
+  /** The body; none for HEAD, 204 and 304 whatever is given. */
   readonly body?: ReplyBody;
   /**
    * With status 101: what takes the connection over once the engine has
    * written `101 Switching Protocols` with `headers` and `Connection:
    * Upgrade` (a WebSocket). Only on an HTTP/1.1 request whose body was
    * read; otherwise the engine answers 500 and calls `cancel()`.
+   * The engine's plumbing for `router.ws()`, not part of the package's API.
+   *
+   * @ignore
    */
   readonly upgrade?: Takeover;
 }
@@ -75,6 +139,22 @@ export interface Takeover {
 /**
  * The request body, read lazily. The first read sends `100 Continue` when the
  * client asked for it; a handler that answers without reading never does.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serve } from "@spindle/server";
+ *
+ * await using server = serve({ port: 0, accessLog: false }, async (req) => ({
+ *   status: 200,
+ *   body: `${req.body.length} bytes: ${await req.body.text()}`,
+ * }));
+ * const res = await fetch(`http://127.0.0.1:${server.port}/`, {
+ *   method: "POST",
+ *   body: "hi",
+ * });
+ * assert.equal(await res.text(), "2 bytes: hi");
+ * ```
  */
 export interface RequestBody {
   /** Content-Length, 0 when there is no body, null when chunked. */
@@ -93,7 +173,25 @@ export interface RequestBody {
   stream(maxBytes?: number): ReadableStream<Uint8Array>;
 }
 
-/** One parsed request, as handed to a {@link Handler}. */
+/**
+ * One parsed request, as handed to a {@link Handler}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serve, type ServerRequest } from "@spindle/server";
+ *
+ * function describe(req: ServerRequest): string {
+ *   return `${req.method} ${req.path} ${req.query} ${req.version}`;
+ * }
+ * await using server = serve(
+ *   { port: 0, accessLog: false },
+ *   (req) => ({ status: 200, body: describe(req) }),
+ * );
+ * const res = await fetch(`http://127.0.0.1:${server.port}/a%20b?c=1`);
+ * assert.equal(await res.text(), "GET /a%20b c=1 HTTP/1.1");
+ * ```
+ */
 export interface ServerRequest {
   /** Method token as sent (methods are case-sensitive). */
   readonly method: string;
@@ -105,12 +203,15 @@ export interface ServerRequest {
   readonly query: string;
   /** "HTTP/2" on an HTTP/2 stream (TLS with ALPN h2, or `--h2c`). */
   readonly version: "HTTP/1.0" | "HTTP/1.1" | "HTTP/2";
+  /** The header fields, names in lower case. */
   readonly headers: HeaderFields;
   /** Host header, the authority of an absolute-form target, or HTTP/2's `:authority`. */
   readonly host: string;
+  /** The client's address: the TCP peer, or the client a trusted PROXY protocol header names. */
   readonly remoteAddr: Deno.NetAddr;
   /** True on a TLS connection. */
   readonly secure: boolean;
+  /** The body, read on demand. */
   readonly body: RequestBody;
   /** `Date.now()` when the head was complete (a cheap clock; ms resolution). */
   readonly startTime: number;
@@ -129,5 +230,18 @@ export interface ServerRequest {
   errorAccept?: string;
 }
 
-/** The application, seen from the engine. */
+/**
+ * The application, seen from the engine.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Handler, serve } from "@spindle/server";
+ *
+ * const hello: Handler = (req) => ({ status: 200, body: `hello ${req.path}` });
+ * await using server = serve({ port: 0, accessLog: false }, hello);
+ * const res = await fetch(`http://127.0.0.1:${server.port}/you`);
+ * assert.equal(await res.text(), "hello /you");
+ * ```
+ */
 export type Handler = (req: ServerRequest) => Reply | Promise<Reply>;

@@ -1,4 +1,21 @@
-/** Request header fields as parsed: names lower-cased, values as sent. */
+/**
+ * Request header fields as parsed: names lower-cased, values as sent.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serve } from "@spindle/server";
+ *
+ * await using server = serve({ port: 0, accessLog: false }, (req) => ({
+ *   status: 200,
+ *   body: `${req.headers.get("x-name")} ${req.headers.has("X-Name")}`,
+ * }));
+ * const res = await fetch(`http://127.0.0.1:${server.port}/`, {
+ *   headers: { "X-Name": "ada" },
+ * });
+ * assert.equal(await res.text(), "ada true");
+ * ```
+ */
 export class HeaderFields {
   readonly #names: string[];
   readonly #values: string[];
@@ -39,6 +56,7 @@ export class HeaderFields {
     return out;
   }
 
+  /** True when a field of this name (any case) was sent. */
   has(name: string): boolean {
     return this.get(name) !== undefined;
   }
@@ -50,6 +68,7 @@ export class HeaderFields {
     }
   }
 
+  /** Field lines in arrival order, as [lower-case name, value]. */
   [Symbol.iterator](): IterableIterator<[string, string]> {
     return this.entries();
   }

@@ -8,7 +8,7 @@
  * Both listeners are read from: Deno's (`Deno.TcpConn`) and, for TLS,
  * node's (`net.Socket`, tls.ts).
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../npm/logtape.ts";
 import type { Buffer } from "node:buffer";
 import type net from "node:net";
 import type { Limits } from "../config.ts";

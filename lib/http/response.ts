@@ -3,6 +3,7 @@
  * no intermediate string, no TextEncoder call for the ASCII that heads are
  * made of. The connection decides framing; this module only spells it.
  */
+import { BufferPool } from "./buffers.ts";
 import { reasonPhrase } from "./errors.ts";
 import type { ReplyHeaders } from "./handler.ts";
 import { TOKEN } from "./parser.ts";
@@ -14,6 +15,11 @@ const NUL = 0x00;
 
 const EMPTY: Uint8Array = new Uint8Array(0);
 const MIN_OUT_BYTES = 2048;
+/**
+ * First buffers of idle connections: 512 of them (1 MiB) cover the replies
+ * being written at once; more waiting connections hold none.
+ */
+const outPool = new BufferPool(MIN_OUT_BYTES, 512);
 
 /** Bytes queued for one write. Grows by doubling; `len` bytes are in use. */
 export class OutBuffer {
@@ -38,10 +44,23 @@ export class OutBuffer {
     return view;
   }
 
+  /**
+   * Gives the buffer back while nothing is queued (the connection waits
+   * for its client); the next `reserve()` takes one again.
+   */
+  release(): void {
+    if (this.len !== 0 || this.buf === EMPTY) return;
+    outPool.give(this.buf);
+    this.buf = this.#view = this.#viewOf = EMPTY;
+  }
+
   /** Makes room for `n` more bytes and returns the (maybe new) buffer. */
   reserve(n: number): Uint8Array {
     const need = this.len + n;
     if (need <= this.buf.length) return this.buf;
+    if (this.buf === EMPTY && need <= MIN_OUT_BYTES) {
+      return this.buf = outPool.take();
+    }
     let size = Math.max(this.buf.length * 2, MIN_OUT_BYTES);
     while (size < need) size *= 2;
     const bigger = new Uint8Array(size);
@@ -278,6 +297,58 @@ function badName(name: string): Error {
 
 function badValue(name: string): Error {
   return new Error(`Invalid header value in reply for ${name}`);
+}
+
+/** A reply body for {@link frameReply}: none at all (null or undefined). */
+export const BODY_ABSENT = -1;
+/** A reply body for {@link frameReply}: a stream of unknown length. */
+export const BODY_STREAMED = -2;
+
+/** How a reply body is delimited, and whether the connection outlives it. */
+export interface Framing {
+  /** The Content-Length to send; -1 for none. */
+  readonly contentLength: number;
+  readonly chunked: boolean;
+  /** False: `Connection: close`, and the close ends the reply. */
+  readonly keep: boolean;
+  /** False for HEAD, 204 and 304: the head goes out alone. */
+  readonly sendBody: boolean;
+}
+
+/**
+ * Decides a reply's framing (RFC 9112 §6.3, RFC 9110 §6.4.1): `bodyLength`
+ * is the body's length when known up front, else BODY_ABSENT or
+ * BODY_STREAMED; `fieldLength` the handler's own Content-Length, -1 for
+ * none; `keep` whether the request and the server allow keeping the
+ * connection (this adds only what the reply forces).
+ */
+export function frameReply(
+  status: number,
+  isHead: boolean,
+  minor: number,
+  bodyLength: number,
+  fieldLength: number,
+  keep: boolean,
+): Framing {
+  let contentLength = bodyLength;
+  let chunked = false;
+  if (bodyLength === BODY_ABSENT) {
+    // HEAD without a body: the handler's length if it gave one, else none,
+    // never a 0 that GET would contradict (RFC 9110 §8.6).
+    contentLength = isHead ? fieldLength : 0;
+  } else if (bodyLength === BODY_STREAMED) {
+    contentLength = fieldLength; // the handler vouches for a length it gives
+    if (fieldLength === -1) {
+      if (minor === 1) chunked = true;
+      else keep = false; // HTTP/1.0: the close marks the end
+    }
+  }
+  const bodiless = status === 204 || status === 304;
+  if (bodiless) {
+    contentLength = -1;
+    chunked = false;
+  }
+  return { contentLength, chunked, keep, sendBody: !isHead && !bodiless };
 }
 
 const CONTENT_LENGTH = encoder.encode("Content-Length: ");

@@ -2,7 +2,7 @@
  * The accept loop: TCP or TLS listener, the connection cap with its queue
  * and 503 reply, the deadline sweeper, and graceful shutdown.
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../npm/logtape.ts";
 import type net from "node:net";
 import {
   DEFAULT_CONFIG,
@@ -16,12 +16,19 @@ import {
   isLoopback,
   primeSignalHandling,
 } from "./admission.ts";
-import { Connection, isDisconnect, Phase, toErrorReply } from "./connection.ts";
+import {
+  Connection,
+  type ConnectionOptions,
+  isDisconnect,
+  Phase,
+  toErrorReply,
+} from "./connection.ts";
 import { detectH2, H2Connection } from "./h2_connection.ts";
 import { H2Session } from "./h2/session.ts";
-import { timeoutsOf } from "./deadlines.ts";
+import { DeadlineWheel, timeoutsOf } from "./deadlines.ts";
 import { HttpError, STATUS } from "./errors.ts";
 import type { Handler } from "./handler.ts";
+import { dropUntilClosed, LINGER_MS } from "./linger.ts";
 import { ProxyHeaderReader } from "./proxied_conn.ts";
 import { encodeClosingReply } from "./response.ts";
 import { type ConnectionSlots, Semaphore } from "./semaphore.ts";
@@ -31,7 +38,23 @@ import { EngineStats } from "./stats.ts";
 
 const log = getLogger(["spindle", "server"]);
 
-/** Options for {@link serve}: any part of {@link ServerConfig}, plus extras. */
+/**
+ * Options for {@link serve}: any part of {@link ServerConfig}, plus extras.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serve, type ServeOptions } from "@spindle/server";
+ *
+ * const options: ServeOptions = {
+ *   port: 0, // any free port
+ *   accessLog: false,
+ *   limits: { maxBodyBytes: 64 * 1024 },
+ * };
+ * await using server = serve(options, () => ({ status: 204 }));
+ * assert.equal(server.limits.maxBodyBytes, 64 * 1024);
+ * ```
+ */
 export interface ServeOptions extends Partial<Omit<ServerConfig, "limits">> {
   /** Limits to change; the rest keep their defaults. */
   readonly limits?: Partial<Limits>;
@@ -46,7 +69,10 @@ export interface ServeOptions extends Partial<Omit<ServerConfig, "limits">> {
   readonly descriptorShare?: number;
   /**
    * The `maxConns` cap and its queue; default: this engine's own. Engines
-   * sharing a port pass one cap counted across all of them.
+   * sharing a port pass one cap counted across all of them. The engine's
+   * plumbing for `--workers`, not part of the package's API.
+   *
+   * @ignore
    */
   readonly slots?: ConnectionSlots;
   /**
@@ -56,20 +82,41 @@ export interface ServeOptions extends Partial<Omit<ServerConfig, "limits">> {
   readonly certificate?: TlsCertificate;
 }
 
-/** A running server. */
+/**
+ * A running server.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serve, type Server } from "@spindle/server";
+ *
+ * const server: Server = serve({ port: 0, accessLog: false }, () => ({
+ *   status: 200,
+ *   body: "up",
+ * }));
+ * await server.ready;
+ * const res = await fetch(`http://127.0.0.1:${server.port}/`);
+ * assert.equal(await res.text(), "up");
+ * await server.shutdown(); // or `await using`, as the other examples do
+ * await server.finished;
+ * ```
+ */
 export interface Server extends AsyncDisposable {
   /**
    * The bound address; `port` is the real one when 0 was asked. Over TLS
    * both are known once `ready` resolves.
    */
   readonly addr: Deno.NetAddr;
+  /** The bound port: the real one when 0 was asked. */
   readonly port: number;
   /**
    * Resolves once the server listens: at once for plain HTTP, after a turn
    * of the event loop for TLS. Rejects as `Deno.listen` throws (`AddrInUse`).
    */
   readonly ready: Promise<void>;
+  /** Counters of connections, requests and bytes. */
   readonly stats: EngineStats;
+  /** The limits in force: the defaults with `limits` applied. */
   readonly limits: Limits;
   /** Resolves when the server has stopped and every connection is closed. */
   readonly finished: Promise<void>;
@@ -89,12 +136,12 @@ export interface Server extends AsyncDisposable {
 
 /** Seconds a refused client is told to wait. */
 const RETRY_AFTER_S = "1";
-/** Longest a refused client gets to read its reply before the close. */
-const REFUSE_LINGER_MS = 1000;
 /** Time with no connection accepted after which the listen queue counts as empty. */
 const ACCEPT_QUIET_MS = 10;
 /** Longest stopAccepting() waits for a quiet queue before it closes anyway. */
 const ACCEPT_SETTLE_MS = 250;
+/** Listen queue asked for; the kernel caps it (net.core.somaxconn, 4096 by default). */
+const MAX_BACKLOG = 65_535;
 /** Longest the accept loop waits for descriptors to come back. */
 const ROOM_WAIT_MS = 50;
 /**
@@ -128,7 +175,7 @@ interface Client {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { serve } from "./server.ts";
+ * import { serve } from "@spindle/server";
  *
  * await using server = serve({ port: 0, accessLog: false }, () => ({
  *   status: 200,
@@ -180,15 +227,22 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   const fast = nodeFds !== undefined && nodeFds.cap !== Infinity &&
     nodeFds.cap >= NODE_BACKLOG;
   const fds = fast ? nodeFds : new DescriptorBudget(limits, share);
-  const listener = !fast ? Deno.listen(where) : listenTls(
-    { ...where, backlog: NODE_BACKLOG },
-    acceptedNode,
-    acceptFailed,
-    () => {
-      log.warn("TLS listener stalled out of file descriptors; listening again");
-      evict();
-    },
-  );
+  const listener = !fast
+    // A burst of clients must wait in the kernel's queue, not be dropped to
+    // retry a second later. We accept all we can (and refuse past our caps
+    // with a reply), so ask for as long a queue as the kernel allows.
+    ? Deno.listen({ ...where, tcpBacklog: MAX_BACKLOG })
+    : listenTls(
+      { ...where, backlog: NODE_BACKLOG },
+      acceptedNode,
+      acceptFailed,
+      () => {
+        log.warn(
+          "TLS listener stalled out of file descriptors; listening again",
+        );
+        evict();
+      },
+    );
   let addr: Deno.NetAddr = "addr" in listener
     ? listener.addr
     : { transport: "tcp", hostname: config.hostname, port: 0 };
@@ -204,6 +258,8 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   const refusing = new Set<Client>();
   /** Connections whose last reply said close so a waiter gets their slot. */
   const yielding = new Set<AnyConnection>();
+  /** HTTP/2 connections: visited every tick, not filed in the wheel. */
+  const h2Conns = new Set<H2Connection>();
   /** Connections closed to make room since the sweeper last logged them. */
   const evicted = { silent: 0, idle: 0 };
   /** Accepts that failed with EMFILE since the sweeper last logged them. */
@@ -259,6 +315,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     if (client === undefined) return;
     connections.delete(c);
     yielding.delete(c);
+    if (c instanceof H2Connection) h2Conns.delete(c);
     forget(client);
     stats.active--;
     if (!client.slotFreed) semaphore.release();
@@ -286,6 +343,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     });
     connections.delete(c);
     connections.set(h, client);
+    h2Conns.add(h);
     const running = h.run(); // reads `first` before its first await
     if (stopping) h.drain();
     return running;
@@ -317,23 +375,11 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       semaphore.release();
       return;
     }
-    const c = new Connection(client.socket, {
-      limits,
-      handler,
-      stats,
-      secure,
-      accessLog: config.accessLog ?? true,
-      onClose,
-      onLinger,
-      timeouts,
-      keepAliveMs,
-      upgrade: h2 ? upgrade : undefined,
-    });
+    const c = new Connection(client.socket, connOptions, client);
     connections.set(c, client);
     stats.active++;
     if (stopping) c.drain(); // one reply, with Connection: close
-    // run() never rejects; once it ends, no read is pending on the socket.
-    c.run().finally(() => freeFd(client));
+    c.run(); // never rejects; onEnd frees the descriptor
   }
 
   /**
@@ -386,14 +432,12 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     }
     // One deadline for all of it: a TLS client that never sends its hello
     // never lets the write finish.
-    const timer = setTimeout(() => closeClient(client), REFUSE_LINGER_MS);
+    const timer = setTimeout(() => closeClient(client), LINGER_MS);
     (async () => {
       try {
         await socket.write(bytes);
         await socket.closeWrite();
-        // Drop what the client sends until it closes, so it reads our reply, not a reset.
-        const scratch = new Uint8Array(4096);
-        while ((await socket.read(scratch)) !== null) { /* dropped */ }
+        await dropUntilClosed(socket, new Uint8Array(4096));
       } catch {
         // the client left first, or the deadline closed the socket
       } finally {
@@ -605,7 +649,8 @@ export function serve(options: ServeOptions, handler: Handler): Server {
 
   /** When the sweeper last had the TLS listener checked. */
   let lastWatch = Date.now();
-  // One sweeper for every deadline: cheaper than a timer per read.
+  // One timer for every deadline: cheaper than a timer per read. Each tick
+  // visits only the connections due in it (a wheel, not a scan).
   const tick = Math.max(
     10,
     Math.min(
@@ -624,10 +669,40 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       ),
     ),
   );
+  const wheel = new DeadlineWheel(
+    tick,
+    Math.max(
+      timeouts.headMs,
+      timeouts.keepAliveMs,
+      timeouts.bodyGapMs,
+      timeouts.writeGapMs,
+      timeouts.graceMs,
+    ),
+  );
+  /** One for every connection: an idle connection holds as little as it can. */
+  const connOptions: ConnectionOptions = {
+    limits,
+    handler,
+    stats,
+    secure,
+    accessLog: config.accessLog ?? true,
+    onClose,
+    onLinger,
+    onEnd: (c) => freeFd(c.tag as Client),
+    timeouts,
+    wheel,
+    keepAliveMs,
+    upgrade: h2 ? upgrade : undefined,
+  };
+  let wasBusy = false;
   const sweeper = setInterval(() => {
     const now = Date.now();
     const strict = busy();
-    for (const c of connections.keys()) c.expire(now, strict);
+    // Turning busy: deadlines filed by their plain time may have a busy one past.
+    if (strict && !wasBusy) wheel.visitAll(now, true);
+    wasBusy = strict;
+    wheel.advance(now, strict);
+    for (const h of h2Conns) h.expire(now, strict); // few: each multiplexes
     // Past the descriptor budget (a limit just learnt): win the reserve back.
     if (fds.full) evict(fds.open - fds.cap);
     if (evicted.silent + evicted.idle > 0) {

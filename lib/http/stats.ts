@@ -1,11 +1,3 @@
-/**
- * Counters the engine keeps for health and metrics. They live in a
- * Float64Array row: its own by default, or a row of a table the `--workers`
- * engines share, which only this engine writes, so plain stores do and no
- * locking is needed. `draining` also tells the app, by a signal, that
- * shutdown began.
- */
-
 /** The counters, in row order; gauges go up and down, the rest only grow. */
 export const ENGINE_FIELDS = [
   ["accepted", "counter"],
@@ -27,6 +19,27 @@ const REQUESTS = 4;
 const BYTES_IN = 5;
 const BYTES_OUT = 6;
 
+/**
+ * Counters the engine keeps for health and metrics. They live in a
+ * Float64Array row: its own by default, or a row of a table the `--workers`
+ * engines share, which only this engine writes, so plain stores do and no
+ * locking is needed. `draining` also tells the app, by a signal, that
+ * shutdown began.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serve } from "@spindle/server";
+ *
+ * await using server = serve({ port: 0, accessLog: false }, () => ({
+ *   status: 204,
+ * }));
+ * await (await fetch(`http://127.0.0.1:${server.port}/`)).body?.cancel();
+ * assert.equal(server.stats.requests, 1);
+ * assert.equal(server.stats.draining, false);
+ * ```
+ */
+
 export class EngineStats {
   /** `Date.now()` when the server started. */
   readonly startedAt: number = Date.now();
@@ -34,7 +47,7 @@ export class EngineStats {
   readonly row: Float64Array;
   #drain = new AbortController();
 
-  /** @param row where the counters go; a shared table's row for this engine. */
+  /** Counters in `row`: their own by default, or a shared table's row for this engine. */
   constructor(row: Float64Array = new Float64Array(ENGINE_FIELDS.length)) {
     if (row.length < ENGINE_FIELDS.length) {
       throw new RangeError("EngineStats row is too short");

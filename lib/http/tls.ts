@@ -32,18 +32,47 @@ const CLOSE_NOTIFY_MS = 1000;
 /** Size of each read from a `Deno.TcpConn` carrying TLS. */
 const RAW_READ_BYTES = 16 * 1024;
 
-/** A certificate and key that cannot be served, and why. */
+/**
+ * A certificate and key that cannot be served, and why.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CertificateError, TlsCertificate } from "@spindle/server";
+ *
+ * assert.throws(
+ *   () => new TlsCertificate("not a certificate", "not a key"),
+ *   CertificateError,
+ * );
+ * ```
+ */
 export class CertificateError extends Error {
+  /** Always "CertificateError". */
   override name = "CertificateError";
 }
 
-/** What {@link parseCertificate} learnt from a certificate and key pair. */
+/**
+ * What {@link parseCertificate} learnt from a certificate and key pair.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type CertificateInfo, makeSelfSigned, TlsCertificate } from "@spindle/server";
+ *
+ * const { cert, key } = await makeSelfSigned({ dns: ["localhost"], ips: [] });
+ * const info: CertificateInfo = new TlsCertificate(cert, key).info;
+ * assert.ok(info.validTo > new Date());
+ * assert.match(info.altNames, /localhost/);
+ * ```
+ */
 export interface CertificateInfo {
   /** SHA-256 of the leaf certificate, as `AB:CD:...` (what browsers show). */
   readonly fingerprint: string;
   /** Subject alternative names, as node prints them (`DNS:localhost, IP Address:...`). */
   readonly altNames: string;
+  /** Not valid before this date. */
   readonly validFrom: Date;
+  /** Not valid after this date. */
   readonly validTo: Date;
 }
 
@@ -89,6 +118,28 @@ function errorText(err: unknown): string {
  * The certificate a TLS listener presents, replaceable while it runs: each
  * new handshake takes the pair current when its socket was accepted, and
  * sessions already open keep theirs.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { makeSelfSigned, serve, TlsCertificate } from "@spindle/server";
+ *
+ * const names = { dns: ["localhost"], ips: [] };
+ * const first = await makeSelfSigned(names);
+ * const certificate = new TlsCertificate(first.cert, first.key);
+ * await using server = serve(
+ *   { port: 0, accessLog: false, certificate },
+ *   () => ({ status: 200, body: "ok" }),
+ * );
+ * await server.ready;
+ * // New handshakes get the new pair; open connections keep theirs.
+ * const next = await makeSelfSigned(names);
+ * certificate.replace(next.cert, next.key);
+ * const client = Deno.createHttpClient({ caCerts: [next.cert] });
+ * const res = await fetch(`https://localhost:${server.port}/`, { client });
+ * assert.equal(await res.text(), "ok");
+ * client.close();
+ * ```
  */
 export class TlsCertificate {
   #context!: tls.SecureContext;
@@ -99,10 +150,12 @@ export class TlsCertificate {
     this.replace(cert, key);
   }
 
+  /** The pair as a node `SecureContext`, for new handshakes. */
   get context(): tls.SecureContext {
     return this.#context;
   }
 
+  /** What the certificate in force says: names, dates, fingerprint. */
   get info(): CertificateInfo {
     return this.#info;
   }

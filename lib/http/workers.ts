@@ -11,7 +11,7 @@
  * per slot and draining the old one once the fresh one listens; and stops
  * them all on shutdown.
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../npm/logtape.ts";
 
 const log = getLogger(["spindle", "workers"]);
 

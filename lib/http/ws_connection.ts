@@ -6,7 +6,7 @@
  * session's output is written with backpressure, and the three timers the
  * session asks for (idle ping, close, write) run off the engine's sweeper.
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../npm/logtape.ts";
 import type { Limits } from "../config.ts";
 import { isDisconnect } from "./connection.ts";
 import { HttpError, STATUS } from "./errors.ts";

@@ -3,7 +3,7 @@
  * names, which defeats DNS rebinding: a page on evil.example whose name
  * re-resolves to 127.0.0.1 still sends `Host: evil.example`, and gets 421.
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../../npm/logtape.ts";
 import { clipForLog } from "../../http/access_log.ts";
 import { HttpError, STATUS } from "../../http/errors.ts";
 import { isLoopback } from "../client_addr.ts";

@@ -20,6 +20,22 @@ import {
 
 export type { RateDecision, RateLimitPolicy, RateLimitStore };
 
+/**
+ * Options for {@link rateLimit}: the budget per client, and how clients are told apart.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { rateLimit, type RateLimitOptions } from "@spindle/server";
+ *
+ * const options: RateLimitOptions = {
+ *   limit: 100,
+ *   windowMs: 10_000,
+ *   maxEntries: 50_000, // clients tracked at once
+ * };
+ * assert.ok(rateLimit(options)); // a middleware for `router.use()`
+ * ```
+ */
 export interface RateLimitOptions extends RateLimitPolicy {
   /** Clients tracked at once; past it the least recently seen is dropped. */
   readonly maxEntries?: number;
@@ -135,7 +151,23 @@ function rateHeaders(
   };
 }
 
-/** What else `rateLimit()` does besides counting. */
+/**
+ * What else `rateLimit()` does besides counting.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { rateLimit, type RateLimitHooks } from "@spindle/server";
+ *
+ * let refused = 0;
+ * const hooks: RateLimitHooks = {
+ *   exemptPaths: ["/health"], // the balancer's checks are never counted
+ *   onLimited: () => refused++,
+ * };
+ * const layer = rateLimit({ limit: 10, windowMs: 1_000 }, hooks);
+ * assert.ok(layer !== undefined && refused === 0);
+ * ```
+ */
 export interface RateLimitHooks {
   /** Called once per refused request (metrics); for a store, as options carry their own. */
   readonly onLimited?: (req: AppRequest) => void;
@@ -149,6 +181,24 @@ export interface RateLimitHooks {
  * by `req.client` (trust-proxy aware), IPv6 by /64. Counts in this engine's
  * memory, or in a store (shared by instances or workers); a store across
  * the network makes the check asynchronous, the in-memory one stays not.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { rateLimit, Router, serve, text } from "@spindle/server";
+ *
+ * const app = new Router()
+ *   .use(rateLimit({ limit: 2, windowMs: 60_000 }))
+ *   .get("/", () => text("ok"));
+ * await using server = serve({ port: 0, accessLog: false }, app.handler());
+ * const statuses = [];
+ * for (let i = 0; i < 3; i++) {
+ *   const res = await fetch(`http://127.0.0.1:${server.port}/`);
+ *   await res.body?.cancel();
+ *   statuses.push(res.status);
+ * }
+ * assert.deepEqual(statuses, [200, 200, 429]);
+ * ```
  */
 export function rateLimit(
   options: RateLimitOptions | RateLimitStore,

@@ -289,7 +289,7 @@ export class HpackDecoder {
     this.#table = new DynamicTable(limitBytes);
   }
 
-  /** The dynamic table, for tests and stats. */
+  /** The dynamic table; only tests read it (RFC 7541 Appendix C states). */
   get table(): DynamicTable {
     return this.#table;
   }
@@ -458,7 +458,7 @@ export class HpackEncoder {
     this.setPeerLimit(start);
   }
 
-  /** The dynamic table, for tests. */
+  /** The dynamic table; only tests read it (RFC 7541 Appendix C states). */
   get table(): DynamicTable {
     return this.#table;
   }

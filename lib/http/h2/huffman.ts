@@ -51,21 +51,37 @@ const CODES = new Uint32Array(257);
   }
 }
 
-/** The code of `symbol` (0-256) and its length: for tests against Appendix B. */
-export function huffmanCode(symbol: number): [code: number, bits: number] {
-  return [CODES[symbol], CODE_BITS[symbol]];
-}
+/**
+ * Internals, for tests only: the code table, to check it against RFC 7541
+ * Appendix B. Not part of the package's API.
+ */
+export const _internals = {
+  /** The code of `symbol` (0-256) and its length in bits. */
+  huffmanCode(symbol: number): [code: number, bits: number] {
+    return [CODES[symbol], CODE_BITS[symbol]];
+  },
+};
 
 // Decoding: the code tree's 256 inner nodes are the states. For each state
 // and each 4-bit nibble, DECODE holds the state reached, the symbol emitted
 // on the way (codes are at least 5 bits, so at most one), and whether the
 // nibble ran into EOS.
+// Built at the first decode, not on import: HTTP/2 code loads with every
+// server, and a plain HTTP/1.1 start should not spend its milliseconds here.
 const EMIT = 1 << 16;
 const FAIL = 1 << 17;
-const DECODE = new Uint32Array(256 * 16);
-/** 1 where a string may end in this state: at most 7 bits of padding, all ones (§5.2). */
-const ACCEPT = new Uint8Array(256);
-{
+
+interface DecodeTables {
+  readonly decode: Uint32Array;
+  /** 1 where a string may end in this state: at most 7 bits of padding, all ones (§5.2). */
+  readonly accept: Uint8Array;
+}
+
+let tables: DecodeTables | undefined;
+
+function buildDecodeTables(): DecodeTables {
+  const DECODE = new Uint32Array(256 * 16);
+  const ACCEPT = new Uint8Array(256);
   // Inner nodes get ids in creation order; a child < 0 is leaf -(symbol + 1).
   const zero: number[] = [0];
   const one: number[] = [0];
@@ -109,6 +125,7 @@ const ACCEPT = new Uint8Array(256);
       DECODE[(state << 4) | nibble] = entry | node;
     }
   }
+  return { decode: DECODE, accept: ACCEPT };
 }
 
 /** A Huffman string that RFC 7541 §5.2 forbids. */
@@ -133,6 +150,7 @@ export function decodeHuffman(
   end: number,
   dst: Uint8Array,
 ): number {
+  const { decode: DECODE, accept: ACCEPT } = tables ??= buildDecodeTables();
   let state = 0;
   let n = 0;
   for (let i = start; i < end; i++) {

@@ -361,7 +361,7 @@ export class H2Session {
     return Math.min(stream.sendWindow, this.#connSendWindow);
   }
 
-  /** Bytes the session's own buffers hold (their capacity), for tests and metrics. */
+  /** Bytes the session's own buffers hold (their capacity); only tests read it. */
   get bufferBytes(): number {
     return this.#out.buf.length + this.#spare.buf.length + this.#in.length +
       this.#block.length;

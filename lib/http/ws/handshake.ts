@@ -16,6 +16,9 @@ import {
   deflateAvailable,
   type DeflateParams,
 } from "./deflate.ts";
+import { field, isUpgradeRequest, listOf } from "./upgrade_request.ts";
+
+export { isUpgradeRequest };
 
 /** RFC 6455 §1.3: appended to the key before hashing. */
 const ACCEPT_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -23,7 +26,19 @@ const ACCEPT_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /** 16 bytes in canonical base64: 21 free characters, one with 2 bits, "==". */
 const KEY_PATTERN = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
 
-/** What the app allows for permessage-deflate. */
+/**
+ * What the app allows for permessage-deflate.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { DeflateOptions, WsRouteOptions } from "@spindle/server";
+ *
+ * const deflate: DeflateOptions = { serverNoContextTakeover: true, level: 1 };
+ * const options: WsRouteOptions = { compression: deflate };
+ * assert.equal(options.compression, deflate);
+ * ```
+ */
 export interface DeflateOptions {
   /** Empty the server's window after each message: less memory, worse ratio. */
   readonly serverNoContextTakeover?: boolean;
@@ -39,7 +54,21 @@ export interface DeflateOptions {
   readonly minBytes?: number;
 }
 
-/** What the app accepts in the handshake. */
+/**
+ * What the app accepts in the handshake.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { UpgradeOptions } from "@spindle/server";
+ *
+ * const options: UpgradeOptions = {
+ *   protocols: ["chat.v2", "chat.v1"], // ours, most preferred first
+ *   origins: ["https://app.example"], // other browser pages get 403
+ * };
+ * assert.equal(options.protocols?.[0], "chat.v2");
+ * ```
+ */
 export interface UpgradeOptions {
   /** Subprotocols the app speaks, most preferred first; the first the client also offers wins. */
   readonly protocols?: readonly string[];
@@ -76,26 +105,6 @@ export interface Upgrade {
   readonly deflateMinBytes: number;
 }
 
-function field(
-  headers: HeaderFields | Headers,
-  name: string,
-): string | undefined {
-  return headers instanceof Headers
-    ? headers.get(name) ?? undefined
-    : headers.getJoined(name);
-}
-
-/** A comma-separated list (RFC 9110 §5.6.1), trimmed, empty elements dropped. */
-function listOf(value: string | undefined): string[] {
-  if (value === undefined) return [];
-  const out: string[] = [];
-  for (const part of value.split(",")) {
-    const item = part.trim();
-    if (item !== "") out.push(item);
-  }
-  return out;
-}
-
 function isToken(s: string): boolean {
   if (s === "") return false;
   for (let i = 0; i < s.length; i++) {
@@ -115,13 +124,6 @@ export function acceptKey(key: string): string {
   // node:crypto hashes synchronously in ~1.5 µs; WebCrypto's digest() is a
   // promise that took ~54 µs in Deno 2.9.6 (busy machine).
   return createHash("sha1").update(key + ACCEPT_GUID).digest("base64");
-}
-
-/** True when the request asks for a WebSocket (`Upgrade: websocket`), valid or not. */
-export function isUpgradeRequest(headers: HeaderFields | Headers): boolean {
-  return listOf(field(headers, "upgrade")).some((p) =>
-    p.toLowerCase() === "websocket"
-  );
 }
 
 /**
@@ -377,13 +379,4 @@ function acceptOffer(
     },
     response: response.join("; "),
   };
-}
-
-const encoder = new TextEncoder();
-
-/** The whole `101 Switching Protocols` head for an accepted upgrade, as bytes. */
-export function encodeUpgradeReply(upgrade: Upgrade): Uint8Array {
-  let head = "HTTP/1.1 101 Switching Protocols\r\n";
-  for (const [name, value] of upgrade.headers) head += `${name}: ${value}\r\n`;
-  return encoder.encode(head + "\r\n");
 }

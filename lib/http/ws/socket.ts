@@ -14,7 +14,21 @@ const OPEN = 1;
 const CLOSING = 2;
 const CLOSED = 3;
 
-type Handler<E extends Event> =
+/**
+ * An `on*` event handler of a {@link ServerWebSocket}, or null for none.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { WsEventHandler } from "@spindle/server";
+ *
+ * const log: string[] = [];
+ * const onmessage: WsEventHandler<MessageEvent> = (e) => log.push(String(e.data));
+ * onmessage?.call(undefined as never, new MessageEvent("message", { data: "hi" }));
+ * assert.deepEqual(log, ["hi"]);
+ * ```
+ */
+export type WsEventHandler<E extends Event> =
   | ((this: ServerWebSocket, ev: E) => unknown)
   | null;
 
@@ -34,7 +48,28 @@ export interface ServerWebSocketInit {
   readonly maxBacklogBytes?: number;
 }
 
-/** A message as the iterator yields it: text as a string, binary as bytes. */
+/**
+ * A message as the iterator yields it: text as a string, binary as bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Router, serve, type WsMessage } from "@spindle/server";
+ *
+ * const size = (m: WsMessage) => typeof m === "string" ? m.length : m.byteLength;
+ * const app = new Router().ws("/size", async (ws) => {
+ *   for await (const message of ws) ws.send(String(size(message)));
+ * });
+ * await using server = serve({ port: 0, accessLog: false }, app.handler());
+ * const ws = new WebSocket(`ws://127.0.0.1:${server.port}/size`);
+ * const reply = new Promise((resolve) => ws.onmessage = (e) => resolve(e.data));
+ * ws.onopen = () => ws.send(new Uint8Array(3));
+ * assert.equal(await reply, "3");
+ * const closed = new Promise((resolve) => ws.onclose = resolve);
+ * ws.close();
+ * await closed;
+ * ```
+ */
 export type WsMessage = string | Uint8Array;
 
 const encoder = new TextEncoder();
@@ -43,26 +78,60 @@ const encoder = new TextEncoder();
  * A server-side WebSocket with the web API's shape. Events are
  * dispatched to `on*` handlers first, then to listeners. What an `on*`
  * handler throws fails the connection with 1011 and reaches the engine.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Router, serve, type ServerWebSocket } from "@spindle/server";
+ *
+ * function echo(ws: ServerWebSocket) {
+ *   ws.onmessage = (e) => ws.send(`echo: ${e.data}`);
+ * }
+ * const app = new Router().ws("/echo", echo);
+ * await using server = serve({ port: 0, accessLog: false }, app.handler());
+ * const ws = new WebSocket(`ws://127.0.0.1:${server.port}/echo`);
+ * const reply = new Promise((resolve) => ws.onmessage = (e) => resolve(e.data));
+ * ws.onopen = () => ws.send("hi");
+ * assert.equal(await reply, "echo: hi");
+ * const closed = new Promise((resolve) => ws.onclose = resolve);
+ * ws.close();
+ * await closed;
+ * ```
  */
 export class ServerWebSocket extends EventTarget {
-  static readonly CONNECTING = CONNECTING;
-  static readonly OPEN = OPEN;
-  static readonly CLOSING = CLOSING;
-  static readonly CLOSED = CLOSED;
-  readonly CONNECTING = CONNECTING;
-  readonly OPEN = OPEN;
-  readonly CLOSING = CLOSING;
-  readonly CLOSED = CLOSED;
+  /** readyState before the handshake ends (never seen by a handler). */
+  static readonly CONNECTING: 0 = CONNECTING;
+  /** readyState while messages flow. */
+  static readonly OPEN: 1 = OPEN;
+  /** readyState once a close frame was sent or received. */
+  static readonly CLOSING: 2 = CLOSING;
+  /** readyState once the connection is closed. */
+  static readonly CLOSED: 3 = CLOSED;
+  /** readyState before the handshake ends (never seen by a handler). */
+  readonly CONNECTING: 0 = CONNECTING;
+  /** readyState while messages flow. */
+  readonly OPEN: 1 = OPEN;
+  /** readyState once a close frame was sent or received. */
+  readonly CLOSING: 2 = CLOSING;
+  /** readyState once the connection is closed. */
+  readonly CLOSED: 3 = CLOSED;
 
+  /** The URL the client asked for, as `ws://host/path?query` (`wss:` over TLS). */
   readonly url: string;
+  /** The subprotocol agreed, or "". */
   readonly protocol: string;
+  /** The extensions agreed (`permessage-deflate`), or "". */
   readonly extensions: string;
   /** How binary messages arrive: "blob" (the web default) or "arraybuffer". */
   binaryType: BinaryType = "blob";
-  onopen: Handler<Event> = null;
-  onmessage: Handler<MessageEvent> = null;
-  onerror: Handler<Event> = null;
-  onclose: Handler<CloseEvent> = null;
+  /** Called once the socket is open. */
+  onopen: WsEventHandler<Event> = null;
+  /** Called with each message; `data` is a string, or binary as `binaryType` says. */
+  onmessage: WsEventHandler<MessageEvent> = null;
+  /** Called when the connection fails (a protocol error, a limit), before close. */
+  onerror: WsEventHandler<Event> = null;
+  /** Called once closed, with the close code and reason. */
+  onclose: WsEventHandler<CloseEvent> = null;
 
   readonly #session: WsSession;
   readonly #maxBacklogBytes: number;
@@ -88,6 +157,7 @@ export class ServerWebSocket extends EventTarget {
     session.onEvent = (e) => this.#onSessionEvent(e);
   }
 
+  /** CONNECTING, OPEN, CLOSING or CLOSED, as on a browser's WebSocket. */
   get readyState(): number {
     return this.#readyState;
   }
@@ -262,6 +332,7 @@ export class ServerWebSocket extends EventTarget {
   /** Listeners were added: events go through dispatchEvent() too. */
   #listened = false;
 
+  /** As EventTarget's; events go to listeners after the `on*` handler. */
   override addEventListener(
     type: string,
     listener: EventListenerOrEventListenerObject | null,
@@ -271,7 +342,7 @@ export class ServerWebSocket extends EventTarget {
     super.addEventListener(type, listener, options);
   }
 
-  #fire<E extends Event>(event: E, handler: Handler<E>): void {
+  #fire<E extends Event>(event: E, handler: WsEventHandler<E>): void {
     try {
       handler?.call(this, event);
     } finally {

@@ -1,0 +1,49 @@
+/**
+ * Buffers lent to connections while they work and given back when they
+ * wait, so a connection idle on keep-alive holds only what its pending
+ * read needs. Bounded: past `max` kept, a returned buffer is left to the
+ * garbage collector.
+ */
+export class BufferPool {
+  /** Length of every buffer the pool lends and keeps. */
+  readonly size: number;
+  readonly #max: number;
+  readonly #free: Uint8Array[] = [];
+  #lent = 0;
+
+  constructor(size: number, max: number) {
+    this.size = size;
+    this.#max = max;
+  }
+
+  /** A buffer of `size` bytes, holding whatever its last user left. */
+  take(): Uint8Array {
+    this.#lent++;
+    return this.#free.pop() ?? new Uint8Array(this.size);
+  }
+
+  /**
+   * Takes `buf` back for the next `take()`. Only buffers of `size` bytes
+   * are kept, and only when nothing will read or write them any more.
+   */
+  give(buf: Uint8Array): void {
+    if (buf.length !== this.size) return;
+    this.#lent--;
+    if (this.#free.length < this.#max) this.#free.push(buf);
+  }
+
+  /** `buf`, once lent, now belongs to someone else for good: no longer counted. */
+  forget(buf: Uint8Array): void {
+    if (buf.length === this.size) this.#lent--;
+  }
+
+  /** Buffers taken and not given back yet. */
+  get lent(): number {
+    return this.#lent;
+  }
+
+  /** Buffers kept, ready to lend. */
+  get free(): number {
+    return this.#free.length;
+  }
+}

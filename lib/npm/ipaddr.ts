@@ -1,0 +1,5 @@
+// The one place the library names this npm package and its version, so
+// importing the library from any project resolves it (this repo's import map
+// is not theirs); tests/package_test.ts keeps it equal to deno.json's.
+/** IP address parsing and CIDR matching. */
+export { default } from "npm:ipaddr.js@2.5.0";

@@ -1,0 +1,5 @@
+// The one place the library names this npm package and its version, so
+// importing the library from any project resolves it (this repo's import map
+// is not theirs); tests/package_test.ts keeps it equal to deno.json's.
+/** QR codes as text, for --qr; imported only when asked. */
+export * from "npm:uqr@0.1.3";
