@@ -285,8 +285,13 @@ Deno.test({
         `http://127.0.0.1:${http.addr.port}/`,
       ],
       stdout: "null",
-      stderr: "null",
+      stderr: "piped",
     }).spawn();
+    // Its helper processes hold stderr too: it ends once all are gone, and
+    // none writes into the profile any more (as tests/helpers/cdp.ts does).
+    const stderrDrained = (async () => {
+      for await (const _ of browser.stderr) { /* dropped */ }
+    })();
     try {
       await withTimeout(
         (async () => {
@@ -313,6 +318,7 @@ Deno.test({
     } finally {
       browser.kill();
       await browser.status;
+      await stderrDrained;
       ac.abort();
       await http.finished;
       await Deno.remove(profile, { recursive: true });
