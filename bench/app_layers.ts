@@ -107,6 +107,30 @@ export async function serveFake(
   return conn.sent;
 }
 
+/** What bench/servers/bare_loop.ts sends: a fixed reply, no parse. */
+const BARE_REPLY = encoder.encode(
+  "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n" +
+    "date: Sat, 21 Nov 2026 10:00:00 GMT\r\n\r\nhello",
+);
+
+/**
+ * bench/servers/bare_loop.ts's loop on the fake socket: one fixed reply
+ * per read. The floor any engine's row sits on in this harness.
+ */
+export async function serveBare(
+  request: Uint8Array,
+  count = REQUESTS,
+): Promise<number> {
+  const conn = new FakeConn(request, count);
+  const buf = new Uint8Array(4096);
+  while ((await conn.read(buf)) !== null) {
+    for (let off = 0; off < BARE_REPLY.length;) {
+      off += await conn.write(BARE_REPLY.subarray(off));
+    }
+  }
+  return conn.sent;
+}
+
 const HELLO: Reply = Object.freeze({
   status: 200,
   headers: Object.freeze({ "content-type": "text/plain" }),
@@ -170,10 +194,23 @@ interface Case {
   readonly over?: string;
   /** With the access log on (to a sink that drops the lines). */
   readonly accessLog?: boolean;
+  /** The bare read/write loop instead of the engine (`handler` unused). */
+  readonly bare?: boolean;
 }
 
 export const cases: readonly Case[] = [
-  { name: "engine alone (frozen reply)", handler: () => HELLO, request: ECHO },
+  {
+    name: "bare read/write loop (the floor)",
+    handler: () => HELLO,
+    request: ECHO,
+    bare: true,
+  },
+  {
+    name: "engine alone (frozen reply)",
+    handler: () => HELLO,
+    request: ECHO,
+    over: "bare read/write loop (the floor)",
+  },
   {
     name: "router, /echo/{text}",
     handler: routerWith(),
@@ -258,6 +295,7 @@ const sink = new AccessLog({
 
 /** Serves `count` requests of one row. */
 function runCase(row: Case, count = REQUESTS): Promise<number> {
+  if (row.bare) return serveBare(row.request, count);
   if (!row.accessLog) return serveFake(row.handler, row.request, count);
   setAccessLog(sink);
   return serveFake(row.handler, row.request, count, true).finally(() =>

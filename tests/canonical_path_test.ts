@@ -83,6 +83,20 @@ for (const [why, raw] of rejected) {
   });
 }
 
+Deno.test("canonicalPath() answers a path asked twice in a row alike, good or bad", () => {
+  // It remembers the last path it accepted (the router, then the static
+  // handler, ask for the same one): the memory must never answer another.
+  for (const [raw, decoded] of accepted) {
+    assert.equal(canonicalPath(raw), decoded);
+    assert.equal(canonicalPath(raw), decoded);
+    for (const [, bad] of rejected) {
+      assert.throws(() => canonicalPath(bad), HttpError);
+      assert.throws(() => canonicalPath(bad), HttpError);
+    }
+    assert.equal(canonicalPath(raw), decoded);
+  }
+});
+
 Deno.test("canonicalPath() returns the same string when nothing is encoded", () => {
   const raw = "/assets/app.min.js";
   assert.equal(canonicalPath(raw), raw);

@@ -148,6 +148,36 @@ Deno.test("writeFields() reuses a frozen record's bytes and nothing else", () =>
   assert.throws(() => head(200, bad));
 });
 
+Deno.test("writeFields() keeps each frozen record's bytes apart when they alternate", () => {
+  const a = Object.freeze({ "x-a": "1", "content-length": "3" });
+  const b = Object.freeze({ "x-b": "2", connection: "close" });
+  for (let i = 0; i < 3; i++) {
+    const first = head(200, a);
+    assert.match(first.text, /x-a: 1\r\n/);
+    assert.doesNotMatch(first.text, /x-b/);
+    assert.equal(first.contentLength, 3);
+    assert.equal(first.close, false);
+    const second = head(200, b);
+    assert.match(second.text, /x-b: 2\r\n/);
+    assert.doesNotMatch(second.text, /x-a/);
+    assert.equal(second.contentLength, -1);
+    assert.equal(second.close, true);
+  }
+});
+
+Deno.test("OutBuffer keeps its view over a release while the pool holds the buffer", () => {
+  const out = new OutBuffer();
+  out.text("abc");
+  const first = out.take();
+  out.release(); // a connection waiting for its client
+  out.text("xyz");
+  const again = out.take();
+  assert.equal(decoder.decode(again), "xyz");
+  if (out.buf.buffer === first.buffer) {
+    assert.equal(again, first, "the same view");
+  } else assert.notEqual(again, first, "another buffer: another view");
+});
+
 Deno.test("OutBuffer grows, and take() empties it", () => {
   const out = new OutBuffer();
   out.text("abc");

@@ -48,6 +48,19 @@ function refuse(what: string, subject = "path"): HttpError {
  *   that are not UTF-8 (including overlong forms such as `%c0%ae`).
  */
 export function canonicalPath(rawPath: string): string {
+  // The static fallback asks again for the path the router just decoded:
+  // the same string, so the answer is remembered (only ever a good one).
+  if (rawPath === lastRaw) return lastPath;
+  const path = decodePath(rawPath);
+  lastRaw = rawPath;
+  return lastPath = path;
+}
+
+/** The last path {@link canonicalPath} accepted, raw and decoded. */
+let lastRaw: string | undefined;
+let lastPath = "";
+
+function decodePath(rawPath: string): string {
   if (rawPath.charCodeAt(0) !== SLASH) throw refuse("must start with /");
   let hasPercent = false;
   for (let i = 0; i < rawPath.length; i++) {

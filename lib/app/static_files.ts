@@ -45,6 +45,7 @@ import { type Found, StaticLookup } from "./static_lookup.ts";
 import {
   etagOf,
   type FileMeta,
+  type Representation,
   Representations,
   type RepresentationTuning,
 } from "./static_representations.ts";
@@ -206,6 +207,15 @@ export interface StaticHooks {
   readonly liveReload?: Partial<LiveReloadTuning>;
 }
 
+/** The fields of a whole representation, and what they were made from. */
+interface WholeFields {
+  readonly size: number;
+  readonly coding: string;
+  readonly type: string;
+  readonly compressible: boolean;
+  readonly fields: Readonly<Record<string, string>>;
+}
+
 class StaticSite {
   readonly #config: StaticConfig;
   readonly #tuning: StaticTuning;
@@ -214,6 +224,8 @@ class StaticSite {
   readonly #folders: StaticFolders;
   /** The watcher and pages of `--watch`; undefined when off. */
   readonly #live: LiveReload | undefined;
+  /** {@link StaticSite.#wholeFields}, per representation's validators. */
+  readonly #fields = new WeakMap<Validators, WholeFields>();
 
   constructor(
     config: StaticConfig,
@@ -399,7 +411,20 @@ class StaticSite {
       if (ranges !== null) coding = "identity";
     }
 
-    const rep = await this.#reps.represent(file, meta, coding, offer.sidecars);
+    let rep = this.#reps.represent(file, meta, coding, offer.sidecars);
+    if (rep instanceof Promise) rep = await rep;
+    if (ranges === null && !sandbox && !this.#config.attachment) {
+      // The whole file, its usual fields: one frozen record per version,
+      // which the engine copies as bytes.
+      const fields = this.#wholeFields(rep, meta);
+      const notModified = checkPreconditions(req, rep.validators, fields);
+      if (notModified !== undefined) return notModified;
+      let body = req.method === "HEAD"
+        ? null
+        : this.#reps.body(rep, 0, rep.size);
+      if (body instanceof Promise) body = await body;
+      return { status: STATUS.OK, headers: fields, body };
+    }
     const out: [string, string][] = [];
     if (!(ranges !== null && ranges !== "unsatisfiable" && ranges.length > 1)) {
       out.push(["content-type", meta.contentType]);
@@ -473,6 +498,41 @@ class StaticSite {
         );
     }
     return { status: STATUS.PartialContent, headers: out, body };
+  }
+
+  /**
+   * The fields of a whole representation, as #sendFile lists them: made
+   * once per version and coding (the validators object is theirs).
+   */
+  #wholeFields(
+    rep: Representation,
+    meta: FileMeta,
+  ): Readonly<Record<string, string>> {
+    const known = this.#fields.get(rep.validators);
+    if (
+      known !== undefined && known.size === rep.size &&
+      known.coding === rep.coding && known.type === meta.contentType &&
+      known.compressible === meta.compressible
+    ) return known.fields;
+    const fields: Record<string, string> = {
+      "content-type": meta.contentType,
+    };
+    if (rep.coding !== "identity") fields["content-encoding"] = rep.coding;
+    if (meta.compressible) fields["vary"] = "Accept-Encoding";
+    fields["etag"] = rep.validators.etag;
+    fields["last-modified"] = httpDate(rep.validators.lastModifiedMs);
+    fields["cache-control"] = this.#config.cacheControl;
+    fields["accept-ranges"] = "bytes";
+    fields["content-length"] = String(rep.size);
+    Object.freeze(fields);
+    this.#fields.set(rep.validators, {
+      size: rep.size,
+      coding: rep.coding,
+      type: meta.contentType,
+      compressible: meta.compressible,
+      fields,
+    });
+    return fields;
   }
 
   /**
@@ -566,7 +626,7 @@ function acceptsHtml(req: ServerRequest): boolean {
 function checkPreconditions(
   req: ServerRequest,
   validators: Validators,
-  out: readonly [string, string][],
+  out: readonly [string, string][] | Readonly<Record<string, string>>,
 ): Reply | undefined {
   const verdict = evaluatePreconditions(req.method, req.headers, validators);
   if (verdict === 412) {
@@ -577,6 +637,8 @@ function checkPreconditions(
   if (verdict !== 304) return undefined;
   return {
     status: STATUS.NotModified,
-    headers: out.filter(([n]) => NOT_MODIFIED_FIELDS.has(n)),
+    headers: (Array.isArray(out) ? out : Object.entries(out)).filter(([n]) =>
+      NOT_MODIFIED_FIELDS.has(n)
+    ),
   };
 }

@@ -7,6 +7,7 @@
  * version, not per request.
  */
 import { type StaticConfig, uploadFilesDir } from "./settings.ts";
+import { batchNow } from "../http/clock.ts";
 import { isDotPath } from "./canonical_path.ts";
 import { type OnDisk, sameVersion, versionOf } from "./file_version.ts";
 import { missingOrThrow } from "./fs_errors.ts";
@@ -23,7 +24,7 @@ export interface Found extends OnDisk {
   readonly proven: boolean;
 }
 
-/** A lookup (stat and checked real path) of one joined path, and when it was made. */
+/** A lookup (stat and checked real path) of one path, and when it was made. */
 interface Resolved {
   readonly found: Found;
   checkedAt: number;
@@ -38,7 +39,12 @@ export class StaticLookup {
   readonly root: string;
   readonly #config: Pick<StaticConfig, "dotfiles" | "strictLinks" | "uploads">;
   readonly #revalidateMs: number;
-  /** Paths whose real path was checked, with the file they named then. */
+  /**
+   * Paths whose real path was checked, with the file they named then. By
+   * canonical path, not joined to the root: a path asked again is most
+   * often the very string canonicalPath() returned last time, whose hash
+   * is known, where a join would be a new string to hash each request.
+   */
   readonly #resolved = new Map<string, Resolved>();
 
   /**
@@ -62,17 +68,17 @@ export class StaticLookup {
     // canonicalPath() left no "." or ".." segment, so this join stays under
     // the root lexically. Sync calls on purpose: for a local file they take a
     // few µs, their async forms ~14 µs each in thread hand-offs.
-    const joined = this.root + path;
-    const known = this.#resolved.get(joined);
-    const now = Date.now();
+    const known = this.#resolved.get(path);
+    const now = batchNow();
     if (known !== undefined && now - known.checkedAt < this.#revalidateMs) {
       return known.found; // looked up a moment ago; opening it checks again
     }
+    const joined = this.root + path;
     let info: Deno.FileInfo;
     try {
       info = Deno.statSync(joined); // follows symlinks
     } catch (err) {
-      if (known !== undefined) this.#resolved.delete(joined);
+      if (known !== undefined) this.#resolved.delete(path);
       return missingOrThrow(err);
     }
     // The real path was checked before for this very file (same device,
@@ -86,7 +92,7 @@ export class StaticLookup {
       known.checkedAt = now; // stat'ed afresh just now: trust it for another while
       return known.found;
     }
-    if (known !== undefined) this.#resolved.delete(joined);
+    if (known !== undefined) this.#resolved.delete(path);
     let realRoot: string;
     let real: string;
     let look: Look;
@@ -120,7 +126,7 @@ export class StaticLookup {
     };
     if (!found.proven) return found; // looked up afresh next time
     if (this.#resolved.size >= MAX_RESOLVED) this.#resolved.clear();
-    this.#resolved.set(joined, { found, checkedAt: now });
+    this.#resolved.set(path, { found, checkedAt: now });
     return found;
   }
 

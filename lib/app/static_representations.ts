@@ -221,38 +221,61 @@ export class Representations {
    * Picks the bytes or file behind a coding; falls back to identity when
    * compression does not pay or is busy making other files.
    */
-  async represent(
+  represent(
     file: Found,
     meta: FileMeta,
     coding: Coding | "identity",
     sidecars: Sidecars,
-  ): Promise<Representation> {
-    if (coding !== "identity") {
-      const sidecar = sidecars[coding];
-      if (sidecar !== undefined) {
-        return {
-          coding,
-          validators: sidecar.validators,
-          size: sidecar.size,
-          source: await this.source(sidecar),
-        };
+  ): Representation | Promise<Representation> {
+    if (coding === "identity") {
+      // Most requests: the file as it is, from memory once read: no promise.
+      const source = this.source(file);
+      if (source instanceof Promise) {
+        return source.then((bytes) => this.#identity(file, meta, bytes));
       }
-      const bytes = await this.#compress(file, coding);
-      if (bytes !== null) {
-        return {
-          coding,
-          validators: meta.validators[coding],
-          size: bytes.length,
-          source: bytes,
-        };
-      }
+      return this.#identity(file, meta, source);
     }
+    return this.#encoded(file, meta, coding, sidecars);
+  }
+
+  #identity(
+    file: Found,
+    meta: FileMeta,
+    source: Uint8Array | OnDisk,
+  ): Representation {
     return {
       coding: "identity",
       validators: meta.validators.identity,
       size: file.size,
-      source: await this.source(file),
+      source,
     };
+  }
+
+  async #encoded(
+    file: Found,
+    meta: FileMeta,
+    coding: Coding,
+    sidecars: Sidecars,
+  ): Promise<Representation> {
+    const sidecar = sidecars[coding];
+    if (sidecar !== undefined) {
+      return {
+        coding,
+        validators: sidecar.validators,
+        size: sidecar.size,
+        source: await this.source(sidecar),
+      };
+    }
+    const bytes = await this.#compress(file, coding);
+    if (bytes !== null) {
+      return {
+        coding,
+        validators: meta.validators[coding],
+        size: bytes.length,
+        source: bytes,
+      };
+    }
+    return this.#identity(file, meta, await this.source(file));
   }
 
   /** A small file's bytes from memory; a larger file is streamed from disk. */
@@ -263,16 +286,17 @@ export class Representations {
   }
 
   /** The body for `length` bytes from `start` of a representation. */
-  async body(
+  body(
     rep: Representation,
     start: number,
     length: number,
-  ): Promise<Reply["body"]> {
+  ): Reply["body"] | Promise<Reply["body"]> {
     if (rep.source instanceof Uint8Array) {
+      // From memory: no promise, no turn of the event loop.
       return rep.source.subarray(start, start + length);
     }
     // The engine closes the file.
-    return new FileBody(await openChecked(rep.source), start, length);
+    return openChecked(rep.source).then((f) => new FileBody(f, start, length));
   }
 
   /** True when memory holds this very version of the file, read through a proven open. */

@@ -25,11 +25,14 @@ export class BufferPool {
   /**
    * Takes `buf` back for the next `take()`. Only buffers of `size` bytes
    * are kept, and only when nothing will read or write them any more.
+   * Returns whether the pool kept it.
    */
-  give(buf: Uint8Array): void {
-    if (buf.length !== this.size) return;
+  give(buf: Uint8Array): boolean {
+    if (buf.length !== this.size) return false;
     this.#lent--;
-    if (this.#free.length < this.#max) this.#free.push(buf);
+    if (this.#free.length >= this.#max) return false;
+    this.#free.push(buf);
+    return true;
   }
 
   /** `buf`, once lent, now belongs to someone else for good: no longer counted. */

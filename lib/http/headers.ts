@@ -37,14 +37,14 @@ export class HeaderFields {
     for (let i = 0; i < names.length; i++) {
       if (names[i] === name) return this.#values[i];
     }
-    const lower = name.toLowerCase();
-    if (lower === name) return undefined;
-    return this.get(lower);
+    // Callers mostly ask in lower case already: a miss then costs no fold.
+    if (isLower(name)) return undefined;
+    return this.get(name.toLowerCase());
   }
 
   /** Every value of `name`, joined by ", " as RFC 9110 §5.3 allows, or undefined. */
   getJoined(name: string): string | undefined {
-    name = name.toLowerCase();
+    if (!isLower(name)) name = name.toLowerCase();
     let out: string | undefined;
     for (let i = 0; i < this.#names.length; i++) {
       if (this.#names[i] === name) {
@@ -72,4 +72,16 @@ export class HeaderFields {
   [Symbol.iterator](): IterableIterator<[string, string]> {
     return this.entries();
   }
+}
+
+/**
+ * True when `toLowerCase()` would return `name` as it is: no A-Z and
+ * nothing beyond ASCII (some of which folds, as the Kelvin sign to "k").
+ */
+function isLower(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if ((c >= 0x41 && c <= 0x5a) || c >= 0x80) return false;
+  }
+  return true;
 }

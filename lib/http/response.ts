@@ -46,12 +46,15 @@ export class OutBuffer {
 
   /**
    * Gives the buffer back while nothing is queued (the connection waits
-   * for its client); the next `reserve()` takes one again.
+   * for its client); the next `reserve()` takes one again, most often the
+   * same one (the pool is a stack). The last view stays while the pool
+   * holds its buffer, so a client that waits for each reply does not cost
+   * a new view per request; a buffer the pool refused is let go whole.
    */
   release(): void {
     if (this.len !== 0 || this.buf === EMPTY) return;
-    outPool.give(this.buf);
-    this.buf = this.#view = this.#viewOf = EMPTY;
+    if (!outPool.give(this.buf)) this.#view = this.#viewOf = EMPTY;
+    this.buf = EMPTY;
   }
 
   /** Makes room for `n` more bytes and returns the (maybe new) buffer. */
@@ -140,8 +143,17 @@ function statusAndDate(status: number, now: number): Uint8Array {
 
 /** The last frozen header set and its bytes: a handler may reuse one. */
 let frozenHeaders: object | undefined;
-let frozenBytes = new Uint8Array(0);
+let frozenBytes: Uint8Array = new Uint8Array(0);
 let frozenScan: FieldScan = { contentLength: -1, close: false };
+/**
+ * Every frozen header set met so far and its bytes, for handlers that keep
+ * one per resource (a static file's fields per version): alternating among
+ * them costs a lookup and a copy. Held weakly: gone with the set.
+ */
+const frozenEncoded = new WeakMap<
+  object,
+  { readonly bytes: Uint8Array; readonly scan: FieldScan }
+>();
 
 /** What {@link writeFields} found among the handler's fields. */
 export interface FieldScan {
@@ -188,12 +200,20 @@ export function writeFields(
   if (Array.isArray(headers) || !Object.isFrozen(headers)) {
     return writeEach(out, headers);
   }
+  const known = frozenEncoded.get(headers);
+  if (known !== undefined) {
+    out.bytes(known.bytes);
+    frozenHeaders = headers;
+    frozenBytes = known.bytes;
+    return frozenScan = known.scan;
+  }
   const from = out.len;
   const scan = writeEach(out, headers);
   if (!scan.allStrings) return scan;
   frozenHeaders = headers;
   frozenBytes = out.buf.slice(from, out.len);
   frozenScan = scan;
+  frozenEncoded.set(headers, { bytes: frozenBytes, scan });
   return scan;
 }
 
