@@ -287,17 +287,23 @@ export const cases: readonly Case[] = [
   },
 ];
 
-// The access log writes to a sink that drops the bytes: its own cost only.
-const sink = new AccessLog({
-  format: "text",
-  output: { writeSync: (b) => b.length },
-});
+/**
+ * The access log writes to a sink that drops the bytes: its own cost only.
+ * A fresh log each run: `setAccessLog(undefined)` closes the one it
+ * replaces, and a closed log drops lines before formatting them.
+ */
+function sink(): AccessLog {
+  return new AccessLog({
+    format: "text",
+    output: { writeSync: (b) => b.length },
+  });
+}
 
 /** Serves `count` requests of one row. */
 function runCase(row: Case, count = REQUESTS): Promise<number> {
   if (row.bare) return serveBare(row.request, count);
   if (!row.accessLog) return serveFake(row.handler, row.request, count);
-  setAccessLog(sink);
+  setAccessLog(sink());
   return serveFake(row.handler, row.request, count, true).finally(() =>
     setAccessLog(undefined)
   );

@@ -102,6 +102,48 @@ Deno.test("AccessLog text line: LogTape's timestamp and level, request with its 
   assert.ok(Math.abs(Date.parse(f[1].replace(" ", "T") + "Z") - t0) < 60_000);
 });
 
+Deno.test("AccessLog writes the milliseconds of the second and integers past 2^31 exactly", () => {
+  using m = memoryLog({ format: "text" });
+  const realNow = Date.now;
+  // 2023-11-14 22:13:20.007 UTC: the milliseconds need their leading zeros.
+  const now = 1_700_000_000_007;
+  Date.now = () => now;
+  try {
+    for (
+      const bytes of [0, 9, 10, 2 ** 31 - 1, 2 ** 31, 123_456_789_012_345]
+    ) {
+      m.log.append(
+        "1.2.3.4",
+        head(GET_A),
+        200,
+        bytes,
+        now - bytes,
+        false,
+        undefined,
+      );
+    }
+    // A clock read that is not past the start logs 0 ms.
+    m.log.append("1.2.3.4", head(GET_A), 206, 1, now + 5, false, undefined);
+  } finally {
+    Date.now = realNow;
+  }
+  const rows = m.text().trimEnd().split("\n").map((line) => {
+    const f = TEXT.exec(line);
+    assert.ok(f, line);
+    return [f[1], f[4], f[5], f[6]];
+  });
+  const stamp = "2023-11-14 22:13:20.007";
+  assert.deepEqual(rows, [
+    [stamp, "200", "0", "0"],
+    [stamp, "200", "9", "9"],
+    [stamp, "200", "10", "10"],
+    [stamp, "200", "2147483647", "2147483647"],
+    [stamp, "200", "2147483648", "2147483648"],
+    [stamp, "200", "123456789012345", "123456789012345"],
+    [stamp, "206", "1", "0"],
+  ]);
+});
+
 Deno.test("AccessLog json line: a JSON parser reads every field as a field", () => {
   using m = memoryLog({ format: "json" });
   const t0 = Date.now();
