@@ -5,6 +5,8 @@
  * address. Deno cannot narrow a broad grant from inside (revoking a path
  * under a bare --allow-read changes nothing), so the narrowing happens here,
  * before the engine starts. Signals go on to the engine; its exit code is ours.
+ * SIGUSR2 upgrades without a refused connection: a fresh engine, the code
+ * on disk now, shares the port (--takeover), then the old one drains.
  *
  * The launcher runs with --allow-run (it starts Deno itself) and --allow-read
  * (it resolves links in the folders' paths); no net, no write, and it never
@@ -16,14 +18,16 @@ import {
   helpText,
   parseFlags,
   UsageError,
-} from "./lib/config.ts";
+} from "./lib/cli.ts";
 
 /** The folder holding launch.ts, main.ts and deno.json. No node:path: see lib/access.ts. */
 const HERE = decodeURIComponent(new URL(".", import.meta.url).pathname)
   .replace(/\/$/, "");
 
-/** Signals the engine must see too: Ctrl-C, a service manager, a closed terminal. */
+/** Signals the engine must see too: Ctrl-C, a service manager, a reload (SIGHUP). */
 const FORWARDED: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+/** An upgrade: a fresh engine, the program as it is on disk now, takes the port over. */
+const UPGRADE: Deno.Signal = "SIGUSR2";
 
 /** How often the launcher checks that its parent still runs (one getppid call). */
 const PARENT_CHECK_MS = 500;
@@ -88,18 +92,77 @@ export function withFileLimit(
   return [...args.slice(0, lead), `--max-fds=${limit}`, ...args.slice(lead)];
 }
 
-/** Runs the engine until it exits; returns its exit code. */
+/** How the engine's output reaches the launcher's: inherited, or piped through it. */
+type Output = "inherit" | "piped";
+
+function spawnEngine(args: string[], output: Output): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args,
+    stdin: "null",
+    stdout: output,
+    stderr: output,
+  }).spawn();
+}
+
+/** The start event, in text and JSON lines alike. */
+const LISTENING = /Listening on \S+|"event":"listening"/;
+
+/**
+ * Copies a piped engine stream to ours as it comes; resolves true once a
+ * line says the engine listens, false if the stream ends first. Keeps
+ * copying after that.
+ */
+function relay(
+  from: ReadableStream<Uint8Array>,
+  to: { write(p: Uint8Array): Promise<number> },
+): Promise<boolean> {
+  let told!: (listening: boolean) => void;
+  const listening = new Promise<boolean>((r) => told = r);
+  (async () => {
+    const decoder = new TextDecoder();
+    let line = "";
+    let seen = false;
+    try {
+      for await (const chunk of from) {
+        for (let off = 0; off < chunk.length;) {
+          off += await to.write(chunk.subarray(off));
+        }
+        if (seen) continue;
+        line = (line + decoder.decode(chunk, { stream: true })).slice(-4096);
+        if (LISTENING.test(line)) {
+          seen = true;
+          told(true);
+        }
+      }
+    } catch {
+      // Our own stdout closed: nothing left to copy to.
+    }
+    told(false);
+  })();
+  return listening;
+}
+
+/**
+ * Runs the engine until it exits; returns its exit code. SIGUSR2 upgrades:
+ * a fresh engine (the code on disk now) starts with --takeover on the same
+ * port; once it listens, the old one gets SIGTERM and drains. If the fresh
+ * one fails, the old one keeps serving.
+ */
 export async function launch(args: readonly string[]): Promise<number> {
-  let engine: string[];
+  let opts: CliOptions;
+  let flags: string[];
+  let first: string[];
   try {
-    const opts = parseFlags(args);
+    opts = parseFlags(args);
     if (opts.help) {
       console.log(helpText());
       return 0;
     }
     // Known up front, the descriptor budget holds from the first socket,
-    // and HTTPS may use node's faster listener (lib/http/tls.ts).
-    engine = engineArgs(opts, withFileLimit(args, await openFileLimit()));
+    // and HTTPS may use node's faster listener (lib/http/tls.ts). An
+    // upgrade's engine gets the same: it inherits our limit too.
+    flags = withFileLimit(args, await openFileLimit());
+    first = engineArgs(opts, flags);
   } catch (err) {
     if (!(err instanceof UsageError || err instanceof UngrantablePath)) {
       throw err;
@@ -107,23 +170,61 @@ export async function launch(args: readonly string[]): Promise<number> {
     console.error(`spindle: ${err.message}`);
     return 2;
   }
-  const child = new Deno.Command(Deno.execPath(), {
-    args: engine,
-    stdin: "null",
-    stdout: "inherit",
-    stderr: "inherit",
-  }).spawn();
+  let engine = spawnEngine(first, "inherit");
+  /** An engine starting for an upgrade, until it listens or fails. */
+  let fresh: Deno.ChildProcess | undefined;
   const forward = (signal: Deno.Signal) => () => {
-    try {
-      child.kill(signal);
-    } catch {
-      // Already gone: its status is on the way.
+    for (const child of [engine, fresh]) {
+      try {
+        child?.kill(signal);
+      } catch {
+        // Already gone: its status is on the way.
+      }
     }
   };
+  async function upgrade(): Promise<void> {
+    if (fresh !== undefined) return; // one at a time
+    if (opts.server.port === 0 || opts.tls?.redirectPort === 0) {
+      console.error(
+        "spindle: cannot upgrade: port 0 picked a port the launcher does not know; start with a fixed --port (and --redirect-http)",
+      );
+      return;
+    }
+    const next = fresh = spawnEngine(
+      engineArgs(opts, [...flags, "--takeover"]),
+      "piped",
+    );
+    // Text and JSON logs say it listens on stdout; common and combined on stderr.
+    const said = [
+      relay(next.stdout, Deno.stdout),
+      relay(next.stderr, Deno.stderr),
+    ];
+    const listening = Promise.all(said).then(() => false);
+    const outcome = await Promise.race([
+      ...said.map((p) => p.then((yes) => yes || listening)),
+      next.status.then(() => false),
+    ]);
+    fresh = undefined;
+    if (!outcome) {
+      const { code } = await next.status;
+      console.error(
+        `spindle: upgrade failed: the new engine exited with code ${code}; the old one keeps serving`,
+      );
+      return;
+    }
+    const old = engine;
+    engine = next;
+    try {
+      old.kill("SIGTERM"); // it drains while the new one serves
+    } catch {
+      // Gone already.
+    }
+  }
   // Kept until exit: deno task forwards a Ctrl-C the launcher also got from
   // the terminal, and a copy arriving after the engine ended must not kill
   // the launcher with 130.
   for (const s of FORWARDED) Deno.addSignalListener(s, forward(s));
+  Deno.addSignalListener(UPGRADE, () => void upgrade());
   // `deno task` killed on its own (SIGKILL, or a SIGTERM sent to it alone by
   // `docker stop` or kill) would leave the engine holding the port: when our
   // parent is gone, stop the engine as SIGTERM would.
@@ -134,7 +235,12 @@ export async function launch(args: readonly string[]): Promise<number> {
     forward("SIGTERM")();
   }, PARENT_CHECK_MS);
   try {
-    return (await child.status).code;
+    // The engine serving now: after an upgrade, the old one's exit is not ours.
+    for (;;) {
+      const serving = engine;
+      const { code } = await serving.status;
+      if (engine === serving) return code;
+    }
   } finally {
     clearInterval(orphaned);
   }

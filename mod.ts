@@ -32,12 +32,14 @@ export type { HeaderFields } from "./lib/http/headers.ts";
 export type { EngineStats } from "./lib/http/stats.ts";
 export {
   DEFAULT_LIMITS,
-  DEFAULT_STATIC,
   type Limits,
   type ServerConfig,
+} from "./lib/config.ts";
+export {
+  DEFAULT_STATIC,
   type StaticConfig,
   type StaticUploads,
-} from "./lib/config.ts";
+} from "./lib/app/settings.ts";
 export {
   type ErrorStatus,
   HttpError,

@@ -19,7 +19,8 @@
  */
 import { cpuUsage } from "node:process";
 import { parseArgs } from "node:util";
-import { DEFAULT_APP, DEFAULT_LIMITS, DEFAULT_STATIC } from "../lib/config.ts";
+import { DEFAULT_APP, DEFAULT_STATIC } from "../lib/app/settings.ts";
+import { DEFAULT_LIMITS } from "../lib/config.ts";
 import { AccessLog, setAccessLog } from "../lib/http/access_log.ts";
 import { Connection } from "../lib/http/connection.ts";
 import { DeadlineWheel, timeoutsOf } from "../lib/http/deadlines.ts";

@@ -573,6 +573,62 @@ function workersCase(id: number, conns: readonly number[]): BenchCase {
 }
 
 /**
+ * What the limits shared across `--workers` cost a request: `--workers 2`
+ * with a rate limit no request reaches (every hit goes through the shared
+ * table, all on one client's entry, which both workers lock in turn)
+ * against `--workers 2` without one, nothing pinned, wrk -t2. The
+ * connection cap and the /metrics counters are shared on both sides.
+ */
+function workersLimitsCase(id: number): BenchCase {
+  const flags = ["--workers", "2", "--quiet"];
+  const limited = defaultApp({
+    name: "Spindle --rate-limit",
+    flags: [...flags, "--rate-limit", "1000000/1s"],
+  });
+  const plain = defaultApp({ name: "Spindle", flags });
+  const target = atLeast(0.95, ">= 0.95x");
+  return {
+    id,
+    name: "workers-limits",
+    title: "--workers 2: cost per request of limits shared across workers",
+    needs: ["wrk"],
+    run: (bench) =>
+      withServers(bench, [limited, plain], bench.spread, async ([l, p]) => {
+        const load = hello(128, 1, 2);
+        const [a, b] = await measureSides(bench, `${id} workers-limits`, [
+          { label: limited.name, server: l, load },
+          { label: plain.name, server: p, load },
+        ], bench.spread);
+        const summary = summarizePaired(a.map(rps), b.map(rps));
+        const cpuA = medianCpu(a, false);
+        const cpuB = medianCpu(b, false);
+        return [{
+          id: `${id}`,
+          title:
+            `Default app --workers 2 --quiet --rate-limit 1000000/1s (a shared table, one client), wrk -t2, 128 conns, nothing pinned (vs no rate limit)`,
+          spindle: fmtRps(median(a.map(rps))),
+          reference: `${fmtRps(median(b.map(rps)))} (no rate limit)`,
+          value: summary.median,
+          valueText: `${fmtSummary(summary)}, ${
+            (cpuA - cpuB).toFixed(2)
+          } µs/req more`,
+          cpu: { spindle: cpuA, reference: cpuB, unit: "µs/req" },
+          target,
+          problems: [
+            ...errorsOf(limited.name, a),
+            ...errorsOf(plain.name, b),
+          ],
+          caveats: [],
+          chartLabel: `${id} --workers 2, shared rate limit`,
+          chartText: `${
+            fmtRatio(summary.median)
+          } the rate without, target ${target.text}`,
+        }];
+      }),
+  };
+}
+
+/**
  * Memory per idle keep-alive connection: the engine's RSS before and after
  * `idleConns` connections were opened (each answered once, then idle).
  * Rounds alternate Spindle and Deno.serve, each on a fresh server.
@@ -1184,10 +1240,5 @@ export const CASES: readonly BenchCase[] = [
     needs: ["h2load", "nginx"],
   }),
   wsEchoCase(15),
-  {
-    id: 16,
-    name: "workers-limits",
-    title: "--workers 2: cost per request of limits shared across workers",
-    pending: "the workers do not share limits yet",
-  },
+  workersLimitsCase(16),
 ];

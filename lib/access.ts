@@ -5,7 +5,8 @@
  * engine checks it at start, so a missing folder or permission is one line
  * and exit code 2, never a 404 or a 500 at request time.
  */
-import { type CliOptions, uploadFilesDir } from "./config.ts";
+import type { CliOptions } from "./cli.ts";
+import { uploadFilesDir } from "./app/settings.ts";
 
 // No node:path here: the launcher imports this file, and node compatibility
 // costs ~15 ms of each start. Paths are POSIX, as --workers' reusePort is Linux.

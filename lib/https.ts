@@ -5,7 +5,7 @@
  * `--redirect-http`. main.ts calls these; the engine knows none of them.
  */
 import { getLogger } from "./npm/logtape.ts";
-import type { CliOptions } from "./config.ts";
+import type { CliOptions } from "./cli.ts";
 import { httpsRedirect } from "./app/https_redirect.ts";
 import { serve, type Server } from "./http/server.ts";
 import {
@@ -29,11 +29,18 @@ export interface PemPair {
   readonly key: string;
 }
 
+/** A `--tls-save` folder's pair: read back, or made anew when stale. */
+export interface SavedPair {
+  readonly dir: string;
+  read(): Promise<PemPair>;
+}
+
 /** The certificate the server presents, and where it came from. */
 export class Https {
   readonly certificate: TlsCertificate;
   #pair: PemPair;
   readonly #files: { readonly cert: string; readonly key: string } | undefined;
+  readonly #saved: SavedPair | undefined;
   #watcher: Deno.FsWatcher | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
@@ -41,10 +48,12 @@ export class Https {
   constructor(
     pair: PemPair,
     files?: { readonly cert: string; readonly key: string },
+    saved?: SavedPair,
   ) {
     this.certificate = new TlsCertificate(pair.cert, pair.key);
     this.#pair = pair;
     this.#files = files;
+    this.#saved = saved;
   }
 
   /** The pair presented now, for worker engines. */
@@ -53,32 +62,32 @@ export class Https {
   }
 
   /**
-   * Reads `--cert` and `--key` again: handshakes from now on present them,
+   * Reads `--cert` and `--key` again, or the `--tls-save` folder (renewing
+   * a pair about to expire): handshakes from now on present them,
    * connections already open keep theirs. A pair that cannot be read or
    * served is logged and the current one kept. Resolves with the new pair,
-   * or undefined when nothing changed (or there are no files: self-signed).
+   * or undefined when nothing changed (or there is nothing to read: a
+   * self-signed pair not saved stays the one browsers were told to trust).
    */
   async reload(): Promise<PemPair | undefined> {
     const files = this.#files;
-    if (files === undefined) return undefined;
+    const saved = this.#saved;
+    if (files === undefined && saved === undefined) return undefined;
+    const from = files?.cert ?? saved!.dir;
     const before = this.certificate.info.fingerprint;
     let pair: PemPair;
     let info: CertificateInfo;
     try {
-      pair = {
+      pair = files === undefined ? await saved!.read() : {
         cert: await Deno.readTextFile(files.cert),
         key: await Deno.readTextFile(files.key),
       };
       info = this.certificate.replace(pair.cert, pair.key);
     } catch (err) {
-      log.error(
-        "Kept the current certificate: cannot use {cert} and {key}: {why}",
-        {
-          cert: files.cert,
-          key: files.key,
-          why: reason(err),
-        },
-      );
+      log.error("Kept the current certificate: cannot use {from}: {why}", {
+        from: files === undefined ? from : `${files.cert} and ${files.key}`,
+        why: reason(err),
+      });
       return undefined;
     }
     this.#pair = pair;
@@ -92,7 +101,7 @@ export class Https {
       "New certificate from {cert}: SHA-256 {fingerprint}, valid until {validTo}",
       {
         event: "certificate",
-        cert: files.cert,
+        cert: from,
         fingerprint: info.fingerprint,
         validTo: info.validTo.toISOString(),
       },
@@ -206,8 +215,15 @@ export async function loadHttps(opts: CliOptions): Promise<Https | undefined> {
   // Loaded only here: the X.509 packages cost ~80 ms of start-up.
   const { localNames, selfSigned } = await import("./self_signed.ts");
   const { names, note } = localNames(opts.server.hostname);
-  const made = await selfSigned(names, opts.tls.saveDir);
-  const https = new Https(made);
+  const saveDir = opts.tls.saveDir;
+  const made = await selfSigned(names, saveDir);
+  const https = new Https(
+    made,
+    undefined,
+    saveDir === undefined
+      ? undefined
+      : { dir: saveDir, read: () => selfSigned(names, saveDir) },
+  );
   if (note !== undefined) log.info("Note: {note}", { note });
   if (made.replaced !== undefined) {
     log.info("Made a new certificate: the one saved in {dir} {why}", {
@@ -231,24 +247,39 @@ export async function loadHttps(opts: CliOptions): Promise<Https | undefined> {
   return https;
 }
 
+/** Where an engine's `--redirect-http` listener binds, beside its HTTPS one. */
+export interface RedirectListen {
+  /** The port; default: the flag's (0 picks one). */
+  readonly port?: number;
+  /** Share the port with the other engines (workers, a reload, an upgrade). */
+  readonly reusePort?: boolean;
+  /** The engine's part of the process's descriptors. */
+  readonly descriptorShare?: number;
+}
+
 /**
  * `--redirect-http PORT`: a plain listener on the same address whose every
  * answer is 308 to the HTTPS URL. `httpsPort` is the HTTPS server's bound
  * port; `proxyProtocolFrom` the peers that start with a PROXY header
- * (`--proxy-protocol`), as on the HTTPS port.
+ * (`--proxy-protocol`), as on the HTTPS port. Every engine runs its own,
+ * as it runs its HTTPS listener: a reload or an upgrade hands both over
+ * the same way.
  */
 export function startRedirect(
   opts: CliOptions,
   httpsPort: number,
   proxyProtocolFrom?: (hostname: string) => boolean,
+  listen: RedirectListen = {},
 ): Server | undefined {
-  const port = opts.tls?.redirectPort;
+  const port = listen.port ?? opts.tls?.redirectPort;
   if (port === undefined) return undefined;
   let bound = port;
   const server = serve(
     {
       hostname: opts.server.hostname,
       port,
+      reusePort: listen.reusePort,
+      descriptorShare: listen.descriptorShare,
       limits: opts.server.limits,
       accessLog: opts.server.accessLog,
       proxyProtocolFrom,
@@ -261,14 +292,20 @@ export function startRedirect(
     }),
   );
   bound = server.port;
-  const host = server.addr.hostname.includes(":")
-    ? `[${server.addr.hostname}]`
-    : server.addr.hostname;
+  return server;
+}
+
+/** Logs where `--redirect-http` listens, once for all the engines. */
+export function logRedirect(
+  hostname: string,
+  port: number,
+  httpsPort: number,
+): void {
+  const host = hostname.includes(":") ? `[${hostname}]` : hostname;
   log.info("Redirecting http://{host}:{port}/ to HTTPS on port {httpsPort}", {
     event: "redirecting",
     host,
-    port: server.port,
+    port,
     httpsPort,
   });
-  return server;
 }

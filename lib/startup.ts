@@ -10,7 +10,7 @@ import {
   describeAccess,
   isWildcard,
 } from "./access.ts";
-import type { CliOptions } from "./config.ts";
+import type { CliOptions } from "./cli.ts";
 
 /** An interface address, as Deno.networkInterfaces() lists it. */
 export interface Address {

@@ -15,7 +15,7 @@ import {
   storeAddress,
   UngrantablePath,
 } from "../lib/access.ts";
-import { parseFlags } from "../lib/config.ts";
+import { parseFlags } from "../lib/cli.ts";
 import { ROOT, runToEnd, spawnServer } from "./fixtures/serve_process.ts";
 
 const MAIN = join(ROOT, "main.ts");

@@ -6,7 +6,7 @@
  * access line with no password anywhere in the log.
  */
 import assert from "node:assert/strict";
-import type { AppAuth, AuthRule } from "../lib/config.ts";
+import type { AppAuth, AuthRule } from "../lib/app/settings.ts";
 import {
   Credentials,
   hashPassword,

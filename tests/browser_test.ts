@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { staticFiles } from "../lib/app/static_files.ts";
-import { DEFAULT_STATIC } from "../lib/config.ts";
+import { DEFAULT_STATIC } from "../lib/app/settings.ts";
 import type { Handler } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
 import { Browser, chromiumMissing, within } from "./helpers/cdp.ts";

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import { type Coding, Compressor } from "../lib/app/compress.ts";
 import { staticFiles } from "../lib/app/static_files.ts";
-import { DEFAULT_STATIC } from "../lib/config.ts";
+import { DEFAULT_STATIC } from "../lib/app/settings.ts";
 import { serve } from "../lib/http/server.ts";
 import { captureLogs } from "./fixtures/engine_log.ts";
 import { ask } from "./fixtures/static_request.ts";

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
-import { DEFAULT_STATIC } from "../lib/config.ts";
+import { DEFAULT_STATIC } from "../lib/app/settings.ts";
 import { startApp } from "./fixtures/app_server.ts";
 import { startMain } from "./fixtures/main_server.ts";
 import { tempRoot } from "./fixtures/static_request.ts";

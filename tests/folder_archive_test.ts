@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { staticFiles } from "../lib/app/static_files.ts";
-import { DEFAULT_STATIC, type StaticConfig } from "../lib/config.ts";
+import { DEFAULT_STATIC, type StaticConfig } from "../lib/app/settings.ts";
 import { serve } from "../lib/http/server.ts";
 import { startMain } from "./fixtures/main_server.ts";
 import { pythonMissing, zipReport } from "./helpers/zip_check.ts";

@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { TEMP_PREFIX } from "../lib/app/atomic_write.ts";
-import type { AppConfig, Limits, UploadFilesConfig } from "../lib/config.ts";
+import type { AppConfig, UploadFilesConfig } from "../lib/app/settings.ts";
+import type { Limits } from "../lib/config.ts";
 import { listDir, startApp } from "./fixtures/app_server.ts";
 import { startMain } from "./fixtures/main_server.ts";
 import {

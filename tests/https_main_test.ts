@@ -307,7 +307,7 @@ const TRANSPORTS: [name: string, args: string[]][] = [
 for (const [transport, extra] of TRANSPORTS) {
   Deno.test({
     name:
-      `main rereads --cert and --key on SIGHUP (${transport}): new handshakes get the new pair, a kept-alive connection goes on, a bad pair is logged and the current one kept`,
+      `main rereads --cert and --key on SIGHUP (${transport}): new handshakes get the new pair, a request underway goes on, a kept-alive connection is closed cleanly, a bad pair is logged and the current one kept`,
     ignore: !tools,
     fn: async () => {
       await using pairs = await twoPairs();
@@ -334,20 +334,30 @@ for (const [transport, extra] of TRANSPORTS) {
         (await handshake(main.port)).fingerprint,
         fingerprintOf(a),
       );
+      // SIGHUP starts a fresh engine and drains this one: a request
+      // underway is answered; an idle kept-alive connection is closed once
+      // idle for a second, cleanly, for its client to reconnect.
       using kept = await tlsConnect(main.port, a.cert);
       const reader = new ReplyReader(kept);
       await send(kept, get("/health"));
       assert.equal((await reader.readReply()).status, 200);
+      using midway = await tlsConnect(main.port, a.cert);
+      const request = get("/health");
+      await send(midway, request.slice(0, -2)); // all but the blank line
 
       await link("b");
       main.child.kill("SIGHUP");
       await presents(main, b);
+      await main.line((l) => l.properties.event === "reloaded", "reloaded");
       assert.equal(
         (await handshake(main.port)).fingerprint,
         fingerprintOf(b),
       );
-      await send(kept, get("/health"));
-      assert.equal((await reader.readReply()).status, 200, "kept-alive");
+      await send(midway, "\r\n");
+      const reply = await new ReplyReader(midway).readReply();
+      assert.equal(reply.status, 200, "the request underway");
+      assert.equal(reply.headers.get("connection"), "close");
+      assert.equal(await reader.closed(), true, "closed, with nothing sent");
 
       await link("bad");
       main.child.kill("SIGHUP");
@@ -446,6 +456,9 @@ Deno.test({
     assert.deepEqual(await seen(main.port), new Set([fingerprintOf(a)]));
     await renameInAndSighup(pairs, main, b);
     await presents(main, b);
+    // Once reloaded, only fresh workers listen, each started with the pair
+    // the main thread read before it started them.
+    await main.line((l) => l.properties.event === "reloaded", "reloaded");
     await allPresent(main, b);
   },
 });
@@ -481,4 +494,119 @@ Deno.test("main exits 1, saying why, when the --redirect-http port is taken", as
       `redirect-http listener: port ${taken.addr.port} is already in use`,
     ),
   );
+});
+
+/** A port free now. */
+function freePort(): number {
+  using probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return probe.addr.port;
+}
+
+/** `n` plain requests to `--redirect-http`'s port, each on its own connection: each Location. */
+async function redirects(port: number, n = 8): Promise<string[]> {
+  return await Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      const res = await fetch(`http://127.0.0.1:${port}/p${i}?q=1`, {
+        redirect: "manual",
+        headers: { connection: "close" },
+      });
+      await res.body?.cancel();
+      assert.equal(res.status, 308);
+      return res.headers.get("location") ?? "";
+    }),
+  );
+}
+
+Deno.test({
+  name:
+    "main --workers 2 --redirect-http: every worker answers 308, a SIGHUP hands the port over, and so does an upgrade (--takeover)",
+  ignore: !tools,
+  fn: async () => {
+    const tmp = await Deno.makeTempDir();
+    try {
+      const plainPort = freePort();
+      const args = [
+        ...["--root", tmp, "--uploads", join(tmp, "uploads")],
+        ...["--tls", "self-signed", "--tls-save", join(tmp, "tls")],
+        ...["--redirect-http", String(plainPort), "--workers", "2"],
+      ];
+      const expected = (port: number) =>
+        Array.from(
+          { length: 8 },
+          (_, i) => `https://127.0.0.1:${port}/p${i}?q=1`,
+        );
+      const first = await startMain(args);
+      const port = first.port;
+      try {
+        const said = await first.line(
+          (l) => l.properties.event === "redirecting",
+          "redirecting",
+        );
+        assert.equal(said.properties.port, plainPort);
+        assert.deepEqual(await redirects(plainPort), expected(port));
+
+        first.child.kill("SIGHUP");
+        await first.line((l) => l.properties.event === "reloaded", "reloaded");
+        assert.deepEqual(await redirects(plainPort), expected(port));
+
+        // An upgrade: a second Spindle binds both ports beside the first,
+        // which then stops; the second answers on both.
+        await using second = await startMain([
+          ...args,
+          ...["--port", String(port), "--takeover"],
+        ]);
+        assert.equal(second.port, port);
+        await first[Symbol.asyncDispose]();
+        assert.equal((await first.child.status).code, 0);
+        assert.deepEqual(await redirects(plainPort), expected(port));
+        const https = await run("curl", [
+          "-s",
+          "--cacert",
+          join(tmp, "tls", "cert.pem"),
+          `https://localhost:${port}/health`,
+        ]);
+        assert.equal(https.stdout.trim(), '{"status":"ok"}', https.stderr);
+      } finally {
+        await first[Symbol.asyncDispose]();
+      }
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "main --tls self-signed --tls-save rereads the folder on SIGHUP: a pair gone from it is made anew, saved and presented",
+  ignore: !tools,
+  fn: async () => {
+    const tmp = await Deno.makeTempDir();
+    try {
+      const save = join(tmp, "tls");
+      await using main = await startMain([
+        ...["--root", tmp, "--uploads", join(tmp, "uploads")],
+        ...["--tls", "self-signed", "--tls-save", save],
+      ]);
+      const first = (await main.line(
+        (l) => l.properties.event === "certificate",
+        "certificate",
+      )).properties.fingerprint;
+      assert.equal((await handshake(main.port)).fingerprint, first);
+      await Deno.remove(join(save, "cert.pem"));
+      await Deno.remove(join(save, "key.pem"));
+      main.child.kill("SIGHUP");
+      const next = (await main.line(
+        (l) =>
+          l.properties.event === "certificate" &&
+          l.properties.fingerprint !== first,
+        "a new certificate",
+      )).properties.fingerprint;
+      const saved = await Deno.readTextFile(join(save, "cert.pem"));
+      assert.equal(new X509Certificate(saved).fingerprint256, next);
+      await main.line((l) => l.properties.event === "reloaded", "reloaded");
+      assert.equal((await handshake(main.port)).fingerprint, next);
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
 });

@@ -4,7 +4,7 @@ import {
   httpsRedirect,
   type HttpsRedirectOptions,
 } from "../lib/app/https_redirect.ts";
-import { parseFlags } from "../lib/config.ts";
+import { parseFlags } from "../lib/cli.ts";
 import { startRedirect } from "../lib/https.ts";
 import { call, fake } from "./fixtures/app_request.ts";
 import {

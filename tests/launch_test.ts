@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { openFileLimit, withFileLimit } from "../launch.ts";
-import { parseFlags } from "../lib/config.ts";
+import { parseFlags } from "../lib/cli.ts";
 import {
   cachedPackages,
   childrenOf,

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { LIVE_RELOAD_PATH } from "../lib/app/live_reload.ts";
 import { staticFiles } from "../lib/app/static_files.ts";
-import { DEFAULT_STATIC } from "../lib/config.ts";
+import { DEFAULT_STATIC } from "../lib/app/settings.ts";
 import type { Handler } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
 import { EngineStats } from "../lib/http/stats.ts";

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { DEFAULT_APP, DEFAULT_STATIC } from "../lib/config.ts";
+import { DEFAULT_APP, DEFAULT_STATIC } from "../lib/app/settings.ts";
 import { createApp } from "../lib/app/routes.ts";
 import type { Reply } from "../lib/http/handler.ts";
 import { EngineStats } from "../lib/http/stats.ts";

@@ -1,6 +1,6 @@
 /**
  * Graceful shutdown over real sockets and through a real process: stop
- * accepting, close idle connections at once, let requests in flight finish
+ * accepting, close connections once idle for reclaimIdleMs, let requests in flight finish
  * with Connection: close, force-close at shutdownTimeoutMs, exit 0 on SIGTERM.
  */
 import assert from "node:assert/strict";
@@ -52,15 +52,88 @@ Deno.test("shutdown() refuses new connections", async () => {
   assert.equal(server.stats.draining, true);
 });
 
-Deno.test("shutdown() closes an idle kept-alive connection at once", async () => {
+Deno.test("shutdown() serves connections the kernel queued before it closes the listener, never a 503", async () => {
+  await using server = start(sleepy, { reclaimIdleMs: 100 });
+  // Handshakes the kernel completed, not yet taken from its queue: closing
+  // the listener under them would reset them.
+  const conns = await Promise.all(
+    Array.from({ length: 50 }, () => connect(server.port)),
+  );
+  const stopped = server.shutdown();
+  const statuses = await Promise.all(conns.map(async (conn) => {
+    try {
+      await send(conn, get("/late"));
+      return (await new ReplyReader(conn).readReply()).status;
+    } catch {
+      return 0; // reset
+    } finally {
+      conn.close();
+    }
+  }));
+  await stopped;
+  assert.deepEqual(new Set(statuses), new Set([200]), `${statuses}`);
+});
+
+Deno.test("stopAccepting() refuses new connections and keeps serving the open ones", async () => {
   await using server = start(sleepy);
   using conn = await connect(server.port);
   const reader = new ReplyReader(conn);
   await send(conn, get("/"));
   await reader.readReply();
+  await server.stopAccepting();
+  await assert.rejects(connect(server.port), Deno.errors.ConnectionRefused);
+  await send(conn, get("/again"));
+  const reply = await reader.readReply();
+  assert.equal(reply.text, "/again");
+  assert.notEqual(reply.headers.get("connection"), "close", "still kept alive");
+  assert.equal(server.stats.draining, false);
+});
+
+Deno.test("shutdown() closes a kept-alive connection idle for reclaimIdleMs at once", async () => {
+  await using server = start(sleepy, { reclaimIdleMs: 50 });
+  using conn = await connect(server.port);
+  const reader = new ReplyReader(conn);
+  await send(conn, get("/"));
+  await reader.readReply();
+  await sleep(100);
+  // Far under shutdownTimeoutMs (60 s): it did not wait for the connection.
   await withTimeout(server.shutdown(), 5000, "no wait for an idle connection");
   assert.equal(await reader.closed(), true);
   assert.equal(server.stats.active, 0);
+});
+
+Deno.test("shutdown() answers a request sent just after the last reply, with Connection: close", async () => {
+  // Closing a connection the moment its reply is out races with the
+  // client's next request on it: the client would see a reset.
+  await using server = start(sleepy, { reclaimIdleMs: 5_000 });
+  const conn = await connect(server.port);
+  const reader = new ReplyReader(conn);
+  await send(conn, get("/"));
+  await reader.readReply();
+  const stopped = server.shutdown();
+  // The listener is closed and the drain has begun.
+  await waitFor(() => server.stats.draining, "the drain");
+  await send(conn, get("/next"));
+  const reply = await reader.readReply();
+  assert.equal(reply.status, 200);
+  assert.equal(reply.text, "/next");
+  assert.equal(reply.headers.get("connection"), "close");
+  assert.equal(await reader.closed(500), true);
+  conn.close();
+  await stopped;
+});
+
+Deno.test("shutdown() closes a just-idle kept-alive connection once idle for reclaimIdleMs", async () => {
+  await using server = start(sleepy, { reclaimIdleMs: 300 });
+  using conn = await connect(server.port);
+  const reader = new ReplyReader(conn);
+  await send(conn, get("/"));
+  await reader.readReply();
+  const t0 = performance.now();
+  await server.shutdown();
+  const took = performance.now() - t0;
+  assert.ok(took >= 250, `closed after ${took} ms, before reclaimIdleMs`);
+  assert.equal(await reader.closed(500), true);
 });
 
 Deno.test("shutdown() closes a connection lingering after Connection: close at once", async () => {

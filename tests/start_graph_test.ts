@@ -99,7 +99,7 @@ Deno.test("a plain start does not load the code of HTTPS, WebSocket, Redis, QR c
 
 Deno.test("the launcher loads no npm package and no node: module", async () => {
   const loaded = staticClosure(await graphOf("launch.ts"), "launch.ts");
-  assert.ok(loaded.has("lib/config.ts"), "the walk reached the flags");
+  assert.ok(loaded.has("lib/cli.ts"), "the walk reached the flags");
   assert.deepEqual(
     [...loaded].filter((s) => !s.startsWith("lib/") && s !== "launch.ts"),
     [],

@@ -3,7 +3,7 @@ import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import { contentDisposition } from "../lib/app/replies.ts";
 import { ByteLru } from "../lib/app/static_cache.ts";
 import { staticFiles, type StaticTuning } from "../lib/app/static_files.ts";
-import { WEB_EXTENSIONS } from "../lib/config.ts";
+import { WEB_EXTENSIONS } from "../lib/app/settings.ts";
 import { FileBody } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
 import { ask, fakeRequest } from "./fixtures/static_request.ts";

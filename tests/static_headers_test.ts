@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { WEB_EXTENSIONS } from "../lib/config.ts";
+import { WEB_EXTENSIONS } from "../lib/app/settings.ts";
 import { startApp } from "./fixtures/app_server.ts";
 
 async function get(url: string, headers: Record<string, string> = {}) {

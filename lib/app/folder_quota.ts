@@ -5,9 +5,12 @@
  * when a file is published, replaced or removed files give theirs back.
  * When the quota looks full the folder is counted again, at most once a
  * second while it stays full, since files may have been deleted on disk.
+ * The counts live in a {@link QuotaLedger}: this engine's own, or one in
+ * memory every `--workers` engine shares, so the quota is the folder's.
  */
 import { join } from "node:path";
 import { HttpError, STATUS } from "../http/errors.ts";
+import { QuotaLedger } from "../shared/quota.ts";
 import { TEMP_PREFIX } from "./atomic_write.ts";
 
 /**
@@ -23,6 +26,8 @@ export interface FolderQuotaOptions {
   readonly quotaBytes: number;
   /** Clock for recounts, in ms (tests inject one). */
   readonly now?: () => number;
+  /** The counts; default: this engine's own. Engines sharing the folder share one. */
+  readonly ledger?: QuotaLedger;
 }
 
 function storageFull(what: string): HttpError {
@@ -34,13 +39,8 @@ export class FolderQuota {
   readonly dir: string;
   readonly quotaBytes: number;
   readonly #now: () => number;
-  #used = 0;
-  /** Bytes being written now (temp files, which a count skips). */
-  #inFlight = 0;
-  /** Bytes stored since the count in progress began. */
-  #storedSinceCount = 0;
+  readonly #ledger: QuotaLedger;
   #ready: Promise<void> | undefined;
-  #recount: Promise<void> | undefined;
   /** When a count last found the folder full, in ms since the epoch. */
   #foundFullAt = -Infinity;
 
@@ -48,34 +48,34 @@ export class FolderQuota {
     this.dir = options.dir;
     this.quotaBytes = options.quotaBytes;
     this.#now = options.now ?? Date.now;
+    this.#ledger = options.ledger ?? new QuotaLedger();
   }
 
   /** Bytes stored, once {@link ready} resolved. */
   get usedBytes(): number {
-    return this.#used;
+    return this.#ledger.usedBytes;
   }
 
-  /** Counts the folder once (creating it if missing); later calls share the count. */
+  /**
+   * Counts the folder once (creating it if missing); later calls share the
+   * count, and so do engines sharing the ledger.
+   */
   ready(): Promise<void> {
     return this.#ready ??= Deno.mkdir(this.dir, { recursive: true })
-      .then(() => this.#count())
+      .then(() => this.#ledger.counted ? undefined : this.#count())
       .catch((err) => {
         this.#ready = undefined; // let the next upload try again
         throw err;
       });
   }
 
-  async #count(): Promise<void> {
-    this.#storedSinceCount = 0;
-    const used = await sizeOfTree(this.dir);
-    // An upload stored during the count may or may not have been seen by it:
-    // count it again rather than miss it. Too much is put right by the next
-    // count; too little would let the folder grow past its quota.
-    this.#used = used + this.#storedSinceCount;
+  /** Counts the folder; one engine at a time, the others wait for its count. */
+  #count(): Promise<void> {
+    return this.#ledger.recount(() => sizeOfTree(this.dir));
   }
 
   #fits(bytes: number): boolean {
-    return this.#used + this.#inFlight + bytes <= this.quotaBytes;
+    return this.#ledger.committedBytes + bytes <= this.quotaBytes;
   }
 
   /**
@@ -87,9 +87,7 @@ export class FolderQuota {
     await this.ready();
     if (this.#fits(bytes)) return;
     if (this.#now() - this.#foundFullAt >= RECOUNT_FULL_MS) {
-      await (this.#recount ??= this.#count().finally(() => {
-        this.#recount = undefined;
-      }));
+      await this.#count();
       if (this.#fits(bytes)) return;
       this.#foundFullAt = this.#now();
     }
@@ -101,32 +99,31 @@ export class FolderQuota {
    * otherwise checks (and maybe recounts) first. Throws 507 when they do not.
    */
   reserve(bytes: number): void | Promise<void> {
-    if (this.#ready !== undefined && this.#fits(bytes)) {
-      this.#inFlight += bytes;
-      return;
-    }
+    if (
+      this.#ready !== undefined && this.#ledger.counted &&
+      this.#ledger.tryReserve(bytes, this.quotaBytes)
+    ) return;
     return this.check(bytes).then(() => {
       // Another upload may have taken the room while this one waited for a count.
-      if (!this.#fits(bytes)) throw storageFull("Upload quota is full");
-      this.#inFlight += bytes;
+      if (!this.#ledger.tryReserve(bytes, this.quotaBytes)) {
+        throw storageFull("Upload quota is full");
+      }
     });
   }
 
   /** Gives back bytes reserved for a file that was not stored after all. */
   release(bytes: number): void {
-    this.#inFlight -= bytes;
+    this.#ledger.unreserve(bytes);
   }
 
   /** Reserved bytes were stored under a name: they now count as the folder's. */
   stored(bytes: number): void {
-    this.#inFlight -= bytes;
-    this.#used += bytes;
-    this.#storedSinceCount += bytes;
+    this.#ledger.stored(bytes);
   }
 
   /** A stored file went (replaced by an upload, or removed by one that failed). */
   freed(bytes: number): void {
-    this.#used = Math.max(0, this.#used - bytes);
+    this.#ledger.freed(bytes);
   }
 }
 

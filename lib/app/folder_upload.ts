@@ -8,17 +8,15 @@
  * listing; API clients get 201 with the stored names.
  */
 import { join } from "node:path";
-import {
-  type Limits,
-  type UploadFilesConfig,
-  uploadFilesDir,
-} from "../config.ts";
+import type { Limits } from "../config.ts";
+import { type UploadFilesConfig, uploadFilesDir } from "./settings.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Reply } from "../http/handler.ts";
 import { removeDeadTempFiles } from "./atomic_write.ts";
 import { isDotPath } from "./canonical_path.ts";
 import { encodeSegment } from "./dir_listing.ts";
 import { FolderQuota } from "./folder_quota.ts";
+import type { QuotaLedger } from "../shared/quota.ts";
 import { readFault } from "./fs_errors.ts";
 import { type SavedFile, saveForm } from "./save_form.ts";
 import { isBeneath } from "./open_beneath.ts";
@@ -45,6 +43,8 @@ export interface FolderUploadOptions {
   readonly cors?: string;
   /** True for a file name the static layer serves (`--allow-ext`). */
   readonly serves: (name: string) => boolean;
+  /** The quota's counts; default: this engine's own (`--workers` share one). */
+  readonly ledger?: QuotaLedger;
 }
 
 function refuse(status: 403 | 404 | 405, message: string, expose: string) {
@@ -113,6 +113,7 @@ export class FolderUploads {
       : new FolderQuota({
         dir: this.#dir,
         quotaBytes: options.upload.quotaBytes,
+        ledger: options.ledger,
       });
   }
 

@@ -1,10 +1,20 @@
 /**
  * Counters for `/metrics` in the Prometheus text format (version 0.0.4).
  * Requests are labelled by route template and status class, never by raw
- * path or method, so no client can grow the label set.
+ * path or method, so no client can grow the label set. With `--workers`,
+ * totals over every worker, and the engine's series per worker too.
  */
 import { HttpError } from "../http/errors.ts";
-import type { EngineStats } from "../http/stats.ts";
+import {
+  ENGINE_FIELDS,
+  type EngineField,
+  type EngineStats,
+} from "../http/stats.ts";
+import {
+  type CounterKind,
+  CounterTable,
+  createCounterMemory,
+} from "../shared/counters.ts";
 import type { Middleware } from "./chain.ts";
 
 /** Prometheus text exposition media type. */
@@ -17,43 +27,135 @@ function label(value: string): string {
   return value.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
 }
 
-/** The application's counters; the engine's live in {@link EngineStats}. */
+/** Where an engine's counters go when the engines share one table. */
+export interface SharedCounters {
+  readonly table: CounterTable;
+  /** This engine's row. */
+  readonly cell: number;
+}
+
+/** The table column of an engine field. */
+export function engineColumn(field: EngineField): string {
+  return `engine.${field}`;
+}
+
+/** The engine's fields as a counter table's first columns, in row order. */
+export const ENGINE_COLUMNS: readonly (readonly [string, CounterKind])[] =
+  ENGINE_FIELDS.map(([field, kind]) => [engineColumn(field), kind]);
+
+/** Replacements of a worker that died, counted by the supervisor per slot. */
+export const RESTARTS_COLUMN = "worker.restarts";
+
+const RATE_LIMITED = "app.rateLimited";
+const MISDIRECTED = "app.misdirected";
+/** Requests of a route whose label does not fit the table. */
+const OTHER_ROUTE = "other";
+/** `http\0<class>\0<route>`: a route's requests of one status class. */
+const ROUTE_PREFIX = "http\0";
+
+/** The engine's series: field, metric name, help, and whether it is a gauge. */
+const ENGINE_METRICS: readonly (readonly [EngineField, string, string])[] = [
+  [
+    "requests",
+    "requests_total",
+    "Requests answered by the engine, any status.",
+  ],
+  ["bytesIn", "received_bytes_total", "Bytes read from client sockets."],
+  ["bytesOut", "sent_bytes_total", "Bytes written to client sockets."],
+  ["accepted", "connections_accepted_total", "Connections accepted."],
+  ["active", "connections_active", "Connections being handled."],
+  ["queued", "connections_queued", "Connections waiting for a slot."],
+  ["rejected", "connections_rejected_total", "Connections refused with 503."],
+];
+
+/**
+ * The application's counters; the engine's live in {@link EngineStats}.
+ * With {@link SharedCounters}, both go to a table every `--workers` engine
+ * writes its own row of, and {@link render} shows totals over all of them
+ * plus a `spindle_worker_*` series per worker.
+ */
 export class AppMetrics {
-  /** Route label -> counts per status class (index 0 is 1xx). */
-  readonly #requests = new Map<string, Float64Array>();
+  readonly #table: CounterTable;
+  readonly #row: Float64Array;
+  /** Engine counters come from the table (else from the stats passed to render). */
+  readonly #shared: boolean;
+  /** Route label -> its columns, one per status class (index 0 is 1xx). */
+  readonly #routes = new Map<string, readonly number[]>();
   // Requests come in runs for one route: the last one skips the Map.
   #lastRoute: string | undefined;
-  #lastCounts: Float64Array = new Float64Array(CLASSES.length);
-  /** Requests refused by the rate limiter. */
-  rateLimited = 0;
-  /** Requests refused by the Host guard. */
-  misdirected = 0;
+  #lastCols: readonly number[] = [];
+  readonly #rateLimited: number;
+  readonly #misdirected: number;
+
+  constructor(shared?: SharedCounters) {
+    this.#shared = shared !== undefined;
+    if (shared === undefined) {
+      const table = new CounterTable(createCounterMemory(1, 1));
+      table.attach(0, 1);
+      shared = { table, cell: 0 };
+    }
+    this.#table = shared.table;
+    this.#row = shared.table.row(shared.cell);
+    this.#rateLimited = this.#table.column(RATE_LIMITED);
+    this.#misdirected = this.#table.column(MISDIRECTED);
+    this.#columnsOf(OTHER_ROUTE);
+  }
+
+  /** Requests refused by this engine's rate limiter. */
+  get rateLimited(): number {
+    return this.#row[this.#rateLimited];
+  }
+  set rateLimited(n: number) {
+    this.#row[this.#rateLimited] = n;
+  }
+  /** Requests refused by this engine's Host guard. */
+  get misdirected(): number {
+    return this.#row[this.#misdirected];
+  }
+  set misdirected(n: number) {
+    this.#row[this.#misdirected] = n;
+  }
+
+  #columnsOf(route: string): readonly number[] {
+    let cols = this.#routes.get(route);
+    if (cols !== undefined) return cols;
+    try {
+      cols = CLASSES.map((c) =>
+        this.#table.column(`${ROUTE_PREFIX}${c}\0${route}`)
+      );
+    } catch {
+      cols = [-1]; // a label longer than the table takes
+    }
+    if (cols.includes(-1)) cols = this.#routes.get(OTHER_ROUTE) ?? [];
+    this.#routes.set(route, cols);
+    return cols;
+  }
 
   /** Counts one answered request. */
   record(route: string, status: number): void {
-    let counts = this.#lastCounts;
+    let cols = this.#lastCols;
     if (route !== this.#lastRoute) {
-      counts = this.#requests.get(route) ?? this.#add(route);
+      cols = this.#routes.get(route) ?? this.#columnsOf(route);
       this.#lastRoute = route;
-      this.#lastCounts = counts;
+      this.#lastCols = cols;
     }
     const cls = (status / 100 | 0) - 1;
-    if (cls >= 0 && cls < 5) counts[cls]++;
+    if (cls >= 0 && cls < cols.length) this.#row[cols[cls]]++;
   }
 
-  #add(route: string): Float64Array {
-    const counts = new Float64Array(CLASSES.length);
-    this.#requests.set(route, counts);
-    return counts;
-  }
-
-  /** Count for one route and class ("2xx"); only tests read it. */
+  /** This engine's count for one route and class ("2xx"); only tests read it. */
   requests(route: string, statusClass: typeof CLASSES[number]): number {
-    return this.#requests.get(route)?.[CLASSES.indexOf(statusClass)] ?? 0;
+    const cols = this.#routes.get(route);
+    return cols === undefined
+      ? 0
+      : this.#row[cols[CLASSES.indexOf(statusClass)]];
   }
 
   /** The whole exposition: app counters, then the engine's. */
   render(stats: EngineStats, now: number = Date.now()): string {
+    const snap = this.#table.read();
+    const col = new Map(snap.names.map((n, i) => [n, i]));
+    const total = (name: string) => snap.total[col.get(name) ?? -1] ?? 0;
     const out: string[] = [];
     const metric = (
       name: string,
@@ -64,78 +166,41 @@ export class AppMetrics {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...lines);
     };
     const requestLines: string[] = [];
-    for (const [route, counts] of this.#requests) {
-      counts.forEach((n, i) => {
-        if (n > 0) {
-          requestLines.push(
-            `spindle_http_requests_total{route="${label(route)}",status="${
-              CLASSES[i]
-            }"} ${n}`,
-          );
-        }
-      });
-    }
+    snap.names.forEach((name, i) => {
+      if (!name.startsWith(ROUTE_PREFIX) || snap.total[i] === 0) return;
+      const cls = name.slice(ROUTE_PREFIX.length, ROUTE_PREFIX.length + 3);
+      const route = name.slice(ROUTE_PREFIX.length + 4);
+      requestLines.push(
+        `spindle_http_requests_total{route="${label(route)}",status="${cls}"} ${
+          snap.total[i]
+        }`,
+      );
+    });
     metric(
       "spindle_http_requests_total",
       "counter",
       "Requests answered by the app, by route template and status class.",
       requestLines,
     );
+    const engine = (field: EngineField) =>
+      this.#shared ? total(engineColumn(field)) : stats[field];
     const one = (name: string, type: string, help: string, value: number) =>
       metric(name, type, help, [`${name} ${value}`]);
-    one(
-      "spindle_requests_total",
-      "counter",
-      "Requests answered by the engine, any status.",
-      stats.requests,
-    );
-    one(
-      "spindle_received_bytes_total",
-      "counter",
-      "Bytes read from client sockets.",
-      stats.bytesIn,
-    );
-    one(
-      "spindle_sent_bytes_total",
-      "counter",
-      "Bytes written to client sockets.",
-      stats.bytesOut,
-    );
-    one(
-      "spindle_connections_accepted_total",
-      "counter",
-      "Connections accepted.",
-      stats.accepted,
-    );
-    one(
-      "spindle_connections_active",
-      "gauge",
-      "Connections being handled.",
-      stats.active,
-    );
-    one(
-      "spindle_connections_queued",
-      "gauge",
-      "Connections waiting for a slot.",
-      stats.queued,
-    );
-    one(
-      "spindle_connections_rejected_total",
-      "counter",
-      "Connections refused with 503.",
-      stats.rejected,
-    );
+    for (const [field, name, help] of ENGINE_METRICS) {
+      const kind = ENGINE_FIELDS.find(([f]) => f === field)![1];
+      one(`spindle_${name}`, kind, help, engine(field));
+    }
     one(
       "spindle_rate_limited_total",
       "counter",
       "Requests refused with 429.",
-      this.rateLimited,
+      total(RATE_LIMITED),
     );
     one(
       "spindle_misdirected_total",
       "counter",
       "Requests refused with 421 by the Host guard.",
-      this.misdirected,
+      total(MISDIRECTED),
     );
     one(
       "spindle_draining",
@@ -149,6 +214,37 @@ export class AppMetrics {
       "Seconds since the server started.",
       Math.max(0, (now - stats.startedAt) / 1000),
     );
+    if (this.#shared && snap.bySlot.size > 1) {
+      const slots = [...snap.bySlot.keys()].sort((a, b) => a - b);
+      const perWorker = (
+        name: string,
+        kind: string,
+        help: string,
+        column: string,
+      ) => {
+        const i = col.get(column);
+        metric(
+          `spindle_worker_${name}`,
+          kind,
+          `${help} Per worker.`,
+          slots.map((s) =>
+            `spindle_worker_${name}{worker="${s}"} ${
+              i === undefined ? 0 : snap.bySlot.get(s)![i]
+            }`
+          ),
+        );
+      };
+      for (const [field, name, help] of ENGINE_METRICS) {
+        const kind = ENGINE_FIELDS.find(([f]) => f === field)![1];
+        perWorker(name, kind, help, engineColumn(field));
+      }
+      perWorker(
+        "restarts_total",
+        "counter",
+        "Times the worker died and was replaced.",
+        RESTARTS_COLUMN,
+      );
+    }
     return out.join("\n") + "\n";
   }
 

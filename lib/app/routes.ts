@@ -3,12 +3,8 @@
  * them, and static files for every other path.
  */
 import { isAbsolute, relative, resolve } from "node:path";
-import {
-  type AppConfig,
-  DEFAULT_LIMITS,
-  type Limits,
-  uploadFilesDir,
-} from "../config.ts";
+import { type AppConfig, uploadFilesDir } from "./settings.ts";
+import { DEFAULT_LIMITS, type Limits } from "../config.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Handler, Reply } from "../http/handler.ts";
 import { isAscii } from "../http/response.ts";
@@ -30,6 +26,8 @@ import { hostGuard } from "./middleware/host_guard.ts";
 import { hsts } from "./middleware/hsts.ts";
 import { rateLimit } from "./middleware/rate_limit.ts";
 import type { RateLimitStore } from "./rate_limit_store.ts";
+import type { QuotaLedger } from "../shared/quota.ts";
+import type { FailureLimiter } from "./middleware/auth.ts";
 import { json, text } from "./replies.ts";
 import { Router } from "./router.ts";
 import { extensionPolicy, staticFiles } from "./static_files.ts";
@@ -46,16 +44,31 @@ export interface ServerInfo {
   /** The server's limits (the app's own are there too); default: the defaults. */
   readonly limits?: Limits;
   /**
+   * True once the whole server shuts down, so /health says "draining";
+   * default: once this engine drains. An engine replaced by a reload
+   * drains while the server goes on.
+   */
+  stopping?(): boolean;
+  /**
    * Where `config.rateLimit` counts: shared by instances (Redis) or by
    * workers; unset: this engine's memory. Built for the same policy.
    */
   readonly rateLimitStore?: RateLimitStore;
 }
 
-/** Hooks for tests: a clock for the rate limiter and the app's counters. */
+/**
+ * Where the app keeps its state, and a clock for tests. Each defaults to
+ * this engine's own; `--workers` engines pass ones in shared memory.
+ */
 export interface AppHooks {
   readonly now?: () => number;
   readonly metrics?: AppMetrics;
+  /** Failed password checks per client, shared by `--workers` engines. */
+  readonly authFailures?: FailureLimiter;
+  /** The --upload-quota's counts (POST /upload). */
+  readonly quota?: QuotaLedger;
+  /** The --upload-files-quota's counts (forms posted to folders). */
+  readonly formQuota?: QuotaLedger;
 }
 
 const JSON_TYPES = ["application/json", "application/*+json"];
@@ -250,6 +263,7 @@ export function createApp(
       maxChecks: limits.maxPasswordChecks,
       maxCheckQueue: limits.maxPasswordQueue,
       now: hooks.now,
+      failures: hooks.authFailures,
     }));
   }
   router.use(compression());
@@ -266,6 +280,7 @@ export function createApp(
       limits,
       cors: config.cors,
       serves: extensionPolicy(config.static.allowExt),
+      ledger: hooks.formQuota,
     });
     staticConfig = {
       ...staticConfig,
@@ -279,6 +294,7 @@ export function createApp(
   const store = new UploadStore({
     dir: config.uploads,
     quotaBytes: config.uploadQuotaBytes,
+    ledger: hooks.quota,
   });
   // Writes cut short by a crash left temp files; this engine has none yet.
   for (const dir of new Set([config.uploads, config.directory])) {
@@ -321,9 +337,10 @@ export function createApp(
     maxBodyBytes: config.uploadMaxBytes,
     jsonErrors: true,
   });
+  const draining = server.stopping ?? (() => server.stats.draining);
   router.get(
     "/health",
-    () => server.stats.draining ? DRAINING : HEALTHY,
+    () => draining() ? DRAINING : HEALTHY,
     { jsonErrors: true },
   );
   router.get("/metrics", metricsRoute(metrics, server, config.metricsPublic));

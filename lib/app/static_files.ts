@@ -9,7 +9,7 @@
  * (static_bodies.ts), folder listings and archives (static_folders.ts).
  */
 import { basename, resolve } from "node:path";
-import type { StaticConfig } from "../config.ts";
+import type { StaticConfig } from "./settings.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Handler, Reply, ServerRequest } from "../http/handler.ts";
 import { canonicalPath } from "./canonical_path.ts";

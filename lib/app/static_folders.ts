@@ -5,7 +5,7 @@
  * static handler would serve, read through lib/app/folder_entries.ts.
  */
 import { basename } from "node:path";
-import type { StaticConfig } from "../config.ts";
+import type { StaticConfig } from "./settings.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Reply, ServerRequest } from "../http/handler.ts";
 import {

@@ -6,7 +6,7 @@
  * A lookup is remembered per file version, so realPath() runs once per
  * version, not per request.
  */
-import { type StaticConfig, uploadFilesDir } from "../config.ts";
+import { type StaticConfig, uploadFilesDir } from "./settings.ts";
 import { batchNow } from "../http/clock.ts";
 import { isDotPath } from "./canonical_path.ts";
 import { type OnDisk, sameVersion, versionOf } from "./file_version.ts";

@@ -8,6 +8,7 @@ import { STATUS } from "../http/errors.ts";
 import type { Reply } from "../http/handler.ts";
 import { writeAtomic, type WritePiece } from "./atomic_write.ts";
 import { FolderQuota } from "./folder_quota.ts";
+import type { QuotaLedger } from "../shared/quota.ts";
 import { diskFull, isDiskFull } from "./fs_errors.ts";
 import type { AppRequest } from "./app_request.ts";
 import { json } from "./replies.ts";
@@ -22,6 +23,11 @@ export interface UploadOptions {
   readonly now?: () => Date;
   /** Piece writer (tests inject a failing one). */
   readonly write?: WritePiece;
+  /**
+   * The quota's counts; default: this engine's own. `--workers` engines
+   * share one, so the quota holds for the folder, not per engine.
+   */
+  readonly ledger?: QuotaLedger;
 }
 
 /** `20261121T120000.123Z-1a2b3c4d.json`: sorts by time, unguessable, portable. */
@@ -48,6 +54,7 @@ export class UploadStore {
       dir: options.dir,
       quotaBytes: options.quotaBytes,
       now: () => now().getTime(),
+      ledger: options.ledger,
     });
   }
 

@@ -289,6 +289,8 @@ export class Connection extends Timed implements ByteSource {
   #requests = 0;
   #continuePending = false;
   #draining = false;
+  /** `Date.now()` when it last began to wait for a request. */
+  #idleAt = Date.now();
   #life: Life;
   // Bytes out, for the access log: the client received `#wrote` bytes
   // in whole writes, plus `#partial` of the write in progress. The current
@@ -361,11 +363,10 @@ export class Connection extends Timed implements ByteSource {
           head = this.#parseNext();
           while (head === undefined) {
             if (this.#out.len > 0) await this.#flush();
-            // Idle between requests: give the slot up if shutting down. (A slot
-            // wanted by a waiting connection was given up by the last reply's
-            // Connection: close, never by closing here, which races with a
-            // client reusing the connection.)
-            if (this.#in.empty && this.#draining) return;
+            // Idle between requests, also while draining: closing here would
+            // race with a client reusing the connection. A slot wanted by a
+            // waiting connection was given up by the last reply's Connection:
+            // close; a drain closes us once idle for reclaimIdleMs.
             const n = await conn.read(this.#readSpace());
             if (n === null || this.#life >= Life.Closing) return;
             this.#received(n);
@@ -586,6 +587,9 @@ export class Connection extends Timed implements ByteSource {
     const t = this.#opts.timeouts;
     if (this.#headStartedAt === 0 && this.#in.empty) {
       this.phase = Phase.Idle;
+      // When the reply went out, not when its request came: a drain
+      // measures idleness from here.
+      this.#idleAt = batchNow();
       // Waiting holds no more than the pending read needs.
       this.#in.giveBack();
       this.#out.release();
@@ -597,6 +601,7 @@ export class Connection extends Timed implements ByteSource {
         const at = this.#now + this.#keepAliveMs;
         this.#arm(at, at);
       }
+      if (this.#draining) this.#drainSoon();
     } else {
       this.phase = Phase.Head;
       // A head pipelined behind a slow request: its clock starts now, when we
@@ -1234,12 +1239,31 @@ export class Connection extends Timed implements ByteSource {
     return this.#now;
   }
 
-  /** Graceful shutdown: close now if idle, else after the reply in progress. */
+  /**
+   * Graceful shutdown: the reply in progress, or to a request arriving
+   * soon, says Connection: close; a connection idle for `reclaimIdleMs`
+   * (at once if it already was) is closed by the wheel. Closing a
+   * connection just back from a reply would race with the client's next
+   * request on it, which it then sees fail.
+   */
   drain(): void {
     this.#draining = true;
     if (this.phase === Phase.Upgraded) return this.#takeover!.drain();
     // Lingering is idle too: the last reply is out, we only wait for the peer.
-    if (this.phase === Phase.Idle || this.phase === Phase.Linger) this.close();
+    if (this.phase === Phase.Linger) return this.close();
+    if (this.phase === Phase.Idle) {
+      if (Date.now() - this.#idleAt >= this.#limits.reclaimIdleMs) this.close();
+      else this.#drainSoon();
+    }
+  }
+
+  /** An idle draining connection: closed once idle for reclaimIdleMs. */
+  #drainSoon(): void {
+    const at = this.#idleAt + this.#limits.reclaimIdleMs;
+    this.#arm(
+      this.deadline === 0 ? at : Math.min(this.deadline, at),
+      this.busyDeadline === 0 ? at : Math.min(this.busyDeadline, at),
+    );
   }
 
   /** Closes the socket at once (idempotent). */

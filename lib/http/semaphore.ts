@@ -1,24 +1,52 @@
+/** A waiter's place in the queue: true once it holds a permit, false if cancelled. */
+export interface Ticket {
+  readonly granted: Promise<boolean>;
+  readonly cancel: () => void;
+}
+
+/**
+ * What the accept loop needs of a connection cap: a {@link Semaphore} in
+ * this engine, or one whose counts every `--workers` engine shares.
+ */
+export interface ConnectionSlots {
+  /** Waiters in the queue (for a shared cap: in every engine's queue). */
+  readonly waiting: number;
+  /** Permits held plus waiters (for a shared cap: by every engine). */
+  readonly inUse: number;
+  tryAcquire(): boolean;
+  enqueue(): Ticket | undefined;
+  release(): void;
+  cancelAll(): void;
+}
+
 /**
  * Caps how many connections are handled at once, with a bounded queue of
  * waiters behind the cap. Past both, `acquire()` says no at once so the
  * server can answer 503 instead of hanging or dropping the connection.
  */
-export class Semaphore {
+export class Semaphore implements ConnectionSlots {
   #free: number;
   readonly #maxQueue: number;
   readonly #queue: Array<(granted: boolean) => void> = [];
+
+  readonly #permits: number;
 
   constructor(permits: number, maxQueue: number) {
     if (!(permits >= 1)) {
       throw new RangeError("Semaphore needs at least one permit");
     }
-    this.#free = permits;
+    this.#permits = this.#free = permits;
     this.#maxQueue = maxQueue;
   }
 
   /** Waiters in the queue. */
   get waiting(): number {
     return this.#queue.length;
+  }
+
+  /** Permits held plus waiters. */
+  get inUse(): number {
+    return this.#permits - this.#free + this.#queue.length;
   }
 
   /** Takes a permit now if one is free. */
@@ -35,7 +63,7 @@ export class Semaphore {
    * full; else a promise that is true once the permit is held, or false if
    * the wait was cancelled through `cancel()`.
    */
-  enqueue(): { granted: Promise<boolean>; cancel: () => void } | undefined {
+  enqueue(): Ticket | undefined {
     if (this.#queue.length >= this.#maxQueue) return undefined;
     let resolve!: (granted: boolean) => void;
     const granted = new Promise<boolean>((r) => resolve = r);

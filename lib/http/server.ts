@@ -31,7 +31,7 @@ import type { Handler } from "./handler.ts";
 import { dropUntilClosed, LINGER_MS } from "./linger.ts";
 import { ProxyHeaderReader } from "./proxied_conn.ts";
 import { encodeClosingReply } from "./response.ts";
-import { Semaphore } from "./semaphore.ts";
+import { type ConnectionSlots, Semaphore } from "./semaphore.ts";
 import type { RawConn, Socket } from "./socket.ts";
 import { listenTls, TlsCertificate, TlsSocket } from "./tls.ts";
 import { EngineStats } from "./stats.ts";
@@ -67,6 +67,14 @@ export interface ServeOptions extends Partial<Omit<ServerConfig, "limits">> {
    * engines share the process (workers). Default 1.
    */
   readonly descriptorShare?: number;
+  /**
+   * The `maxConns` cap and its queue; default: this engine's own. Engines
+   * sharing a port pass one cap counted across all of them. The engine's
+   * plumbing for `--workers`, not part of the package's API.
+   *
+   * @ignore
+   */
+  readonly slots?: ConnectionSlots;
   /**
    * The certificate to serve HTTPS with, instead of `cert` and `key`: keep
    * it to replace the pair while the server runs.
@@ -118,10 +126,20 @@ export interface Server extends AsyncDisposable {
    * `limits.drainDelayMs`, first serves on that long with /health at 503.
    */
   shutdown(): Promise<void>;
+  /**
+   * Closes the listener and nothing else, as shutdown() does first.
+   * Engines sharing a port all call it before any drains: a client told
+   * Connection: close by one reconnects to a listener that stays.
+   */
+  stopAccepting(): Promise<void>;
 }
 
 /** Seconds a refused client is told to wait. */
 const RETRY_AFTER_S = "1";
+/** Time with no connection accepted after which the listen queue counts as empty. */
+const ACCEPT_QUIET_MS = 10;
+/** Longest stopAccepting() waits for a quiet queue before it closes anyway. */
+const ACCEPT_SETTLE_MS = 250;
 /** Listen queue asked for; the kernel caps it (net.core.somaxconn, 4096 by default). */
 const MAX_BACKLOG = 65_535;
 /** Longest the accept loop waits for descriptors to come back. */
@@ -147,6 +165,8 @@ interface Client {
   slotFreed?: boolean;
   /** No longer counted against the descriptor budget. */
   fdFreed?: boolean;
+  /** Accepted once shutdown had begun. */
+  late?: boolean;
 }
 
 /**
@@ -175,7 +195,8 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   const config = { ...DEFAULT_CONFIG, ...options, limits };
   const stats = options.stats ?? new EngineStats();
   // Before listening: a bad limit or certificate throws here, with no socket left open.
-  const semaphore = new Semaphore(limits.maxConns, limits.maxQueue);
+  const semaphore = options.slots ??
+    new Semaphore(limits.maxConns, limits.maxQueue);
   const timeouts = timeoutsOf(limits);
   const certificate = options.certificate ??
     (config.cert !== undefined && config.key !== undefined
@@ -246,11 +267,15 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   /** Wakes the accept loop once the descriptor budget has room again. */
   let roomFreed: (() => void) | undefined;
   let stopping = false;
+  /** When the last connection was accepted; stopAccepting() waits for a quiet queue. */
+  let lastAcceptAt = 0;
   let idleResolve: (() => void) | undefined;
 
   /** True past busyPercent of the slots or of the descriptor budget. */
   function busy(): boolean {
-    return connections.size + queued.size >= busyConns || fds.busy;
+    // A shared cap counts the other engines' connections too.
+    return Math.max(connections.size + queued.size, semaphore.inUse) >=
+        busyConns || fds.busy;
   }
 
   /** Closes a socket the engine holds and stops counting its address (idempotent). */
@@ -345,7 +370,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   }
 
   function start(client: Client): void {
-    if (stopping) {
+    if (stopping && !client.late) {
       refuse(client, STATUS.ServiceUnavailable, "Server is shutting down");
       semaphore.release();
       return;
@@ -353,6 +378,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     const c = new Connection(client.socket, connOptions, client);
     connections.set(c, client);
     stats.active++;
+    if (stopping) c.drain(); // one reply, with Connection: close
     c.run(); // never rejects; onEnd frees the descriptor
   }
 
@@ -494,6 +520,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
    * header names the client, and each proxied connection carries just that one.
    */
   function acceptedConn(conn: Deno.TcpConn): void {
+    lastAcceptAt = Date.now();
     stats.accepted++;
     fds.open++;
     conn.setNoDelay(true);
@@ -511,9 +538,12 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     serveConn(conn);
   }
 
-  /** {@link acceptedConn} for a TLS client from node's listener. */
+  /**
+   * {@link acceptedConn} for a TLS client from node's listener. One accepted
+   * as the listener closes is served once, as on Deno's (admitSocket()).
+   */
   function acceptedNode(raw: net.Socket): void {
-    if (stopping) return void raw.destroy();
+    lastAcceptAt = Date.now();
     stats.accepted++;
     fds.open++;
     const peer = raw.remoteAddress ?? "";
@@ -538,13 +568,9 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       key: perAddress.add(hostname),
       closed: false,
     };
-    if (stopping) {
-      return refuse(
-        client,
-        STATUS.ServiceUnavailable,
-        "Server is shutting down",
-      );
-    }
+    // Accepted as the listener closed: served once rather than refused,
+    // since its client may not retry (another engine may hold the port now).
+    if (stopping) client.late = true;
     // Past the descriptor budget: make room, or refuse before the kernel does.
     if (fds.full && evict() === 0) {
       return refuse(
@@ -701,6 +727,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     }
   }, tick);
 
+  let closing = false;
   let ready: Promise<void>;
   let accepting: Promise<void>;
   if ("accept" in listener) {
@@ -719,11 +746,38 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   let finishedResolve!: () => void;
   const finished = new Promise<void>((r) => finishedResolve = r);
 
+  /**
+   * Takes what the kernel already queued, then closes the listener: the
+   * kernel resets every connection still queued on a closing listener
+   * (clients that another engine's drain just sent to reconnect, say).
+   * Resolves once the accept loop ended, when the socket is gone too.
+   * node's listener accepts by callback, as eagerly as Deno's loop: the
+   * same quiet spell tells its queue is empty.
+   */
+  async function stopAccepting(): Promise<void> {
+    if (!closing) {
+      closing = true;
+      await ready.catch(() => {}); // node's binds a turn later: close it bound
+      const until = Date.now() + ACCEPT_SETTLE_MS;
+      // Quiet for a while: the queue is empty. Under a steady stream of
+      // new connections it never is; those then meet the close.
+      while (
+        Date.now() < until && Date.now() - lastAcceptAt < ACCEPT_QUIET_MS
+      ) {
+        await new Promise((r) => setTimeout(r, ACCEPT_QUIET_MS));
+      }
+      try {
+        listener.close();
+      } catch { /* closed */ }
+    }
+    await accepting;
+  }
+
   function shutdown(): Promise<void> {
     if (shutdownPromise) return shutdownPromise;
     shutdownPromise = (async () => {
-      stats.draining = true;
       if (limits.drainDelayMs > 0) {
+        stats.draining = true;
         // Behind a load balancer: /health says 503 and each reply closes
         // its connection, while requests are still served, until the
         // balancer's checks have taken us out. Closing the listener at once
@@ -733,14 +787,14 @@ export function serve(options: ServeOptions, handler: Handler): Server {
         });
         await new Promise((r) => setTimeout(r, limits.drainDelayMs));
       }
-      stopping = true;
       log.info("Shutting down: {active} connections open", {
         active: connections.size,
       });
-      try {
-        listener.close();
-      } catch { /* closed */ }
-      await accepting;
+      await stopAccepting();
+      // Only now do replies say Connection: close: a client sent away while
+      // the listener was open could reconnect to it and be reset.
+      stopping = true;
+      stats.draining = true;
       proxyHeaders?.closeAll();
       semaphore.cancelAll(); // each queued client is refused with 503
       const idle = new Promise<void>((r) => idleResolve = r);
@@ -775,6 +829,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     limits,
     finished,
     shutdown,
+    stopAccepting,
     [Symbol.asyncDispose]: shutdown,
   };
   const onListen = options.onListen;

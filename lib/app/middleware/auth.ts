@@ -17,14 +17,21 @@
  *   and signed-in users, answered from the cache, do not wait behind it.
  */
 import { createHash } from "node:crypto";
-import type { AppAuth, AuthRule } from "../../config.ts";
+import type { AppAuth, AuthRule } from "../settings.ts";
 import { HttpError, STATUS } from "../../http/errors.ts";
 import { Semaphore } from "../../http/semaphore.ts";
 import { clientKey } from "../client_addr.ts";
 import { parseBasic } from "../credentials.ts";
 import type { AppRequest } from "../app_request.ts";
 import type { Middleware } from "../router.ts";
-import { RateLimiter } from "./rate_limit.ts";
+import { type RateDecision, RateLimiter } from "./rate_limit.ts";
+
+/** Counts failed checks per client: a {@link RateLimiter}, or one shared by `--workers`. */
+export interface FailureLimiter {
+  hit(key: string): RateDecision;
+  /** Takes back one failure counted for `key` (the check turned out good). */
+  forgive(key: string): void;
+}
 
 /** Every path, every method: the default. */
 export const AUTH_EVERYTHING: readonly AuthRule[] = Object.freeze([
@@ -51,6 +58,12 @@ export interface AuthOptions {
   readonly maxCacheEntries?: number;
   /** Clock in ms (tests inject one). */
   readonly now?: () => number;
+  /**
+   * Where failed checks are counted (for `maxFailures` in `failureWindowMs`);
+   * default: this engine's memory. `--workers` engines share one, so a
+   * guesser gets one budget.
+   */
+  readonly failures?: FailureLimiter;
 }
 
 // A browser session pays one KDF run per 5 minutes; credentials are read
@@ -130,7 +143,7 @@ export function basicAuth(options: AuthOptions): Middleware {
   const challenge = `Basic realm="${
     (options.realm ?? REALM).replace(/["\\]/g, "\\$&")
   }", charset="UTF-8"`;
-  const failures = new RateLimiter({
+  const failures: FailureLimiter = options.failures ?? new RateLimiter({
     limit: options.maxFailures,
     windowMs: options.failureWindowMs,
     now,

@@ -1,13 +1,15 @@
 import assert from "node:assert/strict";
+import { DEFAULT_LIMITS } from "../lib/config.ts";
 import {
-  DEFAULT_LIMITS,
   FLAGS,
+  formatDuration,
+  formatSize,
   helpText,
   parseDuration,
   parseFlags,
   parseSize,
   UsageError,
-} from "../lib/config.ts";
+} from "../lib/cli.ts";
 
 Deno.test("parseFlags() gives the documented defaults for no arguments", () => {
   const o = parseFlags([]);
@@ -243,6 +245,18 @@ const bad: [args: string[], message: RegExp][] = [
   ],
   [["--tls", "self-signed", "--hsts=soon"], /--hsts: "soon" is not a duration/],
   [
+    [
+      "--tls",
+      "self-signed",
+      "--port",
+      "8443",
+      "--redirect-http",
+      "0",
+      "--takeover",
+    ],
+    /--takeover needs the --redirect-http port/,
+  ],
+  [
     ["--h2c", "--tls", "self-signed"],
     /--h2c is HTTP\/2 on plain HTTP; with HTTPS/,
   ],
@@ -378,15 +392,62 @@ Deno.test("helpText() lists every flag with its default", () => {
   );
 });
 
-Deno.test("helpText() shows each flag's real default: passing it changes nothing", () => {
+Deno.test("helpText() shows each flag's real default: passing the one it shows changes nothing", () => {
   const none = parseFlags([]);
-  // Defaults that are words ("off", "web types") or empty have no value to pass.
-  const literal = Object.entries(FLAGS).filter(([, [value, def]]) =>
-    value !== "" && def !== "" && !/^(off|web types|loopback names)$/.test(def)
+  // "  --max-body SIZE   largest request body (413) [1m]": read from the
+  // help itself, so a default typed into it by hand and gone stale fails.
+  const shown = helpText().split("\n").flatMap((line) => {
+    const m = /^ {2}--([a-z0-9-]+).* \[([^\]]+)\]$/.exec(line);
+    return m === null ? [] : [{ name: m[1], value: FLAGS[m[1]][0], def: m[2] }];
+  });
+  // Switches are off unless given; some defaults are words, with no value to pass.
+  const literal = shown.filter(({ value, def }) =>
+    value !== "" && !/^(off|loopback names)$/.test(def)
   );
-  assert.ok(literal.length >= 20, `only ${literal.length} flags checked`);
-  for (const [name, [, def]] of literal) {
+  assert.ok(literal.length >= 35, `only ${literal.length} flags checked`);
+  for (const { name, def } of literal) {
     assert.deepEqual(parseFlags([`--${name}`, def]), none, `--${name} ${def}`);
+  }
+  assert.ok(
+    shown.some(({ name, def }) => name === "max-fds" && def === "auto"),
+    "--max-fds shows auto",
+  );
+  // --hsts alone: the max-age its help names.
+  const hsts = /max-age (\S+), or TIME/.exec(helpText());
+  assert.ok(hsts, "--hsts names its max-age");
+  assert.equal(
+    parseFlags(["--tls", "self-signed", "--hsts"]).app.hstsMaxAgeS,
+    parseDuration(hsts[1], "hsts") / 1000,
+  );
+});
+
+Deno.test("formatSize() and formatDuration() write the largest unit that divides, and parse back", () => {
+  const sizes: [number, string][] = [
+    [0, "0"],
+    [500, "500"],
+    [1024, "1k"],
+    [16 * 1024, "16k"],
+    [1024 ** 2, "1m"],
+    [1536 * 1024 ** 2, "1536m"],
+    [4 * 1024 ** 3, "4g"],
+    [1024 ** 3 + 1, String(1024 ** 3 + 1)],
+  ];
+  for (const [bytes, text] of sizes) {
+    assert.equal(formatSize(bytes), text);
+    assert.equal(parseSize(text, "x"), bytes);
+  }
+  const times: [number, string][] = [
+    [0, "0"],
+    [200, "200ms"],
+    [1500, "1500ms"],
+    [10_000, "10s"],
+    [5 * 60_000, "5m"],
+    [3_600_000, "1h"],
+    [365 * 86_400_000, "365d"],
+  ];
+  for (const [ms, text] of times) {
+    assert.equal(formatDuration(ms), text);
+    assert.equal(parseDuration(text, "x"), ms);
   }
 });
 
@@ -517,4 +578,64 @@ Deno.test("parseFlags() refuses an --upload-files PATH that is not a plain folde
     /--overwrite needs --upload-files/,
   );
   assert.throws(() => parseFlags(["--upload-files-max", "lots"]), UsageError);
+});
+
+Deno.test("README's flag table names flags that exist, with the defaults --help shows", async () => {
+  const readme = await Deno.readTextFile(
+    new URL("../README.md", import.meta.url),
+  );
+  const help = new Map(
+    helpText().split("\n").flatMap((line) => {
+      const m = /^ {2}--([a-z0-9-]+).* \[([^\]]+)\]$/.exec(line);
+      return m === null ? [] : [[m[1], m[2]] as const];
+    }),
+  );
+  // "| `--max-body SIZE` | `1m` | largest request body |"
+  const rows = readme.split("\n").flatMap((line) => {
+    const m = /^\| `--([a-z0-9-]+)(?:[^|\\]|\\.)*\| *(?:`([^`]*)` *|[^|]*)\|/
+      .exec(line);
+    return m === null ? [] : [{ name: m[1], def: m[2] }];
+  });
+  assert.ok(rows.length >= 60, `only ${rows.length} rows read`);
+  let compared = 0;
+  for (const { name, def } of rows) {
+    assert.ok(name in FLAGS, `README names --${name}, which is no flag`);
+    if (def === undefined) continue; // a word such as "off", or none
+    assert.equal(def, help.get(name), `README's default for --${name}`);
+    compared++;
+  }
+  assert.ok(compared >= 35, `only ${compared} defaults compared`);
+});
+
+Deno.test("README's limit tables show DEFAULT_LIMITS' values", async () => {
+  const readme = await Deno.readTextFile(
+    new URL("../README.md", import.meta.url),
+  );
+  const UNITS: Record<string, number> = {
+    "": 1,
+    "B/s": 1,
+    KiB: 1024,
+    "KiB/s": 1024,
+    MiB: 1024 ** 2,
+    GiB: 1024 ** 3,
+    ms: 1,
+    s: 1000,
+  };
+  let compared = 0;
+  for (const line of readme.split("\n")) {
+    // "| `maxHeadBytes` | 16 KiB | `431 ...` |"; "4096 + 1024" and the
+    // like name two limits at once and are left to a reader.
+    const m = /^\| `([a-zA-Z0-9]+)` +\| ([\d.]+)(?: ([A-Za-z/]+))? +\|/
+      .exec(line);
+    if (m === null || !(m[1] in DEFAULT_LIMITS)) continue;
+    const unit = UNITS[m[3] ?? ""];
+    assert.ok(unit !== undefined, `${m[1]}: unit ${m[3]}`);
+    assert.equal(
+      Number(m[2]) * unit,
+      DEFAULT_LIMITS[m[1] as keyof typeof DEFAULT_LIMITS],
+      `README's default for ${m[1]}`,
+    );
+    compared++;
+  }
+  assert.ok(compared >= 35, `only ${compared} limits compared`);
 });

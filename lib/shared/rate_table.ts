@@ -1,0 +1,263 @@
+/**
+ * The rate limiter's counts in memory every `--workers` engine shares, so a
+ * client gets one budget whichever engine its connection lands on: a fixed
+ * open-addressing hash table in a SharedArrayBuffer. No message per request:
+ * a request hashes its key, probes a few entries, and updates one under
+ * that entry's spin lock (a compare-and-swap; held for a few loads and
+ * stores).
+ *
+ * Collisions err toward limiting, never toward letting more through:
+ * - keys are told apart by a 64-bit hash; two keys with the same hash share
+ *   one budget (with 10,000 clients, odds about 1 in 10^11);
+ * - a key finds room within {@link PROBE} entries of its home: an empty
+ *   one, or one whose client has been idle for two windows. When all of
+ *   them hold active clients (a flood of addresses), the key shares the
+ *   home entry's budget with its owner rather than evicting anyone's count.
+ */
+import {
+  type RateDecision,
+  type RateLimitPolicy,
+  type RateLimitStore,
+  slidingWindow,
+} from "../app/rate_limit_store.ts";
+
+/** The counts a request found (before it), and whether it was counted. */
+export interface TakeResult {
+  readonly previous: number;
+  readonly current: number;
+  readonly taken: boolean;
+}
+
+// One entry, in Int32s: lock, two hash words, window number (wrapping),
+// previous window's count, current window's count.
+const LOCK = 0;
+const TAG_A = 1;
+const TAG_B = 2;
+const WINDOW = 3;
+const PREVIOUS = 4;
+const CURRENT = 5;
+const ENTRY = 6;
+
+/** Entries a key may land on, from its home entry on. */
+export const PROBE = 8;
+/** Spins before taking a lock from a holder that must have died mid-update. */
+const LOCK_SPINS = 1 << 20;
+
+/** The table's memory; pass it to each engine's {@link SharedRateTable}. */
+export type RateMemory = Int32Array;
+
+/**
+ * Memory for at least `clients` active clients: twice as many entries,
+ * rounded up to a power of two (24 bytes each; 10,000 clients: 768 KiB).
+ */
+export function createRateMemory(clients: number): RateMemory {
+  let entries = 2 * PROBE;
+  while (entries < 2 * clients) entries *= 2;
+  return new Int32Array(
+    new SharedArrayBuffer(entries * ENTRY * Int32Array.BYTES_PER_ELEMENT),
+  );
+}
+
+/** `key`'s 64-bit hash as two int32 words, never both 0 (an empty entry). */
+export function hashKey(key: string): [number, number] {
+  let a = 0x811c9dc5;
+  let b = 0x9747b28c;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+    b ^= b >>> 15;
+  }
+  a = mix(a ^ key.length);
+  b = mix(b + 0x27d4eb2d);
+  return a === 0 && b === 0 ? [0, 1] : [a, b];
+}
+
+/** MurmurHash3's finalizer: every input bit moves every output bit. */
+function mix(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) | 0;
+}
+
+/** One engine's view of the shared rate table. */
+export class SharedRateTable {
+  readonly #m: RateMemory;
+  readonly #mask: number;
+
+  constructor(memory: RateMemory) {
+    const entries = memory.length / ENTRY;
+    if (!(entries >= PROBE && (entries & (entries - 1)) === 0)) {
+      throw new RangeError("Rate memory must hold a power of two of entries");
+    }
+    this.#m = memory;
+    this.#mask = entries - 1;
+  }
+
+  /** Entries holding a client (active or not yet reused). */
+  get size(): number {
+    const m = this.#m;
+    let n = 0;
+    for (let e = 0; e < m.length; e += ENTRY) {
+      if (
+        Atomics.load(m, e + TAG_A) !== 0 || Atomics.load(m, e + TAG_B) !== 0
+      ) {
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /**
+   * In fixed window number `window` (time / window length, floored), counts
+   * one request from `key` if it fits: `previous * carry + current + 1 <=
+   * limit`, where `carry` is the share of the previous window still covered.
+   * Returns the counts from before this request. Check and count are one
+   * step under the entry's lock.
+   */
+  take(key: string, window: number, carry: number, limit: number): TakeResult {
+    const [a, b] = hashKey(key);
+    const w = window | 0;
+    const m = this.#m;
+    const e = this.#claim(a, b, w);
+    this.#lock(e);
+    try {
+      if (m[e + WINDOW] !== w) {
+        m[e + PREVIOUS] = m[e + WINDOW] === ((w - 1) | 0) ? m[e + CURRENT] : 0;
+        m[e + CURRENT] = 0;
+        m[e + WINDOW] = w;
+      }
+      const previous = m[e + PREVIOUS];
+      const current = m[e + CURRENT];
+      const taken = previous * carry + current + 1 <= limit;
+      if (taken) m[e + CURRENT] = current + 1;
+      return { previous, current, taken };
+    } finally {
+      Atomics.store(m, e + LOCK, 0);
+    }
+  }
+
+  /** Takes back one request counted for `key` in window `window` (or the one before). */
+  giveBack(key: string, window: number): void {
+    const [a, b] = hashKey(key);
+    const e = this.#find(a, b);
+    if (e === -1) return;
+    const m = this.#m;
+    this.#lock(e);
+    try {
+      // Only while its count is still there to take from.
+      const w = window | 0;
+      if (
+        m[e + TAG_A] === a && m[e + TAG_B] === b && m[e + CURRENT] > 0 &&
+        (m[e + WINDOW] === w || m[e + WINDOW] === ((w - 1) | 0))
+      ) m[e + CURRENT]--;
+    } finally {
+      Atomics.store(m, e + LOCK, 0);
+    }
+  }
+
+  /** The entry holding (a, b), or -1. */
+  #find(a: number, b: number): number {
+    const m = this.#m;
+    const home = a & this.#mask;
+    for (let i = 0; i < PROBE; i++) {
+      const e = ((home + i) & this.#mask) * ENTRY;
+      const ta = Atomics.load(m, e + TAG_A);
+      const tb = Atomics.load(m, e + TAG_B);
+      if (ta === a && tb === b) return e;
+      if (ta === 0 && tb === 0) return -1; // entries are never emptied: the key is not further on
+    }
+    return -1;
+  }
+
+  /** The entry for (a, b) in window `w`: its own, a new one, or its home's. */
+  #claim(a: number, b: number, w: number): number {
+    const m = this.#m;
+    const home = a & this.#mask;
+    for (let i = 0; i < PROBE; i++) {
+      const e = ((home + i) & this.#mask) * ENTRY;
+      const ta = Atomics.load(m, e + TAG_A);
+      const tb = Atomics.load(m, e + TAG_B);
+      if (ta === a && tb === b) return e;
+      const empty = ta === 0 && tb === 0;
+      // Idle for two windows: its counts no longer matter to anyone.
+      const idle = !empty && ((w - Atomics.load(m, e + WINDOW)) | 0) > 1;
+      if (!empty && !idle) continue;
+      this.#lock(e);
+      try {
+        const ua = m[e + TAG_A];
+        const ub = m[e + TAG_B];
+        if (ua === a && ub === b) return e; // another engine just claimed it for us
+        if (ua === ta && ub === tb) {
+          m[e + TAG_A] = a;
+          m[e + TAG_B] = b;
+          m[e + WINDOW] = w;
+          m[e + PREVIOUS] = m[e + CURRENT] = 0;
+          return e;
+        }
+      } finally {
+        Atomics.store(m, e + LOCK, 0);
+      }
+      // Taken meanwhile by another key: look further on.
+    }
+    // No room nearby: share the home entry's budget (never more lenient).
+    return (home & this.#mask) * ENTRY;
+  }
+
+  #lock(e: number): void {
+    const m = this.#m;
+    for (let spins = 0; Atomics.compareExchange(m, e + LOCK, 0, 1) !== 0;) {
+      if (++spins === LOCK_SPINS) return;
+    }
+  }
+}
+
+/**
+ * A rate limit counted in the shared table: the store `--workers` engines
+ * use for `--rate-limit` and for failed password checks.
+ */
+export class SharedRateLimiter implements RateLimitStore {
+  readonly limit: number;
+  readonly windowMs: number;
+  readonly #table: SharedRateTable;
+  readonly #now: () => number;
+
+  constructor(
+    policy: RateLimitPolicy,
+    memory: RateMemory,
+    now: () => number = Date.now,
+  ) {
+    if (!(policy.limit >= 1 && policy.windowMs >= 1)) {
+      throw new TypeError("Rate limit needs limit >= 1 and windowMs >= 1");
+    }
+    this.limit = policy.limit;
+    this.windowMs = policy.windowMs;
+    this.#table = new SharedRateTable(memory);
+    this.#now = now;
+  }
+
+  /** Clients the table holds. */
+  get size(): number {
+    return this.#table.size;
+  }
+
+  hit(key: string): RateDecision {
+    const now = this.#now();
+    const w = this.windowMs;
+    const window = Math.floor(now / w);
+    const elapsed = now - window * w;
+    const counts = this.#table.take(key, window, (w - elapsed) / w, this.limit);
+    return slidingWindow(
+      this,
+      counts.previous,
+      counts.current,
+      elapsed,
+      counts.taken,
+    );
+  }
+
+  /** Takes back one request counted for `key` in the current window. */
+  forgive(key: string): void {
+    this.#table.giveBack(key, Math.floor(this.#now() / this.windowMs));
+  }
+}

@@ -1,0 +1,104 @@
+/** SharedRateTable: one rate limit budget per client over every engine. */
+import assert from "node:assert/strict";
+import {
+  createRateMemory,
+  hashKey,
+  PROBE,
+  SharedRateLimiter,
+} from "../lib/shared/rate_table.ts";
+import { inThreads } from "./helpers/threads.ts";
+
+/** Two engines' limiters over one table, on a clock the test moves. */
+function twoEngines(limit: number, windowMs: number, clients = 100) {
+  const memory = createRateMemory(clients);
+  const clock = { now: 0 };
+  const limiter = () =>
+    new SharedRateLimiter({ limit, windowMs }, memory, () => clock.now);
+  return { a: limiter(), b: limiter(), clock, memory };
+}
+
+Deno.test("SharedRateLimiter gives a client one budget whichever engine it reaches", () => {
+  const { a, b } = twoEngines(3, 10_000);
+  const seen = [a, b, a, b, a].map((l) => l.hit("10.0.0.1").allowed);
+  assert.deepEqual(seen, [true, true, true, false, false]);
+  assert.equal(b.hit("10.0.0.2").allowed, true, "clients are counted apart");
+});
+
+Deno.test("SharedRateLimiter slides as the memory store does", () => {
+  const { a, b, clock } = twoEngines(2, 10_000);
+  assert.ok(a.hit("a").allowed && b.hit("a").allowed);
+  clock.now = 14_999;
+  assert.equal(a.hit("a").allowed, false, "2 * 0.5001 + 1 > 2");
+  clock.now = 15_000;
+  assert.equal(b.hit("a").allowed, true, "2 * 0.5 + 1 = 2 fits");
+  assert.equal(a.hit("a").allowed, false);
+  clock.now = 30_000;
+  assert.equal(a.hit("a").remaining, 1, "two windows later nothing is left");
+});
+
+Deno.test("SharedRateLimiter gives back a forgiven request to every engine", () => {
+  const { a, b } = twoEngines(1, 10_000);
+  assert.equal(a.hit("a").allowed, true);
+  assert.equal(b.hit("a").allowed, false);
+  a.forgive("a");
+  assert.equal(b.hit("a").allowed, true);
+});
+
+Deno.test("SharedRateLimiter never lets a client past its limit under an address flood", () => {
+  // Room for 16 clients; 2,000 of them each try limit + 3 times.
+  const { a, b } = twoEngines(4, 10_000, 16);
+  const allowed = new Map<string, number>();
+  for (let round = 0; round < 7; round++) {
+    for (let i = 0; i < 2000; i++) {
+      const key = `2001:db8:${i}::/64`;
+      const engine = (i + round) % 2 === 0 ? a : b;
+      if (engine.hit(key).allowed) {
+        allowed.set(key, (allowed.get(key) ?? 0) + 1);
+      }
+    }
+  }
+  for (const [key, n] of allowed) assert.ok(n <= 4, `${key} got ${n}`);
+});
+
+Deno.test("SharedRateLimiter takes over entries idle for two windows", () => {
+  const { a, clock, memory } = twoEngines(1, 1_000, 64);
+  const entries = memory.length / 6;
+  for (let i = 0; i < 4 * entries; i++) a.hit(`c${i}`);
+  clock.now = 3_000;
+  // New clients find room again, each with its whole budget.
+  for (let i = 0; i < entries / 4; i++) {
+    assert.equal(a.hit(`fresh${i}`).allowed, true, `fresh${i}`);
+    assert.equal(a.hit(`fresh${i}`).allowed, false);
+  }
+});
+
+Deno.test("SharedRateTable counts one budget from two threads exactly", async () => {
+  const memory = createRateMemory(16);
+  const task = {
+    task: "rate",
+    memory,
+    key: "10.1.1.1",
+    hits: 20_000,
+    limit: 5000,
+  };
+  const seen = await inThreads<{ allowed: number }>([task, task]);
+  assert.equal(seen[0].allowed + seen[1].allowed, 5000);
+});
+
+Deno.test("hashKey() never gives the empty entry's tag and spreads near keys", () => {
+  const homes = new Set<number>();
+  for (let i = 0; i < 1000; i++) {
+    const [a, b] = hashKey(`10.0.${i >> 8}.${i & 255}`);
+    assert.ok(a !== 0 || b !== 0);
+    homes.add(a & 1023);
+  }
+  assert.ok(homes.size > 550, `${homes.size} homes of 1024 for 1000 keys`);
+});
+
+Deno.test("createRateMemory() sizes a power of two at least twice the clients", () => {
+  for (const clients of [1, 10, 1000, 10_000]) {
+    const entries = createRateMemory(clients).length / 6;
+    assert.ok(entries >= 2 * clients && entries >= 2 * PROBE);
+    assert.equal(entries & (entries - 1), 0);
+  }
+});
