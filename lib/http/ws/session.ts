@@ -484,30 +484,31 @@ export class WsSession {
       }
     } else if (isText) {
       this.#addText(bytes);
-    } else if (this.#msgWhole !== undefined) {
-      this.#msgWhole.set(bytes, this.#msgBytes);
-      this.#msgBytes += bytes.length;
     } else {
-      this.#msgPieces.push(bytes.slice());
+      // The piece that brings a big message to a quarter goes straight
+      // into its whole buffer: no slice of it that is copied again.
+      const whole = this.#msgWhole ?? this.#presize(bytes.length);
+      if (whole !== undefined) whole.set(bytes, this.#msgBytes);
+      else this.#msgPieces.push(bytes.slice());
       this.#msgBytes += bytes.length;
-      this.#presize();
     }
   }
 
   /**
    * A one-frame binary message arriving over many reads: once a quarter of
-   * it is here, the rest is copied into one buffer of its announced size
-   * (one copy of each byte, not a slice and then a join). Not sooner, so
-   * a client that announces a big frame and sends little never makes us
-   * hold more than four times what it sent.
+   * it is here (with the `incoming` bytes being delivered), the pieces so
+   * far are copied into one buffer of its announced size, returned, and
+   * the rest goes there (one copy of each byte, not a slice and then a
+   * join). Not sooner, so a client that announces a big frame and sends
+   * little never makes us hold more than four times what it sent.
    */
-  #presize(): void {
+  #presize(incoming: number): Uint8Array | undefined {
     const length = this.#frameLength;
-    const got = this.#msgBytes;
+    const got = this.#msgBytes + incoming;
     if (
       !this.#frameFin || this.#frameOpcode !== OPCODE.Binary ||
-      got >= length || got * 4 < length || length < PRESIZE_MIN_BYTES
-    ) return;
+      got * 4 < length || length < PRESIZE_MIN_BYTES
+    ) return undefined;
     const whole = new Uint8Array(length);
     let off = 0;
     for (const piece of this.#msgPieces) {
@@ -515,7 +516,7 @@ export class WsSession {
       off += piece.length;
     }
     this.#msgPieces = [];
-    this.#msgWhole = whole;
+    return this.#msgWhole = whole;
   }
 
   /** Text is checked as it arrives, so bad UTF-8 fails at once (1007). */
