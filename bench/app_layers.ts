@@ -45,7 +45,7 @@ function wrkHead(path: string, extra = ""): Uint8Array {
   );
 }
 
-/** A socket that hands over one request per read, `count` times, then EOF. */
+/** A socket that hands over `request` (one or more requests) per read, `count` times, then EOF. */
 class FakeConn {
   readonly remoteAddr: Deno.NetAddr = {
     transport: "tcp",
@@ -63,11 +63,19 @@ class FakeConn {
   constructor(readonly request: Uint8Array, count: number) {
     this.#left = count;
   }
+  /** How much of the current copy of `request` was handed over. */
+  #at = 0;
   read(into: Uint8Array): Promise<number | null> {
     if (this.#left === 0) return Promise.resolve(null);
-    this.#left--;
-    into.set(this.request);
-    return Promise.resolve(this.request.length);
+    // As a socket does: no more than fits.
+    const n = Math.min(into.length, this.request.length - this.#at);
+    into.set(this.request.subarray(this.#at, this.#at + n));
+    this.#at += n;
+    if (this.#at === this.request.length) {
+      this.#at = 0;
+      this.#left--;
+    }
+    return Promise.resolve(n);
   }
   write(bytes: Uint8Array): Promise<number> {
     this.sent += bytes.length;
@@ -84,7 +92,10 @@ const TIMEOUTS = timeoutsOf(DEFAULT_LIMITS);
 /** Never advanced: the fake connections finish long before any deadline. */
 const WHEEL = new DeadlineWheel(1000, TIMEOUTS.keepAliveMs);
 
-/** Serves `count` copies of `request` through `handler` on one fake connection. */
+/**
+ * Serves `count` reads of `request` (one or more requests each) through
+ * `handler` on one fake connection.
+ */
 export async function serveFake(
   handler: Handler,
   request: Uint8Array,
@@ -183,6 +194,14 @@ const appCors = createApp({ ...appConfig, cors: "*" }, server);
 const ECHO = wrkHead("/echo/hello");
 const ECHO_GZIP = wrkHead("/echo/hello", "Accept-Encoding: gzip\r\n");
 const ECHO_ORIGIN = wrkHead("/echo/hello", "Origin: https://a.test\r\n");
+/** Pipelined requests per read, as bench case 4 sends (wrk's pipeline script). */
+const PIPELINE = 16;
+/** {@link PIPELINE} echo requests in one read. */
+const ECHO_PIPELINED = (() => {
+  const batch = new Uint8Array(ECHO.length * PIPELINE);
+  for (let i = 0; i < PIPELINE; i++) batch.set(ECHO, i * ECHO.length);
+  return batch;
+})();
 const FILE = wrkHead("/hello.txt");
 
 /** One row of the table: what it serves and the row its cost adds to. */
@@ -196,6 +215,8 @@ interface Case {
   readonly accessLog?: boolean;
   /** The bare read/write loop instead of the engine (`handler` unused). */
   readonly bare?: boolean;
+  /** Requests in each read (`request` holds that many); 1 unless told. */
+  readonly perRead?: number;
 }
 
 export const cases: readonly Case[] = [
@@ -249,6 +270,14 @@ export const cases: readonly Case[] = [
     over: "default app (createApp)",
   },
   {
+    name: "default app + access log, 16 pipelined",
+    handler: app,
+    request: ECHO_PIPELINED,
+    perRead: PIPELINE,
+    accessLog: true,
+    over: "default app + access log",
+  },
+  {
     name: "default app, Accept-Encoding: gzip",
     handler: app,
     request: ECHO_GZIP,
@@ -300,7 +329,8 @@ function sink(): AccessLog {
 }
 
 /** Serves `count` requests of one row. */
-function runCase(row: Case, count = REQUESTS): Promise<number> {
+function runCase(row: Case, requests = REQUESTS): Promise<number> {
+  const count = Math.ceil(requests / (row.perRead ?? 1));
   if (row.bare) return serveBare(row.request, count);
   if (!row.accessLog) return serveFake(row.handler, row.request, count);
   setAccessLog(sink());
@@ -345,7 +375,9 @@ if (import.meta.main) {
       const t = cpuUsage();
       await runCase(rows[i]);
       const used = cpuUsage(t);
-      times[i].push((used.user + used.system) * 1e3 / REQUESTS);
+      const served = Math.ceil(REQUESTS / (rows[i].perRead ?? 1)) *
+        (rows[i].perRead ?? 1);
+      times[i].push((used.user + used.system) * 1e3 / served);
     }
   }
   const medians = new Map<string, number>();

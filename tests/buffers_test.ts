@@ -54,6 +54,21 @@ Deno.test("OutBuffer release() gives its buffer back and the next reply takes on
   assert.equal(new TextDecoder().decode(out.take()), "again");
 });
 
+Deno.test("OutBuffer pools the buffer it grows to for a batch of pipelined replies", () => {
+  const out = new OutBuffer();
+  const reply = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".repeat(4);
+  const batch = () => {
+    for (let i = 0; i < 16; i++) out.text(reply); // ~3 KiB: past the first 2 KiB
+    assert.equal(new TextDecoder().decode(out.take()), reply.repeat(16));
+    const used = out.buf;
+    out.release(); // the connection waits for the next batch
+    return used;
+  };
+  const grown = batch();
+  assert.equal(grown.length, 4096);
+  assert.equal(batch(), grown, "the next batch grows into the same buffer");
+});
+
 Deno.test("Connection borrows a work buffer for a long head and gives it back once idle", async () => {
   await using server = serve(
     { port: 0, accessLog: false },

@@ -20,6 +20,22 @@ const MIN_OUT_BYTES = 2048;
  * being written at once; more waiting connections hold none.
  */
 const outPool = new BufferPool(MIN_OUT_BYTES, 512);
+/**
+ * The first size a buffer grows to: the replies to 16 pipelined small
+ * requests (wrk's pipeline) take ~3 KiB. Pooled too, or each such batch
+ * allocates one and drops it. 128 of them: 512 KiB.
+ */
+const GROWN_OUT_BYTES = 2 * MIN_OUT_BYTES;
+const grownPool = new BufferPool(GROWN_OUT_BYTES, 128);
+
+/** The pool that lends buffers of `buf`'s size, if any. */
+function poolOf(buf: Uint8Array): BufferPool | undefined {
+  return buf.length === MIN_OUT_BYTES
+    ? outPool
+    : buf.length === GROWN_OUT_BYTES
+    ? grownPool
+    : undefined;
+}
 
 /** Bytes queued for one write. Grows by doubling; `len` bytes are in use. */
 export class OutBuffer {
@@ -53,7 +69,9 @@ export class OutBuffer {
    */
   release(): void {
     if (this.len !== 0 || this.buf === EMPTY) return;
-    if (!outPool.give(this.buf)) this.#view = this.#viewOf = EMPTY;
+    if (poolOf(this.buf)?.give(this.buf) !== true) {
+      this.#view = this.#viewOf = EMPTY;
+    }
     this.buf = EMPTY;
   }
 
@@ -64,10 +82,18 @@ export class OutBuffer {
     if (this.buf === EMPTY && need <= MIN_OUT_BYTES) {
       return this.buf = outPool.take();
     }
-    let size = Math.max(this.buf.length * 2, MIN_OUT_BYTES);
-    while (size < need) size *= 2;
-    const bigger = new Uint8Array(size);
-    bigger.set(this.buf.subarray(0, this.len));
+    const old = this.buf;
+    let bigger: Uint8Array;
+    if (need <= GROWN_OUT_BYTES && old.length < GROWN_OUT_BYTES) {
+      bigger = grownPool.take();
+    } else {
+      let size = Math.max(old.length * 2, MIN_OUT_BYTES);
+      while (size < need) size *= 2;
+      bigger = new Uint8Array(size);
+    }
+    bigger.set(old.subarray(0, this.len));
+    // Views taken of `old` are spent: bytes are queued again.
+    poolOf(old)?.give(old);
     return this.buf = bigger;
   }
 
