@@ -588,8 +588,9 @@ export class Connection extends Timed implements ByteSource {
     if (this.#headStartedAt === 0 && this.#in.empty) {
       this.phase = Phase.Idle;
       // When the reply went out, not when its request came: a drain
-      // measures idleness from here.
-      this.#idleAt = batchNow();
+      // measures idleness from here. #now moved on past a slow handler,
+      // body or write, so no second clock read is needed.
+      this.#idleAt = this.#now;
       // Waiting holds no more than the pending read needs.
       this.#in.giveBack();
       this.#out.release();
