@@ -231,6 +231,16 @@ export function parseHead(
     const nameEnd = i++;
     while (buf[i] === SP || buf[i] === HTAB) i++;
     const valueStart = i;
+    // A Host value is scanned for the bytes a host may hold first: where
+    // that stops is where a bad byte is, if before the trimmed end.
+    let hostEnd = -1;
+    if (
+      nameEnd - line === 4 && buf[line] === 0x68 && buf[line + 1] === 0x6f &&
+      buf[line + 2] === 0x73 && buf[line + 3] === 0x74 // "host"
+    ) {
+      while (HOST[buf[i]] === 1) i++;
+      hostEnd = i;
+    }
     while (FIELD_VALUE[buf[i]] === 1) i++;
     let valueEnd = i;
     if (buf[i] !== CR || buf[i + 1] !== LF) {
@@ -247,14 +257,7 @@ export function parseHead(
       valueEnd > valueStart &&
       (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HTAB)
     ) valueEnd--;
-    if (
-      nameEnd - line === 4 && buf[line] === 0x68 && buf[line + 1] === 0x6f &&
-      buf[line + 2] === 0x73 && buf[line + 3] === 0x74 // "host"
-    ) {
-      for (let k = valueStart; k < valueEnd; k++) {
-        if (HOST[buf[k]] !== 1) badHost = true;
-      }
-    }
+    if (hostEnd !== -1 && hostEnd < valueEnd) badHost = true;
     if (count === limits.maxHeaderCount) {
       throw new HttpError(
         STATUS.RequestHeaderFieldsTooLarge,
