@@ -44,6 +44,26 @@ Deno.test("timeoutsOf() divides each patience by busyTimeoutDivisor, and refuses
   );
 });
 
+Deno.test("timeoutsOf() works out a reply's first write deadline: the gap or the grace, whichever is sooner", () => {
+  const limits = {
+    ...DEFAULT_LIMITS,
+    writeTimeoutMs: 30_000,
+    minRateGraceMs: 10_000,
+    minSendBytesPerSec: 1024,
+    busyTimeoutDivisor: 4,
+  };
+  const t = timeoutsOf(limits);
+  assert.equal(t.firstWriteMs, 10_000);
+  assert.equal(t.firstWriteBusyMs, 2_500);
+  const slow = timeoutsOf({ ...limits, minRateGraceMs: 60_000 });
+  assert.equal(slow.firstWriteMs, 30_000);
+  assert.equal(slow.firstWriteBusyMs, 7_500);
+  // No minimum rate: only the gap.
+  const free = timeoutsOf({ ...limits, minSendBytesPerSec: 0 });
+  assert.equal(free.firstWriteMs, 30_000);
+  assert.equal(free.firstWriteBusyMs, 7_500);
+});
+
 const budgets: [
   what: string,
   args: [number, number, number, number],

@@ -1000,6 +1000,11 @@ export class Connection extends Timed implements ByteSource {
    */
   #armWrite(now: number): void {
     const t = this.#opts.timeouts;
+    if (this.#sendBytes === 0 && this.#sendWaitedMs === 0) {
+      // A reply's first write, the common one: its budget is worked out.
+      this.#arm(now + t.firstWriteMs, now + t.firstWriteBusyMs);
+      return;
+    }
     this.#armWait(
       now,
       t.writeGapMs,

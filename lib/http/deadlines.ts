@@ -21,6 +21,13 @@ export interface Timeouts {
   readonly bodyMsPerByte: number;
   /** Milliseconds each reply byte buys; 0 without a minimum rate. */
   readonly sendMsPerByte: number;
+  /**
+   * The deadline of a reply's first write, plain and busy: the gap or the
+   * rate's grace, whichever is sooner (nothing sent or waited on yet).
+   * Worked out once: every reply arms it.
+   */
+  readonly firstWriteMs: number;
+  readonly firstWriteBusyMs: number;
 }
 
 /** The timeouts of `limits`; throws RangeError for a divisor under 1. */
@@ -29,6 +36,9 @@ export function timeoutsOf(limits: Limits): Timeouts {
   if (!(d >= 1)) throw new RangeError("busyTimeoutDivisor must be at least 1");
   const busy = (ms: number) => Math.max(1, Math.ceil(ms / d));
   const perByte = (rate: number) => rate > 0 ? 1000 / rate : 0;
+  const sendMsPerByte = perByte(limits.minSendBytesPerSec);
+  const writeGapBusyMs = busy(limits.writeTimeoutMs);
+  const graceBusyMs = busy(limits.minRateGraceMs);
   return Object.freeze({
     headMs: limits.headTimeoutMs,
     headBusyMs: busy(limits.headTimeoutMs),
@@ -37,11 +47,19 @@ export function timeoutsOf(limits: Limits): Timeouts {
     bodyGapMs: limits.bodyTimeoutMs,
     bodyGapBusyMs: busy(limits.bodyTimeoutMs),
     writeGapMs: limits.writeTimeoutMs,
-    writeGapBusyMs: busy(limits.writeTimeoutMs),
+    writeGapBusyMs,
     graceMs: limits.minRateGraceMs,
-    graceBusyMs: busy(limits.minRateGraceMs),
+    graceBusyMs,
     bodyMsPerByte: perByte(limits.minBodyBytesPerSec),
-    sendMsPerByte: perByte(limits.minSendBytesPerSec),
+    sendMsPerByte,
+    firstWriteMs: Math.min(
+      limits.writeTimeoutMs,
+      rateBudgetMs(limits.minRateGraceMs, sendMsPerByte, 0, 0),
+    ),
+    firstWriteBusyMs: Math.min(
+      writeGapBusyMs,
+      rateBudgetMs(graceBusyMs, sendMsPerByte, 0, 0),
+    ),
   });
 }
 
