@@ -57,6 +57,16 @@ Deno.test("writeFields() and writeFraming() spell a whole head", () => {
   );
 });
 
+Deno.test("writeFraming() spells every Content-Length in decimal", () => {
+  for (
+    const n of [0, 1, 9, 10, 99, 100, 1023, 65536, 1e9, 2 ** 40, 2 ** 53 - 1]
+  ) {
+    const out = new OutBuffer();
+    writeFraming(out, n, false, false, false);
+    assert.equal(decoder.decode(out.take()), `Content-Length: ${n}\r\n\r\n`);
+  }
+});
+
 Deno.test("writeFraming() adds Keep-Alive: timeout=N to a kept connection only", () => {
   const frame = (close: boolean, keepAlive: boolean, idleMs: number) => {
     const out = new OutBuffer();

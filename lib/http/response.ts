@@ -399,12 +399,15 @@ export function frameReply(
 
 const CONTENT_LENGTH = encoder.encode("Content-Length: ");
 const CHUNKED = encoder.encode("Transfer-Encoding: chunked\r\n");
-const CLOSE = encoder.encode("Connection: close\r\n");
 const KEEP_ALIVE = encoder.encode("Connection: keep-alive\r\n");
 
-/** "Keep-Alive: timeout=N" as bytes, for the last idle timeout asked for. */
+/** "Keep-Alive: timeout=N" as bytes, for the last idle timeout asked for... */
 let keepAliveMs = -1;
 let keepAliveTimeout = EMPTY;
+/** ...and the same with the blank line that ends a head. */
+let keepAliveEnd = EMPTY;
+const BLANK_LINE = encoder.encode("\r\n");
+const CLOSE_END = encoder.encode("Connection: close\r\n\r\n");
 
 /**
  * `Keep-Alive: timeout=N\r\n`, N the idle timeout in whole seconds, encoded
@@ -414,12 +417,16 @@ export function keepAliveField(idleMs: number): Uint8Array {
   if (idleMs !== keepAliveMs) {
     keepAliveMs = idleMs;
     const seconds = Math.floor(idleMs / 1000);
-    keepAliveTimeout = seconds >= 1
-      ? encoder.encode(`Keep-Alive: timeout=${seconds}\r\n`)
-      : EMPTY;
+    const field = seconds >= 1 ? `Keep-Alive: timeout=${seconds}\r\n` : "";
+    keepAliveTimeout = field === "" ? EMPTY : encoder.encode(field);
+    keepAliveEnd = encoder.encode(`${field}\r\n`);
   }
   return keepAliveTimeout;
 }
+
+/** Content-Length, Transfer-Encoding and Connection lines at their longest. */
+const FRAMING_BYTES = CONTENT_LENGTH.length + 16 + 2 + CHUNKED.length +
+  KEEP_ALIVE.length;
 
 /**
  * Writes the framing fields the engine owns and the blank line that ends
@@ -428,6 +435,7 @@ export function keepAliveField(idleMs: number): Uint8Array {
  * long it stays open idle, `idleMs`, so a client closes an idle socket
  * before the server does instead of racing it (RFC 9112 §9.3, and the
  * `Keep-Alive` hint Node's and .NET's clients read); 0 says nothing.
+ * One reserve for it all; the last field and the blank line are one copy.
  */
 export function writeFraming(
   out: OutBuffer,
@@ -437,26 +445,44 @@ export function writeFraming(
   keepAlive: boolean,
   idleMs = 0,
 ): void {
+  let end: Uint8Array = BLANK_LINE;
+  if (close) end = CLOSE_END;
+  else if (idleMs !== 0) {
+    keepAliveField(idleMs);
+    end = keepAliveEnd;
+  }
+  const buf = out.reserve(FRAMING_BYTES + end.length);
+  let at = out.len;
   if (contentLength !== -1) {
-    const digits = contentLength.toString();
-    const buf = out.reserve(CONTENT_LENGTH.length + digits.length + 2);
-    let at = out.len;
     copyBytes(buf, at, CONTENT_LENGTH);
-    at += CONTENT_LENGTH.length;
-    for (let i = 0; i < digits.length; i++) buf[at++] = digits.charCodeAt(i);
+    at = writeDigits(buf, at + CONTENT_LENGTH.length, contentLength);
     buf[at++] = CR;
     buf[at++] = LF;
-    out.len = at;
   }
-  if (chunked) out.bytes(CHUNKED);
-  if (close) out.bytes(CLOSE);
-  else {
-    if (keepAlive) out.bytes(KEEP_ALIVE);
-    if (idleMs !== 0) out.bytes(keepAliveField(idleMs));
+  if (chunked) {
+    copyBytes(buf, at, CHUNKED);
+    at += CHUNKED.length;
   }
-  const buf = out.reserve(2);
-  buf[out.len++] = CR;
-  buf[out.len++] = LF;
+  if (keepAlive && !close) {
+    copyBytes(buf, at, KEEP_ALIVE);
+    at += KEEP_ALIVE.length;
+  }
+  copyBytes(buf, at, end);
+  out.len = at + end.length;
+}
+
+/**
+ * The decimal digits of `n` (a safe integer, 0 or more) at `buf[at]`;
+ * returns the index past them. No string is made.
+ */
+function writeDigits(buf: Uint8Array, at: number, n: number): number {
+  let width = 1;
+  for (let p = 10; p <= n; p *= 10) width++;
+  for (let i = at + width - 1; i >= at; i--) {
+    buf[i] = 0x30 + n % 10;
+    n = Math.floor(n / 10);
+  }
+  return at + width;
 }
 
 const SWITCHING = encoder.encode("HTTP/1.1 101 Switching Protocols\r\n");
