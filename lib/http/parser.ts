@@ -15,6 +15,7 @@ export const HTAB = 0x09;
 export const COLON = 0x3a;
 export const SLASH = 0x2f;
 export const STAR = 0x2a;
+const QUESTION = 0x3f;
 
 /** 1 where a byte may appear in a token (RFC 9110 §5.6.2). */
 export const TOKEN = new Uint8Array(256);
@@ -170,7 +171,10 @@ export function parseHead(
   const method = methodName(buf, start, i);
 
   const targetStart = ++i;
-  while (TARGET[buf[i]] === 1) i++;
+  let question = -1; // where the query starts, found in the same scan
+  for (let c = buf[i]; TARGET[c] === 1; c = buf[++i]) {
+    if (c === QUESTION && question === -1) question = i;
+  }
   const targetEnd = i;
   if (targetEnd - targetStart > limits.maxTargetBytes) {
     throw new HttpError(STATUS.URITooLong, "Request target too long", {
@@ -322,9 +326,11 @@ export function parseHead(
   const first = buf[targetStart];
   if (first === SLASH) {
     // origin-form, the common case (§3.2.1)
-    const q = target.indexOf("?");
-    path = q === -1 ? target : target.slice(0, q);
-    if (q !== -1) query = target.slice(q + 1);
+    if (question === -1) path = target;
+    else {
+      path = text.slice(targetStart - start, question - start);
+      query = text.slice(question + 1 - start, targetEnd - start);
+    }
   } else if (first === STAR && targetEnd - targetStart === 1) {
     if (method !== "OPTIONS") {
       throw badRequest("asterisk-form is only for OPTIONS");
