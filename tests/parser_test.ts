@@ -156,6 +156,24 @@ Deno.test("parseHead() reads an absolute-form target and takes its authority as 
   assert.equal(head.target, "http://Other.test:81/p/q?r=1");
 });
 
+Deno.test("parseHead() splits an origin-form target at its first ?", () => {
+  for (
+    const [target, path, query] of [
+      ["/a?b?c", "/a", "b?c"],
+      ["/a?", "/a", ""],
+      ["/?x", "/", "x"],
+      ["/a/b", "/a/b", ""],
+    ]
+  ) {
+    const head = parse(`GET ${target} HTTP/1.1\r\n${H}\r\n`);
+    assert.deepEqual([head.target, head.path, head.query], [
+      target,
+      path,
+      query,
+    ]);
+  }
+});
+
 Deno.test("parseHead() gives path / for an absolute-form target without one", () => {
   const head = parse(`GET HTTPS://other.test HTTP/1.1\r\n${H}\r\n`);
   assert.equal(head.host, "other.test");
