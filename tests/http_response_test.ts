@@ -205,6 +205,26 @@ Deno.test("OutBuffer grows, and take() empties it", () => {
   assert.equal(decoder.decode(out.take()), "a".repeat(100) + "b");
 });
 
+Deno.test("OutBuffer.text() spells short and long text as UTF-8, after what is queued", () => {
+  const out = new OutBuffer();
+  for (
+    const s of [
+      "",
+      "hello",
+      "x".repeat(48),
+      "x".repeat(49),
+      `{"items":[${"1,".repeat(300)}2]}`,
+      "ascii then é",
+      "é".repeat(30) + "x".repeat(30),
+      "x".repeat(60) + "\u{1f600}",
+    ]
+  ) {
+    out.bytes(Uint8Array.of(0x3e));
+    out.text(s);
+    assert.equal(decoder.decode(out.take()), `>${s}`);
+  }
+});
+
 Deno.test("isAscii() tells short and long strings apart", () => {
   assert.equal(isAscii(""), true);
   assert.equal(isAscii("hello"), true);
