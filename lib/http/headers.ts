@@ -34,11 +34,16 @@ export class HeaderFields {
   /** The first value of `name` (any case), or undefined. */
   get(name: string): string | undefined {
     const names = this.#names;
+    let sameLength = false;
     for (let i = 0; i < names.length; i++) {
-      if (names[i] === name) return this.#values[i];
+      const stored = names[i];
+      if (stored === name) return this.#values[i];
+      if (stored.length === name.length) sameLength = true;
     }
     // Callers mostly ask in lower case already: a miss then costs no fold.
-    if (isLower(name)) return undefined;
+    // Folding never changes the length of a name that could match (a
+    // token: ASCII), so with no name of this length it is a miss as sent.
+    if (!sameLength || isLower(name)) return undefined;
     return this.get(name.toLowerCase());
   }
 
