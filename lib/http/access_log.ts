@@ -67,6 +67,10 @@ const SP = 0x20;
 const LF = 0x0a;
 const LBRACE = 0x7b;
 const HEX = "0123456789abcdef";
+/** 1 for the ASCII characters a line shows as they are: printable, not `"` or `\\`. */
+const PLAIN = new Uint8Array(0x80).map((_, c) =>
+  c >= SP && c < 0x7f && c !== QUOTE && c !== BACKSLASH ? 1 : 0
+);
 const MONTHS = [
   "Jan",
   "Feb",
@@ -369,7 +373,7 @@ function putEscaped(
   const n = s.length > max ? max : s.length;
   for (let i = 0; i < n; i++) {
     const c = s.charCodeAt(i);
-    if (c >= SP && c < 0x7f && c !== QUOTE && c !== BACKSLASH) {
+    if (c < 0x80 && PLAIN[c] === 1) {
       b[at++] = c;
     } else if (json && (c === QUOTE || c === BACKSLASH)) {
       b[at++] = BACKSLASH;
@@ -432,7 +436,12 @@ function putRequestLine(
       ? putAscii(b, at, "-")
       : putEscaped(b, at, raw, MAX_FIELD_CHARS, false);
   } else {
-    at = putEscaped(b, at, head.method, MAX_METHOD_CHARS, false);
+    const method = head.method;
+    if (method === "GET") {
+      b[at++] = 0x47; // G
+      b[at++] = 0x45; // E
+      b[at++] = 0x54; // T
+    } else at = putEscaped(b, at, method, MAX_METHOD_CHARS, false);
     b[at++] = SP;
     at = putEscaped(b, at, head.target, MAX_FIELD_CHARS, false);
     at = putBytes(b, at, VERSION[versionOf(head)]);
