@@ -144,6 +144,33 @@ Deno.test("AccessLog writes the milliseconds of the second and integers past 2^3
   ]);
 });
 
+Deno.test("AccessLog json and text lines: each line's own milliseconds, across a change of second", () => {
+  const realNow = Date.now;
+  // The stamp of one second is made once: each line writes its milliseconds over it.
+  const times = [1_700_000_000_007, 1_700_000_000_990, 1_700_000_001_050];
+  for (const format of ["json", "text"] as const) {
+    using m = memoryLog({ format });
+    try {
+      for (const now of times) {
+        Date.now = () => now;
+        m.log.append("1.2.3.4", head(GET_A), 200, 1, now, false, undefined);
+      }
+    } finally {
+      Date.now = realNow;
+    }
+    const stamps = m.text().trimEnd().split("\n").map((line) =>
+      format === "json"
+        ? JSON.parse(line)["@timestamp"]
+        : `${TEXT.exec(line)![1].replace(" ", "T")}Z`
+    );
+    assert.deepEqual(stamps, [
+      "2023-11-14T22:13:20.007Z",
+      "2023-11-14T22:13:20.990Z",
+      "2023-11-14T22:13:21.050Z",
+    ]);
+  }
+});
+
 Deno.test("AccessLog json line: a JSON parser reads every field as a field", () => {
   using m = memoryLog({ format: "json" });
   const t0 = Date.now();

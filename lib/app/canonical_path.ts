@@ -61,6 +61,68 @@ let lastRaw: string | undefined;
 let lastPath = "";
 
 function decodePath(rawPath: string): string {
+  // Most paths are plain names already: one pass says so.
+  if (isPlainPath(rawPath)) return rawPath;
+  return decodePathLong(rawPath);
+}
+
+/**
+ * True when `path` is canonical as it stands: starts with "/", printable
+ * ASCII without "%" or backslash, no empty segment (a trailing "/" aside),
+ * no segment ending in "." or space, none that could be a device name.
+ * One pass, no allocation; any other path takes {@link decodePathLong},
+ * which accepts exactly these unchanged and says what is wrong with the rest.
+ */
+function isPlainPath(path: string): boolean {
+  if (path.charCodeAt(0) !== SLASH) return false;
+  let start = 1; // first character of the current segment
+  for (let i = 1; i <= path.length; i++) {
+    const c = i < path.length ? path.charCodeAt(i) : SLASH;
+    if (c === SLASH) {
+      if (i === start) return i === path.length; // "//" or a trailing "/"
+      const last = path.charCodeAt(i - 1);
+      if (last === DOT || last === SPACE || mayBeDevice(path, start, i)) {
+        return false;
+      }
+      start = i + 1;
+    } else if (
+      c < SPACE || c >= DEL || c === PERCENT || c === BACKSLASH
+    ) return false;
+  }
+  return true;
+}
+
+/**
+ * False when path[start, end) cannot be a Windows device name, with or
+ * without an extension: too short, not starting like one (CON, PRN, AUX,
+ * NUL, COM, LPT, CLOCK$), or a stem too long. True leaves it to
+ * {@link checkSegment}.
+ */
+function mayBeDevice(path: string, start: number, end: number): boolean {
+  if (end - start < 3) return false;
+  // The first three characters, lower-cased, as one number: no string made.
+  const prefix = (path.charCodeAt(start) | 0x20) << 16 |
+    (path.charCodeAt(start + 1) | 0x20) << 8 |
+    (path.charCodeAt(start + 2) | 0x20);
+  if (!DEVICE_PREFIXES.includes(prefix)) return false;
+  for (let i = start + 3; i < end; i++) {
+    if (path.charCodeAt(i) === DOT) return i - start <= 7;
+  }
+  return end - start <= 7;
+}
+
+/** How every device name starts, in lower case, as {@link mayBeDevice} packs it. */
+const DEVICE_PREFIXES = ["con", "prn", "aux", "nul", "com", "lpt", "clo"].map(
+  (p) => p.charCodeAt(0) << 16 | p.charCodeAt(1) << 8 | p.charCodeAt(2),
+);
+
+/**
+ * {@link canonicalPath} the long way, every check in turn. Exported for the
+ * property test that holds the one-pass way to it.
+ *
+ * @ignore
+ */
+export function decodePathLong(rawPath: string): string {
   if (rawPath.charCodeAt(0) !== SLASH) throw refuse("must start with /");
   let hasPercent = false;
   for (let i = 0; i < rawPath.length; i++) {

@@ -158,11 +158,17 @@ export function afterNext(
   return onReply(req, reply);
 }
 
+/**
+ * What a chain wraps, given the request: a route's handler as it is, so
+ * running a route's own middleware makes no closure per request.
+ */
+export type Last = (req: AppRequest) => Reply | Promise<Reply>;
+
 /** A composed chain; `last` runs what the chain wraps. */
-export type Run = (req: AppRequest, last: Next) => Reply | Promise<Reply>;
+export type Run = (req: AppRequest, last: Last) => Reply | Promise<Reply>;
 
 /** The empty chain. */
-export const LAST: Run = (_req, last) => last();
+export const LAST: Run = (req, last) => last(req);
 
 /** `chain`, outermost first, as one function. */
 export function compose(chain: readonly Middleware[]): Run {
@@ -172,7 +178,7 @@ export function compose(chain: readonly Middleware[]): Run {
     if (typeof layer === "function") {
       const inner = run;
       run = inner === LAST
-        ? (req, last) => layer(req, last)
+        ? (req, last) => layer(req, () => last(req))
         : (req, last) => layer(req, () => inner(req, last));
       i--;
       continue;

@@ -307,7 +307,7 @@ export class Router {
       req.matched = "fallback";
     }
     if (jsonErrors) preferJsonErrors(raw);
-    const last = () => this.#answer(req, match, refused);
+    const last = (req: AppRequest) => this.#answer(req, match, refused);
     const onError = this.#onError;
     if (onError === undefined) return run(req, last);
     let reply: Reply | Promise<Reply>;
@@ -335,7 +335,7 @@ export class Router {
         checkContract(req, contract);
       }
       if (run === LAST) return handler(req);
-      return run(req, () => handler(req));
+      return run(req, handler);
     }
     if (match.kind === "method") {
       if (req.method === "OPTIONS") return allowReply(match.allow);
