@@ -30,9 +30,10 @@ import {
   MAX_CONTROL_PAYLOAD,
   OPCODE,
   parseClosePayload,
+  writeFrameHead,
   WsError,
 } from "./frame.ts";
-import { Utf8Text } from "./utf8.ts";
+import { isUtf8, Utf8Text } from "./utf8.ts";
 
 /** What happened on the connection, in order. */
 export type WsEvent =
@@ -74,6 +75,20 @@ const PRESIZE_MIN_BYTES = 64 * 1024;
 /** Output pieces are joined up to this size, so many small frames go in one write. */
 const JOIN_OUTPUT_BYTES = 64 * 1024;
 const EMPTY = new Uint8Array(0);
+/**
+ * Small frames are written straight into a pooled buffer of this size (no
+ * buffer of their own per frame); the buffer goes back to the pool once
+ * written, so an idle socket holds none.
+ */
+const OUT_BUFFER_BYTES = 2048;
+/** Pooled output buffers kept for reuse (1 MiB); more are made while many sockets send at once. */
+const OUT_POOL_MAX = 512;
+const outPool: Uint8Array[] = [];
+/** Up to this many UTF-16 units, ASCII text is copied into the frame by a loop, not the encoder. */
+const LOOP_TEXT_UNITS = 64;
+/** The first byte of a whole (FIN), uncompressed text or binary frame. */
+const WHOLE_TEXT = 0x80 | OPCODE.Text;
+const WHOLE_BINARY = 0x80 | OPCODE.Binary;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 const noop = () => {};
@@ -102,10 +117,16 @@ export class WsSession {
   #events: WsEvent[] = [];
   #dispatching = false;
 
-  // Output: frames not yet taken, and bytes taken but not yet written.
+  // Output: frames not yet taken, then the pooled buffer small frames are
+  // written into (after every frame in #out), and bytes taken but not yet
+  // written; #outBytes counts #out and the tail.
   #out: Uint8Array[] = [];
+  #tail: Uint8Array | undefined;
+  #tailLen = 0;
   #outBytes = 0;
   #inFlight = 0;
+  /** A pooled buffer handed out by takeOutput(): back to the pool once written. */
+  #sending: Uint8Array | undefined;
 
   // The frame being read.
   #frameOpcode = 0;
@@ -181,7 +202,7 @@ export class WsSession {
    */
   takeOutput(): Uint8Array | null {
     const out = this.#out;
-    if (out.length === 0) return null;
+    if (out.length === 0) return this.#takeTail();
     let count = 1;
     let bytes = out[0].length;
     while (
@@ -206,9 +227,32 @@ export class WsSession {
     return chunk;
   }
 
+  /** The pooled tail as it is (no copy); the next frame takes a fresh one. */
+  #takeTail(): Uint8Array | null {
+    const len = this.#tailLen;
+    if (len === 0) return null;
+    let chunk: Uint8Array;
+    if (this.#sending === undefined) {
+      chunk = this.#tail!.subarray(0, len);
+      this.#sending = this.#tail;
+      this.#tail = undefined;
+    } else {
+      // The last one is still being written (taken before it was): a copy.
+      chunk = this.#tail!.slice(0, len);
+    }
+    this.#tailLen = 0;
+    this.#outBytes -= len;
+    this.#inFlight += len;
+    return chunk;
+  }
+
   /** `n` bytes from `takeOutput()` reached the socket. */
   written(n: number): void {
     this.#inFlight = Math.max(0, this.#inFlight - n);
+    if (this.#inFlight === 0 && this.#sending !== undefined) {
+      releaseOut(this.#sending);
+      this.#sending = undefined;
+    }
   }
 
   /**
@@ -250,7 +294,17 @@ export class WsSession {
     let bug: unknown;
     try {
       if (inPlace) this.#parser.parsePayloadInPlace(bytes, this.#sink);
-      else this.#parser.parse(bytes, this.#sink);
+      else {
+        const off = this.#msgOpcode === 0 && this.#parser.idle
+          ? this.#wholeFrames(bytes)
+          : 0;
+        if (off < bytes.length && this.#state !== "closed") {
+          this.#parser.parse(
+            off === 0 ? bytes : bytes.subarray(off),
+            this.#sink,
+          );
+        }
+      }
     } catch (err) {
       if (err instanceof WsError) {
         this.#fail(err.code, err.message);
@@ -261,6 +315,71 @@ export class WsSession {
     }
     this.#dispatch();
     if (bug !== undefined) throw bug;
+  }
+
+  /**
+   * The common frame in one pass, without the parser: a whole, unmasked
+   * on arrival, uncompressed text or binary message with a payload under
+   * 126 bytes, all in `bytes` from `off`. Each such frame at the start of
+   * `bytes` is checked (as the parser would: FIN, no RSV bits, masked,
+   * within the limits; text as UTF-8, ASCII in the same loop as the
+   * unmasking), unmasked in place and emitted. Returns the offset of the
+   * first byte left for the parser (anything else, or a frame cut short).
+   */
+  #wholeFrames(bytes: Uint8Array): number {
+    const end = bytes.length;
+    const limits = this.#limits;
+    const max = Math.min(limits.wsMaxFrameBytes, limits.wsMaxMessageBytes);
+    let off = 0;
+    while (end - off >= 6 && this.#state !== "closed") {
+      const b0 = bytes[off];
+      const b1 = bytes[off + 1];
+      // 0x80..0xfd: masked, a 7-bit length.
+      if (
+        (b0 !== WHOLE_TEXT && b0 !== WHOLE_BINARY) || b1 < 0x80 || b1 > 0xfd
+      ) {
+        break;
+      }
+      const len = b1 & 0x7f;
+      const start = off + 6;
+      const stop = start + len;
+      // Over a limit: the parser says which, with the same close code.
+      if (stop > end || len > max) break;
+      const m0 = bytes[off + 2];
+      const m1 = bytes[off + 3];
+      const m2 = bytes[off + 4];
+      const m3 = bytes[off + 5];
+      let high = 0;
+      let i = start;
+      for (; i + 4 <= stop; i += 4) {
+        const a = bytes[i] ^ m0;
+        const b = bytes[i + 1] ^ m1;
+        const c = bytes[i + 2] ^ m2;
+        const d = bytes[i + 3] ^ m3;
+        bytes[i] = a;
+        bytes[i + 1] = b;
+        bytes[i + 2] = c;
+        bytes[i + 3] = d;
+        high |= a | b | c | d;
+      }
+      if (i < stop) high |= bytes[i] ^= m0;
+      if (i + 1 < stop) high |= bytes[i + 1] ^= m1;
+      if (i + 2 < stop) high |= bytes[i + 2] ^= m2;
+      off = stop;
+      if (b0 === WHOLE_BINARY) {
+        this.#emit({ type: "binary", data: bytes.slice(start, stop) });
+        continue;
+      }
+      const payload = bytes.subarray(start, stop);
+      if (high >= 0x80 && !isUtf8(payload)) {
+        throw new WsError(CLOSE.InvalidPayload, "Text message is not UTF-8");
+      }
+      this.#emit({
+        type: "text",
+        data: len === 0 ? "" : decoder.decode(payload),
+      });
+    }
+    return off;
   }
 
   /**
@@ -284,6 +403,7 @@ export class WsSession {
         this.#deflater === undefined ||
         data.length * 3 < this.#deflateMinBytes
       ) {
+        if (this.#tailText(data)) return true;
         frame = encodeTextFrame(data);
       } else {
         frame = this.#frame(OPCODE.Text, encoder.encode(data));
@@ -348,6 +468,7 @@ export class WsSession {
   abort(reason = "Connection lost"): void {
     if (this.#state === "closed") return;
     this.#out = [];
+    this.#tailLen = 0;
     this.#outBytes = 0;
     this.#closeWith(CLOSE.Abnormal, reason, false);
     this.#dispatch();
@@ -357,6 +478,11 @@ export class WsSession {
   dispose(): void {
     this.#deflater?.close();
     this.#inflater?.close();
+    // Not #sending: a write the socket's close cut short may still hold it.
+    if (this.#tail !== undefined && this.#tailLen === 0) {
+      releaseOut(this.#tail);
+      this.#tail = undefined;
+    }
   }
 
   #frame(opcode: number, payload: Uint8Array): Uint8Array {
@@ -367,10 +493,51 @@ export class WsSession {
     return encodeFrame(opcode, payload);
   }
 
+  /**
+   * A short ASCII text message written as a frame straight into the tail;
+   * false (nothing queued) for other text or no room there.
+   */
+  #tailText(text: string): boolean {
+    const n = text.length;
+    if (n > LOOP_TEXT_UNITS || this.#out.length !== 0) return false;
+    const at = this.#tailLen;
+    const size = (n < 126 ? 2 : 4) + n;
+    if (at + size > OUT_BUFFER_BYTES) return false;
+    const buf = this.#tail ??= outPool.pop() ??
+      new Uint8Array(OUT_BUFFER_BYTES);
+    const p = writeFrameHead(buf, at, OPCODE.Text, n);
+    for (let i = 0; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c >= 0x80) return false; // the header alone is overwritten next
+      buf[p + i] = c;
+    }
+    this.#tailLen = at + size;
+    this.#added(size);
+    return true;
+  }
+
   #enqueue(frame: Uint8Array): void {
+    const at = this.#tailLen;
+    if (this.#out.length === 0 && at + frame.length <= OUT_BUFFER_BYTES) {
+      // Small and nothing big before it: into the tail.
+      const buf = this.#tail ??= outPool.pop() ??
+        new Uint8Array(OUT_BUFFER_BYTES);
+      buf.set(frame, at);
+      this.#tailLen = at + frame.length;
+    } else {
+      // The tail's frames go first, as a piece of their own.
+      if (at > 0) {
+        this.#out.push(this.#tail!.slice(0, at));
+        this.#tailLen = 0;
+      }
+      this.#out.push(frame);
+    }
+    this.#added(frame.length);
+  }
+
+  #added(bytes: number): void {
     const wasEmpty = this.#outBytes === 0;
-    this.#out.push(frame);
-    this.#outBytes += frame.length;
+    this.#outBytes += bytes;
     if (wasEmpty) this.onOutput();
   }
 
@@ -404,7 +571,7 @@ export class WsSession {
         }
       }
     } finally {
-      this.#events = [];
+      this.#events.length = 0;
       this.#dispatching = false;
     }
     if (failed) throw failure;
@@ -595,4 +762,8 @@ function truncateReason(reason: string): string {
   const buf = new Uint8Array(MAX_CLOSE_REASON_BYTES);
   const { written } = encoder.encodeInto(reason, buf);
   return decoder.decode(buf.subarray(0, written));
+}
+
+function releaseOut(buf: Uint8Array): void {
+  if (outPool.length < OUT_POOL_MAX) outPool.push(buf);
 }
