@@ -850,7 +850,7 @@ async function wsSmallRow(
       id: `${id}a`,
       reference: `${row.reference}; floor ${fmtRps(median(floor.map(rps)))} = ${
         fmtSummary(floorVsDeno)
-      }`,
+      }, ${medianCpu(floor, false).toFixed(2)} µs/msg`,
       problems: [...row.problems, ...errorsOf("ws floor", floor)],
       caveats: saturation([
         [spindle, ours],
