@@ -198,7 +198,8 @@ export class WsSession {
 
   /**
    * Takes the next bytes to write, small frames joined into one buffer, or
-   * null when there are none. Call `written()` once they are written.
+   * null when there are none. Call `written()` once they are written: the
+   * bytes may be a pooled buffer's, reused after that.
    */
   takeOutput(): Uint8Array | null {
     const out = this.#out;
