@@ -1167,3 +1167,16 @@ Deno.test("small frames queued around a big one leave in the order they were sen
   );
   assert.equal(h.session.bufferedAmount, 0);
 });
+
+Deno.test("receive() reads only up to `end` of a reused read buffer", () => {
+  const h = new Harness();
+  const wire = concat([text("one"), binary(new Uint8Array(300)), text("two")]);
+  const buf = new Uint8Array(4096).fill(0xff); // what an earlier read left
+  // Cut inside the binary frame's header, then inside its payload.
+  for (const [from, to] of [[0, 8], [8, 100], [100, wire.length]]) {
+    buf.set(wire.subarray(from, to));
+    h.session.receive(buf, to - from);
+  }
+  assert.deepEqual(h.summary(), ["text:one", "binary(300)", "text:two"]);
+  assert.equal(h.session.state, "open");
+});

@@ -232,7 +232,7 @@ export class WsConnection implements Takeover {
     if (inPlace) this.#receive(buf, n);
     else {
       // The session copies what it keeps: the buffer is free once it returns.
-      this.#receive(buf.subarray(0, n), -1);
+      this.#receive(buf, -1, n);
       if (buf !== this.#small && pool.length < POOL_MAX) pool.push(buf);
       this.#big = n === buf.length;
     }
@@ -272,13 +272,14 @@ export class WsConnection implements Takeover {
   }
 
   /**
-   * Feeds bytes to the session, then writes what it queued in reply. With
-   * `inPlace` >= 0, that many bytes were read into `payloadSpace()`.
+   * Feeds `bytes` up to `end` to the session, then writes what it queued
+   * in reply. With `inPlace` >= 0, that many bytes were read into
+   * `payloadSpace()` instead.
    */
-  #receive(bytes: Uint8Array, inPlace: number): void {
+  #receive(bytes: Uint8Array, inPlace: number, end = bytes.length): void {
     this.#receiving = true;
     try {
-      if (inPlace < 0) this.#session.receive(bytes);
+      if (inPlace < 0) this.#session.receive(bytes, end);
       else this.#session.receivedInPlace(inPlace);
     } catch (err) {
       // The session already failed the connection with 1011.

@@ -257,14 +257,15 @@ export class WsSession {
   }
 
   /**
-   * Feeds bytes read from the socket; they are unmasked in place. Events
-   * go to `onEvent`; replies (pong, close) are queued as output. Bytes
-   * after the close handshake or a failure are ignored.
+   * Feeds bytes read from the socket (`bytes` up to `end`); they are
+   * unmasked in place. Events go to `onEvent`; replies (pong, close) are
+   * queued as output. Bytes after the close handshake or a failure are
+   * ignored.
    */
-  receive(bytes: Uint8Array): void {
+  receive(bytes: Uint8Array, end: number = bytes.length): void {
     if (this.#state === "closed") return;
     this.#heard = true;
-    this.#parse(bytes, false);
+    this.#parse(bytes, false, end);
   }
 
   /**
@@ -288,20 +289,22 @@ export class WsSession {
     this.#heard = true;
     const bytes = whole.subarray(this.#msgBytes, this.#msgBytes + n);
     this.#msgBytes += n;
-    this.#parse(bytes, true);
+    this.#parse(bytes, true, n);
   }
 
-  #parse(bytes: Uint8Array, inPlace: boolean): void {
+  #parse(bytes: Uint8Array, inPlace: boolean, end: number): void {
     let bug: unknown;
     try {
       if (inPlace) this.#parser.parsePayloadInPlace(bytes, this.#sink);
       else {
         const off = this.#msgOpcode === 0 && this.#parser.idle
-          ? this.#wholeFrames(bytes)
+          ? this.#wholeFrames(bytes, end)
           : 0;
-        if (off < bytes.length && this.#state !== "closed") {
+        if (off < end && this.#state !== "closed") {
           this.#parser.parse(
-            off === 0 ? bytes : bytes.subarray(off),
+            off === 0 && end === bytes.length
+              ? bytes
+              : bytes.subarray(off, end),
             this.#sink,
           );
         }
@@ -319,16 +322,15 @@ export class WsSession {
   }
 
   /**
-   * The common frame in one pass, without the parser: a whole, unmasked
-   * on arrival, uncompressed text or binary message with a payload under
-   * 126 bytes, all in `bytes` from `off`. Each such frame at the start of
-   * `bytes` is checked (as the parser would: FIN, no RSV bits, masked,
-   * within the limits; text as UTF-8, ASCII in the same loop as the
-   * unmasking), unmasked in place and emitted. Returns the offset of the
-   * first byte left for the parser (anything else, or a frame cut short).
+   * The common frame in one pass, without the parser: a whole message in
+   * one uncompressed text or binary frame with a payload under 126 bytes.
+   * Each such frame at the start of `bytes` (up to `end`) is checked as
+   * the parser would (FIN, no RSV bits, masked, within the limits; text as
+   * UTF-8, its ASCII found in the unmasking loop), unmasked in place and
+   * emitted. Returns the offset of the first byte left for the parser
+   * (any other frame, or one cut short by the read's end).
    */
-  #wholeFrames(bytes: Uint8Array): number {
-    const end = bytes.length;
+  #wholeFrames(bytes: Uint8Array, end: number): number {
     const limits = this.#limits;
     const max = Math.min(limits.wsMaxFrameBytes, limits.wsMaxMessageBytes);
     let off = 0;
