@@ -6,7 +6,10 @@
  * syscalls, so the figures hold steady on a busy machine). The difference
  * is what our JS adds per message to the runtime's read and write.
  *
- *   deno run --allow-env --unstable-net bench/ws_layers.ts --rounds 30
+ *   deno run --allow-env --unstable-net bench/ws_layers.ts --rounds 30 [--sockets 256]
+ *
+ * `--sockets N` serves the messages on N sockets at once, as case 15a's
+ * load does: more live state per message, as on a real server.
  */
 import { cpuUsage } from "node:process";
 import { parseArgs } from "node:util";
@@ -16,8 +19,6 @@ import { WsSession } from "../lib/http/ws/session.ts";
 import { ServerWebSocket } from "../lib/http/ws/socket.ts";
 import { maskedFrame } from "./ws_load.ts";
 
-/** Messages per round (one socket). */
-const MESSAGES = 20_000;
 const FRAME = maskedFrame(0x1, new Uint8Array(32).fill(0x78));
 
 /** A socket that hands over `frame` per read, `count` times, then EOF. */
@@ -50,7 +51,7 @@ class FakeSocket {
 }
 
 /** The default app's /echo on a fake socket; returns the bytes written. */
-async function serveEcho(count: number): Promise<number> {
+async function echoOne(count: number): Promise<number> {
   const socket = new FakeSocket(count);
   const session = new WsSession(DEFAULT_LIMITS, { deflate: null });
   const ws = new ServerWebSocket(session, {
@@ -72,7 +73,7 @@ async function serveEcho(count: number): Promise<number> {
 }
 
 /** bench/servers/ws_floor.ts's loop on the fake socket. */
-async function serveFloor(count: number): Promise<number> {
+async function floorOne(count: number): Promise<number> {
   const conn = new FakeSocket(count);
   const buf = new Uint8Array(4096);
   while ((await conn.read(buf)) !== null) {
@@ -88,20 +89,45 @@ async function serveFloor(count: number): Promise<number> {
   return conn.sent;
 }
 
+/** `serve` on `sockets` fake sockets at once, `count` messages in all; bytes written. */
+async function many(
+  serve: (count: number) => Promise<number>,
+  count: number,
+  sockets: number,
+): Promise<number> {
+  const each = Array.from(
+    { length: sockets },
+    (_, i) =>
+      serve(Math.floor(count / sockets) + (i < count % sockets ? 1 : 0)),
+  );
+  return (await Promise.all(each)).reduce((a, b) => a + b, 0);
+}
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    rounds: { type: "string", default: "30" },
+    sockets: { type: "string", default: "1" },
+  },
+});
+const sockets = Number(values.sockets);
+/** Messages per round: enough that opening the sockets is a small part. */
+const MESSAGES = Math.max(20_000, sockets * 500);
+const serveFloor = (count: number) => many(floorOne, count, sockets);
+const serveEcho = (count: number) => many(echoOne, count, sockets);
+
 const ROWS = [
   { name: "floor: read, unmask, write", run: serveFloor },
   { name: "default app /echo", run: serveEcho },
 ];
 
 for (const row of ROWS) {
-  const sent = await row.run(2);
-  if (sent !== 2 * 34) throw new Error(`${row.name}: sent ${sent} bytes`);
+  const sent = await row.run(2 * sockets);
+  if (sent !== 2 * sockets * 34) {
+    throw new Error(`${row.name}: sent ${sent} bytes`);
+  }
 }
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: { rounds: { type: "string", default: "30" } },
-});
 const times = ROWS.map(() => [] as number[]);
 for (let r = 0; r < Number(values.rounds); r++) {
   for (let i = 0; i < ROWS.length; i++) {

@@ -234,7 +234,8 @@ export class WsSession {
     if (len === 0) return null;
     let chunk: Uint8Array;
     if (this.#sending === undefined) {
-      chunk = this.#tail!.subarray(0, len);
+      // A pooled buffer is a whole ArrayBuffer: a view of it made directly.
+      chunk = new Uint8Array(this.#tail!.buffer, 0, len);
       this.#sending = this.#tail;
       this.#tail = undefined;
     } else {
@@ -373,7 +374,12 @@ export class WsSession {
         this.#emit({ type: "binary", data: bytes.slice(start, stop) });
         continue;
       }
-      const payload = bytes.subarray(start, stop);
+      // A view made directly: subarray() looks up a species constructor.
+      const payload = new Uint8Array(
+        bytes.buffer,
+        bytes.byteOffset + start,
+        len,
+      );
       if (high >= 0x80 && !isUtf8(payload)) {
         throw new WsError(CLOSE.InvalidPayload, "Text message is not UTF-8");
       }
