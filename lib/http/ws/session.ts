@@ -86,9 +86,16 @@ const OUT_POOL_MAX = 512;
 const outPool: Uint8Array[] = [];
 /** Up to this many UTF-16 units, ASCII text is copied into the frame by a loop, not the encoder. */
 const LOOP_TEXT_UNITS = 64;
+const FIN = 0x80;
 /** The first byte of a whole (FIN), uncompressed text or binary frame. */
-const WHOLE_TEXT = 0x80 | OPCODE.Text;
-const WHOLE_BINARY = 0x80 | OPCODE.Binary;
+const WHOLE_TEXT = FIN | OPCODE.Text;
+const WHOLE_BINARY = FIN | OPCODE.Binary;
+/** The second header byte: the mask bit, the 7-bit length, 126 for a 16-bit one. */
+const MASK_BIT = 0x80;
+const LENGTH_BITS = 0x7f;
+const LENGTH_16 = 126;
+/** Header of a masked frame with a 7-bit length: 2 bytes, then the 4-byte mask. */
+const SMALL_HEAD_BYTES = 6;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 const noop = () => {};
@@ -335,17 +342,17 @@ export class WsSession {
     const limits = this.#limits;
     const max = Math.min(limits.wsMaxFrameBytes, limits.wsMaxMessageBytes);
     let off = 0;
-    while (end - off >= 6 && this.#state !== "closed") {
+    while (end - off >= SMALL_HEAD_BYTES && this.#state !== "closed") {
       const b0 = bytes[off];
       const b1 = bytes[off + 1];
-      // 0x80..0xfd: masked, a 7-bit length.
+      const len = b1 & LENGTH_BITS;
       if (
-        (b0 !== WHOLE_TEXT && b0 !== WHOLE_BINARY) || b1 < 0x80 || b1 > 0xfd
+        (b0 !== WHOLE_TEXT && b0 !== WHOLE_BINARY) || (b1 & MASK_BIT) === 0 ||
+        len >= LENGTH_16
       ) {
         break;
       }
-      const len = b1 & 0x7f;
-      const start = off + 6;
+      const start = off + SMALL_HEAD_BYTES;
       const stop = start + len;
       // Over a limit: the parser says which, with the same close code.
       if (stop > end || len > max) break;
