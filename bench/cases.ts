@@ -55,6 +55,7 @@ import {
   engineHello,
   nginx,
   relayHello,
+  wsFloor,
 } from "./specs.ts";
 import { h2loadGenerator, wsGenerator } from "./generators.ts";
 
@@ -751,56 +752,37 @@ const WS_LARGE: Load = {
  * WebSocket echo against `Deno.serve` with `Deno.upgradeWebSocket`: the
  * default app's WebSocket /echo (its access log has one line per socket,
  * not per message, so it is not checked), messages per second with many
- * sockets and small messages, bytes per second with one socket and large
- * ones, and memory per idle WebSocket.
+ * sockets and small messages (with the floor measured in the same rounds:
+ * a bare Deno.listen echo loop, bench/servers/ws_floor.ts), bytes per
+ * second with one socket and large ones, and memory per idle WebSocket.
  */
 function wsEchoCase(id: number): BenchCase {
   const spindle: ServerSpec = { ...defaultApp(), logsAccess: false };
   const reference = denoServeWs();
-  const parts = [
-    paired({
-      id,
-      name: "ws-echo",
-      title:
-        "Default app WebSocket /echo, 256 sockets, 32-byte text messages, one in flight each (vs Deno.serve + Deno.upgradeWebSocket)",
-      short: "WebSocket echo, 256 sockets x 32 B",
-      spindle,
-      reference,
-      load: WS_SMALL,
-      target: atLeast(1),
-    }),
-    paired({
-      id,
-      name: "ws-echo",
-      title:
-        "Default app WebSocket /echo, one socket, 256 KiB binary messages, bytes/s (vs Deno.serve + Deno.upgradeWebSocket)",
-      short: "WebSocket echo, 1 socket x 256 KiB",
-      spindle,
-      reference,
-      load: WS_LARGE,
-      perMiB: true,
-      target: atLeast(1),
-    }),
-  ];
+  const large = paired({
+    id,
+    name: "ws-echo",
+    title:
+      "Default app WebSocket /echo, one socket, 256 KiB binary messages, bytes/s (vs Deno.serve + Deno.upgradeWebSocket)",
+    short: "WebSocket echo, 1 socket x 256 KiB",
+    spindle,
+    reference,
+    load: WS_LARGE,
+    perMiB: true,
+    target: atLeast(1),
+  });
   return {
     id,
     name: "ws-echo",
     title: "WebSocket echo (vs Deno.serve + Deno.upgradeWebSocket)",
     run: async (bench) => {
-      const rows: Row[] = [];
-      for (const [i, part] of parts.entries()) {
-        const letter = String.fromCharCode(97 + i);
-        for (const row of await part.run!(bench)) {
-          rows.push({
-            ...row,
-            id: `${id}${letter}`,
-            chartLabel: row.chartLabel.replace(`${id} `, `${id}${letter} `),
-            cpu: row.cpu && {
-              ...row.cpu,
-              unit: row.cpu.unit.replace("/req", "/msg"),
-            },
-          });
-        }
+      const rows = [await wsSmallRow(bench, id, spindle, reference)];
+      for (const row of await large.run!(bench)) {
+        rows.push(perMessage({
+          ...row,
+          id: `${id}b`,
+          chartLabel: row.chartLabel.replace(`${id} `, `${id}b `),
+        }));
       }
       // Room for the held sockets above the default --max-conns.
       const held: ServerSpec = {
@@ -811,6 +793,73 @@ function wsEchoCase(id: number): BenchCase {
       return rows;
     },
   };
+}
+
+/** A WebSocket row's CPU is per message, not per request. */
+function perMessage(row: Row): Row {
+  const msgs = (text: string) => text.replaceAll(" req/s", " msg/s");
+  return {
+    ...row,
+    spindle: msgs(row.spindle),
+    reference: msgs(row.reference),
+    cpu: row.cpu && {
+      ...row.cpu,
+      unit: row.cpu.unit.replace("/req", "/msg"),
+    },
+  };
+}
+
+/**
+ * Many sockets, small messages: Spindle against Deno.serve, with the
+ * floor's rate beside Deno.serve's, as case 3a shows the bare loop.
+ */
+async function wsSmallRow(
+  bench: Bench,
+  id: number,
+  spindle: ServerSpec,
+  reference: ServerSpec,
+): Promise<Row> {
+  const c: PairedCase = {
+    id,
+    name: "ws-echo",
+    title:
+      "Default app WebSocket /echo, 256 sockets, 32-byte text messages, one in flight each (vs Deno.serve + Deno.upgradeWebSocket)",
+    short: "WebSocket echo, 256 sockets x 32 B",
+    spindle,
+    reference,
+    load: WS_SMALL,
+    target: atLeast(1),
+  };
+  const specs = [spindle, reference, wsFloor()];
+  return await withServers(bench, specs, bench.pinned, async (servers) => {
+    const [ours, deno, floor] = await measureSides(
+      bench,
+      `${id} ws-echo`,
+      servers.map((server, i) => ({
+        label: specs[i].name,
+        server,
+        load: WS_SMALL,
+      })),
+      bench.pinned,
+    );
+    await profile(bench, id, c.title, spindle, WS_SMALL);
+    const row = pairedRow(c, ours, deno);
+    const floorVsDeno = summarizePaired(floor.map(rps), deno.map(rps));
+    return perMessage({
+      ...row,
+      id: `${id}a`,
+      reference: `${row.reference}; floor ${fmtRps(median(floor.map(rps)))} = ${
+        fmtSummary(floorVsDeno)
+      }, ${medianCpu(floor, false).toFixed(2)} µs/msg`,
+      problems: [...row.problems, ...errorsOf("ws floor", floor)],
+      caveats: saturation([
+        [spindle, ours],
+        [reference, deno],
+        [specs[2], floor],
+      ]),
+      chartLabel: `${id}a ${c.short}`,
+    });
+  });
 }
 
 /** Memory per idle WebSocket, Spindle's against Deno.serve's, in alternating fresh servers. */

@@ -11,7 +11,7 @@
  */
 import { buildRequests, ResponseScanner } from "./load.ts";
 import { pinned, withFdLimit } from "./procs.ts";
-import { IdleWebSockets } from "./ws_load.ts";
+import { wsIdle } from "./ws_load.ts";
 
 const IDLE_BUFFER_BYTES = 4096;
 const CONNECT_BATCH = 100;
@@ -38,33 +38,65 @@ async function readOneResponse(conn: Deno.Conn): Promise<boolean> {
   return scanner.errorStatuses === 0;
 }
 
-/** Connections that each got one response and now sit idle. */
+/** How an idle connection of one kind is opened and checked. */
+export interface IdleKind {
+  /** Connects and gets one answer (a response, a handshake); throws if none comes. */
+  open(hostname: string, port: number, path: string): Promise<Deno.Conn>;
+  /** Asks once more; true when the answer came. */
+  check(conn: Deno.Conn): Promise<boolean>;
+}
+
+/** Keep-alive connections that each got one response. */
+export function httpIdle(hostname: string, port: number, path: string) {
+  const request = buildRequests(hostname, port, path, 1);
+  const ask = async (conn: Deno.Conn) => {
+    await writeAll(conn, request);
+    return await readOneResponse(conn);
+  };
+  return {
+    async open(): Promise<Deno.Conn> {
+      const conn = await Deno.connect({ hostname, port });
+      try {
+        if (!(await ask(conn))) {
+          throw new Error("Server refused or closed a fresh connection");
+        }
+        return conn;
+      } catch (err) {
+        conn.close();
+        throw err;
+      }
+    },
+    check: ask,
+  } satisfies IdleKind;
+}
+
+/** Connections that each got one answer and now sit idle. */
 export class IdleConnections implements AsyncDisposable {
   readonly #conns: Deno.Conn[] = [];
-  readonly #request: Uint8Array;
-  readonly #hostname: string;
-  readonly #port: number;
+  readonly #kind: IdleKind;
 
-  private constructor(hostname: string, port: number, path: string) {
-    this.#hostname = hostname;
-    this.#port = port;
-    this.#request = buildRequests(hostname, port, path, 1);
+  private constructor(kind: IdleKind) {
+    this.#kind = kind;
   }
 
-  /** Opens `count` connections, each sending one request and reading its response. */
+  /** Opens `count` connections of `kind`, in batches. */
   static async open(
+    kind: IdleKind,
     hostname: string,
     port: number,
     path: string,
     count: number,
   ): Promise<IdleConnections> {
-    const idle = new IdleConnections(hostname, port, path);
+    const idle = new IdleConnections(kind);
     try {
       for (let done = 0; done < count; done += CONNECT_BATCH) {
-        const batch = Math.min(CONNECT_BATCH, count - done);
-        await Promise.all(
-          Array.from({ length: batch }, () => idle.#openOne()),
+        const conns = await Promise.all(
+          Array.from(
+            { length: Math.min(CONNECT_BATCH, count - done) },
+            () => kind.open(hostname, port, path),
+          ),
         );
+        idle.#conns.push(...conns);
       }
     } catch (err) {
       await idle[Symbol.asyncDispose]();
@@ -73,35 +105,18 @@ export class IdleConnections implements AsyncDisposable {
     return idle;
   }
 
-  async #openOne(): Promise<void> {
-    const conn = await Deno.connect({
-      hostname: this.#hostname,
-      port: this.#port,
-    });
-    this.#conns.push(conn);
-    await writeAll(conn, this.#request);
-    if (!(await readOneResponse(conn))) {
-      throw new Error("Server refused or closed a fresh connection");
-    }
-  }
-
   get count(): number {
     return this.#conns.length;
   }
 
-  /** Sends one more request on every connection; returns how many answered. */
+  /** Asks once more on every connection; returns how many answered. */
   async countAlive(): Promise<number> {
     let alive = 0;
     for (let i = 0; i < this.#conns.length; i += CONNECT_BATCH) {
       const batch = this.#conns.slice(i, i + CONNECT_BATCH);
-      const answers = await Promise.all(batch.map(async (conn) => {
-        try {
-          await writeAll(conn, this.#request);
-          return await readOneResponse(conn);
-        } catch {
-          return false;
-        }
-      }));
+      const answers = await Promise.all(
+        batch.map((conn) => this.#kind.check(conn).catch(() => false)),
+      );
       alive += answers.filter(Boolean).length;
     }
     return alive;
@@ -301,11 +316,13 @@ class LineStream extends TransformStream<string, string> {
 
 async function holdCli(args: string[], websocket: boolean): Promise<void> {
   const [hostname, port, path, count] = args;
-  let idle: IdleConnections | IdleWebSockets;
+  let idle: IdleConnections;
   try {
-    idle = await (websocket ? IdleWebSockets : IdleConnections).open(
+    const at = Number(port);
+    idle = await IdleConnections.open(
+      websocket ? wsIdle : httpIdle(hostname, at, path),
       hostname,
-      Number(port),
+      at,
       path,
       Number(count),
     );

@@ -228,6 +228,14 @@ export function denoServeWs(): ServerSpec {
   return denoScript("Deno.serve", "deno_serve_ws.ts", ["--allow-net"]);
 }
 
+/**
+ * The WebSocket floor: a bare Deno.listen loop echoing each small frame
+ * with one read and one write, no checks (bench/servers/ws_floor.ts).
+ */
+export function wsFloor(): ServerSpec {
+  return denoScript("ws floor", "ws_floor.ts", ["--allow-net"]);
+}
+
 /** `Deno.serve` over TLS answering "hello": HTTP/2 by ALPN (hyper's h2). */
 export function denoServeTls(): ServerSpec {
   const name = "Deno.serve (TLS)";

@@ -9,6 +9,7 @@
  * -c 256 -d 5 -s 32 [-p 1] [--binary] [--json]`
  */
 import { parseArgs } from "node:util";
+import type { IdleKind } from "./clients.ts";
 import type { LoadResult } from "./load.ts";
 
 const READ_BUFFER_BYTES = 256 * 1024;
@@ -231,76 +232,23 @@ export async function runWsLoad(opts: WsLoadOptions): Promise<LoadResult> {
   };
 }
 
-/** Idle WebSockets after their handshake, for the memory case. */
-export class IdleWebSockets implements AsyncDisposable {
-  readonly #conns: Deno.TcpConn[] = [];
+const ALIVE = maskedFrame(OPCODE_TEXT, new TextEncoder().encode("alive?"));
 
-  /** Opens `count` WebSockets to `path`. */
-  static async open(
-    hostname: string,
-    port: number,
-    path: string,
-    count: number,
-  ): Promise<IdleWebSockets> {
-    const idle = new IdleWebSockets();
-    try {
-      for (let done = 0; done < count; done += CONNECT_BATCH) {
-        const conns = await Promise.all(
-          Array.from(
-            { length: Math.min(CONNECT_BATCH, count - done) },
-            () => openWebSocket(hostname, port, path),
-          ),
-        );
-        idle.#conns.push(...conns);
-      }
-    } catch (err) {
-      await idle[Symbol.asyncDispose]();
-      throw err;
+/** Idle WebSockets after their handshake, for the memory case; a check sends one message. */
+export const wsIdle: IdleKind = {
+  open: openWebSocket,
+  async check(conn) {
+    await writeAll(conn, ALIVE);
+    const counter = new FrameCounter();
+    const buf = new Uint8Array(1024);
+    while (counter.messages === 0) {
+      const n = await conn.read(buf);
+      if (n === null || counter.closed) return false;
+      counter.push(buf, n);
     }
-    return idle;
-  }
-
-  get count(): number {
-    return this.#conns.length;
-  }
-
-  /** Sends one small message on every socket; returns how many were echoed. */
-  async countAlive(): Promise<number> {
-    const frame = maskedFrame(OPCODE_TEXT, new TextEncoder().encode("alive?"));
-    let alive = 0;
-    for (let i = 0; i < this.#conns.length; i += CONNECT_BATCH) {
-      const answers = await Promise.all(
-        this.#conns.slice(i, i + CONNECT_BATCH).map(async (conn) => {
-          try {
-            await writeAll(conn, frame);
-            const counter = new FrameCounter();
-            const buf = new Uint8Array(1024);
-            while (counter.messages === 0) {
-              const n = await conn.read(buf);
-              if (n === null || counter.closed) return false;
-              counter.push(buf, n);
-            }
-            return true;
-          } catch {
-            return false;
-          }
-        }),
-      );
-      alive += answers.filter(Boolean).length;
-    }
-    return alive;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    for (const conn of this.#conns) {
-      try {
-        conn.close();
-      } catch { /* already closed */ }
-    }
-    this.#conns.length = 0;
-    return Promise.resolve();
-  }
-}
+    return true;
+  },
+};
 
 if (import.meta.main) {
   const { values, positionals } = parseArgs({

@@ -12,6 +12,7 @@ import {
   renderChart,
 } from "../bench/chart.ts";
 import { CASES } from "../bench/cases.ts";
+import { IdleHolder } from "../bench/clients.ts";
 import { parseH2loadOutput, parseWrkOutput } from "../bench/generators.ts";
 import {
   ResponseScanner,
@@ -34,7 +35,12 @@ import {
   verdictOf,
 } from "../bench/report.ts";
 import { selectCases } from "../bench/run.ts";
-import { FrameCounter, maskedFrame, runWsLoad } from "../bench/ws_load.ts";
+import {
+  FrameCounter,
+  maskedFrame,
+  openWebSocket,
+  runWsLoad,
+} from "../bench/ws_load.ts";
 import { serve } from "../lib/http/server.ts";
 import { FrameParser } from "../lib/http/ws/frame.ts";
 import { upgradeWebSocket } from "../lib/http/ws_connection.ts";
@@ -759,4 +765,83 @@ Deno.test("runWsLoad() counts echoed messages from the engine's WebSocket, with 
     result.bytes >= result.requests * 34,
     "each echo is a 34-byte frame",
   );
+});
+
+Deno.test("the WebSocket floor server echoes each small masked frame as a server frame", async () => {
+  const port = freePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      new URL("../bench/servers/ws_floor.ts", import.meta.url).pathname,
+      `${port}`,
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    let conn: Deno.TcpConn | undefined;
+    // Started when it accepts; a generous bound for a busy machine.
+    for (const deadline = Date.now() + 30_000; conn === undefined;) {
+      try {
+        conn = await openWebSocket("127.0.0.1", port, "/echo");
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    try {
+      await conn.write(maskedFrame(0x1, new TextEncoder().encode("hello")));
+      const got = new Uint8Array(64);
+      let n = 0;
+      while (n < 7) {
+        const read = await conn.read(got.subarray(n));
+        assert.notEqual(read, null, "the floor closed early");
+        n += read!;
+      }
+      assert.deepEqual(
+        got.subarray(0, n),
+        Uint8Array.of(0x81, 5, ...new TextEncoder().encode("hello")),
+      );
+    } finally {
+      conn.close();
+    }
+    const result = await runWsLoad({
+      hostname: "127.0.0.1",
+      port,
+      path: "/echo",
+      connections: 4,
+      durationMs: 300,
+      messageBytes: 32,
+      depth: 1,
+      binary: false,
+    });
+    assert.equal(result.socketErrors, 0, result.firstError);
+    assert.ok(result.requests > 0, "messages echoed");
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+  }
+});
+
+Deno.test("IdleHolder holds keep-alive connections and WebSockets that still answer", async () => {
+  await using server = serve({ port: 0, accessLog: false }, (req) => {
+    if (req.path !== "/ws") return { status: 200, body: "hi" };
+    const { socket, reply } = upgradeWebSocket(req);
+    socket.onmessage = (e) => socket.send(e.data);
+    return reply;
+  });
+  for (const websocket of [false, true]) {
+    await using holder = await IdleHolder.open({
+      hostname: "127.0.0.1",
+      port: server.port,
+      path: websocket ? "/ws" : "/",
+      websocket,
+      count: 120, // over one connect batch
+      cpus: null,
+      fdLimit: 1024,
+    });
+    assert.equal(holder.count, 120, `websocket: ${websocket}`);
+    assert.equal(await holder.alive(), 120, `websocket: ${websocket}`);
+  }
 });

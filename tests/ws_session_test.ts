@@ -1041,3 +1041,142 @@ Deno.test("WsSession.payloadSpace() lets the rest of a big message be read strai
   h.feed(clientFrame(OPCODE.Text, "after"));
   assert.deepEqual(h.events[1], { type: "text", data: "after" });
 });
+
+// ---- the one-pass path for small whole frames ----
+
+Deno.test("small whole frames in one read are checked as the parser checks them", () => {
+  const cases: [string, Uint8Array, Partial<Limits>, string][] = [
+    ["unmasked", text("x", { mask: false }), {}, "close:1002!"],
+    ["RSV2 set", text("x", { rsv2: true }), {}, "close:1002!"],
+    ["RSV1 without compression", text("x", { rsv1: true }), {}, "close:1002!"],
+    ["over wsMaxMessageBytes", text("x".repeat(20)), {
+      wsMaxMessageBytes: 10,
+    }, "close:1009!"],
+    ["over wsMaxFrameBytes", binary(new Uint8Array(20)), {
+      wsMaxFrameBytes: 10,
+    }, "close:1009!"],
+    [
+      "bad UTF-8",
+      clientFrame(OPCODE.Text, Uint8Array.of(0x61, 0xc0, 0x80)),
+      {},
+      "close:1007!",
+    ],
+    [
+      "a surrogate",
+      clientFrame(OPCODE.Text, Uint8Array.of(0xed, 0xa0, 0x80)),
+      {},
+      "close:1007!",
+    ],
+    ["valid UTF-8", text("κόσμε"), {}, "text:κόσμε"],
+    [
+      "fragments",
+      concat([text("x", { fin: false }), cont("y")]),
+      {},
+      "text:xy",
+    ],
+    [
+      "a fragment then a new message",
+      text("x", { fin: false }),
+      {},
+      "close:1002!",
+    ],
+  ];
+  for (const [name, frame, limits, want] of cases) {
+    const h = new Harness({ wsMaxMessageBytes: 15, ...limits });
+    h.feed(concat([text("ok"), frame, text("after")]));
+    const events = h.summary();
+    assert.equal(events[0], "text:ok", name);
+    assert.equal(events[1] ?? "(none)", want, name);
+    if (want.startsWith("close")) assert.equal(events.length, 2, name);
+  }
+});
+
+Deno.test("small frames, control frames and a frame cut by the read's end keep their order", () => {
+  const wire = concat([
+    text("a"),
+    ping("p1"),
+    binary(Uint8Array.of(1, 2, 3)),
+    text("héllo"),
+    text(""),
+    ping("p2"),
+    text("b".repeat(125)),
+    text("tail"),
+  ]);
+  for (let cut = 1; cut < wire.length; cut += 7) {
+    const h = new Harness();
+    h.feed(wire.subarray(0, cut), wire.subarray(cut));
+    assert.deepEqual(
+      h.summary(),
+      [
+        "text:a",
+        "ping:p1",
+        "binary(3)",
+        "text:héllo",
+        "text:",
+        "ping:p2",
+        "text(125)",
+        "text:tail",
+      ],
+      `cut at ${cut}`,
+    );
+    assert.deepEqual(sent(h), ["pong:p1", "pong:p2"]);
+  }
+});
+
+Deno.test("small frames go out of one pooled buffer, reused once written; one being written is never overwritten", () => {
+  const h = new Harness();
+  h.session.send("first");
+  const first = h.session.takeOutput()!;
+  const firstBytes = first.slice();
+  // Sent while `first` is still being written: its own bytes.
+  h.session.send("second");
+  h.session.send(Uint8Array.of(9));
+  const second = h.session.takeOutput()!;
+  assert.deepEqual(first, firstBytes);
+  assert.notEqual(second.buffer, first.buffer);
+  h.session.written(first.length + second.length);
+  h.session.send("third");
+  const third = h.session.takeOutput()!;
+  const thirdBytes = third.slice();
+  h.session.written(third.length);
+  h.session.send("fourth");
+  const fourth = h.session.takeOutput()!;
+  assert.equal(fourth.buffer, third.buffer, "the pooled buffer came back");
+  const frames = new ServerFrameReader().push(
+    concat([firstBytes, second, thirdBytes, fourth]),
+  );
+  assert.deepEqual(
+    frames.map((f) => decoder.decode(f.payload)),
+    ["first", "second", "\t", "third", "fourth"],
+  );
+});
+
+Deno.test("small frames queued around a big one leave in the order they were sent", () => {
+  const h = new Harness();
+  h.session.send("x");
+  h.session.send(new Uint8Array(5000).fill(7));
+  h.session.send("y");
+  h.session.ping(encoder.encode("p"));
+  const frames = h.frames();
+  assert.deepEqual(
+    frames.map((f) => [f.opcode, f.payload.length]),
+    [[OPCODE.Text, 1], [OPCODE.Binary, 5000], [OPCODE.Text, 1], [
+      OPCODE.Ping,
+      1,
+    ]],
+  );
+  assert.equal(h.session.bufferedAmount, 0);
+});
+
+Deno.test("receive() reads only up to `end` of a reused read buffer", () => {
+  const h = new Harness();
+  const wire = concat([text("one"), binary(new Uint8Array(300)), text("two")]);
+  const buf = new Uint8Array(4096).fill(0xff); // what an earlier read left
+  // Cut inside the binary frame's header, then inside its payload.
+  for (const [from, to] of [[0, 8], [8, 100], [100, wire.length]]) {
+    buf.set(wire.subarray(from, to));
+    h.session.receive(buf, to - from);
+  }
+  assert.deepEqual(h.summary(), ["text:one", "binary(300)", "text:two"]);
+  assert.equal(h.session.state, "open");
+});

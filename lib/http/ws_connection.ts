@@ -134,7 +134,13 @@ export class WsConnection implements Takeover {
   #writesDonePromise: Promise<void> | undefined;
   #writesDoneResolve: (() => void) | undefined;
   #flushQueued = false;
-  /** `Date.now()` when the write in progress began or last progressed; 0 when none. */
+  /**
+   * Writes started (or continued after partial progress): the sweeper
+   * compares it with what it saw last, so a write costs no clock read.
+   */
+  #writes = 0;
+  /** The sweeper's last look at a write in progress: `#writes` then, and since when. */
+  #writesSeen = 0;
   #writeSince = 0;
   /** `Date.now()` when the sweeper first saw the session closing; 0 before. */
   #closingSince = 0;
@@ -226,7 +232,7 @@ export class WsConnection implements Takeover {
     if (inPlace) this.#receive(buf, n);
     else {
       // The session copies what it keeps: the buffer is free once it returns.
-      this.#receive(buf.subarray(0, n), -1);
+      this.#receive(buf, -1, n);
       if (buf !== this.#small && pool.length < POOL_MAX) pool.push(buf);
       this.#big = n === buf.length;
     }
@@ -266,13 +272,14 @@ export class WsConnection implements Takeover {
   }
 
   /**
-   * Feeds bytes to the session, then writes what it queued in reply. With
-   * `inPlace` >= 0, that many bytes were read into `payloadSpace()`.
+   * Feeds `bytes` up to `end` to the session, then writes what it queued
+   * in reply. With `inPlace` >= 0, that many bytes were read into
+   * `payloadSpace()` instead.
    */
-  #receive(bytes: Uint8Array, inPlace: number): void {
+  #receive(bytes: Uint8Array, inPlace: number, end = bytes.length): void {
     this.#receiving = true;
     try {
-      if (inPlace < 0) this.#session.receive(bytes);
+      if (inPlace < 0) this.#session.receive(bytes, end);
       else this.#session.receivedInPlace(inPlace);
     } catch (err) {
       // The session already failed the connection with 1011.
@@ -311,7 +318,7 @@ export class WsConnection implements Takeover {
   }
 
   #write(out: Uint8Array): void {
-    this.#writeSince = Date.now();
+    this.#writes++;
     this.#writeBuf = out;
     this.#conn!.write(out).then(this.#onWrote, this.#onWriteError);
   }
@@ -330,7 +337,6 @@ export class WsConnection implements Takeover {
     const next = session.takeOutput();
     if (next !== null) return this.#write(next);
     this.#writing = false;
-    this.#writeSince = 0;
     this.#wakeWriteWaiters();
   }
 
@@ -338,7 +344,6 @@ export class WsConnection implements Takeover {
   #writeFailed(): void {
     this.#writeBuf = NO_BYTES;
     this.#writing = false;
-    this.#writeSince = 0;
     this.#session.abort("Write failed");
     this.#closeSocket();
     this.#wakeWriteWaiters();
@@ -373,9 +378,12 @@ export class WsConnection implements Takeover {
   expire(now: number): void {
     if (this.#conn === undefined || this.#socketClosed) return;
     const limits = this.#limits;
-    if (
-      this.#writeSince !== 0 && now - this.#writeSince >= limits.writeTimeoutMs
-    ) {
+    // A write in progress that made no progress since the sweeper last
+    // looked: stalled since then.
+    if (!this.#writing || this.#writes !== this.#writesSeen) {
+      this.#writesSeen = this.#writes;
+      this.#writeSince = now;
+    } else if (now - this.#writeSince >= limits.writeTimeoutMs) {
       log.warn("WebSocket write stalled to {client}", {
         client: this.#opts.client,
       });

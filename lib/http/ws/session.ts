@@ -30,9 +30,10 @@ import {
   MAX_CONTROL_PAYLOAD,
   OPCODE,
   parseClosePayload,
+  writeFrameHead,
   WsError,
 } from "./frame.ts";
-import { Utf8Text } from "./utf8.ts";
+import { isUtf8, Utf8Text } from "./utf8.ts";
 
 /** What happened on the connection, in order. */
 export type WsEvent =
@@ -74,6 +75,27 @@ const PRESIZE_MIN_BYTES = 64 * 1024;
 /** Output pieces are joined up to this size, so many small frames go in one write. */
 const JOIN_OUTPUT_BYTES = 64 * 1024;
 const EMPTY = new Uint8Array(0);
+/**
+ * Small frames are written straight into a pooled buffer of this size (no
+ * buffer of their own per frame); the buffer goes back to the pool once
+ * written, so an idle socket holds none.
+ */
+const OUT_BUFFER_BYTES = 2048;
+/** Pooled output buffers kept for reuse (1 MiB); more are made while many sockets send at once. */
+const OUT_POOL_MAX = 512;
+const outPool: Uint8Array[] = [];
+/** Up to this many UTF-16 units, ASCII text is copied into the frame by a loop, not the encoder. */
+const LOOP_TEXT_UNITS = 64;
+const FIN = 0x80;
+/** The first byte of a whole (FIN), uncompressed text or binary frame. */
+const WHOLE_TEXT = FIN | OPCODE.Text;
+const WHOLE_BINARY = FIN | OPCODE.Binary;
+/** The second header byte: the mask bit, the 7-bit length, 126 for a 16-bit one. */
+const MASK_BIT = 0x80;
+const LENGTH_BITS = 0x7f;
+const LENGTH_16 = 126;
+/** Header of a masked frame with a 7-bit length: 2 bytes, then the 4-byte mask. */
+const SMALL_HEAD_BYTES = 6;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 const noop = () => {};
@@ -102,10 +124,16 @@ export class WsSession {
   #events: WsEvent[] = [];
   #dispatching = false;
 
-  // Output: frames not yet taken, and bytes taken but not yet written.
+  // Output: frames not yet taken, then the pooled buffer small frames are
+  // written into (after every frame in #out), and bytes taken but not yet
+  // written; #outBytes counts #out and the tail.
   #out: Uint8Array[] = [];
+  #tail: Uint8Array | undefined;
+  #tailLen = 0;
   #outBytes = 0;
   #inFlight = 0;
+  /** A pooled buffer handed out by takeOutput(): back to the pool once written. */
+  #sending: Uint8Array | undefined;
 
   // The frame being read.
   #frameOpcode = 0;
@@ -177,11 +205,12 @@ export class WsSession {
 
   /**
    * Takes the next bytes to write, small frames joined into one buffer, or
-   * null when there are none. Call `written()` once they are written.
+   * null when there are none. Call `written()` once they are written: the
+   * bytes may be a pooled buffer's, reused after that.
    */
   takeOutput(): Uint8Array | null {
     const out = this.#out;
-    if (out.length === 0) return null;
+    if (out.length === 0) return this.#takeTail();
     let count = 1;
     let bytes = out[0].length;
     while (
@@ -206,20 +235,45 @@ export class WsSession {
     return chunk;
   }
 
+  /** The pooled tail as it is (no copy); the next frame takes a fresh one. */
+  #takeTail(): Uint8Array | null {
+    const len = this.#tailLen;
+    if (len === 0) return null;
+    let chunk: Uint8Array;
+    if (this.#sending === undefined) {
+      // A pooled buffer is a whole ArrayBuffer: a view of it made directly.
+      chunk = new Uint8Array(this.#tail!.buffer, 0, len);
+      this.#sending = this.#tail;
+      this.#tail = undefined;
+    } else {
+      // The last one is still being written (taken before it was): a copy.
+      chunk = this.#tail!.slice(0, len);
+    }
+    this.#tailLen = 0;
+    this.#outBytes -= len;
+    this.#inFlight += len;
+    return chunk;
+  }
+
   /** `n` bytes from `takeOutput()` reached the socket. */
   written(n: number): void {
     this.#inFlight = Math.max(0, this.#inFlight - n);
+    if (this.#inFlight === 0 && this.#sending !== undefined) {
+      releaseOut(this.#sending);
+      this.#sending = undefined;
+    }
   }
 
   /**
-   * Feeds bytes read from the socket; they are unmasked in place. Events
-   * go to `onEvent`; replies (pong, close) are queued as output. Bytes
-   * after the close handshake or a failure are ignored.
+   * Feeds bytes read from the socket (`bytes` up to `end`); they are
+   * unmasked in place. Events go to `onEvent`; replies (pong, close) are
+   * queued as output. Bytes after the close handshake or a failure are
+   * ignored.
    */
-  receive(bytes: Uint8Array): void {
+  receive(bytes: Uint8Array, end: number = bytes.length): void {
     if (this.#state === "closed") return;
     this.#heard = true;
-    this.#parse(bytes, false);
+    this.#parse(bytes, false, end);
   }
 
   /**
@@ -243,14 +297,26 @@ export class WsSession {
     this.#heard = true;
     const bytes = whole.subarray(this.#msgBytes, this.#msgBytes + n);
     this.#msgBytes += n;
-    this.#parse(bytes, true);
+    this.#parse(bytes, true, n);
   }
 
-  #parse(bytes: Uint8Array, inPlace: boolean): void {
+  #parse(bytes: Uint8Array, inPlace: boolean, end: number): void {
     let bug: unknown;
     try {
       if (inPlace) this.#parser.parsePayloadInPlace(bytes, this.#sink);
-      else this.#parser.parse(bytes, this.#sink);
+      else {
+        const off = this.#msgOpcode === 0 && this.#parser.idle
+          ? this.#wholeFrames(bytes, end)
+          : 0;
+        if (off < end && this.#state !== "closed") {
+          this.#parser.parse(
+            off === 0 && end === bytes.length
+              ? bytes
+              : bytes.subarray(off, end),
+            this.#sink,
+          );
+        }
+      }
     } catch (err) {
       if (err instanceof WsError) {
         this.#fail(err.code, err.message);
@@ -261,6 +327,75 @@ export class WsSession {
     }
     this.#dispatch();
     if (bug !== undefined) throw bug;
+  }
+
+  /**
+   * The common frame in one pass, without the parser: a whole message in
+   * one uncompressed text or binary frame with a payload under 126 bytes.
+   * Each such frame at the start of `bytes` (up to `end`) is checked as
+   * the parser would (FIN, no RSV bits, masked, within the limits; text as
+   * UTF-8, its ASCII found in the unmasking loop), unmasked in place and
+   * emitted. Returns the offset of the first byte left for the parser
+   * (any other frame, or one cut short by the read's end).
+   */
+  #wholeFrames(bytes: Uint8Array, end: number): number {
+    const limits = this.#limits;
+    const max = Math.min(limits.wsMaxFrameBytes, limits.wsMaxMessageBytes);
+    let off = 0;
+    while (end - off >= SMALL_HEAD_BYTES && this.#state !== "closed") {
+      const b0 = bytes[off];
+      const b1 = bytes[off + 1];
+      const len = b1 & LENGTH_BITS;
+      if (
+        (b0 !== WHOLE_TEXT && b0 !== WHOLE_BINARY) || (b1 & MASK_BIT) === 0 ||
+        len >= LENGTH_16
+      ) {
+        break;
+      }
+      const start = off + SMALL_HEAD_BYTES;
+      const stop = start + len;
+      // Over a limit: the parser says which, with the same close code.
+      if (stop > end || len > max) break;
+      const m0 = bytes[off + 2];
+      const m1 = bytes[off + 3];
+      const m2 = bytes[off + 4];
+      const m3 = bytes[off + 5];
+      let high = 0;
+      let i = start;
+      for (; i + 4 <= stop; i += 4) {
+        const a = bytes[i] ^ m0;
+        const b = bytes[i + 1] ^ m1;
+        const c = bytes[i + 2] ^ m2;
+        const d = bytes[i + 3] ^ m3;
+        bytes[i] = a;
+        bytes[i + 1] = b;
+        bytes[i + 2] = c;
+        bytes[i + 3] = d;
+        high |= a | b | c | d;
+      }
+      if (i < stop) high |= bytes[i] ^= m0;
+      if (i + 1 < stop) high |= bytes[i + 1] ^= m1;
+      if (i + 2 < stop) high |= bytes[i + 2] ^= m2;
+      off = stop;
+      if (b0 === WHOLE_BINARY) {
+        this.#emit({ type: "binary", data: bytes.slice(start, stop) });
+        continue;
+      }
+      // A view made directly: subarray() looks up a species constructor.
+      const payload = new Uint8Array(
+        bytes.buffer,
+        bytes.byteOffset + start,
+        len,
+      );
+      if (high >= 0x80 && !isUtf8(payload)) {
+        throw new WsError(CLOSE.InvalidPayload, "Text message is not UTF-8");
+      }
+      this.#emit({
+        type: "text",
+        data: len === 0 ? "" : decoder.decode(payload),
+      });
+    }
+    return off;
   }
 
   /**
@@ -284,6 +419,7 @@ export class WsSession {
         this.#deflater === undefined ||
         data.length * 3 < this.#deflateMinBytes
       ) {
+        if (this.#tailText(data)) return true;
         frame = encodeTextFrame(data);
       } else {
         frame = this.#frame(OPCODE.Text, encoder.encode(data));
@@ -348,6 +484,7 @@ export class WsSession {
   abort(reason = "Connection lost"): void {
     if (this.#state === "closed") return;
     this.#out = [];
+    this.#tailLen = 0;
     this.#outBytes = 0;
     this.#closeWith(CLOSE.Abnormal, reason, false);
     this.#dispatch();
@@ -357,6 +494,11 @@ export class WsSession {
   dispose(): void {
     this.#deflater?.close();
     this.#inflater?.close();
+    // Not #sending: a write the socket's close cut short may still hold it.
+    if (this.#tail !== undefined && this.#tailLen === 0) {
+      releaseOut(this.#tail);
+      this.#tail = undefined;
+    }
   }
 
   #frame(opcode: number, payload: Uint8Array): Uint8Array {
@@ -367,10 +509,51 @@ export class WsSession {
     return encodeFrame(opcode, payload);
   }
 
+  /**
+   * A short ASCII text message written as a frame straight into the tail;
+   * false (nothing queued) for other text or no room there.
+   */
+  #tailText(text: string): boolean {
+    const n = text.length;
+    if (n > LOOP_TEXT_UNITS || this.#out.length !== 0) return false;
+    const at = this.#tailLen;
+    const size = (n < 126 ? 2 : 4) + n;
+    if (at + size > OUT_BUFFER_BYTES) return false;
+    const buf = this.#tail ??= outPool.pop() ??
+      new Uint8Array(OUT_BUFFER_BYTES);
+    const p = writeFrameHead(buf, at, OPCODE.Text, n);
+    for (let i = 0; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c >= 0x80) return false; // the header alone is overwritten next
+      buf[p + i] = c;
+    }
+    this.#tailLen = at + size;
+    this.#added(size);
+    return true;
+  }
+
   #enqueue(frame: Uint8Array): void {
+    const at = this.#tailLen;
+    if (this.#out.length === 0 && at + frame.length <= OUT_BUFFER_BYTES) {
+      // Small and nothing big before it: into the tail.
+      const buf = this.#tail ??= outPool.pop() ??
+        new Uint8Array(OUT_BUFFER_BYTES);
+      buf.set(frame, at);
+      this.#tailLen = at + frame.length;
+    } else {
+      // The tail's frames go first, as a piece of their own.
+      if (at > 0) {
+        this.#out.push(this.#tail!.slice(0, at));
+        this.#tailLen = 0;
+      }
+      this.#out.push(frame);
+    }
+    this.#added(frame.length);
+  }
+
+  #added(bytes: number): void {
     const wasEmpty = this.#outBytes === 0;
-    this.#out.push(frame);
-    this.#outBytes += frame.length;
+    this.#outBytes += bytes;
     if (wasEmpty) this.onOutput();
   }
 
@@ -404,7 +587,7 @@ export class WsSession {
         }
       }
     } finally {
-      this.#events = [];
+      this.#events.length = 0;
       this.#dispatching = false;
     }
     if (failed) throw failure;
@@ -595,4 +778,8 @@ function truncateReason(reason: string): string {
   const buf = new Uint8Array(MAX_CLOSE_REASON_BYTES);
   const { written } = encoder.encodeInto(reason, buf);
   return decoder.decode(buf.subarray(0, written));
+}
+
+function releaseOut(buf: Uint8Array): void {
+  if (outPool.length < OUT_POOL_MAX) outPool.push(buf);
 }

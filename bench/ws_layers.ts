@@ -1,0 +1,152 @@
+/**
+ * What one small WebSocket echo costs in-process, CPU per message: the
+ * default app's /echo (a {@link WsConnection} with the route's handler)
+ * against the floor loop of bench/servers/ws_floor.ts, both over a fake
+ * socket that hands over one masked 32-byte text frame per read (no
+ * syscalls, so the figures hold steady on a busy machine). The difference
+ * is what our JS adds per message to the runtime's read and write.
+ *
+ *   deno run --allow-env --unstable-net bench/ws_layers.ts --rounds 30 [--sockets 256]
+ *
+ * `--sockets N` serves the messages on N sockets at once, as case 15a's
+ * load does: more live state per message, as on a real server.
+ */
+import { cpuUsage } from "node:process";
+import { parseArgs } from "node:util";
+import { DEFAULT_LIMITS } from "../lib/config.ts";
+import { WsConnection } from "../lib/http/ws_connection.ts";
+import { WsSession } from "../lib/http/ws/session.ts";
+import { ServerWebSocket } from "../lib/http/ws/socket.ts";
+import { maskedFrame } from "./ws_load.ts";
+
+const FRAME = maskedFrame(0x1, new Uint8Array(32).fill(0x78));
+
+/** A socket that hands over `frame` per read, `count` times, then EOF. */
+class FakeSocket {
+  readonly remoteAddr: Deno.NetAddr = {
+    transport: "tcp",
+    hostname: "127.0.0.1",
+    port: 40000,
+  };
+  sent = 0;
+  #left: number;
+
+  constructor(count: number) {
+    this.#left = count;
+  }
+  read(into: Uint8Array): Promise<number | null> {
+    if (this.#left === 0) return Promise.resolve(null);
+    this.#left--;
+    into.set(FRAME);
+    return Promise.resolve(FRAME.length);
+  }
+  write(bytes: Uint8Array): Promise<number> {
+    this.sent += bytes.length;
+    return Promise.resolve(bytes.length);
+  }
+  closeWrite(): Promise<void> {
+    return Promise.resolve();
+  }
+  close(): void {}
+}
+
+/** The default app's /echo on a fake socket; returns the bytes written. */
+async function echoOne(count: number): Promise<number> {
+  const socket = new FakeSocket(count);
+  const session = new WsSession(DEFAULT_LIMITS, { deflate: null });
+  const ws = new ServerWebSocket(session, {
+    url: "ws://127.0.0.1/echo",
+    protocol: "",
+    extensions: "",
+    maxBacklogBytes: DEFAULT_LIMITS.wsMaxMessageBytes,
+  });
+  // As lib/app/routes.ts's /echo.
+  ws.binaryType = "arraybuffer";
+  ws.onmessage = (e) => ws.send(e.data);
+  const conn = new WsConnection(session, DEFAULT_LIMITS, {
+    client: "127.0.0.1",
+    onOpen: () => ws.opened(),
+    backlog: () => ws.backlog(),
+  });
+  await conn.run(socket, new Uint8Array(0));
+  return socket.sent;
+}
+
+/** bench/servers/ws_floor.ts's loop on the fake socket. */
+async function floorOne(count: number): Promise<number> {
+  const conn = new FakeSocket(count);
+  const buf = new Uint8Array(4096);
+  while ((await conn.read(buf)) !== null) {
+    const len = buf[1] & 0x7f;
+    for (let i = 0; i < len; i++) buf[6 + i] ^= buf[2 + (i & 3)];
+    buf[4] = buf[0];
+    buf[5] = len;
+    const reply = buf.subarray(4, 6 + len);
+    for (let off = 0; off < reply.length;) {
+      off += await conn.write(reply.subarray(off));
+    }
+  }
+  return conn.sent;
+}
+
+/** `serve` on `sockets` fake sockets at once, `count` messages in all; bytes written. */
+async function many(
+  serve: (count: number) => Promise<number>,
+  count: number,
+  sockets: number,
+): Promise<number> {
+  const each = Array.from(
+    { length: sockets },
+    (_, i) =>
+      serve(Math.floor(count / sockets) + (i < count % sockets ? 1 : 0)),
+  );
+  return (await Promise.all(each)).reduce((a, b) => a + b, 0);
+}
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    rounds: { type: "string", default: "30" },
+    sockets: { type: "string", default: "1" },
+  },
+});
+const sockets = Number(values.sockets);
+/** Messages per round: enough that opening the sockets is a small part. */
+const MESSAGES = Math.max(20_000, sockets * 500);
+const serveFloor = (count: number) => many(floorOne, count, sockets);
+const serveEcho = (count: number) => many(echoOne, count, sockets);
+
+const ROWS = [
+  { name: "floor: read, unmask, write", run: serveFloor },
+  { name: "default app /echo", run: serveEcho },
+];
+
+for (const row of ROWS) {
+  const sent = await row.run(2 * sockets);
+  if (sent !== 2 * sockets * 34) {
+    throw new Error(`${row.name}: sent ${sent} bytes`);
+  }
+}
+
+const times = ROWS.map(() => [] as number[]);
+for (let r = 0; r < Number(values.rounds); r++) {
+  for (let i = 0; i < ROWS.length; i++) {
+    const t = cpuUsage();
+    await ROWS[i].run(MESSAGES);
+    const used = cpuUsage(t);
+    times[i].push((used.user + used.system) * 1e3 / MESSAGES);
+  }
+}
+console.log("| Server | CPU ns per message (median) | min | added |");
+console.log("| --- | ---: | ---: | ---: |");
+let floor = 0;
+for (let i = 0; i < ROWS.length; i++) {
+  const sorted = times[i].sort((a, b) => a - b);
+  const median = sorted[sorted.length >> 1];
+  if (i === 0) floor = median;
+  console.log(
+    `| ${ROWS[i].name} | ${Math.round(median)} | ${Math.round(sorted[0])} | ${
+      i === 0 ? "" : Math.round(median - floor)
+    } |`,
+  );
+}
