@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import {
   createRateMemory,
+  ENTRY_INTS,
   hashKey,
   PROBE,
   SharedRateLimiter,
@@ -62,7 +63,7 @@ Deno.test("SharedRateLimiter never lets a client past its limit under an address
 
 Deno.test("SharedRateLimiter takes over entries idle for two windows", () => {
   const { a, clock, memory } = twoEngines(1, 1_000, 64);
-  const entries = memory.length / 6;
+  const entries = memory.length / ENTRY_INTS;
   for (let i = 0; i < 4 * entries; i++) a.hit(`c${i}`);
   clock.now = 3_000;
   // New clients find room again, each with its whole budget.
@@ -97,7 +98,7 @@ Deno.test("hashKey() never gives the empty entry's tag and spreads near keys", (
 
 Deno.test("createRateMemory() sizes a power of two at least twice the clients", () => {
   for (const clients of [1, 10, 1000, 10_000]) {
-    const entries = createRateMemory(clients).length / 6;
+    const entries = createRateMemory(clients).length / ENTRY_INTS;
     assert.ok(entries >= 2 * clients && entries >= 2 * PROBE);
     assert.equal(entries & (entries - 1), 0);
   }
