@@ -4,6 +4,8 @@ import {
   createRateMemory,
   ENTRY_INTS,
   hashKey,
+  LEASE_SHARE,
+  MAX_LEASE,
   PROBE,
   SharedRateLimiter,
 } from "../lib/shared/rate_table.ts";
@@ -77,6 +79,53 @@ Deno.test("SharedRateTable counts one budget from two threads exactly", async ()
   const memory = createRateMemory(16);
   const task = {
     task: "rate",
+    memory,
+    key: "10.1.1.1",
+    hits: 20_000,
+    limit: 5000,
+  };
+  const seen = await inThreads<{ allowed: number }>([task, task]);
+  assert.equal(seen[0].allowed + seen[1].allowed, 5000);
+});
+
+Deno.test("SharedRateLimiter leases a large budget: one step on the shared entry per lease, remaining exact", () => {
+  const { a, b } = twoEngines(100_000, 10_000);
+  // Engine a counts MAX_LEASE at once and answers the next ones itself.
+  for (let i = 1; i <= MAX_LEASE + 2; i++) {
+    assert.equal(a.hit("10.0.0.1").remaining, 100_000 - i);
+  }
+  // b sees a's two leases counted whole: 2 * MAX_LEASE, not MAX_LEASE + 2.
+  assert.equal(b.hit("10.0.0.1").remaining, 100_000 - 2 * MAX_LEASE - 1);
+});
+
+Deno.test("SharedRateLimiter leases never let a client past its limit, and spent to the end give it all", () => {
+  const limit = 10 * LEASE_SHARE;
+  const { a, b, clock } = twoEngines(limit, 10_000);
+  let allowed = 0;
+  // Uneven turns, so each engine is often mid-lease when the other claims.
+  for (let i = 0; allowed <= limit && i < 3 * limit; i++) {
+    const engine = (i * 7) % 5 < 2 ? a : b;
+    if (engine.hit("10.0.0.1").allowed) allowed++;
+  }
+  assert.equal(allowed, limit, "both spent their leases before being refused");
+  assert.equal(a.hit("10.0.0.1").allowed, false);
+  assert.equal(b.hit("10.0.0.1").allowed, false);
+  // A lease ends with its window: a's unspent units of window 0 are not
+  // spent in window 2, where b's lease holds back its own.
+  a.hit("10.0.0.2");
+  clock.now = 20_000;
+  assert.equal(b.hit("10.0.0.2").remaining, limit - 1);
+  let inWindow2 = 0;
+  for (let i = 0; i < 2 * limit; i++) {
+    if (a.hit("10.0.0.2").allowed) inWindow2++;
+  }
+  assert.equal(inWindow2, limit - limit / LEASE_SHARE);
+});
+
+Deno.test("SharedRateLimiter leases count one budget from two threads exactly", async () => {
+  const memory = createRateMemory(16);
+  const task = {
+    task: "limiter",
     memory,
     key: "10.1.1.1",
     hits: 20_000,

@@ -27,6 +27,8 @@ export interface TakeResult {
   readonly previous: number;
   readonly current: number;
   readonly taken: boolean;
+  /** Requests counted: 0 when refused, more than 1 for a lease. */
+  readonly granted: number;
 }
 
 // One entry, in Int32s: lock, two hash words, window number (wrapping),
@@ -45,6 +47,19 @@ const ENTRY = ENTRY_INTS;
 
 /** Entries a key may land on, from its home entry on. */
 export const PROBE = 8;
+/**
+ * Most requests one engine may count at once for a client (a lease): its
+ * next ones are then answered from that engine's memory, without touching
+ * the entry the other engines also write.
+ */
+export const MAX_LEASE = 64;
+/**
+ * A lease takes at most this share of what the client has left, so units
+ * leased by one engine and never used (the client's next requests all
+ * reach another) hold back at most 1/256 of a budget, and none for a limit
+ * under 512: those count one request at a time, exactly.
+ */
+export const LEASE_SHARE = 256;
 /** Spins before taking a lock from a holder that must have died mid-update. */
 const LOCK_SPINS = 1 << 20;
 
@@ -127,10 +142,19 @@ export class SharedRateTable {
    * In fixed window number `window` (time / window length, floored), counts
    * one request from `key` if it fits: `previous * carry + current + 1 <=
    * limit`, where `carry` is the share of the previous window still covered.
+   * With `most` above 1, counts up to that many at once (a lease), never
+   * more than {@link LEASE_SHARE} of what is left: as `carry` only falls
+   * within a window, each request the lease is spent on fits as well.
    * Returns the counts from before this request. Check and count are one
    * step under the entry's lock.
    */
-  take(key: string, window: number, carry: number, limit: number): TakeResult {
+  take(
+    key: string,
+    window: number,
+    carry: number,
+    limit: number,
+    most = 1,
+  ): TakeResult {
     hashInto(key);
     const a = hashA;
     const b = hashB;
@@ -146,9 +170,14 @@ export class SharedRateTable {
       }
       const previous = m[e + PREVIOUS];
       const current = m[e + CURRENT];
-      const taken = previous * carry + current + 1 <= limit;
-      if (taken) m[e + CURRENT] = current + 1;
-      return { previous, current, taken };
+      const used = previous * carry + current;
+      const taken = used + 1 <= limit;
+      const granted = !taken ? 0 : most <= 1 ? 1 : Math.max(
+        1,
+        Math.min(most, Math.floor((limit - used) / LEASE_SHARE)),
+      );
+      if (taken) m[e + CURRENT] = current + granted;
+      return { previous, current, taken, granted };
     } finally {
       Atomics.store(m, e + LOCK, 0);
     }
@@ -231,15 +260,36 @@ export class SharedRateTable {
   }
 }
 
+/** Requests one engine counted ahead for a client, in one window. */
+interface Lease {
+  readonly window: number;
+  readonly previous: number;
+  /** The shared count before the next request this lease answers. */
+  current: number;
+  left: number;
+}
+
+/** Clients with a lease at once; past it all are dropped (their units stay counted). */
+const MAX_LEASES = 4096;
+
 /**
  * A rate limit counted in the shared table: the store `--workers` engines
- * use for `--rate-limit` and for failed password checks.
+ * use for `--rate-limit` and for failed password checks. A client with a
+ * large budget (limit 512 and up) is counted in leases: an engine counts up
+ * to {@link MAX_LEASE} of its requests at once and answers the next ones
+ * from its own memory, so one busy client's entry does not move between
+ * cores on every request. Units leased and not used stay counted: the
+ * limit never lets a client past it, and holds back at most 1/256 of what
+ * the client had left per engine.
  */
 export class SharedRateLimiter implements RateLimitStore {
   readonly limit: number;
   readonly windowMs: number;
   readonly #table: SharedRateTable;
   readonly #now: () => number;
+  readonly #leases = new Map<string, Lease>();
+  /** A lease can hold more than one request: `limit >= 2 * LEASE_SHARE`. */
+  readonly #leasing: boolean;
 
   constructor(
     policy: RateLimitPolicy,
@@ -253,6 +303,7 @@ export class SharedRateLimiter implements RateLimitStore {
     this.windowMs = policy.windowMs;
     this.#table = new SharedRateTable(memory);
     this.#now = now;
+    this.#leasing = policy.limit >= 2 * LEASE_SHARE;
   }
 
   /** Clients the table holds. */
@@ -265,7 +316,28 @@ export class SharedRateLimiter implements RateLimitStore {
     const w = this.windowMs;
     const window = Math.floor(now / w);
     const elapsed = now - window * w;
-    const counts = this.#table.take(key, window, (w - elapsed) / w, this.limit);
+    if (this.#leasing) {
+      const lease = this.#leases.get(key);
+      if (lease !== undefined && lease.window === window && lease.left > 0) {
+        lease.left--;
+        return slidingWindow(
+          this,
+          lease.previous,
+          lease.current++,
+          elapsed,
+          true,
+        );
+      }
+    }
+    const counts = this.#table.take(
+      key,
+      window,
+      (w - elapsed) / w,
+      this.limit,
+      this.#leasing ? MAX_LEASE : 1,
+    );
+    if (counts.granted > 1) this.#lease(key, window, counts);
+    else if (this.#leasing) this.#leases.delete(key);
     return slidingWindow(
       this,
       counts.previous,
@@ -278,5 +350,16 @@ export class SharedRateLimiter implements RateLimitStore {
   /** Takes back one request counted for `key` in the current window. */
   forgive(key: string): void {
     this.#table.giveBack(key, Math.floor(this.#now() / this.windowMs));
+  }
+
+  /** Keeps the units `counts` granted beyond this request for `key`'s next ones. */
+  #lease(key: string, window: number, counts: TakeResult): void {
+    if (this.#leases.size >= MAX_LEASES) this.#leases.clear();
+    this.#leases.set(key, {
+      window,
+      previous: counts.previous,
+      current: counts.current + 1,
+      left: counts.granted - 1,
+    });
   }
 }
