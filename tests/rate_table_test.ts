@@ -6,6 +6,7 @@ import {
   hashKey,
   LEASE_SHARE,
   MAX_LEASE,
+  MAX_LEASES,
   PROBE,
   SharedRateLimiter,
 } from "../lib/shared/rate_table.ts";
@@ -120,6 +121,22 @@ Deno.test("SharedRateLimiter leases never let a client past its limit, and spent
     if (a.hit("10.0.0.2").allowed) inWindow2++;
   }
   assert.equal(inWindow2, limit - limit / LEASE_SHARE);
+});
+
+Deno.test("SharedRateLimiter leases to at most MAX_LEASES clients, then counts one at a time until the window ends", () => {
+  const { a, b, clock } = twoEngines(100_000, 10_000, 2 * MAX_LEASES);
+  const key = (i: number) => `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`;
+  for (let i = 0; i < MAX_LEASES + 1; i++) a.hit(key(i));
+  // The first client's lease is counted whole; the last one got none.
+  assert.equal(b.hit(key(0)).remaining, 100_000 - MAX_LEASE - 1);
+  assert.equal(b.hit(key(MAX_LEASES)).remaining, 100_000 - 2);
+  // Next window: a's old leases make room, and leasing resumes.
+  clock.now = 10_000;
+  a.hit(key(MAX_LEASES + 1));
+  assert.equal(
+    b.hit(key(MAX_LEASES + 1)).remaining,
+    100_000 - MAX_LEASE - 1,
+  );
 });
 
 Deno.test("SharedRateLimiter leases count one budget from two threads exactly", async () => {

@@ -269,8 +269,12 @@ interface Lease {
   left: number;
 }
 
-/** Clients with a lease at once; past it all are dropped (their units stay counted). */
-const MAX_LEASES = 4096;
+/**
+ * Clients with a lease at once, per engine; past it, leases of past windows
+ * are dropped, and while it stays full new clients are counted one request
+ * at a time.
+ */
+export const MAX_LEASES = 4096;
 
 /**
  * A rate limit counted in the shared table: the store `--workers` engines
@@ -290,6 +294,8 @@ export class SharedRateLimiter implements RateLimitStore {
   readonly #leases = new Map<string, Lease>();
   /** A lease can hold more than one request: `limit >= 2 * LEASE_SHARE`. */
   readonly #leasing: boolean;
+  /** The window whose leases were last swept for room. */
+  #sweptWindow = Number.NaN;
 
   constructor(
     policy: RateLimitPolicy,
@@ -334,7 +340,7 @@ export class SharedRateLimiter implements RateLimitStore {
       window,
       (w - elapsed) / w,
       this.limit,
-      this.#leasing ? MAX_LEASE : 1,
+      this.#leasing && this.#roomFor(key, window) ? MAX_LEASE : 1,
     );
     if (counts.granted > 1) this.#lease(key, window, counts);
     else if (this.#leasing) this.#leases.delete(key);
@@ -352,9 +358,26 @@ export class SharedRateLimiter implements RateLimitStore {
     this.#table.giveBack(key, Math.floor(this.#now() / this.windowMs));
   }
 
+  /**
+   * Whether `key` may get a lease: it has one, or there is room for one.
+   * Only leases of past windows are dropped for room: their unused units
+   * were left counted when their window ended; dropping one still running
+   * would leave more.
+   */
+  #roomFor(key: string, window: number): boolean {
+    const leases = this.#leases;
+    if (leases.size < MAX_LEASES || leases.has(key)) return true;
+    if (this.#sweptWindow !== window) {
+      this.#sweptWindow = window;
+      for (const [k, lease] of leases) {
+        if (lease.window !== window) leases.delete(k);
+      }
+    }
+    return leases.size < MAX_LEASES;
+  }
+
   /** Keeps the units `counts` granted beyond this request for `key`'s next ones. */
   #lease(key: string, window: number, counts: TakeResult): void {
-    if (this.#leases.size >= MAX_LEASES) this.#leases.clear();
     this.#leases.set(key, {
       window,
       previous: counts.previous,
