@@ -184,3 +184,32 @@ Deno.test("rateLimit() keeps a synchronous chain synchronous, refusals included"
   assert.equal(first.status, 200);
   assert.throws(() => handler(fake("GET", "/x").req), { status: 429 });
 });
+
+Deno.test("rateLimit() replaces a reply's own RateLimit fields and keeps the rest, frozen or not", async () => {
+  const own = Object.freeze({
+    "content-type": "text/plain",
+    "RateLimit-Remaining": "999",
+  });
+  const handler = new Router()
+    .use(rateLimit({ limit: 5, windowMs: 1000 }))
+    .get("/frozen", () => ({ status: 200, headers: own, body: "ok" }))
+    .get("/pairs", () => ({
+      status: 200,
+      headers: [["set-cookie", "a=1"], ["set-cookie", "b=2"], [
+        "ratelimit-limit",
+        "9",
+      ]],
+      body: "ok",
+    }))
+    .handler();
+  // Twice: the second answer comes from the frozen record's cached list.
+  for (const remaining of ["4", "3"]) {
+    const a = await call(handler, fake("GET", "/frozen").req);
+    assert.equal(a.headers.get("ratelimit-remaining"), remaining);
+    assert.equal(a.headers.get("content-type"), "text/plain");
+  }
+  const b = await call(handler, fake("GET", "/pairs").req);
+  assert.equal(b.headers.get("ratelimit-limit"), "5");
+  assert.equal(b.headers.get("set-cookie"), "a=1, b=2");
+  assert.equal(b.headers.get("ratelimit-remaining"), "2");
+});

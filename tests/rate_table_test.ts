@@ -2,7 +2,11 @@
 import assert from "node:assert/strict";
 import {
   createRateMemory,
+  ENTRY_INTS,
   hashKey,
+  LEASE_SHARE,
+  MAX_LEASE,
+  MAX_LEASES,
   PROBE,
   SharedRateLimiter,
 } from "../lib/shared/rate_table.ts";
@@ -62,7 +66,7 @@ Deno.test("SharedRateLimiter never lets a client past its limit under an address
 
 Deno.test("SharedRateLimiter takes over entries idle for two windows", () => {
   const { a, clock, memory } = twoEngines(1, 1_000, 64);
-  const entries = memory.length / 6;
+  const entries = memory.length / ENTRY_INTS;
   for (let i = 0; i < 4 * entries; i++) a.hit(`c${i}`);
   clock.now = 3_000;
   // New clients find room again, each with its whole budget.
@@ -72,17 +76,73 @@ Deno.test("SharedRateLimiter takes over entries idle for two windows", () => {
   }
 });
 
-Deno.test("SharedRateTable counts one budget from two threads exactly", async () => {
+/** Two threads each try 20,000 hits on one key of a 5,000 budget: how many got through. */
+async function allowedFromTwoThreads(
+  task: "rate" | "limiter",
+): Promise<number> {
   const memory = createRateMemory(16);
-  const task = {
-    task: "rate",
-    memory,
-    key: "10.1.1.1",
-    hits: 20_000,
-    limit: 5000,
-  };
-  const seen = await inThreads<{ allowed: number }>([task, task]);
-  assert.equal(seen[0].allowed + seen[1].allowed, 5000);
+  const job = { task, memory, key: "10.1.1.1", hits: 20_000, limit: 5000 };
+  const seen = await inThreads<{ allowed: number }>([job, job]);
+  return seen[0].allowed + seen[1].allowed;
+}
+
+Deno.test("SharedRateTable counts one budget from two threads exactly", async () => {
+  assert.equal(await allowedFromTwoThreads("rate"), 5000);
+});
+
+Deno.test("SharedRateLimiter leases a large budget: one step on the shared entry per lease, remaining exact", () => {
+  const { a, b } = twoEngines(100_000, 10_000);
+  // Engine a counts MAX_LEASE at once and answers the next ones itself.
+  for (let i = 1; i <= MAX_LEASE + 2; i++) {
+    assert.equal(a.hit("10.0.0.1").remaining, 100_000 - i);
+  }
+  // b sees a's two leases counted whole: 2 * MAX_LEASE, not MAX_LEASE + 2.
+  assert.equal(b.hit("10.0.0.1").remaining, 100_000 - 2 * MAX_LEASE - 1);
+});
+
+Deno.test("SharedRateLimiter leases never let a client past its limit, and spent to the end give it all", () => {
+  const limit = 10 * LEASE_SHARE;
+  const { a, b, clock } = twoEngines(limit, 10_000);
+  let allowed = 0;
+  // Uneven turns, so each engine is often mid-lease when the other claims.
+  for (let i = 0; allowed <= limit && i < 3 * limit; i++) {
+    const engine = (i * 7) % 5 < 2 ? a : b;
+    if (engine.hit("10.0.0.1").allowed) allowed++;
+  }
+  assert.equal(allowed, limit, "both spent their leases before being refused");
+  assert.equal(a.hit("10.0.0.1").allowed, false);
+  assert.equal(b.hit("10.0.0.1").allowed, false);
+  // A lease ends with its window: a's unspent units of window 0 are not
+  // spent in window 2, where b's lease holds back its own.
+  a.hit("10.0.0.2");
+  clock.now = 20_000;
+  assert.equal(b.hit("10.0.0.2").remaining, limit - 1);
+  let inWindow2 = 0;
+  for (let i = 0; i < 2 * limit; i++) {
+    if (a.hit("10.0.0.2").allowed) inWindow2++;
+  }
+  assert.equal(inWindow2, limit - limit / LEASE_SHARE);
+});
+
+Deno.test("SharedRateLimiter leases to at most MAX_LEASES clients, then counts one at a time until the window ends", () => {
+  const { a, b, clock } = twoEngines(100_000, 10_000, 2 * MAX_LEASES);
+  const key = (i: number) => `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`;
+  for (let i = 0; i < MAX_LEASES + 1; i++) a.hit(key(i));
+  // The first client's lease is counted whole; the last one got none.
+  assert.equal(b.hit(key(0)).remaining, 100_000 - MAX_LEASE - 1);
+  assert.equal(b.hit(key(MAX_LEASES)).remaining, 100_000 - 2);
+  // Next window: a's old leases make room, and leasing resumes.
+  clock.now = 10_000;
+  a.hit(key(MAX_LEASES + 1));
+  assert.equal(
+    b.hit(key(MAX_LEASES + 1)).remaining,
+    100_000 - MAX_LEASE - 1,
+  );
+});
+
+Deno.test("SharedRateLimiter leases count one budget from two threads exactly", async () => {
+  // Both threads spend their leases before being refused: nothing held back.
+  assert.equal(await allowedFromTwoThreads("limiter"), 5000);
 });
 
 Deno.test("hashKey() never gives the empty entry's tag and spreads near keys", () => {
@@ -97,7 +157,7 @@ Deno.test("hashKey() never gives the empty entry's tag and spreads near keys", (
 
 Deno.test("createRateMemory() sizes a power of two at least twice the clients", () => {
   for (const clients of [1, 10, 1000, 10_000]) {
-    const entries = createRateMemory(clients).length / 6;
+    const entries = createRateMemory(clients).length / ENTRY_INTS;
     assert.ok(entries >= 2 * clients && entries >= 2 * PROBE);
     assert.equal(entries & (entries - 1), 0);
   }

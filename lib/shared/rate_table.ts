@@ -20,26 +20,46 @@ import {
   type RateLimitStore,
   slidingWindow,
 } from "../app/rate_limit_store.ts";
+import { batchNow } from "../http/clock.ts";
 
 /** The counts a request found (before it), and whether it was counted. */
 export interface TakeResult {
   readonly previous: number;
   readonly current: number;
   readonly taken: boolean;
+  /** Requests counted: 0 when refused, more than 1 for a lease. */
+  readonly granted: number;
 }
 
 // One entry, in Int32s: lock, two hash words, window number (wrapping),
-// previous window's count, current window's count.
+// previous window's count, current window's count, and two unused, so an
+// entry is 32 bytes and never straddles two cache lines: the one client
+// every engine serves moves one line between cores per request, not two.
 const LOCK = 0;
 const TAG_A = 1;
 const TAG_B = 2;
 const WINDOW = 3;
 const PREVIOUS = 4;
 const CURRENT = 5;
-const ENTRY = 6;
+/** Int32s per entry. */
+export const ENTRY_INTS = 8;
+const ENTRY = ENTRY_INTS;
 
 /** Entries a key may land on, from its home entry on. */
 export const PROBE = 8;
+/**
+ * Most requests one engine may count at once for a client (a lease): its
+ * next ones are then answered from that engine's memory, without touching
+ * the entry the other engines also write.
+ */
+export const MAX_LEASE = 64;
+/**
+ * A lease takes at most this share of what the client has left, so units
+ * leased by one engine and never used (the client's next requests all
+ * reach another) hold back at most 1/256 of a budget, and none for a limit
+ * under 512: those count one request at a time, exactly.
+ */
+export const LEASE_SHARE = 256;
 /** Spins before taking a lock from a holder that must have died mid-update. */
 const LOCK_SPINS = 1 << 20;
 
@@ -48,7 +68,7 @@ export type RateMemory = Int32Array;
 
 /**
  * Memory for at least `clients` active clients: twice as many entries,
- * rounded up to a power of two (24 bytes each; 10,000 clients: 768 KiB).
+ * rounded up to a power of two (32 bytes each; 10,000 clients: 1 MiB).
  */
 export function createRateMemory(clients: number): RateMemory {
   let entries = 2 * PROBE;
@@ -60,6 +80,15 @@ export function createRateMemory(clients: number): RateMemory {
 
 /** `key`'s 64-bit hash as two int32 words, never both 0 (an empty entry). */
 export function hashKey(key: string): [number, number] {
+  hashInto(key);
+  return [hashA, hashB];
+}
+
+/** {@link hashKey}'s words, left here by {@link hashInto}: no pair allocated per request. */
+let hashA = 0;
+let hashB = 0;
+
+function hashInto(key: string): void {
   let a = 0x811c9dc5;
   let b = 0x9747b28c;
   for (let i = 0; i < key.length; i++) {
@@ -70,7 +99,8 @@ export function hashKey(key: string): [number, number] {
   }
   a = mix(a ^ key.length);
   b = mix(b + 0x27d4eb2d);
-  return a === 0 && b === 0 ? [0, 1] : [a, b];
+  hashA = a;
+  hashB = a === 0 && b === 0 ? 1 : b;
 }
 
 /** MurmurHash3's finalizer: every input bit moves every output bit. */
@@ -112,11 +142,22 @@ export class SharedRateTable {
    * In fixed window number `window` (time / window length, floored), counts
    * one request from `key` if it fits: `previous * carry + current + 1 <=
    * limit`, where `carry` is the share of the previous window still covered.
+   * With `most` above 1, counts up to that many at once (a lease), never
+   * more than {@link LEASE_SHARE} of what is left: as `carry` only falls
+   * within a window, each request the lease is spent on fits as well.
    * Returns the counts from before this request. Check and count are one
    * step under the entry's lock.
    */
-  take(key: string, window: number, carry: number, limit: number): TakeResult {
-    const [a, b] = hashKey(key);
+  take(
+    key: string,
+    window: number,
+    carry: number,
+    limit: number,
+    most = 1,
+  ): TakeResult {
+    hashInto(key);
+    const a = hashA;
+    const b = hashB;
     const w = window | 0;
     const m = this.#m;
     const e = this.#claim(a, b, w);
@@ -129,9 +170,14 @@ export class SharedRateTable {
       }
       const previous = m[e + PREVIOUS];
       const current = m[e + CURRENT];
-      const taken = previous * carry + current + 1 <= limit;
-      if (taken) m[e + CURRENT] = current + 1;
-      return { previous, current, taken };
+      const used = previous * carry + current;
+      const taken = used + 1 <= limit;
+      const granted = !taken ? 0 : most <= 1 ? 1 : Math.max(
+        1,
+        Math.min(most, Math.floor((limit - used) / LEASE_SHARE)),
+      );
+      if (taken) m[e + CURRENT] = current + granted;
+      return { previous, current, taken, granted };
     } finally {
       Atomics.store(m, e + LOCK, 0);
     }
@@ -139,7 +185,9 @@ export class SharedRateTable {
 
   /** Takes back one request counted for `key` in window `window` (or the one before). */
   giveBack(key: string, window: number): void {
-    const [a, b] = hashKey(key);
+    hashInto(key);
+    const a = hashA;
+    const b = hashB;
     const e = this.#find(a, b);
     if (e === -1) return;
     const m = this.#m;
@@ -212,20 +260,47 @@ export class SharedRateTable {
   }
 }
 
+/** Requests one engine counted ahead for a client, in one window. */
+interface Lease {
+  readonly window: number;
+  readonly previous: number;
+  /** The shared count before the next request this lease answers. */
+  current: number;
+  left: number;
+}
+
+/**
+ * Clients with a lease at once, per engine; past it, leases of past windows
+ * are dropped, and while it stays full new clients are counted one request
+ * at a time.
+ */
+export const MAX_LEASES = 4096;
+
 /**
  * A rate limit counted in the shared table: the store `--workers` engines
- * use for `--rate-limit` and for failed password checks.
+ * use for `--rate-limit` and for failed password checks. A client with a
+ * large budget (limit 512 and up) is counted in leases: an engine counts up
+ * to {@link MAX_LEASE} of its requests at once and answers the next ones
+ * from its own memory, so one busy client's entry does not move between
+ * cores on every request. Units leased and not used stay counted: the
+ * limit never lets a client past it, and holds back at most 1/256 of what
+ * the client had left per engine.
  */
 export class SharedRateLimiter implements RateLimitStore {
   readonly limit: number;
   readonly windowMs: number;
   readonly #table: SharedRateTable;
   readonly #now: () => number;
+  readonly #leases = new Map<string, Lease>();
+  /** A lease can hold more than one request: `limit >= 2 * LEASE_SHARE`. */
+  readonly #leasing: boolean;
+  /** The window whose leases were last swept for room. */
+  #sweptWindow = Number.NaN;
 
   constructor(
     policy: RateLimitPolicy,
     memory: RateMemory,
-    now: () => number = Date.now,
+    now: () => number = batchNow,
   ) {
     if (!(policy.limit >= 1 && policy.windowMs >= 1)) {
       throw new TypeError("Rate limit needs limit >= 1 and windowMs >= 1");
@@ -234,6 +309,7 @@ export class SharedRateLimiter implements RateLimitStore {
     this.windowMs = policy.windowMs;
     this.#table = new SharedRateTable(memory);
     this.#now = now;
+    this.#leasing = policy.limit >= 2 * LEASE_SHARE;
   }
 
   /** Clients the table holds. */
@@ -246,7 +322,28 @@ export class SharedRateLimiter implements RateLimitStore {
     const w = this.windowMs;
     const window = Math.floor(now / w);
     const elapsed = now - window * w;
-    const counts = this.#table.take(key, window, (w - elapsed) / w, this.limit);
+    if (this.#leasing) {
+      const lease = this.#leases.get(key);
+      if (lease !== undefined && lease.window === window && lease.left > 0) {
+        lease.left--;
+        return slidingWindow(
+          this,
+          lease.previous,
+          lease.current++,
+          elapsed,
+          true,
+        );
+      }
+    }
+    const counts = this.#table.take(
+      key,
+      window,
+      (w - elapsed) / w,
+      this.limit,
+      this.#leasing && this.#roomFor(key, window) ? MAX_LEASE : 1,
+    );
+    if (counts.granted > 1) this.#lease(key, window, counts);
+    else if (this.#leasing) this.#leases.delete(key);
     return slidingWindow(
       this,
       counts.previous,
@@ -259,5 +356,33 @@ export class SharedRateLimiter implements RateLimitStore {
   /** Takes back one request counted for `key` in the current window. */
   forgive(key: string): void {
     this.#table.giveBack(key, Math.floor(this.#now() / this.windowMs));
+  }
+
+  /**
+   * Whether `key` may get a lease: it has one, or there is room for one.
+   * Only leases of past windows are dropped for room: their unused units
+   * were left counted when their window ended; dropping one still running
+   * would leave more.
+   */
+  #roomFor(key: string, window: number): boolean {
+    const leases = this.#leases;
+    if (leases.size < MAX_LEASES || leases.has(key)) return true;
+    if (this.#sweptWindow !== window) {
+      this.#sweptWindow = window;
+      for (const [k, lease] of leases) {
+        if (lease.window !== window) leases.delete(k);
+      }
+    }
+    return leases.size < MAX_LEASES;
+  }
+
+  /** Keeps the units `counts` granted beyond this request for `key`'s next ones. */
+  #lease(key: string, window: number, counts: TakeResult): void {
+    this.#leases.set(key, {
+      window,
+      previous: counts.previous,
+      current: counts.current + 1,
+      left: counts.granted - 1,
+    });
   }
 }

@@ -5,12 +5,13 @@
  * covers. O(1) memory per client, whatever the limit; idle clients are
  * swept and the table has a hard cap, so a flood of addresses cannot grow it.
  */
+import { batchNow } from "../../http/clock.ts";
 import { HttpError, STATUS } from "../../http/errors.ts";
 import { clientKey } from "../client_addr.ts";
-import type { Reply } from "../../http/handler.ts";
+import type { Reply, ReplyHeaders } from "../../http/handler.ts";
 import type { AppRequest } from "../app_request.ts";
-import { errorWithHeaders, withHeaders } from "../replies.ts";
-import { afterNext, type Middleware, type Next } from "../chain.ts";
+import { errorWithHeaders } from "../replies.ts";
+import type { Middleware, Next } from "../chain.ts";
 import {
   type RateDecision,
   type RateLimitPolicy,
@@ -39,7 +40,7 @@ export type { RateDecision, RateLimitPolicy, RateLimitStore };
 export interface RateLimitOptions extends RateLimitPolicy {
   /** Clients tracked at once; past it the least recently seen is dropped. */
   readonly maxEntries?: number;
-  /** Clock in ms (tests inject one). */
+  /** Clock in ms (tests inject one); by default the engine's, read once per batch of work. */
   readonly now?: () => number;
   /** Called once per refused request (metrics). */
   readonly onLimited?: (req: AppRequest) => void;
@@ -74,7 +75,7 @@ export class RateLimiter implements RateLimitStore {
     this.limit = options.limit;
     this.windowMs = options.windowMs;
     this.maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? batchNow;
   }
 
   /** Clients tracked now. */
@@ -139,16 +140,110 @@ export class RateLimiter implements RateLimitStore {
 }
 
 /** The RateLimit header fields (IETF draft, widely used `RateLimit-*` form). */
-function rateHeaders(
-  d: RateDecision,
-  policy: string,
-): Record<string, string> {
-  return {
-    "ratelimit-limit": String(d.limit),
-    "ratelimit-remaining": String(d.remaining),
-    "ratelimit-reset": String(d.resetSeconds),
-    "ratelimit-policy": policy,
-  };
+const LIMIT = "ratelimit-limit";
+const REMAINING = "ratelimit-remaining";
+const RESET = "ratelimit-reset";
+const POLICY = "ratelimit-policy";
+const RATE_FIELDS = [LIMIT, REMAINING, RESET, POLICY];
+
+/**
+ * The RateLimit fields of one policy, made per reply from two numbers: the
+ * limit and policy fields are built once, the reset seconds change once a
+ * second, and the fields of a frozen reply record (most replies) are
+ * turned into a list once. Allowed replies get a field list: a record
+ * built with a reply's own names would cost a keyed store per field.
+ */
+class RateFields {
+  readonly #limit: readonly [string, string];
+  readonly #policy: readonly [string, string];
+  #resetSeconds = -1;
+  #reset: readonly [string, string] = [RESET, ""];
+  /** The last frozen reply record met and its fields as a list, ours left out. */
+  #lastRecord: object | undefined;
+  #lastPairs: ReadonlyArray<readonly [string, string]> = [];
+  readonly #records = new WeakMap<
+    object,
+    ReadonlyArray<readonly [string, string]>
+  >();
+
+  constructor(limit: number, policy: string) {
+    this.#limit = [LIMIT, String(limit)];
+    this.#policy = [POLICY, policy];
+  }
+
+  /** The four fields as a record (for errors, where they are merged). */
+  record(d: RateDecision): Record<string, string> {
+    return {
+      [LIMIT]: this.#limit[1],
+      [REMAINING]: String(d.remaining),
+      [RESET]: this.#resetField(d.resetSeconds)[1],
+      [POLICY]: this.#policy[1],
+    };
+  }
+
+  /** `reply` with the four fields set, replacing any of the same names. */
+  addTo(reply: Reply, d: RateDecision): Reply {
+    const own = reply.headers;
+    const headers:
+      | [string, string][]
+      | ReadonlyArray<
+        readonly [string, string]
+      > = own === undefined ? [] : this.#othersOf(own);
+    return {
+      ...reply,
+      headers: [
+        ...headers,
+        this.#limit,
+        [REMAINING, String(d.remaining)],
+        this.#resetField(d.resetSeconds),
+        this.#policy,
+      ],
+    };
+  }
+
+  #resetField(seconds: number): readonly [string, string] {
+    if (seconds !== this.#resetSeconds) {
+      this.#resetSeconds = seconds;
+      this.#reset = [RESET, String(seconds)];
+    }
+    return this.#reset;
+  }
+
+  /** A reply's fields as a list, without those named as ours. */
+  #othersOf(headers: ReplyHeaders): ReadonlyArray<readonly [string, string]> {
+    // A frozen record of strings cannot change: its list is made once.
+    const frozen = !Array.isArray(headers) && Object.isFrozen(headers);
+    if (frozen) {
+      if (headers === this.#lastRecord) return this.#lastPairs;
+      const known = this.#records.get(headers);
+      if (known !== undefined) {
+        this.#lastRecord = headers;
+        return this.#lastPairs = known;
+      }
+    }
+    const pairs: [string, string][] = [];
+    if (Array.isArray(headers)) {
+      for (const [name, value] of headers as ReadonlyArray<[string, string]>) {
+        if (!RATE_FIELDS.includes(name.toLowerCase())) {
+          pairs.push([name, value]);
+        }
+      }
+    } else {
+      const record = headers as Readonly<Record<string, string>>;
+      for (const name in record) {
+        if (!RATE_FIELDS.includes(name.toLowerCase())) {
+          pairs.push([name, record[name]]);
+        }
+      }
+    }
+    if (frozen) {
+      Object.freeze(pairs);
+      this.#records.set(headers, pairs);
+      this.#lastRecord = headers;
+      this.#lastPairs = pairs;
+    }
+    return pairs;
+  }
 }
 
 /**
@@ -209,13 +304,20 @@ export function rateLimit(
     : new RateLimiter(options);
   const onLimited = "hit" in options ? hooks.onLimited : options.onLimited;
   const exempt = new Set(hooks.exemptPaths);
-  const policy = `${limiter.limit};w=${Math.ceil(limiter.windowMs / 1000)}`;
+  const fields = new RateFields(
+    limiter.limit,
+    `${limiter.limit};w=${Math.ceil(limiter.windowMs / 1000)}`,
+  );
+  /** An error from further in, carrying the fields as a reply would. */
+  const withFields = (err: unknown, decision: RateDecision): unknown =>
+    err instanceof HttpError
+      ? errorWithHeaders(err, fields.record(decision))
+      : err;
   const decide = (
     req: AppRequest,
     next: Next,
     decision: RateDecision,
   ): Reply | Promise<Reply> => {
-    const headers = rateHeaders(decision, policy);
     if (!decision.allowed) {
       onLimited?.(req);
       throw new HttpError(
@@ -225,20 +327,28 @@ export function rateLimit(
           expose:
             `Too many requests: try again in ${decision.retryAfterSeconds} s`,
           headers: {
-            ...headers,
+            ...fields.record(decision),
             "retry-after": String(decision.retryAfterSeconds),
           },
         },
       );
     }
-    return afterNext(
-      req,
-      next,
-      (_req, reply) => withHeaders(reply, headers),
-      (_req, err) => {
-        throw err instanceof HttpError ? errorWithHeaders(err, headers) : err;
-      },
-    );
+    // afterNext() without its two closures per request.
+    let reply: Reply | Promise<Reply>;
+    try {
+      reply = next();
+    } catch (err) {
+      throw withFields(err, decision);
+    }
+    if (reply instanceof Promise) {
+      return reply.then(
+        (r) => fields.addTo(r, decision),
+        (err) => {
+          throw withFields(err, decision);
+        },
+      );
+    }
+    return fields.addTo(reply, decision);
   };
   return (req, next) => {
     if (exempt.size > 0 && exempt.has(req.path)) return next();
