@@ -53,6 +53,7 @@ import {
 } from "./response.ts";
 import { dropUntilClosed, LINGER_MS } from "./linger.ts";
 import { ReadBuffer } from "./read_buffer.ts";
+import type { ReadTurns } from "./read_turns.ts";
 import type { Socket } from "./socket.ts";
 import type { EngineStats } from "./stats.ts";
 
@@ -157,6 +158,8 @@ export interface ConnectionOptions {
   readonly timeouts: Timeouts;
   /** Where the connection files its deadlines. */
   readonly wheel: DeadlineWheel;
+  /** Turns for the read of each next request, shared by the server's connections. */
+  readonly turns?: ReadTurns;
   /**
    * Asked before a reply that would keep the connection: the idle time to
    * allow after it, or 0 to close instead and hand the slot to a waiting
@@ -367,7 +370,13 @@ export class Connection extends Timed implements ByteSource {
             // race with a client reusing the connection. A slot wanted by a
             // waiting connection was given up by the last reply's Connection:
             // close; a drain closes us once idle for reclaimIdleMs.
-            const n = await conn.read(this.#readSpace());
+            // Read in turn with the other connections: see read_turns.ts.
+            let turn = this.#opts.turns?.take();
+            if (turn instanceof Promise) turn = await turn;
+            const n = this.#life >= Life.Closing
+              ? null
+              : await conn.read(this.#readSpace());
+            if (turn !== undefined) this.#opts.turns!.give(turn);
             if (n === null || this.#life >= Life.Closing) return;
             this.#received(n);
             if (this.#life === Life.Sniffing) {

@@ -30,6 +30,7 @@ import { HttpError, STATUS } from "./errors.ts";
 import type { Handler } from "./handler.ts";
 import { dropUntilClosed, LINGER_MS } from "./linger.ts";
 import { ProxyHeaderReader } from "./proxied_conn.ts";
+import { ReadTurns } from "./read_turns.ts";
 import { encodeClosingReply } from "./response.ts";
 import { type ConnectionSlots, Semaphore } from "./semaphore.ts";
 import type { RawConn, Socket } from "./socket.ts";
@@ -691,6 +692,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     onEnd: (c) => freeFd(c.tag as Client),
     timeouts,
     wheel,
+    turns: new ReadTurns(),
     keepAliveMs,
     upgrade: h2 ? upgrade : undefined,
   };
