@@ -373,10 +373,14 @@ export class Connection extends Timed implements ByteSource {
             // Read in turn with the other connections: see read_turns.ts.
             let turn = this.#opts.turns?.take();
             if (turn instanceof Promise) turn = await turn;
-            const n = this.#life >= Life.Closing
-              ? null
-              : await conn.read(this.#readSpace());
-            if (turn !== undefined) this.#opts.turns!.give(turn);
+            let n: number | null = null;
+            try {
+              if (this.#life < Life.Closing) {
+                n = await conn.read(this.#readSpace());
+              }
+            } finally {
+              if (turn !== undefined) this.#opts.turns!.give(turn);
+            }
             if (n === null || this.#life >= Life.Closing) return;
             this.#received(n);
             if (this.#life === Life.Sniffing) {

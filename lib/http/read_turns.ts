@@ -11,12 +11,11 @@
  * time, handed out first come first served, each round fits in one poll and
  * every connection gets its turn.
  *
- * A read that is not answered within one to two ticks of the clock below
- * (an idle keep-alive connection) gives its turn on and goes on waiting
- * without one: idle connections never hold up busy ones. The clock runs
- * only while a connection waits for a turn, so an idle or lightly loaded
- * server pays one counter per request and no timer. A turn never given back
- * (a read that threw) ages out the same way.
+ * A read not answered within two turns of the event loop (an idle
+ * keep-alive connection's) gives its turn on and goes on waiting without
+ * one: idle connections never hold up busy ones. The clock runs only while
+ * a connection waits for a turn, so an idle or lightly loaded server pays
+ * a counter per request and no timer.
  */
 
 /**
@@ -27,8 +26,12 @@
  */
 export const READ_TURNS = 48;
 
-/** How often turns held by unanswered reads are passed on, in ms. */
-const TICK_MS = 1;
+/**
+ * The clock that ages turns, in ms: 0, a turn of the event loop. A read
+ * whose bytes are there is answered within one; 1 ms measured no fairer at
+ * 1000 connections, and makes a connection wait longer behind idle ones.
+ */
+const TICK_MS = 0;
 
 export class ReadTurns {
   readonly #limit: number;
