@@ -233,6 +233,10 @@ Deno.test("rateLimit() fields as the engine writes them, as the reset second mov
     .use(rateLimit({ limit: 9, windowMs: 10_000, now: () => clock.now }))
     .get("/frozen", () => ({ status: 200, headers: own, body: "ok" }))
     .get("/bare", () => ({ status: 204 }))
+    .get(
+      "/null",
+      () => ({ status: 204, headers: null as unknown as undefined }),
+    )
     .get("/pairs", () => ({ status: 200, headers: [["x-a", "1"]] }))
     .handler();
   const fields = async (path: string) =>
@@ -261,4 +265,5 @@ Deno.test("rateLimit() fields as the engine writes them, as the reset second mov
   ]);
   assert.deepEqual(await fields("/pairs"), [...ours(3, 9), "x-a: 1"]);
   assert.deepEqual(await fields("/bare"), ours(2, 9));
+  assert.deepEqual(await fields("/null"), ours(1, 9));
 });

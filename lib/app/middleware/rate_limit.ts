@@ -189,8 +189,9 @@ class RateFields {
     const remaining: Pair = [REMAINING, String(d.remaining)];
     const own = reply.headers;
     let headers: ReplyHeaders;
-    if (own === undefined) headers = this.#ours.listWith([remaining]);
-    else if (!Array.isArray(own) && Object.isFrozen(own)) {
+    if (own === undefined || own === null) {
+      headers = this.#ours.listWith([remaining]); // null: a JS handler's "none"
+    } else if (!Array.isArray(own) && Object.isFrozen(own)) {
       headers = this.#fixedWith(own).listWith([remaining]);
     } else {
       const more = othersOf(own);
