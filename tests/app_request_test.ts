@@ -1,8 +1,10 @@
+import fc from "fast-check";
 import assert from "node:assert/strict";
 import {
   clientAddress,
   clientKey,
   forwardedBeyondLoopback,
+  isDottedQuad,
   isLoopback,
   trustProxy,
 } from "../lib/app/client_addr.ts";
@@ -162,6 +164,42 @@ Deno.test("trustProxy() refuses entries that are not addresses or ranges", () =>
     ]
   ) {
     assert.throws(() => trustProxy([bad]), TypeError, bad);
+  }
+});
+
+// The regular expression isDottedQuad() replaced, kept as its reference.
+const OCTET = "(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
+const DOTTED_QUAD = new RegExp(`^${OCTET}(?:\\.${OCTET}){3}$`);
+
+Deno.test("isDottedQuad() agrees with the dotted-quad regular expression", () => {
+  const octet = fc.oneof(
+    fc.integer({ min: 0, max: 999 }).map(String),
+    fc.integer({ min: 0, max: 255 }).map((n) => `0${n}`),
+    fc.constantFrom("", "00", "0000", "1234", "25", "256", "255", "٣", "1e2"),
+  );
+  const quadLike = fc.tuple(
+    fc.array(octet, { minLength: 1, maxLength: 6 }),
+    fc.constantFrom(".", ".", ".", ":", ".."),
+    fc.constantFrom("", " ", "\n", ".", "a", "0"),
+    fc.constantFrom("", " ", "\n", ".", "a", "0"),
+  ).map(([parts, dot, before, after]) => before + parts.join(dot) + after);
+  const near = fc.string({
+    unit: fc.constantFrom(..."0123456789.".split("")),
+    maxLength: 18,
+  });
+  fc.assert(
+    fc.property(fc.oneof(quadLike, near, fc.string()), (text) => {
+      assert.equal(isDottedQuad(text), DOTTED_QUAD.test(text), text);
+    }),
+    { numRuns: 20_000 },
+  );
+  for (const text of ["0.0.0.0", "255.255.255.255", "192.0.2.1", "10.0.0.10"]) {
+    assert.ok(isDottedQuad(text), text);
+  }
+  for (
+    const text of ["256.0.0.1", "01.2.3.4", "1.2.3", "1.2.3.4.", "1.2.3.4\n"]
+  ) {
+    assert.ok(!isDottedQuad(text), text);
   }
 });
 

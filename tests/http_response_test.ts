@@ -10,6 +10,7 @@ import {
   BODY_ABSENT,
   BODY_STREAMED,
   encodeClosingReply,
+  FixedFields,
   frameReply,
   isAscii,
   OutBuffer,
@@ -173,6 +174,65 @@ Deno.test("writeFields() keeps each frozen record's bytes apart when they altern
     assert.equal(second.contentLength, -1);
     assert.equal(second.close, true);
   }
+});
+
+Deno.test("FixedFields.listWith() sends the fixed fields as encoded, then the rest checked", () => {
+  const own: Record<string, string> = { "x-a": "1", "content-length": "3" };
+  const fixed = new FixedFields(own, [["x-b", "2"]]);
+  own["x-a"] = "changed"; // taken as they were when made
+  for (const n of ["1", "2"]) { // the second time from the encoded bytes
+    const list = fixed.listWith([["x-n", n]]);
+    // Readers see a plain list of pairs, with no mark on it.
+    assert.deepEqual(list, [
+      ["x-a", "1"],
+      ["content-length", "3"],
+      ["x-b", "2"],
+      ["x-n", n],
+    ]);
+    const r = head(200, list);
+    assert.equal(
+      r.text,
+      `HTTP/1.1 200 OK\r\n${DATE}${NOSNIFF}x-a: 1\r\nx-b: 2\r\nx-n: ${n}\r\n` +
+        "Content-Length: 5\r\n\r\n",
+    );
+    assert.equal(r.contentLength, 3);
+    assert.equal(r.close, false);
+  }
+  // The fields after the fixed ones are checked and acted on as ever.
+  const closing = head(200, fixed.listWith([["Connection", "close"]]));
+  assert.equal(closing.close, true);
+  assert.equal(closing.contentLength, 3);
+  assert.doesNotMatch(closing.text, /close\r\nContent/);
+  assert.throws(
+    () => head(200, fixed.listWith([["x-c", "a\r\nx-d: 1"]])),
+    /header value/,
+  );
+  assert.throws(() => head(200, fixed.listWith([["x c", "1"]])), /header name/);
+  // Bad fixed fields are refused every time, never kept as encoded.
+  const bad = new FixedFields({ "x-e": "a\nb" });
+  assert.throws(() => head(200, bad.listWith([])), /header value/);
+  assert.throws(() => head(200, bad.listWith([])), /header value/);
+  const badName = new FixedFields([["x:e", "1"]]);
+  assert.throws(() => head(200, badName.listWith([])), /header name/);
+  // The fixed pairs cannot change in place; a list changed where they were
+  // is written as it now is.
+  assert.throws(() => {
+    (fixed.pairs[0] as [string, string])[1] = "9";
+  });
+  const changed = fixed.listWith([]) as [string, string][];
+  changed[0] = ["x-a", "9"];
+  assert.match(head(200, changed).text, /\r\nx-a: 9\r\nx-b: 2\r\n/);
+  // A frozen pair of one's own ahead is just a pair.
+  assert.match(
+    head(200, [Object.freeze(["x-g", "1"] as const)]).text,
+    /x-g: 1/,
+  );
+  const shorter = fixed.listWith([]) as [string, string][];
+  shorter.splice(0, 3, ["x-f", "1"]);
+  assert.equal(
+    head(200, shorter).text,
+    `HTTP/1.1 200 OK\r\n${DATE}${NOSNIFF}x-f: 1\r\nContent-Length: 5\r\n\r\n`,
+  );
 });
 
 Deno.test("OutBuffer keeps its view over a release while the pool holds the buffer", () => {

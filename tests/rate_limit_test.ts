@@ -3,6 +3,8 @@ import { text } from "../lib/app/replies.ts";
 import { Router } from "../lib/app/router.ts";
 import { trustProxy } from "../lib/app/client_addr.ts";
 import { rateLimit, RateLimiter } from "../lib/app/middleware/rate_limit.ts";
+import type { Reply } from "../lib/http/handler.ts";
+import { OutBuffer, writeFields } from "../lib/http/response.ts";
 import { call, fake } from "./fixtures/app_request.ts";
 
 /** A limiter on a clock the test moves by hand. */
@@ -212,4 +214,56 @@ Deno.test("rateLimit() replaces a reply's own RateLimit fields and keeps the res
   assert.equal(b.headers.get("ratelimit-limit"), "5");
   assert.equal(b.headers.get("set-cookie"), "a=1, b=2");
   assert.equal(b.headers.get("ratelimit-remaining"), "2");
+});
+
+/** A reply's fields as the engine writes them, one "name: value" a line. */
+function written(reply: Reply): string[] {
+  const out = new OutBuffer();
+  writeFields(out, reply.status, reply.headers, Date.UTC(2024, 0, 2));
+  return new TextDecoder().decode(out.take()).split("\r\n").slice(3, -1);
+}
+
+Deno.test("rateLimit() fields as the engine writes them, as the reset second moves", async () => {
+  const clock = { now: 0 };
+  const own = Object.freeze({
+    "content-type": "text/plain",
+    "ratelimit-reset": "99",
+  });
+  const handler = new Router()
+    .use(rateLimit({ limit: 9, windowMs: 10_000, now: () => clock.now }))
+    .get("/frozen", () => ({ status: 200, headers: own, body: "ok" }))
+    .get("/bare", () => ({ status: 204 }))
+    .get(
+      "/null",
+      () => ({ status: 204, headers: null as unknown as undefined }),
+    )
+    .get("/pairs", () => ({ status: 200, headers: [["x-a", "1"]] }))
+    .handler();
+  const fields = async (path: string) =>
+    written(await handler(fake("GET", path).req)).sort();
+  const ours = (remaining: number, reset: number) => [
+    "ratelimit-limit: 9",
+    "ratelimit-policy: 9;w=10",
+    `ratelimit-remaining: ${remaining}`,
+    `ratelimit-reset: ${reset}`,
+  ];
+  // Twice each: the second time from the encoded fixed fields.
+  assert.deepEqual(await fields("/frozen"), [
+    "content-type: text/plain",
+    ...ours(8, 10),
+  ]);
+  assert.deepEqual(await fields("/frozen"), [
+    "content-type: text/plain",
+    ...ours(7, 10),
+  ]);
+  assert.deepEqual(await fields("/bare"), ours(6, 10));
+  assert.deepEqual(await fields("/bare"), ours(5, 10));
+  clock.now = 1_500; // 8.5 s left: the reset field says 9 from now on
+  assert.deepEqual(await fields("/frozen"), [
+    "content-type: text/plain",
+    ...ours(4, 9),
+  ]);
+  assert.deepEqual(await fields("/pairs"), [...ours(3, 9), "x-a: 1"]);
+  assert.deepEqual(await fields("/bare"), ours(2, 9));
+  assert.deepEqual(await fields("/null"), ours(1, 9));
 });

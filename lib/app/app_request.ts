@@ -145,8 +145,11 @@ export class AppRequest {
 
   /** Client address: the peer, or X-Forwarded-For's when the peer is a trusted proxy. */
   get client(): string {
-    return this.#client ??= clientAddress(
-      this.raw.remoteAddr.hostname,
+    if (this.#client !== undefined) return this.#client;
+    const peer = this.raw.remoteAddr.hostname;
+    // Trusting nobody (the default), X-Forwarded-For is not even looked up.
+    return this.#client = this.#trust === TRUST_NONE ? peer : clientAddress(
+      peer,
       this.raw.headers.getJoined("x-forwarded-for"),
       this.#trust,
     );

@@ -11,6 +11,7 @@ import { clientKey } from "../client_addr.ts";
 import type { Reply, ReplyHeaders } from "../../http/handler.ts";
 import type { AppRequest } from "../app_request.ts";
 import { errorWithHeaders } from "../replies.ts";
+import { FixedFields } from "../../http/response.ts";
 import type { Middleware, Next } from "../chain.ts";
 import {
   type RateDecision,
@@ -146,104 +147,102 @@ const RESET = "ratelimit-reset";
 const POLICY = "ratelimit-policy";
 const RATE_FIELDS = [LIMIT, REMAINING, RESET, POLICY];
 
+type Pair = readonly [string, string];
+
 /**
- * The RateLimit fields of one policy, made per reply from two numbers: the
- * limit and policy fields are built once, the reset seconds change once a
- * second, and the fields of a frozen reply record (most replies) are
- * turned into a list once. Allowed replies get a field list: a record
- * built with a reply's own names would cost a keyed store per field.
+ * The RateLimit fields of one policy, made per reply from two numbers. Limit,
+ * policy and reset (which changes once a second) are fixed fields the engine
+ * encodes once and copies as bytes; so are a frozen reply record's own
+ * fields, ahead of them. Only the remaining count is written per reply.
  */
 class RateFields {
-  readonly #limit: readonly [string, string];
-  readonly #policy: readonly [string, string];
+  readonly #limit: string;
+  readonly #policy: string;
   #resetSeconds = -1;
-  #reset: readonly [string, string] = [RESET, ""];
-  /** The last frozen reply record met and its fields as a list, ours left out. */
-  #lastRecord: object | undefined;
-  #lastPairs: ReadonlyArray<readonly [string, string]> = [];
-  readonly #records = new WeakMap<
-    object,
-    ReadonlyArray<readonly [string, string]>
-  >();
+  #reset = "";
+  /** Limit, policy and reset, for replies without a frozen record. */
+  #ours = new FixedFields();
+  /** Per frozen reply record: its fields (ours left out), then ours. */
+  #withRecord = new WeakMap<object, FixedFields>();
+  #lastRecord: ReplyHeaders | undefined;
+  #lastFixed = this.#ours;
 
   constructor(limit: number, policy: string) {
-    this.#limit = [LIMIT, String(limit)];
-    this.#policy = [POLICY, policy];
+    this.#limit = String(limit);
+    this.#policy = policy;
   }
 
   /** The four fields as a record (for errors, where they are merged). */
   record(d: RateDecision): Record<string, string> {
+    this.#setReset(d.resetSeconds);
     return {
-      [LIMIT]: this.#limit[1],
+      [LIMIT]: this.#limit,
       [REMAINING]: String(d.remaining),
-      [RESET]: this.#resetField(d.resetSeconds)[1],
-      [POLICY]: this.#policy[1],
+      [RESET]: this.#reset,
+      [POLICY]: this.#policy,
     };
   }
 
   /** `reply` with the four fields set, replacing any of the same names. */
   addTo(reply: Reply, d: RateDecision): Reply {
+    this.#setReset(d.resetSeconds);
+    const remaining: Pair = [REMAINING, String(d.remaining)];
     const own = reply.headers;
-    const headers:
-      | [string, string][]
-      | ReadonlyArray<
-        readonly [string, string]
-      > = own === undefined ? [] : this.#othersOf(own);
-    return {
-      ...reply,
-      headers: [
-        ...headers,
-        this.#limit,
-        [REMAINING, String(d.remaining)],
-        this.#resetField(d.resetSeconds),
-        this.#policy,
-      ],
-    };
-  }
-
-  #resetField(seconds: number): readonly [string, string] {
-    if (seconds !== this.#resetSeconds) {
-      this.#resetSeconds = seconds;
-      this.#reset = [RESET, String(seconds)];
-    }
-    return this.#reset;
-  }
-
-  /** A reply's fields as a list, without those named as ours. */
-  #othersOf(headers: ReplyHeaders): ReadonlyArray<readonly [string, string]> {
-    // A frozen record of strings cannot change: its list is made once.
-    const frozen = !Array.isArray(headers) && Object.isFrozen(headers);
-    if (frozen) {
-      if (headers === this.#lastRecord) return this.#lastPairs;
-      const known = this.#records.get(headers);
-      if (known !== undefined) {
-        this.#lastRecord = headers;
-        return this.#lastPairs = known;
-      }
-    }
-    const pairs: [string, string][] = [];
-    if (Array.isArray(headers)) {
-      for (const [name, value] of headers as ReadonlyArray<[string, string]>) {
-        if (!RATE_FIELDS.includes(name.toLowerCase())) {
-          pairs.push([name, value]);
-        }
-      }
+    let headers: ReplyHeaders;
+    if (own === undefined || own === null) {
+      headers = this.#ours.listWith([remaining]); // null: a JS handler's "none"
+    } else if (!Array.isArray(own) && Object.isFrozen(own)) {
+      headers = this.#fixedWith(own).listWith([remaining]);
     } else {
-      const record = headers as Readonly<Record<string, string>>;
-      for (const name in record) {
-        if (!RATE_FIELDS.includes(name.toLowerCase())) {
-          pairs.push([name, record[name]]);
-        }
+      const more = othersOf(own);
+      more.push(remaining);
+      headers = this.#ours.listWith(more);
+    }
+    return { ...reply, headers };
+  }
+
+  #setReset(seconds: number): void {
+    if (seconds === this.#resetSeconds) return;
+    this.#resetSeconds = seconds;
+    this.#reset = String(seconds);
+    this.#ours = new FixedFields({
+      [LIMIT]: this.#limit,
+      [POLICY]: this.#policy,
+      [RESET]: this.#reset,
+    });
+    this.#withRecord = new WeakMap();
+    this.#lastRecord = undefined;
+  }
+
+  /** The fixed fields for a frozen reply record: it cannot change. */
+  #fixedWith(record: ReplyHeaders): FixedFields {
+    if (record === this.#lastRecord) return this.#lastFixed;
+    let fixed = this.#withRecord.get(record);
+    if (fixed === undefined) {
+      fixed = new FixedFields(othersOf(record), this.#ours.pairs);
+      this.#withRecord.set(record, fixed);
+    }
+    this.#lastRecord = record;
+    return this.#lastFixed = fixed;
+  }
+}
+
+/** A reply's fields as a list, without those named as ours. */
+function othersOf(headers: ReplyHeaders): Pair[] {
+  const pairs: Pair[] = [];
+  if (Array.isArray(headers)) {
+    for (const [name, value] of headers as ReadonlyArray<Pair>) {
+      if (!RATE_FIELDS.includes(name.toLowerCase())) pairs.push([name, value]);
+    }
+  } else {
+    const record = headers as Readonly<Record<string, string>>;
+    for (const name in record) {
+      if (!RATE_FIELDS.includes(name.toLowerCase())) {
+        pairs.push([name, record[name]]);
       }
     }
-    if (frozen) {
-      Object.freeze(pairs);
-      this.#records.set(headers, pairs);
-      this.#lastRecord = headers;
-      this.#lastPairs = pairs;
-    }
-    return pairs;
   }
+  return pairs;
 }
 
 /**
