@@ -122,13 +122,13 @@ async function loadOverH2(
     const title = await browser.eval("document.title");
     assert.match(String(title), /Spindle/, page);
   }
-  const mine = seen.slice(from);
+  // Only this server's responses: a late one from the previous step's
+  // server (the browser's own favicon.ico fetch) may arrive in between.
+  const mine = seen.slice(from).filter((s) => s.url.startsWith(`${base}/`));
   const paths = mine.map((s) => new URL(s.url).pathname);
   for (const asset of [...PAGES, "/style.css", "/logo.png"]) {
     assert.ok(paths.includes(asset), `${asset} not loaded: ${paths}`);
   }
-  const wrong = mine.filter((s) =>
-    !s.url.startsWith(`${base}/`) || s.protocol !== "h2" || s.status !== 200
-  );
+  const wrong = mine.filter((s) => s.protocol !== "h2" || s.status !== 200);
   assert.deepEqual(wrong, [], "every response came over h2 with 200");
 }
