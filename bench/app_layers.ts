@@ -32,6 +32,7 @@ import { hostGuard } from "../lib/app/middleware/host_guard.ts";
 import { Router } from "../lib/app/router.ts";
 import { createApp } from "../lib/app/routes.ts";
 import { staticFiles } from "../lib/app/static_files.ts";
+import { FakeSocket } from "./fake_socket.ts";
 
 /** Requests per bench iteration (one connection). */
 export const REQUESTS = 1000;
@@ -46,21 +47,16 @@ function wrkHead(path: string, extra = ""): Uint8Array {
 }
 
 /** A socket that hands over `request` (one or more requests) per read, `count` times, then EOF. */
-class FakeConn {
-  readonly remoteAddr: Deno.NetAddr = {
-    transport: "tcp",
-    hostname: "127.0.0.1",
-    port: 40000,
-  };
+class FakeConn extends FakeSocket {
   readonly localAddr: Deno.NetAddr = {
     transport: "tcp",
     hostname: "127.0.0.1",
     port: PORT,
   };
   #left: number;
-  sent = 0;
 
   constructor(readonly request: Uint8Array, count: number) {
+    super();
     this.#left = count;
   }
   /** How much of the current copy of `request` was handed over. */
@@ -77,14 +73,6 @@ class FakeConn {
     }
     return Promise.resolve(n);
   }
-  write(bytes: Uint8Array): Promise<number> {
-    this.sent += bytes.length;
-    return Promise.resolve(bytes.length);
-  }
-  closeWrite(): Promise<void> {
-    return Promise.resolve();
-  }
-  close(): void {}
 }
 
 const stats = new EngineStats();

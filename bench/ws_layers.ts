@@ -17,21 +17,17 @@ import { DEFAULT_LIMITS } from "../lib/config.ts";
 import { WsConnection } from "../lib/http/ws_connection.ts";
 import { WsSession } from "../lib/http/ws/session.ts";
 import { ServerWebSocket } from "../lib/http/ws/socket.ts";
+import { FakeSocket } from "./fake_socket.ts";
 import { maskedFrame } from "./ws_load.ts";
 
 const FRAME = maskedFrame(0x1, new Uint8Array(32).fill(0x78));
 
 /** A socket that hands over `frame` per read, `count` times, then EOF. */
-class FakeSocket {
-  readonly remoteAddr: Deno.NetAddr = {
-    transport: "tcp",
-    hostname: "127.0.0.1",
-    port: 40000,
-  };
-  sent = 0;
+class FrameSocket extends FakeSocket {
   #left: number;
 
   constructor(count: number) {
+    super();
     this.#left = count;
   }
   read(into: Uint8Array): Promise<number | null> {
@@ -40,19 +36,11 @@ class FakeSocket {
     into.set(FRAME);
     return Promise.resolve(FRAME.length);
   }
-  write(bytes: Uint8Array): Promise<number> {
-    this.sent += bytes.length;
-    return Promise.resolve(bytes.length);
-  }
-  closeWrite(): Promise<void> {
-    return Promise.resolve();
-  }
-  close(): void {}
 }
 
 /** The default app's /echo on a fake socket; returns the bytes written. */
 async function echoOne(count: number): Promise<number> {
-  const socket = new FakeSocket(count);
+  const socket = new FrameSocket(count);
   const session = new WsSession(DEFAULT_LIMITS, { deflate: null });
   const ws = new ServerWebSocket(session, {
     url: "ws://127.0.0.1/echo",
@@ -74,7 +62,7 @@ async function echoOne(count: number): Promise<number> {
 
 /** bench/servers/ws_floor.ts's loop on the fake socket. */
 async function floorOne(count: number): Promise<number> {
-  const conn = new FakeSocket(count);
+  const conn = new FrameSocket(count);
   const buf = new Uint8Array(4096);
   while ((await conn.read(buf)) !== null) {
     const len = buf[1] & 0x7f;
