@@ -32,6 +32,10 @@ import { hostGuard } from "../lib/app/middleware/host_guard.ts";
 import { Router } from "../lib/app/router.ts";
 import { createApp } from "../lib/app/routes.ts";
 import { staticFiles } from "../lib/app/static_files.ts";
+import {
+  createRateMemory,
+  SharedRateLimiter,
+} from "../lib/shared/rate_table.ts";
 import { FakeSocket } from "./fake_socket.ts";
 
 /** Requests per bench iteration (one connection). */
@@ -177,6 +181,18 @@ const appRate = createApp({
   ...appConfig,
   rateLimit: { limit: 1e12, windowMs: 60_000 },
 }, server);
+/**
+ * The store `--workers` engines count in (a table in shared memory, leases
+ * of 64): bench case 16's shape, with room to spare for a fast machine.
+ */
+const sharedRate = { limit: 10_000_000, windowMs: 1_000 };
+const appRateShared = createApp({ ...appConfig, rateLimit: sharedRate }, {
+  ...server,
+  rateLimitStore: new SharedRateLimiter(
+    sharedRate,
+    createRateMemory(10_000),
+  ),
+});
 const appCors = createApp({ ...appConfig, cors: "*" }, server);
 
 const ECHO = wrkHead("/echo/hello");
@@ -274,6 +290,12 @@ export const cases: readonly Case[] = [
   {
     name: "default app + --rate-limit",
     handler: appRate,
+    request: ECHO,
+    over: "default app (createApp)",
+  },
+  {
+    name: "default app + --rate-limit, shared table (--workers)",
+    handler: appRateShared,
     request: ECHO,
     over: "default app (createApp)",
   },
