@@ -53,6 +53,114 @@ export const KNOWN_METHODS: ReadonlySet<string> = new Set([
   "CONNECT",
 ]);
 
+/**
+ * Request field names met often, lower case: one of them is matched on its
+ * bytes and handed out as this very string, never decoded. Literals are
+ * interned, so a handler's `headers.get("accept")` compares pointers. The
+ * first five are the ones the parser acts on (`NAME_HOST` and on).
+ */
+const KNOWN_NAMES: readonly string[] = [
+  "host",
+  "content-length",
+  "transfer-encoding",
+  "connection",
+  "expect",
+  "accept",
+  "accept-encoding",
+  "accept-language",
+  "accept-charset",
+  "access-control-request-headers",
+  "access-control-request-method",
+  "authorization",
+  "baggage",
+  "cache-control",
+  "content-encoding",
+  "content-type",
+  "cookie",
+  "dnt",
+  "forwarded",
+  "if-match",
+  "if-modified-since",
+  "if-none-match",
+  "if-range",
+  "if-unmodified-since",
+  "keep-alive",
+  "max-forwards",
+  "origin",
+  "pragma",
+  "priority",
+  "proxy-authorization",
+  "range",
+  "referer",
+  "sec-ch-ua",
+  "sec-ch-ua-mobile",
+  "sec-ch-ua-platform",
+  "sec-fetch-dest",
+  "sec-fetch-mode",
+  "sec-fetch-site",
+  "sec-fetch-user",
+  "sec-websocket-extensions",
+  "sec-websocket-key",
+  "sec-websocket-protocol",
+  "sec-websocket-version",
+  "te",
+  "traceparent",
+  "trailer",
+  "upgrade",
+  "upgrade-insecure-requests",
+  "user-agent",
+  "via",
+  "x-forwarded-for",
+  "x-forwarded-host",
+  "x-forwarded-proto",
+  "x-real-ip",
+  "x-request-id",
+  "x-requested-with",
+];
+const NAME_HOST = 0;
+const NAME_CONTENT_LENGTH = 1;
+const NAME_TRANSFER_ENCODING = 2;
+const NAME_CONNECTION = 3;
+const NAME_EXPECT = 4;
+
+/** A name's bytes folded into an int, as the scan of a field name does. */
+function nameHash(hash: number, c: number): number {
+  return (Math.imul(hash, 7) + c) | 0;
+}
+
+/**
+ * {@link KNOWN_NAMES} as bytes, and their indexes by hash (-1: none). No
+ * two share a slot, so a name has one candidate to compare.
+ */
+const KNOWN_BYTES = KNOWN_NAMES.map((name) => new TextEncoder().encode(name));
+const KNOWN_MASK = 511;
+const KNOWN_SLOTS = new Int16Array(KNOWN_MASK + 1).fill(-1);
+for (let id = 0; id < KNOWN_BYTES.length; id++) {
+  let hash = 0;
+  for (const c of KNOWN_BYTES[id]) hash = nameHash(hash, c);
+  const slot = hash & KNOWN_MASK;
+  if (KNOWN_SLOTS[slot] !== -1) {
+    throw new Error(`${KNOWN_NAMES[id]} shares a slot: change nameHash()`);
+  }
+  KNOWN_SLOTS[slot] = id;
+}
+
+/** The index in {@link KNOWN_NAMES} of the name in `buf[start..end)` whose hash is `hash`, or -1. */
+function knownName(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  hash: number,
+): number {
+  const id = KNOWN_SLOTS[hash & KNOWN_MASK];
+  if (id === -1) return -1;
+  const bytes = KNOWN_BYTES[id];
+  const length = bytes.length;
+  if (end - start !== length) return -1;
+  for (let k = 0; k < length; k++) if (buf[start + k] !== bytes[k]) return -1;
+  return id;
+}
+
 /** A parsed request line and header section. */
 export interface RequestHead {
   readonly method: string;
@@ -142,7 +250,10 @@ function methodName(buf: Uint8Array, start: number, end: number): string {
   return latin1(buf, start, end);
 }
 
-/** Offsets of each field's name and value, reused by every parse (no I/O between). */
+/**
+ * Offsets of each field's name and value, reused by every parse (no I/O
+ * between). A known name's start is `-1 - id` instead (see KNOWN_NAMES).
+ */
 let fieldOffsets = new Int32Array(4 * 64);
 
 function isDigit(c: number): boolean {
@@ -223,8 +334,10 @@ export function parseHead(
       i += 2;
       break;
     }
+    let hash = 0;
     for (let c = buf[i]; TOKEN[c] === 1; c = buf[++i]) {
-      if (c <= 0x5a && c >= 0x41) buf[i] = c | 0x20; // fold A-Z while we look
+      if (c <= 0x5a && c >= 0x41) buf[i] = c |= 0x20; // fold A-Z while we look
+      hash = nameHash(hash, c);
     }
     // Also refuses "Name :" and obs-fold (a line starting with SP or HTAB).
     if (i === line || buf[i] !== COLON) {
@@ -233,15 +346,13 @@ export function parseHead(
       );
     }
     const nameEnd = i++;
+    const known = knownName(buf, line, nameEnd, hash);
     while (buf[i] === SP || buf[i] === HTAB) i++;
     const valueStart = i;
     // A Host value is scanned for the bytes a host may hold first: where
     // that stops is where a bad byte is, if before the trimmed end.
     let hostEnd = -1;
-    if (
-      nameEnd - line === 4 && buf[line] === 0x68 && buf[line + 1] === 0x6f &&
-      buf[line + 2] === 0x73 && buf[line + 3] === 0x74 // "host"
-    ) {
+    if (known === NAME_HOST) {
       while (HOST[buf[i]] === 1) i++;
       hostEnd = i;
     }
@@ -275,7 +386,7 @@ export function parseHead(
       bigger.set(fieldOffsets);
       fieldOffsets = bigger;
     }
-    fieldOffsets[k] = line - start;
+    fieldOffsets[k] = known === -1 ? line - start : -1 - known;
     fieldOffsets[k + 1] = nameEnd - start;
     fieldOffsets[k + 2] = valueStart - start;
     fieldOffsets[k + 3] = valueEnd - start;
@@ -292,29 +403,32 @@ export function parseHead(
   let expect: string | undefined;
   for (let n = 0; n < count; n++) {
     const k = n * 4;
-    const name = text.slice(fieldOffsets[k], fieldOffsets[k + 1]);
+    const at = fieldOffsets[k];
+    const known = at < 0 ? -1 - at : -1;
     const value = text.slice(fieldOffsets[k + 2], fieldOffsets[k + 3]);
-    names[n] = name;
+    names[n] = known === -1
+      ? text.slice(at, fieldOffsets[k + 1])
+      : KNOWN_NAMES[known];
     values[n] = value;
-    switch (name) {
-      case "host":
+    switch (known) {
+      case NAME_HOST:
         hostCount++;
         host = value;
         break;
-      case "content-length":
+      case NAME_CONTENT_LENGTH:
         contentLength = mergeContentLength(contentLength, value, limits);
         break;
-      case "transfer-encoding":
+      case NAME_TRANSFER_ENCODING:
         transferEncoding = transferEncoding === undefined
           ? value
           : `${transferEncoding}, ${value}`;
         break;
-      case "connection":
+      case NAME_CONNECTION:
         connection = connection === undefined
           ? value
           : `${connection}, ${value}`;
         break;
-      case "expect":
+      case NAME_EXPECT:
         expect = value;
         break;
     }
