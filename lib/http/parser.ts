@@ -59,7 +59,7 @@ export const KNOWN_METHODS: ReadonlySet<string> = new Set([
  * interned, so a handler's `headers.get("accept")` compares pointers. The
  * first five are the ones the parser acts on (`NAME_HOST` and on).
  */
-const KNOWN_NAMES: readonly string[] = [
+export const KNOWN_NAMES: readonly string[] = [
   "host",
   "content-length",
   "transfer-encoding",
@@ -123,40 +123,39 @@ const NAME_TRANSFER_ENCODING = 2;
 const NAME_CONNECTION = 3;
 const NAME_EXPECT = 4;
 
-/** A name's bytes folded into an int, as the scan of a field name does. */
-function nameHash(hash: number, c: number): number {
-  return (Math.imul(hash, 7) + c) | 0;
+/**
+ * Where a field name of `length` bytes, lower case, ending at `end` in
+ * `buf`, may be in {@link KNOWN_SLOTS}: from its length and three bytes,
+ * read once the name is scanned.
+ */
+function nameSlot(buf: Uint8Array, end: number, length: number): number {
+  return (length + buf[end - length] * 23 + buf[end - 1] * 30 + buf[end - 2]) &
+    KNOWN_MASK;
 }
 
 /**
- * {@link KNOWN_NAMES} as bytes, and their indexes by hash (-1: none). No
- * two share a slot, so a name has one candidate to compare.
+ * {@link KNOWN_NAMES} as bytes, and their indexes by {@link nameSlot} (-1:
+ * none). No two share a slot, so a name has one candidate to compare.
  */
 const KNOWN_BYTES = KNOWN_NAMES.map((name) => new TextEncoder().encode(name));
-const KNOWN_MASK = 511;
-const KNOWN_SLOTS = new Int16Array(KNOWN_MASK + 1).fill(-1);
+const KNOWN_MASK = 255;
+const KNOWN_SLOTS = new Int8Array(KNOWN_MASK + 1).fill(-1);
 for (let id = 0; id < KNOWN_BYTES.length; id++) {
-  let hash = 0;
-  for (const c of KNOWN_BYTES[id]) hash = nameHash(hash, c);
-  const slot = hash & KNOWN_MASK;
+  const bytes = KNOWN_BYTES[id];
+  const slot = nameSlot(bytes, bytes.length, bytes.length);
   if (KNOWN_SLOTS[slot] !== -1) {
-    throw new Error(`${KNOWN_NAMES[id]} shares a slot: change nameHash()`);
+    throw new Error(`${KNOWN_NAMES[id]} shares a slot: change nameSlot()`);
   }
   KNOWN_SLOTS[slot] = id;
 }
 
-/** The index in {@link KNOWN_NAMES} of the name in `buf[start..end)` whose hash is `hash`, or -1. */
-function knownName(
-  buf: Uint8Array,
-  start: number,
-  end: number,
-  hash: number,
-): number {
-  const id = KNOWN_SLOTS[hash & KNOWN_MASK];
+/** The index in {@link KNOWN_NAMES} of the name in `buf[start..end)`, or -1. */
+function knownName(buf: Uint8Array, start: number, end: number): number {
+  const length = end - start;
+  const id = KNOWN_SLOTS[nameSlot(buf, end, length)];
   if (id === -1) return -1;
   const bytes = KNOWN_BYTES[id];
-  const length = bytes.length;
-  if (end - start !== length) return -1;
+  if (bytes.length !== length) return -1;
   for (let k = 0; k < length; k++) if (buf[start + k] !== bytes[k]) return -1;
   return id;
 }
@@ -334,10 +333,8 @@ export function parseHead(
       i += 2;
       break;
     }
-    let hash = 0;
     for (let c = buf[i]; TOKEN[c] === 1; c = buf[++i]) {
-      if (c <= 0x5a && c >= 0x41) buf[i] = c |= 0x20; // fold A-Z while we look
-      hash = nameHash(hash, c);
+      if (c <= 0x5a && c >= 0x41) buf[i] = c | 0x20; // fold A-Z while we look
     }
     // Also refuses "Name :" and obs-fold (a line starting with SP or HTAB).
     if (i === line || buf[i] !== COLON) {
@@ -346,7 +343,7 @@ export function parseHead(
       );
     }
     const nameEnd = i++;
-    const known = knownName(buf, line, nameEnd, hash);
+    const known = knownName(buf, line, nameEnd);
     while (buf[i] === SP || buf[i] === HTAB) i++;
     const valueStart = i;
     // A Host value is scanned for the bytes a host may hold first: where
