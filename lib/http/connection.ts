@@ -937,11 +937,12 @@ export class Connection extends Timed implements ByteSource {
       !keep,
       keep && minor === 0,
       this.#keepAliveMs,
+      sendBody ? text : undefined,
     );
     if (!sendBody) {
       cancelBody(body);
     } else if (text !== undefined) {
-      out.text(text);
+      // written with the framing
     } else if (bytes !== undefined && bytes.length <= COPY_BYTES) {
       out.bytes(bytes);
     } else if (body !== null && body !== undefined) {
