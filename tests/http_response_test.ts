@@ -68,6 +68,25 @@ Deno.test("writeFraming() spells every Content-Length in decimal", () => {
   }
 });
 
+Deno.test("writeFraming() writes an ASCII body after the blank line in the same pass", () => {
+  for (
+    const body of [
+      "",
+      "hello",
+      "x".repeat(48),
+      "y".repeat(49),
+      "z".repeat(5000),
+    ]
+  ) {
+    const out = new OutBuffer();
+    writeFraming(out, body.length, false, false, false, 5000, body);
+    assert.equal(
+      decoder.decode(out.take()),
+      `Content-Length: ${body.length}\r\nKeep-Alive: timeout=5\r\n\r\n${body}`,
+    );
+  }
+});
+
 Deno.test("writeFraming() adds Keep-Alive: timeout=N to a kept connection only", () => {
   const frame = (close: boolean, keepAlive: boolean, idleMs: number) => {
     const out = new OutBuffer();
@@ -157,6 +176,29 @@ Deno.test("writeFields() reuses a frozen record's bytes and nothing else", () =>
   const bad = Object.freeze({ "x-e": "a\nb" });
   assert.throws(() => head(200, bad));
   assert.throws(() => head(200, bad));
+});
+
+Deno.test("writeFields() writes a frozen record after the status and Date of each reply", () => {
+  const frozen = Object.freeze({ "x-a": "1" });
+  const write = (status: number, now: number) => {
+    const out = new OutBuffer();
+    writeFields(out, status, frozen, now);
+    return decoder.decode(out.take());
+  };
+  for (let i = 0; i < 2; i++) { // the second time from the joined bytes
+    assert.equal(
+      write(200, NOW),
+      `HTTP/1.1 200 OK\r\n${DATE}${NOSNIFF}x-a: 1\r\n`,
+    );
+    assert.equal(
+      write(404, NOW),
+      `HTTP/1.1 404 Not Found\r\n${DATE}${NOSNIFF}x-a: 1\r\n`,
+    );
+    assert.equal(
+      write(200, NOW + 1000),
+      `HTTP/1.1 200 OK\r\nDate: Tue, 02 Jan 2024 03:04:06 GMT\r\n${NOSNIFF}x-a: 1\r\n`,
+    );
+  }
 });
 
 Deno.test("writeFields() keeps each frozen record's bytes apart when they alternate", () => {

@@ -937,15 +937,13 @@ export class Connection extends Timed implements ByteSource {
       !keep,
       keep && minor === 0,
       this.#keepAliveMs,
-      sendBody ? text : undefined,
+      sendBody ? text : undefined, // in the same pass
     );
     if (!sendBody) {
       cancelBody(body);
-    } else if (text !== undefined) {
-      // written with the framing
     } else if (bytes !== undefined && bytes.length <= COPY_BYTES) {
       out.bytes(bytes);
-    } else if (body !== null && body !== undefined) {
+    } else if (text === undefined && body !== null && body !== undefined) {
       return this.#writeBody(body, chunked, contentLength, keep);
     }
     return keep;
