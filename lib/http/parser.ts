@@ -126,7 +126,8 @@ const NAME_EXPECT = 4;
 /**
  * Where a field name of `length` bytes, lower case, ending at `end` in
  * `buf`, may be in {@link KNOWN_SLOTS}: from its length and three bytes,
- * read once the name is scanned.
+ * read once the name is scanned. A one-byte name reads the LF before it:
+ * any byte will do, the compare in {@link knownName} decides.
  */
 function nameSlot(buf: Uint8Array, end: number, length: number): number {
   return (length + buf[end - length] * 23 + buf[end - 1] * 30 + buf[end - 2]) &
