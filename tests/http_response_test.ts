@@ -68,25 +68,6 @@ Deno.test("writeFraming() spells every Content-Length in decimal", () => {
   }
 });
 
-Deno.test("writeFraming() writes an ASCII body after the blank line in the same pass", () => {
-  for (
-    const body of [
-      "",
-      "hello",
-      "x".repeat(48),
-      "y".repeat(49),
-      "z".repeat(5000),
-    ]
-  ) {
-    const out = new OutBuffer();
-    writeFraming(out, body.length, false, false, false, 5000, body);
-    assert.equal(
-      decoder.decode(out.take()),
-      `Content-Length: ${body.length}\r\nKeep-Alive: timeout=5\r\n\r\n${body}`,
-    );
-  }
-});
-
 Deno.test("writeFraming() adds Keep-Alive: timeout=N to a kept connection only", () => {
   const frame = (close: boolean, keepAlive: boolean, idleMs: number) => {
     const out = new OutBuffer();

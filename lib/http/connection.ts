@@ -937,13 +937,14 @@ export class Connection extends Timed implements ByteSource {
       !keep,
       keep && minor === 0,
       this.#keepAliveMs,
-      sendBody ? text : undefined, // in the same pass
     );
     if (!sendBody) {
       cancelBody(body);
+    } else if (text !== undefined) {
+      out.text(text);
     } else if (bytes !== undefined && bytes.length <= COPY_BYTES) {
       out.bytes(bytes);
-    } else if (text === undefined && body !== null && body !== undefined) {
+    } else if (body !== null && body !== undefined) {
       return this.#writeBody(body, chunked, contentLength, keep);
     }
     return keep;

@@ -53,114 +53,6 @@ export const KNOWN_METHODS: ReadonlySet<string> = new Set([
   "CONNECT",
 ]);
 
-/**
- * Request field names met often, lower case: one of them is matched on its
- * bytes and handed out as this very string, never decoded. Literals are
- * interned, so a handler's `headers.get("accept")` compares pointers. The
- * first five are the ones the parser acts on (`NAME_HOST` and on).
- */
-export const KNOWN_NAMES: readonly string[] = [
-  "host",
-  "content-length",
-  "transfer-encoding",
-  "connection",
-  "expect",
-  "accept",
-  "accept-encoding",
-  "accept-language",
-  "accept-charset",
-  "access-control-request-headers",
-  "access-control-request-method",
-  "authorization",
-  "baggage",
-  "cache-control",
-  "content-encoding",
-  "content-type",
-  "cookie",
-  "dnt",
-  "forwarded",
-  "if-match",
-  "if-modified-since",
-  "if-none-match",
-  "if-range",
-  "if-unmodified-since",
-  "keep-alive",
-  "max-forwards",
-  "origin",
-  "pragma",
-  "priority",
-  "proxy-authorization",
-  "range",
-  "referer",
-  "sec-ch-ua",
-  "sec-ch-ua-mobile",
-  "sec-ch-ua-platform",
-  "sec-fetch-dest",
-  "sec-fetch-mode",
-  "sec-fetch-site",
-  "sec-fetch-user",
-  "sec-websocket-extensions",
-  "sec-websocket-key",
-  "sec-websocket-protocol",
-  "sec-websocket-version",
-  "te",
-  "traceparent",
-  "trailer",
-  "upgrade",
-  "upgrade-insecure-requests",
-  "user-agent",
-  "via",
-  "x-forwarded-for",
-  "x-forwarded-host",
-  "x-forwarded-proto",
-  "x-real-ip",
-  "x-request-id",
-  "x-requested-with",
-];
-const NAME_HOST = 0;
-const NAME_CONTENT_LENGTH = 1;
-const NAME_TRANSFER_ENCODING = 2;
-const NAME_CONNECTION = 3;
-const NAME_EXPECT = 4;
-
-/**
- * Where a field name of `length` bytes, lower case, ending at `end` in
- * `buf`, may be in {@link KNOWN_SLOTS}: from its length and three bytes,
- * read once the name is scanned. A one-byte name reads the LF before it:
- * any byte will do, the compare in {@link knownName} decides.
- */
-function nameSlot(buf: Uint8Array, end: number, length: number): number {
-  return (length + buf[end - length] * 23 + buf[end - 1] * 30 + buf[end - 2]) &
-    KNOWN_MASK;
-}
-
-/**
- * {@link KNOWN_NAMES} as bytes, and their indexes by {@link nameSlot} (-1:
- * none). No two share a slot, so a name has one candidate to compare.
- */
-const KNOWN_BYTES = KNOWN_NAMES.map((name) => new TextEncoder().encode(name));
-const KNOWN_MASK = 255;
-const KNOWN_SLOTS = new Int8Array(KNOWN_MASK + 1).fill(-1);
-for (let id = 0; id < KNOWN_BYTES.length; id++) {
-  const bytes = KNOWN_BYTES[id];
-  const slot = nameSlot(bytes, bytes.length, bytes.length);
-  if (KNOWN_SLOTS[slot] !== -1) {
-    throw new Error(`${KNOWN_NAMES[id]} shares a slot: change nameSlot()`);
-  }
-  KNOWN_SLOTS[slot] = id;
-}
-
-/** The index in {@link KNOWN_NAMES} of the name in `buf[start..end)`, or -1. */
-function knownName(buf: Uint8Array, start: number, end: number): number {
-  const length = end - start;
-  const id = KNOWN_SLOTS[nameSlot(buf, end, length)];
-  if (id === -1) return -1;
-  const bytes = KNOWN_BYTES[id];
-  if (bytes.length !== length) return -1;
-  for (let k = 0; k < length; k++) if (buf[start + k] !== bytes[k]) return -1;
-  return id;
-}
-
 /** A parsed request line and header section. */
 export interface RequestHead {
   readonly method: string;
@@ -250,10 +142,7 @@ function methodName(buf: Uint8Array, start: number, end: number): string {
   return latin1(buf, start, end);
 }
 
-/**
- * Offsets of each field's name and value, reused by every parse (no I/O
- * between). A known name's start is `-1 - id` instead (see KNOWN_NAMES).
- */
+/** Offsets of each field's name and value, reused by every parse (no I/O between). */
 let fieldOffsets = new Int32Array(4 * 64);
 
 function isDigit(c: number): boolean {
@@ -344,13 +233,15 @@ export function parseHead(
       );
     }
     const nameEnd = i++;
-    const known = knownName(buf, line, nameEnd);
     while (buf[i] === SP || buf[i] === HTAB) i++;
     const valueStart = i;
     // A Host value is scanned for the bytes a host may hold first: where
     // that stops is where a bad byte is, if before the trimmed end.
     let hostEnd = -1;
-    if (known === NAME_HOST) {
+    if (
+      nameEnd - line === 4 && buf[line] === 0x68 && buf[line + 1] === 0x6f &&
+      buf[line + 2] === 0x73 && buf[line + 3] === 0x74 // "host"
+    ) {
       while (HOST[buf[i]] === 1) i++;
       hostEnd = i;
     }
@@ -384,7 +275,7 @@ export function parseHead(
       bigger.set(fieldOffsets);
       fieldOffsets = bigger;
     }
-    fieldOffsets[k] = known === -1 ? line - start : -1 - known;
+    fieldOffsets[k] = line - start;
     fieldOffsets[k + 1] = nameEnd - start;
     fieldOffsets[k + 2] = valueStart - start;
     fieldOffsets[k + 3] = valueEnd - start;
@@ -401,32 +292,29 @@ export function parseHead(
   let expect: string | undefined;
   for (let n = 0; n < count; n++) {
     const k = n * 4;
-    const at = fieldOffsets[k];
-    const known = at < 0 ? -1 - at : -1;
+    const name = text.slice(fieldOffsets[k], fieldOffsets[k + 1]);
     const value = text.slice(fieldOffsets[k + 2], fieldOffsets[k + 3]);
-    names[n] = known === -1
-      ? text.slice(at, fieldOffsets[k + 1])
-      : KNOWN_NAMES[known];
+    names[n] = name;
     values[n] = value;
-    switch (known) {
-      case NAME_HOST:
+    switch (name) {
+      case "host":
         hostCount++;
         host = value;
         break;
-      case NAME_CONTENT_LENGTH:
+      case "content-length":
         contentLength = mergeContentLength(contentLength, value, limits);
         break;
-      case NAME_TRANSFER_ENCODING:
+      case "transfer-encoding":
         transferEncoding = transferEncoding === undefined
           ? value
           : `${transferEncoding}, ${value}`;
         break;
-      case NAME_CONNECTION:
+      case "connection":
         connection = connection === undefined
           ? value
           : `${connection}, ${value}`;
         break;
-      case NAME_EXPECT:
+      case "expect":
         expect = value;
         break;
     }

@@ -590,8 +590,6 @@ const FRAMING_BYTES = CONTENT_LENGTH.length + 16 + 2 + CHUNKED.length +
  * before the server does instead of racing it (RFC 9112 §9.3, and the
  * `Keep-Alive` hint Node's and .NET's clients read); 0 says nothing.
  * One reserve for it all; the last field and the blank line are one copy.
- * `asciiBody`, a body the caller found all ASCII (see {@link isAscii}),
- * follows in the same pass.
  */
 export function writeFraming(
   out: OutBuffer,
@@ -600,16 +598,14 @@ export function writeFraming(
   close: boolean,
   keepAlive: boolean,
   idleMs = 0,
-  asciiBody?: string,
 ): void {
   let end: Uint8Array = BLANK_LINE;
   if (close) end = CLOSE_END;
   else if (idleMs !== 0) {
-    if (idleMs !== keepAliveMs) keepAliveField(idleMs);
+    keepAliveField(idleMs);
     end = keepAliveEnd;
   }
-  const bodyLength = asciiBody === undefined ? 0 : asciiBody.length;
-  const buf = out.reserve(FRAMING_BYTES + end.length + bodyLength);
+  const buf = out.reserve(FRAMING_BYTES + end.length);
   let at = out.len;
   if (contentLength !== -1) {
     copyBytes(buf, at, CONTENT_LENGTH);
@@ -626,13 +622,7 @@ export function writeFraming(
     at += KEEP_ALIVE.length;
   }
   copyBytes(buf, at, end);
-  at += end.length;
-  if (bodyLength > 48) {
-    at += encoder.encodeInto(asciiBody!, buf.subarray(at)).written;
-  } else {
-    for (let i = 0; i < bodyLength; i++) buf[at++] = asciiBody!.charCodeAt(i);
-  }
-  out.len = at;
+  out.len = at + end.length;
 }
 
 /**
