@@ -159,6 +159,29 @@ Deno.test("writeFields() reuses a frozen record's bytes and nothing else", () =>
   assert.throws(() => head(200, bad));
 });
 
+Deno.test("writeFields() writes a frozen record after the status and Date of each reply", () => {
+  const frozen = Object.freeze({ "x-a": "1" });
+  const write = (status: number, now: number) => {
+    const out = new OutBuffer();
+    writeFields(out, status, frozen, now);
+    return decoder.decode(out.take());
+  };
+  for (let i = 0; i < 2; i++) { // the second time from the joined bytes
+    assert.equal(
+      write(200, NOW),
+      `HTTP/1.1 200 OK\r\n${DATE}${NOSNIFF}x-a: 1\r\n`,
+    );
+    assert.equal(
+      write(404, NOW),
+      `HTTP/1.1 404 Not Found\r\n${DATE}${NOSNIFF}x-a: 1\r\n`,
+    );
+    assert.equal(
+      write(200, NOW + 1000),
+      `HTTP/1.1 200 OK\r\nDate: Tue, 02 Jan 2024 03:04:06 GMT\r\n${NOSNIFF}x-a: 1\r\n`,
+    );
+  }
+});
+
 Deno.test("writeFields() keeps each frozen record's bytes apart when they alternate", () => {
   const a = Object.freeze({ "x-a": "1", "content-length": "3" });
   const b = Object.freeze({ "x-b": "2", connection: "close" });

@@ -3,16 +3,23 @@
  * (1) valid requests parse to what was sent, however they are cut;
  * (2) any bytes sent to a real server get well-formed replies or a clean
  *     close: never a 500, an unhandled error or a hang;
- * (3) parseHead() and BodyReader throw nothing but HttpError.
+ * (3) parseHead() and BodyReader throw nothing but HttpError;
+ * (4) the fields the parser acts on are known by their names alone, in
+ *     any case, and names one byte away are other fields.
  */
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import fc from "fast-check";
 import assert from "node:assert/strict";
 import { DEFAULT_LIMITS, type Limits } from "../lib/config.ts";
 import { BodyReader } from "../lib/http/body.ts";
-import { HttpError } from "../lib/http/errors.ts";
+import { badRequest, HttpError } from "../lib/http/errors.ts";
 import type { Handler, Reply } from "../lib/http/handler.ts";
-import { findHeadEnd, parseHead } from "../lib/http/parser.ts";
+import {
+  checkHost,
+  findHeadEnd,
+  mergeContentLength,
+  parseHead,
+} from "../lib/http/parser.ts";
 import { serve } from "../lib/http/server.ts";
 import { cutAt, FakeSocket, readAll } from "./fixtures/byte_source.ts";
 import {
@@ -512,4 +519,195 @@ Deno.test("serve() answers any bytes with well-formed replies or a clean close",
   } finally {
     await reset();
   }
+});
+
+// (4) The fields the parser acts on, and names near them.
+
+/** Names the parser acts on, and common ones a handler reads. */
+const KNOWN_NAMES = [
+  "host",
+  "content-length",
+  "transfer-encoding",
+  "connection",
+  "expect",
+  "accept",
+  "accept-encoding",
+  "cookie",
+  "te",
+  "upgrade",
+  "user-agent",
+];
+
+/**
+ * A field name near a known one: as is, in mixed case, or one byte away
+ * (one changed, one more, one fewer), or any token.
+ */
+const nearName = fc.oneof(
+  fc.constantFrom(...KNOWN_NAMES),
+  fc.tuple(fc.constantFrom(...KNOWN_NAMES), fc.array(fc.boolean()))
+    .map(([name, ups]) =>
+      [...name].map((c, k) => ups[k] ? c.toUpperCase() : c).join("")
+    ),
+  fc.tuple(
+    fc.constantFrom(...KNOWN_NAMES),
+    fc.nat(),
+    fc.constantFrom(..."abcdefghijklmnopqrstuvwxyz0123456789-"),
+  ).map(([name, at, c]) => {
+    const k = at % name.length;
+    return name.slice(0, k) + c + name.slice(k + 1);
+  }),
+  fc.tuple(fc.constantFrom(...KNOWN_NAMES), fc.constantFrom("s", "-", "x"))
+    .map(([name, c]) => name + c),
+  fc.constantFrom(...KNOWN_NAMES).map((name) => name.slice(0, -1)),
+  chars(TOKEN, 1, 12),
+);
+
+/** Values that steer the fields the parser acts on: valid and not. */
+const STEERING = new Map<string, readonly string[]>([
+  ["host", ["example.com", "a.test:8080", "[::1]:80", "", "bad host", "h\xe9"]],
+  ["content-length", ["0", "12", "007", "12", "", "1x", "99999"]],
+  ["transfer-encoding", ["chunked", "Chunked ", "gzip, chunked", "chunked, x"]],
+  ["connection", ["close", "keep-alive", "Upgrade, close", "x"]],
+  ["expect", ["100-continue", "100-Continue", "nope", "no pe"]],
+]);
+
+/** What any other name gets: the same values, so a name taken for one acted on shows. */
+const anyValue = fc.oneof(
+  fieldValue,
+  fc.constantFrom(...[...STEERING.values()].flat()),
+);
+
+const namedField = nearName.chain((name) => {
+  const steering = STEERING.get(name.toLowerCase());
+  return fc.record({
+    name: fc.constant(name),
+    value: steering === undefined ? anyValue : fc.constantFrom(...steering),
+    pad: fc.constantFrom("", " ", "\t"),
+  });
+});
+
+type Outcome =
+  | { status: number; message: string }
+  | {
+    headers: [string, string][];
+    host: string;
+    contentLength: number;
+    chunked: boolean;
+    keepAlive: boolean;
+    expectContinue: boolean;
+  };
+
+function failure(err: unknown): Outcome {
+  if (!(err instanceof HttpError)) throw err;
+  return { status: err.status, message: err.message };
+}
+
+function hasOption(list: string, option: string): boolean {
+  return list.toLowerCase().split(",").some((part) => trimOws(part) === option);
+}
+
+/**
+ * What a parser that decodes every name and compares strings makes of a
+ * head with these fields (names as sent, values trimmed): its checks in
+ * its order, each keyed on the lower-case name.
+ */
+function expectedOutcome(minor: number, fields: [string, string][]): Outcome {
+  const headers = fields.map((
+    [n, v],
+  ): [string, string] => [n.toLowerCase(), v]);
+  let host: string | undefined;
+  let hosts = 0;
+  let contentLength = -1;
+  const joined: Record<string, string> = {};
+  let expect: string | undefined;
+  try {
+    for (const [name, value] of headers) {
+      if (name === "host") [host, hosts] = [value, hosts + 1];
+      else if (name === "content-length") {
+        contentLength = mergeContentLength(contentLength, value, LIMITS);
+      } else if (name === "transfer-encoding" || name === "connection") {
+        joined[name] = name in joined ? `${joined[name]}, ${value}` : value;
+      } else if (name === "expect") expect = value;
+    }
+    if (hosts > 1) throw badRequest("more than one Host header");
+    if (hosts === 0 && minor === 1) {
+      throw badRequest("missing Host header");
+    }
+    if (host !== undefined) checkHost(host);
+    const te = joined["transfer-encoding"];
+    if (te !== undefined) {
+      if (contentLength !== -1) {
+        throw badRequest("both Content-Length and Transfer-Encoding");
+      }
+      if (minor === 0) {
+        throw badRequest("Transfer-Encoding in an HTTP/1.0 request");
+      }
+      const codings = te.toLowerCase().split(",").map(trimOws);
+      codings.forEach((coding, k) => {
+        if (coding === "chunked") {
+          if (k < codings.length - 1) {
+            throw badRequest("chunked is not the final transfer coding");
+          }
+        } else {
+          throw new HttpError(
+            501,
+            `Transfer coding ${coding} is not implemented`,
+          );
+        }
+      });
+    }
+    const options = joined.connection ?? "";
+    const keepAlive = !hasOption(options, "close") &&
+      (minor === 1 || hasOption(options, "keep-alive"));
+    if (expect !== undefined && expect.toLowerCase() !== "100-continue") {
+      throw new HttpError(417, `Unsupported expectation: ${expect}`);
+    }
+    return {
+      headers,
+      host: host ?? "",
+      contentLength,
+      chunked: te !== undefined,
+      keepAlive,
+      expectContinue: expect !== undefined && minor === 1,
+    };
+  } catch (err) {
+    return failure(err);
+  }
+}
+
+Deno.test("parseHead() acts on a field by its name in any case, never on a name one byte away", () => {
+  fc.assert(
+    fc.property(
+      fc.boolean(),
+      fc.array(namedField, { maxLength: 8 }),
+      (http10, fields) => {
+        const minor = http10 ? 0 : 1;
+        let wire = `${http10 ? "POST" : "GET"} /x HTTP/1.${minor}\r\n`;
+        for (const f of fields) {
+          wire += `${f.name}:${f.pad}${f.value}${f.pad}\r\n`;
+        }
+        const buf = latin1Bytes(wire + "\r\n");
+        let got: Outcome;
+        try {
+          const head = parseHead(buf, 0, buf.length, LIMITS);
+          got = {
+            headers: [...head.headers],
+            host: head.host,
+            contentLength: head.contentLength,
+            chunked: head.chunked,
+            keepAlive: head.keepAlive,
+            expectContinue: head.expectContinue,
+          };
+        } catch (err) {
+          got = failure(err);
+        }
+        const want = expectedOutcome(
+          minor,
+          fields.map((f) => [f.name, trimOws(f.value)]),
+        );
+        assert.deepEqual(got, want, wire);
+      },
+    ),
+    { numRuns: 3000 },
+  );
 });

@@ -909,36 +909,43 @@ export class Connection extends Timed implements ByteSource {
     } else if (body instanceof FileBody) bodyLength = body.length;
     else if (body === null || body === undefined) bodyLength = BODY_ABSENT;
     else bodyLength = BODY_STREAMED;
-    const framing = frameReply(
-      status,
-      isHead,
-      minor,
-      bodyLength,
-      scan.contentLength,
-      keep && !scan.close,
-    );
-    keep = framing.keep;
+    keep &&= !scan.close;
+    // A body of known length with a status that has one, the common reply:
+    // its length is the Content-Length and nothing else changes, as
+    // frameReply() would say (asked only for the rest: no object made).
+    let contentLength = bodyLength;
+    let chunked = false;
+    let sendBody = !isHead;
+    if (bodyLength < 0 || status === 204 || status === 304) {
+      const framing = frameReply(
+        status,
+        isHead,
+        minor,
+        bodyLength,
+        scan.contentLength,
+        keep,
+      );
+      contentLength = framing.contentLength;
+      chunked = framing.chunked;
+      keep = framing.keep;
+      sendBody = framing.sendBody;
+    }
     writeFraming(
       out,
-      framing.contentLength,
-      framing.chunked,
+      contentLength,
+      chunked,
       !keep,
       keep && minor === 0,
       this.#keepAliveMs,
     );
-    if (!framing.sendBody) {
+    if (!sendBody) {
       cancelBody(body);
     } else if (text !== undefined) {
       out.text(text);
     } else if (bytes !== undefined && bytes.length <= COPY_BYTES) {
       out.bytes(bytes);
     } else if (body !== null && body !== undefined) {
-      return this.#writeBody(
-        body,
-        framing.chunked,
-        framing.contentLength,
-        keep,
-      );
+      return this.#writeBody(body, chunked, contentLength, keep);
     }
     return keep;
   }

@@ -174,19 +174,26 @@ function statusAndDate(status: number, now: number): Uint8Array {
   );
 }
 
-/** The last frozen header set and its bytes: a handler may reuse one. */
+/** A frozen header set as encoded, and with the head it was last written in. */
+interface Encoded {
+  /** The fields' bytes. */
+  readonly bytes: Uint8Array;
+  readonly scan: FieldScan;
+  /** The status and Date lines it was last written after ({@link statusAndDate}). */
+  line: Uint8Array;
+  /** `line` and `bytes` in one: a reply's head up to its framing, in one copy. */
+  head: Uint8Array;
+}
+
+/** The last frozen header set met and its bytes: a handler may reuse one. */
 let frozenHeaders: object | undefined;
-let frozenBytes: Uint8Array = new Uint8Array(0);
-let frozenScan: FieldScan = { contentLength: -1, close: false };
+let frozenEncoded: Encoded | undefined;
 /**
  * Every frozen header set met so far and its bytes, for handlers that keep
  * one per resource (a static file's fields per version): alternating among
  * them costs a lookup and a copy. Held weakly: gone with the set.
  */
-const frozenEncoded = new WeakMap<
-  object,
-  { readonly bytes: Uint8Array; readonly scan: FieldScan }
->();
+const encodedSets = new WeakMap<object, Encoded>();
 
 /** What {@link writeFields} found among the handler's fields. */
 export interface FieldScan {
@@ -223,35 +230,57 @@ export function writeFields(
   if (!Number.isInteger(status) || status < 200 || status > 599) {
     throw new RangeError(`Invalid reply status ${status}`);
   }
-  out.bytes(statusAndDate(status, now));
-  if (headers === undefined || headers === null) return NO_FIELDS;
-  if (headers === frozenHeaders) {
-    out.bytes(frozenBytes);
-    return frozenScan;
+  const line = statusAndDate(status, now);
+  if (headers === undefined || headers === null) {
+    out.bytes(line);
+    return NO_FIELDS;
   }
+  if (headers === frozenHeaders) return writeEncoded(out, line, frozenEncoded!);
   // A frozen record of strings cannot change; a frozen list's pairs can.
   if (Array.isArray(headers)) {
+    out.bytes(line);
     const fixed = fixedAhead(headers as ReadonlyArray<Pair>);
     return fixed === undefined
       ? writeEach(out, headers)
       : writeFixedList(out, headers as ReadonlyArray<Pair>, fixed);
   }
-  if (!Object.isFrozen(headers)) return writeEach(out, headers);
-  const known = frozenEncoded.get(headers);
+  const frozen = Object.isFrozen(headers);
+  const known = frozen ? encodedSets.get(headers) : undefined;
   if (known !== undefined) {
-    out.bytes(known.bytes);
     frozenHeaders = headers;
-    frozenBytes = known.bytes;
-    return frozenScan = known.scan;
+    frozenEncoded = known;
+    return writeEncoded(out, line, known);
   }
+  out.bytes(line);
+  if (!frozen) return writeEach(out, headers);
   const from = out.len;
   const scan = writeEach(out, headers);
   if (!scan.allStrings) return scan;
+  const bytes = out.buf.slice(from, out.len);
   frozenHeaders = headers;
-  frozenBytes = out.buf.slice(from, out.len);
-  frozenScan = scan;
-  frozenEncoded.set(headers, { bytes: frozenBytes, scan });
+  frozenEncoded = { bytes, scan, line: EMPTY, head: EMPTY };
+  encodedSets.set(headers, frozenEncoded);
   return scan;
+}
+
+/**
+ * Writes `line` and an encoded frozen set's fields in one copy: joined once
+ * per status and second the set is written in.
+ */
+function writeEncoded(
+  out: OutBuffer,
+  line: Uint8Array,
+  encoded: Encoded,
+): FieldScan {
+  if (encoded.line !== line) {
+    const head = new Uint8Array(line.length + encoded.bytes.length);
+    head.set(line);
+    head.set(encoded.bytes, line.length);
+    encoded.line = line;
+    encoded.head = head;
+  }
+  out.bytes(encoded.head);
+  return encoded.scan;
 }
 
 const NO_FIELDS: FieldScan = Object.freeze({ contentLength: -1, close: false });
@@ -601,11 +630,24 @@ export function writeFraming(
  * returns the index past them. No string is made.
  */
 function writeDigits(buf: Uint8Array, at: number, n: number): number {
+  if (n <= 0x7fffffff) return writeSmallDigits(buf, at, n | 0);
   let width = 1;
   for (let p = 10; p <= n; p *= 10) width++;
   for (let i = at + width - 1; i >= at; i--) {
     buf[i] = 0x30 + n % 10;
     n = Math.floor(n / 10);
+  }
+  return at + width;
+}
+
+/** {@link writeDigits} in int32 arithmetic: `%` on a double is a call. */
+function writeSmallDigits(buf: Uint8Array, at: number, n: number): number {
+  let width = 1;
+  for (let p = 10; p <= n && width < 10; p *= 10) width++;
+  for (let i = at + width - 1; i >= at; i--) {
+    const q = (n / 10) | 0;
+    buf[i] = 0x30 + n - q * 10;
+    n = q;
   }
   return at + width;
 }
