@@ -78,7 +78,7 @@ export class ReadTurns {
       return this.#tick;
     }
     this.#timer ??= setTimeout(this.#age, TICK_MS);
-    return new Promise((resolve) => this.#push(resolve));
+    return new Promise(this.#push);
   }
 
   /** The read of this turn is over: the next waiter, if any, reads now. */
@@ -90,7 +90,8 @@ export class ReadTurns {
     this.#passOn();
   }
 
-  #push(wake: (turn: number) => void): void {
+  /** Queues a waiter; an arrow, made once, so a wait allocates no closure. */
+  #push = (wake: (turn: number) => void): void => {
     let ring = this.#ring;
     if (this.#waiting === ring.length) {
       // Full: unrolled into one twice the size, the head at 0.
@@ -102,7 +103,7 @@ export class ReadTurns {
       this.#head = 0;
     }
     ring[(this.#head + this.#waiting++) & (ring.length - 1)] = wake;
-  }
+  };
 
   #passOn(): void {
     if (this.#waiting === 0) return;
