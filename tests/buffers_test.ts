@@ -11,6 +11,11 @@ import { readBuffers } from "../lib/http/read_buffer.ts";
 import { FileBody } from "../lib/http/handler.ts";
 import { OutBuffer } from "../lib/http/response.ts";
 import { serve } from "../lib/http/server.ts";
+import { DEFAULT_LIMITS } from "../lib/config.ts";
+import { Connection } from "../lib/http/connection.ts";
+import { DeadlineWheel, timeoutsOf } from "../lib/http/deadlines.ts";
+import { ReadTurns } from "../lib/http/read_turns.ts";
+import { EngineStats } from "../lib/http/stats.ts";
 import {
   connect,
   exchange,
@@ -85,6 +90,51 @@ Deno.test("Connection borrows a work buffer for a long head and gives it back on
   const reply = await reader.readReply();
   assert.equal(reply.text, "6000");
   await waitFor(() => readBuffers.free === 1, "the buffer back");
+});
+
+Deno.test("Connection gives a lent buffer back before it waits for its read turn", async () => {
+  // At 1000 busy connections most wait for a turn: holding their buffers
+  // meanwhile made each one's cold, where a few reused stay cache-warm.
+  const lentAtTake: number[] = [];
+  class WatchedTurns extends ReadTurns {
+    override take(): number | Promise<number> {
+      lentAtTake.push(readBuffers.lent);
+      return super.take();
+    }
+  }
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  using client = await connect(listener.addr.port);
+  const socket = await listener.accept();
+  const timeouts = timeoutsOf(DEFAULT_LIMITS);
+  const wheel = new DeadlineWheel(1000, timeouts.keepAliveMs);
+  const connection = new Connection(socket, {
+    limits: DEFAULT_LIMITS,
+    handler: (req) => ({
+      status: 200,
+      body: `${req.headers.get("x-long")?.length}`,
+    }),
+    stats: new EngineStats(),
+    secure: false,
+    accessLog: false,
+    onClose: () => {},
+    timeouts,
+    keepAliveMs: () => timeouts.keepAliveMs,
+    wheel,
+    turns: new WatchedTurns(),
+  });
+  const running = connection.run();
+  const reader = new ReplyReader(client);
+  // Past its own buffer's 2 KiB: this head needs a lent one.
+  await send(client, get("/", `X-Long: ${"a".repeat(6000)}\r\n`));
+  assert.equal((await reader.readReply()).text, "6000");
+  client.closeWrite(); // the next read, after the reply, ends the connection
+  await running;
+  assert.ok(lentAtTake.length >= 2, `turns taken: ${lentAtTake.length}`);
+  assert.equal(
+    lentAtTake.at(-1),
+    lentAtTake[0],
+    `lent when taking each turn: ${lentAtTake.join(", ")}`,
+  );
 });
 
 Deno.test("Connection reads a chunked body through a lent buffer and gives it back once idle", async () => {

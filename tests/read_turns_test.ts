@@ -48,6 +48,83 @@ Deno.test("ReadTurns passes on the turn of a read that is never answered, and a 
   turns.give(await next);
 });
 
+Deno.test("ReadTurns keeps first come first served past hundreds of waiters, woken while others join", async () => {
+  const turns = new ReadTurns(1);
+  let turn = turns.take() as number;
+  const order: number[] = [];
+  const waiters: Promise<number>[] = [];
+  const join = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const id = waiters.length;
+      const p = turns.take() as Promise<number>;
+      waiters.push(p.then((t) => (order.push(id), t)));
+    }
+  };
+  const wake = async (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const next = waiters[order.length];
+      turns.give(turn);
+      turn = await next;
+    }
+  };
+  join(100);
+  await wake(50); // the head moves on...
+  join(150); // ...while more join than the queue held: it wraps and grows
+  assert.equal(turns.waiting, 200);
+  await wake(200);
+  assert.deepEqual(order, Array.from({ length: 250 }, (_, i) => i));
+  assert.equal(turns.waiting, 0);
+  turns.give(turn);
+  assert.equal(typeof turns.take(), "number", "all given back: a turn at once");
+});
+
+/**
+ * A child Deno with `gc()` exposed: a saturated ReadTurns (always someone
+ * waiting, as at 1000 busy connections) wakes 1,000 waiters in turn, and
+ * the child prints how many of their promises survive a full collection.
+ */
+const WOKEN_KEPT = `
+import { ReadTurns } from ${
+  JSON.stringify(import.meta.resolve("../lib/http/read_turns.ts"))
+};
+const turns = new ReadTurns(1);
+let turn = turns.take();
+// Three waiters queued at all times: one aging tick passes on at most one.
+const queued = [turns.take(), turns.take(), turns.take()];
+const woken = [];
+for (let i = 0; i < 1000; i++) {
+  queued.push(turns.take());
+  const next = queued.shift();
+  turns.give(turn);
+  turn = await next;
+  woken.push(new WeakRef(next));
+}
+if (turns.waiting === 0) throw new Error("the queue emptied: nothing shown");
+await new Promise((r) => setTimeout(r, 0)); // WeakRefs hold until the job ends
+gc();
+// The last one may still sit in this module's frame.
+console.log(woken.slice(0, -1).filter((w) => w.deref() !== undefined).length);
+Deno.exit(0);
+`;
+
+Deno.test("ReadTurns holds no waiter it woke, even while others still wait", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--v8-flags=--expose-gc", "-"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = out.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(WOKEN_KEPT));
+  await writer.close();
+  const { success, stdout, stderr } = await out.output();
+  assert.ok(success, new TextDecoder().decode(stderr));
+  // A list read from its head and emptied only when no one waits kept
+  // every one of them (and grew by one per read) while a saturated server
+  // never let it empty.
+  assert.equal(new TextDecoder().decode(stdout).trim(), "0");
+});
+
 Deno.test("ReadTurns refuses a limit below one", () => {
   assert.throws(() => new ReadTurns(0), RangeError);
 });

@@ -371,6 +371,13 @@ export class Connection extends Timed implements ByteSource {
             // waiting connection was given up by the last reply's Connection:
             // close; a drain closes us once idle for reclaimIdleMs.
             // Read in turn with the other connections: see read_turns.ts.
+            // Waiting holds no more than the pending read needs, and the few
+            // connections that read at a time reuse the same, cache-warm
+            // buffers (a reply's, a long head's).
+            if (this.#in.empty) {
+              this.#in.giveBack();
+              this.#out.release();
+            }
             let turn = this.#opts.turns?.take();
             if (turn instanceof Promise) turn = await turn;
             let n: number | null = null;
@@ -604,9 +611,6 @@ export class Connection extends Timed implements ByteSource {
       // measures idleness from here. #now moved on past a slow handler,
       // body or write, so no second clock read is needed.
       this.#idleAt = this.#now;
-      // Waiting holds no more than the pending read needs.
-      this.#in.giveBack();
-      this.#out.release();
       if (this.#requests === 0) {
         // A new connection that sends nothing (no TLS hello either) is a slowloris too.
         this.#arm(this.#now + t.headMs, this.#now + t.headBusyMs);

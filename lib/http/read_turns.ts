@@ -35,6 +35,9 @@ export const READ_TURNS = 64;
  */
 const TICK_MS = 0;
 
+/** Slots the ring of waiters starts with; it doubles when full (a power of two). */
+const MIN_RING = 64;
+
 export class ReadTurns {
   readonly #limit: number;
   /** Turns held now, and how many of them were taken this tick and last. */
@@ -42,9 +45,16 @@ export class ReadTurns {
   #now = 0;
   #last = 0;
   #tick = 0;
-  /** Connections waiting for a turn, first come first served. */
-  #queue: Array<(turn: number) => void> = [];
+  /**
+   * Connections waiting for a turn, first come first served: a ring, as a
+   * saturated server's queue never empties (a list grown at the tail and
+   * read from the head would keep every woken waiter until it did).
+   */
+  #ring: Array<((turn: number) => void) | undefined> = new Array(
+    MIN_RING,
+  ).fill(undefined);
   #head = 0;
+  #waiting = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(limit = READ_TURNS) {
@@ -54,7 +64,7 @@ export class ReadTurns {
 
   /** Connections waiting for a turn. */
   get waiting(): number {
-    return this.#queue.length - this.#head;
+    return this.#waiting;
   }
 
   /**
@@ -62,13 +72,13 @@ export class ReadTurns {
    * promise of one. Give what it returns to {@link give} when the read is over.
    */
   take(): number | Promise<number> {
-    if (this.#held < this.#limit && this.#head === this.#queue.length) {
+    if (this.#held < this.#limit && this.#waiting === 0) {
       this.#held++;
       this.#now++;
       return this.#tick;
     }
     this.#timer ??= setTimeout(this.#age, TICK_MS);
-    return new Promise((resolve) => this.#queue.push(resolve));
+    return new Promise(this.#push);
   }
 
   /** The read of this turn is over: the next waiter, if any, reads now. */
@@ -80,12 +90,28 @@ export class ReadTurns {
     this.#passOn();
   }
 
-  #passOn(): void {
-    if (this.#head === this.#queue.length) return;
-    const wake = this.#queue[this.#head++];
-    if (this.#head === this.#queue.length) {
-      this.#queue = [];
+  /** Queues a waiter; an arrow, made once, so a wait allocates no closure. */
+  #push = (wake: (turn: number) => void): void => {
+    let ring = this.#ring;
+    if (this.#waiting === ring.length) {
+      // Full: unrolled into one twice the size, the head at 0.
+      const bigger = new Array(ring.length * 2).fill(undefined);
+      for (let i = 0; i < ring.length; i++) {
+        bigger[i] = ring[(this.#head + i) & (ring.length - 1)];
+      }
+      this.#ring = ring = bigger;
       this.#head = 0;
+    }
+    ring[(this.#head + this.#waiting++) & (ring.length - 1)] = wake;
+  };
+
+  #passOn(): void {
+    if (this.#waiting === 0) return;
+    const ring = this.#ring;
+    const wake = ring[this.#head]!;
+    ring[this.#head] = undefined; // woken: the ring no longer holds it
+    this.#head = (this.#head + 1) & (ring.length - 1);
+    if (--this.#waiting === 0) {
       clearTimeout(this.#timer); // nobody left to age turns for
       this.#timer = undefined;
     }
@@ -103,7 +129,7 @@ export class ReadTurns {
     this.#now = 0;
     this.#held -= aged;
     for (let i = 0; i < aged; i++) this.#passOn();
-    if (this.#head < this.#queue.length) {
+    if (this.#waiting > 0) {
       this.#timer ??= setTimeout(this.#age, TICK_MS);
     }
   };
