@@ -1091,6 +1091,38 @@ Deno.test("small whole frames in one read are checked as the parser checks them"
   }
 });
 
+Deno.test("short text of every length up to 125 bytes is unmasked and decoded exactly; bad UTF-8 anywhere in it fails with 1007", () => {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789 ~";
+  for (let len = 0; len < 126; len++) {
+    // ASCII, text ending in a two-byte character, and the same with a byte
+    // that cannot be UTF-8 at each position a mask byte can cover.
+    const ascii = Array.from({ length: len }, (_, i) => alphabet[i % 38]).join(
+      "",
+    );
+    const accented = len < 2 ? ascii : ascii.slice(0, len - 2) + "é";
+    const h = new Harness();
+    h.feed(concat([text(ascii), text(accented), text(ascii)]));
+    assert.deepEqual(
+      h.events,
+      [
+        { type: "text", data: ascii },
+        { type: "text", data: accented },
+        { type: "text", data: ascii },
+      ],
+      `length ${len}`,
+    );
+    for (let at = Math.max(0, len - 4); at < len; at++) {
+      const bad = encoder.encode(ascii);
+      bad[at] = 0xff;
+      const failed = new Harness().feed(
+        concat([clientFrame(OPCODE.Text, bad), text("after")]),
+      );
+      assert.deepEqual(failed.summary(), ["close:1007!"], `${len} at ${at}`);
+      assert.equal(failed.sentClose(), 1007);
+    }
+  }
+});
+
 Deno.test("small frames, control frames and a frame cut by the read's end keep their order", () => {
   const wire = concat([
     text("a"),

@@ -86,6 +86,14 @@ const OUT_POOL_MAX = 512;
 const outPool: Uint8Array[] = [];
 /** Up to this many UTF-16 units, ASCII text is copied into the frame by a loop, not the encoder. */
 const LOOP_TEXT_UNITS = 64;
+/**
+ * Up to this many bytes, an ASCII text message's string is made from its
+ * char codes as it is unmasked: cheaper than a view and a decoder call
+ * (the decoder wins on longer text).
+ */
+const SHORT_TEXT_BYTES = 64;
+/** The char codes of the short text being unmasked (its length is the text's). */
+const CODES: number[] = [];
 const FIN = 0x80;
 /** The first byte of a whole (FIN), uncompressed text or binary frame. */
 const WHOLE_TEXT = FIN | OPCODE.Text;
@@ -121,7 +129,9 @@ export class WsSession {
   readonly #deflateMinBytes: number;
   #state: WsState = "open";
   #closeReported = false;
-  #events: WsEvent[] = [];
+  /** Events not yet dispatched: the first `#eventCount` slots (the array is kept, not regrown per message). */
+  #events: (WsEvent | undefined)[] = [];
+  #eventCount = 0;
   #dispatching = false;
 
   // Output: frames not yet taken, then the pooled buffer small frames are
@@ -360,6 +370,14 @@ export class WsSession {
       const m1 = bytes[off + 3];
       const m2 = bytes[off + 4];
       const m3 = bytes[off + 5];
+      off = stop;
+      if (b0 === WHOLE_TEXT && len <= SHORT_TEXT_BYTES) {
+        this.#emit({
+          type: "text",
+          data: shortText(bytes, start, len, m0, m1, m2, m3),
+        });
+        continue;
+      }
       let high = 0;
       let i = start;
       for (; i + 4 <= stop; i += 4) {
@@ -376,24 +394,11 @@ export class WsSession {
       if (i < stop) high |= bytes[i] ^= m0;
       if (i + 1 < stop) high |= bytes[i + 1] ^= m1;
       if (i + 2 < stop) high |= bytes[i + 2] ^= m2;
-      off = stop;
       if (b0 === WHOLE_BINARY) {
         this.#emit({ type: "binary", data: bytes.slice(start, stop) });
         continue;
       }
-      // A view made directly: subarray() looks up a species constructor.
-      const payload = new Uint8Array(
-        bytes.buffer,
-        bytes.byteOffset + start,
-        len,
-      );
-      if (high >= 0x80 && !isUtf8(payload)) {
-        throw new WsError(CLOSE.InvalidPayload, "Text message is not UTF-8");
-      }
-      this.#emit({
-        type: "text",
-        data: len === 0 ? "" : decoder.decode(payload),
-      });
+      this.#emit({ type: "text", data: checkedText(bytes, start, len, high) });
     }
     return off;
   }
@@ -558,7 +563,7 @@ export class WsSession {
   }
 
   #emit(event: WsEvent): void {
-    this.#events.push(event);
+    this.#events[this.#eventCount++] = event;
   }
 
   /**
@@ -567,14 +572,15 @@ export class WsSession {
    * thrown. Events a handler causes join the same loop.
    */
   #dispatch(): void {
-    if (this.#dispatching || this.#events.length === 0) return;
+    if (this.#dispatching || this.#eventCount === 0) return;
     this.#dispatching = true;
     let failed = false;
     let failure: unknown;
+    const events = this.#events;
     try {
-      const events = this.#events;
-      for (let i = 0; i < events.length; i++) {
-        const event = events[i];
+      for (let i = 0; i < this.#eventCount; i++) {
+        const event = events[i]!;
+        events[i] = undefined; // a big message is not kept alive by the queue
         if (failed && event.type !== "close") continue;
         try {
           this.onEvent(event);
@@ -587,7 +593,9 @@ export class WsSession {
         }
       }
     } finally {
-      this.#events.length = 0;
+      // Setting `length = 0` would free the backing store, regrown per message.
+      for (let i = 0; i < this.#eventCount; i++) events[i] = undefined;
+      this.#eventCount = 0;
       this.#dispatching = false;
     }
     if (failed) throw failure;
@@ -782,4 +790,61 @@ function truncateReason(reason: string): string {
 
 function releaseOut(buf: Uint8Array): void {
   if (outPool.length < OUT_POOL_MAX) outPool.push(buf);
+}
+
+/**
+ * Unmasks a short text payload in place (`len` bytes at `start`, at most
+ * SHORT_TEXT_BYTES) and returns it as a string: ASCII is made from its
+ * char codes, collected as it is unmasked (no view, no decoder call);
+ * other text is checked as UTF-8 (1007 if it is not), then decoded.
+ */
+function shortText(
+  bytes: Uint8Array,
+  start: number,
+  len: number,
+  m0: number,
+  m1: number,
+  m2: number,
+  m3: number,
+): string {
+  const codes = CODES;
+  if (codes.length !== len) codes.length = len;
+  let high = 0;
+  let j = 0;
+  for (let i = start; j + 4 <= len; i += 4, j += 4) {
+    const a = bytes[i] ^ m0;
+    const b = bytes[i + 1] ^ m1;
+    const c = bytes[i + 2] ^ m2;
+    const d = bytes[i + 3] ^ m3;
+    bytes[i] = codes[j] = a;
+    bytes[i + 1] = codes[j + 1] = b;
+    bytes[i + 2] = codes[j + 2] = c;
+    bytes[i + 3] = codes[j + 3] = d;
+    high |= a | b | c | d;
+  }
+  if (j < len) high |= bytes[start + j] = codes[j] = bytes[start + j] ^ m0;
+  if (j + 1 < len) {
+    high |= bytes[start + j + 1] = codes[j + 1] = bytes[start + j + 1] ^ m1;
+  }
+  if (j + 2 < len) {
+    high |= bytes[start + j + 2] = codes[j + 2] = bytes[start + j + 2] ^ m2;
+  }
+  if (high < 0x80) return String.fromCharCode.apply(null, codes);
+  return checkedText(bytes, start, len, high);
+}
+
+/** Unmasked text payload `bytes[start, start + len)`, checked as UTF-8 unless `high` (its bytes ORed) says ASCII. */
+function checkedText(
+  bytes: Uint8Array,
+  start: number,
+  len: number,
+  high: number,
+): string {
+  if (len === 0) return "";
+  // A view made directly: subarray() looks up a species constructor.
+  const payload = new Uint8Array(bytes.buffer, bytes.byteOffset + start, len);
+  if (high >= 0x80 && !isUtf8(payload)) {
+    throw new WsError(CLOSE.InvalidPayload, "Text message is not UTF-8");
+  }
+  return decoder.decode(payload);
 }
