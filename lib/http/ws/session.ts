@@ -33,6 +33,7 @@ import {
   writeFrameHead,
   WsError,
 } from "./frame.ts";
+import { BufferPool } from "../buffers.ts";
 import { isUtf8, Utf8Text } from "./utf8.ts";
 
 /** What happened on the connection, in order. */
@@ -74,6 +75,15 @@ export type IdleAction = "none" | "ping" | "close";
 const PRESIZE_MIN_BYTES = 64 * 1024;
 /** Output pieces are joined up to this size, so many small frames go in one write. */
 const JOIN_OUTPUT_BYTES = 64 * 1024;
+/**
+ * 64 KiB buffers lent for a while and given back: the engine reads into
+ * them after a read that filled its small buffer, and big frames are
+ * copied into them to be written (no buffer of their own per frame, never
+ * zeroed again). 64 kept: 4 MiB.
+ */
+export const BIG_BUFFERS: BufferPool = new BufferPool(64 * 1024, 64);
+/** Frames of this many bytes and more go out in pooled 64 KiB chunks. */
+const CHUNKED_FRAME_BYTES = 16 * 1024;
 const EMPTY = new Uint8Array(0);
 /**
  * Small frames are written straight into a pooled buffer of this size (no
@@ -134,16 +144,20 @@ export class WsSession {
   #eventCount = 0;
   #dispatching = false;
 
-  // Output: frames not yet taken, then the pooled buffer small frames are
-  // written into (after every frame in #out), and bytes taken but not yet
-  // written; #outBytes counts #out and the tail.
+  // Output: frames not yet taken (with the pooled buffer behind each, if
+  // any), then the pooled buffer small frames are written into (after
+  // every frame in #out), and bytes taken but not yet written; #outBytes
+  // counts #out and the tail.
   #out: Uint8Array[] = [];
+  #outPooled: (Uint8Array | undefined)[] = [];
   #tail: Uint8Array | undefined;
   #tailLen = 0;
   #outBytes = 0;
   #inFlight = 0;
-  /** A pooled buffer handed out by takeOutput(): back to the pool once written. */
+  /** A pooled buffer handed out by takeOutput(): back to its pool once written. */
   #sending: Uint8Array | undefined;
+  /** More of them, taken before the first was written (not the engine's way). */
+  #sendingMore: Uint8Array[] | undefined;
 
   // The frame being read.
   #frameOpcode = 0;
@@ -221,6 +235,7 @@ export class WsSession {
   takeOutput(): Uint8Array | null {
     const out = this.#out;
     if (out.length === 0) return this.#takeTail();
+    const pooled = this.#outPooled;
     let count = 1;
     let bytes = out[0].length;
     while (
@@ -231,15 +246,24 @@ export class WsSession {
     let chunk: Uint8Array;
     if (count === 1) {
       chunk = out[0];
+      if (pooled[0] !== undefined) this.#lend(pooled[0]);
     } else {
       chunk = new Uint8Array(bytes);
       let off = 0;
       for (let i = 0; i < count; i++) {
         chunk.set(out[i], off);
         off += out[i].length;
+        // Copied: its buffer is free again.
+        if (pooled[i] !== undefined) releaseBuffer(pooled[i]!);
       }
     }
-    this.#out = count === out.length ? [] : out.slice(count);
+    if (count === out.length) {
+      this.#out = [];
+      this.#outPooled = [];
+    } else {
+      this.#out = out.slice(count);
+      this.#outPooled = pooled.slice(count);
+    }
     this.#outBytes -= bytes;
     this.#inFlight += bytes;
     return chunk;
@@ -249,28 +273,34 @@ export class WsSession {
   #takeTail(): Uint8Array | null {
     const len = this.#tailLen;
     if (len === 0) return null;
-    let chunk: Uint8Array;
-    if (this.#sending === undefined) {
-      // A pooled buffer is a whole ArrayBuffer: a view of it made directly.
-      chunk = new Uint8Array(this.#tail!.buffer, 0, len);
-      this.#sending = this.#tail;
-      this.#tail = undefined;
-    } else {
-      // The last one is still being written (taken before it was): a copy.
-      chunk = this.#tail!.slice(0, len);
-    }
+    const tail = this.#tail!;
+    // A pooled buffer is a whole ArrayBuffer: a view of it made directly.
+    const chunk = new Uint8Array(tail.buffer, 0, len);
+    this.#lend(tail);
+    this.#tail = undefined;
     this.#tailLen = 0;
     this.#outBytes -= len;
     this.#inFlight += len;
     return chunk;
   }
 
+  /** A pooled buffer is being written: back to its pool once it is. */
+  #lend(buf: Uint8Array): void {
+    if (this.#sending === undefined) this.#sending = buf;
+    else (this.#sendingMore ??= []).push(buf);
+  }
+
   /** `n` bytes from `takeOutput()` reached the socket. */
   written(n: number): void {
     this.#inFlight = Math.max(0, this.#inFlight - n);
     if (this.#inFlight === 0 && this.#sending !== undefined) {
-      releaseOut(this.#sending);
+      releaseBuffer(this.#sending);
       this.#sending = undefined;
+      const more = this.#sendingMore;
+      if (more !== undefined) {
+        for (const buf of more) releaseBuffer(buf);
+        this.#sendingMore = undefined;
+      }
     }
   }
 
@@ -429,6 +459,15 @@ export class WsSession {
       } else {
         frame = this.#frame(OPCODE.Text, encoder.encode(data));
       }
+    } else if (
+      this.#deflater === undefined || data.length < this.#deflateMinBytes
+    ) {
+      if (this.#tailBinary(data)) return true;
+      if (data.length >= CHUNKED_FRAME_BYTES) {
+        this.#enqueueChunked(OPCODE.Binary, data);
+        return true;
+      }
+      frame = encodeFrame(OPCODE.Binary, data);
     } else {
       frame = this.#frame(OPCODE.Binary, data);
     }
@@ -489,6 +528,7 @@ export class WsSession {
   abort(reason = "Connection lost"): void {
     if (this.#state === "closed") return;
     this.#out = [];
+    this.#outPooled = [];
     this.#tailLen = 0;
     this.#outBytes = 0;
     this.#closeWith(CLOSE.Abnormal, reason, false);
@@ -514,24 +554,58 @@ export class WsSession {
     return encodeFrame(opcode, payload);
   }
 
+  /** The pooled buffer small frames are written into, taken from the pool when there is none. */
+  #tailBuffer(): Uint8Array {
+    return this.#tail ??= outPool.pop() ?? new Uint8Array(OUT_BUFFER_BYTES);
+  }
+
   /**
-   * A short ASCII text message written as a frame straight into the tail;
-   * false (nothing queued) for other text or no room there.
+   * A text message written as a frame straight into the tail (short
+   * ASCII by a loop, other text by the encoder); false (nothing queued)
+   * when its largest UTF-8 size does not fit there.
    */
   #tailText(text: string): boolean {
+    if (this.#out.length !== 0) return false;
     const n = text.length;
-    if (n > LOOP_TEXT_UNITS || this.#out.length !== 0) return false;
+    const at = this.#tailLen;
+    if (n <= LOOP_TEXT_UNITS && at + 2 + n <= OUT_BUFFER_BYTES) {
+      const buf = this.#tailBuffer();
+      const p = writeFrameHead(buf, at, OPCODE.Text, n);
+      let i = 0;
+      for (; i < n; i++) {
+        const c = text.charCodeAt(i);
+        if (c >= 0x80) break; // the encoder below writes over it all
+        buf[p + i] = c;
+      }
+      if (i === n) return this.#tailAdded(at, 2 + n);
+    }
+    const most = n * 3;
+    const room = most < 126 ? 2 : 4;
+    if (at + room + most > OUT_BUFFER_BYTES) return false;
+    const buf = this.#tailBuffer();
+    const { written } = encoder.encodeInto(text, buf.subarray(at + room));
+    let head = room;
+    if (head === 4 && written < 126) {
+      // Shorter than the room left for it: its header is 2 bytes.
+      buf.copyWithin(at + 2, at + 4, at + 4 + written);
+      head = 2;
+    }
+    writeFrameHead(buf, at, OPCODE.Text, written);
+    return this.#tailAdded(at, head + written);
+  }
+
+  /** A binary message written as a frame straight into the tail; false (nothing queued) if it does not fit. */
+  #tailBinary(data: Uint8Array): boolean {
+    const n = data.length;
     const at = this.#tailLen;
     const size = (n < 126 ? 2 : 4) + n;
-    if (at + size > OUT_BUFFER_BYTES) return false;
-    const buf = this.#tail ??= outPool.pop() ??
-      new Uint8Array(OUT_BUFFER_BYTES);
-    const p = writeFrameHead(buf, at, OPCODE.Text, n);
-    for (let i = 0; i < n; i++) {
-      const c = text.charCodeAt(i);
-      if (c >= 0x80) return false; // the header alone is overwritten next
-      buf[p + i] = c;
-    }
+    if (this.#out.length !== 0 || at + size > OUT_BUFFER_BYTES) return false;
+    const buf = this.#tailBuffer();
+    buf.set(data, writeFrameHead(buf, at, OPCODE.Binary, n));
+    return this.#tailAdded(at, size);
+  }
+
+  #tailAdded(at: number, size: number): true {
     this.#tailLen = at + size;
     this.#added(size);
     return true;
@@ -541,19 +615,52 @@ export class WsSession {
     const at = this.#tailLen;
     if (this.#out.length === 0 && at + frame.length <= OUT_BUFFER_BYTES) {
       // Small and nothing big before it: into the tail.
-      const buf = this.#tail ??= outPool.pop() ??
-        new Uint8Array(OUT_BUFFER_BYTES);
-      buf.set(frame, at);
+      this.#tailBuffer().set(frame, at);
       this.#tailLen = at + frame.length;
     } else {
-      // The tail's frames go first, as a piece of their own.
-      if (at > 0) {
-        this.#out.push(this.#tail!.slice(0, at));
-        this.#tailLen = 0;
-      }
+      this.#tailToOut();
       this.#out.push(frame);
+      this.#outPooled.push(undefined);
     }
     this.#added(frame.length);
+  }
+
+  /** The tail's frames go before what is queued next, as a piece of their own (no copy). */
+  #tailToOut(): void {
+    const at = this.#tailLen;
+    if (at === 0) return;
+    const tail = this.#tail!;
+    this.#out.push(new Uint8Array(tail.buffer, 0, at));
+    this.#outPooled.push(tail);
+    this.#tail = undefined;
+    this.#tailLen = 0;
+  }
+
+  /**
+   * A big frame copied into pooled 64 KiB chunks as it is queued (the
+   * app may change its bytes once send() returns): no buffer of its own,
+   * which would be zeroed first, and each chunk is reused once written.
+   */
+  #enqueueChunked(opcode: number, payload: Uint8Array): void {
+    this.#tailToOut();
+    const n = payload.length;
+    let chunk = BIG_BUFFERS.take();
+    let at = writeFrameHead(chunk, 0, opcode, n);
+    const size = at + n;
+    for (let from = 0;;) {
+      const take = Math.min(chunk.length - at, n - from);
+      chunk.set(
+        new Uint8Array(payload.buffer, payload.byteOffset + from, take),
+        at,
+      );
+      from += take;
+      this.#out.push(new Uint8Array(chunk.buffer, 0, at + take));
+      this.#outPooled.push(chunk);
+      if (from === n) break;
+      chunk = BIG_BUFFERS.take();
+      at = 0;
+    }
+    this.#added(size);
   }
 
   #added(bytes: number): void {
@@ -790,6 +897,12 @@ function truncateReason(reason: string): string {
 
 function releaseOut(buf: Uint8Array): void {
   if (outPool.length < OUT_POOL_MAX) outPool.push(buf);
+}
+
+/** A pooled output buffer, written: back to its pool (by its size). */
+function releaseBuffer(buf: Uint8Array): void {
+  if (buf.length === OUT_BUFFER_BYTES) releaseOut(buf);
+  else BIG_BUFFERS.give(buf);
 }
 
 /**
