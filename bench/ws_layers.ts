@@ -48,17 +48,26 @@ const LARGE = maskedFrame(0x2, new Uint8Array(256 * 1024).fill(0x78));
 /** Bytes a loopback read gives at most, in 15b's runs. */
 const LARGE_READ_BYTES = 64 * 1024;
 
-/** A socket that hands over `LARGE` `count` times, each in reads of at most 64 KiB, then EOF. */
+/**
+ * A socket that hands over `LARGE` `count` times, each in reads of at most
+ * 64 KiB, then EOF once every echo is written (an EOF drops what is not).
+ */
 class LargeSocket extends FakeSocket {
+  readonly #echoBytes: number;
   #left: number;
   #at = 0;
+  #eof: (() => void) | undefined;
 
   constructor(count: number) {
     super();
     this.#left = count;
+    this.#echoBytes = count * (LARGE.length - 4);
   }
   read(into: Uint8Array): Promise<number | null> {
-    if (this.#left === 0) return Promise.resolve(null);
+    if (this.#left === 0) {
+      if (this.sent >= this.#echoBytes) return Promise.resolve(null);
+      return new Promise((resolve) => this.#eof = () => resolve(null));
+    }
     const n = Math.min(into.length, LARGE_READ_BYTES, LARGE.length - this.#at);
     into.set(LARGE.subarray(this.#at, this.#at + n));
     this.#at += n;
@@ -67,6 +76,11 @@ class LargeSocket extends FakeSocket {
       this.#left--;
     }
     return Promise.resolve(n);
+  }
+  override write(bytes: Uint8Array): Promise<number> {
+    const done = super.write(bytes);
+    if (this.#eof !== undefined && this.sent >= this.#echoBytes) this.#eof();
+    return done;
   }
 }
 
