@@ -175,6 +175,13 @@ export class WsSession {
   #msgWireBytes = 0;
   /** A binary message's payload so far (copies: the read buffer is reused). */
   #msgPieces: Uint8Array[] = [];
+  /**
+   * Pooled buffers holding the pieces of a big one-frame binary message
+   * until it is presized (then copied out and given back); the last one
+   * is filled up to `#chunkUsed`.
+   */
+  #msgChunks: Uint8Array[] = [];
+  #chunkUsed = 0;
   /** Or the whole of a one-frame binary message, filled as it arrives. */
   #msgWhole: Uint8Array | undefined;
   #msgBytes = 0;
@@ -720,6 +727,7 @@ export class WsSession {
   #closeWith(code: number, reason: string, wasClean: boolean): void {
     this.#state = "closed";
     this.#msgPieces = [];
+    this.#giveChunks();
     this.#msgWhole = undefined;
     if (this.#closeReported) return;
     this.#closeReported = true;
@@ -787,9 +795,48 @@ export class WsSession {
       // into its whole buffer: no slice of it that is copied again.
       const whole = this.#msgWhole ?? this.#presize(bytes.length);
       if (whole !== undefined) whole.set(bytes, this.#msgBytes);
+      else if (this.#presizable()) this.#keepPooled(bytes);
       else this.#msgPieces.push(bytes.slice());
       this.#msgBytes += bytes.length;
     }
+  }
+
+  /** The frame is a one-frame binary message big enough to be presized. */
+  #presizable(): boolean {
+    return this.#frameFin && this.#frameOpcode === OPCODE.Binary &&
+      this.#frameLength >= PRESIZE_MIN_BYTES;
+  }
+
+  /**
+   * A piece of a message that will be copied into its whole buffer once
+   * presized: kept in pooled buffers meanwhile, not in a slice of its own.
+   */
+  #keepPooled(bytes: Uint8Array): void {
+    const chunks = this.#msgChunks;
+    for (let from = 0; from < bytes.length;) {
+      let chunk = chunks[chunks.length - 1];
+      if (chunk === undefined || this.#chunkUsed === chunk.length) {
+        chunks.push(chunk = BIG_BUFFERS.take());
+        this.#chunkUsed = 0;
+      }
+      const at = this.#chunkUsed;
+      const n = Math.min(chunk.length - at, bytes.length - from);
+      chunk.set(
+        new Uint8Array(bytes.buffer, bytes.byteOffset + from, n),
+        at,
+      );
+      this.#msgPieces.push(new Uint8Array(chunk.buffer, at, n));
+      this.#chunkUsed = at + n;
+      from += n;
+    }
+  }
+
+  #giveChunks(): void {
+    const chunks = this.#msgChunks;
+    if (chunks.length === 0) return;
+    for (const chunk of chunks) BIG_BUFFERS.give(chunk);
+    this.#msgChunks = [];
+    this.#chunkUsed = 0;
   }
 
   /**
@@ -803,10 +850,7 @@ export class WsSession {
   #presize(incoming: number): Uint8Array | undefined {
     const length = this.#frameLength;
     const got = this.#msgBytes + incoming;
-    if (
-      !this.#frameFin || this.#frameOpcode !== OPCODE.Binary ||
-      got * 4 < length || length < PRESIZE_MIN_BYTES
-    ) return undefined;
+    if (got * 4 < length || !this.#presizable()) return undefined;
     const whole = new Uint8Array(length);
     let off = 0;
     for (const piece of this.#msgPieces) {
@@ -814,6 +858,7 @@ export class WsSession {
       off += piece.length;
     }
     this.#msgPieces = [];
+    this.#giveChunks();
     return this.#msgWhole = whole;
   }
 
