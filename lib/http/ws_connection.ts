@@ -150,16 +150,11 @@ export class WsConnection implements Takeover {
     this.#session = session;
     this.#limits = limits;
     this.#opts = opts;
-    // The app's handler (the ServerWebSocket's) runs first; then, if the
-    // session was dropped outside a read (a send to a peer that does not
-    // read), the pending read is ended by closing the socket.
-    const app = session.onEvent;
-    session.onEvent = (event) => {
-      try {
-        app(event);
-      } finally {
-        if (event.type === "close" && !this.#receiving) this.#closeSocket();
-      }
+    // The app's handler (the ServerWebSocket's) has the close event first;
+    // then, if the session was dropped outside a read (a send to a peer
+    // that does not read), the pending read is ended by closing the socket.
+    session.onClosed = () => {
+      if (!this.#receiving) this.#closeSocket();
     };
     session.onOutput = () => this.#queueFlush();
   }

@@ -130,6 +130,8 @@ export class WsSession {
   onEvent: (event: WsEvent) => void = noop;
   /** Called when output goes from none to some: the engine should write. */
   onOutput: () => void = noop;
+  /** Called after `onEvent` has had the close event (even if it threw): the engine may close the socket. */
+  onClosed: () => void = noop;
 
   readonly #limits: Limits;
   readonly #parser: FrameParser;
@@ -139,8 +141,11 @@ export class WsSession {
   readonly #deflateMinBytes: number;
   #state: WsState = "open";
   #closeReported = false;
-  /** Events not yet dispatched: the first `#eventCount` slots (the array is kept, not regrown per message). */
-  #events: (WsEvent | undefined)[] = [];
+  // Events not yet dispatched, `#eventCount` of them: the first in its own
+  // field (most reads bring one message: no array to touch), the rest in
+  // `#events`, which is kept rather than regrown per message.
+  #firstEvent: WsEvent | undefined;
+  #events: (WsEvent | undefined)[] | undefined;
   #eventCount = 0;
   #dispatching = false;
 
@@ -677,7 +682,9 @@ export class WsSession {
   }
 
   #emit(event: WsEvent): void {
-    this.#events[this.#eventCount++] = event;
+    const n = this.#eventCount++;
+    if (n === 0) this.#firstEvent = event;
+    else (this.#events ??= [])[n - 1] = event;
   }
 
   /**
@@ -690,11 +697,17 @@ export class WsSession {
     this.#dispatching = true;
     let failed = false;
     let failure: unknown;
-    const events = this.#events;
     try {
       for (let i = 0; i < this.#eventCount; i++) {
-        const event = events[i]!;
-        events[i] = undefined; // a big message is not kept alive by the queue
+        // Each slot is emptied as it goes: a big message is not kept alive by the queue.
+        let event: WsEvent;
+        if (i === 0) {
+          event = this.#firstEvent!;
+          this.#firstEvent = undefined;
+        } else {
+          event = this.#events![i - 1]!;
+          this.#events![i - 1] = undefined;
+        }
         if (failed && event.type !== "close") continue;
         try {
           this.onEvent(event);
@@ -705,10 +718,15 @@ export class WsSession {
             this.#fail(CLOSE.InternalError, "Internal error in the app");
           }
         }
+        if (event.type === "close") this.onClosed();
       }
     } finally {
-      // Setting `length = 0` would free the backing store, regrown per message.
-      for (let i = 0; i < this.#eventCount; i++) events[i] = undefined;
+      // Not `length = 0`: that frees the array's store, to be grown again.
+      const events = this.#events;
+      if (events !== undefined) {
+        for (let i = 0; i < this.#eventCount - 1; i++) events[i] = undefined;
+      }
+      this.#firstEvent = undefined;
       this.#eventCount = 0;
       this.#dispatching = false;
     }
