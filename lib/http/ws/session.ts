@@ -24,6 +24,7 @@ import {
   encodeCloseFrame,
   encodeFrame,
   encodeTextFrame,
+  frameHeadSize,
   FrameParser,
   type FrameSink,
   MAX_CLOSE_REASON_BYTES,
@@ -656,11 +657,15 @@ export class WsSession {
   #enqueueChunked(opcode: number, payload: Uint8Array): void {
     this.#tailToOut();
     const n = payload.length;
+    const size = frameHeadSize(n) + n;
+    // Split evenly: no last chunk of a few bytes, which would go out as a
+    // tiny write and segment of its own.
+    const chunks = Math.ceil(size / BIG_BUFFERS.size);
+    const each = Math.ceil(size / chunks);
     let chunk = BIG_BUFFERS.take();
     let at = writeFrameHead(chunk, 0, opcode, n);
-    const size = at + n;
     for (let from = 0;;) {
-      const take = Math.min(chunk.length - at, n - from);
+      const take = Math.min(each - at, n - from);
       chunk.set(
         new Uint8Array(payload.buffer, payload.byteOffset + from, take),
         at,
