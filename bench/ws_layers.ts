@@ -10,6 +10,11 @@
  *
  * `--sockets N` serves the messages on N sockets at once, as case 15a's
  * load does: more live state per message, as on a real server.
+ *
+ * `--large` is case 15b's load instead: one socket, masked 256 KiB binary
+ * messages handed over in reads of at most 64 KiB (what loopback gives),
+ * CPU per MiB echoed; no floor row (the floor's loop takes small frames
+ * only), so compare runs before and after a change.
  */
 import { cpuUsage } from "node:process";
 import { parseArgs } from "node:util";
@@ -38,9 +43,52 @@ class FrameSocket extends FakeSocket {
   }
 }
 
+/** Case 15b's message: 256 KiB of binary. */
+const LARGE = maskedFrame(0x2, new Uint8Array(256 * 1024).fill(0x78));
+/** Bytes a loopback read gives at most, in 15b's runs. */
+const LARGE_READ_BYTES = 64 * 1024;
+
+/**
+ * A socket that hands over `LARGE` `count` times, each in reads of at most
+ * 64 KiB, then EOF once every echo is written (an EOF drops what is not).
+ */
+class LargeSocket extends FakeSocket {
+  readonly #echoBytes: number;
+  #left: number;
+  #at = 0;
+  #eof: (() => void) | undefined;
+
+  constructor(count: number) {
+    super();
+    this.#left = count;
+    this.#echoBytes = count * (LARGE.length - 4);
+  }
+  read(into: Uint8Array): Promise<number | null> {
+    if (this.#left === 0) {
+      if (this.sent >= this.#echoBytes) return Promise.resolve(null);
+      return new Promise((resolve) => this.#eof = () => resolve(null));
+    }
+    const n = Math.min(into.length, LARGE_READ_BYTES, LARGE.length - this.#at);
+    into.set(LARGE.subarray(this.#at, this.#at + n));
+    this.#at += n;
+    if (this.#at === LARGE.length) {
+      this.#at = 0;
+      this.#left--;
+    }
+    return Promise.resolve(n);
+  }
+  override write(bytes: Uint8Array): Promise<number> {
+    const done = super.write(bytes);
+    if (this.#eof !== undefined && this.sent >= this.#echoBytes) this.#eof();
+    return done;
+  }
+}
+
 /** The default app's /echo on a fake socket; returns the bytes written. */
-async function echoOne(count: number): Promise<number> {
-  const socket = new FrameSocket(count);
+async function echoOne(
+  count: number,
+  socket: FakeSocket = new FrameSocket(count),
+): Promise<number> {
   const session = new WsSession(DEFAULT_LIMITS, { deflate: null });
   const ws = new ServerWebSocket(session, {
     url: "ws://127.0.0.1/echo",
@@ -96,8 +144,38 @@ const { values } = parseArgs({
   options: {
     rounds: { type: "string", default: "30" },
     sockets: { type: "string", default: "1" },
+    large: { type: "boolean", default: false },
   },
 });
+
+/** Case 15b in-process: CPU per MiB echoed, median and min of the rounds. */
+async function measureLarge(rounds: number): Promise<void> {
+  const messages = 200;
+  const mib = messages * LARGE.length / (1024 * 1024);
+  const echoLarge = (count: number) => echoOne(count, new LargeSocket(count));
+  const sent = await echoLarge(4);
+  if (sent !== 4 * (256 * 1024 + 10)) throw new Error(`sent ${sent} bytes`);
+  const perMiB: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const t = cpuUsage();
+    await echoLarge(messages);
+    const used = cpuUsage(t);
+    perMiB.push((used.user + used.system) / mib);
+  }
+  perMiB.sort((a, b) => a - b);
+  console.log("| Server | CPU µs per MiB (median) | min |");
+  console.log("| --- | ---: | ---: |");
+  console.log(
+    `| default app /echo, 256 KiB binary | ${
+      Math.round(perMiB[perMiB.length >> 1])
+    } | ${Math.round(perMiB[0])} |`,
+  );
+}
+
+if (values.large) {
+  await measureLarge(Number(values.rounds));
+  Deno.exit(0);
+}
 const sockets = Number(values.sockets);
 /** Messages per round: enough that opening the sockets is a small part. */
 const MESSAGES = Math.max(20_000, sockets * 500);

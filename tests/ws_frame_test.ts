@@ -258,18 +258,25 @@ Deno.test("FrameParser stops when frameEnd() returns true", () => {
   assert.deepEqual(seen, [OPCODE.Close]);
 });
 
-Deno.test("unmask() matches a byte-wise XOR at every alignment, phase and length", () => {
+Deno.test("unmask() matches a byte-wise XOR at every alignment, phase and length, and touches nothing around", () => {
   const mask = new Uint8Array([0x12, 0x34, 0x56, 0x78]);
-  for (const length of [0, 1, 3, 31, 32, 33, 64, 257]) {
+  // Past 32 bytes, lengths that leave 0 to 3 words after the loop's groups of four.
+  const lengths = [0, 1, 3, 31, 32, 33, 64, 257];
+  for (let length = 36; length < 52; length++) lengths.push(length);
+  for (const length of lengths) {
     for (let offset = 0; offset < 4; offset++) {
       for (let phase = 0; phase < 4; phase++) {
         const buf = new Uint8Array(length + 8);
         for (let i = 0; i < buf.length; i++) buf[i] = (i * 31) & 0xff;
         const view = buf.subarray(offset, offset + length);
-        const expected = view.map((b, i) => b ^ mask[(phase + i) & 3]);
+        const expected = buf.map((b, i) =>
+          i < offset || i >= offset + length
+            ? b
+            : b ^ mask[(phase + i - offset) & 3]
+        );
         unmask(view, mask, phase);
         assert.deepEqual(
-          view,
+          buf,
           expected,
           `len ${length} off ${offset} phase ${phase}`,
         );

@@ -898,13 +898,40 @@ Deno.test("send() copies the app's bytes", () => {
   assert.deepEqual(h.frames()[0].payload, new Uint8Array([7, 7, 7]));
 });
 
-Deno.test("takeOutput() returns big frames one at a time", () => {
+Deno.test("takeOutput() returns big frames in even pieces of pooled 64 KiB buffers, each reused once written", () => {
   const h = new Harness();
-  h.session.send(new Uint8Array(100_000));
-  h.session.send(new Uint8Array(100_000));
-  const first = h.session.takeOutput()!;
-  assert.equal(first.length, 100_000 + 10);
-  assert.equal(h.session.takeOutput()!.length, 100_000 + 10);
+  const a = new Uint8Array(100_000).map((_, i) => i % 251);
+  const b = new Uint8Array(100_000).fill(7);
+  h.session.send(a);
+  h.session.send(b);
+  a.fill(0); // the app's bytes are copied when sent
+  const pieces: Uint8Array[] = [];
+  const buffers = new Set<ArrayBufferLike>();
+  for (let out; (out = h.session.takeOutput()) !== null;) {
+    pieces.push(out.slice());
+    buffers.add(out.buffer);
+    h.session.written(out.length);
+  }
+  // 100,010 bytes in two even pieces: none of a few bytes on its own.
+  assert.deepEqual(pieces.map((p) => p.length), [50005, 50005, 50005, 50005]);
+  // Both messages were queued before any write: four buffers, now free.
+  h.session.send(b);
+  const again = h.session.takeOutput()!;
+  assert.ok(buffers.has(again.buffer), "a piece's buffer is reused");
+  // While it is being written, another big message never lands in it.
+  const againBytes = again.slice();
+  h.session.send(new Uint8Array(100_000).fill(9));
+  for (let out; (out = h.session.takeOutput()) !== null;) {
+    assert.notEqual(out.buffer, again.buffer);
+  }
+  assert.deepEqual(again, againBytes);
+  const frames = new ServerFrameReader().push(concat(pieces));
+  assert.deepEqual(frames.map((f) => f.opcode), [OPCODE.Binary, OPCODE.Binary]);
+  assert.deepEqual(
+    frames[0].payload,
+    new Uint8Array(100_000).map((_, i) => i % 251),
+  );
+  assert.deepEqual(frames[1].payload, b);
 });
 
 Deno.test("a send that finds more than wsMaxQueuedBytes waiting drops the connection (1006)", () => {
@@ -1091,6 +1118,38 @@ Deno.test("small whole frames in one read are checked as the parser checks them"
   }
 });
 
+Deno.test("short text of every length up to 125 bytes is unmasked and decoded exactly; bad UTF-8 anywhere in it fails with 1007", () => {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789 ~";
+  for (let len = 0; len < 126; len++) {
+    // ASCII, text ending in a two-byte character, and the same with a byte
+    // that cannot be UTF-8 at each position a mask byte can cover.
+    const ascii = Array.from({ length: len }, (_, i) => alphabet[i % 38]).join(
+      "",
+    );
+    const accented = len < 2 ? ascii : ascii.slice(0, len - 2) + "é";
+    const h = new Harness();
+    h.feed(concat([text(ascii), text(accented), text(ascii)]));
+    assert.deepEqual(
+      h.events,
+      [
+        { type: "text", data: ascii },
+        { type: "text", data: accented },
+        { type: "text", data: ascii },
+      ],
+      `length ${len}`,
+    );
+    for (let at = Math.max(0, len - 4); at < len; at++) {
+      const bad = encoder.encode(ascii);
+      bad[at] = 0xff;
+      const failed = new Harness().feed(
+        concat([clientFrame(OPCODE.Text, bad), text("after")]),
+      );
+      assert.deepEqual(failed.summary(), ["close:1007!"], `${len} at ${at}`);
+      assert.equal(failed.sentClose(), 1007);
+    }
+  }
+});
+
 Deno.test("small frames, control frames and a frame cut by the read's end keep their order", () => {
   const wire = concat([
     text("a"),
@@ -1134,6 +1193,8 @@ Deno.test("small frames go out of one pooled buffer, reused once written; one be
   const second = h.session.takeOutput()!;
   assert.deepEqual(first, firstBytes);
   assert.notEqual(second.buffer, first.buffer);
+  // Both pooled buffers go back once both are written: read them before.
+  const secondBytes = second.slice();
   h.session.written(first.length + second.length);
   h.session.send("third");
   const third = h.session.takeOutput()!;
@@ -1143,12 +1204,45 @@ Deno.test("small frames go out of one pooled buffer, reused once written; one be
   const fourth = h.session.takeOutput()!;
   assert.equal(fourth.buffer, third.buffer, "the pooled buffer came back");
   const frames = new ServerFrameReader().push(
-    concat([firstBytes, second, thirdBytes, fourth]),
+    concat([firstBytes, secondBytes, thirdBytes, fourth]),
   );
   assert.deepEqual(
     frames.map((f) => decoder.decode(f.payload)),
     ["first", "second", "\t", "third", "fourth"],
   );
+});
+
+Deno.test("sent text and binary of every size read back exactly, whether written into the pooled buffer or apart", () => {
+  const texts: string[] = ["", "a", "\u{1F600}", "\uD800 lone"];
+  // Around the 2-byte/4-byte header boundary (125/126 bytes) and the pooled
+  // buffer's size, in ASCII, two-byte and three-byte characters.
+  for (const unit of ["x", "é", "€"]) {
+    for (
+      const n of [20, 41, 42, 43, 62, 63, 64, 65, 125, 126, 127, 300, 700, 2100]
+    ) {
+      texts.push(unit.repeat(n));
+    }
+  }
+  const sizes = [0, 1, 125, 126, 2000, 2044, 2045, 4000, 16383, 16384, 70000];
+  const h = new Harness();
+  const want: string[] = [];
+  for (const t of texts) {
+    h.session.send(t);
+    want.push(`t:${t.toWellFormed()}`);
+  }
+  for (const size of sizes) {
+    h.session.send(new Uint8Array(size).map((_, i) => i % 253));
+    want.push(`b:${size}`);
+    h.session.send("after");
+    want.push("t:after");
+  }
+  const got = h.frames().map((f) => {
+    if (f.opcode === OPCODE.Text) return `t:${decoder.decode(f.payload)}`;
+    const ok = f.payload.every((b, i) => b === i % 253);
+    return `b:${ok ? f.payload.length : "corrupt"}`;
+  });
+  assert.deepEqual(got, want);
+  assert.equal(h.session.bufferedAmount, 0);
 });
 
 Deno.test("small frames queued around a big one leave in the order they were sent", () => {

@@ -14,7 +14,7 @@ import type { Reply, ServerRequest, Takeover } from "./handler.ts";
 import type { Socket } from "./socket.ts";
 import { CLOSE } from "./ws/frame.ts";
 import { acceptUpgrade, type UpgradeOptions } from "./ws/handshake.ts";
-import { WsSession } from "./ws/session.ts";
+import { BIG_BUFFERS, WsSession } from "./ws/session.ts";
 import { ServerWebSocket } from "./ws/socket.ts";
 
 const log = getLogger(["spindle", "ws"]);
@@ -24,14 +24,9 @@ const log = getLogger(["spindle", "ws"]);
  * fit, and 10,000 idle sockets hold 5 MiB, not the 640 MiB of a big buffer each.
  */
 const SMALL_READ_BYTES = 512;
-/** A read that filled its buffer is followed by one into a big, shared one. */
-const BIG_READ_BYTES = 64 * 1024;
-/** Big buffers kept for reuse; more are made while many sockets are busy at once. */
-const POOL_MAX = 64;
 /** After our last frame: what we read and drop while the peer closes its side. */
 const LINGER_BYTES = 1024 * 1024;
 
-const pool: Uint8Array[] = [];
 const NO_BYTES = new Uint8Array(0);
 
 /** A web-API-shaped socket and the 101 reply that hands the connection to it. */
@@ -155,16 +150,11 @@ export class WsConnection implements Takeover {
     this.#session = session;
     this.#limits = limits;
     this.#opts = opts;
-    // The app's handler (the ServerWebSocket's) runs first; then, if the
-    // session was dropped outside a read (a send to a peer that does not
-    // read), the pending read is ended by closing the socket.
-    const app = session.onEvent;
-    session.onEvent = (event) => {
-      try {
-        app(event);
-      } finally {
-        if (event.type === "close" && !this.#receiving) this.#closeSocket();
-      }
+    // The app's handler (the ServerWebSocket's) has the close event first;
+    // then, if the session was dropped outside a read (a send to a peer
+    // that does not read), the pending read is ended by closing the socket.
+    session.onClosed = () => {
+      if (!this.#receiving) this.#closeSocket();
     };
     session.onOutput = () => this.#queueFlush();
   }
@@ -209,7 +199,7 @@ export class WsConnection implements Takeover {
     const space = session.payloadSpace();
     const buf = this.#readBuf = space ??
       (this.#big
-        ? pool.pop() ?? new Uint8Array(BIG_READ_BYTES)
+        ? BIG_BUFFERS.take()
         : this.#small ??= new Uint8Array(SMALL_READ_BYTES));
     this.#readInPlace = space !== undefined;
     this.#conn!.read(buf).then(this.#onRead, this.#onReadError);
@@ -233,7 +223,7 @@ export class WsConnection implements Takeover {
     else {
       // The session copies what it keeps: the buffer is free once it returns.
       this.#receive(buf, -1, n);
-      if (buf !== this.#small && pool.length < POOL_MAX) pool.push(buf);
+      if (buf !== this.#small) BIG_BUFFERS.give(buf);
       this.#big = n === buf.length;
     }
     this.#readNext();

@@ -24,6 +24,7 @@ import {
   encodeCloseFrame,
   encodeFrame,
   encodeTextFrame,
+  frameHeadSize,
   FrameParser,
   type FrameSink,
   MAX_CLOSE_REASON_BYTES,
@@ -33,6 +34,7 @@ import {
   writeFrameHead,
   WsError,
 } from "./frame.ts";
+import { BufferPool } from "../buffers.ts";
 import { isUtf8, Utf8Text } from "./utf8.ts";
 
 /** What happened on the connection, in order. */
@@ -74,6 +76,15 @@ export type IdleAction = "none" | "ping" | "close";
 const PRESIZE_MIN_BYTES = 64 * 1024;
 /** Output pieces are joined up to this size, so many small frames go in one write. */
 const JOIN_OUTPUT_BYTES = 64 * 1024;
+/**
+ * 64 KiB buffers lent for a while and given back: the engine reads into
+ * them after a read that filled its small buffer, and big frames are
+ * copied into them to be written (no buffer of their own per frame, never
+ * zeroed again). 64 kept: 4 MiB.
+ */
+export const BIG_BUFFERS: BufferPool = new BufferPool(64 * 1024, 64);
+/** Frames of this many bytes and more go out in pooled 64 KiB chunks. */
+const CHUNKED_FRAME_BYTES = 16 * 1024;
 const EMPTY = new Uint8Array(0);
 /**
  * Small frames are written straight into a pooled buffer of this size (no
@@ -86,6 +97,14 @@ const OUT_POOL_MAX = 512;
 const outPool: Uint8Array[] = [];
 /** Up to this many UTF-16 units, ASCII text is copied into the frame by a loop, not the encoder. */
 const LOOP_TEXT_UNITS = 64;
+/**
+ * Up to this many bytes, an ASCII text message's string is made from its
+ * char codes as it is unmasked: cheaper than a view and a decoder call
+ * (the decoder wins on longer text).
+ */
+const SHORT_TEXT_BYTES = 64;
+/** The char codes of the short text being unmasked (its length is the text's). */
+const CODES: number[] = [];
 const FIN = 0x80;
 /** The first byte of a whole (FIN), uncompressed text or binary frame. */
 const WHOLE_TEXT = FIN | OPCODE.Text;
@@ -112,6 +131,8 @@ export class WsSession {
   onEvent: (event: WsEvent) => void = noop;
   /** Called when output goes from none to some: the engine should write. */
   onOutput: () => void = noop;
+  /** Called after `onEvent` has had the close event (even if it threw): the engine may close the socket. */
+  onClosed: () => void = noop;
 
   readonly #limits: Limits;
   readonly #parser: FrameParser;
@@ -121,19 +142,28 @@ export class WsSession {
   readonly #deflateMinBytes: number;
   #state: WsState = "open";
   #closeReported = false;
-  #events: WsEvent[] = [];
+  // Events not yet dispatched, `#eventCount` of them: the first in its own
+  // field (most reads bring one message: no array to touch), the rest in
+  // `#events`, which is kept rather than regrown per message.
+  #firstEvent: WsEvent | undefined;
+  #events: (WsEvent | undefined)[] | undefined;
+  #eventCount = 0;
   #dispatching = false;
 
-  // Output: frames not yet taken, then the pooled buffer small frames are
-  // written into (after every frame in #out), and bytes taken but not yet
-  // written; #outBytes counts #out and the tail.
+  // Output: frames not yet taken (with the pooled buffer behind each, if
+  // any), then the pooled buffer small frames are written into (after
+  // every frame in #out), and bytes taken but not yet written; #outBytes
+  // counts #out and the tail.
   #out: Uint8Array[] = [];
+  #outPooled: (Uint8Array | undefined)[] = [];
   #tail: Uint8Array | undefined;
   #tailLen = 0;
   #outBytes = 0;
   #inFlight = 0;
-  /** A pooled buffer handed out by takeOutput(): back to the pool once written. */
+  /** A pooled buffer handed out by takeOutput(): back to its pool once written. */
   #sending: Uint8Array | undefined;
+  /** More of them, taken before the first was written (not the engine's way). */
+  #sendingMore: Uint8Array[] | undefined;
 
   // The frame being read.
   #frameOpcode = 0;
@@ -151,6 +181,13 @@ export class WsSession {
   #msgWireBytes = 0;
   /** A binary message's payload so far (copies: the read buffer is reused). */
   #msgPieces: Uint8Array[] = [];
+  /**
+   * Pooled buffers holding the pieces of a big one-frame binary message
+   * until it is presized (then copied out and given back); the last one
+   * is filled up to `#chunkUsed`.
+   */
+  #msgChunks: Uint8Array[] = [];
+  #chunkUsed = 0;
   /** Or the whole of a one-frame binary message, filled as it arrives. */
   #msgWhole: Uint8Array | undefined;
   #msgBytes = 0;
@@ -211,6 +248,7 @@ export class WsSession {
   takeOutput(): Uint8Array | null {
     const out = this.#out;
     if (out.length === 0) return this.#takeTail();
+    const pooled = this.#outPooled;
     let count = 1;
     let bytes = out[0].length;
     while (
@@ -221,15 +259,24 @@ export class WsSession {
     let chunk: Uint8Array;
     if (count === 1) {
       chunk = out[0];
+      if (pooled[0] !== undefined) this.#lend(pooled[0]);
     } else {
       chunk = new Uint8Array(bytes);
       let off = 0;
       for (let i = 0; i < count; i++) {
         chunk.set(out[i], off);
         off += out[i].length;
+        // Copied: its buffer is free again.
+        if (pooled[i] !== undefined) releaseBuffer(pooled[i]!);
       }
     }
-    this.#out = count === out.length ? [] : out.slice(count);
+    if (count === out.length) {
+      this.#out = [];
+      this.#outPooled = [];
+    } else {
+      this.#out = out.slice(count);
+      this.#outPooled = pooled.slice(count);
+    }
     this.#outBytes -= bytes;
     this.#inFlight += bytes;
     return chunk;
@@ -239,28 +286,34 @@ export class WsSession {
   #takeTail(): Uint8Array | null {
     const len = this.#tailLen;
     if (len === 0) return null;
-    let chunk: Uint8Array;
-    if (this.#sending === undefined) {
-      // A pooled buffer is a whole ArrayBuffer: a view of it made directly.
-      chunk = new Uint8Array(this.#tail!.buffer, 0, len);
-      this.#sending = this.#tail;
-      this.#tail = undefined;
-    } else {
-      // The last one is still being written (taken before it was): a copy.
-      chunk = this.#tail!.slice(0, len);
-    }
+    const tail = this.#tail!;
+    // A pooled buffer is a whole ArrayBuffer: a view of it made directly.
+    const chunk = new Uint8Array(tail.buffer, 0, len);
+    this.#lend(tail);
+    this.#tail = undefined;
     this.#tailLen = 0;
     this.#outBytes -= len;
     this.#inFlight += len;
     return chunk;
   }
 
+  /** A pooled buffer is being written: back to its pool once it is. */
+  #lend(buf: Uint8Array): void {
+    if (this.#sending === undefined) this.#sending = buf;
+    else (this.#sendingMore ??= []).push(buf);
+  }
+
   /** `n` bytes from `takeOutput()` reached the socket. */
   written(n: number): void {
     this.#inFlight = Math.max(0, this.#inFlight - n);
     if (this.#inFlight === 0 && this.#sending !== undefined) {
-      releaseOut(this.#sending);
+      releaseBuffer(this.#sending);
       this.#sending = undefined;
+      const more = this.#sendingMore;
+      if (more !== undefined) {
+        for (const buf of more) releaseBuffer(buf);
+        this.#sendingMore = undefined;
+      }
     }
   }
 
@@ -360,6 +413,14 @@ export class WsSession {
       const m1 = bytes[off + 3];
       const m2 = bytes[off + 4];
       const m3 = bytes[off + 5];
+      off = stop;
+      if (b0 === WHOLE_TEXT && len <= SHORT_TEXT_BYTES) {
+        this.#emit({
+          type: "text",
+          data: shortText(bytes, start, len, m0, m1, m2, m3),
+        });
+        continue;
+      }
       let high = 0;
       let i = start;
       for (; i + 4 <= stop; i += 4) {
@@ -376,24 +437,11 @@ export class WsSession {
       if (i < stop) high |= bytes[i] ^= m0;
       if (i + 1 < stop) high |= bytes[i + 1] ^= m1;
       if (i + 2 < stop) high |= bytes[i + 2] ^= m2;
-      off = stop;
       if (b0 === WHOLE_BINARY) {
         this.#emit({ type: "binary", data: bytes.slice(start, stop) });
         continue;
       }
-      // A view made directly: subarray() looks up a species constructor.
-      const payload = new Uint8Array(
-        bytes.buffer,
-        bytes.byteOffset + start,
-        len,
-      );
-      if (high >= 0x80 && !isUtf8(payload)) {
-        throw new WsError(CLOSE.InvalidPayload, "Text message is not UTF-8");
-      }
-      this.#emit({
-        type: "text",
-        data: len === 0 ? "" : decoder.decode(payload),
-      });
+      this.#emit({ type: "text", data: checkedText(bytes, start, len, high) });
     }
     return off;
   }
@@ -424,6 +472,15 @@ export class WsSession {
       } else {
         frame = this.#frame(OPCODE.Text, encoder.encode(data));
       }
+    } else if (
+      this.#deflater === undefined || data.length < this.#deflateMinBytes
+    ) {
+      if (this.#tailBinary(data)) return true;
+      if (data.length >= CHUNKED_FRAME_BYTES) {
+        this.#enqueueChunked(OPCODE.Binary, data);
+        return true;
+      }
+      frame = encodeFrame(OPCODE.Binary, data);
     } else {
       frame = this.#frame(OPCODE.Binary, data);
     }
@@ -484,6 +541,7 @@ export class WsSession {
   abort(reason = "Connection lost"): void {
     if (this.#state === "closed") return;
     this.#out = [];
+    this.#outPooled = [];
     this.#tailLen = 0;
     this.#outBytes = 0;
     this.#closeWith(CLOSE.Abnormal, reason, false);
@@ -509,24 +567,58 @@ export class WsSession {
     return encodeFrame(opcode, payload);
   }
 
+  /** The pooled buffer small frames are written into, taken from the pool when there is none. */
+  #tailBuffer(): Uint8Array {
+    return this.#tail ??= outPool.pop() ?? new Uint8Array(OUT_BUFFER_BYTES);
+  }
+
   /**
-   * A short ASCII text message written as a frame straight into the tail;
-   * false (nothing queued) for other text or no room there.
+   * A text message written as a frame straight into the tail (short
+   * ASCII by a loop, other text by the encoder); false (nothing queued)
+   * when its largest UTF-8 size does not fit there.
    */
   #tailText(text: string): boolean {
+    if (this.#out.length !== 0) return false;
     const n = text.length;
-    if (n > LOOP_TEXT_UNITS || this.#out.length !== 0) return false;
+    const at = this.#tailLen;
+    if (n <= LOOP_TEXT_UNITS && at + 2 + n <= OUT_BUFFER_BYTES) {
+      const buf = this.#tailBuffer();
+      const p = writeFrameHead(buf, at, OPCODE.Text, n);
+      let i = 0;
+      for (; i < n; i++) {
+        const c = text.charCodeAt(i);
+        if (c >= 0x80) break; // the encoder below writes over it all
+        buf[p + i] = c;
+      }
+      if (i === n) return this.#tailAdded(at, 2 + n);
+    }
+    const most = n * 3;
+    const room = most < 126 ? 2 : 4;
+    if (at + room + most > OUT_BUFFER_BYTES) return false;
+    const buf = this.#tailBuffer();
+    const { written } = encoder.encodeInto(text, buf.subarray(at + room));
+    let head = room;
+    if (head === 4 && written < 126) {
+      // Shorter than the room left for it: its header is 2 bytes.
+      buf.copyWithin(at + 2, at + 4, at + 4 + written);
+      head = 2;
+    }
+    writeFrameHead(buf, at, OPCODE.Text, written);
+    return this.#tailAdded(at, head + written);
+  }
+
+  /** A binary message written as a frame straight into the tail; false (nothing queued) if it does not fit. */
+  #tailBinary(data: Uint8Array): boolean {
+    const n = data.length;
     const at = this.#tailLen;
     const size = (n < 126 ? 2 : 4) + n;
-    if (at + size > OUT_BUFFER_BYTES) return false;
-    const buf = this.#tail ??= outPool.pop() ??
-      new Uint8Array(OUT_BUFFER_BYTES);
-    const p = writeFrameHead(buf, at, OPCODE.Text, n);
-    for (let i = 0; i < n; i++) {
-      const c = text.charCodeAt(i);
-      if (c >= 0x80) return false; // the header alone is overwritten next
-      buf[p + i] = c;
-    }
+    if (this.#out.length !== 0 || at + size > OUT_BUFFER_BYTES) return false;
+    const buf = this.#tailBuffer();
+    buf.set(data, writeFrameHead(buf, at, OPCODE.Binary, n));
+    return this.#tailAdded(at, size);
+  }
+
+  #tailAdded(at: number, size: number): true {
     this.#tailLen = at + size;
     this.#added(size);
     return true;
@@ -536,19 +628,56 @@ export class WsSession {
     const at = this.#tailLen;
     if (this.#out.length === 0 && at + frame.length <= OUT_BUFFER_BYTES) {
       // Small and nothing big before it: into the tail.
-      const buf = this.#tail ??= outPool.pop() ??
-        new Uint8Array(OUT_BUFFER_BYTES);
-      buf.set(frame, at);
+      this.#tailBuffer().set(frame, at);
       this.#tailLen = at + frame.length;
     } else {
-      // The tail's frames go first, as a piece of their own.
-      if (at > 0) {
-        this.#out.push(this.#tail!.slice(0, at));
-        this.#tailLen = 0;
-      }
+      this.#tailToOut();
       this.#out.push(frame);
+      this.#outPooled.push(undefined);
     }
     this.#added(frame.length);
+  }
+
+  /** The tail's frames go before what is queued next, as a piece of their own (no copy). */
+  #tailToOut(): void {
+    const at = this.#tailLen;
+    if (at === 0) return;
+    const tail = this.#tail!;
+    this.#out.push(new Uint8Array(tail.buffer, 0, at));
+    this.#outPooled.push(tail);
+    this.#tail = undefined;
+    this.#tailLen = 0;
+  }
+
+  /**
+   * A big frame copied into pooled 64 KiB chunks as it is queued (the
+   * app may change its bytes once send() returns): no buffer of its own,
+   * which would be zeroed first, and each chunk is reused once written.
+   */
+  #enqueueChunked(opcode: number, payload: Uint8Array): void {
+    this.#tailToOut();
+    const n = payload.length;
+    const size = frameHeadSize(n) + n;
+    // Split evenly: no last chunk of a few bytes, which would go out as a
+    // tiny write and segment of its own.
+    const chunks = Math.ceil(size / BIG_BUFFERS.size);
+    const each = Math.ceil(size / chunks);
+    let chunk = BIG_BUFFERS.take();
+    let at = writeFrameHead(chunk, 0, opcode, n);
+    for (let from = 0;;) {
+      const take = Math.min(each - at, n - from);
+      chunk.set(
+        new Uint8Array(payload.buffer, payload.byteOffset + from, take),
+        at,
+      );
+      from += take;
+      this.#out.push(new Uint8Array(chunk.buffer, 0, at + take));
+      this.#outPooled.push(chunk);
+      if (from === n) break;
+      chunk = BIG_BUFFERS.take();
+      at = 0;
+    }
+    this.#added(size);
   }
 
   #added(bytes: number): void {
@@ -558,7 +687,9 @@ export class WsSession {
   }
 
   #emit(event: WsEvent): void {
-    this.#events.push(event);
+    const n = this.#eventCount++;
+    if (n === 0) this.#firstEvent = event;
+    else (this.#events ??= [])[n - 1] = event;
   }
 
   /**
@@ -567,14 +698,21 @@ export class WsSession {
    * thrown. Events a handler causes join the same loop.
    */
   #dispatch(): void {
-    if (this.#dispatching || this.#events.length === 0) return;
+    if (this.#dispatching || this.#eventCount === 0) return;
     this.#dispatching = true;
     let failed = false;
     let failure: unknown;
     try {
-      const events = this.#events;
-      for (let i = 0; i < events.length; i++) {
-        const event = events[i];
+      for (let i = 0; i < this.#eventCount; i++) {
+        // Each slot is emptied as it goes: a big message is not kept alive by the queue.
+        let event: WsEvent;
+        if (i === 0) {
+          event = this.#firstEvent!;
+          this.#firstEvent = undefined;
+        } else {
+          event = this.#events![i - 1]!;
+          this.#events![i - 1] = undefined;
+        }
         if (failed && event.type !== "close") continue;
         try {
           this.onEvent(event);
@@ -585,9 +723,16 @@ export class WsSession {
             this.#fail(CLOSE.InternalError, "Internal error in the app");
           }
         }
+        if (event.type === "close") this.onClosed();
       }
     } finally {
-      this.#events.length = 0;
+      // Not `length = 0`: that frees the array's store, to be grown again.
+      const events = this.#events;
+      if (events !== undefined) {
+        for (let i = 0; i < this.#eventCount - 1; i++) events[i] = undefined;
+      }
+      this.#firstEvent = undefined;
+      this.#eventCount = 0;
       this.#dispatching = false;
     }
     if (failed) throw failure;
@@ -605,6 +750,7 @@ export class WsSession {
   #closeWith(code: number, reason: string, wasClean: boolean): void {
     this.#state = "closed";
     this.#msgPieces = [];
+    this.#giveChunks();
     this.#msgWhole = undefined;
     if (this.#closeReported) return;
     this.#closeReported = true;
@@ -672,9 +818,48 @@ export class WsSession {
       // into its whole buffer: no slice of it that is copied again.
       const whole = this.#msgWhole ?? this.#presize(bytes.length);
       if (whole !== undefined) whole.set(bytes, this.#msgBytes);
+      else if (this.#presizable()) this.#keepPooled(bytes);
       else this.#msgPieces.push(bytes.slice());
       this.#msgBytes += bytes.length;
     }
+  }
+
+  /** The frame is a one-frame binary message big enough to be presized. */
+  #presizable(): boolean {
+    return this.#frameFin && this.#frameOpcode === OPCODE.Binary &&
+      this.#frameLength >= PRESIZE_MIN_BYTES;
+  }
+
+  /**
+   * A piece of a message that will be copied into its whole buffer once
+   * presized: kept in pooled buffers meanwhile, not in a slice of its own.
+   */
+  #keepPooled(bytes: Uint8Array): void {
+    const chunks = this.#msgChunks;
+    for (let from = 0; from < bytes.length;) {
+      let chunk = chunks[chunks.length - 1];
+      if (chunk === undefined || this.#chunkUsed === chunk.length) {
+        chunks.push(chunk = BIG_BUFFERS.take());
+        this.#chunkUsed = 0;
+      }
+      const at = this.#chunkUsed;
+      const n = Math.min(chunk.length - at, bytes.length - from);
+      chunk.set(
+        new Uint8Array(bytes.buffer, bytes.byteOffset + from, n),
+        at,
+      );
+      this.#msgPieces.push(new Uint8Array(chunk.buffer, at, n));
+      this.#chunkUsed = at + n;
+      from += n;
+    }
+  }
+
+  #giveChunks(): void {
+    const chunks = this.#msgChunks;
+    if (chunks.length === 0) return;
+    for (const chunk of chunks) BIG_BUFFERS.give(chunk);
+    this.#msgChunks = [];
+    this.#chunkUsed = 0;
   }
 
   /**
@@ -688,10 +873,7 @@ export class WsSession {
   #presize(incoming: number): Uint8Array | undefined {
     const length = this.#frameLength;
     const got = this.#msgBytes + incoming;
-    if (
-      !this.#frameFin || this.#frameOpcode !== OPCODE.Binary ||
-      got * 4 < length || length < PRESIZE_MIN_BYTES
-    ) return undefined;
+    if (got * 4 < length || !this.#presizable()) return undefined;
     const whole = new Uint8Array(length);
     let off = 0;
     for (const piece of this.#msgPieces) {
@@ -699,6 +881,7 @@ export class WsSession {
       off += piece.length;
     }
     this.#msgPieces = [];
+    this.#giveChunks();
     return this.#msgWhole = whole;
   }
 
@@ -782,4 +965,67 @@ function truncateReason(reason: string): string {
 
 function releaseOut(buf: Uint8Array): void {
   if (outPool.length < OUT_POOL_MAX) outPool.push(buf);
+}
+
+/** A pooled output buffer, written: back to its pool (by its size). */
+function releaseBuffer(buf: Uint8Array): void {
+  if (buf.length === OUT_BUFFER_BYTES) releaseOut(buf);
+  else BIG_BUFFERS.give(buf);
+}
+
+/**
+ * Unmasks a short text payload in place (`len` bytes at `start`, at most
+ * SHORT_TEXT_BYTES) and returns it as a string: ASCII is made from its
+ * char codes, collected as it is unmasked (no view, no decoder call);
+ * other text is checked as UTF-8 (1007 if it is not), then decoded.
+ */
+function shortText(
+  bytes: Uint8Array,
+  start: number,
+  len: number,
+  m0: number,
+  m1: number,
+  m2: number,
+  m3: number,
+): string {
+  const codes = CODES;
+  if (codes.length !== len) codes.length = len;
+  let high = 0;
+  let j = 0;
+  for (let i = start; j + 4 <= len; i += 4, j += 4) {
+    const a = bytes[i] ^ m0;
+    const b = bytes[i + 1] ^ m1;
+    const c = bytes[i + 2] ^ m2;
+    const d = bytes[i + 3] ^ m3;
+    bytes[i] = codes[j] = a;
+    bytes[i + 1] = codes[j + 1] = b;
+    bytes[i + 2] = codes[j + 2] = c;
+    bytes[i + 3] = codes[j + 3] = d;
+    high |= a | b | c | d;
+  }
+  if (j < len) high |= bytes[start + j] = codes[j] = bytes[start + j] ^ m0;
+  if (j + 1 < len) {
+    high |= bytes[start + j + 1] = codes[j + 1] = bytes[start + j + 1] ^ m1;
+  }
+  if (j + 2 < len) {
+    high |= bytes[start + j + 2] = codes[j + 2] = bytes[start + j + 2] ^ m2;
+  }
+  if (high < 0x80) return String.fromCharCode.apply(null, codes);
+  return checkedText(bytes, start, len, high);
+}
+
+/** Unmasked text payload `bytes[start, start + len)`, checked as UTF-8 unless `high` (its bytes ORed) says ASCII. */
+function checkedText(
+  bytes: Uint8Array,
+  start: number,
+  len: number,
+  high: number,
+): string {
+  if (len === 0) return "";
+  // A view made directly: subarray() looks up a species constructor.
+  const payload = new Uint8Array(bytes.buffer, bytes.byteOffset + start, len);
+  if (high >= 0x80 && !isUtf8(payload)) {
+    throw new WsError(CLOSE.InvalidPayload, "Text message is not UTF-8");
+  }
+  return decoder.decode(payload);
 }
