@@ -17,6 +17,7 @@ import { Router } from "../lib/app/router.ts";
 import { HttpError, STATUS } from "../lib/http/errors.ts";
 import { serve } from "../lib/http/server.ts";
 import { listDir } from "./fixtures/app_server.ts";
+import { PYTHON } from "./fixtures/ws_python.ts";
 import { concat } from "./helpers/bytes.ts";
 import {
   connect,
@@ -543,9 +544,11 @@ Deno.test({
 // Skipped only when Python says the module is missing: a slow start on a busy
 // machine (killed at the timeout) or any other failure runs the test, which
 // then fails with the reason.
-const noRequests = (await run("python3", ["-c", "import requests"], 60_000))
+const noRequests = (await run(PYTHON, ["-c", "import requests"], 60_000))
   .stderr.includes("No module named");
-if (noRequests) console.log("skipped: Python's requests is not installed");
+if (noRequests) {
+  console.log("skipped: Debian's python3-requests is not installed");
+}
 
 Deno.test({
   name:
@@ -563,7 +566,7 @@ r = requests.post(sys.argv[1], data={"k": "v"}, files={
 print(r.status_code)
 print(r.text)
 `;
-      const out = await run("python3", ["-c", script, s.url], 20_000);
+      const out = await run(PYTHON, ["-c", script, s.url], 20_000);
       assert.equal(out.code, 0, out.stderr);
       const [status, text] = out.stdout.split("\n");
       assert.equal(status, "201", text);
