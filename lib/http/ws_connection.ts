@@ -115,6 +115,8 @@ export class WsConnection implements Takeover {
   readonly #session: WsSession;
   readonly #limits: Limits;
   readonly #opts: WsConnectionOptions;
+  /** `opts.backlog`, asked before every read: kept here, not behind `#opts`. */
+  readonly #backlog: (() => Promise<void> | undefined) | undefined;
   #conn: Socket | undefined;
   /** Our own small read buffer, made when the socket first waits. */
   #small: Uint8Array | undefined;
@@ -150,6 +152,7 @@ export class WsConnection implements Takeover {
     this.#session = session;
     this.#limits = limits;
     this.#opts = opts;
+    this.#backlog = opts.backlog;
     // The app's handler (the ServerWebSocket's) has the close event first;
     // then, if the session was dropped outside a read (a send to a peer
     // that does not read), the pending read is ended by closing the socket.
@@ -182,7 +185,7 @@ export class WsConnection implements Takeover {
   #readNext(): void {
     const session = this.#session;
     if (session.state === "closed") return this.#readsDone();
-    const backlog = this.#opts.backlog?.();
+    const backlog = this.#backlog?.();
     if (backlog !== undefined) {
       backlog.then(() => this.#readNext());
       return;

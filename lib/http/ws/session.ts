@@ -149,12 +149,19 @@ export class WsSession {
   #events: (WsEvent | undefined)[] | undefined;
   #eventCount = 0;
   #dispatching = false;
+  /**
+   * No message or frame is partly read (the frame parser is idle): what
+   * comes next may take the one-pass path. Kept here, so a message's
+   * read touches the parser's state only when the parser is needed.
+   */
+  #betweenMessages = true;
 
   // Output: frames not yet taken (with the pooled buffer behind each, if
-  // any), then the pooled buffer small frames are written into (after
-  // every frame in #out), and bytes taken but not yet written; #outBytes
-  // counts #out and the tail.
-  #out: Uint8Array[] = [];
+  // any; undefined when there are none, so the common check reads a field
+  // of the session, not an array), then the pooled buffer small frames
+  // are written into (after every frame in #out), and bytes taken but not
+  // yet written; #outBytes counts #out and the tail.
+  #out: Uint8Array[] | undefined;
   #outPooled: (Uint8Array | undefined)[] = [];
   #tail: Uint8Array | undefined;
   #tailLen = 0;
@@ -247,7 +254,7 @@ export class WsSession {
    */
   takeOutput(): Uint8Array | null {
     const out = this.#out;
-    if (out.length === 0) return this.#takeTail();
+    if (out === undefined) return this.#takeTail();
     const pooled = this.#outPooled;
     let count = 1;
     let bytes = out[0].length;
@@ -271,7 +278,7 @@ export class WsSession {
       }
     }
     if (count === out.length) {
-      this.#out = [];
+      this.#out = undefined;
       this.#outPooled = [];
     } else {
       this.#out = out.slice(count);
@@ -356,17 +363,14 @@ export class WsSession {
   #parse(bytes: Uint8Array, inPlace: boolean, end: number): void {
     let bug: unknown;
     try {
-      if (inPlace) this.#parser.parsePayloadInPlace(bytes, this.#sink);
+      if (inPlace) this.#parseInPlace(bytes);
       else {
-        const off = this.#msgOpcode === 0 && this.#parser.idle
-          ? this.#wholeFrames(bytes, end)
-          : 0;
+        const off = this.#betweenMessages ? this.#wholeFrames(bytes, end) : 0;
         if (off < end && this.#state !== "closed") {
-          this.#parser.parse(
+          this.#parseFrames(
             off === 0 && end === bytes.length
               ? bytes
               : bytes.subarray(off, end),
-            this.#sink,
           );
         }
       }
@@ -380,6 +384,21 @@ export class WsSession {
     }
     this.#dispatch();
     if (bug !== undefined) throw bug;
+  }
+
+  /** `bytes` to the frame parser; `#betweenMessages` says where it stopped. */
+  #parseFrames(bytes: Uint8Array): void {
+    const parser = this.#parser;
+    this.#betweenMessages = false;
+    parser.parse(bytes, this.#sink);
+    this.#betweenMessages = this.#msgOpcode === 0 && parser.idle;
+  }
+
+  #parseInPlace(bytes: Uint8Array): void {
+    const parser = this.#parser;
+    this.#betweenMessages = false;
+    parser.parsePayloadInPlace(bytes, this.#sink);
+    this.#betweenMessages = this.#msgOpcode === 0 && parser.idle;
   }
 
   /**
@@ -540,7 +559,7 @@ export class WsSession {
    */
   abort(reason = "Connection lost"): void {
     if (this.#state === "closed") return;
-    this.#out = [];
+    this.#out = undefined;
     this.#outPooled = [];
     this.#tailLen = 0;
     this.#outBytes = 0;
@@ -578,7 +597,7 @@ export class WsSession {
    * when its largest UTF-8 size does not fit there.
    */
   #tailText(text: string): boolean {
-    if (this.#out.length !== 0) return false;
+    if (this.#out !== undefined) return false;
     const n = text.length;
     const at = this.#tailLen;
     if (n <= LOOP_TEXT_UNITS && at + 2 + n <= OUT_BUFFER_BYTES) {
@@ -612,7 +631,7 @@ export class WsSession {
     const n = data.length;
     const at = this.#tailLen;
     const size = (n < 126 ? 2 : 4) + n;
-    if (this.#out.length !== 0 || at + size > OUT_BUFFER_BYTES) return false;
+    if (this.#out !== undefined || at + size > OUT_BUFFER_BYTES) return false;
     const buf = this.#tailBuffer();
     buf.set(data, writeFrameHead(buf, at, OPCODE.Binary, n));
     return this.#tailAdded(at, size);
@@ -626,16 +645,21 @@ export class WsSession {
 
   #enqueue(frame: Uint8Array): void {
     const at = this.#tailLen;
-    if (this.#out.length === 0 && at + frame.length <= OUT_BUFFER_BYTES) {
+    if (this.#out === undefined && at + frame.length <= OUT_BUFFER_BYTES) {
       // Small and nothing big before it: into the tail.
       this.#tailBuffer().set(frame, at);
       this.#tailLen = at + frame.length;
     } else {
       this.#tailToOut();
-      this.#out.push(frame);
-      this.#outPooled.push(undefined);
+      this.#queue(frame, undefined);
     }
     this.#added(frame.length);
+  }
+
+  /** Queues `frame` after the others, with the pooled buffer behind it, if any. */
+  #queue(frame: Uint8Array, pooled: Uint8Array | undefined): void {
+    (this.#out ??= []).push(frame);
+    this.#outPooled.push(pooled);
   }
 
   /** The tail's frames go before what is queued next, as a piece of their own (no copy). */
@@ -643,8 +667,7 @@ export class WsSession {
     const at = this.#tailLen;
     if (at === 0) return;
     const tail = this.#tail!;
-    this.#out.push(new Uint8Array(tail.buffer, 0, at));
-    this.#outPooled.push(tail);
+    this.#queue(new Uint8Array(tail.buffer, 0, at), tail);
     this.#tail = undefined;
     this.#tailLen = 0;
   }
@@ -671,8 +694,7 @@ export class WsSession {
         at,
       );
       from += take;
-      this.#out.push(new Uint8Array(chunk.buffer, 0, at + take));
-      this.#outPooled.push(chunk);
+      this.#queue(new Uint8Array(chunk.buffer, 0, at + take), chunk);
       if (from === n) break;
       chunk = BIG_BUFFERS.take();
       at = 0;
