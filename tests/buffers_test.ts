@@ -59,6 +59,35 @@ Deno.test("OutBuffer release() gives its buffer back and the next reply takes on
   assert.equal(new TextDecoder().decode(out.take()), "again");
 });
 
+Deno.test("OutBuffer: a pooled buffer keeps its last view for whichever connection takes it next", () => {
+  // Busy connections take turns with the pool's buffers: the view of a
+  // reply goes with the buffer, so a reply of the same size makes none.
+  const a = new OutBuffer();
+  const b = new OutBuffer();
+  const reply = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+  a.text(reply);
+  const first = a.take();
+  const buf = a.buf;
+  a.release();
+  b.text(reply.replace("hello", "world"));
+  assert.equal(b.buf, buf, "the pool lends the same buffer to the next one");
+  const second = b.take();
+  assert.equal(second, first, "and its view with it");
+  assert.equal(
+    new TextDecoder().decode(second),
+    reply.replace("hello", "world"),
+  );
+  b.release();
+  a.text("HTTP/1.1 204 No Content\r\n\r\n");
+  const other = a.take();
+  assert.notEqual(other, first, "another length: a view of its own");
+  assert.equal(
+    new TextDecoder().decode(other),
+    "HTTP/1.1 204 No Content\r\n\r\n",
+  );
+  a.release();
+});
+
 Deno.test("OutBuffer pools the buffer it grows to for a batch of pipelined replies", () => {
   const out = new OutBuffer();
   const reply = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".repeat(4);

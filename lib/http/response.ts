@@ -3,7 +3,6 @@
  * no intermediate string, no TextEncoder call for the ASCII that heads are
  * made of. The connection decides framing; this module only spells it.
  */
-import { BufferPool } from "./buffers.ts";
 import { reasonPhrase } from "./errors.ts";
 import type { ReplyHeaders } from "./handler.ts";
 import { TOKEN } from "./parser.ts";
@@ -15,34 +14,56 @@ const NUL = 0x00;
 
 const EMPTY: Uint8Array = new Uint8Array(0);
 const MIN_OUT_BYTES = 2048;
+
+/**
+ * A pooled output buffer, with the last view a write took of it. Busy
+ * connections take whichever buffer is free, so the view travels with the
+ * buffer: kept by the connection, it missed on nearly every reply at 64
+ * connections, and a new view per reply cost ~80 ns (bench/conns_layers.ts).
+ */
+class Slab {
+  view: Uint8Array = EMPTY;
+  constructor(readonly buf: Uint8Array) {}
+}
+
+/** Slabs of one size for idle connections to give back; bounded like BufferPool. */
+class SlabPool {
+  readonly #free: Slab[] = [];
+  constructor(readonly size: number, readonly max: number) {}
+
+  take(): Slab {
+    return this.#free.pop() ?? new Slab(new Uint8Array(this.size));
+  }
+
+  /** Keeps `slab` for the next take(), unless full; returns whether it did. */
+  give(slab: Slab): boolean {
+    if (this.#free.length >= this.max) return false;
+    this.#free.push(slab);
+    return true;
+  }
+}
+
 /**
  * First buffers of idle connections: 512 of them (1 MiB) cover the replies
  * being written at once; more waiting connections hold none.
  */
-const outPool = new BufferPool(MIN_OUT_BYTES, 512);
+const outPool = new SlabPool(MIN_OUT_BYTES, 512);
 /**
  * The first size a buffer grows to: the replies to 16 pipelined small
  * requests (wrk's pipeline) take ~3 KiB. Pooled too, or each such batch
  * allocates one and drops it. 128 of them: 512 KiB.
  */
 const GROWN_OUT_BYTES = 2 * MIN_OUT_BYTES;
-const grownPool = new BufferPool(GROWN_OUT_BYTES, 128);
-
-/** The pool that lends buffers of `buf`'s size, if any. */
-function poolOf(buf: Uint8Array): BufferPool | undefined {
-  return buf.length === MIN_OUT_BYTES
-    ? outPool
-    : buf.length === GROWN_OUT_BYTES
-    ? grownPool
-    : undefined;
-}
+const grownPool = new SlabPool(GROWN_OUT_BYTES, 128);
 
 /** Bytes queued for one write. Grows by doubling; `len` bytes are in use. */
 export class OutBuffer {
   /** Allocated on first use: an idle connection may never reply. */
   buf: Uint8Array = EMPTY;
   len = 0;
-  /** The last view `take()` made, and of which buffer. */
+  /** The pooled slab `buf` is, if it is one. */
+  #slab: Slab | undefined;
+  /** The last view `take()` made of a buffer of its own (not pooled). */
   #view = EMPTY;
   #viewOf = EMPTY;
 
@@ -51,10 +72,19 @@ export class OutBuffer {
    * is queued. Replies of one size in a row share one view object.
    */
   take(): Uint8Array {
-    let view = this.#view;
-    if (view.length !== this.len || this.#viewOf !== this.buf) {
-      view = this.#view = this.buf.subarray(0, this.len);
-      this.#viewOf = this.buf;
+    const slab = this.#slab;
+    let view: Uint8Array;
+    if (slab !== undefined) {
+      view = slab.view;
+      if (view.length !== this.len) {
+        view = slab.view = this.buf.subarray(0, this.len);
+      }
+    } else {
+      view = this.#view;
+      if (view.length !== this.len || this.#viewOf !== this.buf) {
+        view = this.#view = this.buf.subarray(0, this.len);
+        this.#viewOf = this.buf;
+      }
     }
     this.len = 0;
     return view;
@@ -63,15 +93,16 @@ export class OutBuffer {
   /**
    * Gives the buffer back while nothing is queued (the connection waits
    * for its client); the next `reserve()` takes one again, most often the
-   * same one (the pool is a stack). The last view stays while the pool
-   * holds its buffer, so a client that waits for each reply does not cost
-   * a new view per request; a buffer the pool refused is let go whole.
+   * same one (the pool is a stack), with its last view.
    */
   release(): void {
     if (this.len !== 0 || this.buf === EMPTY) return;
-    if (poolOf(this.buf)?.give(this.buf) !== true) {
-      this.#view = this.#viewOf = EMPTY;
+    const slab = this.#slab;
+    if (slab !== undefined) {
+      (slab.buf.length === MIN_OUT_BYTES ? outPool : grownPool).give(slab);
+      this.#slab = undefined;
     }
+    this.#view = this.#viewOf = EMPTY;
     this.buf = EMPTY;
   }
 
@@ -80,20 +111,24 @@ export class OutBuffer {
     const need = this.len + n;
     if (need <= this.buf.length) return this.buf;
     if (this.buf === EMPTY && need <= MIN_OUT_BYTES) {
-      return this.buf = outPool.take();
+      return this.buf = (this.#slab = outPool.take()).buf;
     }
     const old = this.buf;
+    const oldSlab = this.#slab;
     let bigger: Uint8Array;
     if (need <= GROWN_OUT_BYTES && old.length < GROWN_OUT_BYTES) {
-      bigger = grownPool.take();
+      bigger = (this.#slab = grownPool.take()).buf;
     } else {
       let size = Math.max(old.length * 2, MIN_OUT_BYTES);
       while (size < need) size *= 2;
       bigger = new Uint8Array(size);
+      this.#slab = undefined;
     }
     bigger.set(old.subarray(0, this.len));
     // Views taken of `old` are spent: bytes are queued again.
-    poolOf(old)?.give(old);
+    if (oldSlab !== undefined) {
+      (old.length === MIN_OUT_BYTES ? outPool : grownPool).give(oldSlab);
+    }
     return this.buf = bigger;
   }
 
