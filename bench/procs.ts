@@ -175,16 +175,23 @@ export async function startServer(
     return fail("no pid from the holder");
   }
   const deadline = Date.now() + START_TIMEOUT_MS;
-  while (!(await accepts(launch.port))) {
+  // A connect that succeeds is not proof on its own: without a listener, a
+  // connect from an ephemeral port equal to the target port connects to
+  // itself (TCP simultaneous open). The tree has started once one of its
+  // processes holds the listening socket.
+  let enginePid: number | null = null;
+  while (enginePid === null) {
+    if (await accepts(launch.port)) {
+      enginePid = await listenerPid(pid, launch.port);
+      if (enginePid !== null) break;
+    }
     if (tree.exited()) return fail("it exited");
     if (Date.now() > deadline) {
-      return fail(`port ${launch.port} never accepted`);
+      return fail(
+        `no process of the tree listened on port ${launch.port} within ${START_TIMEOUT_MS} ms`,
+      );
     }
     await sleep(POLL_MS);
-  }
-  const enginePid = await listenerPid(pid, launch.port);
-  if (enginePid === null) {
-    return fail(`no process of the tree listens on port ${launch.port}`);
   }
   const cpusAllowed = (await bash(
     `grep '^Cpus_allowed_list:' /proc/${enginePid}/status | cut -f2`,
@@ -298,12 +305,21 @@ export async function treeCpuSeconds(pid: number): Promise<number> {
   return statTicks(lines.slice(1)) / ticksPerSec;
 }
 
-/** Asks the kernel for a free loopback port (servers get it on their command line). */
+/** A free loopback port, below the ephemeral range (servers get it on their command line). */
 export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
+  // Below Linux's ephemeral range (32768-60999), where the load generators'
+  // thousands of client sockets take their ports: a server port chosen there
+  // can meet a client socket on the same number.
+  for (let tries = 0; tries < 1000; tries++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+      return port;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AddrInUse)) throw e;
+    }
+  }
+  throw new Error("no free port found in 20000-31999");
 }
 
 /** `nginx -v` output, or null when nginx is not installed. */
