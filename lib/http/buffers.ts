@@ -1,25 +1,57 @@
 /**
+ * A bounded stack of things to reuse (buffers, mostly): `take()` pops one
+ * or makes one, `give()` keeps one unless `max` are kept already, past
+ * which it is left to the garbage collector. The one pool the engine and
+ * the WebSocket session use, whatever they pool.
+ */
+export class Pool<T> {
+  readonly #free: T[] = [];
+  readonly #make: () => T;
+  readonly #max: number;
+
+  constructor(make: () => T, max: number) {
+    this.#make = make;
+    this.#max = max;
+  }
+
+  /** A kept item, or a new one: whatever its last user left in it. */
+  take(): T {
+    return this.#free.pop() ?? this.#make();
+  }
+
+  /** Keeps `item` for the next `take()`, unless full; returns whether it did. */
+  give(item: T): boolean {
+    if (this.#free.length >= this.#max) return false;
+    this.#free.push(item);
+    return true;
+  }
+
+  /** Items kept, ready to take. */
+  get free(): number {
+    return this.#free.length;
+  }
+}
+
+/**
  * Buffers lent to connections while they work and given back when they
  * wait, so a connection idle on keep-alive holds only what its pending
- * read needs. Bounded: past `max` kept, a returned buffer is left to the
- * garbage collector.
+ * read needs. A {@link Pool} of one size that counts what is lent.
  */
 export class BufferPool {
   /** Length of every buffer the pool lends and keeps. */
   readonly size: number;
-  readonly #max: number;
-  readonly #free: Uint8Array[] = [];
+  readonly #pool: Pool<Uint8Array>;
   #lent = 0;
 
   constructor(size: number, max: number) {
     this.size = size;
-    this.#max = max;
+    this.#pool = new Pool(() => new Uint8Array(size), max);
   }
 
   /** A buffer of `size` bytes, holding whatever its last user left. */
   take(): Uint8Array {
     this.#lent++;
-    return this.#free.pop() ?? new Uint8Array(this.size);
+    return this.#pool.take();
   }
 
   /**
@@ -30,9 +62,7 @@ export class BufferPool {
   give(buf: Uint8Array): boolean {
     if (buf.length !== this.size) return false;
     this.#lent--;
-    if (this.#free.length >= this.#max) return false;
-    this.#free.push(buf);
-    return true;
+    return this.#pool.give(buf);
   }
 
   /** `buf`, once lent, now belongs to someone else for good: no longer counted. */
@@ -47,6 +77,6 @@ export class BufferPool {
 
   /** Buffers kept, ready to lend. */
   get free(): number {
-    return this.#free.length;
+    return this.#pool.free;
   }
 }

@@ -3,6 +3,7 @@
  * no intermediate string, no TextEncoder call for the ASCII that heads are
  * made of. The connection decides framing; this module only spells it.
  */
+import { Pool } from "./buffers.ts";
 import { reasonPhrase } from "./errors.ts";
 import type { ReplyHeaders } from "./handler.ts";
 import { TOKEN } from "./parser.ts";
@@ -26,35 +27,21 @@ class Slab {
   constructor(readonly buf: Uint8Array) {}
 }
 
-/** Slabs of one size for idle connections to give back; bounded like BufferPool. */
-class SlabPool {
-  readonly #free: Slab[] = [];
-  constructor(readonly size: number, readonly max: number) {}
-
-  take(): Slab {
-    return this.#free.pop() ?? new Slab(new Uint8Array(this.size));
-  }
-
-  /** Keeps `slab` for the next take(), unless full; returns whether it did. */
-  give(slab: Slab): boolean {
-    if (this.#free.length >= this.max) return false;
-    this.#free.push(slab);
-    return true;
-  }
-}
-
 /**
  * First buffers of idle connections: 512 of them (1 MiB) cover the replies
  * being written at once; more waiting connections hold none.
  */
-const outPool = new SlabPool(MIN_OUT_BYTES, 512);
+const outPool = new Pool(() => new Slab(new Uint8Array(MIN_OUT_BYTES)), 512);
 /**
  * The first size a buffer grows to: the replies to 16 pipelined small
  * requests (wrk's pipeline) take ~3 KiB. Pooled too, or each such batch
  * allocates one and drops it. 128 of them: 512 KiB.
  */
 const GROWN_OUT_BYTES = 2 * MIN_OUT_BYTES;
-const grownPool = new SlabPool(GROWN_OUT_BYTES, 128);
+const grownPool = new Pool(
+  () => new Slab(new Uint8Array(GROWN_OUT_BYTES)),
+  128,
+);
 
 /** Bytes queued for one write. Grows by doubling; `len` bytes are in use. */
 export class OutBuffer {

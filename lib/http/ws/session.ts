@@ -34,7 +34,7 @@ import {
   writeFrameHead,
   WsError,
 } from "./frame.ts";
-import { BufferPool } from "../buffers.ts";
+import { BufferPool, Pool } from "../buffers.ts";
 import { isUtf8, Utf8Text } from "./utf8.ts";
 
 /** What happened on the connection, in order. */
@@ -94,7 +94,10 @@ const EMPTY = new Uint8Array(0);
 const OUT_BUFFER_BYTES = 2048;
 /** Pooled output buffers kept for reuse (1 MiB); more are made while many sockets send at once. */
 const OUT_POOL_MAX = 512;
-const outPool: Uint8Array[] = [];
+const outPool = new Pool<Uint8Array>(
+  () => new Uint8Array(OUT_BUFFER_BYTES),
+  OUT_POOL_MAX,
+);
 /** Up to this many UTF-16 units, ASCII text is copied into the frame by a loop, not the encoder. */
 const LOOP_TEXT_UNITS = 64;
 /**
@@ -588,7 +591,7 @@ export class WsSession {
 
   /** The pooled buffer small frames are written into, taken from the pool when there is none. */
   #tailBuffer(): Uint8Array {
-    return this.#tail ??= outPool.pop() ?? new Uint8Array(OUT_BUFFER_BYTES);
+    return this.#tail ??= outPool.take();
   }
 
   /**
@@ -986,7 +989,7 @@ function truncateReason(reason: string): string {
 }
 
 function releaseOut(buf: Uint8Array): void {
-  if (outPool.length < OUT_POOL_MAX) outPool.push(buf);
+  outPool.give(buf);
 }
 
 /** A pooled output buffer, written: back to its pool (by its size). */
