@@ -1274,3 +1274,38 @@ Deno.test("receive() reads only up to `end` of a reused read buffer", () => {
   assert.deepEqual(h.summary(), ["text:one", "binary(300)", "text:two"]);
   assert.equal(h.session.state, "open");
 });
+
+Deno.test("onMessage takes the messages (text as strings, binary as bytes) in order with the other events, and a throw there fails the connection with 1011", () => {
+  const h = new Harness();
+  const seen: string[] = [];
+  h.session.onMessage = (data) => {
+    // Not describe()'s "text:": what came here, not to onEvent.
+    seen.push(typeof data === "string" ? `message:${data}` : `bytes:${data}`);
+    if (data === "boom") throw new Error("app bug");
+  };
+  h.session.onEvent = (e) => seen.push(describe(e));
+  // A short text, a fragmented one, binary, a ping and a long text in one read.
+  const long = "y".repeat(200);
+  h.feed(concat([
+    text("one"),
+    clientFrame(OPCODE.Text, encoder.encode("tw"), { fin: false }),
+    clientFrame(OPCODE.Continuation, encoder.encode("o")),
+    clientFrame(OPCODE.Binary, new Uint8Array([1, 2])),
+    clientFrame(OPCODE.Ping, encoder.encode("p")),
+    text(long),
+  ]));
+  assert.deepEqual(seen, [
+    "message:one",
+    "message:two",
+    "bytes:1,2",
+    "ping:p",
+    `message:${long}`,
+  ]);
+  seen.length = 0;
+  assert.throws(
+    () => h.session.receive(concat([text("boom"), text("never")])),
+    /app bug/,
+  );
+  assert.deepEqual(seen, ["message:boom", "close:1011!"]);
+  assert.equal(h.sentClose(), 1011);
+});

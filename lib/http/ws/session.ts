@@ -59,6 +59,9 @@ export type WsEvent =
  */
 export type WsState = "open" | "closing" | "closed";
 
+/** A queued event; a message is queued as its data (text a string, binary bytes). */
+type Queued = WsEvent | string | Uint8Array;
+
 /** What the handshake agreed that the session needs (an `Upgrade` fits). */
 export interface WsSessionOptions {
   /** permessage-deflate as agreed, or null. */
@@ -132,6 +135,12 @@ const noop = () => {};
 export class WsSession {
   /** Receives every event, in order, at the end of the call that caused it. */
   onEvent: (event: WsEvent) => void = noop;
+  /**
+   * Receives the messages instead of `onEvent` when set, in the same
+   * order with the other events: text as a string, binary as bytes. No
+   * event object per message.
+   */
+  onMessage: ((data: string | Uint8Array) => void) | undefined;
   /** Called when output goes from none to some: the engine should write. */
   onOutput: () => void = noop;
   /** Called after `onEvent` has had the close event (even if it threw): the engine may close the socket. */
@@ -148,8 +157,10 @@ export class WsSession {
   // Events not yet dispatched, `#eventCount` of them: the first in its own
   // field (most reads bring one message: no array to touch), the rest in
   // `#events`, which is kept rather than regrown per message.
-  #firstEvent: WsEvent | undefined;
-  #events: (WsEvent | undefined)[] | undefined;
+  // A message is queued as its data (a string or bytes), other events as
+  // objects.
+  #firstEvent: Queued | undefined;
+  #events: (Queued | undefined)[] | undefined;
   #eventCount = 0;
   #dispatching = false;
   /**
@@ -437,10 +448,7 @@ export class WsSession {
       const m3 = bytes[off + 5];
       off = stop;
       if (b0 === WHOLE_TEXT && len <= SHORT_TEXT_BYTES) {
-        this.#emit({
-          type: "text",
-          data: shortText(bytes, start, len, m0, m1, m2, m3),
-        });
+        this.#emit(shortText(bytes, start, len, m0, m1, m2, m3));
         continue;
       }
       let high = 0;
@@ -460,10 +468,10 @@ export class WsSession {
       if (i + 1 < stop) high |= bytes[i + 1] ^= m1;
       if (i + 2 < stop) high |= bytes[i + 2] ^= m2;
       if (b0 === WHOLE_BINARY) {
-        this.#emit({ type: "binary", data: bytes.slice(start, stop) });
+        this.#emit(bytes.slice(start, stop));
         continue;
       }
-      this.#emit({ type: "text", data: checkedText(bytes, start, len, high) });
+      this.#emit(checkedText(bytes, start, len, high));
     }
     return off;
   }
@@ -711,7 +719,8 @@ export class WsSession {
     if (wasEmpty) this.onOutput();
   }
 
-  #emit(event: WsEvent): void {
+  /** Queues an event, or a message as its data (a string or bytes). */
+  #emit(event: Queued): void {
     const n = this.#eventCount++;
     if (n === 0) this.#firstEvent = event;
     else (this.#events ??= [])[n - 1] = event;
@@ -730,17 +739,22 @@ export class WsSession {
     try {
       for (let i = 0; i < this.#eventCount; i++) {
         // Each slot is emptied as it goes: a big message is not kept alive by the queue.
-        let event: WsEvent;
+        let item: Queued;
         if (i === 0) {
-          event = this.#firstEvent!;
+          item = this.#firstEvent!;
           this.#firstEvent = undefined;
         } else {
-          event = this.#events![i - 1]!;
+          item = this.#events![i - 1]!;
           this.#events![i - 1] = undefined;
         }
-        if (failed && event.type !== "close") continue;
+        const event = typeof item === "string" || item instanceof Uint8Array
+          ? undefined
+          : item;
+        const close = event?.type === "close";
+        if (failed && !close) continue;
         try {
-          this.onEvent(event);
+          if (event !== undefined) this.onEvent(event);
+          else this.#deliver(item as string | Uint8Array);
         } catch (err) {
           if (!failed) {
             failed = true;
@@ -748,7 +762,7 @@ export class WsSession {
             this.#fail(CLOSE.InternalError, "Internal error in the app");
           }
         }
-        if (event.type === "close") this.onClosed();
+        if (close) this.onClosed();
       }
     } finally {
       // Not `length = 0`: that frees the array's store, to be grown again.
@@ -761,6 +775,14 @@ export class WsSession {
       this.#dispatching = false;
     }
     if (failed) throw failure;
+  }
+
+  /** A message to `onMessage`, or as an event to `onEvent` without one. */
+  #deliver(data: string | Uint8Array): void {
+    const onMessage = this.onMessage;
+    if (onMessage !== undefined) onMessage(data);
+    else if (typeof data === "string") this.onEvent({ type: "text", data });
+    else this.onEvent({ type: "binary", data });
   }
 
   /** Fails the connection (RFC 6455 §7.1.7): a close frame with `code` if we can, then closed. */
@@ -940,12 +962,12 @@ export class WsSession {
           "Text message ends inside a UTF-8 sequence",
         );
       }
-      this.#emit({ type: "text", data });
+      this.#emit(data);
     } else {
       const data = this.#msgWhole ?? joinBytes(this.#msgPieces, this.#msgBytes);
       this.#msgPieces = [];
       this.#msgWhole = undefined;
-      this.#emit({ type: "binary", data });
+      this.#emit(data);
     }
     return this.#state === "closed";
   }

@@ -146,7 +146,7 @@ export class ServerWebSocket extends EventTarget {
   #queue: Promise<void> | undefined;
   #queued = 0;
 
-  /** Takes over `session.onEvent`. */
+  /** Takes over `session.onEvent` and `session.onMessage`. */
   constructor(session: WsSession, init: ServerWebSocketInit) {
     super();
     this.#session = session;
@@ -155,6 +155,7 @@ export class ServerWebSocket extends EventTarget {
     this.extensions = init.extensions;
     this.#maxBacklogBytes = init.maxBacklogBytes ?? Infinity;
     session.onEvent = (e) => this.#onSessionEvent(e);
+    session.onMessage = (data) => this.#onMessage(data);
   }
 
   /** CONNECTING, OPEN, CLOSING or CLOSED, as on a browser's WebSocket. */
@@ -228,8 +229,7 @@ export class ServerWebSocket extends EventTarget {
   }
 
   #toInbox(message: WsMessage): void {
-    if (this.#inbox === undefined) return;
-    this.#inbox.push(message);
+    this.#inbox!.push(message);
     this.#inboxBytes += sizeOf(message);
     this.#wake();
   }
@@ -255,6 +255,11 @@ export class ServerWebSocket extends EventTarget {
   send(data: string | ArrayBufferLike | ArrayBufferView | Blob): void {
     if (this.#readyState === CONNECTING) {
       throw new DOMException("WebSocket is not open yet", "InvalidStateError");
+    }
+    // Most sends: text, with nothing waiting behind a Blob.
+    if (typeof data === "string" && this.#queued === 0) {
+      this.#session.send(data);
+      return;
     }
     if (data instanceof Blob || this.#queued > 0) {
       // A Blob is read asynchronously; what is sent after it waits for it.
@@ -293,23 +298,20 @@ export class ServerWebSocket extends EventTarget {
     this.#session.close(code ?? 1000, reason);
   }
 
+  /** A message: to the iterator's inbox if one runs, and as a "message" event. */
+  #onMessage(message: string | Uint8Array): void {
+    if (this.#inbox !== undefined) this.#toInbox(message);
+    const data = typeof message === "string"
+      ? message
+      : this.binaryType === "arraybuffer"
+      ? toArrayBuffer(message)
+      : new Blob([message as Uint8Array<ArrayBuffer>]);
+    this.#fire(new MessageEvent("message", { data }), this.onmessage);
+  }
+
   #onSessionEvent(e: WsEvent): void {
     switch (e.type) {
-      case "text":
-        this.#toInbox(e.data);
-        this.#fire(
-          new MessageEvent("message", { data: e.data }),
-          this.onmessage,
-        );
-        return;
-      case "binary": {
-        this.#toInbox(e.data);
-        const data = this.binaryType === "arraybuffer"
-          ? toArrayBuffer(e.data)
-          : new Blob([e.data as Uint8Array<ArrayBuffer>]);
-        this.#fire(new MessageEvent("message", { data }), this.onmessage);
-        return;
-      }
+      // Messages come through onMessage.
       case "close":
         this.#readyState = CLOSED;
         this.#wake(); // the iterator ends once its inbox is empty
