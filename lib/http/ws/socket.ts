@@ -73,6 +73,11 @@ export interface ServerWebSocketInit {
 export type WsMessage = string | Uint8Array;
 
 const encoder = new TextEncoder();
+/**
+ * The one init dict of every "message" event: the constructor copies what
+ * it reads of it, so no dict is made per message.
+ */
+const MESSAGE_INIT: MessageEventInit = { data: undefined };
 
 /**
  * A server-side WebSocket with the web API's shape. Events are
@@ -306,7 +311,10 @@ export class ServerWebSocket extends EventTarget {
       : this.binaryType === "arraybuffer"
       ? toArrayBuffer(message)
       : new Blob([message as Uint8Array<ArrayBuffer>]);
-    this.#fire(new MessageEvent("message", { data }), this.onmessage);
+    MESSAGE_INIT.data = data;
+    const event = new MessageEvent("message", MESSAGE_INIT);
+    MESSAGE_INIT.data = undefined; // not kept alive here
+    this.#fire(event, this.onmessage);
   }
 
   #onSessionEvent(e: WsEvent): void {
