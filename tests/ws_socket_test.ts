@@ -86,6 +86,32 @@ Deno.test("ServerWebSocket delivers text as strings and binary as Blob or ArrayB
   );
 });
 
+Deno.test("each message event is its own: events kept by the app keep their data, type and origin", () => {
+  const { ws, session } = make();
+  ws.opened();
+  const kept: MessageEvent[] = [];
+  ws.onmessage = (e) => kept.push(e);
+  ws.binaryType = "arraybuffer";
+  session.receive(
+    new Uint8Array([
+      ...clientFrame(OPCODE.Text, "one"),
+      ...clientFrame(OPCODE.Binary, new Uint8Array([9])),
+      ...clientFrame(OPCODE.Text, "three"),
+    ]),
+  );
+  assert.equal(kept.length, 3);
+  assert.equal(new Set(kept).size, 3);
+  assert.equal(kept[0].data, "one");
+  assert.deepEqual(new Uint8Array(kept[1].data), new Uint8Array([9]));
+  assert.equal(kept[2].data, "three");
+  for (const e of kept) {
+    assert.ok(e instanceof MessageEvent);
+    assert.equal(e.type, "message");
+    assert.equal(e.origin, "");
+    assert.deepEqual(e.ports, []);
+  }
+});
+
 Deno.test("ServerWebSocket.send() takes strings, buffers, views and Blobs, in order", async () => {
   const { ws, session } = make();
   ws.opened();
