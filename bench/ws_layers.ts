@@ -8,6 +8,10 @@
  *
  *   deno run --allow-env --unstable-net bench/ws_layers.ts --rounds 30 [--sockets 256]
  *
+ * The last column is the heap bytes allocated per message (V8's count, the
+ * lowest of the rounds): it moves by a byte or two between runs, however
+ * busy the machine, so an allocation saved shows where CPU time cannot.
+ *
  * `--sockets N` serves the messages on N sockets at once, as case 15a's
  * load does: more live state per message, as on a real server.
  *
@@ -17,6 +21,7 @@
  * only), so compare runs before and after a change.
  */
 import { cpuUsage } from "node:process";
+import { getHeapStatistics } from "node:v8";
 import { parseArgs } from "node:util";
 import { DEFAULT_LIMITS } from "../lib/config.ts";
 import { WsConnection } from "../lib/http/ws_connection.ts";
@@ -194,17 +199,31 @@ for (const row of ROWS) {
   }
 }
 
+/** Heap bytes V8 has allocated so far (Deno's node:v8 has it; its types do not). */
+function allocatedBytes(): number {
+  return Number(Reflect.get(getHeapStatistics(), "total_allocated_bytes"));
+}
+
 const times = ROWS.map(() => [] as number[]);
+/** Heap bytes allocated per message, the lowest of the rounds: steady whatever else runs. */
+const allocated = ROWS.map(() => Infinity);
 for (let r = 0; r < Number(values.rounds); r++) {
   for (let i = 0; i < ROWS.length; i++) {
+    const bytes = allocatedBytes();
     const t = cpuUsage();
     await ROWS[i].run(MESSAGES);
     const used = cpuUsage(t);
     times[i].push((used.user + used.system) * 1e3 / MESSAGES);
+    allocated[i] = Math.min(
+      allocated[i],
+      (allocatedBytes() - bytes) / MESSAGES,
+    );
   }
 }
-console.log("| Server | CPU ns per message (median) | min | added |");
-console.log("| --- | ---: | ---: | ---: |");
+console.log(
+  "| Server | CPU ns per message (median) | min | added | heap B per message |",
+);
+console.log("| --- | ---: | ---: | ---: | ---: |");
 let floor = 0;
 for (let i = 0; i < ROWS.length; i++) {
   const sorted = times[i].sort((a, b) => a - b);
@@ -213,6 +232,6 @@ for (let i = 0; i < ROWS.length; i++) {
   console.log(
     `| ${ROWS[i].name} | ${Math.round(median)} | ${Math.round(sorted[0])} | ${
       i === 0 ? "" : Math.round(median - floor)
-    } |`,
+    } | ${Math.round(allocated[i])} |`,
   );
 }
