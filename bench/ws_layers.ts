@@ -9,8 +9,8 @@
  *   deno run --allow-env --unstable-net bench/ws_layers.ts --rounds 30 [--sockets 256]
  *
  * The last column is the heap bytes allocated per message (V8's count, the
- * lowest of the rounds): it moves by a byte or two between runs, however
- * busy the machine, so an allocation saved shows where CPU time cannot.
+ * lowest of the rounds): it moves by ~2% between runs, however busy the
+ * machine, so an allocation saved shows where CPU time cannot.
  *
  * `--sockets N` serves the messages on N sockets at once, as case 15a's
  * load does: more live state per message, as on a real server.
