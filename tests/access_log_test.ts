@@ -335,6 +335,57 @@ Deno.test("AccessLog writes nothing until its buffer fills, then whole lines of 
   for (const line of text.trimEnd().split("\n")) assert.match(line, CLF);
 });
 
+Deno.test("AccessLog with writeBytes: Infinity writes a whole batch in one write", () => {
+  using m = memoryLog({
+    format: "common",
+    flushMs: 60_000,
+    bufferBytes: 16 * 1024,
+    writeBytes: Infinity,
+  });
+  const h = head(GET_A);
+  let lines = 0;
+  while (m.writes.length === 0) {
+    m.log.append("1.2.3.4", h, 200, lines++, Date.now(), false, undefined);
+    assert.ok(lines < 1000, "the buffer never flushed");
+  }
+  assert.equal(m.writes.length, 1, "one write for the batch");
+  assert.ok(m.writes[0].length >= 16 * 1024, `${m.writes[0].length} bytes`);
+  const text = m.text();
+  assert.equal(text.split("\n").length - 1, lines, "no line lost or split");
+});
+
+Deno.test("AccessLog on stdout: a batch a write to a regular file, PIPE_BUF pieces to a pipe", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "spindle_access_" });
+  try {
+    const script = `
+      import { AccessLog } from "${ACCESS_LOG_URL}";
+      console.error(new AccessLog({ format: "text" }).writeBytes);
+    `;
+    const run = async (redirect: string) => {
+      const out = await withTimeout(
+        new Deno.Command("sh", {
+          args: [
+            "-c",
+            `exec "$0" eval --ext=ts "$1" ${redirect}`,
+            Deno.execPath(),
+            script,
+          ],
+          stdout: "piped",
+          stderr: "piped",
+        }).output(),
+        30_000,
+        "the script to exit",
+      );
+      assert.equal(out.code, 0, decoder.decode(out.stderr));
+      return decoder.decode(out.stderr).trim();
+    };
+    assert.equal(await run(`> "${dir}/out.log"`), "Infinity");
+    assert.equal(await run(""), "4096"); // stdout piped to us
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("AccessLog writes a line longer than 4096 bytes whole", () => {
   using m = memoryLog({ format: "common", flushMs: 60_000 });
   appendGet(m.log, "/s");

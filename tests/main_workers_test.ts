@@ -362,6 +362,80 @@ for (const workers of ["1", "2"]) {
   });
 }
 
+Deno.test({
+  name:
+    "main --workers 2, stdout redirected to a file: both workers' batches (one write each) leave every line whole, none lost",
+  ignore: !HAS_WRK,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "spindle_workers_log_" });
+    const log = join(dir, "out.log");
+    const port = freePort();
+    // As a user runs it: `> out.log`, so stdout is a regular file.
+    const child = new Deno.Command("sh", {
+      args: [
+        "-c",
+        `exec "$@" > "${log}"`,
+        "sh",
+        Deno.execPath(),
+        "run",
+        ...PERMS,
+        MAIN,
+        "--port",
+        String(port),
+        "--workers",
+        "2",
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const errors = new Response(child.stderr).text();
+    try {
+      await waitFor(
+        () => {
+          try {
+            return /Listening on/.test(Deno.readTextFileSync(log));
+          } catch {
+            return false; // not made yet
+          }
+        },
+        "the Listening line in the file",
+        30_000,
+      );
+      const result = await wrk(port, 2, () => Promise.resolve());
+      assert.ok(result.requests > 1000, result.output);
+      child.kill("SIGTERM");
+      assert.equal((await child.status).code, 0, await errors);
+      const lines = (await Deno.readTextFile(log)).split("\n");
+      assert.equal(lines.pop(), "", "the file ends with a whole line");
+      const access =
+        /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \+00 \[INF\] spindle\.access: 127\.0\.0\.1 "GET \/echo\/hello HTTP\/1\.1" 200 \d+ \d+ms$/;
+      const other =
+        /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \+00 \[(INF|WRN)\] spindle\.(?!access)/;
+      // The start banner (plain text) comes first; then every line is a
+      // whole log line, and each request is one access line of its own.
+      let served = 0;
+      for (const line of lines) {
+        if (access.test(line)) served++;
+        else if (served > 0 || /^\d{4}-|spindle\.access|GET \//.test(line)) {
+          assert.match(line, other, `a line cut or mixed: ${line}`);
+        }
+      }
+      // wrk counts the replies it read; a last few may have been cut off.
+      assert.ok(served >= result.requests, `${served} lines, ${result.output}`);
+    } finally {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // already ended
+      }
+      await child.status;
+      await errors;
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 Deno.test("main --workers 2 replaces a worker that crashes; new connections are served meanwhile", async () => {
   const r = await start(["--port", "0", "--workers", "2"], {
     SPINDLE_TEST_HOOKS: HOOKS,

@@ -5,6 +5,7 @@
  * write per line: a line costs well under a microsecond. Everything else
  * the server logs goes through LogTape (lib/log.ts).
  */
+import { fstatSync } from "node:fs";
 import type { HeaderFields } from "./headers.ts";
 
 /** What a line shows of a parsed request: an HTTP/1.x head, or an HTTP/2 stream's. */
@@ -35,6 +36,12 @@ export interface AccessLogOptions {
   readonly flushMs?: number;
   /** The buffer is written once it holds this many bytes. */
   readonly bufferBytes?: number;
+  /**
+   * Each write is cut at a line end to at most this many bytes (a longer
+   * line goes whole). Default: a batch in one write when the output is
+   * stdout and stdout is a regular file, else {@link PIPE_BUF}.
+   */
+  readonly writeBytes?: number;
 }
 
 /** A line is written within 10 ms: about 100 writes a second at most. */
@@ -44,9 +51,26 @@ const BUFFER_BYTES = 64 * 1024;
 /**
  * Each write is cut at a line end to at most this size: POSIX keeps writes
  * of up to PIPE_BUF bytes to a pipe whole, so lines from `--workers` threads
- * sharing one stdout never interleave mid-line.
+ * sharing one stdout (and LogTape's lines) never interleave mid-line.
  */
 const PIPE_BUF = 4096;
+
+/**
+ * True when stdout is a regular file. A write to one is never interleaved
+ * with another (the kernel holds the file's lock for the whole write, and
+ * moves a shared offset atomically; Linux), so a batch goes in one system
+ * call: 16 writes of 4 KiB through `Deno.stdout` cost ~3x one of 64 KiB
+ * (~74 against ~24 µs), ~75 ns a line of ~99 bytes. A pipe, socket or
+ * terminal keeps the PIPE_BUF cut. `fstat` of an open descriptor asks no
+ * permission.
+ */
+export function stdoutIsFile(): boolean {
+  try {
+    return fstatSync(1).isFile();
+  } catch {
+    return false; // no descriptor 1 to ask about: stay on the safe side
+  }
+}
 
 // Client-chosen text is cut to these lengths (in characters, before escaping)
 // so one request cannot write a line of megabytes.
@@ -122,6 +146,8 @@ export class AccessLog {
   readonly #output: AccessOutput;
   readonly #flushMs: number;
   readonly #bufferBytes: number;
+  /** At most this many bytes a write, cut at a line end. */
+  readonly writeBytes: number;
   readonly #buf: Uint8Array;
   #len = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -140,6 +166,8 @@ export class AccessLog {
     this.#output = opts.output ?? Deno.stdout;
     this.#flushMs = opts.flushMs ?? FLUSH_MS;
     this.#bufferBytes = opts.bufferBytes ?? BUFFER_BYTES;
+    this.writeBytes = opts.writeBytes ??
+      (opts.output === undefined && stdoutIsFile() ? Infinity : PIPE_BUF);
     this.#buf = new Uint8Array(this.#bufferBytes + MAX_LINE_BYTES);
   }
 
@@ -247,12 +275,13 @@ export class AccessLog {
     if (len === 0) return;
     this.#len = 0;
     const b = this.#buf;
+    const most = this.writeBytes;
     try {
       for (let off = 0; off < len;) {
         let end = len;
-        if (len - off > PIPE_BUF) {
-          // The last line end within PIPE_BUF; a longer line goes whole.
-          end = b.lastIndexOf(LF, off + PIPE_BUF - 1) + 1;
+        if (len - off > most) {
+          // The last line end within `most`; a longer line goes whole.
+          end = b.lastIndexOf(LF, off + most - 1) + 1;
           if (end <= off) end = b.indexOf(LF, off) + 1;
         }
         while (off < end) off += this.#output.writeSync(b.subarray(off, end));
