@@ -221,6 +221,22 @@ Deno.test("FixedFields.listWith() sends the fixed fields as encoded, then the re
     assert.equal(r.contentLength, 3);
     assert.equal(r.close, false);
   }
+  // Copied with the status and Date lines in one piece: a new status or
+  // second gets its own lines ahead of the same fields.
+  for (
+    const [status, now, line] of [
+      [404, NOW, "404 Not Found\r\nDate: Tue, 02 Jan 2024 03:04:05"],
+      [404, NOW + 1000, "404 Not Found\r\nDate: Tue, 02 Jan 2024 03:04:06"],
+      [200, NOW + 1000, "200 OK\r\nDate: Tue, 02 Jan 2024 03:04:06"],
+    ] as const
+  ) {
+    const out = new OutBuffer();
+    writeFields(out, status, fixed.listWith([["x-n", "3"]]), now);
+    assert.equal(
+      decoder.decode(out.take()),
+      `HTTP/1.1 ${line} GMT\r\n${NOSNIFF}x-a: 1\r\nx-b: 2\r\nx-n: 3\r\n`,
+    );
+  }
   // The fields after the fixed ones are checked and acted on as ever.
   const closing = head(200, fixed.listWith([["Connection", "close"]]));
   assert.equal(closing.close, true);

@@ -216,6 +216,35 @@ Deno.test("rateLimit() replaces a reply's own RateLimit fields and keeps the res
   assert.equal(b.headers.get("ratelimit-remaining"), "2");
 });
 
+Deno.test("rateLimit() spells RateLimit-Remaining in full, and a store's odd count as JavaScript does", async () => {
+  const remainingAfterOne = async (store: Parameters<typeof rateLimit>[0]) => {
+    const handler = new Router().use(rateLimit(store))
+      .get("/", () => text("ok")).handler();
+    const reply = await call(handler, fake("GET", "/").req);
+    return reply.headers.get("ratelimit-remaining");
+  };
+  for (
+    const limit of [1, 1000, 1001, 1_000_001, 1_000_000_001, 2 ** 53 + 1]
+  ) {
+    const remaining = await remainingAfterOne({ limit, windowMs: 60_000 });
+    assert.equal(remaining, String(limit - 1), `limit ${limit}`);
+  }
+  const decision = {
+    allowed: true,
+    limit: 10,
+    resetSeconds: 1,
+    retryAfterSeconds: 0,
+  };
+  for (const remaining of [2.5, -1, 1e21]) {
+    const store = {
+      limit: 10,
+      windowMs: 1000,
+      hit: () => ({ ...decision, remaining }),
+    };
+    assert.equal(await remainingAfterOne(store), String(remaining));
+  }
+});
+
 /** A reply's fields as the engine writes them, one "name: value" a line. */
 function written(reply: Reply): string[] {
   const out = new OutBuffer();

@@ -306,6 +306,7 @@ Deno.test("a WebSocket over TLS: wss:// url, small and big messages echoed, clea
     cert: pem.cert,
     key: pem.key,
   }, echoApp(seen));
+  await server.ready; // node's TLS listener binds a turn later
   using ws = await RawWs.open(
     server.port,
     upgradeRequest("/tls"),

@@ -260,11 +260,12 @@ export function writeFields(
   if (headers === frozenHeaders) return writeEncoded(out, line, frozenEncoded!);
   // A frozen record of strings cannot change; a frozen list's pairs can.
   if (Array.isArray(headers)) {
-    out.bytes(line);
     const fixed = fixedAhead(headers as ReadonlyArray<Pair>);
-    return fixed === undefined
-      ? writeEach(out, headers)
-      : writeFixedList(out, headers as ReadonlyArray<Pair>, fixed);
+    if (fixed !== undefined) {
+      return writeFixedList(out, line, headers as ReadonlyArray<Pair>, fixed);
+    }
+    out.bytes(line);
+    return writeEach(out, headers);
   }
   const frozen = Object.isFrozen(headers);
   const known = frozen ? encodedSets.get(headers) : undefined;
@@ -345,8 +346,7 @@ export class FixedFields {
   /** The same pairs, not frozen: copied faster. Never changed. */
   readonly #list: ReadonlyArray<Pair>;
   /** The encoded fields and what the engine found in them, once written. */
-  #bytes: Uint8Array | undefined;
-  #scan: FieldScan = NO_FIELDS;
+  #encoded: Encoded | undefined;
 
   /** The fields of `parts` in order; values are taken as strings now. */
   constructor(...parts: ReadonlyArray<ReplyHeaders>) {
@@ -376,38 +376,52 @@ export class FixedFields {
    * where they were is written pair by pair.
    */
   listWith(more: ReadonlyArray<Pair>): Pair[] {
-    // slice() of a plain array, not concat() (a frozen one costs 3x).
-    const list = this.#list.slice();
-    for (let i = 0; i < more.length; i++) list.push(more[i]);
+    // Made at its length and filled: half the cost of slice() and push(),
+    // which grows the copy.
+    const fixed = this.#list;
+    const n = fixed.length;
+    const list = new Array<Pair>(n + more.length);
+    for (let i = 0; i < n; i++) list[i] = fixed[i];
+    for (let i = 0; i < more.length; i++) list[n + i] = more[i];
     return list;
   }
 
-  /** Writes the fields: checked and encoded the first time, copied after. */
-  writeTo(out: OutBuffer): FieldScan {
-    if (this.#bytes !== undefined) {
-      out.bytes(this.#bytes);
-      return this.#scan;
+  /**
+   * Writes `line` (status and Date) and the fields: checked and encoded the
+   * first time, copied after, with `line` as one piece.
+   */
+  writeTo(out: OutBuffer, line: Uint8Array): FieldScan {
+    if (this.#encoded !== undefined) {
+      return writeEncoded(out, line, this.#encoded);
     }
+    out.bytes(line);
     const from = out.len;
     const scan = writeEach(out, this.pairs);
-    this.#bytes = out.buf.slice(from, out.len);
-    return this.#scan = scan;
+    const bytes = out.buf.slice(from, out.len);
+    this.#encoded = { bytes, scan, line: EMPTY, head: EMPTY };
+    return scan;
   }
 }
 
-/** Writes `list`, `fixed`'s pairs ahead if they are: bytes, then the rest. */
+/**
+ * Writes `line` and `list`, `fixed`'s pairs ahead if they are: bytes, then
+ * the rest.
+ */
 function writeFixedList(
   out: OutBuffer,
+  line: Uint8Array,
   list: ReadonlyArray<Pair>,
   fixed: FixedFields,
 ): FieldScan {
   const head = fixed.pairs;
   const n = head.length;
-  if (list.length < n) return writeEach(out, list);
-  for (let i = 0; i < n; i++) {
-    if (list[i] !== head[i]) return writeEach(out, list);
+  let ahead = list.length >= n;
+  for (let i = 0; ahead && i < n; i++) ahead = list[i] === head[i];
+  if (!ahead) {
+    out.bytes(line);
+    return writeEach(out, list);
   }
-  const fixedScan = fixed.writeTo(out);
+  const fixedScan = fixed.writeTo(out, line);
   if (list.length === n) return fixedScan;
   const scan: Scan = {
     contentLength: fixedScan.contentLength,
