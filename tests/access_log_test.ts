@@ -24,6 +24,7 @@ import {
   waitFor,
   withTimeout,
 } from "./helpers/socket.ts";
+import { countTimers } from "./helpers/timers.ts";
 
 /** An AccessLog writing into memory; `text()` flushes and returns all of it. */
 function memoryLog(opts: Omit<AccessLogOptions, "output">) {
@@ -401,6 +402,31 @@ Deno.test("AccessLog flushes on its own within flushMs", async () => {
   appendGet(m.log);
   assert.equal(m.writes.length, 0, "buffered, not written per line");
   await waitFor(() => m.writes.length === 1, "the timed flush");
+});
+
+Deno.test("AccessLog keeps one clock while lines keep coming, and stops it once they stop", async () => {
+  using timers = countTimers();
+  let writes = 0;
+  const log = new AccessLog({
+    format: "common",
+    flushMs: 5,
+    output: {
+      writeSync(bytes) {
+        // The next batch's line comes at once (before any timer can run),
+        // so every tick finds one, however late the ticks come.
+        if (++writes < 5) queueMicrotask(() => appendGet(log));
+        return bytes.length;
+      },
+    },
+  });
+  using _closed = { [Symbol.dispose]: () => log.close() };
+  appendGet(log);
+  await waitFor(() => writes === 5, "five batches");
+  // A timeout armed per batch would have been five (and no interval).
+  assert.equal(timers.count.intervals, 1);
+  await waitFor(() => timers.count.cleared === 1, "the idle clock to stop");
+  assert.equal(writes, 5, "one write per batch");
+  assert.equal(timers.count.intervals, 1);
 });
 
 Deno.test("AccessLog close() writes what is buffered and drops later lines; a failing output never throws", () => {

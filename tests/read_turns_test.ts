@@ -7,9 +7,10 @@ import assert from "node:assert/strict";
 import { ReadTurns } from "../lib/http/read_turns.ts";
 import { serve } from "../lib/http/server.ts";
 import { waitFor } from "./helpers/socket.ts";
+import { countTimers } from "./helpers/timers.ts";
 
 Deno.test("ReadTurns gives turns at once up to its limit, then in the order asked", async () => {
-  const turns = new ReadTurns(2);
+  using turns = new ReadTurns(2);
   const a = turns.take();
   const b = turns.take();
   assert.equal(typeof a, "number");
@@ -35,7 +36,7 @@ Deno.test("ReadTurns gives turns at once up to its limit, then in the order aske
 });
 
 Deno.test("ReadTurns passes on the turn of a read that is never answered, and a late give() is ignored", async () => {
-  const turns = new ReadTurns(1);
+  using turns = new ReadTurns(1);
   const idle = turns.take() as number; // an idle connection's read: never answered
   const waiter = turns.take();
   assert.ok(waiter instanceof Promise);
@@ -49,7 +50,7 @@ Deno.test("ReadTurns passes on the turn of a read that is never answered, and a 
 });
 
 Deno.test("ReadTurns keeps first come first served past hundreds of waiters, woken while others join", async () => {
-  const turns = new ReadTurns(1);
+  using turns = new ReadTurns(1);
   let turn = turns.take() as number;
   const order: number[] = [];
   const waiters: Promise<number>[] = [];
@@ -76,6 +77,29 @@ Deno.test("ReadTurns keeps first come first served past hundreds of waiters, wok
   assert.equal(turns.waiting, 0);
   turns.give(turn);
   assert.equal(typeof turns.take(), "number", "all given back: a turn at once");
+});
+
+Deno.test("ReadTurns starts its clock once while waiters come and go, and stops it when nobody waits", async () => {
+  using timers = countTimers();
+  using turns = new ReadTurns(1);
+  let turn = turns.take() as number;
+  // A server just past its turns: one waiter at a time, woken at once, so
+  // nobody is left waiting between two reads, 200 times over.
+  for (let i = 0; i < 200; i++) {
+    const next = turns.take();
+    assert.ok(next instanceof Promise);
+    assert.equal(turns.waiting, 1);
+    turns.give(turn);
+    turn = await next;
+    assert.equal(turns.waiting, 0);
+  }
+  // A timer armed for each first waiter and cleared for each last one
+  // would have been 200 of each.
+  assert.deepEqual(timers.count, { timeouts: 0, intervals: 1, cleared: 0 });
+  // Nobody waits now: the clock stops at its next tick, by itself.
+  await waitFor(() => timers.count.cleared === 1, "the idle clock to stop");
+  assert.equal(timers.count.intervals, 1);
+  turns.give(turn);
 });
 
 /**

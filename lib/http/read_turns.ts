@@ -14,8 +14,13 @@
  * A read not answered within two turns of the event loop (an idle
  * keep-alive connection's) gives its turn on and goes on waiting without
  * one: idle connections never hold up busy ones. The clock runs only while
- * a connection waits for a turn, so an idle or lightly loaded server pays
- * a counter per request and no timer.
+ * connections wait for a turn (it stops at the first tick nobody waited
+ * through), so an idle or lightly loaded server pays a counter per request
+ * and no timer. It is one interval, not a timeout armed when the first
+ * waiter comes and cleared when the last leaves: a server just past its
+ * turns (a worker holding 70 of wrk's 128 connections) goes from none to a
+ * few waiters and back hundreds of times a second, and each arming and
+ * clearing of a Deno timer cost ~2 µs even when warm (measured).
  */
 
 /**
@@ -55,7 +60,7 @@ export class ReadTurns {
   ).fill(undefined);
   #head = 0;
   #waiting = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #clock: ReturnType<typeof setInterval> | undefined;
 
   constructor(limit = READ_TURNS) {
     if (!(limit >= 1)) throw new RangeError("ReadTurns needs at least one");
@@ -77,7 +82,7 @@ export class ReadTurns {
       this.#now++;
       return this.#tick;
     }
-    this.#timer ??= setTimeout(this.#age, TICK_MS);
+    this.#clock ??= setInterval(this.#age, TICK_MS);
     return new Promise(this.#push);
   }
 
@@ -111,26 +116,37 @@ export class ReadTurns {
     const wake = ring[this.#head]!;
     ring[this.#head] = undefined; // woken: the ring no longer holds it
     this.#head = (this.#head + 1) & (ring.length - 1);
-    if (--this.#waiting === 0) {
-      clearTimeout(this.#timer); // nobody left to age turns for
-      this.#timer = undefined;
-    }
+    this.#waiting--; // the clock stops by itself if nobody waits at its next tick
     this.#held++;
     this.#now++;
     wake(this.#tick);
   }
 
-  /** Turns taken two ticks ago and still held are passed on. */
+  /**
+   * Turns taken two ticks ago and still held are passed on. A tick with
+   * nobody waiting stops the clock instead, before it counts: the next
+   * waiter starts it again.
+   */
   #age = (): void => {
-    this.#timer = undefined;
+    if (this.#waiting === 0) return this.close();
     this.#tick++;
     const aged = this.#last;
     this.#last = this.#now;
     this.#now = 0;
     this.#held -= aged;
     for (let i = 0; i < aged; i++) this.#passOn();
-    if (this.#waiting > 0) {
-      this.#timer ??= setTimeout(this.#age, TICK_MS);
-    }
   };
+
+  /**
+   * Stops the clock now; the next waiter starts it again. A server calls
+   * it once its connections are gone, so that no timer outlives it.
+   */
+  close(): void {
+    clearInterval(this.#clock);
+    this.#clock = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
 }

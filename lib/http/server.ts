@@ -680,6 +680,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       timeouts.graceMs,
     ),
   );
+  const turns = new ReadTurns();
   /** One for every connection: an idle connection holds as little as it can. */
   const connOptions: ConnectionOptions = {
     limits,
@@ -692,7 +693,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     onEnd: (c) => freeFd(c.tag as Client),
     timeouts,
     wheel,
-    turns: new ReadTurns(),
+    turns,
     keepAliveMs,
     upgrade: h2 ? upgrade : undefined,
   };
@@ -813,6 +814,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       // Their 503s are out; do not wait for the clients to leave.
       for (const client of refusing) closeClient(client);
       clearInterval(sweeper);
+      turns.close();
       log.info("Stopped");
       finishedResolve();
     })();
