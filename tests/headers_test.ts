@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { HeaderFields } from "../lib/http/headers.ts";
 
-const fields = new HeaderFields(
+const fields = HeaderFields.fromLists(
   ["host", "accept", "k", "accept"],
   ["a.test", "text/html", "kelvin", "*/*"],
 );
@@ -31,4 +31,15 @@ Deno.test("HeaderFields folds a name beyond ASCII as toLowerCase() does", () => 
     "\u212a".toLowerCase() === "k" ? "kelvin" : undefined,
   );
   assert.equal(fields.getJoined("\u212a"), fields.get("\u212a"));
+});
+
+Deno.test("HeaderFields.fromLists() pairs each name with its value, in order", () => {
+  assert.equal(fields.size, 4);
+  assert.deepEqual([...fields], [
+    ["host", "a.test"],
+    ["accept", "text/html"],
+    ["k", "kelvin"],
+    ["accept", "*/*"],
+  ]);
+  assert.equal(new HeaderFields().size, 0);
 });

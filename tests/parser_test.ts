@@ -921,3 +921,27 @@ Deno.test({
     assert.ok(ms < 5000, `closed after ${Math.round(ms)} ms`);
   },
 });
+
+Deno.test("parseHead() lists every field, name folded, in the order sent", () => {
+  // One list of names and values: each value must stay with its name.
+  const head = parse(
+    "GET / HTTP/1.1\r\nHOST: a.test\r\nUser-Agent: x\r\nX-Forwarded-Fox: 1\r\n" +
+      "x-forwarded-for: 2\r\nAccept-Encodinx: 3\r\nreferer: 4\r\nrefereR: 5\r\n" +
+      "TE: 6\r\nta: 7\r\n\r\n",
+    DEFAULT_LIMITS,
+  );
+  assert.deepEqual([...head.headers], [
+    ["host", "a.test"],
+    ["user-agent", "x"],
+    ["x-forwarded-fox", "1"],
+    ["x-forwarded-for", "2"],
+    ["accept-encodinx", "3"],
+    ["referer", "4"],
+    ["referer", "5"],
+    ["te", "6"],
+    ["ta", "7"],
+  ]);
+  assert.equal(head.headers.size, 9);
+  assert.equal(head.headers.getJoined("Referer"), "4, 5");
+  assert.equal(head.host, "a.test");
+});

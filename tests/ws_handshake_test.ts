@@ -41,7 +41,10 @@ function head(
   return {
     method,
     version,
-    headers: new HeaderFields(fields.map(([n]) => n), fields.map(([, v]) => v)),
+    headers: HeaderFields.fromLists(
+      fields.map(([n]) => n),
+      fields.map(([, v]) => v),
+    ),
   };
 }
 

@@ -17,27 +17,39 @@
  * ```
  */
 export class HeaderFields {
-  readonly #names: string[];
-  readonly #values: string[];
+  /** Name, value, name, value...: one list, so a request makes one array, not two. */
+  readonly #fields: string[];
 
-  /** `names` must already be lower case; both arrays are kept, not copied. */
-  constructor(names: string[] = [], values: string[] = []) {
-    this.#names = names;
-    this.#values = values;
+  /** `fields`: each name (lower case already) then its value; kept, not copied. */
+  constructor(fields: string[] = []) {
+    this.#fields = fields;
+  }
+
+  /** Fields from a list of names (lower case already) and one of their values. */
+  static fromLists(
+    names: readonly string[],
+    values: readonly string[],
+  ): HeaderFields {
+    const fields: string[] = new Array(names.length * 2);
+    for (let i = 0; i < names.length; i++) {
+      fields[2 * i] = names[i];
+      fields[2 * i + 1] = values[i];
+    }
+    return new HeaderFields(fields);
   }
 
   /** Number of field lines. */
   get size(): number {
-    return this.#names.length;
+    return this.#fields.length >> 1;
   }
 
   /** The first value of `name` (any case), or undefined. */
   get(name: string): string | undefined {
-    const names = this.#names;
+    const fields = this.#fields;
     let sameLength = false;
-    for (let i = 0; i < names.length; i++) {
-      const stored = names[i];
-      if (stored === name) return this.#values[i];
+    for (let i = 0; i < fields.length; i += 2) {
+      const stored = fields[i];
+      if (stored === name) return fields[i + 1];
       if (stored.length === name.length) sameLength = true;
     }
     // Callers mostly ask in lower case already: a miss then costs no fold.
@@ -50,12 +62,11 @@ export class HeaderFields {
   /** Every value of `name`, joined by ", " as RFC 9110 §5.3 allows, or undefined. */
   getJoined(name: string): string | undefined {
     if (!isLower(name)) name = name.toLowerCase();
+    const fields = this.#fields;
     let out: string | undefined;
-    for (let i = 0; i < this.#names.length; i++) {
-      if (this.#names[i] === name) {
-        out = out === undefined
-          ? this.#values[i]
-          : `${out}, ${this.#values[i]}`;
+    for (let i = 0; i < fields.length; i += 2) {
+      if (fields[i] === name) {
+        out = out === undefined ? fields[i + 1] : `${out}, ${fields[i + 1]}`;
       }
     }
     return out;
@@ -68,8 +79,9 @@ export class HeaderFields {
 
   /** Field lines in arrival order, as [lower-case name, value]. */
   *entries(): IterableIterator<[string, string]> {
-    for (let i = 0; i < this.#names.length; i++) {
-      yield [this.#names[i], this.#values[i]];
+    const fields = this.#fields;
+    for (let i = 0; i < fields.length; i += 2) {
+      yield [fields[i], fields[i + 1]];
     }
   }
 

@@ -282,8 +282,7 @@ export function parseHead(
   }
 
   const text = latin1(buf, start, i);
-  const names: string[] = new Array(count);
-  const values: string[] = new Array(count);
+  const fields: string[] = new Array(count * 2);
   let host: string | undefined;
   let hostCount = 0;
   let contentLength = -1;
@@ -294,8 +293,8 @@ export function parseHead(
     const k = n * 4;
     const name = text.slice(fieldOffsets[k], fieldOffsets[k + 1]);
     const value = text.slice(fieldOffsets[k + 2], fieldOffsets[k + 3]);
-    names[n] = name;
-    values[n] = value;
+    fields[2 * n] = name;
+    fields[2 * n + 1] = value;
     switch (name) {
       case "host":
         hostCount++;
@@ -434,7 +433,7 @@ export function parseHead(
     path,
     query,
     minor,
-    headers: new HeaderFields(names, values),
+    headers: new HeaderFields(fields),
     host,
     end: i,
     contentLength,

@@ -210,7 +210,7 @@ export function checkRequest(list: HeaderList, limits: Limits): H2RequestHead {
     path,
     query,
     host,
-    headers: new HeaderFields(names, values),
+    headers: HeaderFields.fromLists(names, values),
     contentLength,
   };
 }
@@ -239,7 +239,7 @@ export function checkTrailers(list: HeaderList, limits: Limits): HeaderFields {
       throw badRequest(`connection-specific field ${name}`);
     }
   }
-  return new HeaderFields(names, values);
+  return HeaderFields.fromLists(names, values);
 }
 
 function tooLargeList(list: HeaderList, limits: Limits): never {
