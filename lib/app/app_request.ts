@@ -8,6 +8,7 @@ import type { Reply, ServerRequest } from "../http/handler.ts";
 import type { HeaderFields } from "../http/headers.ts";
 import { HttpError, STATUS } from "../http/errors.ts";
 import { clientAddress, type ProxyTrust, TRUST_NONE } from "./client_addr.ts";
+import type { Match } from "./route_table.ts";
 import { isJsonType, mediaType, mediaTypeMatches } from "./media_types.ts";
 
 /**
@@ -104,6 +105,13 @@ export class AppRequest {
   matched: "route" | "method" | "fallback" | "none" = "none";
   /** Contract of the matched route, or undefined. */
   contract: RouteContract | undefined;
+  /**
+   * What the router answers at the end of the chain: the route it matched
+   * (or why not), or the error that refused the path. The router's own.
+   *
+   * @ignore
+   */
+  found: Match | HttpError | undefined;
   readonly #trust: ProxyTrust;
   readonly #maxBodyBytes: number | undefined;
   #query: URLSearchParams | undefined;

@@ -307,7 +307,8 @@ export class Router {
       req.matched = "fallback";
     }
     if (jsonErrors) preferJsonErrors(raw);
-    const last = (req: AppRequest) => this.#answer(req, match, refused);
+    req.found = refused ?? match;
+    const last = this.#last;
     const onError = this.#onError;
     if (onError === undefined) return run(req, last);
     let reply: Reply | Promise<Reply>;
@@ -322,12 +323,12 @@ export class Router {
     return reply;
   }
 
-  #answer(
-    req: AppRequest,
-    match: Match,
-    refused: HttpError | undefined,
-  ): Reply | Promise<Reply> {
-    if (refused) throw refused;
+  /** The end of every chain: what the router found for the request. */
+  readonly #last = (req: AppRequest) => this.#answer(req);
+
+  #answer(req: AppRequest): Reply | Promise<Reply> {
+    const match = req.found!;
+    if (match instanceof HttpError) throw match; // a path refused
     if (match.kind === "route") {
       const { handler, contract, run } = match.route;
       // The route's limit, or the router's for routes that set none.
