@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import type { Limits } from "../lib/config.ts";
 import { HttpError, STATUS } from "../lib/http/errors.ts";
-import type { Handler } from "../lib/http/handler.ts";
+import type { Handler, ServerRequest } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
 import {
   connect,
@@ -574,4 +574,43 @@ Deno.test("serve() closes quietly, without a stray 408, when an unread body stal
   assert.equal(reply.status, 200);
   assert.equal(await reader.closed(), true);
   assert.equal(reader.buffered.length, 0, "nothing after the 200");
+});
+
+Deno.test("Connection: a request a handler keeps stays itself after later requests", async () => {
+  let kept: ServerRequest | undefined;
+  await using server = start((req) => {
+    const before = kept;
+    kept ??= req;
+    const first = before ?? req;
+    return {
+      status: 200,
+      body: [
+        first.method,
+        first.target,
+        first.path,
+        first.query,
+        first.version,
+        first.host,
+        first.headers.get("x-n"),
+        first.secure,
+        first.remoteAddr.hostname,
+        first.limits.maxHeaderCount,
+        first.startTime === kept.startTime,
+      ].join(" "),
+    };
+  }, { maxHeaderCount: 50 });
+  using conn = await connect(server.port);
+  const reader = new ReplyReader(conn);
+  const sent = [
+    "GET /a?q=1 HTTP/1.1\r\nHost: one.test\r\nX-N: 1\r\n\r\n",
+    "POST /b HTTP/1.0\r\nHost: two.test\r\nX-N: 2\r\nConnection: keep-alive\r\n" +
+    "Content-Length: 0\r\n\r\n",
+  ];
+  const bodies = [];
+  for (const raw of sent) {
+    await send(conn, raw);
+    bodies.push(decoder.decode((await reader.readReply()).body));
+  }
+  const first = "GET /a?q=1 /a q=1 HTTP/1.1 one.test 1 false 127.0.0.1 50 true";
+  assert.deepEqual(bodies, [first, first]);
 });

@@ -179,19 +179,23 @@ export interface ConnectionOptions {
   ) => Promise<void> | "more" | null;
 }
 
-class IncomingRequest implements ServerRequest {
-  readonly method: string;
-  readonly target: string;
-  readonly path: string;
-  readonly query: string;
-  readonly version: "HTTP/1.0" | "HTTP/1.1";
-  readonly headers: HeaderFields;
-  readonly host: string;
+/** What every request on one connection shares: made once per connection. */
+interface ConnectionFacts {
   readonly remoteAddr: Deno.NetAddr;
   readonly secure: boolean;
+  readonly limits: Limits;
+}
+
+/**
+ * The handler's view of a request: the parsed head and the connection's
+ * facts, read through, not copied, so a request costs few fields more than
+ * its head. Valid for as long as the handler keeps it.
+ */
+class IncomingRequest implements ServerRequest {
+  readonly #head: RequestHead;
+  readonly #facts: ConnectionFacts;
   readonly body: BodyReader;
   readonly startTime: number;
-  readonly limits: Limits;
   user: string | undefined = undefined;
   errorAccept: string | undefined = undefined;
 
@@ -199,22 +203,43 @@ class IncomingRequest implements ServerRequest {
     startTime: number,
     head: RequestHead,
     body: BodyReader,
-    remoteAddr: Deno.NetAddr,
-    secure: boolean,
-    limits: Limits,
+    facts: ConnectionFacts,
   ) {
-    this.method = head.method;
-    this.target = head.target;
-    this.path = head.path;
-    this.query = head.query;
-    this.version = head.minor === 1 ? "HTTP/1.1" : "HTTP/1.0";
-    this.headers = head.headers;
-    this.host = head.host;
-    this.remoteAddr = remoteAddr;
-    this.secure = secure;
+    this.#head = head;
+    this.#facts = facts;
     this.body = body;
     this.startTime = startTime;
-    this.limits = limits;
+  }
+
+  get method(): string {
+    return this.#head.method;
+  }
+  get target(): string {
+    return this.#head.target;
+  }
+  get path(): string {
+    return this.#head.path;
+  }
+  get query(): string {
+    return this.#head.query;
+  }
+  get version(): "HTTP/1.0" | "HTTP/1.1" {
+    return this.#head.minor === 1 ? "HTTP/1.1" : "HTTP/1.0";
+  }
+  get headers(): HeaderFields {
+    return this.#head.headers;
+  }
+  get host(): string {
+    return this.#head.host;
+  }
+  get remoteAddr(): Deno.NetAddr {
+    return this.#facts.remoteAddr;
+  }
+  get secure(): boolean {
+    return this.#facts.secure;
+  }
+  get limits(): Limits {
+    return this.#facts.limits;
   }
 }
 
@@ -285,6 +310,8 @@ export class Connection extends Timed implements ByteSource {
   readonly #opts: ConnectionOptions;
   readonly #limits: Limits;
   readonly remoteAddr: Deno.NetAddr;
+  /** Handed to each request of this connection. */
+  readonly #facts: ConnectionFacts;
   readonly #in = new ReadBuffer();
   #headStartedAt = 0;
   #out = new OutBuffer();
@@ -346,6 +373,11 @@ export class Connection extends Timed implements ByteSource {
     this.#limits = opts.limits;
     this.#keepAliveMs = opts.timeouts.keepAliveMs;
     this.remoteAddr = conn.remoteAddr as Deno.NetAddr;
+    this.#facts = {
+      remoteAddr: this.remoteAddr,
+      secure: opts.secure,
+      limits: opts.limits,
+    };
     // Asking `opts.upgrade` about each read until the first request.
     this.#life = opts.upgrade !== undefined ? Life.Sniffing : Life.Open;
   }
@@ -736,9 +768,7 @@ export class Connection extends Timed implements ByteSource {
       this.#now,
       head,
       body,
-      this.remoteAddr,
-      this.#opts.secure,
-      this.#limits,
+      this.#facts,
     );
     try {
       const r = this.#opts.handler(req);
