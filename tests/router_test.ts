@@ -65,6 +65,31 @@ Deno.test("Router.match() shares one frozen params object on the static fast pat
   assert.ok(Object.isFrozen(NO_PARAMS));
 });
 
+Deno.test("Router: each request keeps its own params, whatever the router matches next", async () => {
+  const kept: AppRequest[] = [];
+  const handler = new Router()
+    .get("/users/me", (req) => (kept.push(req), text("me")))
+    .get("/users/{id}", async (req) => {
+      kept.push(req);
+      await Promise.resolve(); // another request is routed meanwhile
+      return json(req.params);
+    })
+    .handler();
+  const first = call(handler, fake("GET", "/users/42").req);
+  const second = call(handler, fake("GET", "/users/7").req);
+  await call(handler, fake("GET", "/users/me").req);
+  assert.equal((await first).text, '{"id":"42"}\n');
+  assert.equal((await second).text, '{"id":"7"}\n');
+  assert.deepEqual(kept.map((r) => ({ ...r.params })), [
+    { id: "42" },
+    { id: "7" },
+    {},
+  ]);
+  // The table's match() still carries its params.
+  const m = demo().match("GET", "/users/42");
+  assert.deepEqual(m.kind === "route" && { ...m.params }, { id: "42" });
+});
+
 Deno.test("Router.match() reports the path's methods when only the method is wrong", () => {
   const m = demo().match("PATCH", "/users/42");
   assert.equal(m.kind, "method");

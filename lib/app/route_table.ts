@@ -273,6 +273,23 @@ export class RouteTable {
    * WebSocket upgrade (a GET with `Upgrade: websocket`).
    */
   match(method: string, path: string, upgrade = false): Match {
+    const found = this.find(method, path, upgrade);
+    if (found.kind !== "route" || this.params === NO_PARAMS) return found;
+    return { kind: "route", route: found.route, params: this.params };
+  }
+
+  /**
+   * The params {@link find} last found, for the caller to take right
+   * after it: a request's match then makes no object but its params.
+   */
+  params: Params = NO_PARAMS;
+
+  /**
+   * {@link match} without a match object per request: a route's match is
+   * its `hit` (no params), and its params are in {@link params}.
+   */
+  find(method: string, path: string, upgrade = false): Match {
+    this.params = NO_PARAMS;
     const exact = this.#findExact(path);
     if (exact !== undefined) {
       const route = findRoute(exact, method, upgrade); // most requests end here
@@ -310,7 +327,10 @@ export class RouteTable {
       const params = matchSegments(entry, path);
       if (params === null) continue;
       const route = findRoute(entry, method, upgrade);
-      if (route !== undefined) return { kind: "route", route, params };
+      if (route !== undefined) {
+        this.params = params;
+        return route.hit;
+      }
       (seen ??= exact ? [exact] : []).push(entry);
     }
     if (seen === undefined) {

@@ -279,7 +279,7 @@ export class Router {
       raw.headers.get("upgrade") !== undefined && isUpgradeRequest(raw.headers);
     const match = refused
       ? NO_MATCH
-      : this.#table.match(raw.method, path, upgrade);
+      : this.#table.find(raw.method, path, upgrade);
     const chains = this.#chains ??= {
       routed: compose(this.#use),
       other: compose(this.#use.filter((m) => m.routesOnly !== true)),
@@ -289,7 +289,7 @@ export class Router {
     if (match.kind === "route") {
       req.route = match.route.template;
       req.matched = "route";
-      req.params = match.params;
+      req.params = this.#table.params; // the route's hit has none
       req.contract = match.route.contract;
       jsonErrors = match.route.contract.jsonErrors === true;
       run = chains.routed;
