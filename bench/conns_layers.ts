@@ -20,7 +20,7 @@ import { DEFAULT_LIMITS } from "../lib/config.ts";
 import { Connection } from "../lib/http/connection.ts";
 import { DeadlineWheel, timeoutsOf } from "../lib/http/deadlines.ts";
 import type { Reply } from "../lib/http/handler.ts";
-import { ReadTurns } from "../lib/http/read_turns.ts";
+import { POLL_BUDGET, READ_TURNS, ReadTurns } from "../lib/http/read_turns.ts";
 import { EngineStats } from "../lib/http/stats.ts";
 import { FakeSocket } from "./fake_socket.ts";
 
@@ -70,7 +70,7 @@ class BusyConn extends FakeSocket {
 /** Serves `requests` over `conns` connections; CPU ns per request. */
 async function round(conns: number, requests: number): Promise<number> {
   left = requests;
-  const turns = new ReadTurns();
+  const turns = new ReadTurns(READ_TURNS, POLL_BUDGET); // as serve() has them
   const wheel = new DeadlineWheel(1000, TIMEOUTS.keepAliveMs);
   const started = cpuUsage();
   const runs: Promise<void>[] = [];

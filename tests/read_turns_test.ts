@@ -102,6 +102,35 @@ Deno.test("ReadTurns starts its clock once while waiters come and go, and stops 
   turns.give(turn);
 });
 
+Deno.test("ReadTurns starts turns only once startAt reads are held, then holds reads to its limit until a tick nobody waited through", async () => {
+  using timers = countTimers();
+  using turns = new ReadTurns(2, 4);
+  // Past the limit, up to startAt: at once, and no clock.
+  const held = [turns.take(), turns.take(), turns.take(), turns.take()];
+  assert.ok(held.every((t) => typeof t === "number"), "4 at once, limit 2");
+  assert.equal(timers.count.intervals, 0);
+  // One more: turns start, and no read starts until the held ones are
+  // down below the limit.
+  const first = turns.take();
+  assert.ok(first instanceof Promise);
+  turns.give(held[0] as number);
+  turns.give(held[1] as number);
+  assert.equal(turns.waiting, 1, "2 held still: the limit");
+  turns.give(held[2] as number);
+  assert.equal(turns.waiting, 0, "1 held: the waiter reads");
+  // Turns are on: the limit holds even with nobody waiting before.
+  const second = turns.take();
+  assert.ok(second instanceof Promise, "2 held, turns on");
+  turns.give(held[3] as number);
+  turns.give(await first);
+  turns.give(await second);
+  // A tick nobody waited through stops the clock and the turns.
+  await waitFor(() => timers.count.cleared === 1, "the idle clock to stop");
+  const again = [turns.take(), turns.take(), turns.take(), turns.take()];
+  assert.ok(again.every((t) => typeof t === "number"), "turns off again");
+  for (const t of again) turns.give(t as number);
+});
+
 /**
  * A child Deno with `gc()` exposed: a saturated ReadTurns (always someone
  * waiting, as at 1000 busy connections) wakes 1,000 waiters in turn, and

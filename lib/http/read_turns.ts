@@ -21,6 +21,13 @@
  * turns (a worker holding 70 of wrk's 128 connections) goes from none to a
  * few waiters and back hundreds of times a second, and each arming and
  * clearing of a Deno timer cost ~2 µs even when warm (measured).
+ *
+ * Turns start only once more reads wait at once than the runtime answers in
+ * one poll ({@link POLL_BUDGET}), and stop at the first tick nobody waited
+ * through: up to that many connections read as if there were no turns. A
+ * worker holding ~70 of wrk's 128 connections made about half its reads
+ * wait for a turn at 64, for nothing: with no turns it spent less CPU per
+ * request and its p99 was no worse (busy machine, see bench/README.md).
  */
 
 /**
@@ -34,6 +41,14 @@
 export const READ_TURNS = 64;
 
 /**
+ * Reads started and not yet answered that a server allows itself before
+ * turns start: tokio's budget of polls per task turn. Up to that, every
+ * ready read is polled in one go; past it, some are deferred for sure, and
+ * at 1000 connections unfairly (see above).
+ */
+export const POLL_BUDGET = 128;
+
+/**
  * The clock that ages turns, in ms: 0, a turn of the event loop. A read
  * whose bytes are there is answered within one; 1 ms measured no fairer at
  * 1000 connections, and makes a connection wait longer behind idle ones.
@@ -45,6 +60,9 @@ const MIN_RING = 64;
 
 export class ReadTurns {
   readonly #limit: number;
+  readonly #startAt: number;
+  /** Turns are on: reads reached {@link #startAt}, and someone waited at every tick since. */
+  #on = false;
   /** Turns held now, and how many of them were taken this tick and last. */
   #held = 0;
   #now = 0;
@@ -62,9 +80,14 @@ export class ReadTurns {
   #waiting = 0;
   #clock: ReturnType<typeof setInterval> | undefined;
 
-  constructor(limit = READ_TURNS) {
+  /**
+   * At most `limit` reads at a time once `startAt` reads were held at once
+   * (at least `limit`); until then, any number.
+   */
+  constructor(limit = READ_TURNS, startAt = limit) {
     if (!(limit >= 1)) throw new RangeError("ReadTurns needs at least one");
     this.#limit = limit;
+    this.#startAt = Math.max(limit, startAt);
   }
 
   /** Connections waiting for a turn. */
@@ -77,11 +100,15 @@ export class ReadTurns {
    * promise of one. Give what it returns to {@link give} when the read is over.
    */
   take(): number | Promise<number> {
-    if (this.#held < this.#limit && this.#waiting === 0) {
+    if (
+      this.#waiting === 0 &&
+      (this.#held < this.#limit || (!this.#on && this.#held < this.#startAt))
+    ) {
       this.#held++;
       this.#now++;
       return this.#tick;
     }
+    this.#on = true;
     this.#clock ??= setInterval(this.#age, TICK_MS);
     return new Promise(this.#push);
   }
@@ -92,7 +119,9 @@ export class ReadTurns {
     else if (turn === this.#tick - 1) this.#last--;
     else return; // aged out: passed on already
     this.#held--;
-    this.#passOn();
+    // Just after turns started, more are held than the limit: none passed on
+    // until the held ones are down to it.
+    if (this.#held < this.#limit) this.#passOn();
   }
 
   /** Queues a waiter; an arrow, made once, so a wait allocates no closure. */
@@ -124,17 +153,20 @@ export class ReadTurns {
 
   /**
    * Turns taken two ticks ago and still held are passed on. A tick with
-   * nobody waiting stops the clock instead, before it counts: the next
-   * waiter starts it again.
+   * nobody waiting stops the clock and the turns instead, before it
+   * counts: the next waiter starts them again.
    */
   #age = (): void => {
-    if (this.#waiting === 0) return this.close();
+    if (this.#waiting === 0) {
+      this.#on = false;
+      return this.close();
+    }
     this.#tick++;
     const aged = this.#last;
     this.#last = this.#now;
     this.#now = 0;
     this.#held -= aged;
-    for (let i = 0; i < aged; i++) this.#passOn();
+    while (this.#held < this.#limit && this.#waiting > 0) this.#passOn();
   };
 
   /**

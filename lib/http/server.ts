@@ -30,7 +30,7 @@ import { HttpError, STATUS } from "./errors.ts";
 import type { Handler } from "./handler.ts";
 import { dropUntilClosed, LINGER_MS } from "./linger.ts";
 import { ProxyHeaderReader } from "./proxied_conn.ts";
-import { ReadTurns } from "./read_turns.ts";
+import { POLL_BUDGET, READ_TURNS, ReadTurns } from "./read_turns.ts";
 import { encodeClosingReply } from "./response.ts";
 import { type ConnectionSlots, Semaphore } from "./semaphore.ts";
 import type { RawConn, Socket } from "./socket.ts";
@@ -680,7 +680,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
       timeouts.graceMs,
     ),
   );
-  const turns = new ReadTurns();
+  const turns = new ReadTurns(READ_TURNS, POLL_BUDGET);
   /** One for every connection: an idle connection holds as little as it can. */
   const connOptions: ConnectionOptions = {
     limits,
