@@ -191,9 +191,10 @@ class RateFields {
     let headers: ReplyHeaders;
     if (own === undefined || own === null) {
       headers = this.#ours.listWith([remaining]); // null: a JS handler's "none"
-    } else if (own === this.#lastRecord) {
-      headers = this.#lastFixed.listWith([remaining]); // known frozen: not asked again
-    } else if (!Array.isArray(own) && Object.isFrozen(own)) {
+    } else if (
+      own === this.#lastRecord || // known frozen: not asked again
+      (!Array.isArray(own) && Object.isFrozen(own))
+    ) {
       headers = this.#fixedWith(own).listWith([remaining]);
     } else {
       const more = othersOf(own);
