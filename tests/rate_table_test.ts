@@ -76,12 +76,29 @@ Deno.test("SharedRateLimiter takes over entries idle for two windows", () => {
   }
 });
 
+Deno.test("SharedRateLimiter: an engine whose clock lags a window behind never rolls an entry back", () => {
+  // Each engine reads its own batch clock: near a window's end one may
+  // still be in window 0 while the other is in window 1.
+  const memory = createRateMemory(16);
+  const policy = { limit: 3, windowMs: 10_000 };
+  const clocks = { a: 10_000, b: 9_999 };
+  const a = new SharedRateLimiter(policy, memory, () => clocks.a);
+  const b = new SharedRateLimiter(policy, memory, () => clocks.b);
+  const seen = [a, a, a, b, a, b].map((l) => l.hit("10.0.0.1").allowed);
+  // a spent window 1's budget; b, behind, counts into window 1 as well
+  // (its previous window counted whole) instead of wiping window 1.
+  assert.deepEqual(seen, [true, true, true, false, false, false]);
+  clocks.b = 10_001;
+  assert.equal(b.hit("10.0.0.1").allowed, false, "window 1 still spent");
+});
+
 /** Two threads each try 20,000 hits on one key of a 5,000 budget: how many got through. */
 async function allowedFromTwoThreads(
-  task: "rate" | "limiter",
+  task: "rate" | "limiter" | "rollover",
+  limit = 5000,
 ): Promise<number> {
   const memory = createRateMemory(16);
-  const job = { task, memory, key: "10.1.1.1", hits: 20_000, limit: 5000 };
+  const job = { task, memory, key: "10.1.1.1", hits: 20_000, limit };
   const seen = await inThreads<{ allowed: number }>([job, job]);
   return seen[0].allowed + seen[1].allowed;
 }
@@ -143,6 +160,16 @@ Deno.test("SharedRateLimiter leases to at most MAX_LEASES clients, then counts o
 Deno.test("SharedRateLimiter leases count one budget from two threads exactly", async () => {
   // Both threads spend their leases before being refused: nothing held back.
   assert.equal(await allowedFromTwoThreads("limiter"), 5000);
+});
+
+Deno.test("SharedRateLimiter counts one budget exactly from two threads either side of a window's end", async () => {
+  // Window 8 starts with window 7's count whole (carry 1), and the hits
+  // of window 7 that come after count there too: one budget in all.
+  assert.equal(await allowedFromTwoThreads("rollover", 500), 500);
+  // Leased: each flip of the clock leaves a lease's unspent units counted
+  // (held back, never handed out twice).
+  const leased = await allowedFromTwoThreads("rollover", 5000);
+  assert.ok(leased <= 5000 && leased > 0, `${leased} allowed`);
 });
 
 Deno.test("hashKey() never gives the empty entry's tag and spreads near keys", () => {

@@ -146,7 +146,9 @@ export class SharedRateTable {
    * more than {@link LEASE_SHARE} of what is left: as `carry` only falls
    * within a window, each request the lease is spent on fits as well.
    * Returns the counts from before this request. Check and count are one
-   * step under the entry's lock.
+   * step under the entry's lock. An entry is never moved back to an
+   * earlier window: a `window` behind the entry's counts in the entry's
+   * window, with `carry` 1 (never more lenient).
    */
   take(
     key: string,
@@ -163,14 +165,20 @@ export class SharedRateTable {
     const e = this.#claim(a, b, w);
     this.#lock(e);
     try {
-      if (m[e + WINDOW] !== w) {
-        m[e + PREVIOUS] = m[e + WINDOW] === ((w - 1) | 0) ? m[e + CURRENT] : 0;
+      const ahead = (m[e + WINDOW] - w) | 0;
+      if (ahead < 0) {
+        m[e + PREVIOUS] = ahead === -1 ? m[e + CURRENT] : 0;
         m[e + CURRENT] = 0;
         m[e + WINDOW] = w;
       }
+      // An engine whose clock lags (each reads its own, once per batch) may
+      // still be in the window before the entry's: it counts in the
+      // entry's window, the previous one counted whole, never rolling the
+      // entry back (that would wipe what the others counted).
+      const share = ahead > 0 ? 1 : carry;
       const previous = m[e + PREVIOUS];
       const current = m[e + CURRENT];
-      const used = previous * carry + current;
+      const used = previous * share + current;
       const taken = used + 1 <= limit;
       const granted = !taken ? 0 : most <= 1 ? 1 : Math.max(
         1,
