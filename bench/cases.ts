@@ -596,13 +596,23 @@ function workersLimitsCase(id: number): BenchCase {
     run: (bench) =>
       withServers(bench, [limited, plain], bench.spread, async ([l, p]) => {
         const load = hello(128, 1, 2);
-        const [a, b] = await measureSides(bench, `${id} workers-limits`, [
+        // Unpinned, one round's rate moves +-20% with whatever else the two
+        // cores run (session 21, busy: rounds 0.65-1.24): three times the
+        // rounds, and the paired CPU difference beside the rate.
+        const longer = {
+          ...bench,
+          settings: { ...bench.settings, rounds: 3 * bench.settings.rounds },
+        };
+        const [a, b] = await measureSides(longer, `${id} workers-limits`, [
           { label: limited.name, server: l, load },
           { label: plain.name, server: p, load },
         ], bench.spread);
         const summary = summarizePaired(a.map(rps), b.map(rps));
         const cpuA = medianCpu(a, false);
         const cpuB = medianCpu(b, false);
+        const extra = a.map((r, i) =>
+          cpuPerUnit(r, false) - cpuPerUnit(b[i], false)
+        );
         return [{
           id: `${id}`,
           title:
@@ -612,7 +622,9 @@ function workersLimitsCase(id: number): BenchCase {
           value: summary.median,
           valueText: `${fmtSummary(summary)}, ${
             (cpuA - cpuB).toFixed(2)
-          } µs/req more`,
+          } µs/req more (paired rounds ${Math.min(...extra).toFixed(2)} to ${
+            Math.max(...extra).toFixed(2)
+          }, median ${median(extra).toFixed(2)})`,
           cpu: { spindle: cpuA, reference: cpuB, unit: "µs/req" },
           target,
           problems: [

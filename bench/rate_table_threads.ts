@@ -1,8 +1,10 @@
 /**
- * The shared rate table under two engines at once: ns per operation when
- * two threads (real Workers) hammer one client's entry, or two clients'
- * entries, against one thread alone. Rounds alternate the layouts; the
- * median of each is printed.
+ * The shared rate table under two engines at once: CPU ns per operation
+ * (the process's user + system time over every operation of every thread,
+ * which holds better than wall time on a busy machine) when two threads
+ * (real Workers) hammer one client's entry, or two clients' entries,
+ * against one thread alone. Rounds alternate the layouts; the median of
+ * each is printed.
  *
  *   deno run -A bench/rate_table_threads.ts [--rounds 7] [--ops 2000000] [--lib DIR]
  *
@@ -15,6 +17,7 @@
  *   1000000/1s` does per request, leases and all).
  */
 /// <reference lib="deno.worker" />
+import { cpuUsage } from "node:process";
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -29,7 +32,6 @@ interface Task {
 }
 
 interface Done {
-  readonly ns: number;
   readonly allowed: number;
 }
 
@@ -45,10 +47,8 @@ if (inWorker) {
     Atomics.add(t.start, 1, 1);
     Atomics.notify(t.start, 1);
     Atomics.wait(t.start, 0, 0); // every thread starts at once
-    const begin = performance.now();
     const allowed = run(t.ops);
-    const ns = (performance.now() - begin) * 1e6 / t.ops;
-    self.postMessage({ ns, allowed } satisfies Done);
+    self.postMessage({ allowed } satisfies Done);
   };
 } else {
   await main();
@@ -100,9 +100,14 @@ async function main(): Promise<void> {
     for (let round = 0; round < rounds; round++) {
       for (const [name, keys] of Object.entries(layouts)) {
         const memory = createRateMemory(10_000);
-        const got = await inThreads(keys, { lib, op, ops, memory });
+        const { done: got, cpuNs } = await inThreads(keys, {
+          lib,
+          op,
+          ops,
+          memory,
+        });
         const all = ns.get(name) ?? [];
-        all.push(median(got.map((d) => d.ns)));
+        all.push(cpuNs / (ops * keys.length));
         ns.set(name, all);
         const allowed = got.reduce((s, d) => s + d.allowed, 0);
         if (allowed !== ops * keys.length) {
@@ -114,17 +119,17 @@ async function main(): Promise<void> {
       console.log(
         `${op.padEnd(4)} ${name.padEnd(20)} ${
           median(all).toFixed(1).padStart(7)
-        } ns/op (rounds ${all.map((n) => n.toFixed(0)).join(" ")})`,
+        } CPU ns/op (rounds ${all.map((n) => n.toFixed(0)).join(" ")})`,
       );
     }
   }
 }
 
-/** Runs one worker per key, all released at once; their results. */
+/** Runs one worker per key, all released at once; their results, and the CPU they took. */
 async function inThreads(
   keys: readonly string[],
   t: Omit<Task, "key" | "start">,
-): Promise<Done[]> {
+): Promise<{ done: Done[]; cpuNs: number }> {
   const start = new Int32Array(new SharedArrayBuffer(8));
   const workers = keys.map(() =>
     new Worker(import.meta.url, { type: "module" })
@@ -144,9 +149,12 @@ async function inThreads(
       const wait = Atomics.waitAsync(start, 1, n);
       if (wait.async) await wait.value;
     }
+    const before = cpuUsage();
     Atomics.store(start, 0, 1);
     Atomics.notify(start, 0);
-    return await Promise.all(done);
+    const results = await Promise.all(done);
+    const used = cpuUsage(before);
+    return { done: results, cpuNs: (used.user + used.system) * 1000 };
   } finally {
     for (const w of workers) w.terminate();
   }
