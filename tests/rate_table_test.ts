@@ -92,19 +92,25 @@ Deno.test("SharedRateLimiter: an engine whose clock lags a window behind never r
   assert.equal(b.hit("10.0.0.1").allowed, false, "window 1 still spent");
 });
 
-/** Two threads each try 20,000 hits on one key of a 5,000 budget: how many got through. */
+/**
+ * Two threads, started at once, each try `hits` hits on one key of a
+ * `limit` budget: how many got through. The budget is large enough for
+ * their hits to overlap (one thread does not finish before the other starts).
+ */
 async function allowedFromTwoThreads(
   task: "rate" | "limiter" | "rollover",
-  limit = 5000,
+  limit: number,
+  hits = 4 * limit,
 ): Promise<number> {
   const memory = createRateMemory(16);
-  const job = { task, memory, key: "10.1.1.1", hits: 20_000, limit };
+  const start = new Int32Array(new SharedArrayBuffer(4));
+  const job = { task, memory, key: "10.1.1.1", hits, limit, start, parties: 2 };
   const seen = await inThreads<{ allowed: number }>([job, job]);
   return seen[0].allowed + seen[1].allowed;
 }
 
 Deno.test("SharedRateTable counts one budget from two threads exactly", async () => {
-  assert.equal(await allowedFromTwoThreads("rate"), 5000);
+  assert.equal(await allowedFromTwoThreads("rate", 100_000), 100_000);
 });
 
 Deno.test("SharedRateLimiter leases a large budget: one step on the shared entry per lease, remaining exact", () => {
@@ -159,17 +165,41 @@ Deno.test("SharedRateLimiter leases to at most MAX_LEASES clients, then counts o
 
 Deno.test("SharedRateLimiter leases count one budget from two threads exactly", async () => {
   // Both threads spend their leases before being refused: nothing held back.
-  assert.equal(await allowedFromTwoThreads("limiter"), 5000);
+  assert.equal(await allowedFromTwoThreads("limiter", 1_000_000), 1_000_000);
 });
 
 Deno.test("SharedRateLimiter counts one budget exactly from two threads either side of a window's end", async () => {
   // Window 8 starts with window 7's count whole (carry 1), and the hits
   // of window 7 that come after count there too: one budget in all.
-  assert.equal(await allowedFromTwoThreads("rollover", 500), 500);
+  assert.equal(await allowedFromTwoThreads("rollover", 500, 200_000), 500);
   // Leased: each flip of the clock leaves a lease's unspent units counted
   // (held back, never handed out twice).
   const leased = await allowedFromTwoThreads("rollover", 5000);
   assert.ok(leased <= 5000 && leased > 0, `${leased} allowed`);
+});
+
+Deno.test("SharedRateLimiter never lets a client past its limit under an address flood from two threads", async () => {
+  // Room for 16 clients; 2,000 of them, each tried limit + 3 times by
+  // each thread, which claim and share the same few entries at once.
+  const memory = createRateMemory(16);
+  const start = new Int32Array(new SharedArrayBuffer(4));
+  const job = {
+    task: "flood",
+    memory,
+    keys: 2000,
+    rounds: 7,
+    limit: 4,
+    start,
+    parties: 2,
+  };
+  const seen = await inThreads<{ allowed: number[] }>([job, job]);
+  let total = 0;
+  for (let i = 0; i < job.keys; i++) {
+    const n = seen[0].allowed[i] + seen[1].allowed[i];
+    assert.ok(n <= job.limit, `client ${i} got ${n}`);
+    total += n;
+  }
+  assert.ok(total > 0, "some clients were let through");
 });
 
 Deno.test("hashKey() never gives the empty entry's tag and spreads near keys", () => {
