@@ -17,7 +17,7 @@
  *
  * `--top N` rows (30); `--by js`: group the binary's samples by the
  * nearest JavaScript function on the stack instead (who asked for it);
- * `--by both`: by symbol and that function.
+ * `--by both`: by symbol and that function; `--by part`: by kind of work.
  */
 import { parseArgs } from "node:util";
 
@@ -119,6 +119,34 @@ function frameName(line: string): string | undefined {
   return undefined;
 }
 
+/**
+ * The kind of runtime work a symbol does (`--by part`), given the nearest
+ * JavaScript function on its stack.
+ */
+function partOf(symbol: string, js: string): string {
+  if (symbol.startsWith("native < Builtin:CallApiCallback")) {
+    if (/deno_net|00_infra|bare_loop/.test(js)) return "ops: conn.read/write";
+    if (js.includes("parseHead")) return "op: the head's Latin-1 decode";
+    return "ops: other";
+  }
+  if (symbol === "native < (nothing named)") {
+    return "native, no JS (event loop, op results, GC)";
+  }
+  if (symbol.includes("CEntry")) {
+    return "runtime calls (Date.now, string compares, ...)";
+  }
+  if (/Promise|Microtask|Await|Generator|SetPrototype/.test(symbol)) {
+    return "promises, awaits, microtasks (+ read's pending set)";
+  }
+  if (symbol.includes("RecordWrite")) return "write barriers";
+  if (symbol.includes("Megamorphic")) return "megamorphic property access";
+  if (symbol.includes("Atomics")) return "Atomics";
+  if (symbol.includes("TypedArray")) return "typed arrays (set, subarray, new)";
+  if (/String/.test(symbol)) return "string builtins";
+  if (/Call/.test(symbol)) return "calls not inlined";
+  return "other";
+}
+
 /** Threads that run an engine: the main one, and `--workers` threads. */
 const engineThreads = values.threads.split(",");
 const counts = new Map<string, number>();
@@ -147,6 +175,7 @@ for (const block of blocks) {
       label = `native < ${above ?? "(nothing named)"}`;
     }
     if (values.by === "both") label += `  <<  ${js()}`;
+    if (values.by === "part") label = partOf(label, js());
   }
   counts.set(label, (counts.get(label) ?? 0) + 1);
 }
