@@ -5,11 +5,7 @@
  * engine's JavaScript alone.
  */
 export abstract class FakeSocket {
-  readonly remoteAddr: Deno.NetAddr = {
-    transport: "tcp",
-    hostname: "127.0.0.1",
-    port: 40000,
-  };
+  readonly remoteAddr: Deno.NetAddr = acceptedAddr("127.0.0.1", 40000);
   /** Bytes the engine wrote. */
   sent = 0;
 
@@ -23,4 +19,19 @@ export abstract class FakeSocket {
     return Promise.resolve();
   }
   close(): void {}
+}
+
+/**
+ * An address as `Deno.listen()`'s accept hands it over: no prototype, in
+ * dictionary mode, with a map no other connection's address shares (so a
+ * line that reads one per request goes megamorphic, as in the server).
+ */
+export function acceptedAddr(hostname: string, port: number): Deno.NetAddr {
+  const addr = Object.create(Object.create(null));
+  addr.unused = 0;
+  addr.hostname = hostname;
+  addr.port = port;
+  addr.transport = "tcp";
+  delete addr.unused; // to dictionary mode
+  return addr;
 }

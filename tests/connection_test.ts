@@ -614,3 +614,27 @@ Deno.test("Connection: a request a handler keeps stays itself after later reques
   const first = "GET /a?q=1 /a q=1 HTTP/1.1 one.test 1 false 127.0.0.1 50 true";
   assert.deepEqual(bodies, [first, first]);
 });
+
+Deno.test("Connection hands the handler the peer's address as a plain object, one per connection", async () => {
+  const seen: Deno.NetAddr[] = [];
+  await using server = start((req) => {
+    seen.push(req.remoteAddr);
+    return { status: 200, body: "ok" };
+  });
+  using conn = await connect(server.port);
+  const reader = new ReplyReader(conn);
+  for (let i = 0; i < 2; i++) {
+    await send(conn, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    await reader.readReply();
+  }
+  const port = (conn.localAddr as Deno.NetAddr).port;
+  assert.deepEqual({ ...seen[0] }, {
+    transport: "tcp",
+    hostname: "127.0.0.1",
+    port,
+  });
+  assert.equal(seen[1], seen[0]);
+  // Deno's own has no prototype (and a map of its own, in dictionary mode):
+  // a line reading it per request went megamorphic.
+  assert.equal(Object.getPrototypeOf(seen[0]), Object.prototype);
+});

@@ -54,7 +54,7 @@ import {
 import { dropUntilClosed, LINGER_MS } from "./linger.ts";
 import { ReadBuffer } from "./read_buffer.ts";
 import type { ReadTurns } from "./read_turns.ts";
-import type { Socket } from "./socket.ts";
+import { ownAddr, type Socket } from "./socket.ts";
 import type { EngineStats } from "./stats.ts";
 
 const log = getLogger(["spindle", "http"]);
@@ -372,7 +372,7 @@ export class Connection extends Timed implements ByteSource {
     this.#opts = opts;
     this.#limits = opts.limits;
     this.#keepAliveMs = opts.timeouts.keepAliveMs;
-    this.remoteAddr = conn.remoteAddr as Deno.NetAddr;
+    this.remoteAddr = ownAddr(conn.remoteAddr);
     this.#facts = {
       remoteAddr: this.remoteAddr,
       secure: opts.secure,

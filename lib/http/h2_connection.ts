@@ -45,7 +45,7 @@ import {
 } from "./handler.ts";
 import type { HeaderFields } from "./headers.ts";
 import { LINGER_MS } from "./linger.ts";
-import type { Socket } from "./socket.ts";
+import { ownAddr, type Socket } from "./socket.ts";
 import type { EngineStats } from "./stats.ts";
 
 const log = getLogger(["spindle", "http"]);
@@ -229,7 +229,7 @@ export class H2Connection {
     this.#socket = socket;
     this.#opts = opts;
     this.#first = first;
-    this.remoteAddr = socket.remoteAddr as Deno.NetAddr;
+    this.remoteAddr = ownAddr(socket.remoteAddr);
     this.#session = new H2Session(opts.limits); // queues our SETTINGS
     this.#now = this.#headSince = this.#idleSince = Date.now();
   }

@@ -34,3 +34,17 @@ export type RawConn = Pick<
   | "close"
   | "setNoDelay"
 >;
+
+/**
+ * The peer's address as a plain object of one shape, made once per
+ * connection. Deno hands each accepted socket's `remoteAddr` over as an
+ * object in dictionary mode with a map of its own, so a line reading
+ * `.hostname` for every request (the access log, the app's client address)
+ * saw a new map per connection, went megamorphic and looked the name up in
+ * a hash table (`perf`, 64 connections: ~25-90 ns a request in V8's
+ * LoadIC_Megamorphic). With this copy such a read is a field load.
+ */
+export function ownAddr(addr: Deno.Addr): Deno.NetAddr {
+  const net = addr as Deno.NetAddr;
+  return { transport: net.transport, hostname: net.hostname, port: net.port };
+}
