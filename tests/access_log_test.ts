@@ -111,7 +111,19 @@ Deno.test("AccessLog writes the milliseconds of the second and integers past 2^3
   Date.now = () => now;
   try {
     for (
-      const bytes of [0, 9, 10, 2 ** 31 - 1, 2 ** 31, 123_456_789_012_345]
+      const bytes of [
+        0,
+        9,
+        10,
+        99,
+        100,
+        109,
+        999,
+        1000,
+        2 ** 31 - 1,
+        2 ** 31,
+        123_456_789_012_345,
+      ]
     ) {
       m.log.append(
         "1.2.3.4",
@@ -138,6 +150,11 @@ Deno.test("AccessLog writes the milliseconds of the second and integers past 2^3
     [stamp, "200", "0", "0"],
     [stamp, "200", "9", "9"],
     [stamp, "200", "10", "10"],
+    [stamp, "200", "99", "99"],
+    [stamp, "200", "100", "100"],
+    [stamp, "200", "109", "109"],
+    [stamp, "200", "999", "999"],
+    [stamp, "200", "1000", "1000"],
     [stamp, "200", "2147483647", "2147483647"],
     [stamp, "200", "2147483648", "2147483648"],
     [stamp, "200", "123456789012345", "123456789012345"],

@@ -103,6 +103,24 @@ Deno.test("OutBuffer pools the buffer it grows to for a batch of pipelined repli
   assert.equal(batch(), grown, "the next batch grows into the same buffer");
 });
 
+Deno.test("OutBuffer starts a batch in a grown buffer after a write that needed one, and stops after one that did not", () => {
+  const out = new OutBuffer();
+  const reply = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".repeat(4);
+  out.text(reply);
+  assert.equal(out.buf.length, 2048, "a first reply takes a first buffer");
+  for (let i = 1; i < 16; i++) out.text(reply); // ~3 KiB: grown past 2 KiB
+  assert.equal(out.take().length, reply.length * 16);
+  out.release();
+  out.text(reply);
+  assert.equal(out.buf.length, 4096, "the next batch starts grown: no copy");
+  assert.equal(new TextDecoder().decode(out.take()), reply);
+  out.release();
+  out.text(reply);
+  assert.equal(out.buf.length, 2048, "after a small write, a first buffer");
+  out.take();
+  out.release();
+});
+
 Deno.test("Connection borrows a work buffer for a long head and gives it back once idle", async () => {
   await using server = serve(
     { port: 0, accessLog: false },

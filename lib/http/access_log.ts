@@ -360,6 +360,14 @@ function putInt(b: Uint8Array, at: number, n: number): number {
   // `n | 0` matters: a duration (a difference of two Date.now()) is a
   // double, and `%` on a double is a call to fmod (~20 ns a digit).
   const int = n | 0;
+  if (int < 1000) {
+    // A status, a small reply's size: the digits without counting them first.
+    const q = (int / 10) | 0;
+    if (int >= 100) b[at++] = 0x30 + ((q / 10) | 0);
+    if (int >= 10) b[at++] = 0x30 + q % 10;
+    b[at++] = 0x30 + int - q * 10;
+    return at;
+  }
   let digits = 0;
   for (let m = int; m > 0; m = (m / 10) | 0) digits++;
   let i = at + digits;

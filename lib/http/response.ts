@@ -53,6 +53,13 @@ export class OutBuffer {
   /** The last view `take()` made of a buffer of its own (not pooled). */
   #view = EMPTY;
   #viewOf = EMPTY;
+  /**
+   * The last write took more than a first buffer holds: the replies to a
+   * pipelined batch (wrk's 16: ~3 KiB), and the next batch's will too, so
+   * it starts in a grown buffer rather than copy its first replies over.
+   * One write that fits a first buffer turns it off again.
+   */
+  #grew = false;
 
   /**
    * The queued bytes; the queue is empty after. Valid until the next byte
@@ -73,6 +80,7 @@ export class OutBuffer {
         this.#viewOf = this.buf;
       }
     }
+    this.#grew = this.len > MIN_OUT_BYTES;
     this.len = 0;
     return view;
   }
@@ -97,8 +105,9 @@ export class OutBuffer {
   reserve(n: number): Uint8Array {
     const need = this.len + n;
     if (need <= this.buf.length) return this.buf;
-    if (this.buf === EMPTY && need <= MIN_OUT_BYTES) {
-      return this.buf = (this.#slab = outPool.take()).buf;
+    if (this.buf === EMPTY && need <= GROWN_OUT_BYTES) {
+      const pool = this.#grew || need > MIN_OUT_BYTES ? grownPool : outPool;
+      return this.buf = (this.#slab = pool.take()).buf;
     }
     const old = this.buf;
     const oldSlab = this.#slab;
