@@ -91,7 +91,7 @@ export const EARLY_PRESIZE_BYTES = 16 * 1024 * 1024;
 /** Bytes of the messages presized early and still short of their quarter, over every session. */
 let earlyPresized = 0;
 
-/** Bytes of the messages presized early and still short of their quarter, over every session. */
+/** `earlyPresized`, for tests and metrics. */
 export function earlyPresizedBytes(): number {
   return earlyPresized;
 }
