@@ -16,9 +16,11 @@
  * load does: more live state per message, as on a real server.
  *
  * `--large` is case 15b's load instead: one socket, masked 256 KiB binary
- * messages handed over in reads of at most 64 KiB (what loopback gives),
- * CPU per MiB echoed; no floor row (the floor's loop takes small frames
- * only), so compare runs before and after a change.
+ * messages, each read giving what the buffer takes of the message (the
+ * client writes a message at once, and a loopback read then gives up to
+ * all of it), CPU per MiB echoed; `--read-kib N` caps each read at N KiB
+ * instead (64: a slow link's pieces). No floor row (the floor's loop takes
+ * small frames only), so compare runs before and after a change.
  */
 import { cpuUsage } from "node:process";
 import { getHeapStatistics } from "node:v8";
@@ -50,22 +52,22 @@ class FrameSocket extends FakeSocket {
 
 /** Case 15b's message: 256 KiB of binary. */
 const LARGE = maskedFrame(0x2, new Uint8Array(256 * 1024).fill(0x78));
-/** Bytes a loopback read gives at most, in 15b's runs. */
-const LARGE_READ_BYTES = 64 * 1024;
 
 /**
  * A socket that hands over `LARGE` `count` times, each in reads of at most
- * 64 KiB, then EOF once every echo is written (an EOF drops what is not).
+ * `readBytes`, then EOF once every echo is written (an EOF drops what is not).
  */
 class LargeSocket extends FakeSocket {
   readonly #echoBytes: number;
+  readonly #readBytes: number;
   #left: number;
   #at = 0;
   #eof: (() => void) | undefined;
 
-  constructor(count: number) {
+  constructor(count: number, readBytes: number) {
     super();
     this.#left = count;
+    this.#readBytes = readBytes;
     this.#echoBytes = count * (LARGE.length - 4);
   }
   read(into: Uint8Array): Promise<number | null> {
@@ -73,7 +75,7 @@ class LargeSocket extends FakeSocket {
       if (this.sent >= this.#echoBytes) return Promise.resolve(null);
       return new Promise((resolve) => this.#eof = () => resolve(null));
     }
-    const n = Math.min(into.length, LARGE_READ_BYTES, LARGE.length - this.#at);
+    const n = Math.min(into.length, this.#readBytes, LARGE.length - this.#at);
     into.set(LARGE.subarray(this.#at, this.#at + n));
     this.#at += n;
     if (this.#at === LARGE.length) {
@@ -150,6 +152,7 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "30" },
     sockets: { type: "string", default: "1" },
     large: { type: "boolean", default: false },
+    "read-kib": { type: "string" },
   },
 });
 
@@ -157,7 +160,11 @@ const { values } = parseArgs({
 async function measureLarge(rounds: number): Promise<void> {
   const messages = 200;
   const mib = messages * LARGE.length / (1024 * 1024);
-  const echoLarge = (count: number) => echoOne(count, new LargeSocket(count));
+  const readBytes = values["read-kib"] === undefined
+    ? Infinity
+    : Number(values["read-kib"]) * 1024;
+  const echoLarge = (count: number) =>
+    echoOne(count, new LargeSocket(count, readBytes));
   const sent = await echoLarge(4);
   if (sent !== 4 * (256 * 1024 + 10)) throw new Error(`sent ${sent} bytes`);
   const perMiB: number[] = [];

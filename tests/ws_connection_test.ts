@@ -4,11 +4,12 @@
  * close and write timers, backpressure, and requests that cannot switch.
  */
 import assert from "node:assert/strict";
-import type { Limits } from "../lib/config.ts";
+import { DEFAULT_LIMITS, type Limits } from "../lib/config.ts";
 import type { Handler } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
-import type { ServerWebSocket } from "../lib/http/ws/socket.ts";
-import { upgradeWebSocket } from "../lib/http/ws_connection.ts";
+import { ServerWebSocket } from "../lib/http/ws/socket.ts";
+import { WsSession } from "../lib/http/ws/session.ts";
+import { upgradeWebSocket, WsConnection } from "../lib/http/ws_connection.ts";
 import { OPCODE } from "../lib/http/ws/frame.ts";
 import { clientFrame, closePayload } from "./fixtures/ws_frames.ts";
 import {
@@ -325,4 +326,150 @@ Deno.test("a WebSocket over TLS: wss:// url, small and big messages echoed, clea
   await ws.send(clientFrame(OPCODE.Close, closePayload(1000)));
   assert.deepEqual(await ws.closeFrame(), [1000, ""]);
   assert.equal(await ws.ended(), true);
+});
+
+/**
+ * A socket whose reads hand over `wire` in pieces no longer than the next
+ * of `cuts` (or all that is left, when cuts run out) and than the buffer
+ * read into; reads and writes are recorded. EOF once everything is read
+ * and `want` bytes are written.
+ */
+class ScriptedSocket {
+  readonly remoteAddr: Deno.NetAddr = {
+    transport: "tcp",
+    hostname: "127.0.0.1",
+    port: 40000,
+  };
+  /** Length of each buffer read into, and what each read gave. */
+  readonly reads: [number, number][] = [];
+  readonly writes: Uint8Array[] = [];
+  readonly #wire: Uint8Array;
+  readonly #cuts: number[];
+  readonly #want: number;
+  #at = 0;
+  #written = 0;
+  #eof: (() => void) | undefined;
+
+  constructor(wire: Uint8Array, cuts: number[], want: number) {
+    this.#wire = wire;
+    this.#cuts = [...cuts];
+    this.#want = want;
+  }
+  read(into: Uint8Array): Promise<number | null> {
+    if (this.#at === this.#wire.length) {
+      if (this.#written >= this.#want) return Promise.resolve(null);
+      return new Promise((resolve) => this.#eof = () => resolve(null));
+    }
+    const cut = this.#cuts.shift() ?? Infinity;
+    const n = Math.min(into.length, cut, this.#wire.length - this.#at);
+    into.set(this.#wire.subarray(this.#at, this.#at + n));
+    this.#at += n;
+    this.reads.push([into.length, n]);
+    return Promise.resolve(n);
+  }
+  write(bytes: Uint8Array): Promise<number> {
+    this.writes.push(bytes.slice());
+    this.#written += bytes.length;
+    if (this.#written >= this.#want) this.#eof?.();
+    return Promise.resolve(bytes.length);
+  }
+  closeWrite(): Promise<void> {
+    return Promise.resolve();
+  }
+  close(): void {}
+}
+
+/** What /echo's handler writes back over `socket`, through a WsConnection. */
+async function echoOver(socket: ScriptedSocket): Promise<Uint8Array> {
+  const session = new WsSession(DEFAULT_LIMITS, { deflate: null });
+  const ws = new ServerWebSocket(session, {
+    url: "ws://127.0.0.1/echo",
+    protocol: "",
+    extensions: "",
+  });
+  ws.binaryType = "arraybuffer";
+  ws.onmessage = (e) => ws.send(e.data);
+  const conn = new WsConnection(session, DEFAULT_LIMITS, {
+    client: "127.0.0.1",
+    onOpen: () => ws.opened(),
+  });
+  await conn.run(socket as never, new Uint8Array(0));
+  const out = new Uint8Array(socket.writes.reduce((n, w) => n + w.length, 0));
+  let off = 0;
+  for (const w of socket.writes) {
+    out.set(w, off);
+    off += w.length;
+  }
+  return out;
+}
+
+/** An unmasked server frame of `payload`, as the echo should be. */
+function serverFrame(opcode: number, payload: Uint8Array): Uint8Array {
+  return clientFrame(opcode, payload, { mask: false });
+}
+
+Deno.test("a big message is read in two reads (its header, then the rest straight into its buffer) and echoed in one write", async () => {
+  const payload = new Uint8Array(300_000).map((_, i) => (i * 13) & 0xff);
+  const frame = clientFrame(OPCODE.Binary, payload);
+  const echo = serverFrame(OPCODE.Binary, payload);
+  // Two messages back to back, the whole of each there when read.
+  const wire = new Uint8Array(frame.length * 2);
+  wire.set(frame);
+  wire.set(frame, frame.length);
+  const socket = new ScriptedSocket(
+    wire,
+    [frame.length, frame.length],
+    2 * echo.length,
+  );
+  const out = await echoOver(socket);
+  assert.deepEqual(socket.reads.slice(0, 4), [
+    [512, 512], // a small read: the header and 498 bytes
+    [frame.length - 512, frame.length - 512], // the rest, exactly
+    [512, 512], // the next message, the same way
+    [frame.length - 512, frame.length - 512],
+  ]);
+  assert.deepEqual(socket.writes.map((w) => w.length), [
+    echo.length,
+    echo.length,
+  ]);
+  assert.ok(out.every((b, i) => b === echo[i % echo.length]), "echoed exactly");
+});
+
+Deno.test("a big message echoes byte for byte whatever its reads' boundaries, with small messages and pings around it", async () => {
+  const payload = new Uint8Array(200_000).map((_, i) => (i * 7 + 3) & 0xff);
+  const big = clientFrame(OPCODE.Binary, payload);
+  const small = clientFrame(OPCODE.Text, "after");
+  const pingFrame = clientFrame(OPCODE.Ping, "p");
+  const wire = new Uint8Array(big.length + small.length + pingFrame.length);
+  wire.set(big);
+  wire.set(pingFrame, big.length);
+  wire.set(small, big.length + pingFrame.length);
+  const expected = [
+    serverFrame(OPCODE.Binary, payload),
+    serverFrame(OPCODE.Pong, new TextEncoder().encode("p")),
+    serverFrame(OPCODE.Text, new TextEncoder().encode("after")),
+  ];
+  const want = expected.reduce((n, f) => n + f.length, 0);
+  const splits: number[][] = [];
+  // The first read ending at every byte of the header and just past it.
+  for (let first = 1; first <= 20; first++) splits.push([first]);
+  // Every read one byte for the header, then pieces of uneven sizes.
+  splits.push([...Array(14).fill(1), 1, 2, 3, 65_536, 7, 100_000]);
+  splits.push([14, 49_999, 1, 50_000, 99_985, 1, 1, 1]);
+  // Pieces ending at the big frame's last byte and inside the ping.
+  splits.push([big.length - 1, 1, 3, 1]);
+  for (const cuts of splits) {
+    const socket = new ScriptedSocket(wire, cuts, want);
+    const out = await echoOver(socket);
+    let off = 0;
+    for (const f of expected) {
+      assert.ok(
+        out.length >= off + f.length &&
+          f.every((b, i) => b === out[off + i]),
+        `reads cut at ${cuts.slice(0, 6).join(",")}...`,
+      );
+      off += f.length;
+    }
+    assert.equal(out.length, want);
+  }
 });

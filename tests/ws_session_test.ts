@@ -16,6 +16,8 @@ import {
 } from "../lib/http/ws/deflate.ts";
 import { OPCODE } from "../lib/http/ws/frame.ts";
 import {
+  EARLY_PRESIZE_BYTES,
+  earlyPresizedBytes,
   type WsEvent,
   WsSession,
   type WsSessionOptions,
@@ -898,13 +900,17 @@ Deno.test("send() copies the app's bytes", () => {
   assert.deepEqual(h.frames()[0].payload, new Uint8Array([7, 7, 7]));
 });
 
-Deno.test("takeOutput() returns big frames in even pieces of pooled 64 KiB buffers, each reused once written", () => {
+Deno.test("takeOutput() returns each big frame whole, in one pooled buffer reused once written", () => {
   const h = new Harness();
   const a = new Uint8Array(100_000).map((_, i) => i % 251);
-  const b = new Uint8Array(100_000).fill(7);
+  const b = new Uint8Array(300_000).map((_, i) => (i * 7) % 253);
+  const c = new Uint8Array(20_000).fill(5); // 16 to 64 KiB: a 64 KiB buffer
   h.session.send(a);
   h.session.send(b);
+  h.session.send(c);
   a.fill(0); // the app's bytes are copied when sent
+  b.fill(0);
+  c.fill(0);
   const pieces: Uint8Array[] = [];
   const buffers = new Set<ArrayBufferLike>();
   for (let out; (out = h.session.takeOutput()) !== null;) {
@@ -912,27 +918,45 @@ Deno.test("takeOutput() returns big frames in even pieces of pooled 64 KiB buffe
     buffers.add(out.buffer);
     h.session.written(out.length);
   }
-  // 100,010 bytes in two even pieces: none of a few bytes on its own.
-  assert.deepEqual(pieces.map((p) => p.length), [50005, 50005, 50005, 50005]);
-  // Both messages were queued before any write: four buffers, now free.
-  h.session.send(b);
-  const again = h.session.takeOutput()!;
-  assert.ok(buffers.has(again.buffer), "a piece's buffer is reused");
-  // While it is being written, another big message never lands in it.
-  const againBytes = again.slice();
-  h.session.send(new Uint8Array(100_000).fill(9));
-  for (let out; (out = h.session.takeOutput()) !== null;) {
-    assert.notEqual(out.buffer, again.buffer);
-  }
-  assert.deepEqual(again, againBytes);
+  // One write per frame: its header and its whole payload.
+  assert.deepEqual(pieces.map((p) => p.length), [100_010, 300_010, 20_004]);
+  assert.equal(buffers.size, 3);
   const frames = new ServerFrameReader().push(concat(pieces));
-  assert.deepEqual(frames.map((f) => f.opcode), [OPCODE.Binary, OPCODE.Binary]);
-  assert.deepEqual(
+  assert.deepEqual(frames.map((f) => [f.opcode, f.fin]), [
+    [OPCODE.Binary, true],
+    [OPCODE.Binary, true],
+    [OPCODE.Binary, true],
+  ]);
+  assert.ok(equalBytes(
     frames[0].payload,
     new Uint8Array(100_000).map((_, i) => i % 251),
-  );
-  assert.deepEqual(frames[1].payload, b);
+  ));
+  assert.ok(equalBytes(
+    frames[1].payload,
+    new Uint8Array(300_000).map((_, i) => (i * 7) % 253),
+  ));
+  assert.ok(equalBytes(frames[2].payload, new Uint8Array(20_000).fill(5)));
+  // Written, so free: a frame of a near size takes a buffer back.
+  h.session.send(new Uint8Array(299_000).fill(1));
+  const again = h.session.takeOutput()!;
+  assert.equal(again.length, 299_010);
+  assert.ok(buffers.has(again.buffer), "a written frame's buffer is reused");
+  // While it is being written, another big frame never lands in it.
+  const againBytes = again.slice();
+  h.session.send(new Uint8Array(299_000).fill(9));
+  const next = h.session.takeOutput()!;
+  assert.notEqual(next.buffer, again.buffer);
+  assert.ok(equalBytes(again, againBytes));
+  h.session.written(again.length + next.length);
+  assert.equal(h.session.bufferedAmount, 0);
 });
+
+/** Byte-for-byte equality without assert's diff (slow on big arrays). */
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 Deno.test("a send that finds more than wsMaxQueuedBytes waiting drops the connection (1006)", () => {
   const h = new Harness({ wsMaxQueuedBytes: 10_000 });
@@ -1043,30 +1067,96 @@ Deno.test("WsSession delivers a big one-frame binary message whole however the r
   assert.deepEqual(e.data, payload);
 });
 
-Deno.test("WsSession.payloadSpace() lets the rest of a big message be read straight into it, unmasked there", () => {
+Deno.test("WsSession.payloadSpace() lets the rest of a big message be read straight into it from its first read, unmasked there", () => {
   const payload = new Uint8Array(300_000).map((_, i) => (i * 7) & 0xff);
   const frame = clientFrame(OPCODE.Binary, payload);
-  const h = new Harness();
-  assert.equal(h.session.payloadSpace(), undefined, "no message yet");
-  h.feed(frame.subarray(0, 20_000));
-  assert.equal(h.session.payloadSpace(), undefined, "under a quarter: pieces");
-  let off = 100_000;
-  h.feed(frame.subarray(20_000, off));
-  for (let space; (space = h.session.payloadSpace()) !== undefined;) {
-    assert.equal(space.length, frame.length - off, "exactly the rest");
-    const n = Math.min(space.length, 65_536); // one socket read
-    space.set(frame.subarray(off, off + n)); // what read() would do
-    off += n;
-    h.session.receivedInPlace(n);
+  const before = earlyPresizedBytes();
+  // Every split of the first read: inside the header, just after it, later.
+  for (const first of [1, 9, 13, 14, 15, 512, 20_000, 74_000, 80_000]) {
+    const h = new Harness();
+    assert.equal(h.session.payloadSpace(), undefined, "no message yet");
+    h.feed(frame.subarray(0, first));
+    let off = first;
+    if (first < 14) {
+      assert.equal(h.session.payloadSpace(), undefined, "header not whole");
+      h.feed(frame.subarray(first, off = 14));
+    }
+    // Presized from its first bytes (early: under a quarter here), or at
+    // once when the first read brought a quarter.
+    assert.equal(
+      earlyPresizedBytes(),
+      before + (off - 14 < 75_000 ? 300_000 : 0),
+    );
+    for (let space; (space = h.session.payloadSpace()) !== undefined;) {
+      assert.equal(space.length, frame.length - off, "exactly the rest");
+      const n = Math.min(space.length, 65_536); // one socket read
+      space.set(frame.subarray(off, off + n)); // what read() would do
+      off += n;
+      h.session.receivedInPlace(n);
+      // Counted early until its quarter is here.
+      assert.equal(
+        earlyPresizedBytes(),
+        before + (off - 14 < 75_000 ? 300_000 : 0),
+        `first read ${first}, at ${off}`,
+      );
+    }
+    assert.equal(off, frame.length);
+    assert.equal(h.events.length, 1);
+    const e = h.events[0];
+    assert.ok(e.type === "binary");
+    assert.ok(equalBytes(e.data, payload), `first read ${first}`);
+    // The next message is read as usual.
+    h.feed(clientFrame(OPCODE.Text, "after"));
+    assert.deepEqual(h.events[1], { type: "text", data: "after" });
   }
-  assert.equal(off, frame.length);
-  assert.equal(h.events.length, 1);
-  const e = h.events[0];
-  assert.ok(e.type === "binary");
-  assert.deepEqual(e.data, payload);
-  // The next message is read as usual.
-  h.feed(clientFrame(OPCODE.Text, "after"));
-  assert.deepEqual(h.events[1], { type: "text", data: "after" });
+});
+
+Deno.test("big messages presized before their quarter share EARLY_PRESIZE_BYTES; past it, one waits for its quarter", () => {
+  const size = LIMITS.wsMaxFrameBytes; // 1 MiB, the largest a client may announce
+  const payload = new Uint8Array(size).map((_, i) => i % 251);
+  const frame = clientFrame(OPCODE.Binary, payload);
+  const head = frame.subarray(0, 14 + 10); // the header and 10 bytes
+  const before = earlyPresizedBytes();
+  const room = Math.floor((EARLY_PRESIZE_BYTES - before) / size);
+  assert.ok(room >= 8, `room for ${room} messages`);
+  const early: Harness[] = [];
+  for (let i = 0; i < room; i++) {
+    const h = new Harness();
+    h.feed(head);
+    assert.equal(h.session.payloadSpace()?.length, size - 10);
+    early.push(h);
+  }
+  assert.equal(earlyPresizedBytes(), before + room * size);
+  // No room left: this one's 10 bytes wait in a pooled buffer, and its
+  // buffer is made once a quarter of it is here.
+  const late = new Harness();
+  late.feed(head);
+  assert.equal(late.session.payloadSpace(), undefined);
+  late.feed(frame.subarray(24, 14 + size / 4 - 1));
+  assert.equal(late.session.payloadSpace(), undefined, "one byte short");
+  late.feed(frame.subarray(14 + size / 4 - 1, 14 + size / 4));
+  assert.equal(late.session.payloadSpace()?.length, (size * 3) / 4);
+  assert.equal(earlyPresizedBytes(), before + room * size, "not counted");
+  // A connection lost mid-message gives its room back.
+  early[0].session.abort();
+  assert.equal(earlyPresizedBytes(), before + (room - 1) * size);
+  const next = new Harness();
+  next.feed(head);
+  assert.equal(next.session.payloadSpace()?.length, size - 10);
+  assert.equal(earlyPresizedBytes(), before + room * size);
+  // As does a message once its quarter is here, and a disposed session.
+  early[1].feed(frame.subarray(24, 14 + size / 4 - 1));
+  assert.equal(earlyPresizedBytes(), before + room * size, "one byte short");
+  early[1].feed(frame.subarray(14 + size / 4 - 1, 14 + size / 4));
+  assert.equal(earlyPresizedBytes(), before + (room - 1) * size);
+  early[1].feed(frame.subarray(14 + size / 4));
+  const e = early[1].events[0];
+  assert.ok(e.type === "binary" && equalBytes(e.data, payload));
+  next.session.dispose();
+  assert.equal(earlyPresizedBytes(), before + (room - 2) * size);
+  for (const h of early.slice(2)) h.session.abort();
+  late.session.abort();
+  assert.equal(earlyPresizedBytes(), before);
 });
 
 // ---- the one-pass path for small whole frames ----

@@ -222,8 +222,13 @@ export class WsConnection implements Takeover {
       this.#session.abort();
       return this.#readsDone();
     }
-    if (inPlace) this.#receive(buf, n);
-    else {
+    if (inPlace) {
+      // The next read starts the next message: a small one takes its
+      // header and a few bytes, and a big message's rest then goes
+      // straight into its buffer, not copied out of a big read buffer.
+      this.#big = false;
+      this.#receive(buf, n);
+    } else {
       // The session copies what it keeps: the buffer is free once it returns.
       this.#receive(buf, -1, n);
       if (buf !== this.#small) BIG_BUFFERS.give(buf);

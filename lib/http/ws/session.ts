@@ -35,6 +35,7 @@ import {
   WsError,
 } from "./frame.ts";
 import { BufferPool, Pool } from "../buffers.ts";
+import { FrameBuffers } from "./frame_buffers.ts";
 import { isUtf8, Utf8Text } from "./utf8.ts";
 
 /** What happened on the connection, in order. */
@@ -77,17 +78,40 @@ export type IdleAction = "none" | "ping" | "close";
 
 /** Smaller messages are joined from their pieces once whole: few pieces, no gain. */
 const PRESIZE_MIN_BYTES = 64 * 1024;
+/**
+ * Big messages may be presized from their first bytes, before a quarter
+ * of them is here, while those presized early and still short of their
+ * quarter total at most this, over every session: an honest client's
+ * message is then read straight into its buffer from the start, and
+ * clients that announce big frames and send little hold 16 MiB at most
+ * between them (sixteen frames of the default 1 MiB limit), past which
+ * each waits for its quarter as before.
+ */
+export const EARLY_PRESIZE_BYTES = 16 * 1024 * 1024;
+/** Bytes of the messages presized early and still short of their quarter, over every session. */
+let earlyPresized = 0;
+
+/** `earlyPresized`, for tests and metrics. */
+export function earlyPresizedBytes(): number {
+  return earlyPresized;
+}
 /** Output pieces are joined up to this size, so many small frames go in one write. */
 const JOIN_OUTPUT_BYTES = 64 * 1024;
 /**
  * 64 KiB buffers lent for a while and given back: the engine reads into
- * them after a read that filled its small buffer, and big frames are
- * copied into them to be written (no buffer of their own per frame, never
- * zeroed again). 64 kept: 4 MiB.
+ * them after a read that filled its small buffer, and frames of 16 to 64
+ * KiB are copied into them to be written (no buffer of their own per
+ * frame, never zeroed again). 64 kept: 4 MiB.
  */
 export const BIG_BUFFERS: BufferPool = new BufferPool(64 * 1024, 64);
-/** Frames of this many bytes and more go out in pooled 64 KiB chunks. */
-const CHUNKED_FRAME_BYTES = 16 * 1024;
+/**
+ * Frames bigger than a pooled 64 KiB buffer are copied into one of these
+ * (a multiple of 64 KiB long), kept once written while they total at most
+ * 4 MiB.
+ */
+const FRAME_BUFFERS = new FrameBuffers(64 * 1024, 4 * 1024 * 1024);
+/** Frames of this many bytes and more are copied into a pooled buffer of their size. */
+const POOLED_FRAME_BYTES = 16 * 1024;
 const EMPTY = new Uint8Array(0);
 /**
  * Small frames are written straight into a pooled buffer of this size (no
@@ -212,6 +236,8 @@ export class WsSession {
   /** Or the whole of a one-frame binary message, filled as it arrives. */
   #msgWhole: Uint8Array | undefined;
   #msgBytes = 0;
+  /** The whole buffer's length while it counts in `earlyPresized`; 0 otherwise. */
+  #early = 0;
   /** A text message, checked and decoded as it arrives. */
   readonly #text = new Utf8Text();
 
@@ -371,6 +397,9 @@ export class WsSession {
     this.#heard = true;
     const bytes = whole.subarray(this.#msgBytes, this.#msgBytes + n);
     this.#msgBytes += n;
+    if (this.#early !== 0 && this.#msgBytes * 4 >= this.#early) {
+      this.#quarterHere();
+    }
     this.#parse(bytes, true, n);
   }
 
@@ -506,8 +535,8 @@ export class WsSession {
       this.#deflater === undefined || data.length < this.#deflateMinBytes
     ) {
       if (this.#tailBinary(data)) return true;
-      if (data.length >= CHUNKED_FRAME_BYTES) {
-        this.#enqueueChunked(OPCODE.Binary, data);
+      if (data.length >= POOLED_FRAME_BYTES) {
+        this.#enqueueWhole(OPCODE.Binary, data);
         return true;
       }
       frame = encodeFrame(OPCODE.Binary, data);
@@ -580,6 +609,7 @@ export class WsSession {
 
   /** Frees zlib state; call once the socket is closed. */
   dispose(): void {
+    this.#quarterHere();
     this.#deflater?.close();
     this.#inflater?.close();
     // Not #sending: a write the socket's close cut short may still hold it.
@@ -684,32 +714,20 @@ export class WsSession {
   }
 
   /**
-   * A big frame copied into pooled 64 KiB chunks as it is queued (the
-   * app may change its bytes once send() returns): no buffer of its own,
-   * which would be zeroed first, and each chunk is reused once written.
+   * A big frame copied whole into one pooled buffer as it is queued (the
+   * app may change its bytes once send() returns), so it leaves in one
+   * write: a 256 KiB echo is one system call, not five of a 64 KiB chunk
+   * each. The buffer is reused once written.
    */
-  #enqueueChunked(opcode: number, payload: Uint8Array): void {
+  #enqueueWhole(opcode: number, payload: Uint8Array): void {
     this.#tailToOut();
     const n = payload.length;
     const size = frameHeadSize(n) + n;
-    // Split evenly: no last chunk of a few bytes, which would go out as a
-    // tiny write and segment of its own.
-    const chunks = Math.ceil(size / BIG_BUFFERS.size);
-    const each = Math.ceil(size / chunks);
-    let chunk = BIG_BUFFERS.take();
-    let at = writeFrameHead(chunk, 0, opcode, n);
-    for (let from = 0;;) {
-      const take = Math.min(each - at, n - from);
-      chunk.set(
-        new Uint8Array(payload.buffer, payload.byteOffset + from, take),
-        at,
-      );
-      from += take;
-      this.#queue(new Uint8Array(chunk.buffer, 0, at + take), chunk);
-      if (from === n) break;
-      chunk = BIG_BUFFERS.take();
-      at = 0;
-    }
+    const buf = size <= BIG_BUFFERS.size
+      ? BIG_BUFFERS.take()
+      : FRAME_BUFFERS.take(size);
+    buf.set(payload, writeFrameHead(buf, 0, opcode, n));
+    this.#queue(new Uint8Array(buf.buffer, 0, size), buf);
     this.#added(size);
   }
 
@@ -799,6 +817,7 @@ export class WsSession {
     this.#msgPieces = [];
     this.#giveChunks();
     this.#msgWhole = undefined;
+    this.#quarterHere();
     if (this.#closeReported) return;
     this.#closeReported = true;
     this.#emit({ type: "close", code, reason, wasClean });
@@ -839,6 +858,11 @@ export class WsSession {
         `Message over the ${this.#limits.wsMaxMessageBytes}-byte limit`,
       );
     }
+    // A big message's buffer from its header, when there is room for it
+    // early: the read after a header that came alone goes straight in.
+    if (!this.#msgCompressed && this.#msgWhole === undefined) {
+      this.#msgWhole = this.#presize(0);
+    }
   }
 
   #framePayload(bytes: Uint8Array): void {
@@ -868,10 +892,13 @@ export class WsSession {
       else if (this.#presizable()) this.#keepPooled(bytes);
       else this.#msgPieces.push(bytes.slice());
       this.#msgBytes += bytes.length;
+      if (this.#early !== 0 && this.#msgBytes * 4 >= this.#early) {
+        this.#quarterHere();
+      }
     }
   }
 
-  /** The frame is a one-frame binary message big enough to be presized. */
+  /** The frame is a one-frame binary message big enough to be presized (uncompressed: the caller checks). */
   #presizable(): boolean {
     return this.#frameFin && this.#frameOpcode === OPCODE.Binary &&
       this.#frameLength >= PRESIZE_MIN_BYTES;
@@ -915,12 +942,19 @@ export class WsSession {
    * far are copied into one buffer of its announced size, returned, and
    * the rest goes there (one copy of each byte, not a slice and then a
    * join). Not sooner, so a client that announces a big frame and sends
-   * little never makes us hold more than four times what it sent.
+   * little never makes us hold more than four times what it sent; unless
+   * the messages presized early over every session leave room under
+   * EARLY_PRESIZE_BYTES: then at once, and it counts there until its
+   * quarter is here.
    */
   #presize(incoming: number): Uint8Array | undefined {
+    if (!this.#presizable()) return undefined;
     const length = this.#frameLength;
-    const got = this.#msgBytes + incoming;
-    if (got * 4 < length || !this.#presizable()) return undefined;
+    if ((this.#msgBytes + incoming) * 4 < length) {
+      if (earlyPresized + length > EARLY_PRESIZE_BYTES) return undefined;
+      earlyPresized += length;
+      this.#early = length;
+    }
     const whole = new Uint8Array(length);
     let off = 0;
     for (const piece of this.#msgPieces) {
@@ -930,6 +964,12 @@ export class WsSession {
     this.#msgPieces = [];
     this.#giveChunks();
     return this.#msgWhole = whole;
+  }
+
+  /** An early presized message has its quarter (or is gone): no longer counted. */
+  #quarterHere(): void {
+    earlyPresized -= this.#early;
+    this.#early = 0;
   }
 
   /** Text is checked as it arrives, so bad UTF-8 fails at once (1007). */
@@ -1016,8 +1056,10 @@ function releaseOut(buf: Uint8Array): void {
 
 /** A pooled output buffer, written: back to its pool (by its size). */
 function releaseBuffer(buf: Uint8Array): void {
-  if (buf.length === OUT_BUFFER_BYTES) releaseOut(buf);
-  else BIG_BUFFERS.give(buf);
+  const len = buf.length;
+  if (len === OUT_BUFFER_BYTES) releaseOut(buf);
+  else if (len === BIG_BUFFERS.size) BIG_BUFFERS.give(buf);
+  else FRAME_BUFFERS.give(buf);
 }
 
 /**
