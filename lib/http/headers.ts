@@ -23,16 +23,20 @@
 export class HeaderFields {
   /** The text the field lines are in (a whole head, or lines made by {@link fromLists}). */
   readonly #text: string;
-  /** Where each field line starts in `#text`, in arrival order. */
+  /**
+   * Where each field line starts in `#text`, in arrival order, then where
+   * the line after the last one starts: line n is `[starts[n], starts[n + 1])`.
+   */
   readonly #starts: readonly number[];
 
   /**
    * Fields kept where they are, not copied: `starts[n]` is where the n-th
    * field line starts in `text`, a line being a name (a token, lower case
    * already), ":", optional SP or HTAB, the value (no CR), optional SP or
-   * HTAB, CR LF: what `parseHead()` has checked every line to be.
+   * HTAB, CR LF: what `parseHead()` has checked every line to be. One more
+   * entry says where the last line ends (just past its LF).
    */
-  constructor(text = "", starts: readonly number[] = []) {
+  constructor(text = "", starts: readonly number[] = [0]) {
     this.#text = text;
     this.#starts = starts;
   }
@@ -46,7 +50,7 @@ export class HeaderFields {
     names: readonly string[],
     values: readonly string[],
   ): HeaderFields {
-    const starts: number[] = new Array(names.length);
+    const starts: number[] = new Array(names.length + 1);
     let text = "";
     for (let i = 0; i < names.length; i++) {
       const name = names[i];
@@ -65,12 +69,13 @@ export class HeaderFields {
       starts[i] = text.length;
       text += `${name}:${value}\r\n`;
     }
+    starts[names.length] = text.length;
     return new HeaderFields(text, starts);
   }
 
   /** Number of field lines. */
   get size(): number {
-    return this.#starts.length;
+    return this.#starts.length - 1;
   }
 
   /** The first value of `name` (any case), or undefined. */
@@ -86,7 +91,7 @@ export class HeaderFields {
       n = this.#indexOf(name, 0);
       if (n < 0) return undefined;
     }
-    return this.#valueAfter(this.#starts[n] + name.length);
+    return this.#value(n, this.#starts[n] + name.length);
   }
 
   /** Every value of `name`, joined by ", " as RFC 9110 §5.3 allows, or undefined. */
@@ -99,7 +104,7 @@ export class HeaderFields {
       n >= 0;
       n = this.#indexOf(name, n + 1)
     ) {
-      const value = this.#valueAfter(starts[n] + name.length);
+      const value = this.#value(n, starts[n] + name.length);
       out = out === undefined ? value : `${out}, ${value}`;
     }
     return out;
@@ -114,9 +119,10 @@ export class HeaderFields {
   *entries(): IterableIterator<[string, string]> {
     const text = this.#text;
     const starts = this.#starts;
-    for (let n = 0; n < starts.length; n++) {
-      const colon = text.indexOf(":", starts[n]);
-      yield [text.slice(starts[n], colon), this.#valueAfter(colon)];
+    for (let n = 0; n < starts.length - 1; n++) {
+      let colon = starts[n] + 1; // a name is one byte or more
+      while (text.charCodeAt(colon) !== COLON) colon++;
+      yield [text.slice(starts[n], colon), this.#value(n, colon)];
     }
   }
 
@@ -134,25 +140,27 @@ export class HeaderFields {
     const starts = this.#starts;
     const length = name.length;
     let miss = NO_SUCH_LENGTH;
-    for (let n = from; n < starts.length; n++) {
+    next: for (let n = from; n < starts.length - 1; n++) {
       const start = starts[n];
       // A name ends at the first ":" of its line: one this long has it here.
       if (text.charCodeAt(start + length) !== COLON) continue;
       miss = NO_SUCH_NAME;
-      if (
-        text.startsWith(name, start) &&
-        text.indexOf(":", start) === start + length
-      ) return n;
+      for (let k = 0; k < length; k++) {
+        const c = name.charCodeAt(k);
+        // Also a miss for a name with a ":" in it: a field's has none.
+        if (c !== text.charCodeAt(start + k) || c === COLON) continue next;
+      }
+      return n;
     }
     return miss;
   }
 
-  /** The value of the field whose ":" is at `colon`, without the OWS around it. */
-  #valueAfter(colon: number): string {
+  /** The value of the n-th field, whose ":" is at `colon`, without the OWS around it. */
+  #value(n: number, colon: number): string {
     const text = this.#text;
     let from = colon + 1;
-    while (isOws(text.charCodeAt(from))) from++;
-    let to = text.indexOf("\r", from);
+    let to = this.#starts[n + 1] - 2; // its CR
+    while (from < to && isOws(text.charCodeAt(from))) from++;
     while (to > from && isOws(text.charCodeAt(to - 1))) to--;
     return text.slice(from, to);
   }

@@ -263,6 +263,7 @@ export function parseHead(
   // Header fields (§5): field-name ":" OWS field-value OWS CRLF. The scan
   // only checks bytes and notes offsets; the head is decoded once, after.
   let count = 0;
+  let linesEnd = i; // just past the last field line so far
   let badHost = false; // reported after the checks that come first
   while (i < end) {
     const line = i;
@@ -305,6 +306,7 @@ export function parseHead(
       );
     }
     i += 2;
+    linesEnd = i;
     while (
       valueEnd > valueStart &&
       (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HTAB)
@@ -333,7 +335,7 @@ export function parseHead(
   // only the fields framing and routing read are made into strings here,
   // spotted by their names' bytes (folded above).
   const text = latin1(buf, start, i);
-  const starts: number[] = new Array(count);
+  const starts: number[] = new Array(count + 1);
   let host: string | undefined;
   let hostCount = 0;
   let contentLength = -1;
@@ -371,6 +373,7 @@ export function parseHead(
     }
   }
 
+  starts[count] = linesEnd - start;
   const target = text.slice(targetStart - start, targetEnd - start);
   let path: string;
   let query = "";
