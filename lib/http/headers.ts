@@ -133,18 +133,24 @@ export class HeaderFields {
 
   /**
    * Index of the first field from the `from`-th on named exactly `name`;
-   * a miss is {@link NO_SUCH_LENGTH} when no name that long was looked at.
+   * a miss is {@link NO_SUCH_LENGTH} when no name the folded `name` could
+   * be was looked at.
    */
   #indexOf(name: string, from: number): number {
     const text = this.#text;
     const starts = this.#starts;
     const length = name.length;
+    const first = name.charCodeAt(0);
     let miss = NO_SUCH_LENGTH;
     next: for (let n = from; n < starts.length - 1; n++) {
       const start = starts[n];
       // A name ends at the first ":" of its line: one this long has it here.
       if (text.charCodeAt(start + length) !== COLON) continue;
-      miss = NO_SUCH_NAME;
+      // Folded, the name asked could still be this one (a colon in a value,
+      // as a port's, passes the test above): its first byte less case.
+      if (first >= 0x80 || ((text.charCodeAt(start) ^ first) & ~0x20) === 0) {
+        miss = NO_SUCH_NAME;
+      }
       for (let k = 0; k < length; k++) {
         const c = name.charCodeAt(k);
         // Also a miss for a name with a ":" in it: a field's has none.
