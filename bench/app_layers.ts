@@ -212,6 +212,33 @@ const ECHO_PIPELINED = (() => {
   return batch;
 })();
 const FILE = wrkHead("/hello.txt");
+/**
+ * What Chrome sends for a page typed into its address bar: 16 fields, as
+ * a browser's head is (wrk's has one), a cookie among them.
+ */
+const BROWSER = wrkHead(
+  "/echo/hello",
+  [
+    "Connection: keep-alive",
+    "Cache-Control: max-age=0",
+    'sec-ch-ua: "Google Chrome";v="131", "Chromium";v="131", "Not_A Brand";v="24"',
+    "sec-ch-ua-mobile: ?0",
+    'sec-ch-ua-platform: "Linux"',
+    "Upgrade-Insecure-Requests: 1",
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 " +
+    "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Accept: text/html,application/xhtml+xml,application/xml;q=0.9," +
+    "image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7",
+    "Sec-Fetch-Site: none",
+    "Sec-Fetch-Mode: navigate",
+    "Sec-Fetch-User: ?1",
+    "Sec-Fetch-Dest: document",
+    "Accept-Encoding: gzip, deflate, br, zstd",
+    "Accept-Language: en-GB,en-US;q=0.9,en;q=0.8",
+    "Cookie: theme=dark; session=4f9a1c0e7b2d48e5a6c3f1b09d8e7a65; _ga=GA1.1.1234567890.1733480000",
+    "",
+  ].join("\r\n"),
+);
 
 /** One row of the table: what it serves and the row its cost adds to. */
 interface Case {
@@ -240,6 +267,12 @@ export const cases: readonly Case[] = [
     handler: () => HELLO,
     request: ECHO,
     over: "bare read/write loop (the floor)",
+  },
+  {
+    name: "engine alone, a browser's head",
+    handler: () => HELLO,
+    request: BROWSER,
+    over: "engine alone (frozen reply)",
   },
   {
     name: "router, /echo/{text}",
@@ -283,6 +316,13 @@ export const cases: readonly Case[] = [
     handler: app,
     request: ECHO_PIPELINED,
     perRead: PIPELINE,
+    accessLog: true,
+    over: "default app + access log",
+  },
+  {
+    name: "default app + access log, a browser's head",
+    handler: app,
+    request: BROWSER,
     accessLog: true,
     over: "default app + access log",
   },

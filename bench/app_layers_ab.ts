@@ -10,13 +10,16 @@
  * unless given). `--log-file`: the access log rows write to a file (a
  * regular file, as stdout redirected to one), not to a sink that drops the
  * bytes, so their system calls count too. Prints CPU ns per request, the
- * median of the rounds, for each tree and the change. Each tree's modules
+ * median of the rounds, for each tree and the change, then heap bytes
+ * allocated per request (the lowest of the rounds, as app_layers.ts counts
+ * them) for each tree. Each tree's modules
  * are its own (its parser, its access log), imported by path.
  */
 import { cpuUsage } from "node:process";
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { getHeapStatistics } from "node:v8";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -97,26 +100,39 @@ const names = (cases as readonly Row[]).map((r) => r.name).filter((n) =>
 );
 const rounds = Number(values.rounds);
 const times = names.map(() => [[], []] as number[][]);
+/** Heap bytes per request, the lowest of the rounds, per side. */
+const heap = names.map(() => [Infinity, Infinity]);
+/** Heap bytes V8 has allocated so far (Deno's node:v8 has it; its types do not). */
+function allocatedBytes(): number {
+  return Number(Reflect.get(getHeapStatistics(), "total_allocated_bytes"));
+}
 for (let r = 0; r < rounds; r++) {
   for (let i = 0; i < names.length; i++) {
     for (let k = 0; k < 2; k++) {
       const side = (r + k) % 2; // each side goes first every other round
+      const bytes = allocatedBytes();
       const t = cpuUsage();
       const served = await sides[side](names[i]);
       const used = cpuUsage(t);
+      heap[i][side] = Math.min(
+        heap[i][side],
+        (allocatedBytes() - bytes) / served,
+      );
       times[i][side].push((used.user + used.system) * 1e3 / served);
     }
   }
 }
 const median = (a: number[]) => a.sort((x, y) => x - y)[a.length >> 1];
-console.log("| Handler | base: ns/req (median) | this tree | change |");
-console.log("| --- | ---: | ---: | ---: |");
+console.log(
+  "| Handler | base: ns/req (median) | this tree | change | heap B/req: base | this tree |",
+);
+console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
 for (let i = 0; i < names.length; i++) {
   const [base, ours] = times[i].map(median);
   console.log(
     `| ${names[i]} | ${Math.round(base)} | ${Math.round(ours)} | ${
       Math.round(ours - base)
-    } |`,
+    } | ${Math.round(heap[i][0])} | ${Math.round(heap[i][1])} |`,
   );
 }
 if (logPath !== undefined) {

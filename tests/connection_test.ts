@@ -638,3 +638,57 @@ Deno.test("Connection hands the handler the peer's address as a plain object, on
   // a line reading it per request went megamorphic.
   assert.equal(Object.getPrototypeOf(seen[0]), Object.prototype);
 });
+
+Deno.test("Connection: a kept request's headers, first read after later requests took its buffer, are its own", async () => {
+  let kept: ServerRequest | undefined;
+  await using server = start((req) => {
+    if (kept === undefined) {
+      kept = req; // not a field read yet
+      return { status: 200, body: "kept" };
+    }
+    const h = kept.headers;
+    return {
+      status: 200,
+      body: JSON.stringify({
+        fields: [...h],
+        size: h.size,
+        n: h.get("X-N"),
+        list: h.getJoined("x-list"),
+        ua: h.get("user-agent"),
+        host: kept.host,
+      }),
+    };
+  });
+  using conn = await connect(server.port);
+  const reader = new ReplyReader(conn);
+  // Each later head is longer than the first, so its bytes cover the first's.
+  const sent = [
+    "GET /a HTTP/1.1\r\nHost: one.test\r\nX-N: 1\r\nX-List: a\r\n" +
+    "User-Agent: first/1.0\r\nX-List:  b \r\n\r\n",
+    "GET /b HTTP/1.1\r\nHost: two.test\r\nX-N: 2222\r\nX-List: cc\r\n" +
+    "User-Agent: second/2.0 (longer)\r\nX-List: dd\r\nX-Pad: " +
+    "y".repeat(100) + "\r\n\r\n",
+    "GET /c HTTP/1.1\r\nHost: three.test\r\nUser-Agent: third/3.0\r\n" +
+    "X-Pad: " + "z".repeat(200) + "\r\n\r\n",
+  ];
+  const bodies = [];
+  for (const raw of sent) {
+    await send(conn, raw);
+    bodies.push(decoder.decode((await reader.readReply()).body));
+  }
+  const first = JSON.stringify({
+    fields: [
+      ["host", "one.test"],
+      ["x-n", "1"],
+      ["x-list", "a"],
+      ["user-agent", "first/1.0"],
+      ["x-list", "b"],
+    ],
+    size: 5,
+    n: "1",
+    list: "a, b",
+    ua: "first/1.0",
+    host: "one.test",
+  });
+  assert.deepEqual(bodies, ["kept", first, first]);
+});

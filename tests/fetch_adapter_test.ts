@@ -12,6 +12,8 @@ import {
   toRequest,
   upgradeWebSocket,
 } from "../lib/app/fetch_adapter.ts";
+import { DEFAULT_LIMITS } from "../lib/config.ts";
+import { parseHead } from "../lib/http/parser.ts";
 import { serve } from "../lib/http/server.ts";
 import { fake, flatten } from "./fixtures/app_request.ts";
 import {
@@ -204,6 +206,24 @@ Deno.test("toRequest() never lets a path like //host change the URL's host", () 
 Deno.test("toRequest() answers 400 for a Host the URL parser refuses", () => {
   const { req } = fake("GET", "/", { host: "bad host" });
   assert.throws(() => toRequest(req), { status: 400 });
+});
+
+Deno.test("toRequest() gives the app each field of a parsed head as sent, after its buffer was reused", () => {
+  const raw = "GET /p HTTP/1.1\r\nHost: a.test\r\nAccept: text/html\r\n" +
+    "X-Pad:  \t two words \t\r\nACCEPT: */*\r\nX-Empty:\r\n" +
+    "Cookie: a=1; b=2\r\n\r\n";
+  const buf = new TextEncoder().encode(raw);
+  const head = parseHead(buf, 0, buf.length, DEFAULT_LIMITS);
+  buf.fill(0x78); // the connection reads the next request into it
+  const { req } = fake("GET", "/p");
+  const request = toRequest({ ...req, headers: head.headers, host: head.host });
+  assert.deepEqual([...request.headers], [
+    ["accept", "text/html, */*"],
+    ["cookie", "a=1; b=2"],
+    ["host", "a.test"],
+    ["x-empty", ""],
+    ["x-pad", "two words"],
+  ]);
 });
 
 /** A body the test feeds by hand: `push(null)` ends it. */

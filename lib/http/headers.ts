@@ -1,6 +1,10 @@
 /**
  * Request header fields as parsed: names lower-cased, values as sent.
  *
+ * The fields stay in the text of the head they came in, one string: a
+ * name's or a value's own string is made only when asked for, so the
+ * fields nobody reads (most of a browser's) cost no string each.
+ *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -17,57 +21,91 @@
  * ```
  */
 export class HeaderFields {
-  /** Name, value, name, value...: one list, so a request makes one array, not two. */
-  readonly #fields: string[];
+  /** The text the field lines are in (a whole head, or lines made by {@link fromLists}). */
+  readonly #text: string;
+  /**
+   * Where each field line starts in `#text`, in arrival order, then where
+   * the line after the last one starts: line n is `[starts[n], starts[n + 1])`.
+   */
+  readonly #starts: readonly number[];
 
-  /** `fields`: each name (lower case already) then its value; kept, not copied. */
-  constructor(fields: string[] = []) {
-    this.#fields = fields;
+  /**
+   * Fields kept where they are, not copied: `starts[n]` is where the n-th
+   * field line starts in `text`, a line being a name (a token, lower case
+   * already), ":", optional SP or HTAB, the value (no CR), optional SP or
+   * HTAB, CR LF: what `parseHead()` has checked every line to be. One more
+   * entry says where the last line ends (just past its LF).
+   */
+  constructor(text = "", starts: readonly number[] = [0]) {
+    this.#text = text;
+    this.#starts = starts;
   }
 
-  /** Fields from a list of names (lower case already) and one of their values. */
+  /**
+   * Fields from a list of names (lower case already) and one of their
+   * values, as a parser keeps them: no CR, no SP or HTAB at either end
+   * (HTTP/2's checks refuse those). Throws TypeError for one that is not.
+   */
   static fromLists(
     names: readonly string[],
     values: readonly string[],
   ): HeaderFields {
-    const fields: string[] = new Array(names.length * 2);
+    const starts: number[] = new Array(names.length + 1);
+    let text = "";
     for (let i = 0; i < names.length; i++) {
-      fields[2 * i] = names[i];
-      fields[2 * i + 1] = values[i];
+      const name = names[i];
+      const value = values[i];
+      if (name === "" || name.includes(":") || name.includes("\r")) {
+        throw new TypeError(`not a field name: ${JSON.stringify(name)}`);
+      }
+      if (
+        value.includes("\r") || isOws(value.charCodeAt(0)) ||
+        isOws(value.charCodeAt(value.length - 1))
+      ) {
+        throw new TypeError(
+          `not a trimmed field value: ${JSON.stringify(value)}`,
+        );
+      }
+      starts[i] = text.length;
+      text += `${name}:${value}\r\n`;
     }
-    return new HeaderFields(fields);
+    starts[names.length] = text.length;
+    return new HeaderFields(text, starts);
   }
 
   /** Number of field lines. */
   get size(): number {
-    return this.#fields.length >> 1;
+    return this.#starts.length - 1;
   }
 
   /** The first value of `name` (any case), or undefined. */
   get(name: string): string | undefined {
-    const fields = this.#fields;
-    let sameLength = false;
-    for (let i = 0; i < fields.length; i += 2) {
-      const stored = fields[i];
-      if (stored === name) return fields[i + 1];
-      if (stored.length === name.length) sameLength = true;
+    let n = this.#indexOf(name, 0);
+    if (n === NO_SUCH_LENGTH) return undefined;
+    if (n < 0) {
+      // Callers mostly ask in lower case already: a miss then costs no fold.
+      // Folding never changes the length of a name that could match (a
+      // token: ASCII), so with no name of this length it is a miss as sent.
+      if (isLower(name)) return undefined;
+      name = name.toLowerCase();
+      n = this.#indexOf(name, 0);
+      if (n < 0) return undefined;
     }
-    // Callers mostly ask in lower case already: a miss then costs no fold.
-    // Folding never changes the length of a name that could match (a
-    // token: ASCII), so with no name of this length it is a miss as sent.
-    if (!sameLength || isLower(name)) return undefined;
-    return this.get(name.toLowerCase());
+    return this.#value(n, this.#starts[n] + name.length);
   }
 
   /** Every value of `name`, joined by ", " as RFC 9110 §5.3 allows, or undefined. */
   getJoined(name: string): string | undefined {
     if (!isLower(name)) name = name.toLowerCase();
-    const fields = this.#fields;
+    const starts = this.#starts;
     let out: string | undefined;
-    for (let i = 0; i < fields.length; i += 2) {
-      if (fields[i] === name) {
-        out = out === undefined ? fields[i + 1] : `${out}, ${fields[i + 1]}`;
-      }
+    for (
+      let n = this.#indexOf(name, 0);
+      n >= 0;
+      n = this.#indexOf(name, n + 1)
+    ) {
+      const value = this.#value(n, starts[n] + name.length);
+      out = out === undefined ? value : `${out}, ${value}`;
     }
     return out;
   }
@@ -79,9 +117,12 @@ export class HeaderFields {
 
   /** Field lines in arrival order, as [lower-case name, value]. */
   *entries(): IterableIterator<[string, string]> {
-    const fields = this.#fields;
-    for (let i = 0; i < fields.length; i += 2) {
-      yield [fields[i], fields[i + 1]];
+    const text = this.#text;
+    const starts = this.#starts;
+    for (let n = 0; n < starts.length - 1; n++) {
+      let colon = starts[n] + 1; // a name is one byte or more
+      while (text.charCodeAt(colon) !== COLON) colon++;
+      yield [text.slice(starts[n], colon), this.#value(n, colon)];
     }
   }
 
@@ -89,6 +130,57 @@ export class HeaderFields {
   [Symbol.iterator](): IterableIterator<[string, string]> {
     return this.entries();
   }
+
+  /**
+   * Index of the first field from the `from`-th on named exactly `name`;
+   * a miss is {@link NO_SUCH_LENGTH} when no name the folded `name` could
+   * be was looked at.
+   */
+  #indexOf(name: string, from: number): number {
+    const text = this.#text;
+    const starts = this.#starts;
+    const length = name.length;
+    const first = name.charCodeAt(0);
+    let miss = NO_SUCH_LENGTH;
+    next: for (let n = from; n < starts.length - 1; n++) {
+      const start = starts[n];
+      // A name ends at the first ":" of its line: one this long has it here.
+      if (text.charCodeAt(start + length) !== COLON) continue;
+      // Folded, the name asked could still be this one (a colon in a value,
+      // as a port's, passes the test above): its first byte less case.
+      if (first >= 0x80 || ((text.charCodeAt(start) ^ first) & ~0x20) === 0) {
+        miss = NO_SUCH_NAME;
+      }
+      for (let k = 0; k < length; k++) {
+        const c = name.charCodeAt(k);
+        // Also a miss for a name with a ":" in it: a field's has none.
+        if (c !== text.charCodeAt(start + k) || c === COLON) continue next;
+      }
+      return n;
+    }
+    return miss;
+  }
+
+  /** The value of the n-th field, whose ":" is at `colon`, without the OWS around it. */
+  #value(n: number, colon: number): string {
+    const text = this.#text;
+    let from = colon + 1;
+    let to = this.#starts[n + 1] - 2; // its CR
+    while (from < to && isOws(text.charCodeAt(from))) from++;
+    while (to > from && isOws(text.charCodeAt(to - 1))) to--;
+    return text.slice(from, to);
+  }
+}
+
+const COLON = 0x3a;
+/** A miss where some field's name was as long as the one asked for. */
+const NO_SUCH_NAME = -1;
+/** A miss where no field's name was as long as the one asked for. */
+const NO_SUCH_LENGTH = -2;
+
+/** SP or HTAB: optional white space around a value (RFC 9110 §5.6.3). */
+function isOws(c: number): boolean {
+  return c === 0x20 || c === 0x09;
 }
 
 /**

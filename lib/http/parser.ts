@@ -149,6 +149,54 @@ function isDigit(c: number): boolean {
   return c >= 0x30 && c <= 0x39;
 }
 
+/** What {@link knownName} tells apart: the fields the parser itself reads. */
+const OTHER = 0;
+const HOST_FIELD = 1;
+const CONTENT_LENGTH = 2;
+const TRANSFER_ENCODING = 3;
+const CONNECTION = 4;
+const EXPECT = 5;
+
+const nameEncoder = new TextEncoder();
+const CONTENT_LENGTH_NAME = nameEncoder.encode("content-length");
+const TRANSFER_ENCODING_NAME = nameEncoder.encode("transfer-encoding");
+const CONNECTION_NAME = nameEncoder.encode("connection");
+const EXPECT_NAME = nameEncoder.encode("expect");
+
+/**
+ * Which of the fields the parser reads the folded name of `length` bytes at
+ * `buf[at]` is, if any: its length first, then its bytes, so another name
+ * costs a switch and at most a byte or two.
+ */
+function knownName(buf: Uint8Array, at: number, length: number): number {
+  switch (length) {
+    case 4:
+      return buf[at] === 0x68 && buf[at + 1] === 0x6f &&
+          buf[at + 2] === 0x73 && buf[at + 3] === 0x74 // "host"
+        ? HOST_FIELD
+        : OTHER;
+    case 6:
+      return sameBytes(buf, at, EXPECT_NAME) ? EXPECT : OTHER;
+    case 10:
+      return sameBytes(buf, at, CONNECTION_NAME) ? CONNECTION : OTHER;
+    case 14:
+      return sameBytes(buf, at, CONTENT_LENGTH_NAME) ? CONTENT_LENGTH : OTHER;
+    case 17:
+      return sameBytes(buf, at, TRANSFER_ENCODING_NAME)
+        ? TRANSFER_ENCODING
+        : OTHER;
+  }
+  return OTHER;
+}
+
+/** True when `buf` holds `name`'s bytes at `at`. */
+function sameBytes(buf: Uint8Array, at: number, name: Uint8Array): boolean {
+  for (let k = 0; k < name.length; k++) {
+    if (buf[at + k] !== name[k]) return false;
+  }
+  return true;
+}
+
 /**
  * Parses the head that starts at `buf[start]`. `end` is what `findHeadEnd()`
  * returned, or any later index when a blank line is known to come before
@@ -215,6 +263,7 @@ export function parseHead(
   // Header fields (§5): field-name ":" OWS field-value OWS CRLF. The scan
   // only checks bytes and notes offsets; the head is decoded once, after.
   let count = 0;
+  let linesEnd = i; // just past the last field line so far
   let badHost = false; // reported after the checks that come first
   while (i < end) {
     const line = i;
@@ -257,6 +306,7 @@ export function parseHead(
       );
     }
     i += 2;
+    linesEnd = i;
     while (
       valueEnd > valueStart &&
       (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HTAB)
@@ -281,8 +331,11 @@ export function parseHead(
     fieldOffsets[k + 3] = valueEnd - start;
   }
 
+  // Each field stays in the head's text, found by where its line starts;
+  // only the fields framing and routing read are made into strings here,
+  // spotted by their names' bytes (folded above).
   const text = latin1(buf, start, i);
-  const fields: string[] = new Array(count * 2);
+  const starts: number[] = new Array(count + 1);
   let host: string | undefined;
   let hostCount = 0;
   let contentLength = -1;
@@ -291,34 +344,36 @@ export function parseHead(
   let expect: string | undefined;
   for (let n = 0; n < count; n++) {
     const k = n * 4;
-    const name = text.slice(fieldOffsets[k], fieldOffsets[k + 1]);
+    const line = fieldOffsets[k];
+    starts[n] = line;
+    const known = knownName(buf, start + line, fieldOffsets[k + 1] - line);
+    if (known === OTHER) continue;
     const value = text.slice(fieldOffsets[k + 2], fieldOffsets[k + 3]);
-    fields[2 * n] = name;
-    fields[2 * n + 1] = value;
-    switch (name) {
-      case "host":
+    switch (known) {
+      case HOST_FIELD:
         hostCount++;
         host = value;
         break;
-      case "content-length":
+      case CONTENT_LENGTH:
         contentLength = mergeContentLength(contentLength, value, limits);
         break;
-      case "transfer-encoding":
+      case TRANSFER_ENCODING:
         transferEncoding = transferEncoding === undefined
           ? value
           : `${transferEncoding}, ${value}`;
         break;
-      case "connection":
+      case CONNECTION:
         connection = connection === undefined
           ? value
           : `${connection}, ${value}`;
         break;
-      case "expect":
+      case EXPECT:
         expect = value;
         break;
     }
   }
 
+  starts[count] = linesEnd - start;
   const target = text.slice(targetStart - start, targetEnd - start);
   let path: string;
   let query = "";
@@ -433,7 +488,7 @@ export function parseHead(
     path,
     query,
     minor,
-    headers: new HeaderFields(fields),
+    headers: new HeaderFields(text, starts),
     host,
     end: i,
     contentLength,
@@ -535,6 +590,7 @@ function isToken(s: string): boolean {
 /** True when the comma-separated `list` holds `token` (already lower case). */
 function hasToken(list: string, token: string): boolean {
   if (list === token) return true;
+  if (!list.includes(token)) return false; // no list to split: the common case
   for (const part of list.split(",")) {
     if (trimOws(part) === token) return true;
   }
