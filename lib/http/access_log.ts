@@ -182,7 +182,9 @@ export class AccessLog {
    * could not be parsed its first line as sent. `bytes` is what the client
    * received (head and body); `aborted` marks a reply cut short.
    * `reason` is the error behind a rejection, if the engine saw one;
-   * `user` the name an auth layer signed the request in with.
+   * `user` the name an auth layer signed the request in with. `now`:
+   * when the reply ended, if the caller read the clock already (the lines
+   * of one gathered write share one read).
    */
   append(
     client: string,
@@ -193,9 +195,9 @@ export class AccessLog {
     aborted: boolean,
     reason: string | undefined,
     user?: string,
+    now: number = Date.now(),
   ): void {
     if (this.#closed) return;
-    const now = Date.now();
     const ms = now > startTime ? now - startTime : 0;
     const second = Math.floor(now / 1000);
     // The milliseconds within the second: a subtraction, where `now % 1000`

@@ -305,6 +305,22 @@ export function toErrorReply(err: unknown, accept: string | undefined): Reply {
   };
 }
 
+/**
+ * An access line whose reply still sits in the output buffer, gathered
+ * behind a pipelined request's: written once the write that carries the
+ * reply ends, with the bytes of it the socket took.
+ */
+interface HeldLine {
+  request: RequestHead | string;
+  status: number;
+  /** The reply's first byte, and the byte past its last, in `#wrote`'s count. */
+  start: number;
+  end: number;
+  startTime: number;
+  why: string | undefined;
+  user: string | undefined;
+}
+
 export class Connection extends Timed implements ByteSource {
   readonly #conn: Socket;
   readonly #opts: ConnectionOptions;
@@ -328,6 +344,9 @@ export class Connection extends Timed implements ByteSource {
   #wrote = 0;
   #partial = 0;
   #replyAt = 0;
+  /** Access lines waiting for the write of their reply (reused), and how many wait. */
+  #held: HeldLine[] | undefined;
+  #heldCount = 0;
   /** The request between dispatch and its access line, and why it was refused. */
   #current: RequestHead | undefined;
   #why: string | undefined;
@@ -488,7 +507,9 @@ export class Connection extends Timed implements ByteSource {
         log.error("Connection failed: {error}", { error: err });
       }
     } finally {
-      // A reply cut short, or none at all: still one access line.
+      // A reply cut short, or none at all: still one access line, after
+      // those of the replies gathered before it, cut short too.
+      if (this.#heldCount > 0) this.#release();
       if (this.#current !== undefined) this.#finish(this.#current, true);
       this.close();
       this.#opts.onEnd?.(this); // no read is pending any more
@@ -864,16 +885,23 @@ export class Connection extends Timed implements ByteSource {
     if (sink === undefined && !isLimitStatus(status)) return;
     const request = head ??
       rawRequestLine(this.#in.buf, this.#in.start, this.#in.end);
-    sink?.append(
-      this.remoteAddr.hostname,
-      request,
-      status,
-      bytes,
-      this.#startTime,
-      aborted,
-      why,
-      user,
-    );
+    if (sink === undefined) {
+      // no access line: only the warning below
+    } else if (!aborted && this.#out.len > 0) {
+      // Gathered, not sent yet: its line says what the write did.
+      this.#hold(request, status, bytes, why, user);
+    } else {
+      sink.append(
+        this.remoteAddr.hostname,
+        request,
+        status,
+        bytes,
+        this.#startTime,
+        aborted,
+        why,
+        user,
+      );
+    }
     if (isLimitStatus(status)) {
       log.warn("Refused {request} from {client}: {status} {reason}", {
         client: this.remoteAddr.hostname,
@@ -883,6 +911,72 @@ export class Connection extends Timed implements ByteSource {
         status,
         reason: clipForLog(why ?? reasonPhrase(status)),
       });
+    }
+  }
+
+  /** Keeps a finished request's line until the write of its queued reply ends. */
+  #hold(
+    request: RequestHead | string,
+    status: number,
+    bytes: number,
+    why: string | undefined,
+    user: string | undefined,
+  ): void {
+    const held = this.#held ??= [];
+    const start = this.#replyAt;
+    let line = held[this.#heldCount];
+    if (line === undefined) {
+      line = held[this.#heldCount] = {
+        request,
+        status,
+        start,
+        end: start + bytes,
+        startTime: this.#startTime,
+        why,
+        user,
+      };
+    } else {
+      line.request = request;
+      line.status = status;
+      line.start = start;
+      line.end = start + bytes;
+      line.startTime = this.#startTime;
+      line.why = why;
+      line.user = user;
+    }
+    this.#heldCount++;
+  }
+
+  /**
+   * Writes the held lines once their write ended, or failed: each with the
+   * bytes of its reply the socket took, `aborted` if not all. One clock
+   * read for them all: the write's end.
+   */
+  #release(): void {
+    const held = this.#held!;
+    const count = this.#heldCount;
+    this.#heldCount = 0;
+    const sink = accessLog();
+    const took = this.#wrote + this.#partial;
+    const now = Date.now();
+    const client = this.remoteAddr.hostname;
+    for (let i = 0; i < count; i++) {
+      const line = held[i];
+      const whole = took >= line.end;
+      sink?.append(
+        client,
+        line.request,
+        line.status,
+        whole ? line.end - line.start : Math.max(0, took - line.start),
+        line.startTime,
+        !whole,
+        line.why,
+        line.user,
+        now,
+      );
+      // An idle connection keeps no request alive.
+      line.request = "";
+      line.why = line.user = undefined;
     }
   }
 
@@ -1130,6 +1224,7 @@ export class Connection extends Timed implements ByteSource {
     this.#opts.stats.bytesOut += bytes;
     this.#wrote += bytes;
     this.#partial = 0;
+    if (this.#heldCount > 0) this.#release();
   }
 
   async #writeFile(fb: FileBody): Promise<void> {
@@ -1331,6 +1426,9 @@ export class Connection extends Timed implements ByteSource {
     const life = this.#life;
     if (life === Life.Closed || life === Life.HandedOver) return;
     this.#life = Life.Closed;
+    // Replies still queued are not sent: their lines say so now, before any
+    // later line (a timeout or shutdown closes a connection mid-write).
+    if (this.#heldCount > 0) this.#release();
     this.deadline = this.busyDeadline = 0;
     this.#opts.wheel.remove(this);
     try {
