@@ -179,3 +179,45 @@ Deno.test("pipelined replies written whole: each line its own bytes, not aborted
     assert.ok(l.ms >= SLOW_MS, `${l.target} logged ${l.ms} ms`);
   }
 });
+
+Deno.test("a reset in the middle of gathered writes: whole replies logged whole, the one cut with the bytes the socket took, the rest 0", async () => {
+  await using logs = await captureLogs();
+  const { handle } = handler("/nonexistent");
+  await using server = serve({ port: 0 }, handle);
+  const conn = await connect(server.port);
+  // ~32 MiB of replies: more than the socket buffers hold, so the server
+  // waits on the client mid-write.
+  const count = 2000;
+  const sending = send(conn, get("/small").repeat(count));
+  const buf = new Uint8Array(64 * 1024);
+  let got = 0;
+  while (got < 1024 * 1024) {
+    const n = await conn.read(buf);
+    assert.ok(n !== null, "the server closed early");
+    got += n;
+  }
+  await sending;
+  conn.close(); // bytes unread: a reset
+  await waitFor(
+    () => logs.access().some((l) => l.aborted),
+    "an aborted line",
+  );
+  await server.shutdown();
+  const lines = logs.access();
+  const whole = lines[0].bytes;
+  assert.ok(whole > SMALL.length);
+  const cut = lines.findIndex((l) => l.aborted);
+  assert.ok(cut > 0 && cut < count, `the first aborted line is ${cut}`);
+  for (const [i, l] of lines.entries()) {
+    assert.equal(l.status, 200);
+    if (i < cut) assert.equal(l.bytes, whole, `line ${i}`);
+    else {
+      assert.ok(l.aborted, `line ${i} after an aborted one`);
+      if (i > cut) assert.equal(l.bytes, 0, `line ${i}`);
+      else assert.ok(l.bytes < whole, `line ${i}`);
+    }
+  }
+  // The client read what the socket took, and no more.
+  const logged = lines.reduce((sum, l) => sum + l.bytes, 0);
+  assert.ok(logged >= got, `logged ${logged}, the client read ${got}`);
+});
