@@ -152,6 +152,41 @@ Deno.test("a shutdown that closes a connection with a gathered reply unsent: its
   );
 });
 
+Deno.test("Deno.exit() with a gathered reply unsent: its line is written, 0 bytes, aborted", async () => {
+  const url = (path: string) => new URL(path, import.meta.url).href;
+  // /small's reply waits for /hold's, gathered; /hold exits the process.
+  const script = `
+    import { AccessLog, setAccessLog } from "${
+    url("../lib/http/access_log.ts")
+  }";
+    import { serve } from "${url("../lib/http/server.ts")}";
+    setAccessLog(new AccessLog({ format: "text", flushMs: 60_000 }));
+    const server = serve({ port: 0 }, (req) => {
+      if (req.path === "/hold") Deno.exit(0);
+      return { status: 200, body: "a".repeat(16384) };
+    });
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    const get = (p) => \`GET \${p} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n\`;
+    await conn.write(new TextEncoder().encode(get("/small") + get("/hold")));
+    await new Promise(() => {});
+  `;
+  const out = await withTimeout(
+    new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--ext=ts", script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output(),
+    30_000,
+    "the script to exit",
+  );
+  const decoder = new TextDecoder();
+  assert.equal(out.code, 0, decoder.decode(out.stderr));
+  assert.match(
+    decoder.decode(out.stdout),
+    /^\S+ \S+ \+00 \[INF\] spindle\.access: 127\.0\.0\.1 "GET \/small HTTP\/1\.1" 200 0 \d+ms aborted\n$/,
+  );
+});
+
 Deno.test("pipelined replies written whole: each line its own bytes, not aborted; a slow synchronous handler shows in the durations", async () => {
   await using logs = await captureLogs();
   const { handle } = handler("/nonexistent");

@@ -27,6 +27,15 @@ export interface AccessOutput {
   writeSync(bytes: Uint8Array): number;
 }
 
+/**
+ * Something that holds lines until the write of their replies ends (a
+ * connection's gathered replies): {@link AccessLog.close} and the exit
+ * have it append them first, cut short, so that no line is lost.
+ */
+export interface LineHolder {
+  appendHeld(): void;
+}
+
 /** Options for {@link AccessLog}. */
 export interface AccessLogOptions {
   readonly format: AccessFormat;
@@ -158,6 +167,8 @@ export class AccessLog {
   #len = 0;
   #clock: ReturnType<typeof setInterval> | undefined;
   #closed = false;
+  /** Who holds lines now: one add and one delete a gathered write. */
+  readonly #holders = new Set<LineHolder>();
   /**
    * The current second's timestamp as bytes, and which second it is. In
    * the text and JSON formats it is the whole start of a line, with "000"
@@ -306,9 +317,26 @@ export class AccessLog {
     }
   }
 
-  /** Flushes and stops: later lines are dropped. Idempotent. */
-  close(): void {
+  /** `holder` has lines waiting for a write; {@link release} once they are appended. */
+  hold(holder: LineHolder): void {
+    this.#holders.add(holder);
+  }
+
+  /** `holder` appended what it held. */
+  release(holder: LineHolder): void {
+    this.#holders.delete(holder);
+  }
+
+  /** Has every holder append its lines now (each releases itself), then writes them all. */
+  flushAll(): void {
+    for (const holder of [...this.#holders]) holder.appendHeld();
+    this.#holders.clear();
     this.flush();
+  }
+
+  /** Flushes (held lines too) and stops: later lines are dropped. Idempotent. */
+  close(): void {
+    this.flushAll();
     this.#closed = true;
   }
 
@@ -642,7 +670,7 @@ export function accessLog(): AccessLog | undefined {
 /**
  * Makes `log` the process's access log (undefined: none). The one it
  * replaces is closed, so its lines are written first. The new one is also
- * flushed on the `unload` event (`Deno.exit()` included).
+ * flushed on the `unload` event (`Deno.exit()` included), held lines too.
  */
 export function setAccessLog(log: AccessLog | undefined): void {
   if (log === current) return;
@@ -650,6 +678,6 @@ export function setAccessLog(log: AccessLog | undefined): void {
   current = log;
   if (log !== undefined && !unloadHooked) {
     unloadHooked = true;
-    globalThis.addEventListener("unload", () => current?.flush());
+    globalThis.addEventListener("unload", () => current?.flushAll());
   }
 }

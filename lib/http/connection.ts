@@ -9,6 +9,7 @@ import { DEFAULT_LIMITS, type Limits } from "../config.ts";
 import {
   accessLog,
   clipForLog,
+  type LineHolder,
   NO_REPLY_STATUS,
   rawRequestLine,
 } from "./access_log.ts";
@@ -321,7 +322,7 @@ interface HeldLine {
   user: string | undefined;
 }
 
-export class Connection extends Timed implements ByteSource {
+export class Connection extends Timed implements ByteSource, LineHolder {
   readonly #conn: Socket;
   readonly #opts: ConnectionOptions;
   readonly #limits: Limits;
@@ -923,6 +924,7 @@ export class Connection extends Timed implements ByteSource {
     user: string | undefined,
   ): void {
     const held = this.#held ??= [];
+    if (this.#heldCount === 0) accessLog()?.hold(this);
     const start = this.#replyAt;
     let line = held[this.#heldCount];
     if (line === undefined) {
@@ -957,6 +959,7 @@ export class Connection extends Timed implements ByteSource {
     const count = this.#heldCount;
     this.#heldCount = 0;
     const sink = accessLog();
+    sink?.release(this);
     const took = this.#wrote + this.#partial;
     const now = Date.now();
     const client = this.remoteAddr.hostname;
@@ -978,6 +981,11 @@ export class Connection extends Timed implements ByteSource {
       line.request = "";
       line.why = line.user = undefined;
     }
+  }
+
+  /** The process exits, or the log closes: the held lines now, as the socket has them. */
+  appendHeld(): void {
+    if (this.#heldCount > 0) this.#release();
   }
 
   async #discardBody(): Promise<boolean> {
