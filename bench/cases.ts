@@ -131,10 +131,16 @@ function errorsOf(name: string, runs: readonly Measured[]): string[] {
   const statuses = runs.reduce((n, r) => n + r.errorStatuses, 0);
   const sockets = runs.reduce((n, r) => n + r.socketErrors, 0);
   const first = bad.find((r) => r.firstError)?.firstError;
+  const cpu = bad.flatMap((r) => r.cpuProblems);
   return [
-    `${name}: ${statuses} bad statuses, ${sockets} socket errors${
-      first ? ` (${first})` : ""
-    }`,
+    ...(statuses + sockets > 0 || cpu.length === 0
+      ? [
+        `${name}: ${statuses} bad statuses, ${sockets} socket errors${
+          first ? ` (${first})` : ""
+        }`,
+      ]
+      : []),
+    ...cpu.map((why) => `${name}: ${why}`),
   ];
 }
 
