@@ -124,23 +124,21 @@ const rps = (r: Measured) => r.requestsPerSec;
 const bps = (r: Measured) => r.bytesPerSec;
 const p99 = (r: Measured) => r.latencyP99Us;
 
-/** Errors over a side's runs, as a problem line, or nothing. */
+/** Errors and CPU figures not to trust over a side's runs, as problem lines, or nothing. */
 function errorsOf(name: string, runs: readonly Measured[]): string[] {
+  const cpu = runs.flatMap((r) => r.cpuProblems).map((why) =>
+    `${name}: ${why}`
+  );
   const bad = runs.filter((r) => !clean(r));
-  if (bad.length === 0) return [];
+  if (bad.length === 0) return cpu;
   const statuses = runs.reduce((n, r) => n + r.errorStatuses, 0);
   const sockets = runs.reduce((n, r) => n + r.socketErrors, 0);
   const first = bad.find((r) => r.firstError)?.firstError;
-  const cpu = bad.flatMap((r) => r.cpuProblems);
   return [
-    ...(statuses + sockets > 0 || cpu.length === 0
-      ? [
-        `${name}: ${statuses} bad statuses, ${sockets} socket errors${
-          first ? ` (${first})` : ""
-        }`,
-      ]
-      : []),
-    ...cpu.map((why) => `${name}: ${why}`),
+    `${name}: ${statuses} bad statuses, ${sockets} socket errors${
+      first ? ` (${first})` : ""
+    }`,
+    ...cpu,
   ];
 }
 

@@ -35,6 +35,12 @@ import {
   type Row,
   verdictOf,
 } from "../bench/report.ts";
+import {
+  clean,
+  cores,
+  describeMeasured,
+  type Measured,
+} from "../bench/measure.ts";
 import { selectCases } from "../bench/run.ts";
 import {
   FrameCounter,
@@ -494,6 +500,33 @@ Deno.test("impossibleCpu() flags more CPU than the window and the cores allow", 
     ["0", "0-1", "0-1,3", "4-7,9,11-12", "", "x"].map(cpuListSize),
     [1, 2, 3, 7, Number.NaN, Number.NaN],
   );
+});
+
+Deno.test("cores() is CPU over the bench's window; a run's CPU problems show on its line, apart from its errors", () => {
+  const run: Measured = {
+    requests: 50_000,
+    bytes: 5_000_000,
+    durationMs: 1_000, // wrk's own, shorter than the window
+    requestsPerSec: 50_000,
+    bytesPerSec: 5_000_000,
+    errorStatuses: 0,
+    socketErrors: 0,
+    connects: Number.NaN,
+    latencyP50Us: 1_000,
+    latencyP99Us: 2_000,
+    latencyMaxUs: 3_000,
+    serverCpuSeconds: 1.2,
+    logBytes: 0,
+    windowMs: 1_250,
+    cpuProblems: [],
+  };
+  assert.equal(cores(run).toFixed(2), "0.96");
+  assert.ok(clean(run));
+  const why = "the engine's CPU (pid 10) could not be read before the run";
+  const bad = { ...run, cpuProblems: [why] };
+  assert.ok(clean(bad), "the server answered well: only the figure is wrong");
+  assert.ok(describeMeasured(bad).endsWith(`; ${why}`));
+  assert.ok(!describeMeasured(run).includes("could not"));
 });
 
 const PROC_NET_TCP =
