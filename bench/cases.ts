@@ -124,10 +124,13 @@ const rps = (r: Measured) => r.requestsPerSec;
 const bps = (r: Measured) => r.bytesPerSec;
 const p99 = (r: Measured) => r.latencyP99Us;
 
-/** Errors over a side's runs, as a problem line, or nothing. */
+/** Errors and CPU figures not to trust over a side's runs, as problem lines, or nothing. */
 function errorsOf(name: string, runs: readonly Measured[]): string[] {
+  const cpu = runs.flatMap((r) => r.cpuProblems).map((why) =>
+    `${name}: ${why}`
+  );
   const bad = runs.filter((r) => !clean(r));
-  if (bad.length === 0) return [];
+  if (bad.length === 0) return cpu;
   const statuses = runs.reduce((n, r) => n + r.errorStatuses, 0);
   const sockets = runs.reduce((n, r) => n + r.socketErrors, 0);
   const first = bad.find((r) => r.firstError)?.firstError;
@@ -135,6 +138,7 @@ function errorsOf(name: string, runs: readonly Measured[]): string[] {
     `${name}: ${statuses} bad statuses, ${sockets} socket errors${
       first ? ` (${first})` : ""
     }`,
+    ...cpu,
   ];
 }
 

@@ -13,9 +13,16 @@ import {
   type Placement,
   type ServerProcess,
   startServer,
-  treeCpuSeconds,
+  treeCpuReading,
 } from "./procs.ts";
-import { cpuMicrosPerUnit, median, roundOrder } from "./stats.ts";
+import {
+  cpuBetween,
+  cpuListSize,
+  cpuMicrosPerUnit,
+  impossibleCpu,
+  median,
+  roundOrder,
+} from "./stats.ts";
 
 /** Durations and counts for one bench run. */
 export interface Settings {
@@ -166,6 +173,14 @@ export interface Measured extends GeneratorResult {
   readonly serverCpuSeconds: number;
   /** Bytes added to the server's access log over the run. */
   readonly logBytes: number;
+  /**
+   * Time between the two CPU readings by the bench's clock, from the start
+   * of the first to the end of the second: never shorter than the time the
+   * CPU figure covers (the load generator's own duration can be).
+   */
+  readonly windowMs: number;
+  /** Why the CPU figure cannot be trusted (a failed read, more than the cores allow); none when sound. */
+  readonly cpuProblems: readonly string[];
 }
 
 async function fileSize(path: string): Promise<number> {
@@ -189,7 +204,8 @@ export async function measureOnce(
     await Deno.truncate(server.accessLog, 0);
   }
   const logBefore = await fileSize(server.accessLog);
-  const cpuBefore = await treeCpuSeconds(server.enginePid);
+  const windowStart = performance.now();
+  const cpuBefore = await treeCpuReading(server.enginePid);
   const generate = load.generate ?? bench.generate;
   const result = await generate({
     ...load,
@@ -199,12 +215,22 @@ export async function measureOnce(
     cpus: placement.loadCpus,
     fdLimit: placement.fdLimit,
   });
-  const cpuAfter = await treeCpuSeconds(server.enginePid);
+  const cpuAfter = await treeCpuReading(server.enginePid);
+  const windowMs = performance.now() - windowStart;
   const logAfter = await fileSize(server.accessLog);
+  const cpu = cpuBetween(cpuBefore, cpuAfter);
+  const over = impossibleCpu(
+    cpu.seconds,
+    windowMs,
+    cpuListSize(server.cpusAllowed),
+    cpuAfter.ticksPerSec,
+  );
   return {
     ...result,
-    serverCpuSeconds: cpuAfter - cpuBefore,
+    serverCpuSeconds: cpu.seconds,
     logBytes: Math.max(0, logAfter - logBefore),
+    windowMs,
+    cpuProblems: over === null ? cpu.problems : [...cpu.problems, over],
   };
 }
 
@@ -217,14 +243,17 @@ export interface Side {
   readonly around?: (run: () => Promise<Measured>) => Promise<Measured>;
 }
 
-/** True when a run got answers and no errors. */
+/** True when a run got answers and no errors (its CPU figure aside: `cpuProblems`). */
 export function clean(r: Measured): boolean {
   return r.requests > 0 && r.errorStatuses === 0 && r.socketErrors === 0;
 }
 
-/** Server cores busy over a run (1.0: one core saturated). */
+/**
+ * Server cores busy over a run (1.0: one core saturated), over the bench's
+ * own window: the load generator's duration leaves out its start and end.
+ */
 export function cores(r: Measured): number {
-  return r.serverCpuSeconds / (r.durationMs / 1000);
+  return r.serverCpuSeconds / (r.windowMs / 1000);
 }
 
 /** Server CPU per request, or per MiB for byte-rate cases, in µs. */
@@ -266,6 +295,7 @@ export function describeMeasured(r: Measured, perMiB = false): string {
       }`,
     );
   }
+  parts.push(...r.cpuProblems);
   return parts.join("; ");
 }
 

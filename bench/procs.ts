@@ -9,7 +9,7 @@
  * The engine is the process in the tree that holds the listening socket;
  * its CPU time and RSS are what the bench reports.
  */
-import { listeningInodes, statTicks } from "./stats.ts";
+import { type CpuReading, listeningInodes, parseStat } from "./stats.ts";
 
 /** How servers and load generators are placed on the machine. */
 export interface Placement {
@@ -295,14 +295,30 @@ export async function treeRssBytes(pid: number): Promise<number> {
  * descendants, in seconds, from /proc/<pid>/stat.
  */
 export async function treeCpuSeconds(pid: number): Promise<number> {
+  const reading = await treeCpuReading(pid);
+  return reading.procs.reduce((n, p) => n + p.ticks, 0) / reading.ticksPerSec;
+}
+
+/**
+ * The CPU ticks of a process and its descendants, each with its start time,
+ * and the time the reading began: two readings give the CPU spent between
+ * them ({@link cpuBetween}), counting no process's past.
+ */
+export async function treeCpuReading(pid: number): Promise<CpuReading> {
   const pids = await treePids(pid);
   const lines = (await bash(
-    `getconf CLK_TCK\n${
-      pids.map((p) => `cat /proc/${p}/stat 2>/dev/null; echo`).join("\n")
-    }`,
+    `getconf CLK_TCK
+cut -d' ' -f1 /proc/uptime
+${pids.map((p) => `cat /proc/${p}/stat 2>/dev/null; echo`).join("\n")}`,
   )).split("\n");
   const ticksPerSec = Number(lines[0]) || 100;
-  return statTicks(lines.slice(1)) / ticksPerSec;
+  const procs = lines.slice(2).map(parseStat).filter((p) => p !== null);
+  return {
+    root: pid,
+    atTicks: Number(lines[1]) * ticksPerSec,
+    ticksPerSec,
+    procs,
+  };
 }
 
 /** A free loopback port, below the ephemeral range (servers get it on their command line). */

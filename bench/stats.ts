@@ -88,6 +88,129 @@ export function statTicks(statLines: readonly string[]): number {
   return ticks;
 }
 
+/** One process in a CPU reading: its pid, start (clock ticks after boot) and CPU ticks. */
+export interface ProcCpu {
+  readonly pid: number;
+  readonly start: number;
+  readonly ticks: number;
+}
+
+/** A process's pid, start time (field 22) and utime + stime from its stat line; null if it is none. */
+export function parseStat(line: string): ProcCpu | null {
+  const close = line.lastIndexOf(")");
+  if (close < 0) return null;
+  const rest = line.slice(close + 2).split(" ");
+  // rest[0] is field 3 (state): utime 14, stime 15, starttime 22.
+  const pid = Number(line.slice(0, line.indexOf(" ")));
+  const utime = Number(rest[11]);
+  const stime = Number(rest[12]);
+  const start = Number(rest[19]);
+  if (
+    rest.length <= 19 || !(pid > 0) || !Number.isFinite(utime + stime + start)
+  ) {
+    return null;
+  }
+  return { pid, start, ticks: utime + stime };
+}
+
+/** A process tree's CPU at one moment, from /proc. */
+export interface CpuReading {
+  /** The root the tree was read from (the engine). */
+  readonly root: number;
+  /** Clock ticks after boot when the reading began (/proc/uptime). */
+  readonly atTicks: number;
+  readonly ticksPerSec: number;
+  /** The processes whose stat could be read. */
+  readonly procs: readonly ProcCpu[];
+}
+
+/** CPU of a tree between two readings, and why it may be short or wrong. */
+export interface CpuSpent {
+  readonly seconds: number;
+  /** What made the figure untrustworthy; none when it is sound. */
+  readonly problems: readonly string[];
+}
+
+/**
+ * CPU spent by a tree between two readings. A process counts what it spent
+ * between them: present in both (the same pid and start time), or started
+ * after the first, all of its time. A process older than the first reading
+ * that it missed (a failed read, a process that joined the tree) would
+ * bring its whole past: it is left out and named, as is a root missing from
+ * either reading and a process that left (its time in the window is lost).
+ */
+export function cpuBetween(before: CpuReading, after: CpuReading): CpuSpent {
+  const problems: string[] = [];
+  const earlier = new Map(before.procs.map((p) => [p.pid, p]));
+  const key = (p: ProcCpu) => `${p.pid}@${p.start}`;
+  const later = new Set(after.procs.map(key));
+  for (const [label, reading] of [["before", before], ["after", after]]) {
+    if (!(reading as CpuReading).procs.some((p) => p.pid === before.root)) {
+      problems.push(
+        `the engine's CPU (pid ${before.root}) could not be read ${label} the run`,
+      );
+    }
+  }
+  let ticks = 0;
+  for (const p of after.procs) {
+    const was = earlier.get(p.pid);
+    if (was !== undefined && was.start === p.start) {
+      ticks += p.ticks - was.ticks;
+    } else if (p.start >= before.atTicks) {
+      ticks += p.ticks;
+    } else if (p.pid !== before.root) {
+      problems.push(
+        `pid ${p.pid} joined the tree during the run with ${
+          (p.ticks / after.ticksPerSec).toFixed(2)
+        } s of CPU from before it: not counted`,
+      );
+    }
+  }
+  for (const p of before.procs) {
+    if (p.pid !== before.root && !later.has(key(p))) {
+      problems.push(
+        `pid ${p.pid} left the tree during the run: its CPU in the run is not counted`,
+      );
+    }
+  }
+  return {
+    seconds: problems.some((p) => p.startsWith("the engine's"))
+      ? Number.NaN
+      : ticks / after.ticksPerSec,
+    problems,
+  };
+}
+
+/** How many cores a `Cpus_allowed_list` ("0", "0-1,3") names; NaN if it names none. */
+export function cpuListSize(list: string): number {
+  let n = 0;
+  for (const part of list.trim().split(",")) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+    if (m === null) return Number.NaN;
+    n += m[2] === undefined ? 1 : Number(m[2]) - Number(m[1]) + 1;
+  }
+  return n > 0 ? n : Number.NaN;
+}
+
+/**
+ * Why `cpuSeconds` cannot have been spent in `windowMs` on `cores` cores, or
+ * null when it can. Two ticks of slack: /proc counts in whole ticks.
+ */
+export function impossibleCpu(
+  cpuSeconds: number,
+  windowMs: number,
+  cores: number,
+  ticksPerSec = 100,
+): string | null {
+  const most = windowMs / 1000 * cores + 2 / ticksPerSec;
+  if (!(cpuSeconds > most)) return null;
+  return `server CPU ${cpuSeconds.toFixed(2)} s in a ${
+    (windowMs / 1000).toFixed(2)
+  } s window is more than its ${cores} core(s) allow (${
+    (cpuSeconds / (windowMs / 1000)).toFixed(2)
+  } cores)`;
+}
+
 /**
  * Socket inodes listening on `port`, from the text of /proc/net/tcp and
  * /proc/net/tcp6 (state 0A is LISTEN; the local port is hex after the colon).

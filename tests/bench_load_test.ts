@@ -25,6 +25,7 @@ import {
   listenerPid,
   nginxConfig,
   spawnTree,
+  treeCpuReading,
   treeCpuSeconds,
   treePids,
 } from "../bench/procs.ts";
@@ -34,6 +35,12 @@ import {
   type Row,
   verdictOf,
 } from "../bench/report.ts";
+import {
+  clean,
+  cores,
+  describeMeasured,
+  type Measured,
+} from "../bench/measure.ts";
 import { selectCases } from "../bench/run.ts";
 import {
   FrameCounter,
@@ -48,10 +55,15 @@ import { concat as concatBytes } from "./helpers/socket.ts";
 import {
   atLeast,
   atMost,
+  cpuBetween,
+  cpuListSize,
   cpuMicrosPerUnit,
+  type CpuReading,
+  impossibleCpu,
   listeningInodes,
   median,
   pairedRatios,
+  parseStat,
   roundOrder,
   statTicks,
   summarizePaired,
@@ -406,6 +418,117 @@ Deno.test("statTicks() sums utime and stime, counting fields after the last ')'"
   assert.equal(statTicks(STAT_LINES), 300, "blank and broken lines count 0");
 });
 
+Deno.test("parseStat() reads pid, start time and CPU ticks; null for what is no stat line", () => {
+  assert.deepEqual(parseStat(STAT_LINES[0]), {
+    pid: 4242,
+    start: 100,
+    ticks: 290,
+  });
+  assert.deepEqual(parseStat(STAT_LINES[1]), {
+    pid: 4243,
+    start: 101,
+    ticks: 10,
+  });
+  assert.equal(parseStat(""), null);
+  assert.equal(parseStat("garbage"), null);
+});
+
+/** A reading of the tree under pid 10 at `at` ticks after boot: [pid, start, ticks] each. */
+function reading(at: number, ...procs: [number, number, number][]): CpuReading {
+  return {
+    root: 10,
+    atTicks: at,
+    ticksPerSec: 100,
+    procs: procs.map(([pid, start, ticks]) => ({ pid, start, ticks })),
+  };
+}
+
+Deno.test("cpuBetween() counts what each process spent between the readings", () => {
+  // The engine (started at 50) and a child it started during the window (at 1,200).
+  const spent = cpuBetween(
+    reading(1_000, [10, 50, 9_000]),
+    reading(1_500, [10, 50, 9_700], [11, 1_200, 40]),
+  );
+  assert.deepEqual(spent, { seconds: 7.4, problems: [] });
+});
+
+Deno.test("cpuBetween() counts no process's past: a failed read before the run is a problem, not its whole life", () => {
+  // The engine had spent 90 s before this 5 s window (earlier rounds, the
+  // warm-up), 7 s in it. Its stat missing from the first reading once made
+  // that 0 and the round 97 s: 19.4 "cores". Now no figure, and why.
+  const before = reading(1_000);
+  const after = reading(1_500, [10, 50, 9_700]);
+  const old = statTicks(["", `10 (deno) S 1 ${"0 ".repeat(9)}9000 700 0 0`]) /
+    100;
+  assert.equal(old, 97, "the old sum: after minus a 0 before");
+  const spent = cpuBetween(before, after);
+  assert.ok(Number.isNaN(spent.seconds));
+  assert.deepEqual(spent.problems, [
+    "the engine's CPU (pid 10) could not be read before the run",
+  ]);
+});
+
+Deno.test("cpuBetween() leaves out an older process that joined the tree, and says so; a pid reused is not the same process", () => {
+  const spent = cpuBetween(
+    reading(1_000, [10, 50, 9_000], [12, 60, 10]),
+    // 11 is old (started at 70) but was not in the first reading; 12 was
+    // replaced by a new process of the same pid, started in the window.
+    reading(1_500, [10, 50, 9_700], [11, 70, 5_000], [12, 1_100, 30]),
+  );
+  assert.equal(spent.seconds, 7.3);
+  assert.deepEqual(spent.problems, [
+    "pid 11 joined the tree during the run with 50.00 s of CPU from before it: not counted",
+    "pid 12 left the tree during the run: its CPU in the run is not counted",
+  ]);
+});
+
+Deno.test("impossibleCpu() flags more CPU than the window and the cores allow", () => {
+  // Case 16's round: 10.68 cores on a 2-core machine.
+  assert.match(
+    impossibleCpu(53.4, 5_000, 2) ?? "",
+    /^server CPU 53\.40 s in a 5\.00 s window is more than its 2 core\(s\) allow \(10\.68 cores\)$/,
+  );
+  assert.equal(impossibleCpu(9.9, 5_000, 2), null);
+  assert.equal(impossibleCpu(10.02, 5_000, 2), null, "two ticks of slack");
+  assert.notEqual(impossibleCpu(5.1, 5_000, 1), null);
+  assert.equal(
+    impossibleCpu(Number.NaN, 5_000, 2),
+    null,
+    "no figure: no claim",
+  );
+  assert.deepEqual(
+    ["0", "0-1", "0-1,3", "4-7,9,11-12", "", "x"].map(cpuListSize),
+    [1, 2, 3, 7, Number.NaN, Number.NaN],
+  );
+});
+
+Deno.test("cores() is CPU over the bench's window; a run's CPU problems show on its line, apart from its errors", () => {
+  const run: Measured = {
+    requests: 50_000,
+    bytes: 5_000_000,
+    durationMs: 1_000, // wrk's own, shorter than the window
+    requestsPerSec: 50_000,
+    bytesPerSec: 5_000_000,
+    errorStatuses: 0,
+    socketErrors: 0,
+    connects: Number.NaN,
+    latencyP50Us: 1_000,
+    latencyP99Us: 2_000,
+    latencyMaxUs: 3_000,
+    serverCpuSeconds: 1.2,
+    logBytes: 0,
+    windowMs: 1_250,
+    cpuProblems: [],
+  };
+  assert.equal(cores(run).toFixed(2), "0.96");
+  assert.ok(clean(run));
+  const why = "the engine's CPU (pid 10) could not be read before the run";
+  const bad = { ...run, cpuProblems: [why] };
+  assert.ok(clean(bad), "the server answered well: only the figure is wrong");
+  assert.ok(describeMeasured(bad).endsWith(`; ${why}`));
+  assert.ok(!describeMeasured(run).includes("could not"));
+});
+
 const PROC_NET_TCP =
   `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0
@@ -668,6 +791,23 @@ Deno.test("treeCpuSeconds() counts the CPU of a grandchild, and stop() ends the 
     assert.equal(pids[0], root);
     const seconds = await treeCpuSeconds(root);
     assert.ok(seconds >= 0.29, `${seconds} s`);
+    // Read whole, the grandchild was there before and after: what it spent
+    // in between (idle: well under its 0.3 s) counts, with no problem.
+    const first = await treeCpuReading(root);
+    assert.deepEqual(first.procs.map((p) => p.pid), pids);
+    const between = cpuBetween(first, await treeCpuReading(root));
+    assert.deepEqual(between.problems, []);
+    assert.ok(
+      between.seconds >= 0 && between.seconds < 0.29,
+      `${between.seconds} s`,
+    );
+    // A first reading that missed it: its 0.3 s past is not counted.
+    const missed = cpuBetween(
+      { ...first, procs: first.procs.slice(0, 1) },
+      await treeCpuReading(root),
+    );
+    assert.ok(missed.seconds < 0.29, `${missed.seconds} s`);
+    assert.match(missed.problems.join(), new RegExp(`pid ${pids[1]} joined`));
     assert.ok(
       seconds >= await treeCpuSeconds(pids[1]),
       "the tree holds at least its grandchild",

@@ -274,6 +274,48 @@ Deno.test("FixedFields.listWith() sends the fixed fields as encoded, then the re
   );
 });
 
+Deno.test("FixedFields.followedBy() copies the next field's name with the fixed bytes, its value checked each time", () => {
+  const fixed = FixedFields.followedBy("x-left", { "x-a": "1" });
+  for (
+    const [status, now, n] of [[200, NOW, "9"], [200, NOW, "8"], [
+      429,
+      NOW + 1000,
+      "0",
+    ]] as const
+  ) {
+    const out = new OutBuffer();
+    writeFields(out, status, fixed.listWith([["x-left", n]]), now);
+    writeFraming(out, 5, false, false, false);
+    assert.equal(
+      decoder.decode(out.take()),
+      `HTTP/1.1 ${status === 200 ? "200 OK" : "429 Too Many Requests"}\r\n` +
+        `Date: Tue, 02 Jan 2024 03:04:0${
+          now === NOW ? 5 : 6
+        } GMT\r\n${NOSNIFF}` +
+        `x-a: 1\r\nx-left: ${n}\r\nContent-Length: 5\r\n\r\n`,
+    );
+  }
+  // The value is still checked; another field, or more, are written as usual.
+  assert.throws(
+    () => head(200, fixed.listWith([["x-left", "1\r\nx: y"]])),
+    /header value/,
+  );
+  assert.equal(
+    head(200, fixed.listWith([["x-right", "2"]])).text,
+    `HTTP/1.1 200 OK\r\n${DATE}${NOSNIFF}x-a: 1\r\nx-right: 2\r\nContent-Length: 5\r\n\r\n`,
+  );
+  assert.equal(
+    head(200, fixed.listWith([["x-left", "3"], ["x-b", "é"]])).text,
+    `HTTP/1.1 200 OK\r\n${DATE}${NOSNIFF}x-a: 1\r\nx-left: 3\r\nx-b: é\r\nContent-Length: 5\r\n\r\n`,
+  );
+  assert.equal(
+    head(200, fixed.listWith([])).text,
+    `HTTP/1.1 200 OK\r\n${DATE}${NOSNIFF}x-a: 1\r\nContent-Length: 5\r\n\r\n`,
+  );
+  // A name the engine writes itself cannot follow.
+  assert.throws(() => FixedFields.followedBy("Content-Length"), TypeError);
+});
+
 Deno.test("OutBuffer keeps its view over a release while the pool holds the buffer", () => {
   const out = new OutBuffer();
   out.text("abc");

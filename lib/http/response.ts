@@ -356,6 +356,33 @@ export class FixedFields {
   readonly #list: ReadonlyArray<Pair>;
   /** The encoded fields and what the engine found in them, once written. */
   #encoded: Encoded | undefined;
+  /**
+   * The one field that changes per reply, when a list holds it alone after
+   * these ({@link FixedFields.followedBy}): its name is encoded with them.
+   */
+  #next = "";
+  #encodedNext: Encoded | undefined;
+
+  /**
+   * Fixed fields that lists follow with one field named `next` (a count):
+   * its name is copied with their bytes, only its value written per reply.
+   */
+  static followedBy(
+    next: string,
+    ...parts: ReadonlyArray<ReplyHeaders>
+  ): FixedFields {
+    const fixed = new FixedFields(...parts);
+    if ((nameBytes.get(next) ?? learnName(next)) === OWNED_NAME) {
+      throw new TypeError(`The engine writes ${next} itself`);
+    }
+    fixed.#next = next;
+    return fixed;
+  }
+
+  /** The name of the field lists follow these with, or "". */
+  get next(): string {
+    return this.#next;
+  }
 
   /** The fields of `parts` in order; values are taken as strings now. */
   constructor(...parts: ReadonlyArray<ReplyHeaders>) {
@@ -410,6 +437,20 @@ export class FixedFields {
     this.#encoded = { bytes, scan, line: EMPTY, head: EMPTY };
     return scan;
   }
+
+  /** {@link writeTo}, then the name of {@link next}: its value follows. */
+  writeWithNext(out: OutBuffer, line: Uint8Array): FieldScan {
+    if (this.#encodedNext === undefined) {
+      const from = out.len;
+      const scan = this.writeTo(out, line);
+      const head = nameBytes.get(this.#next) ?? learnName(this.#next);
+      out.bytes(head);
+      const bytes = out.buf.slice(from + line.length, out.len);
+      this.#encodedNext = { bytes, scan, line: EMPTY, head: EMPTY };
+      return scan;
+    }
+    return writeEncoded(out, line, this.#encodedNext);
+  }
 }
 
 /**
@@ -429,6 +470,16 @@ function writeFixedList(
   if (!ahead) {
     out.bytes(line);
     return writeEach(out, list);
+  }
+  if (list.length === n + 1 && fixed.next !== "" && list[n][0] === fixed.next) {
+    const scan = fixed.writeWithNext(out, line);
+    const value = list[n][1];
+    writeValue(
+      out,
+      fixed.next,
+      typeof value === "string" ? value : String(value),
+    );
+    return scan;
   }
   const fixedScan = fixed.writeTo(out, line);
   if (list.length === n) return fixedScan;
@@ -505,9 +556,15 @@ function writeField(
     checkValue(name, value);
     return;
   }
-  const buf = out.reserve(head.length + value.length * 3 + 2);
-  copyBytes(buf, out.len, head);
-  let at = out.len + head.length;
+  copyBytes(out.reserve(head.length), out.len, head);
+  out.len += head.length;
+  writeValue(out, name, value);
+}
+
+/** A field's value, checked, and its CRLF. */
+function writeValue(out: OutBuffer, name: string, value: string): void {
+  const buf = out.reserve(value.length * 3 + 2);
+  let at = out.len;
   for (let i = 0; i < value.length; i++) {
     const c = value.charCodeAt(i);
     if (c < 0x20 && (c === CR || c === LF || c === NUL)) throw badValue(name);

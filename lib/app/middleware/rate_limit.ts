@@ -161,7 +161,7 @@ class RateFields {
   #resetSeconds = -1;
   #reset = "";
   /** Limit, policy and reset, for replies without a frozen record. */
-  #ours = new FixedFields();
+  #ours = FixedFields.followedBy(REMAINING);
   /** Per frozen reply record: its fields (ours left out), then ours. */
   #withRecord = new WeakMap<object, FixedFields>();
   #lastRecord: ReplyHeaders | undefined;
@@ -208,7 +208,7 @@ class RateFields {
     if (seconds === this.#resetSeconds) return;
     this.#resetSeconds = seconds;
     this.#reset = String(seconds);
-    this.#ours = new FixedFields({
+    this.#ours = FixedFields.followedBy(REMAINING, {
       [LIMIT]: this.#limit,
       [POLICY]: this.#policy,
       [RESET]: this.#reset,
@@ -222,7 +222,11 @@ class RateFields {
     if (record === this.#lastRecord) return this.#lastFixed;
     let fixed = this.#withRecord.get(record);
     if (fixed === undefined) {
-      fixed = new FixedFields(othersOf(record), this.#ours.pairs);
+      fixed = FixedFields.followedBy(
+        REMAINING,
+        othersOf(record),
+        this.#ours.pairs,
+      );
       this.#withRecord.set(record, fixed);
     }
     this.#lastRecord = record;
