@@ -21,6 +21,30 @@ export interface Placement {
   readonly fdLimit: number;
 }
 
+/**
+ * Where the bench puts things on a machine of `cores` cores: `pinned`, each
+ * server on core 0 and the load on the others' first (core 1); `spread`,
+ * every process free to use every core. When pinning, the runner pins itself
+ * to core 1 and its children inherit that, so a spread process is given the
+ * whole core list explicitly rather than nothing (which would leave it on
+ * core 1 with the load generator). Without pinning both are null.
+ */
+export function placements(
+  cores: number,
+  pin: boolean,
+  fdLimit: number,
+): { pinned: Placement; spread: Placement } {
+  if (!pin) {
+    const none = { serverCpus: null, loadCpus: null, fdLimit };
+    return { pinned: none, spread: none };
+  }
+  const all = `0-${cores - 1}`;
+  return {
+    pinned: { serverCpus: "0", loadCpus: "1", fdLimit },
+    spread: { serverCpus: all, loadCpus: all, fdLimit },
+  };
+}
+
 /** What to run for one server. */
 export interface Launch {
   readonly name: string;

@@ -17,7 +17,7 @@ import { renderChart } from "./chart.ts";
 import { type BenchCase, CASES, FILES } from "./cases.ts";
 import { denoGenerator, wrkGenerator, wrkVersion } from "./generators.ts";
 import { type Bench, type Settings, stopServer } from "./measure.ts";
-import { bash, nginxVersion, type Placement } from "./procs.ts";
+import { bash, nginxVersion, placements } from "./procs.ts";
 import {
   chartBars,
   cpuLadder,
@@ -145,12 +145,7 @@ async function main(): Promise<void> {
   const fdLimit = fdHard === "unlimited"
     ? WANTED_FD_LIMIT
     : Math.min(WANTED_FD_LIMIT, Number(fdHard));
-  const pinned: Placement = {
-    serverCpus: pin ? "0" : null,
-    loadCpus: pin ? "1" : null,
-    fdLimit,
-  };
-  const spread: Placement = { serverCpus: null, loadCpus: null, fdLimit };
+  const { pinned, spread } = placements(Number(cpus), pin, fdLimit);
   if (pin) {
     // The runner is a client too (idle and slow-reader cases): off core 0.
     await bash(`taskset -a -p -c 1 ${Deno.pid} >/dev/null`);

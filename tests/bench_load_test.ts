@@ -24,6 +24,8 @@ import {
   freePort,
   listenerPid,
   nginxConfig,
+  pinned,
+  placements,
   spawnTree,
   treeCpuReading,
   treeCpuSeconds,
@@ -51,7 +53,7 @@ import {
 import { serve } from "../lib/http/server.ts";
 import { FrameParser } from "../lib/http/ws/frame.ts";
 import { upgradeWebSocket } from "../lib/http/ws_connection.ts";
-import { concat as concatBytes } from "./helpers/socket.ts";
+import { concat as concatBytes, lacks } from "./helpers/socket.ts";
 import {
   atLeast,
   atMost,
@@ -984,4 +986,40 @@ Deno.test("IdleHolder holds keep-alive connections and WebSockets that still ans
     assert.equal(holder.count, 120, `websocket: ${websocket}`);
     assert.equal(await holder.alive(), 120, `websocket: ${websocket}`);
   }
+});
+
+Deno.test({
+  name:
+    "placements(): a spread process gets every core, even under a runner pinned to core 1",
+  // Needs taskset (util-linux), as the bench does to pin.
+  ignore: await lacks("taskset"),
+  fn: async () => {
+    const { pinned: p, spread } = placements(2, true, 1024);
+    assert.deepEqual(p, { serverCpus: "0", loadCpus: "1", fdLimit: 1024 });
+    assert.deepEqual(spread, {
+      serverCpus: "0-1",
+      loadCpus: "0-1",
+      fdLimit: 1024,
+    });
+    const none = placements(2, false, 1024);
+    assert.equal(none.spread.serverCpus, null);
+    assert.equal(none.pinned.loadCpus, null);
+    // What the runner does when it pins: itself to core 1, children inherit.
+    // A spread server must still be free to run on core 0.
+    const cores = navigator.hardwareConcurrency;
+    const all = placements(cores, true, 1024).spread.serverCpus!;
+    const out = await new Deno.Command("taskset", {
+      args: [
+        "-c",
+        "1",
+        ...pinned(all),
+        "grep",
+        "^Cpus_allowed_list:",
+        "/proc/self/status",
+      ],
+    }).output();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    const list = new TextDecoder().decode(out.stdout).split(":")[1].trim();
+    assert.equal(list, cores === 1 ? "0" : `0-${cores - 1}`);
+  },
 });
