@@ -886,13 +886,11 @@ export class Connection extends Timed implements ByteSource, LineHolder {
     if (sink === undefined && !isLimitStatus(status)) return;
     const request = head ??
       rawRequestLine(this.#in.buf, this.#in.start, this.#in.end);
-    if (sink === undefined) {
-      // no access line: only the warning below
-    } else if (!aborted && this.#out.len > 0) {
+    if (sink !== undefined && !aborted && this.#out.len > 0) {
       // Gathered, not sent yet: its line says what the write did.
       this.#hold(request, status, bytes, why, user);
     } else {
-      sink.append(
+      sink?.append(
         this.remoteAddr.hostname,
         request,
         status,
