@@ -3,6 +3,7 @@
  * replaced when they die, swapped on reload, stopped on shutdown.
  */
 import assert from "node:assert/strict";
+import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { backoffMs, WorkerPool } from "../lib/http/workers.ts";
 import { sleep, waitFor } from "./helpers/socket.ts";
 
@@ -122,18 +123,42 @@ Deno.test("WorkerPool replaces a worker that throws while the other keeps servin
 });
 
 Deno.test("WorkerPool backs off while a slot keeps dying", async () => {
-  await using p = await startPool(1);
-  // One worker: between a death and its replacement nobody listens.
-  for (let n = 1; n <= 3; n++) {
-    await seeAll(p.port, (s) => s.has(`1.${n}`), askSoon);
-    await askSoon(p.port, "/crash");
-    await waitFor(() => p.ended.length === n, "the death");
+  // The delay the pool chose for each death, as it logs it.
+  const deaths: LogRecord[] = [];
+  await configure({
+    reset: true,
+    sinks: { capture: (record: LogRecord) => deaths.push(record) },
+    loggers: [
+      {
+        category: ["spindle", "workers"],
+        lowestLevel: "error",
+        sinks: ["capture"],
+      },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
+    ],
+  });
+  try {
+    await using p = await startPool(1);
+    // One worker: between a death and its replacement nobody listens.
+    for (let n = 1; n <= 3; n++) {
+      await seeAll(p.port, (s) => s.has(`1.${n}`), askSoon);
+      await askSoon(p.port, "/crash");
+      await waitFor(() => p.ended.length === n, "the death");
+    }
+    await waitFor(() => p.startedAt.length === 4, "the third replacement");
+    assert.deepEqual(
+      deaths.filter((r) => r.properties.event === "worker-died")
+        .map((r) => r.properties.delayMs),
+      [0, 100, 200],
+    );
+    // And the pool waited them: a lower bound only, as a busy machine can
+    // only make a replacement later.
+    const waited = (n: number) => p.startedAt[n].at - p.ended[n - 1].at;
+    assert.ok(waited(2) >= 90, `second replacement waited ${waited(2)} ms`);
+    assert.ok(waited(3) >= 190, `third replacement waited ${waited(3)} ms`);
+  } finally {
+    await reset();
   }
-  await waitFor(() => p.startedAt.length === 4, "the third replacement");
-  const waited = (n: number) => p.startedAt[n].at - p.ended[n - 1].at;
-  assert.ok(waited(1) < 100, `first replacement waited ${waited(1)} ms`);
-  assert.ok(waited(2) >= 90, `second replacement waited ${waited(2)} ms`);
-  assert.ok(waited(3) >= 190, `third replacement waited ${waited(3)} ms`);
 });
 
 Deno.test("WorkerPool.reload() puts a fresh worker in each slot, the old ones drain, no request fails", async () => {
