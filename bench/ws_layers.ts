@@ -6,7 +6,7 @@
  * syscalls, so the figures hold steady on a busy machine). The difference
  * is what our JS adds per message to the runtime's read and write.
  *
- *   deno run --allow-env --unstable-net bench/ws_layers.ts --rounds 30 [--sockets 256]
+ *   deno run --allow-env --unstable-net bench/ws_layers.ts --rounds 30 [--sockets 256] [--pollute-kib 64]
  *
  * The last column is the heap bytes allocated per message (V8's count, the
  * lowest of the rounds): it moves by ~2% between runs, however busy the
@@ -14,6 +14,12 @@
  *
  * `--sockets N` serves the messages on N sockets at once, as case 15a's
  * load does: more live state per message, as on a real server.
+ *
+ * `--pollute-kib N` writes over N KiB of other memory before each read
+ * hands over its frame (both rows), as the kernel's work for a socket's
+ * message and the other sockets' evicts what a server keeps per socket
+ * from the CPU's caches between two messages: with 64, what the echo adds
+ * over the floor comes near what it adds over loopback sockets.
  *
  * `--large` is case 15b's load instead: one socket, masked 256 KiB binary
  * messages, each read giving what the buffer takes of the message (the
@@ -34,6 +40,10 @@ import { maskedFrame } from "./ws_load.ts";
 
 const FRAME = maskedFrame(0x1, new Uint8Array(32).fill(0x78));
 
+/** `--pollute-kib` in bytes (0: none), and the memory written over. */
+let polluteBytes = 0;
+let polluted = new Uint8Array(0);
+
 /** A socket that hands over `frame` per read, `count` times, then EOF. */
 class FrameSocket extends FakeSocket {
   #left: number;
@@ -45,6 +55,7 @@ class FrameSocket extends FakeSocket {
   read(into: Uint8Array): Promise<number | null> {
     if (this.#left === 0) return Promise.resolve(null);
     this.#left--;
+    if (polluteBytes > 0) polluted.fill(this.#left, 0, polluteBytes);
     into.set(FRAME);
     return Promise.resolve(FRAME.length);
   }
@@ -153,8 +164,11 @@ const { values } = parseArgs({
     sockets: { type: "string", default: "1" },
     large: { type: "boolean", default: false },
     "read-kib": { type: "string" },
+    "pollute-kib": { type: "string", default: "0" },
   },
 });
+polluteBytes = Number(values["pollute-kib"]) * 1024;
+polluted = new Uint8Array(polluteBytes);
 
 /** Case 15b in-process: CPU per MiB echoed, median and min of the rounds. */
 async function measureLarge(rounds: number): Promise<void> {

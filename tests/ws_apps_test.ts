@@ -140,6 +140,22 @@ Deno.test("the default app's WebSocket /echo echoes Deno's WebSocket: text, bina
   assert.equal(closed.wasClean, true);
 });
 
+Deno.test("the default app's WebSocket /echo echoes text of every length 0-200 exactly: ASCII, two- and three-byte characters, and one astral", async () => {
+  await using app = await startApp();
+  const ws = await open(`ws://127.0.0.1:${app.port}/echo`);
+  // Across the short-text path (64 bytes), the 16-bit length (126 bytes)
+  // and in every position of a character against the 4-byte mask.
+  for (const unit of ["x", "é", "€"]) {
+    for (let n = 0; n <= 200; n++) {
+      const text = `${unit.repeat(n)}`;
+      assert.equal(await roundTrip(ws, text), text, `${n} x ${unit}`);
+      const mixed = `${"a".repeat(n % 7)}\u{1F600}${unit.repeat(n)}`;
+      assert.equal(await roundTrip(ws, mixed), mixed, `mixed ${n} x ${unit}`);
+    }
+  }
+  await closeWith(ws, 1000);
+});
+
 Deno.test("the default app still answers a plain GET /echo as before (405), and a WebSocket handshake elsewhere as a plain request", async () => {
   await using app = await startApp();
   const plain = await fetch(`${app.origin}/echo`);

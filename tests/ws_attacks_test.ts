@@ -15,6 +15,7 @@ import {
   type ClientFrameOptions,
   closePayload,
   decoder,
+  encoder,
 } from "./fixtures/ws_frames.ts";
 import { sleep, waitFor, withTimeout } from "./helpers/socket.ts";
 import { RawWs, upgradeRequest } from "./helpers/ws_raw.ts";
@@ -69,6 +70,39 @@ for (const [what, opcode, payload, opts, code] of abuse) {
     assert.equal(got, code);
     assert.equal(await ws.ended(), true, "the server closes the socket");
     await waitFor(() => app.stats.active === 0, "the slot given back");
+  });
+}
+
+/** Bad UTF-8 in text, each as the frames that carry it: 1007 for all. */
+const badText: [what: string, frames: Uint8Array[]][] = [
+  // A small whole frame takes the one-pass path, not the frame parser.
+  ["in one small frame", [
+    clientFrame(OPCODE.Text, new Uint8Array([0x61, 0xff])),
+  ]],
+  [
+    "in a character cut between two frames",
+    [
+      clientFrame(OPCODE.Text, new Uint8Array([0x61, 0xce]), { fin: false }),
+      clientFrame(OPCODE.Continuation, new Uint8Array([0x41])),
+    ],
+  ],
+  [
+    "after 200 good bytes, in a 16-bit-length frame",
+    [clientFrame(
+      OPCODE.Text,
+      new Uint8Array([...encoder.encode("é".repeat(100)), 0xc0, 0x80]),
+    )],
+  ],
+];
+
+for (const [what, frames] of badText) {
+  Deno.test(`WebSocket /echo answers bad UTF-8 ${what} with close 1007, echoing no text`, async () => {
+    await using app = await startApp();
+    using ws = await RawWs.open(app.port);
+    for (const frame of frames) await ws.send(frame);
+    const [got] = await ws.closeFrame();
+    assert.equal(got, 1007);
+    assert.equal(await ws.ended(), true, "the server closes the socket");
   });
 }
 

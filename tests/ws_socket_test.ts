@@ -202,6 +202,52 @@ Deno.test("ServerWebSocket's iterator yields text and bytes in order, then ends 
   assert.deepEqual(seen, ["one", new Uint8Array([1, 2]), "three"]);
 });
 
+Deno.test("a message nobody listens for makes no event; an onmessage or a listener added later gets the next ones", async () => {
+  const made: unknown[] = [];
+  const Original = globalThis.MessageEvent;
+  class Counted extends Original<unknown> {
+    constructor(type: string, init?: MessageEventInit) {
+      super(type, init);
+      made.push(init?.data);
+    }
+  }
+  globalThis.MessageEvent = Counted as typeof MessageEvent;
+  try {
+    const session = new WsSession(DEFAULT_LIMITS);
+    const ws = new ServerWebSocket(session, {
+      url: "ws://localhost/",
+      protocol: "",
+      extensions: "",
+    });
+    ws.opened();
+    const messages = ws[Symbol.asyncIterator]();
+    session.receive(clientFrame(OPCODE.Text, "iterated"));
+    session.receive(clientFrame(OPCODE.Binary, new Uint8Array([1])));
+    assert.deepEqual(made, [], "an app that only iterates pays for no event");
+    const heard: unknown[] = [];
+    ws.onmessage = (e) => heard.push(e.data);
+    session.receive(clientFrame(OPCODE.Text, "handled"));
+    ws.onmessage = null;
+    ws.addEventListener(
+      "message",
+      (e) => heard.push(`listener ${(e as MessageEvent).data}`),
+    );
+    session.receive(clientFrame(OPCODE.Text, "listened"));
+    assert.deepEqual(heard, ["handled", "listener listened"]);
+    assert.equal(made.length, 2);
+    const seen = [];
+    for (let i = 0; i < 4; i++) seen.push((await messages.next()).value);
+    assert.deepEqual(seen, [
+      "iterated",
+      new Uint8Array([1]),
+      "handled",
+      "listened",
+    ]);
+  } finally {
+    globalThis.MessageEvent = Original;
+  }
+});
+
 Deno.test("ServerWebSocket's backlog() holds the engine's reads while unread messages pass maxBacklogBytes", async () => {
   const session = new WsSession(DEFAULT_LIMITS);
   const ws = new ServerWebSocket(session, {

@@ -306,6 +306,9 @@ export class ServerWebSocket extends EventTarget {
   /** A message: to the iterator's inbox if one runs, and as a "message" event. */
   #onMessage(message: string | Uint8Array): void {
     if (this.#inbox !== undefined) this.#toInbox(message);
+    // Nobody to hear it (an app that only iterates): no event, and no Blob
+    // or ArrayBuffer copy for it (~0.15 µs and ~300 bytes a message).
+    if (this.onmessage == null && !this.#listened) return;
     const data = typeof message === "string"
       ? message
       : this.binaryType === "arraybuffer"
