@@ -403,22 +403,32 @@ export class Connection extends Timed implements ByteSource, LineHolder {
   }
 
   /**
-   * Serves requests until the client or the server ends the connection.
-   * One async frame for the whole connection: an idle one holds little.
-   * What is rare happens here: a head that cannot be parsed, a failed read
-   * or write, the connection's end, a takeover. The request loop itself,
-   * {@link #serve}, has no exception handler: V8 deoptimizes a function the
-   * first time its optimized code reaches a path it never ran, such as a
-   * `catch` entered by the first reset connection, and the loop then runs
-   * unoptimized, then half-optimized, for tens of thousands of requests
-   * (in-process: +600 ns a request, then +80).
+   * Serves requests until the client or the server ends the connection;
+   * never rejects. The request loop, {@link #serve}, has no exception
+   * handler, and what is rare happens in {@link #end}, once it is over (a
+   * head that cannot be parsed, a failed read or write, the takeover): V8
+   * deoptimizes a function the first time its optimized code reaches a
+   * path it never ran, such as a `catch` entered by the first reset
+   * connection, and the loop then runs unoptimized, then half-optimized,
+   * for tens of thousands of requests (in-process: +600 ns a request, then
+   * +80). No frame of its own: an idle connection holds only the loop's.
    */
-  async run(): Promise<void> {
+  run(): Promise<void> {
+    return this.#serve().then(this.#served, this.#stopped);
+  }
+
+  /** {@link #serve}'s outcome: made with the connection, not per request. */
+  readonly #served = (switched: boolean) => this.#end(switched, false, null);
+  readonly #stopped = (err: unknown) => this.#end(false, true, err);
+
+  /**
+   * After the request loop: answers a head that could not be parsed, or
+   * hands the socket to a takeover (`switched`); then one access line for
+   * a reply cut short, and the close.
+   */
+  async #end(switched: boolean, failed: boolean, err: unknown): Promise<void> {
     try {
-      let switched = false;
-      try {
-        switched = await this.#serve();
-      } catch (err) {
+      if (failed) {
         // A head we could not parse (nothing is dispatched while reading
         // one): answer, then close; never hunt for the next request.
         if (
@@ -451,7 +461,7 @@ export class Connection extends Timed implements ByteSource, LineHolder {
   /**
    * The request loop: reads, parses, dispatches and answers until the
    * connection is to close (false) or a reply switched protocols (true:
-   * {@link run} starts the takeover, once this frame and the last request
+   * {@link #end} starts the takeover, once this frame and the last request
    * it held are gone). Throws what a read, a write or the parse threw.
    */
   async #serve(): Promise<boolean> {
