@@ -381,6 +381,8 @@ export class Connection extends Timed implements ByteSource, LineHolder {
   #sendWaitedMs = 0;
   /** What owns the socket once a 101 is queued (phase Upgraded once it is written). */
   #takeover: Takeover | undefined;
+  /** A takeover to run once {@link #serve} is over (its 101 is queued). */
+  #switched = false;
 
   /** The server's own record of this connection, for its callbacks. */
   readonly tag: unknown;
@@ -414,19 +416,23 @@ export class Connection extends Timed implements ByteSource, LineHolder {
    * +80). No frame of its own: an idle connection holds only the loop's.
    */
   run(): Promise<void> {
-    return this.#serve().then(this.#served, this.#stopped);
+    return this.#serve().then(
+      Connection.#served,
+      (err: unknown) => this.#end(true, err),
+    );
   }
 
-  /** {@link #serve}'s outcome: made with the connection, not per request. */
-  readonly #served = (switched: boolean) => this.#end(switched, false, null);
-  readonly #stopped = (err: unknown) => this.#end(false, true, err);
+  /** The loop ended without an exception: shared, not made per connection. */
+  static #served(c: Connection): Promise<void> {
+    return c.#end(false, undefined);
+  }
 
   /**
-   * After the request loop: answers a head that could not be parsed, or
-   * hands the socket to a takeover (`switched`); then one access line for
-   * a reply cut short, and the close.
+   * After the request loop: answers a head that could not be parsed
+   * (`failed`, with what the loop threw), or hands the socket to a
+   * takeover; then one access line for a reply cut short, and the close.
    */
-  async #end(switched: boolean, failed: boolean, err: unknown): Promise<void> {
+  async #end(failed: boolean, err: unknown): Promise<void> {
     try {
       if (failed) {
         // A head we could not parse (nothing is dispatched while reading
@@ -443,7 +449,7 @@ export class Connection extends Timed implements ByteSource, LineHolder {
         this.#finish(undefined, false);
         await this.#linger();
       }
-      if (switched) await this.#runTakeover();
+      if (this.#switched) await this.#runTakeover();
     } catch (err) {
       if (!isDisconnect(err) && this.#life < Life.Closing) {
         log.error("Connection failed: {error}", { error: err });
@@ -460,11 +466,11 @@ export class Connection extends Timed implements ByteSource, LineHolder {
 
   /**
    * The request loop: reads, parses, dispatches and answers until the
-   * connection is to close (false) or a reply switched protocols (true:
+   * connection is to close or a reply switched protocols (`#switched`:
    * {@link #end} starts the takeover, once this frame and the last request
    * it held are gone). Throws what a read, a write or the parse threw.
    */
-  async #serve(): Promise<boolean> {
+  async #serve(): Promise<Connection> {
     const conn = this.#conn;
     for (;;) {
       let head = this.#parseNext();
@@ -492,7 +498,7 @@ export class Connection extends Timed implements ByteSource, LineHolder {
         } finally {
           if (turn !== undefined) this.#opts.turns!.give(turn);
         }
-        if (n === null || this.#life >= Life.Closing) return false;
+        if (n === null || this.#life >= Life.Closing) return this;
         this.#received(n);
         if (this.#life === Life.Sniffing) {
           const other = this.#opts.upgrade!(this, conn, this.buffered());
@@ -500,7 +506,7 @@ export class Connection extends Timed implements ByteSource, LineHolder {
           this.#life = Life.Open;
           if (other !== null) {
             await this.#handedTo(other);
-            return false;
+            return this;
           }
         }
         head = this.#parseNext();
@@ -511,11 +517,14 @@ export class Connection extends Timed implements ByteSource, LineHolder {
       if (reply instanceof Promise) reply = await reply;
       if (this.#life >= Life.Closing) {
         reply.upgrade?.cancel();
-        return false;
+        return this;
       }
       if (reply.upgrade !== undefined) {
         reply = this.#switchProtocols(head, reply);
-        if (reply.upgrade !== undefined) return true; // run() hands the socket over
+        if (reply.upgrade !== undefined) {
+          this.#switched = true; // #end() hands the socket over
+          return this;
+        }
       }
       let keep = this.#respond(head, reply);
       if (typeof keep !== "boolean") keep = await keep;
@@ -536,7 +545,7 @@ export class Connection extends Timed implements ByteSource, LineHolder {
       if (keep && this.#dropBody) keep = await this.#discardBody();
       if (!keep) {
         await this.#linger();
-        return false;
+        return this;
       }
     }
   }
