@@ -432,6 +432,24 @@ Deno.test("Connection survives and stops the stream, when a client leaves mid-re
   assert.ok(yielded >= 4);
 });
 
+Deno.test("Connection closes, with no second reply, when a reply stream throws an HttpError after its head", async () => {
+  await using server = start(() => ({
+    status: 200,
+    body: (async function* () {
+      yield encoder.encode("first piece");
+      throw new HttpError(STATUS.BadRequest, "stream refused mid-body");
+    })(),
+  }));
+  using conn = await connect(server.port);
+  await send(conn, get());
+  const text = decoder.decode(await new ReplyReader(conn).readUntilClose());
+  assert.match(text, /^HTTP\/1\.1 200 /);
+  assert.match(text, /first piece/);
+  // Only a head that cannot be parsed gets an error reply of its own.
+  assert.doesNotMatch(text, /HTTP\/1\.1 400/);
+  await waitFor(() => server.stats.active === 0, "stats.active back to 0");
+});
+
 Deno.test("Connection survives a client that resets while the handler runs", async () => {
   let release!: () => void;
   const released = new Promise<void>((r) => release = r);

@@ -481,3 +481,22 @@ Deno.test("DeadlineWheel copes with an owner whose expiry removes another due in
   assert.deepEqual(late.expired, [400]);
   assert.equal(wheel.size, 0);
 });
+
+Deno.test("DeadlineWheel: pulling a filed deadline earlier, into a slot not used yet, keeps an optimized caller optimized", async () => {
+  // Each slot is a list of objects from the start, and filing makes the
+  // same call whether or not the entry was filed: V8 otherwise deoptimizes
+  // the request loop the first time this happens under load.
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--v8-flags=--allow-natives-syntax",
+      new URL("./fixtures/wheel_deopt.ts", import.meta.url).pathname,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  assert.equal(out.code, 0);
+  const { before, after } = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.equal(before & 64, 0, "optimized before (64: interpreted)");
+  assert.equal(after, before);
+});

@@ -381,6 +381,8 @@ export class Connection extends Timed implements ByteSource, LineHolder {
   #sendWaitedMs = 0;
   /** What owns the socket once a 101 is queued (phase Upgraded once it is written). */
   #takeover: Takeover | undefined;
+  /** A takeover to run once {@link #serve} is over (its 101 is queued). */
+  #switched = false;
 
   /** The server's own record of this connection, for its callbacks. */
   readonly tag: unknown;
@@ -403,106 +405,51 @@ export class Connection extends Timed implements ByteSource, LineHolder {
   }
 
   /**
-   * Serves requests until the client or the server ends the connection.
-   * One async frame for the whole connection: an idle one holds little.
+   * Serves requests until the client or the server ends the connection;
+   * never rejects. The request loop, {@link #serve}, has no exception
+   * handler, and what is rare happens in {@link #end}, once it is over (a
+   * head that cannot be parsed, a failed read or write, the takeover): V8
+   * deoptimizes a function the first time its optimized code reaches a
+   * path it never ran, such as a `catch` entered by the first reset
+   * connection, and the loop then runs unoptimized, then half-optimized,
+   * for tens of thousands of requests (in-process: +600 ns a request, then
+   * +80). No frame of its own: an idle connection holds only the loop's.
    */
-  async run(): Promise<void> {
+  run(): Promise<void> {
+    return this.#serve().then(
+      Connection.#served,
+      (err: unknown) => this.#end(true, err),
+    );
+  }
+
+  /** The loop ended without an exception: shared, not made per connection. */
+  static #served(c: Connection): Promise<void> {
+    return c.#end(false, undefined);
+  }
+
+  /**
+   * After the request loop: answers a head that could not be parsed
+   * (`failed`, with what the loop threw), or hands the socket to a
+   * takeover; then one access line for a reply cut short, and the close.
+   */
+  async #end(failed: boolean, err: unknown): Promise<void> {
     try {
-      const conn = this.#conn;
-      // Out here, and cleared before the takeover's wait below: it may
-      // last for hours, and must not keep the last request alive.
-      let head: RequestHead | undefined;
-      let reply: Reply | Promise<Reply> | undefined;
-      for (;;) {
-        try {
-          head = this.#parseNext();
-          while (head === undefined) {
-            if (this.#out.len > 0) await this.#flush();
-            // Idle between requests, also while draining: closing here would
-            // race with a client reusing the connection. A slot wanted by a
-            // waiting connection was given up by the last reply's Connection:
-            // close; a drain closes us once idle for reclaimIdleMs.
-            // Read in turn with the other connections: see read_turns.ts.
-            // Waiting holds no more than the pending read needs, and the few
-            // connections that read at a time reuse the same, cache-warm
-            // buffers (a reply's, a long head's).
-            if (this.#in.empty) {
-              this.#in.giveBack();
-              this.#out.release();
-            }
-            let turn = this.#opts.turns?.take();
-            if (turn instanceof Promise) turn = await turn;
-            let n: number | null = null;
-            try {
-              if (this.#life < Life.Closing) {
-                n = await conn.read(this.#readSpace());
-              }
-            } finally {
-              if (turn !== undefined) this.#opts.turns!.give(turn);
-            }
-            if (n === null || this.#life >= Life.Closing) return;
-            this.#received(n);
-            if (this.#life === Life.Sniffing) {
-              const other = this.#opts.upgrade!(this, conn, this.buffered());
-              if (other === "more") continue;
-              this.#life = Life.Open;
-              if (other !== null) return await this.#handedTo(other);
-            }
-            head = this.#parseNext();
-          }
-        } catch (err) {
-          if (this.#life >= Life.Closing || !(err instanceof HttpError)) {
-            throw err;
-          }
-          // A head we could not parse: answer, then close; never hunt for the next request.
-          this.#startTime = Date.now();
-          this.#body = NO_BODY;
-          const done = this.#respond(
-            undefined,
-            this.#errorReply(err, undefined),
-          );
-          if (typeof done !== "boolean") await done;
-          await this.#flush();
-          this.#finish(undefined, false);
-          await this.#linger();
-          return;
-        }
-        // The common request has no await of ours but the write: a synchronous
-        // handler and a small body make one buffered reply.
-        reply = this.#dispatch(head);
-        if (reply instanceof Promise) reply = await reply;
-        if (this.#life >= Life.Closing) {
-          reply.upgrade?.cancel();
-          return;
-        }
-        if (reply.upgrade !== undefined) {
-          reply = this.#switchProtocols(head, reply);
-          if (reply.upgrade !== undefined) break; // hands the socket over below
-        }
-        let keep = this.#respond(head, reply);
-        if (typeof keep !== "boolean") keep = await keep;
-        // Gather replies to pipelined requests into one write; flush before any wait.
+      if (failed) {
+        // A head we could not parse (nothing is dispatched while reading
+        // one): answer, then close; never hunt for the next request.
         if (
-          (!keep || this.#in.empty ||
-            this.#out.len >= GATHER_BYTES) &&
-          this.#out.len > 0
-        ) {
-          // #write() inlined: one promise layer less per reply.
-          const bytes = this.#takeOut();
-          const phase = this.#beginWrite(this.#now);
-          const n = await conn.write(bytes);
-          if (n < bytes.length) await this.#writeRest(bytes, n, this.#now);
-          this.#endWrite(phase, bytes.length);
-        }
-        this.#finish(head, false);
-        if (keep && this.#dropBody) keep = await this.#discardBody();
-        if (!keep) {
-          await this.#linger();
-          return;
-        }
+          this.#life >= Life.Closing || !(err instanceof HttpError) ||
+          this.#current !== undefined
+        ) throw err;
+        this.#startTime = Date.now();
+        this.#body = NO_BODY;
+        const done = this.#respond(undefined, this.#errorReply(err, undefined));
+        if (typeof done !== "boolean") await done;
+        await this.#flush();
+        this.#finish(undefined, false);
+        await this.#linger();
       }
-      head = reply = undefined;
-      await this.#runTakeover();
+      if (this.#switched) await this.#runTakeover();
     } catch (err) {
       if (!isDisconnect(err) && this.#life < Life.Closing) {
         log.error("Connection failed: {error}", { error: err });
@@ -514,6 +461,92 @@ export class Connection extends Timed implements ByteSource, LineHolder {
       if (this.#current !== undefined) this.#finish(this.#current, true);
       this.close();
       this.#opts.onEnd?.(this); // no read is pending any more
+    }
+  }
+
+  /**
+   * The request loop: reads, parses, dispatches and answers until the
+   * connection is to close or a reply switched protocols (`#switched`:
+   * {@link #end} starts the takeover, once this frame and the last request
+   * it held are gone). Throws what a read, a write or the parse threw.
+   */
+  async #serve(): Promise<Connection> {
+    const conn = this.#conn;
+    for (;;) {
+      let head = this.#parseNext();
+      while (head === undefined) {
+        if (this.#out.len > 0) await this.#flush();
+        // Idle between requests, also while draining: closing here would
+        // race with a client reusing the connection. A slot wanted by a
+        // waiting connection was given up by the last reply's Connection:
+        // close; a drain closes us once idle for reclaimIdleMs.
+        // Read in turn with the other connections: see read_turns.ts.
+        // Waiting holds no more than the pending read needs, and the few
+        // connections that read at a time reuse the same, cache-warm
+        // buffers (a reply's, a long head's).
+        if (this.#in.empty) {
+          this.#in.giveBack();
+          this.#out.release();
+        }
+        let turn = this.#opts.turns?.take();
+        if (turn instanceof Promise) turn = await turn;
+        let n: number | null = null;
+        try {
+          if (this.#life < Life.Closing) {
+            n = await conn.read(this.#readSpace());
+          }
+        } finally {
+          if (turn !== undefined) this.#opts.turns!.give(turn);
+        }
+        if (n === null || this.#life >= Life.Closing) return this;
+        this.#received(n);
+        if (this.#life === Life.Sniffing) {
+          const other = this.#opts.upgrade!(this, conn, this.buffered());
+          if (other === "more") continue;
+          this.#life = Life.Open;
+          if (other !== null) {
+            await this.#handedTo(other);
+            return this;
+          }
+        }
+        head = this.#parseNext();
+      }
+      // The common request has no await of ours but the write: a synchronous
+      // handler and a small body make one buffered reply.
+      let reply = this.#dispatch(head);
+      if (reply instanceof Promise) reply = await reply;
+      if (this.#life >= Life.Closing) {
+        reply.upgrade?.cancel();
+        return this;
+      }
+      if (reply.upgrade !== undefined) {
+        reply = this.#switchProtocols(head, reply);
+        if (reply.upgrade !== undefined) {
+          this.#switched = true; // #end() hands the socket over
+          return this;
+        }
+      }
+      let keep = this.#respond(head, reply);
+      if (typeof keep !== "boolean") keep = await keep;
+      // Gather replies to pipelined requests into one write; flush before any wait.
+      if (
+        (!keep || this.#in.empty ||
+          this.#out.len >= GATHER_BYTES) &&
+        this.#out.len > 0
+      ) {
+        // #write() inlined: one promise layer less per reply.
+        const bytes = this.#takeOut();
+        const phase = this.#beginWrite(this.#now);
+        const n = await conn.write(bytes);
+        if (n < bytes.length) await this.#writeRest(bytes, n, this.#now);
+        this.#endWrite(phase, bytes.length);
+      }
+      this.#finish(head, false);
+      if (keep && this.#dropBody) keep = await this.#discardBody();
+      if (!keep) {
+        await this.#linger();
+        return this;
+      }
     }
   }
 

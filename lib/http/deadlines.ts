@@ -98,6 +98,21 @@ export abstract class Timed {
   wheelIndex = -1;
 }
 
+/**
+ * An empty slot, made as a list of objects: a list made by `[]` holds small
+ * integers until its first push, which changes its kind. Filing and unfiling
+ * are inlined into each connection's request loop, and V8 deoptimizes that
+ * loop the first time its optimized code meets what it never saw before
+ * (a slot of the other kind, a call not made yet): then the loop runs
+ * unoptimized for thousands of requests, well into a server's first seconds
+ * under load. So every slot is of one kind from the start.
+ */
+function emptySlot(): Timed[] {
+  const list = [null] as unknown as Timed[];
+  list.length = 0;
+  return list;
+}
+
 /** More slots than this and a long timeout just takes a few laps. */
 const MAX_SLOTS = 4096;
 
@@ -113,7 +128,7 @@ const MAX_SLOTS = 4096;
 export class DeadlineWheel {
   readonly tickMs: number;
   readonly #slots: Timed[][];
-  #spare: Timed[] = [];
+  #spare: Timed[] = emptySlot();
   /** The next tick to visit. */
   #next: number;
   #size = 0;
@@ -126,7 +141,7 @@ export class DeadlineWheel {
     if (!(tickMs > 0)) throw new RangeError("tickMs must be above 0");
     this.tickMs = tickMs;
     const slots = Math.min(MAX_SLOTS, Math.ceil(horizonMs / tickMs) + 2);
-    this.#slots = Array.from({ length: Math.max(2, slots) }, () => []);
+    this.#slots = Array.from({ length: Math.max(2, slots) }, emptySlot);
     this.#next = Math.floor(now / tickMs);
   }
 
@@ -146,7 +161,7 @@ export class DeadlineWheel {
 
   /** Takes `entry` out of the wheel (its owner closed). */
   remove(entry: Timed): void {
-    if (entry.wheelTick !== -1) this.#unlink(entry);
+    this.#unlink(entry);
   }
 
   /**
@@ -207,7 +222,9 @@ export class DeadlineWheel {
   }
 
   #file(entry: Timed, tick: number): void {
-    if (entry.wheelTick !== -1) this.#unlink(entry);
+    // Called whether or not the entry is filed, so that a connection's first
+    // arm runs the call: see emptySlot().
+    this.#unlink(entry);
     this.#push(entry, Math.max(tick, this.#next));
     this.#size++;
   }
@@ -220,7 +237,9 @@ export class DeadlineWheel {
     list.push(entry);
   }
 
+  /** Takes `entry` out of its slot; nothing for an entry not filed. */
   #unlink(entry: Timed): void {
+    if (entry.wheelTick === -1) return;
     const list = this.#slots[entry.wheelTick % this.#slots.length];
     // Not there when its slot is being visited: the visit skips it.
     if (list[entry.wheelIndex] === entry) {
