@@ -77,7 +77,9 @@ export function upgradeWebSocket(
   const session = new WsSession(limits, upgrade);
   const query = req.query === "" ? "" : `?${req.query}`;
   const socket = new ServerWebSocket(session, {
-    url: `${req.secure ? "wss" : "ws"}://${req.host}${req.path}${query}`,
+    url: ownString(
+      `${req.secure ? "wss" : "ws"}://${req.host}${req.path}${query}`,
+    ),
     protocol: upgrade.protocol,
     extensions: upgrade.headers.find(([name]) =>
       name === "Sec-WebSocket-Extensions"
@@ -93,6 +95,19 @@ export function upgradeWebSocket(
     socket,
     reply: { status: 101, headers: upgrade.headers, upgrade: takeover },
   };
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * `text` copied into a string of its own. The host and the path are
+ * slices of the request head's string, and a string made of them keeps
+ * the whole head (500 to 1500 bytes from a browser) alive for as long as
+ * the socket is open.
+ */
+function ownString(text: string): string {
+  return decoder.decode(encoder.encode(text));
 }
 
 /** What {@link WsConnection} needs besides its session. */
@@ -122,8 +137,8 @@ export class WsConnection implements Takeover {
   #small: Uint8Array | undefined;
   /** The last read filled its buffer: the next one takes a big shared one. */
   #big = false;
-  /** Ends run()'s reading part; set by run(). */
-  #readsDone: () => void = () => {};
+  /** Settles run()'s promise; set by run(), cleared once reading ended. */
+  #ran: (() => void) | undefined;
   /** Inside `session.receive()`: output is written after it returns. */
   #receiving = false;
   /** A write is in progress; what the session queues meanwhile follows it. */
@@ -165,7 +180,9 @@ export class WsConnection implements Takeover {
   run(socket: Socket, head: Uint8Array): Promise<void> {
     this.#conn = socket;
     this.#idleAt = Date.now() + this.#limits.wsIdleTimeoutMs;
-    const reading = new Promise<void>((resolve) => this.#readsDone = resolve);
+    // One promise, settled at the end of #finish(): an idle socket holds
+    // it and its resolver, not a chain of them.
+    const ran = new Promise<void>((resolve) => this.#ran = resolve);
     try {
       this.#opts.onOpen?.();
       if (this.#draining) this.drain();
@@ -174,7 +191,15 @@ export class WsConnection implements Takeover {
     } catch (err) {
       this.#readFailed(err);
     }
-    return reading.then(() => this.#finish(socket));
+    return ran;
+  }
+
+  /** Reading ended (once): the last frames are written, then the socket closes. */
+  #readsDone(): void {
+    const ran = this.#ran;
+    if (ran === undefined) return;
+    this.#ran = undefined;
+    this.#finish(this.#conn!).then(ran);
   }
 
   /**
