@@ -11,6 +11,7 @@ import type { Limits } from "../config.ts";
 import { isDisconnect } from "./connection.ts";
 import { HttpError, STATUS } from "./errors.ts";
 import type { Reply, ServerRequest, Takeover } from "./handler.ts";
+import { Pool } from "./buffers.ts";
 import type { Socket } from "./socket.ts";
 import { CLOSE } from "./ws/frame.ts";
 import { acceptUpgrade, type UpgradeOptions } from "./ws/handshake.ts";
@@ -24,6 +25,33 @@ const log = getLogger(["spindle", "ws"]);
  * fit, and 10,000 idle sockets hold 5 MiB, not the 640 MiB of a big buffer each.
  */
 const SMALL_READ_BYTES = 512;
+/**
+ * Small read buffers are cut from shared slabs of this size: a socket
+ * holds a view, not an ArrayBuffer of its own, whose object and native
+ * record cost about half as much again as its 512 bytes.
+ */
+const SLAB_BYTES = 64 * 1024;
+/** Small buffers of closed sockets kept for the next ones (1 MiB). */
+const SMALL_KEPT = 2048;
+let slab = new Uint8Array(0);
+let slabUsed = 0;
+
+/** The next small buffer of the current slab, or of a new one. */
+function cutSmallBuffer(): Uint8Array {
+  if (slabUsed === slab.length) {
+    slab = new Uint8Array(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const at = slabUsed;
+  slabUsed += SMALL_READ_BYTES;
+  return new Uint8Array(slab.buffer, at, SMALL_READ_BYTES);
+}
+
+/** Sockets' small read buffers: taken at the first read, given back once the socket is closed. */
+export const SMALL_BUFFERS: Pool<Uint8Array> = new Pool(
+  cutSmallBuffer,
+  SMALL_KEPT,
+);
 /** After our last frame: what we read and drop while the peer closes its side. */
 const LINGER_BYTES = 1024 * 1024;
 
@@ -88,8 +116,7 @@ export function upgradeWebSocket(
   });
   const takeover = new WsConnection(session, limits, {
     client: req.remoteAddr.hostname,
-    onOpen: () => socket.opened(),
-    backlog: () => socket.backlog(),
+    app: socket,
   });
   return {
     socket,
@@ -110,14 +137,23 @@ function ownString(text: string): string {
   return decoder.decode(encoder.encode(text));
 }
 
+/**
+ * The app's side of a {@link WsConnection}, as methods (a
+ * {@link ServerWebSocket} is one): no closures held per socket.
+ */
+export interface WsApp {
+  /** Called once the 101 is written, before any frame is read. */
+  opened(): void;
+  /** A promise while the app has more messages waiting than it wants: reading pauses until it settles. */
+  backlog(): Promise<void> | undefined;
+}
+
 /** What {@link WsConnection} needs besides its session. */
 export interface WsConnectionOptions {
   /** The peer's address, for log lines. */
   readonly client: string;
-  /** Called once the 101 is written, before any frame is read. */
-  readonly onOpen?: () => void;
-  /** A promise while the app has more messages waiting than it wants: reading pauses until it settles. */
-  readonly backlog?: () => Promise<void> | undefined;
+  /** Told when the socket opens, asked before every read. */
+  readonly app?: WsApp;
 }
 
 /**
@@ -129,9 +165,9 @@ export interface WsConnectionOptions {
 export class WsConnection implements Takeover {
   readonly #session: WsSession;
   readonly #limits: Limits;
-  readonly #opts: WsConnectionOptions;
-  /** `opts.backlog`, asked before every read: kept here, not behind `#opts`. */
-  readonly #backlog: (() => Promise<void> | undefined) | undefined;
+  /** The peer's address, for log lines. */
+  readonly #client: string;
+  readonly #app: WsApp | undefined;
   #conn: Socket | undefined;
   /** Our own small read buffer, made when the socket first waits. */
   #small: Uint8Array | undefined;
@@ -166,8 +202,8 @@ export class WsConnection implements Takeover {
   constructor(session: WsSession, limits: Limits, opts: WsConnectionOptions) {
     this.#session = session;
     this.#limits = limits;
-    this.#opts = opts;
-    this.#backlog = opts.backlog;
+    this.#client = opts.client;
+    this.#app = opts.app;
     // The app's handler (the ServerWebSocket's) has the close event first;
     // then, if the session was dropped outside a read (a send to a peer
     // that does not read), the pending read is ended by closing the socket.
@@ -184,7 +220,7 @@ export class WsConnection implements Takeover {
     // it and its resolver, not a chain of them.
     const ran = new Promise<void>((resolve) => this.#ran = resolve);
     try {
-      this.#opts.onOpen?.();
+      this.#app?.opened();
       if (this.#draining) this.drain();
       if (head.length > 0) this.#receive(head, -1);
       this.#readNext();
@@ -210,7 +246,7 @@ export class WsConnection implements Takeover {
   #readNext(): void {
     const session = this.#session;
     if (session.state === "closed") return this.#readsDone();
-    const backlog = this.#backlog?.();
+    const backlog = this.#app?.backlog();
     if (backlog !== undefined) {
       backlog.then(() => this.#readNext());
       return;
@@ -226,9 +262,7 @@ export class WsConnection implements Takeover {
     // delivered in.
     const space = session.payloadSpace();
     const buf = this.#readBuf = space ??
-      (this.#big
-        ? BIG_BUFFERS.take()
-        : this.#small ??= new Uint8Array(SMALL_READ_BYTES));
+      (this.#big ? BIG_BUFFERS.take() : this.#small ??= SMALL_BUFFERS.take());
     this.#readInPlace = space !== undefined;
     this.#conn!.read(buf).then(this.#onRead, this.#onReadError);
   }
@@ -257,7 +291,10 @@ export class WsConnection implements Takeover {
       // The session copies what it keeps: the buffer is free once it returns.
       this.#receive(buf, -1, n);
       if (buf !== this.#small) BIG_BUFFERS.give(buf);
-      this.#big = n === buf.length;
+      // A full read inside a message: its rest is on the way, into a big
+      // buffer. One that ended between messages may be the last for hours:
+      // the socket then waits on its small buffer, not on 64 KiB.
+      this.#big = n === buf.length && !this.#session.betweenMessages;
     }
     this.#readNext();
   }
@@ -280,7 +317,7 @@ export class WsConnection implements Takeover {
       // FIN first, then wait for the peer's: closing with unread bytes
       // would send a reset, and the peer could lose our close frame.
       this.#lingerUntil = Date.now() + this.#limits.wsCloseTimeoutMs;
-      const scratch = this.#small ?? new Uint8Array(SMALL_READ_BYTES);
+      const scratch = this.#small ??= SMALL_BUFFERS.take();
       for (let total = 0; total < LINGER_BYTES;) {
         const n = await socket.read(scratch);
         if (n === null) break;
@@ -291,6 +328,9 @@ export class WsConnection implements Takeover {
     } finally {
       this.#session.dispose();
       this.#closeSocket();
+      // No read is pending any more: the buffer is free for another socket.
+      if (this.#small !== undefined) SMALL_BUFFERS.give(this.#small);
+      this.#small = undefined;
     }
   }
 
@@ -408,7 +448,7 @@ export class WsConnection implements Takeover {
       this.#writeSince = now;
     } else if (now - this.#writeSince >= limits.writeTimeoutMs) {
       log.warn("WebSocket write stalled to {client}", {
-        client: this.#opts.client,
+        client: this.#client,
       });
       return this.#abort("Write timeout");
     }

@@ -170,6 +170,27 @@ export class WsSession {
   /** Called after `onEvent` has had the close event (even if it threw): the engine may close the socket. */
   onClosed: () => void = noop;
 
+  /**
+   * The frame parser's sink: its methods are on one shared prototype, so a
+   * session holds one small object for it, not three closures. Declared
+   * in this class's body, it may call the session's private methods.
+   */
+  static readonly #Sink = class implements FrameSink {
+    readonly #session: WsSession;
+    constructor(session: WsSession) {
+      this.#session = session;
+    }
+    frameStart(fin: boolean, rsv1: boolean, opcode: number, length: number) {
+      this.#session.#frameStart(fin, rsv1, opcode, length);
+    }
+    framePayload(bytes: Uint8Array) {
+      this.#session.#framePayload(bytes);
+    }
+    frameEnd(): boolean {
+      return this.#session.#frameEnd();
+    }
+  };
+
   readonly #limits: Limits;
   readonly #parser: FrameParser;
   readonly #sink: FrameSink;
@@ -265,12 +286,7 @@ export class WsSession {
       );
     }
     this.#deflateMinBytes = opts.deflateMinBytes ?? DEFAULT_DEFLATE_MIN_BYTES;
-    this.#sink = {
-      frameStart: (fin, rsv1, opcode, length) =>
-        this.#frameStart(fin, rsv1, opcode, length),
-      framePayload: (bytes) => this.#framePayload(bytes),
-      frameEnd: () => this.#frameEnd(),
-    };
+    this.#sink = new WsSession.#Sink(this);
   }
 
   get state(): WsState {
@@ -280,6 +296,11 @@ export class WsSession {
   /** Bytes queued or being written, as the web API's `bufferedAmount`. */
   get bufferedAmount(): number {
     return this.#outBytes + this.#inFlight;
+  }
+
+  /** True when no frame or message is partly read: the peer owes no bytes. */
+  get betweenMessages(): boolean {
+    return this.#betweenMessages;
   }
 
   /** Bytes waiting for `takeOutput()`. */
