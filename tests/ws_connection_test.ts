@@ -383,8 +383,8 @@ class ScriptedSocket {
   close(): void {}
 }
 
-/** What /echo's handler writes back over `socket`, through a WsConnection. */
-async function echoOver(socket: ScriptedSocket): Promise<Uint8Array> {
+/** /echo's handler over `socket`, through a WsConnection; resolves once the connection is done. */
+function echoOn(socket: ScriptedSocket | FedSocket): Promise<void> {
   const session = new WsSession(DEFAULT_LIMITS, { deflate: null });
   const ws = new ServerWebSocket(session, {
     url: "ws://127.0.0.1/echo",
@@ -397,7 +397,12 @@ async function echoOver(socket: ScriptedSocket): Promise<Uint8Array> {
     client: "127.0.0.1",
     app: ws,
   });
-  await conn.run(socket as never, new Uint8Array(0));
+  return conn.run(socket as never, new Uint8Array(0));
+}
+
+/** What /echo's handler writes back over `socket`. */
+async function echoOver(socket: ScriptedSocket): Promise<Uint8Array> {
+  await echoOn(socket);
   const out = new Uint8Array(socket.writes.reduce((n, w) => n + w.length, 0));
   let off = 0;
   for (const w of socket.writes) {
@@ -561,23 +566,6 @@ class FedSocket {
   }
 }
 
-/** /echo over a FedSocket; resolves once the connection is done. */
-function echoFed(socket: FedSocket): Promise<void> {
-  const session = new WsSession(DEFAULT_LIMITS, { deflate: null });
-  const ws = new ServerWebSocket(session, {
-    url: "ws://127.0.0.1/echo",
-    protocol: "",
-    extensions: "",
-  });
-  ws.binaryType = "arraybuffer";
-  ws.onmessage = (e) => ws.send(e.data);
-  const conn = new WsConnection(session, DEFAULT_LIMITS, {
-    client: "127.0.0.1",
-    app: ws,
-  });
-  return conn.run(socket as never, new Uint8Array(0));
-}
-
 Deno.test("an idle session that then gets a message in pieces (its header, a character and the 512-byte buffer's end all cut) echoes it byte for byte", async () => {
   const text = "é".repeat(200) + "€ end"; // over 512 bytes of UTF-8
   const frame = clientFrame(OPCODE.Text, text);
@@ -587,7 +575,7 @@ Deno.test("an idle session that then gets a message in pieces (its header, a cha
   // offset into the payload), and pieces across the small buffer's end.
   const cuts = [1, 1, 3, 6, 51, 700];
   const socket = new FedSocket();
-  const done = echoFed(socket);
+  const done = echoOn(socket);
   await socket.idle();
   for (const round of [1, 2]) {
     let at = 0;
@@ -608,7 +596,7 @@ Deno.test("an idle session that then gets a message in pieces (its header, a cha
 Deno.test("an idle session waits on its 512-byte buffer, never on a 64 KiB one, even after a read that filled either at a message's end", async () => {
   const lentBefore = BIG_BUFFERS.lent;
   const socket = new FedSocket();
-  const done = echoFed(socket);
+  const done = echoOn(socket);
   const own = await socket.idle();
   assert.equal(own.length, 512, "idle from the start");
   assert.equal(own.buffer.byteLength, 64 * 1024, "a view of a shared slab");
