@@ -119,8 +119,7 @@ async function echoOne(
   ws.onmessage = (e) => ws.send(e.data);
   const conn = new WsConnection(session, DEFAULT_LIMITS, {
     client: "127.0.0.1",
-    onOpen: () => ws.opened(),
-    backlog: () => ws.backlog(),
+    app: ws,
   });
   await conn.run(socket, new Uint8Array(0));
   return socket.sent;

@@ -8,8 +8,12 @@ import { DEFAULT_LIMITS, type Limits } from "../lib/config.ts";
 import type { Handler } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
 import { ServerWebSocket } from "../lib/http/ws/socket.ts";
-import { WsSession } from "../lib/http/ws/session.ts";
-import { upgradeWebSocket, WsConnection } from "../lib/http/ws_connection.ts";
+import { BIG_BUFFERS, WsSession } from "../lib/http/ws/session.ts";
+import {
+  SMALL_BUFFERS,
+  upgradeWebSocket,
+  WsConnection,
+} from "../lib/http/ws_connection.ts";
 import { OPCODE } from "../lib/http/ws/frame.ts";
 import { clientFrame, closePayload } from "./fixtures/ws_frames.ts";
 import {
@@ -379,8 +383,8 @@ class ScriptedSocket {
   close(): void {}
 }
 
-/** What /echo's handler writes back over `socket`, through a WsConnection. */
-async function echoOver(socket: ScriptedSocket): Promise<Uint8Array> {
+/** /echo's handler over `socket`, through a WsConnection; resolves once the connection is done. */
+function echoOn(socket: ScriptedSocket | FedSocket): Promise<void> {
   const session = new WsSession(DEFAULT_LIMITS, { deflate: null });
   const ws = new ServerWebSocket(session, {
     url: "ws://127.0.0.1/echo",
@@ -391,9 +395,14 @@ async function echoOver(socket: ScriptedSocket): Promise<Uint8Array> {
   ws.onmessage = (e) => ws.send(e.data);
   const conn = new WsConnection(session, DEFAULT_LIMITS, {
     client: "127.0.0.1",
-    onOpen: () => ws.opened(),
+    app: ws,
   });
-  await conn.run(socket as never, new Uint8Array(0));
+  return conn.run(socket as never, new Uint8Array(0));
+}
+
+/** What /echo's handler writes back over `socket`. */
+async function echoOver(socket: ScriptedSocket): Promise<Uint8Array> {
+  await echoOn(socket);
   const out = new Uint8Array(socket.writes.reduce((n, w) => n + w.length, 0));
   let off = 0;
   for (const w of socket.writes) {
@@ -472,4 +481,177 @@ Deno.test("a big message echoes byte for byte whatever its reads' boundaries, wi
     }
     assert.equal(out.length, want);
   }
+});
+
+/**
+ * A socket fed by the test: each read waits until `feed()` hands it bytes
+ * (at most what its buffer holds; the rest waits for the next read), so a
+ * test sees the buffer an idle socket waits on. EOF at `end()`.
+ */
+class FedSocket {
+  readonly remoteAddr: Deno.NetAddr = {
+    transport: "tcp",
+    hostname: "127.0.0.1",
+    port: 40001,
+  };
+  readonly writes: Uint8Array[] = [];
+  /** The buffer of the read in progress, while one waits. */
+  waiting: Uint8Array | undefined;
+  #queued: Uint8Array[] = [];
+  #ended = false;
+  #give: (() => void) | undefined;
+  #readWaits: (() => void)[] = [];
+
+  read(into: Uint8Array): Promise<number | null> {
+    return new Promise((resolve) => {
+      this.#give = () => {
+        const next = this.#queued[0];
+        if (next === undefined) {
+          if (!this.#ended) return;
+          this.waiting = this.#give = undefined;
+          return resolve(null);
+        }
+        const n = Math.min(into.length, next.length);
+        into.set(next.subarray(0, n));
+        if (n === next.length) this.#queued.shift();
+        else this.#queued[0] = next.subarray(n);
+        this.waiting = this.#give = undefined;
+        resolve(n);
+      };
+      this.waiting = into;
+      this.#give();
+      if (this.waiting !== undefined) {
+        for (const wake of this.#readWaits.splice(0)) wake();
+      }
+    });
+  }
+  /** Resolves once a read waits with nothing left to give it: the socket is idle. */
+  idle(): Promise<Uint8Array> {
+    if (this.waiting !== undefined && this.#queued.length === 0) {
+      return Promise.resolve(this.waiting);
+    }
+    return new Promise((resolve) =>
+      this.#readWaits.push(() => resolve(this.idle()))
+    )
+      .then((buf) => buf as Uint8Array);
+  }
+  /** `bytes` arrive as one read's worth (split further only by the buffer's size). */
+  feed(bytes: Uint8Array): void {
+    this.#queued.push(bytes.slice());
+    this.#give?.();
+  }
+  end(): void {
+    this.#ended = true;
+    this.#give?.();
+  }
+  write(bytes: Uint8Array): Promise<number> {
+    this.writes.push(bytes.slice());
+    return Promise.resolve(bytes.length);
+  }
+  /** Every byte written so far, taken (the next call starts after them). */
+  written(): Uint8Array {
+    const all = new Uint8Array(this.writes.reduce((n, w) => n + w.length, 0));
+    let off = 0;
+    for (const w of this.writes.splice(0)) {
+      all.set(w, off);
+      off += w.length;
+    }
+    return all;
+  }
+  closeWrite(): Promise<void> {
+    return Promise.resolve();
+  }
+  close(): void {
+    this.end();
+  }
+}
+
+Deno.test("an idle session that then gets a message in pieces (its header, a character and the 512-byte buffer's end all cut) echoes it byte for byte", async () => {
+  const text = "é".repeat(200) + "€ end"; // over 512 bytes of UTF-8
+  const frame = clientFrame(OPCODE.Text, text);
+  const echo = serverFrame(OPCODE.Text, new TextEncoder().encode(text));
+  // Cuts: inside the header (after 1, 2 and 5 bytes: before the length's
+  // second byte and inside the mask), inside a two-byte character (an odd
+  // offset into the payload), and pieces across the small buffer's end.
+  const cuts = [1, 1, 3, 6, 51, 700];
+  const socket = new FedSocket();
+  const done = echoOn(socket);
+  await socket.idle();
+  for (const round of [1, 2]) {
+    let at = 0;
+    for (const cut of cuts) {
+      if (at >= frame.length) break;
+      socket.feed(frame.subarray(at, Math.min(frame.length, at + cut)));
+      at += cut;
+      await socket.idle();
+    }
+    if (at < frame.length) socket.feed(frame.subarray(at));
+    await socket.idle();
+    assert.deepEqual(socket.written(), echo, `round ${round}`);
+  }
+  socket.end();
+  await done;
+});
+
+Deno.test("an idle session waits on its 512-byte buffer, never on a 64 KiB one, even after a read that filled either at a message's end", async () => {
+  const lentBefore = BIG_BUFFERS.lent;
+  const socket = new FedSocket();
+  const done = echoOn(socket);
+  const own = await socket.idle();
+  assert.equal(own.length, 512, "idle from the start");
+  assert.equal(own.buffer.byteLength, 64 * 1024, "a view of a shared slab");
+  // 512 bytes exactly, ending with a message: the small buffer is full.
+  const exact = clientFrame(OPCODE.Binary, new Uint8Array(504).fill(7));
+  assert.equal(exact.length, 512);
+  socket.feed(exact);
+  assert.equal((await socket.idle()).length, 512, "after a full small read");
+  assert.equal(BIG_BUFFERS.lent, lentBefore);
+  assert.equal(socket.written().length, 4 + 504);
+  // A message over the small buffer, then small ones up to 512 + 64 KiB
+  // bytes: the small read ends inside the first, so a 64 KiB read takes
+  // the rest, and it is full, at the end of the last message.
+  const first = clientFrame(OPCODE.Binary, new Uint8Array(1016).fill(2));
+  const small = clientFrame(OPCODE.Binary, new Uint8Array(122).fill(1));
+  assert.equal(first.length + 508 * small.length, 512 + 65_536);
+  const batch = new Uint8Array(512 + 65_536);
+  batch.set(first);
+  for (let at = first.length; at < batch.length; at += small.length) {
+    batch.set(small, at);
+  }
+  socket.feed(batch);
+  assert.equal((await socket.idle()).length, 512, "after a full big read");
+  assert.equal(
+    BIG_BUFFERS.lent,
+    lentBefore,
+    "no 64 KiB buffer held while idle",
+  );
+  assert.equal(socket.written().length, 4 + 1016 + 508 * (2 + 122));
+  // Inside a message the rest is on the way: a full read then takes a big
+  // buffer, given back once the message is whole.
+  socket.feed(clientFrame(OPCODE.Binary, new Uint8Array(5000).fill(3)));
+  assert.equal((await socket.idle()).length, 512);
+  assert.equal(BIG_BUFFERS.lent, lentBefore);
+  assert.equal(socket.written().length, 4 + 5000);
+  socket.end();
+  await done;
+  // Given back once the socket is closed: the next socket takes it.
+  const next = SMALL_BUFFERS.take();
+  assert.equal(next, own);
+  SMALL_BUFFERS.give(next);
+});
+
+Deno.test("over a real socket, an idle WebSocket that then gets a message in many writes echoes it byte for byte", async () => {
+  await using server = start(echoApp());
+  using ws = await RawWs.open(server.port, upgradeRequest("/echo"));
+  await ws.send(clientFrame(OPCODE.Text, "first"));
+  assert.equal(decoder.decode((await ws.frame()).payload), "first");
+  // The server now waits on an idle socket.
+  const payload = new Uint8Array(3000).map((_, i) => (i * 31 + 5) & 0xff);
+  const frame = clientFrame(OPCODE.Binary, payload);
+  for (const [from, to] of [[0, 1], [1, 3], [3, 7], [7, 600], [600, 3008]]) {
+    await ws.send(frame.subarray(from, to));
+  }
+  const echo = await ws.frame();
+  assert.equal(echo.opcode, OPCODE.Binary);
+  assert.deepEqual(echo.payload, payload);
 });

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { HttpError } from "../lib/http/errors.ts";
 import { HeaderFields } from "../lib/http/headers.ts";
+import { listHas, listOf } from "../lib/http/ws/upgrade_request.ts";
 import {
   acceptKey,
   acceptUpgrade,
@@ -356,4 +357,29 @@ Deno.test("acceptUpgrade() answers 403 to a browser from an origin the app did n
     () => acceptUpgrade(head({}, [["origin", "https://evil.example"]]), opts),
     { name: "HttpError", status: 403 },
   );
+});
+
+Deno.test("listHas() finds a token in a comma-separated list as listOf() would, whatever its case and spaces", () => {
+  const cases: [string | undefined, string, boolean][] = [
+    ["websocket", "websocket", true],
+    ["WebSocket", "websocket", true],
+    [" h2c ,\twebsocket ", "websocket", true],
+    ["keep-alive, Upgrade", "upgrade", true],
+    ["upgrade,", "upgrade", true],
+    [",,upgrade", "upgrade", true],
+    ["websocket2", "websocket", false],
+    ["web socket", "websocket", false],
+    ["h2c", "websocket", false],
+    ["", "websocket", false],
+    [",", "websocket", false],
+    [undefined, "websocket", false],
+  ];
+  for (const [value, token, want] of cases) {
+    assert.equal(listHas(value, token), want, `${value} has ${token}`);
+    assert.equal(
+      listOf(value).some((t) => t.toLowerCase() === token),
+      want,
+      `listOf agrees on ${value}`,
+    );
+  }
 });

@@ -11,6 +11,7 @@ import type { Limits } from "../config.ts";
 import { isDisconnect } from "./connection.ts";
 import { HttpError, STATUS } from "./errors.ts";
 import type { Reply, ServerRequest, Takeover } from "./handler.ts";
+import { Pool } from "./buffers.ts";
 import type { Socket } from "./socket.ts";
 import { CLOSE } from "./ws/frame.ts";
 import { acceptUpgrade, type UpgradeOptions } from "./ws/handshake.ts";
@@ -24,6 +25,33 @@ const log = getLogger(["spindle", "ws"]);
  * fit, and 10,000 idle sockets hold 5 MiB, not the 640 MiB of a big buffer each.
  */
 const SMALL_READ_BYTES = 512;
+/**
+ * Small read buffers are cut from shared slabs of this size: a socket
+ * holds a view, not an ArrayBuffer of its own, whose object and native
+ * record cost about half as much again as its 512 bytes.
+ */
+const SLAB_BYTES = 64 * 1024;
+/** Small buffers of closed sockets kept for the next ones (1 MiB). */
+const SMALL_KEPT = 2048;
+let slab = new Uint8Array(0);
+let slabUsed = 0;
+
+/** The next small buffer of the current slab, or of a new one. */
+function cutSmallBuffer(): Uint8Array {
+  if (slabUsed === slab.length) {
+    slab = new Uint8Array(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const at = slabUsed;
+  slabUsed += SMALL_READ_BYTES;
+  return new Uint8Array(slab.buffer, at, SMALL_READ_BYTES);
+}
+
+/** Sockets' small read buffers: taken at the first read, given back once the socket is closed. */
+export const SMALL_BUFFERS: Pool<Uint8Array> = new Pool(
+  cutSmallBuffer,
+  SMALL_KEPT,
+);
 /** After our last frame: what we read and drop while the peer closes its side. */
 const LINGER_BYTES = 1024 * 1024;
 
@@ -77,7 +105,9 @@ export function upgradeWebSocket(
   const session = new WsSession(limits, upgrade);
   const query = req.query === "" ? "" : `?${req.query}`;
   const socket = new ServerWebSocket(session, {
-    url: `${req.secure ? "wss" : "ws"}://${req.host}${req.path}${query}`,
+    url: ownString(
+      `${req.secure ? "wss" : "ws"}://${req.host}${req.path}${query}`,
+    ),
     protocol: upgrade.protocol,
     extensions: upgrade.headers.find(([name]) =>
       name === "Sec-WebSocket-Extensions"
@@ -86,8 +116,7 @@ export function upgradeWebSocket(
   });
   const takeover = new WsConnection(session, limits, {
     client: req.remoteAddr.hostname,
-    onOpen: () => socket.opened(),
-    backlog: () => socket.backlog(),
+    app: socket,
   });
   return {
     socket,
@@ -95,14 +124,36 @@ export function upgradeWebSocket(
   };
 }
 
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * `text` copied into a string of its own. The host and the path are
+ * slices of the request head's string, and a string made of them keeps
+ * the whole head (500 to 1500 bytes from a browser) alive for as long as
+ * the socket is open.
+ */
+function ownString(text: string): string {
+  return decoder.decode(encoder.encode(text));
+}
+
+/**
+ * The app's side of a {@link WsConnection}, as methods (a
+ * {@link ServerWebSocket} is one): no closures held per socket.
+ */
+export interface WsApp {
+  /** Called once the 101 is written, before any frame is read. */
+  opened(): void;
+  /** A promise while the app has more messages waiting than it wants: reading pauses until it settles. */
+  backlog(): Promise<void> | undefined;
+}
+
 /** What {@link WsConnection} needs besides its session. */
 export interface WsConnectionOptions {
   /** The peer's address, for log lines. */
   readonly client: string;
-  /** Called once the 101 is written, before any frame is read. */
-  readonly onOpen?: () => void;
-  /** A promise while the app has more messages waiting than it wants: reading pauses until it settles. */
-  readonly backlog?: () => Promise<void> | undefined;
+  /** Told when the socket opens, asked before every read. */
+  readonly app?: WsApp;
 }
 
 /**
@@ -114,16 +165,16 @@ export interface WsConnectionOptions {
 export class WsConnection implements Takeover {
   readonly #session: WsSession;
   readonly #limits: Limits;
-  readonly #opts: WsConnectionOptions;
-  /** `opts.backlog`, asked before every read: kept here, not behind `#opts`. */
-  readonly #backlog: (() => Promise<void> | undefined) | undefined;
+  /** The peer's address, for log lines. */
+  readonly #client: string;
+  readonly #app: WsApp | undefined;
   #conn: Socket | undefined;
   /** Our own small read buffer, made when the socket first waits. */
   #small: Uint8Array | undefined;
   /** The last read filled its buffer: the next one takes a big shared one. */
   #big = false;
-  /** Ends run()'s reading part; set by run(). */
-  #readsDone: () => void = () => {};
+  /** Settles run()'s promise; set by run(), cleared once reading ended. */
+  #ran: (() => void) | undefined;
   /** Inside `session.receive()`: output is written after it returns. */
   #receiving = false;
   /** A write is in progress; what the session queues meanwhile follows it. */
@@ -151,8 +202,8 @@ export class WsConnection implements Takeover {
   constructor(session: WsSession, limits: Limits, opts: WsConnectionOptions) {
     this.#session = session;
     this.#limits = limits;
-    this.#opts = opts;
-    this.#backlog = opts.backlog;
+    this.#client = opts.client;
+    this.#app = opts.app;
     // The app's handler (the ServerWebSocket's) has the close event first;
     // then, if the session was dropped outside a read (a send to a peer
     // that does not read), the pending read is ended by closing the socket.
@@ -165,16 +216,26 @@ export class WsConnection implements Takeover {
   run(socket: Socket, head: Uint8Array): Promise<void> {
     this.#conn = socket;
     this.#idleAt = Date.now() + this.#limits.wsIdleTimeoutMs;
-    const reading = new Promise<void>((resolve) => this.#readsDone = resolve);
+    // One promise, settled at the end of #finish(): an idle socket holds
+    // it and its resolver, not a chain of them.
+    const ran = new Promise<void>((resolve) => this.#ran = resolve);
     try {
-      this.#opts.onOpen?.();
+      this.#app?.opened();
       if (this.#draining) this.drain();
       if (head.length > 0) this.#receive(head, -1);
       this.#readNext();
     } catch (err) {
       this.#readFailed(err);
     }
-    return reading.then(() => this.#finish(socket));
+    return ran;
+  }
+
+  /** Reading ended (once): the last frames are written, then the socket closes. */
+  #readsDone(): void {
+    const ran = this.#ran;
+    if (ran === undefined) return;
+    this.#ran = undefined;
+    this.#finish(this.#conn!).then(ran);
   }
 
   /**
@@ -185,7 +246,7 @@ export class WsConnection implements Takeover {
   #readNext(): void {
     const session = this.#session;
     if (session.state === "closed") return this.#readsDone();
-    const backlog = this.#backlog?.();
+    const backlog = this.#app?.backlog();
     if (backlog !== undefined) {
       backlog.then(() => this.#readNext());
       return;
@@ -201,9 +262,7 @@ export class WsConnection implements Takeover {
     // delivered in.
     const space = session.payloadSpace();
     const buf = this.#readBuf = space ??
-      (this.#big
-        ? BIG_BUFFERS.take()
-        : this.#small ??= new Uint8Array(SMALL_READ_BYTES));
+      (this.#big ? BIG_BUFFERS.take() : this.#small ??= SMALL_BUFFERS.take());
     this.#readInPlace = space !== undefined;
     this.#conn!.read(buf).then(this.#onRead, this.#onReadError);
   }
@@ -232,7 +291,10 @@ export class WsConnection implements Takeover {
       // The session copies what it keeps: the buffer is free once it returns.
       this.#receive(buf, -1, n);
       if (buf !== this.#small) BIG_BUFFERS.give(buf);
-      this.#big = n === buf.length;
+      // A full read inside a message: its rest is on the way, into a big
+      // buffer. One that ended between messages may be the last for hours:
+      // the socket then waits on its small buffer, not on 64 KiB.
+      this.#big = n === buf.length && !this.#session.betweenMessages;
     }
     this.#readNext();
   }
@@ -255,7 +317,7 @@ export class WsConnection implements Takeover {
       // FIN first, then wait for the peer's: closing with unread bytes
       // would send a reset, and the peer could lose our close frame.
       this.#lingerUntil = Date.now() + this.#limits.wsCloseTimeoutMs;
-      const scratch = this.#small ?? new Uint8Array(SMALL_READ_BYTES);
+      const scratch = this.#small ??= SMALL_BUFFERS.take();
       for (let total = 0; total < LINGER_BYTES;) {
         const n = await socket.read(scratch);
         if (n === null) break;
@@ -266,6 +328,9 @@ export class WsConnection implements Takeover {
     } finally {
       this.#session.dispose();
       this.#closeSocket();
+      // No read is pending any more: the buffer is free for another socket.
+      if (this.#small !== undefined) SMALL_BUFFERS.give(this.#small);
+      this.#small = undefined;
     }
   }
 
@@ -383,7 +448,7 @@ export class WsConnection implements Takeover {
       this.#writeSince = now;
     } else if (now - this.#writeSince >= limits.writeTimeoutMs) {
       log.warn("WebSocket write stalled to {client}", {
-        client: this.#opts.client,
+        client: this.#client,
       });
       return this.#abort("Write timeout");
     }

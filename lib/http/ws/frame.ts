@@ -98,13 +98,17 @@ export class FrameParser {
   readonly #allowRsv1: boolean;
   /** False while reading a header, true while reading its payload. */
   #inPayload = false;
-  /** Header bytes gathered so far when a header is split across reads. */
-  readonly #head = new Uint8Array(14);
+  /**
+   * Header bytes gathered so far when a header is split across reads;
+   * made at the first such header: most sockets never need it, and a
+   * parser holds no buffer of its own while it waits.
+   */
+  #head: Uint8Array | undefined;
   #headLen = 0;
   /** Payload bytes of the current frame not yet seen. */
   #left = 0;
-  /** Mask key of the current frame, when it is masked. */
-  readonly #mask = new Uint8Array(4);
+  /** Mask key of the current frame, its first byte lowest (a number: no 4-byte buffer per socket). */
+  #maskKey = 0;
   #masked = false;
   /** Offset in the mask of the next payload byte. */
   #maskPhase = 0;
@@ -137,7 +141,7 @@ export class FrameParser {
       throw new RangeError("Bytes past the current frame's payload");
     }
     if (this.#masked) {
-      unmask(bytes, this.#mask, this.#maskPhase);
+      unmask(bytes, maskBytes(this.#maskKey), this.#maskPhase);
       this.#maskPhase = (this.#maskPhase + n) & 3;
     }
     this.#left -= n;
@@ -157,7 +161,7 @@ export class FrameParser {
       const n = Math.min(this.#left, end - off);
       const piece = bytes.subarray(off, off + n);
       if (this.#masked) {
-        unmask(piece, this.#mask, this.#maskPhase);
+        unmask(piece, maskBytes(this.#maskKey), this.#maskPhase);
         this.#maskPhase = (this.#maskPhase + n) & 3;
       }
       off += n;
@@ -187,7 +191,7 @@ export class FrameParser {
     } else {
       // A header split across reads: gather it byte by byte. The first two
       // bytes are checked as soon as they are here, not when the rest comes.
-      const head = this.#head;
+      const head = this.#head ??= new Uint8Array(MAX_HEAD_BYTES);
       while (off < end) {
         head[this.#headLen++] = bytes[off++];
         if (this.#headLen === 2) this.#checkFirstTwo(head[0], head[1]);
@@ -229,7 +233,8 @@ export class FrameParser {
     }
     this.#masked = (b1 & MASK_BIT) !== 0;
     if (this.#masked) {
-      this.#mask.set(src.subarray(p, p + 4));
+      this.#maskKey = src[p] | (src[p + 1] << 8) | (src[p + 2] << 16) |
+        (src[p + 3] << 24);
       this.#maskPhase = 0;
     }
     this.#left = length;
@@ -280,6 +285,20 @@ export class FrameParser {
     this.#inPayload = false;
     return sink.frameEnd();
   }
+}
+
+/** The largest frame header: 2 bytes, a 64-bit length, a mask key. */
+const MAX_HEAD_BYTES = 14;
+/** The mask key being applied, as the bytes `unmask()` takes; shared, filled per call. */
+const MASK = new Uint8Array(4);
+
+/** `key` (first byte lowest) in the shared MASK. */
+function maskBytes(key: number): Uint8Array {
+  MASK[0] = key;
+  MASK[1] = key >>> 8;
+  MASK[2] = key >>> 16;
+  MASK[3] = key >>> 24;
+  return MASK;
 }
 
 /** Header size from its first two bytes at `at` (which must exist). */

@@ -16,7 +16,7 @@ import {
   deflateAvailable,
   type DeflateParams,
 } from "./deflate.ts";
-import { field, isUpgradeRequest, listOf } from "./upgrade_request.ts";
+import { field, isUpgradeRequest, listHas, listOf } from "./upgrade_request.ts";
 
 export { isUpgradeRequest };
 
@@ -144,8 +144,7 @@ export function acceptUpgrade(
   if (!isUpgradeRequest(headers)) {
     throw refuse("Upgrade header does not name websocket");
   }
-  const connection = listOf(field(headers, "connection"));
-  if (!connection.some((t) => t.toLowerCase() === "upgrade")) {
+  if (!listHas(field(headers, "connection"), "upgrade")) {
     throw refuse("Connection header does not name upgrade");
   }
   const version = field(headers, "sec-websocket-version");

@@ -170,9 +170,35 @@ export class WsSession {
   /** Called after `onEvent` has had the close event (even if it threw): the engine may close the socket. */
   onClosed: () => void = noop;
 
+  /**
+   * The frame parser's sink: its methods are on one shared prototype, so a
+   * session holds one small object for it, not three closures. Declared
+   * in this class's body, it may call the session's private methods.
+   */
+  static readonly #Sink = class implements FrameSink {
+    readonly #session: WsSession;
+    constructor(session: WsSession) {
+      this.#session = session;
+    }
+    frameStart(fin: boolean, rsv1: boolean, opcode: number, length: number) {
+      this.#session.#frameStart(fin, rsv1, opcode, length);
+    }
+    framePayload(bytes: Uint8Array) {
+      this.#session.#framePayload(bytes);
+    }
+    frameEnd(): boolean {
+      return this.#session.#frameEnd();
+    }
+  };
+
   readonly #limits: Limits;
-  readonly #parser: FrameParser;
-  readonly #sink: FrameSink;
+  /**
+   * The frame parser and its sink, made for the first frame the one-pass
+   * path leaves to them: a socket that only ever gets short whole
+   * messages (or none) holds neither.
+   */
+  #parser: FrameParser | undefined;
+  #sink: FrameSink | undefined;
   readonly #deflater: MessageDeflater | undefined;
   readonly #inflater: MessageInflater | undefined;
   readonly #deflateMinBytes: number;
@@ -200,7 +226,7 @@ export class WsSession {
   // are written into (after every frame in #out), and bytes taken but not
   // yet written; #outBytes counts #out and the tail.
   #out: Uint8Array[] | undefined;
-  #outPooled: (Uint8Array | undefined)[] = [];
+  #outPooled: (Uint8Array | undefined)[] | undefined;
   #tail: Uint8Array | undefined;
   #tailLen = 0;
   #outBytes = 0;
@@ -231,7 +257,7 @@ export class WsSession {
    * until it is presized (then copied out and given back); the last one
    * is filled up to `#chunkUsed`.
    */
-  #msgChunks: Uint8Array[] = [];
+  #msgChunks: Uint8Array[] | undefined;
   #chunkUsed = 0;
   /** Or the whole of a one-frame binary message, filled as it arrives. */
   #msgWhole: Uint8Array | undefined;
@@ -239,7 +265,8 @@ export class WsSession {
   /** The whole buffer's length while it counts in `earlyPresized`; 0 otherwise. */
   #early = 0;
   /** A text message, checked and decoded as it arrives. */
-  readonly #text = new Utf8Text();
+  /** Made for the first text message the parser reads. */
+  #text: Utf8Text | undefined;
 
   // Idle: anything heard since the last check; a ping already sent for it.
   #heard = false;
@@ -248,11 +275,6 @@ export class WsSession {
   constructor(limits: Limits, opts: WsSessionOptions = {}) {
     this.#limits = limits;
     const deflate = opts.deflate ?? null;
-    this.#parser = new FrameParser({
-      maxFrameBytes: limits.wsMaxFrameBytes,
-      requireMask: true,
-      allowRsv1: deflate !== null,
-    });
     if (deflate !== null) {
       this.#deflater = new MessageDeflater(
         deflate.serverMaxWindowBits,
@@ -265,12 +287,20 @@ export class WsSession {
       );
     }
     this.#deflateMinBytes = opts.deflateMinBytes ?? DEFAULT_DEFLATE_MIN_BYTES;
-    this.#sink = {
-      frameStart: (fin, rsv1, opcode, length) =>
-        this.#frameStart(fin, rsv1, opcode, length),
-      framePayload: (bytes) => this.#framePayload(bytes),
-      frameEnd: () => this.#frameEnd(),
-    };
+  }
+
+  /** The frame parser, made (with its sink) when first needed. */
+  #frames(): FrameParser {
+    let parser = this.#parser;
+    if (parser === undefined) {
+      parser = this.#parser = new FrameParser({
+        maxFrameBytes: this.#limits.wsMaxFrameBytes,
+        requireMask: true,
+        allowRsv1: this.#inflater !== undefined, // permessage-deflate agreed
+      });
+      this.#sink = new WsSession.#Sink(this);
+    }
+    return parser;
   }
 
   get state(): WsState {
@@ -280,6 +310,11 @@ export class WsSession {
   /** Bytes queued or being written, as the web API's `bufferedAmount`. */
   get bufferedAmount(): number {
     return this.#outBytes + this.#inFlight;
+  }
+
+  /** True when no frame or message is partly read: the peer owes no bytes. */
+  get betweenMessages(): boolean {
+    return this.#betweenMessages;
   }
 
   /** Bytes waiting for `takeOutput()`. */
@@ -295,7 +330,7 @@ export class WsSession {
   takeOutput(): Uint8Array | null {
     const out = this.#out;
     if (out === undefined) return this.#takeTail();
-    const pooled = this.#outPooled;
+    const pooled = this.#outPooled!;
     let count = 1;
     let bytes = out[0].length;
     while (
@@ -319,7 +354,7 @@ export class WsSession {
     }
     if (count === out.length) {
       this.#out = undefined;
-      this.#outPooled = [];
+      this.#outPooled = undefined;
     } else {
       this.#out = out.slice(count);
       this.#outPooled = pooled.slice(count);
@@ -385,7 +420,7 @@ export class WsSession {
   payloadSpace(): Uint8Array | undefined {
     const whole = this.#msgWhole;
     if (whole === undefined || this.#state === "closed") return undefined;
-    const left = this.#parser.payloadLeft;
+    const left = this.#parser?.payloadLeft ?? 0;
     if (left === 0) return undefined;
     return whole.subarray(this.#msgBytes, this.#msgBytes + left);
   }
@@ -431,16 +466,16 @@ export class WsSession {
 
   /** `bytes` to the frame parser; `#betweenMessages` says where it stopped. */
   #parseFrames(bytes: Uint8Array): void {
-    const parser = this.#parser;
+    const parser = this.#frames();
     this.#betweenMessages = false;
-    parser.parse(bytes, this.#sink);
+    parser.parse(bytes, this.#sink!);
     this.#betweenMessages = this.#msgOpcode === 0 && parser.idle;
   }
 
   #parseInPlace(bytes: Uint8Array): void {
-    const parser = this.#parser;
+    const parser = this.#frames();
     this.#betweenMessages = false;
-    parser.parsePayloadInPlace(bytes, this.#sink);
+    parser.parsePayloadInPlace(bytes, this.#sink!);
     this.#betweenMessages = this.#msgOpcode === 0 && parser.idle;
   }
 
@@ -600,7 +635,7 @@ export class WsSession {
   abort(reason = "Connection lost"): void {
     if (this.#state === "closed") return;
     this.#out = undefined;
-    this.#outPooled = [];
+    this.#outPooled = undefined;
     this.#tailLen = 0;
     this.#outBytes = 0;
     this.#closeWith(CLOSE.Abnormal, reason, false);
@@ -700,7 +735,7 @@ export class WsSession {
   /** Queues `frame` after the others, with the pooled buffer behind it, if any. */
   #queue(frame: Uint8Array, pooled: Uint8Array | undefined): void {
     (this.#out ??= []).push(frame);
-    this.#outPooled.push(pooled);
+    (this.#outPooled ??= []).push(pooled);
   }
 
   /** The tail's frames go before what is queued next, as a piece of their own (no copy). */
@@ -848,7 +883,7 @@ export class WsSession {
       this.#msgCompressed = rsv1;
       this.#msgWireBytes = 0;
       this.#msgBytes = 0;
-      this.#text.reset();
+      if (opcode === OPCODE.Text) (this.#text ??= new Utf8Text()).reset();
       if (rsv1) this.#inflater!.begin(this.#limits.wsMaxMessageBytes);
     }
     this.#msgWireBytes += length;
@@ -909,7 +944,7 @@ export class WsSession {
    * presized: kept in pooled buffers meanwhile, not in a slice of its own.
    */
   #keepPooled(bytes: Uint8Array): void {
-    const chunks = this.#msgChunks;
+    const chunks = this.#msgChunks ??= [];
     for (let from = 0; from < bytes.length;) {
       let chunk = chunks[chunks.length - 1];
       if (chunk === undefined || this.#chunkUsed === chunk.length) {
@@ -930,9 +965,9 @@ export class WsSession {
 
   #giveChunks(): void {
     const chunks = this.#msgChunks;
-    if (chunks.length === 0) return;
+    if (chunks === undefined) return;
     for (const chunk of chunks) BIG_BUFFERS.give(chunk);
-    this.#msgChunks = [];
+    this.#msgChunks = undefined;
     this.#chunkUsed = 0;
   }
 
@@ -974,7 +1009,7 @@ export class WsSession {
 
   /** Text is checked as it arrives, so bad UTF-8 fails at once (1007). */
   #addText(bytes: Uint8Array): void {
-    if (!this.#text.write(bytes)) {
+    if (!this.#text!.write(bytes)) {
       throw new WsError(CLOSE.InvalidPayload, "Text message is not UTF-8");
     }
   }
@@ -995,7 +1030,7 @@ export class WsSession {
     }
     this.#msgOpcode = 0;
     if (isText) {
-      const data = this.#text.finish();
+      const data = this.#text!.finish();
       if (data === undefined) {
         throw new WsError(
           CLOSE.InvalidPayload,

@@ -27,9 +27,37 @@ export function listOf(value: string | undefined): string[] {
   return out;
 }
 
+/**
+ * True when the comma-separated list `value` has an element equal to
+ * `token` (lowercase) but for case: `listOf()` without making the list,
+ * for the fields every upgrade checks.
+ */
+export function listHas(value: string | undefined, token: string): boolean {
+  if (value === undefined) return false;
+  for (let from = 0; from <= value.length;) {
+    let end = value.indexOf(",", from);
+    if (end < 0) end = value.length;
+    let start = from;
+    let stop = end;
+    while (start < stop && isListSpace(value.charCodeAt(start))) start++;
+    while (stop > start && isListSpace(value.charCodeAt(stop - 1))) stop--;
+    if (
+      stop - start === token.length &&
+      value.slice(start, stop).toLowerCase() === token
+    ) {
+      return true;
+    }
+    from = end + 1;
+  }
+  return false;
+}
+
+/** What `String.prototype.trim()` takes off a list element that a header field can hold. */
+function isListSpace(c: number): boolean {
+  return c === 0x20 || c === 0x09;
+}
+
 /** True when the request asks for a WebSocket (`Upgrade: websocket`), valid or not. */
 export function isUpgradeRequest(headers: HeaderFields | Headers): boolean {
-  return listOf(field(headers, "upgrade")).some((p) =>
-    p.toLowerCase() === "websocket"
-  );
+  return listHas(field(headers, "upgrade"), "websocket");
 }

@@ -177,7 +177,8 @@ function cutTail(bytes: Uint8Array, start: number): number {
 export class Utf8Text {
   readonly #validator = new Utf8Validator();
   #text = "";
-  readonly #carry = new Uint8Array(4);
+  /** A character cut between pieces; made when one first is (an idle socket holds none). */
+  #carry: Uint8Array | undefined;
   #carryLen = 0;
 
   /** Adds the next bytes (not kept); false at the first that cannot be UTF-8. */
@@ -185,18 +186,22 @@ export class Utf8Text {
     if (!this.#validator.write(bytes)) return false;
     let start = 0;
     if (this.#carryLen > 0) {
-      const need = sequenceLength(this.#carry[0]);
+      const carry = this.#carry!;
+      const need = sequenceLength(carry[0]);
       while (this.#carryLen < need && start < bytes.length) {
-        this.#carry[this.#carryLen++] = bytes[start++];
+        carry[this.#carryLen++] = bytes[start++];
       }
       if (this.#carryLen < need) return true;
-      this.#text += decoder.decode(this.#carry.subarray(0, need));
+      this.#text += decoder.decode(carry.subarray(0, need));
       this.#carryLen = 0;
     }
     const end = bytes.length - cutTail(bytes, start);
     if (end > start) this.#text += decoder.decode(bytes.subarray(start, end));
-    for (let i = end; i < bytes.length; i++) {
-      this.#carry[this.#carryLen++] = bytes[i];
+    if (end < bytes.length) {
+      const carry = this.#carry ??= new Uint8Array(4);
+      for (let i = end; i < bytes.length; i++) {
+        carry[this.#carryLen++] = bytes[i];
+      }
     }
     return true;
   }
