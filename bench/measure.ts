@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import type { Generator, GeneratorResult } from "./generators.ts";
 import {
+  accepts,
   bash,
   freePort,
   type Launch,
@@ -268,16 +269,6 @@ async function lastLine(
     return lines.slice(lines.lastIndexOf("\n") + 1);
   } catch {
     return "";
-  }
-}
-
-/** True when a TCP connect to 127.0.0.1:`port` succeeds. */
-async function accepts(port: number): Promise<boolean> {
-  try {
-    (await Deno.connect({ hostname: HOST, port })).close();
-    return true;
-  } catch {
-    return false;
   }
 }
 
