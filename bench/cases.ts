@@ -124,17 +124,27 @@ const rps = (r: Measured) => r.requestsPerSec;
 const bps = (r: Measured) => r.bytesPerSec;
 const p99 = (r: Measured) => r.latencyP99Us;
 
-/** Errors and CPU figures not to trust over a side's runs, as problem lines, or nothing. */
-function errorsOf(name: string, runs: readonly Measured[]): string[] {
+/**
+ * Errors and CPU figures not to trust over a side's runs, as problem lines,
+ * or nothing. Runs that got no answer at all are named, with why.
+ */
+export function errorsOf(name: string, runs: readonly Measured[]): string[] {
   const cpu = runs.flatMap((r) => r.cpuProblems).map((why) =>
     `${name}: ${why}`
   );
-  const bad = runs.filter((r) => !clean(r));
-  if (bad.length === 0) return cpu;
+  const empty = runs.flatMap((r, i) => r.requests === 0 ? [i + 1] : []);
+  const silent = empty.length === 0 ? [] : [
+    `${name}: no answer in run ${empty.join(", ")} of ${runs.length} (${
+      runs[empty[0] - 1].firstError ?? "no reason given"
+    })`,
+  ];
+  const bad = runs.filter((r) => !clean(r) && r.requests !== 0);
+  if (bad.length === 0) return [...silent, ...cpu];
   const statuses = runs.reduce((n, r) => n + r.errorStatuses, 0);
   const sockets = runs.reduce((n, r) => n + r.socketErrors, 0);
   const first = bad.find((r) => r.firstError)?.firstError;
   return [
+    ...silent,
     `${name}: ${statuses} bad statuses, ${sockets} socket errors${
       first ? ` (${first})` : ""
     }`,

@@ -109,6 +109,8 @@ export function parseWrkOutput(text: string): GeneratorResult {
       connects: Number.NaN,
       firstError: t.connect + t.read + t.write + t.timeout > 0
         ? `connect ${t.connect}, read ${t.read}, write ${t.write}, timeout ${t.timeout}`
+        : t.requests === 0
+        ? "wrk got no response and counted no error"
         : undefined,
       latencyP50Us: latency(t, t.p50),
       latencyP99Us: latency(t, t.p99),
@@ -159,7 +161,10 @@ export function wrkGenerator(tempDir: string): Generator {
       script,
       `http://${opts.hostname}:${opts.port}${opts.path}`,
     ]);
-    return parseWrkOutput(await runForStdout("wrk", argv));
+    const run = await runTool(argv);
+    return run.code === 0
+      ? parseWrkOutput(run.stdout)
+      : toolFailed("wrk", run, opts.durationMs);
   };
 }
 
@@ -242,8 +247,13 @@ export function parseH2loadOutput(
   }
   const durationMs = Number(finished[1]) *
     { us: 0.001, ms: 1, s: 1000 }[finished[2] as "us" | "ms" | "s"];
+  const started = Number(counts[2]);
   const done = Number(counts[3]);
   const failed = Number(counts[5]) + Number(counts[6]) + Number(counts[7]);
+  // A timed run (-D) counts no failure for a client that never connected.
+  const nothing = started === 0
+    ? "h2load started no request: no client got through its connect and TLS handshake (refused, reset or failed: h2load -D does not say which)"
+    : `h2load started ${started} requests and none was done`;
   const bytes = traffic ? Number(traffic[1]) : Number.NaN;
   const latencies = log.split("\n").flatMap((line) => {
     const [, status, us] = line.split("\t");
@@ -263,7 +273,11 @@ export function parseH2loadOutput(
     socketErrors: failed,
     connects: Number.NaN,
     firstError: failed > 0
-      ? `${counts[5]} failed, ${counts[6]} errored, ${counts[7]} timeout`
+      ? `${counts[5]} failed, ${counts[6]} errored, ${counts[7]} timeout${
+        done === 0 ? `; ${nothing}` : ""
+      }`
+      : done === 0
+      ? nothing
       : undefined,
     latencyP50Us: rank(0.5),
     latencyP99Us: rank(0.99),
@@ -296,26 +310,80 @@ export function h2loadGenerator(
       "accept-encoding: identity",
       `${scheme}://${opts.hostname}:${opts.port}${opts.path}`,
     ]);
-    const text = await runForStdout("h2load", argv);
     try {
-      return parseH2loadOutput(text, await Deno.readTextFile(log));
+      const run = await runTool(argv);
+      return run.code === 0
+        ? parseH2loadOutput(run.stdout, await Deno.readTextFile(log))
+        : toolFailed("h2load", run, opts.durationMs);
     } finally {
       await Deno.remove(log).catch(() => {});
     }
   };
 }
 
-/** Runs `argv` and returns its stdout; throws with both outputs if it fails. */
-async function runForStdout(what: string, argv: string[]): Promise<string> {
+/** What a load tool printed, and its exit status. */
+export interface ToolRun {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Lines of a failed tool's output kept in its run's reason. */
+const TAIL_LINES = 3;
+
+/**
+ * A run whose tool exited with an error: nothing measured, and why (its
+ * status and its last lines, errors first), so the round's line and the
+ * row say it instead of a bare 0.
+ */
+export function toolFailed(
+  what: string,
+  run: ToolRun,
+  durationMs: number,
+): GeneratorResult {
+  const tail = (text: string) =>
+    text.split("\n").map((l) => l.trim()).filter((l) => l !== "").slice(
+      -TAIL_LINES,
+    );
+  const lines = [...tail(run.stderr), ...tail(run.stdout)].slice(0, TAIL_LINES);
+  return {
+    requests: 0,
+    bytes: 0,
+    durationMs,
+    requestsPerSec: 0,
+    bytesPerSec: 0,
+    errorStatuses: 0,
+    socketErrors: 0,
+    connects: Number.NaN,
+    firstError: `${what} exited with status ${run.code}${
+      lines.length ? `: ${lines.join(" / ")}` : ", printing nothing"
+    }`,
+    latencyP50Us: Number.NaN,
+    latencyP99Us: Number.NaN,
+    latencyMaxUs: Number.NaN,
+  };
+}
+
+/** Runs `argv` to its end. */
+async function runTool(argv: string[]): Promise<ToolRun> {
   const out = await new Deno.Command(argv[0], {
     args: argv.slice(1),
     stdout: "piped",
     stderr: "piped",
   }).output();
   const dec = new TextDecoder();
-  const text = dec.decode(out.stdout);
-  if (!out.success) {
-    throw new Error(`${what} failed: ${text}${dec.decode(out.stderr)}`);
+  return {
+    code: out.code,
+    stdout: dec.decode(out.stdout),
+    stderr: dec.decode(out.stderr),
+  };
+}
+
+/** Runs `argv` and returns its stdout; throws with both outputs if it fails. */
+async function runForStdout(what: string, argv: string[]): Promise<string> {
+  const run = await runTool(argv);
+  if (run.code !== 0) {
+    throw new Error(`${what} failed: ${run.stdout}${run.stderr}`);
   }
-  return text;
+  return run.stdout;
 }

@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import type { Generator, GeneratorResult } from "./generators.ts";
 import {
+  accepts,
   bash,
   freePort,
   type Launch,
@@ -218,6 +219,14 @@ export async function measureOnce(
   const cpuAfter = await treeCpuReading(server.enginePid);
   const windowMs = performance.now() - windowStart;
   const logAfter = await fileSize(server.accessLog);
+  const firstError = result.requests === 0
+    ? noAnswerReason(
+      result.firstError,
+      await lastLine(server.accessLog, logBefore, logAfter),
+      server.port,
+      await accepts(server.port),
+    )
+    : result.firstError;
   const cpu = cpuBetween(cpuBefore, cpuAfter);
   const over = impossibleCpu(
     cpu.seconds,
@@ -227,11 +236,63 @@ export async function measureOnce(
   );
   return {
     ...result,
+    firstError,
     serverCpuSeconds: cpu.seconds,
     logBytes: Math.max(0, logAfter - logBefore),
     windowMs,
     cpuProblems: over === null ? cpu.problems : [...cpu.problems, over],
   };
+}
+
+/** Bytes of a log read back for its last line. */
+const LAST_LINE_BYTES = 4 * KIB;
+
+/** The last line the server wrote to `path` between offsets `from` and `to`, or "". */
+async function lastLine(
+  path: string,
+  from: number,
+  to: number,
+): Promise<string> {
+  if (to <= from) return "";
+  const start = Math.max(from, to - LAST_LINE_BYTES);
+  try {
+    using file = await Deno.open(path);
+    await file.seek(start, Deno.SeekMode.Start);
+    const buf = new Uint8Array(to - start);
+    let n = 0;
+    while (n < buf.length) {
+      const got = await file.read(buf.subarray(n));
+      if (got === null) break;
+      n += got;
+    }
+    const lines = new TextDecoder().decode(buf.subarray(0, n)).trim();
+    return lines.slice(lines.lastIndexOf("\n") + 1);
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * Why a run got no answer at all: the generator's reason, the last line
+ * the server wrote over the run (its log: a warning shows there), and
+ * whether its port still takes connections, so the round's line says more
+ * than a bare 0.
+ */
+export function noAnswerReason(
+  generatorWhy: string | undefined,
+  serverLine: string,
+  port: number,
+  stillAccepts: boolean,
+): string {
+  return [
+    generatorWhy ?? "no request answered, and the generator counted no error",
+    ...(serverLine === "" ? ["the server wrote nothing over the run"] : [
+      `the server's last log line over the run: ${JSON.stringify(serverLine)}`,
+    ]),
+    `port ${port} ${
+      stillAccepts ? "still accepts connections" : "refuses connections now"
+    }`,
+  ].join("; ");
 }
 
 /** One server of a paired measurement, and how each of its runs is made. */
@@ -271,6 +332,15 @@ export function medianCpu(runs: readonly Measured[], perMiB: boolean): number {
 
 /** The "Every run" line for one measured run. */
 export function describeMeasured(r: Measured, perMiB = false): string {
+  if (r.requests === 0) {
+    // No figure per request to give: the window's CPU, and why.
+    return [
+      "no request answered",
+      `server CPU ${cores(r).toFixed(2)} cores`,
+      r.firstError ?? "no reason given",
+      ...r.cpuProblems,
+    ].join("; ");
+  }
   const parts = [
     `${Math.round(r.requestsPerSec).toLocaleString("en-US")} req/s`,
     `${(r.bytesPerSec / MIB).toFixed(1)} MiB/s`,

@@ -242,7 +242,8 @@ async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
   return text.split("\n")[0].trim();
 }
 
-async function accepts(port: number): Promise<boolean> {
+/** True when a TCP connect to 127.0.0.1:`port` succeeds. */
+export async function accepts(port: number): Promise<boolean> {
   try {
     (await Deno.connect({ hostname: "127.0.0.1", port })).close();
     return true;

@@ -11,9 +11,15 @@ import {
   MAX_SCORE,
   renderChart,
 } from "../bench/chart.ts";
-import { CASES } from "../bench/cases.ts";
+import { CASES, errorsOf } from "../bench/cases.ts";
 import { IdleHolder } from "../bench/clients.ts";
-import { parseH2loadOutput, parseWrkOutput } from "../bench/generators.ts";
+import {
+  h2loadGenerator,
+  parseH2loadOutput,
+  parseWrkOutput,
+  toolFailed,
+  wrkGenerator,
+} from "../bench/generators.ts";
 import {
   ResponseScanner,
   runLoad,
@@ -38,10 +44,13 @@ import {
   verdictOf,
 } from "../bench/report.ts";
 import {
+  type Bench,
   clean,
   cores,
   describeMeasured,
   type Measured,
+  measureOnce,
+  noAnswerReason,
 } from "../bench/measure.ts";
 import { selectCases } from "../bench/run.ts";
 import {
@@ -1021,5 +1030,201 @@ Deno.test({
     assert.ok(out.success, new TextDecoder().decode(out.stderr));
     const list = new TextDecoder().decode(out.stdout).split(":")[1].trim();
     assert.equal(list, cores === 1 ? "0" : `0-${cores - 1}`);
+  },
+});
+
+/** h2load's whole summary of a timed run (-D) whose clients never connected: it says nothing else. */
+const H2LOAD_NOTHING = `starting benchmark...
+spawning thread #0: 4 total client(s). Timing-based test with 0s of warm-up time and 5s of main duration for measurements.
+Main benchmark duration is over for thread #0. Stopping all clients.
+Stopped all clients for thread #0
+
+finished in 5.00s, 0.00 req/s, 0B/s
+requests: 0 total, 0 started, 0 done, 0 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 0 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 0B (0) total, 0B (0) headers (space savings 0.00%), 0B (0) data
+`;
+
+Deno.test("parseH2loadOutput() and parseWrkOutput() say why a run got no answer, never a bare 0", () => {
+  const never = parseH2loadOutput(H2LOAD_NOTHING);
+  assert.equal(never.requests, 0);
+  assert.match(
+    never.firstError ?? "",
+    /started no request: no client got through/,
+  );
+  const unanswered = parseH2loadOutput(
+    H2LOAD_NOTHING.replace("0 total, 0 started", "0 total, 128 started"),
+  );
+  assert.match(
+    unanswered.firstError ?? "",
+    /started 128 requests and none was done/,
+  );
+  const failed = parseH2loadOutput(
+    H2LOAD_NOTHING.replace("0 failed, 0 errored", "4 failed, 4 errored"),
+  );
+  assert.match(
+    failed.firstError ?? "",
+    /^4 failed, 4 errored, 0 timeout; h2load started no request/,
+  );
+  const wrk = parseWrkOutput(
+    'BENCH_JSON {"requests":0,"bytes":0,"durationUs":5000000,"connect":0,"read":0,"write":0,"status":0,"timeout":0,"p50":0,"p99":0,"max":0}\n',
+  );
+  assert.equal(wrk.firstError, "wrk got no response and counted no error");
+  assert.equal(
+    parseH2loadOutput(H2LOAD_NOTHING.replace(
+      "0 total, 0 started, 0 done",
+      "9 total, 9 started, 9 done",
+    )).firstError,
+    undefined,
+  );
+});
+
+Deno.test("toolFailed() keeps the exit status and the last lines, errors first", () => {
+  const r = toolFailed("h2load", {
+    code: 1,
+    stdout: "starting benchmark...\nfinished in 1ms\n",
+    stderr: "line 1\nline 2\nline 3\nNo protocol negotiated. Aborted\n\n",
+  }, 5000);
+  assert.equal(r.requests, 0);
+  assert.ok(
+    !clean({
+      ...r,
+      serverCpuSeconds: 0,
+      logBytes: 0,
+      windowMs: 1,
+      cpuProblems: [],
+    }),
+  );
+  assert.equal(
+    r.firstError,
+    "h2load exited with status 1: line 2 / line 3 / No protocol negotiated. Aborted",
+  );
+  assert.equal(
+    toolFailed("wrk", { code: 2, stdout: "", stderr: "" }, 1).firstError,
+    "wrk exited with status 2, printing nothing",
+  );
+});
+
+Deno.test("a run with no answer reads as such on its line and on its row: what the server logged, whether it still accepts", () => {
+  const empty: Measured = {
+    ...parseH2loadOutput(H2LOAD_NOTHING),
+    serverCpuSeconds: 0,
+    logBytes: 120,
+    windowMs: 5_100,
+    cpuProblems: [],
+  };
+  const why = noAnswerReason(
+    empty.firstError,
+    "[WRN] spindle.server: TLS listener stalled out of file descriptors; listening again",
+    8443,
+    true,
+  );
+  assert.match(
+    why,
+    /^h2load started no request.*; the server's last log line over the run: "\[WRN\] spindle.server: TLS listener stalled.*"; port 8443 still accepts connections$/,
+  );
+  assert.equal(
+    noAnswerReason(undefined, "", 8443, false),
+    "no request answered, and the generator counted no error; the server wrote nothing over the run; port 8443 refuses connections now",
+  );
+  const run = { ...empty, firstError: why };
+  const line = describeMeasured(run);
+  assert.ok(
+    line.startsWith(
+      "no request answered; server CPU 0.00 cores; h2load started no request",
+    ),
+    line,
+  );
+  assert.doesNotMatch(line, /NaN|Infinity/);
+  const answered = { ...run, requests: 10, firstError: undefined };
+  assert.deepEqual(errorsOf("Spindle", [answered, answered, answered]), []);
+  const problems = errorsOf("Spindle", [answered, run, answered, run]);
+  assert.equal(problems.length, 1);
+  assert.ok(
+    problems[0].startsWith(
+      `Spindle: no answer in run 2, 4 of 4 (${why.slice(0, 30)}`,
+    ),
+    problems[0],
+  );
+});
+
+const noH2load = await lacks("h2load");
+Deno.test({
+  name:
+    "measureOnce() with h2load against a port that refuses: a run of no answer that says why, over real processes",
+  ignore: noH2load,
+  fn: async () => {
+    // A port bound then freed: nothing listens there now.
+    const port = freePort();
+    const dir = await Deno.makeTempDir({ prefix: "bench_noanswer_" });
+    try {
+      const accessLog = `${dir}/access.log`;
+      await Deno.writeTextFile(accessLog, "an earlier line\n");
+      const server = {
+        name: "nothing",
+        pid: Deno.pid,
+        enginePid: Deno.pid,
+        port,
+        accessLog,
+        cpusAllowed: "",
+        stderrTail: () => Promise.resolve(""),
+        stop: () => Promise.resolve(),
+      };
+      const r = await measureOnce(
+        {} as Bench,
+        server,
+        {
+          path: "/",
+          connections: 2,
+          pipeline: 2,
+          threads: 1,
+          generate: h2loadGenerator(),
+        },
+        { serverCpus: null, loadCpus: null, fdLimit: 1024 },
+        1000,
+      );
+      assert.equal(r.requests, 0);
+      assert.ok(!clean(r));
+      const line = describeMeasured(r);
+      assert.match(
+        line,
+        /^no request answered; server CPU [\d.]+ cores; h2load started no request/,
+      );
+      assert.match(
+        line,
+        new RegExp(
+          `the server wrote nothing over the run; port ${port} refuses connections now$`,
+        ),
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "wrkGenerator() turns a wrk that exits with an error into a run that says so",
+  ignore: await lacks("wrk"),
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "bench_wrkfail_" });
+    try {
+      // No such host: wrk exits at once with its error on stderr.
+      const r = await wrkGenerator(dir)({
+        hostname: "no-such-host.invalid",
+        port: 1,
+        path: "/",
+        connections: 1,
+        pipeline: 1,
+        threads: 1,
+        durationMs: 1000,
+        cpus: null,
+        fdLimit: 1024,
+      });
+      assert.equal(r.requests, 0);
+      assert.match(r.firstError ?? "", /^wrk exited with status [1-9]\d*: .+/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });

@@ -4,9 +4,11 @@
  * clients that do not speak TLS at all.
  */
 import assert from "node:assert/strict";
+import type net from "node:net";
 import nodeTls from "node:tls";
 import type { Limits } from "../lib/config.ts";
 import type { Handler } from "../lib/http/handler.ts";
+import { listenTls } from "../lib/http/tls.ts";
 import { certificate, type Pem, tlsConnect } from "./helpers/cert.ts";
 import { startTls, TRANSPORTS } from "./helpers/tls_server.ts";
 import {
@@ -16,6 +18,7 @@ import {
   ReplyReader,
   run,
   send,
+  sleep,
   waitFor,
   withTimeout,
 } from "./helpers/socket.ts";
@@ -214,3 +217,64 @@ for (const [transport] of TRANSPORTS) {
     }
   });
 }
+
+Deno.test("listenTls(): its own probe, accepted before its connect is reported, is neither taken for a stall nor handed over as a client", async () => {
+  const accepted: net.Socket[] = [];
+  let stalls = 0;
+  const listener = listenTls(
+    { hostname: "127.0.0.1", port: 0, backlog: 16 },
+    (raw) => accepted.push(raw),
+    (err) => assert.fail(err),
+    () => stalls++,
+  );
+  const { port } = await listener.ready;
+  using _held = await connect(port);
+  try {
+    await waitFor(() => accepted.length === 1, "the held socket accepted");
+    // Held sockets since the last call, nothing accepted since: a probe
+    // goes out on the second call. The listener is clock-driven: a probe
+    // still unsettled a second later at the third call counts as a stall.
+    listener.watch(true);
+    listener.watch(true);
+    // A client right behind the probe: accepted while the probe's connect
+    // may still be unreported, it waits for that, then is handed on.
+    using behind = await connect(port);
+    await waitFor(() => accepted.length === 2, "the client behind handed on");
+    assert.equal(accepted[1].remotePort, behind.localAddr.port);
+    await sleep(1100);
+    listener.watch(true);
+    assert.equal(stalls, 0, "a listener that accepts called stalled");
+    assert.equal(accepted.length, 2, "the probe handed over as a client");
+    // It still accepts, on the same socket.
+    using next = await connect(port);
+    await waitFor(() => accepted.length === 3, "a new client accepted");
+    assert.equal(accepted[2].remotePort, next.localAddr.port);
+  } finally {
+    listener.close();
+    for (const raw of accepted) raw.destroy();
+  }
+});
+
+Deno.test("node's socket: serve() holding a quiet connection counts its listener's own probe as no client, and serves on", async () => {
+  const pem = await certificate();
+  const transport = TRANSPORTS[1][0];
+  await using server = await startTls(transport, pem, whoAmI, {
+    keepAliveTimeoutMs: 60_000,
+  });
+  using conn = await tlsConnect(server.port, pem.cert);
+  const reader = new ReplyReader(conn);
+  await send(conn, get("/held"));
+  assert.equal((await reader.readReply()).text, "secure /held");
+  // The sweeper has the listener probed once it was quiet for a watch
+  // (about a second) with a socket held, and calls a probe unanswered at
+  // the next watch a stall: it listened afresh and closed a silent socket,
+  // every 2.5 s, resetting clients in the kernel's queue meanwhile.
+  await sleep(4000);
+  assert.equal(server.stats.accepted, 1, "a probe counted as a client");
+  await send(conn, get("/still"));
+  assert.equal((await reader.readReply()).text, "secure /still");
+  using other = await tlsConnect(server.port, pem.cert);
+  await send(other, get("/new"));
+  assert.equal((await new ReplyReader(other).readReply()).text, "secure /new");
+  assert.equal(server.stats.accepted, 2);
+});

@@ -239,6 +239,21 @@ export function listenTls(
   function accepted(raw: net.Socket): void {
     acceptedSinceWatch = true;
     const p = probe?.socket;
+    if (p === undefined || !p.connecting) return sortOut(raw);
+    // Deno 2.9.6 runs this before the probe's own side hears of its
+    // connect, its port still unknown: whose socket this is shows then (a
+    // turn later; a client's first bytes wait in `raw` meanwhile).
+    raw.on("error", () => {}); // a reset meanwhile must not throw
+    const settle = () => {
+      p.off("connect", settle).off("close", settle);
+      sortOut(raw);
+    };
+    p.once("connect", settle).once("close", settle);
+  }
+
+  /** Ends the probe if `raw` is its other end; hands anything else on. */
+  function sortOut(raw: net.Socket): void {
+    const p = probe?.socket;
     if (
       p !== undefined && raw.remotePort === p.localPort &&
       raw.remoteAddress === p.localAddress
