@@ -206,6 +206,34 @@ export function bareLoop(): ServerSpec {
   return denoScript("bare loop", "bare_loop.ts", ["--allow-net"]);
 }
 
+/**
+ * The floor for `--workers`: the bare loop in `workers` Worker threads on
+ * one port, shared with reusePort (bench/servers/bare_loop_workers.ts).
+ */
+export function bareLoopWorkers(workers: number): ServerSpec {
+  const name = `bare loop (${workers} workers)`;
+  return {
+    name,
+    logsAccess: false,
+    launch: (_bench, port, logFile) => ({
+      name,
+      argv: [
+        Deno.execPath(),
+        "run",
+        "--unstable-net",
+        "--allow-net",
+        // A Worker's module is read as a file.
+        `--allow-read=${SERVERS}`,
+        join(SERVERS, "bare_loop_workers.ts"),
+        `${port}`,
+        `${workers}`,
+      ],
+      port,
+      logFile,
+    }),
+  };
+}
+
 /** `Deno.serve` answering "hello" (no access log: Deno.serve has none). */
 export function denoServeHello(): ServerSpec {
   return denoScript("Deno.serve", "deno_serve_hello.ts", ["--allow-net"]);
