@@ -162,6 +162,7 @@ function denoScript(
   script: string,
   permissions: readonly string[],
   profilable = false,
+  args: readonly string[] = [],
 ): ServerSpec {
   const argv = (port: number, extra: readonly string[]) => [
     Deno.execPath(),
@@ -170,6 +171,7 @@ function denoScript(
     ...permissions,
     join(SERVERS, script),
     `${port}`,
+    ...args,
   ];
   return {
     name,
@@ -211,27 +213,14 @@ export function bareLoop(): ServerSpec {
  * one port, shared with reusePort (bench/servers/bare_loop_workers.ts).
  */
 export function bareLoopWorkers(workers: number): ServerSpec {
-  const name = `bare loop (${workers} workers)`;
-  return {
-    name,
-    logsAccess: false,
-    launch: (_bench, port, logFile) => ({
-      name,
-      argv: [
-        Deno.execPath(),
-        "run",
-        "--unstable-net",
-        "--allow-net",
-        // A Worker's module is read as a file.
-        `--allow-read=${SERVERS}`,
-        join(SERVERS, "bare_loop_workers.ts"),
-        `${port}`,
-        `${workers}`,
-      ],
-      port,
-      logFile,
-    }),
-  };
+  return denoScript(
+    `bare loop (${workers} workers)`,
+    "bare_loop_workers.ts",
+    // A Worker's module is read as a file.
+    ["--unstable-net", "--allow-net", `--allow-read=${SERVERS}`],
+    false,
+    [`${workers}`],
+  );
 }
 
 /** `Deno.serve` answering "hello" (no access log: Deno.serve has none). */
