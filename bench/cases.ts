@@ -46,6 +46,7 @@ import {
 } from "./stats.ts";
 import {
   bareLoop,
+  bareLoopWorkers,
   defaultApp,
   denoServeHello,
   denoServeParallel,
@@ -545,72 +546,107 @@ function heldCount(bench: Bench, id: number): number {
 /**
  * `--workers 2` against `deno serve --parallel` with 2 workers, nothing
  * pinned (servers and wrk -t2 share both cores), at each connection count:
- * requests per second and p99 latency, as paired ratios.
+ * requests per second and p99 latency, as paired ratios. The bare loop in
+ * 2 Worker threads on one port runs in the same rounds: its rate and CPU
+ * per request are what the runtime and the kernel alone allow two workers
+ * (information; the target stays deno serve --parallel's).
  */
 function workersCase(id: number, conns: readonly number[]): BenchCase {
-  const spindle = defaultApp({ flags: ["--workers", "2"] });
-  const reference = denoServeParallel(2);
+  const specs = {
+    spindle: defaultApp({ flags: ["--workers", "2"] }),
+    reference: denoServeParallel(2),
+    floor: bareLoopWorkers(2),
+  };
   return {
     id,
     name: "workers",
     title: "--workers 2 vs deno serve --parallel",
     needs: ["wrk"],
     run: (bench) =>
-      withServers(bench, [spindle, reference], bench.spread, async ([s, r]) => {
-        const rows: Row[] = [];
-        let letter = 0;
-        for (const c of conns) {
-          const load = hello(c, 1, 2);
-          const [a, b] = await measureSides(bench, `${id} workers c${c}`, [
-            { label: spindle.name, server: s, load },
-            { label: reference.name, server: r, load },
-          ], bench.spread);
-          const rate = summarizePaired(a.map(rps), b.map(rps));
-          const latency = summarizePaired(a.map(p99), b.map(p99));
-          const title =
-            `Default app --workers 2, wrk -t2, ${c} conns, nothing pinned (vs deno serve --parallel, 2 workers)`;
-          const common = {
-            cpu: {
-              spindle: medianCpu(a, false),
-              reference: medianCpu(b, false),
-              unit: "µs/req",
-            },
-            problems: [...errorsOf(spindle.name, a), ...logCheck(spindle, a)],
-            caveats: errorsOf(reference.name, b),
-          };
-          const rateTarget = atLeast(1);
-          const p99Target = atMost(1, "<= 1.0x p99");
-          rows.push({
-            id: `${id}${String.fromCharCode(97 + letter++)}`,
-            title: `${title}: requests/s`,
-            spindle: fmtRps(median(a.map(rps))),
-            reference: fmtRps(median(b.map(rps))),
-            value: rate.median,
-            valueText: fmtSummary(rate),
-            target: rateTarget,
-            chartLabel: `${id} --workers 2, c${c}: req/s`,
-            chartText: `${
-              fmtRatio(rate.median)
-            } deno serve --parallel, target ${rateTarget.text}`,
-            ...common,
-          }, {
-            id: `${id}${String.fromCharCode(97 + letter++)}`,
-            title: `${title}: p99 latency`,
-            spindle: `p99 ${fmtMs(median(a.map(p99)))}`,
-            reference: `p99 ${fmtMs(median(b.map(p99)))}`,
-            value: latency.median,
-            valueText: `${fmtSummary(latency)} p99`,
-            target: p99Target,
-            chartLabel: `${id} --workers 2, c${c}: p99`,
-            chartText: `p99 ${
-              fmtRatio(latency.median)
-            } deno serve --parallel's, target ${p99Target.text}`,
-            ...common,
-          });
-        }
-        return rows;
-      }),
+      withServers(
+        bench,
+        [specs.spindle, specs.reference, specs.floor],
+        bench.spread,
+        async ([s, r, f]) => {
+          const rows: Row[] = [];
+          for (const [i, c] of conns.entries()) {
+            const load = hello(c, 1, 2);
+            const runs = await measureSides(bench, `${id} workers c${c}`, [
+              { label: specs.spindle.name, server: s, load },
+              { label: specs.reference.name, server: r, load },
+              { label: specs.floor.name, server: f, load },
+            ], bench.spread);
+            rows.push(...workersRows(id, 2 * i, c, specs, runs));
+          }
+          return rows;
+        },
+      ),
   };
+}
+
+/**
+ * Case {@link workersCase}'s two rows for `conns` connections (ids from
+ * letter `letter` on): requests/s, then p99, from the runs of Spindle,
+ * deno serve --parallel and the floor, in that order.
+ */
+export function workersRows(
+  id: number,
+  letter: number,
+  conns: number,
+  specs: Record<"spindle" | "reference" | "floor", ServerSpec>,
+  [a, b, f]: readonly (readonly Measured[])[],
+): Row[] {
+  const rate = summarizePaired(a.map(rps), b.map(rps));
+  const latency = summarizePaired(a.map(p99), b.map(p99));
+  const floorVsRef = summarizePaired(f.map(rps), b.map(rps));
+  const title =
+    `Default app --workers 2, wrk -t2, ${conns} conns, nothing pinned (vs deno serve --parallel, 2 workers)`;
+  const common = {
+    cpu: {
+      spindle: medianCpu(a, false),
+      reference: medianCpu(b, false),
+      unit: "µs/req",
+    },
+    problems: [
+      ...errorsOf(specs.spindle.name, a),
+      ...logCheck(specs.spindle, a),
+    ],
+    caveats: [
+      ...errorsOf(specs.reference.name, b),
+      ...errorsOf(specs.floor.name, f),
+    ],
+  };
+  const rateTarget = atLeast(1);
+  const p99Target = atMost(1, "<= 1.0x p99");
+  return [{
+    id: `${id}${String.fromCharCode(97 + letter)}`,
+    title: `${title}: requests/s`,
+    spindle: fmtRps(median(a.map(rps))),
+    reference: `${fmtRps(median(b.map(rps)))}; floor ${
+      fmtRps(median(f.map(rps)))
+    } = ${fmtSummary(floorVsRef)}, ${medianCpu(f, false).toFixed(2)} µs/req`,
+    value: rate.median,
+    valueText: fmtSummary(rate),
+    target: rateTarget,
+    chartLabel: `${id} --workers 2, c${conns}: req/s`,
+    chartText: `${
+      fmtRatio(rate.median)
+    } deno serve --parallel, target ${rateTarget.text}`,
+    ...common,
+  }, {
+    id: `${id}${String.fromCharCode(97 + letter + 1)}`,
+    title: `${title}: p99 latency`,
+    spindle: `p99 ${fmtMs(median(a.map(p99)))}`,
+    reference: `p99 ${fmtMs(median(b.map(p99)))}`,
+    value: latency.median,
+    valueText: `${fmtSummary(latency)} p99`,
+    target: p99Target,
+    chartLabel: `${id} --workers 2, c${conns}: p99`,
+    chartText: `p99 ${
+      fmtRatio(latency.median)
+    } deno serve --parallel's, target ${p99Target.text}`,
+    ...common,
+  }];
 }
 
 /**

@@ -162,6 +162,7 @@ function denoScript(
   script: string,
   permissions: readonly string[],
   profilable = false,
+  args: readonly string[] = [],
 ): ServerSpec {
   const argv = (port: number, extra: readonly string[]) => [
     Deno.execPath(),
@@ -170,6 +171,7 @@ function denoScript(
     ...permissions,
     join(SERVERS, script),
     `${port}`,
+    ...args,
   ];
   return {
     name,
@@ -204,6 +206,21 @@ export function engineHello(): ServerSpec {
 /** The floor: a bare `Deno.listen` read/write loop, no HTTP. */
 export function bareLoop(): ServerSpec {
   return denoScript("bare loop", "bare_loop.ts", ["--allow-net"]);
+}
+
+/**
+ * The floor for `--workers`: the bare loop in `workers` Worker threads on
+ * one port, shared with reusePort (bench/servers/bare_loop_workers.ts).
+ */
+export function bareLoopWorkers(workers: number): ServerSpec {
+  return denoScript(
+    `bare loop (${workers} workers)`,
+    "bare_loop_workers.ts",
+    // A Worker's module is read as a file.
+    ["--unstable-net", "--allow-net", `--allow-read=${SERVERS}`],
+    false,
+    [`${workers}`],
+  );
 }
 
 /** `Deno.serve` answering "hello" (no access log: Deno.serve has none). */

@@ -11,7 +11,7 @@ import {
   MAX_SCORE,
   renderChart,
 } from "../bench/chart.ts";
-import { CASES, errorsOf } from "../bench/cases.ts";
+import { CASES, errorsOf, workersRows } from "../bench/cases.ts";
 import { IdleHolder } from "../bench/clients.ts";
 import {
   h2loadGenerator,
@@ -53,6 +53,11 @@ import {
   noAnswerReason,
 } from "../bench/measure.ts";
 import { selectCases } from "../bench/run.ts";
+import {
+  bareLoopWorkers,
+  defaultApp,
+  denoServeParallel,
+} from "../bench/specs.ts";
 import {
   FrameCounter,
   maskedFrame,
@@ -973,6 +978,117 @@ Deno.test("the WebSocket floor server echoes each small masked frame as a server
     child.kill("SIGTERM");
     await child.status;
   }
+});
+
+Deno.test("the bare loop in 2 workers listens twice on one port, answers, and stops on SIGTERM", async () => {
+  const port = freePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--unstable-net",
+      "--allow-net",
+      `--allow-read=${new URL("../bench/servers/", import.meta.url).pathname}`,
+      new URL("../bench/servers/bare_loop_workers.ts", import.meta.url)
+        .pathname,
+      `${port}`,
+      "2",
+    ],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  // Through bash: Deno wants --allow-all to read /proc/net.
+  const listeningOnPort = async () =>
+    listeningInodes(
+      await bash("cat /proc/net/tcp /proc/net/tcp6 2>/dev/null"),
+      port,
+    ).length;
+  // Ended, its stdout ends too: a worker that never listens fails the
+  // wait below rather than hang it (a generous bound for a busy machine).
+  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  try {
+    let out = "";
+    while (!/worker 0 listening/.test(out) || !/worker 1 listening/.test(out)) {
+      const { value, done } = await lines.read();
+      assert.ok(!done, `the floor ended before both workers listened: ${out}`);
+      out += value;
+    }
+    // One listening socket per worker (reusePort), not one shared.
+    assert.equal(await listeningOnPort(), 2);
+    const result = await runLoad({
+      hostname: "127.0.0.1",
+      port,
+      path: "/",
+      connections: 16,
+      durationMs: 300,
+      pipeline: 1,
+    });
+    assert.equal(result.socketErrors, 0, result.firstError);
+    assert.equal(result.errorStatuses, 0);
+    assert.ok(result.requests > 0, "requests answered");
+    child.kill("SIGTERM");
+    assert.equal((await child.status).signal, "SIGTERM");
+    assert.equal(await listeningOnPort(), 0, "no worker left listening");
+  } finally {
+    clearTimeout(timer);
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already ended */ }
+    await child.status;
+    await lines.cancel();
+  }
+});
+
+Deno.test("case 9's requests/s rows show the 2-worker floor's rate against deno serve --parallel's and its CPU per request", () => {
+  const run = (requestsPerSec: number, serverCpuSeconds: number): Measured => ({
+    requests: requestsPerSec,
+    bytes: requestsPerSec * 100,
+    durationMs: 1_000,
+    requestsPerSec,
+    bytesPerSec: requestsPerSec * 100,
+    errorStatuses: 0,
+    socketErrors: 0,
+    connects: 128,
+    latencyP50Us: 1_000,
+    latencyP99Us: 2_000,
+    latencyMaxUs: 3_000,
+    serverCpuSeconds,
+    logBytes: requestsPerSec * 100,
+    windowMs: 1_000,
+    cpuProblems: [],
+  });
+  const specs = {
+    spindle: defaultApp({ flags: ["--workers", "2"] }),
+    reference: denoServeParallel(2),
+    floor: bareLoopWorkers(2),
+  };
+  const rows = workersRows(9, 2, 1000, specs, [
+    [run(80_000, 1.2), run(90_000, 1.26)],
+    [run(100_000, 1), run(100_000, 1)],
+    [run(120_000, 0.84), run(130_000, 0.91)],
+  ]);
+  assert.deepEqual(rows.map((r) => r.id), ["9c", "9d"]);
+  assert.equal(
+    rows[0].reference,
+    "100,000 req/s; floor 125,000 req/s = 1.25x (1.20-1.30), 7.00 µs/req",
+  );
+  assert.equal(rows[0].valueText, "0.85x (0.80-0.90)");
+  assert.equal(verdictOf(rows[0]), "FAIL", "the target is still 1.0x");
+  assert.deepEqual(rows[0].cpu, {
+    spindle: 14.5,
+    reference: 10,
+    unit: "µs/req",
+  });
+  assert.equal(rows[1].reference, "p99 2.00 ms");
+  assert.deepEqual(rows[0].problems, []);
+  assert.deepEqual(rows[0].caveats, []);
+  const failed = workersRows(9, 0, 128, specs, [
+    [run(80_000, 1.2)],
+    [run(100_000, 1)],
+    [{ ...run(120_000, 0.84), socketErrors: 3 }],
+  ]);
+  assert.match(failed[0].caveats.join(), /bare loop \(2 workers\)/);
+  assert.deepEqual(failed[0].problems, [], "the floor's errors fail no row");
 });
 
 Deno.test("IdleHolder holds keep-alive connections and WebSockets that still answer", async () => {
