@@ -753,3 +753,23 @@ Deno.test("the default app: a refused Host is one warning with the Host cut to 2
   assert.equal(loud.length, 1);
   assert.equal(loud[0].properties.host, "a".repeat(256) + "...");
 });
+
+Deno.test("AccessLog: a line that starts the flush clock again keeps an optimized append() optimized", async () => {
+  // Both rare paths (a full buffer, a stopped clock) behind one call that
+  // full buffers feed: V8 otherwise deoptimizes append() the first time its
+  // optimized code restarts the clock, as it did over sockets between
+  // bursts of traffic.
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--v8-flags=--allow-natives-syntax",
+      new URL("./fixtures/access_log_deopt.ts", import.meta.url).pathname,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  assert.equal(out.code, 0);
+  const { before, after } = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.equal(before[0] & 64, 0, "optimized before (64: interpreted)");
+  assert.deepEqual(after, before);
+});

@@ -241,3 +241,22 @@ Deno.test({
   assert.ok(least >= median * 0.95, `a connection was starved: ${spread}`);
   assert.ok(most <= median * 1.05, `a connection was favoured: ${spread}`);
 });
+
+Deno.test("ReadTurns: taking a turn with the limit's worth held, turns off, keeps an optimized caller optimized", async () => {
+  // One field compared whether turns are on or not: V8 otherwise
+  // deoptimizes take() (and the loop it is inlined into) the first time all
+  // 64 of a server's connections read at once.
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--v8-flags=--allow-natives-syntax",
+      new URL("./fixtures/turns_deopt.ts", import.meta.url).pathname,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  assert.equal(out.code, 0);
+  const { before, after } = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.equal(before[1] & 64, 0, "caller optimized before (64: interpreted)");
+  assert.deepEqual(after, before);
+});

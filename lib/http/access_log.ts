@@ -272,7 +272,15 @@ export class AccessLog {
     }
     b[at++] = LF;
     this.#len = at;
-    if (at >= this.#bufferBytes) this.#write();
+    // Both rare paths behind one call, which full buffers make often: V8
+    // otherwise deoptimizes this function the first time its optimized
+    // code starts the clock again (after a tick with no lines).
+    if (at >= this.#bufferBytes || this.#clock === undefined) this.#settle();
+  }
+
+  /** After an append: a full buffer is written, else the clock started. */
+  #settle(): void {
+    if (this.#len >= this.#bufferBytes) this.#write();
     else if (this.#clock === undefined) {
       const clock = this.#clock = setInterval(this.#tick, this.#flushMs);
       Deno.unrefTimer(clock);
