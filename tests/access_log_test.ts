@@ -25,6 +25,7 @@ import {
   withTimeout,
 } from "./helpers/socket.ts";
 import { countTimers } from "./helpers/timers.ts";
+import { runWithNatives } from "./helpers/natives.ts";
 
 /** An AccessLog writing into memory; `text()` flushes and returns all of it. */
 function memoryLog(opts: Omit<AccessLogOptions, "output">) {
@@ -759,17 +760,9 @@ Deno.test("AccessLog: a line that starts the flush clock again keeps an optimize
   // full buffers feed: V8 otherwise deoptimizes append() the first time its
   // optimized code restarts the clock, as it did over sockets between
   // bursts of traffic.
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--v8-flags=--allow-natives-syntax",
-      new URL("./fixtures/access_log_deopt.ts", import.meta.url).pathname,
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  assert.equal(out.code, 0);
-  const { before, after } = JSON.parse(new TextDecoder().decode(out.stdout));
+  const { before, after } = await runWithNatives<number[]>(
+    new URL("./fixtures/access_log_deopt.ts", import.meta.url),
+  );
   assert.equal(before[0] & 64, 0, "optimized before (64: interpreted)");
   assert.deepEqual(after, before);
 });

@@ -8,6 +8,7 @@ import { ReadTurns } from "../lib/http/read_turns.ts";
 import { serve } from "../lib/http/server.ts";
 import { waitFor } from "./helpers/socket.ts";
 import { countTimers } from "./helpers/timers.ts";
+import { runWithNatives } from "./helpers/natives.ts";
 
 Deno.test("ReadTurns gives turns at once up to its limit, then in the order asked", async () => {
   using turns = new ReadTurns(2);
@@ -246,17 +247,9 @@ Deno.test("ReadTurns: taking a turn with the limit's worth held, turns off, keep
   // One field compared whether turns are on or not: V8 otherwise
   // deoptimizes take() (and the loop it is inlined into) the first time all
   // 64 of a server's connections read at once.
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--v8-flags=--allow-natives-syntax",
-      new URL("./fixtures/turns_deopt.ts", import.meta.url).pathname,
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  assert.equal(out.code, 0);
-  const { before, after } = JSON.parse(new TextDecoder().decode(out.stdout));
+  const { before, after } = await runWithNatives<number[]>(
+    new URL("./fixtures/turns_deopt.ts", import.meta.url),
+  );
   assert.equal(before[1] & 64, 0, "caller optimized before (64: interpreted)");
   assert.deepEqual(after, before);
 });
