@@ -25,6 +25,7 @@ import {
   withTimeout,
 } from "./helpers/socket.ts";
 import { countTimers } from "./helpers/timers.ts";
+import { runWithNatives } from "./helpers/natives.ts";
 
 /** An AccessLog writing into memory; `text()` flushes and returns all of it. */
 function memoryLog(opts: Omit<AccessLogOptions, "output">) {
@@ -752,4 +753,16 @@ Deno.test("the default app: a refused Host is one warning with the Host cut to 2
   const loud = logs.records.filter((r) => r.level !== "info");
   assert.equal(loud.length, 1);
   assert.equal(loud[0].properties.host, "a".repeat(256) + "...");
+});
+
+Deno.test("AccessLog: a line that starts the flush clock again keeps an optimized append() optimized", async () => {
+  // Both rare paths (a full buffer, a stopped clock) behind one call that
+  // full buffers feed: V8 otherwise deoptimizes append() the first time its
+  // optimized code restarts the clock, as it did over sockets between
+  // bursts of traffic.
+  const { before, after } = await runWithNatives<number[]>(
+    new URL("./fixtures/access_log_deopt.ts", import.meta.url),
+  );
+  assert.equal(before[0] & 64, 0, "optimized before (64: interpreted)");
+  assert.deepEqual(after, before);
 });

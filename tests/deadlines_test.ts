@@ -23,6 +23,7 @@ import {
   sleep,
   waitFor,
 } from "./helpers/socket.ts";
+import { runWithNatives } from "./helpers/natives.ts";
 
 Deno.test("timeoutsOf() divides each patience by busyTimeoutDivisor, and refuses a divisor under 1", () => {
   const t = timeoutsOf({
@@ -486,17 +487,9 @@ Deno.test("DeadlineWheel: pulling a filed deadline earlier, into a slot not used
   // Each slot is a list of objects from the start, and filing makes the
   // same call whether or not the entry was filed: V8 otherwise deoptimizes
   // the request loop the first time this happens under load.
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--v8-flags=--allow-natives-syntax",
-      new URL("./fixtures/wheel_deopt.ts", import.meta.url).pathname,
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  assert.equal(out.code, 0);
-  const { before, after } = JSON.parse(new TextDecoder().decode(out.stdout));
+  const { before, after } = await runWithNatives<number>(
+    new URL("./fixtures/wheel_deopt.ts", import.meta.url),
+  );
   assert.equal(before & 64, 0, "optimized before (64: interpreted)");
   assert.equal(after, before);
 });

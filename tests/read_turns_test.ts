@@ -8,6 +8,7 @@ import { ReadTurns } from "../lib/http/read_turns.ts";
 import { serve } from "../lib/http/server.ts";
 import { waitFor } from "./helpers/socket.ts";
 import { countTimers } from "./helpers/timers.ts";
+import { runWithNatives } from "./helpers/natives.ts";
 
 Deno.test("ReadTurns gives turns at once up to its limit, then in the order asked", async () => {
   using turns = new ReadTurns(2);
@@ -240,4 +241,15 @@ Deno.test({
   const spread = `least ${least}, median ${median}, most ${most}`;
   assert.ok(least >= median * 0.95, `a connection was starved: ${spread}`);
   assert.ok(most <= median * 1.05, `a connection was favoured: ${spread}`);
+});
+
+Deno.test("ReadTurns: taking a turn with the limit's worth held, turns off, keeps an optimized caller optimized", async () => {
+  // One field compared whether turns are on or not: V8 otherwise
+  // deoptimizes take() (and the loop it is inlined into) the first time all
+  // 64 of a server's connections read at once.
+  const { before, after } = await runWithNatives<number[]>(
+    new URL("./fixtures/turns_deopt.ts", import.meta.url),
+  );
+  assert.equal(before[1] & 64, 0, "caller optimized before (64: interpreted)");
+  assert.deepEqual(after, before);
 });

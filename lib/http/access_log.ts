@@ -166,6 +166,11 @@ export class AccessLog {
   readonly #buf: Uint8Array;
   #len = 0;
   #clock: ReturnType<typeof setInterval> | undefined;
+  /**
+   * Buffered bytes from which an append calls {@link #settle}: the buffer's
+   * size while the clock runs, 0 while it is stopped (the next line starts it).
+   */
+  #settleAt = 0;
   #closed = false;
   /** Who holds lines now: one add and one delete a gathered write. */
   readonly #holders = new Set<LineHolder>();
@@ -272,10 +277,19 @@ export class AccessLog {
     }
     b[at++] = LF;
     this.#len = at;
-    if (at >= this.#bufferBytes) this.#write();
+    // One compare, and both rare paths behind one call, which full buffers
+    // make often: V8 otherwise deoptimizes this function the first time its
+    // optimized code starts the clock again (after a tick with no lines).
+    if (at >= this.#settleAt) this.#settle();
+  }
+
+  /** After an append: a full buffer is written, else the clock started. */
+  #settle(): void {
+    if (this.#len >= this.#bufferBytes) this.#write();
     else if (this.#clock === undefined) {
       const clock = this.#clock = setInterval(this.#tick, this.#flushMs);
       Deno.unrefTimer(clock);
+      this.#settleAt = this.#bufferBytes;
     }
   }
 
@@ -288,6 +302,7 @@ export class AccessLog {
   #stopClock(): void {
     clearInterval(this.#clock);
     this.#clock = undefined;
+    this.#settleAt = 0;
   }
 
   /** Writes every buffered line now. A failed write drops the batch, never throws. */
