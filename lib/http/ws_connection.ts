@@ -174,7 +174,7 @@ export class WsConnection implements Takeover {
   /** The last read filled its buffer: the next one takes a big shared one. */
   #big = false;
   /** Settles run()'s promise; set by run(), cleared once reading ended. */
-  #ran: (() => void) | undefined;
+  #ran: ((done: Promise<void>) => void) | undefined;
   /** Inside `session.receive()`: output is written after it returns. */
   #receiving = false;
   /** A write is in progress; what the session queues meanwhile follows it. */
@@ -235,7 +235,9 @@ export class WsConnection implements Takeover {
     const ran = this.#ran;
     if (ran === undefined) return;
     this.#ran = undefined;
-    this.#finish(this.#conn!).then(ran);
+    // Settled as #finish() settles, a failure included: nothing rejects
+    // unobserved, as a `.then(ran)` would.
+    ran(this.#finish(this.#conn!));
   }
 
   /**
