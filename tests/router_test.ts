@@ -8,6 +8,7 @@ import { serve } from "../lib/http/server.ts";
 import { call, fake } from "./fixtures/app_request.ts";
 import { captureLogs } from "./fixtures/engine_log.ts";
 import { H2Client } from "./helpers/h2_client.ts";
+import { runNatives } from "./helpers/natives.ts";
 import { connect, readReply, send, waitFor } from "./helpers/socket.ts";
 
 function demo(): Router {
@@ -63,6 +64,15 @@ Deno.test("Router.match() shares one frozen params object on the static fast pat
   const m = demo().match("GET", "/users/me");
   assert.equal(m.kind === "route" && m.params, NO_PARAMS);
   assert.ok(Object.isFrozen(NO_PARAMS));
+});
+
+Deno.test("Router stores params under V8's shared strings for their names (natives syntax)", async () => {
+  // A name sliced from the template made the params object's keyed store
+  // megamorphic on every request (~45 ns over sockets).
+  const shared = await runNatives<Record<string, boolean>>(
+    new URL("./fixtures/route_params_natives.ts", import.meta.url),
+  );
+  assert.deepEqual(shared, { text: true, id: true, post: true, name: true });
 });
 
 Deno.test("Router: each request keeps its own params, whatever the router matches next", async () => {
@@ -508,6 +518,47 @@ Deno.test("Router.ws() takes a WebSocket upgrade, with the route's params, and l
       .text,
     "posted",
   );
+});
+
+Deno.test("Router.ws() takes an upgrade on a path an HTTP route fits too, whichever was added first, and reads Upgrade only on paths with a WebSocket route", async () => {
+  const router = new Router()
+    .ws("/rooms/{room}", () => {})
+    .get("/{page}/{name}", (req) => text(`page ${req.params.page}`))
+    .get("/lobby", () => text("lobby"))
+    .ws("/{room}", () => {});
+  const handler = router.handler();
+  const status = async (path: string, headers?: Record<string, string>) =>
+    (await call(handler, fake("GET", path, { headers }).req)).status;
+  // The WebSocket pattern comes first: an upgrade takes it, a plain GET
+  // goes on to the HTTP pattern after it.
+  assert.equal(await status("/rooms/blue", UPGRADE), 101);
+  assert.equal(
+    (await call(handler, fake("GET", "/rooms/blue").req)).text,
+    "page rooms",
+  );
+  // An exact HTTP route beats a WebSocket pattern, upgrade or not.
+  assert.equal(
+    (await call(handler, fake("GET", "/lobby", { headers: UPGRADE }).req))
+      .text,
+    "lobby",
+  );
+  assert.equal(await status("/hall", UPGRADE), 101);
+  assert.equal(await status("/hall"), 426);
+
+  // Counts the lookups of Upgrade a request's head gets.
+  const upgradeLookups = async (path: string) => {
+    const { req } = fake("GET", path, { headers: UPGRADE });
+    let lookups = 0;
+    const get = req.headers.get.bind(req.headers);
+    req.headers.get = (name: string) => {
+      if (name === "upgrade") lookups++;
+      return get(name);
+    };
+    await call(handler, req);
+    return lookups;
+  };
+  assert.equal(await upgradeLookups("/a/b"), 0); // no WebSocket route fits
+  assert.equal(await upgradeLookups("/rooms/blue"), 1);
 });
 
 Deno.test("Router.ws() answers 426 with Upgrade: websocket to a plain request on a WebSocket-only path", async () => {

@@ -151,8 +151,6 @@ export class Router {
   #fallback: AppHandler | undefined;
   #fallbackName = "fallback";
   #onError: ErrorHandler | undefined;
-  /** Some route is a WebSocket one: requests are checked for an upgrade. */
-  #hasWs = false;
 
   /**
    * Adds middleware around every request (routes, 404s, the fallback), in
@@ -220,7 +218,6 @@ export class Router {
     this.#table.addUpgrade(
       newRoute(template, wsRoute(handler, upgrade), { methods: ["GET"] }, use),
     );
-    this.#hasWs = true;
     return this;
   }
 
@@ -274,12 +271,17 @@ export class Router {
       refused = err; // still runs the middleware: host guard, limits, metrics
     }
     const req = new AppRequest(raw, path, trust, maxBodyBytes);
-    // Only apps with WebSocket routes pay for looking at Upgrade.
-    const upgrade = this.#hasWs && raw.method === "GET" &&
-      raw.headers.get("upgrade") !== undefined && isUpgradeRequest(raw.headers);
-    const match = refused
-      ? NO_MATCH
-      : this.#table.find(raw.method, path, upgrade);
+    let match = NO_MATCH;
+    if (refused === undefined) {
+      const table = this.#table;
+      match = table.find(raw.method, path);
+      // Only a path with a WebSocket route pays for looking at Upgrade.
+      if (
+        table.wsPath && raw.method === "GET" &&
+        raw.headers.get("upgrade") !== undefined &&
+        isUpgradeRequest(raw.headers)
+      ) match = table.find(raw.method, path, true);
+    }
     const chains = this.#chains ??= {
       routed: compose(this.#use),
       other: compose(this.#use.filter((m) => m.routesOnly !== true)),
