@@ -26,7 +26,8 @@ const BIG = 256 * 1024;
 /**
  * `/hold` waits for `open()` (`held` resolves once it does), then answers
  * SMALL; `/small` answers SMALL; `/stream` and `/file` answer BIG bytes;
- * `/slow` keeps the thread for `SLOW_MS` before it answers.
+ * `/slow` keeps the thread for `SLOW_MS` before it answers, `/late`
+ * answers after a timer of `SLOW_MS`.
  */
 function handler(file: string) {
   let open!: () => void;
@@ -56,6 +57,10 @@ function handler(file: string) {
         while (Date.now() < until) { /* a synchronous handler's work */ }
         return { status: 200, body: "slow" };
       }
+      case "/late":
+        return new Promise((resolve) =>
+          setTimeout(() => resolve({ status: 200, body: "late" }), SLOW_MS)
+        );
       default:
         return { status: 200, body: SMALL };
     }
@@ -213,6 +218,29 @@ Deno.test("pipelined replies written whole: each line its own bytes, not aborted
   for (const l of lines.slice(0, 2)) {
     assert.ok(l.ms >= SLOW_MS, `${l.target} logged ${l.ms} ms`);
   }
+});
+
+Deno.test("one request at a time: a slow synchronous handler and a reply that waited on a timer show in their lines' durations, and a quick one's does not", async () => {
+  await using logs = await captureLogs();
+  const { handle } = handler("/nonexistent");
+  await using server = serve({ port: 0 }, handle);
+  using conn = await connect(server.port);
+  using other = await connect(server.port);
+  const paths = ["/slow", "/late", "/small"];
+  for (const path of paths) {
+    await send(conn, get(path));
+    // Another connection's request in the same turns, as under load.
+    await send(other, get("/other"));
+    await waitFor(
+      () => logs.access().filter((l) => l.target === path).length === 1,
+      `the line of ${path}`,
+    );
+  }
+  const ms = (target: string) =>
+    logs.access().find((l) => l.target === target)!.ms;
+  assert.ok(ms("/slow") >= SLOW_MS, `/slow logged ${ms("/slow")} ms`);
+  assert.ok(ms("/late") >= SLOW_MS - 1, `/late logged ${ms("/late")} ms`);
+  assert.ok(ms("/small") < SLOW_MS, `/small logged ${ms("/small")} ms`);
 });
 
 Deno.test("a reset in the middle of gathered writes: whole replies logged whole, the one cut with the bytes the socket took, the rest 0", async () => {

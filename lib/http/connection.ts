@@ -923,6 +923,12 @@ export class Connection extends Timed implements ByteSource, LineHolder {
       // Gathered, not sent yet: its line says what the write did.
       this.#hold(request, status, bytes, why, user);
     } else {
+      // Ends on the batch clock: this line comes after its reply's write was
+      // awaited (or after the loop ended), and the reading that served the
+      // handler queued its expiry before that await, so a reading still
+      // valid now was taken since, after the handler and the write (a slow
+      // synchronous handler shows). One turn's lines share it, where
+      // `Date.now()` was a runtime call a line (~30 ns over sockets).
       sink?.append(
         this.remoteAddr.hostname,
         request,
@@ -932,6 +938,7 @@ export class Connection extends Timed implements ByteSource, LineHolder {
         aborted,
         why,
         user,
+        batchNow(),
       );
     }
     if (isLimitStatus(status)) {
