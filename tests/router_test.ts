@@ -757,6 +757,61 @@ Deno.test("Router.use() leaves routesOnly middleware out for the fallback and 40
   ]);
 });
 
+Deno.test("Router: a route's own layers run inside the router's, after the contract check, whose error only the router's layers see", async () => {
+  const seen: string[] = [];
+  const hooks = (name: string): Middleware => ({
+    before: () => (seen.push(`${name} before`), undefined),
+    after: (_req, reply) => (seen.push(`${name} after`), reply),
+    error: (_req, err) => {
+      seen.push(`${name} error`);
+      throw err;
+    },
+  });
+  const router = new Router()
+    .use(hooks("router"))
+    .post("/items", () => (seen.push("handler"), text("ok")), {
+      contentType: "application/json",
+      use: [hooks("route"), (req, next) => {
+        seen.push("route fn");
+        return next();
+      }],
+    });
+  const handler = router.handler();
+  const json = { "content-type": "application/json" };
+  const ok = await call(
+    handler,
+    fake("POST", "/items", { headers: json, body: "{}" }).req,
+  );
+  assert.equal(ok.status, 200);
+  assert.deepEqual(seen, [
+    "router before",
+    "route before",
+    "route fn",
+    "handler",
+    "route after",
+    "router after",
+  ]);
+  seen.length = 0;
+  const refused = await call(
+    handler,
+    fake("POST", "/items", { body: "x" }).req,
+  );
+  assert.equal(refused.status, 415);
+  assert.deepEqual(seen, ["router before", "router error"]);
+  // A layer added later reaches the route from the next request on.
+  seen.length = 0;
+  router.use(hooks("later"));
+  await call(
+    handler,
+    fake("POST", "/items", { headers: json, body: "{}" }).req,
+  );
+  assert.deepEqual(seen.slice(0, 3), [
+    "router before",
+    "later before",
+    "route before",
+  ]);
+});
+
 Deno.test("Router.use() reaches a handler made before it, from the next request on", async () => {
   const router = new Router().get("/x", () => text("x"));
   const handler = router.handler();

@@ -216,14 +216,27 @@ function hookRun(hooks: readonly MiddlewareHooks[], inner: Run): Run {
       return unwindError(hooks, wrapping, req, err);
     }
     if (reply instanceof Promise) {
-      const k = wrapping;
-      return reply.then(
-        (r) => unwind(hooks, k, req, r),
-        (err) => unwindError(hooks, k, req, err),
-      );
+      return unwindLater(hooks, wrapping, req, reply);
     }
     return unwind(hooks, wrapping, req, reply);
   };
+}
+
+/**
+ * {@link unwind} once `pending` settles. A function of its own: callbacks
+ * made in the closure above would capture `req`, and V8 would then give
+ * every call of it a context object, synchronous replies included.
+ */
+function unwindLater(
+  hooks: readonly MiddlewareHooks[],
+  k: number,
+  req: AppRequest,
+  pending: Promise<Reply>,
+): Promise<Reply> {
+  return pending.then(
+    (r) => unwind(hooks, k, req, r),
+    (err) => unwindError(hooks, k, req, err),
+  );
 }
 
 /** `reply` through the `after` hooks of layers [0, k), innermost first. */

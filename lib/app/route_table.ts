@@ -12,15 +12,20 @@ import {
   type Params,
   type RouteContract,
 } from "./app_request.ts";
-import type { Run } from "./chain.ts";
+import type { Middleware, Run } from "./chain.ts";
 
 /** One handler on one template, with what the router runs around it. */
 export interface Route {
   readonly template: string;
   readonly handler: AppHandler;
   readonly contract: RouteContract;
-  /** The route's own middleware, composed once. */
-  readonly run: Run;
+  /** The route's own middleware. */
+  readonly use: readonly Middleware[];
+  /**
+   * The router's middleware, the contract check and `use` composed as one
+   * chain around the handler, with what it was made from (the router's).
+   */
+  chain: { readonly of: unknown; readonly run: Run } | undefined;
   /** What {@link RouteTable.match} answers for this route on an exact path; set by add(). */
   hit: Match;
 }

@@ -8,7 +8,12 @@ import { HttpError, STATUS } from "../http/errors.ts";
 import type { Handler, Reply, ServerRequest } from "../http/handler.ts";
 import { isUpgradeRequest } from "../http/ws/upgrade_request.ts";
 import { canonicalPath } from "./canonical_path.ts";
-import { compose, LAST, type Middleware, type Run } from "./chain.ts";
+import {
+  compose,
+  type Middleware,
+  type MiddlewareHooks,
+  type Run,
+} from "./chain.ts";
 import type { ProxyTrust } from "./client_addr.ts";
 import {
   type AppHandler,
@@ -287,14 +292,21 @@ export class Router {
       other: compose(this.#use.filter((m) => m.routesOnly !== true)),
     };
     let run = chains.other;
+    let last = this.#last;
     let jsonErrors = false;
     if (match.kind === "route") {
-      req.route = match.route.template;
+      const route = match.route;
+      req.route = route.template;
       req.matched = "route";
       req.params = this.#table.params; // the route's hit has none
-      req.contract = match.route.contract;
-      jsonErrors = match.route.contract.jsonErrors === true;
-      run = chains.routed;
+      req.contract = route.contract;
+      jsonErrors = route.contract.jsonErrors === true;
+      let chain = route.chain;
+      if (chain === undefined || chain.of !== chains) {
+        chain = route.chain = { of: chains, run: this.#routeChain(route) };
+      }
+      run = chain.run;
+      last = route.handler;
     } else if (match.kind === "method") {
       req.route = match.template;
       req.matched = "method";
@@ -310,7 +322,6 @@ export class Router {
     }
     if (jsonErrors) preferJsonErrors(raw);
     req.found = refused ?? match;
-    const last = this.#last;
     const onError = this.#onError;
     if (onError === undefined) return run(req, last);
     let reply: Reply | Promise<Reply>;
@@ -325,21 +336,32 @@ export class Router {
     return reply;
   }
 
-  /** The end of every chain: what the router found for the request. */
+  /**
+   * A route's whole chain, around its handler: every layer of the router,
+   * the contract check, then the route's own layers. One chain, so that
+   * neighbouring hooks of both run in one loop, and the handler is what
+   * the chain wraps, as it is.
+   */
+  #routeChain(route: Route): Run {
+    const contract = route.contract;
+    const check: MiddlewareHooks = {
+      before: (req) => {
+        // The route's limit, or the router's for routes that set none.
+        if (req.maxBodyBytes !== undefined || contract.contentType) {
+          checkContract(req, contract);
+        }
+        return undefined;
+      },
+    };
+    return compose([...this.#use, check, ...route.use]);
+  }
+
+  /** The end of every chain but a route's: what the router found for the request. */
   readonly #last = (req: AppRequest) => this.#answer(req);
 
   #answer(req: AppRequest): Reply | Promise<Reply> {
     const match = req.found!;
     if (match instanceof HttpError) throw match; // a path refused
-    if (match.kind === "route") {
-      const { handler, contract, run } = match.route;
-      // The route's limit, or the router's for routes that set none.
-      if (req.maxBodyBytes !== undefined || contract.contentType) {
-        checkContract(req, contract);
-      }
-      if (run === LAST) return handler(req);
-      return run(req, handler);
-    }
     if (match.kind === "method") {
       if (req.method === "OPTIONS") return allowReply(match.allow);
       throw new HttpError(
@@ -367,14 +389,14 @@ export class Router {
   }
 }
 
-/** A route with its middleware composed; the table makes its exact-path match. */
+/** A route; the router composes its chain, the table makes its exact-path match. */
 function newRoute(
   template: string,
   handler: AppHandler,
   contract: RouteContract,
   use: readonly Middleware[],
 ): Route {
-  return { template, handler, contract, run: compose(use), hit: NO_MATCH };
+  return { template, handler, contract, use, chain: undefined, hit: NO_MATCH };
 }
 
 function allowReply(allow: string): Reply {
