@@ -43,6 +43,7 @@ interface Row {
   readonly handler: unknown;
   readonly accessLog?: boolean;
   readonly bare?: boolean;
+  readonly minimal?: "parse" | "reply";
   readonly perRead?: number;
 }
 
@@ -71,7 +72,9 @@ async function load(dir: string) {
     const row = rows.find((r) => r.name === name)!;
     const per = row.perRead ?? 1;
     const count = Math.ceil(1000 / per);
-    if (row.bare) await layers.serveBare(row.request, count);
+    if (row.minimal !== undefined) {
+      await layers.serveMinimal(row.request, count, row.minimal === "reply");
+    } else if (row.bare) await layers.serveBare(row.request, count);
     else {
       // A fresh access log each round; to a file, a batch a write as to
       // stdout redirected to one (a tree without that option cuts its writes).
