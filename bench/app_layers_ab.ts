@@ -68,7 +68,7 @@ async function load(dir: string) {
   const log = await import(url("lib/http/access_log.ts"));
   const rows = layers.cases as readonly Row[];
   /** Serves one round of `row`; returns the requests served. */
-  return async (name: string): Promise<number> => {
+  const serve = async (name: string): Promise<number> => {
     const row = rows.find((r) => r.name === name)!;
     const per = row.perRead ?? 1;
     const count = Math.ceil(1000 / per);
@@ -92,6 +92,9 @@ async function load(dir: string) {
     }
     return count * per;
   };
+  /** Whether this tree's bench has the row (an older base may not). */
+  const has = (name: string) => rows.some((r) => r.name === name);
+  return Object.assign(serve, { has });
 }
 
 const here = new URL("..", import.meta.url).pathname;
@@ -99,7 +102,8 @@ const sides = [await load(values.base), await load(here)];
 const words = values.rows.split(",").filter((w) => w !== "");
 const { cases } = await import("./app_layers.ts");
 const names = (cases as readonly Row[]).map((r) => r.name).filter((n) =>
-  words.length === 0 || words.some((w) => n.includes(w))
+  (words.length === 0 || words.some((w) => n.includes(w))) &&
+  sides.every((side) => side.has(n))
 );
 const rounds = Number(values.rounds);
 const times = names.map(() => [[], []] as number[][]);
