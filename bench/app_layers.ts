@@ -31,6 +31,9 @@ import { Connection } from "../lib/http/connection.ts";
 import { DeadlineWheel, timeoutsOf } from "../lib/http/deadlines.ts";
 import type { Handler, Reply } from "../lib/http/handler.ts";
 import { EngineStats } from "../lib/http/stats.ts";
+import { batchNow } from "../lib/http/clock.ts";
+import { parseHead } from "../lib/http/parser.ts";
+import { OutBuffer, writeFields, writeFraming } from "../lib/http/response.ts";
 import { AppMetrics } from "../lib/app/metrics.ts";
 import { compression } from "../lib/app/middleware/compression.ts";
 import { hostGuard } from "../lib/app/middleware/host_guard.ts";
@@ -240,6 +243,44 @@ const BROWSER = wrkHead(
   ].join("\r\n"),
 );
 
+/**
+ * The least a strict engine does over the bare loop, for the table's
+ * lower bound: each read's head parsed by the engine's own `parseHead()`
+ * (every RFC 9112 check, the Latin-1 text, the Host value), and with
+ * `reply` the frozen reply written by the engine's writer (status line
+ * with Date and nosniff, the fields, Content-Length and Keep-Alive, the
+ * body) instead of a fixed one. No deadlines, counters, dispatch or
+ * keep-alive decision: what is left of the engine's row over this one is
+ * its connection loop. The reply reads the batch clock as the engine
+ * does (here each read is a batch of its own: ~60 ns that sockets share
+ * among a turn's reads).
+ */
+export async function serveMinimal(
+  request: Uint8Array,
+  count: number,
+  reply: boolean,
+): Promise<number> {
+  const conn = new FakeConn(request, count);
+  const buf = new Uint8Array(4096);
+  const out = new OutBuffer();
+  let n: number | null;
+  while ((n = await conn.read(buf)) !== null) {
+    const head = parseHead(buf, 0, n, DEFAULT_LIMITS);
+    if (head.host === undefined) throw new Error("no Host");
+    let bytes: Uint8Array = BARE_REPLY;
+    if (reply) {
+      writeFields(out, HELLO.status, HELLO.headers, batchNow());
+      writeFraming(out, 5, false, false, false, TIMEOUTS.keepAliveMs);
+      out.text(HELLO.body as string);
+      bytes = out.take();
+    }
+    for (let off = 0; off < bytes.length;) {
+      off += await conn.write(bytes.subarray(off));
+    }
+  }
+  return conn.sent;
+}
+
 /** One row of the table: what it serves and the row its cost adds to. */
 interface Case {
   readonly name: string;
@@ -251,6 +292,8 @@ interface Case {
   readonly accessLog?: boolean;
   /** The bare read/write loop instead of the engine (`handler` unused). */
   readonly bare?: boolean;
+  /** {@link serveMinimal} instead of the engine: "parse", or with "reply". */
+  readonly minimal?: "parse" | "reply";
   /** Requests in each read (`request` holds that many); 1 unless told. */
   readonly perRead?: number;
 }
@@ -263,10 +306,26 @@ export const cases: readonly Case[] = [
     bare: true,
   },
   {
+    name: "bare loop + parseHead() (engine's parse alone)",
+    handler: () => HELLO,
+    request: ECHO,
+    bare: true,
+    minimal: "parse",
+    over: "bare read/write loop (the floor)",
+  },
+  {
+    name: "bare loop + parseHead() + reply writer",
+    handler: () => HELLO,
+    request: ECHO,
+    bare: true,
+    minimal: "reply",
+    over: "bare loop + parseHead() (engine's parse alone)",
+  },
+  {
     name: "engine alone (frozen reply)",
     handler: () => HELLO,
     request: ECHO,
-    over: "bare read/write loop (the floor)",
+    over: "bare loop + parseHead() + reply writer",
   },
   {
     name: "engine alone, a browser's head",
@@ -391,6 +450,9 @@ function allocatedBytes(): number {
 /** Serves `count` requests of one row. */
 function runCase(row: Case, requests = REQUESTS): Promise<number> {
   const count = Math.ceil(requests / (row.perRead ?? 1));
+  if (row.minimal !== undefined) {
+    return serveMinimal(row.request, count, row.minimal === "reply");
+  }
   if (row.bare) return serveBare(row.request, count);
   if (!row.accessLog) return serveFake(row.handler, row.request, count);
   setAccessLog(sink());

@@ -43,6 +43,7 @@ interface Row {
   readonly handler: unknown;
   readonly accessLog?: boolean;
   readonly bare?: boolean;
+  readonly minimal?: "parse" | "reply";
   readonly perRead?: number;
 }
 
@@ -67,11 +68,13 @@ async function load(dir: string) {
   const log = await import(url("lib/http/access_log.ts"));
   const rows = layers.cases as readonly Row[];
   /** Serves one round of `row`; returns the requests served. */
-  return async (name: string): Promise<number> => {
+  const serve = async (name: string): Promise<number> => {
     const row = rows.find((r) => r.name === name)!;
     const per = row.perRead ?? 1;
     const count = Math.ceil(1000 / per);
-    if (row.bare) await layers.serveBare(row.request, count);
+    if (row.minimal !== undefined) {
+      await layers.serveMinimal(row.request, count, row.minimal === "reply");
+    } else if (row.bare) await layers.serveBare(row.request, count);
     else {
       // A fresh access log each round; to a file, a batch a write as to
       // stdout redirected to one (a tree without that option cuts its writes).
@@ -89,6 +92,9 @@ async function load(dir: string) {
     }
     return count * per;
   };
+  /** Whether this tree's bench has the row (an older base may not). */
+  const has = (name: string) => rows.some((r) => r.name === name);
+  return Object.assign(serve, { has });
 }
 
 const here = new URL("..", import.meta.url).pathname;
@@ -96,7 +102,8 @@ const sides = [await load(values.base), await load(here)];
 const words = values.rows.split(",").filter((w) => w !== "");
 const { cases } = await import("./app_layers.ts");
 const names = (cases as readonly Row[]).map((r) => r.name).filter((n) =>
-  words.length === 0 || words.some((w) => n.includes(w))
+  (words.length === 0 || words.some((w) => n.includes(w))) &&
+  sides.every((side) => side.has(n))
 );
 const rounds = Number(values.rounds);
 const times = names.map(() => [[], []] as number[][]);

@@ -923,29 +923,39 @@ Deno.test("runWsLoad() counts echoed messages from the engine's WebSocket, with 
   );
 });
 
-Deno.test("the WebSocket floor server echoes each small masked frame as a server frame", async () => {
-  const port = freePort();
-  const child = new Deno.Command(Deno.execPath(), {
+/** Starts `bench/servers/<file>` on `port` with network access only. */
+function benchServer(file: string, port: number): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "--allow-net",
-      new URL("../bench/servers/ws_floor.ts", import.meta.url).pathname,
+      new URL(`../bench/servers/${file}`, import.meta.url).pathname,
       `${port}`,
     ],
     stdout: "null",
     stderr: "null",
   }).spawn();
-  try {
-    let conn: Deno.TcpConn | undefined;
-    // Started when it accepts; a generous bound for a busy machine.
-    for (const deadline = Date.now() + 30_000; conn === undefined;) {
-      try {
-        conn = await openWebSocket("127.0.0.1", port, "/echo");
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, 50));
-      }
+}
+
+/** `connect()` once the server started accepts; a generous bound for a busy machine. */
+async function whenUp(
+  connect: () => Promise<Deno.TcpConn>,
+): Promise<Deno.TcpConn> {
+  for (const deadline = Date.now() + 30_000;;) {
+    try {
+      return await connect();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 50));
     }
+  }
+}
+
+Deno.test("the WebSocket floor server echoes each small masked frame as a server frame", async () => {
+  const port = freePort();
+  const child = benchServer("ws_floor.ts", port);
+  try {
+    const conn = await whenUp(() => openWebSocket("127.0.0.1", port, "/echo"));
     try {
       await conn.write(maskedFrame(0x1, new TextEncoder().encode("hello")));
       const got = new Uint8Array(64);
@@ -1343,4 +1353,41 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("the parse-and-reply loop answers each request with the engine's reply and refuses a malformed head", async () => {
+  const port = freePort();
+  const child = benchServer("parse_reply_loop.ts", port);
+  try {
+    const conn = await whenUp(() =>
+      Deno.connect({ hostname: "127.0.0.1", port })
+    );
+    const encoder = new TextEncoder();
+    const decoder = new TextDecoder();
+    const got = new Uint8Array(1024);
+    try {
+      for (let i = 0; i < 2; i++) {
+        await conn.write(
+          encoder.encode("GET /a HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+        );
+        let reply = "";
+        while (!reply.endsWith("hello")) {
+          const n = await conn.read(got);
+          assert.notEqual(n, null, "closed early");
+          reply += decoder.decode(got.subarray(0, n!));
+        }
+        assert.match(reply, /^HTTP\/1\.1 200 OK\r\nDate: .+ GMT\r\n/);
+        assert.match(reply, /\r\ncontent-type: text\/plain\r\n/i);
+        assert.match(reply, /\r\nContent-Length: 5\r\nKeep-Alive: timeout=5/);
+      }
+      // The parse is the engine's: a head without Host ends the loop.
+      await conn.write(encoder.encode("GET /a HTTP/1.1\r\n\r\n"));
+      assert.equal(await conn.read(got), null);
+    } finally {
+      conn.close();
+    }
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+  }
 });

@@ -710,3 +710,32 @@ Deno.test("Connection: a kept request's headers, first read after later requests
   });
   assert.deepEqual(bodies, ["kept", first, first]);
 });
+
+Deno.test("the request loop stays optimized when connections first reach their request limit", async () => {
+  // V8 deoptimizes a function the first time its optimized code reaches an
+  // operation it never ran: the loop's way out to lingering after the last
+  // reply allowed, if the loop made that call itself. Traced, compiled on
+  // the main thread so the trace is the same on a busy machine.
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--v8-flags=--trace-opt,--trace-deopt,--no-concurrent-recompilation",
+      new URL("./fixtures/serve_deopt.ts", import.meta.url).pathname,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, stderr);
+  assert.match(stderr, /served 36000/);
+  const loop = new TextDecoder().decode(out.stdout).split("\n")
+    .filter((line) => line.includes("<JSFunction #serve "));
+  assert.ok(
+    loop.some((line) =>
+      line.startsWith("[completed compiling") && line.includes("TURBOFAN")
+    ),
+    "the loop was optimized",
+  );
+  assert.deepEqual(loop.filter((line) => line.includes("deoptimizing")), []);
+});

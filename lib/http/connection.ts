@@ -383,6 +383,8 @@ export class Connection extends Timed implements ByteSource, LineHolder {
   #takeover: Takeover | undefined;
   /** A takeover to run once {@link #serve} is over (its 101 is queued). */
   #switched = false;
+  /** False once {@link #serve} answered the last request: {@link #end} lingers. */
+  #kept = true;
 
   /** The server's own record of this connection, for its callbacks. */
   readonly tag: unknown;
@@ -448,7 +450,7 @@ export class Connection extends Timed implements ByteSource, LineHolder {
         await this.#flush();
         this.#finish(undefined, false);
         await this.#linger();
-      }
+      } else if (!this.#kept) await this.#linger(); // the loop ended on a reply
       if (this.#switched) await this.#runTakeover();
     } catch (err) {
       if (!isDisconnect(err) && this.#life < Life.Closing) {
@@ -543,10 +545,11 @@ export class Connection extends Timed implements ByteSource, LineHolder {
       }
       this.#finish(head, false);
       if (keep && this.#dropBody) keep = await this.#discardBody();
-      if (!keep) {
-        await this.#linger();
-        return this;
-      }
+      // Lingering is #end()'s: a call made here only on a connection's
+      // last request would deoptimize this loop the first time it ran, as
+      // all the connections of a long warm-up reach the request limit.
+      this.#kept = keep;
+      if (!keep) return this;
     }
   }
 
