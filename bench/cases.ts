@@ -34,6 +34,7 @@ import {
   fmtRatio,
   fmtRps,
   fmtSummary,
+  PARSE_REPLY_CPU,
   type Row,
 } from "./report.ts";
 import {
@@ -55,6 +56,7 @@ import {
   engineDirect,
   engineHello,
   nginx,
+  parseReplyLoop,
   relayHello,
   wsFloor,
 } from "./specs.ts";
@@ -288,103 +290,139 @@ function pairedRow(
 }
 
 /**
- * The engine alone against Deno.serve, with the floor measured in the same
- * rounds: a bare Deno.listen loop doing no HTTP work. The engine's CPU per
- * request is held to within 5% of the floor's; its rate to Deno.serve's,
- * or to what the floor allows when the floor itself is below Deno.serve.
+ * The engine alone against Deno.serve, with two floors measured in the same
+ * rounds: a bare Deno.listen loop doing no HTTP work, and that loop plus the
+ * engine's parseHead() and reply writer (the least a strict HTTP/1.1 server
+ * in JavaScript costs). The engine's CPU per request is held to within 5%
+ * of the bare floor's; its rate to Deno.serve's, or to what the bare floor
+ * allows when that floor itself is below Deno.serve.
  */
 function engineCase(id: number): BenchCase {
-  const title = "Engine alone, fixed reply, 64 conns";
   const load = { path: "/", connections: 64, pipeline: 1, threads: 1 };
-  const specs = [engineHello(), denoServeHello(), bareLoop()];
+  const specs = engineSpecs();
+  const order = [specs.engine, specs.deno, specs.floor, specs.parseReply];
   return {
     id,
     name: "engine",
-    title,
+    title: ENGINE_TITLE,
     run: (bench) =>
-      withServers(bench, specs, bench.pinned, async (servers) => {
-        const [engine, deno, floor] = await measureSides(
+      withServers(bench, order, bench.pinned, async (servers) => {
+        const runs = await measureSides(
           bench,
           `${id} engine`,
-          servers.map((server, i) => ({
-            label: specs[i].name,
-            server,
-            load,
-          })),
+          servers.map((server, i) => ({ label: order[i].name, server, load })),
           bench.pinned,
         );
-        await profile(bench, id, title, specs[0], load);
-        const vsDeno = summarizePaired(engine.map(rps), deno.map(rps));
-        const floorVsDeno = summarizePaired(floor.map(rps), deno.map(rps));
-        const cpuVsFloor = summarizePaired(
-          engine.map((r) => cpuPerUnit(r, false)),
-          floor.map((r) => cpuPerUnit(r, false)),
-        );
-        // The engine may cost 5% more than the floor: that is where its
-        // rate target stops when the floor is below Deno.serve.
-        const allowed = Math.min(1, floorVsDeno.median / 1.05);
-        const rateTarget = allowed >= 1 ? atLeast(1) : atLeast(
-          allowed,
-          `>= ${allowed.toFixed(2)}x (floor ${
-            fmtRatio(floorVsDeno.median)
-          } / 1.05)`,
-        );
-        const cpuTarget = atMost(1.05, "<= 1.05x the floor");
-        const problems = [
-          ...errorsOf("engine", engine),
-          ...errorsOf("Deno.serve", deno),
-          ...errorsOf("bare loop", floor),
-        ];
-        return [
-          {
-            id: `${id}a`,
-            title: `${title} (vs Deno.serve)`,
-            spindle: fmtRps(median(engine.map(rps))),
-            reference: `${fmtRps(median(deno.map(rps)))}; floor ${
-              fmtRps(median(floor.map(rps)))
-            } = ${fmtSummary(floorVsDeno)}`,
-            value: vsDeno.median,
-            valueText: fmtSummary(vsDeno),
-            cpu: {
-              spindle: medianCpu(engine, false),
-              reference: medianCpu(deno, false),
-              unit: "µs/req",
-            },
-            target: rateTarget,
-            problems,
-            caveats: saturation([
-              [specs[0], engine],
-              [specs[1], deno],
-              [specs[2], floor],
-            ]),
-            chartLabel: `${id}a Engine alone (vs Deno.serve)`,
-            chartText: `${
-              fmtRatio(vsDeno.median)
-            } Deno.serve, target ${rateTarget.text}`,
-          },
-          {
-            id: `${id}b`,
-            title: `${title}: CPU per request (vs the bare Deno.listen loop)`,
-            spindle: `${medianCpu(engine, false).toFixed(2)} µs/req`,
-            reference: `${medianCpu(floor, false).toFixed(2)} µs/req`,
-            value: cpuVsFloor.median,
-            valueText: fmtSummary(cpuVsFloor),
-            cpu: {
-              spindle: medianCpu(engine, false),
-              reference: medianCpu(floor, false),
-              unit: "µs/req",
-            },
-            target: cpuTarget,
-            problems,
-            caveats: [],
-            chartLabel: `${id}b Engine CPU/request (vs floor)`,
-            chartText: `${
-              fmtRatio(cpuVsFloor.median)
-            } the floor's CPU, target ${cpuTarget.text}`,
-          },
-        ];
+        await profile(bench, id, ENGINE_TITLE, specs.engine, load);
+        return engineRows(id, specs, runs);
       }),
   };
+}
+
+const ENGINE_TITLE = "Engine alone, fixed reply, 64 conns";
+
+/** Case {@link engineCase}'s servers. */
+export type EngineSpecs = Record<
+  "engine" | "deno" | "floor" | "parseReply",
+  ServerSpec
+>;
+
+/** Case {@link engineCase}'s servers, each measured in every round. */
+export function engineSpecs(): EngineSpecs {
+  return {
+    engine: engineHello(),
+    deno: denoServeHello(),
+    floor: bareLoop(),
+    parseReply: parseReplyLoop(),
+  };
+}
+
+/**
+ * Case {@link engineCase}'s two rows from the runs of the engine,
+ * Deno.serve, the bare loop and the parse+reply loop, in that order: rate
+ * against Deno.serve, then CPU per request against the bare loop, each with
+ * both floors in its reference column.
+ */
+export function engineRows(
+  id: number,
+  specs: EngineSpecs,
+  [engine, deno, floor, parse]: readonly (readonly Measured[])[],
+): Row[] {
+  const cpuOf = (r: Measured) => cpuPerUnit(r, false);
+  const vsDeno = summarizePaired(engine.map(rps), deno.map(rps));
+  const floorVsDeno = summarizePaired(floor.map(rps), deno.map(rps));
+  const parseVsDeno = summarizePaired(parse.map(rps), deno.map(rps));
+  const cpuVsFloor = summarizePaired(engine.map(cpuOf), floor.map(cpuOf));
+  const parseVsFloor = summarizePaired(parse.map(cpuOf), floor.map(cpuOf));
+  // The engine may cost 5% more than the floor: that is where its
+  // rate target stops when the floor is below Deno.serve.
+  const allowed = Math.min(1, floorVsDeno.median / 1.05);
+  const rateTarget = allowed >= 1 ? atLeast(1) : atLeast(
+    allowed,
+    `>= ${allowed.toFixed(2)}x (floor ${fmtRatio(floorVsDeno.median)} / 1.05)`,
+  );
+  const cpuTarget = atMost(1.05, "<= 1.05x the floor");
+  const problems = [
+    ...errorsOf(specs.engine.name, engine),
+    ...errorsOf(specs.deno.name, deno),
+    ...errorsOf(specs.floor.name, floor),
+  ];
+  const us = (runs: readonly Measured[]) =>
+    `${medianCpu(runs, false).toFixed(2)} µs/req`;
+  const cpu = {
+    spindle: medianCpu(engine, false),
+    reference: medianCpu(floor, false),
+    unit: "µs/req",
+  };
+  return [
+    {
+      id: `${id}a`,
+      title: `${ENGINE_TITLE} (vs Deno.serve)`,
+      spindle: fmtRps(median(engine.map(rps))),
+      reference: `${fmtRps(median(deno.map(rps)))}; floor ${
+        fmtRps(median(floor.map(rps)))
+      } = ${fmtSummary(floorVsDeno)}; ${specs.parseReply.name} ${
+        fmtRps(median(parse.map(rps)))
+      } = ${fmtSummary(parseVsDeno)}`,
+      value: vsDeno.median,
+      valueText: fmtSummary(vsDeno),
+      cpu: { ...cpu, reference: medianCpu(deno, false) },
+      target: rateTarget,
+      problems,
+      caveats: [
+        ...saturation([
+          [specs.engine, engine],
+          [specs.deno, deno],
+          [specs.floor, floor],
+          [specs.parseReply, parse],
+        ]),
+        ...errorsOf(specs.parseReply.name, parse),
+      ],
+      chartLabel: `${id}a Engine alone (vs Deno.serve)`,
+      chartText: `${
+        fmtRatio(vsDeno.median)
+      } Deno.serve, target ${rateTarget.text}`,
+    },
+    {
+      id: `${id}b`,
+      title: `${ENGINE_TITLE}: CPU per request (vs the bare Deno.listen loop)`,
+      spindle: us(engine),
+      reference: `${us(floor)}; ${specs.parseReply.name} ${us(parse)} = ${
+        fmtSummary(parseVsFloor)
+      }`,
+      value: cpuVsFloor.median,
+      valueText: fmtSummary(cpuVsFloor),
+      cpu,
+      moreCpu: { [PARSE_REPLY_CPU]: medianCpu(parse, false) },
+      target: cpuTarget,
+      problems,
+      caveats: [],
+      chartLabel: `${id}b Engine CPU/request (vs floor)`,
+      chartText: `${
+        fmtRatio(cpuVsFloor.median)
+      } the floor's CPU, target ${cpuTarget.text}`,
+    },
+  ];
 }
 
 /**

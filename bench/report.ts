@@ -28,6 +28,11 @@ export interface Row {
   readonly valueText: string;
   /** Median server CPU per request (or MiB), in µs; null where not measured. */
   readonly cpu: CpuPair | null;
+  /**
+   * Other servers' median CPU per unit measured in the same rounds, by
+   * name (3b: {@link PARSE_REPLY_CPU}).
+   */
+  readonly moreCpu?: Readonly<Record<string, number>>;
   readonly target: Target;
   /** What fails the row besides the target: errors, a missing access log. */
   readonly problems: readonly string[];
@@ -135,41 +140,54 @@ export function chartBars(rows: readonly Row[]): ChartBar[] {
   }));
 }
 
+/** Row 3b's {@link Row.moreCpu} key: the bare loop + parseHead() + reply writer. */
+export const PARSE_REPLY_CPU = "parse+reply loop";
+
 /**
  * Where a request's CPU goes, layer by layer, from the rows of one run: the
- * bare Deno.listen loop (row 3b's reference), the engine alone (3b), the
+ * bare Deno.listen loop (row 3b's reference), that loop plus the engine's
+ * parse and reply (3b's parse+reply loop), the engine alone (3b), the
  * default app with --quiet (2) and with its access log (1), against
  * Deno.serve (1's reference). A saturated core serves 1 / (CPU per
  * request), so a throughput target is a CPU budget: Deno.serve's cost over
  * the target ratio. Null unless all those rows were measured.
  */
 export function cpuLadder(rows: readonly Row[]): string | null {
-  const cpu = (id: string) => rows.find((r) => r.id === id)?.cpu ?? null;
-  const [app, quiet, engine] = [cpu("1"), cpu("2"), cpu("3b")];
+  const find = (id: string) => rows.find((r) => r.id === id);
+  const [app, quiet, engine] = ["1", "2", "3b"].map((id) => find(id)?.cpu);
   if (!app || !quiet || !engine) return null;
   const values = [
     engine.reference,
+    find("3b")?.moreCpu?.[PARSE_REPLY_CPU] ?? Number.NaN,
     engine.spindle,
     quiet.spindle,
     app.spindle,
     app.reference,
   ];
   if (values.some((n) => !Number.isFinite(n))) return null;
-  const [floor, bare, noLog, withLog, deno] = values;
+  const [floor, parse, bare, noLog, withLog, deno] = values;
   const us = (n: number) => `${n.toFixed(2)} µs`;
   const step = (n: number, from: number) =>
     `${us(n)} (${n >= from ? "+" : ""}${(n - from).toFixed(2)}`;
+  const budget = deno / 0.9;
+  const left = budget >= parse
+    ? `${
+      us(budget - parse)
+    } over the parse+reply loop for the keep-alive loop, app and log`
+    : `${us(parse - budget)} less than the parse+reply loop alone`;
   return `CPU per request, layer by layer (medians of this run): the bare Deno.listen loop ${
     us(floor)
-  }; the engine alone ${
-    step(bare, floor)
-  }: parsing, limits, reply); the default app with --quiet ${
+  }; plus the engine's parseHead() and reply writer (parse+reply loop) ${
+    step(parse, floor)
+  }: parse, reply); the engine alone ${
+    step(bare, parse)
+  }: its loop with deadlines, limits, keep-alive); the default app with --quiet ${
     step(noLog, bare)
   }: router, middleware, handler); with its access log ${
     step(withLog, noLog)
   }: the log). Deno.serve's hello costs ${
     us(deno)
   }. On one saturated core, case 1's 0.9x target leaves ${
-    us(deno / 0.9)
-  } per request, case 2's 1.0x leaves ${us(deno)}.`;
+    us(budget)
+  } per request: ${left}; case 2's 1.0x leaves ${us(deno)}.`;
 }

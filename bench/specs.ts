@@ -209,6 +209,14 @@ export function bareLoop(): ServerSpec {
 }
 
 /**
+ * The bare loop plus the engine's own `parseHead()` and reply writer, and
+ * nothing else: the least any strict HTTP/1.1 server in JavaScript costs.
+ */
+export function parseReplyLoop(): ServerSpec {
+  return denoScript("parse+reply loop", "parse_reply_loop.ts", ["--allow-net"]);
+}
+
+/**
  * The floor for `--workers`: the bare loop in `workers` Worker threads on
  * one port, shared with reusePort (bench/servers/bare_loop_workers.ts).
  */

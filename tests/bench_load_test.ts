@@ -11,7 +11,13 @@ import {
   MAX_SCORE,
   renderChart,
 } from "../bench/chart.ts";
-import { CASES, errorsOf, workersRows } from "../bench/cases.ts";
+import {
+  CASES,
+  engineRows,
+  engineSpecs,
+  errorsOf,
+  workersRows,
+} from "../bench/cases.ts";
 import { IdleHolder } from "../bench/clients.ts";
 import {
   h2loadGenerator,
@@ -39,6 +45,7 @@ import {
 } from "../bench/procs.ts";
 import {
   cpuLadder,
+  PARSE_REPLY_CPU,
   renderTable,
   type Row,
   verdictOf,
@@ -725,7 +732,7 @@ Deno.test("renderTable() fails a row with a problem even when its figure meets t
   assert.match(table, /\*\*FAIL\*\* \(Spindle: 3 socket errors\)/);
 });
 
-Deno.test("cpuLadder() splits a request's CPU into floor, engine, app and log, with the budget a target leaves", () => {
+Deno.test("cpuLadder() splits a request's CPU into floor, parse+reply, engine, app and log, with the budget a target leaves", () => {
   const row = (id: string, spindle: number, reference: number): Row => ({
     id,
     title: id,
@@ -740,17 +747,38 @@ Deno.test("cpuLadder() splits a request's CPU into floor, engine, app and log, w
     chartLabel: id,
     chartText: "",
   });
-  const rows = [row("1", 20, 7.2), row("2", 10, 7), row("3b", 7.8, 6.9)];
+  const engine = {
+    ...row("3b", 7.8, 6.9),
+    moreCpu: { [PARSE_REPLY_CPU]: 7.3 },
+  };
+  const rows = [row("1", 20, 7.2), row("2", 10, 7), engine];
   const note = cpuLadder(rows)!;
   assert.match(note, /bare Deno\.listen loop 6\.90 µs/);
-  assert.match(note, /engine alone 7\.80 µs \(\+0\.90: parsing/);
+  assert.match(
+    note,
+    /\(parse\+reply loop\) 7\.30 µs \(\+0\.40: parse, reply\)/,
+  );
+  assert.match(note, /engine alone 7\.80 µs \(\+0\.50: its loop/);
   assert.match(note, /--quiet 10\.00 µs \(\+2\.20: router/);
   assert.match(note, /access log 20\.00 µs \(\+10\.00: the log\)/);
-  assert.match(note, /0\.9x target leaves 8\.00 µs/);
+  assert.match(
+    note,
+    /0\.9x target leaves 8\.00 µs per request: 0\.70 µs over the parse\+reply loop for the keep-alive loop, app and log;/,
+  );
+  const slow = { ...engine, moreCpu: { [PARSE_REPLY_CPU]: 8.5 } };
+  assert.match(
+    cpuLadder([...rows.slice(0, 2), slow])!,
+    /leaves 8\.00 µs per request: 0\.50 µs less than the parse\+reply loop alone;/,
+  );
   assert.equal(cpuLadder(rows.slice(1)), null, "case 1 missing");
   assert.equal(
-    cpuLadder([...rows.slice(0, 2), { ...rows[2], cpu: null }]),
+    cpuLadder([...rows.slice(0, 2), { ...engine, cpu: null }]),
     null,
+  );
+  assert.equal(
+    cpuLadder([...rows.slice(0, 2), row("3b", 7.8, 6.9)]),
+    null,
+    "the parse+reply loop missing",
   );
 });
 
@@ -1099,6 +1127,62 @@ Deno.test("case 9's requests/s rows show the 2-worker floor's rate against deno 
   ]);
   assert.match(failed[0].caveats.join(), /bare loop \(2 workers\)/);
   assert.deepEqual(failed[0].problems, [], "the floor's errors fail no row");
+});
+
+Deno.test("case 3 measures the parse+reply loop in its rounds and shows it beside the bare loop in 3a and 3b", () => {
+  const run = (requestsPerSec: number, serverCpuSeconds: number): Measured => ({
+    requests: requestsPerSec,
+    bytes: requestsPerSec * 100,
+    durationMs: 1_000,
+    requestsPerSec,
+    bytesPerSec: requestsPerSec * 100,
+    errorStatuses: 0,
+    socketErrors: 0,
+    connects: 64,
+    latencyP50Us: 1_000,
+    latencyP99Us: 2_000,
+    latencyMaxUs: 3_000,
+    serverCpuSeconds,
+    logBytes: 0,
+    windowMs: 1_000,
+    cpuProblems: [],
+  });
+  const specs = engineSpecs();
+  const argv = specs.parseReply.launch({} as Bench, 1, "/dev/null").argv;
+  assert.ok(
+    argv.some((a) => a.endsWith("bench/servers/parse_reply_loop.ts")),
+    argv.join(" "),
+  );
+  const rows = engineRows(3, specs, [
+    [run(100_000, 0.8), run(100_000, 0.8)],
+    [run(125_000, 0.875), run(125_000, 0.875)],
+    [run(140_000, 0.98), run(150_000, 0.9)],
+    [run(125_000, 0.9125), run(137_500, 1.00375)],
+  ]);
+  assert.deepEqual(rows.map((r) => r.id), ["3a", "3b"]);
+  assert.equal(
+    rows[0].reference,
+    "125,000 req/s; floor 145,000 req/s = 1.16x (1.12-1.20); parse+reply loop 131,250 req/s = 1.05x (1.00-1.10)",
+  );
+  assert.equal(rows[0].valueText, "0.80x (0.80-0.80)");
+  assert.deepEqual(rows[0].cpu, { spindle: 8, reference: 7, unit: "µs/req" });
+  assert.equal(
+    rows[1].reference,
+    "6.50 µs/req; parse+reply loop 7.30 µs/req = 1.13x (1.04-1.22)",
+  );
+  assert.deepEqual(rows[1].cpu, { spindle: 8, reference: 6.5, unit: "µs/req" });
+  assert.equal(rows[1].moreCpu?.[PARSE_REPLY_CPU]?.toFixed(2), "7.30");
+  assert.equal(rows[1].target.text, "<= 1.05x the floor", "targets unchanged");
+  assert.equal(verdictOf(rows[1]), "FAIL");
+  assert.deepEqual(rows[0].problems, []);
+  const failed = engineRows(3, specs, [
+    [run(100_000, 0.8)],
+    [run(125_000, 0.875)],
+    [run(140_000, 0.98)],
+    [{ ...run(130_000, 0.949), socketErrors: 2 }],
+  ]);
+  assert.match(failed[0].caveats.join(), /parse\+reply loop/);
+  assert.deepEqual(failed[0].problems, [], "its errors fail no row");
 });
 
 Deno.test("IdleHolder holds keep-alive connections and WebSockets that still answer", async () => {
