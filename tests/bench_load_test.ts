@@ -1077,8 +1077,15 @@ Deno.test("the bare loop in 2 workers listens twice on one port, answers, and st
   }
 });
 
-Deno.test("case 9's requests/s rows show the 2-worker floor's rate against deno serve --parallel's and its CPU per request", () => {
-  const run = (requestsPerSec: number, serverCpuSeconds: number): Measured => ({
+/**
+ * A one-second run of `requestsPerSec` requests (100 bytes each, as many
+ * logged) with `serverCpuSeconds` of server CPU.
+ */
+function oneSecondRun(
+  requestsPerSec: number,
+  serverCpuSeconds: number,
+): Measured {
+  return {
     requests: requestsPerSec,
     bytes: requestsPerSec * 100,
     durationMs: 1_000,
@@ -1094,7 +1101,11 @@ Deno.test("case 9's requests/s rows show the 2-worker floor's rate against deno 
     logBytes: requestsPerSec * 100,
     windowMs: 1_000,
     cpuProblems: [],
-  });
+  };
+}
+
+Deno.test("case 9's requests/s rows show the 2-worker floor's rate against deno serve --parallel's and its CPU per request", () => {
+  const run = oneSecondRun;
   const specs = {
     spindle: defaultApp({ flags: ["--workers", "2"] }),
     reference: denoServeParallel(2),
@@ -1130,23 +1141,7 @@ Deno.test("case 9's requests/s rows show the 2-worker floor's rate against deno 
 });
 
 Deno.test("case 3 measures the parse+reply loop in its rounds and shows it beside the bare loop in 3a and 3b", () => {
-  const run = (requestsPerSec: number, serverCpuSeconds: number): Measured => ({
-    requests: requestsPerSec,
-    bytes: requestsPerSec * 100,
-    durationMs: 1_000,
-    requestsPerSec,
-    bytesPerSec: requestsPerSec * 100,
-    errorStatuses: 0,
-    socketErrors: 0,
-    connects: 64,
-    latencyP50Us: 1_000,
-    latencyP99Us: 2_000,
-    latencyMaxUs: 3_000,
-    serverCpuSeconds,
-    logBytes: 0,
-    windowMs: 1_000,
-    cpuProblems: [],
-  });
+  const run = oneSecondRun;
   const specs = engineSpecs();
   const argv = specs.parseReply.launch({} as Bench, 1, "/dev/null").argv;
   assert.ok(
