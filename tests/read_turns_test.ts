@@ -50,6 +50,34 @@ Deno.test("ReadTurns passes on the turn of a read that is never answered, and a 
   turns.give(await next);
 });
 
+Deno.test("ReadTurns lets a read keep its turn through a few busy ticks before passing it on", async () => {
+  // A saturated loop answers a read in turn a tick or two late (its op past
+  // tokio's budget); aging it then puts one read more in flight.
+  using turns = new ReadTurns(1);
+  const held = turns.take() as number;
+  const waiter = turns.take(); // the clock starts
+  assert.ok(waiter instanceof Promise);
+  let woken = false;
+  waiter.then(() => woken = true);
+  // An interval started after the clock ticks in the same turns of the loop
+  // or one later: at its second tick, the clock has ticked two or three times.
+  let ticks = 0;
+  const wokenAtTwo = await new Promise<boolean>((resolve) => {
+    const id = setInterval(() => {
+      if (++ticks < 2) return;
+      clearInterval(id);
+      queueMicrotask(() => resolve(woken)); // after the clock's wake, if any
+    }, 0);
+  });
+  assert.equal(wokenAtTwo, false, "passed on after two ticks");
+  turns.give(held); // answered: the waiter gets the turn from give()
+  const turn = await waiter;
+  const next = turns.take();
+  assert.ok(next instanceof Promise, "one turn, held by the waiter");
+  turns.give(turn);
+  turns.give(await next);
+});
+
 Deno.test("ReadTurns keeps first come first served past hundreds of waiters, woken while others join", async () => {
   using turns = new ReadTurns(1);
   let turn = turns.take() as number;

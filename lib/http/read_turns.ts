@@ -11,9 +11,9 @@
  * time, handed out first come first served, each round fits in one poll and
  * every connection gets its turn.
  *
- * A read not answered within two turns of the event loop (an idle
+ * A read not answered within {@link AGE} ticks of the clock (an idle
  * keep-alive connection's) gives its turn on and goes on waiting without
- * one: idle connections never hold up busy ones. The clock runs only while
+ * one: idle connections never hold up busy ones for long. The clock runs only while
  * connections wait for a turn (it stops at the first tick nobody waited
  * through), so an idle or lightly loaded server pays a counter per request
  * and no timer. It is one interval, not a timeout armed when the first
@@ -55,6 +55,22 @@ export const POLL_BUDGET = 128;
  */
 const TICK_MS = 0;
 
+/**
+ * Ticks a turn is held, at most, before it is passed on. Under load a tick
+ * is a turn of the event loop, and a busy read may need more than two: 64
+ * reads and their writes fill tokio's budget of polls, and an op past it
+ * waits a turn more. Aged, its turn lets one read more in flight, which
+ * defers more ops the next turn. At two, a saturated worker (500 of wrk's
+ * 1000 connections) passed on ~900 busy reads' turns a second, one engine
+ * with all 1000 ~2,500; at four, a third as many (busy machine, see
+ * bench/README.md). An idle connection's read holds its turn four ticks: a
+ * few ms when the loop is not busy.
+ */
+const AGE = 4;
+
+/** Slots of {@link ReadTurns}' count of turns by tick: a power of two over {@link AGE}. */
+const TICKS = 8;
+
 /** Slots the ring of waiters starts with; it doubles when full (a power of two). */
 const MIN_RING = 64;
 
@@ -70,10 +86,10 @@ export class ReadTurns {
    * a bench's 64 connections read at once.
    */
   #cap: number;
-  /** Turns held now, and how many of them were taken this tick and last. */
+  /** Turns held now. */
   #held = 0;
-  #now = 0;
-  #last = 0;
+  /** Of those, how many were taken in each of the last {@link AGE} ticks (slot: tick % TICKS). */
+  readonly #taken = new Int32Array(TICKS);
   #tick = 0;
   /**
    * Connections waiting for a turn, first come first served: a ring, as a
@@ -110,7 +126,7 @@ export class ReadTurns {
   take(): number | Promise<number> {
     if (this.#waiting === 0 && this.#held < this.#cap) {
       this.#held++;
-      this.#now++;
+      this.#taken[this.#tick & (TICKS - 1)]++;
       return this.#tick;
     }
     this.#cap = this.#limit;
@@ -120,9 +136,8 @@ export class ReadTurns {
 
   /** The read of this turn is over: the next waiter, if any, reads now. */
   give(turn: number): void {
-    if (turn === this.#tick) this.#now--;
-    else if (turn === this.#tick - 1) this.#last--;
-    else return; // aged out: passed on already
+    if (this.#tick - turn >= AGE) return; // aged out: passed on already
+    this.#taken[turn & (TICKS - 1)]--;
     this.#held--;
     // Just after turns started, more are held than the limit: none passed on
     // until the held ones are down to it.
@@ -152,12 +167,12 @@ export class ReadTurns {
     this.#head = (this.#head + 1) & (ring.length - 1);
     this.#waiting--; // the clock stops by itself if nobody waits at its next tick
     this.#held++;
-    this.#now++;
+    this.#taken[this.#tick & (TICKS - 1)]++;
     wake(this.#tick);
   }
 
   /**
-   * Turns taken two ticks ago and still held are passed on. A tick with
+   * Turns taken {@link AGE} ticks ago and still held are passed on. A tick with
    * nobody waiting stops the clock and the turns instead, before it
    * counts: the next waiter starts them again.
    */
@@ -167,10 +182,9 @@ export class ReadTurns {
       return this.close();
     }
     this.#tick++;
-    const aged = this.#last;
-    this.#last = this.#now;
-    this.#now = 0;
-    this.#held -= aged;
+    const slot = (this.#tick - AGE) & (TICKS - 1);
+    this.#held -= this.#taken[slot];
+    this.#taken[slot] = 0;
     while (this.#held < this.#limit && this.#waiting > 0) this.#passOn();
   };
 
