@@ -121,8 +121,10 @@ const SocketCloseEvent = firedBySocket(CloseEvent);
 
 /**
  * A server-side WebSocket with the web API's shape. Events are
- * dispatched to `on*` handlers first, then to listeners. What an `on*`
- * handler throws fails the connection with 1011 and reaches the engine.
+ * dispatched to `on*` handlers first, then to listeners, at the socket
+ * (`target` and `currentTarget`, as Deno's WebSocket has them). What an
+ * `on*` handler throws fails the connection with 1011 and reaches the
+ * engine.
  *
  * @example
  * ```ts
