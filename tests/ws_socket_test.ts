@@ -112,6 +112,65 @@ Deno.test("each message event is its own: events kept by the app keep their data
   }
 });
 
+Deno.test("events reach on* handlers and listeners at the socket, as a dispatched event does", () => {
+  const { ws, session } = make();
+  /** What a handler saw while it ran, and the event it kept. */
+  const seen: unknown[][] = [];
+  const kept: Event[] = [];
+  const look = (who: string) => (e: Event) => {
+    kept.push(e);
+    seen.push([
+      who,
+      e.type,
+      e.target === ws,
+      e.currentTarget === ws,
+      e.eventPhase,
+      e.composedPath().length,
+    ]);
+  };
+  ws.onopen = look("onopen");
+  ws.onmessage = look("onmessage");
+  ws.onerror = look("onerror");
+  ws.onclose = look("onclose");
+  ws.opened();
+  session.receive(clientFrame(OPCODE.Text, "alone"));
+  ws.addEventListener("message", look("listener"));
+  session.receive(clientFrame(OPCODE.Text, "listened"));
+  session.receive(clientFrame(OPCODE.Text, "x", { mask: false }));
+  const AT = Event.AT_TARGET;
+  assert.deepEqual(seen, [
+    ["onopen", "open", true, true, AT, 1],
+    ["onmessage", "message", true, true, AT, 1],
+    ["onmessage", "message", true, true, AT, 1],
+    ["listener", "message", true, true, AT, 1],
+    ["onerror", "error", true, true, AT, 1],
+    ["onclose", "close", true, true, AT, 1],
+  ]);
+  for (const e of kept) {
+    assert.equal(e.target, ws, "kept events keep their target");
+    assert.equal(e.currentTarget, null);
+    assert.equal(e.eventPhase, Event.NONE);
+  }
+  assert.ok(kept[1] instanceof MessageEvent);
+  assert.ok(kept[5] instanceof CloseEvent);
+});
+
+Deno.test("a socket's event fired inside another socket's handler does not change what that handler sees", () => {
+  const a = make();
+  const b = make();
+  a.ws.opened();
+  b.ws.opened();
+  const seen: unknown[] = [];
+  b.ws.onclose = (e) => seen.push(e.target === b.ws);
+  a.ws.onmessage = (e) => {
+    // b fails at once: its close event fires inside this handler.
+    b.session.receive(clientFrame(OPCODE.Text, "x", { mask: false }));
+    seen.push(e.target === a.ws, e.currentTarget === a.ws);
+  };
+  a.session.receive(clientFrame(OPCODE.Text, "hi"));
+  assert.deepEqual(seen, [true, true, true]);
+});
+
 Deno.test("ServerWebSocket.send() takes strings, buffers, views and Blobs, in order", async () => {
   const { ws, session } = make();
   ws.opened();
@@ -203,15 +262,16 @@ Deno.test("ServerWebSocket's iterator yields text and bytes in order, then ends 
 });
 
 Deno.test("a message nobody listens for makes no event; an onmessage or a listener added later gets the next ones", async () => {
+  // Every MessageEvent, of whatever subclass, is counted as its
+  // constructor assigns `this.data`: a setter on the prototype hears it.
   const made: unknown[] = [];
-  const Original = globalThis.MessageEvent;
-  class Counted extends Original<unknown> {
-    constructor(type: string, init?: MessageEventInit) {
-      super(type, init);
-      made.push(init?.data);
-    }
-  }
-  globalThis.MessageEvent = Counted as typeof MessageEvent;
+  Object.defineProperty(MessageEvent.prototype, "data", {
+    configurable: true,
+    set(this: MessageEvent, data: unknown) {
+      made.push(data);
+      Object.defineProperty(this, "data", { value: data, writable: true });
+    },
+  });
   try {
     const session = new WsSession(DEFAULT_LIMITS);
     const ws = new ServerWebSocket(session, {
@@ -244,7 +304,7 @@ Deno.test("a message nobody listens for makes no event; an onmessage or a listen
       "listened",
     ]);
   } finally {
-    globalThis.MessageEvent = Original;
+    Reflect.deleteProperty(MessageEvent.prototype, "data");
   }
 });
 
