@@ -771,7 +771,7 @@ Deno.test("Router: a route's own layers run inside the router's, after the contr
     .use(hooks("router"))
     .post("/items", () => (seen.push("handler"), text("ok")), {
       contentType: "application/json",
-      use: [hooks("route"), (req, next) => {
+      use: [hooks("route"), (_req, next) => {
         seen.push("route fn");
         return next();
       }],
