@@ -14,9 +14,13 @@ const PAD = 16;
 /** The SIMD module's window (unmask_simd.ts), for lengths around it. */
 const WINDOW = 16 * 1024;
 const T = SIMD_UNMASK_MIN;
-/** Every threshold's neighbours: the word loop's 32 bytes and its groups of eight words, the SIMD minimum, the module's window. */
+/**
+ * Every length up to 100 (the byte loop, the word loop from 64 bytes with
+ * 0 to 7 words after its groups of eight, every lead), and each other
+ * threshold's neighbours: the SIMD minimum, the module's window.
+ */
 const LENGTHS = [
-  ...[0, 1, 3, 4, 15, 16, 17, 31, 32, 33, 63, 64, 65, 67],
+  ...Array.from({ length: 101 }, (_, i) => i),
   ...[T - 1, T, T + 1, T + 63, WINDOW - 1, WINDOW, WINDOW + 1, 2 * WINDOW + 5],
   ...[64 * 1024 + 3, 1024 * 1024 + 7],
 ];
