@@ -30,10 +30,8 @@ import {
 /** Bytes of the first read of each message: a small frame's whole read. */
 const READ_BYTES = 4096;
 
-const listener = Deno.listen({
-  hostname: "127.0.0.1",
-  port: Number(Deno.args[0] ?? 0),
-});
+/** What the floor's loop needs of a socket (bench/ws_layers.ts hands it a fake one). */
+export type FloorConn = Pick<Deno.Conn, "read" | "write">;
 
 /** The 101 for the one key the bench's client sends, or any other. */
 async function accept(key: string): Promise<Uint8Array> {
@@ -48,7 +46,7 @@ async function accept(key: string): Promise<Uint8Array> {
   );
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+async function writeAll(conn: FloorConn, bytes: Uint8Array): Promise<void> {
   for (let off = 0; off < bytes.length;) {
     off += await conn.write(bytes.subarray(off));
   }
@@ -56,7 +54,7 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
 
 /** Reads into `buf` from `from` until it is full; the client went away: throws. */
 async function readFull(
-  conn: Deno.Conn,
+  conn: FloorConn,
   buf: Uint8Array,
   from: number,
 ): Promise<void> {
@@ -73,7 +71,7 @@ async function readFull(
  * `kept`, or a larger one when this frame did not fit it.
  */
 async function echoLarge(
-  conn: Deno.Conn,
+  conn: FloorConn,
   buf: Uint8Array,
   n: number,
   kept: Uint8Array,
@@ -99,32 +97,44 @@ async function echoLarge(
   return out;
 }
 
+/**
+ * The floor's loop after the handshake: echoes each frame `conn` sends, as
+ * the doc comment above says, until it closes. `buf` is the socket's read
+ * buffer (a small frame must fit it). Throws when a big frame is cut off.
+ */
+export async function echoFrames(
+  conn: FloorConn,
+  buf: Uint8Array,
+): Promise<void> {
+  let kept: Uint8Array = new Uint8Array(0);
+  while (true) {
+    const n = await conn.read(buf);
+    if (n === null) return;
+    const len = buf[1] & 0x7f;
+    if (len >= 126) {
+      kept = await echoLarge(conn, buf, n, kept);
+      continue;
+    }
+    // One masked frame with a payload under 126 bytes, as the load sends:
+    // the reply is its payload, unmasked, behind a 2-byte header, written
+    // over the 4 bytes of the client's mask.
+    for (let i = 0; i < len; i++) buf[6 + i] ^= buf[2 + (i & 3)];
+    buf[4] = buf[0];
+    buf[5] = len;
+    await writeAll(conn, buf.subarray(4, 6 + len));
+  }
+}
+
 async function echo(conn: Deno.TcpConn): Promise<void> {
   conn.setNoDelay(true);
   const buf = new Uint8Array(READ_BYTES);
-  let kept: Uint8Array = new Uint8Array(0);
   try {
     const n = await conn.read(buf);
     if (n === null) return;
     const head = new TextDecoder().decode(buf.subarray(0, n));
     const key = /sec-websocket-key:\s*(\S+)/i.exec(head)?.[1] ?? "";
     await writeAll(conn, await accept(key));
-    while (true) {
-      const n = await conn.read(buf);
-      if (n === null) return;
-      const len = buf[1] & 0x7f;
-      if (len >= 126) {
-        kept = await echoLarge(conn, buf, n, kept);
-        continue;
-      }
-      // One masked frame with a payload under 126 bytes, as the load sends:
-      // the reply is its payload, unmasked, behind a 2-byte header, written
-      // over the 4 bytes of the client's mask.
-      for (let i = 0; i < len; i++) buf[6 + i] ^= buf[2 + (i & 3)];
-      buf[4] = buf[0];
-      buf[5] = len;
-      await writeAll(conn, buf.subarray(4, 6 + len));
-    }
+    await echoFrames(conn, buf);
   } catch {
     // the client went away
   } finally {
@@ -134,4 +144,10 @@ async function echo(conn: Deno.TcpConn): Promise<void> {
   }
 }
 
-for await (const conn of listener) echo(conn as Deno.TcpConn);
+if (import.meta.main) {
+  const listener = Deno.listen({
+    hostname: "127.0.0.1",
+    port: Number(Deno.args[0] ?? 0),
+  });
+  for await (const conn of listener) echo(conn as Deno.TcpConn);
+}
