@@ -4,7 +4,8 @@
  * no events, no fragments or control frames (a close frame is echoed as if
  * it were data): correct only for a client that sends one masked frame and
  * waits for its echo, as cases 15a and 15b do. Not a server: a measure of
- * what `conn.read()` and `conn.write()` alone cost per message.
+ * what a message costs on `conn.read()` and `conn.write()` with the least
+ * work a server must do between them.
  *
  * - A frame under 126 bytes (15a): one read, unmasked in the read buffer,
  *   echoed from it with one write (the whole frame must come in that read).
