@@ -879,41 +879,23 @@ const WS_LARGE: Load = {
  * WebSocket echo against `Deno.serve` with `Deno.upgradeWebSocket`: the
  * default app's WebSocket /echo (its access log has one line per socket,
  * not per message, so it is not checked), messages per second with many
- * sockets and small messages (with the floor measured in the same rounds:
- * a bare Deno.listen echo loop, bench/servers/ws_floor.ts), bytes per
- * second with one socket and large ones, and memory per idle WebSocket.
+ * sockets and small messages, bytes per second with one socket and large
+ * ones (each with the floor measured in the same rounds: a bare
+ * Deno.listen echo loop, bench/servers/ws_floor.ts), and memory per idle
+ * WebSocket.
  */
 function wsEchoCase(id: number): BenchCase {
   const spindle: ServerSpec = { ...defaultApp(), logsAccess: false };
   const reference = denoServeWs();
-  const large = paired({
-    id,
-    name: "ws-echo",
-    title:
-      "Default app WebSocket /echo, one socket, 256 KiB binary messages, bytes/s (vs Deno.serve + Deno.upgradeWebSocket)",
-    short: "WebSocket echo, 1 socket x 256 KiB",
-    spindle,
-    reference,
-    load: WS_LARGE,
-    perMiB: true,
-    target: atLeast(1),
-    // One socket is latency-bound: neither server fills a core, and one
-    // round's ratio moves from 0.87x to 1.20x (session 20's full run).
-    roundsTimes: 3,
-  });
   return {
     id,
     name: "ws-echo",
     title: "WebSocket echo (vs Deno.serve + Deno.upgradeWebSocket)",
     run: async (bench) => {
-      const rows = [await wsSmallRow(bench, id, spindle, reference)];
-      for (const row of await large.run!(bench)) {
-        rows.push(perMessage({
-          ...row,
-          id: `${id}b`,
-          chartLabel: row.chartLabel.replace(`${id} `, `${id}b `),
-        }));
-      }
+      const rows = [
+        await wsSmallRow(bench, id, spindle, reference),
+        await wsLargeRow(bench, id, spindle, reference),
+      ];
       // Room for the held sockets above the default --max-conns.
       const held: ServerSpec = {
         ...defaultApp({ flags: HELD_FLAGS }),
@@ -989,6 +971,95 @@ async function wsSmallRow(
       ]),
       chartLabel: `${id}a ${c.short}`,
     });
+  });
+}
+
+/** Case 15b: one socket, large binary messages, bytes/s against Deno.serve. */
+function wsLargeCase(
+  id: number,
+  spindle: ServerSpec,
+  reference: ServerSpec,
+): PairedCase {
+  return {
+    id,
+    name: "ws-echo",
+    title:
+      "Default app WebSocket /echo, one socket, 256 KiB binary messages, bytes/s (vs Deno.serve + Deno.upgradeWebSocket)",
+    short: "WebSocket echo, 1 socket x 256 KiB",
+    spindle,
+    reference,
+    load: WS_LARGE,
+    perMiB: true,
+    target: atLeast(1),
+    // One socket is latency-bound: neither server fills a core, and one
+    // round's ratio moves from 0.87x to 1.20x (session 20's full run).
+    roundsTimes: 3,
+  };
+}
+
+/**
+ * One socket, large messages: Spindle against Deno.serve, with the floor
+ * (bench/servers/ws_floor.ts: read, a fresh buffer, unmask, copy, write)
+ * in the same alternating rounds.
+ */
+async function wsLargeRow(
+  bench: Bench,
+  id: number,
+  spindle: ServerSpec,
+  reference: ServerSpec,
+): Promise<Row> {
+  const c = wsLargeCase(id, spindle, reference);
+  const specs = { spindle, reference, floor: wsFloor() };
+  const order = [specs.spindle, specs.reference, specs.floor];
+  return await withServers(bench, order, bench.pinned, async (servers) => {
+    const runs = await measureSides(
+      moreRounds(bench, c.roundsTimes ?? 1),
+      `${id} ws-echo`,
+      servers.map((server, i) => ({
+        label: order[i].name,
+        server,
+        load: c.load,
+      })),
+      bench.pinned,
+      true,
+    );
+    await profile(bench, id, c.title, spindle, c.load);
+    return wsLargeRowOf(id, specs, runs);
+  });
+}
+
+/**
+ * Row 15b from the runs of Spindle, Deno.serve and the WebSocket floor, in
+ * that order: Spindle's bytes/s against Deno.serve's (the target), and
+ * beside Deno.serve's the floor's rate as a ratio to it and its server
+ * CPU per MiB. The floor is information: its errors fail no row.
+ */
+export function wsLargeRowOf(
+  id: number,
+  specs: Record<"spindle" | "reference" | "floor", ServerSpec>,
+  [ours, deno, floor]: readonly (readonly Measured[])[],
+): Row {
+  const c = wsLargeCase(id, specs.spindle, specs.reference);
+  const row = pairedRow(c, ours, deno);
+  const floorVsDeno = summarizePaired(floor.map(bps), deno.map(bps));
+  return perMessage({
+    ...row,
+    id: `${id}b`,
+    reference: `${row.reference}; floor ${
+      fmtBytes(median(floor.map(bps)))
+    }/s = ${fmtSummary(floorVsDeno)}, ${
+      medianCpu(floor, true).toFixed(1)
+    } µs/MiB`,
+    caveats: [
+      ...saturation([
+        [specs.spindle, ours],
+        [specs.reference, deno],
+        [specs.floor, floor],
+      ]),
+      `${ours.length} rounds`,
+      ...errorsOf(specs.floor.name, floor),
+    ],
+    chartLabel: `${id}b ${c.short}`,
   });
 }
 

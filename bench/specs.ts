@@ -254,8 +254,10 @@ export function denoServeWs(): ServerSpec {
 }
 
 /**
- * The WebSocket floor: a bare Deno.listen loop echoing each small frame
- * with one read and one write, no checks (bench/servers/ws_floor.ts).
+ * The WebSocket floor: a bare Deno.listen loop echoing each frame with no
+ * checks (bench/servers/ws_floor.ts): a small one with one read and one
+ * write, a big one read into a fresh buffer, unmasked by the engine's
+ * `unmask()`, copied behind its header into a kept buffer and written.
  */
 export function wsFloor(): ServerSpec {
   return denoScript("ws floor", "ws_floor.ts", ["--allow-net"]);

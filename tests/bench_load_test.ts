@@ -17,6 +17,7 @@ import {
   engineSpecs,
   errorsOf,
   workersRows,
+  wsLargeRowOf,
 } from "../bench/cases.ts";
 import { IdleHolder } from "../bench/clients.ts";
 import {
@@ -64,6 +65,8 @@ import {
   bareLoopWorkers,
   defaultApp,
   denoServeParallel,
+  denoServeWs,
+  wsFloor,
 } from "../bench/specs.ts";
 import {
   FrameCounter,
@@ -1018,6 +1021,55 @@ Deno.test("the WebSocket floor server echoes each small masked frame as a server
   }
 });
 
+/** Exactly `count` bytes from `conn`; fails if it closes first. */
+async function readExactly(
+  conn: Deno.Conn,
+  count: number,
+): Promise<Uint8Array> {
+  const got = new Uint8Array(count);
+  for (let n = 0; n < count;) {
+    const read = await conn.read(got.subarray(n));
+    assert.notEqual(read, null, `closed after ${n} of ${count} bytes`);
+    n += read!;
+  }
+  return got;
+}
+
+Deno.test("the WebSocket floor server echoes big and small masked binary frames byte for byte", async () => {
+  const port = freePort();
+  const child = benchServer("ws_floor.ts", port);
+  // Each with the echo's header: 7-bit, 16-bit and 64-bit lengths; the
+  // second 256 KiB and the 70,000 bytes reuse the socket's kept buffer.
+  const cases: [bytes: number, seed: number, head: number[]][] = [
+    [256 * 1024, 1, [0x82, 127, 0, 0, 0, 0, 0, 4, 0, 0]],
+    [32, 2, [0x82, 32]],
+    [1000, 3, [0x82, 126, 0x03, 0xe8]],
+    [256 * 1024, 4, [0x82, 127, 0, 0, 0, 0, 0, 4, 0, 0]],
+    [70_000, 5, [0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]],
+  ];
+  try {
+    const conn = await whenUp(() => openWebSocket("127.0.0.1", port, "/echo"));
+    try {
+      for (const [bytes, seed, head] of cases) {
+        const payload = new Uint8Array(bytes);
+        for (let i = 0; i < bytes; i++) {
+          payload[i] = (i * seed + (i >> 8)) & 0xff;
+        }
+        await conn.write(maskedFrame(0x2, payload));
+        // The header first: a wrong one says how many bytes would follow.
+        const echoHead = await readExactly(conn, head.length);
+        assert.deepEqual(echoHead, Uint8Array.from(head), `${bytes} B`);
+        assert.deepEqual(await readExactly(conn, bytes), payload, `${bytes} B`);
+      }
+    } finally {
+      conn.close();
+    }
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+  }
+});
+
 Deno.test("the bare loop in 2 workers listens twice on one port, answers, and stops on SIGTERM", async () => {
   const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
@@ -1138,6 +1190,63 @@ Deno.test("case 9's requests/s rows show the 2-worker floor's rate against deno 
   ]);
   assert.match(failed[0].caveats.join(), /bare loop \(2 workers\)/);
   assert.deepEqual(failed[0].problems, [], "the floor's errors fail no row");
+});
+
+Deno.test("row 15b shows the WebSocket floor's bytes/s against Deno.serve's and its CPU per MiB, and is still judged against Deno.serve", () => {
+  const MIB = 1024 * 1024;
+  /** One second echoing `mib` MiB in 256 KiB messages, with `cpu` s of server CPU. */
+  const run = (mib: number, cpu: number): Measured => ({
+    ...oneSecondRun(mib * 4, cpu),
+    bytes: mib * MIB,
+    bytesPerSec: mib * MIB,
+  });
+  const specs = {
+    spindle: { ...defaultApp(), logsAccess: false },
+    reference: denoServeWs(),
+    floor: wsFloor(),
+  };
+  const argv = specs.floor.launch({} as Bench, 1, "/dev/null").argv;
+  assert.ok(
+    argv.some((a) => a.endsWith("bench/servers/ws_floor.ts")),
+    argv.join(" "),
+  );
+  const deno = [run(1000, 0.9), run(1000, 0.9)];
+  const floor = [run(880, 0.704), run(960, 0.768)];
+  const row = wsLargeRowOf(15, specs, [
+    [run(800, 0.8), run(900, 0.9)],
+    deno,
+    floor,
+  ]);
+  assert.equal(row.id, "15b");
+  assert.equal(row.spindle, "850.0 MiB/s");
+  assert.equal(
+    row.reference,
+    "1000.0 MiB/s; floor 920.0 MiB/s = 0.92x (0.88-0.96), 800.0 µs/MiB",
+  );
+  assert.equal(row.valueText, "0.85x (0.80-0.90)");
+  assert.deepEqual(row.cpu, {
+    spindle: 1000,
+    reference: 900,
+    unit: "µs/MiB",
+  });
+  assert.equal(row.target.text, ">= 1.0x", "the target is still Deno.serve's");
+  assert.equal(verdictOf(row), "FAIL");
+  assert.deepEqual(row.problems, []);
+  assert.deepEqual(row.caveats, [
+    "not saturated: ws floor 0.74 cores",
+    "2 rounds",
+  ]);
+  assert.match(
+    renderTable([row]),
+    /^\| 15b \| .*256 KiB binary.* \| 850\.0 MiB\/s \| 1000\.0 MiB\/s; floor 920\.0 MiB\/s = 0\.92x \(0\.88-0\.96\), 800\.0 µs\/MiB \| 0\.85x/m,
+  );
+  const faster = wsLargeRowOf(15, specs, [
+    [run(1050, 0.9), run(1100, 0.9)],
+    deno,
+    [{ ...run(880, 0.704), socketErrors: 1 }, run(960, 0.768)],
+  ]);
+  assert.equal(verdictOf(faster), "pass", "the floor's errors fail no row");
+  assert.match(faster.caveats.join(), /ws floor: 0 bad statuses, 1 socket/);
 });
 
 Deno.test("case 3 measures the parse+reply loop in its rounds and shows it beside the bare loop in 3a and 3b", () => {
