@@ -10,7 +10,7 @@ import { Hono } from "hono";
 import { upgradeWebSocket as honoUpgrade } from "hono/deno";
 import { serveFetch, upgradeWebSocket } from "../lib/app/fetch_adapter.ts";
 import { startApp } from "./fixtures/app_server.ts";
-import { pythonMissing, runPython } from "./fixtures/ws_python.ts";
+import { PYTHON, pythonMissing, runPython } from "./fixtures/ws_python.ts";
 import { Browser, chromiumMissing, within } from "./helpers/cdp.ts";
 import { withTimeout } from "./helpers/socket.ts";
 
@@ -167,6 +167,74 @@ Deno.test("the default app still answers a plain GET /echo as before (405), and 
   });
   assert.equal(await text.text(), "hi");
 });
+
+/** A whole WebSocket handshake but for the path: what a client sends. */
+const HANDSHAKE = {
+  upgrade: "websocket",
+  connection: "Upgrade",
+  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+  "sec-websocket-version": "13",
+};
+
+const noWebSocket: [path: string, accept: string, type: RegExp][] = [
+  ["/", "*/*", /^text\/plain/], // a static file is there: not its page
+  ["/", "application/json", /^application\/json/],
+  ["/", "text/html", /^text\/html/],
+  ["/no/such/file", "*/*", /^text\/plain/],
+];
+for (const [path, accept, type] of noWebSocket) {
+  Deno.test(`the default app answers a WebSocket handshake for ${path} (no WebSocket route) with 404 that says so, as ${accept}`, async () => {
+    await using app = await startApp();
+    const res = await fetch(`${app.origin}${path}`, {
+      headers: { ...HANDSHAKE, accept },
+    });
+    const body = await res.text();
+    assert.equal(res.status, 404);
+    assert.match(res.headers.get("content-type") ?? "", type);
+    assert.match(
+      body,
+      /Cannot upgrade to WebSocket: there is none at this path/,
+    );
+    // The same path without the handshake, or a HEAD, is served as ever.
+    const page = await fetch(`${app.origin}${path}`);
+    assert.equal(page.status, path === "/" ? 200 : 404);
+    await page.body?.cancel();
+    const head = await fetch(`${app.origin}${path}`, {
+      method: "HEAD",
+      headers: HANDSHAKE,
+    });
+    assert.equal(head.status, path === "/" ? 200 : 404);
+  });
+}
+
+Deno.test(
+  "Python's websockets client sees the 404 for a path with no WebSocket route, not a page",
+  {
+    ignore: pythonSkip !== undefined,
+  },
+  async () => {
+    await using app = await startApp();
+    const out = await new Deno.Command(PYTHON, {
+      args: [
+        "-c",
+        `import asyncio, websockets
+async def main():
+    try:
+        async with websockets.connect("ws://127.0.0.1:${app.port}/", open_timeout=10):
+            print("opened")
+    except websockets.InvalidStatusCode as e:
+        print(e.status_code)
+asyncio.run(main())`,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(30_000),
+    }).output();
+    const dec = new TextDecoder();
+    assert.equal(out.code, 0, dec.decode(out.stderr));
+    assert.equal(dec.decode(out.stdout).trim(), "404");
+  },
+);
 
 for (const mode of ["plain", "deflate"] as const) {
   Deno.test({
