@@ -584,7 +584,7 @@ Deno.test("Router.ws() answers 400 to a handshake with a method other than GET o
     assert.equal(reply.status, 400, method);
     assert.equal(
       reply.text,
-      "Cannot upgrade to WebSocket: the method must be GET",
+      `Cannot upgrade to WebSocket: method is ${method}, not GET`,
     );
   }
 });

@@ -388,7 +388,10 @@ export class Router {
         throw new HttpError(
           STATUS.BadRequest,
           `${req.method} with a WebSocket upgrade on ${match.template}`,
-          { expose: "Cannot upgrade to WebSocket: the method must be GET" },
+          {
+            expose:
+              `Cannot upgrade to WebSocket: method is ${req.method}, not GET`,
+          },
         );
       }
       // RFC 9110 §15.5.22: a 426 names the protocol to switch to.
