@@ -298,6 +298,81 @@ Deno.test("a Hono app with hono/deno's upgradeWebSocket runs unchanged: Deno's W
   assert.match(await page.text(), /<title>hono<\/title>/);
 });
 
+const honoRefusals: [
+  name: string,
+  path: string,
+  headers: Record<string, string>,
+  status: number,
+  says: string,
+][] = [
+  [
+    "an empty key",
+    "/ws",
+    {
+      ...HANDSHAKE,
+      "sec-websocket-key": "",
+    },
+    400,
+    "Sec-WebSocket-Key is not 16 bytes of base64",
+  ],
+  [
+    "version 8",
+    "/ws",
+    {
+      ...HANDSHAKE,
+      "sec-websocket-version": "8",
+    },
+    426,
+    "Sec-WebSocket-Version must be 13",
+  ],
+  [
+    "no Connection: upgrade",
+    "/ws-deflate",
+    {
+      ...HANDSHAKE,
+      connection: "keep-alive",
+    },
+    400,
+    "Connection header does not name upgrade",
+  ],
+  [
+    "a plain GET to upgradeWebSocket()",
+    "/ws-deflate",
+    {},
+    426,
+    "WebSocket only",
+  ],
+];
+for (const [name, path, headers, status, says] of honoRefusals) {
+  Deno.test(`a Hono app's WebSocket route answers ${name} with ${status} and why, not the 500 Hono's onError makes of the throw`, async () => {
+    // Hono logs what it caught with console.error: kept out of the output.
+    const logged: unknown[] = [];
+    const error = console.error;
+    console.error = (...args: unknown[]) => logged.push(args);
+    try {
+      await using server = serveFetch({
+        port: 0,
+        accessLog: false,
+        fetch: honoApp([]).fetch,
+      });
+      for (const accept of ["application/json", "*/*"]) {
+        const res = await fetch(`http://127.0.0.1:${server.port}${path}`, {
+          headers: { ...headers, accept },
+        });
+        const body = await res.text();
+        assert.equal(res.status, status, body);
+        if (accept === "application/json") {
+          assert.equal(JSON.parse(body).status, status);
+        }
+        assert.ok(body.includes(says), body);
+      }
+    } finally {
+      console.error = error;
+    }
+    assert.equal(logged.length, 2, "Hono caught and logged each throw");
+  });
+}
+
 for (
   const [path, mode, extensions] of [
     ["/ws", "plain", null],
