@@ -225,6 +225,11 @@ export const FLAGS: Readonly<
     formatDuration(L.drainDelayMs),
     "on SIGINT/SIGTERM, serve this long more with /health 503 (behind a load balancer)",
   ],
+  "ws-max-message": [
+    "SIZE",
+    formatSize(L.wsMaxMessageBytes),
+    "largest WebSocket message and frame, inflated or not (close 1009)",
+  ],
   cert: ["FILE", "", "PEM certificate chain: serve HTTPS (with --key)"],
   key: ["FILE", "", "PEM private key for --cert (both reread on SIGHUP)"],
   tls: [
@@ -627,6 +632,9 @@ export function parseFlags(args: readonly string[]): CliOptions {
     fdReserve: count("fd-reserve", L.fdReserve, 0),
     workerHeapBytes: size("worker-heap", L.workerHeapBytes),
     maxFormBytes: size("upload-files-max", L.maxFormBytes),
+    // A frame never needs to be bigger than a message: one flag sets both.
+    wsMaxMessageBytes: size("ws-max-message", L.wsMaxMessageBytes),
+    wsMaxFrameBytes: size("ws-max-message", L.wsMaxFrameBytes),
   });
 
   const http2 = str("http2") ?? onOff(DEFAULT_HTTP2);

@@ -72,6 +72,7 @@ Deno.test("parseFlags() maps every limit and timeout flag", () => {
     "--write-timeout=3",
     "--queue-timeout=250ms",
     "--shutdown-timeout=1.5s",
+    "--ws-max-message=16m",
   ]);
   const l = o.server.limits;
   assert.equal(l.maxBodyBytes, 2 * 1024 * 1024);
@@ -86,6 +87,8 @@ Deno.test("parseFlags() maps every limit and timeout flag", () => {
   assert.equal(l.writeTimeoutMs, 3000);
   assert.equal(l.queueTimeoutMs, 250);
   assert.equal(l.shutdownTimeoutMs, 1500);
+  assert.equal(l.wsMaxMessageBytes, 16 * 1024 * 1024);
+  assert.equal(l.wsMaxFrameBytes, 16 * 1024 * 1024);
 });
 
 Deno.test("parseFlags() maps the static and app flags", () => {

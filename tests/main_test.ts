@@ -131,6 +131,43 @@ Deno.test("main --workers 2 serves from two engines on one port and stops both o
   assert.equal(stopped.length, 2, r.lines.join("\n"));
 });
 
+/** Sends `size` bytes to `url`'s echo: the echo's length, or the close's code and reason. */
+async function echoOf(url: string, size: number): Promise<string> {
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  const closed = new Promise<string>((resolve) =>
+    ws.onclose = (e) => resolve(`closed ${e.code} ${e.reason}`)
+  );
+  await new Promise((resolve) => ws.onopen = resolve);
+  const echoed = new Promise<string>((resolve) =>
+    ws.onmessage = (e) => resolve(`echoed ${e.data.byteLength}`)
+  );
+  ws.send(new Uint8Array(size));
+  const seen = await Promise.race([echoed, closed]);
+  ws.close();
+  await closed;
+  return seen;
+}
+
+Deno.test("main --ws-max-message lets WebSocket /echo take a 4 MiB message, which the default 1m closes with 1009", async () => {
+  for (
+    const [args, seen] of [
+      [[], "closed 1009 Frame of 4194304 bytes is over the 1048576-byte limit"],
+      [["--ws-max-message", "8m"], "echoed 4194304"],
+    ]
+  ) {
+    const r = await start(["--port", "0", ...args]);
+    try {
+      assert.equal(
+        await echoOf(`ws://127.0.0.1:${r.port}/echo`, 4 << 20),
+        seen,
+      );
+    } finally {
+      assert.equal(await stop(r), 0);
+    }
+  }
+});
+
 Deno.test("main exits 2 for a --trust-proxy entry that is not an address", async () => {
   const { code, stderr } = await run([
     "--port",

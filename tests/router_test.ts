@@ -574,6 +574,45 @@ Deno.test("Router.ws() answers 426 with Upgrade: websocket to a plain request on
   );
 });
 
+Deno.test("Router.ws() answers 400 to a handshake with a method other than GET on a WebSocket-only path, not a 426 that asks for it", async () => {
+  const router = new Router().ws("/live", () => {});
+  for (const method of ["POST", "PUT", "HEAD"]) {
+    const reply = await call(
+      router.handler(),
+      fake(method, "/live", { headers: UPGRADE }).req,
+    );
+    assert.equal(reply.status, 400, method);
+    assert.equal(
+      reply.text,
+      `Cannot upgrade to WebSocket: method is ${method}, not GET`,
+    );
+  }
+});
+
+Deno.test("Router answers a WebSocket handshake for a path with no route (fallback or none) with 404, and reads Upgrade there only for a GET", async () => {
+  const withFallback = new Router().get("/page", () => text("page"))
+    .fallback(() => text("static"));
+  const bare = new Router().get("/page", () => text("page"));
+  for (const router of [withFallback, bare]) {
+    const refused = await call(
+      router.handler(),
+      fake("GET", "/index.html", { headers: UPGRADE }).req,
+    );
+    assert.equal(refused.status, 404);
+    assert.equal(
+      refused.text,
+      "Cannot upgrade to WebSocket: there is none at this path",
+    );
+    // A path with an HTTP route answers as if Upgrade were not there.
+    const page = fake("GET", "/page", { headers: UPGRADE }).req;
+    assert.equal((await call(router.handler(), page)).text, "page");
+  }
+  const head = fake("HEAD", "/index.html", { headers: UPGRADE }).req;
+  assert.equal((await call(withFallback.handler(), head)).text, "static");
+  const plain = fake("GET", "/index.html").req;
+  assert.equal((await call(withFallback.handler(), plain)).text, "static");
+});
+
 Deno.test("Router.ws() refuses a bad handshake (400), an origin not allowed (403), and a handler that throws (500, socket never opened)", async () => {
   const thrown: string[] = [];
   const router = new Router()

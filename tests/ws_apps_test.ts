@@ -10,7 +10,7 @@ import { Hono } from "hono";
 import { upgradeWebSocket as honoUpgrade } from "hono/deno";
 import { serveFetch, upgradeWebSocket } from "../lib/app/fetch_adapter.ts";
 import { startApp } from "./fixtures/app_server.ts";
-import { pythonMissing, runPython } from "./fixtures/ws_python.ts";
+import { PYTHON, pythonMissing, runPython } from "./fixtures/ws_python.ts";
 import { Browser, chromiumMissing, within } from "./helpers/cdp.ts";
 import { withTimeout } from "./helpers/socket.ts";
 
@@ -168,6 +168,74 @@ Deno.test("the default app still answers a plain GET /echo as before (405), and 
   assert.equal(await text.text(), "hi");
 });
 
+/** A whole WebSocket handshake but for the path: what a client sends. */
+const HANDSHAKE = {
+  upgrade: "websocket",
+  connection: "Upgrade",
+  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+  "sec-websocket-version": "13",
+};
+
+const noWebSocket: [path: string, accept: string, type: RegExp][] = [
+  ["/", "*/*", /^text\/plain/], // a static file is there: not its page
+  ["/", "application/json", /^application\/json/],
+  ["/", "text/html", /^text\/html/],
+  ["/no/such/file", "*/*", /^text\/plain/],
+];
+for (const [path, accept, type] of noWebSocket) {
+  Deno.test(`the default app answers a WebSocket handshake for ${path} (no WebSocket route) with 404 that says so, as ${accept}`, async () => {
+    await using app = await startApp();
+    const res = await fetch(`${app.origin}${path}`, {
+      headers: { ...HANDSHAKE, accept },
+    });
+    const body = await res.text();
+    assert.equal(res.status, 404);
+    assert.match(res.headers.get("content-type") ?? "", type);
+    assert.match(
+      body,
+      /Cannot upgrade to WebSocket: there is none at this path/,
+    );
+    // The same path without the handshake, or a HEAD, is served as ever.
+    const page = await fetch(`${app.origin}${path}`);
+    assert.equal(page.status, path === "/" ? 200 : 404);
+    await page.body?.cancel();
+    const head = await fetch(`${app.origin}${path}`, {
+      method: "HEAD",
+      headers: HANDSHAKE,
+    });
+    assert.equal(head.status, path === "/" ? 200 : 404);
+  });
+}
+
+Deno.test(
+  "Python's websockets client sees the 404 for a path with no WebSocket route, not a page",
+  {
+    ignore: pythonSkip !== undefined,
+  },
+  async () => {
+    await using app = await startApp();
+    const out = await new Deno.Command(PYTHON, {
+      args: [
+        "-c",
+        `import asyncio, websockets
+async def main():
+    try:
+        async with websockets.connect("ws://127.0.0.1:${app.port}/", open_timeout=10):
+            print("opened")
+    except websockets.InvalidStatusCode as e:
+        print(e.status_code)
+asyncio.run(main())`,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(30_000),
+    }).output();
+    const dec = new TextDecoder();
+    assert.equal(out.code, 0, dec.decode(out.stderr));
+    assert.equal(dec.decode(out.stdout).trim(), "404");
+  },
+);
+
 for (const mode of ["plain", "deflate"] as const) {
   Deno.test({
     name:
@@ -229,6 +297,81 @@ Deno.test("a Hono app with hono/deno's upgradeWebSocket runs unchanged: Deno's W
   const page = await fetch(`http://127.0.0.1:${server.port}/`);
   assert.match(await page.text(), /<title>hono<\/title>/);
 });
+
+const honoRefusals: [
+  name: string,
+  path: string,
+  headers: Record<string, string>,
+  status: number,
+  says: string,
+][] = [
+  [
+    "an empty key",
+    "/ws",
+    {
+      ...HANDSHAKE,
+      "sec-websocket-key": "",
+    },
+    400,
+    "Sec-WebSocket-Key is not 16 bytes of base64",
+  ],
+  [
+    "version 8",
+    "/ws",
+    {
+      ...HANDSHAKE,
+      "sec-websocket-version": "8",
+    },
+    426,
+    "Sec-WebSocket-Version must be 13",
+  ],
+  [
+    "no Connection: upgrade",
+    "/ws-deflate",
+    {
+      ...HANDSHAKE,
+      connection: "keep-alive",
+    },
+    400,
+    "Connection header does not name upgrade",
+  ],
+  [
+    "a plain GET to upgradeWebSocket()",
+    "/ws-deflate",
+    {},
+    426,
+    "WebSocket only",
+  ],
+];
+for (const [name, path, headers, status, says] of honoRefusals) {
+  Deno.test(`a Hono app's WebSocket route answers ${name} with ${status} and why, not the 500 Hono's onError makes of the throw`, async () => {
+    // Hono logs what it caught with console.error: kept out of the output.
+    const logged: unknown[] = [];
+    const error = console.error;
+    console.error = (...args: unknown[]) => logged.push(args);
+    try {
+      await using server = serveFetch({
+        port: 0,
+        accessLog: false,
+        fetch: honoApp([]).fetch,
+      });
+      for (const accept of ["application/json", "*/*"]) {
+        const res = await fetch(`http://127.0.0.1:${server.port}${path}`, {
+          headers: { ...headers, accept },
+        });
+        const body = await res.text();
+        assert.equal(res.status, status, body);
+        if (accept === "application/json") {
+          assert.equal(JSON.parse(body).status, status);
+        }
+        assert.ok(body.includes(says), body);
+      }
+    } finally {
+      console.error = error;
+    }
+    assert.equal(logged.length, 2, "Hono caught and logged each throw");
+  });
+}
 
 for (
   const [path, mode, extensions] of [

@@ -148,6 +148,24 @@ for (const [name, h, status] of REFUSED) {
   });
 }
 
+Deno.test("acceptUpgrade() says which of a missing key and a malformed one it got", () => {
+  const expose = (h: UpgradeHead) => {
+    try {
+      acceptUpgrade(h);
+    } catch (err) {
+      return err instanceof HttpError ? err.expose : String(err);
+    }
+  };
+  assert.equal(
+    expose(head({ "sec-websocket-key": null })),
+    "Cannot upgrade to WebSocket: Sec-WebSocket-Key is missing",
+  );
+  assert.equal(
+    expose(head({ "sec-websocket-key": "abc" })),
+    "Cannot upgrade to WebSocket: Sec-WebSocket-Key is not 16 bytes of base64",
+  );
+});
+
 Deno.test("isUpgradeRequest() tells an upgrade attempt from a plain GET", () => {
   assert.equal(isUpgradeRequest(head().headers), true);
   assert.equal(isUpgradeRequest(head({ upgrade: null }).headers), false);

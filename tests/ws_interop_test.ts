@@ -117,6 +117,22 @@ Deno.test("a client over the message limit is closed with 1009", async () => {
   await server.connections[0].done;
 });
 
+Deno.test("Deno's WebSocket sending far over the limit still reads our 1009 and its reason: the rest of its message is read away, not reset", async () => {
+  // Deno's client reads nothing while a send is under way: a socket closed
+  // under its 8 MiB write resets it, and it reports code 0, no reason.
+  await using server = startEchoServer(); // the default 1 MiB limits
+  const ws = await connect(`ws://127.0.0.1:${server.port}/`);
+  const closing = closed(ws);
+  ws.send(new Uint8Array(8 << 20));
+  const event = await closing;
+  assert.deepEqual([event.code, event.reason, event.wasClean], [
+    1009,
+    "Frame of 8388608 bytes is over the 1048576-byte limit",
+    true,
+  ]);
+  await server.connections[0].done;
+});
+
 Deno.test("a plain GET to the WebSocket endpoint gets 400; version 8 gets 426", async () => {
   await using server = startEchoServer();
   const plain = await fetch(`http://127.0.0.1:${server.port}/`);

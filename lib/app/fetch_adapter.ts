@@ -8,6 +8,7 @@ import type { Handler, Reply, ServerRequest } from "../http/handler.ts";
 import { serve, type ServeOptions, type Server } from "../http/server.ts";
 import {
   routeDenoUpgrades,
+  takeRefusal,
   takeUpgrade,
   trackUpgrade,
 } from "./fetch_websocket.ts";
@@ -197,11 +198,20 @@ export function fromFetch(fetch: FetchHandler): Handler {
       });
     } catch (err) {
       if (upgrading) takeUpgrade(request, undefined); // a socket never to open
-      throw err;
+      throw takeRefusal(request) ?? err;
     }
     if (upgrading) {
       const reply = takeUpgrade(request, response);
       if (reply !== undefined) return reply;
+    }
+    // A handshake upgradeWebSocket() refused, which the app's framework
+    // caught and made a 500 of (Hono does): the refusal's own status.
+    if (response.status === 500) {
+      const refusal = takeRefusal(request);
+      if (refusal !== undefined) {
+        await response.body?.cancel();
+        throw refusal;
+      }
     }
     return await toReply(response);
   };

@@ -5,6 +5,7 @@
  * request, and honours the 101 response the app returns by handing the
  * connection to the socket.
  */
+import { HttpError, STATUS } from "../http/errors.ts";
 import type { Reply, ServerRequest } from "../http/handler.ts";
 import type { UpgradeOptions } from "../http/ws/handshake.ts";
 import type { ServerWebSocket } from "../http/ws/socket.ts";
@@ -50,6 +51,23 @@ interface Pending {
 
 const pending = new WeakMap<Request, Pending>();
 
+/**
+ * What upgradeWebSocket() threw, by request: a framework that catches
+ * everything (Hono's `onError`) turns it into a 500, which the adapter
+ * answers with this instead.
+ */
+const refusals = new WeakMap<Request, HttpError>();
+
+/**
+ * For the fetch adapter, once the app answered `request` with a 500 or
+ * threw: the refusal upgradeWebSocket() threw for it, to answer instead.
+ */
+export function takeRefusal(request: Request): HttpError | undefined {
+  const refusal = refusals.get(request);
+  refusals.delete(request);
+  return refusal;
+}
+
 /** For the fetch adapter: `request` was made from `raw`, which asks to upgrade. */
 export function trackUpgrade(request: Request, raw: ServerRequest): void {
   pending.set(request, { raw, upgrade: undefined });
@@ -87,7 +105,10 @@ const denoUpgrade = Deno.upgradeWebSocket;
  * like the web `WebSocket`. A request from elsewhere (`Deno.serve`) goes to
  * `Deno.upgradeWebSocket`, so one app runs on both. Throws HttpError 400
  * for a request that is not a valid upgrade (403 for an origin not in
- * `options.origins`, 426 for a version other than 13).
+ * `options.origins`, 426 for a version other than 13), and Deno's
+ * TypeError for one with no `Upgrade`; the adapter answers each with its
+ * status (426 for the last) even when the app's framework made a 500 of
+ * it.
  *
  * @example
  * ```ts
@@ -118,17 +139,40 @@ export function upgradeWebSocket(
 ): { socket: ServerWebSocket; response: Response } {
   const slot = pending.get(request);
   if (slot === undefined) {
-    const { socket, response } = denoUpgrade(request, options);
-    return { socket: socket as unknown as ServerWebSocket, response };
+    // Not an upgrade the adapter saw, or a request from Deno.serve: Deno's
+    // throws for the former, and the adapter answers 426 for it.
+    try {
+      const { socket, response } = denoUpgrade(request, options);
+      return { socket: socket as unknown as ServerWebSocket, response };
+    } catch (err) {
+      refusals.set(
+        request,
+        new HttpError(
+          STATUS.UpgradeRequired,
+          `${request.method} without a WebSocket upgrade: ${err}`,
+          {
+            expose: "This path speaks WebSocket only",
+            headers: { upgrade: "websocket" },
+          },
+        ),
+      );
+      throw err;
+    }
   }
   if (slot.upgrade !== undefined) {
     throw new TypeError("upgradeWebSocket() was called twice for one request");
   }
   const { protocol, idleTimeout: _, ...opts } = options;
-  const upgrade = upgradeRequest(
-    slot.raw,
-    protocol === undefined ? opts : { ...opts, protocols: [protocol] },
-  );
+  let upgrade;
+  try {
+    upgrade = upgradeRequest(
+      slot.raw,
+      protocol === undefined ? opts : { ...opts, protocols: [protocol] },
+    );
+  } catch (err) {
+    if (err instanceof HttpError) refusals.set(request, err);
+    throw err;
+  }
   slot.upgrade = upgrade;
   return {
     socket: upgrade.socket,

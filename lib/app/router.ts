@@ -211,8 +211,10 @@ export class Router {
    * A WebSocket route: a GET with `Upgrade: websocket` on `template` gets
    * 101 and `handler` gets the socket. Other requests to the path go to
    * its other routes as if this one were not there; with none, 426 with
-   * `Upgrade: websocket`. A bad handshake is 400 (403 for an origin not in
-   * `options.origins`, 426 for a version other than 13).
+   * `Upgrade: websocket` (400 for a handshake whose method is not GET). A
+   * bad handshake is 400 (403 for an origin not in `options.origins`, 426
+   * for a version other than 13). A handshake for a path no route has is
+   * 404, on every router.
    */
   ws(
     template: string,
@@ -280,12 +282,19 @@ export class Router {
     if (refused === undefined) {
       const table = this.#table;
       match = table.find(raw.method, path);
-      // Only a path with a WebSocket route pays for looking at Upgrade.
+      // Only a path with a WebSocket route, or with no route at all, pays
+      // for looking at Upgrade. A handshake for the latter would get a
+      // static page or a 404 page the client cannot use: a 404 that says
+      // why instead (RFC 6455 §4.2.2). A path with HTTP routes only
+      // answers as if Upgrade were not there (RFC 9110 §7.8).
       if (
-        table.wsPath && raw.method === "GET" &&
+        (table.wsPath || match.kind === "none") && raw.method === "GET" &&
         raw.headers.get("upgrade") !== undefined &&
         isUpgradeRequest(raw.headers)
-      ) match = table.find(raw.method, path, true);
+      ) {
+        if (table.wsPath) match = table.find(raw.method, path, true);
+        else refused = noWebSocket(path);
+      }
     }
     const chains = this.#chains ??= {
       routed: compose(this.#use),
@@ -374,6 +383,17 @@ export class Router {
       );
     }
     if (match.kind === "upgrade") {
+      // RFC 6455 §4.1: a handshake is a GET; a 426 would ask for what was sent.
+      if (isUpgradeRequest(req.raw.headers)) {
+        throw new HttpError(
+          STATUS.BadRequest,
+          `${req.method} with a WebSocket upgrade on ${match.template}`,
+          {
+            expose:
+              `Cannot upgrade to WebSocket: method is ${req.method}, not GET`,
+          },
+        );
+      }
       // RFC 9110 §15.5.22: a 426 names the protocol to switch to.
       throw new HttpError(
         STATUS.UpgradeRequired,
@@ -397,6 +417,15 @@ function newRoute(
   use: readonly Middleware[],
 ): Route {
   return { template, handler, contract, use, chain: undefined, hit: NO_MATCH };
+}
+
+/** The refusal of a WebSocket handshake for `path`, which has no route. */
+function noWebSocket(path: string): HttpError {
+  return new HttpError(
+    STATUS.NotFound,
+    `WebSocket upgrade on ${path}, which has no WebSocket route`,
+    { expose: "Cannot upgrade to WebSocket: there is none at this path" },
+  );
 }
 
 function allowReply(allow: string): Reply {

@@ -52,8 +52,15 @@ export const SMALL_BUFFERS: Pool<Uint8Array> = new Pool(
   cutSmallBuffer,
   SMALL_KEPT,
 );
-/** After our last frame: what we read and drop while the peer closes its side. */
-const LINGER_BYTES = 1024 * 1024;
+/**
+ * After our last frame: what we read and drop while the peer closes its
+ * side (and `wsCloseTimeoutMs`). A client refused for a big message sends
+ * the rest of it before it reads our close frame (Deno's client does);
+ * closing under it would reset the connection and lose the frame, so up
+ * to Deno's own message limit is read away first, as nginx's lingering
+ * close does.
+ */
+const LINGER_BYTES = 64 * 1024 * 1024;
 
 const NO_BYTES = new Uint8Array(0);
 
@@ -311,6 +318,7 @@ export class WsConnection implements Takeover {
 
   /** After the last read: our last frames, FIN, then the peer's close. */
   async #finish(socket: Socket): Promise<void> {
+    let big: Uint8Array | undefined;
     try {
       // What is left is our close frame, or the reply to the peer's.
       await this.#flushAll();
@@ -319,20 +327,26 @@ export class WsConnection implements Takeover {
       // FIN first, then wait for the peer's: closing with unread bytes
       // would send a reset, and the peer could lose our close frame.
       this.#lingerUntil = Date.now() + this.#limits.wsCloseTimeoutMs;
-      const scratch = this.#small ??= SMALL_BUFFERS.take();
+      // The small buffer for a peer that only answers; a big shared one
+      // once a read fills it (the rest of a big message).
+      let scratch = this.#small ??= SMALL_BUFFERS.take();
       for (let total = 0; total < LINGER_BYTES;) {
         const n = await socket.read(scratch);
         if (n === null) break;
         total += n;
+        if (n === scratch.length && scratch === this.#small) {
+          scratch = big = BIG_BUFFERS.take();
+        }
       }
     } catch {
       // the peer is gone, which is what we wanted
     } finally {
       this.#session.dispose();
       this.#closeSocket();
-      // No read is pending any more: the buffer is free for another socket.
+      // No read is pending any more: the buffers are free for another socket.
       if (this.#small !== undefined) SMALL_BUFFERS.give(this.#small);
       this.#small = undefined;
+      if (big !== undefined) BIG_BUFFERS.give(big);
     }
   }
 

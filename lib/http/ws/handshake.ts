@@ -157,7 +157,8 @@ export function acceptUpgrade(
     });
   }
   const key = field(headers, "sec-websocket-key")?.trim();
-  if (key === undefined || !KEY_PATTERN.test(key)) {
+  if (key === undefined) throw refuse("Sec-WebSocket-Key is missing");
+  if (!KEY_PATTERN.test(key)) {
     throw refuse("Sec-WebSocket-Key is not 16 bytes of base64");
   }
   if (opts.origins !== undefined) {
