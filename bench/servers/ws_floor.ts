@@ -14,7 +14,7 @@
  *   bytes of the payload, copied over), a fresh `new Uint8Array(length)` is
  *   made for the payload (the app keeps its message, so no pooled buffer)
  *   and the rest of the payload is read straight into it; it is unmasked
- *   by the engine's own `unmask()` (lib/http/ws/frame.ts, whatever is
+ *   by the engine's own `unmask()` (lib/http/ws/unmask.ts, whatever is
  *   fastest there), then copied behind an echo header into a buffer kept
  *   per socket (as Deno's `send()` copies) and written in one write. Not
  *   done: the UTF-8 check of text, a size limit, a message event.
@@ -22,11 +22,8 @@
  * Listens on 127.0.0.1 and the port given as the first argument; stops on
  * SIGTERM.
  */
-import {
-  frameHeadSize,
-  unmask,
-  writeFrameHead,
-} from "../../lib/http/ws/frame.ts";
+import { frameHeadSize, writeFrameHead } from "../../lib/http/ws/frame.ts";
+import { unmask } from "../../lib/http/ws/unmask.ts";
 
 /** Bytes of the first read of each message: a small frame's whole read. */
 const READ_BYTES = 4096;
