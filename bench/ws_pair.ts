@@ -56,7 +56,7 @@ function procStat(pid: number): { cpuMs: number; minflt: number } {
   return { cpuMs: ticks * 1000 / CLK_TCK, minflt };
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -77,7 +77,7 @@ async function waitPort(port: number): Promise<void> {
 }
 
 async function start(spec: string): Promise<Server> {
-  const port = await freePort();
+  const port = freePort();
   // name=DIR[,ENV=VALUE...]: environment variables for that server only.
   const [head, ...envs] = spec.split(",");
   const [name, dir] = head.includes("=") ? head.split("=") : [head, ""];
@@ -199,6 +199,10 @@ function median(xs: number[]): number {
 const specs = values.server.length > 0 ? values.server : ["deno"];
 const servers: Server[] = [];
 for (const s of specs) servers.push(await start(s));
+for (const s of servers) {
+  const cmd = Deno.readTextFileSync(`/proc/${s.pid}/cmdline`).split("\0");
+  console.log(`${s.name}: process ${s.pid}, ${cmd.slice(-4).join(" ")}`);
+}
 const rounds = Number(values.rounds);
 const rows: Record<
   string,
@@ -245,21 +249,32 @@ try {
     await s.proc.status;
   }
 }
-const first = servers[0].name;
 console.log(
   `load average before ${load0.join(" ")}, after ${Deno.loadavg().join(" ")}`,
 );
 for (const s of servers) {
   const row = rows[s.name];
-  const ratios = row.usPerMiB.map((v, i) => v / rows[first].usPerMiB[i]);
-  const rate = row.mibs.map((v, i) => v / rows[first].mibs[i]);
   console.log(
-    `${s.name}: median ${median(row.usPerMiB).toFixed(0)} us/MiB, ${
+    `${s.name}: median ${median(row.usPerMiB).toFixed(0)} µs/MiB, ${
       median(row.mibs).toFixed(0)
-    } MiB/s, ${median(row.flt).toFixed(1)} minor faults/msg, ${
-      median(row.gc).toFixed(3)
-    } GCs/msg (with --v8 --trace-gc); per-round ratio to ${first}: CPU/MiB ${
-      median(ratios).toFixed(3)
-    }, MiB/s ${median(rate).toFixed(3)}`,
+    } MiB/s, ${median(row.flt).toFixed(1)} minor faults a message${
+      values.v8.includes("trace-gc")
+        ? `, ${median(row.gc).toFixed(4)} GCs a message`
+        : ""
+    }`,
   );
+}
+// Medians of per-round ratios, every server to every other.
+for (const a of servers) {
+  for (const b of servers) {
+    if (a === b) continue;
+    const ra = rows[a.name], rb = rows[b.name];
+    const cpu = ra.usPerMiB.map((v, i) => v / rb.usPerMiB[i]);
+    const rate = ra.mibs.map((v, i) => v / rb.mibs[i]);
+    console.log(
+      `${a.name} / ${b.name}: CPU per MiB ${median(cpu).toFixed(3)}, MiB/s ${
+        median(rate).toFixed(3)
+      } (medians of per-round ratios)`,
+    );
+  }
 }
