@@ -13,12 +13,14 @@
  * `name=task:DIR` starts it as `deno task serve` in DIR does (the launcher,
  * then the engine: the engine's CPU is counted); `deno` starts
  * bench/servers/deno_serve_ws.ts. `name=DIR,ENV=VALUE` sets environment
- * variables for that server. `--v8 FLAGS` passes V8 flags to
- * every server (e.g. `--trace-gc`, whose lines are counted per round).
+ * variables for that server. `--v8 FLAGS` passes V8 flags to every
+ * server but a `task:` one (e.g. `--trace-gc`, whose lines are counted per
+ * round).
  */
 import { parseArgs } from "node:util";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { DENO_PERMISSIONS } from "./specs.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
@@ -46,6 +48,14 @@ interface Server {
 }
 
 const CLK_TCK = 100;
+
+/** DIR's `serve` task after its `deno` (run in DIR, as `deno task serve` runs it). */
+function serveTask(dir: string): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(join(dir, "deno.json")));
+  const [deno, ...rest] = String(config.tasks.serve).split(/\s+/);
+  if (deno !== "deno") throw new Error(`${dir}'s serve task starts ${deno}`);
+  return rest;
+}
 
 function procStat(pid: number): { cpuMs: number; minflt: number } {
   const text = Deno.readTextFileSync(`/proc/${pid}/stat`);
@@ -85,17 +95,7 @@ async function start(spec: string): Promise<Server> {
   const v8 = values.v8 ? [`--v8-flags=${values.v8}`] : [];
   const task = dir.startsWith("task:") ? dir.slice(5) : undefined;
   const argv = task !== undefined
-    ? [
-      "run",
-      "--no-prompt",
-      "--allow-read",
-      "--allow-run",
-      "--allow-env=GLIBC_TUNABLES,MALLOC_MMAP_THRESHOLD_,MALLOC_TRIM_THRESHOLD_,MALLOC_TOP_PAD_",
-      join(task, "launch.ts"),
-      "--port",
-      `${port}`,
-      "--quiet",
-    ]
+    ? [...serveTask(task), "--port", `${port}`, "--quiet"]
     : dir === ""
     ? [
       "run",
@@ -111,12 +111,7 @@ async function start(spec: string): Promise<Server> {
       `--config=${join(dir, "deno.json")}`,
       `--lock=${join(dir, "deno.lock")}`,
       "--frozen",
-      "--unstable-net",
-      "--allow-net",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-sys",
+      ...DENO_PERMISSIONS,
       join(dir, "main.ts"),
       "--port",
       `${port}`,
