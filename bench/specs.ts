@@ -148,7 +148,7 @@ function tlsFlags(bench: Bench): string[] {
   return ["--cert", cert, "--key", key];
 }
 
-const DENO_PERMISSIONS = [
+export const DENO_PERMISSIONS = [
   "--unstable-net",
   "--allow-net",
   "--allow-read",

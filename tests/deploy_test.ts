@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { MALLOC_TUNABLES } from "../launch.ts";
 import {
   freePort,
   hasCommand,
@@ -166,6 +167,13 @@ Deno.test({
     await Promise.all(instances.map((p) => p.stop()));
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("deploy/spindle@.service runs main.ts without the launcher, so it sets the launcher's malloc tunables itself", async () => {
+  const unit = await Deno.readTextFile(join(DEPLOY, "spindle@.service"));
+  assert.ok(execStart(unit).some((arg) => arg.endsWith("/main.ts")));
+  const set = [...unit.matchAll(/^Environment=GLIBC_TUNABLES=(\S+)$/gm)];
+  assert.deepEqual(set.map((m) => m[1]), [MALLOC_TUNABLES]);
 });
 
 /** The unit's ExecStart as argv, continuation lines joined. */

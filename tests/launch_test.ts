@@ -6,12 +6,18 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { openFileLimit, withFileLimit } from "../launch.ts";
+import {
+  engineTunables,
+  MALLOC_TUNABLES,
+  openFileLimit,
+  withFileLimit,
+} from "../launch.ts";
 import { parseFlags } from "../lib/cli.ts";
 import {
   cachedPackages,
   childrenOf,
   cmdlineOf,
+  environOf,
   findEngine,
   launcherCommand,
   lockedPackages,
@@ -165,9 +171,15 @@ Deno.test("the engine may read only the flags' folders and write only uploads an
     read: [site.dir, uploads, files].join(","),
     write: [uploads, files].join(","),
   });
-  // The launcher runs Deno and reads paths; it never gets the network.
+  // The launcher runs Deno, reads paths and the malloc settings the user
+  // may have set; it never gets the network.
   const own = permissionsOf(await cmdlineOf(server.child.pid));
-  assert.deepEqual(Object.fromEntries(own), { read: "", run: "" });
+  assert.deepEqual(Object.fromEntries(own), {
+    read: "",
+    run: "",
+    env:
+      "GLIBC_TUNABLES,MALLOC_MMAP_THRESHOLD_,MALLOC_TRIM_THRESHOLD_,MALLOC_TOP_PAD_",
+  });
 
   // The README's --directory example and an upload, on these folders.
   const base = `http://127.0.0.1:${server.port}`;
@@ -417,6 +429,56 @@ Deno.test({
     assert.equal(code, 0);
     assert.equal(stdout.match(/spindle\.server: Stopped/g)?.length, 1, stdout);
   },
+});
+
+Deno.test("the engine's malloc keeps freed memory: GLIBC_TUNABLES ours, then the user's; none over MALLOC_*_", async () => {
+  const cases: [Record<string, string>, string | undefined][] = [
+    [{}, MALLOC_TUNABLES],
+    [
+      { GLIBC_TUNABLES: "glibc.malloc.arena_max=2" },
+      `${MALLOC_TUNABLES}:glibc.malloc.arena_max=2`,
+    ],
+    [{ MALLOC_TRIM_THRESHOLD_: "1000000" }, undefined],
+  ];
+  for (const [env, want] of cases) {
+    await using server = await spawnServer([
+      ...launcherCommand(),
+      "--port",
+      "0",
+    ], { env });
+    await assertListening(server);
+    const engine = await findEngine(server.child.pid);
+    const seen = await environOf(engine);
+    // glibc cuts the value it parsed in place (/proc shows the first
+    // tunable only): the first says whose list it is.
+    const first = (tunables: string | undefined) => tunables?.split(":")[0];
+    assert.equal(
+      first(seen.get("GLIBC_TUNABLES")),
+      first(want),
+      JSON.stringify(env),
+    );
+    if (want === undefined) {
+      assert.equal(seen.get("MALLOC_TRIM_THRESHOLD_"), "1000000");
+    }
+  }
+});
+
+Deno.test("engineTunables() puts the user's GLIBC_TUNABLES last, so theirs win, and leaves malloc alone under its older variables", () => {
+  const from = (env: Record<string, string>) => (name: string) => env[name];
+  assert.equal(engineTunables(from({})), MALLOC_TUNABLES);
+  assert.equal(
+    engineTunables(from({ GLIBC_TUNABLES: "glibc.malloc.trim_threshold=0" })),
+    `${MALLOC_TUNABLES}:glibc.malloc.trim_threshold=0`,
+  );
+  for (
+    const name of [
+      "MALLOC_MMAP_THRESHOLD_",
+      "MALLOC_TRIM_THRESHOLD_",
+      "MALLOC_TOP_PAD_",
+    ]
+  ) {
+    assert.equal(engineTunables(from({ [name]: "1" })), undefined, name);
+  }
 });
 
 Deno.test("withFileLimit() puts --max-fds first, after a leading --, so the user's own wins", () => {
