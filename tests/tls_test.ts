@@ -91,7 +91,7 @@ for (const [transport] of TRANSPORTS) {
 
   Deno.test(`${transport}: serve() over TLS survives clients that do not speak TLS`, async () => {
     const pem = await certificate();
-    await using server = await start(pem, whoAmI, { headTimeoutMs: 300 });
+    await using server = await start(pem, whoAmI, { headTimeoutMs: 5000 });
     // Plain HTTP to the TLS port: the handshake fails and the socket closes.
     using plain = await connect(server.port);
     await send(plain, get("/"));
