@@ -477,3 +477,58 @@ Deno.test({
     });
   },
 });
+
+/**
+ * Run in the page: one socket per size to `path`, each sending that many
+ * random bytes; what came back ("echoed", "changed") or the close code.
+ */
+function pageLimits(path: string, sizes: readonly number[]): string {
+  return `(async () => {
+    const out = [];
+    for (const size of ${JSON.stringify(sizes)}) {
+      const ws = new WebSocket("ws://" + location.host + ${
+    JSON.stringify(path)
+  });
+      ws.binaryType = "arraybuffer";
+      await new Promise((resolve, reject) => {
+        ws.onopen = resolve;
+        ws.onerror = () => reject(new Error("WebSocket error"));
+      });
+      const data = new Uint8Array(size);
+      for (let i = 0; i < size; i += 65536) {
+        crypto.getRandomValues(data.subarray(i, i + 65536));
+      }
+      const got = await new Promise((resolve) => {
+        ws.onmessage = (e) => {
+          const back = new Uint8Array(e.data);
+          resolve(back.length === size && back.every((b, i) => b === data[i])
+            ? "echoed" : "changed");
+        };
+        ws.onclose = (e) => resolve(e.code);
+        ws.send(data);
+      });
+      out.push([ws.extensions !== "", got]);
+      ws.onclose = null;
+      ws.close();
+    }
+    return out;
+  })()`;
+}
+
+Deno.test({
+  name:
+    "Chromium sends the default app's /echo 1 MiB less 16 and 1 MiB of random bytes compressed, and gets 1009 for 1 MiB + 1",
+  ignore: chromiumSkip !== undefined,
+  async fn() {
+    await using browser = await Browser.launch();
+    await using app = await startApp();
+    await within(browser.goto(`${app.origin}/`), 30_000, "the page loads");
+    const mib = 1024 * 1024;
+    const got = await within(
+      browser.eval(pageLimits("/echo", [mib - 16, mib, mib + 1])),
+      60_000,
+      "the page's WebSocket exchange",
+    );
+    assert.deepEqual(got, [[true, "echoed"], [true, "echoed"], [true, 1009]]);
+  },
+});
