@@ -121,9 +121,9 @@ export interface Limits {
   readonly workerHeapBytes: number;
 
   // WebSocket (issue #15); close codes are RFC 6455 §7.4.1's.
-  /** One WebSocket message, on the wire and again after inflating. Over: close 1009. */
+  /** One WebSocket message as the app gets it (inflated; its deflated bytes may be what deflate makes of this many at worst). Over: close 1009. */
   readonly wsMaxMessageBytes: number;
-  /** One WebSocket frame's payload, refused from its header. Over: close 1009. */
+  /** One WebSocket frame's payload, refused from its header (a compressed one: what deflate makes of this many at worst). Over: close 1009. */
   readonly wsMaxFrameBytes: number;
   /** Bytes sent to a WebSocket peer and not yet written. A send past it: the connection is dropped (1006). */
   readonly wsMaxQueuedBytes: number;

@@ -16,6 +16,7 @@ import {
   OutBuffer,
   writeFields,
   writeFraming,
+  writeSwitchingHead,
 } from "../lib/http/response.ts";
 
 const decoder = new TextDecoder();
@@ -108,6 +109,38 @@ Deno.test("writeFields() drops the fields the engine owns and reports them", () 
   assert.equal(r.close, true);
   assert.throws(() => head(200, { "content-length": "-1" }), /content-length/);
   assert.throws(() => head(200, { "content-length": "1e3" }), /content-length/);
+});
+
+Deno.test("writeFields() passes on the upgrade option of a handler's Connection (a 426), once, beside the engine's own", () => {
+  const r = head(426, { upgrade: "websocket", connection: "Upgrade" }, [
+    0,
+    false,
+    true,
+    false,
+  ]);
+  assert.equal(
+    r.text,
+    `HTTP/1.1 426 Upgrade Required\r\n${DATE}${NOSNIFF}upgrade: websocket\r\n` +
+      "Connection: Upgrade\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+  );
+  const both = head(426, [["Connection", "close, upgrade"], [
+    "connection",
+    "Upgrade",
+  ]]);
+  assert.equal(both.close, true);
+  assert.equal(both.text.match(/Connection: Upgrade\r\n/g)?.length, 1);
+  // 101's head names it once, whether the handler's fields do or not.
+  const fieldSets: (ReplyHeaders | undefined)[] = [
+    undefined,
+    { upgrade: "websocket" },
+    { upgrade: "websocket", connection: "upgrade" },
+  ];
+  for (const fields of fieldSets) {
+    const out = new OutBuffer();
+    writeSwitchingHead(out, fields);
+    const text = decoder.decode(out.take());
+    assert.equal(text.match(/Connection: Upgrade\r\n/g)?.length, 1, text);
+  }
 });
 
 Deno.test("writeFields() refuses what would split or corrupt the head", () => {

@@ -509,14 +509,53 @@ Deno.test("Router.ws() takes a WebSocket upgrade, with the route's params, and l
       .status,
     101,
   );
-  // No upgrade: the path answers as its HTTP routes say (GET /echo was 405).
-  const plain = await call(handler, fake("GET", "/echo").req);
-  assert.equal(plain.status, 405);
-  assert.equal(plain.headers.get("allow"), "POST, OPTIONS");
+  // No upgrade: the path answers as its HTTP routes say, POST included.
   assert.equal(
     (await call(handler, fake("POST", "/echo", { headers: UPGRADE }).req))
       .text,
     "posted",
+  );
+});
+
+Deno.test("Router.ws() on a path whose other routes take no GET: a plain GET or HEAD gets 426 with Upgrade and Connection, other methods 405 with GET in Allow", async () => {
+  const router = new Router()
+    .post("/echo", () => text("posted"))
+    .ws("/echo", () => {})
+    .get("/rooms/{room}/info", () => text("info"))
+    .put("/rooms/{room}", () => text("put"))
+    .ws("/rooms/{room}", () => {});
+  const handler = router.handler();
+  for (const path of ["/echo", "/rooms/blue"]) {
+    for (const method of ["GET", "HEAD"]) {
+      const plain = await call(handler, fake(method, path).req);
+      assert.equal(plain.status, 426, `${method} ${path}`);
+      assert.equal(plain.headers.get("upgrade"), "websocket");
+      assert.equal(plain.headers.get("connection"), "Upgrade");
+      assert.ok(!plain.headers.has("allow"));
+    }
+    // A HEAD handshake is refused as on a WebSocket-only path.
+    const head = await call(
+      handler,
+      fake("HEAD", path, { headers: UPGRADE }).req,
+    );
+    assert.equal(head.status, 400);
+  }
+  const put = await call(handler, fake("PUT", "/echo").req);
+  assert.equal(put.status, 405);
+  assert.equal(put.headers.get("allow"), "GET, POST, HEAD, OPTIONS");
+  const options = await call(handler, fake("OPTIONS", "/echo").req);
+  assert.equal(options.status, 204);
+  assert.equal(options.headers.get("allow"), "GET, POST, HEAD, OPTIONS");
+  const del = await call(handler, fake("DELETE", "/rooms/blue").req);
+  assert.equal(del.status, 405);
+  assert.equal(del.headers.get("allow"), "GET, PUT, HEAD, OPTIONS");
+  assert.equal(
+    (await call(handler, fake("PUT", "/rooms/blue").req)).text,
+    "put",
+  );
+  assert.equal(
+    (await call(handler, fake("GET", "/rooms/blue/info").req)).text,
+    "info",
   );
 });
 

@@ -12,7 +12,7 @@ import { serveFetch, upgradeWebSocket } from "../lib/app/fetch_adapter.ts";
 import { startApp } from "./fixtures/app_server.ts";
 import { PYTHON, pythonMissing, runPython } from "./fixtures/ws_python.ts";
 import { Browser, chromiumMissing, within } from "./helpers/cdp.ts";
-import { withTimeout } from "./helpers/socket.ts";
+import { encoder, ReplyReader, send, withTimeout } from "./helpers/socket.ts";
 
 const pythonSkip = pythonMissing();
 const chromiumSkip = chromiumMissing();
@@ -156,12 +156,50 @@ Deno.test("the default app's WebSocket /echo echoes text of every length 0-200 e
   await closeWith(ws, 1000);
 });
 
-Deno.test("the default app still answers a plain GET /echo as before (405), and a WebSocket handshake elsewhere as a plain request", async () => {
+const plainEcho: [accept: string, type: RegExp][] = [
+  ["*/*", /^text\/plain/],
+  ["application/json", /^application\/json/],
+  ["text/html", /^text\/html/],
+];
+for (const [accept, type] of plainEcho) {
+  Deno.test(`the default app answers a plain GET /echo (as ${accept}) with 426, Upgrade: websocket and Connection: Upgrade over a real socket, and keeps the connection`, async () => {
+    await using app = await startApp();
+    using conn = await Deno.connect({ port: app.port });
+    const reader = new ReplyReader(conn);
+    for (const method of ["GET", "HEAD"]) {
+      await send(
+        conn,
+        encoder.encode(
+          `${method} /echo HTTP/1.1\r\nHost: localhost\r\nAccept: ${accept}\r\n\r\n`,
+        ),
+      );
+      const reply = await reader.readReply({ head: method === "HEAD" });
+      assert.equal(reply.status, 426, method);
+      assert.equal(reply.headers.get("upgrade"), "websocket");
+      assert.equal(reply.headers.get("connection"), "Upgrade");
+      assert.match(reply.headers.get("content-type") ?? "", type);
+      if (method === "GET") {
+        assert.match(
+          new TextDecoder().decode(reply.body),
+          /This path takes a GET only as a WebSocket upgrade/,
+        );
+      }
+    }
+  });
+}
+
+Deno.test("the default app lists GET in the Allow of /echo's 405 and 204, answers POST /echo as before, and a WebSocket handshake elsewhere as a plain request", async () => {
   await using app = await startApp();
-  const plain = await fetch(`${app.origin}/echo`);
-  await plain.body?.cancel();
-  assert.equal(plain.status, 405);
-  assert.equal(plain.headers.get("allow"), "POST, OPTIONS");
+  const put = await fetch(`${app.origin}/echo`, { method: "PUT" });
+  await put.body?.cancel();
+  assert.equal(put.status, 405);
+  assert.equal(put.headers.get("allow"), "GET, POST, HEAD, OPTIONS");
+  const options = await fetch(`${app.origin}/echo`, { method: "OPTIONS" });
+  assert.equal(options.status, 204);
+  assert.equal(options.headers.get("allow"), "GET, POST, HEAD, OPTIONS");
+  const post = await fetch(`${app.origin}/echo?a=1`, { method: "POST" });
+  assert.equal(post.status, 200);
+  assert.deepEqual((await post.json()).query, { a: "1" });
   const text = await fetch(`${app.origin}/echo/hi`, {
     headers: { upgrade: "websocket", connection: "Upgrade" },
   });
@@ -365,6 +403,11 @@ for (const [name, path, headers, status, says] of honoRefusals) {
           assert.equal(JSON.parse(body).status, status);
         }
         assert.ok(body.includes(says), body);
+        if (says === "WebSocket only") {
+          // RFC 9110 §7.8: the Upgrade of a 426 is named in Connection too.
+          assert.equal(res.headers.get("upgrade"), "websocket");
+          assert.equal(res.headers.get("connection"), "Upgrade");
+        }
       }
     } finally {
       console.error = error;
@@ -432,5 +475,60 @@ Deno.test({
       });
       assert.deepEqual(events, ["open", "close 4000"]);
     });
+  },
+});
+
+/**
+ * Run in the page: one socket per size to `path`, each sending that many
+ * random bytes; what came back ("echoed", "changed") or the close code.
+ */
+function pageLimits(path: string, sizes: readonly number[]): string {
+  return `(async () => {
+    const out = [];
+    for (const size of ${JSON.stringify(sizes)}) {
+      const ws = new WebSocket("ws://" + location.host + ${
+    JSON.stringify(path)
+  });
+      ws.binaryType = "arraybuffer";
+      await new Promise((resolve, reject) => {
+        ws.onopen = resolve;
+        ws.onerror = () => reject(new Error("WebSocket error"));
+      });
+      const data = new Uint8Array(size);
+      for (let i = 0; i < size; i += 65536) {
+        crypto.getRandomValues(data.subarray(i, i + 65536));
+      }
+      const got = await new Promise((resolve) => {
+        ws.onmessage = (e) => {
+          const back = new Uint8Array(e.data);
+          resolve(back.length === size && back.every((b, i) => b === data[i])
+            ? "echoed" : "changed");
+        };
+        ws.onclose = (e) => resolve(e.code);
+        ws.send(data);
+      });
+      out.push([ws.extensions !== "", got]);
+      ws.onclose = null;
+      ws.close();
+    }
+    return out;
+  })()`;
+}
+
+Deno.test({
+  name:
+    "Chromium sends the default app's /echo 1 MiB less 16 and 1 MiB of random bytes compressed, and gets 1009 for 1 MiB + 1",
+  ignore: chromiumSkip !== undefined,
+  async fn() {
+    await using browser = await Browser.launch();
+    await using app = await startApp();
+    await within(browser.goto(`${app.origin}/`), 30_000, "the page loads");
+    const mib = 1024 * 1024;
+    const got = await within(
+      browser.eval(pageLimits("/echo", [mib - 16, mib, mib + 1])),
+      60_000,
+      "the page's WebSocket exchange",
+    );
+    assert.deepEqual(got, [[true, "echoed"], [true, "echoed"], [true, 1009]]);
   },
 });

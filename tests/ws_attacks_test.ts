@@ -6,18 +6,23 @@
  * against a real server process, with the memory each one costs.
  */
 import assert from "node:assert/strict";
+import zlib from "node:zlib";
 import { OPCODE } from "../lib/http/ws/frame.ts";
 import { startApp } from "./fixtures/app_server.ts";
 import { startMain } from "./fixtures/main_server.ts";
 import { memoryOf } from "./fixtures/serve_process.ts";
+import { PYTHON, pythonMissing } from "./fixtures/ws_python.ts";
 import {
   clientFrame,
   type ClientFrameOptions,
   closePayload,
   decoder,
+  deflateAsClient,
   encoder,
+  incompressible,
+  readClose,
 } from "./fixtures/ws_frames.ts";
-import { sleep, waitFor, withTimeout } from "./helpers/socket.ts";
+import { concat, sleep, waitFor, withTimeout } from "./helpers/socket.ts";
 import { RawWs, upgradeRequest } from "./helpers/ws_raw.ts";
 
 const abuse: [
@@ -274,5 +279,134 @@ Deno.test({
       for (const ws of sockets) ws[Symbol.dispose]();
       await Deno.remove(site, { recursive: true });
     }
+  },
+});
+
+/** The message limit of the default app (DEFAULT_LIMITS.wsMaxMessageBytes). */
+const MIB = 1024 * 1024;
+
+/** "echoed" when the next message (inflated if compressed) is `sent`, "changed" if not, or the close frame's code. */
+async function echoOrClose(
+  ws: RawWs,
+  sent: Uint8Array,
+): Promise<"echoed" | "changed" | number> {
+  for (;;) {
+    const f = await ws.frame();
+    if (f.opcode === OPCODE.Close) return readClose(f.payload)[0];
+    if (f.opcode !== OPCODE.Binary) continue;
+    const tail = new Uint8Array([0, 0, 0xff, 0xff]);
+    const got = f.rsv1
+      ? zlib.inflateRawSync(concat([f.payload, tail]), {
+        finishFlush: zlib.constants.Z_SYNC_FLUSH,
+      })
+      : f.payload;
+    // Not assert.deepEqual: its diff of two 1 MiB arrays takes gigabytes.
+    return got.length === sent.length && got.every((b, i) => b === sent[i])
+      ? "echoed"
+      : "changed";
+  }
+}
+
+// zlib at settings a client may choose, for data that does not compress:
+// [what, zlib options, data]. The last comes out ~12.6% bigger than it went in.
+const deflatedBig: [string, zlib.ZlibOptions, (n: number) => Uint8Array][] = [
+  ["zlib's defaults", {}, incompressible],
+  ["memory level 5 (Python's websockets)", { memLevel: 5 }, incompressible],
+  ["memory level 1", { memLevel: 1 }, incompressible],
+  ["a 512-byte window, fixed codes, bytes over 0x8f", {
+    windowBits: 9,
+    strategy: zlib.constants.Z_FIXED,
+  }, (n) => incompressible(n).map((b) => 0x90 | b)],
+];
+for (const [what, opts, make] of deflatedBig) {
+  Deno.test(`WebSocket /echo takes a compressed message of 1 MiB less 16 and of 1 MiB that grew in deflate (${what}), and refuses 1 MiB + 1 with 1009`, async () => {
+    await using app = await startApp();
+    const extension = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+    for (const size of [MIB - 16, MIB, MIB + 1]) {
+      using ws = await RawWs.open(app.port, upgradeRequest("/echo", extension));
+      const data = make(size);
+      const payload = deflateAsClient(data, opts);
+      assert.ok(payload.length > size, `${payload.length} bytes deflated`);
+      await ws.send(clientFrame(OPCODE.Binary, payload, { rsv1: true }));
+      const got = await echoOrClose(ws, data);
+      assert.equal(got, size > MIB ? 1009 : "echoed", `${size} bytes`);
+    }
+  });
+}
+
+Deno.test("WebSocket /echo refuses a compressed frame past deflate's most for the 1 MiB limit from its header, and a message of such frames: 1009", async () => {
+  await using app = await startApp();
+  const extension = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+  // zlib's bound for 1 MiB, n + n/8 + n/256 + n/512 + 16: one byte more is refused.
+  const most = MIB + MIB / 8 + MIB / 256 + MIB / 512 + 16;
+  {
+    using ws = await RawWs.open(app.port, upgradeRequest("/echo", extension));
+    const head = clientFrame(OPCODE.Binary, new Uint8Array(0), {
+      rsv1: true,
+      length: most + 1,
+    });
+    await ws.send(head);
+    assert.deepEqual(await ws.closeFrame(), [
+      1009,
+      `Compressed frame of ${most + 1} bytes is over the ${most}-byte limit`,
+    ]);
+  }
+  {
+    // Two frames, each within the frame limit, together one byte over.
+    using ws = await RawWs.open(app.port, upgradeRequest("/echo", extension));
+    // Empty stored blocks (00 00 00 ff ff each) inflate to nothing.
+    const empty = [0x00, 0x00, 0x00, 0xff, 0xff];
+    const first = new Uint8Array(most - 100).map((_, i) => empty[i % 5]);
+    await ws.send(
+      clientFrame(OPCODE.Binary, first, { rsv1: true, fin: false }),
+    );
+    await ws.send(
+      clientFrame(OPCODE.Continuation, new Uint8Array(0), { length: 101 }),
+    );
+    assert.deepEqual(await ws.closeFrame(), [
+      1009,
+      `Compressed message over the ${most}-byte limit on the wire`,
+    ]);
+  }
+});
+
+Deno.test({
+  name:
+    "Python's websockets sends /echo 1 MiB less 16 and 1 MiB of random bytes compressed or not, and gets 1009 for 1 MiB + 1 both ways",
+  ignore: pythonMissing() !== undefined,
+  async fn() {
+    await using app = await startApp();
+    const script = `import asyncio, json, os, sys, websockets
+async def one(uri, size, compression):
+    data = os.urandom(size)
+    async with websockets.connect(uri, compression=compression, max_size=2**22, open_timeout=10, close_timeout=10) as ws:
+        await ws.send(data)
+        try:
+            back = await asyncio.wait_for(ws.recv(), 30)
+            return "echoed" if back == data else "changed"
+        except websockets.ConnectionClosed as e:
+            return e.rcvd.code if e.rcvd else "no close frame"
+async def main():
+    out = []
+    for compression in ("deflate", None):
+        for size in (${MIB - 16}, ${MIB}, ${MIB + 1}):
+            out.append(await one(sys.argv[1], size, compression))
+    print(json.dumps(out))
+asyncio.run(main())`;
+    const out = await new Deno.Command(PYTHON, {
+      args: ["-c", script, `ws://127.0.0.1:${app.port}/echo`],
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(60_000),
+    }).output();
+    assert.equal(out.code, 0, decoder.decode(out.stderr));
+    assert.deepEqual(JSON.parse(decoder.decode(out.stdout)), [
+      "echoed",
+      "echoed",
+      1009,
+      "echoed",
+      "echoed",
+      1009,
+    ]);
   },
 });

@@ -181,6 +181,65 @@ Deno.test("FrameParser refuses a 64-bit length with the top bit set (2^63) with 
   }, { name: "WsError", code: CLOSE.ProtocolError });
 });
 
+Deno.test("FrameParser holds the frames of a compressed message to maxCompressedFrameBytes and the others to maxFrameBytes, from the header", () => {
+  const opts = {
+    ...OPTS,
+    allowRsv1: true,
+    maxFrameBytes: 1000,
+    maxCompressedFrameBytes: 1200,
+  };
+  const frame = (op: number, length: number, o: ClientFrameOptions = {}) =>
+    clientFrame(op, new Uint8Array(0), { length, ...o });
+  const first = frame(OPCODE.Binary, 1200, { rsv1: true, fin: false });
+  // The compressed message's first frame and its continuation: 1200 each.
+  assert.equal(
+    parseIn(
+      concat([
+        clientFrame(OPCODE.Binary, new Uint8Array(1200), {
+          rsv1: true,
+          fin: false,
+        }),
+        clientFrame(OPCODE.Continuation, new Uint8Array(1200)),
+      ]),
+      [],
+      opts,
+    ).frames.length,
+    2,
+  );
+  const over = refused(
+    frame(OPCODE.Binary, 1201, { rsv1: true }),
+    CLOSE.MessageTooBig,
+    opts,
+  );
+  assert.equal(
+    over.message,
+    "Compressed frame of 1201 bytes is over the 1200-byte limit",
+  );
+  const parser = new FrameParser(opts);
+  const rec = new Recorder();
+  parser.parse(first.slice(), rec);
+  parser.parse(new Uint8Array(1200), rec);
+  assert.throws(
+    () => parser.parse(frame(OPCODE.Continuation, 1201), rec),
+    { name: "WsError", code: CLOSE.MessageTooBig },
+  );
+  // Uncompressed, and the continuation of an uncompressed message: 1000.
+  refused(frame(OPCODE.Text, 1001), CLOSE.MessageTooBig, opts);
+  const plain = new FrameParser(opts);
+  plain.parse(frame(OPCODE.Text, 0, { fin: false }), rec);
+  assert.throws(
+    () => plain.parse(frame(OPCODE.Continuation, 1001), rec),
+    { name: "WsError", code: CLOSE.MessageTooBig },
+  );
+  // A message that follows a compressed one is held to its own kind.
+  const next = new FrameParser(opts);
+  next.parse(frame(OPCODE.Binary, 0, { rsv1: true }), rec);
+  assert.throws(
+    () => next.parse(frame(OPCODE.Binary, 1001), rec),
+    { name: "WsError", code: CLOSE.MessageTooBig },
+  );
+});
+
 Deno.test("FrameParser refuses a frame over maxFrameBytes with 1009 from its header alone", () => {
   const opts = { ...OPTS, maxFrameBytes: 1000 };
   assert.equal(

@@ -27,7 +27,9 @@ import {
   type ClientFrameOptions,
   closePayload,
   decoder,
+  deflateAsClient,
   encoder,
+  incompressible,
   INVALID_CLOSE_CODES,
   readClose,
   type ServerFrame,
@@ -806,6 +808,49 @@ Deno.test("abuse: a decompression bomb fails with 1009 before it is inflated who
   h.feed(clientFrame(OPCODE.Binary, payload, { rsv1: true }));
   assert.deepEqual(h.summary(), ["close:1009!"]);
   assert.equal(h.sentClose(), 1009);
+  h.session.dispose();
+});
+
+Deno.test("a compressed message is held to wsMaxMessageBytes once inflated, however much deflate made it grow on the wire", () => {
+  const limits = { wsMaxMessageBytes: 1000, wsMaxFrameBytes: 1000 };
+  // zlib's fixed codes with a small window: bytes over 0x8f cost 9 bits each.
+  const fixed = { windowBits: 9, strategy: zlib.constants.Z_FIXED };
+  const grown = (n: number) => incompressible(n).map((b) => 0x90 | b);
+  const cases: [what: string, data: Uint8Array, fragment: number][] = [
+    ["1000 bytes", grown(1000), 0],
+    ["1000 bytes in frames of 300", grown(1000), 300],
+    ["1001 bytes", grown(1001), 0],
+    ["1001 bytes in frames of 300", grown(1001), 300],
+  ];
+  for (const [what, data, fragment] of cases) {
+    const c = deflateAsClient(data, fixed);
+    assert.ok(c.length > 1100, `${what}: ${c.length} bytes deflated`);
+    const frames: Uint8Array[] = [];
+    const size = fragment || c.length;
+    for (let off = 0; off < c.length; off += size) {
+      frames.push(
+        clientFrame(
+          off === 0 ? OPCODE.Binary : OPCODE.Continuation,
+          c.subarray(off, off + size),
+          { rsv1: off === 0, fin: off + size >= c.length },
+        ),
+      );
+    }
+    const h = new Harness(limits, { deflate: DEFLATE }).feed(...frames);
+    assert.deepEqual(
+      h.summary(),
+      data.length > 1000 ? ["close:1009!"] : ["binary(1000)"],
+      what,
+    );
+    h.session.dispose();
+  }
+  // A bomb the size of the allowance: 1 MiB of zeros in ~1 KiB.
+  const bomb = deflateAsClient(new Uint8Array(1 << 20));
+  assert.ok(bomb.length > 1000 && bomb.length < 1100, `${bomb.length}`);
+  const h = new Harness(limits, { deflate: DEFLATE }).feed(
+    clientFrame(OPCODE.Binary, bomb, { rsv1: true }),
+  );
+  assert.deepEqual(h.summary(), ["close:1009!"]);
   h.session.dispose();
 });
 

@@ -152,7 +152,7 @@ export function upgradeWebSocket(
           `${request.method} without a WebSocket upgrade: ${err}`,
           {
             expose: "This path speaks WebSocket only",
-            headers: { upgrade: "websocket" },
+            headers: { upgrade: "websocket", connection: "Upgrade" },
           },
         ),
       );

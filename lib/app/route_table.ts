@@ -83,7 +83,7 @@ export type Match =
     readonly allow: string;
     readonly jsonErrors: boolean;
   }
-  /** The path has a WebSocket route only, and this is no upgrade: 426. */
+  /** The path has a WebSocket route only, or only it takes a GET, and this is no upgrade: 426. */
   | { readonly kind: "upgrade"; readonly template: string }
   | { readonly kind: "none" };
 
@@ -191,6 +191,7 @@ function allowOf(entries: readonly Entry[]): string {
   const methods = new Set<string>();
   for (const entry of entries) {
     if (entry.any) return ALL_METHODS;
+    if (entry.ws !== undefined) methods.add("GET"); // with an upgrade
     for (const method of entry.byMethod.keys()) methods.add(method);
   }
   if (methods.has("GET")) methods.add("HEAD");
@@ -367,8 +368,14 @@ export class RouteTable {
       if (exact === undefined) return NO_MATCH;
       seen = [exact];
     }
-    if (seen.every((e) => e.byMethod.size === 0 && e.any === undefined)) {
-      return { kind: "upgrade", template: seen[0].template }; // WebSocket only
+    // WebSocket only; or a GET (HEAD) where only a WebSocket route takes
+    // one: what works there is the same request with an upgrade.
+    const ws = seen.find((e) => e.ws !== undefined);
+    if (
+      ws !== undefined && (method === "GET" || method === "HEAD" ||
+        seen.every((e) => e.byMethod.size === 0 && e.any === undefined))
+    ) {
+      return { kind: "upgrade", template: ws.template };
     }
     return {
       kind: "method",

@@ -210,8 +210,10 @@ export class Router {
   /**
    * A WebSocket route: a GET with `Upgrade: websocket` on `template` gets
    * 101 and `handler` gets the socket. Other requests to the path go to
-   * its other routes as if this one were not there; with none, 426 with
-   * `Upgrade: websocket` (400 for a handshake whose method is not GET). A
+   * its other routes as if this one were not there; with none for a GET
+   * (or HEAD), or none at all, 426 with `Upgrade: websocket` and
+   * `Connection: Upgrade` (400 for a handshake whose method is not GET),
+   * and the 405 of another method lists GET in `Allow`. A
    * bad handshake is 400 (403 for an origin not in `options.origins`, 426
    * for a version other than 13). A handshake for a path no route has is
    * 404, on every router.
@@ -399,8 +401,8 @@ export class Router {
         STATUS.UpgradeRequired,
         `${req.method} without a WebSocket upgrade on ${match.template}`,
         {
-          expose: "This path speaks WebSocket only",
-          headers: { upgrade: "websocket" },
+          expose: "This path takes a GET only as a WebSocket upgrade",
+          headers: { upgrade: "websocket", connection: "Upgrade" },
         },
       );
     }

@@ -500,6 +500,8 @@ interface Scan {
   close: boolean;
   /** No value needed String(): nothing could render differently next time. */
   allStrings: boolean;
+  /** `Connection: Upgrade` was written for the handler's Connection field. */
+  upgrade?: boolean;
 }
 
 function writeEach(out: OutBuffer, headers: ReplyHeaders): Scan {
@@ -550,8 +552,15 @@ function writeField(
   if (head === OWNED_NAME) {
     const lower = name.toLowerCase();
     if (lower === "content-length") scan.contentLength = contentLength(value);
-    else if (lower === "connection" && /(^|,)\s*close\s*(,|$)/i.test(value)) {
-      scan.close = true;
+    else if (lower === "connection") {
+      if (/(^|,)\s*close\s*(,|$)/i.test(value)) scan.close = true;
+      // The one option the engine does not decide: a reply that names a
+      // protocol in Upgrade (a 426) must list "upgrade" here too (RFC 9110
+      // §7.8). A line of its own; the engine's close or keep-alive follows.
+      if (/(^|,)\s*upgrade\s*(,|$)/i.test(value) && scan.upgrade !== true) {
+        scan.upgrade = true;
+        out.bytes(CONNECTION_UPGRADE);
+      }
     }
     checkValue(name, value);
     return;
@@ -769,8 +778,10 @@ export function writeSwitchingHead(
   headers: ReplyHeaders | undefined,
 ): void {
   out.bytes(SWITCHING);
-  if (headers !== undefined && headers !== null) writeEach(out, headers);
-  out.bytes(CONNECTION_UPGRADE);
+  const scan = headers !== undefined && headers !== null
+    ? writeEach(out, headers)
+    : undefined;
+  if (scan?.upgrade !== true) out.bytes(CONNECTION_UPGRADE);
   const buf = out.reserve(2);
   buf[out.len++] = CR;
   buf[out.len++] = LF;

@@ -36,6 +36,25 @@ export const DEFAULT_DEFLATE_LEVEL = 6;
  */
 export const DEFAULT_DEFLATE_MIN_BYTES = 1024;
 
+/**
+ * The most bytes a compressor may send for a message of `n` bytes:
+ * zlib's own bound for its output whatever its settings (`deflateBound()`
+ * when the window or memory level is not the default, as a client may
+ * choose), n/8 + n/256 + n/512 + 4 over `n`, plus 16 for the flushes
+ * RFC 7692 §7.2.1 ends a message with. Data that does not compress
+ * comes out bigger than it went in: at the default settings zlib adds 5
+ * bytes per 16 KiB stored block, Python's `websockets` (memory level 5)
+ * 5 per 2 KiB, about 0.25%; with a small window stored blocks cannot be
+ * used and literals cost up to 9 bits, hence 1/8. Only a bound on the
+ * wire: what a message inflates to is capped by `MessageInflater`.
+ */
+export function maxDeflatedBytes(n: number): number {
+  return n + Math.floor(n / 8) + Math.floor(n / 256) + Math.floor(n / 512) +
+    FLUSH_ALLOWANCE_BYTES;
+}
+/** zlib's own 4, a sync flush's empty stored block left in (5), an empty final block (1-2), rounded up. */
+const FLUSH_ALLOWANCE_BYTES = 16;
+
 /** The 4 bytes a sync flush ends with; stripped on send, put back on receive (§7.2.1, §7.2.2). */
 const TAIL = new Uint8Array([0x00, 0x00, 0xff, 0xff]);
 const Z_SYNC_FLUSH = zlib.constants.Z_SYNC_FLUSH;

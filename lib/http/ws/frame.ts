@@ -80,6 +80,11 @@ export interface FrameSink {
 export interface FrameParserOptions {
   /** Largest frame payload, in bytes. Over: 1009, refused from the header. */
   readonly maxFrameBytes: number;
+  /**
+   * Largest payload of a frame of a compressed message (RSV1 on its first
+   * frame); `maxFrameBytes` when not given. Over: 1009, from the header.
+   */
+  readonly maxCompressedFrameBytes?: number;
   /** Refuse unmasked frames (1002), as a server must (RFC 6455 §5.1). */
   readonly requireMask: boolean;
   /** permessage-deflate was negotiated: RSV1 may mark a message's first frame. */
@@ -95,10 +100,13 @@ export interface FrameParserOptions {
  */
 export class FrameParser {
   readonly #maxFrameBytes: number;
+  readonly #maxCompressedFrameBytes: number;
   readonly #requireMask: boolean;
   readonly #allowRsv1: boolean;
   /** False while reading a header, true while reading its payload. */
   #inPayload = false;
+  /** The last text or binary frame had RSV1: its continuations are compressed too. */
+  #compressed = false;
   /**
    * Header bytes gathered so far when a header is split across reads;
    * made at the first such header: most sockets never need it, and a
@@ -116,6 +124,8 @@ export class FrameParser {
 
   constructor(opts: FrameParserOptions) {
     this.#maxFrameBytes = opts.maxFrameBytes;
+    this.#maxCompressedFrameBytes = opts.maxCompressedFrameBytes ??
+      opts.maxFrameBytes;
     this.#requireMask = opts.requireMask;
     this.#allowRsv1 = opts.allowRsv1;
   }
@@ -226,7 +236,20 @@ export class FrameParser {
     }
     // Non-minimal length encodings (126 for a 5-byte payload) are accepted:
     // RFC 6455 binds the sender, and no length here can be read two ways.
-    if (length > this.#maxFrameBytes) {
+    const opcode = b0 & OPCODE_BITS;
+    if (opcode === OPCODE.Text || opcode === OPCODE.Binary) {
+      this.#compressed = (b0 & RSV1) !== 0;
+    }
+    // A compressed frame is deflated bytes: data that does not compress
+    // comes out a little bigger than it goes in.
+    if (this.#compressed && opcode < 8) {
+      if (length > this.#maxCompressedFrameBytes) {
+        throw new WsError(
+          CLOSE.MessageTooBig,
+          `Compressed frame of ${length} bytes is over the ${this.#maxCompressedFrameBytes}-byte limit`,
+        );
+      }
+    } else if (length > this.#maxFrameBytes) {
       throw new WsError(
         CLOSE.MessageTooBig,
         `Frame of ${length} bytes is over the ${this.#maxFrameBytes}-byte limit`,
@@ -240,12 +263,7 @@ export class FrameParser {
     }
     this.#left = length;
     this.#inPayload = true;
-    sink.frameStart(
-      (b0 & FIN) !== 0,
-      (b0 & RSV1) !== 0,
-      b0 & OPCODE_BITS,
-      length,
-    );
+    sink.frameStart((b0 & FIN) !== 0, (b0 & RSV1) !== 0, opcode, length);
     if (length === 0 && this.#endFrame(sink)) return -1;
     return next;
   }

@@ -16,6 +16,7 @@ import {
   DEFAULT_DEFLATE_MIN_BYTES,
   type DeflateParams,
   joinBytes,
+  maxDeflatedBytes,
   MessageDeflater,
   MessageInflater,
 } from "./deflate.ts";
@@ -295,6 +296,9 @@ export class WsSession {
     if (parser === undefined) {
       parser = this.#parser = new FrameParser({
         maxFrameBytes: this.#limits.wsMaxFrameBytes,
+        // The limits are on the message as the app gets it, inflated: its
+        // compressed frames may be as big as deflate makes them.
+        maxCompressedFrameBytes: maxDeflatedBytes(this.#limits.wsMaxFrameBytes),
         requireMask: true,
         allowRsv1: this.#inflater !== undefined, // permessage-deflate agreed
       });
@@ -887,10 +891,20 @@ export class WsSession {
       if (rsv1) this.#inflater!.begin(this.#limits.wsMaxMessageBytes);
     }
     this.#msgWireBytes += length;
-    if (this.#msgWireBytes > this.#limits.wsMaxMessageBytes) {
+    const limit = this.#limits.wsMaxMessageBytes;
+    // Compressed, the limit is on the inflated message (the inflater stops
+    // there); its deflated bytes may be what deflate makes of that many.
+    if (
+      this.#msgWireBytes > limit &&
+      (!this.#msgCompressed || this.#msgWireBytes > maxDeflatedBytes(limit))
+    ) {
       throw new WsError(
         CLOSE.MessageTooBig,
-        `Message over the ${this.#limits.wsMaxMessageBytes}-byte limit`,
+        this.#msgCompressed
+          ? `Compressed message over the ${
+            maxDeflatedBytes(limit)
+          }-byte limit on the wire`
+          : `Message over the ${limit}-byte limit`,
       );
     }
     // A big message's buffer from its header, when there is room for it
