@@ -5,10 +5,11 @@
  * request, and honours the 101 response the app returns by handing the
  * connection to the socket.
  */
-import { HttpError, STATUS } from "../http/errors.ts";
+import { HttpError } from "../http/errors.ts";
 import type { Reply, ServerRequest } from "../http/handler.ts";
 import type { UpgradeOptions } from "../http/ws/handshake.ts";
 import type { ServerWebSocket } from "../http/ws/socket.ts";
+import { webSocketRequired } from "../http/ws/upgrade_request.ts";
 import {
   upgradeWebSocket as upgradeRequest,
   type WebSocketUpgrade,
@@ -147,13 +148,9 @@ export function upgradeWebSocket(
     } catch (err) {
       refusals.set(
         request,
-        new HttpError(
-          STATUS.UpgradeRequired,
+        webSocketRequired(
           `${request.method} without a WebSocket upgrade: ${err}`,
-          {
-            expose: "This path speaks WebSocket only",
-            headers: { upgrade: "websocket", connection: "Upgrade" },
-          },
+          "This path speaks WebSocket only",
         ),
       );
       throw err;

@@ -6,7 +6,10 @@
  */
 import { HttpError, STATUS } from "../http/errors.ts";
 import type { Handler, Reply, ServerRequest } from "../http/handler.ts";
-import { isUpgradeRequest } from "../http/ws/upgrade_request.ts";
+import {
+  isUpgradeRequest,
+  webSocketRequired,
+} from "../http/ws/upgrade_request.ts";
 import { canonicalPath } from "./canonical_path.ts";
 import {
   compose,
@@ -396,14 +399,9 @@ export class Router {
           },
         );
       }
-      // RFC 9110 §15.5.22: a 426 names the protocol to switch to.
-      throw new HttpError(
-        STATUS.UpgradeRequired,
+      throw webSocketRequired(
         `${req.method} without a WebSocket upgrade on ${match.template}`,
-        {
-          expose: "This path takes a GET only as a WebSocket upgrade",
-          headers: { upgrade: "websocket", connection: "Upgrade" },
-        },
+        "This path takes a GET only as a WebSocket upgrade",
       );
     }
     if (this.#fallback) return this.#fallback(req);

@@ -4,6 +4,7 @@
  * `Upgrade` without loading the WebSocket code (hashing, deflate, framing)
  * before a client asks for it.
  */
+import { HttpError, STATUS } from "../errors.ts";
 import type { HeaderFields } from "../headers.ts";
 
 /** A field's value from our parsed fields or a web `Headers`; repeats joined. */
@@ -60,4 +61,16 @@ function isListSpace(c: number): boolean {
 /** True when the request asks for a WebSocket (`Upgrade: websocket`), valid or not. */
 export function isUpgradeRequest(headers: HeaderFields | Headers): boolean {
   return listHas(field(headers, "upgrade"), "websocket");
+}
+
+/**
+ * The 426 for a request that should have asked for a WebSocket (RFC 9110
+ * §15.5.22: it names the protocol to switch to, and `Connection` lists
+ * the upgrade, §7.8): `detail` for the log, `expose` for the client.
+ */
+export function webSocketRequired(detail: string, expose: string): HttpError {
+  return new HttpError(STATUS.UpgradeRequired, detail, {
+    expose,
+    headers: { upgrade: "websocket", connection: "Upgrade" },
+  });
 }
