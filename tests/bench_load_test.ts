@@ -955,13 +955,18 @@ Deno.test("runWsLoad() counts echoed messages from the engine's WebSocket, with 
 });
 
 /** Starts `bench/servers/<file>` on `port` with network access only. */
-function benchServer(file: string, port: number): Deno.ChildProcess {
+function benchServer(
+  file: string,
+  port: number,
+  ...rest: string[]
+): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "--allow-net",
       new URL(`../bench/servers/${file}`, import.meta.url).pathname,
       `${port}`,
+      ...rest,
     ],
     stdout: "null",
     stderr: "null",
@@ -1579,3 +1584,47 @@ Deno.test("the parse-and-reply loop answers each request with the engine's reply
     await child.status;
   }
 });
+
+// Its halves, to split its cost over sockets: `reply` parses nothing (a
+// head without Host is answered), `parse` parses and sends bytes made once.
+for (const [part, hostless] of [["reply", "answered"], ["parse", "refused"]]) {
+  Deno.test(`the parse-and-reply loop's ${part} half: the engine's reply, a head without Host ${hostless}`, async () => {
+    const port = freePort();
+    const child = benchServer("parse_reply_loop.ts", port, part);
+    try {
+      const conn = await whenUp(() =>
+        Deno.connect({ hostname: "127.0.0.1", port })
+      );
+      const encoder = new TextEncoder();
+      const decoder = new TextDecoder();
+      const got = new Uint8Array(1024);
+      const reply = async () => {
+        let text = "";
+        while (!text.endsWith("hello")) {
+          const n = await conn.read(got);
+          if (n === null) return null;
+          text += decoder.decode(got.subarray(0, n));
+        }
+        return text;
+      };
+      try {
+        await conn.write(
+          encoder.encode("GET /a HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+        );
+        const first = await reply();
+        assert.match(first ?? "", /^HTTP\/1\.1 200 OK\r\nDate: .+ GMT\r\n/);
+        assert.match(first!, /\r\nContent-Length: 5\r\nKeep-Alive: timeout=5/);
+        await conn.write(encoder.encode("GET /a HTTP/1.1\r\n\r\n"));
+        const second = await reply();
+        if (hostless === "answered") {
+          assert.match(second ?? "", /^HTTP\/1\.1 200 OK\r\n/);
+        } else assert.equal(second, null);
+      } finally {
+        conn.close();
+      }
+    } finally {
+      child.kill("SIGTERM");
+      await child.status;
+    }
+  });
+}

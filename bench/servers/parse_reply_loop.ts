@@ -7,7 +7,10 @@
  * deadlines, limits on reads, counters, dispatch or keep-alive decisions:
  * a lower bound for the engine alone (spindle_hello.ts), not a server.
  * Correct only for a client that sends one small request a read and waits.
- * Listens on 127.0.0.1 and the port given as the first argument.
+ * Listens on 127.0.0.1 and the port given as the first argument. A second
+ * argument keeps one half, to split the cost over sockets: `parse` parses
+ * and sends the writer's bytes made once; `reply` writes each reply and
+ * parses nothing (both still find the head's end).
  */
 import { DEFAULT_LIMITS } from "../../lib/config.ts";
 import { batchNow } from "../../lib/http/clock.ts";
@@ -20,6 +23,22 @@ import {
 
 const FIELDS = Object.freeze({ "content-type": "text/plain" });
 const KEEP_ALIVE_MS = DEFAULT_LIMITS.keepAliveTimeoutMs;
+const PART = Deno.args[1] ?? "both";
+if (PART !== "both" && PART !== "parse" && PART !== "reply") {
+  throw new TypeError(`Not a part: ${PART} (parse, reply or none)`);
+}
+const PARSE = PART !== "reply";
+const WRITE = PART !== "parse";
+
+function writeReply(out: OutBuffer, now: number): Uint8Array {
+  writeFields(out, 200, FIELDS, now);
+  writeFraming(out, 5, false, false, false, KEEP_ALIVE_MS);
+  out.text("hello");
+  return out.take();
+}
+
+/** The same bytes, made once, for `parse` alone (the Date is not updated). */
+const FIXED = writeReply(new OutBuffer(), Date.now()).slice();
 
 async function answer(conn: Deno.TcpConn): Promise<void> {
   conn.setNoDelay(true);
@@ -29,11 +48,8 @@ async function answer(conn: Deno.TcpConn): Promise<void> {
     let n: number | null;
     while ((n = await conn.read(buf)) !== null) {
       if (findHeadEnd(buf, 0, n) === -1) break; // not this loop's client
-      parseHead(buf, 0, n, DEFAULT_LIMITS);
-      writeFields(out, 200, FIELDS, batchNow());
-      writeFraming(out, 5, false, false, false, KEEP_ALIVE_MS);
-      out.text("hello");
-      const reply = out.take();
+      if (PARSE) parseHead(buf, 0, n, DEFAULT_LIMITS);
+      const reply = WRITE ? writeReply(out, batchNow()) : FIXED;
       for (let off = 0; off < reply.length;) {
         off += await conn.write(reply.subarray(off));
       }
