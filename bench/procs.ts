@@ -10,6 +10,7 @@
  * its CPU time and RSS are what the bench reports.
  */
 import { type CpuReading, listeningInodes, parseStat } from "./stats.ts";
+export { freePort } from "../deploy/procs.ts";
 
 /** How servers and load generators are placed on the machine. */
 export interface Placement {
@@ -344,23 +345,6 @@ ${pids.map((p) => `cat /proc/${p}/stat 2>/dev/null; echo`).join("\n")}`,
     ticksPerSec,
     procs,
   };
-}
-
-/** A free loopback port, below the ephemeral range (servers get it on their command line). */
-export function freePort(): number {
-  // Below Linux's ephemeral range (32768-60999), where the load generators'
-  // thousands of client sockets take their ports: a server port chosen there
-  // can meet a client socket on the same number.
-  for (let tries = 0; tries < 1000; tries++) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    try {
-      Deno.listen({ hostname: "127.0.0.1", port }).close();
-      return port;
-    } catch (e) {
-      if (!(e instanceof Deno.errors.AddrInUse)) throw e;
-    }
-  }
-  throw new Error("no free port found in 20000-31999");
 }
 
 /** `nginx -v` output, or null when nginx is not installed. */

@@ -14,12 +14,23 @@ export const REPO = fileURLToPath(new URL("../", import.meta.url));
 /** How long a process gets to start or stop before it is killed. */
 const WAIT_MS = 30_000;
 
-/** A port free right now on 127.0.0.1 (another process may take it first). */
+/**
+ * A loopback port free right now, below Linux's ephemeral range (32768-60999):
+ * client sockets (load generators, proxies, other tests) take their ports
+ * from that range, so a server port chosen there can be taken by one of them
+ * while its server restarts. Another process may still take it first.
+ */
 export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
+  for (let tries = 0; tries < 1000; tries++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+      return port;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AddrInUse)) throw e;
+    }
+  }
+  throw new Error("no free port found in 20000-31999");
 }
 
 /** True when `cmd` can be run. */

@@ -18,6 +18,7 @@ import {
   sleep,
   withTimeout,
 } from "./helpers/socket.ts";
+import { freePort } from "../deploy/procs.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const tools = await hasTool("curl") && await hasTool("openssl", "version");
@@ -504,12 +505,6 @@ Deno.test("main exits 1, saying why, when the --redirect-http port is taken", as
     ),
   );
 });
-
-/** A port free now. */
-function freePort(): number {
-  using probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  return probe.addr.port;
-}
 
 /** `n` plain requests to `--redirect-http`'s port, each on its own connection: each Location. */
 async function redirects(port: number, n = 8): Promise<string[]> {

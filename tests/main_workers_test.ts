@@ -22,6 +22,7 @@ import {
   type Running,
   spawnServer,
 } from "./fixtures/serve_process.ts";
+import { freePort } from "../deploy/procs.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const HOOKS = new URL("./fixtures/engine_hooks.ts", import.meta.url).pathname;
@@ -33,12 +34,6 @@ const PERMS = [
   "--allow-env",
 ];
 const HAS_WRK = await hasTool("wrk", "-v");
-
-/** A port free now. */
-function freePort(): number {
-  using probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  return (probe.addr as Deno.NetAddr).port;
-}
 
 /** main.ts with `args`, quiet, its output collected. */
 function start(args: string[], env?: Record<string, string>): Promise<Running> {

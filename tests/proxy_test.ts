@@ -9,17 +9,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { serve } from "../lib/http/server.ts";
 import { hasTool, run, sleep } from "./helpers/socket.ts";
+import { freePort } from "../deploy/procs.ts";
 
 const tools = await hasTool("nginx", "-v") && await hasTool("wrk", "-v");
 if (!tools) console.log("skipped: nginx or wrk is not installed");
-
-/** A port that was free a moment ago (nginx cannot be told port 0). */
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 function nginxConf(port: number, upstream: number): string {
   return `daemon off;

@@ -6,14 +6,9 @@ import assert from "node:assert/strict";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { backoffMs, WorkerPool } from "../lib/http/workers.ts";
 import { sleep, waitFor } from "./helpers/socket.ts";
+import { freePort } from "../deploy/procs.ts";
 
 const ENTRY = new URL("./fixtures/pool_worker.ts", import.meta.url);
-
-/** A free port for the pool to share. */
-function freePort(): number {
-  using probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  return (probe.addr as Deno.NetAddr).port;
-}
 
 interface Ended {
   readonly cell: number;
