@@ -1026,6 +1026,50 @@ Deno.test("staticFiles() serves small files from memory, revalidated by stat", a
   assert.equal((await ask(h, "GET", "/hello.txt")).text, "hello again\n");
 });
 
+Deno.test("staticFiles() answers a file in memory without a promise", async () => {
+  await using own = await makeSite();
+  const h = staticFiles(own.config, {
+    ...TEST_TUNING,
+    revalidateMs: 60_000,
+    sidecarTtlMs: 60_000,
+  });
+  // The first request reads the file: a promise. So does the first look
+  // for a precompressed copy beside it.
+  const first = h(fakeRequest("GET", "/hello.txt"));
+  assert.ok(first instanceof Promise);
+  const read = await first;
+  assert.ok(read.body instanceof Uint8Array);
+  const look = h(fakeRequest("GET", "/hello.txt", { "accept-encoding": "br" }));
+  assert.ok(look instanceof Promise);
+  await look;
+  const etag = (read.headers as Record<string, string>)["etag"];
+  // From then on the reply is at hand: the router and the engine need no await.
+  const cases: [string, Record<string, string>, number, string | null][] = [
+    ["GET", {}, 200, "hello world\n"],
+    ["HEAD", {}, 200, null],
+    ["GET", { "if-none-match": etag }, 304, null],
+    ["GET", { "accept-encoding": "gzip, br" }, 200, "hello world\n"],
+  ];
+  for (const [method, fields, status, text] of cases) {
+    const reply = h(fakeRequest(method, "/hello.txt", fields));
+    assert.ok(
+      !(reply instanceof Promise),
+      `${method} ${JSON.stringify(fields)}`,
+    );
+    assert.equal(reply.status, status);
+    assert.equal(
+      reply.body instanceof Uint8Array ? decoder.decode(reply.body) : null,
+      text,
+    );
+  }
+  // What is not at hand still waits: a file past the memory cache.
+  const big = h(fakeRequest("GET", "/large.bin"));
+  assert.ok(big instanceof Promise);
+  const streamed = await big;
+  assert.ok(streamed.body instanceof FileBody);
+  streamed.body.file.close();
+});
+
 Deno.test("staticFiles() streams files above the cache threshold", async () => {
   const reply = await handler(fakeRequest("GET", "/large.bin"));
   assert.ok(reply.body instanceof FileBody);
