@@ -8,6 +8,7 @@
  */
 import { basename } from "node:path";
 import { FileBody, type Reply } from "../http/handler.ts";
+import { batchNow } from "../http/clock.ts";
 import { ByteLru } from "./static_cache.ts";
 import {
   type Coding,
@@ -105,6 +106,11 @@ interface Cached<T> extends FileVersion {
   readonly bytes: T;
 }
 
+/** A small file's contents, and its identity form once asked for. */
+interface CachedFile extends Cached<Uint8Array> {
+  identity?: Representation;
+}
+
 /** Precompressed files beside an original, as last looked for. */
 interface SidecarLook {
   readonly checkedAt: number;
@@ -141,7 +147,7 @@ export class Representations {
   /** True when the extension policy serves a file of this (real) name. */
   readonly #serves: (name: string) => boolean;
   readonly #compressor: Compressor;
-  readonly #files: ByteLru<Cached<Uint8Array>>;
+  readonly #files: ByteLru<CachedFile>;
   /** Compressed forms; null marks "compression did not make it smaller". */
   readonly #compressed: ByteLru<Cached<Uint8Array | null>>;
   readonly #compressing = new Map<
@@ -228,7 +234,14 @@ export class Representations {
     sidecars: Sidecars,
   ): Representation | Promise<Representation> {
     if (coding === "identity") {
-      // Most requests: the file as it is, from memory once read: no promise.
+      // Most requests: the file as it is, from memory once read: no
+      // promise, and the one form made for this version (no new object).
+      if (file.size <= this.#tuning.maxCachedFileBytes) {
+        const hit = this.#files.get(file.path);
+        if (hit !== undefined && sameVersion(hit, file)) {
+          return hit.identity ??= this.#identity(file, meta, hit.bytes);
+        }
+      }
       const source = this.source(file);
       if (source instanceof Promise) {
         return source.then((bytes) => this.#identity(file, meta, bytes));
@@ -291,12 +304,15 @@ export class Representations {
     start: number,
     length: number,
   ): Reply["body"] | Promise<Reply["body"]> {
-    if (rep.source instanceof Uint8Array) {
-      // From memory: no promise, no turn of the event loop.
-      return rep.source.subarray(start, start + length);
+    const source = rep.source;
+    if (source instanceof Uint8Array) {
+      // From memory: no promise, no turn of the event loop; the whole of
+      // it as it is (no new view).
+      if (start === 0 && length === source.length) return source;
+      return source.subarray(start, start + length);
     }
     // The engine closes the file.
-    return openChecked(rep.source).then((f) => new FileBody(f, start, length));
+    return openChecked(source).then((f) => new FileBody(f, start, length));
   }
 
   /** True when memory holds this very version of the file, read through a proven open. */
@@ -381,7 +397,7 @@ export class Representations {
     const look = this.#sidecars.get(file.path);
     if (
       look === undefined ||
-      Date.now() - look.checkedAt >= this.#tuning.sidecarTtlMs
+      batchNow() - look.checkedAt >= this.#tuning.sidecarTtlMs
     ) return this.#lookForSidecars(file);
     if (look.forFile !== file) {
       look.forFile = file;

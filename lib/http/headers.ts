@@ -96,14 +96,17 @@ export class HeaderFields {
 
   /** Every value of `name`, joined by ", " as RFC 9110 §5.3 allows, or undefined. */
   getJoined(name: string): string | undefined {
-    if (!isLower(name)) name = name.toLowerCase();
+    let n = this.#indexOf(name, 0);
+    if (n < 0) {
+      // As get(): a miss in lower case, or with no name of this length,
+      // costs no fold.
+      if (n === NO_SUCH_LENGTH || isLower(name)) return undefined;
+      name = name.toLowerCase();
+      n = this.#indexOf(name, 0);
+    }
     const starts = this.#starts;
     let out: string | undefined;
-    for (
-      let n = this.#indexOf(name, 0);
-      n >= 0;
-      n = this.#indexOf(name, n + 1)
-    ) {
+    for (; n >= 0; n = this.#indexOf(name, n + 1)) {
       const value = this.#value(n, starts[n] + name.length);
       out = out === undefined ? value : `${out}, ${value}`;
     }
