@@ -4,6 +4,7 @@ import { contentDisposition } from "../lib/app/replies.ts";
 import { ByteLru } from "../lib/app/static_cache.ts";
 import { staticFiles, type StaticTuning } from "../lib/app/static_files.ts";
 import { WEB_EXTENSIONS } from "../lib/app/settings.ts";
+import { HttpError } from "../lib/http/errors.ts";
 import { FileBody } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
 import { ask, fakeRequest } from "./fixtures/static_request.ts";
@@ -1068,6 +1069,29 @@ Deno.test("staticFiles() answers a file in memory without a promise", async () =
   const streamed = await big;
   assert.ok(streamed.body instanceof FileBody);
   streamed.body.file.close();
+});
+
+Deno.test("staticFiles() with --header fields answers a file in memory without a promise", async () => {
+  await using own = await makeSite();
+  const h = staticFiles(
+    { ...own.config, headers: [["x-frame-options", "DENY"]] },
+    { ...TEST_TUNING, revalidateMs: 60_000 },
+  );
+  await h(fakeRequest("GET", "/hello.txt")); // read into memory
+  const reply = h(fakeRequest("GET", "/hello.txt"));
+  assert.ok(!(reply instanceof Promise));
+  assert.equal(
+    (reply.headers as Record<string, string>)["x-frame-options"],
+    "DENY",
+  );
+  // A refusal made at once carries the fields too.
+  assert.throws(
+    () => h(fakeRequest("POST", "/hello.txt")),
+    (err: unknown) =>
+      err instanceof HttpError && err.status === 405 &&
+      err.headers?.["x-frame-options"] === "DENY" &&
+      err.headers?.["allow"] === "GET, HEAD, OPTIONS",
+  );
 });
 
 Deno.test("staticFiles() streams files above the cache threshold", async () => {
