@@ -479,42 +479,10 @@ class StaticSite {
     }
 
     const rep = this.#reps.represent(file, meta, coding, offer.sidecars);
-    if (rep instanceof Promise) {
-      return rep.then((r) =>
-        this.#sendRep(req, file, urlPath, meta, sandbox, r, ranges, range)
-      );
-    }
-    return this.#sendRep(req, file, urlPath, meta, sandbox, rep, ranges, range);
-  }
-
-  #sendRep(
-    req: ServerRequest,
-    file: Found,
-    urlPath: string,
-    meta: FileMeta,
-    sandbox: boolean,
-    rep: Representation,
-    ranges: RangeResult,
-    range: string | undefined,
-  ): Reply | Promise<Reply> {
     if (ranges === null && !sandbox && !this.#config.attachment) {
-      // The whole file, its usual fields: one frozen record per version,
-      // which the engine copies as bytes.
-      const fields = this.#wholeFields(rep, meta);
-      const notModified = checkPreconditions(req, rep.validators, fields);
-      if (notModified !== undefined) return notModified;
-      if (req.method === "HEAD") {
-        return { status: STATUS.OK, headers: fields, body: null };
-      }
-      const body = this.#reps.body(rep, 0, rep.size);
-      if (body instanceof Promise) {
-        return body.then((b) => ({
-          status: STATUS.OK,
-          headers: fields,
-          body: b,
-        }));
-      }
-      return { status: STATUS.OK, headers: fields, body };
+      return rep instanceof Promise
+        ? rep.then((r) => this.#sendWhole(req, meta, r))
+        : this.#sendWhole(req, meta, rep);
     }
     return this.#sendFields(
       req,
@@ -528,6 +496,32 @@ class StaticSite {
     );
   }
 
+  /**
+   * The whole file, its usual fields: one frozen record per version, which
+   * the engine copies as bytes.
+   */
+  #sendWhole(
+    req: ServerRequest,
+    meta: FileMeta,
+    rep: Representation,
+  ): Reply | Promise<Reply> {
+    const fields = this.#wholeFields(rep, meta);
+    const notModified = checkPreconditions(req, rep.validators, fields);
+    if (notModified !== undefined) return notModified;
+    if (req.method === "HEAD") {
+      return { status: STATUS.OK, headers: fields, body: null };
+    }
+    const body = this.#reps.body(rep, 0, rep.size);
+    if (body instanceof Promise) {
+      return body.then((b) => ({
+        status: STATUS.OK,
+        headers: fields,
+        body: b,
+      }));
+    }
+    return { status: STATUS.OK, headers: fields, body };
+  }
+
   /** A reply with fields of its own: a range, a sandbox, an attachment. */
   async #sendFields(
     req: ServerRequest,
@@ -535,10 +529,11 @@ class StaticSite {
     urlPath: string,
     meta: FileMeta,
     sandbox: boolean,
-    rep: Representation,
+    pending: Representation | Promise<Representation>,
     ranges: RangeResult,
     range: string | undefined,
   ): Promise<Reply> {
+    const rep = await pending;
     const out: [string, string][] = [];
     if (!(ranges !== null && ranges !== "unsatisfiable" && ranges.length > 1)) {
       out.push(["content-type", meta.contentType]);
