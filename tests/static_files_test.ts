@@ -1063,6 +1063,27 @@ Deno.test("staticFiles() answers a file in memory without a promise", async () =
       text,
     );
   }
+  // Compressed forms in memory too: a sidecar read once, a form made once.
+  const forms: [string, string, string][] = [
+    ["/app.js", "br", "br"],
+    ["/app.js", "gzip", "gzip"],
+    ["/big.txt", "gzip", "gzip"],
+  ];
+  for (const [path, asked, coding] of forms) {
+    const fields = { "accept-encoding": asked };
+    const made = await h(fakeRequest("GET", path, fields));
+    assert.equal(
+      (made.headers as Record<string, string>)["content-encoding"],
+      coding,
+    );
+    const reply = h(fakeRequest("GET", path, fields));
+    assert.ok(!(reply instanceof Promise), `${path} in ${asked}`);
+    assert.equal(
+      (reply.headers as Record<string, string>)["content-encoding"],
+      coding,
+    );
+    assert.equal(reply.body, made.body, "the same bytes");
+  }
   // What is not at hand still waits: a file past the memory cache.
   const big = h(fakeRequest("GET", "/large.bin"));
   assert.ok(big instanceof Promise);

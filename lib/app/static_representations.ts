@@ -264,22 +264,36 @@ export class Representations {
     };
   }
 
-  async #encoded(
+  /**
+   * A compressed form: a sidecar's, or one made on the fly; identity when
+   * compression does not pay. No promise when its bytes are in memory.
+   */
+  #encoded(
     file: Found,
     meta: FileMeta,
     coding: Coding,
     sidecars: Sidecars,
-  ): Promise<Representation> {
+  ): Representation | Promise<Representation> {
     const sidecar = sidecars[coding];
     if (sidecar !== undefined) {
-      return {
-        coding,
-        validators: sidecar.validators,
-        size: sidecar.size,
-        source: await this.source(sidecar),
-      };
+      const source = this.source(sidecar);
+      return source instanceof Promise
+        ? source.then((bytes) => sidecarForm(coding, sidecar, bytes))
+        : sidecarForm(coding, sidecar, source);
     }
-    const bytes = await this.#compress(file, coding);
+    const bytes = this.#compress(file, coding);
+    return bytes instanceof Promise
+      ? bytes.then((b) => this.#packedOr(file, meta, coding, b))
+      : this.#packedOr(file, meta, coding, bytes);
+  }
+
+  /** The form compressed with `coding`, or identity when there is none. */
+  #packedOr(
+    file: Found,
+    meta: FileMeta,
+    coding: Coding,
+    bytes: Uint8Array | null,
+  ): Representation | Promise<Representation> {
     if (bytes !== null) {
       return {
         coding,
@@ -288,7 +302,7 @@ export class Representations {
         source: bytes,
       };
     }
-    return this.#identity(file, meta, await this.source(file));
+    return this.represent(file, meta, "identity", NO_OFFER.sidecars);
   }
 
   /** A small file's bytes from memory; a larger file is streamed from disk. */
@@ -445,6 +459,20 @@ export class Representations {
     this.#sidecars.set(file.path, { checkedAt, found, forFile: file, fresh });
     return fresh;
   }
+}
+
+/** A sidecar's representation, its bytes or file as source. */
+function sidecarForm(
+  coding: Coding,
+  sidecar: Sidecar,
+  source: Uint8Array | OnDisk,
+): Representation {
+  return {
+    coding,
+    validators: sidecar.validators,
+    size: sidecar.size,
+    source,
+  };
 }
 
 /** Sidecars not older than `file`: an older one was made from an older file. */
