@@ -113,6 +113,25 @@ export class HeaderFields {
     return out;
   }
 
+  /**
+   * True when a field whose name starts with `prefix` was sent: one pass
+   * that rules out a family of fields (`if-`) at once. `prefix` is the start
+   * of a name as stored: lower case, token characters only (no ":").
+   */
+  hasPrefix(prefix: string): boolean {
+    const text = this.#text;
+    const starts = this.#starts;
+    const length = prefix.length;
+    next: for (let n = 0; n < starts.length - 1; n++) {
+      const start = starts[n];
+      for (let k = 0; k < length; k++) {
+        if (text.charCodeAt(start + k) !== prefix.charCodeAt(k)) continue next;
+      }
+      return true;
+    }
+    return false;
+  }
+
   /** True when a field of this name (any case) was sent. */
   has(name: string): boolean {
     return this.get(name) !== undefined;
