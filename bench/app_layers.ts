@@ -219,29 +219,33 @@ const FILE = wrkHead("/hello.txt");
  * What Chrome sends for a page typed into its address bar: 16 fields, as
  * a browser's head is (wrk's has one), a cookie among them.
  */
-const BROWSER = wrkHead(
-  "/echo/hello",
-  [
-    "Connection: keep-alive",
-    "Cache-Control: max-age=0",
-    'sec-ch-ua: "Google Chrome";v="131", "Chromium";v="131", "Not_A Brand";v="24"',
-    "sec-ch-ua-mobile: ?0",
-    'sec-ch-ua-platform: "Linux"',
-    "Upgrade-Insecure-Requests: 1",
-    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 " +
-    "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
-    "Accept: text/html,application/xhtml+xml,application/xml;q=0.9," +
-    "image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7",
-    "Sec-Fetch-Site: none",
-    "Sec-Fetch-Mode: navigate",
-    "Sec-Fetch-User: ?1",
-    "Sec-Fetch-Dest: document",
-    "Accept-Encoding: gzip, deflate, br, zstd",
-    "Accept-Language: en-GB,en-US;q=0.9,en;q=0.8",
-    "Cookie: theme=dark; session=4f9a1c0e7b2d48e5a6c3f1b09d8e7a65; _ga=GA1.1.1234567890.1733480000",
-    "",
-  ].join("\r\n"),
-);
+const browserHead = (path: string) =>
+  wrkHead(
+    path,
+    [
+      "Connection: keep-alive",
+      "Cache-Control: max-age=0",
+      'sec-ch-ua: "Google Chrome";v="131", "Chromium";v="131", "Not_A Brand";v="24"',
+      "sec-ch-ua-mobile: ?0",
+      'sec-ch-ua-platform: "Linux"',
+      "Upgrade-Insecure-Requests: 1",
+      "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 " +
+      "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+      "Accept: text/html,application/xhtml+xml,application/xml;q=0.9," +
+      "image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7",
+      "Sec-Fetch-Site: none",
+      "Sec-Fetch-Mode: navigate",
+      "Sec-Fetch-User: ?1",
+      "Sec-Fetch-Dest: document",
+      "Accept-Encoding: gzip, deflate, br, zstd",
+      "Accept-Language: en-GB,en-US;q=0.9,en;q=0.8",
+      "Cookie: theme=dark; session=4f9a1c0e7b2d48e5a6c3f1b09d8e7a65; _ga=GA1.1.1234567890.1733480000",
+      "",
+    ].join("\r\n"),
+  );
+const BROWSER = browserHead("/echo/hello");
+/** The same head for the static file: gzip from memory, four absent If-* fields. */
+const BROWSER_FILE = browserHead("/hello.txt");
 
 /**
  * The least a strict engine does over the bare loop, for the table's
@@ -420,6 +424,12 @@ export const cases: readonly Case[] = [
     handler: app,
     request: FILE,
     over: "staticFiles() alone, 1 KiB file",
+  },
+  {
+    name: "default app, static fallback, a browser's head",
+    handler: app,
+    request: BROWSER_FILE,
+    over: "default app, static fallback",
   },
   {
     name: "default app, static fallback + access log",

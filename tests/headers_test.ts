@@ -121,3 +121,19 @@ Deno.test("HeaderFields.fromLists() refuses what a parsed line cannot hold", () 
     );
   }
 });
+
+Deno.test("HeaderFields.hasPrefix() tells whether any field's name starts so", () => {
+  const sent = parsedThenReused(
+    'GET / HTTP/1.1\r\nHost: a.test\r\nX-If: no\r\nIF-None-Match: "a"\r\n\r\n',
+  );
+  assert.equal(sent.hasPrefix("if-"), true, "sent in upper case");
+  assert.equal(sent.hasPrefix("if-none-match"), true);
+  assert.equal(sent.hasPrefix("x-if"), true);
+  assert.equal(sent.hasPrefix("if-match"), false);
+  assert.equal(sent.hasPrefix("range"), false);
+  const none = parsedThenReused("GET / HTTP/1.1\r\nHost: if-a\r\n\r\n");
+  assert.equal(none.hasPrefix("if-"), false, "not in a value");
+  assert.equal(new HeaderFields().hasPrefix("if-"), false);
+  assert.equal(fields.hasPrefix("acc"), true);
+  assert.equal(fields.hasPrefix("if-"), false);
+});

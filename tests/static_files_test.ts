@@ -4,6 +4,7 @@ import { contentDisposition } from "../lib/app/replies.ts";
 import { ByteLru } from "../lib/app/static_cache.ts";
 import { staticFiles, type StaticTuning } from "../lib/app/static_files.ts";
 import { WEB_EXTENSIONS } from "../lib/app/settings.ts";
+import { HttpError } from "../lib/http/errors.ts";
 import { FileBody } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
 import { ask, fakeRequest } from "./fixtures/static_request.ts";
@@ -1024,6 +1025,94 @@ Deno.test("staticFiles() serves small files from memory, revalidated by stat", a
   await Deno.utime(`${own.root}/tmp.txt`, info.atime!, info.mtime!);
   await Deno.rename(`${own.root}/tmp.txt`, `${own.root}/hello.txt`);
   assert.equal((await ask(h, "GET", "/hello.txt")).text, "hello again\n");
+});
+
+Deno.test("staticFiles() answers a file in memory without a promise", async () => {
+  await using own = await makeSite();
+  const h = staticFiles(own.config, {
+    ...TEST_TUNING,
+    revalidateMs: 60_000,
+    sidecarTtlMs: 60_000,
+  });
+  // The first request reads the file: a promise. So does the first look
+  // for a precompressed copy beside it.
+  const first = h(fakeRequest("GET", "/hello.txt"));
+  assert.ok(first instanceof Promise);
+  const read = await first;
+  assert.ok(read.body instanceof Uint8Array);
+  const look = h(fakeRequest("GET", "/hello.txt", { "accept-encoding": "br" }));
+  assert.ok(look instanceof Promise);
+  await look;
+  const etag = (read.headers as Record<string, string>)["etag"];
+  // From then on the reply is at hand: the router and the engine need no await.
+  const cases: [string, Record<string, string>, number, string | null][] = [
+    ["GET", {}, 200, "hello world\n"],
+    ["HEAD", {}, 200, null],
+    ["GET", { "if-none-match": etag }, 304, null],
+    ["GET", { "accept-encoding": "gzip, br" }, 200, "hello world\n"],
+  ];
+  for (const [method, fields, status, text] of cases) {
+    const reply = h(fakeRequest(method, "/hello.txt", fields));
+    assert.ok(
+      !(reply instanceof Promise),
+      `${method} ${JSON.stringify(fields)}`,
+    );
+    assert.equal(reply.status, status);
+    assert.equal(
+      reply.body instanceof Uint8Array ? decoder.decode(reply.body) : null,
+      text,
+    );
+  }
+  // Compressed forms in memory too: a sidecar read once, a form made once.
+  const forms: [string, string, string][] = [
+    ["/app.js", "br", "br"],
+    ["/app.js", "gzip", "gzip"],
+    ["/big.txt", "gzip", "gzip"],
+  ];
+  for (const [path, asked, coding] of forms) {
+    const fields = { "accept-encoding": asked };
+    const made = await h(fakeRequest("GET", path, fields));
+    assert.equal(
+      (made.headers as Record<string, string>)["content-encoding"],
+      coding,
+    );
+    const reply = h(fakeRequest("GET", path, fields));
+    assert.ok(!(reply instanceof Promise), `${path} in ${asked}`);
+    assert.equal(
+      (reply.headers as Record<string, string>)["content-encoding"],
+      coding,
+    );
+    assert.equal(reply.body, made.body, "the same bytes");
+  }
+  // What is not at hand still waits: a file past the memory cache.
+  const big = h(fakeRequest("GET", "/large.bin"));
+  assert.ok(big instanceof Promise);
+  const streamed = await big;
+  assert.ok(streamed.body instanceof FileBody);
+  streamed.body.file.close();
+});
+
+Deno.test("staticFiles() with --header fields answers a file in memory without a promise", async () => {
+  await using own = await makeSite();
+  const h = staticFiles(
+    { ...own.config, headers: [["x-frame-options", "DENY"]] },
+    { ...TEST_TUNING, revalidateMs: 60_000 },
+  );
+  await h(fakeRequest("GET", "/hello.txt")); // read into memory
+  const reply = h(fakeRequest("GET", "/hello.txt"));
+  assert.ok(!(reply instanceof Promise));
+  assert.equal(
+    (reply.headers as Record<string, string>)["x-frame-options"],
+    "DENY",
+  );
+  // A refusal made at once carries the fields too.
+  assert.throws(
+    () => h(fakeRequest("POST", "/hello.txt")),
+    (err: unknown) =>
+      err instanceof HttpError && err.status === 405 &&
+      err.headers?.["x-frame-options"] === "DENY" &&
+      err.headers?.["allow"] === "GET, HEAD, OPTIONS",
+  );
 });
 
 Deno.test("staticFiles() streams files above the cache threshold", async () => {

@@ -45,6 +45,7 @@ import { type Found, StaticLookup } from "./static_lookup.ts";
 import {
   etagOf,
   type FileMeta,
+  type Offer,
   type Representation,
   Representations,
   type RepresentationTuning,
@@ -259,7 +260,12 @@ class StaticSite {
     });
   }
 
-  async handle(req: ServerRequest): Promise<Reply> {
+  /**
+   * Synchronous for a file the memory cache holds (no promise of ours, so
+   * the router and the engine answer it without an await); a promise when
+   * anything is read, opened or compressed.
+   */
+  handle(req: ServerRequest): Reply | Promise<Reply> {
     const method = req.method;
     if (method !== "GET" && method !== "HEAD") {
       if (method === "OPTIONS") {
@@ -277,28 +283,50 @@ class StaticSite {
     if (this.#live !== undefined && path === LIVE_RELOAD_PATH) {
       return this.#live.events(req);
     }
+    let reply: Reply | Promise<Reply>;
     try {
-      return await this.#serve(req, path);
+      reply = this.#serve(req, path);
     } catch (err) {
       if (!(err instanceof FileChanged)) throw err;
-      // The lookups behind the read are stale, whatever revalidateMs says:
-      // trusting them again would meet the same changed file (a 503).
-      this.#lookup.forget();
-      this.#reps.forget(); // a sidecar may be what vanished
-      // One more try sees the file as it is now; a file rewritten twice
-      // during one request is busy, not missing.
-      try {
-        return await this.#serve(req, path);
-      } catch (again) {
-        if (!(again instanceof FileChanged)) throw again;
-        throw new HttpError(
-          STATUS.ServiceUnavailable,
-          "File changed twice while being read",
-          {
-            headers: { "retry-after": "1" },
-          },
-        );
-      }
+      return this.#serveAgain(req, path);
+    }
+    if (reply instanceof Promise) return this.#settled(reply, req, path);
+    return reply;
+  }
+
+  /** A promised reply; once more if a file changed under it. */
+  async #settled(
+    pending: Promise<Reply>,
+    req: ServerRequest,
+    path: string,
+  ): Promise<Reply> {
+    try {
+      return await pending;
+    } catch (err) {
+      if (!(err instanceof FileChanged)) throw err;
+      return this.#serveAgain(req, path);
+    }
+  }
+
+  /** The reply after a file changed while being read: one more try. */
+  async #serveAgain(req: ServerRequest, path: string): Promise<Reply> {
+    // The lookups behind the read are stale, whatever revalidateMs says:
+    // trusting them again would meet the same changed file (a 503).
+    this.#lookup.forget();
+    this.#reps.forget(); // a sidecar may be what vanished
+    // One more try sees the file as it is now; a file rewritten twice
+    // during one request is busy, not missing.
+    try {
+      return await this.#serve(req, path);
+    } catch (again) {
+      if (!(again instanceof FileChanged)) throw again;
+      throw new HttpError(
+        STATUS.ServiceUnavailable,
+        "File changed twice while being read",
+        {
+          headers: { "retry-after": "1" },
+        },
+      );
     }
   }
 
@@ -348,18 +376,34 @@ class StaticSite {
     return (await reply) ?? this.#notFound(req, path);
   }
 
-  async #sendFile(
+  /**
+   * A file's reply: synchronous, step by step, while each step's answer is
+   * at hand (a file in memory, sent whole in identity); from the first step
+   * that waits, the rest runs when it settles.
+   */
+  #sendFile(
     req: ServerRequest,
     file: Found,
     urlPath: string,
-  ): Promise<Reply> {
+  ): Reply | Promise<Reply> {
     // Size and dates go out in headers before (or without) any read: a
     // lookup not yet proven under the root is proven by an open first (which
     // waits out the folder that changed), unless the memory cache holds this
     // very version, read through a proven open.
     if (!file.proven && !this.#reps.holds(file)) {
-      (await openChecked(file)).close();
+      return openChecked(file).then((opened) => {
+        opened.close();
+        return this.#sendProven(req, file, urlPath);
+      });
     }
+    return this.#sendProven(req, file, urlPath);
+  }
+
+  #sendProven(
+    req: ServerRequest,
+    file: Found,
+    urlPath: string,
+  ): Reply | Promise<Reply> {
     const meta = this.#reps.meta(file);
     if (!meta.allowed) {
       throw new HttpError(
@@ -376,12 +420,34 @@ class StaticSite {
     if (this.#live !== undefined && meta.type === "text/html") {
       return this.#sendLive(req, file, meta, sandbox);
     }
-    const headers = req.headers;
-    const acceptEncoding = headers.getJoined("accept-encoding");
-
+    const acceptEncoding = req.headers.getJoined("accept-encoding");
     // Which codings could we send? Only looked for when the client takes one.
-    let offer = this.#reps.offer(file, meta, acceptEncoding);
-    if (offer instanceof Promise) offer = await offer;
+    const offer = this.#reps.offer(file, meta, acceptEncoding);
+    if (offer instanceof Promise) {
+      return offer.then((o) =>
+        this.#sendOffered(req, file, urlPath, meta, sandbox, acceptEncoding, o)
+      );
+    }
+    return this.#sendOffered(
+      req,
+      file,
+      urlPath,
+      meta,
+      sandbox,
+      acceptEncoding,
+      offer,
+    );
+  }
+
+  #sendOffered(
+    req: ServerRequest,
+    file: Found,
+    urlPath: string,
+    meta: FileMeta,
+    sandbox: boolean,
+    acceptEncoding: string | undefined,
+    offer: Offer,
+  ): Reply | Promise<Reply> {
     let coding = negotiateEncoding(acceptEncoding, offer.codings) as
       | Coding
       | "identity"
@@ -399,32 +465,75 @@ class StaticSite {
     // Ranges are of the identity form only: a range of a compressed body that
     // is made anew each time would not be stable across requests.
     let ranges: RangeResult = null;
-    const range = req.method === "GET" ? headers.get("range") : undefined;
+    const range = req.method === "GET" ? req.headers.get("range") : undefined;
     if (
       range !== undefined &&
       (coding === "identity" || negotiateEncoding(acceptEncoding, []) !== null)
     ) {
       ranges = parseRange(range, file.size);
       if (
-        ranges !== null && !ifRangeHolds(headers, meta.validators.identity)
+        ranges !== null &&
+        !ifRangeHolds(req.headers, meta.validators.identity)
       ) ranges = null;
       if (ranges !== null) coding = "identity";
     }
 
-    let rep = this.#reps.represent(file, meta, coding, offer.sidecars);
-    if (rep instanceof Promise) rep = await rep;
+    const rep = this.#reps.represent(file, meta, coding, offer.sidecars);
     if (ranges === null && !sandbox && !this.#config.attachment) {
-      // The whole file, its usual fields: one frozen record per version,
-      // which the engine copies as bytes.
-      const fields = this.#wholeFields(rep, meta);
-      const notModified = checkPreconditions(req, rep.validators, fields);
-      if (notModified !== undefined) return notModified;
-      let body = req.method === "HEAD"
-        ? null
-        : this.#reps.body(rep, 0, rep.size);
-      if (body instanceof Promise) body = await body;
-      return { status: STATUS.OK, headers: fields, body };
+      return rep instanceof Promise
+        ? rep.then((r) => this.#sendWhole(req, meta, r))
+        : this.#sendWhole(req, meta, rep);
     }
+    return this.#sendFields(
+      req,
+      file,
+      urlPath,
+      meta,
+      sandbox,
+      rep,
+      ranges,
+      range,
+    );
+  }
+
+  /**
+   * The whole file, its usual fields: one frozen record per version, which
+   * the engine copies as bytes.
+   */
+  #sendWhole(
+    req: ServerRequest,
+    meta: FileMeta,
+    rep: Representation,
+  ): Reply | Promise<Reply> {
+    const fields = this.#wholeFields(rep, meta);
+    const notModified = checkPreconditions(req, rep.validators, fields);
+    if (notModified !== undefined) return notModified;
+    if (req.method === "HEAD") {
+      return { status: STATUS.OK, headers: fields, body: null };
+    }
+    const body = this.#reps.body(rep, 0, rep.size);
+    if (body instanceof Promise) {
+      return body.then((b) => ({
+        status: STATUS.OK,
+        headers: fields,
+        body: b,
+      }));
+    }
+    return { status: STATUS.OK, headers: fields, body };
+  }
+
+  /** A reply with fields of its own: a range, a sandbox, an attachment. */
+  async #sendFields(
+    req: ServerRequest,
+    file: Found,
+    urlPath: string,
+    meta: FileMeta,
+    sandbox: boolean,
+    pending: Representation | Promise<Representation>,
+    ranges: RangeResult,
+    range: string | undefined,
+  ): Promise<Reply> {
+    const rep = await pending;
     const out: [string, string][] = [];
     if (!(ranges !== null && ranges !== "unsatisfiable" && ranges.length > 1)) {
       out.push(["content-type", meta.contentType]);

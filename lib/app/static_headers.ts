@@ -4,7 +4,7 @@
  * nginx's `add_header ... always`.
  */
 import { HttpError } from "../http/errors.ts";
-import type { Handler } from "../http/handler.ts";
+import type { Handler, Reply } from "../http/handler.ts";
 import { errorWithHeaders, replyHeader, withHeaders } from "./replies.ts";
 
 /**
@@ -25,18 +25,25 @@ export function withFixedHeaders(
       : `${extra[name]}, ${value}`;
   }
   const vary = extra.vary;
-  return async (req) => {
-    let reply;
-    try {
-      reply = await inner(req);
-    } catch (err) {
-      throw err instanceof HttpError ? errorWithHeaders(err, extra) : err;
-    }
+  const add = (reply: Reply): Reply => {
     if (vary === undefined) return withHeaders(reply, extra);
     const own = replyHeader(reply, "vary");
     return withHeaders(reply, {
       ...extra,
       vary: own === undefined ? vary : `${own}, ${vary}`,
     });
+  };
+  const failed = (err: unknown): never => {
+    throw err instanceof HttpError ? errorWithHeaders(err, extra) : err;
+  };
+  // Synchronous when the handler is (a file in memory): no promise added.
+  return (req) => {
+    let reply: Reply | Promise<Reply>;
+    try {
+      reply = inner(req);
+    } catch (err) {
+      return failed(err);
+    }
+    return reply instanceof Promise ? reply.then(add, failed) : add(reply);
   };
 }

@@ -63,16 +63,17 @@ export class StaticLookup {
 
   /** Looks up a canonical path; null when it is not servable (treated as 404). */
   find(path: string): Found | null {
-    const deny = this.#config.dotfiles !== "allow";
-    if (deny && isDotPath(path)) return null;
-    // canonicalPath() left no "." or ".." segment, so this join stays under
-    // the root lexically. Sync calls on purpose: for a local file they take a
-    // few µs, their async forms ~14 µs each in thread hand-offs.
+    // A path remembered passed the dot test below when it was looked up.
     const known = this.#resolved.get(path);
     const now = batchNow();
     if (known !== undefined && now - known.checkedAt < this.#revalidateMs) {
       return known.found; // looked up a moment ago; opening it checks again
     }
+    const deny = this.#config.dotfiles !== "allow";
+    if (deny && isDotPath(path)) return null;
+    // canonicalPath() left no "." or ".." segment, so this join stays under
+    // the root lexically. Sync calls on purpose: for a local file they take a
+    // few µs, their async forms ~14 µs each in thread hand-offs.
     const joined = this.root + path;
     let info: Deno.FileInfo;
     try {

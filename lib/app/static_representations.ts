@@ -8,6 +8,7 @@
  */
 import { basename } from "node:path";
 import { FileBody, type Reply } from "../http/handler.ts";
+import { batchNow } from "../http/clock.ts";
 import { ByteLru } from "./static_cache.ts";
 import {
   type Coding,
@@ -105,6 +106,11 @@ interface Cached<T> extends FileVersion {
   readonly bytes: T;
 }
 
+/** A small file's contents, and its identity form once asked for. */
+interface CachedFile extends Cached<Uint8Array> {
+  identity?: Representation;
+}
+
 /** Precompressed files beside an original, as last looked for. */
 interface SidecarLook {
   readonly checkedAt: number;
@@ -141,7 +147,7 @@ export class Representations {
   /** True when the extension policy serves a file of this (real) name. */
   readonly #serves: (name: string) => boolean;
   readonly #compressor: Compressor;
-  readonly #files: ByteLru<Cached<Uint8Array>>;
+  readonly #files: ByteLru<CachedFile>;
   /** Compressed forms; null marks "compression did not make it smaller". */
   readonly #compressed: ByteLru<Cached<Uint8Array | null>>;
   readonly #compressing = new Map<
@@ -228,7 +234,14 @@ export class Representations {
     sidecars: Sidecars,
   ): Representation | Promise<Representation> {
     if (coding === "identity") {
-      // Most requests: the file as it is, from memory once read: no promise.
+      // Most requests: the file as it is, from memory once read: no
+      // promise, and the one form made for this version (no new object).
+      if (file.size <= this.#tuning.maxCachedFileBytes) {
+        const hit = this.#files.get(file.path);
+        if (hit !== undefined && sameVersion(hit, file)) {
+          return hit.identity ??= this.#identity(file, meta, hit.bytes);
+        }
+      }
       const source = this.source(file);
       if (source instanceof Promise) {
         return source.then((bytes) => this.#identity(file, meta, bytes));
@@ -251,22 +264,36 @@ export class Representations {
     };
   }
 
-  async #encoded(
+  /**
+   * A compressed form: a sidecar's, or one made on the fly; identity when
+   * compression does not pay. No promise when its bytes are in memory.
+   */
+  #encoded(
     file: Found,
     meta: FileMeta,
     coding: Coding,
     sidecars: Sidecars,
-  ): Promise<Representation> {
+  ): Representation | Promise<Representation> {
     const sidecar = sidecars[coding];
     if (sidecar !== undefined) {
-      return {
-        coding,
-        validators: sidecar.validators,
-        size: sidecar.size,
-        source: await this.source(sidecar),
-      };
+      const source = this.source(sidecar);
+      return source instanceof Promise
+        ? source.then((bytes) => sidecarForm(coding, sidecar, bytes))
+        : sidecarForm(coding, sidecar, source);
     }
-    const bytes = await this.#compress(file, coding);
+    const bytes = this.#compress(file, coding);
+    return bytes instanceof Promise
+      ? bytes.then((b) => this.#packedOr(file, meta, coding, b))
+      : this.#packedOr(file, meta, coding, bytes);
+  }
+
+  /** The form compressed with `coding`, or identity when there is none. */
+  #packedOr(
+    file: Found,
+    meta: FileMeta,
+    coding: Coding,
+    bytes: Uint8Array | null,
+  ): Representation | Promise<Representation> {
     if (bytes !== null) {
       return {
         coding,
@@ -275,7 +302,7 @@ export class Representations {
         source: bytes,
       };
     }
-    return this.#identity(file, meta, await this.source(file));
+    return this.represent(file, meta, "identity", NO_OFFER.sidecars);
   }
 
   /** A small file's bytes from memory; a larger file is streamed from disk. */
@@ -291,12 +318,15 @@ export class Representations {
     start: number,
     length: number,
   ): Reply["body"] | Promise<Reply["body"]> {
-    if (rep.source instanceof Uint8Array) {
-      // From memory: no promise, no turn of the event loop.
-      return rep.source.subarray(start, start + length);
+    const source = rep.source;
+    if (source instanceof Uint8Array) {
+      // From memory: no promise, no turn of the event loop; the whole of
+      // it as it is (no new view).
+      if (start === 0 && length === source.length) return source;
+      return source.subarray(start, start + length);
     }
     // The engine closes the file.
-    return openChecked(rep.source).then((f) => new FileBody(f, start, length));
+    return openChecked(source).then((f) => new FileBody(f, start, length));
   }
 
   /** True when memory holds this very version of the file, read through a proven open. */
@@ -381,7 +411,7 @@ export class Representations {
     const look = this.#sidecars.get(file.path);
     if (
       look === undefined ||
-      Date.now() - look.checkedAt >= this.#tuning.sidecarTtlMs
+      batchNow() - look.checkedAt >= this.#tuning.sidecarTtlMs
     ) return this.#lookForSidecars(file);
     if (look.forFile !== file) {
       look.forFile = file;
@@ -429,6 +459,20 @@ export class Representations {
     this.#sidecars.set(file.path, { checkedAt, found, forFile: file, fresh });
     return fresh;
   }
+}
+
+/** A sidecar's representation, its bytes or file as source. */
+function sidecarForm(
+  coding: Coding,
+  sidecar: Sidecar,
+  source: Uint8Array | OnDisk,
+): Representation {
+  return {
+    coding,
+    validators: sidecar.validators,
+    size: sidecar.size,
+    source,
+  };
 }
 
 /** Sidecars not older than `file`: an older one was made from an older file. */

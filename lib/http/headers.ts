@@ -96,18 +96,40 @@ export class HeaderFields {
 
   /** Every value of `name`, joined by ", " as RFC 9110 §5.3 allows, or undefined. */
   getJoined(name: string): string | undefined {
-    if (!isLower(name)) name = name.toLowerCase();
+    let n = this.#indexOf(name, 0);
+    if (n < 0) {
+      // As get(): a miss in lower case, or with no name of this length,
+      // costs no fold.
+      if (n === NO_SUCH_LENGTH || isLower(name)) return undefined;
+      name = name.toLowerCase();
+      n = this.#indexOf(name, 0);
+    }
     const starts = this.#starts;
     let out: string | undefined;
-    for (
-      let n = this.#indexOf(name, 0);
-      n >= 0;
-      n = this.#indexOf(name, n + 1)
-    ) {
+    for (; n >= 0; n = this.#indexOf(name, n + 1)) {
       const value = this.#value(n, starts[n] + name.length);
       out = out === undefined ? value : `${out}, ${value}`;
     }
     return out;
+  }
+
+  /**
+   * True when a field whose name starts with `prefix` was sent: one pass
+   * that rules out a family of fields (`if-`) at once. `prefix` is the start
+   * of a name as stored: lower case, token characters only (no ":").
+   */
+  hasPrefix(prefix: string): boolean {
+    const text = this.#text;
+    const starts = this.#starts;
+    const length = prefix.length;
+    next: for (let n = 0; n < starts.length - 1; n++) {
+      const start = starts[n];
+      for (let k = 0; k < length; k++) {
+        if (text.charCodeAt(start + k) !== prefix.charCodeAt(k)) continue next;
+      }
+      return true;
+    }
+    return false;
   }
 
   /** True when a field of this name (any case) was sent. */
