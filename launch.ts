@@ -19,6 +19,7 @@ import {
   parseFlags,
   UsageError,
 } from "./lib/cli.ts";
+import { COLLECTOR_GLOBAL } from "./lib/http/ws/collect.ts";
 
 /** The folder holding launch.ts, main.ts and deno.json. No node:path: see lib/access.ts. */
 const HERE = decodeURIComponent(new URL(".", import.meta.url).pathname)
@@ -54,6 +55,9 @@ export function engineArgs(
     `--lock=${HERE}/deno.lock`,
     "--frozen",
     ...permissionFlags(planAccess(opts, HERE), realPath),
+    // V8's gc under a name of ours: minor collections as big WebSocket
+    // messages come in (lib/http/ws/collect.ts).
+    `--v8-flags=--expose-gc-as=${COLLECTOR_GLOBAL}`,
     `${HERE}/main.ts`,
     ...args,
   ];

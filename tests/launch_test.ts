@@ -13,6 +13,7 @@ import {
   withFileLimit,
 } from "../launch.ts";
 import { parseFlags } from "../lib/cli.ts";
+import { COLLECTOR_GLOBAL } from "../lib/http/ws/collect.ts";
 import {
   cachedPackages,
   childrenOf,
@@ -479,6 +480,22 @@ Deno.test("engineTunables() puts the user's GLIBC_TUNABLES last, so theirs win, 
   ) {
     assert.equal(engineTunables(from({ [name]: "1" })), undefined, name);
   }
+});
+
+Deno.test("the engine runs with V8's gc under our name, so big WebSocket messages can ask for minor collections", async () => {
+  await using server = await spawnServer([
+    ...launcherCommand(),
+    "--port",
+    "0",
+  ]);
+  await assertListening(server);
+  const engine = await findEngine(server.child.pid);
+  const argv = await cmdlineOf(engine);
+  const flag = `--v8-flags=--expose-gc-as=${COLLECTOR_GLOBAL}`;
+  // A Deno flag: before the script, not one of the script's arguments.
+  const script = argv.findIndex((arg) => arg.endsWith("/main.ts"));
+  assert.ok(script > 0, argv.join(" "));
+  assert.ok(argv.slice(0, script).includes(flag), argv.join(" "));
 });
 
 /**
