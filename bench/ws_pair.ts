@@ -14,8 +14,8 @@
  * then the engine: the engine's CPU is counted); `deno` starts
  * bench/servers/deno_serve_ws.ts, and `floor` or `name=floor` this tree's
  * bench/servers/ws_floor.ts (without the launcher's malloc settings unless
- * given them: `name=floor,GLIBC_TUNABLES=...`). `name=DIR,ENV=VALUE` sets environment
- * variables for that server. `--v8 FLAGS` passes V8 flags to every
+ * given them: `name=floor,GLIBC_TUNABLES=...`). `name=DIR,ENV=VALUE` sets
+ * environment variables for that server. `--v8 FLAGS` passes V8 flags to every
  * server but a `task:` one (e.g. `--trace-gc`, whose lines are counted per
  * round).
  */
