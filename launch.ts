@@ -19,6 +19,7 @@ import {
   parseFlags,
   UsageError,
 } from "./lib/cli.ts";
+import { COLLECTOR_GLOBAL } from "./lib/http/ws/collect.ts";
 
 /** The folder holding launch.ts, main.ts and deno.json. No node:path: see lib/access.ts. */
 const HERE = decodeURIComponent(new URL(".", import.meta.url).pathname)
@@ -54,6 +55,9 @@ export function engineArgs(
     `--lock=${HERE}/deno.lock`,
     "--frozen",
     ...permissionFlags(planAccess(opts, HERE), realPath),
+    // V8's gc under a name of ours: minor collections as big WebSocket
+    // messages come in (lib/http/ws/collect.ts).
+    `--v8-flags=--expose-gc-as=${COLLECTOR_GLOBAL}`,
     `${HERE}/main.ts`,
     ...args,
   ];
@@ -101,13 +105,16 @@ export function withFileLimit(
  * 256 KiB one) and takes fresh pages for the next buffers, so each of
  * them is page-faulted in and cleared by the kernel again: a WebSocket
  * echo of 256 KiB messages spent ~30 µs a message on it. Kept instead, up
- * to 64 MiB (what V8 lets die between two collections), the next buffers
- * reuse it (128 MiB measured no better). Buffers up to 32 MiB (glibc's own highest dynamic
- * mmap threshold) come from the heap from the start, not from mmap() and
- * munmap() each time.
+ * to 128 MiB (twice what V8 lets die between two collections), the next
+ * buffers reuse it. Not 64 MiB: a collection frees that much or a little
+ * more at once, and about half the processes (by where their heap's live
+ * chunks lie) then trim at every collection, ~20 faults per 256 KiB
+ * message, as if nothing were set. Buffers up to 32 MiB (glibc's own
+ * highest dynamic mmap threshold) come from the heap from the start, not
+ * from mmap() and munmap() each time.
  */
 export const MALLOC_TUNABLES =
-  "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864";
+  "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=134217728";
 
 /** glibc's older names for malloc settings: any of them set, we leave malloc alone. */
 export const MALLOC_ENV_NAMES = [

@@ -12,8 +12,10 @@
  * `name=DIR` starts DIR's main.ts (the default app, `/echo`);
  * `name=task:DIR` starts it as `deno task serve` in DIR does (the launcher,
  * then the engine: the engine's CPU is counted); `deno` starts
- * bench/servers/deno_serve_ws.ts. `name=DIR,ENV=VALUE` sets environment
- * variables for that server. `--v8 FLAGS` passes V8 flags to every
+ * bench/servers/deno_serve_ws.ts, and `floor` or `name=floor` this tree's
+ * bench/servers/ws_floor.ts (without the launcher's malloc settings unless
+ * given them: `name=floor,GLIBC_TUNABLES=...`). `name=DIR,ENV=VALUE` sets
+ * environment variables for that server. `--v8 FLAGS` passes V8 flags to every
  * server but a `task:` one (e.g. `--trace-gc`, whose lines are counted per
  * round).
  */
@@ -90,18 +92,21 @@ async function start(spec: string): Promise<Server> {
   const port = freePort();
   // name=DIR[,ENV=VALUE...]: environment variables for that server only.
   const [head, ...envs] = spec.split(",");
-  const [name, dir] = head.includes("=") ? head.split("=") : [head, ""];
+  const [name, dir] = head.includes("=")
+    ? head.split("=")
+    : [head, head === "floor" ? "floor" : ""];
+  const script = dir === "floor" ? "ws_floor.ts" : "deno_serve_ws.ts";
   const env = Object.fromEntries(envs.map((e) => e.split("=")));
   const v8 = values.v8 ? [`--v8-flags=${values.v8}`] : [];
   const task = dir.startsWith("task:") ? dir.slice(5) : undefined;
   const argv = task !== undefined
     ? [...serveTask(task), "--port", `${port}`, "--quiet"]
-    : dir === ""
+    : dir === "" || dir === "floor"
     ? [
       "run",
       ...v8,
       "--allow-net",
-      join(HERE, "servers", "deno_serve_ws.ts"),
+      join(HERE, "servers", script),
       `${port}`,
     ]
     : [
@@ -120,7 +125,7 @@ async function start(spec: string): Promise<Server> {
   const proc = new Deno.Command("taskset", {
     args: ["-c", "0", Deno.execPath(), ...argv],
     env,
-    cwd: task ?? (dir || undefined),
+    cwd: task ?? (dir === "" || dir === "floor" ? undefined : dir),
     stdout: "piped",
     stderr: "null",
     stdin: "null",
@@ -130,7 +135,7 @@ async function start(spec: string): Promise<Server> {
     proc,
     pid: proc.pid,
     port,
-    path: dir === "" ? "/" : "/echo",
+    path: dir === "" || dir === "floor" ? "/" : "/echo",
     gcLines: 0,
     scavenges: 0,
     markCompacts: 0,

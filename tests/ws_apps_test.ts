@@ -12,7 +12,13 @@ import { serveFetch, upgradeWebSocket } from "../lib/app/fetch_adapter.ts";
 import { startApp } from "./fixtures/app_server.ts";
 import { PYTHON, pythonMissing, runPython } from "./fixtures/ws_python.ts";
 import { Browser, chromiumMissing, within } from "./helpers/cdp.ts";
-import { encoder, ReplyReader, send, withTimeout } from "./helpers/socket.ts";
+import {
+  encoder,
+  openWebSocket,
+  ReplyReader,
+  send,
+  withTimeout,
+} from "./helpers/socket.ts";
 
 const pythonSkip = pythonMissing();
 const chromiumSkip = chromiumMissing();
@@ -92,21 +98,6 @@ async function inChromium(
   );
 }
 
-/** Opens Deno's WebSocket client and resolves once it is open. */
-async function open(url: string): Promise<WebSocket> {
-  const ws = new WebSocket(url);
-  ws.binaryType = "arraybuffer";
-  await withTimeout(
-    new Promise((resolve, reject) => {
-      ws.onopen = resolve;
-      ws.onerror = () => reject(new Error("WebSocket error"));
-    }),
-    10_000,
-    "open",
-  );
-  return ws;
-}
-
 function roundTrip(ws: WebSocket, data: string | Uint8Array) {
   return withTimeout(
     new Promise<unknown>((resolve) => {
@@ -126,7 +117,7 @@ async function closeWith(ws: WebSocket, code: number): Promise<CloseEvent> {
 
 Deno.test("the default app's WebSocket /echo echoes Deno's WebSocket: text, binary, 512 KiB, close", async () => {
   await using app = await startApp();
-  const ws = await open(`ws://127.0.0.1:${app.port}/echo`);
+  const ws = await openWebSocket(`ws://127.0.0.1:${app.port}/echo`);
   assert.equal(await roundTrip(ws, "Hello, κόσμε"), "Hello, κόσμε");
   const bytes = new Uint8Array(70_000).map((_, i) => i * 7);
   assert.deepEqual(
@@ -142,7 +133,7 @@ Deno.test("the default app's WebSocket /echo echoes Deno's WebSocket: text, bina
 
 Deno.test("the default app's WebSocket /echo echoes text of every length 0-200 exactly: ASCII, two- and three-byte characters, and one astral", async () => {
   await using app = await startApp();
-  const ws = await open(`ws://127.0.0.1:${app.port}/echo`);
+  const ws = await openWebSocket(`ws://127.0.0.1:${app.port}/echo`);
   // Across the short-text path (64 bytes), the 16-bit length (126 bytes)
   // and in every position of a character against the 4-byte mask.
   for (const unit of ["x", "é", "€"]) {
@@ -322,7 +313,7 @@ Deno.test("a Hono app with hono/deno's upgradeWebSocket runs unchanged: Deno's W
     accessLog: false,
     fetch: honoApp(events).fetch,
   });
-  const ws = await open(`ws://127.0.0.1:${server.port}/ws`);
+  const ws = await openWebSocket(`ws://127.0.0.1:${server.port}/ws`);
   assert.equal(await roundTrip(ws, "from Deno"), "from Deno");
   const bytes = new Uint8Array([1, 2, 3, 250]);
   assert.deepEqual(

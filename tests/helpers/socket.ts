@@ -67,6 +67,21 @@ export async function withTimeout<T>(
   }
 }
 
+/** Opens Deno's WebSocket client (binary as ArrayBuffer) and resolves once it is open. */
+export async function openWebSocket(url: string): Promise<WebSocket> {
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  await withTimeout(
+    new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = () => reject(new Error("WebSocket error"));
+    }),
+    10_000,
+    "open",
+  );
+  return ws;
+}
+
 /** Resolves after `ms`. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

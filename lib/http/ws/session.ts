@@ -36,6 +36,7 @@ import {
   WsError,
 } from "./frame.ts";
 import { BufferPool, Pool } from "../buffers.ts";
+import { noteMessageBuffer } from "./collect.ts";
 import { FrameBuffers } from "./frame_buffers.ts";
 import { isUtf8, Utf8Text } from "./utf8.ts";
 
@@ -1056,6 +1057,7 @@ export class WsSession {
       const data = this.#msgWhole ?? joinBytes(this.#msgPieces, this.#msgBytes);
       this.#msgPieces = [];
       this.#msgWhole = undefined;
+      noteMessageBuffer(data.length);
       this.#emit(data);
     }
     return this.#state === "closed";
