@@ -1,18 +1,23 @@
 /**
- * Case 15b over real sockets, paired: each server is started once (pinned
- * to core 0), then `ws_load.ts -c 1 -s 262144 --binary` (pinned to core 1)
- * runs against each in turn, round by round, and the server's CPU time
- * (utime + stime from /proc) and minor page faults over the round are
- * divided by the MiB it echoed. Prints each round and the medians of the
- * per-round ratios of every server to the first.
+ * Case 15b (by default) or 15a (`--case 15a`) over real sockets, paired:
+ * each server is started once (pinned to core 0), then `ws_load.ts` (pinned
+ * to core 1) runs against each in turn, round by round, and the server's
+ * CPU time (utime + stime from /proc) and minor page faults over the round
+ * are divided by the MiB (15b: `-c 1 -s 262144 --binary`) or the messages
+ * (15a: `-c 256 -s 32`, text) it echoed. Prints each round and the medians
+ * of the per-round ratios of every server to every other.
  *
  *   deno run -A bench/ws_pair.ts --rounds 12 --seconds 3 \
  *     --server ours=/work/main --server deno [--server new=/path/to/clone]
+ *   deno run -A bench/ws_pair.ts --case 15a --rounds 12 --seconds 3 \
+ *     --server ours=task:/work/main --server floor --server deno
  *
- * `name=DIR` starts DIR's main.ts (the default app, `/echo`);
- * `name=task:DIR` starts it as `deno task serve` in DIR does (the launcher,
- * then the engine: the engine's CPU is counted); `deno` starts
- * bench/servers/deno_serve_ws.ts. `name=DIR,ENV=VALUE` sets environment
+ * `--connections N`, `--size BYTES` and `--text` / `--binary` set the load
+ * by hand (after `--case`). `name=DIR` starts DIR's main.ts (the default
+ * app, `/echo`); `name=task:DIR` starts it as `deno task serve` in DIR
+ * does (the launcher, then the engine: the engine's CPU is counted); `deno`
+ * starts bench/servers/deno_serve_ws.ts, `floor` bench/servers/ws_floor.ts
+ * (the bare WebSocket floor). `name=DIR,ENV=VALUE` sets environment
  * variables for that server. `--v8 FLAGS` passes V8 flags to every
  * server but a `task:` one (e.g. `--trace-gc`, whose lines are counted per
  * round).
@@ -29,11 +34,34 @@ const { values } = parseArgs({
   options: {
     rounds: { type: "string", default: "10" },
     seconds: { type: "string", default: "3" },
-    size: { type: "string", default: "262144" },
+    case: { type: "string", default: "15b" },
+    size: { type: "string" },
+    connections: { type: "string" },
+    text: { type: "boolean" },
+    binary: { type: "boolean" },
     server: { type: "string", multiple: true, default: [] },
     v8: { type: "string", default: "" },
   },
 });
+
+/** The load of each case; `--connections`, `--size`, `--text` override. */
+const CASES: Record<
+  string,
+  { connections: number; size: number; binary: boolean }
+> = {
+  "15a": { connections: 256, size: 32, binary: false },
+  "15b": { connections: 1, size: 262144, binary: true },
+};
+const base = CASES[values.case];
+if (base === undefined) throw new Error(`--case is 15a or 15b`);
+const LOAD = {
+  connections: Number(values.connections ?? base.connections),
+  size: Number(values.size ?? base.size),
+  binary: values.text ? false : values.binary ?? base.binary,
+};
+/** CPU and rate per MiB for big messages, per message for small ones. */
+const PER_MIB = LOAD.size >= 65536;
+const UNIT = PER_MIB ? "MiB" : "msg";
 
 interface Server {
   name: string;
@@ -94,6 +122,7 @@ async function start(spec: string): Promise<Server> {
   const env = Object.fromEntries(envs.map((e) => e.split("=")));
   const v8 = values.v8 ? [`--v8-flags=${values.v8}`] : [];
   const task = dir.startsWith("task:") ? dir.slice(5) : undefined;
+  const script = name === "floor" ? "ws_floor.ts" : "deno_serve_ws.ts";
   const argv = task !== undefined
     ? [...serveTask(task), "--port", `${port}`, "--quiet"]
     : dir === ""
@@ -101,7 +130,7 @@ async function start(spec: string): Promise<Server> {
       "run",
       ...v8,
       "--allow-net",
-      join(HERE, "servers", "deno_serve_ws.ts"),
+      join(HERE, "servers", script),
       `${port}`,
     ]
     : [
@@ -130,7 +159,7 @@ async function start(spec: string): Promise<Server> {
     proc,
     pid: proc.pid,
     port,
-    path: dir === "" ? "/" : "/echo",
+    path: dir === "" && name !== "floor" ? "/" : "/echo",
     gcLines: 0,
     scavenges: 0,
     markCompacts: 0,
@@ -159,7 +188,9 @@ async function start(spec: string): Promise<Server> {
   return server;
 }
 
-async function load(server: Server): Promise<{ bytes: number }> {
+async function load(
+  server: Server,
+): Promise<{ bytes: number; messages: number }> {
   const out = await new Deno.Command("taskset", {
     args: [
       "-c",
@@ -170,19 +201,19 @@ async function load(server: Server): Promise<{ bytes: number }> {
       join(HERE, "ws_load.ts"),
       `ws://127.0.0.1:${server.port}${server.path}`,
       "-c",
-      "1",
+      `${LOAD.connections}`,
       "-d",
       values.seconds,
       "-s",
-      values.size,
-      "--binary",
+      `${LOAD.size}`,
+      ...(LOAD.binary ? ["--binary"] : []),
       "--json",
     ],
     stdout: "piped",
     stderr: "inherit",
   }).output();
   const r = JSON.parse(new TextDecoder().decode(out.stdout));
-  return { bytes: r.bytes };
+  return { bytes: r.bytes, messages: r.requests };
 }
 
 function median(xs: number[]): number {
@@ -201,10 +232,10 @@ for (const s of servers) {
 const rounds = Number(values.rounds);
 const rows: Record<
   string,
-  { usPerMiB: number[]; mibs: number[]; flt: number[]; gc: number[] }
+  { cpu: number[]; rate: number[]; flt: number[]; gc: number[] }
 > = {};
 for (const s of servers) {
-  rows[s.name] = { usPerMiB: [], mibs: [], flt: [], gc: [] };
+  rows[s.name] = { cpu: [], rate: [], flt: [], gc: [] };
 }
 const load0 = Deno.loadavg();
 try {
@@ -218,20 +249,20 @@ try {
       const a = procStat(pid);
       const gc0 = s.scavenges + s.markCompacts;
       const t0 = performance.now();
-      const { bytes } = await load(s);
+      const { bytes, messages } = await load(s);
       const secs = (performance.now() - t0) / 1000;
       const b = procStat(pid);
-      const mib = bytes / (1024 * 1024);
-      const msgs = bytes / (Number(values.size) + 10);
+      const units = PER_MIB ? bytes / (1024 * 1024) : messages;
+      const cpu = (b.cpuMs - a.cpuMs) * 1000 / units;
       const row = rows[s.name];
-      row.usPerMiB.push((b.cpuMs - a.cpuMs) * 1000 / mib);
-      row.mibs.push(mib / secs);
-      row.flt.push((b.minflt - a.minflt) / msgs);
-      row.gc.push((s.scavenges + s.markCompacts - gc0) / msgs);
+      row.cpu.push(cpu);
+      row.rate.push(units / secs);
+      row.flt.push((b.minflt - a.minflt) / messages);
+      row.gc.push((s.scavenges + s.markCompacts - gc0) / messages);
       line.push(
-        `${s.name} ${(mib / Number(values.seconds)).toFixed(0)} MiB/s ${
-          ((b.cpuMs - a.cpuMs) * 1000 / mib).toFixed(0)
-        } us/MiB ${((b.minflt - a.minflt) / msgs).toFixed(1)} flt/msg`,
+        `${s.name} ${(units / secs).toFixed(0)} ${UNIT}/s ${
+          cpu.toFixed(PER_MIB ? 0 : 2)
+        } us/${UNIT} ${((b.minflt - a.minflt) / messages).toFixed(1)} flt/msg`,
       );
     }
     console.log(`round ${r + 1}: ${line.join(" | ")}`);
@@ -250,26 +281,32 @@ console.log(
 for (const s of servers) {
   const row = rows[s.name];
   console.log(
-    `${s.name}: median ${median(row.usPerMiB).toFixed(0)} µs/MiB, ${
-      median(row.mibs).toFixed(0)
-    } MiB/s, ${median(row.flt).toFixed(1)} minor faults a message${
+    `${s.name}: median ${
+      median(row.cpu).toFixed(PER_MIB ? 0 : 2)
+    } µs/${UNIT}, ${median(row.rate).toFixed(0)} ${UNIT}/s, ${
+      median(row.flt).toFixed(1)
+    } minor faults a message${
       values.v8.includes("trace-gc")
         ? `, ${median(row.gc).toFixed(4)} GCs a message`
         : ""
     }`,
   );
 }
-// Medians of per-round ratios, every server to every other.
+// Medians of per-round ratios (with their range), every server to every other.
+function ratios(a: number[], b: number[]): string {
+  const r = a.map((v, i) => v / b[i]);
+  return `${median(r).toFixed(3)} (${Math.min(...r).toFixed(2)}-${
+    Math.max(...r).toFixed(2)
+  })`;
+}
 for (const a of servers) {
   for (const b of servers) {
     if (a === b) continue;
     const ra = rows[a.name], rb = rows[b.name];
-    const cpu = ra.usPerMiB.map((v, i) => v / rb.usPerMiB[i]);
-    const rate = ra.mibs.map((v, i) => v / rb.mibs[i]);
     console.log(
-      `${a.name} / ${b.name}: CPU per MiB ${median(cpu).toFixed(3)}, MiB/s ${
-        median(rate).toFixed(3)
-      } (medians of per-round ratios)`,
+      `${a.name} / ${b.name}: CPU per ${UNIT} ${
+        ratios(ra.cpu, rb.cpu)
+      }, ${UNIT}/s ${ratios(ra.rate, rb.rate)} (medians of per-round ratios)`,
     );
   }
 }
