@@ -17,7 +17,8 @@
  * app, `/echo`); `name=task:DIR` starts it as `deno task serve` in DIR
  * does (the launcher, then the engine: the engine's CPU is counted); `deno`
  * starts bench/servers/deno_serve_ws.ts, `floor` bench/servers/ws_floor.ts
- * (the bare WebSocket floor). `name=DIR,ENV=VALUE` sets environment
+ * (the bare WebSocket floor); `name=deno` and `name=floor` start those
+ * under another name (e.g. `floor32=floor,DENO_V8_FLAGS=...`). `name=DIR,ENV=VALUE` sets environment
  * variables for that server. `--v8 FLAGS` passes V8 flags to every
  * server but a `task:` one (e.g. `--trace-gc`, whose lines are counted per
  * round).
@@ -118,11 +119,19 @@ async function start(spec: string): Promise<Server> {
   const port = freePort();
   // name=DIR[,ENV=VALUE...]: environment variables for that server only.
   const [head, ...envs] = spec.split(",");
-  const [name, dir] = head.includes("=") ? head.split("=") : [head, ""];
-  const env = Object.fromEntries(envs.map((e) => e.split("=")));
+  const [name, where] = head.includes("=") ? head.split("=") : [head, head];
+  // `deno` and `floor` (as a name or after `=`) are the bench's own servers.
+  const script = where === "floor"
+    ? "ws_floor.ts"
+    : where === "deno"
+    ? "deno_serve_ws.ts"
+    : undefined;
+  const dir = script === undefined ? where : "";
+  const env = Object.fromEntries(
+    envs.map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)]),
+  );
   const v8 = values.v8 ? [`--v8-flags=${values.v8}`] : [];
   const task = dir.startsWith("task:") ? dir.slice(5) : undefined;
-  const script = name === "floor" ? "ws_floor.ts" : "deno_serve_ws.ts";
   const argv = task !== undefined
     ? [...serveTask(task), "--port", `${port}`, "--quiet"]
     : dir === ""
@@ -130,7 +139,7 @@ async function start(spec: string): Promise<Server> {
       "run",
       ...v8,
       "--allow-net",
-      join(HERE, "servers", script),
+      join(HERE, "servers", script!),
       `${port}`,
     ]
     : [
@@ -159,7 +168,7 @@ async function start(spec: string): Promise<Server> {
     proc,
     pid: proc.pid,
     port,
-    path: dir === "" && name !== "floor" ? "/" : "/echo",
+    path: script === "deno_serve_ws.ts" ? "/" : "/echo",
     gcLines: 0,
     scavenges: 0,
     markCompacts: 0,
@@ -224,7 +233,13 @@ function median(xs: number[]): number {
 
 const specs = values.server.length > 0 ? values.server : ["deno"];
 const servers: Server[] = [];
-for (const s of specs) servers.push(await start(s));
+try {
+  for (const s of specs) servers.push(await start(s));
+} catch (err) {
+  // One did not start: stop the others before giving up.
+  for (const s of servers) s.proc.kill("SIGTERM");
+  throw err;
+}
 for (const s of servers) {
   const cmd = Deno.readTextFileSync(`/proc/${s.pid}/cmdline`).split("\0");
   console.log(`${s.name}: process ${s.pid}, ${cmd.slice(-4).join(" ")}`);
