@@ -1,21 +1,25 @@
 /**
- * Case 15b over real sockets, paired: each server is started once (pinned
- * to core 0), then `ws_load.ts -c 1 -s 262144 --binary` (pinned to core 1)
- * runs against each in turn, round by round, and the server's CPU time
- * (utime + stime from /proc) and minor page faults over the round are
- * divided by the MiB it echoed. Prints each round and the medians of the
- * per-round ratios of every server to the first.
+ * Case 15b (by default) or 15a (`--case 15a`) over real sockets, paired:
+ * each server is started once (pinned to core 0), then `ws_load.ts` (pinned
+ * to core 1) runs against each in turn, round by round, and the server's
+ * CPU time (utime + stime from /proc) and minor page faults over the round
+ * are divided by the MiB (15b: `-c 1 -s 262144 --binary`) or the messages
+ * (15a: `-c 256 -s 32`, text) it echoed. Prints each round and the medians
+ * of the per-round ratios of every server to every other.
  *
  *   deno run -A bench/ws_pair.ts --rounds 12 --seconds 3 \
  *     --server ours=/work/main --server deno [--server new=/path/to/clone]
+ *   deno run -A bench/ws_pair.ts --case 15a --rounds 12 --seconds 3 \
+ *     --server ours=task:/work/main --server floor --server deno
  *
- * `name=DIR` starts DIR's main.ts (the default app, `/echo`);
- * `name=task:DIR` starts it as `deno task serve` in DIR does (the launcher,
- * then the engine: the engine's CPU is counted); `deno` starts
- * bench/servers/deno_serve_ws.ts, and `floor` or `name=floor` this tree's
- * bench/servers/ws_floor.ts (without the launcher's malloc settings unless
- * given them: `name=floor,GLIBC_TUNABLES=...`). `name=DIR,ENV=VALUE` sets
- * environment variables for that server. `--v8 FLAGS` passes V8 flags to every
+ * `--connections N`, `--size BYTES` and `--text` / `--binary` set the load
+ * by hand (after `--case`). `name=DIR` starts DIR's main.ts (the default
+ * app, `/echo`); `name=task:DIR` starts it as `deno task serve` in DIR
+ * does (the launcher, then the engine: the engine's CPU is counted); `deno`
+ * starts bench/servers/deno_serve_ws.ts, `floor` bench/servers/ws_floor.ts
+ * (the bare WebSocket floor); `name=deno` and `name=floor` start those
+ * under another name (e.g. `floor32=floor,DENO_V8_FLAGS=...`). `name=DIR,ENV=VALUE` sets environment
+ * variables for that server. `--v8 FLAGS` passes V8 flags to every
  * server but a `task:` one (e.g. `--trace-gc`, whose lines are counted per
  * round).
  */
@@ -23,6 +27,7 @@ import { parseArgs } from "node:util";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DENO_PERMISSIONS } from "./specs.ts";
+import { freePort } from "./procs.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
@@ -31,11 +36,34 @@ const { values } = parseArgs({
   options: {
     rounds: { type: "string", default: "10" },
     seconds: { type: "string", default: "3" },
-    size: { type: "string", default: "262144" },
+    case: { type: "string", default: "15b" },
+    size: { type: "string" },
+    connections: { type: "string" },
+    text: { type: "boolean" },
+    binary: { type: "boolean" },
     server: { type: "string", multiple: true, default: [] },
     v8: { type: "string", default: "" },
   },
 });
+
+/** The load of each case; `--connections`, `--size`, `--text` override. */
+const CASES: Record<
+  string,
+  { connections: number; size: number; binary: boolean }
+> = {
+  "15a": { connections: 256, size: 32, binary: false },
+  "15b": { connections: 1, size: 262144, binary: true },
+};
+const base = CASES[values.case];
+if (base === undefined) throw new Error(`--case is 15a or 15b`);
+const LOAD = {
+  connections: Number(values.connections ?? base.connections),
+  size: Number(values.size ?? base.size),
+  binary: values.text ? false : values.binary ?? base.binary,
+};
+/** CPU and rate per MiB for big messages, per message for small ones. */
+const PER_MIB = LOAD.size >= 65536;
+const UNIT = PER_MIB ? "MiB" : "msg";
 
 interface Server {
   name: string;
@@ -68,13 +96,6 @@ function procStat(pid: number): { cpuMs: number; minflt: number } {
   return { cpuMs: ticks * 1000 / CLK_TCK, minflt };
 }
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
 async function waitPort(port: number): Promise<void> {
   for (let i = 0; i < 200; i++) {
     try {
@@ -92,21 +113,27 @@ async function start(spec: string): Promise<Server> {
   const port = freePort();
   // name=DIR[,ENV=VALUE...]: environment variables for that server only.
   const [head, ...envs] = spec.split(",");
-  const [name, dir] = head.includes("=")
-    ? head.split("=")
-    : [head, head === "floor" ? "floor" : ""];
-  const script = dir === "floor" ? "ws_floor.ts" : "deno_serve_ws.ts";
-  const env = Object.fromEntries(envs.map((e) => e.split("=")));
+  const [name, where] = head.includes("=") ? head.split("=") : [head, head];
+  // `deno` and `floor` (as a name or after `=`) are the bench's own servers.
+  const script = where === "floor"
+    ? "ws_floor.ts"
+    : where === "deno"
+    ? "deno_serve_ws.ts"
+    : undefined;
+  const dir = script === undefined ? where : "";
+  const env = Object.fromEntries(
+    envs.map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)]),
+  );
   const v8 = values.v8 ? [`--v8-flags=${values.v8}`] : [];
   const task = dir.startsWith("task:") ? dir.slice(5) : undefined;
   const argv = task !== undefined
     ? [...serveTask(task), "--port", `${port}`, "--quiet"]
-    : dir === "" || dir === "floor"
+    : dir === ""
     ? [
       "run",
       ...v8,
       "--allow-net",
-      join(HERE, "servers", script),
+      join(HERE, "servers", script!),
       `${port}`,
     ]
     : [
@@ -125,7 +152,7 @@ async function start(spec: string): Promise<Server> {
   const proc = new Deno.Command("taskset", {
     args: ["-c", "0", Deno.execPath(), ...argv],
     env,
-    cwd: task ?? (dir === "" || dir === "floor" ? undefined : dir),
+    cwd: task ?? (dir || undefined),
     stdout: "piped",
     stderr: "null",
     stdin: "null",
@@ -135,7 +162,7 @@ async function start(spec: string): Promise<Server> {
     proc,
     pid: proc.pid,
     port,
-    path: dir === "" || dir === "floor" ? "/" : "/echo",
+    path: script === "deno_serve_ws.ts" ? "/" : "/echo",
     gcLines: 0,
     scavenges: 0,
     markCompacts: 0,
@@ -164,7 +191,9 @@ async function start(spec: string): Promise<Server> {
   return server;
 }
 
-async function load(server: Server): Promise<{ bytes: number }> {
+async function load(
+  server: Server,
+): Promise<{ bytes: number; messages: number }> {
   const out = await new Deno.Command("taskset", {
     args: [
       "-c",
@@ -175,19 +204,19 @@ async function load(server: Server): Promise<{ bytes: number }> {
       join(HERE, "ws_load.ts"),
       `ws://127.0.0.1:${server.port}${server.path}`,
       "-c",
-      "1",
+      `${LOAD.connections}`,
       "-d",
       values.seconds,
       "-s",
-      values.size,
-      "--binary",
+      `${LOAD.size}`,
+      ...(LOAD.binary ? ["--binary"] : []),
       "--json",
     ],
     stdout: "piped",
     stderr: "inherit",
   }).output();
   const r = JSON.parse(new TextDecoder().decode(out.stdout));
-  return { bytes: r.bytes };
+  return { bytes: r.bytes, messages: r.requests };
 }
 
 function median(xs: number[]): number {
@@ -198,7 +227,13 @@ function median(xs: number[]): number {
 
 const specs = values.server.length > 0 ? values.server : ["deno"];
 const servers: Server[] = [];
-for (const s of specs) servers.push(await start(s));
+try {
+  for (const s of specs) servers.push(await start(s));
+} catch (err) {
+  // One did not start: stop the others before giving up.
+  for (const s of servers) s.proc.kill("SIGTERM");
+  throw err;
+}
 for (const s of servers) {
   const cmd = Deno.readTextFileSync(`/proc/${s.pid}/cmdline`).split("\0");
   console.log(`${s.name}: process ${s.pid}, ${cmd.slice(-4).join(" ")}`);
@@ -206,10 +241,10 @@ for (const s of servers) {
 const rounds = Number(values.rounds);
 const rows: Record<
   string,
-  { usPerMiB: number[]; mibs: number[]; flt: number[]; gc: number[] }
+  { cpu: number[]; rate: number[]; flt: number[]; gc: number[] }
 > = {};
 for (const s of servers) {
-  rows[s.name] = { usPerMiB: [], mibs: [], flt: [], gc: [] };
+  rows[s.name] = { cpu: [], rate: [], flt: [], gc: [] };
 }
 const load0 = Deno.loadavg();
 try {
@@ -223,20 +258,20 @@ try {
       const a = procStat(pid);
       const gc0 = s.scavenges + s.markCompacts;
       const t0 = performance.now();
-      const { bytes } = await load(s);
+      const { bytes, messages } = await load(s);
       const secs = (performance.now() - t0) / 1000;
       const b = procStat(pid);
-      const mib = bytes / (1024 * 1024);
-      const msgs = bytes / (Number(values.size) + 10);
+      const units = PER_MIB ? bytes / (1024 * 1024) : messages;
+      const cpu = (b.cpuMs - a.cpuMs) * 1000 / units;
       const row = rows[s.name];
-      row.usPerMiB.push((b.cpuMs - a.cpuMs) * 1000 / mib);
-      row.mibs.push(mib / secs);
-      row.flt.push((b.minflt - a.minflt) / msgs);
-      row.gc.push((s.scavenges + s.markCompacts - gc0) / msgs);
+      row.cpu.push(cpu);
+      row.rate.push(units / secs);
+      row.flt.push((b.minflt - a.minflt) / messages);
+      row.gc.push((s.scavenges + s.markCompacts - gc0) / messages);
       line.push(
-        `${s.name} ${(mib / Number(values.seconds)).toFixed(0)} MiB/s ${
-          ((b.cpuMs - a.cpuMs) * 1000 / mib).toFixed(0)
-        } us/MiB ${((b.minflt - a.minflt) / msgs).toFixed(1)} flt/msg`,
+        `${s.name} ${(units / secs).toFixed(0)} ${UNIT}/s ${
+          cpu.toFixed(PER_MIB ? 0 : 2)
+        } us/${UNIT} ${((b.minflt - a.minflt) / messages).toFixed(1)} flt/msg`,
       );
     }
     console.log(`round ${r + 1}: ${line.join(" | ")}`);
@@ -255,26 +290,32 @@ console.log(
 for (const s of servers) {
   const row = rows[s.name];
   console.log(
-    `${s.name}: median ${median(row.usPerMiB).toFixed(0)} µs/MiB, ${
-      median(row.mibs).toFixed(0)
-    } MiB/s, ${median(row.flt).toFixed(1)} minor faults a message${
+    `${s.name}: median ${
+      median(row.cpu).toFixed(PER_MIB ? 0 : 2)
+    } µs/${UNIT}, ${median(row.rate).toFixed(0)} ${UNIT}/s, ${
+      median(row.flt).toFixed(1)
+    } minor faults a message${
       values.v8.includes("trace-gc")
         ? `, ${median(row.gc).toFixed(4)} GCs a message`
         : ""
     }`,
   );
 }
-// Medians of per-round ratios, every server to every other.
+// Medians of per-round ratios (with their range), every server to every other.
+function ratios(a: number[], b: number[]): string {
+  const r = a.map((v, i) => v / b[i]);
+  return `${median(r).toFixed(3)} (${Math.min(...r).toFixed(2)}-${
+    Math.max(...r).toFixed(2)
+  })`;
+}
 for (const a of servers) {
   for (const b of servers) {
     if (a === b) continue;
     const ra = rows[a.name], rb = rows[b.name];
-    const cpu = ra.usPerMiB.map((v, i) => v / rb.usPerMiB[i]);
-    const rate = ra.mibs.map((v, i) => v / rb.mibs[i]);
     console.log(
-      `${a.name} / ${b.name}: CPU per MiB ${median(cpu).toFixed(3)}, MiB/s ${
-        median(rate).toFixed(3)
-      } (medians of per-round ratios)`,
+      `${a.name} / ${b.name}: CPU per ${UNIT} ${
+        ratios(ra.cpu, rb.cpu)
+      }, ${UNIT}/s ${ratios(ra.rate, rb.rate)} (medians of per-round ratios)`,
     );
   }
 }
