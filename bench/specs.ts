@@ -8,6 +8,7 @@
 import { join } from "node:path";
 import type { Bench, ServerSpec } from "./measure.ts";
 import { nginxConfig } from "./procs.ts";
+import { ENGINE_V8_FLAGS } from "../launch.ts";
 
 const REPO_DIR = new URL("..", import.meta.url).pathname;
 const SERVERS = new URL("./servers/", import.meta.url).pathname;
@@ -100,6 +101,7 @@ export function defaultApp(opts: AppOptions = {}): ServerSpec {
         "--cpu-prof",
         `--cpu-prof-dir=${dir}`,
         ...DENO_PERMISSIONS,
+        ENGINE_V8_FLAGS, // as the launcher starts it
         join(REPO_DIR, "main.ts"),
         ...userArgs(bench, port),
       ],
@@ -131,6 +133,7 @@ export function engineDirect(opts: AppOptions = {}): ServerSpec {
         `--lock=${join(REPO_DIR, "deno.lock")}`,
         "--frozen",
         ...DENO_PERMISSIONS,
+        ENGINE_V8_FLAGS, // as the launcher starts it
         join(REPO_DIR, "main.ts"),
         "--port",
         `${port}`,
