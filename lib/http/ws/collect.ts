@@ -15,8 +15,9 @@
  *
  * Only where the runtime gives us V8's `gc` under the name
  * {@link COLLECTOR_GLOBAL} (`--v8-flags=--expose-gc-as=...`, which the
- * launcher passes to the engine): it is taken at start and the global set
- * to undefined, so the app sees no `gc` of ours. Elsewhere nothing happens.
+ * launcher passes to the engine): it is taken when this module loads (the
+ * first WebSocket upgrade) and the global set to undefined, so the app
+ * sees no `gc` of ours after that. Elsewhere nothing happens.
  *
  * @module
  */
