@@ -483,6 +483,43 @@ Deno.test("a big message echoes byte for byte whatever its reads' boundaries, wi
   }
 });
 
+/** A ScriptedSocket whose writes take at most `cap` bytes each. */
+class ShortWriteSocket extends ScriptedSocket {
+  readonly #cap: number;
+  constructor(wire: Uint8Array, want: number, cap: number) {
+    super(wire, [], want);
+    this.#cap = cap;
+  }
+  override write(bytes: Uint8Array): Promise<number> {
+    return super.write(bytes.subarray(0, this.#cap));
+  }
+}
+
+Deno.test("writes that take part of their bytes: the rest follows in order, byte for byte", async () => {
+  const payload = new Uint8Array(100_000).map((_, i) => (i * 11 + 5) & 0xff);
+  const frames = [
+    clientFrame(OPCODE.Text, "hello"),
+    clientFrame(OPCODE.Binary, payload),
+    clientFrame(OPCODE.Text, "after"),
+  ];
+  const wire = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+  frames.reduce((off, f) => (wire.set(f, off), off + f.length), 0);
+  const expected = [
+    serverFrame(OPCODE.Text, new TextEncoder().encode("hello")),
+    serverFrame(OPCODE.Binary, payload),
+    serverFrame(OPCODE.Text, new TextEncoder().encode("after")),
+  ];
+  const want = new Uint8Array(expected.reduce((n, f) => n + f.length, 0));
+  expected.reduce((off, f) => (want.set(f, off), off + f.length), 0);
+  for (const cap of [3, 4096]) {
+    const socket = new ShortWriteSocket(wire, want.length, cap);
+    const out = await echoOver(socket);
+    assert.ok(socket.writes.every((w) => w.length <= cap));
+    assert.equal(out.length, want.length, `writes of at most ${cap}`);
+    assert.ok(out.every((b, i) => b === want[i]), `writes of at most ${cap}`);
+  }
+});
+
 /**
  * A socket fed by the test: each read waits until `feed()` hands it bytes
  * (at most what its buffer holds; the rest waits for the next read), so a
