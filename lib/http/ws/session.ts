@@ -774,7 +774,7 @@ export class WsSession {
   #added(bytes: number): void {
     const wasEmpty = this.#outBytes === 0;
     this.#outBytes += bytes;
-    if (wasEmpty) this.onOutput();
+    if (wasEmpty) this.outputStarted();
   }
 
   /** Queues an event, or a message as its data (a string or bytes). */
@@ -812,7 +812,7 @@ export class WsSession {
         if (failed && !close) continue;
         try {
           if (event !== undefined) this.onEvent(event);
-          else this.#deliver(item as string | Uint8Array);
+          else this.deliver(item as string | Uint8Array);
         } catch (err) {
           if (!failed) {
             failed = true;
@@ -820,7 +820,7 @@ export class WsSession {
             this.#fail(CLOSE.InternalError, "Internal error in the app");
           }
         }
-        if (close) this.onClosed();
+        if (close) this.closeDispatched();
       }
     } finally {
       // Not `length = 0`: that frees the array's store, to be grown again.
@@ -835,12 +835,26 @@ export class WsSession {
     if (failed) throw failure;
   }
 
-  /** A message to `onMessage`, or as an event to `onEvent` without one. */
-  #deliver(data: string | Uint8Array): void {
+  /**
+   * A message to `onMessage`, or as an event to `onEvent` without one. The
+   * engine's subclass (`WsConnection`) hands it to its app instead:
+   * the three hooks below are methods, not closures, for that one object.
+   */
+  protected deliver(data: string | Uint8Array): void {
     const onMessage = this.onMessage;
     if (onMessage !== undefined) onMessage(data);
     else if (typeof data === "string") this.onEvent({ type: "text", data });
     else this.onEvent({ type: "binary", data });
+  }
+
+  /** Output went from none to some: `onOutput`. */
+  protected outputStarted(): void {
+    this.onOutput();
+  }
+
+  /** `onEvent` had the close event: `onClosed`. */
+  protected closeDispatched(): void {
+    this.onClosed();
   }
 
   /** Fails the connection (RFC 6455 §7.1.7): a close frame with `code` if we can, then closed. */

@@ -193,7 +193,10 @@ export class ServerWebSocket extends EventTarget {
   #queue: Promise<void> | undefined;
   #queued = 0;
 
-  /** Takes over `session.onEvent` and `session.onMessage`. */
+  /**
+   * Takes over `session.onEvent` and `session.onMessage` (the engine's
+   * session calls `message()` itself).
+   */
   constructor(session: WsSession, init: ServerWebSocketInit) {
     super();
     this.#session = session;
@@ -202,7 +205,7 @@ export class ServerWebSocket extends EventTarget {
     this.extensions = init.extensions;
     this.#maxBacklogBytes = init.maxBacklogBytes ?? Infinity;
     session.onEvent = (e) => this.#onSessionEvent(e);
-    session.onMessage = (data) => this.#onMessage(data);
+    session.onMessage = (data) => this.message(data);
   }
 
   /** CONNECTING, OPEN, CLOSING or CLOSED, as on a browser's WebSocket. */
@@ -345,8 +348,11 @@ export class ServerWebSocket extends EventTarget {
     this.#session.close(code ?? 1000, reason);
   }
 
-  /** A message: to the iterator's inbox if one runs, and as a "message" event. */
-  #onMessage(message: string | Uint8Array): void {
+  /**
+   * For the engine: a message, to the iterator's inbox if one runs, and
+   * as a "message" event.
+   */
+  message(message: string | Uint8Array): void {
     if (this.#inbox !== undefined) this.#toInbox(message);
     // Nobody to hear it (an app that only iterates): no event, and no Blob
     // or ArrayBuffer copy for it (~0.15 µs and ~300 bytes a message).
