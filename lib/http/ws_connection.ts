@@ -175,9 +175,9 @@ export interface WsConnectionOptions extends WsSessionOptions {
  * answer to a ping).
  */
 export class WsConnection extends WsSession implements Takeover {
-  readonly #limits: Limits;
-  /** The peer's address, for log lines. */
-  readonly #client: string;
+  // What a message's read and write touch first (they follow the
+  // session's own fields in the one object), then what the sweeper and
+  // the end use.
   /** Hears of the socket's opening and its messages; asked before every read. */
   #app: WsApp | undefined;
   #conn: Socket | undefined;
@@ -185,20 +185,32 @@ export class WsConnection extends WsSession implements Takeover {
   #small: Uint8Array | undefined;
   /** The last read filled its buffer: the next one takes a big shared one. */
   #big = false;
-  /** Settles run()'s promise; set by run(), cleared once reading ended. */
-  #ran: ((done: Promise<void>) => void) | undefined;
   /** Inside `session.receive()`: output is written after it returns. */
   #receiving = false;
   /** A write is in progress; what the session queues meanwhile follows it. */
   #writing = false;
-  #writesDonePromise: Promise<void> | undefined;
-  #writesDoneResolve: (() => void) | undefined;
   #flushQueued = false;
   /**
    * Writes started (or continued after partial progress): the sweeper
    * compares it with what it saw last, so a write costs no clock read.
    */
   #writes = 0;
+  // The read and the write in progress; their callbacks are made once,
+  // not per read or write.
+  #readBuf: Uint8Array = NO_BYTES;
+  #readInPlace = false;
+  readonly #onRead = (n: number | null) => this.#readDone(n);
+  readonly #onReadError = (err: unknown) => this.#readFailed(err);
+  #writeBuf: Uint8Array = NO_BYTES;
+  readonly #onWrote = (n: number) => this.#wrote(n);
+  readonly #onWriteError = () => this.#writeFailed();
+  #writesDoneResolve: (() => void) | undefined;
+  #writesDonePromise: Promise<void> | undefined;
+  readonly #limits: Limits;
+  /** The peer's address, for log lines. */
+  readonly #client: string;
+  /** Settles run()'s promise; set by run(), cleared once reading ended. */
+  #ran: ((done: Promise<void>) => void) | undefined;
   /** The sweeper's last look at a write in progress: `#writes` then, and since when. */
   #writesSeen = 0;
   #writeSince = 0;
@@ -294,12 +306,6 @@ export class WsConnection extends WsSession implements Takeover {
     this.#readInPlace = space !== undefined;
     this.#conn!.read(buf).then(this.#onRead, this.#onReadError);
   }
-
-  // The read in progress; its callbacks are made once, not per read.
-  #readBuf: Uint8Array = NO_BYTES;
-  #readInPlace = false;
-  readonly #onRead = (n: number | null) => this.#readDone(n);
-  readonly #onReadError = (err: unknown) => this.#readFailed(err);
 
   #readDone(n: number | null): void {
     const buf = this.#readBuf;
@@ -420,11 +426,6 @@ export class WsConnection extends WsSession implements Takeover {
     this.#writeBuf = out;
     this.#conn!.write(out).then(this.#onWrote, this.#onWriteError);
   }
-
-  // The write in progress; its callbacks are made once, not per write.
-  #writeBuf: Uint8Array = NO_BYTES;
-  readonly #onWrote = (n: number) => this.#wrote(n);
-  readonly #onWriteError = () => this.#writeFailed();
 
   #wrote(n: number): void {
     const out = this.#writeBuf;
