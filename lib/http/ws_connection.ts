@@ -2,9 +2,10 @@
  * WebSocket on the engine: `upgradeWebSocket()` turns an upgrade request
  * into a 101 reply and a web-API-shaped socket, and {@link WsConnection}
  * serves the socket once the engine has written that 101. It is the I/O
- * around the sans-I/O {@link WsSession} (its subclass): reads go to `receive()`, the
- * session's output is written with backpressure, and the three timers the
- * session asks for (idle ping, close, write) run off the engine's sweeper.
+ * around the sans-I/O {@link WsSession}, as its subclass: reads go to
+ * `receive()`, the session's output is written with backpressure, and the
+ * three timers the session asks for (idle ping, close, write) run off the
+ * engine's sweeper.
  */
 import { getLogger } from "../npm/logtape.ts";
 import type { Limits } from "../config.ts";

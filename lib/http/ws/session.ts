@@ -804,9 +804,10 @@ export class WsSession {
   }
 
   /**
-   * A message to `onMessage`, or as an event to `onEvent` without one. The
-   * engine's subclass (`WsConnection`) hands it to its app instead:
-   * the three hooks below are methods, not closures, for that one object.
+   * A message to `onMessage`, or as an event to `onEvent` without one.
+   * This and the two hooks below are methods the engine's subclass
+   * (`WsConnection`, the same object) overrides: no closure called
+   * between the two a message.
    */
   protected deliver(data: string | Uint8Array): void {
     const onMessage = this.onMessage;
