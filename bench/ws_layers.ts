@@ -34,7 +34,6 @@ import { getHeapStatistics } from "node:v8";
 import { parseArgs } from "node:util";
 import { DEFAULT_LIMITS } from "../lib/config.ts";
 import { WsConnection } from "../lib/http/ws_connection.ts";
-import { WsSession } from "../lib/http/ws/session.ts";
 import { ServerWebSocket } from "../lib/http/ws/socket.ts";
 import { FakeSocket } from "./fake_socket.ts";
 import { maskedFrame } from "./ws_load.ts";
@@ -109,20 +108,20 @@ async function echoOne(
   count: number,
   socket: FakeSocket = new FrameSocket(count),
 ): Promise<number> {
-  const session = new WsSession(DEFAULT_LIMITS, { deflate: null });
-  const ws = new ServerWebSocket(session, {
+  const conn = new WsConnection(DEFAULT_LIMITS, {
+    deflate: null,
+    client: "127.0.0.1",
+  });
+  const ws = new ServerWebSocket(conn, {
     url: "ws://127.0.0.1/echo",
     protocol: "",
     extensions: "",
     maxBacklogBytes: DEFAULT_LIMITS.wsMaxMessageBytes,
   });
+  conn.attach(ws);
   // As lib/app/routes.ts's /echo.
   ws.binaryType = "arraybuffer";
   ws.onmessage = (e) => ws.send(e.data);
-  const conn = new WsConnection(session, DEFAULT_LIMITS, {
-    client: "127.0.0.1",
-    app: ws,
-  });
   await conn.run(socket, new Uint8Array(0));
   return socket.sent;
 }

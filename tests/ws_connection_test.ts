@@ -8,7 +8,7 @@ import { DEFAULT_LIMITS, type Limits } from "../lib/config.ts";
 import type { Handler } from "../lib/http/handler.ts";
 import { serve } from "../lib/http/server.ts";
 import { ServerWebSocket } from "../lib/http/ws/socket.ts";
-import { BIG_BUFFERS, WsSession } from "../lib/http/ws/session.ts";
+import { BIG_BUFFERS } from "../lib/http/ws/session.ts";
 import {
   SMALL_BUFFERS,
   upgradeWebSocket,
@@ -385,18 +385,18 @@ class ScriptedSocket {
 
 /** /echo's handler over `socket`, through a WsConnection; resolves once the connection is done. */
 function echoOn(socket: ScriptedSocket | FedSocket): Promise<void> {
-  const session = new WsSession(DEFAULT_LIMITS, { deflate: null });
-  const ws = new ServerWebSocket(session, {
+  const conn = new WsConnection(DEFAULT_LIMITS, {
+    deflate: null,
+    client: "127.0.0.1",
+  });
+  const ws = new ServerWebSocket(conn, {
     url: "ws://127.0.0.1/echo",
     protocol: "",
     extensions: "",
   });
+  conn.attach(ws);
   ws.binaryType = "arraybuffer";
   ws.onmessage = (e) => ws.send(e.data);
-  const conn = new WsConnection(session, DEFAULT_LIMITS, {
-    client: "127.0.0.1",
-    app: ws,
-  });
   return conn.run(socket as never, new Uint8Array(0));
 }
 

@@ -48,6 +48,25 @@ function drain(session: WsSession) {
   return frames;
 }
 
+Deno.test("ServerWebSocket has CONNECTING to CLOSED on its prototype, as a browser's WebSocket, not in each socket", () => {
+  const { ws } = make();
+  for (
+    const [name, value] of [["CONNECTING", 0], ["OPEN", 1], ["CLOSING", 2], [
+      "CLOSED",
+      3,
+    ]] as const
+  ) {
+    assert.equal(Object.hasOwn(ws, name), false, name);
+    assert.equal(ws[name], value);
+    assert.equal(ServerWebSocket[name], value);
+    assert.equal(
+      Object.getOwnPropertyDescriptor(ServerWebSocket.prototype, name)
+        ?.enumerable,
+      true,
+    );
+  }
+});
+
 Deno.test("ServerWebSocket opens when the engine says so, not before", () => {
   const { ws, log } = make();
   assert.equal(ws.readyState, ServerWebSocket.CONNECTING);

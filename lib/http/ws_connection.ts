@@ -2,9 +2,10 @@
  * WebSocket on the engine: `upgradeWebSocket()` turns an upgrade request
  * into a 101 reply and a web-API-shaped socket, and {@link WsConnection}
  * serves the socket once the engine has written that 101. It is the I/O
- * around the sans-I/O {@link WsSession}: reads go to `receive()`, the
- * session's output is written with backpressure, and the three timers the
- * session asks for (idle ping, close, write) run off the engine's sweeper.
+ * around the sans-I/O {@link WsSession}, as its subclass: reads go to
+ * `receive()`, the session's output is written with backpressure, and the
+ * three timers the session asks for (idle ping, close, write) run off the
+ * engine's sweeper.
  */
 import { getLogger } from "../npm/logtape.ts";
 import type { Limits } from "../config.ts";
@@ -15,7 +16,7 @@ import { Pool } from "./buffers.ts";
 import type { Socket } from "./socket.ts";
 import { CLOSE } from "./ws/frame.ts";
 import { acceptUpgrade, type UpgradeOptions } from "./ws/handshake.ts";
-import { BIG_BUFFERS, WsSession } from "./ws/session.ts";
+import { BIG_BUFFERS, WsSession, type WsSessionOptions } from "./ws/session.ts";
 import { ServerWebSocket } from "./ws/socket.ts";
 
 const log = getLogger(["spindle", "ws"]);
@@ -109,9 +110,12 @@ export function upgradeWebSocket(
   }
   const upgrade = acceptUpgrade(req, opts);
   const limits = req.limits;
-  const session = new WsSession(limits, upgrade);
+  const takeover = new WsConnection(limits, {
+    ...upgrade,
+    client: req.remoteAddr.hostname,
+  });
   const query = req.query === "" ? "" : `?${req.query}`;
-  const socket = new ServerWebSocket(session, {
+  const socket = new ServerWebSocket(takeover, {
     url: ownString(
       `${req.secure ? "wss" : "ws"}://${req.host}${req.path}${query}`,
     ),
@@ -121,10 +125,7 @@ export function upgradeWebSocket(
     )?.[1] ?? "",
     maxBacklogBytes: limits.wsMaxMessageBytes,
   });
-  const takeover = new WsConnection(session, limits, {
-    client: req.remoteAddr.hostname,
-    app: socket,
-  });
+  takeover.attach(socket);
   return {
     socket,
     reply: { status: 101, headers: upgrade.headers, upgrade: takeover },
@@ -146,54 +147,71 @@ function ownString(text: string): string {
 
 /**
  * The app's side of a {@link WsConnection}, as methods (a
- * {@link ServerWebSocket} is one): no closures held per socket.
+ * {@link ServerWebSocket} is one): no closures held per socket, and none
+ * called per message.
  */
 export interface WsApp {
   /** Called once the 101 is written, before any frame is read. */
   opened(): void;
+  /** A whole message: text as a string, binary as bytes the app may keep. */
+  message(data: string | Uint8Array): void;
   /** A promise while the app has more messages waiting than it wants: reading pauses until it settles. */
   backlog(): Promise<void> | undefined;
 }
 
-/** What {@link WsConnection} needs besides its session. */
-export interface WsConnectionOptions {
+/** What {@link WsConnection} needs besides its limits: the session's options (an `Upgrade` fits) and the peer. */
+export interface WsConnectionOptions extends WsSessionOptions {
   /** The peer's address, for log lines. */
   readonly client: string;
-  /** Told when the socket opens, asked before every read. */
-  readonly app?: WsApp;
 }
 
 /**
- * Serves one WebSocket after the 101: the engine's {@link Takeover}. The
- * socket is closed FIN first after a clean close, at once after a failure
- * or a timeout: write (the peer stopped reading), close (the peer did not
- * answer our close frame) or idle (no answer to a ping).
+ * Serves one WebSocket after the 101: the engine's {@link Takeover}, and
+ * the socket's {@link WsSession} itself (a subclass that does the I/O
+ * around the sans-I/O machine), so a message's read, parse, reply and
+ * write go through one per-socket object rather than two and the
+ * closures between them. The socket is closed FIN first after a clean
+ * close, at once after a failure or a timeout: write (the peer stopped
+ * reading), close (the peer did not answer our close frame) or idle (no
+ * answer to a ping).
  */
-export class WsConnection implements Takeover {
-  readonly #session: WsSession;
-  readonly #limits: Limits;
-  /** The peer's address, for log lines. */
-  readonly #client: string;
-  readonly #app: WsApp | undefined;
+export class WsConnection extends WsSession implements Takeover {
+  // What a message's read and write touch first (they follow the
+  // session's own fields in the one object), then what the sweeper and
+  // the end use.
+  /** Hears of the socket's opening and its messages; asked before every read. */
+  #app: WsApp | undefined;
   #conn: Socket | undefined;
   /** Our own small read buffer, made when the socket first waits. */
   #small: Uint8Array | undefined;
   /** The last read filled its buffer: the next one takes a big shared one. */
   #big = false;
-  /** Settles run()'s promise; set by run(), cleared once reading ended. */
-  #ran: ((done: Promise<void>) => void) | undefined;
   /** Inside `session.receive()`: output is written after it returns. */
   #receiving = false;
   /** A write is in progress; what the session queues meanwhile follows it. */
   #writing = false;
-  #writesDonePromise: Promise<void> | undefined;
-  #writesDoneResolve: (() => void) | undefined;
   #flushQueued = false;
   /**
    * Writes started (or continued after partial progress): the sweeper
    * compares it with what it saw last, so a write costs no clock read.
    */
   #writes = 0;
+  // The read and the write in progress; their callbacks are made once,
+  // not per read or write.
+  #readBuf: Uint8Array = NO_BYTES;
+  #readInPlace = false;
+  readonly #onRead = (n: number | null) => this.#readDone(n);
+  readonly #onReadError = (err: unknown) => this.#readFailed(err);
+  #writeBuf: Uint8Array = NO_BYTES;
+  readonly #onWrote = (n: number) => this.#wrote(n);
+  readonly #onWriteError = () => this.#writeFailed();
+  #writesDoneResolve: (() => void) | undefined;
+  #writesDonePromise: Promise<void> | undefined;
+  readonly #limits: Limits;
+  /** The peer's address, for log lines. */
+  readonly #client: string;
+  /** Settles run()'s promise; set by run(), cleared once reading ended. */
+  #ran: ((done: Promise<void>) => void) | undefined;
   /** The sweeper's last look at a write in progress: `#writes` then, and since when. */
   #writesSeen = 0;
   #writeSince = 0;
@@ -206,18 +224,33 @@ export class WsConnection implements Takeover {
   #draining = false;
   #socketClosed = false;
 
-  constructor(session: WsSession, limits: Limits, opts: WsConnectionOptions) {
-    this.#session = session;
+  constructor(limits: Limits, opts: WsConnectionOptions) {
+    super(limits, opts);
     this.#limits = limits;
     this.#client = opts.client;
-    this.#app = opts.app;
-    // The app's handler (the ServerWebSocket's) has the close event first;
-    // then, if the session was dropped outside a read (a send to a peer
-    // that does not read), the pending read is ended by closing the socket.
-    session.onClosed = () => {
-      if (!this.#receiving) this.#closeSocket();
-    };
-    session.onOutput = () => this.#queueFlush();
+  }
+
+  /** Sets the app that hears of the socket's opening and its messages (before `run()`). */
+  attach(app: WsApp): void {
+    this.#app = app;
+  }
+
+  /** A message goes straight to the app, if any (else as the session's). */
+  protected override deliver(data: string | Uint8Array): void {
+    const app = this.#app;
+    if (app !== undefined) app.message(data);
+    else super.deliver(data);
+  }
+
+  protected override outputStarted(): void {
+    this.#queueFlush();
+  }
+
+  // The app's handler (the ServerWebSocket's) has had the close event;
+  // then, if the session was dropped outside a read (a send to a peer that
+  // does not read), the pending read is ended by closing the socket.
+  protected override closeDispatched(): void {
+    if (!this.#receiving) this.#closeSocket();
   }
 
   run(socket: Socket, head: Uint8Array): Promise<void> {
@@ -253,8 +286,7 @@ export class WsConnection implements Takeover {
    * read, not a chain of suspended async frames (~2 KiB of heap).
    */
   #readNext(): void {
-    const session = this.#session;
-    if (session.state === "closed") return this.#readsDone();
+    if (this.state === "closed") return this.#readsDone();
     const backlog = this.#app?.backlog();
     if (backlog !== undefined) {
       backlog.then(() => this.#readNext());
@@ -262,32 +294,26 @@ export class WsConnection implements Takeover {
     }
     // Replies the peer has not taken yet: read no more requests for them
     // (an echo of a client that never reads would grow forever).
-    if (session.bufferedAmount > this.#limits.wsMaxQueuedBytes / 2) {
+    if (this.bufferedAmount > this.#limits.wsMaxQueuedBytes / 2) {
       this.#flush();
       this.#writesDone().then(() => this.#readNext());
       return;
     }
     // The rest of a big message goes straight into the buffer it is
     // delivered in.
-    const space = session.payloadSpace();
+    const space = this.payloadSpace();
     const buf = this.#readBuf = space ??
       (this.#big ? BIG_BUFFERS.take() : this.#small ??= SMALL_BUFFERS.take());
     this.#readInPlace = space !== undefined;
     this.#conn!.read(buf).then(this.#onRead, this.#onReadError);
   }
 
-  // The read in progress; its callbacks are made once, not per read.
-  #readBuf: Uint8Array = NO_BYTES;
-  #readInPlace = false;
-  readonly #onRead = (n: number | null) => this.#readDone(n);
-  readonly #onReadError = (err: unknown) => this.#readFailed(err);
-
   #readDone(n: number | null): void {
     const buf = this.#readBuf;
     const inPlace = this.#readInPlace;
     this.#readBuf = NO_BYTES;
     if (n === null) {
-      this.#session.abort();
+      this.abort();
       return this.#readsDone();
     }
     if (inPlace) {
@@ -303,7 +329,7 @@ export class WsConnection implements Takeover {
       // A full read inside a message: its rest is on the way, into a big
       // buffer. One that ended between messages may be the last for hours:
       // the socket then waits on its small buffer, not on 64 KiB.
-      this.#big = n === buf.length && !this.#session.betweenMessages;
+      this.#big = n === buf.length && !this.betweenMessages;
     }
     this.#readNext();
   }
@@ -312,7 +338,7 @@ export class WsConnection implements Takeover {
     if (!isDisconnect(err) && !this.#socketClosed) {
       log.error("WebSocket connection failed: {error}", { error: err });
     }
-    this.#session.abort();
+    this.abort();
     this.#readsDone();
   }
 
@@ -341,7 +367,7 @@ export class WsConnection implements Takeover {
     } catch {
       // the peer is gone, which is what we wanted
     } finally {
-      this.#session.dispose();
+      this.dispose();
       this.#closeSocket();
       // No read is pending any more: the buffers are free for another socket.
       if (this.#small !== undefined) SMALL_BUFFERS.give(this.#small);
@@ -358,15 +384,15 @@ export class WsConnection implements Takeover {
   #receive(bytes: Uint8Array, inPlace: number, end = bytes.length): void {
     this.#receiving = true;
     try {
-      if (inPlace < 0) this.#session.receive(bytes, end);
-      else this.#session.receivedInPlace(inPlace);
+      if (inPlace < 0) this.receive(bytes, end);
+      else this.receivedInPlace(inPlace);
     } catch (err) {
       // The session already failed the connection with 1011.
       log.error("WebSocket handler failed: {error}", { error: err });
     } finally {
       this.#receiving = false;
     }
-    if (this.#session.hasOutput) this.#flush();
+    if (this.hasOutput) this.#flush();
   }
 
   /**
@@ -390,7 +416,7 @@ export class WsConnection implements Takeover {
    */
   #flush(): void {
     if (this.#writing || this.#conn === undefined) return;
-    const out = this.#session.takeOutput();
+    const out = this.takeOutput();
     if (out === null) return;
     this.#writing = true;
     this.#write(out);
@@ -402,18 +428,12 @@ export class WsConnection implements Takeover {
     this.#conn!.write(out).then(this.#onWrote, this.#onWriteError);
   }
 
-  // The write in progress; its callbacks are made once, not per write.
-  #writeBuf: Uint8Array = NO_BYTES;
-  readonly #onWrote = (n: number) => this.#wrote(n);
-  readonly #onWriteError = () => this.#writeFailed();
-
   #wrote(n: number): void {
     const out = this.#writeBuf;
     this.#writeBuf = NO_BYTES;
-    const session = this.#session;
-    session.written(n);
+    this.written(n);
     if (n < out.length) return this.#write(out.subarray(n));
-    const next = session.takeOutput();
+    const next = this.takeOutput();
     if (next !== null) return this.#write(next);
     this.#writing = false;
     this.#wakeWriteWaiters();
@@ -423,7 +443,7 @@ export class WsConnection implements Takeover {
   #writeFailed(): void {
     this.#writeBuf = NO_BYTES;
     this.#writing = false;
-    this.#session.abort("Write failed");
+    this.abort("Write failed");
     this.#closeSocket();
     this.#wakeWriteWaiters();
   }
@@ -447,7 +467,7 @@ export class WsConnection implements Takeover {
   async #flushAll(): Promise<void> {
     while (!this.#socketClosed) {
       if (!this.#writing) {
-        if (!this.#session.hasOutput) return;
+        if (!this.hasOutput) return;
         this.#flush();
       }
       await this.#writesDone();
@@ -472,7 +492,7 @@ export class WsConnection implements Takeover {
       if (now >= this.#lingerUntil) this.#closeSocket();
       return;
     }
-    if (this.#session.state === "closing") {
+    if (this.state === "closing") {
       if (this.#closingSince === 0) this.#closingSince = now;
       else if (now - this.#closingSince >= limits.wsCloseTimeoutMs) {
         return this.#abort("Close timeout");
@@ -480,7 +500,7 @@ export class WsConnection implements Takeover {
     }
     if (now >= this.#idleAt) {
       this.#idleAt = now + limits.wsIdleTimeoutMs;
-      this.#session.checkIdle();
+      this.checkIdle();
     }
   }
 
@@ -488,7 +508,7 @@ export class WsConnection implements Takeover {
   drain(): void {
     this.#draining = true;
     if (this.#conn === undefined) return; // run() starts with it
-    this.#session.close(CLOSE.GoingAway, "Server is shutting down");
+    this.close(CLOSE.GoingAway, "Server is shutting down");
   }
 
   /**
@@ -497,16 +517,16 @@ export class WsConnection implements Takeover {
    */
   fail(err: unknown): void {
     log.error("WebSocket handler failed: {error}", { error: err });
-    this.#session.close(CLOSE.InternalError, "Internal error");
+    this.close(CLOSE.InternalError, "Internal error");
   }
 
   cancel(): void {
-    this.#session.abort("Upgrade cancelled");
-    this.#session.dispose();
+    this.abort("Upgrade cancelled");
+    this.dispose();
   }
 
   #abort(reason: string): void {
-    this.#session.abort(reason);
+    this.abort(reason);
     this.#closeSocket();
   }
 

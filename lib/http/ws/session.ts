@@ -195,16 +195,19 @@ export class WsSession {
 
   readonly #limits: Limits;
   /**
-   * The frame parser and its sink, made for the first frame the one-pass
-   * path leaves to them: a socket that only ever gets short whole
-   * messages (or none) holds neither.
+   * The frame parser, its sink and the state of the frame and message it
+   * reads, made for the first frame the one-pass path leaves to them: a
+   * socket that only ever gets short whole messages (or none) holds none
+   * of it, and their messages' lines do not carry its fields.
    */
-  #parser: FrameParser | undefined;
-  #sink: FrameSink | undefined;
+  #rd: MessageReader | undefined;
   readonly #deflater: MessageDeflater | undefined;
   readonly #inflater: MessageInflater | undefined;
   readonly #deflateMinBytes: number;
   #state: WsState = "open";
+  // Idle: anything heard since the last check; a ping already sent for it.
+  #heard = false;
+  #pinged = false;
   #closeReported = false;
   // Events not yet dispatched, `#eventCount` of them: the first in its own
   // field (most reads bring one message: no array to touch), the rest in
@@ -238,42 +241,6 @@ export class WsSession {
   /** More of them, taken before the first was written (not the engine's way). */
   #sendingMore: Uint8Array[] | undefined;
 
-  // The frame being read.
-  #frameOpcode = 0;
-  #frameFin = false;
-  #frameLength = 0;
-  /** The payload of a control frame (at most 125 bytes) as it arrives. */
-  // Made at the first control frame: an idle socket that is never pinged
-  // keeps no 125 bytes (and their ArrayBuffer) for it.
-  #control: Uint8Array | undefined;
-  #controlLen = 0;
-
-  // The message being read: opcode of its first frame (0: none yet).
-  #msgOpcode = 0;
-  #msgCompressed = false;
-  #msgWireBytes = 0;
-  /** A binary message's payload so far (copies: the read buffer is reused). */
-  #msgPieces: Uint8Array[] = [];
-  /**
-   * Pooled buffers holding the pieces of a big one-frame binary message
-   * until it is presized (then copied out and given back); the last one
-   * is filled up to `#chunkUsed`.
-   */
-  #msgChunks: Uint8Array[] | undefined;
-  #chunkUsed = 0;
-  /** Or the whole of a one-frame binary message, filled as it arrives. */
-  #msgWhole: Uint8Array | undefined;
-  #msgBytes = 0;
-  /** The whole buffer's length while it counts in `earlyPresized`; 0 otherwise. */
-  #early = 0;
-  /** A text message, checked and decoded as it arrives. */
-  /** Made for the first text message the parser reads. */
-  #text: Utf8Text | undefined;
-
-  // Idle: anything heard since the last check; a ping already sent for it.
-  #heard = false;
-  #pinged = false;
-
   constructor(limits: Limits, opts: WsSessionOptions = {}) {
     this.#limits = limits;
     const deflate = opts.deflate ?? null;
@@ -293,9 +260,9 @@ export class WsSession {
 
   /** The frame parser, made (with its sink) when first needed. */
   #frames(): FrameParser {
-    let parser = this.#parser;
-    if (parser === undefined) {
-      parser = this.#parser = new FrameParser({
+    let rd = this.#rd;
+    if (rd === undefined) {
+      const parser = new FrameParser({
         maxFrameBytes: this.#limits.wsMaxFrameBytes,
         // The limits are on the message as the app gets it, inflated: its
         // compressed frames may be as big as deflate makes them.
@@ -303,9 +270,9 @@ export class WsSession {
         requireMask: true,
         allowRsv1: this.#inflater !== undefined, // permessage-deflate agreed
       });
-      this.#sink = new WsSession.#Sink(this);
+      rd = this.#rd = new MessageReader(parser, new WsSession.#Sink(this));
     }
-    return parser;
+    return rd.parser;
   }
 
   get state(): WsState {
@@ -423,21 +390,22 @@ export class WsSession {
    * its length, then call `receivedInPlace()` with the bytes read.
    */
   payloadSpace(): Uint8Array | undefined {
-    const whole = this.#msgWhole;
+    const rd = this.#rd;
+    const whole = rd?.msgWhole;
     if (whole === undefined || this.#state === "closed") return undefined;
-    const left = this.#parser?.payloadLeft ?? 0;
+    const left = rd!.parser.payloadLeft;
     if (left === 0) return undefined;
-    return whole.subarray(this.#msgBytes, this.#msgBytes + left);
+    return whole.subarray(rd!.msgBytes, rd!.msgBytes + left);
   }
 
   /** `n` bytes were read into the start of `payloadSpace()`; as `receive()` for them. */
   receivedInPlace(n: number): void {
-    const whole = this.#msgWhole;
+    const whole = this.#rd?.msgWhole;
     if (whole === undefined || this.#state === "closed") return;
     this.#heard = true;
-    const bytes = whole.subarray(this.#msgBytes, this.#msgBytes + n);
-    this.#msgBytes += n;
-    if (this.#early !== 0 && this.#msgBytes * 4 >= this.#early) {
+    const bytes = whole.subarray(this.#rd!.msgBytes, this.#rd!.msgBytes + n);
+    this.#rd!.msgBytes += n;
+    if (this.#rd!.early !== 0 && this.#rd!.msgBytes * 4 >= this.#rd!.early) {
       this.#quarterHere();
     }
     this.#parse(bytes, true, n);
@@ -473,15 +441,15 @@ export class WsSession {
   #parseFrames(bytes: Uint8Array): void {
     const parser = this.#frames();
     this.#betweenMessages = false;
-    parser.parse(bytes, this.#sink!);
-    this.#betweenMessages = this.#msgOpcode === 0 && parser.idle;
+    parser.parse(bytes, this.#rd!.sink);
+    this.#betweenMessages = this.#rd!.msgOpcode === 0 && parser.idle;
   }
 
   #parseInPlace(bytes: Uint8Array): void {
     const parser = this.#frames();
     this.#betweenMessages = false;
-    parser.parsePayloadInPlace(bytes, this.#sink!);
-    this.#betweenMessages = this.#msgOpcode === 0 && parser.idle;
+    parser.parsePayloadInPlace(bytes, this.#rd!.sink);
+    this.#betweenMessages = this.#rd!.msgOpcode === 0 && parser.idle;
   }
 
   /**
@@ -774,7 +742,7 @@ export class WsSession {
   #added(bytes: number): void {
     const wasEmpty = this.#outBytes === 0;
     this.#outBytes += bytes;
-    if (wasEmpty) this.onOutput();
+    if (wasEmpty) this.outputStarted();
   }
 
   /** Queues an event, or a message as its data (a string or bytes). */
@@ -812,7 +780,7 @@ export class WsSession {
         if (failed && !close) continue;
         try {
           if (event !== undefined) this.onEvent(event);
-          else this.#deliver(item as string | Uint8Array);
+          else this.deliver(item as string | Uint8Array);
         } catch (err) {
           if (!failed) {
             failed = true;
@@ -820,7 +788,7 @@ export class WsSession {
             this.#fail(CLOSE.InternalError, "Internal error in the app");
           }
         }
-        if (close) this.onClosed();
+        if (close) this.closeDispatched();
       }
     } finally {
       // Not `length = 0`: that frees the array's store, to be grown again.
@@ -835,12 +803,27 @@ export class WsSession {
     if (failed) throw failure;
   }
 
-  /** A message to `onMessage`, or as an event to `onEvent` without one. */
-  #deliver(data: string | Uint8Array): void {
+  /**
+   * A message to `onMessage`, or as an event to `onEvent` without one.
+   * This and the two hooks below are methods the engine's subclass
+   * (`WsConnection`, the same object) overrides: no closure called
+   * between the two a message.
+   */
+  protected deliver(data: string | Uint8Array): void {
     const onMessage = this.onMessage;
     if (onMessage !== undefined) onMessage(data);
     else if (typeof data === "string") this.onEvent({ type: "text", data });
     else this.onEvent({ type: "binary", data });
+  }
+
+  /** Output went from none to some: `onOutput`. */
+  protected outputStarted(): void {
+    this.onOutput();
+  }
+
+  /** `onEvent` had the close event: `onClosed`. */
+  protected closeDispatched(): void {
+    this.onClosed();
   }
 
   /** Fails the connection (RFC 6455 §7.1.7): a close frame with `code` if we can, then closed. */
@@ -854,10 +837,12 @@ export class WsSession {
 
   #closeWith(code: number, reason: string, wasClean: boolean): void {
     this.#state = "closed";
-    this.#msgPieces = [];
-    this.#giveChunks();
-    this.#msgWhole = undefined;
-    this.#quarterHere();
+    if (this.#rd !== undefined) {
+      this.#rd.msgPieces = [];
+      this.#giveChunks();
+      this.#rd.msgWhole = undefined;
+      this.#quarterHere();
+    }
     if (this.#closeReported) return;
     this.#closeReported = true;
     this.#emit({ type: "close", code, reason, wasClean });
@@ -866,42 +851,43 @@ export class WsSession {
   // --- frames, as the parser reports them ---
 
   #frameStart(fin: boolean, rsv1: boolean, opcode: number, length: number) {
-    this.#frameOpcode = opcode;
-    this.#frameFin = fin;
-    this.#frameLength = length;
+    this.#rd!.frameOpcode = opcode;
+    this.#rd!.frameFin = fin;
+    this.#rd!.frameLength = length;
     if (opcode >= 8) {
-      this.#controlLen = 0;
+      this.#rd!.controlLen = 0;
       return;
     }
     if (opcode === OPCODE.Continuation) {
-      if (this.#msgOpcode === 0) {
+      if (this.#rd!.msgOpcode === 0) {
         throw new WsError(CLOSE.ProtocolError, "Continuation with no message");
       }
     } else {
-      if (this.#msgOpcode !== 0) {
+      if (this.#rd!.msgOpcode !== 0) {
         throw new WsError(
           CLOSE.ProtocolError,
           "New message before the last one ended",
         );
       }
-      this.#msgOpcode = opcode;
-      this.#msgCompressed = rsv1;
-      this.#msgWireBytes = 0;
-      this.#msgBytes = 0;
-      if (opcode === OPCODE.Text) (this.#text ??= new Utf8Text()).reset();
+      this.#rd!.msgOpcode = opcode;
+      this.#rd!.msgCompressed = rsv1;
+      this.#rd!.msgWireBytes = 0;
+      this.#rd!.msgBytes = 0;
+      if (opcode === OPCODE.Text) (this.#rd!.text ??= new Utf8Text()).reset();
       if (rsv1) this.#inflater!.begin(this.#limits.wsMaxMessageBytes);
     }
-    this.#msgWireBytes += length;
+    this.#rd!.msgWireBytes += length;
     const limit = this.#limits.wsMaxMessageBytes;
     // Compressed, the limit is on the inflated message (the inflater stops
     // there); its deflated bytes may be what deflate makes of that many.
     if (
-      this.#msgWireBytes > limit &&
-      (!this.#msgCompressed || this.#msgWireBytes > maxDeflatedBytes(limit))
+      this.#rd!.msgWireBytes > limit &&
+      (!this.#rd!.msgCompressed ||
+        this.#rd!.msgWireBytes > maxDeflatedBytes(limit))
     ) {
       throw new WsError(
         CLOSE.MessageTooBig,
-        this.#msgCompressed
+        this.#rd!.msgCompressed
           ? `Compressed message over the ${
             maxDeflatedBytes(limit)
           }-byte limit on the wire`
@@ -910,25 +896,25 @@ export class WsSession {
     }
     // A big message's buffer from its header, when there is room for it
     // early: the read after a header that came alone goes straight in.
-    if (!this.#msgCompressed && this.#msgWhole === undefined) {
-      this.#msgWhole = this.#presize(0);
+    if (!this.#rd!.msgCompressed && this.#rd!.msgWhole === undefined) {
+      this.#rd!.msgWhole = this.#presize(0);
     }
   }
 
   #framePayload(bytes: Uint8Array): void {
-    if (this.#frameOpcode >= 8) {
-      (this.#control ??= new Uint8Array(MAX_CONTROL_PAYLOAD)).set(
+    if (this.#rd!.frameOpcode >= 8) {
+      (this.#rd!.control ??= new Uint8Array(MAX_CONTROL_PAYLOAD)).set(
         bytes,
-        this.#controlLen,
+        this.#rd!.controlLen,
       );
-      this.#controlLen += bytes.length;
+      this.#rd!.controlLen += bytes.length;
       return;
     }
-    const isText = this.#msgOpcode === OPCODE.Text;
-    if (this.#msgCompressed) {
-      const out = isText ? [] : this.#msgPieces;
+    const isText = this.#rd!.msgOpcode === OPCODE.Text;
+    if (this.#rd!.msgCompressed) {
+      const out = isText ? [] : this.#rd!.msgPieces;
       const before = out.length;
-      this.#msgBytes += this.#inflater!.write(bytes, out);
+      this.#rd!.msgBytes += this.#inflater!.write(bytes, out);
       if (isText) {
         for (let i = before; i < out.length; i++) this.#addText(out[i]);
       }
@@ -937,12 +923,12 @@ export class WsSession {
     } else {
       // The piece that brings a big message to a quarter goes straight
       // into its whole buffer: no slice of it that is copied again.
-      const whole = this.#msgWhole ?? this.#presize(bytes.length);
-      if (whole !== undefined) whole.set(bytes, this.#msgBytes);
+      const whole = this.#rd!.msgWhole ?? this.#presize(bytes.length);
+      if (whole !== undefined) whole.set(bytes, this.#rd!.msgBytes);
       else if (this.#presizable()) this.#keepPooled(bytes);
-      else this.#msgPieces.push(bytes.slice());
-      this.#msgBytes += bytes.length;
-      if (this.#early !== 0 && this.#msgBytes * 4 >= this.#early) {
+      else this.#rd!.msgPieces.push(bytes.slice());
+      this.#rd!.msgBytes += bytes.length;
+      if (this.#rd!.early !== 0 && this.#rd!.msgBytes * 4 >= this.#rd!.early) {
         this.#quarterHere();
       }
     }
@@ -950,8 +936,8 @@ export class WsSession {
 
   /** The frame is a one-frame binary message big enough to be presized (uncompressed: the caller checks). */
   #presizable(): boolean {
-    return this.#frameFin && this.#frameOpcode === OPCODE.Binary &&
-      this.#frameLength >= PRESIZE_MIN_BYTES;
+    return this.#rd!.frameFin && this.#rd!.frameOpcode === OPCODE.Binary &&
+      this.#rd!.frameLength >= PRESIZE_MIN_BYTES;
   }
 
   /**
@@ -959,31 +945,31 @@ export class WsSession {
    * presized: kept in pooled buffers meanwhile, not in a slice of its own.
    */
   #keepPooled(bytes: Uint8Array): void {
-    const chunks = this.#msgChunks ??= [];
+    const chunks = this.#rd!.msgChunks ??= [];
     for (let from = 0; from < bytes.length;) {
       let chunk = chunks[chunks.length - 1];
-      if (chunk === undefined || this.#chunkUsed === chunk.length) {
+      if (chunk === undefined || this.#rd!.chunkUsed === chunk.length) {
         chunks.push(chunk = BIG_BUFFERS.take());
-        this.#chunkUsed = 0;
+        this.#rd!.chunkUsed = 0;
       }
-      const at = this.#chunkUsed;
+      const at = this.#rd!.chunkUsed;
       const n = Math.min(chunk.length - at, bytes.length - from);
       chunk.set(
         new Uint8Array(bytes.buffer, bytes.byteOffset + from, n),
         at,
       );
-      this.#msgPieces.push(new Uint8Array(chunk.buffer, at, n));
-      this.#chunkUsed = at + n;
+      this.#rd!.msgPieces.push(new Uint8Array(chunk.buffer, at, n));
+      this.#rd!.chunkUsed = at + n;
       from += n;
     }
   }
 
   #giveChunks(): void {
-    const chunks = this.#msgChunks;
+    const chunks = this.#rd!.msgChunks;
     if (chunks === undefined) return;
     for (const chunk of chunks) BIG_BUFFERS.give(chunk);
-    this.#msgChunks = undefined;
-    this.#chunkUsed = 0;
+    this.#rd!.msgChunks = undefined;
+    this.#rd!.chunkUsed = 0;
   }
 
   /**
@@ -999,53 +985,55 @@ export class WsSession {
    */
   #presize(incoming: number): Uint8Array | undefined {
     if (!this.#presizable()) return undefined;
-    const length = this.#frameLength;
-    if ((this.#msgBytes + incoming) * 4 < length) {
+    const length = this.#rd!.frameLength;
+    if ((this.#rd!.msgBytes + incoming) * 4 < length) {
       if (earlyPresized + length > EARLY_PRESIZE_BYTES) return undefined;
       earlyPresized += length;
-      this.#early = length;
+      this.#rd!.early = length;
     }
     const whole = new Uint8Array(length);
     let off = 0;
-    for (const piece of this.#msgPieces) {
+    for (const piece of this.#rd!.msgPieces) {
       whole.set(piece, off);
       off += piece.length;
     }
-    this.#msgPieces = [];
+    this.#rd!.msgPieces = [];
     this.#giveChunks();
-    return this.#msgWhole = whole;
+    return this.#rd!.msgWhole = whole;
   }
 
   /** An early presized message has its quarter (or is gone): no longer counted. */
   #quarterHere(): void {
-    earlyPresized -= this.#early;
-    this.#early = 0;
+    const rd = this.#rd;
+    if (rd === undefined) return;
+    earlyPresized -= rd.early;
+    rd.early = 0;
   }
 
   /** Text is checked as it arrives, so bad UTF-8 fails at once (1007). */
   #addText(bytes: Uint8Array): void {
-    if (!this.#text!.write(bytes)) {
+    if (!this.#rd!.text!.write(bytes)) {
       throw new WsError(CLOSE.InvalidPayload, "Text message is not UTF-8");
     }
   }
 
   /** Returns true to stop the parser (the connection is closed). */
   #frameEnd(): boolean {
-    const opcode = this.#frameOpcode;
+    const opcode = this.#rd!.frameOpcode;
     if (opcode >= 8) return this.#controlEnd(opcode);
-    if (!this.#frameFin) return false;
-    const isText = this.#msgOpcode === OPCODE.Text;
-    if (this.#msgCompressed) {
-      const out = isText ? [] : this.#msgPieces;
+    if (!this.#rd!.frameFin) return false;
+    const isText = this.#rd!.msgOpcode === OPCODE.Text;
+    if (this.#rd!.msgCompressed) {
+      const out = isText ? [] : this.#rd!.msgPieces;
       const before = out.length;
-      this.#msgBytes += this.#inflater!.end(out);
+      this.#rd!.msgBytes += this.#inflater!.end(out);
       if (isText) {
         for (let i = before; i < out.length; i++) this.#addText(out[i]);
       }
     }
-    this.#msgOpcode = 0;
+    this.#rd!.msgOpcode = 0;
     if (isText) {
-      const data = this.#text!.finish();
+      const data = this.#rd!.text!.finish();
       if (data === undefined) {
         throw new WsError(
           CLOSE.InvalidPayload,
@@ -1054,9 +1042,10 @@ export class WsSession {
       }
       this.#emit(data);
     } else {
-      const data = this.#msgWhole ?? joinBytes(this.#msgPieces, this.#msgBytes);
-      this.#msgPieces = [];
-      this.#msgWhole = undefined;
+      const data = this.#rd!.msgWhole ??
+        joinBytes(this.#rd!.msgPieces, this.#rd!.msgBytes);
+      this.#rd!.msgPieces = [];
+      this.#rd!.msgWhole = undefined;
       noteMessageBuffer(data.length);
       this.#emit(data);
     }
@@ -1064,7 +1053,7 @@ export class WsSession {
   }
 
   #controlEnd(opcode: number): boolean {
-    const payload = this.#control?.slice(0, this.#controlLen) ??
+    const payload = this.#rd!.control?.slice(0, this.#rd!.controlLen) ??
       new Uint8Array(0);
     if (opcode === OPCODE.Ping) {
       // RFC 6455 §5.5.3: a pong carries the ping's payload. None once we
@@ -1089,6 +1078,49 @@ export class WsSession {
       this.#closeWith(code, reason, true);
     }
     return this.#state === "closed";
+  }
+}
+
+/** What a {@link WsSession} keeps for the frame parser, made when first needed. */
+class MessageReader {
+  readonly parser: FrameParser;
+  readonly sink: FrameSink;
+
+  // The frame being read.
+  frameOpcode = 0;
+  frameFin = false;
+  frameLength = 0;
+  /** The payload of a control frame (at most 125 bytes) as it arrives. */
+  // Made at the first control frame: an idle socket that is never pinged
+  // keeps no 125 bytes (and their ArrayBuffer) for it.
+  control: Uint8Array | undefined;
+  controlLen = 0;
+
+  // The message being read: opcode of its first frame (0: none yet).
+  msgOpcode = 0;
+  msgCompressed = false;
+  msgWireBytes = 0;
+  /** A binary message's payload so far (copies: the read buffer is reused). */
+  msgPieces: Uint8Array[] = [];
+  /**
+   * Pooled buffers holding the pieces of a big one-frame binary message
+   * until it is presized (then copied out and given back); the last one
+   * is filled up to `chunkUsed`.
+   */
+  msgChunks: Uint8Array[] | undefined;
+  chunkUsed = 0;
+  /** Or the whole of a one-frame binary message, filled as it arrives. */
+  msgWhole: Uint8Array | undefined;
+  msgBytes = 0;
+  /** The whole buffer's length while it counts in `earlyPresized`; 0 otherwise. */
+  early = 0;
+  /** A text message, checked and decoded as it arrives. */
+  /** Made for the first text message the parser reads. */
+  text: Utf8Text | undefined;
+
+  constructor(parser: FrameParser, sink: FrameSink) {
+    this.parser = parser;
+    this.sink = sink;
   }
 }
 

@@ -154,46 +154,54 @@ export class ServerWebSocket extends EventTarget {
   static readonly CLOSING: 2 = CLOSING;
   /** readyState once the connection is closed. */
   static readonly CLOSED: 3 = CLOSED;
+  // A browser's WebSocket has these four on its prototype (below the
+  // class), not in each socket.
   /** readyState before the handshake ends (never seen by a handler). */
-  readonly CONNECTING: 0 = CONNECTING;
+  declare readonly CONNECTING: 0;
   /** readyState while messages flow. */
-  readonly OPEN: 1 = OPEN;
+  declare readonly OPEN: 1;
   /** readyState once a close frame was sent or received. */
-  readonly CLOSING: 2 = CLOSING;
+  declare readonly CLOSING: 2;
   /** readyState once the connection is closed. */
-  readonly CLOSED: 3 = CLOSED;
+  declare readonly CLOSED: 3;
 
+  // What a message touches first (the handler, its send, the backlog
+  // check), then the rest.
+  /** Called with each message; `data` is a string, or binary as `binaryType` says. */
+  onmessage: WsEventHandler<MessageEvent> = null;
+  /** How binary messages arrive: "blob" (the web default) or "arraybuffer". */
+  binaryType: BinaryType = "blob";
+  readonly #session: WsSession;
+  #readyState = CONNECTING;
+  /** Sends waiting behind a Blob being read, so messages keep their order. */
+  #queued = 0;
+  /** Listeners were added: events go through dispatchEvent() too. */
+  #listened = false;
+  // The iterator: messages not yet taken, their bytes, and who waits.
+  #inbox: WsMessage[] | undefined;
+  #inboxBytes = 0;
+  readonly #maxBacklogBytes: number;
   /** The URL the client asked for, as `ws://host/path?query` (`wss:` over TLS). */
   readonly url: string;
   /** The subprotocol agreed, or "". */
   readonly protocol: string;
   /** The extensions agreed (`permessage-deflate`), or "". */
   readonly extensions: string;
-  /** How binary messages arrive: "blob" (the web default) or "arraybuffer". */
-  binaryType: BinaryType = "blob";
   /** Called once the socket is open. */
   onopen: WsEventHandler<Event> = null;
-  /** Called with each message; `data` is a string, or binary as `binaryType` says. */
-  onmessage: WsEventHandler<MessageEvent> = null;
   /** Called when the connection fails (a protocol error, a limit), before close. */
   onerror: WsEventHandler<Event> = null;
   /** Called once closed, with the close code and reason. */
   onclose: WsEventHandler<CloseEvent> = null;
-
-  readonly #session: WsSession;
-  readonly #maxBacklogBytes: number;
-  #readyState = CONNECTING;
-  // The iterator: messages not yet taken, their bytes, and who waits.
-  #inbox: WsMessage[] | undefined;
-  #inboxBytes = 0;
   #wakeReader: (() => void) | undefined;
   #roomMade: Promise<void> | undefined;
   #makeRoom: (() => void) | undefined;
-  /** Sends waiting behind a Blob being read, so messages keep their order. */
   #queue: Promise<void> | undefined;
-  #queued = 0;
 
-  /** Takes over `session.onEvent` and `session.onMessage`. */
+  /**
+   * Takes over `session.onEvent` and `session.onMessage` (the engine's
+   * session calls `message()` itself).
+   */
   constructor(session: WsSession, init: ServerWebSocketInit) {
     super();
     this.#session = session;
@@ -202,7 +210,7 @@ export class ServerWebSocket extends EventTarget {
     this.extensions = init.extensions;
     this.#maxBacklogBytes = init.maxBacklogBytes ?? Infinity;
     session.onEvent = (e) => this.#onSessionEvent(e);
-    session.onMessage = (data) => this.#onMessage(data);
+    session.onMessage = (data) => this.message(data);
   }
 
   /** CONNECTING, OPEN, CLOSING or CLOSED, as on a browser's WebSocket. */
@@ -345,8 +353,11 @@ export class ServerWebSocket extends EventTarget {
     this.#session.close(code ?? 1000, reason);
   }
 
-  /** A message: to the iterator's inbox if one runs, and as a "message" event. */
-  #onMessage(message: string | Uint8Array): void {
+  /**
+   * For the engine: a message, to the iterator's inbox if one runs, and
+   * as a "message" event.
+   */
+  message(message: string | Uint8Array): void {
     if (this.#inbox !== undefined) this.#toInbox(message);
     // Nobody to hear it (an app that only iterates): no event, and no Blob
     // or ArrayBuffer copy for it (~0.15 µs and ~300 bytes a message).
@@ -384,9 +395,6 @@ export class ServerWebSocket extends EventTarget {
     }
   }
 
-  /** Listeners were added: events go through dispatchEvent() too. */
-  #listened = false;
-
   /** As EventTarget's; events go to listeners after the `on*` handler. */
   override addEventListener(
     type: string,
@@ -417,6 +425,15 @@ export class ServerWebSocket extends EventTarget {
       this.dispatchEvent(event);
     }
   }
+}
+
+for (
+  const [name, value] of Object.entries({ CONNECTING, OPEN, CLOSING, CLOSED })
+) {
+  Object.defineProperty(ServerWebSocket.prototype, name, {
+    value,
+    enumerable: true,
+  });
 }
 
 /** A message's size for the backlog: bytes, or UTF-16 units of text. */
