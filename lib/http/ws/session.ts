@@ -258,8 +258,8 @@ export class WsSession {
     this.#deflateMinBytes = opts.deflateMinBytes ?? DEFAULT_DEFLATE_MIN_BYTES;
   }
 
-  /** The frame parser, made (with its sink) when first needed. */
-  #frames(): FrameParser {
+  /** The frame reader (the parser, its sink and their state), made when first needed. */
+  #reader(): MessageReader {
     let rd = this.#rd;
     if (rd === undefined) {
       const parser = new FrameParser({
@@ -272,7 +272,7 @@ export class WsSession {
       });
       rd = this.#rd = new MessageReader(parser, new WsSession.#Sink(this));
     }
-    return rd.parser;
+    return rd;
   }
 
   get state(): WsState {
@@ -400,12 +400,15 @@ export class WsSession {
 
   /** `n` bytes were read into the start of `payloadSpace()`; as `receive()` for them. */
   receivedInPlace(n: number): void {
-    const whole = this.#rd?.msgWhole;
-    if (whole === undefined || this.#state === "closed") return;
+    const rd = this.#rd;
+    const whole = rd?.msgWhole;
+    if (rd === undefined || whole === undefined || this.#state === "closed") {
+      return;
+    }
     this.#heard = true;
-    const bytes = whole.subarray(this.#rd!.msgBytes, this.#rd!.msgBytes + n);
-    this.#rd!.msgBytes += n;
-    if (this.#rd!.early !== 0 && this.#rd!.msgBytes * 4 >= this.#rd!.early) {
+    const bytes = whole.subarray(rd.msgBytes, rd.msgBytes + n);
+    rd.msgBytes += n;
+    if (rd.early !== 0 && rd.msgBytes * 4 >= rd.early) {
       this.#quarterHere();
     }
     this.#parse(bytes, true, n);
@@ -439,17 +442,19 @@ export class WsSession {
 
   /** `bytes` to the frame parser; `#betweenMessages` says where it stopped. */
   #parseFrames(bytes: Uint8Array): void {
-    const parser = this.#frames();
+    const rd = this.#reader();
+    const parser = rd.parser;
     this.#betweenMessages = false;
-    parser.parse(bytes, this.#rd!.sink);
-    this.#betweenMessages = this.#rd!.msgOpcode === 0 && parser.idle;
+    parser.parse(bytes, rd.sink);
+    this.#betweenMessages = rd.msgOpcode === 0 && parser.idle;
   }
 
   #parseInPlace(bytes: Uint8Array): void {
-    const parser = this.#frames();
+    const rd = this.#reader();
+    const parser = rd.parser;
     this.#betweenMessages = false;
-    parser.parsePayloadInPlace(bytes, this.#rd!.sink);
-    this.#betweenMessages = this.#rd!.msgOpcode === 0 && parser.idle;
+    parser.parsePayloadInPlace(bytes, rd.sink);
+    this.#betweenMessages = rd.msgOpcode === 0 && parser.idle;
   }
 
   /**
@@ -851,43 +856,44 @@ export class WsSession {
   // --- frames, as the parser reports them ---
 
   #frameStart(fin: boolean, rsv1: boolean, opcode: number, length: number) {
-    this.#rd!.frameOpcode = opcode;
-    this.#rd!.frameFin = fin;
-    this.#rd!.frameLength = length;
+    const rd = this.#rd!;
+    rd.frameOpcode = opcode;
+    rd.frameFin = fin;
+    rd.frameLength = length;
     if (opcode >= 8) {
-      this.#rd!.controlLen = 0;
+      rd.controlLen = 0;
       return;
     }
     if (opcode === OPCODE.Continuation) {
-      if (this.#rd!.msgOpcode === 0) {
+      if (rd.msgOpcode === 0) {
         throw new WsError(CLOSE.ProtocolError, "Continuation with no message");
       }
     } else {
-      if (this.#rd!.msgOpcode !== 0) {
+      if (rd.msgOpcode !== 0) {
         throw new WsError(
           CLOSE.ProtocolError,
           "New message before the last one ended",
         );
       }
-      this.#rd!.msgOpcode = opcode;
-      this.#rd!.msgCompressed = rsv1;
-      this.#rd!.msgWireBytes = 0;
-      this.#rd!.msgBytes = 0;
-      if (opcode === OPCODE.Text) (this.#rd!.text ??= new Utf8Text()).reset();
+      rd.msgOpcode = opcode;
+      rd.msgCompressed = rsv1;
+      rd.msgWireBytes = 0;
+      rd.msgBytes = 0;
+      if (opcode === OPCODE.Text) (rd.text ??= new Utf8Text()).reset();
       if (rsv1) this.#inflater!.begin(this.#limits.wsMaxMessageBytes);
     }
-    this.#rd!.msgWireBytes += length;
+    rd.msgWireBytes += length;
     const limit = this.#limits.wsMaxMessageBytes;
     // Compressed, the limit is on the inflated message (the inflater stops
     // there); its deflated bytes may be what deflate makes of that many.
     if (
-      this.#rd!.msgWireBytes > limit &&
-      (!this.#rd!.msgCompressed ||
-        this.#rd!.msgWireBytes > maxDeflatedBytes(limit))
+      rd.msgWireBytes > limit &&
+      (!rd.msgCompressed ||
+        rd.msgWireBytes > maxDeflatedBytes(limit))
     ) {
       throw new WsError(
         CLOSE.MessageTooBig,
-        this.#rd!.msgCompressed
+        rd.msgCompressed
           ? `Compressed message over the ${
             maxDeflatedBytes(limit)
           }-byte limit on the wire`
@@ -896,25 +902,26 @@ export class WsSession {
     }
     // A big message's buffer from its header, when there is room for it
     // early: the read after a header that came alone goes straight in.
-    if (!this.#rd!.msgCompressed && this.#rd!.msgWhole === undefined) {
-      this.#rd!.msgWhole = this.#presize(0);
+    if (!rd.msgCompressed && rd.msgWhole === undefined) {
+      rd.msgWhole = this.#presize(0);
     }
   }
 
   #framePayload(bytes: Uint8Array): void {
-    if (this.#rd!.frameOpcode >= 8) {
-      (this.#rd!.control ??= new Uint8Array(MAX_CONTROL_PAYLOAD)).set(
+    const rd = this.#rd!;
+    if (rd.frameOpcode >= 8) {
+      (rd.control ??= new Uint8Array(MAX_CONTROL_PAYLOAD)).set(
         bytes,
-        this.#rd!.controlLen,
+        rd.controlLen,
       );
-      this.#rd!.controlLen += bytes.length;
+      rd.controlLen += bytes.length;
       return;
     }
-    const isText = this.#rd!.msgOpcode === OPCODE.Text;
-    if (this.#rd!.msgCompressed) {
-      const out = isText ? [] : this.#rd!.msgPieces;
+    const isText = rd.msgOpcode === OPCODE.Text;
+    if (rd.msgCompressed) {
+      const out = isText ? [] : rd.msgPieces;
       const before = out.length;
-      this.#rd!.msgBytes += this.#inflater!.write(bytes, out);
+      rd.msgBytes += this.#inflater!.write(bytes, out);
       if (isText) {
         for (let i = before; i < out.length; i++) this.#addText(out[i]);
       }
@@ -923,12 +930,12 @@ export class WsSession {
     } else {
       // The piece that brings a big message to a quarter goes straight
       // into its whole buffer: no slice of it that is copied again.
-      const whole = this.#rd!.msgWhole ?? this.#presize(bytes.length);
-      if (whole !== undefined) whole.set(bytes, this.#rd!.msgBytes);
+      const whole = rd.msgWhole ?? this.#presize(bytes.length);
+      if (whole !== undefined) whole.set(bytes, rd.msgBytes);
       else if (this.#presizable()) this.#keepPooled(bytes);
-      else this.#rd!.msgPieces.push(bytes.slice());
-      this.#rd!.msgBytes += bytes.length;
-      if (this.#rd!.early !== 0 && this.#rd!.msgBytes * 4 >= this.#rd!.early) {
+      else rd.msgPieces.push(bytes.slice());
+      rd.msgBytes += bytes.length;
+      if (rd.early !== 0 && rd.msgBytes * 4 >= rd.early) {
         this.#quarterHere();
       }
     }
@@ -936,8 +943,9 @@ export class WsSession {
 
   /** The frame is a one-frame binary message big enough to be presized (uncompressed: the caller checks). */
   #presizable(): boolean {
-    return this.#rd!.frameFin && this.#rd!.frameOpcode === OPCODE.Binary &&
-      this.#rd!.frameLength >= PRESIZE_MIN_BYTES;
+    const rd = this.#rd!;
+    return rd.frameFin && rd.frameOpcode === OPCODE.Binary &&
+      rd.frameLength >= PRESIZE_MIN_BYTES;
   }
 
   /**
@@ -945,31 +953,33 @@ export class WsSession {
    * presized: kept in pooled buffers meanwhile, not in a slice of its own.
    */
   #keepPooled(bytes: Uint8Array): void {
-    const chunks = this.#rd!.msgChunks ??= [];
+    const rd = this.#rd!;
+    const chunks = rd.msgChunks ??= [];
     for (let from = 0; from < bytes.length;) {
       let chunk = chunks[chunks.length - 1];
-      if (chunk === undefined || this.#rd!.chunkUsed === chunk.length) {
+      if (chunk === undefined || rd.chunkUsed === chunk.length) {
         chunks.push(chunk = BIG_BUFFERS.take());
-        this.#rd!.chunkUsed = 0;
+        rd.chunkUsed = 0;
       }
-      const at = this.#rd!.chunkUsed;
+      const at = rd.chunkUsed;
       const n = Math.min(chunk.length - at, bytes.length - from);
       chunk.set(
         new Uint8Array(bytes.buffer, bytes.byteOffset + from, n),
         at,
       );
-      this.#rd!.msgPieces.push(new Uint8Array(chunk.buffer, at, n));
-      this.#rd!.chunkUsed = at + n;
+      rd.msgPieces.push(new Uint8Array(chunk.buffer, at, n));
+      rd.chunkUsed = at + n;
       from += n;
     }
   }
 
   #giveChunks(): void {
-    const chunks = this.#rd!.msgChunks;
+    const rd = this.#rd!;
+    const chunks = rd.msgChunks;
     if (chunks === undefined) return;
     for (const chunk of chunks) BIG_BUFFERS.give(chunk);
-    this.#rd!.msgChunks = undefined;
-    this.#rd!.chunkUsed = 0;
+    rd.msgChunks = undefined;
+    rd.chunkUsed = 0;
   }
 
   /**
@@ -984,22 +994,23 @@ export class WsSession {
    * quarter is here.
    */
   #presize(incoming: number): Uint8Array | undefined {
+    const rd = this.#rd!;
     if (!this.#presizable()) return undefined;
-    const length = this.#rd!.frameLength;
-    if ((this.#rd!.msgBytes + incoming) * 4 < length) {
+    const length = rd.frameLength;
+    if ((rd.msgBytes + incoming) * 4 < length) {
       if (earlyPresized + length > EARLY_PRESIZE_BYTES) return undefined;
       earlyPresized += length;
-      this.#rd!.early = length;
+      rd.early = length;
     }
     const whole = new Uint8Array(length);
     let off = 0;
-    for (const piece of this.#rd!.msgPieces) {
+    for (const piece of rd.msgPieces) {
       whole.set(piece, off);
       off += piece.length;
     }
-    this.#rd!.msgPieces = [];
+    rd.msgPieces = [];
     this.#giveChunks();
-    return this.#rd!.msgWhole = whole;
+    return rd.msgWhole = whole;
   }
 
   /** An early presized message has its quarter (or is gone): no longer counted. */
@@ -1019,21 +1030,22 @@ export class WsSession {
 
   /** Returns true to stop the parser (the connection is closed). */
   #frameEnd(): boolean {
-    const opcode = this.#rd!.frameOpcode;
+    const rd = this.#rd!;
+    const opcode = rd.frameOpcode;
     if (opcode >= 8) return this.#controlEnd(opcode);
-    if (!this.#rd!.frameFin) return false;
-    const isText = this.#rd!.msgOpcode === OPCODE.Text;
-    if (this.#rd!.msgCompressed) {
-      const out = isText ? [] : this.#rd!.msgPieces;
+    if (!rd.frameFin) return false;
+    const isText = rd.msgOpcode === OPCODE.Text;
+    if (rd.msgCompressed) {
+      const out = isText ? [] : rd.msgPieces;
       const before = out.length;
-      this.#rd!.msgBytes += this.#inflater!.end(out);
+      rd.msgBytes += this.#inflater!.end(out);
       if (isText) {
         for (let i = before; i < out.length; i++) this.#addText(out[i]);
       }
     }
-    this.#rd!.msgOpcode = 0;
+    rd.msgOpcode = 0;
     if (isText) {
-      const data = this.#rd!.text!.finish();
+      const data = rd.text!.finish();
       if (data === undefined) {
         throw new WsError(
           CLOSE.InvalidPayload,
@@ -1042,10 +1054,10 @@ export class WsSession {
       }
       this.#emit(data);
     } else {
-      const data = this.#rd!.msgWhole ??
-        joinBytes(this.#rd!.msgPieces, this.#rd!.msgBytes);
-      this.#rd!.msgPieces = [];
-      this.#rd!.msgWhole = undefined;
+      const data = rd.msgWhole ??
+        joinBytes(rd.msgPieces, rd.msgBytes);
+      rd.msgPieces = [];
+      rd.msgWhole = undefined;
       noteMessageBuffer(data.length);
       this.#emit(data);
     }
@@ -1053,7 +1065,8 @@ export class WsSession {
   }
 
   #controlEnd(opcode: number): boolean {
-    const payload = this.#rd!.control?.slice(0, this.#rd!.controlLen) ??
+    const rd = this.#rd!;
+    const payload = rd.control?.slice(0, rd.controlLen) ??
       new Uint8Array(0);
     if (opcode === OPCODE.Ping) {
       // RFC 6455 §5.5.3: a pong carries the ping's payload. None once we
