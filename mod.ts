@@ -93,6 +93,7 @@ export type {
   ServerWebSocket,
   WsEventHandler,
   WsHandler,
+  WsHandlers,
   WsMessage,
   WsRouteOptions,
 } from "./lib/app/websocket.ts";

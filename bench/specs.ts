@@ -266,6 +266,27 @@ export function wsFloor(): ServerSpec {
   return denoScript("ws floor", "ws_floor.ts", ["--allow-net"]);
 }
 
+/**
+ * The web API's WebSocket floor: the floor's loop plus the string, the
+ * `MessageEvent`, the handler and `send()`'s encoding a web-API socket
+ * must give each message (bench/servers/ws_floor_web.ts).
+ */
+export function wsFloorWeb(): ServerSpec {
+  return denoScript("ws web floor", "ws_floor_web.ts", ["--allow-net"]);
+}
+
+/**
+ * Spindle's engine and router echoing through the web API (`onmessage`, a
+ * `MessageEvent` a message; bench/servers/spindle_ws_web.ts), with the V8
+ * flags the launcher gives the engine.
+ */
+export function spindleWsWeb(): ServerSpec {
+  return denoScript("Spindle web API", "spindle_ws_web.ts", [
+    ENGINE_V8_FLAGS,
+    ...DENO_PERMISSIONS,
+  ]);
+}
+
 /** `Deno.serve` over TLS answering "hello": HTTP/2 by ALPN (hyper's h2). */
 export function denoServeTls(): ServerSpec {
   const name = "Deno.serve (TLS)";

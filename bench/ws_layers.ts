@@ -6,7 +6,7 @@
  * syscalls, so the figures hold steady on a busy machine). The difference
  * is what our JS adds per message to the runtime's read and write.
  *
- *   deno run --allow-env --unstable-net bench/ws_layers.ts --rounds 30 [--sockets 256] [--pollute-kib 64]
+ *   deno run --allow-env --unstable-net bench/ws_layers.ts --rounds 30 [--sockets 256] [--pollute-kib 64] [--web]
  *
  * The last column is the heap bytes allocated per message (V8's count, the
  * lowest of the rounds): it moves by ~2% between runs, however busy the
@@ -21,6 +21,9 @@
  * from the CPU's caches between two messages: with 64, what the echo adds
  * over the floor comes near what it adds over loopback sockets.
  *
+ * `--web` echoes through the web API (`onmessage`, a `MessageEvent` a
+ * message; case 15d) instead of the default app's handlers.
+ *
  * `--large` is case 15b's load instead: one socket, masked 256 KiB binary
  * messages, each read giving what the buffer takes of the message (the
  * client writes a message at once, and a loopback read then gives up to
@@ -33,6 +36,7 @@ import { cpuUsage } from "node:process";
 import { getHeapStatistics } from "node:v8";
 import { parseArgs } from "node:util";
 import { DEFAULT_LIMITS } from "../lib/config.ts";
+import { ECHO_SOCKET } from "../lib/app/routes.ts";
 import { WsConnection } from "../lib/http/ws_connection.ts";
 import { ServerWebSocket } from "../lib/http/ws/socket.ts";
 import { FakeSocket } from "./fake_socket.ts";
@@ -119,9 +123,13 @@ async function echoOne(
     maxBacklogBytes: DEFAULT_LIMITS.wsMaxMessageBytes,
   });
   conn.attach(ws);
-  // As lib/app/routes.ts's /echo.
-  ws.binaryType = "arraybuffer";
-  ws.onmessage = (e) => ws.send(e.data);
+  if (values.web) {
+    // Through the web API, as bench/servers/spindle_ws_web.ts (case 15d).
+    ws.binaryType = "arraybuffer";
+    ws.onmessage = (e) => ws.send(e.data);
+  } else {
+    ws.handleWith(ECHO_SOCKET, undefined); // lib/app/routes.ts's /echo
+  }
   await conn.run(socket, new Uint8Array(0));
   return socket.sent;
 }
@@ -165,6 +173,7 @@ const { values } = parseArgs({
     large: { type: "boolean", default: false },
     "read-kib": { type: "string" },
     "pollute-kib": { type: "string", default: "0" },
+    web: { type: "boolean", default: false },
   },
 });
 polluteBytes = Number(values["pollute-kib"]) * 1024;
@@ -237,7 +246,10 @@ const serveEcho = (count: number) => many(echoOne, count, sockets);
 
 const ROWS = [
   { name: "floor: read, unmask, write", run: serveFloor },
-  { name: "default app /echo", run: serveEcho },
+  {
+    name: values.web ? "/echo through the web API" : "default app /echo",
+    run: serveEcho,
+  },
 ];
 
 for (const row of ROWS) {

@@ -117,6 +117,8 @@ async function start(spec: string): Promise<Server> {
   // `deno` and `floor` (as a name or after `=`) are the bench's own servers.
   const script = where === "floor"
     ? "ws_floor.ts"
+    : where === "webfloor"
+    ? "ws_floor_web.ts"
     : where === "deno"
     ? "deno_serve_ws.ts"
     : undefined;
@@ -133,6 +135,7 @@ async function start(spec: string): Promise<Server> {
       "run",
       ...v8,
       "--allow-net",
+      "--allow-env",
       join(HERE, "servers", script!),
       `${port}`,
     ]

@@ -18,6 +18,7 @@ import {
   errorsOf,
   workersRows,
   wsLargeRowOf,
+  wsSmallRows,
 } from "../bench/cases.ts";
 import { IdleHolder } from "../bench/clients.ts";
 import {
@@ -59,6 +60,7 @@ import {
   type Measured,
   measureOnce,
   noAnswerReason,
+  type ServerSpec,
 } from "../bench/measure.ts";
 import { selectCases } from "../bench/run.ts";
 import {
@@ -66,7 +68,9 @@ import {
   defaultApp,
   denoServeParallel,
   denoServeWs,
+  spindleWsWeb,
   wsFloor,
+  wsFloorWeb,
 } from "../bench/specs.ts";
 import {
   FrameCounter,
@@ -1195,6 +1199,59 @@ Deno.test("case 9's requests/s rows show the 2-worker floor's rate against deno 
   ]);
   assert.match(failed[0].caveats.join(), /bare loop \(2 workers\)/);
   assert.deepEqual(failed[0].problems, [], "the floor's errors fail no row");
+});
+
+Deno.test("rows 15a and 15d: the default app's /echo and the web API's echo, each against Deno.serve, 15d's target stopping at the web floor's rate / 1.05", () => {
+  const specs = {
+    spindle: { ...defaultApp(), logsAccess: false },
+    reference: denoServeWs(),
+    floor: wsFloor(),
+    web: spindleWsWeb(),
+    webFloor: wsFloorWeb(),
+  };
+  const argvOf = (spec: ServerSpec) =>
+    spec.launch({} as Bench, 1, "/dev/null").argv.join(" ");
+  assert.match(argvOf(specs.web), /bench\/servers\/spindle_ws_web\.ts 1$/);
+  assert.match(argvOf(specs.web), /--expose-gc-as=/, "the engine's V8 flags");
+  assert.match(argvOf(specs.webFloor), /bench\/servers\/ws_floor_web\.ts 1$/);
+  const deno = [oneSecondRun(100_000, 0.95), oneSecondRun(100_000, 0.95)];
+  const runs = [
+    [oneSecondRun(104_000, 0.96), oneSecondRun(106_000, 0.96)],
+    deno,
+    [oneSecondRun(110_000, 0.9), oneSecondRun(112_000, 0.9)],
+    [oneSecondRun(96_000, 0.96), oneSecondRun(98_000, 0.96)],
+    [
+      { ...oneSecondRun(96_000, 0.96), socketErrors: 2 },
+      oneSecondRun(98_000, 0.5),
+    ],
+  ];
+  const [a, d] = wsSmallRows(15, specs, runs);
+  assert.equal(a.id, "15a");
+  assert.equal(a.valueText, "1.05x (1.04-1.06)");
+  assert.equal(a.target.text, ">= 1.0x");
+  assert.equal(verdictOf(a), "pass");
+  assert.equal(
+    a.reference,
+    "100,000 msg/s; floor 111,000 msg/s = 1.11x (1.10-1.12), 8.11 µs/msg",
+  );
+  assert.equal(a.cpu?.unit, "µs/msg");
+  assert.equal(d.id, "15d");
+  assert.equal(d.valueText, "0.97x (0.96-0.98)");
+  // The web floor at 0.97x Deno.serve: the target is 0.97 / 1.05.
+  assert.equal(d.target.text, ">= 0.92x (web floor 0.97x / 1.05)");
+  assert.equal(verdictOf(d), "pass");
+  assert.match(d.reference, /; web floor 97,000 msg\/s = 0\.97x/);
+  assert.deepEqual(d.problems, [], "the web floor's errors fail no row");
+  assert.match(d.caveats.join(), /ws web floor/);
+  assert.match(d.title, /web API/);
+  // Slower than that fails.
+  const slow = [...runs];
+  slow[3] = [oneSecondRun(80_000, 0.96), oneSecondRun(82_000, 0.96)];
+  assert.equal(verdictOf(wsSmallRows(15, specs, slow)[1]), "FAIL");
+  // With the web floor above Deno.serve, 15d's target is Deno.serve's.
+  const fast = [...runs];
+  fast[4] = [oneSecondRun(120_000, 0.96), oneSecondRun(120_000, 0.96)];
+  assert.equal(wsSmallRows(15, specs, fast)[1].target.text, ">= 1.0x");
 });
 
 Deno.test("row 15b shows the WebSocket floor's bytes/s against Deno.serve's and its CPU per MiB, and is still judged against Deno.serve", () => {

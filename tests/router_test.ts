@@ -517,6 +517,39 @@ Deno.test("Router.ws() takes a WebSocket upgrade, with the route's params, and l
   );
 });
 
+Deno.test("Router.ws() with handlers: open gets the socket and the request, messages come as plain values, close gets the client's code and reason (Deno's WebSocket over a real socket)", async () => {
+  const closed = Promise.withResolvers<[string, number, string]>();
+  const router = new Router().ws("/rooms/{room}", {
+    open: (ws, req) => ws.send(`welcome to ${req.params.room}`),
+    message: (ws, data) =>
+      ws.send(typeof data === "string" ? `text ${data}` : data.reverse()),
+    close: (ws, code, reason) =>
+      closed.resolve([new URL(ws.url).pathname, code, reason]),
+  });
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1", accessLog: false },
+    router.handler(),
+  );
+  const ws = new WebSocket(`ws://127.0.0.1:${server.port}/rooms/blue`);
+  ws.binaryType = "arraybuffer";
+  const got: unknown[] = [];
+  const three = Promise.withResolvers<void>();
+  ws.onmessage = (e) => {
+    got.push(typeof e.data === "string" ? e.data : [...new Uint8Array(e.data)]);
+    if (got.length === 3) three.resolve();
+  };
+  ws.onopen = () => {
+    ws.send("hi");
+    ws.send(new Uint8Array([1, 2, 3]));
+  };
+  await three.promise;
+  assert.deepEqual(got, ["welcome to blue", "text hi", [3, 2, 1]]);
+  const clientClosed = new Promise((resolve) => ws.onclose = resolve);
+  ws.close(4001, "bye");
+  assert.deepEqual(await closed.promise, ["/rooms/blue", 4001, "bye"]);
+  await clientClosed;
+});
+
 Deno.test("Router.ws() on a path whose other routes take no GET: a plain GET or HEAD gets 426 with Upgrade and Connection, other methods 405 with GET in Allow", async () => {
   const router = new Router()
     .post("/echo", () => text("posted"))

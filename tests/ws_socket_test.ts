@@ -365,3 +365,109 @@ Deno.test("ServerWebSocket without an iterator never holds reads", () => {
   session.receive(clientFrame(OPCODE.Text, "x".repeat(100_000)));
   assert.equal(ws.backlog(), undefined);
 });
+
+Deno.test("handlers get open with its argument, each message as a plain value with no MessageEvent made, and the close's code and reason, before the on* handlers' events", () => {
+  // Every MessageEvent made is heard as its constructor sets `data`.
+  const made: unknown[] = [];
+  Object.defineProperty(MessageEvent.prototype, "data", {
+    configurable: true,
+    set(this: MessageEvent, data: unknown) {
+      made.push(data);
+      Object.defineProperty(this, "data", { value: data, writable: true });
+    },
+  });
+  try {
+    const session = new WsSession(DEFAULT_LIMITS);
+    const ws = new ServerWebSocket(session, {
+      url: "ws://localhost/",
+      protocol: "",
+      extensions: "",
+    });
+    const log: unknown[] = [];
+    const handlers = {
+      seen: 0,
+      open(socket: ServerWebSocket, arg: { room: string }) {
+        log.push(["open", socket === ws, arg.room, socket.readyState]);
+        socket.send(`welcome to ${arg.room}`);
+      },
+      message(socket: ServerWebSocket, data: string | Uint8Array) {
+        this.seen++; // called on the handlers object
+        log.push(["message", socket === ws, data]);
+      },
+      close(socket: ServerWebSocket, code: number, reason: string) {
+        log.push(["close", socket === ws, code, reason]);
+      },
+    };
+    ws.handleWith(handlers, { room: "lobby" });
+    ws.onopen = () => log.push("onopen");
+    ws.onclose = (e) => log.push(`onclose ${e.code}`);
+    ws.opened();
+    assert.deepEqual(
+      drain(session).map((f) => decoder.decode(f.payload)),
+      ["welcome to lobby"],
+    );
+    session.receive(clientFrame(OPCODE.Text, "hi"));
+    session.receive(clientFrame(OPCODE.Binary, new Uint8Array([1, 2])));
+    assert.deepEqual(made, [], "no MessageEvent for the handlers");
+    session.receive(clientFrame(OPCODE.Close, closePayload(4001, "bye")));
+    assert.deepEqual(log, [
+      ["open", true, "lobby", ws.OPEN],
+      "onopen",
+      ["message", true, "hi"],
+      ["message", true, new Uint8Array([1, 2])],
+      ["close", true, 4001, "bye"],
+      "onclose 4001",
+    ]);
+    assert.equal(handlers.seen, 2);
+  } finally {
+    Reflect.deleteProperty(MessageEvent.prototype, "data");
+  }
+});
+
+Deno.test("an onmessage handler still gets its event beside the handlers, binary as binaryType says", () => {
+  const { ws, session, log } = make();
+  const got: unknown[] = [];
+  ws.handleWith({ message: (_ws, data) => got.push(data) }, undefined);
+  ws.binaryType = "arraybuffer";
+  ws.opened();
+  session.receive(clientFrame(OPCODE.Binary, new Uint8Array([7])));
+  assert.deepEqual(got, [new Uint8Array([7])], "handlers get a Uint8Array");
+  assert.deepEqual(log, ["open", "message:ArrayBuffer"]);
+});
+
+Deno.test("handleWith() is once per socket, before it opens", () => {
+  const { ws } = make();
+  ws.handleWith({}, undefined);
+  assert.throws(() => ws.handleWith({}, undefined), TypeError);
+  const other = make().ws;
+  other.opened();
+  assert.throws(
+    () => other.handleWith({}, undefined),
+    (err) => err instanceof DOMException && err.name === "InvalidStateError",
+  );
+});
+
+Deno.test("a message handler that throws fails the connection with 1011; a close handler that throws still lets the close events fire", () => {
+  const { ws, session, log } = make();
+  ws.handleWith({
+    message() {
+      throw new Error("handler bug");
+    },
+    close(_ws, code) {
+      log.push(`handlers close ${code}`);
+      throw new Error("close bug");
+    },
+  }, undefined);
+  ws.opened();
+  assert.throws(
+    () => session.receive(clientFrame(OPCODE.Text, "x")),
+    /handler bug|close bug/,
+  );
+  assert.deepEqual(log, [
+    "open",
+    "handlers close 1011",
+    "error",
+    "close:1011:Internal error in the app:false",
+  ]);
+  assert.deepEqual(readClose(drain(session)[0].payload)[0], 1011);
+});

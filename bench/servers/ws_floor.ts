@@ -32,7 +32,7 @@ const READ_BYTES = 4096;
 export type FloorConn = Pick<Deno.Conn, "read" | "write">;
 
 /** The 101 for the one key the bench's client sends, or any other. */
-async function accept(key: string): Promise<Uint8Array> {
+export async function accept(key: string): Promise<Uint8Array> {
   const digest = await crypto.subtle.digest(
     "SHA-1",
     new TextEncoder().encode(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`),
@@ -44,7 +44,10 @@ async function accept(key: string): Promise<Uint8Array> {
   );
 }
 
-async function writeAll(conn: FloorConn, bytes: Uint8Array): Promise<void> {
+export async function writeAll(
+  conn: FloorConn,
+  bytes: Uint8Array,
+): Promise<void> {
   for (let off = 0; off < bytes.length;) {
     off += await conn.write(bytes.subarray(off));
   }

@@ -25,7 +25,12 @@ import {
   type RouteContract,
 } from "./app_request.ts";
 import { type Match, NO_MATCH, type Route, RouteTable } from "./route_table.ts";
-import { type WsHandler, wsRoute, type WsRouteOptions } from "./websocket.ts";
+import {
+  type WsHandler,
+  type WsHandlers,
+  wsRoute,
+  type WsRouteOptions,
+} from "./websocket.ts";
 
 export type { AppHandler } from "./app_request.ts";
 export type { Match } from "./route_table.ts";
@@ -212,7 +217,8 @@ export class Router {
 
   /**
    * A WebSocket route: a GET with `Upgrade: websocket` on `template` gets
-   * 101 and `handler` gets the socket. Other requests to the path go to
+   * 101 and `handler` gets the socket (or, given {@link WsHandlers}, their
+   * methods get it and each message with no event object made). Other requests to the path go to
    * its other routes as if this one were not there; with none for a GET
    * (or HEAD), or none at all, 426 with `Upgrade: websocket` and
    * `Connection: Upgrade` (400 for a handshake whose method is not GET),
@@ -223,7 +229,7 @@ export class Router {
    */
   ws(
     template: string,
-    handler: WsHandler,
+    handler: WsHandler | WsHandlers<AppRequest>,
     options: WsRouteOptions & { readonly use?: readonly Middleware[] } = {},
   ): this {
     const { use = [], ...upgrade } = options;

@@ -32,6 +32,7 @@ import { json, text } from "./replies.ts";
 import { Router } from "./router.ts";
 import { extensionPolicy, staticFiles } from "./static_files.ts";
 import { uploadHandler, UploadStore } from "./upload_route.ts";
+import type { WsHandlers } from "./websocket.ts";
 
 /** What the app needs to know about the server it runs in. */
 export interface ServerInfo {
@@ -136,6 +137,11 @@ export function engineLimits(config: AppConfig, limits: Limits): Limits {
   ) return limits;
   return Object.freeze({ ...limits, maxBodyBytes: limits.maxFormBytes });
 }
+
+/** WebSocket /echo: each message back as it came (bench/ws_layers.ts uses it too). */
+export const ECHO_SOCKET: WsHandlers = {
+  message: (ws, data) => ws.send(data),
+};
 
 /** POST /echo: the query and User-Agent back, as JSON. */
 function echoRequest(req: AppRequest): Reply {
@@ -309,12 +315,10 @@ export function createApp(
   });
   router.post("/echo", echoRequest, { jsonErrors: true });
   // The same echo over WebSocket, for checking a deployment: every message
-  // comes back as it came. Compression without context takeover: zlib's
-  // ~300 KiB a socket is held only while a message is being (de)compressed.
-  router.ws("/echo", (ws) => {
-    ws.binaryType = "arraybuffer";
-    ws.onmessage = (e) => ws.send(e.data);
-  }, { compression: ECHO_COMPRESSION });
+  // comes back as it came, through handlers that get plain values (no
+  // event a message). Compression without context takeover: zlib's ~300
+  // KiB a socket is held only while a message is being (de)compressed.
+  router.ws("/echo", ECHO_SOCKET, { compression: ECHO_COMPRESSION });
   router.get("/user-agent", userAgent);
   if (config.directory !== undefined) {
     router.get(

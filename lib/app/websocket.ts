@@ -5,12 +5,13 @@
  */
 import type { Reply } from "../http/handler.ts";
 import type { UpgradeOptions } from "../http/ws/handshake.ts";
-import type { ServerWebSocket } from "../http/ws/socket.ts";
+import type { ServerWebSocket, WsHandlers } from "../http/ws/socket.ts";
 import type { AppRequest } from "./app_request.ts";
 
 export type {
   ServerWebSocket,
   WsEventHandler,
+  WsHandlers,
   WsMessage,
 } from "../http/ws/socket.ts";
 
@@ -67,11 +68,18 @@ export type WsRouteOptions = UpgradeOptions;
  */
 let wsCode: Promise<typeof import("../http/ws_connection.ts")> | undefined;
 
-/** The app handler behind `router.ws()`: upgrade, then hand the socket to `handler`. */
+/**
+ * The app handler behind `router.ws()`: upgrade, then hand the socket to
+ * `handler`, or to `handlers`' methods (with the request as `open`'s
+ * second argument).
+ */
 export function wsRoute(
-  handler: WsHandler,
+  handler: WsHandler | WsHandlers<AppRequest>,
   options: WsRouteOptions = {},
 ): (req: AppRequest) => Promise<Reply> {
+  const run: WsHandler = typeof handler === "function"
+    ? handler
+    : (ws, req) => ws.handleWith(handler, req);
   return async (req) => {
     const { upgradeWebSocket } = await (wsCode ??= import(
       "../http/ws_connection.ts"
@@ -79,7 +87,7 @@ export function wsRoute(
     const { socket, reply } = upgradeWebSocket(req.raw, options);
     let done;
     try {
-      done = handler(socket, req);
+      done = run(socket, req);
     } catch (err) {
       reply.upgrade.cancel();
       throw err;

@@ -72,6 +72,50 @@ export interface ServerWebSocketInit {
  */
 export type WsMessage = string | Uint8Array;
 
+/**
+ * Handlers called with plain values instead of events, as Bun's and
+ * uWebSockets' servers take them: no `MessageEvent` (nor `ArrayBuffer` or
+ * `Blob` copy) is made per message, which is most of what a small
+ * message costs over the bare socket. `arg` is what
+ * {@link ServerWebSocket.handleWith} was given (the request, from the
+ * router). What a handler throws fails the connection with 1011, as an
+ * `on*` handler's throw does.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type AppRequest, Router, serve, type WsHandlers } from "@spindle/server";
+ *
+ * const room: WsHandlers<AppRequest> = {
+ *   open: (ws, req) => ws.send(`welcome to ${req.params.room}`),
+ *   message: (ws, data) => ws.send(data),
+ * };
+ * const app = new Router().ws("/chat/{room}", room);
+ * await using server = serve({ port: 0, accessLog: false }, app.handler());
+ * const ws = new WebSocket(`ws://127.0.0.1:${server.port}/chat/lobby`);
+ * const got: unknown[] = [];
+ * const two = new Promise((resolve) =>
+ *   ws.onmessage = (e) => got.push(e.data) === 2 && resolve(got)
+ * );
+ * ws.onopen = () => ws.send("hi");
+ * assert.deepEqual(await two, ["welcome to lobby", "hi"]);
+ * const closed = new Promise((resolve) => ws.onclose = resolve);
+ * ws.close();
+ * await closed;
+ * ```
+ */
+export interface WsHandlers<A = unknown> {
+  /** The socket is open (its 101 written): `send()` works from here. */
+  open?(ws: ServerWebSocket, arg: A): void;
+  /**
+   * Each message: text as a string, binary as a `Uint8Array` the handler
+   * may keep (whatever `binaryType` says).
+   */
+  message?(ws: ServerWebSocket, data: WsMessage): void;
+  /** The socket closed: the code and reason its close event has. */
+  close?(ws: ServerWebSocket, code: number, reason: string): void;
+}
+
 const encoder = new TextEncoder();
 /**
  * The one init dict of every "message" event: the constructor copies what
@@ -193,6 +237,10 @@ export class ServerWebSocket extends EventTarget {
   onerror: WsEventHandler<Event> = null;
   /** Called once closed, with the close code and reason. */
   onclose: WsEventHandler<CloseEvent> = null;
+  /** Set by handleWith(): called with plain values, and what open gets. */
+  // deno-lint-ignore no-explicit-any
+  #handlers: WsHandlers<any> | undefined;
+  #handlersArg: unknown;
   #wakeReader: (() => void) | undefined;
   #roomMade: Promise<void> | undefined;
   #makeRoom: (() => void) | undefined;
@@ -295,10 +343,33 @@ export class ServerWebSocket extends EventTarget {
     wake?.();
   }
 
-  /** For the engine: the 101 reply is written; fires "open". */
+  /**
+   * Calls `handlers`' methods as the socket opens, gets messages and
+   * closes, with plain values and no event objects (see
+   * {@link WsHandlers}); `arg` is `open`'s second argument. `on*`
+   * handlers, listeners and the iterator still get theirs, after it. Once
+   * per socket, before it opens (where `onmessage` would be set); else a
+   * TypeError or an InvalidStateError.
+   */
+  handleWith<A>(handlers: WsHandlers<A>, arg: A): void {
+    if (this.#handlers !== undefined) {
+      throw new TypeError("This WebSocket has its handlers already");
+    }
+    if (this.#readyState !== CONNECTING) {
+      throw new DOMException(
+        "Handlers are set before the WebSocket opens",
+        "InvalidStateError",
+      );
+    }
+    this.#handlers = handlers;
+    this.#handlersArg = arg;
+  }
+
+  /** For the engine: the 101 reply is written; "open" to the handlers, then the event. */
   opened(): void {
     if (this.#readyState !== CONNECTING) return;
     this.#readyState = OPEN;
+    this.#handlers?.open?.(this, this.#handlersArg);
     this.#fire(new SocketEvent("open"), this.onopen);
   }
 
@@ -359,6 +430,7 @@ export class ServerWebSocket extends EventTarget {
    */
   message(message: string | Uint8Array): void {
     if (this.#inbox !== undefined) this.#toInbox(message);
+    this.#handlers?.message?.(this, message);
     // Nobody to hear it (an app that only iterates): no event, and no Blob
     // or ArrayBuffer copy for it (~0.15 µs and ~300 bytes a message).
     if (this.onmessage == null && !this.#listened) return;
@@ -380,16 +452,22 @@ export class ServerWebSocket extends EventTarget {
         this.#readyState = CLOSED;
         this.#wake(); // the iterator ends once its inbox is empty
         this.#roomFor();
-        // As browsers do: a connection that failed says so before it closes.
-        if (!e.wasClean) this.#fire(new SocketEvent("error"), this.onerror);
-        this.#fire(
-          new SocketCloseEvent("close", {
-            code: e.code,
-            reason: e.reason,
-            wasClean: e.wasClean,
-          }),
-          this.onclose,
-        );
+        try {
+          // A room's member list is cleaned up by it: told first, and
+          // whatever an event's handler throws.
+          this.#handlers?.close?.(this, e.code, e.reason);
+        } finally {
+          // As browsers do: a connection that failed says so before it closes.
+          if (!e.wasClean) this.#fire(new SocketEvent("error"), this.onerror);
+          this.#fire(
+            new SocketCloseEvent("close", {
+              code: e.code,
+              reason: e.reason,
+              wasClean: e.wasClean,
+            }),
+            this.onclose,
+          );
+        }
         return;
         // Pings are answered by the session; the web API shows neither.
     }
