@@ -18,6 +18,17 @@ import {
 } from "./fixtures/ws_frames.ts";
 import { waitFor } from "./helpers/socket.ts";
 
+/** A socket over a fresh session, with no handler of any kind. */
+function unheard(): { ws: ServerWebSocket; session: WsSession } {
+  const session = new WsSession(DEFAULT_LIMITS);
+  const ws = new ServerWebSocket(session, {
+    url: "ws://localhost/",
+    protocol: "",
+    extensions: "",
+  });
+  return { ws, session };
+}
+
 function make(): { ws: ServerWebSocket; session: WsSession; log: string[] } {
   const session = new WsSession(DEFAULT_LIMITS);
   const ws = new ServerWebSocket(session, {
@@ -46,6 +57,27 @@ function drain(session: WsSession) {
     session.written(out.length);
   }
   return frames;
+}
+
+/**
+ * Counts every MessageEvent made, of whatever subclass, as its constructor
+ * assigns `this.data` (a setter on the prototype hears it), until disposed.
+ */
+function messageEventsMade(): { made: unknown[] } & Disposable {
+  const made: unknown[] = [];
+  Object.defineProperty(MessageEvent.prototype, "data", {
+    configurable: true,
+    set(this: MessageEvent, data: unknown) {
+      made.push(data);
+      Object.defineProperty(this, "data", { value: data, writable: true });
+    },
+  });
+  return {
+    made,
+    [Symbol.dispose]: () => {
+      Reflect.deleteProperty(MessageEvent.prototype, "data");
+    },
+  };
 }
 
 Deno.test("ServerWebSocket has CONNECTING to CLOSED on its prototype, as a browser's WebSocket, not in each socket", () => {
@@ -281,50 +313,33 @@ Deno.test("ServerWebSocket's iterator yields text and bytes in order, then ends 
 });
 
 Deno.test("a message nobody listens for makes no event; an onmessage or a listener added later gets the next ones", async () => {
-  // Every MessageEvent, of whatever subclass, is counted as its
-  // constructor assigns `this.data`: a setter on the prototype hears it.
-  const made: unknown[] = [];
-  Object.defineProperty(MessageEvent.prototype, "data", {
-    configurable: true,
-    set(this: MessageEvent, data: unknown) {
-      made.push(data);
-      Object.defineProperty(this, "data", { value: data, writable: true });
-    },
-  });
-  try {
-    const session = new WsSession(DEFAULT_LIMITS);
-    const ws = new ServerWebSocket(session, {
-      url: "ws://localhost/",
-      protocol: "",
-      extensions: "",
-    });
-    ws.opened();
-    const messages = ws[Symbol.asyncIterator]();
-    session.receive(clientFrame(OPCODE.Text, "iterated"));
-    session.receive(clientFrame(OPCODE.Binary, new Uint8Array([1])));
-    assert.deepEqual(made, [], "an app that only iterates pays for no event");
-    const heard: unknown[] = [];
-    ws.onmessage = (e) => heard.push(e.data);
-    session.receive(clientFrame(OPCODE.Text, "handled"));
-    ws.onmessage = null;
-    ws.addEventListener(
-      "message",
-      (e) => heard.push(`listener ${(e as MessageEvent).data}`),
-    );
-    session.receive(clientFrame(OPCODE.Text, "listened"));
-    assert.deepEqual(heard, ["handled", "listener listened"]);
-    assert.equal(made.length, 2);
-    const seen = [];
-    for (let i = 0; i < 4; i++) seen.push((await messages.next()).value);
-    assert.deepEqual(seen, [
-      "iterated",
-      new Uint8Array([1]),
-      "handled",
-      "listened",
-    ]);
-  } finally {
-    Reflect.deleteProperty(MessageEvent.prototype, "data");
-  }
+  using spy = messageEventsMade();
+  const { made } = spy;
+  const { ws, session } = unheard();
+  ws.opened();
+  const messages = ws[Symbol.asyncIterator]();
+  session.receive(clientFrame(OPCODE.Text, "iterated"));
+  session.receive(clientFrame(OPCODE.Binary, new Uint8Array([1])));
+  assert.deepEqual(made, [], "an app that only iterates pays for no event");
+  const heard: unknown[] = [];
+  ws.onmessage = (e) => heard.push(e.data);
+  session.receive(clientFrame(OPCODE.Text, "handled"));
+  ws.onmessage = null;
+  ws.addEventListener(
+    "message",
+    (e) => heard.push(`listener ${(e as MessageEvent).data}`),
+  );
+  session.receive(clientFrame(OPCODE.Text, "listened"));
+  assert.deepEqual(heard, ["handled", "listener listened"]);
+  assert.equal(made.length, 2);
+  const seen = [];
+  for (let i = 0; i < 4; i++) seen.push((await messages.next()).value);
+  assert.deepEqual(seen, [
+    "iterated",
+    new Uint8Array([1]),
+    "handled",
+    "listened",
+  ]);
 });
 
 Deno.test("ServerWebSocket's backlog() holds the engine's reads while unread messages pass maxBacklogBytes", async () => {
@@ -367,61 +382,45 @@ Deno.test("ServerWebSocket without an iterator never holds reads", () => {
 });
 
 Deno.test("handlers get open with its argument, each message as a plain value with no MessageEvent made, and the close's code and reason, before the on* handlers' events", () => {
-  // Every MessageEvent made is heard as its constructor sets `data`.
-  const made: unknown[] = [];
-  Object.defineProperty(MessageEvent.prototype, "data", {
-    configurable: true,
-    set(this: MessageEvent, data: unknown) {
-      made.push(data);
-      Object.defineProperty(this, "data", { value: data, writable: true });
+  using spy = messageEventsMade();
+  const { made } = spy;
+  const { ws, session } = unheard();
+  const log: unknown[] = [];
+  const handlers = {
+    seen: 0,
+    open(socket: ServerWebSocket, arg: { room: string }) {
+      log.push(["open", socket === ws, arg.room, socket.readyState]);
+      socket.send(`welcome to ${arg.room}`);
     },
-  });
-  try {
-    const session = new WsSession(DEFAULT_LIMITS);
-    const ws = new ServerWebSocket(session, {
-      url: "ws://localhost/",
-      protocol: "",
-      extensions: "",
-    });
-    const log: unknown[] = [];
-    const handlers = {
-      seen: 0,
-      open(socket: ServerWebSocket, arg: { room: string }) {
-        log.push(["open", socket === ws, arg.room, socket.readyState]);
-        socket.send(`welcome to ${arg.room}`);
-      },
-      message(socket: ServerWebSocket, data: string | Uint8Array) {
-        this.seen++; // called on the handlers object
-        log.push(["message", socket === ws, data]);
-      },
-      close(socket: ServerWebSocket, code: number, reason: string) {
-        log.push(["close", socket === ws, code, reason]);
-      },
-    };
-    ws.handleWith(handlers, { room: "lobby" });
-    ws.onopen = () => log.push("onopen");
-    ws.onclose = (e) => log.push(`onclose ${e.code}`);
-    ws.opened();
-    assert.deepEqual(
-      drain(session).map((f) => decoder.decode(f.payload)),
-      ["welcome to lobby"],
-    );
-    session.receive(clientFrame(OPCODE.Text, "hi"));
-    session.receive(clientFrame(OPCODE.Binary, new Uint8Array([1, 2])));
-    assert.deepEqual(made, [], "no MessageEvent for the handlers");
-    session.receive(clientFrame(OPCODE.Close, closePayload(4001, "bye")));
-    assert.deepEqual(log, [
-      ["open", true, "lobby", ws.OPEN],
-      "onopen",
-      ["message", true, "hi"],
-      ["message", true, new Uint8Array([1, 2])],
-      ["close", true, 4001, "bye"],
-      "onclose 4001",
-    ]);
-    assert.equal(handlers.seen, 2);
-  } finally {
-    Reflect.deleteProperty(MessageEvent.prototype, "data");
-  }
+    message(socket: ServerWebSocket, data: string | Uint8Array) {
+      this.seen++; // called on the handlers object
+      log.push(["message", socket === ws, data]);
+    },
+    close(socket: ServerWebSocket, code: number, reason: string) {
+      log.push(["close", socket === ws, code, reason]);
+    },
+  };
+  ws.handleWith(handlers, { room: "lobby" });
+  ws.onopen = () => log.push("onopen");
+  ws.onclose = (e) => log.push(`onclose ${e.code}`);
+  ws.opened();
+  assert.deepEqual(
+    drain(session).map((f) => decoder.decode(f.payload)),
+    ["welcome to lobby"],
+  );
+  session.receive(clientFrame(OPCODE.Text, "hi"));
+  session.receive(clientFrame(OPCODE.Binary, new Uint8Array([1, 2])));
+  assert.deepEqual(made, [], "no MessageEvent for the handlers");
+  session.receive(clientFrame(OPCODE.Close, closePayload(4001, "bye")));
+  assert.deepEqual(log, [
+    ["open", true, "lobby", ws.OPEN],
+    "onopen",
+    ["message", true, "hi"],
+    ["message", true, new Uint8Array([1, 2])],
+    ["close", true, 4001, "bye"],
+    "onclose 4001",
+  ]);
+  assert.equal(handlers.seen, 2);
 });
 
 Deno.test("an onmessage handler still gets its event beside the handlers, binary as binaryType says", () => {

@@ -32,7 +32,7 @@ const READ_BYTES = 4096;
 export type FloorConn = Pick<Deno.Conn, "read" | "write">;
 
 /** The 101 for the one key the bench's client sends, or any other. */
-export async function accept(key: string): Promise<Uint8Array> {
+async function accept(key: string): Promise<Uint8Array> {
   const digest = await crypto.subtle.digest(
     "SHA-1",
     new TextEncoder().encode(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`),
@@ -126,7 +126,25 @@ export async function echoFrames(
   }
 }
 
-async function echo(conn: Deno.TcpConn): Promise<void> {
+/**
+ * Listens on 127.0.0.1:`port`; for each connection reads the handshake,
+ * writes the 101, then hands the socket and its read buffer (a small
+ * frame's whole read) to `loop` until it returns or the client goes away.
+ */
+export async function listenAndEcho(
+  port: number,
+  loop: (conn: FloorConn, buf: Uint8Array) => Promise<void>,
+): Promise<void> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port });
+  for await (const conn of listener) {
+    handshakeThen(conn as Deno.TcpConn, loop);
+  }
+}
+
+async function handshakeThen(
+  conn: Deno.TcpConn,
+  loop: (conn: FloorConn, buf: Uint8Array) => Promise<void>,
+): Promise<void> {
   conn.setNoDelay(true);
   const buf = new Uint8Array(READ_BYTES);
   try {
@@ -135,7 +153,7 @@ async function echo(conn: Deno.TcpConn): Promise<void> {
     const head = new TextDecoder().decode(buf.subarray(0, n));
     const key = /sec-websocket-key:\s*(\S+)/i.exec(head)?.[1] ?? "";
     await writeAll(conn, await accept(key));
-    await echoFrames(conn, buf);
+    await loop(conn, buf);
   } catch {
     // the client went away
   } finally {
@@ -146,9 +164,5 @@ async function echo(conn: Deno.TcpConn): Promise<void> {
 }
 
 if (import.meta.main) {
-  const listener = Deno.listen({
-    hostname: "127.0.0.1",
-    port: Number(Deno.args[0] ?? 0),
-  });
-  for await (const conn of listener) echo(conn as Deno.TcpConn);
+  await listenAndEcho(Number(Deno.args[0] ?? 0), echoFrames);
 }

@@ -17,9 +17,8 @@
  * (case 15a). Listens on 127.0.0.1 and the port given as the first
  * argument; stops on SIGTERM.
  */
-import { accept, type FloorConn, writeAll } from "./ws_floor.ts";
+import { type FloorConn, listenAndEcho, writeAll } from "./ws_floor.ts";
 
-const READ_BYTES = 4096;
 const FATAL = new TextDecoder("utf-8", { fatal: true });
 const ENCODER = new TextEncoder();
 /**
@@ -34,7 +33,7 @@ class FloorSocket {
   binaryType = "arraybuffer";
   onmessage: ((e: MessageEvent) => void) | null = null;
   /** The next frame to write, built by `send()`, and its length. */
-  out = new Uint8Array(READ_BYTES);
+  out = new Uint8Array(128);
   outBytes = 0;
 
   send(data: string | ArrayBuffer): void {
@@ -98,32 +97,11 @@ export async function echoFramesWeb(
   }
 }
 
-async function serve(conn: Deno.TcpConn): Promise<void> {
-  conn.setNoDelay(true);
-  const buf = new Uint8Array(READ_BYTES);
-  try {
-    const n = await conn.read(buf);
-    if (n === null) return;
-    const head = new TextDecoder().decode(buf.subarray(0, n));
-    const key = /sec-websocket-key:\s*(\S+)/i.exec(head)?.[1] ?? "";
-    await writeAll(conn, await accept(key));
-    const socket = new FloorSocket();
-    // The app, as /echo and the Deno.serve reference are written.
-    socket.onmessage = (e) => socket.send(e.data);
-    await echoFramesWeb(conn, buf, socket);
-  } catch {
-    // the client went away
-  } finally {
-    try {
-      conn.close();
-    } catch { /* closed */ }
-  }
-}
-
 if (import.meta.main) {
-  const listener = Deno.listen({
-    hostname: "127.0.0.1",
-    port: Number(Deno.args[0] ?? 0),
+  await listenAndEcho(Number(Deno.args[0] ?? 0), (conn, buf) => {
+    const socket = new FloorSocket();
+    // The app, as a web-standard app and the Deno.serve reference are written.
+    socket.onmessage = (e) => socket.send(e.data);
+    return echoFramesWeb(conn, buf, socket);
   });
-  for await (const conn of listener) serve(conn as Deno.TcpConn);
 }

@@ -218,14 +218,14 @@ export class Router {
   /**
    * A WebSocket route: a GET with `Upgrade: websocket` on `template` gets
    * 101 and `handler` gets the socket (or, given {@link WsHandlers}, their
-   * methods get it and each message with no event object made). Other requests to the path go to
-   * its other routes as if this one were not there; with none for a GET
-   * (or HEAD), or none at all, 426 with `Upgrade: websocket` and
-   * `Connection: Upgrade` (400 for a handshake whose method is not GET),
-   * and the 405 of another method lists GET in `Allow`. A
-   * bad handshake is 400 (403 for an origin not in `options.origins`, 426
-   * for a version other than 13). A handshake for a path no route has is
-   * 404, on every router.
+   * methods get it and each message, with no event object made). Other
+   * requests to the path go to its other routes as if this one were not
+   * there; with none for a GET (or HEAD), or none at all, 426 with
+   * `Upgrade: websocket` and `Connection: Upgrade` (400 for a handshake
+   * whose method is not GET), and the 405 of another method lists GET in
+   * `Allow`. A bad handshake is 400 (403 for an origin not in
+   * `options.origins`, 426 for a version other than 13). A handshake for
+   * a path no route has is 404, on every router.
    */
   ws(
     template: string,
