@@ -13,6 +13,7 @@ import {
   clientFrame,
   closePayload,
   decoder,
+  encoder,
   readClose,
   readServerFrames,
 } from "./fixtures/ws_frames.ts";
@@ -469,4 +470,53 @@ Deno.test("a message handler that throws fails the connection with 1011; a close
     "close:1011:Internal error in the app:false",
   ]);
   assert.deepEqual(readClose(drain(session)[0].payload)[0], 1011);
+});
+
+/**
+ * A child Deno with `gc()` exposed: a socket handed handlers and an
+ * argument, opened, then kept; prints whether the argument survives a
+ * full collection (1) or not (0).
+ */
+const ARG_KEPT = `
+import { DEFAULT_LIMITS } from ${
+  JSON.stringify(import.meta.resolve("../lib/config.ts"))
+};
+import { WsSession } from ${
+  JSON.stringify(import.meta.resolve("../lib/http/ws/session.ts"))
+};
+import { ServerWebSocket } from ${
+  JSON.stringify(import.meta.resolve("../lib/http/ws/socket.ts"))
+};
+const ws = new ServerWebSocket(new WsSession(DEFAULT_LIMITS), {
+  url: "ws://localhost/",
+  protocol: "",
+  extensions: "",
+});
+let opened = 0;
+const ref = (() => {
+  const request = { big: new Uint8Array(1 << 20) };
+  ws.handleWith({ open: (_ws, arg) => opened += arg.big.length }, request);
+  return new WeakRef(request);
+})();
+ws.opened();
+await new Promise((r) => setTimeout(r, 0)); // WeakRefs hold until the job ends
+gc();
+if (opened !== 1 << 20 || ws.readyState !== 1) throw new Error("not opened");
+console.log(ref.deref() === undefined ? 0 : 1);
+Deno.exit(0);
+`;
+
+Deno.test("an open socket does not keep what handleWith() gave open (the router's request)", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--v8-flags=--expose-gc", "-"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(encoder.encode(ARG_KEPT));
+  await writer.close();
+  const { success, stdout, stderr } = await child.output();
+  assert.ok(success, decoder.decode(stderr));
+  assert.equal(decoder.decode(stdout).trim(), "0");
 });

@@ -240,7 +240,7 @@ export class ServerWebSocket extends EventTarget {
   onerror: WsEventHandler<Event> = null;
   /** Called once closed, with the close code and reason. */
   onclose: WsEventHandler<CloseEvent> = null;
-  /** What handleWith() gave for `open`'s second argument. */
+  /** What handleWith() gave for `open`'s second argument, until "open". */
   #handlersArg: unknown;
   #wakeReader: (() => void) | undefined;
   #roomMade: Promise<void> | undefined;
@@ -370,7 +370,11 @@ export class ServerWebSocket extends EventTarget {
   opened(): void {
     if (this.#readyState !== CONNECTING) return;
     this.#readyState = OPEN;
-    this.#handlers?.open?.(this, this.#handlersArg);
+    // The argument (the request, from the router) is for `open` only: an
+    // idle socket does not keep it.
+    const arg = this.#handlersArg;
+    this.#handlersArg = undefined;
+    this.#handlers?.open?.(this, arg);
     this.#fire(new SocketEvent("open"), this.onopen);
   }
 
