@@ -8,6 +8,7 @@ import { ReadTurns } from "../lib/http/read_turns.ts";
 import { serve } from "../lib/http/server.ts";
 import { waitFor } from "./helpers/socket.ts";
 import { countTimers } from "./helpers/timers.ts";
+import { runWithGc } from "./helpers/gc_child.ts";
 import { runWithNatives } from "./helpers/natives.ts";
 
 Deno.test("ReadTurns gives turns at once up to its limit, then in the order asked", async () => {
@@ -190,21 +191,11 @@ Deno.exit(0);
 `;
 
 Deno.test("ReadTurns holds no waiter it woke, even while others still wait", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--v8-flags=--expose-gc", "-"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = out.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(WOKEN_KEPT));
-  await writer.close();
-  const { success, stdout, stderr } = await out.output();
-  assert.ok(success, new TextDecoder().decode(stderr));
+  const kept = await runWithGc(WOKEN_KEPT);
   // A list read from its head and emptied only when no one waits kept
   // every one of them (and grew by one per read) while a saturated server
   // never let it empty.
-  assert.equal(new TextDecoder().decode(stdout).trim(), "0");
+  assert.equal(kept, "0");
 });
 
 Deno.test("ReadTurns refuses a limit below one", () => {

@@ -13,10 +13,10 @@ import {
   clientFrame,
   closePayload,
   decoder,
-  encoder,
   readClose,
   readServerFrames,
 } from "./fixtures/ws_frames.ts";
+import { runWithGc } from "./helpers/gc_child.ts";
 import { waitFor } from "./helpers/socket.ts";
 
 /** A socket over a fresh session, with no handler of any kind. */
@@ -507,16 +507,5 @@ Deno.exit(0);
 `;
 
 Deno.test("an open socket does not keep what handleWith() gave open (the router's request)", async () => {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--v8-flags=--expose-gc", "-"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(encoder.encode(ARG_KEPT));
-  await writer.close();
-  const { success, stdout, stderr } = await child.output();
-  assert.ok(success, decoder.decode(stderr));
-  assert.equal(decoder.decode(stdout).trim(), "0");
+  assert.equal(await runWithGc(ARG_KEPT), "0");
 });

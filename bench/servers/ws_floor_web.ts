@@ -68,7 +68,7 @@ class FloorSocket {
 }
 
 /** Echoes each small frame `conn` sends through `socket`'s `onmessage`. */
-export async function echoFramesWeb(
+async function echoFramesWeb(
   conn: FloorConn,
   buf: Uint8Array,
   socket: FloorSocket,
