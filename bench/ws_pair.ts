@@ -17,7 +17,9 @@
  * app, `/echo`); `name=task:DIR` starts it as `deno task serve` in DIR
  * does (the launcher, then the engine: the engine's CPU is counted); `deno`
  * starts bench/servers/deno_serve_ws.ts, `floor` bench/servers/ws_floor.ts
- * (the bare WebSocket floor); `name=deno` and `name=floor` start those
+ * (the bare WebSocket floor), `webfloor` bench/servers/ws_floor_web.ts (the
+ * web API's floor; `webfloor,WEBFLOOR_PLAIN=1` without the `MessageEvent`);
+ * `name=deno`, `name=floor` and `name=webfloor` start those
  * under another name (e.g. `floor32=floor,DENO_V8_FLAGS=...`). `name=DIR,ENV=VALUE` sets environment
  * variables for that server. `--v8 FLAGS` passes V8 flags to every
  * server but a `task:` one (e.g. `--trace-gc`, whose lines are counted per
@@ -114,7 +116,8 @@ async function start(spec: string): Promise<Server> {
   // name=DIR[,ENV=VALUE...]: environment variables for that server only.
   const [head, ...envs] = spec.split(",");
   const [name, where] = head.includes("=") ? head.split("=") : [head, head];
-  // `deno` and `floor` (as a name or after `=`) are the bench's own servers.
+  // `deno`, `floor` and `webfloor` (as a name or after `=`) are the bench's
+  // own servers (with --allow-env, for the web floor's variant).
   const script = where === "floor"
     ? "ws_floor.ts"
     : where === "webfloor"
